@@ -1,0 +1,477 @@
+//! Stage 6, codegen: the struct, its weight loading and `forward` as Rust tokens.
+//!
+//! Generated code is O(layers): one kernel call per planned step, every dimension a
+//! literal const-generic argument, weights never emitted as tokens. Runtime items are
+//! named through the facade (`::cnn::__private::rt`), so a user crate needs `cnn` only.
+
+use proc_macro2::{Literal, TokenStream};
+use quote::{format_ident, quote};
+use syn::{Attribute, Ident, Visibility};
+
+use crate::ir::{Activation, Model, Op, PoolKind, Shape};
+use crate::plan::{Buf, Kernel, Plan, Step};
+use crate::shape::LayerShape;
+
+/// What codegen needs besides the model: the struct's name, visibility, attributes.
+pub struct Item<'a> {
+    /// Attributes passed through (doc comments, ...).
+    pub attrs: &'a [Attribute],
+    /// Visibility.
+    pub vis: &'a Visibility,
+    /// Name.
+    pub ident: &'a Ident,
+}
+
+fn rt() -> TokenStream {
+    quote!(::cnn::__private::rt)
+}
+
+fn lit(n: usize) -> Literal {
+    Literal::usize_unsuffixed(n)
+}
+
+fn field_name(name: &str) -> Ident {
+    format_ident!("p_{}", name)
+}
+
+fn act_tokens(act: Option<Activation>) -> TokenStream {
+    let rt = rt();
+    match act {
+        None => quote!(#rt::Act::Identity),
+        Some(Activation::Relu) => quote!(#rt::Act::Relu),
+        Some(Activation::Relu6) => quote!(#rt::Act::Relu6),
+        Some(Activation::Tanh) => quote!(#rt::Act::Tanh),
+        Some(Activation::Sigmoid) => quote!(#rt::Act::Sigmoid),
+        Some(Activation::LeakyRelu(s)) => {
+            let s = Literal::f32_suffixed(s as f32);
+            quote!(#rt::Act::LeakyRelu(#s))
+        }
+    }
+}
+
+fn src(buf: Buf) -> TokenStream {
+    match buf {
+        Buf::Input => quote!(input),
+        Buf::A => quote!(&arena_a[..]),
+        Buf::B => quote!(&arena_b[..]),
+        Buf::Output => quote!(&output[..]),
+    }
+}
+
+fn dst(buf: Buf) -> TokenStream {
+    match buf {
+        Buf::Input => quote!(compile_error!("cnn: internal error, a kernel writes the input")),
+        Buf::A => quote!(&mut arena_a[..]),
+        Buf::B => quote!(&mut arena_b[..]),
+        Buf::Output => quote!(&mut output[..]),
+    }
+}
+
+fn nested_type(shape: Shape) -> TokenStream {
+    match shape {
+        Shape::Chw(c, h, w) => {
+            let (c, h, w) = (lit(c), lit(h), lit(w));
+            quote!([[[f32; #w]; #h]; #c])
+        }
+        Shape::Vec(n) => {
+            let n = lit(n);
+            quote!([f32; #n])
+        }
+    }
+}
+
+fn nested_zero(shape: Shape) -> TokenStream {
+    match shape {
+        Shape::Chw(c, h, w) => {
+            let (c, h, w) = (lit(c), lit(h), lit(w));
+            quote!([[[0.0f32; #w]; #h]; #c])
+        }
+        Shape::Vec(n) => {
+            let n = lit(n);
+            quote!([0.0f32; #n])
+        }
+    }
+}
+
+fn flat(shape: Shape, value: TokenStream, mutable: bool) -> TokenStream {
+    match (shape, mutable) {
+        (Shape::Chw(..), false) => quote!(#value.as_flattened().as_flattened()),
+        (Shape::Chw(..), true) => quote!(#value.as_flattened_mut().as_flattened_mut()),
+        (Shape::Vec(_), false) => quote!(&#value[..]),
+        (Shape::Vec(_), true) => quote!(&mut #value[..]),
+    }
+}
+
+/// The weights one step needs, its struct field, and how to build it from the loaded
+/// tensors (`t[i]` in the order of the spec list).
+struct Weights {
+    specs: Vec<(String, Vec<usize>)>,
+    ignored: Vec<String>,
+    fields: Vec<(Ident, TokenStream, TokenStream)>,
+}
+
+impl Weights {
+    fn tensor(&mut self, key: String, shape: Vec<usize>) -> TokenStream {
+        let i = lit(self.specs.len());
+        self.specs.push((key, shape));
+        quote!(&t[#i])
+    }
+
+    fn batch_norm(&mut self, model: &Model, shapes: &[LayerShape], layer: usize) -> TokenStream {
+        let rt = rt();
+        let name = &model.layers[layer].name;
+        let (c, _) = shapes[layer].input.channels_and_plane();
+        let Op::BatchNorm { eps } = model.layers[layer].op else {
+            unreachable!("planned batch norms are batch_norm layers")
+        };
+        let w = self.tensor(format!("{name}.weight"), vec![c]);
+        let b = self.tensor(format!("{name}.bias"), vec![c]);
+        let m = self.tensor(format!("{name}.running_mean"), vec![c]);
+        let v = self.tensor(format!("{name}.running_var"), vec![c]);
+        self.ignored.push(format!("{name}.num_batches_tracked"));
+        let eps = Literal::f64_suffixed(eps);
+        quote!(#rt::kernels::norm::Affine::from_batch_norm(#w, #b, #m, #v, #eps))
+    }
+}
+
+/// Generates the struct and its impls.
+pub fn generate(
+    item: &Item<'_>,
+    model: &Model,
+    shapes: &[LayerShape],
+    plan: &Plan,
+    summary: &str,
+    tracked: Option<&str>,
+) -> TokenStream {
+    let rt = rt();
+    let Item { attrs, vis, ident } = item;
+    let input_shape = shapes[0].input;
+    let output_shape = shapes.last().expect("a checked model has a layer").output;
+    let in_len = lit(input_shape.len());
+    let out_len = lit(output_shape.len());
+    let params: usize = shapes.iter().map(|s| s.params).sum();
+    let macs: usize = shapes.iter().map(|s| s.macs).sum();
+    let params = lit(params);
+    let macs = lit(macs);
+    let arena_bytes = lit((plan.arena_a + plan.arena_b) * 4);
+    let in_dims = input_shape.dims().into_iter().map(lit);
+    let out_dims = output_shape.dims().into_iter().map(lit);
+    let input_ty = nested_type(input_shape);
+    let output_ty = nested_type(output_shape);
+    let output_zero = nested_zero(output_shape);
+    let flat_in = flat(input_shape, quote!(input), false);
+    let flat_out = flat(output_shape, quote!(output), true);
+
+    let mut weights = Weights {
+        specs: Vec::new(),
+        ignored: Vec::new(),
+        fields: Vec::new(),
+    };
+    let mut calls = Vec::new();
+    for step in &plan.steps {
+        calls.push(step_call(step, model, shapes, &mut weights));
+    }
+
+    let mut arenas = Vec::new();
+    if plan.arena_a > 0 {
+        let n = lit(plan.arena_a);
+        arenas.push(quote!(let mut arena_a = [0.0f32; #n];));
+    }
+    if plan.arena_b > 0 {
+        let n = lit(plan.arena_b);
+        arenas.push(quote!(let mut arena_b = [0.0f32; #n];));
+    }
+
+    let field_defs = weights.fields.iter().map(|(f, ty, _)| quote!(#f: #ty));
+    let field_inits = weights.fields.iter().map(|(f, _, init)| quote!(#f: #init));
+    let no_weights = weights.fields.is_empty();
+    let (struct_body, struct_init) = if no_weights {
+        (quote!({ _weights: () }), quote!({ _weights: () }))
+    } else {
+        (
+            quote!({ #(#field_defs,)* }),
+            quote!({ #(#field_inits,)* }),
+        )
+    };
+    let spec_items = weights.specs.iter().map(|(key, shape)| {
+        let dims = shape.iter().map(|d| lit(*d));
+        quote!(#rt::load::TensorSpec { key: #key, shape: &[#(#dims),*] })
+    });
+    let ignored = &weights.ignored;
+    let track = tracked.map(|path| quote!(const _: &[u8] = ::core::include_bytes!(#path);));
+    let name_str = ident.to_string();
+
+    quote! {
+        #(#attrs)*
+        #vis struct #ident #struct_body
+
+        #track
+
+        impl #ident {
+            /// The per-layer table (name, op, output shape, parameters, MACs, kernel),
+            /// computed when the macro expanded.
+            pub const SUMMARY: &'static str = #summary;
+
+            /// The per-layer table: name, op, output shape, parameters, MACs, and the
+            /// kernel that runs the layer; totals and activation memory.
+            pub fn summary() -> &'static str {
+                Self::SUMMARY
+            }
+        }
+
+        impl ::core::fmt::Debug for #ident {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.debug_struct(#name_str)
+                    .field("input", &<Self as #rt::Model>::INPUT_SHAPE)
+                    .field("output", &<Self as #rt::Model>::OUTPUT_SHAPE)
+                    .field("params", &<Self as #rt::Model>::PARAMS)
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl #rt::Model for #ident {
+            type Input = #input_ty;
+            type Output = #output_ty;
+            const INPUT_SHAPE: &'static [usize] = &[#(#in_dims),*];
+            const OUTPUT_SHAPE: &'static [usize] = &[#(#out_dims),*];
+            const INPUT_LEN: usize = #in_len;
+            const OUTPUT_LEN: usize = #out_len;
+            const PARAMS: usize = #params;
+            const MACS: usize = #macs;
+            const ARENA_BYTES: usize = #arena_bytes;
+
+            fn from_safetensors(
+                bytes: &[u8],
+            ) -> ::core::result::Result<::std::boxed::Box<Self>, #rt::LoadError> {
+                const SPECS: &[#rt::load::TensorSpec] = &[#(#spec_items),*];
+                const IGNORED: &[&str] = &[#(#ignored),*];
+                let t = #rt::load::load_tensors(bytes, SPECS, IGNORED)?;
+                let _ = &t;
+                ::core::result::Result::Ok(::std::boxed::Box::new(Self #struct_init))
+            }
+
+            fn forward(&self, input: &Self::Input) -> Self::Output {
+                let mut output = #output_zero;
+                <Self as #rt::Model>::forward_raw(self, #flat_in, #flat_out);
+                output
+            }
+
+            #[inline(never)]
+            fn forward_raw(&self, input: &[f32], output: &mut [f32]) {
+                let input = &input[..#in_len];
+                let output = &mut output[..#out_len];
+                #(#arenas)*
+                #(#calls)*
+            }
+
+            fn summary() -> &'static str {
+                Self::SUMMARY
+            }
+        }
+    }
+}
+
+fn step_call(step: &Step, model: &Model, shapes: &[LayerShape], w: &mut Weights) -> TokenStream {
+    let rt = rt();
+    let act = act_tokens(step.act);
+    let s = src(step.src);
+    let d = dst(step.dst);
+    let (c, plane) = step.input.channels_and_plane();
+    match step.kernel {
+        Kernel::Conv {
+            layer,
+            depthwise,
+            bn,
+        } => {
+            let l = &model.layers[layer];
+            let Op::Conv(conv) = l.op else {
+                unreachable!("planned convs are conv layers")
+            };
+            let Shape::Chw(ci, h, wd) = shapes[layer].input else {
+                unreachable!("conv inputs are [C, H, W]")
+            };
+            let Shape::Chw(o, oh, ow) = shapes[layer].output else {
+                unreachable!("conv outputs are [C, H, W]")
+            };
+            let (kh, kw) = (conv.kernel.0 as usize, conv.kernel.1 as usize);
+            let (sh, sw) = (conv.stride.0 as usize, conv.stride.1 as usize);
+            let (dh, dw) = (conv.dilation.0 as usize, conv.dilation.1 as usize);
+            let g = conv.groups as usize;
+            let (pt, _, pl, _) = shapes[layer].pads;
+            let field = field_name(&l.name);
+            let weight = w.tensor(format!("{}.weight", l.name), vec![o, ci / g, kh, kw]);
+            let bias = if conv.bias {
+                let b = w.tensor(format!("{}.bias", l.name), vec![o]);
+                quote!(::core::option::Option::Some(#b))
+            } else {
+                quote!(::core::option::Option::None)
+            };
+            let bn = match bn {
+                Some(j) => {
+                    let a = w.batch_norm(model, shapes, j);
+                    quote!(::core::option::Option::Some(&#a))
+                }
+                None => quote!(::core::option::Option::None),
+            };
+            let (ol, cgl, khl, kwl) = (lit(o), lit(ci / g), lit(kh), lit(kw));
+            let [ci, h, wd, o, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, g] =
+                [ci, h, wd, o, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, g].map(lit);
+            if depthwise {
+                w.fields.push((
+                    field.clone(),
+                    quote!(#rt::kernels::depthwise::DepthwiseParams),
+                    quote!(#rt::kernels::depthwise::DepthwiseParams::from_torch(#ol, #cgl, #khl, #kwl, #weight, #bias, #bn)),
+                ));
+                quote! {
+                    #rt::kernels::depthwise::depthwise_conv2d::<#ci, #h, #wd, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw>(#s, &self.#field, #d, #act);
+                }
+            } else {
+                w.fields.push((
+                    field.clone(),
+                    quote!(#rt::kernels::conv::ConvParams),
+                    quote!(#rt::kernels::conv::ConvParams::from_torch(#ol, #cgl, #khl, #kwl, #weight, #bias, #bn)),
+                ));
+                quote! {
+                    #rt::kernels::conv::conv2d::<#ci, #h, #wd, #o, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw, #g>(#s, &self.#field, #d, #act);
+                }
+            }
+        }
+        Kernel::Linear { layer, bn } => {
+            let l = &model.layers[layer];
+            let Op::Linear { bias, .. } = l.op else {
+                unreachable!("planned linears are linear layers")
+            };
+            let n_in = shapes[layer].input.len();
+            let n_out = shapes[layer].output.len();
+            let field = field_name(&l.name);
+            let weight = w.tensor(format!("{}.weight", l.name), vec![n_out, n_in]);
+            let bias = if bias {
+                let b = w.tensor(format!("{}.bias", l.name), vec![n_out]);
+                quote!(::core::option::Option::Some(#b))
+            } else {
+                quote!(::core::option::Option::None)
+            };
+            let bn = match bn {
+                Some(j) => {
+                    let a = w.batch_norm(model, shapes, j);
+                    quote!(::core::option::Option::Some(&#a))
+                }
+                None => quote!(::core::option::Option::None),
+            };
+            let (i, o) = (lit(n_in), lit(n_out));
+            w.fields.push((
+                field.clone(),
+                quote!(#rt::kernels::linear::LinearParams),
+                quote!(#rt::kernels::linear::LinearParams::from_torch(#o, #i, #weight, #bias, #bn)),
+            ));
+            quote! {
+                #rt::kernels::linear::linear::<#i, #o>(#s, &self.#field, #d, #act);
+            }
+        }
+        Kernel::Pool { layer } => {
+            let Op::Pool(pool) = model.layers[layer].op else {
+                unreachable!("planned pools are pool layers")
+            };
+            let Shape::Chw(ci, h, wd) = shapes[layer].input else {
+                unreachable!("pool inputs are [C, H, W]")
+            };
+            let Shape::Chw(_, oh, ow) = shapes[layer].output else {
+                unreachable!("pool outputs are [C, H, W]")
+            };
+            let (kh, kw) = (pool.kernel.0 as usize, pool.kernel.1 as usize);
+            let (sh, sw) = (pool.stride.0 as usize, pool.stride.1 as usize);
+            let (ph, pw) = (pool.padding.0 as usize, pool.padding.1 as usize);
+            let (dh, dw) = (pool.dilation.0 as usize, pool.dilation.1 as usize);
+            let [ci, h, wd, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw] =
+                [ci, h, wd, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw].map(lit);
+            match pool.kind {
+                PoolKind::Max => quote! {
+                    #rt::kernels::pool::max_pool2d::<#ci, #h, #wd, #oh, #ow, #kh, #kw, #sh, #sw, #ph, #pw, #dh, #dw>(#s, #d);
+                },
+                PoolKind::Avg => {
+                    let cip = pool.count_include_pad;
+                    quote! {
+                        #rt::kernels::pool::avg_pool2d::<#ci, #h, #wd, #oh, #ow, #kh, #kw, #sh, #sw, #ph, #pw, #cip>(#s, #d);
+                    }
+                }
+            }
+        }
+        Kernel::GlobalAvg | Kernel::GlobalMax => {
+            let f = if step.kernel == Kernel::GlobalAvg {
+                quote!(global_avg_pool)
+            } else {
+                quote!(global_max_pool)
+            };
+            let (c, plane) = (lit(c), lit(plane));
+            quote!(#rt::kernels::pool::#f::<#c, #plane>(#s, #d);)
+        }
+        Kernel::Affine { layer } => {
+            let field = field_name(&model.layers[layer].name);
+            let init = w.batch_norm(model, shapes, layer);
+            w.fields
+                .push((field.clone(), quote!(#rt::kernels::norm::Affine), init));
+            let (c, plane) = (lit(c), lit(plane));
+            quote!(#rt::kernels::norm::channel_affine::<#c, #plane>(#d, &self.#field, #act);)
+        }
+        Kernel::Activation => {
+            let n = lit(step.input.len());
+            let buf = dst(step.dst);
+            quote!(#rt::kernels::activation::activate(&mut (#buf)[..#n], #act);)
+        }
+        Kernel::Softmax => {
+            let n = lit(step.input.len());
+            let buf = dst(step.dst);
+            quote!(#rt::kernels::softmax::softmax(&mut (#buf)[..#n]);)
+        }
+        Kernel::Copy => {
+            let n = lit(step.input.len());
+            let from = src(step.src);
+            let to = dst(step.dst);
+            quote!((#to)[..#n].copy_from_slice(&(#from)[..#n]);)
+        }
+    }
+}
+
+/// Stub items emitted beside the errors of a rejected description, so the user sees our
+/// messages rather than a cascade of "cannot find type".
+pub fn fallback(item: &Item<'_>) -> TokenStream {
+    let rt = rt();
+    let Item { attrs, vis, ident } = item;
+    quote! {
+        #(#attrs)*
+        #vis struct #ident { _invalid: () }
+
+        impl #ident {
+            /// Unavailable: the description has errors.
+            pub const SUMMARY: &'static str = "";
+            /// Unavailable: the description has errors.
+            pub fn summary() -> &'static str { "" }
+        }
+
+        impl #rt::Model for #ident {
+            type Input = [[[f32; 1]; 1]; 1];
+            type Output = [f32; 1];
+            const INPUT_SHAPE: &'static [usize] = &[];
+            const OUTPUT_SHAPE: &'static [usize] = &[];
+            const INPUT_LEN: usize = 0;
+            const OUTPUT_LEN: usize = 0;
+            const PARAMS: usize = 0;
+            const MACS: usize = 0;
+            const ARENA_BYTES: usize = 0;
+            fn from_safetensors(
+                _: &[u8],
+            ) -> ::core::result::Result<::std::boxed::Box<Self>, #rt::LoadError> {
+                ::core::unreachable!()
+            }
+            fn forward(&self, _: &Self::Input) -> Self::Output {
+                ::core::unreachable!()
+            }
+            fn forward_raw(&self, _: &[f32], _: &mut [f32]) {
+                ::core::unreachable!()
+            }
+            fn summary() -> &'static str {
+                ""
+            }
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! The `cnn` model compiler: `cnn_model!` reads a network description, infers every
+//! shape while it expands, rejects impossible architectures with errors that name the
+//! layer and the numbers, and generates a struct whose `forward` is a straight line of
+//! kernel calls into `cnn-runtime`.
+//!
+//! The stages, one module each, with one IR ([`ir`]) between them:
+//!
+//! | stage | module | knows |
+//! |---|---|---|
+//! | parse | [`parse::inline`], [`parse::toml`] | syntax only: tokens or TOML into a raw form |
+//! | lower | [`lower`] | op and argument names, types, defaults, index naming → IR |
+//! | check | [`check`] | rules that need no shapes (sizes ≥ 1, eps > 0, unique names) |
+//! | infer | [`shape`] | PyTorch's shape arithmetic, params and MACs |
+//! | plan | [`plan`] | kernel choice, fusion, arena assignment |
+//! | emit | [`codegen`], [`summary`] | Rust tokens and the summary table |
+//!
+//! Every stage is a plain function, unit-tested without a proc-macro context; all
+//! problems of a description are collected and reported in one compile, beside stub
+//! items so the user sees our messages and no cascade. See `README.md` in this crate for
+//! how to add an op.
+
+#![warn(missing_docs)]
+
+use std::path::{Path, PathBuf};
+
+use proc_macro2::{Span, TokenStream};
+use quote::quote;
+
+mod check;
+mod codegen;
+mod ir;
+mod lower;
+mod parse;
+mod plan;
+mod shape;
+mod suggest;
+mod summary;
+
+#[cfg(test)]
+mod tests;
+
+use ir::{Diag, Loc};
+use parse::inline::Header;
+
+/// Compiles a CNN description into a struct implementing `cnn::Model`.
+///
+/// ```ignore
+/// cnn_model! {
+///     /// LeNet-5 (LeCun et al., 1998).
+///     pub struct LeNet5 {
+///         input: [1, 32, 32],
+///         conv1: conv(6, kernel = 5),
+///         tanh,
+///         pool1: avg_pool(2),
+///         conv2: conv(16, kernel = 5),
+///         tanh,
+///         avg_pool(2),
+///         flatten,
+///         fc1: linear(120),
+///         tanh,
+///         fc2: linear(84),
+///         tanh,
+///         fc3: linear(10),
+///     }
+/// }
+///
+/// cnn_model! {
+///     #[file = "models/lenet5.toml"]   // relative to CARGO_MANIFEST_DIR
+///     pub struct LeNet5;
+/// }
+/// ```
+///
+/// The language (ops, arguments, defaults, PyTorch's shape rules) is specified in
+/// `MODEL_FORMAT.md`.
+#[proc_macro]
+pub fn cnn_model(input: proc_macro::TokenStream) -> proc_macro::TokenStream {
+    let base = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    expand(input.into(), &base).into()
+}
+
+/// Where a description came from: how its locations turn into `syn::Error`s.
+enum Source {
+    Inline,
+    File { display: String, lit: syn::LitStr },
+}
+
+fn to_error(diag: &Diag, source: &Source) -> syn::Error {
+    match (&diag.loc, source) {
+        (Loc::Span(start, end), _) => {
+            let mut tokens = quote::quote_spanned!(*start=> a);
+            tokens.extend(quote::quote_spanned!(*end=> b));
+            syn::Error::new_spanned(tokens, &diag.msg)
+        }
+        (Loc::File { line, col }, Source::File { display, lit }) => {
+            syn::Error::new(lit.span(), format!("{display}:{line}:{col}: {}", diag.msg))
+        }
+        (Loc::File { line, col }, Source::Inline) => {
+            syn::Error::new(Span::call_site(), format!("{line}:{col}: {}", diag.msg))
+        }
+    }
+}
+
+/// Everything the front end learned about a valid description.
+struct Compiled {
+    model: ir::Model,
+    shapes: Vec<shape::LayerShape>,
+    plan: plan::Plan,
+}
+
+/// Parse → lower → check → infer → plan, collecting every diagnostic.
+fn front_end(raw: &parse::RawModel) -> Result<Compiled, Vec<Diag>> {
+    let (model, mut diags) = lower::lower(raw);
+    diags.extend(check::check(&model));
+    // A layer with a problem stops shape inference there (what follows would only echo it).
+    let mut blocked = lowered_gaps(&model, raw.layers.len());
+    blocked.extend(blocked_by_checks(&model, &diags));
+    let input_ok = model.input.is_some_and(|i| i.iter().all(|v| *v >= 1));
+    let (shapes, shape_diag) = if input_ok {
+        shape::infer(&model, &blocked)
+    } else {
+        (Vec::new(), None)
+    };
+    diags.extend(shape_diag);
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    if shapes.len() != model.layers.len() || model.layers.is_empty() {
+        return Err(vec![Diag::new(
+            model.body_loc,
+            "internal error: shapes were not inferred for every layer",
+        )]);
+    }
+    let plan = plan::plan(&model, &shapes);
+    Ok(Compiled {
+        model,
+        shapes,
+        plan,
+    })
+}
+
+/// Indices of layers that failed to lower.
+fn lowered_gaps(model: &ir::Model, n: usize) -> Vec<usize> {
+    (0..n)
+        .filter(|i| !model.layers.iter().any(|l| l.index == *i))
+        .collect()
+}
+
+/// Layers named by a check diagnostic (their message starts with "layer `name`").
+fn blocked_by_checks(model: &ir::Model, diags: &[Diag]) -> Vec<usize> {
+    let mut blocked = Vec::new();
+    for layer in &model.layers {
+        let tag = format!("layer `{}` (", layer.name);
+        if diags.iter().any(|d| d.msg.starts_with(&tag)) {
+            blocked.push(layer.index);
+        }
+    }
+    blocked
+}
+
+fn read_file(lit: &syn::LitStr, base: &Path) -> Result<(String, PathBuf), syn::Error> {
+    let rel = lit.value();
+    let path = base.join(&rel);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok((text, path.canonicalize().unwrap_or(path))),
+        Err(e) => Err(syn::Error::new(
+            lit.span(),
+            format!(
+                "cannot read the model file `{rel}` ({}): {e}; paths are relative to the crate's CARGO_MANIFEST_DIR",
+                path.display()
+            ),
+        )),
+    }
+}
+
+/// The whole macro as a plain function of tokens (and the directory files resolve from).
+fn expand(input: TokenStream, base: &Path) -> TokenStream {
+    let header: Header = match syn::parse2(input) {
+        Ok(h) => h,
+        Err(e) => return e.to_compile_error(),
+    };
+    let item = codegen::Item {
+        attrs: &header.attrs,
+        vis: &header.vis,
+        ident: &header.ident,
+    };
+    let fail = |errors: Vec<syn::Error>, item: &codegen::Item<'_>| {
+        let mut iter = errors.into_iter();
+        let mut combined = iter.next().expect("fail is called with at least one error");
+        for e in iter {
+            combined.combine(e);
+        }
+        let errors = combined.to_compile_error();
+        let stub = codegen::fallback(item);
+        quote!(#errors #stub)
+    };
+    if let Some(w) = &header.weights {
+        return fail(
+            vec![syn::Error::new(
+                w.span(),
+                "#[weights = ..] (embedding weights at compile time) is not supported yet; load them with `from_safetensors` or `load`",
+            )],
+            &item,
+        );
+    }
+    let (raw, source, tracked) = match (&header.file, &header.body) {
+        (Some(lit), None) => {
+            let (text, path) = match read_file(lit, base) {
+                Ok(x) => x,
+                Err(e) => return fail(vec![e], &item),
+            };
+            let source = Source::File {
+                display: lit.value(),
+                lit: lit.clone(),
+            };
+            let tracked = path.to_string_lossy().into_owned();
+            match parse::toml::parse(&text) {
+                Ok(raw) => (raw, source, Some(tracked)),
+                Err(d) => return fail(vec![to_error(&d, &source)], &item),
+            }
+        }
+        (None, Some((body, span))) => match parse::inline::parse_body(body.clone(), *span) {
+            Ok(raw) => (raw, Source::Inline, None),
+            Err(d) => return fail(vec![to_error(&d, &Source::Inline)], &item),
+        },
+        (Some(lit), Some(_)) => {
+            return fail(
+                vec![syn::Error::new(
+                    lit.span(),
+                    "give the model either inline `{ .. }` or with #[file = ..] and `struct Name;`, not both",
+                )],
+                &item,
+            )
+        }
+        (None, None) => {
+            return fail(
+                vec![syn::Error::new(
+                    header.ident.span(),
+                    "no model: write the layers inline `struct Name { input: [C, H, W], .. }` or add #[file = \"model.toml\"]",
+                )],
+                &item,
+            )
+        }
+    };
+    match front_end(&raw) {
+        Ok(c) => {
+            let text = summary::render(&header.ident.to_string(), &c.model, &c.shapes, &c.plan);
+            codegen::generate(&item, &c.model, &c.shapes, &c.plan, &text, tracked.as_deref())
+        }
+        Err(diags) => {
+            let errors = diags.iter().map(|d| to_error(d, &source)).collect();
+            let mut out = fail(errors, &item);
+            if let Some(path) = tracked {
+                // Still track the file, so fixing it triggers a rebuild.
+                out.extend(quote!(const _: &[u8] = ::core::include_bytes!(#path);));
+            }
+            out
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! The `summary()` table, computed while the macro expands.
+
+use crate::ir::Model;
+use crate::plan::{describe, Plan};
+use crate::shape::LayerShape;
+
+/// `1234567` -> `1,234,567`.
+pub fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// Renders the per-layer table: name, op, output shape, parameters, MACs and the kernel
+/// that runs the layer; then totals, weights and activation memory.
+pub fn render(name: &str, model: &Model, shapes: &[LayerShape], plan: &Plan) -> String {
+    let mut kernel_of = vec![String::new(); model.layers.len()];
+    for step in &plan.steps {
+        for (k, &layer) in step.layers.iter().enumerate() {
+            kernel_of[layer] = if k == 0 {
+                describe(step, model)
+            } else {
+                format!("(fused into `{}`)", model.layers[step.layers[0]].name)
+            };
+        }
+    }
+    for (i, layer) in model.layers.iter().enumerate() {
+        if kernel_of[i].is_empty() {
+            kernel_of[i] = match layer.op {
+                crate::ir::Op::Flatten => "(no-op: CHW order)".to_string(),
+                _ => "(no-op at inference)".to_string(),
+            };
+        }
+    }
+    let header = ["layer", "op", "output shape", "params", "MACs", "runs as"];
+    let rows: Vec<[String; 6]> = model
+        .layers
+        .iter()
+        .zip(shapes)
+        .zip(&kernel_of)
+        .map(|((layer, s), kernel)| {
+            [
+                layer.name.clone(),
+                layer.op.keyword().to_string(),
+                s.output.to_string(),
+                thousands(s.params),
+                thousands(s.macs),
+                kernel.clone(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String; 6]| {
+        format!(
+            "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {:>w4$}  {}",
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            cells[4],
+            cells[5],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3],
+            w4 = widths[4],
+        )
+        .trim_end()
+        .to_string()
+    };
+    let total_width = widths.iter().sum::<usize>() + 2 * 5;
+    let rule = "-".repeat(total_width);
+    let params: usize = shapes.iter().map(|s| s.params).sum();
+    let macs: usize = shapes.iter().map(|s| s.macs).sum();
+    let input = shapes.first().map(|s| s.input.to_string()).unwrap_or_default();
+    let output = shapes.last().map(|s| s.output.to_string()).unwrap_or_default();
+    let calls = plan
+        .steps
+        .iter()
+        .filter(|s| s.kernel != crate::plan::Kernel::Copy)
+        .count();
+    let arena_bytes = (plan.arena_a + plan.arena_b) * 4;
+
+    let mut out = String::new();
+    out.push_str(&format!("Model `{name}`: input {input} -> output {output}\n"));
+    out.push_str(&rule);
+    out.push('\n');
+    out.push_str(&line(&header.map(String::from)));
+    out.push('\n');
+    out.push_str(&rule);
+    out.push('\n');
+    for row in &rows {
+        out.push_str(&line(row));
+        out.push('\n');
+    }
+    out.push_str(&rule);
+    out.push('\n');
+    out.push_str(&format!(
+        "total params: {} ({} bytes as f32)\n",
+        thousands(params),
+        thousands(params * 4)
+    ));
+    out.push_str(&format!("total MACs:   {}\n", thousands(macs)));
+    out.push_str(&format!(
+        "forward:      {calls} kernel calls, {} layers\n",
+        model.layers.len()
+    ));
+    out.push_str(&format!(
+        "activations:  {} bytes on the stack (arena A {} + arena B {} floats)",
+        thousands(arena_bytes),
+        thousands(plan.arena_a),
+        thousands(plan.arena_b)
+    ));
+    out
+}

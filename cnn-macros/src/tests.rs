@@ -1,0 +1,462 @@
+//! Unit tests of the front end, run without a proc-macro context.
+
+use std::path::{Path, PathBuf};
+
+use proc_macro2::TokenStream;
+use proptest::prelude::*;
+
+use crate::ir::{Model, Shape};
+use crate::parse::inline::Header;
+use crate::shape::{conv_out, pool_out, Axis, AxisError};
+use crate::{expand, front_end, parse, Compiled};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn compile_toml(text: &str) -> Result<Compiled, Vec<crate::ir::Diag>> {
+    let raw = parse::toml::parse(text).map_err(|d| vec![d])?;
+    front_end(&raw)
+}
+
+fn compile_inline(tokens: TokenStream) -> Result<Compiled, Vec<crate::ir::Diag>> {
+    let header: Header = syn::parse2(tokens).expect("header parses");
+    let (body, span) = header.body.expect("inline body");
+    let raw = parse::inline::parse_body(body, span).map_err(|d| vec![d])?;
+    front_end(&raw)
+}
+
+fn lowered_inline(tokens: TokenStream) -> Model {
+    let header: Header = syn::parse2(tokens).expect("header parses");
+    let (body, span) = header.body.expect("inline body");
+    let raw = parse::inline::parse_body(body, span).expect("inline parses");
+    let (model, diags) = crate::lower::lower(&raw);
+    assert!(diags.is_empty(), "{diags:?}");
+    model
+}
+
+fn cases() -> Vec<PathBuf> {
+    let dir = repo().join("tests/conformance/cases");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("model.toml").is_file())
+        .collect();
+    v.sort();
+    assert!(v.len() >= 49, "expected the 49 conformance cases, found {}", v.len());
+    v
+}
+
+/// Per-layer output shapes and parameter counts match PyTorch's (case.json), for every case.
+#[test]
+fn shapes_and_params_match_torch_for_every_case() {
+    for case in cases() {
+        let text = std::fs::read_to_string(case.join("model.toml")).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(case.join("case.json")).unwrap())
+                .unwrap();
+        let c = compile_toml(&text)
+            .unwrap_or_else(|d| panic!("{}: rejected: {d:?}", case.display()));
+        let layers = json["layers"].as_array().unwrap();
+        assert_eq!(layers.len(), c.model.layers.len(), "{}", case.display());
+        for ((want, layer), shape) in layers.iter().zip(&c.model.layers).zip(&c.shapes) {
+            assert_eq!(want["name"].as_str().unwrap(), layer.name, "{}", case.display());
+            assert_eq!(want["op"].as_str().unwrap(), layer.op.keyword());
+            let dims: Vec<usize> = want["output_shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap() as usize)
+                .collect();
+            assert_eq!(dims, shape.output.dims(), "{} layer {}", case.display(), layer.name);
+            assert_eq!(
+                want["params"].as_u64().unwrap() as usize,
+                shape.params,
+                "{} layer {}",
+                case.display(),
+                layer.name
+            );
+        }
+        let total: usize = c.shapes.iter().map(|s| s.params).sum();
+        assert_eq!(json["params"].as_u64().unwrap() as usize, total);
+    }
+}
+
+/// The generated inline spelling of every case lowers to the same IR as its TOML file.
+#[test]
+fn inline_and_toml_spellings_give_identical_ir() {
+    let path = repo().join("tests/generated/conformance_models.rs");
+    let file = syn::parse_file(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut compared = 0;
+    for item in file.items {
+        let syn::Item::Mod(m) = item else { continue };
+        let mut toml_model = None;
+        let mut inline_model = None;
+        for inner in m.content.unwrap().1 {
+            let syn::Item::Macro(mac) = inner else { continue };
+            let header: Header = syn::parse2(mac.mac.tokens.clone()).unwrap();
+            match (&header.file, header.body.is_some()) {
+                (Some(lit), false) => {
+                    let text = std::fs::read_to_string(repo().join(lit.value())).unwrap();
+                    let raw = parse::toml::parse(&text).unwrap();
+                    let (model, diags) = crate::lower::lower(&raw);
+                    assert!(diags.is_empty());
+                    toml_model = Some(model);
+                }
+                _ => inline_model = Some(lowered_inline(mac.mac.tokens.clone())),
+            }
+        }
+        assert_eq!(toml_model.unwrap(), inline_model.unwrap(), "case {}", m.ident);
+        compared += 1;
+    }
+    assert!(compared >= 49, "compared {compared}");
+}
+
+/// The LeNet-5 of MODEL_FORMAT.md, both spellings, side by side.
+#[test]
+fn lenet5_spec_spellings_match() {
+    let inline = lowered_inline(quote::quote! {
+        /// LeNet-5 (LeCun et al., 1998).
+        pub struct LeNet5 {
+            input: [1, 32, 32],
+            conv1: conv(6, kernel = 5),
+            tanh,
+            pool1: avg_pool(2),
+            conv2: conv(16, kernel = 5),
+            tanh,
+            avg_pool(2),
+            flatten,
+            fc1: linear(120),
+            tanh,
+            fc2: linear(84),
+            tanh,
+            fc3: linear(10),
+        }
+    });
+    let text =
+        std::fs::read_to_string(repo().join("tests/conformance/cases/lenet5_spec_example/model.toml"))
+            .unwrap();
+    let (toml, _) = crate::lower::lower(&parse::toml::parse(&text).unwrap());
+    assert_eq!(inline, toml);
+}
+
+/// Every invalid description of the conformance suite is rejected, naming its layer and
+/// the file (through the whole macro, as a user would see it).
+#[test]
+fn every_invalid_description_is_rejected_naming_the_layer() {
+    let dir = repo().join("tests/conformance/invalid");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expect = text.lines().next().unwrap();
+        let layer = expect
+            .strip_prefix("# expect: ")
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap();
+        let rel = format!(
+            "tests/conformance/invalid/{}",
+            path.file_name().unwrap().to_str().unwrap()
+        );
+        let out = expand(
+            quote::quote!(#[file = #rel] pub struct Bad;),
+            &repo(),
+        )
+        .to_string();
+        assert!(out.contains("compile_error"), "{rel} was accepted");
+        assert!(out.contains(&rel), "{rel}: message lacks the file: {out}");
+        assert!(
+            out.contains(&format!("layer `{layer}`")),
+            "{rel}: message does not name layer `{layer}`: {out}"
+        );
+        n += 1;
+    }
+    assert_eq!(n, 20);
+}
+
+/// Messages carry the numbers a user needs.
+#[test]
+fn messages_name_layer_op_and_numbers() {
+    let err = |tokens: TokenStream| -> String {
+        match compile_inline(tokens) {
+            Ok(_) => panic!("accepted"),
+            Err(d) => d.iter().map(|d| d.msg.clone()).collect::<Vec<_>>().join("\n"),
+        }
+    };
+    let m = err(quote::quote!(struct M { input: [1, 8, 8], conv1: conv(4, kernel = 5), conv3: conv(4, kernel = 5) }));
+    assert!(
+        m.contains("layer `conv3` (conv): a 5x5 kernel (dilation 1, so it spans 5x5) does not fit the 4x4 input padded by 0"),
+        "{m}"
+    );
+    let m = err(quote::quote!(struct M { input: [16, 5, 5], fc1: linear(120) }));
+    assert!(
+        m.contains("layer `fc1` (linear): needs a vector input but gets [16, 5, 5]; add `flatten` before it"),
+        "{m}"
+    );
+    let m = err(quote::quote!(struct M { input: [1, 8, 8], c: conv(4, kernel = 3, strides = 2) }));
+    assert!(m.contains("unknown argument `strides`; did you mean `stride`?"), "{m}");
+    let m = err(quote::quote!(struct M { input: [1, 8, 8], c: conv2d(4, kernel = 3) }));
+    assert!(m.contains("unknown op `conv2d`; did you mean `conv`?"), "{m}");
+}
+
+/// All independent problems are reported in one go.
+#[test]
+fn independent_errors_are_all_reported() {
+    let diags = compile_inline(quote::quote!(struct M {
+        input: [1, 8, 8],
+        a: conv(0, kernel = 3),
+        b: max_pool(2, ceil_mode = 3),
+        c: batch_norm(eps = 0),
+        d: dropout(p = 1.5),
+        a: relu,
+    }))
+    .err()
+    .expect("rejected");
+    let text: Vec<String> = diags.iter().map(|d| d.msg.clone()).collect();
+    for layer in ["`a` (conv)", "`b` (max_pool)", "`c` (batch_norm)", "`d` (dropout)", "`a` (relu)"] {
+        assert!(text.iter().any(|m| m.contains(layer)), "{layer} missing from {text:?}");
+    }
+}
+
+/// Output sizes against a table produced by PyTorch 2.15 (`nn.Conv2d`, `nn.MaxPool2d`),
+/// including ceil-mode windows that are added and dropped again.
+#[test]
+fn axis_arithmetic_matches_torch() {
+    // (kind, size, kernel, stride, padding, dilation, ceil_mode, torch's output size)
+    let table: &[(&str, i64, i64, i64, i64, i64, bool, i64)] = &[
+        ("conv", 32, 5, 1, 0, 1, false, 28),
+        ("conv", 28, 3, 2, 1, 1, false, 14),
+        ("conv", 7, 3, 2, 0, 1, false, 3),
+        ("conv", 8, 3, 3, 1, 2, false, 2),
+        ("conv", 5, 5, 1, 0, 1, false, 1),
+        ("conv", 9, 8, 1, 1, 1, false, 4),
+        ("conv", 17, 4, 3, 2, 1, false, 6),
+        ("conv", 10, 2, 5, 0, 3, false, 2),
+        ("conv", 1, 1, 1, 0, 1, false, 1),
+        ("conv", 12, 3, 1, 1, 4, false, 6),
+        ("pool", 28, 2, 2, 0, 1, false, 14),
+        ("pool", 7, 2, 2, 0, 1, true, 4),
+        ("pool", 7, 3, 2, 1, 1, true, 4),
+        ("pool", 6, 3, 2, 1, 1, true, 4),
+        ("pool", 5, 3, 3, 1, 1, true, 2),
+        ("pool", 8, 2, 3, 1, 1, true, 3),
+        ("pool", 10, 3, 2, 1, 1, true, 6),
+        ("pool", 13, 4, 2, 2, 1, true, 8),
+        ("pool", 9, 3, 2, 0, 2, true, 3),
+        ("pool", 9, 3, 2, 1, 2, false, 4),
+        ("pool", 1, 1, 2, 0, 1, true, 1),
+        ("pool", 4, 2, 3, 1, 1, true, 2),
+        ("pool", 3, 2, 2, 1, 1, true, 2),
+        ("pool", 11, 3, 4, 1, 1, true, 3),
+        ("pool", 5, 2, 2, 1, 1, true, 3),
+        ("pool", 6, 2, 4, 1, 1, true, 2),
+    ];
+    for &(kind, size, kernel, stride, pad, dilation, ceil, want) in table {
+        let a = Axis {
+            size,
+            kernel,
+            stride,
+            pad_before: pad,
+            pad_after: pad,
+            dilation,
+        };
+        let got = if kind == "conv" {
+            conv_out(a)
+        } else {
+            pool_out(a, ceil)
+        };
+        assert_eq!(got, Ok(want), "{kind} {a:?} ceil={ceil}");
+    }
+    // Negative numerators are a true floor: the kernel does not fit.
+    let a = Axis {
+        size: 4,
+        kernel: 5,
+        stride: 3,
+        pad_before: 0,
+        pad_after: 0,
+        dilation: 1,
+    };
+    assert_eq!(conv_out(a), Err(AxisError::DoesNotFit));
+    assert_eq!(pool_out(a, true), Err(AxisError::DoesNotFit));
+}
+
+/// `same` padding splits the total with the extra cell bottom/right, as PyTorch does.
+#[test]
+fn same_padding_split() {
+    let c = compile_inline(quote::quote!(struct M {
+        input: [1, 9, 10],
+        c: conv(2, kernel = (4, 2), padding = same, dilation = (1, 3)),
+    }))
+    .ok()
+    .unwrap();
+    assert_eq!(c.shapes[0].output, Shape::Chw(2, 9, 10));
+    // kernel 4, dilation 1: total 3 -> top 1, bottom 2; kernel 2, dilation 3: total 3 -> 1, 2
+    assert_eq!(c.shapes[0].pads, (1, 2, 1, 2));
+}
+
+/// The expansion of LeNet-5, so changes to generated code show up in review.
+#[test]
+fn lenet5_expansion_snapshot() {
+    let tokens = expand(
+        quote::quote!(
+            /// LeNet-5.
+            pub struct LeNet5;
+        ),
+        &repo(),
+    );
+    // Without a body or file it is an error; with the file it is the model.
+    assert!(tokens.to_string().contains("compile_error"));
+    let tokens = expand(
+        quote::quote!(
+            /// LeNet-5.
+            #[file = "models/lenet5.toml"]
+            pub struct LeNet5;
+        ),
+        &repo(),
+    );
+    let file: syn::File = syn::parse2(tokens).expect("expansion parses as items");
+    let mut text = prettyplease::unparse(&file);
+    // The tracked path is absolute; keep the snapshot machine-independent.
+    let root = repo().canonicalize().unwrap_or_else(|_| repo());
+    text = text.replace(&root.to_string_lossy().to_string(), "$ROOT");
+    text = text.replace(&repo().to_string_lossy().to_string(), "$ROOT");
+    insta::assert_snapshot!("lenet5_expansion", text);
+}
+
+fn arb_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (-3i64..40).prop_map(|v| v.to_string()),
+        (0i64..6, 0i64..6).prop_map(|(a, b)| format!("[{a}, {b}]")),
+        Just("\"same\"".to_string()),
+        Just("\"valid\"".to_string()),
+        Just("true".to_string()),
+        Just("false".to_string()),
+        (-1.0f64..2.0).prop_map(|f| format!("{f:?}")),
+    ]
+}
+
+fn arb_layer() -> impl Strategy<Value = String> {
+    let ops = prop::sample::select(vec![
+        "conv",
+        "max_pool",
+        "avg_pool",
+        "global_avg_pool",
+        "global_max_pool",
+        "flatten",
+        "linear",
+        "batch_norm",
+        "relu",
+        "relu6",
+        "tanh",
+        "sigmoid",
+        "leaky_relu",
+        "softmax",
+        "dropout",
+        "conv2d",
+    ]);
+    let keys = prop::sample::select(vec![
+        "out",
+        "kernel",
+        "stride",
+        "padding",
+        "dilation",
+        "groups",
+        "bias",
+        "ceil_mode",
+        "count_include_pad",
+        "eps",
+        "slope",
+        "p",
+        "strides",
+    ]);
+    (
+        ops,
+        prop::option::of(prop::sample::select(vec!["a", "b", "c", "1", "x_y"])),
+        prop::collection::vec((keys, arb_value()), 0..5),
+    )
+        .prop_map(|(op, name, args)| {
+            let mut s = String::from("[[layers]]\n");
+            if let Some(n) = name {
+                s += &format!("name = \"{n}\"\n");
+            }
+            s += &format!("op = \"{op}\"\n");
+            let mut seen = std::collections::HashSet::new();
+            for (k, v) in args {
+                if seen.insert(k) {
+                    s += &format!("{k} = {v}\n");
+                }
+            }
+            s
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    /// Random descriptions never panic the front end: each is accepted with consistent
+    /// shapes, or rejected with messages that name a layer.
+    #[test]
+    fn front_end_never_panics(
+        input in prop::option::of((0i64..5, 0i64..40, 0i64..40)),
+        layers in prop::collection::vec(arb_layer(), 0..8),
+        garbage in prop::option::of("[a-z=\\[\\]\"0-9 \n]{0,20}"),
+    ) {
+        let mut text = String::new();
+        if let Some((c, h, w)) = input {
+            text += &format!("input = [{c}, {h}, {w}]\n");
+        }
+        for l in &layers {
+            text += l;
+        }
+        if let Some(g) = garbage {
+            text += &g;
+        }
+        match parse::toml::parse(&text) {
+            Err(d) => prop_assert!(d.msg.contains("TOML"), "{}", d.msg),
+            Ok(raw) => match front_end(&raw) {
+                Ok(c) => {
+                    prop_assert_eq!(c.shapes.len(), c.model.layers.len());
+                    for pair in c.shapes.windows(2) {
+                        prop_assert_eq!(pair[0].output, pair[1].input);
+                    }
+                    for s in &c.shapes {
+                        prop_assert!(s.output.len() >= 1);
+                    }
+                    // Codegen works on anything accepted.
+                    let item_ident = syn::Ident::new("M", proc_macro2::Span::call_site());
+                    let vis = syn::Visibility::Inherited;
+                    let item = crate::codegen::Item { attrs: &[], vis: &vis, ident: &item_ident };
+                    let summary = crate::summary::render("M", &c.model, &c.shapes, &c.plan);
+                    let tokens = crate::codegen::generate(&item, &c.model, &c.shapes, &c.plan, &summary, None);
+                    prop_assert!(syn::parse2::<syn::File>(tokens).is_ok());
+                }
+                Err(diags) => {
+                    prop_assert!(!diags.is_empty());
+                    for d in diags {
+                        prop_assert!(
+                            d.msg.contains("layer `") || d.msg.contains("no layers") || d.msg.contains("top-level key") || d.msg.contains("must hold tables"),
+                            "{}", d.msg
+                        );
+                    }
+                }
+            },
+        }
+    }
+
+    /// Mutating one token of a valid inline model never panics either.
+    #[test]
+    fn inline_mutations_never_panic(pos in 0usize..200, replacement in prop::sample::select(vec![",", "(", "0", "-1", "same", ":", "=", "[1]", "1.5", "r#type"])) {
+        let base = "input: [1, 32, 32], conv1: conv(6, kernel = 5), tanh, pool1: avg_pool(2), conv2: conv(16, kernel = 5, padding = (1, 2)), tanh, avg_pool(2, ceil_mode = true), flatten, fc1: linear(120), fc3: linear(10), softmax";
+        let mut text = base.to_string();
+        let pos = pos.min(text.len());
+        if text.is_char_boundary(pos) {
+            text.insert_str(pos, replacement);
+        }
+        if let Ok(body) = text.parse::<TokenStream>() {
+            let tokens = quote::quote!(struct M { #body });
+            let _ = expand(tokens, &repo());
+        }
+    }
+}
