@@ -88,8 +88,7 @@ def main():
                 "",
             ]
             names.append(mod)
-    out.append("/// Calls `$m!(module)` for every case.")
-    out.append("#[macro_export]")
+    out.append("/// Calls `$m!(module)` for every case (textual scope: include this file first).")
     out.append("macro_rules! for_each_case {")
     out.append("    ($m:ident) => {")
     for n in names:

@@ -1177,8 +1177,7 @@ pub mod tiny_1ch_5x5 {
     }
 }
 
-/// Calls `$m!(module)` for every case.
-#[macro_export]
+/// Calls `$m!(module)` for every case (textual scope: include this file first).
 macro_rules! for_each_case {
     ($m:ident) => {
         $m!(activations_all);
