@@ -1,0 +1,279 @@
+//! Depthwise 2-D convolution: a `Conv2d` with `groups == in == out`, each channel
+//! convolved with its own `KH x KW` kernel. Same row-stationary loops as
+//! [`conv2d`](super::conv::conv2d), without the sum over input channels.
+
+use super::activation::Act;
+use super::conv::{accumulate_row, bias_act, Dims2d};
+use super::norm::{fold_bn, Affine};
+
+/// Weights and bias of a depthwise convolution, repacked for [`depthwise_conv2d`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct DepthwiseParams {
+    /// Channels (in = out).
+    channels: usize,
+    /// Kernel height.
+    kh: usize,
+    /// Kernel width.
+    kw: usize,
+    /// `[channels][kh][kw]`, batch norm folded in.
+    weight: Box<[f32]>,
+    /// `[channels]`, zeros when the layer has no bias, batch norm folded in.
+    bias: Box<[f32]>,
+}
+
+impl DepthwiseParams {
+    /// Builds the parameters from a PyTorch `Conv2d` weight `[out, in_per_group, kh, kw]`
+    /// (here `in_per_group == 1`) and its optional bias `[out]`.
+    ///
+    /// `bn` is a batch norm that follows the convolution, folded in here:
+    /// `w'[o] = w[o] * scale[o]`, `b'[o] = b[o] * scale[o] + shift[o]`, computed in f64.
+    ///
+    /// # Panics
+    ///
+    /// If `in_per_group != 1` or a length does not match the dimensions.
+    pub fn from_torch(
+        out: usize,
+        in_per_group: usize,
+        kh: usize,
+        kw: usize,
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        bn: Option<&Affine>,
+    ) -> DepthwiseParams {
+        assert_eq!(
+            in_per_group, 1,
+            "a depthwise convolution has one input channel per group"
+        );
+        let (weight, bias) = fold_bn(out, kh * kw, weight, bias, bn);
+        DepthwiseParams {
+            channels: out,
+            kh,
+            kw,
+            weight,
+            bias,
+        }
+    }
+}
+
+/// The depthwise convolution with its dimensions as runtime values (`d.o` and `d.g` are
+/// ignored: both are `d.c`); see [`depthwise_conv2d`].
+#[inline(always)]
+fn depthwise_dyn(d: Dims2d, input: &[f32], params: &DepthwiseParams, output: &mut [f32], act: Act) {
+    let (hw, ohw, kk) = (d.h * d.w, d.oh * d.ow, d.kh * d.kw);
+    let input = &input[..d.c * hw];
+    let output = &mut output[..d.c * ohw];
+    let weight = &params.weight[..d.c * kk];
+    let bias = &params.bias[..d.c];
+    for (((out_plane, in_plane), wk), &b) in output
+        .chunks_exact_mut(ohw)
+        .zip(input.chunks_exact(hw))
+        .zip(weight.chunks_exact(kk))
+        .zip(bias)
+    {
+        for (oy, out_row) in out_plane.chunks_exact_mut(d.ow).enumerate() {
+            out_row.fill(0.0);
+            accumulate_row(&d, out_row, in_plane, wk, oy);
+            bias_act(out_row, b, act);
+        }
+    }
+}
+
+/// Depthwise 2-D convolution fused with its activation: PyTorch `Conv2d` with
+/// `groups == in == out == C`,
+/// `output[c][y][x] = act(bias[c] + sum over ky, kx of
+/// w[c][0][ky][kx] * input[c][y*SH + ky*DH - PH][x*SW + kx*DW - PW])`, taps outside
+/// the input reading zero.
+///
+/// `input` holds at least `C*H*W` values and `output` at least `C*OH*OW`. `PH`/`PW` are
+/// the top/left padding; the bottom/right padding is whatever `OH`/`OW` imply.
+///
+/// # Panics
+///
+/// If `params` was built for other dimensions, or a slice is too short.
+pub fn depthwise_conv2d<
+    const C: usize,
+    const H: usize,
+    const W: usize,
+    const OH: usize,
+    const OW: usize,
+    const KH: usize,
+    const KW: usize,
+    const SH: usize,
+    const SW: usize,
+    const PH: usize,
+    const PW: usize,
+    const DH: usize,
+    const DW: usize,
+>(
+    input: &[f32],
+    params: &DepthwiseParams,
+    output: &mut [f32],
+    act: Act,
+) {
+    const {
+        assert!(C > 0 && H > 0 && W > 0 && OH > 0 && OW > 0);
+        assert!(KH > 0 && KW > 0 && SH > 0 && SW > 0 && DH > 0 && DW > 0);
+    }
+    assert!(
+        params.channels == C && params.kh == KH && params.kw == KW,
+        "depthwise_conv2d: parameters are [{}, 1, {}, {}], the layer wants [{C}, 1, {KH}, {KW}]",
+        params.channels,
+        params.kh,
+        params.kw
+    );
+    let d = Dims2d {
+        c: C,
+        h: H,
+        w: W,
+        o: C,
+        oh: OH,
+        ow: OW,
+        kh: KH,
+        kw: KW,
+        sh: SH,
+        sw: SW,
+        ph: PH,
+        pw: PW,
+        dh: DH,
+        dw: DW,
+        g: C,
+    };
+    depthwise_dyn(d, input, params, output, act);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::conv::{conv2d, ConvParams};
+    use crate::kernels::norm::channel_affine;
+    use crate::kernels::reference::{self as r, Axis, Rng};
+
+    const ACTS: [Act; 6] = [
+        Act::Identity,
+        Act::Relu,
+        Act::Relu6,
+        Act::Tanh,
+        Act::Sigmoid,
+        Act::LeakyRelu(0.1),
+    ];
+
+    fn check(rng: &mut Rng, c: usize, ah: Axis, aw: Axis, act: Act, with_bias: bool) {
+        let d = Dims2d {
+            c,
+            h: ah.n,
+            w: aw.n,
+            o: c,
+            oh: ah.out,
+            ow: aw.out,
+            kh: ah.k,
+            kw: aw.k,
+            sh: ah.s,
+            sw: aw.s,
+            ph: ah.p,
+            pw: aw.p,
+            dh: ah.d,
+            dw: aw.d,
+            g: c,
+        };
+        let input = rng.vec(c * ah.n * aw.n, -1.0, 1.0);
+        let weight = rng.vec(c * ah.k * aw.k, -1.0, 1.0);
+        let bias = rng.vec(c, -0.5, 0.5);
+        let bias = with_bias.then_some(&bias[..]);
+        let params = DepthwiseParams::from_torch(c, 1, ah.k, aw.k, &weight, bias, None);
+        let mut inp = input.clone();
+        inp.extend([f32::NAN; 2]);
+        let n = c * ah.out * aw.out;
+        let mut got = vec![7.0; n + 2];
+        depthwise_dyn(d, &inp, &params, &mut got, act);
+        assert_eq!(&got[n..], &[7.0; 2], "{d:?} wrote past its output");
+        let want = r::conv2d(c, c, c, ah, aw, &input, &weight, bias, act);
+        r::assert_close(&got[..n], &want, &(d, act));
+    }
+
+    /// Every conv axis geometry on each axis, paired with a random one, channels 1..=8.
+    #[test]
+    fn sweep_axes_against_reference() {
+        let axes = r::conv_axes();
+        let mut rng = Rng::new(21);
+        for (i, &a) in axes.iter().enumerate() {
+            let b = axes[rng.below(axes.len())];
+            for (ah, aw) in [(a, b), (b, a)] {
+                let act = ACTS[rng.below(ACTS.len())];
+                let with_bias = rng.below(4) != 0;
+                check(&mut rng, 1 + i % 8, ah, aw, act, with_bias);
+            }
+        }
+    }
+
+    /// Stride 2 (MobileNet style), dilation 2/3, 1x1 input, 'same' with even kernels.
+    #[test]
+    fn edge_shapes_against_reference() {
+        let ax = |n, k, s, p, d| Axis::conv(n, k, s, p, d).unwrap();
+        let mut rng = Rng::new(22);
+        let cases = [
+            (ax(8, 3, 2, 1, 1), ax(8, 3, 2, 1, 1)),
+            (ax(7, 3, 2, 1, 1), ax(9, 3, 2, 1, 1)),
+            (ax(7, 5, 2, 2, 1), ax(6, 5, 2, 2, 1)),
+            (ax(9, 3, 1, 2, 2), ax(9, 3, 1, 3, 3)),
+            (ax(1, 3, 1, 1, 1), ax(1, 1, 1, 0, 1)),
+            (ax(4, 4, 1, 0, 1), ax(3, 3, 3, 0, 1)),
+            (Axis::same(6, 2, 1), Axis::same(5, 4, 3)),
+            (ax(3, 1, 2, 1, 1), ax(3, 3, 1, 3, 1)),
+        ];
+        for (ah, aw) in cases {
+            for c in [1, 2, 3, 8, 32] {
+                for act in ACTS {
+                    check(&mut rng, c, ah, aw, act, true);
+                }
+            }
+        }
+    }
+
+    /// The const-generic shell equals the general conv with groups == C, and folding a
+    /// batch norm equals applying it after.
+    #[test]
+    fn const_generic_matches_grouped_conv_and_folds_bn() {
+        const C: usize = 5;
+        let mut rng = Rng::new(23);
+        let input = rng.vec(C * 9 * 8, -1.0, 1.0);
+        let weight = rng.vec(C * 9, -1.0, 1.0);
+        let bias = rng.vec(C, -0.5, 0.5);
+        let bn = Affine::from_batch_norm(
+            &rng.vec(C, 0.5, 1.5),
+            &rng.vec(C, -0.3, 0.3),
+            &rng.vec(C, -0.5, 0.5),
+            &rng.vec(C, 0.5, 2.0),
+            1e-3,
+        );
+        let dw = DepthwiseParams::from_torch(C, 1, 3, 3, &weight, Some(&bias), None);
+        let conv = ConvParams::from_torch(C, 1, 3, 3, &weight, Some(&bias), None);
+        let mut got = [0.0; C * 5 * 4];
+        depthwise_conv2d::<C, 9, 8, 5, 4, 3, 3, 2, 2, 1, 1, 1, 1>(&input, &dw, &mut got, Act::Relu);
+        let mut want = [0.0; C * 5 * 4];
+        conv2d::<C, 9, 8, C, 5, 4, 3, 3, 2, 2, 1, 1, 1, 1, C>(&input, &conv, &mut want, Act::Relu);
+        assert_eq!(got, want);
+
+        let folded = DepthwiseParams::from_torch(C, 1, 3, 3, &weight, Some(&bias), Some(&bn));
+        depthwise_conv2d::<C, 9, 8, 5, 4, 3, 3, 2, 2, 1, 1, 1, 1>(
+            &input,
+            &folded,
+            &mut got,
+            Act::Tanh,
+        );
+        depthwise_conv2d::<C, 9, 8, 5, 4, 3, 3, 2, 2, 1, 1, 1, 1>(
+            &input,
+            &dw,
+            &mut want,
+            Act::Identity,
+        );
+        channel_affine::<C, 20>(&mut want, &bn, Act::Tanh);
+        let want: Vec<f64> = want.iter().map(|&x| f64::from(x)).collect();
+        r::assert_close(&got, &want, &"folded bn");
+    }
+
+    #[test]
+    #[should_panic(expected = "one input channel per group")]
+    fn rejects_multiplier() {
+        DepthwiseParams::from_torch(4, 2, 1, 1, &[0.0; 8], None, None);
+    }
+}

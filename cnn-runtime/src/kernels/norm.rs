@@ -1,0 +1,264 @@
+//! Batch norm (inference mode) as a per-channel affine map, applied on its own by
+//! [`channel_affine`] or folded into the weights of the conv/linear before it.
+
+use super::activation::Act;
+
+/// A per-channel affine map `y = x * scale[c] + shift[c]`: an inference-mode batch norm.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Affine {
+    /// Per-channel factor.
+    pub scale: Box<[f32]>,
+    /// Per-channel offset, added after scaling.
+    pub shift: Box<[f32]>,
+}
+
+impl Affine {
+    /// The affine map of an inference-mode batch norm,
+    /// `y = (x - running_mean) / sqrt(running_var + eps) * weight + bias`:
+    /// `scale = weight / sqrt(running_var + eps)`, `shift = bias - running_mean * scale`,
+    /// computed in f64 and then rounded to f32.
+    ///
+    /// # Panics
+    ///
+    /// If the four slices do not have the same length (the caller has checked them).
+    pub fn from_batch_norm(
+        weight: &[f32],
+        bias: &[f32],
+        running_mean: &[f32],
+        running_var: &[f32],
+        eps: f64,
+    ) -> Affine {
+        let n = weight.len();
+        assert!(
+            bias.len() == n && running_mean.len() == n && running_var.len() == n,
+            "batch norm: weight, bias, running_mean, running_var have lengths {n}, {}, {}, {}",
+            bias.len(),
+            running_mean.len(),
+            running_var.len()
+        );
+        let mut scale = Vec::with_capacity(n);
+        let mut shift = Vec::with_capacity(n);
+        for (((&w, &b), &m), &v) in weight.iter().zip(bias).zip(running_mean).zip(running_var) {
+            let s = f64::from(w) / (f64::from(v) + eps).sqrt();
+            scale.push(s as f32);
+            shift.push((f64::from(b) - f64::from(m) * s) as f32);
+        }
+        Affine {
+            scale: scale.into_boxed_slice(),
+            shift: shift.into_boxed_slice(),
+        }
+    }
+}
+
+/// Copies a PyTorch weight (`out` rows of `per_out` values) and bias (zeros when absent),
+/// folding in the batch norm `bn` that follows the layer: `w'[o] = w[o] * scale[o]`,
+/// `b'[o] = b[o] * scale[o] + shift[o]`, computed in f64. Shared by conv, depthwise
+/// conv and linear.
+///
+/// # Panics
+///
+/// If a length does not match `out` and `per_out`.
+pub(crate) fn fold_bn(
+    out: usize,
+    per_out: usize,
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    bn: Option<&Affine>,
+) -> (Box<[f32]>, Box<[f32]>) {
+    assert_eq!(
+        weight.len(),
+        out * per_out,
+        "weight length for [{out}, {per_out}]"
+    );
+    let mut w = weight.to_vec();
+    let mut b = match bias {
+        Some(b) => {
+            assert_eq!(b.len(), out, "bias length");
+            b.to_vec()
+        }
+        None => vec![0.0; out],
+    };
+    if let Some(bn) = bn {
+        assert!(
+            bn.scale.len() == out && bn.shift.len() == out,
+            "batch norm of {} channels after a layer of {out}",
+            bn.scale.len()
+        );
+        if per_out > 0 {
+            for (row, &s) in w.chunks_exact_mut(per_out).zip(bn.scale.iter()) {
+                for x in row {
+                    *x = (f64::from(*x) * f64::from(s)) as f32;
+                }
+            }
+        }
+        for ((x, &s), &t) in b.iter_mut().zip(bn.scale.iter()).zip(bn.shift.iter()) {
+            *x = (f64::from(*x) * f64::from(s) + f64::from(t)) as f32;
+        }
+    }
+    (w.into_boxed_slice(), b.into_boxed_slice())
+}
+
+/// `buf[i] = act(buf[i] * s + t)`, one tight loop per activation.
+#[inline(always)]
+fn affine_act(buf: &mut [f32], s: f32, t: f32, act: Act) {
+    match act {
+        Act::Identity => buf.iter_mut().for_each(|x| *x = *x * s + t),
+        Act::Relu => buf.iter_mut().for_each(|x| *x = (*x * s + t).max(0.0)),
+        Act::Relu6 => buf
+            .iter_mut()
+            .for_each(|x| *x = (*x * s + t).clamp(0.0, 6.0)),
+        _ => buf.iter_mut().for_each(|x| *x = act.apply(*x * s + t)),
+    }
+}
+
+/// [`channel_affine`] with its dimensions as runtime values.
+#[inline(always)]
+fn channel_affine_dyn(c: usize, hw: usize, buf: &mut [f32], affine: &Affine, act: Act) {
+    let buf = &mut buf[..c * hw];
+    let (scale, shift) = (&affine.scale[..c], &affine.shift[..c]);
+    for ((plane, &s), &t) in buf.chunks_exact_mut(hw).zip(scale).zip(shift) {
+        affine_act(plane, s, t, act);
+    }
+}
+
+/// In place: `buf[c*HW + i] = act(buf[c*HW + i] * scale[c] + shift[c])` for the first
+/// `C*HW` values of `buf` (C, H, W order). `HW = 1` for a vector of `C` features.
+///
+/// # Panics
+///
+/// If `buf` is shorter than `C*HW` or `affine` has fewer than `C` channels.
+pub fn channel_affine<const C: usize, const HW: usize>(buf: &mut [f32], affine: &Affine, act: Act) {
+    const { assert!(C > 0 && HW > 0) }
+    channel_affine_dyn(C, HW, buf, affine, act);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::reference::{self as r, Rng};
+
+    const ACTS: [Act; 6] = [
+        Act::Identity,
+        Act::Relu,
+        Act::Relu6,
+        Act::Tanh,
+        Act::Sigmoid,
+        Act::LeakyRelu(0.01),
+    ];
+
+    #[test]
+    fn from_batch_norm_known_values() {
+        // scale = 2 / sqrt(3 + 1) = 1, shift = 0.5 - 1.5 * 1 = -1.
+        let a = Affine::from_batch_norm(&[2.0, 1.0], &[0.5, 0.0], &[1.5, 0.0], &[3.0, 1.0], 1.0);
+        assert_eq!(&*a.scale, &[1.0, (1.0f64 / 2f64.sqrt()) as f32]);
+        assert_eq!(&*a.shift, &[-1.0, 0.0]);
+        // Computed in f64: scale and shift are the f64 values rounded once.
+        let (w, b, m, v, eps) = (0.7f32, -0.2f32, 0.3f32, 0.9f32, 1e-5);
+        let a = Affine::from_batch_norm(&[w], &[b], &[m], &[v], eps);
+        let s = f64::from(w) / (f64::from(v) + eps).sqrt();
+        assert_eq!(a.scale[0], s as f32);
+        assert_eq!(a.shift[0], (f64::from(b) - f64::from(m) * s) as f32);
+    }
+
+    /// channel_affine with a batch norm's affine equals the batch norm formula, spatial
+    /// and vector, every activation.
+    #[test]
+    fn batch_norm_against_reference() {
+        let mut rng = Rng::new(31);
+        for (c, hw) in [(1, 1), (3, 1), (1, 9), (4, 25), (7, 300), (16, 1)] {
+            for act in ACTS {
+                for eps in [1e-5, 1e-3, 1.0] {
+                    let x = rng.vec(c * hw, -3.0, 3.0);
+                    let (w, b) = (rng.vec(c, 0.5, 1.5), rng.vec(c, -0.5, 0.5));
+                    let (m, v) = (rng.vec(c, -1.0, 1.0), rng.vec(c, 0.5, 2.0));
+                    let a = Affine::from_batch_norm(&w, &b, &m, &v, eps);
+                    let mut got = x.clone();
+                    got.push(42.0);
+                    channel_affine_dyn(c, hw, &mut got, &a, act);
+                    assert_eq!(got[c * hw], 42.0, "wrote past the tensor");
+                    let want = r::batch_norm(c, hw, &x, &w, &b, &m, &v, eps, act);
+                    r::assert_close(&got[..c * hw], &want, &(c, hw, act, eps));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn const_generic_instance() {
+        let a = Affine {
+            scale: vec![1.0, -2.0].into(),
+            shift: vec![0.5, 1.0].into(),
+        };
+        let mut buf = [1.0, 2.0, 3.0, 1.0, 2.0, 3.0];
+        channel_affine::<2, 3>(&mut buf, &a, Act::Relu);
+        assert_eq!(buf, [1.5, 2.5, 3.5, 0.0, 0.0, 0.0]);
+        let mut v = [1.0, 1.0];
+        channel_affine::<2, 1>(&mut v, &a, Act::Identity);
+        assert_eq!(v, [1.5, -1.0]);
+    }
+
+    /// Sigmoid and tanh at their edges: saturate without NaN or overflow, exact at 0.
+    #[test]
+    fn sigmoid_tanh_edge_values() {
+        let xs = [
+            0.0,
+            -0.0,
+            1e-30,
+            -1e-30,
+            20.0,
+            -20.0,
+            88.0,
+            -88.0,
+            100.0,
+            -100.0,
+            1000.0,
+            -1000.0,
+            f32::MAX,
+            f32::MIN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+        ];
+        let id = Affine {
+            scale: vec![1.0].into(),
+            shift: vec![0.0].into(),
+        };
+        for act in [Act::Sigmoid, Act::Tanh] {
+            let mut got = xs;
+            channel_affine::<1, 16>(&mut got, &id, act);
+            for (&x, &y) in xs.iter().zip(&got) {
+                let want = r::act(act, f64::from(x));
+                assert!(y.is_finite(), "{act:?}({x}) = {y}");
+                assert!(
+                    (f64::from(y) - want).abs() <= 1e-7 + 1e-6 * want.abs(),
+                    "{act:?}({x}) = {y}, want {want}"
+                );
+            }
+        }
+        assert_eq!(Act::Sigmoid.apply(0.0), 0.5);
+        assert_eq!(Act::Sigmoid.apply(1000.0), 1.0);
+        assert_eq!(Act::Sigmoid.apply(-1000.0), 0.0);
+        assert!(Act::Sigmoid.apply(-100.0) > 0.0);
+        assert_eq!(Act::Tanh.apply(0.0), 0.0);
+        assert_eq!(Act::Tanh.apply(1000.0), 1.0);
+        assert_eq!(Act::Tanh.apply(-1000.0), -1.0);
+        assert_eq!(Act::Relu6.apply(7.0), 6.0);
+        assert_eq!(Act::LeakyRelu(0.01).apply(-2.0), -0.02);
+    }
+
+    #[test]
+    fn fold_bn_without_bias_uses_shift() {
+        let a = Affine {
+            scale: vec![2.0, 3.0].into(),
+            shift: vec![0.25, -1.0].into(),
+        };
+        let (w, b) = fold_bn(2, 2, &[1.0, 2.0, 3.0, 4.0], None, Some(&a));
+        assert_eq!(&*w, &[2.0, 4.0, 9.0, 12.0]);
+        assert_eq!(&*b, &[0.25, -1.0]);
+        let (w, b) = fold_bn(2, 2, &[1.0, 2.0, 3.0, 4.0], Some(&[1.0, 1.0]), Some(&a));
+        assert_eq!(&*w, &[2.0, 4.0, 9.0, 12.0]);
+        assert_eq!(&*b, &[2.25, 2.0]);
+        let (w, b) = fold_bn(2, 2, &[1.0, 2.0, 3.0, 4.0], None, None);
+        assert_eq!(&*w, &[1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(&*b, &[0.0, 0.0]);
+    }
+}

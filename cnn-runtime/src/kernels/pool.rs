@@ -1,0 +1,458 @@
+//! Pooling: max and average over windows (PyTorch `MaxPool2d`, `AvgPool2d`, including
+//! `ceil_mode` windows that reach past the padding), and the global pools.
+//!
+//! Same row-stationary loops as the convolution: each output row is combined in place
+//! over the kernel taps, each tap over the range of output columns that it sees inside the
+//! input, so padding is never read.
+
+use super::conv::{combine_taps, tap_range, Dims2d};
+
+/// Combines every in-input tap of the window of output row `oy` into `out_row` with `f`
+/// (`out_row` holds the initial value); the same tap order as the convolution.
+#[inline(always)]
+fn pool_row(
+    d: &Dims2d,
+    out_row: &mut [f32],
+    in_plane: &[f32],
+    oy: usize,
+    f: impl Fn(&mut f32, f32) + Copy,
+) {
+    for ky in 0..d.kh {
+        let iy = (oy * d.sh + ky * d.dh).wrapping_sub(d.ph);
+        if iy >= d.h {
+            continue;
+        }
+        let in_row = &in_plane[iy * d.w..(iy + 1) * d.w];
+        for kx in 0..d.kw {
+            let (lo, hi, start) = tap_range(kx * d.dw, d.pw, d.sw, d.w, d.ow);
+            combine_taps(&mut out_row[lo..hi], in_row, start, d.sw, f);
+        }
+    }
+}
+
+/// `max` that propagates NaN, as PyTorch's max pool does.
+#[inline(always)]
+fn max_nan(y: &mut f32, x: f32) {
+    if x > *y || x.is_nan() {
+        *y = x;
+    }
+}
+
+/// Max pool with its dimensions as runtime values (`d.o`, `d.g` ignored); see [`max_pool2d`].
+#[inline(always)]
+fn max_pool_dyn(d: Dims2d, input: &[f32], output: &mut [f32]) {
+    let (hw, ohw) = (d.h * d.w, d.oh * d.ow);
+    let input = &input[..d.c * hw];
+    let output = &mut output[..d.c * ohw];
+    for (out_plane, in_plane) in output.chunks_exact_mut(ohw).zip(input.chunks_exact(hw)) {
+        for (oy, out_row) in out_plane.chunks_exact_mut(d.ow).enumerate() {
+            out_row.fill(f32::NEG_INFINITY);
+            pool_row(&d, out_row, in_plane, oy, max_nan);
+        }
+    }
+}
+
+/// Number of cells of the window starting at `start` (in padded coordinates, so the
+/// input is `[p, p + n)` and the padded input `[0, n + 2p)`) of `k` cells that count in
+/// an average's divisor: those inside the padded input, or only the real ones.
+#[inline(always)]
+fn window_count(start: usize, k: usize, n: usize, p: usize, include_pad: bool) -> usize {
+    let end = start + k;
+    if include_pad {
+        end.min(n + 2 * p) - start
+    } else {
+        end.min(n + p).saturating_sub(start.max(p))
+    }
+}
+
+/// Average pool with its dimensions as runtime values (`d.o`, `d.g`, `d.dh`, `d.dw`
+/// ignored: no dilation); see [`avg_pool2d`].
+#[inline(always)]
+fn avg_pool_dyn(d: Dims2d, include_pad: bool, input: &[f32], output: &mut [f32]) {
+    let d = Dims2d { dh: 1, dw: 1, ..d };
+    let (hw, ohw) = (d.h * d.w, d.oh * d.ow);
+    let input = &input[..d.c * hw];
+    let output = &mut output[..d.c * ohw];
+    for (out_plane, in_plane) in output.chunks_exact_mut(ohw).zip(input.chunks_exact(hw)) {
+        for (oy, out_row) in out_plane.chunks_exact_mut(d.ow).enumerate() {
+            out_row.fill(0.0);
+            pool_row(&d, out_row, in_plane, oy, |y, x| *y += x);
+            let rows = window_count(oy * d.sh, d.kh, d.h, d.ph, include_pad);
+            for (ox, y) in out_row.iter_mut().enumerate() {
+                let cols = window_count(ox * d.sw, d.kw, d.w, d.pw, include_pad);
+                *y /= (rows * cols) as f32;
+            }
+        }
+    }
+}
+
+/// Max pool, PyTorch `MaxPool2d`: `output[c][y][x]` is the maximum of
+/// `input[c][y*SH + ky*DH - PH][x*SW + kx*DW - PW]` over `ky < KH`, `kx < KW`, taps
+/// outside the input ignored (-inf padding, also past the padding in ceil mode). Taps are
+/// `DH`/`DW` apart. A NaN in the window gives NaN.
+///
+/// `input` holds at least `C*H*W` values and `output` at least `C*OH*OW`. `PH`/`PW` are
+/// the top/left padding; every window must hold at least one input cell.
+///
+/// # Panics
+///
+/// If a slice is too short.
+pub fn max_pool2d<
+    const C: usize,
+    const H: usize,
+    const W: usize,
+    const OH: usize,
+    const OW: usize,
+    const KH: usize,
+    const KW: usize,
+    const SH: usize,
+    const SW: usize,
+    const PH: usize,
+    const PW: usize,
+    const DH: usize,
+    const DW: usize,
+>(
+    input: &[f32],
+    output: &mut [f32],
+) {
+    const {
+        assert!(C > 0 && H > 0 && W > 0 && OH > 0 && OW > 0);
+        assert!(KH > 0 && KW > 0 && SH > 0 && SW > 0 && DH > 0 && DW > 0);
+    }
+    let d = Dims2d {
+        c: C,
+        h: H,
+        w: W,
+        o: C,
+        oh: OH,
+        ow: OW,
+        kh: KH,
+        kw: KW,
+        sh: SH,
+        sw: SW,
+        ph: PH,
+        pw: PW,
+        dh: DH,
+        dw: DW,
+        g: C,
+    };
+    max_pool_dyn(d, input, output);
+}
+
+/// Average pool, PyTorch `AvgPool2d`: the window of `output[c][y][x]` is rows
+/// `[y*SH - PH, y*SH - PH + KH)` and columns `[x*SW - PW, x*SW - PW + KW)`; its sum over
+/// the input cells inside it is divided, when `COUNT_INCLUDE_PAD`, by the number of window
+/// cells inside the padded input (rows clipped to `[-PH, H + PH)` times columns clipped to
+/// `[-PW, W + PW)`, so a ceil-mode window reaching past the padding counts fewer cells),
+/// otherwise by the number of input cells in the window.
+///
+/// `input` holds at least `C*H*W` values and `output` at least `C*OH*OW`. Every window
+/// must hold at least one input cell.
+///
+/// # Panics
+///
+/// If a slice is too short.
+pub fn avg_pool2d<
+    const C: usize,
+    const H: usize,
+    const W: usize,
+    const OH: usize,
+    const OW: usize,
+    const KH: usize,
+    const KW: usize,
+    const SH: usize,
+    const SW: usize,
+    const PH: usize,
+    const PW: usize,
+    const COUNT_INCLUDE_PAD: bool,
+>(
+    input: &[f32],
+    output: &mut [f32],
+) {
+    const {
+        assert!(C > 0 && H > 0 && W > 0 && OH > 0 && OW > 0);
+        assert!(KH > 0 && KW > 0 && SH > 0 && SW > 0);
+    }
+    let d = Dims2d {
+        c: C,
+        h: H,
+        w: W,
+        o: C,
+        oh: OH,
+        ow: OW,
+        kh: KH,
+        kw: KW,
+        sh: SH,
+        sw: SW,
+        ph: PH,
+        pw: PW,
+        dh: 1,
+        dw: 1,
+        g: C,
+    };
+    avg_pool_dyn(d, COUNT_INCLUDE_PAD, input, output);
+}
+
+/// Lanes of the global sums: independent accumulators, so the loop vectorises.
+const LANES: usize = 8;
+
+/// Sum of `xs` in [`LANES`] interleaved partial sums.
+#[inline(always)]
+fn sum(xs: &[f32]) -> f32 {
+    let chunks = xs.chunks_exact(LANES);
+    let tail: f32 = chunks.remainder().iter().sum();
+    let mut acc = [0.0f32; LANES];
+    for chunk in chunks {
+        for (s, &x) in acc.iter_mut().zip(chunk) {
+            *s += x;
+        }
+    }
+    let [a0, a1, a2, a3, a4, a5, a6, a7] = acc;
+    ((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7)) + tail
+}
+
+/// Global average pool with its dimensions as runtime values.
+#[inline(always)]
+fn global_avg_dyn(c: usize, hw: usize, input: &[f32], output: &mut [f32]) {
+    let input = &input[..c * hw];
+    let output = &mut output[..c];
+    for (y, plane) in output.iter_mut().zip(input.chunks_exact(hw)) {
+        *y = sum(plane) / hw as f32;
+    }
+}
+
+/// Global max pool with its dimensions as runtime values.
+#[inline(always)]
+fn global_max_dyn(c: usize, hw: usize, input: &[f32], output: &mut [f32]) {
+    let input = &input[..c * hw];
+    let output = &mut output[..c];
+    for (y, plane) in output.iter_mut().zip(input.chunks_exact(hw)) {
+        let mut m = f32::NEG_INFINITY;
+        for &x in plane {
+            max_nan(&mut m, x);
+        }
+        *y = m;
+    }
+}
+
+/// Global average pool: `[C, H, W] -> [C]`, `output[c]` the mean of the `HW = H*W`
+/// values of channel `c`.
+///
+/// # Panics
+///
+/// If `input` is shorter than `C*HW` or `output` than `C`.
+pub fn global_avg_pool<const C: usize, const HW: usize>(input: &[f32], output: &mut [f32]) {
+    const { assert!(C > 0 && HW > 0) }
+    global_avg_dyn(C, HW, input, output);
+}
+
+/// Global max pool: `[C, H, W] -> [C]`, `output[c]` the maximum of the `HW = H*W`
+/// values of channel `c` (NaN if one of them is).
+///
+/// # Panics
+///
+/// If `input` is shorter than `C*HW` or `output` than `C`.
+pub fn global_max_pool<const C: usize, const HW: usize>(input: &[f32], output: &mut [f32]) {
+    const { assert!(C > 0 && HW > 0) }
+    global_max_dyn(C, HW, input, output);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::reference::{self as r, Axis, Rng};
+
+    fn dims(c: usize, ah: Axis, aw: Axis) -> Dims2d {
+        Dims2d {
+            c,
+            h: ah.n,
+            w: aw.n,
+            o: c,
+            oh: ah.out,
+            ow: aw.out,
+            kh: ah.k,
+            kw: aw.k,
+            sh: ah.s,
+            sw: aw.s,
+            ph: ah.p,
+            pw: aw.p,
+            dh: ah.d,
+            dw: aw.d,
+            g: c,
+        }
+    }
+
+    /// Runs both pools (average only without dilation) against the reference on data
+    /// that is all negative half of the time, so that zero padding would show.
+    fn check(rng: &mut Rng, c: usize, ah: Axis, aw: Axis) {
+        let d = dims(c, ah, aw);
+        let (lo, hi) = if rng.below(2) == 0 {
+            (-1.0, 1.0)
+        } else {
+            (-3.0, -1.0)
+        };
+        let input = rng.vec(c * ah.n * aw.n, lo, hi);
+        let mut inp = input.clone();
+        inp.extend([f32::NAN; 2]);
+        let n = c * ah.out * aw.out;
+        let mut got = vec![7.0; n + 2];
+        max_pool_dyn(d, &inp, &mut got);
+        assert_eq!(&got[n..], &[7.0; 2], "{d:?} wrote past its output");
+        let want = r::max_pool2d(c, ah, aw, &input);
+        assert!(
+            got[..n].iter().zip(&want).all(|(&g, &w)| f64::from(g) == w),
+            "max pool {d:?}\n got {:?}\nwant {want:?}",
+            &got[..n]
+        );
+        if ah.d == 1 && aw.d == 1 {
+            for include_pad in [true, false] {
+                avg_pool_dyn(d, include_pad, &inp, &mut got);
+                assert_eq!(&got[n..], &[7.0; 2], "{d:?} wrote past its output");
+                let want = r::avg_pool2d(c, ah, aw, include_pad, &input);
+                r::assert_close(&got[..n], &want, &(d, include_pad));
+            }
+        }
+    }
+
+    /// Every pool axis geometry (sizes, kernels, strides larger than the kernel, padding up
+    /// to half the kernel, dilation, ceil mode with extra and dropped windows) on each axis,
+    /// paired with a random one.
+    #[test]
+    fn sweep_axes_against_reference() {
+        let axes = r::pool_axes();
+        assert!(axes.len() > 300, "{}", axes.len());
+        assert!(
+            axes.iter().any(|a| a.past_padding()),
+            "no ceil window reaching past the padding"
+        );
+        let mut rng = Rng::new(51);
+        for (i, &a) in axes.iter().enumerate() {
+            let b = axes[rng.below(axes.len())];
+            check(&mut rng, 1 + i % 4, a, b);
+            check(&mut rng, 1 + i % 3, b, a);
+        }
+    }
+
+    /// Named cases with hand-computed outputs: PyTorch's divisors in ceil mode.
+    #[test]
+    fn ceil_mode_divisors_by_hand() {
+        // H = W = 3, k = 2, s = 2, p = 0, ceil: out 2x2, last window covers one real row
+        // and one cell past the input (no padding): divisor 1 either way.
+        let a = Axis::pool(3, 2, 2, 0, 1, true).unwrap();
+        assert_eq!(a.out, 2);
+        let x: Vec<f32> = (1..=9).map(|v| v as f32).collect();
+        let mut y = [0.0; 4];
+        avg_pool2d::<1, 3, 3, 2, 2, 2, 2, 2, 2, 0, 0, true>(&x, &mut y);
+        assert_eq!(y, [3.0, 4.5, 7.5, 9.0]);
+        // H = W = 4, k = 3, s = 2, p = 1, ceil: out = ceil(3/2)+1 = 3, last window starts at
+        // padded 4 (< H + p = 5, kept), covers padded [4, 7): real 3 (index 3 -> padded 4),
+        // padding 5, past-padding 6. Divisor with padding: 2 per axis.
+        let a = Axis::pool(4, 3, 2, 1, 1, true).unwrap();
+        assert_eq!(a.out, 3);
+        let x = [1.0f32; 16];
+        let mut y = [0.0; 9];
+        avg_pool2d::<1, 4, 4, 3, 3, 3, 3, 2, 2, 1, 1, true>(&x, &mut y);
+        // Corner (0,0): window padded [0,3)x[0,3): 4 real of 9.
+        assert_eq!(y[0], 4.0 / 9.0);
+        // (0,2): rows padded [0,3) count 3, cols padded [4,6) count 2: 6 cells, 2 real.
+        assert_eq!(y[2], 2.0 / 6.0);
+        // (2,2): 2x2 cells counted, 1 real.
+        assert_eq!(y[8], 1.0 / 4.0);
+        avg_pool2d::<1, 4, 4, 3, 3, 3, 3, 2, 2, 1, 1, false>(&x, &mut y);
+        assert_eq!(y, [1.0; 9]);
+    }
+
+    #[test]
+    fn max_pool_pads_with_minus_infinity_and_propagates_nan() {
+        let x = [-5.0f32, -4.0, -3.0, -2.0];
+        let mut y = [0.0; 9];
+        // 2x2 input, kernel 2, stride 1, padding 1: 3x3 output, every window real values only.
+        max_pool2d::<1, 2, 2, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1>(&x, &mut y);
+        assert_eq!(y, [-5.0, -4.0, -4.0, -3.0, -2.0, -2.0, -3.0, -2.0, -2.0]);
+        let x = [1.0f32, f32::NAN, 3.0, 2.0];
+        let mut y = [0.0; 1];
+        max_pool2d::<1, 2, 2, 1, 1, 2, 2, 1, 1, 0, 0, 1, 1>(&x, &mut y);
+        assert!(y[0].is_nan());
+        global_max_pool::<1, 4>(&x, &mut y);
+        assert!(y[0].is_nan());
+    }
+
+    /// Const-generic shells on a few layers.
+    #[test]
+    fn const_generic_instances() {
+        let mut rng = Rng::new(52);
+        // LeNet avg_pool(2) on 6x28x28.
+        let x = rng.vec(6 * 28 * 28, -1.0, 1.0);
+        let a = Axis::pool(28, 2, 2, 0, 1, false).unwrap();
+        let mut y = vec![0.0; 6 * 14 * 14];
+        avg_pool2d::<6, 28, 28, 14, 14, 2, 2, 2, 2, 0, 0, true>(&x, &mut y);
+        r::assert_close(&y, &r::avg_pool2d(6, a, a, true, &x), &"lenet avg pool");
+        // Max pool 3x3 stride 2 pad 1 (ResNet stem), ceil mode on a 7x9 map.
+        let x = rng.vec(2 * 7 * 9, -2.0, -1.0);
+        let (ah, aw) = (
+            Axis::pool(7, 3, 2, 1, 1, true).unwrap(),
+            Axis::pool(9, 3, 2, 1, 1, true).unwrap(),
+        );
+        assert_eq!((ah.out, aw.out), (4, 5));
+        let mut y = vec![0.0; 2 * 4 * 5];
+        max_pool2d::<2, 7, 9, 4, 5, 3, 3, 2, 2, 1, 1, 1, 1>(&x, &mut y);
+        r::assert_close(&y, &r::max_pool2d(2, ah, aw, &x), &"max pool ceil");
+        // Dilated, non-square.
+        let (ah, aw) = (
+            Axis::pool(8, 2, 1, 1, 3, false).unwrap(),
+            Axis::pool(6, 3, 2, 0, 2, true).unwrap(),
+        );
+        let x = rng.vec(3 * 8 * 6, -1.0, 1.0);
+        let mut y = vec![0.0; 3 * ah.out * aw.out];
+        max_pool2d::<3, 8, 6, 7, 2, 2, 3, 1, 2, 1, 0, 3, 2>(&x, &mut y);
+        assert_eq!((ah.out, aw.out), (7, 2));
+        r::assert_close(&y, &r::max_pool2d(3, ah, aw, &x), &"max pool dilated");
+        // Avg pool, exclude pad, ceil, non-square.
+        let (ah, aw) = (
+            Axis::pool(5, 3, 2, 1, 1, true).unwrap(),
+            Axis::pool(6, 2, 3, 1, 1, true).unwrap(),
+        );
+        assert_eq!((ah.out, aw.out), (3, 3));
+        let x = rng.vec(2 * 5 * 6, -1.0, 1.0);
+        let mut y = vec![0.0; 2 * 3 * 3];
+        avg_pool2d::<2, 5, 6, 3, 3, 3, 2, 2, 3, 1, 1, false>(&x, &mut y);
+        r::assert_close(
+            &y,
+            &r::avg_pool2d(2, ah, aw, false, &x),
+            &"avg pool exclude pad",
+        );
+    }
+
+    #[test]
+    fn global_pools_against_reference() {
+        let mut rng = Rng::new(53);
+        for c in [1, 3, 16] {
+            for hw in [1, 2, 7, 8, 9, 49, 3136] {
+                let x = rng.vec(c * hw, -2.0, 1.0);
+                let mut xin = x.clone();
+                xin.push(f32::NAN);
+                let mut y = vec![7.0; c + 1];
+                global_avg_dyn(c, hw, &xin, &mut y);
+                assert_eq!(y[c], 7.0);
+                r::assert_close(
+                    &y[..c],
+                    &r::global_avg_pool(c, hw, &x),
+                    &("global avg", c, hw),
+                );
+                global_max_dyn(c, hw, &xin, &mut y);
+                assert_eq!(y[c], 7.0);
+                r::assert_close(
+                    &y[..c],
+                    &r::global_max_pool(c, hw, &x),
+                    &("global max", c, hw),
+                );
+            }
+        }
+        let x = [1.0, 2.0, 3.0, 4.0, -1.0, -2.0, -3.0, -4.0];
+        let mut y = [0.0; 2];
+        global_avg_pool::<2, 4>(&x, &mut y);
+        assert_eq!(y, [2.5, -2.5]);
+        global_max_pool::<2, 4>(&x, &mut y);
+        assert_eq!(y, [4.0, -1.0]);
+    }
+}

@@ -1,0 +1,458 @@
+//! Test-only reference implementations of the kernels: direct loops in f64, written from
+//! PyTorch's definitions with no attempt at speed, plus the test utilities (a seeded
+//! PRNG, PyTorch's output-size rules, the geometries the sweeps run over, and the
+//! tolerance check).
+//!
+//! The references take weights in PyTorch's layout and never share code with the fast
+//! kernels: windows are enumerated cell by cell, padding recognised by coordinates.
+
+use super::activation::Act;
+use std::fmt::Debug;
+
+/// A deterministic PRNG (SplitMix64), enough for test data.
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator with the given seed.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// Uniform in `[lo, hi)`.
+    pub fn f32_in(&mut self, lo: f32, hi: f32) -> f32 {
+        let u = (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
+        lo + (hi - lo) * u
+    }
+
+    /// `n` values uniform in `[lo, hi)`.
+    pub fn vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+        (0..n).map(|_| self.f32_in(lo, hi)).collect()
+    }
+}
+
+/// The activation in f64.
+pub fn act(act: Act, x: f64) -> f64 {
+    match act {
+        Act::Identity => x,
+        Act::Relu => x.max(0.0),
+        Act::Relu6 => x.clamp(0.0, 6.0),
+        Act::Tanh => x.tanh(),
+        Act::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+        Act::LeakyRelu(slope) => {
+            if x >= 0.0 {
+                x
+            } else {
+                f64::from(slope) * x
+            }
+        }
+    }
+}
+
+/// Geometry of a windowed operation along one axis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Axis {
+    /// Input size.
+    pub n: usize,
+    /// Output size.
+    pub out: usize,
+    /// Kernel size.
+    pub k: usize,
+    /// Stride.
+    pub s: usize,
+    /// Leading (top/left) padding.
+    pub p: usize,
+    /// Trailing (bottom/right) padding, as declared (a pool's ceil mode may reach past it).
+    pub pe: usize,
+    /// Dilation.
+    pub d: usize,
+}
+
+impl Axis {
+    /// PyTorch's conv output size with symmetric padding `p`, `None` when the kernel does
+    /// not fit: `floor((n + 2p - d(k-1) - 1) / s) + 1`.
+    pub fn conv(n: usize, k: usize, s: usize, p: usize, d: usize) -> Option<Axis> {
+        let num = (n + 2 * p).checked_sub(d * (k - 1) + 1)?;
+        Some(Axis {
+            n,
+            out: num / s + 1,
+            k,
+            s,
+            p,
+            pe: p,
+            d,
+        })
+    }
+
+    /// PyTorch's `padding='same'` (stride 1): `d(k-1)` in total, the extra cell at the end.
+    pub fn same(n: usize, k: usize, d: usize) -> Axis {
+        let total = d * (k - 1);
+        Axis {
+            n,
+            out: n,
+            k,
+            s: 1,
+            p: total / 2,
+            pe: total - total / 2,
+            d,
+        }
+    }
+
+    /// PyTorch's pool output size, `ceil_mode` included: `ceil` instead of `floor`, then
+    /// one window less when the last one would start at or past `n + p`. `None` when the
+    /// kernel does not fit or a window holds no input cell.
+    pub fn pool(n: usize, k: usize, s: usize, p: usize, d: usize, ceil: bool) -> Option<Axis> {
+        let num = (n + 2 * p).checked_sub(d * (k - 1) + 1)?;
+        let mut out = if ceil {
+            num.div_ceil(s) + 1
+        } else {
+            num / s + 1
+        };
+        if ceil && (out - 1) * s >= n + p {
+            out -= 1;
+        }
+        let a = Axis {
+            n,
+            out,
+            k,
+            s,
+            p,
+            pe: p,
+            d,
+        };
+        a.every_window_has_input().then_some(a)
+    }
+
+    /// Input index of tap `j` of output `o` (possibly outside the input).
+    pub fn tap(&self, o: usize, j: usize) -> isize {
+        (o * self.s + j * self.d) as isize - self.p as isize
+    }
+
+    /// Whether `i` is inside the input.
+    pub fn inside(&self, i: isize) -> bool {
+        0 <= i && i < self.n as isize
+    }
+
+    /// Whether every output's window has a tap inside the input.
+    pub fn every_window_has_input(&self) -> bool {
+        (0..self.out).all(|o| (0..self.k).any(|j| self.inside(self.tap(o, j))))
+    }
+
+    /// Whether the last window reaches past the trailing padding (ceil mode).
+    pub fn past_padding(&self) -> bool {
+        (self.out - 1) * self.s + self.d * (self.k - 1) + 1 > self.n + self.p + self.pe
+    }
+}
+
+/// Conv axis geometries: sizes 1..8, kernels 1..5, strides 1..3, dilations 1..3, symmetric
+/// padding 0..=k (windows over padding only included), and 'same' where stride is 1.
+pub fn conv_axes() -> Vec<Axis> {
+    let mut axes = Vec::new();
+    for n in [1, 2, 3, 4, 5, 7, 8] {
+        for k in [1, 2, 3, 4, 5] {
+            for d in [1, 2, 3] {
+                if k == 1 && d > 1 {
+                    continue;
+                }
+                for s in [1, 2, 3] {
+                    for p in 0..=k {
+                        axes.extend(Axis::conv(n, k, s, p, d));
+                    }
+                    if s == 1 {
+                        axes.push(Axis::same(n, k, d));
+                    }
+                }
+            }
+        }
+    }
+    dedup(axes)
+}
+
+/// Pool axis geometries: sizes 1..9, kernels 1..5, strides 1..6 (also larger than the
+/// kernel), padding 0..=k/2, dilations 1..3, floor and ceil mode.
+pub fn pool_axes() -> Vec<Axis> {
+    let mut axes = Vec::new();
+    for n in [1, 2, 3, 4, 5, 6, 7, 9] {
+        for k in [1, 2, 3, 4, 5] {
+            for d in [1, 2, 3] {
+                if k == 1 && d > 1 {
+                    continue;
+                }
+                for s in [1, 2, 3, 4, 6] {
+                    for p in 0..=k / 2 {
+                        for ceil in [false, true] {
+                            axes.extend(Axis::pool(n, k, s, p, d, ceil));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    dedup(axes)
+}
+
+fn dedup(axes: Vec<Axis>) -> Vec<Axis> {
+    let mut out: Vec<Axis> = Vec::with_capacity(axes.len());
+    for a in axes {
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    out
+}
+
+/// PyTorch `Conv2d` (cross-correlation, groups, zero padding) with `act` after the bias.
+/// `weight` is `[o, c/g, kh, kw]`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d(
+    c: usize,
+    o: usize,
+    g: usize,
+    ah: Axis,
+    aw: Axis,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    a: Act,
+) -> Vec<f64> {
+    let (cg, og) = (c / g, o / g);
+    assert_eq!(input.len(), c * ah.n * aw.n);
+    assert_eq!(weight.len(), o * cg * ah.k * aw.k);
+    let mut out = Vec::with_capacity(o * ah.out * aw.out);
+    for oc in 0..o {
+        let group = oc / og;
+        for oy in 0..ah.out {
+            for ox in 0..aw.out {
+                let mut acc = bias.map_or(0.0, |b| f64::from(b[oc]));
+                for ci in 0..cg {
+                    let ic = group * cg + ci;
+                    for ky in 0..ah.k {
+                        for kx in 0..aw.k {
+                            let (iy, ix) = (ah.tap(oy, ky), aw.tap(ox, kx));
+                            if ah.inside(iy) && aw.inside(ix) {
+                                let x = input[(ic * ah.n + iy as usize) * aw.n + ix as usize];
+                                let w = weight[((oc * cg + ci) * ah.k + ky) * aw.k + kx];
+                                acc += f64::from(w) * f64::from(x);
+                            }
+                        }
+                    }
+                }
+                out.push(act(a, acc));
+            }
+        }
+    }
+    out
+}
+
+/// PyTorch `MaxPool2d`: maximum over the window's taps inside the input (-inf padding).
+pub fn max_pool2d(c: usize, ah: Axis, aw: Axis, input: &[f32]) -> Vec<f64> {
+    assert_eq!(input.len(), c * ah.n * aw.n);
+    let mut out = Vec::new();
+    for ch in 0..c {
+        for oy in 0..ah.out {
+            for ox in 0..aw.out {
+                let mut m = f64::NEG_INFINITY;
+                for ky in 0..ah.k {
+                    for kx in 0..aw.k {
+                        let (iy, ix) = (ah.tap(oy, ky), aw.tap(ox, kx));
+                        if ah.inside(iy) && aw.inside(ix) {
+                            m = m.max(f64::from(
+                                input[(ch * ah.n + iy as usize) * aw.n + ix as usize],
+                            ));
+                        }
+                    }
+                }
+                out.push(m);
+            }
+        }
+    }
+    out
+}
+
+/// PyTorch `AvgPool2d`: the sum over the window's input cells, divided by the number of
+/// window cells inside the padded input (`[-p, n + pe)` per axis) when
+/// `count_include_pad`, else by the number of input cells. Every cell of the window is
+/// classified one by one.
+pub fn avg_pool2d(
+    c: usize,
+    ah: Axis,
+    aw: Axis,
+    count_include_pad: bool,
+    input: &[f32],
+) -> Vec<f64> {
+    assert_eq!(input.len(), c * ah.n * aw.n);
+    assert_eq!((ah.d, aw.d), (1, 1));
+    let in_padded = |a: &Axis, i: isize| -(a.p as isize) <= i && i < (a.n + a.pe) as isize;
+    let mut out = Vec::new();
+    for ch in 0..c {
+        for oy in 0..ah.out {
+            for ox in 0..aw.out {
+                let (mut sum, mut real, mut padded) = (0.0, 0usize, 0usize);
+                for ky in 0..ah.k {
+                    for kx in 0..aw.k {
+                        let (iy, ix) = (ah.tap(oy, ky), aw.tap(ox, kx));
+                        if in_padded(&ah, iy) && in_padded(&aw, ix) {
+                            padded += 1;
+                        }
+                        if ah.inside(iy) && aw.inside(ix) {
+                            real += 1;
+                            sum += f64::from(input[(ch * ah.n + iy as usize) * aw.n + ix as usize]);
+                        }
+                    }
+                }
+                let div = if count_include_pad { padded } else { real };
+                out.push(sum / div as f64);
+            }
+        }
+    }
+    out
+}
+
+/// Mean of each channel.
+pub fn global_avg_pool(c: usize, hw: usize, input: &[f32]) -> Vec<f64> {
+    (0..c)
+        .map(|ch| {
+            input[ch * hw..(ch + 1) * hw]
+                .iter()
+                .map(|&x| f64::from(x))
+                .sum::<f64>()
+                / hw as f64
+        })
+        .collect()
+}
+
+/// Maximum of each channel.
+pub fn global_max_pool(c: usize, hw: usize, input: &[f32]) -> Vec<f64> {
+    (0..c)
+        .map(|ch| {
+            input[ch * hw..(ch + 1) * hw]
+                .iter()
+                .map(|&x| f64::from(x))
+                .fold(f64::NEG_INFINITY, f64::max)
+        })
+        .collect()
+}
+
+/// PyTorch `Linear`, weight `[out, inp]`, with `act` after the bias.
+pub fn linear(
+    inp: usize,
+    out: usize,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    a: Act,
+) -> Vec<f64> {
+    (0..out)
+        .map(|o| {
+            let dot: f64 = (0..inp)
+                .map(|i| f64::from(weight[o * inp + i]) * f64::from(input[i]))
+                .sum();
+            act(a, dot + bias.map_or(0.0, |b| f64::from(b[o])))
+        })
+        .collect()
+}
+
+/// Inference-mode batch norm, `(x - mean) / sqrt(var + eps) * weight + bias`, per
+/// channel of `hw` values, then `act`.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm(
+    c: usize,
+    hw: usize,
+    x: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    eps: f64,
+    a: Act,
+) -> Vec<f64> {
+    (0..c * hw)
+        .map(|i| {
+            let ch = i / hw;
+            let y = (f64::from(x[i]) - f64::from(mean[ch])) / (f64::from(var[ch]) + eps).sqrt()
+                * f64::from(weight[ch])
+                + f64::from(bias[ch]);
+            act(a, y)
+        })
+        .collect()
+}
+
+/// Softmax in f64, the textbook formula with the maximum subtracted.
+pub fn softmax(x: &[f32]) -> Vec<f64> {
+    let m = x
+        .iter()
+        .map(|&v| f64::from(v))
+        .fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<f64> = x.iter().map(|&v| (f64::from(v) - m).exp()).collect();
+    let s: f64 = e.iter().sum();
+    e.iter().map(|v| v / s).collect()
+}
+
+/// Asserts `|got - want| <= 1e-5 + 1e-5 |want|` elementwise (NaN matches NaN), naming
+/// the first mismatch and `ctx`.
+#[track_caller]
+pub fn assert_close(got: &[f32], want: &[f64], ctx: &dyn Debug) {
+    assert_eq!(got.len(), want.len(), "length, {ctx:?}");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let g = f64::from(g);
+        let ok = (g.is_nan() && w.is_nan()) || g == w || (g - w).abs() <= 1e-5 + 1e-5 * w.abs();
+        assert!(
+            ok,
+            "index {i}: got {g}, want {w} (diff {:e}), {ctx:?}",
+            (g - w).abs()
+        );
+    }
+}
+
+#[test]
+fn pool_output_sizes_follow_pytorch() {
+    // Cases from the conformance README's ceil-mode rule.
+    assert_eq!(Axis::pool(5, 2, 2, 0, 1, false).unwrap().out, 2);
+    assert_eq!(Axis::pool(5, 2, 2, 0, 1, true).unwrap().out, 3);
+    // 4, k 2, s 2, p 1, ceil: ceil(3/2)+1 = 3, last start 4 >= 4 + 1? no -> 3.
+    assert_eq!(Axis::pool(4, 2, 2, 1, 1, true).unwrap().out, 3);
+    // 3, k 3, s 2, p 1, ceil: ceil(2/2)+1 = 2, start 2 < 4 -> 2.
+    assert_eq!(Axis::pool(3, 3, 2, 1, 1, true).unwrap().out, 2);
+    // 2, k 1, s 2, p 0, ceil: ceil(1/2)+1 = 2, start 2 >= 2 -> dropped -> 1.
+    assert_eq!(Axis::pool(2, 1, 2, 0, 1, true).unwrap().out, 1);
+    // Kernel does not fit.
+    assert!(Axis::pool(2, 3, 1, 0, 1, false).is_none());
+    assert!(Axis::pool(3, 2, 1, 0, 3, false).is_none());
+    assert_eq!(
+        Axis::same(5, 4, 1),
+        Axis {
+            n: 5,
+            out: 5,
+            k: 4,
+            s: 1,
+            p: 1,
+            pe: 2,
+            d: 1
+        }
+    );
+    assert_eq!(
+        Axis::same(5, 2, 3),
+        Axis {
+            n: 5,
+            out: 5,
+            k: 2,
+            s: 1,
+            p: 1,
+            pe: 2,
+            d: 3
+        }
+    );
+}
