@@ -57,7 +57,9 @@ struct Tensor {
 
 fn read_f32(bytes: &[u8], key: &str) -> Tensor {
     let st = safetensors::SafeTensors::deserialize(bytes).expect("valid data.safetensors");
-    let t = st.tensor(key).unwrap_or_else(|_| panic!("no `{key}` in data"));
+    let t = st
+        .tensor(key)
+        .unwrap_or_else(|_| panic!("no `{key}` in data"));
     assert_eq!(t.dtype(), safetensors::Dtype::F32);
     Tensor {
         shape: t.shape().to_vec(),
@@ -77,7 +79,7 @@ fn worst_ratio(got: &[f32], want: &[f32]) -> Result<f32, String> {
     let mut worst = 0.0f32;
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let r = (g - w).abs() / (ATOL + RTOL * w.abs());
-        if !(r <= 1.0) {
+        if r.is_nan() || r > 1.0 {
             return Err(format!("element {i}: got {g}, want {w} (ratio {r})"));
         }
         worst = worst.max(r);
@@ -145,11 +147,24 @@ fn every_case_matches_pytorch_in_both_spellings() {
     macro_rules! check_case {
         ($case:ident) => {{
             let dir = root().join($case::DIR);
-            for f in ["model.toml", "weights.safetensors", "data.safetensors", "case.json"] {
+            for f in [
+                "model.toml",
+                "weights.safetensors",
+                "data.safetensors",
+                "case.json",
+            ] {
                 assert!(dir.join(f).is_file(), "case {} lacks {f}", $case::DIR);
             }
-            results.push((stringify!($case).to_string(), "toml", run::<$case::FromToml>(&dir)));
-            results.push((stringify!($case).to_string(), "inline", run::<$case::Inline>(&dir)));
+            results.push((
+                stringify!($case).to_string(),
+                "toml",
+                run::<$case::FromToml>(&dir),
+            ));
+            results.push((
+                stringify!($case).to_string(),
+                "inline",
+                run::<$case::Inline>(&dir),
+            ));
         }};
     }
     for_each_case!(check_case);

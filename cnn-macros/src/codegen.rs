@@ -60,7 +60,9 @@ fn src(buf: Buf) -> TokenStream {
 
 fn dst(buf: Buf) -> TokenStream {
     match buf {
-        Buf::Input => quote!(compile_error!("cnn: internal error, a kernel writes the input")),
+        Buf::Input => quote!(compile_error!(
+            "cnn: internal error, a kernel writes the input"
+        )),
         Buf::A => quote!(&mut arena_a[..]),
         Buf::B => quote!(&mut arena_b[..]),
         Buf::Output => quote!(&mut output[..]),
@@ -188,17 +190,18 @@ pub fn generate(
     let (struct_body, struct_init) = if no_weights {
         (quote!({ _weights: () }), quote!({ _weights: () }))
     } else {
-        (
-            quote!({ #(#field_defs,)* }),
-            quote!({ #(#field_inits,)* }),
-        )
+        (quote!({ #(#field_defs,)* }), quote!({ #(#field_inits,)* }))
     };
     let spec_items = weights.specs.iter().map(|(key, shape)| {
         let dims = shape.iter().map(|d| lit(*d));
         quote!(#rt::load::TensorSpec { key: #key, shape: &[#(#dims),*] })
     });
     let ignored = &weights.ignored;
-    let track = tracked.map(|path| quote!(const _: &[u8] = ::core::include_bytes!(#path);));
+    let track = tracked.map(|path| {
+        quote!(
+            const _: &[u8] = ::core::include_bytes!(#path);
+        )
+    });
     let name_str = ident.to_string();
 
     quote! {

@@ -124,6 +124,22 @@ fn front_end(raw: &parse::RawModel) -> Result<Compiled, Vec<Diag>> {
     };
     diags.extend(shape_diag);
     if !diags.is_empty() {
+        // Report in the order of the description: `input` first, then layer by layer.
+        let names: Vec<String> = raw
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| match &l.name {
+                Some((parse::RawValue::Word(w), _)) => w.clone(),
+                _ => i.to_string(),
+            })
+            .collect();
+        diags.sort_by_key(|d| {
+            names
+                .iter()
+                .position(|n| d.msg.starts_with(&format!("layer `{n}`")))
+                .map_or(0, |i| i + 1)
+        });
         return Err(diags);
     }
     if shapes.len() != model.layers.len() || model.layers.is_empty() {
@@ -246,14 +262,23 @@ fn expand(input: TokenStream, base: &Path) -> TokenStream {
     match front_end(&raw) {
         Ok(c) => {
             let text = summary::render(&header.ident.to_string(), &c.model, &c.shapes, &c.plan);
-            codegen::generate(&item, &c.model, &c.shapes, &c.plan, &text, tracked.as_deref())
+            codegen::generate(
+                &item,
+                &c.model,
+                &c.shapes,
+                &c.plan,
+                &text,
+                tracked.as_deref(),
+            )
         }
         Err(diags) => {
             let errors = diags.iter().map(|d| to_error(d, &source)).collect();
             let mut out = fail(errors, &item);
             if let Some(path) = tracked {
                 // Still track the file, so fixing it triggers a rebuild.
-                out.extend(quote!(const _: &[u8] = ::core::include_bytes!(#path);));
+                out.extend(quote!(
+                    const _: &[u8] = ::core::include_bytes!(#path);
+                ));
             }
             out
         }

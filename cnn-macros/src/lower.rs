@@ -447,11 +447,7 @@ fn lower_layer(raw: &RawLayer, index: usize) -> Result<Layer, Vec<Diag>> {
         },
         _ => unreachable!("op names are checked against OPS above"),
     };
-    let arg_locs = args
-        .given
-        .iter()
-        .map(|(k, _, l)| (k.clone(), *l))
-        .collect();
+    let arg_locs = args.given.iter().map(|(k, _, l)| (k.clone(), *l)).collect();
     diags.extend(args.diags);
     if diags.is_empty() {
         Ok(Layer {

@@ -228,7 +228,13 @@ fn layer_shape(layer: &Layer, input: Shape) -> Result<LayerShape, Diag> {
     }
 }
 
-fn conv_shape(conv: &Conv, c: usize, h: usize, w: usize, input: Shape) -> Result<LayerShape, String> {
+fn conv_shape(
+    conv: &Conv,
+    c: usize,
+    h: usize,
+    w: usize,
+    input: Shape,
+) -> Result<LayerShape, String> {
     let (kh, kw) = conv.kernel;
     let (dh, dw) = conv.dilation;
     let (sh, sw) = conv.stride;
@@ -263,11 +269,19 @@ fn conv_shape(conv: &Conv, c: usize, h: usize, w: usize, input: Shape) -> Result
         } else {
             format!("(top {pt}, bottom {pb}, left {pl}, right {pr})")
         };
+        let dilation = if (dh, dw) == (1, 1) {
+            "dilation 1".to_string()
+        } else {
+            format!(
+                "dilation {}, spanning {}x{}",
+                fmt_pair(dh, dw),
+                dh * (kh - 1) + 1,
+                dw * (kw - 1) + 1
+            )
+        };
         return Err(format!(
-            "a {kh}x{kw} kernel (dilation {}, so it spans {}x{}) does not fit the {h}x{w} input padded by {pad}",
-            fmt_pair(dh, dw),
-            dh * (kh - 1) + 1,
-            dw * (kw - 1) + 1,
+            "{} {kh}x{kw} kernel ({dilation}) does not fit the {h}x{w} input padded by {pad}",
+            article(kh)
         ));
     };
     let out = conv.out as usize;
@@ -283,7 +297,13 @@ fn conv_shape(conv: &Conv, c: usize, h: usize, w: usize, input: Shape) -> Result
     })
 }
 
-fn pool_shape(pool: &Pool, c: usize, h: usize, w: usize, input: Shape) -> Result<LayerShape, String> {
+fn pool_shape(
+    pool: &Pool,
+    c: usize,
+    h: usize,
+    w: usize,
+    input: Shape,
+) -> Result<LayerShape, String> {
     let (kh, kw) = pool.kernel;
     let (dh, dw) = if pool.kind == PoolKind::Max {
         pool.dilation
@@ -322,9 +342,21 @@ fn pool_shape(pool: &Pool, c: usize, h: usize, w: usize, input: Shape) -> Result
                 format!(" (dilation {}, spanning {}x{})", fmt_pair(dh, dw), dh * (kh - 1) + 1, dw * (kw - 1) + 1)
             };
             Err(format!(
-                "a {kh}x{kw} window{dil} does not fit the {h}x{w} input padded by {}: the output would be empty",
+                "{} {kh}x{kw} window{dil} does not fit the {h}x{w} input padded by {}: the output would be empty",
+                article(kh),
                 fmt_pair(ph, pw)
             ))
         }
+    }
+}
+
+/// "a" or "an" before a number read aloud ("an 8x8 kernel", "an 11x11 kernel").
+fn article(n: i64) -> &'static str {
+    let s = n.to_string();
+    let eleven_or_eighteen = (s.len() % 3 == 2) && (s.starts_with("11") || s.starts_with("18"));
+    if s.starts_with('8') || eleven_or_eighteen {
+        "an"
+    } else {
+        "a"
     }
 }

@@ -15,7 +15,7 @@ pub fn levenshtein(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-/// `"; did you mean `x`?"` for the closest candidate, or `""` when none is close.
+/// `" (did you mean `x`?)"` for the closest candidate, or `""` when none is close.
 pub fn did_you_mean(word: &str, candidates: &[&str]) -> String {
     let word_l = word.to_ascii_lowercase();
     let best = candidates
@@ -32,7 +32,7 @@ pub fn did_you_mean(word: &str, candidates: &[&str]) -> String {
         .min_by_key(|(d, _)| *d);
     match best {
         Some((d, c)) if d <= (word.chars().count() / 3).max(2) => {
-            format!("; did you mean `{c}`?")
+            format!(" (did you mean `{c}`?)")
         }
         _ => String::new(),
     }
@@ -53,8 +53,8 @@ mod tests {
     #[test]
     fn suggestions() {
         let ops = ["conv", "max_pool", "avg_pool", "linear"];
-        assert_eq!(did_you_mean("conv2d", &ops), "; did you mean `conv`?");
-        assert_eq!(did_you_mean("maxpool", &ops), "; did you mean `max_pool`?");
+        assert_eq!(did_you_mean("conv2d", &ops), " (did you mean `conv`?)");
+        assert_eq!(did_you_mean("maxpool", &ops), " (did you mean `max_pool`?)");
         assert_eq!(did_you_mean("zzzzzz", &ops), "");
     }
 }

@@ -83,8 +83,14 @@ pub fn render(name: &str, model: &Model, shapes: &[LayerShape], plan: &Plan) -> 
     let rule = "-".repeat(total_width);
     let params: usize = shapes.iter().map(|s| s.params).sum();
     let macs: usize = shapes.iter().map(|s| s.macs).sum();
-    let input = shapes.first().map(|s| s.input.to_string()).unwrap_or_default();
-    let output = shapes.last().map(|s| s.output.to_string()).unwrap_or_default();
+    let input = shapes
+        .first()
+        .map(|s| s.input.to_string())
+        .unwrap_or_default();
+    let output = shapes
+        .last()
+        .map(|s| s.output.to_string())
+        .unwrap_or_default();
     let calls = plan
         .steps
         .iter()
@@ -93,7 +99,9 @@ pub fn render(name: &str, model: &Model, shapes: &[LayerShape], plan: &Plan) -> 
     let arena_bytes = (plan.arena_a + plan.arena_b) * 4;
 
     let mut out = String::new();
-    out.push_str(&format!("Model `{name}`: input {input} -> output {output}\n"));
+    out.push_str(&format!(
+        "Model `{name}`: input {input} -> output {output}\n"
+    ));
     out.push_str(&rule);
     out.push('\n');
     out.push_str(&line(&header.map(String::from)));

@@ -240,7 +240,9 @@ fn parse_layer(tokens: &[TokenTree]) -> Result<RawLayer, Diag> {
     if let Some(g) = args_group {
         for piece in split_commas(g.stream())? {
             match piece.as_slice() {
-                [TokenTree::Ident(key), TokenTree::Punct(eq), value @ ..] if eq.as_char() == '=' => {
+                [TokenTree::Ident(key), TokenTree::Punct(eq), value @ ..]
+                    if eq.as_char() == '=' =>
+                {
                     if value.is_empty() {
                         return Err(Diag::new(
                             loc_of(&piece),
@@ -283,7 +285,10 @@ pub fn parse_body(body: TokenStream, body_span: Span) -> Result<RawModel, Diag> 
             }
         }
         if rest.is_empty() {
-            return Err(Diag::new(loc_of(&entry), "expected a layer after the attribute"));
+            return Err(Diag::new(
+                loc_of(&entry),
+                "expected a layer after the attribute",
+            ));
         }
         if let [TokenTree::Ident(id), TokenTree::Punct(p), TokenTree::Group(g)] = rest {
             if id == "input" && p.as_char() == ':' && g.delimiter() == Delimiter::Bracket {
