@@ -1,0 +1,8 @@
+// `tests/conformance/invalid/ceil_mode_not_bool.toml` must fail to compile, naming its layer.
+// (trybuild builds this file in target/tests/trybuild/cnn/, hence the ../../../../)
+cnn::cnn_model! {
+    #[file = "../../../../tests/conformance/invalid/ceil_mode_not_bool.toml"]
+    pub struct Invalid;
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+// `tests/conformance/invalid/kernel_larger_than_input.toml` must fail to compile, naming its layer.
+// (trybuild builds this file in target/tests/trybuild/cnn/, hence the ../../../../)
+cnn::cnn_model! {
+    #[file = "../../../../tests/conformance/invalid/kernel_larger_than_input.toml"]
+    pub struct Invalid;
+}
+
+fn main() {}
