@@ -242,13 +242,13 @@ pub fn generate(
             const PARAMS: usize = #params;
             const MACS: usize = #macs;
             const ARENA_BYTES: usize = #arena_bytes;
+            const WEIGHTS: &'static [#rt::load::TensorSpec] = &[#(#spec_items),*];
 
             fn from_safetensors(
                 bytes: &[u8],
             ) -> ::core::result::Result<::std::boxed::Box<Self>, #rt::LoadError> {
-                const SPECS: &[#rt::load::TensorSpec] = &[#(#spec_items),*];
                 const IGNORED: &[&str] = &[#(#ignored),*];
-                let t = #rt::load::load_tensors(bytes, SPECS, IGNORED)?;
+                let t = #rt::load::load_tensors(bytes, <Self as #rt::Model>::WEIGHTS, IGNORED)?;
                 let _ = &t;
                 ::core::result::Result::Ok(::std::boxed::Box::new(Self #struct_init))
             }
@@ -461,6 +461,7 @@ pub fn fallback(item: &Item<'_>) -> TokenStream {
             const PARAMS: usize = 0;
             const MACS: usize = 0;
             const ARENA_BYTES: usize = 0;
+            const WEIGHTS: &'static [#rt::load::TensorSpec] = &[];
             fn from_safetensors(
                 _: &[u8],
             ) -> ::core::result::Result<::std::boxed::Box<Self>, #rt::LoadError> {

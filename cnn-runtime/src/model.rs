@@ -32,6 +32,9 @@ pub trait Model: Sized + Send + Sync {
     const MACS: usize;
     /// Bytes of activation memory (the stack arenas) one forward pass uses.
     const ARENA_BYTES: usize;
+    /// The tensors a weight file must hold: keys and shapes of the PyTorch `state_dict()`
+    /// (batch norms' `num_batches_tracked` may also be present and is ignored).
+    const WEIGHTS: &'static [crate::load::TensorSpec];
 
     /// Loads the weights from the bytes of a safetensors file holding the equivalent
     /// PyTorch module's `state_dict()`. Strict like `load_state_dict(strict=True)`.

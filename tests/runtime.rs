@@ -1,0 +1,397 @@
+//! Guarantees of generated models: no heap allocation in `forward`, the shared models
+//! run on a 2 MiB stack, models are `Send + Sync` and give the same results from many
+//! threads, and wrong inputs or weights are `Err`s that say what and where.
+
+mod support;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::Arc;
+
+use cnn::{cnn_model, LoadError, Model, ShapeError};
+use support::{random_input, random_weights, serialize, serialize_typed};
+
+cnn_model! {
+    /// LeNet-5 as in MODEL_FORMAT.md.
+    #[file = "models/lenet5.toml"]
+    pub struct LeNet5;
+}
+cnn_model! {
+    /// VGG-style CIFAR net with batch norm.
+    #[file = "models/cifar_vgg.toml"]
+    pub struct CifarVgg;
+}
+cnn_model! {
+    /// MobileNet-style depthwise-separable net.
+    #[file = "models/mobilenet_96.toml"]
+    pub struct MobileNet96;
+}
+cnn_model! {
+    /// Fully convolutional segmentation-style net.
+    #[file = "models/fcn_seg.toml"]
+    pub struct FcnSeg;
+}
+cnn_model! {
+    /// A model whose first layers work in place (activation and batch norm on the input)
+    /// and whose last layer is softmax.
+    pub struct InPlaceEdges {
+        input: [2, 6, 6],
+        relu,
+        bn0: batch_norm,
+        flatten,
+        fc: linear(5),
+        softmax,
+    }
+}
+
+// ---- a counting global allocator ---------------------------------------------------
+
+thread_local! {
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+struct Counting;
+
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged; the
+// only addition is bumping a const-initialised thread-local counter, which neither
+// allocates nor unwinds.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as our caller's: `layout` has non-zero size.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        // SAFETY: as for `alloc`.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        // SAFETY: `ptr` was allocated by `System` (through us) with `layout`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` was allocated by `System` (through us) with `layout`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations_during(f: impl FnOnce()) -> usize {
+    let before = ALLOCATIONS.with(|c| c.get());
+    f();
+    ALLOCATIONS.with(|c| c.get()) - before
+}
+
+fn no_allocation_in_forward<M: Model>() {
+    let model = M::from_safetensors(&random_weights::<M>(1)).expect("weights load");
+    let x = random_input::<M>(2);
+    let mut y = vec![0.0f32; M::OUTPUT_LEN];
+    let mut batch_out = vec![0.0f32; 2 * M::OUTPUT_LEN];
+    let batch_in: Vec<f32> = x.iter().chain(x.iter()).copied().collect();
+    // Sanity: the counter works.
+    assert!(allocations_during(|| drop(std::hint::black_box(vec![1u8; 10]))) >= 1);
+    let n = allocations_during(|| {
+        model.forward_flat_into(&x, &mut y).unwrap();
+        model.forward_batch_into(&batch_in, &mut batch_out).unwrap();
+    });
+    assert_eq!(
+        n,
+        0,
+        "{}: forward allocated {n} times",
+        std::any::type_name::<M>()
+    );
+    assert!(y.iter().all(|v| v.is_finite()));
+    assert_eq!(&batch_out[..M::OUTPUT_LEN], &y[..]);
+}
+
+#[test]
+fn forward_allocates_nothing() {
+    no_allocation_in_forward::<LeNet5>();
+    no_allocation_in_forward::<CifarVgg>();
+    no_allocation_in_forward::<MobileNet96>();
+    no_allocation_in_forward::<FcnSeg>();
+    no_allocation_in_forward::<InPlaceEdges>();
+}
+
+#[test]
+fn nested_forward_allocates_nothing() {
+    let model = LeNet5::from_safetensors(&random_weights::<LeNet5>(3)).unwrap();
+    let x = [[[0.5f32; 32]; 32]; 1];
+    let n = allocations_during(|| {
+        std::hint::black_box(model.forward(&x));
+    });
+    assert_eq!(n, 0);
+}
+
+// ---- stack -------------------------------------------------------------------------
+
+fn run_on_small_stack<M: Model + 'static>() {
+    let weights = random_weights::<M>(4);
+    let x = random_input::<M>(5);
+    let model = M::from_safetensors(&weights).unwrap();
+    let expected = model.forward_flat(&x).unwrap();
+    let model = Arc::new(*model);
+    let (m, xi) = (Arc::clone(&model), x.clone());
+    let got = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            let mut y = vec![0.0; M::OUTPUT_LEN];
+            m.forward_flat_into(&xi, &mut y).unwrap();
+            y
+        })
+        .unwrap()
+        .join()
+        .expect("forward overflowed a 2 MiB stack");
+    assert_eq!(got, expected);
+    assert!(M::ARENA_BYTES < 2 << 20);
+}
+
+#[test]
+fn shared_models_run_on_a_2_mib_stack() {
+    run_on_small_stack::<LeNet5>();
+    run_on_small_stack::<CifarVgg>();
+    run_on_small_stack::<MobileNet96>();
+    run_on_small_stack::<FcnSeg>();
+}
+
+// ---- threads -----------------------------------------------------------------------
+
+fn assert_send_sync<T: Send + Sync>() {}
+
+#[test]
+fn models_are_send_sync_and_agree_across_threads() {
+    assert_send_sync::<LeNet5>();
+    assert_send_sync::<FcnSeg>();
+    let model =
+        Arc::new(*MobileNet96::from_safetensors(&random_weights::<MobileNet96>(6)).unwrap());
+    let inputs: Vec<Vec<f32>> = (0..4)
+        .map(|i| random_input::<MobileNet96>(10 + i))
+        .collect();
+    let expected: Vec<Vec<f32>> = inputs
+        .iter()
+        .map(|x| model.forward_flat(x).unwrap())
+        .collect();
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let (model, inputs) = (Arc::clone(&model), inputs.clone());
+            std::thread::spawn(move || {
+                (0..8)
+                    .map(|k| model.forward_flat(&inputs[(t + k) % 4]).unwrap())
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for (t, h) in handles.into_iter().enumerate() {
+        for (k, y) in h.join().unwrap().into_iter().enumerate() {
+            assert_eq!(y, expected[(t + k) % 4], "thread {t}, call {k}");
+        }
+    }
+}
+
+// ---- in-place edges ----------------------------------------------------------------
+
+#[test]
+fn in_place_first_layers_do_not_touch_the_input() {
+    let model = InPlaceEdges::from_safetensors(&random_weights::<InPlaceEdges>(7)).unwrap();
+    let x: Vec<f32> = (0..72).map(|i| (i as f32 - 36.0) / 10.0).collect();
+    let copy = x.clone();
+    let y = model.forward_flat(&x).unwrap();
+    assert_eq!(x, copy, "forward modified its input");
+    let sum: f32 = y.iter().sum();
+    assert!((sum - 1.0).abs() < 1e-5, "softmax output sums to {sum}");
+    assert!(y.iter().all(|p| *p > 0.0));
+}
+
+// ---- errors ------------------------------------------------------------------------
+
+#[test]
+fn wrong_input_length_is_a_shape_error() {
+    let model = LeNet5::from_safetensors(&random_weights::<LeNet5>(8)).unwrap();
+    let err = model.forward_flat(&[0.0; 1000]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "input has 1000 values, expected 1024 (shape [1, 32, 32])"
+    );
+    let mut out = [0.0f32; 9];
+    let err = model.forward_flat_into(&[0.0; 1024], &mut out).unwrap_err();
+    assert!(matches!(
+        err,
+        ShapeError::Length {
+            what: "output",
+            expected: 10,
+            got: 9,
+            ..
+        }
+    ));
+    let err = model
+        .forward_batch_into(&[0.0; 1025], &mut [0.0; 10])
+        .unwrap_err();
+    assert!(err.to_string().contains("1025"), "{err}");
+    let batch = ndarray::Array4::<f32>::zeros((2, 1, 28, 28));
+    let err = model.forward_ndarray(batch.view()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "batch has shape [2, 1, 28, 28], expected [N, 1, 32, 32]"
+    );
+    let err = model
+        .forward_array4(ndarray::Array4::<f32>::zeros((2, 1, 32, 32)).view())
+        .unwrap_err();
+    assert!(err.to_string().contains("[10]"), "{err}");
+    let ok = model
+        .forward_array2(ndarray::Array4::<f32>::zeros((3, 1, 32, 32)).view())
+        .unwrap();
+    assert_eq!(ok.dim(), (3, 10));
+}
+
+fn lenet_tensors() -> Vec<(String, Vec<usize>, Vec<u8>)> {
+    LeNet5::WEIGHTS
+        .iter()
+        .map(|s| {
+            let n: usize = s.shape.iter().product();
+            (s.key.to_string(), s.shape.to_vec(), vec![0u8; 4 * n])
+        })
+        .collect()
+}
+
+#[test]
+fn weight_errors_name_the_key_and_shapes() {
+    // Wrong shape.
+    let mut t = lenet_tensors();
+    t[0].1 = vec![6, 1, 3, 3];
+    t[0].2 = vec![0; 4 * 54];
+    let err = LeNet5::from_safetensors(&serialize(&t)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "key `conv1.weight`: expected shape [6, 1, 5, 5], the file has [6, 1, 3, 3]"
+    );
+    // Missing key, with a near miss in the file.
+    let mut t = lenet_tensors();
+    t[5].0 = "fc1.biass".to_string();
+    let err = LeNet5::from_safetensors(&serialize(&t)).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, LoadError::Many(_)), "{msg}");
+    assert!(
+        msg.contains("missing key `fc1.bias` (expected shape [120]); did you mean `fc1.biass`?"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("unexpected key `fc1.biass` with shape [120]"),
+        "{msg}"
+    );
+    // Unexpected key only.
+    let mut t = lenet_tensors();
+    t.push(("fc4.weight".to_string(), vec![2, 2], vec![0; 16]));
+    let err = LeNet5::from_safetensors(&serialize(&t)).unwrap_err();
+    assert!(matches!(err, LoadError::UnexpectedKey { .. }), "{err}");
+    assert!(err.to_string().contains("fc4.weight"));
+    // Unsupported dtype.
+    let mut typed: Vec<_> = lenet_tensors()
+        .into_iter()
+        .map(|(k, s, b)| (k, safetensors::Dtype::F32, s, b))
+        .collect();
+    typed[9].1 = safetensors::Dtype::I32;
+    let err = LeNet5::from_safetensors(&serialize_typed(&typed)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "key `fc3.bias` (shape [10]): unsupported dtype I32; expected F32, F16, BF16 or F64"
+    );
+    // Garbage bytes.
+    let err = LeNet5::from_safetensors(b"definitely not safetensors").unwrap_err();
+    assert!(matches!(err, LoadError::Format(_)), "{err}");
+    // A missing file names the path.
+    let err = LeNet5::load("no/such/weights.safetensors").unwrap_err();
+    assert!(
+        err.to_string().contains("no/such/weights.safetensors"),
+        "{err}"
+    );
+}
+
+#[test]
+fn half_precision_and_f64_weights_load_and_agree() {
+    let f32_file = random_weights::<LeNet5>(9);
+    let st = safetensors::SafeTensors::deserialize(&f32_file).unwrap();
+    let mut as_f64 = Vec::new();
+    for spec in LeNet5::WEIGHTS {
+        let t = st.tensor(spec.key).unwrap();
+        let bytes: Vec<u8> = t
+            .data()
+            .chunks_exact(4)
+            .flat_map(|c| (f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).to_le_bytes())
+            .collect();
+        as_f64.push((
+            spec.key.to_string(),
+            safetensors::Dtype::F64,
+            spec.shape.to_vec(),
+            bytes,
+        ));
+    }
+    let a = LeNet5::from_safetensors(&f32_file).unwrap();
+    let b = LeNet5::from_safetensors(&serialize_typed(&as_f64)).unwrap();
+    let x = random_input::<LeNet5>(11);
+    assert_eq!(a.forward_flat(&x).unwrap(), b.forward_flat(&x).unwrap());
+}
+
+#[test]
+fn batch_norm_num_batches_tracked_is_accepted_and_ignored() {
+    let file = random_weights::<CifarVgg>(12);
+    let st = safetensors::SafeTensors::deserialize(&file).unwrap();
+    let mut typed: Vec<_> = CifarVgg::WEIGHTS
+        .iter()
+        .map(|s| {
+            let t = st.tensor(s.key).unwrap();
+            (
+                s.key.to_string(),
+                safetensors::Dtype::F32,
+                s.shape.to_vec(),
+                t.data().to_vec(),
+            )
+        })
+        .collect();
+    typed.push((
+        "conv1_bn.num_batches_tracked".to_string(),
+        safetensors::Dtype::I64,
+        vec![],
+        7i64.to_le_bytes().to_vec(),
+    ));
+    let a = CifarVgg::from_safetensors(&file).unwrap();
+    let b = CifarVgg::from_safetensors(&serialize_typed(&typed)).unwrap();
+    let x = random_input::<CifarVgg>(13);
+    assert_eq!(a.forward_flat(&x).unwrap(), b.forward_flat(&x).unwrap());
+}
+
+#[test]
+fn constants_and_summary() {
+    assert_eq!(LeNet5::INPUT_SHAPE, &[1, 32, 32]);
+    assert_eq!(LeNet5::OUTPUT_SHAPE, &[10]);
+    assert_eq!(LeNet5::PARAMS, 61_706);
+    assert_eq!(LeNet5::MACS, 416_520);
+    assert_eq!(FcnSeg::OUTPUT_SHAPE, &[4, 64, 64]);
+    let s = LeNet5::summary();
+    for needle in [
+        "conv1",
+        "[6, 28, 28]",
+        "61,706",
+        "416,520",
+        "fc3",
+        "bytes on the stack",
+    ] {
+        assert!(s.contains(needle), "summary lacks {needle}:\n{s}");
+    }
+    // Spatial outputs come back as nested arrays.
+    let m = FcnSeg::from_safetensors(&random_weights::<FcnSeg>(14)).unwrap();
+    let x = random_input::<FcnSeg>(15);
+    let mut nested = Box::new([[[0.0f32; 64]; 64]; 3]);
+    nested
+        .as_flattened_mut()
+        .as_flattened_mut()
+        .copy_from_slice(&x);
+    let y: [[[f32; 64]; 64]; 4] = m.forward(&nested);
+    assert_eq!(
+        y.as_flattened().as_flattened(),
+        &m.forward_flat(&x).unwrap()[..]
+    );
+}
