@@ -143,31 +143,40 @@ fn every_case_matches_pytorch_in_both_spellings() {
         .collect();
     assert!(!on_disk.is_empty(), "no conformance cases found");
 
-    let mut results: Vec<(String, &str, Result<f32, String>)> = Vec::new();
-    macro_rules! check_case {
-        ($case:ident) => {{
-            let dir = root().join($case::DIR);
-            for f in [
-                "model.toml",
-                "weights.safetensors",
-                "data.safetensors",
-                "case.json",
-            ] {
-                assert!(dir.join(f).is_file(), "case {} lacks {f}", $case::DIR);
-            }
-            results.push((
-                stringify!($case).to_string(),
-                "toml",
-                run::<$case::FromToml>(&dir),
-            ));
-            results.push((
-                stringify!($case).to_string(),
-                "inline",
-                run::<$case::Inline>(&dir),
-            ));
-        }};
+    // Every case on every instruction set this CPU has (the portable path always).
+    let mut levels = vec![cnn::cpu::Level::Portable];
+    if cnn::cpu::detected() != cnn::cpu::Level::Portable {
+        levels.push(cnn::cpu::detected());
     }
-    for_each_case!(check_case);
+    let mut results: Vec<(String, String, Result<f32, String>)> = Vec::new();
+    for level in &levels {
+        assert_eq!(cnn::cpu::set_level(*level), *level);
+        macro_rules! check_case {
+            ($case:ident) => {{
+                let dir = root().join($case::DIR);
+                for f in [
+                    "model.toml",
+                    "weights.safetensors",
+                    "data.safetensors",
+                    "case.json",
+                ] {
+                    assert!(dir.join(f).is_file(), "case {} lacks {f}", $case::DIR);
+                }
+                let name = stringify!($case).to_string();
+                results.push((
+                    name.clone(),
+                    format!("toml, {level:?}"),
+                    run::<$case::FromToml>(&dir),
+                ));
+                results.push((
+                    name,
+                    format!("inline, {level:?}"),
+                    run::<$case::Inline>(&dir),
+                ));
+            }};
+        }
+        for_each_case!(check_case);
+    }
 
     let compiled: BTreeSet<String> = results.iter().map(|(n, _, _)| n.clone()).collect();
     let stale: Vec<&String> = on_disk.difference(&compiled).collect();
@@ -189,10 +198,12 @@ fn every_case_matches_pytorch_in_both_spellings() {
         }
     }
     println!(
-        "conformance: {} passed, {} failed ({} cases x 2 spellings); worst error {:.4} of the tolerance in {}",
+        "conformance: {} passed, {} failed ({} cases x 2 spellings x {} instruction sets {:?}); worst error {:.4} of the tolerance in {}",
         results.len() - failed.len(),
         failed.len(),
         compiled.len(),
+        levels.len(),
+        levels,
         worst.0,
         worst.1
     );

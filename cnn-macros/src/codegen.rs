@@ -259,8 +259,8 @@ pub fn generate(
                 output
             }
 
-            #[inline(never)]
-            fn forward_raw(&self, input: &[f32], output: &mut [f32]) {
+            #[inline(always)]
+            fn forward_body(&self, input: &[f32], output: &mut [f32]) {
                 let input = &input[..#in_len];
                 let output = &mut output[..#out_len];
                 #(#arenas)*
@@ -470,7 +470,7 @@ pub fn fallback(item: &Item<'_>) -> TokenStream {
             fn forward(&self, _: &Self::Input) -> Self::Output {
                 ::core::unreachable!()
             }
-            fn forward_raw(&self, _: &[f32], _: &mut [f32]) {
+            fn forward_body(&self, _: &[f32], _: &mut [f32]) {
                 ::core::unreachable!()
             }
             fn summary() -> &'static str {

@@ -102,7 +102,7 @@ pub fn sigmoid(x: f32) -> f32 {
 }
 
 /// Applies `act` in place to every value of `buf`.
-#[inline]
+#[inline(always)]
 pub fn activate(buf: &mut [f32], act: Act) {
     match act {
         Act::Identity => {}
