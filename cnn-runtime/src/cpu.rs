@@ -86,6 +86,13 @@ pub fn dispatch<M: Model>(model: &M, input: &[f32], output: &mut [f32]) {
             return;
         }
     }
+    forward_portable(model, input, output);
+}
+
+/// `forward_body` compiled for the target's baseline. Never inlined, so that `dispatch`'s
+/// own frame stays small: each path's activation arenas live only in its own frame.
+#[inline(never)]
+fn forward_portable<M: Model>(model: &M, input: &[f32], output: &mut [f32]) {
     model.forward_body(input, output);
 }
 
@@ -96,6 +103,7 @@ pub fn dispatch<M: Model>(model: &M, input: &[f32], output: &mut [f32]) {
 /// The CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
+#[inline(never)]
 unsafe fn forward_avx2_fma<M: Model>(model: &M, input: &[f32], output: &mut [f32]) {
     model.forward_body(input, output);
 }
