@@ -1,0 +1,558 @@
+#!/usr/bin/env python3
+"""Tests of tools/export.py (and of cnn_tools.build_sequential), pytest-style.
+
+Run with ``python tools/test_export.py`` (no pytest needed) or ``pytest tools/test_export.py``.
+
+    python tools/test_export.py                        # run the tests
+    python tools/test_export.py -k depthwise           # only tests whose name contains it
+    python tools/test_export.py --write-fixtures DIR   # write DIR/<network>/{model.toml,
+                                                       #   weights.safetensors,
+                                                       #   data.safetensors, case.json}
+
+The fixtures have the format of the conformance cases (``shared/conformance/cases``):
+``data.safetensors`` holds ``input`` ``[3, C, H, W]`` (seeded N(0, 1), float32) and
+``output`` ``[3, *output_shape]``, the model in eval mode in float64 (``model.double()``
+on the float32 weights and inputs) rounded to float32. Everything is seeded: the same
+torch version writes the same files.
+
+When ``../shared/conformance`` exists next to the repository, the conformance cases are also
+used: every case is rebuilt in torch from its TOML (must reproduce the stored outputs), then
+exported and re-read (must give the same layers and outputs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import tomllib
+import traceback
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Callable
+
+import warnings
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cnn_tools  # noqa: E402
+from export import (  # noqa: E402
+    ExportError, ExportVerificationError, NestedContainerError, UnsupportedLayerError,
+    export, export_case, flatten_sequential)
+
+# torch's notes on padding='same' with even kernels and on zero-sized layers (built while
+# checking that invalid descriptions are rejected) are expected here.
+warnings.filterwarnings("ignore", message="Using padding='same'")
+warnings.filterwarnings("ignore", message="Initializing zero-element tensors")
+
+CONFORMANCE = Path(__file__).resolve().parent.parent.parent / "shared" / "conformance"
+
+# ---------------------------------------------------------------------------------------
+# Test networks (deterministic: each builder seeds torch itself)
+# ---------------------------------------------------------------------------------------
+
+
+def _randomize_bn(model: nn.Module, seed: int) -> None:
+    """Non-trivial BN statistics (as in the conformance cases), so a skipped BN shows."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            c = m.num_features
+            with torch.no_grad():
+                m.running_mean.copy_(torch.randn(c, generator=g) * 0.5)
+                m.running_var.copy_(0.5 + 1.5 * torch.rand(c, generator=g))
+                m.weight.copy_(0.5 + torch.rand(c, generator=g))
+                m.bias.copy_(torch.randn(c, generator=g) * 0.3)
+                m.num_batches_tracked.fill_(7)
+
+
+def lenet_like() -> nn.Module:
+    """LeNet-like: named and index-named children, max and avg pool, softmax at the end."""
+    torch.manual_seed(101)
+    return nn.Sequential(OrderedDict([
+        ("conv1", nn.Conv2d(1, 6, 5)),
+        ("1", nn.ReLU()),
+        ("pool1", nn.MaxPool2d(2)),
+        ("conv2", nn.Conv2d(6, 16, 5)),
+        ("4", nn.Tanh()),
+        ("pool2", nn.AvgPool2d(2)),
+        ("6", nn.Flatten()),
+        ("fc1", nn.Linear(400, 120)),
+        ("8", nn.Sigmoid()),
+        ("fc2", nn.Linear(120, 84)),
+        ("10", nn.ReLU()),
+        ("fc3", nn.Linear(84, 10)),
+        ("softmax", nn.Softmax(dim=1)),
+    ]))
+
+
+def conv_bn_relu6_pool() -> nn.Module:
+    """Conv/BN/ReLU6, a ceil-mode max pool that adds a window, a global average pool head,
+    dropout, BatchNorm1d with a custom eps."""
+    torch.manual_seed(202)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1, bias=False),
+        nn.BatchNorm2d(8, eps=1e-3),
+        nn.ReLU6(),
+        nn.MaxPool2d(3, stride=2, ceil_mode=True),
+        nn.Conv2d(8, 16, 3, stride=(1, 2), padding=(1, 0)),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Dropout(0.2),
+        nn.Linear(16, 10),
+        nn.BatchNorm1d(10, eps=0.01),
+        nn.Sigmoid(),
+    )
+    with torch.no_grad():
+        model[0].weight.mul_(4.0)  # so that ReLU6 really clips at 6
+    _randomize_bn(model, 203)
+    return model
+
+
+def depthwise_same_leaky() -> nn.Module:
+    """Depthwise convs with padding='same' (odd and even kernels, multiplier 2), leaky ReLU,
+    a padded ceil-mode average pool that excludes padding, a global max pool head."""
+    torch.manual_seed(303)
+    return nn.Sequential(OrderedDict([
+        ("dw1", nn.Conv2d(4, 4, 3, padding="same", groups=4)),
+        ("act1", nn.LeakyReLU(0.2)),
+        ("dw2", nn.Conv2d(4, 8, (4, 2), padding="same", dilation=(1, 3), groups=4)),
+        ("act2", nn.LeakyReLU()),
+        ("pw", nn.Conv2d(8, 12, 1)),
+        ("pool", nn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True,
+                              count_include_pad=False)),
+        ("gmax", nn.AdaptiveMaxPool2d(1)),
+        ("flat", nn.Flatten()),
+        ("fc", nn.Linear(12, 5)),
+        ("out", nn.Tanh()),
+    ]))
+
+
+def spatial_output() -> nn.Module:
+    """A fully convolutional net with a [C, H, W] output: strided dilated conv, dilated max
+    pool, valid padding, no-bias conv + BN2d, an adaptive pool that divides its input."""
+    torch.manual_seed(404)
+    model = nn.Sequential(OrderedDict([
+        ("enc", nn.Conv2d(3, 8, 3, stride=2, padding=2, dilation=2)),
+        ("1", nn.ReLU()),
+        ("pool", nn.MaxPool2d(2, stride=1, padding=1, dilation=2)),
+        ("mix", nn.Conv2d(8, 6, (3, 1), padding="valid", bias=False)),
+        ("bn", nn.BatchNorm2d(6)),
+        ("5", nn.Sigmoid()),
+        ("down", nn.AdaptiveAvgPool2d((2, 3))),
+    ]))
+    _randomize_bn(model, 405)
+    return model
+
+
+def global_pool_last() -> nn.Module:
+    """An adaptive average pool to 1x1 as the last layer: exported as global_avg_pool,
+    output [C] (torch's [C, 1, 1] in the same order)."""
+    torch.manual_seed(505)
+    return nn.Sequential(nn.Conv2d(2, 5, 3), nn.ReLU(), nn.Conv2d(5, 7, 3, stride=2),
+                         nn.AdaptiveAvgPool2d(1))
+
+
+class ChainNet(nn.Module):
+    """A non-Sequential module whose forward is the plain chain of its children."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.act = nn.ReLU()
+        self.pool = nn.MaxPool2d(2)
+        self.flat = nn.Flatten()
+        self.fc = nn.Linear(4 * 4 * 4, 3)
+
+    def forward(self, x):
+        return self.fc(self.flat(self.pool(self.act(self.conv(x)))))
+
+
+def chain_module() -> nn.Module:
+    """A custom nn.Module (not a Sequential) with chained children."""
+    torch.manual_seed(606)
+    return ChainNet()
+
+
+#: name -> (builder, input shape, expected output shape as `cnn` sees it)
+NETWORKS: dict[str, tuple[Callable[[], nn.Module], tuple[int, int, int], tuple[int, ...]]] = {
+    "lenet_like": (lenet_like, (1, 32, 32), (10,)),
+    "conv_bn_relu6_pool": (conv_bn_relu6_pool, (3, 16, 15), (10,)),
+    "depthwise_same_leaky": (depthwise_same_leaky, (4, 12, 9), (5,)),
+    "spatial_output": (spatial_output, (3, 19, 23), (6, 2, 3)),
+    "global_pool_last": (global_pool_last, (2, 12, 10), (7,)),
+    "chain_module": (chain_module, (1, 10, 10), (3,)),
+}
+
+# ---------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------
+
+
+def _export_to(tmp: Path, model: nn.Module, input_shape, name: str):
+    res = export(model, input_shape, tmp / f"{name}.toml", tmp / f"{name}.safetensors",
+                 name=name)
+    return res, tmp / f"{name}.toml", tmp / f"{name}.safetensors"
+
+
+def _check_export(name: str) -> None:
+    builder, input_shape, out_shape = NETWORKS[name]
+    model = builder()
+    state_before = {k: v.clone() for k, v in model.state_dict().items()}
+    with tempfile.TemporaryDirectory() as d:
+        res, toml_path, w_path = _export_to(Path(d), model, input_shape, name)
+        # The model is untouched (no BN statistics update, same training flag).
+        assert model.training
+        for k, v in model.state_dict().items():
+            assert torch.equal(v, state_before[k]), k
+        # TOML re-parses to the same description and is valid for cnn_tools.
+        with open(toml_path, "rb") as f:
+            parsed = tomllib.load(f)
+        assert parsed == res.description, (parsed, res.description)
+        assert parsed["input"] == list(input_shape)
+        cnn_tools.parse_description(parsed, str(toml_path))
+        assert tuple(res.output_shape) == out_shape, (res.output_shape, out_shape)
+        # Names: the child's name, omitted exactly when it equals the index.
+        children = [n for n, _ in model.named_children()]
+        assert cnn_tools.layer_names(parsed["layers"]) == children
+        for i, (layer, child) in enumerate(zip(parsed["layers"], children)):
+            assert ("name" in layer) == (child != str(i)), (i, layer, child)
+        # Weights: same keys and shapes as the state_dict, float32 (int64 counters).
+        state = model.state_dict()
+        with safe_open(str(w_path), "pt") as f:
+            keys = set(f.keys())
+            assert keys == set(state), (sorted(keys ^ set(state)))
+            for k in keys:
+                t = f.get_tensor(k)
+                assert tuple(t.shape) == tuple(state[k].shape), k
+                want = torch.int64 if k.endswith("num_batches_tracked") else torch.float32
+                assert t.dtype == want, (k, t.dtype)
+                assert torch.equal(t, state[k].to(t.dtype)), k
+        # Rebuilt from the files, it computes what the model computes.
+        rebuilt, shapes = cnn_tools.build_sequential(toml_path)
+        assert [list(s[2]) for s in shapes] == [l["output_shape"] for l in res.layers]
+        rebuilt.load_state_dict(load_file(str(w_path)), strict=True)
+        assert cnn_tools.count_params(rebuilt) == res.params == cnn_tools.count_params(model)
+        x = torch.randn((5,) + tuple(input_shape), generator=torch.Generator().manual_seed(1),
+                        dtype=torch.float64)
+        with torch.no_grad():
+            want = model.double().eval()(x)
+            got = rebuilt.double().eval()(x)
+        assert got.shape == (5,) + out_shape
+        assert torch.allclose(got, want.reshape(got.shape), rtol=1e-10, atol=1e-12)
+
+
+def _expect(exc_type, fn, *words: str):
+    try:
+        fn()
+    except exc_type as e:
+        msg = str(e)
+        for w in words:
+            assert w in msg, f"{w!r} not in error message: {msg}"
+        return e
+    raise AssertionError(f"expected {exc_type.__name__}")
+
+
+def _export_only(model: nn.Module, input_shape=(1, 16, 16)):
+    return lambda: export(model, input_shape, None, None)
+
+
+# ---------------------------------------------------------------------------------------
+# Tests: exports
+# ---------------------------------------------------------------------------------------
+
+
+def test_export_lenet_like():
+    _check_export("lenet_like")
+
+
+def test_export_conv_bn_relu6_pool():
+    _check_export("conv_bn_relu6_pool")
+    res = export(conv_bn_relu6_pool(), (3, 16, 15), None, None)
+    ops = [l["op"] for l in res.description["layers"]]
+    assert ops[7:9] == ["global_avg_pool", "flatten"], ops
+    assert res.description["layers"][1] == {"op": "batch_norm", "eps": 1e-3}
+    assert res.description["layers"][3] == {"op": "max_pool", "kernel": 3, "stride": 2,
+                                            "ceil_mode": True}
+    # ceil mode really adds a window here: floor would give 7x7.
+    assert res.layers[3]["output_shape"] == [8, 8, 7]
+    assert "eps = 0.001" in res.toml and "eps = 0.01" in res.toml
+
+
+def test_export_depthwise_same_leaky():
+    _check_export("depthwise_same_leaky")
+    res = export(depthwise_same_leaky(), (4, 12, 9), None, None)
+    # ceil mode adds a last row window that starts on the last input row (12 -> 7, not 6).
+    assert res.layers[5]["output_shape"] == [12, 7, 5]
+    layers = res.description["layers"]
+    assert layers[0] == {"name": "dw1", "op": "conv", "out": 4, "kernel": 3,
+                         "padding": "same", "groups": 4}
+    assert layers[2]["kernel"] == [4, 2] and layers[2]["dilation"] == [1, 3]
+    assert layers[1] == {"name": "act1", "op": "leaky_relu", "slope": 0.2}
+    assert layers[3] == {"name": "act2", "op": "leaky_relu"}
+    assert layers[5] == {"name": "pool", "op": "avg_pool", "kernel": 3, "stride": 2,
+                         "padding": 1, "ceil_mode": True, "count_include_pad": False}
+    assert layers[6] == {"name": "gmax", "op": "global_max_pool"}
+
+
+def test_export_spatial_output():
+    _check_export("spatial_output")
+    res = export(spatial_output(), (3, 19, 23), None, None)
+    # AdaptiveAvgPool2d((2, 3)) on 8x12 is avg_pool(kernel 4).
+    assert res.description["layers"][-1] == {"name": "down", "op": "avg_pool", "kernel": 4}
+    assert res.description["layers"][3] == {"name": "mix", "op": "conv", "out": 6,
+                                            "kernel": [3, 1], "bias": False}
+    assert res.output_shape == (6, 2, 3)
+
+
+def test_export_global_pool_last():
+    _check_export("global_pool_last")
+    res = export(global_pool_last(), (2, 12, 10), None, None)
+    assert res.description["layers"][-1] == {"op": "global_avg_pool"}
+    assert "name" not in res.toml  # all children are index-named
+
+
+def test_export_chain_module():
+    _check_export("chain_module")
+
+
+def test_adaptive_pool_not_last_is_fixed_pool():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.AdaptiveAvgPool2d(1), nn.Conv2d(3, 2, 1),
+                          nn.Flatten(), nn.Linear(2, 2))
+    res = export(model, (1, 9, 8), None, None)
+    assert res.description["layers"][1] == {"op": "avg_pool", "kernel": [7, 6]}
+    assert res.output_shape == (2,)
+
+
+def test_toml_floats_round_trip():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.BatchNorm1d(3, eps=1e-7),
+                          nn.LeakyReLU(1 / 3), nn.Dropout(0.1), nn.Softmax(dim=-1))
+    res = export(model, (1, 2, 2), None, None)
+    parsed = tomllib.loads(res.toml)
+    assert parsed["layers"][2]["eps"] == 1e-7
+    assert parsed["layers"][3]["slope"] == 1 / 3
+    assert parsed["layers"][4]["p"] == 0.1
+    assert parsed == res.description
+
+
+def test_model_toml_lenet5_round_trip():
+    """models/lenet5.toml -> torch -> export gives the same description."""
+    path = Path(__file__).resolve().parent.parent / "models" / "lenet5.toml"
+    model, _ = cnn_tools.build_sequential(path)
+    res = export(model, (1, 32, 32), None, None)
+    with open(path, "rb") as f:
+        assert tomllib.load(f) == res.description
+
+
+# ---------------------------------------------------------------------------------------
+# Tests: rejections
+# ---------------------------------------------------------------------------------------
+
+
+def test_reject_upsample():
+    model = nn.Sequential(OrderedDict([("conv", nn.Conv2d(1, 2, 3)),
+                                       ("up", nn.Upsample(scale_factor=2))]))
+    e = _expect(UnsupportedLayerError, _export_only(model), "'up'", "Upsample",
+                "nn.Conv2d", "nn.LeakyReLU")
+    assert e.layer_name == "up" and e.layer_type == "Upsample"
+
+
+def test_reject_reflect_padding():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect"))
+    _expect(UnsupportedLayerError, _export_only(model), "'0'", "Conv2d", "reflect")
+
+
+def test_reject_unsupported_settings():
+    cases = [
+        (nn.MaxPool2d(2, return_indices=True), "return_indices"),
+        (nn.AvgPool2d(2, divisor_override=3), "divisor_override"),
+        (nn.BatchNorm2d(1, affine=False), "affine=False"),
+        (nn.BatchNorm2d(1, track_running_stats=False), "track_running_stats=False"),
+        (nn.Flatten(start_dim=2), "start_dim=1"),
+        (nn.Softmax(dim=1), "vector"),
+        (nn.AdaptiveAvgPool2d(3), "output_size"),
+        (nn.Linear(16, 2), "nn.Flatten"),
+        (nn.GELU(), "GELU"),
+        (nn.Conv1d(1, 1, 1), "Conv1d"),
+        (nn.ConvTranspose2d(1, 1, 2), "ConvTranspose2d"),
+        (nn.Identity(), "Identity"),
+    ]
+    for layer, word in cases:
+        model = nn.Sequential(OrderedDict([("x", layer)]))
+        _expect(UnsupportedLayerError, _export_only(model, (1, 16, 16)), "'x'", word)
+
+
+def test_reject_nested_sequential_and_flatten_it():
+    torch.manual_seed(7)
+    model = nn.Sequential(OrderedDict([
+        ("features", nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2))),
+        ("flatten", nn.Flatten()),
+        ("classifier", nn.Sequential(nn.Linear(4 * 7 * 7, 10), nn.Softmax(dim=1))),
+    ]))
+    _expect(NestedContainerError, _export_only(model), "'features'", "flatten_sequential")
+    flat = flatten_sequential(model)
+    assert [n for n, _ in flat.named_children()] == [
+        "features_0", "features_1", "features_2", "flatten", "classifier_0", "classifier_1"]
+    res = export(flat, (1, 16, 16), None, None)
+    assert set(res.tensors) == {"features_0.weight", "features_0.bias",
+                                "classifier_0.weight", "classifier_0.bias"}
+
+
+def test_reject_forward_that_is_not_the_chain():
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 2, 3, padding=1)
+            self.act = nn.ReLU()
+
+        def forward(self, x):
+            return self.act(self.conv(x)) + x
+
+    torch.manual_seed(0)
+    _expect(ExportVerificationError, _export_only(Residual(), (2, 5, 5)), "forward")
+
+
+def test_reject_bad_names():
+    model = nn.Sequential(OrderedDict([("conv-1", nn.Conv2d(1, 2, 3))]))
+    _expect(ExportError, _export_only(model), "conv-1", "ASCII")
+
+
+def test_reject_bad_shapes():
+    model = nn.Sequential(nn.Conv2d(3, 2, 3))
+    _expect(ExportError, _export_only(model, (1, 8, 8)), "'0'", "Conv2d")
+    _expect(ExportError, _export_only(nn.Sequential(nn.Conv2d(1, 2, 9)), (1, 4, 4)), "'0'")
+
+
+# ---------------------------------------------------------------------------------------
+# Tests: the shared conformance cases (skipped when ../shared is absent)
+# ---------------------------------------------------------------------------------------
+
+_DEFAULTS = {
+    "conv": {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "bias": True},
+    "max_pool": {"padding": 0, "dilation": 1, "ceil_mode": False},
+    "avg_pool": {"padding": 0, "ceil_mode": False, "count_include_pad": True},
+    "batch_norm": {"eps": 1e-5}, "leaky_relu": {"slope": 0.01}, "dropout": {"p": 0.5},
+}
+
+
+def _normalize(layers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Layers with defaults filled in, pairs expanded, names resolved."""
+    out = []
+    for name, layer in zip(cnn_tools.layer_names(layers), layers):
+        full = dict(_DEFAULTS.get(layer["op"], {}))
+        full.update({k: v for k, v in layer.items() if k != "name"})
+        if layer["op"] in ("max_pool", "avg_pool"):
+            full.setdefault("stride", full["kernel"])
+        if full.get("padding") == "valid":
+            full["padding"] = 0
+        for k in ("kernel", "stride", "padding", "dilation"):
+            if k in full and isinstance(full[k], int):
+                full[k] = [full[k], full[k]]
+        full["name"] = name
+        out.append(full)
+    return out
+
+
+def _conformance_cases() -> list[Path]:
+    if not (CONFORMANCE / "cases").is_dir():
+        return []
+    return sorted(p for p in (CONFORMANCE / "cases").iterdir() if (p / "model.toml").exists())
+
+
+def test_conformance_build_and_export_round_trip():
+    cases = _conformance_cases()
+    if not cases:
+        print("    (skipped: no ../shared/conformance)")
+        return
+    for case in cases:
+        meta = json.loads((case / "case.json").read_text())
+        model, shapes = cnn_tools.build_sequential(case / "model.toml")
+        model.load_state_dict(load_file(str(case / "weights.safetensors")), strict=True)
+        assert [list(s[2]) for s in shapes] == [l["output_shape"] for l in meta["layers"]], case
+        data = load_file(str(case / "data.safetensors"))
+        with torch.no_grad():
+            got = model.double().eval()(data["input"].double()).float()
+        want = data["output"]
+        assert ((got - want).abs() <= 1e-4 + 1e-4 * want.abs()).all(), case.name
+        model = model.float()
+        res = export(model, meta["input_shape"], None, None, name=case.name)
+        with open(case / "model.toml", "rb") as f:
+            original = tomllib.load(f)
+        assert _normalize(original["layers"]) == _normalize(res.description["layers"]), \
+            case.name
+        assert list(res.output_shape) == meta["output_shape"], case.name
+        assert res.params == meta["params"], case.name
+        assert set(res.tensors) == set(load_file(str(case / "weights.safetensors"))), case.name
+
+
+def test_conformance_invalid_descriptions_rejected():
+    if not (CONFORMANCE / "invalid").is_dir():
+        print("    (skipped: no ../shared/conformance)")
+        return
+    for path in sorted((CONFORMANCE / "invalid").glob("*.toml")):
+        try:
+            cnn_tools.build_sequential(path)
+        except (cnn_tools.DescriptionError, tomllib.TOMLDecodeError):
+            continue
+        raise AssertionError(f"{path.name} was accepted")
+
+
+# ---------------------------------------------------------------------------------------
+# Fixtures and runner
+# ---------------------------------------------------------------------------------------
+
+
+def write_fixtures(out_dir: Path) -> None:
+    """Write one conformance-style case per network of :data:`NETWORKS`."""
+    for i, (name, (builder, input_shape, out_shape)) in enumerate(NETWORKS.items()):
+        model = builder()
+        res = export_case(model, input_shape, out_dir / name, name, n=3, seed=9000 + i,
+                          description=" ".join((builder.__doc__ or "").split()))
+        assert tuple(res.output_shape) == out_shape
+        print(f"  {name:<22} {list(res.input_shape)} -> {list(res.output_shape)}  "
+              f"{res.params} params  {res.macs} MACs")
+    print(f"wrote {len(NETWORKS)} cases to {out_dir}")
+
+
+def _run_tests(pattern: str | None) -> int:
+    tests = [(n, f) for n, f in globals().items() if n.startswith("test_") and callable(f)]
+    if pattern:
+        tests = [(n, f) for n, f in tests if pattern in n]
+    failed = 0
+    for n, f in tests:
+        try:
+            f()
+            print(f"PASS {n}")
+        except Exception:
+            failed += 1
+            print(f"FAIL {n}")
+            traceback.print_exc()
+    print(f"{len(tests) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Tests of tools/export.py.")
+    ap.add_argument("--write-fixtures", type=Path, metavar="DIR",
+                    help="write DIR/<network>/{model.toml, weights.safetensors, "
+                         "data.safetensors, case.json} instead of running the tests")
+    ap.add_argument("-k", metavar="PATTERN", help="only run tests whose name contains it")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    if args.write_fixtures:
+        write_fixtures(args.write_fixtures)
+        return 0
+    return _run_tests(args.k)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
