@@ -137,10 +137,17 @@ fn every_case_matches_pytorch_in_both_spellings() {
         "the conformance suite is missing: {}",
         cases_dir.display()
     );
-    let on_disk: BTreeSet<String> = std::fs::read_dir(&cases_dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    // The PyTorch suite plus the exporter's fixtures (tools/test_export.py --write-fixtures).
+    let mut on_disk = BTreeSet::new();
+    for (dir, prefix) in [
+        (cases_dir, ""),
+        (root().join("tests/exported"), "exported_"),
+    ] {
+        for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            on_disk.insert(format!("{prefix}{name}"));
+        }
+    }
     assert!(!on_disk.is_empty(), "no conformance cases found");
 
     // Every case on every instruction set this CPU has (the portable path always).

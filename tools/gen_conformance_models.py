@@ -19,7 +19,8 @@ import sys
 import tomllib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-SUITES = ["tests/conformance/cases", "tests/exported"]
+# (directory, module-name prefix): the prefix keeps names from clashing across suites.
+SUITES = [("tests/conformance/cases", ""), ("tests/exported", "exported_")]
 OUT = ROOT / "tests/generated/conformance_models.rs"
 
 
@@ -63,14 +64,14 @@ def main():
         "",
     ]
     names = []
-    for suite in SUITES:
+    for suite, prefix in SUITES:
         base = ROOT / suite
         if not base.is_dir():
             continue
         for case in sorted(p for p in base.iterdir() if (p / "model.toml").is_file()):
             rel = (case / "model.toml").relative_to(ROOT).as_posix()
             model = tomllib.loads((case / "model.toml").read_text())
-            mod = case.name
+            mod = prefix + case.name
             out += [
                 f"/// `{rel}`",
                 f"pub mod {mod} {{",

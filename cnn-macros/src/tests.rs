@@ -35,17 +35,22 @@ fn lowered_inline(tokens: TokenStream) -> Model {
     model
 }
 
+/// The PyTorch conformance cases and the exporter's fixtures.
 fn cases() -> Vec<PathBuf> {
-    let dir = repo().join("tests/conformance/cases");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("model.toml").is_file())
-        .collect();
+    let mut v: Vec<PathBuf> = Vec::new();
+    for dir in ["tests/conformance/cases", "tests/exported"] {
+        let dir = repo().join(dir);
+        v.extend(
+            std::fs::read_dir(&dir)
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.join("model.toml").is_file()),
+        );
+    }
     v.sort();
     assert!(
-        v.len() >= 49,
-        "expected the 49 conformance cases, found {}",
+        v.len() >= 55,
+        "expected 49 cases + 6 fixtures, found {}",
         v.len()
     );
     v

@@ -1177,6 +1177,154 @@ pub mod tiny_1ch_5x5 {
     }
 }
 
+/// `tests/exported/chain_module/model.toml`
+pub mod exported_chain_module {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/exported/chain_module";
+    cnn_model! {
+        #[file = "tests/exported/chain_module/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [1, 10, 10],
+            conv: conv(out = 4, kernel = 3),
+            act: relu,
+            pool: max_pool(kernel = 2),
+            flat: flatten,
+            fc: linear(out = 3),
+        }
+    }
+}
+
+/// `tests/exported/conv_bn_relu6_pool/model.toml`
+pub mod exported_conv_bn_relu6_pool {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/exported/conv_bn_relu6_pool";
+    cnn_model! {
+        #[file = "tests/exported/conv_bn_relu6_pool/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 16, 15],
+            conv(out = 8, kernel = 3, padding = 1, bias = false),
+            batch_norm(eps = 0.001),
+            relu6,
+            max_pool(kernel = 3, stride = 2, ceil_mode = true),
+            conv(out = 16, kernel = 3, stride = (1, 2), padding = (1, 0)),
+            batch_norm,
+            relu,
+            global_avg_pool,
+            flatten,
+            dropout(p = 0.2),
+            linear(out = 10),
+            batch_norm(eps = 0.01),
+            sigmoid,
+        }
+    }
+}
+
+/// `tests/exported/depthwise_same_leaky/model.toml`
+pub mod exported_depthwise_same_leaky {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/exported/depthwise_same_leaky";
+    cnn_model! {
+        #[file = "tests/exported/depthwise_same_leaky/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [4, 12, 9],
+            dw1: conv(out = 4, kernel = 3, padding = same, groups = 4),
+            act1: leaky_relu(slope = 0.2),
+            dw2: conv(out = 8, kernel = (4, 2), padding = same, dilation = (1, 3), groups = 4),
+            act2: leaky_relu,
+            pw: conv(out = 12, kernel = 1),
+            pool: avg_pool(kernel = 3, stride = 2, padding = 1, ceil_mode = true, count_include_pad = false),
+            gmax: global_max_pool,
+            flat: flatten,
+            fc: linear(out = 5),
+            out: tanh,
+        }
+    }
+}
+
+/// `tests/exported/global_pool_last/model.toml`
+pub mod exported_global_pool_last {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/exported/global_pool_last";
+    cnn_model! {
+        #[file = "tests/exported/global_pool_last/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [2, 12, 10],
+            conv(out = 5, kernel = 3),
+            relu,
+            conv(out = 7, kernel = 3, stride = 2),
+            global_avg_pool,
+        }
+    }
+}
+
+/// `tests/exported/lenet_like/model.toml`
+pub mod exported_lenet_like {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/exported/lenet_like";
+    cnn_model! {
+        #[file = "tests/exported/lenet_like/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [1, 32, 32],
+            conv1: conv(out = 6, kernel = 5),
+            relu,
+            pool1: max_pool(kernel = 2),
+            conv2: conv(out = 16, kernel = 5),
+            tanh,
+            pool2: avg_pool(kernel = 2),
+            flatten,
+            fc1: linear(out = 120),
+            sigmoid,
+            fc2: linear(out = 84),
+            relu,
+            fc3: linear(out = 10),
+            softmax: softmax,
+        }
+    }
+}
+
+/// `tests/exported/spatial_output/model.toml`
+pub mod exported_spatial_output {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/exported/spatial_output";
+    cnn_model! {
+        #[file = "tests/exported/spatial_output/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 19, 23],
+            enc: conv(out = 8, kernel = 3, stride = 2, padding = 2, dilation = 2),
+            relu,
+            pool: max_pool(kernel = 2, stride = 1, padding = 1, dilation = 2),
+            mix: conv(out = 6, kernel = (3, 1), bias = false),
+            bn: batch_norm,
+            sigmoid,
+            down: avg_pool(kernel = 4),
+        }
+    }
+}
+
 /// Calls `$m!(module)` for every case (textual scope: include this file first).
 macro_rules! for_each_case {
     ($m:ident) => {
@@ -1229,5 +1377,11 @@ macro_rules! for_each_case {
         $m!(softmax_not_last);
         $m!(spatial_output);
         $m!(tiny_1ch_5x5);
+        $m!(exported_chain_module);
+        $m!(exported_conv_bn_relu6_pool);
+        $m!(exported_depthwise_same_leaky);
+        $m!(exported_global_pool_last);
+        $m!(exported_lenet_like);
+        $m!(exported_spatial_output);
     };
 }
