@@ -167,7 +167,17 @@ fn classify_file(model: &LeNet5, path: &Path) -> BoxResult<()> {
     Ok(())
 }
 
-fn main() -> BoxResult<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> BoxResult<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut image_arg = None;
     let mut it = args.iter();
