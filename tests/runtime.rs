@@ -395,3 +395,32 @@ fn constants_and_summary() {
         &m.forward_flat(&x).unwrap()[..]
     );
 }
+
+// ---- embedded weights --------------------------------------------------------------
+
+cnn_model! {
+    /// LeNet-5 with the bundled MNIST weights embedded at compile time.
+    #[file = "models/lenet5.toml"]
+    #[weights = "examples/data/lenet5/weights.safetensors"]
+    pub struct EmbeddedLeNet5;
+}
+
+#[test]
+fn embedded_weights_match_loaded_weights() {
+    let loaded = LeNet5::load(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/data/lenet5/weights.safetensors"
+    ))
+    .unwrap();
+    let embedded: &'static EmbeddedLeNet5 = EmbeddedLeNet5::embedded();
+    assert!(
+        std::ptr::eq(embedded, EmbeddedLeNet5::embedded()),
+        "built once"
+    );
+    let x = random_input::<LeNet5>(16);
+    assert_eq!(
+        embedded.forward_flat(&x).unwrap(),
+        loaded.forward_flat(&x).unwrap()
+    );
+    assert_eq!(EmbeddedLeNet5::EMBEDDED_WEIGHTS.len(), 247_656);
+}

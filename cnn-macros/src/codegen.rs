@@ -136,7 +136,18 @@ impl Weights {
     }
 }
 
-/// Generates the struct and its impls.
+/// What codegen produced: the tokens, and the weight file's expected contents.
+pub struct Generated {
+    /// The struct and its impls.
+    pub tokens: TokenStream,
+    /// `(key, shape)` of every tensor the weight file must hold, in load order.
+    pub specs: Vec<(String, Vec<usize>)>,
+    /// Keys that may be present and are ignored (`num_batches_tracked`).
+    pub ignored: Vec<String>,
+}
+
+/// Generates the struct and its impls. `tracked` is the model file to track for rebuilds;
+/// `embedded` the absolute path of a `#[weights = ..]` file (already checked).
 pub fn generate(
     item: &Item<'_>,
     model: &Model,
@@ -144,7 +155,8 @@ pub fn generate(
     plan: &Plan,
     summary: &str,
     tracked: Option<&str>,
-) -> TokenStream {
+    embedded: Option<(&str, &str)>,
+) -> Generated {
     let rt = rt();
     let Item { attrs, vis, ident } = item;
     let input_shape = shapes[0].input;
@@ -203,8 +215,33 @@ pub fn generate(
         )
     });
     let name_str = ident.to_string();
+    let embedded = embedded.map(|(path, shown)| {
+        let doc = format!(
+            "The weights embedded at compile time from `{shown}` (checked against the architecture when the macro expanded)."
+        );
+        quote! {
+            impl #ident {
+                #[doc = #doc]
+                pub const EMBEDDED_WEIGHTS: &'static [u8] = ::core::include_bytes!(#path);
 
-    quote! {
+                /// The model with the weights embedded at compile time, built on first use
+                /// (weights repacked once) and shared by every caller and thread.
+                pub fn embedded() -> &'static #ident {
+                    static MODEL: ::std::sync::OnceLock<::std::boxed::Box<#ident>> =
+                        ::std::sync::OnceLock::new();
+                    MODEL.get_or_init(|| {
+                        match <#ident as #rt::Model>::from_safetensors(#ident::EMBEDDED_WEIGHTS) {
+                            ::core::result::Result::Ok(model) => model,
+                            // The macro ran this very check on these very bytes.
+                            ::core::result::Result::Err(e) => ::core::panic!("embedded weights: {e}"),
+                        }
+                    })
+                }
+            }
+        }
+    });
+
+    let tokens = quote! {
         #(#attrs)*
         #vis struct #ident #struct_body
 
@@ -271,6 +308,13 @@ pub fn generate(
                 Self::SUMMARY
             }
         }
+
+        #embedded
+    };
+    Generated {
+        tokens,
+        specs: weights.specs,
+        ignored: weights.ignored,
     }
 }
 

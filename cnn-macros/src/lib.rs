@@ -190,6 +190,51 @@ fn read_file(lit: &syn::LitStr, base: &Path) -> Result<(String, PathBuf), syn::E
     }
 }
 
+/// Resolves a `#[weights = ..]` path (relative to `CARGO_MANIFEST_DIR`) to an absolute one.
+fn read_weights(lit: &syn::LitStr, base: &Path) -> Result<String, syn::Error> {
+    let path = base.join(lit.value());
+    match path.canonicalize() {
+        Ok(p) if p.is_file() => Ok(p.to_string_lossy().into_owned()),
+        _ => Err(syn::Error::new(
+            lit.span(),
+            format!(
+                "cannot read the weight file `{}` ({}); paths are relative to the crate's CARGO_MANIFEST_DIR",
+                lit.value(),
+                path.display()
+            ),
+        )),
+    }
+}
+
+/// Checks an embedded weight file as strictly as `from_safetensors` will load it, with
+/// the runtime's own loader, so a mismatch is a compile error naming the key.
+fn check_weights(
+    lit: &syn::LitStr,
+    path: &str,
+    generated: &codegen::Generated,
+) -> Result<(), syn::Error> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| syn::Error::new(lit.span(), format!("cannot read `{}`: {e}", lit.value())))?;
+    // The loader wants `'static` specs, as generated code has them; these few strings
+    // live for the rest of this compiler invocation.
+    let specs: Vec<cnn_runtime::load::TensorSpec> = generated
+        .specs
+        .iter()
+        .map(|(key, shape)| cnn_runtime::load::TensorSpec {
+            key: Box::leak(key.clone().into_boxed_str()),
+            shape: Box::leak(shape.clone().into_boxed_slice()),
+        })
+        .collect();
+    let ignored: Vec<&str> = generated.ignored.iter().map(String::as_str).collect();
+    match cnn_runtime::load::load_tensors(&bytes, &specs, &ignored) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(syn::Error::new(
+            lit.span(),
+            format!("weights `{}` do not fit the model: {e}", lit.value()),
+        )),
+    }
+}
+
 /// The whole macro as a plain function of tokens (and the directory files resolve from).
 fn expand(input: TokenStream, base: &Path) -> TokenStream {
     let header: Header = match syn::parse2(input) {
@@ -211,15 +256,6 @@ fn expand(input: TokenStream, base: &Path) -> TokenStream {
         let stub = codegen::fallback(item);
         quote!(#errors #stub)
     };
-    if let Some(w) = &header.weights {
-        return fail(
-            vec![syn::Error::new(
-                w.span(),
-                "#[weights = ..] (embedding weights at compile time) is not supported yet; load them with `from_safetensors` or `load`",
-            )],
-            &item,
-        );
-    }
     let (raw, source, tracked) = match (&header.file, &header.body) {
         (Some(lit), None) => {
             let (text, path) = match read_file(lit, base) {
@@ -262,14 +298,34 @@ fn expand(input: TokenStream, base: &Path) -> TokenStream {
     match front_end(&raw) {
         Ok(c) => {
             let text = summary::render(&header.ident.to_string(), &c.model, &c.shapes, &c.plan);
-            codegen::generate(
+            let weights = match &header.weights {
+                None => None,
+                Some(lit) => match read_weights(lit, base) {
+                    Ok(path) => Some((path, lit.value())),
+                    Err(e) => return fail(vec![e], &item),
+                },
+            };
+            let generated = codegen::generate(
                 &item,
                 &c.model,
                 &c.shapes,
                 &c.plan,
                 &text,
                 tracked.as_deref(),
-            )
+                weights
+                    .as_ref()
+                    .map(|(p, shown)| (p.as_str(), shown.as_str())),
+            );
+            if let (Some(lit), Some((path, _))) = (&header.weights, &weights) {
+                if let Err(e) = check_weights(lit, path, &generated) {
+                    let mut out = fail(vec![e], &item);
+                    out.extend(quote!(
+                        const _: &[u8] = ::core::include_bytes!(#path);
+                    ));
+                    return out;
+                }
+            }
+            generated.tokens
         }
         Err(diags) => {
             let errors = diags.iter().map(|d| to_error(d, &source)).collect();

@@ -475,7 +475,7 @@ proptest! {
                     let vis = syn::Visibility::Inherited;
                     let item = crate::codegen::Item { attrs: &[], vis: &vis, ident: &item_ident };
                     let summary = crate::summary::render("M", &c.model, &c.shapes, &c.plan);
-                    let tokens = crate::codegen::generate(&item, &c.model, &c.shapes, &c.plan, &summary, None);
+                    let tokens = crate::codegen::generate(&item, &c.model, &c.shapes, &c.plan, &summary, None, None).tokens;
                     prop_assert!(syn::parse2::<syn::File>(tokens).is_ok());
                 }
                 Err(diags) => {
