@@ -44,6 +44,18 @@ cnn_model! {
     }
 }
 
+cnn_model! {
+    /// Too big for stack arenas (2 x 64x112x112 floats): uses the per-thread scratch.
+    pub struct Big {
+        input: [3, 224, 224],
+        stem: conv(64, kernel = 7, stride = 2, padding = 3),
+        relu,
+        c2: conv(64, kernel = 1),
+        global_avg_pool,
+        fc: linear(10),
+    }
+}
+
 // ---- a counting global allocator ---------------------------------------------------
 
 thread_local! {
@@ -115,6 +127,28 @@ fn forward_allocates_nothing() {
     no_allocation_in_forward::<MobileNet96>();
     no_allocation_in_forward::<FcnSeg>();
     no_allocation_in_forward::<InPlaceEdges>();
+}
+
+#[test]
+fn big_models_use_a_reused_per_thread_buffer() {
+    assert!(Big::ARENA_BYTES > cnn::__private::rt::scratch::STACK_LIMIT);
+    assert!(Big::summary().contains("per-thread buffer"));
+    let model = Big::from_safetensors(&random_weights::<Big>(17)).unwrap();
+    let x = random_input::<Big>(18);
+    let mut y = [0.0f32; 10];
+    model.forward_flat_into(&x, &mut y).unwrap(); // first call on this thread allocates
+    let n = allocations_during(|| model.forward_flat_into(&x, &mut y).unwrap());
+    assert_eq!(n, 0, "later calls reuse the buffer");
+    // On a small stack too, and the same numbers.
+    let model = Arc::new(*model);
+    let (m, xi) = (Arc::clone(&model), x.clone());
+    let z = std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(move || m.forward_flat(&xi).unwrap())
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(&z[..], &y[..]);
 }
 
 #[test]

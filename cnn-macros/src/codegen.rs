@@ -22,6 +22,10 @@ pub struct Item<'a> {
     pub ident: &'a Ident,
 }
 
+/// Total arena bytes kept on the stack; must equal `cnn_runtime::scratch::STACK_LIMIT`
+/// (a unit test checks).
+pub const STACK_ARENA_LIMIT: usize = 1 << 20;
+
 fn rt() -> TokenStream {
     quote!(::cnn::__private::rt)
 }
@@ -186,14 +190,25 @@ pub fn generate(
         calls.push(step_call(step, model, shapes, &mut weights));
     }
 
+    // Activations: stack arenas up to the runtime's limit, else this thread's scratch.
+    let on_stack = (plan.arena_a + plan.arena_b) * 4 <= STACK_ARENA_LIMIT;
     let mut arenas = Vec::new();
-    if plan.arena_a > 0 {
-        let n = lit(plan.arena_a);
-        arenas.push(quote!(let mut arena_a = [0.0f32; #n];));
-    }
-    if plan.arena_b > 0 {
-        let n = lit(plan.arena_b);
-        arenas.push(quote!(let mut arena_b = [0.0f32; #n];));
+    if on_stack {
+        if plan.arena_a > 0 {
+            let n = lit(plan.arena_a);
+            arenas.push(quote!(let mut arena_a = [0.0f32; #n];));
+        }
+        if plan.arena_b > 0 {
+            let n = lit(plan.arena_b);
+            arenas.push(quote!(let mut arena_b = [0.0f32; #n];));
+        }
+    } else {
+        let (a, total) = (lit(plan.arena_a), lit(plan.arena_a + plan.arena_b));
+        arenas.push(quote! {
+            let mut scratch = #rt::scratch::Scratch::take(#total);
+            let (arena_a, arena_b) = scratch.as_mut_slice().split_at_mut(#a);
+            let _ = (&arena_a, &arena_b);
+        });
     }
 
     let field_defs = weights.fields.iter().map(|(f, ty, _)| quote!(#f: #ty));

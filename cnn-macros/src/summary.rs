@@ -124,8 +124,13 @@ pub fn render(name: &str, model: &Model, shapes: &[LayerShape], plan: &Plan) -> 
         "forward:      {calls} kernel calls, {} layers\n",
         model.layers.len()
     ));
+    let place = if arena_bytes <= crate::codegen::STACK_ARENA_LIMIT {
+        "on the stack"
+    } else {
+        "in a per-thread buffer (allocated on a thread's first call)"
+    };
     out.push_str(&format!(
-        "activations:  {} bytes on the stack (arena A {} + arena B {} floats)",
+        "activations:  {} bytes {place} (arena A {} + arena B {} floats)",
         thousands(arena_bytes),
         thousands(plan.arena_a),
         thousands(plan.arena_b)

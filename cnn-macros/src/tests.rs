@@ -506,3 +506,11 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn stack_limit_matches_the_runtime() {
+    assert_eq!(
+        crate::codegen::STACK_ARENA_LIMIT,
+        cnn_runtime::scratch::STACK_LIMIT
+    );
+}

@@ -19,6 +19,7 @@ pub mod error;
 pub mod kernels;
 pub mod load;
 mod model;
+pub mod scratch;
 
 pub use error::{LoadError, ShapeError};
 pub use kernels::activation::Act;
