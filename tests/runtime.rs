@@ -131,7 +131,7 @@ fn forward_allocates_nothing() {
 
 #[test]
 fn big_models_use_a_reused_per_thread_buffer() {
-    assert!(Big::ARENA_BYTES > cnn::__private::rt::scratch::STACK_LIMIT);
+    const { assert!(Big::ARENA_BYTES > cnn::__private::rt::scratch::STACK_LIMIT) };
     assert!(Big::summary().contains("per-thread buffer"));
     let model = Big::from_safetensors(&random_weights::<Big>(17)).unwrap();
     let x = random_input::<Big>(18);

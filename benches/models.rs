@@ -1,0 +1,547 @@
+//! Batch-1 latency of the four benchmark models (`models/*.toml`), single thread.
+//!
+//! ```sh
+//! cargo bench --bench models                                   # table on stdout
+//! cargo bench --bench models -- --json target/bench/cnn.json   # and a JSON file
+//! cargo bench --bench models -- lenet5 --time 5                # one model, 5 s
+//! ```
+//!
+//! For each model this loads `target/bench/<model>/weights.safetensors` (written by
+//! `tools/bench/make_weights.py`; the same file `tools/bench/export_onnx.py` turns into the
+//! ONNX model the reference engines run), or, when it is missing, seeded random weights
+//! (so `cargo bench` always works, but the numbers are then not comparable with the
+//! reference engines' and there is no output check). When
+//! `target/bench/<model>/data.safetensors` exists, the output of `forward` on its `input`
+//! is checked against its `output` (PyTorch in float64) with the conformance tolerance
+//! `|got - want| <= 1e-4 + 1e-4 |want|`, and the maximum absolute difference is printed.
+//!
+//! Then `forward` is timed at batch 1: a warm-up (at least 0.3 s and 10 runs), then each
+//! of N runs timed on its own, N chosen so that the runs take about `--time` seconds
+//! (default 2). Reported: median, p10 and p90 in µs (linear interpolation between order
+//! statistics, as numpy's default `percentile`), and GFLOP/s = 2 * MACS / median. The
+//! network runs on the calling thread only. `tools/bench/compare.py` runs this with
+//! `--json` and puts the numbers next to ONNX Runtime's and OpenVINO's, timed the same way.
+//!
+//! Relative paths given to `--json` are taken from the workspace root, whatever the
+//! directory cargo runs the bench in.
+
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use cnn::{cnn_model, Model};
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+cnn_model! {
+    /// LeNet-5: 1x32x32 -> 10.
+    #[file = "models/lenet5.toml"]
+    struct LeNet5;
+}
+
+cnn_model! {
+    /// VGG-style CIFAR classifier with batch norm: 3x32x32 -> 10.
+    #[file = "models/cifar_vgg.toml"]
+    struct CifarVgg;
+}
+
+cnn_model! {
+    /// MobileNet-v1-style depthwise-separable network: 3x96x96 -> 100.
+    #[file = "models/mobilenet_96.toml"]
+    struct MobileNet96;
+}
+
+cnn_model! {
+    /// Fully convolutional per-pixel classifier: 3x64x64 -> 4x64x64.
+    #[file = "models/fcn_seg.toml"]
+    struct FcnSeg;
+}
+
+/// Absolute tolerance of the output check (as the conformance suite).
+const ATOL: f32 = 1e-4;
+/// Relative tolerance of the output check (as the conformance suite).
+const RTOL: f32 = 1e-4;
+/// Seed of the fallback random weights.
+const WEIGHT_SEED: u64 = 0x5EED_BE4C;
+/// Seed of the fallback random input.
+const INPUT_SEED: u64 = 0x0001_A9E7;
+
+const USAGE: &str = "\
+usage: cargo bench --bench models -- [MODEL ...] [--json PATH] [--time SECONDS]
+
+  MODEL           only these models (lenet5, cifar_vgg, mobilenet_96, fcn_seg); default all
+  --json PATH     also write the results as JSON (relative to the workspace root)
+  --time SECONDS  measuring time per model, after the warm-up (default 2)
+";
+
+/// The workspace root (where `Cargo.toml`, `models/` and `target/bench/` are).
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Command-line options.
+struct Options {
+    /// Models to run (empty: all).
+    models: Vec<String>,
+    /// Where to write the JSON results, if anywhere.
+    json: Option<PathBuf>,
+    /// Target measuring time per model.
+    time: Duration,
+}
+
+impl Options {
+    /// Parses the arguments (ignoring the `--bench` flag cargo adds).
+    fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
+        let mut opts = Options {
+            models: Vec::new(),
+            json: None,
+            time: Duration::from_secs(2),
+        };
+        let mut args = args.peekable();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--bench" => {}
+                "-h" | "--help" => return Err(String::new()),
+                "--json" => {
+                    let path = args
+                        .next_if(|a| !a.starts_with("--"))
+                        .ok_or("--json needs a path")?;
+                    let path = PathBuf::from(path);
+                    opts.json = Some(if path.is_absolute() {
+                        path
+                    } else {
+                        root().join(path)
+                    });
+                }
+                "--time" => {
+                    let v = args
+                        .next_if(|a| !a.starts_with("--"))
+                        .ok_or("--time needs a number of seconds")?;
+                    let secs: f64 = v
+                        .parse()
+                        .ok()
+                        .filter(|s: &f64| s.is_finite() && *s > 0.0)
+                        .ok_or_else(|| format!("--time: `{v}` is not a positive number"))?;
+                    opts.time = Duration::from_secs_f64(secs);
+                }
+                flag if flag.starts_with('-') => return Err(format!("unknown option `{flag}`")),
+                name => {
+                    if !MODELS.contains(&name) {
+                        return Err(format!(
+                            "unknown model `{name}` (models: {})",
+                            MODELS.join(", ")
+                        ));
+                    }
+                    opts.models.push(name.to_string());
+                }
+            }
+        }
+        Ok(opts)
+    }
+
+    /// Whether `name` is selected.
+    fn wants(&self, name: &str) -> bool {
+        self.models.is_empty() || self.models.iter().any(|m| m == name)
+    }
+}
+
+/// The benchmark models, in table order.
+const MODELS: [&str; 4] = ["lenet5", "cifar_vgg", "mobilenet_96", "fcn_seg"];
+
+/// Nested-array inputs and outputs, built from and flattened to CHW order.
+trait Nested: Sized {
+    /// The value holding `v` (exactly as many values as the type has).
+    fn boxed_from_flat(v: &[f32]) -> Box<Self>;
+    /// The values in CHW order.
+    fn flat(&self) -> &[f32];
+}
+
+impl<const N: usize> Nested for [f32; N] {
+    fn boxed_from_flat(v: &[f32]) -> Box<Self> {
+        let mut a = Box::new([0.0; N]);
+        a.copy_from_slice(v);
+        a
+    }
+    fn flat(&self) -> &[f32] {
+        self
+    }
+}
+
+impl<const C: usize, const H: usize, const W: usize> Nested for [[[f32; W]; H]; C] {
+    fn boxed_from_flat(v: &[f32]) -> Box<Self> {
+        let mut a = Box::new([[[0.0; W]; H]; C]);
+        a.as_flattened_mut().as_flattened_mut().copy_from_slice(v);
+        a
+    }
+    fn flat(&self) -> &[f32] {
+        self.as_flattened().as_flattened()
+    }
+}
+
+/// Where the weights came from.
+#[derive(Clone, Copy, PartialEq)]
+enum WeightsSource {
+    /// `target/bench/<model>/weights.safetensors`.
+    File,
+    /// Seeded random weights (the file was missing).
+    Random,
+}
+
+/// The output check.
+enum Check {
+    /// Compared with `data.safetensors`: max abs diff, worst diff / tolerance (<= 1 passes).
+    Compared { max_abs: f32, worst_ratio: f32 },
+    /// No reference (no data file, or random weights).
+    Skipped(&'static str),
+}
+
+impl Check {
+    fn passed(&self) -> bool {
+        match self {
+            Check::Compared { worst_ratio, .. } => *worst_ratio <= 1.0,
+            Check::Skipped(_) => true,
+        }
+    }
+}
+
+/// One model's results.
+struct Report {
+    name: &'static str,
+    input_shape: &'static [usize],
+    output_shape: &'static [usize],
+    macs: usize,
+    params: usize,
+    weights: WeightsSource,
+    check: Check,
+    runs: usize,
+    /// Run times in seconds, sorted.
+    samples: Vec<f64>,
+}
+
+impl Report {
+    fn quantile_us(&self, q: f64) -> f64 {
+        quantile(&self.samples, q) * 1e6
+    }
+    fn gflops(&self) -> f64 {
+        2.0 * self.macs as f64 / (self.quantile_us(0.5) * 1e-6) / 1e9
+    }
+}
+
+/// The `q` quantile of sorted `v`, linear interpolation (numpy's default).
+fn quantile(v: &[f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let pos = q * (v.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
+}
+
+/// Reads an F32 tensor from a safetensors file: (shape, values).
+fn read_f32(bytes: &[u8], key: &str, path: &Path) -> Result<(Vec<usize>, Vec<f32>), String> {
+    let file = safetensors::SafeTensors::deserialize(bytes)
+        .map_err(|e| format!("{}: not a safetensors file: {e}", path.display()))?;
+    let t = file
+        .tensor(key)
+        .map_err(|_| format!("{}: no tensor `{key}`", path.display()))?;
+    if t.dtype() != safetensors::Dtype::F32 {
+        return Err(format!(
+            "{}: `{key}` is {:?}, expected F32",
+            path.display(),
+            t.dtype()
+        ));
+    }
+    let values = t
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    Ok((t.shape().to_vec(), values))
+}
+
+/// Loads the model, checks its output, times `forward`.
+fn bench<M: Model>(name: &'static str, opts: &Options) -> Result<Report, String>
+where
+    M::Input: Nested,
+    M::Output: Nested,
+{
+    let dir = root().join("target/bench").join(name);
+    let weights_path = dir.join("weights.safetensors");
+    let (model, weights) = if weights_path.exists() {
+        let model = M::load(&weights_path)
+            .map_err(|e| format!("loading {}: {e}", weights_path.display()))?;
+        (model, WeightsSource::File)
+    } else {
+        eprintln!(
+            "note: {} is missing (run `python3 tools/bench/make_weights.py`); \
+             {name} uses seeded random weights and its output is not checked",
+            weights_path.display()
+        );
+        let bytes = support::random_weights::<M>(WEIGHT_SEED);
+        let model = M::from_safetensors(&bytes)
+            .map_err(|e| format!("{name}: random weights rejected: {e}"))?;
+        (model, WeightsSource::Random)
+    };
+
+    let data_path = dir.join("data.safetensors");
+    let (input, check) = match (weights, data_path.exists()) {
+        (WeightsSource::File, true) => {
+            let bytes = std::fs::read(&data_path)
+                .map_err(|e| format!("reading {}: {e}", data_path.display()))?;
+            let (in_shape, x) = read_f32(&bytes, "input", &data_path)?;
+            let (out_shape, want) = read_f32(&bytes, "output", &data_path)?;
+            if in_shape.len() != 4 || in_shape[0] != 1 || in_shape[1..] != *M::INPUT_SHAPE {
+                return Err(format!(
+                    "{}: input is {in_shape:?}, {name} needs [1, {:?}]",
+                    data_path.display(),
+                    M::INPUT_SHAPE
+                ));
+            }
+            if out_shape.iter().product::<usize>() != M::OUTPUT_LEN {
+                return Err(format!(
+                    "{}: output is {out_shape:?}, {name} gives {:?}",
+                    data_path.display(),
+                    M::OUTPUT_SHAPE
+                ));
+            }
+            let input = M::Input::boxed_from_flat(&x);
+            let got = model.forward(&input);
+            let (mut max_abs, mut worst_ratio) = (0.0f32, 0.0f32);
+            for (g, w) in got.flat().iter().zip(&want) {
+                let d = (g - w).abs();
+                max_abs = max_abs.max(d);
+                // NaN-safe: a NaN difference must fail.
+                let r = d / (ATOL + RTOL * w.abs());
+                worst_ratio = if r.is_nan() {
+                    f32::INFINITY
+                } else {
+                    worst_ratio.max(r)
+                };
+            }
+            (
+                input,
+                Check::Compared {
+                    max_abs,
+                    worst_ratio,
+                },
+            )
+        }
+        (WeightsSource::File, false) => {
+            eprintln!(
+                "note: {} is missing (run `python3 tools/bench/export_onnx.py`); \
+                 {name}'s output is not checked",
+                data_path.display()
+            );
+            let x = support::random_input::<M>(INPUT_SEED);
+            (
+                M::Input::boxed_from_flat(&x),
+                Check::Skipped("no data file"),
+            )
+        }
+        (WeightsSource::Random, _) => {
+            let x = support::random_input::<M>(INPUT_SEED);
+            (
+                M::Input::boxed_from_flat(&x),
+                Check::Skipped("random weights"),
+            )
+        }
+    };
+
+    let run = || {
+        let y = model.forward(black_box(&input));
+        black_box(&y);
+    };
+
+    // Warm-up: at least 0.3 s and 10 runs.
+    let warm = Instant::now();
+    let mut warm_runs = 0usize;
+    while warm_runs < 10 || warm.elapsed() < Duration::from_millis(300) {
+        run();
+        warm_runs += 1;
+    }
+    let per_run = warm.elapsed().as_secs_f64() / warm_runs as f64;
+    let runs = ((opts.time.as_secs_f64() / per_run) as usize).clamp(20, 2_000_000);
+
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t0 = Instant::now();
+        run();
+        samples.push(t0.elapsed().as_secs_f64());
+    }
+    samples.sort_by(f64::total_cmp);
+
+    Ok(Report {
+        name,
+        input_shape: M::INPUT_SHAPE,
+        output_shape: M::OUTPUT_SHAPE,
+        macs: M::MACS,
+        params: M::PARAMS,
+        weights,
+        check,
+        runs,
+        samples,
+    })
+}
+
+/// The results as a text table.
+fn table(reports: &[Report]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<13} {:>10} {:>12} {:>9} {:>10} {:>10} {:>10} {:>8}  check (max |diff| vs torch f64)",
+        "model", "MACs", "runs", "p10 µs", "median µs", "p90 µs", "GFLOP/s", "weights"
+    );
+    for r in reports {
+        let check = match &r.check {
+            Check::Compared {
+                max_abs,
+                worst_ratio,
+            } => format!(
+                "{} ({max_abs:.1e}, {:.2} of tol)",
+                if r.check.passed() { "ok" } else { "FAIL" },
+                worst_ratio
+            ),
+            Check::Skipped(why) => format!("skipped ({why})"),
+        };
+        let _ = writeln!(
+            s,
+            "{:<13} {:>10} {:>12} {:>9.1} {:>10.1} {:>10.1} {:>10.2} {:>8}  {check}",
+            r.name,
+            r.macs,
+            r.runs,
+            r.quantile_us(0.1),
+            r.quantile_us(0.5),
+            r.quantile_us(0.9),
+            r.gflops(),
+            match r.weights {
+                WeightsSource::File => "file",
+                WeightsSource::Random => "random",
+            },
+        );
+    }
+    s
+}
+
+/// The results as JSON.
+fn json(reports: &[Report]) -> serde_json::Value {
+    let models: Vec<serde_json::Value> = reports
+        .iter()
+        .map(|r| {
+            let (checked, max_abs, worst_ratio) = match &r.check {
+                Check::Compared {
+                    max_abs,
+                    worst_ratio,
+                } => (true, Some(*max_abs), Some(*worst_ratio)),
+                Check::Skipped(_) => (false, None, None),
+            };
+            serde_json::json!({
+                "model": r.name,
+                "input_shape": r.input_shape,
+                "output_shape": r.output_shape,
+                "macs": r.macs,
+                "params": r.params,
+                "weights": match r.weights {
+                    WeightsSource::File => "file",
+                    WeightsSource::Random => "random",
+                },
+                "checked": checked,
+                "check_passed": r.check.passed(),
+                "max_abs_diff": max_abs,
+                "worst_diff_over_tolerance": worst_ratio,
+                "runs": r.runs,
+                "p10_us": r.quantile_us(0.1),
+                "median_us": r.quantile_us(0.5),
+                "p90_us": r.quantile_us(0.9),
+                "min_us": r.quantile_us(0.0),
+                "mean_us": r.samples.iter().sum::<f64>() / r.samples.len() as f64 * 1e6,
+                "gflops": r.gflops(),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "engine": "cnn",
+        "version": env!("CARGO_PKG_VERSION"),
+        "simd_level": format!("{:?}", cnn::cpu::level()),
+        "threads": 1,
+        "batch": 1,
+        "timing": "warm-up >= 0.3 s and 10 runs; each run timed alone; \
+                   quantiles by linear interpolation",
+        "tolerance": { "atol": ATOL, "rtol": RTOL },
+        "models": models,
+    })
+}
+
+fn main() -> ExitCode {
+    let opts = match Options::parse(std::env::args().skip(1)) {
+        Ok(opts) => opts,
+        Err(msg) if msg.is_empty() => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(msg) => {
+            eprintln!("error: {msg}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+
+    println!(
+        "cnn {} forward, batch 1, one thread, SIMD level {:?}",
+        env!("CARGO_PKG_VERSION"),
+        cnn::cpu::level()
+    );
+    let mut reports = Vec::new();
+    let mut failed = false;
+    type BenchFn = fn(&'static str, &Options) -> Result<Report, String>;
+    let benches: [(&'static str, BenchFn); 4] = [
+        ("lenet5", bench::<LeNet5>),
+        ("cifar_vgg", bench::<CifarVgg>),
+        ("mobilenet_96", bench::<MobileNet96>),
+        ("fcn_seg", bench::<FcnSeg>),
+    ];
+    for (name, f) in benches {
+        if !opts.wants(name) {
+            continue;
+        }
+        match f(name, &opts) {
+            Ok(r) => {
+                failed |= !r.check.passed();
+                reports.push(r);
+            }
+            Err(e) => {
+                eprintln!("error: {name}: {e}");
+                failed = true;
+            }
+        }
+    }
+    print!("{}", table(&reports));
+
+    if let Some(path) = &opts.json {
+        let text = match serde_json::to_string_pretty(&json(&reports)) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: serializing the results: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Some(parent) = path.parent() {
+            if let Err(e) = std::fs::create_dir_all(parent) {
+                eprintln!("error: creating {}: {e}", parent.display());
+                return ExitCode::FAILURE;
+            }
+        }
+        if let Err(e) = std::fs::write(path, text + "\n") {
+            eprintln!("error: writing {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+        println!("wrote {}", path.display());
+    }
+    if failed {
+        eprintln!("error: a model failed to load or its output differs from the reference");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}

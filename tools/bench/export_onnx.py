@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""Export the four benchmark models to ONNX, with a reference input and output.
+
+For each model (``models/<name>.toml``) this
+
+1. builds the equivalent ``torch.nn.Sequential`` (``cnn_tools.build_sequential``) and loads
+   ``target/bench/<name>/weights.safetensors`` strictly -- the same file the Rust bench
+   loads (write it first with ``make_weights.py``);
+2. exports it with ``torch.onnx.export`` (opset 17, batch 1, static shapes, the
+   TorchScript-based exporter, constant folding on, so batch norms are folded into the
+   convs) to ``target/bench/<name>/model.onnx`` and checks it with ``onnx.checker``;
+   ``padding="same"`` convs are exported with the equal explicit padding, because ONNX
+   Runtime rejects ``auto_pad=SAME_UPPER`` on dilated convs;
+3. writes ``target/bench/<name>/data.safetensors``: ``input`` ``[1, C, H, W]`` float32 drawn
+   from N(0, 1) with a fixed seed, and ``output`` ``[1, ...]``: the model run in float64 on
+   that input, rounded to float32;
+4. writes ``target/bench/<name>/meta.json``: shapes, parameter and MAC counts (counted like
+   ``cnn``: conv ``out*H'*W'*(in/groups)*kh*kw``, linear ``in*out``), versions.
+
+Usage::
+
+    python3 tools/bench/export_onnx.py [--out target/bench] [--opset 17] [MODEL ...]
+
+Needs torch, safetensors, numpy and onnx (``pip install onnx``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from cnn_tools import build_sequential, count_params, load_description  # noqa: E402
+from make_weights import MODELS  # noqa: E402
+
+
+def count_macs(model: nn.Sequential, input_shape: tuple[int, ...]) -> int:
+    """Multiply-accumulates of one forward pass at batch 1, counted as ``cnn`` does."""
+    macs = 0
+
+    def hook(module: nn.Module, _inp, out: torch.Tensor) -> None:
+        nonlocal macs
+        if isinstance(module, nn.Conv2d):
+            kh, kw = module.kernel_size
+            macs += out[0].numel() * (module.in_channels // module.groups) * kh * kw
+        elif isinstance(module, nn.Linear):
+            macs += module.in_features * module.out_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        with torch.no_grad():
+            model(torch.zeros((1,) + tuple(input_shape)))
+    finally:
+        for h in handles:
+            h.remove()
+    return macs
+
+
+def explicit_same_padding(model: nn.Sequential) -> list[str]:
+    """Turn ``padding='same'`` convs into the equal explicit symmetric padding, in place.
+
+    The TorchScript exporter writes ``padding='same'`` as ``auto_pad=SAME_UPPER``, which
+    ONNX Runtime rejects for dilated convs ("Dilation not supported for AutoPadType::
+    SAME_UPPER"). With stride 1 and an even total padding ``dilation * (kernel - 1)`` the
+    explicit ``pads`` compute the same thing (checked against the reference afterwards by
+    ``compare.py``). Returns the names of the convs changed.
+    """
+    changed = []
+    for name, module in model.named_children():
+        if isinstance(module, nn.Conv2d) and module.padding == "same":
+            pads = []
+            for k, d in zip(module.kernel_size, module.dilation):
+                total = d * (k - 1)
+                if total % 2:
+                    break  # asymmetric: leave it to auto_pad
+                pads.append(total // 2)
+            else:
+                module.padding = tuple(pads)
+                changed.append(name)
+    return changed
+
+
+def export_one(name: str, out_root: Path, opset: int, seed: int) -> dict:
+    """Export model ``name``; returns its meta dict (also written to meta.json)."""
+    from safetensors.torch import load_file, save_file
+
+    out_dir = out_root / name
+    weights = out_dir / "weights.safetensors"
+    if not weights.exists():
+        raise SystemExit(f"error: {weights} does not exist; run "
+                         f"`python3 tools/bench/make_weights.py` first")
+    toml = ROOT / "models" / f"{name}.toml"
+    input_shape = tuple(load_description(toml)["input"])
+    model, shapes = build_sequential(toml)
+    model.load_state_dict(load_file(str(weights)), strict=True)
+    model.eval()
+
+    # Reference data: float64 forward, rounded to float32.
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn((1,) + input_shape, generator=gen, dtype=torch.float32)
+    with torch.no_grad():
+        y64 = model.double()(x.double())
+        model.float()
+        y32 = model(x)
+    y = y64.float().contiguous()
+    save_file({"input": x.contiguous(), "output": y}, str(out_dir / "data.safetensors"),
+              metadata={"model": name, "seed": str(seed),
+                        "source": "tools/bench/export_onnx.py",
+                        "output": "float64 forward rounded to float32"})
+
+    onnx_path = out_dir / "model.onnx"
+    explicit = explicit_same_padding(model)
+    with torch.no_grad():
+        if not torch.equal(model(x), y32):
+            raise SystemExit(f"error: {name}: explicit padding changed the output")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the deprecation notice of the TorchScript exporter
+        torch.onnx.export(model, (x,), str(onnx_path), input_names=["input"],
+                          output_names=["output"], opset_version=opset,
+                          do_constant_folding=True, dynamo=False)
+    import onnx
+
+    proto = onnx.load(str(onnx_path))
+    onnx.checker.check_model(proto)
+    ops = sorted({n.op_type for n in proto.graph.node})
+
+    meta = {
+        "model": name,
+        "toml": f"models/{name}.toml",
+        "input_shape": [1, *input_shape],
+        "output_shape": list(y.shape),
+        "params": count_params(model),
+        "macs": count_macs(model, input_shape),
+        "opset": opset,
+        "onnx_ops": ops,
+        "same_padding_made_explicit": explicit,
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "torch_f32_vs_f64_max_abs": float((y32.double() - y64).abs().max()),
+        "output_max_abs": float(y64.abs().max()),
+        "layers": [[n, op, list(s)] for n, op, s in shapes],
+    }
+    (out_dir / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    return meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("models", nargs="*", default=list(MODELS))
+    parser.add_argument("--out", type=Path, default=ROOT / "target" / "bench")
+    parser.add_argument("--opset", type=int, default=17)
+    parser.add_argument("--seed", type=int, default=4321, help="seed of the reference input")
+    args = parser.parse_args(argv)
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        parser.error("the `onnx` package is needed by torch.onnx.export: pip install onnx")
+    for name in args.models:
+        if not (ROOT / "models" / f"{name}.toml").exists():
+            parser.error(f"no model description models/{name}.toml")
+        meta = export_one(name, args.out, args.opset, args.seed)
+        print(f"{name:14s} {str(meta['input_shape']):16s} -> {str(meta['output_shape']):16s} "
+              f"{meta['params']:>9,d} params {meta['macs']:>12,d} MACs  "
+              f"|y|max {meta['output_max_abs']:.3g}  f32-f64 {meta['torch_f32_vs_f64_max_abs']:.2g}"
+              f"  ops {','.join(meta['onnx_ops'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

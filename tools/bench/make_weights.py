@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Write seeded random weights for the four benchmark models.
+
+For each model of ``models/{lenet5,cifar_vgg,mobilenet_96,fcn_seg}.toml`` this builds the
+equivalent ``torch.nn.Sequential`` (``tools/cnn_tools.py``'s ``build_sequential``) and
+writes its ``state_dict()`` to ``target/bench/<model>/weights.safetensors`` (float32, the
+exact keys and shapes the Rust side expects, ``num_batches_tracked`` included as torch has
+it). The same file is then loaded by ``export_onnx.py`` (PyTorch -> ONNX) and by the Rust
+bench ``benches/models.rs``, so every engine computes the same network.
+
+Values (deterministic for a given ``--seed``):
+
+* conv / linear weights ``U(-sqrt(6/fan_in), +sqrt(6/fan_in))`` (He-uniform: keeps
+  activations O(1) through ReLU stacks), biases ``U(-0.1, 0.1)``;
+* batch norm ``weight ~ U(0.5, 1.5)``, ``bias ~ U(-0.2, 0.2)``, and *calibrated* running
+  statistics: the batch norms alone are put in training mode with cumulative averaging
+  (``momentum=None``) and fed ``--calib-batches`` batches of N(0, 1) inputs, so
+  ``running_mean`` / ``running_var`` are those of the data actually flowing through the
+  network (plausible, and each BN output is ~N(beta, gamma^2)).
+
+Usage::
+
+    python3 tools/bench/make_weights.py [--seed 1234] [--out target/bench] [MODEL ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tools"))
+
+from cnn_tools import build_sequential  # noqa: E402
+
+#: The benchmark models, in table order; each is ``models/<name>.toml``.
+MODELS = ("lenet5", "cifar_vgg", "mobilenet_96", "fcn_seg")
+
+
+def init_weights(model: nn.Sequential, gen: torch.Generator) -> None:
+    """Fill conv/linear/batch-norm parameters with seeded values (see the module doc)."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                w = module.weight
+                fan_in = w[0].numel()
+                bound = math.sqrt(6.0 / fan_in)
+                w.copy_(torch.rand(w.shape, generator=gen) * 2 * bound - bound)
+                if module.bias is not None:
+                    b = module.bias
+                    b.copy_(torch.rand(b.shape, generator=gen) * 0.2 - 0.1)
+            elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.weight.copy_(torch.rand(module.weight.shape, generator=gen) + 0.5)
+                module.bias.copy_(torch.rand(module.bias.shape, generator=gen) * 0.4 - 0.2)
+
+
+def calibrate_batch_norms(model: nn.Sequential, input_shape: tuple[int, ...],
+                          gen: torch.Generator, batches: int, batch_size: int) -> None:
+    """Set every batch norm's running stats to those of N(0, 1) inputs through the net."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    model.eval()
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative moving average over the calibration batches
+        bn.train()
+    with torch.no_grad():
+        for _ in range(batches):
+            model(torch.randn((batch_size,) + tuple(input_shape), generator=gen))
+    for bn in bns:
+        bn.momentum = 0.1  # torch's default, so the module is an ordinary one again
+    model.eval()
+
+
+def make_model(name: str, seed: int, calib_batches: int = 4, batch_size: int = 16
+               ) -> tuple[nn.Sequential, tuple[int, ...]]:
+    """The model ``name`` with seeded weights and calibrated BN stats, in eval mode."""
+    toml = ROOT / "models" / f"{name}.toml"
+    model, _ = build_sequential(toml)
+    import tomllib
+
+    with open(toml, "rb") as f:
+        input_shape = tuple(tomllib.load(f)["input"])
+    # One generator per model, seeded from the seed and the model name, so each model's
+    # weights do not depend on which other models are generated.
+    gen = torch.Generator().manual_seed(seed * 1000 + MODELS.index(name)
+                                        if name in MODELS else seed)
+    init_weights(model, gen)
+    calibrate_batch_norms(model, input_shape, gen, calib_batches, batch_size)
+    return model.eval(), input_shape
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("models", nargs="*", default=list(MODELS),
+                        help=f"models to write (default: {' '.join(MODELS)})")
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--out", type=Path, default=ROOT / "target" / "bench",
+                        help="output root; writes <out>/<model>/weights.safetensors")
+    args = parser.parse_args(argv)
+
+    from safetensors.torch import save_file
+
+    for name in args.models:
+        if not (ROOT / "models" / f"{name}.toml").exists():
+            parser.error(f"no model description models/{name}.toml")
+        torch.manual_seed(args.seed)
+        model, input_shape = make_model(name, args.seed)
+        state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+        state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+        out_dir = args.out / name
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / "weights.safetensors"
+        save_file(state, str(path), metadata={"model": name, "seed": str(args.seed),
+                                              "source": "tools/bench/make_weights.py"})
+        n = sum(v.numel() for k, v in state.items() if not k.endswith("num_batches_tracked"))
+        print(f"{name:14s} input {list(input_shape)}  {len(state):3d} tensors, "
+              f"{n:>9,d} values -> {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
