@@ -123,6 +123,33 @@ impl Weights {
         quote!(&t[#i])
     }
 
+    /// The `bias` and folded `bn` arguments of a `*Params::from_torch` call: `Some(&t[i])`
+    /// for a bias of `bias_len` values, `Some(&Affine::from_batch_norm(..))` for layer `bn`.
+    fn bias_and_bn(
+        &mut self,
+        model: &Model,
+        shapes: &[LayerShape],
+        name: &str,
+        bias_len: Option<usize>,
+        bn: Option<usize>,
+    ) -> (TokenStream, TokenStream) {
+        let bias = match bias_len {
+            Some(n) => {
+                let b = self.tensor(format!("{name}.bias"), vec![n]);
+                quote!(::core::option::Option::Some(#b))
+            }
+            None => quote!(::core::option::Option::None),
+        };
+        let bn = match bn {
+            Some(j) => {
+                let a = self.batch_norm(model, shapes, j);
+                quote!(::core::option::Option::Some(&#a))
+            }
+            None => quote!(::core::option::Option::None),
+        };
+        (bias, bn)
+    }
+
     fn batch_norm(&mut self, model: &Model, shapes: &[LayerShape], layer: usize) -> TokenStream {
         let rt = rt();
         let name = &model.layers[layer].name;
@@ -362,19 +389,7 @@ fn step_call(step: &Step, model: &Model, shapes: &[LayerShape], w: &mut Weights)
             let (pt, _, pl, _) = shapes[layer].pads;
             let field = field_name(&l.name);
             let weight = w.tensor(format!("{}.weight", l.name), vec![o, ci / g, kh, kw]);
-            let bias = if conv.bias {
-                let b = w.tensor(format!("{}.bias", l.name), vec![o]);
-                quote!(::core::option::Option::Some(#b))
-            } else {
-                quote!(::core::option::Option::None)
-            };
-            let bn = match bn {
-                Some(j) => {
-                    let a = w.batch_norm(model, shapes, j);
-                    quote!(::core::option::Option::Some(&#a))
-                }
-                None => quote!(::core::option::Option::None),
-            };
+            let (bias, bn) = w.bias_and_bn(model, shapes, &l.name, conv.bias.then_some(o), bn);
             let (ol, cgl, khl, kwl) = (lit(o), lit(ci / g), lit(kh), lit(kw));
             let [ci, h, wd, o, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, g] =
                 [ci, h, wd, o, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, g].map(lit);
@@ -407,19 +422,7 @@ fn step_call(step: &Step, model: &Model, shapes: &[LayerShape], w: &mut Weights)
             let n_out = shapes[layer].output.len();
             let field = field_name(&l.name);
             let weight = w.tensor(format!("{}.weight", l.name), vec![n_out, n_in]);
-            let bias = if bias {
-                let b = w.tensor(format!("{}.bias", l.name), vec![n_out]);
-                quote!(::core::option::Option::Some(#b))
-            } else {
-                quote!(::core::option::Option::None)
-            };
-            let bn = match bn {
-                Some(j) => {
-                    let a = w.batch_norm(model, shapes, j);
-                    quote!(::core::option::Option::Some(&#a))
-                }
-                None => quote!(::core::option::Option::None),
-            };
+            let (bias, bn) = w.bias_and_bn(model, shapes, &l.name, bias.then_some(n_out), bn);
             let (i, o) = (lit(n_in), lit(n_out));
             w.fields.push((
                 field.clone(),

@@ -150,17 +150,31 @@ impl<'a> Args<'a> {
         self.diags.push(Diag::new(loc, msg));
     }
 
+    fn missing(&mut self, key: &str) {
+        let msg = format!(
+            "{}: the required argument `{key}` is missing",
+            self.prefix()
+        );
+        self.diags.push(Diag::new(self.layer_loc, msg));
+    }
+
     fn required_int(&mut self, key: &str) -> i64 {
         match self.find(key) {
             None => {
-                let msg = format!(
-                    "{}: the required argument `{key}` is missing",
-                    self.prefix()
-                );
-                self.diags.push(Diag::new(self.layer_loc, msg));
+                self.missing(key);
                 1
             }
             Some((v, loc)) => self.int_value(key, v, loc).unwrap_or(1),
+        }
+    }
+
+    fn required_pair(&mut self, key: &str) -> Pair {
+        match self.find(key) {
+            None => {
+                self.missing(key);
+                (1, 1)
+            }
+            Some((v, loc)) => self.pair_value(key, v, loc).unwrap_or((1, 1)),
         }
     }
 
@@ -347,17 +361,7 @@ fn lower_layer(raw: &RawLayer, index: usize) -> Result<Layer, Vec<Diag>> {
     let op = match op_name {
         "conv" => {
             let out = args.required_int("out");
-            let kernel = match args.find("kernel") {
-                None => {
-                    let msg = format!(
-                        "{}: the required argument `kernel` is missing",
-                        args.prefix()
-                    );
-                    args.diags.push(Diag::new(args.layer_loc, msg));
-                    (1, 1)
-                }
-                Some((v, loc)) => args.pair_value("kernel", v, loc).unwrap_or((1, 1)),
-            };
+            let kernel = args.required_pair("kernel");
             let padding = match args.find("padding") {
                 None => Padding::Explicit((0, 0)),
                 Some((RawValue::Word(w), loc)) => match w.as_str() {
@@ -393,17 +397,7 @@ fn lower_layer(raw: &RawLayer, index: usize) -> Result<Layer, Vec<Diag>> {
             } else {
                 PoolKind::Avg
             };
-            let kernel = match args.find("kernel") {
-                None => {
-                    let msg = format!(
-                        "{}: the required argument `kernel` is missing",
-                        args.prefix()
-                    );
-                    args.diags.push(Diag::new(args.layer_loc, msg));
-                    (1, 1)
-                }
-                Some((v, loc)) => args.pair_value("kernel", v, loc).unwrap_or((1, 1)),
-            };
+            let kernel = args.required_pair("kernel");
             let padding = match args.find("padding") {
                 Some((v @ RawValue::Word(_), loc)) => {
                     let msg = format!(
