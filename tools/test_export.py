@@ -181,6 +181,53 @@ def chain_module() -> nn.Module:
     return ChainNet()
 
 
+def fusion_edges() -> nn.Module:
+    """Plan edge cases: a batch norm and an activation on the input itself, a conv whose
+    batch norm follows a dropout, two batch norms and two activations in a row, a
+    BatchNorm1d after flatten (not foldable into the conv), a linear folded through a
+    dropout, sigmoid then tanh, softmax last."""
+    torch.manual_seed(707)
+    model = nn.Sequential(OrderedDict([
+        ("bn_in", nn.BatchNorm2d(3)),
+        ("1", nn.ReLU()),
+        ("conv", nn.Conv2d(3, 4, 3, padding=1)),
+        ("3", nn.Dropout(0.1)),
+        ("bn_a", nn.BatchNorm2d(4)),
+        ("bn_b", nn.BatchNorm2d(4, eps=1e-3)),
+        ("6", nn.ReLU()),
+        ("7", nn.ReLU6()),
+        ("8", nn.Flatten()),
+        ("bn_flat", nn.BatchNorm1d(4 * 5 * 6)),
+        ("fc", nn.Linear(120, 9)),
+        ("11", nn.Dropout(0.2)),
+        ("bn_fc", nn.BatchNorm1d(9)),
+        ("13", nn.Sigmoid()),
+        ("14", nn.Tanh()),
+        ("15", nn.Softmax(dim=1)),
+    ]))
+    _randomize_bn(model, 708)
+    return model.eval()
+
+
+def activation_only() -> nn.Module:
+    """No kernel writes the output: a single in-place activation on a spatial input."""
+    return nn.Sequential(nn.LeakyReLU(0.3)).eval()
+
+
+def spatial_inplace_tail() -> nn.Module:
+    """Spatial output whose last layers (pool, activation, batch norm) follow the conv."""
+    torch.manual_seed(909)
+    model = nn.Sequential(
+        nn.Conv2d(2, 3, (3, 2), stride=(1, 2), padding=(1, 0), dilation=(2, 1)),
+        nn.MaxPool2d(2, stride=1, padding=1),
+        nn.ReLU(),
+        nn.BatchNorm2d(3),
+        nn.Sigmoid(),
+    )
+    _randomize_bn(model, 910)
+    return model.eval()
+
+
 #: name -> (builder, input shape, expected output shape as `cnn` sees it)
 NETWORKS: dict[str, tuple[Callable[[], nn.Module], tuple[int, int, int], tuple[int, ...]]] = {
     "lenet_like": (lenet_like, (1, 32, 32), (10,)),
@@ -189,6 +236,9 @@ NETWORKS: dict[str, tuple[Callable[[], nn.Module], tuple[int, int, int], tuple[i
     "spatial_output": (spatial_output, (3, 19, 23), (6, 2, 3)),
     "global_pool_last": (global_pool_last, (2, 12, 10), (7,)),
     "chain_module": (chain_module, (1, 10, 10), (3,)),
+    "fusion_edges": (fusion_edges, (3, 5, 6), (9,)),
+    "activation_only": (activation_only, (2, 3, 4), (2, 3, 4)),
+    "spatial_inplace_tail": (spatial_inplace_tail, (2, 9, 8), (3, 8, 5)),
 }
 
 # ---------------------------------------------------------------------------------------

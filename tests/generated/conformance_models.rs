@@ -1177,6 +1177,23 @@ pub mod tiny_1ch_5x5 {
     }
 }
 
+/// `tests/exported/activation_only/model.toml`
+pub mod exported_activation_only {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/exported/activation_only";
+    cnn_model! {
+        #[file = "tests/exported/activation_only/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [2, 3, 4],
+            leaky_relu(slope = 0.3),
+        }
+    }
+}
+
 /// `tests/exported/chain_module/model.toml`
 pub mod exported_chain_module {
     use cnn::cnn_model;
@@ -1253,6 +1270,38 @@ pub mod exported_depthwise_same_leaky {
     }
 }
 
+/// `tests/exported/fusion_edges/model.toml`
+pub mod exported_fusion_edges {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/exported/fusion_edges";
+    cnn_model! {
+        #[file = "tests/exported/fusion_edges/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 5, 6],
+            bn_in: batch_norm,
+            relu,
+            conv: conv(out = 4, kernel = 3, padding = 1),
+            dropout(p = 0.1),
+            bn_a: batch_norm,
+            bn_b: batch_norm(eps = 0.001),
+            relu,
+            relu6,
+            flatten,
+            bn_flat: batch_norm,
+            fc: linear(out = 9),
+            dropout(p = 0.2),
+            bn_fc: batch_norm,
+            sigmoid,
+            tanh,
+            softmax,
+        }
+    }
+}
+
 /// `tests/exported/global_pool_last/model.toml`
 pub mod exported_global_pool_last {
     use cnn::cnn_model;
@@ -1298,6 +1347,27 @@ pub mod exported_lenet_like {
             relu,
             fc3: linear(out = 10),
             softmax: softmax,
+        }
+    }
+}
+
+/// `tests/exported/spatial_inplace_tail/model.toml`
+pub mod exported_spatial_inplace_tail {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/exported/spatial_inplace_tail";
+    cnn_model! {
+        #[file = "tests/exported/spatial_inplace_tail/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [2, 9, 8],
+            conv(out = 3, kernel = (3, 2), stride = (1, 2), padding = (1, 0), dilation = (2, 1)),
+            max_pool(kernel = 2, stride = 1, padding = 1),
+            relu,
+            batch_norm,
+            sigmoid,
         }
     }
 }
@@ -1377,11 +1447,14 @@ macro_rules! for_each_case {
         $m!(softmax_not_last);
         $m!(spatial_output);
         $m!(tiny_1ch_5x5);
+        $m!(exported_activation_only);
         $m!(exported_chain_module);
         $m!(exported_conv_bn_relu6_pool);
         $m!(exported_depthwise_same_leaky);
+        $m!(exported_fusion_edges);
         $m!(exported_global_pool_last);
         $m!(exported_lenet_like);
+        $m!(exported_spatial_inplace_tail);
         $m!(exported_spatial_output);
     };
 }
