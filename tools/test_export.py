@@ -15,7 +15,7 @@ The fixtures have the format of the conformance cases (``shared/conformance/case
 on the float32 weights and inputs) rounded to float32. Everything is seeded: the same
 torch version writes the same files.
 
-When ``../shared/conformance`` exists next to the repository, the conformance cases are also
+The conformance cases (the repository's copy in ``tests/conformance``) are also
 used: every case is rebuilt in torch from its TOML (must reproduce the stored outputs), then
 exported and re-read (must give the same layers and outputs).
 """
@@ -50,7 +50,8 @@ from export import (  # noqa: E402
 warnings.filterwarnings("ignore", message="Using padding='same'")
 warnings.filterwarnings("ignore", message="Initializing zero-element tensors")
 
-CONFORMANCE = Path(__file__).resolve().parent.parent.parent / "shared" / "conformance"
+# The repository's byte-identical copy of the shared suite (tests/conformance).
+CONFORMANCE = Path(__file__).resolve().parent.parent / "tests" / "conformance"
 
 # ---------------------------------------------------------------------------------------
 # Test networks (deterministic: each builder seeds torch itself)
@@ -483,7 +484,7 @@ def test_reject_bad_shapes():
 
 
 # ---------------------------------------------------------------------------------------
-# Tests: the shared conformance cases (skipped when ../shared is absent)
+# Tests: the conformance cases (tests/conformance, copied from the shared suite)
 # ---------------------------------------------------------------------------------------
 
 _DEFAULTS = {
@@ -521,7 +522,7 @@ def _conformance_cases() -> list[Path]:
 def test_conformance_build_and_export_round_trip():
     cases = _conformance_cases()
     if not cases:
-        print("    (skipped: no ../shared/conformance)")
+        print("    (skipped: no tests/conformance)")
         return
     for case in cases:
         meta = json.loads((case / "case.json").read_text())
@@ -546,7 +547,7 @@ def test_conformance_build_and_export_round_trip():
 
 def test_conformance_invalid_descriptions_rejected():
     if not (CONFORMANCE / "invalid").is_dir():
-        print("    (skipped: no ../shared/conformance)")
+        print("    (skipped: no tests/conformance)")
         return
     for path in sorted((CONFORMANCE / "invalid").glob("*.toml")):
         try:
