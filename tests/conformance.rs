@@ -151,10 +151,7 @@ fn every_case_matches_pytorch_in_both_spellings() {
     assert!(!on_disk.is_empty(), "no conformance cases found");
 
     // Every case on every instruction set this CPU has (the portable path always).
-    let mut levels = vec![cnn::cpu::Level::Portable];
-    if cnn::cpu::detected() != cnn::cpu::Level::Portable {
-        levels.push(cnn::cpu::detected());
-    }
+    let levels = cnn::cpu::supported();
     let mut results: Vec<(String, String, Result<f32, String>)> = Vec::new();
     for level in &levels {
         assert_eq!(cnn::cpu::set_level(*level), *level);

@@ -239,7 +239,7 @@ fn conv_shape(
     let (dh, dw) = conv.dilation;
     let (sh, sw) = conv.stride;
     let groups = conv.groups as usize;
-    if c % groups != 0 {
+    if !c.is_multiple_of(groups) {
         return Err(format!(
             "groups = {groups} does not divide the {c} input channels"
         ));

@@ -1,73 +1,94 @@
 //! Run-time CPU feature detection and the dispatch of a compiled network to the best
 //! instruction set the machine has.
 //!
-//! A generated model implements [`Model::forward_body`](crate::Model::forward_body) as
-//! an `#[inline(always)]` straight line of kernel calls, and the kernels are
-//! `#[inline(always)]` too. [`dispatch`] calls it either directly (the portable build,
-//! SSE2 on x86-64) or from inside a function compiled with `#[target_feature(enable =
-//! "avx2,fma")]`, so the same code is compiled twice and LLVM vectorises the second copy
-//! with 256-bit registers. Detection runs once and is cached; the environment variable
-//! `CNN_SIMD=portable` (read at first use) or [`set_level`] forces the portable path,
-//! which gives the same results within the conformance tolerance.
+//! Each kernel selects its code at run time from [`level`]: the kernels are written once
+//! over a small SIMD trait and instantiated per instruction set (`kernels/simd/`: one file
+//! per level), the instance for the current level called through a function compiled
+//! with its `#[target_feature]`s. Independently, [`dispatch`] runs a generated model's
+//! `forward_body` (an `#[inline(always)]` straight line of kernel calls) either directly
+//! or inlined into a function compiled for AVX2 + FMA or AVX-512, so that the glue
+//! between kernels is compiled for the same level.
+//!
+//! Detection runs once and is cached. The environment variable `CNN_SIMD` (read at first
+//! use: `portable`, `avx2` or `avx512`) or [`set_level`] caps the level; every level gives
+//! the same results within the conformance tolerance.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::Model;
 
-/// The instruction sets `forward` can run on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The instruction sets `forward` can run on, in increasing order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Level {
     /// The target's baseline (SSE2 on x86-64): always available.
     Portable,
     /// x86-64 with AVX2 and FMA.
     Avx2Fma,
+    /// x86-64 with AVX-512F and AVX-512DQ (and AVX2 + FMA). Needs the crate built with
+    /// Rust 1.89 or later, where AVX-512 intrinsics are stable; never detected otherwise.
+    Avx512,
 }
 
 const UNKNOWN: u8 = 0;
 const PORTABLE: u8 = 1;
 const AVX2_FMA: u8 = 2;
+const AVX512: u8 = 3;
 
 static LEVEL: AtomicU8 = AtomicU8::new(UNKNOWN);
 
-/// What the CPU supports, ignoring overrides.
+/// The best level the CPU supports, ignoring overrides.
 pub fn detected() -> Level {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx2") && has!("fma") {
+            if has!("avx512f") && has!("avx512dq") {
+                return Level::Avx512;
+            }
             return Level::Avx2Fma;
         }
     }
     Level::Portable
 }
 
-/// The level `forward` uses: detected once (honouring `CNN_SIMD=portable`), then cached.
+/// Every level the CPU supports, lowest first (always starts with
+/// [`Level::Portable`]).
+pub fn supported() -> Vec<Level> {
+    let best = detected();
+    [Level::Portable, Level::Avx2Fma, Level::Avx512]
+        .into_iter()
+        .filter(|&l| l <= best)
+        .collect()
+}
+
+/// The level `forward` uses: detected once (capped by `CNN_SIMD=portable|avx2|avx512`),
+/// then cached.
 #[inline]
 pub fn level() -> Level {
     match LEVEL.load(Ordering::Relaxed) {
         PORTABLE => Level::Portable,
         AVX2_FMA => Level::Avx2Fma,
+        AVX512 => Level::Avx512,
         _ => {
-            let forced =
-                std::env::var("CNN_SIMD").is_ok_and(|v| v.eq_ignore_ascii_case("portable"));
-            let level = if forced { Level::Portable } else { detected() };
-            set_level(level)
+            let cap = match std::env::var("CNN_SIMD") {
+                Ok(v) if v.eq_ignore_ascii_case("portable") => Level::Portable,
+                Ok(v) if v.eq_ignore_ascii_case("avx2") => Level::Avx2Fma,
+                _ => Level::Avx512,
+            };
+            set_level(cap)
         }
     }
 }
 
 /// Sets the level used from now on, for every model and thread (for tests and
-/// benchmarks). A level the CPU lacks falls back to [`Level::Portable`]; returns the
-/// level actually set.
+/// benchmarks). A level the CPU lacks falls back to the best one it has below it (down to
+/// [`Level::Portable`]); returns the level actually set.
 pub fn set_level(level: Level) -> Level {
-    let level = if level == Level::Avx2Fma && detected() != Level::Avx2Fma {
-        Level::Portable
-    } else {
-        level
-    };
+    let level = level.min(detected());
     let code = match level {
         Level::Portable => PORTABLE,
         Level::Avx2Fma => AVX2_FMA,
+        Level::Avx512 => AVX512,
     };
     LEVEL.store(code, Ordering::Relaxed);
     level
@@ -78,19 +99,29 @@ pub fn set_level(level: Level) -> Level {
 pub fn dispatch<M: Model>(model: &M, input: &[f32], output: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if level() == Level::Avx2Fma {
-            // SAFETY: `level()` is `Avx2Fma` only when `detected()` found both AVX2 and
-            // FMA on this CPU (`set_level` refuses it otherwise), which is the one
-            // requirement of calling a `#[target_feature(enable = "avx2,fma")]` function.
-            unsafe { forward_avx2_fma(model, input, output) };
-            return;
+        match level() {
+            Level::Avx512 => {
+                // SAFETY: `level()` is `Avx512` only when `detected()` found AVX-512F,
+                // AVX-512DQ, AVX2 and FMA (`set_level` caps it), the requirement of
+                // `forward_avx512`.
+                unsafe { forward_avx512(model, input, output) };
+                return;
+            }
+            Level::Avx2Fma => {
+                // SAFETY: `level()` is `Avx2Fma` or above only when `detected()` found
+                // AVX2 and FMA, the requirement of `forward_avx2_fma`.
+                unsafe { forward_avx2_fma(model, input, output) };
+                return;
+            }
+            Level::Portable => {}
         }
     }
     forward_portable(model, input, output);
 }
 
-/// `forward_body` compiled for the target's baseline. Never inlined, so that `dispatch`'s
-/// own frame stays small: each path's activation arenas live only in its own frame.
+/// `forward_body` for the portable level, in a function of its own like the other
+/// levels': inlined into `dispatch`, its stack arenas would sit in `dispatch`'s frame
+/// next to those of the level actually running (twice the stack).
 #[inline(never)]
 fn forward_portable<M: Model>(model: &M, input: &[f32], output: &mut [f32]) {
     model.forward_body(input, output);
@@ -103,8 +134,18 @@ fn forward_portable<M: Model>(model: &M, input: &[f32], output: &mut [f32]) {
 /// The CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-#[inline(never)]
 unsafe fn forward_avx2_fma<M: Model>(model: &M, input: &[f32], output: &mut [f32]) {
+    model.forward_body(input, output);
+}
+
+/// `forward_body` inlined into a function compiled for AVX-512.
+///
+/// # Safety
+///
+/// The CPU must support AVX-512F, AVX-512DQ, AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+unsafe fn forward_avx512<M: Model>(model: &M, input: &[f32], output: &mut [f32]) {
     model.forward_body(input, output);
 }
 
@@ -115,9 +156,13 @@ mod tests {
     #[test]
     fn levels_are_consistent() {
         let d = detected();
+        assert_eq!(supported().first(), Some(&Level::Portable));
+        assert_eq!(supported().last(), Some(&d));
         assert_eq!(set_level(Level::Portable), Level::Portable);
         assert_eq!(level(), Level::Portable);
-        assert_eq!(set_level(Level::Avx2Fma), d);
+        assert_eq!(set_level(Level::Avx2Fma), Level::Avx2Fma.min(d));
+        assert_eq!(level(), Level::Avx2Fma.min(d));
+        assert_eq!(set_level(Level::Avx512), d);
         assert_eq!(level(), d);
     }
 }

@@ -95,7 +95,7 @@ pub trait Model: Sized + Send + Sync {
     /// (`n * OUTPUT_LEN` values). Allocates nothing.
     fn forward_batch_into(&self, inputs: &[f32], outputs: &mut [f32]) -> Result<(), ShapeError> {
         let n = inputs.len() / Self::INPUT_LEN;
-        if inputs.len() % Self::INPUT_LEN != 0 {
+        if !inputs.len().is_multiple_of(Self::INPUT_LEN) {
             return Err(ShapeError::BatchLength {
                 what: "inputs",
                 item: Self::INPUT_LEN,

@@ -1,19 +1,20 @@
 //! General 2-D convolution, as PyTorch's `Conv2d`: cross-correlation (no kernel flip),
 //! stride, dilation, groups, zero padding.
 //!
-//! The loops are output-row stationary: for each output channel and output row, the row
-//! is accumulated in place over every (input channel, kernel row, kernel column) tap, each
-//! tap adding `weight * input row` over the range of output columns whose input cell is
-//! inside the image (computed once per tap, so padding costs no branch in the inner loop,
-//! which is contiguous when the stride is 1). Bias and activation are applied once per
-//! output row, after accumulation. A 1x1, stride-1, unpadded convolution is a matrix
-//! product and has its own path.
+//! [`ConvParams::from_torch`] packs the weights for the convolution engine
+//! (`kernels/engine.rs`): panels of 16 output channels, `[ceil(O/16)][KH*KW][C/G][16]`.
+//! [`conv2d`] runs the engine on the instruction set [`cpu::level`] selects (AVX-512,
+//! AVX2 + FMA or the portable baseline), falling back to a scalar loop over the packed
+//! weights for the shapes the engine does not take.
 //!
-//! The geometry helpers here (`Dims2d`, `tap_range`, `combine_taps`, `bias_act`)
-//! are shared with the depthwise convolution and the pools.
+//! The geometry helpers here (`Dims2d`, `tap_range`, `combine_taps`) are shared with the
+//! pools.
 
 use super::activation::Act;
+use super::engine::{self, Packed, Plan, Row16};
 use super::norm::{fold_bn, Affine};
+use super::simd::{self, Simd, WithSimd};
+use crate::cpu::{self, Level};
 
 /// Weights and bias of a convolution, repacked for [`conv2d`] at load time.
 #[derive(Clone, Debug, PartialEq)]
@@ -26,10 +27,11 @@ pub struct ConvParams {
     kh: usize,
     /// Kernel width.
     kw: usize,
-    /// `[out][in_per_group][kh][kw]` (PyTorch's layout), batch norm folded in.
-    weight: Box<[f32]>,
-    /// `[out]`, zeros when the layer has no bias, batch norm folded in.
-    bias: Box<[f32]>,
+    /// Panels of 16 output channels: `[ceil(out/16)][kh*kw][in_per_group][16]`, batch
+    /// norm folded in, zeros past `out`.
+    weight: Box<[Row16]>,
+    /// `[ceil(out/16)][16]`, zeros when the layer has no bias, batch norm folded in.
+    bias: Box<[Row16]>,
 }
 
 impl ConvParams {
@@ -52,6 +54,7 @@ impl ConvParams {
         bn: Option<&Affine>,
     ) -> ConvParams {
         let (weight, bias) = fold_bn(out, in_per_group * kh * kw, weight, bias, bn);
+        let (weight, bias) = engine::pack_conv(out, in_per_group, kh * kw, &weight, &bias);
         ConvParams {
             out,
             in_per_group,
@@ -59,6 +62,13 @@ impl ConvParams {
             kw,
             weight,
             bias,
+        }
+    }
+
+    fn packed(&self) -> Packed<'_> {
+        Packed {
+            weight: &self.weight,
+            bias: &self.bias,
         }
     }
 }
@@ -152,93 +162,74 @@ pub(crate) fn combine_taps(
     }
 }
 
-/// Epilogue: `buf[i] = act(buf[i] + b)`, one tight loop per activation.
-#[inline(always)]
-pub(crate) fn bias_act(buf: &mut [f32], b: f32, act: Act) {
-    match act {
-        Act::Identity => buf.iter_mut().for_each(|x| *x += b),
-        Act::Relu => buf.iter_mut().for_each(|x| *x = (*x + b).max(0.0)),
-        Act::Relu6 => buf.iter_mut().for_each(|x| *x = (*x + b).clamp(0.0, 6.0)),
-        _ => buf.iter_mut().for_each(|x| *x = act.apply(*x + b)),
+/// The engine on one convolution, as a kernel for [`simd::run`].
+struct ConvRun<'a> {
+    d: Dims2d,
+    input: &'a [f32],
+    params: &'a ConvParams,
+    output: &'a mut [f32],
+    act: Act,
+    cap: usize,
+    force: Option<Plan>,
+}
+
+impl WithSimd for ConvRun<'_> {
+    type Output = bool;
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) -> bool {
+        engine::conv(
+            s,
+            self.d,
+            self.input,
+            self.params.packed(),
+            self.output,
+            self.act,
+            self.cap,
+            self.force,
+        )
     }
 }
 
-/// Adds one input channel's contribution to output row `oy`:
-/// `out_row[x] += sum over (ky, kx) of wk[ky][kx] * in_plane[iy][ix]`, taps outside the
-/// input skipped (zero padding). `wk` is the `kh * kw` kernel of this channel.
-#[inline(always)]
-pub(crate) fn accumulate_row(
-    d: &Dims2d,
-    out_row: &mut [f32],
-    in_plane: &[f32],
-    wk: &[f32],
-    oy: usize,
+/// The convolution with its dimensions as runtime values, at `level`, with a band buffer
+/// of `cap` floats and optionally a forced micro-kernel (tests); see [`conv2d`].
+#[allow(clippy::too_many_arguments)]
+fn conv2d_with(
+    level: Level,
+    d: Dims2d,
+    input: &[f32],
+    params: &ConvParams,
+    output: &mut [f32],
+    act: Act,
+    cap: usize,
+    force: Option<Plan>,
 ) {
-    let wk = &wk[..d.kh * d.kw];
-    for (ky, wrow) in wk.chunks_exact(d.kw).enumerate() {
-        // Wraps to a huge value (so fails the test) when the tap is in the top padding.
-        let iy = (oy * d.sh + ky * d.dh).wrapping_sub(d.ph);
-        if iy >= d.h {
-            continue;
-        }
-        let in_row = &in_plane[iy * d.w..(iy + 1) * d.w];
-        for (kx, &wv) in wrow.iter().enumerate() {
-            let (lo, hi, start) = tap_range(kx * d.dw, d.pw, d.sw, d.w, d.ow);
-            combine_taps(&mut out_row[lo..hi], in_row, start, d.sw, |y, x| {
-                *y += wv * x
-            });
-        }
+    let input = &input[..d.c * d.h * d.w];
+    let n = d.o * d.oh * d.ow;
+    let run = ConvRun {
+        d,
+        input,
+        params,
+        output: &mut output[..n],
+        act,
+        cap: cap.min(engine::SCRATCH),
+        force,
+    };
+    if !simd::run(level, run) {
+        engine::conv_fallback(d, input, params.packed(), &mut output[..n], act);
     }
 }
-
-/// Output positions per block of the 1x1 path: 1 KiB of output, hot in L1 while every
-/// input channel is added to it.
-const POINTWISE_BLOCK: usize = 256;
 
 /// The convolution with its dimensions as runtime values; see [`conv2d`].
-#[inline(always)]
-fn conv2d_dyn(d: Dims2d, input: &[f32], params: &ConvParams, output: &mut [f32], act: Act) {
-    let cg = d.c / d.g;
-    let og = d.o / d.g;
-    let (hw, ohw, kk) = (d.h * d.w, d.oh * d.ow, d.kh * d.kw);
-    let input = &input[..d.c * hw];
-    let output = &mut output[..d.o * ohw];
-    let weight = &params.weight[..d.o * cg * kk];
-    let bias = &params.bias[..d.o];
-
-    let pointwise =
-        kk == 1 && d.sh == 1 && d.sw == 1 && d.ph == 0 && d.pw == 0 && d.oh == d.h && d.ow == d.w;
-    if pointwise {
-        // A matrix product per group: out[o][p] = sum_ci w[o][ci] * in[ci][p].
-        for (o, out_plane) in output.chunks_exact_mut(hw).enumerate() {
-            let in_group = &input[(o / og) * cg * hw..][..cg * hw];
-            let w_o = &weight[o * cg..][..cg];
-            for (blk, out_blk) in out_plane.chunks_mut(POINTWISE_BLOCK).enumerate() {
-                let p0 = blk * POINTWISE_BLOCK;
-                out_blk.fill(0.0);
-                for (&wv, in_plane) in w_o.iter().zip(in_group.chunks_exact(hw)) {
-                    let in_blk = &in_plane[p0..p0 + out_blk.len()];
-                    for (y, &x) in out_blk.iter_mut().zip(in_blk) {
-                        *y += wv * x;
-                    }
-                }
-                bias_act(out_blk, bias[o], act);
-            }
-        }
-        return;
-    }
-
-    for (o, out_plane) in output.chunks_exact_mut(ohw).enumerate() {
-        let in_group = &input[(o / og) * cg * hw..][..cg * hw];
-        let w_o = &weight[o * cg * kk..][..cg * kk];
-        for (oy, out_row) in out_plane.chunks_exact_mut(d.ow).enumerate() {
-            out_row.fill(0.0);
-            for (in_plane, wk) in in_group.chunks_exact(hw).zip(w_o.chunks_exact(kk)) {
-                accumulate_row(&d, out_row, in_plane, wk, oy);
-            }
-            bias_act(out_row, bias[o], act);
-        }
-    }
+#[inline]
+fn conv2d_dyn(
+    level: Level,
+    d: Dims2d,
+    input: &[f32],
+    params: &ConvParams,
+    output: &mut [f32],
+    act: Act,
+) {
+    conv2d_with(level, d, input, params, output, act, engine::SCRATCH, None);
 }
 
 /// 2-D convolution, PyTorch `Conv2d` semantics, fused with its activation:
@@ -278,7 +269,7 @@ pub fn conv2d<
     const {
         assert!(C > 0 && H > 0 && W > 0 && O > 0 && OH > 0 && OW > 0);
         assert!(KH > 0 && KW > 0 && SH > 0 && SW > 0 && DH > 0 && DW > 0);
-        assert!(G > 0 && C % G == 0 && O % G == 0);
+        assert!(G > 0 && C.is_multiple_of(G) && O.is_multiple_of(G));
     }
     assert!(
         params.out == O && params.in_per_group == C / G && params.kh == KH && params.kw == KW,
@@ -306,7 +297,7 @@ pub fn conv2d<
         dw: DW,
         g: G,
     };
-    conv2d_dyn(d, input, params, output, act);
+    conv2d_dyn(cpu::level(), d, input, params, output, act);
 }
 
 #[cfg(test)]
@@ -314,6 +305,7 @@ mod tests {
     use super::*;
     use crate::kernels::norm::channel_affine;
     use crate::kernels::reference::{self as r, Axis, Rng};
+    use crate::kernels::simd;
 
     const ACTS: [Act; 6] = [
         Act::Identity,
@@ -374,15 +366,34 @@ mod tests {
         let bias = rng.vec(o, -0.5, 0.5);
         let bias = with_bias.then_some(&bias[..]);
         let params = ConvParams::from_torch(o, c / g, ah.k, aw.k, &weight, bias, None);
-        // Slices longer than needed: the tail of the output must stay untouched.
-        let mut inp = input.clone();
-        inp.extend([f32::NAN; 3]);
-        let n = o * ah.out * aw.out;
-        let mut got = vec![7.0; n + 3];
-        conv2d_dyn(d, &inp, &params, &mut got, act);
-        assert_eq!(&got[n..], &[7.0; 3], "{d:?} wrote past its output");
         let want = r::conv2d(c, o, g, ah, aw, &input, &weight, bias, act);
-        r::assert_close(&got[..n], &want, &(d, act));
+        check_all_paths(d, &input, &params, act, &want);
+    }
+
+    /// Band buffer sizes the engine is tested with: the real one, one small enough to
+    /// split most convolutions into bands and channel chunks, one that sends padded
+    /// convolutions to the fallback.
+    const CAPS: [usize; 3] = [engine::SCRATCH, 64, 1];
+
+    /// Runs the convolution at every level, with each micro-kernel forced and the
+    /// automatic choice, at every band size, against `want`.
+    fn check_all_paths(d: Dims2d, input: &[f32], params: &ConvParams, act: Act, want: &[f64]) {
+        // Slices longer than needed: the tail of the output must stay untouched, and
+        // the NaNs after the input must never be read.
+        let mut inp = input.to_vec();
+        inp.extend([f32::NAN; 3]);
+        let n = d.o * d.oh * d.ow;
+        for level in simd::test_levels() {
+            for force in [None, Some(Plan::Pixels), Some(Plan::Channels)] {
+                for cap in CAPS {
+                    let mut got = vec![7.0; n + 3];
+                    conv2d_with(level, d, &inp, params, &mut got, act, cap, force);
+                    let ctx = (d, act, level, force, cap);
+                    assert_eq!(&got[n..], &[7.0; 3], "wrote past its output: {ctx:?}");
+                    r::assert_close(&got[..n], want, &ctx);
+                }
+            }
+        }
     }
 
     /// Every conv axis geometry (input size, kernel, stride, dilation, padding including
@@ -468,6 +479,109 @@ mod tests {
             }
             check(&mut rng, (32, 16, 1), ah, aw, Act::Identity, false);
         }
+    }
+
+    /// Layers of the shared models and wider edge cases (many channels, panels with a
+    /// remainder, long rows with a tail, strides, dilation), weights scaled by
+    /// `1/sqrt(fan-in)` so outputs stay O(1).
+    #[test]
+    fn model_layers_against_reference() {
+        let ax = |n, k, s, p, d| Axis::conv(n, k, s, p, d).unwrap();
+        let mut rng = Rng::new(17);
+        // (c, o, g, ah, aw, act)
+        let cases = [
+            // LeNet conv1, conv2.
+            (1, 6, 1, ax(32, 5, 1, 0, 1), ax(32, 5, 1, 0, 1), Act::Tanh),
+            (6, 16, 1, ax(14, 5, 1, 0, 1), ax(14, 5, 1, 0, 1), Act::Tanh),
+            // VGG: 3 -> 32 on 32x32, 32 -> 64 on 16x16, 64 -> 40 on 8x8 (panel remainder).
+            (3, 32, 1, ax(32, 3, 1, 1, 1), ax(32, 3, 1, 1, 1), Act::Relu),
+            (32, 64, 1, ax(16, 3, 1, 1, 1), ax(16, 3, 1, 1, 1), Act::Relu),
+            (64, 40, 1, ax(8, 3, 1, 1, 1), ax(8, 3, 1, 1, 1), Act::Relu),
+            // MobileNet stem (stride 2), pointwise on 12x12 and 6x6, 16 -> 21.
+            (3, 32, 1, ax(24, 3, 2, 1, 1), ax(24, 3, 2, 1, 1), Act::Relu6),
+            (
+                64,
+                48,
+                1,
+                ax(12, 1, 1, 0, 1),
+                ax(12, 1, 1, 0, 1),
+                Act::Relu6,
+            ),
+            (
+                48,
+                64,
+                1,
+                ax(6, 1, 1, 0, 1),
+                ax(6, 1, 1, 0, 1),
+                Act::Identity,
+            ),
+            (
+                16,
+                21,
+                1,
+                ax(9, 1, 1, 0, 1),
+                ax(7, 1, 1, 0, 1),
+                Act::Sigmoid,
+            ),
+            // FCN: 'same' dilated on a wide map, 1x1 head with 4 outputs.
+            (
+                16,
+                32,
+                1,
+                Axis::same(13, 3, 2),
+                Axis::same(70, 3, 2),
+                Act::Relu,
+            ),
+            (
+                32,
+                4,
+                1,
+                ax(9, 1, 1, 0, 1),
+                ax(40, 1, 1, 0, 1),
+                Act::Identity,
+            ),
+            // Grouped with panels shared by groups, stride 3 horizontally only.
+            (
+                12,
+                36,
+                3,
+                ax(9, 3, 1, 1, 1),
+                ax(17, 3, 3, 2, 1),
+                Act::LeakyRelu(0.1),
+            ),
+            (8, 24, 2, ax(11, 2, 2, 0, 2), ax(29, 4, 1, 3, 1), Act::Tanh),
+        ];
+        for (c, o, g, ah, aw, act) in cases {
+            let d = dims(c, o, g, ah, aw);
+            let fan_in = (c / g * ah.k * aw.k) as f32;
+            let input = rng.vec(c * ah.n * aw.n, -1.0, 1.0);
+            let weight: Vec<f32> = rng
+                .vec(o * (c / g) * ah.k * aw.k, -1.0, 1.0)
+                .iter()
+                .map(|w| w / fan_in.sqrt())
+                .collect();
+            let bias = rng.vec(o, -0.5, 0.5);
+            let params = ConvParams::from_torch(o, c / g, ah.k, aw.k, &weight, Some(&bias), None);
+            let want = r::conv2d(c, o, g, ah, aw, &input, &weight, Some(&bias), act);
+            check_all_paths(d, &input, &params, act, &want);
+        }
+    }
+
+    /// More taps than the engine takes: the fallback.
+    #[test]
+    fn huge_kernel_uses_the_fallback() {
+        let mut rng = Rng::new(18);
+        let (ah, aw) = (
+            Axis::conv(14, 12, 1, 1, 1).unwrap(),
+            Axis::conv(13, 11, 1, 0, 1).unwrap(),
+        );
+        assert!(ah.k * aw.k > engine::MAX_TAPS);
+        let d = dims(2, 3, 1, ah, aw);
+        let input = rng.vec(2 * ah.n * aw.n, -1.0, 1.0);
+        let weight = rng.vec(3 * 2 * ah.k * aw.k, -0.1, 0.1);
+        let params = ConvParams::from_torch(3, 2, ah.k, aw.k, &weight, None, None);
+        let want = r::conv2d(2, 3, 1, ah, aw, &input, &weight, None, Act::Tanh);
+        check_all_paths(d, &input, &params, Act::Tanh, &want);
     }
 
     fn shell_check<

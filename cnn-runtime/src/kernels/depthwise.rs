@@ -1,10 +1,15 @@
 //! Depthwise 2-D convolution: a `Conv2d` with `groups == in == out`, each channel
-//! convolved with its own `KH x KW` kernel. Same row-stationary loops as
-//! [`conv2d`](super::conv::conv2d), without the sum over input channels.
+//! convolved with its own `KH x KW` kernel. Runs the convolution engine's depthwise
+//! kernels (`kernels/engine.rs`) on the level [`cpu::level`] picks: long rows per
+//! channel, rows of pixel vectors over the input or a padded, phase-split band copy
+//! (strides); short rows `LANES` channels at a time through in-register transposes.
 
 use super::activation::Act;
-use super::conv::{accumulate_row, bias_act, Dims2d};
+use super::conv::Dims2d;
+use super::engine::{self, Row16, PANEL};
 use super::norm::{fold_bn, Affine};
+use super::simd::{self, Simd, WithSimd};
+use crate::cpu::{self, Level};
 
 /// Weights and bias of a depthwise convolution, repacked for [`depthwise_conv2d`].
 #[derive(Clone, Debug, PartialEq)]
@@ -15,10 +20,15 @@ pub struct DepthwiseParams {
     kh: usize,
     /// Kernel width.
     kw: usize,
-    /// `[channels][kh][kw]`, batch norm folded in.
+    /// `[channels][kh][kw]`, batch norm folded in (the per-channel rows path).
     weight: Box<[f32]>,
     /// `[channels]`, zeros when the layer has no bias, batch norm folded in.
     bias: Box<[f32]>,
+    /// The same weights as panels of 16 channels, `[ceil(channels/16)][kh*kw][16]` (the
+    /// channel-vectorised path).
+    panels: Box<[Row16]>,
+    /// The bias as `[ceil(channels/16)][16]`.
+    panel_bias: Box<[Row16]>,
 }
 
 impl DepthwiseParams {
@@ -45,36 +55,131 @@ impl DepthwiseParams {
             "a depthwise convolution has one input channel per group"
         );
         let (weight, bias) = fold_bn(out, kh * kw, weight, bias, bn);
+        let kk = kh * kw;
+        let mut panels = vec![Row16([0.0; PANEL]); out.div_ceil(PANEL) * kk];
+        for (ch, w) in weight.chunks_exact(kk.max(1)).enumerate().take(out) {
+            for (t, &v) in w.iter().enumerate() {
+                panels[(ch / PANEL) * kk + t].0[ch % PANEL] = v;
+            }
+        }
         DepthwiseParams {
             channels: out,
             kh,
             kw,
+            panel_bias: engine::pack_bias(out, &bias),
+            panels: panels.into_boxed_slice(),
             weight,
             bias,
         }
     }
 }
 
-/// The depthwise convolution with its dimensions as runtime values (`d.o` and `d.g` are
-/// ignored: both are `d.c`); see [`depthwise_conv2d`].
-#[inline(always)]
-fn depthwise_dyn(d: Dims2d, input: &[f32], params: &DepthwiseParams, output: &mut [f32], act: Act) {
-    let (hw, ohw, kk) = (d.h * d.w, d.oh * d.ow, d.kh * d.kw);
-    let input = &input[..d.c * hw];
-    let output = &mut output[..d.c * ohw];
-    let weight = &params.weight[..d.c * kk];
-    let bias = &params.bias[..d.c];
-    for (((out_plane, in_plane), wk), &b) in output
-        .chunks_exact_mut(ohw)
-        .zip(input.chunks_exact(hw))
-        .zip(weight.chunks_exact(kk))
-        .zip(bias)
-    {
-        for (oy, out_row) in out_plane.chunks_exact_mut(d.ow).enumerate() {
-            out_row.fill(0.0);
-            accumulate_row(&d, out_row, in_plane, wk, oy);
-            bias_act(out_row, b, act);
+/// How the engine runs a depthwise convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DwPlan {
+    /// Per channel, rows of pixel vectors: long rows.
+    Rows,
+    /// `LANES` channels at once through transposes: short rows.
+    Channels,
+}
+
+/// The engine's depthwise kernels, as a kernel for [`simd::run`].
+struct DwRun<'a> {
+    d: Dims2d,
+    input: &'a [f32],
+    params: &'a DepthwiseParams,
+    output: &'a mut [f32],
+    act: Act,
+    cap: usize,
+    force: Option<DwPlan>,
+}
+
+impl WithSimd for DwRun<'_> {
+    type Output = bool;
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) -> bool {
+        let p = self.params;
+        // Rows of at least two vectors fill the per-channel tiles; shorter ones go
+        // through the transposes.
+        let plan = self.force.unwrap_or(if self.d.ow >= 2 * S::LANES {
+            DwPlan::Rows
+        } else {
+            DwPlan::Channels
+        });
+        let (d, act, cap) = (self.d, self.act, self.cap);
+        if plan == DwPlan::Channels {
+            let (input, output) = (self.input, &mut *self.output);
+            if engine::depthwise_channels(s, d, input, &p.panels, &p.panel_bias, output, act, cap) {
+                return true;
+            }
         }
+        engine::depthwise(s, d, self.input, &p.weight, &p.bias, self.output, act, cap)
+    }
+}
+
+/// Scalar depthwise convolution, for what the engine does not take (a one-row band that
+/// does not fit the buffer, more than `MAX_TAPS` taps).
+fn depthwise_fallback(
+    d: Dims2d,
+    input: &[f32],
+    params: &DepthwiseParams,
+    output: &mut [f32],
+    act: Act,
+) {
+    let (hw, kk) = (d.h * d.w, d.kh * d.kw);
+    for (c, plane) in output.chunks_exact_mut(d.oh * d.ow).enumerate().take(d.c) {
+        let inp = &input[c * hw..(c + 1) * hw];
+        let w = &params.weight[c * kk..(c + 1) * kk];
+        for (oy, row) in plane.chunks_exact_mut(d.ow).enumerate() {
+            for (ox, y) in row.iter_mut().enumerate() {
+                let mut acc = 0.0f32;
+                for ky in 0..d.kh {
+                    let iy = (oy * d.sh + ky * d.dh).wrapping_sub(d.ph);
+                    for kx in 0..d.kw {
+                        let ix = (ox * d.sw + kx * d.dw).wrapping_sub(d.pw);
+                        if iy < d.h && ix < d.w {
+                            acc += w[ky * d.kw + kx] * inp[iy * d.w + ix];
+                        }
+                    }
+                }
+                *y = act.apply(acc + params.bias[c]);
+            }
+        }
+    }
+}
+
+/// The depthwise convolution with its dimensions as runtime values (`d.o` and `d.g` are
+/// ignored: both are `d.c`), at `level` with a band buffer of `cap` floats and optionally
+/// a forced plan (tests); see [`depthwise_conv2d`].
+#[allow(clippy::too_many_arguments)]
+fn depthwise_with(
+    level: Level,
+    d: Dims2d,
+    input: &[f32],
+    params: &DepthwiseParams,
+    output: &mut [f32],
+    act: Act,
+    cap: usize,
+    force: Option<DwPlan>,
+) {
+    let d = Dims2d {
+        o: d.c,
+        g: d.c,
+        ..d
+    };
+    let input = &input[..d.c * d.h * d.w];
+    let n = d.c * d.oh * d.ow;
+    let run = DwRun {
+        d,
+        input,
+        params,
+        output: &mut output[..n],
+        act,
+        cap: cap.min(engine::SCRATCH),
+        force,
+    };
+    if !simd::run(level, run) {
+        depthwise_fallback(d, input, params, &mut output[..n], act);
     }
 }
 
@@ -138,7 +243,16 @@ pub fn depthwise_conv2d<
         dw: DW,
         g: C,
     };
-    depthwise_dyn(d, input, params, output, act);
+    depthwise_with(
+        cpu::level(),
+        d,
+        input,
+        params,
+        output,
+        act,
+        engine::SCRATCH,
+        None,
+    );
 }
 
 #[cfg(test)]
@@ -147,6 +261,7 @@ mod tests {
     use crate::kernels::conv::{conv2d, ConvParams};
     use crate::kernels::norm::channel_affine;
     use crate::kernels::reference::{self as r, Axis, Rng};
+    use crate::kernels::simd;
 
     const ACTS: [Act; 6] = [
         Act::Identity,
@@ -183,11 +298,20 @@ mod tests {
         let mut inp = input.clone();
         inp.extend([f32::NAN; 2]);
         let n = c * ah.out * aw.out;
-        let mut got = vec![7.0; n + 2];
-        depthwise_dyn(d, &inp, &params, &mut got, act);
-        assert_eq!(&got[n..], &[7.0; 2], "{d:?} wrote past its output");
         let want = r::conv2d(c, c, c, ah, aw, &input, &weight, bias, act);
-        r::assert_close(&got[..n], &want, &(d, act));
+        // Every level and plan; the real band buffer, small ones (bands; the channel
+        // path falls back to rows), one too small (scalar fallback).
+        for level in simd::test_levels() {
+            for force in [None, Some(DwPlan::Rows), Some(DwPlan::Channels)] {
+                for cap in [engine::SCRATCH, 24, 400, 1] {
+                    let mut got = vec![7.0; n + 2];
+                    depthwise_with(level, d, &inp, &params, &mut got, act, cap, force);
+                    let ctx = (d, act, level, force, cap);
+                    assert_eq!(&got[n..], &[7.0; 2], "wrote past its output: {ctx:?}");
+                    r::assert_close(&got[..n], &want, &ctx);
+                }
+            }
+        }
     }
 
     /// Every conv axis geometry on each axis, paired with a random one, channels 1..=8.
@@ -219,9 +343,14 @@ mod tests {
             (ax(4, 4, 1, 0, 1), ax(3, 3, 3, 0, 1)),
             (Axis::same(6, 2, 1), Axis::same(5, 4, 3)),
             (ax(3, 1, 2, 1, 1), ax(3, 3, 1, 3, 1)),
+            // MobileNet-like rows: wide (tails of the 4-vector tiles), stride 2.
+            (ax(5, 3, 1, 1, 1), ax(48, 3, 1, 1, 1)),
+            (ax(6, 3, 2, 1, 1), ax(75, 3, 2, 1, 1)),
+            (ax(4, 3, 1, 0, 1), ax(71, 3, 1, 0, 1)),
+            (ax(7, 3, 3, 1, 2), ax(40, 3, 3, 2, 2)),
         ];
         for (ah, aw) in cases {
-            for c in [1, 2, 3, 8, 32] {
+            for c in [1, 2, 3, 8, 17, 32] {
                 for act in ACTS {
                     check(&mut rng, c, ah, aw, act, true);
                 }

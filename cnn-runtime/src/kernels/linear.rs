@@ -1,7 +1,15 @@
 //! Fully connected layer (PyTorch `Linear`), fused with its activation.
+//!
+//! The weights are packed at load time in panels of 16 outputs, `[ceil(out/16)][in][16]`
+//! (the convolution engine's layout for a 1x1 map), so the kernel is a matrix-vector
+//! product vectorised over outputs: each input broadcast once per group of panels, each
+//! weight row loaded once, bias and activation applied in registers.
 
 use super::activation::Act;
+use super::engine::{self, Row16, PANEL};
 use super::norm::{fold_bn, Affine};
+use super::simd::{self, Simd, WithSimd};
+use crate::cpu::{self, Level};
 
 /// Weights and bias of a linear layer, repacked for [`linear`].
 #[derive(Clone, Debug, PartialEq)]
@@ -10,10 +18,11 @@ pub struct LinearParams {
     out: usize,
     /// Input features.
     inp: usize,
-    /// `[out][inp]` (PyTorch's layout), batch norm folded in.
-    weight: Box<[f32]>,
-    /// `[out]`, zeros when the layer has no bias, batch norm folded in.
-    bias: Box<[f32]>,
+    /// Panels of 16 outputs: `[ceil(out/16)][inp][16]`, batch norm folded in, zeros past
+    /// `out`.
+    weight: Box<[Row16]>,
+    /// `[ceil(out/16)][16]`, zeros when the layer has no bias, batch norm folded in.
+    bias: Box<[Row16]>,
 }
 
 impl LinearParams {
@@ -34,6 +43,8 @@ impl LinearParams {
         bn: Option<&Affine>,
     ) -> LinearParams {
         let (weight, bias) = fold_bn(out, inp, weight, bias, bn);
+        // A linear layer is a 1x1 convolution of a 1x1 map: the same panels.
+        let (weight, bias) = engine::pack_conv(out, inp, 1, &weight, &bias);
         LinearParams {
             out,
             inp,
@@ -43,35 +54,140 @@ impl LinearParams {
     }
 }
 
-/// Lanes of the dot product: independent accumulators, so the loop vectorises without
-/// reassociating f32 additions.
-const LANES: usize = 8;
-
-/// `sum a[i] * b[i]` over the common length, in [`LANES`] interleaved partial sums.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    let mut acc = [0.0f32; LANES];
-    for (xa, xb) in ca.zip(cb) {
-        for ((s, &x), &y) in acc.iter_mut().zip(xa).zip(xb) {
-            *s += x * y;
-        }
-    }
-    let [a0, a1, a2, a3, a4, a5, a6, a7] = acc;
-    ((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7)) + tail
+/// One group of panels of a linear layer: where it reads and writes.
+#[derive(Clone, Copy)]
+struct LinArgs {
+    inp: usize,
+    /// The first panel's weights.
+    w: *const f32,
+    /// The input vector.
+    x: *const f32,
+    /// The first panel's bias.
+    bias: *const f32,
+    /// The first panel's outputs.
+    y: *mut f32,
+    /// Outputs written.
+    n: usize,
+    act: Act,
 }
 
-/// The linear layer with its dimensions as runtime values; see [`linear`].
-#[inline(always)]
+/// `P` panels (`16 * P` outputs, `VEC` vectors each) of `y = act(W x + b)`: one pass over
+/// the input, each weight row loaded once; run as an isolated function
+/// ([`Simd::vectorize`]).
+struct LinTile<const VEC: usize, const P: usize>(LinArgs);
+
+impl<const VEC: usize, const P: usize> LinTile<VEC, P> {
+    /// # Safety
+    ///
+    /// `w` must hold `P` panels of `inp` rows, `x` `inp` floats, `bias` `P` rows; `y` must
+    /// be writable for `n` floats (`n <= 16 * P`, covering every panel but the last fully).
+    #[inline(always)]
+    unsafe fn new(a: LinArgs) -> Self {
+        LinTile(a)
+    }
+}
+
+impl<const VEC: usize, const P: usize> WithSimd for LinTile<VEC, P> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let a = self.0;
+        let l = S::LANES;
+        let mut acc = [[s.zero(); VEC]; P];
+        // SAFETY: (whole body) within the ranges `new`'s caller guaranteed.
+        unsafe {
+            for i in 0..a.inp {
+                let xi = s.bcast(a.x.add(i));
+                for (p, x) in acc.iter_mut().enumerate() {
+                    let row = a.w.add((p * a.inp + i) * PANEL);
+                    for (v, xv) in x.iter_mut().enumerate() {
+                        *xv = s.mul_add(s.load(row.add(v * l)), xi, *xv);
+                    }
+                }
+            }
+            for (p, x) in acc.iter().enumerate() {
+                for (v, &xv) in x.iter().enumerate() {
+                    let k = p * PANEL + v * l;
+                    if k >= a.n {
+                        break;
+                    }
+                    let r = s.act(s.add(xv, s.load(a.bias.add(k))), a.act);
+                    if a.n - k >= l {
+                        s.store(a.y.add(k), r);
+                    } else {
+                        s.store_n(a.y.add(k), r, a.n - k);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The linear layer as a kernel for [`simd::run`].
+struct LinearRun<'a> {
+    inp: usize,
+    out: usize,
+    input: &'a [f32],
+    params: &'a LinearParams,
+    output: &'a mut [f32],
+    act: Act,
+}
+
+impl WithSimd for LinearRun<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let (inp, out) = (self.inp, self.out);
+        let input = &self.input[..inp];
+        let output = &mut self.output[..out];
+        let panels = out.div_ceil(PANEL);
+        assert_eq!(self.params.weight.len(), panels * inp);
+        assert_eq!(self.params.bias.len(), panels);
+        let w = self.params.weight.as_ptr().cast::<f32>();
+        let b = self.params.bias.as_ptr().cast::<f32>();
+        // Eight accumulators: 8 panels of one vector (AVX-512), 4 of two (AVX2), 2 of four.
+        let group = S::LIN_PANELS;
+        let mut p0 = 0;
+        while p0 < panels {
+            let np = group.min(panels - p0);
+            let n = (out - p0 * PANEL).min(np * PANEL);
+            // SAFETY: panels p0..p0+np of the weights (`inp` rows each) and bias, `inp`
+            // inputs, and outputs p0*16 .. p0*16 + n, inside `output`.
+            unsafe {
+                let a = LinArgs {
+                    inp,
+                    w: w.add(p0 * inp * PANEL),
+                    x: input.as_ptr(),
+                    bias: b.add(p0 * PANEL),
+                    y: output.as_mut_ptr().add(p0 * PANEL),
+                    n,
+                    act: self.act,
+                };
+                match (S::LANES, np) {
+                    (16, 8) => s.vectorize(LinTile::<1, 8>::new(a)),
+                    (16, 7) => s.vectorize(LinTile::<1, 7>::new(a)),
+                    (16, 6) => s.vectorize(LinTile::<1, 6>::new(a)),
+                    (16, 5) => s.vectorize(LinTile::<1, 5>::new(a)),
+                    (16, 4) => s.vectorize(LinTile::<1, 4>::new(a)),
+                    (16, 3) => s.vectorize(LinTile::<1, 3>::new(a)),
+                    (16, 2) => s.vectorize(LinTile::<1, 2>::new(a)),
+                    (16, _) => s.vectorize(LinTile::<1, 1>::new(a)),
+                    (8, 4) => s.vectorize(LinTile::<2, 4>::new(a)),
+                    (8, 3) => s.vectorize(LinTile::<2, 3>::new(a)),
+                    (8, 2) => s.vectorize(LinTile::<2, 2>::new(a)),
+                    (8, _) => s.vectorize(LinTile::<2, 1>::new(a)),
+                    (_, 2) => s.vectorize(LinTile::<4, 2>::new(a)),
+                    (_, _) => s.vectorize(LinTile::<4, 1>::new(a)),
+                }
+            }
+            p0 += np;
+        }
+    }
+}
+
+/// The linear layer with its dimensions as runtime values, at `level`; see [`linear`].
 fn linear_dyn(
+    level: Level,
     inp: usize,
     out: usize,
     input: &[f32],
@@ -79,13 +195,15 @@ fn linear_dyn(
     output: &mut [f32],
     act: Act,
 ) {
-    let input = &input[..inp];
-    let output = &mut output[..out];
-    let weight = &params.weight[..out * inp];
-    let bias = &params.bias[..out];
-    for ((y, row), &b) in output.iter_mut().zip(weight.chunks_exact(inp)).zip(bias) {
-        *y = act.apply(dot(row, input) + b);
-    }
+    let run = LinearRun {
+        inp,
+        out,
+        input: &input[..inp],
+        params,
+        output: &mut output[..out],
+        act,
+    };
+    simd::run(level, run);
 }
 
 /// Fully connected layer fused with its activation, PyTorch `Linear`:
@@ -109,7 +227,7 @@ pub fn linear<const IN: usize, const OUT: usize>(
         params.out,
         params.inp
     );
-    linear_dyn(IN, OUT, input, params, output, act);
+    linear_dyn(cpu::level(), IN, OUT, input, params, output, act);
 }
 
 #[cfg(test)]
@@ -117,6 +235,7 @@ mod tests {
     use super::*;
     use crate::kernels::norm::channel_affine;
     use crate::kernels::reference::{self as r, Rng};
+    use crate::kernels::simd;
 
     const ACTS: [Act; 6] = [
         Act::Identity,
@@ -133,7 +252,7 @@ mod tests {
         let mut rng = Rng::new(41);
         let mut cases = 0;
         for inp in [1, 2, 3, 7, 8, 9, 15, 16, 17, 33, 100, 400, 1000] {
-            for out in [1, 2, 5, 10, 84] {
+            for out in [1, 2, 5, 10, 84, 120, 16 * 5 + 3] {
                 for (k, act) in ACTS.into_iter().enumerate() {
                     let x = rng.vec(inp, -1.0, 1.0);
                     let w = rng.vec(out * inp, -1.0, 1.0);
@@ -142,16 +261,18 @@ mod tests {
                     let p = LinearParams::from_torch(out, inp, &w, b, None);
                     let mut xin = x.clone();
                     xin.push(f32::NAN);
-                    let mut got = vec![7.0; out + 1];
-                    linear_dyn(inp, out, &xin, &p, &mut got, act);
-                    assert_eq!(got[out], 7.0, "wrote past the output");
                     let want = r::linear(inp, out, &x, &w, b, act);
-                    r::assert_close(&got[..out], &want, &(inp, out, act));
+                    for level in simd::test_levels() {
+                        let mut got = vec![7.0; out + 1];
+                        linear_dyn(level, inp, out, &xin, &p, &mut got, act);
+                        assert_eq!(got[out], 7.0, "wrote past the output");
+                        r::assert_close(&got[..out], &want, &(inp, out, act, level));
+                    }
                     cases += 1;
                 }
             }
         }
-        assert_eq!(cases, 13 * 5 * 6);
+        assert_eq!(cases, 13 * 7 * 6);
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! Pooling: max and average over windows (PyTorch `MaxPool2d`, `AvgPool2d`, including
 //! `ceil_mode` windows that reach past the padding), and the global pools.
 //!
-//! Same row-stationary loops as the convolution: each output row is combined in place
-//! over the kernel taps, each tap over the range of output columns that it sees inside the
-//! input, so padding is never read.
+//! The common 2x2 stride-2 window (LeNet, VGG) has a vectorised path on the level
+//! [`cpu::level`] selects. Every other window runs row-stationary
+//! loops: each output row is combined in place over the kernel taps, each tap over the
+//! range of output columns that it sees inside the input, so padding is never read.
 
 use super::conv::{combine_taps, tap_range, Dims2d};
+use super::simd::{self, Simd, WithSimd};
+use crate::cpu::{self, Level};
 
 /// Combines every in-input tap of the window of output row `oy` into `out_row` with `f`
 /// (`out_row` holds the initial value); the same tap order as the convolution.
@@ -38,9 +41,100 @@ fn max_nan(y: &mut f32, x: f32) {
     }
 }
 
-/// Max pool with its dimensions as runtime values (`d.o`, `d.g` ignored); see [`max_pool2d`].
+/// Whether `d` is a 2x2, stride-2, unpadded, undilated window whose outputs all lie
+/// inside the input (so average pools divide by 4): the vectorised fast path.
 #[inline(always)]
-fn max_pool_dyn(d: Dims2d, input: &[f32], output: &mut [f32]) {
+fn is_2x2(d: &Dims2d) -> bool {
+    d.kh == 2
+        && d.kw == 2
+        && d.sh == 2
+        && d.sw == 2
+        && d.ph == 0
+        && d.pw == 0
+        && d.dh == 1
+        && d.dw == 1
+        && 2 * d.oh <= d.h
+        && 2 * d.ow <= d.w
+}
+
+/// The 2x2 stride-2 pool (see [`is_2x2`]) as a kernel for [`simd::run`]: each output
+/// vector from two vectors of each of the two input rows, combined vertically then
+/// pairwise.
+struct Pool2x2<'a> {
+    d: Dims2d,
+    max: bool,
+    input: &'a [f32],
+    output: &'a mut [f32],
+}
+
+impl WithSimd for Pool2x2<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let d = self.d;
+        let l = S::LANES;
+        let (hw, ohw) = (d.h * d.w, d.oh * d.ow);
+        let input = &self.input[..d.c * hw];
+        let output = &mut self.output[..d.c * ohw];
+        let quarter = s.splat(0.25);
+        for (out_plane, in_plane) in output.chunks_exact_mut(ohw).zip(input.chunks_exact(hw)) {
+            for (oy, out_row) in out_plane.chunks_exact_mut(d.ow).enumerate() {
+                let r0 = &in_plane[2 * oy * d.w..][..2 * d.ow];
+                let r1 = &in_plane[(2 * oy + 1) * d.w..][..2 * d.ow];
+                for x0 in (0..d.ow).step_by(l) {
+                    let n = l.min(d.ow - x0);
+                    // SAFETY: inputs 2*x0 .. 2*(x0+n) of rows r0 and r1 (2*OW long) are
+                    // read, the first vector's `min(2n, l)` lanes and the second's
+                    // `2n - l` when positive; outputs x0 .. x0+n of `out_row` written.
+                    unsafe {
+                        let load2 = |row: &[f32]| {
+                            let p = row.as_ptr().add(2 * x0);
+                            if n == l {
+                                (s.load(p), s.load(p.add(l)))
+                            } else if 2 * n > l {
+                                (s.load(p), s.load_n(p.add(l), 2 * n - l))
+                            } else {
+                                (s.load_n(p, 2 * n), s.zero())
+                            }
+                        };
+                        let (a0, a1) = load2(r0);
+                        let (b0, b1) = load2(r1);
+                        let v = if self.max {
+                            s.pair_max(s.max_nan(a0, b0), s.max_nan(a1, b1))
+                        } else {
+                            s.mul(s.add(s.pair_add(a0, a1), s.pair_add(b0, b1)), quarter)
+                        };
+                        let y = out_row.as_mut_ptr().add(x0);
+                        if n == l {
+                            s.store(y, v);
+                        } else {
+                            s.store_n(y, v, n);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Max pool with its dimensions as runtime values (`d.o`, `d.g` ignored), at `level`; see
+/// [`max_pool2d`].
+fn max_pool_dyn(level: Level, d: Dims2d, input: &[f32], output: &mut [f32]) {
+    if is_2x2(&d) {
+        let run = Pool2x2 {
+            d,
+            max: true,
+            input,
+            output,
+        };
+        return simd::run(level, run);
+    }
+    max_pool_generic(d, input, output);
+}
+
+/// The max pool's general loops (any window, padding, dilation, ceil mode).
+#[inline(always)]
+fn max_pool_generic(d: Dims2d, input: &[f32], output: &mut [f32]) {
     let (hw, ohw) = (d.h * d.w, d.oh * d.ow);
     let input = &input[..d.c * hw];
     let output = &mut output[..d.c * ohw];
@@ -66,10 +160,24 @@ fn window_count(start: usize, k: usize, n: usize, p: usize, include_pad: bool) -
 }
 
 /// Average pool with its dimensions as runtime values (`d.o`, `d.g`, `d.dh`, `d.dw`
-/// ignored: no dilation); see [`avg_pool2d`].
-#[inline(always)]
-fn avg_pool_dyn(d: Dims2d, include_pad: bool, input: &[f32], output: &mut [f32]) {
+/// ignored: no dilation), at `level`; see [`avg_pool2d`].
+fn avg_pool_dyn(level: Level, d: Dims2d, include_pad: bool, input: &[f32], output: &mut [f32]) {
     let d = Dims2d { dh: 1, dw: 1, ..d };
+    if is_2x2(&d) {
+        let run = Pool2x2 {
+            d,
+            max: false,
+            input,
+            output,
+        };
+        return simd::run(level, run);
+    }
+    avg_pool_generic(d, include_pad, input, output);
+}
+
+/// The average pool's general loops (any window, padding, ceil mode, divisor rule).
+#[inline(always)]
+fn avg_pool_generic(d: Dims2d, include_pad: bool, input: &[f32], output: &mut [f32]) {
     let (hw, ohw) = (d.h * d.w, d.oh * d.ow);
     let input = &input[..d.c * hw];
     let output = &mut output[..d.c * ohw];
@@ -136,7 +244,7 @@ pub fn max_pool2d<
         dw: DW,
         g: C,
     };
-    max_pool_dyn(d, input, output);
+    max_pool_dyn(cpu::level(), d, input, output);
 }
 
 /// Average pool, PyTorch `AvgPool2d`: the window of `output[c][y][x]` is rows
@@ -190,7 +298,7 @@ pub fn avg_pool2d<
         dw: 1,
         g: C,
     };
-    avg_pool_dyn(d, COUNT_INCLUDE_PAD, input, output);
+    avg_pool_dyn(cpu::level(), d, COUNT_INCLUDE_PAD, input, output);
 }
 
 /// Lanes of the global sums: independent accumulators, so the loop vectorises.
@@ -261,6 +369,7 @@ pub fn global_max_pool<const C: usize, const HW: usize>(input: &[f32], output: &
 mod tests {
     use super::*;
     use crate::kernels::reference::{self as r, Axis, Rng};
+    use crate::kernels::simd;
 
     fn dims(c: usize, ah: Axis, aw: Axis) -> Dims2d {
         Dims2d {
@@ -295,21 +404,23 @@ mod tests {
         let mut inp = input.clone();
         inp.extend([f32::NAN; 2]);
         let n = c * ah.out * aw.out;
-        let mut got = vec![7.0; n + 2];
-        max_pool_dyn(d, &inp, &mut got);
-        assert_eq!(&got[n..], &[7.0; 2], "{d:?} wrote past its output");
-        let want = r::max_pool2d(c, ah, aw, &input);
-        assert!(
-            got[..n].iter().zip(&want).all(|(&g, &w)| f64::from(g) == w),
-            "max pool {d:?}\n got {:?}\nwant {want:?}",
-            &got[..n]
-        );
-        if ah.d == 1 && aw.d == 1 {
-            for include_pad in [true, false] {
-                avg_pool_dyn(d, include_pad, &inp, &mut got);
-                assert_eq!(&got[n..], &[7.0; 2], "{d:?} wrote past its output");
-                let want = r::avg_pool2d(c, ah, aw, include_pad, &input);
-                r::assert_close(&got[..n], &want, &(d, include_pad));
+        for level in simd::test_levels() {
+            let mut got = vec![7.0; n + 2];
+            max_pool_dyn(level, d, &inp, &mut got);
+            assert_eq!(&got[n..], &[7.0; 2], "{d:?} wrote past its output");
+            let want = r::max_pool2d(c, ah, aw, &input);
+            assert!(
+                got[..n].iter().zip(&want).all(|(&g, &w)| f64::from(g) == w),
+                "max pool {d:?} {level:?}\n got {:?}\nwant {want:?}",
+                &got[..n]
+            );
+            if ah.d == 1 && aw.d == 1 {
+                for include_pad in [true, false] {
+                    avg_pool_dyn(level, d, include_pad, &inp, &mut got);
+                    assert_eq!(&got[n..], &[7.0; 2], "{d:?} wrote past its output");
+                    let want = r::avg_pool2d(c, ah, aw, include_pad, &input);
+                    r::assert_close(&got[..n], &want, &(d, include_pad, level));
+                }
             }
         }
     }
@@ -330,6 +441,38 @@ mod tests {
             let b = axes[rng.below(axes.len())];
             check(&mut rng, 1 + i % 4, a, b);
             check(&mut rng, 1 + i % 3, b, a);
+        }
+    }
+
+    /// The vectorised 2x2 stride-2 path: widths around the vector lengths (tails), odd
+    /// sizes (a dropped last row/column), NaN propagation.
+    #[test]
+    fn two_by_two_fast_path() {
+        let mut rng = Rng::new(54);
+        for h in [2, 3, 4, 7] {
+            for w in [2, 3, 6, 8, 9, 15, 16, 17, 28, 33, 65] {
+                let a = Axis::pool(h, 2, 2, 0, 1, false).unwrap();
+                let b = Axis::pool(w, 2, 2, 0, 1, false).unwrap();
+                assert!(is_2x2(&dims(3, a, b)));
+                check(&mut rng, 3, a, b);
+            }
+        }
+        let mut x = rng.vec(2 * 4 * 18, -1.0, 1.0);
+        x[5] = f32::NAN;
+        x[4 * 18 + 18 + 17] = f32::NAN;
+        let (a, b) = (
+            Axis::pool(4, 2, 2, 0, 1, false).unwrap(),
+            Axis::pool(18, 2, 2, 0, 1, false).unwrap(),
+        );
+        for level in simd::test_levels() {
+            let mut y = vec![0.0; 2 * 2 * 9];
+            max_pool_dyn(level, dims(2, a, b), &x, &mut y);
+            let nans: Vec<usize> = (0..y.len()).filter(|&i| y[i].is_nan()).collect();
+            assert_eq!(nans, [2, 18 + 8], "{level:?}");
+            let want = r::max_pool2d(2, a, b, &x);
+            for (g, w) in y.iter().zip(&want) {
+                assert!(g.is_nan() || f64::from(*g) == *w);
+            }
         }
     }
 

@@ -1,0 +1,434 @@
+//! The SIMD layer the fast kernels are written against.
+//!
+//! Every fast kernel is an `#[inline(always)]` function generic over [`Simd`], a small
+//! trait of 8- or 4-lane `f32` vector operations implemented once per instruction set,
+//! one file each (the structure of `matrixmultiply`/`gemm`):
+//!
+//! * `x86_avx512.rs`: `Avx512`, `__m512` with AVX-512F/DQ intrinsics (masked loads
+//!   and stores through mask registers, a vectorised `exp`/`tanh`/`sigmoid`; stable
+//!   since Rust 1.89, the workspace's minimum);
+//! * `x86_avx2.rs`: [`Avx2`], `__m256` with AVX2 + FMA intrinsics (fused multiply-add,
+//!   masked loads, a vectorised `exp`/`tanh`/`sigmoid`);
+//! * `portable.rs`: [`Portable`], four lanes in a plain array that LLVM maps to SSE2 (or
+//!   any target's baseline), the activations evaluated lane by lane by the scalar
+//!   functions of [`activation`](super::activation).
+//!
+//! A kernel is a value implementing [`WithSimd`]; [`run`] hands it the token of the level
+//! chosen by [`cpu::level`](crate::cpu::level) (or the one a test asks for). The AVX2
+//! instantiation happens inside a `#[target_feature(enable = "avx2,fma")]` function, so
+//! the inlined kernel and every intrinsic in it are compiled for AVX2 and FMA (likewise
+//! for AVX-512). Register-blocked micro-kernels additionally run through
+//! [`Simd::vectorize`], a non-inlined function of their own.
+
+use crate::cpu::Level;
+use crate::kernels::activation::Act;
+
+mod portable;
+#[cfg(target_arch = "x86_64")]
+mod x86_avx2;
+#[cfg(target_arch = "x86_64")]
+mod x86_avx512;
+
+pub(crate) use portable::Portable;
+#[cfg(target_arch = "x86_64")]
+pub(crate) use x86_avx2::Avx2;
+#[cfg(target_arch = "x86_64")]
+pub(crate) use x86_avx512::Avx512;
+
+/// Operations on vectors of [`Simd::LANES`] `f32`s, implemented once per instruction set.
+///
+/// The token value (`self`) proves that the CPU supports the instruction set: it can only
+/// be created after detection, so the methods are safe to call. Methods reading or writing
+/// memory through raw pointers are `unsafe`: the caller guarantees the lanes touched are
+/// in bounds (the `_n` variants touch only the first `n` lanes).
+pub(crate) trait Simd: Copy {
+    /// Lanes per vector.
+    const LANES: usize;
+    /// Most output channels of a pixel-vectorised conv tile (two vectors of pixels each):
+    /// the register budget.
+    const PV_MR: usize;
+    /// Pixels of a channel-vectorised conv tile (16 channels each; AVX-512 also has 12).
+    const CV_NP: usize;
+    /// Panels of 16 outputs a linear-layer tile covers.
+    const LIN_PANELS: usize;
+    /// A vector of `LANES` floats.
+    type V: Copy;
+
+    /// All lanes zero.
+    fn zero(self) -> Self::V;
+    /// All lanes `x`.
+    fn splat(self, x: f32) -> Self::V;
+    /// Loads `LANES` floats from `p` (no alignment needed).
+    ///
+    /// # Safety
+    ///
+    /// `p..p + LANES` must be readable.
+    unsafe fn load(self, p: *const f32) -> Self::V;
+    /// Loads the first `n` lanes from `p` (`n <= LANES`), the others zero; reads nothing
+    /// past `p + n`.
+    ///
+    /// # Safety
+    ///
+    /// `p..p + n` must be readable.
+    unsafe fn load_n(self, p: *const f32, n: usize) -> Self::V;
+    /// Stores `LANES` floats at `p`.
+    ///
+    /// # Safety
+    ///
+    /// `p..p + LANES` must be writable.
+    unsafe fn store(self, p: *mut f32, v: Self::V);
+    /// Stores the first `n` lanes at `p` (`n <= LANES`); writes nothing past `p + n`.
+    ///
+    /// # Safety
+    ///
+    /// `p..p + n` must be writable.
+    unsafe fn store_n(self, p: *mut f32, v: Self::V, n: usize);
+    /// All lanes `*p`.
+    ///
+    /// # Safety
+    ///
+    /// `p` must be readable.
+    #[inline(always)]
+    unsafe fn bcast(self, p: *const f32) -> Self::V {
+        // SAFETY: the caller guarantees `p` is readable.
+        self.splat(unsafe { *p })
+    }
+    /// `a * b + c`, fused (one rounding) where the instruction set has FMA.
+    fn mul_add(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    /// `a + b`.
+    fn add(self, a: Self::V, b: Self::V) -> Self::V;
+    /// `a * b`.
+    fn mul(self, a: Self::V, b: Self::V) -> Self::V;
+    /// `max(a, b)` with NaN propagated from either side (PyTorch's max pool).
+    fn max_nan(self, a: Self::V, b: Self::V) -> Self::V;
+    /// The even and the odd lanes of the concatenation `a ++ b`: lane `i` of the first is
+    /// `x[2i]`, of the second `x[2i + 1]`.
+    fn deinterleave(self, a: Self::V, b: Self::V) -> (Self::V, Self::V);
+    /// Pairwise sums of the concatenation `a ++ b`: lane `i` is `x[2i] + x[2i + 1]`.
+    fn pair_add(self, a: Self::V, b: Self::V) -> Self::V;
+    /// Pairwise NaN-propagating maxima of `a ++ b`: lane `i` is `max(x[2i], x[2i + 1])`.
+    fn pair_max(self, a: Self::V, b: Self::V) -> Self::V;
+    /// Transposes the `LANES x LANES` matrix whose rows are `m` (`m.len() == LANES`):
+    /// afterwards `m[i]` lane `j` is the old `m[j]` lane `i`.
+    fn transpose(self, m: &mut [Self::V]);
+    /// `act` applied to every lane, with the accuracy of [`Act::apply`].
+    fn act(self, v: Self::V, act: Act) -> Self::V;
+    /// Runs `k` in a function of its own (not inlined into the caller) compiled for this
+    /// level: register-blocked micro-kernels get a register allocation of their own
+    /// instead of competing with the code around them.
+    fn vectorize<K: WithSimd>(self, k: K) -> K::Output;
+}
+
+/// A kernel written once for every instruction set: [`run`] calls `with_simd` with the
+/// token of the chosen level. Implementations are `#[inline(always)]`, so the body is
+/// compiled inside the caller's target features.
+pub(crate) trait WithSimd {
+    /// What the kernel returns.
+    type Output;
+    /// Runs the kernel with the vector operations of `s`.
+    fn with_simd<S: Simd>(self, s: S) -> Self::Output;
+}
+
+/// Runs `kernel` at `level` (the portable path if the CPU lacks it).
+#[inline(always)]
+pub(crate) fn run<K: WithSimd>(level: Level, kernel: K) -> K::Output {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if level == Level::Avx512 {
+            if let Some(token) = Avx512::try_new() {
+                // SAFETY: `try_new` returned a token, so the CPU supports the features
+                // `run_avx512` is compiled for.
+                return unsafe { run_avx512(token, kernel) };
+            }
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if level == Level::Avx2Fma || level == Level::Avx512 {
+            if let Some(token) = Avx2::try_new() {
+                // SAFETY: `try_new` returned a token, so the CPU supports AVX2 and FMA,
+                // the only requirement of `run_avx2`.
+                return unsafe { run_avx2(token, kernel) };
+            }
+        }
+    }
+    let _ = level;
+    run_portable(kernel)
+}
+
+/// `kernel` at the portable level, in a function of its own like the other levels' (so
+/// that its stack buffers never share a frame with theirs).
+#[inline(never)]
+fn run_portable<K: WithSimd>(kernel: K) -> K::Output {
+    kernel.with_simd(Portable)
+}
+
+/// `kernel` compiled for AVX-512.
+///
+/// # Safety
+///
+/// The CPU must support AVX-512F, AVX-512DQ, AVX2 and FMA (which owning `token` proves).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+unsafe fn run_avx512<K: WithSimd>(token: Avx512, kernel: K) -> K::Output {
+    kernel.with_simd(token)
+}
+
+/// `kernel` compiled for AVX2 and FMA.
+///
+/// # Safety
+///
+/// The CPU must support AVX2 and FMA (which owning `token` proves).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn run_avx2<K: WithSimd>(token: Avx2, kernel: K) -> K::Output {
+    kernel.with_simd(token)
+}
+
+/// The levels a test should check: every one this CPU supports.
+#[cfg(test)]
+pub(crate) fn test_levels() -> Vec<Level> {
+    let levels = crate::cpu::supported();
+    if levels.len() < 3 {
+        eprintln!("note: this CPU only supports {levels:?}; the other paths are not tested");
+    }
+    levels
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every level's vector operations against the scalar definitions.
+    struct Ops;
+
+    impl WithSimd for Ops {
+        type Output = ();
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, s: S) {
+            let l = S::LANES;
+            // Transpose.
+            let src: Vec<f32> = (0..l * l).map(|i| i as f32).collect();
+            let mut m: Vec<S::V> = (0..l)
+                // SAFETY: row i of `src` has `l` floats.
+                .map(|i| unsafe { s.load(src[i * l..].as_ptr()) })
+                .collect();
+            s.transpose(&mut m);
+            let mut dst = vec![0.0f32; l * l];
+            for (i, &v) in m.iter().enumerate() {
+                // SAFETY: row i of `dst` has `l` floats.
+                unsafe { s.store(dst[i * l..].as_mut_ptr(), v) };
+            }
+            for i in 0..l {
+                for j in 0..l {
+                    assert_eq!(dst[i * l + j], src[j * l + i], "transpose ({i}, {j})");
+                }
+            }
+            // Masked loads and stores touch exactly n lanes.
+            for n in 0..=l {
+                let x: Vec<f32> = (0..n).map(|i| i as f32 + 1.0).collect();
+                // SAFETY: `x` has n floats, `y` n + 1.
+                let v = unsafe { s.load_n(x.as_ptr(), n) };
+                let mut y = vec![-1.0f32; n + 1];
+                // SAFETY: `y` has n + 1 floats.
+                unsafe { s.store_n(y.as_mut_ptr(), v, n) };
+                assert_eq!(&y[..n], &x[..], "n = {n}");
+                assert_eq!(y[n], -1.0, "store_n({n}) wrote past n");
+                let mut full = vec![-1.0f32; l];
+                // SAFETY: `full` has l floats.
+                unsafe { s.store(full.as_mut_ptr(), v) };
+                assert!(full[n..].iter().all(|&z| z == 0.0), "load_n({n}) lanes");
+            }
+            // Deinterleave.
+            let xs: Vec<f32> = (0..2 * l).map(|i| i as f32).collect();
+            // SAFETY: `xs` has 2 * l floats, `e` and `o` l each.
+            let (ev, od) = unsafe { s.deinterleave(s.load(xs.as_ptr()), s.load(xs[l..].as_ptr())) };
+            let (mut e, mut o) = (vec![0.0f32; l], vec![0.0f32; l]);
+            // SAFETY: `e` and `o` have l floats.
+            unsafe { s.store(e.as_mut_ptr(), ev) };
+            // SAFETY: as above.
+            unsafe { s.store(o.as_mut_ptr(), od) };
+            for i in 0..l {
+                assert_eq!((e[i], o[i]), (xs[2 * i], xs[2 * i + 1]), "deinterleave {i}");
+            }
+            // Pairwise operations and the NaN-propagating maximum.
+            let a: Vec<f32> = (0..2 * l).map(|i| (i as f32 * 0.7).sin()).collect();
+            let mut b = a.clone();
+            b[3] = f32::NAN;
+            for (xs, name) in [(&a, "plain"), (&b, "nan")] {
+                // SAFETY: `xs` has 2 * l floats.
+                let (v0, v1) = unsafe { (s.load(xs.as_ptr()), s.load(xs[l..].as_ptr())) };
+                let mut out = vec![0.0f32; l];
+                // SAFETY: `out` has l floats.
+                unsafe { s.store(out.as_mut_ptr(), s.pair_add(v0, v1)) };
+                for i in 0..l {
+                    let want = xs[2 * i] + xs[2 * i + 1];
+                    assert!(
+                        out[i] == want || (out[i].is_nan() && want.is_nan()),
+                        "{name}"
+                    );
+                }
+                // SAFETY: `out` has l floats.
+                unsafe { s.store(out.as_mut_ptr(), s.pair_max(v0, v1)) };
+                for i in 0..l {
+                    let (x, y) = (xs[2 * i], xs[2 * i + 1]);
+                    let nan = x.is_nan() || y.is_nan();
+                    assert!(
+                        if nan {
+                            out[i].is_nan()
+                        } else {
+                            out[i] == x.max(y)
+                        },
+                        "{name}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn vector_ops_match_scalar_definitions() {
+        for level in test_levels() {
+            run(level, Ops);
+        }
+    }
+
+    /// Applies `act` through the vector path of `level` to `xs`.
+    struct Apply<'a> {
+        xs: &'a [f32],
+        out: &'a mut [f32],
+        act: Act,
+    }
+
+    impl WithSimd for Apply<'_> {
+        type Output = ();
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, s: S) {
+            let l = S::LANES;
+            for (x, y) in self.xs.chunks(l).zip(self.out.chunks_mut(l)) {
+                // SAFETY: the chunks hold `x.len()` floats.
+                unsafe {
+                    let v = s.load_n(x.as_ptr(), x.len());
+                    s.store_n(y.as_mut_ptr(), s.act(v, self.act), y.len());
+                }
+            }
+        }
+    }
+
+    fn apply(level: Level, act: Act, xs: &[f32]) -> Vec<f32> {
+        let mut out = vec![0.0; xs.len()];
+        run(
+            level,
+            Apply {
+                xs,
+                out: &mut out,
+                act,
+            },
+        );
+        out
+    }
+
+    /// The portable level computes the scalar functions' exact operations: same bits.
+    #[test]
+    fn portable_activations_are_the_scalar_ones() {
+        let mut xs: Vec<f32> = (-400_000..=400_000).map(|i| i as f32 * 3e-5).collect();
+        xs.extend([
+            0.0,
+            -0.0,
+            1e-30,
+            -1e-30,
+            88.5,
+            -88.5,
+            1e4,
+            -1e4,
+            f32::MAX,
+            f32::MIN,
+        ]);
+        xs.extend([
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            f32::MIN_POSITIVE,
+        ]);
+        for act in [
+            Act::Identity,
+            Act::Relu,
+            Act::Relu6,
+            Act::Tanh,
+            Act::Sigmoid,
+            Act::LeakyRelu(0.1),
+        ] {
+            let got = apply(Level::Portable, act, &xs);
+            for (&x, &g) in xs.iter().zip(&got) {
+                let want = act.apply(x);
+                assert!(
+                    g.to_bits() == want.to_bits() || (g.is_nan() && want.is_nan()) || g == want,
+                    "{act:?}({x}) = {g}, scalar {want}"
+                );
+            }
+        }
+    }
+
+    /// The vector activations of every level over the scalar tests' dense sweeps,
+    /// against f64 with the scalar tests' tolerances, and their special values.
+    #[test]
+    fn vector_activations_are_accurate() {
+        let sweep = |lo: f32, hi: f32| -> Vec<f32> {
+            let n = 2_000_000;
+            (0..=n)
+                .map(|i| lo + (hi - lo) * i as f32 / n as f32)
+                .collect()
+        };
+        let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
+        // (activation, exact, sweep from, sweep to, absolute and relative tolerance)
+        type Case = (Act, fn(f64) -> f64, f32, f32, f64, f64);
+        let cases: [Case; 3] = [
+            (Act::Tanh, f64::tanh, -12.0, 12.0, 2e-7, 2e-7),
+            (Act::Tanh, f64::tanh, -1e-3, 1e-3, 0.0, 1e-6),
+            (Act::Sigmoid, sigmoid, -30.0, 30.0, 1e-7, 3e-7),
+        ];
+        for level in test_levels() {
+            for (act, exact, lo, hi, abs, rel) in cases {
+                let xs = sweep(lo, hi);
+                let got = apply(level, act, &xs);
+                for (&x, &g) in xs.iter().zip(&got) {
+                    let want = exact(f64::from(x));
+                    let err = (f64::from(g) - want).abs();
+                    assert!(
+                        err <= abs + rel * want.abs(),
+                        "{level:?} {act:?}({x}) = {g}, want {want} (err {err:e})"
+                    );
+                }
+            }
+            let special = [
+                0.0,
+                -0.0,
+                1000.0,
+                -1000.0,
+                f32::INFINITY,
+                f32::NEG_INFINITY,
+                f32::NAN,
+                1e-30,
+                -3.5,
+                6.5,
+            ];
+            for act in [
+                Act::Identity,
+                Act::Relu,
+                Act::Relu6,
+                Act::Tanh,
+                Act::Sigmoid,
+                Act::LeakyRelu(0.1),
+            ] {
+                let got = apply(level, act, &special);
+                for (&x, &g) in special.iter().zip(&got) {
+                    let want = act.apply(x);
+                    let ok = (g.is_nan() && want.is_nan())
+                        || g == want
+                        || (f64::from(g) - f64::from(want)).abs() <= 1e-7;
+                    assert!(ok, "{level:?} {act:?}({x}) = {g}, scalar {want}");
+                }
+            }
+        }
+    }
+}
