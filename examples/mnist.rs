@@ -252,9 +252,10 @@ fn run() -> BoxResult<()> {
         }
     );
     println!(
-        "throughput: {:.0} images/s ({n} images in {:.1} ms, batch 1, one core)",
+        "throughput: {:.0} images/s ({n} images in {:.1} ms, batch 1, one core, {:?} kernels)",
         n as f64 / total.as_secs_f64(),
-        total.as_secs_f64() * 1e3
+        total.as_secs_f64() * 1e3,
+        cnn::cpu::level()
     );
     println!(
         "latency: {:.2} µs/image median, {:.2} µs p99",
