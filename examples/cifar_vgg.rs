@@ -33,25 +33,12 @@ cnn_model! {
 /// Images per `forward_batch_into` call.
 const BATCH: usize = 16;
 
-/// The `state_dict()` of the equivalent PyTorch module: `conv{i}` (3x3, no bias) and
-/// `conv{i}_bn` for each block, then `fc`.
-fn state_dict() -> StateDict {
-    let mut sd = StateDict::new(SEED);
-    let mut c_in = 3;
-    for (i, out) in [32, 32, 64, 64, 128, 128].into_iter().enumerate() {
-        let conv = format!("conv{}", i + 1);
-        sd.conv(&conv, c_in, out, 3, 1, false)
-            .batch_norm(&format!("{conv}_bn"), out);
-        c_in = out;
-    }
-    sd.linear("fc", c_in, 10, true);
-    sd
-}
-
 fn main() -> Result<(), Box<dyn Error>> {
     let opts = parse_args("cifar_vgg");
 
-    let sd = state_dict();
+    // Seeded random weights for every tensor the model expects (`Model::WEIGHTS`: the
+    // keys and shapes of the equivalent PyTorch module's `state_dict()`).
+    let sd = StateDict::for_model(CifarVgg::WEIGHTS, SEED);
     let bytes = sd.to_safetensors()?;
     println!(
         "weights: {} tensors, {} parameters (model: {}), {:.1} KiB of safetensors",

@@ -37,17 +37,6 @@ const BATCH: usize = 16;
 /// Number of classes (output channels).
 const CLASSES: usize = 4;
 
-/// The `state_dict()` of the equivalent PyTorch module: `enc1..enc3` (3x3) and `head`
-/// (1x1), all with biases.
-fn state_dict() -> StateDict {
-    let mut sd = StateDict::new(SEED);
-    sd.conv("enc1", 3, 16, 3, 1, true)
-        .conv("enc2", 16, 32, 3, 1, true)
-        .conv("enc3", 32, 32, 3, 1, true)
-        .conv("head", 32, CLASSES, 1, 1, true);
-    sd
-}
-
 /// Per class, the number of pixels where it has the highest score (ties: lowest class).
 fn argmax_counts<const H: usize, const W: usize>(
     scores: &[[[f32; W]; H]; CLASSES],
@@ -70,7 +59,9 @@ fn argmax_counts<const H: usize, const W: usize>(
 fn main() -> Result<(), Box<dyn Error>> {
     let opts = parse_args("fcn_seg");
 
-    let sd = state_dict();
+    // Seeded random weights for every tensor the model expects (`Model::WEIGHTS`: the
+    // keys and shapes of the equivalent PyTorch module's `state_dict()`).
+    let sd = StateDict::for_model(FcnSeg::WEIGHTS, SEED);
     let bytes = sd.to_safetensors()?;
     println!(
         "weights: {} tensors, {} parameters (model: {}), {:.1} KiB of safetensors",

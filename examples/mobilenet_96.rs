@@ -35,30 +35,12 @@ cnn_model! {
 /// Images per `forward_batch_into` call.
 const BATCH: usize = 16;
 
-/// The `state_dict()` of the equivalent PyTorch module: `stem`, then for each block
-/// `dw{i}` (depthwise, `groups = channels`) and `pw{i}` (1x1), each conv without bias and
-/// followed by `{conv}_bn`, then `classifier`.
-fn state_dict() -> StateDict {
-    let mut sd = StateDict::new(SEED);
-    sd.conv("stem", 3, 32, 3, 1, false)
-        .batch_norm("stem_bn", 32);
-    let mut c = 32;
-    for (i, out) in [64, 128, 128, 256, 256, 512].into_iter().enumerate() {
-        let (dw, pw) = (format!("dw{}", i + 1), format!("pw{}", i + 1));
-        sd.conv(&dw, c, c, 3, c, false)
-            .batch_norm(&format!("{dw}_bn"), c)
-            .conv(&pw, c, out, 1, 1, false)
-            .batch_norm(&format!("{pw}_bn"), out);
-        c = out;
-    }
-    sd.linear("classifier", c, 100, true);
-    sd
-}
-
 fn main() -> Result<(), Box<dyn Error>> {
     let opts = parse_args("mobilenet_96");
 
-    let sd = state_dict();
+    // Seeded random weights for every tensor the model expects (`Model::WEIGHTS`: the
+    // keys and shapes of the equivalent PyTorch module's `state_dict()`).
+    let sd = StateDict::for_model(MobileNet96::WEIGHTS, SEED);
     let bytes = sd.to_safetensors()?;
     println!(
         "weights: {} tensors, {} parameters (model: {}), {:.1} KiB of safetensors",

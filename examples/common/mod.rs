@@ -182,6 +182,33 @@ impl StateDict {
         self
     }
 
+    /// Every tensor a compiled model expects (its `Model::WEIGHTS`: keys and shapes of the
+    /// PyTorch `state_dict()`), with seeded values of the right kind. A batch norm is
+    /// recognised by its `running_mean` key and gets plausible statistics and an I64
+    /// `num_batches_tracked`, as PyTorch saves it.
+    pub fn for_model(specs: &[cnn::load::TensorSpec], seed: u64) -> Self {
+        let mut sd = StateDict::new(seed);
+        for spec in specs {
+            let (layer, what) = spec.key.rsplit_once('.').unwrap_or(("", spec.key));
+            let running_mean = format!("{layer}.running_mean");
+            if specs.iter().any(|s| s.key == running_mean) {
+                if what == "weight" {
+                    sd.batch_norm(layer, spec.shape[0]);
+                }
+                continue;
+            }
+            let n: usize = spec.shape.iter().product();
+            let values = if spec.shape.len() > 1 {
+                let fan_in: usize = spec.shape[1..].iter().product();
+                sd.rng.normals(n, (1.0 / fan_in as f32).sqrt())
+            } else {
+                sd.rng.normals(n, 0.05)
+            };
+            sd.push_f32(spec.key.to_string(), spec.shape, &values, true);
+        }
+        sd
+    }
+
     /// Replaces tensor `key` by random values of another shape (to provoke a load error).
     pub fn reshape(&mut self, key: &str, shape: &[usize]) -> Result<(), String> {
         let values = self.rng.normals(shape.iter().product(), 0.1);
