@@ -92,7 +92,8 @@ pub trait Model: Sized + Send + Sync {
     }
 
     /// Runs a batch stored back to back (`n * INPUT_LEN` values) into `outputs`
-    /// (`n * OUTPUT_LEN` values). Allocates nothing.
+    /// (`n * OUTPUT_LEN` values). Allocates nothing, except that with the `parallel`
+    /// feature a batch is split over the available cores (scoped threads spawned per call).
     fn forward_batch_into(&self, inputs: &[f32], outputs: &mut [f32]) -> Result<(), ShapeError> {
         let n = inputs.len() / Self::INPUT_LEN;
         if !inputs.len().is_multiple_of(Self::INPUT_LEN) {
@@ -110,13 +111,38 @@ pub trait Model: Sized + Send + Sync {
                 got: outputs.len(),
             });
         }
+        #[cfg(feature = "parallel")]
+        {
+            let threads = std::thread::available_parallelism()
+                .map_or(1, |t| t.get())
+                .min(n);
+            if threads > 1 {
+                // Contiguous shares of the batch, one scoped thread each.
+                let per = n.div_ceil(threads);
+                std::thread::scope(|scope| {
+                    for (xs, ys) in inputs
+                        .chunks(per * Self::INPUT_LEN)
+                        .zip(outputs.chunks_mut(per * Self::OUTPUT_LEN))
+                    {
+                        scope.spawn(move || self.forward_batch_sequential(xs, ys));
+                    }
+                });
+                return Ok(());
+            }
+        }
+        self.forward_batch_sequential(inputs, outputs);
+        Ok(())
+    }
+
+    /// Runs whole items back to back on this thread; lengths already checked.
+    #[doc(hidden)]
+    fn forward_batch_sequential(&self, inputs: &[f32], outputs: &mut [f32]) {
         for (x, y) in inputs
             .chunks_exact(Self::INPUT_LEN)
             .zip(outputs.chunks_exact_mut(Self::OUTPUT_LEN))
         {
             self.forward_raw(x, y);
         }
-        Ok(())
     }
 
     /// Runs a batch in NCHW layout and returns `[N, ...OUTPUT_SHAPE]`: an `Array2` view of
