@@ -27,7 +27,9 @@ pub fn check(model: &Model) -> Vec<Diag> {
     }
     check_names(model, &mut diags);
     for layer in &model.layers {
-        check_layer(layer, &mut diags);
+        let mut found = Vec::new();
+        check_layer(layer, &mut found);
+        diags.extend(found.into_iter().map(|d| d.for_layer(layer.index)));
     }
     diags
 }
@@ -42,14 +44,17 @@ fn check_names(model: &Model, diags: &mut Vec<Diag>) {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '_'))
         {
-            diags.push(Diag::new(
-                layer.loc,
-                format!(
-                    "layer `{}` ({}): a name is made of ASCII letters, digits and `_`",
-                    layer.name,
-                    layer.op.keyword()
-                ),
-            ));
+            diags.push(
+                Diag::new(
+                    layer.loc,
+                    format!(
+                        "layer `{}` ({}): a name is made of ASCII letters, digits and `_`",
+                        layer.name,
+                        layer.op.keyword()
+                    ),
+                )
+                .for_layer(layer.index),
+            );
         }
         if let Some(first) = seen.get(layer.name.as_str()) {
             let how = |l: &Layer| {
@@ -59,16 +64,19 @@ fn check_names(model: &Model, diags: &mut Vec<Diag>) {
                     format!("layer {} is unnamed, so named by its index", l.index)
                 }
             };
-            diags.push(Diag::new(
-                layer.loc,
-                format!(
-                    "layer `{}` ({}): duplicate layer name: {} and {}; names must be unique",
-                    layer.name,
-                    layer.op.keyword(),
-                    how(first),
-                    how(layer)
-                ),
-            ));
+            diags.push(
+                Diag::new(
+                    layer.loc,
+                    format!(
+                        "layer `{}` ({}): duplicate layer name: {} and {}; names must be unique",
+                        layer.name,
+                        layer.op.keyword(),
+                        how(first),
+                        how(layer)
+                    ),
+                )
+                .for_layer(layer.index),
+            );
         } else {
             seen.insert(&layer.name, layer);
         }

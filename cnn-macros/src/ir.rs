@@ -30,6 +30,8 @@ pub struct Diag {
     pub loc: Loc,
     /// What is wrong, written for the user.
     pub msg: String,
+    /// The 0-based index of the layer it is about, if it is about one.
+    pub layer: Option<usize>,
 }
 
 impl Diag {
@@ -38,7 +40,14 @@ impl Diag {
         Diag {
             loc,
             msg: msg.into(),
+            layer: None,
         }
+    }
+
+    /// The same diagnostic, marked as being about layer `index`.
+    pub fn for_layer(mut self, index: usize) -> Diag {
+        self.layer = Some(index);
+        self
     }
 }
 

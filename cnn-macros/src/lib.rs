@@ -114,8 +114,7 @@ fn front_end(raw: &parse::RawModel) -> Result<Compiled, Vec<Diag>> {
     let (model, mut diags) = lower::lower(raw);
     diags.extend(check::check(&model));
     // A layer with a problem stops shape inference there (what follows would only echo it).
-    let mut blocked = lowered_gaps(&model, raw.layers.len());
-    blocked.extend(blocked_by_checks(&model, &diags));
+    let blocked: Vec<usize> = diags.iter().filter_map(|d| d.layer).collect();
     let input_ok = model.input.is_some_and(|i| i.iter().all(|v| *v >= 1));
     let (shapes, shape_diag) = if input_ok {
         shape::infer(&model, &blocked)
@@ -125,21 +124,8 @@ fn front_end(raw: &parse::RawModel) -> Result<Compiled, Vec<Diag>> {
     diags.extend(shape_diag);
     if !diags.is_empty() {
         // Report in the order of the description: `input` first, then layer by layer.
-        let names: Vec<String> = raw
-            .layers
-            .iter()
-            .enumerate()
-            .map(|(i, l)| match &l.name {
-                Some((parse::RawValue::Word(w), _)) => w.clone(),
-                _ => i.to_string(),
-            })
-            .collect();
-        diags.sort_by_key(|d| {
-            names
-                .iter()
-                .position(|n| d.msg.starts_with(&format!("layer `{n}`")))
-                .map_or(0, |i| i + 1)
-        });
+        // Report in the order of the description: the whole and `input` first.
+        diags.sort_by_key(|d| d.layer.map_or(0, |i| i + 1));
         return Err(diags);
     }
     if shapes.len() != model.layers.len() || model.layers.is_empty() {
@@ -154,25 +140,6 @@ fn front_end(raw: &parse::RawModel) -> Result<Compiled, Vec<Diag>> {
         shapes,
         plan,
     })
-}
-
-/// Indices of layers that failed to lower.
-fn lowered_gaps(model: &ir::Model, n: usize) -> Vec<usize> {
-    (0..n)
-        .filter(|i| !model.layers.iter().any(|l| l.index == *i))
-        .collect()
-}
-
-/// Layers named by a check diagnostic (their message starts with "layer `name`").
-fn blocked_by_checks(model: &ir::Model, diags: &[Diag]) -> Vec<usize> {
-    let mut blocked = Vec::new();
-    for layer in &model.layers {
-        let tag = format!("layer `{}` (", layer.name);
-        if diags.iter().any(|d| d.msg.starts_with(&tag)) {
-            blocked.push(layer.index);
-        }
-    }
-    blocked
 }
 
 fn read_file(lit: &syn::LitStr, base: &Path) -> Result<(String, PathBuf), syn::Error> {

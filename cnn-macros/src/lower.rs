@@ -95,7 +95,7 @@ pub fn lower(raw: &RawModel) -> (Model, Vec<Diag>) {
     for (index, raw_layer) in raw.layers.iter().enumerate() {
         match lower_layer(raw_layer, index) {
             Ok(layer) => layers.push(layer),
-            Err(mut d) => diags.append(&mut d),
+            Err(d) => diags.extend(d.into_iter().map(|d| d.for_layer(index))),
         }
     }
     let model = Model {

@@ -142,12 +142,12 @@ pub fn infer(model: &Model, blocked: &[usize]) -> (Vec<LayerShape>, Option<Diag>
                             s.output
                         ),
                     );
-                    return (shapes, Some(d));
+                    return (shapes, Some(d.for_layer(layer.index)));
                 }
                 shape = s.output;
                 shapes.push(s);
             }
-            Err(d) => return (shapes, Some(d)),
+            Err(d) => return (shapes, Some(d.for_layer(layer.index))),
         }
     }
     (shapes, None)
