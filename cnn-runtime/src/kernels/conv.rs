@@ -550,6 +550,31 @@ mod tests {
                 Act::LeakyRelu(0.1),
             ),
             (8, 24, 2, ax(11, 2, 2, 0, 2), ax(29, 4, 1, 3, 1), Act::Tanh),
+            // Two-panel channel tiles (AVX-512): groups of 48 (pairs, then a single
+            // panel, the second group's pair starting mid-panel-row), and a map of 25
+            // pixels (a short last tile).
+            (64, 96, 2, ax(8, 3, 1, 1, 1), ax(8, 3, 1, 1, 1), Act::Relu),
+            (32, 48, 1, ax(5, 3, 1, 1, 1), ax(5, 3, 1, 1, 1), Act::Relu6),
+            // Four-vector pixel tiles (AVX-512) of 1 to 6 channels: long rows, direct and
+            // banded, tiles of 6, 4, 3 (23 outputs), 5, 2, 1.
+            (24, 23, 1, ax(3, 1, 1, 0, 1), ax(100, 1, 1, 0, 1), Act::Tanh),
+            (
+                8,
+                5,
+                1,
+                ax(2, 3, 1, 1, 1),
+                ax(67, 3, 1, 1, 1),
+                Act::LeakyRelu(0.1),
+            ),
+            (
+                4,
+                2,
+                1,
+                ax(1, 1, 1, 0, 1),
+                ax(130, 1, 1, 0, 1),
+                Act::Identity,
+            ),
+            (3, 1, 1, ax(5, 3, 1, 0, 1), ax(70, 3, 1, 0, 1), Act::Relu),
         ];
         for (c, o, g, ah, aw, act) in cases {
             let d = dims(c, o, g, ah, aw);

@@ -100,13 +100,17 @@ impl WithSimd for DwRun<'_> {
     fn with_simd<S: Simd>(self, s: S) -> bool {
         let p = self.params;
         // Rows of at least two vectors fill the per-channel tiles; shorter ones go
-        // through the transposes.
-        let plan = self.force.unwrap_or(if self.d.ow >= 2 * S::LANES {
+        // through the transposes. On AVX-512, 3x3 stride-1 layers take the transposes
+        // whatever their width: the channel path's sliding window (each band column
+        // loaded once per kernel row) beats the per-channel rows there.
+        let d = self.d;
+        let slide = S::LANES == 16 && d.kh == 3 && d.kw == 3 && d.sw == 1 && d.dw == 1;
+        let plan = self.force.unwrap_or(if d.ow >= 2 * S::LANES && !slide {
             DwPlan::Rows
         } else {
             DwPlan::Channels
         });
-        let (d, act, cap) = (self.d, self.act, self.cap);
+        let (act, cap) = (self.act, self.cap);
         if plan == DwPlan::Channels {
             let (input, output) = (self.input, &mut *self.output);
             if engine::depthwise_channels(s, d, input, &p.panels, &p.panel_bias, output, act, cap) {
@@ -348,6 +352,14 @@ mod tests {
             (ax(6, 3, 2, 1, 1), ax(75, 3, 2, 1, 1)),
             (ax(4, 3, 1, 0, 1), ax(71, 3, 1, 0, 1)),
             (ax(7, 3, 3, 1, 2), ax(40, 3, 3, 2, 2)),
+            // Tall maps: the multi-row tiles of the rows path (8, 6, 4, 3 rows by 1 to
+            // 4 vectors, then single rows) and whole sliding groups of the channel path.
+            (ax(20, 3, 1, 1, 1), ax(10, 3, 1, 1, 1)),
+            (ax(19, 3, 1, 1, 1), ax(30, 3, 1, 1, 1)),
+            (ax(17, 3, 1, 1, 1), ax(40, 3, 1, 1, 1)),
+            (ax(13, 3, 1, 1, 1), ax(70, 3, 1, 1, 1)),
+            (ax(25, 3, 2, 1, 1), ax(48, 3, 2, 1, 1)),
+            (ax(18, 3, 1, 0, 1), ax(26, 3, 1, 0, 1)),
         ];
         for (ah, aw) in cases {
             for c in [1, 2, 3, 8, 17, 32] {

@@ -33,12 +33,18 @@
 //!   channel. Chosen for small maps (LeNet's 10x10, VGG's 8x8) where a pixel vector would
 //!   be mostly empty.
 //!
+//! On AVX-512 two more shapes: pixel tiles of four vectors by up to 6 channels (long
+//! rows, while the input strip they share fits L1), and channel tiles of two panels by 8
+//! pixels ([`CvTile2`], groups of at least 32 channels, when 8 pads no more than 16/12).
+//!
 //! Which one runs is decided per layer from the lanes each would fill.
 //!
-//! **Depthwise** convolutions have two paths: per channel, rows of up to four pixel
-//! vectors ([`DwBand`], long rows); or `LANES` channels at once ([`DwCvBand`]): the band
-//! transposed to `[row][column][channel]`, one channel vector per output pixel, transposed
-//! back (short rows, where per-channel vectors would be mostly empty).
+//! **Depthwise** convolutions have two paths: per channel, tiles of several rows by up
+//! to four pixel vectors ([`DwBand`], long rows); or `LANES` channels at once
+//! ([`DwCvBand`]): the band transposed to `[row][column][channel]` in a 64-byte aligned
+//! buffer, one channel vector per output pixel (groups of pixels side by side; 3x3
+//! stride-1 rows as a sliding window, [`dw3_slide`]), transposed back (short rows, and
+//! on AVX-512 every 3x3 stride-1 layer).
 //!
 //! [`conv_fallback`] handles what the engine does not (a one-row band that does not fit
 //! even for one channel, more than [`MAX_TAPS`] taps).
@@ -57,6 +63,11 @@ pub(crate) const SCRATCH: usize = 16 * 1024;
 
 /// Most kernel taps (`KH * KW`) the engine handles; larger kernels use the fallback.
 pub(crate) const MAX_TAPS: usize = 128;
+
+/// The band buffer: [`SCRATCH`] floats on a 64-byte boundary (vector loads of the
+/// channel-vectorised depthwise band never straddle cache lines).
+#[repr(C, align(64))]
+struct Scratch([f32; SCRATCH]);
 
 /// Sixteen floats on a 64-byte boundary: one row of a weight panel (one cache line).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -287,6 +298,27 @@ unsafe fn pv_call<S: Simd>(s: S, mr: usize, nv: usize, mask: u8, a: PvArgs<'_>) 
     }
 }
 
+/// Runs the pixel-vectorised tile of `mr` (at most 6) channels and four full vectors.
+///
+/// # Safety
+///
+/// As [`PvTile::new`], with `MR = mr`, `NV = 4`, `MASK = FULL`.
+#[inline(always)]
+unsafe fn pv4_call<S: Simd>(s: S, mr: usize, a: PvArgs<'_>) {
+    debug_assert!((1..=6).contains(&mr));
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match mr {
+            1 => s.vectorize(PvTile::<1, 4, FULL>::new(a)),
+            2 => s.vectorize(PvTile::<2, 4, FULL>::new(a)),
+            3 => s.vectorize(PvTile::<3, 4, FULL>::new(a)),
+            4 => s.vectorize(PvTile::<4, 4, FULL>::new(a)),
+            5 => s.vectorize(PvTile::<5, 4, FULL>::new(a)),
+            _ => s.vectorize(PvTile::<6, 4, FULL>::new(a)),
+        }
+    }
+}
+
 /// One channel-vectorised tile: where it reads and writes.
 struct CvArgs<'a, const NP: usize> {
     job: &'a Job<'a>,
@@ -392,6 +424,83 @@ impl<const VEC: usize, const NP: usize> WithSimd for CvTile<'_, VEC, NP> {
                     if (lo..hi).contains(&lane) {
                         s.store_n(a.out.add(lane * a.ostride), row, a.np);
                     }
+                }
+            }
+        }
+    }
+}
+
+/// Two panels (32 channels, one vector each: AVX-512 only) by `NP` pixels, run as an
+/// isolated function ([`Simd::vectorize`]): per step two weight loads, `NP` input
+/// broadcasts, `2 * NP` FMAs. Each output is one chain in the same order as in
+/// [`CvTile`]; every lane of both panels is stored.
+struct CvTile2<'a, const NP: usize>(CvArgs<'a, NP>, usize);
+
+impl<'a, const NP: usize> CvTile2<'a, NP> {
+    /// # Safety
+    ///
+    /// As [`CvTile::new`] for each of the two panels with `lanes == (0, 16)`: the
+    /// second panel's weights at `w + pstride`, its bias at `bias + 16`, its outputs at
+    /// `out + 16 * ostride`.
+    #[inline(always)]
+    unsafe fn new(a: CvArgs<'a, NP>, pstride: usize) -> Self {
+        CvTile2(a, pstride)
+    }
+}
+
+impl<const NP: usize> WithSimd for CvTile2<'_, NP> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let (a, pstride) = (self.0, self.1);
+        let job = a.job;
+        let l = S::LANES;
+        debug_assert!(l == PANEL && NP <= l && a.np <= NP);
+        let mut acc = [[s.zero(); 2]; NP];
+        let mut m = [s.zero(); 16];
+        // SAFETY: (whole body) the pointers stay within the ranges `new`'s caller
+        // guaranteed; only pixels `..np` of the 32 output planes are touched.
+        unsafe {
+            if !job.first {
+                for v in 0..2 {
+                    for (c, row) in m[..l].iter_mut().enumerate() {
+                        *row = s.load_n(a.out.add((v * PANEL + c) * a.ostride), a.np);
+                    }
+                    s.transpose(&mut m[..l]);
+                    for (x, &row) in acc.iter_mut().zip(&m) {
+                        x[v] = row;
+                    }
+                }
+            }
+            let ptrs: [*const f32; NP] = std::array::from_fn(|p| a.src.offset(a.px[p]));
+            for (t, &off) in job.taps.iter().enumerate() {
+                let mut wp = a.w.add(t * job.wtap);
+                let mut co = off;
+                for _ in 0..job.cn {
+                    let w0 = s.load(wp);
+                    let w1 = s.load(wp.add(pstride));
+                    for (x, &p) in acc.iter_mut().zip(&ptrs) {
+                        let xp = s.bcast(p.offset(co));
+                        x[0] = s.mul_add(w0, xp, x[0]);
+                        x[1] = s.mul_add(w1, xp, x[1]);
+                    }
+                    wp = wp.add(PANEL);
+                    co += job.plane as isize;
+                }
+            }
+            for v in 0..2 {
+                let b = s.load(a.bias.add(v * PANEL));
+                for (row, x) in m.iter_mut().zip(&acc) {
+                    *row = if job.last {
+                        s.act(s.add(x[v], b), job.act)
+                    } else {
+                        x[v]
+                    };
+                }
+                m[NP..l].fill(s.zero());
+                s.transpose(&mut m[..l]);
+                for (c, &row) in m[..l].iter().enumerate() {
+                    s.store_n(a.out.add((v * PANEL + c) * a.ostride), row, a.np);
                 }
             }
         }
@@ -513,7 +622,7 @@ pub(crate) fn conv<S: Simd>(
     }
     let taps = &taps_buf[..kk];
 
-    let mut scratch = MaybeUninit::<[f32; SCRATCH]>::uninit();
+    let mut scratch = MaybeUninit::<Scratch>::uninit();
     let scratch = scratch.as_mut_ptr().cast::<f32>();
     debug_assert!(cap <= SCRATCH);
     let weight = packed.weight.as_ptr().cast::<f32>();
@@ -583,7 +692,17 @@ pub(crate) fn conv<S: Simd>(
                             let row_off = (y * d.sh - band.prow0) * band.rowpitch;
                             let mut x0 = 0;
                             while x0 < d.ow {
-                                let (nv, mask, n, vsrc, vout, step) = if two_rows {
+                                // AVX-512, four full vectors left: 4-vector tiles of up to 6
+                                // channels (4 loads and 6 broadcasts per 24 FMAs), while the
+                                // input strip they share (`cn` channels by `KH` rows of 4
+                                // vectors) stays within about 24 KiB of L1.
+                                let wide = S::LANES == 16
+                                    && !two_rows
+                                    && d.ow - x0 >= 4 * l
+                                    && job.cn * d.kh <= 96;
+                                let (nv, mask, n, vsrc, vout, step) = if wide {
+                                    (4, FULL, l, l, l, 4 * l)
+                                } else if two_rows {
                                     let mask = if d.ow == l { FULL } else { ALL_PARTIAL };
                                     (2, mask, d.ow, d.sh * band.rowpitch, d.ow, d.ow)
                                 } else {
@@ -599,7 +718,8 @@ pub(crate) fn conv<S: Simd>(
                                 while o < go0 + og {
                                     // Tiles never straddle a panel.
                                     let in_panel = (o / PANEL + 1) * PANEL - o;
-                                    let mr = next_mr((go0 + og - o).min(in_panel), S::PV_MR);
+                                    let max_mr = if wide { 6 } else { S::PV_MR };
+                                    let mr = next_mr((go0 + og - o).min(in_panel), max_mr);
                                     // SAFETY: the tile reads taps of its pixels (row y, or
                                     // rows y and y + 1, columns x0.. for the lanes used) of
                                     // the band for its `cn` channels (inside the input or
@@ -619,7 +739,11 @@ pub(crate) fn conv<S: Simd>(
                                             bias: bias.add(o),
                                             n,
                                         };
-                                        pv_call(s, mr, nv, mask, a);
+                                        if wide {
+                                            pv4_call(s, mr, a);
+                                        } else {
+                                            pv_call(s, mr, nv, mask, a);
+                                        }
                                     }
                                     o += mr;
                                 }
@@ -633,18 +757,28 @@ pub(crate) fn conv<S: Simd>(
                         let args = (s, &d, &job, &band, y0, y1, go0, og, w_of, bias, out);
                         // AVX-512 picks 16 or 12 pixels per tile, whichever pads less.
                         let npx = (y1 - y0) * d.ow;
-                        let np = if S::CV_NP == 16
+                        // AVX-512 single panels: 16 or 12 pixels a tile, whichever pads
+                        // less; with at least two panels a group and no more padding,
+                        // 32 channels by 8 pixels (two weight loads and 8 broadcasts per
+                        // 16 FMAs, instead of one and 16 per 16). Twelve pixels by two
+                        // panels runs out of registers.
+                        let np1 = if S::CV_NP == 16
                             && npx.next_multiple_of(12) < npx.next_multiple_of(16)
                         {
                             12
                         } else {
                             S::CV_NP
                         };
-                        match (PANEL / S::LANES, np) {
-                            (1, 16) => cv_rows::<S, 1, 16>(args),
-                            (1, 12) => cv_rows::<S, 1, 12>(args),
-                            (2, 6) => cv_rows::<S, 2, 6>(args),
-                            (4, 2) => cv_rows::<S, 4, 2>(args),
+                        let pair = S::CV_NP == 16
+                            && og >= 2 * PANEL
+                            && npx.next_multiple_of(8) <= npx.next_multiple_of(np1);
+                        let np = if pair { 8 } else { np1 };
+                        match (PANEL / S::LANES, np, pair) {
+                            (1, 8, true) => cv_rows::<S, 1, 8, 2>(args),
+                            (1, 16, _) => cv_rows::<S, 1, 16, 1>(args),
+                            (1, 12, _) => cv_rows::<S, 1, 12, 1>(args),
+                            (2, 6, _) => cv_rows::<S, 2, 6, 1>(args),
+                            (4, 2, _) => cv_rows::<S, 4, 2, 1>(args),
                             shape => unreachable!("no channel tile of shape {shape:?}"),
                         }
                     }
@@ -659,7 +793,7 @@ pub(crate) fn conv<S: Simd>(
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 #[allow(clippy::type_complexity)]
-fn cv_rows<S: Simd, const VEC: usize, const NP: usize>(
+fn cv_rows<S: Simd, const VEC: usize, const NP: usize, const PN: usize>(
     (s, d, job, band, y0, y1, go0, og, w_of, bias, out): (
         S,
         &Dims2d,
@@ -687,8 +821,33 @@ fn cv_rows<S: Simd, const VEC: usize, const NP: usize>(
         }
         let first_panel = go0 / PANEL;
         let last_panel = (go0 + og - 1) / PANEL;
-        for panel in first_panel..=last_panel {
+        let mut panel = first_panel;
+        while panel <= last_panel {
             let p0 = panel * PANEL;
+            if PN == 2 && VEC == 1 && go0 <= p0 && p0 + 2 * PANEL <= go0 + og {
+                // Two whole panels of the group at once.
+                // SAFETY: as below, for the 32 channels p0..p0 + 32, all of the group:
+                // the second panel's weights are `KH*KW*C/G` rows after the first's,
+                // its bias row follows the first's, its outputs 16 planes further.
+                unsafe {
+                    let a = CvArgs {
+                        job,
+                        w: w_of(p0),
+                        src: band.base,
+                        px: &px,
+                        bias: bias.add(p0),
+                        out: out.add(p0 * ohw + qb),
+                        ostride: ohw,
+                        lanes: (0, PANEL),
+                        np,
+                    };
+                    let pstride = w_of(p0 + PANEL).offset_from(w_of(p0)) as usize;
+                    s.vectorize(CvTile2::<NP>::new(a, pstride));
+                }
+                panel += 2;
+                continue;
+            }
+            panel += 1;
             let lanes = (go0.max(p0) - p0, (go0 + og).min(p0 + PANEL) - p0);
             // Lanes of other groups sharing the panel compute garbage, never stored.
             // SAFETY: `p0 < O` and `qb < OH*OW`, so the pointers are inside the output
@@ -923,14 +1082,15 @@ impl<'a> DwBand<'a> {
     }
 }
 
-/// `NV` vectors of consecutive outputs of one depthwise row (the last one `n_last` lanes
-/// when `PARTIAL`).
+/// `R` rows by `NV` vectors of consecutive outputs of one depthwise channel (the last
+/// vector of each row `n_last` lanes when `PARTIAL`): `R * NV` independent chains, each
+/// in tap order.
 ///
 /// # Safety
 ///
-/// As [`DwBand::new`] for these pixels.
+/// As [`DwBand::new`] for these pixels (rows `0..R` from `src`/`out`).
 #[inline(always)]
-unsafe fn dw_tile<S: Simd, const NV: usize, const PARTIAL: bool>(
+unsafe fn dw_tile<S: Simd, const R: usize, const NV: usize, const PARTIAL: bool>(
     s: S,
     a: &DwArgs<'_>,
     src: *const f32,
@@ -938,30 +1098,86 @@ unsafe fn dw_tile<S: Simd, const NV: usize, const PARTIAL: bool>(
     n_last: usize,
 ) {
     let l = S::LANES;
-    let mut acc = [s.zero(); NV];
+    let mut acc = [[s.zero(); NV]; R];
     // SAFETY: (whole body) within the ranges the caller guarantees.
     unsafe {
         for (t, &off) in a.taps.iter().enumerate() {
             let wt = s.bcast(a.w.add(t));
-            let sp = src.offset(off);
-            for (v, x) in acc.iter_mut().enumerate() {
-                let xin = if PARTIAL && v == NV - 1 {
-                    s.load_n(sp.add(v * l), n_last)
-                } else {
-                    s.load(sp.add(v * l))
-                };
-                *x = s.mul_add(wt, xin, *x);
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let sp = src.add(r * a.src_row).offset(off);
+                for (v, x) in acc_r.iter_mut().enumerate() {
+                    let xin = if PARTIAL && v == NV - 1 {
+                        s.load_n(sp.add(v * l), n_last)
+                    } else {
+                        s.load(sp.add(v * l))
+                    };
+                    *x = s.mul_add(wt, xin, *x);
+                }
             }
         }
         let b = s.splat(a.bias);
-        for (v, &x) in acc.iter().enumerate() {
-            let y = s.act(s.add(x, b), a.act);
-            if PARTIAL && v == NV - 1 {
-                s.store_n(out.add(v * l), y, n_last);
-            } else {
-                s.store(out.add(v * l), y);
+        for (r, acc_r) in acc.iter().enumerate() {
+            for (v, &x) in acc_r.iter().enumerate() {
+                let y = s.act(s.add(x, b), a.act);
+                let p = out.add(r * a.ow + v * l);
+                if PARTIAL && v == NV - 1 {
+                    s.store_n(p, y, n_last);
+                } else {
+                    s.store(p, y);
+                }
             }
         }
+    }
+}
+
+/// Rows `y..` of a band in tiles of `R` rows (while they last, then single rows) by up
+/// to `NV` vectors.
+///
+/// # Safety
+///
+/// As [`DwBand::new`].
+#[inline(always)]
+unsafe fn dw_rows<S: Simd, const R: usize, const NV: usize>(s: S, a: &DwArgs<'_>) {
+    let l = S::LANES;
+    let mut y = 0;
+    while y < a.rows {
+        let r = if y + R <= a.rows { R } else { 1 };
+        // SAFETY: rows y..y + r of the band, columns below `ow` (`new`'s contract).
+        unsafe {
+            let src = a.src.add(y * a.src_row);
+            let out = a.out.add(y * a.ow);
+            let mut x0 = 0;
+            while x0 + NV * l <= a.ow {
+                if r == R {
+                    dw_tile::<S, R, NV, false>(s, a, src.add(x0), out.add(x0), l);
+                } else {
+                    dw_tile::<S, 1, NV, false>(s, a, src.add(x0), out.add(x0), l);
+                }
+                x0 += NV * l;
+            }
+            let left = a.ow - x0;
+            if left > 0 {
+                let (src, out) = (src.add(x0), out.add(x0));
+                let nv = left.div_ceil(l);
+                let n_last = left - (nv - 1) * l;
+                macro_rules! tail {
+                    ($nv:literal) => {
+                        if r == R {
+                            dw_tile::<S, R, $nv, true>(s, a, src, out, n_last)
+                        } else {
+                            dw_tile::<S, 1, $nv, true>(s, a, src, out, n_last)
+                        }
+                    };
+                }
+                match nv {
+                    1 => tail!(1),
+                    2 => tail!(2),
+                    3 => tail!(3),
+                    _ => tail!(4),
+                }
+            }
+        }
+        y += r;
     }
 }
 
@@ -971,26 +1187,14 @@ impl WithSimd for DwBand<'_> {
     fn with_simd<S: Simd>(self, s: S) {
         let a = self.0;
         let l = S::LANES;
-        for y in 0..a.rows {
-            // SAFETY: row y of the band, columns below `ow` (`new`'s contract).
-            unsafe {
-                let src = a.src.add(y * a.src_row);
-                let out = a.out.add(y * a.ow);
-                let mut x0 = 0;
-                while x0 + 4 * l <= a.ow {
-                    dw_tile::<S, 4, false>(s, &a, src.add(x0), out.add(x0), l);
-                    x0 += 4 * l;
-                }
-                let left = a.ow - x0;
-                let (src, out) = (src.add(x0), out.add(x0));
-                let n_last = left - (left.max(1) - 1) / l * l;
-                match left.div_ceil(l) {
-                    0 => {}
-                    1 => dw_tile::<S, 1, true>(s, &a, src, out, n_last),
-                    2 => dw_tile::<S, 2, true>(s, &a, src, out, n_last),
-                    3 => dw_tile::<S, 3, true>(s, &a, src, out, n_last),
-                    _ => dw_tile::<S, 4, true>(s, &a, src, out, n_last),
-                }
+        // About twelve independent chains per tile: rows of one to four vectors.
+        // SAFETY: `new`'s contract.
+        unsafe {
+            match a.ow.div_ceil(l) {
+                1 => dw_rows::<S, 8, 1>(s, &a),
+                2 => dw_rows::<S, 6, 2>(s, &a),
+                3 => dw_rows::<S, 4, 3>(s, &a),
+                _ => dw_rows::<S, 3, 4>(s, &a),
             }
         }
     }
@@ -1048,7 +1252,7 @@ pub(crate) fn depthwise<S: Simd>(
         }
     }
     let taps = &taps_buf[..kk];
-    let mut scratch = MaybeUninit::<[f32; SCRATCH]>::uninit();
+    let mut scratch = MaybeUninit::<Scratch>::uninit();
     let scratch = scratch.as_mut_ptr().cast::<f32>();
     for c in 0..d.c {
         let plane = &input[c * hw..(c + 1) * hw];
@@ -1119,9 +1323,9 @@ struct DwCvArgs<'a> {
 /// channel vector each (tap weights are channel vectors too), and the tile is transposed
 /// back on the way to the channel-major output. Suits small maps, where per-channel rows
 /// are too short to fill vectors.
-struct DwCvBand<'a>(DwCvArgs<'a>);
+struct DwCvBand<'a, const G: usize>(DwCvArgs<'a>);
 
-impl<'a> DwCvBand<'a> {
+impl<'a, const G: usize> DwCvBand<'a, G> {
     /// # Safety
     ///
     /// `input` holds `nch` planes of `H*W`, `out` `nch` planes of `OH*OW`; `w` holds
@@ -1134,7 +1338,7 @@ impl<'a> DwCvBand<'a> {
     }
 }
 
-impl WithSimd for DwCvBand<'_> {
+impl<const G: usize> WithSimd for DwCvBand<'_, G> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
@@ -1166,7 +1370,12 @@ impl WithSimd for DwCvBand<'_> {
                     let n = l.min(n_in - x0);
                     for (c, v) in m[..l].iter_mut().enumerate() {
                         *v = if c < a.nch {
-                            s.load_n(a.input.add(c * hw + iy * d.w + x0), n)
+                            let p = a.input.add(c * hw + iy * d.w + x0);
+                            if n == l {
+                                s.load(p)
+                            } else {
+                                s.load_n(p, n)
+                            }
                         } else {
                             s.zero()
                         };
@@ -1179,10 +1388,11 @@ impl WithSimd for DwCvBand<'_> {
                 }
                 zero_floats(s, row.add((left + n_in) * l), (a.wp - left - n_in) * l);
             }
-            // Output pixels `l` at a time (flat, across rows), each accumulated on its own
-            // (taps inner, 3x3 weights in registers), then transposed back.
+            // Output pixels `l` at a time (flat, across rows), in groups of `G` pixels
+            // accumulated side by side (taps outer, 3x3 weights in registers; each pixel
+            // one chain in tap order: the same sums as the convolution engine), then bias,
+            // activation, and the transpose back.
             let bias = s.load(a.bias);
-            let kk = a.taps.len();
             let three = d.kh == 3 && d.kw == 3;
             let mut w9 = [s.zero(); 9];
             if three {
@@ -1196,42 +1406,116 @@ impl WithSimd for DwCvBand<'_> {
             let mut q = q0;
             while q < q1 {
                 let n = l.min(q1 - q);
+                let mut j = 0;
+                while j < n {
+                    let g = G.min(n - j);
+                    // 3x3, unit column dilation, column stride 1 or 2, a whole group in
+                    // one output row: each band column loaded once per kernel row.
+                    if three && d.dw == 1 && d.sw == 1 && g == G && x + G <= d.ow {
+                        let p = a.scratch.add(((y * d.sh - prow0) * a.wp + x * d.sw) * l);
+                        let acc = dw3_slide::<S, G, 1>(s, p, &w9, rs);
+                        m[j..j + G].copy_from_slice(&acc);
+                        x += G;
+                        if x == d.ow {
+                            x = 0;
+                            y += 1;
+                        }
+                        j += G;
+                        continue;
+                    }
+                    // A short group repeats its last pixel (computed, never kept).
+                    let mut ps = [a.scratch.cast_const(); G];
+                    for k in 0..G {
+                        if k >= g {
+                            ps[k] = ps[g - 1];
+                            continue;
+                        }
+                        ps[k] = a.scratch.add(((y * d.sh - prow0) * a.wp + x * d.sw) * l);
+                        x += 1;
+                        if x == d.ow {
+                            x = 0;
+                            y += 1;
+                        }
+                    }
+                    let mut acc = [s.zero(); G];
+                    if three {
+                        for (v, &p) in acc.iter_mut().zip(&ps) {
+                            *v = s.mul(w9[0], s.load(p));
+                        }
+                        for (t, &wt) in w9.iter().enumerate().skip(1) {
+                            let off = (t / 3) * rs + (t % 3) * cs;
+                            for (v, &p) in acc.iter_mut().zip(&ps) {
+                                *v = s.mul_add(wt, s.load(p.add(off)), *v);
+                            }
+                        }
+                    } else {
+                        for (t, &off) in a.taps.iter().enumerate() {
+                            let wt = s.load(a.w.add(PANEL * t));
+                            for (v, &p) in acc.iter_mut().zip(&ps) {
+                                *v = s.mul_add(wt, s.load(p.offset(off)), *v);
+                            }
+                        }
+                    }
+                    m[j..j + g].copy_from_slice(&acc[..g]);
+                    j += g;
+                }
+                for v in m[..n].iter_mut() {
+                    *v = s.act(s.add(*v, bias), a.act);
+                }
                 for v in m[n..l].iter_mut() {
                     *v = s.zero();
                 }
-                for v in m[..n].iter_mut() {
-                    let p = a.scratch.add(((y * d.sh - prow0) * a.wp + x * d.sw) * l);
-                    // One chain in tap order: the same sums as the convolution engine.
-                    let acc = if three {
-                        let mut acc = s.mul(w9[0], s.load(p));
-                        for (t, &wt) in w9.iter().enumerate().skip(1) {
-                            let off = (t / 3) * rs + (t % 3) * cs;
-                            acc = s.mul_add(wt, s.load(p.add(off)), acc);
-                        }
-                        acc
-                    } else {
-                        let mut acc = s.zero();
-                        for t in 0..kk {
-                            let wt = s.load(a.w.add(PANEL * t));
-                            acc = s.mul_add(wt, s.load(p.offset(a.taps[t])), acc);
-                        }
-                        acc
-                    };
-                    *v = s.act(s.add(acc, bias), a.act);
-                    x += 1;
-                    if x == d.ow {
-                        x = 0;
-                        y += 1;
-                    }
-                }
                 s.transpose(&mut m[..l]);
                 for (c, &v) in m[..a.nch].iter().enumerate() {
-                    s.store_n(a.out.add(c * ohw + q), v, n);
+                    let p = a.out.add(c * ohw + q);
+                    if n == l {
+                        s.store(p, v);
+                    } else {
+                        s.store_n(p, v, n);
+                    }
                 }
                 q += n;
             }
         }
     }
+}
+
+/// `G` consecutive output pixels of one row of a 3x3 depthwise convolution with unit
+/// column dilation and column stride `SW`, in the transposed band (pixel vectors `LANES`
+/// floats apart): for each kernel row, the `(G-1)*SW + 3` band columns the group covers are
+/// loaded once and each multiplied into the pixels it is a tap of. Every pixel's sum is
+/// one chain in tap order (the product for tap 0, then fused multiply-adds), as in the
+/// per-pixel path.
+///
+/// # Safety
+///
+/// `p + ky * rs + c * LANES .. + LANES` readable for `ky < 3`, `c < (G-1)*SW + 3`.
+#[inline(always)]
+unsafe fn dw3_slide<S: Simd, const G: usize, const SW: usize>(
+    s: S,
+    p: *const f32,
+    w9: &[S::V; 9],
+    rs: usize,
+) -> [S::V; G] {
+    let l = S::LANES;
+    let mut acc = [s.zero(); G];
+    for ky in 0..3 {
+        for c in 0..(G - 1) * SW + 3 {
+            // SAFETY: kernel row `ky`, column `c` of the group (the caller's contract).
+            let v = unsafe { s.load(p.add(ky * rs + c * l)) };
+            for (k, x) in acc.iter_mut().enumerate() {
+                let kx = c.wrapping_sub(k * SW);
+                if kx < 3 {
+                    *x = if ky == 0 && kx == 0 {
+                        s.mul(w9[0], v)
+                    } else {
+                        s.mul_add(w9[ky * 3 + kx], v, *x)
+                    };
+                }
+            }
+        }
+    }
+    acc
 }
 
 /// Depthwise convolution in channel-vectorised form (see [`DwCvBand`]) with weights
@@ -1273,7 +1557,7 @@ pub(crate) fn depthwise_channels<S: Simd>(
         }
     }
     let taps = &taps_buf[..kk];
-    let mut scratch = MaybeUninit::<[f32; SCRATCH]>::uninit();
+    let mut scratch = MaybeUninit::<Scratch>::uninit();
     let scratch = scratch.as_mut_ptr().cast::<f32>();
     let weight = weight.as_ptr().cast::<f32>();
     let bias = bias.as_ptr().cast::<f32>();
@@ -1300,7 +1584,12 @@ pub(crate) fn depthwise_channels<S: Simd>(
                     scratch,
                     act,
                 };
-                s.vectorize(DwCvBand::new(a));
+                // Groups of 8 pixels (4 on the 4-lane level) keep 8 chains in flight.
+                if l >= 8 {
+                    s.vectorize(DwCvBand::<8>::new(a));
+                } else {
+                    s.vectorize(DwCvBand::<4>::new(a));
+                }
             }
         }
     }
