@@ -18,11 +18,8 @@
 mod common;
 
 use std::error::Error;
-use std::hint::black_box;
 
 use cnn::{cnn_model, Model};
-use common::{bench_report, max_abs_diff, parse_args, random_input, to_chw};
-use common::{Rng, StateDict, SEED};
 
 cnn_model! {
     /// Fully convolutional segmenter: three 3x3 `same` convolutions with ReLU (16, 32, 32
@@ -31,81 +28,34 @@ cnn_model! {
     pub struct FcnSeg;
 }
 
-/// Images per `forward_batch_into` call.
-const BATCH: usize = 16;
-
 /// Number of classes (output channels).
 const CLASSES: usize = 4;
 
-/// Per class, the number of pixels where it has the highest score (ties: lowest class).
-fn argmax_counts<const H: usize, const W: usize>(
-    scores: &[[[f32; W]; H]; CLASSES],
-) -> [usize; CLASSES] {
-    let planes = scores.each_ref().map(|plane| plane.as_flattened());
+/// Per class, the number of pixels where it has the highest score (ties: lowest class);
+/// `scores` is `[CLASSES, H, W]` in CHW order with `plane = H * W`.
+fn argmax_counts(scores: &[f32], plane: usize) -> [usize; CLASSES] {
     let mut counts = [0; CLASSES];
-    let best_class = |pixel: usize| {
-        (1..CLASSES).fold(0, |best, c| {
-            if planes[c][pixel] > planes[best][pixel] {
+    for pixel in 0..plane {
+        let best = (1..CLASSES).fold(0, |best, c| {
+            if scores[c * plane + pixel] > scores[best * plane + pixel] {
                 c
             } else {
                 best
             }
-        })
-    };
-    (0..H * W).for_each(|pixel| counts[best_class(pixel)] += 1);
+        });
+        counts[best] += 1;
+    }
     counts
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let opts = parse_args("fcn_seg");
-
-    // Seeded random weights for every tensor the model expects (`Model::WEIGHTS`: the
-    // keys and shapes of the equivalent PyTorch module's `state_dict()`).
-    let sd = StateDict::for_model(FcnSeg::WEIGHTS, SEED);
-    let bytes = sd.to_safetensors()?;
-    println!(
-        "weights: {} tensors, {} parameters (model: {}), {:.1} KiB of safetensors",
-        sd.len(),
-        sd.params(),
-        FcnSeg::PARAMS,
-        bytes.len() as f64 / 1024.0
-    );
-    let model = FcnSeg::from_safetensors(&bytes)?;
-    println!("{}", FcnSeg::summary());
-
-    // One seeded random image (flat CHW and nested), and a batch of 16 starting with it.
-    let mut rng = Rng::new(SEED ^ 0x1234);
-    let flat = random_input(&mut rng, FcnSeg::INPUT_LEN);
-    let input = to_chw::<3, 64, 64>(&flat)?;
-    let mut batch_in = random_input(&mut rng, BATCH * FcnSeg::INPUT_LEN);
-    batch_in[..FcnSeg::INPUT_LEN].copy_from_slice(&flat);
-    let mut batch_out = vec![0.0f32; BATCH * FcnSeg::OUTPUT_LEN];
-
-    // The three entry points compute the same thing.
-    let scores: [[[f32; 64]; 64]; CLASSES] = model.forward(&input);
-    let scores_flat = scores.as_flattened().as_flattened();
-    let via_flat = model.forward_flat(&flat)?;
-    model.forward_batch_into(&batch_in, &mut batch_out)?;
-    println!(
-        "max |forward - forward_flat| = {:e}, max |forward - batch[0]| = {:e}\n",
-        max_abs_diff(scores_flat, &via_flat),
-        max_abs_diff(scores_flat, &batch_out[..FcnSeg::OUTPUT_LEN]),
-    );
-
-    bench_report(
-        &opts,
-        BATCH,
-        FcnSeg::MACS,
-        || model.forward(black_box(&input)),
-        || model.forward_batch_into(black_box(&batch_in), &mut batch_out),
-    )?;
-
+    let scores = common::demo::<FcnSeg>("fcn_seg")?;
     println!(
         "\noutput shape {:?} (class scores per pixel)\n\
          argmax map, pixels per class (random weights, so the classes mean nothing):",
         FcnSeg::OUTPUT_SHAPE
     );
-    let counts = argmax_counts(&scores);
+    let counts = argmax_counts(&scores, FcnSeg::OUTPUT_SHAPE[1] * FcnSeg::OUTPUT_SHAPE[2]);
     let pixels: usize = counts.iter().sum();
     for (class, n) in counts.iter().enumerate() {
         println!(

@@ -274,6 +274,88 @@ pub fn to_chw<const C: usize, const H: usize, const W: usize>(
     Ok(a)
 }
 
+/// A model's nested-array input or output seen as flat CHW values.
+pub trait Flat {
+    /// The values in C, H, W order.
+    fn flat(&self) -> &[f32];
+}
+
+impl<const N: usize> Flat for [f32; N] {
+    fn flat(&self) -> &[f32] {
+        self
+    }
+}
+
+impl<const C: usize, const H: usize, const W: usize> Flat for [[[f32; W]; H]; C] {
+    fn flat(&self) -> &[f32] {
+        self.as_flattened().as_flattened()
+    }
+}
+
+/// Builds a nested `[[[f32; W]; H]; C]` input from flat values.
+pub trait FromFlat: Sized {
+    /// `flat` in C, H, W order (its length must be the input's).
+    fn from_flat(flat: &[f32]) -> Result<Box<Self>, String>;
+}
+
+impl<const C: usize, const H: usize, const W: usize> FromFlat for [[[f32; W]; H]; C] {
+    fn from_flat(flat: &[f32]) -> Result<Box<Self>, String> {
+        to_chw::<C, H, W>(flat)
+    }
+}
+
+/// The common body of the model examples: seeded weights for every tensor `M` expects
+/// (`Model::WEIGHTS`), the summary, a check that `forward`, `forward_flat` and
+/// `forward_batch_into` agree, and the timing table at batch 1 and batch `BATCH`.
+/// Returns the model's output on the first image, in CHW order.
+pub fn demo<M: cnn::Model>(example: &str) -> Result<Vec<f32>, Box<dyn std::error::Error>>
+where
+    M::Input: FromFlat,
+    M::Output: Flat,
+{
+    const BATCH: usize = 16;
+    let opts = parse_args(example);
+
+    let sd = StateDict::for_model(M::WEIGHTS, SEED);
+    let bytes = sd.to_safetensors()?;
+    println!(
+        "weights: {} tensors, {} parameters (model: {}), {:.1} KiB of safetensors",
+        sd.len(),
+        sd.params(),
+        M::PARAMS,
+        bytes.len() as f64 / 1024.0
+    );
+    let model = M::from_safetensors(&bytes)?;
+    println!("{}", M::summary());
+
+    // One seeded random image (flat CHW and nested), and a batch starting with it.
+    let mut rng = Rng::new(SEED ^ 0x1234);
+    let flat = random_input(&mut rng, M::INPUT_LEN);
+    let input = M::Input::from_flat(&flat)?;
+    let mut batch_in = random_input(&mut rng, BATCH * M::INPUT_LEN);
+    batch_in[..M::INPUT_LEN].copy_from_slice(&flat);
+    let mut batch_out = vec![0.0f32; BATCH * M::OUTPUT_LEN];
+
+    // The three entry points compute the same thing.
+    let output = model.forward(&input);
+    let via_flat = model.forward_flat(&flat)?;
+    model.forward_batch_into(&batch_in, &mut batch_out)?;
+    println!(
+        "max |forward - forward_flat| = {:e}, max |forward - batch[0]| = {:e}\n",
+        max_abs_diff(output.flat(), &via_flat),
+        max_abs_diff(output.flat(), &batch_out[..M::OUTPUT_LEN]),
+    );
+
+    bench_report(
+        &opts,
+        BATCH,
+        M::MACS,
+        || model.forward(black_box(&input)),
+        || model.forward_batch_into(black_box(&batch_in), &mut batch_out),
+    )?;
+    Ok(output.flat().to_vec())
+}
+
 // ---------------------------------------------------------------------------------------
 // Command line
 // ---------------------------------------------------------------------------------------
