@@ -3,16 +3,16 @@
 //! layer and the numbers, and generates a struct whose `forward` is a straight line of
 //! kernel calls into `cnn-runtime`.
 //!
-//! The stages, one module each, with one IR ([`ir`]) between them:
+//! The stages, one module each, with one IR (`ir`) between them:
 //!
 //! | stage | module | knows |
 //! |---|---|---|
-//! | parse | [`parse::inline`], [`parse::toml`] | syntax only: tokens or TOML into a raw form |
-//! | lower | [`lower`] | op and argument names, types, defaults, index naming → IR |
-//! | check | [`check`] | rules that need no shapes (sizes ≥ 1, eps > 0, unique names) |
-//! | infer | [`shape`] | PyTorch's shape arithmetic, params and MACs |
-//! | plan | [`plan`] | kernel choice, fusion, arena assignment |
-//! | emit | [`codegen`], [`summary`] | Rust tokens and the summary table |
+//! | parse | `parse::inline`, `parse::toml` | syntax only: tokens or TOML into a raw form |
+//! | lower | `lower` | op and argument names, types, defaults, index naming → IR |
+//! | check | `check` | rules that need no shapes (sizes ≥ 1, eps > 0, unique names) |
+//! | infer | `shape` | PyTorch's shape arithmetic, params and MACs |
+//! | plan | `plan` | kernel choice, fusion, arena assignment |
+//! | emit | `codegen`, `summary` | Rust tokens and the summary table |
 //!
 //! Every stage is a plain function, unit-tested without a proc-macro context; all
 //! problems of a description are collected and reported in one compile, beside stub
