@@ -374,13 +374,19 @@ def test_export_chain_module():
     _check_export("chain_module")
 
 
-def test_adaptive_pool_not_last_is_fixed_pool():
+def test_adaptive_pool_one_not_flattened():
+    """AdaptiveAvgPool2d(1) read by a conv keeps PyTorch's [C, 1, 1]: adaptive_avg_pool(1)."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.AdaptiveAvgPool2d(1), nn.Conv2d(3, 2, 1),
                           nn.Flatten(), nn.Linear(2, 2))
     res = export(model, (1, 9, 8), None, None)
-    assert res.description["layers"][1] == {"op": "avg_pool", "kernel": [7, 6]}
+    assert res.description["layers"][1] == {"op": "adaptive_avg_pool", "out": 1}
+    assert res.layers[1]["output_shape"] == [3, 1, 1]
     assert res.output_shape == (2,)
+    # A non-dividing output size is an adaptive pool too.
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.AdaptiveMaxPool2d((3, 2)))
+    res = export(model, (1, 9, 8), None, None)
+    assert res.description["layers"][1] == {"op": "adaptive_max_pool", "out": [3, 2]}
 
 
 def test_toml_floats_round_trip():
@@ -409,11 +415,10 @@ def test_model_toml_lenet5_round_trip():
 # ---------------------------------------------------------------------------------------
 
 
-def test_reject_upsample():
+def test_reject_bicubic_upsample():
     model = nn.Sequential(OrderedDict([("conv", nn.Conv2d(1, 2, 3)),
-                                       ("up", nn.Upsample(scale_factor=2))]))
-    e = _expect(UnsupportedLayerError, _export_only(model), "'up'", "Upsample",
-                "nn.Conv2d", "nn.LeakyReLU")
+                                       ("up", nn.Upsample(scale_factor=2, mode="bicubic"))]))
+    e = _expect(UnsupportedLayerError, _export_only(model), "'up'", "Upsample", "bicubic")
     assert e.layer_name == "up" and e.layer_type == "Upsample"
 
 
@@ -429,27 +434,33 @@ def test_reject_unsupported_settings():
         (nn.BatchNorm2d(1, affine=False), "affine=False"),
         (nn.BatchNorm2d(1, track_running_stats=False), "track_running_stats=False"),
         (nn.Flatten(start_dim=2), "start_dim=1"),
-        (nn.Softmax(dim=1), "vector"),
-        (nn.AdaptiveAvgPool2d(3), "output_size"),
+        (nn.Softmax(dim=2), "dim=2"),
         (nn.Linear(16, 2), "nn.Flatten"),
-        (nn.GELU(), "GELU"),
-        (nn.Conv1d(1, 1, 1), "Conv1d"),
-        (nn.ConvTranspose2d(1, 1, 2), "ConvTranspose2d"),
-        (nn.Identity(), "Identity"),
+        (nn.GELU(approximate="tanh"), "approximate"),
+        (nn.PReLU(), "PReLU"),
+        (nn.ELU(), "ELU"),
+        (nn.Upsample(scale_factor=1.5), "integer"),
+        (nn.Upsample(scale_factor=2, mode="nearest-exact"), "nearest-exact"),
     ]
     for layer, word in cases:
         model = nn.Sequential(OrderedDict([("x", layer)]))
         _expect(UnsupportedLayerError, _export_only(model, (1, 16, 16)), "'x'", word)
 
 
-def test_reject_nested_sequential_and_flatten_it():
+def test_nested_sequential_exports_with_paths():
+    """Nested containers export with dotted module paths as names (the state_dict keys);
+    flatten_sequential still gives the old flat names."""
     torch.manual_seed(7)
     model = nn.Sequential(OrderedDict([
         ("features", nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2))),
         ("flatten", nn.Flatten()),
         ("classifier", nn.Sequential(nn.Linear(4 * 7 * 7, 10), nn.Softmax(dim=1))),
     ]))
-    _expect(NestedContainerError, _export_only(model), "'features'", "flatten_sequential")
+    res = export(model, (1, 16, 16), None, None)
+    assert cnn_tools.layer_names(res.description["layers"]) == [
+        "features.0", "features.1", "features.2", "flatten", "classifier.0", "classifier.1"]
+    assert not any("from" in l for l in res.description["layers"])
+    assert set(res.tensors) == set(model.state_dict())
     flat = flatten_sequential(model)
     assert [n for n, _ in flat.named_children()] == [
         "features_0", "features_1", "features_2", "flatten", "classifier_0", "classifier_1"]
@@ -458,23 +469,37 @@ def test_reject_nested_sequential_and_flatten_it():
                                 "classifier_0.weight", "classifier_0.bias"}
 
 
-def test_reject_forward_that_is_not_the_chain():
-    class Residual(nn.Module):
+def test_reject_untraceable_forward():
+    class Branchy(nn.Module):
         def __init__(self):
             super().__init__()
             self.conv = nn.Conv2d(2, 2, 3, padding=1)
-            self.act = nn.ReLU()
 
         def forward(self, x):
-            return self.act(self.conv(x)) + x
+            return self.conv(x) if x.sum() > 0 else x
+
+    _expect(ExportError, _export_only(Branchy(), (2, 5, 5)), "torch.fx cannot trace",
+            "Branchy")
+
+
+def test_verification_catches_a_lying_module():
+    """A leaf module subclass whose forward is not its parent's is exported as the parent;
+    the float64 verification against the module catches it."""
+    class NotAvg(cnn_tools.GlobalAvgPool2d):
+        def forward(self, x):
+            return x.amax(dim=(2, 3))
 
     torch.manual_seed(0)
-    _expect(ExportVerificationError, _export_only(Residual(), (2, 5, 5)), "forward")
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), NotAvg())
+    _expect(ExportVerificationError, _export_only(model, (1, 6, 6)), "float64")
 
 
 def test_reject_bad_names():
+    model = nn.Sequential(OrderedDict([("conv 1", nn.Conv2d(1, 2, 3))]))
+    _expect(ExportError, _export_only(model), "conv 1", "ASCII")
+    # '-' is a valid name character (MODEL_FORMAT.md §2).
     model = nn.Sequential(OrderedDict([("conv-1", nn.Conv2d(1, 2, 3))]))
-    _expect(ExportError, _export_only(model), "conv-1", "ASCII")
+    assert export(model, (1, 8, 8), None, None).description["layers"][0]["name"] == "conv-1"
 
 
 def test_reject_bad_shapes():
