@@ -1,12 +1,18 @@
 #!/usr/bin/env python3
 """Writes tests/generated/conformance_models.rs: every conformance case as two models.
 
-For each case directory under tests/conformance/cases/ (and tests/exported/, if present)
-it emits a module with
+For each case directory under tests/conformance/cases/ (and tests/exported/ and
+tests/cases/, if present; module names prefixed `exported_` and `case_`) it emits a module
+with
 
 * ``FromToml``: ``cnn_model! { #[file = ".../model.toml"] pub struct FromToml; }``
 * ``Inline``:   the same model spelled inline, converted here from the TOML with
-  Python's own TOML reader, independently of the Rust parser.
+  Python's own TOML reader, independently of the Rust parser: input ``[C, H, W]``,
+  ``[C, L]`` or ``[N]``; names as is when every segment is an identifier or an integer
+  (``layer1.0.conv1: conv(..)``), else (a ``-`` in a segment, a Rust keyword) a string
+  literal (``"block1-0.proj.0": conv(..)``); ``from = name`` on single-input ops
+  (``from = input``, ``from = 3``, ``from = layer1.0``); merge operands positional
+  (``add(a, b)``, ``concat(x, y, z)``); word values bare (``mode = bilinear``).
 
 The Rust tests check that both spellings lower to the identical IR (cnn-macros unit
 tests) and that both give PyTorch's numbers (tests/conformance.rs). Re-run after adding
@@ -20,7 +26,39 @@ import tomllib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 # (directory, module-name prefix): the prefix keeps names from clashing across suites.
-SUITES = [("tests/conformance/cases", ""), ("tests/exported", "exported_")]
+SUITES = [("tests/conformance/cases", ""), ("tests/exported", "exported_"),
+          ("tests/cases", "case_")]
+
+#: Rust keywords (strict, reserved and edition-dependent): a name segment that is one is
+#: spelled inside a string literal, which every Rust lexer accepts.
+RUST_KEYWORDS = frozenset("""
+    as break const continue crate else enum extern false fn for if impl in let loop match mod
+    move mut pub ref return self Self static struct super trait true type unsafe use where
+    while async await dyn abstract become box do final macro override priv typeof unsized
+    virtual yield try gen union macro_rules raw safe
+""".split())
+MERGE_OPS = ("add", "mul", "concat")
+
+
+def _plain_segment(seg):
+    """A segment written as is: a Rust identifier that is no keyword, or an integer
+    without leading zeros."""
+    if re.fullmatch(r"0|[1-9][0-9]*", seg):
+        return True
+    return (re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", seg) is not None and seg != "_"
+            and seg not in RUST_KEYWORDS)
+
+
+def spell_name(name):
+    """A layer name or reference inline (MODEL_FORMAT.md §2, §6): as is when every segment
+    is an identifier or an integer (`layer1.0.conv1`, `3`), else a string literal
+    (`"block1-0.proj.0"`, `"stem.type"`)."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*", name):
+        raise ValueError(f"layer name {name!r} is not a MODEL_FORMAT.md name")
+    if all(_plain_segment(seg) for seg in name.split(".")):
+        return name
+    return '"' + name + '"'
+
 OUT = ROOT / "tests/generated/conformance_models.rs"
 
 
@@ -32,27 +70,35 @@ def value(v):
     if isinstance(v, float):
         return repr(v)
     if isinstance(v, str):
-        return v  # same / valid
+        if not re.fullmatch(r"[a-z_]+", v):
+            raise ValueError(f"cannot spell the word {v!r} bare")
+        return v  # same / valid / nearest / bilinear / linear
     if isinstance(v, list):
         return "(" + ", ".join(value(x) for x in v) + ")"
     raise ValueError(f"cannot spell {v!r} inline")
 
 
 def inline(model, struct):
-    c, h, w = model["input"]
-    lines = [f"    pub struct {struct} {{", f"        input: [{c}, {h}, {w}],"]
+    dims = ", ".join(str(d) for d in model["input"])
+    lines = [f"    pub struct {struct} {{", f"        input: [{dims}],"]
     for index, layer in enumerate(model["layers"]):
         layer = dict(layer)
         name = layer.pop("name", None)
         op = layer.pop("op")
-        if name is not None and name != str(index):
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-                raise ValueError(f"layer name {name!r} is not a Rust identifier")
-            prefix = f"{name}: "
+        frm = layer.pop("from", None)
+        prefix = f"{spell_name(name)}: " if name is not None and name != str(index) else ""
+        if op in MERGE_OPS:
+            # Operands positional (§6); in TOML a non-empty array.
+            if not isinstance(frm, list) or not frm or layer:
+                raise ValueError(f"layer {name or index}: {op} needs `from = [..]` only")
+            args = [spell_name(r) for r in frm]
         else:
-            prefix = ""
-        args = ", ".join(f"{k} = {value(v)}" for k, v in layer.items())
-        lines.append(f"        {prefix}{op}({args}),".replace("()", ""))
+            args = [f"{k} = {value(v)}" for k, v in layer.items()]
+            if frm is not None:
+                if not isinstance(frm, str):
+                    raise ValueError(f"layer {name or index}: `from` on {op} must be a name")
+                args.append(f"from = {spell_name(frm)}")
+        lines.append(f"        {prefix}{op}" + (f"({', '.join(args)})" if args else "") + ",")
     lines.append("    }")
     return "\n".join(lines)
 

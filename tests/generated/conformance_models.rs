@@ -1395,6 +1395,1183 @@ pub mod exported_spatial_output {
     }
 }
 
+/// `tests/cases/graph_add_self/model.toml`
+pub mod case_graph_add_self {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/graph_add_self";
+    cnn_model! {
+        #[file = "tests/cases/graph_add_self/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [2, 6, 6],
+            x: conv(out = 3, kernel = 3, padding = 1),
+            twice: add(x, x),
+            y: tanh,
+            sq: mul(y, y),
+        }
+    }
+}
+
+/// `tests/cases/graph_add_three_operands/model.toml`
+pub mod case_graph_add_three_operands {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/graph_add_three_operands";
+    cnn_model! {
+        #[file = "tests/cases/graph_add_three_operands/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 6, 6],
+            a: conv(out = 4, kernel = 3, padding = 1),
+            b: conv(out = 4, kernel = 1, from = input),
+            c: conv(out = 4, kernel = 3, padding = 2, dilation = 2, from = input),
+            abc: add(a, b, c),
+            s: sigmoid,
+            mul(s, s, abc),
+        }
+    }
+}
+
+/// `tests/cases/graph_add_two_branches/model.toml`
+pub mod case_graph_add_two_branches {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/graph_add_two_branches";
+    cnn_model! {
+        #[file = "tests/cases/graph_add_two_branches/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 9, 9],
+            a1: conv(out = 4, kernel = 3, padding = 1),
+            relu,
+            a2: conv(out = 4, kernel = 3, padding = 1),
+            b1: conv(out = 4, kernel = 5, padding = 2, from = input),
+            b_act: tanh,
+            sum: add(a2, b_act),
+            head: conv(out = 2, kernel = 3, stride = 2),
+        }
+    }
+}
+
+/// `tests/cases/graph_densenet_block/model.toml`
+pub mod case_graph_densenet_block {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/graph_densenet_block";
+    cnn_model! {
+        #[file = "tests/cases/graph_densenet_block/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [4, 8, 8],
+            d1.norm: batch_norm,
+            d1.relu: relu,
+            d1.conv: conv(out = 3, kernel = 3, padding = 1, bias = false),
+            cat1: concat(input, d1.conv),
+            d2.norm: batch_norm,
+            d2.relu: relu,
+            d2.conv: conv(out = 3, kernel = 3, padding = 1, bias = false),
+            cat2: concat(input, d1.conv, d2.conv),
+            d3.norm: batch_norm,
+            d3.relu: relu,
+            d3.conv: conv(out = 3, kernel = 3, padding = 1, bias = false),
+            cat3: concat(input, d1.conv, d2.conv, d3.conv),
+            transition.norm: batch_norm,
+            transition.relu: relu,
+            transition.conv: conv(out = 6, kernel = 1, bias = false),
+            transition.pool: avg_pool(kernel = 2),
+        }
+    }
+}
+
+/// `tests/cases/graph_dotted_names/model.toml`
+pub mod case_graph_dotted_names {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/graph_dotted_names";
+    cnn_model! {
+        #[file = "tests/cases/graph_dotted_names/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 8, 8],
+            "stem.type": conv(out = 4, kernel = 3, padding = 1),
+            stem.bn: batch_norm,
+            stem.act: relu,
+            layer1.0.conv1: conv(out = 4, kernel = 3, padding = 1, bias = false),
+            layer1.0.bn1: batch_norm,
+            add(stem.act),
+            layer1.0: relu,
+            "trunk_output.block1.block1-0.proj.0": conv(out = 6, kernel = 1, stride = 2),
+            "trunk_output.block1.block1-0.proj.1": batch_norm,
+            features.0.0: conv(out = 6, kernel = 3, stride = 2, padding = 1, from = layer1.0),
+            add("trunk_output.block1.block1-0.proj.1", features.0.0),
+        }
+    }
+}
+
+/// `tests/cases/graph_from_input_branch/model.toml`
+pub mod case_graph_from_input_branch {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/graph_from_input_branch";
+    cnn_model! {
+        #[file = "tests/cases/graph_from_input_branch/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 8, 8],
+            c1: conv(out = 4, kernel = 3, padding = 1),
+            relu,
+            c2: conv(out = 4, kernel = 3, padding = 1),
+            proj: conv(out = 4, kernel = 1, from = input),
+            add(c2, proj),
+            relu,
+        }
+    }
+}
+
+/// `tests/cases/graph_fusion_conv_read_twice/model.toml`
+pub mod case_graph_fusion_conv_read_twice {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/graph_fusion_conv_read_twice";
+    cnn_model! {
+        #[file = "tests/cases/graph_fusion_conv_read_twice/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 6, 6],
+            c: conv(out = 4, kernel = 3, padding = 1),
+            bn: batch_norm,
+            relu,
+            c2: conv(out = 4, kernel = 1),
+            add(c),
+        }
+    }
+}
+
+/// `tests/cases/graph_fusion_flatten_input_reused/model.toml`
+pub mod case_graph_fusion_flatten_input_reused {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/graph_fusion_flatten_input_reused";
+    cnn_model! {
+        #[file = "tests/cases/graph_fusion_flatten_input_reused/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 5, 5],
+            c: conv(out = 3, kernel = 3),
+            r: relu,
+            f: flatten,
+            fc: linear(out = 4),
+            g: global_max_pool(from = r),
+            concat(fc, g, f),
+            head: linear(out = 3),
+        }
+    }
+}
+
+/// `tests/cases/graph_fusion_relu_input_reused/model.toml`
+pub mod case_graph_fusion_relu_input_reused {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/graph_fusion_relu_input_reused";
+    cnn_model! {
+        #[file = "tests/cases/graph_fusion_relu_input_reused/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 6, 6],
+            c: conv(out = 4, kernel = 3, padding = 1),
+            r: relu,
+            c2: conv(out = 4, kernel = 1),
+            bn: batch_norm(from = c),
+            add(c, c2, bn),
+            s: sigmoid,
+            concat(c, s),
+        }
+    }
+}
+
+/// `tests/cases/graph_index_reference/model.toml`
+pub mod case_graph_index_reference {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/graph_index_reference";
+    cnn_model! {
+        #[file = "tests/cases/graph_index_reference/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 7, 7],
+            conv(out = 4, kernel = 3, padding = 1),
+            relu,
+            conv(out = 4, kernel = 3, padding = 1),
+            tanh,
+            max_pool(kernel = 2),
+            conv(out = 4, kernel = 1, from = 3),
+            add(1, 5),
+            avg_pool(kernel = 2, from = 6),
+            add(4),
+        }
+    }
+}
+
+/// `tests/cases/graph_mobilenetv2_inverted_residual/model.toml`
+pub mod case_graph_mobilenetv2_inverted_residual {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/graph_mobilenetv2_inverted_residual";
+    cnn_model! {
+        #[file = "tests/cases/graph_mobilenetv2_inverted_residual/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [4, 10, 10],
+            features.0.conv.0.0: conv(out = 16, kernel = 1, bias = false),
+            features.0.conv.0.1: batch_norm,
+            features.0.conv.0.2: relu6,
+            features.0.conv.1.0: conv(out = 16, kernel = 3, padding = 1, groups = 16, bias = false),
+            features.0.conv.1.1: batch_norm,
+            features.0.conv.1.2: relu6,
+            features.0.conv.2: conv(out = 4, kernel = 1, bias = false),
+            features.0.conv.3: batch_norm,
+            features.0: add(input),
+            features.1.conv.0.0: conv(out = 12, kernel = 1, bias = false),
+            features.1.conv.0.1: batch_norm,
+            features.1.conv.0.2: relu6,
+            features.1.conv.1.0: conv(out = 12, kernel = 3, stride = 2, padding = 1, groups = 12, bias = false),
+            features.1.conv.1.1: batch_norm,
+            features.1.conv.1.2: relu6,
+            features.1.conv.2: conv(out = 6, kernel = 1, bias = false),
+            features.1.conv.3: batch_norm,
+        }
+    }
+}
+
+/// `tests/cases/graph_mul_broadcast_first/model.toml`
+pub mod case_graph_mul_broadcast_first {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/graph_mul_broadcast_first";
+    cnn_model! {
+        #[file = "tests/cases/graph_mul_broadcast_first/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [4, 6, 5],
+            feat: conv(out = 4, kernel = 3, padding = 1),
+            pooled: adaptive_max_pool(out = 1),
+            gate: sigmoid,
+            gated: mul(gate, feat),
+            att: conv(out = 1, kernel = 3, padding = 1),
+            att_act: sigmoid,
+            mul(att_act, gated),
+        }
+    }
+}
+
+/// `tests/cases/graph_output_add/model.toml`
+pub mod case_graph_output_add {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/graph_output_add";
+    cnn_model! {
+        #[file = "tests/cases/graph_output_add/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 6, 6],
+            a: conv(out = 3, kernel = 3, padding = 1),
+            a_act: relu,
+            b: conv(out = 3, kernel = 1),
+            out: add(a_act, b),
+        }
+    }
+}
+
+/// `tests/cases/graph_output_concat/model.toml`
+pub mod case_graph_output_concat {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/graph_output_concat";
+    cnn_model! {
+        #[file = "tests/cases/graph_output_concat/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 7, 6],
+            c: conv(out = 4, kernel = 3),
+            act: relu,
+            gap: global_avg_pool,
+            gmp: global_max_pool(from = act),
+            out: concat(gap, gmp),
+        }
+    }
+}
+
+/// `tests/cases/graph_read_by_three/model.toml`
+pub mod case_graph_read_by_three {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/graph_read_by_three";
+    cnn_model! {
+        #[file = "tests/cases/graph_read_by_three/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [2, 8, 8],
+            hub: conv(out = 4, kernel = 3, padding = 1),
+            x1: conv(out = 4, kernel = 1),
+            x2: conv(out = 4, kernel = 3, padding = 1, from = hub),
+            add(x1, x2, hub),
+            relu,
+        }
+    }
+}
+
+/// `tests/cases/graph_resnet_basic_blocks/model.toml`
+pub mod case_graph_resnet_basic_blocks {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/graph_resnet_basic_blocks";
+    cnn_model! {
+        #[file = "tests/cases/graph_resnet_basic_blocks/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 12, 12],
+            conv1: conv(out = 8, kernel = 3, padding = 1, bias = false),
+            bn1: batch_norm,
+            relu: relu,
+            layer1.0.conv1: conv(out = 16, kernel = 3, stride = 2, padding = 1, bias = false),
+            layer1.0.bn1: batch_norm,
+            relu,
+            layer1.0.conv2: conv(out = 16, kernel = 3, padding = 1, bias = false),
+            layer1.0.bn2: batch_norm,
+            layer1.0.downsample.0: conv(out = 16, kernel = 1, stride = 2, bias = false, from = relu),
+            layer1.0.downsample.1: batch_norm,
+            add(layer1.0.bn2, layer1.0.downsample.1),
+            layer1.0: relu,
+            layer1.1.conv1: conv(out = 16, kernel = 3, padding = 1, bias = false),
+            layer1.1.bn1: batch_norm,
+            relu,
+            layer1.1.conv2: conv(out = 16, kernel = 3, padding = 1, bias = false),
+            layer1.1.bn2: batch_norm,
+            add(layer1.0),
+            layer1.1: relu,
+            avgpool: global_avg_pool,
+            fc: linear(out = 5),
+        }
+    }
+}
+
+/// `tests/cases/graph_se_block/model.toml`
+pub mod case_graph_se_block {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/graph_se_block";
+    cnn_model! {
+        #[file = "tests/cases/graph_se_block/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 7, 8],
+            features: conv(out = 6, kernel = 3, padding = 1),
+            act: relu,
+            squeeze: adaptive_avg_pool(out = 1),
+            fc1: conv(out = 2, kernel = 1),
+            relu,
+            fc2: conv(out = 6, kernel = 1),
+            gate: sigmoid,
+            scaled: mul(act, gate),
+            out: conv(out = 2, kernel = 1),
+        }
+    }
+}
+
+/// `tests/cases/graph_single_name_merges/model.toml`
+pub mod case_graph_single_name_merges {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/graph_single_name_merges";
+    cnn_model! {
+        #[file = "tests/cases/graph_single_name_merges/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [2, 6, 7],
+            x: conv(out = 3, kernel = 3, padding = 1),
+            y: conv(out = 3, kernel = 1),
+            s: add(x),
+            sigmoid,
+            mul(x),
+            concat(y),
+        }
+    }
+}
+
+/// `tests/cases/graph_three_way_concat/model.toml`
+pub mod case_graph_three_way_concat {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/graph_three_way_concat";
+    cnn_model! {
+        #[file = "tests/cases/graph_three_way_concat/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 9, 9],
+            stem: conv(out = 4, kernel = 3),
+            stem_act: relu,
+            b1: conv(out = 2, kernel = 1),
+            b3: conv(out = 3, kernel = 3, padding = 1, from = stem_act),
+            bp: max_pool(kernel = 3, stride = 1, padding = 1, from = stem_act),
+            cat: concat(b1, b3, bp),
+            mix: conv(out = 4, kernel = 1),
+        }
+    }
+}
+
+/// `tests/cases/op_adaptive_avg_pool_nondivisible/model.toml`
+pub mod case_op_adaptive_avg_pool_nondivisible {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/op_adaptive_avg_pool_nondivisible";
+    cnn_model! {
+        #[file = "tests/cases/op_adaptive_avg_pool_nondivisible/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 10, 9],
+            c: conv(out = 4, kernel = 1),
+            p1: adaptive_avg_pool(out = (4, 5)),
+            p2: adaptive_avg_pool(out = 3),
+        }
+    }
+}
+
+/// `tests/cases/op_adaptive_avg_pool_upscale/model.toml`
+pub mod case_op_adaptive_avg_pool_upscale {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/op_adaptive_avg_pool_upscale";
+    cnn_model! {
+        #[file = "tests/cases/op_adaptive_avg_pool_upscale/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [2, 5, 6],
+            up: adaptive_avg_pool(out = (7, 13)),
+            c: conv(out = 3, kernel = 3),
+            down: adaptive_avg_pool(out = (4, 3)),
+        }
+    }
+}
+
+/// `tests/cases/op_adaptive_max_pool/model.toml`
+pub mod case_op_adaptive_max_pool {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/op_adaptive_max_pool";
+    cnn_model! {
+        #[file = "tests/cases/op_adaptive_max_pool/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 11, 7],
+            p1: adaptive_max_pool(out = (3, 5)),
+            f1: flatten,
+            p2: adaptive_max_pool(out = (12, 9), from = input),
+            c: conv(out = 1, kernel = 3, stride = 2),
+            f2: flatten,
+            concat(f1, f2),
+            fc: linear(out = 5),
+        }
+    }
+}
+
+/// `tests/cases/op_add_residual/model.toml`
+pub mod case_op_add_residual {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/op_add_residual";
+    cnn_model! {
+        #[file = "tests/cases/op_add_residual/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 8, 8],
+            c1: conv(out = 3, kernel = 3, padding = 1),
+            relu,
+            c2: conv(out = 3, kernel = 3, padding = 1),
+            add(input),
+            relu,
+        }
+    }
+}
+
+/// `tests/cases/op_concat_channels/model.toml`
+pub mod case_op_concat_channels {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/op_concat_channels";
+    cnn_model! {
+        #[file = "tests/cases/op_concat_channels/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 6, 7],
+            left: conv(out = 2, kernel = 3, padding = 1),
+            right: conv(out = 5, kernel = 1, from = input),
+            concat(left, right),
+            relu,
+            mix: conv(out = 3, kernel = 1),
+        }
+    }
+}
+
+/// `tests/cases/op_conv_transpose_dilation_groups/model.toml`
+pub mod case_op_conv_transpose_dilation_groups {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/op_conv_transpose_dilation_groups";
+    cnn_model! {
+        #[file = "tests/cases/op_conv_transpose_dilation_groups/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [4, 6, 5],
+            up: conv_transpose(out = 6, kernel = 3, dilation = 2, groups = 2, padding = (1, 2), bias = false),
+            bn: batch_norm,
+            relu,
+        }
+    }
+}
+
+/// `tests/cases/op_conv_transpose_kernel_lt_stride/model.toml`
+pub mod case_op_conv_transpose_kernel_lt_stride {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/op_conv_transpose_kernel_lt_stride";
+    cnn_model! {
+        #[file = "tests/cases/op_conv_transpose_kernel_lt_stride/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 4, 5],
+            t1: conv_transpose(out = 4, kernel = 2, stride = 3, output_padding = (2, 1)),
+            bn1: batch_norm,
+            relu,
+            t2: conv_transpose(out = 2, kernel = (1, 2), stride = (3, 2), bias = true),
+        }
+    }
+}
+
+/// `tests/cases/op_conv_transpose_outpad_dilation/model.toml`
+pub mod case_op_conv_transpose_outpad_dilation {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/op_conv_transpose_outpad_dilation";
+    cnn_model! {
+        #[file = "tests/cases/op_conv_transpose_outpad_dilation/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 5, 6],
+            t1: conv_transpose(out = 3, kernel = 3, dilation = 2, output_padding = 1, groups = 3),
+            relu,
+            t2: conv_transpose(out = 4, kernel = (3, 2), stride = (2, 1), padding = (1, 0), output_padding = (1, 0)),
+        }
+    }
+}
+
+/// `tests/cases/op_conv_transpose_stride2_outpad/model.toml`
+pub mod case_op_conv_transpose_stride2_outpad {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/op_conv_transpose_stride2_outpad";
+    cnn_model! {
+        #[file = "tests/cases/op_conv_transpose_stride2_outpad/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [4, 5, 5],
+            up: conv_transpose(out = 6, kernel = 3, stride = 2, padding = 1, output_padding = 1),
+            bn: batch_norm,
+            relu,
+        }
+    }
+}
+
+/// `tests/cases/op_gelu/model.toml`
+pub mod case_op_gelu {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/op_gelu";
+    cnn_model! {
+        #[file = "tests/cases/op_gelu/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 6, 6],
+            a0: gelu,
+            c1: conv(out = 4, kernel = 3, padding = 1),
+            a1: gelu,
+            c2: conv(out = 2, kernel = 1),
+        }
+    }
+}
+
+/// `tests/cases/op_hardsigmoid/model.toml`
+pub mod case_op_hardsigmoid {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/op_hardsigmoid";
+    cnn_model! {
+        #[file = "tests/cases/op_hardsigmoid/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 6, 6],
+            a0: hardsigmoid,
+            c1: conv(out = 4, kernel = 3, padding = 1),
+            a1: hardsigmoid,
+            c2: conv(out = 2, kernel = 1),
+        }
+    }
+}
+
+/// `tests/cases/op_hardswish/model.toml`
+pub mod case_op_hardswish {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/op_hardswish";
+    cnn_model! {
+        #[file = "tests/cases/op_hardswish/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 6, 6],
+            a0: hardswish,
+            c1: conv(out = 4, kernel = 3, padding = 1),
+            a1: hardswish,
+            c2: conv(out = 2, kernel = 1),
+        }
+    }
+}
+
+/// `tests/cases/op_identity/model.toml`
+pub mod case_op_identity {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/op_identity";
+    cnn_model! {
+        #[file = "tests/cases/op_identity/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 6, 5],
+            id0: identity,
+            c: conv(out = 4, kernel = 3),
+            id1: identity,
+            bn: batch_norm,
+            relu,
+            id_out: identity,
+        }
+    }
+}
+
+/// `tests/cases/op_mul_gate/model.toml`
+pub mod case_op_mul_gate {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/op_mul_gate";
+    cnn_model! {
+        #[file = "tests/cases/op_mul_gate/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 7, 9],
+            a: conv(out = 4, kernel = 3, padding = 1),
+            a_act: tanh,
+            b: conv(out = 4, kernel = 3, padding = 1, from = input),
+            b_act: sigmoid,
+            mul(a_act, b_act),
+        }
+    }
+}
+
+/// `tests/cases/op_silu/model.toml`
+pub mod case_op_silu {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/op_silu";
+    cnn_model! {
+        #[file = "tests/cases/op_silu/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 6, 6],
+            a0: silu,
+            c1: conv(out = 4, kernel = 3, padding = 1),
+            a1: silu,
+            c2: conv(out = 2, kernel = 1),
+        }
+    }
+}
+
+/// `tests/cases/op_softmax_channels_1d/model.toml`
+pub mod case_op_softmax_channels_1d {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/op_softmax_channels_1d";
+    cnn_model! {
+        #[file = "tests/cases/op_softmax_channels_1d/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 12],
+            c: conv(out = 5, kernel = 3, padding = same),
+            sm: softmax,
+        }
+    }
+}
+
+/// `tests/cases/op_softmax_channels_2d/model.toml`
+pub mod case_op_softmax_channels_2d {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/op_softmax_channels_2d";
+    cnn_model! {
+        #[file = "tests/cases/op_softmax_channels_2d/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 5, 6],
+            c: conv(out = 4, kernel = 3, padding = 1),
+            sm: softmax,
+        }
+    }
+}
+
+/// `tests/cases/op_upsample_bilinear/model.toml`
+pub mod case_op_upsample_bilinear {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/op_upsample_bilinear";
+    cnn_model! {
+        #[file = "tests/cases/op_upsample_bilinear/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [2, 5, 4],
+            up1: upsample(scale = 2, mode = bilinear),
+            c: conv(out = 3, kernel = 3, padding = 1),
+            down: upsample(size = (7, 5), mode = bilinear, align_corners = false),
+            up2: upsample(size = (9, 11), mode = bilinear),
+        }
+    }
+}
+
+/// `tests/cases/op_upsample_bilinear_align_corners/model.toml`
+pub mod case_op_upsample_bilinear_align_corners {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/op_upsample_bilinear_align_corners";
+    cnn_model! {
+        #[file = "tests/cases/op_upsample_bilinear_align_corners/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [2, 5, 4],
+            up1: upsample(scale = (2, 3), mode = bilinear, align_corners = true),
+            c: conv(out = 3, kernel = 3, padding = 1),
+            down: upsample(size = (7, 5), mode = bilinear, align_corners = true),
+            row: upsample(size = (1, 5), mode = bilinear, align_corners = true, from = c),
+            add(down, row),
+            up2: upsample(size = (9, 11), mode = bilinear, align_corners = true),
+        }
+    }
+}
+
+/// `tests/cases/op_upsample_nearest_scale/model.toml`
+pub mod case_op_upsample_nearest_scale {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/op_upsample_nearest_scale";
+    cnn_model! {
+        #[file = "tests/cases/op_upsample_nearest_scale/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [2, 5, 4],
+            c1: conv(out = 3, kernel = 3, padding = 1),
+            up1: upsample(scale = 2),
+            c2: conv(out = 3, kernel = 3, padding = 1),
+            up2: upsample(scale = (1, 3), mode = nearest),
+        }
+    }
+}
+
+/// `tests/cases/op_upsample_nearest_size/model.toml`
+pub mod case_op_upsample_nearest_size {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/op_upsample_nearest_size";
+    cnn_model! {
+        #[file = "tests/cases/op_upsample_nearest_size/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [2, 9, 10],
+            down: upsample(size = (4, 7)),
+            up: upsample(size = 11),
+            up2: upsample(size = (11, 25)),
+        }
+    }
+}
+
+/// `tests/cases/seq1d_adaptive_pools/model.toml`
+pub mod case_seq1d_adaptive_pools {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/seq1d_adaptive_pools";
+    cnn_model! {
+        #[file = "tests/cases/seq1d_adaptive_pools/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 24],
+            c: conv(out = 4, kernel = 3),
+            a1: adaptive_avg_pool(out = 7),
+            a2: adaptive_max_pool(out = 10),
+            c2: conv(out = 3, kernel = 3),
+            a3: adaptive_avg_pool(out = 1),
+            add(c2),
+        }
+    }
+}
+
+/// `tests/cases/seq1d_batch_norm/model.toml`
+pub mod case_seq1d_batch_norm {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/seq1d_batch_norm";
+    cnn_model! {
+        #[file = "tests/cases/seq1d_batch_norm/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [4, 16],
+            bn0: batch_norm,
+            c: conv(out = 5, kernel = 3, padding = 1, bias = false),
+            bn1: batch_norm(eps = 0.001),
+            relu,
+            c2: conv(out = 3, kernel = 1),
+        }
+    }
+}
+
+/// `tests/cases/seq1d_conv_dilation_same/model.toml`
+pub mod case_seq1d_conv_dilation_same {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/seq1d_conv_dilation_same";
+    cnn_model! {
+        #[file = "tests/cases/seq1d_conv_dilation_same/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 24],
+            d1: conv(out = 4, kernel = 3, padding = same),
+            relu,
+            d2: conv(out = 4, kernel = 3, padding = same, dilation = 2),
+            relu,
+            d4: conv(out = 4, kernel = 3, padding = same, dilation = 4, stride = 1),
+            relu,
+            even: conv(out = 3, kernel = 4, padding = same),
+            v: conv(out = 2, kernel = 5, padding = valid),
+        }
+    }
+}
+
+/// `tests/cases/seq1d_conv_groups_stride/model.toml`
+pub mod case_seq1d_conv_groups_stride {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/seq1d_conv_groups_stride";
+    cnn_model! {
+        #[file = "tests/cases/seq1d_conv_groups_stride/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [4, 40],
+            s2: conv(out = 6, kernel = 5, stride = 2, padding = 2),
+            relu,
+            g2: conv(out = 4, kernel = 3, groups = 2, padding = 1),
+            relu,
+            dw: conv(out = 8, kernel = 3, groups = 4),
+            tanh,
+            s3: conv(out = 3, kernel = 2, stride = 3, bias = false),
+        }
+    }
+}
+
+/// `tests/cases/seq1d_conv_transpose/model.toml`
+pub mod case_seq1d_conv_transpose {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/seq1d_conv_transpose";
+    cnn_model! {
+        #[file = "tests/cases/seq1d_conv_transpose/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [4, 9],
+            t1: conv_transpose(out = 6, kernel = 3, stride = 2, padding = 1, output_padding = 1),
+            bn: batch_norm,
+            relu,
+            t2: conv_transpose(out = 4, kernel = 2, stride = 3, groups = 2),
+            t3: conv_transpose(out = 3, kernel = 3, dilation = 2, output_padding = 1, bias = false),
+        }
+    }
+}
+
+/// `tests/cases/seq1d_flatten_linear_head/model.toml`
+pub mod case_seq1d_flatten_linear_head {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/seq1d_flatten_linear_head";
+    cnn_model! {
+        #[file = "tests/cases/seq1d_flatten_linear_head/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [2, 16],
+            c: conv(out = 3, kernel = 3, stride = 2),
+            relu,
+            p: max_pool(kernel = 2),
+            flatten,
+            fc1: linear(out = 8),
+            bn: batch_norm,
+            relu,
+            fc2: linear(out = 4),
+            softmax,
+        }
+    }
+}
+
+/// `tests/cases/seq1d_global_pools/model.toml`
+pub mod case_seq1d_global_pools {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/seq1d_global_pools";
+    cnn_model! {
+        #[file = "tests/cases/seq1d_global_pools/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 20],
+            c: conv(out = 6, kernel = 5, stride = 2),
+            r: relu,
+            gap: global_avg_pool,
+            gmp: global_max_pool(from = r),
+            concat(gap, gmp),
+            fc: linear(out = 4),
+        }
+    }
+}
+
+/// `tests/cases/seq1d_pools/model.toml`
+pub mod case_seq1d_pools {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/seq1d_pools";
+    cnn_model! {
+        #[file = "tests/cases/seq1d_pools/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 22],
+            mp1: max_pool(kernel = 3, stride = 2, padding = 1, ceil_mode = true),
+            mp2: max_pool(kernel = 2, stride = 1, dilation = 2),
+            ap1: avg_pool(kernel = 3, stride = 2, padding = 1, count_include_pad = false, ceil_mode = true),
+            ap2: avg_pool(kernel = 3, stride = 2, padding = 1, ceil_mode = true),
+        }
+    }
+}
+
+/// `tests/cases/seq1d_tcn_residual/model.toml`
+pub mod case_seq1d_tcn_residual {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/seq1d_tcn_residual";
+    cnn_model! {
+        #[file = "tests/cases/seq1d_tcn_residual/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 24],
+            b1.conv1: conv(out = 6, kernel = 3, padding = 1),
+            b1.bn1: batch_norm,
+            relu,
+            b1.conv2: conv(out = 6, kernel = 3, padding = 1),
+            b1.bn2: batch_norm,
+            b1.down: conv(out = 6, kernel = 1, from = input),
+            add(b1.bn2, b1.down),
+            b1: relu,
+            b2.conv1: conv(out = 6, kernel = 3, padding = 2, dilation = 2),
+            b2.bn1: batch_norm,
+            relu,
+            b2.conv2: conv(out = 6, kernel = 3, padding = 2, dilation = 2),
+            b2.bn2: batch_norm,
+            add(b1),
+            b2: relu,
+            b3.conv1: conv(out = 6, kernel = 3, padding = 4, dilation = 4),
+            relu,
+            b3.conv2: conv(out = 6, kernel = 3, padding = 4, dilation = 4),
+            add(b2),
+            b3: relu,
+            cat: concat(b1, b3),
+            head: conv(out = 2, kernel = 1),
+        }
+    }
+}
+
+/// `tests/cases/seq1d_upsample/model.toml`
+pub mod case_seq1d_upsample {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/seq1d_upsample";
+    cnn_model! {
+        #[file = "tests/cases/seq1d_upsample/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [2, 7],
+            n1: upsample(scale = 2),
+            l1: upsample(scale = 3, mode = linear),
+            c: conv(out = 3, kernel = 3, padding = 1),
+            l3: upsample(size = 5, mode = linear, align_corners = false),
+            l2: upsample(size = 17, mode = linear, align_corners = true),
+            n2: upsample(size = 23, mode = nearest),
+        }
+    }
+}
+
+/// `tests/cases/vec_activations/model.toml`
+pub mod case_vec_activations {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/vec_activations";
+    cnn_model! {
+        #[file = "tests/cases/vec_activations/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [10],
+            bn0: batch_norm,
+            fc1: linear(out = 8),
+            a: silu,
+            b: hardswish(from = fc1),
+            c: hardsigmoid(from = fc1),
+            d: gelu(from = fc1),
+            e: leaky_relu(slope = 0.1, from = fc1),
+            f: relu6(from = fc1),
+            bc: mul(b, c),
+            cat: concat(a, bc, d, e, f),
+            identity,
+            flatten,
+            tanh,
+            fc2: linear(out = 3),
+            sigmoid,
+        }
+    }
+}
+
+/// `tests/cases/vec_mlp_residual/model.toml`
+pub mod case_vec_mlp_residual {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/vec_mlp_residual";
+    cnn_model! {
+        #[file = "tests/cases/vec_mlp_residual/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [12],
+            fc1: linear(out = 12),
+            bn1: batch_norm,
+            relu,
+            fc2: linear(out = 12),
+            res: add(input),
+            concat(input, res),
+            dropout(p = 0.2),
+            fc3: linear(out = 5),
+            softmax,
+        }
+    }
+}
+
 /// Calls `$m!(module)` for every case (textual scope: include this file first).
 macro_rules! for_each_case {
     ($m:ident) => {
@@ -1456,5 +2633,57 @@ macro_rules! for_each_case {
         $m!(exported_lenet_like);
         $m!(exported_spatial_inplace_tail);
         $m!(exported_spatial_output);
+        $m!(case_graph_add_self);
+        $m!(case_graph_add_three_operands);
+        $m!(case_graph_add_two_branches);
+        $m!(case_graph_densenet_block);
+        $m!(case_graph_dotted_names);
+        $m!(case_graph_from_input_branch);
+        $m!(case_graph_fusion_conv_read_twice);
+        $m!(case_graph_fusion_flatten_input_reused);
+        $m!(case_graph_fusion_relu_input_reused);
+        $m!(case_graph_index_reference);
+        $m!(case_graph_mobilenetv2_inverted_residual);
+        $m!(case_graph_mul_broadcast_first);
+        $m!(case_graph_output_add);
+        $m!(case_graph_output_concat);
+        $m!(case_graph_read_by_three);
+        $m!(case_graph_resnet_basic_blocks);
+        $m!(case_graph_se_block);
+        $m!(case_graph_single_name_merges);
+        $m!(case_graph_three_way_concat);
+        $m!(case_op_adaptive_avg_pool_nondivisible);
+        $m!(case_op_adaptive_avg_pool_upscale);
+        $m!(case_op_adaptive_max_pool);
+        $m!(case_op_add_residual);
+        $m!(case_op_concat_channels);
+        $m!(case_op_conv_transpose_dilation_groups);
+        $m!(case_op_conv_transpose_kernel_lt_stride);
+        $m!(case_op_conv_transpose_outpad_dilation);
+        $m!(case_op_conv_transpose_stride2_outpad);
+        $m!(case_op_gelu);
+        $m!(case_op_hardsigmoid);
+        $m!(case_op_hardswish);
+        $m!(case_op_identity);
+        $m!(case_op_mul_gate);
+        $m!(case_op_silu);
+        $m!(case_op_softmax_channels_1d);
+        $m!(case_op_softmax_channels_2d);
+        $m!(case_op_upsample_bilinear);
+        $m!(case_op_upsample_bilinear_align_corners);
+        $m!(case_op_upsample_nearest_scale);
+        $m!(case_op_upsample_nearest_size);
+        $m!(case_seq1d_adaptive_pools);
+        $m!(case_seq1d_batch_norm);
+        $m!(case_seq1d_conv_dilation_same);
+        $m!(case_seq1d_conv_groups_stride);
+        $m!(case_seq1d_conv_transpose);
+        $m!(case_seq1d_flatten_linear_head);
+        $m!(case_seq1d_global_pools);
+        $m!(case_seq1d_pools);
+        $m!(case_seq1d_tcn_residual);
+        $m!(case_seq1d_upsample);
+        $m!(case_vec_activations);
+        $m!(case_vec_mlp_residual);
     };
 }
