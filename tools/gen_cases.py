@@ -485,6 +485,88 @@ case("vec_activations", "vector input [10]: every activation on a vector (silu, 
 
 
 # ---------------------------------------------------------------------------------------
+# Invalid descriptions (tests/cases_invalid/<name>.toml): each must be a compile error
+# ---------------------------------------------------------------------------------------
+
+# (name, layer the error must name, reason, input, layers)
+INVALID: list[tuple[str, str, str, list[int], list[dict[str, Any]]]] = []
+
+
+def invalid(name: str, layer: str, reason: str, inp: list[int],
+            layers: list[dict[str, Any]]) -> None:
+    INVALID.append((name, layer, reason, inp, layers))
+
+
+_STEM = [L("conv", "conv1", out=4, kernel=3, padding=1), L("batch_norm", "bn1"),
+         L("relu", "act1")]
+invalid("from_unknown_name", "c2", "`from` names no layer: \"bn_1\" (closest: bn1)",
+        [3, 8, 8], _STEM + [L("conv", "c2", frm="bn_1", out=4, kernel=1),
+                            L("add", frm=["act1"])])
+invalid("from_later_layer", "c2", "`from` names the later layer c3", [3, 8, 8], [
+    L("conv", "c1", out=4, kernel=3, padding=1),
+    L("conv", "c2", frm="c3", out=4, kernel=1),
+    L("conv", "c3", frm="c1", out=4, kernel=1),
+    L("add", frm=["c2", "c3"])])
+invalid("from_itself", "c2", "`from` names the layer itself", [3, 8, 8], [
+    L("conv", "c1", out=4, kernel=3, padding=1), L("conv", "c2", frm="c2", out=4, kernel=1)])
+invalid("add_not_broadcastable", "sum", "add of [4,8,8] and [4,4,4] (8 vs 4, neither is 1)",
+        [3, 8, 8], [L("conv", "a", out=4, kernel=3, padding=1),
+                    L("conv", "b", frm="input", out=4, kernel=3, stride=2, padding=1),
+                    L("add", "sum", frm=["a", "b"])])
+invalid("add_channels_not_broadcastable", "2", "add of [4,6,6] and [3,6,6] (channels 4 vs 3)",
+        [3, 6, 6], [L("conv", out=4, kernel=3, padding=1), L("relu"), L("add", frm=["input"])])
+invalid("concat_spatial_mismatch", "cat", "concat of [4,8,8] and [4,4,4] (spatial sizes "
+        "differ)", [3, 8, 8], [L("conv", "a", out=4, kernel=3, padding=1),
+                                L("max_pool", "b", kernel=2),
+                                L("concat", "cat", frm=["a", "b"])])
+invalid("concat_rank_mismatch", "cat", "concat of [4,6,6] and the vector [4] (ranks differ)",
+        [3, 6, 6], [L("conv", "a", out=4, kernel=3, padding=1),
+                    L("global_avg_pool", "g"),
+                    L("concat", "cat", frm=["a", "g"])])
+invalid("output_never_read", "side", "the output of `side` is read by no layer (the next "
+        "layer reads `main` by from)", [3, 8, 8], [
+            L("conv", "main", out=4, kernel=3, padding=1),
+            L("conv", "side", frm="input", out=4, kernel=1),
+            L("relu", frm="main"), L("conv", "head", out=2, kernel=1)])
+invalid("array_from_on_single_input", "c2", "array `from` on conv (a single-input op)",
+        [3, 8, 8], [L("conv", "c1", out=4, kernel=3, padding=1),
+                    L("conv", "c2", frm=["c1"], out=4, kernel=1)])
+invalid("string_from_on_merge", "sum", "string `from` on add (needs an array)", [3, 8, 8], [
+    L("conv", "c1", out=3, kernel=3, padding=1), L("add", "sum", frm="input")])
+invalid("empty_from_on_add", "sum", "add with `from = []` (at least one operand)", [3, 8, 8], [
+    L("conv", "c1", out=3, kernel=3, padding=1), L("add", "sum", frm=[])])
+invalid("merge_without_from", "sum", "add without `from` (operands are required)", [3, 8, 8],
+        [L("conv", "c1", out=3, kernel=3, padding=1), L("add", "sum")])
+invalid("upsample_scale_and_size", "up", "upsample with both scale and size", [3, 6, 6], [
+    L("upsample", "up", scale=2, size=12)])
+invalid("upsample_neither", "up", "upsample with neither scale nor size", [3, 6, 6], [
+    L("conv", "c", out=3, kernel=1), L("upsample", "up", mode="bilinear")])
+invalid("bilinear_on_1d", "up", "mode bilinear on a [C, L] input (1-D takes linear)", [3, 16], [
+    L("conv", "c", out=3, kernel=3), L("upsample", "up", scale=2, mode="bilinear")])
+invalid("linear_mode_on_2d", "up", "mode linear on a [C, H, W] input (2-D takes bilinear)",
+        [3, 6, 6], [L("upsample", "up", scale=2, mode="linear")])
+invalid("align_corners_with_nearest", "up", "align_corners with mode nearest (even false)",
+        [3, 6, 6], [L("upsample", "up", scale=2, mode="nearest", align_corners=False)])
+invalid("conv_transpose_output_padding_too_large", "up", "output_padding 2 not < stride 2 "
+        "nor < dilation 1", [4, 5, 5], [
+            L("conv_transpose", "up", out=4, kernel=3, stride=2, padding=1, output_padding=2)])
+invalid("conv_transpose_output_size_zero", "up", "output size (1-1)*1 - 2*1 + 1*(1-1) + 0 + 1 "
+        "= -1 < 1", [4, 1, 1], [L("conv_transpose", "up", out=4, kernel=1, padding=1)])
+invalid("pair_kernel_on_1d", "c", "kernel [3, 3] (a pair) on a [C, L] input", [3, 16], [
+    L("conv", "c", out=4, kernel=[3, 3])])
+invalid("pair_stride_on_1d_pool", "p", "stride [2, 2] (a pair) on a 1-D max_pool", [3, 16], [
+    L("max_pool", "p", kernel=2, stride=[2, 2])])
+invalid("adaptive_pool_out_zero", "pool", "adaptive_avg_pool out = 0", [3, 8, 8], [
+    L("adaptive_avg_pool", "pool", out=0)])
+invalid("input_rank_4", "input", "input of rank 4 [1, 3, 8, 8] (rank 1, 2 or 3)", [1, 3, 8, 8], [
+    L("conv", "c", out=4, kernel=3)])
+invalid("conv_on_vector_input", "c", "conv on a vector input [16]", [16], [
+    L("conv", "c", out=4, kernel=3)])
+invalid("layer_named_input", "input", "a layer named `input` (reserved)", [3, 8, 8], [
+    L("conv", "input", out=4, kernel=3)])
+
+
+# ---------------------------------------------------------------------------------------
 # Generation
 # ---------------------------------------------------------------------------------------
 
@@ -704,6 +786,30 @@ def generate(name: str, description: str, inp: list[int], spec_layers: list[dict
     return case
 
 
+def write_invalid(out_root: Path) -> None:
+    """Write tests/cases_invalid/<name>.toml and check that each is rejected by
+    cnn_tools (spec checks) with a message naming the expected layer."""
+    out_root.mkdir(parents=True, exist_ok=True)
+    names = {n for n, *_ in INVALID}
+    assert len(names) == len(INVALID), "duplicate invalid names"
+    for p in out_root.glob("*.toml"):
+        if p.stem not in names:
+            p.unlink()
+    for name, layer, reason, inp, layers in INVALID:
+        text = to_toml(name, reason, inp, layers).split("\n", 1)[1]
+        path = out_root / f"{name}.toml"
+        path.write_text(f"# expect: {layer} {reason}\n" + text)
+        try:
+            cnn_tools.build_model(path)
+        except cnn_tools.DescriptionError as e:
+            msg = str(e)
+            if f"layer {layer!r}" not in msg:
+                raise AssertionError(f"{name}: rejected, but not naming {layer!r}: {msg}")
+            print(f"{name:42s} rejected: {msg[len(str(path)) + 2:]}", file=sys.stderr)
+            continue
+        raise AssertionError(f"{name}: accepted")
+
+
 def main(argv: list[str]) -> int:
     torch.set_num_threads(1)
     out_root = Path(argv[1]) if len(argv) > 1 else OUT
@@ -713,6 +819,7 @@ def main(argv: list[str]) -> int:
         for p in out_root.iterdir():
             if p.is_dir() and (p / "model.toml").exists() and p.name not in names:
                 shutil.rmtree(p)
+    write_invalid(ROOT / "tests/cases_invalid" if len(argv) <= 1 else out_root / "invalid")
     worst = 0.0
     for name, description, inp, layers, opts in CASES:
         c = generate(name, description, inp, layers, opts, out_root)
