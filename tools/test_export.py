@@ -35,6 +35,7 @@ from typing import Any, Callable
 import warnings
 
 import torch
+import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
@@ -43,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cnn_tools  # noqa: E402
 from export import (  # noqa: E402
     ExportError, ExportVerificationError, NestedContainerError, UnsupportedLayerError,
-    export, export_case, flatten_sequential)
+    export, export_case, flatten_sequential, run_description)
 
 # torch's notes on padding='same' with even kernels and on zero-sized layers (built while
 # checking that invalid descriptions are rejected) are expected here.
@@ -509,6 +510,402 @@ def test_reject_bad_shapes():
 
 
 # ---------------------------------------------------------------------------------------
+# Graph networks (torch.fx): residual, squeeze-excitation, concat, functional, 1-D, decoder
+# ---------------------------------------------------------------------------------------
+
+
+class BasicBlock(nn.Module):
+    """torchvision's ResNet BasicBlock: one ReLU module called twice, `out += identity`."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                            nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        return self.relu(out)
+
+
+class ResNetTiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.layer1 = nn.Sequential(BasicBlock(8, 8))
+        self.layer2 = nn.Sequential(BasicBlock(8, 16, 2))
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(16, 5)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer2(self.layer1(x))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def graph_resnet_block() -> nn.Module:
+    """ResNet-style: stem, an identity BasicBlock and a strided one with a 1x1 downsample,
+    `out += identity`, a shared ReLU module, adaptive pool + torch.flatten + fc."""
+    torch.manual_seed(1101)
+    model = ResNetTiny()
+    _randomize_bn(model, 1102)
+    return model.eval()
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self, c: int, r: int):
+        super().__init__()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Conv2d(c, r, 1)
+        self.act = nn.ReLU()
+        self.fc2 = nn.Conv2d(r, c, 1)
+        self.gate = nn.Hardsigmoid()
+
+    def forward(self, x):
+        return x * self.gate(self.fc2(self.act(self.fc1(self.avgpool(x)))))
+
+
+class SENet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 12, 3, 2, 1, bias=False), nn.BatchNorm2d(12),
+                                  nn.Hardswish())
+        self.dw = nn.Sequential(nn.Conv2d(12, 12, 3, 1, 1, groups=12, bias=False),
+                                nn.BatchNorm2d(12), nn.SiLU())
+        self.se = SqueezeExcite(12, 4)
+        self.project = nn.Sequential(nn.Conv2d(12, 12, 1, bias=False), nn.BatchNorm2d(12))
+        self.head = nn.Linear(12, 6)
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = self.project(self.se(self.dw(x)))
+        x = x + y
+        return self.head(F.gelu(x.mean((2, 3))))
+
+
+def graph_se_hardswish() -> nn.Module:
+    """MobileNetV3/EfficientNet-style: depthwise conv, squeeze-excitation (adaptive pool to
+    [C,1,1], 1x1 convs, hardsigmoid gate, `x * gate` broadcast), a residual add,
+    Hardswish/SiLU/GELU, x.mean((2, 3)) as the global pool."""
+    torch.manual_seed(1201)
+    model = SENet()
+    _randomize_bn(model, 1202)
+    return model.eval()
+
+
+class Inception(nn.Module):
+    def __init__(self, cin: int):
+        super().__init__()
+        self.b1 = nn.Conv2d(cin, 4, 1)
+        self.b2a = nn.Conv2d(cin, 3, 1)
+        self.b2b = nn.Conv2d(3, 5, 3, padding=1)
+        self.b3 = nn.Conv2d(cin, 2, 1)
+
+    def forward(self, x):
+        a = F.relu(self.b1(x))
+        b = F.relu(self.b2b(F.relu(self.b2a(x))))
+        c = F.relu(self.b3(F.max_pool2d(x, 3, 1, 1, ceil_mode=True)))
+        return torch.cat([a, b, c], 1)
+
+
+class ConcatNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, stride=2)
+        self.inc = Inception(6)
+        self.squeeze = nn.Conv2d(11, 6, 1)
+        self.fc = nn.Linear(17, 4)
+
+    def forward(self, x):
+        x = F.relu(self.conv(x))
+        y = self.inc(x)
+        z = torch.cat((torch.sigmoid(self.squeeze(y)), y), dim=1)
+        z = F.avg_pool2d(z, 2, ceil_mode=True, count_include_pad=False)
+        z = F.adaptive_max_pool2d(z, 1)
+        z = z.view(z.size(0), -1)
+        return F.softmax(self.fc(F.dropout(z, 0.3, self.training)), dim=1)
+
+
+def graph_inception_concat() -> nn.Module:
+    """GoogLeNet-style: functional calls only (F.relu, F.max_pool2d ceil mode, torch.cat of
+    three branches, a concat whose first operand is not the previous layer,
+    F.adaptive_max_pool2d + x.view(x.size(0), -1), F.dropout at eval, F.softmax)."""
+    torch.manual_seed(1301)
+    return ConcatNet().eval()
+
+
+class Signal1d(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv1d(2, 8, 5, padding=2)
+        self.bn1 = nn.BatchNorm1d(8)
+        self.conv2 = nn.Conv1d(8, 8, 3, padding=1, dilation=1, groups=2)
+        self.pool = nn.MaxPool1d(2)
+        self.up = nn.Upsample(scale_factor=2, mode="linear")
+        self.deconv = nn.ConvTranspose1d(8, 4, 4, stride=2, padding=1)
+        self.gap = nn.AdaptiveAvgPool1d(1)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        x = F.leaky_relu(self.bn1(self.conv1(x)), 0.1)
+        y = torch.tanh(self.conv2(x))
+        x = x + self.up(self.pool(y))
+        x = F.silu(self.deconv(x))
+        return self.fc(torch.flatten(self.gap(x), 1))
+
+
+def graph_signal_1d() -> nn.Module:
+    """A 1-D signal net: Conv1d/BatchNorm1d/grouped conv, MaxPool1d, linear Upsample,
+    residual add, ConvTranspose1d, AdaptiveAvgPool1d(1) + flatten + linear."""
+    torch.manual_seed(1401)
+    model = Signal1d()
+    _randomize_bn(model, 1402)
+    return model.eval()
+
+
+class TinyDecoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.enc1 = nn.Conv2d(2, 4, 3, padding=1)
+        self.enc2 = nn.Conv2d(4, 8, 3, stride=2, padding=1)
+        self.up1 = nn.ConvTranspose2d(8, 4, 3, stride=2, padding=1, output_padding=1)
+        self.up2 = nn.Upsample(scale_factor=2, mode="nearest")
+        self.fuse = nn.Conv2d(4 + 8 + 8, 3, 1)
+        self.softmax = nn.Softmax(dim=1)
+
+    def forward(self, x):
+        e1 = F.relu6(self.enc1(x))
+        e2 = F.relu(self.enc2(e1))
+        d1 = self.up1(e2) * e1
+        d2 = self.up2(e2)
+        d3 = F.interpolate(e2, size=(10, 8), mode="bilinear", align_corners=True)
+        return self.softmax(self.fuse(torch.cat([d1, d2, d3], 1)))
+
+
+def graph_decoder() -> nn.Module:
+    """A decoder with a spatial output: strided conv, ConvTranspose2d with output_padding,
+    an encoder skip multiplied in, nearest Upsample, F.interpolate bilinear with
+    align_corners to a size, a three-way concat, softmax over channels."""
+    torch.manual_seed(1501)
+    return TinyDecoder().eval()
+
+
+#: name -> (builder, input shape, expected output shape as `cnn` sees it)
+GRAPH_NETWORKS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...], tuple[int, ...]]] = {
+    "graph_resnet_block": (graph_resnet_block, (3, 16, 16), (5,)),
+    "graph_se_hardswish": (graph_se_hardswish, (3, 14, 12), (6,)),
+    "graph_inception_concat": (graph_inception_concat, (3, 15, 13), (4,)),
+    "graph_signal_1d": (graph_signal_1d, (2, 24), (3,)),
+    "graph_decoder": (graph_decoder, (2, 10, 8), (3, 10, 8)),
+}
+
+
+def _check_graph_export(name: str) -> Any:
+    builder, input_shape, out_shape = GRAPH_NETWORKS[name]
+    model = builder()
+    with tempfile.TemporaryDirectory() as d:
+        res, toml_path, w_path = _export_to(Path(d), model, input_shape, name)
+        with open(toml_path, "rb") as f:
+            parsed = tomllib.load(f)
+        assert parsed == res.description, (parsed, res.description)
+        assert tuple(res.output_shape) == out_shape, (res.output_shape, out_shape)
+        names = cnn_tools.layer_names(parsed["layers"])
+        assert len(set(names)) == len(names)
+        # Weight keys: those of the state_dict that the layers use, with their values.
+        state = model.state_dict()
+        weights = load_file(str(w_path))
+        for k, t in weights.items():
+            assert torch.equal(t, state[k].to(t.dtype)), k
+        assert set(weights) | set(res.dropped_keys) == set(state)
+        # Rebuilt by cnn_tools.build_model from the files, it computes what the model does.
+        rebuilt = cnn_tools.build_model(toml_path)
+        rebuilt.load_state_dict(weights, strict=True)
+        x = torch.randn((3,) + tuple(input_shape), generator=torch.Generator().manual_seed(2),
+                        dtype=torch.float64)
+        with torch.no_grad():
+            want = model.double().eval()(x)
+            got = rebuilt.double().eval()(x)
+            mine = run_description(parsed, {k: v.double() for k, v in weights.items()}, x)
+        assert got.shape == (3,) + out_shape
+        assert torch.allclose(got, want.reshape(got.shape), rtol=1e-10, atol=1e-12)
+        assert torch.allclose(mine, got, rtol=1e-10, atol=1e-12)
+        assert res.params == cnn_tools.count_params(rebuilt)
+    return res
+
+
+def _layer(res, name: str) -> dict[str, Any]:
+    for i, l in enumerate(res.description["layers"]):
+        if l.get("name", str(i)) == name:
+            return l
+    raise AssertionError(f"no layer {name!r}: {cnn_tools.layer_names(res.description['layers'])}")
+
+
+def test_graph_resnet_block():
+    res = _check_graph_export("graph_resnet_block")
+    names = cnn_tools.layer_names(res.description["layers"])
+    # The shared ReLU module gets path, path_1; the residual add reads the block input.
+    assert "layer1.0.relu" in names and "layer1.0.relu_1" in names
+    add = res.description["layers"][names.index("layer1.0.bn2") + 1]
+    assert add == {"op": "add", "from": ["maxpool"]}, add
+    assert _layer(res, "layer2.0.downsample.0")["from"] == "layer1.0.relu_1"
+    i = names.index("layer2.0.downsample.1")
+    assert res.description["layers"][i + 1]["op"] == "add"
+    assert set(res.description["layers"][i + 1]["from"]) == {"layer2.0.bn2"}
+    assert [l["op"] for l in res.description["layers"][-3:]] == [
+        "global_avg_pool", "flatten", "linear"]
+    assert _layer(res, "avgpool") == {"name": "avgpool", "op": "global_avg_pool"}
+
+
+def test_graph_se_block_mul_broadcast():
+    res = _check_graph_export("graph_se_hardswish")
+    assert _layer(res, "se.avgpool") == {"name": "se.avgpool", "op": "adaptive_avg_pool",
+                                         "out": 1, "from": "dw.2"} or \
+        _layer(res, "se.avgpool")["op"] == "adaptive_avg_pool"
+    ops = [l["op"] for l in res.description["layers"]]
+    assert "mul" in ops and "add" in ops and "gelu" in ops and "hardswish" in ops
+    mul = res.description["layers"][ops.index("mul")]
+    assert mul["from"] == ["dw.2"], mul          # gate (previous) * x
+    gp = res.description["layers"][ops.index("global_avg_pool")]
+    assert "name" not in gp                       # x.mean((2, 3)): unnamed
+    i = ops.index("add")
+    assert res.layers[i]["output_shape"] == [12, 7, 6]
+
+
+def test_graph_functional_concat():
+    res = _check_graph_export("graph_inception_concat")
+    layers = res.description["layers"]
+    cats = [l for l in layers if l["op"] == "concat"]
+    assert len(cats) == 2
+    assert len(cats[0]["from"]) == 3              # a, b, c: explicit list
+    assert cats[1]["from"] == [cats[0]["name"]]   # [previous (sigmoid), cat]
+    ops = [l["op"] for l in layers]
+    assert "dropout" not in ops                   # F.dropout at eval: no layer
+    assert ops[-5:] == ["avg_pool", "global_max_pool", "flatten", "linear", "softmax"], ops
+    mp = next(l for l in layers if l["op"] == "max_pool")
+    assert mp == {"name": mp.get("name"), "op": "max_pool", "from": "relu", "kernel": 3,
+                  "stride": 1, "padding": 1, "ceil_mode": True} or mp["ceil_mode"]
+    # Function layers are named only when read out of order, never with an index name.
+    for i, l in enumerate(layers):
+        assert not l.get("name", "x").isdigit(), l
+
+
+def test_graph_signal_1d():
+    res = _check_graph_export("graph_signal_1d")
+    assert res.description["input"] == [2, 24]
+    assert _layer(res, "conv1") == {"name": "conv1", "op": "conv", "out": 8, "kernel": 5,
+                                    "padding": 2}
+    assert _layer(res, "up") == {"name": "up", "op": "upsample", "scale": 2, "mode": "linear"}
+    assert _layer(res, "deconv")["op"] == "conv_transpose"
+    assert res.tensors["deconv.weight"].shape == (8, 4, 4)    # [in, out/groups, k]
+    assert _layer(res, "gap") == {"name": "gap", "op": "global_avg_pool"}
+
+
+def test_graph_decoder_transpose_upsample():
+    res = _check_graph_export("graph_decoder")
+    assert _layer(res, "up1") == {"name": "up1", "op": "conv_transpose", "out": 4, "kernel": 3,
+                                  "stride": 2, "padding": 1, "output_padding": 1}
+    assert _layer(res, "up2") == {"name": "up2", "op": "upsample", "from": "relu",
+                                  "scale": 2} or _layer(res, "up2")["scale"] == 2
+    ups = [l for l in res.description["layers"] if l["op"] == "upsample"]
+    assert {"size": [10, 8], "mode": "bilinear", "align_corners": True}.items() <= \
+        ups[1].items(), ups
+    assert res.description["layers"][-1] == {"name": "softmax", "op": "softmax"}
+
+
+def test_graph_output_not_last_node_gets_identity():
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(1, 2, 3)
+            self.b = nn.Conv2d(2, 2, 1)
+
+        def forward(self, x):
+            y = self.a(x)
+            z = self.b(y)
+            return y * torch.sigmoid(z)
+
+    torch.manual_seed(3)
+    res = export(TwoHeads(), (1, 6, 6), None, None)
+    assert res.description["layers"][-1] == {"op": "mul", "from": ["a"]}
+
+    class ReturnsInput(nn.Module):
+        def forward(self, x):
+            return F.dropout(x, 0.5, self.training)
+
+    res = export(ReturnsInput(), (3,), None, None)
+    assert res.description == {"input": [3], "layers": [{"op": "identity"}]}
+
+
+def test_graph_names_never_clash_with_indices():
+    """A module named '2' in a Sequential sits at index 4; the unnamed layer at index 2
+    must then get an explicit name."""
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.seq = nn.Sequential(OrderedDict([("c", nn.Conv2d(1, 2, 3))]))
+            self.add_module("2", nn.ReLU())
+
+        def forward(self, x):
+            x = self.seq(x)
+            x = torch.sigmoid(x)
+            x = torch.relu(x) + x
+            return getattr(self, "2")(x)
+
+    torch.manual_seed(4)
+    res = export(M(), (1, 5, 5), None, None)
+    names = cnn_tools.layer_names(res.description["layers"])
+    assert names[-1] == "2" and len(set(names)) == len(names), names
+    assert "name" in res.description["layers"][2], res.description["layers"]
+
+
+def test_graph_weight_sharing_and_unsupported_nodes_listed_at_once():
+    class Bad(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 3, padding=1)
+            self.elu = nn.ELU()
+            self.scale = nn.Parameter(torch.ones(1))
+
+        def forward(self, x):
+            y = self.elu(self.conv(x)) + 1.0           # ELU; a constant add
+            y = self.conv(y)                           # weights used twice
+            y = y.permute(0, 1, 3, 2) * self.scale     # permute; a raw parameter
+            return torch.cumsum(y, 1)                  # unknown function
+
+    torch.manual_seed(5)
+    e = _expect(UnsupportedLayerError, _export_only(Bad(), (3, 6, 6)), "ELU", "constant",
+                "2 times", "permute", "scale", "cumsum")
+    assert len(e.nodes) == 7, e.nodes                 # elu, add, conv_1, permute,
+    assert e.layer_name == "elu" and e.layer_type == "ELU"  # scale, mul, cumsum
+    mods = {n["module"] for n in e.nodes if n["module"]}
+    assert mods == {"elu", "conv"}, mods
+
+
+def test_graph_vector_input():
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.GELU(), nn.Linear(4, 2),
+                          nn.Softmax(dim=-1))
+    _randomize_bn(model, 7)
+    res = export(model, (5,), None, None)
+    assert [l["op"] for l in res.description["layers"]] == [
+        "linear", "batch_norm", "gelu", "linear", "softmax"]
+
+
+# ---------------------------------------------------------------------------------------
 # Tests: the conformance cases (tests/conformance, copied from the shared suite)
 # ---------------------------------------------------------------------------------------
 
@@ -588,7 +985,9 @@ def test_conformance_invalid_descriptions_rejected():
 
 
 def write_fixtures(out_dir: Path) -> None:
-    """Write one conformance-style case per network of :data:`NETWORKS`."""
+    """Write one conformance-style case per network of :data:`NETWORKS` and
+    :data:`GRAPH_NETWORKS` (the graph cases' case.json also has ``torch_f32_max_abs_err``
+    and ``torch_f32_tolerance_ratio``)."""
     for i, (name, (builder, input_shape, out_shape)) in enumerate(NETWORKS.items()):
         model = builder()
         res = export_case(model, input_shape, out_dir / name, name, n=3, seed=9000 + i,
@@ -596,7 +995,15 @@ def write_fixtures(out_dir: Path) -> None:
         assert tuple(res.output_shape) == out_shape
         print(f"  {name:<22} {list(res.input_shape)} -> {list(res.output_shape)}  "
               f"{res.params} params  {res.macs} MACs")
-    print(f"wrote {len(NETWORKS)} cases to {out_dir}")
+    for i, (name, (builder, input_shape, out_shape)) in enumerate(GRAPH_NETWORKS.items()):
+        model = builder()
+        res = export_case(model, input_shape, out_dir / name, name, n=3, seed=9100 + i,
+                          description=" ".join((builder.__doc__ or "").split()),
+                          f32_tolerance=True)
+        assert tuple(res.output_shape) == out_shape
+        print(f"  {name:<22} {list(res.input_shape)} -> {list(res.output_shape)}  "
+              f"{res.params} params  {res.macs} MACs")
+    print(f"wrote {len(NETWORKS) + len(GRAPH_NETWORKS)} cases to {out_dir}")
 
 
 def _run_tests(pattern: str | None) -> int:
