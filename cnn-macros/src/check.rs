@@ -7,49 +7,100 @@
 
 use std::collections::HashMap;
 
-use crate::ir::{Conv, Diag, Layer, Model, Op, Padding, Pool, PoolKind};
+use crate::ir::{
+    Activation, Conv, ConvTranspose, Diag, Layer, Model, Op, Padding, Pool, PoolKind, UpMode,
+    UpSize, Upsample,
+};
 
 /// Checks a lowered model; returns every problem found.
 pub fn check(model: &Model) -> Vec<Diag> {
     let mut diags = Vec::new();
-    if let Some(input) = model.input {
-        for (value, axis) in input.iter().zip(["channels", "height", "width"]) {
+    if let Some(input) = &model.input {
+        let axes: &[&str] = match input.len() {
+            3 => &["channels", "height", "width"],
+            2 => &["channels", "length"],
+            _ => &["features"],
+        };
+        let shown: Vec<String> = input.iter().map(i64::to_string).collect();
+        for (value, axis) in input.iter().zip(axes) {
             if *value < 1 {
                 diags.push(Diag::new(
                     model.input_loc,
                     format!(
-                        "layer `input`: input {axis} is {value}; every size must be at least 1 (input = [{}, {}, {}])",
-                        input[0], input[1], input[2]
+                        "layer `input`: input {axis} is {value}; every size must be at least 1 (input = [{}])",
+                        shown.join(", ")
                     ),
                 ));
             }
         }
     }
     check_names(model, &mut diags);
+    let one_d = model.is_1d();
     for layer in &model.layers {
         let mut found = Vec::new();
         check_layer(layer, &mut found);
+        check_rank(layer, one_d, &mut found);
         diags.extend(found.into_iter().map(|d| d.for_layer(layer.index)));
     }
     diags
 }
 
+/// A 1-D model (`input = [C, L]`) takes integers, not pairs, and `linear` upsampling; a
+/// 2-D one `bilinear`.
+fn check_rank(layer: &Layer, one_d: bool, diags: &mut Vec<Diag>) {
+    let prefix = format!("layer `{}` ({})", layer.name, layer.op.keyword());
+    if one_d {
+        for key in &layer.pair_args {
+            diags.push(Diag::new(
+                layer.arg_loc(key),
+                format!(
+                    "{prefix}: `{key}` is a pair, but the model is 1-D (input [C, L]); give one integer"
+                ),
+            ));
+        }
+    }
+    if let Op::Upsample(Upsample { mode, .. }) = layer.op {
+        match (mode, one_d) {
+            (UpMode::Bilinear, true) => diags.push(Diag::new(
+                layer.arg_loc("mode"),
+                format!("{prefix}: `bilinear` needs a [C, H, W] input, but the model is 1-D (input [C, L]); use `mode = linear`"),
+            )),
+            (UpMode::Linear, false) => diags.push(Diag::new(
+                layer.arg_loc("mode"),
+                format!("{prefix}: `linear` is for 1-D signals [C, L]; on a [C, H, W] model use `mode = bilinear`"),
+            )),
+            _ => {}
+        }
+    }
+}
+
 fn check_names(model: &Model, diags: &mut Vec<Diag>) {
     let mut seen: HashMap<&str, &Layer> = HashMap::new();
     for layer in &model.layers {
-        if layer.named
-            && (layer.name.is_empty()
-                || !layer
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_'))
-        {
+        let segment_ok = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        };
+        if layer.named && !layer.name.split('.').all(segment_ok) {
             diags.push(
                 Diag::new(
                     layer.loc,
                     format!(
-                        "layer `{}` ({}): a name is made of ASCII letters, digits and `_`",
+                        "layer `{}` ({}): a name is a path of segments joined by `.`, each made of ASCII letters, digits, `_` and `-`",
                         layer.name,
+                        layer.op.keyword()
+                    ),
+                )
+                .for_layer(layer.index),
+            );
+        }
+        if layer.name == "input" {
+            diags.push(
+                Diag::new(
+                    layer.loc,
+                    format!(
+                        "layer `input` ({}): `input` names the model's input; choose another name",
                         layer.op.keyword()
                     ),
                 )
@@ -234,7 +285,65 @@ fn check_layer(layer: &Layer, diags: &mut Vec<Diag>) {
                 ));
             }
         }
-        Op::Act(crate::ir::Activation::LeakyRelu(slope)) => {
+        Op::ConvTranspose(ConvTranspose {
+            out,
+            kernel,
+            stride,
+            padding,
+            output_padding,
+            dilation,
+            groups,
+            ..
+        }) => {
+            if too_large(layer, "out", &[*out], diags) {
+            } else if *out < 1 {
+                diags.push(Diag::new(
+                    layer.arg_loc("out"),
+                    format!("{prefix}: out = {out} channels; a transposed conv needs at least 1 output channel"),
+                ));
+            }
+            at_least_one(layer, "kernel", &[kernel.0, kernel.1], diags);
+            at_least_one(layer, "stride", &[stride.0, stride.1], diags);
+            at_least_one(layer, "dilation", &[dilation.0, dilation.1], diags);
+            at_least_one(layer, "groups", &[*groups], diags);
+            for (key, p) in [("padding", padding), ("output_padding", output_padding)] {
+                if too_large(layer, key, &[p.0, p.1], diags) {
+                } else if p.0 < 0 || p.1 < 0 {
+                    diags.push(Diag::new(
+                        layer.arg_loc(key),
+                        format!("{prefix}: {key} = ({}, {}) is negative", p.0, p.1),
+                    ));
+                }
+            }
+            for (axis, op, s, d) in [
+                ("height", output_padding.0, stride.0, dilation.0),
+                ("width", output_padding.1, stride.1, dilation.1),
+            ] {
+                if op >= 0 && s >= 1 && d >= 1 && op >= s && op >= d {
+                    diags.push(Diag::new(
+                        layer.arg_loc("output_padding"),
+                        format!(
+                            "{prefix}: output_padding {op} (along {axis}) must be smaller than the stride ({s}) or the dilation ({d})"
+                        ),
+                    ));
+                    break;
+                }
+            }
+            if *groups >= 1 && *out >= 1 && out % groups != 0 {
+                diags.push(Diag::new(
+                    layer.arg_loc("groups"),
+                    format!("{prefix}: groups = {groups} does not divide out = {out} channels"),
+                ));
+            }
+        }
+        Op::AdaptivePool { out, .. } => {
+            at_least_one(layer, "out", &[out.0, out.1], diags);
+        }
+        Op::Upsample(Upsample { size, .. }) => match size {
+            UpSize::Scale(s) => at_least_one(layer, "scale", &[s.0, s.1], diags),
+            UpSize::Size(s) => at_least_one(layer, "size", &[s.0, s.1], diags),
+        },
+        Op::Act(Activation::LeakyRelu(slope)) => {
             if !slope.is_finite() {
                 diags.push(Diag::new(
                     layer.arg_loc("slope"),
@@ -242,6 +351,12 @@ fn check_layer(layer: &Layer, diags: &mut Vec<Diag>) {
                 ));
             }
         }
-        Op::GlobalAvgPool | Op::GlobalMaxPool | Op::Flatten | Op::Act(_) | Op::Softmax => {}
+        Op::GlobalAvgPool
+        | Op::GlobalMaxPool
+        | Op::Flatten
+        | Op::Act(_)
+        | Op::Softmax
+        | Op::Identity
+        | Op::Merge(_) => {}
     }
 }

@@ -8,8 +8,8 @@ use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote};
 use syn::{Attribute, Ident, Visibility};
 
-use crate::ir::{Activation, Model, Op, PoolKind, Shape};
-use crate::plan::{Buf, Kernel, Plan, Step};
+use crate::ir::{Activation, Model, Op, Shape};
+use crate::plan::Plan;
 use crate::shape::LayerShape;
 
 /// What codegen needs besides the model: the struct's name, visibility, attributes.
@@ -26,19 +26,29 @@ pub struct Item<'a> {
 /// (a unit test checks).
 pub const STACK_ARENA_LIMIT: usize = 1 << 20;
 
-fn rt() -> TokenStream {
+pub(crate) fn rt() -> TokenStream {
     quote!(::cnn::__private::rt)
 }
 
-fn lit(n: usize) -> Literal {
+pub(crate) fn lit(n: usize) -> Literal {
     Literal::usize_unsuffixed(n)
 }
 
-fn field_name(name: &str) -> Ident {
-    format_ident!("p_{}", name)
+/// The struct field of a layer's weights: `p_` and the name, a `.` written `__` and a
+/// `-` written `_h_` (`layer1.0.conv1` -> `p_layer1__0__conv1`).
+pub(crate) fn field_name(name: &str) -> Ident {
+    let mut s = String::from("p_");
+    for ch in name.chars() {
+        match ch {
+            '.' => s.push_str("__"),
+            '-' => s.push_str("_h_"),
+            c => s.push(c),
+        }
+    }
+    format_ident!("{}", s)
 }
 
-fn act_tokens(act: Option<Activation>) -> TokenStream {
+pub(crate) fn act_tokens(act: Option<Activation>) -> TokenStream {
     let rt = rt();
     match act {
         None => quote!(#rt::Act::Identity),
@@ -50,26 +60,10 @@ fn act_tokens(act: Option<Activation>) -> TokenStream {
             let s = Literal::f32_suffixed(s as f32);
             quote!(#rt::Act::LeakyRelu(#s))
         }
-    }
-}
-
-fn src(buf: Buf) -> TokenStream {
-    match buf {
-        Buf::Input => quote!(input),
-        Buf::A => quote!(&arena_a[..]),
-        Buf::B => quote!(&arena_b[..]),
-        Buf::Output => quote!(&output[..]),
-    }
-}
-
-fn dst(buf: Buf) -> TokenStream {
-    match buf {
-        Buf::Input => quote!(compile_error!(
-            "cnn: internal error, a kernel writes the input"
-        )),
-        Buf::A => quote!(&mut arena_a[..]),
-        Buf::B => quote!(&mut arena_b[..]),
-        Buf::Output => quote!(&mut output[..]),
+        Some(Activation::Silu) => quote!(#rt::Act::Silu),
+        Some(Activation::HardSwish) => quote!(#rt::Act::HardSwish),
+        Some(Activation::HardSigmoid) => quote!(#rt::Act::HardSigmoid),
+        Some(Activation::Gelu) => quote!(#rt::Act::Gelu),
     }
 }
 
@@ -78,6 +72,10 @@ fn nested_type(shape: Shape) -> TokenStream {
         Shape::Chw(c, h, w) => {
             let (c, h, w) = (lit(c), lit(h), lit(w));
             quote!([[[f32; #w]; #h]; #c])
+        }
+        Shape::Cl(c, l) => {
+            let (c, l) = (lit(c), lit(l));
+            quote!([[f32; #l]; #c])
         }
         Shape::Vec(n) => {
             let n = lit(n);
@@ -92,6 +90,10 @@ fn nested_zero(shape: Shape) -> TokenStream {
             let (c, h, w) = (lit(c), lit(h), lit(w));
             quote!([[[0.0f32; #w]; #h]; #c])
         }
+        Shape::Cl(c, l) => {
+            let (c, l) = (lit(c), lit(l));
+            quote!([[0.0f32; #l]; #c])
+        }
         Shape::Vec(n) => {
             let n = lit(n);
             quote!([0.0f32; #n])
@@ -103,6 +105,8 @@ fn flat(shape: Shape, value: TokenStream, mutable: bool) -> TokenStream {
     match (shape, mutable) {
         (Shape::Chw(..), false) => quote!(#value.as_flattened().as_flattened()),
         (Shape::Chw(..), true) => quote!(#value.as_flattened_mut().as_flattened_mut()),
+        (Shape::Cl(..), false) => quote!(#value.as_flattened()),
+        (Shape::Cl(..), true) => quote!(#value.as_flattened_mut()),
         (Shape::Vec(_), false) => quote!(&#value[..]),
         (Shape::Vec(_), true) => quote!(&mut #value[..]),
     }
@@ -110,14 +114,14 @@ fn flat(shape: Shape, value: TokenStream, mutable: bool) -> TokenStream {
 
 /// The weights one step needs, its struct field, and how to build it from the loaded
 /// tensors (`t[i]` in the order of the spec list).
-struct Weights {
+pub(crate) struct Weights {
     specs: Vec<(String, Vec<usize>)>,
     ignored: Vec<String>,
-    fields: Vec<(Ident, TokenStream, TokenStream)>,
+    pub(crate) fields: Vec<(Ident, TokenStream, TokenStream)>,
 }
 
 impl Weights {
-    fn tensor(&mut self, key: String, shape: Vec<usize>) -> TokenStream {
+    pub(crate) fn tensor(&mut self, key: String, shape: Vec<usize>) -> TokenStream {
         let i = lit(self.specs.len());
         self.specs.push((key, shape));
         quote!(&t[#i])
@@ -125,7 +129,7 @@ impl Weights {
 
     /// The `bias` and folded `bn` arguments of a `*Params::from_torch` call: `Some(&t[i])`
     /// for a bias of `bias_len` values, `Some(&Affine::from_batch_norm(..))` for layer `bn`.
-    fn bias_and_bn(
+    pub(crate) fn bias_and_bn(
         &mut self,
         model: &Model,
         shapes: &[LayerShape],
@@ -150,7 +154,12 @@ impl Weights {
         (bias, bn)
     }
 
-    fn batch_norm(&mut self, model: &Model, shapes: &[LayerShape], layer: usize) -> TokenStream {
+    pub(crate) fn batch_norm(
+        &mut self,
+        model: &Model,
+        shapes: &[LayerShape],
+        layer: usize,
+    ) -> TokenStream {
         let rt = rt();
         let name = &model.layers[layer].name;
         let (c, _) = shapes[layer].input.channels_and_plane();
@@ -198,7 +207,7 @@ pub fn generate(
     let macs: usize = shapes.iter().map(|s| s.macs).sum();
     let params = lit(params);
     let macs = lit(macs);
-    let arena_bytes = lit((plan.arena_a + plan.arena_b) * 4);
+    let arena_bytes = lit(plan.arena * 4);
     let in_dims = input_shape.dims().into_iter().map(lit);
     let out_dims = output_shape.dims().into_iter().map(lit);
     let input_ty = nested_type(input_shape);
@@ -214,28 +223,22 @@ pub fn generate(
     };
     let mut calls = Vec::new();
     for step in &plan.steps {
-        calls.push(step_call(step, model, shapes, &mut weights));
+        calls.push(crate::emit::step(step, model, shapes, &mut weights));
     }
 
-    // Activations: stack arenas up to the runtime's limit, else this thread's scratch.
-    let on_stack = (plan.arena_a + plan.arena_b) * 4 <= STACK_ARENA_LIMIT;
+    // Activations: a stack arena up to the runtime's limit, else this thread's scratch.
+    let on_stack = plan.arena * 4 <= STACK_ARENA_LIMIT;
     let mut arenas = Vec::new();
-    if on_stack {
-        if plan.arena_a > 0 {
-            let n = lit(plan.arena_a);
-            arenas.push(quote!(let mut arena_a = [0.0f32; #n];));
+    if plan.arena > 0 {
+        let n = lit(plan.arena);
+        if on_stack {
+            arenas.push(quote!(let mut arena = [0.0f32; #n];));
+        } else {
+            arenas.push(quote! {
+                let mut scratch = #rt::scratch::Scratch::take(#n);
+                let arena = scratch.as_mut_slice();
+            });
         }
-        if plan.arena_b > 0 {
-            let n = lit(plan.arena_b);
-            arenas.push(quote!(let mut arena_b = [0.0f32; #n];));
-        }
-    } else {
-        let (a, total) = (lit(plan.arena_a), lit(plan.arena_a + plan.arena_b));
-        arenas.push(quote! {
-            let mut scratch = #rt::scratch::Scratch::take(#total);
-            let (arena_a, arena_b) = scratch.as_mut_slice().split_at_mut(#a);
-            let _ = (&arena_a, &arena_b);
-        });
     }
 
     let field_defs = weights.fields.iter().map(|(f, ty, _)| quote!(#f: #ty));
@@ -357,143 +360,6 @@ pub fn generate(
         tokens,
         specs: weights.specs,
         ignored: weights.ignored,
-    }
-}
-
-fn step_call(step: &Step, model: &Model, shapes: &[LayerShape], w: &mut Weights) -> TokenStream {
-    let rt = rt();
-    let act = act_tokens(step.act);
-    let s = src(step.src);
-    let d = dst(step.dst);
-    let (c, plane) = step.input.channels_and_plane();
-    match step.kernel {
-        Kernel::Conv {
-            layer,
-            depthwise,
-            bn,
-        } => {
-            let l = &model.layers[layer];
-            let Op::Conv(conv) = l.op else {
-                unreachable!("planned convs are conv layers")
-            };
-            let Shape::Chw(ci, h, wd) = shapes[layer].input else {
-                unreachable!("conv inputs are [C, H, W]")
-            };
-            let Shape::Chw(o, oh, ow) = shapes[layer].output else {
-                unreachable!("conv outputs are [C, H, W]")
-            };
-            let (kh, kw) = (conv.kernel.0 as usize, conv.kernel.1 as usize);
-            let (sh, sw) = (conv.stride.0 as usize, conv.stride.1 as usize);
-            let (dh, dw) = (conv.dilation.0 as usize, conv.dilation.1 as usize);
-            let g = conv.groups as usize;
-            let (pt, _, pl, _) = shapes[layer].pads;
-            let field = field_name(&l.name);
-            let weight = w.tensor(format!("{}.weight", l.name), vec![o, ci / g, kh, kw]);
-            let (bias, bn) = w.bias_and_bn(model, shapes, &l.name, conv.bias.then_some(o), bn);
-            let (ol, cgl, khl, kwl) = (lit(o), lit(ci / g), lit(kh), lit(kw));
-            let [ci, h, wd, o, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, g] =
-                [ci, h, wd, o, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, g].map(lit);
-            if depthwise {
-                w.fields.push((
-                    field.clone(),
-                    quote!(#rt::kernels::depthwise::DepthwiseParams),
-                    quote!(#rt::kernels::depthwise::DepthwiseParams::from_torch(#ol, #cgl, #khl, #kwl, #weight, #bias, #bn)),
-                ));
-                quote! {
-                    #rt::kernels::depthwise::depthwise_conv2d::<#ci, #h, #wd, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw>(#s, &self.#field, #d, #act);
-                }
-            } else {
-                w.fields.push((
-                    field.clone(),
-                    quote!(#rt::kernels::conv::ConvParams),
-                    quote!(#rt::kernels::conv::ConvParams::from_torch(#ol, #cgl, #khl, #kwl, #weight, #bias, #bn)),
-                ));
-                quote! {
-                    #rt::kernels::conv::conv2d::<#ci, #h, #wd, #o, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw, #g>(#s, &self.#field, #d, #act);
-                }
-            }
-        }
-        Kernel::Linear { layer, bn } => {
-            let l = &model.layers[layer];
-            let Op::Linear { bias, .. } = l.op else {
-                unreachable!("planned linears are linear layers")
-            };
-            let n_in = shapes[layer].input.len();
-            let n_out = shapes[layer].output.len();
-            let field = field_name(&l.name);
-            let weight = w.tensor(format!("{}.weight", l.name), vec![n_out, n_in]);
-            let (bias, bn) = w.bias_and_bn(model, shapes, &l.name, bias.then_some(n_out), bn);
-            let (i, o) = (lit(n_in), lit(n_out));
-            w.fields.push((
-                field.clone(),
-                quote!(#rt::kernels::linear::LinearParams),
-                quote!(#rt::kernels::linear::LinearParams::from_torch(#o, #i, #weight, #bias, #bn)),
-            ));
-            quote! {
-                #rt::kernels::linear::linear::<#i, #o>(#s, &self.#field, #d, #act);
-            }
-        }
-        Kernel::Pool { layer } => {
-            let Op::Pool(pool) = model.layers[layer].op else {
-                unreachable!("planned pools are pool layers")
-            };
-            let Shape::Chw(ci, h, wd) = shapes[layer].input else {
-                unreachable!("pool inputs are [C, H, W]")
-            };
-            let Shape::Chw(_, oh, ow) = shapes[layer].output else {
-                unreachable!("pool outputs are [C, H, W]")
-            };
-            let (kh, kw) = (pool.kernel.0 as usize, pool.kernel.1 as usize);
-            let (sh, sw) = (pool.stride.0 as usize, pool.stride.1 as usize);
-            let (ph, pw) = (pool.padding.0 as usize, pool.padding.1 as usize);
-            let (dh, dw) = (pool.dilation.0 as usize, pool.dilation.1 as usize);
-            let [ci, h, wd, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw] =
-                [ci, h, wd, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw].map(lit);
-            match pool.kind {
-                PoolKind::Max => quote! {
-                    #rt::kernels::pool::max_pool2d::<#ci, #h, #wd, #oh, #ow, #kh, #kw, #sh, #sw, #ph, #pw, #dh, #dw>(#s, #d);
-                },
-                PoolKind::Avg => {
-                    let cip = pool.count_include_pad;
-                    quote! {
-                        #rt::kernels::pool::avg_pool2d::<#ci, #h, #wd, #oh, #ow, #kh, #kw, #sh, #sw, #ph, #pw, #cip>(#s, #d);
-                    }
-                }
-            }
-        }
-        Kernel::GlobalAvg | Kernel::GlobalMax => {
-            let f = if step.kernel == Kernel::GlobalAvg {
-                quote!(global_avg_pool)
-            } else {
-                quote!(global_max_pool)
-            };
-            let (c, plane) = (lit(c), lit(plane));
-            quote!(#rt::kernels::pool::#f::<#c, #plane>(#s, #d);)
-        }
-        Kernel::Affine { layer } => {
-            let field = field_name(&model.layers[layer].name);
-            let init = w.batch_norm(model, shapes, layer);
-            w.fields
-                .push((field.clone(), quote!(#rt::kernels::norm::Affine), init));
-            let (c, plane) = (lit(c), lit(plane));
-            quote!(#rt::kernels::norm::channel_affine::<#c, #plane>(#d, &self.#field, #act);)
-        }
-        Kernel::Activation => {
-            let n = lit(step.input.len());
-            let buf = dst(step.dst);
-            quote!(#rt::kernels::activation::activate(&mut (#buf)[..#n], #act);)
-        }
-        Kernel::Softmax => {
-            let n = lit(step.input.len());
-            let buf = dst(step.dst);
-            quote!(#rt::kernels::softmax::softmax(&mut (#buf)[..#n]);)
-        }
-        Kernel::Copy => {
-            let n = lit(step.input.len());
-            let from = src(step.src);
-            let to = dst(step.dst);
-            quote!((#to)[..#n].copy_from_slice(&(#from)[..#n]);)
-        }
     }
 }
 

@@ -28,6 +28,7 @@ use quote::quote;
 
 mod check;
 mod codegen;
+mod emit;
 mod ir;
 mod lower;
 mod parse;
@@ -115,7 +116,10 @@ fn front_end(raw: &parse::RawModel) -> Result<Compiled, Vec<Diag>> {
     diags.extend(check::check(&model));
     // A layer with a problem stops shape inference there (what follows would only echo it).
     let blocked: Vec<usize> = diags.iter().filter_map(|d| d.layer).collect();
-    let input_ok = model.input.is_some_and(|i| i.iter().all(|v| *v >= 1));
+    let input_ok = model
+        .input
+        .as_ref()
+        .is_some_and(|i| i.iter().all(|v| *v >= 1));
     let (shapes, shape_diag) = if input_ok {
         shape::infer(&model, &blocked)
     } else {
@@ -123,7 +127,6 @@ fn front_end(raw: &parse::RawModel) -> Result<Compiled, Vec<Diag>> {
     };
     diags.extend(shape_diag);
     if !diags.is_empty() {
-        // Report in the order of the description: `input` first, then layer by layer.
         // Report in the order of the description: the whole and `input` first.
         diags.sort_by_key(|d| d.layer.map_or(0, |i| i + 1));
         return Err(diags);

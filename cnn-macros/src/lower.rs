@@ -5,7 +5,12 @@
 //! inline and TOML forms of one model produce the identical IR. Range rules (stride ≥ 1,
 //! eps > 0, ...) are the business of [`crate::check`]; shapes of [`crate::shape`].
 
-use crate::ir::{Activation, Conv, Diag, Layer, Loc, Model, Op, Padding, Pair, Pool, PoolKind};
+use std::collections::HashMap;
+
+use crate::ir::{
+    Activation, Conv, ConvTranspose, Diag, Layer, Loc, Merge, Model, Op, Padding, Pair, Pool,
+    PoolKind, Src, UpMode, UpSize, Upsample,
+};
 use crate::parse::{RawLayer, RawModel, RawValue};
 use crate::suggest::did_you_mean;
 
@@ -26,7 +31,23 @@ pub const OPS: &[&str] = &[
     "leaky_relu",
     "softmax",
     "dropout",
+    "identity",
+    "silu",
+    "hardswish",
+    "hardsigmoid",
+    "gelu",
+    "add",
+    "mul",
+    "concat",
+    "adaptive_avg_pool",
+    "adaptive_max_pool",
+    "upsample",
+    "conv_transpose",
 ];
+
+/// The ops that combine several tensors; their operands are positional inline and
+/// `from = [..]` in TOML.
+const MERGES: &[&str] = &["add", "mul", "concat"];
 
 /// The arguments each op takes; the first one listed is the positional one, if any.
 fn op_args(op: &str) -> (&'static [&'static str], Option<&'static str>) {
@@ -55,7 +76,42 @@ fn op_args(op: &str) -> (&'static [&'static str], Option<&'static str>) {
         "batch_norm" => (&["eps"], None),
         "leaky_relu" => (&["slope"], None),
         "dropout" => (&["p"], None),
+        "adaptive_avg_pool" | "adaptive_max_pool" => (&["out"], Some("out")),
+        "upsample" => (&["scale", "size", "mode", "align_corners"], None),
+        "conv_transpose" => (
+            &[
+                "out",
+                "kernel",
+                "stride",
+                "padding",
+                "output_padding",
+                "dilation",
+                "groups",
+                "bias",
+            ],
+            Some("out"),
+        ),
         _ => (&[], None),
+    }
+}
+
+/// The references a layer wrote (`from = ..`, or a merge's operands), resolved once
+/// every layer's name is known.
+struct Refs {
+    /// The names as written, with where.
+    names: Vec<(String, Loc)>,
+    /// Whether the layer is `add`/`mul`/`concat`.
+    merge: bool,
+    /// Where the layer is.
+    loc: Loc,
+}
+
+/// A layer name as written in a reference: a word, a dotted path, or an index.
+fn ref_name(v: &RawValue) -> Option<String> {
+    match v {
+        RawValue::Word(w) => Some(w.strip_prefix("r#").unwrap_or(w).to_string()),
+        RawValue::Int(i) if *i >= 0 => Some(i.to_string()),
+        _ => None,
     }
 }
 
@@ -72,12 +128,12 @@ pub fn lower(raw: &RawModel) -> (Model, Vec<Diag>) {
             None
         }
         Some((value, loc)) => match ints(value) {
-            Some(v) if v.len() == 3 => Some([v[0], v[1], v[2]]),
+            Some(v) if (1..=3).contains(&v.len()) => Some(v),
             _ => {
                 diags.push(Diag::new(
                     *loc,
                     format!(
-                        "layer `input`: `input` must be [C, H, W], three integers (channels, height, width), not {}",
+                        "layer `input`: `input` must be [C, H, W] (an image), [C, L] (a 1-D signal) or [N] (a vector) of integers, not {}",
                         value.describe()
                     ),
                 ));
@@ -92,11 +148,38 @@ pub fn lower(raw: &RawModel) -> (Model, Vec<Diag>) {
         ));
     }
     let mut layers = Vec::new();
+    let mut refs = Vec::new();
     for (index, raw_layer) in raw.layers.iter().enumerate() {
         match lower_layer(raw_layer, index) {
-            Ok(layer) => layers.push(layer),
+            Ok((layer, r)) => {
+                layers.push(layer);
+                refs.push(r);
+            }
             Err(d) => diags.extend(d.into_iter().map(|d| d.for_layer(index))),
         }
+    }
+    let names: Vec<String> = raw
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| match &l.name {
+            Some((RawValue::Word(w), _)) => w.strip_prefix("r#").unwrap_or(w).to_string(),
+            _ => i.to_string(),
+        })
+        .collect();
+    let complete = layers.len() == raw.layers.len();
+    let mut resolved_all = true;
+    for (layer, r) in layers.iter_mut().zip(&refs) {
+        match resolve(layer, r, &names) {
+            Ok(inputs) => layer.inputs = inputs,
+            Err(d) => {
+                resolved_all = false;
+                diags.extend(d.into_iter().map(|d| d.for_layer(layer.index)));
+            }
+        }
+    }
+    if complete && resolved_all {
+        unread(&layers, &mut diags);
     }
     let model = Model {
         input,
@@ -105,6 +188,109 @@ pub fn lower(raw: &RawModel) -> (Model, Vec<Diag>) {
         body_loc: raw.body_loc,
     };
     (model, diags)
+}
+
+/// Resolves a layer's references to the tensors it reads (§6 of the format).
+fn resolve(layer: &Layer, refs: &Refs, names: &[String]) -> Result<Vec<Src>, Vec<Diag>> {
+    let index = layer.index;
+    let prefix = format!("layer `{}` ({})", layer.name, layer.op.keyword());
+    let previous = if index == 0 {
+        Src::Input
+    } else {
+        Src::Layer(index - 1)
+    };
+    let mut by_name: HashMap<&str, usize> = HashMap::new();
+    for (i, n) in names.iter().enumerate() {
+        by_name.entry(n.as_str()).or_insert(i);
+    }
+    let mut diags = Vec::new();
+    let mut found = Vec::new();
+    for (name, loc) in &refs.names {
+        if name == "input" {
+            found.push(Src::Input);
+            continue;
+        }
+        match by_name.get(name.as_str()) {
+            Some(&j) if j < index => found.push(Src::Layer(j)),
+            Some(&j) if j == index => diags.push(Diag::new(
+                *loc,
+                format!("{prefix}: reads itself (`{name}`); a layer reads earlier layers or `input`"),
+            )),
+            Some(&j) => diags.push(Diag::new(
+                *loc,
+                format!(
+                    "{prefix}: `{name}` is a later layer (layer {j}); a layer reads only earlier layers or `input`"
+                ),
+            )),
+            None => {
+                let earlier: Vec<&str> = names[..index]
+                    .iter()
+                    .map(String::as_str)
+                    .chain(["input"])
+                    .collect();
+                diags.push(Diag::new(
+                    *loc,
+                    format!(
+                        "{prefix}: no layer is named `{name}`{}",
+                        did_you_mean(name, &earlier)
+                    ),
+                ));
+            }
+        }
+    }
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    if !refs.merge {
+        return Ok(vec![found.first().copied().unwrap_or(previous)]);
+    }
+    match found.len() {
+        0 => Err(vec![Diag::new(
+            refs.loc,
+            format!(
+                "{prefix}: needs at least one operand: `{op}(x)` is the previous layer {op} x, `{op}(a, b, ..)` combines the named tensors",
+                op = layer.op.keyword()
+            ),
+        )]),
+        1 => Ok(vec![previous, found[0]]),
+        _ => Ok(found),
+    }
+}
+
+/// Every layer but the last must be read by a later one (§6).
+fn unread(layers: &[Layer], diags: &mut Vec<Diag>) {
+    let mut read = vec![false; layers.len()];
+    for layer in layers {
+        for src in &layer.inputs {
+            if let Src::Layer(j) = src {
+                read[*j] = true;
+            }
+        }
+    }
+    for layer in layers.iter().take(layers.len().saturating_sub(1)) {
+        if !read[layer.index] {
+            let next = &layers[layer.index + 1];
+            let hint = if next.op.is_merge() {
+                format!(
+                    " (`{}` names all its operands, so it does not read the layer before it)",
+                    next.name
+                )
+            } else {
+                format!(" (`{}` reads another layer through `from`)", next.name)
+            };
+            diags.push(
+                Diag::new(
+                    layer.loc,
+                    format!(
+                        "layer `{}` ({}): its output is never read{hint}; every layer but the last must feed a later one",
+                        layer.name,
+                        layer.op.keyword()
+                    ),
+                )
+                .for_layer(layer.index),
+            );
+        }
+    }
 }
 
 fn ints(value: &RawValue) -> Option<Vec<i64>> {
@@ -127,6 +313,8 @@ struct Args<'a> {
     op: &'a str,
     given: Vec<(String, &'a RawValue, Loc)>,
     diags: Vec<Diag>,
+    /// The keys given as a pair.
+    pairs: Vec<String>,
 }
 
 impl<'a> Args<'a> {
@@ -192,7 +380,10 @@ impl<'a> Args<'a> {
         match v {
             RawValue::Int(i) => Some((*i, *i)),
             RawValue::List(items) => match ints(v) {
-                Some(p) if p.len() == 2 && items.len() == 2 => Some((p[0], p[1])),
+                Some(p) if p.len() == 2 && items.len() == 2 => {
+                    self.pairs.push(key.to_string());
+                    Some((p[0], p[1]))
+                }
                 _ => {
                     self.type_error(key, loc, "an integer or a pair of integers (h, w)", v);
                     None
@@ -243,7 +434,7 @@ impl<'a> Args<'a> {
     }
 }
 
-fn lower_layer(raw: &RawLayer, index: usize) -> Result<Layer, Vec<Diag>> {
+fn lower_layer(raw: &RawLayer, index: usize) -> Result<(Layer, Refs), Vec<Diag>> {
     let mut diags = Vec::new();
     let (name, named) = match &raw.name {
         None => (index.to_string(), false),
@@ -288,16 +479,45 @@ fn lower_layer(raw: &RawLayer, index: usize) -> Result<Layer, Vec<Diag>> {
         ));
         return Err(diags);
     }
-    let (known, positional_key) = op_args(op_name);
+    let (own, positional_key) = op_args(op_name);
+    let merge = MERGES.contains(&op_name);
+    let inline = matches!(raw.loc, Loc::Span(..));
+    // Every op but the merges reads one tensor, `from = name` naming it; a merge's
+    // operands are `from = [..]` in TOML and positional inline.
+    let mut known: Vec<&str> = own.to_vec();
+    if !(merge && inline) {
+        known.push("from");
+    }
+    let known = known.as_slice();
     let mut args = Args {
         layer: &name,
         layer_loc: raw.loc,
         op: op_name,
         given: Vec::new(),
         diags: Vec::new(),
+        pairs: Vec::new(),
+    };
+    let mut refs = Refs {
+        names: Vec::new(),
+        merge,
+        loc: raw.loc,
     };
     // Positional arguments.
     for (i, (value, loc)) in raw.positional.iter().enumerate() {
+        if merge {
+            match ref_name(value) {
+                Some(n) => refs.names.push((n, *loc)),
+                None => args.diags.push(Diag::new(
+                    *loc,
+                    format!(
+                        "{}: operands are layer names (or `input`), not {}",
+                        args.prefix(),
+                        value.describe()
+                    ),
+                )),
+            }
+            continue;
+        }
         match (i, positional_key) {
             (0, Some(key)) => args.given.push((key.to_string(), value, *loc)),
             (_, Some(key)) => args.diags.push(Diag::new(
@@ -312,10 +532,10 @@ fn lower_layer(raw: &RawLayer, index: usize) -> Result<Layer, Vec<Diag>> {
                 format!(
                     "{}: takes no positional argument{}",
                     args.prefix(),
-                    if known.is_empty() {
+                    if own.is_empty() {
                         String::new()
                     } else {
-                        format!("; name it, one of: {}", known.join(", "))
+                        format!("; name it, one of: {}", own.join(", "))
                     }
                 ),
             )),
@@ -324,18 +544,21 @@ fn lower_layer(raw: &RawLayer, index: usize) -> Result<Layer, Vec<Diag>> {
     // Keyword arguments.
     for arg in &raw.args {
         if !known.contains(&arg.key.as_str()) {
-            let hint = if known.is_empty() {
+            let hint = if own.is_empty() {
                 format!("; {op_name} takes no arguments")
             } else {
                 format!(
                     "{}; {op_name} takes {}",
                     did_you_mean(&arg.key, known),
-                    known.join(", ")
+                    own.join(", ")
                 )
             };
             let also = match (arg.key.as_str(), op_name) {
                 ("count_include_pad", "max_pool") => " (only avg_pool has it)",
                 ("dilation", "avg_pool") => " (only max_pool and conv have it)",
+                ("from", _) if merge => {
+                    " (inline, the operands of add/mul/concat are positional: `add(a, b)`)"
+                }
                 _ => "",
             };
             args.diags.push(Diag::new(
@@ -358,6 +581,46 @@ fn lower_layer(raw: &RawLayer, index: usize) -> Result<Layer, Vec<Diag>> {
         args.given.push((arg.key.clone(), &arg.value, arg.loc));
     }
 
+    if let Some((v, loc)) = args.find("from") {
+        match (v, merge) {
+            (RawValue::List(items), true) => {
+                for (item, item_loc) in items {
+                    match ref_name(item) {
+                        Some(n) => refs.names.push((n, *item_loc)),
+                        None => args.diags.push(Diag::new(
+                            *item_loc,
+                            format!(
+                                "{}: `from` lists layer names (or \"input\"), not {}",
+                                args.prefix(),
+                                item.describe()
+                            ),
+                        )),
+                    }
+                }
+            }
+            (v, true) => {
+                let msg = format!(
+                    "{}: `from` of add/mul/concat is an array of names, like `from = [{}]`, not {}",
+                    args.prefix(),
+                    v.describe(),
+                    v.describe()
+                );
+                args.diags.push(Diag::new(loc, msg));
+            }
+            (RawValue::List(_), false) => {
+                let msg = format!(
+                    "{}: `from` is one name here, not the list {}; only add, mul and concat read several tensors",
+                    args.prefix(),
+                    v.describe()
+                );
+                args.diags.push(Diag::new(loc, msg));
+            }
+            (v, false) => match ref_name(v) {
+                Some(n) => refs.names.push((n, loc)),
+                None => args.type_error("from", loc, "a layer name or `input`", v),
+            },
+        }
+    }
     let op = match op_name {
         "conv" => {
             let out = args.required_int("out");
@@ -439,20 +702,130 @@ fn lower_layer(raw: &RawLayer, index: usize) -> Result<Layer, Vec<Diag>> {
         "dropout" => Op::Dropout {
             p: args.float("p", 0.5),
         },
+        "identity" => Op::Identity,
+        "silu" => Op::Act(Activation::Silu),
+        "hardswish" => Op::Act(Activation::HardSwish),
+        "hardsigmoid" => Op::Act(Activation::HardSigmoid),
+        "gelu" => Op::Act(Activation::Gelu),
+        "add" => Op::Merge(Merge::Add),
+        "mul" => Op::Merge(Merge::Mul),
+        "concat" => Op::Merge(Merge::Concat),
+        "adaptive_avg_pool" | "adaptive_max_pool" => Op::AdaptivePool {
+            kind: if op_name == "adaptive_max_pool" {
+                PoolKind::Max
+            } else {
+                PoolKind::Avg
+            },
+            out: args.required_pair("out"),
+        },
+        "upsample" => lower_upsample(&mut args),
+        "conv_transpose" => {
+            let out = args.required_int("out");
+            let kernel = args.required_pair("kernel");
+            let padding = match args.find("padding") {
+                Some((v @ RawValue::Word(_), loc)) => {
+                    let msg = format!(
+                        "{}: conv_transpose takes an integer or a pair (h, w) as `padding`, not {}",
+                        args.prefix(),
+                        v.describe()
+                    );
+                    args.diags.push(Diag::new(loc, msg));
+                    (0, 0)
+                }
+                _ => args.pair("padding", (0, 0)),
+            };
+            Op::ConvTranspose(ConvTranspose {
+                out,
+                kernel,
+                stride: args.pair("stride", (1, 1)),
+                padding,
+                output_padding: args.pair("output_padding", (0, 0)),
+                dilation: args.pair("dilation", (1, 1)),
+                groups: args.int("groups", 1),
+                bias: args.boolean("bias", true),
+            })
+        }
         _ => unreachable!("op names are checked against OPS above"),
     };
-    let arg_locs = args.given.iter().map(|(k, _, l)| (k.clone(), *l)).collect();
+    let mut arg_locs: Vec<(String, Loc)> =
+        args.given.iter().map(|(k, _, l)| (k.clone(), *l)).collect();
+    if merge && inline && !refs.names.is_empty() {
+        arg_locs.push(("from".to_string(), refs.names[0].1));
+    }
+    let pair_args = args.pairs.clone();
     diags.extend(args.diags);
     if diags.is_empty() {
-        Ok(Layer {
-            name,
-            named,
-            index,
-            op,
-            loc: raw.loc,
-            arg_locs,
-        })
+        Ok((
+            Layer {
+                name,
+                named,
+                index,
+                op,
+                loc: raw.loc,
+                arg_locs,
+                pair_args,
+                inputs: Vec::new(),
+            },
+            refs,
+        ))
     } else {
         Err(diags)
     }
+}
+
+fn lower_upsample(args: &mut Args<'_>) -> Op {
+    let size = match (args.find("scale"), args.find("size")) {
+        (Some(_), Some((_, loc))) => {
+            let msg = format!("{}: give `scale` or `size`, not both", args.prefix());
+            args.diags.push(Diag::new(loc, msg));
+            UpSize::Scale((1, 1))
+        }
+        (None, None) => {
+            let msg = format!(
+                "{}: needs `scale` (an integer factor) or `size` (the output size)",
+                args.prefix()
+            );
+            args.diags.push(Diag::new(args.layer_loc, msg));
+            UpSize::Scale((1, 1))
+        }
+        (Some(_), None) => UpSize::Scale(args.pair("scale", (1, 1))),
+        (None, Some(_)) => UpSize::Size(args.pair("size", (1, 1))),
+    };
+    let modes = ["nearest", "bilinear", "linear"];
+    let mode = match args.find("mode") {
+        None => UpMode::Nearest,
+        Some((RawValue::Word(w), loc)) => match w.as_str() {
+            "nearest" => UpMode::Nearest,
+            "bilinear" => UpMode::Bilinear,
+            "linear" => UpMode::Linear,
+            other => {
+                let msg = format!(
+                    "{}: `mode` must be nearest, bilinear or linear, not \"{other}\"{}",
+                    args.prefix(),
+                    did_you_mean(other, &modes)
+                );
+                args.diags.push(Diag::new(loc, msg));
+                UpMode::Nearest
+            }
+        },
+        Some((v, loc)) => {
+            args.type_error("mode", loc, "nearest, bilinear or linear", v);
+            UpMode::Nearest
+        }
+    };
+    let align_corners = args.boolean("align_corners", false);
+    if mode == UpMode::Nearest {
+        if let Some((_, loc)) = args.find("align_corners") {
+            let msg = format!(
+                "{}: `align_corners` only applies to bilinear and linear modes, not nearest (leave it out)",
+                args.prefix()
+            );
+            args.diags.push(Diag::new(loc, msg));
+        }
+    }
+    Op::Upsample(Upsample {
+        size,
+        mode,
+        align_corners,
+    })
 }

@@ -1,29 +1,44 @@
 //! Stage 5, plan: which kernel runs each layer, what is fused, where each tensor lives.
 //!
-//! * A `batch_norm` right after a conv or linear (only shape-preserving no-ops between)
-//!   is folded into its weights at load time; a standalone one becomes a per-channel
-//!   affine kernel.
-//! * An activation right after a conv, linear or standalone batch norm runs in that
-//!   kernel's epilogue; any other activation, and softmax, run in place.
-//! * `flatten` and `dropout` emit nothing: flatten is a reinterpretation of CHW memory.
-//! * Tensors live in two stack arenas `A` and `B` used in turn (ping-pong), except the
-//!   first kernel reads the caller's input and the last producing kernel writes the
-//!   caller's output directly. The macro sizes the arenas to the largest tensor each holds.
+//! * `flatten`, `dropout` and `identity` emit nothing: their output *is* their input (a
+//!   view of the same memory, CHW order).
+//! * A `batch_norm` whose input is read by nothing else, produced by a conv, transposed
+//!   conv or linear (no-ops between that keep the shape), is folded into its weights at
+//!   load time; a standalone one becomes a per-channel affine kernel.
+//! * An activation whose input is read by nothing else runs in the epilogue of the
+//!   kernel that produces it (conv, transposed conv, linear, affine, add/mul).
+//! * Activations, standalone batch norms, softmax and `add`/`mul` run in place when the
+//!   tensor they overwrite is read by nothing later (and is not the caller's input).
+//! * `concat` has its operands written straight into their channel range of its output
+//!   when each is produced by a kernel and read by the concat alone; others are copied.
+//! * Memory: every tensor that needs storage belongs to a *group* (a tensor and those
+//!   written in place over it or into it); each group lives from its first write to its
+//!   last read and gets an offset in one arena, largest groups first, lowest free offset
+//!   (live ranges, not alternation). The final tensor's group is the caller's output.
 
-use crate::ir::{Activation, Model, Op, PoolKind, Shape};
+use std::collections::HashMap;
+
+use crate::ir::{Activation, Merge, Model, Op, PoolKind, Shape, Src};
 use crate::shape::LayerShape;
 
-/// Where a tensor lives during `forward`.
+/// Which memory a region is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Buf {
-    /// The caller's input slice.
+    /// The caller's input (read only).
     Input,
-    /// Arena A.
-    A,
-    /// Arena B.
-    B,
-    /// The caller's output slice.
+    /// The caller's output.
     Output,
+    /// The activation arena.
+    Arena,
+}
+
+/// Where a tensor lives: a buffer and the offset of its first value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    /// The buffer.
+    pub buf: Buf,
+    /// Offset in values.
+    pub offset: usize,
 }
 
 /// What a step computes.
@@ -35,6 +50,13 @@ pub enum Kernel {
         layer: usize,
         /// Groups == in == out channels: the depthwise kernel.
         depthwise: bool,
+        /// A batch norm folded in.
+        bn: Option<usize>,
+    },
+    /// Transposed convolution with an optional folded batch norm.
+    ConvTranspose {
+        /// The layer.
+        layer: usize,
         /// A batch norm folded in.
         bn: Option<usize>,
     },
@@ -50,21 +72,38 @@ pub enum Kernel {
         /// The pool layer.
         layer: usize,
     },
+    /// Adaptive max or average pool.
+    AdaptivePool {
+        /// The layer.
+        layer: usize,
+    },
+    /// Nearest or (bi)linear upsampling.
+    Upsample {
+        /// The layer.
+        layer: usize,
+    },
     /// Global average pool.
     GlobalAvg,
     /// Global max pool.
     GlobalMax,
-    /// A standalone batch norm, in place.
+    /// A standalone batch norm (in place on its destination).
     Affine {
         /// The batch-norm layer.
         layer: usize,
     },
-    /// A standalone activation, in place.
+    /// A standalone activation (in place on its destination).
     Activation,
-    /// Softmax, in place.
+    /// Softmax over a vector, or over the channels at every position (in place).
     Softmax,
-    /// A copy (the input to an arena when the first kernel works in place, or the last
-    /// tensor to the output when no kernel writes it).
+    /// `add` / `mul` of two tensors with broadcasting; `in_place` when the destination
+    /// is the first operand's memory.
+    Binary {
+        /// Add or multiply.
+        op: Merge,
+        /// Whether the destination already holds the first operand.
+        in_place: bool,
+    },
+    /// A copy of `len` values (into a concat's channel range, or the input to the output).
     Copy,
 }
 
@@ -75,26 +114,16 @@ pub struct Step {
     pub kernel: Kernel,
     /// The activation in its epilogue (or the activation itself, for `Kernel::Activation`).
     pub act: Option<Activation>,
-    /// The layers it covers, by index (for comments and the summary).
+    /// The layers it covers, by index (for the summary); empty for helper copies.
     pub layers: Vec<usize>,
-    /// Input shape.
-    pub input: Shape,
-    /// Output shape.
+    /// Shapes of what it reads.
+    pub inputs: Vec<Shape>,
+    /// Shape of what it writes.
     pub output: Shape,
     /// Where it reads.
-    pub src: Buf,
-    /// Where it writes (equal to `src` for in-place steps).
-    pub dst: Buf,
-}
-
-impl Step {
-    /// Whether the step modifies its tensor in place.
-    pub fn in_place(&self) -> bool {
-        matches!(
-            self.kernel,
-            Kernel::Affine { .. } | Kernel::Activation | Kernel::Softmax
-        )
-    }
+    pub srcs: Vec<Region>,
+    /// Where it writes.
+    pub dst: Region,
 }
 
 /// The plan of a whole forward pass.
@@ -102,187 +131,606 @@ impl Step {
 pub struct Plan {
     /// The kernel calls in order.
     pub steps: Vec<Step>,
-    /// Values of arena A.
-    pub arena_a: usize,
-    /// Values of arena B.
-    pub arena_b: usize,
+    /// Values (f32) of the arena.
+    pub arena: usize,
+    /// The step at which the arena's high-water mark is reached (index into `steps`).
+    pub peak_step: Option<usize>,
+    /// Values of every tensor stored in the arena, added up (what no sharing would cost).
+    pub unshared: usize,
+    /// Concat layers whose operands were all written in place (no copy).
+    pub free_concats: Vec<usize>,
 }
 
-/// Whether layer `i` is a no-op whose output equals its input shape (dropout, flatten on
-/// a vector): a batch norm or activation after it may still fuse.
-fn transparent(model: &Model, shapes: &[LayerShape], i: usize) -> bool {
-    matches!(model.layers[i].op, Op::Dropout { .. } | Op::Flatten)
-        && shapes[i].input == shapes[i].output
+/// A tensor during planning: its shape and the storage group it belongs to.
+#[derive(Clone, Debug)]
+struct Value {
+    shape: Shape,
+    /// The step that writes it (`None` for the input).
+    def: Option<usize>,
+    /// The group whose memory it uses and its offset in it.
+    group: usize,
+    offset: usize,
+}
+
+/// A storage group: one block of memory.
+#[derive(Clone, Debug)]
+struct Group {
+    len: usize,
+    buf: Buf,
+    /// Set when the group is placed inside another (a concat's output).
+    parent: Option<(usize, usize)>,
+}
+
+/// A step under construction: value ids instead of regions.
+struct Pending {
+    kernel: Kernel,
+    act: Option<Activation>,
+    layers: Vec<usize>,
+    srcs: Vec<usize>,
+    dst: usize,
+}
+
+struct Planner<'a> {
+    model: &'a Model,
+    shapes: &'a [LayerShape],
+    values: Vec<Value>,
+    groups: Vec<Group>,
+    steps: Vec<Pending>,
+    /// Reads left of each value (by layers not yet planned), through views.
+    reads_left: Vec<usize>,
+    /// The value of each layer's output.
+    value_of: Vec<usize>,
+    /// The step that produced each value, while its epilogue is still open for fusion.
+    open: HashMap<usize, usize>,
+    free_concats: Vec<usize>,
+}
+
+/// Whether a layer is a view of its input (no kernel, same memory).
+fn is_view(op: &Op) -> bool {
+    matches!(op, Op::Flatten | Op::Dropout { .. } | Op::Identity)
+}
+
+impl<'a> Planner<'a> {
+    fn new_group(&mut self, len: usize, buf: Buf) -> usize {
+        self.groups.push(Group {
+            len,
+            buf,
+            parent: None,
+        });
+        self.groups.len() - 1
+    }
+
+    fn new_value(&mut self, shape: Shape) -> usize {
+        let g = self.new_group(shape.len(), Buf::Arena);
+        self.values.push(Value {
+            shape,
+            def: Some(self.steps.len()),
+            group: g,
+            offset: 0,
+        });
+        self.reads_left.push(0);
+        self.values.len() - 1
+    }
+
+    fn src_value(&self, src: Src) -> usize {
+        match src {
+            Src::Input => 0,
+            Src::Layer(j) => self.value_of[j],
+        }
+    }
+
+    fn push(&mut self, p: Pending) -> usize {
+        self.steps.push(p);
+        self.steps.len() - 1
+    }
+
+    /// Whether value `v` may be overwritten by the layer being planned, which reads it
+    /// `uses` times: nothing later reads it and it is not the caller's input.
+    fn dies_here(&self, v: usize, uses: usize) -> bool {
+        v != 0 && self.reads_left[v] == uses
+    }
+
+    fn plan_layer(&mut self, i: usize) {
+        let layer = &self.model.layers[i];
+        let shape = &self.shapes[i];
+        let srcs: Vec<usize> = layer.inputs.iter().map(|s| self.src_value(*s)).collect();
+        let v0 = srcs[0];
+        if is_view(&layer.op) {
+            // Its readers were counted as readers of its input.
+            self.value_of[i] = v0;
+            return;
+        }
+        // Reads of this layer are now being served.
+        for &v in &srcs {
+            self.reads_left[v] -= 1;
+        }
+        // Fusion into the open epilogue of the step that produced the input.
+        let sole_reader = srcs.len() == 1 && self.reads_left[v0] == 0 && v0 != 0;
+        if sole_reader {
+            if let Some(&s) = self.open.get(&v0) {
+                let step = &mut self.steps[s];
+                match (&layer.op, &mut step.kernel) {
+                    (
+                        Op::BatchNorm { .. },
+                        Kernel::Conv { bn, .. }
+                        | Kernel::Linear { bn, .. }
+                        | Kernel::ConvTranspose { bn, .. },
+                    ) if bn.is_none()
+                        && step.act.is_none()
+                        && self.values[v0].shape == shape.input =>
+                    {
+                        *bn = Some(i);
+                        step.layers.push(i);
+                        self.value_of[i] = v0;
+                        return;
+                    }
+                    (
+                        Op::Act(a),
+                        Kernel::Conv { .. }
+                        | Kernel::Linear { .. }
+                        | Kernel::ConvTranspose { .. }
+                        | Kernel::Affine { .. }
+                        | Kernel::Binary { .. },
+                    ) if step.act.is_none() => {
+                        step.act = Some(*a);
+                        step.layers.push(i);
+                        self.value_of[i] = v0;
+                        self.open.remove(&v0);
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        // Anything else reading a value closes its producer's epilogue: a later batch
+        // norm or activation must not change what this layer read.
+        for v in &srcs {
+            self.open.remove(v);
+        }
+        let out = match layer.op {
+            Op::Merge(Merge::Concat) => self.plan_concat(i, &srcs),
+            Op::Merge(m) => self.plan_binary(i, m, &srcs),
+            Op::BatchNorm { .. } | Op::Act(_) | Op::Softmax => {
+                let kernel = match layer.op {
+                    Op::BatchNorm { .. } => Kernel::Affine { layer: i },
+                    Op::Act(_) => Kernel::Activation,
+                    _ => Kernel::Softmax,
+                };
+                let act = match layer.op {
+                    Op::Act(a) => Some(a),
+                    _ => None,
+                };
+                // In place over the input when nothing later reads it; else a fresh
+                // tensor (the input is copied there first).
+                let dst = if self.dies_here(v0, 0) {
+                    self.in_place_value(v0)
+                } else {
+                    self.new_value(shape.output)
+                };
+                let s = self.push(Pending {
+                    kernel,
+                    act,
+                    layers: vec![i],
+                    srcs: vec![v0],
+                    dst,
+                });
+                if matches!(kernel, Kernel::Affine { .. }) {
+                    self.open.insert(dst, s);
+                }
+                dst
+            }
+            _ => {
+                let kernel = match layer.op {
+                    Op::Conv(conv) => {
+                        let (c, _) = shape.input.channels_and_plane();
+                        let depthwise =
+                            conv.groups as usize == c && conv.out as usize == c && c > 1;
+                        Kernel::Conv {
+                            layer: i,
+                            depthwise,
+                            bn: None,
+                        }
+                    }
+                    Op::ConvTranspose(_) => Kernel::ConvTranspose { layer: i, bn: None },
+                    Op::Linear { .. } => Kernel::Linear { layer: i, bn: None },
+                    Op::Pool(_) => Kernel::Pool { layer: i },
+                    Op::AdaptivePool { .. } => Kernel::AdaptivePool { layer: i },
+                    Op::Upsample(_) => Kernel::Upsample { layer: i },
+                    Op::GlobalAvgPool => Kernel::GlobalAvg,
+                    Op::GlobalMaxPool => Kernel::GlobalMax,
+                    _ => unreachable!("every other op is handled above"),
+                };
+                let dst = self.new_value(shape.output);
+                let s = self.push(Pending {
+                    kernel,
+                    act: None,
+                    layers: vec![i],
+                    srcs: vec![v0],
+                    dst,
+                });
+                if matches!(
+                    kernel,
+                    Kernel::Conv { .. } | Kernel::Linear { .. } | Kernel::ConvTranspose { .. }
+                ) {
+                    self.open.insert(dst, s);
+                }
+                dst
+            }
+        };
+        self.value_of[i] = out;
+    }
+
+    /// A new value that shares `v`'s memory (written in place over it).
+    fn in_place_value(&mut self, v: usize) -> usize {
+        let (group, offset, shape) = {
+            let x = &self.values[v];
+            (x.group, x.offset, x.shape)
+        };
+        self.values.push(Value {
+            shape,
+            def: Some(self.steps.len()),
+            group,
+            offset,
+        });
+        self.reads_left.push(0);
+        self.values.len() - 1
+    }
+
+    fn plan_binary(&mut self, i: usize, op: Merge, srcs: &[usize]) -> usize {
+        let out_shape = self.shapes[i].output;
+        let mut acc = srcs[0];
+        let mut acc_shape = self.values[acc].shape;
+        let mut first = true;
+        for (k, &b) in srcs[1..].iter().enumerate() {
+            let b_shape = self.values[b].shape;
+            // The shape after folding in operand k + 1.
+            let dims: Vec<usize> = acc_shape
+                .dims()
+                .iter()
+                .zip(b_shape.dims())
+                .map(|(a, b)| (*a).max(b))
+                .collect();
+            let step_shape = acc_shape.with(
+                dims[0],
+                dims.get(dims.len().saturating_sub(2)).copied().unwrap_or(1),
+                *dims.last().unwrap_or(&1),
+            );
+            let step_shape = if k + 2 == srcs.len() {
+                out_shape
+            } else {
+                step_shape
+            };
+            // Later operands of this layer still to be read count as reads.
+            let later = |v: usize| srcs[k + 2..].iter().filter(|s| **s == v).count();
+            let can_overwrite = |p: &Self, v: usize, v_shape: Shape, other: usize| {
+                v_shape == step_shape
+                    && v != other
+                    && (!first || p.dies_here(v, 0))
+                    && p.reads_left[v] == 0
+                    && later(v) == 0
+                    && v != 0
+                    && (first || v == acc)
+            };
+            let (a, b, dst, in_place) = if can_overwrite(self, acc, acc_shape, b) {
+                let dst = self.in_place_value(acc);
+                (acc, b, dst, true)
+            } else if can_overwrite(self, b, b_shape, acc) && first {
+                // Both ops commute: overwrite the second operand instead.
+                let dst = self.in_place_value(b);
+                (b, acc, dst, true)
+            } else {
+                let dst = self.new_value(step_shape);
+                (acc, b, dst, false)
+            };
+            let s = self.push(Pending {
+                kernel: Kernel::Binary { op, in_place },
+                act: None,
+                layers: if first { vec![i] } else { Vec::new() },
+                srcs: vec![a, b],
+                dst,
+            });
+            self.open.remove(&acc);
+            acc = dst;
+            acc_shape = step_shape;
+            first = false;
+            if k + 2 == srcs.len() {
+                self.open.insert(dst, s);
+            }
+        }
+        acc
+    }
+
+    fn plan_concat(&mut self, i: usize, srcs: &[usize]) -> usize {
+        let out_shape = self.shapes[i].output;
+        let out = self.new_value(out_shape);
+        let out_group = self.values[out].group;
+        let mut offset = 0;
+        let mut copies = false;
+        let mut aliased: Vec<usize> = Vec::new();
+        for &v in srcs {
+            let len = self.values[v].shape.len();
+            let g = self.values[v].group;
+            let once = srcs.iter().filter(|s| **s == v).count() == 1;
+            let own_group = self.groups[g].parent.is_none()
+                && g != out_group
+                && self.values[v].offset == 0
+                && self.groups[g].len == len
+                && !aliased.contains(&g);
+            if v != 0 && once && self.reads_left[v] == 0 && own_group {
+                // The producer writes straight into the concat's channel range.
+                self.groups[g].parent = Some((out_group, offset));
+                aliased.push(g);
+            } else {
+                copies = true;
+                let part = self.values.len();
+                self.values.push(Value {
+                    shape: Shape::Vec(len),
+                    def: Some(self.steps.len()),
+                    group: out_group,
+                    offset,
+                });
+                self.reads_left.push(0);
+                self.push(Pending {
+                    kernel: Kernel::Copy,
+                    act: None,
+                    layers: vec![i],
+                    srcs: vec![v],
+                    dst: part,
+                });
+            }
+            self.open.remove(&v);
+            offset += len;
+        }
+        if !copies {
+            self.free_concats.push(i);
+        }
+        // The concat's value is defined where its last part is written.
+        self.values[out].def = Some(self.steps.len().saturating_sub(1));
+        out
+    }
+
+    /// The root group of `g` and the offset of `g` inside it.
+    fn root(&self, mut g: usize) -> (usize, usize) {
+        let mut offset = 0;
+        while let Some((p, o)) = self.groups[g].parent {
+            offset += o;
+            g = p;
+        }
+        (g, offset)
+    }
 }
 
 /// Plans a model whose every layer has a shape.
 pub fn plan(model: &Model, shapes: &[LayerShape]) -> Plan {
     let n = model.layers.len();
-    let mut steps: Vec<Step> = Vec::new();
-    let mut i = 0;
-    // Index of the next layer after `j` that is not transparent.
-    let next = |j: usize| {
-        let mut k = j + 1;
-        while k < n && transparent(model, shapes, k) {
-            k += 1;
-        }
-        k
+    let input_shape = shapes.first().map_or(Shape::Vec(0), |s| s.input);
+    let mut p = Planner {
+        model,
+        shapes,
+        values: Vec::new(),
+        groups: Vec::new(),
+        steps: Vec::new(),
+        reads_left: Vec::new(),
+        value_of: vec![0; n],
+        open: HashMap::new(),
+        free_concats: Vec::new(),
     };
-    while i < n {
-        let layer = &model.layers[i];
-        let mut covered = vec![i];
-        let mut last = i;
-        let kernel = match layer.op {
-            Op::Conv(conv) => {
-                let (c, _) = shapes[i].input.channels_and_plane();
-                let depthwise = conv.groups as usize == c && conv.out as usize == c && c > 1;
-                Some(Kernel::Conv {
-                    layer: i,
-                    depthwise,
-                    bn: None,
-                })
-            }
-            Op::Linear { .. } => Some(Kernel::Linear { layer: i, bn: None }),
-            Op::Pool(_) => Some(Kernel::Pool { layer: i }),
-            Op::GlobalAvgPool => Some(Kernel::GlobalAvg),
-            Op::GlobalMaxPool => Some(Kernel::GlobalMax),
-            Op::BatchNorm { .. } => Some(Kernel::Affine { layer: i }),
-            Op::Act(_) => Some(Kernel::Activation),
-            Op::Softmax => Some(Kernel::Softmax),
-            Op::Flatten | Op::Dropout { .. } => None,
+    // Value 0: the caller's input.
+    let g = p.new_group(input_shape.len(), Buf::Input);
+    p.values.push(Value {
+        shape: input_shape,
+        def: None,
+        group: g,
+        offset: 0,
+    });
+    p.reads_left.push(0);
+    // Reads of each layer's output, through views (a view's readers read its input).
+    let mut base = vec![Src::Input; n];
+    let mut reads: HashMap<Src, usize> = HashMap::new();
+    for (i, layer) in model.layers.iter().enumerate() {
+        let resolve = |s: Src, base: &[Src]| match s {
+            Src::Input => Src::Input,
+            Src::Layer(j) => base[j],
         };
-        let Some(mut kernel) = kernel else {
-            i += 1;
-            continue;
-        };
-        // Fold a following batch norm into conv / linear.
-        if let Kernel::Conv { bn, .. } | Kernel::Linear { bn, .. } = &mut kernel {
-            let j = next(last);
-            if j < n && matches!(model.layers[j].op, Op::BatchNorm { .. }) {
-                *bn = Some(j);
-                covered.extend(last + 1..=j);
-                last = j;
+        if is_view(&layer.op) {
+            base[i] = resolve(layer.inputs[0], &base);
+        } else {
+            base[i] = Src::Layer(i);
+            for s in &layer.inputs {
+                *reads.entry(resolve(*s, &base)).or_default() += 1;
             }
         }
-        // Fuse a following activation into the epilogue.
-        let mut act = None;
-        if let Op::Act(a) = layer.op {
-            act = Some(a);
-        } else if matches!(
-            kernel,
-            Kernel::Conv { .. } | Kernel::Linear { .. } | Kernel::Affine { .. }
-        ) {
-            let j = next(last);
-            if j < n {
-                if let Op::Act(a) = model.layers[j].op {
-                    act = Some(a);
-                    covered.extend(last + 1..=j);
-                    last = j;
-                }
-            }
-        }
-        steps.push(Step {
-            kernel,
-            act,
-            layers: covered,
-            input: shapes[i].input,
-            output: shapes[last].output,
-            src: Buf::Input,
-            dst: Buf::Input,
-        });
-        i = last + 1;
     }
-    assign_buffers(steps, shapes)
+    // Planning consumes reads layer by layer: each layer's output value is seeded with
+    // its readers once the layer is planned (a fused layer's value is its producer's,
+    // whose only reader it was).
+    p.reads_left[0] = reads.get(&Src::Input).copied().unwrap_or(0);
+    for i in 0..n {
+        p.plan_layer(i);
+        if !is_view(&model.layers[i].op) {
+            let v = p.value_of[i];
+            p.reads_left[v] = reads.get(&Src::Layer(i)).copied().unwrap_or(0);
+        }
+    }
+    finish(p, model, shapes)
 }
 
-fn assign_buffers(steps: Vec<Step>, shapes: &[LayerShape]) -> Plan {
-    let last_producer = steps.iter().rposition(|s| !s.in_place());
-    let mut out = Vec::with_capacity(steps.len() + 2);
-    let (mut arena_a, mut arena_b) = (0usize, 0usize);
-    let mut grow = |buf: Buf, len: usize| match buf {
-        Buf::A => arena_a = arena_a.max(len),
-        Buf::B => arena_b = arena_b.max(len),
-        _ => {}
-    };
-    let input_shape = shapes.first().map(|s| s.input).unwrap_or(Shape::Vec(0));
-    let final_shape = shapes.last().map(|s| s.output).unwrap_or(input_shape);
-    let mut cur = Buf::Input;
-    for (k, mut step) in steps.into_iter().enumerate() {
-        if step.in_place() {
-            if cur == Buf::Input {
-                // Never write the caller's input: copy it first.
-                let dst = if last_producer.is_some() {
-                    Buf::A
-                } else {
-                    Buf::Output
-                };
-                grow(dst, step.input.len());
-                out.push(Step {
-                    kernel: Kernel::Copy,
-                    act: None,
-                    layers: Vec::new(),
-                    input: step.input,
-                    output: step.input,
-                    src: Buf::Input,
-                    dst,
-                });
-                cur = dst;
-            }
-            step.src = cur;
-            step.dst = cur;
-        } else {
-            let dst = if Some(k) == last_producer {
-                Buf::Output
-            } else if cur == Buf::A {
-                Buf::B
-            } else {
-                Buf::A
-            };
-            grow(dst, step.output.len());
-            step.src = cur;
-            step.dst = dst;
-            cur = dst;
-        }
-        out.push(step);
-    }
-    if cur != Buf::Output {
-        out.push(Step {
+fn finish(mut p: Planner<'_>, model: &Model, shapes: &[LayerShape]) -> Plan {
+    let n = model.layers.len();
+    let final_value = p.value_of[n - 1];
+    let out_shape = shapes[n - 1].output;
+    if final_value == 0 {
+        // The model is views of its input only: copy it out.
+        let dst = p.new_value(out_shape);
+        p.push(Pending {
             kernel: Kernel::Copy,
             act: None,
             layers: Vec::new(),
-            input: final_shape,
-            output: final_shape,
-            src: cur,
-            dst: Buf::Output,
+            srcs: vec![0],
+            dst,
         });
+        let g = p.values[dst].group;
+        p.groups[g].buf = Buf::Output;
+    } else {
+        let (root, _) = p.root(p.values[final_value].group);
+        p.groups[root].buf = Buf::Output;
     }
+    // Live ranges of root groups: from the first write to the last read of any value
+    // stored in them.
+    let steps = p.steps.len();
+    let mut first = vec![usize::MAX; p.groups.len()];
+    let mut last = vec![0usize; p.groups.len()];
+    for value in &p.values {
+        let (root, _) = p.root(value.group);
+        if let Some(d) = value.def {
+            first[root] = first[root].min(d);
+            last[root] = last[root].max(d);
+        }
+    }
+    for (s, step) in p.steps.iter().enumerate() {
+        for &v in step.srcs.iter().chain([&step.dst]) {
+            let (root, _) = p.root(p.values[v].group);
+            first[root] = first[root].min(s);
+            last[root] = last[root].max(s);
+        }
+    }
+    // Place arena groups: largest first, lowest offset free over the live range.
+    let mut order: Vec<usize> = (0..p.groups.len())
+        .filter(|&g| p.groups[g].parent.is_none() && p.groups[g].buf == Buf::Arena)
+        .filter(|&g| first[g] != usize::MAX)
+        .collect();
+    order.sort_by_key(|&g| (std::cmp::Reverse(p.groups[g].len), first[g]));
+    let mut placed: Vec<(usize, usize)> = Vec::new(); // (group, offset)
+    let mut offset_of = vec![0usize; p.groups.len()];
+    let mut arena = 0usize;
+    let mut unshared = 0usize;
+    for &g in &order {
+        let len = p.groups[g].len;
+        unshared += len;
+        let mut busy: Vec<(usize, usize)> = placed
+            .iter()
+            .filter(|(h, _)| first[*h] <= last[g] && first[g] <= last[*h])
+            .map(|(h, o)| (*o, *o + p.groups[*h].len))
+            .collect();
+        busy.sort();
+        let mut at = 0;
+        for (start, end) in busy {
+            if at + len <= start {
+                break;
+            }
+            at = at.max(end);
+        }
+        offset_of[g] = at;
+        arena = arena.max(at + len);
+        placed.push((g, at));
+    }
+    // The step where the arena's high-water mark is reached.
+    let mut peak_step = None;
+    let mut peak = 0;
+    for s in 0..steps {
+        let top = placed
+            .iter()
+            .filter(|(g, _)| first[*g] <= s && s <= last[*g])
+            .map(|(g, o)| o + p.groups[*g].len)
+            .max()
+            .unwrap_or(0);
+        if top > peak {
+            peak = top;
+            peak_step = Some(s);
+        }
+    }
+    let region = |v: usize| {
+        let (root, off) = p.root(p.values[v].group);
+        let group = &p.groups[root];
+        let base = if group.buf == Buf::Arena {
+            offset_of[root]
+        } else {
+            0
+        };
+        Region {
+            buf: group.buf,
+            offset: base + off + p.values[v].offset,
+        }
+    };
+    let out_steps = p
+        .steps
+        .iter()
+        .map(|s| Step {
+            kernel: s.kernel,
+            act: s.act,
+            layers: s.layers.clone(),
+            inputs: s.srcs.iter().map(|v| p.values[*v].shape).collect(),
+            output: p.values[s.dst].shape,
+            srcs: s.srcs.iter().map(|v| region(*v)).collect(),
+            dst: region(s.dst),
+        })
+        .collect();
     Plan {
-        steps: out,
-        arena_a,
-        arena_b,
+        steps: out_steps,
+        arena,
+        peak_step,
+        unshared,
+        free_concats: p.free_concats,
     }
 }
 
 /// The kernel's name as shown in the summary, e.g. `conv2d+bn+relu`.
 pub fn describe(step: &Step, model: &Model) -> String {
+    let one_d = model.is_1d();
+    let d = if one_d { "1d" } else { "2d" };
     let mut s = match step.kernel {
         Kernel::Conv {
             depthwise: true, ..
-        } => "depthwise_conv2d".to_string(),
-        Kernel::Conv { .. } => "conv2d".to_string(),
+        } => format!("depthwise_conv{d}"),
+        Kernel::Conv { .. } => format!("conv{d}"),
+        Kernel::ConvTranspose { .. } => format!("conv_transpose{d}"),
         Kernel::Linear { .. } => "linear".to_string(),
         Kernel::Pool { layer } => match model.layers[layer].op {
-            Op::Pool(p) if p.kind == PoolKind::Max => "max_pool2d".to_string(),
-            _ => "avg_pool2d".to_string(),
+            Op::Pool(p) if p.kind == PoolKind::Max => format!("max_pool{d}"),
+            _ => format!("avg_pool{d}"),
+        },
+        Kernel::AdaptivePool { layer } => match model.layers[layer].op {
+            Op::AdaptivePool {
+                kind: PoolKind::Max,
+                ..
+            } => format!("adaptive_max_pool{d}"),
+            _ => format!("adaptive_avg_pool{d}"),
+        },
+        Kernel::Upsample { layer } => match model.layers[layer].op {
+            Op::Upsample(u) if u.mode != crate::ir::UpMode::Nearest => {
+                if one_d {
+                    "upsample_linear".to_string()
+                } else {
+                    "upsample_bilinear".to_string()
+                }
+            }
+            _ => "upsample_nearest".to_string(),
         },
         Kernel::GlobalAvg => "global_avg_pool".to_string(),
         Kernel::GlobalMax => "global_max_pool".to_string(),
         Kernel::Affine { .. } => "channel_affine".to_string(),
         Kernel::Activation => "activate".to_string(),
-        Kernel::Softmax => "softmax".to_string(),
+        Kernel::Softmax => {
+            if step.output.rank() == 1 {
+                "softmax".to_string()
+            } else {
+                "softmax_channels".to_string()
+            }
+        }
+        Kernel::Binary { op, in_place } => {
+            let name = if op == Merge::Add { "add" } else { "mul" };
+            if in_place {
+                format!("{name} (in place)")
+            } else {
+                name.to_string()
+            }
+        }
         Kernel::Copy => "copy".to_string(),
     };
-    if let Kernel::Conv { bn: Some(_), .. } | Kernel::Linear { bn: Some(_), .. } = step.kernel {
+    if let Kernel::Conv { bn: Some(_), .. }
+    | Kernel::Linear { bn: Some(_), .. }
+    | Kernel::ConvTranspose { bn: Some(_), .. } = step.kernel
+    {
         s.push_str("+bn");
     }
     if step.kernel != Kernel::Activation {
@@ -302,5 +750,9 @@ pub fn act_name(a: Activation) -> &'static str {
         Activation::Tanh => "tanh",
         Activation::Sigmoid => "sigmoid",
         Activation::LeakyRelu(_) => "leaky_relu",
+        Activation::Silu => "silu",
+        Activation::HardSwish => "hardswish",
+        Activation::HardSigmoid => "hardsigmoid",
+        Activation::Gelu => "gelu",
     }
 }

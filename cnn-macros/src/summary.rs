@@ -23,6 +23,13 @@ pub fn render(name: &str, model: &Model, shapes: &[LayerShape], plan: &Plan) -> 
     let mut kernel_of = vec![String::new(); model.layers.len()];
     for step in &plan.steps {
         for (k, &layer) in step.layers.iter().enumerate() {
+            if !kernel_of[layer].is_empty() {
+                // A layer of several steps (a concat's copies, a 3-operand add).
+                if !kernel_of[layer].ends_with("...") && k == 0 {
+                    kernel_of[layer].push_str(" ...");
+                }
+                continue;
+            }
             kernel_of[layer] = if k == 0 {
                 describe(step, model)
             } else {
@@ -31,9 +38,12 @@ pub fn render(name: &str, model: &Model, shapes: &[LayerShape], plan: &Plan) -> 
         }
     }
     for (i, layer) in model.layers.iter().enumerate() {
-        if kernel_of[i].is_empty() {
+        if plan.free_concats.contains(&i) {
+            kernel_of[i] = "(no copy: operands written in place)".to_string();
+        } else if kernel_of[i].is_empty() {
             kernel_of[i] = match layer.op {
                 crate::ir::Op::Flatten => "(no-op: CHW order)".to_string(),
+                crate::ir::Op::Identity => "(no-op)".to_string(),
                 _ => "(no-op at inference)".to_string(),
             };
         }
@@ -96,7 +106,7 @@ pub fn render(name: &str, model: &Model, shapes: &[LayerShape], plan: &Plan) -> 
         .iter()
         .filter(|s| s.kernel != crate::plan::Kernel::Copy)
         .count();
-    let arena_bytes = (plan.arena_a + plan.arena_b) * 4;
+    let arena_bytes = plan.arena * 4;
 
     let mut out = String::new();
     out.push_str(&format!(
@@ -130,10 +140,21 @@ pub fn render(name: &str, model: &Model, shapes: &[LayerShape], plan: &Plan) -> 
         "in a per-thread buffer (allocated on a thread's first call)"
     };
     out.push_str(&format!(
-        "activations:  {} bytes {place} (arena A {} + arena B {} floats)",
+        "activations:  {} bytes {place} ({} floats",
         thousands(arena_bytes),
-        thousands(plan.arena_a),
-        thousands(plan.arena_b)
+        thousands(plan.arena),
     ));
+    if let Some(s) = plan.peak_step {
+        let step = &plan.steps[s];
+        let at = step.layers.first().map_or_else(
+            || "the output copy".to_string(),
+            |l| format!("`{}`", model.layers[*l].name),
+        );
+        out.push_str(&format!(
+            "; peak at {at}; {} bytes if no tensors shared memory",
+            thousands(plan.unshared * 4)
+        ));
+    }
+    out.push(')');
     out
 }

@@ -14,6 +14,7 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod arena;
 pub mod cpu;
 pub mod error;
 pub mod kernels;

@@ -143,7 +143,7 @@ fn parse_value(tokens: &[TokenTree]) -> Result<RawValue, Diag> {
     let bad = || {
         Diag::new(
             loc,
-            "expected a value: a number, `true`/`false`, a word like `same`, or a pair `(h, w)`",
+            "expected a value: a number, `true`/`false`, a word like `same`, a layer name, or a pair `(h, w)`",
         )
     };
     match tokens {
@@ -158,6 +158,9 @@ fn parse_value(tokens: &[TokenTree]) -> Result<RawValue, Diag> {
                 "false" => RawValue::Bool(false),
                 _ => RawValue::Word(s),
             })
+        }
+        [TokenTree::Ident(_), TokenTree::Punct(_), ..] => {
+            dotted_path(tokens).map(RawValue::Word).ok_or_else(bad)
         }
         [TokenTree::Group(g)]
             if matches!(g.delimiter(), Delimiter::Parenthesis | Delimiter::Bracket) =>
@@ -195,19 +198,75 @@ fn literal(lit: &proc_macro2::Literal, negative: bool, loc: Loc) -> Result<RawVa
     }
 }
 
-/// Parses one `name: op(args)` / `op(args)` / `op` entry.
+/// Reads a dotted path written as tokens: `conv1`, `layer1.0.conv1`, `features.0.0`
+/// (which Rust lexes as `features` `.` `0.0`), `r#type`. `None` if the tokens are not one.
+fn dotted_path(tokens: &[TokenTree]) -> Option<String> {
+    let mut out = String::new();
+    let mut want_segment = true;
+    for tt in tokens {
+        match (tt, want_segment) {
+            (TokenTree::Ident(id), true) => {
+                let s = id.to_string();
+                out.push_str(s.strip_prefix("r#").unwrap_or(&s));
+                want_segment = false;
+            }
+            (TokenTree::Literal(lit), true) => {
+                // An integer segment, or two of them lexed as one float (`0.0`).
+                let text = lit.to_string();
+                let ok = !text.is_empty()
+                    && text.split('.').count() <= 2
+                    && text
+                        .split('.')
+                        .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+                if !ok {
+                    return None;
+                }
+                out.push_str(&text);
+                want_segment = false;
+            }
+            (TokenTree::Punct(p), false) if p.as_char() == '.' => {
+                out.push('.');
+                want_segment = true;
+            }
+            _ => return None,
+        }
+    }
+    (!want_segment).then_some(out)
+}
+
+/// Parses one `name: op(args)` / `op(args)` / `op` entry. The name is a dotted path
+/// (`layer1.0.conv1`) or a string literal (`"block1-0.proj.0"`).
 fn parse_layer(tokens: &[TokenTree]) -> Result<RawLayer, Diag> {
     let loc = loc_of(tokens);
-    let (name, rest) = match tokens {
-        [TokenTree::Ident(id), TokenTree::Punct(p), rest @ ..] if p.as_char() == ':' => {
+    // The first top-level `:` that is not part of `::` ends the name.
+    let colon = tokens.iter().enumerate().position(|(i, tt)| {
+        matches!(tt, TokenTree::Punct(p) if p.as_char() == ':' && p.spacing() == proc_macro2::Spacing::Alone)
+            && !matches!(i.checked_sub(1).map(|j| &tokens[j]), Some(TokenTree::Punct(q)) if q.as_char() == ':')
+    });
+    let (name, rest) = match colon {
+        Some(i) if i > 0 => {
+            let head = &tokens[..i];
+            let name = match head {
+                [TokenTree::Literal(lit)] => match syn::Lit::new(lit.clone()) {
+                    syn::Lit::Str(s) => Some(s.value()),
+                    _ => None,
+                },
+                _ => dotted_path(head),
+            };
+            let Some(name) = name else {
+                return Err(Diag::new(
+                    loc_of(head),
+                    "expected a layer name before `:`: a dotted path like `layer1.0.conv1`, or a string like \"block1-0.proj.0\"",
+                ));
+            };
+            let rest = &tokens[i + 1..];
             if rest.is_empty() {
                 return Err(Diag::new(
                     loc,
-                    format!("layer `{id}`: expected an op after `{id}:`"),
+                    format!("layer `{name}`: expected an op after `{name}:`"),
                 ));
             }
-            let l = Loc::Span(id.span(), id.span());
-            (Some((RawValue::Word(id.to_string()), l)), rest)
+            (Some((RawValue::Word(name), loc_of(head))), rest)
         }
         _ => (None, tokens),
     };

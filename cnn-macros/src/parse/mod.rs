@@ -11,7 +11,7 @@ pub mod toml;
 use crate::ir::{Diag, Loc};
 
 /// A value as written: the spellings' common ground.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub enum RawValue {
     /// An integer (negative allowed).
     Int(i64),

@@ -1,0 +1,380 @@
+//! Stage 6b, emit: one planned step as Rust tokens — the slices it reads and writes,
+//! and its kernel call. One emitter function per kind of step; [`step`] dispatches.
+//!
+//! Regions in the same buffer as the destination are borrowed together with
+//! `arena::split` (disjoint by construction of the plan; checked by the runtime, a
+//! handful of comparisons of constants per step); other buffers are borrowed directly.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+use crate::codegen::{act_tokens, field_name, lit, rt, Weights};
+use crate::ir::{Merge, Model, Op, PoolKind, Shape, UpMode};
+use crate::plan::{Buf, Kernel, Step};
+use crate::shape::{kernel_op, LayerShape};
+
+/// The buffer's name in `forward_body`.
+fn buf_name(buf: Buf) -> TokenStream {
+    match buf {
+        Buf::Input => quote!(input),
+        Buf::Output => quote!(output),
+        Buf::Arena => quote!(arena),
+    }
+}
+
+/// Binds `r0, r1, ..` (the step's reads) and `w` (its destination), then runs `body`.
+/// `skip_first` leaves the first read out (it is the destination itself).
+fn bind(step: &Step, skip_first: bool, body: TokenStream) -> TokenStream {
+    let rt = rt();
+    let dst = step.dst;
+    let wlen = step.output.len();
+    let mut split = Vec::new();
+    let mut lets = Vec::new();
+    for (k, (region, shape)) in step.srcs.iter().zip(&step.inputs).enumerate() {
+        if k == 0 && skip_first {
+            continue;
+        }
+        let name = format_ident!("r{}", k);
+        let (o, l) = (region.offset, shape.len());
+        if region.buf == dst.buf {
+            split.push((name, o, l));
+        } else {
+            let b = buf_name(region.buf);
+            let (o, e) = (lit(o), lit(o + l));
+            lets.push(quote!(let #name: &[f32] = &#b[#o..#e];));
+        }
+    }
+    let b = buf_name(dst.buf);
+    let (wo, we) = (lit(dst.offset), lit(dst.offset + wlen));
+    let write = if split.is_empty() {
+        quote!(let w: &mut [f32] = &mut #b[#wo..#we];)
+    } else {
+        let names = split.iter().map(|(n, _, _)| n);
+        let ranges = split.iter().map(|(_, o, l)| {
+            let (o, l) = (lit(*o), lit(*l));
+            quote!((#o, #l))
+        });
+        let wl = lit(wlen);
+        quote!(let ([#(#names),*], w) = #rt::arena::split(&mut #b[..], [#(#ranges),*], (#wo, #wl));)
+    };
+    quote! {
+        {
+            #(#lets)*
+            #write
+            #body
+        }
+    }
+}
+
+/// The tokens of one step.
+pub fn step(step: &Step, model: &Model, shapes: &[LayerShape], w: &mut Weights) -> TokenStream {
+    match step.kernel {
+        Kernel::Conv {
+            layer,
+            depthwise,
+            bn,
+        } => conv(step, model, shapes, w, layer, depthwise, bn),
+        Kernel::ConvTranspose { layer, bn } => conv_transpose(step, model, shapes, w, layer, bn),
+        Kernel::Linear { layer, bn } => linear(step, model, shapes, w, layer, bn),
+        Kernel::Pool { layer } => pool(step, model, shapes, layer),
+        Kernel::AdaptivePool { layer } => adaptive_pool(step, model, shapes, layer),
+        Kernel::Upsample { layer } => upsample(step, model, shapes, layer),
+        Kernel::GlobalAvg | Kernel::GlobalMax => global_pool(step),
+        Kernel::Affine { layer } => affine(step, model, shapes, w, layer),
+        Kernel::Activation | Kernel::Softmax => elementwise(step),
+        Kernel::Binary { op, in_place } => binary(step, op, in_place),
+        Kernel::Copy => copy(step),
+    }
+}
+
+/// `(C, H, W)` of a shape as the kernels see it, as literals.
+fn chw(shape: Shape) -> [proc_macro2::Literal; 3] {
+    let (c, h, w) = shape.as_chw();
+    [lit(c), lit(h), lit(w)]
+}
+
+fn conv(
+    step: &Step,
+    model: &Model,
+    shapes: &[LayerShape],
+    w: &mut Weights,
+    layer: usize,
+    depthwise: bool,
+    bn: Option<usize>,
+) -> TokenStream {
+    let rt = rt();
+    let l = &model.layers[layer];
+    let Op::Conv(conv) = kernel_op(&l.op, model.is_1d()) else {
+        unreachable!("planned convs are conv layers")
+    };
+    let (ci, h, wd) = shapes[layer].input.as_chw();
+    let (o, oh, ow) = shapes[layer].output.as_chw();
+    let (kh, kw) = (conv.kernel.0 as usize, conv.kernel.1 as usize);
+    let (sh, sw) = (conv.stride.0 as usize, conv.stride.1 as usize);
+    let (dh, dw) = (conv.dilation.0 as usize, conv.dilation.1 as usize);
+    let g = conv.groups as usize;
+    let (pt, _, pl, _) = shapes[layer].pads;
+    let field = field_name(&l.name);
+    let wshape = if model.is_1d() {
+        vec![o, ci / g, kw]
+    } else {
+        vec![o, ci / g, kh, kw]
+    };
+    let weight = w.tensor(format!("{}.weight", l.name), wshape);
+    let (bias, bn) = w.bias_and_bn(model, shapes, &l.name, conv.bias.then_some(o), bn);
+    let act = act_tokens(step.act);
+    let (ol, cgl, khl, kwl) = (lit(o), lit(ci / g), lit(kh), lit(kw));
+    let [ci, h, wd, o, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, g] =
+        [ci, h, wd, o, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, g].map(lit);
+    let call = if depthwise {
+        w.fields.push((
+            field.clone(),
+            quote!(#rt::kernels::depthwise::DepthwiseParams),
+            quote!(#rt::kernels::depthwise::DepthwiseParams::from_torch(#ol, #cgl, #khl, #kwl, #weight, #bias, #bn)),
+        ));
+        quote!(#rt::kernels::depthwise::depthwise_conv2d::<#ci, #h, #wd, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw>(r0, &self.#field, w, #act);)
+    } else {
+        w.fields.push((
+            field.clone(),
+            quote!(#rt::kernels::conv::ConvParams),
+            quote!(#rt::kernels::conv::ConvParams::from_torch(#ol, #cgl, #khl, #kwl, #weight, #bias, #bn)),
+        ));
+        quote!(#rt::kernels::conv::conv2d::<#ci, #h, #wd, #o, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw, #g>(r0, &self.#field, w, #act);)
+    };
+    bind(step, false, call)
+}
+
+fn conv_transpose(
+    step: &Step,
+    model: &Model,
+    shapes: &[LayerShape],
+    w: &mut Weights,
+    layer: usize,
+    bn: Option<usize>,
+) -> TokenStream {
+    let rt = rt();
+    let l = &model.layers[layer];
+    let Op::ConvTranspose(ct) = kernel_op(&l.op, model.is_1d()) else {
+        unreachable!("planned transposed convs are conv_transpose layers")
+    };
+    let (ci, h, wd) = shapes[layer].input.as_chw();
+    let (o, oh, ow) = shapes[layer].output.as_chw();
+    let (kh, kw) = (ct.kernel.0 as usize, ct.kernel.1 as usize);
+    let (sh, sw) = (ct.stride.0 as usize, ct.stride.1 as usize);
+    let (dh, dw) = (ct.dilation.0 as usize, ct.dilation.1 as usize);
+    let (ph, pw) = (ct.padding.0 as usize, ct.padding.1 as usize);
+    let g = ct.groups as usize;
+    let field = field_name(&l.name);
+    let wshape = if model.is_1d() {
+        vec![ci, o / g, kw]
+    } else {
+        vec![ci, o / g, kh, kw]
+    };
+    let weight = w.tensor(format!("{}.weight", l.name), wshape);
+    let (bias, bn) = w.bias_and_bn(model, shapes, &l.name, ct.bias.then_some(o), bn);
+    let act = act_tokens(step.act);
+    let (cil, opgl, khl, kwl, gl) = (lit(ci), lit(o / g), lit(kh), lit(kw), lit(g));
+    let [ci, h, wd, o, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, g] =
+        [ci, h, wd, o, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, g].map(lit);
+    w.fields.push((
+        field.clone(),
+        quote!(#rt::kernels::conv_transpose::ConvTransposeParams),
+        quote!(#rt::kernels::conv_transpose::ConvTransposeParams::from_torch(#cil, #opgl, #khl, #kwl, #gl, #weight, #bias, #bn)),
+    ));
+    bind(
+        step,
+        false,
+        quote!(#rt::kernels::conv_transpose::conv_transpose2d::<#ci, #h, #wd, #o, #oh, #ow, #kh, #kw, #sh, #sw, #ph, #pw, #dh, #dw, #g>(r0, &self.#field, w, #act);),
+    )
+}
+
+fn linear(
+    step: &Step,
+    model: &Model,
+    shapes: &[LayerShape],
+    w: &mut Weights,
+    layer: usize,
+    bn: Option<usize>,
+) -> TokenStream {
+    let rt = rt();
+    let l = &model.layers[layer];
+    let Op::Linear { bias, .. } = l.op else {
+        unreachable!("planned linears are linear layers")
+    };
+    let n_in = shapes[layer].input.len();
+    let n_out = shapes[layer].output.len();
+    let field = field_name(&l.name);
+    let weight = w.tensor(format!("{}.weight", l.name), vec![n_out, n_in]);
+    let (bias, bn) = w.bias_and_bn(model, shapes, &l.name, bias.then_some(n_out), bn);
+    let (i, o) = (lit(n_in), lit(n_out));
+    let act = act_tokens(step.act);
+    w.fields.push((
+        field.clone(),
+        quote!(#rt::kernels::linear::LinearParams),
+        quote!(#rt::kernels::linear::LinearParams::from_torch(#o, #i, #weight, #bias, #bn)),
+    ));
+    bind(
+        step,
+        false,
+        quote!(#rt::kernels::linear::linear::<#i, #o>(r0, &self.#field, w, #act);),
+    )
+}
+
+fn pool(step: &Step, model: &Model, shapes: &[LayerShape], layer: usize) -> TokenStream {
+    let rt = rt();
+    let Op::Pool(pool) = kernel_op(&model.layers[layer].op, model.is_1d()) else {
+        unreachable!("planned pools are pool layers")
+    };
+    let (ci, h, wd) = shapes[layer].input.as_chw();
+    let (_, oh, ow) = shapes[layer].output.as_chw();
+    let (kh, kw) = (pool.kernel.0 as usize, pool.kernel.1 as usize);
+    let (sh, sw) = (pool.stride.0 as usize, pool.stride.1 as usize);
+    let (ph, pw) = (pool.padding.0 as usize, pool.padding.1 as usize);
+    let (dh, dw) = (pool.dilation.0 as usize, pool.dilation.1 as usize);
+    let [ci, h, wd, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw] =
+        [ci, h, wd, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw].map(lit);
+    let call = match pool.kind {
+        PoolKind::Max => {
+            quote!(#rt::kernels::pool::max_pool2d::<#ci, #h, #wd, #oh, #ow, #kh, #kw, #sh, #sw, #ph, #pw, #dh, #dw>(r0, w);)
+        }
+        PoolKind::Avg => {
+            let cip = pool.count_include_pad;
+            quote!(#rt::kernels::pool::avg_pool2d::<#ci, #h, #wd, #oh, #ow, #kh, #kw, #sh, #sw, #ph, #pw, #cip>(r0, w);)
+        }
+    };
+    bind(step, false, call)
+}
+
+fn adaptive_pool(step: &Step, model: &Model, shapes: &[LayerShape], layer: usize) -> TokenStream {
+    let rt = rt();
+    let Op::AdaptivePool { kind, .. } = model.layers[layer].op else {
+        unreachable!("planned adaptive pools are adaptive pool layers")
+    };
+    let [c, h, wd] = chw(shapes[layer].input);
+    let [_, oh, ow] = chw(shapes[layer].output);
+    let f = if kind == PoolKind::Max {
+        quote!(adaptive_max_pool2d)
+    } else {
+        quote!(adaptive_avg_pool2d)
+    };
+    bind(
+        step,
+        false,
+        quote!(#rt::kernels::pool::#f::<#c, #h, #wd, #oh, #ow>(r0, w);),
+    )
+}
+
+fn upsample(step: &Step, model: &Model, shapes: &[LayerShape], layer: usize) -> TokenStream {
+    let rt = rt();
+    let Op::Upsample(up) = model.layers[layer].op else {
+        unreachable!("planned upsamplings are upsample layers")
+    };
+    let [c, h, wd] = chw(shapes[layer].input);
+    let [_, oh, ow] = chw(shapes[layer].output);
+    let call = match up.mode {
+        UpMode::Nearest => {
+            quote!(#rt::kernels::upsample::upsample_nearest2d::<#c, #h, #wd, #oh, #ow>(r0, w);)
+        }
+        UpMode::Bilinear | UpMode::Linear => {
+            let align = up.align_corners;
+            quote!(#rt::kernels::upsample::upsample_bilinear2d::<#c, #h, #wd, #oh, #ow, #align>(r0, w);)
+        }
+    };
+    bind(step, false, call)
+}
+
+fn global_pool(step: &Step) -> TokenStream {
+    let rt = rt();
+    let f = if step.kernel == Kernel::GlobalAvg {
+        quote!(global_avg_pool)
+    } else {
+        quote!(global_max_pool)
+    };
+    let (c, plane) = step.inputs[0].channels_and_plane();
+    let (c, plane) = (lit(c), lit(plane));
+    bind(
+        step,
+        false,
+        quote!(#rt::kernels::pool::#f::<#c, #plane>(r0, w);),
+    )
+}
+
+/// The copy that puts an in-place kernel's input into its destination, if elsewhere.
+fn copy_in(step: &Step) -> (bool, TokenStream) {
+    let moved = step.srcs[0] != step.dst;
+    let t = if moved {
+        quote!(w.copy_from_slice(r0);)
+    } else {
+        quote!()
+    };
+    (!moved, t)
+}
+
+fn affine(
+    step: &Step,
+    model: &Model,
+    shapes: &[LayerShape],
+    w: &mut Weights,
+    layer: usize,
+) -> TokenStream {
+    let rt = rt();
+    let field = field_name(&model.layers[layer].name);
+    let init = w.batch_norm(model, shapes, layer);
+    w.fields
+        .push((field.clone(), quote!(#rt::kernels::norm::Affine), init));
+    let (c, plane) = step.output.channels_and_plane();
+    let (c, plane) = (lit(c), lit(plane));
+    let act = act_tokens(step.act);
+    let (skip, copy) = copy_in(step);
+    bind(
+        step,
+        skip,
+        quote!(#copy #rt::kernels::norm::channel_affine::<#c, #plane>(w, &self.#field, #act);),
+    )
+}
+
+fn elementwise(step: &Step) -> TokenStream {
+    let rt = rt();
+    let (skip, copy) = copy_in(step);
+    let call = if step.kernel == Kernel::Activation {
+        let act = act_tokens(step.act);
+        quote!(#rt::kernels::activation::activate(w, #act);)
+    } else if step.output.rank() == 1 {
+        quote!(#rt::kernels::softmax::softmax(w);)
+    } else {
+        let (c, plane) = step.output.channels_and_plane();
+        let (c, plane) = (lit(c), lit(plane));
+        quote!(#rt::kernels::softmax::softmax_channels::<#c, #plane>(w);)
+    };
+    bind(step, skip, quote!(#copy #call))
+}
+
+fn binary(step: &Step, op: Merge, in_place: bool) -> TokenStream {
+    let rt = rt();
+    let op_t = if op == Merge::Add {
+        quote!(#rt::kernels::binary::BinOp::Add)
+    } else {
+        quote!(#rt::kernels::binary::BinOp::Mul)
+    };
+    let act = act_tokens(step.act);
+    let [c, h, wd] = chw(step.output);
+    let [bc, bh, bw] = chw(step.inputs[1]);
+    if in_place {
+        bind(
+            step,
+            true,
+            quote!(#rt::kernels::binary::binary_assign::<#c, #h, #wd, #bc, #bh, #bw>(w, r1, #op_t, #act);),
+        )
+    } else {
+        let [ac, ah, aw] = chw(step.inputs[0]);
+        bind(
+            step,
+            false,
+            quote!(#rt::kernels::binary::binary_into::<#c, #h, #wd, #ac, #ah, #aw, #bc, #bh, #bw>(r0, r1, w, #op_t, #act);),
+        )
+    }
+}
+
+fn copy(step: &Step) -> TokenStream {
+    bind(step, false, quote!(w.copy_from_slice(r0);))
+}
