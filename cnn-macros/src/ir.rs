@@ -63,6 +63,7 @@ pub struct Model {
 impl Model {
     /// Whether two models are the same description, locations aside (the inline and
     /// TOML spellings of one model are).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn same_as(&self, other: &Model) -> bool {
         self.input == other.input
             && self.layers.len() == other.layers.len()
@@ -112,6 +113,7 @@ pub struct Layer {
 
 impl Layer {
     /// Whether two layers are the same, locations aside.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn same_as(&self, other: &Layer) -> bool {
         self.name == other.name
             && self.named == other.named
