@@ -35,6 +35,17 @@ impl<const N: usize> Nested for [f32; N] {
     }
 }
 
+impl<const C: usize, const L: usize> Nested for [[f32; L]; C] {
+    fn from_flat(v: &[f32]) -> Self {
+        let mut a = [[0.0; L]; C];
+        a.as_flattened_mut().copy_from_slice(v);
+        a
+    }
+    fn to_flat(&self) -> Vec<f32> {
+        self.as_flattened().to_vec()
+    }
+}
+
 impl<const C: usize, const H: usize, const W: usize> Nested for [[[f32; W]; H]; C] {
     fn from_flat(v: &[f32]) -> Self {
         let mut a = [[[0.0; W]; H]; C];
@@ -120,8 +131,9 @@ where
         worst = worst.max(worst_ratio(&nested, want).map_err(|e| format!("forward #{i}: {e}"))?);
     }
     // The ndarray batch API on all inputs at once.
-    let [c, h, w] = [M::INPUT_SHAPE[0], M::INPUT_SHAPE[1], M::INPUT_SHAPE[2]];
-    let batch = ndarray::ArrayView4::from_shape((n, c, h, w), &input.data).unwrap();
+    let mut dims = vec![n];
+    dims.extend_from_slice(M::INPUT_SHAPE);
+    let batch = ndarray::ArrayViewD::from_shape(dims, &input.data).unwrap();
     let out = model.forward_ndarray(batch).map_err(|e| e.to_string())?;
     assert_eq!(out.shape()[0], n);
     let got: Vec<f32> = out.iter().copied().collect();
@@ -142,9 +154,14 @@ fn every_case_matches_pytorch_in_both_spellings() {
     for (dir, prefix) in [
         (cases_dir, ""),
         (root().join("tests/exported"), "exported_"),
+        (root().join("tests/cases"), "case_"),
     ] {
         for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            let e = e.unwrap();
+            if !e.path().is_dir() {
+                continue;
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
             on_disk.insert(format!("{prefix}{name}"));
         }
     }

@@ -558,3 +558,27 @@ fn stack_limit_matches_the_runtime() {
         cnn_runtime::scratch::STACK_LIMIT
     );
 }
+
+/// The language reference in the repository (`docs/LANGUAGE.md`) documents every op the
+/// compiler knows, each under a heading of its own.
+#[test]
+fn language_reference_documents_every_op() {
+    let path = repo().join("docs/LANGUAGE.md");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("the language reference {} is missing: {e}", path.display()));
+    let headings: Vec<&str> = text.lines().filter(|l| l.starts_with('#')).collect();
+    let missing: Vec<&&str> = crate::lower::OPS
+        .iter()
+        .filter(|op| !headings.iter().any(|h| h.contains(&format!("`{op}`"))))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "ops without a section in docs/LANGUAGE.md: {missing:?}"
+    );
+    for word in ["from", "concat", "ARENA_BYTES", "[C, L]", "state_dict"] {
+        assert!(
+            text.contains(word),
+            "docs/LANGUAGE.md never mentions {word}"
+        );
+    }
+}

@@ -13,13 +13,14 @@ use crate::error::{LoadError, ShapeError};
 /// the heap: the activations live in arenas on the stack whose sizes the macro computed
 /// (see `summary()` and [`Model::ARENA_BYTES`]).
 pub trait Model: Sized + Send + Sync {
-    /// The input as nested arrays: `[[[f32; W]; H]; C]`.
+    /// The input as nested arrays: `[[[f32; W]; H]; C]` for an image, `[[f32; L]; C]` for
+    /// a 1-D signal, `[f32; N]` for a vector.
     type Input;
-    /// The output: `[f32; N]` for a vector output, `[[[f32; W]; H]; C]` for a spatial one.
+    /// The output, nested the same way: `[f32; N]`, `[[f32; L]; C]` or `[[[f32; W]; H]; C]`.
     type Output;
-    /// The input shape, `[C, H, W]`.
+    /// The input shape, `[C, H, W]`, `[C, L]` or `[N]`.
     const INPUT_SHAPE: &'static [usize];
-    /// The output shape, `[N]` or `[C, H, W]`.
+    /// The output shape, `[N]`, `[C, L]` or `[C, H, W]`.
     const OUTPUT_SHAPE: &'static [usize];
     /// Number of input values, `C * H * W`.
     const INPUT_LEN: usize;
@@ -74,7 +75,8 @@ pub trait Model: Sized + Send + Sync {
         Self::from_safetensors(&bytes)
     }
 
-    /// Runs the network on a flat input (`C*H*W` values in C, H, W order).
+    /// Runs the network on a flat input (`C*H*W` values in C, H, W order; `C*L` in C, L
+    /// order for a signal).
     ///
     /// Returns a [`ShapeError`] when the input does not have [`Model::INPUT_LEN`] values.
     fn forward_flat(&self, input: &[f32]) -> Result<Vec<f32>, ShapeError> {
@@ -145,20 +147,22 @@ pub trait Model: Sized + Send + Sync {
         }
     }
 
-    /// Runs a batch in NCHW layout and returns `[N, ...OUTPUT_SHAPE]`: an `Array2` view of
-    /// it for vector outputs (see [`Model::forward_array2`]), an `Array4` for spatial ones
-    /// ([`Model::forward_array4`]).
-    fn forward_ndarray(
+    /// Runs a batch (`[N, ...INPUT_SHAPE]`: NCHW for images, NCL for 1-D signals, NF for
+    /// vectors) and returns `[N, ...OUTPUT_SHAPE]`.
+    ///
+    /// Returns a [`ShapeError`] when the batch's item shape is not [`Model::INPUT_SHAPE`].
+    fn forward_ndarray<D: ndarray::Dimension>(
         &self,
-        batch: ndarray::ArrayView4<'_, f32>,
+        batch: ndarray::ArrayView<'_, f32, D>,
     ) -> Result<ndarray::ArrayD<f32>, ShapeError> {
-        let (n, c, h, w) = batch.dim();
-        if [c, h, w] != Self::INPUT_SHAPE {
+        let shape = batch.shape();
+        if shape.len() != Self::INPUT_SHAPE.len() + 1 || shape[1..] != *Self::INPUT_SHAPE {
             return Err(ShapeError::Batch {
                 expected: Self::INPUT_SHAPE.to_vec(),
-                got: vec![n, c, h, w],
+                got: shape.to_vec(),
             });
         }
+        let n = shape[0];
         let mut out_shape = vec![n];
         out_shape.extend_from_slice(Self::OUTPUT_SHAPE);
         let mut out = ndarray::ArrayD::<f32>::zeros(out_shape);
@@ -169,8 +173,8 @@ pub trait Model: Sized + Send + Sync {
             Some(flat_in) => self.forward_batch_into(flat_in, flat_out)?,
             None => {
                 let mut item = vec![0.0f32; Self::INPUT_LEN];
-                for (i, image) in batch.outer_iter().enumerate() {
-                    for (dst, src) in item.iter_mut().zip(image.iter()) {
+                for (i, one) in batch.outer_iter().enumerate() {
+                    for (dst, src) in item.iter_mut().zip(one.iter()) {
                         *dst = *src;
                     }
                     let y = &mut flat_out[i * Self::OUTPUT_LEN..(i + 1) * Self::OUTPUT_LEN];
@@ -184,9 +188,9 @@ pub trait Model: Sized + Send + Sync {
     /// Runs a batch in NCHW layout of a model with a vector output: `[N, OUTPUT_LEN]`.
     ///
     /// Returns a [`ShapeError`] for a wrong input shape or when the output is spatial.
-    fn forward_array2(
+    fn forward_array2<D: ndarray::Dimension>(
         &self,
-        batch: ndarray::ArrayView4<'_, f32>,
+        batch: ndarray::ArrayView<'_, f32, D>,
     ) -> Result<ndarray::Array2<f32>, ShapeError> {
         let out = self.forward_ndarray(batch)?;
         out.into_dimensionality::<ndarray::Ix2>()
@@ -196,12 +200,27 @@ pub trait Model: Sized + Send + Sync {
             })
     }
 
+    /// Runs a batch of a model with a 1-D signal output: `[N, C, L]`.
+    ///
+    /// Returns a [`ShapeError`] for a wrong input shape or when the output is not `[C, L]`.
+    fn forward_array3<D: ndarray::Dimension>(
+        &self,
+        batch: ndarray::ArrayView<'_, f32, D>,
+    ) -> Result<ndarray::Array3<f32>, ShapeError> {
+        let out = self.forward_ndarray(batch)?;
+        out.into_dimensionality::<ndarray::Ix3>()
+            .map_err(|_| ShapeError::OutputRank {
+                wanted: 2,
+                shape: Self::OUTPUT_SHAPE.to_vec(),
+            })
+    }
+
     /// Runs a batch in NCHW layout of a model with a spatial output: `[N, C, H, W]`.
     ///
     /// Returns a [`ShapeError`] for a wrong input shape or when the output is a vector.
-    fn forward_array4(
+    fn forward_array4<D: ndarray::Dimension>(
         &self,
-        batch: ndarray::ArrayView4<'_, f32>,
+        batch: ndarray::ArrayView<'_, f32, D>,
     ) -> Result<ndarray::Array4<f32>, ShapeError> {
         let out = self.forward_ndarray(batch)?;
         out.into_dimensionality::<ndarray::Ix4>()
