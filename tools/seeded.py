@@ -94,6 +94,11 @@ VECTOR_CASES = [
 def test_vectors(n_first: int = 8) -> dict:
     out = {
         "algorithm": "tools/seeded.py (doc), tests/support/seeded.rs",
+        "note": ("first_bits/last_bits: f32 bit patterns of the first 8 and the last value; "
+                 "first: the same as decimals; first_u64: the first 3 splitmix64 outputs; "
+                 "sum: f64 sum of all values (order-dependent in the last bits: compare "
+                 "with a 1e-9 tolerance); seed is also given as 16 hex digits (seed_hex) "
+                 "for JSON readers without u64 support"),
         "vectors": [],
     }
     for seed, key, shape in VECTOR_CASES:
