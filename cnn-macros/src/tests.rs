@@ -582,3 +582,41 @@ fn language_reference_documents_every_op() {
         );
     }
 }
+
+/// The exported torchvision models (`tests/torchvision/`) compile, with PyTorch's
+/// parameter count; their arena is smaller than the sum of all activations.
+#[test]
+fn torchvision_models_compile_with_torch_params() {
+    let dir = repo().join("tests/torchvision");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let case = entry.unwrap().path();
+        if !case.join("model.toml").is_file() {
+            continue;
+        }
+        let text = std::fs::read_to_string(case.join("model.toml")).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(case.join("case.json")).unwrap())
+                .unwrap();
+        let c =
+            compile_toml(&text).unwrap_or_else(|d| panic!("{}: rejected: {d:?}", case.display()));
+        let params: usize = c.shapes.iter().map(|s| s.params).sum();
+        assert_eq!(
+            json["params"].as_u64().unwrap() as usize,
+            params,
+            "{}",
+            case.display()
+        );
+        assert!(c.plan.arena < c.plan.unshared, "{}", case.display());
+        println!(
+            "{}: {} layers, {} steps, arena {} floats, unshared {} floats",
+            case.file_name().unwrap().to_string_lossy(),
+            c.model.layers.len(),
+            c.plan.steps.len(),
+            c.plan.arena,
+            c.plan.unshared
+        );
+        n += 1;
+    }
+    assert!(n >= 7, "found {n} torchvision models");
+}

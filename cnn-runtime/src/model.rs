@@ -169,19 +169,10 @@ pub trait Model: Sized + Send + Sync {
         let flat_out = out
             .as_slice_mut()
             .expect("a freshly allocated array is contiguous");
-        match batch.as_slice() {
-            Some(flat_in) => self.forward_batch_into(flat_in, flat_out)?,
-            None => {
-                let mut item = vec![0.0f32; Self::INPUT_LEN];
-                for (i, one) in batch.outer_iter().enumerate() {
-                    for (dst, src) in item.iter_mut().zip(one.iter()) {
-                        *dst = *src;
-                    }
-                    let y = &mut flat_out[i * Self::OUTPUT_LEN..(i + 1) * Self::OUTPUT_LEN];
-                    self.forward_raw(&item, y);
-                }
-            }
-        }
+        // A non-contiguous view is copied into standard layout first.
+        let standard = batch.as_standard_layout();
+        let flat_in = standard.as_slice().expect("standard layout is contiguous");
+        self.forward_batch_into(flat_in, flat_out)?;
         Ok(out)
     }
 

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod seeded;
+
 use cnn::Model;
 
 /// A small deterministic generator (splitmix64).

@@ -1,0 +1,128 @@
+//! torchvision's CNNs compiled from their exported descriptions and compared with
+//! PyTorch in float64: resnet18, resnet50, mobilenet_v2, mobilenet_v3_small,
+//! squeezenet1_1, efficientnet_b0 and googlenet at 64x64 (`tests/torchvision/`, made by
+//! `tools/gen_torchvision_cases.py`).
+//!
+//! The weights are too large to commit: every tensor of rank >= 2 is regenerated from the
+//! case's seed (`support/seeded.rs`, bit-identical to `tools/seeded.py`), the rank-1
+//! tensors (biases, batch-norm parameters and statistics calibrated on random inputs so
+//! activations stay O(1)) come from `stats.safetensors`.
+//!
+//! Deep networks accumulate float32 error, so the tolerance is per case:
+//! `|got - want| <= atol + 1e-4 |want|` with `atol = max(1e-4 * max(1, max|want|),
+//! 4 * PyTorch's own float32 error on that case)` (`case.json`).
+
+mod support;
+
+use std::path::PathBuf;
+
+use cnn::Model;
+use support::seeded::seeded_tensor;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn f32_tensor(st: &safetensors::SafeTensors<'_>, key: &str) -> (Vec<usize>, Vec<f32>) {
+    let t = st.tensor(key).unwrap_or_else(|e| panic!("`{key}`: {e}"));
+    assert_eq!(t.dtype(), safetensors::Dtype::F32, "`{key}`");
+    let data = t
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    (t.shape().to_vec(), data)
+}
+
+/// The full weight file of model `M` for case `dir`: seeded rank >= 2 tensors, committed
+/// rank-1 ones.
+fn weights<M: Model>(dir: &std::path::Path, seed: u64) -> Vec<u8> {
+    let stats = std::fs::read(dir.join("stats.safetensors")).expect("stats.safetensors");
+    let stats = safetensors::SafeTensors::deserialize(&stats).expect("valid stats");
+    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = M::WEIGHTS
+        .iter()
+        .map(|spec| {
+            let values = if spec.shape.len() >= 2 {
+                seeded_tensor(seed, spec.key, spec.shape)
+            } else {
+                let (shape, values) = f32_tensor(&stats, spec.key);
+                assert_eq!(shape, spec.shape, "`{}`", spec.key);
+                values
+            };
+            let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            (spec.key.to_string(), spec.shape.to_vec(), bytes)
+        })
+        .collect();
+    support::serialize(&tensors)
+}
+
+/// Runs one case; returns the worst `|got - want| / (atol + rtol |want|)`.
+fn check<M: Model>(name: &str) -> f64 {
+    let dir = root().join("tests/torchvision").join(name);
+    let case: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
+    let seed = case["seed"].as_u64().unwrap();
+    let atol = case["atol"].as_f64().unwrap();
+    let rtol = case["rtol"].as_f64().unwrap();
+    assert_eq!(
+        case["params"].as_u64().unwrap() as usize,
+        M::PARAMS,
+        "{name}: params"
+    );
+    let model =
+        M::from_safetensors(&weights::<M>(&dir, seed)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let data = std::fs::read(dir.join("data.safetensors")).unwrap();
+    let data = safetensors::SafeTensors::deserialize(&data).unwrap();
+    let (in_shape, input) = f32_tensor(&data, "input");
+    let (_, want) = f32_tensor(&data, "output");
+    assert_eq!(in_shape[1..], *M::INPUT_SHAPE, "{name}");
+    let mut worst = 0.0f64;
+    for (x, y) in input
+        .chunks_exact(M::INPUT_LEN)
+        .zip(want.chunks_exact(M::OUTPUT_LEN))
+    {
+        let got = model.forward_flat(x).unwrap();
+        for (i, (g, w)) in got.iter().zip(y).enumerate() {
+            let r = (f64::from(*g) - f64::from(*w)).abs() / (atol + rtol * f64::from(w.abs()));
+            assert!(
+                r <= 1.0,
+                "{name}: output {i}: got {g}, want {w} (atol {atol:.2e})"
+            );
+            worst = worst.max(r);
+        }
+    }
+    println!(
+        "torchvision {name}: {} params, {} MACs, arena {} bytes; worst error {worst:.3} of the tolerance (atol {atol:.2e})",
+        M::PARAMS,
+        M::MACS,
+        M::ARENA_BYTES
+    );
+    worst
+}
+
+macro_rules! torchvision {
+    ($($name:ident: $file:literal),* $(,)?) => {
+        $(
+            mod $name {
+                cnn::cnn_model! {
+                    #[file = $file]
+                    pub struct Net;
+                }
+            }
+            #[test]
+            fn $name() {
+                check::<$name::Net>(stringify!($name));
+            }
+        )*
+    };
+}
+
+torchvision!(
+    resnet18: "tests/torchvision/resnet18/model.toml",
+    resnet50: "tests/torchvision/resnet50/model.toml",
+    mobilenet_v2: "tests/torchvision/mobilenet_v2/model.toml",
+    mobilenet_v3_small: "tests/torchvision/mobilenet_v3_small/model.toml",
+    squeezenet1_1: "tests/torchvision/squeezenet1_1/model.toml",
+    efficientnet_b0: "tests/torchvision/efficientnet_b0/model.toml",
+    googlenet: "tests/torchvision/googlenet/model.toml",
+);
