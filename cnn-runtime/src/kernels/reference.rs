@@ -59,8 +59,51 @@ pub fn act(act: Act, x: f64) -> f64 {
                 f64::from(slope) * x
             }
         }
+        Act::Silu => x / (1.0 + (-x).exp()),
+        Act::HardSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
+        Act::HardSigmoid => (x + 3.0).clamp(0.0, 6.0) / 6.0,
+        Act::Gelu => gelu(x),
     }
 }
+
+/// `erf` in f64 (std has none): `2/sqrt(pi) e^{-x^2} sum_n 2^n x^{2n+1} / (2n+1)!!`, a
+/// series of positive terms (no cancellation), 1 past |x| = 6.
+pub fn erf(x: f64) -> f64 {
+    let a = x.abs();
+    if a.is_nan() {
+        return x;
+    }
+    if a > 6.0 {
+        return 1f64.copysign(x);
+    }
+    let (mut term, mut sum) = (a, a);
+    let mut n = 0.0;
+    while term > 1e-18 * sum {
+        n += 1.0;
+        term *= 2.0 * a * a / (2.0 * n + 1.0);
+        sum += term;
+    }
+    (2.0 / std::f64::consts::PI.sqrt() * (-a * a).exp() * sum).copysign(x)
+}
+
+/// The exact GELU in f64, `x * (1 + erf(x / sqrt 2)) / 2`.
+pub fn gelu(x: f64) -> f64 {
+    x * 0.5 * (1.0 + erf(x / std::f64::consts::SQRT_2))
+}
+
+/// Every activation, for sweeps.
+pub const ACTS: [Act; 10] = [
+    Act::Identity,
+    Act::Relu,
+    Act::Relu6,
+    Act::Tanh,
+    Act::Sigmoid,
+    Act::LeakyRelu(0.1),
+    Act::Silu,
+    Act::HardSwish,
+    Act::HardSigmoid,
+    Act::Gelu,
+];
 
 /// Geometry of a windowed operation along one axis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -390,6 +433,33 @@ pub fn batch_norm(
         .collect()
 }
 
+/// Broadcast element-wise `act(a + b)` (or `act(a * b)` when `mul`) on `[c, h, w]`
+/// tensors, operand shapes `sa`, `sb` (axes 1 or the output's), index by index.
+pub fn binary(
+    shape: [usize; 3],
+    sa: [usize; 3],
+    sb: [usize; 3],
+    a: &[f32],
+    b: &[f32],
+    mul: bool,
+    act_: Act,
+) -> Vec<f64> {
+    let at = |x: &[f32], s: [usize; 3], c: usize, h: usize, w: usize| {
+        let (c, h, w) = (c.min(s[0] - 1), h.min(s[1] - 1), w.min(s[2] - 1));
+        f64::from(x[(c * s[1] + h) * s[2] + w])
+    };
+    let mut out = Vec::new();
+    for c in 0..shape[0] {
+        for h in 0..shape[1] {
+            for w in 0..shape[2] {
+                let (x, y) = (at(a, sa, c, h, w), at(b, sb, c, h, w));
+                out.push(act(act_, if mul { x * y } else { x + y }));
+            }
+        }
+    }
+    out
+}
+
 /// Softmax in f64, the textbook formula with the maximum subtracted.
 pub fn softmax(x: &[f32]) -> Vec<f64> {
     let m = x
@@ -415,6 +485,22 @@ pub fn assert_close(got: &[f32], want: &[f64], ctx: &dyn Debug) {
             (g - w).abs()
         );
     }
+}
+
+#[test]
+fn erf_reference_known_values() {
+    // erf(0.5), erf(1), erf(2), erf(3) to 16 digits.
+    for (x, want) in [
+        (0.5, 0.520_499_877_813_046_5),
+        (1.0, 0.842_700_792_949_714_9),
+        (2.0, 0.995_322_265_018_952_7),
+        (3.0, 0.999_977_909_503_001_4),
+    ] {
+        assert!((erf(x) - want).abs() < 1e-15, "erf({x}) = {}", erf(x));
+        assert!((erf(-x) + want).abs() < 1e-15);
+    }
+    assert_eq!(erf(0.0), 0.0);
+    assert_eq!(erf(10.0), 1.0);
 }
 
 #[test]
