@@ -13,6 +13,7 @@
 //! every level the CPU supports.
 
 pub mod activation;
+pub mod binary;
 pub mod conv;
 pub mod depthwise;
 pub(crate) mod engine;
