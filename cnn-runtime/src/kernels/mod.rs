@@ -13,6 +13,7 @@
 //! every level the CPU supports.
 
 pub mod activation;
+pub mod adaptive;
 pub mod binary;
 pub mod conv;
 pub mod depthwise;
@@ -22,6 +23,7 @@ pub mod norm;
 pub mod pool;
 pub(crate) mod simd;
 pub mod softmax;
+pub mod upsample;
 
 #[cfg(test)]
 mod reference;

@@ -460,6 +460,116 @@ pub fn binary(
     out
 }
 
+/// PyTorch's adaptive pools: output `(i, j)` pools rows `[floor(i*h/oh),
+/// ceil((i+1)*h/oh))` and the columns likewise; the mean, or the maximum.
+pub fn adaptive_pool2d(
+    c: usize,
+    (h, w): (usize, usize),
+    (oh, ow): (usize, usize),
+    max: bool,
+    input: &[f32],
+) -> Vec<f64> {
+    let win = |i: usize, n: usize, o: usize| {
+        let start = (i as f64 * n as f64 / o as f64).floor() as usize;
+        let end = ((i + 1) as f64 * n as f64 / o as f64).ceil() as usize;
+        start..end
+    };
+    let mut out = Vec::new();
+    for ch in 0..c {
+        for i in 0..oh {
+            for j in 0..ow {
+                let (mut s, mut m, mut k) = (0.0, f64::NEG_INFINITY, 0);
+                for y in win(i, h, oh) {
+                    for x in win(j, w, ow) {
+                        let v = f64::from(input[(ch * h + y) * w + x]);
+                        s += v;
+                        m = m.max(v);
+                        k += 1;
+                    }
+                }
+                out.push(if max { m } else { s / k as f64 });
+            }
+        }
+    }
+    out
+}
+
+/// Softmax over the channels of `[c, hw]` at every position, in f64.
+pub fn softmax_channels(c: usize, hw: usize, x: &[f32]) -> Vec<f64> {
+    let mut out = vec![0.0; c * hw];
+    for p in 0..hw {
+        let col: Vec<f32> = (0..c).map(|ch| x[ch * hw + p]).collect();
+        for (ch, v) in softmax(&col).into_iter().enumerate() {
+            out[ch * hw + p] = v;
+        }
+    }
+    out
+}
+
+/// Source coordinate of output `dst` of `out` over an axis of `n` cells for bilinear
+/// upsampling (PyTorch `interpolate(mode='bilinear')`): the lower neighbour, the upper
+/// one and the weight of the upper.
+pub fn bilinear_coord(
+    dst: usize,
+    n: usize,
+    out: usize,
+    align_corners: bool,
+) -> (usize, usize, f64) {
+    let src = if align_corners {
+        if out == 1 {
+            0.0
+        } else {
+            dst as f64 * (n - 1) as f64 / (out - 1) as f64
+        }
+    } else {
+        ((dst as f64 + 0.5) * n as f64 / out as f64 - 0.5).max(0.0)
+    };
+    let lo = (src.floor() as usize).min(n - 1);
+    ((lo), (lo + 1).min(n - 1), src - lo as f64)
+}
+
+/// Bilinear upsampling of `[c, h, w]` to `[c, oh, ow]`.
+pub fn upsample_bilinear(
+    c: usize,
+    (h, w): (usize, usize),
+    (oh, ow): (usize, usize),
+    align_corners: bool,
+    x: &[f32],
+) -> Vec<f64> {
+    let mut out = Vec::new();
+    for ch in 0..c {
+        for i in 0..oh {
+            let (y0, y1, fy) = bilinear_coord(i, h, oh, align_corners);
+            for j in 0..ow {
+                let (x0, x1, fx) = bilinear_coord(j, w, ow, align_corners);
+                let at = |y: usize, xx: usize| f64::from(x[(ch * h + y) * w + xx]);
+                let top = at(y0, x0) * (1.0 - fx) + at(y0, x1) * fx;
+                let bot = at(y1, x0) * (1.0 - fx) + at(y1, x1) * fx;
+                out.push(top * (1.0 - fy) + bot * fy);
+            }
+        }
+    }
+    out
+}
+
+/// Nearest upsampling of `[c, h, w]` to `[c, oh, ow]`: source `floor(dst * n / out)`.
+pub fn upsample_nearest(
+    c: usize,
+    (h, w): (usize, usize),
+    (oh, ow): (usize, usize),
+    x: &[f32],
+) -> Vec<f64> {
+    let mut out = Vec::new();
+    for ch in 0..c {
+        for i in 0..oh {
+            for j in 0..ow {
+                out.push(f64::from(x[(ch * h + i * h / oh) * w + j * w / ow]));
+            }
+        }
+    }
+    out
+}
+
 /// Softmax in f64, the textbook formula with the maximum subtracted.
 pub fn softmax(x: &[f32]) -> Vec<f64> {
     let m = x
