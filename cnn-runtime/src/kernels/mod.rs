@@ -16,6 +16,7 @@ pub mod activation;
 pub mod adaptive;
 pub mod binary;
 pub mod conv;
+pub mod conv_transpose;
 pub mod depthwise;
 pub(crate) mod engine;
 pub mod linear;

@@ -570,6 +570,71 @@ pub fn upsample_nearest(
     out
 }
 
+/// Dimensions of a transposed convolution for [`conv_transpose2d`]: per axis (input,
+/// output, kernel, stride, padding, dilation).
+pub struct CtDims {
+    /// Input channels.
+    pub c: usize,
+    /// Output channels.
+    pub o: usize,
+    /// Groups.
+    pub g: usize,
+    /// Height axis.
+    pub h: (usize, usize, usize, usize, usize, usize),
+    /// Width axis.
+    pub w: (usize, usize, usize, usize, usize, usize),
+}
+
+/// PyTorch `ConvTranspose2d` as a scatter: every input cell adds `x * w` to the outputs
+/// `(iy*sh - ph + ky*dh, ix*sw - pw + kx*dw)` that exist; weight `[c, o/g, kh, kw]`;
+/// then bias and `act`.
+pub fn conv_transpose2d(
+    d: &CtDims,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    a: Act,
+) -> Vec<f64> {
+    let (h, oh, kh, sh, ph, dh) = d.h;
+    let (w, ow, kw, sw, pw, dw) = d.w;
+    let (cg, og) = (d.c / d.g, d.o / d.g);
+    assert_eq!(input.len(), d.c * h * w);
+    assert_eq!(weight.len(), d.c * og * kh * kw);
+    let mut out = vec![0.0f64; d.o * oh * ow];
+    for ci in 0..d.c {
+        let g = ci / cg;
+        for iy in 0..h {
+            for ix in 0..w {
+                let x = f64::from(input[(ci * h + iy) * w + ix]);
+                for oo in 0..og {
+                    let o = g * og + oo;
+                    for ky in 0..kh {
+                        let y = (iy * sh + ky * dh) as isize - ph as isize;
+                        if y < 0 || y >= oh as isize {
+                            continue;
+                        }
+                        for kx in 0..kw {
+                            let xx = (ix * sw + kx * dw) as isize - pw as isize;
+                            if xx < 0 || xx >= ow as isize {
+                                continue;
+                            }
+                            let wv = f64::from(weight[((ci * og + oo) * kh + ky) * kw + kx]);
+                            out[(o * oh + y as usize) * ow + xx as usize] += x * wv;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for o in 0..d.o {
+        let b = bias.map_or(0.0, |b| f64::from(b[o]));
+        for v in &mut out[o * oh * ow..(o + 1) * oh * ow] {
+            *v = act(a, *v + b);
+        }
+    }
+    out
+}
+
 /// Softmax in f64, the textbook formula with the maximum subtracted.
 pub fn softmax(x: &[f32]) -> Vec<f64> {
     let m = x
