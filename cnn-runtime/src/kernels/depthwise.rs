@@ -267,13 +267,17 @@ mod tests {
     use crate::kernels::reference::{self as r, Axis, Rng};
     use crate::kernels::simd;
 
-    const ACTS: [Act; 6] = [
+    const ACTS: [Act; 10] = [
         Act::Identity,
         Act::Relu,
         Act::Relu6,
         Act::Tanh,
         Act::Sigmoid,
         Act::LeakyRelu(0.1),
+        Act::Silu,
+        Act::HardSwish,
+        Act::HardSigmoid,
+        Act::Gelu,
     ];
 
     fn check(rng: &mut Rng, c: usize, ah: Axis, aw: Axis, act: Act, with_bias: bool) {

@@ -13,7 +13,10 @@
 //! every level the CPU supports.
 
 pub mod activation;
+pub mod adaptive;
+pub mod binary;
 pub mod conv;
+pub mod conv_transpose;
 pub mod depthwise;
 pub(crate) mod engine;
 pub mod linear;
@@ -21,6 +24,7 @@ pub mod norm;
 pub mod pool;
 pub(crate) mod simd;
 pub mod softmax;
+pub mod upsample;
 
 #[cfg(test)]
 mod reference;
