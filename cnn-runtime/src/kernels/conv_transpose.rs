@@ -6,7 +6,7 @@
 //! `ry + PH - ky*DH` and `rx + PW - kx*DW` divisible by the strides, each from input
 //! `(ty + off(ky), tx + off(kx))`: an ordinary stride-1 correlation along the phase's
 //! columns. Each phase row is computed by a register-blocked micro-kernel written over
-//! [`Simd`]: `MR` output channels by one vector of consecutive phase columns, summed
+//! the SIMD trait: `MR` output channels by one vector of consecutive phase columns, summed
 //! over taps (outer) and input channels (inner) in registers, bias and activation
 //! applied there, then stored (to every `SW`-th output column when `SW > 1`). Input
 //! vectors that reach past the input's left or right edge are assembled from their valid

@@ -374,6 +374,34 @@ mod tests {
         }
     }
 
+    /// 1-D signals run as H = 1, KH = 1: long rows, TCN dilations 1..8, padding,
+    /// strides.
+    #[test]
+    fn one_d_against_reference() {
+        let mut rng = Rng::new(24);
+        let one = Axis::conv(1, 1, 1, 0, 1).unwrap();
+        for w in [1, 5, 31, 100, 784] {
+            for k in [1, 2, 3, 5] {
+                for d in [1, 2, 4, 8] {
+                    if k == 1 && d > 1 {
+                        continue;
+                    }
+                    let mut aws: Vec<Axis> = vec![Axis::same(w, k, d)];
+                    for s in [1, 2] {
+                        for p in [0, d * (k - 1) / 2, d * (k - 1)] {
+                            aws.extend(Axis::conv(w, k, s, p, d));
+                        }
+                    }
+                    for aw in aws {
+                        let c = [1, 3, 16, 17, 40][rng.below(5)];
+                        let act = ACTS[rng.below(ACTS.len())];
+                        check(&mut rng, c, one, aw, act, true);
+                    }
+                }
+            }
+        }
+    }
+
     /// The const-generic shell equals the general conv with groups == C, and folding a
     /// batch norm equals applying it after.
     #[test]

@@ -2,7 +2,7 @@
 //! of a `[C, H, W]` tensor to `[C, OH, OW]` (the sizes may also shrink).
 //!
 //! Source columns and weights depend only on the sizes: they are computed once per call
-//! for blocks of [`BLOCK`] output columns into small stack tables (no allocation), then
+//! for blocks of 512 output columns into small stack tables (no allocation), then
 //! every channel's output rows in that block read them. Rows are handled one output row
 //! at a time (one or two source rows, their weights computed per row). Coordinates are
 //! computed in f64, so long axes do not suffer the f32 rounding PyTorch's own source
