@@ -895,6 +895,31 @@ def test_graph_weight_sharing_and_unsupported_nodes_listed_at_once():
     assert mods == {"elu", "conv"}, mods
 
 
+def test_graph_cat_of_one_tensor_and_shape_arithmetic():
+    """DenseNet's first layer concatenates a one-element list (no layer: `concat` with one
+    name would mean [previous, name]); shape arithmetic (x.shape[1] // 2) makes no layer."""
+    class Dense(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv0 = nn.Conv2d(2, 4, 3, padding=1)
+            self.norm = nn.BatchNorm2d(4)
+            self.conv1 = nn.Conv2d(4, 3, 1)
+
+        def forward(self, x):
+            x = self.conv0(x)
+            feats = [x]
+            y = self.conv1(self.norm(torch.cat(feats, 1)))
+            return torch.cat([x, y], 1).reshape(x.shape[0] // 1, -1)
+
+    torch.manual_seed(8)
+    model = Dense()
+    _randomize_bn(model, 9)
+    res = export(model.eval(), (2, 5, 5), None, None)
+    assert [l["op"] for l in res.description["layers"]] == [
+        "conv", "batch_norm", "conv", "concat", "flatten"]
+    assert res.description["layers"][-2]["from"] == ["conv0", "conv1"]
+
+
 def test_graph_vector_input():
     torch.manual_seed(6)
     model = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.GELU(), nn.Linear(4, 2),
