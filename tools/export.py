@@ -400,6 +400,19 @@ class _ShapeProp(fx.Interpreter):
         return out
 
 
+def _is_shape_value(v: Any) -> bool:
+    if isinstance(v, (bool, int, float, torch.Size)):
+        return True
+    return isinstance(v, (tuple, list)) and all(_is_shape_value(x) for x in v)
+
+
+class _Alias:
+    """Internal: a node that is its operand (torch.cat of one tensor)."""
+
+    def __init__(self, ref: Any):
+        self.ref = ref
+
+
 def _target_text(n: fx.Node) -> str:
     t = n.target
     if isinstance(t, str):
@@ -708,10 +721,9 @@ def _convert_graph(model: nn.Module, input_shape: Sequence[int]):
         entry = {"node": n.name, "op": n.op, "target": _target_text(n), "module": mpath,
                  "type": type(mod).__name__ if mod is not None else None, "reason": None}
         if not _is_tensor(v):
-            # Shape arithmetic (x.size(0), x.shape[0], ...): only allowed when every user
-            # is itself non-tensor or a flatten-like view/reshape (checked on the users).
-            if n.op == "call_method" and n.target == "size" or (
-                    n.op == "call_function" and n.target in (getattr, operator.getitem)):
+            # Shape arithmetic (x.size(0), x.shape[0] // 2, ...) makes no layer; the tensor
+            # nodes that use it are judged on their own (a view is only a flatten, ...).
+            if _is_shape_value(v):
                 env[n] = None
                 continue
             entry["reason"] = f"produces a {type(v).__name__}, not a tensor"
@@ -739,8 +751,8 @@ def _convert_graph(model: nn.Module, input_shape: Sequence[int]):
         if layer is None:                       # a no-op: alias of its input
             env[n] = env[tin[0]]
             continue
-        if not isinstance(layer, _Layer):       # alias to a given ref
-            env[n] = layer
+        if isinstance(layer, _Alias):           # alias to a given ref
+            env[n] = layer.ref
             continue
         layers.append(layer)
         env[n] = layer
@@ -939,6 +951,8 @@ def _convert_node(n, mod, mpath, tin, values, env, global_ok, is_flatten_node, c
         _need(d == 1, f"dim={a['dim']}: only the channel/feature axis (dim=1) is supported")
         for t in xs:
             _need(len(cnn_shape(env[t])) == rank, "an operand is a global pool's [C] output")
+        if len(xs) == 1:                        # DenseNet's first layer: a copy
+            return _Alias(env[xs[0]])
         return make("concat", {}, [env[t] for t in xs])
     raise _Unsupported("function is not supported")
 

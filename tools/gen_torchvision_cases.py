@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -217,7 +217,11 @@ def write_example(out: Path, calib_batches: int, calib_size: int) -> None:
         "torch_version": torch.__version__,
         "torchvision_version": torchvision.__version__,
     }
-    (out / "reference.json").write_text(json.dumps(ref, indent=1) + "\n")
+    text = json.dumps(ref, indent=1)
+    # Lists of numbers on one line.
+    text = re.sub(r"\[\s+([^\[\]{}]*?)\s+\]",
+                  lambda m: "[" + re.sub(r",\s+", ", ", m.group(1)) + "]", text)
+    (out / "reference.json").write_text(text + "\n")
     print(f"  top-5 (float64): {[t['top5_float64'] for t in top]}")
 
 

@@ -895,6 +895,31 @@ def test_graph_weight_sharing_and_unsupported_nodes_listed_at_once():
     assert mods == {"elu", "conv"}, mods
 
 
+def test_graph_cat_of_one_tensor_and_shape_arithmetic():
+    """DenseNet's first layer concatenates a one-element list (no layer: `concat` with one
+    name would mean [previous, name]); shape arithmetic (x.shape[1] // 2) makes no layer."""
+    class Dense(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv0 = nn.Conv2d(2, 4, 3, padding=1)
+            self.norm = nn.BatchNorm2d(4)
+            self.conv1 = nn.Conv2d(4, 3, 1)
+
+        def forward(self, x):
+            x = self.conv0(x)
+            feats = [x]
+            y = self.conv1(self.norm(torch.cat(feats, 1)))
+            return torch.cat([x, y], 1).reshape(x.shape[0] // 1, -1)
+
+    torch.manual_seed(8)
+    model = Dense()
+    _randomize_bn(model, 9)
+    res = export(model.eval(), (2, 5, 5), None, None)
+    assert [l["op"] for l in res.description["layers"]] == [
+        "conv", "batch_norm", "conv", "concat", "flatten"]
+    assert res.description["layers"][-2]["from"] == ["conv0", "conv1"]
+
+
 def test_graph_vector_input():
     torch.manual_seed(6)
     model = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.GELU(), nn.Linear(4, 2),
@@ -903,6 +928,75 @@ def test_graph_vector_input():
     res = export(model, (5,), None, None)
     assert [l["op"] for l in res.description["layers"]] == [
         "linear", "batch_norm", "gelu", "linear", "softmax"]
+
+
+# ---------------------------------------------------------------------------------------
+# Tests: the torchvision cases (tests/torchvision, examples/data/resnet18)
+# ---------------------------------------------------------------------------------------
+
+TORCHVISION = Path(__file__).resolve().parent.parent / "tests" / "torchvision"
+EXAMPLE_RESNET18 = Path(__file__).resolve().parent.parent / "examples" / "data" / "resnet18"
+
+
+def _seeded_weights(model: nn.Module, stats: dict[str, torch.Tensor], seed: int
+                    ) -> dict[str, torch.Tensor]:
+    """What the Rust side does: every weight the architecture needs, rank >= 2 from the
+    seed, rank 1 from stats.safetensors."""
+    import seeded
+
+    out = {}
+    for key, t in model.state_dict().items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        if t.dim() >= 2:
+            out[key] = torch.from_numpy(seeded.seeded_tensor(seed, key, tuple(t.shape)))
+        else:
+            out[key] = stats[key]
+    assert set(out) >= set(stats), sorted(set(stats) - set(out))
+    return out
+
+
+def _check_seeded_case(case_dir: Path, meta: dict[str, Any]) -> None:
+    model = cnn_tools.build_model(case_dir / "model.toml")
+    stats = load_file(str(case_dir / "stats.safetensors"))
+    assert all(t.dim() == 1 for t in stats.values())
+    model.load_state_dict(_seeded_weights(model, stats, meta["seed"]), strict=False)
+    data = load_file(str(case_dir / "data.safetensors"))
+    with torch.no_grad():
+        got = model.double().eval()(data["input"].double())
+    want = data["output"].double()
+    tol = meta["atol"] + meta["rtol"] * want.abs()
+    assert ((got - want).abs() <= tol).all(), (case_dir.name, (got - want).abs().max())
+    # PyTorch's own float32 result is within the tolerance (it defines the atol).
+    assert ((data["output_f32"].double() - want).abs() <= tol).all(), case_dir.name
+    assert cnn_tools.count_params(model) == meta["params"], case_dir.name
+
+
+def test_torchvision_cases_rebuild_from_seed_and_stats():
+    """tests/torchvision/<model>: model.toml rebuilt by cnn_tools.build_model, rank>=2
+    weights regenerated from the seed, rank-1 ones from stats.safetensors, gives the stored
+    float64 outputs."""
+    cases = sorted(p for p in TORCHVISION.iterdir() if (p / "case.json").exists()) \
+        if TORCHVISION.is_dir() else []
+    if not cases:
+        print("    (skipped: no tests/torchvision)")
+        return
+    for case in cases:
+        _check_seeded_case(case, json.loads((case / "case.json").read_text()))
+    if (EXAMPLE_RESNET18 / "reference.json").exists():
+        _check_seeded_case(EXAMPLE_RESNET18,
+                           json.loads((EXAMPLE_RESNET18 / "reference.json").read_text()))
+
+
+def test_seeded_vectors_file():
+    import seeded
+
+    path = TORCHVISION / "seeded_vectors.json"
+    if not path.exists():
+        print("    (skipped: no tests/torchvision/seeded_vectors.json)")
+        return
+    assert json.loads(path.read_text()) == json.loads(json.dumps(seeded.test_vectors()))
+    seeded._self_test()
 
 
 # ---------------------------------------------------------------------------------------

@@ -16,6 +16,14 @@ pub enum Act {
     Sigmoid,
     /// `x` for `x >= 0`, else `slope * x`.
     LeakyRelu(f32),
+    /// `x * sigmoid(x)` (PyTorch `SiLU`, a.k.a. swish).
+    Silu,
+    /// `x * relu6(x + 3) / 6` (PyTorch `Hardswish`).
+    HardSwish,
+    /// `relu6(x + 3) / 6` (PyTorch `Hardsigmoid`).
+    HardSigmoid,
+    /// `x * (1 + erf(x / sqrt(2))) / 2`, the exact form (PyTorch's default `GELU()`).
+    Gelu,
 }
 
 impl Act {
@@ -35,6 +43,10 @@ impl Act {
                     slope * x
                 }
             }
+            Act::Silu => silu(x),
+            Act::HardSwish => hardswish(x),
+            Act::HardSigmoid => hardsigmoid(x),
+            Act::Gelu => gelu(x),
         }
     }
 }
@@ -101,6 +113,96 @@ pub fn sigmoid(x: f32) -> f32 {
     }
 }
 
+/// `x * sigmoid(x)` for f32 (SiLU / swish), with [`sigmoid`]'s accuracy.
+#[inline(always)]
+pub fn silu(x: f32) -> f32 {
+    x * sigmoid(x)
+}
+
+/// `relu6(x + 3) / 6` for f32, as PyTorch computes it (NaN propagates).
+#[inline(always)]
+pub fn hardsigmoid(x: f32) -> f32 {
+    (x + 3.0).clamp(0.0, 6.0) / 6.0
+}
+
+/// `x * relu6(x + 3) / 6` for f32, as PyTorch computes it (NaN propagates).
+#[inline(always)]
+pub fn hardswish(x: f32) -> f32 {
+    x * (x + 3.0).clamp(0.0, 6.0) / 6.0
+}
+
+/// Cephes' `erff` polynomial: `erf(a) = a * T(a^2)` for `|a| < 1`, highest power first.
+/// (Its constant term is Cephes' fit, one ulp off `2/sqrt(pi)` in f32.)
+#[allow(clippy::approx_constant)]
+pub(crate) const ERF_T: [f32; 7] = [
+    7.853_861_5e-5,
+    -8.010_193_7e-4,
+    5.188_327_7e-3,
+    -2.685_381_3e-2,
+    1.128_358_54e-1,
+    -3.761_262_6e-1,
+    1.128_379_1,
+];
+/// Cephes' `erfcf` polynomial: `erfc(a) = e^{-a^2} / a * P(1/a^2)` for `1 <= a < 2`.
+pub(crate) const ERFC_P: [f32; 9] = [
+    2.326_82e-2,
+    -1.387_039_4e-1,
+    3.687_424_7e-1,
+    -5.824_733e-1,
+    6.210_004_7e-1,
+    -4.944_515_2e-1,
+    3.404_88e-1,
+    -2.741_127e-1,
+    5.638_259_6e-1,
+];
+/// Cephes' `erfcf` polynomial: `erfc(a) = e^{-a^2} / a * R(1/a^2)` for `a >= 2`.
+pub(crate) const ERFC_R: [f32; 8] = [
+    -1.047_766_4e1,
+    1.297_72e1,
+    -7.495_518_7,
+    2.921_019,
+    -1.015_265_2,
+    4.218_463_3e-1,
+    -2.820_767_5e-1,
+    5.641_895e-1,
+];
+
+/// `x * (1 + erf(x / sqrt 2)) / 2` for f32 (the exact GELU), branch-free.
+///
+/// The normal CDF `(1 + erf(u)) / 2`, `u = x / sqrt 2`, comes from Cephes' `erff`
+/// polynomial below `|u| = 1` and from `erfc(|u|) = e^{-u^2} / |u| * P(1/u^2)` (two
+/// polynomials, split at 2) above, so that the lower tail keeps its relative accuracy:
+/// within a few 1e-7 of the exact value (absolute below 1, relative above). NaN
+/// propagates; `gelu(-inf)` is NaN as in PyTorch.
+#[inline(always)]
+pub fn gelu(x: f32) -> f32 {
+    let u = x * std::f32::consts::FRAC_1_SQRT_2;
+    let a = u.abs();
+    let z = a * a;
+    let mut t = ERF_T[0];
+    for c in &ERF_T[1..] {
+        t = t * z + c;
+    }
+    let erf = t * a;
+    let small = 0.5 + 0.5 * erf.copysign(u);
+    // `max` ignores NaN here; the final product brings it back.
+    let b = a.max(1.0);
+    let q = 1.0 / b;
+    let y = q * q;
+    let e = exp(-(b * b));
+    let mut p = ERFC_P[0];
+    for c in &ERFC_P[1..] {
+        p = p * y + c;
+    }
+    let mut r = ERFC_R[0];
+    for c in &ERFC_R[1..] {
+        r = r * y + c;
+    }
+    let half_erfc = 0.5 * (e * q * if b < 2.0 { p } else { r });
+    let big = if u >= 0.0 { 1.0 - half_erfc } else { half_erfc };
+    x * if a < 1.0 { small } else { big }
+}
+
 /// Applies `act` in place to every value of `buf`.
 #[inline(always)]
 pub fn activate(buf: &mut [f32], act: Act) {
@@ -111,7 +213,11 @@ pub fn activate(buf: &mut [f32], act: Act) {
         Act::Relu6 => buf.iter_mut().for_each(|x| *x = x.clamp(0.0, 6.0)),
         Act::Tanh => buf.iter_mut().for_each(|x| *x = tanh(*x)),
         Act::Sigmoid => buf.iter_mut().for_each(|x| *x = sigmoid(*x)),
-        _ => buf.iter_mut().for_each(|x| *x = act.apply(*x)),
+        Act::Silu => buf.iter_mut().for_each(|x| *x = silu(*x)),
+        Act::HardSwish => buf.iter_mut().for_each(|x| *x = hardswish(*x)),
+        Act::HardSigmoid => buf.iter_mut().for_each(|x| *x = hardsigmoid(*x)),
+        Act::Gelu => buf.iter_mut().for_each(|x| *x = gelu(*x)),
+        Act::LeakyRelu(_) => buf.iter_mut().for_each(|x| *x = act.apply(*x)),
     }
 }
 
@@ -165,16 +271,53 @@ mod tests {
     }
 
     #[test]
+    fn silu_is_accurate() {
+        let exact = |x: f64| x / (1.0 + (-x).exp());
+        sweep(silu, exact, -30.0, 30.0, 1e-7, 4e-7);
+        assert_eq!(silu(0.0), 0.0);
+        assert_eq!(silu(1000.0), 1000.0);
+        assert!(silu(-1000.0) <= 0.0 && silu(-1000.0) > -1e-30);
+        assert!(silu(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn hard_activations_are_exact() {
+        let hs = |x: f64| (x + 3.0).clamp(0.0, 6.0) / 6.0;
+        sweep(hardsigmoid, hs, -8.0, 8.0, 0.0, 1.2e-7);
+        let hswish = |x: f64| x * (x + 3.0).clamp(0.0, 6.0) / 6.0;
+        sweep(hardswish, hswish, -8.0, 8.0, 0.0, 2.4e-7);
+        assert_eq!(hardsigmoid(-3.0), 0.0);
+        assert_eq!(hardsigmoid(3.0), 1.0);
+        assert_eq!(hardsigmoid(0.0), 0.5);
+        assert_eq!(hardswish(-3.0), 0.0);
+        assert_eq!(hardswish(3.0), 3.0);
+        assert_eq!(hardswish(100.0), 100.0);
+        assert_eq!(hardswish(-100.0), 0.0);
+        assert!(hardsigmoid(f32::NAN).is_nan() && hardswish(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn gelu_is_accurate() {
+        use crate::kernels::reference::gelu as exact;
+        sweep(gelu, exact, -12.0, 12.0, 1e-7, 3e-7);
+        // Around the polynomial switches |x / sqrt 2| = 1 and 2, densely.
+        for c in [-2.0 * SQRT_2, -SQRT_2, SQRT_2, 2.0 * SQRT_2] {
+            sweep(gelu, exact, c - 1e-3, c + 1e-3, 1e-7, 3e-7);
+        }
+        sweep(gelu, exact, -1e-3, 1e-3, 0.0, 3e-7);
+        assert_eq!(gelu(0.0), 0.0);
+        assert_eq!(gelu(1000.0), 1000.0);
+        assert_eq!(gelu(f32::INFINITY), f32::INFINITY);
+        assert!(gelu(-1000.0) <= 0.0 && gelu(-1000.0) > -1e-30);
+        assert!(gelu(f32::NAN).is_nan());
+    }
+
+    const SQRT_2: f32 = std::f32::consts::SQRT_2;
+
+    #[test]
     fn activate_matches_apply() {
         let xs: Vec<f32> = (-100..100).map(|i| i as f32 * 0.37).collect();
-        for act in [
-            Act::Identity,
-            Act::Relu,
-            Act::Relu6,
-            Act::Tanh,
-            Act::Sigmoid,
-            Act::LeakyRelu(0.1),
-        ] {
+        for act in crate::kernels::reference::ACTS {
             let mut buf = xs.clone();
             activate(&mut buf, act);
             for (x, y) in xs.iter().zip(&buf) {

@@ -307,13 +307,17 @@ mod tests {
     use crate::kernels::reference::{self as r, Axis, Rng};
     use crate::kernels::simd;
 
-    const ACTS: [Act; 6] = [
+    const ACTS: [Act; 10] = [
         Act::Identity,
         Act::Relu,
         Act::Relu6,
         Act::Tanh,
         Act::Sigmoid,
         Act::LeakyRelu(0.1),
+        Act::Silu,
+        Act::HardSwish,
+        Act::HardSigmoid,
+        Act::Gelu,
     ];
 
     /// Channel configurations `(c, o, groups)`: groups 1, 2, C, and in != out.
@@ -416,6 +420,35 @@ mod tests {
             }
         }
         assert_eq!(cases, 2 * axes.len());
+    }
+
+    /// 1-D signals run as H = 1, KH = 1: long rows, TCN dilations 1..8, 'same', causal
+    /// (left-padded only, as the compiler lowers it: valid after a pad) and strided.
+    #[test]
+    fn one_d_against_reference() {
+        let mut rng = Rng::new(17);
+        let one = Axis::conv(1, 1, 1, 0, 1).unwrap();
+        for w in [1, 5, 31, 100, 784] {
+            for k in [1, 2, 3, 5] {
+                for d in [1, 2, 4, 8] {
+                    if k == 1 && d > 1 {
+                        continue;
+                    }
+                    let mut aws: Vec<Axis> = vec![Axis::same(w, k, d)];
+                    for s in [1, 2, 3] {
+                        for p in [0, d * (k - 1) / 2, d * (k - 1)] {
+                            aws.extend(Axis::conv(w, k, s, p, d));
+                        }
+                    }
+                    for aw in aws {
+                        let ch = [(3, 5, 1), (16, 16, 1), (33, 20, 1), (8, 8, 2), (6, 6, 6)]
+                            [rng.below(5)];
+                        let act = ACTS[rng.below(ACTS.len())];
+                        check(&mut rng, ch, one, aw, act, true);
+                    }
+                }
+            }
+        }
     }
 
     /// Every channel configuration with a set of geometries chosen at random.

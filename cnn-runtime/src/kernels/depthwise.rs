@@ -267,13 +267,17 @@ mod tests {
     use crate::kernels::reference::{self as r, Axis, Rng};
     use crate::kernels::simd;
 
-    const ACTS: [Act; 6] = [
+    const ACTS: [Act; 10] = [
         Act::Identity,
         Act::Relu,
         Act::Relu6,
         Act::Tanh,
         Act::Sigmoid,
         Act::LeakyRelu(0.1),
+        Act::Silu,
+        Act::HardSwish,
+        Act::HardSigmoid,
+        Act::Gelu,
     ];
 
     fn check(rng: &mut Rng, c: usize, ah: Axis, aw: Axis, act: Act, with_bias: bool) {
@@ -365,6 +369,34 @@ mod tests {
             for c in [1, 2, 3, 8, 17, 32] {
                 for act in ACTS {
                     check(&mut rng, c, ah, aw, act, true);
+                }
+            }
+        }
+    }
+
+    /// 1-D signals run as H = 1, KH = 1: long rows, TCN dilations 1..8, padding,
+    /// strides.
+    #[test]
+    fn one_d_against_reference() {
+        let mut rng = Rng::new(24);
+        let one = Axis::conv(1, 1, 1, 0, 1).unwrap();
+        for w in [1, 5, 31, 100, 784] {
+            for k in [1, 2, 3, 5] {
+                for d in [1, 2, 4, 8] {
+                    if k == 1 && d > 1 {
+                        continue;
+                    }
+                    let mut aws: Vec<Axis> = vec![Axis::same(w, k, d)];
+                    for s in [1, 2] {
+                        for p in [0, d * (k - 1) / 2, d * (k - 1)] {
+                            aws.extend(Axis::conv(w, k, s, p, d));
+                        }
+                    }
+                    for aw in aws {
+                        let c = [1, 3, 16, 17, 40][rng.below(5)];
+                        let act = ACTS[rng.below(ACTS.len())];
+                        check(&mut rng, c, one, aw, act, true);
+                    }
                 }
             }
         }

@@ -246,6 +246,29 @@ mod tests {
         Act::LeakyRelu(0.1),
     ];
 
+    /// The activations added later, fused into the epilogue at every level (a sweep of
+    /// its own, so that the random data of the one below stays as it was).
+    #[test]
+    fn new_activations_in_epilogue() {
+        let mut rng = Rng::new(42);
+        for inp in [1, 7, 16, 17, 100] {
+            for out in [1, 5, 16 * 5 + 3] {
+                for act in [Act::Silu, Act::HardSwish, Act::HardSigmoid, Act::Gelu] {
+                    let x = rng.vec(inp, -1.0, 1.0);
+                    let w = rng.vec(out * inp, -1.0, 1.0);
+                    let b = rng.vec(out, -0.5, 0.5);
+                    let p = LinearParams::from_torch(out, inp, &w, Some(&b), None);
+                    let want = r::linear(inp, out, &x, &w, Some(&b), act);
+                    for level in simd::test_levels() {
+                        let mut got = vec![7.0; out];
+                        linear_dyn(level, inp, out, &x, &p, &mut got, act);
+                        r::assert_close(&got, &want, &(inp, out, act, level));
+                    }
+                }
+            }
+        }
+    }
+
     /// Input sizes around the lane count, output sizes 1 and more, with and without bias.
     #[test]
     fn sweep_against_reference() {

@@ -11,9 +11,21 @@
 //! convolution engine (`engine.rs`) holds the packing, the band copies and the
 //! register-blocked micro-kernels. Each kernel is tested against the f64 reference at
 //! every level the CPU supports.
+//!
+//! Files: `activation.rs` (the fused activations, `Act`), `conv.rs` and `engine.rs`
+//! (convolution), `depthwise.rs`, `conv_transpose.rs` (transposed convolution by phase
+//! decomposition), `linear.rs`, `norm.rs` (batch norm as a channel affine map),
+//! `pool.rs` (windowed and global pools), `adaptive.rs` (adaptive average/max pools),
+//! `binary.rs` (broadcast element-wise add/mul), `softmax.rs` (vector and channel
+//! softmax), `upsample.rs` (nearest and bilinear upsampling), `simd/` (the SIMD layer)
+//! and, for tests, `reference.rs` (f64 references). A 1-D signal `[C, L]` runs through
+//! the 2-D kernels as `H = 1`.
 
 pub mod activation;
+pub mod adaptive;
+pub mod binary;
 pub mod conv;
+pub mod conv_transpose;
 pub mod depthwise;
 pub(crate) mod engine;
 pub mod linear;
@@ -21,6 +33,7 @@ pub mod norm;
 pub mod pool;
 pub(crate) mod simd;
 pub mod softmax;
+pub mod upsample;
 
 #[cfg(test)]
 mod reference;

@@ -1,7 +1,7 @@
 //! Batch norm (inference mode) as a per-channel affine map, applied on its own by
 //! [`channel_affine`] or folded into the weights of the conv/linear before it.
 
-use super::activation::Act;
+use super::activation::{gelu, hardsigmoid, hardswish, silu, Act};
 
 /// A per-channel affine map `y = x * scale[c] + shift[c]`: an inference-mode batch norm.
 #[derive(Clone, Debug, PartialEq)]
@@ -107,6 +107,10 @@ fn affine_act(buf: &mut [f32], s: f32, t: f32, act: Act) {
         Act::Relu6 => buf
             .iter_mut()
             .for_each(|x| *x = (*x * s + t).clamp(0.0, 6.0)),
+        Act::Silu => buf.iter_mut().for_each(|x| *x = silu(*x * s + t)),
+        Act::HardSwish => buf.iter_mut().for_each(|x| *x = hardswish(*x * s + t)),
+        Act::HardSigmoid => buf.iter_mut().for_each(|x| *x = hardsigmoid(*x * s + t)),
+        Act::Gelu => buf.iter_mut().for_each(|x| *x = gelu(*x * s + t)),
         _ => buf.iter_mut().for_each(|x| *x = act.apply(*x * s + t)),
     }
 }
@@ -137,13 +141,17 @@ mod tests {
     use super::*;
     use crate::kernels::reference::{self as r, Rng};
 
-    const ACTS: [Act; 6] = [
+    const ACTS: [Act; 10] = [
         Act::Identity,
         Act::Relu,
         Act::Relu6,
         Act::Tanh,
         Act::Sigmoid,
         Act::LeakyRelu(0.01),
+        Act::Silu,
+        Act::HardSwish,
+        Act::HardSigmoid,
+        Act::Gelu,
     ];
 
     #[test]

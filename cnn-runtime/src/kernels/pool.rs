@@ -57,12 +57,30 @@ fn is_2x2(d: &Dims2d) -> bool {
         && 2 * d.ow <= d.w
 }
 
+/// Whether `d` is a 1x2, stride-2 window over single rows (a 1-D `MaxPool1d(2)` /
+/// `AvgPool1d(2)` run with `H = 1`), unpadded, with its outputs inside the input: the
+/// vectorised path with one input row per output row.
+#[inline(always)]
+fn is_1x2(d: &Dims2d) -> bool {
+    d.kh == 1
+        && d.kw == 2
+        && d.sh == 1
+        && d.sw == 2
+        && d.ph == 0
+        && d.pw == 0
+        && d.dh == 1
+        && d.dw == 1
+        && d.oh == d.h
+        && 2 * d.ow <= d.w
+}
+
 /// The 2x2 stride-2 pool (see [`is_2x2`]) as a kernel for [`simd::run`]: each output
 /// vector from two vectors of each of the two input rows, combined vertically then
-/// pairwise.
+/// pairwise. With `one_row` the 1x2 window of [`is_1x2`]: input row `oy` only.
 struct Pool2x2<'a> {
     d: Dims2d,
     max: bool,
+    one_row: bool,
     input: &'a [f32],
     output: &'a mut [f32],
 }
@@ -77,10 +95,17 @@ impl WithSimd for Pool2x2<'_> {
         let input = &self.input[..d.c * hw];
         let output = &mut self.output[..d.c * ohw];
         let quarter = s.splat(0.25);
+        let half = s.splat(0.5);
+        let one_row = self.one_row;
         for (out_plane, in_plane) in output.chunks_exact_mut(ohw).zip(input.chunks_exact(hw)) {
             for (oy, out_row) in out_plane.chunks_exact_mut(d.ow).enumerate() {
-                let r0 = &in_plane[2 * oy * d.w..][..2 * d.ow];
-                let r1 = &in_plane[(2 * oy + 1) * d.w..][..2 * d.ow];
+                let (y0, y1) = if one_row {
+                    (oy, oy)
+                } else {
+                    (2 * oy, 2 * oy + 1)
+                };
+                let r0 = &in_plane[y0 * d.w..][..2 * d.ow];
+                let r1 = &in_plane[y1 * d.w..][..2 * d.ow];
                 for x0 in (0..d.ow).step_by(l) {
                     let n = l.min(d.ow - x0);
                     // SAFETY: inputs 2*x0 .. 2*(x0+n) of rows r0 and r1 (2*OW long) are
@@ -99,7 +124,13 @@ impl WithSimd for Pool2x2<'_> {
                         };
                         let (a0, a1) = load2(r0);
                         let (b0, b1) = load2(r1);
-                        let v = if self.max {
+                        let v = if one_row {
+                            if self.max {
+                                s.pair_max(a0, a1)
+                            } else {
+                                s.mul(s.pair_add(a0, a1), half)
+                            }
+                        } else if self.max {
                             s.pair_max(s.max_nan(a0, b0), s.max_nan(a1, b1))
                         } else {
                             s.mul(s.add(s.pair_add(a0, a1), s.pair_add(b0, b1)), quarter)
@@ -120,10 +151,11 @@ impl WithSimd for Pool2x2<'_> {
 /// Max pool with its dimensions as runtime values (`d.o`, `d.g` ignored), at `level`; see
 /// [`max_pool2d`].
 fn max_pool_dyn(level: Level, d: Dims2d, input: &[f32], output: &mut [f32]) {
-    if is_2x2(&d) {
+    if is_2x2(&d) || is_1x2(&d) {
         let run = Pool2x2 {
             d,
             max: true,
+            one_row: is_1x2(&d),
             input,
             output,
         };
@@ -163,10 +195,11 @@ fn window_count(start: usize, k: usize, n: usize, p: usize, include_pad: bool) -
 /// ignored: no dilation), at `level`; see [`avg_pool2d`].
 fn avg_pool_dyn(level: Level, d: Dims2d, include_pad: bool, input: &[f32], output: &mut [f32]) {
     let d = Dims2d { dh: 1, dw: 1, ..d };
-    if is_2x2(&d) {
+    if is_2x2(&d) || is_1x2(&d) {
         let run = Pool2x2 {
             d,
             max: false,
+            one_row: is_1x2(&d),
             input,
             output,
         };
@@ -423,6 +456,34 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// 1-D signals run as H = 1: long rows, every window/stride/dilation/padding, the
+    /// 1x2 fast path among them.
+    #[test]
+    fn one_d_against_reference() {
+        let mut rng = Rng::new(52);
+        let one = Axis::pool(1, 1, 1, 0, 1, false).unwrap();
+        let mut n = 0;
+        for w in [2, 3, 17, 33, 784, 1001] {
+            for k in [1, 2, 3, 5] {
+                for s in [1, 2, 3] {
+                    for d in [1, 2, 4, 8] {
+                        for p in 0..=k / 2 {
+                            for ceil in [false, true] {
+                                if let Some(aw) = Axis::pool(w, k, s, p, d, ceil) {
+                                    check(&mut rng, 1 + n % 3, one, aw);
+                                    n += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(n > 300, "{n}");
+        let aw = Axis::pool(784, 2, 2, 0, 1, false).unwrap();
+        assert!(is_1x2(&dims(3, one, aw)));
     }
 
     /// Every pool axis geometry (sizes, kernels, strides larger than the kernel, padding up

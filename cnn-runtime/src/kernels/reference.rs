@@ -59,8 +59,51 @@ pub fn act(act: Act, x: f64) -> f64 {
                 f64::from(slope) * x
             }
         }
+        Act::Silu => x / (1.0 + (-x).exp()),
+        Act::HardSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
+        Act::HardSigmoid => (x + 3.0).clamp(0.0, 6.0) / 6.0,
+        Act::Gelu => gelu(x),
     }
 }
+
+/// `erf` in f64 (std has none): `2/sqrt(pi) e^{-x^2} sum_n 2^n x^{2n+1} / (2n+1)!!`, a
+/// series of positive terms (no cancellation), 1 past |x| = 6.
+pub fn erf(x: f64) -> f64 {
+    let a = x.abs();
+    if a.is_nan() {
+        return x;
+    }
+    if a > 6.0 {
+        return 1f64.copysign(x);
+    }
+    let (mut term, mut sum) = (a, a);
+    let mut n = 0.0;
+    while term > 1e-18 * sum {
+        n += 1.0;
+        term *= 2.0 * a * a / (2.0 * n + 1.0);
+        sum += term;
+    }
+    (2.0 / std::f64::consts::PI.sqrt() * (-a * a).exp() * sum).copysign(x)
+}
+
+/// The exact GELU in f64, `x * (1 + erf(x / sqrt 2)) / 2`.
+pub fn gelu(x: f64) -> f64 {
+    x * 0.5 * (1.0 + erf(x / std::f64::consts::SQRT_2))
+}
+
+/// Every activation, for sweeps.
+pub const ACTS: [Act; 10] = [
+    Act::Identity,
+    Act::Relu,
+    Act::Relu6,
+    Act::Tanh,
+    Act::Sigmoid,
+    Act::LeakyRelu(0.1),
+    Act::Silu,
+    Act::HardSwish,
+    Act::HardSigmoid,
+    Act::Gelu,
+];
 
 /// Geometry of a windowed operation along one axis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -390,6 +433,208 @@ pub fn batch_norm(
         .collect()
 }
 
+/// Broadcast element-wise `act(a + b)` (or `act(a * b)` when `mul`) on `[c, h, w]`
+/// tensors, operand shapes `sa`, `sb` (axes 1 or the output's), index by index.
+pub fn binary(
+    shape: [usize; 3],
+    sa: [usize; 3],
+    sb: [usize; 3],
+    a: &[f32],
+    b: &[f32],
+    mul: bool,
+    act_: Act,
+) -> Vec<f64> {
+    let at = |x: &[f32], s: [usize; 3], c: usize, h: usize, w: usize| {
+        let (c, h, w) = (c.min(s[0] - 1), h.min(s[1] - 1), w.min(s[2] - 1));
+        f64::from(x[(c * s[1] + h) * s[2] + w])
+    };
+    let mut out = Vec::new();
+    for c in 0..shape[0] {
+        for h in 0..shape[1] {
+            for w in 0..shape[2] {
+                let (x, y) = (at(a, sa, c, h, w), at(b, sb, c, h, w));
+                out.push(act(act_, if mul { x * y } else { x + y }));
+            }
+        }
+    }
+    out
+}
+
+/// PyTorch's adaptive pools: output `(i, j)` pools rows `[floor(i*h/oh),
+/// ceil((i+1)*h/oh))` and the columns likewise; the mean, or the maximum.
+pub fn adaptive_pool2d(
+    c: usize,
+    (h, w): (usize, usize),
+    (oh, ow): (usize, usize),
+    max: bool,
+    input: &[f32],
+) -> Vec<f64> {
+    let win = |i: usize, n: usize, o: usize| {
+        let start = (i as f64 * n as f64 / o as f64).floor() as usize;
+        let end = ((i + 1) as f64 * n as f64 / o as f64).ceil() as usize;
+        start..end
+    };
+    let mut out = Vec::new();
+    for ch in 0..c {
+        for i in 0..oh {
+            for j in 0..ow {
+                let (mut s, mut m, mut k) = (0.0, f64::NEG_INFINITY, 0);
+                for y in win(i, h, oh) {
+                    for x in win(j, w, ow) {
+                        let v = f64::from(input[(ch * h + y) * w + x]);
+                        s += v;
+                        m = m.max(v);
+                        k += 1;
+                    }
+                }
+                out.push(if max { m } else { s / k as f64 });
+            }
+        }
+    }
+    out
+}
+
+/// Softmax over the channels of `[c, hw]` at every position, in f64.
+pub fn softmax_channels(c: usize, hw: usize, x: &[f32]) -> Vec<f64> {
+    let mut out = vec![0.0; c * hw];
+    for p in 0..hw {
+        let col: Vec<f32> = (0..c).map(|ch| x[ch * hw + p]).collect();
+        for (ch, v) in softmax(&col).into_iter().enumerate() {
+            out[ch * hw + p] = v;
+        }
+    }
+    out
+}
+
+/// Source coordinate of output `dst` of `out` over an axis of `n` cells for bilinear
+/// upsampling (PyTorch `interpolate(mode='bilinear')`): the lower neighbour, the upper
+/// one and the weight of the upper.
+pub fn bilinear_coord(
+    dst: usize,
+    n: usize,
+    out: usize,
+    align_corners: bool,
+) -> (usize, usize, f64) {
+    let src = if align_corners {
+        if out == 1 {
+            0.0
+        } else {
+            dst as f64 * (n - 1) as f64 / (out - 1) as f64
+        }
+    } else {
+        ((dst as f64 + 0.5) * n as f64 / out as f64 - 0.5).max(0.0)
+    };
+    let lo = (src.floor() as usize).min(n - 1);
+    ((lo), (lo + 1).min(n - 1), src - lo as f64)
+}
+
+/// Bilinear upsampling of `[c, h, w]` to `[c, oh, ow]`.
+pub fn upsample_bilinear(
+    c: usize,
+    (h, w): (usize, usize),
+    (oh, ow): (usize, usize),
+    align_corners: bool,
+    x: &[f32],
+) -> Vec<f64> {
+    let mut out = Vec::new();
+    for ch in 0..c {
+        for i in 0..oh {
+            let (y0, y1, fy) = bilinear_coord(i, h, oh, align_corners);
+            for j in 0..ow {
+                let (x0, x1, fx) = bilinear_coord(j, w, ow, align_corners);
+                let at = |y: usize, xx: usize| f64::from(x[(ch * h + y) * w + xx]);
+                let top = at(y0, x0) * (1.0 - fx) + at(y0, x1) * fx;
+                let bot = at(y1, x0) * (1.0 - fx) + at(y1, x1) * fx;
+                out.push(top * (1.0 - fy) + bot * fy);
+            }
+        }
+    }
+    out
+}
+
+/// Nearest upsampling of `[c, h, w]` to `[c, oh, ow]`: source `floor(dst * n / out)`.
+pub fn upsample_nearest(
+    c: usize,
+    (h, w): (usize, usize),
+    (oh, ow): (usize, usize),
+    x: &[f32],
+) -> Vec<f64> {
+    let mut out = Vec::new();
+    for ch in 0..c {
+        for i in 0..oh {
+            for j in 0..ow {
+                out.push(f64::from(x[(ch * h + i * h / oh) * w + j * w / ow]));
+            }
+        }
+    }
+    out
+}
+
+/// Dimensions of a transposed convolution for [`conv_transpose2d`]: per axis (input,
+/// output, kernel, stride, padding, dilation).
+pub struct CtDims {
+    /// Input channels.
+    pub c: usize,
+    /// Output channels.
+    pub o: usize,
+    /// Groups.
+    pub g: usize,
+    /// Height axis.
+    pub h: (usize, usize, usize, usize, usize, usize),
+    /// Width axis.
+    pub w: (usize, usize, usize, usize, usize, usize),
+}
+
+/// PyTorch `ConvTranspose2d` as a scatter: every input cell adds `x * w` to the outputs
+/// `(iy*sh - ph + ky*dh, ix*sw - pw + kx*dw)` that exist; weight `[c, o/g, kh, kw]`;
+/// then bias and `act`.
+pub fn conv_transpose2d(
+    d: &CtDims,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    a: Act,
+) -> Vec<f64> {
+    let (h, oh, kh, sh, ph, dh) = d.h;
+    let (w, ow, kw, sw, pw, dw) = d.w;
+    let (cg, og) = (d.c / d.g, d.o / d.g);
+    assert_eq!(input.len(), d.c * h * w);
+    assert_eq!(weight.len(), d.c * og * kh * kw);
+    let mut out = vec![0.0f64; d.o * oh * ow];
+    for ci in 0..d.c {
+        let g = ci / cg;
+        for iy in 0..h {
+            for ix in 0..w {
+                let x = f64::from(input[(ci * h + iy) * w + ix]);
+                for oo in 0..og {
+                    let o = g * og + oo;
+                    for ky in 0..kh {
+                        let y = (iy * sh + ky * dh) as isize - ph as isize;
+                        if y < 0 || y >= oh as isize {
+                            continue;
+                        }
+                        for kx in 0..kw {
+                            let xx = (ix * sw + kx * dw) as isize - pw as isize;
+                            if xx < 0 || xx >= ow as isize {
+                                continue;
+                            }
+                            let wv = f64::from(weight[((ci * og + oo) * kh + ky) * kw + kx]);
+                            out[(o * oh + y as usize) * ow + xx as usize] += x * wv;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for o in 0..d.o {
+        let b = bias.map_or(0.0, |b| f64::from(b[o]));
+        for v in &mut out[o * oh * ow..(o + 1) * oh * ow] {
+            *v = act(a, *v + b);
+        }
+    }
+    out
+}
+
 /// Softmax in f64, the textbook formula with the maximum subtracted.
 pub fn softmax(x: &[f32]) -> Vec<f64> {
     let m = x
@@ -415,6 +660,22 @@ pub fn assert_close(got: &[f32], want: &[f64], ctx: &dyn Debug) {
             (g - w).abs()
         );
     }
+}
+
+#[test]
+fn erf_reference_known_values() {
+    // erf(0.5), erf(1), erf(2), erf(3) to 16 digits.
+    for (x, want) in [
+        (0.5, 0.520_499_877_813_046_5),
+        (1.0, 0.842_700_792_949_714_9),
+        (2.0, 0.995_322_265_018_952_7),
+        (3.0, 0.999_977_909_503_001_4),
+    ] {
+        assert!((erf(x) - want).abs() < 1e-15, "erf({x}) = {}", erf(x));
+        assert!((erf(-x) + want).abs() < 1e-15);
+    }
+    assert_eq!(erf(0.0), 0.0);
+    assert_eq!(erf(10.0), 1.0);
 }
 
 #[test]

@@ -1,4 +1,7 @@
-//! Softmax over a vector.
+//! Softmax over a vector ([`softmax`]) and over the channels of a `[C, H, W]` tensor at
+//! every position ([`softmax_channels`], vectorised across positions).
+
+use super::activation::exp;
 
 /// In place, numerically stable softmax: `buf[i] = exp(buf[i] - max) / sum_j exp(buf[j] - max)`.
 ///
@@ -22,6 +25,67 @@ pub fn softmax(buf: &mut [f32]) {
     for x in buf.iter_mut() {
         *x /= total;
     }
+}
+
+/// Positions of [`softmax_channels`] processed together (the maxima and sums of a block
+/// live on the stack).
+const BLOCK: usize = 256;
+
+/// `max` that propagates NaN.
+#[inline(always)]
+fn max_nan(m: f32, x: f32) -> f32 {
+    if x > m || x.is_nan() {
+        x
+    } else {
+        m
+    }
+}
+
+/// [`softmax_channels`] with its dimensions as runtime values.
+#[inline(always)]
+fn softmax_channels_dyn(c: usize, hw: usize, buf: &mut [f32]) {
+    let buf = &mut buf[..c * hw];
+    for p0 in (0..hw).step_by(BLOCK) {
+        let n = BLOCK.min(hw - p0);
+        let mut m = [f32::NEG_INFINITY; BLOCK];
+        let m = &mut m[..n];
+        for plane in buf.chunks_exact(hw) {
+            for (m, &x) in m.iter_mut().zip(&plane[p0..p0 + n]) {
+                *m = max_nan(*m, x);
+            }
+        }
+        let mut total = [0.0f32; BLOCK];
+        let total = &mut total[..n];
+        for plane in buf.chunks_exact_mut(hw) {
+            for ((x, &m), t) in plane[p0..p0 + n].iter_mut().zip(&*m).zip(total.iter_mut()) {
+                *x = exp(*x - m);
+                *t += *x;
+            }
+        }
+        for t in total.iter_mut() {
+            *t = 1.0 / *t;
+        }
+        for plane in buf.chunks_exact_mut(hw) {
+            for (x, &r) in plane[p0..p0 + n].iter_mut().zip(&*total) {
+                *x *= r;
+            }
+        }
+    }
+}
+
+/// In place, numerically stable softmax over the `C` channels at each of the `HW`
+/// positions of a `[C, H, W]` tensor (PyTorch `softmax(dim=1)` on NCHW):
+/// `buf[c*HW + p] = exp(buf[c*HW + p] - m_p) / sum_k exp(buf[k*HW + p] - m_p)`, `m_p` the
+/// maximum over the channels at `p`. Vectorised across positions (channel planes are
+/// contiguous), in blocks of positions whose maxima and sums stay on the stack. A NaN or
+/// `+inf` at a position gives NaN at that position, as in PyTorch.
+///
+/// # Panics
+///
+/// If `buf` is shorter than `C*HW`.
+pub fn softmax_channels<const C: usize, const HW: usize>(buf: &mut [f32]) {
+    const { assert!(C > 0 && HW > 0) }
+    softmax_channels_dyn(C, HW, buf);
 }
 
 #[cfg(test)]
@@ -71,6 +135,28 @@ mod tests {
         assert_eq!(same, [0.25; 4]);
         let mut empty: [f32; 0] = [];
         softmax(&mut empty);
+    }
+
+    #[test]
+    fn channels_against_reference() {
+        let mut rng = Rng::new(62);
+        for c in [1, 2, 3, 10, 21] {
+            for hw in [1, 2, 7, 255, 256, 257, 784, 1000] {
+                let scale = [1.0, 30.0][rng.below(2)];
+                let x = rng.vec(c * hw, -scale, scale);
+                let mut got = x.clone();
+                got.push(42.0);
+                softmax_channels_dyn(c, hw, &mut got);
+                assert_eq!(got[c * hw], 42.0, "wrote past the tensor");
+                r::assert_close(&got[..c * hw], &r::softmax_channels(c, hw, &x), &(c, hw));
+            }
+        }
+        let mut x = [1000.0f32, 1.0, f32::NAN, 999.0, 1.0, 0.0];
+        softmax_channels::<2, 3>(&mut x);
+        let e = (-1.0f64).exp();
+        r::assert_close(&x[..2], &[1.0 / (1.0 + e), 0.5], &"large");
+        r::assert_close(&x[3..5], &[e / (1.0 + e), 0.5], &"large");
+        assert!(x[2].is_nan() && x[5].is_nan());
     }
 
     #[test]

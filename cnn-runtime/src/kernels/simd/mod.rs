@@ -350,14 +350,7 @@ mod tests {
             f32::NAN,
             f32::MIN_POSITIVE,
         ]);
-        for act in [
-            Act::Identity,
-            Act::Relu,
-            Act::Relu6,
-            Act::Tanh,
-            Act::Sigmoid,
-            Act::LeakyRelu(0.1),
-        ] {
+        for act in crate::kernels::reference::ACTS {
             let got = apply(Level::Portable, act, &xs);
             for (&x, &g) in xs.iter().zip(&got) {
                 let want = act.apply(x);
@@ -382,10 +375,20 @@ mod tests {
         let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
         // (activation, exact, sweep from, sweep to, absolute and relative tolerance)
         type Case = (Act, fn(f64) -> f64, f32, f32, f64, f64);
-        let cases: [Case; 3] = [
+        let silu = |x: f64| x / (1.0 + (-x).exp());
+        let hs = |x: f64| (x + 3.0).clamp(0.0, 6.0) / 6.0;
+        let hswish = |x: f64| x * (x + 3.0).clamp(0.0, 6.0) / 6.0;
+        let gelu = crate::kernels::reference::gelu;
+        let cases: [Case; 9] = [
             (Act::Tanh, f64::tanh, -12.0, 12.0, 2e-7, 2e-7),
             (Act::Tanh, f64::tanh, -1e-3, 1e-3, 0.0, 1e-6),
             (Act::Sigmoid, sigmoid, -30.0, 30.0, 1e-7, 3e-7),
+            (Act::Silu, silu, -30.0, 30.0, 1e-7, 4e-7),
+            (Act::HardSigmoid, hs, -8.0, 8.0, 0.0, 1.2e-7),
+            (Act::HardSwish, hswish, -8.0, 8.0, 0.0, 2.4e-7),
+            (Act::Gelu, gelu, -12.0, 12.0, 1e-7, 3e-7),
+            (Act::Gelu, gelu, -3.0, -2.6, 1e-7, 3e-7),
+            (Act::Gelu, gelu, -1e-3, 1e-3, 0.0, 3e-7),
         ];
         for level in test_levels() {
             for (act, exact, lo, hi, abs, rel) in cases {
@@ -412,14 +415,7 @@ mod tests {
                 -3.5,
                 6.5,
             ];
-            for act in [
-                Act::Identity,
-                Act::Relu,
-                Act::Relu6,
-                Act::Tanh,
-                Act::Sigmoid,
-                Act::LeakyRelu(0.1),
-            ] {
+            for act in crate::kernels::reference::ACTS {
                 let got = apply(level, act, &special);
                 for (&x, &g) in special.iter().zip(&got) {
                     let want = act.apply(x);

@@ -91,6 +91,64 @@ mod imp {
         }
     }
 
+    /// `c[0] * x^(n-1) + ... + c[n-1]` by Horner's rule without fused multiply-adds, as
+    /// the scalar functions evaluate their polynomials.
+    #[inline(always)]
+    fn horner(x: __m128, c: &[f32]) -> __m128 {
+        // SAFETY: SSE2 is part of x86-64.
+        unsafe {
+            let mut p = _mm_set1_ps(c[0]);
+            for &k in &c[1..] {
+                p = _mm_add_ps(_mm_mul_ps(p, x), _mm_set1_ps(k));
+            }
+            p
+        }
+    }
+
+    /// `relu6(x + 3)`, NaN propagated as by `clamp`.
+    #[inline(always)]
+    fn relu6_shift3(x: __m128) -> __m128 {
+        // SAFETY: SSE2 is part of x86-64.
+        unsafe {
+            let v = _mm_add_ps(x, _mm_set1_ps(3.0));
+            _mm_min_ps(_mm_set1_ps(6.0), _mm_max_ps(_mm_setzero_ps(), v))
+        }
+    }
+
+    /// [`activation::gelu`](crate::kernels::activation::gelu) lane-wise, same bits.
+    #[inline(always)]
+    fn gelu(x: __m128) -> __m128 {
+        use crate::kernels::activation::{ERFC_P, ERFC_R, ERF_T};
+        // SAFETY: SSE2 is part of x86-64.
+        unsafe {
+            let s = _mm_set1_ps;
+            let sign = s(-0.0);
+            let u = _mm_mul_ps(x, s(std::f32::consts::FRAC_1_SQRT_2));
+            let a = _mm_andnot_ps(sign, u);
+            let z = _mm_mul_ps(a, a);
+            let erf = _mm_mul_ps(horner(z, &ERF_T), a);
+            let erf = _mm_or_ps(_mm_andnot_ps(sign, erf), _mm_and_ps(u, sign));
+            let small = _mm_add_ps(s(0.5), _mm_mul_ps(s(0.5), erf));
+            // `maxps` returns its second operand for NaN, like `f32::max` here.
+            let b = _mm_max_ps(a, s(1.0));
+            let q = _mm_div_ps(s(1.0), b);
+            let y = _mm_mul_ps(q, q);
+            let e = exp(_mm_xor_ps(_mm_mul_ps(b, b), sign));
+            let poly = select(
+                _mm_cmplt_ps(b, s(2.0)),
+                horner(y, &ERFC_P),
+                horner(y, &ERFC_R),
+            );
+            let half = _mm_mul_ps(s(0.5), _mm_mul_ps(_mm_mul_ps(e, q), poly));
+            let big = select(
+                _mm_cmpge_ps(u, _mm_setzero_ps()),
+                _mm_sub_ps(s(1.0), half),
+                half,
+            );
+            _mm_mul_ps(x, select(_mm_cmplt_ps(a, s(1.0)), small, big))
+        }
+    }
+
     /// Every method wraps SSE2 intrinsics, part of the x86-64 baseline, in `unsafe`;
     /// pointer arguments obey the `Simd` method's documented contract.
     impl Simd for Portable {
@@ -221,6 +279,10 @@ mod imp {
                         v,
                         _mm_mul_ps(v, _mm_set1_ps(slope)),
                     ),
+                    Act::Silu => _mm_mul_ps(v, sigmoid(v)),
+                    Act::HardSigmoid => _mm_div_ps(relu6_shift3(v), _mm_set1_ps(6.0)),
+                    Act::HardSwish => _mm_div_ps(_mm_mul_ps(v, relu6_shift3(v)), _mm_set1_ps(6.0)),
+                    Act::Gelu => gelu(v),
                 }
             }
         }

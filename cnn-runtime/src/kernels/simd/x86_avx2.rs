@@ -209,6 +209,12 @@ impl Simd for Avx2 {
                     let pos = _mm256_cmp_ps::<_CMP_GE_OQ>(v, _mm256_setzero_ps());
                     _mm256_blendv_ps(neg, v, pos)
                 }
+                Act::Silu => _mm256_mul_ps(v, sigmoid(v)),
+                Act::HardSigmoid => _mm256_div_ps(relu6_shift3(v), _mm256_set1_ps(6.0)),
+                Act::HardSwish => {
+                    _mm256_div_ps(_mm256_mul_ps(v, relu6_shift3(v)), _mm256_set1_ps(6.0))
+                }
+                Act::Gelu => gelu(v),
             }
         }
     }
@@ -316,5 +322,76 @@ pub(crate) unsafe fn sigmoid(x: __m256) -> __m256 {
         let pos = _mm256_div_ps(one, _mm256_add_ps(one, e));
         let nonneg = _mm256_cmp_ps::<_CMP_GE_OQ>(x, _mm256_setzero_ps());
         _mm256_blendv_ps(_mm256_mul_ps(e, pos), pos, nonneg)
+    }
+}
+
+/// `c[0] * x^(n-1) + ... + c[n-1]` by Horner's rule with fused multiply-adds.
+///
+/// # Safety
+///
+/// AVX2 and FMA must be available.
+#[inline(always)]
+unsafe fn horner(x: __m256, c: &[f32]) -> __m256 {
+    // SAFETY: AVX2 and FMA are available per this function's contract.
+    unsafe {
+        let mut p = _mm256_set1_ps(c[0]);
+        for &k in &c[1..] {
+            p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(k));
+        }
+        p
+    }
+}
+
+/// `relu6(x + 3)` lane-wise, NaN propagated.
+///
+/// # Safety
+///
+/// AVX2 and FMA must be available.
+#[inline(always)]
+unsafe fn relu6_shift3(x: __m256) -> __m256 {
+    // SAFETY: AVX2 is available per this function's contract.
+    unsafe {
+        let v = _mm256_add_ps(x, _mm256_set1_ps(3.0));
+        _mm256_min_ps(_mm256_set1_ps(6.0), _mm256_max_ps(_mm256_setzero_ps(), v))
+    }
+}
+
+/// The exact GELU lane-wise: [`activation::gelu`](crate::kernels::activation::gelu)
+/// (Cephes' `erff` below `|x / sqrt 2| = 1`, `erfcf` above) with fused multiply-adds.
+/// A NaN lane takes the `erfc` branch, which stays finite, and the final product with
+/// `x` makes it NaN.
+///
+/// # Safety
+///
+/// AVX2 and FMA must be available.
+#[inline(always)]
+pub(crate) unsafe fn gelu(x: __m256) -> __m256 {
+    use crate::kernels::activation::{ERFC_P, ERFC_R, ERF_T};
+    // SAFETY: AVX2 and FMA are available per this function's contract.
+    unsafe {
+        let sign = _mm256_set1_ps(-0.0);
+        let one = _mm256_set1_ps(1.0);
+        let half = _mm256_set1_ps(0.5);
+        let u = _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
+        let a = _mm256_andnot_ps(sign, u);
+        let erf = _mm256_mul_ps(horner(_mm256_mul_ps(a, a), &ERF_T), a);
+        let erf = _mm256_or_ps(_mm256_andnot_ps(sign, erf), _mm256_and_ps(u, sign));
+        let small = _mm256_fmadd_ps(half, erf, half);
+        // `max` returns its second operand for NaN: b is in [1, inf].
+        let b = _mm256_max_ps(a, one);
+        let q = _mm256_div_ps(one, b);
+        let y = _mm256_mul_ps(q, q);
+        // -b^2 <= -1: only the lower clamp matters.
+        let e = exp_in_range(_mm256_max_ps(
+            _mm256_set1_ps(-87.0),
+            _mm256_xor_ps(_mm256_mul_ps(b, b), sign),
+        ));
+        let mid = _mm256_cmp_ps::<_CMP_LT_OQ>(b, _mm256_set1_ps(2.0));
+        let poly = _mm256_blendv_ps(horner(y, &ERFC_R), horner(y, &ERFC_P), mid);
+        let h = _mm256_mul_ps(half, _mm256_mul_ps(_mm256_mul_ps(e, q), poly));
+        let nonneg = _mm256_cmp_ps::<_CMP_GE_OQ>(u, _mm256_setzero_ps());
+        let big = _mm256_blendv_ps(h, _mm256_sub_ps(one, h), nonneg);
+        let is_small = _mm256_cmp_ps::<_CMP_LT_OQ>(a, one);
+        _mm256_mul_ps(x, _mm256_blendv_ps(big, small, is_small))
     }
 }

@@ -181,6 +181,12 @@ impl Simd for Avx512 {
                     let pos = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(v, _mm512_setzero_ps());
                     _mm512_mask_blend_ps(pos, neg, v)
                 }
+                Act::Silu => _mm512_mul_ps(v, sigmoid(v)),
+                Act::HardSigmoid => _mm512_div_ps(relu6_shift3(v), _mm512_set1_ps(6.0)),
+                Act::HardSwish => {
+                    _mm512_div_ps(_mm512_mul_ps(v, relu6_shift3(v)), _mm512_set1_ps(6.0))
+                }
+                Act::Gelu => gelu(v),
             }
         }
     }
@@ -302,5 +308,76 @@ pub(crate) unsafe fn sigmoid(x: __m512) -> __m512 {
         let pos = _mm512_div_ps(one, _mm512_add_ps(one, e));
         let nonneg = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, _mm512_setzero_ps());
         _mm512_mask_blend_ps(nonneg, _mm512_mul_ps(e, pos), pos)
+    }
+}
+
+/// `c[0] * x^(n-1) + ... + c[n-1]` by Horner's rule with fused multiply-adds.
+///
+/// # Safety
+///
+/// AVX-512F must be available.
+#[inline(always)]
+unsafe fn horner(x: __m512, c: &[f32]) -> __m512 {
+    // SAFETY: AVX-512F is available per this function's contract.
+    unsafe {
+        let mut p = _mm512_set1_ps(c[0]);
+        for &k in &c[1..] {
+            p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(k));
+        }
+        p
+    }
+}
+
+/// `relu6(x + 3)` lane-wise, NaN propagated.
+///
+/// # Safety
+///
+/// AVX-512F must be available.
+#[inline(always)]
+unsafe fn relu6_shift3(x: __m512) -> __m512 {
+    // SAFETY: AVX-512F is available per this function's contract.
+    unsafe {
+        let v = _mm512_add_ps(x, _mm512_set1_ps(3.0));
+        _mm512_min_ps(_mm512_set1_ps(6.0), _mm512_max_ps(_mm512_setzero_ps(), v))
+    }
+}
+
+/// The exact GELU lane-wise: [`activation::gelu`](crate::kernels::activation::gelu)
+/// (Cephes' `erff` below `|x / sqrt 2| = 1`, `erfcf` above) with fused multiply-adds.
+/// A NaN lane takes the `erfc` branch, which stays finite, and the final product with
+/// `x` makes it NaN.
+///
+/// # Safety
+///
+/// AVX-512F and AVX-512DQ must be available.
+#[inline(always)]
+pub(crate) unsafe fn gelu(x: __m512) -> __m512 {
+    use crate::kernels::activation::{ERFC_P, ERFC_R, ERF_T};
+    // SAFETY: AVX-512F and DQ are available per this function's contract.
+    unsafe {
+        let sign = _mm512_set1_ps(-0.0);
+        let one = _mm512_set1_ps(1.0);
+        let half = _mm512_set1_ps(0.5);
+        let u = _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
+        let a = _mm512_abs_ps(u);
+        let erf = _mm512_mul_ps(horner(_mm512_mul_ps(a, a), &ERF_T), a);
+        let erf = _mm512_or_ps(_mm512_abs_ps(erf), _mm512_and_ps(u, sign));
+        let small = _mm512_fmadd_ps(half, erf, half);
+        // `max` returns its second operand for NaN: b is in [1, inf].
+        let b = _mm512_max_ps(a, one);
+        let q = _mm512_div_ps(one, b);
+        let y = _mm512_mul_ps(q, q);
+        // -b^2 <= -1: only the lower clamp matters.
+        let e = exp_in_range(_mm512_max_ps(
+            _mm512_set1_ps(-87.0),
+            _mm512_xor_ps(_mm512_mul_ps(b, b), sign),
+        ));
+        let mid = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(b, _mm512_set1_ps(2.0));
+        let poly = _mm512_mask_blend_ps(mid, horner(y, &ERFC_R), horner(y, &ERFC_P));
+        let h = _mm512_mul_ps(half, _mm512_mul_ps(_mm512_mul_ps(e, q), poly));
+        let nonneg = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(u, _mm512_setzero_ps());
+        let big = _mm512_mask_blend_ps(nonneg, h, _mm512_sub_ps(one, h));
+        let is_small = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, one);
+        _mm512_mul_ps(x, _mm512_mask_blend_ps(is_small, big, small))
     }
 }
