@@ -14,12 +14,15 @@
 //! 32x32 image with a 2-pixel zero border, then every pixel becomes
 //! `(u8 / 255 - 0.1307) / 0.3081`.
 
+mod common;
+
 use std::error::Error;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cnn::{cnn_model, Model};
+use common::mnist::{argmax, data_dir, read_idx, read_reference};
+use common::softmax;
 
 cnn_model! {
     /// LeNet-5 (LeCun et al., 1998): 1x32x32 -> 10 logits.
@@ -32,37 +35,6 @@ const STD: f32 = 0.3081;
 
 type BoxResult<T> = Result<T, Box<dyn Error>>;
 
-fn data_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data")
-}
-
-/// Reads a gzipped IDX file: returns its dimensions and bytes.
-fn read_idx(path: &Path, magic: u32) -> BoxResult<(Vec<usize>, Vec<u8>)> {
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut bytes = Vec::new();
-    flate2::read::GzDecoder::new(file)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let word = |i: usize| -> BoxResult<u32> {
-        let b = bytes
-            .get(4 * i..4 * i + 4)
-            .ok_or_else(|| format!("{}: truncated IDX header", path.display()))?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    };
-    if word(0)? != magic {
-        return Err(format!("{}: not an IDX file of magic {magic:#x}", path.display()).into());
-    }
-    let ndim = (magic & 0xff) as usize;
-    let dims = (1..=ndim)
-        .map(|i| word(i).map(|d| d as usize))
-        .collect::<BoxResult<Vec<_>>>()?;
-    let data = bytes.split_off(4 * (ndim + 1));
-    if data.len() != dims.iter().product::<usize>() {
-        return Err(format!("{}: size does not match its header", path.display()).into());
-    }
-    Ok((dims, data))
-}
-
 /// A 28x28 u8 image as the network's normalised 32x32 input.
 fn preprocess(image: &[u8]) -> [[[f32; 32]; 32]; 1] {
     let mut x = [[[(0.0 - MEAN) / STD; 32]; 32]; 1];
@@ -72,51 +44,6 @@ fn preprocess(image: &[u8]) -> [[[f32; 32]; 32]; 1] {
         }
     }
     x
-}
-
-fn softmax(logits: &[f32]) -> Vec<f32> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let e: Vec<f32> = logits.iter().map(|v| (v - max).exp()).collect();
-    let sum: f32 = e.iter().sum();
-    e.iter().map(|v| v / sum).collect()
-}
-
-fn argmax(v: &[f32]) -> usize {
-    v.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &x)| {
-            if x > best.1 {
-                (i, x)
-            } else {
-                best
-            }
-        })
-        .0
-}
-
-/// PyTorch's predictions recorded at training time.
-struct Reference {
-    accuracy: f64,
-    predictions: Vec<usize>,
-}
-
-fn read_reference(path: &Path) -> BoxResult<Reference> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let json: serde_json::Value = serde_json::from_str(&text)?;
-    let predictions = json["predictions"]
-        .as_array()
-        .ok_or("torch_reference.json has no `predictions`")?
-        .iter()
-        .map(|v| {
-            v.as_u64()
-                .map(|p| p as usize)
-                .ok_or("a prediction is not an integer")
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Reference {
-        accuracy: json["test_accuracy"].as_f64().unwrap_or(f64::NAN),
-        predictions,
-    })
 }
 
 /// Draws a 28x28 digit as ASCII art, two characters per pixel column pair.

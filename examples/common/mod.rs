@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use safetensors::{Dtype, View};
 
+pub mod mnist;
+
 /// Seed used by every example, so runs are reproducible.
 pub const SEED: u64 = 0x5EED_CAFE_F00D_0001;
 
