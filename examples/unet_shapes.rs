@@ -67,8 +67,7 @@ fn read_test_set(path: &Path) -> BoxResult<TestSet> {
         let t = st
             .tensor(key)
             .map_err(|e| format!("{}: `{key}`: {e}", path.display()))?;
-        if t.dtype() != Dtype::U8 || t.shape().len() != tail.len() + 1 || &t.shape()[1..] != tail
-        {
+        if t.dtype() != Dtype::U8 || t.shape().len() != tail.len() + 1 || &t.shape()[1..] != tail {
             return Err(format!(
                 "{}: `{key}` is {:?} {:?}, expected U8 [n, {tail:?}]",
                 path.display(),
@@ -83,7 +82,11 @@ fn read_test_set(path: &Path) -> BoxResult<TestSet> {
     let (nm, masks) = get("masks", &[SIZE, SIZE])?;
     let (nt, torch_masks) = get("torch_masks", &[SIZE, SIZE])?;
     if nm != n || nt != n || n == 0 {
-        return Err(format!("{}: {n} images, {nm} masks, {nt} torch masks", path.display()).into());
+        return Err(format!(
+            "{}: {n} images, {nm} masks, {nt} torch masks",
+            path.display()
+        )
+        .into());
     }
     Ok(TestSet {
         n,
@@ -112,7 +115,12 @@ fn read_reference(path: &Path) -> BoxResult<(f64, Vec<f64>)> {
 /// A u8 CHW image as the network's input: `u8 / 255` in f32.
 fn preprocess(image: &[u8]) -> Box<[[[f32; SIZE]; SIZE]; 3]> {
     let mut x = Box::new([[[0.0f32; SIZE]; SIZE]; 3]);
-    for (v, &p) in x.as_flattened_mut().as_flattened_mut().iter_mut().zip(image) {
+    for (v, &p) in x
+        .as_flattened_mut()
+        .as_flattened_mut()
+        .iter_mut()
+        .zip(image)
+    {
         *v = p as f32 / 255.0;
     }
     x
@@ -139,9 +147,21 @@ fn iou(pred: &[u8], truth: &[u8]) -> (f64, [f64; 4]) {
     let mut per_class = [0.0; 4];
     for (c, v) in per_class.iter_mut().enumerate() {
         let c = c as u8;
-        let inter = pred.iter().zip(truth).filter(|(p, t)| **p == c && **t == c).count();
-        let union = pred.iter().zip(truth).filter(|(p, t)| **p == c || **t == c).count();
-        *v = if union == 0 { f64::NAN } else { inter as f64 / union as f64 };
+        let inter = pred
+            .iter()
+            .zip(truth)
+            .filter(|(p, t)| **p == c && **t == c)
+            .count();
+        let union = pred
+            .iter()
+            .zip(truth)
+            .filter(|(p, t)| **p == c || **t == c)
+            .count();
+        *v = if union == 0 {
+            f64::NAN
+        } else {
+            inter as f64 / union as f64
+        };
     }
     let valid: Vec<f64> = per_class.iter().copied().filter(|v| !v.is_nan()).collect();
     (valid.iter().sum::<f64>() / valid.len() as f64, per_class)
@@ -162,7 +182,11 @@ fn write_png(path: &Path, set: &TestSet, preds: &[Vec<u8>]) -> BoxResult<()> {
             for x in 0..tile {
                 let p = (y / ZOOM) as usize * SIZE + (x / ZOOM) as usize;
                 let rgb = [image[p], image[PLANE + p], image[2 * PLANE + p]];
-                let cells = [rgb, COLOURS[truth[p] as usize], COLOURS[preds[r][p] as usize]];
+                let cells = [
+                    rgb,
+                    COLOURS[truth[p] as usize],
+                    COLOURS[preds[r][p] as usize],
+                ];
                 for (col, c) in cells.iter().enumerate() {
                     let x0 = gap + col as u32 * (tile + gap);
                     img.put_pixel(x0 + x, y0 + y, image::Rgb(*c));

@@ -46,7 +46,11 @@ pub fn test_set() -> BoxResult<(Vec<u8>, Vec<u8>)> {
     let (idims, images) = read_idx(&dir.join("t10k-images-idx3-ubyte.gz"), 0x803)?;
     let (_, labels) = read_idx(&dir.join("t10k-labels-idx1-ubyte.gz"), 0x801)?;
     if idims[1..] != [28, 28] || idims[0] != labels.len() {
-        return Err(format!("t10k: images {idims:?} do not match {} labels", labels.len()).into());
+        return Err(format!(
+            "t10k: images {idims:?} do not match {} labels",
+            labels.len()
+        )
+        .into());
     }
     Ok((images, labels))
 }
