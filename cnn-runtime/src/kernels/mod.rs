@@ -21,6 +21,7 @@ pub mod norm;
 pub mod pool;
 pub(crate) mod simd;
 pub mod softmax;
+pub mod winograd;
 
 #[cfg(test)]
 mod reference;
