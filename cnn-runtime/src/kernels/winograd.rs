@@ -538,17 +538,22 @@ impl WithSimd for WgRun<'_> {
                         for tx0 in (0..tw).step_by(l) {
                             let n = l.min(tw - tx0);
                             // Columns k of the tiles' 6x6 inputs, transformed along y.
-                            let cols: [[S::V; ALPHA]; ALPHA] = std::array::from_fn(|k| {
+                            // (No `array::from_fn` with vector code in the closure: closures
+                            // do not inherit the target features, the intrinsics would be
+                            // calls.)
+                            let mut rows_t = [[s.zero(); ALPHA]; ALPHA];
+                            for k in 0..ALPHA {
                                 // Phase k % 4 at tile tx + k / 4 (reads at most one
                                 // vector past `tw`, inside the phase row or its slack).
                                 let col = (k % M) * twp + tx0 + k / M;
-                                bt(
-                                    s,
-                                    std::array::from_fn(|i| s.load(rows.add(i * M * twp + col))),
-                                )
-                            });
-                            let rows_t: [[S::V; ALPHA]; ALPHA] =
-                                std::array::from_fn(|i| std::array::from_fn(|k| cols[k][i]));
+                                let mut dk = [s.zero(); ALPHA];
+                                for (i, x) in dk.iter_mut().enumerate() {
+                                    *x = s.load(rows.add(i * M * twp + col));
+                                }
+                                for (row, x) in rows_t.iter_mut().zip(bt(s, dk)) {
+                                    row[k] = x;
+                                }
+                            }
                             for (i, &ri) in rows_t.iter().enumerate() {
                                 let f = bt(s, ri);
                                 for (j, &fj) in f.iter().enumerate() {
@@ -579,17 +584,17 @@ impl WithSimd for WgRun<'_> {
                     let (ny, nx) = (M.min(d.oh - y0), M.min(d.ow - x0));
                     for o0 in (0..d.o).step_by(l) {
                         let no = l.min(d.o - o0);
-                        let cols: [[S::V; M]; ALPHA] = std::array::from_fn(|j| {
-                            // M[ξ][t][o0..]: inside `M` (o0 + LANES <= opad).
-                            at(
-                                s,
-                                std::array::from_fn(|i| {
-                                    s.load(m.add(((i * ALPHA + j) * tb + t) * opad + o0))
-                                }),
-                            )
-                        });
-                        let a: [[S::V; ALPHA]; M] =
-                            std::array::from_fn(|y| std::array::from_fn(|j| cols[j][y]));
+                        let mut a = [[s.zero(); ALPHA]; M];
+                        for j in 0..ALPHA {
+                            let mut mj = [s.zero(); ALPHA];
+                            for (i, x) in mj.iter_mut().enumerate() {
+                                // M[ξ][t][o0..]: inside `M` (o0 + LANES <= opad).
+                                *x = s.load(m.add(((i * ALPHA + j) * tb + t) * opad + o0));
+                            }
+                            for (ay, x) in a.iter_mut().zip(at(s, mj)) {
+                                ay[j] = x;
+                            }
+                        }
                         // Bias row: inside the packed bias (o0 + LANES <= opad).
                         let b = s.load(bias.add(o0));
                         let mut px = [s.zero(); PANEL];
@@ -1113,5 +1118,87 @@ mod tests {
             &mut [0.0; 32],
             Act::Identity,
         );
+    }
+}
+
+/// Timing of Winograd against the direct engine on the 3x3 layers of the benchmark
+/// models (`cargo test -p cnn-runtime --release winograd::speed -- --ignored
+/// --nocapture`; `CNN_SIMD=avx2` for the AVX2 level).
+#[cfg(test)]
+mod speed {
+    use super::*;
+    use crate::kernels::conv::{conv2d, ConvParams};
+    use crate::kernels::reference::Rng;
+    use std::hint::black_box;
+    use std::time::Instant;
+
+    /// Median time in microseconds of `f`, over 11 samples of enough calls for ~3 ms.
+    fn time(mut f: impl FnMut()) -> f64 {
+        f();
+        let t = Instant::now();
+        f();
+        let once = t.elapsed().as_secs_f64();
+        let reps = ((3e-3 / once) as usize).clamp(1, 1000);
+        let mut v: Vec<f64> = (0..11)
+            .map(|_| {
+                let t = Instant::now();
+                for _ in 0..reps {
+                    f();
+                }
+                t.elapsed().as_secs_f64() / reps as f64 * 1e6
+            })
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v[5]
+    }
+
+    fn layer<const C: usize, const H: usize, const O: usize>(rng: &mut Rng) {
+        let x = rng.vec(C * H * H, -1.0, 1.0);
+        let w = rng.vec(O * C * 9, -0.1, 0.1);
+        let b = rng.vec(O, -0.1, 0.1);
+        let direct = ConvParams::from_torch(O, C, 3, 3, &w, Some(&b), None);
+        let wg = WinogradParams::from_torch(O, C, &w, Some(&b), None);
+        let mut y = vec![0.0; O * H * H];
+        let td = time(|| {
+            conv2d::<C, H, H, O, H, H, 3, 3, 1, 1, 1, 1, 1, 1, 1>(
+                black_box(&x),
+                &direct,
+                black_box(&mut y),
+                Act::Relu,
+            )
+        });
+        let tw = time(|| {
+            winograd_conv3x3::<C, H, H, O, H, H, 1, 1, 1, 1>(
+                black_box(&x),
+                &wg,
+                black_box(&mut y),
+                Act::Relu,
+            )
+        });
+        let gf = |t: f64| (2 * O * H * H * C * 9) as f64 / t / 1e3;
+        eprintln!(
+            "{C:>4}x{H:>2}x{H:<2} -> {O:>4} | {td:>9.1} µs {:>6.1} GF/s | {tw:>9.1} µs {:>6.1} eff GF/s | x{:.2} | pays {}",
+            gf(td),
+            gf(tw),
+            td / tw,
+            winograd_pays(C, H, H, O)
+        );
+    }
+
+    #[test]
+    #[ignore]
+    fn speed() {
+        let mut rng = Rng::new(1);
+        eprintln!("level {:?}", cpu::level());
+        layer::<3, 32, 32>(&mut rng);
+        layer::<32, 32, 32>(&mut rng);
+        layer::<32, 16, 64>(&mut rng);
+        layer::<64, 16, 64>(&mut rng);
+        layer::<64, 8, 128>(&mut rng);
+        layer::<128, 8, 128>(&mut rng);
+        layer::<64, 56, 64>(&mut rng);
+        layer::<128, 28, 128>(&mut rng);
+        layer::<256, 14, 256>(&mut rng);
+        layer::<512, 7, 512>(&mut rng);
     }
 }
