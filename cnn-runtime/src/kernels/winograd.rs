@@ -14,7 +14,7 @@
 //!   padded input row is split into its four column phases with vector deinterleaves
 //!   (tile `tx` reads columns `4tx..4tx+6`: phases 0..3 at `tx` and 0, 1 at `tx + 1`),
 //!   then `Bᵀ d B` is a handful of vector adds and FMAs. `V` is `[36][C][tiles]`.
-//! * **Batched GEMM**: a channel-vectorised register-blocked micro-kernel ([`GemmTile`]):
+//! * **Batched GEMM**: a channel-vectorised register-blocked micro-kernel (`GemmTile`):
 //!   `PN` panels of 16 output channels by `NT` tiles, per input channel `PN * 16 / LANES`
 //!   weight loads and `NT` broadcasts. `M` is `[36][tiles][O rounded to 16]`.
 //! * **Output transform** vectorised over output channels, with the bias and the
