@@ -9,8 +9,10 @@
 //! small SIMD trait (`simd/`: one file per instruction set: portable SSE2, AVX2 + FMA,
 //! AVX-512) and run on the level [`cpu::level`](crate::cpu::level) selects; the
 //! convolution engine (`engine.rs`) holds the packing, the band copies and the
-//! register-blocked micro-kernels. Each kernel is tested against the f64 reference at
-//! every level the CPU supports.
+//! register-blocked micro-kernels. 3x3 stride-1 convolutions can also run as Winograd
+//! F(4x4, 3x3) (`winograd.rs`, with [`winograd::winograd_pays`] telling when it is
+//! faster). Each kernel is tested against the f64 reference at every level the CPU
+//! supports.
 //!
 //! Files: `activation.rs` (the fused activations, `Act`), `conv.rs` and `engine.rs`
 //! (convolution), `depthwise.rs`, `conv_transpose.rs` (transposed convolution by phase
@@ -34,6 +36,7 @@ pub mod pool;
 pub(crate) mod simd;
 pub mod softmax;
 pub mod upsample;
+pub mod winograd;
 
 #[cfg(test)]
 mod reference;
