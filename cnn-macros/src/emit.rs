@@ -260,7 +260,7 @@ fn adaptive_pool(step: &Step, model: &Model, shapes: &[LayerShape], layer: usize
     bind(
         step,
         false,
-        quote!(#rt::kernels::pool::#f::<#c, #h, #wd, #oh, #ow>(r0, w);),
+        quote!(#rt::kernels::adaptive::#f::<#c, #h, #wd, #oh, #ow>(r0, w);),
     )
 }
 

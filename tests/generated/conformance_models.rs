@@ -1322,6 +1322,171 @@ pub mod exported_global_pool_last {
     }
 }
 
+/// `tests/exported/graph_decoder/model.toml`
+pub mod exported_graph_decoder {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/exported/graph_decoder";
+    cnn_model! {
+        #[file = "tests/exported/graph_decoder/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [2, 10, 8],
+            enc1: conv(out = 4, kernel = 3, padding = 1),
+            relu6: relu6,
+            enc2: conv(out = 8, kernel = 3, stride = 2, padding = 1),
+            relu: relu,
+            up1: conv_transpose(out = 4, kernel = 3, stride = 2, padding = 1, output_padding = 1),
+            mul: mul(relu6),
+            up2: upsample(scale = 2, from = relu),
+            interpolate: upsample(size = (10, 8), mode = bilinear, align_corners = true, from = relu),
+            concat(mul, up2, interpolate),
+            fuse: conv(out = 3, kernel = 1),
+            softmax: softmax,
+        }
+    }
+}
+
+/// `tests/exported/graph_inception_concat/model.toml`
+pub mod exported_graph_inception_concat {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/exported/graph_inception_concat";
+    cnn_model! {
+        #[file = "tests/exported/graph_inception_concat/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 15, 13],
+            conv: conv(out = 6, kernel = 3, stride = 2),
+            relu: relu,
+            inc.b1: conv(out = 4, kernel = 1),
+            relu_1: relu,
+            inc.b2a: conv(out = 3, kernel = 1, from = relu),
+            relu,
+            inc.b2b: conv(out = 5, kernel = 3, padding = 1),
+            relu_3: relu,
+            max_pool(kernel = 3, stride = 1, padding = 1, ceil_mode = true, from = relu),
+            inc.b3: conv(out = 2, kernel = 1),
+            relu_4: relu,
+            cat: concat(relu_1, relu_3, relu_4),
+            squeeze: conv(out = 6, kernel = 1),
+            sigmoid,
+            concat(cat),
+            avg_pool(kernel = 2, ceil_mode = true, count_include_pad = false),
+            global_max_pool,
+            flatten,
+            fc: linear(out = 4),
+            softmax,
+        }
+    }
+}
+
+/// `tests/exported/graph_resnet_block/model.toml`
+pub mod exported_graph_resnet_block {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/exported/graph_resnet_block";
+    cnn_model! {
+        #[file = "tests/exported/graph_resnet_block/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 16, 16],
+            conv1: conv(out = 8, kernel = 3, padding = 1, bias = false),
+            bn1: batch_norm,
+            relu: relu,
+            maxpool: max_pool(kernel = 3, stride = 2, padding = 1),
+            layer1.0.conv1: conv(out = 8, kernel = 3, padding = 1, bias = false),
+            layer1.0.bn1: batch_norm,
+            layer1.0.relu: relu,
+            layer1.0.conv2: conv(out = 8, kernel = 3, padding = 1, bias = false),
+            layer1.0.bn2: batch_norm,
+            add(maxpool),
+            layer1.0.relu_1: relu,
+            layer2.0.conv1: conv(out = 16, kernel = 3, stride = 2, padding = 1, bias = false),
+            layer2.0.bn1: batch_norm,
+            layer2.0.relu: relu,
+            layer2.0.conv2: conv(out = 16, kernel = 3, padding = 1, bias = false),
+            layer2.0.bn2: batch_norm,
+            layer2.0.downsample.0: conv(out = 16, kernel = 1, stride = 2, bias = false, from = layer1.0.relu_1),
+            layer2.0.downsample.1: batch_norm,
+            add(layer2.0.bn2),
+            layer2.0.relu_1: relu,
+            avgpool: global_avg_pool,
+            flatten,
+            fc: linear(out = 5),
+        }
+    }
+}
+
+/// `tests/exported/graph_se_hardswish/model.toml`
+pub mod exported_graph_se_hardswish {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/exported/graph_se_hardswish";
+    cnn_model! {
+        #[file = "tests/exported/graph_se_hardswish/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 14, 12],
+            stem.0: conv(out = 12, kernel = 3, stride = 2, padding = 1, bias = false),
+            stem.1: batch_norm,
+            stem.2: hardswish,
+            dw.0: conv(out = 12, kernel = 3, padding = 1, groups = 12, bias = false),
+            dw.1: batch_norm,
+            dw.2: silu,
+            se.avgpool: adaptive_avg_pool(out = 1),
+            se.fc1: conv(out = 4, kernel = 1),
+            se.act: relu,
+            se.fc2: conv(out = 12, kernel = 1),
+            se.gate: hardsigmoid,
+            mul(dw.2),
+            project.0: conv(out = 12, kernel = 1, bias = false),
+            project.1: batch_norm,
+            add(stem.2),
+            global_avg_pool,
+            gelu,
+            head: linear(out = 6),
+        }
+    }
+}
+
+/// `tests/exported/graph_signal_1d/model.toml`
+pub mod exported_graph_signal_1d {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/exported/graph_signal_1d";
+    cnn_model! {
+        #[file = "tests/exported/graph_signal_1d/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [2, 24],
+            conv1: conv(out = 8, kernel = 5, padding = 2),
+            bn1: batch_norm,
+            leaky_relu: leaky_relu(slope = 0.1),
+            conv2: conv(out = 8, kernel = 3, padding = 1, groups = 2),
+            tanh,
+            pool: max_pool(kernel = 2),
+            up: upsample(scale = 2, mode = linear),
+            add(leaky_relu),
+            deconv: conv_transpose(out = 4, kernel = 4, stride = 2, padding = 1),
+            silu,
+            gap: global_avg_pool,
+            flatten,
+            fc: linear(out = 3),
+        }
+    }
+}
+
 /// `tests/exported/lenet_like/model.toml`
 pub mod exported_lenet_like {
     use cnn::cnn_model;
@@ -2630,6 +2795,11 @@ macro_rules! for_each_case {
         $m!(exported_depthwise_same_leaky);
         $m!(exported_fusion_edges);
         $m!(exported_global_pool_last);
+        $m!(exported_graph_decoder);
+        $m!(exported_graph_inception_concat);
+        $m!(exported_graph_resnet_block);
+        $m!(exported_graph_se_hardswish);
+        $m!(exported_graph_signal_1d);
         $m!(exported_lenet_like);
         $m!(exported_spatial_inplace_tail);
         $m!(exported_spatial_output);
