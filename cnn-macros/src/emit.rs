@@ -72,8 +72,9 @@ pub fn step(step: &Step, model: &Model, shapes: &[LayerShape], w: &mut Weights) 
         Kernel::Conv {
             layer,
             depthwise,
+            winograd,
             bn,
-        } => conv(step, model, shapes, w, layer, depthwise, bn),
+        } => conv(step, model, shapes, w, layer, (depthwise, winograd), bn),
         Kernel::ConvTranspose { layer, bn } => conv_transpose(step, model, shapes, w, layer, bn),
         Kernel::Linear { layer, bn } => linear(step, model, shapes, w, layer, bn),
         Kernel::Pool { layer } => pool(step, model, shapes, layer),
@@ -99,7 +100,7 @@ fn conv(
     shapes: &[LayerShape],
     w: &mut Weights,
     layer: usize,
-    depthwise: bool,
+    (depthwise, winograd): (bool, bool),
     bn: Option<usize>,
 ) -> TokenStream {
     let rt = rt();
@@ -126,7 +127,14 @@ fn conv(
     let (ol, cgl, khl, kwl) = (lit(o), lit(ci / g), lit(kh), lit(kw));
     let [ci, h, wd, o, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, g] =
         [ci, h, wd, o, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, g].map(lit);
-    let call = if depthwise {
+    let call = if winograd {
+        w.fields.push((
+            field.clone(),
+            quote!(#rt::kernels::winograd::WinogradParams),
+            quote!(#rt::kernels::winograd::WinogradParams::from_torch(#ol, #cgl, #weight, #bias, #bn)),
+        ));
+        quote!(#rt::kernels::winograd::winograd_conv3x3::<#ci, #h, #wd, #o, #oh, #ow, #pt, #pl, #dh, #dw>(r0, &self.#field, w, #act);)
+    } else if depthwise {
         w.fields.push((
             field.clone(),
             quote!(#rt::kernels::depthwise::DepthwiseParams),

@@ -50,6 +50,9 @@ pub enum Kernel {
         layer: usize,
         /// Groups == in == out channels: the depthwise kernel.
         depthwise: bool,
+        /// A 3x3 stride-1 dense convolution run as Winograd F(4x4, 3x3), where the
+        /// runtime's rule says that is faster.
+        winograd: bool,
         /// A batch norm folded in.
         bn: Option<usize>,
     },
@@ -167,6 +170,8 @@ struct Pending {
     act: Option<Activation>,
     layers: Vec<usize>,
     srcs: Vec<usize>,
+    /// The shapes the step reads them as (a `flatten` view reads `[C, H, W]` as `[N]`).
+    inputs: Vec<Shape>,
     dst: usize,
 }
 
@@ -303,7 +308,7 @@ impl<'a> Planner<'a> {
                 // In place over the input when nothing later reads it; else a fresh
                 // tensor (the input is copied there first).
                 let dst = if self.dies_here(v0, 0) {
-                    self.in_place_value(v0)
+                    self.in_place_value(v0, shape.output)
                 } else {
                     self.new_value(shape.output)
                 };
@@ -312,6 +317,7 @@ impl<'a> Planner<'a> {
                     act,
                     layers: vec![i],
                     srcs: vec![v0],
+                    inputs: vec![shape.input],
                     dst,
                 });
                 if matches!(kernel, Kernel::Affine { .. }) {
@@ -322,12 +328,24 @@ impl<'a> Planner<'a> {
             _ => {
                 let kernel = match layer.op {
                     Op::Conv(conv) => {
-                        let (c, _) = shape.input.channels_and_plane();
+                        let (c, h, w) = shape.input.as_chw();
                         let depthwise =
                             conv.groups as usize == c && conv.out as usize == c && c > 1;
+                        let winograd = !self.model.is_1d()
+                            && conv.kernel == (3, 3)
+                            && conv.stride == (1, 1)
+                            && conv.dilation == (1, 1)
+                            && conv.groups == 1
+                            && cnn_runtime::kernels::winograd::winograd_pays(
+                                c,
+                                h,
+                                w,
+                                conv.out as usize,
+                            );
                         Kernel::Conv {
                             layer: i,
                             depthwise,
+                            winograd,
                             bn: None,
                         }
                     }
@@ -346,6 +364,7 @@ impl<'a> Planner<'a> {
                     act: None,
                     layers: vec![i],
                     srcs: vec![v0],
+                    inputs: vec![shape.input],
                     dst,
                 });
                 if matches!(
@@ -360,11 +379,11 @@ impl<'a> Planner<'a> {
         self.value_of[i] = out;
     }
 
-    /// A new value that shares `v`'s memory (written in place over it).
-    fn in_place_value(&mut self, v: usize) -> usize {
-        let (group, offset, shape) = {
+    /// A new value of `shape` that shares `v`'s memory (written in place over it).
+    fn in_place_value(&mut self, v: usize, shape: Shape) -> usize {
+        let (group, offset) = {
             let x = &self.values[v];
-            (x.group, x.offset, x.shape)
+            (x.group, x.offset)
         };
         self.values.push(Value {
             shape,
@@ -378,11 +397,12 @@ impl<'a> Planner<'a> {
 
     fn plan_binary(&mut self, i: usize, op: Merge, srcs: &[usize]) -> usize {
         let out_shape = self.shapes[i].output;
+        let in_shapes = self.shapes[i].inputs.clone();
         let mut acc = srcs[0];
-        let mut acc_shape = self.values[acc].shape;
+        let mut acc_shape = in_shapes[0];
         let mut first = true;
         for (k, &b) in srcs[1..].iter().enumerate() {
-            let b_shape = self.values[b].shape;
+            let b_shape = in_shapes[k + 1];
             // The shape after folding in operand k + 1.
             let dims: Vec<usize> = acc_shape
                 .dims()
@@ -411,22 +431,24 @@ impl<'a> Planner<'a> {
                     && v != 0
                     && (first || v == acc)
             };
-            let (a, b, dst, in_place) = if can_overwrite(self, acc, acc_shape, b) {
-                let dst = self.in_place_value(acc);
-                (acc, b, dst, true)
-            } else if can_overwrite(self, b, b_shape, acc) && first {
-                // Both ops commute: overwrite the second operand instead.
-                let dst = self.in_place_value(b);
-                (b, acc, dst, true)
-            } else {
-                let dst = self.new_value(step_shape);
-                (acc, b, dst, false)
-            };
+            let (a, b, a_shape, b_shape, dst, in_place) =
+                if can_overwrite(self, acc, acc_shape, b) {
+                    let dst = self.in_place_value(acc, step_shape);
+                    (acc, b, acc_shape, b_shape, dst, true)
+                } else if can_overwrite(self, b, b_shape, acc) && first {
+                    // Both ops commute: overwrite the second operand instead.
+                    let dst = self.in_place_value(b, step_shape);
+                    (b, acc, b_shape, acc_shape, dst, true)
+                } else {
+                    let dst = self.new_value(step_shape);
+                    (acc, b, acc_shape, b_shape, dst, false)
+                };
             let s = self.push(Pending {
                 kernel: Kernel::Binary { op, in_place },
                 act: None,
                 layers: if first { vec![i] } else { Vec::new() },
                 srcs: vec![a, b],
+                inputs: vec![a_shape, b_shape],
                 dst,
             });
             self.open.remove(&acc);
@@ -475,6 +497,7 @@ impl<'a> Planner<'a> {
                     act: None,
                     layers: vec![i],
                     srcs: vec![v],
+                    inputs: vec![Shape::Vec(len)],
                     dst: part,
                 });
             }
@@ -567,6 +590,7 @@ fn finish(mut p: Planner<'_>, model: &Model, shapes: &[LayerShape]) -> Plan {
             act: None,
             layers: Vec::new(),
             srcs: vec![0],
+            inputs: vec![Shape::Vec(out_shape.len())],
             dst,
         });
         let g = p.values[dst].group;
@@ -659,7 +683,7 @@ fn finish(mut p: Planner<'_>, model: &Model, shapes: &[LayerShape]) -> Plan {
             kernel: s.kernel,
             act: s.act,
             layers: s.layers.clone(),
-            inputs: s.srcs.iter().map(|v| p.values[*v].shape).collect(),
+            inputs: s.inputs.clone(),
             output: p.values[s.dst].shape,
             srcs: s.srcs.iter().map(|v| region(*v)).collect(),
             dst: region(s.dst),
@@ -682,6 +706,7 @@ pub fn describe(step: &Step, model: &Model) -> String {
         Kernel::Conv {
             depthwise: true, ..
         } => format!("depthwise_conv{d}"),
+        Kernel::Conv { winograd: true, .. } => "winograd3x3".to_string(),
         Kernel::Conv { .. } => format!("conv{d}"),
         Kernel::ConvTranspose { .. } => format!("conv_transpose{d}"),
         Kernel::Linear { .. } => "linear".to_string(),
