@@ -1,4 +1,5 @@
-//! Batch-1 latency of the four benchmark models (`models/*.toml`), single thread.
+//! Batch-1 latency of the six benchmark models (`models/*.toml`: four sequential ones and
+//! torchvision's ResNet-18 and MobileNetV2 at 224x224), single thread.
 //!
 //! ```sh
 //! cargo bench --bench models                                   # table on stdout
@@ -60,6 +61,18 @@ cnn_model! {
     struct FcnSeg;
 }
 
+cnn_model! {
+    /// torchvision's `resnet18()`: 3x224x224 -> 1000 (residual adds, 69 layers).
+    #[file = "models/resnet18_224.toml"]
+    struct ResNet18_224;
+}
+
+cnn_model! {
+    /// torchvision's `mobilenet_v2()`: 3x224x224 -> 1000 (inverted residuals, 153 layers).
+    #[file = "models/mobilenet_v2_224.toml"]
+    struct MobileNetV2_224;
+}
+
 /// Absolute tolerance of the output check (as the conformance suite).
 const ATOL: f32 = 1e-4;
 /// Relative tolerance of the output check (as the conformance suite).
@@ -72,7 +85,8 @@ const INPUT_SEED: u64 = 0x0001_A9E7;
 const USAGE: &str = "\
 usage: cargo bench --bench models -- [MODEL ...] [--json PATH] [--time SECONDS]
 
-  MODEL           only these models (lenet5, cifar_vgg, mobilenet_96, fcn_seg); default all
+  MODEL           only these models (lenet5, cifar_vgg, mobilenet_96, fcn_seg,
+                  resnet18_224, mobilenet_v2_224); default all
   --json PATH     also write the results as JSON (relative to the workspace root)
   --time SECONDS  measuring time per model, after the warm-up (default 2)
 ";
@@ -149,7 +163,14 @@ impl Options {
 }
 
 /// The benchmark models, in table order.
-const MODELS: [&str; 4] = ["lenet5", "cifar_vgg", "mobilenet_96", "fcn_seg"];
+const MODELS: [&str; 6] = [
+    "lenet5",
+    "cifar_vgg",
+    "mobilenet_96",
+    "fcn_seg",
+    "resnet18_224",
+    "mobilenet_v2_224",
+];
 
 /// Nested-array inputs and outputs, built from and flattened to CHW order.
 trait Nested: Sized {
@@ -392,7 +413,7 @@ fn table(reports: &[Report]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<13} {:>10} {:>12} {:>9} {:>10} {:>10} {:>10} {:>8}  check (max |diff| vs torch f64)",
+        "{:<16} {:>10} {:>12} {:>9} {:>10} {:>10} {:>10} {:>8}  check (max |diff| vs torch f64)",
         "model", "MACs", "runs", "p10 µs", "median µs", "p90 µs", "GFLOP/s", "weights"
     );
     for r in reports {
@@ -409,7 +430,7 @@ fn table(reports: &[Report]) -> String {
         };
         let _ = writeln!(
             s,
-            "{:<13} {:>10} {:>12} {:>9.1} {:>10.1} {:>10.1} {:>10.2} {:>8}  {check}",
+            "{:<16} {:>10} {:>12} {:>9.1} {:>10.1} {:>10.1} {:>10.2} {:>8}  {check}",
             r.name,
             r.macs,
             r.runs,
@@ -496,11 +517,13 @@ fn main() -> ExitCode {
     let mut reports = Vec::new();
     let mut failed = false;
     type BenchFn = fn(&'static str, &Options) -> Result<Report, String>;
-    let benches: [(&'static str, BenchFn); 4] = [
+    let benches: [(&'static str, BenchFn); MODELS.len()] = [
         ("lenet5", bench::<LeNet5>),
         ("cifar_vgg", bench::<CifarVgg>),
         ("mobilenet_96", bench::<MobileNet96>),
         ("fcn_seg", bench::<FcnSeg>),
+        ("resnet18_224", bench::<ResNet18_224>),
+        ("mobilenet_v2_224", bench::<MobileNetV2_224>),
     ];
     for (name, f) in benches {
         if !opts.wants(name) {

@@ -4,10 +4,11 @@
 For each benchmark model (``target/bench/<model>/{model.onnx,data.safetensors}``, written
 by ``make_weights.py`` and ``export_onnx.py``) this
 
-* runs ONNX Runtime (CPUExecutionProvider, ``intra_op_num_threads=1``,
+* runs ONNX Runtime (CPUExecutionProvider, ``intra_op_num_threads=N``,
   ``inter_op_num_threads=1``, sequential execution, graph optimisation level ALL) and
-  OpenVINO (device CPU, latency hint, 1 stream, 1 inference thread, f32 inference
-  precision) on ``model.onnx``, when they are importable;
+  OpenVINO (device CPU, latency hint, 1 stream, N inference threads, f32 inference
+  precision) on ``model.onnx``, when they are importable; N is ``--threads`` (default 1;
+  `cnn` always runs on one thread);
 * checks each engine's output against the PyTorch float64 reference of
   ``data.safetensors`` (``|got - want| <= 1e-4 + 1e-4 |want|``, max abs diff reported);
 * times each at batch 1 exactly as the Rust bench does: warm-up (>= 0.3 s and 10 runs),
@@ -26,7 +27,7 @@ It installs nothing: ``pip install onnxruntime openvino`` (see tools/bench/READM
 
 Usage::
 
-    python3 tools/bench/compare.py [--time 2] [--no-cargo] [MODEL ...]
+    python3 tools/bench/compare.py [--time 2] [--threads 1] [--no-cargo] [MODEL ...]
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "target" / "bench"
-MODELS = ("lenet5", "cifar_vgg", "mobilenet_96", "fcn_seg")
+MODELS = ("lenet5", "cifar_vgg", "mobilenet_96", "fcn_seg", "resnet18_224", "mobilenet_v2_224")
 ATOL = RTOL = 1e-4
 
 
@@ -107,12 +108,13 @@ def check(got: np.ndarray, want: np.ndarray) -> dict:
 # Engines
 # ---------------------------------------------------------------------------------------
 
-def ort_runner(onnx_path: Path, x: np.ndarray, out_shape: tuple[int, ...]):
-    """(output, timed callable, settings) for ONNX Runtime on one thread."""
+def ort_runner(onnx_path: Path, x: np.ndarray, out_shape: tuple[int, ...], threads: int = 1):
+    """(output, timed callable, settings) for ONNX Runtime on ``threads`` intra-op
+    threads (one inter-op thread, sequential execution)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
+    so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -133,14 +135,15 @@ def ort_runner(onnx_path: Path, x: np.ndarray, out_shape: tuple[int, ...]):
     y_bound = out.numpy()
     if not np.array_equal(y_bound, np.asarray(y).reshape(out_shape)):
         raise RuntimeError("ORT: io-binding output differs from run() output")
-    settings = {"providers": sess.get_providers(), "intra_op_num_threads": 1,
+    settings = {"providers": sess.get_providers(), "intra_op_num_threads": threads,
                 "inter_op_num_threads": 1, "graph_optimization_level": "ORT_ENABLE_ALL",
                 "execution_mode": "ORT_SEQUENTIAL", "call": "run_with_iobinding"}
     return y, run, settings
 
 
-def ov_runner(onnx_path: Path, x: np.ndarray, out_shape: tuple[int, ...]):
-    """(output, timed callable, settings) for OpenVINO CPU, 1 stream, 1 thread, f32."""
+def ov_runner(onnx_path: Path, x: np.ndarray, out_shape: tuple[int, ...], threads: int = 1):
+    """(output, timed callable, settings) for OpenVINO CPU, 1 stream, ``threads``
+    inference threads, f32."""
     import openvino as ov
 
     core = ov.Core()
@@ -148,7 +151,7 @@ def ov_runner(onnx_path: Path, x: np.ndarray, out_shape: tuple[int, ...]):
     config = {
         "PERFORMANCE_HINT": "LATENCY",
         "NUM_STREAMS": "1",
-        "INFERENCE_NUM_THREADS": "1",
+        "INFERENCE_NUM_THREADS": str(threads),
         "INFERENCE_PRECISION_HINT": "f32",
     }
     compiled = core.compile_model(model, "CPU", config)
@@ -171,7 +174,7 @@ def ov_runner(onnx_path: Path, x: np.ndarray, out_shape: tuple[int, ...]):
     return y, run, settings
 
 
-def call_floor(seconds: float, engines: dict) -> dict:
+def call_floor(seconds: float, engines: dict, threads: int = 1) -> dict:
     """Median time of each engine on an Identity graph of one float: the per-call cost."""
     try:
         import onnx
@@ -190,7 +193,7 @@ def call_floor(seconds: float, engines: dict) -> dict:
     floor = {}
     for name, runner in engines.items():
         try:
-            _, run, _ = runner(path, x, (1, 1))
+            _, run, _ = runner(path, x, (1, 1), threads)
             floor[name] = time_fn(run, min(seconds, 0.5))["median_us"]
         except Exception as e:  # noqa: BLE001 -- reported, not fatal
             floor[name] = f"error: {e}"
@@ -289,11 +292,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("models", nargs="*", default=list(MODELS))
     parser.add_argument("--time", type=float, default=2.0,
                         help="measuring seconds per model and engine (default 2)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="ORT intra_op_num_threads and OpenVINO INFERENCE_NUM_THREADS "
+                             "(default 1); cnn always runs on one thread")
     parser.add_argument("--no-cargo", action="store_true",
                         help="do not run cargo bench; read --cnn-json")
     parser.add_argument("--cnn-json", type=Path, default=BENCH / "cnn.json")
     parser.add_argument("--report", type=Path, default=BENCH / "report.md")
     args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error("--threads must be at least 1")
     for m in args.models:
         if m not in MODELS:
             parser.error(f"unknown model {m!r} (models: {', '.join(MODELS)})")
@@ -344,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
         for ename, runner in engines.items():
             print(f"{name}: {ename} ...", flush=True)
             try:
-                y, run, settings = runner(BENCH / name / "model.onnx", x, tuple(want.shape))
+                y, run, settings = runner(BENCH / name / "model.onnx", x, tuple(want.shape),
+                                          args.threads)
                 r = check(y, want)
                 r.update(time_fn(run, args.time))
                 r["settings"] = settings
@@ -356,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             row["engines"][ename] = r
         results[name] = row
 
-    floor = call_floor(args.time, engines)
+    floor = call_floor(args.time, engines, args.threads)
     load_after = loadavg()
 
     mach = machine()
@@ -364,7 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     vers["cnn simd level"] = cnn.get("simd_level")
 
     # ---- the tables ----
-    head = ["model", "MACs", "cnn µs", "ORT µs", "OpenVINO µs", "ORT/cnn", "OV/cnn",
+    t = "" if args.threads == 1 else f" ({args.threads} thr)"
+    head = ["model", "MACs", "cnn µs" + ("" if args.threads == 1 else " (1 thr)"),
+            f"ORT µs{t}", f"OpenVINO µs{t}", "ORT/cnn", "OV/cnn",
             "cnn GFLOP/s", "ORT GFLOP/s", "OV GFLOP/s"]
     rows = []
     detail = []
@@ -412,8 +423,10 @@ def main(argv: list[str] | None = None) -> int:
     floor_line = ", ".join(f"{k} {v:.1f} µs" if isinstance(v, float) else f"{k} {v}"
                            for k, v in floor.items())
 
+    threads_text = ("one thread" if args.threads == 1 else
+                    f"cnn 1 thread, ORT and OpenVINO {args.threads} threads")
     print()
-    print("Batch 1, one thread, median latency; ratio > 1: cnn is faster")
+    print(f"Batch 1, median latency, {threads_text}; ratio > 1: cnn is faster")
     print(text_table(head, rows))
     print()
     print(text_table(dhead, detail))
@@ -431,9 +444,9 @@ def main(argv: list[str] | None = None) -> int:
     ov_settings = next((r["engines"]["openvino"].get("settings") for r in results.values()
                         if "openvino" in r["engines"]), None)
     md = [
-        "# cnn vs ONNX Runtime vs OpenVINO — batch 1, one thread",
+        f"# cnn vs ONNX Runtime vs OpenVINO — batch 1, {threads_text}",
         "",
-        f"Run {started} by `tools/bench/compare.py` (`--time {args.time}`). Median latency "
+        f"Run {started} by `tools/bench/compare.py` (`--time {args.time} --threads {args.threads}`). Median latency "
         "per forward pass; ratio = reference median / cnn median, so **> 1 means cnn is "
         "faster**. GFLOP/s = 2 × MACs / median.",
         "",
@@ -461,7 +474,8 @@ def main(argv: list[str] | None = None) -> int:
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text("\n".join(md))
     (BENCH / "compare.json").write_text(json.dumps(
-        {"started": started, "machine": mach, "versions": vers, "load_before": load_before,
+        {"started": started, "threads": {"cnn": 1, "ort": args.threads,
+                                         "openvino": args.threads}, "machine": mach, "versions": vers, "load_before": load_before,
          "load_after": load_after, "call_floor_us": floor, "notes": notes,
          "results": results}, indent=1, default=str) + "\n")
     print(f"\nwrote {args.report} and {BENCH / 'compare.json'}")

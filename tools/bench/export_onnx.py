@@ -1,11 +1,17 @@
 #!/usr/bin/env python3
-"""Export the four benchmark models to ONNX, with a reference input and output.
+"""Export the six benchmark models to ONNX, with a reference input and output.
 
 For each model (``models/<name>.toml``) this
 
-1. builds the equivalent ``torch.nn.Sequential`` (``cnn_tools.build_sequential``) and loads
-   ``target/bench/<name>/weights.safetensors`` strictly -- the same file the Rust bench
-   loads (write it first with ``make_weights.py``);
+1. builds the PyTorch module and loads ``target/bench/<name>/weights.safetensors``
+   strictly -- the same file the Rust bench loads (write it first with
+   ``make_weights.py``). For the sequential models that is the equivalent
+   ``torch.nn.Sequential`` (``cnn_tools.build_sequential``); for the graph models
+   ``resnet18_224`` and ``mobilenet_v2_224`` it is the torchvision module itself
+   (``torchvision.models.resnet18()`` / ``mobilenet_v2()``, whose ``state_dict()`` keys are
+   the description's), so that the ONNX graph is exactly what a normal torchvision export
+   gives ONNX Runtime and OpenVINO; it is first checked in float64 against the module
+   ``cnn_tools.build_model`` builds from the TOML (the network `cnn` compiles);
 2. exports it with ``torch.onnx.export`` (opset 17, batch 1, static shapes, the
    TorchScript-based exporter, constant folding on, so batch norms are folded into the
    convs) to ``target/bench/<name>/model.onnx`` and checks it with ``onnx.checker``;
@@ -15,7 +21,7 @@ For each model (``models/<name>.toml``) this
    from N(0, 1) with a fixed seed, and ``output`` ``[1, ...]``: the model run in float64 on
    that input, rounded to float32;
 4. writes ``target/bench/<name>/meta.json``: shapes, parameter and MAC counts (counted like
-   ``cnn``: conv ``out*H'*W'*(in/groups)*kh*kw``, linear ``in*out``), versions.
+   ``cnn``: conv ``out*H'*W'*(in/groups)*kh*kw``, linear ``in*out``), ONNX ops, versions.
 
 Usage::
 
@@ -39,11 +45,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cnn_tools import build_sequential, count_params, load_description  # noqa: E402
-from make_weights import MODELS  # noqa: E402
+from cnn_tools import count_params, load_description  # noqa: E402
+from make_weights import MODELS, TORCHVISION, build_torch  # noqa: E402
 
 
-def count_macs(model: nn.Sequential, input_shape: tuple[int, ...]) -> int:
+def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     """Multiply-accumulates of one forward pass at batch 1, counted as ``cnn`` does."""
     macs = 0
 
@@ -66,7 +72,7 @@ def count_macs(model: nn.Sequential, input_shape: tuple[int, ...]) -> int:
     return macs
 
 
-def explicit_same_padding(model: nn.Sequential) -> list[str]:
+def explicit_same_padding(model: nn.Module) -> list[str]:
     """Turn ``padding='same'`` convs into the equal explicit symmetric padding, in place.
 
     The TorchScript exporter writes ``padding='same'`` as ``auto_pad=SAME_UPPER``, which
@@ -76,7 +82,7 @@ def explicit_same_padding(model: nn.Sequential) -> list[str]:
     ``compare.py``). Returns the names of the convs changed.
     """
     changed = []
-    for name, module in model.named_children():
+    for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d) and module.padding == "same":
             pads = []
             for k, d in zip(module.kernel_size, module.dilation):
@@ -90,6 +96,31 @@ def explicit_same_padding(model: nn.Sequential) -> list[str]:
     return changed
 
 
+def torchvision_module(name: str, described: nn.Module, state: dict, input_shape: tuple
+                       ) -> nn.Module:
+    """The torchvision module of graph model ``name`` with the weights ``state`` (strict:
+    the keys are the description's), checked in float64 against ``described`` (the
+    module of the description, ``cnn_tools.build_model``) on a seeded input."""
+    import torchvision
+
+    torch.manual_seed(0)  # torchvision's own init, overwritten by the state dict
+    model = getattr(torchvision.models, TORCHVISION[name])(weights=None)
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    gen = torch.Generator().manual_seed(99)
+    x = torch.randn((2,) + tuple(input_shape), generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        want = described.double()(x)
+        got = model.double()(x)
+    described.float()
+    model.float()
+    err = float((got - want).abs().max())
+    if got.shape != want.shape or not err <= 1e-9 * max(1.0, float(want.abs().max())):
+        raise SystemExit(f"error: {name}: torchvision.models.{TORCHVISION[name]} and the "
+                         f"description's module differ (max abs {err:.3g} in float64)")
+    return model
+
+
 def export_one(name: str, out_root: Path, opset: int, seed: int) -> dict:
     """Export model ``name``; returns its meta dict (also written to meta.json)."""
     from safetensors.torch import load_file, save_file
@@ -101,9 +132,14 @@ def export_one(name: str, out_root: Path, opset: int, seed: int) -> dict:
                          f"`python3 tools/bench/make_weights.py` first")
     toml = ROOT / "models" / f"{name}.toml"
     input_shape = tuple(load_description(toml)["input"])
-    model, shapes = build_sequential(toml)
-    model.load_state_dict(load_file(str(weights)), strict=True)
+    state = load_file(str(weights))
+    model, shapes = build_torch(name)
+    model.load_state_dict(state, strict=True)
     model.eval()
+    module_desc = "cnn_tools.build_sequential(toml)"
+    if name in TORCHVISION:
+        model = torchvision_module(name, model, state, input_shape)
+        module_desc = f"torchvision.models.{TORCHVISION[name]}()"
 
     # Reference data: float64 forward, rounded to float32.
     gen = torch.Generator().manual_seed(seed)
@@ -133,10 +169,13 @@ def export_one(name: str, out_root: Path, opset: int, seed: int) -> dict:
     proto = onnx.load(str(onnx_path))
     onnx.checker.check_model(proto)
     ops = sorted({n.op_type for n in proto.graph.node})
+    if "BatchNormalization" in ops:
+        print(f"warning: {name}: batch norms were not folded into the convs", file=sys.stderr)
 
     meta = {
         "model": name,
         "toml": f"models/{name}.toml",
+        "torch_module": module_desc,
         "input_shape": [1, *input_shape],
         "output_shape": list(y.shape),
         "params": count_params(model),
@@ -146,6 +185,8 @@ def export_one(name: str, out_root: Path, opset: int, seed: int) -> dict:
         "same_padding_made_explicit": explicit,
         "torch": torch.__version__,
         "onnx": onnx.__version__,
+        **({"torchvision": __import__("torchvision").__version__} if name in TORCHVISION
+           else {}),
         "torch_f32_vs_f64_max_abs": float((y32.double() - y64).abs().max()),
         "output_max_abs": float(y64.abs().max()),
         "layers": [[n, op, list(s)] for n, op, s in shapes],
@@ -169,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (ROOT / "models" / f"{name}.toml").exists():
             parser.error(f"no model description models/{name}.toml")
         meta = export_one(name, args.out, args.opset, args.seed)
-        print(f"{name:14s} {str(meta['input_shape']):16s} -> {str(meta['output_shape']):16s} "
+        print(f"{name:16s} {str(meta['input_shape']):16s} -> {str(meta['output_shape']):16s} "
               f"{meta['params']:>9,d} params {meta['macs']:>12,d} MACs  "
               f"|y|max {meta['output_max_abs']:.3g}  f32-f64 {meta['torch_f32_vs_f64_max_abs']:.2g}"
               f"  ops {','.join(meta['onnx_ops'])}")

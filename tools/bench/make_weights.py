@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""Write seeded random weights for the four benchmark models.
+"""Write seeded random weights for the six benchmark models.
 
-For each model of ``models/{lenet5,cifar_vgg,mobilenet_96,fcn_seg}.toml`` this builds the
-equivalent ``torch.nn.Sequential`` (``tools/cnn_tools.py``'s ``build_sequential``) and
-writes its ``state_dict()`` to ``target/bench/<model>/weights.safetensors`` (float32, the
-exact keys and shapes the Rust side expects, ``num_batches_tracked`` included as torch has
-it). The same file is then loaded by ``export_onnx.py`` (PyTorch -> ONNX) and by the Rust
+For each model of ``models/<model>.toml`` this builds the equivalent PyTorch module --
+``torch.nn.Sequential`` (``tools/cnn_tools.py``'s ``build_sequential``) for the four
+sequential models ``lenet5``, ``cifar_vgg``, ``mobilenet_96``, ``fcn_seg``, the graph module
+of ``cnn_tools.build_model`` for ``resnet18_224`` and ``mobilenet_v2_224`` (torchvision's
+``resnet18()`` / ``mobilenet_v2()`` at 3x224x224, exported by ``tools/export.py``, so the
+keys are also those of the torchvision modules) -- and writes its ``state_dict()`` to
+``target/bench/<model>/weights.safetensors`` (float32, the exact keys and shapes the Rust
+side expects, ``num_batches_tracked`` included as torch has it). The same file is then loaded by ``export_onnx.py`` (PyTorch -> ONNX) and by the Rust
 bench ``benches/models.rs``, so every engine computes the same network.
 
 Values (deterministic for a given ``--seed``):
@@ -20,7 +23,8 @@ Values (deterministic for a given ``--seed``):
 
 Usage::
 
-    python3 tools/bench/make_weights.py [--seed 1234] [--out target/bench] [MODEL ...]
+    python3 tools/bench/make_weights.py [--seed 1234] [--out target/bench]
+        [--calib-batches 4] [--calib-size 16] [MODEL ...]
 """
 
 from __future__ import annotations
@@ -36,13 +40,30 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
 
-from cnn_tools import build_sequential  # noqa: E402
+from cnn_tools import build_model, build_sequential  # noqa: E402
 
-#: The benchmark models, in table order; each is ``models/<name>.toml``.
-MODELS = ("lenet5", "cifar_vgg", "mobilenet_96", "fcn_seg")
+#: The benchmark models, in table order; each is ``models/<name>.toml``. (New models go at
+#: the end: a model's weight seed depends on its index here.)
+MODELS = ("lenet5", "cifar_vgg", "mobilenet_96", "fcn_seg", "resnet18_224", "mobilenet_v2_224")
+
+#: The graph models: name -> the ``torchvision.models`` constructor they were exported from
+#: (``export_onnx.py`` exports that module, with these weights, to ONNX).
+TORCHVISION = {"resnet18_224": "resnet18", "mobilenet_v2_224": "mobilenet_v2"}
 
 
-def init_weights(model: nn.Sequential, gen: torch.Generator) -> None:
+def build_torch(name: str) -> tuple[nn.Module, list[tuple[str, str, tuple[int, ...]]]]:
+    """The PyTorch module of ``models/<name>.toml`` (torch's default init, training mode)
+    and ``(layer name, op, output shape)`` per layer: ``build_sequential`` for the
+    sequential models, ``build_model`` (the graph interpreter) for the others. Either way
+    the ``state_dict()`` keys are the description's weight names."""
+    toml = ROOT / "models" / f"{name}.toml"
+    if name in TORCHVISION:
+        model = build_model(toml)
+        return model, [(l.name, l.op, l.output_shape) for l in model.layers]
+    return build_sequential(toml)
+
+
+def init_weights(model: nn.Module, gen: torch.Generator) -> None:
     """Fill conv/linear/batch-norm parameters with seeded values (see the module doc)."""
     with torch.no_grad():
         for module in model.modules():
@@ -59,7 +80,7 @@ def init_weights(model: nn.Sequential, gen: torch.Generator) -> None:
                 module.bias.copy_(torch.rand(module.bias.shape, generator=gen) * 0.4 - 0.2)
 
 
-def calibrate_batch_norms(model: nn.Sequential, input_shape: tuple[int, ...],
+def calibrate_batch_norms(model: nn.Module, input_shape: tuple[int, ...],
                           gen: torch.Generator, batches: int, batch_size: int) -> None:
     """Set every batch norm's running stats to those of N(0, 1) inputs through the net."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -79,10 +100,10 @@ def calibrate_batch_norms(model: nn.Sequential, input_shape: tuple[int, ...],
 
 
 def make_model(name: str, seed: int, calib_batches: int = 4, batch_size: int = 16
-               ) -> tuple[nn.Sequential, tuple[int, ...]]:
+               ) -> tuple[nn.Module, tuple[int, ...]]:
     """The model ``name`` with seeded weights and calibrated BN stats, in eval mode."""
     toml = ROOT / "models" / f"{name}.toml"
-    model, _ = build_sequential(toml)
+    model, _ = build_torch(name)
     import tomllib
 
     with open(toml, "rb") as f:
@@ -103,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--out", type=Path, default=ROOT / "target" / "bench",
                         help="output root; writes <out>/<model>/weights.safetensors")
+    parser.add_argument("--calib-batches", type=int, default=4,
+                        help="batches of N(0, 1) inputs for the BN statistics (default 4)")
+    parser.add_argument("--calib-size", type=int, default=16,
+                        help="inputs per calibration batch (default 16)")
     args = parser.parse_args(argv)
 
     from safetensors.torch import save_file
@@ -111,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         if not (ROOT / "models" / f"{name}.toml").exists():
             parser.error(f"no model description models/{name}.toml")
         torch.manual_seed(args.seed)
-        model, input_shape = make_model(name, args.seed)
+        model, input_shape = make_model(name, args.seed, args.calib_batches,
+                                        args.calib_size)
         state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
         state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
         out_dir = args.out / name
@@ -120,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         save_file(state, str(path), metadata={"model": name, "seed": str(args.seed),
                                               "source": "tools/bench/make_weights.py"})
         n = sum(v.numel() for k, v in state.items() if not k.endswith("num_batches_tracked"))
-        print(f"{name:14s} input {list(input_shape)}  {len(state):3d} tensors, "
+        print(f"{name:16s} input {list(input_shape)}  {len(state):3d} tensors, "
               f"{n:>9,d} values -> {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
     return 0
 
