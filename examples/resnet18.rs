@@ -32,7 +32,10 @@ cnn_model! {
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/data/resnet18");
 
-fn tensor(st: &safetensors::SafeTensors<'_>, key: &str) -> Result<(Vec<usize>, Vec<f32>), Box<dyn Error>> {
+fn tensor(
+    st: &safetensors::SafeTensors<'_>,
+    key: &str,
+) -> Result<(Vec<usize>, Vec<f32>), Box<dyn Error>> {
     let t = st.tensor(key)?;
     if t.dtype() != safetensors::Dtype::F32 {
         return Err(format!("`{key}` is {:?}, expected F32", t.dtype()).into());
@@ -71,11 +74,18 @@ fn weights(seed: u64) -> Result<Vec<u8>, Box<dyn Error>> {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let opts = common::parse_args("resnet18");
-    let reference: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(Path::new(DATA).join("reference.json"))?)?;
-    let seed = reference["seed"].as_u64().ok_or("reference.json: no seed")?;
-    let atol = reference["atol"].as_f64().ok_or("reference.json: no atol")?;
-    let rtol = reference["rtol"].as_f64().ok_or("reference.json: no rtol")?;
+    let reference: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        Path::new(DATA).join("reference.json"),
+    )?)?;
+    let seed = reference["seed"]
+        .as_u64()
+        .ok_or("reference.json: no seed")?;
+    let atol = reference["atol"]
+        .as_f64()
+        .ok_or("reference.json: no atol")?;
+    let rtol = reference["rtol"]
+        .as_f64()
+        .ok_or("reference.json: no rtol")?;
 
     let start = std::time::Instant::now();
     let model = ResNet18::from_safetensors(&weights(seed)?)?;

@@ -22,45 +22,80 @@ fn buf_name(buf: Buf) -> TokenStream {
     }
 }
 
-/// Binds `r0, r1, ..` (the step's reads) and `w` (its destination), then runs `body`.
-/// `skip_first` leaves the first read out (it is the destination itself).
+/// Binds `r0, r1, ..` (the step's reads), `w` (its destination) and, for a kernel with
+/// working memory, `scratch`, then runs `body`. `skip_first` leaves the first read out
+/// (it is the destination itself).
 fn bind(step: &Step, skip_first: bool, body: TokenStream) -> TokenStream {
     let rt = rt();
-    let dst = step.dst;
-    let wlen = step.output.len();
-    let mut split = Vec::new();
+    // The writes: the destination, and the scratch (always in the arena).
+    let mut writes: Vec<(TokenStream, Buf, usize, usize)> =
+        vec![(quote!(w), step.dst.buf, step.dst.offset, step.output.len())];
+    if let Some((region, len)) = step.scratch {
+        writes.push((quote!(scratch), region.buf, region.offset, len));
+    }
     let mut lets = Vec::new();
+    let mut reads_by_buf: Vec<(Buf, Vec<(proc_macro2::Ident, usize, usize)>)> = Vec::new();
     for (k, (region, shape)) in step.srcs.iter().zip(&step.inputs).enumerate() {
         if k == 0 && skip_first {
             continue;
         }
         let name = format_ident!("r{}", k);
         let (o, l) = (region.offset, shape.len());
-        if region.buf == dst.buf {
-            split.push((name, o, l));
+        if writes.iter().any(|(_, b, _, _)| *b == region.buf) {
+            match reads_by_buf.iter_mut().find(|(b, _)| *b == region.buf) {
+                Some((_, v)) => v.push((name, o, l)),
+                None => reads_by_buf.push((region.buf, vec![(name, o, l)])),
+            }
         } else {
             let b = buf_name(region.buf);
             let (o, e) = (lit(o), lit(o + l));
             lets.push(quote!(let #name: &[f32] = &#b[#o..#e];));
         }
     }
-    let b = buf_name(dst.buf);
-    let (wo, we) = (lit(dst.offset), lit(dst.offset + wlen));
-    let write = if split.is_empty() {
-        quote!(let w: &mut [f32] = &mut #b[#wo..#we];)
-    } else {
-        let names = split.iter().map(|(n, _, _)| n);
-        let ranges = split.iter().map(|(_, o, l)| {
+    // One borrow per written buffer, handing out its reads and writes together.
+    let mut bufs: Vec<Buf> = Vec::new();
+    for (_, b, _, _) in &writes {
+        if !bufs.contains(b) {
+            bufs.push(*b);
+        }
+    }
+    for buf in bufs {
+        let b = buf_name(buf);
+        let here: Vec<&(TokenStream, Buf, usize, usize)> =
+            writes.iter().filter(|(_, wb, _, _)| *wb == buf).collect();
+        let reads = reads_by_buf
+            .iter()
+            .find(|(rb, _)| *rb == buf)
+            .map(|(_, v)| v.as_slice())
+            .unwrap_or(&[]);
+        let names = reads.iter().map(|(n, _, _)| n);
+        let ranges = reads.iter().map(|(_, o, l)| {
             let (o, l) = (lit(*o), lit(*l));
             quote!((#o, #l))
         });
-        let wl = lit(wlen);
-        quote!(let ([#(#names),*], w) = #rt::arena::split(&mut #b[..], [#(#ranges),*], (#wo, #wl));)
-    };
+        let range = |o: usize, l: usize| {
+            let (o, l) = (lit(o), lit(l));
+            quote!((#o, #l))
+        };
+        match here.as_slice() {
+            [(w0, _, o0, l0)] if reads.is_empty() => {
+                let (o, e) = (lit(*o0), lit(*o0 + *l0));
+                lets.push(quote!(let #w0: &mut [f32] = &mut #b[#o..#e];));
+            }
+            [(w0, _, o0, l0)] => {
+                let r0 = range(*o0, *l0);
+                lets.push(quote!(let ([#(#names),*], #w0) = #rt::arena::split(&mut #b[..], [#(#ranges),*], #r0);));
+            }
+            [(w0, _, o0, l0), (w1, _, o1, l1)] => {
+                let (r0, r1) = (range(*o0, *l0), range(*o1, *l1));
+                lets.push(quote!(let ([#(#names),*], #w0, #w1) = #rt::arena::split2(&mut #b[..], [#(#ranges),*], #r0, #r1);));
+            }
+            _ => unreachable!("a step writes at most two regions"),
+        }
+    }
     quote! {
         {
             #(#lets)*
-            #write
             #body
         }
     }
@@ -133,7 +168,7 @@ fn conv(
             quote!(#rt::kernels::winograd::WinogradParams),
             quote!(#rt::kernels::winograd::WinogradParams::from_torch(#ol, #cgl, #weight, #bias, #bn)),
         ));
-        quote!(#rt::kernels::winograd::winograd_conv3x3::<#ci, #h, #wd, #o, #oh, #ow, #pt, #pl, #dh, #dw>(r0, &self.#field, w, #act);)
+        quote!(#rt::kernels::winograd::winograd_conv3x3::<#ci, #h, #wd, #o, #oh, #ow, #pt, #pl, #dh, #dw>(r0, &self.#field, w, scratch, #act);)
     } else if depthwise {
         w.fields.push((
             field.clone(),

@@ -127,6 +127,8 @@ pub struct Step {
     pub srcs: Vec<Region>,
     /// Where it writes.
     pub dst: Region,
+    /// The kernel's working memory in the arena and its length, if it needs any.
+    pub scratch: Option<(Region, usize)>,
 }
 
 /// The plan of a whole forward pass.
@@ -173,6 +175,8 @@ struct Pending {
     /// The shapes the step reads them as (a `flatten` view reads `[C, H, W]` as `[N]`).
     inputs: Vec<Shape>,
     dst: usize,
+    /// Working memory of the kernel (Winograd's transformed tiles), live during the step.
+    scratch: Option<usize>,
 }
 
 struct Planner<'a> {
@@ -319,6 +323,7 @@ impl<'a> Planner<'a> {
                     srcs: vec![v0],
                     inputs: vec![shape.input],
                     dst,
+                    scratch: None,
                 });
                 if matches!(kernel, Kernel::Affine { .. }) {
                     self.open.insert(dst, s);
@@ -359,6 +364,17 @@ impl<'a> Planner<'a> {
                     _ => unreachable!("every other op is handled above"),
                 };
                 let dst = self.new_value(shape.output);
+                let scratch = match kernel {
+                    Kernel::Conv { winograd: true, .. } => {
+                        let (c, h, w) = shape.input.as_chw();
+                        let (o, oh, ow) = shape.output.as_chw();
+                        let len = cnn_runtime::kernels::winograd::winograd_scratch_len(
+                            c, h, w, o, oh, ow,
+                        );
+                        Some(self.new_value(Shape::Vec(len)))
+                    }
+                    _ => None,
+                };
                 let s = self.push(Pending {
                     kernel,
                     act: None,
@@ -366,6 +382,7 @@ impl<'a> Planner<'a> {
                     srcs: vec![v0],
                     inputs: vec![shape.input],
                     dst,
+                    scratch,
                 });
                 if matches!(
                     kernel,
@@ -431,18 +448,18 @@ impl<'a> Planner<'a> {
                     && v != 0
                     && (first || v == acc)
             };
-            let (a, b, a_shape, b_shape, dst, in_place) =
-                if can_overwrite(self, acc, acc_shape, b) {
-                    let dst = self.in_place_value(acc, step_shape);
-                    (acc, b, acc_shape, b_shape, dst, true)
-                } else if can_overwrite(self, b, b_shape, acc) && first {
-                    // Both ops commute: overwrite the second operand instead.
-                    let dst = self.in_place_value(b, step_shape);
-                    (b, acc, b_shape, acc_shape, dst, true)
-                } else {
-                    let dst = self.new_value(step_shape);
-                    (acc, b, acc_shape, b_shape, dst, false)
-                };
+            let (a, b, a_shape, b_shape, dst, in_place) = if can_overwrite(self, acc, acc_shape, b)
+            {
+                let dst = self.in_place_value(acc, step_shape);
+                (acc, b, acc_shape, b_shape, dst, true)
+            } else if can_overwrite(self, b, b_shape, acc) && first {
+                // Both ops commute: overwrite the second operand instead.
+                let dst = self.in_place_value(b, step_shape);
+                (b, acc, b_shape, acc_shape, dst, true)
+            } else {
+                let dst = self.new_value(step_shape);
+                (acc, b, acc_shape, b_shape, dst, false)
+            };
             let s = self.push(Pending {
                 kernel: Kernel::Binary { op, in_place },
                 act: None,
@@ -450,6 +467,7 @@ impl<'a> Planner<'a> {
                 srcs: vec![a, b],
                 inputs: vec![a_shape, b_shape],
                 dst,
+                scratch: None,
             });
             self.open.remove(&acc);
             acc = dst;
@@ -499,6 +517,7 @@ impl<'a> Planner<'a> {
                     srcs: vec![v],
                     inputs: vec![Shape::Vec(len)],
                     dst: part,
+                    scratch: None,
                 });
             }
             self.open.remove(&v);
@@ -592,6 +611,7 @@ fn finish(mut p: Planner<'_>, model: &Model, shapes: &[LayerShape]) -> Plan {
             srcs: vec![0],
             inputs: vec![Shape::Vec(out_shape.len())],
             dst,
+            scratch: None,
         });
         let g = p.values[dst].group;
         p.groups[g].buf = Buf::Output;
@@ -612,7 +632,7 @@ fn finish(mut p: Planner<'_>, model: &Model, shapes: &[LayerShape]) -> Plan {
         }
     }
     for (s, step) in p.steps.iter().enumerate() {
-        for &v in step.srcs.iter().chain([&step.dst]) {
+        for &v in step.srcs.iter().chain([&step.dst]).chain(&step.scratch) {
             let (root, _) = p.root(p.values[v].group);
             first[root] = first[root].min(s);
             last[root] = last[root].max(s);
@@ -687,6 +707,7 @@ fn finish(mut p: Planner<'_>, model: &Model, shapes: &[LayerShape]) -> Plan {
             output: p.values[s.dst].shape,
             srcs: s.srcs.iter().map(|v| region(*v)).collect(),
             dst: region(s.dst),
+            scratch: s.scratch.map(|v| (region(v), p.values[v].shape.len())),
         })
         .collect();
     Plan {

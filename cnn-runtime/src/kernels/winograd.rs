@@ -694,6 +694,7 @@ pub(crate) fn winograd_dyn(
     input: &[f32],
     params: &WinogradParams,
     output: &mut [f32],
+    scratch: Option<&mut [f32]>,
     act: Act,
 ) {
     assert!(
@@ -707,17 +708,42 @@ pub(crate) fn winograd_dyn(
     let lay = Layout::new(&d);
     let input = &input[..d.c * d.h * d.w];
     let output = &mut output[..d.o * d.oh * d.ow];
-    let mut guard = ScratchGuard::take(lay.len);
+    // The caller's scratch (a region of the model's arena) when it is large enough,
+    // else this thread's buffer.
+    let mut guard = None;
+    let scratch = match scratch {
+        Some(buf) if buf.len() >= lay.len + 16 => {
+            let off = buf.as_ptr().align_offset(64).min(16);
+            &mut buf[off..]
+        }
+        _ => guard.insert(ScratchGuard::take(lay.len)).aligned(),
+    };
     let run = WgRun {
         d,
         lay,
         input,
         params,
         output,
-        scratch: guard.aligned(),
+        scratch,
         act,
     };
     simd::run(level, run);
+}
+
+/// Floats of scratch memory [`winograd_conv3x3`] needs for these dimensions (including
+/// the slack to start on a 64-byte boundary); the compiler reserves them in the arena.
+pub fn winograd_scratch_len(c: usize, h: usize, w: usize, o: usize, oh: usize, ow: usize) -> usize {
+    let d = WgDims {
+        c,
+        h,
+        w,
+        o,
+        oh,
+        ow,
+        ph: 0,
+        pw: 0,
+    };
+    Layout::new(&d).len + 16
 }
 
 /// 3x3 convolution, stride 1, dilation 1, groups 1, by Winograd F(4x4, 3x3), fused with
@@ -729,7 +755,9 @@ pub(crate) fn winograd_dyn(
 /// `OH`/`OW` imply.
 ///
 /// Only dilation 1 is supported (`DH`, `DW` are there for the signature; other values
-/// fail to compile).
+/// fail to compile). `scratch` is working memory of at least
+/// [`winograd_scratch_len`] floats (a shorter one makes the kernel use a per-thread
+/// buffer instead, allocated on the thread's first call).
 ///
 /// # Panics
 ///
@@ -749,6 +777,7 @@ pub fn winograd_conv3x3<
     input: &[f32],
     params: &WinogradParams,
     output: &mut [f32],
+    scratch: &mut [f32],
     act: Act,
 ) {
     const {
@@ -768,7 +797,7 @@ pub fn winograd_conv3x3<
         ph: PH,
         pw: PW,
     };
-    winograd_dyn(cpu::level(), d, input, params, output, act);
+    winograd_dyn(cpu::level(), d, input, params, output, Some(scratch), act);
 }
 
 #[cfg(test)]
@@ -932,7 +961,7 @@ mod tests {
         let mut worst = 0.0f64;
         for level in simd::test_levels() {
             let mut got = vec![7.0; n + 3];
-            winograd_dyn(level, d, &inp, &params, &mut got, act);
+            winograd_dyn(level, d, &inp, &params, &mut got, None, act);
             let ctx = (d, act, level);
             assert_eq!(&got[n..], &[7.0; 3], "wrote past its output: {ctx:?}");
             worst = worst.max(ratio_to_tolerance(&got[..n], &want, limit, &ctx));
@@ -1068,7 +1097,8 @@ mod tests {
             );
             let wg = WinogradParams::from_torch(O, C, &weight, None, Some(&bn));
             let mut got = vec![0.0; O * 90];
-            winograd_conv3x3::<C, 9, 10, O, 9, 10, 1, 1, 1, 1>(&input, &wg, &mut got, act);
+            // A short scratch: the kernel falls back to its per-thread buffer.
+            winograd_conv3x3::<C, 9, 10, O, 9, 10, 1, 1, 1, 1>(&input, &wg, &mut got, &mut [], act);
             let want: Vec<f64> = want.iter().map(|&x| f64::from(x)).collect();
             check_close(&got, &want, &("folded bn", act));
         }
@@ -1083,7 +1113,16 @@ mod tests {
         let bias = rng.vec(24, -0.5, 0.5);
         let params = WinogradParams::from_torch(24, 16, &weight, Some(&bias), None);
         let mut got = vec![0.0; 24 * 11 * 6];
-        winograd_conv3x3::<16, 11, 6, 24, 11, 6, 1, 1, 1, 1>(&input, &params, &mut got, Act::Relu);
+        // The caller's scratch (as the compiler reserves in the arena), poisoned with NaN:
+        // nothing may be read before it is written.
+        let mut scratch = vec![f32::NAN; winograd_scratch_len(16, 11, 6, 24, 11, 6)];
+        winograd_conv3x3::<16, 11, 6, 24, 11, 6, 1, 1, 1, 1>(
+            &input,
+            &params,
+            &mut got,
+            &mut scratch,
+            Act::Relu,
+        );
         let a = |n, p| Axis::conv(n, 3, 1, p, 1).unwrap();
         let want = r::conv2d(
             16,
@@ -1098,7 +1137,14 @@ mod tests {
         );
         check_close(&got, &want, &"same");
         let mut got = vec![0.0; 24 * 9 * 4];
-        winograd_conv3x3::<16, 11, 6, 24, 9, 4, 0, 0, 1, 1>(&input, &params, &mut got, Act::Tanh);
+        let mut scratch = vec![f32::NAN; winograd_scratch_len(16, 11, 6, 24, 9, 4)];
+        winograd_conv3x3::<16, 11, 6, 24, 9, 4, 0, 0, 1, 1>(
+            &input,
+            &params,
+            &mut got,
+            &mut scratch,
+            Act::Tanh,
+        );
         let want = r::conv2d(
             16,
             24,
@@ -1121,6 +1167,7 @@ mod tests {
             &[0.0; 32],
             &params,
             &mut [0.0; 32],
+            &mut [],
             Act::Identity,
         );
     }
@@ -1165,6 +1212,7 @@ mod speed {
         let direct = ConvParams::from_torch(O, C, 3, 3, &w, Some(&b), None);
         let wg = WinogradParams::from_torch(O, C, &w, Some(&b), None);
         let mut y = vec![0.0; O * H * H];
+        let mut scratch = vec![0.0; winograd_scratch_len(C, H, H, O, H, H)];
         let td = time(|| {
             conv2d::<C, H, H, O, H, H, 3, 3, 1, 1, 1, 1, 1, 1, 1>(
                 black_box(&x),
@@ -1178,6 +1226,7 @@ mod speed {
                 black_box(&x),
                 &wg,
                 black_box(&mut y),
+                &mut scratch,
                 Act::Relu,
             )
         });
