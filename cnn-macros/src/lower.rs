@@ -248,7 +248,7 @@ fn resolve(layer: &Layer, refs: &Refs, names: &[String]) -> Result<Vec<Src>, Vec
         0 => Err(vec![Diag::new(
             refs.loc,
             format!(
-                "{prefix}: needs at least one operand: `{op}(x)` is the previous layer {op} x, `{op}(a, b, ..)` combines the named tensors",
+                "{prefix}: needs at least one operand: `{op}(x)` combines the previous layer's output with `x`, `{op}(a, b, ..)` exactly the named tensors (TOML: `from = [\"x\"]`)",
                 op = layer.op.keyword()
             ),
         )]),
@@ -544,7 +544,9 @@ fn lower_layer(raw: &RawLayer, index: usize) -> Result<(Layer, Refs), Vec<Diag>>
     // Keyword arguments.
     for arg in &raw.args {
         if !known.contains(&arg.key.as_str()) {
-            let hint = if own.is_empty() {
+            let hint = if merge && inline {
+                String::new()
+            } else if own.is_empty() {
                 format!("; {op_name} takes no arguments")
             } else {
                 format!(
