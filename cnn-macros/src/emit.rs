@@ -22,6 +22,9 @@ fn buf_name(buf: Buf) -> TokenStream {
     }
 }
 
+/// A read bound by name: the slice's name, offset and length.
+type NamedRead = (proc_macro2::Ident, usize, usize);
+
 /// Binds `r0, r1, ..` (the step's reads), `w` (its destination) and, for a kernel with
 /// working memory, `scratch`, then runs `body`. `skip_first` leaves the first read out
 /// (it is the destination itself).
@@ -34,7 +37,7 @@ fn bind(step: &Step, skip_first: bool, body: TokenStream) -> TokenStream {
         writes.push((quote!(scratch), region.buf, region.offset, len));
     }
     let mut lets = Vec::new();
-    let mut reads_by_buf: Vec<(Buf, Vec<(proc_macro2::Ident, usize, usize)>)> = Vec::new();
+    let mut reads_by_buf: Vec<(Buf, Vec<NamedRead>)> = Vec::new();
     for (k, (region, shape)) in step.srcs.iter().zip(&step.inputs).enumerate() {
         if k == 0 && skip_first {
             continue;
