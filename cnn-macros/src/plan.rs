@@ -233,10 +233,10 @@ impl<'a> Planner<'a> {
         self.steps.len() - 1
     }
 
-    /// Whether value `v` may be overwritten by the layer being planned, which reads it
-    /// `uses` times: nothing later reads it and it is not the caller's input.
-    fn dies_here(&self, v: usize, uses: usize) -> bool {
-        v != 0 && self.reads_left[v] == uses
+    /// Whether value `v` may be overwritten by the layer being planned (whose reads are
+    /// already served): nothing later reads it and it is not the caller's input.
+    fn dies_here(&self, v: usize) -> bool {
+        v != 0 && self.reads_left[v] == 0
     }
 
     fn plan_layer(&mut self, i: usize) {
@@ -311,7 +311,7 @@ impl<'a> Planner<'a> {
                 };
                 // In place over the input when nothing later reads it; else a fresh
                 // tensor (the input is copied there first).
-                let dst = if self.dies_here(v0, 0) {
+                let dst = if self.dies_here(v0) {
                     self.in_place_value(v0, shape.output)
                 } else {
                     self.new_value(shape.output)
@@ -439,13 +439,14 @@ impl<'a> Planner<'a> {
             };
             // Later operands of this layer still to be read count as reads.
             let later = |v: usize| srcs[k + 2..].iter().filter(|s| **s == v).count();
+            // An operand may be overwritten when it has the result's shape, is not the
+            // other operand, and nothing reads it later (nor a later operand of this
+            // layer); after the first step only the running result is.
             let can_overwrite = |p: &Self, v: usize, v_shape: Shape, other: usize| {
                 v_shape == step_shape
                     && v != other
-                    && (!first || p.dies_here(v, 0))
-                    && p.reads_left[v] == 0
+                    && p.dies_here(v)
                     && later(v) == 0
-                    && v != 0
                     && (first || v == acc)
             };
             let (a, b, a_shape, b_shape, dst, in_place) = if can_overwrite(self, acc, acc_shape, b)

@@ -140,7 +140,7 @@ pub fn render(name: &str, model: &Model, shapes: &[LayerShape], plan: &Plan) -> 
         "in a per-thread buffer (allocated on a thread's first call)"
     };
     out.push_str(&format!(
-        "activations:  {} bytes {place} ({} floats",
+        "activations:  {} bytes {place} (one arena of {} floats)",
         thousands(arena_bytes),
         thousands(plan.arena),
     ));
@@ -151,10 +151,9 @@ pub fn render(name: &str, model: &Model, shapes: &[LayerShape], plan: &Plan) -> 
             |l| format!("`{}`", model.layers[*l].name),
         );
         out.push_str(&format!(
-            "; peak at {at}; {} bytes if no tensors shared memory",
+            "\n              peak at {at}; {} bytes if no two tensors shared memory",
             thousands(plan.unshared * 4)
         ));
     }
-    out.push(')');
     out
 }
