@@ -140,7 +140,8 @@ pub struct Plan {
     pub arena: usize,
     /// The step at which the arena's high-water mark is reached (index into `steps`).
     pub peak_step: Option<usize>,
-    /// Values of every tensor stored in the arena, added up (what no sharing would cost).
+    /// Values of every tensor stored in the arena, added up (what no sharing would cost;
+    /// kernels' scratch not included).
     pub unshared: usize,
     /// Concat layers whose operands were all written in place (no copy).
     pub free_concats: Vec<usize>,
@@ -162,6 +163,8 @@ struct Value {
 struct Group {
     len: usize,
     buf: Buf,
+    /// A kernel's working memory, not a tensor.
+    scratch: bool,
     /// Set when the group is placed inside another (a concat's output).
     parent: Option<(usize, usize)>,
 }
@@ -204,6 +207,7 @@ impl<'a> Planner<'a> {
         self.groups.push(Group {
             len,
             buf,
+            scratch: false,
             parent: None,
         });
         self.groups.len() - 1
@@ -371,7 +375,10 @@ impl<'a> Planner<'a> {
                         let len = cnn_runtime::kernels::winograd::winograd_scratch_len(
                             c, h, w, o, oh, ow,
                         );
-                        Some(self.new_value(Shape::Vec(len)))
+                        let v = self.new_value(Shape::Vec(len));
+                        let g = self.values[v].group;
+                        self.groups[g].scratch = true;
+                        Some(v)
                     }
                     _ => None,
                 };
@@ -651,7 +658,9 @@ fn finish(mut p: Planner<'_>, model: &Model, shapes: &[LayerShape]) -> Plan {
     let mut unshared = 0usize;
     for &g in &order {
         let len = p.groups[g].len;
-        unshared += len;
+        if !p.groups[g].scratch {
+            unshared += len;
+        }
         let mut busy: Vec<(usize, usize)> = placed
             .iter()
             .filter(|(h, _)| first[*h] <= last[g] && first[g] <= last[*h])
