@@ -646,53 +646,28 @@ fn finish(mut p: Planner<'_>, model: &Model, shapes: &[LayerShape]) -> Plan {
             last[root] = last[root].max(s);
         }
     }
-    // Place arena groups: largest first, lowest offset free over the live range.
-    let mut order: Vec<usize> = (0..p.groups.len())
+    // Place the arena's blocks by live range.
+    let blocks: Vec<crate::place::Block> = (0..p.groups.len())
         .filter(|&g| p.groups[g].parent.is_none() && p.groups[g].buf == Buf::Arena)
         .filter(|&g| first[g] != usize::MAX)
+        .map(|g| crate::place::Block {
+            id: g,
+            len: p.groups[g].len,
+            first: first[g],
+            last: last[g],
+        })
         .collect();
-    order.sort_by_key(|&g| (std::cmp::Reverse(p.groups[g].len), first[g]));
-    let mut placed: Vec<(usize, usize)> = Vec::new(); // (group, offset)
+    let unshared = blocks
+        .iter()
+        .filter(|b| !p.groups[b.id].scratch)
+        .map(|b| b.len)
+        .sum();
+    let placement = crate::place::place(&blocks, steps);
     let mut offset_of = vec![0usize; p.groups.len()];
-    let mut arena = 0usize;
-    let mut unshared = 0usize;
-    for &g in &order {
-        let len = p.groups[g].len;
-        if !p.groups[g].scratch {
-            unshared += len;
-        }
-        let mut busy: Vec<(usize, usize)> = placed
-            .iter()
-            .filter(|(h, _)| first[*h] <= last[g] && first[g] <= last[*h])
-            .map(|(h, o)| (*o, *o + p.groups[*h].len))
-            .collect();
-        busy.sort();
-        let mut at = 0;
-        for (start, end) in busy {
-            if at + len <= start {
-                break;
-            }
-            at = at.max(end);
-        }
-        offset_of[g] = at;
-        arena = arena.max(at + len);
-        placed.push((g, at));
+    for (b, o) in blocks.iter().zip(&placement.offsets) {
+        offset_of[b.id] = *o;
     }
-    // The step where the arena's high-water mark is reached.
-    let mut peak_step = None;
-    let mut peak = 0;
-    for s in 0..steps {
-        let top = placed
-            .iter()
-            .filter(|(g, _)| first[*g] <= s && s <= last[*g])
-            .map(|(g, o)| o + p.groups[*g].len)
-            .max()
-            .unwrap_or(0);
-        if top > peak {
-            peak = top;
-            peak_step = Some(s);
-        }
-    }
+    let (arena, peak_step) = (placement.size, placement.peak_step);
     let region = |v: usize| {
         let (root, off) = p.root(p.values[v].group);
         let group = &p.groups[root];
