@@ -209,12 +209,7 @@ impl Simd for Avx2 {
                     let pos = _mm256_cmp_ps::<_CMP_GE_OQ>(v, _mm256_setzero_ps());
                     _mm256_blendv_ps(neg, v, pos)
                 }
-                Act::Silu => _mm256_mul_ps(v, sigmoid(v)),
-                Act::HardSigmoid => _mm256_div_ps(relu6_shift3(v), _mm256_set1_ps(6.0)),
-                Act::HardSwish => {
-                    _mm256_div_ps(_mm256_mul_ps(v, relu6_shift3(v)), _mm256_set1_ps(6.0))
-                }
-                Act::Gelu => gelu(v),
+                Act::Silu | Act::HardSigmoid | Act::HardSwish | Act::Gelu => act_ext(v, act),
             }
         }
     }
@@ -393,5 +388,26 @@ pub(crate) unsafe fn gelu(x: __m256) -> __m256 {
         let big = _mm256_blendv_ps(h, _mm256_sub_ps(one, h), nonneg);
         let is_small = _mm256_cmp_ps::<_CMP_LT_OQ>(a, one);
         _mm256_mul_ps(x, _mm256_blendv_ps(big, small, is_small))
+    }
+}
+
+/// The activations added with the graph ops, out of line (see the AVX-512 file): one
+/// call per vector of a fused epilogue, keeping the micro-kernels' code as it was.
+///
+/// # Safety
+///
+/// AVX2 and FMA must be available.
+#[inline(never)]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn act_ext(v: __m256, act: Act) -> __m256 {
+    // SAFETY: AVX2 and FMA are available per this function's contract.
+    unsafe {
+        match act {
+            Act::Silu => _mm256_mul_ps(v, sigmoid(v)),
+            Act::HardSigmoid => _mm256_div_ps(relu6_shift3(v), _mm256_set1_ps(6.0)),
+            Act::HardSwish => _mm256_div_ps(_mm256_mul_ps(v, relu6_shift3(v)), _mm256_set1_ps(6.0)),
+            Act::Gelu => gelu(v),
+            _ => v,
+        }
     }
 }
