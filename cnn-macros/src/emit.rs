@@ -113,7 +113,9 @@ pub fn step(step: &Step, model: &Model, shapes: &[LayerShape], w: &mut Weights) 
             winograd,
             bn,
         } => conv(step, model, shapes, w, layer, (depthwise, winograd), bn),
-        Kernel::ConvTranspose { layer, bn } => conv_transpose(step, model, shapes, w, layer, bn),
+        Kernel::ConvTranspose { layer, gemm, bn } => {
+            conv_transpose(step, model, shapes, w, layer, gemm, bn)
+        }
         Kernel::Linear { layer, bn } => linear(step, model, shapes, w, layer, bn),
         Kernel::Pool { layer } => pool(step, model, shapes, layer),
         Kernel::AdaptivePool { layer } => adaptive_pool(step, model, shapes, layer),
@@ -196,6 +198,7 @@ fn conv_transpose(
     shapes: &[LayerShape],
     w: &mut Weights,
     layer: usize,
+    gemm: bool,
     bn: Option<usize>,
 ) -> TokenStream {
     let rt = rt();
@@ -219,6 +222,26 @@ fn conv_transpose(
     let weight = w.tensor(format!("{}.weight", l.name), wshape);
     let (bias, bn) = w.bias_and_bn(model, shapes, &l.name, ct.bias.then_some(o), bn);
     let act = act_tokens(step.act);
+    if gemm {
+        // Non-overlapping windows: a 1x1 convolution to O*KH*KW channels (into the
+        // scratch), then depth to space.
+        let okk = lit(o * kh * kw);
+        let (cil, ol, khl, kwl) = (lit(ci), lit(o), lit(kh), lit(kw));
+        let [h, wd] = [h, wd].map(lit);
+        w.fields.push((
+            field.clone(),
+            quote!(#rt::kernels::conv::ConvParams),
+            quote!(#rt::kernels::conv_transpose::stride_kernel_params(#cil, #ol, #khl, #kwl, #weight, #bias, #bn)),
+        ));
+        return bind(
+            step,
+            false,
+            quote! {
+                #rt::kernels::conv::conv2d::<#cil, #h, #wd, #okk, #h, #wd, 1, 1, 1, 1, 0, 0, 1, 1, 1>(r0, &self.#field, scratch, #act);
+                #rt::kernels::conv_transpose::depth_to_space::<#ol, #khl, #kwl, #h, #wd>(scratch, w);
+            },
+        );
+    }
     let (cil, opgl, khl, kwl, gl) = (lit(ci), lit(o / g), lit(kh), lit(kw), lit(g));
     let [ci, h, wd, o, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, g] =
         [ci, h, wd, o, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, g].map(lit);

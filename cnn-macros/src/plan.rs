@@ -60,6 +60,9 @@ pub enum Kernel {
     ConvTranspose {
         /// The layer.
         layer: usize,
+        /// Windows that do not overlap (`stride = kernel`, no padding, one group): run as
+        /// a 1x1 convolution into scratch memory and a depth-to-space copy.
+        gemm: bool,
         /// A batch norm folded in.
         bn: Option<usize>,
     },
@@ -358,7 +361,26 @@ impl<'a> Planner<'a> {
                             bn: None,
                         }
                     }
-                    Op::ConvTranspose(_) => Kernel::ConvTranspose { layer: i, bn: None },
+                    Op::ConvTranspose(_) => {
+                        let Op::ConvTranspose(ct) =
+                            crate::shape::kernel_op(&layer.op, self.model.is_1d())
+                        else {
+                            unreachable!("kernel_op keeps the op")
+                        };
+                        let (_, h, w) = shape.input.as_chw();
+                        let (_, oh, ow) = shape.output.as_chw();
+                        let gemm = ct.stride == ct.kernel
+                            && ct.padding == (0, 0)
+                            && ct.dilation == (1, 1)
+                            && ct.groups == 1
+                            && oh == h * ct.kernel.0 as usize
+                            && ow == w * ct.kernel.1 as usize;
+                        Kernel::ConvTranspose {
+                            layer: i,
+                            gemm,
+                            bn: None,
+                        }
+                    }
                     Op::Linear { .. } => Kernel::Linear { layer: i, bn: None },
                     Op::Pool(_) => Kernel::Pool { layer: i },
                     Op::AdaptivePool { .. } => Kernel::AdaptivePool { layer: i },
@@ -368,13 +390,20 @@ impl<'a> Planner<'a> {
                     _ => unreachable!("every other op is handled above"),
                 };
                 let dst = self.new_value(shape.output);
-                let scratch = match kernel {
+                let scratch_len = match kernel {
                     Kernel::Conv { winograd: true, .. } => {
                         let (c, h, w) = shape.input.as_chw();
                         let (o, oh, ow) = shape.output.as_chw();
-                        let len = cnn_runtime::kernels::winograd::winograd_scratch_len(
+                        Some(cnn_runtime::kernels::winograd::winograd_scratch_len(
                             c, h, w, o, oh, ow,
-                        );
+                        ))
+                    }
+                    // The 1x1 convolution's output before depth-to-space.
+                    Kernel::ConvTranspose { gemm: true, .. } => Some(shape.output.len()),
+                    _ => None,
+                };
+                let scratch = match scratch_len {
+                    Some(len) => {
                         let v = self.new_value(Shape::Vec(len));
                         let g = self.values[v].group;
                         self.groups[g].scratch = true;
@@ -714,6 +743,9 @@ pub fn describe(step: &Step, model: &Model) -> String {
         } => format!("depthwise_conv{d}"),
         Kernel::Conv { winograd: true, .. } => "winograd3x3".to_string(),
         Kernel::Conv { .. } => format!("conv{d}"),
+        Kernel::ConvTranspose { gemm: true, .. } => {
+            format!("conv_transpose{d}[gemm]")
+        }
         Kernel::ConvTranspose { .. } => format!("conv_transpose{d}"),
         Kernel::Linear { .. } => "linear".to_string(),
         Kernel::Pool { layer } => match model.layers[layer].op {
