@@ -41,7 +41,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use cnn_runtime::cpu;
-use cnn_runtime::kernels::conv_transpose::{conv_transpose2d, ConvTransposeParams};
+use cnn_runtime::kernels::conv::conv2d;
+use cnn_runtime::kernels::conv_transpose::{
+    conv_transpose2d, depth_to_space, stride_kernel_params, ConvTransposeParams,
+};
 use cnn_runtime::kernels::upsample::{upsample_bilinear2d, upsample_nearest2d};
 use cnn_runtime::Act;
 
@@ -217,6 +220,34 @@ fn conv_transpose<
     }
 }
 
+/// A transposed convolution with `stride = kernel` as the compiler runs it: a 1x1
+/// convolution to `O*K*K` channels (`OKK`) into scratch memory, then depth to space.
+fn conv_transpose_gemm<
+    const C: usize,
+    const H: usize,
+    const W: usize,
+    const O: usize,
+    const OH: usize,
+    const OW: usize,
+    const K: usize,
+    const OKK: usize,
+>(
+    name: &'static str,
+) -> Op {
+    let mut op = conv_transpose::<C, H, W, O, OH, OW, K, K, K, K, 0, 0, 1, 1, 1>(name);
+    let weight = &op.tensors[1].2;
+    let bias = &op.tensors[2].2;
+    let p = stride_kernel_params(C, O, K, K, weight, Some(bias), None);
+    let scratch = std::cell::RefCell::new(vec![0.0f32; OKK * H * W]);
+    op.desc.push_str(" [1x1 conv + depth to space]");
+    op.run = Box::new(move |x, y| {
+        let mut scratch = scratch.borrow_mut();
+        conv2d::<C, H, W, OKK, H, W, 1, 1, 1, 1, 0, 0, 1, 1, 1>(x, &p, &mut scratch, Act::Identity);
+        depth_to_space::<O, K, K, H, W>(&scratch, y);
+    });
+    op
+}
+
 /// A nearest upsampling op.
 fn nearest<const C: usize, const H: usize, const W: usize, const OH: usize, const OW: usize>(
     name: &'static str,
@@ -299,13 +330,12 @@ const OPS: [&str; 7] = [
 fn build(name: &'static str) -> Op {
     match name {
         // models/unet_shapes.toml `up2`: the 64x16x16 bottleneck back to 32x32.
-        "unet_up2" => conv_transpose::<64, 16, 16, 32, 32, 32, 2, 2, 2, 2, 0, 0, 1, 1, 1>(name),
+        // (stride = kernel: run as the compiler does, a 1x1 conv and depth to space)
+        "unet_up2" => conv_transpose_gemm::<64, 16, 16, 32, 32, 32, 2, 128>(name),
         // models/unet_shapes.toml `up1`: `d2` (32x32x32) to 64x64, bilinear, no align_corners.
         "unet_up1" => bilinear::<32, 32, 32, 64, 64, false>(name),
         // Decoder-sized: 128 -> 64 channels, 56x56 -> 112x112.
-        "ct_k2s2_128x56" => {
-            conv_transpose::<128, 56, 56, 64, 112, 112, 2, 2, 2, 2, 0, 0, 1, 1, 1>(name)
-        }
+        "ct_k2s2_128x56" => conv_transpose_gemm::<128, 56, 56, 64, 112, 112, 2, 256>(name),
         // Decoder-sized, overlapping taps (DCGAN-style): 64 -> 32, 64x64 -> 128x128.
         "ct_k4s2p1_64x64" => {
             conv_transpose::<64, 64, 64, 32, 128, 128, 4, 4, 2, 2, 1, 1, 1, 1, 1>(name)
