@@ -137,7 +137,7 @@ pub fn render(name: &str, model: &Model, shapes: &[LayerShape], plan: &Plan) -> 
     let place = if arena_bytes <= crate::codegen::STACK_ARENA_LIMIT {
         "on the stack"
     } else {
-        "in a per-thread buffer (allocated on a thread's first call)"
+        "in a per-thread buffer, allocated on a thread's first call,"
     };
     out.push_str(&format!(
         "activations:  {} bytes {place} (one arena of {} floats)",
