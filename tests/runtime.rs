@@ -371,6 +371,74 @@ fn half_precision_and_f64_weights_load_and_agree() {
     let b = LeNet5::from_safetensors(&serialize_typed(&as_f64)).unwrap();
     let x = random_input::<LeNet5>(11);
     assert_eq!(a.forward_flat(&x).unwrap(), b.forward_flat(&x).unwrap());
+
+    // F16 and BF16: weights rounded to multiples of 2^-7 in (-2, 2) are exact in both
+    // formats, so the half-precision files must give exactly the f32 file's outputs.
+    let exact: Vec<(String, Vec<usize>, Vec<f32>)> = LeNet5::WEIGHTS
+        .iter()
+        .map(|spec| {
+            let t = st.tensor(spec.key).unwrap();
+            let v = t
+                .data()
+                .chunks_exact(4)
+                .map(|c| (f32::from_le_bytes([c[0], c[1], c[2], c[3]]) * 128.0).round() / 128.0)
+                .map(|v| {
+                    if v == 0.0 {
+                        1.0 / 128.0
+                    } else {
+                        v.clamp(-1.9, 1.9)
+                    }
+                })
+                .collect();
+            (spec.key.to_string(), spec.shape.to_vec(), v)
+        })
+        .collect();
+    let encode = |dtype: safetensors::Dtype, f: fn(f32) -> u16| -> Vec<u8> {
+        let typed: Vec<_> = exact
+            .iter()
+            .map(|(k, s, v)| {
+                let bytes = v.iter().flat_map(|x| f(*x).to_le_bytes()).collect();
+                (k.clone(), dtype, s.clone(), bytes)
+            })
+            .collect();
+        serialize_typed(&typed)
+    };
+    // Both encoders are exact for these values (normal numbers, at most 8 significant bits).
+    fn bf16(x: f32) -> u16 {
+        assert_eq!(x.to_bits() & 0xFFFF, 0, "{x} is not exact in bf16");
+        (x.to_bits() >> 16) as u16
+    }
+    fn f16(x: f32) -> u16 {
+        let b = x.to_bits();
+        let exp = ((b >> 23) & 0xFF) as i32 - 127;
+        assert!(
+            (-14..=15).contains(&exp) && b & 0x1FFF == 0,
+            "{x} is not exact in f16"
+        );
+        (((b >> 31) << 15) | (((exp + 15) as u32) << 10) | ((b & 0x7F_FFFF) >> 13)) as u16
+    }
+    let reference: Vec<u8> = {
+        let typed: Vec<_> = exact
+            .iter()
+            .map(|(k, s, v)| {
+                let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                (k.clone(), safetensors::Dtype::F32, s.clone(), bytes)
+            })
+            .collect();
+        serialize_typed(&typed)
+    };
+    let want = LeNet5::from_safetensors(&reference)
+        .unwrap()
+        .forward_flat(&x)
+        .unwrap();
+    for (dtype, f) in [
+        (safetensors::Dtype::F16, f16 as fn(f32) -> u16),
+        (safetensors::Dtype::BF16, bf16 as fn(f32) -> u16),
+    ] {
+        let model = LeNet5::from_safetensors(&encode(dtype, f))
+            .unwrap_or_else(|e| panic!("{dtype:?} weights: {e}"));
+        assert_eq!(model.forward_flat(&x).unwrap(), want, "{dtype:?}");
+    }
 }
 
 #[test]
