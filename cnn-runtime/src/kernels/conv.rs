@@ -214,9 +214,79 @@ fn conv2d_with(
         cap: cap.min(engine::SCRATCH),
         force,
     };
-    if !simd::run(level, run) {
+    if !simd::run(level, run) && !(d.h == 1 && conv1d_tiled(level, d, input, params, output, act)) {
         engine::conv_fallback(d, input, params.packed(), &mut output[..n], act);
     }
+}
+
+/// Floats of each of the two stack buffers of [`conv1d_tiled`].
+const TILE: usize = 8 * 1024;
+
+/// A 1-D convolution (`H = 1`) whose padded row the engine does not take (longer than its
+/// band buffer: a long audio or sensor signal), cut into column tiles: each tile's input
+/// columns, zero-padded at the ends of the signal, are copied into a stack buffer, the
+/// engine convolves the tile unpadded into a second one, and the outputs are copied into
+/// their columns. Returns false when even one output column per tile does not fit (the
+/// caller then falls back to the scalar loop).
+fn conv1d_tiled(
+    level: Level,
+    d: Dims2d,
+    input: &[f32],
+    params: &ConvParams,
+    output: &mut [f32],
+    act: Act,
+) -> bool {
+    let span = d.dw * (d.kw - 1) + 1;
+    // Output columns per tile: the tile's input columns must fit the input buffer, its
+    // outputs the output buffer.
+    let by_in = (TILE / d.c).saturating_sub(span) / d.sw + 1;
+    let by_out = TILE / d.o;
+    let tw = by_in.min(by_out).min(d.ow);
+    if TILE / d.c < span || tw == 0 {
+        return false;
+    }
+    let mut tin = [0.0f32; TILE];
+    let mut tout = [0.0f32; TILE];
+    let mut x0 = 0;
+    while x0 < d.ow {
+        let n = tw.min(d.ow - x0);
+        // Input columns [start, start + wi) of the padded signal, `start` may be negative.
+        let start = (x0 * d.sw) as isize - d.pw as isize;
+        let wi = (n - 1) * d.sw + span;
+        for c in 0..d.c {
+            let row = &input[c * d.w..(c + 1) * d.w];
+            let dst = &mut tin[c * wi..(c + 1) * wi];
+            for (j, v) in dst.iter_mut().enumerate() {
+                let x = start + j as isize;
+                *v = if x >= 0 && (x as usize) < d.w {
+                    row[x as usize]
+                } else {
+                    0.0
+                };
+            }
+        }
+        let td = Dims2d {
+            w: wi,
+            ow: n,
+            pw: 0,
+            ..d
+        };
+        conv2d_with(
+            level,
+            td,
+            &tin[..d.c * wi],
+            params,
+            &mut tout[..d.o * n],
+            act,
+            engine::SCRATCH,
+            None,
+        );
+        for o in 0..d.o {
+            output[o * d.ow + x0..o * d.ow + x0 + n].copy_from_slice(&tout[o * n..(o + 1) * n]);
+        }
+        x0 += n;
+    }
+    true
 }
 
 /// The convolution with its dimensions as runtime values; see [`conv2d`].
@@ -447,6 +517,56 @@ mod tests {
                         check(&mut rng, ch, one, aw, act, true);
                     }
                 }
+            }
+        }
+    }
+
+    /// Long 1-D signals whose padded row is longer than the engine's band buffer run in
+    /// column tiles on the engine (not the scalar loop), equal to the reference.
+    #[test]
+    fn long_1d_signals_in_column_tiles() {
+        let mut rng = Rng::new(23);
+        let one = Axis::conv(1, 1, 1, 0, 1).unwrap();
+        for (c, o, w, k, s, p, d) in [
+            (2, 3, 20_000, 3, 1, 1, 1),
+            (4, 8, 17_000, 3, 1, 8, 8),
+            (16, 16, 16_500, 5, 2, 2, 1),
+            (1, 1, 40_000, 2, 1, 1, 1),
+        ] {
+            let aw = Axis::conv(w, k, s, p, d).unwrap();
+            let input = rng.vec(c * w, -1.0, 1.0);
+            let weight = rng.vec(o * c * k, -1.0, 1.0);
+            let bias = rng.vec(o, -0.5, 0.5);
+            let params = ConvParams::from_torch(o, c, 1, k, &weight, Some(&bias), None);
+            let want = r::conv2d(c, o, 1, one, aw, &input, &weight, Some(&bias), Act::Relu);
+            let dd = dims(c, o, 1, one, aw);
+            // The engine alone declines these rows (what sent them to the scalar loop).
+            let mut scratch_out = vec![0.0f32; o * aw.out];
+            let declined = !simd::run(
+                Level::Portable,
+                ConvRun {
+                    d: dd,
+                    input: &input,
+                    params: &params,
+                    output: &mut scratch_out,
+                    act: Act::Relu,
+                    cap: engine::SCRATCH,
+                    force: None,
+                },
+            );
+            assert!(declined, "{c}x{w} k{k} p{p} d{d}: the engine took it");
+            assert!(conv1d_tiled(
+                Level::Portable,
+                dd,
+                &input,
+                &params,
+                &mut vec![0.0; o * aw.out],
+                Act::Relu
+            ));
+            for level in simd::test_levels() {
+                let mut got = vec![0.0f32; o * aw.out];
+                conv2d_dyn(level, dd, &input, &params, &mut got, Act::Relu);
+                r::assert_close(&got, &want, &(c, o, w, k, s, p, d, level));
             }
         }
     }
