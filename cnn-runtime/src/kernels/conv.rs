@@ -214,7 +214,9 @@ fn conv2d_with(
         cap: cap.min(engine::SCRATCH),
         force,
     };
-    if !simd::run(level, run) && !(d.h == 1 && conv1d_tiled(level, d, input, params, output, act)) {
+    let done =
+        simd::run(level, run) || (d.h == 1 && conv1d_tiled(level, d, input, params, output, act));
+    if !done {
         engine::conv_fallback(d, input, params.packed(), &mut output[..n], act);
     }
 }
