@@ -33,7 +33,7 @@
 //! let logits: [f32; 10] = model.forward(&[[[0.0; 32]; 32]; 1]);
 //! ```
 //!
-//! The input language is described in `MODEL_FORMAT.md`; the runtime (the [`Model`]
+//! The input language is described in `docs/LANGUAGE.md`; the runtime (the [`Model`]
 //! trait, errors, kernels) is re-exported from `cnn-runtime`.
 
 pub use cnn_macros::cnn_model;

@@ -12,7 +12,7 @@ use cnn::{cnn_model, LoadError, Model, ShapeError};
 use support::{random_input, random_weights, serialize, serialize_typed};
 
 cnn_model! {
-    /// LeNet-5 as in MODEL_FORMAT.md.
+    /// LeNet-5 as in docs/LANGUAGE.md.
     #[file = "models/lenet5.toml"]
     pub struct LeNet5;
 }

@@ -73,8 +73,8 @@ use parse::inline::Header;
 /// }
 /// ```
 ///
-/// The language (ops, arguments, defaults, PyTorch's shape rules) is specified in
-/// `MODEL_FORMAT.md`.
+/// The language (ops, arguments, defaults, graphs, 1-D signals, PyTorch's shape rules)
+/// is specified in the repository's `docs/LANGUAGE.md`.
 #[proc_macro]
 pub fn cnn_model(input: proc_macro::TokenStream) -> proc_macro::TokenStream {
     let base = std::env::var_os("CARGO_MANIFEST_DIR")

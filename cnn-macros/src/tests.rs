@@ -135,7 +135,7 @@ fn inline_and_toml_spellings_give_identical_ir() {
     assert!(compared >= 49, "compared {compared}");
 }
 
-/// The LeNet-5 of MODEL_FORMAT.md, both spellings, side by side.
+/// The LeNet-5 of docs/LANGUAGE.md, both spellings, side by side.
 #[test]
 fn lenet5_spec_spellings_match() {
     let inline = lowered_inline(quote::quote! {
