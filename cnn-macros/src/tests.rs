@@ -601,3 +601,97 @@ fn torchvision_models_compile_with_torch_params() {
     }
     assert!(n >= 7, "found {n} torchvision models");
 }
+
+/// One layer of a random graph over channels `4`: mostly shape-preserving ops, merges
+/// reading the previous and an earlier layer, occasional `from` and shape changes.
+fn graph_layer(i: usize, pick: u32, r1: u32, r2: u32) -> String {
+    let earlier = |r: u32| {
+        if i == 0 || r % 5 == 0 {
+            "input".to_string()
+        } else {
+            format!("l{}", r as usize % i)
+        }
+    };
+    let prev = if i == 0 {
+        "input".to_string()
+    } else {
+        format!("l{}", i - 1)
+    };
+    let body = match pick % 16 {
+        0 | 1 => "op = \"conv\"\nout = 4\nkernel = 3\npadding = \"same\"".to_string(),
+        2 => "op = \"relu\"".to_string(),
+        3 => "op = \"batch_norm\"".to_string(),
+        4 => "op = \"gelu\"".to_string(),
+        5 => "op = \"identity\"".to_string(),
+        6 | 7 => format!("op = \"add\"\nfrom = [\"{prev}\", \"{}\"]", earlier(r1)),
+        8 => format!("op = \"mul\"\nfrom = [\"{}\", \"{prev}\"]", earlier(r1)),
+        9 => format!(
+            "op = \"concat\"\nfrom = [\"{prev}\", \"{}\", \"{}\"]",
+            earlier(r1),
+            earlier(r2)
+        ),
+        10 => "op = \"conv\"\nout = 4\nkernel = 1".to_string(),
+        11 => format!("op = \"relu\"\nfrom = \"{}\"", earlier(r1)),
+        12 => "op = \"softmax\"".to_string(),
+        13 => "op = \"max_pool\"\nkernel = 2".to_string(),
+        14 => "op = \"upsample\"\nscale = 2".to_string(),
+        _ => "op = \"dropout\"".to_string(),
+    };
+    format!("[[layers]]\nname = \"l{i}\"\n{body}\n")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(800))]
+
+    /// Random graphs (references, merges, the §7 ops, inputs of rank 1 to 3) never panic
+    /// the front end; every accepted one gets a plan whose regions stay inside their
+    /// buffers, never write over what the same step reads (but in place), and whose code
+    /// parses.
+    #[test]
+    fn graphs_never_panic_and_plans_are_sound(
+        input in prop::sample::select(vec!["[4, 8, 8]", "[4, 16]", "[4]", "[4, 6, 5]"]),
+        layers in prop::collection::vec((any::<u32>(), any::<u32>(), any::<u32>()), 1..12),
+    ) {
+        let mut text = format!("input = {input}\n");
+        for (i, (pick, r1, r2)) in layers.iter().enumerate() {
+            text += &graph_layer(i, *pick, *r1, *r2);
+        }
+        let raw = parse::toml::parse(&text).expect("generated TOML parses");
+        match front_end(&raw) {
+            Ok(c) => {
+                let in_len = c.shapes[0].input.len();
+                let out_len = c.shapes.last().unwrap().output.len();
+                let limit = |b: crate::plan::Buf| match b {
+                    crate::plan::Buf::Input => in_len,
+                    crate::plan::Buf::Output => out_len,
+                    crate::plan::Buf::Arena => c.plan.arena,
+                };
+                for step in &c.plan.steps {
+                    prop_assert!(step.dst.buf != crate::plan::Buf::Input, "{text}\n{step:?}");
+                    let dst = (step.dst.offset, step.dst.offset + step.output.len());
+                    prop_assert!(dst.1 <= limit(step.dst.buf), "{text}\n{step:?}");
+                    for (k, (r, s)) in step.srcs.iter().zip(&step.inputs).enumerate() {
+                        let src = (r.offset, r.offset + s.len());
+                        prop_assert!(src.1 <= limit(r.buf), "{text}\n{step:?}");
+                        let in_place = k == 0 && *r == step.dst;
+                        if r.buf == step.dst.buf && !in_place {
+                            prop_assert!(src.1 <= dst.0 || dst.1 <= src.0, "{text}\n{step:?}");
+                        }
+                    }
+                }
+                let item_ident = syn::Ident::new("M", proc_macro2::Span::call_site());
+                let vis = syn::Visibility::Inherited;
+                let item = crate::codegen::Item { attrs: &[], vis: &vis, ident: &item_ident };
+                let summary = crate::summary::render("M", &c.model, &c.shapes, &c.plan);
+                let tokens = crate::codegen::generate(&item, &c.model, &c.shapes, &c.plan, &summary, None, None).tokens;
+                prop_assert!(syn::parse2::<syn::File>(tokens).is_ok());
+            }
+            Err(diags) => {
+                prop_assert!(!diags.is_empty());
+                for d in diags {
+                    prop_assert!(d.msg.starts_with("layer `"), "{}", d.msg);
+                }
+            }
+        }
+    }
+}
