@@ -606,7 +606,7 @@ fn torchvision_models_compile_with_torch_params() {
 /// reading the previous and an earlier layer, occasional `from` and shape changes.
 fn graph_layer(i: usize, pick: u32, r1: u32, r2: u32) -> String {
     let earlier = |r: u32| {
-        if i == 0 || r % 5 == 0 {
+        if i == 0 || r.is_multiple_of(5) {
             "input".to_string()
         } else {
             format!("l{}", r as usize % i)
