@@ -201,7 +201,7 @@ impl WithSimd for ConvRun<'_> {
 /// Multiply-accumulates from which a one-group convolution splits its panels over the
 /// pool's threads (`parallel` feature): below, waking a worker costs more than it saves.
 #[cfg(feature = "parallel")]
-const PAR_MACS: usize = 2_000_000;
+const PAR_MACS: usize = 500_000;
 
 /// The output pointer shared by the parts of a split convolution.
 #[cfg(feature = "parallel")]

@@ -460,7 +460,7 @@ unsafe fn gemm_position<S: Simd>(
 
 /// Multiply-accumulates of a block's 36 products from which they are split over the
 /// pool's threads (with the `parallel` feature; without it the pool has one thread).
-const PAR_MACS: usize = 2_000_000;
+const PAR_MACS: usize = 500_000;
 
 /// The buffers of one block's 36 matrix products, shared by the threads running them.
 #[derive(Clone, Copy)]
