@@ -510,8 +510,9 @@ fn main() -> ExitCode {
     };
 
     println!(
-        "cnn {} forward, batch 1, one thread, SIMD level {:?}",
+        "cnn {} forward, batch 1, {} thread(s), SIMD level {:?}",
         env!("CARGO_PKG_VERSION"),
+        cnn::pool::num_threads(),
         cnn::cpu::level()
     );
     let mut reports = Vec::new();

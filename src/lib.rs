@@ -37,7 +37,7 @@
 //! trait, errors, kernels) is re-exported from `cnn-runtime`.
 
 pub use cnn_macros::cnn_model;
-pub use cnn_runtime::{cpu, kernels, load, Act, LoadError, Model, ShapeError};
+pub use cnn_runtime::{cpu, kernels, load, pool, Act, LoadError, Model, ShapeError};
 
 /// Items the generated code names; not part of the public API.
 #[doc(hidden)]

@@ -7,7 +7,9 @@
 //! * the [`Model`] trait every generated struct implements, with its errors
 //!   [`LoadError`] and [`ShapeError`];
 //! * strict weight loading from a PyTorch `state_dict()` safetensors file ([`load`]);
-//! * the kernels ([`kernels`]), one file per kind of computation.
+//! * the kernels ([`kernels`]), one file per kind of computation;
+//! * with the `parallel` feature, the thread pool that splits one image's big
+//!   convolutions over the cores ([`pool`]).
 //!
 //! Users normally depend on the facade crate `cnn` only, which re-exports this crate.
 
@@ -20,6 +22,7 @@ pub mod error;
 pub mod kernels;
 pub mod load;
 mod model;
+pub mod pool;
 pub mod scratch;
 
 pub use error::{LoadError, ShapeError};

@@ -162,36 +162,96 @@ pub(crate) fn combine_taps(
     }
 }
 
-/// The engine on one convolution, as a kernel for [`simd::run`].
+/// The engine on one convolution (the output channels of a range of weight panels), as
+/// a kernel for [`simd::run`].
 struct ConvRun<'a> {
     d: Dims2d,
     input: &'a [f32],
     params: &'a ConvParams,
-    output: &'a mut [f32],
+    /// `O*OH*OW` floats; this run writes the planes of its panels' channels only.
+    out: *mut f32,
     act: Act,
     cap: usize,
     force: Option<Plan>,
+    panels: (usize, usize),
 }
 
 impl WithSimd for ConvRun<'_> {
     type Output = bool;
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) -> bool {
-        engine::conv(
-            s,
-            self.d,
-            self.input,
-            self.params.packed(),
-            self.output,
-            self.act,
-            self.cap,
-            self.force,
-        )
+        // SAFETY: whoever built the run (`conv2d_with`) gave it `out` over the whole
+        // output and a panel range no other run of the same call writes.
+        unsafe {
+            engine::conv_panels(
+                s,
+                self.d,
+                self.input,
+                self.params.packed(),
+                self.out,
+                self.act,
+                self.cap,
+                self.force,
+                self.panels,
+            )
+        }
     }
 }
 
+/// Multiply-accumulates from which a one-group convolution splits its panels over the
+/// pool's threads (`parallel` feature): below, waking a worker costs more than it saves.
+#[cfg(feature = "parallel")]
+const PAR_MACS: usize = 500_000;
+
+/// The output pointer shared by the parts of a split convolution.
+#[cfg(feature = "parallel")]
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: the parts of one call write disjoint channel planes through it (see
+// `conv2d_with`), and the call waits for all of them before the borrow ends.
+#[cfg(feature = "parallel")]
+unsafe impl Sync for OutPtr {}
+#[cfg(feature = "parallel")]
+unsafe impl Send for OutPtr {}
+
+#[cfg(feature = "parallel")]
+impl OutPtr {
+    /// The pointer (a method, so that closures capture the whole `Sync` wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// How many contiguous panel ranges the convolution `d` runs as: 1 (this thread only)
+/// unless the `parallel` feature is on, the pool has threads, the layer has one group,
+/// at least two panels and enough work.
+#[cfg(feature = "parallel")]
+fn conv_parts(d: &Dims2d, threads: usize) -> usize {
+    let panels = d.o.div_ceil(engine::PANEL);
+    let macs = d.o * d.oh * d.ow * (d.c / d.g) * d.kh * d.kw;
+    if d.g != 1 || panels < 2 || macs < PAR_MACS {
+        1
+    } else {
+        threads.min(panels)
+    }
+}
+
+/// Panel range `i` of `parts` over `panels` panels: contiguous, in whole pairs of
+/// panels when there are enough (so that AVX-512's two-panel tiles pair the same
+/// panels as in one run), the last range taking what is left.
+#[cfg_attr(not(feature = "parallel"), allow(dead_code))]
+fn panel_range(panels: usize, parts: usize, i: usize) -> (usize, usize) {
+    let unit = if panels >= 2 * parts { 2 } else { 1 };
+    let units = panels.div_ceil(unit);
+    let at = |k: usize| (k * units / parts * unit).min(panels);
+    (at(i), at(i + 1))
+}
+
 /// The convolution with its dimensions as runtime values, at `level`, with a band buffer
-/// of `cap` floats and optionally a forced micro-kernel (tests); see [`conv2d`].
+/// of `cap` floats and optionally a forced micro-kernel (tests); see [`conv2d`]. With
+/// the `parallel` feature, a big one-group layer splits its output channels (whole
+/// 16-channel panels) over the threads of [`crate::pool`]; each value is computed
+/// exactly as on one thread.
 #[allow(clippy::too_many_arguments)]
 fn conv2d_with(
     level: Level,
@@ -205,19 +265,53 @@ fn conv2d_with(
 ) {
     let input = &input[..d.c * d.h * d.w];
     let n = d.o * d.oh * d.ow;
+    let output = &mut output[..n];
+    let panels = d.o.div_ceil(engine::PANEL);
+    let cap = cap.min(engine::SCRATCH);
+    #[cfg(feature = "parallel")]
+    {
+        let parts = conv_parts(&d, crate::pool::num_threads());
+        if parts > 1 {
+            let out = OutPtr(output.as_mut_ptr());
+            let ok = std::sync::atomic::AtomicBool::new(true);
+            let part = |i: usize| {
+                let run = ConvRun {
+                    d,
+                    input,
+                    params,
+                    out: out.get(),
+                    act,
+                    cap,
+                    force,
+                    panels: panel_range(panels, parts, i),
+                };
+                if !simd::run(level, run) {
+                    ok.store(false, std::sync::atomic::Ordering::Relaxed);
+                }
+            };
+            crate::pool::run(parts, &part);
+            // The engine declines a layer (identically for every range) before writing.
+            if !ok.into_inner() && !(d.h == 1 && conv1d_tiled(level, d, input, params, output, act))
+            {
+                engine::conv_fallback(d, input, params.packed(), output, act);
+            }
+            return;
+        }
+    }
     let run = ConvRun {
         d,
         input,
         params,
-        output: &mut output[..n],
+        out: output.as_mut_ptr(),
         act,
-        cap: cap.min(engine::SCRATCH),
+        cap,
         force,
+        panels: (0, panels),
     };
     let done =
         simd::run(level, run) || (d.h == 1 && conv1d_tiled(level, d, input, params, output, act));
     if !done {
-        engine::conv_fallback(d, input, params.packed(), &mut output[..n], act);
+        engine::conv_fallback(d, input, params.packed(), output, act);
     }
 }
 
@@ -901,5 +995,152 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Layers for the split-by-panels tests `(c, o, g, height axis, width axis)`: 1x1,
+    /// 3x3 pad 1, strided, O not a multiple of 16, a small map (channel tiles, pairs of
+    /// panels on AVX-512), and a grouped layer (never split). All above `PAR_MACS`.
+    fn split_layers() -> Vec<(usize, usize, usize, Axis, Axis)> {
+        let ax = |n, k, s, p| Axis::conv(n, k, s, p, 1).unwrap();
+        vec![
+            (64, 72, 1, ax(28, 1, 1, 0), ax(28, 1, 1, 0)),
+            (32, 64, 1, ax(16, 3, 1, 1), ax(16, 3, 1, 1)),
+            (32, 48, 1, ax(32, 3, 2, 1), ax(32, 3, 2, 1)),
+            (24, 40, 1, ax(20, 3, 1, 1), ax(20, 3, 1, 1)),
+            (16, 33, 1, ax(40, 3, 1, 0), ax(40, 3, 1, 0)),
+            (128, 96, 1, ax(8, 3, 1, 1), ax(8, 3, 1, 1)),
+            (64, 64, 2, ax(16, 3, 1, 1), ax(16, 3, 1, 1)),
+        ]
+    }
+
+    /// Every split of the output panels into contiguous ranges, computed range by range,
+    /// gives exactly (bit for bit) the one-range result, at every level, micro-kernel and
+    /// band size. Runs without the `parallel` feature too (no threads involved).
+    #[test]
+    fn panel_ranges_equal_the_whole_bit_for_bit() {
+        let mut rng = Rng::new(29);
+        for (c, o, g, ah, aw) in split_layers() {
+            if g != 1 {
+                continue;
+            }
+            let d = dims(c, o, g, ah, aw);
+            let input = rng.vec(c * ah.n * aw.n, -1.0, 1.0);
+            let weight = rng.vec(o * (c / g) * ah.k * aw.k, -1.0, 1.0);
+            let bias = rng.vec(o, -0.5, 0.5);
+            let params = ConvParams::from_torch(o, c / g, ah.k, aw.k, &weight, Some(&bias), None);
+            let n = d.o * d.oh * d.ow;
+            let panels = o.div_ceil(engine::PANEL);
+            for level in simd::test_levels() {
+                for force in [None, Some(Plan::Pixels), Some(Plan::Channels)] {
+                    for cap in [engine::SCRATCH, 64] {
+                        let mut whole = vec![0.0; n];
+                        let run = |out: &mut [f32], range| ConvRun {
+                            d,
+                            input: &input,
+                            params: &params,
+                            out: out.as_mut_ptr(),
+                            act: Act::Relu,
+                            cap,
+                            force,
+                            panels: range,
+                        };
+                        // The engine declines some layers at the small band size (the
+                        // fallback's business), for every range alike.
+                        let engine = simd::run(level, run(&mut whole, (0, panels)));
+                        for parts in 2..=panels.min(4) {
+                            let mut split = vec![f32::NAN; n];
+                            for i in 0..parts {
+                                let range = panel_range(panels, parts, i);
+                                assert_eq!(simd::run(level, run(&mut split, range)), engine);
+                            }
+                            if !engine {
+                                continue;
+                            }
+                            let ctx = (d, level, force, cap, parts);
+                            assert!(whole == split, "split differs: {ctx:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn panel_ranges_cover_the_panels_in_order() {
+        for panels in 1..40 {
+            for parts in 1..=panels.min(9) {
+                let ranges: Vec<_> = (0..parts).map(|i| panel_range(panels, parts, i)).collect();
+                assert_eq!(ranges[0].0, 0);
+                assert_eq!(ranges[parts - 1].1, panels);
+                for (i, r) in ranges.iter().enumerate() {
+                    assert!(r.0 < r.1, "{panels} {parts} {ranges:?}");
+                    if i > 0 {
+                        assert_eq!(ranges[i - 1].1, r.0);
+                    }
+                    // Whole pairs when there are enough panels (AVX-512 pairs them).
+                    if panels >= 2 * parts {
+                        assert_eq!(r.0 % 2, 0, "{panels} {parts} {ranges:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Through the pool: the result with 2 and 3 threads equals the one-thread result
+    /// bit for bit, at every level (`set_num_threads(1)` is the sequential path).
+    #[cfg(feature = "parallel")]
+    #[test]
+    fn threads_give_the_one_thread_result_bit_for_bit() {
+        let _g = crate::pool::TEST_LOCK
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut rng = Rng::new(31);
+        for (c, o, g, ah, aw) in split_layers() {
+            let d = dims(c, o, g, ah, aw);
+            assert_eq!(conv_parts(&d, 2) > 1, g == 1, "{d:?}");
+            let input = rng.vec(c * ah.n * aw.n, -1.0, 1.0);
+            let weight = rng.vec(o * (c / g) * ah.k * aw.k, -1.0, 1.0);
+            let bias = rng.vec(o, -0.5, 0.5);
+            let params = ConvParams::from_torch(o, c / g, ah.k, aw.k, &weight, Some(&bias), None);
+            let n = d.o * d.oh * d.ow;
+            for level in simd::test_levels() {
+                let mut one = vec![0.0; n + 3];
+                crate::pool::set_num_threads(1);
+                conv2d_with(
+                    level,
+                    d,
+                    &input,
+                    &params,
+                    &mut one,
+                    Act::Relu6,
+                    engine::SCRATCH,
+                    None,
+                );
+                for threads in [2, 3] {
+                    crate::pool::set_num_threads(threads);
+                    let mut many = vec![7.0; n + 3];
+                    let sc = engine::SCRATCH;
+                    conv2d_with(level, d, &input, &params, &mut many, Act::Relu6, sc, None);
+                    assert_eq!(&many[n..], &[7.0; 3], "wrote past its output");
+                    assert!(one[..n] == many[..n], "{d:?} {level:?} {threads} threads");
+                }
+            }
+            // A layer the engine declines (cap 1: padded layers fall back) is still right.
+            crate::pool::set_num_threads(2);
+            let mut fb = vec![0.0; n];
+            conv2d_with(
+                cpu::level(),
+                d,
+                &input,
+                &params,
+                &mut fb,
+                Act::Relu6,
+                1,
+                None,
+            );
+            let want = r::conv2d(c, o, g, ah, aw, &input, &weight, Some(&bias), Act::Relu6);
+            r::assert_close(&fb, &want, &d);
+        }
+        crate::pool::set_num_threads(2);
     }
 }

@@ -537,6 +537,7 @@ fn next_mr(n: usize, max: usize) -> usize {
 /// `O*OH*OW`, `packed` was built for these dimensions.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
+#[allow(dead_code)] // Tests and the single-panel-range callers.
 pub(crate) fn conv<S: Simd>(
     s: S,
     d: Dims2d,
@@ -547,11 +548,61 @@ pub(crate) fn conv<S: Simd>(
     cap: usize,
     force: Option<Plan>,
 ) -> bool {
+    assert!(output.len() >= d.o * d.oh * d.ow);
+    let panels = d.o.div_ceil(PANEL);
+    // SAFETY: `output` is exclusively borrowed and holds `O*OH*OW` values.
+    unsafe {
+        conv_panels(
+            s,
+            d,
+            input,
+            packed,
+            output.as_mut_ptr(),
+            act,
+            cap,
+            force,
+            (0, panels),
+        )
+    }
+}
+
+/// [`conv`] restricted to the output channels of weight panels `panels.0..panels.1`
+/// (only for one group: with groups, `panels` must be all of them): writes the output
+/// planes of those channels and nothing else. Every choice (micro-kernel, band height,
+/// channel chunks, tile shapes within a panel) is made from the whole layer, so each
+/// output value is computed by the same operations in the same order as by [`conv`];
+/// calls over disjoint panel ranges can run on different threads.
+///
+/// # Safety
+///
+/// `out` points to `O*OH*OW` floats, of which this call may write the planes of the
+/// channels of its panels (no other thread may access those during the call).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn conv_panels<S: Simd>(
+    s: S,
+    d: Dims2d,
+    input: &[f32],
+    packed: Packed<'_>,
+    out: *mut f32,
+    act: Act,
+    cap: usize,
+    force: Option<Plan>,
+    panels: (usize, usize),
+) -> bool {
     let kk = d.kh * d.kw;
     let (cg, og) = (d.c / d.g, d.o / d.g);
-    assert!(input.len() >= d.c * d.h * d.w && output.len() >= d.o * d.oh * d.ow);
+    assert!(input.len() >= d.c * d.h * d.w);
     assert_eq!(packed.weight.len(), d.o.div_ceil(PANEL) * kk * cg);
     assert_eq!(packed.bias.len(), d.o.div_ceil(PANEL));
+    assert!(
+        panels.0 < panels.1 && panels.1 <= d.o.div_ceil(PANEL),
+        "panel range {panels:?}"
+    );
+    assert!(
+        d.g == 1 || panels == (0, d.o.div_ceil(PANEL)),
+        "groups split by panels"
+    );
     if kk > MAX_TAPS {
         return false;
     }
@@ -627,10 +678,17 @@ pub(crate) fn conv<S: Simd>(
     debug_assert!(cap <= SCRATCH);
     let weight = packed.weight.as_ptr().cast::<f32>();
     let bias = packed.bias.as_ptr().cast::<f32>();
-    let out = output.as_mut_ptr();
 
     for g in 0..d.g {
-        let (gc0, go0) = (g * cg, g * og);
+        let gc0 = g * cg;
+        // The group's output channels, or (one group) those of the panel range: `og`
+        // stays the group's for the choices below, `ro` counts the channels looped over.
+        let (go0, ro) = if d.g == 1 {
+            let o0 = panels.0 * PANEL;
+            (o0, (panels.1 * PANEL).min(d.o) - o0)
+        } else {
+            (g * og, og)
+        };
         for y0 in (0..d.oh).step_by(band_rows) {
             let y1 = (y0 + band_rows).min(d.oh);
             for c0 in (0..cg).step_by(chunk) {
@@ -715,11 +773,11 @@ pub(crate) fn conv<S: Simd>(
                                 // SAFETY: pixel (y, x0) of the band.
                                 let src = unsafe { band.base.add(row_off + x0) };
                                 let mut o = go0;
-                                while o < go0 + og {
+                                while o < go0 + ro {
                                     // Tiles never straddle a panel.
                                     let in_panel = (o / PANEL + 1) * PANEL - o;
                                     let max_mr = if wide { 6 } else { S::PV_MR };
-                                    let mr = next_mr((go0 + og - o).min(in_panel), max_mr);
+                                    let mr = next_mr((go0 + ro - o).min(in_panel), max_mr);
                                     // SAFETY: the tile reads taps of its pixels (row y, or
                                     // rows y and y + 1, columns x0.. for the lanes used) of
                                     // the band for its `cn` channels (inside the input or
@@ -754,7 +812,7 @@ pub(crate) fn conv<S: Simd>(
                     }
                     Plan::Channels => {
                         // (vectors per panel, pixels per tile) of each level.
-                        let args = (s, &d, &job, &band, y0, y1, go0, og, w_of, bias, out);
+                        let args = (s, &d, &job, &band, y0, y1, go0, ro, w_of, bias, out);
                         // AVX-512 picks 16 or 12 pixels per tile, whichever pads less.
                         let npx = (y1 - y0) * d.ow;
                         // AVX-512 single panels: 16 or 12 pixels a tile, whichever pads

@@ -458,6 +458,49 @@ unsafe fn gemm_position<S: Simd>(
     }
 }
 
+/// Multiply-accumulates of a block's 36 products from which they are split over the
+/// pool's threads (with the `parallel` feature; without it the pool has one thread).
+const PAR_MACS: usize = 500_000;
+
+/// The buffers of one block's 36 matrix products, shared by the threads running them.
+#[derive(Clone, Copy)]
+struct GemmAll<S> {
+    s: S,
+    v: *const f32,
+    u: *const f32,
+    m: *mut f32,
+}
+
+// SAFETY: the parts of a block read `v` and `u` and write disjoint positions of `m`
+// (`GemmAll::position`), and `pool::run` returns only when all of them are done; the
+// SIMD token is a proof of CPU features, valid on every thread of the process.
+unsafe impl<S> Sync for GemmAll<S> {}
+
+impl<S: Simd> GemmAll<S> {
+    /// The matrix product of position `xi` (see [`gemm_position`]).
+    ///
+    /// # Safety
+    ///
+    /// The buffers hold `[36][C][tb]` (`v`), `[36][panels][C][16]` (`u`) and
+    /// `[36][tb][panels * 16]` (`m`) floats; no other thread touches position `xi` of `m`.
+    #[inline(always)]
+    unsafe fn position(&self, xi: usize, c: usize, tb: usize, panels: usize) {
+        let opad = panels * PANEL;
+        // SAFETY: position `xi` of each buffer, as the caller guarantees.
+        unsafe {
+            gemm_position(
+                self.s,
+                self.v.add(xi * c * tb),
+                self.u.add(xi * panels * c * PANEL),
+                self.m.add(xi * tb * opad),
+                c,
+                tb,
+                panels,
+            );
+        }
+    }
+}
+
 /// The whole convolution at one level, as a kernel for [`simd::run`].
 struct WgRun<'a> {
     d: WgDims,
@@ -573,18 +616,23 @@ impl WithSimd for WgRun<'_> {
                         }
                     }
                 }
-                // The 36 matrix products.
-                for xi in 0..XI {
-                    gemm_position(
-                        s,
-                        v.add(xi * d.c * tb),
-                        u.add(xi * panels * d.c * PANEL),
-                        m.add(xi * tb * opad),
-                        d.c,
-                        tb,
-                        panels,
-                    );
-                }
+                // The 36 matrix products; with the `parallel` feature and enough work,
+                // split over the pool's threads by position (disjoint parts of `M`, each
+                // computed exactly as on one thread).
+                let gemm = GemmAll { s, v, u, m };
+                let parts = if XI * tb * d.c * opad >= PAR_MACS {
+                    crate::pool::num_threads().min(XI)
+                } else {
+                    1
+                };
+                crate::pool::run(parts, &|i| {
+                    for xi in i * XI / parts..(i + 1) * XI / parts {
+                        // (Unsafe context.) Position `xi`'s slices of `V`, `U` and `M`:
+                        // `V` and `U` only read, each position of `M` written by the one
+                        // part that owns it.
+                        gemm.position(xi, d.c, tb, panels);
+                    }
+                });
                 // Output transform, bias, activation, scatter.
                 for t in 0..tb {
                     let (ty, tx) = (ty0 + t / tw, t % tw);
@@ -1261,5 +1309,44 @@ mod speed {
         layer::<128, 16, 128>(&mut rng);
         layer::<256, 7, 256>(&mut rng);
         layer::<96, 8, 96>(&mut rng);
+    }
+
+    /// With the `parallel` feature, the 36 products split over 2 and 3 threads give the
+    /// one-thread result bit for bit, at every level.
+    #[cfg(feature = "parallel")]
+    #[test]
+    fn threads_give_the_one_thread_result_bit_for_bit() {
+        let _g = crate::pool::TEST_LOCK
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut rng = Rng::new(47);
+        for (c, o, n) in [(64, 64, 16), (32, 40, 28), (128, 33, 8)] {
+            let d = WgDims {
+                c,
+                h: n,
+                w: n,
+                o,
+                oh: n,
+                ow: n,
+                ph: 1,
+                pw: 1,
+            };
+            let input = rng.vec(c * n * n, -1.0, 1.0);
+            let weight = rng.vec(o * c * 9, -0.1, 0.1);
+            let bias = rng.vec(o, -0.5, 0.5);
+            let params = WinogradParams::from_torch(o, c, &weight, Some(&bias), None);
+            for level in simd::test_levels() {
+                crate::pool::set_num_threads(1);
+                let mut one = vec![0.0; o * n * n];
+                winograd_dyn(level, d, &input, &params, &mut one, None, Act::Relu);
+                for threads in [2, 3] {
+                    crate::pool::set_num_threads(threads);
+                    let mut many = vec![f32::NAN; o * n * n];
+                    winograd_dyn(level, d, &input, &params, &mut many, None, Act::Relu);
+                    assert!(one == many, "{d:?} {level:?} {threads} threads");
+                }
+            }
+        }
+        crate::pool::set_num_threads(2);
     }
 }

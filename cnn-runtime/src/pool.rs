@@ -1,0 +1,352 @@
+//! Intra-op parallelism: a small persistent thread pool that splits one kernel call
+//! (one image) over the cores, with the `parallel` feature.
+//!
+//! [`run`]`(n, f)` calls `f(0)`, ..., `f(n - 1)`, spread over the calling thread and
+//! the pool's workers, and returns when all have returned (fork/join). The workers are
+//! started once, on the first call that wants them, and wait between jobs (spinning
+//! briefly, then parked on a condition variable). A job passes the closure by pointer:
+//! no allocation per call. Parts are claimed from a shared counter, so a busy or
+//! sleeping worker never holds up the others.
+//!
+//! Thread count (the calling thread included): [`set_num_threads`], else the
+//! environment variable `CNN_NUM_THREADS`, else [`std::thread::available_parallelism`].
+//! One disables the pool. A call made while the pool is busy with another job (another
+//! thread's, or nested inside a part) runs its parts on its own thread.
+//!
+//! Without the `parallel` feature, [`num_threads`] is 1, [`set_num_threads`] does nothing
+//! and [`run`] is a plain loop.
+
+/// Most threads [`set_num_threads`] accepts.
+pub const MAX_THREADS: usize = 64;
+
+/// Threads a kernel call may use (the calling thread included): 1 without the
+/// `parallel` feature.
+pub fn num_threads() -> usize {
+    #[cfg(feature = "parallel")]
+    {
+        imp::num_threads()
+    }
+    #[cfg(not(feature = "parallel"))]
+    {
+        1
+    }
+}
+
+/// Sets the threads a kernel call may use (calling thread included), capped to
+/// `1..=`[`MAX_THREADS`]; 1 runs everything on the calling thread. No effect without the
+/// `parallel` feature.
+pub fn set_num_threads(n: usize) {
+    #[cfg(feature = "parallel")]
+    imp::set_num_threads(n);
+    #[cfg(not(feature = "parallel"))]
+    let _ = n;
+}
+
+/// Calls `f(i)` for every `i` in `0..n`, on the calling thread and (with the `parallel`
+/// feature, when [`num_threads`] is above 1 and the pool is free) the pool's workers, and
+/// returns once every call has returned. Each index runs exactly once; the order is
+/// unspecified. A panic in a part is propagated to the caller after all parts finished.
+pub fn run(n: usize, f: &(dyn Fn(usize) + Sync)) {
+    #[cfg(feature = "parallel")]
+    {
+        if n > 1 && num_threads() > 1 {
+            imp::run(n, f);
+            return;
+        }
+    }
+    (0..n).for_each(f);
+}
+
+#[cfg(feature = "parallel")]
+mod imp {
+    use std::panic::{self, AssertUnwindSafe};
+    use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+
+    use super::MAX_THREADS;
+
+    /// Spin iterations a worker waits for the next job before parking.
+    const SPIN: u32 = 1 << 15;
+
+    /// The threads wanted (0: not read from the environment yet).
+    static THREADS: AtomicUsize = AtomicUsize::new(0);
+
+    pub(super) fn num_threads() -> usize {
+        match THREADS.load(Ordering::Relaxed) {
+            0 => {
+                let n = std::env::var("CNN_NUM_THREADS")
+                    .ok()
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .filter(|&n| n > 0)
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+                    .min(MAX_THREADS);
+                // A concurrent `set_num_threads` wins.
+                let _ = THREADS.compare_exchange(0, n, Ordering::Relaxed, Ordering::Relaxed);
+                THREADS.load(Ordering::Relaxed)
+            }
+            n => n,
+        }
+    }
+
+    pub(super) fn set_num_threads(n: usize) {
+        THREADS.store(n.clamp(1, MAX_THREADS), Ordering::Relaxed);
+    }
+
+    /// The closure of the current job, its lifetime erased.
+    #[derive(Clone, Copy)]
+    struct JobRef {
+        f: *const (dyn Fn(usize) + Sync + 'static),
+        n: usize,
+    }
+    // SAFETY: the pointee is `Sync` (shared by reference across threads is fine), and
+    // `run` keeps it alive until no worker can reach it any more (see `run`).
+    unsafe impl Send for JobRef {}
+
+    /// What the mutex guards.
+    struct State {
+        /// The job being run; `None` between jobs.
+        job: Option<JobRef>,
+        /// Workers inside the current job (joined, not yet left).
+        active: usize,
+        /// Workers parked on `wake`.
+        sleepers: usize,
+        /// Worker threads started.
+        spawned: usize,
+    }
+
+    struct Pool {
+        state: Mutex<State>,
+        /// Workers wait here for a job.
+        wake: Condvar,
+        /// The caller waits here for the workers to leave a job.
+        done: Condvar,
+        /// Incremented (under the mutex) for every job: what spinning workers watch.
+        generation: AtomicU64,
+        /// Next part index to claim.
+        next: AtomicUsize,
+        /// A part panicked in a worker.
+        panicked: AtomicBool,
+        /// A job is running (one at a time; others run on their own thread).
+        busy: AtomicBool,
+    }
+
+    fn pool() -> &'static Pool {
+        static POOL: OnceLock<Pool> = OnceLock::new();
+        POOL.get_or_init(|| Pool {
+            state: Mutex::new(State {
+                job: None,
+                active: 0,
+                sleepers: 0,
+                spawned: 0,
+            }),
+            wake: Condvar::new(),
+            done: Condvar::new(),
+            generation: AtomicU64::new(0),
+            next: AtomicUsize::new(0),
+            panicked: AtomicBool::new(false),
+            busy: AtomicBool::new(false),
+        })
+    }
+
+    fn lock(p: &Pool) -> MutexGuard<'_, State> {
+        // Parts never run under the lock, so it is never poisoned by them.
+        p.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Claims and runs parts of `job` until none is left; returns whether one panicked.
+    fn claim(p: &Pool, job: JobRef) -> bool {
+        let mut panicked = false;
+        loop {
+            let i = p.next.fetch_add(1, Ordering::Relaxed);
+            if i >= job.n {
+                return panicked;
+            }
+            // SAFETY: a thread claims parts only between joining the job and leaving it
+            // (workers: `active` counted; the caller: inside `run`), and `run` returns,
+            // ending the closure's borrow, only once no worker is active and the job is
+            // cleared, so the pointee is alive here.
+            let f = unsafe { &*job.f };
+            panicked |= panic::catch_unwind(AssertUnwindSafe(|| f(i))).is_err();
+        }
+    }
+
+    fn worker(p: &'static Pool) {
+        let mut seen = p.generation.load(Ordering::Acquire);
+        loop {
+            let mut spins = 0;
+            while p.generation.load(Ordering::Acquire) == seen && spins < SPIN {
+                std::hint::spin_loop();
+                spins += 1;
+            }
+            let mut st = lock(p);
+            let job = loop {
+                let g = p.generation.load(Ordering::Acquire);
+                if g != seen {
+                    seen = g;
+                    // `None`: that job is already over.
+                    break st.job;
+                }
+                st.sleepers += 1;
+                st = p.wake.wait(st).unwrap_or_else(|e| e.into_inner());
+                st.sleepers -= 1;
+            };
+            let Some(job) = job else { continue };
+            st.active += 1;
+            drop(st);
+            if claim(p, job) {
+                p.panicked.store(true, Ordering::Relaxed);
+            }
+            let mut st = lock(p);
+            st.active -= 1;
+            if st.active == 0 {
+                p.done.notify_all();
+            }
+        }
+    }
+
+    /// Waits for the workers to leave the job and clears it, even when the caller's
+    /// own part panics (the closure must outlive every worker's use of it).
+    struct Finish<'a>(&'a Pool);
+
+    impl Drop for Finish<'_> {
+        fn drop(&mut self) {
+            let p = self.0;
+            // No part is left to claim: make sure of it if the caller unwinds early.
+            p.next.store(usize::MAX / 2, Ordering::Relaxed);
+            let mut st = lock(p);
+            while st.active != 0 {
+                st = p.done.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+            st.job = None;
+            drop(st);
+            p.busy.store(false, Ordering::Release);
+        }
+    }
+
+    pub(super) fn run(n: usize, f: &(dyn Fn(usize) + Sync)) {
+        let p = pool();
+        if p.busy
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            (0..n).for_each(f);
+            return;
+        }
+        let want = num_threads() - 1;
+        // SAFETY: only the lifetime is erased; `Finish` (dropped before this function
+        // returns or unwinds) waits until no worker is in the job and clears it, and a
+        // worker only reads `job` under the mutex, so no use outlives the borrow.
+        let f = unsafe {
+            std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static (dyn Fn(usize) + Sync)>(f)
+        };
+        let job = JobRef { f, n };
+        {
+            let mut st = lock(p);
+            while st.spawned < want {
+                std::thread::Builder::new()
+                    .name(format!("cnn-worker-{}", st.spawned))
+                    .spawn(move || worker(p))
+                    .expect("cnn: cannot start a worker thread");
+                st.spawned += 1;
+            }
+            p.next.store(0, Ordering::Relaxed);
+            p.panicked.store(false, Ordering::Relaxed);
+            st.job = Some(job);
+            p.generation.fetch_add(1, Ordering::Release);
+            if st.sleepers > 0 {
+                p.wake.notify_all();
+            }
+        }
+        let finish = Finish(p);
+        let mine = claim(p, job);
+        let theirs = {
+            drop(finish);
+            p.panicked.load(Ordering::Relaxed)
+        };
+        if mine || theirs {
+            panic!("cnn: a part of a parallel kernel call panicked");
+        }
+    }
+}
+
+/// Tests that change the thread count take this lock (they run one at a time).
+#[cfg(test)]
+pub(crate) static TEST_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    use super::TEST_LOCK as LOCK;
+
+    #[test]
+    fn many_small_jobs_run_every_part_once() {
+        let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        set_num_threads(4);
+        for n in [0, 1, 2, 3, 7, 64] {
+            for _ in 0..500 {
+                let hits: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
+                let total = AtomicUsize::new(0);
+                run(n, &|i| {
+                    hits[i].fetch_add(1, Ordering::Relaxed);
+                    total.fetch_add(i + 1, Ordering::Relaxed);
+                });
+                assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+                assert_eq!(total.into_inner(), n * (n + 1) / 2);
+            }
+        }
+        set_num_threads(0);
+        assert_eq!(num_threads(), 1);
+    }
+
+    #[cfg(feature = "parallel")]
+    #[test]
+    fn parts_run_on_several_threads_and_nest() {
+        let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        set_num_threads(2);
+        let ids = Mutex::new(std::collections::HashSet::new());
+        let inner = AtomicUsize::new(0);
+        for _ in 0..200 {
+            run(2, &|_| {
+                ids.lock().unwrap().insert(std::thread::current().id());
+                // A nested call runs on its own thread.
+                run(3, &|_| {
+                    inner.fetch_add(1, Ordering::Relaxed);
+                });
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            });
+        }
+        assert_eq!(inner.into_inner(), 200 * 2 * 3);
+        assert!(ids.into_inner().unwrap().len() >= 2);
+    }
+
+    #[cfg(feature = "parallel")]
+    #[test]
+    fn a_panicking_part_reaches_the_caller_and_the_pool_survives() {
+        let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        set_num_threads(2);
+        let r = std::panic::catch_unwind(|| run(4, &|i| assert!(i != 3, "part 3")));
+        assert!(r.is_err());
+        let total = AtomicUsize::new(0);
+        run(4, &|i| {
+            total.fetch_add(i, Ordering::Relaxed);
+        });
+        assert_eq!(total.into_inner(), 6);
+    }
+
+    #[test]
+    fn one_thread_runs_on_the_caller() {
+        let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        set_num_threads(1);
+        assert_eq!(num_threads(), 1);
+        let me = std::thread::current().id();
+        let order = Mutex::new(Vec::new());
+        run(5, &|i| {
+            assert_eq!(std::thread::current().id(), me);
+            order.lock().unwrap().push(i);
+        });
+        assert_eq!(order.into_inner().unwrap(), vec![0, 1, 2, 3, 4]);
+    }
+}
