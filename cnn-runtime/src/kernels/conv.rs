@@ -291,8 +291,9 @@ fn conv2d_with(
             };
             crate::pool::run(parts, &part);
             // The engine declines a layer (identically for every range) before writing.
-            if !ok.into_inner() && !(d.h == 1 && conv1d_tiled(level, d, input, params, output, act))
-            {
+            let done = ok.into_inner()
+                || (is_1d(&d) && conv1d_tiled(level, d, input, params, output, act));
+            if !done {
                 engine::conv_fallback(d, input, params.packed(), output, act);
             }
             return;
@@ -309,10 +310,16 @@ fn conv2d_with(
         panels: (0, panels),
     };
     let done =
-        simd::run(level, run) || (d.h == 1 && conv1d_tiled(level, d, input, params, output, act));
+        simd::run(level, run) || (is_1d(&d) && conv1d_tiled(level, d, input, params, output, act));
     if !done {
         engine::conv_fallback(d, input, params.packed(), output, act);
     }
+}
+
+/// Whether a convolution is a 1-D one as the compiler lowers `[C, L]` signals: one row
+/// in and out, a one-row kernel, no vertical padding.
+fn is_1d(d: &Dims2d) -> bool {
+    d.h == 1 && d.oh == 1 && d.kh == 1 && d.ph == 0
 }
 
 /// Floats of each of the two stack buffers of [`conv1d_tiled`].
@@ -644,10 +651,11 @@ mod tests {
                     d: dd,
                     input: &input,
                     params: &params,
-                    output: &mut scratch_out,
+                    out: scratch_out.as_mut_ptr(),
                     act: Act::Relu,
                     cap: engine::SCRATCH,
                     force: None,
+                    panels: (0, o.div_ceil(engine::PANEL)),
                 },
             );
             assert!(declined, "{c}x{w} k{k} p{p} d{d}: the engine took it");
