@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cnn::{cnn_model, Model};
-use common::mnist::{argmax, data_dir, read_idx, read_reference};
+use common::mnist::{argmax, data_dir, read_idx, read_reference, report_accuracy};
 use common::softmax;
 
 cnn_model! {
@@ -155,29 +155,7 @@ fn run() -> BoxResult<()> {
     times.sort();
 
     let predictions: Vec<usize> = logits.iter().map(|l| argmax(l)).collect();
-    let correct = predictions
-        .iter()
-        .zip(&labels)
-        .filter(|(p, l)| **p == **l as usize)
-        .count();
-    let differ: Vec<usize> = (0..n)
-        .filter(|&i| predictions[i] != reference.predictions[i])
-        .collect();
-
-    println!(
-        "accuracy: {:.2}% ({correct}/{n})   [PyTorch: {:.2}%]",
-        100.0 * correct as f64 / n as f64,
-        100.0 * reference.accuracy
-    );
-    println!(
-        "predictions that differ from PyTorch's: {}{}",
-        differ.len(),
-        if differ.is_empty() {
-            String::new()
-        } else {
-            format!(" (images {differ:?})")
-        }
-    );
+    report_accuracy(&predictions, &labels, &reference);
     println!(
         "throughput: {:.0} images/s ({n} images in {:.1} ms, batch 1, one core, {:?} kernels)",
         n as f64 / total.as_secs_f64(),

@@ -26,7 +26,7 @@ use std::error::Error;
 use std::time::{Duration, Instant};
 
 use cnn::{cnn_model, Model};
-use common::mnist;
+use common::mnist::{self, report_accuracy};
 
 cnn_model! {
     /// 1-D dilated residual CNN: `[28, 28]` (rows as channels, columns as time) -> 10 logits.
@@ -96,28 +96,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     }
     times.sort();
 
-    let correct = predictions
-        .iter()
-        .zip(&labels)
-        .filter(|(p, l)| **p == **l as usize)
-        .count();
-    let differ: Vec<usize> = (0..n)
-        .filter(|&i| predictions[i] != reference.predictions[i])
-        .collect();
-    println!(
-        "accuracy: {:.2}% ({correct}/{n})   [PyTorch: {:.2}%]",
-        100.0 * correct as f64 / n as f64,
-        100.0 * reference.accuracy
-    );
-    println!(
-        "predictions that differ from PyTorch's: {}{}",
-        differ.len(),
-        if differ.is_empty() {
-            String::new()
-        } else {
-            format!(" (images {differ:?})")
-        }
-    );
+    report_accuracy(&predictions, &labels, &reference);
     println!(
         "latency: {:.2} µs/sequence median, {:.2} µs p99 (batch 1, one core, {:?} kernels, {} MMAC)",
         times[n / 2].as_secs_f64() * 1e6,

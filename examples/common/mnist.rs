@@ -97,3 +97,31 @@ pub fn read_reference(path: &Path) -> BoxResult<Reference> {
         predictions,
     })
 }
+
+/// Prints the accuracy of `predictions` against `labels` next to PyTorch's, and how many
+/// (and which) predictions differ from PyTorch's recorded ones.
+pub fn report_accuracy(predictions: &[usize], labels: &[u8], reference: &Reference) {
+    let n = predictions.len();
+    let correct = predictions
+        .iter()
+        .zip(labels)
+        .filter(|(p, l)| **p == **l as usize)
+        .count();
+    let differ: Vec<usize> = (0..n)
+        .filter(|&i| predictions[i] != reference.predictions[i])
+        .collect();
+    println!(
+        "accuracy: {:.2}% ({correct}/{n})   [PyTorch: {:.2}%]",
+        100.0 * correct as f64 / n as f64,
+        100.0 * reference.accuracy
+    );
+    println!(
+        "predictions that differ from PyTorch's: {}{}",
+        differ.len(),
+        if differ.is_empty() {
+            String::new()
+        } else {
+            format!(" (images {differ:?})")
+        }
+    );
+}
