@@ -30,7 +30,7 @@ use std::fmt::Write as _;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cnn::{cnn_model, Model};
 
@@ -74,6 +74,9 @@ cnn_model! {
 }
 
 /// Absolute tolerance of the output check (as the conformance suite).
+#[path = "common/harness.rs"]
+mod harness;
+
 const ATOL: f32 = 1e-4;
 /// Relative tolerance of the output check (as the conformance suite).
 const RTOL: f32 = 1e-4;
@@ -244,22 +247,11 @@ struct Report {
 
 impl Report {
     fn quantile_us(&self, q: f64) -> f64 {
-        quantile(&self.samples, q) * 1e6
+        harness::quantile(&self.samples, q) * 1e6
     }
     fn gflops(&self) -> f64 {
         2.0 * self.macs as f64 / (self.quantile_us(0.5) * 1e-6) / 1e9
     }
-}
-
-/// The `q` quantile of sorted `v`, linear interpolation (numpy's default).
-fn quantile(v: &[f64], q: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let pos = q * (v.len() - 1) as f64;
-    let lo = pos.floor() as usize;
-    let hi = pos.ceil() as usize;
-    v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
 }
 
 /// Reads an F32 tensor from a safetensors file: (shape, values).
@@ -377,23 +369,8 @@ where
         black_box(&y);
     };
 
-    // Warm-up: at least 0.3 s and 10 runs.
-    let warm = Instant::now();
-    let mut warm_runs = 0usize;
-    while warm_runs < 10 || warm.elapsed() < Duration::from_millis(300) {
-        run();
-        warm_runs += 1;
-    }
-    let per_run = warm.elapsed().as_secs_f64() / warm_runs as f64;
-    let runs = ((opts.time.as_secs_f64() / per_run) as usize).clamp(20, 2_000_000);
-
-    let mut samples = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let t0 = Instant::now();
-        run();
-        samples.push(t0.elapsed().as_secs_f64());
-    }
-    samples.sort_by(f64::total_cmp);
+    let samples = harness::time_runs(opts.time, run);
+    let runs = samples.len();
 
     Ok(Report {
         name,
@@ -544,21 +521,8 @@ fn main() -> ExitCode {
     print!("{}", table(&reports));
 
     if let Some(path) = &opts.json {
-        let text = match serde_json::to_string_pretty(&json(&reports)) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("error: serializing the results: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        if let Some(parent) = path.parent() {
-            if let Err(e) = std::fs::create_dir_all(parent) {
-                eprintln!("error: creating {}: {e}", parent.display());
-                return ExitCode::FAILURE;
-            }
-        }
-        if let Err(e) = std::fs::write(path, text + "\n") {
-            eprintln!("error: writing {}: {e}", path.display());
+        if let Err(e) = harness::write_json(path, &json(&reports)) {
+            eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
         println!("wrote {}", path.display());
