@@ -463,7 +463,7 @@ fn json(reports: &[Report]) -> serde_json::Value {
     serde_json::json!({
         "engine": "cnn",
         "version": env!("CARGO_PKG_VERSION"),
-        "simd_level": format!("{:?}", cnn::cpu::level()),
+        "simd_level": format!("{:?}", cnn::simd_level()),
         "threads": 1,
         "batch": 1,
         "timing": "warm-up >= 0.3 s and 10 runs; each run timed alone; \
@@ -489,8 +489,8 @@ fn main() -> ExitCode {
     println!(
         "cnn {} forward, batch 1, {} thread(s), SIMD level {:?}",
         env!("CARGO_PKG_VERSION"),
-        cnn::pool::num_threads(),
-        cnn::cpu::level()
+        cnn::num_threads(),
+        cnn::simd_level()
     );
     let mut reports = Vec::new();
     let mut failed = false;

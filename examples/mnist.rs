@@ -160,7 +160,7 @@ fn run() -> BoxResult<()> {
         "throughput: {:.0} images/s ({n} images in {:.1} ms, batch 1, one core, {:?} kernels)",
         n as f64 / total.as_secs_f64(),
         total.as_secs_f64() * 1e3,
-        cnn::cpu::level()
+        cnn::simd_level()
     );
     println!(
         "latency: {:.2} µs/image median, {:.2} µs p99",

@@ -140,6 +140,6 @@ fn main() -> Result<(), Box<dyn Error>> {
         || model.forward_flat_into(black_box(&input), &mut out),
         || model.forward_batch_into(black_box(&inputs), &mut batch_out),
     )?;
-    println!("(instruction set: {:?}, one thread)", cnn::cpu::level());
+    println!("(instruction set: {:?}, one thread)", cnn::simd_level());
     Ok(())
 }

@@ -101,7 +101,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         "latency: {:.2} µs/sequence median, {:.2} µs p99 (batch 1, one core, {:?} kernels, {} MMAC)",
         times[n / 2].as_secs_f64() * 1e6,
         times[n * 99 / 100].as_secs_f64() * 1e6,
-        cnn::cpu::level(),
+        cnn::simd_level(),
         TcnMnist::MACS as f64 / 1e6,
     );
     Ok(())

@@ -267,7 +267,7 @@ fn run() -> BoxResult<()> {
         common::fmt_duration(samples.median()),
         common::fmt_duration(samples.quantile(0.9)),
         samples.len(),
-        cnn::cpu::level(),
+        cnn::simd_level(),
         UnetShapes::MACS as f64 / 1e6
     );
 

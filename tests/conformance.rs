@@ -122,6 +122,10 @@ where
     }
     let n = input.shape[0];
     let mut worst = 0.0f32;
+    // The caller-owned arena starts dirty (NaN) and carries each call's leftovers into
+    // the next: every region must be written before it is read.
+    let mut arena = M::Arena::default();
+    arena.as_mut().fill(f32::NAN);
     for i in 0..n {
         let x = &input.data[i * M::INPUT_LEN..(i + 1) * M::INPUT_LEN];
         let want = &output.data[i * M::OUTPUT_LEN..(i + 1) * M::OUTPUT_LEN];
@@ -129,6 +133,18 @@ where
         worst = worst.max(worst_ratio(&flat, want).map_err(|e| format!("forward_flat #{i}: {e}"))?);
         let nested = model.forward(&M::Input::from_flat(x)).to_flat();
         worst = worst.max(worst_ratio(&nested, want).map_err(|e| format!("forward #{i}: {e}"))?);
+        let mut out = M::Output::from_flat(&vec![f32::NAN; M::OUTPUT_LEN]);
+        model.forward_in(&M::Input::from_flat(x), &mut out, &mut arena);
+        let out = out.to_flat();
+        if out
+            .iter()
+            .zip(&nested)
+            .any(|(a, b)| a.to_bits() != b.to_bits())
+        {
+            return Err(format!(
+                "forward_in #{i} on a dirty arena differs from forward"
+            ));
+        }
     }
     // The ndarray batch API on all inputs at once.
     let mut dims = vec![n];
@@ -168,10 +184,10 @@ fn every_case_matches_pytorch_in_both_spellings() {
     assert!(!on_disk.is_empty(), "no conformance cases found");
 
     // Every case on every instruction set this CPU has (the portable path always).
-    let levels = cnn::cpu::supported();
+    let levels = cnn::supported_simd_levels();
     let mut results: Vec<(String, String, Result<f32, String>)> = Vec::new();
-    for level in &levels {
-        assert_eq!(cnn::cpu::set_level(*level), *level);
+    for level in levels {
+        assert_eq!(cnn::set_simd_level(*level), *level);
         macro_rules! check_case {
             ($case:ident) => {{
                 let dir = root().join($case::DIR);

@@ -8,9 +8,11 @@ use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote};
 use syn::{Attribute, Ident, Visibility};
 
-use crate::ir::{Activation, Model, Op, Shape};
+use crate::ir::{Activation, Model, Shape};
 use crate::plan::Plan;
 use crate::shape::LayerShape;
+use crate::weights::Weights;
+use cnn_runtime::buf::Parts;
 
 /// What codegen needs besides the model: the struct's name, visibility, attributes.
 pub struct Item<'a> {
@@ -112,91 +114,41 @@ fn flat(shape: Shape, value: TokenStream, mutable: bool) -> TokenStream {
     }
 }
 
-/// The weights one step needs, its struct field, and how to build it from the loaded
-/// tensors (`t[i]` in the order of the spec list).
-pub(crate) struct Weights {
-    specs: Vec<(String, Vec<usize>)>,
-    ignored: Vec<String>,
-    pub(crate) fields: Vec<(Ident, TokenStream, TokenStream)>,
+/// The kernel calls of `forward_body`, one per planned step, and the weights they use.
+pub fn steps(model: &Model, shapes: &[LayerShape], plan: &Plan) -> (Vec<TokenStream>, Weights) {
+    let mut weights = Weights::new();
+    let calls = plan
+        .steps
+        .iter()
+        .map(|step| crate::emit::step(step, model, shapes, &mut weights))
+        .collect();
+    (calls, weights)
 }
 
-impl Weights {
-    pub(crate) fn tensor(&mut self, key: String, shape: Vec<usize>) -> TokenStream {
-        let i = lit(self.specs.len());
-        self.specs.push((key, shape));
-        quote!(&t[#i])
-    }
-
-    /// The `bias` and folded `bn` arguments of a `*Params::from_torch` call: `Some(&t[i])`
-    /// for a bias of `bias_len` values, `Some(&Affine::from_batch_norm(..))` for layer `bn`.
-    pub(crate) fn bias_and_bn(
-        &mut self,
-        model: &Model,
-        shapes: &[LayerShape],
-        name: &str,
-        bias_len: Option<usize>,
-        bn: Option<usize>,
-    ) -> (TokenStream, TokenStream) {
-        let bias = match bias_len {
-            Some(n) => {
-                let b = self.tensor(format!("{name}.bias"), vec![n]);
-                quote!(::core::option::Option::Some(#b))
-            }
-            None => quote!(::core::option::Option::None),
-        };
-        let bn = match bn {
-            Some(j) => {
-                let a = self.batch_norm(model, shapes, j);
-                quote!(::core::option::Option::Some(&#a))
-            }
-            None => quote!(::core::option::Option::None),
-        };
-        (bias, bn)
-    }
-
-    pub(crate) fn batch_norm(
-        &mut self,
-        model: &Model,
-        shapes: &[LayerShape],
-        layer: usize,
-    ) -> TokenStream {
-        let rt = rt();
-        let name = &model.layers[layer].name;
-        let (c, _) = shapes[layer].input.channels_and_plane();
-        let Op::BatchNorm { eps } = model.layers[layer].op else {
-            unreachable!("planned batch norms are batch_norm layers")
-        };
-        let w = self.tensor(format!("{name}.weight"), vec![c]);
-        let b = self.tensor(format!("{name}.bias"), vec![c]);
-        let m = self.tensor(format!("{name}.running_mean"), vec![c]);
-        let v = self.tensor(format!("{name}.running_var"), vec![c]);
-        self.ignored.push(format!("{name}.num_batches_tracked"));
-        let eps = Literal::f64_suffixed(eps);
-        quote!(#rt::kernels::norm::Affine::from_batch_norm(#w, #b, #m, #v, #eps))
-    }
+/// A `#[weights = ..]` file: its absolute path, the path as written, and the packed
+/// parameters the macro computed from it (one [`Parts`] per field).
+pub struct Embedded<'a> {
+    /// Absolute path (tracked with `include_bytes!`).
+    pub path: &'a str,
+    /// The path as the user wrote it.
+    pub shown: &'a str,
+    /// Packed parameters per field.
+    pub parts: &'a [Parts],
 }
 
-/// What codegen produced: the tokens, and the weight file's expected contents.
-pub struct Generated {
-    /// The struct and its impls.
-    pub tokens: TokenStream,
-    /// `(key, shape)` of every tensor the weight file must hold, in load order.
-    pub specs: Vec<(String, Vec<usize>)>,
-    /// Keys that may be present and are ignored (`num_batches_tracked`).
-    pub ignored: Vec<String>,
-}
-
-/// Generates the struct and its impls. `tracked` is the model file to track for rebuilds;
-/// `embedded` the absolute path of a `#[weights = ..]` file (already checked).
+/// Generates the struct and its impls from the steps' `calls` and `weights`. `tracked`
+/// is the model file to track for rebuilds; `embedded` the checked and packed
+/// `#[weights = ..]` file.
+#[allow(clippy::too_many_arguments)]
 pub fn generate(
     item: &Item<'_>,
-    model: &Model,
     shapes: &[LayerShape],
     plan: &Plan,
     summary: &str,
+    (calls, weights): (Vec<TokenStream>, Weights),
     tracked: Option<&str>,
-    embedded: Option<(&str, &str)>,
-) -> Generated {
+    embedded: Option<Embedded<'_>>,
+) -> TokenStream {
     let rt = rt();
     let Item { attrs, vis, ident } = item;
     let input_shape = shapes[0].input;
@@ -216,33 +168,16 @@ pub fn generate(
     let flat_in = flat(input_shape, quote!(input), false);
     let flat_out = flat(output_shape, quote!(output), true);
 
-    let mut weights = Weights {
-        specs: Vec::new(),
-        ignored: Vec::new(),
-        fields: Vec::new(),
-    };
-    let mut calls = Vec::new();
-    for step in &plan.steps {
-        calls.push(crate::emit::step(step, model, shapes, &mut weights));
-    }
-
-    // Activations: a stack arena up to the runtime's limit, else this thread's scratch.
-    let on_stack = plan.arena * 4 <= STACK_ARENA_LIMIT;
-    let mut arenas = Vec::new();
-    if plan.arena > 0 {
-        let n = lit(plan.arena);
-        if on_stack {
-            arenas.push(quote!(let mut arena = [0.0f32; #n];));
-        } else {
-            arenas.push(quote! {
-                let mut scratch = #rt::scratch::Scratch::take(#n);
-                let arena = scratch.as_mut_slice();
-            });
-        }
-    }
-
-    let field_defs = weights.fields.iter().map(|(f, ty, _)| quote!(#f: #ty));
-    let field_inits = weights.fields.iter().map(|(f, _, init)| quote!(#f: #init));
+    let arena_len = lit(plan.arena);
+    let weight_bytes = lit(weights.bytes());
+    let field_defs = weights.fields.iter().map(|(f, b)| {
+        let ty = b.ty();
+        quote!(#f: #ty)
+    });
+    let field_inits = weights.fields.iter().map(|(f, b)| {
+        let init = b.init();
+        quote!(#f: #init)
+    });
     let no_weights = weights.fields.is_empty();
     let (struct_body, struct_init) = if no_weights {
         (quote!({ _weights: () }), quote!({ _weights: () }))
@@ -251,7 +186,7 @@ pub fn generate(
     };
     let spec_items = weights.specs.iter().map(|(key, shape)| {
         let dims = shape.iter().map(|d| lit(*d));
-        quote!(#rt::load::TensorSpec { key: #key, shape: &[#(#dims),*] })
+        quote!(#rt::TensorSpec { key: #key, shape: &[#(#dims),*] })
     });
     let ignored = &weights.ignored;
     let track = tracked.map(|path| {
@@ -260,32 +195,43 @@ pub fn generate(
         )
     });
     let name_str = ident.to_string();
-    let embedded = embedded.map(|(path, shown)| {
+    let embedded = embedded.map(|Embedded { path, shown, parts }| {
         let doc = format!(
-            "The weights embedded at compile time from `{shown}` (checked against the architecture when the macro expanded)."
+            "The weights embedded at compile time from `{shown}` (checked against the architecture when the macro expanded), as the file holds them."
         );
+        let (statics, init) = crate::weights::embedded_init(&weights, parts);
         quote! {
             impl #ident {
                 #[doc = #doc]
                 pub const EMBEDDED_WEIGHTS: &'static [u8] = ::core::include_bytes!(#path);
 
-                /// The model with the weights embedded at compile time, built on first use
-                /// (weights repacked once) and shared by every caller and thread.
+                /// The model with the weights embedded at compile time: packed (batch norm
+                /// folded, panels laid out) when the macro expanded and stored in `static`s
+                /// (`WEIGHT_BYTES` of read-only data), so this needs no heap, no file
+                /// and no work at run time.
                 pub fn embedded() -> &'static #ident {
-                    static MODEL: ::std::sync::OnceLock<::std::boxed::Box<#ident>> =
-                        ::std::sync::OnceLock::new();
-                    MODEL.get_or_init(|| {
-                        match <#ident as #rt::Model>::from_safetensors(#ident::EMBEDDED_WEIGHTS) {
-                            ::core::result::Result::Ok(model) => model,
-                            // The macro ran this very check on these very bytes.
-                            ::core::result::Result::Err(e) => ::core::panic!("embedded weights: {e}"),
-                        }
-                    })
+                    #statics
+                    static MODEL: #ident = #ident #init;
+                    &MODEL
                 }
             }
         }
     });
 
+    // Loading from bytes exists when the runtime has `alloc` (decided by the `cnn`
+    // crate's features, which the facade's `if_alloc!` knows and this macro does not).
+    let load = quote! {
+        ::cnn::__private::if_alloc! {
+            fn from_safetensors(
+                bytes: &[u8],
+            ) -> ::core::result::Result<::cnn::__private::Box<Self>, #rt::LoadError> {
+                const IGNORED: &[&str] = &[#(#ignored),*];
+                let t = #rt::load::load_tensors(bytes, <Self as #rt::Model>::WEIGHTS, IGNORED)?;
+                let _ = &t;
+                ::core::result::Result::Ok(::cnn::__private::Box::new(Self #struct_init))
+            }
+        }
+    };
     let tokens = quote! {
         #(#attrs)*
         #vis struct #ident #struct_body
@@ -297,8 +243,12 @@ pub fn generate(
             /// computed when the macro expanded.
             pub const SUMMARY: &'static str = #summary;
 
+            /// Floats of the activation arena (the model's `Arena` type is `Arena<ARENA_LEN>`):
+            /// `static ARENA: cnn::ArenaCell<{ Net::ARENA_LEN }> = cnn::ArenaCell::new();`
+            pub const ARENA_LEN: usize = #arena_len;
+
             /// The per-layer table: name, op, output shape, parameters, MACs, and the
-            /// kernel that runs the layer; totals and activation memory.
+            /// kernel that runs the layer; totals, weight and activation memory.
             pub fn summary() -> &'static str {
                 Self::SUMMARY
             }
@@ -323,17 +273,12 @@ pub fn generate(
             const OUTPUT_LEN: usize = #out_len;
             const PARAMS: usize = #params;
             const MACS: usize = #macs;
+            type Arena = #rt::Arena<#arena_len>;
             const ARENA_BYTES: usize = #arena_bytes;
-            const WEIGHTS: &'static [#rt::load::TensorSpec] = &[#(#spec_items),*];
+            const WEIGHT_BYTES: usize = #weight_bytes;
+            const WEIGHTS: &'static [#rt::TensorSpec] = &[#(#spec_items),*];
 
-            fn from_safetensors(
-                bytes: &[u8],
-            ) -> ::core::result::Result<::std::boxed::Box<Self>, #rt::LoadError> {
-                const IGNORED: &[&str] = &[#(#ignored),*];
-                let t = #rt::load::load_tensors(bytes, <Self as #rt::Model>::WEIGHTS, IGNORED)?;
-                let _ = &t;
-                ::core::result::Result::Ok(::std::boxed::Box::new(Self #struct_init))
-            }
+            #load
 
             fn forward(&self, input: &Self::Input) -> Self::Output {
                 let mut output = #output_zero;
@@ -341,11 +286,22 @@ pub fn generate(
                 output
             }
 
+            fn forward_in(&self, input: &Self::Input, output: &mut Self::Output, arena: &mut Self::Arena) {
+                let output = #flat_out;
+                #rt::cpu::dispatch(self, #flat_in, output, arena.as_mut_slice());
+            }
+
+            #[inline]
+            fn forward_raw(&self, input: &[f32], output: &mut [f32]) {
+                #rt::arena::with_arena::<#arena_len, ()>(|arena| #rt::cpu::dispatch(self, input, output, arena));
+            }
+
             #[inline(always)]
-            fn forward_body(&self, input: &[f32], output: &mut [f32]) {
+            fn forward_body(&self, input: &[f32], output: &mut [f32], arena: &mut [f32]) {
                 let input = &input[..#in_len];
                 let output = &mut output[..#out_len];
-                #(#arenas)*
+                let arena = &mut arena[..#arena_len];
+                let _ = &arena;
                 #(#calls)*
             }
 
@@ -356,11 +312,7 @@ pub fn generate(
 
         #embedded
     };
-    Generated {
-        tokens,
-        specs: weights.specs,
-        ignored: weights.ignored,
-    }
+    tokens
 }
 
 /// Stub items emitted beside the errors of a rejected description, so the user sees our
@@ -376,6 +328,8 @@ pub fn fallback(item: &Item<'_>) -> TokenStream {
             /// Unavailable: the description has errors.
             pub const SUMMARY: &'static str = "";
             /// Unavailable: the description has errors.
+            pub const ARENA_LEN: usize = 0;
+            /// Unavailable: the description has errors.
             pub fn summary() -> &'static str { "" }
         }
 
@@ -388,17 +342,27 @@ pub fn fallback(item: &Item<'_>) -> TokenStream {
             const OUTPUT_LEN: usize = 0;
             const PARAMS: usize = 0;
             const MACS: usize = 0;
+            type Arena = #rt::Arena<0>;
             const ARENA_BYTES: usize = 0;
-            const WEIGHTS: &'static [#rt::load::TensorSpec] = &[];
-            fn from_safetensors(
-                _: &[u8],
-            ) -> ::core::result::Result<::std::boxed::Box<Self>, #rt::LoadError> {
-                ::core::unreachable!()
+            const WEIGHT_BYTES: usize = 0;
+            const WEIGHTS: &'static [#rt::TensorSpec] = &[];
+            ::cnn::__private::if_alloc! {
+                fn from_safetensors(
+                    _: &[u8],
+                ) -> ::core::result::Result<::cnn::__private::Box<Self>, #rt::LoadError> {
+                    ::core::unreachable!()
+                }
             }
             fn forward(&self, _: &Self::Input) -> Self::Output {
                 ::core::unreachable!()
             }
-            fn forward_body(&self, _: &[f32], _: &mut [f32]) {
+            fn forward_in(&self, _: &Self::Input, _: &mut Self::Output, _: &mut Self::Arena) {
+                ::core::unreachable!()
+            }
+            fn forward_raw(&self, _: &[f32], _: &mut [f32]) {
+                ::core::unreachable!()
+            }
+            fn forward_body(&self, _: &[f32], _: &mut [f32], _: &mut [f32]) {
                 ::core::unreachable!()
             }
             fn summary() -> &'static str {

@@ -8,10 +8,11 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
-use crate::codegen::{act_tokens, field_name, lit, rt, Weights};
+use crate::codegen::{act_tokens, field_name, lit, rt};
 use crate::ir::{Merge, Model, Op, PoolKind, Shape, UpMode};
 use crate::plan::{Buf, Kernel, Step};
 use crate::shape::{kernel_op, LayerShape};
+use crate::weights::{Build, Weights};
 
 /// The buffer's name in `forward_body`.
 fn buf_name(buf: Buf) -> TokenStream {
@@ -164,28 +165,46 @@ fn conv(
     let weight = w.tensor(format!("{}.weight", l.name), wshape);
     let (bias, bn) = w.bias_and_bn(model, shapes, &l.name, conv.bias.then_some(o), bn);
     let act = act_tokens(step.act);
-    let (ol, cgl, khl, kwl) = (lit(o), lit(ci / g), lit(kh), lit(kw));
+    let (cg, out, kh_, kw_) = (ci / g, o, kh, kw);
     let [ci, h, wd, o, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, g] =
         [ci, h, wd, o, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, g].map(lit);
     let call = if winograd {
         w.fields.push((
             field.clone(),
-            quote!(#rt::kernels::winograd::WinogradParams),
-            quote!(#rt::kernels::winograd::WinogradParams::from_torch(#ol, #cgl, #weight, #bias, #bn)),
+            Build::Winograd {
+                out,
+                c: cg,
+                weight,
+                bias,
+                bn,
+            },
         ));
         quote!(#rt::kernels::winograd::winograd_conv3x3::<#ci, #h, #wd, #o, #oh, #ow, #pt, #pl, #dh, #dw>(r0, &self.#field, w, scratch, #act);)
     } else if depthwise {
         w.fields.push((
             field.clone(),
-            quote!(#rt::kernels::depthwise::DepthwiseParams),
-            quote!(#rt::kernels::depthwise::DepthwiseParams::from_torch(#ol, #cgl, #khl, #kwl, #weight, #bias, #bn)),
+            Build::Depthwise {
+                out,
+                kh: kh_,
+                kw: kw_,
+                weight,
+                bias,
+                bn,
+            },
         ));
         quote!(#rt::kernels::depthwise::depthwise_conv2d::<#ci, #h, #wd, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw>(r0, &self.#field, w, #act);)
     } else {
         w.fields.push((
             field.clone(),
-            quote!(#rt::kernels::conv::ConvParams),
-            quote!(#rt::kernels::conv::ConvParams::from_torch(#ol, #cgl, #khl, #kwl, #weight, #bias, #bn)),
+            Build::Conv {
+                out,
+                cg,
+                kh: kh_,
+                kw: kw_,
+                weight,
+                bias,
+                bn,
+            },
         ));
         quote!(#rt::kernels::conv::conv2d::<#ci, #h, #wd, #o, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw, #g>(r0, &self.#field, w, #act);)
     };
@@ -230,8 +249,15 @@ fn conv_transpose(
         let [h, wd] = [h, wd].map(lit);
         w.fields.push((
             field.clone(),
-            quote!(#rt::kernels::conv::ConvParams),
-            quote!(#rt::kernels::conv_transpose::stride_kernel_params(#cil, #ol, #khl, #kwl, #weight, #bias, #bn)),
+            Build::StrideKernel {
+                ci,
+                out: o,
+                kh,
+                kw,
+                weight,
+                bias,
+                bn,
+            },
         ));
         return bind(
             step,
@@ -242,14 +268,21 @@ fn conv_transpose(
             },
         );
     }
-    let (cil, opgl, khl, kwl, gl) = (lit(ci), lit(o / g), lit(kh), lit(kw), lit(g));
-    let [ci, h, wd, o, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, g] =
-        [ci, h, wd, o, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, g].map(lit);
     w.fields.push((
         field.clone(),
-        quote!(#rt::kernels::conv_transpose::ConvTransposeParams),
-        quote!(#rt::kernels::conv_transpose::ConvTransposeParams::from_torch(#cil, #opgl, #khl, #kwl, #gl, #weight, #bias, #bn)),
+        Build::ConvTranspose {
+            ci,
+            opg: o / g,
+            kh,
+            kw,
+            groups: g,
+            weight,
+            bias,
+            bn,
+        },
     ));
+    let [ci, h, wd, o, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, g] =
+        [ci, h, wd, o, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, g].map(lit);
     bind(
         step,
         false,
@@ -279,8 +312,13 @@ fn linear(
     let act = act_tokens(step.act);
     w.fields.push((
         field.clone(),
-        quote!(#rt::kernels::linear::LinearParams),
-        quote!(#rt::kernels::linear::LinearParams::from_torch(#o, #i, #weight, #bias, #bn)),
+        Build::Linear {
+            out: n_out,
+            inp: n_in,
+            weight,
+            bias,
+            bn,
+        },
     ));
     bind(
         step,
@@ -388,9 +426,10 @@ fn affine(
 ) -> TokenStream {
     let rt = rt();
     let field = field_name(&model.layers[layer].name);
-    let init = w.batch_norm(model, shapes, layer);
+    let bn = w.batch_norm(model, shapes, layer);
+    let (channels, _) = shapes[layer].input.channels_and_plane();
     w.fields
-        .push((field.clone(), quote!(#rt::kernels::norm::Affine), init));
+        .push((field.clone(), Build::Affine { channels, bn }));
     let (c, plane) = step.output.channels_and_plane();
     let (c, plane) = (lit(c), lit(plane));
     let act = act_tokens(step.act);

@@ -38,6 +38,7 @@ mod plan;
 mod shape;
 mod suggest;
 mod summary;
+mod weights;
 
 #[cfg(test)]
 mod tests;
@@ -179,12 +180,13 @@ fn read_weights(lit: &syn::LitStr, base: &Path) -> Result<String, syn::Error> {
 }
 
 /// Checks an embedded weight file as strictly as `from_safetensors` will load it, with
-/// the runtime's own loader, so a mismatch is a compile error naming the key.
+/// the runtime's own loader, so a mismatch is a compile error naming the key; returns
+/// the tensors.
 fn check_weights(
     lit: &syn::LitStr,
     path: &str,
-    generated: &codegen::Generated,
-) -> Result<(), syn::Error> {
+    generated: &weights::Weights,
+) -> Result<Vec<Vec<f32>>, syn::Error> {
     let bytes = std::fs::read(path)
         .map_err(|e| syn::Error::new(lit.span(), format!("cannot read `{}`: {e}", lit.value())))?;
     // The loader wants `'static` specs, as generated code has them; these few strings
@@ -199,7 +201,7 @@ fn check_weights(
         .collect();
     let ignored: Vec<&str> = generated.ignored.iter().map(String::as_str).collect();
     match cnn_runtime::load::load_tensors(&bytes, &specs, &ignored) {
-        Ok(_) => Ok(()),
+        Ok(t) => Ok(t),
         Err(e) => Err(syn::Error::new(
             lit.span(),
             format!("weights `{}` do not fit the model: {e}", lit.value()),
@@ -269,35 +271,43 @@ fn expand(input: TokenStream, base: &Path) -> TokenStream {
     };
     match front_end(&raw) {
         Ok(c) => {
-            let text = summary::render(&header.ident.to_string(), &c.model, &c.shapes, &c.plan);
-            let weights = match &header.weights {
-                None => None,
-                Some(lit) => match read_weights(lit, base) {
-                    Ok(path) => Some((path, lit.value())),
-                    Err(e) => return fail(vec![e], &item),
-                },
-            };
-            let generated = codegen::generate(
-                &item,
+            let (calls, weights) = codegen::steps(&c.model, &c.shapes, &c.plan);
+            let text = summary::render(
+                &header.ident.to_string(),
                 &c.model,
                 &c.shapes,
                 &c.plan,
-                &text,
-                tracked.as_deref(),
-                weights
-                    .as_ref()
-                    .map(|(p, shown)| (p.as_str(), shown.as_str())),
+                weights.bytes(),
             );
-            if let (Some(lit), Some((path, _))) = (&header.weights, &weights) {
-                if let Err(e) = check_weights(lit, path, &generated) {
-                    let mut out = fail(vec![e], &item);
-                    out.extend(quote!(
-                        const _: &[u8] = ::core::include_bytes!(#path);
-                    ));
-                    return out;
+            // `#[weights = ..]`: checked by the runtime's loader, then packed here.
+            let mut packed = None;
+            if let Some(lit) = &header.weights {
+                let path = match read_weights(lit, base) {
+                    Ok(path) => path,
+                    Err(e) => return fail(vec![e], &item),
+                };
+                match check_weights(lit, &path, &weights) {
+                    Ok(t) => packed = Some((path, lit.value(), weights::pack_all(&weights, &t))),
+                    Err(e) => {
+                        let mut out = fail(vec![e], &item);
+                        out.extend(quote!(
+                            const _: &[u8] = ::core::include_bytes!(#path);
+                        ));
+                        return out;
+                    }
                 }
             }
-            generated.tokens
+            codegen::generate(
+                &item,
+                &c.shapes,
+                &c.plan,
+                &text,
+                (calls, weights),
+                tracked.as_deref(),
+                packed
+                    .as_ref()
+                    .map(|(path, shown, parts)| codegen::Embedded { path, shown, parts }),
+            )
         }
         Err(diags) => {
             let errors = diags.iter().map(|d| to_error(d, &source)).collect();

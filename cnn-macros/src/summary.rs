@@ -19,7 +19,13 @@ pub fn thousands(n: usize) -> String {
 
 /// Renders the per-layer table: name, op, output shape, parameters, MACs and the kernel
 /// that runs the layer; then totals, weights and activation memory.
-pub fn render(name: &str, model: &Model, shapes: &[LayerShape], plan: &Plan) -> String {
+pub fn render(
+    name: &str,
+    model: &Model,
+    shapes: &[LayerShape],
+    plan: &Plan,
+    weight_bytes: usize,
+) -> String {
     let mut kernel_of = vec![String::new(); model.layers.len()];
     for step in &plan.steps {
         for (k, &layer) in step.layers.iter().enumerate() {
@@ -134,13 +140,17 @@ pub fn render(name: &str, model: &Model, shapes: &[LayerShape], plan: &Plan) -> 
         "forward:      {calls} kernel calls, {} layers\n",
         model.layers.len()
     ));
+    out.push_str(&format!(
+        "weights:      {} bytes packed (WEIGHT_BYTES; read-only data when embedded)\n",
+        thousands(weight_bytes)
+    ));
     let place = if arena_bytes <= crate::codegen::STACK_ARENA_LIMIT {
         "on the stack"
     } else {
-        "in a per-thread buffer, allocated on a thread's first call,"
+        "in a per-thread buffer (with std; allocated on a thread's first call)"
     };
     out.push_str(&format!(
-        "activations:  {} bytes {place} (one arena of {} floats)",
+        "activations:  {} bytes (ARENA_BYTES: one arena of {} floats; `forward_in` uses the caller's, `forward` keeps it {place})",
         thousands(arena_bytes),
         thousands(plan.arena),
     ));

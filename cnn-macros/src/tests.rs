@@ -499,8 +499,9 @@ proptest! {
                     let item_ident = syn::Ident::new("M", proc_macro2::Span::call_site());
                     let vis = syn::Visibility::Inherited;
                     let item = crate::codegen::Item { attrs: &[], vis: &vis, ident: &item_ident };
-                    let summary = crate::summary::render("M", &c.model, &c.shapes, &c.plan);
-                    let tokens = crate::codegen::generate(&item, &c.model, &c.shapes, &c.plan, &summary, None, None).tokens;
+                    let steps = crate::codegen::steps(&c.model, &c.shapes, &c.plan);
+                    let summary = crate::summary::render("M", &c.model, &c.shapes, &c.plan, steps.1.bytes());
+                    let tokens = crate::codegen::generate(&item, &c.shapes, &c.plan, &summary, steps, None, None);
                     prop_assert!(syn::parse2::<syn::File>(tokens).is_ok());
                 }
                 Err(diags) => {
@@ -682,8 +683,9 @@ proptest! {
                 let item_ident = syn::Ident::new("M", proc_macro2::Span::call_site());
                 let vis = syn::Visibility::Inherited;
                 let item = crate::codegen::Item { attrs: &[], vis: &vis, ident: &item_ident };
-                let summary = crate::summary::render("M", &c.model, &c.shapes, &c.plan);
-                let tokens = crate::codegen::generate(&item, &c.model, &c.shapes, &c.plan, &summary, None, None).tokens;
+                let steps = crate::codegen::steps(&c.model, &c.shapes, &c.plan);
+                let summary = crate::summary::render("M", &c.model, &c.shapes, &c.plan, steps.1.bytes());
+                let tokens = crate::codegen::generate(&item, &c.shapes, &c.plan, &summary, steps, None, None);
                 prop_assert!(syn::parse2::<syn::File>(tokens).is_ok());
             }
             Err(diags) => {

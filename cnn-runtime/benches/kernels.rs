@@ -443,7 +443,7 @@ fn main() {
             continue;
         }
         let layers = build(&mut rng);
-        for &level in &levels {
+        for &level in levels {
             if level_args && !args.iter().any(|a| a == tag(level)) {
                 continue;
             }

@@ -12,8 +12,12 @@
 //! Detection runs once and is cached. The environment variable `CNN_SIMD` (read at first
 //! use: `portable`, `avx2` or `avx512`) or [`set_level`] caps the level; every level gives
 //! the same results within the conformance tolerance.
+//!
+//! Without `std` there is no run-time detection: the level is what the target was
+//! compiled for (`-C target-feature=+avx2,+fma` or `-C target-cpu=...`), and `CNN_SIMD`
+//! is not read.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use crate::Model;
 
@@ -38,11 +42,20 @@ static LEVEL: AtomicU8 = AtomicU8::new(UNKNOWN);
 
 /// The best level the CPU supports, ignoring overrides.
 pub fn detected() -> Level {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", feature = "std"))]
     {
         use std::arch::is_x86_feature_detected as has;
         if has!("avx2") && has!("fma") {
             if has!("avx512f") && has!("avx512dq") {
+                return Level::Avx512;
+            }
+            return Level::Avx2Fma;
+        }
+    }
+    #[cfg(all(target_arch = "x86_64", not(feature = "std")))]
+    {
+        if cfg!(all(target_feature = "avx2", target_feature = "fma")) {
+            if cfg!(all(target_feature = "avx512f", target_feature = "avx512dq")) {
                 return Level::Avx512;
             }
             return Level::Avx2Fma;
@@ -53,28 +66,41 @@ pub fn detected() -> Level {
 
 /// Every level the CPU supports, lowest first (always starts with
 /// [`Level::Portable`]).
-pub fn supported() -> Vec<Level> {
-    let best = detected();
-    [Level::Portable, Level::Avx2Fma, Level::Avx512]
-        .into_iter()
-        .filter(|&l| l <= best)
-        .collect()
+pub fn supported() -> &'static [Level] {
+    const ALL: [Level; 3] = [Level::Portable, Level::Avx2Fma, Level::Avx512];
+    &ALL[..=detected() as usize]
 }
 
 /// The level `forward` uses: detected once (capped by `CNN_SIMD=portable|avx2|avx512`),
 /// then cached.
 #[inline]
 pub fn level() -> Level {
+    #[cfg(not(feature = "std"))]
+    {
+        // Without run-time detection the best level is a compile-time constant: the
+        // minimum lets the optimiser drop every kernel instance above it (flash).
+        stored_level().min(detected())
+    }
+    #[cfg(feature = "std")]
+    stored_level()
+}
+
+/// The cached (or, on first use, detected and capped) level.
+#[inline]
+fn stored_level() -> Level {
     match LEVEL.load(Ordering::Relaxed) {
         PORTABLE => Level::Portable,
         AVX2_FMA => Level::Avx2Fma,
         AVX512 => Level::Avx512,
         _ => {
+            #[cfg(feature = "std")]
             let cap = match std::env::var("CNN_SIMD") {
                 Ok(v) if v.eq_ignore_ascii_case("portable") => Level::Portable,
                 Ok(v) if v.eq_ignore_ascii_case("avx2") => Level::Avx2Fma,
                 _ => Level::Avx512,
             };
+            #[cfg(not(feature = "std"))]
+            let cap = Level::Avx512;
             set_level(cap)
         }
     }
@@ -94,9 +120,9 @@ pub fn set_level(level: Level) -> Level {
     level
 }
 
-/// Runs `model.forward_body(input, output)` compiled for the best available level.
+/// Runs `model.forward_body(input, output, arena)` compiled for the best available level.
 #[inline]
-pub fn dispatch<M: Model>(model: &M, input: &[f32], output: &mut [f32]) {
+pub fn dispatch<M: Model>(model: &M, input: &[f32], output: &mut [f32], arena: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         match level() {
@@ -104,27 +130,27 @@ pub fn dispatch<M: Model>(model: &M, input: &[f32], output: &mut [f32]) {
                 // SAFETY: `level()` is `Avx512` only when `detected()` found AVX-512F,
                 // AVX-512DQ, AVX2 and FMA (`set_level` caps it), the requirement of
                 // `forward_avx512`.
-                unsafe { forward_avx512(model, input, output) };
+                unsafe { forward_avx512(model, input, output, arena) };
                 return;
             }
             Level::Avx2Fma => {
                 // SAFETY: `level()` is `Avx2Fma` or above only when `detected()` found
                 // AVX2 and FMA, the requirement of `forward_avx2_fma`.
-                unsafe { forward_avx2_fma(model, input, output) };
+                unsafe { forward_avx2_fma(model, input, output, arena) };
                 return;
             }
             Level::Portable => {}
         }
     }
-    forward_portable(model, input, output);
+    forward_portable(model, input, output, arena);
 }
 
 /// `forward_body` for the portable level, in a function of its own like the other
 /// levels': inlined into `dispatch`, its stack arenas would sit in `dispatch`'s frame
 /// next to those of the level actually running (twice the stack).
 #[inline(never)]
-fn forward_portable<M: Model>(model: &M, input: &[f32], output: &mut [f32]) {
-    model.forward_body(input, output);
+fn forward_portable<M: Model>(model: &M, input: &[f32], output: &mut [f32], arena: &mut [f32]) {
+    model.forward_body(input, output, arena);
 }
 
 /// `forward_body` inlined into a function compiled for AVX2 and FMA.
@@ -134,8 +160,13 @@ fn forward_portable<M: Model>(model: &M, input: &[f32], output: &mut [f32]) {
 /// The CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn forward_avx2_fma<M: Model>(model: &M, input: &[f32], output: &mut [f32]) {
-    model.forward_body(input, output);
+unsafe fn forward_avx2_fma<M: Model>(
+    model: &M,
+    input: &[f32],
+    output: &mut [f32],
+    arena: &mut [f32],
+) {
+    model.forward_body(input, output, arena);
 }
 
 /// `forward_body` inlined into a function compiled for AVX-512.
@@ -145,8 +176,13 @@ unsafe fn forward_avx2_fma<M: Model>(model: &M, input: &[f32], output: &mut [f32
 /// The CPU must support AVX-512F, AVX-512DQ, AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
-unsafe fn forward_avx512<M: Model>(model: &M, input: &[f32], output: &mut [f32]) {
-    model.forward_body(input, output);
+unsafe fn forward_avx512<M: Model>(
+    model: &M,
+    input: &[f32],
+    output: &mut [f32],
+    arena: &mut [f32],
+) {
+    model.forward_body(input, output, arena);
 }
 
 #[cfg(test)]

@@ -1,8 +1,27 @@
 //! Errors of weight loading ([`LoadError`]) and of wrongly sized inputs ([`ShapeError`]).
 
-use std::fmt;
+use core::fmt;
+
+#[cfg(feature = "alloc")]
+use alloc::{
+    format,
+    string::{String, ToString},
+    vec::Vec,
+};
 
 /// Shape as printed in messages: `[6, 1, 5, 5]`.
+/// `"{n} x "` before the shape of a batch buffer.
+struct BatchFmt(Option<usize>);
+
+impl fmt::Display for BatchFmt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(n) => write!(f, "{n} x "),
+            None => Ok(()),
+        }
+    }
+}
+
 pub(crate) struct ShapeFmt<'a>(pub &'a [usize]);
 
 impl fmt::Display for ShapeFmt<'_> {
@@ -18,12 +37,14 @@ impl fmt::Display for ShapeFmt<'_> {
     }
 }
 
+#[cfg(feature = "alloc")]
 /// Why weights could not be loaded. Every message names the key (and shapes) involved.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LoadError {
     /// The weight file could not be read.
     #[error("cannot read weights from `{path}`: {source}")]
+    #[cfg(feature = "std")]
     Io {
         /// The path that was read.
         path: String,
@@ -78,6 +99,7 @@ pub enum LoadError {
     Many(Vec<LoadError>),
 }
 
+#[cfg(feature = "alloc")]
 fn suggestion(s: &Option<String>) -> String {
     match s {
         Some(k) => format!("; did you mean `{k}`?"),
@@ -85,6 +107,7 @@ fn suggestion(s: &Option<String>) -> String {
     }
 }
 
+#[cfg(feature = "alloc")]
 fn list(errors: &[LoadError]) -> String {
     errors.iter().map(|e| format!("\n  - {e}")).collect()
 }
@@ -94,12 +117,14 @@ fn list(errors: &[LoadError]) -> String {
 #[non_exhaustive]
 pub enum ShapeError {
     /// A flat buffer has the wrong number of values.
-    #[error("{what} has {got} values, expected {expected} (shape {shape})")]
+    #[error("{what} has {got} values, expected {expected} (shape {}{})", BatchFmt(*.batch), ShapeFmt(.shape))]
     Length {
         /// Which buffer (`input`, `output`, ...).
         what: &'static str,
-        /// The expected shape, as text.
-        shape: String,
+        /// The number of items of a batch buffer (`None` for one item).
+        batch: Option<usize>,
+        /// The expected shape of one item.
+        shape: &'static [usize],
         /// The expected number of values.
         expected: usize,
         /// The number of values given.
@@ -117,6 +142,7 @@ pub enum ShapeError {
     },
     /// An NCHW batch whose C, H, W differ from the model's input shape.
     #[error("batch has shape {}, expected [N, {}]", ShapeFmt(.got), ShapeFmt(.expected).to_string().trim_start_matches('[').trim_end_matches(']'))]
+    #[cfg(feature = "alloc")]
     Batch {
         /// The model's input shape `[C, H, W]`.
         expected: Vec<usize>,
@@ -125,6 +151,7 @@ pub enum ShapeError {
     },
     /// The output asked for has a different rank from the model's output.
     #[error("the model's output has shape {}, not a {wanted}-D shape per item", ShapeFmt(.shape))]
+    #[cfg(feature = "alloc")]
     OutputRank {
         /// Rank per item asked for (1 for vectors, 3 for `[C, H, W]`).
         wanted: usize,
@@ -137,7 +164,7 @@ impl ShapeError {
     /// `Ok` when `got == expected`, else a [`ShapeError::Length`] naming `what` and `shape`.
     pub fn check(
         what: &'static str,
-        shape: &[usize],
+        shape: &'static [usize],
         expected: usize,
         got: usize,
     ) -> Result<(), ShapeError> {
@@ -146,7 +173,8 @@ impl ShapeError {
         } else {
             Err(ShapeError::Length {
                 what,
-                shape: ShapeFmt(shape).to_string(),
+                batch: None,
+                shape,
                 expected,
                 got,
             })

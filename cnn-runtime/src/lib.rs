@@ -13,18 +13,44 @@
 //!
 //! Users normally depend on the facade crate `cnn` only, which re-exports this crate.
 
+//!
+//! # Features
+//!
+//! * `std` (default): loading from files, `std::error::Error`, run-time CPU feature
+//!   detection, per-thread scratch for arenas too big for the stack. Implies `alloc`.
+//! * `alloc`: loading weights from bytes at run time ([`Model::from_safetensors`]) and
+//!   the `Vec`/`Box` APIs. Without it (`default-features = false`) the crate is
+//!   `#![no_std]` and uses no allocator: models embed their weights at compile time
+//!   (`#[weights = ..]`) and run with [`Model::forward_in`] on a caller-owned arena.
+//! * `ndarray` (default): the ndarray batch API.
+//! * `parallel`: the intra-op thread pool ([`pool`]) and batch splitting over the cores.
+
+#![cfg_attr(not(feature = "std"), no_std)]
+// Without `alloc` the load-time code (packing, folding, the loader) is compiled out.
+#![cfg_attr(not(feature = "alloc"), allow(unused_imports, dead_code))]
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
 pub mod arena;
+pub mod buf;
 pub mod cpu;
 pub mod error;
 pub mod kernels;
+#[cfg(feature = "alloc")]
 pub mod load;
+pub(crate) mod math;
 mod model;
 pub mod pool;
+#[cfg(feature = "std")]
 pub mod scratch;
 
-pub use error::{LoadError, ShapeError};
+pub use arena::{Arena, ArenaCell};
+pub use buf::Buf;
+#[cfg(feature = "alloc")]
+pub use error::LoadError;
+pub use error::ShapeError;
 pub use kernels::activation::Act;
-pub use model::Model;
+pub use model::{Model, TensorSpec};

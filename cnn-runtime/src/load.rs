@@ -10,20 +10,17 @@
 //! The bytes may come from anywhere (a file, `include_bytes!`, the network): hostile or
 //! truncated input is an error, never a panic, and the data need not be aligned.
 
-use std::collections::HashSet;
+use alloc::borrow::ToOwned;
+use alloc::collections::BTreeSet as HashSet;
+use alloc::string::ToString;
+use alloc::vec::Vec;
+use alloc::{format, vec};
 
 use safetensors::{Dtype, SafeTensorError, SafeTensors};
 
 use crate::error::LoadError;
 
-/// One tensor a model needs.
-#[derive(Clone, Copy, Debug)]
-pub struct TensorSpec {
-    /// The `state_dict()` key, e.g. `conv1.weight`.
-    pub key: &'static str,
-    /// The exact shape the model expects, PyTorch layout (e.g. `[out, in/groups, kh, kw]`).
-    pub shape: &'static [usize],
-}
+pub use crate::model::TensorSpec;
 
 /// Reads a safetensors file and returns, in the order of `specs`, each tensor converted to f32 (row-major, as stored).
 ///
@@ -370,7 +367,7 @@ fn levenshtein(a: &[char], b: &[char]) -> usize {
             let sub = prev[j] + usize::from(ca != cb);
             cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
         }
-        std::mem::swap(&mut prev, &mut cur);
+        core::mem::swap(&mut prev, &mut cur);
     }
     prev[b.len()]
 }

@@ -237,7 +237,7 @@ mod imp {
         // returns or unwinds) waits until no worker is in the job and clears it, and a
         // worker only reads `job` under the mutex, so no use outlives the borrow.
         let f = unsafe {
-            std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static (dyn Fn(usize) + Sync)>(f)
+            core::mem::transmute::<&(dyn Fn(usize) + Sync), &'static (dyn Fn(usize) + Sync)>(f)
         };
         let job = JobRef { f, n };
         {

@@ -7,9 +7,9 @@
 //! reused by every later call, so `forward` still performs no allocation per inference.
 
 use std::cell::Cell;
+use std::vec::Vec;
 
-/// Largest total arena size, in bytes, that generated code keeps on the stack.
-pub const STACK_LIMIT: usize = 1 << 20;
+pub use crate::arena::STACK_LIMIT;
 
 thread_local! {
     static SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
@@ -41,7 +41,7 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let buf = std::mem::take(&mut self.buf);
+        let buf = core::mem::take(&mut self.buf);
         SCRATCH.with(|cell| {
             // Keep the larger of this buffer and one a nested borrow may have returned.
             let other = cell.take();

@@ -188,7 +188,7 @@ impl StateDict {
     /// PyTorch `state_dict()`), with seeded values of the right kind. A batch norm is
     /// recognised by its `running_mean` key and gets plausible statistics and an I64
     /// `num_batches_tracked`, as PyTorch saves it.
-    pub fn for_model(specs: &[cnn::load::TensorSpec], seed: u64) -> Self {
+    pub fn for_model(specs: &[cnn::TensorSpec], seed: u64) -> Self {
         let mut sd = StateDict::new(seed);
         for spec in specs {
             let (layer, what) = spec.key.rsplit_once('.').unwrap_or(("", spec.key));

@@ -55,7 +55,7 @@ impl Act {
 /// about 1 ulp on [-87, 88]; inputs are clamped to that range).
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LOG2E: f32 = core::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     // 1.5 * 2^23: adding it rounds to the nearest integer, held in the low mantissa bits.
@@ -176,7 +176,7 @@ pub(crate) const ERFC_R: [f32; 8] = [
 /// propagates; `gelu(-inf)` is NaN as in PyTorch.
 #[inline(always)]
 pub fn gelu(x: f32) -> f32 {
-    let u = x * std::f32::consts::FRAC_1_SQRT_2;
+    let u = x * core::f32::consts::FRAC_1_SQRT_2;
     let a = u.abs();
     let z = a * a;
     let mut t = ERF_T[0];
@@ -312,7 +312,7 @@ mod tests {
         assert!(gelu(f32::NAN).is_nan());
     }
 
-    const SQRT_2: f32 = std::f32::consts::SQRT_2;
+    const SQRT_2: f32 = core::f32::consts::SQRT_2;
 
     #[test]
     fn activate_matches_apply() {

@@ -12,9 +12,15 @@
 
 use super::activation::Act;
 use super::engine::{self, Packed, Plan, Row16};
-use super::norm::{fold_bn, Affine};
+#[cfg(feature = "alloc")]
+use super::norm::fold_bn;
+use super::norm::Affine;
 use super::simd::{self, Simd, WithSimd};
+use crate::buf::Buf;
 use crate::cpu::{self, Level};
+#[cfg(feature = "alloc")]
+#[allow(unused_imports)]
+use alloc::{boxed::Box, vec, vec::Vec};
 
 /// Weights and bias of a convolution, repacked for [`conv2d`] at load time.
 #[derive(Clone, Debug, PartialEq)]
@@ -29,12 +35,27 @@ pub struct ConvParams {
     kw: usize,
     /// Panels of 16 output channels: `[ceil(out/16)][kh*kw][in_per_group][16]`, batch
     /// norm folded in, zeros past `out`.
-    weight: Box<[Row16]>,
+    weight: Buf<Row16>,
     /// `[ceil(out/16)][16]`, zeros when the layer has no bias, batch norm folded in.
-    bias: Box<[Row16]>,
+    bias: Buf<Row16>,
+}
+
+#[cfg(feature = "alloc")]
+impl crate::buf::Embed for ConvParams {
+    fn parts(&self) -> crate::buf::Parts {
+        use crate::buf::row_bytes;
+        crate::buf::Parts {
+            dims: alloc::vec![self.out, self.in_per_group, self.kh, self.kw],
+            bufs: alloc::vec![
+                (true, row_bytes(&self.weight)),
+                (true, row_bytes(&self.bias))
+            ],
+        }
+    }
 }
 
 impl ConvParams {
+    #[cfg(feature = "alloc")]
     /// Builds the parameters from a PyTorch `Conv2d` weight, layout
     /// `[out, in_per_group, kh, kw]`, and its optional bias `[out]`.
     ///
@@ -60,8 +81,27 @@ impl ConvParams {
             in_per_group,
             kh,
             kw,
-            weight,
-            bias,
+            weight: weight.into(),
+            bias: bias.into(),
+        }
+    }
+
+    /// Parameters computed at compile time ([`crate::buf::Embed`]): dims
+    /// `[out, in_per_group, kh, kw]`, the weight and bias panels.
+    #[doc(hidden)]
+    pub const fn from_static(
+        dims: [usize; 4],
+        weight: &'static [Row16],
+        bias: &'static [Row16],
+    ) -> ConvParams {
+        let [out, in_per_group, kh, kw] = dims;
+        ConvParams {
+            out,
+            in_per_group,
+            kh,
+            kw,
+            weight: Buf::Static(weight),
+            bias: Buf::Static(bias),
         }
     }
 

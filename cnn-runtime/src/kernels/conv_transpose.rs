@@ -16,7 +16,11 @@ use super::activation::Act;
 use super::conv::Dims2d;
 use super::norm::Affine;
 use super::simd::{self, Simd, WithSimd};
+use crate::buf::Buf;
 use crate::cpu::{self, Level};
+#[cfg(feature = "alloc")]
+#[allow(unused_imports)]
+use alloc::{boxed::Box, vec, vec::Vec};
 
 /// Weights and bias of a transposed convolution, repacked for [`conv_transpose2d`].
 #[derive(Clone, Debug, PartialEq)]
@@ -32,12 +36,33 @@ pub struct ConvTransposeParams {
     /// Groups.
     groups: usize,
     /// `[groups][kh][kw][in/groups][out_per_group]`, batch norm folded in.
-    weight: Box<[f32]>,
+    weight: Buf<f32>,
     /// `[out]`, zeros when the layer has no bias, batch norm folded in.
-    bias: Box<[f32]>,
+    bias: Buf<f32>,
+}
+
+#[cfg(feature = "alloc")]
+impl crate::buf::Embed for ConvTransposeParams {
+    fn parts(&self) -> crate::buf::Parts {
+        use crate::buf::float_bytes;
+        crate::buf::Parts {
+            dims: alloc::vec![
+                self.in_channels,
+                self.out_per_group,
+                self.kh,
+                self.kw,
+                self.groups
+            ],
+            bufs: alloc::vec![
+                (false, float_bytes(&self.weight)),
+                (false, float_bytes(&self.bias))
+            ],
+        }
+    }
 }
 
 impl ConvTransposeParams {
+    #[cfg(feature = "alloc")]
     /// Builds the parameters from a PyTorch `ConvTranspose2d` weight, layout
     /// `[in, out/groups, kh, kw]`, and its optional bias `[out]`.
     ///
@@ -113,8 +138,28 @@ impl ConvTransposeParams {
             kh,
             kw,
             groups,
-            weight: w.into_boxed_slice(),
-            bias: b.into_boxed_slice(),
+            weight: w.into(),
+            bias: b.into(),
+        }
+    }
+
+    /// Parameters computed at compile time ([`crate::buf::Embed`]): dims
+    /// `[in_channels, out_per_group, kh, kw, groups]`, the weight and bias.
+    #[doc(hidden)]
+    pub const fn from_static(
+        dims: [usize; 5],
+        weight: &'static [f32],
+        bias: &'static [f32],
+    ) -> ConvTransposeParams {
+        let [in_channels, out_per_group, kh, kw, groups] = dims;
+        ConvTransposeParams {
+            in_channels,
+            out_per_group,
+            kh,
+            kw,
+            groups,
+            weight: Buf::Static(weight),
+            bias: Buf::Static(bias),
         }
     }
 }
@@ -570,6 +615,7 @@ mod tests {
     }
 }
 
+#[cfg(feature = "alloc")]
 /// A transposed convolution whose windows do not overlap (`stride = kernel`, no padding,
 /// dilation 1, one group: U-Net's and FCN's `k2 s2` upsampling) is a 1x1 convolution to
 /// `out * kh * kw` channels followed by a depth-to-space rearrangement. This builds that
@@ -666,8 +712,8 @@ mod stride_kernel_tests {
             let weight = rng.vec($c * $o * $k * $k, -0.5, 0.5);
             let bias = rng.vec($o, -0.5, 0.5);
             let bn = Affine {
-                scale: rng.vec($o, 0.5, 1.5).into_boxed_slice(),
-                shift: rng.vec($o, -0.2, 0.2).into_boxed_slice(),
+                scale: rng.vec($o, 0.5, 1.5).into(),
+                shift: rng.vec($o, -0.2, 0.2).into(),
             };
             let input = rng.vec($c * $h * $w, -1.0, 1.0);
             let phase =

@@ -7,9 +7,15 @@
 use super::activation::Act;
 use super::conv::Dims2d;
 use super::engine::{self, Row16, PANEL};
-use super::norm::{fold_bn, Affine};
+#[cfg(feature = "alloc")]
+use super::norm::fold_bn;
+use super::norm::Affine;
 use super::simd::{self, Simd, WithSimd};
+use crate::buf::Buf;
 use crate::cpu::{self, Level};
+#[cfg(feature = "alloc")]
+#[allow(unused_imports)]
+use alloc::{boxed::Box, vec, vec::Vec};
 
 /// Weights and bias of a depthwise convolution, repacked for [`depthwise_conv2d`].
 #[derive(Clone, Debug, PartialEq)]
@@ -21,17 +27,34 @@ pub struct DepthwiseParams {
     /// Kernel width.
     kw: usize,
     /// `[channels][kh][kw]`, batch norm folded in (the per-channel rows path).
-    weight: Box<[f32]>,
+    weight: Buf<f32>,
     /// `[channels]`, zeros when the layer has no bias, batch norm folded in.
-    bias: Box<[f32]>,
+    bias: Buf<f32>,
     /// The same weights as panels of 16 channels, `[ceil(channels/16)][kh*kw][16]` (the
     /// channel-vectorised path).
-    panels: Box<[Row16]>,
+    panels: Buf<Row16>,
     /// The bias as `[ceil(channels/16)][16]`.
-    panel_bias: Box<[Row16]>,
+    panel_bias: Buf<Row16>,
+}
+
+#[cfg(feature = "alloc")]
+impl crate::buf::Embed for DepthwiseParams {
+    fn parts(&self) -> crate::buf::Parts {
+        use crate::buf::{float_bytes, row_bytes};
+        crate::buf::Parts {
+            dims: alloc::vec![self.channels, self.kh, self.kw],
+            bufs: alloc::vec![
+                (false, float_bytes(&self.weight)),
+                (false, float_bytes(&self.bias)),
+                (true, row_bytes(&self.panels)),
+                (true, row_bytes(&self.panel_bias)),
+            ],
+        }
+    }
 }
 
 impl DepthwiseParams {
+    #[cfg(feature = "alloc")]
     /// Builds the parameters from a PyTorch `Conv2d` weight `[out, in_per_group, kh, kw]`
     /// (here `in_per_group == 1`) and its optional bias `[out]`.
     ///
@@ -66,10 +89,32 @@ impl DepthwiseParams {
             channels: out,
             kh,
             kw,
-            panel_bias: engine::pack_bias(out, &bias),
-            panels: panels.into_boxed_slice(),
-            weight,
-            bias,
+            panel_bias: engine::pack_bias(out, &bias).into(),
+            panels: panels.into(),
+            weight: weight.into(),
+            bias: bias.into(),
+        }
+    }
+
+    /// Parameters computed at compile time ([`crate::buf::Embed`]): dims
+    /// `[channels, kh, kw]`, the weight and bias rows, then as panels.
+    #[doc(hidden)]
+    pub const fn from_static(
+        dims: [usize; 3],
+        weight: &'static [f32],
+        bias: &'static [f32],
+        panels: &'static [Row16],
+        panel_bias: &'static [Row16],
+    ) -> DepthwiseParams {
+        let [channels, kh, kw] = dims;
+        DepthwiseParams {
+            channels,
+            kh,
+            kw,
+            weight: Buf::Static(weight),
+            bias: Buf::Static(bias),
+            panels: Buf::Static(panels),
+            panel_bias: Buf::Static(panel_bias),
         }
     }
 }

@@ -49,7 +49,10 @@
 //! [`conv_fallback`] handles what the engine does not (a one-row band that does not fit
 //! even for one channel, more than [`MAX_TAPS`] taps).
 
-use std::mem::MaybeUninit;
+#[cfg(feature = "alloc")]
+#[allow(unused_imports)]
+use alloc::{boxed::Box, vec, vec::Vec};
+use core::mem::MaybeUninit;
 
 use super::activation::Act;
 use super::conv::Dims2d;
@@ -72,8 +75,9 @@ struct Scratch([f32; SCRATCH]);
 /// Sixteen floats on a 64-byte boundary: one row of a weight panel (one cache line).
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[repr(C, align(64))]
-pub(crate) struct Row16(pub(crate) [f32; PANEL]);
+pub struct Row16(pub [f32; PANEL]);
 
+#[cfg(feature = "alloc")]
 /// Packs PyTorch conv weights `[out][cg][kh][kw]` into panels `[ceil(out/16)][kh*kw][cg]
 /// [16]` (zeros past `out`), and the bias (`[out]`) into `[ceil(out/16)][16]`.
 pub(crate) fn pack_conv(
@@ -98,6 +102,7 @@ pub(crate) fn pack_conv(
     (w.into_boxed_slice(), pack_bias(out, bias))
 }
 
+#[cfg(feature = "alloc")]
 /// A bias `[out]` as panels `[ceil(out/16)][16]`, zeros past `out`.
 pub(crate) fn pack_bias(out: usize, bias: &[f32]) -> Box<[Row16]> {
     let mut b = vec![Row16([0.0; PANEL]); out.div_ceil(PANEL)];
@@ -389,7 +394,7 @@ impl<const VEC: usize, const NP: usize> WithSimd for CvTile<'_, VEC, NP> {
                     }
                 }
             }
-            let ptrs: [*const f32; NP] = std::array::from_fn(|p| a.src.offset(a.px[p]));
+            let ptrs: [*const f32; NP] = core::array::from_fn(|p| a.src.offset(a.px[p]));
             for (t, &off) in job.taps.iter().enumerate() {
                 let mut wp = a.w.add(t * job.wtap);
                 let mut co = off;
@@ -472,7 +477,7 @@ impl<const NP: usize> WithSimd for CvTile2<'_, NP> {
                     }
                 }
             }
-            let ptrs: [*const f32; NP] = std::array::from_fn(|p| a.src.offset(a.px[p]));
+            let ptrs: [*const f32; NP] = core::array::from_fn(|p| a.src.offset(a.px[p]));
             for (t, &off) in job.taps.iter().enumerate() {
                 let mut wp = a.w.add(t * job.wtap);
                 let mut co = off;

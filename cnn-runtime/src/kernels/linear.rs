@@ -7,9 +7,15 @@
 
 use super::activation::Act;
 use super::engine::{self, Row16, PANEL};
-use super::norm::{fold_bn, Affine};
+#[cfg(feature = "alloc")]
+use super::norm::fold_bn;
+use super::norm::Affine;
 use super::simd::{self, Simd, WithSimd};
+use crate::buf::Buf;
 use crate::cpu::{self, Level};
+#[cfg(feature = "alloc")]
+#[allow(unused_imports)]
+use alloc::{boxed::Box, vec, vec::Vec};
 
 /// Weights and bias of a linear layer, repacked for [`linear`].
 #[derive(Clone, Debug, PartialEq)]
@@ -20,12 +26,27 @@ pub struct LinearParams {
     inp: usize,
     /// Panels of 16 outputs: `[ceil(out/16)][inp][16]`, batch norm folded in, zeros past
     /// `out`.
-    weight: Box<[Row16]>,
+    weight: Buf<Row16>,
     /// `[ceil(out/16)][16]`, zeros when the layer has no bias, batch norm folded in.
-    bias: Box<[Row16]>,
+    bias: Buf<Row16>,
+}
+
+#[cfg(feature = "alloc")]
+impl crate::buf::Embed for LinearParams {
+    fn parts(&self) -> crate::buf::Parts {
+        use crate::buf::row_bytes;
+        crate::buf::Parts {
+            dims: alloc::vec![self.out, self.inp],
+            bufs: alloc::vec![
+                (true, row_bytes(&self.weight)),
+                (true, row_bytes(&self.bias))
+            ],
+        }
+    }
 }
 
 impl LinearParams {
+    #[cfg(feature = "alloc")]
     /// Builds the parameters from a PyTorch `Linear` weight `[out, inp]` and its optional
     /// bias `[out]`.
     ///
@@ -48,8 +69,25 @@ impl LinearParams {
         LinearParams {
             out,
             inp,
-            weight,
-            bias,
+            weight: weight.into(),
+            bias: bias.into(),
+        }
+    }
+
+    /// Parameters computed at compile time ([`crate::buf::Embed`]): dims `[out, inp]`,
+    /// the weight and bias panels.
+    #[doc(hidden)]
+    pub const fn from_static(
+        dims: [usize; 2],
+        weight: &'static [Row16],
+        bias: &'static [Row16],
+    ) -> LinearParams {
+        let [out, inp] = dims;
+        LinearParams {
+            out,
+            inp,
+            weight: Buf::Static(weight),
+            bias: Buf::Static(bias),
         }
     }
 }

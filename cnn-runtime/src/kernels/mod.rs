@@ -38,5 +38,8 @@ pub mod softmax;
 pub mod upsample;
 pub mod winograd;
 
+#[doc(hidden)]
+pub use engine::Row16;
+
 #[cfg(test)]
 mod reference;

@@ -2,17 +2,36 @@
 //! [`channel_affine`] or folded into the weights of the conv/linear before it.
 
 use super::activation::{gelu, hardsigmoid, hardswish, silu, Act};
+use crate::buf::Buf;
+#[cfg(feature = "alloc")]
+#[allow(unused_imports)]
+use alloc::{boxed::Box, vec, vec::Vec};
 
 /// A per-channel affine map `y = x * scale[c] + shift[c]`: an inference-mode batch norm.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Affine {
     /// Per-channel factor.
-    pub scale: Box<[f32]>,
+    pub scale: Buf<f32>,
     /// Per-channel offset, added after scaling.
-    pub shift: Box<[f32]>,
+    pub shift: Buf<f32>,
+}
+
+#[cfg(feature = "alloc")]
+impl crate::buf::Embed for Affine {
+    fn parts(&self) -> crate::buf::Parts {
+        use crate::buf::float_bytes;
+        crate::buf::Parts {
+            dims: alloc::vec![],
+            bufs: alloc::vec![
+                (false, float_bytes(&self.scale)),
+                (false, float_bytes(&self.shift))
+            ],
+        }
+    }
 }
 
 impl Affine {
+    #[cfg(feature = "alloc")]
     /// The affine map of an inference-mode batch norm,
     /// `y = (x - running_mean) / sqrt(running_var + eps) * weight + bias`:
     /// `scale = weight / sqrt(running_var + eps)`, `shift = bias - running_mean * scale`,
@@ -39,17 +58,31 @@ impl Affine {
         let mut scale = Vec::with_capacity(n);
         let mut shift = Vec::with_capacity(n);
         for (((&w, &b), &m), &v) in weight.iter().zip(bias).zip(running_mean).zip(running_var) {
-            let s = f64::from(w) / (f64::from(v) + eps).sqrt();
+            let s = f64::from(w) / crate::math::sqrt(f64::from(v) + eps);
             scale.push(s as f32);
             shift.push((f64::from(b) - f64::from(m) * s) as f32);
         }
         Affine {
-            scale: scale.into_boxed_slice(),
-            shift: shift.into_boxed_slice(),
+            scale: scale.into(),
+            shift: shift.into(),
+        }
+    }
+
+    /// A map computed at compile time ([`crate::buf::Embed`]): no dims, scale and shift.
+    #[doc(hidden)]
+    pub const fn from_static(
+        _dims: [usize; 0],
+        scale: &'static [f32],
+        shift: &'static [f32],
+    ) -> Affine {
+        Affine {
+            scale: Buf::Static(scale),
+            shift: Buf::Static(shift),
         }
     }
 }
 
+#[cfg(feature = "alloc")]
 /// Copies a PyTorch weight (`out` rows of `per_out` values) and bias (zeros when absent),
 /// folding in the batch norm `bn` that follows the layer: `w'[o] = w[o] * scale[o]`,
 /// `b'[o] = b[o] * scale[o] + shift[o]`, computed in f64. Shared by conv, depthwise

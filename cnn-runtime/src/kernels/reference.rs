@@ -83,12 +83,12 @@ pub fn erf(x: f64) -> f64 {
         term *= 2.0 * a * a / (2.0 * n + 1.0);
         sum += term;
     }
-    (2.0 / std::f64::consts::PI.sqrt() * (-a * a).exp() * sum).copysign(x)
+    (2.0 / core::f64::consts::PI.sqrt() * (-a * a).exp() * sum).copysign(x)
 }
 
 /// The exact GELU in f64, `x * (1 + erf(x / sqrt 2)) / 2`.
 pub fn gelu(x: f64) -> f64 {
-    x * 0.5 * (1.0 + erf(x / std::f64::consts::SQRT_2))
+    x * 0.5 * (1.0 + erf(x / core::f64::consts::SQRT_2))
 }
 
 /// Every activation, for sweeps.

@@ -18,7 +18,7 @@ pub fn softmax(buf: &mut [f32]) {
     );
     let mut total = 0.0f64;
     for x in buf.iter_mut() {
-        *x = (*x - max).exp();
+        *x = crate::math::expf(*x - max);
         total += f64::from(*x);
     }
     let total = total as f32;

@@ -30,12 +30,21 @@
 //! within the conformance tolerance at 512 input channels, and small maps (8x8, 7x7) still
 //! get 3-4x fewer multiplications.
 
+#[cfg(feature = "alloc")]
+#[allow(unused_imports)]
+use alloc::{boxed::Box, vec, vec::Vec};
+#[cfg(feature = "std")]
 use std::cell::Cell;
 
 use super::activation::Act;
-use super::engine::{pack_bias, Row16, PANEL};
-use super::norm::{fold_bn, Affine};
+#[cfg(feature = "alloc")]
+use super::engine::pack_bias;
+use super::engine::{Row16, PANEL};
+#[cfg(feature = "alloc")]
+use super::norm::fold_bn;
+use super::norm::Affine;
 use super::simd::{self, Simd, WithSimd};
+use crate::buf::Buf;
 use crate::cpu::{self, Level};
 
 /// Output tile side.
@@ -67,12 +76,27 @@ pub struct WinogradParams {
     in_channels: usize,
     /// `[36][ceil(out/16)][in_channels]` rows of 16 output channels: `G g Gᵀ` of each
     /// filter, batch norm folded in, zeros past `out`.
-    weight: Box<[Row16]>,
+    weight: Buf<Row16>,
     /// `[ceil(out/16)][16]`, batch norm folded in, zeros past `out`.
-    bias: Box<[Row16]>,
+    bias: Buf<Row16>,
+}
+
+#[cfg(feature = "alloc")]
+impl crate::buf::Embed for WinogradParams {
+    fn parts(&self) -> crate::buf::Parts {
+        use crate::buf::row_bytes;
+        crate::buf::Parts {
+            dims: alloc::vec![self.out, self.in_channels],
+            bufs: alloc::vec![
+                (true, row_bytes(&self.weight)),
+                (true, row_bytes(&self.bias))
+            ],
+        }
+    }
 }
 
 impl WinogradParams {
+    #[cfg(feature = "alloc")]
     /// Builds the parameters from a PyTorch `Conv2d` weight `[out, in_channels, 3, 3]`
     /// (groups 1) and its optional bias `[out]`; `bn` is a batch norm that follows the
     /// convolution, folded in as in [`ConvParams::from_torch`](super::conv::ConvParams::from_torch).
@@ -103,8 +127,25 @@ impl WinogradParams {
         WinogradParams {
             out,
             in_channels,
-            weight: u.into_boxed_slice(),
-            bias: pack_bias(out, &bias),
+            weight: u.into(),
+            bias: pack_bias(out, &bias).into(),
+        }
+    }
+
+    /// Parameters computed at compile time ([`crate::buf::Embed`]): dims
+    /// `[out, in_channels]`, the transformed weight and bias panels.
+    #[doc(hidden)]
+    pub const fn from_static(
+        dims: [usize; 2],
+        weight: &'static [Row16],
+        bias: &'static [Row16],
+    ) -> WinogradParams {
+        let [out, in_channels] = dims;
+        WinogradParams {
+            out,
+            in_channels,
+            weight: Buf::Static(weight),
+            bias: Buf::Static(bias),
         }
     }
 }
@@ -221,16 +262,19 @@ impl Layout {
     }
 }
 
+#[cfg(feature = "std")]
 thread_local! {
     /// This thread's Winograd buffers (separate from [`crate::scratch`], which a model's
     /// `forward` may hold while calling the kernels).
     static SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
+#[cfg(feature = "std")]
 /// This thread's scratch vector, borrowed until dropped (a nested borrow, which the
 /// kernels never make, would get a fresh vector).
 struct ScratchGuard(Vec<f32>);
 
+#[cfg(feature = "std")]
 impl ScratchGuard {
     /// At least `len` floats starting on a 64-byte boundary.
     fn take(len: usize) -> ScratchGuard {
@@ -248,9 +292,10 @@ impl ScratchGuard {
     }
 }
 
+#[cfg(feature = "std")]
 impl Drop for ScratchGuard {
     fn drop(&mut self) {
-        let buf = std::mem::take(&mut self.0);
+        let buf = core::mem::take(&mut self.0);
         SCRATCH.with(|cell| {
             let other = cell.take();
             cell.set(if other.len() > buf.len() { other } else { buf });
@@ -338,7 +383,7 @@ impl<const PN: usize, const VEC: usize, const NT: usize> WithSimd for GemmTile<P
         let l = S::LANES;
         debug_assert!(VEC * l == PANEL && a.nt >= 1 && a.nt <= NT);
         let mut acc = [[[s.zero(); VEC]; PN]; NT];
-        let offs: [usize; NT] = std::array::from_fn(|t| t.min(a.nt - 1));
+        let offs: [usize; NT] = core::array::from_fn(|t| t.min(a.nt - 1));
         let pstride = a.cn * PANEL;
         // SAFETY: (whole body) channel `c < cn` reads `v + c * vstride + offs[t]` with
         // `offs[t] < nt`, and the `PN` panel rows `u + p * pstride + c * 16 .. + 16`;
@@ -757,14 +802,21 @@ pub(crate) fn winograd_dyn(
     let input = &input[..d.c * d.h * d.w];
     let output = &mut output[..d.o * d.oh * d.ow];
     // The caller's scratch (a region of the model's arena) when it is large enough,
-    // else this thread's buffer.
+    // else (with `std`) this thread's buffer.
+    #[cfg(feature = "std")]
     let mut guard = None;
     let scratch = match scratch {
         Some(buf) if buf.len() >= lay.len + 16 => {
             let off = buf.as_ptr().align_offset(64).min(16);
             &mut buf[off..]
         }
+        #[cfg(feature = "std")]
         _ => guard.insert(ScratchGuard::take(lay.len)).aligned(),
+        #[cfg(not(feature = "std"))]
+        _ => panic!(
+            "winograd_conv3x3: needs {} floats of scratch (the compiler plans them)",
+            lay.len + 16
+        ),
     };
     let run = WgRun {
         d,
@@ -935,8 +987,8 @@ mod tests {
         #[inline(always)]
         fn with_simd<S: Simd>(self, s: S) {
             let mut rng = Rng::new(41);
-            let x: [f32; 6] = std::array::from_fn(|_| rng.f32_in(-1.0, 1.0));
-            let v: [S::V; 6] = std::array::from_fn(|i| s.splat(x[i]));
+            let x: [f32; 6] = core::array::from_fn(|_| rng.f32_in(-1.0, 1.0));
+            let v: [S::V; 6] = core::array::from_fn(|i| s.splat(x[i]));
             let lane0 = |v: S::V| {
                 let mut buf = [0.0f32; 16];
                 // SAFETY: `buf` holds 16 >= LANES floats.

@@ -192,7 +192,7 @@ pub(crate) fn test_levels() -> Vec<Level> {
     if levels.len() < 3 {
         eprintln!("note: this CPU only supports {levels:?}; the other paths are not tested");
     }
-    levels
+    levels.to_vec()
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ pub(crate) struct Portable;
 
 #[cfg(target_arch = "x86_64")]
 mod imp {
-    use std::arch::x86_64::*;
+    use core::arch::x86_64::*;
 
     use super::Portable;
     use crate::kernels::activation::Act;
@@ -33,7 +33,7 @@ mod imp {
             let s = _mm_set1_ps;
             let x = _mm_min_ps(_mm_max_ps(x, s(-87.0)), s(88.0));
             let round = s(12_582_912.0);
-            let t = _mm_add_ps(_mm_mul_ps(x, s(std::f32::consts::LOG2_E)), round);
+            let t = _mm_add_ps(_mm_mul_ps(x, s(core::f32::consts::LOG2_E)), round);
             let n = _mm_sub_ps(t, round);
             let r = _mm_sub_ps(
                 _mm_sub_ps(x, _mm_mul_ps(n, s(0.693_359_4))),
@@ -123,7 +123,7 @@ mod imp {
         unsafe {
             let s = _mm_set1_ps;
             let sign = s(-0.0);
-            let u = _mm_mul_ps(x, s(std::f32::consts::FRAC_1_SQRT_2));
+            let u = _mm_mul_ps(x, s(core::f32::consts::FRAC_1_SQRT_2));
             let a = _mm_andnot_ps(sign, u);
             let z = _mm_mul_ps(a, a);
             let erf = _mm_mul_ps(horner(z, &ERF_T), a);

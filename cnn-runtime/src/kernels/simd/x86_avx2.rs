@@ -6,7 +6,7 @@
 //! of [`activation`](crate::kernels::activation) (Cephes), evaluated with fused
 //! multiply-adds: same accuracy, tested against f64 like the scalar versions.
 
-use std::arch::x86_64::*;
+use core::arch::x86_64::*;
 
 use super::{Simd, WithSimd};
 use crate::kernels::activation::Act;
@@ -18,11 +18,11 @@ pub(crate) struct Avx2 {
 }
 
 impl Avx2 {
-    /// The token, if the CPU supports AVX2 and FMA (std caches the detection).
+    /// The token, if the CPU supports AVX2 and FMA ([`crate::cpu::detected`]: std caches
+    /// the run-time detection; without std, what the target was compiled for).
     #[inline(always)]
     pub(crate) fn try_new() -> Option<Avx2> {
-        (is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
-            .then_some(Avx2 { _private: () })
+        (crate::cpu::detected() >= crate::cpu::Level::Avx2Fma).then_some(Avx2 { _private: () })
     }
 }
 
@@ -242,7 +242,7 @@ unsafe fn exp_in_range(x: __m256) -> __m256 {
     // SAFETY: AVX2 and FMA are available per this function's contract.
     unsafe {
         let round = _mm256_set1_ps(12_582_912.0);
-        let t = _mm256_fmadd_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E), round);
+        let t = _mm256_fmadd_ps(x, _mm256_set1_ps(core::f32::consts::LOG2_E), round);
         let n = _mm256_sub_ps(t, round);
         let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
         let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
@@ -367,7 +367,7 @@ pub(crate) unsafe fn gelu(x: __m256) -> __m256 {
         let sign = _mm256_set1_ps(-0.0);
         let one = _mm256_set1_ps(1.0);
         let half = _mm256_set1_ps(0.5);
-        let u = _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
+        let u = _mm256_mul_ps(x, _mm256_set1_ps(core::f32::consts::FRAC_1_SQRT_2));
         let a = _mm256_andnot_ps(sign, u);
         let erf = _mm256_mul_ps(horner(_mm256_mul_ps(a, a), &ERF_T), a);
         let erf = _mm256_or_ps(_mm256_andnot_ps(sign, erf), _mm256_and_ps(u, sign));

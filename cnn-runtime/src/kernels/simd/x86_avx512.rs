@@ -10,7 +10,7 @@
 //! These intrinsics and target features are stable since Rust 1.89, the workspace's
 //! minimum Rust version.
 
-use std::arch::x86_64::*;
+use core::arch::x86_64::*;
 
 use super::{Simd, WithSimd};
 use crate::kernels::activation::Act;
@@ -23,15 +23,11 @@ pub(crate) struct Avx512 {
 }
 
 impl Avx512 {
-    /// The token, if the CPU supports AVX-512F, AVX-512DQ, AVX2 and FMA (std caches the
-    /// detection).
+    /// The token, if the CPU supports AVX-512F, AVX-512DQ, AVX2 and FMA
+    /// ([`crate::cpu::detected`]).
     #[inline(always)]
     pub(crate) fn try_new() -> Option<Avx512> {
-        (is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512dq")
-            && is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma"))
-        .then_some(Avx512 { _private: () })
+        (crate::cpu::detected() >= crate::cpu::Level::Avx512).then_some(Avx512 { _private: () })
     }
 }
 
@@ -232,7 +228,7 @@ unsafe fn exp_in_range(x: __m512) -> __m512 {
     // SAFETY: AVX-512F is available per this function's contract.
     unsafe {
         let round = _mm512_set1_ps(12_582_912.0);
-        let t = _mm512_fmadd_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E), round);
+        let t = _mm512_fmadd_ps(x, _mm512_set1_ps(core::f32::consts::LOG2_E), round);
         let n = _mm512_sub_ps(t, round);
         let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), x);
         let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
@@ -353,7 +349,7 @@ pub(crate) unsafe fn gelu(x: __m512) -> __m512 {
         let sign = _mm512_set1_ps(-0.0);
         let one = _mm512_set1_ps(1.0);
         let half = _mm512_set1_ps(0.5);
-        let u = _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
+        let u = _mm512_mul_ps(x, _mm512_set1_ps(core::f32::consts::FRAC_1_SQRT_2));
         let a = _mm512_abs_ps(u);
         let erf = _mm512_mul_ps(horner(_mm512_mul_ps(a, a), &ERF_T), a);
         let erf = _mm512_or_ps(_mm512_abs_ps(erf), _mm512_and_ps(u, sign));

@@ -1,0 +1,592 @@
+//! The weights of a model: which tensors the file must hold, and how each layer's packed
+//! parameters are built from them ([`Build`]).
+//!
+//! One description serves three consumers: codegen emits `from_safetensors` (the
+//! `*Params::from_torch` calls, run when the user loads a file); the summary and
+//! `WEIGHT_BYTES` count the packed bytes ([`Build::bytes`]); and for `#[weights = ..]` the
+//! macro itself runs the runtime's packing on the file's tensors ([`Build::eval`]) and
+//! emits the packed bytes as aligned `static`s, so an embedded model needs neither a heap
+//! nor run-time repacking ([`embedded_init`]).
+
+use proc_macro2::{Literal, TokenStream};
+use quote::{format_ident, quote};
+use syn::Ident;
+
+use crate::codegen::{lit, rt};
+use crate::ir::{Model, Op};
+use crate::shape::LayerShape;
+
+use cnn_runtime::buf::{Embed, Parts};
+use cnn_runtime::kernels as k;
+
+/// An inference-mode batch norm folded into (or applied by) a layer: the indices of its
+/// four tensors in the spec list, and its `eps`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Bn {
+    w: usize,
+    b: usize,
+    m: usize,
+    v: usize,
+    eps: f64,
+}
+
+/// How one struct field (a layer's packed parameters) is built from the loaded tensors
+/// (`weight`, `bias`: indices in the spec list).
+#[derive(Clone, Debug)]
+pub(crate) enum Build {
+    /// `ConvParams::from_torch(out, cg, kh, kw, ..)`.
+    Conv {
+        out: usize,
+        cg: usize,
+        kh: usize,
+        kw: usize,
+        weight: usize,
+        bias: Option<usize>,
+        bn: Option<Bn>,
+    },
+    /// `DepthwiseParams::from_torch(out, 1, kh, kw, ..)`.
+    Depthwise {
+        out: usize,
+        kh: usize,
+        kw: usize,
+        weight: usize,
+        bias: Option<usize>,
+        bn: Option<Bn>,
+    },
+    /// `WinogradParams::from_torch(out, c, ..)`.
+    Winograd {
+        out: usize,
+        c: usize,
+        weight: usize,
+        bias: Option<usize>,
+        bn: Option<Bn>,
+    },
+    /// `stride_kernel_params(ci, out, kh, kw, ..)`: a `ConvParams` (1x1 to out*kh*kw).
+    StrideKernel {
+        ci: usize,
+        out: usize,
+        kh: usize,
+        kw: usize,
+        weight: usize,
+        bias: Option<usize>,
+        bn: Option<Bn>,
+    },
+    /// `ConvTransposeParams::from_torch(ci, opg, kh, kw, groups, ..)`.
+    ConvTranspose {
+        ci: usize,
+        opg: usize,
+        kh: usize,
+        kw: usize,
+        groups: usize,
+        weight: usize,
+        bias: Option<usize>,
+        bn: Option<Bn>,
+    },
+    /// `LinearParams::from_torch(out, inp, ..)`.
+    Linear {
+        out: usize,
+        inp: usize,
+        weight: usize,
+        bias: Option<usize>,
+        bn: Option<Bn>,
+    },
+    /// `Affine::from_batch_norm(..)` of `channels` channels: a standalone batch norm.
+    Affine { channels: usize, bn: Bn },
+}
+
+/// Floats in `n` rows of 16 (one 64-byte panel row each).
+const ROW: usize = 64;
+
+impl Build {
+    /// The field's type.
+    pub(crate) fn ty(&self) -> TokenStream {
+        let rt = rt();
+        match self {
+            Build::Conv { .. } | Build::StrideKernel { .. } => {
+                quote!(#rt::kernels::conv::ConvParams)
+            }
+            Build::Depthwise { .. } => quote!(#rt::kernels::depthwise::DepthwiseParams),
+            Build::Winograd { .. } => quote!(#rt::kernels::winograd::WinogradParams),
+            Build::ConvTranspose { .. } => {
+                quote!(#rt::kernels::conv_transpose::ConvTransposeParams)
+            }
+            Build::Linear { .. } => quote!(#rt::kernels::linear::LinearParams),
+            Build::Affine { .. } => quote!(#rt::kernels::norm::Affine),
+        }
+    }
+
+    /// The expression building the field from the loaded tensors `t` (in
+    /// `from_safetensors`).
+    pub(crate) fn init(&self) -> TokenStream {
+        let rt = rt();
+        let t = |i: usize| {
+            let i = lit(i);
+            quote!(&t[#i])
+        };
+        let bias = |b: &Option<usize>| match b {
+            Some(i) => {
+                let x = t(*i);
+                quote!(::core::option::Option::Some(#x))
+            }
+            None => quote!(::core::option::Option::None),
+        };
+        let affine = |bn: &Bn| {
+            let (w, b, m, v) = (t(bn.w), t(bn.b), t(bn.m), t(bn.v));
+            let eps = Literal::f64_suffixed(bn.eps);
+            quote!(#rt::kernels::norm::Affine::from_batch_norm(#w, #b, #m, #v, #eps))
+        };
+        let bn = |bn: &Option<Bn>| match bn {
+            Some(x) => {
+                let a = affine(x);
+                quote!(::core::option::Option::Some(&#a))
+            }
+            None => quote!(::core::option::Option::None),
+        };
+        match self {
+            Build::Conv {
+                out,
+                cg,
+                kh,
+                kw,
+                weight,
+                bias: b,
+                bn: n,
+            } => {
+                let [o, c, h, w] = [*out, *cg, *kh, *kw].map(lit);
+                let (x, b, n) = (t(*weight), bias(b), bn(n));
+                quote!(#rt::kernels::conv::ConvParams::from_torch(#o, #c, #h, #w, #x, #b, #n))
+            }
+            Build::Depthwise {
+                out,
+                kh,
+                kw,
+                weight,
+                bias: b,
+                bn: n,
+            } => {
+                let [o, h, w] = [*out, *kh, *kw].map(lit);
+                let (x, b, n) = (t(*weight), bias(b), bn(n));
+                quote!(#rt::kernels::depthwise::DepthwiseParams::from_torch(#o, 1, #h, #w, #x, #b, #n))
+            }
+            Build::Winograd {
+                out,
+                c,
+                weight,
+                bias: b,
+                bn: n,
+            } => {
+                let [o, c] = [*out, *c].map(lit);
+                let (x, b, n) = (t(*weight), bias(b), bn(n));
+                quote!(#rt::kernels::winograd::WinogradParams::from_torch(#o, #c, #x, #b, #n))
+            }
+            Build::StrideKernel {
+                ci,
+                out,
+                kh,
+                kw,
+                weight,
+                bias: b,
+                bn: n,
+            } => {
+                let [c, o, h, w] = [*ci, *out, *kh, *kw].map(lit);
+                let (x, b, n) = (t(*weight), bias(b), bn(n));
+                quote!(#rt::kernels::conv_transpose::stride_kernel_params(#c, #o, #h, #w, #x, #b, #n))
+            }
+            Build::ConvTranspose {
+                ci,
+                opg,
+                kh,
+                kw,
+                groups,
+                weight,
+                bias: b,
+                bn: n,
+            } => {
+                let [c, o, h, w, g] = [*ci, *opg, *kh, *kw, *groups].map(lit);
+                let (x, b, n) = (t(*weight), bias(b), bn(n));
+                quote!(#rt::kernels::conv_transpose::ConvTransposeParams::from_torch(#c, #o, #h, #w, #g, #x, #b, #n))
+            }
+            Build::Linear {
+                out,
+                inp,
+                weight,
+                bias: b,
+                bn: n,
+            } => {
+                let [o, i] = [*out, *inp].map(lit);
+                let (x, b, n) = (t(*weight), bias(b), bn(n));
+                quote!(#rt::kernels::linear::LinearParams::from_torch(#o, #i, #x, #b, #n))
+            }
+            Build::Affine { bn, .. } => affine(bn),
+        }
+    }
+
+    /// Bytes of the packed parameters (what [`Build::eval`]'s buffers hold), without the
+    /// weights: 64-byte panel rows of 16 output channels, zeros past the last channel.
+    pub(crate) fn bytes(&self) -> usize {
+        let panels = |out: usize| out.div_ceil(16);
+        match *self {
+            Build::Conv {
+                out, cg, kh, kw, ..
+            } => ROW * panels(out) * (kh * kw * cg + 1),
+            Build::Linear { out, inp, .. } => ROW * panels(out) * (inp + 1),
+            Build::Depthwise { out, kh, kw, .. } => {
+                4 * out * (kh * kw + 1) + ROW * panels(out) * (kh * kw + 1)
+            }
+            Build::Winograd { out, c, .. } => ROW * panels(out) * (36 * c + 1),
+            Build::StrideKernel {
+                ci, out, kh, kw, ..
+            } => ROW * panels(out * kh * kw) * (ci + 1),
+            Build::ConvTranspose {
+                ci,
+                opg,
+                kh,
+                kw,
+                groups,
+                ..
+            } => 4 * (ci * opg * kh * kw + opg * groups),
+            Build::Affine { channels, .. } => 4 * 2 * channels,
+        }
+    }
+
+    /// Runs the runtime's own packing on the loaded tensors `t`: exactly what
+    /// `from_safetensors` computes at run time.
+    pub(crate) fn eval(&self, t: &[Vec<f32>]) -> Box<dyn Embed> {
+        let bias = |b: &Option<usize>| b.map(|i| t[i].as_slice());
+        let affine = |bn: &Bn| {
+            k::norm::Affine::from_batch_norm(&t[bn.w], &t[bn.b], &t[bn.m], &t[bn.v], bn.eps)
+        };
+        let bn = |n: &Option<Bn>| n.as_ref().map(affine);
+        match self {
+            Build::Conv {
+                out,
+                cg,
+                kh,
+                kw,
+                weight,
+                bias: b,
+                bn: n,
+            } => Box::new(k::conv::ConvParams::from_torch(
+                *out,
+                *cg,
+                *kh,
+                *kw,
+                &t[*weight],
+                bias(b),
+                bn(n).as_ref(),
+            )),
+            Build::Depthwise {
+                out,
+                kh,
+                kw,
+                weight,
+                bias: b,
+                bn: n,
+            } => Box::new(k::depthwise::DepthwiseParams::from_torch(
+                *out,
+                1,
+                *kh,
+                *kw,
+                &t[*weight],
+                bias(b),
+                bn(n).as_ref(),
+            )),
+            Build::Winograd {
+                out,
+                c,
+                weight,
+                bias: b,
+                bn: n,
+            } => Box::new(k::winograd::WinogradParams::from_torch(
+                *out,
+                *c,
+                &t[*weight],
+                bias(b),
+                bn(n).as_ref(),
+            )),
+            Build::StrideKernel {
+                ci,
+                out,
+                kh,
+                kw,
+                weight,
+                bias: b,
+                bn: n,
+            } => Box::new(k::conv_transpose::stride_kernel_params(
+                *ci,
+                *out,
+                *kh,
+                *kw,
+                &t[*weight],
+                bias(b),
+                bn(n).as_ref(),
+            )),
+            Build::ConvTranspose {
+                ci,
+                opg,
+                kh,
+                kw,
+                groups,
+                weight,
+                bias: b,
+                bn: n,
+            } => Box::new(k::conv_transpose::ConvTransposeParams::from_torch(
+                *ci,
+                *opg,
+                *kh,
+                *kw,
+                *groups,
+                &t[*weight],
+                bias(b),
+                bn(n).as_ref(),
+            )),
+            Build::Linear {
+                out,
+                inp,
+                weight,
+                bias: b,
+                bn: n,
+            } => Box::new(k::linear::LinearParams::from_torch(
+                *out,
+                *inp,
+                &t[*weight],
+                bias(b),
+                bn(n).as_ref(),
+            )),
+            Build::Affine { bn, .. } => Box::new(affine(bn)),
+        }
+    }
+}
+
+/// The tensors a weight file must hold (in load order), the keys it may also hold, and
+/// the struct's fields with how each is built.
+pub(crate) struct Weights {
+    /// `(key, shape)` of every tensor, in load order.
+    pub(crate) specs: Vec<(String, Vec<usize>)>,
+    /// Keys that may be present and are ignored (`num_batches_tracked`).
+    pub(crate) ignored: Vec<String>,
+    /// The struct's fields.
+    pub(crate) fields: Vec<(Ident, Build)>,
+}
+
+impl Weights {
+    /// No tensors, no fields.
+    pub(crate) fn new() -> Weights {
+        Weights {
+            specs: Vec::new(),
+            ignored: Vec::new(),
+            fields: Vec::new(),
+        }
+    }
+
+    /// Adds a tensor to the spec list; returns its index.
+    pub(crate) fn tensor(&mut self, key: String, shape: Vec<usize>) -> usize {
+        self.specs.push((key, shape));
+        self.specs.len() - 1
+    }
+
+    /// The bias (`bias_len` values, if the layer has one) and the batch norm `bn` folded
+    /// into layer `name`.
+    pub(crate) fn bias_and_bn(
+        &mut self,
+        model: &Model,
+        shapes: &[LayerShape],
+        name: &str,
+        bias_len: Option<usize>,
+        bn: Option<usize>,
+    ) -> (Option<usize>, Option<Bn>) {
+        let bias = bias_len.map(|n| self.tensor(format!("{name}.bias"), vec![n]));
+        let bn = bn.map(|j| self.batch_norm(model, shapes, j));
+        (bias, bn)
+    }
+
+    /// The four tensors of batch norm layer `layer`.
+    pub(crate) fn batch_norm(&mut self, model: &Model, shapes: &[LayerShape], layer: usize) -> Bn {
+        let name = &model.layers[layer].name;
+        let (c, _) = shapes[layer].input.channels_and_plane();
+        let Op::BatchNorm { eps } = model.layers[layer].op else {
+            unreachable!("planned batch norms are batch_norm layers")
+        };
+        let w = self.tensor(format!("{name}.weight"), vec![c]);
+        let b = self.tensor(format!("{name}.bias"), vec![c]);
+        let m = self.tensor(format!("{name}.running_mean"), vec![c]);
+        let v = self.tensor(format!("{name}.running_var"), vec![c]);
+        self.ignored.push(format!("{name}.num_batches_tracked"));
+        Bn { w, b, m, v, eps }
+    }
+
+    /// Bytes of all packed parameters: the model's `WEIGHT_BYTES`.
+    pub(crate) fn bytes(&self) -> usize {
+        self.fields.iter().map(|(_, b)| b.bytes()).sum()
+    }
+}
+
+/// The packed parameters of every field, computed from the loaded tensors `t`.
+pub(crate) fn pack_all(weights: &Weights, t: &[Vec<f32>]) -> Vec<Parts> {
+    weights
+        .fields
+        .iter()
+        .map(|(_, build)| build.eval(t).parts())
+        .collect()
+}
+
+/// The struct initialiser of an embedded model whose packed parameters are `parts` (one
+/// per field of `weights`), with the `static`s holding the bytes: `(statics, init)`.
+/// Each buffer is one 64-byte aligned `static` of a byte-string literal (one token, no
+/// per-element code), read back as floats or panel rows in const context.
+pub(crate) fn embedded_init(weights: &Weights, parts: &[Parts]) -> (TokenStream, TokenStream) {
+    let rt = rt();
+    let mut statics = Vec::new();
+    let mut inits = Vec::new();
+    for (f, ((field, build), part)) in weights.fields.iter().zip(parts).enumerate() {
+        let ty = build.ty();
+        let dims = part.dims.iter().map(|d| lit(*d));
+        let mut args = Vec::new();
+        for (b, (rows, bytes)) in part.bufs.iter().enumerate() {
+            let name = format_ident!("W{}_{}", f, b);
+            let n = lit(bytes.len());
+            let data = Literal::byte_string(bytes);
+            statics.push(quote!(
+                static #name: #rt::buf::Aligned<#n> = #rt::buf::Aligned(*#data);
+            ));
+            args.push(if *rows {
+                quote!(#name.rows())
+            } else {
+                quote!(#name.floats())
+            });
+        }
+        inits.push(quote!(#field: #ty::from_static([#(#dims),*], #(#args),*)));
+    }
+    let init = if inits.is_empty() {
+        quote!({ _weights: () })
+    } else {
+        quote!({ #(#inits,)* })
+    };
+    (quote!(#(#statics)*), init)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in [-1, 1).
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s as f32 / u32::MAX as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// `Build::bytes` (what the summary and WEIGHT_BYTES say) equals the bytes the
+    /// runtime's packing really produces, for every kind of field and awkward sizes.
+    #[test]
+    fn bytes_match_the_packed_parameters() {
+        let bn = Bn {
+            w: 2,
+            b: 3,
+            m: 4,
+            v: 5,
+            eps: 1e-5,
+        };
+        for (out, cg, kh, kw) in [(1, 1, 1, 1), (6, 1, 5, 5), (17, 3, 3, 3), (33, 8, 1, 7)] {
+            let n = out.max(cg * 8);
+            let mut t = vec![
+                values(out * cg * kh * kw * 64, 1),
+                values(n * 4, 2),
+                values(n * 4, 3),
+                values(n * 4, 4),
+                values(n * 4, 5),
+                values(n * 4, 6).iter().map(|v| v.abs() + 0.1).collect(),
+            ];
+            let builds = [
+                Build::Conv {
+                    out,
+                    cg,
+                    kh,
+                    kw,
+                    weight: 0,
+                    bias: Some(1),
+                    bn: None,
+                },
+                Build::Depthwise {
+                    out,
+                    kh,
+                    kw,
+                    weight: 0,
+                    bias: None,
+                    bn: None,
+                },
+                Build::Winograd {
+                    out,
+                    c: cg,
+                    weight: 0,
+                    bias: Some(1),
+                    bn: None,
+                },
+                Build::StrideKernel {
+                    ci: cg,
+                    out,
+                    kh,
+                    kw,
+                    weight: 0,
+                    bias: Some(1),
+                    bn: None,
+                },
+                Build::ConvTranspose {
+                    ci: cg * 2,
+                    opg: out,
+                    kh,
+                    kw,
+                    groups: 2,
+                    weight: 0,
+                    bias: Some(1),
+                    bn: None,
+                },
+                Build::Linear {
+                    out,
+                    inp: cg * kh,
+                    weight: 0,
+                    bias: None,
+                    bn: None,
+                },
+            ];
+            for build in builds {
+                // Exact tensor lengths for this build.
+                let (wlen, blen) = match build {
+                    Build::Conv { .. } => (out * cg * kh * kw, out),
+                    Build::Depthwise { .. } => (out * kh * kw, out),
+                    Build::Winograd { .. } => (out * cg * 9, out),
+                    Build::StrideKernel { .. } => (cg * out * kh * kw, out),
+                    Build::ConvTranspose { .. } => (cg * 2 * out * kh * kw, out * 2),
+                    Build::Linear { .. } => (out * cg * kh, out),
+                    Build::Affine { .. } => unreachable!(),
+                };
+                t[0] = values(wlen, 7);
+                t[1] = values(blen, 8);
+                let parts = build.eval(&t).parts();
+                let got: usize = parts.bufs.iter().map(|(_, b)| b.len()).sum();
+                assert_eq!(build.bytes(), got, "{build:?}");
+                for (rows, b) in &parts.bufs {
+                    assert_eq!(b.len() % if *rows { 64 } else { 4 }, 0, "{build:?}");
+                }
+            }
+            for v in &mut t[2..] {
+                v.truncate(out);
+            }
+            let affine = Build::Affine { channels: out, bn };
+            let got: usize = affine
+                .eval(&t)
+                .parts()
+                .bufs
+                .iter()
+                .map(|(_, b)| b.len())
+                .sum();
+            assert_eq!(affine.bytes(), got);
+        }
+    }
+}
