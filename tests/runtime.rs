@@ -348,6 +348,56 @@ fn weight_errors_name_the_key_and_shapes() {
     );
 }
 
+cnn_model! {
+    /// The model of the weight-file fixtures in tests/weights_invalid/.
+    #[file = "tests/weights_invalid/model.toml"]
+    pub struct WeightFixtures;
+}
+
+/// The committed bad weight files (`tools/gen_weights_invalid.py`), which the UI tests
+/// `tests/ui/weights_*.rs` reject at compile time, are `Err`s naming the key at run time.
+#[test]
+fn bad_weight_files_are_errors_naming_the_key() {
+    let read = |name: &str| {
+        let path = format!(
+            "{}/tests/weights_invalid/{name}.safetensors",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
+    // The control: the same state_dict without a defect loads.
+    WeightFixtures::from_safetensors(&read("ok")).expect("ok.safetensors loads");
+    let cases = [
+        ("missing_key", "missing key `fc.bias` (expected shape [3])"),
+        (
+            "extra_key",
+            "unexpected key `conv2.weight` with shape [4, 2, 3, 3] in the weight file",
+        ),
+        (
+            "wrong_shape",
+            "key `fc.weight`: expected shape [3, 8], the file has [8, 3]",
+        ),
+        (
+            "wrong_dtype",
+            "key `conv1.weight` (shape [2, 1, 3, 3]): unsupported dtype U8; \
+             expected F32, F16, BF16 or F64",
+        ),
+    ];
+    for (name, message) in cases {
+        let err = WeightFixtures::from_safetensors(&read(name))
+            .err()
+            .unwrap_or_else(|| panic!("{name}.safetensors loaded"));
+        let variant_ok = match name {
+            "missing_key" => matches!(err, LoadError::MissingKey { .. }),
+            "extra_key" => matches!(err, LoadError::UnexpectedKey { .. }),
+            "wrong_shape" => matches!(err, LoadError::ShapeMismatch { .. }),
+            _ => matches!(err, LoadError::UnsupportedDtype { .. }),
+        };
+        assert!(variant_ok, "{name}: {err:?}");
+        assert_eq!(err.to_string(), message, "{name}");
+    }
+}
+
 #[test]
 fn half_precision_and_f64_weights_load_and_agree() {
     let f32_file = random_weights::<LeNet5>(9);

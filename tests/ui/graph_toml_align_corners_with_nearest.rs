@@ -1,8 +1,7 @@
 // `tests/cases_invalid/align_corners_with_nearest.toml` must fail to compile, naming its layer.
 // expect: up align_corners with mode nearest (even false)
-// (trybuild builds this file in target/tests/trybuild/cnn/, hence the ../../../../)
 cnn::cnn_model! {
-    #[file = "../../../../tests/cases_invalid/align_corners_with_nearest.toml"]
+    #[file = "tests/cases_invalid/align_corners_with_nearest.toml"]
     pub struct Invalid;
 }
 

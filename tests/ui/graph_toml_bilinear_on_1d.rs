@@ -1,8 +1,7 @@
 // `tests/cases_invalid/bilinear_on_1d.toml` must fail to compile, naming its layer.
 // expect: up mode bilinear on a [C, L] input (1-D takes linear)
-// (trybuild builds this file in target/tests/trybuild/cnn/, hence the ../../../../)
 cnn::cnn_model! {
-    #[file = "../../../../tests/cases_invalid/bilinear_on_1d.toml"]
+    #[file = "tests/cases_invalid/bilinear_on_1d.toml"]
     pub struct Invalid;
 }
 

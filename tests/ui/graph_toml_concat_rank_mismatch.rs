@@ -1,8 +1,7 @@
 // `tests/cases_invalid/concat_rank_mismatch.toml` must fail to compile, naming its layer.
 // expect: cat concat of [4,6,6] and the vector [4] (ranks differ)
-// (trybuild builds this file in target/tests/trybuild/cnn/, hence the ../../../../)
 cnn::cnn_model! {
-    #[file = "../../../../tests/cases_invalid/concat_rank_mismatch.toml"]
+    #[file = "tests/cases_invalid/concat_rank_mismatch.toml"]
     pub struct Invalid;
 }
 

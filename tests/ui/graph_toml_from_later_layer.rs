@@ -1,8 +1,7 @@
 // `tests/cases_invalid/from_later_layer.toml` must fail to compile, naming its layer.
 // expect: c2 `from` names the later layer c3
-// (trybuild builds this file in target/tests/trybuild/cnn/, hence the ../../../../)
 cnn::cnn_model! {
-    #[file = "../../../../tests/cases_invalid/from_later_layer.toml"]
+    #[file = "tests/cases_invalid/from_later_layer.toml"]
     pub struct Invalid;
 }
 

@@ -1,8 +1,7 @@
 // `tests/cases_invalid/input_rank_4.toml` must fail to compile, naming its layer.
 // expect: input input of rank 4 [1, 3, 8, 8] (rank 1, 2 or 3)
-// (trybuild builds this file in target/tests/trybuild/cnn/, hence the ../../../../)
 cnn::cnn_model! {
-    #[file = "../../../../tests/cases_invalid/input_rank_4.toml"]
+    #[file = "tests/cases_invalid/input_rank_4.toml"]
     pub struct Invalid;
 }
 

@@ -1,8 +1,7 @@
 // `tests/cases_invalid/layer_named_input.toml` must fail to compile, naming its layer.
 // expect: input a layer named `input` (reserved)
-// (trybuild builds this file in target/tests/trybuild/cnn/, hence the ../../../../)
 cnn::cnn_model! {
-    #[file = "../../../../tests/cases_invalid/layer_named_input.toml"]
+    #[file = "tests/cases_invalid/layer_named_input.toml"]
     pub struct Invalid;
 }
 

@@ -1,8 +1,7 @@
 // `tests/cases_invalid/linear_mode_on_2d.toml` must fail to compile, naming its layer.
 // expect: up mode linear on a [C, H, W] input (2-D takes bilinear)
-// (trybuild builds this file in target/tests/trybuild/cnn/, hence the ../../../../)
 cnn::cnn_model! {
-    #[file = "../../../../tests/cases_invalid/linear_mode_on_2d.toml"]
+    #[file = "tests/cases_invalid/linear_mode_on_2d.toml"]
     pub struct Invalid;
 }
 

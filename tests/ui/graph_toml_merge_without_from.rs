@@ -1,8 +1,7 @@
 // `tests/cases_invalid/merge_without_from.toml` must fail to compile, naming its layer.
 // expect: sum add without `from` (operands are required)
-// (trybuild builds this file in target/tests/trybuild/cnn/, hence the ../../../../)
 cnn::cnn_model! {
-    #[file = "../../../../tests/cases_invalid/merge_without_from.toml"]
+    #[file = "tests/cases_invalid/merge_without_from.toml"]
     pub struct Invalid;
 }
 

@@ -1,8 +1,7 @@
 // `tests/cases_invalid/pair_stride_on_1d_pool.toml` must fail to compile, naming its layer.
 // expect: p stride [2, 2] (a pair) on a 1-D max_pool
-// (trybuild builds this file in target/tests/trybuild/cnn/, hence the ../../../../)
 cnn::cnn_model! {
-    #[file = "../../../../tests/cases_invalid/pair_stride_on_1d_pool.toml"]
+    #[file = "tests/cases_invalid/pair_stride_on_1d_pool.toml"]
     pub struct Invalid;
 }
 

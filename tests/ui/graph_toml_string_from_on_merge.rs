@@ -1,8 +1,7 @@
 // `tests/cases_invalid/string_from_on_merge.toml` must fail to compile, naming its layer.
 // expect: sum string `from` on add (needs an array)
-// (trybuild builds this file in target/tests/trybuild/cnn/, hence the ../../../../)
 cnn::cnn_model! {
-    #[file = "../../../../tests/cases_invalid/string_from_on_merge.toml"]
+    #[file = "tests/cases_invalid/string_from_on_merge.toml"]
     pub struct Invalid;
 }
 

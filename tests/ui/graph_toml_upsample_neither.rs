@@ -1,8 +1,7 @@
 // `tests/cases_invalid/upsample_neither.toml` must fail to compile, naming its layer.
 // expect: up upsample with neither scale nor size
-// (trybuild builds this file in target/tests/trybuild/cnn/, hence the ../../../../)
 cnn::cnn_model! {
-    #[file = "../../../../tests/cases_invalid/upsample_neither.toml"]
+    #[file = "tests/cases_invalid/upsample_neither.toml"]
     pub struct Invalid;
 }
 

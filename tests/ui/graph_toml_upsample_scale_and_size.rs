@@ -1,8 +1,7 @@
 // `tests/cases_invalid/upsample_scale_and_size.toml` must fail to compile, naming its layer.
 // expect: up upsample with both scale and size
-// (trybuild builds this file in target/tests/trybuild/cnn/, hence the ../../../../)
 cnn::cnn_model! {
-    #[file = "../../../../tests/cases_invalid/upsample_scale_and_size.toml"]
+    #[file = "tests/cases_invalid/upsample_scale_and_size.toml"]
     pub struct Invalid;
 }
 

@@ -1,7 +1,6 @@
 // `tests/conformance/invalid/batch_norm_eps_zero.toml` must fail to compile, naming its layer.
-// (trybuild builds this file in target/tests/trybuild/cnn/, hence the ../../../../)
 cnn::cnn_model! {
-    #[file = "../../../../tests/conformance/invalid/batch_norm_eps_zero.toml"]
+    #[file = "tests/conformance/invalid/batch_norm_eps_zero.toml"]
     pub struct Invalid;
 }
 

@@ -1,7 +1,6 @@
 // `tests/conformance/invalid/ceil_mode_not_bool.toml` must fail to compile, naming its layer.
-// (trybuild builds this file in target/tests/trybuild/cnn/, hence the ../../../../)
 cnn::cnn_model! {
-    #[file = "../../../../tests/conformance/invalid/ceil_mode_not_bool.toml"]
+    #[file = "tests/conformance/invalid/ceil_mode_not_bool.toml"]
     pub struct Invalid;
 }
 

@@ -1,7 +1,6 @@
 // `tests/conformance/invalid/count_include_pad_on_max_pool.toml` must fail to compile, naming its layer.
-// (trybuild builds this file in target/tests/trybuild/cnn/, hence the ../../../../)
 cnn::cnn_model! {
-    #[file = "../../../../tests/conformance/invalid/count_include_pad_on_max_pool.toml"]
+    #[file = "tests/conformance/invalid/count_include_pad_on_max_pool.toml"]
     pub struct Invalid;
 }
 

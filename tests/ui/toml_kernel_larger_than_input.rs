@@ -1,7 +1,6 @@
 // `tests/conformance/invalid/kernel_larger_than_input.toml` must fail to compile, naming its layer.
-// (trybuild builds this file in target/tests/trybuild/cnn/, hence the ../../../../)
 cnn::cnn_model! {
-    #[file = "../../../../tests/conformance/invalid/kernel_larger_than_input.toml"]
+    #[file = "tests/conformance/invalid/kernel_larger_than_input.toml"]
     pub struct Invalid;
 }
 

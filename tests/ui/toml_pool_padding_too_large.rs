@@ -1,7 +1,6 @@
 // `tests/conformance/invalid/pool_padding_too_large.toml` must fail to compile, naming its layer.
-// (trybuild builds this file in target/tests/trybuild/cnn/, hence the ../../../../)
 cnn::cnn_model! {
-    #[file = "../../../../tests/conformance/invalid/pool_padding_too_large.toml"]
+    #[file = "tests/conformance/invalid/pool_padding_too_large.toml"]
     pub struct Invalid;
 }
 

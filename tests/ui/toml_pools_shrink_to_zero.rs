@@ -1,7 +1,6 @@
 // `tests/conformance/invalid/pools_shrink_to_zero.toml` must fail to compile, naming its layer.
-// (trybuild builds this file in target/tests/trybuild/cnn/, hence the ../../../../)
 cnn::cnn_model! {
-    #[file = "../../../../tests/conformance/invalid/pools_shrink_to_zero.toml"]
+    #[file = "tests/conformance/invalid/pools_shrink_to_zero.toml"]
     pub struct Invalid;
 }
 

@@ -1,7 +1,6 @@
 // `tests/conformance/invalid/same_with_stride2.toml` must fail to compile, naming its layer.
-// (trybuild builds this file in target/tests/trybuild/cnn/, hence the ../../../../)
 cnn::cnn_model! {
-    #[file = "../../../../tests/conformance/invalid/same_with_stride2.toml"]
+    #[file = "tests/conformance/invalid/same_with_stride2.toml"]
     pub struct Invalid;
 }
 

@@ -1,7 +1,6 @@
 // `tests/conformance/invalid/unknown_op.toml` must fail to compile, naming its layer.
-// (trybuild builds this file in target/tests/trybuild/cnn/, hence the ../../../../)
 cnn::cnn_model! {
-    #[file = "../../../../tests/conformance/invalid/unknown_op.toml"]
+    #[file = "tests/conformance/invalid/unknown_op.toml"]
     pub struct Invalid;
 }
 

@@ -1,7 +1,6 @@
 // `tests/conformance/invalid/zero_input_size.toml` must fail to compile, naming its layer.
-// (trybuild builds this file in target/tests/trybuild/cnn/, hence the ../../../../)
 cnn::cnn_model! {
-    #[file = "../../../../tests/conformance/invalid/zero_input_size.toml"]
+    #[file = "tests/conformance/invalid/zero_input_size.toml"]
     pub struct Invalid;
 }
 

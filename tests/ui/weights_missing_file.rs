@@ -1,6 +1,8 @@
-// A `#[weights = ..]` path that does not exist.
+// A `#[weights = ..]` path that does not exist. (Absolute, so that the path the message
+// resolves it to does not depend on where trybuild's package, under the target
+// directory, is.)
 cnn::cnn_model! {
-    #[weights = "no/such/weights.safetensors"]
+    #[weights = "/no/such/weights.safetensors"]
     pub struct Tiny {
         input: [1, 4, 4],
         flatten,
