@@ -546,6 +546,8 @@ fn constants_and_summary() {
     let rows = (25 + 1) + (150 + 1) + 8 * (400 + 1) + 6 * (120 + 1) + (84 + 1);
     assert_eq!(LeNet5::WEIGHT_BYTES, 64 * rows);
     assert_eq!(LeNet5::WEIGHT_BYTES, 268_544);
+    assert_eq!(LeNet5::STACK_BYTES, 65_536, "the convolution band buffer");
+    assert!(s.contains("stack:        65,536 bytes of kernel buffers (STACK_BYTES"));
     // Spatial outputs come back as nested arrays.
     let m = FcnSeg::from_safetensors(&random_weights::<FcnSeg>(14)).unwrap();
     let x = random_input::<FcnSeg>(15);

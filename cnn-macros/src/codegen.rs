@@ -170,6 +170,7 @@ pub fn generate(
 
     let arena_len = lit(plan.arena);
     let weight_bytes = lit(weights.bytes());
+    let stack_bytes = lit(crate::plan::stack_bytes(plan));
     let field_defs = weights.fields.iter().map(|(f, b)| {
         let ty = b.ty();
         quote!(#f: #ty)
@@ -276,6 +277,7 @@ pub fn generate(
             type Arena = #rt::Arena<#arena_len>;
             const ARENA_BYTES: usize = #arena_bytes;
             const WEIGHT_BYTES: usize = #weight_bytes;
+            const STACK_BYTES: usize = #stack_bytes;
             const WEIGHTS: &'static [#rt::TensorSpec] = &[#(#spec_items),*];
 
             #load
@@ -345,6 +347,7 @@ pub fn fallback(item: &Item<'_>) -> TokenStream {
             type Arena = #rt::Arena<0>;
             const ARENA_BYTES: usize = 0;
             const WEIGHT_BYTES: usize = 0;
+            const STACK_BYTES: usize = 0;
             const WEIGHTS: &'static [#rt::TensorSpec] = &[];
             ::cnn::__private::if_alloc! {
                 fn from_safetensors(

@@ -113,6 +113,26 @@ pub enum Kernel {
     Copy,
 }
 
+/// Bytes of stack buffers the kernels of `plan` reserve: the convolution engine's band
+/// buffer, if any step runs through it (direct and depthwise convolutions, transposed
+/// convolutions run as a 1x1 convolution).
+pub fn stack_bytes(plan: &Plan) -> usize {
+    let engine = plan.steps.iter().any(|s| {
+        matches!(
+            s.kernel,
+            Kernel::Conv {
+                winograd: false,
+                ..
+            } | Kernel::ConvTranspose { gemm: true, .. }
+        )
+    });
+    if engine {
+        cnn_runtime::kernels::ENGINE_STACK_BYTES
+    } else {
+        0
+    }
+}
+
 /// One kernel call of `forward`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Step {

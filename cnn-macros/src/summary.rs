@@ -165,5 +165,12 @@ pub fn render(
             thousands(plan.unshared * 4)
         ));
     }
+    let stack = crate::plan::stack_bytes(plan);
+    if stack > 0 {
+        out.push_str(&format!(
+            "\nstack:        {} bytes of kernel buffers (STACK_BYTES: the convolution band buffer)",
+            thousands(stack)
+        ));
+    }
     out
 }

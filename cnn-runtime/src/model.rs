@@ -49,6 +49,11 @@ pub trait Model: Sized + Send + Sync {
     /// padding of partial panels included): what an embedded model puts in the binary's
     /// read-only data (flash), or what `from_safetensors` allocates.
     const WEIGHT_BYTES: usize;
+    /// Bytes of buffers the kernels keep on the stack during a forward pass, beyond
+    /// ordinary locals: the convolution band buffer (64 KiB) when the model has a direct
+    /// or depthwise convolution, else 0. `forward` adds its arena when that is on the
+    /// stack; `forward_in` does not.
+    const STACK_BYTES: usize;
     /// The tensors a weight file must hold: keys and shapes of the PyTorch `state_dict()`
     /// (batch norms' `num_batches_tracked` may also be present and is ignored).
     const WEIGHTS: &'static [TensorSpec];

@@ -72,6 +72,10 @@ pub(crate) const MAX_TAPS: usize = 128;
 #[repr(C, align(64))]
 struct Scratch([f32; SCRATCH]);
 
+/// Bytes of the band buffer a convolution or depthwise call keeps on the stack (the
+/// largest buffer any kernel puts there; a model's `STACK_BYTES`).
+pub const ENGINE_STACK_BYTES: usize = core::mem::size_of::<Scratch>();
+
 /// Sixteen floats on a 64-byte boundary: one row of a weight panel (one cache line).
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[repr(C, align(64))]

@@ -39,7 +39,7 @@ pub mod upsample;
 pub mod winograd;
 
 #[doc(hidden)]
-pub use engine::Row16;
+pub use engine::{Row16, ENGINE_STACK_BYTES};
 
 #[cfg(test)]
 mod reference;
