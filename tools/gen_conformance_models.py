@@ -14,7 +14,7 @@ with
   (``from = input``, ``from = 3``, ``from = layer1.0``); merge operands positional
   (``add(a, b)``, ``concat(x, y, z)``); word values bare (``mode = bilinear``).
 
-The Rust tests check that both spellings lower to the identical IR (cnn-macros unit
+The Rust tests check that both spellings lower to the identical IR (cnn-compiler unit
 tests) and that both give PyTorch's numbers (tests/conformance.rs). Re-run after adding
 a case:  python3 tools/gen_conformance_models.py
 """

@@ -1,6 +1,6 @@
 //! Runtime of the `cnn` model compiler.
 //!
-//! The `cnn_model!` macro (crate `cnn-macros`) turns a network description into a struct
+//! The `cnn_model!` macro (crate `cnn-macros`, the compiler `cnn-compiler`) turns a network description into a struct
 //! whose `forward` is one straight line of calls into the kernels of this crate, every
 //! dimension a compile-time constant. This crate holds what that code links against:
 //!

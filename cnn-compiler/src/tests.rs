@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use crate::ir::{Model, Shape};
 use crate::parse::inline::Header;
 use crate::shape::{conv_out, pool_out, Axis, AxisError};
-use crate::{expand, front_end, parse, Compiled};
+use crate::{expand_in as expand, front_end, parse, Compiled};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
