@@ -66,11 +66,15 @@
 extern crate alloc;
 
 pub use cnn_macros::cnn_model;
+/// An [`Arena`] in a `static`, lent to one caller at a time.
+#[cfg(target_has_atomic = "8")]
+pub use cnn_runtime::ArenaCell;
 #[cfg(feature = "alloc")]
 pub use cnn_runtime::LoadError;
-pub use cnn_runtime::{Arena, ArenaCell, Model, ShapeError, TensorSpec};
+pub use cnn_runtime::{Arena, Model, ShapeError, TensorSpec};
 
 /// The borrow of an [`ArenaCell`]'s arena, returned by [`ArenaCell::lock`].
+#[cfg(target_has_atomic = "8")]
 pub use cnn_runtime::arena::ArenaGuard;
 
 /// The instruction sets a model can run on, in increasing order.

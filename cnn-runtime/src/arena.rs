@@ -12,6 +12,7 @@
 //! with `std`, borrows this thread's scratch when it exceeds 1 MiB).
 
 use core::cell::UnsafeCell;
+#[cfg(target_has_atomic = "8")]
 use core::sync::atomic::{AtomicBool, Ordering};
 
 /// The activation memory of one forward pass: `N` floats on a 64-byte boundary.
@@ -73,8 +74,10 @@ impl<const N: usize> core::fmt::Debug for Arena<N> {
     }
 }
 
+#[cfg(target_has_atomic = "8")]
 /// An [`Arena`] in a `static`, lent to one caller at a time: the safe way to give a
-/// `no_std` program's model its memory without `static mut`.
+/// `no_std` program's model its memory without `static mut`. (Needs atomic
+/// compare-and-swap: not on targets without it, such as `thumbv6m`.)
 ///
 /// ```
 /// use cnn_runtime::ArenaCell;
@@ -92,11 +95,13 @@ pub struct ArenaCell<const N: usize> {
     arena: UnsafeCell<Arena<N>>,
 }
 
+#[cfg(target_has_atomic = "8")]
 // SAFETY: the arena is only reached through an `ArenaGuard`, and `lock` hands out at most
 // one guard at a time (the `busy` flag is taken with an acquire compare-exchange and
 // released by the guard's drop), so no two threads ever access it together.
 unsafe impl<const N: usize> Sync for ArenaCell<N> {}
 
+#[cfg(target_has_atomic = "8")]
 impl<const N: usize> ArenaCell<N> {
     /// A zeroed, free arena.
     pub const fn new() -> Self {
@@ -121,18 +126,21 @@ impl<const N: usize> ArenaCell<N> {
     }
 }
 
+#[cfg(target_has_atomic = "8")]
 impl<const N: usize> Default for ArenaCell<N> {
     fn default() -> Self {
         Self::new()
     }
 }
 
+#[cfg(target_has_atomic = "8")]
 /// The borrow of an [`ArenaCell`]'s arena; releases it when dropped.
 pub struct ArenaGuard<'a, const N: usize> {
     busy: &'a AtomicBool,
     arena: &'a mut Arena<N>,
 }
 
+#[cfg(target_has_atomic = "8")]
 impl<const N: usize> core::ops::Deref for ArenaGuard<'_, N> {
     type Target = Arena<N>;
     fn deref(&self) -> &Arena<N> {
@@ -140,12 +148,14 @@ impl<const N: usize> core::ops::Deref for ArenaGuard<'_, N> {
     }
 }
 
+#[cfg(target_has_atomic = "8")]
 impl<const N: usize> core::ops::DerefMut for ArenaGuard<'_, N> {
     fn deref_mut(&mut self) -> &mut Arena<N> {
         self.arena
     }
 }
 
+#[cfg(target_has_atomic = "8")]
 impl<const N: usize> Drop for ArenaGuard<'_, N> {
     fn drop(&mut self) {
         self.busy.store(false, Ordering::Release);

@@ -47,7 +47,9 @@ pub mod pool;
 #[cfg(feature = "std")]
 pub mod scratch;
 
-pub use arena::{Arena, ArenaCell};
+pub use arena::Arena;
+#[cfg(target_has_atomic = "8")]
+pub use arena::ArenaCell;
 pub use buf::Buf;
 #[cfg(feature = "alloc")]
 pub use error::LoadError;
