@@ -11,7 +11,10 @@
 //! * with the `parallel` feature, the thread pool that splits one image's big
 //!   convolutions over the cores ([`pool`]).
 //!
-//! Users normally depend on the facade crate `cnn` only, which re-exports this crate.
+//! Users depend on the facade crate `cnn` only, which re-exports what they name. This
+//! crate's own API (the kernels and their many const parameters, the loader's internals,
+//! the CPU dispatch) exists for the generated code and is not covered by semantic
+//! versioning.
 
 //!
 //! # Features
