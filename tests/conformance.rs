@@ -244,7 +244,11 @@ fn every_case_matches_pytorch_in_both_spellings() {
         worst.0,
         worst.1
     );
-    let all = [cnn::Level::Portable, cnn::Level::Avx2Fma, cnn::Level::Avx512];
+    let all = [
+        cnn::Level::Portable,
+        cnn::Level::Avx2Fma,
+        cnn::Level::Avx512,
+    ];
     let missing: Vec<_> = all.iter().filter(|l| !levels.contains(l)).collect();
     if !missing.is_empty() {
         println!("conformance: NOT EXERCISED on this CPU (it lacks them): {missing:?}");

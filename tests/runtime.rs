@@ -548,6 +548,7 @@ fn constants_and_summary() {
     assert_eq!(LeNet5::WEIGHT_BYTES, 268_544);
     assert_eq!(LeNet5::STACK_BYTES, 65_536, "the convolution band buffer");
     assert!(s.contains("stack:        65,536 bytes of kernel buffers (STACK_BYTES"));
+    assert!(s.contains("16,384 without std"));
     // Spatial outputs come back as nested arrays.
     let m = FcnSeg::from_safetensors(&random_weights::<FcnSeg>(14)).unwrap();
     let x = random_input::<FcnSeg>(15);

@@ -170,7 +170,12 @@ pub fn generate(
 
     let arena_len = lit(plan.arena);
     let weight_bytes = lit(weights.bytes());
-    let stack_bytes = lit(crate::plan::stack_bytes(plan));
+    // The target's band buffer (smaller without std), not the host's.
+    let stack_bytes = if crate::plan::stack_bytes(plan) > 0 {
+        quote!(#rt::kernels::ENGINE_STACK_BYTES)
+    } else {
+        quote!(0)
+    };
     let field_defs = weights.fields.iter().map(|(f, b)| {
         let ty = b.ty();
         quote!(#f: #ty)

@@ -127,6 +127,8 @@ pub fn stack_bytes(plan: &Plan) -> usize {
         )
     });
     if engine {
+        // The host's (std) runtime: 64 KiB. Generated code names the target's constant,
+        // 16 KiB without std.
         cnn_runtime::kernels::ENGINE_STACK_BYTES
     } else {
         0

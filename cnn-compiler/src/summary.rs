@@ -168,7 +168,7 @@ pub fn render(
     let stack = crate::plan::stack_bytes(plan);
     if stack > 0 {
         out.push_str(&format!(
-            "\nstack:        {} bytes of kernel buffers (STACK_BYTES: the convolution band buffer)",
+            "\nstack:        {} bytes of kernel buffers (STACK_BYTES: the convolution band buffer; 16,384 without std)",
             thousands(stack)
         ));
     }

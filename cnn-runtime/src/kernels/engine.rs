@@ -61,8 +61,15 @@ use super::simd::{Simd, WithSimd};
 /// Output channels per packed weight panel.
 pub(crate) const PANEL: usize = 16;
 
-/// Floats of the stack buffer holding a padded band of input (64 KiB).
-pub(crate) const SCRATCH: usize = 16 * 1024;
+/// Floats of the stack buffer holding a padded band of input: 64 KiB with `std`, 16 KiB
+/// without (microcontroller stacks). A layer whose input band fits either way runs
+/// identically; a bigger one takes more, smaller bands without `std` (the same results
+/// within the conformance tolerance; the tests sweep band sizes down to one float).
+pub(crate) const SCRATCH: usize = if cfg!(feature = "std") {
+    16 * 1024
+} else {
+    4 * 1024
+};
 
 /// Most kernel taps (`KH * KW`) the engine handles; larger kernels use the fallback.
 pub(crate) const MAX_TAPS: usize = 128;

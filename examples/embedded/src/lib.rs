@@ -29,6 +29,12 @@ const _: () = assert!(
     "weights must fit 300 KiB of flash"
 );
 
+// And the kernels' stack buffer (the convolution band, 16 KiB without std).
+const _: () = assert!(
+    LeNet5::STACK_BYTES <= 16 * 1024,
+    "stack buffers must fit 16 KiB"
+);
+
 /// The activation memory, in RAM (`.bss`), lent to one caller at a time.
 static ARENA: ArenaCell<{ LeNet5::ARENA_LEN }> = ArenaCell::new();
 
