@@ -9,7 +9,8 @@
 //! cargo bench -p cnn-runtime --bench kernels -- cifar_vgg avx2 layer=conv5  # one layer
 //! ```
 //!
-//! Times are medians over 31 samples of about 2 ms each (batch 1, one thread);
+//! Times are medians over 31 samples of about 2 ms each (batch 1; one thread, or with
+//! `--features parallel` the `CNN_NUM_THREADS` threads of the pool, default all cores);
 //! GFLOP/s counts 2 FLOPs per multiply-accumulate.
 
 use std::hint::black_box;
@@ -62,15 +63,25 @@ macro_rules! conv {
         let macs = $o * $oh * $ow * ($c / $g) * $kh * $kw;
         // 3x3 stride-1 dense layers where the compiler picks Winograd run it here too
         // (dilation 1 in the instance: the branch is dead for dilated layers).
-        let wino = $kh == 3 && $kw == 3 && $sh == 1 && $sw == 1 && $dh == 1 && $dw == 1
-            && $g == 1 && winograd_pays($c, $h, $w, $o);
+        let wino = $kh == 3
+            && $kw == 3
+            && $sh == 1
+            && $sw == 1
+            && $dh == 1
+            && $dw == 1
+            && $g == 1
+            && winograd_pays($c, $h, $w, $o);
         let run: Run = if wino {
             let p = WinogradParams::from_torch($o, $c, &w, Some(&b), None);
             let scratch = vec![0.0f32; winograd_scratch_len($c, $h, $w, $o, $oh, $ow)];
             let scratch = std::cell::RefCell::new(scratch);
             Box::new(move |x: &[f32], y: &mut [f32]| {
                 winograd_conv3x3::<$c, $h, $w, $o, $oh, $ow, $ph, $pw, 1, 1>(
-                    x, &p, y, &mut scratch.borrow_mut(), $act,
+                    x,
+                    &p,
+                    y,
+                    &mut scratch.borrow_mut(),
+                    $act,
                 )
             })
         } else if $g == $c && $g == $o && $g > 1 {
@@ -88,7 +99,13 @@ macro_rules! conv {
                 )
             })
         };
-        let kind = if wino { "wino" } else if $g == $c && $g > 1 { "dw" } else { "conv" };
+        let kind = if wino {
+            "wino"
+        } else if $g == $c && $g > 1 {
+            "dw"
+        } else {
+            "conv"
+        };
         Layer {
             name: format!(
                 "{:<7} {kind} {}x{}x{} -> {}x{}x{}, k{}x{} s{} p{} d{}",
