@@ -1,5 +1,5 @@
 //! Batch-1 latency of the six benchmark models (`models/*.toml`: four sequential ones and
-//! torchvision's ResNet-18 and MobileNetV2 at 224x224), single thread.
+//! torchvision's ResNet-18 and MobileNetV2 at 224x224), one thread by default.
 //!
 //! ```sh
 //! cargo bench --bench models                                   # table on stdout
@@ -20,7 +20,8 @@
 //! of N runs timed on its own, N chosen so that the runs take about `--time` seconds
 //! (default 2). Reported: median, p10 and p90 in µs (linear interpolation between order
 //! statistics, as numpy's default `percentile`), and GFLOP/s = 2 * MACS / median. The
-//! network runs on the calling thread only. `tools/bench/compare.py` runs this with
+//! network runs on the calling thread only, unless built with `--features parallel`:
+//! then its kernels also use `CNN_NUM_THREADS` threads (default: all cores). `tools/bench/compare.py` runs this with
 //! `--json` and puts the numbers next to ONNX Runtime's and OpenVINO's, timed the same way.
 //!
 //! Relative paths given to `--json` are taken from the workspace root, whatever the
@@ -464,7 +465,7 @@ fn json(reports: &[Report]) -> serde_json::Value {
         "engine": "cnn",
         "version": env!("CARGO_PKG_VERSION"),
         "simd_level": format!("{:?}", cnn::simd_level()),
-        "threads": 1,
+        "threads": cnn::num_threads(),
         "batch": 1,
         "timing": "warm-up >= 0.3 s and 10 runs; each run timed alone; \
                    quantiles by linear interpolation",

@@ -9,7 +9,8 @@
 //! cargo bench -p cnn-runtime --bench kernels -- cifar_vgg avx2 layer=conv5  # one layer
 //! ```
 //!
-//! Times are medians over 31 samples of about 2 ms each (batch 1, one thread);
+//! Times are medians over 31 samples of about 2 ms each (batch 1; one thread, or with
+//! `--features parallel` the `CNN_NUM_THREADS` threads of the pool, default all cores);
 //! GFLOP/s counts 2 FLOPs per multiply-accumulate.
 
 use std::hint::black_box;
@@ -20,6 +21,9 @@ use cnn_runtime::kernels::conv::{conv2d, ConvParams};
 use cnn_runtime::kernels::depthwise::{depthwise_conv2d, DepthwiseParams};
 use cnn_runtime::kernels::linear::{linear, LinearParams};
 use cnn_runtime::kernels::pool::{avg_pool2d, global_avg_pool, max_pool2d};
+use cnn_runtime::kernels::winograd::{
+    winograd_conv3x3, winograd_pays, winograd_scratch_len, WinogradParams,
+};
 use cnn_runtime::Act;
 
 /// A small deterministic generator for weights and inputs.
@@ -57,7 +61,30 @@ macro_rules! conv {
         let w = $rng.vec($o * ($c / $g) * $kh * $kw, 1.0 / fan_in.sqrt());
         let b = $rng.vec($o, 0.1);
         let macs = $o * $oh * $ow * ($c / $g) * $kh * $kw;
-        let run: Run = if $g == $c && $g == $o && $g > 1 {
+        // 3x3 stride-1 dense layers where the compiler picks Winograd run it here too
+        // (dilation 1 in the instance: the branch is dead for dilated layers).
+        let wino = $kh == 3
+            && $kw == 3
+            && $sh == 1
+            && $sw == 1
+            && $dh == 1
+            && $dw == 1
+            && $g == 1
+            && winograd_pays($c, $h, $w, $o);
+        let run: Run = if wino {
+            let p = WinogradParams::from_torch($o, $c, &w, Some(&b), None);
+            let scratch = vec![0.0f32; winograd_scratch_len($c, $h, $w, $o, $oh, $ow)];
+            let scratch = std::cell::RefCell::new(scratch);
+            Box::new(move |x: &[f32], y: &mut [f32]| {
+                winograd_conv3x3::<$c, $h, $w, $o, $oh, $ow, $ph, $pw, 1, 1>(
+                    x,
+                    &p,
+                    y,
+                    &mut scratch.borrow_mut(),
+                    $act,
+                )
+            })
+        } else if $g == $c && $g == $o && $g > 1 {
             let p = DepthwiseParams::from_torch($o, 1, $kh, $kw, &w, Some(&b), None);
             Box::new(move |x: &[f32], y: &mut [f32]| {
                 depthwise_conv2d::<$c, $h, $w, $oh, $ow, $kh, $kw, $sh, $sw, $ph, $pw, $dh, $dw>(
@@ -72,7 +99,13 @@ macro_rules! conv {
                 )
             })
         };
-        let kind = if $g == $c && $g > 1 { "dw" } else { "conv" };
+        let kind = if wino {
+            "wino"
+        } else if $g == $c && $g > 1 {
+            "dw"
+        } else {
+            "conv"
+        };
         Layer {
             name: format!(
                 "{:<7} {kind} {}x{}x{} -> {}x{}x{}, k{}x{} s{} p{} d{}",
@@ -298,7 +331,10 @@ fn fmt_us(t: Duration) -> String {
 /// model's straight line of calls.
 fn bench_model(name: &str, layers: &[Layer], rng: &mut Rng, level: Level, only: Option<&str>) {
     assert_eq!(cpu::set_level(level), level);
-    println!("\n{name} [{level:?}]");
+    println!(
+        "\n{name} [{level:?}, {} thread(s)]",
+        cnn_runtime::pool::num_threads()
+    );
     println!(
         "{:<48} {:>12} {:>10} {:>9}",
         "layer", "MACs", "µs", "GFLOP/s"

@@ -68,6 +68,9 @@ mod imp {
     /// Spin iterations a worker waits for the next job before parking.
     const SPIN: u32 = 1 << 15;
 
+    /// Spin iterations the caller waits for the workers to leave a job before parking.
+    const JOIN_SPIN: u32 = 1 << 16;
+
     /// The threads wanted (0: not read from the environment yet).
     static THREADS: AtomicUsize = AtomicUsize::new(0);
 
@@ -106,8 +109,6 @@ mod imp {
     struct State {
         /// The job being run; `None` between jobs.
         job: Option<JobRef>,
-        /// Workers inside the current job (joined, not yet left).
-        active: usize,
         /// Workers parked on `wake`.
         sleepers: usize,
         /// Worker threads started.
@@ -118,8 +119,12 @@ mod imp {
         state: Mutex<State>,
         /// Workers wait here for a job.
         wake: Condvar,
-        /// The caller waits here for the workers to leave a job.
+        /// The caller waits here for the workers to leave a job (after spinning).
         done: Condvar,
+        /// Workers inside the current job (joined under the mutex, left without it).
+        active: AtomicUsize,
+        /// The caller is parked on `done` (set under the mutex).
+        waiting: AtomicBool,
         /// Incremented (under the mutex) for every job: what spinning workers watch.
         generation: AtomicU64,
         /// Next part index to claim.
@@ -135,12 +140,13 @@ mod imp {
         POOL.get_or_init(|| Pool {
             state: Mutex::new(State {
                 job: None,
-                active: 0,
                 sleepers: 0,
                 spawned: 0,
             }),
             wake: Condvar::new(),
             done: Condvar::new(),
+            active: AtomicUsize::new(0),
+            waiting: AtomicBool::new(false),
             generation: AtomicU64::new(0),
             next: AtomicUsize::new(0),
             panicked: AtomicBool::new(false),
@@ -163,8 +169,8 @@ mod imp {
             }
             // SAFETY: a thread claims parts only between joining the job and leaving it
             // (workers: `active` counted; the caller: inside `run`), and `run` returns,
-            // ending the closure's borrow, only once no worker is active and the job is
-            // cleared, so the pointee is alive here.
+            // ending the closure's borrow, only once the job is cleared (no worker joins
+            // any more) and no worker is active, so the pointee is alive here.
             let f = unsafe { &*job.f };
             panicked |= panic::catch_unwind(AssertUnwindSafe(|| f(i))).is_err();
         }
@@ -191,14 +197,15 @@ mod imp {
                 st.sleepers -= 1;
             };
             let Some(job) = job else { continue };
-            st.active += 1;
+            p.active.fetch_add(1, Ordering::SeqCst);
             drop(st);
             if claim(p, job) {
                 p.panicked.store(true, Ordering::Relaxed);
             }
-            let mut st = lock(p);
-            st.active -= 1;
-            if st.active == 0 {
+            // Leaving: no lock and no system call unless the caller has parked (it
+            // usually spins for the few microseconds a part takes).
+            if p.active.fetch_sub(1, Ordering::SeqCst) == 1 && p.waiting.load(Ordering::SeqCst) {
+                let _st = lock(p);
                 p.done.notify_all();
             }
         }
@@ -213,12 +220,24 @@ mod imp {
             let p = self.0;
             // No part is left to claim: make sure of it if the caller unwinds early.
             p.next.store(usize::MAX / 2, Ordering::Relaxed);
-            let mut st = lock(p);
-            while st.active != 0 {
-                st = p.done.wait(st).unwrap_or_else(|e| e.into_inner());
+            // No worker joins from now on (they join under the mutex, seeing the job).
+            lock(p).job = None;
+            // The workers still inside finish their last part: spin for it (a parked
+            // caller costs a wake-up of tens of microseconds), then park.
+            let mut spins = 0;
+            while p.active.load(Ordering::SeqCst) != 0 && spins < JOIN_SPIN {
+                std::hint::spin_loop();
+                spins += 1;
             }
-            st.job = None;
-            drop(st);
+            if p.active.load(Ordering::SeqCst) != 0 {
+                let mut st = lock(p);
+                p.waiting.store(true, Ordering::SeqCst);
+                while p.active.load(Ordering::SeqCst) != 0 {
+                    st = p.done.wait(st).unwrap_or_else(|e| e.into_inner());
+                }
+                p.waiting.store(false, Ordering::SeqCst);
+                drop(st);
+            }
             p.busy.store(false, Ordering::Release);
         }
     }

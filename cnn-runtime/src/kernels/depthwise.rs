@@ -128,11 +128,39 @@ enum DwPlan {
     Channels,
 }
 
+/// The weights of a range of channels (all of them, or whole 16-channel panels).
+#[derive(Clone, Copy)]
+struct DwWeights<'a> {
+    /// `[C][KH*KW]`.
+    weight: &'a [f32],
+    /// `[C]`.
+    bias: &'a [f32],
+    /// `[ceil(C/16)][KH*KW][16]`.
+    panels: &'a [Row16],
+    /// `[ceil(C/16)][16]`.
+    panel_bias: &'a [Row16],
+}
+
+impl DepthwiseParams {
+    /// The weights of channels `c0..c1` (`c0` a multiple of 16).
+    fn range(&self, c0: usize, c1: usize) -> DwWeights<'_> {
+        debug_assert!(c0.is_multiple_of(PANEL) && c0 < c1 && c1 <= self.channels);
+        let kk = self.kh * self.kw;
+        let (p0, p1) = (c0 / PANEL, c1.div_ceil(PANEL));
+        DwWeights {
+            weight: &self.weight[c0 * kk..c1 * kk],
+            bias: &self.bias[c0..c1],
+            panels: &self.panels[p0 * kk..p1 * kk],
+            panel_bias: &self.panel_bias[p0..p1],
+        }
+    }
+}
+
 /// The engine's depthwise kernels, as a kernel for [`simd::run`].
 struct DwRun<'a> {
     d: Dims2d,
     input: &'a [f32],
-    params: &'a DepthwiseParams,
+    params: DwWeights<'a>,
     output: &'a mut [f32],
     act: Act,
     cap: usize,
@@ -158,11 +186,11 @@ impl WithSimd for DwRun<'_> {
         let (act, cap) = (self.act, self.cap);
         if plan == DwPlan::Channels {
             let (input, output) = (self.input, &mut *self.output);
-            if engine::depthwise_channels(s, d, input, &p.panels, &p.panel_bias, output, act, cap) {
+            if engine::depthwise_channels(s, d, input, p.panels, p.panel_bias, output, act, cap) {
                 return true;
             }
         }
-        engine::depthwise(s, d, self.input, &p.weight, &p.bias, self.output, act, cap)
+        engine::depthwise(s, d, self.input, p.weight, p.bias, self.output, act, cap)
     }
 }
 
@@ -171,7 +199,7 @@ impl WithSimd for DwRun<'_> {
 fn depthwise_fallback(
     d: Dims2d,
     input: &[f32],
-    params: &DepthwiseParams,
+    params: DwWeights<'_>,
     output: &mut [f32],
     act: Act,
 ) {
@@ -197,9 +225,78 @@ fn depthwise_fallback(
     }
 }
 
+/// Multiply-accumulates from which a depthwise convolution splits its channels over the
+/// pool's threads (`parallel` feature): below, waking a worker costs more than it saves.
+#[cfg(feature = "parallel")]
+const PAR_MACS: usize = 100_000;
+
+/// How many channel ranges (of whole 16-channel panels) the depthwise convolution `d`
+/// runs as: 1 (this thread only) unless the `parallel` feature is on, the pool has
+/// threads, the layer has at least two panels and enough work.
+#[cfg(feature = "parallel")]
+fn dw_parts(d: &Dims2d, threads: usize) -> usize {
+    let panels = d.c.div_ceil(PANEL);
+    let macs = d.c * d.oh * d.ow * d.kh * d.kw;
+    if panels < 2 || macs < PAR_MACS {
+        1
+    } else {
+        threads.min(panels)
+    }
+}
+
+/// Channels of range `i` of `parts` over the whole 16-channel panels of `c` channels.
+#[cfg_attr(not(feature = "parallel"), allow(dead_code))]
+fn channel_range(c: usize, parts: usize, i: usize) -> (usize, usize) {
+    let panels = c.div_ceil(PANEL);
+    let at = |k: usize| (k * panels / parts * PANEL).min(c);
+    (at(i), at(i + 1))
+}
+
+/// Channels `c0..c1` (`c0` a multiple of 16) of the depthwise convolution `d` (`d.o`
+/// and `d.g` equal to `d.c`), into `output` (their `(c1 - c0) * OH * OW` values). Every
+/// choice (plan, band height, fallback) depends on the geometry only, never on the
+/// channel count, so each value is computed as by the whole call.
+#[allow(clippy::too_many_arguments)]
+fn depthwise_range(
+    level: Level,
+    d: Dims2d,
+    input: &[f32],
+    params: &DepthwiseParams,
+    (c0, c1): (usize, usize),
+    output: &mut [f32],
+    act: Act,
+    cap: usize,
+    force: Option<DwPlan>,
+) {
+    let hw = d.h * d.w;
+    let d = Dims2d {
+        c: c1 - c0,
+        o: c1 - c0,
+        g: c1 - c0,
+        ..d
+    };
+    let input = &input[c0 * hw..c1 * hw];
+    let w = params.range(c0, c1);
+    let n = d.c * d.oh * d.ow;
+    let run = DwRun {
+        d,
+        input,
+        params: w,
+        output: &mut output[..n],
+        act,
+        cap,
+        force,
+    };
+    if !simd::run(level, run) {
+        depthwise_fallback(d, input, w, &mut output[..n], act);
+    }
+}
+
 /// The depthwise convolution with its dimensions as runtime values (`d.o` and `d.g` are
 /// ignored: both are `d.c`), at `level` with a band buffer of `cap` floats and optionally
-/// a forced plan (tests); see [`depthwise_conv2d`].
+/// a forced plan (tests); see [`depthwise_conv2d`]. With the `parallel` feature, a big
+/// layer splits its channels (whole 16-channel panels) over the threads of
+/// [`crate::pool`]; each value is computed exactly as on one thread.
 #[allow(clippy::too_many_arguments)]
 fn depthwise_with(
     level: Level,
@@ -217,19 +314,27 @@ fn depthwise_with(
         ..d
     };
     let input = &input[..d.c * d.h * d.w];
-    let n = d.c * d.oh * d.ow;
-    let run = DwRun {
-        d,
-        input,
-        params,
-        output: &mut output[..n],
-        act,
-        cap: cap.min(engine::SCRATCH),
-        force,
-    };
-    if !simd::run(level, run) {
-        depthwise_fallback(d, input, params, &mut output[..n], act);
+    let ohw = d.oh * d.ow;
+    let output = &mut output[..d.c * ohw];
+    let cap = cap.min(engine::SCRATCH);
+    #[cfg(feature = "parallel")]
+    {
+        let parts = dw_parts(&d, crate::pool::num_threads());
+        if parts > 1 {
+            let out = super::conv::OutPtr(output.as_mut_ptr());
+            crate::pool::run(parts, &|i| {
+                let (c0, c1) = channel_range(d.c, parts, i);
+                // SAFETY: the ranges of the parts are disjoint, inside `output` (whose
+                // borrow outlives `pool::run`), and only this part touches this one.
+                let out = unsafe {
+                    core::slice::from_raw_parts_mut(out.get().add(c0 * ohw), (c1 - c0) * ohw)
+                };
+                depthwise_range(level, d, input, params, (c0, c1), out, act, cap, force);
+            });
+            return;
+        }
     }
+    depthwise_range(level, d, input, params, (0, d.c), output, act, cap, force);
 }
 
 /// Depthwise 2-D convolution fused with its activation: PyTorch `Conv2d` with
@@ -487,6 +592,155 @@ mod tests {
         channel_affine::<C, 20>(&mut want, &bn, Act::Tanh);
         let want: Vec<f64> = want.iter().map(|&x| f64::from(x)).collect();
         r::assert_close(&got, &want, &"folded bn");
+    }
+
+    /// Depthwise layers for the split-by-channels tests `(c, height axis, width axis)`:
+    /// MobileNet-like 3x3 (stride 1 and 2, wide and short rows: both plans), a channel
+    /// count not a multiple of 16, a 5x5 dilated one. All above `PAR_MACS`.
+    fn split_layers() -> Vec<(usize, Axis, Axis)> {
+        let ax = |n, k, s, p, d| Axis::conv(n, k, s, p, d).unwrap();
+        vec![
+            (32, ax(48, 3, 1, 1, 1), ax(48, 3, 1, 1, 1)),
+            (64, ax(48, 3, 2, 1, 1), ax(48, 3, 2, 1, 1)),
+            (128, ax(12, 3, 1, 1, 1), ax(12, 3, 1, 1, 1)),
+            (512, ax(6, 3, 1, 1, 1), ax(6, 3, 1, 1, 1)),
+            (40, ax(20, 3, 1, 1, 1), ax(70, 3, 1, 1, 1)),
+            (48, ax(17, 5, 1, 4, 2), ax(23, 5, 1, 4, 2)),
+        ]
+    }
+
+    fn split_case(
+        rng: &mut Rng,
+        c: usize,
+        ah: Axis,
+        aw: Axis,
+    ) -> (Dims2d, Vec<f32>, DepthwiseParams) {
+        let d = Dims2d {
+            c,
+            h: ah.n,
+            w: aw.n,
+            o: c,
+            oh: ah.out,
+            ow: aw.out,
+            kh: ah.k,
+            kw: aw.k,
+            sh: ah.s,
+            sw: aw.s,
+            ph: ah.p,
+            pw: aw.p,
+            dh: ah.d,
+            dw: aw.d,
+            g: c,
+        };
+        let input = rng.vec(c * ah.n * aw.n, -1.0, 1.0);
+        let weight = rng.vec(c * ah.k * aw.k, -1.0, 1.0);
+        let bias = rng.vec(c, -0.5, 0.5);
+        let params = DepthwiseParams::from_torch(c, 1, ah.k, aw.k, &weight, Some(&bias), None);
+        (d, input, params)
+    }
+
+    /// Every split of the channels into ranges of whole panels, computed range by range,
+    /// gives exactly (bit for bit) the whole result, at every level, plan and band size.
+    /// Runs without the `parallel` feature too (no threads involved).
+    #[test]
+    fn channel_ranges_equal_the_whole_bit_for_bit() {
+        let mut rng = Rng::new(25);
+        for (c, ah, aw) in split_layers() {
+            let (d, input, params) = split_case(&mut rng, c, ah, aw);
+            let ohw = d.oh * d.ow;
+            let n = c * ohw;
+            for level in simd::test_levels() {
+                for force in [None, Some(DwPlan::Rows), Some(DwPlan::Channels)] {
+                    for cap in [engine::SCRATCH, 400, 1] {
+                        let mut whole = vec![0.0; n];
+                        let all = (0, c);
+                        depthwise_range(
+                            level,
+                            d,
+                            &input,
+                            &params,
+                            all,
+                            &mut whole,
+                            Act::Relu,
+                            cap,
+                            force,
+                        );
+                        for parts in 2..=c.div_ceil(PANEL).min(4) {
+                            let mut split = vec![f32::NAN; n];
+                            for i in 0..parts {
+                                let (c0, c1) = channel_range(c, parts, i);
+                                let out = &mut split[c0 * ohw..c1 * ohw];
+                                depthwise_range(
+                                    level,
+                                    d,
+                                    &input,
+                                    &params,
+                                    (c0, c1),
+                                    out,
+                                    Act::Relu,
+                                    cap,
+                                    force,
+                                );
+                            }
+                            let ctx = (d, level, force, cap, parts);
+                            assert!(whole == split, "split differs: {ctx:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn channel_ranges_cover_the_channels_in_whole_panels() {
+        for c in 1usize..100 {
+            let panels = c.div_ceil(PANEL);
+            for parts in 1..=panels.min(9) {
+                let r: Vec<_> = (0..parts).map(|i| channel_range(c, parts, i)).collect();
+                assert_eq!((r[0].0, r[parts - 1].1), (0, c), "{c} {parts} {r:?}");
+                for (i, &(c0, c1)) in r.iter().enumerate() {
+                    assert!(c0 < c1 && c0 % PANEL == 0, "{c} {parts} {r:?}");
+                    if i > 0 {
+                        assert_eq!(r[i - 1].1, c0);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Through the pool: 2 and 3 threads give the one-thread result bit for bit, at every
+    /// level (`set_num_threads(1)` is the sequential path), and never write past the
+    /// output.
+    #[cfg(feature = "parallel")]
+    #[test]
+    fn threads_give_the_one_thread_result_bit_for_bit() {
+        let _g = crate::pool::TEST_LOCK
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut rng = Rng::new(26);
+        for (c, ah, aw) in split_layers() {
+            let (d, input, params) = split_case(&mut rng, c, ah, aw);
+            assert!(dw_parts(&d, 2) > 1, "{d:?}");
+            let n = c * d.oh * d.ow;
+            for level in simd::test_levels() {
+                for cap in [engine::SCRATCH, 1] {
+                    crate::pool::set_num_threads(1);
+                    let mut one = vec![0.0; n + 3];
+                    depthwise_with(level, d, &input, &params, &mut one, Act::Relu6, cap, None);
+                    for threads in [2, 3] {
+                        crate::pool::set_num_threads(threads);
+                        let mut many = vec![7.0; n + 3];
+                        depthwise_with(level, d, &input, &params, &mut many, Act::Relu6, cap, None);
+                        assert_eq!(&many[n..], &[7.0; 3], "wrote past its output");
+                        assert!(
+                            one[..n] == many[..n],
+                            "{d:?} {level:?} {cap} {threads} threads"
+                        );
+                    }
+                }
+            }
+        }
+        crate::pool::set_num_threads(2);
     }
 
     #[test]

@@ -578,21 +578,50 @@ pub(crate) fn conv<S: Simd>(
             cap,
             force,
             (0, panels),
+            (0, d.oh * d.ow),
         )
     }
 }
 
+/// The geometry the engine runs `d` as: a 1x1, stride-1, unpadded convolution is a
+/// matrix product whose pixels form one row (`OH = 1`, `OW = OH*OW`); anything else as
+/// it is. Output pixel `q = y * OW + x` is the same pixel in both.
+#[inline(always)]
+pub(crate) fn flat(d: Dims2d) -> Dims2d {
+    if d.kh * d.kw == 1
+        && d.sh == 1
+        && d.sw == 1
+        && d.ph == 0
+        && d.pw == 0
+        && d.oh == d.h
+        && d.ow == d.w
+    {
+        Dims2d {
+            h: 1,
+            w: d.h * d.w,
+            oh: 1,
+            ow: d.h * d.w,
+            ..d
+        }
+    } else {
+        d
+    }
+}
+
 /// [`conv`] restricted to the output channels of weight panels `panels.0..panels.1`
-/// (only for one group: with groups, `panels` must be all of them): writes the output
-/// planes of those channels and nothing else. Every choice (micro-kernel, band height,
-/// channel chunks, tile shapes within a panel) is made from the whole layer, so each
-/// output value is computed by the same operations in the same order as by [`conv`];
-/// calls over disjoint panel ranges can run on different threads.
+/// (only for one group: with groups, `panels` must be all of them) and to the output
+/// pixels `pixels.0..pixels.1` (`q = y * OW + x`; whole rows of [`flat`]`(d)` unless it
+/// has one row): writes those pixels of the planes of those channels and nothing else.
+/// Every choice (micro-kernel, band height and band boundaries, channel chunks, tile
+/// shapes within a panel) is made from the whole layer, so each output value is computed
+/// by the same operations in the same order as by [`conv`]; calls over disjoint panel
+/// or pixel ranges can run on different threads.
 ///
 /// # Safety
 ///
-/// `out` points to `O*OH*OW` floats, of which this call may write the planes of the
-/// channels of its panels (no other thread may access those during the call).
+/// `out` points to `O*OH*OW` floats, of which this call may write the given pixels of
+/// the planes of the channels of its panels (no other thread may access those during the
+/// call).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn conv_panels<S: Simd>(
@@ -605,6 +634,7 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
     cap: usize,
     force: Option<Plan>,
     panels: (usize, usize),
+    pixels: (usize, usize),
 ) -> bool {
     let kk = d.kh * d.kw;
     let (cg, og) = (d.c / d.g, d.o / d.g);
@@ -623,22 +653,15 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
         return false;
     }
     // A 1x1, stride-1, unpadded convolution is a matrix product: its pixels form one row.
-    let d = if kk == 1 && d.sh == 1 && d.sw == 1 && d.ph == 0 && d.pw == 0 {
-        if d.oh == d.h && d.ow == d.w {
-            Dims2d {
-                h: 1,
-                w: d.h * d.w,
-                oh: 1,
-                ow: d.h * d.w,
-                ..d
-            }
-        } else {
-            d
-        }
-    } else {
-        d
-    };
+    let d = flat(d);
     let (hw, ohw) = (d.h * d.w, d.oh * d.ow);
+    let (q0, q1) = pixels;
+    assert!(
+        q0 < q1 && q1 <= ohw && (d.oh == 1 || (q0 % d.ow == 0 && q1 % d.ow == 0)),
+        "pixel range {pixels:?}"
+    );
+    // Output rows of the range.
+    let (ya, yb) = (q0 / d.ow, q1.div_ceil(d.ow));
 
     // Micro-kernel: the one filling more lanes (strides are fine for both: the band's
     // phase split makes a pixel tile's reads contiguous).
@@ -705,8 +728,11 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
         } else {
             (g * og, og)
         };
-        for y0 in (0..d.oh).step_by(band_rows) {
-            let y1 = (y0 + band_rows).min(d.oh);
+        // The whole layer's bands that meet the range, cut to it.
+        for yb0 in (ya - ya % band_rows..yb).step_by(band_rows) {
+            // The whole band's pixels (the channel tiles are chosen from them).
+            let band_px = ((yb0 + band_rows).min(d.oh) - yb0) * d.ow;
+            let (y0, y1) = (yb0.max(ya), (yb0 + band_rows).min(yb));
             for c0 in (0..cg).step_by(chunk) {
                 let c1 = (c0 + chunk).min(cg);
                 let band = if direct {
@@ -764,15 +790,18 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
                         while y < y1 {
                             let two_rows = d.ow <= l && y + 1 < y1;
                             let row_off = (y * d.sh - band.prow0) * band.rowpitch;
-                            let mut x0 = 0;
-                            while x0 < d.ow {
+                            // Columns of this row in the range (all, unless one row).
+                            let xa = q0.max(y * d.ow) - y * d.ow;
+                            let xb = q1.min((y + 1) * d.ow) - y * d.ow;
+                            let mut x0 = xa;
+                            while x0 < xb {
                                 // AVX-512, four full vectors left: 4-vector tiles of up to 6
                                 // channels (4 loads and 6 broadcasts per 24 FMAs), while the
                                 // input strip they share (`cn` channels by `KH` rows of 4
                                 // vectors) stays within about 24 KiB of L1.
                                 let wide = S::LANES == 16
                                     && !two_rows
-                                    && d.ow - x0 >= 4 * l
+                                    && xb - x0 >= 4 * l
                                     && job.cn * d.kh <= 96;
                                 let (nv, mask, n, vsrc, vout, step) = if wide {
                                     (4, FULL, l, l, l, 4 * l)
@@ -780,7 +809,7 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
                                     let mask = if d.ow == l { FULL } else { ALL_PARTIAL };
                                     (2, mask, d.ow, d.sh * band.rowpitch, d.ow, d.ow)
                                 } else {
-                                    let step = (2 * l).min(d.ow - x0);
+                                    let step = (2 * l).min(xb - x0);
                                     let nv = step.div_ceil(l);
                                     let n = step - (nv - 1) * l;
                                     let mask = if n == l { FULL } else { LAST_PARTIAL };
@@ -828,9 +857,9 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
                     }
                     Plan::Channels => {
                         // (vectors per panel, pixels per tile) of each level.
-                        let args = (s, &d, &job, &band, y0, y1, go0, ro, w_of, bias, out);
-                        // AVX-512 picks 16 or 12 pixels per tile, whichever pads less.
-                        let npx = (y1 - y0) * d.ow;
+                        let (qa, qb) = (q0.max(y0 * d.ow), q1.min(y1 * d.ow));
+                        let args = (s, &d, &job, &band, qa, qb, go0, ro, w_of, bias, out);
+                        let npx = band_px;
                         // AVX-512 single panels: 16 or 12 pixels a tile, whichever pads
                         // less; with at least two panels a group and no more padding,
                         // 32 channels by 8 pixels (two weight loads and 8 broadcasts per
@@ -863,12 +892,13 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
     true
 }
 
-/// The channel-vectorised pass over output rows `y0..y1` of one group and chunk.
+/// The channel-vectorised pass over output pixels `q0..q1` (rows of one band) of one
+/// group and chunk.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 #[allow(clippy::type_complexity)]
 fn cv_rows<S: Simd, const VEC: usize, const NP: usize, const PN: usize>(
-    (s, d, job, band, y0, y1, go0, og, w_of, bias, out): (
+    (s, d, job, band, q0, q1, go0, og, w_of, bias, out): (
         S,
         &Dims2d,
         &Job<'_>,
@@ -883,7 +913,6 @@ fn cv_rows<S: Simd, const VEC: usize, const NP: usize, const PN: usize>(
     ),
 ) {
     let ohw = d.oh * d.ow;
-    let (q0, q1) = (y0 * d.ow, y1 * d.ow);
     for qb in (q0..q1).step_by(NP) {
         let np = NP.min(q1 - qb);
         // A short last tile repeats its last pixel (computed, never stored).

@@ -557,6 +557,240 @@ struct WgRun<'a> {
     act: Act,
 }
 
+/// Floats of the stack buffer a part of a split input transform other than the first
+/// uses for its phase rows and padded line (64 KiB, as the engine's band buffer).
+#[cfg_attr(not(feature = "parallel"), allow(dead_code))]
+const PART_FLOATS: usize = 16 * 1024;
+
+/// A part's phase rows and line when they are not the scratch's.
+#[repr(C, align(64))]
+struct PartBuf([f32; PART_FLOATS]);
+
+/// One block's input transform for channels `c0..c1`: their phase rows (in `phase` and
+/// `line`, this part's own) and their rows of `V`.
+#[derive(Clone, Copy)]
+struct WgInput<'a> {
+    d: WgDims,
+    lay: &'a Layout,
+    input: &'a [f32],
+    phase: *mut f32,
+    line: *mut f32,
+    v: *mut f32,
+    ty0: usize,
+    nb: usize,
+    c0: usize,
+    c1: usize,
+}
+
+impl WithSimd for WgInput<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let WgInput {
+            d,
+            lay,
+            input,
+            phase,
+            line,
+            v,
+            ty0,
+            nb,
+            c0,
+            c1,
+        } = self;
+        let l = S::LANES;
+        let hw = d.h * d.w;
+        let (tw, twp) = (lay.tw, lay.twp);
+        let tb = nb * tw;
+        // SAFETY: `phase` and `line` hold the phase rows and the line of a block of `nb`
+        // tile rows (with their slack), owned by this part; `V` holds `36 C tb` floats
+        // (plus slack), of which this part writes the rows of its channels only.
+        unsafe {
+            // Input transform.
+            let nrows = M * nb + 2;
+            for c in c0..c1 {
+                let plane = &input[c * hw..(c + 1) * hw];
+                for r in 0..nrows {
+                    // Phase rows: `[r][k][twp]`, phase k column j = padded column 4j + k.
+                    let dst = phase.add(r * M * twp);
+                    let iy = (M * ty0 + r).wrapping_sub(d.ph);
+                    if iy >= d.h {
+                        zero(s, dst, M * twp);
+                        continue;
+                    }
+                    // The padded row in `line` (4 twp floats): input column x at pw + x.
+                    let len = M * twp;
+                    let left = d.pw.min(len);
+                    let n = d.w.min(len - left);
+                    zero(s, line, left);
+                    copy(s, plane.as_ptr().add(iy * d.w), line.add(left), n);
+                    zero(s, line.add(left + n), len - left - n);
+                    // Split into four phases, 4 * LANES columns at a time (twp is a
+                    // multiple of 16, so of LANES).
+                    for j in (0..twp).step_by(l) {
+                        let p = line.add(M * j);
+                        let (e1, o1) = s.deinterleave(s.load(p), s.load(p.add(l)));
+                        let (e2, o2) = s.deinterleave(s.load(p.add(2 * l)), s.load(p.add(3 * l)));
+                        let (p0, p2) = s.deinterleave(e1, e2);
+                        let (p1, p3) = s.deinterleave(o1, o2);
+                        s.store(dst.add(j), p0);
+                        s.store(dst.add(twp + j), p1);
+                        s.store(dst.add(2 * twp + j), p2);
+                        s.store(dst.add(3 * twp + j), p3);
+                    }
+                }
+                for ty in 0..nb {
+                    let rows = phase.add(M * ty * M * twp);
+                    for tx0 in (0..tw).step_by(l) {
+                        let n = l.min(tw - tx0);
+                        // Columns k of the tiles' 6x6 inputs, transformed along y.
+                        // (No `array::from_fn` with vector code in the closure: closures
+                        // do not inherit the target features, the intrinsics would be
+                        // calls.)
+                        let mut rows_t = [[s.zero(); ALPHA]; ALPHA];
+                        for k in 0..ALPHA {
+                            // Phase k % 4 at tile tx + k / 4 (reads at most one
+                            // vector past `tw`, inside the phase row or its slack).
+                            let col = (k % M) * twp + tx0 + k / M;
+                            let mut dk = [s.zero(); ALPHA];
+                            for (i, x) in dk.iter_mut().enumerate() {
+                                *x = s.load(rows.add(i * M * twp + col));
+                            }
+                            for (row, x) in rows_t.iter_mut().zip(bt(s, dk)) {
+                                row[k] = x;
+                            }
+                        }
+                        for (i, &ri) in rows_t.iter().enumerate() {
+                            let f = bt(s, ri);
+                            for (j, &fj) in f.iter().enumerate() {
+                                // V[ξ][c][t]: inside `V` (t + n <= tb).
+                                let p = v.add(((i * ALPHA + j) * d.c + c) * tb + ty * tw + tx0);
+                                s.store_n(p, fj, n);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One block's output transform for tiles `t0..t1`: bias, activation, scatter into
+/// their output pixels.
+#[derive(Clone, Copy)]
+struct WgOutput<'a> {
+    d: WgDims,
+    lay: &'a Layout,
+    m: *const f32,
+    bias: *const f32,
+    out: *mut f32,
+    ty0: usize,
+    nb: usize,
+    t0: usize,
+    t1: usize,
+    act: Act,
+}
+
+impl WithSimd for WgOutput<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let WgOutput {
+            d,
+            lay,
+            m,
+            bias,
+            out,
+            ty0,
+            nb,
+            t0,
+            t1,
+            act,
+        } = self;
+        let l = S::LANES;
+        let ohw = d.oh * d.ow;
+        let (tw, opad) = (lay.tw, lay.opad);
+        let tb = nb * tw;
+        // Pixel vectors of one tile after the output transform, `[16][LANES]`.
+        let mut tmp = [Row16([0.0; PANEL]); PANEL];
+        let tmp = tmp.as_mut_ptr().cast::<f32>();
+        // SAFETY: `M` holds `36 tb opad` floats; the output `O*OH*OW`, of which this part
+        // writes the pixels of its tiles only.
+        unsafe {
+            // Output transform, bias, activation, scatter.
+            for t in t0..t1 {
+                let (ty, tx) = (ty0 + t / tw, t % tw);
+                let (y0, x0) = (M * ty, M * tx);
+                let (ny, nx) = (M.min(d.oh - y0), M.min(d.ow - x0));
+                for o0 in (0..d.o).step_by(l) {
+                    let no = l.min(d.o - o0);
+                    let mut a = [[s.zero(); ALPHA]; M];
+                    for j in 0..ALPHA {
+                        let mut mj = [s.zero(); ALPHA];
+                        for (i, x) in mj.iter_mut().enumerate() {
+                            // M[ξ][t][o0..]: inside `M` (o0 + LANES <= opad).
+                            *x = s.load(m.add(((i * ALPHA + j) * tb + t) * opad + o0));
+                        }
+                        for (ay, x) in a.iter_mut().zip(at(s, mj)) {
+                            ay[j] = x;
+                        }
+                    }
+                    // Bias row: inside the packed bias (o0 + LANES <= opad).
+                    let b = s.load(bias.add(o0));
+                    let mut px = [s.zero(); PANEL];
+                    for (y, ay) in a.iter().enumerate() {
+                        let r = at(s, *ay);
+                        for (x, &rx) in r.iter().enumerate() {
+                            px[y * M + x] = s.act(s.add(rx, b), act);
+                        }
+                    }
+                    // Output (o, y0 + y, x0 + x) for o < O, y < ny, x < nx: inside.
+                    let dst = out.add(o0 * ohw + y0 * d.ow + x0);
+                    if l == PANEL {
+                        // Pixels by channels to channels by pixels, in registers.
+                        s.transpose(&mut px[..l]);
+                        for (ch, &row) in px.iter().enumerate().take(no) {
+                            s.store(tmp, row);
+                            for y in 0..ny {
+                                let v = s.load_n(tmp.add(y * M), nx);
+                                s.store_n(dst.add(ch * ohw + y * d.ow), v, nx);
+                            }
+                        }
+                    } else {
+                        for (p, &row) in px.iter().enumerate() {
+                            s.store(tmp.add(p * l), row);
+                        }
+                        for ch in 0..no {
+                            for y in 0..ny {
+                                for x in 0..nx {
+                                    *dst.add(ch * ohw + y * d.ow + x) =
+                                        *tmp.add((y * M + x) * l + ch);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The pointers the parts of a split block share.
+#[derive(Clone, Copy)]
+struct Shared<T>(T);
+// SAFETY: the parts of a block write disjoint parts of `V`, `M` and the output (their
+// channels, positions, tiles), read what the previous phase finished, and `pool::run`
+// returns only when all of them are done; the SIMD token is a proof of CPU features,
+// valid on every thread of the process.
+unsafe impl<T> Sync for Shared<T> {}
+
+impl<T: Copy> Shared<T> {
+    /// The value (a method, so that closures capture the whole `Sync` wrapper).
+    fn get(&self) -> T {
+        self.0
+    }
+}
+
 impl WithSimd for WgRun<'_> {
     type Output = ();
     #[inline(always)]
@@ -570,169 +804,105 @@ impl WithSimd for WgRun<'_> {
             scratch,
             act,
         } = self;
-        let l = S::LANES;
-        let (hw, ohw) = (d.h * d.w, d.oh * d.ow);
-        let (tw, twp, opad) = (lay.tw, lay.twp, lay.opad);
+        let (tw, opad) = (lay.tw, lay.opad);
         let panels = opad / PANEL;
         assert!(scratch.len() >= lay.len);
-        assert!(input.len() >= d.c * hw && output.len() >= d.o * ohw);
+        assert!(input.len() >= d.c * d.h * d.w && output.len() >= d.o * d.oh * d.ow);
         let base = scratch.as_mut_ptr();
         let u = params.weight.as_ptr().cast::<f32>();
         let bias = params.bias.as_ptr().cast::<f32>();
         let out = output.as_mut_ptr();
-        // Pixel vectors of one tile after the output transform, `[16][LANES]`.
-        let mut tmp = [Row16([0.0; PANEL]); PANEL];
-        let tmp = tmp.as_mut_ptr().cast::<f32>();
+        let lay = &lay;
+        // Floats of the phase rows and line (with their slack) an input part needs.
+        let part_floats = lay.v - lay.phase;
         for ty0 in (0..lay.th).step_by(lay.nty) {
             let nb = lay.nty.min(lay.th - ty0);
             let tb = nb * tw;
+            // With the `parallel` feature and enough work, each phase is split over the
+            // pool's threads (input channels, positions, tiles), every value computed
+            // exactly as on one thread.
+            let threads = if XI * tb * d.c * opad >= PAR_MACS {
+                crate::pool::num_threads()
+            } else {
+                1
+            };
             // SAFETY: (block) the scratch holds `lay.len` floats, laid out by `Layout`
             // for blocks of `lay.nty >= nb` tile rows: phase rows `(4 nb + 2) * 4 twp`,
             // the line `4 twp`, `V` `36 C tb`, `M` `36 tb opad`, each followed by 16
-            // floats of slack. Every access below is annotated with the buffer it stays in.
-            unsafe {
-                let phase = base.add(lay.phase);
-                let line = base.add(lay.line);
-                let v = base.add(lay.v);
-                let m = base.add(lay.m);
-                // Input transform.
-                let nrows = M * nb + 2;
-                for c in 0..d.c {
-                    let plane = &input[c * hw..(c + 1) * hw];
-                    for r in 0..nrows {
-                        // Phase rows: `[r][k][twp]`, phase k column j = padded column 4j + k.
-                        let dst = phase.add(r * M * twp);
-                        let iy = (M * ty0 + r).wrapping_sub(d.ph);
-                        if iy >= d.h {
-                            zero(s, dst, M * twp);
-                            continue;
-                        }
-                        // The padded row in `line` (4 twp floats): input column x at pw + x.
-                        let len = M * twp;
-                        let left = d.pw.min(len);
-                        let n = d.w.min(len - left);
-                        zero(s, line, left);
-                        copy(s, plane.as_ptr().add(iy * d.w), line.add(left), n);
-                        zero(s, line.add(left + n), len - left - n);
-                        // Split into four phases, 4 * LANES columns at a time (twp is a
-                        // multiple of 16, so of LANES).
-                        for j in (0..twp).step_by(l) {
-                            let p = line.add(M * j);
-                            let (e1, o1) = s.deinterleave(s.load(p), s.load(p.add(l)));
-                            let (e2, o2) =
-                                s.deinterleave(s.load(p.add(2 * l)), s.load(p.add(3 * l)));
-                            let (p0, p2) = s.deinterleave(e1, e2);
-                            let (p1, p3) = s.deinterleave(o1, o2);
-                            s.store(dst.add(j), p0);
-                            s.store(dst.add(twp + j), p1);
-                            s.store(dst.add(2 * twp + j), p2);
-                            s.store(dst.add(3 * twp + j), p3);
-                        }
-                    }
-                    for ty in 0..nb {
-                        let rows = phase.add(M * ty * M * twp);
-                        for tx0 in (0..tw).step_by(l) {
-                            let n = l.min(tw - tx0);
-                            // Columns k of the tiles' 6x6 inputs, transformed along y.
-                            // (No `array::from_fn` with vector code in the closure: closures
-                            // do not inherit the target features, the intrinsics would be
-                            // calls.)
-                            let mut rows_t = [[s.zero(); ALPHA]; ALPHA];
-                            for k in 0..ALPHA {
-                                // Phase k % 4 at tile tx + k / 4 (reads at most one
-                                // vector past `tw`, inside the phase row or its slack).
-                                let col = (k % M) * twp + tx0 + k / M;
-                                let mut dk = [s.zero(); ALPHA];
-                                for (i, x) in dk.iter_mut().enumerate() {
-                                    *x = s.load(rows.add(i * M * twp + col));
-                                }
-                                for (row, x) in rows_t.iter_mut().zip(bt(s, dk)) {
-                                    row[k] = x;
-                                }
-                            }
-                            for (i, &ri) in rows_t.iter().enumerate() {
-                                let f = bt(s, ri);
-                                for (j, &fj) in f.iter().enumerate() {
-                                    // V[ξ][c][t]: inside `V` (t + n <= tb).
-                                    let p = v.add(((i * ALPHA + j) * d.c + c) * tb + ty * tw + tx0);
-                                    s.store_n(p, fj, n);
-                                }
-                            }
-                        }
-                    }
-                }
-                // The 36 matrix products; with the `parallel` feature and enough work,
-                // split over the pool's threads by position (disjoint parts of `M`, each
-                // computed exactly as on one thread).
-                let gemm = GemmAll { s, v, u, m };
-                let parts = if XI * tb * d.c * opad >= PAR_MACS {
-                    crate::pool::num_threads().min(XI)
+            // floats of slack.
+            let (phase, line, v, m) = unsafe {
+                (
+                    base.add(lay.phase),
+                    base.add(lay.line),
+                    base.add(lay.v),
+                    base.add(lay.m),
+                )
+            };
+            let sh = Shared((s, phase, line, v, m, out, bias));
+            // Input transform: the first part in the scratch's phase rows, the others
+            // in their own stack buffer (when it is large enough; else one part).
+            let parts = if part_floats <= PART_FLOATS {
+                threads.min(d.c)
+            } else {
+                1
+            };
+            crate::pool::run(parts, &|i| {
+                let (s, phase, line, v, ..) = sh.get();
+                let (c0, c1) = (i * d.c / parts, (i + 1) * d.c / parts);
+                let mut own = core::mem::MaybeUninit::<PartBuf>::uninit();
+                let (phase, line) = if i == 0 {
+                    (phase, line)
                 } else {
-                    1
+                    let b = own.as_mut_ptr().cast::<f32>();
+                    // SAFETY: `part_floats <= PART_FLOATS`; the slack after the phase
+                    // rows and the line (read by vector loads, never used) is zeroed.
+                    unsafe {
+                        let line_off = lay.line - lay.phase;
+                        core::ptr::write_bytes(b.add(line_off - 16), 0, 16);
+                        core::ptr::write_bytes(b.add(part_floats - 16), 0, 16);
+                        (b, b.add(line_off))
+                    }
                 };
-                crate::pool::run(parts, &|i| {
-                    for xi in i * XI / parts..(i + 1) * XI / parts {
-                        // (Unsafe context.) Position `xi`'s slices of `V`, `U` and `M`:
-                        // `V` and `U` only read, each position of `M` written by the one
-                        // part that owns it.
-                        gemm.position(xi, d.c, tb, panels);
-                    }
+                s.vectorize(WgInput {
+                    d,
+                    lay,
+                    input,
+                    phase,
+                    line,
+                    v,
+                    ty0,
+                    nb,
+                    c0,
+                    c1,
                 });
-                // Output transform, bias, activation, scatter.
-                for t in 0..tb {
-                    let (ty, tx) = (ty0 + t / tw, t % tw);
-                    let (y0, x0) = (M * ty, M * tx);
-                    let (ny, nx) = (M.min(d.oh - y0), M.min(d.ow - x0));
-                    for o0 in (0..d.o).step_by(l) {
-                        let no = l.min(d.o - o0);
-                        let mut a = [[s.zero(); ALPHA]; M];
-                        for j in 0..ALPHA {
-                            let mut mj = [s.zero(); ALPHA];
-                            for (i, x) in mj.iter_mut().enumerate() {
-                                // M[ξ][t][o0..]: inside `M` (o0 + LANES <= opad).
-                                *x = s.load(m.add(((i * ALPHA + j) * tb + t) * opad + o0));
-                            }
-                            for (ay, x) in a.iter_mut().zip(at(s, mj)) {
-                                ay[j] = x;
-                            }
-                        }
-                        // Bias row: inside the packed bias (o0 + LANES <= opad).
-                        let b = s.load(bias.add(o0));
-                        let mut px = [s.zero(); PANEL];
-                        for (y, ay) in a.iter().enumerate() {
-                            let r = at(s, *ay);
-                            for (x, &rx) in r.iter().enumerate() {
-                                px[y * M + x] = s.act(s.add(rx, b), act);
-                            }
-                        }
-                        // Output (o, y0 + y, x0 + x) for o < O, y < ny, x < nx: inside.
-                        let dst = out.add(o0 * ohw + y0 * d.ow + x0);
-                        if l == PANEL {
-                            // Pixels by channels to channels by pixels, in registers.
-                            s.transpose(&mut px[..l]);
-                            for (ch, &row) in px.iter().enumerate().take(no) {
-                                s.store(tmp, row);
-                                for y in 0..ny {
-                                    let v = s.load_n(tmp.add(y * M), nx);
-                                    s.store_n(dst.add(ch * ohw + y * d.ow), v, nx);
-                                }
-                            }
-                        } else {
-                            for (p, &row) in px.iter().enumerate() {
-                                s.store(tmp.add(p * l), row);
-                            }
-                            for ch in 0..no {
-                                for y in 0..ny {
-                                    for x in 0..nx {
-                                        *dst.add(ch * ohw + y * d.ow + x) =
-                                            *tmp.add((y * M + x) * l + ch);
-                                    }
-                                }
-                            }
-                        }
-                    }
+            });
+            // The 36 matrix products, split by position (disjoint parts of `M`).
+            let gemm = GemmAll { s, v, u, m };
+            let parts = threads.min(XI);
+            crate::pool::run(parts, &|i| {
+                for xi in i * XI / parts..(i + 1) * XI / parts {
+                    // SAFETY: position `xi`'s slices of `V`, `U` and `M`: `V` and `U` only
+                    // read, each position of `M` written by the one part that owns it.
+                    unsafe { gemm.position(xi, d.c, tb, panels) };
                 }
-            }
+            });
+            // Output transform, bias, activation, scatter, split by tiles.
+            let parts = threads.min(tb);
+            crate::pool::run(parts, &|i| {
+                let (s, .., m, out, bias) = sh.get();
+                s.vectorize(WgOutput {
+                    d,
+                    lay,
+                    m,
+                    bias,
+                    out,
+                    ty0,
+                    nb,
+                    t0: i * tb / parts,
+                    t1: (i + 1) * tb / parts,
+                    act,
+                });
+            });
         }
     }
 }
@@ -1363,8 +1533,10 @@ mod speed {
         layer::<96, 8, 96>(&mut rng);
     }
 
-    /// With the `parallel` feature, the 36 products split over 2 and 3 threads give the
-    /// one-thread result bit for bit, at every level.
+    /// With the `parallel` feature, the input transform (by channels), the 36 products
+    /// (by position) and the output transform (by tiles) split over 2 and 3 threads give
+    /// the one-thread result bit for bit, at every level; several blocks (56x56) and
+    /// partial edge tiles (30x30) included.
     #[cfg(feature = "parallel")]
     #[test]
     fn threads_give_the_one_thread_result_bit_for_bit() {
@@ -1372,7 +1544,13 @@ mod speed {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         let mut rng = Rng::new(47);
-        for (c, o, n) in [(64, 64, 16), (32, 40, 28), (128, 33, 8)] {
+        for (c, o, n) in [
+            (64, 64, 16),
+            (32, 40, 28),
+            (128, 33, 8),
+            (64, 64, 56),
+            (40, 24, 30),
+        ] {
             let d = WgDims {
                 c,
                 h: n,
