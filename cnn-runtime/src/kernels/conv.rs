@@ -2,7 +2,7 @@
 //! stride, dilation, groups, zero padding.
 //!
 //! [`ConvParams::from_torch`] packs the weights for the convolution engine
-//! (`kernels/engine.rs`): panels of 16 output channels, `[ceil(O/16)][KH*KW][C/G][16]`.
+//! (`kernels/engine/`): panels of 16 output channels, `[ceil(O/16)][KH*KW][C/G][16]`.
 //! [`conv2d`] runs the engine on the instruction set [`cpu::level`] selects (AVX-512,
 //! AVX2 + FMA or the portable baseline), falling back to a scalar loop over the packed
 //! weights for the shapes the engine does not take.

@@ -1,6 +1,6 @@
 //! Depthwise 2-D convolution: a `Conv2d` with `groups == in == out`, each channel
 //! convolved with its own `KH x KW` kernel. Runs the convolution engine's depthwise
-//! kernels (`kernels/engine.rs`) on the level [`cpu::level`] picks: long rows per
+//! kernels (`kernels/engine/depthwise.rs`) on the level [`cpu::level`] picks: long rows per
 //! channel, rows of pixel vectors over the input or a padded, phase-split band copy
 //! (strides); short rows `LANES` channels at a time through in-register transposes.
 

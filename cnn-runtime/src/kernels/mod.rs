@@ -8,13 +8,14 @@
 //! The heavy kernels (convolution, depthwise, linear, 2x2 pools) are written once over a
 //! small SIMD trait (`simd/`: one file per instruction set: portable SSE2, AVX2 + FMA,
 //! AVX-512) and run on the level [`cpu::level`](crate::cpu::level) selects; the
-//! convolution engine (`engine.rs`) holds the packing, the band copies and the
-//! register-blocked micro-kernels. 3x3 stride-1 convolutions can also run as Winograd
+//! convolution engine (`engine/`: `mod.rs` the packing, band copies and per-layer plan,
+//! `tiles.rs` the register-blocked micro-kernels, `panels.rs` the direct convolution's
+//! loops, `depthwise.rs` the depthwise engines). 3x3 stride-1 convolutions can also run as Winograd
 //! F(4x4, 3x3) (`winograd.rs`, with [`winograd::winograd_pays`] telling when it is
 //! faster). Each kernel is tested against the f64 reference at every level the CPU
 //! supports.
 //!
-//! Files: `activation.rs` (the fused activations, `Act`), `conv.rs` and `engine.rs`
+//! Files: `activation.rs` (the fused activations, `Act`), `conv.rs` and `engine/`
 //! (convolution), `depthwise.rs`, `conv_transpose.rs` (transposed convolution by phase
 //! decomposition), `linear.rs`, `norm.rs` (batch norm as a channel affine map),
 //! `pool.rs` (windowed and global pools), `adaptive.rs` (adaptive average/max pools),

@@ -1,0 +1,437 @@
+//! The convolution engine behind [`conv2d`](super::conv::conv2d) and
+//! [`depthwise_conv2d`](super::depthwise::depthwise_conv2d): an implicit GEMM over
+//! weights packed at load time, register-blocked micro-kernels written once over
+//! [`Simd`] (so compiled per instruction set: 4, 8 or 16 lanes), and a band copy that
+//! absorbs padding and stride.
+//!
+//! **Weights** (`ConvParams`) are packed in panels of [`PANEL`] = 16 output channels:
+//! `[ceil(O/16)][KH*KW][C/G][16]`, each 16-float row 64-byte aligned ([`Row16`]), zero
+//! past the last channel, batch norm folded in. One layout serves both micro-kernels.
+//!
+//! **Input.** A convolution whose taps all land inside the input with unit horizontal
+//! stride reads the input tensor directly. Any other (padding, stride) first copies a band
+//! of output rows' worth of input rows into a fixed stack buffer ([`SCRATCH`] floats),
+//! zero-padded, each padded row split into `SW` phases (columns `q, q + SW, ...`, stride 2
+//! with vector deinterleaves), so that every tap of every output row reads a contiguous
+//! run. When a band of one output row over all input channels does not fit, the channels
+//! are split into chunks whose partial sums accumulate in the output.
+//!
+//! **Micro-kernels** accumulate a tile of outputs in registers over the taps (outer loop)
+//! and the input channels (inner loop), then apply bias and activation to the registers.
+//! Each runs as a function of its own ([`Simd::vectorize`]) so that its accumulators get
+//! the whole register file:
+//!
+//! * *pixel-vectorised* ([`PvTile`]): `MR` output channels (up to `Simd::PV_MR`: 6 on
+//!   AVX2 and portable, 8 on AVX-512) by two vectors of pixels (consecutive pixels of a
+//!   row, or two rows when a row fits one vector): per step two vector loads of input,
+//!   `MR` weight broadcasts, `2 * MR` FMAs. Output rows are stored directly. Chosen for
+//!   wide rows, and 1x1 convolutions, whose pixels form one long row.
+//! * *channel-vectorised* ([`CvTile`]): the 16 channels of a panel (1, 2 or 4 vectors)
+//!   by `NP` pixels anywhere in the map (`Simd::CV_NP`: 16 or 12 on AVX-512, 6 on AVX2,
+//!   2 portable): per step the weight vectors, `NP` input broadcasts, `16 * NP` lanes of
+//!   FMA. The tile is transposed in registers and stored as `NP` consecutive pixels per
+//!   channel. Chosen for small maps (LeNet's 10x10, VGG's 8x8) where a pixel vector would
+//!   be mostly empty.
+//!
+//! On AVX-512 two more shapes: pixel tiles of four vectors by up to 6 channels (long
+//! rows, while the input strip they share fits L1), and channel tiles of two panels by 8
+//! pixels ([`CvTile2`], groups of at least 32 channels, when 8 pads no more than 16/12).
+//!
+//! Which one runs is decided per layer from the lanes each would fill.
+//!
+//! **Depthwise** convolutions have two paths: per channel, tiles of several rows by up
+//! to four pixel vectors ([`DwBand`], long rows); or `LANES` channels at once
+//! ([`DwCvBand`]): the band transposed to `[row][column][channel]` in a 64-byte aligned
+//! buffer, one channel vector per output pixel (groups of pixels side by side; 3x3
+//! stride-1 rows as a sliding window, [`dw3_slide`]), transposed back (short rows, and
+//! on AVX-512 every 3x3 stride-1 layer).
+//!
+//! [`conv_fallback`] handles what the engine does not (a one-row band that does not fit
+//! even for one channel, more than [`MAX_TAPS`] taps).
+
+#[cfg(feature = "alloc")]
+#[allow(unused_imports)]
+use alloc::{boxed::Box, vec, vec::Vec};
+use core::mem::MaybeUninit;
+
+use super::activation::Act;
+use super::conv::Dims2d;
+use super::simd::{Simd, WithSimd};
+
+mod depthwise;
+mod panels;
+mod tiles;
+
+#[allow(unused_imports)]
+use self::depthwise::*;
+pub(crate) use self::depthwise::{depthwise, depthwise_channels};
+pub(crate) use self::panels::conv_panels;
+#[allow(unused_imports)]
+use self::panels::*;
+#[allow(unused_imports)]
+use self::tiles::*;
+
+/// Output channels per packed weight panel.
+pub(crate) const PANEL: usize = 16;
+
+/// Floats of the stack buffer holding a padded band of input: 64 KiB with `std`, 16 KiB
+/// without (microcontroller stacks). A layer whose input band fits either way runs
+/// identically; a bigger one takes more, smaller bands without `std` (the same results
+/// within the conformance tolerance; the tests sweep band sizes down to one float).
+pub(crate) const SCRATCH: usize = if cfg!(feature = "std") {
+    16 * 1024
+} else {
+    4 * 1024
+};
+
+/// Most kernel taps (`KH * KW`) the engine handles; larger kernels use the fallback.
+pub(crate) const MAX_TAPS: usize = 128;
+
+/// The band buffer: [`SCRATCH`] floats on a 64-byte boundary (vector loads of the
+/// channel-vectorised depthwise band never straddle cache lines).
+#[repr(C, align(64))]
+struct Scratch([f32; SCRATCH]);
+
+/// Bytes of the band buffer a convolution or depthwise call keeps on the stack (the
+/// largest buffer any kernel puts there; a model's `STACK_BYTES`).
+pub const ENGINE_STACK_BYTES: usize = core::mem::size_of::<Scratch>();
+
+/// Sixteen floats on a 64-byte boundary: one row of a weight panel (one cache line).
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(C, align(64))]
+pub struct Row16(pub [f32; PANEL]);
+
+#[cfg(feature = "alloc")]
+/// Packs PyTorch conv weights `[out][cg][kh][kw]` into panels `[ceil(out/16)][kh*kw][cg]
+/// [16]` (zeros past `out`), and the bias (`[out]`) into `[ceil(out/16)][16]`.
+pub(crate) fn pack_conv(
+    out: usize,
+    cg: usize,
+    kk: usize,
+    weight: &[f32],
+    bias: &[f32],
+) -> (Box<[Row16]>, Box<[Row16]>) {
+    assert_eq!(weight.len(), out * cg * kk);
+    assert_eq!(bias.len(), out);
+    let panels = out.div_ceil(PANEL);
+    let mut w = vec![Row16([0.0; PANEL]); panels * kk * cg];
+    for o in 0..out {
+        let (panel, lane) = (o / PANEL, o % PANEL);
+        for c in 0..cg {
+            for t in 0..kk {
+                w[(panel * kk + t) * cg + c].0[lane] = weight[(o * cg + c) * kk + t];
+            }
+        }
+    }
+    (w.into_boxed_slice(), pack_bias(out, bias))
+}
+
+#[cfg(feature = "alloc")]
+/// A bias `[out]` as panels `[ceil(out/16)][16]`, zeros past `out`.
+pub(crate) fn pack_bias(out: usize, bias: &[f32]) -> Box<[Row16]> {
+    let mut b = vec![Row16([0.0; PANEL]); out.div_ceil(PANEL)];
+    for (o, &v) in bias.iter().enumerate().take(out) {
+        b[o / PANEL].0[o % PANEL] = v;
+    }
+    b.into_boxed_slice()
+}
+
+/// The packed weights of one convolution, as the engine reads them.
+#[derive(Clone, Copy)]
+pub(crate) struct Packed<'a> {
+    /// `[ceil(O/16)][KH*KW][C/G][16]`.
+    pub(crate) weight: &'a [Row16],
+    /// `[ceil(O/16)][16]`.
+    pub(crate) bias: &'a [Row16],
+}
+
+/// Where the micro-kernels read input: the input tensor itself or a padded band copy.
+#[derive(Clone, Copy)]
+struct Band {
+    /// First channel of the chunk, at band row 0, padded column 0.
+    base: *const f32,
+    /// Distance between channels.
+    plane: usize,
+    /// Distance between (padded) rows.
+    rowpitch: usize,
+    /// Padded input row held by band row 0.
+    prow0: usize,
+}
+
+/// What a micro-kernel call computes, beyond its tile position.
+#[derive(Clone, Copy)]
+struct Job<'a> {
+    /// Source offsets of the taps (`ky`-major) relative to a pixel's offset.
+    taps: &'a [isize],
+    /// Input channels summed in this call (a chunk of the group's).
+    cn: usize,
+    /// Distance between channels in the source.
+    plane: usize,
+    /// Floats between consecutive taps' weight rows (`16 * C/G`).
+    wtap: usize,
+    /// First chunk: start from zero (else from what the output holds).
+    first: bool,
+    /// Last chunk: apply bias and activation.
+    last: bool,
+    /// The fused activation.
+    act: Act,
+}
+
+/// How a convolution maps onto the engine, decided once per call from its dimensions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Plan {
+    /// Pixel-vectorised tiles.
+    Pixels,
+    /// Channel-vectorised tiles.
+    Channels,
+}
+
+/// Splits `n` output channels into pixel-vectorised tiles of at most `max`, avoiding
+/// small last tiles: the size of the next tile.
+#[inline(always)]
+fn next_mr(n: usize, max: usize) -> usize {
+    if n <= max {
+        n
+    } else if n >= max + 4 {
+        max
+    } else {
+        n - n / 2
+    }
+}
+
+/// Runs the convolution `d` on the engine: `false` (nothing written) when it needs the
+/// fallback. `cap` (at most [`SCRATCH`]) is the band buffer size, smaller in tests to
+/// exercise banding and channel chunks; `force` overrides the choice of micro-kernel.
+///
+/// Preconditions (checked by the caller): `input` holds `C*H*W` values, `output`
+/// `O*OH*OW`, `packed` was built for these dimensions.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+#[allow(dead_code)] // Tests and the single-panel-range callers.
+pub(crate) fn conv<S: Simd>(
+    s: S,
+    d: Dims2d,
+    input: &[f32],
+    packed: Packed<'_>,
+    output: &mut [f32],
+    act: Act,
+    cap: usize,
+    force: Option<Plan>,
+) -> bool {
+    assert!(output.len() >= d.o * d.oh * d.ow);
+    let panels = d.o.div_ceil(PANEL);
+    // SAFETY: `output` is exclusively borrowed and holds `O*OH*OW` values.
+    unsafe {
+        conv_panels(
+            s,
+            d,
+            input,
+            packed,
+            output.as_mut_ptr(),
+            act,
+            cap,
+            force,
+            (0, panels),
+            (0, d.oh * d.ow),
+        )
+    }
+}
+
+/// The geometry the engine runs `d` as: a 1x1, stride-1, unpadded convolution is a
+/// matrix product whose pixels form one row (`OH = 1`, `OW = OH*OW`); anything else as
+/// it is. Output pixel `q = y * OW + x` is the same pixel in both.
+#[inline(always)]
+pub(crate) fn flat(d: Dims2d) -> Dims2d {
+    if d.kh * d.kw == 1
+        && d.sh == 1
+        && d.sw == 1
+        && d.ph == 0
+        && d.pw == 0
+        && d.oh == d.h
+        && d.ow == d.w
+    {
+        Dims2d {
+            h: 1,
+            w: d.h * d.w,
+            oh: 1,
+            ow: d.h * d.w,
+            ..d
+        }
+    } else {
+        d
+    }
+}
+
+/// `dst[..n] = src[..n]` with vector moves (short rows: no library call).
+///
+/// # Safety
+///
+/// `src..src + n` readable, `dst..dst + n` writable.
+#[inline(always)]
+unsafe fn copy_floats<S: Simd>(s: S, src: *const f32, dst: *mut f32, n: usize) {
+    let l = S::LANES;
+    let mut i = 0;
+    // SAFETY: every access is below `n`.
+    unsafe {
+        while i + l <= n {
+            s.store(dst.add(i), s.load(src.add(i)));
+            i += l;
+        }
+        if i < n {
+            s.store_n(dst.add(i), s.load_n(src.add(i), n - i), n - i);
+        }
+    }
+}
+
+/// `dst[..n] = 0` with vector stores.
+///
+/// # Safety
+///
+/// `dst..dst + n` writable.
+#[inline(always)]
+unsafe fn zero_floats<S: Simd>(s: S, dst: *mut f32, n: usize) {
+    let l = S::LANES;
+    let mut i = 0;
+    // SAFETY: every store is below `n`.
+    unsafe {
+        while i + l <= n {
+            s.store(dst.add(i), s.zero());
+            i += l;
+        }
+        if i < n {
+            s.store_n(dst.add(i), s.zero(), n - i);
+        }
+    }
+}
+
+/// Copies channels `input[0..nch]` (planes of `H*W`), padded rows `prow0..prow0+nrows`
+/// (padded row `r` is input row `r - PH`, zero outside), each row split into `SW`
+/// phases of `wq` columns (phase `q`, column `j` is padded column `j*SW + q`, input column
+/// `j*SW + q - PW`, zero outside), to `dst` as `[nch][nrows][SW][wq]`, writing every one
+/// of those floats (`dst` may be uninitialised). Stride 2 is split with vector
+/// deinterleaves.
+///
+/// # Safety
+///
+/// `dst` must be writable for `nch * nrows * SW * wq` floats.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn copy_band<S: Simd>(
+    s: S,
+    d: &Dims2d,
+    input: &[f32],
+    nch: usize,
+    prow0: usize,
+    nrows: usize,
+    wq: usize,
+    dst: *mut f32,
+) {
+    let l = S::LANES;
+    let rowpitch = d.sw * wq;
+    let hw = d.h * d.w;
+    for c in 0..nch {
+        let plane = &input[c * hw..(c + 1) * hw];
+        for r in 0..nrows {
+            // SAFETY: (block) `row..row + rowpitch` is inside `dst`'s range, since
+            // `(c * nrows + r + 1) * rowpitch <= nch * nrows * rowpitch`; every write
+            // below is at an offset `< rowpitch`; reads are inside the input row `src`.
+            unsafe {
+                let row = dst.add((c * nrows + r) * rowpitch);
+                let iy = (prow0 + r).wrapping_sub(d.ph);
+                if iy >= d.h {
+                    zero_floats(s, row, rowpitch);
+                    continue;
+                }
+                let src = &plane[iy * d.w..(iy + 1) * d.w];
+                if d.sw == 1 {
+                    // Padded columns [0, PW) zero, then the input row, then zeros.
+                    let left = d.pw.min(wq);
+                    let n = d.w.min(wq - left);
+                    zero_floats(s, row, left);
+                    copy_floats(s, src.as_ptr(), row.add(left), n);
+                    zero_floats(s, row.add(left + n), wq - left - n);
+                    continue;
+                }
+                // Scalar element of phase q, column j.
+                let put = |q: usize, j: usize| {
+                    let ix = (j * d.sw + q).wrapping_sub(d.pw);
+                    row.add(q * wq + j)
+                        .write(if ix < d.w { src[ix] } else { 0.0 });
+                };
+                let mut j0 = 0;
+                if d.sw == 2 {
+                    // Columns j whose two inputs 2j - PW, 2j + 1 - PW are both inside,
+                    // `l` (or fewer, masked) at a time: [jlo, jhi).
+                    let jlo = d.pw.div_ceil(2).min(wq);
+                    let jhi = ((d.w + d.pw) / 2).min(wq).max(jlo);
+                    for j in 0..jlo {
+                        put(0, j);
+                        put(1, j);
+                    }
+                    let mut j = jlo;
+                    while j < jhi {
+                        let n = l.min(jhi - j);
+                        let p = src.as_ptr().add(2 * j - d.pw);
+                        let (a, b) = if n == l {
+                            (s.load(p), s.load(p.add(l)))
+                        } else if 2 * n > l {
+                            (s.load(p), s.load_n(p.add(l), 2 * n - l))
+                        } else {
+                            (s.load_n(p, 2 * n), s.zero())
+                        };
+                        let (even, odd) = s.deinterleave(a, b);
+                        s.store_n(row.add(j), even, n);
+                        s.store_n(row.add(wq + j), odd, n);
+                        j += n;
+                    }
+                    j0 = jhi;
+                }
+                for q in 0..d.sw {
+                    for j in j0..wq {
+                        put(q, j);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Scalar convolution over the packed weights, for what the engine does not handle.
+pub(crate) fn conv_fallback(
+    d: Dims2d,
+    input: &[f32],
+    packed: Packed<'_>,
+    output: &mut [f32],
+    act: Act,
+) {
+    let (cg, og, kk) = (d.c / d.g, d.o / d.g, d.kh * d.kw);
+    let (hw, ohw) = (d.h * d.w, d.oh * d.ow);
+    let output = &mut output[..d.o * ohw];
+    for (o, plane) in output.chunks_exact_mut(ohw).enumerate() {
+        let g = o / og;
+        let b = packed.bias[o / PANEL].0[o % PANEL];
+        let w = &packed.weight[(o / PANEL) * kk * cg..][..kk * cg];
+        for (oy, row) in plane.chunks_exact_mut(d.ow).enumerate() {
+            for (ox, y) in row.iter_mut().enumerate() {
+                let mut acc = 0.0f32;
+                for ky in 0..d.kh {
+                    let iy = (oy * d.sh + ky * d.dh).wrapping_sub(d.ph);
+                    if iy >= d.h {
+                        continue;
+                    }
+                    for kx in 0..d.kw {
+                        let ix = (ox * d.sw + kx * d.dw).wrapping_sub(d.pw);
+                        if ix >= d.w {
+                            continue;
+                        }
+                        for c in 0..cg {
+                            let x = input[(g * cg + c) * hw + iy * d.w + ix];
+                            acc += w[(ky * d.kw + kx) * cg + c].0[o % PANEL] * x;
+                        }
+                    }
+                }
+                *y = act.apply(acc + b);
+            }
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! The direct convolution over a range of weight panels or output pixels
+//! ([`conv_panels`]): band copies, tile selection, the row loops.
+
+#[allow(unused_imports)]
+use super::*;
+
+/// [`conv`] restricted to the output channels of weight panels `panels.0..panels.1`
+/// (only for one group: with groups, `panels` must be all of them) and to the output
+/// pixels `pixels.0..pixels.1` (`q = y * OW + x`; whole rows of [`flat`]`(d)` unless it
+/// has one row): writes those pixels of the planes of those channels and nothing else.
+/// Every choice (micro-kernel, band height and band boundaries, channel chunks, tile
+/// shapes within a panel) is made from the whole layer, so each output value is computed
+/// by the same operations in the same order as by [`conv`]; calls over disjoint panel
+/// or pixel ranges can run on different threads.
+///
+/// # Safety
+///
+/// `out` points to `O*OH*OW` floats, of which this call may write the given pixels of
+/// the planes of the channels of its panels (no other thread may access those during the
+/// call).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn conv_panels<S: Simd>(
+    s: S,
+    d: Dims2d,
+    input: &[f32],
+    packed: Packed<'_>,
+    out: *mut f32,
+    act: Act,
+    cap: usize,
+    force: Option<Plan>,
+    panels: (usize, usize),
+    pixels: (usize, usize),
+) -> bool {
+    let kk = d.kh * d.kw;
+    let (cg, og) = (d.c / d.g, d.o / d.g);
+    assert!(input.len() >= d.c * d.h * d.w);
+    assert_eq!(packed.weight.len(), d.o.div_ceil(PANEL) * kk * cg);
+    assert_eq!(packed.bias.len(), d.o.div_ceil(PANEL));
+    assert!(
+        panels.0 < panels.1 && panels.1 <= d.o.div_ceil(PANEL),
+        "panel range {panels:?}"
+    );
+    assert!(
+        d.g == 1 || panels == (0, d.o.div_ceil(PANEL)),
+        "groups split by panels"
+    );
+    if kk > MAX_TAPS {
+        return false;
+    }
+    // A 1x1, stride-1, unpadded convolution is a matrix product: its pixels form one row.
+    let d = flat(d);
+    let (hw, ohw) = (d.h * d.w, d.oh * d.ow);
+    let (q0, q1) = pixels;
+    assert!(
+        q0 < q1 && q1 <= ohw && (d.oh == 1 || (q0 % d.ow == 0 && q1 % d.ow == 0)),
+        "pixel range {pixels:?}"
+    );
+    // Output rows of the range.
+    let (ya, yb) = (q0 / d.ow, q1.div_ceil(d.ow));
+
+    // Micro-kernel: the one filling more lanes (strides are fine for both: the band's
+    // phase split makes a pixel tile's reads contiguous).
+    let plan = force.unwrap_or_else(|| {
+        let pv = d.ow as f64 / d.ow.next_multiple_of(S::LANES) as f64;
+        let cv = og as f64 / og.next_multiple_of(PANEL) as f64;
+        if pv >= cv {
+            Plan::Pixels
+        } else {
+            Plan::Channels
+        }
+    });
+
+    // Input source: direct when every tap is inside the input and the stride is 1.
+    let direct = d.ph == 0
+        && d.pw == 0
+        && d.sw == 1
+        && (d.oh - 1) * d.sh + (d.kh - 1) * d.dh < d.h
+        && (d.ow - 1) * d.sw + (d.kw - 1) * d.dw < d.w;
+    let wp = (d.ow - 1) * d.sw + (d.kw - 1) * d.dw + 1;
+    let wq = wp.div_ceil(d.sw);
+    let rowpitch = if direct { d.w } else { d.sw * wq };
+    let rows_in = |r: usize| (r - 1) * d.sh + (d.kh - 1) * d.dh + 1;
+    // Band height (output rows) and channel chunk.
+    let (band_rows, chunk) = if direct {
+        (d.oh, cg)
+    } else if cg * rows_in(1) * rowpitch <= cap {
+        let mut r = 1;
+        while r < d.oh && cg * rows_in(r + 1) * rowpitch <= cap {
+            r += 1;
+        }
+        (r, cg)
+    } else {
+        let cc = cap / (rows_in(1) * rowpitch);
+        if cc == 0 {
+            return false;
+        }
+        (1, cc)
+    };
+
+    // Tap offsets relative to a pixel's tap-0 offset.
+    let mut taps_buf = [0isize; MAX_TAPS];
+    for ky in 0..d.kh {
+        for kx in 0..d.kw {
+            let (col, phase) = ((kx * d.dw) / d.sw, (kx * d.dw) % d.sw);
+            taps_buf[ky * d.kw + kx] = (ky * d.dh * rowpitch + phase * wq + col) as isize;
+        }
+    }
+    let taps = &taps_buf[..kk];
+
+    let mut scratch = MaybeUninit::<Scratch>::uninit();
+    let scratch = scratch.as_mut_ptr().cast::<f32>();
+    debug_assert!(cap <= SCRATCH);
+    let weight = packed.weight.as_ptr().cast::<f32>();
+    let bias = packed.bias.as_ptr().cast::<f32>();
+
+    for g in 0..d.g {
+        let gc0 = g * cg;
+        // The group's output channels, or (one group) those of the panel range: `og`
+        // stays the group's for the choices below, `ro` counts the channels looped over.
+        let (go0, ro) = if d.g == 1 {
+            let o0 = panels.0 * PANEL;
+            (o0, (panels.1 * PANEL).min(d.o) - o0)
+        } else {
+            (g * og, og)
+        };
+        // The whole layer's bands that meet the range, cut to it.
+        for yb0 in (ya - ya % band_rows..yb).step_by(band_rows) {
+            // The whole band's pixels (the channel tiles are chosen from them).
+            let band_px = ((yb0 + band_rows).min(d.oh) - yb0) * d.ow;
+            let (y0, y1) = (yb0.max(ya), (yb0 + band_rows).min(yb));
+            for c0 in (0..cg).step_by(chunk) {
+                let c1 = (c0 + chunk).min(cg);
+                let band = if direct {
+                    Band {
+                        // SAFETY: `gc0 + c0 < C`, inside `input`.
+                        base: unsafe { input.as_ptr().add((gc0 + c0) * hw) },
+                        plane: hw,
+                        rowpitch,
+                        prow0: 0,
+                    }
+                } else {
+                    let prow0 = y0 * d.sh;
+                    let nrows = rows_in(y1 - y0);
+                    // SAFETY: `(c1 - c0) * nrows * rowpitch <= cap <= SCRATCH` by the
+                    // choice of band height and chunk, so the copy stays in `scratch`.
+                    unsafe {
+                        copy_band(
+                            s,
+                            &d,
+                            &input[(gc0 + c0) * hw..(gc0 + c1) * hw],
+                            c1 - c0,
+                            prow0,
+                            nrows,
+                            wq,
+                            scratch,
+                        )
+                    };
+                    Band {
+                        base: scratch,
+                        plane: nrows * rowpitch,
+                        rowpitch,
+                        prow0,
+                    }
+                };
+                let job = Job {
+                    taps,
+                    cn: c1 - c0,
+                    plane: band.plane,
+                    wtap: PANEL * cg,
+                    first: c0 == 0,
+                    last: c1 == cg,
+                    act,
+                };
+                // Weights of output channel `o`, lane `o % 16`, at this chunk's channel.
+                let w_of = |o: usize| {
+                    // SAFETY: `o < O` and `c0 < C/G`: inside the packed weights.
+                    unsafe { weight.add(((o / PANEL) * kk * cg + c0) * PANEL + o % PANEL) }
+                };
+                match plan {
+                    Plan::Pixels => {
+                        let l = S::LANES;
+                        // Tiles of two vectors: consecutive pixels of a row, or two rows
+                        // when a row fits one vector; a single vector for what is left.
+                        let mut y = y0;
+                        while y < y1 {
+                            let two_rows = d.ow <= l && y + 1 < y1;
+                            let row_off = (y * d.sh - band.prow0) * band.rowpitch;
+                            // Columns of this row in the range (all, unless one row).
+                            let xa = q0.max(y * d.ow) - y * d.ow;
+                            let xb = q1.min((y + 1) * d.ow) - y * d.ow;
+                            let mut x0 = xa;
+                            while x0 < xb {
+                                // AVX-512, four full vectors left: 4-vector tiles of up to 6
+                                // channels (4 loads and 6 broadcasts per 24 FMAs), while the
+                                // input strip they share (`cn` channels by `KH` rows of 4
+                                // vectors) stays within about 24 KiB of L1.
+                                let wide = S::LANES == 16
+                                    && !two_rows
+                                    && xb - x0 >= 4 * l
+                                    && job.cn * d.kh <= 96;
+                                let (nv, mask, n, vsrc, vout, step) = if wide {
+                                    (4, FULL, l, l, l, 4 * l)
+                                } else if two_rows {
+                                    let mask = if d.ow == l { FULL } else { ALL_PARTIAL };
+                                    (2, mask, d.ow, d.sh * band.rowpitch, d.ow, d.ow)
+                                } else {
+                                    let step = (2 * l).min(xb - x0);
+                                    let nv = step.div_ceil(l);
+                                    let n = step - (nv - 1) * l;
+                                    let mask = if n == l { FULL } else { LAST_PARTIAL };
+                                    (nv, mask, n, l, l, step)
+                                };
+                                // SAFETY: pixel (y, x0) of the band.
+                                let src = unsafe { band.base.add(row_off + x0) };
+                                let mut o = go0;
+                                while o < go0 + ro {
+                                    // Tiles never straddle a panel.
+                                    let in_panel = (o / PANEL + 1) * PANEL - o;
+                                    let max_mr = if wide { 6 } else { S::PV_MR };
+                                    let mr = next_mr((go0 + ro - o).min(in_panel), max_mr);
+                                    // SAFETY: the tile reads taps of its pixels (row y, or
+                                    // rows y and y + 1, columns x0.. for the lanes used) of
+                                    // the band for its `cn` channels (inside the input or
+                                    // the copied band: `direct` checked the extents, the
+                                    // band holds rows_in rows of `wq` columns per phase),
+                                    // `mr <= 16 - o % 16` weight lanes, and writes those
+                                    // pixels of `mr` output planes.
+                                    unsafe {
+                                        let a = PvArgs {
+                                            job: &job,
+                                            w: w_of(o),
+                                            src,
+                                            vsrc,
+                                            out: out.add(o * ohw + y * d.ow + x0),
+                                            vout,
+                                            ostride: ohw,
+                                            bias: bias.add(o),
+                                            n,
+                                        };
+                                        if wide {
+                                            pv4_call(s, mr, a);
+                                        } else {
+                                            pv_call(s, mr, nv, mask, a);
+                                        }
+                                    }
+                                    o += mr;
+                                }
+                                x0 += step;
+                            }
+                            y += if two_rows { 2 } else { 1 };
+                        }
+                    }
+                    Plan::Channels => {
+                        // (vectors per panel, pixels per tile) of each level.
+                        let (qa, qb) = (q0.max(y0 * d.ow), q1.min(y1 * d.ow));
+                        let args = (s, &d, &job, &band, qa, qb, go0, ro, w_of, bias, out);
+                        let npx = band_px;
+                        // AVX-512 single panels: 16 or 12 pixels a tile, whichever pads
+                        // less; with at least two panels a group and no more padding,
+                        // 32 channels by 8 pixels (two weight loads and 8 broadcasts per
+                        // 16 FMAs, instead of one and 16 per 16). Twelve pixels by two
+                        // panels runs out of registers.
+                        let np1 = if S::CV_NP == 16
+                            && npx.next_multiple_of(12) < npx.next_multiple_of(16)
+                        {
+                            12
+                        } else {
+                            S::CV_NP
+                        };
+                        let pair = S::CV_NP == 16
+                            && og >= 2 * PANEL
+                            && npx.next_multiple_of(8) <= npx.next_multiple_of(np1);
+                        let np = if pair { 8 } else { np1 };
+                        match (PANEL / S::LANES, np, pair) {
+                            (1, 8, true) => cv_rows::<S, 1, 8, 2>(args),
+                            (1, 16, _) => cv_rows::<S, 1, 16, 1>(args),
+                            (1, 12, _) => cv_rows::<S, 1, 12, 1>(args),
+                            (2, 6, _) => cv_rows::<S, 2, 6, 1>(args),
+                            (4, 2, _) => cv_rows::<S, 4, 2, 1>(args),
+                            shape => unreachable!("no channel tile of shape {shape:?}"),
+                        }
+                    }
+                }
+            }
+        }
+    }
+    true
+}
+
+/// The channel-vectorised pass over output pixels `q0..q1` (rows of one band) of one
+/// group and chunk.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+#[allow(clippy::type_complexity)]
+pub(super) fn cv_rows<S: Simd, const VEC: usize, const NP: usize, const PN: usize>(
+    (s, d, job, band, q0, q1, go0, og, w_of, bias, out): (
+        S,
+        &Dims2d,
+        &Job<'_>,
+        &Band,
+        usize,
+        usize,
+        usize,
+        usize,
+        impl Fn(usize) -> *const f32,
+        *const f32,
+        *mut f32,
+    ),
+) {
+    let ohw = d.oh * d.ow;
+    for qb in (q0..q1).step_by(NP) {
+        let np = NP.min(q1 - qb);
+        // A short last tile repeats its last pixel (computed, never stored).
+        let mut px = [0isize; NP];
+        for (p, off) in px.iter_mut().enumerate() {
+            let q = qb + p.min(np - 1);
+            let (y, x) = (q / d.ow, q % d.ow);
+            *off = ((y * d.sh - band.prow0) * band.rowpitch + x) as isize;
+        }
+        let first_panel = go0 / PANEL;
+        let last_panel = (go0 + og - 1) / PANEL;
+        let mut panel = first_panel;
+        while panel <= last_panel {
+            let p0 = panel * PANEL;
+            if PN == 2 && VEC == 1 && go0 <= p0 && p0 + 2 * PANEL <= go0 + og {
+                // Two whole panels of the group at once.
+                // SAFETY: as below, for the 32 channels p0..p0 + 32, all of the group:
+                // the second panel's weights are `KH*KW*C/G` rows after the first's,
+                // its bias row follows the first's, its outputs 16 planes further.
+                unsafe {
+                    let a = CvArgs {
+                        job,
+                        w: w_of(p0),
+                        src: band.base,
+                        px: &px,
+                        bias: bias.add(p0),
+                        out: out.add(p0 * ohw + qb),
+                        ostride: ohw,
+                        lanes: (0, PANEL),
+                        np,
+                    };
+                    let pstride = w_of(p0 + PANEL).offset_from(w_of(p0)) as usize;
+                    s.vectorize(CvTile2::<NP>::new(a, pstride));
+                }
+                panel += 2;
+                continue;
+            }
+            panel += 1;
+            let lanes = (go0.max(p0) - p0, (go0 + og).min(p0 + PANEL) - p0);
+            // Lanes of other groups sharing the panel compute garbage, never stored.
+            // SAFETY: `p0 < O` and `qb < OH*OW`, so the pointers are inside the output
+            // and bias; the tile reads pixels of the band with every tap inside it (see
+            // `conv`), the panel's 16 weight lanes from its first row, its bias row, and
+            // touches `np` outputs of the group's channels of the panel.
+            unsafe {
+                let a = CvArgs {
+                    job,
+                    w: w_of(p0),
+                    src: band.base,
+                    px: &px,
+                    bias: bias.add(p0),
+                    out: out.add(p0 * ohw + qb),
+                    ostride: ohw,
+                    lanes,
+                    np,
+                };
+                s.vectorize(CvTile::<VEC, NP>::new(a));
+            }
+        }
+    }
+}

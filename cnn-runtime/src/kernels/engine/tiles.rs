@@ -1,0 +1,366 @@
+//! The register-blocked micro-kernels: pixel-vectorised ([`PvTile`]) and
+//! channel-vectorised ([`CvTile`], [`CvTile2`]) tiles, each run as a function of its own.
+
+#[allow(unused_imports)]
+use super::*;
+
+/// One pixel-vectorised tile: where it reads and writes.
+#[derive(Clone, Copy)]
+pub(super) struct PvArgs<'a> {
+    pub(super) job: &'a Job<'a>,
+    /// Weight lane of the tile's first channel, at tap 0 and the chunk's first channel.
+    pub(super) w: *const f32,
+    /// The tile's first pixel at tap 0, channel 0 of the chunk.
+    pub(super) src: *const f32,
+    /// Distance in the source between the tile's vectors: `LANES` along a row, or one
+    /// output row's worth when each vector is a row.
+    pub(super) vsrc: usize,
+    /// The tile's first output.
+    pub(super) out: *mut f32,
+    /// Distance in the output between the tile's vectors (`LANES`, or `OW`).
+    pub(super) vout: usize,
+    /// Distance between output channels.
+    pub(super) ostride: usize,
+    /// Bias of the tile's first channel.
+    pub(super) bias: *const f32,
+    /// Valid lanes of the last vector (of every vector in `ALL_PARTIAL` tiles).
+    pub(super) n: usize,
+}
+
+/// Full vectors only.
+pub(super) const FULL: u8 = 0;
+/// The last vector is partial.
+pub(super) const LAST_PARTIAL: u8 = 1;
+/// Every vector is partial (one row each, rows shorter than a vector).
+pub(super) const ALL_PARTIAL: u8 = 2;
+
+/// `MR` output channels by `NV` vectors of pixels (consecutive pixels of a row, or one
+/// short row each), run as an isolated function ([`Simd::vectorize`]). `MASK` says which
+/// vectors are partial ([`FULL`], [`LAST_PARTIAL`], [`ALL_PARTIAL`]).
+pub(super) struct PvTile<'a, const MR: usize, const NV: usize, const MASK: u8>(
+    pub(super) PvArgs<'a>,
+);
+
+impl<'a, const MR: usize, const NV: usize, const MASK: u8> PvTile<'a, MR, NV, MASK> {
+    /// # Safety
+    ///
+    /// For every vector `v`, tap offset `off` and channel `c < job.cn`,
+    /// `src + v * vsrc + off + c * job.plane` must be readable for the lanes used (all,
+    /// or `n` in partial vectors); `w + t * job.wtap + 16 * c + r` readable for `r < MR`;
+    /// `out + r * ostride + v * vout` writable (and readable unless `job.first`) for
+    /// those lanes; `bias + r` readable.
+    #[inline(always)]
+    pub(super) unsafe fn new(a: PvArgs<'a>) -> Self {
+        PvTile(a)
+    }
+}
+
+impl<const MR: usize, const NV: usize, const MASK: u8> WithSimd for PvTile<'_, MR, NV, MASK> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let a = self.0;
+        let job = a.job;
+        let partial = |v: usize| MASK == ALL_PARTIAL || (MASK == LAST_PARTIAL && v == NV - 1);
+        debug_assert!(a.n <= S::LANES && (MASK != FULL || a.n == S::LANES));
+        let mut acc = [[s.zero(); NV]; MR];
+        // SAFETY: (whole body) every pointer stays within the ranges `new`'s caller
+        // guaranteed: taps and channels of `job`, `MR` weight lanes, the lanes used.
+        unsafe {
+            if !job.first {
+                for (r, acc_r) in acc.iter_mut().enumerate() {
+                    for (v, x) in acc_r.iter_mut().enumerate() {
+                        let p = a.out.add(r * a.ostride + v * a.vout);
+                        *x = if partial(v) {
+                            s.load_n(p, a.n)
+                        } else {
+                            s.load(p)
+                        };
+                    }
+                }
+            }
+            for (t, &off) in job.taps.iter().enumerate() {
+                let mut sp = a.src.offset(off);
+                let mut wp = a.w.add(t * job.wtap);
+                for _ in 0..job.cn {
+                    let mut b = [s.zero(); NV];
+                    for (v, bv) in b.iter_mut().enumerate() {
+                        *bv = if partial(v) {
+                            s.load_n(sp.add(v * a.vsrc), a.n)
+                        } else {
+                            s.load(sp.add(v * a.vsrc))
+                        };
+                    }
+                    for (r, acc_r) in acc.iter_mut().enumerate() {
+                        let wr = s.bcast(wp.add(r));
+                        for (x, &bv) in acc_r.iter_mut().zip(&b) {
+                            *x = s.mul_add(wr, bv, *x);
+                        }
+                    }
+                    sp = sp.add(job.plane);
+                    wp = wp.add(PANEL);
+                }
+            }
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                if job.last {
+                    let b = s.bcast(a.bias.add(r));
+                    for x in acc_r.iter_mut() {
+                        *x = s.act(s.add(*x, b), job.act);
+                    }
+                }
+                for (v, &x) in acc_r.iter().enumerate() {
+                    let p = a.out.add(r * a.ostride + v * a.vout);
+                    if partial(v) {
+                        s.store_n(p, x, a.n);
+                    } else {
+                        s.store(p, x);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs the pixel-vectorised tile of `mr` channels and `nv` vectors with partial vectors
+/// `mask`.
+///
+/// # Safety
+///
+/// As [`PvTile::new`], with `MR = mr`, `NV = nv` (1 or 2), `MASK = mask`.
+#[inline(always)]
+pub(super) unsafe fn pv_call<S: Simd>(s: S, mr: usize, nv: usize, mask: u8, a: PvArgs<'_>) {
+    macro_rules! go {
+        ($mr:literal) => {{
+            // SAFETY: forwarded from the caller.
+            unsafe {
+                match (nv, mask) {
+                    (2, FULL) => s.vectorize(PvTile::<$mr, 2, FULL>::new(a)),
+                    (2, LAST_PARTIAL) => s.vectorize(PvTile::<$mr, 2, LAST_PARTIAL>::new(a)),
+                    (2, _) => s.vectorize(PvTile::<$mr, 2, ALL_PARTIAL>::new(a)),
+                    (_, FULL) => s.vectorize(PvTile::<$mr, 1, FULL>::new(a)),
+                    (_, _) => s.vectorize(PvTile::<$mr, 1, LAST_PARTIAL>::new(a)),
+                }
+            }
+        }};
+    }
+    debug_assert!(mr >= 1 && mr <= S::PV_MR && S::PV_MR <= 8);
+    match mr {
+        1 => go!(1),
+        2 => go!(2),
+        3 => go!(3),
+        4 => go!(4),
+        5 => go!(5),
+        6 => go!(6),
+        7 => go!(7),
+        _ => go!(8),
+    }
+}
+
+/// Runs the pixel-vectorised tile of `mr` (at most 6) channels and four full vectors.
+///
+/// # Safety
+///
+/// As [`PvTile::new`], with `MR = mr`, `NV = 4`, `MASK = FULL`.
+#[inline(always)]
+pub(super) unsafe fn pv4_call<S: Simd>(s: S, mr: usize, a: PvArgs<'_>) {
+    debug_assert!((1..=6).contains(&mr));
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match mr {
+            1 => s.vectorize(PvTile::<1, 4, FULL>::new(a)),
+            2 => s.vectorize(PvTile::<2, 4, FULL>::new(a)),
+            3 => s.vectorize(PvTile::<3, 4, FULL>::new(a)),
+            4 => s.vectorize(PvTile::<4, 4, FULL>::new(a)),
+            5 => s.vectorize(PvTile::<5, 4, FULL>::new(a)),
+            _ => s.vectorize(PvTile::<6, 4, FULL>::new(a)),
+        }
+    }
+}
+
+/// One channel-vectorised tile: where it reads and writes.
+pub(super) struct CvArgs<'a, const NP: usize> {
+    pub(super) job: &'a Job<'a>,
+    /// The panel's first weight row at tap 0 and the chunk's first channel.
+    pub(super) w: *const f32,
+    /// The source (channel 0 of the chunk).
+    pub(super) src: *const f32,
+    /// Tap-0 offsets of the tile's pixels in the source.
+    pub(super) px: &'a [isize; NP],
+    /// The panel's bias row.
+    pub(super) bias: *const f32,
+    /// Output of the panel's first channel at the tile's first pixel.
+    pub(super) out: *mut f32,
+    /// Distance between output channels.
+    pub(super) ostride: usize,
+    /// Lanes of the panel this tile stores (`lo..hi`, the group's channels).
+    pub(super) lanes: (usize, usize),
+    /// Valid pixels: consecutive outputs `out[..np]` of each channel.
+    pub(super) np: usize,
+}
+
+/// The 16 channels of a panel (`VEC` vectors) by `NP` pixels, run as an isolated
+/// function ([`Simd::vectorize`]). Transposed in registers on the way in (chunked
+/// accumulation) and out, each channel's `np` pixels moved with one masked access.
+pub(super) struct CvTile<'a, const VEC: usize, const NP: usize>(pub(super) CvArgs<'a, NP>);
+
+impl<'a, const VEC: usize, const NP: usize> CvTile<'a, VEC, NP> {
+    /// # Safety
+    ///
+    /// For every tap offset `off`, channel `c < job.cn` and pixel `p`,
+    /// `src + px[p] + off + c * job.plane` must be readable, and
+    /// `w + t * job.wtap + 16 * c .. + 16` readable; `bias .. bias + 16` readable;
+    /// `out + lane * ostride .. + np` writable (and readable unless `job.first`) for
+    /// every lane in `lanes`.
+    #[inline(always)]
+    pub(super) unsafe fn new(a: CvArgs<'a, NP>) -> Self {
+        CvTile(a)
+    }
+}
+
+impl<const VEC: usize, const NP: usize> WithSimd for CvTile<'_, VEC, NP> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let a = self.0;
+        let job = a.job;
+        let l = S::LANES;
+        debug_assert!(VEC * l == PANEL && NP <= l && a.np <= NP);
+        let (lo, hi) = a.lanes;
+        let mut acc = [[s.zero(); VEC]; NP];
+        let mut m = [s.zero(); 16];
+        // SAFETY: (whole body) the pointers stay within the ranges `new`'s caller
+        // guaranteed; only lanes in `lo..hi` and pixels `..np` of the output are touched.
+        unsafe {
+            if !job.first {
+                for v in 0..VEC {
+                    for (c, row) in m[..l].iter_mut().enumerate() {
+                        let lane = v * l + c;
+                        *row = if (lo..hi).contains(&lane) {
+                            s.load_n(a.out.add(lane * a.ostride), a.np)
+                        } else {
+                            s.zero()
+                        };
+                    }
+                    s.transpose(&mut m[..l]);
+                    for (x, &row) in acc.iter_mut().zip(&m) {
+                        x[v] = row;
+                    }
+                }
+            }
+            let ptrs: [*const f32; NP] = core::array::from_fn(|p| a.src.offset(a.px[p]));
+            for (t, &off) in job.taps.iter().enumerate() {
+                let mut wp = a.w.add(t * job.wtap);
+                let mut co = off;
+                for _ in 0..job.cn {
+                    let mut wv = [s.zero(); VEC];
+                    for (v, x) in wv.iter_mut().enumerate() {
+                        *x = s.load(wp.add(v * l));
+                    }
+                    for (x, &p) in acc.iter_mut().zip(&ptrs) {
+                        let xp = s.bcast(p.offset(co));
+                        for (xv, &wvv) in x.iter_mut().zip(&wv) {
+                            *xv = s.mul_add(wvv, xp, *xv);
+                        }
+                    }
+                    wp = wp.add(PANEL);
+                    co += job.plane as isize;
+                }
+            }
+            for v in 0..VEC {
+                let b = s.load(a.bias.add(v * l));
+                for (row, x) in m.iter_mut().zip(&acc) {
+                    *row = if job.last {
+                        s.act(s.add(x[v], b), job.act)
+                    } else {
+                        x[v]
+                    };
+                }
+                m[NP..l].fill(s.zero());
+                s.transpose(&mut m[..l]);
+                for (c, &row) in m[..l].iter().enumerate() {
+                    let lane = v * l + c;
+                    if (lo..hi).contains(&lane) {
+                        s.store_n(a.out.add(lane * a.ostride), row, a.np);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Two panels (32 channels, one vector each: AVX-512 only) by `NP` pixels, run as an
+/// isolated function ([`Simd::vectorize`]): per step two weight loads, `NP` input
+/// broadcasts, `2 * NP` FMAs. Each output is one chain in the same order as in
+/// [`CvTile`]; every lane of both panels is stored.
+pub(super) struct CvTile2<'a, const NP: usize>(pub(super) CvArgs<'a, NP>, usize);
+
+impl<'a, const NP: usize> CvTile2<'a, NP> {
+    /// # Safety
+    ///
+    /// As [`CvTile::new`] for each of the two panels with `lanes == (0, 16)`: the
+    /// second panel's weights at `w + pstride`, its bias at `bias + 16`, its outputs at
+    /// `out + 16 * ostride`.
+    #[inline(always)]
+    pub(super) unsafe fn new(a: CvArgs<'a, NP>, pstride: usize) -> Self {
+        CvTile2(a, pstride)
+    }
+}
+
+impl<const NP: usize> WithSimd for CvTile2<'_, NP> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let (a, pstride) = (self.0, self.1);
+        let job = a.job;
+        let l = S::LANES;
+        debug_assert!(l == PANEL && NP <= l && a.np <= NP);
+        let mut acc = [[s.zero(); 2]; NP];
+        let mut m = [s.zero(); 16];
+        // SAFETY: (whole body) the pointers stay within the ranges `new`'s caller
+        // guaranteed; only pixels `..np` of the 32 output planes are touched.
+        unsafe {
+            if !job.first {
+                for v in 0..2 {
+                    for (c, row) in m[..l].iter_mut().enumerate() {
+                        *row = s.load_n(a.out.add((v * PANEL + c) * a.ostride), a.np);
+                    }
+                    s.transpose(&mut m[..l]);
+                    for (x, &row) in acc.iter_mut().zip(&m) {
+                        x[v] = row;
+                    }
+                }
+            }
+            let ptrs: [*const f32; NP] = core::array::from_fn(|p| a.src.offset(a.px[p]));
+            for (t, &off) in job.taps.iter().enumerate() {
+                let mut wp = a.w.add(t * job.wtap);
+                let mut co = off;
+                for _ in 0..job.cn {
+                    let w0 = s.load(wp);
+                    let w1 = s.load(wp.add(pstride));
+                    for (x, &p) in acc.iter_mut().zip(&ptrs) {
+                        let xp = s.bcast(p.offset(co));
+                        x[0] = s.mul_add(w0, xp, x[0]);
+                        x[1] = s.mul_add(w1, xp, x[1]);
+                    }
+                    wp = wp.add(PANEL);
+                    co += job.plane as isize;
+                }
+            }
+            for v in 0..2 {
+                let b = s.load(a.bias.add(v * PANEL));
+                for (row, x) in m.iter_mut().zip(&acc) {
+                    *row = if job.last {
+                        s.act(s.add(x[v], b), job.act)
+                    } else {
+                        x[v]
+                    };
+                }
+                m[NP..l].fill(s.zero());
+                s.transpose(&mut m[..l]);
+                for (c, &row) in m[..l].iter().enumerate() {
+                    s.store_n(a.out.add((v * PANEL + c) * a.ostride), row, a.np);
+                }
+            }
+        }
+    }
+}
