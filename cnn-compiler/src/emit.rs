@@ -12,7 +12,7 @@ use crate::codegen::{act_tokens, field_name, lit, rt};
 use crate::ir::{Merge, Model, Op, PoolKind, Shape, UpMode};
 use crate::plan::{Buf, Kernel, Step};
 use crate::shape::{kernel_op, LayerShape};
-use crate::weights::{Build, Weights};
+use crate::weights::{Build, Kind, Weights};
 
 /// The buffer's name in `forward_body`.
 fn buf_name(buf: Buf) -> TokenStream {
@@ -163,7 +163,7 @@ fn conv(
         vec![o, ci / g, kh, kw]
     };
     let weight = w.tensor(format!("{}.weight", l.name), wshape);
-    let (bias, bn) = w.bias_and_bn(model, shapes, &l.name, conv.bias.then_some(o), bn);
+    let bias_bn = w.bias_and_bn(model, shapes, &l.name, conv.bias.then_some(o), bn);
     let act = act_tokens(step.act);
     let (cg, out, kh_, kw_) = (ci / g, o, kh, kw);
     let [ci, h, wd, o, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, g] =
@@ -171,40 +171,36 @@ fn conv(
     let call = if winograd {
         w.fields.push((
             field.clone(),
-            Build::Winograd {
-                out,
-                c: cg,
-                weight,
-                bias,
-                bn,
-            },
+            Build::layer(Kind::Winograd { out, c: cg }, weight, bias_bn),
         ));
         quote!(#rt::kernels::winograd::winograd_conv3x3::<#ci, #h, #wd, #o, #oh, #ow, #pt, #pl, #dh, #dw>(r0, &self.#field, w, scratch, #act);)
     } else if depthwise {
         w.fields.push((
             field.clone(),
-            Build::Depthwise {
-                out,
-                kh: kh_,
-                kw: kw_,
+            Build::layer(
+                Kind::Depthwise {
+                    out,
+                    kh: kh_,
+                    kw: kw_,
+                },
                 weight,
-                bias,
-                bn,
-            },
+                bias_bn,
+            ),
         ));
         quote!(#rt::kernels::depthwise::depthwise_conv2d::<#ci, #h, #wd, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw>(r0, &self.#field, w, #act);)
     } else {
         w.fields.push((
             field.clone(),
-            Build::Conv {
-                out,
-                cg,
-                kh: kh_,
-                kw: kw_,
+            Build::layer(
+                Kind::Conv {
+                    out,
+                    cg,
+                    kh: kh_,
+                    kw: kw_,
+                },
                 weight,
-                bias,
-                bn,
-            },
+                bias_bn,
+            ),
         ));
         quote!(#rt::kernels::conv::conv2d::<#ci, #h, #wd, #o, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw, #g>(r0, &self.#field, w, #act);)
     };
@@ -239,7 +235,7 @@ fn conv_transpose(
         vec![ci, o / g, kh, kw]
     };
     let weight = w.tensor(format!("{}.weight", l.name), wshape);
-    let (bias, bn) = w.bias_and_bn(model, shapes, &l.name, ct.bias.then_some(o), bn);
+    let bias_bn = w.bias_and_bn(model, shapes, &l.name, ct.bias.then_some(o), bn);
     let act = act_tokens(step.act);
     if gemm {
         // Non-overlapping windows: a 1x1 convolution to O*KH*KW channels (into the
@@ -249,15 +245,7 @@ fn conv_transpose(
         let [h, wd] = [h, wd].map(lit);
         w.fields.push((
             field.clone(),
-            Build::StrideKernel {
-                ci,
-                out: o,
-                kh,
-                kw,
-                weight,
-                bias,
-                bn,
-            },
+            Build::layer(Kind::StrideKernel { ci, out: o, kh, kw }, weight, bias_bn),
         ));
         return bind(
             step,
@@ -270,16 +258,17 @@ fn conv_transpose(
     }
     w.fields.push((
         field.clone(),
-        Build::ConvTranspose {
-            ci,
-            opg: o / g,
-            kh,
-            kw,
-            groups: g,
+        Build::layer(
+            Kind::ConvTranspose {
+                ci,
+                opg: o / g,
+                kh,
+                kw,
+                groups: g,
+            },
             weight,
-            bias,
-            bn,
-        },
+            bias_bn,
+        ),
     ));
     let [ci, h, wd, o, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, g] =
         [ci, h, wd, o, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, g].map(lit);
@@ -307,18 +296,19 @@ fn linear(
     let n_out = shapes[layer].output.len();
     let field = field_name(&l.name);
     let weight = w.tensor(format!("{}.weight", l.name), vec![n_out, n_in]);
-    let (bias, bn) = w.bias_and_bn(model, shapes, &l.name, bias.then_some(n_out), bn);
+    let bias_bn = w.bias_and_bn(model, shapes, &l.name, bias.then_some(n_out), bn);
     let (i, o) = (lit(n_in), lit(n_out));
     let act = act_tokens(step.act);
     w.fields.push((
         field.clone(),
-        Build::Linear {
-            out: n_out,
-            inp: n_in,
+        Build::layer(
+            Kind::Linear {
+                out: n_out,
+                inp: n_in,
+            },
             weight,
-            bias,
-            bn,
-        },
+            bias_bn,
+        ),
     ));
     bind(
         step,

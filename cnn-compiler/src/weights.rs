@@ -30,46 +30,27 @@ pub(crate) struct Bn {
     eps: f64,
 }
 
-/// How one struct field (a layer's packed parameters) is built from the loaded tensors
-/// (`weight`, `bias`: indices in the spec list).
-#[derive(Clone, Debug)]
-pub(crate) enum Build {
+/// Which packed-parameter type a layer with weights gets, and its dimensions (the
+/// leading arguments of that type's `from_torch`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Kind {
     /// `ConvParams::from_torch(out, cg, kh, kw, ..)`.
     Conv {
         out: usize,
         cg: usize,
         kh: usize,
         kw: usize,
-        weight: usize,
-        bias: Option<usize>,
-        bn: Option<Bn>,
     },
     /// `DepthwiseParams::from_torch(out, 1, kh, kw, ..)`.
-    Depthwise {
-        out: usize,
-        kh: usize,
-        kw: usize,
-        weight: usize,
-        bias: Option<usize>,
-        bn: Option<Bn>,
-    },
+    Depthwise { out: usize, kh: usize, kw: usize },
     /// `WinogradParams::from_torch(out, c, ..)`.
-    Winograd {
-        out: usize,
-        c: usize,
-        weight: usize,
-        bias: Option<usize>,
-        bn: Option<Bn>,
-    },
+    Winograd { out: usize, c: usize },
     /// `stride_kernel_params(ci, out, kh, kw, ..)`: a `ConvParams` (1x1 to out*kh*kw).
     StrideKernel {
         ci: usize,
         out: usize,
         kh: usize,
         kw: usize,
-        weight: usize,
-        bias: Option<usize>,
-        bn: Option<Bn>,
     },
     /// `ConvTransposeParams::from_torch(ci, opg, kh, kw, groups, ..)`.
     ConvTranspose {
@@ -78,14 +59,126 @@ pub(crate) enum Build {
         kh: usize,
         kw: usize,
         groups: usize,
-        weight: usize,
-        bias: Option<usize>,
-        bn: Option<Bn>,
     },
     /// `LinearParams::from_torch(out, inp, ..)`.
-    Linear {
-        out: usize,
-        inp: usize,
+    Linear { out: usize, inp: usize },
+}
+
+impl Kind {
+    /// The packed-parameter type.
+    fn ty(self) -> TokenStream {
+        let rt = rt();
+        match self {
+            Kind::Conv { .. } | Kind::StrideKernel { .. } => quote!(#rt::kernels::conv::ConvParams),
+            Kind::Depthwise { .. } => quote!(#rt::kernels::depthwise::DepthwiseParams),
+            Kind::Winograd { .. } => quote!(#rt::kernels::winograd::WinogradParams),
+            Kind::ConvTranspose { .. } => quote!(#rt::kernels::conv_transpose::ConvTransposeParams),
+            Kind::Linear { .. } => quote!(#rt::kernels::linear::LinearParams),
+        }
+    }
+
+    /// The constructor's path and its leading dimension arguments.
+    fn ctor(self) -> (TokenStream, Vec<usize>) {
+        let rt = rt();
+        match self {
+            Kind::Conv { out, cg, kh, kw } => (
+                quote!(#rt::kernels::conv::ConvParams::from_torch),
+                vec![out, cg, kh, kw],
+            ),
+            Kind::Depthwise { out, kh, kw } => (
+                quote!(#rt::kernels::depthwise::DepthwiseParams::from_torch),
+                vec![out, 1, kh, kw],
+            ),
+            Kind::Winograd { out, c } => (
+                quote!(#rt::kernels::winograd::WinogradParams::from_torch),
+                vec![out, c],
+            ),
+            Kind::StrideKernel { ci, out, kh, kw } => (
+                quote!(#rt::kernels::conv_transpose::stride_kernel_params),
+                vec![ci, out, kh, kw],
+            ),
+            Kind::ConvTranspose {
+                ci,
+                opg,
+                kh,
+                kw,
+                groups,
+            } => (
+                quote!(#rt::kernels::conv_transpose::ConvTransposeParams::from_torch),
+                vec![ci, opg, kh, kw, groups],
+            ),
+            Kind::Linear { out, inp } => (
+                quote!(#rt::kernels::linear::LinearParams::from_torch),
+                vec![out, inp],
+            ),
+        }
+    }
+
+    /// Bytes of the packed parameters: 64-byte panel rows of 16 output channels, zeros
+    /// past the last channel.
+    fn bytes(self) -> usize {
+        let panels = |out: usize| out.div_ceil(16);
+        match self {
+            Kind::Conv { out, cg, kh, kw } => ROW * panels(out) * (kh * kw * cg + 1),
+            Kind::Linear { out, inp } => ROW * panels(out) * (inp + 1),
+            Kind::Depthwise { out, kh, kw } => {
+                4 * out * (kh * kw + 1) + ROW * panels(out) * (kh * kw + 1)
+            }
+            Kind::Winograd { out, c } => ROW * panels(out) * (36 * c + 1),
+            Kind::StrideKernel { ci, out, kh, kw } => ROW * panels(out * kh * kw) * (ci + 1),
+            Kind::ConvTranspose {
+                ci,
+                opg,
+                kh,
+                kw,
+                groups,
+            } => 4 * (ci * opg * kh * kw + opg * groups),
+        }
+    }
+
+    /// The runtime's own `from_torch` (what `from_safetensors` runs) on `weight`.
+    fn pack(
+        self,
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        bn: Option<&k::norm::Affine>,
+    ) -> Box<dyn Embed> {
+        match self {
+            Kind::Conv { out, cg, kh, kw } => Box::new(k::conv::ConvParams::from_torch(
+                out, cg, kh, kw, weight, bias, bn,
+            )),
+            Kind::Depthwise { out, kh, kw } => Box::new(k::depthwise::DepthwiseParams::from_torch(
+                out, 1, kh, kw, weight, bias, bn,
+            )),
+            Kind::Winograd { out, c } => Box::new(k::winograd::WinogradParams::from_torch(
+                out, c, weight, bias, bn,
+            )),
+            Kind::StrideKernel { ci, out, kh, kw } => Box::new(
+                k::conv_transpose::stride_kernel_params(ci, out, kh, kw, weight, bias, bn),
+            ),
+            Kind::ConvTranspose {
+                ci,
+                opg,
+                kh,
+                kw,
+                groups,
+            } => Box::new(k::conv_transpose::ConvTransposeParams::from_torch(
+                ci, opg, kh, kw, groups, weight, bias, bn,
+            )),
+            Kind::Linear { out, inp } => Box::new(k::linear::LinearParams::from_torch(
+                out, inp, weight, bias, bn,
+            )),
+        }
+    }
+}
+
+/// How one struct field (a layer's packed parameters) is built from the loaded tensors
+/// (`weight`, `bias`, the batch norm's: indices in the spec list).
+#[derive(Clone, Debug)]
+pub(crate) enum Build {
+    /// A layer with weights, an optional bias and an optional folded batch norm.
+    Layer {
+        kind: Kind,
         weight: usize,
         bias: Option<usize>,
         bn: Option<Bn>,
@@ -98,20 +191,29 @@ pub(crate) enum Build {
 const ROW: usize = 64;
 
 impl Build {
+    /// A layer of `kind` with its weight tensor and `(bias, bn)` from
+    /// [`Weights::bias_and_bn`].
+    pub(crate) fn layer(
+        kind: Kind,
+        weight: usize,
+        (bias, bn): (Option<usize>, Option<Bn>),
+    ) -> Build {
+        Build::Layer {
+            kind,
+            weight,
+            bias,
+            bn,
+        }
+    }
+
     /// The field's type.
     pub(crate) fn ty(&self) -> TokenStream {
-        let rt = rt();
         match self {
-            Build::Conv { .. } | Build::StrideKernel { .. } => {
-                quote!(#rt::kernels::conv::ConvParams)
+            Build::Layer { kind, .. } => kind.ty(),
+            Build::Affine { .. } => {
+                let rt = rt();
+                quote!(#rt::kernels::norm::Affine)
             }
-            Build::Depthwise { .. } => quote!(#rt::kernels::depthwise::DepthwiseParams),
-            Build::Winograd { .. } => quote!(#rt::kernels::winograd::WinogradParams),
-            Build::ConvTranspose { .. } => {
-                quote!(#rt::kernels::conv_transpose::ConvTransposeParams)
-            }
-            Build::Linear { .. } => quote!(#rt::kernels::linear::LinearParams),
-            Build::Affine { .. } => quote!(#rt::kernels::norm::Affine),
         }
     }
 
@@ -123,128 +225,46 @@ impl Build {
             let i = lit(i);
             quote!(&t[#i])
         };
-        let bias = |b: &Option<usize>| match b {
-            Some(i) => {
-                let x = t(*i);
-                quote!(::core::option::Option::Some(#x))
-            }
-            None => quote!(::core::option::Option::None),
-        };
         let affine = |bn: &Bn| {
             let (w, b, m, v) = (t(bn.w), t(bn.b), t(bn.m), t(bn.v));
             let eps = Literal::f64_suffixed(bn.eps);
             quote!(#rt::kernels::norm::Affine::from_batch_norm(#w, #b, #m, #v, #eps))
         };
-        let bn = |bn: &Option<Bn>| match bn {
-            Some(x) => {
-                let a = affine(x);
-                quote!(::core::option::Option::Some(&#a))
-            }
-            None => quote!(::core::option::Option::None),
-        };
         match self {
-            Build::Conv {
-                out,
-                cg,
-                kh,
-                kw,
+            Build::Layer {
+                kind,
                 weight,
-                bias: b,
-                bn: n,
+                bias,
+                bn,
             } => {
-                let [o, c, h, w] = [*out, *cg, *kh, *kw].map(lit);
-                let (x, b, n) = (t(*weight), bias(b), bn(n));
-                quote!(#rt::kernels::conv::ConvParams::from_torch(#o, #c, #h, #w, #x, #b, #n))
-            }
-            Build::Depthwise {
-                out,
-                kh,
-                kw,
-                weight,
-                bias: b,
-                bn: n,
-            } => {
-                let [o, h, w] = [*out, *kh, *kw].map(lit);
-                let (x, b, n) = (t(*weight), bias(b), bn(n));
-                quote!(#rt::kernels::depthwise::DepthwiseParams::from_torch(#o, 1, #h, #w, #x, #b, #n))
-            }
-            Build::Winograd {
-                out,
-                c,
-                weight,
-                bias: b,
-                bn: n,
-            } => {
-                let [o, c] = [*out, *c].map(lit);
-                let (x, b, n) = (t(*weight), bias(b), bn(n));
-                quote!(#rt::kernels::winograd::WinogradParams::from_torch(#o, #c, #x, #b, #n))
-            }
-            Build::StrideKernel {
-                ci,
-                out,
-                kh,
-                kw,
-                weight,
-                bias: b,
-                bn: n,
-            } => {
-                let [c, o, h, w] = [*ci, *out, *kh, *kw].map(lit);
-                let (x, b, n) = (t(*weight), bias(b), bn(n));
-                quote!(#rt::kernels::conv_transpose::stride_kernel_params(#c, #o, #h, #w, #x, #b, #n))
-            }
-            Build::ConvTranspose {
-                ci,
-                opg,
-                kh,
-                kw,
-                groups,
-                weight,
-                bias: b,
-                bn: n,
-            } => {
-                let [c, o, h, w, g] = [*ci, *opg, *kh, *kw, *groups].map(lit);
-                let (x, b, n) = (t(*weight), bias(b), bn(n));
-                quote!(#rt::kernels::conv_transpose::ConvTransposeParams::from_torch(#c, #o, #h, #w, #g, #x, #b, #n))
-            }
-            Build::Linear {
-                out,
-                inp,
-                weight,
-                bias: b,
-                bn: n,
-            } => {
-                let [o, i] = [*out, *inp].map(lit);
-                let (x, b, n) = (t(*weight), bias(b), bn(n));
-                quote!(#rt::kernels::linear::LinearParams::from_torch(#o, #i, #x, #b, #n))
+                let (path, dims) = kind.ctor();
+                let dims = dims.into_iter().map(lit);
+                let x = t(*weight);
+                let b = match bias {
+                    Some(i) => {
+                        let x = t(*i);
+                        quote!(::core::option::Option::Some(#x))
+                    }
+                    None => quote!(::core::option::Option::None),
+                };
+                let n = match bn {
+                    Some(bn) => {
+                        let a = affine(bn);
+                        quote!(::core::option::Option::Some(&#a))
+                    }
+                    None => quote!(::core::option::Option::None),
+                };
+                quote!(#path(#(#dims,)* #x, #b, #n))
             }
             Build::Affine { bn, .. } => affine(bn),
         }
     }
 
     /// Bytes of the packed parameters (what [`Build::eval`]'s buffers hold), without the
-    /// weights: 64-byte panel rows of 16 output channels, zeros past the last channel.
+    /// weights.
     pub(crate) fn bytes(&self) -> usize {
-        let panels = |out: usize| out.div_ceil(16);
-        match *self {
-            Build::Conv {
-                out, cg, kh, kw, ..
-            } => ROW * panels(out) * (kh * kw * cg + 1),
-            Build::Linear { out, inp, .. } => ROW * panels(out) * (inp + 1),
-            Build::Depthwise { out, kh, kw, .. } => {
-                4 * out * (kh * kw + 1) + ROW * panels(out) * (kh * kw + 1)
-            }
-            Build::Winograd { out, c, .. } => ROW * panels(out) * (36 * c + 1),
-            Build::StrideKernel {
-                ci, out, kh, kw, ..
-            } => ROW * panels(out * kh * kw) * (ci + 1),
-            Build::ConvTranspose {
-                ci,
-                opg,
-                kh,
-                kw,
-                groups,
-                ..
-            } => 4 * (ci * opg * kh * kw + opg * groups),
+        match self {
+            Build::Layer { kind, .. } => kind.bytes(),
             Build::Affine { channels, .. } => 4 * 2 * channels,
         }
     }
@@ -252,107 +272,20 @@ impl Build {
     /// Runs the runtime's own packing on the loaded tensors `t`: exactly what
     /// `from_safetensors` computes at run time.
     pub(crate) fn eval(&self, t: &[Vec<f32>]) -> Box<dyn Embed> {
-        let bias = |b: &Option<usize>| b.map(|i| t[i].as_slice());
         let affine = |bn: &Bn| {
             k::norm::Affine::from_batch_norm(&t[bn.w], &t[bn.b], &t[bn.m], &t[bn.v], bn.eps)
         };
-        let bn = |n: &Option<Bn>| n.as_ref().map(affine);
         match self {
-            Build::Conv {
-                out,
-                cg,
-                kh,
-                kw,
+            Build::Layer {
+                kind,
                 weight,
-                bias: b,
-                bn: n,
-            } => Box::new(k::conv::ConvParams::from_torch(
-                *out,
-                *cg,
-                *kh,
-                *kw,
+                bias,
+                bn,
+            } => kind.pack(
                 &t[*weight],
-                bias(b),
-                bn(n).as_ref(),
-            )),
-            Build::Depthwise {
-                out,
-                kh,
-                kw,
-                weight,
-                bias: b,
-                bn: n,
-            } => Box::new(k::depthwise::DepthwiseParams::from_torch(
-                *out,
-                1,
-                *kh,
-                *kw,
-                &t[*weight],
-                bias(b),
-                bn(n).as_ref(),
-            )),
-            Build::Winograd {
-                out,
-                c,
-                weight,
-                bias: b,
-                bn: n,
-            } => Box::new(k::winograd::WinogradParams::from_torch(
-                *out,
-                *c,
-                &t[*weight],
-                bias(b),
-                bn(n).as_ref(),
-            )),
-            Build::StrideKernel {
-                ci,
-                out,
-                kh,
-                kw,
-                weight,
-                bias: b,
-                bn: n,
-            } => Box::new(k::conv_transpose::stride_kernel_params(
-                *ci,
-                *out,
-                *kh,
-                *kw,
-                &t[*weight],
-                bias(b),
-                bn(n).as_ref(),
-            )),
-            Build::ConvTranspose {
-                ci,
-                opg,
-                kh,
-                kw,
-                groups,
-                weight,
-                bias: b,
-                bn: n,
-            } => Box::new(k::conv_transpose::ConvTransposeParams::from_torch(
-                *ci,
-                *opg,
-                *kh,
-                *kw,
-                *groups,
-                &t[*weight],
-                bias(b),
-                bn(n).as_ref(),
-            )),
-            Build::Linear {
-                out,
-                inp,
-                weight,
-                bias: b,
-                bn: n,
-            } => Box::new(k::linear::LinearParams::from_torch(
-                *out,
-                *inp,
-                &t[*weight],
-                bias(b),
-                bn(n).as_ref(),
-            )),
+                bias.map(|i| t[i].as_slice()),
+                bn.as_ref().map(affine).as_ref(),
+            ),
             Build::Affine { bn, .. } => Box::new(affine(bn)),
         }
     }
@@ -503,68 +436,44 @@ mod tests {
                 values(n * 4, 5),
                 values(n * 4, 6).iter().map(|v| v.abs() + 0.1).collect(),
             ];
+            let layer = |kind, bias| Build::layer(kind, 0, (bias, None));
             let builds = [
-                Build::Conv {
-                    out,
-                    cg,
-                    kh,
-                    kw,
-                    weight: 0,
-                    bias: Some(1),
-                    bn: None,
-                },
-                Build::Depthwise {
-                    out,
-                    kh,
-                    kw,
-                    weight: 0,
-                    bias: None,
-                    bn: None,
-                },
-                Build::Winograd {
-                    out,
-                    c: cg,
-                    weight: 0,
-                    bias: Some(1),
-                    bn: None,
-                },
-                Build::StrideKernel {
-                    ci: cg,
-                    out,
-                    kh,
-                    kw,
-                    weight: 0,
-                    bias: Some(1),
-                    bn: None,
-                },
-                Build::ConvTranspose {
-                    ci: cg * 2,
-                    opg: out,
-                    kh,
-                    kw,
-                    groups: 2,
-                    weight: 0,
-                    bias: Some(1),
-                    bn: None,
-                },
-                Build::Linear {
-                    out,
-                    inp: cg * kh,
-                    weight: 0,
-                    bias: None,
-                    bn: None,
-                },
+                layer(Kind::Conv { out, cg, kh, kw }, Some(1)),
+                layer(Kind::Depthwise { out, kh, kw }, None),
+                layer(Kind::Winograd { out, c: cg }, Some(1)),
+                layer(
+                    Kind::StrideKernel {
+                        ci: cg,
+                        out,
+                        kh,
+                        kw,
+                    },
+                    Some(1),
+                ),
+                layer(
+                    Kind::ConvTranspose {
+                        ci: cg * 2,
+                        opg: out,
+                        kh,
+                        kw,
+                        groups: 2,
+                    },
+                    Some(1),
+                ),
+                layer(Kind::Linear { out, inp: cg * kh }, None),
             ];
             for build in builds {
                 // Exact tensor lengths for this build.
-                let (wlen, blen) = match build {
-                    Build::Conv { .. } => (out * cg * kh * kw, out),
-                    Build::Depthwise { .. } => (out * kh * kw, out),
-                    Build::Winograd { .. } => (out * cg * 9, out),
-                    Build::StrideKernel { .. } => (cg * out * kh * kw, out),
-                    Build::ConvTranspose { .. } => (cg * 2 * out * kh * kw, out * 2),
-                    Build::Linear { .. } => (out * cg * kh, out),
-                    Build::Affine { .. } => unreachable!(),
+                let Build::Layer { kind, .. } = build else {
+                    unreachable!()
+                };
+                let (wlen, blen) = match kind {
+                    Kind::Conv { .. } => (out * cg * kh * kw, out),
+                    Kind::Depthwise { .. } => (out * kh * kw, out),
+                    Kind::Winograd { .. } => (out * cg * 9, out),
+                    Kind::StrideKernel { .. } => (cg * out * kh * kw, out),
+                    Kind::ConvTranspose { .. } => (cg * 2 * out * kh * kw, out * 2),
+                    Kind::Linear { .. } => (out * cg * kh, out),
                 };
                 t[0] = values(wlen, 7);
                 t[1] = values(blen, 8);

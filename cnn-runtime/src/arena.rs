@@ -11,10 +11,6 @@
 //! `static` [`ArenaCell`], a task's state, a `Box`); `forward` puts one on the stack (or,
 //! with `std`, borrows this thread's scratch when it exceeds 1 MiB).
 
-use core::cell::UnsafeCell;
-#[cfg(target_has_atomic = "8")]
-use core::sync::atomic::{AtomicBool, Ordering};
-
 /// The activation memory of one forward pass: `N` floats on a 64-byte boundary.
 ///
 /// Its contents between calls mean nothing: every forward pass writes each region before
@@ -74,93 +70,98 @@ impl<const N: usize> core::fmt::Debug for Arena<N> {
     }
 }
 
+/// [`ArenaCell`] and its guard: only where atomics have compare-and-swap (not, e.g.,
+/// `thumbv6m`).
 #[cfg(target_has_atomic = "8")]
-/// An [`Arena`] in a `static`, lent to one caller at a time: the safe way to give a
-/// `no_std` program's model its memory without `static mut`. (Needs atomic
-/// compare-and-swap: not on targets without it, such as `thumbv6m`.)
-///
-/// ```
-/// use cnn_runtime::ArenaCell;
-///
-/// static ARENA: ArenaCell<256> = ArenaCell::new();
-///
-/// let mut guard = ARENA.lock().expect("not in use");
-/// assert!(ARENA.lock().is_none(), "lent to one caller at a time");
-/// guard.as_mut_slice()[0] = 1.0;
-/// drop(guard);
-/// assert!(ARENA.lock().is_some());
-/// ```
-pub struct ArenaCell<const N: usize> {
-    busy: AtomicBool,
-    arena: UnsafeCell<Arena<N>>,
-}
+mod cell {
+    use core::cell::UnsafeCell;
+    use core::sync::atomic::{AtomicBool, Ordering};
 
-#[cfg(target_has_atomic = "8")]
-// SAFETY: the arena is only reached through an `ArenaGuard`, and `lock` hands out at most
-// one guard at a time (the `busy` flag is taken with an acquire compare-exchange and
-// released by the guard's drop), so no two threads ever access it together.
-unsafe impl<const N: usize> Sync for ArenaCell<N> {}
+    use super::Arena;
 
-#[cfg(target_has_atomic = "8")]
-impl<const N: usize> ArenaCell<N> {
-    /// A zeroed, free arena.
-    pub const fn new() -> Self {
-        ArenaCell {
-            busy: AtomicBool::new(false),
-            arena: UnsafeCell::new(Arena::new()),
+    /// An [`Arena`] in a `static`, lent to one caller at a time: the safe way to give a
+    /// `no_std` program's model its memory without `static mut`. (Needs atomic
+    /// compare-and-swap: not on targets without it, such as `thumbv6m`.)
+    ///
+    /// ```
+    /// use cnn_runtime::ArenaCell;
+    ///
+    /// static ARENA: ArenaCell<256> = ArenaCell::new();
+    ///
+    /// let mut guard = ARENA.lock().expect("not in use");
+    /// assert!(ARENA.lock().is_none(), "lent to one caller at a time");
+    /// guard.as_mut_slice()[0] = 1.0;
+    /// drop(guard);
+    /// assert!(ARENA.lock().is_some());
+    /// ```
+    pub struct ArenaCell<const N: usize> {
+        busy: AtomicBool,
+        arena: UnsafeCell<Arena<N>>,
+    }
+
+    // SAFETY: the arena is only reached through an `ArenaGuard`, and `lock` hands out at most
+    // one guard at a time (the `busy` flag is taken with an acquire compare-exchange and
+    // released by the guard's drop), so no two threads ever access it together.
+    unsafe impl<const N: usize> Sync for ArenaCell<N> {}
+
+    impl<const N: usize> ArenaCell<N> {
+        /// A zeroed, free arena.
+        pub const fn new() -> Self {
+            ArenaCell {
+                busy: AtomicBool::new(false),
+                arena: UnsafeCell::new(Arena::new()),
+            }
+        }
+
+        /// Borrows the arena until the guard drops; `None` while another guard is alive.
+        pub fn lock(&self) -> Option<ArenaGuard<'_, N>> {
+            self.busy
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .ok()?;
+            // SAFETY: the flag was free and is now ours: no other reference to the arena
+            // exists until this guard releases the flag in its drop.
+            let arena = unsafe { &mut *self.arena.get() };
+            Some(ArenaGuard {
+                busy: &self.busy,
+                arena,
+            })
         }
     }
 
-    /// Borrows the arena until the guard drops; `None` while another guard is alive.
-    pub fn lock(&self) -> Option<ArenaGuard<'_, N>> {
-        self.busy
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .ok()?;
-        // SAFETY: the flag was free and is now ours: no other reference to the arena
-        // exists until this guard releases the flag in its drop.
-        let arena = unsafe { &mut *self.arena.get() };
-        Some(ArenaGuard {
-            busy: &self.busy,
-            arena,
-        })
+    impl<const N: usize> Default for ArenaCell<N> {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    /// The borrow of an [`ArenaCell`]'s arena; releases it when dropped.
+    pub struct ArenaGuard<'a, const N: usize> {
+        busy: &'a AtomicBool,
+        arena: &'a mut Arena<N>,
+    }
+
+    impl<const N: usize> core::ops::Deref for ArenaGuard<'_, N> {
+        type Target = Arena<N>;
+        fn deref(&self) -> &Arena<N> {
+            self.arena
+        }
+    }
+
+    impl<const N: usize> core::ops::DerefMut for ArenaGuard<'_, N> {
+        fn deref_mut(&mut self) -> &mut Arena<N> {
+            self.arena
+        }
+    }
+
+    impl<const N: usize> Drop for ArenaGuard<'_, N> {
+        fn drop(&mut self) {
+            self.busy.store(false, Ordering::Release);
+        }
     }
 }
 
 #[cfg(target_has_atomic = "8")]
-impl<const N: usize> Default for ArenaCell<N> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-#[cfg(target_has_atomic = "8")]
-/// The borrow of an [`ArenaCell`]'s arena; releases it when dropped.
-pub struct ArenaGuard<'a, const N: usize> {
-    busy: &'a AtomicBool,
-    arena: &'a mut Arena<N>,
-}
-
-#[cfg(target_has_atomic = "8")]
-impl<const N: usize> core::ops::Deref for ArenaGuard<'_, N> {
-    type Target = Arena<N>;
-    fn deref(&self) -> &Arena<N> {
-        self.arena
-    }
-}
-
-#[cfg(target_has_atomic = "8")]
-impl<const N: usize> core::ops::DerefMut for ArenaGuard<'_, N> {
-    fn deref_mut(&mut self) -> &mut Arena<N> {
-        self.arena
-    }
-}
-
-#[cfg(target_has_atomic = "8")]
-impl<const N: usize> Drop for ArenaGuard<'_, N> {
-    fn drop(&mut self) {
-        self.busy.store(false, Ordering::Release);
-    }
-}
+pub use cell::{ArenaCell, ArenaGuard};
 
 /// Calls `f` with `N` floats of activation memory for one forward pass: an array on the
 /// stack, or with `std`, when it exceeds [`STACK_LIMIT`] bytes, this thread's scratch

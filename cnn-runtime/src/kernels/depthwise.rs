@@ -430,8 +430,9 @@ mod tests {
         Act::Gelu,
     ];
 
-    fn check(rng: &mut Rng, c: usize, ah: Axis, aw: Axis, act: Act, with_bias: bool) {
-        let d = Dims2d {
+    /// The depthwise layer of `c` channels with axes `ah`, `aw`.
+    fn dims(c: usize, ah: Axis, aw: Axis) -> Dims2d {
+        Dims2d {
             c,
             h: ah.n,
             w: aw.n,
@@ -447,7 +448,11 @@ mod tests {
             dh: ah.d,
             dw: aw.d,
             g: c,
-        };
+        }
+    }
+
+    fn check(rng: &mut Rng, c: usize, ah: Axis, aw: Axis, act: Act, with_bias: bool) {
+        let d = dims(c, ah, aw);
         let input = rng.vec(c * ah.n * aw.n, -1.0, 1.0);
         let weight = rng.vec(c * ah.k * aw.k, -1.0, 1.0);
         let bias = rng.vec(c, -0.5, 0.5);
@@ -615,23 +620,7 @@ mod tests {
         ah: Axis,
         aw: Axis,
     ) -> (Dims2d, Vec<f32>, DepthwiseParams) {
-        let d = Dims2d {
-            c,
-            h: ah.n,
-            w: aw.n,
-            o: c,
-            oh: ah.out,
-            ow: aw.out,
-            kh: ah.k,
-            kw: aw.k,
-            sh: ah.s,
-            sw: aw.s,
-            ph: ah.p,
-            pw: aw.p,
-            dh: ah.d,
-            dw: aw.d,
-            g: c,
-        };
+        let d = dims(c, ah, aw);
         let input = rng.vec(c * ah.n * aw.n, -1.0, 1.0);
         let weight = rng.vec(c * ah.k * aw.k, -1.0, 1.0);
         let bias = rng.vec(c, -0.5, 0.5);
