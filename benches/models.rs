@@ -1,10 +1,12 @@
-//! Batch-1 latency of the six benchmark models (`models/*.toml`: four sequential ones and
-//! torchvision's ResNet-18 and MobileNetV2 at 224x224), one thread by default.
+//! Batch-1 latency (or, with `--batch N`, batch throughput) of the six benchmark models
+//! (`models/*.toml`: four sequential ones and torchvision's ResNet-18 and MobileNetV2 at
+//! 224x224), one thread by default.
 //!
 //! ```sh
 //! cargo bench --bench models                                   # table on stdout
 //! cargo bench --bench models -- --json target/bench/cnn.json   # and a JSON file
 //! cargo bench --bench models -- lenet5 --time 5                # one model, 5 s
+//! cargo bench --features parallel --bench models -- --batch 64  # images/s at batch 64
 //! ```
 //!
 //! For each model this loads `target/bench/<model>/weights.safetensors` (written by
@@ -16,7 +18,8 @@
 //! is checked against its `output` (PyTorch in float64) with the conformance tolerance
 //! `|got - want| <= 1e-4 + 1e-4 |want|`, and the maximum absolute difference is printed.
 //!
-//! Then `forward` is timed at batch 1: a warm-up (at least 0.3 s and 10 runs), then each
+//! Then `forward` is timed at batch 1 (with `--batch N`: `forward_batch_into` on N copies
+//! of the input, after checking that each result is `forward`'s, bit for bit): a warm-up (at least 0.3 s and 10 runs), then each
 //! of N runs timed on its own, N chosen so that the runs take about `--time` seconds
 //! (default 2). Reported: median, p10 and p90 in µs (linear interpolation between order
 //! statistics, as numpy's default `percentile`), and GFLOP/s = 2 * MACS / median. The
@@ -87,12 +90,15 @@ const WEIGHT_SEED: u64 = 0x5EED_BE4C;
 const INPUT_SEED: u64 = 0x0001_A9E7;
 
 const USAGE: &str = "\
-usage: cargo bench --bench models -- [MODEL ...] [--json PATH] [--time SECONDS]
+usage: cargo bench --bench models -- [MODEL ...] [--json PATH] [--time SECONDS] [--batch N]
 
   MODEL           only these models (lenet5, cifar_vgg, mobilenet_96, fcn_seg,
                   resnet18_224, mobilenet_v2_224); default all
   --json PATH     also write the results as JSON (relative to the workspace root)
   --time SECONDS  measuring time per model, after the warm-up (default 2)
+  --batch N       time `forward_batch_into` on N images per call instead of `forward`
+                  on one (default 1); with `--features parallel` the images are spread
+                  over CNN_NUM_THREADS threads
 ";
 
 /// The workspace root (where `Cargo.toml`, `models/` and `target/bench/` are).
@@ -108,6 +114,8 @@ struct Options {
     json: Option<PathBuf>,
     /// Target measuring time per model.
     time: Duration,
+    /// Images per timed call (1: `forward`, else `forward_batch_into`).
+    batch: usize,
 }
 
 impl Options {
@@ -117,6 +125,7 @@ impl Options {
             models: Vec::new(),
             json: None,
             time: Duration::from_secs(2),
+            batch: 1,
         };
         let mut args = args.peekable();
         while let Some(arg) = args.next() {
@@ -144,6 +153,16 @@ impl Options {
                         .filter(|s: &f64| s.is_finite() && *s > 0.0)
                         .ok_or_else(|| format!("--time: `{v}` is not a positive number"))?;
                     opts.time = Duration::from_secs_f64(secs);
+                }
+                "--batch" => {
+                    let v = args
+                        .next_if(|a| !a.starts_with("--"))
+                        .ok_or("--batch needs a number of images")?;
+                    opts.batch = v
+                        .parse()
+                        .ok()
+                        .filter(|&n: &usize| n > 0)
+                        .ok_or_else(|| format!("--batch: `{v}` is not a positive integer"))?;
                 }
                 flag if flag.starts_with('-') => return Err(format!("unknown option `{flag}`")),
                 name => {
@@ -242,6 +261,8 @@ struct Report {
     weights: WeightsSource,
     check: Check,
     runs: usize,
+    /// Images per timed call.
+    batch: usize,
     /// Run times in seconds, sorted.
     samples: Vec<f64>,
 }
@@ -251,7 +272,10 @@ impl Report {
         harness::quantile(&self.samples, q) * 1e6
     }
     fn gflops(&self) -> f64 {
-        2.0 * self.macs as f64 / (self.quantile_us(0.5) * 1e-6) / 1e9
+        2.0 * (self.macs * self.batch) as f64 / (self.quantile_us(0.5) * 1e-6) / 1e9
+    }
+    fn images_per_s(&self) -> f64 {
+        self.batch as f64 / (self.quantile_us(0.5) * 1e-6)
     }
 }
 
@@ -365,12 +389,34 @@ where
         }
     };
 
-    let run = || {
-        let y = model.forward(black_box(&input));
-        black_box(&y);
+    let samples = if opts.batch == 1 {
+        harness::time_runs(opts.time, || {
+            let y = model.forward(black_box(&input));
+            black_box(&y);
+        })
+    } else {
+        // The same image `batch` times; every result must be `forward`'s, bit for bit.
+        let single = model.forward(&input);
+        let inputs: Vec<f32> = input.flat().repeat(opts.batch);
+        let mut outputs = vec![f32::NAN; opts.batch * M::OUTPUT_LEN];
+        model
+            .forward_batch_into(&inputs, &mut outputs)
+            .map_err(|e| format!("{name}: forward_batch_into: {e}"))?;
+        if let Some(i) = outputs
+            .chunks_exact(M::OUTPUT_LEN)
+            .position(|y| y != single.flat())
+        {
+            return Err(format!(
+                "{name}: image {i} of a batch of {} differs from `forward`",
+                opts.batch
+            ));
+        }
+        harness::time_runs(opts.time, || {
+            model
+                .forward_batch_into(black_box(&inputs), black_box(&mut outputs))
+                .expect("checked above");
+        })
     };
-
-    let samples = harness::time_runs(opts.time, run);
     let runs = samples.len();
 
     Ok(Report {
@@ -382,6 +428,7 @@ where
         weights,
         check,
         runs,
+        batch: opts.batch,
         samples,
     })
 }
@@ -391,8 +438,8 @@ fn table(reports: &[Report]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<16} {:>10} {:>12} {:>9} {:>10} {:>10} {:>10} {:>8}  check (max |diff| vs torch f64)",
-        "model", "MACs", "runs", "p10 µs", "median µs", "p90 µs", "GFLOP/s", "weights"
+        "{:<16} {:>10} {:>12} {:>9} {:>10} {:>10} {:>10} {:>10} {:>8}  check (max |diff| vs torch f64)",
+        "model", "MACs", "runs", "p10 µs", "median µs", "p90 µs", "images/s", "GFLOP/s", "weights"
     );
     for r in reports {
         let check = match &r.check {
@@ -408,13 +455,14 @@ fn table(reports: &[Report]) -> String {
         };
         let _ = writeln!(
             s,
-            "{:<16} {:>10} {:>12} {:>9.1} {:>10.1} {:>10.1} {:>10.2} {:>8}  {check}",
+            "{:<16} {:>10} {:>12} {:>9.1} {:>10.1} {:>10.1} {:>10.0} {:>10.2} {:>8}  {check}",
             r.name,
             r.macs,
             r.runs,
             r.quantile_us(0.1),
             r.quantile_us(0.5),
             r.quantile_us(0.9),
+            r.images_per_s(),
             r.gflops(),
             match r.weights {
                 WeightsSource::File => "file",
@@ -458,6 +506,7 @@ fn json(reports: &[Report]) -> serde_json::Value {
                 "min_us": r.quantile_us(0.0),
                 "mean_us": r.samples.iter().sum::<f64>() / r.samples.len() as f64 * 1e6,
                 "gflops": r.gflops(),
+                "images_per_s": r.images_per_s(),
             })
         })
         .collect();
@@ -466,7 +515,7 @@ fn json(reports: &[Report]) -> serde_json::Value {
         "version": env!("CARGO_PKG_VERSION"),
         "simd_level": format!("{:?}", cnn::simd_level()),
         "threads": cnn::num_threads(),
-        "batch": 1,
+        "batch": reports.first().map_or(1, |r| r.batch),
         "timing": "warm-up >= 0.3 s and 10 runs; each run timed alone; \
                    quantiles by linear interpolation",
         "tolerance": { "atol": ATOL, "rtol": RTOL },
@@ -488,8 +537,13 @@ fn main() -> ExitCode {
     };
 
     println!(
-        "cnn {} forward, batch 1, {} thread(s), SIMD level {:?}",
+        "cnn {} {}, {} thread(s), SIMD level {:?}",
         env!("CARGO_PKG_VERSION"),
+        if opts.batch == 1 {
+            "forward, batch 1".to_string()
+        } else {
+            format!("forward_batch_into, batch {}", opts.batch)
+        },
         cnn::num_threads(),
         cnn::simd_level()
     );

@@ -128,8 +128,10 @@ pub trait Model: Sized + Send + Sync {
     }
 
     /// Runs a batch stored back to back (`n * INPUT_LEN` values) into `outputs`
-    /// (`n * OUTPUT_LEN` values). Allocates nothing, except that with the `parallel`
-    /// feature a batch is split over the available cores (scoped threads spawned per call).
+    /// (`n * OUTPUT_LEN` values). Allocates nothing. With the `parallel` feature the images
+    /// are spread over the thread pool ([`crate::pool::num_threads`] threads: one image per
+    /// thread at a time, each with its own arena); the results are the same bits as one
+    /// image at a time.
     fn forward_batch_into(&self, inputs: &[f32], outputs: &mut [f32]) -> Result<(), ShapeError> {
         let n = inputs.len() / Self::INPUT_LEN;
         if !inputs.len().is_multiple_of(Self::INPUT_LEN) {
@@ -148,30 +150,21 @@ pub trait Model: Sized + Send + Sync {
                 got: outputs.len(),
             });
         }
-        #[cfg(feature = "parallel")]
-        {
-            let threads = std::thread::available_parallelism()
-                .map_or(1, |t| t.get())
-                .min(n);
-            if threads > 1 {
-                // Contiguous shares of the batch, one scoped thread each.
-                let per = n.div_ceil(threads);
-                std::thread::scope(|scope| {
-                    for (xs, ys) in inputs
-                        .chunks(per * Self::INPUT_LEN)
-                        .zip(outputs.chunks_mut(per * Self::OUTPUT_LEN))
-                    {
-                        scope.spawn(move || self.forward_batch_sequential(xs, ys));
-                    }
-                });
-                return Ok(());
-            }
+        if n > 1 && crate::pool::num_threads() > 1 {
+            // One image per part, claimed by the pool's threads as they come free; each
+            // image runs on one thread (its kernels see the pool busy and do not split),
+            // with that thread's own arena.
+            crate::pool::run_chunks_mut(outputs, Self::OUTPUT_LEN, &|i, y| {
+                let x = &inputs[i * Self::INPUT_LEN..(i + 1) * Self::INPUT_LEN];
+                self.forward_raw(x, y);
+            });
+            return Ok(());
         }
         self.forward_batch_sequential(inputs, outputs);
         Ok(())
     }
 
-    /// Runs whole items back to back on this thread; lengths already checked.
+    /// The batch on the calling thread, image after image.
     #[doc(hidden)]
     fn forward_batch_sequential(&self, inputs: &[f32], outputs: &mut [f32]) {
         for (x, y) in inputs

@@ -57,6 +57,48 @@ pub fn run(n: usize, f: &(dyn Fn(usize) + Sync)) {
     (0..n).for_each(f);
 }
 
+/// Splits `data` into pieces of `chunk` elements (the last may be shorter) and calls
+/// `f(i, piece_i)` for every piece, spread over the pool's threads as [`run`] does: the
+/// pieces are disjoint, so each part writes its own piece. Returns once every call has
+/// returned.
+///
+/// # Panics
+///
+/// If `chunk` is 0 (and `data` is not empty), or a part panics (after all parts ran).
+pub fn run_chunks_mut<T: Send>(data: &mut [T], chunk: usize, f: &(dyn Fn(usize, &mut [T]) + Sync)) {
+    if data.is_empty() {
+        return;
+    }
+    assert!(
+        chunk > 0,
+        "cnn: run_chunks_mut needs a chunk length above 0"
+    );
+    let len = data.len();
+    let base = ChunkPtr(data.as_mut_ptr());
+    run(len.div_ceil(chunk), &|i| {
+        let start = i * chunk;
+        let end = (start + chunk).min(len);
+        // SAFETY: `run` calls each index in `0..len.div_ceil(chunk)` exactly once, so the
+        // ranges `start..end` handed out are disjoint and inside `data`, which stays
+        // mutably borrowed (by this function) until every part has returned.
+        let piece = unsafe { core::slice::from_raw_parts_mut(base.get().add(start), end - start) };
+        f(i, piece);
+    });
+}
+
+/// The base pointer of [`run_chunks_mut`]'s slice, shared by its parts.
+struct ChunkPtr<T>(*mut T);
+// SAFETY: the parts only form disjoint sub-slices through it (see `run_chunks_mut`), and
+// `T: Send` lets each piece be used on another thread.
+unsafe impl<T: Send> Sync for ChunkPtr<T> {}
+
+impl<T> ChunkPtr<T> {
+    /// The pointer (a method, so that closures capture the whole `Sync` wrapper).
+    fn get(&self) -> *mut T {
+        self.0
+    }
+}
+
 #[cfg(feature = "parallel")]
 mod imp {
     use std::panic::{self, AssertUnwindSafe};
@@ -70,6 +112,9 @@ mod imp {
 
     /// Spin iterations the caller waits for the workers to leave a job before parking.
     const JOIN_SPIN: u32 = 1 << 16;
+
+    /// Stack size of a worker thread.
+    const WORKER_STACK: usize = crate::arena::STACK_LIMIT + (4 << 20);
 
     /// The threads wanted (0: not read from the environment yet).
     static THREADS: AtomicUsize = AtomicUsize::new(0);
@@ -264,6 +309,9 @@ mod imp {
             while st.spawned < want {
                 std::thread::Builder::new()
                     .name(format!("cnn-worker-{}", st.spawned))
+                    // A worker may run a whole forward pass (batches): room for an arena
+                    // kept on the stack (up to `STACK_LIMIT`) and the kernels' buffers.
+                    .stack_size(WORKER_STACK)
                     .spawn(move || worker(p))
                     .expect("cnn: cannot start a worker thread");
                 st.spawned += 1;
@@ -353,6 +401,26 @@ mod tests {
             total.fetch_add(i, Ordering::Relaxed);
         });
         assert_eq!(total.into_inner(), 6);
+    }
+
+    #[test]
+    fn chunks_are_disjoint_and_cover_the_slice() {
+        let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        for threads in [1, 2, 3] {
+            set_num_threads(threads);
+            for (len, chunk) in [(0, 3), (1, 1), (7, 3), (64, 1), (65, 8), (10, 20)] {
+                let mut v = vec![0usize; len];
+                run_chunks_mut(&mut v, chunk, &|i, piece| {
+                    assert!(piece.len() <= chunk && !piece.is_empty());
+                    for (k, x) in piece.iter_mut().enumerate() {
+                        *x += i * chunk + k + 1;
+                    }
+                });
+                let want: Vec<usize> = (1..=len).collect();
+                assert_eq!(v, want, "len {len}, chunk {chunk}, {threads} threads");
+            }
+        }
+        set_num_threads(0);
     }
 
     #[test]

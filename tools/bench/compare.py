@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Batch-1 latency of `cnn` next to ONNX Runtime and OpenVINO, in one run.
+"""Batch-1 latency (or batch-B throughput) of `cnn` next to ONNX Runtime and OpenVINO, in one run.
 
 For each benchmark model (``target/bench/<model>/{model.onnx,data.safetensors}``, written
 by ``make_weights.py`` and ``export_onnx.py``) this
@@ -11,6 +11,10 @@ by ``make_weights.py`` and ``export_onnx.py``) this
   and `cnn` gets the same N (built with ``--features parallel``, ``CNN_NUM_THREADS=N``);
 * checks each engine's output against the PyTorch float64 reference of
   ``data.safetensors`` (``|got - want| <= 1e-4 + 1e-4 |want|``, max abs diff reported);
+* with ``--batch B`` (B > 1), runs ``model_b<B>.onnx`` (static batch B, written by
+  ``export_onnx.py --batch B``; 64 by default) on B copies of the reference input,
+  checks every output row, and `cnn` times ``forward_batch_into`` on B images (spread
+  over its N threads); the tables then also give images/s;
 * times each at batch 1 exactly as the Rust bench does: warm-up (>= 0.3 s and 10 runs),
   then N runs each timed alone (N for about ``--time`` seconds), median / p10 / p90 with
   numpy's default linear interpolation; the engines are called through their
@@ -27,7 +31,7 @@ It installs nothing: ``pip install onnxruntime openvino`` (see tools/bench/READM
 
 Usage::
 
-    python3 tools/bench/compare.py [--time 2] [--threads 1] [--no-cargo] [MODEL ...]
+    python3 tools/bench/compare.py [--time 2] [--threads 1] [--batch 1] [--no-cargo] [MODEL ...]
 """
 
 from __future__ import annotations
@@ -268,9 +272,10 @@ def versions() -> dict:
 # The run
 # ---------------------------------------------------------------------------------------
 
-def run_cargo(seconds: float, models: list[str], json_path: Path, threads: int = 1) -> None:
+def run_cargo(seconds: float, models: list[str], json_path: Path, threads: int = 1,
+              batch: int = 1) -> None:
     cmd = ["cargo", "bench", "--features", "parallel", "--bench", "models", "--",
-           "--json", str(json_path), "--time", str(seconds), *models]
+           "--json", str(json_path), "--time", str(seconds), "--batch", str(batch), *models]
     env = dict(os.environ, CNN_NUM_THREADS=str(threads))
     print(f"$ CNN_NUM_THREADS={threads}", " ".join(cmd), flush=True)
     if shutil.which("cargo") is None:
@@ -297,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="threads of every engine (default 1): cnn's CNN_NUM_THREADS "
                              "(built with --features parallel), ORT intra_op_num_threads, "
                              "OpenVINO INFERENCE_NUM_THREADS")
+    parser.add_argument("--batch", type=int, default=1,
+                        help="images per call (default 1): above 1, cnn times "
+                             "forward_batch_into and the references model_b<B>.onnx")
     parser.add_argument("--no-cargo", action="store_true",
                         help="do not run cargo bench; read --cnn-json")
     parser.add_argument("--cnn-json", type=Path, default=BENCH / "cnn.json")
@@ -304,14 +312,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error("--threads must be at least 1")
+    if args.batch < 1:
+        parser.error("--batch must be at least 1")
+    onnx_name = "model.onnx" if args.batch == 1 else f"model_b{args.batch}.onnx"
     for m in args.models:
         if m not in MODELS:
             parser.error(f"unknown model {m!r} (models: {', '.join(MODELS)})")
     for m in args.models:
-        for f in ("model.onnx", "data.safetensors"):
+        for f in (onnx_name, "data.safetensors"):
             if not (BENCH / m / f).exists():
                 parser.error(f"{BENCH / m / f} is missing: run `python3 tools/bench/"
-                             f"make_weights.py && python3 tools/bench/export_onnx.py`")
+                             f"make_weights.py && python3 tools/bench/export_onnx.py"
+                             f"{'' if args.batch in (1, 64) else f' --batch {args.batch}'}`")
 
     from safetensors.numpy import load_file
 
@@ -333,10 +345,13 @@ def main(argv: list[str] | None = None) -> int:
 
     # cnn first (it compiles, then times), then the reference engines.
     if not args.no_cargo:
-        run_cargo(args.time, args.models, args.cnn_json.resolve(), args.threads)
+        run_cargo(args.time, args.models, args.cnn_json.resolve(), args.threads, args.batch)
     if not args.cnn_json.exists():
         parser.error(f"{args.cnn_json} is missing (run without --no-cargo)")
     cnn = json.loads(args.cnn_json.read_text())
+    if cnn.get("batch", 1) != args.batch:
+        parser.error(f"{args.cnn_json} is for batch {cnn.get('batch', 1)}, not {args.batch} "
+                     "(run without --no-cargo)")
     cnn_by_model = {m["model"]: m for m in cnn["models"]}
 
     results = {}
@@ -344,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
         data = load_file(str(BENCH / name / "data.safetensors"))
         x = np.ascontiguousarray(data["input"], dtype=np.float32)
         want = data["output"]
+        if args.batch > 1:
+            x = np.ascontiguousarray(np.repeat(x, args.batch, axis=0))
+            want = np.repeat(want, args.batch, axis=0)
         meta = json.loads((BENCH / name / "meta.json").read_text()) \
             if (BENCH / name / "meta.json").exists() else {}
         c = cnn_by_model.get(name)
@@ -354,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         for ename, runner in engines.items():
             print(f"{name}: {ename} ...", flush=True)
             try:
-                y, run, settings = runner(BENCH / name / "model.onnx", x, tuple(want.shape),
+                y, run, settings = runner(BENCH / name / onnx_name, x, tuple(want.shape),
                                           args.threads)
                 r = check(y, want)
                 r.update(time_fn(run, args.time))
@@ -363,7 +381,9 @@ def main(argv: list[str] | None = None) -> int:
                 r = {"error": f"{type(e).__name__}: {e}"}
                 print(f"  error: {r['error']}", flush=True)
             if "median_us" in r and macs:
-                r["gflops"] = 2 * macs / (r["median_us"] * 1e-6) / 1e9
+                r["gflops"] = 2 * macs * args.batch / (r["median_us"] * 1e-6) / 1e9
+            if "median_us" in r:
+                r["images_per_s"] = args.batch / (r["median_us"] * 1e-6)
             row["engines"][ename] = r
         results[name] = row
 
@@ -380,6 +400,9 @@ def main(argv: list[str] | None = None) -> int:
     head = ["model", "MACs", "cnn µs" + ("" if cnn_threads == 1 else f" ({cnn_threads} thr)"),
             f"ORT µs{t}", f"OpenVINO µs{t}", "ORT/cnn", "OV/cnn",
             "cnn GFLOP/s", "ORT GFLOP/s", "OV GFLOP/s"]
+    if args.batch > 1:
+        head[2:5] = [h.replace("µs", f"µs / {args.batch}") for h in head[2:5]]
+        head += ["cnn img/s", "best ref img/s", "cnn / best"]
     rows = []
     detail = []
     for name, row in results.items():
@@ -392,6 +415,12 @@ def main(argv: list[str] | None = None) -> int:
             fmt(om / cm if om and cm else None, ".2f"), fmt(vm / cm if vm and cm else None, ".2f"),
             fmt(c.get("gflops"), ".1f"), fmt(o.get("gflops"), ".1f"),
             fmt(v.get("gflops"), ".1f")])
+        if args.batch > 1:
+            best = max((r["images_per_s"] for r in (o, v) if r.get("images_per_s")),
+                       default=None)
+            cimg = args.batch / (cm * 1e-6) if cm else None
+            rows[-1] += [fmt(cimg, ",.0f"), fmt(best, ",.0f"),
+                         fmt(cimg / best if cimg and best else None, ".2f")]
         for ename, r in (("cnn", c), ("ORT", o), ("OpenVINO", v)):
             if not r:
                 continue
@@ -430,7 +459,9 @@ def main(argv: list[str] | None = None) -> int:
                     f"{args.threads} threads" if cnn_threads == args.threads else
                     f"cnn {cnn_threads} thread(s), ORT and OpenVINO {args.threads} threads")
     print()
-    print(f"Batch 1, median latency, {threads_text}; ratio > 1: cnn is faster")
+    what = ("Batch 1, median latency" if args.batch == 1 else
+            f"Batch {args.batch}, median time per batch (images/s = {args.batch} / median)")
+    print(f"{what}, {threads_text}; ratio > 1: cnn is faster")
     print(text_table(head, rows))
     print()
     print(text_table(dhead, detail))
@@ -448,10 +479,10 @@ def main(argv: list[str] | None = None) -> int:
     ov_settings = next((r["engines"]["openvino"].get("settings") for r in results.values()
                         if "openvino" in r["engines"]), None)
     md = [
-        f"# cnn vs ONNX Runtime vs OpenVINO — batch 1, {threads_text}",
+        f"# cnn vs ONNX Runtime vs OpenVINO — batch {args.batch}, {threads_text}",
         "",
-        f"Run {started} by `tools/bench/compare.py` (`--time {args.time} --threads {args.threads}`). Median latency "
-        "per forward pass; ratio = reference median / cnn median, so **> 1 means cnn is "
+        f"Run {started} by `tools/bench/compare.py` (`--time {args.time} --threads {args.threads} --batch {args.batch}`). Median time "
+        f"per call ({args.batch} image(s)); ratio = reference median / cnn median, so **> 1 means cnn is "
         "faster**. GFLOP/s = 2 × MACs / median.",
         "",
         md_table(head, rows),
@@ -463,8 +494,10 @@ def main(argv: list[str] | None = None) -> int:
         f"- **Machine:** {machine_line}",
         f"- **Versions:** {version_line}",
         f"- **Load average** (1/5/15 min) before {load_before}, after {load_after}",
-        f"- **cnn:** `cargo bench --bench models` (release profile), `forward` on nested "
-        f"arrays, SIMD level {cnn.get('simd_level')}, {cnn_threads} thread(s)",
+        f"- **cnn:** `cargo bench --bench models` (release profile), "
+        + ("`forward` on nested arrays" if args.batch == 1 else
+           f"`forward_batch_into` on {args.batch} images (one image per thread at a time)")
+        + f", SIMD level {cnn.get('simd_level')}, {cnn_threads} thread(s)",
         f"- **ONNX Runtime:** {json.dumps(ort_settings) if ort_settings else 'not run'}",
         f"- **OpenVINO:** {json.dumps(ov_settings) if ov_settings else 'not run'}",
     ]

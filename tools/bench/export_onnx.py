@@ -14,7 +14,9 @@ For each model (``models/<name>.toml``) this
    ``cnn_tools.build_model`` builds from the TOML (the network `cnn` compiles);
 2. exports it with ``torch.onnx.export`` (opset 17, batch 1, static shapes, the
    TorchScript-based exporter, constant folding on, so batch norms are folded into the
-   convs) to ``target/bench/<name>/model.onnx`` and checks it with ``onnx.checker``;
+   convs) to ``target/bench/<name>/model.onnx`` and checks it with ``onnx.checker``; the
+   same at static batch B to ``model_b<B>.onnx`` for each ``--batch B`` (default 64: what
+   ``compare.py --batch 64`` runs);
    ``padding="same"`` convs are exported with the equal explicit padding, because ONNX
    Runtime rejects ``auto_pad=SAME_UPPER`` on dilated convs;
 3. writes ``target/bench/<name>/data.safetensors``: ``input`` ``[1, C, H, W]`` float32 drawn
@@ -25,7 +27,7 @@ For each model (``models/<name>.toml``) this
 
 Usage::
 
-    python3 tools/bench/export_onnx.py [--out target/bench] [--opset 17] [MODEL ...]
+    python3 tools/bench/export_onnx.py [--out target/bench] [--opset 17] [--batch 64 ...] [MODEL ...]
 
 Needs torch, safetensors, numpy and onnx (``pip install onnx``).
 """
@@ -121,7 +123,8 @@ def torchvision_module(name: str, described: nn.Module, state: dict, input_shape
     return model
 
 
-def export_one(name: str, out_root: Path, opset: int, seed: int) -> dict:
+def export_one(name: str, out_root: Path, opset: int, seed: int,
+               batches: tuple[int, ...] = ()) -> dict:
     """Export model ``name``; returns its meta dict (also written to meta.json)."""
     from safetensors.torch import load_file, save_file
 
@@ -164,8 +167,15 @@ def export_one(name: str, out_root: Path, opset: int, seed: int) -> dict:
         torch.onnx.export(model, (x,), str(onnx_path), input_names=["input"],
                           output_names=["output"], opset_version=opset,
                           do_constant_folding=True, dynamo=False)
+        for b in batches:
+            torch.onnx.export(model, (x.repeat((b,) + (1,) * len(input_shape)),),
+                              str(out_dir / f"model_b{b}.onnx"), input_names=["input"],
+                              output_names=["output"], opset_version=opset,
+                              do_constant_folding=True, dynamo=False)
     import onnx
 
+    for b in batches:
+        onnx.checker.check_model(onnx.load(str(out_dir / f"model_b{b}.onnx")))
     proto = onnx.load(str(onnx_path))
     onnx.checker.check_model(proto)
     ops = sorted({n.op_type for n in proto.graph.node})
@@ -201,7 +211,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "target" / "bench")
     parser.add_argument("--opset", type=int, default=17)
     parser.add_argument("--seed", type=int, default=4321, help="seed of the reference input")
+    parser.add_argument("--batch", type=int, nargs="+", default=[64],
+                        help="also export at these static batch sizes (model_b<B>.onnx; "
+                             "default 64)")
     args = parser.parse_args(argv)
+    if any(b < 2 for b in args.batch):
+        parser.error("--batch sizes must be at least 2 (batch 1 is model.onnx)")
     try:
         import onnx  # noqa: F401
     except ImportError:
@@ -209,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.models:
         if not (ROOT / "models" / f"{name}.toml").exists():
             parser.error(f"no model description models/{name}.toml")
-        meta = export_one(name, args.out, args.opset, args.seed)
+        meta = export_one(name, args.out, args.opset, args.seed, tuple(args.batch))
         print(f"{name:16s} {str(meta['input_shape']):16s} -> {str(meta['output_shape']):16s} "
               f"{meta['params']:>9,d} params {meta['macs']:>12,d} MACs  "
               f"|y|max {meta['output_max_abs']:.3g}  f32-f64 {meta['torch_f32_vs_f64_max_abs']:.2g}"
