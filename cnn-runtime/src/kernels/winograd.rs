@@ -173,17 +173,21 @@ fn transform_filter(g: &[f32]) -> [f64; XI] {
 /// `w` map with `o` output channels (padding 1 or 0 makes no difference here).
 ///
 /// A pure function of the numbers, so that the compiler can call it at macro-expansion
-/// time. Tuned from the measurements in this module's `speed` test on an AVX-512 core:
-/// Winograd needs enough channels on both sides to amortise its transforms, and enough
-/// tiles per channel pair for its 4x larger transformed weights not to turn the layer
-/// into a weight-streaming one.
+/// time. Tuned from the measurements in this module's `speed` test (AVX-512 and AVX2 on
+/// one core; AVX2 gains more, so the AVX-512 crossovers decide). Winograd saves
+/// multiplications in proportion to `tiles * c * o` and spends its transforms in
+/// proportion to `tiles * (c + o)`, so it needs `c * o / (c + o)` large enough (10: 16
+/// -> 32 channels on a map of at least 64 tiles, 32x32; measured 1.15x there) or so many
+/// channel pairs that even a few tiles pay (`c * o >= 2048`: 32 -> 64 on 16x16 1.27x,
+/// 64 -> 128 on 8x8 1.86x); and its 4x larger transformed weights must not turn a layer
+/// with few tiles into a weight-streaming one (128 -> 128 on 8x8: 0.96x).
 pub const fn winograd_pays(c: usize, h: usize, w: usize, o: usize) -> bool {
     /// Per-core L2 of the machine the rule was measured on.
     const L2: usize = 2 << 20;
     let tiles = h.div_ceil(M) * w.div_ceil(M);
     let (direct_bytes, winograd_bytes) = (9 * 4 * c * o, XI * 4 * c * o);
-    // Enough channels on both sides to amortise the transforms (32 -> 32 breaks even).
-    let enough_channels = c >= 32 && o >= 32 && c * o >= 64 * 64;
+    // Enough channels on both sides to amortise the transforms.
+    let enough_channels = (c * o >= 10 * (c + o) && tiles >= 64) || c * o >= 2048;
     // Few tiles per weight and the 4x larger transformed weights leave L2 while the
     // direct engine's stay: streaming them costs more than the multiplications saved.
     let weight_bound = tiles < 16 && direct_bytes <= L2 && winograd_bytes > L2;
@@ -711,68 +715,87 @@ impl WithSimd for WgOutput<'_> {
         let ohw = d.oh * d.ow;
         let (tw, opad) = (lay.tw, lay.opad);
         let tb = nb * tw;
-        // Pixel vectors of one tile after the output transform, `[16][LANES]`.
-        let mut tmp = [Row16([0.0; PANEL]); PANEL];
-        let tmp = tmp.as_mut_ptr().cast::<f32>();
-        // SAFETY: `M` holds `36 tb opad` floats; the output `O*OH*OW`, of which this part
-        // writes the pixels of its tiles only.
-        unsafe {
-            // Output transform, bias, activation, scatter.
-            for t in t0..t1 {
-                let (ty, tx) = (ty0 + t / tw, t % tw);
-                let (y0, x0) = (M * ty, M * tx);
-                let (ny, nx) = (M.min(d.oh - y0), M.min(d.ow - x0));
-                for o0 in (0..d.o).step_by(l) {
-                    let no = l.min(d.o - o0);
-                    let mut a = [[s.zero(); ALPHA]; M];
-                    for j in 0..ALPHA {
-                        let mut mj = [s.zero(); ALPHA];
-                        for (i, x) in mj.iter_mut().enumerate() {
-                            // M[ξ][t][o0..]: inside `M` (o0 + LANES <= opad).
-                            *x = s.load(m.add(((i * ALPHA + j) * tb + t) * opad + o0));
-                        }
-                        for (ay, x) in a.iter_mut().zip(at(s, mj)) {
-                            ay[j] = x;
-                        }
+        // `LANES / 4` tiles of one tile row at a time (fewer at the row's or the part's
+        // end): for each pixel row, their `LANES` pixels by `LANES` channels, transposed
+        // in registers, are `LANES` channel rows of `LANES` consecutive output pixels,
+        // one vector store each (stores of 4 pixels through a buffer cost 3x more).
+        let group = l / M;
+        let mut t = t0;
+        while t < t1 {
+            let (ty, tx) = (ty0 + t / tw, t % tw);
+            let g = group.min(tw - tx).min(t1 - t);
+            let (y0, x0) = (M * ty, M * tx);
+            let ny = M.min(d.oh - y0);
+            let nx = (d.ow - x0).min(M * g);
+            for o0 in (0..d.o).step_by(l) {
+                let no = l.min(d.o - o0);
+                // SAFETY: bias row inside the packed bias (o0 + LANES <= opad).
+                let b = unsafe { s.load(bias.add(o0)) };
+                let mut px = [[s.zero(); PANEL]; PANEL / M];
+                for (k, pk) in px.iter_mut().enumerate().take(g) {
+                    // SAFETY: tile t + k < t1 <= tb, o0 + LANES <= opad.
+                    *pk = unsafe { tile_pixels(s, m, (tb, opad), t + k, o0, b, act) };
+                }
+                for y in 0..ny {
+                    let mut q = [s.zero(); PANEL];
+                    for (i, qi) in q.iter_mut().enumerate().take(l) {
+                        *qi = px[i / M][y * M + i % M];
                     }
-                    // Bias row: inside the packed bias (o0 + LANES <= opad).
-                    let b = s.load(bias.add(o0));
-                    let mut px = [s.zero(); PANEL];
-                    for (y, ay) in a.iter().enumerate() {
-                        let r = at(s, *ay);
-                        for (x, &rx) in r.iter().enumerate() {
-                            px[y * M + x] = s.act(s.add(rx, b), act);
-                        }
-                    }
-                    // Output (o, y0 + y, x0 + x) for o < O, y < ny, x < nx: inside.
-                    let dst = out.add(o0 * ohw + y0 * d.ow + x0);
-                    if l == PANEL {
-                        // Pixels by channels to channels by pixels, in registers.
-                        s.transpose(&mut px[..l]);
-                        for (ch, &row) in px.iter().enumerate().take(no) {
-                            s.store(tmp, row);
-                            for y in 0..ny {
-                                let v = s.load_n(tmp.add(y * M), nx);
-                                s.store_n(dst.add(ch * ohw + y * d.ow), v, nx);
-                            }
-                        }
-                    } else {
-                        for (p, &row) in px.iter().enumerate() {
-                            s.store(tmp.add(p * l), row);
-                        }
-                        for ch in 0..no {
-                            for y in 0..ny {
-                                for x in 0..nx {
-                                    *dst.add(ch * ohw + y * d.ow + x) =
-                                        *tmp.add((y * M + x) * l + ch);
-                                }
+                    s.transpose(&mut q[..l]);
+                    // SAFETY: output (o0 + ch, y0 + y, x0 .. x0 + nx) for ch < no, y < ny:
+                    // inside the output, and pixels of this part's tiles.
+                    unsafe {
+                        let dst = out.add(o0 * ohw + (y0 + y) * d.ow + x0);
+                        for (ch, &row) in q.iter().enumerate().take(no) {
+                            if nx == l {
+                                s.store(dst.add(ch * ohw), row);
+                            } else {
+                                s.store_n(dst.add(ch * ohw), row, nx);
                             }
                         }
                     }
                 }
             }
+            t += g;
         }
     }
+}
+
+/// The output transform of tile `t` for the output channels `o0 .. o0 + LANES`, plus
+/// the bias row `b` and the activation: pixel `(y, x)` of the tile at `[y * 4 + x]`.
+///
+/// # Safety
+///
+/// `m` holds `[36][tb][opad]` floats (`dims = (tb, opad)`), `t < tb`, `o0 + LANES <= opad`.
+#[inline(always)]
+unsafe fn tile_pixels<S: Simd>(
+    s: S,
+    m: *const f32,
+    (tb, opad): (usize, usize),
+    t: usize,
+    o0: usize,
+    b: S::V,
+    act: Act,
+) -> [S::V; PANEL] {
+    let mut a = [[s.zero(); ALPHA]; M];
+    for j in 0..ALPHA {
+        let mut mj = [s.zero(); ALPHA];
+        for (i, x) in mj.iter_mut().enumerate() {
+            // SAFETY: M[ξ][t][o0..]: inside `M`, as the caller guarantees.
+            *x = unsafe { s.load(m.add(((i * ALPHA + j) * tb + t) * opad + o0)) };
+        }
+        for (ay, x) in a.iter_mut().zip(at(s, mj)) {
+            ay[j] = x;
+        }
+    }
+    let mut px = [s.zero(); PANEL];
+    for (y, ay) in a.iter().enumerate() {
+        let r = at(s, *ay);
+        for (x, &rx) in r.iter().enumerate() {
+            px[y * M + x] = s.act(s.add(rx, b), act);
+        }
+    }
+    px
 }
 
 /// The pointers the parts of a split block share.
@@ -1476,6 +1499,11 @@ mod speed {
     }
 
     fn layer<const C: usize, const H: usize, const O: usize>(rng: &mut Rng) {
+        if let Ok(only) = std::env::var("WG_ONLY") {
+            if only != format!("{C}x{H}x{O}") {
+                return;
+            }
+        }
         let x = rng.vec(C * H * H, -1.0, 1.0);
         let w = rng.vec(O * C * 9, -0.1, 0.1);
         let b = rng.vec(O, -0.1, 0.1);
@@ -1531,6 +1559,9 @@ mod speed {
         layer::<128, 16, 128>(&mut rng);
         layer::<256, 7, 256>(&mut rng);
         layer::<96, 8, 96>(&mut rng);
+        layer::<32, 64, 32>(&mut rng);
+        layer::<16, 64, 32>(&mut rng);
+        layer::<16, 32, 32>(&mut rng);
     }
 
     /// With the `parallel` feature, the input transform (by channels), the 36 products
