@@ -106,6 +106,9 @@ fn no_allocation_in_forward<M: Model>() {
     let batch_in: Vec<f32> = x.iter().chain(x.iter()).copied().collect();
     // Sanity: the counter works.
     assert!(allocations_during(|| drop(std::hint::black_box(vec![1u8; 10]))) >= 1);
+    // A model whose arena exceeds the stack limit borrows this thread's scratch buffer,
+    // allocated on the thread's first call (as documented); none after that.
+    model.forward_flat_into(&x, &mut y).unwrap();
     let n = allocations_during(|| {
         model.forward_flat_into(&x, &mut y).unwrap();
         // With `parallel`, a batch spawns threads (which allocate); checked on its own.
