@@ -470,7 +470,7 @@ unsafe fn gemm_position<S: Simd>(
                     16
                 }
             }
-            _ => S::CV_NP,
+            _ => S::TUNING.cv_np,
         };
         let mut t0 = 0;
         while t0 < tb {

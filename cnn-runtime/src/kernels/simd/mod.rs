@@ -13,6 +13,9 @@
 //!   any target's baseline), the activations evaluated lane by lane by the scalar
 //!   functions of [`activation`](super::activation).
 //!
+//! The tile shapes each level's kernels use (register budgets, measured choices) are not
+//! part of [`Simd`] but of `tuning.rs`: one [`Tuning`](tuning::Tuning) per level.
+//!
 //! A kernel is a value implementing [`WithSimd`]; [`run`] hands it the token of the level
 //! chosen by [`cpu::level`](crate::cpu::level) (or the one a test asks for). The AVX2
 //! instantiation happens inside a `#[target_feature(enable = "avx2,fma")]` function, so
@@ -24,12 +27,14 @@ use crate::cpu::Level;
 use crate::kernels::activation::Act;
 
 mod portable;
+mod tuning;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx512;
 
 pub(crate) use portable::Portable;
+pub(crate) use tuning::Tuned;
 #[cfg(target_arch = "x86_64")]
 pub(crate) use x86_avx2::Avx2;
 #[cfg(target_arch = "x86_64")]
@@ -41,16 +46,12 @@ pub(crate) use x86_avx512::Avx512;
 /// be created after detection, so the methods are safe to call. Methods reading or writing
 /// memory through raw pointers are `unsafe`: the caller guarantees the lanes touched are
 /// in bounds (the `_n` variants touch only the first `n` lanes).
-pub(crate) trait Simd: Copy {
+///
+/// The level's tile shapes are not part of this trait but of its supertrait [`Tuned`]
+/// (`S::TUNING`, in `tuning.rs`).
+pub(crate) trait Simd: Copy + Tuned {
     /// Lanes per vector.
     const LANES: usize;
-    /// Most output channels of a pixel-vectorised conv tile (two vectors of pixels each):
-    /// the register budget.
-    const PV_MR: usize;
-    /// Pixels of a channel-vectorised conv tile (16 channels each; AVX-512 also has 12).
-    const CV_NP: usize;
-    /// Panels of 16 outputs a linear-layer tile covers.
-    const LIN_PANELS: usize;
     /// A vector of `LANES` floats.
     type V: Copy;
 

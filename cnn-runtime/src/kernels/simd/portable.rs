@@ -153,9 +153,6 @@ mod imp {
     /// pointer arguments obey the `Simd` method's documented contract.
     impl Simd for Portable {
         const LANES: usize = 4;
-        const PV_MR: usize = 6;
-        const CV_NP: usize = 2;
-        const LIN_PANELS: usize = 2;
         type V = __m128;
 
         #[inline(always)]
@@ -326,9 +323,6 @@ mod imp {
 
     impl Simd for Portable {
         const LANES: usize = 4;
-        const PV_MR: usize = 6;
-        const CV_NP: usize = 2;
-        const LIN_PANELS: usize = 2;
         type V = F32x4;
 
         #[inline(always)]

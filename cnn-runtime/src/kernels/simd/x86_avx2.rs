@@ -47,9 +47,6 @@ unsafe fn mask(n: usize) -> __m256i {
 /// arguments obey the `Simd` method's documented contract.
 impl Simd for Avx2 {
     const LANES: usize = 8;
-    const PV_MR: usize = 6;
-    const CV_NP: usize = 6;
-    const LIN_PANELS: usize = 4;
     type V = __m256;
 
     #[inline(always)]

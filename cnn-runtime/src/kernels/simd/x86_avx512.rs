@@ -43,9 +43,6 @@ fn mask(n: usize) -> __mmask16 {
 /// CPU, and that pointer arguments obey the `Simd` method's documented contract.
 impl Simd for Avx512 {
     const LANES: usize = 16;
-    const PV_MR: usize = 8;
-    const CV_NP: usize = 16;
-    const LIN_PANELS: usize = 8;
     type V = __m512;
 
     #[inline(always)]
