@@ -173,11 +173,13 @@ impl WithSimd for DwRun<'_> {
     fn with_simd<S: Simd>(self, s: S) -> bool {
         let p = self.params;
         // Rows of at least two vectors fill the per-channel tiles; shorter ones go
-        // through the transposes. On AVX-512, 3x3 stride-1 layers take the transposes
-        // whatever their width: the channel path's sliding window (each band column
-        // loaded once per kernel row) beats the per-channel rows there.
+        // through the transposes. With a sliding 3x3 depthwise (AVX-512), 3x3 stride-1
+        // layers take the transposes whatever their width: the channel path's sliding
+        // window (each band column loaded once per kernel row) beats the per-channel rows
+        // there.
         let d = self.d;
-        let slide = S::LANES == 16 && d.kh == 3 && d.kw == 3 && d.sw == 1 && d.dw == 1;
+        let slide =
+            S::TUNING.sliding_depthwise_3x3 && d.kh == 3 && d.kw == 3 && d.sw == 1 && d.dw == 1;
         let plan = self.force.unwrap_or(if d.ow >= 2 * S::LANES && !slide {
             DwPlan::Rows
         } else {

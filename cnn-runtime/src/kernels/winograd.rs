@@ -443,7 +443,7 @@ unsafe fn gemm_position<S: Simd>(
         let left = panels - p;
         // (panels, tiles) per call: AVX-512 four panels by 6 (or 4) tiles, two by 12,
         // one by 16 (or 12); AVX2 one panel (two vectors) by 6; portable by 2.
-        let pn = if S::LANES == 16 {
+        let pn = if S::TUNING.winograd_multi_panel {
             if left >= 4 {
                 4
             } else if left >= 2 {
@@ -454,21 +454,19 @@ unsafe fn gemm_position<S: Simd>(
         } else {
             1
         };
-        let nt_max = match (S::LANES, pn) {
-            (16, 4) => {
+        let nt_max = match pn {
+            4 => {
                 if tb.next_multiple_of(4) < tb.next_multiple_of(6) {
                     4
                 } else {
                     6
                 }
             }
-            (16, 2) => 12,
-            (16, _) => {
-                if tb.next_multiple_of(12) < tb.next_multiple_of(16) {
-                    12
-                } else {
-                    16
-                }
+            2 => 12,
+            _ if S::TUNING.cv_tiles_of_12
+                && tb.next_multiple_of(12) < tb.next_multiple_of(S::TUNING.cv_np) =>
+            {
+                12
             }
             _ => S::TUNING.cv_np,
         };
