@@ -335,13 +335,69 @@ fn panel_range(panels: usize, parts: usize, i: usize) -> (usize, usize) {
 }
 
 /// The convolution with its dimensions as runtime values, at `level`, with a band buffer
-/// of `cap` floats and optionally a forced micro-kernel (tests); see [`conv2d`]. With
-/// the `parallel` feature, a big one-group layer splits its output channels (whole
-/// 16-channel panels) over the threads of [`crate::pool`]; each value is computed
-/// exactly as on one thread.
+/// of `cap` floats and optionally a forced micro-kernel (tests); see [`conv2d`]. Picks
+/// the instruction set once and runs [`conv2d_in`] with its token.
 #[allow(clippy::too_many_arguments)]
 fn conv2d_with(
     level: Level,
+    d: Dims2d,
+    input: &[f32],
+    params: &ConvParams,
+    output: &mut [f32],
+    act: Act,
+    cap: usize,
+    force: Option<Plan>,
+) {
+    simd::run(
+        level,
+        ConvEntry {
+            d,
+            input,
+            params,
+            output,
+            act,
+            cap,
+            force,
+        },
+    );
+}
+
+/// The arguments of [`conv2d_in`], as a kernel for [`simd::run`].
+struct ConvEntry<'a> {
+    d: Dims2d,
+    input: &'a [f32],
+    params: &'a ConvParams,
+    output: &'a mut [f32],
+    act: Act,
+    cap: usize,
+    force: Option<Plan>,
+}
+
+impl WithSimd for ConvEntry<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let ConvEntry {
+            d,
+            input,
+            params,
+            output,
+            act,
+            cap,
+            force,
+        } = self;
+        conv2d_in(s, d, input, params, output, act, cap, force);
+    }
+}
+
+/// [`conv2d_with`] on the instruction set of `s`. With the `parallel` feature, a big
+/// one-group layer splits its output channels (whole 16-channel panels) over the threads
+/// of [`crate::pool`]; each value is computed exactly as on one thread. Every engine run
+/// goes through [`Simd::vectorize`] with the token `s` (a function of its own compiled
+/// for the level), never through a new dispatch.
+#[allow(clippy::too_many_arguments)]
+fn conv2d_in<S: Simd>(
+    s: S,
     d: Dims2d,
     input: &[f32],
     params: &ConvParams,
@@ -378,14 +434,14 @@ fn conv2d_with(
                     panels,
                     pixels,
                 };
-                if !simd::run(level, run) {
+                if !s.vectorize(run) {
                     ok.store(false, std::sync::atomic::Ordering::Relaxed);
                 }
             };
             crate::pool::run(parts, &part);
             // The engine declines a layer (identically for every range) before writing.
-            let done = ok.into_inner()
-                || (is_1d(&d) && conv1d_tiled(level, d, input, params, output, act));
+            let done =
+                ok.into_inner() || (is_1d(&d) && conv1d_tiled(s, d, input, params, output, act));
             if !done {
                 engine::conv_fallback(d, input, params.packed(), output, act);
             }
@@ -403,8 +459,7 @@ fn conv2d_with(
         panels: (0, panels),
         pixels: (0, d.oh * d.ow),
     };
-    let done =
-        simd::run(level, run) || (is_1d(&d) && conv1d_tiled(level, d, input, params, output, act));
+    let done = s.vectorize(run) || (is_1d(&d) && conv1d_tiled(s, d, input, params, output, act));
     if !done {
         engine::conv_fallback(d, input, params.packed(), output, act);
     }
@@ -425,8 +480,8 @@ const TILE: usize = 8 * 1024;
 /// engine convolves the tile unpadded into a second one, and the outputs are copied into
 /// their columns. Returns false when even one output column per tile does not fit (the
 /// caller then falls back to the scalar loop).
-fn conv1d_tiled(
-    level: Level,
+fn conv1d_tiled<S: Simd>(
+    s: S,
     d: Dims2d,
     input: &[f32],
     params: &ConvParams,
@@ -468,8 +523,8 @@ fn conv1d_tiled(
             pw: 0,
             ..d
         };
-        conv2d_with(
-            level,
+        conv2d_in(
+            s,
             td,
             &tin[..d.c * wi],
             params,
@@ -755,7 +810,7 @@ mod tests {
             );
             assert!(declined, "{c}x{w} k{k} p{p} d{d}: the engine took it");
             assert!(conv1d_tiled(
-                Level::Portable,
+                simd::Portable,
                 dd,
                 &input,
                 &params,

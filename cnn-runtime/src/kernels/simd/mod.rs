@@ -46,13 +46,15 @@ pub(crate) use x86_avx512::Avx512;
 /// Operations on vectors of [`Simd::LANES`] `f32`s, implemented once per instruction set.
 ///
 /// The token value (`self`) proves that the CPU supports the instruction set: it can only
-/// be created after detection, so the methods are safe to call. Methods reading or writing
+/// be created after detection, so the methods are safe to call. A kernel entry obtains it
+/// once ([`run`]) and passes it down to its helpers and threads (a zero-sized value), so
+/// that nothing below re-reads the level or re-detects the CPU. Methods reading or writing
 /// memory through raw pointers are `unsafe`: the caller guarantees the lanes touched are
 /// in bounds (the `_n` variants touch only the first `n` lanes).
 ///
 /// The level's tile shapes are not part of this trait but of its supertrait [`Tuned`]
 /// (`S::TUNING`, in `tuning.rs`).
-pub(crate) trait Simd: Copy + Tuned {
+pub(crate) trait Simd: Copy + Send + Sync + Tuned {
     /// Lanes per vector.
     const LANES: usize;
     /// Whether [`mul_add`](Simd::mul_add) and [`neg_mul_add`](Simd::neg_mul_add) are
