@@ -5,8 +5,8 @@
 //! (strides); short rows `LANES` channels at a time through in-register transposes.
 
 use super::activation::Act;
-use super::conv::Dims2d;
 use super::engine::{self, Row16, PANEL};
+use super::geometry::Dims2d;
 #[cfg(feature = "alloc")]
 use super::norm::fold_bn;
 use super::norm::Affine;

@@ -55,7 +55,7 @@ use alloc::{boxed::Box, vec, vec::Vec};
 use core::mem::MaybeUninit;
 
 use super::activation::Act;
-use super::conv::Dims2d;
+use super::geometry::Dims2d;
 use super::simd::{Simd, WithSimd};
 
 mod depthwise;
