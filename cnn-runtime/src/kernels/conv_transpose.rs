@@ -13,7 +13,7 @@
 //! lanes and zeros, so nothing is copied or padded and nothing is allocated.
 
 use super::activation::Act;
-use super::conv::Dims2d;
+use super::geometry::Dims2d;
 use super::norm::Affine;
 use super::simd::{self, Simd, WithSimd};
 use crate::buf::Buf;

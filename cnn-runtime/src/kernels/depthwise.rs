@@ -5,8 +5,8 @@
 //! (strides); short rows `LANES` channels at a time through in-register transposes.
 
 use super::activation::Act;
-use super::conv::Dims2d;
 use super::engine::{self, Row16, PANEL};
+use super::geometry::Dims2d;
 #[cfg(feature = "alloc")]
 use super::norm::fold_bn;
 use super::norm::Affine;
@@ -173,11 +173,13 @@ impl WithSimd for DwRun<'_> {
     fn with_simd<S: Simd>(self, s: S) -> bool {
         let p = self.params;
         // Rows of at least two vectors fill the per-channel tiles; shorter ones go
-        // through the transposes. On AVX-512, 3x3 stride-1 layers take the transposes
-        // whatever their width: the channel path's sliding window (each band column
-        // loaded once per kernel row) beats the per-channel rows there.
+        // through the transposes. With a sliding 3x3 depthwise (AVX-512), 3x3 stride-1
+        // layers take the transposes whatever their width: the channel path's sliding
+        // window (each band column loaded once per kernel row) beats the per-channel rows
+        // there.
         let d = self.d;
-        let slide = S::LANES == 16 && d.kh == 3 && d.kw == 3 && d.sw == 1 && d.dw == 1;
+        let slide =
+            S::TUNING.sliding_depthwise_3x3 && d.kh == 3 && d.kw == 3 && d.sw == 1 && d.dw == 1;
         let plan = self.force.unwrap_or(if d.ow >= 2 * S::LANES && !slide {
             DwPlan::Rows
         } else {
@@ -257,8 +259,8 @@ fn channel_range(c: usize, parts: usize, i: usize) -> (usize, usize) {
 /// choice (plan, band height, fallback) depends on the geometry only, never on the
 /// channel count, so each value is computed as by the whole call.
 #[allow(clippy::too_many_arguments)]
-fn depthwise_range(
-    level: Level,
+fn depthwise_range<S: Simd>(
+    s: S,
     d: Dims2d,
     input: &[f32],
     params: &DepthwiseParams,
@@ -287,19 +289,75 @@ fn depthwise_range(
         cap,
         force,
     };
-    if !simd::run(level, run) {
+    if !s.vectorize(run) {
         depthwise_fallback(d, input, w, &mut output[..n], act);
     }
 }
 
 /// The depthwise convolution with its dimensions as runtime values (`d.o` and `d.g` are
 /// ignored: both are `d.c`), at `level` with a band buffer of `cap` floats and optionally
-/// a forced plan (tests); see [`depthwise_conv2d`]. With the `parallel` feature, a big
-/// layer splits its channels (whole 16-channel panels) over the threads of
-/// [`crate::pool`]; each value is computed exactly as on one thread.
+/// a forced plan (tests); see [`depthwise_conv2d`]. Picks the instruction set once and
+/// runs [`depthwise_in`] with its token.
 #[allow(clippy::too_many_arguments)]
 fn depthwise_with(
     level: Level,
+    d: Dims2d,
+    input: &[f32],
+    params: &DepthwiseParams,
+    output: &mut [f32],
+    act: Act,
+    cap: usize,
+    force: Option<DwPlan>,
+) {
+    simd::run(
+        level,
+        DwEntry {
+            d,
+            input,
+            params,
+            output,
+            act,
+            cap,
+            force,
+        },
+    );
+}
+
+/// The arguments of [`depthwise_in`], as a kernel for [`simd::run`].
+struct DwEntry<'a> {
+    d: Dims2d,
+    input: &'a [f32],
+    params: &'a DepthwiseParams,
+    output: &'a mut [f32],
+    act: Act,
+    cap: usize,
+    force: Option<DwPlan>,
+}
+
+impl WithSimd for DwEntry<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let DwEntry {
+            d,
+            input,
+            params,
+            output,
+            act,
+            cap,
+            force,
+        } = self;
+        depthwise_in(s, d, input, params, output, act, cap, force);
+    }
+}
+
+/// [`depthwise_with`] on the instruction set of `s`. With the `parallel` feature, a big
+/// layer splits its channels (whole 16-channel panels) over the threads of
+/// [`crate::pool`]; each value is computed exactly as on one thread. The parts run the
+/// engine through [`Simd::vectorize`] with the token `s`, never through a new dispatch.
+#[allow(clippy::too_many_arguments)]
+fn depthwise_in<S: Simd>(
+    s: S,
     d: Dims2d,
     input: &[f32],
     params: &DepthwiseParams,
@@ -329,12 +387,12 @@ fn depthwise_with(
                 let out = unsafe {
                     core::slice::from_raw_parts_mut(out.get().add(c0 * ohw), (c1 - c0) * ohw)
                 };
-                depthwise_range(level, d, input, params, (c0, c1), out, act, cap, force);
+                depthwise_range(s, d, input, params, (c0, c1), out, act, cap, force);
             });
             return;
         }
     }
-    depthwise_range(level, d, input, params, (0, d.c), output, act, cap, force);
+    depthwise_range(s, d, input, params, (0, d.c), output, act, cap, force);
 }
 
 /// Depthwise 2-D convolution fused with its activation: PyTorch `Conv2d` with
@@ -633,6 +691,39 @@ mod tests {
     /// Runs without the `parallel` feature too (no threads involved).
     #[test]
     fn channel_ranges_equal_the_whole_bit_for_bit() {
+        /// [`depthwise_range`] at `level`.
+        #[allow(clippy::too_many_arguments)]
+        fn range_at(
+            level: Level,
+            d: Dims2d,
+            input: &[f32],
+            params: &DepthwiseParams,
+            range: (usize, usize),
+            output: &mut [f32],
+            act: Act,
+            cap: usize,
+            force: Option<DwPlan>,
+        ) {
+            struct Range<'a>(
+                Dims2d,
+                &'a [f32],
+                &'a DepthwiseParams,
+                (usize, usize),
+                &'a mut [f32],
+                Act,
+                usize,
+                Option<DwPlan>,
+            );
+            impl WithSimd for Range<'_> {
+                type Output = ();
+                fn with_simd<S: Simd>(self, s: S) {
+                    let Range(d, input, params, range, output, act, cap, force) = self;
+                    depthwise_range(s, d, input, params, range, output, act, cap, force);
+                }
+            }
+            let run = Range(d, input, params, range, output, act, cap, force);
+            simd::run(level, run);
+        }
         let mut rng = Rng::new(25);
         for (c, ah, aw) in split_layers() {
             let (d, input, params) = split_case(&mut rng, c, ah, aw);
@@ -643,7 +734,7 @@ mod tests {
                     for cap in [engine::SCRATCH, 400, 1] {
                         let mut whole = vec![0.0; n];
                         let all = (0, c);
-                        depthwise_range(
+                        range_at(
                             level,
                             d,
                             &input,
@@ -659,7 +750,7 @@ mod tests {
                             for i in 0..parts {
                                 let (c0, c1) = channel_range(c, parts, i);
                                 let out = &mut split[c0 * ohw..c1 * ohw];
-                                depthwise_range(
+                                range_at(
                                     level,
                                     d,
                                     &input,

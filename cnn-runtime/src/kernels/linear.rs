@@ -184,7 +184,7 @@ impl WithSimd for LinearRun<'_> {
         let w = self.params.weight.as_ptr().cast::<f32>();
         let b = self.params.bias.as_ptr().cast::<f32>();
         // Eight accumulators: 8 panels of one vector (AVX-512), 4 of two (AVX2), 2 of four.
-        let group = S::LIN_PANELS;
+        let group = S::TUNING.lin_panels;
         let mut p0 = 0;
         while p0 < panels {
             let np = group.min(panels - p0);

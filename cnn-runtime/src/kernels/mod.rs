@@ -11,12 +11,14 @@
 //! convolution engine (`engine/`: `mod.rs` the packing, band copies and per-layer plan,
 //! `tiles.rs` the register-blocked micro-kernels, `panels.rs` the direct convolution's
 //! loops, `depthwise.rs` the depthwise engines). 3x3 stride-1 convolutions can also run as Winograd
-//! F(4x4, 3x3) (`winograd.rs`, with [`winograd::winograd_pays`] telling when it is
-//! faster). Each kernel is tested against the f64 reference at every level the CPU
+//! F(4x4, 3x3) (`winograd/`: `params.rs` the weight transform, `transform.rs` the input
+//! and output transforms, `gemm.rs` the batched matrix products, with
+//! [`winograd::winograd_pays`] telling when it is faster). Each kernel is tested against the f64 reference at every level the CPU
 //! supports.
 //!
-//! Files: `activation.rs` (the fused activations, `Act`), `conv.rs` and `engine/`
-//! (convolution), `depthwise.rs`, `conv_transpose.rs` (transposed convolution by phase
+//! Files: `activation.rs` (the fused activations, `Act`), `conv/` and `engine/`
+//! (convolution), `geometry.rs` (the dimensions and tap arithmetic shared by the
+//! convolutions and the pools), `depthwise.rs`, `conv_transpose.rs` (transposed convolution by phase
 //! decomposition), `linear.rs`, `norm.rs` (batch norm as a channel affine map),
 //! `pool.rs` (windowed and global pools), `adaptive.rs` (adaptive average/max pools),
 //! `binary.rs` (broadcast element-wise add/mul), `softmax.rs` (vector and channel
@@ -31,6 +33,7 @@ pub mod conv;
 pub mod conv_transpose;
 pub mod depthwise;
 pub(crate) mod engine;
+pub(crate) mod geometry;
 pub mod linear;
 pub mod norm;
 pub mod pool;

@@ -6,7 +6,7 @@
 //! loops: each output row is combined in place over the kernel taps, each tap over the
 //! range of output columns that it sees inside the input, so padding is never read.
 
-use super::conv::{combine_taps, tap_range, Dims2d};
+use super::geometry::{combine_taps, tap_range, Dims2d};
 use super::simd::{self, Simd, WithSimd};
 use crate::cpu::{self, Level};
 

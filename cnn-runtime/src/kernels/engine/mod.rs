@@ -21,13 +21,13 @@
 //! Each runs as a function of its own ([`Simd::vectorize`]) so that its accumulators get
 //! the whole register file:
 //!
-//! * *pixel-vectorised* ([`PvTile`]): `MR` output channels (up to `Simd::PV_MR`: 6 on
+//! * *pixel-vectorised* ([`PvTile`]): `MR` output channels (up to `Tuning::pv_mr`: 6 on
 //!   AVX2 and portable, 8 on AVX-512) by two vectors of pixels (consecutive pixels of a
 //!   row, or two rows when a row fits one vector): per step two vector loads of input,
 //!   `MR` weight broadcasts, `2 * MR` FMAs. Output rows are stored directly. Chosen for
 //!   wide rows, and 1x1 convolutions, whose pixels form one long row.
 //! * *channel-vectorised* ([`CvTile`]): the 16 channels of a panel (1, 2 or 4 vectors)
-//!   by `NP` pixels anywhere in the map (`Simd::CV_NP`: 16 or 12 on AVX-512, 6 on AVX2,
+//!   by `NP` pixels anywhere in the map (`Tuning::cv_np`: 16 or 12 on AVX-512, 6 on AVX2,
 //!   2 portable): per step the weight vectors, `NP` input broadcasts, `16 * NP` lanes of
 //!   FMA. The tile is transposed in registers and stored as `NP` consecutive pixels per
 //!   channel. Chosen for small maps (LeNet's 10x10, VGG's 8x8) where a pixel vector would
@@ -55,7 +55,7 @@ use alloc::{boxed::Box, vec, vec::Vec};
 use core::mem::MaybeUninit;
 
 use super::activation::Act;
-use super::conv::Dims2d;
+use super::geometry::Dims2d;
 use super::simd::{Simd, WithSimd};
 
 mod depthwise;

@@ -191,11 +191,11 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
                             let xb = q1.min((y + 1) * d.ow) - y * d.ow;
                             let mut x0 = xa;
                             while x0 < xb {
-                                // AVX-512, four full vectors left: 4-vector tiles of up to 6
+                                // Wide pixel tiles (AVX-512), four full vectors left: 4-vector tiles of up to 6
                                 // channels (4 loads and 6 broadcasts per 24 FMAs), while the
                                 // input strip they share (`cn` channels by `KH` rows of 4
                                 // vectors) stays within about 24 KiB of L1.
-                                let wide = S::LANES == 16
+                                let wide = S::TUNING.wide_pixel_tiles
                                     && !two_rows
                                     && xb - x0 >= 4 * l
                                     && job.cn * d.kh <= 96;
@@ -217,7 +217,7 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
                                 while o < go0 + ro {
                                     // Tiles never straddle a panel.
                                     let in_panel = (o / PANEL + 1) * PANEL - o;
-                                    let max_mr = if wide { 6 } else { S::PV_MR };
+                                    let max_mr = if wide { 6 } else { S::TUNING.pv_mr };
                                     let mr = next_mr((go0 + ro - o).min(in_panel), max_mr);
                                     // SAFETY: the tile reads taps of its pixels (row y, or
                                     // rows y and y + 1, columns x0.. for the lanes used) of
@@ -261,14 +261,14 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
                         // 32 channels by 8 pixels (two weight loads and 8 broadcasts per
                         // 16 FMAs, instead of one and 16 per 16). Twelve pixels by two
                         // panels runs out of registers.
-                        let np1 = if S::CV_NP == 16
-                            && npx.next_multiple_of(12) < npx.next_multiple_of(16)
+                        let np1 = if S::TUNING.cv_tiles_of_12
+                            && npx.next_multiple_of(12) < npx.next_multiple_of(S::TUNING.cv_np)
                         {
                             12
                         } else {
-                            S::CV_NP
+                            S::TUNING.cv_np
                         };
-                        let pair = S::CV_NP == 16
+                        let pair = S::TUNING.cv_panel_pairs
                             && og >= 2 * PANEL
                             && npx.next_multiple_of(8) <= npx.next_multiple_of(np1);
                         let np = if pair { 8 } else { np1 };

@@ -143,7 +143,7 @@ pub(super) unsafe fn pv_call<S: Simd>(s: S, mr: usize, nv: usize, mask: u8, a: P
             }
         }};
     }
-    debug_assert!(mr >= 1 && mr <= S::PV_MR && S::PV_MR <= 8);
+    debug_assert!(mr >= 1 && mr <= S::TUNING.pv_mr && S::TUNING.pv_mr <= 8);
     match mr {
         1 => go!(1),
         2 => go!(2),

@@ -1,17 +1,22 @@
 //! The SIMD layer the fast kernels are written against.
 //!
 //! Every fast kernel is an `#[inline(always)]` function generic over [`Simd`], a small
-//! trait of 8- or 4-lane `f32` vector operations implemented once per instruction set,
-//! one file each (the structure of `matrixmultiply`/`gemm`):
+//! trait of 4-, 8- or 16-lane `f32` vector operations implemented once per instruction
+//! set, one file each (the structure of `matrixmultiply`/`gemm`):
 //!
 //! * `x86_avx512.rs`: `Avx512`, `__m512` with AVX-512F/DQ intrinsics (masked loads
-//!   and stores through mask registers, a vectorised `exp`/`tanh`/`sigmoid`; stable
-//!   since Rust 1.89, the workspace's minimum);
+//!   and stores through mask registers; stable since Rust 1.89, the workspace's minimum);
 //! * `x86_avx2.rs`: [`Avx2`], `__m256` with AVX2 + FMA intrinsics (fused multiply-add,
-//!   masked loads, a vectorised `exp`/`tanh`/`sigmoid`);
+//!   masked loads);
 //! * `portable.rs`: [`Portable`], four lanes in a plain array that LLVM maps to SSE2 (or
-//!   any target's baseline), the activations evaluated lane by lane by the scalar
-//!   functions of [`activation`](super::activation).
+//!   any target's baseline).
+//!
+//! The activations (`exp`, `tanh`, `sigmoid`, GELU, ...) are written once over the
+//! trait's operations in `act.rs`; on the portable level they give the bits of the scalar
+//! functions of [`activation`](super::activation).
+//!
+//! The tile shapes each level's kernels use (register budgets, measured choices) are not
+//! part of [`Simd`] but of `tuning.rs`: one [`Tuning`](tuning::Tuning) per level.
 //!
 //! A kernel is a value implementing [`WithSimd`]; [`run`] hands it the token of the level
 //! chosen by [`cpu::level`](crate::cpu::level) (or the one a test asks for). The AVX2
@@ -23,13 +28,16 @@
 use crate::cpu::Level;
 use crate::kernels::activation::Act;
 
+mod act;
 mod portable;
+mod tuning;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx512;
 
 pub(crate) use portable::Portable;
+pub(crate) use tuning::Tuned;
 #[cfg(target_arch = "x86_64")]
 pub(crate) use x86_avx2::Avx2;
 #[cfg(target_arch = "x86_64")]
@@ -38,21 +46,24 @@ pub(crate) use x86_avx512::Avx512;
 /// Operations on vectors of [`Simd::LANES`] `f32`s, implemented once per instruction set.
 ///
 /// The token value (`self`) proves that the CPU supports the instruction set: it can only
-/// be created after detection, so the methods are safe to call. Methods reading or writing
+/// be created after detection, so the methods are safe to call. A kernel entry obtains it
+/// once ([`run`]) and passes it down to its helpers and threads (a zero-sized value), so
+/// that nothing below re-reads the level or re-detects the CPU. Methods reading or writing
 /// memory through raw pointers are `unsafe`: the caller guarantees the lanes touched are
 /// in bounds (the `_n` variants touch only the first `n` lanes).
-pub(crate) trait Simd: Copy {
+///
+/// The level's tile shapes are not part of this trait but of its supertrait [`Tuned`]
+/// (`S::TUNING`, in `tuning.rs`).
+pub(crate) trait Simd: Copy + Send + Sync + Tuned {
     /// Lanes per vector.
     const LANES: usize;
-    /// Most output channels of a pixel-vectorised conv tile (two vectors of pixels each):
-    /// the register budget.
-    const PV_MR: usize;
-    /// Pixels of a channel-vectorised conv tile (16 channels each; AVX-512 also has 12).
-    const CV_NP: usize;
-    /// Panels of 16 outputs a linear-layer tile covers.
-    const LIN_PANELS: usize;
+    /// Whether [`mul_add`](Simd::mul_add) and [`neg_mul_add`](Simd::neg_mul_add) are
+    /// fused (one rounding).
+    const FMA: bool;
     /// A vector of `LANES` floats.
     type V: Copy;
+    /// A lane mask, the result of a comparison.
+    type M: Copy;
 
     /// All lanes zero.
     fn zero(self) -> Self::V;
@@ -95,10 +106,37 @@ pub(crate) trait Simd: Copy {
     }
     /// `a * b + c`, fused (one rounding) where the instruction set has FMA.
     fn mul_add(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    /// `c - a * b`, fused (one rounding) where the instruction set has FMA.
+    fn neg_mul_add(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     /// `a + b`.
     fn add(self, a: Self::V, b: Self::V) -> Self::V;
+    /// `a - b`.
+    fn sub(self, a: Self::V, b: Self::V) -> Self::V;
     /// `a * b`.
     fn mul(self, a: Self::V, b: Self::V) -> Self::V;
+    /// `a / b`.
+    fn div(self, a: Self::V, b: Self::V) -> Self::V;
+    /// `a < b ? a : b` (x86's `min`: `b` when either is NaN).
+    fn min(self, a: Self::V, b: Self::V) -> Self::V;
+    /// `a > b ? a : b` (x86's `max`: `b` when either is NaN).
+    fn max(self, a: Self::V, b: Self::V) -> Self::V;
+    /// `|a|` (the sign bit cleared).
+    fn abs(self, a: Self::V) -> Self::V;
+    /// Bitwise `a & b`.
+    fn and(self, a: Self::V, b: Self::V) -> Self::V;
+    /// Bitwise `a | b`.
+    fn or(self, a: Self::V, b: Self::V) -> Self::V;
+    /// Bitwise `a ^ b`.
+    fn xor(self, a: Self::V, b: Self::V) -> Self::V;
+    /// `a * 2^n` for `n` holding integers in [-126, 127] (the multiplication by an exact
+    /// power of two, rounded once).
+    fn mul_pow2(self, a: Self::V, n: Self::V) -> Self::V;
+    /// The lanes where `a < b` (false where either is NaN).
+    fn lt(self, a: Self::V, b: Self::V) -> Self::M;
+    /// The lanes where `a >= b` (false where either is NaN).
+    fn ge(self, a: Self::V, b: Self::V) -> Self::M;
+    /// `m ? a : b` lane-wise.
+    fn select(self, m: Self::M, a: Self::V, b: Self::V) -> Self::V;
     /// `max(a, b)` with NaN propagated from either side (PyTorch's max pool).
     fn max_nan(self, a: Self::V, b: Self::V) -> Self::V;
     /// The even and the odd lanes of the concatenation `a ++ b`: lane `i` of the first is
@@ -111,8 +149,20 @@ pub(crate) trait Simd: Copy {
     /// Transposes the `LANES x LANES` matrix whose rows are `m` (`m.len() == LANES`):
     /// afterwards `m[i]` lane `j` is the old `m[j]` lane `i`.
     fn transpose(self, m: &mut [Self::V]);
-    /// `act` applied to every lane, with the accuracy of [`Act::apply`].
-    fn act(self, v: Self::V, act: Act) -> Self::V;
+    /// `act` applied to every lane, with the accuracy of [`Act::apply`]: the
+    /// activations of `act.rs`, written once over these operations.
+    #[inline(always)]
+    fn act(self, v: Self::V, act: Act) -> Self::V {
+        act::act(self, v, act)
+    }
+    /// The activations added with the graph ops (SiLU, hard sigmoid, hard swish, GELU),
+    /// which [`act`](Simd::act) hands over to this method. The x86 levels run them out
+    /// of line: inlined into every fused epilogue, their code crowded the convolution
+    /// micro-kernels' registers (fcn_seg, which uses none of them, ran 2.2x slower).
+    #[inline(always)]
+    fn act_ext(self, v: Self::V, act: Act) -> Self::V {
+        act::act_ext(self, v, act)
+    }
     /// Runs `k` in a function of its own (not inlined into the caller) compiled for this
     /// level: register-blocked micro-kernels get a register allocation of their own
     /// instead of competing with the code around them.

@@ -1,9 +1,10 @@
 //! The portable level: the target's baseline, four lanes. On x86-64 that is SSE2
 //! (`__m128`, always available there); elsewhere a plain array whose element-wise loops
 //! LLVM maps to the target's vectors. No fused multiply-add (the baseline has none, and a
-//! software `fmaf` is slow): `mul_add` rounds twice. The activations perform exactly the
-//! operations of the scalar functions of [`activation`](crate::kernels::activation), in
-//! the same order, so they give the same bits.
+//! software `fmaf` is slow): `mul_add` rounds twice. The activations (`act.rs`, over these
+//! operations) then perform exactly the operations of the scalar functions of
+//! [`activation`](crate::kernels::activation), in the same order, so they give the same
+//! bits; elsewhere they are those scalar functions lane by lane.
 
 /// Token of the portable level; always available.
 #[derive(Clone, Copy, Debug)]
@@ -14,7 +15,6 @@ mod imp {
     use core::arch::x86_64::*;
 
     use super::Portable;
-    use crate::kernels::activation::Act;
     use crate::kernels::simd::{Simd, WithSimd};
 
     /// `mask ? a : b` lane-wise (SSE2 has no blend).
@@ -24,139 +24,13 @@ mod imp {
         unsafe { _mm_or_ps(_mm_and_ps(mask, a), _mm_andnot_ps(mask, b)) }
     }
 
-    /// [`activation::exp`](crate::kernels::activation::exp) lane-wise, the same
-    /// operations in the same order (NaN lanes give a number; callers replace them).
-    #[inline(always)]
-    fn exp(x: __m128) -> __m128 {
-        // SAFETY: SSE2 is part of x86-64.
-        unsafe {
-            let s = _mm_set1_ps;
-            let x = _mm_min_ps(_mm_max_ps(x, s(-87.0)), s(88.0));
-            let round = s(12_582_912.0);
-            let t = _mm_add_ps(_mm_mul_ps(x, s(core::f32::consts::LOG2_E)), round);
-            let n = _mm_sub_ps(t, round);
-            let r = _mm_sub_ps(
-                _mm_sub_ps(x, _mm_mul_ps(n, s(0.693_359_4))),
-                _mm_mul_ps(n, s(-2.121_944_4e-4)),
-            );
-            let mut p = s(1.987_569_1e-4);
-            for c in [
-                1.398_199_9e-3,
-                8.333_452e-3,
-                4.166_579_6e-2,
-                1.666_666_5e-1,
-                5e-1,
-            ] {
-                p = _mm_add_ps(_mm_mul_ps(p, r), s(c));
-            }
-            let p = _mm_add_ps(_mm_add_ps(_mm_mul_ps(_mm_mul_ps(p, r), r), r), s(1.0));
-            let n_int = _mm_sub_epi32(_mm_castps_si128(t), _mm_set1_epi32(0x4B40_0000));
-            let pow = _mm_slli_epi32::<23>(_mm_add_epi32(n_int, _mm_set1_epi32(127)));
-            _mm_mul_ps(p, _mm_castsi128_ps(pow))
-        }
-    }
-
-    /// [`activation::tanh`](crate::kernels::activation::tanh) lane-wise, same bits.
-    #[inline(always)]
-    fn tanh(x: __m128) -> __m128 {
-        // SAFETY: SSE2 is part of x86-64.
-        unsafe {
-            let s = _mm_set1_ps;
-            let sign = s(-0.0);
-            let a = _mm_andnot_ps(sign, x);
-            let z = _mm_mul_ps(x, x);
-            let mut q = s(-5.704_988_7e-3);
-            for c in [2.063_909e-2, -5.373_971_6e-2, 1.333_144_2e-1, -3.333_328e-1] {
-                q = _mm_add_ps(_mm_mul_ps(q, z), s(c));
-            }
-            let small = _mm_add_ps(_mm_mul_ps(_mm_mul_ps(q, z), a), a);
-            let e = exp(_mm_mul_ps(s(2.0), _mm_min_ps(a, s(10.0))));
-            let big = _mm_sub_ps(s(1.0), _mm_div_ps(s(2.0), _mm_add_ps(e, s(1.0))));
-            let r = select(_mm_cmplt_ps(a, s(0.625)), small, big);
-            let r = _mm_or_ps(_mm_andnot_ps(sign, r), _mm_and_ps(x, sign));
-            select(_mm_cmpunord_ps(x, x), x, r)
-        }
-    }
-
-    /// [`activation::sigmoid`](crate::kernels::activation::sigmoid) lane-wise, same bits.
-    #[inline(always)]
-    fn sigmoid(x: __m128) -> __m128 {
-        // SAFETY: SSE2 is part of x86-64.
-        unsafe {
-            let s = _mm_set1_ps;
-            let e = exp(_mm_or_ps(x, s(-0.0)));
-            let pos = _mm_div_ps(s(1.0), _mm_add_ps(s(1.0), e));
-            let r = select(_mm_cmpge_ps(x, _mm_setzero_ps()), pos, _mm_mul_ps(e, pos));
-            select(_mm_cmpunord_ps(x, x), x, r)
-        }
-    }
-
-    /// `c[0] * x^(n-1) + ... + c[n-1]` by Horner's rule without fused multiply-adds, as
-    /// the scalar functions evaluate their polynomials.
-    #[inline(always)]
-    fn horner(x: __m128, c: &[f32]) -> __m128 {
-        // SAFETY: SSE2 is part of x86-64.
-        unsafe {
-            let mut p = _mm_set1_ps(c[0]);
-            for &k in &c[1..] {
-                p = _mm_add_ps(_mm_mul_ps(p, x), _mm_set1_ps(k));
-            }
-            p
-        }
-    }
-
-    /// `relu6(x + 3)`, NaN propagated as by `clamp`.
-    #[inline(always)]
-    fn relu6_shift3(x: __m128) -> __m128 {
-        // SAFETY: SSE2 is part of x86-64.
-        unsafe {
-            let v = _mm_add_ps(x, _mm_set1_ps(3.0));
-            _mm_min_ps(_mm_set1_ps(6.0), _mm_max_ps(_mm_setzero_ps(), v))
-        }
-    }
-
-    /// [`activation::gelu`](crate::kernels::activation::gelu) lane-wise, same bits.
-    #[inline(always)]
-    fn gelu(x: __m128) -> __m128 {
-        use crate::kernels::activation::{ERFC_P, ERFC_R, ERF_T};
-        // SAFETY: SSE2 is part of x86-64.
-        unsafe {
-            let s = _mm_set1_ps;
-            let sign = s(-0.0);
-            let u = _mm_mul_ps(x, s(core::f32::consts::FRAC_1_SQRT_2));
-            let a = _mm_andnot_ps(sign, u);
-            let z = _mm_mul_ps(a, a);
-            let erf = _mm_mul_ps(horner(z, &ERF_T), a);
-            let erf = _mm_or_ps(_mm_andnot_ps(sign, erf), _mm_and_ps(u, sign));
-            let small = _mm_add_ps(s(0.5), _mm_mul_ps(s(0.5), erf));
-            // `maxps` returns its second operand for NaN, like `f32::max` here.
-            let b = _mm_max_ps(a, s(1.0));
-            let q = _mm_div_ps(s(1.0), b);
-            let y = _mm_mul_ps(q, q);
-            let e = exp(_mm_xor_ps(_mm_mul_ps(b, b), sign));
-            let poly = select(
-                _mm_cmplt_ps(b, s(2.0)),
-                horner(y, &ERFC_P),
-                horner(y, &ERFC_R),
-            );
-            let half = _mm_mul_ps(s(0.5), _mm_mul_ps(_mm_mul_ps(e, q), poly));
-            let big = select(
-                _mm_cmpge_ps(u, _mm_setzero_ps()),
-                _mm_sub_ps(s(1.0), half),
-                half,
-            );
-            _mm_mul_ps(x, select(_mm_cmplt_ps(a, s(1.0)), small, big))
-        }
-    }
-
     /// Every method wraps SSE2 intrinsics, part of the x86-64 baseline, in `unsafe`;
     /// pointer arguments obey the `Simd` method's documented contract.
     impl Simd for Portable {
         const LANES: usize = 4;
-        const PV_MR: usize = 6;
-        const CV_NP: usize = 2;
-        const LIN_PANELS: usize = 2;
+        const FMA: bool = false;
         type V = __m128;
+        type M = __m128;
 
         #[inline(always)]
         fn zero(self) -> __m128 {
@@ -215,14 +89,82 @@ mod imp {
             unsafe { _mm_add_ps(_mm_mul_ps(a, b), c) }
         }
         #[inline(always)]
+        fn neg_mul_add(self, a: __m128, b: __m128, c: __m128) -> __m128 {
+            // SAFETY: SSE2 is part of x86-64.
+            unsafe { _mm_sub_ps(c, _mm_mul_ps(a, b)) }
+        }
+        #[inline(always)]
         fn add(self, a: __m128, b: __m128) -> __m128 {
             // SAFETY: SSE2 is part of x86-64.
             unsafe { _mm_add_ps(a, b) }
         }
         #[inline(always)]
+        fn sub(self, a: __m128, b: __m128) -> __m128 {
+            // SAFETY: SSE2 is part of x86-64.
+            unsafe { _mm_sub_ps(a, b) }
+        }
+        #[inline(always)]
         fn mul(self, a: __m128, b: __m128) -> __m128 {
             // SAFETY: SSE2 is part of x86-64.
             unsafe { _mm_mul_ps(a, b) }
+        }
+        #[inline(always)]
+        fn div(self, a: __m128, b: __m128) -> __m128 {
+            // SAFETY: SSE2 is part of x86-64.
+            unsafe { _mm_div_ps(a, b) }
+        }
+        #[inline(always)]
+        fn min(self, a: __m128, b: __m128) -> __m128 {
+            // SAFETY: SSE2 is part of x86-64.
+            unsafe { _mm_min_ps(a, b) }
+        }
+        #[inline(always)]
+        fn max(self, a: __m128, b: __m128) -> __m128 {
+            // SAFETY: SSE2 is part of x86-64.
+            unsafe { _mm_max_ps(a, b) }
+        }
+        #[inline(always)]
+        fn abs(self, a: __m128) -> __m128 {
+            // SAFETY: SSE2 is part of x86-64.
+            unsafe { _mm_andnot_ps(_mm_set1_ps(-0.0), a) }
+        }
+        #[inline(always)]
+        fn and(self, a: __m128, b: __m128) -> __m128 {
+            // SAFETY: SSE2 is part of x86-64.
+            unsafe { _mm_and_ps(a, b) }
+        }
+        #[inline(always)]
+        fn or(self, a: __m128, b: __m128) -> __m128 {
+            // SAFETY: SSE2 is part of x86-64.
+            unsafe { _mm_or_ps(a, b) }
+        }
+        #[inline(always)]
+        fn xor(self, a: __m128, b: __m128) -> __m128 {
+            // SAFETY: SSE2 is part of x86-64.
+            unsafe { _mm_xor_ps(a, b) }
+        }
+        #[inline(always)]
+        fn mul_pow2(self, a: __m128, n: __m128) -> __m128 {
+            // SAFETY: SSE2 is part of x86-64.
+            unsafe {
+                // 2^n from the exponent field: (n + 127) << 23, n in [-126, 127].
+                let e = _mm_add_epi32(_mm_cvtps_epi32(n), _mm_set1_epi32(127));
+                _mm_mul_ps(a, _mm_castsi128_ps(_mm_slli_epi32::<23>(e)))
+            }
+        }
+        #[inline(always)]
+        fn lt(self, a: __m128, b: __m128) -> __m128 {
+            // SAFETY: SSE2 is part of x86-64.
+            unsafe { _mm_cmplt_ps(a, b) }
+        }
+        #[inline(always)]
+        fn ge(self, a: __m128, b: __m128) -> __m128 {
+            // SAFETY: SSE2 is part of x86-64.
+            unsafe { _mm_cmpge_ps(a, b) }
+        }
+        #[inline(always)]
+        fn select(self, m: __m128, a: __m128, b: __m128) -> __m128 {
+            select(m, a, b)
         }
         #[inline(always)]
         fn max_nan(self, a: __m128, b: __m128) -> __m128 {
@@ -260,30 +202,6 @@ mod imp {
                 m[1] = _mm_movehl_ps(t1, t0);
                 m[2] = _mm_movelh_ps(t2, t3);
                 m[3] = _mm_movehl_ps(t3, t2);
-            }
-        }
-        #[inline(always)]
-        fn act(self, v: __m128, act: Act) -> __m128 {
-            // SAFETY: SSE2 is part of x86-64.
-            unsafe {
-                match act {
-                    Act::Identity => v,
-                    // `v > 0 ? v : 0`: NaN gives 0, as `f32::max`.
-                    Act::Relu => _mm_max_ps(v, _mm_setzero_ps()),
-                    // NaN propagates through both (second operand returned), as `clamp`.
-                    Act::Relu6 => _mm_min_ps(_mm_set1_ps(6.0), _mm_max_ps(_mm_setzero_ps(), v)),
-                    Act::Tanh => tanh(v),
-                    Act::Sigmoid => sigmoid(v),
-                    Act::LeakyRelu(slope) => select(
-                        _mm_cmpge_ps(v, _mm_setzero_ps()),
-                        v,
-                        _mm_mul_ps(v, _mm_set1_ps(slope)),
-                    ),
-                    Act::Silu => _mm_mul_ps(v, sigmoid(v)),
-                    Act::HardSigmoid => _mm_div_ps(relu6_shift3(v), _mm_set1_ps(6.0)),
-                    Act::HardSwish => _mm_div_ps(_mm_mul_ps(v, relu6_shift3(v)), _mm_set1_ps(6.0)),
-                    Act::Gelu => gelu(v),
-                }
             }
         }
         #[inline(always)]
@@ -326,10 +244,9 @@ mod imp {
 
     impl Simd for Portable {
         const LANES: usize = 4;
-        const PV_MR: usize = 6;
-        const CV_NP: usize = 2;
-        const LIN_PANELS: usize = 2;
+        const FMA: bool = false;
         type V = F32x4;
+        type M = [bool; 4];
 
         #[inline(always)]
         fn zero(self) -> F32x4 {
@@ -370,12 +287,65 @@ mod imp {
             lanes(|i| a.0[i] * b.0[i] + c.0[i])
         }
         #[inline(always)]
+        fn neg_mul_add(self, a: F32x4, b: F32x4, c: F32x4) -> F32x4 {
+            lanes(|i| c.0[i] - a.0[i] * b.0[i])
+        }
+        #[inline(always)]
         fn add(self, a: F32x4, b: F32x4) -> F32x4 {
             lanes(|i| a.0[i] + b.0[i])
         }
         #[inline(always)]
+        fn sub(self, a: F32x4, b: F32x4) -> F32x4 {
+            lanes(|i| a.0[i] - b.0[i])
+        }
+        #[inline(always)]
         fn mul(self, a: F32x4, b: F32x4) -> F32x4 {
             lanes(|i| a.0[i] * b.0[i])
+        }
+        #[inline(always)]
+        fn div(self, a: F32x4, b: F32x4) -> F32x4 {
+            lanes(|i| a.0[i] / b.0[i])
+        }
+        #[inline(always)]
+        fn min(self, a: F32x4, b: F32x4) -> F32x4 {
+            lanes(|i| if a.0[i] < b.0[i] { a.0[i] } else { b.0[i] })
+        }
+        #[inline(always)]
+        fn max(self, a: F32x4, b: F32x4) -> F32x4 {
+            lanes(|i| if a.0[i] > b.0[i] { a.0[i] } else { b.0[i] })
+        }
+        #[inline(always)]
+        fn abs(self, a: F32x4) -> F32x4 {
+            lanes(|i| a.0[i].abs())
+        }
+        #[inline(always)]
+        fn and(self, a: F32x4, b: F32x4) -> F32x4 {
+            lanes(|i| f32::from_bits(a.0[i].to_bits() & b.0[i].to_bits()))
+        }
+        #[inline(always)]
+        fn or(self, a: F32x4, b: F32x4) -> F32x4 {
+            lanes(|i| f32::from_bits(a.0[i].to_bits() | b.0[i].to_bits()))
+        }
+        #[inline(always)]
+        fn xor(self, a: F32x4, b: F32x4) -> F32x4 {
+            lanes(|i| f32::from_bits(a.0[i].to_bits() ^ b.0[i].to_bits()))
+        }
+        #[inline(always)]
+        fn mul_pow2(self, a: F32x4, n: F32x4) -> F32x4 {
+            // 2^n from the exponent field: (n + 127) << 23, n in [-126, 127].
+            lanes(|i| a.0[i] * f32::from_bits(((n.0[i] as i32 + 127) as u32) << 23))
+        }
+        #[inline(always)]
+        fn lt(self, a: F32x4, b: F32x4) -> [bool; 4] {
+            [0, 1, 2, 3].map(|i| a.0[i] < b.0[i])
+        }
+        #[inline(always)]
+        fn ge(self, a: F32x4, b: F32x4) -> [bool; 4] {
+            [0, 1, 2, 3].map(|i| a.0[i] >= b.0[i])
+        }
+        #[inline(always)]
+        fn select(self, m: [bool; 4], a: F32x4, b: F32x4) -> F32x4 {
+            lanes(|i| if m[i] { a.0[i] } else { b.0[i] })
         }
         #[inline(always)]
         fn max_nan(self, a: F32x4, b: F32x4) -> F32x4 {
@@ -406,6 +376,8 @@ mod imp {
                 *row = lanes(|j| r[j].0[i]);
             }
         }
+        /// The scalar functions lane by lane (the generic activations would compute the
+        /// same bits; these need no vector unit).
         #[inline(always)]
         fn act(self, v: F32x4, act: Act) -> F32x4 {
             lanes(|i| act.apply(v.0[i]))

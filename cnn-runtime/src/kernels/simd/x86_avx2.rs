@@ -2,9 +2,9 @@
 //!
 //! Every method is `#[inline(always)]` and is only ever inlined into code compiled with
 //! `#[target_feature(enable = "avx2,fma")]` (see [`run`](super::run)), where the
-//! intrinsics become single instructions. `exp`, `tanh` and `sigmoid` are the algorithms
-//! of [`activation`](crate::kernels::activation) (Cephes), evaluated with fused
-//! multiply-adds: same accuracy, tested against f64 like the scalar versions.
+//! intrinsics become single instructions. The activations are the generic ones of
+//! `act.rs` (the Cephes algorithms of [`activation`](crate::kernels::activation) with
+//! fused multiply-adds: same accuracy, tested against f64 like the scalar versions).
 
 use core::arch::x86_64::*;
 
@@ -47,10 +47,9 @@ unsafe fn mask(n: usize) -> __m256i {
 /// arguments obey the `Simd` method's documented contract.
 impl Simd for Avx2 {
     const LANES: usize = 8;
-    const PV_MR: usize = 6;
-    const CV_NP: usize = 6;
-    const LIN_PANELS: usize = 4;
+    const FMA: bool = true;
     type V = __m256;
+    type M = __m256;
 
     #[inline(always)]
     fn zero(self) -> __m256 {
@@ -116,14 +115,83 @@ impl Simd for Avx2 {
         unsafe { _mm256_fmadd_ps(a, b, c) }
     }
     #[inline(always)]
+    fn neg_mul_add(self, a: __m256, b: __m256, c: __m256) -> __m256 {
+        // SAFETY: FMA is available (token).
+        unsafe { _mm256_fnmadd_ps(a, b, c) }
+    }
+    #[inline(always)]
     fn add(self, a: __m256, b: __m256) -> __m256 {
         // SAFETY: AVX is available (token).
         unsafe { _mm256_add_ps(a, b) }
     }
     #[inline(always)]
+    fn sub(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX is available (token).
+        unsafe { _mm256_sub_ps(a, b) }
+    }
+    #[inline(always)]
     fn mul(self, a: __m256, b: __m256) -> __m256 {
         // SAFETY: AVX is available (token).
         unsafe { _mm256_mul_ps(a, b) }
+    }
+    #[inline(always)]
+    fn div(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX is available (token).
+        unsafe { _mm256_div_ps(a, b) }
+    }
+    #[inline(always)]
+    fn min(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX is available (token).
+        unsafe { _mm256_min_ps(a, b) }
+    }
+    #[inline(always)]
+    fn max(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX is available (token).
+        unsafe { _mm256_max_ps(a, b) }
+    }
+    #[inline(always)]
+    fn abs(self, a: __m256) -> __m256 {
+        // SAFETY: AVX is available (token).
+        unsafe { _mm256_andnot_ps(_mm256_set1_ps(-0.0), a) }
+    }
+    #[inline(always)]
+    fn and(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX is available (token).
+        unsafe { _mm256_and_ps(a, b) }
+    }
+    #[inline(always)]
+    fn or(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX is available (token).
+        unsafe { _mm256_or_ps(a, b) }
+    }
+    #[inline(always)]
+    fn xor(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX is available (token).
+        unsafe { _mm256_xor_ps(a, b) }
+    }
+    #[inline(always)]
+    fn mul_pow2(self, a: __m256, n: __m256) -> __m256 {
+        // SAFETY: AVX and AVX2 are available (token).
+        unsafe {
+            // 2^n from the exponent field: (n + 127) << 23, n in [-126, 127].
+            let e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+            _mm256_mul_ps(a, _mm256_castsi256_ps(_mm256_slli_epi32::<23>(e)))
+        }
+    }
+    #[inline(always)]
+    fn lt(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX is available (token).
+        unsafe { _mm256_cmp_ps::<_CMP_LT_OQ>(a, b) }
+    }
+    #[inline(always)]
+    fn ge(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX is available (token).
+        unsafe { _mm256_cmp_ps::<_CMP_GE_OQ>(a, b) }
+    }
+    #[inline(always)]
+    fn select(self, m: __m256, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX is available (token).
+        unsafe { _mm256_blendv_ps(b, a, m) }
     }
     #[inline(always)]
     fn max_nan(self, a: __m256, b: __m256) -> __m256 {
@@ -191,27 +259,20 @@ impl Simd for Avx2 {
         }
     }
     #[inline(always)]
-    fn act(self, v: __m256, act: Act) -> __m256 {
-        // SAFETY: AVX is available (token).
-        unsafe {
-            match act {
-                Act::Identity => v,
-                // `v > 0 ? v : 0`: NaN gives 0, as `f32::max`.
-                Act::Relu => _mm256_max_ps(v, _mm256_setzero_ps()),
-                // NaN propagates through both (second operand returned), as `clamp`.
-                Act::Relu6 => {
-                    _mm256_min_ps(_mm256_set1_ps(6.0), _mm256_max_ps(_mm256_setzero_ps(), v))
-                }
-                Act::Tanh => tanh(v),
-                Act::Sigmoid => sigmoid(v),
-                Act::LeakyRelu(slope) => {
-                    let neg = _mm256_mul_ps(v, _mm256_set1_ps(slope));
-                    let pos = _mm256_cmp_ps::<_CMP_GE_OQ>(v, _mm256_setzero_ps());
-                    _mm256_blendv_ps(neg, v, pos)
-                }
-                Act::Silu | Act::HardSigmoid | Act::HardSwish | Act::Gelu => act_ext(v, act),
-            }
+    fn act_ext(self, v: __m256, act: Act) -> __m256 {
+        /// The activations added with the graph ops, out of line (see
+        /// [`Simd::act_ext`]): one call per vector of a fused epilogue.
+        ///
+        /// # Safety
+        ///
+        /// The CPU must support AVX2 and FMA (owning `token` proves it).
+        #[target_feature(enable = "avx2,fma")]
+        #[inline(never)]
+        unsafe fn ext(token: Avx2, v: __m256, act: Act) -> __m256 {
+            super::act::act_ext(token, v, act)
         }
+        // SAFETY: the token proves AVX2 and FMA are available.
+        unsafe { ext(self, v, act) }
     }
     #[inline(always)]
     fn vectorize<K: WithSimd>(self, k: K) -> K::Output {
@@ -227,187 +288,5 @@ impl Simd for Avx2 {
         }
         // SAFETY: the token proves AVX2 and FMA are available.
         unsafe { isolated(self, k) }
-    }
-}
-
-/// `e^x` for `x` already in [-87, 88] (or NaN, which propagates): the Cephes polynomial
-/// of [`activation::exp`](crate::kernels::activation::exp) with fused multiply-adds, `2^n`
-/// built in the exponent field (`n` in [-126, 127]).
-///
-/// # Safety
-///
-/// AVX2 and FMA must be available.
-#[inline(always)]
-unsafe fn exp_in_range(x: __m256) -> __m256 {
-    // SAFETY: AVX2 and FMA are available per this function's contract.
-    unsafe {
-        let round = _mm256_set1_ps(12_582_912.0);
-        let t = _mm256_fmadd_ps(x, _mm256_set1_ps(core::f32::consts::LOG2_E), round);
-        let n = _mm256_sub_ps(t, round);
-        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
-        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
-        let mut p = _mm256_set1_ps(1.987_569_1e-4);
-        for c in [
-            1.398_199_9e-3,
-            8.333_452e-3,
-            4.166_579_6e-2,
-            1.666_666_5e-1,
-            5e-1,
-        ] {
-            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
-        }
-        let p = _mm256_add_ps(
-            _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r),
-            _mm256_set1_ps(1.0),
-        );
-        // t holds n + 1.5 * 2^23 in its low mantissa bits: (n + 127) << 23 is 2^n.
-        let bias = _mm256_set1_epi32(127 - 0x4B40_0000);
-        let pow = _mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_castps_si256(t), bias));
-        _mm256_mul_ps(p, _mm256_castsi256_ps(pow))
-    }
-}
-
-/// `tanh` lane-wise: [`activation::tanh`](crate::kernels::activation::tanh) (polynomial
-/// below 0.625, `1 - 2 / (e^{2|x|} + 1)` above) with fused multiply-adds. A NaN lane
-/// takes the polynomial branch (the comparison is unordered-true) and stays NaN.
-///
-/// # Safety
-///
-/// AVX2 and FMA must be available.
-#[inline(always)]
-pub(crate) unsafe fn tanh(x: __m256) -> __m256 {
-    // SAFETY: AVX2 and FMA are available per this function's contract.
-    unsafe {
-        let sign = _mm256_set1_ps(-0.0);
-        let a = _mm256_andnot_ps(sign, x);
-        let z = _mm256_mul_ps(x, x);
-        let mut q = _mm256_set1_ps(-5.704_988_7e-3);
-        for c in [2.063_909e-2, -5.373_971_6e-2, 1.333_144_2e-1, -3.333_328e-1] {
-            q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(c));
-        }
-        let small = _mm256_fmadd_ps(_mm256_mul_ps(q, z), a, a);
-        // 2 * min(a, 10) is in [0, 20]: no clamp needed.
-        let e = exp_in_range(_mm256_min_ps(_mm256_add_ps(a, a), _mm256_set1_ps(20.0)));
-        let one = _mm256_set1_ps(1.0);
-        let big = _mm256_sub_ps(
-            one,
-            _mm256_div_ps(_mm256_set1_ps(2.0), _mm256_add_ps(e, one)),
-        );
-        let is_small = _mm256_cmp_ps::<_CMP_NGE_UQ>(a, _mm256_set1_ps(0.625));
-        let r = _mm256_blendv_ps(big, small, is_small);
-        // Both branches are >= 0: copy the sign of x in.
-        _mm256_or_ps(r, _mm256_and_ps(x, sign))
-    }
-}
-
-/// `1 / (1 + e^-x)` lane-wise: [`activation::sigmoid`](crate::kernels::activation::sigmoid)
-/// with the vector `exp`; NaN propagates through every step.
-///
-/// # Safety
-///
-/// AVX2 and FMA must be available.
-#[inline(always)]
-pub(crate) unsafe fn sigmoid(x: __m256) -> __m256 {
-    // SAFETY: AVX2 and FMA are available per this function's contract.
-    unsafe {
-        // -|x| clamped below at -87 (`max` returns its second operand, so NaN stays).
-        let m = _mm256_max_ps(_mm256_set1_ps(-87.0), _mm256_or_ps(x, _mm256_set1_ps(-0.0)));
-        let e = exp_in_range(m);
-        let one = _mm256_set1_ps(1.0);
-        let pos = _mm256_div_ps(one, _mm256_add_ps(one, e));
-        let nonneg = _mm256_cmp_ps::<_CMP_GE_OQ>(x, _mm256_setzero_ps());
-        _mm256_blendv_ps(_mm256_mul_ps(e, pos), pos, nonneg)
-    }
-}
-
-/// `c[0] * x^(n-1) + ... + c[n-1]` by Horner's rule with fused multiply-adds.
-///
-/// # Safety
-///
-/// AVX2 and FMA must be available.
-#[inline(always)]
-unsafe fn horner(x: __m256, c: &[f32]) -> __m256 {
-    // SAFETY: AVX2 and FMA are available per this function's contract.
-    unsafe {
-        let mut p = _mm256_set1_ps(c[0]);
-        for &k in &c[1..] {
-            p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(k));
-        }
-        p
-    }
-}
-
-/// `relu6(x + 3)` lane-wise, NaN propagated.
-///
-/// # Safety
-///
-/// AVX2 and FMA must be available.
-#[inline(always)]
-unsafe fn relu6_shift3(x: __m256) -> __m256 {
-    // SAFETY: AVX2 is available per this function's contract.
-    unsafe {
-        let v = _mm256_add_ps(x, _mm256_set1_ps(3.0));
-        _mm256_min_ps(_mm256_set1_ps(6.0), _mm256_max_ps(_mm256_setzero_ps(), v))
-    }
-}
-
-/// The exact GELU lane-wise: [`activation::gelu`](crate::kernels::activation::gelu)
-/// (Cephes' `erff` below `|x / sqrt 2| = 1`, `erfcf` above) with fused multiply-adds.
-/// A NaN lane takes the `erfc` branch, which stays finite, and the final product with
-/// `x` makes it NaN.
-///
-/// # Safety
-///
-/// AVX2 and FMA must be available.
-#[inline(always)]
-pub(crate) unsafe fn gelu(x: __m256) -> __m256 {
-    use crate::kernels::activation::{ERFC_P, ERFC_R, ERF_T};
-    // SAFETY: AVX2 and FMA are available per this function's contract.
-    unsafe {
-        let sign = _mm256_set1_ps(-0.0);
-        let one = _mm256_set1_ps(1.0);
-        let half = _mm256_set1_ps(0.5);
-        let u = _mm256_mul_ps(x, _mm256_set1_ps(core::f32::consts::FRAC_1_SQRT_2));
-        let a = _mm256_andnot_ps(sign, u);
-        let erf = _mm256_mul_ps(horner(_mm256_mul_ps(a, a), &ERF_T), a);
-        let erf = _mm256_or_ps(_mm256_andnot_ps(sign, erf), _mm256_and_ps(u, sign));
-        let small = _mm256_fmadd_ps(half, erf, half);
-        // `max` returns its second operand for NaN: b is in [1, inf].
-        let b = _mm256_max_ps(a, one);
-        let q = _mm256_div_ps(one, b);
-        let y = _mm256_mul_ps(q, q);
-        // -b^2 <= -1: only the lower clamp matters.
-        let e = exp_in_range(_mm256_max_ps(
-            _mm256_set1_ps(-87.0),
-            _mm256_xor_ps(_mm256_mul_ps(b, b), sign),
-        ));
-        let mid = _mm256_cmp_ps::<_CMP_LT_OQ>(b, _mm256_set1_ps(2.0));
-        let poly = _mm256_blendv_ps(horner(y, &ERFC_R), horner(y, &ERFC_P), mid);
-        let h = _mm256_mul_ps(half, _mm256_mul_ps(_mm256_mul_ps(e, q), poly));
-        let nonneg = _mm256_cmp_ps::<_CMP_GE_OQ>(u, _mm256_setzero_ps());
-        let big = _mm256_blendv_ps(h, _mm256_sub_ps(one, h), nonneg);
-        let is_small = _mm256_cmp_ps::<_CMP_LT_OQ>(a, one);
-        _mm256_mul_ps(x, _mm256_blendv_ps(big, small, is_small))
-    }
-}
-
-/// The activations added with the graph ops, out of line (see the AVX-512 file): one
-/// call per vector of a fused epilogue, keeping the micro-kernels' code as it was.
-///
-/// # Safety
-///
-/// AVX2 and FMA must be available.
-#[inline(never)]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn act_ext(v: __m256, act: Act) -> __m256 {
-    // SAFETY: AVX2 and FMA are available per this function's contract.
-    unsafe {
-        match act {
-            Act::Silu => _mm256_mul_ps(v, sigmoid(v)),
-            Act::HardSigmoid => _mm256_div_ps(relu6_shift3(v), _mm256_set1_ps(6.0)),
-            Act::HardSwish => _mm256_div_ps(_mm256_mul_ps(v, relu6_shift3(v)), _mm256_set1_ps(6.0)),
-            Act::Gelu => gelu(v),
-            _ => v,
-        }
     }
 }

@@ -3,9 +3,9 @@
 //!
 //! Same structure as [`x86_avx2`](super::x86_avx2): every method is `#[inline(always)]`
 //! and only ever inlined into code compiled with `#[target_feature(enable =
-//! "avx512f,avx512dq,avx2,fma")]`. `exp`, `tanh` and `sigmoid` are the Cephes algorithms
-//! of [`activation`](crate::kernels::activation) with fused multiply-adds, `2^n` applied
-//! by `vscalefps`.
+//! "avx512f,avx512dq,avx2,fma")]`. The activations are the generic ones of `act.rs` (the
+//! Cephes algorithms of [`activation`](crate::kernels::activation) with fused
+//! multiply-adds), `2^n` applied by `vscalefps`.
 //!
 //! These intrinsics and target features are stable since Rust 1.89, the workspace's
 //! minimum Rust version.
@@ -43,10 +43,9 @@ fn mask(n: usize) -> __mmask16 {
 /// CPU, and that pointer arguments obey the `Simd` method's documented contract.
 impl Simd for Avx512 {
     const LANES: usize = 16;
-    const PV_MR: usize = 8;
-    const CV_NP: usize = 16;
-    const LIN_PANELS: usize = 8;
+    const FMA: bool = true;
     type V = __m512;
+    type M = __mmask16;
 
     #[inline(always)]
     fn zero(self) -> __m512 {
@@ -88,14 +87,79 @@ impl Simd for Avx512 {
         unsafe { _mm512_fmadd_ps(a, b, c) }
     }
     #[inline(always)]
+    fn neg_mul_add(self, a: __m512, b: __m512, c: __m512) -> __m512 {
+        // SAFETY: AVX-512F is available (token).
+        unsafe { _mm512_fnmadd_ps(a, b, c) }
+    }
+    #[inline(always)]
     fn add(self, a: __m512, b: __m512) -> __m512 {
         // SAFETY: AVX-512F is available (token).
         unsafe { _mm512_add_ps(a, b) }
     }
     #[inline(always)]
+    fn sub(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512F is available (token).
+        unsafe { _mm512_sub_ps(a, b) }
+    }
+    #[inline(always)]
     fn mul(self, a: __m512, b: __m512) -> __m512 {
         // SAFETY: AVX-512F is available (token).
         unsafe { _mm512_mul_ps(a, b) }
+    }
+    #[inline(always)]
+    fn div(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512F is available (token).
+        unsafe { _mm512_div_ps(a, b) }
+    }
+    #[inline(always)]
+    fn min(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512F is available (token).
+        unsafe { _mm512_min_ps(a, b) }
+    }
+    #[inline(always)]
+    fn max(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512F is available (token).
+        unsafe { _mm512_max_ps(a, b) }
+    }
+    #[inline(always)]
+    fn abs(self, a: __m512) -> __m512 {
+        // SAFETY: AVX-512F is available (token).
+        unsafe { _mm512_abs_ps(a) }
+    }
+    #[inline(always)]
+    fn and(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512DQ is available (token).
+        unsafe { _mm512_and_ps(a, b) }
+    }
+    #[inline(always)]
+    fn or(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512DQ is available (token).
+        unsafe { _mm512_or_ps(a, b) }
+    }
+    #[inline(always)]
+    fn xor(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512DQ is available (token).
+        unsafe { _mm512_xor_ps(a, b) }
+    }
+    #[inline(always)]
+    fn mul_pow2(self, a: __m512, n: __m512) -> __m512 {
+        // SAFETY: AVX-512F is available (token).
+        unsafe { _mm512_scalef_ps(a, n) }
+    }
+    #[inline(always)]
+    fn lt(self, a: __m512, b: __m512) -> __mmask16 {
+        // SAFETY: AVX-512F is available (token).
+        unsafe { _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, b) }
+    }
+    #[inline(always)]
+    fn ge(self, a: __m512, b: __m512) -> __mmask16 {
+        // SAFETY: AVX-512F is available (token).
+        unsafe { _mm512_cmp_ps_mask::<_CMP_GE_OQ>(a, b) }
+    }
+    #[inline(always)]
+    fn select(self, m: __mmask16, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512F is available (token).
+        unsafe { _mm512_mask_blend_ps(m, b, a) }
     }
     #[inline(always)]
     fn max_nan(self, a: __m512, b: __m512) -> __m512 {
@@ -159,27 +223,21 @@ impl Simd for Avx512 {
         }
     }
     #[inline(always)]
-    fn act(self, v: __m512, act: Act) -> __m512 {
-        // SAFETY: AVX-512F and DQ are available (token).
-        unsafe {
-            match act {
-                Act::Identity => v,
-                // `v > 0 ? v : 0`: NaN gives 0, as `f32::max`.
-                Act::Relu => _mm512_max_ps(v, _mm512_setzero_ps()),
-                // NaN propagates through both (second operand returned), as `clamp`.
-                Act::Relu6 => {
-                    _mm512_min_ps(_mm512_set1_ps(6.0), _mm512_max_ps(_mm512_setzero_ps(), v))
-                }
-                Act::Tanh => tanh(v),
-                Act::Sigmoid => sigmoid(v),
-                Act::LeakyRelu(slope) => {
-                    let neg = _mm512_mul_ps(v, _mm512_set1_ps(slope));
-                    let pos = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(v, _mm512_setzero_ps());
-                    _mm512_mask_blend_ps(pos, neg, v)
-                }
-                Act::Silu | Act::HardSigmoid | Act::HardSwish | Act::Gelu => act_ext(v, act),
-            }
+    fn act_ext(self, v: __m512, act: Act) -> __m512 {
+        /// The activations added with the graph ops, out of line (see
+        /// [`Simd::act_ext`]): one call per vector of a fused epilogue.
+        ///
+        /// # Safety
+        ///
+        /// The CPU must support AVX-512F, AVX-512DQ, AVX2 and FMA (owning `token` proves
+        /// it).
+        #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+        #[inline(never)]
+        unsafe fn ext(token: Avx512, v: __m512, act: Act) -> __m512 {
+            super::act::act_ext(token, v, act)
         }
+        // SAFETY: the token proves the features are available.
+        unsafe { ext(self, v, act) }
     }
     #[inline(always)]
     fn vectorize<K: WithSimd>(self, k: K) -> K::Output {
@@ -214,183 +272,5 @@ unsafe fn deinterleave(a: __m512, b: __m512) -> (__m512, __m512) {
             _mm512_permutex2var_ps(a, even, b),
             _mm512_permutex2var_ps(a, odd, b),
         )
-    }
-}
-
-/// `e^x` for `x` already in [-87, 88] (or NaN, which propagates): the Cephes polynomial
-/// with fused multiply-adds, `2^n` by `vscalefps`.
-///
-/// # Safety
-///
-/// AVX-512F must be available.
-#[inline(always)]
-unsafe fn exp_in_range(x: __m512) -> __m512 {
-    // SAFETY: AVX-512F is available per this function's contract.
-    unsafe {
-        let round = _mm512_set1_ps(12_582_912.0);
-        let t = _mm512_fmadd_ps(x, _mm512_set1_ps(core::f32::consts::LOG2_E), round);
-        let n = _mm512_sub_ps(t, round);
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), x);
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
-        let mut p = _mm512_set1_ps(1.987_569_1e-4);
-        for c in [
-            1.398_199_9e-3,
-            8.333_452e-3,
-            4.166_579_6e-2,
-            1.666_666_5e-1,
-            5e-1,
-        ] {
-            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
-        }
-        let p = _mm512_add_ps(
-            _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r),
-            _mm512_set1_ps(1.0),
-        );
-        _mm512_scalef_ps(p, n)
-    }
-}
-
-/// `tanh` lane-wise: [`activation::tanh`](crate::kernels::activation::tanh) (polynomial
-/// below 0.625, `1 - 2 / (e^{2|x|} + 1)` above) with fused multiply-adds. A NaN lane
-/// takes the polynomial branch (the comparison is unordered-true) and stays NaN.
-///
-/// # Safety
-///
-/// AVX-512F and AVX-512DQ must be available.
-#[inline(always)]
-pub(crate) unsafe fn tanh(x: __m512) -> __m512 {
-    // SAFETY: AVX-512F and DQ are available per this function's contract.
-    unsafe {
-        let a = _mm512_abs_ps(x);
-        let z = _mm512_mul_ps(x, x);
-        let mut q = _mm512_set1_ps(-5.704_988_7e-3);
-        for c in [2.063_909e-2, -5.373_971_6e-2, 1.333_144_2e-1, -3.333_328e-1] {
-            q = _mm512_fmadd_ps(q, z, _mm512_set1_ps(c));
-        }
-        let small = _mm512_fmadd_ps(_mm512_mul_ps(q, z), a, a);
-        // 2 * min(a, 10) is in [0, 20]: no clamp needed.
-        let e = exp_in_range(_mm512_min_ps(_mm512_add_ps(a, a), _mm512_set1_ps(20.0)));
-        let one = _mm512_set1_ps(1.0);
-        let big = _mm512_sub_ps(
-            one,
-            _mm512_div_ps(_mm512_set1_ps(2.0), _mm512_add_ps(e, one)),
-        );
-        let is_small = _mm512_cmp_ps_mask::<_CMP_NGE_UQ>(a, _mm512_set1_ps(0.625));
-        let r = _mm512_mask_blend_ps(is_small, big, small);
-        // Both branches are >= 0: copy the sign of x in.
-        _mm512_or_ps(r, _mm512_and_ps(x, _mm512_set1_ps(-0.0)))
-    }
-}
-
-/// `1 / (1 + e^-x)` lane-wise: [`activation::sigmoid`](crate::kernels::activation::sigmoid)
-/// with the vector `exp`; NaN propagates through every step.
-///
-/// # Safety
-///
-/// AVX-512F and AVX-512DQ must be available.
-#[inline(always)]
-pub(crate) unsafe fn sigmoid(x: __m512) -> __m512 {
-    // SAFETY: AVX-512F and DQ are available per this function's contract.
-    unsafe {
-        // -|x| clamped below at -87 (`max` returns its second operand, so NaN stays).
-        let m = _mm512_max_ps(_mm512_set1_ps(-87.0), _mm512_or_ps(x, _mm512_set1_ps(-0.0)));
-        let e = exp_in_range(m);
-        let one = _mm512_set1_ps(1.0);
-        let pos = _mm512_div_ps(one, _mm512_add_ps(one, e));
-        let nonneg = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, _mm512_setzero_ps());
-        _mm512_mask_blend_ps(nonneg, _mm512_mul_ps(e, pos), pos)
-    }
-}
-
-/// `c[0] * x^(n-1) + ... + c[n-1]` by Horner's rule with fused multiply-adds.
-///
-/// # Safety
-///
-/// AVX-512F must be available.
-#[inline(always)]
-unsafe fn horner(x: __m512, c: &[f32]) -> __m512 {
-    // SAFETY: AVX-512F is available per this function's contract.
-    unsafe {
-        let mut p = _mm512_set1_ps(c[0]);
-        for &k in &c[1..] {
-            p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(k));
-        }
-        p
-    }
-}
-
-/// `relu6(x + 3)` lane-wise, NaN propagated.
-///
-/// # Safety
-///
-/// AVX-512F must be available.
-#[inline(always)]
-unsafe fn relu6_shift3(x: __m512) -> __m512 {
-    // SAFETY: AVX-512F is available per this function's contract.
-    unsafe {
-        let v = _mm512_add_ps(x, _mm512_set1_ps(3.0));
-        _mm512_min_ps(_mm512_set1_ps(6.0), _mm512_max_ps(_mm512_setzero_ps(), v))
-    }
-}
-
-/// The exact GELU lane-wise: [`activation::gelu`](crate::kernels::activation::gelu)
-/// (Cephes' `erff` below `|x / sqrt 2| = 1`, `erfcf` above) with fused multiply-adds.
-/// A NaN lane takes the `erfc` branch, which stays finite, and the final product with
-/// `x` makes it NaN.
-///
-/// # Safety
-///
-/// AVX-512F and AVX-512DQ must be available.
-#[inline(always)]
-pub(crate) unsafe fn gelu(x: __m512) -> __m512 {
-    use crate::kernels::activation::{ERFC_P, ERFC_R, ERF_T};
-    // SAFETY: AVX-512F and DQ are available per this function's contract.
-    unsafe {
-        let sign = _mm512_set1_ps(-0.0);
-        let one = _mm512_set1_ps(1.0);
-        let half = _mm512_set1_ps(0.5);
-        let u = _mm512_mul_ps(x, _mm512_set1_ps(core::f32::consts::FRAC_1_SQRT_2));
-        let a = _mm512_abs_ps(u);
-        let erf = _mm512_mul_ps(horner(_mm512_mul_ps(a, a), &ERF_T), a);
-        let erf = _mm512_or_ps(_mm512_abs_ps(erf), _mm512_and_ps(u, sign));
-        let small = _mm512_fmadd_ps(half, erf, half);
-        // `max` returns its second operand for NaN: b is in [1, inf].
-        let b = _mm512_max_ps(a, one);
-        let q = _mm512_div_ps(one, b);
-        let y = _mm512_mul_ps(q, q);
-        // -b^2 <= -1: only the lower clamp matters.
-        let e = exp_in_range(_mm512_max_ps(
-            _mm512_set1_ps(-87.0),
-            _mm512_xor_ps(_mm512_mul_ps(b, b), sign),
-        ));
-        let mid = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(b, _mm512_set1_ps(2.0));
-        let poly = _mm512_mask_blend_ps(mid, horner(y, &ERFC_R), horner(y, &ERFC_P));
-        let h = _mm512_mul_ps(half, _mm512_mul_ps(_mm512_mul_ps(e, q), poly));
-        let nonneg = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(u, _mm512_setzero_ps());
-        let big = _mm512_mask_blend_ps(nonneg, h, _mm512_sub_ps(one, h));
-        let is_small = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, one);
-        _mm512_mul_ps(x, _mm512_mask_blend_ps(is_small, big, small))
-    }
-}
-
-/// The activations added with the graph ops, out of line: their code inlined into every
-/// fused epilogue crowded the convolution micro-kernels' registers (fcn_seg, which uses
-/// none of them, ran 2.2x slower). One call per vector of the epilogue.
-///
-/// # Safety
-///
-/// AVX-512F and AVX-512DQ must be available.
-#[inline(never)]
-#[target_feature(enable = "avx512f,avx512dq")]
-unsafe fn act_ext(v: __m512, act: Act) -> __m512 {
-    // SAFETY: AVX-512F and DQ are available per this function's contract.
-    unsafe {
-        match act {
-            Act::Silu => _mm512_mul_ps(v, sigmoid(v)),
-            Act::HardSigmoid => _mm512_div_ps(relu6_shift3(v), _mm512_set1_ps(6.0)),
-            Act::HardSwish => _mm512_div_ps(_mm512_mul_ps(v, relu6_shift3(v)), _mm512_set1_ps(6.0)),
-            Act::Gelu => gelu(v),
-            _ => v,
-        }
     }
 }

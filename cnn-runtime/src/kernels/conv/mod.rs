@@ -1,0 +1,205 @@
+//! General 2-D convolution, as PyTorch's `Conv2d`: cross-correlation (no kernel flip),
+//! stride, dilation, groups, zero padding.
+//!
+//! [`ConvParams::from_torch`] packs the weights for the convolution engine
+//! (`kernels/engine/`): panels of 16 output channels, `[ceil(O/16)][KH*KW][C/G][16]`.
+//! [`conv2d`] runs the engine on the instruction set [`cpu::level`] selects (AVX-512,
+//! AVX2 + FMA or the portable baseline), falling back to a scalar loop over the packed
+//! weights for the shapes the engine does not take.
+//!
+//! Files: `mod.rs` the parameters (packing at load time) and the public kernel, `run.rs`
+//! the engine runs (the instruction set picked once per call, the split over the pool's
+//! threads, the column tiles of long 1-D signals), `tests.rs`. The geometry (`Dims2d`,
+//! the tap arithmetic) is `kernels/geometry.rs`, shared with the engine and the pools.
+
+use super::activation::Act;
+use super::engine::{self, Packed, Row16};
+use super::geometry::Dims2d;
+#[cfg(feature = "alloc")]
+use super::norm::fold_bn;
+use super::norm::Affine;
+use crate::buf::Buf;
+use crate::cpu::{self, Level};
+
+mod run;
+#[cfg(test)]
+mod tests;
+
+use self::run::conv2d_with;
+#[cfg(feature = "parallel")]
+pub(crate) use self::run::OutPtr;
+#[cfg(feature = "alloc")]
+#[allow(unused_imports)]
+use alloc::{boxed::Box, vec, vec::Vec};
+
+/// Weights and bias of a convolution, repacked for [`conv2d`] at load time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvParams {
+    /// Output channels.
+    out: usize,
+    /// Input channels per group.
+    in_per_group: usize,
+    /// Kernel height.
+    kh: usize,
+    /// Kernel width.
+    kw: usize,
+    /// Panels of 16 output channels: `[ceil(out/16)][kh*kw][in_per_group][16]`, batch
+    /// norm folded in, zeros past `out`.
+    weight: Buf<Row16>,
+    /// `[ceil(out/16)][16]`, zeros when the layer has no bias, batch norm folded in.
+    bias: Buf<Row16>,
+}
+
+#[cfg(feature = "alloc")]
+impl crate::buf::Embed for ConvParams {
+    fn parts(&self) -> crate::buf::Parts {
+        use crate::buf::row_bytes;
+        crate::buf::Parts {
+            dims: alloc::vec![self.out, self.in_per_group, self.kh, self.kw],
+            bufs: alloc::vec![
+                (true, row_bytes(&self.weight)),
+                (true, row_bytes(&self.bias))
+            ],
+        }
+    }
+}
+
+impl ConvParams {
+    #[cfg(feature = "alloc")]
+    /// Builds the parameters from a PyTorch `Conv2d` weight, layout
+    /// `[out, in_per_group, kh, kw]`, and its optional bias `[out]`.
+    ///
+    /// `bn` is a batch norm that follows the convolution, folded in here:
+    /// `w'[o] = w[o] * scale[o]`, `b'[o] = b[o] * scale[o] + shift[o]`, computed in f64.
+    ///
+    /// # Panics
+    ///
+    /// If a length does not match the dimensions (the caller has checked them).
+    pub fn from_torch(
+        out: usize,
+        in_per_group: usize,
+        kh: usize,
+        kw: usize,
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        bn: Option<&Affine>,
+    ) -> ConvParams {
+        let (weight, bias) = fold_bn(out, in_per_group * kh * kw, weight, bias, bn);
+        let (weight, bias) = engine::pack_conv(out, in_per_group, kh * kw, &weight, &bias);
+        ConvParams {
+            out,
+            in_per_group,
+            kh,
+            kw,
+            weight: weight.into(),
+            bias: bias.into(),
+        }
+    }
+
+    /// Parameters computed at compile time ([`crate::buf::Embed`]): dims
+    /// `[out, in_per_group, kh, kw]`, the weight and bias panels.
+    #[doc(hidden)]
+    pub const fn from_static(
+        dims: [usize; 4],
+        weight: &'static [Row16],
+        bias: &'static [Row16],
+    ) -> ConvParams {
+        let [out, in_per_group, kh, kw] = dims;
+        ConvParams {
+            out,
+            in_per_group,
+            kh,
+            kw,
+            weight: Buf::Static(weight),
+            bias: Buf::Static(bias),
+        }
+    }
+
+    fn packed(&self) -> Packed<'_> {
+        Packed {
+            weight: &self.weight,
+            bias: &self.bias,
+        }
+    }
+}
+
+/// The convolution with its dimensions as runtime values; see [`conv2d`].
+#[inline]
+fn conv2d_dyn(
+    level: Level,
+    d: Dims2d,
+    input: &[f32],
+    params: &ConvParams,
+    output: &mut [f32],
+    act: Act,
+) {
+    conv2d_with(level, d, input, params, output, act, engine::SCRATCH, None);
+}
+
+/// 2-D convolution, PyTorch `Conv2d` semantics, fused with its activation:
+/// `output[o][y][x] = act(bias[o] + sum over ci, ky, kx of
+/// w[o][ci][ky][kx] * input[g*C/G + ci][y*SH + ky*DH - PH][x*SW + kx*DW - PW])`
+/// where `g = o / (O/G)`, and taps outside the input read zero.
+///
+/// `input` holds at least `C*H*W` values and `output` at least `O*OH*OW`, both C, H, W
+/// order. `PH`/`PW` are the top/left padding; the bottom/right padding is whatever `OH`/`OW`
+/// imply (PyTorch's `padding='same'` with an even kernel pads one more cell there).
+///
+/// # Panics
+///
+/// If `params` was built for other dimensions, or a slice is too short.
+pub fn conv2d<
+    const C: usize,
+    const H: usize,
+    const W: usize,
+    const O: usize,
+    const OH: usize,
+    const OW: usize,
+    const KH: usize,
+    const KW: usize,
+    const SH: usize,
+    const SW: usize,
+    const PH: usize,
+    const PW: usize,
+    const DH: usize,
+    const DW: usize,
+    const G: usize,
+>(
+    input: &[f32],
+    params: &ConvParams,
+    output: &mut [f32],
+    act: Act,
+) {
+    const {
+        assert!(C > 0 && H > 0 && W > 0 && O > 0 && OH > 0 && OW > 0);
+        assert!(KH > 0 && KW > 0 && SH > 0 && SW > 0 && DH > 0 && DW > 0);
+        assert!(G > 0 && C.is_multiple_of(G) && O.is_multiple_of(G));
+    }
+    assert!(
+        params.out == O && params.in_per_group == C / G && params.kh == KH && params.kw == KW,
+        "conv2d: parameters are [{}, {}, {}, {}], the layer wants [{O}, {}, {KH}, {KW}]",
+        params.out,
+        params.in_per_group,
+        params.kh,
+        params.kw,
+        C / G
+    );
+    let d = Dims2d {
+        c: C,
+        h: H,
+        w: W,
+        o: O,
+        oh: OH,
+        ow: OW,
+        kh: KH,
+        kw: KW,
+        sh: SH,
+        sw: SW,
+        ph: PH,
+        pw: PW,
+        dh: DH,
+        dw: DW,
+        g: G,
+    };
+    conv2d_dyn(cpu::level(), d, input, params, output, act);
+}

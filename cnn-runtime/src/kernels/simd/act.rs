@@ -1,0 +1,154 @@
+//! The vector activations, written once over [`Simd`] from its primitive operations:
+//! the Cephes algorithms of [`activation`](crate::kernels::activation) (`exp` by range
+//! reduction with a split `ln 2`, a degree-5 polynomial and `2^n` built in the exponent;
+//! `tanh` as a polynomial below 0.625 and `1 - 2 / (e^{2|x|} + 1)` above; a stable
+//! `sigmoid`; the exact GELU from Cephes' `erff`/`erfcf`), plus the piecewise-linear
+//! ones.
+//!
+//! Where the level has fused multiply-adds (AVX2, AVX-512) each `a * b + c` is rounded
+//! once; without them (the portable level) every operation is the scalar functions' own,
+//! in their order, so that level gives their exact bits (tested in `simd/mod.rs`).
+
+use super::Simd;
+use crate::kernels::activation::{Act, ERFC_P, ERFC_R, ERF_T};
+
+/// `act` applied to every lane of `v` (see [`Simd::act`]); the activations added with
+/// the graph ops go through [`Simd::act_ext`], which a level may run out of line.
+#[inline(always)]
+pub(crate) fn act<S: Simd>(s: S, v: S::V, act: Act) -> S::V {
+    match act {
+        Act::Identity => v,
+        // `v > 0 ? v : 0`: NaN gives 0, as `f32::max`.
+        Act::Relu => s.max(v, s.zero()),
+        // NaN propagates through both (second operand returned), as `clamp`.
+        Act::Relu6 => s.min(s.splat(6.0), s.max(s.zero(), v)),
+        Act::Tanh => tanh(s, v),
+        Act::Sigmoid => sigmoid(s, v),
+        Act::LeakyRelu(slope) => s.select(s.ge(v, s.zero()), v, s.mul(v, s.splat(slope))),
+        Act::Silu | Act::HardSigmoid | Act::HardSwish | Act::Gelu => s.act_ext(v, act),
+    }
+}
+
+/// The activations added with the graph ops (SiLU, hard sigmoid, hard swish, GELU)
+/// applied to every lane of `v`; any other `act` returns `v` ([`act`] handles those).
+#[inline(always)]
+pub(crate) fn act_ext<S: Simd>(s: S, v: S::V, act: Act) -> S::V {
+    match act {
+        Act::Silu => s.mul(v, sigmoid(s, v)),
+        Act::HardSigmoid => s.div(relu6_shift3(s, v), s.splat(6.0)),
+        Act::HardSwish => s.div(s.mul(v, relu6_shift3(s, v)), s.splat(6.0)),
+        Act::Gelu => gelu(s, v),
+        _ => v,
+    }
+}
+
+/// `e^x` for `x` already in [-87, 88] (or NaN, which propagates): the Cephes polynomial
+/// of [`activation::exp`](crate::kernels::activation::exp), `2^n` by
+/// [`Simd::mul_pow2`] (`n` is in [-126, 127]).
+#[inline(always)]
+pub(crate) fn exp_in_range<S: Simd>(s: S, x: S::V) -> S::V {
+    // 1.5 * 2^23: adding it rounds to the nearest integer.
+    let round = s.splat(12_582_912.0);
+    let t = s.mul_add(x, s.splat(core::f32::consts::LOG2_E), round);
+    let n = s.sub(t, round);
+    // x - n ln 2, with ln 2 split in two so that n * high is exact.
+    let r = s.neg_mul_add(n, s.splat(0.693_359_4), x);
+    let r = s.neg_mul_add(n, s.splat(-2.121_944_4e-4), r);
+    let mut p = s.splat(1.987_569_1e-4);
+    for c in [
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        1.666_666_5e-1,
+        5e-1,
+    ] {
+        p = s.mul_add(p, r, s.splat(c));
+    }
+    // p r^2 + r: fused, with r^2 formed first; unfused, the scalar function's
+    // (p r) r + r, so that the portable level keeps its bits.
+    let p = if S::FMA {
+        s.mul_add(p, s.mul(r, r), r)
+    } else {
+        s.mul_add(s.mul(p, r), r, r)
+    };
+    s.mul_pow2(s.add(p, s.splat(1.0)), n)
+}
+
+/// `tanh` lane-wise: [`activation::tanh`](crate::kernels::activation::tanh) (polynomial
+/// below 0.625, `1 - 2 / (e^{2|x|} + 1)` above). A NaN lane takes the polynomial branch
+/// (the comparison is false) and stays NaN.
+#[inline(always)]
+pub(crate) fn tanh<S: Simd>(s: S, x: S::V) -> S::V {
+    let a = s.abs(x);
+    let z = s.mul(x, x);
+    let mut q = s.splat(-5.704_988_7e-3);
+    for c in [2.063_909e-2, -5.373_971_6e-2, 1.333_144_2e-1, -3.333_328e-1] {
+        q = s.mul_add(q, z, s.splat(c));
+    }
+    let small = s.mul_add(s.mul(q, z), a, a);
+    // 2 * min(a, 10) is in [0, 20]: inside exp's range.
+    let e = exp_in_range(s, s.min(s.add(a, a), s.splat(20.0)));
+    let one = s.splat(1.0);
+    let big = s.sub(one, s.div(s.splat(2.0), s.add(e, one)));
+    let r = s.select(s.ge(a, s.splat(0.625)), big, small);
+    // Both branches are >= +0: copy the sign of x in.
+    s.or(r, s.and(x, s.splat(-0.0)))
+}
+
+/// `1 / (1 + e^-x)` lane-wise: [`activation::sigmoid`](crate::kernels::activation::sigmoid)
+/// with the vector `exp`; NaN propagates through every step.
+#[inline(always)]
+pub(crate) fn sigmoid<S: Simd>(s: S, x: S::V) -> S::V {
+    // -|x| clamped below at -87 (`max` returns its second operand, so NaN stays).
+    let m = s.max(s.splat(-87.0), s.or(x, s.splat(-0.0)));
+    let e = exp_in_range(s, m);
+    let one = s.splat(1.0);
+    let pos = s.div(one, s.add(one, e));
+    s.select(s.ge(x, s.zero()), pos, s.mul(e, pos))
+}
+
+/// `c[0] * x^(n-1) + ... + c[n-1]` by Horner's rule.
+#[inline(always)]
+fn horner<S: Simd>(s: S, x: S::V, c: &[f32]) -> S::V {
+    let mut p = s.splat(c[0]);
+    for &k in &c[1..] {
+        p = s.mul_add(p, x, s.splat(k));
+    }
+    p
+}
+
+/// `relu6(x + 3)` lane-wise, NaN propagated as by `clamp`.
+#[inline(always)]
+fn relu6_shift3<S: Simd>(s: S, x: S::V) -> S::V {
+    let v = s.add(x, s.splat(3.0));
+    s.min(s.splat(6.0), s.max(s.zero(), v))
+}
+
+/// The exact GELU lane-wise: [`activation::gelu`](crate::kernels::activation::gelu)
+/// (Cephes' `erff` below `|x / sqrt 2| = 1`, `erfcf` above). A NaN lane takes the `erfc`
+/// branch, which stays finite, and the final product with `x` makes it NaN.
+#[inline(always)]
+pub(crate) fn gelu<S: Simd>(s: S, x: S::V) -> S::V {
+    let sign = s.splat(-0.0);
+    let one = s.splat(1.0);
+    let half = s.splat(0.5);
+    let u = s.mul(x, s.splat(core::f32::consts::FRAC_1_SQRT_2));
+    let a = s.abs(u);
+    let erf = s.mul(horner(s, s.mul(a, a), &ERF_T), a);
+    let erf = s.or(s.abs(erf), s.and(u, sign));
+    let small = s.mul_add(half, erf, half);
+    // `max` returns its second operand for NaN: b is in [1, inf].
+    let b = s.max(a, one);
+    let q = s.div(one, b);
+    let y = s.mul(q, q);
+    // -b^2 <= -1: only the lower clamp matters.
+    let e = exp_in_range(s, s.max(s.splat(-87.0), s.xor(s.mul(b, b), sign)));
+    let poly = s.select(
+        s.lt(b, s.splat(2.0)),
+        horner(s, y, &ERFC_P),
+        horner(s, y, &ERFC_R),
+    );
+    let h = s.mul(half, s.mul(s.mul(e, q), poly));
+    let big = s.select(s.ge(u, s.zero()), s.sub(one, h), h);
+    s.mul(x, s.select(s.lt(a, one), small, big))
+}

@@ -1,0 +1,86 @@
+//! Per-level tuning: the tile shapes the kernels use on each instruction set.
+//!
+//! These are measured choices (what ran fastest, within the register budget), not facts
+//! of the instruction set, so they live here rather than in [`Simd`](super::Simd): one
+//! [`Tuning`] per level, reached from a kernel generic over `S: Simd` as `S::TUNING`
+//! ([`Tuned`] is a supertrait of `Simd`).
+
+use super::Portable;
+#[cfg(target_arch = "x86_64")]
+use super::{Avx2, Avx512};
+
+/// How the kernels block their work on one level.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Tuning {
+    /// Most output channels of a pixel-vectorised conv tile (two vectors of pixels each):
+    /// the register budget.
+    pub(crate) pv_mr: usize,
+    /// Pixels of a channel-vectorised conv tile (16 channels each; AVX-512 also has 12).
+    pub(crate) cv_np: usize,
+    /// Panels of 16 outputs a linear-layer tile covers.
+    pub(crate) lin_panels: usize,
+    /// Wide direct-conv pixel tiles: on rows with four full vectors left, tiles of four
+    /// pixel vectors by up to 6 channels (4 loads and 6 broadcasts per 24 FMAs), while
+    /// the input strip they share stays within L1. Needs the 32 registers of AVX-512.
+    pub(crate) wide_pixel_tiles: bool,
+    /// Single-panel channel tiles (conv, Winograd GEMM) of 12 pixels besides `cv_np`,
+    /// taken when 12 pads the pixel count less.
+    pub(crate) cv_tiles_of_12: bool,
+    /// Channel tiles of two panels by 8 pixels (two weight loads and 8 broadcasts per 16
+    /// FMAs), for groups of at least 32 channels when 8 pixels pad no more.
+    pub(crate) cv_panel_pairs: bool,
+    /// Sliding 3x3 depthwise: 3x3 stride-1 depthwise layers always take the
+    /// channel-vectorised path and its sliding window (each band column loaded once per
+    /// kernel row), whatever the width of their rows.
+    pub(crate) sliding_depthwise_3x3: bool,
+    /// Winograd GEMM tiles spanning four or two panels of output channels (by 6 or 4,
+    /// and 12 tiles), not just one.
+    pub(crate) winograd_multi_panel: bool,
+}
+
+/// The [`Tuning`] of a level, implemented once per level token.
+pub(crate) trait Tuned {
+    /// The tile shapes of this level.
+    const TUNING: Tuning;
+}
+
+impl Tuned for Portable {
+    const TUNING: Tuning = Tuning {
+        pv_mr: 6,
+        cv_np: 2,
+        lin_panels: 2,
+        wide_pixel_tiles: false,
+        cv_tiles_of_12: false,
+        cv_panel_pairs: false,
+        sliding_depthwise_3x3: false,
+        winograd_multi_panel: false,
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Tuned for Avx2 {
+    const TUNING: Tuning = Tuning {
+        pv_mr: 6,
+        cv_np: 6,
+        lin_panels: 4,
+        wide_pixel_tiles: false,
+        cv_tiles_of_12: false,
+        cv_panel_pairs: false,
+        sliding_depthwise_3x3: false,
+        winograd_multi_panel: false,
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Tuned for Avx512 {
+    const TUNING: Tuning = Tuning {
+        pv_mr: 8,
+        cv_np: 16,
+        lin_panels: 8,
+        wide_pixel_tiles: true,
+        cv_tiles_of_12: true,
+        cv_panel_pairs: true,
+        sliding_depthwise_3x3: true,
+        winograd_multi_panel: true,
+    };
+}

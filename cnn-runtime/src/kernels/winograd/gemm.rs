@@ -1,0 +1,205 @@
+//! The batched matrix products `M[ξ] = V[ξ] · U[ξ]` of a block: the register-blocked
+//! micro-kernel (`GemmTile`), one position's tiles (`gemm_position`) and the split of the
+//! 36 positions over the pool's threads.
+
+use super::*;
+
+/// One GEMM tile: `PN` panels of 16 output channels by `NT` tiles, at one position `ξ`.
+#[derive(Clone, Copy)]
+pub(super) struct GemmArgs {
+    /// `V[ξ][0][t0]`: tile `t` of channel `c` at `v + c * vstride + t`.
+    pub(super) v: *const f32,
+    pub(super) vstride: usize,
+    /// Valid tiles (`<= NT`); the others repeat the last one, never stored.
+    pub(super) nt: usize,
+    /// `U[ξ][panel][0]`: row of channel `c` of panel `p` at `u + (p * c_n + c) * 16`.
+    pub(super) u: *const f32,
+    /// Input channels.
+    pub(super) cn: usize,
+    /// `M[ξ][t0][panel * 16]`: tile `t` at `m + t * mstride`.
+    pub(super) m: *mut f32,
+    pub(super) mstride: usize,
+}
+
+/// The GEMM micro-kernel, run as an isolated function ([`Simd::vectorize`]).
+pub(super) struct GemmTile<const PN: usize, const VEC: usize, const NT: usize>(pub(super) GemmArgs);
+
+impl<const PN: usize, const VEC: usize, const NT: usize> GemmTile<PN, VEC, NT> {
+    /// # Safety
+    ///
+    /// `v + c * vstride + t` readable for `c < cn`, `t < nt`; `u .. u + PN * cn * 16`
+    /// readable; `m + t * mstride .. + PN * 16` writable for `t < nt`.
+    #[inline(always)]
+    unsafe fn new(a: GemmArgs) -> Self {
+        GemmTile(a)
+    }
+}
+
+impl<const PN: usize, const VEC: usize, const NT: usize> WithSimd for GemmTile<PN, VEC, NT> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let a = self.0;
+        let l = S::LANES;
+        debug_assert!(VEC * l == PANEL && a.nt >= 1 && a.nt <= NT);
+        let mut acc = [[[s.zero(); VEC]; PN]; NT];
+        let offs: [usize; NT] = core::array::from_fn(|t| t.min(a.nt - 1));
+        let pstride = a.cn * PANEL;
+        // SAFETY: (whole body) channel `c < cn` reads `v + c * vstride + offs[t]` with
+        // `offs[t] < nt`, and the `PN` panel rows `u + p * pstride + c * 16 .. + 16`;
+        // stores touch tiles `t < nt`, `PN * 16` floats each: all within `new`'s contract.
+        unsafe {
+            let mut vp = a.v;
+            let mut up = a.u;
+            for _ in 0..a.cn {
+                let mut w = [[s.zero(); VEC]; PN];
+                for (p, wp) in w.iter_mut().enumerate() {
+                    for (k, x) in wp.iter_mut().enumerate() {
+                        *x = s.load(up.add(p * pstride + k * l));
+                    }
+                }
+                for (acc_t, &off) in acc.iter_mut().zip(&offs) {
+                    let x = s.bcast(vp.add(off));
+                    for (acc_p, wp) in acc_t.iter_mut().zip(&w) {
+                        for (y, &wk) in acc_p.iter_mut().zip(wp) {
+                            *y = s.mul_add(wk, x, *y);
+                        }
+                    }
+                }
+                vp = vp.add(a.vstride);
+                up = up.add(PANEL);
+            }
+            for (t, acc_t) in acc.iter().enumerate().take(a.nt) {
+                let mp = a.m.add(t * a.mstride);
+                for (p, acc_p) in acc_t.iter().enumerate() {
+                    for (k, &y) in acc_p.iter().enumerate() {
+                        s.store(mp.add(p * PANEL + k * l), y);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs the GEMM of one position over every panel and tile group.
+///
+/// # Safety
+///
+/// `v` holds `cn` rows of `tb` tiles (stride `tb`), `u` `panels * cn` rows of 16,
+/// `m` `tb` rows of `panels * 16` floats.
+#[inline(always)]
+pub(super) unsafe fn gemm_position<S: Simd>(
+    s: S,
+    v: *const f32,
+    u: *const f32,
+    m: *mut f32,
+    cn: usize,
+    tb: usize,
+    panels: usize,
+) {
+    let opad = panels * PANEL;
+    let mut p = 0;
+    while p < panels {
+        let left = panels - p;
+        // (panels, tiles) per call: AVX-512 four panels by 6 (or 4) tiles, two by 12,
+        // one by 16 (or 12); AVX2 one panel (two vectors) by 6; portable by 2.
+        let pn = if S::TUNING.winograd_multi_panel {
+            if left >= 4 {
+                4
+            } else if left >= 2 {
+                2
+            } else {
+                1
+            }
+        } else {
+            1
+        };
+        let nt_max = match pn {
+            4 => {
+                if tb.next_multiple_of(4) < tb.next_multiple_of(6) {
+                    4
+                } else {
+                    6
+                }
+            }
+            2 => 12,
+            _ if S::TUNING.cv_tiles_of_12
+                && tb.next_multiple_of(12) < tb.next_multiple_of(S::TUNING.cv_np) =>
+            {
+                12
+            }
+            _ => S::TUNING.cv_np,
+        };
+        let mut t0 = 0;
+        while t0 < tb {
+            let nt = nt_max.min(tb - t0);
+            // SAFETY: tiles `t0..t0 + nt` of `v` and `m`, panels `p..p + pn` of `u` and
+            // of the rows of `m`: inside the buffers the caller guarantees.
+            unsafe {
+                let a = GemmArgs {
+                    v: v.add(t0),
+                    vstride: tb,
+                    nt,
+                    u: u.add(p * cn * PANEL),
+                    cn,
+                    m: m.add(t0 * opad + p * PANEL),
+                    mstride: opad,
+                };
+                match (S::LANES, pn, nt_max) {
+                    (16, 4, 4) => s.vectorize(GemmTile::<4, 1, 4>::new(a)),
+                    (16, 4, _) => s.vectorize(GemmTile::<4, 1, 6>::new(a)),
+                    (16, 2, _) => s.vectorize(GemmTile::<2, 1, 12>::new(a)),
+                    (16, _, 12) => s.vectorize(GemmTile::<1, 1, 12>::new(a)),
+                    (16, _, _) => s.vectorize(GemmTile::<1, 1, 16>::new(a)),
+                    (8, _, _) => s.vectorize(GemmTile::<1, 2, 6>::new(a)),
+                    _ => s.vectorize(GemmTile::<1, 4, 2>::new(a)),
+                }
+            }
+            t0 += nt;
+        }
+        p += pn;
+    }
+}
+
+/// Multiply-accumulates of a block's 36 products from which they are split over the
+/// pool's threads (with the `parallel` feature; without it the pool has one thread).
+pub(super) const PAR_MACS: usize = 500_000;
+
+/// The buffers of one block's 36 matrix products, shared by the threads running them.
+#[derive(Clone, Copy)]
+pub(super) struct GemmAll<S> {
+    pub(super) s: S,
+    pub(super) v: *const f32,
+    pub(super) u: *const f32,
+    pub(super) m: *mut f32,
+}
+
+// SAFETY: the parts of a block read `v` and `u` and write disjoint positions of `m`
+// (`GemmAll::position`), and `pool::run` returns only when all of them are done; the
+// SIMD token is a proof of CPU features, valid on every thread of the process.
+unsafe impl<S> Sync for GemmAll<S> {}
+
+impl<S: Simd> GemmAll<S> {
+    /// The matrix product of position `xi` (see [`gemm_position`]).
+    ///
+    /// # Safety
+    ///
+    /// The buffers hold `[36][C][tb]` (`v`), `[36][panels][C][16]` (`u`) and
+    /// `[36][tb][panels * 16]` (`m`) floats; no other thread touches position `xi` of `m`.
+    #[inline(always)]
+    pub(super) unsafe fn position(&self, xi: usize, c: usize, tb: usize, panels: usize) {
+        let opad = panels * PANEL;
+        // SAFETY: position `xi` of each buffer, as the caller guarantees.
+        unsafe {
+            gemm_position(
+                self.s,
+                self.v.add(xi * c * tb),
+                self.u.add(xi * panels * c * PANEL),
+                self.m.add(xi * tb * opad),
+                c,
+                tb,
+                panels,
+            );
+        }
+    }
+}

@@ -1,0 +1,472 @@
+//! Winograd F(4x4, 3x3) convolution for 3x3, stride-1, dilation-1, ungrouped layers.
+//!
+//! A 4x4 block of outputs of one channel pair needs a 6x6 block of input. Winograd's
+//! minimal filtering computes it as `Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A` with the standard
+//! interpolation points `0, ±1, ±2, ∞`: 36 multiplications instead of 144. Summed over
+//! the input channels, each of the 36 positions `ξ` of the transformed domain is a
+//! matrix product `M[ξ] = V[ξ] · U[ξ]` (`[tiles x C] · [C x O]`), so the multiply count
+//! of the layer drops by 4x; the transforms are additions and a few constant products.
+//!
+//! * **Weights** are transformed at load time ([`WinogradParams::from_torch`], in f64,
+//!   batch norm folded in) and packed like the direct engine's: panels of 16 output
+//!   channels, `[36][ceil(O/16)][C][16]`.
+//! * **Input transform**, per input channel and tile row, vectorised over tiles: each
+//!   padded input row is split into its four column phases with vector deinterleaves
+//!   (tile `tx` reads columns `4tx..4tx+6`: phases 0..3 at `tx` and 0, 1 at `tx + 1`),
+//!   then `Bᵀ d B` is a handful of vector adds and FMAs. `V` is `[36][C][tiles]`.
+//! * **Batched GEMM**: a channel-vectorised register-blocked micro-kernel (`GemmTile`):
+//!   `PN` panels of 16 output channels by `NT` tiles, per input channel `PN * 16 / LANES`
+//!   weight loads and `NT` broadcasts. `M` is `[36][tiles][O rounded to 16]`.
+//! * **Output transform** vectorised over output channels, with the bias and the
+//!   activation applied to the registers, then scattered to the 4x4 output block (on
+//!   AVX-512 through an in-register 16x16 transpose).
+//!
+//! Tiles are processed in blocks of tile rows sized so that `V` and `M` of a block stay
+//! around L2; the buffers live in a per-thread scratch vector (allocated on the first
+//! call on a thread, grown when needed, never per call).
+//!
+//! Dilation other than 1 is not handled (the dispatch keeps those layers on the direct
+//! engine). F(2x2, 3x3) and F(6x6, 3x3) are not implemented: F(4x4) keeps every output
+//! within the conformance tolerance at 512 input channels, and small maps (8x8, 7x7) still
+//! get 3-4x fewer multiplications.
+
+#[cfg(feature = "alloc")]
+#[allow(unused_imports)]
+use alloc::{boxed::Box, vec, vec::Vec};
+#[cfg(feature = "std")]
+use std::cell::Cell;
+
+use super::activation::Act;
+#[cfg(feature = "alloc")]
+use super::engine::pack_bias;
+use super::engine::{Row16, PANEL};
+#[cfg(feature = "alloc")]
+use super::norm::fold_bn;
+use super::norm::Affine;
+use super::simd::{self, Simd, WithSimd};
+use crate::buf::Buf;
+use crate::cpu::{self, Level};
+
+/// Output tile side.
+const M: usize = 4;
+/// Input tile side (`M + 2`).
+const ALPHA: usize = 6;
+/// Positions of the transformed domain.
+const XI: usize = ALPHA * ALPHA;
+/// Target floats of `V` plus `M` per block of tile rows (about 1 MiB).
+const BLOCK_FLOATS: usize = 256 * 1024;
+
+mod gemm;
+mod params;
+#[cfg(test)]
+mod speed;
+#[cfg(test)]
+mod tests;
+mod transform;
+
+use self::gemm::*;
+pub use self::params::WinogradParams;
+use self::transform::*;
+
+/// Whether Winograd F(4x4, 3x3) is expected to beat the direct engine on one core for a
+/// 3x3, stride-1, dilation-1, ungrouped convolution of `c` input channels on an `h` x
+/// `w` map with `o` output channels (padding 1 or 0 makes no difference here).
+///
+/// A pure function of the numbers, so that the compiler can call it at macro-expansion
+/// time. Tuned from the measurements in this module's `speed` test (AVX-512 and AVX2 on
+/// one core; AVX2 gains more, so the AVX-512 crossovers decide). Winograd saves
+/// multiplications in proportion to `tiles * c * o` and spends its transforms in
+/// proportion to `tiles * (c + o)`, so it needs `c * o / (c + o)` large enough (10: 16
+/// -> 32 channels on a map of at least 64 tiles, 32x32; measured 1.15x there) or so many
+/// channel pairs that even a few tiles pay (`c * o >= 2048`: 32 -> 64 on 16x16 1.27x,
+/// 64 -> 128 on 8x8 1.86x); and its 4x larger transformed weights must not turn a layer
+/// with few tiles into a weight-streaming one (128 -> 128 on 8x8: 0.96x).
+pub const fn winograd_pays(c: usize, h: usize, w: usize, o: usize) -> bool {
+    /// Per-core L2 of the machine the rule was measured on.
+    const L2: usize = 2 << 20;
+    let tiles = h.div_ceil(M) * w.div_ceil(M);
+    let (direct_bytes, winograd_bytes) = (9 * 4 * c * o, XI * 4 * c * o);
+    // Enough channels on both sides to amortise the transforms.
+    let enough_channels = (c * o >= 10 * (c + o) && tiles >= 64) || c * o >= 2048;
+    // Few tiles per weight and the 4x larger transformed weights leave L2 while the
+    // direct engine's stay: streaming them costs more than the multiplications saved.
+    let weight_bound = tiles < 16 && direct_bytes <= L2 && winograd_bytes > L2;
+    enough_channels && !weight_bound
+}
+
+/// Dimensions of a Winograd convolution as runtime values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct WgDims {
+    /// Input channels.
+    pub(crate) c: usize,
+    /// Input height.
+    pub(crate) h: usize,
+    /// Input width.
+    pub(crate) w: usize,
+    /// Output channels.
+    pub(crate) o: usize,
+    /// Output height.
+    pub(crate) oh: usize,
+    /// Output width.
+    pub(crate) ow: usize,
+    /// Top padding (the bottom padding is implied by `oh`).
+    pub(crate) ph: usize,
+    /// Left padding (the right padding is implied by `ow`).
+    pub(crate) pw: usize,
+}
+
+/// How a convolution is cut into blocks and where its buffers start in the scratch.
+#[derive(Clone, Copy, Debug)]
+struct Layout {
+    /// Tile rows and columns.
+    th: usize,
+    tw: usize,
+    /// Floats per phase of a split input row (at least `tw + 1`, a multiple of 16).
+    twp: usize,
+    /// Tile rows per block.
+    nty: usize,
+    /// Output channels rounded up to 16.
+    opad: usize,
+    /// Offsets in the (64-byte aligned) scratch of the phase rows, the padded line, `V`
+    /// and `M`, and the total length.
+    phase: usize,
+    line: usize,
+    v: usize,
+    m: usize,
+    len: usize,
+}
+
+impl Layout {
+    fn new(d: &WgDims) -> Layout {
+        let (th, tw) = (d.oh.div_ceil(M), d.ow.div_ceil(M));
+        let twp = (tw + 1).next_multiple_of(16);
+        let opad = d.o.next_multiple_of(PANEL);
+        let per_row = XI * (d.c + opad) * tw;
+        let nty = (BLOCK_FLOATS / per_row).clamp(1, th);
+        let tb = nty * tw;
+        // Slack of 16 floats after each buffer: vector loads of a last partial chunk
+        // may read (never use) up to one vector past the data.
+        let phase = 0;
+        let line = phase + (M * nty + 2) * M * twp + 16;
+        let v = line + M * twp + 16;
+        let m = v + XI * d.c * tb + 16;
+        let len = m + XI * tb * opad + 16;
+        Layout {
+            th,
+            tw,
+            twp,
+            nty,
+            opad,
+            phase,
+            line,
+            v,
+            m,
+            len,
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+thread_local! {
+    /// This thread's Winograd buffers (separate from [`crate::scratch`], which a model's
+    /// `forward` may hold while calling the kernels).
+    static SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
+#[cfg(feature = "std")]
+/// This thread's scratch vector, borrowed until dropped (a nested borrow, which the
+/// kernels never make, would get a fresh vector).
+struct ScratchGuard(Vec<f32>);
+
+#[cfg(feature = "std")]
+impl ScratchGuard {
+    /// At least `len` floats starting on a 64-byte boundary.
+    fn take(len: usize) -> ScratchGuard {
+        let mut buf = SCRATCH.with(Cell::take);
+        if buf.len() < len + 16 {
+            buf.resize(len + 16, 0.0);
+        }
+        ScratchGuard(buf)
+    }
+
+    /// The 64-byte aligned part.
+    fn aligned(&mut self) -> &mut [f32] {
+        let off = self.0.as_ptr().align_offset(64).min(16);
+        &mut self.0[off..]
+    }
+}
+
+#[cfg(feature = "std")]
+impl Drop for ScratchGuard {
+    fn drop(&mut self) {
+        let buf = core::mem::take(&mut self.0);
+        SCRATCH.with(|cell| {
+            let other = cell.take();
+            cell.set(if other.len() > buf.len() { other } else { buf });
+        });
+    }
+}
+
+/// The whole convolution at one level, as a kernel for [`simd::run`].
+struct WgRun<'a> {
+    d: WgDims,
+    lay: Layout,
+    input: &'a [f32],
+    params: &'a WinogradParams,
+    output: &'a mut [f32],
+    scratch: &'a mut [f32],
+    act: Act,
+}
+
+/// The pointers the parts of a split block share.
+#[derive(Clone, Copy)]
+struct Shared<T>(T);
+// SAFETY: the parts of a block write disjoint parts of `V`, `M` and the output (their
+// channels, positions, tiles), read what the previous phase finished, and `pool::run`
+// returns only when all of them are done; the SIMD token is a proof of CPU features,
+// valid on every thread of the process.
+unsafe impl<T> Sync for Shared<T> {}
+
+impl<T: Copy> Shared<T> {
+    /// The value (a method, so that closures capture the whole `Sync` wrapper).
+    fn get(&self) -> T {
+        self.0
+    }
+}
+
+impl WithSimd for WgRun<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let WgRun {
+            d,
+            lay,
+            input,
+            params,
+            output,
+            scratch,
+            act,
+        } = self;
+        let (tw, opad) = (lay.tw, lay.opad);
+        let panels = opad / PANEL;
+        assert!(scratch.len() >= lay.len);
+        assert!(input.len() >= d.c * d.h * d.w && output.len() >= d.o * d.oh * d.ow);
+        let base = scratch.as_mut_ptr();
+        let u = params.weight.as_ptr().cast::<f32>();
+        let bias = params.bias.as_ptr().cast::<f32>();
+        let out = output.as_mut_ptr();
+        let lay = &lay;
+        // Floats of the phase rows and line (with their slack) an input part needs.
+        let part_floats = lay.v - lay.phase;
+        for ty0 in (0..lay.th).step_by(lay.nty) {
+            let nb = lay.nty.min(lay.th - ty0);
+            let tb = nb * tw;
+            // With the `parallel` feature and enough work, each phase is split over the
+            // pool's threads (input channels, positions, tiles), every value computed
+            // exactly as on one thread.
+            let threads = if XI * tb * d.c * opad >= PAR_MACS {
+                crate::pool::num_threads()
+            } else {
+                1
+            };
+            // SAFETY: (block) the scratch holds `lay.len` floats, laid out by `Layout`
+            // for blocks of `lay.nty >= nb` tile rows: phase rows `(4 nb + 2) * 4 twp`,
+            // the line `4 twp`, `V` `36 C tb`, `M` `36 tb opad`, each followed by 16
+            // floats of slack.
+            let (phase, line, v, m) = unsafe {
+                (
+                    base.add(lay.phase),
+                    base.add(lay.line),
+                    base.add(lay.v),
+                    base.add(lay.m),
+                )
+            };
+            let sh = Shared((s, phase, line, v, m, out, bias));
+            // Input transform: the first part in the scratch's phase rows, the others
+            // in their own stack buffer (when it is large enough; else one part).
+            let parts = if part_floats <= PART_FLOATS {
+                threads.min(d.c)
+            } else {
+                1
+            };
+            crate::pool::run(parts, &|i| {
+                let (s, phase, line, v, ..) = sh.get();
+                let (c0, c1) = (i * d.c / parts, (i + 1) * d.c / parts);
+                let mut own = core::mem::MaybeUninit::<PartBuf>::uninit();
+                let (phase, line) = if i == 0 {
+                    (phase, line)
+                } else {
+                    let b = own.as_mut_ptr().cast::<f32>();
+                    // SAFETY: `part_floats <= PART_FLOATS`; the slack after the phase
+                    // rows and the line (read by vector loads, never used) is zeroed.
+                    unsafe {
+                        let line_off = lay.line - lay.phase;
+                        core::ptr::write_bytes(b.add(line_off - 16), 0, 16);
+                        core::ptr::write_bytes(b.add(part_floats - 16), 0, 16);
+                        (b, b.add(line_off))
+                    }
+                };
+                s.vectorize(WgInput {
+                    d,
+                    lay,
+                    input,
+                    phase,
+                    line,
+                    v,
+                    ty0,
+                    nb,
+                    c0,
+                    c1,
+                });
+            });
+            // The 36 matrix products, split by position (disjoint parts of `M`).
+            let gemm = GemmAll { s, v, u, m };
+            let parts = threads.min(XI);
+            crate::pool::run(parts, &|i| {
+                for xi in i * XI / parts..(i + 1) * XI / parts {
+                    // SAFETY: position `xi`'s slices of `V`, `U` and `M`: `V` and `U` only
+                    // read, each position of `M` written by the one part that owns it.
+                    unsafe { gemm.position(xi, d.c, tb, panels) };
+                }
+            });
+            // Output transform, bias, activation, scatter, split by tiles.
+            let parts = threads.min(tb);
+            crate::pool::run(parts, &|i| {
+                let (s, .., m, out, bias) = sh.get();
+                s.vectorize(WgOutput {
+                    d,
+                    lay,
+                    m,
+                    bias,
+                    out,
+                    ty0,
+                    nb,
+                    t0: i * tb / parts,
+                    t1: (i + 1) * tb / parts,
+                    act,
+                });
+            });
+        }
+    }
+}
+
+/// The convolution with its dimensions as runtime values, at `level`; see
+/// [`winograd_conv3x3`].
+pub(crate) fn winograd_dyn(
+    level: Level,
+    d: WgDims,
+    input: &[f32],
+    params: &WinogradParams,
+    output: &mut [f32],
+    scratch: Option<&mut [f32]>,
+    act: Act,
+) {
+    assert!(
+        params.out == d.o && params.in_channels == d.c,
+        "winograd_conv3x3: parameters are [{}, {}, 3, 3], the layer wants [{}, {}, 3, 3]",
+        params.out,
+        params.in_channels,
+        d.o,
+        d.c
+    );
+    let lay = Layout::new(&d);
+    let input = &input[..d.c * d.h * d.w];
+    let output = &mut output[..d.o * d.oh * d.ow];
+    // The caller's scratch (a region of the model's arena) when it is large enough,
+    // else (with `std`) this thread's buffer.
+    #[cfg(feature = "std")]
+    let mut guard = None;
+    let scratch = match scratch {
+        Some(buf) if buf.len() >= lay.len + 16 => {
+            let off = buf.as_ptr().align_offset(64).min(16);
+            &mut buf[off..]
+        }
+        #[cfg(feature = "std")]
+        _ => guard.insert(ScratchGuard::take(lay.len)).aligned(),
+        #[cfg(not(feature = "std"))]
+        _ => panic!(
+            "winograd_conv3x3: needs {} floats of scratch (the compiler plans them)",
+            lay.len + 16
+        ),
+    };
+    let run = WgRun {
+        d,
+        lay,
+        input,
+        params,
+        output,
+        scratch,
+        act,
+    };
+    simd::run(level, run);
+}
+
+/// Floats of scratch memory [`winograd_conv3x3`] needs for these dimensions (including
+/// the slack to start on a 64-byte boundary); the compiler reserves them in the arena.
+pub fn winograd_scratch_len(c: usize, h: usize, w: usize, o: usize, oh: usize, ow: usize) -> usize {
+    let d = WgDims {
+        c,
+        h,
+        w,
+        o,
+        oh,
+        ow,
+        ph: 0,
+        pw: 0,
+    };
+    Layout::new(&d).len + 16
+}
+
+/// 3x3 convolution, stride 1, dilation 1, groups 1, by Winograd F(4x4, 3x3), fused with
+/// its bias (and folded batch norm) and activation. Same semantics and argument order as
+/// [`conv2d`](super::conv::conv2d) with `KH = KW = 3`, `SH = SW = 1`, `G = 1`:
+/// `output[o][y][x] = act(bias[o] + sum over c, ky, kx of
+/// w[o][c][ky][kx] * input[c][y + ky*DH - PH][x + kx*DW - PW])`, taps outside the input
+/// reading zero; `PH`/`PW` are the top/left padding, the bottom/right padding is whatever
+/// `OH`/`OW` imply.
+///
+/// Only dilation 1 is supported (`DH`, `DW` are there for the signature; other values
+/// fail to compile). `scratch` is working memory of at least
+/// [`winograd_scratch_len`] floats (a shorter one makes the kernel use a per-thread
+/// buffer instead, allocated on the thread's first call).
+///
+/// # Panics
+///
+/// If `params` was built for other channel counts, or a slice is too short.
+pub fn winograd_conv3x3<
+    const C: usize,
+    const H: usize,
+    const W: usize,
+    const O: usize,
+    const OH: usize,
+    const OW: usize,
+    const PH: usize,
+    const PW: usize,
+    const DH: usize,
+    const DW: usize,
+>(
+    input: &[f32],
+    params: &WinogradParams,
+    output: &mut [f32],
+    scratch: &mut [f32],
+    act: Act,
+) {
+    const {
+        assert!(C > 0 && H > 0 && W > 0 && O > 0 && OH > 0 && OW > 0);
+        assert!(
+            DH == 1 && DW == 1,
+            "winograd_conv3x3 only handles dilation 1"
+        );
+    }
+    let d = WgDims {
+        c: C,
+        h: H,
+        w: W,
+        o: O,
+        oh: OH,
+        ow: OW,
+        ph: PH,
+        pw: PW,
+    };
+    winograd_dyn(cpu::level(), d, input, params, output, Some(scratch), act);
+}

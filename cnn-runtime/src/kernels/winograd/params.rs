@@ -1,0 +1,116 @@
+//! The weights of a Winograd convolution: the filter transform `U = G g Gᵀ` (in f64,
+//! at load time, batch norm folded in) and their packing in panels of 16 output channels.
+
+use super::*;
+
+/// `G` of F(4, 3): the filter transform, `U = G g Gᵀ`.
+pub(super) const G: [[f64; 3]; ALPHA] = [
+    [1.0 / 4.0, 0.0, 0.0],
+    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+    [0.0, 0.0, 1.0],
+];
+
+/// Weights and bias of a 3x3 convolution, transformed and packed for
+/// [`winograd_conv3x3`] at load time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WinogradParams {
+    /// Output channels.
+    pub(super) out: usize,
+    /// Input channels.
+    pub(super) in_channels: usize,
+    /// `[36][ceil(out/16)][in_channels]` rows of 16 output channels: `G g Gᵀ` of each
+    /// filter, batch norm folded in, zeros past `out`.
+    pub(super) weight: Buf<Row16>,
+    /// `[ceil(out/16)][16]`, batch norm folded in, zeros past `out`.
+    pub(super) bias: Buf<Row16>,
+}
+
+#[cfg(feature = "alloc")]
+impl crate::buf::Embed for WinogradParams {
+    fn parts(&self) -> crate::buf::Parts {
+        use crate::buf::row_bytes;
+        crate::buf::Parts {
+            dims: alloc::vec![self.out, self.in_channels],
+            bufs: alloc::vec![
+                (true, row_bytes(&self.weight)),
+                (true, row_bytes(&self.bias))
+            ],
+        }
+    }
+}
+
+impl WinogradParams {
+    #[cfg(feature = "alloc")]
+    /// Builds the parameters from a PyTorch `Conv2d` weight `[out, in_channels, 3, 3]`
+    /// (groups 1) and its optional bias `[out]`; `bn` is a batch norm that follows the
+    /// convolution, folded in as in [`ConvParams::from_torch`](crate::kernels::conv::ConvParams::from_torch).
+    /// The filter transform is computed in f64 and rounded once.
+    ///
+    /// # Panics
+    ///
+    /// If a length does not match the dimensions (the caller has checked them).
+    pub fn from_torch(
+        out: usize,
+        in_channels: usize,
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        bn: Option<&Affine>,
+    ) -> WinogradParams {
+        let (weight, bias) = fold_bn(out, in_channels * 9, weight, bias, bn);
+        let panels = out.div_ceil(PANEL);
+        let mut u = vec![Row16([0.0; PANEL]); XI * panels * in_channels];
+        for o in 0..out {
+            for c in 0..in_channels {
+                let g = &weight[(o * in_channels + c) * 9..][..9];
+                let t = transform_filter(g);
+                for (xi, &v) in t.iter().enumerate() {
+                    u[(xi * panels + o / PANEL) * in_channels + c].0[o % PANEL] = v as f32;
+                }
+            }
+        }
+        WinogradParams {
+            out,
+            in_channels,
+            weight: u.into(),
+            bias: pack_bias(out, &bias).into(),
+        }
+    }
+
+    /// Parameters computed at compile time ([`crate::buf::Embed`]): dims
+    /// `[out, in_channels]`, the transformed weight and bias panels.
+    #[doc(hidden)]
+    pub const fn from_static(
+        dims: [usize; 2],
+        weight: &'static [Row16],
+        bias: &'static [Row16],
+    ) -> WinogradParams {
+        let [out, in_channels] = dims;
+        WinogradParams {
+            out,
+            in_channels,
+            weight: Buf::Static(weight),
+            bias: Buf::Static(bias),
+        }
+    }
+}
+
+/// `G g Gᵀ` of one 3x3 filter (row-major), in f64: 36 values, row-major 6x6.
+pub(super) fn transform_filter(g: &[f32]) -> [f64; XI] {
+    // gg = G g: 6x3.
+    let mut gg = [[0.0f64; 3]; ALPHA];
+    for (i, row) in gg.iter_mut().enumerate() {
+        for (j, x) in row.iter_mut().enumerate() {
+            *x = (0..3).map(|k| G[i][k] * f64::from(g[k * 3 + j])).sum();
+        }
+    }
+    let mut u = [0.0f64; XI];
+    for i in 0..ALPHA {
+        for j in 0..ALPHA {
+            u[i * ALPHA + j] = (0..3).map(|k| gg[i][k] * G[j][k]).sum();
+        }
+    }
+    u
+}

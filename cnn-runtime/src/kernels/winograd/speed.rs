@@ -1,0 +1,144 @@
+//! Timing of Winograd against the direct engine on the 3x3 layers of the benchmark
+//! models (`cargo test -p cnn-runtime --release winograd::speed -- --ignored
+//! --nocapture`; `CNN_SIMD=avx2` for the AVX2 level).
+
+use super::*;
+use crate::kernels::conv::{conv2d, ConvParams};
+use crate::kernels::reference::Rng;
+use std::hint::black_box;
+use std::time::Instant;
+
+/// Shortest time in microseconds of `f`, over 11 samples of enough calls for ~3 ms.
+fn time(mut f: impl FnMut()) -> f64 {
+    f();
+    let t = Instant::now();
+    f();
+    let once = t.elapsed().as_secs_f64();
+    let reps = ((3e-3 / once) as usize).clamp(1, 1000);
+    let mut v: Vec<f64> = (0..11)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..reps {
+                f();
+            }
+            t.elapsed().as_secs_f64() / reps as f64 * 1e6
+        })
+        .collect();
+    // The fastest sample: the machine is shared, slower ones saw other work.
+    v.sort_by(f64::total_cmp);
+    v[0]
+}
+
+fn layer<const C: usize, const H: usize, const O: usize>(rng: &mut Rng) {
+    // `WG_ONLY=32x64x32` (C x H x O): only that layer (for a profiler).
+    if let Ok(only) = std::env::var("WG_ONLY") {
+        if only != format!("{C}x{H}x{O}") {
+            return;
+        }
+    }
+    let x = rng.vec(C * H * H, -1.0, 1.0);
+    let w = rng.vec(O * C * 9, -0.1, 0.1);
+    let b = rng.vec(O, -0.1, 0.1);
+    let direct = ConvParams::from_torch(O, C, 3, 3, &w, Some(&b), None);
+    let wg = WinogradParams::from_torch(O, C, &w, Some(&b), None);
+    let mut y = vec![0.0; O * H * H];
+    let mut scratch = vec![0.0; winograd_scratch_len(C, H, H, O, H, H)];
+    let td = time(|| {
+        conv2d::<C, H, H, O, H, H, 3, 3, 1, 1, 1, 1, 1, 1, 1>(
+            black_box(&x),
+            &direct,
+            black_box(&mut y),
+            Act::Relu,
+        )
+    });
+    let tw = time(|| {
+        winograd_conv3x3::<C, H, H, O, H, H, 1, 1, 1, 1>(
+            black_box(&x),
+            &wg,
+            black_box(&mut y),
+            &mut scratch,
+            Act::Relu,
+        )
+    });
+    let gf = |t: f64| (2 * O * H * H * C * 9) as f64 / t / 1e3;
+    eprintln!(
+        "{C:>4}x{H:>2}x{H:<2} -> {O:>4} | {td:>9.1} µs {:>6.1} GF/s | {tw:>9.1} µs {:>6.1} eff GF/s | x{:.2} | pays {}",
+        gf(td),
+        gf(tw),
+        td / tw,
+        winograd_pays(C, H, H, O)
+    );
+}
+
+#[test]
+#[ignore]
+fn speed() {
+    let mut rng = Rng::new(1);
+    eprintln!("level {:?}", cpu::level());
+    layer::<3, 32, 32>(&mut rng);
+    layer::<32, 32, 32>(&mut rng);
+    layer::<32, 16, 64>(&mut rng);
+    layer::<64, 16, 64>(&mut rng);
+    layer::<64, 8, 128>(&mut rng);
+    layer::<128, 8, 128>(&mut rng);
+    layer::<64, 56, 64>(&mut rng);
+    layer::<128, 28, 128>(&mut rng);
+    layer::<256, 14, 256>(&mut rng);
+    layer::<512, 7, 512>(&mut rng);
+    // Around the rule's boundaries.
+    layer::<32, 16, 32>(&mut rng);
+    layer::<64, 32, 64>(&mut rng);
+    layer::<128, 16, 128>(&mut rng);
+    layer::<256, 7, 256>(&mut rng);
+    layer::<96, 8, 96>(&mut rng);
+    layer::<32, 64, 32>(&mut rng);
+    layer::<16, 64, 32>(&mut rng);
+    layer::<16, 32, 32>(&mut rng);
+}
+
+/// With the `parallel` feature, the input transform (by channels), the 36 products
+/// (by position) and the output transform (by tiles) split over 2 and 3 threads give
+/// the one-thread result bit for bit, at every level; several blocks (56x56) and
+/// partial edge tiles (30x30) included.
+#[cfg(feature = "parallel")]
+#[test]
+fn threads_give_the_one_thread_result_bit_for_bit() {
+    let _g = crate::pool::TEST_LOCK
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let mut rng = Rng::new(47);
+    for (c, o, n) in [
+        (64, 64, 16),
+        (32, 40, 28),
+        (128, 33, 8),
+        (64, 64, 56),
+        (40, 24, 30),
+    ] {
+        let d = WgDims {
+            c,
+            h: n,
+            w: n,
+            o,
+            oh: n,
+            ow: n,
+            ph: 1,
+            pw: 1,
+        };
+        let input = rng.vec(c * n * n, -1.0, 1.0);
+        let weight = rng.vec(o * c * 9, -0.1, 0.1);
+        let bias = rng.vec(o, -0.5, 0.5);
+        let params = WinogradParams::from_torch(o, c, &weight, Some(&bias), None);
+        for level in simd::test_levels() {
+            crate::pool::set_num_threads(1);
+            let mut one = vec![0.0; o * n * n];
+            winograd_dyn(level, d, &input, &params, &mut one, None, Act::Relu);
+            for threads in [2, 3] {
+                crate::pool::set_num_threads(threads);
+                let mut many = vec![f32::NAN; o * n * n];
+                winograd_dyn(level, d, &input, &params, &mut many, None, Act::Relu);
+                assert!(one == many, "{d:?} {level:?} {threads} threads");
+            }
+        }
+    }
+    crate::pool::set_num_threads(2);
+}
