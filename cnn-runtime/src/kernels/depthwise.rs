@@ -172,19 +172,16 @@ impl WithSimd for DwRun<'_> {
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) -> bool {
         let p = self.params;
-        // Rows of at least two vectors fill the per-channel tiles; shorter ones go
-        // through the transposes. With a sliding 3x3 depthwise (AVX-512), 3x3 stride-1
-        // layers take the transposes whatever their width: the channel path's sliding
-        // window (each band column loaded once per kernel row) beats the per-channel rows
-        // there.
+        // Rows wide enough fill the per-channel tiles; shorter ones go through the
+        // transposes of the channel-vectorised path (see `Tuning::dw_rows_min_width`).
         let d = self.d;
-        let slide =
-            S::TUNING.sliding_depthwise_3x3 && d.kh == 3 && d.kw == 3 && d.sw == 1 && d.dw == 1;
-        let plan = self.force.unwrap_or(if d.ow >= 2 * S::LANES && !slide {
-            DwPlan::Rows
-        } else {
-            DwPlan::Channels
-        });
+        let plan = self
+            .force
+            .unwrap_or(if d.ow >= S::TUNING.dw_rows_min_width {
+                DwPlan::Rows
+            } else {
+                DwPlan::Channels
+            });
         let (act, cap) = (self.act, self.cap);
         if plan == DwPlan::Channels {
             let (input, output) = (self.input, &mut *self.output);
@@ -827,5 +824,107 @@ mod tests {
     #[should_panic(expected = "one input channel per group")]
     fn rejects_multiplier() {
         DepthwiseParams::from_torch(4, 2, 1, 1, &[0.0; 8], None, None);
+    }
+}
+
+/// Timing of the two depthwise plans on the depthwise layers of the benchmark models
+/// (`cargo test -p cnn-runtime --release depthwise::speed -- --ignored --nocapture`;
+/// `CNN_SIMD=avx2` for the AVX2 level).
+#[cfg(test)]
+mod speed {
+    use super::*;
+    use crate::kernels::reference::Rng;
+    use std::hint::black_box;
+    use std::time::Instant;
+
+    /// Shortest time in microseconds of `f`, over 11 samples of enough calls for ~3 ms.
+    fn time(mut f: impl FnMut()) -> f64 {
+        f();
+        let t = Instant::now();
+        f();
+        let once = t.elapsed().as_secs_f64();
+        let reps = ((3e-3 / once) as usize).clamp(1, 1000);
+        let mut v: Vec<f64> = (0..11)
+            .map(|_| {
+                let t = Instant::now();
+                for _ in 0..reps {
+                    f();
+                }
+                t.elapsed().as_secs_f64() / reps as f64 * 1e6
+            })
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v[0]
+    }
+
+    #[test]
+    #[ignore]
+    fn speed() {
+        let level = cpu::level();
+        eprintln!("level {level:?}");
+        let mut rng = Rng::new(5);
+        for (c, h, s) in [
+            (64, 32, 1),
+            (64, 40, 1),
+            (64, 64, 2),
+            (32, 48, 1),
+            (64, 48, 2),
+            (128, 24, 1),
+            (128, 24, 2),
+            (256, 12, 1),
+            (256, 12, 2),
+            (32, 112, 1),
+            (96, 112, 2),
+            (144, 56, 1),
+            (192, 28, 1),
+            (384, 14, 1),
+            (960, 7, 1),
+        ] {
+            if let Ok(only) = std::env::var("DW_ONLY") {
+                if only != format!("{c}x{h}s{s}") {
+                    continue;
+                }
+            }
+            let oh = (h + 2 - 3) / s + 1;
+            let d = Dims2d {
+                c,
+                h,
+                w: h,
+                o: c,
+                oh,
+                ow: oh,
+                kh: 3,
+                kw: 3,
+                sh: s,
+                sw: s,
+                ph: 1,
+                pw: 1,
+                dh: 1,
+                dw: 1,
+                g: c,
+            };
+            let x = rng.vec(c * h * h, -1.0, 1.0);
+            let w = rng.vec(c * 9, -0.3, 0.3);
+            let b = rng.vec(c, -0.1, 0.1);
+            let params = DepthwiseParams::from_torch(c, 1, 3, 3, &w, Some(&b), None);
+            let mut y = vec![0.0; c * oh * oh];
+            let mut t = Vec::new();
+            for force in [None, Some(DwPlan::Rows), Some(DwPlan::Channels)] {
+                t.push(time(|| {
+                    depthwise_with(
+                        level,
+                        d,
+                        black_box(&x),
+                        &params,
+                        black_box(&mut y),
+                        Act::Relu6,
+                        engine::SCRATCH,
+                        force,
+                    )
+                }));
+            }
+            let macs = (c * oh * oh * 9) as f64;
+            eprintln!("{c:>4}x{h:>3}x{h:<3} s{s} | auto {:>8.1} µs ({:>5.1} GF/s) | rows {:>8.1} | channels {:>8.1}", t[0], 2.0 * macs / t[0] / 1e3, t[1], t[2]);
+        }
     }
 }

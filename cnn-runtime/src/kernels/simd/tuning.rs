@@ -29,10 +29,13 @@ pub(crate) struct Tuning {
     /// Channel tiles of two panels by 8 pixels (two weight loads and 8 broadcasts per 16
     /// FMAs), for groups of at least 32 channels when 8 pixels pad no more.
     pub(crate) cv_panel_pairs: bool,
-    /// Sliding 3x3 depthwise: 3x3 stride-1 depthwise layers always take the
-    /// channel-vectorised path and its sliding window (each band column loaded once per
-    /// kernel row), whatever the width of their rows.
-    pub(crate) sliding_depthwise_3x3: bool,
+    /// Output width from which a depthwise layer runs per channel on rows of pixel
+    /// vectors; narrower maps take the channel-vectorised path (transposed bands, 3x3
+    /// stride-1 ones with its sliding window). Measured with `depthwise::speed` (3x3,
+    /// MobileNet shapes): on AVX-512, rows win from 32 columns (32x32 s1: 29 vs 39 µs,
+    /// 48x48: 31 vs 44, 112x112: 205 vs 298) and lose below (28x28: 90 vs 87, 24x24:
+    /// 51 vs 45); on AVX2 the same crossover (28x28: 136 vs 114, 32x32: 39 vs 45).
+    pub(crate) dw_rows_min_width: usize,
     /// Winograd GEMM tiles spanning four or two panels of output channels (by 6 or 4,
     /// and 12 tiles), not just one.
     pub(crate) winograd_multi_panel: bool,
@@ -52,7 +55,7 @@ impl Tuned for Portable {
         wide_pixel_tiles: false,
         cv_tiles_of_12: false,
         cv_panel_pairs: false,
-        sliding_depthwise_3x3: false,
+        dw_rows_min_width: 8,
         winograd_multi_panel: false,
     };
 }
@@ -66,7 +69,7 @@ impl Tuned for Avx2 {
         wide_pixel_tiles: false,
         cv_tiles_of_12: false,
         cv_panel_pairs: false,
-        sliding_depthwise_3x3: false,
+        dw_rows_min_width: 32,
         winograd_multi_panel: false,
     };
 }
@@ -80,7 +83,7 @@ impl Tuned for Avx512 {
         wide_pixel_tiles: true,
         cv_tiles_of_12: true,
         cv_panel_pairs: true,
-        sliding_depthwise_3x3: true,
+        dw_rows_min_width: 32,
         winograd_multi_panel: true,
     };
 }
