@@ -416,8 +416,12 @@ impl<'a> Planner<'a> {
                     Kernel::Conv { winograd: true, .. } => {
                         let (c, h, w) = shape.input.as_chw();
                         let (o, oh, ow) = shape.output.as_chw();
+                        let Op::Conv(conv) = layer.op else {
+                            unreachable!("Winograd is planned for conv layers")
+                        };
+                        let (dh, dw) = (conv.dilation.0 as usize, conv.dilation.1 as usize);
                         Some(cnn_runtime::kernels::winograd::winograd_scratch_len(
-                            c, h, w, o, oh, ow,
+                            c, h, w, o, oh, ow, dh, dw,
                         ))
                     }
                     // The 1x1 convolution's output before depth-to-space.

@@ -42,7 +42,7 @@ fn layer<const C: usize, const H: usize, const O: usize>(rng: &mut Rng) {
     let direct = ConvParams::from_torch(O, C, 3, 3, &w, Some(&b), None);
     let wg = WinogradParams::from_torch(O, C, &w, Some(&b), None);
     let mut y = vec![0.0; O * H * H];
-    let mut scratch = vec![0.0; winograd_scratch_len(C, H, H, O, H, H)];
+    let mut scratch = vec![0.0; winograd_scratch_len(C, H, H, O, H, H, 1, 1)];
     let td = time(|| {
         conv2d::<C, H, H, O, H, H, 3, 3, 1, 1, 1, 1, 1, 1, 1>(
             black_box(&x),
@@ -99,7 +99,7 @@ fn speed() {
 /// With the `parallel` feature, the input transform (by channels), the 36 products
 /// (by position) and the output transform (by tiles) split over 2 and 3 threads give
 /// the one-thread result bit for bit, at every level; several blocks (56x56) and
-/// partial edge tiles (30x30) included.
+/// partial edge tiles (30x30) included, and dilated layers (their phases).
 #[cfg(feature = "parallel")]
 #[test]
 fn threads_give_the_one_thread_result_bit_for_bit() {
@@ -107,12 +107,15 @@ fn threads_give_the_one_thread_result_bit_for_bit() {
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     let mut rng = Rng::new(47);
-    for (c, o, n) in [
-        (64, 64, 16),
-        (32, 40, 28),
-        (128, 33, 8),
-        (64, 64, 56),
-        (40, 24, 30),
+    // (C, O, size, dilation): padding = dilation ('same').
+    for (c, o, n, dil) in [
+        (64, 64, 16, 1),
+        (32, 40, 28, 1),
+        (128, 33, 8, 1),
+        (64, 64, 56, 1),
+        (40, 24, 30, 1),
+        (64, 64, 34, 2),
+        (40, 24, 31, 3),
     ] {
         let d = WgDims {
             c,
@@ -121,8 +124,10 @@ fn threads_give_the_one_thread_result_bit_for_bit() {
             o,
             oh: n,
             ow: n,
-            ph: 1,
-            pw: 1,
+            ph: dil,
+            pw: dil,
+            dh: dil,
+            dw: dil,
         };
         let input = rng.vec(c * n * n, -1.0, 1.0);
         let weight = rng.vec(o * c * 9, -0.1, 0.1);
