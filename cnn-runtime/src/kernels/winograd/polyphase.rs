@@ -1,5 +1,5 @@
-//! Dilated 3x3 stride-1 convolutions as `DH * DW` dilation-1 Winograd convolutions on
-//! the polyphase components of the input.
+//! Dilated 3x3 stride-1 convolutions as one dilation-1 Winograd convolution of a mosaic
+//! of the input's polyphase components.
 //!
 //! Output pixel `(y, x)` of a 3x3 convolution with dilation `(DH, DW)` reads input rows
 //! `y - PH + DH ky` and columns `x - PW + DW kx`: all congruent to `y - PH` modulo `DH`
@@ -7,14 +7,19 @@
 //! `b + DW i`) read only the input phase plane `(a', b')` with `a - PH = DH q + a'`
 //! (`0 <= a' < DH`, floor division): output phase row `j` reads plane row `j + ky + q`,
 //! a dilation-1 3x3 convolution of the plane with top padding `-q` (`q <= 0`, as
-//! `a < DH` and `PH >= 0`). Each phase is gathered into a buffer (all channels), run
-//! through the dilation-1 Winograd (the same transformed weights), and its output
-//! scattered back with stride `(DH, DW)`. Bias and activation are applied by the inner
-//! convolution: every output pixel belongs to exactly one phase.
+//! `a < DH` and `PH >= 0`).
 //!
-//! A phase plane may be empty (all its taps in the padding): the inner convolution then
-//! reads only zeros and writes `act(bias)`. Phases without output pixels (`OH < DH`)
-//! are skipped.
+//! Rather than `DH * DW` small convolutions (on AVX-512 a 32-wide phase fills only half
+//! of the input transform's vectors of tiles), the phases are gathered into one mosaic:
+//! phase `(a, b)` with its own zero padding in a block of `outs + 2` rows by `outs + 2`
+//! columns, row blocks by `a`, column blocks by `b`. The unpadded dilation-1 Winograd of
+//! the mosaic (same transformed weights) computes every phase's outputs, plus two rows
+//! and columns of discarded ones between blocks; they are scattered back with stride
+//! `(DH, DW)`. Bias and activation are applied by the inner convolution: every output
+//! pixel belongs to exactly one phase.
+//!
+//! A phase plane may be empty (all its taps in the padding): its block is zeros and its
+//! outputs `act(bias)`. Phases without output pixels (`OH < DH`) get no block.
 
 use super::*;
 
@@ -50,32 +55,47 @@ impl AxisPhase {
     }
 }
 
-/// The dilation-1 dimensions of phase `(a, b)` of `d`, and its row and column geometry.
-fn phase_dims(d: &WgDims, a: usize, b: usize) -> (WgDims, AxisPhase, AxisPhase) {
-    let r = AxisPhase::new(a, d.h, d.oh, d.ph, d.dh);
-    let c = AxisPhase::new(b, d.w, d.ow, d.pw, d.dw);
-    let pd = WgDims {
+/// The phases of an axis with output (`outs > 0`), each a block of `outs + 2` rows (or
+/// columns) of the mosaic, in order.
+fn blocks(n: usize, out: usize, p: usize, d: usize) -> impl Iterator<Item = AxisPhase> {
+    (0..d)
+        .map(move |a| AxisPhase::new(a, n, out, p, d))
+        .filter(|ph| ph.outs > 0)
+}
+
+/// Rows (or columns) of the mosaic along an axis: `outs + 2` per phase with output.
+fn mosaic_len(n: usize, out: usize, p: usize, d: usize) -> usize {
+    blocks(n, out, p, d).map(|ph| ph.outs + 2).sum()
+}
+
+/// The dilation-1, unpadded convolution of the mosaic of `d`: the phase planes, each
+/// with its own zero padding, side by side (phase `(a, b)` in row block `a`, column
+/// block `b`), so that its valid outputs are the phases' outputs (plus two rows and
+/// columns of discarded ones between blocks).
+fn mosaic_dims(d: &WgDims) -> WgDims {
+    let mh = mosaic_len(d.h, d.oh, d.ph, d.dh);
+    let mw = mosaic_len(d.w, d.ow, d.pw, d.dw);
+    WgDims {
         c: d.c,
-        h: r.ins,
-        w: c.ins,
+        h: mh,
+        w: mw,
         o: d.o,
-        oh: r.outs,
-        ow: c.outs,
-        ph: r.pad,
-        pw: c.pad,
+        oh: mh - 2,
+        ow: mw - 2,
+        ph: 0,
+        pw: 0,
         dh: 1,
         dw: 1,
-    };
-    (pd, r, c)
+    }
 }
 
 /// Where the buffers of a polyphase convolution start in its scratch.
 struct PolyLayout {
-    /// Floats of the inner convolution's scratch (the largest phase's), first.
-    inner: usize,
-    /// Offset of the gathered input phase planes (`C * ceil(H/DH) * ceil(W/DW)`).
+    /// The mosaic's convolution.
+    md: WgDims,
+    /// Offset of the mosaic (`C * MH * MW`), after the inner convolution's scratch.
     pin: usize,
-    /// Offset of a phase's output (`O * ceil(OH/DH) * ceil(OW/DW)`).
+    /// Offset of the mosaic's output (`O * (MH - 2) * (MW - 2)`).
     pout: usize,
     /// Total floats.
     len: usize,
@@ -83,24 +103,11 @@ struct PolyLayout {
 
 impl PolyLayout {
     fn new(d: &WgDims) -> PolyLayout {
-        let mut inner = 0;
-        for a in 0..d.dh {
-            for b in 0..d.dw {
-                let (pd, ..) = phase_dims(d, a, b);
-                if pd.oh > 0 && pd.ow > 0 {
-                    inner = inner.max(plain_scratch_len(&pd));
-                }
-            }
-        }
-        let pin = inner;
-        let pout = pin + d.c * d.h.div_ceil(d.dh) * d.w.div_ceil(d.dw);
-        let len = pout + d.o * d.oh.div_ceil(d.dh) * d.ow.div_ceil(d.dw);
-        PolyLayout {
-            inner,
-            pin,
-            pout,
-            len,
-        }
+        let md = mosaic_dims(d);
+        let pin = plain_scratch_len(&md);
+        let pout = pin + md.c * md.h * md.w;
+        let len = pout + md.o * md.oh * md.ow;
+        PolyLayout { md, pin, pout, len }
     }
 }
 
@@ -109,8 +116,87 @@ pub(super) fn polyphase_scratch_len(d: &WgDims) -> usize {
     PolyLayout::new(d).len
 }
 
-/// The dilated convolution `d` (`DH` or `DW` above 1) phase by phase; `scratch` holds at
-/// least [`polyphase_scratch_len`] floats.
+/// `dst[i] = src[S i]` for `i < dst.len()` (with a constant stride, which the compiler
+/// turns into vector shuffles).
+#[inline(always)]
+fn load_by<const S: usize>(dst: &mut [f32], src: &[f32]) {
+    let n = dst.len().min(src.len().div_ceil(S));
+    if n == 0 {
+        return;
+    }
+    let (dst, src) = (&mut dst[..n], &src[..S * (n - 1) + 1]);
+    for i in 0..n {
+        dst[i] = src[S * i];
+    }
+}
+
+/// `dst[i] = src[stride i]` for `i < dst.len()` (`src` long enough).
+fn strided_load(dst: &mut [f32], src: &[f32], stride: usize) {
+    match stride {
+        1 => dst.copy_from_slice(&src[..dst.len()]),
+        2 => load_by::<2>(dst, src),
+        3 => load_by::<3>(dst, src),
+        4 => load_by::<4>(dst, src),
+        _ => {
+            for (x, &v) in dst.iter_mut().zip(src.iter().step_by(stride)) {
+                *x = v;
+            }
+        }
+    }
+}
+
+/// `dst[S i] = src[i]` for `i < src.len()`.
+#[inline(always)]
+fn store_by<const S: usize>(dst: &mut [f32], src: &[f32]) {
+    let n = src.len().min(dst.len().div_ceil(S));
+    if n == 0 {
+        return;
+    }
+    let (dst, src) = (&mut dst[..S * (n - 1) + 1], &src[..n]);
+    for i in 0..n {
+        dst[S * i] = src[i];
+    }
+}
+
+/// `dst[stride i] = src[i]` for `i < src.len()` (`dst` long enough).
+fn strided_store(dst: &mut [f32], src: &[f32], stride: usize) {
+    match stride {
+        1 => dst[..src.len()].copy_from_slice(src),
+        2 => store_by::<2>(dst, src),
+        3 => store_by::<3>(dst, src),
+        4 => store_by::<4>(dst, src),
+        _ => {
+            for (x, &v) in dst.iter_mut().step_by(stride).zip(src) {
+                *x = v;
+            }
+        }
+    }
+}
+
+/// Writes the mosaic's row `dst` (`MW` floats) from input row `src` (all zeros when
+/// `None`): each column block its plane's columns between its zero padding.
+fn gather_row(d: &WgDims, src: Option<&[f32]>, dst: &mut [f32]) {
+    let mut k = 0;
+    for ph in blocks(d.w, d.ow, d.pw, d.dw) {
+        let block = &mut dst[k..k + ph.outs + 2];
+        k += ph.outs + 2;
+        match src {
+            Some(src) if ph.ins > 0 => {
+                let lead = ph.pad.min(block.len());
+                let n = ph.ins.min(block.len() - lead);
+                let (zl, rest) = block.split_at_mut(lead);
+                let (mid, zr) = rest.split_at_mut(n);
+                zl.fill(0.0);
+                strided_load(mid, &src[ph.in0..], d.dw);
+                zr.fill(0.0);
+            }
+            _ => block.fill(0.0),
+        }
+    }
+}
+
+/// The dilated convolution `d` (`DH` or `DW` above 1) as one dilation-1 convolution of
+/// its phase mosaic; `scratch` holds at least [`polyphase_scratch_len`] floats.
 pub(super) fn polyphase(
     level: Level,
     d: WgDims,
@@ -120,43 +206,44 @@ pub(super) fn polyphase(
     scratch: &mut [f32],
     act: Act,
 ) {
-    let lay = PolyLayout::new(&d);
-    assert!(scratch.len() >= lay.len);
-    let (inner, rest) = scratch.split_at_mut(lay.pin);
-    let (pin, pout) = rest.split_at_mut(lay.pout - lay.pin);
-    debug_assert_eq!(inner.len(), lay.inner);
+    let PolyLayout { md, pin, pout, len } = PolyLayout::new(&d);
+    assert!(scratch.len() >= len);
+    let (inner, rest) = scratch.split_at_mut(pin);
+    let (mosaic, rest) = rest.split_at_mut(pout - pin);
+    let mout = &mut rest[..len - pout];
     let (hw, ohw) = (d.h * d.w, d.oh * d.ow);
-    for a in 0..d.dh {
-        for b in 0..d.dw {
-            let (pd, r, c) = phase_dims(&d, a, b);
-            if pd.oh == 0 || pd.ow == 0 {
-                continue;
+    // Gather: row block by row block, each row from its input row (or zeros).
+    for (ch, dst) in mosaic.chunks_exact_mut(md.h * md.w).enumerate() {
+        let plane = &input[ch * hw..(ch + 1) * hw];
+        let mut rows = dst.chunks_exact_mut(md.w);
+        for ph in blocks(d.h, d.oh, d.ph, d.dh) {
+            for (i, row) in rows.by_ref().take(ph.outs + 2).enumerate() {
+                let r = i.wrapping_sub(ph.pad);
+                let src = (r < ph.ins).then(|| {
+                    let y = ph.in0 + d.dh * r;
+                    &plane[y * d.w..(y + 1) * d.w]
+                });
+                gather_row(&d, src, row);
             }
-            // Gather the input phase planes of all channels.
-            let pin = &mut pin[..pd.c * pd.h * pd.w];
-            if !pin.is_empty() {
-                for (ch, dst) in pin.chunks_exact_mut(pd.h * pd.w).enumerate() {
-                    let plane = &input[ch * hw..(ch + 1) * hw];
-                    for (i, row) in dst.chunks_exact_mut(pd.w).enumerate() {
-                        let src = &plane[(r.in0 + d.dh * i) * d.w..][c.in0..];
-                        for (j, x) in row.iter_mut().enumerate() {
-                            *x = src[d.dw * j];
-                        }
-                    }
+        }
+    }
+    plain(level, md, mosaic, params, mout, inner, act);
+    // Scatter the valid outputs with stride (DH, DW).
+    for (o, src) in mout.chunks_exact(md.oh * md.ow).enumerate() {
+        let plane = &mut output[o * ohw..(o + 1) * ohw];
+        let mut r0 = 0;
+        for rp in blocks(d.h, d.oh, d.ph, d.dh) {
+            for j in 0..rp.outs {
+                let srow = &src[(r0 + j) * md.ow..(r0 + j + 1) * md.ow];
+                let drow = &mut plane[(rp.out0 + d.dh * j) * d.ow..][..d.ow];
+                let mut c0 = 0;
+                for cp in blocks(d.w, d.ow, d.pw, d.dw) {
+                    let s = &srow[c0..c0 + cp.outs];
+                    strided_store(&mut drow[cp.out0..], s, d.dw);
+                    c0 += cp.outs + 2;
                 }
             }
-            let pout = &mut pout[..pd.o * pd.oh * pd.ow];
-            plain(level, pd, pin, params, pout, inner, act);
-            // Scatter the phase's output with stride (DH, DW).
-            for (o, src) in pout.chunks_exact(pd.oh * pd.ow).enumerate() {
-                let plane = &mut output[o * ohw..(o + 1) * ohw];
-                for (i, row) in src.chunks_exact(pd.ow).enumerate() {
-                    let dst = &mut plane[(r.out0 + d.dh * i) * d.ow..][c.out0..];
-                    for (j, &x) in row.iter().enumerate() {
-                        dst[d.dw * j] = x;
-                    }
-                }
-            }
+            r0 += rp.outs + 2;
         }
     }
 }

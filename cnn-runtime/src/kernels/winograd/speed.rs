@@ -103,13 +103,12 @@ fn dilated_layer<const C: usize, const H: usize, const O: usize, const D: usize>
         )
     });
     let gf = |t: f64| (2 * O * H * H * C * 9) as f64 / t / 1e3;
-    let hp = H.div_ceil(D);
     eprintln!(
         "{C:>4}x{H:>2}x{H:<2} -> {O:>4} d{D} | {td:>9.1} µs {:>6.1} GF/s | {tw:>9.1} µs {:>6.1} eff GF/s | x{:.2} | pays {}",
         gf(td),
         gf(tw),
         td / tw,
-        winograd_pays(C, hp, hp, O)
+        winograd_pays_dilated(C, H, H, O, D, D)
     );
 }
 
@@ -139,6 +138,7 @@ fn speed() {
     layer::<16, 32, 32>(&mut rng);
     // Dilated: fcn_seg's `enc2` (polyphase split into four 16x32x32 phases).
     dilated_layer::<16, 64, 32, 2>(&mut rng);
+    dilated_layer::<64, 32, 64, 2>(&mut rng);
 }
 
 /// With the `parallel` feature, the input transform (by channels), the 36 products
