@@ -365,18 +365,19 @@ impl<'a> Planner<'a> {
                         let (c, h, w) = shape.input.as_chw();
                         let depthwise =
                             conv.groups as usize == c && conv.out as usize == c && c > 1;
-                        // A dilated layer runs as dilation-1 convolutions of its
-                        // phase planes: their size decides.
+                        // A dilated layer runs through its polyphase components.
                         let (dh, dw) = (conv.dilation.0 as usize, conv.dilation.1 as usize);
                         let winograd = !self.model.is_1d()
                             && conv.kernel == (3, 3)
                             && conv.stride == (1, 1)
                             && conv.groups == 1
-                            && cnn_runtime::kernels::winograd::winograd_pays(
+                            && cnn_runtime::kernels::winograd::winograd_pays_dilated(
                                 c,
-                                h.div_ceil(dh),
-                                w.div_ceil(dw),
+                                h,
+                                w,
                                 conv.out as usize,
+                                dh,
+                                dw,
                             );
                         Kernel::Conv {
                             layer: i,
