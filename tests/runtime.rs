@@ -595,3 +595,61 @@ fn embedded_weights_match_loaded_weights() {
     );
     assert_eq!(EmbeddedLeNet5::EMBEDDED_WEIGHTS.len(), 247_656);
 }
+
+// ---- dilated Winograd ----------------------------------------------------------------
+
+cnn_model! {
+    /// A dilated 3x3 layer with enough channel pairs for the polyphase Winograd.
+    pub struct DilatedWinograd {
+        input: [64, 17, 18],
+        c: conv(64, kernel = 3, padding = 2, dilation = 2),
+        relu,
+    }
+}
+
+/// The compiler runs a dilated layer with many channel pairs as Winograd (its phase
+/// mosaic), within the conformance tolerance of an f64 direct convolution.
+#[test]
+fn dilated_layer_runs_as_winograd() {
+    let s = DilatedWinograd::summary();
+    assert!(s.contains("winograd3x3"), "{s}");
+    let (c, o, h, w) = (64, 64, 17, 18);
+    let mut rng = support::Rng(21);
+    let weight: Vec<f32> = (0..o * c * 9).map(|_| 0.04 * rng.uniform()).collect();
+    let bias: Vec<f32> = (0..o).map(|_| 0.2 * rng.uniform()).collect();
+    let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let st = serialize(&[
+        ("c.weight".to_string(), vec![o, c, 3, 3], bytes(&weight)),
+        ("c.bias".to_string(), vec![o], bytes(&bias)),
+    ]);
+    let m = DilatedWinograd::from_safetensors(&st).unwrap();
+    let x: Vec<f32> = (0..c * h * w).map(|_| rng.uniform()).collect();
+    let y = m.forward_flat(&x).unwrap();
+    assert_eq!(y.len(), o * h * w);
+    for oc in 0..o {
+        for oy in 0..h {
+            for ox in 0..w {
+                let mut acc = f64::from(bias[oc]);
+                for ic in 0..c {
+                    for ky in 0..3 {
+                        for kx in 0..3 {
+                            let (iy, ix) = (oy + 2 * ky, ox + 2 * kx);
+                            if iy < 2 || ix < 2 || iy - 2 >= h || ix - 2 >= w {
+                                continue;
+                            }
+                            let xv = x[(ic * h + iy - 2) * w + ix - 2];
+                            let wv = weight[((oc * c + ic) * 3 + ky) * 3 + kx];
+                            acc += f64::from(xv) * f64::from(wv);
+                        }
+                    }
+                }
+                let want = acc.max(0.0);
+                let got = f64::from(y[(oc * h + oy) * w + ox]);
+                assert!(
+                    (got - want).abs() <= 1e-4 + 1e-4 * want.abs(),
+                    "[{oc}][{oy}][{ox}]: got {got}, want {want}"
+                );
+            }
+        }
+    }
+}

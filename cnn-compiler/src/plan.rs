@@ -365,16 +365,19 @@ impl<'a> Planner<'a> {
                         let (c, h, w) = shape.input.as_chw();
                         let depthwise =
                             conv.groups as usize == c && conv.out as usize == c && c > 1;
+                        // A dilated layer runs through its polyphase components.
+                        let (dh, dw) = (conv.dilation.0 as usize, conv.dilation.1 as usize);
                         let winograd = !self.model.is_1d()
                             && conv.kernel == (3, 3)
                             && conv.stride == (1, 1)
-                            && conv.dilation == (1, 1)
                             && conv.groups == 1
-                            && cnn_runtime::kernels::winograd::winograd_pays(
+                            && cnn_runtime::kernels::winograd::winograd_pays_dilated(
                                 c,
                                 h,
                                 w,
                                 conv.out as usize,
+                                dh,
+                                dw,
                             );
                         Kernel::Conv {
                             layer: i,
@@ -416,8 +419,12 @@ impl<'a> Planner<'a> {
                     Kernel::Conv { winograd: true, .. } => {
                         let (c, h, w) = shape.input.as_chw();
                         let (o, oh, ow) = shape.output.as_chw();
+                        let Op::Conv(conv) = layer.op else {
+                            unreachable!("Winograd is planned for conv layers")
+                        };
+                        let (dh, dw) = (conv.dilation.0 as usize, conv.dilation.1 as usize);
                         Some(cnn_runtime::kernels::winograd::winograd_scratch_len(
-                            c, h, w, o, oh, ow,
+                            c, h, w, o, oh, ow, dh, dw,
                         ))
                     }
                     // The 1x1 convolution's output before depth-to-space.

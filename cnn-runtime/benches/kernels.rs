@@ -22,7 +22,7 @@ use cnn_runtime::kernels::depthwise::{depthwise_conv2d, DepthwiseParams};
 use cnn_runtime::kernels::linear::{linear, LinearParams};
 use cnn_runtime::kernels::pool::{avg_pool2d, global_avg_pool, max_pool2d};
 use cnn_runtime::kernels::winograd::{
-    winograd_conv3x3, winograd_pays, winograd_scratch_len, WinogradParams,
+    winograd_conv3x3, winograd_pays_dilated, winograd_scratch_len, WinogradParams,
 };
 use cnn_runtime::Act;
 
@@ -62,21 +62,19 @@ macro_rules! conv {
         let b = $rng.vec($o, 0.1);
         let macs = $o * $oh * $ow * ($c / $g) * $kh * $kw;
         // 3x3 stride-1 dense layers where the compiler picks Winograd run it here too
-        // (dilation 1 in the instance: the branch is dead for dilated layers).
+        // (dilated ones by their rule).
         let wino = $kh == 3
             && $kw == 3
             && $sh == 1
             && $sw == 1
-            && $dh == 1
-            && $dw == 1
             && $g == 1
-            && winograd_pays($c, $h, $w, $o);
+            && winograd_pays_dilated($c, $h, $w, $o, $dh, $dw);
         let run: Run = if wino {
             let p = WinogradParams::from_torch($o, $c, &w, Some(&b), None);
-            let scratch = vec![0.0f32; winograd_scratch_len($c, $h, $w, $o, $oh, $ow)];
+            let scratch = vec![0.0f32; winograd_scratch_len($c, $h, $w, $o, $oh, $ow, $dh, $dw)];
             let scratch = std::cell::RefCell::new(scratch);
             Box::new(move |x: &[f32], y: &mut [f32]| {
-                winograd_conv3x3::<$c, $h, $w, $o, $oh, $ow, $ph, $pw, 1, 1>(
+                winograd_conv3x3::<$c, $h, $w, $o, $oh, $ow, $ph, $pw, $dh, $dw>(
                     x,
                     &p,
                     y,

@@ -1,5 +1,5 @@
 //! Timing of Winograd against the direct engine on the 3x3 layers of the benchmark
-//! models (`cargo test -p cnn-runtime --release winograd::speed -- --ignored
+//! models (dilated ones included) (`cargo test -p cnn-runtime --release winograd::speed -- --ignored
 //! --nocapture`; `CNN_SIMD=avx2` for the AVX2 level).
 
 use super::*;
@@ -42,7 +42,7 @@ fn layer<const C: usize, const H: usize, const O: usize>(rng: &mut Rng) {
     let direct = ConvParams::from_torch(O, C, 3, 3, &w, Some(&b), None);
     let wg = WinogradParams::from_torch(O, C, &w, Some(&b), None);
     let mut y = vec![0.0; O * H * H];
-    let mut scratch = vec![0.0; winograd_scratch_len(C, H, H, O, H, H)];
+    let mut scratch = vec![0.0; winograd_scratch_len(C, H, H, O, H, H, 1, 1)];
     let td = time(|| {
         conv2d::<C, H, H, O, H, H, 3, 3, 1, 1, 1, 1, 1, 1, 1>(
             black_box(&x),
@@ -70,6 +70,48 @@ fn layer<const C: usize, const H: usize, const O: usize>(rng: &mut Rng) {
     );
 }
 
+/// A dilated 'same' layer (padding = dilation `D`): the direct engine's `conv2d` with
+/// dilation `D` against the polyphase Winograd. `WG_ONLY=16x64x32d2` for this one only.
+fn dilated_layer<const C: usize, const H: usize, const O: usize, const D: usize>(rng: &mut Rng) {
+    if let Ok(only) = std::env::var("WG_ONLY") {
+        if only != format!("{C}x{H}x{O}d{D}") {
+            return;
+        }
+    }
+    let x = rng.vec(C * H * H, -1.0, 1.0);
+    let w = rng.vec(O * C * 9, -0.1, 0.1);
+    let b = rng.vec(O, -0.1, 0.1);
+    let direct = ConvParams::from_torch(O, C, 3, 3, &w, Some(&b), None);
+    let wg = WinogradParams::from_torch(O, C, &w, Some(&b), None);
+    let mut y = vec![0.0; O * H * H];
+    let mut scratch = vec![0.0; winograd_scratch_len(C, H, H, O, H, H, D, D)];
+    let td = time(|| {
+        conv2d::<C, H, H, O, H, H, 3, 3, 1, 1, D, D, D, D, 1>(
+            black_box(&x),
+            &direct,
+            black_box(&mut y),
+            Act::Relu,
+        )
+    });
+    let tw = time(|| {
+        winograd_conv3x3::<C, H, H, O, H, H, D, D, D, D>(
+            black_box(&x),
+            &wg,
+            black_box(&mut y),
+            &mut scratch,
+            Act::Relu,
+        )
+    });
+    let gf = |t: f64| (2 * O * H * H * C * 9) as f64 / t / 1e3;
+    eprintln!(
+        "{C:>4}x{H:>2}x{H:<2} -> {O:>4} d{D} | {td:>9.1} µs {:>6.1} GF/s | {tw:>9.1} µs {:>6.1} eff GF/s | x{:.2} | pays {}",
+        gf(td),
+        gf(tw),
+        td / tw,
+        winograd_pays_dilated(C, H, H, O, D, D)
+    );
+}
+
 #[test]
 #[ignore]
 fn speed() {
@@ -94,12 +136,15 @@ fn speed() {
     layer::<32, 64, 32>(&mut rng);
     layer::<16, 64, 32>(&mut rng);
     layer::<16, 32, 32>(&mut rng);
+    // Dilated: fcn_seg's `enc2` (polyphase split into four 16x32x32 phases).
+    dilated_layer::<16, 64, 32, 2>(&mut rng);
+    dilated_layer::<64, 32, 64, 2>(&mut rng);
 }
 
 /// With the `parallel` feature, the input transform (by channels), the 36 products
 /// (by position) and the output transform (by tiles) split over 2 and 3 threads give
 /// the one-thread result bit for bit, at every level; several blocks (56x56) and
-/// partial edge tiles (30x30) included.
+/// partial edge tiles (30x30) included, and dilated layers (their phases).
 #[cfg(feature = "parallel")]
 #[test]
 fn threads_give_the_one_thread_result_bit_for_bit() {
@@ -107,12 +152,15 @@ fn threads_give_the_one_thread_result_bit_for_bit() {
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     let mut rng = Rng::new(47);
-    for (c, o, n) in [
-        (64, 64, 16),
-        (32, 40, 28),
-        (128, 33, 8),
-        (64, 64, 56),
-        (40, 24, 30),
+    // (C, O, size, dilation): padding = dilation ('same').
+    for (c, o, n, dil) in [
+        (64, 64, 16, 1),
+        (32, 40, 28, 1),
+        (128, 33, 8, 1),
+        (64, 64, 56, 1),
+        (40, 24, 30, 1),
+        (64, 64, 34, 2),
+        (40, 24, 31, 3),
     ] {
         let d = WgDims {
             c,
@@ -121,8 +169,10 @@ fn threads_give_the_one_thread_result_bit_for_bit() {
             o,
             oh: n,
             ow: n,
-            ph: 1,
-            pw: 1,
+            ph: dil,
+            pw: dil,
+            dh: dil,
+            dw: dil,
         };
         let input = rng.vec(c * n * n, -1.0, 1.0);
         let weight = rng.vec(o * c * 9, -0.1, 0.1);

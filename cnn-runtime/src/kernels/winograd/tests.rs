@@ -113,7 +113,7 @@ fn vector_transforms_are_the_matrices() {
 }
 
 fn dims(c: usize, o: usize, ah: Axis, aw: Axis) -> WgDims {
-    assert!(ah.k == 3 && aw.k == 3 && ah.s == 1 && aw.s == 1 && ah.d == 1 && aw.d == 1);
+    assert!(ah.k == 3 && aw.k == 3 && ah.s == 1 && aw.s == 1);
     WgDims {
         c,
         h: ah.n,
@@ -123,6 +123,8 @@ fn dims(c: usize, o: usize, ah: Axis, aw: Axis) -> WgDims {
         ow: aw.out,
         ph: ah.p,
         pw: aw.p,
+        dh: ah.d,
+        dw: aw.d,
     }
 }
 
@@ -312,7 +314,7 @@ fn const_generic_instances() {
     let mut got = vec![0.0; 24 * 11 * 6];
     // The caller's scratch (as the compiler reserves in the arena), poisoned with NaN:
     // nothing may be read before it is written.
-    let mut scratch = vec![f32::NAN; winograd_scratch_len(16, 11, 6, 24, 11, 6)];
+    let mut scratch = vec![f32::NAN; winograd_scratch_len(16, 11, 6, 24, 11, 6, 1, 1)];
     winograd_conv3x3::<16, 11, 6, 24, 11, 6, 1, 1, 1, 1>(
         &input,
         &params,
@@ -334,7 +336,7 @@ fn const_generic_instances() {
     );
     check_close(&got, &want, &"same");
     let mut got = vec![0.0; 24 * 9 * 4];
-    let mut scratch = vec![f32::NAN; winograd_scratch_len(16, 11, 6, 24, 9, 4)];
+    let mut scratch = vec![f32::NAN; winograd_scratch_len(16, 11, 6, 24, 9, 4, 1, 1)];
     winograd_conv3x3::<16, 11, 6, 24, 9, 4, 0, 0, 1, 1>(
         &input,
         &params,
@@ -367,4 +369,133 @@ fn mismatched_params_panic() {
         &mut [],
         Act::Identity,
     );
+}
+
+/// 3x3 stride-1 axis geometries with dilation `d`: odd and even sizes, some smaller than
+/// the dilation, padding 0, 1, 2 and `d` ('same'), PyTorch's 'same' (the extra cell at
+/// the end), and lopsided paddings that leave whole phase planes in the padding.
+fn dilated_axes(d: usize) -> Vec<Axis> {
+    let mut axes = Vec::new();
+    for n in [1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 17] {
+        for p in [0, 1, 2, d] {
+            axes.extend(Axis::conv(n, 3, 1, p, d));
+        }
+        axes.push(Axis::same(n, 3, d));
+        for (p, pe) in [(0, 2 * d), (2 * d, 0), (2 * d + 1, 2 * d + 1)] {
+            axes.push(Axis {
+                n,
+                out: n + p + pe - 2 * d,
+                k: 3,
+                s: 1,
+                p,
+                pe,
+                d,
+            });
+        }
+    }
+    axes.sort_by_key(|a| (a.n, a.p, a.pe));
+    axes.dedup();
+    axes
+}
+
+/// Dilated layers (through the polyphase split) against the f64 reference: every
+/// geometry of each dilated axis against a random one of the other, several channel
+/// pairs, every activation, at every level.
+#[test]
+fn dilated_sweep_against_reference() {
+    let pairs = [(16, 32), (3, 16), (40, 24)];
+    let mut rng = Rng::new(48);
+    let mut worst = 0.0f64;
+    let mut k = 0;
+    for (dh, dw) in [(2, 2), (3, 3), (2, 1), (1, 3)] {
+        let (ahs, aws) = (dilated_axes(dh), dilated_axes(dw));
+        let mut cases: Vec<(Axis, Axis)> = Vec::new();
+        for &ah in &ahs {
+            cases.push((ah, aws[rng.below(aws.len())]));
+        }
+        for &aw in &aws {
+            cases.push((ahs[rng.below(ahs.len())], aw));
+        }
+        for (ah, aw) in cases {
+            let (c, o) = pairs[k % pairs.len()];
+            let act = ACTS[k % ACTS.len()];
+            let wscale = 1.0 / ((c * 9) as f32).sqrt();
+            worst = worst.max(check(&mut rng, c, o, ah, aw, act, k % 4 != 0, wscale, 1.0));
+            k += 1;
+        }
+    }
+    eprintln!("dilated sweep ({k} layers): worst error / tolerance = {worst:.4}");
+}
+
+/// A phase whose input plane lies wholly in the padding still gets `act(bias)`.
+#[test]
+fn dilated_all_padding_phase() {
+    // One input row, dilation 2, padding 3 above and below: output rows 0 and 2 read
+    // input rows -3, -1, 1 and -1, 1, 3 (all padding), row 1 reads row 0.
+    let ah = Axis {
+        n: 1,
+        out: 3,
+        k: 3,
+        s: 1,
+        p: 3,
+        pe: 3,
+        d: 2,
+    };
+    let aw = Axis::conv(5, 3, 1, 2, 2).unwrap();
+    let mut rng = Rng::new(49);
+    for act in [Act::Identity, Act::Sigmoid] {
+        check(&mut rng, 3, 16, ah, aw, act, true, 0.5, 1.0);
+        check(&mut rng, 3, 16, aw, ah, act, true, 0.5, 1.0);
+    }
+}
+
+/// The const-generic entry point with dilation 2 equals the direct engine's `conv2d`
+/// with dilation 2 (and the arena-sized scratch, poisoned with NaN, suffices).
+#[test]
+fn dilated_const_generic_matches_direct_conv() {
+    let mut rng = Rng::new(50);
+    const C: usize = 16;
+    const O: usize = 32;
+    let input = rng.vec(C * 20 * 15, -1.0, 1.0);
+    let weight = rng.vec(O * C * 9, -0.1, 0.1);
+    let bias = rng.vec(O, -0.5, 0.5);
+    let direct = ConvParams::from_torch(O, C, 3, 3, &weight, Some(&bias), None);
+    let wg = WinogradParams::from_torch(O, C, &weight, Some(&bias), None);
+    // 'Same' (padding 2) and unpadded.
+    let mut want = vec![0.0; O * 20 * 15];
+    conv2d::<C, 20, 15, O, 20, 15, 3, 3, 1, 1, 2, 2, 2, 2, 1>(
+        &input,
+        &direct,
+        &mut want,
+        Act::Relu,
+    );
+    let mut got = vec![0.0; O * 20 * 15];
+    let mut scratch = vec![f32::NAN; winograd_scratch_len(C, 20, 15, O, 20, 15, 2, 2)];
+    winograd_conv3x3::<C, 20, 15, O, 20, 15, 2, 2, 2, 2>(
+        &input,
+        &wg,
+        &mut got,
+        &mut scratch,
+        Act::Relu,
+    );
+    let want: Vec<f64> = want.iter().map(|&x| f64::from(x)).collect();
+    check_close(&got, &want, &"dilation 2, same");
+    let mut want = vec![0.0; O * 16 * 11];
+    conv2d::<C, 20, 15, O, 16, 11, 3, 3, 1, 1, 0, 0, 2, 2, 1>(
+        &input,
+        &direct,
+        &mut want,
+        Act::Tanh,
+    );
+    let mut got = vec![0.0; O * 16 * 11];
+    let mut scratch = vec![f32::NAN; winograd_scratch_len(C, 20, 15, O, 16, 11, 2, 2)];
+    winograd_conv3x3::<C, 20, 15, O, 16, 11, 0, 0, 2, 2>(
+        &input,
+        &wg,
+        &mut got,
+        &mut scratch,
+        Act::Tanh,
+    );
+    let want: Vec<f64> = want.iter().map(|&x| f64::from(x)).collect();
+    check_close(&got, &want, &"dilation 2, valid");
 }
