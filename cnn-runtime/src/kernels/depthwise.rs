@@ -833,29 +833,8 @@ mod tests {
 #[cfg(test)]
 mod speed {
     use super::*;
-    use crate::kernels::reference::Rng;
+    use crate::kernels::reference::{best_time_us as time, Rng};
     use std::hint::black_box;
-    use std::time::Instant;
-
-    /// Shortest time in microseconds of `f`, over 11 samples of enough calls for ~3 ms.
-    fn time(mut f: impl FnMut()) -> f64 {
-        f();
-        let t = Instant::now();
-        f();
-        let once = t.elapsed().as_secs_f64();
-        let reps = ((3e-3 / once) as usize).clamp(1, 1000);
-        let mut v: Vec<f64> = (0..11)
-            .map(|_| {
-                let t = Instant::now();
-                for _ in 0..reps {
-                    f();
-                }
-                t.elapsed().as_secs_f64() / reps as f64 * 1e6
-            })
-            .collect();
-        v.sort_by(f64::total_cmp);
-        v[0]
-    }
 
     #[test]
     #[ignore]
