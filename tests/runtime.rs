@@ -537,14 +537,14 @@ fn constants_and_summary() {
         "416,520",
         "fc3",
         "weights:      268,544 bytes packed (WEIGHT_BYTES",
-        "activations:  23,520 bytes (ARENA_BYTES: one arena of 5,880 floats",
+        "activations:  23,552 bytes (ARENA_BYTES: one arena of 5,888 floats",
         "keeps it on the stack",
     ] {
         assert!(s.contains(needle), "summary lacks {needle}:\n{s}");
     }
-    // The bill: 5,880 floats of activations; packed weights = params padded to whole
+    // The bill: 5,888 floats of activations (4,704 + 1,176 rounded to whole lines); packed weights = params padded to whole
     // 16-channel panels (conv1: 1 panel x 25 taps + bias row, ...), 64 bytes a row.
-    assert_eq!(LeNet5::ARENA_LEN, 5_880);
+    assert_eq!(LeNet5::ARENA_LEN, 5_888);
     assert_eq!(LeNet5::ARENA_BYTES, 4 * LeNet5::ARENA_LEN);
     let rows = (25 + 1) + (150 + 1) + 8 * (400 + 1) + 6 * (120 + 1) + (84 + 1);
     assert_eq!(LeNet5::WEIGHT_BYTES, 64 * rows);

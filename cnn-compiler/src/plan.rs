@@ -14,12 +14,16 @@
 //! * Memory: every tensor that needs storage belongs to a *group* (a tensor and those
 //!   written in place over it or into it); each group lives from its first write to its
 //!   last read and gets an offset in one arena, largest groups first, lowest free offset
-//!   (live ranges, not alternation). The final tensor's group is the caller's output.
+//!   (live ranges, not alternation), its length rounded up to whole 64-byte lines so
+//!   that every tensor starts a line. The final tensor's group is the caller's output.
 
 use std::collections::HashMap;
 
 use crate::ir::{Activation, Merge, Model, Op, PoolKind, Shape, Src};
 use crate::shape::LayerShape;
+
+/// Floats in a 64-byte cache line: arena blocks are placed in whole lines.
+const LINE_FLOATS: usize = 16;
 
 /// Which memory a region is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -710,7 +714,9 @@ fn finish(mut p: Planner<'_>, model: &Model, shapes: &[LayerShape]) -> Plan {
         .filter(|&g| first[g] != usize::MAX)
         .map(|g| crate::place::Block {
             id: g,
-            len: p.groups[g].len,
+            // Whole 64-byte lines (the arena starts one): every tensor starts a line, so
+            // the threads of a split kernel never write the same line at a plane start.
+            len: p.groups[g].len.next_multiple_of(LINE_FLOATS),
             first: first[g],
             last: last[g],
         })

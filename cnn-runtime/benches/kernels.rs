@@ -343,9 +343,12 @@ fn bench_model(name: &str, layers: &[Layer], rng: &mut Rng, level: Level, only: 
         if only.is_some_and(|o| !l.name.starts_with(o)) {
             continue;
         }
-        let x = rng.vec(l.inp, 1.0);
-        let mut y = vec![0.0; l.out];
-        let t = median_time(|| (l.run)(black_box(&x), black_box(&mut y)));
+        let mut xb = Aligned::new(l.inp);
+        xb.get().copy_from_slice(&rng.vec(l.inp, 1.0));
+        let mut yb = Aligned::new(l.out);
+        let y = yb.get();
+        let x = &*xb.get();
+        let t = median_time(|| (l.run)(black_box(x), black_box(&mut *y)));
         sum += t;
         let gf = if l.macs > 0 {
             format!("{:>9.1}", gflops(l.macs, t))
@@ -366,14 +369,15 @@ fn bench_model(name: &str, layers: &[Layer], rng: &mut Rng, level: Level, only: 
         gflops(macs, sum)
     );
     let input = rng.vec(layers[0].inp, 1.0);
-    let (mut a, mut b) = (vec![0.0; biggest], vec![0.0; biggest]);
+    let (mut ab, mut bb) = (Aligned::new(biggest), Aligned::new(biggest));
+    let (a, b) = (ab.get(), bb.get());
     let t = median_time(|| {
         a[..input.len()].copy_from_slice(black_box(&input));
         for (i, l) in layers.iter().enumerate() {
             if i % 2 == 0 {
-                (l.run)(&a, &mut b);
+                (l.run)(a, b);
             } else {
-                (l.run)(&b, &mut a);
+                (l.run)(b, a);
             }
         }
         black_box(&a);
@@ -385,6 +389,27 @@ fn bench_model(name: &str, layers: &[Layer], rng: &mut Rng, level: Level, only: 
         fmt_us(t),
         gflops(macs, t)
     );
+}
+
+/// A buffer of floats whose first value starts a 64-byte cache line, as the tensors of a
+/// compiled model's arena do (a `Vec<f32>` from the allocator is only 16-byte aligned, and
+/// a split layer's parts would share the lines at their boundaries).
+struct Aligned {
+    buf: Vec<f32>,
+    len: usize,
+}
+
+impl Aligned {
+    fn new(len: usize) -> Aligned {
+        Aligned {
+            buf: vec![0.0; len + 16],
+            len,
+        }
+    }
+    fn get(&mut self) -> &mut [f32] {
+        let off = self.buf.as_ptr().align_offset(64);
+        &mut self.buf[off..off + self.len]
+    }
 }
 
 /// FMA throughput of this core: 12 independent chains of vector FMAs.

@@ -156,12 +156,15 @@ impl DepthwiseParams {
     }
 }
 
-/// The engine's depthwise kernels, as a kernel for [`simd::run`].
+/// The engine's depthwise kernels on output rows `rows` of every channel, as a kernel for
+/// [`Simd::vectorize`]. `out` is valid for writes of `d.c * OH * OW` floats and those rows
+/// of its planes are this run's alone (see [`depthwise_part`]).
 struct DwRun<'a> {
     d: Dims2d,
     input: &'a [f32],
     params: DwWeights<'a>,
-    output: &'a mut [f32],
+    out: *mut f32,
+    rows: (usize, usize),
     act: Act,
     cap: usize,
     force: Option<DwPlan>,
@@ -182,31 +185,54 @@ impl WithSimd for DwRun<'_> {
             } else {
                 DwPlan::Channels
             });
-        let (act, cap) = (self.act, self.cap);
-        if plan == DwPlan::Channels {
-            let (input, output) = (self.input, &mut *self.output);
-            if engine::depthwise_channels(s, d, input, p.panels, p.panel_bias, output, act, cap) {
+        let (input, out, rows, act, cap) = (self.input, self.out, self.rows, self.act, self.cap);
+        // SAFETY: `out` and `rows` as the engines require (this struct's contract).
+        unsafe {
+            if plan == DwPlan::Channels
+                && engine::depthwise_channels(
+                    s,
+                    d,
+                    input,
+                    p.panels,
+                    p.panel_bias,
+                    out,
+                    rows,
+                    act,
+                    cap,
+                )
+            {
                 return true;
             }
+            engine::depthwise(s, d, input, p.weight, p.bias, out, rows, act, cap)
         }
-        engine::depthwise(s, d, self.input, p.weight, p.bias, self.output, act, cap)
     }
 }
 
-/// Scalar depthwise convolution, for what the engine does not take (a one-row band that
-/// does not fit the buffer, more than `MAX_TAPS` taps).
-fn depthwise_fallback(
+/// Scalar depthwise convolution of output rows `r0..r1` of every channel, for what the
+/// engine does not take (a one-row band that does not fit the buffer, more than
+/// `MAX_TAPS` taps).
+///
+/// # Safety
+///
+/// As [`DwRun`]: `out` valid for writes of `d.c * OH * OW` floats, rows `r0..r1` of its
+/// planes this call's alone.
+unsafe fn depthwise_fallback(
     d: Dims2d,
     input: &[f32],
     params: DwWeights<'_>,
-    output: &mut [f32],
+    out: *mut f32,
+    (r0, r1): (usize, usize),
     act: Act,
 ) {
-    let (hw, kk) = (d.h * d.w, d.kh * d.kw);
-    for (c, plane) in output.chunks_exact_mut(d.oh * d.ow).enumerate().take(d.c) {
+    let (hw, kk, ohw) = (d.h * d.w, d.kh * d.kw, d.oh * d.ow);
+    for c in 0..d.c {
         let inp = &input[c * hw..(c + 1) * hw];
         let w = &params.weight[c * kk..(c + 1) * kk];
-        for (oy, row) in plane.chunks_exact_mut(d.ow).enumerate() {
+        // SAFETY: rows r0..r1 of channel c's plane, inside the output (the contract).
+        let rows = unsafe {
+            core::slice::from_raw_parts_mut(out.add(c * ohw + r0 * d.ow), (r1 - r0) * d.ow)
+        };
+        for (oy, row) in (r0..r1).zip(rows.chunks_exact_mut(d.ow)) {
             for (ox, y) in row.iter_mut().enumerate() {
                 let mut acc = 0.0f32;
                 for ky in 0..d.kh {
@@ -224,23 +250,90 @@ fn depthwise_fallback(
     }
 }
 
-/// Multiply-accumulates from which a depthwise convolution splits its channels over the
-/// pool's threads (`parallel` feature): below, waking a worker costs more than it saves.
+/// Multiply-accumulates from which a depthwise convolution splits over the pool's
+/// threads (`parallel` feature): below, waking a worker costs more than it saves.
 #[cfg(feature = "parallel")]
 const PAR_MACS: usize = 100_000;
 
-/// How many channel ranges (of whole 16-channel panels) the depthwise convolution `d`
-/// runs as: 1 (this thread only) unless the `parallel` feature is on, the pool has
-/// threads, the layer has at least two panels and enough work.
+/// How a depthwise convolution is split over the pool's threads.
+#[cfg_attr(not(feature = "parallel"), allow(dead_code))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DwSplit {
+    /// Ranges of whole 16-channel panels: each part writes whole planes.
+    Channels(usize),
+    /// Bands of output rows of every channel, in units of `step` rows: each part reads
+    /// only its own input rows (and the kernel's halo), the pixels that the pixel split
+    /// of the convolution before it wrote on the same thread, and writes those the next
+    /// pointwise layer's part reads.
+    Rows { parts: usize, step: usize },
+}
+
+impl DwSplit {
+    #[cfg_attr(not(feature = "parallel"), allow(dead_code))]
+    fn parts(self) -> usize {
+        match self {
+            DwSplit::Rows { parts, .. } | DwSplit::Channels(parts) => parts,
+        }
+    }
+}
+
+/// Floats in a 64-byte cache line.
+#[cfg_attr(not(feature = "parallel"), allow(dead_code))]
+const LINE: usize = 16;
+
+/// Rows whose pixels fill whole cache lines: band boundaries at multiples of it start a
+/// line in every plane (when the planes do).
+#[cfg_attr(not(feature = "parallel"), allow(dead_code))]
+fn line_rows(ow: usize) -> usize {
+    let mut g = ow.max(1);
+    let mut l = LINE;
+    while l != 0 {
+        (g, l) = (l, g % l);
+    }
+    LINE / g
+}
+
+/// How the depthwise convolution `d` runs over `threads` threads: one part (this thread
+/// only) when the layer is small; else whole panels when there is one per thread
+/// (measured on MobileNet-96 at two threads: as fast as row bands layer by layer and in
+/// the chained network, and never sharing a line); else row bands, their boundaries on
+/// cache lines when the planes allow (`out_aligned`: the output starts a line, as a
+/// model's arena tensors do) with two line units per thread, else on any row when there
+/// are two rows per thread (a boundary inside a line has both threads write it once per
+/// plane: false sharing, which made 12x12 maps slower on two threads than on one); else
+/// what panels there are.
 #[cfg(feature = "parallel")]
-fn dw_parts(d: &Dims2d, threads: usize) -> usize {
+fn dw_split(d: &Dims2d, threads: usize, out_aligned: bool) -> DwSplit {
     let panels = d.c.div_ceil(PANEL);
     let macs = d.c * d.oh * d.ow * d.kh * d.kw;
-    if panels < 2 || macs < PAR_MACS {
-        1
+    let step = line_rows(d.ow);
+    let rows = |step| DwSplit::Rows {
+        parts: threads,
+        step,
+    };
+    if threads < 2 || macs < PAR_MACS {
+        DwSplit::Channels(1)
+    } else if panels >= threads {
+        DwSplit::Channels(threads)
+    } else if out_aligned
+        && (d.oh * d.ow).is_multiple_of(LINE)
+        && d.oh.div_ceil(step) >= 2 * threads
+    {
+        rows(step)
+    } else if d.oh >= 2 * threads {
+        rows(1)
     } else {
-        threads.min(panels)
+        DwSplit::Channels(panels)
     }
+}
+
+/// Output rows of band `i` of `parts` over `oh` rows, in units of `step` rows
+/// (contiguous, as even as units allow, the last band taking what is left).
+#[cfg_attr(not(feature = "parallel"), allow(dead_code))]
+fn row_range(oh: usize, step: usize, parts: usize, i: usize) -> (usize, usize) {
+    let units = oh.div_ceil(step);
+    let at = |k: usize| (k * units / parts * step).min(oh);
+    (at(i), at(i + 1))
 }
 
 /// Channels of range `i` of `parts` over the whole 16-channel panels of `c` channels.
@@ -251,18 +344,25 @@ fn channel_range(c: usize, parts: usize, i: usize) -> (usize, usize) {
     (at(i), at(i + 1))
 }
 
-/// Channels `c0..c1` (`c0` a multiple of 16) of the depthwise convolution `d` (`d.o`
-/// and `d.g` equal to `d.c`), into `output` (their `(c1 - c0) * OH * OW` values). Every
-/// choice (plan, band height, fallback) depends on the geometry only, never on the
-/// channel count, so each value is computed as by the whole call.
+/// Channels `c0..c1` (`c0` a multiple of 16), output rows `rows` of the depthwise
+/// convolution `d` (`d.o` and `d.g` equal to `d.c`), into `out`, the first of those
+/// channels' `OH * OW` planes. Every choice (plan, band height, fallback) depends on the
+/// geometry only, never on the channel or row range, and each value is one chain in tap
+/// order, so each value is computed as by the whole call.
+///
+/// # Safety
+///
+/// `out` is valid for writes of `(c1 - c0) * OH * OW` floats, and rows `rows` of those
+/// planes are accessed by no one else during the call; `rows` lies in `0..=OH`.
 #[allow(clippy::too_many_arguments)]
-fn depthwise_range<S: Simd>(
+unsafe fn depthwise_part<S: Simd>(
     s: S,
     d: Dims2d,
     input: &[f32],
     params: &DepthwiseParams,
     (c0, c1): (usize, usize),
-    output: &mut [f32],
+    rows: (usize, usize),
+    out: *mut f32,
     act: Act,
     cap: usize,
     force: Option<DwPlan>,
@@ -276,18 +376,19 @@ fn depthwise_range<S: Simd>(
     };
     let input = &input[c0 * hw..c1 * hw];
     let w = params.range(c0, c1);
-    let n = d.c * d.oh * d.ow;
     let run = DwRun {
         d,
         input,
         params: w,
-        output: &mut output[..n],
+        out,
+        rows,
         act,
         cap,
         force,
     };
     if !s.vectorize(run) {
-        depthwise_fallback(d, input, w, &mut output[..n], act);
+        // SAFETY: the caller's contract.
+        unsafe { depthwise_fallback(d, input, w, out, rows, act) };
     }
 }
 
@@ -374,22 +475,43 @@ fn depthwise_in<S: Simd>(
     let cap = cap.min(engine::SCRATCH);
     #[cfg(feature = "parallel")]
     {
-        let parts = dw_parts(&d, crate::pool::num_threads());
+        let aligned = output.as_ptr().align_offset(64) == 0;
+        let split = dw_split(&d, crate::pool::num_threads(), aligned);
+        let parts = split.parts();
         if parts > 1 {
             let out = super::conv::OutPtr(output.as_mut_ptr());
             crate::pool::run(parts, &|i| {
-                let (c0, c1) = channel_range(d.c, parts, i);
-                // SAFETY: the ranges of the parts are disjoint, inside `output` (whose
-                // borrow outlives `pool::run`), and only this part touches this one.
-                let out = unsafe {
-                    core::slice::from_raw_parts_mut(out.get().add(c0 * ohw), (c1 - c0) * ohw)
+                let (chans, rows) = match split {
+                    DwSplit::Rows { step, .. } => ((0, d.c), row_range(d.oh, step, parts, i)),
+                    DwSplit::Channels(_) => (channel_range(d.c, parts, i), (0, d.oh)),
                 };
-                depthwise_range(s, d, input, params, (c0, c1), out, act, cap, force);
+                // SAFETY: the parts' (channel range, row range) pairs are disjoint and
+                // inside `output` (whose borrow outlives `pool::run`): each part writes
+                // only its own rows of its own planes.
+                unsafe {
+                    let out = out.get().add(chans.0 * ohw);
+                    depthwise_part(s, d, input, params, chans, rows, out, act, cap, force);
+                }
             });
             return;
         }
     }
-    depthwise_range(s, d, input, params, (0, d.c), output, act, cap, force);
+    // SAFETY: `output` holds the `C * OH * OW` values (sliced above), borrowed for the call.
+    unsafe {
+        let out = output.as_mut_ptr();
+        depthwise_part(
+            s,
+            d,
+            input,
+            params,
+            (0, d.c),
+            (0, d.oh),
+            out,
+            act,
+            cap,
+            force,
+        );
+    }
 }
 
 /// Depthwise 2-D convolution fused with its activation: PyTorch `Conv2d` with
@@ -654,9 +776,9 @@ mod tests {
         r::assert_close(&got, &want, &"folded bn");
     }
 
-    /// Depthwise layers for the split-by-channels tests `(c, height axis, width axis)`:
+    /// Depthwise layers for the split tests `(c, height axis, width axis)`:
     /// MobileNet-like 3x3 (stride 1 and 2, wide and short rows: both plans), a channel
-    /// count not a multiple of 16, a 5x5 dilated one. All above `PAR_MACS`.
+    /// count not a multiple of 16, a 5x5 dilated one, a 1-D one. All above `PAR_MACS`.
     fn split_layers() -> Vec<(usize, Axis, Axis)> {
         let ax = |n, k, s, p, d| Axis::conv(n, k, s, p, d).unwrap();
         vec![
@@ -666,6 +788,10 @@ mod tests {
             (512, ax(6, 3, 1, 1, 1), ax(6, 3, 1, 1, 1)),
             (40, ax(20, 3, 1, 1, 1), ax(70, 3, 1, 1, 1)),
             (48, ax(17, 5, 1, 4, 2), ax(23, 5, 1, 4, 2)),
+            // One panel, a wide map: split by rows.
+            (16, ax(40, 3, 1, 1, 1), ax(60, 3, 1, 1, 1)),
+            // A 1-D signal: one row, split by channels.
+            (64, ax(1, 1, 1, 0, 1), ax(2000, 3, 1, 1, 1)),
         ]
     }
 
@@ -683,89 +809,144 @@ mod tests {
         (d, input, params)
     }
 
-    /// Every split of the channels into ranges of whole panels, computed range by range,
-    /// gives exactly (bit for bit) the whole result, at every level, plan and band size.
-    /// Runs without the `parallel` feature too (no threads involved).
+    /// Every split of the channels into ranges of whole panels, and of the output rows
+    /// into bands, computed part by part, gives exactly (bit for bit) the whole result, at
+    /// every level, plan and band size. Runs without the `parallel` feature too (no
+    /// threads involved).
     #[test]
-    fn channel_ranges_equal_the_whole_bit_for_bit() {
-        /// [`depthwise_range`] at `level`.
+    fn channel_and_row_ranges_equal_the_whole_bit_for_bit() {
+        /// [`depthwise_part`] at `level`, into `output` (all channels' planes).
         #[allow(clippy::too_many_arguments)]
-        fn range_at(
+        fn part_at(
             level: Level,
             d: Dims2d,
             input: &[f32],
             params: &DepthwiseParams,
-            range: (usize, usize),
+            chans: (usize, usize),
+            rows: (usize, usize),
             output: &mut [f32],
-            act: Act,
-            cap: usize,
             force: Option<DwPlan>,
+            cap: usize,
         ) {
-            struct Range<'a>(
+            struct Part<'a>(
                 Dims2d,
                 &'a [f32],
                 &'a DepthwiseParams,
                 (usize, usize),
+                (usize, usize),
                 &'a mut [f32],
-                Act,
                 usize,
                 Option<DwPlan>,
             );
-            impl WithSimd for Range<'_> {
+            impl WithSimd for Part<'_> {
                 type Output = ();
                 fn with_simd<S: Simd>(self, s: S) {
-                    let Range(d, input, params, range, output, act, cap, force) = self;
-                    depthwise_range(s, d, input, params, range, output, act, cap, force);
+                    let Part(d, input, params, chans, rows, output, cap, force) = self;
+                    let ohw = d.oh * d.ow;
+                    assert!(output.len() >= d.c * ohw && rows.1 <= d.oh);
+                    // SAFETY: the output holds every plane and is borrowed for the call.
+                    unsafe {
+                        let out = output.as_mut_ptr().add(chans.0 * ohw);
+                        let act = Act::Relu;
+                        depthwise_part(s, d, input, params, chans, rows, out, act, cap, force);
+                    }
                 }
             }
-            let run = Range(d, input, params, range, output, act, cap, force);
+            let run = Part(d, input, params, chans, rows, output, cap, force);
             simd::run(level, run);
         }
         let mut rng = Rng::new(25);
         for (c, ah, aw) in split_layers() {
             let (d, input, params) = split_case(&mut rng, c, ah, aw);
-            let ohw = d.oh * d.ow;
-            let n = c * ohw;
+            let n = c * d.oh * d.ow;
             for level in simd::test_levels() {
                 for force in [None, Some(DwPlan::Rows), Some(DwPlan::Channels)] {
                     for cap in [engine::SCRATCH, 400, 1] {
-                        let mut whole = vec![0.0; n];
-                        let all = (0, c);
-                        range_at(
-                            level,
-                            d,
-                            &input,
-                            &params,
-                            all,
-                            &mut whole,
-                            Act::Relu,
-                            cap,
-                            force,
+                        let mut whole = vec![0.0; n + 2];
+                        let (all_c, all_r) = ((0, c), (0, d.oh));
+                        part_at(
+                            level, d, &input, &params, all_c, all_r, &mut whole, force, cap,
                         );
+                        let mut splits = Vec::new();
                         for parts in 2..=c.div_ceil(PANEL).min(4) {
-                            let mut split = vec![f32::NAN; n];
-                            for i in 0..parts {
-                                let (c0, c1) = channel_range(c, parts, i);
-                                let out = &mut split[c0 * ohw..c1 * ohw];
-                                range_at(
-                                    level,
-                                    d,
-                                    &input,
-                                    &params,
-                                    (c0, c1),
-                                    out,
-                                    Act::Relu,
-                                    cap,
-                                    force,
+                            let chans: Vec<_> = (0..parts)
+                                .map(|i| (channel_range(c, parts, i), all_r))
+                                .collect();
+                            splits.push(chans);
+                        }
+                        for (parts, step) in [(2, 1), (3, 1), (5, 1), (d.oh, 1), (2, 4), (3, 2)] {
+                            let parts = parts.min(d.oh.div_ceil(step));
+                            let rows: Vec<_> = (0..parts)
+                                .map(|i| (all_c, row_range(d.oh, step, parts, i)))
+                                .collect();
+                            splits.push(rows);
+                        }
+                        for split in splits {
+                            let mut got = vec![f32::NAN; n + 2];
+                            got[n..].fill(7.0);
+                            for &(chans, rows) in &split {
+                                part_at(
+                                    level, d, &input, &params, chans, rows, &mut got, force, cap,
                                 );
                             }
-                            let ctx = (d, level, force, cap, parts);
-                            assert!(whole == split, "split differs: {ctx:?}");
+                            let ctx = (d, level, force, cap, &split);
+                            assert_eq!(&got[n..], &[7.0; 2], "wrote past its output: {ctx:?}");
+                            assert!(whole[..n] == got[..n], "split differs: {ctx:?}");
                         }
                     }
                 }
             }
         }
+    }
+
+    #[test]
+    fn row_ranges_cover_the_rows_in_whole_units() {
+        for oh in 1usize..40 {
+            for step in [1, 2, 4, 8, 16] {
+                for parts in 1..=oh.div_ceil(step).min(9) {
+                    let r: Vec<_> = (0..parts).map(|i| row_range(oh, step, parts, i)).collect();
+                    let ctx = (oh, step, parts, &r);
+                    assert_eq!((r[0].0, r[parts - 1].1), (0, oh), "{ctx:?}");
+                    for (i, &(r0, r1)) in r.iter().enumerate() {
+                        assert!(r0 < r1 && r0 % step == 0, "{ctx:?}");
+                        if i > 0 {
+                            assert_eq!(r[i - 1].1, r0);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Panels first; row bands on cache lines when the output and its planes allow.
+    #[cfg(feature = "parallel")]
+    #[test]
+    fn splits_prefer_panels_then_line_aligned_rows() {
+        let ax = |n, k, s, p| Axis::conv(n, k, s, p, 1).unwrap();
+        let mid = dims(128, ax(24, 3, 1, 1), ax(24, 3, 1, 1));
+        assert_eq!(dw_split(&mid, 2, true), DwSplit::Channels(2));
+        let wide = dims(16, ax(40, 3, 1, 1), ax(60, 3, 1, 1));
+        let rows = |step| DwSplit::Rows { parts: 2, step };
+        assert_eq!(dw_split(&wide, 2, true), rows(4));
+        assert_eq!(dw_split(&wide, 2, false), rows(1));
+        let small = dims(16, ax(12, 3, 1, 1), ax(12, 3, 1, 1));
+        assert_eq!(dw_split(&small, 2, true), DwSplit::Channels(1));
+    }
+
+    #[test]
+    fn line_rows_fill_whole_lines() {
+        for ow in 1..100 {
+            let step = line_rows(ow);
+            assert!((step * ow).is_multiple_of(LINE), "{ow} {step}");
+            assert!(
+                (1..step).all(|k| !(k * ow).is_multiple_of(LINE)),
+                "{ow} {step}"
+            );
+        }
+        assert_eq!(
+            (line_rows(48), line_rows(24), line_rows(12), line_rows(7)),
+            (1, 2, 4, 16)
+        );
     }
 
     #[test]
@@ -797,21 +978,25 @@ mod tests {
         let mut rng = Rng::new(26);
         for (c, ah, aw) in split_layers() {
             let (d, input, params) = split_case(&mut rng, c, ah, aw);
-            assert!(dw_parts(&d, 2) > 1, "{d:?}");
+            assert!(dw_split(&d, 2, true).parts() > 1, "{d:?}");
             let n = c * d.oh * d.ow;
             for level in simd::test_levels() {
                 for cap in [engine::SCRATCH, 1] {
                     crate::pool::set_num_threads(1);
                     let mut one = vec![0.0; n + 3];
                     depthwise_with(level, d, &input, &params, &mut one, Act::Relu6, cap, None);
-                    for threads in [2, 3] {
+                    // An output on a cache line (row bands on line boundaries where
+                    // the planes allow) and one off it (split on any row).
+                    for (threads, shift) in [(2, 0), (2, 1), (3, 0), (3, 1)] {
                         crate::pool::set_num_threads(threads);
-                        let mut many = vec![7.0; n + 3];
-                        depthwise_with(level, d, &input, &params, &mut many, Act::Relu6, cap, None);
+                        let mut buf = vec![7.0; n + 3 + 32];
+                        let at = buf.as_ptr().align_offset(64) + shift;
+                        let many = &mut buf[at..at + n + 3];
+                        depthwise_with(level, d, &input, &params, many, Act::Relu6, cap, None);
                         assert_eq!(&many[n..], &[7.0; 3], "wrote past its output");
                         assert!(
                             one[..n] == many[..n],
-                            "{d:?} {level:?} {cap} {threads} threads"
+                            "{d:?} {level:?} {cap} {threads} threads, shift {shift}"
                         );
                     }
                 }
@@ -886,7 +1071,10 @@ mod speed {
             let w = rng.vec(c * 9, -0.3, 0.3);
             let b = rng.vec(c, -0.1, 0.1);
             let params = DepthwiseParams::from_torch(c, 1, 3, 3, &w, Some(&b), None);
-            let mut y = vec![0.0; c * oh * oh];
+            // Line-aligned like a model's arena (a split's parts must not share lines).
+            let mut ybuf = vec![0.0f32; c * oh * oh + 16];
+            let off = ybuf.as_ptr().align_offset(64);
+            let y = &mut ybuf[off..off + c * oh * oh];
             let mut t = Vec::new();
             for force in [None, Some(DwPlan::Rows), Some(DwPlan::Channels)] {
                 t.push(time(|| {
@@ -895,7 +1083,7 @@ mod speed {
                         d,
                         black_box(&x),
                         &params,
-                        black_box(&mut y),
+                        black_box(&mut *y),
                         Act::Relu6,
                         engine::SCRATCH,
                         force,

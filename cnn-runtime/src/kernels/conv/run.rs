@@ -95,17 +95,34 @@ impl Split {
 /// only) unless the `parallel` feature is on, the pool has threads and the layer has
 /// enough work. By output pixels when there are enough of them (each part copies only
 /// its own band rows, and reads only its own input rows), else by output panels.
+///
+/// `out_aligned`: the output starts a 64-byte cache line (a model's arena tensors do).
+/// A pixel split puts a boundary inside every output plane; when a boundary or a plane
+/// start falls inside a line, both threads write that line, once per plane (false
+/// sharing: measured to cost more than the split saves on 12x12 maps), so a layer with
+/// panels to spare is then split by panels, whose boundaries are whole planes.
 #[cfg_attr(not(feature = "parallel"), allow(dead_code))]
-pub(super) fn conv_split(d: &Dims2d, threads: usize) -> Split {
+pub(super) fn conv_split(d: &Dims2d, threads: usize, out_aligned: bool) -> Split {
     let panels = d.o.div_ceil(engine::PANEL);
     let macs = d.o * d.oh * d.ow * (d.c / d.g) * d.kh * d.kw;
     let f = engine::flat(*d);
     // Pixel units: rows, or 64-column chunks of a one-row layer.
     let units = if f.oh == 1 { f.ow / PIX_COLS } else { f.oh };
+    let pixels = || Split::Pixels(threads.min(units).max(1));
+    let on_lines = |s: Split| {
+        let line = 64 / core::mem::size_of::<f32>();
+        let parts = s.parts();
+        out_aligned
+            && (d.oh * d.ow).is_multiple_of(line)
+            && (1..parts).all(|i| pixel_range(d, parts, i).0.is_multiple_of(line))
+    };
     if threads < 2 || macs < PAR_MACS {
         Split::Panels(1)
-    } else if units >= 2 * threads || d.g != 1 || panels < 2 {
-        Split::Pixels(threads.min(units).max(1))
+    } else if d.g != 1
+        || panels < 2
+        || (units >= 2 * threads && (panels < 2 * threads || on_lines(pixels())))
+    {
+        pixels()
     } else {
         Split::Panels(threads.min(panels))
     }
@@ -220,7 +237,8 @@ pub(super) fn conv2d_in<S: Simd>(
     let cap = cap.min(engine::SCRATCH);
     #[cfg(feature = "parallel")]
     {
-        let split = conv_split(&d, crate::pool::num_threads());
+        let aligned = output.as_ptr().align_offset(64) == 0;
+        let split = conv_split(&d, crate::pool::num_threads(), aligned);
         let parts = split.parts();
         if parts > 1 {
             let out = OutPtr(output.as_mut_ptr());

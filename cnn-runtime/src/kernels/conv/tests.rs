@@ -522,7 +522,23 @@ fn split_layers() -> Vec<(usize, usize, usize, Axis, Axis)> {
         (16, 33, 1, ax(40, 3, 1, 0), ax(40, 3, 1, 0)),
         (128, 96, 1, ax(8, 3, 1, 1), ax(8, 3, 1, 1)),
         (64, 64, 2, ax(16, 3, 1, 1), ax(16, 3, 1, 1)),
+        (64, 80, 1, ax(14, 3, 1, 1), ax(14, 3, 1, 1)),
     ]
+}
+
+/// A pixel split whose boundaries would share cache lines between threads (an output
+/// off a line, planes of 14x14) goes by panels when there are panels to spare.
+#[test]
+fn pixel_splits_keep_to_cache_lines() {
+    let ax = |n, k, s, p| Axis::conv(n, k, s, p, 1).unwrap();
+    let pw28 = dims(64, 72, 1, ax(28, 1, 1, 0), ax(28, 1, 1, 0));
+    assert_eq!(conv_split(&pw28, 2, true), Split::Pixels(2));
+    assert_eq!(conv_split(&pw28, 2, false), Split::Panels(2));
+    let c14 = dims(64, 80, 1, ax(14, 3, 1, 1), ax(14, 3, 1, 1));
+    assert_eq!(conv_split(&c14, 2, true), Split::Panels(2));
+    // Few panels: pixels all the same.
+    let stem = dims(3, 32, 1, ax(96, 3, 2, 1), ax(96, 3, 2, 1));
+    assert_eq!(conv_split(&stem, 2, false), Split::Pixels(2));
 }
 
 /// Every split of the output panels into contiguous ranges, computed range by range,
@@ -700,7 +716,7 @@ fn threads_give_the_one_thread_result_bit_for_bit() {
     let mut rng = Rng::new(31);
     for (c, o, g, ah, aw) in split_layers() {
         let d = dims(c, o, g, ah, aw);
-        assert!(conv_split(&d, 2).parts() > 1, "{d:?}");
+        assert!(conv_split(&d, 2, true).parts() > 1, "{d:?}");
         let input = rng.vec(c * ah.n * aw.n, -1.0, 1.0);
         let weight = rng.vec(o * (c / g) * ah.k * aw.k, -1.0, 1.0);
         let bias = rng.vec(o, -0.5, 0.5);
@@ -719,13 +735,17 @@ fn threads_give_the_one_thread_result_bit_for_bit() {
                 engine::SCRATCH,
                 None,
             );
-            for threads in [2, 3] {
+            // An output on a cache line and one off it (the split may differ).
+            for (threads, shift) in [(2, 0), (2, 1), (3, 0), (3, 1)] {
                 crate::pool::set_num_threads(threads);
-                let mut many = vec![7.0; n + 3];
+                let mut buf = vec![7.0; n + 3 + 32];
+                let at = buf.as_ptr().align_offset(64) + shift;
+                let many = &mut buf[at..at + n + 3];
                 let sc = engine::SCRATCH;
-                conv2d_with(level, d, &input, &params, &mut many, Act::Relu6, sc, None);
+                conv2d_with(level, d, &input, &params, many, Act::Relu6, sc, None);
                 assert_eq!(&many[n..], &[7.0; 3], "wrote past its output");
-                assert!(one[..n] == many[..n], "{d:?} {level:?} {threads} threads");
+                let ctx = (d, level, threads, shift);
+                assert!(one[..n] == many[..n], "{ctx:?}");
             }
         }
         // A layer the engine declines (cap 1: padded layers fall back) is still right

@@ -160,23 +160,30 @@ impl WithSimd for DwBand<'_> {
 
 /// Depthwise convolution (`d.g == d.c == d.o`) with weights `[C][KH*KW]` and bias `[C]`:
 /// per channel, pixel-vectorised rows of up to four vectors, reading the input directly
-/// or a padded, phase-split band as [`conv`] does. `false` (nothing written) when it needs
-/// the fallback.
+/// or a padded, phase-split band as [`conv`] does; output rows `r0..r1` of every channel
+/// (each value computed as by the whole call: its chain does not depend on the bands).
+/// `false` (nothing written) when it needs the fallback.
+///
+/// # Safety
+///
+/// `output` is valid for writes of `d.c * OH * OW` floats, and rows `r0..r1` of its
+/// planes are accessed by no one else during the call.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn depthwise<S: Simd>(
+pub(crate) unsafe fn depthwise<S: Simd>(
     s: S,
     d: Dims2d,
     input: &[f32],
     weight: &[f32],
     bias: &[f32],
-    output: &mut [f32],
+    output: *mut f32,
+    (r0, r1): (usize, usize),
     act: Act,
     cap: usize,
 ) -> bool {
     let kk = d.kh * d.kw;
     let (hw, ohw) = (d.h * d.w, d.oh * d.ow);
-    assert!(input.len() >= d.c * hw && output.len() >= d.c * ohw);
+    assert!(input.len() >= d.c * hw && r0 <= r1 && r1 <= d.oh);
     assert!(weight.len() == d.c * kk && bias.len() == d.c);
     if kk > MAX_TAPS {
         return false;
@@ -215,9 +222,10 @@ pub(crate) fn depthwise<S: Simd>(
     for c in 0..d.c {
         let plane = &input[c * hw..(c + 1) * hw];
         let w = weight[c * kk..].as_ptr();
-        let out = output[c * ohw..(c + 1) * ohw].as_mut_ptr();
-        for y0 in (0..d.oh).step_by(band_rows) {
-            let y1 = (y0 + band_rows).min(d.oh);
+        // SAFETY: channel c's plane of the output (the caller's contract).
+        let out = unsafe { output.add(c * ohw) };
+        for y0 in (r0..r1).step_by(band_rows) {
+            let y1 = (y0 + band_rows).min(r1);
             let (base, prow0) = if direct {
                 (plane.as_ptr(), 0)
             } else {
@@ -477,24 +485,31 @@ pub(super) unsafe fn dw3_slide<S: Simd, const G: usize, const SW: usize>(
 }
 
 /// Depthwise convolution in channel-vectorised form (see [`DwCvBand`]) with weights
-/// `[ceil(C/16)][KH*KW][16]` and bias `[ceil(C/16)][16]`: `false` (nothing written) when
-/// a one-row band of `LANES` channels does not fit `cap`.
+/// `[ceil(C/16)][KH*KW][16]` and bias `[ceil(C/16)][16]`, output rows `r0..r1` of every
+/// channel (each pixel one chain in tap order, whatever the bands): `false` (nothing
+/// written) when a one-row band of `LANES` channels does not fit `cap`.
+///
+/// # Safety
+///
+/// As [`depthwise`]: `output` valid for writes of `d.c * OH * OW` floats, rows `r0..r1`
+/// of its planes accessed by no one else during the call.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn depthwise_channels<S: Simd>(
+pub(crate) unsafe fn depthwise_channels<S: Simd>(
     s: S,
     d: Dims2d,
     input: &[f32],
     weight: &[Row16],
     bias: &[Row16],
-    output: &mut [f32],
+    output: *mut f32,
+    (r0, r1): (usize, usize),
     act: Act,
     cap: usize,
 ) -> bool {
     let l = S::LANES;
     let kk = d.kh * d.kw;
     let (hw, ohw) = (d.h * d.w, d.oh * d.ow);
-    assert!(input.len() >= d.c * hw && output.len() >= d.c * ohw);
+    assert!(input.len() >= d.c * hw && r0 <= r1 && r1 <= d.oh);
     assert!(weight.len() == d.c.div_ceil(PANEL) * kk && bias.len() == d.c.div_ceil(PANEL));
     if kk > MAX_TAPS {
         return false;
@@ -521,8 +536,8 @@ pub(crate) fn depthwise_channels<S: Simd>(
     let bias = bias.as_ptr().cast::<f32>();
     for c0 in (0..d.c).step_by(l) {
         let nch = l.min(d.c - c0);
-        for y0 in (0..d.oh).step_by(band_rows) {
-            let y1 = (y0 + band_rows).min(d.oh);
+        for y0 in (r0..r1).step_by(band_rows) {
+            let y1 = (y0 + band_rows).min(r1);
             // SAFETY: channels c0..c0+nch of the input and output; the block's weights
             // (lanes c0 % 16.. of its panel's tap rows) and bias; the band needs
             // `rows_in(y1 - y0) * wp * l <= cap <= SCRATCH` floats, and every tap of every
@@ -534,7 +549,7 @@ pub(crate) fn depthwise_channels<S: Simd>(
                     nch,
                     w: weight.add((c0 / PANEL) * kk * PANEL + c0 % PANEL),
                     bias: bias.add(c0),
-                    out: output.as_mut_ptr().add(c0 * ohw),
+                    out: output.add(c0 * ohw),
                     y0,
                     y1,
                     wp,
