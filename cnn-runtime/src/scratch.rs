@@ -1,10 +1,12 @@
 //! Per-thread activation memory for models too large for stack arenas.
 //!
 //! A generated model keeps its activations in two arenas whose sizes the macro computed.
-//! Up to [`STACK_LIMIT`] bytes they are arrays on the stack; above that (a 224x224 network
-//! would overflow a thread's stack) `forward` borrows this thread's scratch buffer instead:
+//! Up to [`STACK_LIMIT`] bytes (64 KiB) they are arrays on the stack; above that (a
+//! 224x224 network would overflow a thread's stack, and zeroing a large stack arena on
+//! every call costs real time) `forward` borrows this thread's scratch buffer instead:
 //! allocated on the first call on a thread, grown if a bigger model needs more, and
 //! reused by every later call, so `forward` still performs no allocation per inference.
+//! Its slice starts a 64-byte cache line, as an [`crate::Arena`] does.
 
 use std::cell::Cell;
 use std::vec::Vec;
@@ -20,22 +22,29 @@ pub struct Scratch {
     buf: Vec<f32>,
 }
 
+/// Floats in a 64-byte cache line.
+const LINE: usize = 16;
+
 impl Scratch {
     /// Borrows at least `len` values of this thread's buffer (growing it if needed; a
     /// nested borrow on the same thread gets a buffer of its own).
     #[inline]
     pub fn take(len: usize) -> Scratch {
         let mut buf = SCRATCH.with(Cell::take);
-        if buf.len() < len {
-            buf.resize(len, 0.0);
+        // Room to start on a cache line wherever the allocator put it.
+        if buf.len() < len + LINE - 1 {
+            buf.resize(len + LINE - 1, 0.0);
         }
         Scratch { buf }
     }
 
-    /// The buffer.
+    /// The buffer (at least the `len` values asked for), starting a 64-byte cache line.
     #[inline]
     pub fn as_mut_slice(&mut self) -> &mut [f32] {
-        &mut self.buf
+        // At most LINE - 1 floats: an f32 pointer is 4-byte aligned, and `take` reserved
+        // that much more.
+        let skip = self.buf.as_ptr().align_offset(64).min(LINE - 1);
+        &mut self.buf[skip..]
     }
 }
 
@@ -59,6 +68,7 @@ mod tests {
         let p1 = {
             let mut s = Scratch::take(100);
             assert!(s.as_mut_slice().len() >= 100);
+            assert_eq!(s.as_mut_slice().as_ptr() as usize % 64, 0, "on a line");
             s.as_mut_slice().as_ptr()
         };
         let p2 = {
@@ -69,6 +79,7 @@ mod tests {
         let mut outer = Scratch::take(10);
         let mut inner = Scratch::take(1000);
         assert!(inner.as_mut_slice().len() >= 1000);
+        assert_eq!(inner.as_mut_slice().as_ptr() as usize % 64, 0, "on a line");
         assert!(outer.as_mut_slice().len() >= 100);
         drop(inner);
         drop(outer);
