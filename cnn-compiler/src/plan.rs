@@ -119,7 +119,8 @@ pub enum Kernel {
 
 /// Bytes of stack buffers the kernels of `plan` reserve: the convolution engine's band
 /// buffer, if any step runs through it (direct and depthwise convolutions, transposed
-/// convolutions run as a 1x1 convolution).
+/// convolutions run as a 1x1 convolution, max and average pools: every window but the
+/// 2x2 one runs on padded bands; counted for every pool, an upper bound).
 pub fn stack_bytes(plan: &Plan) -> usize {
     let engine = plan.steps.iter().any(|s| {
         matches!(
@@ -128,6 +129,7 @@ pub fn stack_bytes(plan: &Plan) -> usize {
                 winograd: false,
                 ..
             } | Kernel::ConvTranspose { gemm: true, .. }
+                | Kernel::Pool { .. }
         )
     });
     if engine {

@@ -51,8 +51,8 @@ pub trait Model: Sized + Send + Sync {
     /// read-only data (flash), or what `from_safetensors` allocates.
     const WEIGHT_BYTES: usize;
     /// Bytes of buffers the kernels keep on the stack during a forward pass, beyond
-    /// ordinary locals: the convolution band buffer (64 KiB; 16 KiB without `std`) when the model has a direct
-    /// or depthwise convolution, else 0. `forward` adds its arena when that is on the
+    /// ordinary locals: the convolution band buffer (64 KiB; 16 KiB without `std`) when the
+    /// model has a direct or depthwise convolution or a max/average pool, else 0. `forward` adds its arena when that is on the
     /// stack; `forward_in` does not.
     const STACK_BYTES: usize;
     /// The tensors a weight file must hold: keys and shapes of the PyTorch `state_dict()`

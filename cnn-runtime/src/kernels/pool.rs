@@ -6,6 +6,7 @@
 //! loops: each output row is combined in place over the kernel taps, each tap over the
 //! range of output columns that it sees inside the input, so padding is never read.
 
+use super::engine;
 use super::geometry::{combine_taps, tap_range, Dims2d};
 use super::simd::{self, Simd, WithSimd};
 use crate::cpu::{self, Level};
@@ -161,7 +162,32 @@ fn max_pool_dyn(level: Level, d: Dims2d, input: &[f32], output: &mut [f32]) {
         };
         return simd::run(level, run);
     }
-    max_pool_generic(d, input, output);
+    let run = PoolBands {
+        d,
+        max: true,
+        input,
+        output: &mut *output,
+    };
+    if !simd::run(level, run) {
+        max_pool_generic(d, input, output);
+    }
+}
+
+/// Any other window as a kernel for [`simd::run`]: the engine's banded pooling
+/// ([`engine::pool`]: maxima, or sums for `max == false`); `false` when it declines.
+struct PoolBands<'a> {
+    d: Dims2d,
+    max: bool,
+    input: &'a [f32],
+    output: &'a mut [f32],
+}
+
+impl WithSimd for PoolBands<'_> {
+    type Output = bool;
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) -> bool {
+        engine::pool(s, self.d, self.input, self.output, self.max)
+    }
 }
 
 /// The max pool's general loops (any window, padding, dilation, ceil mode).
@@ -205,7 +231,26 @@ fn avg_pool_dyn(level: Level, d: Dims2d, include_pad: bool, input: &[f32], outpu
         };
         return simd::run(level, run);
     }
-    avg_pool_generic(d, include_pad, input, output);
+    let run = PoolBands {
+        d,
+        max: false,
+        input,
+        output: &mut *output,
+    };
+    if !simd::run(level, run) {
+        return avg_pool_generic(d, include_pad, input, output);
+    }
+    // The window sums, divided as PyTorch does.
+    let ohw = d.oh * d.ow;
+    for plane in output[..d.c * ohw].chunks_exact_mut(ohw) {
+        for (oy, out_row) in plane.chunks_exact_mut(d.ow).enumerate() {
+            let rows = window_count(oy * d.sh, d.kh, d.h, d.ph, include_pad);
+            for (ox, y) in out_row.iter_mut().enumerate() {
+                let cols = window_count(ox * d.sw, d.kw, d.w, d.pw, include_pad);
+                *y /= (rows * cols) as f32;
+            }
+        }
+    }
 }
 
 /// The average pool's general loops (any window, padding, ceil mode, divisor rule).
@@ -533,6 +578,37 @@ mod tests {
             let want = r::max_pool2d(2, a, b, &x);
             for (g, w) in y.iter().zip(&want) {
                 assert!(g.is_nan() || f64::from(*g) == *w);
+            }
+        }
+    }
+
+    /// The banded path (every other window): ResNet's 3x3 stride-2 padding-1 max pool on
+    /// a map taller than one band, NaN propagated from any tap, at every level.
+    #[test]
+    fn banded_windows_propagate_nan_and_span_bands() {
+        let mut rng = Rng::new(55);
+        let a = Axis::pool(112, 3, 2, 1, 1, false).unwrap();
+        let b = Axis::pool(118, 3, 2, 1, 1, false).unwrap();
+        check(&mut rng, 2, a, b);
+        let d = dims(2, a, b);
+        let mut x = rng.vec(2 * 112 * 118, -1.0, 1.0);
+        // Row 0 column 0 (a corner, next to the padding) and an interior cell of plane 1.
+        x[0] = f32::NAN;
+        x[112 * 118 + 51 * 118 + 77] = f32::NAN;
+        let want = r::max_pool2d(2, a, b, &x);
+        // Output (0, 0) of plane 0; rows 25, 26 by columns 38, 39 of plane 1 (input row
+        // 51 = 2 * 25 + 1 = 2 * 26 - 1, column 77 likewise).
+        let (oh, ow) = (a.out, b.out);
+        assert_eq!((oh, ow), (56, 59));
+        let at = |y: usize, x: usize| oh * ow + y * ow + x;
+        let want_nans = vec![0, at(25, 38), at(25, 39), at(26, 38), at(26, 39)];
+        for level in simd::test_levels() {
+            let mut y = vec![0.0; 2 * a.out * b.out];
+            max_pool_dyn(level, d, &x, &mut y);
+            let nans: Vec<usize> = (0..y.len()).filter(|&i| y[i].is_nan()).collect();
+            assert_eq!(nans, want_nans, "{level:?}");
+            for (g, w) in y.iter().zip(&want) {
+                assert!(g.is_nan() || f64::from(*g) == *w, "{level:?}");
             }
         }
     }

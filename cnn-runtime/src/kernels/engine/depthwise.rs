@@ -231,7 +231,7 @@ pub(crate) unsafe fn depthwise<S: Simd>(
             } else {
                 let prow0 = y0 * d.sh;
                 // SAFETY: `rows_in(y1 - y0) * rowpitch <= cap <= SCRATCH`.
-                unsafe { copy_band(s, &d, plane, 1, prow0, rows_in(y1 - y0), wq, scratch) };
+                unsafe { copy_band(s, &d, plane, 1, prow0, rows_in(y1 - y0), wq, scratch, 0.0) };
                 (scratch.cast_const(), prow0)
             };
             // SAFETY: rows y0..y1 of the channel with every tap inside the input

@@ -60,6 +60,7 @@ use super::simd::{Simd, WithSimd};
 
 mod depthwise;
 mod panels;
+mod pool;
 mod tiles;
 
 #[allow(unused_imports)]
@@ -68,6 +69,7 @@ pub(crate) use self::depthwise::{depthwise, depthwise_channels};
 pub(crate) use self::panels::conv_panels;
 #[allow(unused_imports)]
 use self::panels::*;
+pub(crate) use self::pool::pool;
 #[allow(unused_imports)]
 use self::tiles::*;
 
@@ -290,26 +292,38 @@ unsafe fn copy_floats<S: Simd>(s: S, src: *const f32, dst: *mut f32, n: usize) {
 /// `dst..dst + n` writable.
 #[inline(always)]
 unsafe fn zero_floats<S: Simd>(s: S, dst: *mut f32, n: usize) {
+    // SAFETY: the caller's contract.
+    unsafe { fill_floats(s, dst, n, 0.0) }
+}
+
+/// Writes `v` to `dst[0..n]`.
+///
+/// # Safety
+///
+/// `dst..dst + n` writable.
+#[inline(always)]
+unsafe fn fill_floats<S: Simd>(s: S, dst: *mut f32, n: usize, v: f32) {
     let l = S::LANES;
+    let v = s.splat(v);
     let mut i = 0;
     // SAFETY: every store is below `n`.
     unsafe {
         while i + l <= n {
-            s.store(dst.add(i), s.zero());
+            s.store(dst.add(i), v);
             i += l;
         }
         if i < n {
-            s.store_n(dst.add(i), s.zero(), n - i);
+            s.store_n(dst.add(i), v, n - i);
         }
     }
 }
 
 /// Copies channels `input[0..nch]` (planes of `H*W`), padded rows `prow0..prow0+nrows`
-/// (padded row `r` is input row `r - PH`, zero outside), each row split into `SW`
+/// (padded row `r` is input row `r - PH`, `pad` outside), each row split into `SW`
 /// phases of `wq` columns (phase `q`, column `j` is padded column `j*SW + q`, input column
-/// `j*SW + q - PW`, zero outside), to `dst` as `[nch][nrows][SW][wq]`, writing every one
+/// `j*SW + q - PW`, `pad` outside), to `dst` as `[nch][nrows][SW][wq]`, writing every one
 /// of those floats (`dst` may be uninitialised). Stride 2 is split with vector
-/// deinterleaves.
+/// deinterleaves. `pad` is 0 for convolutions, -inf for max pooling.
 ///
 /// # Safety
 ///
@@ -325,6 +339,7 @@ unsafe fn copy_band<S: Simd>(
     nrows: usize,
     wq: usize,
     dst: *mut f32,
+    pad: f32,
 ) {
     let l = S::LANES;
     let rowpitch = d.sw * wq;
@@ -339,24 +354,24 @@ unsafe fn copy_band<S: Simd>(
                 let row = dst.add((c * nrows + r) * rowpitch);
                 let iy = (prow0 + r).wrapping_sub(d.ph);
                 if iy >= d.h {
-                    zero_floats(s, row, rowpitch);
+                    fill_floats(s, row, rowpitch, pad);
                     continue;
                 }
                 let src = &plane[iy * d.w..(iy + 1) * d.w];
                 if d.sw == 1 {
-                    // Padded columns [0, PW) zero, then the input row, then zeros.
+                    // Padded columns [0, PW) `pad`, then the input row, then `pad`.
                     let left = d.pw.min(wq);
                     let n = d.w.min(wq - left);
-                    zero_floats(s, row, left);
+                    fill_floats(s, row, left, pad);
                     copy_floats(s, src.as_ptr(), row.add(left), n);
-                    zero_floats(s, row.add(left + n), wq - left - n);
+                    fill_floats(s, row.add(left + n), wq - left - n, pad);
                     continue;
                 }
                 // Scalar element of phase q, column j.
                 let put = |q: usize, j: usize| {
                     let ix = (j * d.sw + q).wrapping_sub(d.pw);
                     row.add(q * wq + j)
-                        .write(if ix < d.w { src[ix] } else { 0.0 });
+                        .write(if ix < d.w { src[ix] } else { pad });
                 };
                 let mut j0 = 0;
                 if d.sw == 2 {

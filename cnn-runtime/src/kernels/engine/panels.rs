@@ -154,6 +154,7 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
                             nrows,
                             wq,
                             scratch,
+                            0.0,
                         )
                     };
                     Band {

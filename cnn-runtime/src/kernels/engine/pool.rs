@@ -1,0 +1,92 @@
+//! Pooling windows of any size, stride, padding and dilation over the engine's padded,
+//! phase-split bands ([`copy_band`], padded with -inf for max, 0 for sums): every tap of
+//! the window is then a contiguous run of one phase row, so each output row is whole
+//! vectors of NaN-propagating maxima or of sums, with no per-element bounds or branches.
+
+#[allow(unused_imports)]
+use super::*;
+
+/// Max pooling (`max`), or the window sums of an average pooling (else; the caller
+/// divides), of `d` per channel (`d.o` and `d.g` ignored): `output[c][y][x]` combines
+/// `input[c][y*SH + ky*DH - PH][x*SW + kx*DW - PW]` over the taps in order (`ky` outer,
+/// `kx` inner), taps outside the input reading -inf (max) or 0 (sums). NaN propagates
+/// through the maxima. `false` (nothing written) when the band of one output row does
+/// not fit the engine's band buffer.
+#[inline(always)]
+pub(crate) fn pool<S: Simd>(s: S, d: Dims2d, input: &[f32], output: &mut [f32], max: bool) -> bool {
+    let l = S::LANES;
+    let (hw, ohw) = (d.h * d.w, d.oh * d.ow);
+    let input = &input[..d.c * hw];
+    let output = &mut output[..d.c * ohw];
+    if d.oh == 0 || d.ow == 0 || d.kh == 0 || d.kw == 0 {
+        return false;
+    }
+    let wp = (d.ow - 1) * d.sw + (d.kw - 1) * d.dw + 1;
+    let wq = wp.div_ceil(d.sw);
+    let rowpitch = d.sw * wq;
+    let rows_in = |r: usize| (r - 1) * d.sh + (d.kh - 1) * d.dh + 1;
+    if rows_in(1) * rowpitch > SCRATCH {
+        return false;
+    }
+    let mut band_rows = 1;
+    while band_rows < d.oh && rows_in(band_rows + 1) * rowpitch <= SCRATCH {
+        band_rows += 1;
+    }
+    let pad = if max { f32::NEG_INFINITY } else { 0.0 };
+    let init = s.splat(pad);
+    let mut scratch = MaybeUninit::<Scratch>::uninit();
+    let scratch = scratch.as_mut_ptr().cast::<f32>();
+    for (plane, out) in input.chunks_exact(hw).zip(output.chunks_exact_mut(ohw)) {
+        for y0 in (0..d.oh).step_by(band_rows) {
+            let y1 = (y0 + band_rows).min(d.oh);
+            let prow0 = y0 * d.sh;
+            // SAFETY: `rows_in(y1 - y0) * rowpitch <= SCRATCH` by the choice of
+            // `band_rows`, so the copy stays in `scratch`.
+            unsafe { copy_band(s, &d, plane, 1, prow0, rows_in(y1 - y0), wq, scratch, pad) };
+            for oy in y0..y1 {
+                let row = &mut out[oy * d.ow..(oy + 1) * d.ow];
+                let mut x0 = 0;
+                while x0 < d.ow {
+                    let n = l.min(d.ow - x0);
+                    let mut acc = init;
+                    for ky in 0..d.kh {
+                        let r = oy * d.sh - prow0 + ky * d.dh;
+                        for kx in 0..d.kw {
+                            let t = kx * d.dw;
+                            let at = r * rowpitch + (t % d.sw) * wq + t / d.sw + x0;
+                            // SAFETY: band row `r < rows_in(y1 - y0)` (output row
+                            // `oy < y1`, tap `ky < KH`); phase `t % SW`, columns
+                            // `x0 + t / SW ..` + n, below `wq` since their padded columns
+                            // `x * SW + t <= (OW - 1) * SW + (KW - 1) * DW < wq * SW`; all
+                            // written by `copy_band`.
+                            let v = unsafe {
+                                let p = scratch.add(at);
+                                if n == l {
+                                    s.load(p)
+                                } else {
+                                    s.load_n(p, n)
+                                }
+                            };
+                            acc = if max {
+                                s.max_nan(acc, v)
+                            } else {
+                                s.add(acc, v)
+                            };
+                        }
+                    }
+                    // SAFETY: outputs x0 .. x0 + n of `row` (n <= OW - x0).
+                    unsafe {
+                        let y = row.as_mut_ptr().add(x0);
+                        if n == l {
+                            s.store(y, acc);
+                        } else {
+                            s.store_n(y, acc, n);
+                        }
+                    }
+                    x0 += n;
+                }
+            }
+        }
+    }
+    true
+}
