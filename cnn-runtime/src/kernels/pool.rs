@@ -175,6 +175,8 @@ fn max_pool_dyn(level: Level, d: Dims2d, input: &[f32], output: &mut [f32]) {
 
 /// Any other window as a kernel for [`simd::run`]: the engine's banded pooling
 /// ([`engine::pool`]: maxima, or sums for `max == false`); `false` when it declines.
+/// One thread: splitting ResNet-18's max pool by channels over two threads made the
+/// network slower (the map arrives split by rows from the convolution before it).
 struct PoolBands<'a> {
     d: Dims2d,
     max: bool,

@@ -21,6 +21,9 @@ pub(crate) fn pool<S: Simd>(s: S, d: Dims2d, input: &[f32], output: &mut [f32], 
     if d.oh == 0 || d.ow == 0 || d.kh == 0 || d.kw == 0 {
         return false;
     }
+    if d.kh * d.kw > MAX_TAPS {
+        return false;
+    }
     let wp = (d.ow - 1) * d.sw + (d.kw - 1) * d.dw + 1;
     let wq = wp.div_ceil(d.sw);
     let rowpitch = d.sw * wq;
@@ -32,6 +35,16 @@ pub(crate) fn pool<S: Simd>(s: S, d: Dims2d, input: &[f32], output: &mut [f32], 
     while band_rows < d.oh && rows_in(band_rows + 1) * rowpitch <= SCRATCH {
         band_rows += 1;
     }
+    // Each tap's offset in the band from its output row's first pixel: kernel row `ky`
+    // rows down, phase `t % SW` of the row, column `t / SW` (`t = kx * DW`).
+    let mut taps_buf = [0usize; MAX_TAPS];
+    for ky in 0..d.kh {
+        for kx in 0..d.kw {
+            let t = kx * d.dw;
+            taps_buf[ky * d.kw + kx] = ky * d.dh * rowpitch + (t % d.sw) * wq + t / d.sw;
+        }
+    }
+    let taps = &taps_buf[..d.kh * d.kw];
     let pad = if max { f32::NEG_INFINITY } else { 0.0 };
     let init = s.splat(pad);
     let mut scratch = MaybeUninit::<Scratch>::uninit();
@@ -45,34 +58,30 @@ pub(crate) fn pool<S: Simd>(s: S, d: Dims2d, input: &[f32], output: &mut [f32], 
             unsafe { copy_band(s, &d, plane, 1, prow0, rows_in(y1 - y0), wq, scratch, pad) };
             for oy in y0..y1 {
                 let row = &mut out[oy * d.ow..(oy + 1) * d.ow];
+                let base = (oy * d.sh - prow0) * rowpitch;
                 let mut x0 = 0;
                 while x0 < d.ow {
                     let n = l.min(d.ow - x0);
                     let mut acc = init;
-                    for ky in 0..d.kh {
-                        let r = oy * d.sh - prow0 + ky * d.dh;
-                        for kx in 0..d.kw {
-                            let t = kx * d.dw;
-                            let at = r * rowpitch + (t % d.sw) * wq + t / d.sw + x0;
-                            // SAFETY: band row `r < rows_in(y1 - y0)` (output row
-                            // `oy < y1`, tap `ky < KH`); phase `t % SW`, columns
-                            // `x0 + t / SW ..` + n, below `wq` since their padded columns
-                            // `x * SW + t <= (OW - 1) * SW + (KW - 1) * DW < wq * SW`; all
-                            // written by `copy_band`.
-                            let v = unsafe {
-                                let p = scratch.add(at);
-                                if n == l {
-                                    s.load(p)
-                                } else {
-                                    s.load_n(p, n)
-                                }
-                            };
-                            acc = if max {
-                                s.max_nan(acc, v)
+                    for &off in taps {
+                        // SAFETY: band row `oy * SH - prow0 + ky * DH < rows_in(y1 - y0)`
+                        // (output row `oy < y1`, `ky < KH`); in it phase `t % SW`,
+                        // columns `x0 + t / SW ..` + n, below `wq` since their padded
+                        // columns `x * SW + t <= (OW - 1) * SW + (KW - 1) * DW < wq * SW`;
+                        // all written by `copy_band`.
+                        let v = unsafe {
+                            let p = scratch.add(base + off + x0);
+                            if n == l {
+                                s.load(p)
                             } else {
-                                s.add(acc, v)
-                            };
-                        }
+                                s.load_n(p, n)
+                            }
+                        };
+                        acc = if max {
+                            s.max_nan(acc, v)
+                        } else {
+                            s.add(acc, v)
+                        };
                     }
                     // SAFETY: outputs x0 .. x0 + n of `row` (n <= OW - x0).
                     unsafe {
