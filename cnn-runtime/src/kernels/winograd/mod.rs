@@ -147,6 +147,9 @@ pub(crate) struct WgDims {
     pub(crate) dw: usize,
 }
 
+/// Most parts a block splits into over threads (tile rows; [`crate::pool::MAX_THREADS`]).
+const MAX_PARTS: usize = crate::pool::MAX_THREADS;
+
 /// How a convolution is cut into blocks and where its buffers start in the scratch.
 #[derive(Clone, Copy, Debug)]
 struct Layout {
@@ -177,12 +180,14 @@ impl Layout {
         let nty = (BLOCK_FLOATS / per_row).clamp(1, th);
         let tb = nty * tw;
         // Slack of 16 floats after each buffer: vector loads of a last partial chunk
-        // may read (never use) up to one vector past the data.
+        // may read (never use) up to one vector past the data. `V` and `M` have it after
+        // each of up to `MAX_PARTS` sub-blocks (the parts of a block split by tile rows
+        // over threads), so that no part's loads reach another part's data.
         let phase = 0;
         let line = phase + (M * nty + 2) * M * twp + 16;
         let v = line + M * twp + 16;
-        let m = v + XI * d.c * tb + 16;
-        let len = m + XI * tb * opad + 16;
+        let m = v + XI * d.c * tb + 16 * MAX_PARTS;
+        let len = m + XI * tb * opad + 16 * MAX_PARTS;
         Layout {
             th,
             tw,
@@ -314,6 +319,53 @@ impl WithSimd for WgRun<'_> {
                 )
             };
             let sh = Shared((s, phase, line, v, m, out, bias));
+            // Split by tile rows when every thread gets two and the other parts' phase
+            // rows fit their stack buffers: each part runs the three phases on its own
+            // sub-block (its own `V` and `M`, back to back with slack between), one join
+            // per block, nothing crossing between cores but the input rows' halo (cifar
+            // conv3, 16x16 maps: 39 -> 20 µs on two threads). With one tile row per
+            // thread the weights (4x the direct ones, read whole by every part) dominate:
+            // the phases split instead, positions (and so weights) divided between them.
+            let rows = threads.min(nb / 2).min(MAX_PARTS);
+            if rows > 1 && part_floats <= PART_FLOATS {
+                let weights = Shared(u);
+                crate::pool::run(rows, &|i| {
+                    let (s, phase, line, v, m, out, bias) = sh.get();
+                    let u = weights.get();
+                    let (r0, r1) = (i * nb / rows, (i + 1) * nb / rows);
+                    let mut own = core::mem::MaybeUninit::<PartBuf>::uninit();
+                    // SAFETY: part `i` owns tile rows `r0..r1` of the block: its `V` and
+                    // `M` start after the earlier parts' (and 16 floats of slack each,
+                    // reserved by `Layout`), its phase rows are the scratch's (part 0)
+                    // or its own stack buffer (`part_floats <= PART_FLOATS`, slack
+                    // zeroed), and its output tiles are its own rows of the output.
+                    unsafe {
+                        let (phase, line) = if i == 0 {
+                            (phase, line)
+                        } else {
+                            let b = own.as_mut_ptr().cast::<f32>();
+                            let line_off = lay.line - lay.phase;
+                            core::ptr::write_bytes(b.add(line_off - 16), 0, 16);
+                            core::ptr::write_bytes(b.add(part_floats - 16), 0, 16);
+                            (b, b.add(line_off))
+                        };
+                        let v = v.add(XI * d.c * tw * r0 + 16 * i);
+                        let m = m.add(XI * opad * tw * r0 + 16 * i);
+                        sub_block(
+                            s,
+                            d,
+                            lay,
+                            (input, u, bias, out),
+                            (phase, line, v, m),
+                            ty0 + r0,
+                            r1 - r0,
+                            act,
+                        );
+                    }
+                });
+                continue;
+            }
+            // Else each phase is split over the threads (input channels, positions, tiles).
             // Input transform: the first part in the scratch's phase rows, the others
             // in their own stack buffer (when it is large enough; else one part).
             let parts = if part_floats <= PART_FLOATS {
@@ -380,6 +432,60 @@ impl WithSimd for WgRun<'_> {
             });
         }
     }
+}
+
+/// The three phases of the tile rows `ty0 .. ty0 + nb` on one thread: the input transform
+/// into `v` (`[36][C][nb * tw]`), the 36 matrix products into `m` (`[36][nb * tw][opad]`),
+/// the output transform into the output rows of those tiles.
+///
+/// # Safety
+///
+/// `phase` and `line` hold the phase rows and line (with their slack) of `nb` tile rows
+/// as `Layout` sizes them, `v` and `m` `36 C nb tw` and `36 nb tw opad` floats plus 16 of
+/// slack, all this call's alone; `u` and `bias` are the layer's transformed weights and
+/// padded bias; `out` the output, whose rows of these tiles no one else touches.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn sub_block<S: Simd>(
+    s: S,
+    d: WgDims,
+    lay: &Layout,
+    (input, u, bias, out): (&[f32], *const f32, *const f32, *mut f32),
+    (phase, line, v, m): (*mut f32, *mut f32, *mut f32, *mut f32),
+    ty0: usize,
+    nb: usize,
+    act: Act,
+) {
+    let tb = nb * lay.tw;
+    s.vectorize(WgInput {
+        d,
+        lay,
+        input,
+        phase,
+        line,
+        v,
+        ty0,
+        nb,
+        c0: 0,
+        c1: d.c,
+    });
+    let gemm = GemmAll { s, v, u, m };
+    for xi in 0..XI {
+        // SAFETY: position `xi`'s slices of this sub-block's `V` and `M` (the caller's).
+        unsafe { gemm.position(xi, d.c, tb, lay.opad / PANEL) };
+    }
+    s.vectorize(WgOutput {
+        d,
+        lay,
+        m,
+        bias,
+        out,
+        ty0,
+        nb,
+        t0: 0,
+        t1: tb,
+        act,
+    });
 }
 
 /// Floats of scratch the dilation-1 convolution `d` needs (with the slack to start on a

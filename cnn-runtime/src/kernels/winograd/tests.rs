@@ -499,3 +499,46 @@ fn dilated_const_generic_matches_direct_conv() {
     let want: Vec<f64> = want.iter().map(|&x| f64::from(x)).collect();
     check_close(&got, &want, &"dilation 2, valid");
 }
+
+/// Through the pool: 2 and 3 threads give the one-thread result bit for bit, at every
+/// level, and never write past the output. Layers with several tile rows per block (split
+/// by tile rows), with one tile row (split phase by phase), several blocks (large maps),
+/// odd sizes and channel counts.
+#[cfg(feature = "parallel")]
+#[test]
+fn threads_give_the_one_thread_result_bit_for_bit() {
+    let _g = crate::pool::TEST_LOCK
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let ax = |n, p| Axis::conv(n, 3, 1, p, 1).unwrap();
+    let mut rng = Rng::new(47);
+    for (c, o, ah, aw) in [
+        (32, 32, ax(32, 1), ax(32, 1)),
+        (64, 128, ax(8, 1), ax(8, 1)),
+        (40, 24, ax(21, 1), ax(23, 0)),
+        (64, 64, ax(4, 1), ax(30, 1)),
+        (16, 32, ax(96, 1), ax(96, 1)),
+        (128, 128, ax(14, 1), ax(14, 1)),
+    ] {
+        let d = dims(c, o, ah, aw);
+        let input = rng.vec(c * ah.n * aw.n, -1.0, 1.0);
+        let wscale = 1.0 / ((c * 9) as f32).sqrt();
+        let weight: Vec<f32> = rng.vec(o * c * 9, -wscale, wscale);
+        let bias = rng.vec(o, -0.5, 0.5);
+        let params = WinogradParams::from_torch(o, c, &weight, Some(&bias), None);
+        let n = o * ah.out * aw.out;
+        for level in simd::test_levels() {
+            crate::pool::set_num_threads(1);
+            let mut one = vec![0.0; n];
+            winograd_dyn(level, d, &input, &params, &mut one, None, Act::Relu);
+            for threads in [2, 3] {
+                crate::pool::set_num_threads(threads);
+                let mut many = vec![7.0; n + 3];
+                winograd_dyn(level, d, &input, &params, &mut many, None, Act::Relu);
+                assert_eq!(&many[n..], &[7.0; 3], "wrote past its output");
+                assert!(one == many[..n], "{d:?} {level:?} {threads} threads");
+            }
+        }
+    }
+    crate::pool::set_num_threads(2);
+}
