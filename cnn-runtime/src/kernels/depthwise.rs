@@ -294,9 +294,10 @@ fn line_rows(ow: usize) -> usize {
 }
 
 /// How the depthwise convolution `d` runs over `threads` threads: one part (this thread
-/// only) when the layer is small; else whole panels when there is one per thread
-/// (measured on MobileNet-96 at two threads: as fast as row bands layer by layer and in
-/// the chained network, and never sharing a line); else row bands, their boundaries on
+/// only) when the layer is small; else whole panels when there is one per thread and
+/// they divide evenly or rows cannot split on cache lines (measured on MobileNet-96 at two
+/// threads: as fast as row bands layer by layer and in the chained network, and never
+/// sharing a line; but 144 channels are 9 panels, 5 + 4); else row bands, their boundaries on
 /// cache lines when the planes allow (`out_aligned`: the output starts a line, as a
 /// model's arena tensors do) with two line units per thread, else on any row when there
 /// are two rows per thread (a boundary inside a line has both threads write it once per
@@ -311,14 +312,13 @@ fn dw_split(d: &Dims2d, threads: usize, out_aligned: bool) -> DwSplit {
         parts: threads,
         step,
     };
+    let aligned_rows =
+        out_aligned && (d.oh * d.ow).is_multiple_of(LINE) && d.oh.div_ceil(step) >= 2 * threads;
     if threads < 2 || macs < PAR_MACS {
         DwSplit::Channels(1)
-    } else if panels >= threads {
+    } else if panels >= threads && (panels.is_multiple_of(threads) || !aligned_rows) {
         DwSplit::Channels(threads)
-    } else if out_aligned
-        && (d.oh * d.ow).is_multiple_of(LINE)
-        && d.oh.div_ceil(step) >= 2 * threads
-    {
+    } else if aligned_rows {
         rows(step)
     } else if d.oh >= 2 * threads {
         rows(1)
@@ -788,6 +788,9 @@ mod tests {
             (512, ax(6, 3, 1, 1, 1), ax(6, 3, 1, 1, 1)),
             (40, ax(20, 3, 1, 1, 1), ax(70, 3, 1, 1, 1)),
             (48, ax(17, 5, 1, 4, 2), ax(23, 5, 1, 4, 2)),
+            // Three panels (uneven on two threads), line-aligned planes: by rows when
+            // the output starts a line.
+            (48, ax(32, 3, 1, 1, 1), ax(32, 3, 1, 1, 1)),
             // One panel, a wide map: split by rows.
             (16, ax(40, 3, 1, 1, 1), ax(60, 3, 1, 1, 1)),
             // A 1-D signal: one row, split by channels.
@@ -929,6 +932,11 @@ mod tests {
         let rows = |step| DwSplit::Rows { parts: 2, step };
         assert_eq!(dw_split(&wide, 2, true), rows(4));
         assert_eq!(dw_split(&wide, 2, false), rows(1));
+        // MobileNetV2's 144 channels: 9 panels split 5 + 4, 56 rows 28 + 28.
+        let uneven = dims(144, ax(56, 3, 1, 1), ax(56, 3, 1, 1));
+        assert_eq!(dw_split(&uneven, 2, true), rows(2));
+        assert_eq!(dw_split(&uneven, 2, false), DwSplit::Channels(2));
+        assert_eq!(dw_split(&uneven, 3, true), DwSplit::Channels(3));
         let small = dims(16, ax(12, 3, 1, 1), ax(12, 3, 1, 1));
         assert_eq!(dw_split(&small, 2, true), DwSplit::Channels(1));
     }
