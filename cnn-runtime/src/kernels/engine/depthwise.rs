@@ -200,13 +200,9 @@ pub(crate) unsafe fn depthwise<S: Simd>(
     let band_rows = if direct {
         d.oh
     } else {
-        if rows_in(1) * rowpitch > cap {
+        let Some(r) = band_rows(&d, rowpitch, cap) else {
             return false;
-        }
-        let mut r = 1;
-        while r < d.oh && rows_in(r + 1) * rowpitch <= cap {
-            r += 1;
-        }
+        };
         r
     };
     let mut taps_buf = [0isize; MAX_TAPS];
@@ -515,14 +511,9 @@ pub(crate) unsafe fn depthwise_channels<S: Simd>(
         return false;
     }
     let wp = (d.ow - 1) * d.sw + (d.kw - 1) * d.dw + 1;
-    let rows_in = |r: usize| (r - 1) * d.sh + (d.kh - 1) * d.dh + 1;
-    if rows_in(1) * wp * l > cap {
+    let Some(band_rows) = band_rows(&d, wp * l, cap) else {
         return false;
-    }
-    let mut band_rows = 1;
-    while band_rows < d.oh && rows_in(band_rows + 1) * wp * l <= cap {
-        band_rows += 1;
-    }
+    };
     let mut taps_buf = [0isize; MAX_TAPS];
     for ky in 0..d.kh {
         for kx in 0..d.kw {

@@ -296,6 +296,22 @@ unsafe fn zero_floats<S: Simd>(s: S, dst: *mut f32, n: usize) {
     unsafe { fill_floats(s, dst, n, 0.0) }
 }
 
+/// The most output rows (up to `OH`) whose padded input band, `row_floats` floats per input
+/// row, fits `cap` floats; `None` when not even one output row's does. An output band of
+/// `r` rows reads `(r - 1) * SH + (KH - 1) * DH + 1` input rows.
+#[inline(always)]
+fn band_rows(d: &Dims2d, row_floats: usize, cap: usize) -> Option<usize> {
+    let rows_in = |r: usize| (r - 1) * d.sh + (d.kh - 1) * d.dh + 1;
+    if rows_in(1) * row_floats > cap {
+        return None;
+    }
+    let mut r = 1;
+    while r < d.oh && rows_in(r + 1) * row_floats <= cap {
+        r += 1;
+    }
+    Some(r)
+}
+
 /// Writes `v` to `dst[0..n]`.
 ///
 /// # Safety

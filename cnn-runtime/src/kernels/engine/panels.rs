@@ -84,11 +84,7 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
     // Band height (output rows) and channel chunk.
     let (band_rows, chunk) = if direct {
         (d.oh, cg)
-    } else if cg * rows_in(1) * rowpitch <= cap {
-        let mut r = 1;
-        while r < d.oh && cg * rows_in(r + 1) * rowpitch <= cap {
-            r += 1;
-        }
+    } else if let Some(r) = band_rows(&d, cg * rowpitch, cap) {
         (r, cg)
     } else {
         let cc = cap / (rows_in(1) * rowpitch);

@@ -28,13 +28,9 @@ pub(crate) fn pool<S: Simd>(s: S, d: Dims2d, input: &[f32], output: &mut [f32], 
     let wq = wp.div_ceil(d.sw);
     let rowpitch = d.sw * wq;
     let rows_in = |r: usize| (r - 1) * d.sh + (d.kh - 1) * d.dh + 1;
-    if rows_in(1) * rowpitch > SCRATCH {
+    let Some(band_rows) = band_rows(&d, rowpitch, SCRATCH) else {
         return false;
-    }
-    let mut band_rows = 1;
-    while band_rows < d.oh && rows_in(band_rows + 1) * rowpitch <= SCRATCH {
-        band_rows += 1;
-    }
+    };
     // Each tap's offset in the band from its output row's first pixel: kernel row `ky`
     // rows down, phase `t % SW` of the row, column `t / SW` (`t = kx * DW`).
     let mut taps_buf = [0usize; MAX_TAPS];

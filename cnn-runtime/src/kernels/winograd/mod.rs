@@ -337,18 +337,10 @@ impl WithSimd for WgRun<'_> {
                     // SAFETY: part `i` owns tile rows `r0..r1` of the block: its `V` and
                     // `M` start after the earlier parts' (and 16 floats of slack each,
                     // reserved by `Layout`), its phase rows are the scratch's (part 0)
-                    // or its own stack buffer (`part_floats <= PART_FLOATS`, slack
-                    // zeroed), and its output tiles are its own rows of the output.
+                    // or its own stack buffer (`part_floats <= PART_FLOATS`), and its
+                    // output tiles are its own rows of the output.
                     unsafe {
-                        let (phase, line) = if i == 0 {
-                            (phase, line)
-                        } else {
-                            let b = own.as_mut_ptr().cast::<f32>();
-                            let line_off = lay.line - lay.phase;
-                            core::ptr::write_bytes(b.add(line_off - 16), 0, 16);
-                            core::ptr::write_bytes(b.add(part_floats - 16), 0, 16);
-                            (b, b.add(line_off))
-                        };
+                        let (phase, line) = part_rows(lay, i, (phase, line), &mut own);
                         let v = v.add(XI * d.c * tw * r0 + 16 * i);
                         let m = m.add(XI * opad * tw * r0 + 16 * i);
                         sub_block(
@@ -377,19 +369,8 @@ impl WithSimd for WgRun<'_> {
                 let (s, phase, line, v, ..) = sh.get();
                 let (c0, c1) = (i * d.c / parts, (i + 1) * d.c / parts);
                 let mut own = core::mem::MaybeUninit::<PartBuf>::uninit();
-                let (phase, line) = if i == 0 {
-                    (phase, line)
-                } else {
-                    let b = own.as_mut_ptr().cast::<f32>();
-                    // SAFETY: `part_floats <= PART_FLOATS`; the slack after the phase
-                    // rows and the line (read by vector loads, never used) is zeroed.
-                    unsafe {
-                        let line_off = lay.line - lay.phase;
-                        core::ptr::write_bytes(b.add(line_off - 16), 0, 16);
-                        core::ptr::write_bytes(b.add(part_floats - 16), 0, 16);
-                        (b, b.add(line_off))
-                    }
-                };
+                // SAFETY: `part_floats <= PART_FLOATS` (this split's condition).
+                let (phase, line) = unsafe { part_rows(lay, i, (phase, line), &mut own) };
                 s.vectorize(WgInput {
                     d,
                     lay,
@@ -431,6 +412,33 @@ impl WithSimd for WgRun<'_> {
                 });
             });
         }
+    }
+}
+
+/// The phase rows and line of part `i` of a split block: the scratch's for part 0, else
+/// `own`'s, with the slack after the phase rows and after the line (read by vector loads,
+/// never used) zeroed.
+///
+/// # Safety
+///
+/// `lay.v - lay.phase <= PART_FLOATS` (the phase rows, line and slack fit `own`).
+#[inline(always)]
+unsafe fn part_rows(
+    lay: &Layout,
+    i: usize,
+    (phase, line): (*mut f32, *mut f32),
+    own: &mut core::mem::MaybeUninit<PartBuf>,
+) -> (*mut f32, *mut f32) {
+    if i == 0 {
+        return (phase, line);
+    }
+    let b = own.as_mut_ptr().cast::<f32>();
+    let line_off = lay.line - lay.phase;
+    // SAFETY: both slacks lie inside `own` (the caller's bound).
+    unsafe {
+        core::ptr::write_bytes(b.add(line_off - 16), 0, 16);
+        core::ptr::write_bytes(b.add(lay.v - lay.phase - 16), 0, 16);
+        (b, b.add(line_off))
     }
 }
 
