@@ -5,12 +5,13 @@
 //! load time into the layout the kernel wants (`*Params::from_torch`), with batch norm
 //! folded in and the activation applied in the kernel's epilogue.
 //!
-//! The heavy kernels (convolution, depthwise, linear, 2x2 pools) are written once over a
+//! The heavy kernels (convolution, depthwise, linear, pools) are written once over a
 //! small SIMD trait (`simd/`: one file per instruction set: portable SSE2, AVX2 + FMA,
 //! AVX-512) and run on the level [`cpu::level`](crate::cpu::level) selects; the
 //! convolution engine (`engine/`: `mod.rs` the packing, band copies and per-layer plan,
 //! `tiles.rs` the register-blocked micro-kernels, `panels.rs` the direct convolution's
-//! loops, `depthwise.rs` the depthwise engines). 3x3 stride-1 convolutions can also run as Winograd
+//! loops, `depthwise.rs` the depthwise engines, `pool.rs` pooling windows other than 2x2
+//! on the same padded bands). 3x3 stride-1 convolutions can also run as Winograd
 //! F(4x4, 3x3) (`winograd/`: `params.rs` the weight transform, `transform.rs` the input
 //! and output transforms, `gemm.rs` the batched matrix products, with
 //! [`winograd::winograd_pays`] telling when it is faster). Each kernel is tested against the f64 reference at every level the CPU
