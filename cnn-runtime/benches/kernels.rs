@@ -338,6 +338,7 @@ fn bench_model(name: &str, layers: &[Layer], rng: &mut Rng, level: Level, only: 
         "layer", "MACs", "µs", "GFLOP/s"
     );
     let mut sum = Duration::ZERO;
+    let mut alone = Vec::with_capacity(layers.len());
     let biggest = layers.iter().map(|l| l.inp.max(l.out)).max().unwrap();
     for l in layers {
         if only.is_some_and(|o| !l.name.starts_with(o)) {
@@ -350,6 +351,7 @@ fn bench_model(name: &str, layers: &[Layer], rng: &mut Rng, level: Level, only: 
         let x = &*xb.get();
         let t = median_time(|| (l.run)(black_box(x), black_box(&mut *y)));
         sum += t;
+        alone.push(t);
         let gf = if l.macs > 0 {
             format!("{:>9.1}", gflops(l.macs, t))
         } else {
@@ -371,17 +373,45 @@ fn bench_model(name: &str, layers: &[Layer], rng: &mut Rng, level: Level, only: 
     let input = rng.vec(layers[0].inp, 1.0);
     let (mut ab, mut bb) = (Aligned::new(biggest), Aligned::new(biggest));
     let (a, b) = (ab.get(), bb.get());
-    let t = median_time(|| {
+    let mut chain = |mut lap: Option<&mut [Duration]>| {
         a[..input.len()].copy_from_slice(black_box(&input));
+        let mut t = Instant::now();
         for (i, l) in layers.iter().enumerate() {
             if i % 2 == 0 {
                 (l.run)(a, b);
             } else {
                 (l.run)(b, a);
             }
+            if let Some(lap) = lap.as_deref_mut() {
+                let now = Instant::now();
+                lap[i] = now - t;
+                t = now;
+            }
         }
         black_box(&a);
-    });
+    };
+    let t = median_time(|| chain(None));
+    // Each layer's time inside the chain (input written by the layer before, on whichever
+    // cores that layer used): median of 101 timed forwards.
+    let mut laps = vec![vec![Duration::ZERO; layers.len()]; 101];
+    for lap in &mut laps {
+        chain(Some(lap));
+    }
+    println!(
+        "{:<48} {:>12} {:>10} {:>10}",
+        "in the chain", "", "alone µs", "chained µs"
+    );
+    for (i, (l, alone)) in layers.iter().zip(&alone).enumerate() {
+        let mut col: Vec<Duration> = laps.iter().map(|lap| lap[i]).collect();
+        col.sort();
+        println!(
+            "{:<48} {:>12} {:>10} {:>10}",
+            l.name,
+            "",
+            fmt_us(*alone),
+            fmt_us(col[col.len() / 2])
+        );
+    }
     println!(
         "{:<48} {:>12} {:>10} {:>9.1}",
         "forward (layers chained)",

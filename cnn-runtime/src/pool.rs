@@ -5,8 +5,12 @@
 //! the pool's workers, and returns when all have returned (fork/join). The workers are
 //! started once, on the first call that wants them, and wait between jobs (spinning
 //! briefly, then parked on a condition variable). A job passes the closure by pointer:
-//! no allocation per call. Parts are claimed from a shared counter, so a busy or
-//! sleeping worker never holds up the others.
+//! no allocation per call. Part `i` below the thread count is thread `i`'s own (the
+//! caller is thread 0, worker `k` thread `k + 1`): consecutive calls split the same way
+//! run the same part on the same core, whose cache holds what that part wrote the call
+//! before. Each thread runs its own part first, then claims the others from a shared
+//! counter and takes the own parts of threads that have not started theirs, so a busy
+//! or sleeping worker never holds up the others.
 //!
 //! Thread count (the calling thread included): [`set_num_threads`], else the
 //! environment variable `CNN_NUM_THREADS`, else [`std::thread::available_parallelism`].
@@ -145,6 +149,8 @@ mod imp {
     struct JobRef {
         f: *const (dyn Fn(usize) + Sync + 'static),
         n: usize,
+        /// Parts `0..homes` are thread `i`'s own (`homes <= 64`, the threads wanted).
+        homes: usize,
     }
     // SAFETY: the pointee is `Sync` (shared by reference across threads is fine), and
     // `run` keeps it alive until no worker can reach it any more (see `run`).
@@ -172,8 +178,10 @@ mod imp {
         waiting: AtomicBool,
         /// Incremented (under the mutex) for every job: what spinning workers watch.
         generation: AtomicU64,
-        /// Next part index to claim.
+        /// Next part index to claim (from `homes` on).
         next: AtomicUsize,
+        /// Own parts (bit `i`: part `i`) already taken.
+        taken: AtomicU64,
         /// A part panicked in a worker.
         panicked: AtomicBool,
         /// A job is running (one at a time; others run on their own thread).
@@ -194,6 +202,7 @@ mod imp {
             waiting: AtomicBool::new(false),
             generation: AtomicU64::new(0),
             next: AtomicUsize::new(0),
+            taken: AtomicU64::new(0),
             panicked: AtomicBool::new(false),
             busy: AtomicBool::new(false),
         })
@@ -204,24 +213,40 @@ mod imp {
         p.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Claims and runs parts of `job` until none is left; returns whether one panicked.
-    fn claim(p: &Pool, job: JobRef) -> bool {
+    /// Claims and runs parts of `job` on thread `me` (0: the caller) until none is left:
+    /// its own part, the shared ones, then own parts of threads that have not taken
+    /// theirs. Returns whether one panicked.
+    fn claim(p: &Pool, job: JobRef, me: usize) -> bool {
         let mut panicked = false;
-        loop {
-            let i = p.next.fetch_add(1, Ordering::Relaxed);
-            if i >= job.n {
-                return panicked;
-            }
+        let mut part = |i: usize| {
             // SAFETY: a thread claims parts only between joining the job and leaving it
             // (workers: `active` counted; the caller: inside `run`), and `run` returns,
             // ending the closure's borrow, only once the job is cleared (no worker joins
             // any more) and no worker is active, so the pointee is alive here.
             let f = unsafe { &*job.f };
             panicked |= panic::catch_unwind(AssertUnwindSafe(|| f(i))).is_err();
+        };
+        let take = |i: usize| p.taken.fetch_or(1 << i, Ordering::Relaxed) & (1 << i) == 0;
+        if me < job.homes && take(me) {
+            part(me);
         }
+        loop {
+            let i = p.next.fetch_add(1, Ordering::Relaxed);
+            if i >= job.n {
+                break;
+            }
+            part(i);
+        }
+        for i in (0..job.homes).map(|k| (me + k) % job.homes) {
+            if p.taken.load(Ordering::Relaxed) & (1 << i) == 0 && take(i) {
+                part(i);
+            }
+        }
+        panicked
     }
 
-    fn worker(p: &'static Pool) {
+    /// Worker thread `me` (1 for the first worker).
+    fn worker(p: &'static Pool, me: usize) {
         let mut seen = p.generation.load(Ordering::Acquire);
         loop {
             let mut spins = 0;
@@ -244,7 +269,7 @@ mod imp {
             let Some(job) = job else { continue };
             p.active.fetch_add(1, Ordering::SeqCst);
             drop(st);
-            if claim(p, job) {
+            if claim(p, job, me) {
                 p.panicked.store(true, Ordering::Relaxed);
             }
             // Leaving: no lock and no system call unless the caller has parked (it
@@ -265,6 +290,7 @@ mod imp {
             let p = self.0;
             // No part is left to claim: make sure of it if the caller unwinds early.
             p.next.store(usize::MAX / 2, Ordering::Relaxed);
+            p.taken.store(u64::MAX, Ordering::Relaxed);
             // No worker joins from now on (they join under the mutex, seeing the job).
             lock(p).job = None;
             // The workers still inside finish their last part: spin for it (a parked
@@ -303,7 +329,11 @@ mod imp {
         let f = unsafe {
             core::mem::transmute::<&(dyn Fn(usize) + Sync), &'static (dyn Fn(usize) + Sync)>(f)
         };
-        let job = JobRef { f, n };
+        let job = JobRef {
+            f,
+            n,
+            homes: n.min(want + 1).min(64),
+        };
         {
             let mut st = lock(p);
             while st.spawned < want {
@@ -312,11 +342,15 @@ mod imp {
                     // A worker may run a whole forward pass (batches): room for an arena
                     // kept on the stack (up to `STACK_LIMIT`) and the kernels' buffers.
                     .stack_size(WORKER_STACK)
-                    .spawn(move || worker(p))
+                    .spawn({
+                        let me = st.spawned + 1;
+                        move || worker(p, me)
+                    })
                     .expect("cnn: cannot start a worker thread");
                 st.spawned += 1;
             }
-            p.next.store(0, Ordering::Relaxed);
+            p.next.store(job.homes, Ordering::Relaxed);
+            p.taken.store(0, Ordering::Relaxed);
             p.panicked.store(false, Ordering::Relaxed);
             st.job = Some(job);
             p.generation.fetch_add(1, Ordering::Release);
@@ -325,7 +359,7 @@ mod imp {
             }
         }
         let finish = Finish(p);
-        let mine = claim(p, job);
+        let mine = claim(p, job, 0);
         let theirs = {
             drop(finish);
             p.panicked.load(Ordering::Relaxed)

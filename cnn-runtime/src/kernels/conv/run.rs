@@ -109,12 +109,20 @@ pub(super) fn conv_split(d: &Dims2d, threads: usize, out_aligned: bool) -> Split
     // Pixel units: rows, or 64-column chunks of a one-row layer.
     let units = if f.oh == 1 { f.ow / PIX_COLS } else { f.oh };
     let pixels = || Split::Pixels(threads.min(units).max(1));
+    // Boundaries start lines in every plane, and no part is over 5% above the mean
+    // (a one-row layer's columns split in whole lines: 144 pixels are 64 + 80).
     let on_lines = |s: Split| {
         let line = 64 / core::mem::size_of::<f32>();
         let parts = s.parts();
+        let n = d.oh * d.ow;
+        let longest = (0..parts).map(|i| {
+            let (q0, q1) = pixel_range(d, parts, i);
+            q1 - q0
+        });
         out_aligned
-            && (d.oh * d.ow).is_multiple_of(line)
+            && n.is_multiple_of(line)
             && (1..parts).all(|i| pixel_range(d, parts, i).0.is_multiple_of(line))
+            && longest.max().unwrap_or(0) * parts * 20 <= n * 21
     };
     if threads < 2 || macs < PAR_MACS {
         Split::Panels(1)
@@ -128,9 +136,10 @@ pub(super) fn conv_split(d: &Dims2d, threads: usize, out_aligned: bool) -> Split
     }
 }
 
-/// Columns per unit of a pixel split of a one-row layer: a multiple of every level's
-/// widest pixel tile (4 vectors of 16).
-pub(super) const PIX_COLS: usize = 64;
+/// Columns per unit of a pixel split of a one-row layer: one cache line of floats (a
+/// 24x24 map's 576 pixels split 288 + 288, where whole 64-pixel tiles made it 256 +
+/// 320). A part's edge tile is narrower; each pixel's value does not depend on it.
+pub(super) const PIX_COLS: usize = 16;
 
 /// Output pixels `q = y * OW + x` of range `i` of `parts` of the convolution `d`: whole
 /// rows of `engine::flat(d)`, or, when it has one row, runs of [`PIX_COLS`] columns
