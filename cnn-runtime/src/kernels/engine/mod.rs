@@ -39,12 +39,15 @@
 //!
 //! Which one runs is decided per layer from the lanes each would fill.
 //!
-//! **Depthwise** convolutions have two paths: per channel, tiles of several rows by up
-//! to four pixel vectors ([`DwBand`], long rows); or `LANES` channels at once
-//! ([`DwCvBand`]): the band transposed to `[row][column][channel]` in a 64-byte aligned
-//! buffer, one channel vector per output pixel (groups of pixels side by side; 3x3
-//! stride-1 rows as a sliding window, [`dw3_slide`]), transposed back (short rows, and
-//! on AVX-512 every 3x3 stride-1 layer).
+//! **Depthwise** convolutions have three paths: 3x3 stride-1 layers with one pixel of
+//! padding (MobileNet's) per channel on the flat plane (`dw_flat.rs`: vectors of
+//! consecutive pixels across rows, the columns off the map masked); others per channel,
+//! tiles of several rows by up to four pixel vectors ([`DwBand`], long rows); or
+//! `LANES` channels at once ([`DwCvBand`]): the band transposed to
+//! `[row][column][channel]` in a 64-byte aligned buffer, one channel vector per output
+//! pixel (groups of pixels side by side; 3x3 stride-1 rows as a sliding window,
+//! [`dw3_slide`]), transposed back (short rows, and stride-1 maps whose flat vectors
+//! would be mostly empty, as 7x7 on AVX-512).
 //!
 //! [`conv_fallback`] handles what the engine does not (a one-row band that does not fit
 //! even for one channel, more than [`MAX_TAPS`] taps).
@@ -59,6 +62,7 @@ use super::geometry::Dims2d;
 use super::simd::{Simd, WithSimd};
 
 mod depthwise;
+mod dw_flat;
 mod panels;
 mod pool;
 mod tiles;
@@ -66,6 +70,7 @@ mod tiles;
 #[allow(unused_imports)]
 use self::depthwise::*;
 pub(crate) use self::depthwise::{depthwise, depthwise_channels};
+pub(crate) use self::dw_flat::{depthwise_flat, flat3_fits};
 pub(crate) use self::panels::conv_panels;
 #[allow(unused_imports)]
 use self::panels::*;

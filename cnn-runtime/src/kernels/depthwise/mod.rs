@@ -1,0 +1,610 @@
+//! Depthwise 2-D convolution: a `Conv2d` with `groups == in == out`, each channel
+//! convolved with its own `KH x KW` kernel. Runs the convolution engine's depthwise
+//! kernels (`kernels/engine/depthwise.rs`, `dw_flat.rs`) on the level [`cpu::level`]
+//! picks: 3x3 stride-1 "same" layers per channel on the flat plane; long rows per
+//! channel, rows of pixel vectors over the input or a padded, phase-split band copy
+//! (strides); short rows `LANES` channels at a time through in-register transposes.
+
+use super::activation::Act;
+use super::engine::{self, Row16, PANEL};
+use super::geometry::Dims2d;
+#[cfg(feature = "alloc")]
+use super::norm::fold_bn;
+use super::norm::Affine;
+use super::simd::{self, Simd, WithSimd};
+use crate::buf::Buf;
+use crate::cpu::{self, Level};
+#[cfg(feature = "alloc")]
+#[allow(unused_imports)]
+use alloc::{boxed::Box, vec, vec::Vec};
+
+/// Weights and bias of a depthwise convolution, repacked for [`depthwise_conv2d`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct DepthwiseParams {
+    /// Channels (in = out).
+    channels: usize,
+    /// Kernel height.
+    kh: usize,
+    /// Kernel width.
+    kw: usize,
+    /// `[channels][kh][kw]`, batch norm folded in (the per-channel rows path).
+    weight: Buf<f32>,
+    /// `[channels]`, zeros when the layer has no bias, batch norm folded in.
+    bias: Buf<f32>,
+    /// The same weights as panels of 16 channels, `[ceil(channels/16)][kh*kw][16]` (the
+    /// channel-vectorised path).
+    panels: Buf<Row16>,
+    /// The bias as `[ceil(channels/16)][16]`.
+    panel_bias: Buf<Row16>,
+}
+
+#[cfg(feature = "alloc")]
+impl crate::buf::Embed for DepthwiseParams {
+    fn parts(&self) -> crate::buf::Parts {
+        use crate::buf::{float_bytes, row_bytes};
+        crate::buf::Parts {
+            dims: alloc::vec![self.channels, self.kh, self.kw],
+            bufs: alloc::vec![
+                (false, float_bytes(&self.weight)),
+                (false, float_bytes(&self.bias)),
+                (true, row_bytes(&self.panels)),
+                (true, row_bytes(&self.panel_bias)),
+            ],
+        }
+    }
+}
+
+impl DepthwiseParams {
+    #[cfg(feature = "alloc")]
+    /// Builds the parameters from a PyTorch `Conv2d` weight `[out, in_per_group, kh, kw]`
+    /// (here `in_per_group == 1`) and its optional bias `[out]`.
+    ///
+    /// `bn` is a batch norm that follows the convolution, folded in here:
+    /// `w'[o] = w[o] * scale[o]`, `b'[o] = b[o] * scale[o] + shift[o]`, computed in f64.
+    ///
+    /// # Panics
+    ///
+    /// If `in_per_group != 1` or a length does not match the dimensions.
+    pub fn from_torch(
+        out: usize,
+        in_per_group: usize,
+        kh: usize,
+        kw: usize,
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        bn: Option<&Affine>,
+    ) -> DepthwiseParams {
+        assert_eq!(
+            in_per_group, 1,
+            "a depthwise convolution has one input channel per group"
+        );
+        let (weight, bias) = fold_bn(out, kh * kw, weight, bias, bn);
+        let kk = kh * kw;
+        let mut panels = vec![Row16([0.0; PANEL]); out.div_ceil(PANEL) * kk];
+        for (ch, w) in weight.chunks_exact(kk.max(1)).enumerate().take(out) {
+            for (t, &v) in w.iter().enumerate() {
+                panels[(ch / PANEL) * kk + t].0[ch % PANEL] = v;
+            }
+        }
+        DepthwiseParams {
+            channels: out,
+            kh,
+            kw,
+            panel_bias: engine::pack_bias(out, &bias).into(),
+            panels: panels.into(),
+            weight: weight.into(),
+            bias: bias.into(),
+        }
+    }
+
+    /// Parameters computed at compile time ([`crate::buf::Embed`]): dims
+    /// `[channels, kh, kw]`, the weight and bias rows, then as panels.
+    #[doc(hidden)]
+    pub const fn from_static(
+        dims: [usize; 3],
+        weight: &'static [f32],
+        bias: &'static [f32],
+        panels: &'static [Row16],
+        panel_bias: &'static [Row16],
+    ) -> DepthwiseParams {
+        let [channels, kh, kw] = dims;
+        DepthwiseParams {
+            channels,
+            kh,
+            kw,
+            weight: Buf::Static(weight),
+            bias: Buf::Static(bias),
+            panels: Buf::Static(panels),
+            panel_bias: Buf::Static(panel_bias),
+        }
+    }
+}
+
+/// How the engine runs a depthwise convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DwPlan {
+    /// Per channel, rows of pixel vectors: long rows.
+    Rows,
+    /// `LANES` channels at once through transposes: short rows.
+    Channels,
+    /// 3x3 stride 1 "same": per channel on the flat plane (`engine::depthwise_flat`).
+    Flat,
+}
+
+/// The weights of a range of channels (all of them, or whole 16-channel panels).
+#[derive(Clone, Copy)]
+struct DwWeights<'a> {
+    /// `[C][KH*KW]`.
+    weight: &'a [f32],
+    /// `[C]`.
+    bias: &'a [f32],
+    /// `[ceil(C/16)][KH*KW][16]`.
+    panels: &'a [Row16],
+    /// `[ceil(C/16)][16]`.
+    panel_bias: &'a [Row16],
+}
+
+impl DepthwiseParams {
+    /// The weights of channels `c0..c1` (`c0` a multiple of 16).
+    fn range(&self, c0: usize, c1: usize) -> DwWeights<'_> {
+        debug_assert!(c0.is_multiple_of(PANEL) && c0 < c1 && c1 <= self.channels);
+        let kk = self.kh * self.kw;
+        let (p0, p1) = (c0 / PANEL, c1.div_ceil(PANEL));
+        DwWeights {
+            weight: &self.weight[c0 * kk..c1 * kk],
+            bias: &self.bias[c0..c1],
+            panels: &self.panels[p0 * kk..p1 * kk],
+            panel_bias: &self.panel_bias[p0..p1],
+        }
+    }
+}
+
+/// The engine's depthwise kernels on output rows `rows` of every channel, as a kernel for
+/// [`Simd::vectorize`]. `out` is valid for writes of `d.c * OH * OW` floats and those rows
+/// of its planes are this run's alone (see [`depthwise_part`]).
+struct DwRun<'a> {
+    d: Dims2d,
+    input: &'a [f32],
+    params: DwWeights<'a>,
+    out: *mut f32,
+    rows: (usize, usize),
+    act: Act,
+    cap: usize,
+    force: Option<DwPlan>,
+}
+
+impl WithSimd for DwRun<'_> {
+    type Output = bool;
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) -> bool {
+        let p = self.params;
+        // Rows wide enough fill the per-channel tiles; shorter ones go through the
+        // transposes of the channel-vectorised path (see `Tuning::dw_rows_min_width`).
+        let d = self.d;
+        // The flat path's vectors run across rows, so only a plane's last one is short:
+        // taken unless that wastes over a sixth of the lanes (7x7 on AVX-512: 49 of 64,
+        // where the transposes measured 35 µs to its 41 on 960 channels).
+        let pixels = d.h * d.w;
+        let padded = pixels.div_ceil(S::LANES) * S::LANES;
+        let plan = self
+            .force
+            .unwrap_or(if engine::flat3_fits(&d) && padded * 5 <= pixels * 6 {
+                DwPlan::Flat
+            } else if d.ow >= S::TUNING.dw_rows_min_width {
+                DwPlan::Rows
+            } else {
+                DwPlan::Channels
+            });
+        let (input, out, rows, act, cap) = (self.input, self.out, self.rows, self.act, self.cap);
+        // SAFETY: `out` and `rows` as the engines require (this struct's contract).
+        unsafe {
+            if plan == DwPlan::Flat
+                && engine::flat3_fits(&d)
+                && engine::depthwise_flat(s, d, input, p.weight, p.bias, out, rows, act, cap)
+            {
+                return true;
+            }
+            if plan == DwPlan::Channels
+                && engine::depthwise_channels(
+                    s,
+                    d,
+                    input,
+                    p.panels,
+                    p.panel_bias,
+                    out,
+                    rows,
+                    act,
+                    cap,
+                )
+            {
+                return true;
+            }
+            engine::depthwise(s, d, input, p.weight, p.bias, out, rows, act, cap)
+        }
+    }
+}
+
+/// Scalar depthwise convolution of output rows `r0..r1` of every channel, for what the
+/// engine does not take (a one-row band that does not fit the buffer, more than
+/// `MAX_TAPS` taps).
+///
+/// # Safety
+///
+/// As [`DwRun`]: `out` valid for writes of `d.c * OH * OW` floats, rows `r0..r1` of its
+/// planes this call's alone.
+unsafe fn depthwise_fallback(
+    d: Dims2d,
+    input: &[f32],
+    params: DwWeights<'_>,
+    out: *mut f32,
+    (r0, r1): (usize, usize),
+    act: Act,
+) {
+    let (hw, kk, ohw) = (d.h * d.w, d.kh * d.kw, d.oh * d.ow);
+    for c in 0..d.c {
+        let inp = &input[c * hw..(c + 1) * hw];
+        let w = &params.weight[c * kk..(c + 1) * kk];
+        // SAFETY: rows r0..r1 of channel c's plane, inside the output (the contract).
+        let rows = unsafe {
+            core::slice::from_raw_parts_mut(out.add(c * ohw + r0 * d.ow), (r1 - r0) * d.ow)
+        };
+        for (oy, row) in (r0..r1).zip(rows.chunks_exact_mut(d.ow)) {
+            for (ox, y) in row.iter_mut().enumerate() {
+                let mut acc = 0.0f32;
+                for ky in 0..d.kh {
+                    let iy = (oy * d.sh + ky * d.dh).wrapping_sub(d.ph);
+                    for kx in 0..d.kw {
+                        let ix = (ox * d.sw + kx * d.dw).wrapping_sub(d.pw);
+                        if iy < d.h && ix < d.w {
+                            acc += w[ky * d.kw + kx] * inp[iy * d.w + ix];
+                        }
+                    }
+                }
+                *y = act.apply(acc + params.bias[c]);
+            }
+        }
+    }
+}
+
+/// Multiply-accumulates from which a depthwise convolution splits over the pool's
+/// threads (`parallel` feature): below, waking a worker costs more than it saves. Low,
+/// as a layer that reads what the layer before wrote on two cores runs faster on both
+/// than on one reading the other core's half.
+#[cfg(feature = "parallel")]
+const PAR_MACS: usize = 40_000;
+
+/// How a depthwise convolution is split over the pool's threads.
+#[cfg_attr(not(feature = "parallel"), allow(dead_code))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DwSplit {
+    /// Ranges of whole 16-channel panels: each part writes whole planes.
+    Channels(usize),
+    /// Bands of output rows of every channel, in units of `step` rows: each part reads
+    /// only its own input rows (and the kernel's halo), the pixels that the pixel split
+    /// of the convolution before it wrote on the same thread, and writes those the next
+    /// pointwise layer's part reads.
+    Rows { parts: usize, step: usize },
+}
+
+impl DwSplit {
+    #[cfg_attr(not(feature = "parallel"), allow(dead_code))]
+    fn parts(self) -> usize {
+        match self {
+            DwSplit::Rows { parts, .. } | DwSplit::Channels(parts) => parts,
+        }
+    }
+}
+
+/// Floats in a 64-byte cache line.
+#[cfg_attr(not(feature = "parallel"), allow(dead_code))]
+const LINE: usize = 16;
+
+/// Rows whose pixels fill whole cache lines: band boundaries at multiples of it start a
+/// line in every plane (when the planes do).
+#[cfg_attr(not(feature = "parallel"), allow(dead_code))]
+fn line_rows(ow: usize) -> usize {
+    let mut g = ow.max(1);
+    let mut l = LINE;
+    while l != 0 {
+        (g, l) = (l, g % l);
+    }
+    LINE / g
+}
+
+/// How the depthwise convolution `d` runs over `threads` threads: one part (this thread
+/// only) when the layer is small; else row bands on cache-line boundaries when the output
+/// and its planes allow (`out_aligned`: the output starts a line, as a model's arena
+/// tensors do) with two line units per thread: each part reads the rows that the pixel
+/// split of the pointwise layer before wrote on the same core, and writes those the next
+/// one reads (MobileNetV2 at two threads: 2.8% faster than panels first); else whole
+/// panels when there is one per thread; else rows on any row when there are two rows per
+/// thread (a boundary inside a line has both threads write it once per plane: false
+/// sharing, which made 12x12 maps slower on two threads than on one); else what panels
+/// there are.
+#[cfg(feature = "parallel")]
+fn dw_split(d: &Dims2d, threads: usize, out_aligned: bool) -> DwSplit {
+    let panels = d.c.div_ceil(PANEL);
+    let macs = d.c * d.oh * d.ow * d.kh * d.kw;
+    let step = line_rows(d.ow);
+    let rows = |step| DwSplit::Rows {
+        parts: threads,
+        step,
+    };
+    let aligned_rows =
+        out_aligned && (d.oh * d.ow).is_multiple_of(LINE) && d.oh.div_ceil(step) >= 2 * threads;
+    if threads < 2 || macs < PAR_MACS {
+        DwSplit::Channels(1)
+    } else if aligned_rows {
+        rows(step)
+    } else if panels >= threads {
+        DwSplit::Channels(threads)
+    } else if d.oh >= 2 * threads {
+        rows(1)
+    } else {
+        DwSplit::Channels(panels)
+    }
+}
+
+/// Output rows of band `i` of `parts` over `oh` rows, in units of `step` rows
+/// (contiguous, as even as units allow, the last band taking what is left).
+#[cfg_attr(not(feature = "parallel"), allow(dead_code))]
+fn row_range(oh: usize, step: usize, parts: usize, i: usize) -> (usize, usize) {
+    let units = oh.div_ceil(step);
+    let at = |k: usize| (k * units / parts * step).min(oh);
+    (at(i), at(i + 1))
+}
+
+/// Channels of range `i` of `parts` over the whole 16-channel panels of `c` channels.
+#[cfg_attr(not(feature = "parallel"), allow(dead_code))]
+fn channel_range(c: usize, parts: usize, i: usize) -> (usize, usize) {
+    let panels = c.div_ceil(PANEL);
+    let at = |k: usize| (k * panels / parts * PANEL).min(c);
+    (at(i), at(i + 1))
+}
+
+/// Channels `c0..c1` (`c0` a multiple of 16), output rows `rows` of the depthwise
+/// convolution `d` (`d.o` and `d.g` equal to `d.c`), into `out`, the first of those
+/// channels' `OH * OW` planes. Every choice (plan, band height, fallback) depends on the
+/// geometry only, never on the channel or row range, and each value is one chain in tap
+/// order, so each value is computed as by the whole call.
+///
+/// # Safety
+///
+/// `out` is valid for writes of `(c1 - c0) * OH * OW` floats, and rows `rows` of those
+/// planes are accessed by no one else during the call; `rows` lies in `0..=OH`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn depthwise_part<S: Simd>(
+    s: S,
+    d: Dims2d,
+    input: &[f32],
+    params: &DepthwiseParams,
+    (c0, c1): (usize, usize),
+    rows: (usize, usize),
+    out: *mut f32,
+    act: Act,
+    cap: usize,
+    force: Option<DwPlan>,
+) {
+    let hw = d.h * d.w;
+    let d = Dims2d {
+        c: c1 - c0,
+        o: c1 - c0,
+        g: c1 - c0,
+        ..d
+    };
+    let input = &input[c0 * hw..c1 * hw];
+    let w = params.range(c0, c1);
+    let run = DwRun {
+        d,
+        input,
+        params: w,
+        out,
+        rows,
+        act,
+        cap,
+        force,
+    };
+    if !s.vectorize(run) {
+        // SAFETY: the caller's contract.
+        unsafe { depthwise_fallback(d, input, w, out, rows, act) };
+    }
+}
+
+/// The depthwise convolution with its dimensions as runtime values (`d.o` and `d.g` are
+/// ignored: both are `d.c`), at `level` with a band buffer of `cap` floats and optionally
+/// a forced plan (tests); see [`depthwise_conv2d`]. Picks the instruction set once and
+/// runs [`depthwise_in`] with its token.
+#[allow(clippy::too_many_arguments)]
+fn depthwise_with(
+    level: Level,
+    d: Dims2d,
+    input: &[f32],
+    params: &DepthwiseParams,
+    output: &mut [f32],
+    act: Act,
+    cap: usize,
+    force: Option<DwPlan>,
+) {
+    simd::run(
+        level,
+        DwEntry {
+            d,
+            input,
+            params,
+            output,
+            act,
+            cap,
+            force,
+        },
+    );
+}
+
+/// The arguments of [`depthwise_in`], as a kernel for [`simd::run`].
+struct DwEntry<'a> {
+    d: Dims2d,
+    input: &'a [f32],
+    params: &'a DepthwiseParams,
+    output: &'a mut [f32],
+    act: Act,
+    cap: usize,
+    force: Option<DwPlan>,
+}
+
+impl WithSimd for DwEntry<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let DwEntry {
+            d,
+            input,
+            params,
+            output,
+            act,
+            cap,
+            force,
+        } = self;
+        depthwise_in(s, d, input, params, output, act, cap, force);
+    }
+}
+
+/// [`depthwise_with`] on the instruction set of `s`. With the `parallel` feature, a big
+/// layer splits its channels (whole 16-channel panels) over the threads of
+/// [`crate::pool`]; each value is computed exactly as on one thread. The parts run the
+/// engine through [`Simd::vectorize`] with the token `s`, never through a new dispatch.
+#[allow(clippy::too_many_arguments)]
+fn depthwise_in<S: Simd>(
+    s: S,
+    d: Dims2d,
+    input: &[f32],
+    params: &DepthwiseParams,
+    output: &mut [f32],
+    act: Act,
+    cap: usize,
+    force: Option<DwPlan>,
+) {
+    let d = Dims2d {
+        o: d.c,
+        g: d.c,
+        ..d
+    };
+    let input = &input[..d.c * d.h * d.w];
+    let ohw = d.oh * d.ow;
+    let output = &mut output[..d.c * ohw];
+    let cap = cap.min(engine::SCRATCH);
+    #[cfg(feature = "parallel")]
+    {
+        let aligned = output.as_ptr().align_offset(64) == 0;
+        let split = dw_split(&d, crate::pool::num_threads(), aligned);
+        let parts = split.parts();
+        if parts > 1 {
+            let out = super::conv::OutPtr(output.as_mut_ptr());
+            crate::pool::run(parts, &|i| {
+                let (chans, rows) = match split {
+                    DwSplit::Rows { step, .. } => ((0, d.c), row_range(d.oh, step, parts, i)),
+                    DwSplit::Channels(_) => (channel_range(d.c, parts, i), (0, d.oh)),
+                };
+                // SAFETY: the parts' (channel range, row range) pairs are disjoint and
+                // inside `output` (whose borrow outlives `pool::run`): each part writes
+                // only its own rows of its own planes.
+                unsafe {
+                    let out = out.get().add(chans.0 * ohw);
+                    depthwise_part(s, d, input, params, chans, rows, out, act, cap, force);
+                }
+            });
+            return;
+        }
+    }
+    // SAFETY: `output` holds the `C * OH * OW` values (sliced above), borrowed for the call.
+    unsafe {
+        let out = output.as_mut_ptr();
+        depthwise_part(
+            s,
+            d,
+            input,
+            params,
+            (0, d.c),
+            (0, d.oh),
+            out,
+            act,
+            cap,
+            force,
+        );
+    }
+}
+
+/// Depthwise 2-D convolution fused with its activation: PyTorch `Conv2d` with
+/// `groups == in == out == C`,
+/// `output[c][y][x] = act(bias[c] + sum over ky, kx of
+/// w[c][0][ky][kx] * input[c][y*SH + ky*DH - PH][x*SW + kx*DW - PW])`, taps outside
+/// the input reading zero.
+///
+/// `input` holds at least `C*H*W` values and `output` at least `C*OH*OW`. `PH`/`PW` are
+/// the top/left padding; the bottom/right padding is whatever `OH`/`OW` imply.
+///
+/// # Panics
+///
+/// If `params` was built for other dimensions, or a slice is too short.
+pub fn depthwise_conv2d<
+    const C: usize,
+    const H: usize,
+    const W: usize,
+    const OH: usize,
+    const OW: usize,
+    const KH: usize,
+    const KW: usize,
+    const SH: usize,
+    const SW: usize,
+    const PH: usize,
+    const PW: usize,
+    const DH: usize,
+    const DW: usize,
+>(
+    input: &[f32],
+    params: &DepthwiseParams,
+    output: &mut [f32],
+    act: Act,
+) {
+    const {
+        assert!(C > 0 && H > 0 && W > 0 && OH > 0 && OW > 0);
+        assert!(KH > 0 && KW > 0 && SH > 0 && SW > 0 && DH > 0 && DW > 0);
+    }
+    assert!(
+        params.channels == C && params.kh == KH && params.kw == KW,
+        "depthwise_conv2d: parameters are [{}, 1, {}, {}], the layer wants [{C}, 1, {KH}, {KW}]",
+        params.channels,
+        params.kh,
+        params.kw
+    );
+    let d = Dims2d {
+        c: C,
+        h: H,
+        w: W,
+        o: C,
+        oh: OH,
+        ow: OW,
+        kh: KH,
+        kw: KW,
+        sh: SH,
+        sw: SW,
+        ph: PH,
+        pw: PW,
+        dh: DH,
+        dw: DW,
+        g: C,
+    };
+    depthwise_with(
+        cpu::level(),
+        d,
+        input,
+        params,
+        output,
+        act,
+        engine::SCRATCH,
+        None,
+    );
+}
+
+#[cfg(test)]
+mod speed;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,91 @@
+//! Timing of the depthwise plans on the depthwise layers of the benchmark models
+//! (`cargo test -p cnn-runtime --release depthwise::speed -- --ignored --nocapture`;
+//! `CNN_SIMD=avx2` for the AVX2 level, `DW_ONLY=128x24s1` for one shape,
+//! `DW_PLAN='Some(Flat)'` for one plan).
+
+use super::*;
+use crate::kernels::reference::{best_time_us as time, Rng};
+use std::hint::black_box;
+
+#[test]
+#[ignore]
+fn speed() {
+    let level = cpu::level();
+    eprintln!("level {level:?}");
+    let mut rng = Rng::new(5);
+    for (c, h, s) in [
+        (64, 32, 1),
+        (64, 40, 1),
+        (64, 64, 2),
+        (32, 48, 1),
+        (64, 48, 2),
+        (128, 24, 1),
+        (128, 24, 2),
+        (256, 12, 1),
+        (256, 12, 2),
+        (32, 112, 1),
+        (96, 112, 2),
+        (144, 56, 1),
+        (192, 28, 1),
+        (384, 14, 1),
+        (960, 7, 1),
+    ] {
+        if let Ok(only) = std::env::var("DW_ONLY") {
+            if only != format!("{c}x{h}s{s}") {
+                continue;
+            }
+        }
+        let oh = (h + 2 - 3) / s + 1;
+        let d = Dims2d {
+            c,
+            h,
+            w: h,
+            o: c,
+            oh,
+            ow: oh,
+            kh: 3,
+            kw: 3,
+            sh: s,
+            sw: s,
+            ph: 1,
+            pw: 1,
+            dh: 1,
+            dw: 1,
+            g: c,
+        };
+        let x = rng.vec(c * h * h, -1.0, 1.0);
+        let w = rng.vec(c * 9, -0.3, 0.3);
+        let b = rng.vec(c, -0.1, 0.1);
+        let params = DepthwiseParams::from_torch(c, 1, 3, 3, &w, Some(&b), None);
+        // Line-aligned like a model's arena (a split's parts must not share lines).
+        let mut ybuf = vec![0.0f32; c * oh * oh + 16];
+        let off = ybuf.as_ptr().align_offset(64);
+        let y = &mut ybuf[off..off + c * oh * oh];
+        let mut t = Vec::new();
+        for force in [
+            None,
+            Some(DwPlan::Rows),
+            Some(DwPlan::Channels),
+            Some(DwPlan::Flat),
+        ] {
+            if std::env::var("DW_PLAN").is_ok_and(|p| p != format!("{force:?}")) {
+                t.push(f64::NAN);
+                continue;
+            }
+            t.push(time(|| {
+                depthwise_with(
+                    level,
+                    d,
+                    black_box(&x),
+                    &params,
+                    black_box(&mut *y),
+                    Act::Relu6,
+                    engine::SCRATCH,
+                    force,
+                )
+            }));
+        }
+        let macs = (c * oh * oh * 9) as f64;
+        eprintln!("{c:>4}x{h:>3}x{h:<3} s{s} | auto {:>8.1} µs ({:>5.1} GF/s) | rows {:>8.1} | channels {:>8.1} | flat {:>8.1}", t[0], 2.0 * macs / t[0] / 1e3, t[1], t[2], t[3]);
+    }
+}

@@ -1,0 +1,542 @@
+//! Tests of the depthwise convolution: every plan and level against the f64 reference,
+//! band sizes, row and channel splits, threads.
+
+use super::*;
+use crate::kernels::conv::{conv2d, ConvParams};
+use crate::kernels::norm::channel_affine;
+use crate::kernels::reference::{self as r, Axis, Rng};
+use crate::kernels::simd;
+
+const ACTS: [Act; 10] = [
+    Act::Identity,
+    Act::Relu,
+    Act::Relu6,
+    Act::Tanh,
+    Act::Sigmoid,
+    Act::LeakyRelu(0.1),
+    Act::Silu,
+    Act::HardSwish,
+    Act::HardSigmoid,
+    Act::Gelu,
+];
+
+/// The depthwise layer of `c` channels with axes `ah`, `aw`.
+fn dims(c: usize, ah: Axis, aw: Axis) -> Dims2d {
+    Dims2d {
+        c,
+        h: ah.n,
+        w: aw.n,
+        o: c,
+        oh: ah.out,
+        ow: aw.out,
+        kh: ah.k,
+        kw: aw.k,
+        sh: ah.s,
+        sw: aw.s,
+        ph: ah.p,
+        pw: aw.p,
+        dh: ah.d,
+        dw: aw.d,
+        g: c,
+    }
+}
+
+fn check(rng: &mut Rng, c: usize, ah: Axis, aw: Axis, act: Act, with_bias: bool) {
+    let d = dims(c, ah, aw);
+    let input = rng.vec(c * ah.n * aw.n, -1.0, 1.0);
+    let weight = rng.vec(c * ah.k * aw.k, -1.0, 1.0);
+    let bias = rng.vec(c, -0.5, 0.5);
+    let bias = with_bias.then_some(&bias[..]);
+    let params = DepthwiseParams::from_torch(c, 1, ah.k, aw.k, &weight, bias, None);
+    let mut inp = input.clone();
+    inp.extend([f32::NAN; 2]);
+    let n = c * ah.out * aw.out;
+    let want = r::conv2d(c, c, c, ah, aw, &input, &weight, bias, act);
+    // Every level and plan; the real band buffer, small ones (bands; the channel
+    // path falls back to rows), one too small (scalar fallback).
+    for level in simd::test_levels() {
+        for force in [
+            None,
+            Some(DwPlan::Rows),
+            Some(DwPlan::Channels),
+            Some(DwPlan::Flat),
+        ] {
+            for cap in [engine::SCRATCH, 24, 400, 1] {
+                let mut got = vec![7.0; n + 2];
+                depthwise_with(level, d, &inp, &params, &mut got, act, cap, force);
+                let ctx = (d, act, level, force, cap);
+                assert_eq!(&got[n..], &[7.0; 2], "wrote past its output: {ctx:?}");
+                r::assert_close(&got[..n], &want, &ctx);
+            }
+        }
+    }
+}
+
+/// Every conv axis geometry on each axis, paired with a random one, channels 1..=8.
+#[test]
+fn sweep_axes_against_reference() {
+    let axes = r::conv_axes();
+    let mut rng = Rng::new(21);
+    for (i, &a) in axes.iter().enumerate() {
+        let b = axes[rng.below(axes.len())];
+        for (ah, aw) in [(a, b), (b, a)] {
+            let act = ACTS[rng.below(ACTS.len())];
+            let with_bias = rng.below(4) != 0;
+            check(&mut rng, 1 + i % 8, ah, aw, act, with_bias);
+        }
+    }
+}
+
+/// Stride 2 (MobileNet style), dilation 2/3, 1x1 input, 'same' with even kernels.
+#[test]
+fn edge_shapes_against_reference() {
+    let ax = |n, k, s, p, d| Axis::conv(n, k, s, p, d).unwrap();
+    let mut rng = Rng::new(22);
+    let cases = [
+        (ax(8, 3, 2, 1, 1), ax(8, 3, 2, 1, 1)),
+        (ax(7, 3, 2, 1, 1), ax(9, 3, 2, 1, 1)),
+        (ax(7, 5, 2, 2, 1), ax(6, 5, 2, 2, 1)),
+        (ax(9, 3, 1, 2, 2), ax(9, 3, 1, 3, 3)),
+        (ax(1, 3, 1, 1, 1), ax(1, 1, 1, 0, 1)),
+        (ax(4, 4, 1, 0, 1), ax(3, 3, 3, 0, 1)),
+        (Axis::same(6, 2, 1), Axis::same(5, 4, 3)),
+        (ax(3, 1, 2, 1, 1), ax(3, 3, 1, 3, 1)),
+        // MobileNet-like rows: wide (tails of the 4-vector tiles), stride 2.
+        (ax(5, 3, 1, 1, 1), ax(48, 3, 1, 1, 1)),
+        (ax(6, 3, 2, 1, 1), ax(75, 3, 2, 1, 1)),
+        (ax(4, 3, 1, 0, 1), ax(71, 3, 1, 0, 1)),
+        (ax(7, 3, 3, 1, 2), ax(40, 3, 3, 2, 2)),
+        // Tall maps: the multi-row tiles of the rows path (8, 6, 4, 3 rows by 1 to
+        // 4 vectors, then single rows) and whole sliding groups of the channel path.
+        (ax(20, 3, 1, 1, 1), ax(10, 3, 1, 1, 1)),
+        (ax(19, 3, 1, 1, 1), ax(30, 3, 1, 1, 1)),
+        (ax(17, 3, 1, 1, 1), ax(40, 3, 1, 1, 1)),
+        (ax(13, 3, 1, 1, 1), ax(70, 3, 1, 1, 1)),
+        (ax(25, 3, 2, 1, 1), ax(48, 3, 2, 1, 1)),
+        (ax(18, 3, 1, 0, 1), ax(26, 3, 1, 0, 1)),
+    ];
+    for (ah, aw) in cases {
+        for c in [1, 2, 3, 8, 17, 32] {
+            for act in ACTS {
+                check(&mut rng, c, ah, aw, act, true);
+            }
+        }
+    }
+}
+
+/// The flat 3x3 path (`engine::depthwise_flat`) on every width up to 40 and some
+/// MobileNet ones, short and tall maps, bands down to one output row and row ranges:
+/// it runs where the column pattern repeats within 32 vectors (and reports `false`
+/// elsewhere), and matches the reference; NaNs at the ends of rows (read by the
+/// neighbouring row's masked lanes) reach only the outputs whose window holds them.
+#[test]
+fn flat_plane_against_reference() {
+    struct Flat<'a>(
+        Dims2d,
+        &'a [f32],
+        &'a [f32],
+        &'a [f32],
+        &'a mut [f32],
+        usize,
+        (usize, usize),
+    );
+    impl WithSimd for Flat<'_> {
+        type Output = bool;
+        fn with_simd<S: Simd>(self, s: S) -> bool {
+            let Flat(d, x, w, b, y, cap, rows) = self;
+            // SAFETY: `y` holds the whole output.
+            unsafe {
+                engine::depthwise_flat(s, d, x, w, b, y.as_mut_ptr(), rows, Act::Identity, cap)
+            }
+        }
+    }
+    let mut rng = Rng::new(29);
+    let ax = |n| Axis::conv(n, 3, 1, 1, 1).unwrap();
+    let widths = (1..=40).chain([48, 56, 75, 112]);
+    for (k, wd) in widths.enumerate() {
+        let h = [1, 2, 3, 5, 12][k % 5];
+        let c = [1, 3, 17][k % 3];
+        let d = dims(c, ax(h), ax(wd));
+        let mut x = rng.vec(c * h * wd, -1.0, 1.0);
+        for row in x.chunks_mut(wd).step_by(3) {
+            row[wd - 1] = f32::NAN;
+        }
+        let weight = rng.vec(c * 9, -1.0, 1.0);
+        let bias = rng.vec(c, -0.5, 0.5);
+        let want = r::conv2d(
+            c,
+            c,
+            c,
+            ax(h),
+            ax(wd),
+            &x,
+            &weight,
+            Some(&bias),
+            Act::Identity,
+        );
+        for level in simd::test_levels() {
+            let l = match level {
+                Level::Portable => 4,
+                Level::Avx2Fma => 8,
+                Level::Avx512 => 16,
+            };
+            let runs = wd / {
+                let (mut g, mut m) = (wd, l);
+                while m != 0 {
+                    (g, m) = (m, g % m);
+                }
+                g
+            } <= 32;
+            // The buffer for a band of one output row: the apron before and after the
+            // copy of three input rows.
+            let one_row = (wd + l + 1).next_multiple_of(16) * 2 + 3 * wd;
+            for cap in [engine::SCRATCH, one_row, one_row + 2 * wd] {
+                for rows in [(0, h), (0, h / 2), (h / 2, h)] {
+                    let mut got = vec![7.0; c * h * wd];
+                    let ran = simd::run(level, Flat(d, &x, &weight, &bias, &mut got, cap, rows));
+                    let ctx = (wd, h, c, level, cap, rows);
+                    assert_eq!(ran, runs, "{ctx:?}");
+                    if !ran {
+                        continue;
+                    }
+                    for ch in 0..c {
+                        let plane = ch * h * wd;
+                        let (a, b) = (plane + rows.0 * wd, plane + rows.1 * wd);
+                        r::assert_close(&got[a..b], &want[a..b], &ctx);
+                        assert!(
+                            got[plane..a]
+                                .iter()
+                                .chain(&got[b..plane + h * wd])
+                                .all(|&v| v == 7.0),
+                            "{ctx:?}"
+                        );
+                    }
+                }
+            }
+            // A band buffer too small for one output row's band.
+            let mut got = vec![7.0; c * h * wd];
+            let ran = simd::run(
+                level,
+                Flat(d, &x, &weight, &bias, &mut got, one_row - 1, (0, h)),
+            );
+            assert!(!ran && got.iter().all(|&v| v == 7.0));
+        }
+    }
+}
+
+/// 1-D signals run as H = 1, KH = 1: long rows, TCN dilations 1..8, padding,
+/// strides.
+#[test]
+fn one_d_against_reference() {
+    let mut rng = Rng::new(24);
+    let one = Axis::conv(1, 1, 1, 0, 1).unwrap();
+    for w in [1, 5, 31, 100, 784] {
+        for k in [1, 2, 3, 5] {
+            for d in [1, 2, 4, 8] {
+                if k == 1 && d > 1 {
+                    continue;
+                }
+                let mut aws: Vec<Axis> = vec![Axis::same(w, k, d)];
+                for s in [1, 2] {
+                    for p in [0, d * (k - 1) / 2, d * (k - 1)] {
+                        aws.extend(Axis::conv(w, k, s, p, d));
+                    }
+                }
+                for aw in aws {
+                    let c = [1, 3, 16, 17, 40][rng.below(5)];
+                    let act = ACTS[rng.below(ACTS.len())];
+                    check(&mut rng, c, one, aw, act, true);
+                }
+            }
+        }
+    }
+}
+
+/// The const-generic shell equals the general conv with groups == C, and folding a
+/// batch norm equals applying it after.
+#[test]
+fn const_generic_matches_grouped_conv_and_folds_bn() {
+    const C: usize = 5;
+    let mut rng = Rng::new(23);
+    let input = rng.vec(C * 9 * 8, -1.0, 1.0);
+    let weight = rng.vec(C * 9, -1.0, 1.0);
+    let bias = rng.vec(C, -0.5, 0.5);
+    let bn = Affine::from_batch_norm(
+        &rng.vec(C, 0.5, 1.5),
+        &rng.vec(C, -0.3, 0.3),
+        &rng.vec(C, -0.5, 0.5),
+        &rng.vec(C, 0.5, 2.0),
+        1e-3,
+    );
+    let dw = DepthwiseParams::from_torch(C, 1, 3, 3, &weight, Some(&bias), None);
+    let conv = ConvParams::from_torch(C, 1, 3, 3, &weight, Some(&bias), None);
+    let mut got = [0.0; C * 5 * 4];
+    depthwise_conv2d::<C, 9, 8, 5, 4, 3, 3, 2, 2, 1, 1, 1, 1>(&input, &dw, &mut got, Act::Relu);
+    let mut want = [0.0; C * 5 * 4];
+    conv2d::<C, 9, 8, C, 5, 4, 3, 3, 2, 2, 1, 1, 1, 1, C>(&input, &conv, &mut want, Act::Relu);
+    assert_eq!(got, want);
+
+    let folded = DepthwiseParams::from_torch(C, 1, 3, 3, &weight, Some(&bias), Some(&bn));
+    depthwise_conv2d::<C, 9, 8, 5, 4, 3, 3, 2, 2, 1, 1, 1, 1>(&input, &folded, &mut got, Act::Tanh);
+    depthwise_conv2d::<C, 9, 8, 5, 4, 3, 3, 2, 2, 1, 1, 1, 1>(
+        &input,
+        &dw,
+        &mut want,
+        Act::Identity,
+    );
+    channel_affine::<C, 20>(&mut want, &bn, Act::Tanh);
+    let want: Vec<f64> = want.iter().map(|&x| f64::from(x)).collect();
+    r::assert_close(&got, &want, &"folded bn");
+}
+
+/// Depthwise layers for the split tests `(c, height axis, width axis)`:
+/// MobileNet-like 3x3 (stride 1 and 2, wide and short rows: both plans), a channel
+/// count not a multiple of 16, a 5x5 dilated one, a 1-D one. All above `PAR_MACS`.
+fn split_layers() -> Vec<(usize, Axis, Axis)> {
+    let ax = |n, k, s, p, d| Axis::conv(n, k, s, p, d).unwrap();
+    vec![
+        (32, ax(48, 3, 1, 1, 1), ax(48, 3, 1, 1, 1)),
+        (64, ax(48, 3, 2, 1, 1), ax(48, 3, 2, 1, 1)),
+        (128, ax(12, 3, 1, 1, 1), ax(12, 3, 1, 1, 1)),
+        (512, ax(6, 3, 1, 1, 1), ax(6, 3, 1, 1, 1)),
+        (40, ax(20, 3, 1, 1, 1), ax(70, 3, 1, 1, 1)),
+        (48, ax(17, 5, 1, 4, 2), ax(23, 5, 1, 4, 2)),
+        // Three panels (uneven on two threads), line-aligned planes: by rows when
+        // the output starts a line.
+        (48, ax(32, 3, 1, 1, 1), ax(32, 3, 1, 1, 1)),
+        // One panel, a wide map: split by rows.
+        (16, ax(40, 3, 1, 1, 1), ax(60, 3, 1, 1, 1)),
+        // A 1-D signal: one row, split by channels.
+        (64, ax(1, 1, 1, 0, 1), ax(2000, 3, 1, 1, 1)),
+    ]
+}
+
+fn split_case(rng: &mut Rng, c: usize, ah: Axis, aw: Axis) -> (Dims2d, Vec<f32>, DepthwiseParams) {
+    let d = dims(c, ah, aw);
+    let input = rng.vec(c * ah.n * aw.n, -1.0, 1.0);
+    let weight = rng.vec(c * ah.k * aw.k, -1.0, 1.0);
+    let bias = rng.vec(c, -0.5, 0.5);
+    let params = DepthwiseParams::from_torch(c, 1, ah.k, aw.k, &weight, Some(&bias), None);
+    (d, input, params)
+}
+
+/// Every split of the channels into ranges of whole panels, and of the output rows
+/// into bands, computed part by part, gives exactly (bit for bit) the whole result, at
+/// every level, plan and band size. Runs without the `parallel` feature too (no
+/// threads involved).
+#[test]
+fn channel_and_row_ranges_equal_the_whole_bit_for_bit() {
+    /// [`depthwise_part`] at `level`, into `output` (all channels' planes).
+    #[allow(clippy::too_many_arguments)]
+    fn part_at(
+        level: Level,
+        d: Dims2d,
+        input: &[f32],
+        params: &DepthwiseParams,
+        chans: (usize, usize),
+        rows: (usize, usize),
+        output: &mut [f32],
+        force: Option<DwPlan>,
+        cap: usize,
+    ) {
+        struct Part<'a>(
+            Dims2d,
+            &'a [f32],
+            &'a DepthwiseParams,
+            (usize, usize),
+            (usize, usize),
+            &'a mut [f32],
+            usize,
+            Option<DwPlan>,
+        );
+        impl WithSimd for Part<'_> {
+            type Output = ();
+            fn with_simd<S: Simd>(self, s: S) {
+                let Part(d, input, params, chans, rows, output, cap, force) = self;
+                let ohw = d.oh * d.ow;
+                assert!(output.len() >= d.c * ohw && rows.1 <= d.oh);
+                // SAFETY: the output holds every plane and is borrowed for the call.
+                unsafe {
+                    let out = output.as_mut_ptr().add(chans.0 * ohw);
+                    let act = Act::Relu;
+                    depthwise_part(s, d, input, params, chans, rows, out, act, cap, force);
+                }
+            }
+        }
+        let run = Part(d, input, params, chans, rows, output, cap, force);
+        simd::run(level, run);
+    }
+    let mut rng = Rng::new(25);
+    for (c, ah, aw) in split_layers() {
+        let (d, input, params) = split_case(&mut rng, c, ah, aw);
+        let n = c * d.oh * d.ow;
+        for level in simd::test_levels() {
+            for force in [
+                None,
+                Some(DwPlan::Rows),
+                Some(DwPlan::Channels),
+                Some(DwPlan::Flat),
+            ] {
+                for cap in [engine::SCRATCH, 400, 1] {
+                    let mut whole = vec![0.0; n + 2];
+                    let (all_c, all_r) = ((0, c), (0, d.oh));
+                    part_at(
+                        level, d, &input, &params, all_c, all_r, &mut whole, force, cap,
+                    );
+                    let mut splits = Vec::new();
+                    for parts in 2..=c.div_ceil(PANEL).min(4) {
+                        let chans: Vec<_> = (0..parts)
+                            .map(|i| (channel_range(c, parts, i), all_r))
+                            .collect();
+                        splits.push(chans);
+                    }
+                    for (parts, step) in [(2, 1), (3, 1), (5, 1), (d.oh, 1), (2, 4), (3, 2)] {
+                        let parts = parts.min(d.oh.div_ceil(step));
+                        let rows: Vec<_> = (0..parts)
+                            .map(|i| (all_c, row_range(d.oh, step, parts, i)))
+                            .collect();
+                        splits.push(rows);
+                    }
+                    for split in splits {
+                        let mut got = vec![f32::NAN; n + 2];
+                        got[n..].fill(7.0);
+                        for &(chans, rows) in &split {
+                            part_at(level, d, &input, &params, chans, rows, &mut got, force, cap);
+                        }
+                        let ctx = (d, level, force, cap, &split);
+                        assert_eq!(&got[n..], &[7.0; 2], "wrote past its output: {ctx:?}");
+                        assert!(whole[..n] == got[..n], "split differs: {ctx:?}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn row_ranges_cover_the_rows_in_whole_units() {
+    for oh in 1usize..40 {
+        for step in [1, 2, 4, 8, 16] {
+            for parts in 1..=oh.div_ceil(step).min(9) {
+                let r: Vec<_> = (0..parts).map(|i| row_range(oh, step, parts, i)).collect();
+                let ctx = (oh, step, parts, &r);
+                assert_eq!((r[0].0, r[parts - 1].1), (0, oh), "{ctx:?}");
+                for (i, &(r0, r1)) in r.iter().enumerate() {
+                    assert!(r0 < r1 && r0 % step == 0, "{ctx:?}");
+                    if i > 0 {
+                        assert_eq!(r[i - 1].1, r0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Row bands on cache lines when the output and its planes allow, then panels.
+#[cfg(feature = "parallel")]
+#[test]
+fn splits_prefer_line_aligned_rows_then_panels() {
+    let ax = |n, k, s, p| Axis::conv(n, k, s, p, 1).unwrap();
+    let mid = dims(128, ax(24, 3, 1, 1), ax(24, 3, 1, 1));
+    assert_eq!(dw_split(&mid, 2, true), DwSplit::Rows { parts: 2, step: 2 });
+    assert_eq!(dw_split(&mid, 2, false), DwSplit::Channels(2));
+    // 12x12 planes: a band boundary on a line leaves 4 + 8 rows (too few units).
+    let twelve = dims(256, ax(12, 3, 1, 1), ax(12, 3, 1, 1));
+    assert_eq!(dw_split(&twelve, 2, true), DwSplit::Channels(2));
+    let wide = dims(16, ax(40, 3, 1, 1), ax(60, 3, 1, 1));
+    let rows = |step| DwSplit::Rows { parts: 2, step };
+    assert_eq!(dw_split(&wide, 2, true), rows(4));
+    assert_eq!(dw_split(&wide, 2, false), rows(1));
+    // MobileNetV2's 144 channels: 9 panels split 5 + 4, 56 rows 28 + 28.
+    let uneven = dims(144, ax(56, 3, 1, 1), ax(56, 3, 1, 1));
+    assert_eq!(dw_split(&uneven, 2, true), rows(2));
+    assert_eq!(dw_split(&uneven, 2, false), DwSplit::Channels(2));
+    assert_eq!(
+        dw_split(&uneven, 3, true),
+        DwSplit::Rows { parts: 3, step: 2 }
+    );
+    let small = dims(16, ax(12, 3, 1, 1), ax(12, 3, 1, 1));
+    assert_eq!(dw_split(&small, 2, true), DwSplit::Channels(1));
+    // Small but split: its input arrives split over the cores (MobileNet-96's last
+    // depthwise layer, 83K MACs: 10.4 -> 6.4 us alone, 24 -> 12 us in the chain).
+    let last = dims(256, ax(12, 3, 2, 1), ax(12, 3, 2, 1));
+    assert_eq!(dw_split(&last, 2, true), DwSplit::Channels(2));
+}
+
+#[test]
+fn line_rows_fill_whole_lines() {
+    for ow in 1..100 {
+        let step = line_rows(ow);
+        assert!((step * ow).is_multiple_of(LINE), "{ow} {step}");
+        assert!(
+            (1..step).all(|k| !(k * ow).is_multiple_of(LINE)),
+            "{ow} {step}"
+        );
+    }
+    assert_eq!(
+        (line_rows(48), line_rows(24), line_rows(12), line_rows(7)),
+        (1, 2, 4, 16)
+    );
+}
+
+#[test]
+fn channel_ranges_cover_the_channels_in_whole_panels() {
+    for c in 1usize..100 {
+        let panels = c.div_ceil(PANEL);
+        for parts in 1..=panels.min(9) {
+            let r: Vec<_> = (0..parts).map(|i| channel_range(c, parts, i)).collect();
+            assert_eq!((r[0].0, r[parts - 1].1), (0, c), "{c} {parts} {r:?}");
+            for (i, &(c0, c1)) in r.iter().enumerate() {
+                assert!(c0 < c1 && c0 % PANEL == 0, "{c} {parts} {r:?}");
+                if i > 0 {
+                    assert_eq!(r[i - 1].1, c0);
+                }
+            }
+        }
+    }
+}
+
+/// Through the pool: 2 and 3 threads give the one-thread result bit for bit, at every
+/// level (`set_num_threads(1)` is the sequential path), and never write past the
+/// output.
+#[cfg(feature = "parallel")]
+#[test]
+fn threads_give_the_one_thread_result_bit_for_bit() {
+    let _g = crate::pool::TEST_LOCK
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let mut rng = Rng::new(26);
+    for (c, ah, aw) in split_layers() {
+        let (d, input, params) = split_case(&mut rng, c, ah, aw);
+        assert!(dw_split(&d, 2, true).parts() > 1, "{d:?}");
+        let n = c * d.oh * d.ow;
+        for level in simd::test_levels() {
+            for cap in [engine::SCRATCH, 1] {
+                crate::pool::set_num_threads(1);
+                let mut one = vec![0.0; n + 3];
+                depthwise_with(level, d, &input, &params, &mut one, Act::Relu6, cap, None);
+                // An output on a cache line (row bands on line boundaries where
+                // the planes allow) and one off it (split on any row).
+                for (threads, shift) in [(2, 0), (2, 1), (3, 0), (3, 1)] {
+                    crate::pool::set_num_threads(threads);
+                    let mut buf = vec![7.0; n + 3 + 32];
+                    let at = buf.as_ptr().align_offset(64) + shift;
+                    let many = &mut buf[at..at + n + 3];
+                    depthwise_with(level, d, &input, &params, many, Act::Relu6, cap, None);
+                    assert_eq!(&many[n..], &[7.0; 3], "wrote past its output");
+                    assert!(
+                        one[..n] == many[..n],
+                        "{d:?} {level:?} {cap} {threads} threads, shift {shift}"
+                    );
+                }
+            }
+        }
+    }
+    crate::pool::set_num_threads(2);
+}
+
+#[test]
+#[should_panic(expected = "one input channel per group")]
+fn rejects_multiplier() {
+    DepthwiseParams::from_torch(4, 2, 1, 1, &[0.0; 8], None, None);
+}
