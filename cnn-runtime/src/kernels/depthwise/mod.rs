@@ -127,7 +127,8 @@ enum DwPlan {
     Rows,
     /// `LANES` channels at once through transposes: short rows.
     Channels,
-    /// 3x3 stride 1 "same": per channel on the flat plane (`engine::depthwise_flat`).
+    /// 3x3 with one pixel of padding, stride 1 ("same") or 2: per channel, the output
+    /// as one long row (`engine::depthwise_flat`, `engine::depthwise_phase`).
     Flat,
 }
 
@@ -181,26 +182,27 @@ impl WithSimd for DwRun<'_> {
         // Rows wide enough fill the per-channel tiles; shorter ones go through the
         // transposes of the channel-vectorised path (see `Tuning::dw_rows_min_width`).
         let d = self.d;
-        // The flat path's vectors run across rows, so only a plane's last one is short:
-        // taken unless that wastes over a sixth of the lanes (7x7 on AVX-512: 49 of 64,
-        // where the transposes measured 35 µs to its 41 on 960 channels).
-        let pixels = d.h * d.w;
-        let padded = pixels.div_ceil(S::LANES) * S::LANES;
-        let plan = self
-            .force
-            .unwrap_or(if engine::flat3_fits(&d) && padded * 5 <= pixels * 6 {
-                DwPlan::Flat
-            } else if d.ow >= S::TUNING.dw_rows_min_width {
-                DwPlan::Rows
-            } else {
-                DwPlan::Channels
-            });
+        // The flat paths: every 3x3 stride-1 "same" layer (measured faster than both
+        // others on every MobileNet shape, 7x7 included: 28 against 35 µs on AVX-512 with
+        // 960 channels); stride 2 from 16 output columns (12x12 -> 6x6: 22 against 10
+        // µs, the split of 13 short rows per channel costing more than the transposes).
+        let flat = engine::flat3_fits(&d) || engine::phase3_fits(&d) && d.ow >= 16;
+        let plan = self.force.unwrap_or(if flat {
+            DwPlan::Flat
+        } else if d.ow >= S::TUNING.dw_rows_min_width {
+            DwPlan::Rows
+        } else {
+            DwPlan::Channels
+        });
         let (input, out, rows, act, cap) = (self.input, self.out, self.rows, self.act, self.cap);
+        let (w, b) = (p.weight, p.bias);
         // SAFETY: `out` and `rows` as the engines require (this struct's contract).
         unsafe {
             if plan == DwPlan::Flat
-                && engine::flat3_fits(&d)
-                && engine::depthwise_flat(s, d, input, p.weight, p.bias, out, rows, act, cap)
+                && (engine::flat3_fits(&d)
+                    && engine::depthwise_flat(s, d, input, w, b, out, rows, act, cap)
+                    || engine::phase3_fits(&d)
+                        && engine::depthwise_phase(s, d, input, w, b, out, rows, act, cap))
             {
                 return true;
             }

@@ -124,13 +124,15 @@ fn edge_shapes_against_reference() {
     }
 }
 
-/// The flat 3x3 path (`engine::depthwise_flat`) on every width up to 40 and some
-/// MobileNet ones, short and tall maps, bands down to one output row and row ranges:
-/// it runs where the column pattern repeats within 32 vectors (and reports `false`
-/// elsewhere), and matches the reference; NaNs at the ends of rows (read by the
-/// neighbouring row's masked lanes) reach only the outputs whose window holds them.
+/// The flat 3x3 paths (`engine::depthwise_flat`, stride 1; `engine::depthwise_phase`,
+/// stride 2) on every width up to 40 and some MobileNet ones, short and tall maps, bands
+/// down to one output row, row ranges: stride 1 runs where the column pattern repeats
+/// within 32 vectors (and reports `false` elsewhere), both report `false` for a buffer
+/// too small for one output row, and match the reference; NaNs at the ends of rows
+/// (which stride 1 reads into masked lanes of the next row) reach only the outputs whose
+/// window holds them.
 #[test]
-fn flat_plane_against_reference() {
+fn flat_paths_against_reference() {
     struct Flat<'a>(
         Dims2d,
         &'a [f32],
@@ -144,82 +146,82 @@ fn flat_plane_against_reference() {
         type Output = bool;
         fn with_simd<S: Simd>(self, s: S) -> bool {
             let Flat(d, x, w, b, y, cap, rows) = self;
+            let (y, act) = (y.as_mut_ptr(), Act::Identity);
             // SAFETY: `y` holds the whole output.
             unsafe {
-                engine::depthwise_flat(s, d, x, w, b, y.as_mut_ptr(), rows, Act::Identity, cap)
+                if d.sh == 1 {
+                    engine::depthwise_flat(s, d, x, w, b, y, rows, act, cap)
+                } else {
+                    engine::depthwise_phase(s, d, x, w, b, y, rows, act, cap)
+                }
             }
         }
     }
     let mut rng = Rng::new(29);
-    let ax = |n| Axis::conv(n, 3, 1, 1, 1).unwrap();
     let widths = (1..=40).chain([48, 56, 75, 112]);
     for (k, wd) in widths.enumerate() {
-        let h = [1, 2, 3, 5, 12][k % 5];
-        let c = [1, 3, 17][k % 3];
-        let d = dims(c, ax(h), ax(wd));
-        let mut x = rng.vec(c * h * wd, -1.0, 1.0);
-        for row in x.chunks_mut(wd).step_by(3) {
-            row[wd - 1] = f32::NAN;
-        }
-        let weight = rng.vec(c * 9, -1.0, 1.0);
-        let bias = rng.vec(c, -0.5, 0.5);
-        let want = r::conv2d(
-            c,
-            c,
-            c,
-            ax(h),
-            ax(wd),
-            &x,
-            &weight,
-            Some(&bias),
-            Act::Identity,
-        );
-        for level in simd::test_levels() {
-            let l = match level {
-                Level::Portable => 4,
-                Level::Avx2Fma => 8,
-                Level::Avx512 => 16,
-            };
-            let runs = wd / {
-                let (mut g, mut m) = (wd, l);
-                while m != 0 {
-                    (g, m) = (m, g % m);
-                }
-                g
-            } <= 32;
-            // The buffer for a band of one output row: the apron before and after the
-            // copy of three input rows.
-            let one_row = (wd + l + 1).next_multiple_of(16) * 2 + 3 * wd;
-            for cap in [engine::SCRATCH, one_row, one_row + 2 * wd] {
-                for rows in [(0, h), (0, h / 2), (h / 2, h)] {
-                    let mut got = vec![7.0; c * h * wd];
-                    let ran = simd::run(level, Flat(d, &x, &weight, &bias, &mut got, cap, rows));
-                    let ctx = (wd, h, c, level, cap, rows);
-                    assert_eq!(ran, runs, "{ctx:?}");
-                    if !ran {
-                        continue;
-                    }
-                    for ch in 0..c {
-                        let plane = ch * h * wd;
-                        let (a, b) = (plane + rows.0 * wd, plane + rows.1 * wd);
-                        r::assert_close(&got[a..b], &want[a..b], &ctx);
-                        assert!(
-                            got[plane..a]
-                                .iter()
-                                .chain(&got[b..plane + h * wd])
-                                .all(|&v| v == 7.0),
-                            "{ctx:?}"
-                        );
-                    }
-                }
+        for stride in [1, 2] {
+            let ax = |n| Axis::conv(n, 3, stride, 1, 1).unwrap();
+            let h = [1, 2, 3, 5, 12][k % 5];
+            let c = [1, 3, 17][k % 3];
+            let d = dims(c, ax(h), ax(wd));
+            assert!(engine::flat3_fits(&d) == (stride == 1));
+            assert!(engine::phase3_fits(&d) == (stride == 2));
+            let mut x = rng.vec(c * h * wd, -1.0, 1.0);
+            for row in x.chunks_mut(wd).step_by(3) {
+                row[wd - 1] = f32::NAN;
             }
-            // A band buffer too small for one output row's band.
-            let mut got = vec![7.0; c * h * wd];
-            let ran = simd::run(
-                level,
-                Flat(d, &x, &weight, &bias, &mut got, one_row - 1, (0, h)),
-            );
-            assert!(!ran && got.iter().all(|&v| v == 7.0));
+            let weight = rng.vec(c * 9, -1.0, 1.0);
+            let bias = rng.vec(c, -0.5, 0.5);
+            let (ah, aw) = (ax(h), ax(wd));
+            let want = r::conv2d(c, c, c, ah, aw, &x, &weight, Some(&bias), Act::Identity);
+            let (oh, ow) = (d.oh, d.ow);
+            for level in simd::test_levels() {
+                let l = match level {
+                    Level::Portable => 4,
+                    Level::Avx2Fma => 8,
+                    Level::Avx512 => 16,
+                };
+                let gcd = {
+                    let (mut g, mut m) = (wd, l);
+                    while m != 0 {
+                        (g, m) = (m, g % m);
+                    }
+                    g
+                };
+                let runs = stride == 2 || wd / gcd <= 32;
+                // The buffer for a band of one output row. Stride 1: two copies of
+                // three input rows, an apron before, between and after; stride 2:
+                // twelve planes of two rows and 16 floats, whole lines each.
+                let one_row = if stride == 1 {
+                    (wd + l + 1).next_multiple_of(16) * 3 + 6 * wd
+                } else {
+                    12 * (2 * ow + 16).next_multiple_of(16)
+                };
+                for cap in [engine::SCRATCH, one_row, one_row + 2 * wd] {
+                    for rows in [(0, oh), (0, oh / 2), (oh / 2, oh)] {
+                        let mut got = vec![7.0; c * oh * ow];
+                        let run = Flat(d, &x, &weight, &bias, &mut got, cap, rows);
+                        let ran = simd::run(level, run);
+                        let ctx = (wd, h, stride, c, level, cap, rows);
+                        assert_eq!(ran, runs, "{ctx:?}");
+                        if !ran {
+                            continue;
+                        }
+                        for ch in 0..c {
+                            let plane = ch * oh * ow;
+                            let (a, b) = (plane + rows.0 * ow, plane + rows.1 * ow);
+                            r::assert_close(&got[a..b], &want[a..b], &ctx);
+                            let rest = got[plane..a].iter().chain(&got[b..plane + oh * ow]);
+                            assert!(rest.into_iter().all(|&v| v == 7.0), "{ctx:?}");
+                        }
+                    }
+                }
+                // A band buffer too small for one output row's band.
+                let mut got = vec![7.0; c * oh * ow];
+                let run = Flat(d, &x, &weight, &bias, &mut got, one_row - 1, (0, oh));
+                assert!(!simd::run(level, run) && got.iter().all(|&v| v == 7.0));
+            }
         }
     }
 }

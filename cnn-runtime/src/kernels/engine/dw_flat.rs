@@ -92,29 +92,47 @@ impl WithSimd for Flat3Run<'_> {
                 *rb = if x != w - 1 { !0 } else { 0 };
             }
         }
-        // Masks of vector `j` (below `period + TILE`) for kx = 0 and kx = 2.
-        let mask = |j: usize, right: bool| {
-            // SAFETY: `bits` rows hold 16 >= LANES values each.
-            unsafe { s.load(bits[2 * j + right as usize].as_ptr().cast::<f32>()) }
-        };
-        // SAFETY: (whole body) the scratch holds `apron + band * W + apron` floats (the
-        // caller's contract, `depthwise_flat`), every load below is inside it (see the
-        // bounds at each), the input reads are rows of channel `c`'s plane, and the
-        // stores are output rows `r0..r1` of channel `c`'s plane.
+        // Masks of vector `j` (below `period + TILE`) for kx = 0 and kx = 2 (a macro: a
+        // closure would not inherit the level's target features).
+        macro_rules! mask {
+            // `bits` rows hold 16 >= LANES values each (used inside the unsafe body).
+            ($j:expr, $right:expr) => {
+                s.load(bits[2 * $j + $right as usize].as_ptr().cast::<f32>())
+            };
+        }
+        // SAFETY: (whole body) the scratch holds `3 * apron + 2 * band * W` floats (the
+        // caller's contract, `depthwise_flat`): an apron, copy A, an apron, copy B, an
+        // apron; every load below is inside it (see the bounds at each), the input
+        // reads are rows of channel `c`'s plane, and the stores are output rows `r0..r1`
+        // of channel `c`'s plane.
         unsafe {
             for y0 in (r0..r1).step_by(band - 2) {
                 let y1 = (y0 + band - 2).min(r1);
                 let (lo, hi) = (y0.saturating_sub(1), (y1 + 1).min(d.h));
-                // Zeros around the copy: rows -1 and H, and the over-read of the last
-                // vector (each at most `W + LANES + 1` floats past the copy).
-                zero_floats(s, scratch, apron);
-                zero_floats(s, scratch.add(apron + (hi - lo) * w), apron);
-                // Flat position `k` of the plane at `at(k)`.
-                let data = scratch.add(apron);
-                let at = |k: isize| data.offset(k - (lo * w) as isize);
+                // Two copies (channels alternate: a channel is copied while the one
+                // before is computed from the other copy, so that its loads never wait
+                // for the stores just made), zeros around each: rows -1 and H, and the
+                // over-read of the last vector (at most `W + LANES + 1` floats past).
+                let data = |set: usize| scratch.wrapping_add(apron + set * (band * w + apron));
+                for set in 0..2 {
+                    zero_floats(s, data(set).sub(apron), apron);
+                    zero_floats(s, data(set).add((hi - lo) * w), apron);
+                }
+                macro_rules! copy {
+                    ($c:expr) => {{
+                        let c: usize = $c;
+                        let plane = input.as_ptr().add(c * hw);
+                        copy_floats(s, plane.add(lo * w), data(c % 2), (hi - lo) * w);
+                    }};
+                }
+                copy!(0);
                 for (c, &bc) in bias.iter().enumerate().take(d.c) {
-                    let plane = input.as_ptr().add(c * hw);
-                    copy_floats(s, plane.add(lo * w), data, (hi - lo) * w);
+                    if c + 1 < d.c {
+                        copy!(c + 1);
+                    }
+                    // Flat position `k` of the plane at `at(k)`.
+                    let base = data(c % 2);
+                    let at = |k: isize| base.offset(k - (lo * w) as isize);
                     let wc = weight.as_ptr().add(c * 9);
                     let mut wt = [s.zero(); 9];
                     for (t, v) in wt.iter_mut().enumerate() {
@@ -127,8 +145,12 @@ impl WithSimd for Flat3Run<'_> {
                     macro_rules! tile {
                         ($r:literal, $q:expr, $j:expr, $n:expr) => {{
                             let (q, j, n): (usize, usize, usize) = ($q, $j, $n);
-                            let left: [S::V; $r] = core::array::from_fn(|r| mask(j + r, false));
-                            let right: [S::V; $r] = core::array::from_fn(|r| mask(j + r, true));
+                            let mut left = [s.zero(); $r];
+                            let mut right = [s.zero(); $r];
+                            for r in 0..$r {
+                                left[r] = mask!(j + r, false);
+                                right[r] = mask!(j + r, true);
+                            }
                             let mut acc = [s.zero(); $r];
                             for ky in 0..3 {
                                 for kx in 0..3 {
@@ -243,10 +265,10 @@ pub(crate) unsafe fn depthwise_flat<S: Simd>(
     }
     let apron = (d.w + l + 1).next_multiple_of(16);
     let cap = cap.min(SCRATCH);
-    // Input rows of a band: its output rows and one above and below.
+    // Input rows of a band (its output rows and one above and below), twice.
     let Some(band) = cap
-        .checked_sub(2 * apron)
-        .map(|f| (f / d.w).min(d.h + 2))
+        .checked_sub(3 * apron)
+        .map(|f| (f / (2 * d.w)).min(d.h + 2))
         .filter(|&b| b >= 3)
     else {
         return false;

@@ -63,6 +63,7 @@ use super::simd::{Simd, WithSimd};
 
 mod depthwise;
 mod dw_flat;
+mod dw_phase;
 mod panels;
 mod pool;
 mod tiles;
@@ -71,6 +72,7 @@ mod tiles;
 use self::depthwise::*;
 pub(crate) use self::depthwise::{depthwise, depthwise_channels};
 pub(crate) use self::dw_flat::{depthwise_flat, flat3_fits};
+pub(crate) use self::dw_phase::{depthwise_phase, phase3_fits};
 pub(crate) use self::panels::conv_panels;
 #[allow(unused_imports)]
 use self::panels::*;
