@@ -10,8 +10,9 @@
 //! AVX-512) and run on the level [`cpu::level`](crate::cpu::level) selects; the
 //! convolution engine (`engine/`: `mod.rs` the packing, band copies and per-layer plan,
 //! `tiles.rs` the register-blocked micro-kernels, `panels.rs` the direct convolution's
-//! loops, `depthwise.rs` the depthwise engines, `pool.rs` pooling windows other than 2x2
-//! on the same padded bands). 3x3 stride-1 convolutions can also run as Winograd
+//! loops, `depthwise.rs` the depthwise engines, `dw_flat.rs` and `dw_phase.rs` the 3x3
+//! depthwise layers of stride 1 and 2 on flat planes, `pool.rs` pooling windows other
+//! than 2x2 on the same padded bands). 3x3 stride-1 convolutions can also run as Winograd
 //! F(4x4, 3x3) (`winograd/`: `params.rs` the weight transform, `transform.rs` the input
 //! and output transforms, `gemm.rs` the batched matrix products, with
 //! [`winograd::winograd_pays`] telling when it is faster). Each kernel is tested against the f64 reference at every level the CPU
@@ -19,7 +20,7 @@
 //!
 //! Files: `activation.rs` (the fused activations, `Act`), `conv/` and `engine/`
 //! (convolution), `geometry.rs` (the dimensions and tap arithmetic shared by the
-//! convolutions and the pools), `depthwise.rs`, `conv_transpose.rs` (transposed convolution by phase
+//! convolutions and the pools), `depthwise/`, `conv_transpose.rs` (transposed convolution by phase
 //! decomposition), `linear.rs`, `norm.rs` (batch norm as a channel affine map),
 //! `pool.rs` (windowed and global pools), `adaptive.rs` (adaptive average/max pools),
 //! `binary.rs` (broadcast element-wise add/mul), `softmax.rs` (vector and channel
