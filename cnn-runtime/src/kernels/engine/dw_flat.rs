@@ -83,13 +83,17 @@ impl WithSimd for Flat3Run<'_> {
         debug_assert!(period <= MAX_PERIOD);
         // One period and the `TILE - 1` vectors after it, so that a tile starting in the
         // period finds its masks without wrapping.
+        // As lanes (all-ones bits) and as bit masks.
         let mut bits = [[0u32; 16]; 2 * (MAX_PERIOD + TILE)];
+        let mut keep = [[0u32; 2]; MAX_PERIOD + TILE];
         for (j, pair) in bits.chunks_exact_mut(2).take(period + TILE).enumerate() {
             let (left, right) = pair.split_at_mut(1);
             for (i, (lb, rb)) in left[0].iter_mut().zip(&mut right[0]).take(l).enumerate() {
                 let x = (j * l + i) % w;
                 *lb = if x != 0 { !0 } else { 0 };
                 *rb = if x != w - 1 { !0 } else { 0 };
+                keep[j][0] |= u32::from(x != 0) << i;
+                keep[j][1] |= u32::from(x != w - 1) << i;
             }
         }
         // Masks of vector `j` (below `period + TILE`) for kx = 0 and kx = 2 (a macro: a
@@ -151,6 +155,8 @@ impl WithSimd for Flat3Run<'_> {
                                 left[r] = mask!(j + r, false);
                                 right[r] = mask!(j + r, true);
                             }
+                            let kl: [u32; $r] = core::array::from_fn(|r| keep[j + r][0]);
+                            let kr: [u32; $r] = core::array::from_fn(|r| keep[j + r][1]);
                             let mut acc = [s.zero(); $r];
                             for ky in 0..3 {
                                 for kx in 0..3 {
@@ -161,12 +167,12 @@ impl WithSimd for Flat3Run<'_> {
                                         // apron before the copy) to `q + R * LANES + W`
                                         // (at most `W + LANES` past the copy, when the
                                         // band ends the map).
-                                        let mut v = s.load(at((q + r * l) as isize + off));
-                                        if kx == 0 {
-                                            v = s.and(v, left[r]);
-                                        } else if kx == 2 {
-                                            v = s.and(v, right[r]);
-                                        }
+                                        let p = at((q + r * l) as isize + off);
+                                        let v = match kx {
+                                            0 => s.load_keep(p, kl[r], left[r]),
+                                            1 => s.load(p),
+                                            _ => s.load_keep(p, kr[r], right[r]),
+                                        };
                                         acc[r] = if t == 0 {
                                             s.mul(wt[0], v)
                                         } else {

@@ -82,6 +82,20 @@ pub(crate) trait Simd: Copy + Send + Sync + Tuned {
     ///
     /// `p..p + n` must be readable.
     unsafe fn load_n(self, p: *const f32, n: usize) -> Self::V;
+    /// Loads `LANES` floats from `p` with lane `i` zeroed (`+0.0`) when bit `i` of `keep`
+    /// is clear; `keep_v` is the same mask as a vector (all-ones bits in the lanes kept,
+    /// zero elsewhere): `load & keep_v` by default, a masked load where the level has mask
+    /// registers (no ALU instruction: AVX-512).
+    ///
+    /// # Safety
+    ///
+    /// `p..p + LANES` must be readable.
+    #[inline(always)]
+    unsafe fn load_keep(self, p: *const f32, keep: u32, keep_v: Self::V) -> Self::V {
+        let _ = keep;
+        // SAFETY: the caller's contract.
+        self.and(unsafe { self.load(p) }, keep_v)
+    }
     /// Stores `LANES` floats at `p`.
     ///
     /// # Safety

@@ -70,6 +70,12 @@ impl Simd for Avx512 {
         unsafe { _mm512_maskz_loadu_ps(mask(n), p) }
     }
     #[inline(always)]
+    unsafe fn load_keep(self, p: *const f32, keep: u32, _keep_v: __m512) -> __m512 {
+        // SAFETY: AVX-512F is available (token); the caller guarantees `p..p + 16` is
+        // readable (the masked-off lanes are not even accessed).
+        unsafe { _mm512_maskz_loadu_ps(keep as __mmask16, p) }
+    }
+    #[inline(always)]
     unsafe fn store(self, p: *mut f32, v: __m512) {
         // SAFETY: AVX-512F is available (token); the caller guarantees `p..p + 16` is
         // writable.
