@@ -114,6 +114,15 @@ impl WithSimd for PhaseRun<'_> {
                             let inrow = src.add(iy * w);
                             *pm = 0.0;
                             let mut x0 = 0;
+                            // Whole vectors: both loads, the three stores full.
+                            while x0 + l < ow && 2 * (x0 + l) <= w {
+                                let p = inrow.add(2 * x0);
+                                let (ev, od) = s.deinterleave(s.load(p), s.load(p.add(l)));
+                                s.store(pe.add(x0), ev);
+                                s.store(po.add(x0), od);
+                                s.store(pm.add(x0 + 1), od);
+                                x0 += l;
+                            }
                             while x0 < ow {
                                 // Input columns 2 * x0 .. 2 * x0 + 2 * LANES.
                                 let ca = (w - 2 * x0).min(l);
