@@ -157,14 +157,21 @@ pub(super) fn pixel_range(d: &Dims2d, parts: usize, i: usize) -> (usize, usize) 
 }
 
 /// Panel range `i` of `parts` over `panels` panels: contiguous, in whole pairs of
-/// panels when there are enough (so that AVX-512's two-panel tiles pair the same
-/// panels as in one run), the last range taking what is left.
+/// panels when there are enough and pairs balance the parts as well as single panels do
+/// (AVX-512's two-panel tiles then pair the same panels as in one run), else in single
+/// panels (6 panels over two threads: 3 + 3, where pairs gave 2 + 4: MobileNetV2's
+/// 96-channel projections), the last range taking what is left. Each value is the same
+/// whatever tile computes it.
 #[cfg_attr(not(feature = "parallel"), allow(dead_code))]
 pub(super) fn panel_range(panels: usize, parts: usize, i: usize) -> (usize, usize) {
-    let unit = if panels >= 2 * parts { 2 } else { 1 };
-    let units = panels.div_ceil(unit);
-    let at = |k: usize| (k * units / parts * unit).min(panels);
-    (at(i), at(i + 1))
+    let at = |unit: usize, k: usize| (k * panels.div_ceil(unit) / parts * unit).min(panels);
+    let longest = |unit: usize| (0..parts).map(|k| at(unit, k + 1) - at(unit, k)).max();
+    let unit = if panels >= 2 * parts && longest(2) <= longest(1) {
+        2
+    } else {
+        1
+    };
+    (at(unit, i), at(unit, i + 1))
 }
 
 /// The convolution with its dimensions as runtime values, at `level`, with a band buffer

@@ -689,6 +689,14 @@ fn panel_ranges_cover_the_panels_in_order() {
     for panels in 1..40 {
         for parts in 1..=panels.min(9) {
             let ranges: Vec<_> = (0..parts).map(|i| panel_range(panels, parts, i)).collect();
+            // As balanced as single panels allow: the longest range at most one panel
+            // above the shortest possible.
+            let longest = ranges.iter().map(|r| r.1 - r.0).max().unwrap();
+            assert!(
+                longest <= panels.div_ceil(parts) + 1,
+                "{panels} {parts} {ranges:?}"
+            );
+            let pairs = ranges.iter().all(|r| r.0 % 2 == 0);
             assert_eq!(ranges[0].0, 0);
             assert_eq!(ranges[parts - 1].1, panels);
             for (i, r) in ranges.iter().enumerate() {
@@ -696,13 +704,20 @@ fn panel_ranges_cover_the_panels_in_order() {
                 if i > 0 {
                     assert_eq!(ranges[i - 1].1, r.0);
                 }
-                // Whole pairs when there are enough panels (AVX-512 pairs them).
-                if panels >= 2 * parts {
-                    assert_eq!(r.0 % 2, 0, "{panels} {parts} {ranges:?}");
+                // Whole pairs when there are enough panels (AVX-512 pairs them) and
+                // they balance the ranges as well as single panels.
+                if panels >= 2 * parts && longest > panels.div_ceil(parts) {
+                    assert!(pairs, "{panels} {parts} {ranges:?}");
                 }
             }
         }
     }
+    let two = |panels| [panel_range(panels, 2, 0), panel_range(panels, 2, 1)];
+    // Singles where pairs would split 2 + 4 or 4 + 6; pairs where they balance as well.
+    assert_eq!(two(6), [(0, 3), (3, 6)]);
+    assert_eq!(two(10), [(0, 5), (5, 10)]);
+    assert_eq!(two(8), [(0, 4), (4, 8)]);
+    assert_eq!(two(9), [(0, 4), (4, 9)]);
 }
 
 /// Through the pool: the result with 2 and 3 threads equals the one-thread result
