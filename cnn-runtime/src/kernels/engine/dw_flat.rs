@@ -217,28 +217,6 @@ impl WithSimd for Flat3Run<'_> {
     }
 }
 
-/// `dst[..n] = src[..n]` with vector loads and stores (a band is too short for a call to
-/// `memcpy` to pay).
-///
-/// # Safety
-///
-/// `src..src + n` readable, `dst..dst + n` writable, not overlapping.
-#[inline(always)]
-unsafe fn copy_floats<S: Simd>(s: S, src: *const f32, dst: *mut f32, n: usize) {
-    let l = S::LANES;
-    let mut i = 0;
-    // SAFETY: every access is below `n`.
-    unsafe {
-        while i + l <= n {
-            s.store(dst.add(i), s.load(src.add(i)));
-            i += l;
-        }
-        if i < n {
-            s.store_n(dst.add(i), s.load_n(src.add(i), n - i), n - i);
-        }
-    }
-}
-
 /// The depthwise convolution `d` ([`flat3_fits`]) with weights `[C][9]` and bias `[C]`,
 /// output rows `r0..r1` of every channel, through a band buffer of `cap` floats:
 /// `false` (nothing written) when not even one output row's band fits, or the width's

@@ -277,7 +277,7 @@ pub(crate) fn flat(d: Dims2d) -> Dims2d {
 ///
 /// `src..src + n` readable, `dst..dst + n` writable.
 #[inline(always)]
-unsafe fn copy_floats<S: Simd>(s: S, src: *const f32, dst: *mut f32, n: usize) {
+pub(crate) unsafe fn copy_floats<S: Simd>(s: S, src: *const f32, dst: *mut f32, n: usize) {
     let l = S::LANES;
     let mut i = 0;
     // SAFETY: every access is below `n`.
@@ -298,7 +298,7 @@ unsafe fn copy_floats<S: Simd>(s: S, src: *const f32, dst: *mut f32, n: usize) {
 ///
 /// `dst..dst + n` writable.
 #[inline(always)]
-unsafe fn zero_floats<S: Simd>(s: S, dst: *mut f32, n: usize) {
+pub(crate) unsafe fn zero_floats<S: Simd>(s: S, dst: *mut f32, n: usize) {
     // SAFETY: the caller's contract.
     unsafe { fill_floats(s, dst, n, 0.0) }
 }

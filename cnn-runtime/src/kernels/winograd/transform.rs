@@ -4,6 +4,7 @@
 //! their vector helpers.
 
 use super::*;
+use crate::kernels::engine::{copy_floats, zero_floats};
 
 /// `a - b`, exactly as a subtraction (the product by -1 is exact).
 #[inline(always)]
@@ -104,16 +105,16 @@ impl WithSimd for WgInput<'_> {
                     let dst = phase.add(r * M * twp);
                     let iy = (M * ty0 + r).wrapping_sub(d.ph);
                     if iy >= d.h {
-                        zero(s, dst, M * twp);
+                        zero_floats(s, dst, M * twp);
                         continue;
                     }
                     // The padded row in `line` (4 twp floats): input column x at pw + x.
                     let len = M * twp;
                     let left = d.pw.min(len);
                     let n = d.w.min(len - left);
-                    zero(s, line, left);
-                    copy(s, plane.as_ptr().add(iy * d.w), line.add(left), n);
-                    zero(s, line.add(left + n), len - left - n);
+                    zero_floats(s, line, left);
+                    copy_floats(s, plane.as_ptr().add(iy * d.w), line.add(left), n);
+                    zero_floats(s, line.add(left + n), len - left - n);
                     // Split into four phases, 4 * LANES columns at a time (twp is a
                     // multiple of 16, so of LANES).
                     for j in (0..twp).step_by(l) {
@@ -281,46 +282,4 @@ unsafe fn tile_pixels<S: Simd>(
         }
     }
     px
-}
-
-/// `dst[..n] = 0`.
-///
-/// # Safety
-///
-/// `dst..dst + n` writable.
-#[inline(always)]
-pub(super) unsafe fn zero<S: Simd>(s: S, dst: *mut f32, n: usize) {
-    let l = S::LANES;
-    let mut i = 0;
-    // SAFETY: every store is below `n`.
-    unsafe {
-        while i + l <= n {
-            s.store(dst.add(i), s.zero());
-            i += l;
-        }
-        if i < n {
-            s.store_n(dst.add(i), s.zero(), n - i);
-        }
-    }
-}
-
-/// `dst[..n] = src[..n]`.
-///
-/// # Safety
-///
-/// `src..src + n` readable, `dst..dst + n` writable.
-#[inline(always)]
-pub(super) unsafe fn copy<S: Simd>(s: S, src: *const f32, dst: *mut f32, n: usize) {
-    let l = S::LANES;
-    let mut i = 0;
-    // SAFETY: every access is below `n`.
-    unsafe {
-        while i + l <= n {
-            s.store(dst.add(i), s.load(src.add(i)));
-            i += l;
-        }
-        if i < n {
-            s.store_n(dst.add(i), s.load_n(src.add(i), n - i), n - i);
-        }
-    }
 }
