@@ -106,7 +106,7 @@ pub(super) fn conv_split(d: &Dims2d, threads: usize, out_aligned: bool) -> Split
     let panels = d.o.div_ceil(engine::PANEL);
     let macs = d.o * d.oh * d.ow * (d.c / d.g) * d.kh * d.kw;
     let f = engine::flat(*d);
-    // Pixel units: rows, or 64-column chunks of a one-row layer.
+    // Pixel units: rows, or `PIX_COLS`-column chunks of a one-row layer.
     let units = if f.oh == 1 { f.ow / PIX_COLS } else { f.oh };
     let pixels = || Split::Pixels(threads.min(units).max(1));
     // Boundaries start lines in every plane, and no part is over 5% above the mean

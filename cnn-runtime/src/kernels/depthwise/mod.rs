@@ -1,7 +1,8 @@
 //! Depthwise 2-D convolution: a `Conv2d` with `groups == in == out`, each channel
 //! convolved with its own `KH x KW` kernel. Runs the convolution engine's depthwise
-//! kernels (`kernels/engine/depthwise.rs`, `dw_flat.rs`) on the level [`cpu::level`]
-//! picks: 3x3 stride-1 "same" layers per channel on the flat plane; long rows per
+//! kernels (`kernels/engine/depthwise.rs`, `dw_flat.rs`, `dw_phase.rs`) on the level
+//! [`cpu::level`] picks: 3x3 layers with one pixel of padding per channel with the output
+//! as one long row (stride 1 on the flat plane, stride 2 on phase planes); long rows per
 //! channel, rows of pixel vectors over the input or a padded, phase-split band copy
 //! (strides); short rows `LANES` channels at a time through in-register transposes.
 

@@ -39,15 +39,16 @@
 //!
 //! Which one runs is decided per layer from the lanes each would fill.
 //!
-//! **Depthwise** convolutions have three paths: 3x3 stride-1 layers with one pixel of
-//! padding (MobileNet's) per channel on the flat plane (`dw_flat.rs`: vectors of
-//! consecutive pixels across rows, the columns off the map masked); others per channel,
-//! tiles of several rows by up to four pixel vectors ([`DwBand`], long rows); or
-//! `LANES` channels at once ([`DwCvBand`]): the band transposed to
-//! `[row][column][channel]` in a 64-byte aligned buffer, one channel vector per output
-//! pixel (groups of pixels side by side; 3x3 stride-1 rows as a sliding window,
-//! [`dw3_slide`]), transposed back (short rows, and stride-1 maps whose flat vectors
-//! would be mostly empty, as 7x7 on AVX-512).
+//! **Depthwise** convolutions have four paths. 3x3 layers with one pixel of padding
+//! (MobileNet's) run per channel with the output as one long row of pixel vectors across
+//! rows: stride 1 on the flat plane (`dw_flat.rs`, the columns off the map masked),
+//! stride 2 from 16 output columns on phase planes (`dw_phase.rs`, each input row split
+//! once into its three column phases). Others run per channel in tiles of several rows
+//! by up to four pixel vectors ([`DwBand`], long rows), or `LANES` channels at once
+//! ([`DwCvBand`]): the band transposed to `[row][column][channel]` in a 64-byte aligned
+//! buffer, one channel vector per output pixel (groups of pixels side by side; 3x3
+//! stride-1 rows as a sliding window, [`dw3_slide`]), transposed back (short rows, and
+//! stride-2 layers with under 16 output columns).
 //!
 //! [`conv_fallback`] handles what the engine does not (a one-row band that does not fit
 //! even for one channel, more than [`MAX_TAPS`] taps).
