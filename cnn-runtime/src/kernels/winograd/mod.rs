@@ -147,6 +147,19 @@ pub(crate) struct WgDims {
     pub(crate) dw: usize,
 }
 
+/// Target floats of a group of channels' tiles in the flat tile buffer `X` (per row).
+const X_FLOATS: usize = 128;
+
+/// Whether the input transform gathers a block's tiles into the flat buffer `X` (each of
+/// its 36 rows: the input values at one position of the 6x6 tile windows, for the tiles
+/// of `xg` channels back to back) and transforms `LANES` of them per vector, instead of
+/// the tiles of one tile row per vector (`tw` tiles in `ceil(tw / LANES)` vectors): when
+/// the tile rows would fill less than 80% of the lanes (a 16x16 map's tile rows of 4
+/// tiles filled 4 of AVX-512's 16 lanes).
+const fn flat_tiles(tw: usize, lanes: usize) -> bool {
+    5 * tw < 4 * tw.div_ceil(lanes) * lanes
+}
+
 /// Most parts a block splits into over threads (tile rows; [`crate::pool::MAX_THREADS`]).
 const MAX_PARTS: usize = crate::pool::MAX_THREADS;
 
@@ -162,10 +175,15 @@ struct Layout {
     nty: usize,
     /// Output channels rounded up to 16.
     opad: usize,
-    /// Offsets in the (64-byte aligned) scratch of the phase rows, the padded line, `V`
-    /// and `M`, and the total length.
+    /// Floats per row of the flat tile buffer `X` (0: not reserved, see
+    /// [`flat_tiles`]) and input channels per group of it.
+    xrow: usize,
+    xg: usize,
+    /// Offsets in the (64-byte aligned) scratch of the phase rows, the padded line, the
+    /// flat tile buffer `X`, `V` and `M`, and the total length.
     phase: usize,
     line: usize,
+    x: usize,
     v: usize,
     m: usize,
     len: usize,
@@ -183,9 +201,19 @@ impl Layout {
         // may read (never use) up to one vector past the data. `V` and `M` have it after
         // each of up to `MAX_PARTS` sub-blocks (the parts of a block split by tile rows
         // over threads), so that no part's loads reach another part's data.
+        // The flat tile buffer: 36 rows of `xg` channels' tiles of a block (about
+        // `X_FLOATS`), each row with a vector of slack; reserved when some level's
+        // input transform takes the flat path.
+        let xg = (X_FLOATS / tb).clamp(1, d.c);
+        let xrow = if [4, 8, 16].iter().any(|&l| flat_tiles(tw, l)) {
+            (xg * tb + 16).next_multiple_of(16)
+        } else {
+            0
+        };
         let phase = 0;
         let line = phase + (M * nty + 2) * M * twp + 16;
-        let v = line + M * twp + 16;
+        let x = line + 2 * (M * twp + 16);
+        let v = x + XI * xrow;
         let m = v + XI * d.c * tb + 16 * MAX_PARTS;
         let len = m + XI * tb * opad + 16 * MAX_PARTS;
         Layout {
@@ -194,8 +222,11 @@ impl Layout {
             twp,
             nty,
             opad,
+            xrow,
+            xg,
             phase,
             line,
+            x,
             v,
             m,
             len,

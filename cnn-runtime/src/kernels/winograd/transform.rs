@@ -89,7 +89,6 @@ impl WithSimd for WgInput<'_> {
             c1,
         } = self;
         let l = S::LANES;
-        let hw = d.h * d.w;
         let (tw, twp) = (lay.tw, lay.twp);
         let tb = nb * tw;
         // SAFETY: `phase` and `line` hold the phase rows and the line of a block of `nb`
@@ -98,27 +97,45 @@ impl WithSimd for WgInput<'_> {
         unsafe {
             // Input transform.
             let nrows = M * nb + 2;
+            // The flat path (`flat_tiles`): channels' tiles gathered in groups of
+            // `lay.xg` into `X` (which follows the line), the group starting at `g0`.
+            let flat = lay.xrow > 0 && flat_tiles(tw, l);
+            let x = line.add(lay.x - lay.line);
+            let mut g0 = c0;
+            if flat {
+                // Lanes past a group's last tile are loaded (never stored): initialised.
+                zero_floats(s, x, XI * lay.xrow);
+            }
+            // Padded rows go through two line buffers: row r + 1 (of this channel or
+            // the next) is copied in while row r is split, so that the split's loads do
+            // not wait for the copy's stores (a load spanning two recent stores is not
+            // forwarded from the store buffer: 16x16 maps, ~1.3x the transform's time).
+            let len = M * twp;
+            let lines = [line, line.add(len + 16)];
+            let mut next = fill_line(s, d, input, c0, M * ty0, lines[0], len);
             for c in c0..c1 {
-                let plane = &input[c * hw..(c + 1) * hw];
                 for r in 0..nrows {
                     // Phase rows: `[r][k][twp]`, phase k column j = padded column 4j + k.
                     let dst = phase.add(r * M * twp);
-                    let iy = (M * ty0 + r).wrapping_sub(d.ph);
-                    if iy >= d.h {
+                    let here = next;
+                    let buf = lines[(c * nrows + r) % 2];
+                    let (c2, r2) = if r + 1 < nrows {
+                        (c, r + 1)
+                    } else {
+                        (c + 1, 0)
+                    };
+                    if c2 < c1 {
+                        let other = lines[(c2 * nrows + r2) % 2];
+                        next = fill_line(s, d, input, c2, M * ty0 + r2, other, len);
+                    }
+                    if !here {
                         zero_floats(s, dst, M * twp);
                         continue;
                     }
-                    // The padded row in `line` (4 twp floats): input column x at pw + x.
-                    let len = M * twp;
-                    let left = d.pw.min(len);
-                    let n = d.w.min(len - left);
-                    zero_floats(s, line, left);
-                    copy_floats(s, plane.as_ptr().add(iy * d.w), line.add(left), n);
-                    zero_floats(s, line.add(left + n), len - left - n);
                     // Split into four phases, 4 * LANES columns at a time (twp is a
                     // multiple of 16, so of LANES).
                     for j in (0..twp).step_by(l) {
-                        let p = line.add(M * j);
+                        let p = buf.add(M * j);
                         let (e1, o1) = s.deinterleave(s.load(p), s.load(p.add(l)));
                         let (e2, o2) = s.deinterleave(s.load(p.add(2 * l)), s.load(p.add(3 * l)));
                         let (p0, p2) = s.deinterleave(e1, e2);
@@ -128,6 +145,29 @@ impl WithSimd for WgInput<'_> {
                         s.store(dst.add(2 * twp + j), p2);
                         s.store(dst.add(3 * twp + j), p3);
                     }
+                }
+                if flat {
+                    // Gather this channel's tiles into its slot of `X`: row (i, k) of
+                    // tile (ty, tx) is phase k % 4 of input row 4 ty + i at tx + k / 4.
+                    // Whole-vector copies in increasing order: the lanes past a tile
+                    // row's end are overwritten by the next row (or land in the slack).
+                    let slot = (c - g0) * tb;
+                    for i in 0..ALPHA {
+                        for k in 0..ALPHA {
+                            let dst = x.add((i * ALPHA + k) * lay.xrow + slot);
+                            for ty in 0..nb {
+                                let src = phase.add((M * ty + i) * M * twp + (k % M) * twp + k / M);
+                                for j in (0..tw).step_by(l) {
+                                    s.store(dst.add(ty * tw + j), s.load(src.add(j)));
+                                }
+                            }
+                        }
+                    }
+                    if c + 1 == c1 || c + 1 - g0 == lay.xg {
+                        flat_transform(s, x, lay.xrow, v.add(g0 * tb), d.c * tb, (c + 1 - g0) * tb);
+                        g0 = c + 1;
+                    }
+                    continue;
                 }
                 for ty in 0..nb {
                     let rows = phase.add(M * ty * M * twp);
@@ -158,6 +198,89 @@ impl WithSimd for WgInput<'_> {
                                 s.store_n(p, fj, n);
                             }
                         }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Padded row `r` (input row `r - ph`) of channel `c` into `line` (`len` floats: input
+/// column x at `pw + x`, zeros around); `false` (nothing written) when it is all padding.
+///
+/// # Safety
+///
+/// `line..line + len` writable, `c < d.c`.
+#[inline(always)]
+unsafe fn fill_line<S: Simd>(
+    s: S,
+    d: WgDims,
+    input: &[f32],
+    c: usize,
+    r: usize,
+    line: *mut f32,
+    len: usize,
+) -> bool {
+    let iy = r.wrapping_sub(d.ph);
+    if iy >= d.h {
+        return false;
+    }
+    let left = d.pw.min(len);
+    let n = d.w.min(len - left);
+    // SAFETY: row `iy < h` of plane `c < C` is inside the input; `left + n <= len`.
+    unsafe {
+        zero_floats(s, line, left);
+        copy_floats(
+            s,
+            input.as_ptr().add((c * d.h + iy) * d.w),
+            line.add(left),
+            n,
+        );
+        zero_floats(s, line.add(left + n), len - left - n);
+    }
+    true
+}
+
+/// The input transform of `n` flat tiles: `Bᵀ d B` of the 6x6 windows whose 36 values
+/// are `x[(i * 6 + j) * xrow + t]`, stored to `v[ξ * pitch + t]` (`V`'s rows of a group
+/// of channels, `pitch` apart).
+///
+/// # Safety
+///
+/// `x` holds 36 rows of `xrow >= n.next_multiple_of(LANES)` initialised floats, `v` the
+/// `36` rows of `n` floats this call alone writes.
+#[inline(always)]
+unsafe fn flat_transform<S: Simd>(
+    s: S,
+    x: *const f32,
+    xrow: usize,
+    v: *mut f32,
+    pitch: usize,
+    n: usize,
+) {
+    let l = S::LANES;
+    for t in (0..n).step_by(l) {
+        let mut rows_t = [[s.zero(); ALPHA]; ALPHA];
+        for k in 0..ALPHA {
+            let mut dk = [s.zero(); ALPHA];
+            for (i, d) in dk.iter_mut().enumerate() {
+                // SAFETY: row (i, k) of `x`, `t + LANES <= xrow` (the caller's bound).
+                *d = unsafe { s.load(x.add((i * ALPHA + k) * xrow + t)) };
+            }
+            for (row, d) in rows_t.iter_mut().zip(bt(s, dk)) {
+                row[k] = d;
+            }
+        }
+        let nn = l.min(n - t);
+        for (i, &ri) in rows_t.iter().enumerate() {
+            for (j, &f) in bt(s, ri).iter().enumerate() {
+                // SAFETY: `V` row ξ = 6i + j, floats t .. t + nn <= n (the caller's).
+                unsafe {
+                    let p = v.add((i * ALPHA + j) * pitch + t);
+                    if nn == l {
+                        s.store(p, f);
+                    } else {
+                        s.store_n(p, f, nn);
                     }
                 }
             }
