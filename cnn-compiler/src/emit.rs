@@ -141,7 +141,7 @@ fn conv(
     shapes: &[LayerShape],
     w: &mut Weights,
     layer: usize,
-    (depthwise, winograd): (bool, bool),
+    (depthwise, winograd): (bool, Option<usize>),
     bn: Option<usize>,
 ) -> TokenStream {
     let rt = rt();
@@ -168,10 +168,10 @@ fn conv(
     let (cg, out, kh_, kw_) = (ci / g, o, kh, kw);
     let [ci, h, wd, o, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, g] =
         [ci, h, wd, o, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, g].map(lit);
-    let call = if winograd {
+    let call = if let Some(tile) = winograd {
         w.fields.push((
             field.clone(),
-            Build::layer(Kind::Winograd { out, c: cg }, weight, bias_bn),
+            Build::layer(Kind::Winograd { out, c: cg, tile }, weight, bias_bn),
         ));
         quote!(#rt::kernels::winograd::winograd_conv3x3::<#ci, #h, #wd, #o, #oh, #ow, #pt, #pl, #dh, #dw>(r0, &self.#field, w, scratch, #act);)
     } else if depthwise {

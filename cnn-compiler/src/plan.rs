@@ -54,9 +54,10 @@ pub enum Kernel {
         layer: usize,
         /// Groups == in == out channels: the depthwise kernel.
         depthwise: bool,
-        /// A 3x3 stride-1 dense convolution run as Winograd F(4x4, 3x3), where the
-        /// runtime's rule says that is faster.
-        winograd: bool,
+        /// A 3x3 stride-1 dense convolution run as Winograd F(t x t, 3x3) with this
+        /// output tile side `t` (4 or 2), where the runtime's rule
+        /// (`winograd_tile`) says that is faster.
+        winograd: Option<usize>,
         /// A batch norm folded in.
         bn: Option<usize>,
     },
@@ -125,10 +126,8 @@ pub fn stack_bytes(plan: &Plan) -> usize {
     let engine = plan.steps.iter().any(|s| {
         matches!(
             s.kernel,
-            Kernel::Conv {
-                winograd: false,
-                ..
-            } | Kernel::ConvTranspose { gemm: true, .. }
+            Kernel::Conv { winograd: None, .. }
+                | Kernel::ConvTranspose { gemm: true, .. }
                 | Kernel::Pool { .. }
         )
     });
@@ -373,18 +372,22 @@ impl<'a> Planner<'a> {
                             conv.groups as usize == c && conv.out as usize == c && c > 1;
                         // A dilated layer runs through its polyphase components.
                         let (dh, dw) = (conv.dilation.0 as usize, conv.dilation.1 as usize);
-                        let winograd = !self.model.is_1d()
+                        let three_by_three = !self.model.is_1d()
                             && conv.kernel == (3, 3)
                             && conv.stride == (1, 1)
-                            && conv.groups == 1
-                            && cnn_runtime::kernels::winograd::winograd_pays_dilated(
+                            && conv.groups == 1;
+                        let winograd = if three_by_three {
+                            cnn_runtime::kernels::winograd::winograd_tile(
                                 c,
                                 h,
                                 w,
                                 conv.out as usize,
                                 dh,
                                 dw,
-                            );
+                            )
+                        } else {
+                            None
+                        };
                         Kernel::Conv {
                             layer: i,
                             depthwise,
@@ -422,7 +425,10 @@ impl<'a> Planner<'a> {
                 };
                 let dst = self.new_value(shape.output);
                 let scratch_len = match kernel {
-                    Kernel::Conv { winograd: true, .. } => {
+                    Kernel::Conv {
+                        winograd: Some(tile),
+                        ..
+                    } => {
                         let (c, h, w) = shape.input.as_chw();
                         let (o, oh, ow) = shape.output.as_chw();
                         let Op::Conv(conv) = layer.op else {
@@ -430,7 +436,7 @@ impl<'a> Planner<'a> {
                         };
                         let (dh, dw) = (conv.dilation.0 as usize, conv.dilation.1 as usize);
                         Some(cnn_runtime::kernels::winograd::winograd_scratch_len(
-                            c, h, w, o, oh, ow, dh, dw,
+                            tile, c, h, w, o, oh, ow, dh, dw,
                         ))
                     }
                     // The 1x1 convolution's output before depth-to-space.
@@ -778,7 +784,10 @@ pub fn describe(step: &Step, model: &Model) -> String {
         Kernel::Conv {
             depthwise: true, ..
         } => format!("depthwise_conv{d}"),
-        Kernel::Conv { winograd: true, .. } => "winograd3x3".to_string(),
+        Kernel::Conv {
+            winograd: Some(tile),
+            ..
+        } => format!("winograd3x3[f{tile}x{tile}]"),
         Kernel::Conv { .. } => format!("conv{d}"),
         Kernel::ConvTranspose { gemm: true, .. } => {
             format!("conv_transpose{d}[gemm]")

@@ -43,8 +43,8 @@ pub(crate) enum Kind {
     },
     /// `DepthwiseParams::from_torch(out, 1, kh, kw, ..)`.
     Depthwise { out: usize, kh: usize, kw: usize },
-    /// `WinogradParams::from_torch(out, c, ..)`.
-    Winograd { out: usize, c: usize },
+    /// `WinogradParams::with_tile(tile, out, c, ..)`.
+    Winograd { out: usize, c: usize, tile: usize },
     /// `stride_kernel_params(ci, out, kh, kw, ..)`: a `ConvParams` (1x1 to out*kh*kw).
     StrideKernel {
         ci: usize,
@@ -89,9 +89,9 @@ impl Kind {
                 quote!(#rt::kernels::depthwise::DepthwiseParams::from_torch),
                 vec![out, 1, kh, kw],
             ),
-            Kind::Winograd { out, c } => (
-                quote!(#rt::kernels::winograd::WinogradParams::from_torch),
-                vec![out, c],
+            Kind::Winograd { out, c, tile } => (
+                quote!(#rt::kernels::winograd::WinogradParams::with_tile),
+                vec![tile, out, c],
             ),
             Kind::StrideKernel { ci, out, kh, kw } => (
                 quote!(#rt::kernels::conv_transpose::stride_kernel_params),
@@ -124,7 +124,7 @@ impl Kind {
             Kind::Depthwise { out, kh, kw } => {
                 4 * out * (kh * kw + 1) + ROW * panels(out) * (kh * kw + 1)
             }
-            Kind::Winograd { out, c } => ROW * panels(out) * (36 * c + 1),
+            Kind::Winograd { out, c, tile } => ROW * panels(out) * ((tile + 2).pow(2) * c + 1),
             Kind::StrideKernel { ci, out, kh, kw } => ROW * panels(out * kh * kw) * (ci + 1),
             Kind::ConvTranspose {
                 ci,
@@ -150,8 +150,8 @@ impl Kind {
             Kind::Depthwise { out, kh, kw } => Box::new(k::depthwise::DepthwiseParams::from_torch(
                 out, 1, kh, kw, weight, bias, bn,
             )),
-            Kind::Winograd { out, c } => Box::new(k::winograd::WinogradParams::from_torch(
-                out, c, weight, bias, bn,
+            Kind::Winograd { out, c, tile } => Box::new(k::winograd::WinogradParams::with_tile(
+                tile, out, c, weight, bias, bn,
             )),
             Kind::StrideKernel { ci, out, kh, kw } => Box::new(
                 k::conv_transpose::stride_kernel_params(ci, out, kh, kw, weight, bias, bn),
@@ -440,7 +440,22 @@ mod tests {
             let builds = [
                 layer(Kind::Conv { out, cg, kh, kw }, Some(1)),
                 layer(Kind::Depthwise { out, kh, kw }, None),
-                layer(Kind::Winograd { out, c: cg }, Some(1)),
+                layer(
+                    Kind::Winograd {
+                        out,
+                        c: cg,
+                        tile: 4,
+                    },
+                    Some(1),
+                ),
+                layer(
+                    Kind::Winograd {
+                        out,
+                        c: cg,
+                        tile: 2,
+                    },
+                    Some(1),
+                ),
                 layer(
                     Kind::StrideKernel {
                         ci: cg,

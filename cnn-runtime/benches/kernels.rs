@@ -22,7 +22,7 @@ use cnn_runtime::kernels::depthwise::{depthwise_conv2d, DepthwiseParams};
 use cnn_runtime::kernels::linear::{linear, LinearParams};
 use cnn_runtime::kernels::pool::{avg_pool2d, global_avg_pool, max_pool2d};
 use cnn_runtime::kernels::winograd::{
-    winograd_conv3x3, winograd_pays_dilated, winograd_scratch_len, WinogradParams,
+    winograd_conv3x3, winograd_scratch_len, winograd_tile, WinogradParams,
 };
 use cnn_runtime::Act;
 
@@ -63,15 +63,22 @@ macro_rules! conv {
         let macs = $o * $oh * $ow * ($c / $g) * $kh * $kw;
         // 3x3 stride-1 dense layers where the compiler picks Winograd run it here too
         // (dilated ones by their rule).
-        let wino = $kh == 3
-            && $kw == 3
-            && $sh == 1
-            && $sw == 1
-            && $g == 1
-            && winograd_pays_dilated($c, $h, $w, $o, $dh, $dw);
-        let run: Run = if wino {
-            let p = WinogradParams::from_torch($o, $c, &w, Some(&b), None);
-            let scratch = vec![0.0f32; winograd_scratch_len($c, $h, $w, $o, $oh, $ow, $dh, $dw)];
+        // (`WG_TILE=4` or `2`: that tile wherever Winograd runs, for comparisons.)
+        let tile = if $kh == 3 && $kw == 3 && $sh == 1 && $sw == 1 && $g == 1 {
+            winograd_tile($c, $h, $w, $o, $dh, $dw).map(|t| {
+                std::env::var("WG_TILE")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(t)
+            })
+        } else {
+            None
+        };
+        let wino = tile.is_some();
+        let run: Run = if let Some(tile) = tile {
+            let p = WinogradParams::with_tile(tile, $o, $c, &w, Some(&b), None);
+            let scratch =
+                vec![0.0f32; winograd_scratch_len(tile, $c, $h, $w, $o, $oh, $ow, $dh, $dw)];
             let scratch = std::cell::RefCell::new(scratch);
             Box::new(move |x: &[f32], y: &mut [f32]| {
                 winograd_conv3x3::<$c, $h, $w, $o, $oh, $ow, $ph, $pw, $dh, $dw>(
@@ -97,8 +104,10 @@ macro_rules! conv {
                 )
             })
         };
-        let kind = if wino {
-            "wino"
+        let kind = if tile == Some(2) {
+            "wino2"
+        } else if wino {
+            "wino4"
         } else if $g == $c && $g > 1 {
             "dw"
         } else {

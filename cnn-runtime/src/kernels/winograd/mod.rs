@@ -1,4 +1,4 @@
-//! Winograd F(4x4, 3x3) convolution for 3x3, stride-1, ungrouped layers (dilated ones
+//! Winograd F(4x4, 3x3) and F(2x2, 3x3) convolution for 3x3, stride-1, ungrouped layers (dilated ones
 //! through their polyphase components, `polyphase.rs`).
 //!
 //! A 4x4 block of outputs of one channel pair needs a 6x6 block of input. Winograd's
@@ -29,9 +29,20 @@
 //! A dilation `(DH, DW)` above 1 splits the layer into `DH * DW` independent dilation-1
 //! convolutions of the input's phase planes (every `DH`-th row, every `DW`-th column),
 //! gathered side by side into one mosaic in the scratch, run as above and scattered
-//! back (`polyphase.rs`). F(2x2, 3x3) and F(6x6, 3x3) are not implemented: F(4x4) keeps every output
-//! within the conformance tolerance at 512 input channels, and small maps (8x8, 7x7) still
-//! get 3-4x fewer multiplications.
+//! back (`polyphase.rs`).
+//!
+//! F(2x2, 3x3) runs through the same code with 4x4 input tiles, two column phases and 16
+//! positions (`WgDims::m`, the transforms' `MT`): 2.25x fewer multiplications than
+//! direct (F(4x4): 4x) but transformed weights 16/9 of the direct ones (F(4x4): 4x), so
+//! [`winograd_tile`] takes it where F(4x4)'s weights would stream from beyond L2 (small
+//! maps with many channels, ResNet's 14x14 and 7x7 layers). F(6x6, 3x3) is not
+//! implemented: F(4x4) keeps every output within the conformance tolerance at 512 input
+//! channels.
+//!
+//! Maps narrower than a vector of tile rows (`flat_tiles`: under 80% of the lanes
+//! filled, e.g. 4 tiles a row on a 16x16 map) gather their tiles, several channels back
+//! to back, into a flat buffer `X` first, so that the input transform runs on full
+//! vectors.
 
 #[cfg(feature = "alloc")]
 #[allow(unused_imports)]
@@ -50,11 +61,12 @@ use super::simd::{self, Simd, WithSimd};
 use crate::buf::Buf;
 use crate::cpu::{self, Level};
 
-/// Output tile side.
+/// Output tile side of F(4x4, 3x3) (the rules and the default weights).
 const M: usize = 4;
-/// Input tile side (`M + 2`).
+/// Input tile side of F(4x4, 3x3) (`M + 2`), the largest: the size of the register
+/// arrays of the transforms (F(2x2, 3x3) uses the first 4 entries).
 const ALPHA: usize = 6;
-/// Positions of the transformed domain.
+/// Positions of F(4x4, 3x3)'s transformed domain.
 const XI: usize = ALPHA * ALPHA;
 /// Target floats of `V` plus `M` per block of tile rows (about 1 MiB).
 const BLOCK_FLOATS: usize = 256 * 1024;
@@ -122,6 +134,54 @@ pub const fn winograd_pays_dilated(
     }
 }
 
+/// The output tile side Winograd should use for a 3x3 stride-1 ungrouped layer of `c`
+/// input and `o` output channels on an `h` x `w` map with dilation `(dh, dw)`: `Some(4)`
+/// for F(4x4, 3x3), `Some(2)` for F(2x2, 3x3), `None` for the direct engine.
+///
+/// A pure function of the numbers (the compiler calls it at macro-expansion time),
+/// measured on one core with this module's `speed` test (AVX-512; µs direct / F(4x4) /
+/// F(2x2)). F(2x2) multiplies 1.8x more than F(4x4) but its transformed weights are
+/// 16/36 of F(4x4)'s (16/9 of the direct ones), and it has 4x the tiles to use each
+/// weight on: it wins where F(4x4)'s weights stream from beyond L2 for few tiles, on
+/// maps of 5x5 to 8x8 with many channel pairs (64 -> 128 on 8x8: 59 / 38 / 49 alone,
+/// but in a chained forward, its weights evicted by the other layers', F(4x4) 70 and
+/// F(2x2) 61; 128 -> 128 on 8x8 113 / 101 / 94; 256 -> 256 on 6x6 413 / 406 / 285) and
+/// on any map once F(4x4)'s weights exceed 4x L2 (256 -> 256 on 14x14: 2147 / 1119 /
+/// 1056; 512 -> 512 on 7x7: 2692 / 1474 / 1411). On 4x4 maps and below it only beats
+/// the direct engine when even the direct weights exceed 4x L2 (512 -> 512: 975 / 1369
+/// / 648; 256 -> 256: 154 / 363 / 175). Elsewhere [`winograd_pays_dilated`] decides
+/// between F(4x4) and direct. Dilated layers: the same on their phase planes
+/// (`ceil(h / dh)` x `ceil(w / dw)`), F(2x2) only with `c * o >= 2048`.
+pub const fn winograd_tile(
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    dh: usize,
+    dw: usize,
+) -> Option<usize> {
+    /// Per-core L2 of the machine the rule was measured on.
+    const L2: usize = 2 << 20;
+    let (dh, dw) = (if dh > 1 { dh } else { 1 }, if dw > 1 { dw } else { 1 });
+    let (ph, pw) = (h.div_ceil(dh), w.div_ceil(dw));
+    let (direct_bytes, f4_bytes) = (9 * 4 * c * o, XI * 4 * c * o);
+    let f2 = if ph <= 4 || pw <= 4 {
+        direct_bytes > 4 * L2
+    } else if ph <= 8 && pw <= 8 {
+        c * o >= 8192
+    } else {
+        f4_bytes > 4 * L2
+    };
+    let dilated = dh > 1 || dw > 1;
+    if f2 && (!dilated || c * o >= 2048) {
+        Some(2)
+    } else if (ph > 4 || pw > 4) && winograd_pays_dilated(c, h, w, o, dh, dw) {
+        Some(4)
+    } else {
+        None
+    }
+}
+
 /// Dimensions of a Winograd convolution as runtime values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct WgDims {
@@ -145,6 +205,20 @@ pub(crate) struct WgDims {
     pub(crate) dh: usize,
     /// Horizontal dilation.
     pub(crate) dw: usize,
+    /// Output tile side: 4 (F(4x4, 3x3)) or 2 (F(2x2, 3x3)).
+    pub(crate) m: usize,
+}
+
+impl WgDims {
+    /// Input tile side (`m + 2`).
+    const fn alpha(&self) -> usize {
+        self.m + 2
+    }
+
+    /// Positions of the transformed domain (`alpha²`: 36 or 16).
+    const fn xi(&self) -> usize {
+        self.alpha() * self.alpha()
+    }
 }
 
 /// Target floats of a group of channels' tiles in the flat tile buffer `X` (per row).
@@ -191,10 +265,11 @@ struct Layout {
 
 impl Layout {
     fn new(d: &WgDims) -> Layout {
-        let (th, tw) = (d.oh.div_ceil(M), d.ow.div_ceil(M));
+        let (m, xi) = (d.m, d.xi());
+        let (th, tw) = (d.oh.div_ceil(m), d.ow.div_ceil(m));
         let twp = (tw + 1).next_multiple_of(16);
         let opad = d.o.next_multiple_of(PANEL);
-        let per_row = XI * (d.c + opad) * tw;
+        let per_row = xi * (d.c + opad) * tw;
         let nty = (BLOCK_FLOATS / per_row).clamp(1, th);
         let tb = nty * tw;
         // Slack of 16 floats after each buffer: vector loads of a last partial chunk
@@ -211,11 +286,11 @@ impl Layout {
             0
         };
         let phase = 0;
-        let line = phase + (M * nty + 2) * M * twp + 16;
-        let x = line + 2 * (M * twp + 16);
-        let v = x + XI * xrow;
-        let m = v + XI * d.c * tb + 16 * MAX_PARTS;
-        let len = m + XI * tb * opad + 16 * MAX_PARTS;
+        let line = phase + (m * nty + 2) * m * twp + 16;
+        let x = line + 2 * (m * twp + 16);
+        let v = x + xi * xrow;
+        let mo = v + xi * d.c * tb + 16 * MAX_PARTS;
+        let len = mo + xi * tb * opad + 16 * MAX_PARTS;
         Layout {
             th,
             tw,
@@ -228,7 +303,7 @@ impl Layout {
             line,
             x,
             v,
-            m,
+            m: mo,
             len,
         }
     }
@@ -332,7 +407,7 @@ impl WithSimd for WgRun<'_> {
             // With the `parallel` feature and enough work, each phase is split over the
             // pool's threads (input channels, positions, tiles), every value computed
             // exactly as on one thread.
-            let threads = if XI * tb * d.c * opad >= PAR_MACS {
+            let threads = if d.xi() * tb * d.c * opad >= PAR_MACS {
                 crate::pool::num_threads()
             } else {
                 1
@@ -357,7 +432,13 @@ impl WithSimd for WgRun<'_> {
             // conv3, 16x16 maps: 39 -> 20 µs on two threads). With one tile row per
             // thread the weights (4x the direct ones, read whole by every part) dominate:
             // the phases split instead, positions (and so weights) divided between them.
-            let rows = threads.min(nb / 2).min(MAX_PARTS);
+            // F(2x2) is taken for layers heavy in weights: there the phase split, which
+            // divides the positions (so the weights) between the threads, not the rows.
+            let rows = if d.m == 2 {
+                1
+            } else {
+                threads.min(nb / 2).min(MAX_PARTS)
+            };
             if rows > 1 && part_floats <= PART_FLOATS {
                 let weights = Shared(u);
                 crate::pool::run(rows, &|i| {
@@ -372,8 +453,8 @@ impl WithSimd for WgRun<'_> {
                     // output tiles are its own rows of the output.
                     unsafe {
                         let (phase, line) = part_rows(lay, i, (phase, line), &mut own);
-                        let v = v.add(XI * d.c * tw * r0 + 16 * i);
-                        let m = m.add(XI * opad * tw * r0 + 16 * i);
+                        let v = v.add(d.xi() * d.c * tw * r0 + 16 * i);
+                        let m = m.add(d.xi() * opad * tw * r0 + 16 * i);
                         sub_block(
                             s,
                             d,
@@ -417,9 +498,10 @@ impl WithSimd for WgRun<'_> {
             });
             // The 36 matrix products, split by position (disjoint parts of `M`).
             let gemm = GemmAll { s, v, u, m };
-            let parts = threads.min(XI);
+            let nxi = d.xi();
+            let parts = threads.min(nxi);
             crate::pool::run(parts, &|i| {
-                for xi in i * XI / parts..(i + 1) * XI / parts {
+                for xi in i * nxi / parts..(i + 1) * nxi / parts {
                     // SAFETY: position `xi`'s slices of `V`, `U` and `M`: `V` and `U` only
                     // read, each position of `M` written by the one part that owns it.
                     unsafe { gemm.position(xi, d.c, tb, panels) };
@@ -509,7 +591,7 @@ unsafe fn sub_block<S: Simd>(
         c1: d.c,
     });
     let gemm = GemmAll { s, v, u, m };
-    for xi in 0..XI {
+    for xi in 0..d.xi() {
         // SAFETY: position `xi`'s slices of this sub-block's `V` and `M` (the caller's).
         unsafe { gemm.position(xi, d.c, tb, lay.opad / PANEL) };
     }
@@ -590,6 +672,11 @@ pub(crate) fn winograd_dyn(
         d.c
     );
     assert!(d.dh >= 1 && d.dw >= 1, "winograd_conv3x3: dilation 0");
+    // The tile the weights were transformed for.
+    let d = WgDims {
+        m: params.tile,
+        ..d
+    };
     let need = scratch_len(&d);
     let input = &input[..d.c * d.h * d.w];
     let output = &mut output[..d.o * d.oh * d.ow];
@@ -614,12 +701,14 @@ pub(crate) fn winograd_dyn(
     }
 }
 
-/// Floats of scratch memory [`winograd_conv3x3`] needs for these dimensions and
-/// dilation `(dh, dw)` (including the slack to start on a 64-byte boundary; with a
-/// dilation above 1, also the buffers of the polyphase split); the compiler reserves
-/// them in the arena.
+/// Floats of scratch memory [`winograd_conv3x3`] needs for these dimensions, dilation
+/// `(dh, dw)` and output tile side `tile` (2 or 4, as the weights were transformed by
+/// [`WinogradParams::with_tile`]) (including the slack to start on a 64-byte boundary;
+/// with a dilation above 1, also the buffers of the polyphase split); the compiler
+/// reserves them in the arena.
 #[allow(clippy::too_many_arguments)]
 pub fn winograd_scratch_len(
+    tile: usize,
     c: usize,
     h: usize,
     w: usize,
@@ -641,6 +730,7 @@ pub fn winograd_scratch_len(
         pw: 0,
         dh: dh.max(1),
         dw: dw.max(1),
+        m: if tile == 2 { 2 } else { M },
     };
     scratch_len(&d)
 }
@@ -694,6 +784,7 @@ pub fn winograd_conv3x3<
         pw: PW,
         dh: DH,
         dw: DW,
+        m: params.tile,
     };
     winograd_dyn(cpu::level(), d, input, params, output, Some(scratch), act);
 }

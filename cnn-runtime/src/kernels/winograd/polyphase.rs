@@ -86,6 +86,7 @@ fn mosaic_dims(d: &WgDims) -> WgDims {
         pw: 0,
         dh: 1,
         dw: 1,
+        m: d.m,
     }
 }
 

@@ -20,7 +20,7 @@ fn layer<const C: usize, const H: usize, const O: usize>(rng: &mut Rng) {
     let direct = ConvParams::from_torch(O, C, 3, 3, &w, Some(&b), None);
     let wg = WinogradParams::from_torch(O, C, &w, Some(&b), None);
     let mut y = vec![0.0; O * H * H];
-    let mut scratch = vec![0.0; winograd_scratch_len(C, H, H, O, H, H, 1, 1)];
+    let mut scratch = vec![0.0; winograd_scratch_len(4, C, H, H, O, H, H, 1, 1)];
     let td = time(|| {
         conv2d::<C, H, H, O, H, H, 3, 3, 1, 1, 1, 1, 1, 1, 1>(
             black_box(&x),
@@ -38,13 +38,26 @@ fn layer<const C: usize, const H: usize, const O: usize>(rng: &mut Rng) {
             Act::Relu,
         )
     });
+    let wg2 = WinogradParams::with_tile(2, O, C, &w, Some(&b), None);
+    let mut scratch2 = vec![0.0; winograd_scratch_len(2, C, H, H, O, H, H, 1, 1)];
+    let t2 = time(|| {
+        winograd_conv3x3::<C, H, H, O, H, H, 1, 1, 1, 1>(
+            black_box(&x),
+            &wg2,
+            black_box(&mut y),
+            &mut scratch2,
+            Act::Relu,
+        )
+    });
     let gf = |t: f64| (2 * O * H * H * C * 9) as f64 / t / 1e3;
     eprintln!(
-        "{C:>4}x{H:>2}x{H:<2} -> {O:>4} | {td:>9.1} µs {:>6.1} GF/s | {tw:>9.1} µs {:>6.1} eff GF/s | x{:.2} | pays {}",
+        "{C:>4}x{H:>2}x{H:<2} -> {O:>4} | {td:>9.1} µs {:>6.1} GF/s | F4 {tw:>9.1} µs {:>6.1} eff GF/s x{:.2} | F2 {t2:>9.1} µs x{:.2} | pays {} tile {:?}",
         gf(td),
         gf(tw),
         td / tw,
-        winograd_pays(C, H, H, O)
+        td / t2,
+        winograd_pays(C, H, H, O),
+        winograd_tile(C, H, H, O, 1, 1)
     );
 }
 
@@ -62,7 +75,7 @@ fn dilated_layer<const C: usize, const H: usize, const O: usize, const D: usize>
     let direct = ConvParams::from_torch(O, C, 3, 3, &w, Some(&b), None);
     let wg = WinogradParams::from_torch(O, C, &w, Some(&b), None);
     let mut y = vec![0.0; O * H * H];
-    let mut scratch = vec![0.0; winograd_scratch_len(C, H, H, O, H, H, D, D)];
+    let mut scratch = vec![0.0; winograd_scratch_len(4, C, H, H, O, H, H, D, D)];
     let td = time(|| {
         conv2d::<C, H, H, O, H, H, 3, 3, 1, 1, D, D, D, D, 1>(
             black_box(&x),
@@ -111,6 +124,11 @@ fn speed() {
     layer::<128, 16, 128>(&mut rng);
     layer::<256, 7, 256>(&mut rng);
     layer::<96, 8, 96>(&mut rng);
+    layer::<32, 8, 32>(&mut rng);
+    layer::<64, 8, 64>(&mut rng);
+    layer::<256, 6, 256>(&mut rng);
+    layer::<256, 4, 256>(&mut rng);
+    layer::<512, 4, 512>(&mut rng);
     layer::<32, 64, 32>(&mut rng);
     layer::<16, 64, 32>(&mut rng);
     layer::<16, 32, 32>(&mut rng);
@@ -151,6 +169,7 @@ fn threads_give_the_one_thread_result_bit_for_bit() {
             pw: dil,
             dh: dil,
             dw: dil,
+            m: 4,
         };
         let input = rng.vec(c * n * n, -1.0, 1.0);
         let weight = rng.vec(o * c * 9, -0.1, 0.1);

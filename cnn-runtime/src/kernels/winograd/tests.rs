@@ -1,6 +1,6 @@
 //! Tests of the Winograd convolution against the f64 reference and the direct engine.
 
-use super::params::G;
+use super::params::{G, G2};
 use super::*;
 use crate::kernels::conv::{conv2d, ConvParams};
 use crate::kernels::reference::{self as r, Axis, Rng};
@@ -55,25 +55,44 @@ const AT: [[f64; 6]; 4] = [
     [0.0, 1.0, -1.0, 8.0, -8.0, 1.0],
 ];
 
-/// F(4, 3) in f64 is the correlation `y[i] = sum_k d[i + k] g[k]`.
+/// `Bᵀ`, `Aᵀ` of F(2, 3).
+const BT2: [[f64; 6]; 4] = [
+    [1.0, 0.0, -1.0, 0.0, 0.0, 0.0],
+    [0.0, 1.0, 1.0, 0.0, 0.0, 0.0],
+    [0.0, -1.0, 1.0, 0.0, 0.0, 0.0],
+    [0.0, 1.0, 0.0, -1.0, 0.0, 0.0],
+];
+const AT2: [[f64; 6]; 2] = [
+    [1.0, 1.0, 1.0, 0.0, 0.0, 0.0],
+    [0.0, 1.0, -1.0, -1.0, 0.0, 0.0],
+];
+
+/// F(4, 3) and F(2, 3) in f64 are the correlation `y[i] = sum_k d[i + k] g[k]`.
 #[test]
 fn transforms_compute_a_correlation() {
     let mut rng = Rng::new(40);
-    for _ in 0..100 {
-        let d: Vec<f64> = (0..6).map(|_| f64::from(rng.f32_in(-1.0, 1.0))).collect();
-        let g: Vec<f64> = (0..3).map(|_| f64::from(rng.f32_in(-1.0, 1.0))).collect();
-        let u: Vec<f64> = G
-            .iter()
-            .map(|row| (0..3).map(|k| row[k] * g[k]).sum())
-            .collect();
-        let v: Vec<f64> = BT
-            .iter()
-            .map(|row| (0..6).map(|k| row[k] * d[k]).sum())
-            .collect();
-        for (i, row) in AT.iter().enumerate() {
-            let y: f64 = (0..6).map(|k| row[k] * u[k] * v[k]).sum();
-            let want: f64 = (0..3).map(|k| d[i + k] * g[k]).sum();
-            assert!((y - want).abs() < 1e-12, "{y} {want}");
+    let g2: Vec<[f64; 3]> = G2.to_vec();
+    type Matrices<'a> = (&'a [[f64; 3]], &'a [[f64; 6]], &'a [[f64; 6]]);
+    let f4: Matrices = (&G, &BT, &AT);
+    let f2: Matrices = (&g2, &BT2, &AT2);
+    for (gm, bt, at) in [f4, f2] {
+        let a = bt.len();
+        for _ in 0..100 {
+            let d: Vec<f64> = (0..a).map(|_| f64::from(rng.f32_in(-1.0, 1.0))).collect();
+            let g: Vec<f64> = (0..3).map(|_| f64::from(rng.f32_in(-1.0, 1.0))).collect();
+            let u: Vec<f64> = gm
+                .iter()
+                .map(|row| (0..3).map(|k| row[k] * g[k]).sum())
+                .collect();
+            let v: Vec<f64> = bt
+                .iter()
+                .map(|row| (0..a).map(|k| row[k] * d[k]).sum())
+                .collect();
+            for (i, row) in at.iter().enumerate() {
+                let y: f64 = (0..a).map(|k| row[k] * u[k] * v[k]).sum();
+                let want: f64 = (0..3).map(|k| d[i + k] * g[k]).sum();
+                assert!((y - want).abs() < 1e-12, "{y} {want}");
+            }
         }
     }
 }
@@ -102,6 +121,14 @@ impl WithSimd for Transforms {
             let want: f64 = (0..6).map(|k| row[k] * f64::from(x[k])).sum();
             assert!((lane0(got) - want).abs() < 1e-5);
         }
+        for (row, &got) in BT2.iter().zip(&bt2(s, v)) {
+            let want: f64 = (0..6).map(|k| row[k] * f64::from(x[k])).sum();
+            assert!((lane0(got) - want).abs() < 1e-5);
+        }
+        for (row, &got) in AT2.iter().zip(&at2(s, v)) {
+            let want: f64 = (0..6).map(|k| row[k] * f64::from(x[k])).sum();
+            assert!((lane0(got) - want).abs() < 1e-5);
+        }
     }
 }
 
@@ -125,6 +152,7 @@ fn dims(c: usize, o: usize, ah: Axis, aw: Axis) -> WgDims {
         pw: aw.p,
         dh: ah.d,
         dw: aw.d,
+        m: 4,
     }
 }
 
@@ -152,7 +180,6 @@ fn check(
         .collect();
     let bias = rng.vec(o, -0.5, 0.5);
     let bias = with_bias.then_some(&bias[..]);
-    let params = WinogradParams::from_torch(o, c, &weight, bias, None);
     let want = r::conv2d(c, o, 1, ah, aw, &input, &weight, bias, act);
     // Slices longer than needed: the output tail must stay untouched, the NaNs after
     // the input never read.
@@ -160,12 +187,15 @@ fn check(
     inp.extend([f32::NAN; 3]);
     let n = o * ah.out * aw.out;
     let mut worst = 0.0f64;
-    for level in simd::test_levels() {
-        let mut got = vec![7.0; n + 3];
-        winograd_dyn(level, d, &inp, &params, &mut got, None, act);
-        let ctx = (d, act, level);
-        assert_eq!(&got[n..], &[7.0; 3], "wrote past its output: {ctx:?}");
-        worst = worst.max(ratio_to_tolerance(&got[..n], &want, limit, &ctx));
+    for tile in [4, 2] {
+        let params = WinogradParams::with_tile(tile, o, c, &weight, bias, None);
+        for level in simd::test_levels() {
+            let mut got = vec![7.0; n + 3];
+            winograd_dyn(level, d, &inp, &params, &mut got, None, act);
+            let ctx = (d, act, level, tile);
+            assert_eq!(&got[n..], &[7.0; 3], "wrote past its output: {ctx:?}");
+            worst = worst.max(ratio_to_tolerance(&got[..n], &want, limit, &ctx));
+        }
     }
     worst
 }
@@ -314,7 +344,7 @@ fn const_generic_instances() {
     let mut got = vec![0.0; 24 * 11 * 6];
     // The caller's scratch (as the compiler reserves in the arena), poisoned with NaN:
     // nothing may be read before it is written.
-    let mut scratch = vec![f32::NAN; winograd_scratch_len(16, 11, 6, 24, 11, 6, 1, 1)];
+    let mut scratch = vec![f32::NAN; winograd_scratch_len(4, 16, 11, 6, 24, 11, 6, 1, 1)];
     winograd_conv3x3::<16, 11, 6, 24, 11, 6, 1, 1, 1, 1>(
         &input,
         &params,
@@ -336,7 +366,7 @@ fn const_generic_instances() {
     );
     check_close(&got, &want, &"same");
     let mut got = vec![0.0; 24 * 9 * 4];
-    let mut scratch = vec![f32::NAN; winograd_scratch_len(16, 11, 6, 24, 9, 4, 1, 1)];
+    let mut scratch = vec![f32::NAN; winograd_scratch_len(4, 16, 11, 6, 24, 9, 4, 1, 1)];
     winograd_conv3x3::<16, 11, 6, 24, 9, 4, 0, 0, 1, 1>(
         &input,
         &params,
@@ -470,7 +500,7 @@ fn dilated_const_generic_matches_direct_conv() {
         Act::Relu,
     );
     let mut got = vec![0.0; O * 20 * 15];
-    let mut scratch = vec![f32::NAN; winograd_scratch_len(C, 20, 15, O, 20, 15, 2, 2)];
+    let mut scratch = vec![f32::NAN; winograd_scratch_len(4, C, 20, 15, O, 20, 15, 2, 2)];
     winograd_conv3x3::<C, 20, 15, O, 20, 15, 2, 2, 2, 2>(
         &input,
         &wg,
@@ -488,7 +518,7 @@ fn dilated_const_generic_matches_direct_conv() {
         Act::Tanh,
     );
     let mut got = vec![0.0; O * 16 * 11];
-    let mut scratch = vec![f32::NAN; winograd_scratch_len(C, 20, 15, O, 16, 11, 2, 2)];
+    let mut scratch = vec![f32::NAN; winograd_scratch_len(4, C, 20, 15, O, 16, 11, 2, 2)];
     winograd_conv3x3::<C, 20, 15, O, 16, 11, 0, 0, 2, 2>(
         &input,
         &wg,
@@ -525,18 +555,20 @@ fn threads_give_the_one_thread_result_bit_for_bit() {
         let wscale = 1.0 / ((c * 9) as f32).sqrt();
         let weight: Vec<f32> = rng.vec(o * c * 9, -wscale, wscale);
         let bias = rng.vec(o, -0.5, 0.5);
-        let params = WinogradParams::from_torch(o, c, &weight, Some(&bias), None);
         let n = o * ah.out * aw.out;
-        for level in simd::test_levels() {
-            crate::pool::set_num_threads(1);
-            let mut one = vec![0.0; n];
-            winograd_dyn(level, d, &input, &params, &mut one, None, Act::Relu);
-            for threads in [2, 3] {
-                crate::pool::set_num_threads(threads);
-                let mut many = vec![7.0; n + 3];
-                winograd_dyn(level, d, &input, &params, &mut many, None, Act::Relu);
-                assert_eq!(&many[n..], &[7.0; 3], "wrote past its output");
-                assert!(one == many[..n], "{d:?} {level:?} {threads} threads");
+        for tile in [4, 2] {
+            let params = WinogradParams::with_tile(tile, o, c, &weight, Some(&bias), None);
+            for level in simd::test_levels() {
+                crate::pool::set_num_threads(1);
+                let mut one = vec![0.0; n];
+                winograd_dyn(level, d, &input, &params, &mut one, None, Act::Relu);
+                for threads in [2, 3] {
+                    crate::pool::set_num_threads(threads);
+                    let mut many = vec![7.0; n + 3];
+                    winograd_dyn(level, d, &input, &params, &mut many, None, Act::Relu);
+                    assert_eq!(&many[n..], &[7.0; 3], "wrote past its output");
+                    assert!(one == many[..n], "{d:?} {level:?} {tile} {threads} threads");
+                }
             }
         }
     }

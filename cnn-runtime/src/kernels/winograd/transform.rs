@@ -47,6 +47,50 @@ pub(super) fn at<S: Simd>(s: S, m: [S::V; ALPHA]) -> [S::V; M] {
     ]
 }
 
+/// `Bᵀ d` of F(2, 3) for the first four vectors (the others returned zero).
+#[inline(always)]
+pub(super) fn bt2<S: Simd>(s: S, d: [S::V; ALPHA]) -> [S::V; ALPHA] {
+    [
+        sub(s, d[0], d[2]),
+        s.add(d[1], d[2]),
+        sub(s, d[2], d[1]),
+        sub(s, d[1], d[3]),
+        s.zero(),
+        s.zero(),
+    ]
+}
+
+/// `Aᵀ m` of F(2, 3) for the first four vectors (the other two returned zero).
+#[inline(always)]
+pub(super) fn at2<S: Simd>(s: S, m: [S::V; ALPHA]) -> [S::V; M] {
+    [
+        s.add(s.add(m[0], m[1]), m[2]),
+        sub(s, sub(s, m[1], m[2]), m[3]),
+        s.zero(),
+        s.zero(),
+    ]
+}
+
+/// `Bᵀ d` of F(`MT`, 3).
+#[inline(always)]
+fn bt_m<S: Simd, const MT: usize>(s: S, d: [S::V; ALPHA]) -> [S::V; ALPHA] {
+    if MT == 2 {
+        bt2(s, d)
+    } else {
+        bt(s, d)
+    }
+}
+
+/// `Aᵀ m` of F(`MT`, 3) (the first `MT` vectors).
+#[inline(always)]
+fn at_m<S: Simd, const MT: usize>(s: S, m: [S::V; ALPHA]) -> [S::V; M] {
+    if MT == 2 {
+        at2(s, m)
+    } else {
+        at(s, m)
+    }
+}
+
 /// Floats of the stack buffer a part of a split input transform other than the first
 /// uses for its phase rows and padded line (64 KiB, as the engine's band buffer).
 #[cfg_attr(not(feature = "parallel"), allow(dead_code))]
@@ -76,6 +120,18 @@ impl WithSimd for WgInput<'_> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
+        if self.d.m == 2 {
+            self.run::<S, 2>(s)
+        } else {
+            self.run::<S, M>(s)
+        }
+    }
+}
+
+impl WgInput<'_> {
+    /// The transform for output tiles of `MT` pixels a side (input tiles of `MT + 2`).
+    #[inline(always)]
+    fn run<S: Simd, const MT: usize>(self, s: S) {
         let WgInput {
             d,
             lay,
@@ -96,7 +152,8 @@ impl WithSimd for WgInput<'_> {
         // (plus slack), of which this part writes the rows of its channels only.
         unsafe {
             // Input transform.
-            let nrows = M * nb + 2;
+            let nrows = MT * nb + 2;
+            let a = MT + 2;
             // The flat path (`flat_tiles`): channels' tiles gathered in groups of
             // `lay.xg` into `X` (which follows the line), the group starting at `g0`.
             let flat = lay.xrow > 0 && flat_tiles(tw, l);
@@ -104,19 +161,19 @@ impl WithSimd for WgInput<'_> {
             let mut g0 = c0;
             if flat {
                 // Lanes past a group's last tile are loaded (never stored): initialised.
-                zero_floats(s, x, XI * lay.xrow);
+                zero_floats(s, x, a * a * lay.xrow);
             }
             // Padded rows go through two line buffers: row r + 1 (of this channel or
             // the next) is copied in while row r is split, so that the split's loads do
             // not wait for the copy's stores (a load spanning two recent stores is not
             // forwarded from the store buffer: 16x16 maps, ~1.3x the transform's time).
-            let len = M * twp;
+            let len = MT * twp;
             let lines = [line, line.add(len + 16)];
-            let mut next = fill_line(s, d, input, c0, M * ty0, lines[0], len);
+            let mut next = fill_line(s, d, input, c0, MT * ty0, lines[0], len);
             for c in c0..c1 {
                 for r in 0..nrows {
-                    // Phase rows: `[r][k][twp]`, phase k column j = padded column 4j + k.
-                    let dst = phase.add(r * M * twp);
+                    // Phase rows: `[r][k][twp]`, phase k column j = padded column MT j + k.
+                    let dst = phase.add(r * MT * twp);
                     let here = next;
                     let buf = lines[(c * nrows + r) % 2];
                     let (c2, r2) = if r + 1 < nrows {
@@ -126,16 +183,22 @@ impl WithSimd for WgInput<'_> {
                     };
                     if c2 < c1 {
                         let other = lines[(c2 * nrows + r2) % 2];
-                        next = fill_line(s, d, input, c2, M * ty0 + r2, other, len);
+                        next = fill_line(s, d, input, c2, MT * ty0 + r2, other, len);
                     }
                     if !here {
-                        zero_floats(s, dst, M * twp);
+                        zero_floats(s, dst, MT * twp);
                         continue;
                     }
-                    // Split into four phases, 4 * LANES columns at a time (twp is a
+                    // Split into MT phases, MT * LANES columns at a time (twp is a
                     // multiple of 16, so of LANES).
                     for j in (0..twp).step_by(l) {
-                        let p = buf.add(M * j);
+                        let p = buf.add(MT * j);
+                        if MT == 2 {
+                            let (p0, p1) = s.deinterleave(s.load(p), s.load(p.add(l)));
+                            s.store(dst.add(j), p0);
+                            s.store(dst.add(twp + j), p1);
+                            continue;
+                        }
                         let (e1, o1) = s.deinterleave(s.load(p), s.load(p.add(l)));
                         let (e2, o2) = s.deinterleave(s.load(p.add(2 * l)), s.load(p.add(3 * l)));
                         let (p0, p2) = s.deinterleave(e1, e2);
@@ -148,15 +211,16 @@ impl WithSimd for WgInput<'_> {
                 }
                 if flat {
                     // Gather this channel's tiles into its slot of `X`: row (i, k) of
-                    // tile (ty, tx) is phase k % 4 of input row 4 ty + i at tx + k / 4.
+                    // tile (ty, tx) is phase k % MT of input row MT ty + i at tx + k / MT.
                     // Whole-vector copies in increasing order: the lanes past a tile
                     // row's end are overwritten by the next row (or land in the slack).
                     let slot = (c - g0) * tb;
-                    for i in 0..ALPHA {
-                        for k in 0..ALPHA {
-                            let dst = x.add((i * ALPHA + k) * lay.xrow + slot);
+                    for i in 0..a {
+                        for k in 0..a {
+                            let dst = x.add((i * a + k) * lay.xrow + slot);
                             for ty in 0..nb {
-                                let src = phase.add((M * ty + i) * M * twp + (k % M) * twp + k / M);
+                                let row = (MT * ty + i) * MT * twp;
+                                let src = phase.add(row + (k % MT) * twp + k / MT);
                                 for j in (0..tw).step_by(l) {
                                     s.store(dst.add(ty * tw + j), s.load(src.add(j)));
                                 }
@@ -164,37 +228,44 @@ impl WithSimd for WgInput<'_> {
                         }
                     }
                     if c + 1 == c1 || c + 1 - g0 == lay.xg {
-                        flat_transform(s, x, lay.xrow, v.add(g0 * tb), d.c * tb, (c + 1 - g0) * tb);
+                        flat_transform::<S, MT>(
+                            s,
+                            x,
+                            lay.xrow,
+                            v.add(g0 * tb),
+                            d.c * tb,
+                            (c + 1 - g0) * tb,
+                        );
                         g0 = c + 1;
                     }
                     continue;
                 }
                 for ty in 0..nb {
-                    let rows = phase.add(M * ty * M * twp);
+                    let rows = phase.add(MT * ty * MT * twp);
                     for tx0 in (0..tw).step_by(l) {
                         let n = l.min(tw - tx0);
-                        // Columns k of the tiles' 6x6 inputs, transformed along y.
+                        // Columns k of the tiles' a x a inputs, transformed along y.
                         // (No `array::from_fn` with vector code in the closure: closures
                         // do not inherit the target features, the intrinsics would be
                         // calls.)
                         let mut rows_t = [[s.zero(); ALPHA]; ALPHA];
-                        for k in 0..ALPHA {
-                            // Phase k % 4 at tile tx + k / 4 (reads at most one
+                        for k in 0..a {
+                            // Phase k % MT at tile tx + k / MT (reads at most one
                             // vector past `tw`, inside the phase row or its slack).
-                            let col = (k % M) * twp + tx0 + k / M;
+                            let col = (k % MT) * twp + tx0 + k / MT;
                             let mut dk = [s.zero(); ALPHA];
-                            for (i, x) in dk.iter_mut().enumerate() {
-                                *x = s.load(rows.add(i * M * twp + col));
+                            for (i, x) in dk.iter_mut().enumerate().take(a) {
+                                *x = s.load(rows.add(i * MT * twp + col));
                             }
-                            for (row, x) in rows_t.iter_mut().zip(bt(s, dk)) {
+                            for (row, x) in rows_t.iter_mut().zip(bt_m::<S, MT>(s, dk)) {
                                 row[k] = x;
                             }
                         }
-                        for (i, &ri) in rows_t.iter().enumerate() {
-                            let f = bt(s, ri);
-                            for (j, &fj) in f.iter().enumerate() {
+                        for (i, &ri) in rows_t.iter().enumerate().take(a) {
+                            let f = bt_m::<S, MT>(s, ri);
+                            for (j, &fj) in f.iter().enumerate().take(a) {
                                 // V[ξ][c][t]: inside `V` (t + n <= tb).
-                                let p = v.add(((i * ALPHA + j) * d.c + c) * tb + ty * tw + tx0);
+                                let p = v.add(((i * a + j) * d.c + c) * tb + ty * tw + tx0);
                                 s.store_n(p, fj, n);
                             }
                         }
@@ -241,16 +312,16 @@ unsafe fn fill_line<S: Simd>(
     true
 }
 
-/// The input transform of `n` flat tiles: `Bᵀ d B` of the 6x6 windows whose 36 values
-/// are `x[(i * 6 + j) * xrow + t]`, stored to `v[ξ * pitch + t]` (`V`'s rows of a group
-/// of channels, `pitch` apart).
+/// The input transform of `n` flat tiles: `Bᵀ d B` of the `a` x `a` windows (`a = MT +
+/// 2`) whose values are `x[(i * a + j) * xrow + t]`, stored to `v[ξ * pitch + t]`
+/// (`V`'s rows of a group of channels, `pitch` apart).
 ///
 /// # Safety
 ///
-/// `x` holds 36 rows of `xrow >= n.next_multiple_of(LANES)` initialised floats, `v` the
-/// `36` rows of `n` floats this call alone writes.
+/// `x` holds `a²` rows of `xrow >= n.next_multiple_of(LANES)` initialised floats, `v`
+/// the `a²` rows of `n` floats this call alone writes.
 #[inline(always)]
-unsafe fn flat_transform<S: Simd>(
+unsafe fn flat_transform<S: Simd, const MT: usize>(
     s: S,
     x: *const f32,
     xrow: usize,
@@ -258,25 +329,25 @@ unsafe fn flat_transform<S: Simd>(
     pitch: usize,
     n: usize,
 ) {
-    let l = S::LANES;
+    let (l, a) = (S::LANES, MT + 2);
     for t in (0..n).step_by(l) {
         let mut rows_t = [[s.zero(); ALPHA]; ALPHA];
-        for k in 0..ALPHA {
+        for k in 0..a {
             let mut dk = [s.zero(); ALPHA];
-            for (i, d) in dk.iter_mut().enumerate() {
+            for (i, d) in dk.iter_mut().enumerate().take(a) {
                 // SAFETY: row (i, k) of `x`, `t + LANES <= xrow` (the caller's bound).
-                *d = unsafe { s.load(x.add((i * ALPHA + k) * xrow + t)) };
+                *d = unsafe { s.load(x.add((i * a + k) * xrow + t)) };
             }
-            for (row, d) in rows_t.iter_mut().zip(bt(s, dk)) {
+            for (row, d) in rows_t.iter_mut().zip(bt_m::<S, MT>(s, dk)) {
                 row[k] = d;
             }
         }
         let nn = l.min(n - t);
-        for (i, &ri) in rows_t.iter().enumerate() {
-            for (j, &f) in bt(s, ri).iter().enumerate() {
-                // SAFETY: `V` row ξ = 6i + j, floats t .. t + nn <= n (the caller's).
+        for (i, &ri) in rows_t.iter().enumerate().take(a) {
+            for (j, &f) in bt_m::<S, MT>(s, ri).iter().enumerate().take(a) {
+                // SAFETY: `V` row ξ = a i + j, floats t .. t + nn <= n (the caller's).
                 unsafe {
-                    let p = v.add((i * ALPHA + j) * pitch + t);
+                    let p = v.add((i * a + j) * pitch + t);
                     if nn == l {
                         s.store(p, f);
                     } else {
@@ -308,6 +379,18 @@ impl WithSimd for WgOutput<'_> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
+        if self.d.m == 2 {
+            self.run::<S, 2>(s)
+        } else {
+            self.run::<S, M>(s)
+        }
+    }
+}
+
+impl WgOutput<'_> {
+    /// The transform for output tiles of `MT` pixels a side.
+    #[inline(always)]
+    fn run<S: Simd, const MT: usize>(self, s: S) {
         let WgOutput {
             d,
             lay,
@@ -324,31 +407,31 @@ impl WithSimd for WgOutput<'_> {
         let ohw = d.oh * d.ow;
         let (tw, opad) = (lay.tw, lay.opad);
         let tb = nb * tw;
-        // `LANES / 4` tiles of one tile row at a time (fewer at the row's or the part's
+        // `LANES / MT` tiles of one tile row at a time (fewer at the row's or the part's
         // end): for each pixel row, their `LANES` pixels by `LANES` channels, transposed
         // in registers, are `LANES` channel rows of `LANES` consecutive output pixels,
         // one vector store each (stores of 4 pixels through a buffer cost 3x more).
-        let group = l / M;
+        let group = l / MT;
         let mut t = t0;
         while t < t1 {
             let (ty, tx) = (ty0 + t / tw, t % tw);
             let g = group.min(tw - tx).min(t1 - t);
-            let (y0, x0) = (M * ty, M * tx);
-            let ny = M.min(d.oh - y0);
-            let nx = (d.ow - x0).min(M * g);
+            let (y0, x0) = (MT * ty, MT * tx);
+            let ny = MT.min(d.oh - y0);
+            let nx = (d.ow - x0).min(MT * g);
             for o0 in (0..d.o).step_by(l) {
                 let no = l.min(d.o - o0);
                 // SAFETY: bias row inside the packed bias (o0 + LANES <= opad).
                 let b = unsafe { s.load(bias.add(o0)) };
-                let mut px = [[s.zero(); PANEL]; PANEL / M];
+                let mut px = [[s.zero(); PANEL]; PANEL / 2];
                 for (k, pk) in px.iter_mut().enumerate().take(g) {
                     // SAFETY: tile t + k < t1 <= tb, o0 + LANES <= opad.
-                    *pk = unsafe { tile_pixels(s, m, (tb, opad), t + k, o0, b, act) };
+                    *pk = unsafe { tile_pixels::<S, MT>(s, m, (tb, opad), t + k, o0, b, act) };
                 }
                 for y in 0..ny {
                     let mut q = [s.zero(); PANEL];
                     for (i, qi) in q.iter_mut().enumerate().take(l) {
-                        *qi = px[i / M][y * M + i % M];
+                        *qi = px[i / MT][y * MT + i % MT];
                     }
                     s.transpose(&mut q[..l]);
                     // SAFETY: output (o0 + ch, y0 + y, x0 .. x0 + nx) for ch < no, y < ny:
@@ -371,13 +454,13 @@ impl WithSimd for WgOutput<'_> {
 }
 
 /// The output transform of tile `t` for the output channels `o0 .. o0 + LANES`, plus
-/// the bias row `b` and the activation: pixel `(y, x)` of the tile at `[y * 4 + x]`.
+/// the bias row `b` and the activation: pixel `(y, x)` of the tile at `[y * MT + x]`.
 ///
 /// # Safety
 ///
-/// `m` holds `[36][tb][opad]` floats (`dims = (tb, opad)`), `t < tb`, `o0 + LANES <= opad`.
+/// `m` holds `[(MT + 2)²][tb][opad]` floats (`dims = (tb, opad)`), `t < tb`, `o0 + LANES <= opad`.
 #[inline(always)]
-unsafe fn tile_pixels<S: Simd>(
+unsafe fn tile_pixels<S: Simd, const MT: usize>(
     s: S,
     m: *const f32,
     (tb, opad): (usize, usize),
@@ -386,22 +469,23 @@ unsafe fn tile_pixels<S: Simd>(
     b: S::V,
     act: Act,
 ) -> [S::V; PANEL] {
+    let al = MT + 2;
     let mut a = [[s.zero(); ALPHA]; M];
-    for j in 0..ALPHA {
+    for j in 0..al {
         let mut mj = [s.zero(); ALPHA];
-        for (i, x) in mj.iter_mut().enumerate() {
+        for (i, x) in mj.iter_mut().enumerate().take(al) {
             // SAFETY: M[ξ][t][o0..]: inside `M`, as the caller guarantees.
-            *x = unsafe { s.load(m.add(((i * ALPHA + j) * tb + t) * opad + o0)) };
+            *x = unsafe { s.load(m.add(((i * al + j) * tb + t) * opad + o0)) };
         }
-        for (ay, x) in a.iter_mut().zip(at(s, mj)) {
+        for (ay, x) in a.iter_mut().zip(at_m::<S, MT>(s, mj)) {
             ay[j] = x;
         }
     }
     let mut px = [s.zero(); PANEL];
-    for (y, ay) in a.iter().enumerate() {
-        let r = at(s, *ay);
-        for (x, &rx) in r.iter().enumerate() {
-            px[y * M + x] = s.act(s.add(rx, b), act);
+    for (y, ay) in a.iter().enumerate().take(MT) {
+        let r = at_m::<S, MT>(s, *ay);
+        for (x, &rx) in r.iter().enumerate().take(MT) {
+            px[y * MT + x] = s.act(s.add(rx, b), act);
         }
     }
     px
