@@ -13,9 +13,9 @@
 //! loops, `depthwise.rs` the depthwise engines, `dw_flat.rs` and `dw_phase.rs` the 3x3
 //! depthwise layers of stride 1 and 2 on flat planes, `pool.rs` pooling windows other
 //! than 2x2 on the same padded bands). 3x3 stride-1 convolutions can also run as Winograd
-//! F(4x4, 3x3) (`winograd/`: `params.rs` the weight transform, `transform.rs` the input
-//! and output transforms, `gemm.rs` the batched matrix products, with
-//! [`winograd::winograd_pays`] telling when it is faster). Each kernel is tested against the f64 reference at every level the CPU
+//! F(4x4, 3x3) or F(2x2, 3x3) (`winograd/`: `params.rs` the weight transform,
+//! `transform.rs` the input and output transforms, `gemm.rs` the batched matrix products,
+//! with [`winograd::winograd_tile`] telling which is faster). Each kernel is tested against the f64 reference at every level the CPU
 //! supports.
 //!
 //! Files: `activation.rs` (the fused activations, `Act`), `conv/` and `engine/`

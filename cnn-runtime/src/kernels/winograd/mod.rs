@@ -8,9 +8,10 @@
 //! matrix product `M[ξ] = V[ξ] · U[ξ]` (`[tiles x C] · [C x O]`), so the multiply count
 //! of the layer drops by 4x; the transforms are additions and a few constant products.
 //!
-//! * **Weights** are transformed at load time ([`WinogradParams::from_torch`], in f64,
-//!   batch norm folded in) and packed like the direct engine's: panels of 16 output
-//!   channels, `[36][ceil(O/16)][C][16]`.
+//! * **Weights** are transformed at load time ([`WinogradParams::from_torch`], or
+//!   [`WinogradParams::with_tile`] for either tile; in f64, batch norm folded in) and
+//!   packed like the direct engine's: panels of 16 output channels,
+//!   `[36][ceil(O/16)][C][16]` (F(2x2): 16 positions).
 //! * **Input transform**, per input channel and tile row, vectorised over tiles: each
 //!   padded input row is split into its four column phases with vector deinterleaves
 //!   (tile `tx` reads columns `4tx..4tx+6`: phases 0..3 at `tx` and 0, 1 at `tx + 1`),
