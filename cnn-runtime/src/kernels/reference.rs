@@ -740,3 +740,32 @@ fn pool_output_sizes_follow_pytorch() {
         }
     );
 }
+
+/// Splits over threads give the one-thread result bit for bit: runs `run(out)` (an
+/// output of `n` floats plus 3 of slack) with one thread, then with 2 and 3 threads
+/// into an output starting on a 64-byte line and one a float off it (splits may
+/// depend on the alignment), and asserts equal results and an untouched slack. The
+/// caller holds [`crate::pool::TEST_LOCK`]; the pool is left at two threads.
+#[cfg(feature = "parallel")]
+pub(crate) fn assert_threads_match_one(
+    n: usize,
+    ctx: &dyn core::fmt::Debug,
+    mut run: impl FnMut(&mut [f32]),
+) {
+    crate::pool::set_num_threads(1);
+    let mut one = vec![0.0; n + 3];
+    run(&mut one);
+    for (threads, shift) in [(2, 0), (2, 1), (3, 0), (3, 1)] {
+        crate::pool::set_num_threads(threads);
+        let mut buf = vec![7.0; n + 3 + 32];
+        let at = buf.as_ptr().align_offset(64) + shift;
+        let many = &mut buf[at..at + n + 3];
+        run(many);
+        assert_eq!(&many[n..], &[7.0; 3], "wrote past its output: {ctx:?}");
+        assert!(
+            one[..n] == many[..n],
+            "{ctx:?}: {threads} threads, output shifted by {shift}"
+        );
+    }
+    crate::pool::set_num_threads(2);
+}

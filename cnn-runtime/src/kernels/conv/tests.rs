@@ -738,30 +738,10 @@ fn threads_give_the_one_thread_result_bit_for_bit() {
         let params = ConvParams::from_torch(o, c / g, ah.k, aw.k, &weight, Some(&bias), None);
         let n = d.o * d.oh * d.ow;
         for level in simd::test_levels() {
-            let mut one = vec![0.0; n + 3];
-            crate::pool::set_num_threads(1);
-            conv2d_with(
-                level,
-                d,
-                &input,
-                &params,
-                &mut one,
-                Act::Relu6,
-                engine::SCRATCH,
-                None,
-            );
-            // An output on a cache line and one off it (the split may differ).
-            for (threads, shift) in [(2, 0), (2, 1), (3, 0), (3, 1)] {
-                crate::pool::set_num_threads(threads);
-                let mut buf = vec![7.0; n + 3 + 32];
-                let at = buf.as_ptr().align_offset(64) + shift;
-                let many = &mut buf[at..at + n + 3];
+            r::assert_threads_match_one(n, &(d, level), |out| {
                 let sc = engine::SCRATCH;
-                conv2d_with(level, d, &input, &params, many, Act::Relu6, sc, None);
-                assert_eq!(&many[n..], &[7.0; 3], "wrote past its output");
-                let ctx = (d, level, threads, shift);
-                assert!(one[..n] == many[..n], "{ctx:?}");
-            }
+                conv2d_with(level, d, &input, &params, out, Act::Relu6, sc, None)
+            });
         }
         // A layer the engine declines (cap 1: padded layers fall back) is still right
         // (checked for sums short enough that the scalar loop's f32 rounding stays

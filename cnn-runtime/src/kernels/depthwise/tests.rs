@@ -513,24 +513,12 @@ fn threads_give_the_one_thread_result_bit_for_bit() {
         assert!(dw_split(&d, 2, true).parts() > 1, "{d:?}");
         let n = c * d.oh * d.ow;
         for level in simd::test_levels() {
+            // An output on a cache line (row bands on line boundaries where the planes
+            // allow) and one off it (split on any row).
             for cap in [engine::SCRATCH, 1] {
-                crate::pool::set_num_threads(1);
-                let mut one = vec![0.0; n + 3];
-                depthwise_with(level, d, &input, &params, &mut one, Act::Relu6, cap, None);
-                // An output on a cache line (row bands on line boundaries where
-                // the planes allow) and one off it (split on any row).
-                for (threads, shift) in [(2, 0), (2, 1), (3, 0), (3, 1)] {
-                    crate::pool::set_num_threads(threads);
-                    let mut buf = vec![7.0; n + 3 + 32];
-                    let at = buf.as_ptr().align_offset(64) + shift;
-                    let many = &mut buf[at..at + n + 3];
-                    depthwise_with(level, d, &input, &params, many, Act::Relu6, cap, None);
-                    assert_eq!(&many[n..], &[7.0; 3], "wrote past its output");
-                    assert!(
-                        one[..n] == many[..n],
-                        "{d:?} {level:?} {cap} {threads} threads, shift {shift}"
-                    );
-                }
+                r::assert_threads_match_one(n, &(d, level, cap), |out| {
+                    depthwise_with(level, d, &input, &params, out, Act::Relu6, cap, None)
+                });
             }
         }
     }

@@ -559,16 +559,9 @@ fn threads_give_the_one_thread_result_bit_for_bit() {
         for tile in [4, 2] {
             let params = WinogradParams::with_tile(tile, o, c, &weight, Some(&bias), None);
             for level in simd::test_levels() {
-                crate::pool::set_num_threads(1);
-                let mut one = vec![0.0; n];
-                winograd_dyn(level, d, &input, &params, &mut one, None, Act::Relu);
-                for threads in [2, 3] {
-                    crate::pool::set_num_threads(threads);
-                    let mut many = vec![7.0; n + 3];
-                    winograd_dyn(level, d, &input, &params, &mut many, None, Act::Relu);
-                    assert_eq!(&many[n..], &[7.0; 3], "wrote past its output");
-                    assert!(one == many[..n], "{d:?} {level:?} {tile} {threads} threads");
-                }
+                r::assert_threads_match_one(n, &(d, level, tile), |out| {
+                    winograd_dyn(level, d, &input, &params, out, None, Act::Relu)
+                });
             }
         }
     }
