@@ -86,6 +86,9 @@ pub use self::params::WinogradParams;
 use self::polyphase::*;
 use self::transform::*;
 
+/// Per-core L2 of the machine the Winograd rules were measured on (bytes).
+const L2: usize = 2 << 20;
+
 /// Whether Winograd F(4x4, 3x3) is expected to beat the direct engine on one core for a
 /// 3x3, stride-1, dilation-1, ungrouped convolution of `c` input channels on an `h` x
 /// `w` map with `o` output channels (padding 1 or 0 makes no difference here).
@@ -101,8 +104,6 @@ use self::transform::*;
 /// with few tiles into a weight-streaming one (128 -> 128 on 8x8: 0.96x).
 /// Dilated layers: see [`winograd_pays_dilated`].
 pub const fn winograd_pays(c: usize, h: usize, w: usize, o: usize) -> bool {
-    /// Per-core L2 of the machine the rule was measured on.
-    const L2: usize = 2 << 20;
     let tiles = h.div_ceil(M) * w.div_ceil(M);
     let (direct_bytes, winograd_bytes) = (9 * 4 * c * o, XI * 4 * c * o);
     // Enough channels on both sides to amortise the transforms.
@@ -161,8 +162,6 @@ pub const fn winograd_tile(
     dh: usize,
     dw: usize,
 ) -> Option<usize> {
-    /// Per-core L2 of the machine the rule was measured on.
-    const L2: usize = 2 << 20;
     let (dh, dw) = (if dh > 1 { dh } else { 1 }, if dw > 1 { dw } else { 1 });
     let (ph, pw) = (h.div_ceil(dh), w.div_ceil(dw));
     let (direct_bytes, f4_bytes) = (9 * 4 * c * o, XI * 4 * c * o);
