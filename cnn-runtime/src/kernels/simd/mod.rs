@@ -118,6 +118,13 @@ pub(crate) trait Simd: Copy + Send + Sync + Tuned {
         // SAFETY: the caller guarantees `p` is readable.
         self.splat(unsafe { *p })
     }
+    /// Asks for the cache line holding `p` to be brought close to the core (a hint: no
+    /// effect by default). Any address is allowed: a prefetch never faults and reads
+    /// nothing the program sees.
+    #[inline(always)]
+    fn prefetch(self, p: *const f32) {
+        let _ = p;
+    }
     /// `a * b + c`, fused (one rounding) where the instruction set has FMA.
     fn mul_add(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     /// `c - a * b`, fused (one rounding) where the instruction set has FMA.

@@ -19,6 +19,10 @@ pub(super) struct GemmArgs {
     /// `M[ξ][t0][panel * 16]`: tile `t` at `m + t * mstride`.
     pub(super) m: *mut f32,
     pub(super) mstride: usize,
+    /// Prefetched while the product runs: `pf_lines` cache lines per input channel from
+    /// `pf` on (the next panels' weights; any address: prefetches never fault).
+    pub(super) pf: *const f32,
+    pub(super) pf_lines: usize,
 }
 
 /// The GEMM micro-kernel, run as an isolated function ([`Simd::vectorize`]).
@@ -51,7 +55,12 @@ impl<const PN: usize, const VEC: usize, const NT: usize> WithSimd for GemmTile<P
         unsafe {
             let mut vp = a.v;
             let mut up = a.u;
+            let mut pp = a.pf;
             for _ in 0..a.cn {
+                for j in 0..a.pf_lines {
+                    s.prefetch(pp.wrapping_add(j * PANEL));
+                }
+                pp = pp.wrapping_add(a.pf_lines * PANEL);
                 let mut w = [[s.zero(); VEC]; PN];
                 for (p, wp) in w.iter_mut().enumerate() {
                     for (k, x) in wp.iter_mut().enumerate() {
@@ -130,9 +139,17 @@ pub(super) unsafe fn gemm_position<S: Simd>(
             }
             _ => S::TUNING.cv_np,
         };
+        // The next panels' weights (or the next position's: `U` is one run of rows) are
+        // prefetched a slice per tile group, so that their first pass does not wait on
+        // memory when the model's weights do not stay in cache.
+        let next = u.wrapping_add((p + pn) * cn * PANEL);
+        let groups = tb.div_ceil(nt_max);
+        let lps = if groups >= 2 { pn.div_ceil(groups) } else { 0 };
         let mut t0 = 0;
+        let mut g = 0;
         while t0 < tb {
             let nt = nt_max.min(tb - t0);
+            let first = (g * lps).min(pn);
             // SAFETY: tiles `t0..t0 + nt` of `v` and `m`, panels `p..p + pn` of `u` and
             // of the rows of `m`: inside the buffers the caller guarantees.
             unsafe {
@@ -144,6 +161,8 @@ pub(super) unsafe fn gemm_position<S: Simd>(
                     cn,
                     m: m.add(t0 * opad + p * PANEL),
                     mstride: opad,
+                    pf: next.wrapping_add(first * cn * PANEL),
+                    pf_lines: lps.min(pn - first),
                 };
                 match (S::LANES, pn, nt_max) {
                     (16, 4, 4) => s.vectorize(GemmTile::<4, 1, 4>::new(a)),
@@ -156,6 +175,7 @@ pub(super) unsafe fn gemm_position<S: Simd>(
                 }
             }
             t0 += nt;
+            g += 1;
         }
         p += pn;
     }
