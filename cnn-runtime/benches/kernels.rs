@@ -274,6 +274,31 @@ fn mobilenet_96(rng: &mut Rng) -> Vec<Layer> {
     ]
 }
 
+/// The 14x14 and 7x7 stages of MobileNet v2 at 224x224 (one layer of each shape, in
+/// order; the residual additions left out): 1x1 convolutions on small maps with many
+/// channels, where the weights rather than the activations fill the caches.
+fn mobilenet_v2_tail(rng: &mut Rng) -> Vec<Layer> {
+    let (r, i) = (Act::Relu6, Act::Identity);
+    vec![
+        conv!(rng, "pw64", 64, 14, 14, 384, 14, 14, 1, 1, 1, 1, 0, 0, 1, 1, 1, r),
+        conv!(rng, "dw384", 384, 14, 14, 384, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 384, r),
+        conv!(rng, "pj384", 384, 14, 14, 96, 14, 14, 1, 1, 1, 1, 0, 0, 1, 1, 1, i),
+        conv!(rng, "pw96", 96, 14, 14, 576, 14, 14, 1, 1, 1, 1, 0, 0, 1, 1, 1, r),
+        conv!(rng, "dw576", 576, 14, 14, 576, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 576, r),
+        conv!(rng, "pj576", 576, 14, 14, 96, 14, 14, 1, 1, 1, 1, 0, 0, 1, 1, 1, i),
+        conv!(rng, "pw96", 96, 14, 14, 576, 14, 14, 1, 1, 1, 1, 0, 0, 1, 1, 1, r),
+        conv!(rng, "dw576s2", 576, 14, 14, 576, 7, 7, 3, 3, 2, 2, 1, 1, 1, 1, 576, r),
+        conv!(rng, "pj576", 576, 7, 7, 160, 7, 7, 1, 1, 1, 1, 0, 0, 1, 1, 1, i),
+        conv!(rng, "pw160", 160, 7, 7, 960, 7, 7, 1, 1, 1, 1, 0, 0, 1, 1, 1, r),
+        conv!(rng, "dw960", 960, 7, 7, 960, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 960, r),
+        conv!(rng, "pj960", 960, 7, 7, 160, 7, 7, 1, 1, 1, 1, 0, 0, 1, 1, 1, i),
+        conv!(rng, "pw160", 160, 7, 7, 960, 7, 7, 1, 1, 1, 1, 0, 0, 1, 1, 1, r),
+        conv!(rng, "dw960", 960, 7, 7, 960, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 960, r),
+        conv!(rng, "pj960", 960, 7, 7, 320, 7, 7, 1, 1, 1, 1, 0, 0, 1, 1, 1, i),
+        conv!(rng, "pw320", 320, 7, 7, 1280, 7, 7, 1, 1, 1, 1, 0, 0, 1, 1, 1, r),
+    ]
+}
+
 fn fcn_seg(rng: &mut Rng) -> Vec<Layer> {
     let r = Act::Relu;
     vec![
@@ -522,11 +547,12 @@ fn main() {
 
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     type Build = fn(&mut Rng) -> Vec<Layer>;
-    let models: [(&str, Build); 4] = [
+    let models: [(&str, Build); 5] = [
         ("lenet5", lenet),
         ("cifar_vgg", cifar_vgg),
         ("mobilenet_96", mobilenet_96),
         ("fcn_seg", fcn_seg),
+        ("mobilenet_v2_tail", mobilenet_v2_tail),
     ];
     let tag = |level| match level {
         Level::Portable => "portable",
