@@ -93,42 +93,39 @@ impl Split {
 
 /// How the convolution `d` is split over `threads` threads: `Panels(1)` (this thread
 /// only) unless the `parallel` feature is on, the pool has threads and the layer has
-/// enough work. By output pixels when there are enough of them (each part copies only
-/// its own band rows, and reads only its own input rows), else by output panels.
+/// enough work. By output pixels when there are enough of them, they balance the parts
+/// within 5% and the split is worth its shared cache lines, else by output panels.
 ///
-/// `out_aligned`: the output starts a 64-byte cache line (a model's arena tensors do).
-/// A pixel split puts a boundary inside every output plane; when a boundary or a plane
-/// start falls inside a line, both threads write that line, once per plane (false
-/// sharing: measured to cost more than the split saves on 12x12 maps), so a layer with
-/// panels to spare is then split by panels, whose boundaries are whole planes.
+/// A pixel split has each part read only its own input rows (and copy only its own band
+/// rows), while a panel split reads the whole input, of which, in a model, the other
+/// cores just wrote their parts (the layer before split by pixels). But a pixel
+/// boundary that falls inside a cache line of an output plane has both threads write
+/// that line (false sharing, about ten times a line read from the other core:
+/// MobileNet-96's 256 -> 256 1x1 layer on 12x12, 256 planes with a boundary mid-line,
+/// 61 -> 97 us at two threads). So pixels win when the input lines the other cores
+/// wrote outnumber eight times the shared output lines ([`shared_lines`]):
+/// MobileNetV2's 14x14 projections (576 -> 96 channels: 145 -> 106 us in the chain),
+/// not its expansions (96 -> 576), nor layers whose planes and boundaries start lines.
+/// `out_off`: the output's first float past a 64-byte line (0 for a model's arena).
 #[cfg_attr(not(feature = "parallel"), allow(dead_code))]
-pub(super) fn conv_split(d: &Dims2d, threads: usize, out_aligned: bool) -> Split {
+pub(super) fn conv_split(d: &Dims2d, threads: usize, out_off: usize) -> Split {
     let panels = d.o.div_ceil(engine::PANEL);
     let macs = d.o * d.oh * d.ow * (d.c / d.g) * d.kh * d.kw;
     let f = engine::flat(*d);
-    // Pixel units: rows, or `PIX_COLS`-column chunks of a one-row layer.
-    let units = if f.oh == 1 { f.ow / PIX_COLS } else { f.oh };
+    let n = f.oh * f.ow;
+    // Pixel units: rows, or runs of columns of a one-row layer.
+    let unit = pixel_unit(&f, threads);
+    let units = n.div_ceil(unit);
     let pixels = || Split::Pixels(threads.min(units).max(1));
-    // Boundaries start lines in every plane, and no part is over 5% above the mean
-    // (a one-row layer's columns split in whole lines: 144 pixels are 64 + 80).
-    let on_lines = |s: Split| {
-        let line = 64 / core::mem::size_of::<f32>();
-        let parts = s.parts();
-        let n = d.oh * d.ow;
-        let longest = (0..parts).map(|i| {
-            let (q0, q1) = pixel_range(d, parts, i);
-            q1 - q0
-        });
-        out_aligned
-            && n.is_multiple_of(line)
-            && (1..parts).all(|i| pixel_range(d, parts, i).0.is_multiple_of(line))
-            && longest.max().unwrap_or(0) * parts * 20 <= n * 21
-    };
     if threads < 2 || macs < PAR_MACS {
         Split::Panels(1)
     } else if d.g != 1
         || panels < 2
-        || (units >= 2 * threads && (panels < 2 * threads || on_lines(pixels())))
+        || (units >= 2 * threads
+            && (panels < 2 * threads
+                || (balanced(unit, n, threads)
+                    && shared_lines(d, threads, out_off) * 8
+                        <= d.c * d.h * d.w * (threads - 1) / threads / LINE)))
     {
         pixels()
     } else {
@@ -136,24 +133,68 @@ pub(super) fn conv_split(d: &Dims2d, threads: usize, out_aligned: bool) -> Split
     }
 }
 
-/// Columns per unit of a pixel split of a one-row layer: one cache line of floats (a
-/// 24x24 map's 576 pixels split 288 + 288, where whole 64-pixel tiles made it 256 +
-/// 320). A part's edge tile is narrower; each pixel's value does not depend on it.
-pub(super) const PIX_COLS: usize = 16;
+/// Floats per 64-byte cache line.
+const LINE: usize = 64 / core::mem::size_of::<f32>();
+
+/// Cache lines of the output planes that two parts of a pixel split over `parts` would
+/// both write: for every plane, each boundary between parts and the plane's start
+/// (after the first) that falls inside a line. The output starts `out_off` floats past
+/// a line.
+pub(super) fn shared_lines(d: &Dims2d, parts: usize, out_off: usize) -> usize {
+    let ohw = d.oh * d.ow;
+    let starts = (1..parts).map(|i| pixel_range(d, parts, i).0);
+    let mut shared = 0;
+    for q in starts.chain([0]) {
+        // Plane `o`'s boundary is off a line as `o * ohw + q` is: periodic in `o % LINE`.
+        for r in (0..LINE).filter(|&r| r < d.o && !(r * ohw + q + out_off).is_multiple_of(LINE)) {
+            let planes = (d.o - r).div_ceil(LINE);
+            // A plane's start is a boundary from the second plane on.
+            shared += planes - usize::from(q == 0 && r == 0);
+        }
+    }
+    shared
+}
+
+/// Start of range `k` of `parts` over `n` pixels cut in units of `unit` (the last unit
+/// may be short).
+fn unit_start(unit: usize, n: usize, parts: usize, k: usize) -> usize {
+    (k * n.div_ceil(unit) / parts * unit).min(n)
+}
+
+/// Whether `parts` ranges of whole units leave no part over 5% above the mean.
+fn balanced(unit: usize, n: usize, parts: usize) -> bool {
+    let longest = (0..parts)
+        .map(|k| unit_start(unit, n, parts, k + 1) - unit_start(unit, n, parts, k))
+        .max()
+        .unwrap_or(0);
+    longest * parts * 20 <= n * 21
+}
+
+/// Pixels per unit of a pixel split of `f` (a layer after [`engine::flat`]) over `parts`:
+/// whole rows, or, for a one-row layer, runs of columns: one cache line of floats, else
+/// half or a quarter of one when that balances the parts better (a 7x7 map's 49 pixels:
+/// 24 + 25, where whole lines made it 32 + 17; 576 pixels: 288 + 288). A part's edge
+/// tile is narrower; each pixel's value does not depend on it.
+pub(super) fn pixel_unit(f: &Dims2d, parts: usize) -> usize {
+    if f.oh != 1 {
+        return f.ow;
+    }
+    [16, 8, 4]
+        .into_iter()
+        .find(|&u| balanced(u, f.ow, parts))
+        .unwrap_or(4)
+}
 
 /// Output pixels `q = y * OW + x` of range `i` of `parts` of the convolution `d`: whole
-/// rows of `engine::flat(d)`, or, when it has one row, runs of [`PIX_COLS`] columns
-/// (the last range taking what is left).
+/// units of [`pixel_unit`] (the last range taking what is left).
 #[cfg_attr(not(feature = "parallel"), allow(dead_code))]
 pub(super) fn pixel_range(d: &Dims2d, parts: usize, i: usize) -> (usize, usize) {
     let f = engine::flat(*d);
-    let (unit, units, n) = if f.oh == 1 {
-        (PIX_COLS, f.ow.div_ceil(PIX_COLS), f.ow)
-    } else {
-        (f.ow, f.oh, f.oh * f.ow)
-    };
-    let at = |k: usize| (k * units / parts * unit).min(n);
-    (at(i), at(i + 1))
+    let (unit, n) = (pixel_unit(&f, parts), f.oh * f.ow);
+    (
+        unit_start(unit, n, parts, i),
+        unit_start(unit, n, parts, i + 1),
+    )
 }
 
 /// Panel range `i` of `parts` over `panels` panels: contiguous, in whole pairs of
@@ -253,8 +294,8 @@ pub(super) fn conv2d_in<S: Simd>(
     let cap = cap.min(engine::SCRATCH);
     #[cfg(feature = "parallel")]
     {
-        let aligned = output.as_ptr().align_offset(64) == 0;
-        let split = conv_split(&d, crate::pool::num_threads(), aligned);
+        let out_off = (output.as_ptr() as usize / core::mem::size_of::<f32>()) % 16;
+        let split = conv_split(&d, crate::pool::num_threads(), out_off);
         let parts = split.parts();
         if parts > 1 {
             let out = OutPtr(output.as_mut_ptr());

@@ -526,19 +526,80 @@ fn split_layers() -> Vec<(usize, usize, usize, Axis, Axis)> {
     ]
 }
 
-/// A pixel split whose boundaries would share cache lines between threads (an output
-/// off a line, planes of 14x14) goes by panels when there are panels to spare.
+/// Pixel splits: ranges balanced within 5% (rows, or runs of a cache line, half or a
+/// quarter of one); taken when the input lines another core wrote outnumber eight times
+/// the output lines both parts would write, else panels.
 #[test]
-fn pixel_splits_keep_to_cache_lines() {
+fn pixel_splits_weigh_shared_lines_against_remote_input() {
     let ax = |n, k, s, p| Axis::conv(n, k, s, p, 1).unwrap();
+    let ranges = |d: &Dims2d| [pixel_range(d, 2, 0), pixel_range(d, 2, 1)];
+    // 784-float planes and a boundary at 384: no line shared, unless the output is off
+    // a line (then 143 boundaries inside lines, still fewer than the input's 1568 / 8).
     let pw28 = dims(64, 72, 1, ax(28, 1, 1, 0), ax(28, 1, 1, 0));
-    assert_eq!(conv_split(&pw28, 2, true), Split::Pixels(2));
-    assert_eq!(conv_split(&pw28, 2, false), Split::Panels(2));
+    assert_eq!(ranges(&pw28), [(0, 384), (384, 784)]);
+    assert_eq!(shared_lines(&pw28, 2, 0), 0);
+    assert_eq!(shared_lines(&pw28, 2, 3), 72 + 71);
+    assert_eq!(conv_split(&pw28, 2, 0), Split::Pixels(2));
+    assert_eq!(conv_split(&pw28, 2, 3), Split::Pixels(2));
+    // MobileNetV2's 14x14 projection: 144 boundaries inside lines, 3528 input lines
+    // from the other core: pixels. Its expansion (576 planes): panels.
+    let pj14 = dims(576, 96, 1, ax(14, 1, 1, 0), ax(14, 1, 1, 0));
+    assert_eq!(ranges(&pj14), [(0, 96), (96, 196)]);
+    assert_eq!(shared_lines(&pj14, 2, 0), 144);
+    assert_eq!(conv_split(&pj14, 2, 0), Split::Pixels(2));
+    let pw14 = dims(96, 576, 1, ax(14, 1, 1, 0), ax(14, 1, 1, 0));
+    assert_eq!(conv_split(&pw14, 2, 0), Split::Panels(2));
+    // 144 pixels: lines would give 64 + 80, half lines 72 + 72, mid-line in all 256
+    // planes: panels.
+    let pw12 = dims(256, 256, 1, ax(12, 1, 1, 0), ax(12, 1, 1, 0));
+    assert_eq!(ranges(&pw12), [(0, 72), (72, 144)]);
+    assert_eq!(shared_lines(&pw12, 2, 0), 256);
+    assert_eq!(conv_split(&pw12, 2, 0), Split::Panels(2));
+    // 49 pixels: 24 + 25 (whole lines: 32 + 17).
+    let pw7 = dims(256, 96, 1, ax(7, 1, 1, 0), ax(7, 1, 1, 0));
+    assert_eq!(ranges(&pw7), [(0, 24), (24, 49)]);
+    assert_eq!(conv_split(&pw7, 2, 0), Split::Panels(2));
+    // Rows of a 3x3 layer: 7 + 7 rows; 7 rows are off balance (3 + 4).
     let c14 = dims(64, 80, 1, ax(14, 3, 1, 1), ax(14, 3, 1, 1));
-    assert_eq!(conv_split(&c14, 2, true), Split::Panels(2));
-    // Few panels: pixels all the same.
+    assert_eq!(ranges(&c14), [(0, 98), (98, 196)]);
+    let c7 = dims(256, 256, 1, ax(7, 3, 1, 1), ax(7, 3, 1, 1));
+    assert_eq!(conv_split(&c7, 2, 0), Split::Panels(2));
+    // Few panels: pixels all the same; too little work: one part.
     let stem = dims(3, 32, 1, ax(96, 3, 2, 1), ax(96, 3, 2, 1));
-    assert_eq!(conv_split(&stem, 2, false), Split::Pixels(2));
+    assert_eq!(conv_split(&stem, 2, 5), Split::Pixels(2));
+    let small = dims(16, 16, 1, ax(7, 1, 1, 0), ax(7, 1, 1, 0));
+    assert_eq!(conv_split(&small, 2, 0), Split::Panels(1));
+}
+
+/// `shared_lines` counts exactly the places where the part writing the output changes
+/// inside a cache line, walking the output float by float.
+#[test]
+fn shared_lines_counts_part_changes_inside_lines() {
+    let ax = |n, k, s, p| Axis::conv(n, k, s, p, 1).unwrap();
+    for (o, h, w, k) in [
+        (96, 14, 14, 1),
+        (40, 7, 7, 1),
+        (33, 12, 12, 1),
+        (20, 9, 5, 3),
+    ] {
+        let d = dims(8, o, 1, ax(h, k, 1, k / 2), ax(w, k, 1, k / 2));
+        let ohw = d.oh * d.ow;
+        for parts in 2..=4 {
+            let f = engine::flat(d);
+            if parts > (f.oh * f.ow).div_ceil(pixel_unit(&f, parts)) {
+                continue;
+            }
+            let part = |q: usize| (0..parts).position(|i| q < pixel_range(&d, parts, i).1);
+            for off in [0, 1, 8, 15] {
+                let changes = (1..d.o * ohw)
+                    .filter(|&i| {
+                        part(i % ohw) != part((i - 1) % ohw) && !(i + off).is_multiple_of(16)
+                    })
+                    .count();
+                assert_eq!(shared_lines(&d, parts, off), changes, "{d:?} {parts} {off}");
+            }
+        }
+    }
 }
 
 /// Every split of the output panels into contiguous ranges, computed range by range,
@@ -610,11 +671,7 @@ fn pixel_ranges_equal_the_whole_bit_for_bit() {
         let n = d.o * d.oh * d.ow;
         let panels = o.div_ceil(engine::PANEL);
         let f = engine::flat(d);
-        let units = if f.oh == 1 {
-            f.ow.div_ceil(PIX_COLS)
-        } else {
-            f.oh
-        };
+        let units = |parts| (f.oh * f.ow).div_ceil(pixel_unit(&f, parts));
         for level in simd::test_levels() {
             for force in [None, Some(Plan::Pixels), Some(Plan::Channels)] {
                 for cap in [engine::SCRATCH, 64 * 9] {
@@ -631,7 +688,7 @@ fn pixel_ranges_equal_the_whole_bit_for_bit() {
                         pixels: range,
                     };
                     let engine = simd::run(level, run(&mut whole, (0, n / d.o)));
-                    for parts in 2..=units.min(5) {
+                    for parts in (2..=5).filter(|&p| p <= units(p)) {
                         let mut split = vec![f32::NAN; n];
                         for i in 0..parts {
                             let range = pixel_range(&d, parts, i);
@@ -665,13 +722,12 @@ fn pixel_ranges_cover_the_pixels_in_whole_units() {
     ] {
         let d = dims(4, 4, 1, ah, aw);
         let f = engine::flat(d);
-        let (unit, units) = if f.oh == 1 {
-            (PIX_COLS, f.ow.div_ceil(PIX_COLS))
-        } else {
-            (f.ow, f.oh)
-        };
         let n = d.oh * d.ow;
-        for parts in 1..=units.min(9) {
+        for parts in 1..=9 {
+            let unit = pixel_unit(&f, parts);
+            if parts > n.div_ceil(unit) {
+                continue;
+            }
             let r: Vec<_> = (0..parts).map(|i| pixel_range(&d, parts, i)).collect();
             assert_eq!((r[0].0, r[parts - 1].1), (0, n), "{r:?}");
             for (i, &(q0, q1)) in r.iter().enumerate() {
@@ -731,7 +787,7 @@ fn threads_give_the_one_thread_result_bit_for_bit() {
     let mut rng = Rng::new(31);
     for (c, o, g, ah, aw) in split_layers() {
         let d = dims(c, o, g, ah, aw);
-        assert!(conv_split(&d, 2, true).parts() > 1, "{d:?}");
+        assert!(conv_split(&d, 2, 0).parts() > 1, "{d:?}");
         let input = rng.vec(c * ah.n * aw.n, -1.0, 1.0);
         let weight = rng.vec(o * (c / g) * ah.k * aw.k, -1.0, 1.0);
         let bias = rng.vec(o, -0.5, 0.5);
