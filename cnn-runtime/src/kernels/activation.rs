@@ -78,26 +78,49 @@ pub fn exp(x: f32) -> f32 {
     p * f32::from_bits(((n_int + 127) as u32) << 23)
 }
 
-/// `tanh` for f32, branch-free (Cephes' `tanhf`: a polynomial below 0.625, else
-/// `1 - 2 / (e^{2|x|} + 1)`); within 2e-7 of the exact value everywhere.
+/// `tanh`'s argument clamp: f32 `tanh` is +-1 from about 9.01, and the rational form
+/// at 9 is 1 (rounded, with or without fused multiply-adds).
+pub(crate) const TANH_CLAMP: f32 = 9.0;
+/// Numerator of [`tanh`]'s rational form, in `x^2`, highest power first (times `x`).
+#[allow(clippy::excessive_precision)]
+pub(crate) const TANH_P: [f32; 7] = [
+    -2.760_768_477_423_55e-16,
+    2.000_187_904_824_77e-13,
+    -8.604_671_522_137_35e-11,
+    5.122_297_090_371_14e-8,
+    1.485_722_357_179_79e-5,
+    6.372_619_288_754_36e-4,
+    4.893_524_558_917_86e-3,
+];
+/// Denominator of [`tanh`]'s rational form, in `x^2`, highest power first.
+#[allow(clippy::excessive_precision)]
+pub(crate) const TANH_Q: [f32; 4] = [
+    1.198_258_394_667_02e-6,
+    1.185_347_056_866_54e-4,
+    2.268_434_632_439_00e-3,
+    4.893_525_185_543_85e-3,
+];
+
+/// `tanh` for f32, branch-free: `x P(x^2) / Q(x^2)` on `x` clamped to
+/// +-[`TANH_CLAMP`], the result clamped to [-1, 1] (the rational approximation of
+/// Eigen's and tract's fast tanh: one division, no exponential); within 4e-7 of the
+/// exact value everywhere, relative error under 3e-7 near zero; NaN stays NaN.
 #[inline(always)]
 pub fn tanh(x: f32) -> f32 {
-    let a = x.abs();
-    let z = x * x;
-    let small =
-        ((((-5.704_988_7e-3 * z + 2.063_909e-2) * z - 5.373_971_6e-2) * z + 1.333_144_2e-1) * z
-            - 3.333_328e-1)
-            * z
-            * a
-            + a;
-    let big = 1.0 - 2.0 / (exp(2.0 * a.min(10.0)) + 1.0);
-    let r = if a < 0.625 { small } else { big };
-    let r = r.copysign(x);
     if x.is_nan() {
-        x
-    } else {
-        r
+        return x;
     }
+    let c = x.clamp(-TANH_CLAMP, TANH_CLAMP);
+    let z = c * c;
+    let mut p = TANH_P[0];
+    for k in &TANH_P[1..] {
+        p = p * z + k;
+    }
+    let mut q = TANH_Q[0];
+    for k in &TANH_Q[1..] {
+        q = q * z + k;
+    }
+    (c * p / q).clamp(-1.0, 1.0)
 }
 
 /// `1 / (1 + e^-x)` for f32, branch-free and stable for large |x|.
@@ -250,9 +273,16 @@ mod tests {
 
     #[test]
     fn tanh_is_accurate() {
-        sweep(tanh, f64::tanh, -12.0, 12.0, 2e-7, 2e-7);
-        sweep(tanh, f64::tanh, -1e-3, 1e-3, 0.0, 1e-6);
+        sweep(tanh, f64::tanh, -12.0, 12.0, 4e-7, 2e-7);
+        sweep(tanh, f64::tanh, -1e-3, 1e-3, 0.0, 3e-7);
         assert_eq!(tanh(0.0), 0.0);
+        assert!(tanh(-0.0) == 0.0 && tanh(-0.0).is_sign_negative());
+        // Odd, and never beyond +-1.
+        for i in 0..=100_000 {
+            let x = i as f32 * 1e-4;
+            assert_eq!(tanh(-x), -tanh(x), "{x}");
+            assert!(tanh(x) <= 1.0, "{x}");
+        }
         assert_eq!(tanh(1000.0), 1.0);
         assert_eq!(tanh(-1000.0), -1.0);
         assert_eq!(tanh(f32::INFINITY), 1.0);

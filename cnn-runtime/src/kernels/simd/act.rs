@@ -10,7 +10,7 @@
 //! in their order, so that level gives their exact bits (tested in `simd/mod.rs`).
 
 use super::Simd;
-use crate::kernels::activation::{Act, ERFC_P, ERFC_R, ERF_T};
+use crate::kernels::activation::{Act, ERFC_P, ERFC_R, ERF_T, TANH_CLAMP, TANH_P, TANH_Q};
 
 /// `act` applied to every lane of `v` (see [`Simd::act`]); the activations added with
 /// the graph ops go through [`Simd::act_ext`], which a level may run out of line.
@@ -74,25 +74,17 @@ pub(crate) fn exp_in_range<S: Simd>(s: S, x: S::V) -> S::V {
     s.mul_pow2(s.add(p, s.splat(1.0)), n)
 }
 
-/// `tanh` lane-wise: [`activation::tanh`](crate::kernels::activation::tanh) (polynomial
-/// below 0.625, `1 - 2 / (e^{2|x|} + 1)` above). A NaN lane takes the polynomial branch
-/// (the comparison is false) and stays NaN.
+/// `tanh` lane-wise: [`activation::tanh`](crate::kernels::activation::tanh) (`x P(x^2) /
+/// Q(x^2)` on the clamped argument, clamped to [-1, 1]). `max` and `min` return their
+/// second operand for a NaN, so a NaN lane stays NaN.
 #[inline(always)]
 pub(crate) fn tanh<S: Simd>(s: S, x: S::V) -> S::V {
-    let a = s.abs(x);
-    let z = s.mul(x, x);
-    let mut q = s.splat(-5.704_988_7e-3);
-    for c in [2.063_909e-2, -5.373_971_6e-2, 1.333_144_2e-1, -3.333_328e-1] {
-        q = s.mul_add(q, z, s.splat(c));
-    }
-    let small = s.mul_add(s.mul(q, z), a, a);
-    // 2 * min(a, 10) is in [0, 20]: inside exp's range.
-    let e = exp_in_range(s, s.min(s.add(a, a), s.splat(20.0)));
+    let c = s.min(s.splat(TANH_CLAMP), s.max(s.splat(-TANH_CLAMP), x));
+    let z = s.mul(c, c);
+    let p = horner(s, z, &TANH_P);
+    let q = horner(s, z, &TANH_Q);
     let one = s.splat(1.0);
-    let big = s.sub(one, s.div(s.splat(2.0), s.add(e, one)));
-    let r = s.select(s.ge(a, s.splat(0.625)), big, small);
-    // Both branches are >= +0: copy the sign of x in.
-    s.or(r, s.and(x, s.splat(-0.0)))
+    s.min(one, s.max(s.splat(-1.0), s.div(s.mul(c, p), q)))
 }
 
 /// `1 / (1 + e^-x)` lane-wise: [`activation::sigmoid`](crate::kernels::activation::sigmoid)
