@@ -102,7 +102,7 @@ pub(crate) const TANH_Q: [f32; 4] = [
 ];
 
 /// `tanh` for f32, branch-free: `x P(x^2) / Q(x^2)` on `x` clamped to
-/// +-[`TANH_CLAMP`], the result clamped to [-1, 1] (the rational approximation of
+/// +-9, the result clamped to [-1, 1] (the rational approximation of
 /// Eigen's and tract's fast tanh: one division, no exponential); within 4e-7 of the
 /// exact value everywhere, relative error under 3e-7 near zero; NaN stays NaN.
 #[inline(always)]
