@@ -177,6 +177,12 @@ pub(super) unsafe fn pv4_call<S: Simd>(s: S, mr: usize, a: PvArgs<'_>) {
     }
 }
 
+/// Weight rows (input channels) ahead of the current one that the channel tiles
+/// prefetch: their weights stream from L2 or beyond, a new line per panel and channel
+/// (MobileNetV2's 1x1 layers on 14x14 and 7x7 maps 5-12% faster; 4 and 16 rows ahead
+/// measured the same).
+const PF_ROWS: usize = 8;
+
 /// One channel-vectorised tile: where it reads and writes.
 pub(super) struct CvArgs<'a, const NP: usize> {
     pub(super) job: &'a Job<'a>,
@@ -256,6 +262,7 @@ impl<const VEC: usize, const NP: usize> WithSimd for CvTile<'_, VEC, NP> {
                     for (v, x) in wv.iter_mut().enumerate() {
                         *x = s.load(wp.add(v * l));
                     }
+                    s.prefetch_l1(wp.wrapping_add(PF_ROWS * PANEL));
                     for (x, &p) in acc.iter_mut().zip(&ptrs) {
                         let xp = s.bcast(p.offset(co));
                         for (xv, &wvv) in x.iter_mut().zip(&wv) {
@@ -337,6 +344,10 @@ impl<const NP: usize> WithSimd for CvTile2<'_, NP> {
                 for _ in 0..job.cn {
                     let w0 = s.load(wp);
                     let w1 = s.load(wp.add(pstride));
+                    // Rows past the chunk's end are the next tap's or panel's, or past
+                    // the weights: prefetches never fault.
+                    s.prefetch_l1(wp.wrapping_add(PF_ROWS * PANEL));
+                    s.prefetch_l1(wp.wrapping_add(pstride + PF_ROWS * PANEL));
                     for (x, &p) in acc.iter_mut().zip(&ptrs) {
                         let xp = s.bcast(p.offset(co));
                         x[0] = s.mul_add(w0, xp, x[0]);

@@ -125,6 +125,11 @@ pub(crate) trait Simd: Copy + Send + Sync + Tuned {
     fn prefetch(self, p: *const f32) {
         let _ = p;
     }
+    /// As [`prefetch`](Simd::prefetch), into the first-level cache.
+    #[inline(always)]
+    fn prefetch_l1(self, p: *const f32) {
+        let _ = p;
+    }
     /// `a * b + c`, fused (one rounding) where the instruction set has FMA.
     fn mul_add(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     /// `c - a * b`, fused (one rounding) where the instruction set has FMA.
