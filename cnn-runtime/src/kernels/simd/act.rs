@@ -22,7 +22,8 @@ pub(crate) fn act<S: Simd>(s: S, v: S::V, act: Act) -> S::V {
         Act::Relu => s.max(v, s.zero()),
         // NaN propagates through both (second operand returned), as `clamp`.
         Act::Relu6 => s.min(s.splat(6.0), s.max(s.zero(), v)),
-        Act::Tanh => tanh(s, v),
+        Act::Tanh if S::TUNING.rational_tanh => tanh(s, v),
+        Act::Tanh => tanh_cephes(s, v),
         Act::Sigmoid => sigmoid(s, v),
         Act::LeakyRelu(slope) => s.select(s.ge(v, s.zero()), v, s.mul(v, s.splat(slope))),
         Act::Silu | Act::HardSigmoid | Act::HardSwish | Act::Gelu => s.act_ext(v, act),
@@ -85,6 +86,28 @@ pub(crate) fn tanh<S: Simd>(s: S, x: S::V) -> S::V {
     let q = horner(s, z, &TANH_Q);
     let one = s.splat(1.0);
     s.min(one, s.max(s.splat(-1.0), s.div(s.mul(c, p), q)))
+}
+
+/// `tanh` lane-wise as Cephes' `tanhf` (a polynomial below 0.625, `1 - 2 / (e^{2|x|} +
+/// 1)` above, both computed in every lane): the levels without `Tuning::rational_tanh`.
+/// Within 2e-7 of the exact value. A NaN lane takes the polynomial branch (the
+/// comparison is false) and stays NaN.
+#[inline(always)]
+fn tanh_cephes<S: Simd>(s: S, x: S::V) -> S::V {
+    let a = s.abs(x);
+    let z = s.mul(x, x);
+    let mut q = s.splat(-5.704_988_7e-3);
+    for c in [2.063_909e-2, -5.373_971_6e-2, 1.333_144_2e-1, -3.333_328e-1] {
+        q = s.mul_add(q, z, s.splat(c));
+    }
+    let small = s.mul_add(s.mul(q, z), a, a);
+    // 2 * min(a, 10) is in [0, 20]: inside exp's range.
+    let e = exp_in_range(s, s.min(s.add(a, a), s.splat(20.0)));
+    let one = s.splat(1.0);
+    let big = s.sub(one, s.div(s.splat(2.0), s.add(e, one)));
+    let r = s.select(s.ge(a, s.splat(0.625)), big, small);
+    // Both branches are >= +0: copy the sign of x in.
+    s.or(r, s.and(x, s.splat(-0.0)))
 }
 
 /// `1 / (1 + e^-x)` lane-wise: [`activation::sigmoid`](crate::kernels::activation::sigmoid)

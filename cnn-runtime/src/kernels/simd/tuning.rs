@@ -39,6 +39,12 @@ pub(crate) struct Tuning {
     /// Winograd GEMM tiles spanning four or two panels of output channels (by 6 or 4,
     /// and 12 tiles), not just one.
     pub(crate) winograd_multi_panel: bool,
+    /// `tanh` as the scalar function's rational form (one division, no exponential:
+    /// LeNet-5's conv1 5.1 -> 3.9 us on AVX-512), else as Cephes' `tanhf` (a polynomial
+    /// and an exponential). With AVX2 the rational form made rustc keep the channel
+    /// tiles' accumulators on the stack, in layers without tanh too (MobileNetV2's 1x1
+    /// layers on 14x14 maps 1.5x slower; not understood), so AVX2 keeps Cephes'.
+    pub(crate) rational_tanh: bool,
 }
 
 /// The [`Tuning`] of a level, implemented once per level token.
@@ -57,6 +63,7 @@ impl Tuned for Portable {
         cv_panel_pairs: false,
         dw_rows_min_width: 8,
         winograd_multi_panel: false,
+        rational_tanh: true,
     };
 }
 
@@ -71,6 +78,7 @@ impl Tuned for Avx2 {
         cv_panel_pairs: false,
         dw_rows_min_width: 32,
         winograd_multi_panel: false,
+        rational_tanh: false,
     };
 }
 
@@ -85,5 +93,6 @@ impl Tuned for Avx512 {
         cv_panel_pairs: true,
         dw_rows_min_width: 32,
         winograd_multi_panel: true,
+        rational_tanh: true,
     };
 }
