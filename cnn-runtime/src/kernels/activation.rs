@@ -101,6 +101,13 @@ pub(crate) const TANH_Q: [f32; 4] = [
     4.893_525_185_543_85e-3,
 ];
 
+/// `c[0] * x^(n-1) + ... + c[n-1]` by Horner's rule, unfused (each step rounds the
+/// product, then the sum: the portable vector level's exact operations).
+#[inline(always)]
+fn horner(x: f32, c: &[f32]) -> f32 {
+    c[1..].iter().fold(c[0], |p, k| p * x + k)
+}
+
 /// `tanh` for f32, branch-free: `x P(x^2) / Q(x^2)` on `x` clamped to
 /// +-9, the result clamped to [-1, 1] (the rational approximation of
 /// Eigen's and tract's fast tanh: one division, no exponential); within 4e-7 of the
@@ -112,15 +119,7 @@ pub fn tanh(x: f32) -> f32 {
     }
     let c = x.clamp(-TANH_CLAMP, TANH_CLAMP);
     let z = c * c;
-    let mut p = TANH_P[0];
-    for k in &TANH_P[1..] {
-        p = p * z + k;
-    }
-    let mut q = TANH_Q[0];
-    for k in &TANH_Q[1..] {
-        q = q * z + k;
-    }
-    (c * p / q).clamp(-1.0, 1.0)
+    (c * horner(z, &TANH_P) / horner(z, &TANH_Q)).clamp(-1.0, 1.0)
 }
 
 /// `1 / (1 + e^-x)` for f32, branch-free and stable for large |x|.
@@ -202,25 +201,14 @@ pub fn gelu(x: f32) -> f32 {
     let u = x * core::f32::consts::FRAC_1_SQRT_2;
     let a = u.abs();
     let z = a * a;
-    let mut t = ERF_T[0];
-    for c in &ERF_T[1..] {
-        t = t * z + c;
-    }
-    let erf = t * a;
+    let erf = horner(z, &ERF_T) * a;
     let small = 0.5 + 0.5 * erf.copysign(u);
     // `max` ignores NaN here; the final product brings it back.
     let b = a.max(1.0);
     let q = 1.0 / b;
     let y = q * q;
     let e = exp(-(b * b));
-    let mut p = ERFC_P[0];
-    for c in &ERFC_P[1..] {
-        p = p * y + c;
-    }
-    let mut r = ERFC_R[0];
-    for c in &ERFC_R[1..] {
-        r = r * y + c;
-    }
+    let (p, r) = (horner(y, &ERFC_P), horner(y, &ERFC_R));
     let half_erfc = 0.5 * (e * q * if b < 2.0 { p } else { r });
     let big = if u >= 0.0 { 1.0 - half_erfc } else { half_erfc };
     x * if a < 1.0 { small } else { big }

@@ -110,17 +110,6 @@ impl Simd for Avx2 {
         unsafe { _mm256_broadcast_ss(&*p) }
     }
     #[inline(always)]
-    fn prefetch(self, p: *const f32) {
-        // SAFETY: SSE is part of x86-64; a prefetch is a hint that never faults, whatever
-        // the address, and changes no memory.
-        unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast()) }
-    }
-    #[inline(always)]
-    fn prefetch_l1(self, p: *const f32) {
-        // SAFETY: as `prefetch`.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
-    }
-    #[inline(always)]
     fn mul_add(self, a: __m256, b: __m256, c: __m256) -> __m256 {
         // SAFETY: FMA is available (token).
         unsafe { _mm256_fmadd_ps(a, b, c) }

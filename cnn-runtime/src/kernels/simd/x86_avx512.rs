@@ -88,17 +88,6 @@ impl Simd for Avx512 {
         unsafe { _mm512_mask_storeu_ps(p, mask(n), v) }
     }
     #[inline(always)]
-    fn prefetch(self, p: *const f32) {
-        // SAFETY: SSE is part of x86-64; a prefetch is a hint that never faults, whatever
-        // the address, and changes no memory.
-        unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast()) }
-    }
-    #[inline(always)]
-    fn prefetch_l1(self, p: *const f32) {
-        // SAFETY: as `prefetch`.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
-    }
-    #[inline(always)]
     fn mul_add(self, a: __m512, b: __m512, c: __m512) -> __m512 {
         // SAFETY: AVX-512F is available (token).
         unsafe { _mm512_fmadd_ps(a, b, c) }
