@@ -1,7 +1,8 @@
 //! The vector activations, written once over [`Simd`] from its primitive operations:
-//! the Cephes algorithms of [`activation`](crate::kernels::activation) (`exp` by range
-//! reduction with a split `ln 2`, a degree-5 polynomial and `2^n` built in the exponent;
-//! `tanh` as a polynomial below 0.625 and `1 - 2 / (e^{2|x|} + 1)` above; a stable
+//! the algorithms of [`activation`](crate::kernels::activation) (`exp` by range
+//! reduction with a split `ln 2`, a degree-5 polynomial and `2^n` built in the exponent,
+//! Cephes'; `tanh` as the rational `x P(x^2) / Q(x^2)`, or on AVX2 as Cephes' polynomial
+//! below 0.625 and `1 - 2 / (e^{2|x|} + 1)` above, see `Tuning::rational_tanh`; a stable
 //! `sigmoid`; the exact GELU from Cephes' `erff`/`erfcf`), plus the piecewise-linear
 //! ones.
 //!

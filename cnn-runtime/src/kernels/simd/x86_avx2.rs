@@ -3,8 +3,9 @@
 //! Every method is `#[inline(always)]` and is only ever inlined into code compiled with
 //! `#[target_feature(enable = "avx2,fma")]` (see [`run`](super::run)), where the
 //! intrinsics become single instructions. The activations are the generic ones of
-//! `act.rs` (the Cephes algorithms of [`activation`](crate::kernels::activation) with
-//! fused multiply-adds: same accuracy, tested against f64 like the scalar versions).
+//! `act.rs` (the algorithms of [`activation`](crate::kernels::activation) with fused
+//! multiply-adds, tested against f64 like the scalar versions; `tanh` as Cephes'
+//! polynomial and exponential, not the rational form: see `Tuning::rational_tanh`).
 
 use core::arch::x86_64::*;
 

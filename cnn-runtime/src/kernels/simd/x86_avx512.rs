@@ -4,8 +4,8 @@
 //! Same structure as [`x86_avx2`](super::x86_avx2): every method is `#[inline(always)]`
 //! and only ever inlined into code compiled with `#[target_feature(enable =
 //! "avx512f,avx512dq,avx2,fma")]`. The activations are the generic ones of `act.rs` (the
-//! Cephes algorithms of [`activation`](crate::kernels::activation) with fused
-//! multiply-adds), `2^n` applied by `vscalefps`.
+//! algorithms of [`activation`](crate::kernels::activation) with fused multiply-adds),
+//! `2^n` applied by `vscalefps`.
 //!
 //! These intrinsics and target features are stable since Rust 1.89, the workspace's
 //! minimum Rust version.
