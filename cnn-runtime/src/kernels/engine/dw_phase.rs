@@ -123,6 +123,19 @@ impl WithSimd for PhaseRun<'_> {
                                 s.store(pm.add(x0 + 1), od);
                                 x0 += l;
                             }
+                            // An even width with a vector or more left over: the last
+                            // vector recomputed whole, overlapping the one before (the
+                            // same values stored twice; the `x0 - 1` store reaches column
+                            // `OW` of `pm`, the next row's first, zeroed after).
+                            if x0 < ow && w == 2 * ow && ow >= l {
+                                let x1 = ow - l;
+                                let p = inrow.add(2 * x1);
+                                let (ev, od) = s.deinterleave(s.load(p), s.load(p.add(l)));
+                                s.store(pe.add(x1), ev);
+                                s.store(po.add(x1), od);
+                                s.store(pm.add(x1 + 1), od);
+                                x0 = ow;
+                            }
                             while x0 < ow {
                                 // Input columns 2 * x0 .. 2 * x0 + 2 * LANES.
                                 let ca = (w - 2 * x0).min(l);
