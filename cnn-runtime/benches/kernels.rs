@@ -274,6 +274,33 @@ fn mobilenet_96(rng: &mut Rng) -> Vec<Layer> {
     ]
 }
 
+/// The 112x112, 56x56 and 28x28 stages of MobileNet v2 at 224x224 (one layer of each
+/// shape, in order; the residual additions left out): large maps, where the
+/// activations rather than the weights fill the caches.
+fn mobilenet_v2_head(rng: &mut Rng) -> Vec<Layer> {
+    let (r, i) = (Act::Relu6, Act::Identity);
+    vec![
+        conv!(rng, "stem", 3, 224, 224, 32, 112, 112, 3, 3, 2, 2, 1, 1, 1, 1, 1, r),
+        conv!(rng, "dw32", 32, 112, 112, 32, 112, 112, 3, 3, 1, 1, 1, 1, 1, 1, 32, r),
+        conv!(rng, "pj32", 32, 112, 112, 16, 112, 112, 1, 1, 1, 1, 0, 0, 1, 1, 1, i),
+        conv!(rng, "pw16", 16, 112, 112, 96, 112, 112, 1, 1, 1, 1, 0, 0, 1, 1, 1, r),
+        conv!(rng, "dw96s2", 96, 112, 112, 96, 56, 56, 3, 3, 2, 2, 1, 1, 1, 1, 96, r),
+        conv!(rng, "pj96", 96, 56, 56, 24, 56, 56, 1, 1, 1, 1, 0, 0, 1, 1, 1, i),
+        conv!(rng, "pw24", 24, 56, 56, 144, 56, 56, 1, 1, 1, 1, 0, 0, 1, 1, 1, r),
+        conv!(rng, "dw144", 144, 56, 56, 144, 56, 56, 3, 3, 1, 1, 1, 1, 1, 1, 144, r),
+        conv!(rng, "pj144", 144, 56, 56, 24, 56, 56, 1, 1, 1, 1, 0, 0, 1, 1, 1, i),
+        conv!(rng, "pw24", 24, 56, 56, 144, 56, 56, 1, 1, 1, 1, 0, 0, 1, 1, 1, r),
+        conv!(rng, "dw144s2", 144, 56, 56, 144, 28, 28, 3, 3, 2, 2, 1, 1, 1, 1, 144, r),
+        conv!(rng, "pj144", 144, 28, 28, 32, 28, 28, 1, 1, 1, 1, 0, 0, 1, 1, 1, i),
+        conv!(rng, "pw32", 32, 28, 28, 192, 28, 28, 1, 1, 1, 1, 0, 0, 1, 1, 1, r),
+        conv!(rng, "dw192", 192, 28, 28, 192, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1, 192, r),
+        conv!(rng, "pj192", 192, 28, 28, 32, 28, 28, 1, 1, 1, 1, 0, 0, 1, 1, 1, i),
+        conv!(rng, "pw32", 32, 28, 28, 192, 28, 28, 1, 1, 1, 1, 0, 0, 1, 1, 1, r),
+        conv!(rng, "dw192s2", 192, 28, 28, 192, 14, 14, 3, 3, 2, 2, 1, 1, 1, 1, 192, r),
+        conv!(rng, "pj192", 192, 14, 14, 64, 14, 14, 1, 1, 1, 1, 0, 0, 1, 1, 1, i),
+    ]
+}
+
 /// The 14x14 and 7x7 stages of MobileNet v2 at 224x224 (one layer of each shape, in
 /// order; the residual additions left out): 1x1 convolutions on small maps with many
 /// channels, where the weights rather than the activations fill the caches.
@@ -547,11 +574,12 @@ fn main() {
 
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     type Build = fn(&mut Rng) -> Vec<Layer>;
-    let models: [(&str, Build); 5] = [
+    let models: [(&str, Build); 6] = [
         ("lenet5", lenet),
         ("cifar_vgg", cifar_vgg),
         ("mobilenet_96", mobilenet_96),
         ("fcn_seg", fcn_seg),
+        ("mobilenet_v2_head", mobilenet_v2_head),
         ("mobilenet_v2_tail", mobilenet_v2_tail),
     ];
     let tag = |level| match level {

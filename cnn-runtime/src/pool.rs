@@ -471,3 +471,30 @@ mod tests {
         assert_eq!(order.into_inner().unwrap(), vec![0, 1, 2, 3, 4]);
     }
 }
+
+/// The cost of one fork/join of two trivial parts on two threads (`cargo test -p
+/// cnn-runtime --features parallel --release forkjoin_speed -- --ignored --nocapture`):
+/// the floor under every split kernel call.
+#[cfg(all(test, feature = "parallel"))]
+mod forkjoin_speed {
+    #[test]
+    #[ignore]
+    fn forkjoin_speed() {
+        let _g = super::TEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        super::set_num_threads(2);
+        let x = std::sync::atomic::AtomicUsize::new(0);
+        for _ in 0..3 {
+            let n = 20000;
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                super::run(2, &|i| {
+                    x.fetch_add(i, std::sync::atomic::Ordering::Relaxed);
+                });
+            }
+            eprintln!(
+                "fork/join: {:.2} us",
+                t.elapsed().as_secs_f64() * 1e6 / n as f64
+            );
+        }
+    }
+}

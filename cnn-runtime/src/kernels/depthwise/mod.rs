@@ -185,9 +185,11 @@ impl WithSimd for DwRun<'_> {
         let d = self.d;
         // The flat paths: every 3x3 stride-1 "same" layer (measured faster than both
         // others on every MobileNet shape, 7x7 included: 28 against 35 µs on AVX-512 with
-        // 960 channels); stride 2 from 16 output columns (12x12 -> 6x6: 22 against 10
-        // µs, the split of 13 short rows per channel costing more than the transposes).
-        let flat = engine::flat3_fits(&d) || engine::phase3_fits(&d) && d.ow >= 16;
+        // 960 channels); stride 2 when an output row fills more than half a vector
+        // (AVX-512, Zen 5, µs against the transposes: 192x28x28 -> 14x14 12.7 / 25,
+        // 576x14x14 -> 7x7 20.0 / 20.6, 320x7x7 -> 4x4 6.2 / 4.1; AVX2: 256x12x12 ->
+        // 6x6 7.5 / 11.9, 320x7x7 6.6 / 5.8).
+        let flat = engine::flat3_fits(&d) || engine::phase3_fits(&d) && 2 * d.ow > S::LANES;
         let plan = self.force.unwrap_or(if flat {
             DwPlan::Flat
         } else if d.ow >= S::TUNING.dw_rows_min_width {

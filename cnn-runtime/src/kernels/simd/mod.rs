@@ -183,6 +183,10 @@ pub(crate) trait Simd: Copy + Send + Sync + Tuned {
     /// The even and the odd lanes of the concatenation `a ++ b`: lane `i` of the first is
     /// `x[2i]`, of the second `x[2i + 1]`.
     fn deinterleave(self, a: Self::V, b: Self::V) -> (Self::V, Self::V);
+    /// `v` moved up one lane, the last lane of `prev` shifted in: lane 0 is
+    /// `prev[LANES - 1]`, lane `i > 0` is `v[i - 1]` (the vector one element before `v`
+    /// when `prev` is the vector before it).
+    fn shift_in(self, prev: Self::V, v: Self::V) -> Self::V;
     /// Pairwise sums of the concatenation `a ++ b`: lane `i` is `x[2i] + x[2i + 1]`.
     fn pair_add(self, a: Self::V, b: Self::V) -> Self::V;
     /// Pairwise NaN-propagating maxima of `a ++ b`: lane `i` is `max(x[2i], x[2i + 1])`.
@@ -342,6 +346,12 @@ mod tests {
             for i in 0..l {
                 assert_eq!((e[i], o[i]), (xs[2 * i], xs[2 * i + 1]), "deinterleave {i}");
             }
+            // Shift in: the vector one element before `xs[l..]`.
+            // SAFETY: `xs` has 2 * l floats, `e` l.
+            let sh = unsafe { s.shift_in(s.load(xs.as_ptr()), s.load(xs[l..].as_ptr())) };
+            // SAFETY: `e` has l floats.
+            unsafe { s.store(e.as_mut_ptr(), sh) };
+            assert_eq!(e, xs[l - 1..2 * l - 1], "shift_in");
             // Pairwise operations and the NaN-propagating maximum.
             let a: Vec<f32> = (0..2 * l).map(|i| (i as f32 * 0.7).sin()).collect();
             let mut b = a.clone();

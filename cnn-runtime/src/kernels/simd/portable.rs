@@ -180,6 +180,15 @@ mod imp {
             unsafe { (_mm_shuffle_ps::<0x88>(a, b), _mm_shuffle_ps::<0xDD>(a, b)) }
         }
         #[inline(always)]
+        fn shift_in(self, prev: __m128, v: __m128) -> __m128 {
+            // SAFETY: SSE2 is part of x86-64.
+            unsafe {
+                // t = [prev[3], prev[3], v[0], v[0]], then [t[0], t[2], v[1], v[2]].
+                let t = _mm_shuffle_ps::<0x0F>(prev, v);
+                _mm_shuffle_ps::<0x98>(t, v)
+            }
+        }
+        #[inline(always)]
         fn pair_add(self, a: __m128, b: __m128) -> __m128 {
             let (even, odd) = self.deinterleave(a, b);
             self.add(even, odd)
@@ -358,6 +367,11 @@ mod imp {
                 F32x4([a[0], a[2], b[0], b[2]]),
                 F32x4([a[1], a[3], b[1], b[3]]),
             )
+        }
+        #[inline(always)]
+        fn shift_in(self, prev: F32x4, v: F32x4) -> F32x4 {
+            let (p, v) = (prev.0, v.0);
+            F32x4([p[3], v[0], v[1], v[2]])
         }
         #[inline(always)]
         fn pair_add(self, a: F32x4, b: F32x4) -> F32x4 {

@@ -216,6 +216,19 @@ impl Simd for Avx2 {
         }
     }
     #[inline(always)]
+    fn shift_in(self, prev: __m256, v: __m256) -> __m256 {
+        // SAFETY: AVX and AVX2 are available (token).
+        unsafe {
+            // t = [prev[4..8], v[0..4]]; per 128-bit half, (v ++ t) shifted down 12
+            // bytes: [prev[7], v[0], v[1], v[2] | v[3], v[4], v[5], v[6]].
+            let t = _mm256_permute2f128_ps::<0x21>(prev, v);
+            _mm256_castsi256_ps(_mm256_alignr_epi8::<12>(
+                _mm256_castps_si256(v),
+                _mm256_castps_si256(t),
+            ))
+        }
+    }
+    #[inline(always)]
     fn pair_add(self, a: __m256, b: __m256) -> __m256 {
         // SAFETY: AVX and AVX2 are available (token).
         unsafe {

@@ -182,6 +182,17 @@ impl Simd for Avx512 {
         unsafe { deinterleave(a, b) }
     }
     #[inline(always)]
+    fn shift_in(self, prev: __m512, v: __m512) -> __m512 {
+        // SAFETY: AVX-512F is available (token).
+        unsafe {
+            // (v ++ prev) shifted down 15 elements: prev[15], v[0], ..., v[14].
+            _mm512_castsi512_ps(_mm512_alignr_epi32::<15>(
+                _mm512_castps_si512(v),
+                _mm512_castps_si512(prev),
+            ))
+        }
+    }
+    #[inline(always)]
     fn pair_add(self, a: __m512, b: __m512) -> __m512 {
         // SAFETY: AVX-512F is available (token).
         unsafe {
