@@ -432,9 +432,12 @@ impl WithSimd for WgRun<'_> {
             // conv3, 16x16 maps: 39 -> 20 µs on two threads). With one tile row per
             // thread the weights (4x the direct ones, read whole by every part) dominate:
             // the phases split instead, positions (and so weights) divided between them.
-            // F(2x2) is taken for layers heavy in weights: there the phase split, which
-            // divides the positions (so the weights) between the threads, not the rows.
-            let rows = if d.m == 2 {
+            // F(2x2) is taken for layers heavy in weights: when they exceed the L2, the
+            // phase split, which divides the positions (so the weights) between the
+            // threads, not the rows (512x7x7 -> 512: rows 420 against 385 µs on two
+            // threads); below, rows too (two threads, Zen 5: 64x8x8 -> 128 30 -> 20.6
+            // µs, 128x8x8 -> 128 45 -> 36.5, 96x8x8 -> 96 33 -> 26).
+            let rows = if d.m == 2 && d.xi() * d.c * opad * 4 > L2 {
                 1
             } else {
                 threads.min(nb / 2).min(MAX_PARTS)

@@ -138,9 +138,10 @@ fn speed() {
 }
 
 /// With the `parallel` feature, the input transform (by channels), the 36 products
-/// (by position) and the output transform (by tiles) split over 2 and 3 threads give
-/// the one-thread result bit for bit, at every level; several blocks (56x56) and
-/// partial edge tiles (30x30) included, and dilated layers (their phases).
+/// (by position) and the output transform (by tiles), or the blocks by tile rows, split
+/// over 2 and 3 threads give the one-thread result bit for bit, at every level and for
+/// both tiles (F(4x4) and F(2x2)); several blocks (56x56) and partial edge tiles (30x30)
+/// included, and dilated layers (their phases).
 #[cfg(feature = "parallel")]
 #[test]
 fn threads_give_the_one_thread_result_bit_for_bit() {
@@ -158,32 +159,34 @@ fn threads_give_the_one_thread_result_bit_for_bit() {
         (64, 64, 34, 2),
         (40, 24, 31, 3),
     ] {
-        let d = WgDims {
-            c,
-            h: n,
-            w: n,
-            o,
-            oh: n,
-            ow: n,
-            ph: dil,
-            pw: dil,
-            dh: dil,
-            dw: dil,
-            m: 4,
-        };
-        let input = rng.vec(c * n * n, -1.0, 1.0);
-        let weight = rng.vec(o * c * 9, -0.1, 0.1);
-        let bias = rng.vec(o, -0.5, 0.5);
-        let params = WinogradParams::from_torch(o, c, &weight, Some(&bias), None);
-        for level in simd::test_levels() {
-            crate::pool::set_num_threads(1);
-            let mut one = vec![0.0; o * n * n];
-            winograd_dyn(level, d, &input, &params, &mut one, None, Act::Relu);
-            for threads in [2, 3] {
-                crate::pool::set_num_threads(threads);
-                let mut many = vec![f32::NAN; o * n * n];
-                winograd_dyn(level, d, &input, &params, &mut many, None, Act::Relu);
-                assert!(one == many, "{d:?} {level:?} {threads} threads");
+        for tile in [4, 2] {
+            let d = WgDims {
+                c,
+                h: n,
+                w: n,
+                o,
+                oh: n,
+                ow: n,
+                ph: dil,
+                pw: dil,
+                dh: dil,
+                dw: dil,
+                m: tile,
+            };
+            let input = rng.vec(c * n * n, -1.0, 1.0);
+            let weight = rng.vec(o * c * 9, -0.1, 0.1);
+            let bias = rng.vec(o, -0.5, 0.5);
+            let params = WinogradParams::with_tile(tile, o, c, &weight, Some(&bias), None);
+            for level in simd::test_levels() {
+                crate::pool::set_num_threads(1);
+                let mut one = vec![0.0; o * n * n];
+                winograd_dyn(level, d, &input, &params, &mut one, None, Act::Relu);
+                for threads in [2, 3] {
+                    crate::pool::set_num_threads(threads);
+                    let mut many = vec![f32::NAN; o * n * n];
+                    winograd_dyn(level, d, &input, &params, &mut many, None, Act::Relu);
+                    assert!(one == many, "{d:?} {level:?} {threads} threads");
+                }
             }
         }
     }
