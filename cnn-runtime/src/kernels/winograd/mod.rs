@@ -401,6 +401,59 @@ impl WithSimd for WgRun<'_> {
         let lay = &lay;
         // Floats of the phase rows and line (with their slack) an input part needs.
         let part_floats = lay.v - lay.phase;
+        // F(2x2) is taken for layers heavy in weights: when they exceed the L2, the
+        // phase split, which divides the positions (so the weights) between the
+        // threads, not the rows (512x7x7 -> 512: rows 420 against 385 µs on two
+        // threads); below, rows too (two threads, Zen 5: 64x8x8 -> 128 30 -> 20.6 µs,
+        // 128x8x8 -> 128 45 -> 36.5, 96x8x8 -> 96 33 -> 26).
+        let rows_ok = d.m == 4 || d.xi() * d.c * opad * 4 <= L2;
+        // With two tile rows or more per thread, the whole layer splits once by tile
+        // rows: each part runs its own rows, in sub-blocks of `nty / parts` rows (its
+        // share of `V` and `M`), the three phases on each, one join for the layer and
+        // nothing crossing between cores but the input rows' halo. (Splitting each
+        // block instead left parts uneven, 3 and 4 of a 32x32 map's first block of 7
+        // rows, and a last block of one row to the phase split: 64x32x32 -> 64 at 1.28x
+        // on two threads.)
+        let threads = if d.xi() * lay.th * tw * d.c * opad >= 2 * PAR_MACS {
+            crate::pool::num_threads()
+        } else {
+            1
+        };
+        let parts = threads.min(lay.th / 2).min(MAX_PARTS);
+        let cap = lay.nty / parts.max(1);
+        if parts > 1 && cap >= 1 && rows_ok && part_floats <= PART_FLOATS {
+            let sh = Shared((s, base, u, out, bias));
+            crate::pool::run(parts, &|i| {
+                let (s, base, u, out, bias) = sh.get();
+                let (a, b) = (i * lay.th / parts, (i + 1) * lay.th / parts);
+                let mut own = core::mem::MaybeUninit::<PartBuf>::uninit();
+                // SAFETY: part `i` owns tile rows `a..b` of the layer: its `V` and `M`
+                // start after the earlier parts' `cap` rows each (and 16 floats of slack
+                // each; `parts * cap <= nty` rows and `MAX_PARTS` slacks reserved by
+                // `Layout`), its phase rows are the scratch's (part 0) or its own stack
+                // buffer (`part_floats <= PART_FLOATS`), and its output tiles are its own
+                // rows of the output.
+                unsafe {
+                    let (phase, line) =
+                        part_rows(lay, i, (base.add(lay.phase), base.add(lay.line)), &mut own);
+                    let v = base.add(lay.v + d.xi() * d.c * tw * cap * i + 16 * i);
+                    let m = base.add(lay.m + d.xi() * opad * tw * cap * i + 16 * i);
+                    for r in (a..b).step_by(cap) {
+                        sub_block(
+                            s,
+                            d,
+                            lay,
+                            (input, u, bias, out),
+                            (phase, line, v, m),
+                            r,
+                            cap.min(b - r),
+                            act,
+                        );
+                    }
+                }
+            });
+            return;
+        }
         for ty0 in (0..lay.th).step_by(lay.nty) {
             let nb = lay.nty.min(lay.th - ty0);
             let tb = nb * tw;
@@ -432,12 +485,7 @@ impl WithSimd for WgRun<'_> {
             // conv3, 16x16 maps: 39 -> 20 µs on two threads). With one tile row per
             // thread the weights (4x the direct ones, read whole by every part) dominate:
             // the phases split instead, positions (and so weights) divided between them.
-            // F(2x2) is taken for layers heavy in weights: when they exceed the L2, the
-            // phase split, which divides the positions (so the weights) between the
-            // threads, not the rows (512x7x7 -> 512: rows 420 against 385 µs on two
-            // threads); below, rows too (two threads, Zen 5: 64x8x8 -> 128 30 -> 20.6
-            // µs, 128x8x8 -> 128 45 -> 36.5, 96x8x8 -> 96 33 -> 26).
-            let rows = if d.m == 2 && d.xi() * d.c * opad * 4 > L2 {
+            let rows = if !rows_ok {
                 1
             } else {
                 threads.min(nb / 2).min(MAX_PARTS)

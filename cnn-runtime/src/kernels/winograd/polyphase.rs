@@ -213,40 +213,54 @@ pub(super) fn polyphase(
     let (mosaic, rest) = rest.split_at_mut(pout - pin);
     let mout = &mut rest[..len - pout];
     let (hw, ohw) = (d.h * d.w, d.oh * d.ow);
+    let (mhw, mohw) = (md.h * md.w, md.oh * md.ow);
+    // Gather and scatter split by channels over the pool's threads (`parallel`), each
+    // part whole planes: with one thread doing them, the dilated layers ran slower on two
+    // threads than on one.
+    let threads = crate::pool::num_threads();
     // Gather: row block by row block, each row from its input row (or zeros).
-    for (ch, dst) in mosaic.chunks_exact_mut(md.h * md.w).enumerate() {
-        let plane = &input[ch * hw..(ch + 1) * hw];
-        let mut rows = dst.chunks_exact_mut(md.w);
-        for ph in blocks(d.h, d.oh, d.ph, d.dh) {
-            for (i, row) in rows.by_ref().take(ph.outs + 2).enumerate() {
-                let r = i.wrapping_sub(ph.pad);
-                let src = (r < ph.ins).then(|| {
-                    let y = ph.in0 + d.dh * r;
-                    &plane[y * d.w..(y + 1) * d.w]
-                });
-                gather_row(&d, src, row);
-            }
-        }
-    }
-    plain(level, md, mosaic, params, mout, inner, act);
-    // Scatter the valid outputs with stride (DH, DW).
-    for (o, src) in mout.chunks_exact(md.oh * md.ow).enumerate() {
-        let plane = &mut output[o * ohw..(o + 1) * ohw];
-        let mut r0 = 0;
-        for rp in blocks(d.h, d.oh, d.ph, d.dh) {
-            for j in 0..rp.outs {
-                let srow = &src[(r0 + j) * md.ow..(r0 + j + 1) * md.ow];
-                let drow = &mut plane[(rp.out0 + d.dh * j) * d.ow..][..d.ow];
-                let mut c0 = 0;
-                for cp in blocks(d.w, d.ow, d.pw, d.dw) {
-                    let s = &srow[c0..c0 + cp.outs];
-                    strided_store(&mut drow[cp.out0..], s, d.dw);
-                    c0 += cp.outs + 2;
+    let per = d.c.div_ceil(threads);
+    crate::pool::run_chunks_mut(mosaic, per * mhw, &|i, part| {
+        for (k, dst) in part.chunks_exact_mut(mhw).enumerate() {
+            let ch = i * per + k;
+            let plane = &input[ch * hw..(ch + 1) * hw];
+            let mut rows = dst.chunks_exact_mut(md.w);
+            for ph in blocks(d.h, d.oh, d.ph, d.dh) {
+                for (j, row) in rows.by_ref().take(ph.outs + 2).enumerate() {
+                    let r = j.wrapping_sub(ph.pad);
+                    let src = (r < ph.ins).then(|| {
+                        let y = ph.in0 + d.dh * r;
+                        &plane[y * d.w..(y + 1) * d.w]
+                    });
+                    gather_row(&d, src, row);
                 }
             }
-            r0 += rp.outs + 2;
         }
-    }
+    });
+    plain(level, md, mosaic, params, mout, inner, act);
+    // Scatter the valid outputs with stride (DH, DW).
+    let mout = &*mout;
+    let per = d.o.div_ceil(threads);
+    crate::pool::run_chunks_mut(&mut output[..d.o * ohw], per * ohw, &|i, part| {
+        for (k, plane) in part.chunks_exact_mut(ohw).enumerate() {
+            let o = i * per + k;
+            let src = &mout[o * mohw..(o + 1) * mohw];
+            let mut r0 = 0;
+            for rp in blocks(d.h, d.oh, d.ph, d.dh) {
+                for j in 0..rp.outs {
+                    let srow = &src[(r0 + j) * md.ow..(r0 + j + 1) * md.ow];
+                    let drow = &mut plane[(rp.out0 + d.dh * j) * d.ow..][..d.ow];
+                    let mut c0 = 0;
+                    for cp in blocks(d.w, d.ow, d.pw, d.dw) {
+                        let s = &srow[c0..c0 + cp.outs];
+                        strided_store(&mut drow[cp.out0..], s, d.dw);
+                        c0 += cp.outs + 2;
+                    }
+                }
+                r0 += rp.outs + 2;
+            }
+        }
+    });
 }
 
 #[cfg(test)]
