@@ -131,6 +131,9 @@ enum DwPlan {
     /// 3x3 with one pixel of padding, stride 1 ("same") or 2: per channel, the output
     /// as one long row (`engine::depthwise_flat`, `engine::depthwise_phase`).
     Flat,
+    /// 3x3 "same", stride 1: per channel and output row, the column taps shifted in
+    /// registers (`engine::depthwise_rows3`); else as `Flat`.
+    Shift,
 }
 
 /// The weights of a range of channels (all of them, or whole 16-channel panels).
@@ -190,7 +193,11 @@ impl WithSimd for DwRun<'_> {
         // 576x14x14 -> 7x7 20.0 / 20.6, 320x7x7 -> 4x4 6.2 / 4.1; AVX2: 256x12x12 ->
         // 6x6 7.5 / 11.9, 320x7x7 6.6 / 5.8).
         let flat = engine::flat3_fits(&d) || engine::phase3_fits(&d) && 2 * d.ow > S::LANES;
-        let plan = self.force.unwrap_or(if flat {
+        // Wide stride-1 maps row by row, the taps shifted in registers (AVX-512).
+        let shift = engine::flat3_fits(&d) && d.w >= S::TUNING.dw_shift_min_width;
+        let plan = self.force.unwrap_or(if shift {
+            DwPlan::Shift
+        } else if flat {
             DwPlan::Flat
         } else if d.ow >= S::TUNING.dw_rows_min_width {
             DwPlan::Rows
@@ -201,7 +208,11 @@ impl WithSimd for DwRun<'_> {
         let (w, b) = (p.weight, p.bias);
         // SAFETY: `out` and `rows` as the engines require (this struct's contract).
         unsafe {
-            if plan == DwPlan::Flat
+            if plan == DwPlan::Shift && engine::flat3_fits(&d) {
+                engine::depthwise_rows3(s, d, input, w, b, out, rows, act);
+                return true;
+            }
+            if matches!(plan, DwPlan::Flat | DwPlan::Shift)
                 && (engine::flat3_fits(&d)
                     && engine::depthwise_flat(s, d, input, w, b, out, rows, act, cap)
                     || engine::phase3_fits(&d)

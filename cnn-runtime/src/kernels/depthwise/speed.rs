@@ -71,6 +71,7 @@ fn speed() {
             Some(DwPlan::Rows),
             Some(DwPlan::Channels),
             Some(DwPlan::Flat),
+            Some(DwPlan::Shift),
         ] {
             if std::env::var("DW_PLAN").is_ok_and(|p| p != format!("{force:?}")) {
                 t.push(f64::NAN);
@@ -90,6 +91,6 @@ fn speed() {
             }));
         }
         let macs = (c * oh * oh * 9) as f64;
-        eprintln!("{c:>4}x{h:>3}x{h:<3} s{s} | auto {:>8.1} µs ({:>5.1} GF/s) | rows {:>8.1} | channels {:>8.1} | flat {:>8.1}", t[0], 2.0 * macs / t[0] / 1e3, t[1], t[2], t[3]);
+        eprintln!("{c:>4}x{h:>3}x{h:<3} s{s} | auto {:>8.1} µs ({:>5.1} GF/s) | rows {:>8.1} | channels {:>8.1} | flat {:>8.1} | shift {:>8.1}", t[0], 2.0 * macs / t[0] / 1e3, t[1], t[2], t[3], t[4]);
     }
 }

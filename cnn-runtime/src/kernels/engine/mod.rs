@@ -65,6 +65,7 @@ use super::simd::{Simd, WithSimd};
 mod depthwise;
 mod dw_flat;
 mod dw_phase;
+mod dw_rows3;
 mod panels;
 mod pool;
 mod tiles;
@@ -74,6 +75,7 @@ use self::depthwise::*;
 pub(crate) use self::depthwise::{depthwise, depthwise_channels};
 pub(crate) use self::dw_flat::{depthwise_flat, flat3_fits};
 pub(crate) use self::dw_phase::{depthwise_phase, phase3_fits};
+pub(crate) use self::dw_rows3::depthwise_rows3;
 pub(crate) use self::panels::conv_panels;
 #[allow(unused_imports)]
 use self::panels::*;

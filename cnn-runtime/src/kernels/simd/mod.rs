@@ -187,6 +187,10 @@ pub(crate) trait Simd: Copy + Send + Sync + Tuned {
     /// `prev[LANES - 1]`, lane `i > 0` is `v[i - 1]` (the vector one element before `v`
     /// when `prev` is the vector before it).
     fn shift_in(self, prev: Self::V, v: Self::V) -> Self::V;
+    /// `v` moved down one lane, the first lane of `next` shifted in: lane `i < LANES - 1`
+    /// is `v[i + 1]`, the last is `next[0]` (the vector one element after `v` when `next`
+    /// is the vector after it).
+    fn shift_out(self, v: Self::V, next: Self::V) -> Self::V;
     /// Pairwise sums of the concatenation `a ++ b`: lane `i` is `x[2i] + x[2i + 1]`.
     fn pair_add(self, a: Self::V, b: Self::V) -> Self::V;
     /// Pairwise NaN-propagating maxima of `a ++ b`: lane `i` is `max(x[2i], x[2i + 1])`.
@@ -352,6 +356,12 @@ mod tests {
             // SAFETY: `e` has l floats.
             unsafe { s.store(e.as_mut_ptr(), sh) };
             assert_eq!(e, xs[l - 1..2 * l - 1], "shift_in");
+            // Shift out: the vector one element after `xs[..l]`.
+            // SAFETY: `xs` has 2 * l floats, `e` l.
+            let sh = unsafe { s.shift_out(s.load(xs.as_ptr()), s.load(xs[l..].as_ptr())) };
+            // SAFETY: `e` has l floats.
+            unsafe { s.store(e.as_mut_ptr(), sh) };
+            assert_eq!(e, xs[1..l + 1], "shift_out");
             // Pairwise operations and the NaN-propagating maximum.
             let a: Vec<f32> = (0..2 * l).map(|i| (i as f32 * 0.7).sin()).collect();
             let mut b = a.clone();

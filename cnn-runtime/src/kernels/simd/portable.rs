@@ -189,6 +189,15 @@ mod imp {
             }
         }
         #[inline(always)]
+        fn shift_out(self, v: __m128, next: __m128) -> __m128 {
+            // SAFETY: SSE2 is part of x86-64.
+            unsafe {
+                // t = [v[3], v[0], next[0], next[0]], then [v[1], v[2], t[0], t[2]].
+                let t = _mm_shuffle_ps::<0x03>(v, next);
+                _mm_shuffle_ps::<0x89>(v, t)
+            }
+        }
+        #[inline(always)]
         fn pair_add(self, a: __m128, b: __m128) -> __m128 {
             let (even, odd) = self.deinterleave(a, b);
             self.add(even, odd)
@@ -372,6 +381,11 @@ mod imp {
         fn shift_in(self, prev: F32x4, v: F32x4) -> F32x4 {
             let (p, v) = (prev.0, v.0);
             F32x4([p[3], v[0], v[1], v[2]])
+        }
+        #[inline(always)]
+        fn shift_out(self, v: F32x4, next: F32x4) -> F32x4 {
+            let (v, n) = (v.0, next.0);
+            F32x4([v[1], v[2], v[3], n[0]])
         }
         #[inline(always)]
         fn pair_add(self, a: F32x4, b: F32x4) -> F32x4 {

@@ -36,6 +36,13 @@ pub(crate) struct Tuning {
     /// 48x48: 31 vs 44, 112x112: 205 vs 298) and lose below (28x28: 90 vs 87, 24x24:
     /// 51 vs 45); on AVX2 the same crossover (28x28: 136 vs 114, 32x32: 39 vs 45).
     pub(crate) dw_rows_min_width: usize,
+    /// Width from which a 3x3 stride-1 "same" depthwise layer runs row by row with its
+    /// column taps shifted in registers (`engine::depthwise_rows3`) rather than on the
+    /// flat plane (`usize::MAX`: never). Measured with `depthwise::speed` on AVX-512
+    /// (Zen 5, µs, shifted / flat): 112x112x32 53 / 85, 56x56x144 73 / 96, 28x28x192 29.5 /
+    /// 32, 24x24x128 15.7 / 16.0, 14x14x384 18.1 / 17.6, 7x7x960 24 / 16; on AVX2, whose
+    /// cross-lane shifts take two shuffles, slower at every width (112x112: 138 / 126).
+    pub(crate) dw_shift_min_width: usize,
     /// Winograd GEMM tiles spanning four or two panels of output channels (by 6 or 4,
     /// and 12 tiles), not just one.
     pub(crate) winograd_multi_panel: bool,
@@ -62,6 +69,7 @@ impl Tuned for Portable {
         cv_tiles_of_12: false,
         cv_panel_pairs: false,
         dw_rows_min_width: 8,
+        dw_shift_min_width: usize::MAX,
         winograd_multi_panel: false,
         rational_tanh: true,
     };
@@ -77,6 +85,7 @@ impl Tuned for Avx2 {
         cv_tiles_of_12: false,
         cv_panel_pairs: false,
         dw_rows_min_width: 32,
+        dw_shift_min_width: usize::MAX,
         winograd_multi_panel: false,
         rational_tanh: false,
     };
@@ -92,6 +101,7 @@ impl Tuned for Avx512 {
         cv_tiles_of_12: true,
         cv_panel_pairs: true,
         dw_rows_min_width: 32,
+        dw_shift_min_width: 28,
         winograd_multi_panel: true,
         rational_tanh: true,
     };

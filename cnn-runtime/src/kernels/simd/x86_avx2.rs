@@ -229,6 +229,19 @@ impl Simd for Avx2 {
         }
     }
     #[inline(always)]
+    fn shift_out(self, v: __m256, next: __m256) -> __m256 {
+        // SAFETY: AVX and AVX2 are available (token).
+        unsafe {
+            // t = [v[4..8], next[0..4]]; per 128-bit half, (t ++ v) shifted down 4
+            // bytes: [v[1], v[2], v[3], v[4] | v[5], v[6], v[7], next[0]].
+            let t = _mm256_permute2f128_ps::<0x21>(v, next);
+            _mm256_castsi256_ps(_mm256_alignr_epi8::<4>(
+                _mm256_castps_si256(t),
+                _mm256_castps_si256(v),
+            ))
+        }
+    }
+    #[inline(always)]
     fn pair_add(self, a: __m256, b: __m256) -> __m256 {
         // SAFETY: AVX and AVX2 are available (token).
         unsafe {

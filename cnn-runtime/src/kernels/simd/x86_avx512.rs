@@ -193,6 +193,17 @@ impl Simd for Avx512 {
         }
     }
     #[inline(always)]
+    fn shift_out(self, v: __m512, next: __m512) -> __m512 {
+        // SAFETY: AVX-512F is available (token).
+        unsafe {
+            // (next ++ v) shifted down one element: v[1], ..., v[15], next[0].
+            _mm512_castsi512_ps(_mm512_alignr_epi32::<1>(
+                _mm512_castps_si512(next),
+                _mm512_castps_si512(v),
+            ))
+        }
+    }
+    #[inline(always)]
     fn pair_add(self, a: __m512, b: __m512) -> __m512 {
         // SAFETY: AVX-512F is available (token).
         unsafe {
