@@ -22,6 +22,11 @@ by ``make_weights.py`` and ``export_onnx.py``) this
   output, OpenVINO ``InferRequest.infer()`` on a pre-set input tensor);
 * runs ``CNN_NUM_THREADS=N cargo bench --features parallel --bench models -- --json
   target/bench/cnn.json`` for `cnn` (or reads that file with ``--no-cargo``);
+* with ``--rounds R`` (R > 1), runs each model's three engines back to back, R times,
+  ``--time / R`` seconds each, and reports per engine the round with the median time: on
+  a VM whose speed drifts within minutes (two threads on this project's 2-core VMs ran
+  1.3x to 1.9x faster than one, changing from minute to minute), engines timed a minute
+  apart are not comparable;
 * prints one table -- cnn, ORT and OpenVINO medians, the ratios ORT/cnn and OV/cnn
   (> 1: cnn is faster), GFLOP/s = 2 * MACs / median -- with the machine and the
   versions, and writes it as markdown to ``target/bench/report.md`` (and the raw numbers
@@ -31,7 +36,7 @@ It installs nothing: ``pip install onnxruntime openvino`` (see tools/bench/READM
 
 Usage::
 
-    python3 tools/bench/compare.py [--time 2] [--threads 1] [--batch 1] [--no-cargo] [MODEL ...]
+    python3 tools/bench/compare.py [--time 2] [--threads 1] [--batch 1] [--rounds 1] [--no-cargo] [MODEL ...]
 """
 
 from __future__ import annotations
@@ -305,6 +310,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=1,
                         help="images per call (default 1): above 1, cnn times "
                              "forward_batch_into and the references model_b<B>.onnx")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="rounds (default 1): above 1, each model runs cnn, ORT and "
+                             "OpenVINO back to back, ROUNDS times, --time / ROUNDS seconds "
+                             "each, and the round with the median time is reported per "
+                             "engine (for machines whose speed drifts within a run)")
     parser.add_argument("--no-cargo", action="store_true",
                         help="do not run cargo bench; read --cnn-json")
     parser.add_argument("--cnn-json", type=Path, default=BENCH / "cnn.json")
@@ -314,6 +324,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--threads must be at least 1")
     if args.batch < 1:
         parser.error("--batch must be at least 1")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    if args.rounds > 1 and args.no_cargo:
+        parser.error("--rounds needs cargo (not --no-cargo)")
     onnx_name = "model.onnx" if args.batch == 1 else f"model_b{args.batch}.onnx"
     for m in args.models:
         if m not in MODELS:
@@ -343,9 +357,12 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     load_before = loadavg()
 
-    # cnn first (it compiles, then times), then the reference engines.
+    # cnn first (it compiles, then times), then the reference engines; with rounds, model
+    # by model (cnn, ORT, OpenVINO back to back), each round timing `--time / rounds`.
+    secs = args.time / args.rounds
     if not args.no_cargo:
-        run_cargo(args.time, args.models, args.cnn_json.resolve(), args.threads, args.batch)
+        run_cargo(secs, args.models[:1] if args.rounds > 1 else args.models,
+                  args.cnn_json.resolve(), args.threads, args.batch)
     if not args.cnn_json.exists():
         parser.error(f"{args.cnn_json} is missing (run without --no-cargo)")
     cnn = json.loads(args.cnn_json.read_text())
@@ -355,7 +372,13 @@ def main(argv: list[str] | None = None) -> int:
     cnn_by_model = {m["model"]: m for m in cnn["models"]}
 
     results = {}
-    for name in args.models:
+    rounds_seen = {}
+    for name in [m for m in args.models for _ in range(args.rounds)]:
+        rd = rounds_seen[name] = rounds_seen.get(name, -1) + 1
+        if args.rounds > 1 and (rd > 0 or name != args.models[0]):
+            run_cargo(secs, [name], args.cnn_json.resolve(), args.threads, args.batch)
+            cnn_by_model.update({m["model"]: m for m in
+                                 json.loads(args.cnn_json.read_text())["models"]})
         data = load_file(str(BENCH / name / "data.safetensors"))
         x = np.ascontiguousarray(data["input"], dtype=np.float32)
         want = data["output"]
@@ -370,12 +393,13 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(f"{name}: MACs differ, cnn {c['macs']} vs torch count {meta['macs']}")
         row = {"model": name, "macs": macs, "cnn": c, "engines": {}}
         for ename, runner in engines.items():
-            print(f"{name}: {ename} ...", flush=True)
+            print(f"{name}: {ename} ..." + (f" (round {rd + 1} of {args.rounds})"
+                                            if args.rounds > 1 else ""), flush=True)
             try:
                 y, run, settings = runner(BENCH / name / onnx_name, x, tuple(want.shape),
                                           args.threads)
                 r = check(y, want)
-                r.update(time_fn(run, args.time))
+                r.update(time_fn(run, secs))
                 r["settings"] = settings
             except Exception as e:  # noqa: BLE001 -- one engine failing is a table entry
                 r = {"error": f"{type(e).__name__}: {e}"}
@@ -385,6 +409,22 @@ def main(argv: list[str] | None = None) -> int:
             if "median_us" in r:
                 r["images_per_s"] = args.batch / (r["median_us"] * 1e-6)
             row["engines"][ename] = r
+        if args.rounds > 1:
+            rounds = results.setdefault(name, {"rounds": []})["rounds"]
+            rounds.append(row)
+            if rd + 1 < args.rounds:
+                continue
+            # Per engine, the round with the median time (the upper one of two middles).
+            def pick(get):
+                ok = [g for g in (get(r) for r in rounds) if g and "median_us" in g]
+                return sorted(ok, key=lambda g: g["median_us"])[len(ok) // 2] if ok else \
+                    get(rounds[-1])
+            row = dict(rounds[-1], rounds=[
+                {"cnn_us": (r["cnn"] or {}).get("median_us"),
+                 **{e: v.get("median_us") for e, v in r["engines"].items()}}
+                for r in rounds])
+            row["cnn"] = pick(lambda r: r["cnn"])
+            row["engines"] = {e: pick(lambda r, e=e: r["engines"].get(e)) for e in engines}
         results[name] = row
 
     floor = call_floor(args.time, engines, args.threads)
@@ -481,9 +521,13 @@ def main(argv: list[str] | None = None) -> int:
     md = [
         f"# cnn vs ONNX Runtime vs OpenVINO — batch {args.batch}, {threads_text}",
         "",
-        f"Run {started} by `tools/bench/compare.py` (`--time {args.time} --threads {args.threads} --batch {args.batch}`). Median time "
+        f"Run {started} by `tools/bench/compare.py` (`--time {args.time} --threads {args.threads} --batch {args.batch} --rounds {args.rounds}`). Median time "
         f"per call ({args.batch} image(s)); ratio = reference median / cnn median, so **> 1 means cnn is "
-        "faster**. GFLOP/s = 2 × MACs / median.",
+        "faster**. GFLOP/s = 2 × MACs / median."
+        + ("" if args.rounds == 1 else
+           f" Each model ran cnn, ORT and OpenVINO back to back, {args.rounds} rounds of "
+           f"{secs:.2f} s each; per engine the round with the median time is shown "
+           "(all rounds in compare.json)."),
         "",
         md_table(head, rows),
         "",
