@@ -77,13 +77,16 @@ fn is_1x2(d: &Dims2d) -> bool {
 
 /// The 2x2 stride-2 pool (see [`is_2x2`]) as a kernel for [`simd::run`]: each output
 /// vector from two vectors of each of the two input rows, combined vertically then
-/// pairwise. With `one_row` the 1x2 window of [`is_1x2`]: input row `oy` only.
+/// pairwise. With `one_row` the 1x2 window of [`is_1x2`]: input row `oy` only. Writes
+/// output rows `rows` of every plane of `out` (valid for `C * OH * OW` floats, those
+/// rows this run's alone).
 struct Pool2x2<'a> {
     d: Dims2d,
     max: bool,
     one_row: bool,
     input: &'a [f32],
-    output: &'a mut [f32],
+    out: *mut f32,
+    rows: (usize, usize),
 }
 
 impl WithSimd for Pool2x2<'_> {
@@ -94,12 +97,17 @@ impl WithSimd for Pool2x2<'_> {
         let l = S::LANES;
         let (hw, ohw) = (d.h * d.w, d.oh * d.ow);
         let input = &self.input[..d.c * hw];
-        let output = &mut self.output[..d.c * ohw];
         let quarter = s.splat(0.25);
         let half = s.splat(0.5);
         let one_row = self.one_row;
-        for (out_plane, in_plane) in output.chunks_exact_mut(ohw).zip(input.chunks_exact(hw)) {
-            for (oy, out_row) in out_plane.chunks_exact_mut(d.ow).enumerate() {
+        let (r0, r1) = self.rows;
+        for (c, in_plane) in input.chunks_exact(hw).enumerate() {
+            for oy in r0..r1 {
+                // SAFETY: row `oy < OH` of plane `c < C` of `out` (this struct's
+                // contract: valid, and these rows this run's alone).
+                let out_row = unsafe {
+                    core::slice::from_raw_parts_mut(self.out.add(c * ohw + oy * d.ow), d.ow)
+                };
                 let (y0, y1) = if one_row {
                     (oy, oy)
                 } else {
@@ -149,18 +157,75 @@ impl WithSimd for Pool2x2<'_> {
     }
 }
 
+/// Input floats from which a 2x2 pool splits over the pool's threads (`parallel`): the
+/// 32x32x32 and 64x16x16 maps of a VGG-style network, not LeNet-5's 6x28x28.
+#[cfg(feature = "parallel")]
+const POOL_PAR_FLOATS: usize = 8192;
+
+/// The 2x2 (or 1x2) pool `d` at `level`: with the `parallel` feature and a large map, in
+/// bands of output rows over the threads (on cache-line boundaries of the output, as the
+/// Winograd and depthwise row splits cut the map the pool reads: each part pools rows its
+/// core wrote; every value computed as on one thread), else on this thread.
+fn pool2x2(level: Level, d: Dims2d, max: bool, input: &[f32], output: &mut [f32]) {
+    let (hw, ohw) = (d.h * d.w, d.oh * d.ow);
+    let input = &input[..d.c * hw];
+    let output = &mut output[..d.c * ohw];
+    let one_row = is_1x2(&d);
+    #[cfg(feature = "parallel")]
+    {
+        // Rows whose outputs fill whole 64-byte lines.
+        let unit = {
+            let (mut g, mut m) = (d.ow.max(1), 16);
+            while m != 0 {
+                (g, m) = (m, g % m);
+            }
+            16 / g
+        };
+        let units = d.oh / unit;
+        let threads = crate::pool::num_threads().min(units);
+        if threads > 1
+            && d.c * hw >= POOL_PAR_FLOATS
+            && ohw.is_multiple_of(16)
+            && output.as_ptr().align_offset(64) == 0
+        {
+            let out = super::conv::OutPtr(output.as_mut_ptr());
+            crate::pool::run(threads, &|i| {
+                let at = |k: usize| {
+                    if k == threads {
+                        d.oh
+                    } else {
+                        k * units / threads * unit
+                    }
+                };
+                let run = Pool2x2 {
+                    d,
+                    max,
+                    one_row,
+                    input,
+                    out: out.get(),
+                    rows: (at(i), at(i + 1)),
+                };
+                simd::run(level, run);
+            });
+            return;
+        }
+    }
+    let run = Pool2x2 {
+        d,
+        max,
+        one_row,
+        input,
+        out: output.as_mut_ptr(),
+        rows: (0, d.oh),
+    };
+    simd::run(level, run);
+}
+
 /// Max pool with its dimensions as runtime values (`d.o`, `d.g` ignored), at `level`; see
 /// [`max_pool2d`].
 fn max_pool_dyn(level: Level, d: Dims2d, input: &[f32], output: &mut [f32]) {
     if is_2x2(&d) || is_1x2(&d) {
-        let run = Pool2x2 {
-            d,
-            max: true,
-            one_row: is_1x2(&d),
-            input,
-            output,
-        };
-        return simd::run(level, run);
+        return pool2x2(level, d, true, input, output);
     }
     let run = PoolBands {
         d,
@@ -224,14 +289,7 @@ fn window_count(start: usize, k: usize, n: usize, p: usize, include_pad: bool) -
 fn avg_pool_dyn(level: Level, d: Dims2d, include_pad: bool, input: &[f32], output: &mut [f32]) {
     let d = Dims2d { dh: 1, dw: 1, ..d };
     if is_2x2(&d) || is_1x2(&d) {
-        let run = Pool2x2 {
-            d,
-            max: false,
-            one_row: is_1x2(&d),
-            input,
-            output,
-        };
-        return simd::run(level, run);
+        return pool2x2(level, d, false, input, output);
     }
     let run = PoolBands {
         d,
@@ -582,6 +640,47 @@ mod tests {
                 assert!(g.is_nan() || f64::from(*g) == *w);
             }
         }
+    }
+
+    /// With the `parallel` feature, 2x2 pools large enough to split by output rows over
+    /// 2 and 3 threads give the one-thread result bit for bit (max and average, every
+    /// level, outputs on a line and off it, rows of 16, 8, 4 and 32 outputs, an odd
+    /// height), and match the reference.
+    #[cfg(feature = "parallel")]
+    #[test]
+    fn two_by_two_row_split_equals_one_thread() {
+        let _g = crate::pool::TEST_LOCK
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut rng = Rng::new(56);
+        for (c, h, w) in [
+            (32, 32, 32),
+            (64, 16, 16),
+            (128, 8, 8),
+            (8, 64, 64),
+            (40, 22, 33),
+        ] {
+            let (a, b) = (
+                Axis::pool(h, 2, 2, 0, 1, false).unwrap(),
+                Axis::pool(w, 2, 2, 0, 1, false).unwrap(),
+            );
+            let d = dims(c, a, b);
+            assert!(is_2x2(&d) && c * h * w >= POOL_PAR_FLOATS);
+            let x = rng.vec(c * h * w, -1.0, 1.0);
+            let n = c * d.oh * d.ow;
+            let want = r::max_pool2d(c, a, b, &x);
+            for level in simd::test_levels() {
+                r::assert_threads_match_one(n, &(c, h, w, level), |out| {
+                    max_pool_dyn(level, d, &x, out);
+                    let got: Vec<f64> = out[..n].iter().map(|&v| f64::from(v)).collect();
+                    assert!(got == want, "{:?}", (c, h, w, level));
+                });
+                r::assert_threads_match_one(n, &(c, h, w, level, "avg"), |out| {
+                    avg_pool_dyn(level, d, false, &x, out);
+                });
+            }
+        }
+        crate::pool::set_num_threads(2);
     }
 
     /// The banded path (every other window): ResNet's 3x3 stride-2 padding-1 max pool on
