@@ -39,16 +39,18 @@
 //!
 //! Which one runs is decided per layer from the lanes each would fill.
 //!
-//! **Depthwise** convolutions have four paths. 3x3 layers with one pixel of padding
-//! (MobileNet's) run per channel with the output as one long row of pixel vectors across
-//! rows: stride 1 on the flat plane (`dw_flat.rs`, the columns off the map masked),
-//! stride 2 from 16 output columns on phase planes (`dw_phase.rs`, each input row split
-//! once into its three column phases). Others run per channel in tiles of several rows
-//! by up to four pixel vectors ([`DwBand`], long rows), or `LANES` channels at once
-//! ([`DwCvBand`]): the band transposed to `[row][column][channel]` in a 64-byte aligned
-//! buffer, one channel vector per output pixel (groups of pixels side by side; 3x3
-//! stride-1 rows as a sliding window, [`dw3_slide`]), transposed back (short rows, and
-//! stride-2 layers with under 16 output columns).
+//! **Depthwise** convolutions have five paths. 3x3 layers with one pixel of padding
+//! (MobileNet's) run per channel: stride 1 with the output as one long row of pixel
+//! vectors across rows on the flat plane (`dw_flat.rs`, the columns off the map masked),
+//! or on wide maps row by row with the column taps shifted in registers (`dw_rows3.rs`,
+//! AVX-512 from 28 columns); stride 2 row by row from more than half a vector of output
+//! columns, each input row deinterleaved into its column phases in registers
+//! (`dw_phase.rs`). Others run per channel in tiles of several rows by up to four pixel
+//! vectors ([`DwBand`], long rows), or `LANES` channels at once ([`DwCvBand`]): the band
+//! transposed to `[row][column][channel]` in a 64-byte aligned buffer, one channel vector
+//! per output pixel (groups of pixels side by side; 3x3 stride-1 rows as a sliding
+//! window, [`dw3_slide`]), transposed back (short rows, and stride-2 layers with at most
+//! half a vector of output columns).
 //!
 //! [`conv_fallback`] handles what the engine does not (a one-row band that does not fit
 //! even for one channel, more than [`MAX_TAPS`] taps).
