@@ -1,7 +1,10 @@
 //! Kernel benchmark: every layer of the four shared models (LeNet-5, VGG-CIFAR,
-//! MobileNet-96, FCN-seg) timed on its own with its real const-generic instance, then
-//! each model's straight line of kernel calls end to end, at the portable level and at
-//! AVX2 + FMA; plus the machine's measured FMA peak for reference.
+//! MobileNet-96, FCN-seg), and one layer of each shape of MobileNetV2 at 224x224
+//! (`mobilenet_v2_head`: the 112x112 to 28x28 stages, `mobilenet_v2_tail`: 14x14 and
+//! 7x7), timed on its own with its real const-generic instance, then each model's
+//! straight line of kernel calls end to end ("in the chain": each layer reading what
+//! the one before wrote), at every level the machine has (portable, AVX2 + FMA,
+//! AVX-512); plus the machine's measured FMA peak for reference.
 //!
 //! ```text
 //! cargo bench -p cnn-runtime --bench kernels                 # everything
