@@ -174,13 +174,7 @@ fn pool2x2(level: Level, d: Dims2d, max: bool, input: &[f32], output: &mut [f32]
     #[cfg(feature = "parallel")]
     {
         // Rows whose outputs fill whole 64-byte lines.
-        let unit = {
-            let (mut g, mut m) = (d.ow.max(1), 16);
-            while m != 0 {
-                (g, m) = (m, g % m);
-            }
-            16 / g
-        };
+        let unit = super::depthwise::line_rows(d.ow);
         let units = d.oh / unit;
         let threads = crate::pool::num_threads().min(units);
         if threads > 1

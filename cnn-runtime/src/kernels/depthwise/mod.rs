@@ -129,7 +129,8 @@ enum DwPlan {
     /// `LANES` channels at once through transposes: short rows.
     Channels,
     /// 3x3 with one pixel of padding, stride 1 ("same") or 2: per channel, the output
-    /// as one long row (`engine::depthwise_flat`, `engine::depthwise_phase`).
+    /// as one long row (`engine::depthwise_flat`), stride 2 row by row
+    /// (`engine::depthwise_rows3`).
     Flat,
     /// 3x3 "same", stride 1: per channel and output row, the column taps shifted in
     /// registers (`engine::depthwise_rows3`); else as `Flat`.
@@ -208,15 +209,16 @@ impl WithSimd for DwRun<'_> {
         let (w, b) = (p.weight, p.bias);
         // SAFETY: `out` and `rows` as the engines require (this struct's contract).
         unsafe {
-            if plan == DwPlan::Shift && engine::flat3_fits(&d) {
+            // Stride 2, and wide stride-1 maps: row by row, no band buffer.
+            if plan == DwPlan::Shift && engine::flat3_fits(&d)
+                || matches!(plan, DwPlan::Flat | DwPlan::Shift) && engine::phase3_fits(&d)
+            {
                 engine::depthwise_rows3(s, d, input, w, b, out, rows, act);
                 return true;
             }
             if matches!(plan, DwPlan::Flat | DwPlan::Shift)
-                && (engine::flat3_fits(&d)
-                    && engine::depthwise_flat(s, d, input, w, b, out, rows, act, cap)
-                    || engine::phase3_fits(&d)
-                        && engine::depthwise_phase(s, d, input, w, b, out, rows, act, cap))
+                && engine::flat3_fits(&d)
+                && engine::depthwise_flat(s, d, input, w, b, out, rows, act, cap)
             {
                 return true;
             }
@@ -318,7 +320,7 @@ const LINE: usize = 16;
 /// Rows whose pixels fill whole cache lines: band boundaries at multiples of it start a
 /// line in every plane (when the planes do).
 #[cfg_attr(not(feature = "parallel"), allow(dead_code))]
-fn line_rows(ow: usize) -> usize {
+pub(super) fn line_rows(ow: usize) -> usize {
     let mut g = ow.max(1);
     let mut l = LINE;
     while l != 0 {

@@ -125,7 +125,8 @@ fn edge_shapes_against_reference() {
 }
 
 /// The flat 3x3 paths (`engine::depthwise_flat` and, row by row,
-/// `engine::depthwise_rows3`, stride 1; `engine::depthwise_phase`, stride 2) on every width up to 40 and some MobileNet ones, short and tall maps, bands
+/// `engine::depthwise_rows3`, stride 1; `engine::depthwise_rows3`, stride 2) on every
+/// width up to 40 and some MobileNet ones, short and tall maps, bands
 /// down to one output row, row ranges: stride 1 runs where the column pattern repeats
 /// within 32 vectors (and reports `false` elsewhere), stride 1 reports `false` for a
 /// buffer too small for one output row (stride 2 needs none), and both match the
@@ -150,14 +151,12 @@ fn flat_paths_against_reference() {
             let (y, act) = (y.as_mut_ptr(), Act::Identity);
             // SAFETY: `y` holds the whole output.
             unsafe {
-                if d.sh == 1 && cap == usize::MAX {
-                    // The row-by-row path (`cap` unused there).
-                    engine::depthwise_rows3(s, d, x, w, b, y, rows, act);
-                    true
-                } else if d.sh == 1 {
+                if d.sh == 1 && cap != usize::MAX {
                     engine::depthwise_flat(s, d, x, w, b, y, rows, act, cap)
                 } else {
-                    engine::depthwise_phase(s, d, x, w, b, y, rows, act, cap)
+                    // Row by row (no band buffer: `cap` unused).
+                    engine::depthwise_rows3(s, d, x, w, b, y, rows, act);
+                    true
                 }
             }
         }

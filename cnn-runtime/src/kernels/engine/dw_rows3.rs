@@ -1,18 +1,23 @@
-//! 3x3 stride-1 depthwise convolution with one pixel of padding on every side (the
-//! output as large as the input), per channel and output row, the column taps shifted in
-//! registers: for wide maps.
+//! 3x3 depthwise convolutions with one pixel of padding (MobileNet's), per channel and
+//! output row, their column taps formed in registers: stride 1 on wide maps ("same": the
+//! output as large as the input), stride 2 (the downsampling layers).
 //!
-//! For `LANES` outputs `x0..x0 + LANES` of a row, each of the three input rows gives one
-//! vector of columns `x0..x0 + LANES` (tap `kx = 1`, loaded once per row as the vector
-//! after the previous one) and two shifts of it: [`shift_in`](Simd::shift_in) of the
-//! vector before's last lane (`kx = 0`: column `x - 1`, zero before the row) and
-//! [`shift_out`](Simd::shift_out) of the next vector's first (`kx = 2`: column `x + 1`,
-//! zero after the row). One load and two shuffles per input row and vector, no copy, no
-//! masks but the last vector's; three output rows per pass share their input rows, each
-//! input row feeding the chains of the output rows it is a tap row of, three independent
-//! chains. A row narrower than a vector leaves lanes
-//! empty, where [`depthwise_flat`](super::depthwise_flat) (the output as one long row)
-//! fills them.
+//! For `LANES` outputs `x0..x0 + LANES` of a row, each input row gives the three tap
+//! vectors of columns `SH x - 1`, `SH x`, `SH x + 1`:
+//! * stride 1: one vector of columns `x0..` (tap `kx = 1`, loaded once per row as the
+//!   vector after the previous one) and two shifts of it: [`shift_in`](Simd::shift_in) of
+//!   the vector before's last lane (`kx = 0`, zero before the row) and
+//!   [`shift_out`](Simd::shift_out) of the next vector's first (`kx = 2`, zero after it);
+//! * stride 2: two vectors of columns `2 x0..` [`deinterleave`](Simd::deinterleave)d
+//!   into the even columns (`kx = 1`) and the odd ones (`kx = 2`), and the odd ones
+//!   shifted in behind the vector before's (`kx = 0`: column `2x - 1`).
+//!
+//! No copy, no scratch, no masks but at the end of a row: rows above or below the map
+//! are zero vectors, columns past a row's end zero lanes. Several output rows per pass
+//! share their input rows, each input row feeding the chains of the output rows it is a
+//! tap row of (independent chains, the tap order kept). A row narrower than a vector
+//! leaves lanes empty: there stride 1 takes [`depthwise_flat`](super::depthwise_flat)
+//! (the output as one long row) and stride 2 the channel-vectorised path.
 //!
 //! Each output is one chain in tap order (the product for tap 0, then fused
 //! multiply-adds), padded taps multiplying zeros, as in the channel-vectorised path.
@@ -20,9 +25,15 @@
 #[allow(unused_imports)]
 use super::*;
 
-/// Output rows per pass (their `RPASS + 2` input rows in flight, `RPASS` independent
-/// chains): three measured fastest on AVX-512 (112x112x32: 59 µs with two, 68 with four).
-const RPASS: usize = 3;
+/// Whether the depthwise convolution `d` (`c == o == g`) is a stride-2 one
+/// [`depthwise_rows3`] runs: 3x3, no dilation, one pixel of padding, the output PyTorch
+/// gives.
+pub(crate) fn phase3_fits(d: &Dims2d) -> bool {
+    (d.kh, d.kw, d.sh, d.sw, d.dh, d.dw, d.ph, d.pw) == (3, 3, 2, 2, 1, 1, 1, 1)
+        && d.h > 0
+        && d.w > 0
+        && (d.oh, d.ow) == ((d.h - 1) / 2 + 1, (d.w - 1) / 2 + 1)
+}
 
 /// The whole call as one isolated function ([`Simd::vectorize`]).
 struct Rows3Run<'a> {
@@ -51,7 +62,7 @@ impl WithSimd for Rows3Run<'_> {
             act,
         } = self;
         let l = S::LANES;
-        let (w, hw) = (d.w, d.h * d.w);
+        let (w, ow, hw) = (d.w, d.ow, d.h * d.w);
         for c in 0..d.c {
             let src = &input[c * hw..(c + 1) * hw];
             let wc = &weight[c * 9..c * 9 + 9];
@@ -85,41 +96,73 @@ impl WithSimd for Rows3Run<'_> {
                     }
                 }};
             }
-            // Output rows `y .. y + R` from input rows `y - 1 .. y + R + 1` (a macro,
-            // not a closure: a closure would not inherit the level's target features).
+            // Output rows `y .. y + R` at stride `SD` from input rows `SD y - 1 .. SD (y
+            // + R - 1) + 2` (a macro, not a closure: a closure would not inherit the
+            // level's target features).
             macro_rules! pass {
-                ($r:expr, $y:expr) => {{
+                ($sd:literal, $r:literal, $y:expr) => {{
+                    const SD: usize = $sd;
                     const R: usize = $r;
-                    const NR: usize = R + 2;
+                    const NR: usize = SD * (R - 1) + 3;
                     let y: usize = $y;
                     let in_rows: [Option<&[f32]>; NR] =
-                        core::array::from_fn(|k| row((y + k).wrapping_sub(1)));
+                        core::array::from_fn(|k| row((SD * y + k).wrapping_sub(1)));
                     // SAFETY: output rows `y .. y + R` of channel `c` lie in `out` (the
                     // caller's contract); the stores below write their columns `x0..x0 +
-                    // n`, `n <= W - x0`.
-                    let orow = unsafe { out.add((c * d.oh + y) * w) };
+                    // n`, `n <= OW - x0`.
+                    let orow = unsafe { out.add((c * d.oh + y) * ow) };
+                    // Per input row: the vector before's (the shift-in source) and,
+                    // at stride 1, the current one.
                     let mut prev = [s.zero(); NR];
                     let mut cur = [s.zero(); NR];
-                    for k in 0..NR {
-                        cur[k] = load!(in_rows[k], 0);
+                    if SD == 1 {
+                        for k in 0..NR {
+                            cur[k] = load!(in_rows[k], 0);
+                        }
                     }
                     let mut x0 = 0;
-                    while x0 < w {
+                    while x0 < ow {
                         // Input row by input row, each into the chains of the output
-                        // rows it is a tap row of (`ky = k - r`, increasing: every
+                        // rows it is a tap row of (`ky = k - SD r`, increasing: every
                         // chain keeps the tap order).
                         let mut acc = [s.zero(); R];
                         for k in 0..NR {
-                            let next = load!(in_rows[k], (x0 + l).min(w));
-                            let taps = [
-                                s.shift_in(prev[k], cur[k]),
-                                cur[k],
-                                s.shift_out(cur[k], next),
-                            ];
-                            prev[k] = cur[k];
-                            cur[k] = next;
+                            let taps = if SD == 1 {
+                                let next = load!(in_rows[k], (x0 + l).min(w));
+                                let t = [
+                                    s.shift_in(prev[k], cur[k]),
+                                    cur[k],
+                                    s.shift_out(cur[k], next),
+                                ];
+                                prev[k] = cur[k];
+                                cur[k] = next;
+                                t
+                            } else {
+                                let (ev, od) = match in_rows[k] {
+                                    Some(r) => {
+                                        let n = w - 2 * x0;
+                                        // SAFETY: the loads read `r[2 x0 .. 2 x0 + min(n,
+                                        // 2 LANES)]` only (`2 x0 < W`, as `x0 < OW`).
+                                        let (a, bb) = unsafe {
+                                            let p = r.as_ptr().add(2 * x0);
+                                            if n >= 2 * l {
+                                                (s.load(p), s.load(p.add(l)))
+                                            } else if n > l {
+                                                (s.load(p), s.load_n(p.add(l), n - l))
+                                            } else {
+                                                (s.load_n(p, n), s.zero())
+                                            }
+                                        };
+                                        s.deinterleave(a, bb)
+                                    }
+                                    None => (s.zero(), s.zero()),
+                                };
+                                let t = [s.shift_in(prev[k], od), ev, od];
+                                prev[k] = od;
+                                t
+                            };
                             for (r, a) in acc.iter_mut().enumerate() {
-                                let Some(ky) = k.checked_sub(r).filter(|&ky| ky < 3) else {
+                                let Some(ky) = k.checked_sub(SD * r).filter(|&ky| ky < 3) else {
                                     continue;
                                 };
                                 for (kx, &v) in taps.iter().enumerate() {
@@ -132,12 +175,12 @@ impl WithSimd for Rows3Run<'_> {
                                 }
                             }
                         }
-                        let n = (w - x0).min(l);
+                        let n = (ow - x0).min(l);
                         for (r, &a) in acc.iter().enumerate() {
                             let v = s.act(s.add(a, b), act);
                             // SAFETY: columns `x0..x0 + n` of output row `y + r` (above).
                             unsafe {
-                                let o = orow.add(r * w + x0);
+                                let o = orow.add(r * ow + x0);
                                 if n == l {
                                     s.store(o, v);
                                 } else {
@@ -149,21 +192,37 @@ impl WithSimd for Rows3Run<'_> {
                     }
                 }};
             }
+            // Output rows per pass: three at stride 1 (five input rows in flight; two
+            // and four measured slower on AVX-512: 112x112x32 59 and 68 against 53 µs),
+            // two at stride 2 (five input rows; three 83, four 160 µs against 82 on
+            // 96x112x112 -> 56x56: spilled registers); the rest one at a time.
             let mut y = r0;
-            while y + RPASS <= r1 {
-                pass!(RPASS, y);
-                y += RPASS;
-            }
-            while y < r1 {
-                pass!(1, y);
-                y += 1;
+            if d.sh == 1 {
+                while y + 3 <= r1 {
+                    pass!(1, 3, y);
+                    y += 3;
+                }
+                while y < r1 {
+                    pass!(1, 1, y);
+                    y += 1;
+                }
+            } else {
+                while y + 2 <= r1 {
+                    pass!(2, 2, y);
+                    y += 2;
+                }
+                while y < r1 {
+                    pass!(2, 1, y);
+                    y += 1;
+                }
             }
         }
     }
 }
 
-/// The depthwise convolution `d` ([`flat3_fits`]) with weights `[C][9]` and bias `[C]`,
-/// output rows `r0..r1` of every channel, row by row. Needs no band buffer.
+/// The depthwise convolution `d` ([`flat3_fits`]: stride 1, or [`phase3_fits`]: stride
+/// 2) with weights `[C][9]` and bias `[C]`, output rows `r0..r1` of every channel, row
+/// by row. Needs no band buffer.
 ///
 /// # Safety
 ///
@@ -182,7 +241,7 @@ pub(crate) unsafe fn depthwise_rows3<S: Simd>(
     (r0, r1): (usize, usize),
     act: Act,
 ) {
-    assert!(flat3_fits(&d) && d.c == d.o);
+    assert!((flat3_fits(&d) || phase3_fits(&d)) && d.c == d.o);
     assert!(input.len() >= d.c * d.h * d.w && r0 <= r1 && r1 <= d.oh);
     assert!(weight.len() == d.c * 9 && bias.len() == d.c);
     if r0 == r1 {
