@@ -10,8 +10,9 @@
 //! AVX-512) and run on the level [`cpu::level`](crate::cpu::level) selects; the
 //! convolution engine (`engine/`: `mod.rs` the packing, band copies and per-layer plan,
 //! `tiles.rs` the register-blocked micro-kernels, `panels.rs` the direct convolution's
-//! loops, `depthwise.rs` the depthwise engines, `dw_flat.rs` and `dw_phase.rs` the 3x3
-//! depthwise layers of stride 1 and 2 on flat planes, `pool.rs` pooling windows other
+//! loops, `depthwise.rs` the depthwise engines, `dw_flat.rs` the 3x3 stride-1 depthwise
+//! layers on flat planes, `dw_rows3.rs` the wide stride-1 and the stride-2 ones row by
+//! row with their taps formed in registers, `pool.rs` pooling windows other
 //! than 2x2 on the same padded bands). 3x3 stride-1 convolutions can also run as Winograd
 //! F(4x4, 3x3) or F(2x2, 3x3) (`winograd/`: `params.rs` the weight transform,
 //! `transform.rs` the input and output transforms, `gemm.rs` the batched matrix products,

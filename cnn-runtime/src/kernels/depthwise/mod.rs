@@ -1,8 +1,9 @@
 //! Depthwise 2-D convolution: a `Conv2d` with `groups == in == out`, each channel
 //! convolved with its own `KH x KW` kernel. Runs the convolution engine's depthwise
-//! kernels (`kernels/engine/depthwise.rs`, `dw_flat.rs`, `dw_phase.rs`) on the level
-//! [`cpu::level`] picks: 3x3 layers with one pixel of padding per channel with the output
-//! as one long row (stride 1 on the flat plane, stride 2 on phase planes); long rows per
+//! kernels (`kernels/engine/depthwise.rs`, `dw_flat.rs`, `dw_rows3.rs`) on the level
+//! [`cpu::level`] picks: 3x3 layers with one pixel of padding per channel (stride 1 with
+//! the output as one long row on the flat plane, or row by row on wide maps; stride 2 row
+//! by row, the column phases split in registers); long rows per
 //! channel, rows of pixel vectors over the input or a padded, phase-split band copy
 //! (strides); short rows `LANES` channels at a time through in-register transposes.
 
