@@ -205,7 +205,8 @@ impl<S: Simd> GemmAll<S> {
     /// # Safety
     ///
     /// The buffers hold `[36][C][tb]` (`v`), `[36][panels][C][16]` (`u`) and
-    /// `[36][tb][panels * 16]` (`m`) floats; no other thread touches position `xi` of `m`.
+    /// `[36][tb][panels * 16]` (`m`) floats, the positions of `v` and `m`
+    /// [`pos_stride`] apart; no other thread touches position `xi` of `m`.
     #[inline(always)]
     pub(super) unsafe fn position(&self, xi: usize, c: usize, tb: usize, panels: usize) {
         let opad = panels * PANEL;
@@ -213,9 +214,9 @@ impl<S: Simd> GemmAll<S> {
         unsafe {
             gemm_position(
                 self.s,
-                self.v.add(xi * c * tb),
+                self.v.add(xi * pos_stride(c * tb)),
                 self.u.add(xi * panels * c * PANEL),
-                self.m.add(xi * tb * opad),
+                self.m.add(xi * pos_stride(tb * opad)),
                 c,
                 tb,
                 panels,

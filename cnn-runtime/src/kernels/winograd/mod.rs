@@ -234,6 +234,16 @@ const fn flat_tiles(tw: usize, lanes: usize) -> bool {
     5 * tw < 4 * tw.div_ceil(lanes) * lanes
 }
 
+/// Floats from one position's rows of `V` (or `M`) to the next's when a position holds
+/// `n` floats: `n` in whole cache lines, an odd number of them. A tile's transforms touch
+/// one row per position, 36 rows a position stride apart; at a multiple of 4 KiB (a
+/// 32x32 map's 64 tiles of 32 channels) they all fell in one set of the L1 (12 ways for
+/// 36 lines: the input transform of 32x32x32 -> 32 took 38 of the layer's 71 µs); at an
+/// odd number of lines they fall in 36 different sets.
+const fn pos_stride(n: usize) -> usize {
+    (n.div_ceil(16) | 1) * 16
+}
+
 /// Most parts a block splits into over threads (tile rows; [`crate::pool::MAX_THREADS`]).
 const MAX_PARTS: usize = crate::pool::MAX_THREADS;
 
@@ -289,8 +299,9 @@ impl Layout {
         let line = phase + (m * nty + 2) * m * twp + 16;
         let x = line + 2 * (m * twp + 16);
         let v = x + xi * xrow;
-        let mo = v + xi * d.c * tb + 16 * MAX_PARTS;
-        let len = mo + xi * tb * opad + 16 * MAX_PARTS;
+        // `pos_stride` adds at most 32 floats per position to each part's rows.
+        let mo = v + xi * (d.c * tb + 32 * MAX_PARTS) + 16 * MAX_PARTS;
+        let len = mo + xi * (tb * opad + 32 * MAX_PARTS) + 16 * MAX_PARTS;
         Layout {
             th,
             tw,
@@ -436,8 +447,8 @@ impl WithSimd for WgRun<'_> {
                 unsafe {
                     let (phase, line) =
                         part_rows(lay, i, (base.add(lay.phase), base.add(lay.line)), &mut own);
-                    let v = base.add(lay.v + d.xi() * d.c * tw * cap * i + 16 * i);
-                    let m = base.add(lay.m + d.xi() * opad * tw * cap * i + 16 * i);
+                    let v = base.add(lay.v + i * (d.xi() * (d.c * tw * cap + 32) + 16));
+                    let m = base.add(lay.m + i * (d.xi() * (opad * tw * cap + 32) + 16));
                     for r in (a..b).step_by(cap) {
                         sub_block(
                             s,
@@ -504,8 +515,8 @@ impl WithSimd for WgRun<'_> {
                     // output tiles are its own rows of the output.
                     unsafe {
                         let (phase, line) = part_rows(lay, i, (phase, line), &mut own);
-                        let v = v.add(d.xi() * d.c * tw * r0 + 16 * i);
-                        let m = m.add(d.xi() * opad * tw * r0 + 16 * i);
+                        let v = v.add(d.xi() * (d.c * tw * r0 + 32 * i) + 16 * i);
+                        let m = m.add(d.xi() * (opad * tw * r0 + 32 * i) + 16 * i);
                         sub_block(
                             s,
                             d,

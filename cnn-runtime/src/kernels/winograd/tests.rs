@@ -200,11 +200,13 @@ fn check(
     worst
 }
 
-/// 3x3 stride-1 axis geometries: sizes 1..13, padding 0, 1, 2, and 'same' with one
-/// more cell of padding at the end than at the start (and the reverse).
+/// 3x3 stride-1 axis geometries: sizes 1..13 (and 17, 20, 46: tile rows of the flat
+/// input transform wider than a vector on the portable level, F(4x4), and on AVX2,
+/// F(2x2)), padding 0, 1, 2, and 'same' with one more cell of padding at the end than at
+/// the start (and the reverse).
 fn axes() -> Vec<Axis> {
     let mut axes = Vec::new();
-    for n in [1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13] {
+    for n in [1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 17, 20, 46] {
         for p in 0..=2 {
             axes.extend(Axis::conv(n, 3, 1, p, 1));
         }

@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::kernels::engine::{copy_floats, zero_floats};
+use core::mem::MaybeUninit;
 
 /// `a - b`, exactly as a subtraction (the product by -1 is exact).
 #[inline(always)]
@@ -147,6 +148,7 @@ impl WgInput<'_> {
         let l = S::LANES;
         let (tw, twp) = (lay.tw, lay.twp);
         let tb = nb * tw;
+        let vs = pos_stride(d.c * tb);
         // SAFETY: `phase` and `line` hold the phase rows and the line of a block of `nb`
         // tile rows (with their slack), owned by this part; `V` holds `36 C tb` floats
         // (plus slack), of which this part writes the rows of its channels only.
@@ -167,23 +169,71 @@ impl WgInput<'_> {
             // the next) is copied in while row r is split, so that the split's loads do
             // not wait for the copy's stores (a load spanning two recent stores is not
             // forwarded from the store buffer: 16x16 maps, ~1.3x the transform's time).
+            // With a left padding of at most one column the phases are split straight
+            // from the input rows (`input_phases`): copying each row into a padded line
+            // first cost 30 cycles a row in stalls (the line's unaligned stores are not
+            // forwarded to the split's aligned loads: 32x32x32 -> 32 16 -> 9 µs).
+            let direct = d.pw <= 1;
             let len = MT * twp;
             let lines = [line, line.add(len + 16)];
-            let mut next = fill_line(s, d, input, c0, MT * ty0, lines[0], len);
+            let mut next = !direct && fill_line(s, d, input, c0, MT * ty0, lines[0], len);
             for c in c0..c1 {
                 for r in 0..nrows {
                     // Phase rows: `[r][k][twp]`, phase k column j = padded column MT j + k.
                     let dst = phase.add(r * MT * twp);
-                    let here = next;
+                    let iy = (MT * ty0 + r).wrapping_sub(d.ph);
+                    let src = input.as_ptr().wrapping_add((c * d.h + iy) * d.w);
+                    let here = if direct { iy < d.h } else { next };
                     let buf = lines[(c * nrows + r) % 2];
                     let (c2, r2) = if r + 1 < nrows {
                         (c, r + 1)
                     } else {
                         (c + 1, 0)
                     };
-                    if c2 < c1 {
+                    if !direct && c2 < c1 {
                         let other = lines[(c2 * nrows + r2) % 2];
                         next = fill_line(s, d, input, c2, MT * ty0 + r2, other, len);
+                    }
+                    // Phase column `j` of this row (no closure: closures do not inherit
+                    // the target features, the intrinsics would be calls).
+                    let split = (direct, src, buf.cast_const());
+                    if flat {
+                        // Straight into this channel's slot of `X`: padded row r is row
+                        // i = r - MT ty of the windows of tile rows ty (up to two), and
+                        // column k of window tx is phase k % MT at tx + k / MT, the
+                        // phase vectors moved down a lane for k >= MT. Whole-vector
+                        // stores in increasing order in each row of `X`: the lanes past
+                        // a tile row's end are overwritten by the next tile row (or the
+                        // next channel, or land in the slack).
+                        let slot = (c - g0) * tb;
+                        let ty_lo = (r + 1).saturating_sub(a).div_ceil(MT);
+                        let ty_hi = (r / MT).min(nb - 1);
+                        for j in (0..tw).step_by(l) {
+                            let cur = if here {
+                                row_phases::<S, MT>(s, d, split, j)
+                            } else {
+                                [s.zero(); 4]
+                            };
+                            let nxt = if here && j + l < twp {
+                                row_phases::<S, MT>(s, d, split, j + l)
+                            } else {
+                                [s.zero(); 4]
+                            };
+                            let (s0, s1) =
+                                (s.shift_out(cur[0], nxt[0]), s.shift_out(cur[1], nxt[1]));
+                            let cols = if MT == 2 {
+                                [cur[0], cur[1], s0, s1, s0, s1]
+                            } else {
+                                [cur[0], cur[1], cur[2], cur[3], s0, s1]
+                            };
+                            for ty in ty_lo..=ty_hi {
+                                let row = x.add((r - MT * ty) * a * lay.xrow + slot + ty * tw + j);
+                                for (k, &v) in cols.iter().enumerate().take(a) {
+                                    s.store(row.add(k * lay.xrow), v);
+                                }
+                            }
+                        }
+                        continue;
                     }
                     if !here {
                         zero_floats(s, dst, MT * twp);
@@ -192,48 +242,20 @@ impl WgInput<'_> {
                     // Split into MT phases, MT * LANES columns at a time (twp is a
                     // multiple of 16, so of LANES).
                     for j in (0..twp).step_by(l) {
-                        let p = buf.add(MT * j);
-                        if MT == 2 {
-                            let (p0, p1) = s.deinterleave(s.load(p), s.load(p.add(l)));
-                            s.store(dst.add(j), p0);
-                            s.store(dst.add(twp + j), p1);
-                            continue;
+                        let p = row_phases::<S, MT>(s, d, split, j);
+                        for (k, &pk) in p.iter().enumerate().take(MT) {
+                            s.store(dst.add(k * twp + j), pk);
                         }
-                        let (e1, o1) = s.deinterleave(s.load(p), s.load(p.add(l)));
-                        let (e2, o2) = s.deinterleave(s.load(p.add(2 * l)), s.load(p.add(3 * l)));
-                        let (p0, p2) = s.deinterleave(e1, e2);
-                        let (p1, p3) = s.deinterleave(o1, o2);
-                        s.store(dst.add(j), p0);
-                        s.store(dst.add(twp + j), p1);
-                        s.store(dst.add(2 * twp + j), p2);
-                        s.store(dst.add(3 * twp + j), p3);
                     }
                 }
                 if flat {
-                    // Gather this channel's tiles into its slot of `X`: row (i, k) of
-                    // tile (ty, tx) is phase k % MT of input row MT ty + i at tx + k / MT.
-                    // Whole-vector copies in increasing order: the lanes past a tile
-                    // row's end are overwritten by the next row (or land in the slack).
-                    let slot = (c - g0) * tb;
-                    for i in 0..a {
-                        for k in 0..a {
-                            let dst = x.add((i * a + k) * lay.xrow + slot);
-                            for ty in 0..nb {
-                                let row = (MT * ty + i) * MT * twp;
-                                let src = phase.add(row + (k % MT) * twp + k / MT);
-                                for j in (0..tw).step_by(l) {
-                                    s.store(dst.add(ty * tw + j), s.load(src.add(j)));
-                                }
-                            }
-                        }
-                    }
                     if c + 1 == c1 || c + 1 - g0 == lay.xg {
                         flat_transform::<S, MT>(
                             s,
                             x,
                             lay.xrow,
                             v.add(g0 * tb),
-                            d.c * tb,
+                            pos_stride(d.c * tb),
                             (c + 1 - g0) * tb,
                         );
                         g0 = c + 1;
@@ -265,7 +287,7 @@ impl WgInput<'_> {
                             let f = bt_m::<S, MT>(s, ri);
                             for (j, &fj) in f.iter().enumerate().take(a) {
                                 // V[ξ][c][t]: inside `V` (t + n <= tb).
-                                let p = v.add(((i * a + j) * d.c + c) * tb + ty * tw + tx0);
+                                let p = v.add((i * a + j) * vs + c * tb + ty * tw + tx0);
                                 s.store_n(p, fj, n);
                             }
                         }
@@ -274,6 +296,110 @@ impl WgInput<'_> {
             }
         }
     }
+}
+
+/// The `MT` phases of the padded line `buf` at phase column `j` (a multiple of
+/// `LANES`): lane `t` of phase `k` is column `MT (j + t) + k` (for `MT = 2` the last two
+/// returned zero).
+///
+/// # Safety
+///
+/// `buf + MT j .. + MT LANES` readable.
+#[inline(always)]
+unsafe fn phases<S: Simd, const MT: usize>(s: S, buf: *const f32, j: usize) -> [S::V; 4] {
+    let l = S::LANES;
+    // SAFETY: `MT` vectors from `buf + MT j`, the caller's bound.
+    unsafe {
+        let p = buf.add(MT * j);
+        let (e1, o1) = s.deinterleave(s.load(p), s.load(p.add(l)));
+        if MT == 2 {
+            return [e1, o1, s.zero(), s.zero()];
+        }
+        let (e2, o2) = s.deinterleave(s.load(p.add(2 * l)), s.load(p.add(3 * l)));
+        let (p0, p2) = s.deinterleave(e1, e2);
+        let (p1, p3) = s.deinterleave(o1, o2);
+        [p0, p1, p2, p3]
+    }
+}
+
+/// Columns `x .. x + LANES` of the input row at `row` (`w` floats), zero past its end.
+///
+/// # Safety
+///
+/// `row..row + w` readable.
+#[inline(always)]
+unsafe fn row_vector<S: Simd>(s: S, row: *const f32, w: usize, x: usize) -> S::V {
+    if x >= w {
+        s.zero()
+    } else if x + S::LANES <= w {
+        // SAFETY: inside the row.
+        unsafe { s.load(row.add(x)) }
+    } else {
+        // SAFETY: the row's last `w - x` floats.
+        unsafe { s.load_n(row.add(x), w - x) }
+    }
+}
+
+/// The phases at phase column `j` of one padded row: from the input row `src` when
+/// `direct` ([`input_phases`]), else from its padded line `buf` ([`phases`]).
+///
+/// # Safety
+///
+/// As [`input_phases`] (`direct`: `src` is a row of the input) or [`phases`].
+#[inline(always)]
+unsafe fn row_phases<S: Simd, const MT: usize>(
+    s: S,
+    d: WgDims,
+    (direct, src, buf): (bool, *const f32, *const f32),
+    j: usize,
+) -> [S::V; 4] {
+    // SAFETY: the caller's.
+    unsafe {
+        if direct {
+            input_phases::<S, MT>(s, src, d.w, d.pw, j)
+        } else {
+            phases::<S, MT>(s, buf, j)
+        }
+    }
+}
+
+/// [`phases`] of a padded line read straight from the input row at `row` (`w` floats),
+/// with a left padding `pw` of 0 or 1: padded column `x` is input column `x - pw`, zero
+/// outside the row.
+///
+/// # Safety
+///
+/// `row..row + w` readable, `pw <= 1`.
+#[inline(always)]
+unsafe fn input_phases<S: Simd, const MT: usize>(
+    s: S,
+    row: *const f32,
+    w: usize,
+    pw: usize,
+    j: usize,
+) -> [S::V; 4] {
+    let l = S::LANES;
+    let mut v = [s.zero(); 4];
+    let x0 = MT * j;
+    // SAFETY: (both) `row_vector`'s contract is the caller's.
+    let mut prev = if pw == 1 && x0 > 0 {
+        unsafe { row_vector(s, row, w, x0 - l) }
+    } else {
+        s.zero()
+    };
+    for (m, vm) in v.iter_mut().enumerate().take(MT) {
+        let cur = unsafe { row_vector(s, row, w, x0 + m * l) };
+        *vm = if pw == 1 { s.shift_in(prev, cur) } else { cur };
+        prev = cur;
+    }
+    let (e1, o1) = s.deinterleave(v[0], v[1]);
+    if MT == 2 {
+        return [e1, o1, s.zero(), s.zero()];
+    }
+    let (e2, o2) = s.deinterleave(v[2], v[3]);
+    let (p0, p2) = s.deinterleave(e1, e2);
+    let (p1, p3) = s.deinterleave(o1, o2);
+    [p0, p1, p2, p3]
 }
 
 /// Padded row `r` (input row `r - ph`) of channel `c` into `line` (`len` floats: input
@@ -423,15 +549,27 @@ impl WgOutput<'_> {
                 let no = l.min(d.o - o0);
                 // SAFETY: bias row inside the packed bias (o0 + LANES <= opad).
                 let b = unsafe { s.load(bias.add(o0)) };
-                let mut px = [[s.zero(); PANEL]; PANEL / 2];
-                for (k, pk) in px.iter_mut().enumerate().take(g) {
-                    // SAFETY: tile t + k < t1 <= tb, o0 + LANES <= opad.
-                    *pk = unsafe { tile_pixels::<S, MT>(s, m, (tb, opad), t + k, o0, b, act) };
+                // Uninitialised, each slot the transposes read written once below (zeros
+                // past the `g` tiles): zero-initialised, the array was a `memset` of 8
+                // KiB per group of tiles (8% of 32x32x32 -> 32).
+                let mut px = [[MaybeUninit::<S::V>::uninit(); PANEL]; PANEL / 2];
+                for (k, pk) in px.iter_mut().enumerate().take(group) {
+                    let pixels = if k < g {
+                        // SAFETY: tile t + k < t1 <= tb, o0 + LANES <= opad.
+                        unsafe { tile_pixels::<S, MT>(s, m, (tb, opad), t + k, o0, b, act) }
+                    } else {
+                        [s.zero(); PANEL]
+                    };
+                    for (slot, &v) in pk.iter_mut().zip(&pixels) {
+                        slot.write(v);
+                    }
                 }
                 for y in 0..ny {
                     let mut q = [s.zero(); PANEL];
                     for (i, qi) in q.iter_mut().enumerate().take(l) {
-                        *qi = px[i / MT][y * MT + i % MT];
+                        // SAFETY: slot `[i / MT][y * MT + i % MT]`, `i / MT < l / MT =
+                        // group` and `y * MT + i % MT < MT² <= PANEL`, was written above.
+                        *qi = unsafe { px[i / MT][y * MT + i % MT].assume_init() };
                     }
                     s.transpose(&mut q[..l]);
                     // SAFETY: output (o0 + ch, y0 + y, x0 .. x0 + nx) for ch < no, y < ny:
@@ -475,7 +613,7 @@ unsafe fn tile_pixels<S: Simd, const MT: usize>(
         let mut mj = [s.zero(); ALPHA];
         for (i, x) in mj.iter_mut().enumerate().take(al) {
             // SAFETY: M[ξ][t][o0..]: inside `M`, as the caller guarantees.
-            *x = unsafe { s.load(m.add(((i * al + j) * tb + t) * opad + o0)) };
+            *x = unsafe { s.load(m.add((i * al + j) * pos_stride(tb * opad) + t * opad + o0)) };
         }
         for (ay, x) in a.iter_mut().zip(at_m::<S, MT>(s, mj)) {
             ay[j] = x;
