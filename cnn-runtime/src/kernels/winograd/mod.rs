@@ -97,20 +97,21 @@ const L2: usize = 2 << 20;
 /// time. Tuned from the measurements in this module's `speed` test (AVX-512 and AVX2 on
 /// one core; AVX2 gains more, so the AVX-512 crossovers decide). Winograd saves
 /// multiplications in proportion to `tiles * c * o` and spends its transforms in
-/// proportion to `tiles * (c + o)`, so it needs `c * o / (c + o)` large enough (10: 16
-/// -> 32 channels on a map of at least 64 tiles, 32x32; measured 1.15x there) or so many
-/// channel pairs that even a few tiles pay (`c * o >= 2048`: 32 -> 64 on 16x16 1.27x,
-/// 64 -> 128 on 8x8 1.86x); and its 4x larger transformed weights must not turn a layer
-/// with few tiles into a weight-streaming one (128 -> 128 on 8x8: 0.96x).
+/// proportion to `tiles * (c + o)`, so it needs `c * o / (c + o)` large enough (10) on a
+/// map of at least 16 tiles (16 -> 32 channels on 32x32: 1.61x; 32 -> 32 on 16x16:
+/// 1.52x) or so many channel pairs that even a few tiles pay (`c * o >= 2048`: 64 -> 64
+/// on 8x8 1.84x, where 32 -> 32 on 8x8 is 0.82x); and its 4x larger transformed weights
+/// must not turn a layer with few tiles into a weight-streaming one (beyond 4x L2;
+/// 128 -> 128 on 8x8, 2.4 MB, is 1.77x even in cifar_vgg's chained forward).
 /// Dilated layers: see [`winograd_pays_dilated`].
 pub const fn winograd_pays(c: usize, h: usize, w: usize, o: usize) -> bool {
     let tiles = h.div_ceil(M) * w.div_ceil(M);
     let (direct_bytes, winograd_bytes) = (9 * 4 * c * o, XI * 4 * c * o);
     // Enough channels on both sides to amortise the transforms.
-    let enough_channels = (c * o >= 10 * (c + o) && tiles >= 64) || c * o >= 2048;
-    // Few tiles per weight and the 4x larger transformed weights leave L2 while the
+    let enough_channels = (c * o >= 10 * (c + o) && tiles >= 16) || c * o >= 2048;
+    // Few tiles per weight and the 4x larger transformed weights far beyond L2 while the
     // direct engine's stay: streaming them costs more than the multiplications saved.
-    let weight_bound = tiles < 16 && direct_bytes <= L2 && winograd_bytes > L2;
+    let weight_bound = tiles < 16 && direct_bytes <= L2 && winograd_bytes > 4 * L2;
     enough_channels && !weight_bound
 }
 
@@ -141,18 +142,18 @@ pub const fn winograd_pays_dilated(
 /// for F(4x4, 3x3), `Some(2)` for F(2x2, 3x3), `None` for the direct engine.
 ///
 /// A pure function of the numbers (the compiler calls it at macro-expansion time),
-/// measured on one core with this module's `speed` test (AVX-512; µs direct / F(4x4) /
-/// F(2x2)). F(2x2) multiplies 1.8x more than F(4x4) but its transformed weights are
-/// 16/36 of F(4x4)'s (16/9 of the direct ones), and it has 4x the tiles to use each
-/// weight on: it wins where F(4x4)'s weights stream from beyond L2 for few tiles, on
-/// maps of 5x5 to 8x8 with many channel pairs (64 -> 128 on 8x8: 59 / 38 / 49 alone,
-/// but in a chained forward, its weights evicted by the other layers', F(4x4) 70 and
-/// F(2x2) 61; 128 -> 128 on 8x8 113 / 101 / 94; 256 -> 256 on 6x6 413 / 406 / 285) and
-/// on any map once F(4x4)'s weights exceed 4x L2 (256 -> 256 on 14x14: 2147 / 1119 /
-/// 1056; 512 -> 512 on 7x7: 2692 / 1474 / 1411). On 4x4 maps and below it only beats
-/// the direct engine when even the direct weights exceed 4x L2 (512 -> 512: 975 / 1369
-/// / 648; 256 -> 256: 154 / 363 / 175). Elsewhere [`winograd_pays_dilated`] decides
-/// between F(4x4) and direct. Dilated layers: the same on their phase planes
+/// measured on one core with this module's `speed` test (Zen 5, AVX-512; µs direct /
+/// F(4x4) / F(2x2)). F(2x2) multiplies 1.8x more than F(4x4) but its transformed weights
+/// are 16/36 of F(4x4)'s (16/9 of the direct ones), and it has 4x the tiles to use each
+/// weight on: it wins once F(4x4)'s weights exceed 4x L2 and stream from memory in a
+/// model (512 -> 512 on 7x7: 1024 / 930 / 634; 256 -> 256 on 14x14 is 1056 / 363 / 495
+/// alone, but its 9.4 MB of F(4x4) weights come from memory in ResNet-18). Below, on
+/// maps of 5x5 to 8x8 too, F(4x4) is faster (64 -> 128 on 8x8: 36.9 / 18.4 / 24.9, in
+/// cifar_vgg's chained forward F(4x4) 20.8 and F(2x2) 25.0; 128 -> 128 on 8x8: 73 / 36 /
+/// 46, chained 41.9 / 46.9; 256 -> 256 on 6x6: 201 / 107 / 119). On 4x4 maps and below
+/// F(2x2) is taken when even the direct weights exceed 4x L2 (512 -> 512: 404 / 836 /
+/// 183; 256 -> 256, 76 / 93 / 53 alone, stays direct: its F(2x2) weights are 4.2 MB).
+/// Elsewhere [`winograd_pays_dilated`] decides between F(4x4) and direct. Dilated layers: the same on their phase planes
 /// (`ceil(h / dh)` x `ceil(w / dw)`), F(2x2) only with `c * o >= 2048`.
 pub const fn winograd_tile(
     c: usize,
@@ -167,8 +168,6 @@ pub const fn winograd_tile(
     let (direct_bytes, f4_bytes) = (9 * 4 * c * o, XI * 4 * c * o);
     let f2 = if ph <= 4 || pw <= 4 {
         direct_bytes > 4 * L2
-    } else if ph <= 8 && pw <= 8 {
-        c * o >= 8192
     } else {
         f4_bytes > 4 * L2
     };
@@ -299,9 +298,11 @@ impl Layout {
         let line = phase + (m * nty + 2) * m * twp + 16;
         let x = line + 2 * (m * twp + 16);
         let v = x + xi * xrow;
-        // `pos_stride` adds at most 32 floats per position to each part's rows.
-        let mo = v + xi * (d.c * tb + 32 * MAX_PARTS) + 16 * MAX_PARTS;
-        let len = mo + xi * (tb * opad + 32 * MAX_PARTS) + 16 * MAX_PARTS;
+        // `pos_stride` adds fewer than 32 floats per position to each part's rows, and a
+        // block splits into at most `nty` parts (one tile row or more each).
+        let parts = nty.min(MAX_PARTS);
+        let mo = v + xi * (d.c * tb + 32 * parts) + 16 * MAX_PARTS;
+        let len = mo + xi * (tb * opad + 32 * parts) + 16 * MAX_PARTS;
         Layout {
             th,
             tw,
