@@ -182,7 +182,10 @@ impl WgInput<'_> {
                     // Phase rows: `[r][k][twp]`, phase k column j = padded column MT j + k.
                     let dst = phase.add(r * MT * twp);
                     let iy = (MT * ty0 + r).wrapping_sub(d.ph);
-                    let src = input.as_ptr().wrapping_add((c * d.h + iy) * d.w);
+                    // The input row (any row when this padded row is all padding: unread).
+                    let src = input
+                        .as_ptr()
+                        .wrapping_add((c * d.h + iy.min(d.h - 1)) * d.w);
                     let here = if direct { iy < d.h } else { next };
                     let buf = lines[(c * nrows + r) % 2];
                     let (c2, r2) = if r + 1 < nrows {
