@@ -15,7 +15,11 @@
 //! * **Input transform**, per input channel and tile row, vectorised over tiles: each
 //!   padded input row is split into its four column phases with vector deinterleaves
 //!   (tile `tx` reads columns `4tx..4tx+6`: phases 0..3 at `tx` and 0, 1 at `tx + 1`),
-//!   then `Bᵀ d B` is a handful of vector adds and FMAs. `V` is `[36][C][tiles]`.
+//!   straight from the input row in registers when the left padding is 0 or 1 (a padded
+//!   copy of the row first stalled every load on store forwarding), then `Bᵀ d B` is a
+//!   handful of vector adds and FMAs. `V` is `[36][C][tiles]`, its positions an odd
+//!   number of cache lines apart (`pos_stride`; at a multiple of 4 KiB, the 36 rows a
+//!   tile's transform writes shared one L1 set).
 //! * **Batched GEMM**: a channel-vectorised register-blocked micro-kernel (`GemmTile`):
 //!   `PN` panels of 16 output channels by `NT` tiles, per input channel `PN * 16 / LANES`
 //!   weight loads and `NT` broadcasts. `M` is `[36][tiles][O rounded to 16]`.
@@ -35,15 +39,15 @@
 //! F(2x2, 3x3) runs through the same code with 4x4 input tiles, two column phases and 16
 //! positions (`WgDims::m`, the transforms' `MT`): 2.25x fewer multiplications than
 //! direct (F(4x4): 4x) but transformed weights 16/9 of the direct ones (F(4x4): 4x), so
-//! [`winograd_tile`] takes it where F(4x4)'s weights would stream from beyond L2 (small
-//! maps with many channels, ResNet's 14x14 and 7x7 layers). F(6x6, 3x3) is not
+//! [`winograd_tile`] takes it where F(4x4)'s weights would stream from memory (beyond
+//! 8 MB: ResNet's 14x14 and 7x7 layers). F(6x6, 3x3) is not
 //! implemented: F(4x4) keeps every output within the conformance tolerance at 512 input
 //! channels.
 //!
 //! Maps narrower than a vector of tile rows (`flat_tiles`: under 80% of the lanes
-//! filled, e.g. 4 tiles a row on a 16x16 map) gather their tiles, several channels back
-//! to back, into a flat buffer `X` first, so that the input transform runs on full
-//! vectors.
+//! filled, e.g. 4 tiles a row on a 16x16 map) store their rows' phase vectors straight
+//! into a flat buffer `X`, the tiles of several channels back to back, so that the input
+//! transform runs on full vectors.
 
 #[cfg(feature = "alloc")]
 #[allow(unused_imports)]
