@@ -551,6 +551,7 @@ fn threads_give_the_one_thread_result_bit_for_bit() {
         (64, 64, ax(4, 1), ax(30, 1)),
         (16, 32, ax(96, 1), ax(96, 1)),
         (128, 128, ax(14, 1), ax(14, 1)),
+        (96, 40, ax(8, 1), ax(6, 1)),
     ] {
         let d = dims(c, o, ah, aw);
         let input = rng.vec(c * ah.n * aw.n, -1.0, 1.0);
