@@ -165,14 +165,13 @@ impl WgInput<'_> {
                 // Lanes past a group's last tile are loaded (never stored): initialised.
                 zero_floats(s, x, a * a * lay.xrow);
             }
-            // Padded rows go through two line buffers: row r + 1 (of this channel or
-            // the next) is copied in while row r is split, so that the split's loads do
-            // not wait for the copy's stores (a load spanning two recent stores is not
-            // forwarded from the store buffer: 16x16 maps, ~1.3x the transform's time).
             // With a left padding of at most one column the phases are split straight
             // from the input rows (`input_phases`): copying each row into a padded line
             // first cost 30 cycles a row in stalls (the line's unaligned stores are not
-            // forwarded to the split's aligned loads: 32x32x32 -> 32 16 -> 9 µs).
+            // forwarded to the split's aligned loads: 32x32x32 -> 32 16 -> 9 µs). With
+            // more, padded rows go through two line buffers: row r + 1 (of this channel
+            // or the next) is copied in while row r is split, so that the split's loads
+            // wait less for the copy's stores.
             let direct = d.pw <= 1;
             let len = MT * twp;
             let lines = [line, line.add(len + 16)];
