@@ -166,7 +166,7 @@ impl WgInput<'_> {
                 zero_floats(s, x, a * a * lay.xrow);
             }
             // With a left padding of at most one column the phases are split straight
-            // from the input rows (`input_phases`): copying each row into a padded line
+            // from the input rows (`row_phases`): copying each row into a padded line
             // first cost 30 cycles a row in stalls (the line's unaligned stores are not
             // forwarded to the split's aligned loads: 32x32x32 -> 32 16 -> 9 µs). With
             // more, padded rows go through two line buffers: row r + 1 (of this channel
@@ -300,30 +300,6 @@ impl WgInput<'_> {
     }
 }
 
-/// The `MT` phases of the padded line `buf` at phase column `j` (a multiple of
-/// `LANES`): lane `t` of phase `k` is column `MT (j + t) + k` (for `MT = 2` the last two
-/// returned zero).
-///
-/// # Safety
-///
-/// `buf + MT j .. + MT LANES` readable.
-#[inline(always)]
-unsafe fn phases<S: Simd, const MT: usize>(s: S, buf: *const f32, j: usize) -> [S::V; 4] {
-    let l = S::LANES;
-    // SAFETY: `MT` vectors from `buf + MT j`, the caller's bound.
-    unsafe {
-        let p = buf.add(MT * j);
-        let (e1, o1) = s.deinterleave(s.load(p), s.load(p.add(l)));
-        if MT == 2 {
-            return [e1, o1, s.zero(), s.zero()];
-        }
-        let (e2, o2) = s.deinterleave(s.load(p.add(2 * l)), s.load(p.add(3 * l)));
-        let (p0, p2) = s.deinterleave(e1, e2);
-        let (p1, p3) = s.deinterleave(o1, o2);
-        [p0, p1, p2, p3]
-    }
-}
-
 /// Columns `x .. x + LANES` of the input row at `row` (`w` floats), zero past its end.
 ///
 /// # Safety
@@ -342,12 +318,17 @@ unsafe fn row_vector<S: Simd>(s: S, row: *const f32, w: usize, x: usize) -> S::V
     }
 }
 
-/// The phases at phase column `j` of one padded row: from the input row `src` when
-/// `direct` ([`input_phases`]), else from its padded line `buf` ([`phases`]).
+/// The `MT` phases of one padded row at phase column `j` (a multiple of `LANES`): lane
+/// `t` of phase `k` is padded column `MT (j + t) + k` (for `MT = 2` the last two are
+/// zero). When `direct`, the padded columns come straight from the input row `src`
+/// (`d.w` floats, left padding `d.pw` of 0 or 1: padded column `x` is input column
+/// `x - pw`, zero outside the row, the pad column shifted in by `shift_in`); else from
+/// the row's padded line `buf`.
 ///
 /// # Safety
 ///
-/// As [`input_phases`] (`direct`: `src` is a row of the input) or [`phases`].
+/// `direct`: `src..src + d.w` readable and `d.pw <= 1`; else `buf + MT j .. + MT LANES`
+/// readable.
 #[inline(always)]
 unsafe fn row_phases<S: Simd, const MT: usize>(
     s: S,
@@ -355,44 +336,32 @@ unsafe fn row_phases<S: Simd, const MT: usize>(
     (direct, src, buf): (bool, *const f32, *const f32),
     j: usize,
 ) -> [S::V; 4] {
-    // SAFETY: the caller's.
+    let l = S::LANES;
+    let x0 = MT * j;
+    // The `MT` vectors of padded columns `x0 .. x0 + MT LANES`.
+    let mut v = [s.zero(); 4];
+    // SAFETY: (all loads) the caller's bounds.
     unsafe {
         if direct {
-            input_phases::<S, MT>(s, src, d.w, d.pw, j)
+            let mut prev = if d.pw == 1 && x0 > 0 {
+                row_vector(s, src, d.w, x0 - l)
+            } else {
+                s.zero()
+            };
+            for (m, vm) in v.iter_mut().enumerate().take(MT) {
+                let cur = row_vector(s, src, d.w, x0 + m * l);
+                *vm = if d.pw == 1 {
+                    s.shift_in(prev, cur)
+                } else {
+                    cur
+                };
+                prev = cur;
+            }
         } else {
-            phases::<S, MT>(s, buf, j)
+            for (m, vm) in v.iter_mut().enumerate().take(MT) {
+                *vm = s.load(buf.add(x0 + m * l));
+            }
         }
-    }
-}
-
-/// [`phases`] of a padded line read straight from the input row at `row` (`w` floats),
-/// with a left padding `pw` of 0 or 1: padded column `x` is input column `x - pw`, zero
-/// outside the row.
-///
-/// # Safety
-///
-/// `row..row + w` readable, `pw <= 1`.
-#[inline(always)]
-unsafe fn input_phases<S: Simd, const MT: usize>(
-    s: S,
-    row: *const f32,
-    w: usize,
-    pw: usize,
-    j: usize,
-) -> [S::V; 4] {
-    let l = S::LANES;
-    let mut v = [s.zero(); 4];
-    let x0 = MT * j;
-    // SAFETY: (both) `row_vector`'s contract is the caller's.
-    let mut prev = if pw == 1 && x0 > 0 {
-        unsafe { row_vector(s, row, w, x0 - l) }
-    } else {
-        s.zero()
-    };
-    for (m, vm) in v.iter_mut().enumerate().take(MT) {
-        let cur = unsafe { row_vector(s, row, w, x0 + m * l) };
-        *vm = if pw == 1 { s.shift_in(prev, cur) } else { cur };
-        prev = cur;
     }
     let (e1, o1) = s.deinterleave(v[0], v[1]);
     if MT == 2 {
