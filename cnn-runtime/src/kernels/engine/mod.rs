@@ -35,7 +35,12 @@
 //!
 //! On AVX-512 two more shapes: pixel tiles of four vectors by up to 6 channels (long
 //! rows, while the input strip they share fits L1), and channel tiles of two panels by 8
-//! pixels ([`CvTile2`], groups of at least 32 channels, when 8 pads no more than 16/12).
+//! pixels ([`CvTile2`], groups of at least 32 channels, when 8 pads no more than 16/12),
+//! or by 10 or 9 on one-row layers (1x1 on small maps).
+//!
+//! A channel tile whose pixels lie in one row reads them from one base pointer (no
+//! pointer per pixel, which spilled general registers); a short last tile on a one-row
+//! layer moves back over pixels already computed to be such a tile.
 //!
 //! Which one runs is decided per layer from the lanes each would fill.
 //!

@@ -207,9 +207,16 @@ pub(super) struct CvArgs<'a, const NP: usize> {
 /// The 16 channels of a panel (`VEC` vectors) by `NP` pixels, run as an isolated
 /// function ([`Simd::vectorize`]). Transposed in registers on the way in (chunked
 /// accumulation) and out, each channel's `np` pixels moved with one masked access.
-pub(super) struct CvTile<'a, const VEC: usize, const NP: usize>(pub(super) CvArgs<'a, NP>);
+///
+/// `CONTIG`: the tile's `NP` pixels are consecutive in the source (`px[p] = px[0] + p`,
+/// one row of the map, `np == NP`), read from one base pointer; else each pixel through
+/// a pointer of its own (tiles that cross rows, short last tiles), which costs general
+/// registers (12 or 16 pointers spill).
+pub(super) struct CvTile<'a, const VEC: usize, const NP: usize, const CONTIG: bool>(
+    pub(super) CvArgs<'a, NP>,
+);
 
-impl<'a, const VEC: usize, const NP: usize> CvTile<'a, VEC, NP> {
+impl<'a, const VEC: usize, const NP: usize, const CONTIG: bool> CvTile<'a, VEC, NP, CONTIG> {
     /// # Safety
     ///
     /// For every tap offset `off`, channel `c < job.cn` and pixel `p`,
@@ -223,7 +230,9 @@ impl<'a, const VEC: usize, const NP: usize> CvTile<'a, VEC, NP> {
     }
 }
 
-impl<const VEC: usize, const NP: usize> WithSimd for CvTile<'_, VEC, NP> {
+impl<const VEC: usize, const NP: usize, const CONTIG: bool> WithSimd
+    for CvTile<'_, VEC, NP, CONTIG>
+{
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
@@ -253,6 +262,10 @@ impl<const VEC: usize, const NP: usize> WithSimd for CvTile<'_, VEC, NP> {
                     }
                 }
             }
+            debug_assert!(
+                !CONTIG || (a.np == NP && (0..NP).all(|p| a.px[p] == a.px[0] + p as isize))
+            );
+            let base = a.src.offset(a.px[0]);
             let ptrs: [*const f32; NP] = core::array::from_fn(|p| a.src.offset(a.px[p]));
             for (t, &off) in job.taps.iter().enumerate() {
                 let mut wp = a.w.add(t * job.wtap);
@@ -263,8 +276,12 @@ impl<const VEC: usize, const NP: usize> WithSimd for CvTile<'_, VEC, NP> {
                         *x = s.load(wp.add(v * l));
                     }
                     s.prefetch_l1(wp.wrapping_add(PF_ROWS * PANEL));
-                    for (x, &p) in acc.iter_mut().zip(&ptrs) {
-                        let xp = s.bcast(p.offset(co));
+                    for (p, x) in acc.iter_mut().enumerate() {
+                        let xp = if CONTIG {
+                            s.bcast(base.offset(co + p as isize))
+                        } else {
+                            s.bcast(ptrs[p].offset(co))
+                        };
                         for (xv, &wvv) in x.iter_mut().zip(&wv) {
                             *xv = s.mul_add(wvv, xp, *xv);
                         }
@@ -299,9 +316,13 @@ impl<const VEC: usize, const NP: usize> WithSimd for CvTile<'_, VEC, NP> {
 /// isolated function ([`Simd::vectorize`]): per step two weight loads, `NP` input
 /// broadcasts, `2 * NP` FMAs. Each output is one chain in the same order as in
 /// [`CvTile`]; every lane of both panels is stored.
-pub(super) struct CvTile2<'a, const NP: usize>(pub(super) CvArgs<'a, NP>, usize);
+/// `CONTIG` as in [`CvTile`].
+pub(super) struct CvTile2<'a, const NP: usize, const CONTIG: bool>(
+    pub(super) CvArgs<'a, NP>,
+    usize,
+);
 
-impl<'a, const NP: usize> CvTile2<'a, NP> {
+impl<'a, const NP: usize, const CONTIG: bool> CvTile2<'a, NP, CONTIG> {
     /// # Safety
     ///
     /// As [`CvTile::new`] for each of the two panels with `lanes == (0, 16)`: the
@@ -313,7 +334,7 @@ impl<'a, const NP: usize> CvTile2<'a, NP> {
     }
 }
 
-impl<const NP: usize> WithSimd for CvTile2<'_, NP> {
+impl<const NP: usize, const CONTIG: bool> WithSimd for CvTile2<'_, NP, CONTIG> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
@@ -337,6 +358,10 @@ impl<const NP: usize> WithSimd for CvTile2<'_, NP> {
                     }
                 }
             }
+            debug_assert!(
+                !CONTIG || (a.np == NP && (0..NP).all(|p| a.px[p] == a.px[0] + p as isize))
+            );
+            let base = a.src.offset(a.px[0]);
             let ptrs: [*const f32; NP] = core::array::from_fn(|p| a.src.offset(a.px[p]));
             for (t, &off) in job.taps.iter().enumerate() {
                 let mut wp = a.w.add(t * job.wtap);
@@ -348,8 +373,12 @@ impl<const NP: usize> WithSimd for CvTile2<'_, NP> {
                     // the weights: prefetches never fault.
                     s.prefetch_l1(wp.wrapping_add(PF_ROWS * PANEL));
                     s.prefetch_l1(wp.wrapping_add(pstride + PF_ROWS * PANEL));
-                    for (x, &p) in acc.iter_mut().zip(&ptrs) {
-                        let xp = s.bcast(p.offset(co));
+                    for (p, x) in acc.iter_mut().enumerate() {
+                        let xp = if CONTIG {
+                            s.bcast(base.offset(co + p as isize))
+                        } else {
+                            s.bcast(ptrs[p].offset(co))
+                        };
                         x[0] = s.mul_add(w0, xp, x[0]);
                         x[1] = s.mul_add(w1, xp, x[1]);
                     }

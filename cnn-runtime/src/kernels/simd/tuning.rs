@@ -27,7 +27,8 @@ pub(crate) struct Tuning {
     /// taken when 12 pads the pixel count less.
     pub(crate) cv_tiles_of_12: bool,
     /// Channel tiles of two panels by 8 pixels (two weight loads and 8 broadcasts per 16
-    /// FMAs), for groups of at least 32 channels when 8 pixels pad no more.
+    /// FMAs), for groups of at least 32 channels when 8 pixels pad no more; on one-row
+    /// layers (1x1 on small maps) by 10, 9 or 8 pixels, whichever pads least.
     pub(crate) cv_panel_pairs: bool,
     /// Output width from which a depthwise layer runs per channel on rows of pixel
     /// vectors; narrower maps take the channel-vectorised path (transposed bands, 3x3
