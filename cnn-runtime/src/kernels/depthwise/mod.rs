@@ -3,7 +3,8 @@
 //! kernels (`kernels/engine/depthwise.rs`, `dw_flat.rs`, `dw_rows3.rs`) on the level
 //! [`cpu::level`] picks: 3x3 layers with one pixel of padding per channel (stride 1 with
 //! the output as one long row on the flat plane, or row by row on wide maps; stride 2 row
-//! by row, the column phases split in registers); long rows per
+//! by row, the column phases split in registers, two rows a vector on maps narrower
+//! than one); long rows per
 //! channel, rows of pixel vectors over the input or a padded, phase-split band copy
 //! (strides); short rows `LANES` channels at a time through in-register transposes.
 
@@ -193,8 +194,13 @@ impl WithSimd for DwRun<'_> {
         // 960 channels); stride 2 when an output row fills more than half a vector
         // (AVX-512, Zen 5, µs against the transposes: 192x28x28 -> 14x14 12.7 / 25,
         // 576x14x14 -> 7x7 20.0 / 20.6, 320x7x7 -> 4x4 6.2 / 4.1; AVX2: 256x12x12 ->
-        // 6x6 7.5 / 11.9, 320x7x7 6.6 / 5.8).
-        let flat = engine::flat3_fits(&d) || engine::phase3_fits(&d) && 2 * d.ow > S::LANES;
+        // 6x6 7.5 / 11.9, 320x7x7 6.6 / 5.8); and on maps narrower than a vector, two
+        // output rows a vector (`engine::depthwise_narrow2`: AVX-512, 576x14x14 -> 7x7
+        // 9.9 µs against 19.7 row by row and 21.9 transposed, 256x12x12 -> 6x6 3.8 /
+        // 7.0 / 7.1, 320x7x7 -> 4x4 3.5 / 5.6 / 4.1).
+        let flat = engine::flat3_fits(&d)
+            || engine::phase3_fits(&d) && 2 * d.ow > S::LANES
+            || engine::narrow2_fits(&d, S::LANES);
         // Wide stride-1 maps row by row, the taps shifted in registers (AVX-512).
         let shift = engine::flat3_fits(&d) && d.w >= S::TUNING.dw_shift_min_width;
         let plan = self.force.unwrap_or(if shift {
@@ -210,6 +216,10 @@ impl WithSimd for DwRun<'_> {
         let (w, b) = (p.weight, p.bias);
         // SAFETY: `out` and `rows` as the engines require (this struct's contract).
         unsafe {
+            if matches!(plan, DwPlan::Flat | DwPlan::Shift) && engine::narrow2_fits(&d, S::LANES) {
+                engine::depthwise_narrow2(s, d, input, w, b, out, rows, act);
+                return true;
+            }
             // Stride 2, and wide stride-1 maps: row by row, no band buffer.
             if plan == DwPlan::Shift && engine::flat3_fits(&d)
                 || matches!(plan, DwPlan::Flat | DwPlan::Shift) && engine::phase3_fits(&d)

@@ -151,7 +151,14 @@ fn flat_paths_against_reference() {
             let (y, act) = (y.as_mut_ptr(), Act::Identity);
             // SAFETY: `y` holds the whole output.
             unsafe {
-                if d.sh == 1 && cap != usize::MAX {
+                if d.sh == 2 && cap == NARROW {
+                    // Two output rows a vector (maps narrower than one).
+                    if !engine::narrow2_fits(&d, S::LANES) {
+                        return false;
+                    }
+                    engine::depthwise_narrow2(s, d, x, w, b, y, rows, act);
+                    true
+                } else if d.sh == 1 && cap != usize::MAX {
                     engine::depthwise_flat(s, d, x, w, b, y, rows, act, cap)
                 } else {
                     // Row by row (no band buffer: `cap` unused).
@@ -161,6 +168,8 @@ fn flat_paths_against_reference() {
             }
         }
     }
+    /// `cap` for `engine::depthwise_narrow2` (stride 2).
+    const NARROW: usize = usize::MAX - 1;
     let mut rng = Rng::new(29);
     let widths = (1..=40).chain([48, 56, 75, 112]);
     for (k, wd) in widths.enumerate() {
@@ -221,6 +230,30 @@ fn flat_paths_against_reference() {
                             let rest = got[plane..a].iter().chain(&got[b..plane + oh * ow]);
                             assert!(rest.into_iter().all(|&v| v == 7.0), "{ctx:?}");
                         }
+                    }
+                }
+                // Stride 2 on maps narrower than a vector, two rows a vector: the
+                // values of the row-by-row path, bit for bit.
+                if stride == 2 {
+                    let narrow = wd < l;
+                    for rows in [(0, oh), (0, oh / 2), (oh / 2, oh), (1.min(oh), oh)] {
+                        let mut got = vec![7.0; c * oh * ow];
+                        let run = Flat(d, &x, &weight, &bias, &mut got, NARROW, rows);
+                        let ran = simd::run(level, run);
+                        let ctx = (wd, h, c, level, rows, "narrow");
+                        assert_eq!(ran, narrow, "{ctx:?}");
+                        if !ran {
+                            continue;
+                        }
+                        let mut rows3 = vec![7.0; c * oh * ow];
+                        let run = Flat(d, &x, &weight, &bias, &mut rows3, usize::MAX, rows);
+                        assert!(simd::run(level, run));
+                        let same = got.iter().zip(&rows3);
+                        assert!(
+                            same.into_iter()
+                                .all(|(a, b)| a == b || a.is_nan() && b.is_nan()),
+                            "{ctx:?}"
+                        );
                     }
                 }
                 // A band buffer too small for one output row's band (stride 1; stride

@@ -50,7 +50,8 @@
 //! or on wide maps row by row with the column taps shifted in registers (`dw_rows3.rs`,
 //! AVX-512 from 28 columns); stride 2 row by row from more than half a vector of output
 //! columns, each input row deinterleaved into its column phases in registers (also
-//! `dw_rows3.rs`). Others run per channel in tiles of several rows by up to four pixel
+//! `dw_rows3.rs`), two output rows a vector on maps narrower than a vector
+//! (`dw_narrow2.rs`). Others run per channel in tiles of several rows by up to four pixel
 //! vectors ([`DwBand`], long rows), or `LANES` channels at once ([`DwCvBand`]): the band
 //! transposed to `[row][column][channel]` in a 64-byte aligned buffer, one channel vector
 //! per output pixel (groups of pixels side by side; 3x3 stride-1 rows as a sliding
@@ -71,6 +72,7 @@ use super::simd::{Simd, WithSimd};
 
 mod depthwise;
 mod dw_flat;
+mod dw_narrow2;
 mod dw_rows3;
 mod panels;
 mod pool;
@@ -80,6 +82,7 @@ mod tiles;
 use self::depthwise::*;
 pub(crate) use self::depthwise::{depthwise, depthwise_channels};
 pub(crate) use self::dw_flat::{depthwise_flat, flat3_fits};
+pub(crate) use self::dw_narrow2::{depthwise_narrow2, narrow2_fits};
 pub(crate) use self::dw_rows3::{depthwise_rows3, phase3_fits};
 pub(crate) use self::panels::conv_panels;
 #[allow(unused_imports)]

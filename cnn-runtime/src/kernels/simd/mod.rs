@@ -191,6 +191,9 @@ pub(crate) trait Simd: Copy + Send + Sync + Tuned {
     /// is `v[i + 1]`, the last is `next[0]` (the vector one element after `v` when `next`
     /// is the vector after it).
     fn shift_out(self, v: Self::V, next: Self::V) -> Self::V;
+    /// The upper half of `v` moved down: lane `i < LANES / 2` is `v[LANES / 2 + i]` (the
+    /// upper lanes of the result are unspecified).
+    fn upper_half(self, v: Self::V) -> Self::V;
     /// Pairwise sums of the concatenation `a ++ b`: lane `i` is `x[2i] + x[2i + 1]`.
     fn pair_add(self, a: Self::V, b: Self::V) -> Self::V;
     /// Pairwise NaN-propagating maxima of `a ++ b`: lane `i` is `max(x[2i], x[2i + 1])`.
@@ -362,6 +365,10 @@ mod tests {
             // SAFETY: `e` has l floats.
             unsafe { s.store(e.as_mut_ptr(), sh) };
             assert_eq!(e, xs[1..l + 1], "shift_out");
+            // Upper half: lanes l/2.. moved down.
+            // SAFETY: `xs` has 2 * l floats, `e` l.
+            unsafe { s.store(e.as_mut_ptr(), s.upper_half(s.load(xs.as_ptr()))) };
+            assert_eq!(e[..l / 2], xs[l / 2..l], "upper_half");
             // Pairwise operations and the NaN-propagating maximum.
             let a: Vec<f32> = (0..2 * l).map(|i| (i as f32 * 0.7).sin()).collect();
             let mut b = a.clone();

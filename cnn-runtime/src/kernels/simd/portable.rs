@@ -198,6 +198,12 @@ mod imp {
             }
         }
         #[inline(always)]
+        fn upper_half(self, v: __m128) -> __m128 {
+            // SAFETY: SSE is part of x86-64.
+            // [v[2], v[3], v[2], v[3]].
+            unsafe { _mm_movehl_ps(v, v) }
+        }
+        #[inline(always)]
         fn pair_add(self, a: __m128, b: __m128) -> __m128 {
             let (even, odd) = self.deinterleave(a, b);
             self.add(even, odd)
@@ -386,6 +392,11 @@ mod imp {
         fn shift_out(self, v: F32x4, next: F32x4) -> F32x4 {
             let (v, n) = (v.0, next.0);
             F32x4([v[1], v[2], v[3], n[0]])
+        }
+        #[inline(always)]
+        fn upper_half(self, v: F32x4) -> F32x4 {
+            let v = v.0;
+            F32x4([v[2], v[3], v[2], v[3]])
         }
         #[inline(always)]
         fn pair_add(self, a: F32x4, b: F32x4) -> F32x4 {

@@ -242,6 +242,12 @@ impl Simd for Avx2 {
         }
     }
     #[inline(always)]
+    fn upper_half(self, v: __m256) -> __m256 {
+        // SAFETY: AVX is available (token).
+        // The upper 128 bits in both halves.
+        unsafe { _mm256_permute2f128_ps::<0x11>(v, v) }
+    }
+    #[inline(always)]
     fn pair_add(self, a: __m256, b: __m256) -> __m256 {
         // SAFETY: AVX and AVX2 are available (token).
         unsafe {

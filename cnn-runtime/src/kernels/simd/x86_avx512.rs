@@ -204,6 +204,12 @@ impl Simd for Avx512 {
         }
     }
     #[inline(always)]
+    fn upper_half(self, v: __m512) -> __m512 {
+        // SAFETY: AVX-512F is available (token).
+        // 128-bit blocks [2, 3, 2, 3] of `v`.
+        unsafe { _mm512_shuffle_f32x4::<0xEE>(v, v) }
+    }
+    #[inline(always)]
     fn pair_add(self, a: __m512, b: __m512) -> __m512 {
         // SAFETY: AVX-512F is available (token).
         unsafe {
