@@ -254,7 +254,15 @@ fn edge_shapes_against_reference() {
 #[test]
 fn pointwise_against_reference() {
     let mut rng = Rng::new(14);
-    for (h, w) in [(1, 1), (1, 7), (16, 16), (1, 256), (257, 1), (13, 41)] {
+    for (h, w) in [
+        (1, 1),
+        (1, 7),
+        (16, 16),
+        (1, 256),
+        (257, 1),
+        (13, 41),
+        (5, 50),
+    ] {
         let (ah, aw) = (
             Axis::conv(h, 1, 1, 0, 1).unwrap(),
             Axis::conv(w, 1, 1, 0, 1).unwrap(),
@@ -282,8 +290,10 @@ fn model_layers_against_reference() {
         (3, 32, 1, ax(32, 3, 1, 1, 1), ax(32, 3, 1, 1, 1), Act::Relu),
         (32, 64, 1, ax(16, 3, 1, 1, 1), ax(16, 3, 1, 1, 1), Act::Relu),
         (64, 40, 1, ax(8, 3, 1, 1, 1), ax(8, 3, 1, 1, 1), Act::Relu),
-        // MobileNet stem (stride 2), pointwise on 12x12 and 6x6, 16 -> 21.
+        // MobileNet stem (stride 2; 96 columns: 48-pixel rows, three-vector tiles on
+        // AVX-512), pointwise on 12x12 and 6x6, 16 -> 21.
         (3, 32, 1, ax(24, 3, 2, 1, 1), ax(24, 3, 2, 1, 1), Act::Relu6),
+        (3, 24, 1, ax(9, 3, 2, 1, 1), ax(96, 3, 2, 1, 1), Act::Relu6),
         (
             64,
             48,

@@ -33,8 +33,9 @@
 //!   channel. Chosen for small maps (LeNet's 10x10, VGG's 8x8) where a pixel vector would
 //!   be mostly empty.
 //!
-//! On AVX-512 two more shapes: pixel tiles of four vectors by up to 6 channels (long
-//! rows, while the input strip they share fits L1), and channel tiles of two panels by 8
+//! On AVX-512 more shapes: pixel tiles of four vectors by up to 6 channels (long rows,
+//! while the input strip they share fits L1) and of three by up to 8 (three vectors
+//! left: MobileNet-96's 48-pixel stem rows, 23 -> 20 us), and channel tiles of two panels by 8
 //! pixels ([`CvTile2`], groups of at least 32 channels, when 8 pads no more than 16/12),
 //! or by 10 or 9 on one-row layers (1x1 on small maps).
 //!

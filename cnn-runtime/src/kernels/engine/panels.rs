@@ -196,8 +196,18 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
                                     && !two_rows
                                     && xb - x0 >= 4 * l
                                     && job.cn * d.kh <= 96;
+                                // Three full vectors left (and fewer than four): one tile
+                                // of three by up to 8 channels (AVX-512), not two and one
+                                // (3 loads and 8 broadcasts per 24 FMAs, not 3 and 16).
+                                let three = S::TUNING.wide_pixel_tiles
+                                    && !two_rows
+                                    && !wide
+                                    && xb - x0 >= 3 * l
+                                    && job.cn * d.kh <= 96;
                                 let (nv, mask, n, vsrc, vout, step) = if wide {
                                     (4, FULL, l, l, l, 4 * l)
+                                } else if three {
+                                    (3, FULL, l, l, l, 3 * l)
                                 } else if two_rows {
                                     let mask = if d.ow == l { FULL } else { ALL_PARTIAL };
                                     (2, mask, d.ow, d.sh * band.rowpitch, d.ow, d.ow)
@@ -237,6 +247,8 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
                                         };
                                         if wide {
                                             pv4_call(s, mr, a);
+                                        } else if three {
+                                            pv3_call(s, mr, a);
                                         } else {
                                             pv_call(s, mr, nv, mask, a);
                                         }

@@ -156,6 +156,29 @@ pub(super) unsafe fn pv_call<S: Simd>(s: S, mr: usize, nv: usize, mask: u8, a: P
     }
 }
 
+/// Runs the pixel-vectorised tile of `mr` (at most 8) channels and three full vectors.
+///
+/// # Safety
+///
+/// As [`PvTile::new`], with `MR = mr`, `NV = 3`, `MASK = FULL`.
+#[inline(always)]
+pub(super) unsafe fn pv3_call<S: Simd>(s: S, mr: usize, a: PvArgs<'_>) {
+    debug_assert!((1..=8).contains(&mr));
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match mr {
+            1 => s.vectorize(PvTile::<1, 3, FULL>::new(a)),
+            2 => s.vectorize(PvTile::<2, 3, FULL>::new(a)),
+            3 => s.vectorize(PvTile::<3, 3, FULL>::new(a)),
+            4 => s.vectorize(PvTile::<4, 3, FULL>::new(a)),
+            5 => s.vectorize(PvTile::<5, 3, FULL>::new(a)),
+            6 => s.vectorize(PvTile::<6, 3, FULL>::new(a)),
+            7 => s.vectorize(PvTile::<7, 3, FULL>::new(a)),
+            _ => s.vectorize(PvTile::<8, 3, FULL>::new(a)),
+        }
+    }
+}
+
 /// Runs the pixel-vectorised tile of `mr` (at most 6) channels and four full vectors.
 ///
 /// # Safety

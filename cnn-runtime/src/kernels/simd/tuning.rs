@@ -21,7 +21,8 @@ pub(crate) struct Tuning {
     pub(crate) lin_panels: usize,
     /// Wide direct-conv pixel tiles: on rows with four full vectors left, tiles of four
     /// pixel vectors by up to 6 channels (4 loads and 6 broadcasts per 24 FMAs), while
-    /// the input strip they share stays within L1. Needs the 32 registers of AVX-512.
+    /// the input strip they share stays within L1; with three full vectors left, tiles
+    /// of three by up to 8 channels. Needs the 32 registers of AVX-512.
     pub(crate) wide_pixel_tiles: bool,
     /// Single-panel channel tiles (conv, Winograd GEMM) of 12 pixels besides `cv_np`,
     /// taken when 12 pads the pixel count less.
