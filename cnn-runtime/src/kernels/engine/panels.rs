@@ -298,13 +298,13 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
                             (np1, false)
                         };
                         match (PANEL / S::LANES, np, pair) {
-                            (1, 8, true) => cv_rows::<S, 1, 8, 2>(args),
-                            (1, 9, true) => cv_rows::<S, 1, 9, 2>(args),
-                            (1, 10, true) => cv_rows::<S, 1, 10, 2>(args),
-                            (1, 16, _) => cv_rows::<S, 1, 16, 1>(args),
-                            (1, 12, _) => cv_rows::<S, 1, 12, 1>(args),
-                            (2, 6, _) => cv_rows::<S, 2, 6, 1>(args),
-                            (4, 2, _) => cv_rows::<S, 4, 2, 1>(args),
+                            (1, 8, true) => cv_rows::<S, _, 1, 8, 2>(args),
+                            (1, 9, true) => cv_rows::<S, _, 1, 9, 2>(args),
+                            (1, 10, true) => cv_rows::<S, _, 1, 10, 2>(args),
+                            (1, 16, _) => cv_rows::<S, _, 1, 16, 1>(args),
+                            (1, 12, _) => cv_rows::<S, _, 1, 12, 1>(args),
+                            (2, 6, _) => cv_rows::<S, _, 2, 6, 1>(args),
+                            (4, 2, _) => cv_rows::<S, _, 4, 2, 1>(args),
                             shape => unreachable!("no channel tile of shape {shape:?}"),
                         }
                     }
@@ -315,40 +315,46 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
     true
 }
 
+/// What a channel-vectorised pass runs on: the level, the layer, the chunk's job, its
+/// source, the pixel range `q0..q1`, the group's first output channel and channel count
+/// (or the panel range's), the weights of an output channel (`w_of`), bias and output.
+type CvPass<'a, S, W> = (
+    S,
+    &'a Dims2d,
+    &'a Job<'a>,
+    &'a Band,
+    usize,
+    usize,
+    usize,
+    usize,
+    W,
+    *const f32,
+    *mut f32,
+);
+
 /// The channel-vectorised pass over output pixels `q0..q1` (rows of one band) of one
 /// group and chunk. Tiles whose `NP` pixels lie in one row read them from one base
 /// pointer (`CONTIG` tiles); a short last tile moves back over pixels of the range
 /// already computed when that makes it one (their values are recomputed identically:
 /// only on a first chunk, which does not read the output).
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-#[allow(clippy::type_complexity)]
-pub(super) fn cv_rows<S: Simd, const VEC: usize, const NP: usize, const PN: usize>(
-    args: (
-        S,
-        &Dims2d,
-        &Job<'_>,
-        &Band,
-        usize,
-        usize,
-        usize,
-        usize,
-        impl Fn(usize) -> *const f32 + Copy,
-        *const f32,
-        *mut f32,
-    ),
-) {
+pub(super) fn cv_rows<S, W, const VEC: usize, const NP: usize, const PN: usize>(
+    args: CvPass<'_, S, W>,
+) where
+    S: Simd,
+    W: Fn(usize) -> *const f32 + Copy,
+{
     let (_, d, job, _, q0, q1, ..) = args;
     let one_row = |q: usize| q + NP <= q1 && q / d.ow == (q + NP - 1) / d.ow;
     for qb in (q0..q1).step_by(NP) {
         let np = NP.min(q1 - qb);
         let back = q1.saturating_sub(NP);
         if one_row(qb) {
-            cv_tile::<S, VEC, NP, PN, true>(args, qb, NP);
+            cv_tile::<S, W, VEC, NP, PN, true>(args, qb, NP);
         } else if np < NP && job.first && back >= q0 && one_row(back) {
-            cv_tile::<S, VEC, NP, PN, true>(args, back, NP);
+            cv_tile::<S, W, VEC, NP, PN, true>(args, back, NP);
         } else {
-            cv_tile::<S, VEC, NP, PN, false>(args, qb, np);
+            cv_tile::<S, W, VEC, NP, PN, false>(args, qb, np);
         }
     }
 }
@@ -356,68 +362,32 @@ pub(super) fn cv_rows<S: Simd, const VEC: usize, const NP: usize, const PN: usiz
 /// The channel tiles of [`cv_rows`] at output pixels `qb..qb + np`, over the group's
 /// panels.
 #[inline(always)]
-#[allow(clippy::type_complexity)]
-fn cv_tile<S: Simd, const VEC: usize, const NP: usize, const PN: usize, const CONTIG: bool>(
-    (s, d, job, band, _, _, go0, og, w_of, bias, out): (
-        S,
-        &Dims2d,
-        &Job<'_>,
-        &Band,
-        usize,
-        usize,
-        usize,
-        usize,
-        impl Fn(usize) -> *const f32 + Copy,
-        *const f32,
-        *mut f32,
-    ),
+fn cv_tile<S, W, const VEC: usize, const NP: usize, const PN: usize, const CONTIG: bool>(
+    (s, d, job, band, _, _, go0, og, w_of, bias, out): CvPass<'_, S, W>,
     qb: usize,
     np: usize,
-) {
+) where
+    S: Simd,
+    W: Fn(usize) -> *const f32 + Copy,
+{
     let ohw = d.oh * d.ow;
-    {
-        // A short last tile repeats its last pixel (computed, never stored).
-        let mut px = [0isize; NP];
-        for (p, off) in px.iter_mut().enumerate() {
-            let q = qb + p.min(np - 1);
-            let (y, x) = (q / d.ow, q % d.ow);
-            *off = ((y * d.sh - band.prow0) * band.rowpitch + x) as isize;
-        }
-        let first_panel = go0 / PANEL;
-        let last_panel = (go0 + og - 1) / PANEL;
-        let mut panel = first_panel;
-        while panel <= last_panel {
-            let p0 = panel * PANEL;
-            if PN == 2 && VEC == 1 && go0 <= p0 && p0 + 2 * PANEL <= go0 + og {
-                // Two whole panels of the group at once.
-                // SAFETY: as below, for the 32 channels p0..p0 + 32, all of the group:
-                // the second panel's weights are `KH*KW*C/G` rows after the first's,
-                // its bias row follows the first's, its outputs 16 planes further.
-                unsafe {
-                    let a = CvArgs {
-                        job,
-                        w: w_of(p0),
-                        src: band.base,
-                        px: &px,
-                        bias: bias.add(p0),
-                        out: out.add(p0 * ohw + qb),
-                        ostride: ohw,
-                        lanes: (0, PANEL),
-                        np,
-                    };
-                    let pstride = w_of(p0 + PANEL).offset_from(w_of(p0)) as usize;
-                    s.vectorize(CvTile2::<NP, CONTIG>::new(a, pstride));
-                }
-                panel += 2;
-                continue;
-            }
-            panel += 1;
-            let lanes = (go0.max(p0) - p0, (go0 + og).min(p0 + PANEL) - p0);
-            // Lanes of other groups sharing the panel compute garbage, never stored.
-            // SAFETY: `p0 < O` and `qb < OH*OW`, so the pointers are inside the output
-            // and bias; the tile reads pixels of the band with every tap inside it (see
-            // `conv`), the panel's 16 weight lanes from its first row, its bias row, and
-            // touches `np` outputs of the group's channels of the panel.
+    // A short last tile repeats its last pixel (computed, never stored).
+    let mut px = [0isize; NP];
+    for (p, off) in px.iter_mut().enumerate() {
+        let q = qb + p.min(np - 1);
+        let (y, x) = (q / d.ow, q % d.ow);
+        *off = ((y * d.sh - band.prow0) * band.rowpitch + x) as isize;
+    }
+    let first_panel = go0 / PANEL;
+    let last_panel = (go0 + og - 1) / PANEL;
+    let mut panel = first_panel;
+    while panel <= last_panel {
+        let p0 = panel * PANEL;
+        if PN == 2 && VEC == 1 && go0 <= p0 && p0 + 2 * PANEL <= go0 + og {
+            // Two whole panels of the group at once.
+            // SAFETY: as below, for the 32 channels p0..p0 + 32, all of the group:
+            // the second panel's weights are `KH*KW*C/G` rows after the first's,
+            // its bias row follows the first's, its outputs 16 planes further.
             unsafe {
                 let a = CvArgs {
                     job,
@@ -427,11 +397,35 @@ fn cv_tile<S: Simd, const VEC: usize, const NP: usize, const PN: usize, const CO
                     bias: bias.add(p0),
                     out: out.add(p0 * ohw + qb),
                     ostride: ohw,
-                    lanes,
+                    lanes: (0, PANEL),
                     np,
                 };
-                s.vectorize(CvTile::<VEC, NP, CONTIG>::new(a));
+                let pstride = w_of(p0 + PANEL).offset_from(w_of(p0)) as usize;
+                s.vectorize(CvTile2::<NP, CONTIG>::new(a, pstride));
             }
+            panel += 2;
+            continue;
+        }
+        panel += 1;
+        let lanes = (go0.max(p0) - p0, (go0 + og).min(p0 + PANEL) - p0);
+        // Lanes of other groups sharing the panel compute garbage, never stored.
+        // SAFETY: `p0 < O` and `qb < OH*OW`, so the pointers are inside the output
+        // and bias; the tile reads pixels of the band with every tap inside it (see
+        // `conv`), the panel's 16 weight lanes from its first row, its bias row, and
+        // touches `np` outputs of the group's channels of the panel.
+        unsafe {
+            let a = CvArgs {
+                job,
+                w: w_of(p0),
+                src: band.base,
+                px: &px,
+                bias: bias.add(p0),
+                out: out.add(p0 * ohw + qb),
+                ostride: ohw,
+                lanes,
+                np,
+            };
+            s.vectorize(CvTile::<VEC, NP, CONTIG>::new(a));
         }
     }
 }
