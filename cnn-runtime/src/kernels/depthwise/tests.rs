@@ -485,14 +485,18 @@ fn row_ranges_cover_the_rows_in_whole_units() {
 #[test]
 fn splits_prefer_line_aligned_rows_then_panels() {
     let ax = |n, k, s, p| Axis::conv(n, k, s, p, 1).unwrap();
+    let rows = |step| DwSplit::Rows { parts: 2, step };
+    // Outputs of at most 576 pixels (24x24) by panels whatever their lines.
     let mid = dims(128, ax(24, 3, 1, 1), ax(24, 3, 1, 1));
-    assert_eq!(dw_split(&mid, 2, true), DwSplit::Rows { parts: 2, step: 2 });
+    assert_eq!(dw_split(&mid, 2, true), DwSplit::Channels(2));
     assert_eq!(dw_split(&mid, 2, false), DwSplit::Channels(2));
+    let m28 = dims(192, ax(28, 3, 1, 1), ax(28, 3, 1, 1));
+    assert_eq!(dw_split(&m28, 2, true), rows(4));
+    assert_eq!(dw_split(&m28, 2, false), DwSplit::Channels(2));
     // 12x12 planes: a band boundary on a line leaves 4 + 8 rows (too few units).
     let twelve = dims(256, ax(12, 3, 1, 1), ax(12, 3, 1, 1));
     assert_eq!(dw_split(&twelve, 2, true), DwSplit::Channels(2));
     let wide = dims(16, ax(40, 3, 1, 1), ax(60, 3, 1, 1));
-    let rows = |step| DwSplit::Rows { parts: 2, step };
     assert_eq!(dw_split(&wide, 2, true), rows(4));
     assert_eq!(dw_split(&wide, 2, false), rows(1));
     // MobileNetV2's 144 channels: 9 panels split 5 + 4, 56 rows 28 + 28.
