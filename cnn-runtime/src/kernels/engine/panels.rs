@@ -383,36 +383,17 @@ fn cv_tile<S, W, const VEC: usize, const NP: usize, const PN: usize, const CONTI
     let mut panel = first_panel;
     while panel <= last_panel {
         let p0 = panel * PANEL;
-        if PN == 2 && VEC == 1 && go0 <= p0 && p0 + 2 * PANEL <= go0 + og {
-            // Two whole panels of the group at once.
-            // SAFETY: as below, for the 32 channels p0..p0 + 32, all of the group:
-            // the second panel's weights are `KH*KW*C/G` rows after the first's,
-            // its bias row follows the first's, its outputs 16 planes further.
-            unsafe {
-                let a = CvArgs {
-                    job,
-                    w: w_of(p0),
-                    src: band.base,
-                    px: &px,
-                    bias: bias.add(p0),
-                    out: out.add(p0 * ohw + qb),
-                    ostride: ohw,
-                    lanes: (0, PANEL),
-                    np,
-                };
-                let pstride = w_of(p0 + PANEL).offset_from(w_of(p0)) as usize;
-                s.vectorize(CvTile2::<NP, CONTIG>::new(a, pstride));
-            }
-            panel += 2;
-            continue;
-        }
-        panel += 1;
+        // Two whole panels of the group at once, or one panel (of which only the group's
+        // lanes are stored: lanes of other groups sharing it compute garbage).
+        let pair = PN == 2 && VEC == 1 && go0 <= p0 && p0 + 2 * PANEL <= go0 + og;
         let lanes = (go0.max(p0) - p0, (go0 + og).min(p0 + PANEL) - p0);
-        // Lanes of other groups sharing the panel compute garbage, never stored.
-        // SAFETY: `p0 < O` and `qb < OH*OW`, so the pointers are inside the output
-        // and bias; the tile reads pixels of the band with every tap inside it (see
-        // `conv`), the panel's 16 weight lanes from its first row, its bias row, and
-        // touches `np` outputs of the group's channels of the panel.
+        // SAFETY: `p0 < O` and `qb < OH*OW`, so the pointers are inside the output and
+        // bias; the tile reads pixels of the band with every tap inside it (see `conv`),
+        // the panel's 16 weight lanes from its first row, its bias row, and touches `np`
+        // outputs of the group's channels of the panel. A pair: the same for the 32
+        // channels p0..p0 + 32, all of the group: the second panel's weights are
+        // `KH*KW*C/G` rows after the first's, its bias row follows the first's, its
+        // outputs 16 planes further.
         unsafe {
             let a = CvArgs {
                 job,
@@ -425,7 +406,13 @@ fn cv_tile<S, W, const VEC: usize, const NP: usize, const PN: usize, const CONTI
                 lanes,
                 np,
             };
-            s.vectorize(CvTile::<VEC, NP, CONTIG>::new(a));
+            if pair {
+                let pstride = w_of(p0 + PANEL).offset_from(w_of(p0)) as usize;
+                s.vectorize(CvTile2::<NP, CONTIG>::new(a, pstride));
+            } else {
+                s.vectorize(CvTile::<VEC, NP, CONTIG>::new(a));
+            }
         }
+        panel += if pair { 2 } else { 1 };
     }
 }

@@ -206,6 +206,45 @@ pub(super) unsafe fn pv4_call<S: Simd>(s: S, mr: usize, a: PvArgs<'_>) {
 /// measured the same).
 const PF_ROWS: usize = 8;
 
+/// The tile's pixel sources: one base pointer (`CONTIG`: pixel `p` at `base + p`), else
+/// a pointer per pixel (`px[p]` from `src`).
+struct Pixels<const NP: usize, const CONTIG: bool> {
+    base: *const f32,
+    ptrs: [*const f32; NP],
+}
+
+impl<const NP: usize, const CONTIG: bool> Pixels<NP, CONTIG> {
+    /// # Safety
+    ///
+    /// As the tile's: `src + px[p]` inside the source for every pixel; with `CONTIG`,
+    /// `px[p] == px[0] + p` and `np == NP`.
+    #[inline(always)]
+    unsafe fn new(src: *const f32, px: &[isize; NP], np: usize) -> Self {
+        debug_assert!(!CONTIG || (np == NP && (0..NP).all(|p| px[p] == px[0] + p as isize)));
+        Pixels {
+            base: src.wrapping_offset(px[0]),
+            ptrs: core::array::from_fn(|p| src.wrapping_offset(px[p])),
+        }
+    }
+
+    /// Pixel `p` at channel offset `co`, broadcast.
+    ///
+    /// # Safety
+    ///
+    /// `co` an offset the tile's caller guaranteed readable for every pixel.
+    #[inline(always)]
+    unsafe fn bcast<S: Simd>(&self, s: S, p: usize, co: isize) -> S::V {
+        // SAFETY: the caller's contract.
+        unsafe {
+            if CONTIG {
+                s.bcast(self.base.offset(co + p as isize))
+            } else {
+                s.bcast(self.ptrs[p].offset(co))
+            }
+        }
+    }
+}
+
 /// One channel-vectorised tile: where it reads and writes.
 pub(super) struct CvArgs<'a, const NP: usize> {
     pub(super) job: &'a Job<'a>,
@@ -285,11 +324,7 @@ impl<const VEC: usize, const NP: usize, const CONTIG: bool> WithSimd
                     }
                 }
             }
-            debug_assert!(
-                !CONTIG || (a.np == NP && (0..NP).all(|p| a.px[p] == a.px[0] + p as isize))
-            );
-            let base = a.src.offset(a.px[0]);
-            let ptrs: [*const f32; NP] = core::array::from_fn(|p| a.src.offset(a.px[p]));
+            let pixels = Pixels::<NP, CONTIG>::new(a.src, a.px, a.np);
             for (t, &off) in job.taps.iter().enumerate() {
                 let mut wp = a.w.add(t * job.wtap);
                 let mut co = off;
@@ -300,11 +335,7 @@ impl<const VEC: usize, const NP: usize, const CONTIG: bool> WithSimd
                     }
                     s.prefetch_l1(wp.wrapping_add(PF_ROWS * PANEL));
                     for (p, x) in acc.iter_mut().enumerate() {
-                        let xp = if CONTIG {
-                            s.bcast(base.offset(co + p as isize))
-                        } else {
-                            s.bcast(ptrs[p].offset(co))
-                        };
+                        let xp = pixels.bcast(s, p, co);
                         for (xv, &wvv) in x.iter_mut().zip(&wv) {
                             *xv = s.mul_add(wvv, xp, *xv);
                         }
@@ -381,11 +412,7 @@ impl<const NP: usize, const CONTIG: bool> WithSimd for CvTile2<'_, NP, CONTIG> {
                     }
                 }
             }
-            debug_assert!(
-                !CONTIG || (a.np == NP && (0..NP).all(|p| a.px[p] == a.px[0] + p as isize))
-            );
-            let base = a.src.offset(a.px[0]);
-            let ptrs: [*const f32; NP] = core::array::from_fn(|p| a.src.offset(a.px[p]));
+            let pixels = Pixels::<NP, CONTIG>::new(a.src, a.px, a.np);
             for (t, &off) in job.taps.iter().enumerate() {
                 let mut wp = a.w.add(t * job.wtap);
                 let mut co = off;
@@ -397,11 +424,7 @@ impl<const NP: usize, const CONTIG: bool> WithSimd for CvTile2<'_, NP, CONTIG> {
                     s.prefetch_l1(wp.wrapping_add(PF_ROWS * PANEL));
                     s.prefetch_l1(wp.wrapping_add(pstride + PF_ROWS * PANEL));
                     for (p, x) in acc.iter_mut().enumerate() {
-                        let xp = if CONTIG {
-                            s.bcast(base.offset(co + p as isize))
-                        } else {
-                            s.bcast(ptrs[p].offset(co))
-                        };
+                        let xp = pixels.bcast(s, p, co);
                         x[0] = s.mul_add(w0, xp, x[0]);
                         x[1] = s.mul_add(w1, xp, x[1]);
                     }
