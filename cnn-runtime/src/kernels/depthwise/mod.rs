@@ -198,9 +198,9 @@ impl WithSimd for DwRun<'_> {
         // output rows a vector (`engine::depthwise_narrow2`: AVX-512, 576x14x14 -> 7x7
         // 9.9 µs against 19.7 row by row and 21.9 transposed, 256x12x12 -> 6x6 3.8 /
         // 7.0 / 7.1, 320x7x7 -> 4x4 3.5 / 5.6 / 4.1).
-        let flat = engine::flat3_fits(&d)
-            || engine::phase3_fits(&d) && 2 * d.ow > S::LANES
-            || engine::narrow2_fits(&d, S::LANES);
+        let narrow = engine::narrow2_fits(&d, S::LANES);
+        let flat =
+            engine::flat3_fits(&d) || engine::phase3_fits(&d) && 2 * d.ow > S::LANES || narrow;
         // Wide stride-1 maps row by row, the taps shifted in registers (AVX-512).
         let shift = engine::flat3_fits(&d) && d.w >= S::TUNING.dw_shift_min_width;
         let plan = self.force.unwrap_or(if shift {
@@ -216,7 +216,7 @@ impl WithSimd for DwRun<'_> {
         let (w, b) = (p.weight, p.bias);
         // SAFETY: `out` and `rows` as the engines require (this struct's contract).
         unsafe {
-            if matches!(plan, DwPlan::Flat | DwPlan::Shift) && engine::narrow2_fits(&d, S::LANES) {
+            if matches!(plan, DwPlan::Flat | DwPlan::Shift) && narrow {
                 engine::depthwise_narrow2(s, d, input, w, b, out, rows, act);
                 return true;
             }

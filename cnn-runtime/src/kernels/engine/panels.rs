@@ -192,18 +192,13 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
                                 // channels (4 loads and 6 broadcasts per 24 FMAs), while the
                                 // input strip they share (`cn` channels by `KH` rows of 4
                                 // vectors) stays within about 24 KiB of L1.
-                                let wide = S::TUNING.wide_pixel_tiles
-                                    && !two_rows
-                                    && xb - x0 >= 4 * l
-                                    && job.cn * d.kh <= 96;
+                                let strip =
+                                    S::TUNING.wide_pixel_tiles && !two_rows && job.cn * d.kh <= 96;
+                                let wide = strip && xb - x0 >= 4 * l;
                                 // Three full vectors left (and fewer than four): one tile
                                 // of three by up to 8 channels (AVX-512), not two and one
                                 // (3 loads and 8 broadcasts per 24 FMAs, not 3 and 16).
-                                let three = S::TUNING.wide_pixel_tiles
-                                    && !two_rows
-                                    && !wide
-                                    && xb - x0 >= 3 * l
-                                    && job.cn * d.kh <= 96;
+                                let three = strip && !wide && xb - x0 >= 3 * l;
                                 let (nv, mask, n, vsrc, vout, step) = if wide {
                                     (4, FULL, l, l, l, 4 * l)
                                 } else if three {
