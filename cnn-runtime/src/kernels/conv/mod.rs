@@ -23,6 +23,8 @@ use crate::cpu::{self, Level};
 
 mod run;
 #[cfg(test)]
+mod speed;
+#[cfg(test)]
 mod tests;
 
 use self::run::conv2d_with;

@@ -177,82 +177,55 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
                 match plan {
                     Plan::Pixels => {
                         let l = S::LANES;
-                        // Tiles of two vectors: consecutive pixels of a row, or two rows
-                        // when a row fits one vector; a single vector for what is left.
-                        let mut y = y0;
-                        while y < y1 {
-                            let two_rows = d.ow <= l && y + 1 < y1;
-                            let row_off = (y * d.sh - band.prow0) * band.rowpitch;
-                            // Columns of this row in the range (all, unless one row).
-                            let xa = q0.max(y * d.ow) - y * d.ow;
-                            let xb = q1.min((y + 1) * d.ow) - y * d.ow;
-                            let mut x0 = xa;
-                            while x0 < xb {
-                                // Wide pixel tiles (AVX-512), four full vectors left: 4-vector tiles of up to 6
-                                // channels (4 loads and 6 broadcasts per 24 FMAs), while the
-                                // input strip they share (`cn` channels by `KH` rows of 4
-                                // vectors) stays within about 24 KiB of L1.
-                                let strip =
-                                    S::TUNING.wide_pixel_tiles && !two_rows && job.cn * d.kh <= 96;
-                                let wide = strip && xb - x0 >= 4 * l;
-                                // Three full vectors left (and fewer than four): one tile
-                                // of three by up to 8 channels (AVX-512), not two and one
-                                // (3 loads and 8 broadcasts per 24 FMAs, not 3 and 16).
-                                let three = strip && !wide && xb - x0 >= 3 * l;
-                                let (nv, mask, n, vsrc, vout, step) = if wide {
-                                    (4, FULL, l, l, l, 4 * l)
-                                } else if three {
-                                    (3, FULL, l, l, l, 3 * l)
-                                } else if two_rows {
-                                    let mask = if d.ow == l { FULL } else { ALL_PARTIAL };
-                                    (2, mask, d.ow, d.sh * band.rowpitch, d.ow, d.ow)
-                                } else {
-                                    let step = (2 * l).min(xb - x0);
-                                    let nv = step.div_ceil(l);
-                                    let n = step - (nv - 1) * l;
-                                    let mask = if n == l { FULL } else { LAST_PARTIAL };
-                                    (nv, mask, n, l, l, step)
-                                };
-                                // SAFETY: pixel (y, x0) of the band.
-                                let src = unsafe { band.base.add(row_off + x0) };
-                                let mut o = go0;
-                                while o < go0 + ro {
-                                    // Tiles never straddle a panel.
-                                    let in_panel = (o / PANEL + 1) * PANEL - o;
-                                    let max_mr = if wide { 6 } else { S::TUNING.pv_mr };
-                                    let mr = next_mr((go0 + ro - o).min(in_panel), max_mr);
-                                    // SAFETY: the tile reads taps of its pixels (row y, or
-                                    // rows y and y + 1, columns x0.. for the lanes used) of
-                                    // the band for its `cn` channels (inside the input or
-                                    // the copied band: `direct` checked the extents, the
-                                    // band holds rows_in rows of `wq` columns per phase),
-                                    // `mr <= 16 - o % 16` weight lanes, and writes those
-                                    // pixels of `mr` output planes.
-                                    unsafe {
-                                        let a = PvArgs {
-                                            job: &job,
-                                            w: w_of(o),
-                                            src,
-                                            vsrc,
-                                            out: out.add(o * ohw + y * d.ow + x0),
-                                            vout,
-                                            ostride: ohw,
-                                            bias: bias.add(o),
-                                            n,
-                                        };
-                                        if wide {
-                                            pv4_call(s, mr, a);
-                                        } else if three {
-                                            pv3_call(s, mr, a);
-                                        } else {
-                                            pv_call(s, mr, nv, mask, a);
-                                        }
-                                    }
-                                    o += mr;
-                                }
-                                x0 += step;
+                        // Pixel blocks whose input stays in cache, the range's panels one
+                        // after another over each: every output plane is written in long
+                        // runs by one panel at a time (16 write streams, not one per
+                        // output channel, which defeated the prefetcher on large maps).
+                        let budget = pv_block_floats::<S>();
+                        let (bx, by) = if d.oh == 1 {
+                            // One long row (1x1): blocks of columns.
+                            let cols = (budget / job.cn.max(1)) / (4 * l) * (4 * l);
+                            (cols.max(4 * l), 1)
+                        } else {
+                            let mut r = 1;
+                            while r < y1 - y0 && job.cn * rows_in(r + 1) * band.rowpitch <= budget {
+                                r += 1;
                             }
-                            y += if two_rows { 2 } else { 1 };
+                            (
+                                usize::MAX,
+                                if d.ow <= l { r.next_multiple_of(2) } else { r },
+                            )
+                        };
+                        let mut by0 = y0;
+                        while by0 < y1 {
+                            let by1 = (by0 + by).min(y1);
+                            let mut bx0 = 0;
+                            while bx0 < d.ow {
+                                let bx1 = bx0.saturating_add(bx).min(d.ow);
+                                let mut pa = go0;
+                                while pa < go0 + ro {
+                                    let pb = ((pa / PANEL + 1) * PANEL).min(go0 + ro);
+                                    // SAFETY: pixels of the range, channels of
+                                    // the panel range: this call's to write.
+                                    unsafe {
+                                        pv_block(
+                                            s,
+                                            &d,
+                                            &job,
+                                            &band,
+                                            (by0, by1, bx0, bx1),
+                                            (q0, q1),
+                                            (pa, pb),
+                                            w_of,
+                                            bias,
+                                            out,
+                                        )
+                                    };
+                                    pa = pb;
+                                }
+                                bx0 = bx1;
+                            }
+                            by0 = by1;
                         }
                     }
                     Plan::Channels => {
@@ -310,6 +283,121 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
     true
 }
 
+/// Floats of input a pixel block of [`conv_panels`] reads: the panels of the range run
+/// one after another over a block.
+#[inline(always)]
+fn pv_block_floats<S: Simd>() -> usize {
+    #[cfg(test)]
+    {
+        let v = PV_BLOCK_OVERRIDE.load(core::sync::atomic::Ordering::Relaxed);
+        if v != 0 {
+            return v / 4;
+        }
+    }
+    S::TUNING.pv_block_bytes / 4
+}
+
+/// Bytes replacing `Tuning::pv_block_bytes` when not 0 (the conv speed test).
+#[cfg(test)]
+pub(crate) static PV_BLOCK_OVERRIDE: core::sync::atomic::AtomicUsize =
+    core::sync::atomic::AtomicUsize::new(0);
+
+/// The pixel tiles of [`conv_panels`] over output rows `y0..y1`, columns `xlo..xhi` (cut
+/// to the pixel range `q0..q1`), output channels `oa..ob` (within one panel).
+///
+/// # Safety
+///
+/// As [`conv_panels`]: `out` may be written at those pixels of those channels' planes.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn pv_block<S: Simd, W: Fn(usize) -> *const f32>(
+    s: S,
+    d: &Dims2d,
+    job: &Job<'_>,
+    band: &Band,
+    (y0, y1, xlo, xhi): (usize, usize, usize, usize),
+    (q0, q1): (usize, usize),
+    (oa, ob): (usize, usize),
+    w_of: W,
+    bias: *const f32,
+    out: *mut f32,
+) {
+    let l = S::LANES;
+    let ohw = d.oh * d.ow;
+    // Tiles of two vectors: consecutive pixels of a row, or two rows when a row fits one
+    // vector; a single vector for what is left.
+    let mut y = y0;
+    while y < y1 {
+        let two_rows = d.ow <= l && y + 1 < y1;
+        let row_off = (y * d.sh - band.prow0) * band.rowpitch;
+        // Columns of this row in the range and the block.
+        let xa = (q0.max(y * d.ow) - y * d.ow).max(xlo);
+        let xb = (q1.min((y + 1) * d.ow) - y * d.ow).min(xhi);
+        let mut x0 = xa;
+        while x0 < xb {
+            // Wide pixel tiles (AVX-512), four full vectors left: 4-vector tiles of up to
+            // 6 channels (4 loads and 6 broadcasts per 24 FMAs), while the input strip
+            // they share (`cn` channels by `KH` rows of 4 vectors) stays within about
+            // 24 KiB of L1.
+            let strip = S::TUNING.wide_pixel_tiles && !two_rows && job.cn * d.kh <= 96;
+            let wide = strip && xb - x0 >= 4 * l;
+            // Three full vectors left (and fewer than four): one tile of three by up to
+            // 8 channels (AVX-512), not two and one (3 loads and 8 broadcasts per 24
+            // FMAs, not 3 and 16).
+            let three = strip && !wide && xb - x0 >= 3 * l;
+            let (nv, mask, n, vsrc, vout, step) = if wide {
+                (4, FULL, l, l, l, 4 * l)
+            } else if three {
+                (3, FULL, l, l, l, 3 * l)
+            } else if two_rows {
+                let mask = if d.ow == l { FULL } else { ALL_PARTIAL };
+                (2, mask, d.ow, d.sh * band.rowpitch, d.ow, d.ow)
+            } else {
+                let step = (2 * l).min(xb - x0);
+                let nv = step.div_ceil(l);
+                let n = step - (nv - 1) * l;
+                let mask = if n == l { FULL } else { LAST_PARTIAL };
+                (nv, mask, n, l, l, step)
+            };
+            // SAFETY: pixel (y, x0) of the band.
+            let src = unsafe { band.base.add(row_off + x0) };
+            let mut o = oa;
+            while o < ob {
+                let max_mr = if wide { 6 } else { S::TUNING.pv_mr };
+                let mr = next_mr(ob - o, max_mr);
+                // SAFETY: the tile reads taps of its pixels (row y, or rows y and y + 1,
+                // columns x0.. for the lanes used) of the band for its `cn` channels
+                // (inside the input or the copied band: `direct` checked the extents,
+                // the band holds rows_in rows of `wq` columns per phase), `mr <= 16 - o %
+                // 16` weight lanes, and writes those pixels of `mr` output planes.
+                unsafe {
+                    let a = PvArgs {
+                        job,
+                        w: w_of(o),
+                        src,
+                        vsrc,
+                        out: out.add(o * ohw + y * d.ow + x0),
+                        vout,
+                        ostride: ohw,
+                        bias: bias.add(o),
+                        n,
+                    };
+                    if wide {
+                        pv4_call(s, mr, a);
+                    } else if three {
+                        pv3_call(s, mr, a);
+                    } else {
+                        pv_call(s, mr, nv, mask, a);
+                    }
+                }
+                o += mr;
+            }
+            x0 += step;
+        }
+        y += if two_rows { 2 } else { 1 };
+    }
+}
+
 /// What a channel-vectorised pass runs on: the level, the layer, the chunk's job, its
 /// source, the pixel range `q0..q1`, the group's first output channel and channel count
 /// (or the panel range's), the weights of an output channel (`w_of`), bias and output.
@@ -328,8 +416,11 @@ type CvPass<'a, S, W> = (
 );
 
 /// The channel-vectorised pass over output pixels `q0..q1` (rows of one band) of one
-/// group and chunk. Tiles whose `NP` pixels lie in one row read them from one base
-/// pointer (`CONTIG` tiles); a short last tile moves back over pixels of the range
+/// group and chunk, in blocks of pixels whose input stays in cache, the group's panels
+/// one after another over each block: a panel's weights are read once per block (on
+/// small maps with many channels, MobileNetV2's 7x7 1x1 layers, once per layer), not
+/// once per tile of pixels. Tiles whose `NP` pixels lie in one row read them from one
+/// base pointer (`CONTIG` tiles); a short last tile moves back over pixels of the range
 /// already computed when that makes it one (their values are recomputed identically:
 /// only on a first chunk, which does not read the output).
 #[inline(always)]
@@ -339,28 +430,64 @@ pub(super) fn cv_rows<S, W, const VEC: usize, const NP: usize, const PN: usize>(
     S: Simd,
     W: Fn(usize) -> *const f32 + Copy,
 {
-    let (_, d, job, _, q0, q1, ..) = args;
+    let (_, d, job, _, q0, q1, go0, og, ..) = args;
     let one_row = |q: usize| q + NP <= q1 && q / d.ow == (q + NP - 1) / d.ow;
-    for qb in (q0..q1).step_by(NP) {
-        let np = NP.min(q1 - qb);
-        let back = q1.saturating_sub(NP);
-        if one_row(qb) {
-            cv_tile::<S, W, VEC, NP, PN, true>(args, qb, NP);
-        } else if np < NP && job.first && back >= q0 && one_row(back) {
-            cv_tile::<S, W, VEC, NP, PN, true>(args, back, NP);
-        } else {
-            cv_tile::<S, W, VEC, NP, PN, false>(args, qb, np);
+    let block = (cv_block_floats::<S>() / (job.cn * d.sh * d.sw).max(1)) / NP * NP;
+    let block = block.max(NP);
+    let (first_panel, last_panel) = (go0 / PANEL, (go0 + og - 1) / PANEL);
+    let mut qa = q0;
+    while qa < q1 {
+        let qe = (qa + block).min(q1);
+        let mut panel = first_panel;
+        while panel <= last_panel {
+            let p0 = panel * PANEL;
+            // Two whole panels of the group at once, or one panel (of which only the
+            // group's lanes are stored: lanes of other groups sharing it compute garbage).
+            let pair = PN == 2 && VEC == 1 && go0 <= p0 && p0 + 2 * PANEL <= go0 + og;
+            for qb in (qa..qe).step_by(NP) {
+                let np = NP.min(q1 - qb);
+                let back = q1.saturating_sub(NP);
+                if one_row(qb) {
+                    cv_tile::<S, W, VEC, NP, PN, true>(args, qb, NP, p0, pair);
+                } else if np < NP && job.first && back >= q0 && one_row(back) {
+                    cv_tile::<S, W, VEC, NP, PN, true>(args, back, NP, p0, pair);
+                } else {
+                    cv_tile::<S, W, VEC, NP, PN, false>(args, qb, np, p0, pair);
+                }
+            }
+            panel += if pair { 2 } else { 1 };
         }
+        qa = qe;
     }
 }
 
-/// The channel tiles of [`cv_rows`] at output pixels `qb..qb + np`, over the group's
-/// panels.
+/// Floats of input a block of channel tiles reads (see [`cv_rows`]).
+#[inline(always)]
+fn cv_block_floats<S: Simd>() -> usize {
+    #[cfg(test)]
+    {
+        let v = CV_BLOCK_OVERRIDE.load(core::sync::atomic::Ordering::Relaxed);
+        if v != 0 {
+            return v / 4;
+        }
+    }
+    S::TUNING.cv_block_bytes / 4
+}
+
+/// Bytes replacing `Tuning::cv_block_bytes` when not 0 (the conv speed test).
+#[cfg(test)]
+pub(crate) static CV_BLOCK_OVERRIDE: core::sync::atomic::AtomicUsize =
+    core::sync::atomic::AtomicUsize::new(0);
+
+/// The channel tile of [`cv_rows`] at output pixels `qb..qb + np` and the panel at
+/// output channel `p0` (with the next one: `pair`).
 #[inline(always)]
 fn cv_tile<S, W, const VEC: usize, const NP: usize, const PN: usize, const CONTIG: bool>(
     (s, d, job, band, _, _, go0, og, w_of, bias, out): CvPass<'_, S, W>,
     qb: usize,
     np: usize,
+    p0: usize,
+    pair: bool,
 ) where
     S: Simd,
     W: Fn(usize) -> *const f32 + Copy,
@@ -373,41 +500,31 @@ fn cv_tile<S, W, const VEC: usize, const NP: usize, const PN: usize, const CONTI
         let (y, x) = (q / d.ow, q % d.ow);
         *off = ((y * d.sh - band.prow0) * band.rowpitch + x) as isize;
     }
-    let first_panel = go0 / PANEL;
-    let last_panel = (go0 + og - 1) / PANEL;
-    let mut panel = first_panel;
-    while panel <= last_panel {
-        let p0 = panel * PANEL;
-        // Two whole panels of the group at once, or one panel (of which only the group's
-        // lanes are stored: lanes of other groups sharing it compute garbage).
-        let pair = PN == 2 && VEC == 1 && go0 <= p0 && p0 + 2 * PANEL <= go0 + og;
-        let lanes = (go0.max(p0) - p0, (go0 + og).min(p0 + PANEL) - p0);
-        // SAFETY: `p0 < O` and `qb < OH*OW`, so the pointers are inside the output and
-        // bias; the tile reads pixels of the band with every tap inside it (see `conv`),
-        // the panel's 16 weight lanes from its first row, its bias row, and touches `np`
-        // outputs of the group's channels of the panel. A pair: the same for the 32
-        // channels p0..p0 + 32, all of the group: the second panel's weights are
-        // `KH*KW*C/G` rows after the first's, its bias row follows the first's, its
-        // outputs 16 planes further.
-        unsafe {
-            let a = CvArgs {
-                job,
-                w: w_of(p0),
-                src: band.base,
-                px: &px,
-                bias: bias.add(p0),
-                out: out.add(p0 * ohw + qb),
-                ostride: ohw,
-                lanes,
-                np,
-            };
-            if pair {
-                let pstride = w_of(p0 + PANEL).offset_from(w_of(p0)) as usize;
-                s.vectorize(CvTile2::<NP, CONTIG>::new(a, pstride));
-            } else {
-                s.vectorize(CvTile::<VEC, NP, CONTIG>::new(a));
-            }
+    let lanes = (go0.max(p0) - p0, (go0 + og).min(p0 + PANEL) - p0);
+    // SAFETY: `p0 < O` and `qb < OH*OW`, so the pointers are inside the output and
+    // bias; the tile reads pixels of the band with every tap inside it (see `conv`),
+    // the panel's 16 weight lanes from its first row, its bias row, and touches `np`
+    // outputs of the group's channels of the panel. A pair: the same for the 32
+    // channels p0..p0 + 32, all of the group: the second panel's weights are
+    // `KH*KW*C/G` rows after the first's, its bias row follows the first's, its
+    // outputs 16 planes further.
+    unsafe {
+        let a = CvArgs {
+            job,
+            w: w_of(p0),
+            src: band.base,
+            px: &px,
+            bias: bias.add(p0),
+            out: out.add(p0 * ohw + qb),
+            ostride: ohw,
+            lanes,
+            np,
+        };
+        if pair {
+            let pstride = w_of(p0 + PANEL).offset_from(w_of(p0)) as usize;
+            s.vectorize(CvTile2::<NP, CONTIG>::new(a, pstride));
+        } else {
+            s.vectorize(CvTile::<VEC, NP, CONTIG>::new(a));
         }
-        panel += if pair { 2 } else { 1 };
     }
 }

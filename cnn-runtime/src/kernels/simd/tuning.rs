@@ -54,6 +54,12 @@ pub(crate) struct Tuning {
     /// tiles' accumulators on the stack, in layers without tanh too (MobileNetV2's 1x1
     /// layers on 14x14 maps 1.5x slower; not understood), so AVX2 keeps Cephes'.
     pub(crate) rational_tanh: bool,
+    /// Bytes of input a block of pixel tiles reads (direct convolutions): the output
+    /// channels' panels run one after another over each block.
+    pub(crate) pv_block_bytes: usize,
+    /// Bytes of input a block of channel tiles reads: the output channels' panels run
+    /// one after another over each block.
+    pub(crate) cv_block_bytes: usize,
 }
 
 /// The [`Tuning`] of a level, implemented once per level token.
@@ -74,6 +80,8 @@ impl Tuned for Portable {
         dw_shift_min_width: usize::MAX,
         winograd_multi_panel: false,
         rational_tanh: true,
+        pv_block_bytes: 64 * 1024,
+        cv_block_bytes: 128 * 1024,
     };
 }
 
@@ -90,6 +98,8 @@ impl Tuned for Avx2 {
         dw_shift_min_width: usize::MAX,
         winograd_multi_panel: false,
         rational_tanh: false,
+        pv_block_bytes: 64 * 1024,
+        cv_block_bytes: 128 * 1024,
     };
 }
 
@@ -106,5 +116,7 @@ impl Tuned for Avx512 {
         dw_shift_min_width: 28,
         winograd_multi_panel: true,
         rational_tanh: true,
+        pv_block_bytes: 64 * 1024,
+        cv_block_bytes: 128 * 1024,
     };
 }

@@ -1,0 +1,92 @@
+//! Timing of the direct convolution on the benchmark models' large-map layers, with the
+//! pixel-block size swept (`cargo test -p cnn-runtime --release conv::speed -- --ignored
+//! --nocapture`; `CONV_ONLY=16x112k1o96` for one shape). The variants alternate round
+//! by round, each the fastest of its rounds: on a VM whose speed drifts within minutes,
+//! only variants timed side by side compare.
+
+use super::*;
+use crate::kernels::engine::{CV_BLOCK_OVERRIDE, PV_BLOCK_OVERRIDE};
+use crate::kernels::reference::{best_time_us as time, Rng};
+use core::sync::atomic::Ordering;
+use std::hint::black_box;
+
+#[test]
+#[ignore]
+fn speed() {
+    let level = cpu::level();
+    eprintln!("level {level:?}");
+    let mut rng = Rng::new(7);
+    // (C, H, K, stride, O): MobileNetV2's stem and large 1x1 layers, fcn_seg's.
+    for (c, h, k, s, o) in [
+        (3, 224, 3, 2, 32),
+        (32, 112, 1, 1, 16),
+        (16, 112, 1, 1, 96),
+        (96, 56, 1, 1, 24),
+        (24, 56, 1, 1, 144),
+        (144, 56, 1, 1, 24),
+        (32, 28, 1, 1, 192),
+        (192, 28, 1, 1, 32),
+        (16, 64, 3, 1, 16),
+        (384, 14, 1, 1, 96),
+        (96, 14, 1, 1, 576),
+        (576, 14, 1, 1, 96),
+        (960, 7, 1, 1, 320),
+        (320, 7, 1, 1, 1280),
+    ] {
+        let name = format!("{c}x{h}k{k}o{o}");
+        if std::env::var("CONV_ONLY").is_ok_and(|only| only != name) {
+            continue;
+        }
+        let p = k / 2;
+        let oh = (h + 2 * p - k) / s + 1;
+        let d = Dims2d {
+            c,
+            h,
+            w: h,
+            o,
+            oh,
+            ow: oh,
+            kh: k,
+            kw: k,
+            sh: s,
+            sw: s,
+            ph: p,
+            pw: p,
+            dh: 1,
+            dw: 1,
+            g: 1,
+        };
+        let x = rng.vec(c * h * h, -1.0, 1.0);
+        let w = rng.vec(o * c * k * k, -0.3, 0.3);
+        let b = rng.vec(o, -0.1, 0.1);
+        let params = ConvParams::from_torch(o, c, k, k, &w, Some(&b), None);
+        let mut ybuf = vec![0.0f32; o * oh * oh + 16];
+        let off = ybuf.as_ptr().align_offset(64);
+        let y = &mut ybuf[off..off + o * oh * oh];
+        let blocks: &[usize] = if std::env::var("CONV_SWEEP").is_ok() {
+            &[4, 32 << 10, 64 << 10, 128 << 10, 256 << 10, 1 << 40]
+        } else {
+            &[0]
+        };
+        let mut best = vec![f64::INFINITY; blocks.len()];
+        for _ in 0..5 {
+            for (i, &bytes) in blocks.iter().enumerate() {
+                PV_BLOCK_OVERRIDE.store(bytes, Ordering::Relaxed);
+                CV_BLOCK_OVERRIDE.store(bytes, Ordering::Relaxed);
+                let t = time(|| {
+                    conv2d_dyn(level, d, black_box(&x), &params, y, Act::Relu);
+                    black_box(&*y);
+                });
+                best[i] = best[i].min(t);
+            }
+        }
+        PV_BLOCK_OVERRIDE.store(0, Ordering::Relaxed);
+        CV_BLOCK_OVERRIDE.store(0, Ordering::Relaxed);
+        let cols: Vec<String> = blocks
+            .iter()
+            .zip(&best)
+            .map(|(b, t)| format!("{}K {t:.1}", b >> 10))
+            .collect();
+        eprintln!("{name:>14}: {}", cols.join("  "));
+    }
+}
