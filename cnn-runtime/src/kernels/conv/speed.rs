@@ -5,10 +5,14 @@
 //! only variants timed side by side compare.
 
 use super::*;
+use crate::kernels::engine::Plan;
 use crate::kernels::engine::{CV_BLOCK_OVERRIDE, PV_BLOCK_OVERRIDE};
 use crate::kernels::reference::{best_time_us as time, Rng};
 use core::sync::atomic::Ordering;
 use std::hint::black_box;
+
+/// `(C, H, K, stride, O)`.
+type Shape = (usize, usize, usize, usize, usize);
 
 #[test]
 #[ignore]
@@ -17,7 +21,16 @@ fn speed() {
     eprintln!("level {level:?}");
     let mut rng = Rng::new(7);
     // (C, H, K, stride, O): MobileNetV2's stem and large 1x1 layers, fcn_seg's.
-    for (c, h, k, s, o) in [
+    // `CONV_SHAPES="c,h,k,s,o;..."` replaces the list.
+    let custom: Option<Vec<Shape>> = std::env::var("CONV_SHAPES").ok().map(|v| {
+        v.split(';')
+            .map(|t| {
+                let n: Vec<usize> = t.split(',').map(|x| x.trim().parse().unwrap()).collect();
+                (n[0], n[1], n[2], n[3], n[4])
+            })
+            .collect()
+    });
+    let shapes = custom.unwrap_or(vec![
         (3, 224, 3, 2, 32),
         (32, 112, 1, 1, 16),
         (16, 112, 1, 1, 96),
@@ -32,7 +45,8 @@ fn speed() {
         (576, 14, 1, 1, 96),
         (960, 7, 1, 1, 320),
         (320, 7, 1, 1, 1280),
-    ] {
+    ]);
+    for (c, h, k, s, o) in shapes {
         let name = format!("{c}x{h}k{k}o{o}");
         if std::env::var("CONV_ONLY").is_ok_and(|only| only != name) {
             continue;
@@ -81,12 +95,37 @@ fn speed() {
             }
         }
         PV_BLOCK_OVERRIDE.store(0, Ordering::Relaxed);
+        // Both tile kinds forced, side by side.
+        let mut plans = [f64::INFINITY; 2];
+        for _ in 0..3 {
+            for (i, force) in [Plan::Pixels, Plan::Channels].into_iter().enumerate() {
+                let t = time(|| {
+                    conv2d_with(
+                        level,
+                        d,
+                        black_box(&x),
+                        &params,
+                        y,
+                        Act::Relu,
+                        engine::SCRATCH,
+                        Some(force),
+                    );
+                    black_box(&*y);
+                });
+                plans[i] = plans[i].min(t);
+            }
+        }
         CV_BLOCK_OVERRIDE.store(0, Ordering::Relaxed);
         let cols: Vec<String> = blocks
             .iter()
             .zip(&best)
             .map(|(b, t)| format!("{}K {t:.1}", b >> 10))
             .collect();
-        eprintln!("{name:>14}: {}", cols.join("  "));
+        eprintln!(
+            "{name:>14}: {} | pixels {:.1} channels {:.1}",
+            cols.join("  "),
+            plans[0],
+            plans[1]
+        );
     }
 }

@@ -64,7 +64,10 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
     let plan = force.unwrap_or_else(|| {
         let pv = d.ow as f64 / d.ow.next_multiple_of(S::LANES) as f64;
         let cv = og as f64 / og.next_multiple_of(PANEL) as f64;
-        if pv >= cv {
+        // Short reductions: the channel tiles' transposing epilogue weighs (see
+        // `Tuning::pv_short_k`).
+        let short = kk * cg <= S::TUNING.pv_short_k && pv >= 0.9 * cv;
+        if pv >= cv || short {
             Plan::Pixels
         } else {
             Plan::Channels

@@ -60,6 +60,14 @@ pub(crate) struct Tuning {
     /// Bytes of input a block of channel tiles reads: the output channels' panels run
     /// one after another over each block.
     pub(crate) cv_block_bytes: usize,
+    /// Reductions (`KH*KW*C/G`) up to which a conv takes pixel tiles even where they
+    /// fill slightly fewer lanes (at least 0.9 of the channel tiles'): a channel tile
+    /// ends in transposes and masked stores, which on AVX2 (two 8x8 transposes, 16
+    /// masked stores per tile) cost as much as some 28 steps of its reduction.
+    /// Measured with `conv::speed` on AVX2 (Zen 3, µs, pixel / channel tiles): 1x1 on
+    /// 14x14, 64 -> 384 150 / 214, 96 -> 576 299 / 385; 384 -> 64 and 160 -> 960 on 7x7
+    /// (0.875 of the lanes) about equal, 576 -> 96 slower (393 / 356).
+    pub(crate) pv_short_k: usize,
 }
 
 /// The [`Tuning`] of a level, implemented once per level token.
@@ -82,6 +90,7 @@ impl Tuned for Portable {
         rational_tanh: true,
         pv_block_bytes: 64 * 1024,
         cv_block_bytes: 128 * 1024,
+        pv_short_k: 0,
     };
 }
 
@@ -100,6 +109,7 @@ impl Tuned for Avx2 {
         rational_tanh: false,
         pv_block_bytes: 64 * 1024,
         cv_block_bytes: 128 * 1024,
+        pv_short_k: 128,
     };
 }
 
@@ -118,5 +128,6 @@ impl Tuned for Avx512 {
         rational_tanh: true,
         pv_block_bytes: 64 * 1024,
         cv_block_bytes: 128 * 1024,
+        pv_short_k: 0,
     };
 }
