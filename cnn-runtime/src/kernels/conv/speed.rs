@@ -6,7 +6,7 @@
 
 use super::*;
 use crate::kernels::engine::Plan;
-use crate::kernels::engine::{CV_BLOCK_OVERRIDE, PV_BLOCK_OVERRIDE};
+use crate::kernels::engine::BLOCK_OVERRIDE;
 use crate::kernels::reference::{best_time_us as time, Rng};
 use core::sync::atomic::Ordering;
 use std::hint::black_box;
@@ -85,8 +85,9 @@ fn speed() {
         let mut best = vec![f64::INFINITY; blocks.len()];
         for _ in 0..5 {
             for (i, &bytes) in blocks.iter().enumerate() {
-                PV_BLOCK_OVERRIDE.store(bytes, Ordering::Relaxed);
-                CV_BLOCK_OVERRIDE.store(bytes, Ordering::Relaxed);
+                for o in &BLOCK_OVERRIDE {
+                    o.store(bytes, Ordering::Relaxed);
+                }
                 let t = time(|| {
                     conv2d_dyn(level, d, black_box(&x), &params, y, Act::Relu);
                     black_box(&*y);
@@ -94,7 +95,9 @@ fn speed() {
                 best[i] = best[i].min(t);
             }
         }
-        PV_BLOCK_OVERRIDE.store(0, Ordering::Relaxed);
+        for o in &BLOCK_OVERRIDE {
+            o.store(0, Ordering::Relaxed);
+        }
         // Both tile kinds forced, side by side.
         let mut plans = [f64::INFINITY; 2];
         for _ in 0..3 {
@@ -115,7 +118,6 @@ fn speed() {
                 plans[i] = plans[i].min(t);
             }
         }
-        CV_BLOCK_OVERRIDE.store(0, Ordering::Relaxed);
         let cols: Vec<String> = blocks
             .iter()
             .zip(&best)

@@ -95,10 +95,10 @@ pub(crate) use self::dw_flat::{depthwise_flat, flat3_fits};
 pub(crate) use self::dw_narrow2::{depthwise_narrow2, narrow2_fits};
 pub(crate) use self::dw_rows3::{depthwise_rows3, phase3_fits};
 pub(crate) use self::panels::conv_panels;
+#[cfg(test)]
+pub(crate) use self::panels::BLOCK_OVERRIDE;
 #[allow(unused_imports)]
 use self::panels::*;
-#[cfg(test)]
-pub(crate) use self::panels::{CV_BLOCK_OVERRIDE, PV_BLOCK_OVERRIDE};
 pub(crate) use self::pool::pool;
 #[allow(unused_imports)]
 use self::tiles::*;

@@ -184,7 +184,7 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
                         // after another over each: every output plane is written in long
                         // runs by one panel at a time (16 write streams, not one per
                         // output channel, which defeated the prefetcher on large maps).
-                        let budget = pv_block_floats::<S>();
+                        let budget = block_floats::<S>(Plan::Pixels);
                         let (bx, by) = if d.oh == 1 {
                             // One long row (1x1): blocks of columns.
                             let cols = (budget / job.cn.max(1)) / (4 * l) * (4 * l);
@@ -286,24 +286,30 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
     true
 }
 
-/// Floats of input a pixel block of [`conv_panels`] reads: the panels of the range run
-/// one after another over a block.
+/// Floats of input a block of tiles of `plan`'s kind reads: the panels of the range run
+/// one after another over a block (`Tuning::pv_block_bytes`, `cv_block_bytes`).
 #[inline(always)]
-fn pv_block_floats<S: Simd>() -> usize {
+fn block_floats<S: Simd>(plan: Plan) -> usize {
     #[cfg(test)]
     {
-        let v = PV_BLOCK_OVERRIDE.load(core::sync::atomic::Ordering::Relaxed);
+        let v = BLOCK_OVERRIDE[plan as usize].load(core::sync::atomic::Ordering::Relaxed);
         if v != 0 {
             return v / 4;
         }
     }
-    S::TUNING.pv_block_bytes / 4
+    match plan {
+        Plan::Pixels => S::TUNING.pv_block_bytes / 4,
+        Plan::Channels => S::TUNING.cv_block_bytes / 4,
+    }
 }
 
-/// Bytes replacing `Tuning::pv_block_bytes` when not 0 (the conv speed test).
+/// Bytes replacing the block sizes when not 0, indexed by [`Plan`] (the conv speed
+/// test).
 #[cfg(test)]
-pub(crate) static PV_BLOCK_OVERRIDE: core::sync::atomic::AtomicUsize =
-    core::sync::atomic::AtomicUsize::new(0);
+pub(crate) static BLOCK_OVERRIDE: [core::sync::atomic::AtomicUsize; 2] = [
+    core::sync::atomic::AtomicUsize::new(0),
+    core::sync::atomic::AtomicUsize::new(0),
+];
 
 /// The pixel tiles of [`conv_panels`] over output rows `y0..y1`, columns `xlo..xhi` (cut
 /// to the pixel range `q0..q1`), output channels `oa..ob` (within one panel).
@@ -435,7 +441,7 @@ pub(super) fn cv_rows<S, W, const VEC: usize, const NP: usize, const PN: usize>(
 {
     let (_, d, job, _, q0, q1, go0, og, ..) = args;
     let one_row = |q: usize| q + NP <= q1 && q / d.ow == (q + NP - 1) / d.ow;
-    let block = (cv_block_floats::<S>() / (job.cn * d.sh * d.sw).max(1)) / NP * NP;
+    let block = (block_floats::<S>(Plan::Channels) / (job.cn * d.sh * d.sw).max(1)) / NP * NP;
     let block = block.max(NP);
     let (first_panel, last_panel) = (go0 / PANEL, (go0 + og - 1) / PANEL);
     let mut qa = q0;
@@ -463,24 +469,6 @@ pub(super) fn cv_rows<S, W, const VEC: usize, const NP: usize, const PN: usize>(
         qa = qe;
     }
 }
-
-/// Floats of input a block of channel tiles reads (see [`cv_rows`]).
-#[inline(always)]
-fn cv_block_floats<S: Simd>() -> usize {
-    #[cfg(test)]
-    {
-        let v = CV_BLOCK_OVERRIDE.load(core::sync::atomic::Ordering::Relaxed);
-        if v != 0 {
-            return v / 4;
-        }
-    }
-    S::TUNING.cv_block_bytes / 4
-}
-
-/// Bytes replacing `Tuning::cv_block_bytes` when not 0 (the conv speed test).
-#[cfg(test)]
-pub(crate) static CV_BLOCK_OVERRIDE: core::sync::atomic::AtomicUsize =
-    core::sync::atomic::AtomicUsize::new(0);
 
 /// The channel tile of [`cv_rows`] at output pixels `qb..qb + np` and the panel at
 /// output channel `p0` (with the next one: `pair`).
