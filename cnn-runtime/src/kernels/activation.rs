@@ -27,6 +27,15 @@ pub enum Act {
 }
 
 impl Act {
+    /// Identity, ReLU, ReLU6 and leaky ReLU: a compare or two per value, applied in
+    /// registers by every kernel; the others run out of line on the x86 levels.
+    #[inline(always)]
+    pub fn is_piecewise_linear(self) -> bool {
+        matches!(
+            self,
+            Act::Identity | Act::Relu | Act::Relu6 | Act::LeakyRelu(_)
+        )
+    }
     /// Applies the activation to one value.
     #[inline(always)]
     pub fn apply(self, x: f32) -> f32 {

@@ -11,8 +11,8 @@ use crate::kernels::reference::{best_time_us as time, Rng};
 use core::sync::atomic::Ordering;
 use std::hint::black_box;
 
-/// `(C, H, K, stride, O)`.
-type Shape = (usize, usize, usize, usize, usize);
+/// `(C, H, K, stride, O, padding)`.
+type Shape = (usize, usize, usize, usize, usize, usize);
 
 #[test]
 #[ignore]
@@ -21,37 +21,48 @@ fn speed() {
     eprintln!("level {level:?}");
     let mut rng = Rng::new(7);
     // (C, H, K, stride, O): MobileNetV2's stem and large 1x1 layers, fcn_seg's.
-    // `CONV_SHAPES="c,h,k,s,o;..."` replaces the list.
+    // `CONV_SHAPES="c,h,k,s,o[,p];..."` replaces the list (padding `p`, default `k / 2`);
+    // `CONV_ACT=tanh` times the layers with tanh instead of ReLU.
+    let act = match std::env::var("CONV_ACT").as_deref() {
+        Ok("tanh") => Act::Tanh,
+        _ => Act::Relu,
+    };
     let custom: Option<Vec<Shape>> = std::env::var("CONV_SHAPES").ok().map(|v| {
         v.split(';')
             .map(|t| {
                 let n: Vec<usize> = t.split(',').map(|x| x.trim().parse().unwrap()).collect();
-                (n[0], n[1], n[2], n[3], n[4])
+                (
+                    n[0],
+                    n[1],
+                    n[2],
+                    n[3],
+                    n[4],
+                    *n.get(5).unwrap_or(&(n[2] / 2)),
+                )
             })
             .collect()
     });
     let shapes = custom.unwrap_or(vec![
-        (3, 224, 3, 2, 32),
-        (32, 112, 1, 1, 16),
-        (16, 112, 1, 1, 96),
-        (96, 56, 1, 1, 24),
-        (24, 56, 1, 1, 144),
-        (144, 56, 1, 1, 24),
-        (32, 28, 1, 1, 192),
-        (192, 28, 1, 1, 32),
-        (16, 64, 3, 1, 16),
-        (384, 14, 1, 1, 96),
-        (96, 14, 1, 1, 576),
-        (576, 14, 1, 1, 96),
-        (960, 7, 1, 1, 320),
-        (320, 7, 1, 1, 1280),
+        (3, 224, 3, 2, 32, 1),
+        (32, 112, 1, 1, 16, 0),
+        (16, 112, 1, 1, 96, 0),
+        (96, 56, 1, 1, 24, 0),
+        (24, 56, 1, 1, 144, 0),
+        (144, 56, 1, 1, 24, 0),
+        (32, 28, 1, 1, 192, 0),
+        (192, 28, 1, 1, 32, 0),
+        (16, 64, 3, 1, 16, 1),
+        (384, 14, 1, 1, 96, 0),
+        (96, 14, 1, 1, 576, 0),
+        (576, 14, 1, 1, 96, 0),
+        (960, 7, 1, 1, 320, 0),
+        (320, 7, 1, 1, 1280, 0),
     ]);
-    for (c, h, k, s, o) in shapes {
+    for (c, h, k, s, o, p) in shapes {
         let name = format!("{c}x{h}k{k}o{o}");
         if std::env::var("CONV_ONLY").is_ok_and(|only| only != name) {
             continue;
         }
-        let p = k / 2;
         let oh = (h + 2 * p - k) / s + 1;
         let d = Dims2d {
             c,
@@ -89,7 +100,7 @@ fn speed() {
                     o.store(bytes, Ordering::Relaxed);
                 }
                 let t = time(|| {
-                    conv2d_dyn(level, d, black_box(&x), &params, y, Act::Relu);
+                    conv2d_dyn(level, d, black_box(&x), &params, y, act);
                     black_box(&*y);
                 });
                 best[i] = best[i].min(t);
@@ -109,7 +120,7 @@ fn speed() {
                         black_box(&x),
                         &params,
                         y,
-                        Act::Relu,
+                        act,
                         engine::SCRATCH,
                         Some(force),
                     );

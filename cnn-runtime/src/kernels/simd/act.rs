@@ -1,10 +1,14 @@
 //! The vector activations, written once over [`Simd`] from its primitive operations:
 //! the algorithms of [`activation`](crate::kernels::activation) (`exp` by range
 //! reduction with a split `ln 2`, a degree-5 polynomial and `2^n` built in the exponent,
-//! Cephes'; `tanh` as the rational `x P(x^2) / Q(x^2)`, or on AVX2 as Cephes' polynomial
-//! below 0.625 and `1 - 2 / (e^{2|x|} + 1)` above, see `Tuning::rational_tanh`; a stable
-//! `sigmoid`; the exact GELU from Cephes' `erff`/`erfcf`), plus the piecewise-linear
-//! ones.
+//! Cephes'; `tanh` as the rational `x P(x^2) / Q(x^2)`; a stable `sigmoid`; the exact
+//! GELU from Cephes' `erff`/`erfcf`), plus the piecewise-linear ones.
+//!
+//! The piecewise-linear activations ([`Act::is_piecewise_linear`]) are applied in
+//! registers by every kernel ([`act`]); the curved ones go through [`Simd::act_curved`]
+//! (one vector) or [`Simd::curved_tile`] (a micro-kernel's accumulators at once), which
+//! the x86 levels run out of line: inlined into a tile's epilogue, their constants and
+//! temporaries crowded out its accumulators.
 //!
 //! Where the level has fused multiply-adds (AVX2, AVX-512) each `a * b + c` is rounded
 //! once; without them (the portable level) every operation is the scalar functions' own,
@@ -13,34 +17,76 @@
 use super::Simd;
 use crate::kernels::activation::{Act, ERFC_P, ERFC_R, ERF_T, TANH_CLAMP, TANH_P, TANH_Q};
 
-/// `act` applied to every lane of `v` (see [`Simd::act`]); the activations added with
-/// the graph ops go through [`Simd::act_ext`], which a level may run out of line.
+/// `act` applied to every lane of `v` (see [`Simd::act`]): the piecewise-linear ones
+/// here, the others by [`Simd::act_curved`], which a level may run out of line.
 #[inline(always)]
 pub(crate) fn act<S: Simd>(s: S, v: S::V, act: Act) -> S::V {
+    if act.is_piecewise_linear() {
+        piecewise(s, v, act)
+    } else {
+        s.act_curved(v, act)
+    }
+}
+
+/// The piecewise-linear activations; `v` unchanged for the others.
+#[inline(always)]
+fn piecewise<S: Simd>(s: S, v: S::V, act: Act) -> S::V {
     match act {
-        Act::Identity => v,
         // `v > 0 ? v : 0`: NaN gives 0, as `f32::max`.
         Act::Relu => s.max(v, s.zero()),
         // NaN propagates through both (second operand returned), as `clamp`.
         Act::Relu6 => s.min(s.splat(6.0), s.max(s.zero(), v)),
-        Act::Tanh if S::TUNING.rational_tanh => tanh(s, v),
-        Act::Tanh => tanh_cephes(s, v),
-        Act::Sigmoid => sigmoid(s, v),
         Act::LeakyRelu(slope) => s.select(s.ge(v, s.zero()), v, s.mul(v, s.splat(slope))),
-        Act::Silu | Act::HardSigmoid | Act::HardSwish | Act::Gelu => s.act_ext(v, act),
+        _ => v,
     }
 }
 
-/// The activations added with the graph ops (SiLU, hard sigmoid, hard swish, GELU)
-/// applied to every lane of `v`; any other `act` returns `v` ([`act`] handles those).
+/// The activations that are not piecewise linear (tanh, sigmoid, SiLU, hard sigmoid,
+/// hard swish, GELU) applied to every lane of `v`; `v` unchanged for the others.
 #[inline(always)]
-pub(crate) fn act_ext<S: Simd>(s: S, v: S::V, act: Act) -> S::V {
+pub(crate) fn curved<S: Simd>(s: S, v: S::V, act: Act) -> S::V {
     match act {
+        Act::Tanh => tanh(s, v),
+        Act::Sigmoid => sigmoid(s, v),
         Act::Silu => s.mul(v, sigmoid(s, v)),
         Act::HardSigmoid => s.div(relu6_shift3(s, v), s.splat(6.0)),
         Act::HardSwish => s.div(s.mul(v, relu6_shift3(s, v)), s.splat(6.0)),
         Act::Gelu => gelu(s, v),
         _ => v,
+    }
+}
+
+/// `act` on every vector of `v` (meant for the curved ones), one loop per activation
+/// (the match outside the loops). No closures: a closure would not inherit the caller's
+/// target features, and its vector operations would become calls.
+#[inline(always)]
+pub(crate) fn curved_all<S: Simd>(s: S, v: &mut [S::V], act: Act) {
+    match act {
+        Act::Tanh => {
+            for x in v {
+                *x = tanh(s, *x);
+            }
+        }
+        Act::Sigmoid => {
+            for x in v {
+                *x = sigmoid(s, *x);
+            }
+        }
+        Act::Silu => {
+            for x in v {
+                *x = s.mul(*x, sigmoid(s, *x));
+            }
+        }
+        Act::HardSigmoid | Act::HardSwish | Act::Gelu => {
+            for x in v {
+                *x = curved(s, *x, act);
+            }
+        }
+        Act::Identity | Act::Relu | Act::Relu6 | Act::LeakyRelu(_) => {
+            for x in v {
+                *x = piecewise(s, *x, act);
+            }
+        }
     }
 }
 
@@ -87,28 +133,6 @@ pub(crate) fn tanh<S: Simd>(s: S, x: S::V) -> S::V {
     let q = horner(s, z, &TANH_Q);
     let one = s.splat(1.0);
     s.min(one, s.max(s.splat(-1.0), s.div(s.mul(c, p), q)))
-}
-
-/// `tanh` lane-wise as Cephes' `tanhf` (a polynomial below 0.625, `1 - 2 / (e^{2|x|} +
-/// 1)` above, both computed in every lane): the levels without `Tuning::rational_tanh`.
-/// Within 2e-7 of the exact value. A NaN lane takes the polynomial branch (the
-/// comparison is false) and stays NaN.
-#[inline(always)]
-fn tanh_cephes<S: Simd>(s: S, x: S::V) -> S::V {
-    let a = s.abs(x);
-    let z = s.mul(x, x);
-    let mut q = s.splat(-5.704_988_7e-3);
-    for c in [2.063_909e-2, -5.373_971_6e-2, 1.333_144_2e-1, -3.333_328e-1] {
-        q = s.mul_add(q, z, s.splat(c));
-    }
-    let small = s.mul_add(s.mul(q, z), a, a);
-    // 2 * min(a, 10) is in [0, 20]: inside exp's range.
-    let e = exp_in_range(s, s.min(s.add(a, a), s.splat(20.0)));
-    let one = s.splat(1.0);
-    let big = s.sub(one, s.div(s.splat(2.0), s.add(e, one)));
-    let r = s.select(s.ge(a, s.splat(0.625)), big, small);
-    // Both branches are >= +0: copy the sign of x in.
-    s.or(r, s.and(x, s.splat(-0.0)))
 }
 
 /// `1 / (1 + e^-x)` lane-wise: [`activation::sigmoid`](crate::kernels::activation::sigmoid)

@@ -48,12 +48,6 @@ pub(crate) struct Tuning {
     /// Winograd GEMM tiles spanning four or two panels of output channels (by 6 or 4,
     /// and 12 tiles), not just one.
     pub(crate) winograd_multi_panel: bool,
-    /// `tanh` as the scalar function's rational form (one division, no exponential:
-    /// LeNet-5's conv1 5.1 -> 3.9 us on AVX-512), else as Cephes' `tanhf` (a polynomial
-    /// and an exponential). With AVX2 the rational form made rustc keep the channel
-    /// tiles' accumulators on the stack, in layers without tanh too (MobileNetV2's 1x1
-    /// layers on 14x14 maps 1.5x slower; not understood), so AVX2 keeps Cephes'.
-    pub(crate) rational_tanh: bool,
     /// Bytes of input a block of pixel tiles reads (direct convolutions): the output
     /// channels' panels run one after another over each block.
     pub(crate) pv_block_bytes: usize,
@@ -87,7 +81,6 @@ impl Tuned for Portable {
         dw_rows_min_width: 8,
         dw_shift_min_width: usize::MAX,
         winograd_multi_panel: false,
-        rational_tanh: true,
         pv_block_bytes: 64 * 1024,
         cv_block_bytes: 128 * 1024,
         pv_short_k: 0,
@@ -106,7 +99,6 @@ impl Tuned for Avx2 {
         dw_rows_min_width: 32,
         dw_shift_min_width: usize::MAX,
         winograd_multi_panel: false,
-        rational_tanh: false,
         pv_block_bytes: 64 * 1024,
         cv_block_bytes: 128 * 1024,
         pv_short_k: 128,
@@ -125,7 +117,6 @@ impl Tuned for Avx512 {
         dw_rows_min_width: 32,
         dw_shift_min_width: 28,
         winograd_multi_panel: true,
-        rational_tanh: true,
         pv_block_bytes: 64 * 1024,
         cv_block_bytes: 128 * 1024,
         pv_short_k: 0,

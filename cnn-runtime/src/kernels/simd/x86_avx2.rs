@@ -4,8 +4,7 @@
 //! `#[target_feature(enable = "avx2,fma")]` (see [`run`](super::run)), where the
 //! intrinsics become single instructions. The activations are the generic ones of
 //! `act.rs` (the algorithms of [`activation`](crate::kernels::activation) with fused
-//! multiply-adds, tested against f64 like the scalar versions; `tanh` as Cephes'
-//! polynomial and exponential, not the rational form: see `Tuning::rational_tanh`).
+//! multiply-adds, tested against f64 like the scalar versions).
 
 use core::arch::x86_64::*;
 
@@ -292,20 +291,44 @@ impl Simd for Avx2 {
         }
     }
     #[inline(always)]
-    fn act_ext(self, v: __m256, act: Act) -> __m256 {
-        /// The activations added with the graph ops, out of line (see
-        /// [`Simd::act_ext`]): one call per vector of a fused epilogue.
+    fn curved_tile<const R: usize, const C: usize>(
+        self,
+        v: [[__m256; C]; R],
+        act: Act,
+    ) -> [[__m256; C]; R] {
+        /// The curved activations on a tile, out of line (see [`Simd::curved_tile`]).
         ///
         /// # Safety
         ///
         /// The CPU must support AVX2 and FMA (owning `token` proves it).
         #[target_feature(enable = "avx2,fma")]
         #[inline(never)]
-        unsafe fn ext(token: Avx2, v: __m256, act: Act) -> __m256 {
-            super::act::act_ext(token, v, act)
+        unsafe fn tile<const R: usize, const C: usize>(
+            token: Avx2,
+            mut v: [[__m256; C]; R],
+            act: Act,
+        ) -> [[__m256; C]; R] {
+            super::act::curved_all(token, v.as_flattened_mut(), act);
+            v
         }
-        // SAFETY: the token proves AVX2 and FMA are available.
-        unsafe { ext(self, v, act) }
+        // SAFETY: the token proves the features are available.
+        unsafe { tile(self, v, act) }
+    }
+    #[inline(always)]
+    fn act_curved(self, v: __m256, act: Act) -> __m256 {
+        /// The curved activations, out of line (see [`Simd::act_curved`]): one call per
+        /// vector of a fused epilogue.
+        ///
+        /// # Safety
+        ///
+        /// The CPU must support AVX2 and FMA (owning `token` proves it).
+        #[target_feature(enable = "avx2,fma")]
+        #[inline(never)]
+        unsafe fn one(token: Avx2, v: __m256, act: Act) -> __m256 {
+            super::act::curved(token, v, act)
+        }
+        // SAFETY: the token proves the features are available.
+        unsafe { one(self, v, act) }
     }
     #[inline(always)]
     fn vectorize<K: WithSimd>(self, k: K) -> K::Output {

@@ -257,21 +257,46 @@ impl Simd for Avx512 {
         }
     }
     #[inline(always)]
-    fn act_ext(self, v: __m512, act: Act) -> __m512 {
-        /// The activations added with the graph ops, out of line (see
-        /// [`Simd::act_ext`]): one call per vector of a fused epilogue.
+    fn curved_tile<const R: usize, const C: usize>(
+        self,
+        v: [[__m512; C]; R],
+        act: Act,
+    ) -> [[__m512; C]; R] {
+        /// The curved activations on a tile, out of line (see [`Simd::curved_tile`]).
         ///
         /// # Safety
         ///
-        /// The CPU must support AVX-512F, AVX-512DQ, AVX2 and FMA (owning `token` proves
-        /// it).
+        /// The CPU must support AVX-512F, AVX-512DQ, AVX2 and FMA (owning `token`
+        /// proves it).
         #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
         #[inline(never)]
-        unsafe fn ext(token: Avx512, v: __m512, act: Act) -> __m512 {
-            super::act::act_ext(token, v, act)
+        unsafe fn tile<const R: usize, const C: usize>(
+            token: Avx512,
+            mut v: [[__m512; C]; R],
+            act: Act,
+        ) -> [[__m512; C]; R] {
+            super::act::curved_all(token, v.as_flattened_mut(), act);
+            v
         }
         // SAFETY: the token proves the features are available.
-        unsafe { ext(self, v, act) }
+        unsafe { tile(self, v, act) }
+    }
+    #[inline(always)]
+    fn act_curved(self, v: __m512, act: Act) -> __m512 {
+        /// The curved activations, out of line (see [`Simd::act_curved`]): one call per
+        /// vector of a fused epilogue.
+        ///
+        /// # Safety
+        ///
+        /// The CPU must support AVX-512F, AVX-512DQ, AVX2 and FMA (owning `token`
+        /// proves it).
+        #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+        #[inline(never)]
+        unsafe fn one(token: Avx512, v: __m512, act: Act) -> __m512 {
+            super::act::curved(token, v, act)
+        }
+        // SAFETY: the token proves the features are available.
+        unsafe { one(self, v, act) }
     }
     #[inline(always)]
     fn vectorize<K: WithSimd>(self, k: K) -> K::Output {
