@@ -142,7 +142,9 @@ impl WithSimd for Pool2x2<'_> {
                         } else if self.max {
                             s.pair_max(s.max_nan(a0, b0), s.max_nan(a1, b1))
                         } else {
-                            s.mul(s.add(s.pair_add(a0, a1), s.pair_add(b0, b1)), quarter)
+                            // Columns summed first: one pairwise add (a shuffle) per
+                            // output vector, not two.
+                            s.mul(s.pair_add(s.add(a0, b0), s.add(a1, b1)), quarter)
                         };
                         let y = out_row.as_mut_ptr().add(x0);
                         if n == l {
