@@ -832,3 +832,37 @@ fn threads_give_the_one_thread_result_bit_for_bit() {
     }
     crate::pool::set_num_threads(2);
 }
+
+/// Curved activations are a post-pass over each block of output the tiles stored:
+/// with blocks a few pixels (or rows) small, every block boundary, the channel tiles'
+/// short last tile that moves back into the block before (its pixels stored again, the
+/// post-pass must cover them), the pixel tiles' row blocks and one-row column blocks.
+/// The block sizes only reorder the loops (every other test also passes under them).
+#[test]
+fn curved_activations_on_small_blocks() {
+    use crate::kernels::engine::BLOCK_OVERRIDE;
+    use core::sync::atomic::Ordering;
+    let mut rng = Rng::new(23);
+    let ax = |n, k, s, p| Axis::conv(n, k, s, p, 1).unwrap();
+    let cases = [
+        // Channel tiles: 63 and 25 pixels (a short last tile), 20 channels.
+        (3, 20, ax(7, 3, 1, 1), ax(9, 3, 1, 1), Act::Tanh),
+        (16, 33, ax(5, 1, 1, 0), ax(5, 1, 1, 0), Act::Sigmoid),
+        // Pixel tiles: LeNet-5's conv1, a strided map.
+        (1, 6, ax(32, 5, 1, 0), ax(32, 5, 1, 0), Act::Tanh),
+        (4, 5, ax(13, 3, 2, 1), ax(21, 3, 2, 1), Act::Silu),
+        // One long row (1-D): column blocks.
+        (2, 3, ax(1, 1, 1, 0), ax(301, 5, 1, 2), Act::Gelu),
+    ];
+    for bytes in [4, 256, 2048] {
+        for o in &BLOCK_OVERRIDE {
+            o.store(bytes, Ordering::Relaxed);
+        }
+        for &(c, o, ah, aw, act) in &cases {
+            check(&mut rng, (c, o, 1), ah, aw, act, true);
+        }
+    }
+    for o in &BLOCK_OVERRIDE {
+        o.store(0, Ordering::Relaxed);
+    }
+}

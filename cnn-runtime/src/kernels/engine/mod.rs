@@ -205,8 +205,12 @@ struct Job<'a> {
     first: bool,
     /// Last chunk: apply bias and activation.
     last: bool,
-    /// The fused activation.
+    /// The fused activation if piecewise linear (applied by the tiles, in registers),
+    /// else `Identity`: a curved one is applied by [`conv_panels`] to each block of
+    /// output once its tiles have stored it (`Simd::curved_slice`).
     act: Act,
+    /// That curved activation, else `Identity` (no post-pass).
+    post: Act,
 }
 
 /// How a convolution maps onto the engine, decided once per call from its dimensions.

@@ -170,7 +170,16 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
                     wtap: PANEL * cg,
                     first: c0 == 0,
                     last: c1 == cg,
-                    act,
+                    act: if act.is_piecewise_linear() {
+                        act
+                    } else {
+                        Act::Identity
+                    },
+                    post: if act.is_piecewise_linear() {
+                        Act::Identity
+                    } else {
+                        act
+                    },
                 };
                 // Weights of output channel `o`, lane `o % 16`, at this chunk's channel.
                 let w_of = |o: usize| {
@@ -208,6 +217,11 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
                                 let mut pa = go0;
                                 while pa < go0 + ro {
                                     let pb = ((pa / PANEL + 1) * PANEL).min(go0 + ro);
+                                    // The block's pixels of the range: one span
+                                    // per plane (whole rows, or one row).
+                                    debug_assert!(by1 - by0 == 1 || (bx0, bx1) == (0, d.ow));
+                                    let span =
+                                        (q0.max(by0 * d.ow + bx0), q1.min((by1 - 1) * d.ow + bx1));
                                     // SAFETY: pixels of the range, channels of
                                     // the panel range: this call's to write.
                                     unsafe {
@@ -222,8 +236,9 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
                                             w_of,
                                             bias,
                                             out,
-                                        )
-                                    };
+                                        );
+                                        post_pass(s, &job, out, ohw, (pa, pb), span);
+                                    }
                                     pa = pb;
                                 }
                                 bx0 = bx1;
@@ -284,6 +299,36 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
         }
     }
     true
+}
+
+/// The block post-pass: `job.post` (a curved activation) on pixels `span` of output
+/// channels `oa..ob`, which the tiles of the last chunk have just stored (with bias and
+/// no activation); nothing on other chunks or without one. One out-of-line loop per
+/// plane (`Simd::curved_slice`) over data still in L1: no micro-kernel carries curved
+/// code, and no vector is spent on a row's padding lanes.
+///
+/// # Safety
+///
+/// `out` points to the layer's output planes (`ohw` floats each), of which pixels
+/// `span` of channels `oa..ob` are this call's to write.
+#[inline(always)]
+unsafe fn post_pass<S: Simd>(
+    s: S,
+    job: &Job<'_>,
+    out: *mut f32,
+    ohw: usize,
+    (oa, ob): (usize, usize),
+    (lo, hi): (usize, usize),
+) {
+    if !job.last || job.post == Act::Identity || lo >= hi {
+        return;
+    }
+    debug_assert!(hi <= ohw);
+    for o in oa..ob {
+        // SAFETY: pixels `lo..hi` of plane `o`, this call's (the caller's contract).
+        let x = unsafe { core::slice::from_raw_parts_mut(out.add(o * ohw + lo), hi - lo) };
+        s.curved_slice(x, job.post);
+    }
 }
 
 /// Floats of input a block of tiles of `plan`'s kind reads: the panels of the range run
@@ -439,7 +484,8 @@ pub(super) fn cv_rows<S, W, const VEC: usize, const NP: usize, const PN: usize>(
     S: Simd,
     W: Fn(usize) -> *const f32 + Copy,
 {
-    let (_, d, job, _, q0, q1, go0, og, ..) = args;
+    let (s, d, job, _, q0, q1, go0, og, _, _, out) = args;
+    let ohw = d.oh * d.ow;
     let one_row = |q: usize| q + NP <= q1 && q / d.ow == (q + NP - 1) / d.ow;
     let block = (block_floats::<S>(Plan::Channels) / (job.cn * d.sh * d.sw).max(1)) / NP * NP;
     let block = block.max(NP);
@@ -447,6 +493,7 @@ pub(super) fn cv_rows<S, W, const VEC: usize, const NP: usize, const PN: usize>(
     let mut qa = q0;
     while qa < q1 {
         let qe = (qa + block).min(q1);
+        let mut lo = qa;
         let mut panel = first_panel;
         while panel <= last_panel {
             let p0 = panel * PANEL;
@@ -460,12 +507,18 @@ pub(super) fn cv_rows<S, W, const VEC: usize, const NP: usize, const PN: usize>(
                     cv_tile::<S, W, VEC, NP, PN, true>(args, qb, NP, p0, pair);
                 } else if np < NP && job.first && back >= q0 && one_row(back) {
                     cv_tile::<S, W, VEC, NP, PN, true>(args, back, NP, p0, pair);
+                    lo = lo.min(back);
                 } else {
                     cv_tile::<S, W, VEC, NP, PN, false>(args, qb, np, p0, pair);
                 }
             }
             panel += if pair { 2 } else { 1 };
         }
+        // The block's pixels, and those before it that a tile moved back over stored
+        // again (without the curved activation): all of the group's channels.
+        // SAFETY: pixels `lo..qe` of the range, channels of the group (or panel
+        // range): this pass's to write.
+        unsafe { post_pass(s, job, out, ohw, (go0, go0 + og), (lo, qe)) };
         qa = qe;
     }
 }

@@ -101,23 +101,13 @@ impl<const MR: usize, const NV: usize, const MASK: u8> WithSimd for PvTile<'_, M
                     wp = wp.add(PANEL);
                 }
             }
-            // A curved activation on the whole tile, out of line (`Simd::curved_tile`);
-            // the piecewise-linear ones per row below.
-            let curved = job.last && !job.act.is_piecewise_linear();
-            if curved {
-                for (r, acc_r) in acc.iter_mut().enumerate() {
-                    let b = s.bcast(a.bias.add(r));
-                    for x in acc_r.iter_mut() {
-                        *x = s.add(*x, b);
-                    }
-                }
-                acc = s.curved_tile(acc, job.act);
-            }
+            // Bias and a piecewise-linear activation (the curved ones are the block
+            // post-pass's: `Job::act`).
             for (r, acc_r) in acc.iter_mut().enumerate() {
-                if job.last && !curved {
+                if job.last {
                     let b = s.bcast(a.bias.add(r));
                     for x in acc_r.iter_mut() {
-                        *x = s.act(s.add(*x, b), job.act);
+                        *x = s.act_piecewise(s.add(*x, b), job.act);
                     }
                 }
                 for (v, &x) in acc_r.iter().enumerate() {
@@ -356,10 +346,15 @@ impl<const VEC: usize, const NP: usize, const CONTIG: bool> WithSimd
                     co += job.plane as isize;
                 }
             }
-            // Curved activations one vector at a time (`Simd::act_curved`, out of line):
-            // passing the tile out at once (`Simd::curved_tile`) made LLVM keep the
-            // accumulators of the loop above on the stack, even in ReLU layers (2.5-3x
-            // slower), as did passing the rows of `m`.
+            // Bias and a piecewise-linear activation (the curved ones are the block
+            // post-pass's: `Job::act`). Passing the tile, or the rows of `m`, to an
+            // out-of-line function, even on a branch not taken, made LLVM keep the
+            // accumulators of the loop above on the stack (2.5-3x slower, in ReLU
+            // layers too). Yet `Simd::act` per vector, whose out-of-line curved branch
+            // is never taken here, measured 2x faster than the call-free
+            // `Simd::act_piecewise` (AVX2, 6x14x14 k5 -> 16 by channel tiles: 16 against
+            // 37 us): LLVM's choices around this epilogue are fragile, measure any
+            // change to it with `conv::speed`.
             for v in 0..VEC {
                 let b = s.load(a.bias.add(v * l));
                 for (row, x) in m.iter_mut().zip(&acc) {
@@ -448,10 +443,15 @@ impl<const NP: usize, const CONTIG: bool> WithSimd for CvTile2<'_, NP, CONTIG> {
                     co += job.plane as isize;
                 }
             }
-            // Curved activations one vector at a time (`Simd::act_curved`, out of line):
-            // passing the tile out at once (`Simd::curved_tile`) made LLVM keep the
-            // accumulators of the loop above on the stack, even in ReLU layers (2.5-3x
-            // slower), as did passing the rows of `m`.
+            // Bias and a piecewise-linear activation (the curved ones are the block
+            // post-pass's: `Job::act`). Passing the tile, or the rows of `m`, to an
+            // out-of-line function, even on a branch not taken, made LLVM keep the
+            // accumulators of the loop above on the stack (2.5-3x slower, in ReLU
+            // layers too). Yet `Simd::act` per vector, whose out-of-line curved branch
+            // is never taken here, measured 2x faster than the call-free
+            // `Simd::act_piecewise` (AVX2, 6x14x14 k5 -> 16 by channel tiles: 16 against
+            // 37 us): LLVM's choices around this epilogue are fragile, measure any
+            // change to it with `conv::speed`.
             for v in 0..2 {
                 let b = s.load(a.bias.add(v * PANEL));
                 for (row, x) in m.iter_mut().zip(&acc) {

@@ -6,9 +6,9 @@
 //!
 //! The piecewise-linear activations ([`Act::is_piecewise_linear`]) are applied in
 //! registers by every kernel ([`act`]); the curved ones go through [`Simd::act_curved`]
-//! (one vector) or [`Simd::curved_tile`] (a micro-kernel's accumulators at once), which
-//! the x86 levels run out of line: inlined into a tile's epilogue, their constants and
-//! temporaries crowded out its accumulators.
+//! (one vector) or [`Simd::curved_slice`] (a block of output just stored: the direct
+//! convolution's post-pass), which the x86 levels run out of line: inlined into a
+//! tile's epilogue, their constants and temporaries crowded out its accumulators.
 //!
 //! Where the level has fused multiply-adds (AVX2, AVX-512) each `a * b + c` is rounded
 //! once; without them (the portable level) every operation is the scalar functions' own,
@@ -30,7 +30,7 @@ pub(crate) fn act<S: Simd>(s: S, v: S::V, act: Act) -> S::V {
 
 /// The piecewise-linear activations; `v` unchanged for the others.
 #[inline(always)]
-fn piecewise<S: Simd>(s: S, v: S::V, act: Act) -> S::V {
+pub(crate) fn piecewise<S: Simd>(s: S, v: S::V, act: Act) -> S::V {
     match act {
         // `v > 0 ? v : 0`: NaN gives 0, as `f32::max`.
         Act::Relu => s.max(v, s.zero()),
@@ -56,37 +56,38 @@ pub(crate) fn curved<S: Simd>(s: S, v: S::V, act: Act) -> S::V {
     }
 }
 
-/// `act` on every vector of `v` (meant for the curved ones), one loop per activation
-/// (the match outside the loops). No closures: a closure would not inherit the caller's
-/// target features, and its vector operations would become calls.
+/// `act` on every float of `x` in place (meant for the curved ones): whole vectors, then
+/// the short rest, one loop per activation (the match outside the loops). No closures:
+/// a closure would not inherit the caller's target features, and its vector operations
+/// would become calls.
 #[inline(always)]
-pub(crate) fn curved_all<S: Simd>(s: S, v: &mut [S::V], act: Act) {
+pub(crate) fn curved_slice<S: Simd>(s: S, x: &mut [f32], act: Act) {
+    let l = S::LANES;
+    let (n, p) = (x.len(), x.as_mut_ptr());
+    let whole = n - n % l;
+    macro_rules! each {
+        ($v:ident => $e:expr) => {{
+            // SAFETY: vectors at `i < whole` (whole vectors of `x`), then the `n - whole`
+            // floats left: inside `x`.
+            unsafe {
+                for i in (0..whole).step_by(l) {
+                    let $v = s.load(p.add(i));
+                    s.store(p.add(i), $e);
+                }
+                if whole < n {
+                    let $v = s.load_n(p.add(whole), n - whole);
+                    s.store_n(p.add(whole), $e, n - whole);
+                }
+            }
+        }};
+    }
     match act {
-        Act::Tanh => {
-            for x in v {
-                *x = tanh(s, *x);
-            }
-        }
-        Act::Sigmoid => {
-            for x in v {
-                *x = sigmoid(s, *x);
-            }
-        }
-        Act::Silu => {
-            for x in v {
-                *x = s.mul(*x, sigmoid(s, *x));
-            }
-        }
-        Act::HardSigmoid | Act::HardSwish | Act::Gelu => {
-            for x in v {
-                *x = curved(s, *x, act);
-            }
-        }
-        Act::Identity | Act::Relu | Act::Relu6 | Act::LeakyRelu(_) => {
-            for x in v {
-                *x = piecewise(s, *x, act);
-            }
-        }
+        Act::Tanh => each!(v => tanh(s, v)),
+        Act::Sigmoid => each!(v => sigmoid(s, v)),
+        Act::Silu => each!(v => s.mul(v, sigmoid(s, v))),
+        Act::HardSigmoid | Act::HardSwish | Act::Gelu => each!(v => curved(s, v, act)),
+        Act::Identity => {}
+        Act::Relu | Act::Relu6 | Act::LeakyRelu(_) => each!(v => piecewise(s, v, act)),
     }
 }
 

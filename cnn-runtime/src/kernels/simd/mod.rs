@@ -207,26 +207,26 @@ pub(crate) trait Simd: Copy + Send + Sync + Tuned {
     fn act(self, v: Self::V, act: Act) -> Self::V {
         act::act(self, v, act)
     }
-    /// A curved activation `act` (not piecewise linear: exponentials, divisions) on every
-    /// vector of the tile `v`, which the x86 levels run as one out-of-line loop: the
-    /// pixel tiles' epilogue (`engine/tiles.rs`). Inlined there, `tanh` on twelve
-    /// accumulators took 70% of LeNet-5's conv1 on AVX2 (its constants and temporaries
-    /// pushed the accumulators onto the stack and the tile to 20 KB of code; out of line
-    /// with the rational form, conv1 10.2 -> 7.3 us). Takes and returns the tile by value,
-    /// called only on the curved path: accumulators whose address escaped into a call
-    /// were kept on the stack throughout the kernel's loop. The channel tiles and the
-    /// linear tiles do not use it: LLVM kept their accumulators on the stack even then
-    /// (2.5-3x slower, in ReLU layers too); they call [`act`](Simd::act) per vector.
+    /// The piecewise-linear activations of `act` (Identity, ReLU, ReLU6, leaky ReLU)
+    /// applied to every lane, in registers; `v` unchanged for the curved ones. For
+    /// micro-kernels whose curved activation is a post-pass ([`curved_slice`](
+    /// Simd::curved_slice)): no call at all in their epilogue.
     #[inline(always)]
-    fn curved_tile<const R: usize, const C: usize>(
-        self,
-        mut v: [[Self::V; C]; R],
-        act: Act,
-    ) -> [[Self::V; C]; R] {
-        for x in v.as_flattened_mut() {
-            *x = self.act(*x, act);
-        }
-        v
+    fn act_piecewise(self, v: Self::V, act: Act) -> Self::V {
+        act::piecewise(self, v, act)
+    }
+    /// `act` on every float of `x` in place (meant for the curved activations: not
+    /// piecewise linear, exponentials and divisions), which the x86 levels run as one
+    /// out-of-line loop: the direct convolution's post-pass over each block of output
+    /// it has just stored (`engine/panels.rs`), so that no micro-kernel carries curved
+    /// code. Inlined into the pixel tiles' epilogue, `tanh` on twelve accumulators took
+    /// 70% of LeNet-5's conv1 on AVX2 (its constants and temporaries pushed the
+    /// accumulators onto the stack and the tile to 20 KB of code); and passing a tile's
+    /// accumulators to an out-of-line call, even on a branch not taken, made LLVM keep
+    /// the channel tiles' accumulators on the stack (2.5-3x slower, in ReLU layers too).
+    #[inline(always)]
+    fn curved_slice(self, x: &mut [f32], act: Act) {
+        act::curved_slice(self, x, act);
     }
     /// The activations that are not piecewise linear (tanh, sigmoid, SiLU, hard
     /// sigmoid, hard swish, GELU), which [`act`](Simd::act) hands over to this method.
@@ -468,59 +468,41 @@ mod tests {
         out
     }
 
-    /// Applies `act` to a 3 x 2 tile of vectors from `xs` through
-    /// [`Simd::curved_tile`] (`LANES * 6` floats, at most 96).
-    struct ApplyTile<'a> {
-        xs: &'a [f32],
-        out: &'a mut [f32],
+    /// Applies `act` in place to `xs` through [`Simd::curved_slice`].
+    struct ApplySlice<'a> {
+        xs: &'a mut [f32],
         act: Act,
     }
 
-    impl WithSimd for ApplyTile<'_> {
-        /// The floats written.
-        type Output = usize;
+    impl WithSimd for ApplySlice<'_> {
+        type Output = ();
         #[inline(always)]
-        fn with_simd<S: Simd>(self, s: S) -> usize {
-            let l = S::LANES;
-            let mut t = [[s.zero(); 2]; 3];
-            // SAFETY: `xs` and `out` hold `6 * LANES` floats (the caller's contract).
-            unsafe {
-                for (i, v) in t.as_flattened_mut().iter_mut().enumerate() {
-                    *v = s.load(self.xs.as_ptr().add(i * l));
-                }
-                let t = s.curved_tile(t, self.act);
-                for (i, &v) in t.as_flattened().iter().enumerate() {
-                    s.store(self.out.as_mut_ptr().add(i * l), v);
-                }
-            }
-            6 * l
+        fn with_simd<S: Simd>(self, s: S) {
+            s.curved_slice(self.xs, self.act);
         }
     }
 
-    /// The out-of-line tile path gives the per-vector activation's bits, on every level,
-    /// for every activation (the curved ones are the tile path's own).
+    /// The out-of-line slice path (the direct convolution's post-pass) gives the
+    /// per-vector activation's bits, on every level, for every activation and slice
+    /// length (whole vectors and the short rest, from any start).
     #[test]
-    fn tile_activations_match_vector_ones() {
+    fn slice_activations_match_vector_ones() {
         let mut rng = crate::kernels::reference::Rng::new(11);
         for level in test_levels() {
-            let mut xs = rng.vec(6 * 16, -9.0, 9.0);
+            let mut xs = rng.vec(3 * 16 + 5, -9.0, 9.0);
             xs[..6].copy_from_slice(&[0.0, -0.0, f32::NAN, f32::INFINITY, -1e4, 1e-30]);
             for act in crate::kernels::reference::ACTS {
-                let mut got = vec![0.0; xs.len()];
-                let n = run(
-                    level,
-                    ApplyTile {
-                        xs: &xs,
-                        out: &mut got,
-                        act,
-                    },
-                );
-                let want = apply(level, act, &xs[..n]);
-                for ((&x, &g), &w) in xs.iter().zip(&got).zip(&want).take(n) {
-                    assert!(
-                        g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
-                        "{level:?} {act:?}({x}): tile {g}, vector {w}"
-                    );
+                for (start, end) in [(0, xs.len()), (1, 8), (3, 3 + 16), (5, 6), (2, 2)] {
+                    let mut got = xs[start..end].to_vec();
+                    run(level, ApplySlice { xs: &mut got, act });
+                    let want = apply(level, act, &xs[start..end]);
+                    for ((&x, &g), &w) in xs[start..].iter().zip(&got).zip(&want) {
+                        assert!(
+                            g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+                            "{level:?} {act:?}({x}): slice {g}, vector {w}"
+                        );
+                    }
+                    assert_eq!(got.len(), want.len());
                 }
             }
         }

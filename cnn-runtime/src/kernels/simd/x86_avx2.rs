@@ -291,28 +291,19 @@ impl Simd for Avx2 {
         }
     }
     #[inline(always)]
-    fn curved_tile<const R: usize, const C: usize>(
-        self,
-        v: [[__m256; C]; R],
-        act: Act,
-    ) -> [[__m256; C]; R] {
-        /// The curved activations on a tile, out of line (see [`Simd::curved_tile`]).
+    fn curved_slice(self, x: &mut [f32], act: Act) {
+        /// The curved activations on a slice, out of line (see [`Simd::curved_slice`]).
         ///
         /// # Safety
         ///
         /// The CPU must support AVX2 and FMA (owning `token` proves it).
         #[target_feature(enable = "avx2,fma")]
         #[inline(never)]
-        unsafe fn tile<const R: usize, const C: usize>(
-            token: Avx2,
-            mut v: [[__m256; C]; R],
-            act: Act,
-        ) -> [[__m256; C]; R] {
-            super::act::curved_all(token, v.as_flattened_mut(), act);
-            v
+        unsafe fn slice(token: Avx2, x: &mut [f32], act: Act) {
+            super::act::curved_slice(token, x, act);
         }
         // SAFETY: the token proves the features are available.
-        unsafe { tile(self, v, act) }
+        unsafe { slice(self, x, act) }
     }
     #[inline(always)]
     fn act_curved(self, v: __m256, act: Act) -> __m256 {
