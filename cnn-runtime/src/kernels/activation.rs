@@ -223,21 +223,28 @@ pub fn gelu(x: f32) -> f32 {
     x * if a < 1.0 { small } else { big }
 }
 
-/// Applies `act` in place to every value of `buf`.
-#[inline(always)]
+/// Applies `act` in place to every value of `buf`, on the instruction set
+/// [`cpu::level`](crate::cpu::level) selects: the vector activations of the fused
+/// epilogues (`Simd::curved_slice`), so a standalone activation gives the bits a fused
+/// one gives at that level (the portable level: [`Act::apply`]'s).
+#[inline]
 pub fn activate(buf: &mut [f32], act: Act) {
-    match act {
-        Act::Identity => {}
-        // One loop per variant so each is a tight, vectorisable loop.
-        Act::Relu => buf.iter_mut().for_each(|x| *x = x.max(0.0)),
-        Act::Relu6 => buf.iter_mut().for_each(|x| *x = x.clamp(0.0, 6.0)),
-        Act::Tanh => buf.iter_mut().for_each(|x| *x = tanh(*x)),
-        Act::Sigmoid => buf.iter_mut().for_each(|x| *x = sigmoid(*x)),
-        Act::Silu => buf.iter_mut().for_each(|x| *x = silu(*x)),
-        Act::HardSwish => buf.iter_mut().for_each(|x| *x = hardswish(*x)),
-        Act::HardSigmoid => buf.iter_mut().for_each(|x| *x = hardsigmoid(*x)),
-        Act::Gelu => buf.iter_mut().for_each(|x| *x = gelu(*x)),
-        Act::LeakyRelu(_) => buf.iter_mut().for_each(|x| *x = act.apply(*x)),
+    activate_dyn(crate::cpu::level(), buf, act);
+}
+
+/// [`activate`] at `level`.
+pub(crate) fn activate_dyn(level: crate::cpu::Level, buf: &mut [f32], act: Act) {
+    /// The slice loop as a kernel for [`simd::run`](crate::kernels::simd::run).
+    struct Activate<'a>(&'a mut [f32], Act);
+    impl crate::kernels::simd::WithSimd for Activate<'_> {
+        type Output = ();
+        #[inline(always)]
+        fn with_simd<S: crate::kernels::simd::Simd>(self, s: S) {
+            s.curved_slice(self.0, self.1);
+        }
+    }
+    if act != Act::Identity && !buf.is_empty() {
+        crate::kernels::simd::run(level, Activate(buf, act));
     }
 }
 
@@ -341,14 +348,43 @@ mod tests {
 
     const SQRT_2: f32 = core::f32::consts::SQRT_2;
 
+    /// The standalone activation gives the fused epilogues' bits at every level (the
+    /// vector path, every length: whole vectors and a short rest), and at the portable
+    /// level exactly `Act::apply`.
     #[test]
     fn activate_matches_apply() {
-        let xs: Vec<f32> = (-100..100).map(|i| i as f32 * 0.37).collect();
-        for act in crate::kernels::reference::ACTS {
-            let mut buf = xs.clone();
-            activate(&mut buf, act);
-            for (x, y) in xs.iter().zip(&buf) {
-                assert_eq!(*y, act.apply(*x), "{act:?} at {x}");
+        use crate::cpu::Level;
+        use crate::kernels::simd::{self, Simd, WithSimd};
+        /// One vector of the fused path (`Simd::act`).
+        struct One<'a>(&'a [f32], Act);
+        impl WithSimd for One<'_> {
+            type Output = Vec<f32>;
+            fn with_simd<S: Simd>(self, s: S) -> Vec<f32> {
+                let mut out = vec![0.0; self.0.len()];
+                for (x, y) in self.0.chunks(S::LANES).zip(out.chunks_mut(S::LANES)) {
+                    // SAFETY: `x` and `y` hold `x.len()` floats.
+                    unsafe {
+                        let v = s.act(s.load_n(x.as_ptr(), x.len()), self.1);
+                        s.store_n(y.as_mut_ptr(), v, x.len());
+                    }
+                }
+                out
+            }
+        }
+        let xs: Vec<f32> = (-100..101).map(|i| i as f32 * 0.37).collect();
+        for level in simd::test_levels() {
+            for act in crate::kernels::reference::ACTS {
+                for n in [0, 1, 7, 8, 17, xs.len()] {
+                    let mut buf = xs[..n].to_vec();
+                    activate_dyn(level, &mut buf, act);
+                    let want = simd::run(level, One(&xs[..n], act));
+                    for ((x, y), w) in xs.iter().zip(&buf).zip(&want) {
+                        assert_eq!(y.to_bits(), w.to_bits(), "{level:?} {act:?} at {x}");
+                        if level == Level::Portable {
+                            assert_eq!(*y, act.apply(*x), "{act:?} at {x}");
+                        }
+                    }
+                }
             }
         }
     }
