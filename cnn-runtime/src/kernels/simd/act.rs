@@ -56,6 +56,21 @@ pub(crate) fn curved<S: Simd>(s: S, v: S::V, act: Act) -> S::V {
     }
 }
 
+/// [`curved_slice`] as a kernel for [`Simd::vectorize`] (its own function, compiled for
+/// the level: [`Simd::curved_slice`]).
+pub(crate) struct CurvedSlice<'a> {
+    pub(crate) x: &'a mut [f32],
+    pub(crate) act: Act,
+}
+
+impl super::WithSimd for CurvedSlice<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        curved_slice(s, self.x, self.act);
+    }
+}
+
 /// `act` on every float of `x` in place (meant for the curved ones): whole vectors, then
 /// the short rest, one loop per activation (the match outside the loops). No closures:
 /// a closure would not inherit the caller's target features, and its vector operations

@@ -216,8 +216,8 @@ pub(crate) trait Simd: Copy + Send + Sync + Tuned {
         act::piecewise(self, v, act)
     }
     /// `act` on every float of `x` in place (meant for the curved activations: not
-    /// piecewise linear, exponentials and divisions), which the x86 levels run as one
-    /// out-of-line loop: the direct convolution's post-pass over each block of output
+    /// piecewise linear, exponentials and divisions), run as one out-of-line loop
+    /// ([`vectorize`](Simd::vectorize)): the direct convolution's post-pass over each block of output
     /// it has just stored (`engine/panels.rs`), so that no micro-kernel carries curved
     /// code. Inlined into the pixel tiles' epilogue, `tanh` on twelve accumulators took
     /// 70% of LeNet-5's conv1 on AVX2 (its constants and temporaries pushed the
@@ -226,7 +226,7 @@ pub(crate) trait Simd: Copy + Send + Sync + Tuned {
     /// the channel tiles' accumulators on the stack (2.5-3x slower, in ReLU layers too).
     #[inline(always)]
     fn curved_slice(self, x: &mut [f32], act: Act) {
-        act::curved_slice(self, x, act);
+        self.vectorize(act::CurvedSlice { x, act });
     }
     /// The activations that are not piecewise linear (tanh, sigmoid, SiLU, hard
     /// sigmoid, hard swish, GELU), which [`act`](Simd::act) hands over to this method.

@@ -291,21 +291,6 @@ impl Simd for Avx2 {
         }
     }
     #[inline(always)]
-    fn curved_slice(self, x: &mut [f32], act: Act) {
-        /// The curved activations on a slice, out of line (see [`Simd::curved_slice`]).
-        ///
-        /// # Safety
-        ///
-        /// The CPU must support AVX2 and FMA (owning `token` proves it).
-        #[target_feature(enable = "avx2,fma")]
-        #[inline(never)]
-        unsafe fn slice(token: Avx2, x: &mut [f32], act: Act) {
-            super::act::curved_slice(token, x, act);
-        }
-        // SAFETY: the token proves the features are available.
-        unsafe { slice(self, x, act) }
-    }
-    #[inline(always)]
     fn act_curved(self, v: __m256, act: Act) -> __m256 {
         /// The curved activations, out of line (see [`Simd::act_curved`]): one call per
         /// vector of a fused epilogue.
