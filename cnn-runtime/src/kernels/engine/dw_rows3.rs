@@ -8,9 +8,15 @@
 //!   vector after the previous one) and two shifts of it: [`shift_in`](Simd::shift_in) of
 //!   the vector before's last lane (`kx = 0`, zero before the row) and
 //!   [`shift_out`](Simd::shift_out) of the next vector's first (`kx = 2`, zero after it);
-//! * stride 2: two vectors of columns `2 x0..` [`deinterleave`](Simd::deinterleave)d
-//!   into the even columns (`kx = 1`) and the odd ones (`kx = 2`), and the odd ones
-//!   shifted in behind the vector before's (`kx = 0`: column `2x - 1`).
+//! * stride 2: two vectors of columns `2 x0..` deinterleaved into the even columns
+//!   (`kx = 1`) and the odd ones (`kx = 2`), and the even columns of the two vectors one
+//!   column earlier (`kx = 0`: column `2x - 1`; at `x0 = 0` those vectors are shifted
+//!   in registers, column -1 being padding). Deinterleaved in the level's own lane
+//!   order ([`deinterleave_unordered`](Simd::deinterleave_unordered)): the taps, the
+//!   chains and the activation run in that order, and each output vector is put back in
+//!   order once before its store. On AVX2 that is three in-lane shuffles per input row
+//!   and vector, where the ordered deinterleave and the shift took six, four of them
+//!   across the 128-bit halves.
 //!
 //! No copy, no scratch, no masks but at the end of a row: rows above or below the map
 //! are zero vectors, columns past a row's end zero lanes. Several output rows per pass
@@ -63,6 +69,14 @@ impl WithSimd for Rows3Run<'_> {
         } = self;
         let l = S::LANES;
         let (w, ow, hw) = (d.w, d.ow, d.h * d.w);
+        // A piecewise-linear activation in the store; a curved one over each pass's
+        // output rows once stored (`Simd::curved_slice`, out of line): its code in the
+        // loop kept the accumulators on the stack and the epilogue rolled up.
+        let (piece, post) = if act.is_piecewise_linear() {
+            (act, Act::Identity)
+        } else {
+            (Act::Identity, act)
+        };
         for c in 0..d.c {
             let src = &input[c * hw..(c + 1) * hw];
             let wc = &weight[c * 9..c * 9 + 9];
@@ -120,75 +134,130 @@ impl WithSimd for Rows3Run<'_> {
                             cur[k] = load!(in_rows[k], 0);
                         }
                     }
+                    // Stride 2: the vectors between the first and the row's tail
+                    // branch-free when the pass has all its input rows.
+                    let all = in_rows.iter().all(Option::is_some);
+                    let rp: [*const f32; NR] = core::array::from_fn(|k| {
+                        in_rows[k].map_or(core::ptr::null(), <[f32]>::as_ptr)
+                    });
                     let mut x0 = 0;
-                    while x0 < ow {
-                        // Input row by input row, each into the chains of the output
-                        // rows it is a tap row of (`ky = k - SD r`, increasing: every
-                        // chain keeps the tap order).
-                        let mut acc = [s.zero(); R];
-                        for k in 0..NR {
-                            let taps = if SD == 1 {
-                                let next = load!(in_rows[k], (x0 + l).min(w));
-                                let t = [
-                                    s.shift_in(prev[k], cur[k]),
-                                    cur[k],
-                                    s.shift_out(cur[k], next),
-                                ];
-                                prev[k] = cur[k];
-                                cur[k] = next;
-                                t
-                            } else {
-                                let (ev, od) = match in_rows[k] {
-                                    Some(r) => {
-                                        let n = w - 2 * x0;
-                                        // SAFETY: the loads read `r[2 x0 .. 2 x0 + min(n,
-                                        // 2 LANES)]` only (`2 x0 < W`, as `x0 < OW`).
-                                        let (a, bb) = unsafe {
-                                            let p = r.as_ptr().add(2 * x0);
-                                            if n >= 2 * l {
-                                                (s.load(p), s.load(p.add(l)))
-                                            } else if n > l {
-                                                (s.load(p), s.load_n(p.add(l), n - l))
-                                            } else {
-                                                (s.load_n(p, n), s.zero())
-                                            }
-                                        };
-                                        s.deinterleave(a, bb)
-                                    }
-                                    None => (s.zero(), s.zero()),
-                                };
-                                let t = [s.shift_in(prev[k], od), ev, od];
-                                prev[k] = od;
-                                t
-                            };
-                            for (r, a) in acc.iter_mut().enumerate() {
-                                let Some(ky) = k.checked_sub(SD * r).filter(|&ky| ky < 3) else {
-                                    continue;
-                                };
-                                for (kx, &v) in taps.iter().enumerate() {
-                                    let t = ky * 3 + kx;
-                                    *a = if t == 0 {
-                                        s.mul(wt[0], v)
-                                    } else {
-                                        s.mul_add(wt[t], v, *a)
-                                    };
-                                }
-                            }
-                        }
-                        let n = (ow - x0).min(l);
-                        for (r, &a) in acc.iter().enumerate() {
-                            let v = s.act(s.add(a, b), act);
-                            // SAFETY: columns `x0..x0 + n` of output row `y + r` (above).
-                            unsafe {
-                                let o = orow.add(r * ow + x0);
-                                if n == l {
-                                    s.store(o, v);
+                    // One vector of outputs at `x0` (a macro, not a closure, as
+                    // `pass`).
+                    macro_rules! step {
+                        ($fast:literal) => {{
+                            // Input row by input row, each into the chains of the output
+                            // rows it is a tap row of (`ky = k - SD r`, increasing: every
+                            // chain keeps the tap order).
+                            let mut acc = [s.zero(); R];
+                            for k in 0..NR {
+                                let taps = if SD == 1 {
+                                    let next = load!(in_rows[k], (x0 + l).min(w));
+                                    let t = [
+                                        s.shift_in(prev[k], cur[k]),
+                                        cur[k],
+                                        s.shift_out(cur[k], next),
+                                    ];
+                                    prev[k] = cur[k];
+                                    cur[k] = next;
+                                    t
                                 } else {
-                                    s.store_n(o, v, n);
+                                    if $fast {
+                                        // An interior vector (`fast`: every input row on the
+                                        // map, `0 < 2 x0`, `2 x0 + 2 LANES <= W`): whole
+                                        // vectors, no branch.
+                                        // SAFETY: reads `r[2 x0 - 1 .. 2 x0 + 2 LANES]` of the
+                                        // row `rp[k]` points to (W floats; the bounds above).
+                                        let (a, bb, a1, b1) = unsafe {
+                                            let p = rp[k].add(2 * x0);
+                                            (
+                                                s.load(p),
+                                                s.load(p.add(l)),
+                                                s.load(p.sub(1)),
+                                                s.load(p.add(l - 1)),
+                                            )
+                                        };
+                                        let (ev, od) = s.deinterleave_unordered(a, bb);
+                                        let (left, _) = s.deinterleave_unordered(a1, b1);
+                                        [left, ev, od]
+                                    } else {
+                                        let (ev, od) = match in_rows[k] {
+                                            Some(r) => {
+                                                let n = w - 2 * x0;
+                                                // SAFETY: the loads read `r[2 x0 .. 2 x0 +
+                                                // min(n, 2 LANES)]` only (`2 x0 < W`, as
+                                                // `x0 < OW`).
+                                                let (a, bb) = unsafe {
+                                                    let p = r.as_ptr().add(2 * x0);
+                                                    if n >= 2 * l {
+                                                        (s.load(p), s.load(p.add(l)))
+                                                    } else if n > l {
+                                                        (s.load(p), s.load_n(p.add(l), n - l))
+                                                    } else {
+                                                        (s.load_n(p, n), s.zero())
+                                                    }
+                                                };
+                                                s.deinterleave(a, bb)
+                                            }
+                                            None => (s.zero(), s.zero()),
+                                        };
+                                        let t = [s.shift_in(prev[k], od), ev, od];
+                                        prev[k] = od;
+                                        t
+                                    }
+                                };
+                                for (r, a) in acc.iter_mut().enumerate() {
+                                    let Some(ky) = k.checked_sub(SD * r).filter(|&ky| ky < 3)
+                                    else {
+                                        continue;
+                                    };
+                                    for (kx, &v) in taps.iter().enumerate() {
+                                        let t = ky * 3 + kx;
+                                        *a = if t == 0 {
+                                            s.mul(wt[0], v)
+                                        } else {
+                                            s.mul_add(wt[t], v, *a)
+                                        };
+                                    }
                                 }
                             }
-                        }
+                            let n = (ow - x0).min(l);
+                            for (r, &a) in acc.iter().enumerate() {
+                                let v = s.act_piecewise(s.add(a, b), piece);
+                                let v = if SD == 2 && $fast { s.unorder(v) } else { v };
+                                // SAFETY: columns `x0..x0 + n` of output row `y + r` (above).
+                                unsafe {
+                                    let o = orow.add(r * ow + x0);
+                                    if n == l {
+                                        s.store(o, v);
+                                    } else {
+                                        s.store_n(o, v, n);
+                                    }
+                                }
+                            }
+                        }};
+                    }
+                    while x0 < ow {
+                        step!(false);
                         x0 += l;
+                        if SD == 2 && all && x0 < ow && 2 * x0 + 2 * l <= w {
+                            while x0 < ow && 2 * x0 + 2 * l <= w {
+                                step!(true);
+                                x0 += l;
+                            }
+                            // The shift-in source of the vector after: column
+                            // `2 x0 - 1` in its last lane.
+                            for k in 0..NR {
+                                // SAFETY: `r[2 x0 - LANES .. 2 x0]` of row `rp[k]`
+                                // (`2 x0 >= 4 LANES` after a fast vector, `2 x0 <= W`).
+                                prev[k] = unsafe { s.load(rp[k].add(2 * x0 - l)) };
+                            }
+                        }
+                    }
+                    if post != Act::Identity {
+                        // SAFETY: output rows `y .. y + R` of channel `c` (above), just
+                        // stored.
+                        let rows = unsafe { core::slice::from_raw_parts_mut(orow, R * ow) };
+                        s.curved_slice(rows, post);
                     }
                 }};
             }

@@ -215,6 +215,23 @@ impl Simd for Avx2 {
         }
     }
     #[inline(always)]
+    fn deinterleave_unordered(self, a: __m256, b: __m256) -> (__m256, __m256) {
+        // SAFETY: AVX is available (token).
+        unsafe {
+            // Per 128-bit half: [a0 a2 b0 b2 | a4 a6 b4 b6], the 64-bit quarters of the
+            // ordered result as 0, 2, 1, 3 (`unorder` swaps the middle two back).
+            (
+                _mm256_shuffle_ps::<0x88>(a, b),
+                _mm256_shuffle_ps::<0xDD>(a, b),
+            )
+        }
+    }
+    #[inline(always)]
+    fn unorder(self, v: __m256) -> __m256 {
+        // SAFETY: AVX2 is available (token).
+        unsafe { _mm256_castpd_ps(_mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(v))) }
+    }
+    #[inline(always)]
     fn shift_in(self, prev: __m256, v: __m256) -> __m256 {
         // SAFETY: AVX and AVX2 are available (token).
         unsafe {
