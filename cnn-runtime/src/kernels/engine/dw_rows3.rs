@@ -8,15 +8,17 @@
 //!   vector after the previous one) and two shifts of it: [`shift_in`](Simd::shift_in) of
 //!   the vector before's last lane (`kx = 0`, zero before the row) and
 //!   [`shift_out`](Simd::shift_out) of the next vector's first (`kx = 2`, zero after it);
-//! * stride 2: two vectors of columns `2 x0..` deinterleaved into the even columns
-//!   (`kx = 1`) and the odd ones (`kx = 2`), and the even columns of the two vectors one
-//!   column earlier (`kx = 0`: column `2x - 1`; at `x0 = 0` those vectors are shifted
-//!   in registers, column -1 being padding). Deinterleaved in the level's own lane
-//!   order ([`deinterleave_unordered`](Simd::deinterleave_unordered)): the taps, the
-//!   chains and the activation run in that order, and each output vector is put back in
-//!   order once before its store. On AVX2 that is three in-lane shuffles per input row
-//!   and vector, where the ordered deinterleave and the shift took six, four of them
-//!   across the 128-bit halves.
+//! * stride 2: two vectors of columns `2 x0..` [`deinterleave`](Simd::deinterleave)d
+//!   into the even columns (`kx = 1`) and the odd ones (`kx = 2`), and the odd ones
+//!   shifted in behind the vector before's (`kx = 0`: column `2x - 1`). The interior
+//!   vectors of a pass (every input row on the map, whole vectors, not the first of a
+//!   row) run without a branch and take column `2x - 1` as the even columns of the two
+//!   vectors one column earlier, all three deinterleaved in the level's own lane order
+//!   ([`deinterleave_unordered`](Simd::deinterleave_unordered)): the taps, the chains
+//!   and the activation run in that order, and each output vector is put back in order
+//!   once before its store. On AVX2 that is three in-lane shuffles per input row and
+//!   vector, where the ordered deinterleave and the shift take six, four of them across
+//!   the 128-bit halves. Either way each output is the same chain (same values).
 //!
 //! No copy, no scratch, no masks but at the end of a row: rows above or below the map
 //! are zero vectors, columns past a row's end zero lanes. Several output rows per pass
