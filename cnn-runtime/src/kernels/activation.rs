@@ -36,6 +36,17 @@ impl Act {
             Act::Identity | Act::Relu | Act::Relu6 | Act::LeakyRelu(_)
         )
     }
+
+    /// `(piecewise, curved)`: this activation split by where the kernels apply it, in
+    /// registers in a micro-kernel's epilogue if piecewise linear, else by a post-pass
+    /// over the stored output; the other part is `Identity`.
+    pub(crate) fn split_curved(self) -> (Act, Act) {
+        if self.is_piecewise_linear() {
+            (self, Act::Identity)
+        } else {
+            (Act::Identity, self)
+        }
+    }
     /// Applies the activation to one value.
     #[inline(always)]
     pub fn apply(self, x: f32) -> f32 {
@@ -234,17 +245,8 @@ pub fn activate(buf: &mut [f32], act: Act) {
 
 /// [`activate`] at `level`.
 pub(crate) fn activate_dyn(level: crate::cpu::Level, buf: &mut [f32], act: Act) {
-    /// The slice loop as a kernel for [`simd::run`](crate::kernels::simd::run).
-    struct Activate<'a>(&'a mut [f32], Act);
-    impl crate::kernels::simd::WithSimd for Activate<'_> {
-        type Output = ();
-        #[inline(always)]
-        fn with_simd<S: crate::kernels::simd::Simd>(self, s: S) {
-            s.curved_slice(self.0, self.1);
-        }
-    }
     if act != Act::Identity && !buf.is_empty() {
-        crate::kernels::simd::run(level, Activate(buf, act));
+        crate::kernels::simd::run(level, crate::kernels::simd::CurvedSlice { x: buf, act });
     }
 }
 

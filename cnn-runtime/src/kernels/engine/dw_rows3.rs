@@ -74,11 +74,7 @@ impl WithSimd for Rows3Run<'_> {
         // A piecewise-linear activation in the store; a curved one over each pass's
         // output rows once stored (`Simd::curved_slice`, out of line): its code in the
         // loop kept the accumulators on the stack and the epilogue rolled up.
-        let (piece, post) = if act.is_piecewise_linear() {
-            (act, Act::Identity)
-        } else {
-            (Act::Identity, act)
-        };
+        let (piece, post) = act.split_curved();
         for c in 0..d.c {
             let src = &input[c * hw..(c + 1) * hw];
             let wc = &weight[c * 9..c * 9 + 9];

@@ -113,6 +113,8 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
     let weight = packed.weight.as_ptr().cast::<f32>();
     let bias = packed.bias.as_ptr().cast::<f32>();
 
+    // The tiles' activation and the block post-pass's (`Job::act`, `Job::post`).
+    let (tile_act, post) = act.split_curved();
     for g in 0..d.g {
         let gc0 = g * cg;
         // The group's output channels, or (one group) those of the panel range: `og`
@@ -170,16 +172,8 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
                     wtap: PANEL * cg,
                     first: c0 == 0,
                     last: c1 == cg,
-                    act: if act.is_piecewise_linear() {
-                        act
-                    } else {
-                        Act::Identity
-                    },
-                    post: if act.is_piecewise_linear() {
-                        Act::Identity
-                    } else {
-                        act
-                    },
+                    act: tile_act,
+                    post,
                 };
                 // Weights of output channel `o`, lane `o % 16`, at this chunk's channel.
                 let w_of = |o: usize| {

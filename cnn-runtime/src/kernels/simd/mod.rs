@@ -29,6 +29,7 @@ use crate::cpu::Level;
 use crate::kernels::activation::Act;
 
 mod act;
+pub(crate) use act::CurvedSlice;
 mod portable;
 mod tuning;
 #[cfg(target_arch = "x86_64")]
