@@ -1,10 +1,12 @@
 //! Depthwise 2-D convolution: a `Conv2d` with `groups == in == out`, each channel
 //! convolved with its own `KH x KW` kernel. Runs the convolution engine's depthwise
-//! kernels (`kernels/engine/depthwise.rs`, `dw_flat.rs`, `dw_rows3.rs`) on the level
+//! kernels (`kernels/engine/depthwise.rs`, `dw_flat.rs`, `dw_phase2.rs`, `dw_rows3.rs`,
+//! `dw_narrow2.rs`) on the level
 //! [`cpu::level`] picks: 3x3 layers with one pixel of padding per channel (stride 1 with
-//! the output as one long row on the flat plane, or row by row on wide maps; stride 2 row
-//! by row, the column phases split in registers, two rows a vector on maps narrower
-//! than one); long rows per
+//! the output as one long row on the flat plane, or row by row on wide maps; stride 2
+//! as one long row over the phase planes of a band copy, row by row on wide maps, the
+//! column phases split in registers, two rows a vector on maps narrower than one); long
+//! rows per
 //! channel, rows of pixel vectors over the input or a padded, phase-split band copy
 //! (strides); short rows `LANES` channels at a time through in-register transposes.
 
@@ -191,18 +193,21 @@ impl WithSimd for DwRun<'_> {
         let d = self.d;
         // The flat paths: every 3x3 stride-1 "same" layer (measured faster than both
         // others on every MobileNet shape, 7x7 included: 28 against 35 µs on AVX-512 with
-        // 960 channels); stride 2 when an output row fills more than half a vector
-        // (AVX-512, Zen 5, µs against the transposes: 192x28x28 -> 14x14 12.7 / 25,
-        // 576x14x14 -> 7x7 20.0 / 20.6, 320x7x7 -> 4x4 6.2 / 4.1; AVX2: 256x12x12 ->
-        // 6x6 7.5 / 11.9, 320x7x7 6.6 / 5.8); and on maps narrower than a vector, two
+        // 960 channels); every 3x3 stride-2 one: on maps narrower than a vector two
         // output rows a vector (`engine::depthwise_narrow2`: AVX-512, 576x14x14 -> 7x7
         // 9.9 µs against 19.7 row by row and 21.9 transposed, 256x12x12 -> 6x6 3.8 /
-        // 7.0 / 7.1, 320x7x7 -> 4x4 3.5 / 5.6 / 4.1).
+        // 7.0 / 7.1, 320x7x7 -> 4x4 3.5 / 5.6 / 4.1), else the output as one long row
+        // over the phase planes of a band copy (`engine::depthwise_phase2`; against the
+        // row-by-row path see `Tuning::dw_phase_max_width`; the transposes were slower
+        // than the row-by-row path from half a vector of output columns: AVX-512, Zen 5,
+        // µs, 192x28x28 -> 14x14 12.7 / 25, 576x14x14 -> 7x7 20.0 / 20.6).
         let narrow = engine::narrow2_fits(&d, S::LANES);
-        let flat =
-            engine::flat3_fits(&d) || engine::phase3_fits(&d) && 2 * d.ow > S::LANES || narrow;
-        // Wide stride-1 maps row by row, the taps shifted in registers (AVX-512).
-        let shift = engine::flat3_fits(&d) && d.w >= S::TUNING.dw_shift_min_width;
+        let phase = engine::phase3_fits(&d) && !narrow;
+        let flat = engine::flat3_fits(&d) || engine::phase3_fits(&d);
+        // Row by row, the column taps formed in registers: wide stride-1 maps (AVX-512),
+        // wide stride-2 ones.
+        let shift = engine::flat3_fits(&d) && d.w >= S::TUNING.dw_shift_min_width
+            || phase && d.w > S::TUNING.dw_phase_max_width;
         let plan = self.force.unwrap_or(if shift {
             DwPlan::Shift
         } else if flat {
@@ -218,6 +223,14 @@ impl WithSimd for DwRun<'_> {
         unsafe {
             if matches!(plan, DwPlan::Flat | DwPlan::Shift) && narrow {
                 engine::depthwise_narrow2(s, d, input, w, b, out, rows, act);
+                return true;
+            }
+            // Stride 2: the output as one long row over the phase planes of a band
+            // copy (`Flat`), or row by row, the phases split in registers (`Shift`).
+            if plan == DwPlan::Flat
+                && engine::phase3_fits(&d)
+                && engine::depthwise_phase2(s, d, input, w, b, out, rows, act, cap)
+            {
                 return true;
             }
             // Stride 2, and wide stride-1 maps: row by row, no band buffer.

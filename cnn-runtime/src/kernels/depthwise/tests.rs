@@ -160,6 +160,9 @@ fn flat_paths_against_reference() {
                     true
                 } else if d.sh == 1 && cap != usize::MAX {
                     engine::depthwise_flat(s, d, x, w, b, y, rows, act, cap)
+                } else if cap != usize::MAX {
+                    // The phase planes of a band copy.
+                    engine::depthwise_phase2(s, d, x, w, b, y, rows, act, cap)
                 } else {
                     // Row by row (no band buffer: `cap` unused).
                     engine::depthwise_rows3(s, d, x, w, b, y, rows, act);
@@ -203,17 +206,21 @@ fn flat_paths_against_reference() {
                     g
                 };
                 let runs = stride == 2 || wd / gcd <= 32;
-                // The buffer for a band of one output row (stride 1: two copies of
-                // three input rows, an apron before, between and after; stride 2 uses
-                // none, so any size runs).
+                // The buffer for a band of one output row (two copies; stride 1: of
+                // three input rows, an apron before, between and after; stride 2: six
+                // phase planes of one or two rows, an apron of 16 before each and after
+                // the last).
                 let one_row = if stride == 1 {
                     (wd + l + 1).next_multiple_of(16) * 3 + 6 * wd
                 } else {
-                    1
+                    2 * (7 * 16 + 9 * ow)
                 };
-                // `usize::MAX`: stride 1 row by row (`engine::depthwise_rows3`), which
-                // runs at every width.
-                for cap in [engine::SCRATCH, one_row, one_row + 2 * wd, usize::MAX] {
+                // Two output rows a band: stride 1 one more input row a copy, stride 2
+                // six more plane rows a copy.
+                let two_rows = one_row + if stride == 1 { 2 * wd } else { 12 * ow };
+                // `usize::MAX`: row by row (`engine::depthwise_rows3`), which runs at
+                // every width.
+                for cap in [engine::SCRATCH, one_row, two_rows, usize::MAX] {
                     for rows in [(0, oh), (0, oh / 2), (oh / 2, oh)] {
                         let mut got = vec![7.0; c * oh * ow];
                         let run = Flat(d, &x, &weight, &bias, &mut got, cap, rows);
@@ -229,6 +236,19 @@ fn flat_paths_against_reference() {
                             r::assert_close(&got[a..b], &want[a..b], &ctx);
                             let rest = got[plane..a].iter().chain(&got[b..plane + oh * ow]);
                             assert!(rest.into_iter().all(|&v| v == 7.0), "{ctx:?}");
+                        }
+                        // Both flat paths give the row-by-row path's values, bit for
+                        // bit.
+                        if cap != usize::MAX {
+                            let mut rows3 = vec![7.0; c * oh * ow];
+                            let run = Flat(d, &x, &weight, &bias, &mut rows3, usize::MAX, rows);
+                            assert!(simd::run(level, run));
+                            let same = got.iter().zip(&rows3);
+                            assert!(
+                                same.into_iter()
+                                    .all(|(a, b)| a == b || a.is_nan() && b.is_nan()),
+                                "{ctx:?}"
+                            );
                         }
                     }
                 }
@@ -256,17 +276,10 @@ fn flat_paths_against_reference() {
                         );
                     }
                 }
-                // A band buffer too small for one output row's band (stride 1; stride
-                // 2 runs without one).
+                // A band buffer too small for one output row's band.
                 let mut got = vec![7.0; c * oh * ow];
                 let run = Flat(d, &x, &weight, &bias, &mut got, one_row - 1, (0, oh));
-                let ran = simd::run(level, run);
-                if stride == 1 {
-                    assert!(!ran && got.iter().all(|&v| v == 7.0));
-                } else {
-                    assert!(ran);
-                    r::assert_close(&got, &want, &(wd, h, c, level));
-                }
+                assert!(!simd::run(level, run) && got.iter().all(|&v| v == 7.0));
             }
         }
     }

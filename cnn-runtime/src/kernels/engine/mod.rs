@@ -54,14 +54,15 @@
 //! than once per tile of pixels (its 320 -> 1280 layer on 7x7: 1.6 MB of weights,
 //! 596 -> 540 µs).
 //!
-//! **Depthwise** convolutions have five paths. 3x3 layers with one pixel of padding
+//! **Depthwise** convolutions have six paths. 3x3 layers with one pixel of padding
 //! (MobileNet's) run per channel: stride 1 with the output as one long row of pixel
 //! vectors across rows on the flat plane (`dw_flat.rs`, the columns off the map masked),
 //! or on wide maps row by row with the column taps shifted in registers (`dw_rows3.rs`,
-//! AVX-512 from 28 columns); stride 2 row by row from more than half a vector of output
-//! columns, each input row deinterleaved into its column phases in registers (also
-//! `dw_rows3.rs`), two output rows a vector on maps narrower than a vector
-//! (`dw_narrow2.rs`). Others run per channel in tiles of several rows by up to four pixel
+//! AVX-512 from 28 columns); stride 2 likewise as one long row, over the row and column
+//! phase planes of a band copy (`dw_phase2.rs`), or on wide maps row by row, each input
+//! row deinterleaved into its column phases in registers (`dw_rows3.rs`), and two output
+//! rows a vector on maps narrower than a vector (`dw_narrow2.rs`). Others run per
+//! channel in tiles of several rows by up to four pixel
 //! vectors ([`DwBand`], long rows), or `LANES` channels at once ([`DwCvBand`]): the band
 //! transposed to `[row][column][channel]` in a 64-byte aligned buffer, one channel vector
 //! per output pixel (groups of pixels side by side; 3x3 stride-1 rows as a sliding
@@ -83,6 +84,7 @@ use super::simd::{Simd, WithSimd};
 mod depthwise;
 mod dw_flat;
 mod dw_narrow2;
+mod dw_phase2;
 mod dw_rows3;
 mod panels;
 mod pool;
@@ -93,6 +95,7 @@ use self::depthwise::*;
 pub(crate) use self::depthwise::{depthwise, depthwise_channels};
 pub(crate) use self::dw_flat::{depthwise_flat, flat3_fits};
 pub(crate) use self::dw_narrow2::{depthwise_narrow2, narrow2_fits};
+pub(crate) use self::dw_phase2::depthwise_phase2;
 pub(crate) use self::dw_rows3::{depthwise_rows3, phase3_fits};
 pub(crate) use self::panels::conv_panels;
 #[cfg(test)]

@@ -45,6 +45,17 @@ pub(crate) struct Tuning {
     /// 32, 24x24x128 15.7 / 16.0, 14x14x384 18.1 / 17.6, 7x7x960 24 / 16; on AVX2, whose
     /// cross-lane shifts take two shuffles, slower at every width (112x112: 138 / 126).
     pub(crate) dw_shift_min_width: usize,
+    /// Widest input a 3x3 stride-2 depthwise layer runs on the phase planes of a band
+    /// copy (`engine::depthwise_phase2`, the output as one long row); wider ones run row
+    /// by row, the column phases split in registers (`engine::depthwise_rows3`), where
+    /// most vectors of a row take its branch-free interior step. Measured with
+    /// `depthwise::speed` on AVX2 (Zen 3, µs, typical of 6-8 alternations, phase planes /
+    /// rows): 256x12x12 equal (min 18.2 / 19.8), 128x24x24 35 / 55, 64x48x48 47 / 55,
+    /// 192x28x28 65 / 72, 144x56x56 180 / 200, 64x64x64 79 / 85, 96x112x112 396 / 348.
+    /// AVX-512 (not measured) takes the same share of interior vectors, twice the
+    /// width: at 112 columns half its row vectors are interior ones, against 6 of 7 on
+    /// AVX2.
+    pub(crate) dw_phase_max_width: usize,
     /// Winograd GEMM tiles spanning four or two panels of output channels (by 6 or 4,
     /// and 12 tiles), not just one.
     pub(crate) winograd_multi_panel: bool,
@@ -80,6 +91,7 @@ impl Tuned for Portable {
         cv_panel_pairs: false,
         dw_rows_min_width: 8,
         dw_shift_min_width: usize::MAX,
+        dw_phase_max_width: 32,
         winograd_multi_panel: false,
         pv_block_bytes: 64 * 1024,
         cv_block_bytes: 128 * 1024,
@@ -98,6 +110,7 @@ impl Tuned for Avx2 {
         cv_panel_pairs: false,
         dw_rows_min_width: 32,
         dw_shift_min_width: usize::MAX,
+        dw_phase_max_width: 64,
         winograd_multi_panel: false,
         pv_block_bytes: 64 * 1024,
         cv_block_bytes: 128 * 1024,
@@ -116,6 +129,7 @@ impl Tuned for Avx512 {
         cv_panel_pairs: true,
         dw_rows_min_width: 32,
         dw_shift_min_width: 28,
+        dw_phase_max_width: 128,
         winograd_multi_panel: true,
         pv_block_bytes: 64 * 1024,
         cv_block_bytes: 128 * 1024,
