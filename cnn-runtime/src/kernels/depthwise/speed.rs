@@ -1,7 +1,8 @@
 //! Timing of the depthwise plans on the depthwise layers of the benchmark models
 //! (`cargo test -p cnn-runtime --release depthwise::speed -- --ignored --nocapture`;
 //! `CNN_SIMD=avx2` for the AVX2 level, `DW_ONLY=128x24s1` for one shape,
-//! `DW_PLAN='Some(Flat)'` for one plan).
+//! `DW_PLAN='Some(Flat)'` for one plan, `DW_ACT=silu` (`hardswish`, `tanh`) for a curved
+//! activation instead of ReLU6).
 
 use super::*;
 use crate::kernels::reference::{best_time_us as time, Rng};
@@ -11,7 +12,13 @@ use std::hint::black_box;
 #[ignore]
 fn speed() {
     let level = cpu::level();
-    eprintln!("level {level:?}");
+    let act = match std::env::var("DW_ACT").as_deref() {
+        Ok("silu") => Act::Silu,
+        Ok("hardswish") => Act::HardSwish,
+        Ok("tanh") => Act::Tanh,
+        _ => Act::Relu6,
+    };
+    eprintln!("level {level:?}, {act:?}");
     let mut rng = Rng::new(5);
     for (c, h, s) in [
         (64, 32, 1),
@@ -84,7 +91,7 @@ fn speed() {
                     black_box(&x),
                     &params,
                     black_box(&mut *y),
-                    Act::Relu6,
+                    act,
                     engine::SCRATCH,
                     force,
                 )
