@@ -143,16 +143,25 @@ impl WithSimd for DwBand<'_> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
-        let a = self.0;
         let l = S::LANES;
+        // A piecewise-linear activation in the tiles; a curved one over the band once
+        // stored (`Simd::curved_slice`, out of line).
+        let (piece, post) = self.0.act.split_curved();
+        let a = DwArgs {
+            act: piece,
+            ..self.0
+        };
         // About twelve independent chains per tile: rows of one to four vectors.
-        // SAFETY: `new`'s contract.
+        // SAFETY: `new`'s contract; the band's `rows * ow` outputs, just stored.
         unsafe {
             match a.ow.div_ceil(l) {
                 1 => dw_rows::<S, 8, 1>(s, &a),
                 2 => dw_rows::<S, 6, 2>(s, &a),
                 3 => dw_rows::<S, 4, 3>(s, &a),
                 _ => dw_rows::<S, 3, 4>(s, &a),
+            }
+            if post != Act::Identity {
+                s.curved_slice(core::slice::from_raw_parts_mut(a.out, a.rows * a.ow), post);
             }
         }
     }
@@ -311,6 +320,9 @@ impl<const G: usize> WithSimd for DwCvBand<'_, G> {
         let prow0 = a.y0 * d.sh;
         let nrows = (a.y1 - a.y0 - 1) * d.sh + (d.kh - 1) * d.dh + 1;
         let mut m = [s.zero(); 16];
+        // A piecewise-linear activation before the transpose back; a curved one over
+        // each channel's band once stored (`Simd::curved_slice`, out of line).
+        let (piece, post) = a.act.split_curved();
         // SAFETY: (whole body) reads of `nch` input planes inside their rows, writes of
         // `nrows * wp * l` scratch floats, reads of the scratch at tap offsets of band
         // pixels (inside it by `new`'s contract), `LANES`-float weight and bias loads,
@@ -422,7 +434,7 @@ impl<const G: usize> WithSimd for DwCvBand<'_, G> {
                     j += g;
                 }
                 for v in m[..n].iter_mut() {
-                    *v = s.act(s.add(*v, bias), a.act);
+                    *v = s.act_piecewise(s.add(*v, bias), piece);
                 }
                 for v in m[n..l].iter_mut() {
                     *v = s.zero();
@@ -437,6 +449,12 @@ impl<const G: usize> WithSimd for DwCvBand<'_, G> {
                     }
                 }
                 q += n;
+            }
+            if post != Act::Identity {
+                for c in 0..a.nch {
+                    let band = a.out.add(c * ohw + q0);
+                    s.curved_slice(core::slice::from_raw_parts_mut(band, q1 - q0), post);
+                }
             }
         }
     }

@@ -77,6 +77,9 @@ impl WithSimd for Flat3Run<'_> {
         } = self;
         let l = S::LANES;
         let (w, hw) = (d.w, d.h * d.w);
+        // A piecewise-linear activation in the store; a curved one over each channel's
+        // band once stored (`Simd::curved_slice`, out of line).
+        let (piece, post) = act.split_curved();
         // Lane masks: vector `j` of a band (its first pixel in column 0) holds columns
         // `(j * LANES + i) % W`, a pattern of period `W / gcd(W, LANES)` vectors.
         let period = period(w, l);
@@ -182,7 +185,7 @@ impl WithSimd for Flat3Run<'_> {
                                 }
                             }
                             for r in 0..$r {
-                                let y = s.act(s.add(acc[r], b), act);
+                                let y = s.act_piecewise(s.add(acc[r], b), piece);
                                 let p = oc.add(q + r * l);
                                 let left = n - r * l;
                                 if left >= l {
@@ -210,6 +213,11 @@ impl WithSimd for Flat3Run<'_> {
                         if j == period {
                             j = 0;
                         }
+                    }
+                    if post != Act::Identity {
+                        // SAFETY: output rows `y0..y1` of channel `c`, just stored.
+                        let band = core::slice::from_raw_parts_mut(oc.add(q0), q1 - q0);
+                        s.curved_slice(band, post);
                     }
                 }
             }

@@ -74,6 +74,9 @@ impl WithSimd for Narrow2Run<'_> {
         } = self;
         let l = S::LANES;
         let (w, ow, hw) = (d.w, d.ow, d.h * d.w);
+        // A piecewise-linear activation in the store; a curved one over each channel's
+        // rows once stored (`Simd::curved_slice`, out of line).
+        let (piece, post) = act.split_curved();
         // SAFETY: (whole body) `buf` holds `buffer_rows(d)` rows of `LANES` floats (the
         // caller's contract); row `1 + iy` is input row `iy`, every other row zero, all
         // written before they are read. Input reads are the `W` floats of the rows of
@@ -117,7 +120,7 @@ impl WithSimd for Narrow2Run<'_> {
                         if ya >= r1 {
                             break;
                         }
-                        let v = s.act(s.add(a, b), act);
+                        let v = s.act_piecewise(s.add(a, b), piece);
                         let o = out.add((c * d.oh + ya) * ow);
                         s.store_n(o, v, ow);
                         if ya + 1 < r1 {
@@ -125,6 +128,11 @@ impl WithSimd for Narrow2Run<'_> {
                         }
                     }
                     y += 2 * PAIRS;
+                }
+                if post != Act::Identity {
+                    // SAFETY: output rows `r0..r1` of channel `c`, just stored.
+                    let rows = out.add((c * d.oh + r0) * ow);
+                    s.curved_slice(core::slice::from_raw_parts_mut(rows, (r1 - r0) * ow), post);
                 }
             }
         }

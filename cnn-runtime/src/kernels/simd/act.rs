@@ -7,7 +7,7 @@
 //! The piecewise-linear activations ([`Act::is_piecewise_linear`]) are applied in
 //! registers by every kernel ([`act`]); the curved ones go through [`Simd::act_curved`]
 //! (one vector) or [`Simd::curved_slice`] (a block of output just stored: the direct
-//! convolution's post-pass), which the x86 levels run out of line: inlined into a
+//! and depthwise convolutions' post-pass), which the x86 levels run out of line: inlined into a
 //! tile's epilogue, their constants and temporaries crowded out its accumulators.
 //!
 //! Where the level has fused multiply-adds (AVX2, AVX-512) each `a * b + c` is rounded
