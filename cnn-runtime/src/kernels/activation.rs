@@ -356,30 +356,14 @@ mod tests {
     #[test]
     fn activate_matches_apply() {
         use crate::cpu::Level;
-        use crate::kernels::simd::{self, Simd, WithSimd};
-        /// One vector of the fused path (`Simd::act`).
-        struct One<'a>(&'a [f32], Act);
-        impl WithSimd for One<'_> {
-            type Output = Vec<f32>;
-            fn with_simd<S: Simd>(self, s: S) -> Vec<f32> {
-                let mut out = vec![0.0; self.0.len()];
-                for (x, y) in self.0.chunks(S::LANES).zip(out.chunks_mut(S::LANES)) {
-                    // SAFETY: `x` and `y` hold `x.len()` floats.
-                    unsafe {
-                        let v = s.act(s.load_n(x.as_ptr(), x.len()), self.1);
-                        s.store_n(y.as_mut_ptr(), v, x.len());
-                    }
-                }
-                out
-            }
-        }
+        use crate::kernels::simd::{self, tests::apply};
         let xs: Vec<f32> = (-100..101).map(|i| i as f32 * 0.37).collect();
         for level in simd::test_levels() {
             for act in crate::kernels::reference::ACTS {
                 for n in [0, 1, 7, 8, 17, xs.len()] {
                     let mut buf = xs[..n].to_vec();
                     activate_dyn(level, &mut buf, act);
-                    let want = simd::run(level, One(&xs[..n], act));
+                    let want = apply(level, act, &xs[..n]);
                     for ((x, y), w) in xs.iter().zip(&buf).zip(&want) {
                         assert_eq!(y.to_bits(), w.to_bits(), "{level:?} {act:?} at {x}");
                         if level == Level::Portable {

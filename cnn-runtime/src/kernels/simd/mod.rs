@@ -336,7 +336,7 @@ pub(crate) fn test_levels() -> Vec<Level> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Every level's vector operations against the scalar definitions.
@@ -482,7 +482,9 @@ mod tests {
         }
     }
 
-    fn apply(level: Level, act: Act, xs: &[f32]) -> Vec<f32> {
+    /// `act` on each float of `xs` through [`Simd::act`] (one vector at a time, as the
+    /// kernels' epilogues apply it) at `level`.
+    pub(crate) fn apply(level: Level, act: Act, xs: &[f32]) -> Vec<f32> {
         let mut out = vec![0.0; xs.len()];
         run(
             level,
