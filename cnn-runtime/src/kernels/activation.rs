@@ -375,3 +375,28 @@ mod tests {
         }
     }
 }
+
+/// Timing of the standalone (post-pass) activations on LeNet-5's conv1 output, 6x28x28
+/// floats, at the selected level (`cargo test -p cnn-runtime --release
+/// activation::speed -- --ignored --nocapture`).
+#[cfg(test)]
+mod speed {
+    use super::*;
+    use crate::kernels::reference::{best_time_us as time, Rng};
+    use std::hint::black_box;
+
+    #[test]
+    #[ignore]
+    fn speed() {
+        let level = crate::cpu::level();
+        let x = Rng::new(3).vec(6 * 28 * 28, -4.0, 4.0);
+        let mut buf = x.clone();
+        for act in [Act::Tanh, Act::Sigmoid, Act::Silu, Act::HardSwish, Act::Gelu] {
+            let t = time(|| {
+                buf.copy_from_slice(&x);
+                activate_dyn(level, black_box(&mut buf), act);
+            });
+            eprintln!("{level:?} {act:?} on {} floats: {t:.2} µs", x.len());
+        }
+    }
+}
