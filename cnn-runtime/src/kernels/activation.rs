@@ -391,7 +391,13 @@ mod speed {
         let level = crate::cpu::level();
         let x = Rng::new(3).vec(6 * 28 * 28, -4.0, 4.0);
         let mut buf = x.clone();
-        for act in [Act::Tanh, Act::Sigmoid, Act::Silu, Act::HardSwish, Act::Gelu] {
+        for act in [
+            Act::Tanh,
+            Act::Sigmoid,
+            Act::Silu,
+            Act::HardSwish,
+            Act::Gelu,
+        ] {
             let t = time(|| {
                 buf.copy_from_slice(&x);
                 activate_dyn(level, black_box(&mut buf), act);

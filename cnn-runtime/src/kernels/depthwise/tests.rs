@@ -215,6 +215,18 @@ fn flat_paths_against_reference() {
                 } else {
                     2 * (7 * 16 + 9 * ow)
                 };
+                // `got` (output rows `rows`) equals the row-by-row path's, bit for bit.
+                let same_as_rows3 = |got: &[f32], rows, ctx: &dyn core::fmt::Debug| {
+                    let mut rows3 = vec![7.0; c * oh * ow];
+                    let run = Flat(d, &x, &weight, &bias, &mut rows3, usize::MAX, rows);
+                    assert!(simd::run(level, run));
+                    let same = got.iter().zip(&rows3);
+                    assert!(
+                        same.into_iter()
+                            .all(|(a, b)| a == b || a.is_nan() && b.is_nan()),
+                        "{ctx:?}"
+                    );
+                };
                 // Two output rows a band: stride 1 one more input row a copy, stride 2
                 // six more plane rows a copy.
                 let two_rows = one_row + if stride == 1 { 2 * wd } else { 12 * ow };
@@ -240,15 +252,7 @@ fn flat_paths_against_reference() {
                         // Both flat paths give the row-by-row path's values, bit for
                         // bit.
                         if cap != usize::MAX {
-                            let mut rows3 = vec![7.0; c * oh * ow];
-                            let run = Flat(d, &x, &weight, &bias, &mut rows3, usize::MAX, rows);
-                            assert!(simd::run(level, run));
-                            let same = got.iter().zip(&rows3);
-                            assert!(
-                                same.into_iter()
-                                    .all(|(a, b)| a == b || a.is_nan() && b.is_nan()),
-                                "{ctx:?}"
-                            );
+                            same_as_rows3(&got, rows, &ctx);
                         }
                     }
                 }
@@ -265,15 +269,7 @@ fn flat_paths_against_reference() {
                         if !ran {
                             continue;
                         }
-                        let mut rows3 = vec![7.0; c * oh * ow];
-                        let run = Flat(d, &x, &weight, &bias, &mut rows3, usize::MAX, rows);
-                        assert!(simd::run(level, run));
-                        let same = got.iter().zip(&rows3);
-                        assert!(
-                            same.into_iter()
-                                .all(|(a, b)| a == b || a.is_nan() && b.is_nan()),
-                            "{ctx:?}"
-                        );
+                        same_as_rows3(&got, rows, &ctx);
                     }
                 }
                 // A band buffer too small for one output row's band.

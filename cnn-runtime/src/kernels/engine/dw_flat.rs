@@ -43,15 +43,7 @@ fn period(w: usize, lanes: usize) -> usize {
 
 /// The whole call as one isolated function ([`Simd::vectorize`]).
 struct Flat3Run<'a> {
-    d: Dims2d,
-    input: &'a [f32],
-    /// `[C][9]`.
-    weight: &'a [f32],
-    /// `[C]`.
-    bias: &'a [f32],
-    out: *mut f32,
-    rows: (usize, usize),
-    act: Act,
+    job: Dw3<'a>,
     /// Input rows per band (those of the band's output rows).
     band: usize,
     /// Zero floats before and after a band's copy in the buffer.
@@ -64,6 +56,12 @@ impl WithSimd for Flat3Run<'_> {
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
         let Flat3Run {
+            job,
+            band,
+            apron,
+            scratch,
+        } = self;
+        let Dw3 {
             d,
             input,
             weight,
@@ -71,10 +69,7 @@ impl WithSimd for Flat3Run<'_> {
             out,
             rows: (r0, r1),
             act,
-            band,
-            apron,
-            scratch,
-        } = self;
+        } = job;
         let l = S::LANES;
         let (w, hw) = (d.w, d.h * d.w);
         // A piecewise-linear activation in the store; a curved one over each channel's
@@ -140,11 +135,7 @@ impl WithSimd for Flat3Run<'_> {
                     // Flat position `k` of the plane at `at(k)`.
                     let base = data(c % 2);
                     let at = |k: isize| base.offset(k - (lo * w) as isize);
-                    let wc = weight.as_ptr().add(c * 9);
-                    let mut wt = [s.zero(); 9];
-                    for (t, v) in wt.iter_mut().enumerate() {
-                        *v = s.bcast(wc.add(t));
-                    }
+                    let wt = dw3_weights(s, weight, c);
                     let b = s.splat(bc);
                     let oc = out.add(c * d.oh * d.ow);
                     let (q0, q1) = (y0 * w, y1 * w);
@@ -270,13 +261,15 @@ pub(crate) unsafe fn depthwise_flat<S: Simd>(
     }
     let mut scratch = MaybeUninit::<Scratch>::uninit();
     let run = Flat3Run {
-        d,
-        input,
-        weight,
-        bias,
-        out: output,
-        rows: (r0, r1),
-        act,
+        job: Dw3 {
+            d,
+            input,
+            weight,
+            bias,
+            out: output,
+            rows: (r0, r1),
+            act,
+        },
         band,
         apron,
         scratch: scratch.as_mut_ptr().cast::<f32>(),

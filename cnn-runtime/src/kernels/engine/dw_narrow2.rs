@@ -45,15 +45,7 @@ fn buffer_rows(d: &Dims2d) -> usize {
 
 /// The whole call as one isolated function ([`Simd::vectorize`]).
 struct Narrow2Run<'a> {
-    d: Dims2d,
-    input: &'a [f32],
-    /// `[C][9]`.
-    weight: &'a [f32],
-    /// `[C]`.
-    bias: &'a [f32],
-    out: *mut f32,
-    rows: (usize, usize),
-    act: Act,
+    job: Dw3<'a>,
     /// `buffer_rows(d) * LANES` floats, 64-byte aligned.
     buf: *mut f32,
 }
@@ -62,7 +54,8 @@ impl WithSimd for Narrow2Run<'_> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
-        let Narrow2Run {
+        let Narrow2Run { job, buf } = self;
+        let Dw3 {
             d,
             input,
             weight,
@@ -70,8 +63,7 @@ impl WithSimd for Narrow2Run<'_> {
             out,
             rows: (r0, r1),
             act,
-            buf,
-        } = self;
+        } = job;
         let l = S::LANES;
         let (w, ow, hw) = (d.w, d.ow, d.h * d.w);
         // A piecewise-linear activation in the store; a curved one over each channel's
@@ -88,11 +80,7 @@ impl WithSimd for Narrow2Run<'_> {
                 for iy in 0..d.h {
                     s.store(buf.add((1 + iy) * l), s.load_n(plane.add(iy * w), w));
                 }
-                let wc = weight.as_ptr().add(c * 9);
-                let mut wt = [s.zero(); 9];
-                for (t, v) in wt.iter_mut().enumerate() {
-                    *v = s.bcast(wc.add(t));
-                }
+                let wt = dw3_weights(s, weight, c);
                 let b = s.splat(bc);
                 let mut y = r0;
                 while y < r1 {
@@ -171,13 +159,15 @@ pub(crate) unsafe fn depthwise_narrow2<S: Simd>(
     }
     let mut buf = MaybeUninit::<Buffer>::uninit();
     let run = Narrow2Run {
-        d,
-        input,
-        weight,
-        bias,
-        out: output,
-        rows: (r0, r1),
-        act,
+        job: Dw3 {
+            d,
+            input,
+            weight,
+            bias,
+            out: output,
+            rows: (r0, r1),
+            act,
+        },
         buf: buf.as_mut_ptr().cast::<f32>(),
     };
     s.vectorize(run);

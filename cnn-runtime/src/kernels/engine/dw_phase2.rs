@@ -59,15 +59,7 @@ fn plane_offsets(rows: usize, ow: usize) -> ([usize; 6], usize) {
 
 /// The whole call as one isolated function ([`Simd::vectorize`]).
 struct Phase2Run<'a> {
-    d: Dims2d,
-    input: &'a [f32],
-    /// `[C][9]`.
-    weight: &'a [f32],
-    /// `[C]`.
-    bias: &'a [f32],
-    out: *mut f32,
-    rows: (usize, usize),
-    act: Act,
+    job: Dw3<'a>,
     /// Output rows per band.
     band: usize,
     /// `2 * plane_offsets(band, OW).1` floats.
@@ -78,7 +70,8 @@ impl WithSimd for Phase2Run<'_> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
-        let Phase2Run {
+        let Phase2Run { job, band, scratch } = self;
+        let Dw3 {
             d,
             input,
             weight,
@@ -86,9 +79,7 @@ impl WithSimd for Phase2Run<'_> {
             out,
             rows: (r0, r1),
             act,
-            band,
-            scratch,
-        } = self;
+        } = job;
         let l = S::LANES;
         let (w, ow, hw, ohw) = (d.w, d.ow, d.h * d.w, d.oh * d.ow);
         let (piece, post) = act.split_curved();
@@ -184,11 +175,7 @@ impl WithSimd for Phase2Run<'_> {
                     }
                     let base = scratch.add((c % 2) * len).cast_const();
                     let tap: [*const f32; 9] = taps.map(|(i, k)| base.add(at[i] + k * ow));
-                    let wc = weight.as_ptr().add(c * 9);
-                    let mut wt = [s.zero(); 9];
-                    for (t, v) in wt.iter_mut().enumerate() {
-                        *v = s.bcast(wc.add(t));
-                    }
+                    let wt = dw3_weights(s, weight, c);
                     let b = s.splat(bc);
                     let oc = out.add(c * ohw + y0 * ow);
                     let n_out = nb * ow;
@@ -283,13 +270,15 @@ pub(crate) unsafe fn depthwise_phase2<S: Simd>(
     }
     let mut scratch = MaybeUninit::<Scratch>::uninit();
     let run = Phase2Run {
-        d,
-        input,
-        weight,
-        bias,
-        out: output,
-        rows: (r0, r1),
-        act,
+        job: Dw3 {
+            d,
+            input,
+            weight,
+            bias,
+            out: output,
+            rows: (r0, r1),
+            act,
+        },
         band,
         scratch: scratch.as_mut_ptr().cast::<f32>(),
     };

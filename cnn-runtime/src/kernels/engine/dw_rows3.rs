@@ -45,22 +45,15 @@ pub(crate) fn phase3_fits(d: &Dims2d) -> bool {
 
 /// The whole call as one isolated function ([`Simd::vectorize`]).
 struct Rows3Run<'a> {
-    d: Dims2d,
-    input: &'a [f32],
-    /// `[C][9]`.
-    weight: &'a [f32],
-    /// `[C]`.
-    bias: &'a [f32],
-    out: *mut f32,
-    rows: (usize, usize),
-    act: Act,
+    job: Dw3<'a>,
 }
 
 impl WithSimd for Rows3Run<'_> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
-        let Rows3Run {
+        let Rows3Run { job } = self;
+        let Dw3 {
             d,
             input,
             weight,
@@ -68,7 +61,7 @@ impl WithSimd for Rows3Run<'_> {
             out,
             rows: (r0, r1),
             act,
-        } = self;
+        } = job;
         let l = S::LANES;
         let (w, ow, hw) = (d.w, d.ow, d.h * d.w);
         // A piecewise-linear activation in the store; a curved one over each pass's
@@ -77,11 +70,7 @@ impl WithSimd for Rows3Run<'_> {
         let (piece, post) = act.split_curved();
         for c in 0..d.c {
             let src = &input[c * hw..(c + 1) * hw];
-            let wc = &weight[c * 9..c * 9 + 9];
-            let mut wt = [s.zero(); 9];
-            for (v, x) in wt.iter_mut().zip(wc) {
-                *v = s.splat(*x);
-            }
+            let wt = dw3_weights(s, weight, c);
             let b = s.splat(bias[c]);
             // Input row `iy` (None: off the map, zeros).
             let row = |iy: usize| (iy < d.h).then(|| &src[iy * w..(iy + 1) * w]);
@@ -315,13 +304,15 @@ pub(crate) unsafe fn depthwise_rows3<S: Simd>(
         return;
     }
     let run = Rows3Run {
-        d,
-        input,
-        weight,
-        bias,
-        out: output,
-        rows: (r0, r1),
-        act,
+        job: Dw3 {
+            d,
+            input,
+            weight,
+            bias,
+            out: output,
+            rows: (r0, r1),
+            act,
+        },
     };
     s.vectorize(run);
 }

@@ -371,6 +371,33 @@ unsafe fn fill_floats<S: Simd>(s: S, dst: *mut f32, n: usize, v: f32) {
     }
 }
 
+/// What each per-channel 3x3 depthwise kernel (`dw_flat.rs`, `dw_narrow2.rs`,
+/// `dw_phase2.rs`, `dw_rows3.rs`) works on: output rows `rows` of every channel of the
+/// layer `d` from `input`, weights `[C][9]` and bias `[C]`, into `out` (valid for writes of
+/// `d.c * OH * OW` floats, those rows of its planes the call's alone).
+#[derive(Clone, Copy)]
+struct Dw3<'a> {
+    d: Dims2d,
+    input: &'a [f32],
+    weight: &'a [f32],
+    bias: &'a [f32],
+    out: *mut f32,
+    rows: (usize, usize),
+    act: Act,
+}
+
+/// Channel `c`'s nine weights of `weight` (`[C][9]`), each broadcast to a vector.
+#[inline(always)]
+fn dw3_weights<S: Simd>(s: S, weight: &[f32], c: usize) -> [S::V; 9] {
+    let w = &weight[c * 9..c * 9 + 9];
+    let mut wt = [s.zero(); 9];
+    for (t, v) in wt.iter_mut().enumerate() {
+        // SAFETY: `t < 9 = w.len()`.
+        *v = unsafe { s.bcast(w.as_ptr().add(t)) };
+    }
+    wt
+}
+
 /// Copies channels `input[0..nch]` (planes of `H*W`), padded rows `prow0..prow0+nrows`
 /// (padded row `r` is input row `r - PH`, `pad` outside), each row split into `SW`
 /// phases of `wq` columns (phase `q`, column `j` is padded column `j*SW + q`, input column
