@@ -30,9 +30,9 @@
 #[allow(unused_imports)]
 use super::*;
 
-/// Zero floats before, between and after the planes of a copy: at least the vector
-/// stores' overhang past a row's end (`LANES` for the shifted planes) and the loads'
-/// over-read past a band's last output (`LANES - 1`).
+/// Floats (zeroed once) before, between and after the planes of a copy: at least the
+/// vector stores' overhang past a row's end (`LANES` for the shifted planes) and the
+/// loads' over-read past a band's last output (`LANES - 1`).
 const APRON: usize = 16;
 
 /// Floats of the two copies the band buffer keeps at most (16 KiB: the copies and the
@@ -94,8 +94,8 @@ impl WithSimd for Phase2Run<'_> {
         // bounds at each); input reads are rows of channel `c`'s plane; the stores are
         // output rows `r0..r1` of channel `c`'s plane.
         unsafe {
-            // The aprons: zero once; later only the copy's overhang (finite values)
-            // lands there.
+            // The aprons: zero once; later only the copy's overhang (input values or
+            // zeros) lands there, read by the over-reading loads into lanes never stored.
             for set in 0..2 {
                 let base = scratch.add(set * len);
                 zero_floats(s, base, APRON);
