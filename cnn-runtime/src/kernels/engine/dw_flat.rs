@@ -239,9 +239,8 @@ pub(crate) unsafe fn depthwise_flat<S: Simd>(
     act: Act,
     cap: usize,
 ) -> bool {
-    assert!(flat3_fits(&d) && d.c == d.o);
-    assert!(input.len() >= d.c * d.h * d.w && r0 <= r1 && r1 <= d.oh);
-    assert!(weight.len() == d.c * 9 && bias.len() == d.c);
+    assert!(flat3_fits(&d));
+    let job = Dw3::new(d, input, weight, bias, output, (r0, r1), act);
     let l = S::LANES;
     if period(d.w, l) > MAX_PERIOD {
         return false;
@@ -261,15 +260,7 @@ pub(crate) unsafe fn depthwise_flat<S: Simd>(
     }
     let mut scratch = MaybeUninit::<Scratch>::uninit();
     let run = Flat3Run {
-        job: Dw3 {
-            d,
-            input,
-            weight,
-            bias,
-            out: output,
-            rows: (r0, r1),
-            act,
-        },
+        job,
         band,
         apron,
         scratch: scratch.as_mut_ptr().cast::<f32>(),

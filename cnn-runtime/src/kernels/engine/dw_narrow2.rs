@@ -151,23 +151,14 @@ pub(crate) unsafe fn depthwise_narrow2<S: Simd>(
     (r0, r1): (usize, usize),
     act: Act,
 ) {
-    assert!(narrow2_fits(&d, S::LANES) && d.c == d.o);
-    assert!(input.len() >= d.c * d.h * d.w && r0 <= r1 && r1 <= d.oh);
-    assert!(weight.len() == d.c * 9 && bias.len() == d.c);
+    assert!(narrow2_fits(&d, S::LANES));
+    let job = Dw3::new(d, input, weight, bias, output, (r0, r1), act);
     if r0 == r1 {
         return;
     }
     let mut buf = MaybeUninit::<Buffer>::uninit();
     let run = Narrow2Run {
-        job: Dw3 {
-            d,
-            input,
-            weight,
-            bias,
-            out: output,
-            rows: (r0, r1),
-            act,
-        },
+        job,
         buf: buf.as_mut_ptr().cast::<f32>(),
     };
     s.vectorize(run);

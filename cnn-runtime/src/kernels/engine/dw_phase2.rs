@@ -251,9 +251,8 @@ pub(crate) unsafe fn depthwise_phase2<S: Simd>(
     act: Act,
     cap: usize,
 ) -> bool {
-    assert!(phase3_fits(&d) && d.c == d.o);
-    assert!(input.len() >= d.c * d.h * d.w && r0 <= r1 && r1 <= d.oh);
-    assert!(weight.len() == d.c * 9 && bias.len() == d.c);
+    assert!(phase3_fits(&d));
+    let job = Dw3::new(d, input, weight, bias, output, (r0, r1), act);
     // The vector stores of a row's last columns overhang by up to `LANES` floats.
     debug_assert!(S::LANES <= APRON);
     let two = |rows: usize| 2 * plane_offsets(rows, d.ow).1;
@@ -270,15 +269,7 @@ pub(crate) unsafe fn depthwise_phase2<S: Simd>(
     }
     let mut scratch = MaybeUninit::<Scratch>::uninit();
     let run = Phase2Run {
-        job: Dw3 {
-            d,
-            input,
-            weight,
-            bias,
-            out: output,
-            rows: (r0, r1),
-            act,
-        },
+        job,
         band,
         scratch: scratch.as_mut_ptr().cast::<f32>(),
     };

@@ -297,22 +297,11 @@ pub(crate) unsafe fn depthwise_rows3<S: Simd>(
     (r0, r1): (usize, usize),
     act: Act,
 ) {
-    assert!((flat3_fits(&d) || phase3_fits(&d)) && d.c == d.o);
-    assert!(input.len() >= d.c * d.h * d.w && r0 <= r1 && r1 <= d.oh);
-    assert!(weight.len() == d.c * 9 && bias.len() == d.c);
+    assert!((flat3_fits(&d) || phase3_fits(&d)));
+    let job = Dw3::new(d, input, weight, bias, output, (r0, r1), act);
     if r0 == r1 {
         return;
     }
-    let run = Rows3Run {
-        job: Dw3 {
-            d,
-            input,
-            weight,
-            bias,
-            out: output,
-            rows: (r0, r1),
-            act,
-        },
-    };
+    let run = Rows3Run { job };
     s.vectorize(run);
 }

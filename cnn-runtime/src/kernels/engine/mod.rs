@@ -386,6 +386,34 @@ struct Dw3<'a> {
     act: Act,
 }
 
+impl<'a> Dw3<'a> {
+    /// The job, its lengths checked: `input` holds the `C` planes, `weight` `[C][9]`,
+    /// `bias` `[C]`, `rows` lies in `0..=OH` (`d` a depthwise layer: `c == o`).
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        d: Dims2d,
+        input: &'a [f32],
+        weight: &'a [f32],
+        bias: &'a [f32],
+        out: *mut f32,
+        rows: (usize, usize),
+        act: Act,
+    ) -> Self {
+        assert!(d.c == d.o && input.len() >= d.c * d.h * d.w);
+        assert!(rows.0 <= rows.1 && rows.1 <= d.oh);
+        assert!(weight.len() == d.c * 9 && bias.len() == d.c);
+        Dw3 {
+            d,
+            input,
+            weight,
+            bias,
+            out,
+            rows,
+            act,
+        }
+    }
+}
+
 /// Channel `c`'s nine weights of `weight` (`[C][9]`), each broadcast to a vector.
 #[inline(always)]
 fn dw3_weights<S: Simd>(s: S, weight: &[f32], c: usize) -> [S::V; 9] {
