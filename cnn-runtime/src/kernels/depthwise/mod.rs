@@ -133,11 +133,12 @@ enum DwPlan {
     /// `LANES` channels at once through transposes: short rows.
     Channels,
     /// 3x3 with one pixel of padding, stride 1 ("same") or 2: per channel, the output
-    /// as one long row (`engine::depthwise_flat`), stride 2 row by row
-    /// (`engine::depthwise_rows3`).
+    /// as one long row (`engine::depthwise_flat`; stride 2 over phase planes,
+    /// `engine::depthwise_phase2`), two rows a vector on maps narrower than one
+    /// (`engine::depthwise_narrow2`).
     Flat,
-    /// 3x3 "same", stride 1: per channel and output row, the column taps shifted in
-    /// registers (`engine::depthwise_rows3`); else as `Flat`.
+    /// The same layers per channel and output row, the column taps formed in registers
+    /// (`engine::depthwise_rows3`; narrow stride-2 maps as `Flat`).
     Shift,
 }
 
