@@ -201,14 +201,18 @@ impl WithSimd for DwRun<'_> {
         // over the phase planes of a band copy (`engine::depthwise_phase2`; against the
         // row-by-row path see `Tuning::dw_phase_max_width`; the transposes were slower
         // than the row-by-row path from half a vector of output columns: AVX-512, Zen 5,
-        // µs, 192x28x28 -> 14x14 12.7 / 25, 576x14x14 -> 7x7 20.0 / 20.6).
+        // µs, 192x28x28 -> 14x14 12.7 / 25, 576x14x14 -> 7x7 20.0 / 20.6), except on
+        // AVX2 below a vector of output columns, where the phase planes' per-channel
+        // copy outweighs the few output vectors: transposed (`Tuning::dw_phase_min_out`).
         let narrow = engine::narrow2_fits(&d, S::LANES);
         let phase = engine::phase3_fits(&d) && !narrow;
-        let flat = engine::flat3_fits(&d) || engine::phase3_fits(&d);
+        // A few output vectors: transposed (see `Tuning::dw_phase_min_out`).
+        let few = phase && d.ow < S::TUNING.dw_phase_min_out;
+        let flat = engine::flat3_fits(&d) || engine::phase3_fits(&d) && !few;
         // Row by row, the column taps formed in registers: wide stride-1 maps (AVX-512),
         // wide stride-2 ones.
         let shift = engine::flat3_fits(&d) && d.w >= S::TUNING.dw_shift_min_width
-            || phase && d.w > S::TUNING.dw_phase_max_width;
+            || phase && !few && d.w > S::TUNING.dw_phase_max_width;
         let plan = self.force.unwrap_or(if shift {
             DwPlan::Shift
         } else if flat {

@@ -56,6 +56,17 @@ pub(crate) struct Tuning {
     /// width: at 112 columns half its row vectors are interior ones, against 6 of 7 on
     /// AVX2.
     pub(crate) dw_phase_max_width: usize,
+    /// Output columns below which a 3x3 stride-2 depthwise layer too wide for the
+    /// two-rows-a-vector path (`engine::depthwise_narrow2`) runs channel-vectorised (a
+    /// vector of channels, through transposes) instead of on the phase planes, whose
+    /// per-channel copy and setup outweigh a handful of output vectors. Measured with
+    /// `depthwise::speed` on AVX2 (Zen 3, µs, four alternations, transposes / phase
+    /// planes): 256x12x12 -> 6x6 17-31 / 22-35 (faster in every round), 576x14x14 -> 7x7
+    /// 80-90 / 86-95; from 12 output columns the phase planes win or tie (128x24x24 ->
+    /// 12x12 27-47 / 27-47, 64x48x48 -> 24x24 81-84 / 51-54). AVX-512 takes those maps
+    /// two rows a vector, and its transposes lost to the row-by-row path from half a
+    /// vector of output columns (192x28x28 -> 14x14: 25 / 12.7 µs): 0 there.
+    pub(crate) dw_phase_min_out: usize,
     /// Winograd GEMM tiles spanning four or two panels of output channels (by 6 or 4,
     /// and 12 tiles), not just one.
     pub(crate) winograd_multi_panel: bool,
@@ -92,6 +103,7 @@ impl Tuned for Portable {
         dw_rows_min_width: 8,
         dw_shift_min_width: usize::MAX,
         dw_phase_max_width: 32,
+        dw_phase_min_out: 0,
         winograd_multi_panel: false,
         pv_block_bytes: 64 * 1024,
         cv_block_bytes: 128 * 1024,
@@ -111,6 +123,7 @@ impl Tuned for Avx2 {
         dw_rows_min_width: 32,
         dw_shift_min_width: usize::MAX,
         dw_phase_max_width: 64,
+        dw_phase_min_out: 8,
         winograd_multi_panel: false,
         pv_block_bytes: 64 * 1024,
         cv_block_bytes: 128 * 1024,
@@ -130,6 +143,7 @@ impl Tuned for Avx512 {
         dw_rows_min_width: 32,
         dw_shift_min_width: 28,
         dw_phase_max_width: 128,
+        dw_phase_min_out: 0,
         winograd_multi_panel: true,
         pv_block_bytes: 64 * 1024,
         cv_block_bytes: 128 * 1024,
