@@ -206,14 +206,15 @@ impl WithSimd for DwRun<'_> {
         // copy outweighs the few output vectors: transposed (`Tuning::dw_phase_min_out`).
         let narrow = engine::narrow2_fits(&d, S::LANES);
         let phase = engine::phase3_fits(&d) && !narrow;
-        // A few output vectors: transposed (see `Tuning::dw_phase_min_out`).
         let few = phase && d.ow < S::TUNING.dw_phase_min_out;
-        let flat = engine::flat3_fits(&d) || engine::phase3_fits(&d) && !few;
+        let flat = engine::flat3_fits(&d) || engine::phase3_fits(&d);
         // Row by row, the column taps formed in registers: wide stride-1 maps (AVX-512),
         // wide stride-2 ones.
         let shift = engine::flat3_fits(&d) && d.w >= S::TUNING.dw_shift_min_width
-            || phase && !few && d.w > S::TUNING.dw_phase_max_width;
-        let plan = self.force.unwrap_or(if shift {
+            || phase && d.w > S::TUNING.dw_phase_max_width;
+        let plan = self.force.unwrap_or(if few {
+            DwPlan::Channels
+        } else if shift {
             DwPlan::Shift
         } else if flat {
             DwPlan::Flat
