@@ -79,7 +79,10 @@ fn is_1x2(d: &Dims2d) -> bool {
 /// vector from two vectors of each of the two input rows, combined vertically then
 /// pairwise. With `one_row` the 1x2 window of [`is_1x2`]: input row `oy` only. Writes
 /// output rows `rows` of every plane of `out` (valid for `C * OH * OW` floats, those
-/// rows this run's alone).
+/// rows this run's alone). Raw pointers, no per-row slices; a row's last vector
+/// overlaps the one before instead of masked loads and stores when the row holds a
+/// vector, and loads reach into the next row where the input goes on (LeNet-5's two
+/// pools: 18.7k -> 12.4k instructions per image, cachegrind).
 struct Pool2x2<'a> {
     d: Dims2d,
     max: bool,
@@ -97,65 +100,117 @@ impl WithSimd for Pool2x2<'_> {
         let l = S::LANES;
         let (hw, ohw) = (d.h * d.w, d.oh * d.ow);
         let input = &self.input[..d.c * hw];
-        let quarter = s.splat(0.25);
-        let half = s.splat(0.5);
-        let one_row = self.one_row;
+        let end = input.as_ptr_range().end;
+        let (one_row, max) = (self.one_row, self.max);
+        let w = Window { one_row, max, end };
         let (r0, r1) = self.rows;
-        for (c, in_plane) in input.chunks_exact(hw).enumerate() {
+        for c in 0..d.c {
             for oy in r0..r1 {
-                // SAFETY: row `oy < OH` of plane `c < C` of `out` (this struct's
-                // contract: valid, and these rows this run's alone).
-                let out_row = unsafe {
-                    core::slice::from_raw_parts_mut(self.out.add(c * ohw + oy * d.ow), d.ow)
-                };
                 let (y0, y1) = if one_row {
                     (oy, oy)
                 } else {
                     (2 * oy, 2 * oy + 1)
                 };
-                let r0 = &in_plane[y0 * d.w..][..2 * d.ow];
-                let r1 = &in_plane[y1 * d.w..][..2 * d.ow];
-                for x0 in (0..d.ow).step_by(l) {
-                    let n = l.min(d.ow - x0);
-                    // SAFETY: inputs 2*x0 .. 2*(x0+n) of rows r0 and r1 (2*OW long) are
-                    // read, the first vector's `min(2n, l)` lanes and the second's
-                    // `2n - l` when positive; outputs x0 .. x0+n of `out_row` written.
-                    unsafe {
-                        let load2 = |row: &[f32]| {
-                            let p = row.as_ptr().add(2 * x0);
-                            if n == l {
-                                (s.load(p), s.load(p.add(l)))
-                            } else if 2 * n > l {
-                                (s.load(p), s.load_n(p.add(l), 2 * n - l))
-                            } else {
-                                (s.load_n(p, 2 * n), s.zero())
-                            }
-                        };
-                        let (a0, a1) = load2(r0);
-                        let (b0, b1) = load2(r1);
-                        let v = if one_row {
-                            if self.max {
-                                s.pair_max(a0, a1)
-                            } else {
-                                s.mul(s.pair_add(a0, a1), half)
-                            }
-                        } else if self.max {
-                            s.pair_max(s.max_nan(a0, b0), s.max_nan(a1, b1))
+                // SAFETY: rows `y0, y1 < H` of plane `c < C` (2 * OH <= H, or OH == H
+                // for 1x2), each at least `2 * OW` long (`2 * OW <= W`); output row `oy`
+                // of plane `c` of `out` (this struct's contract: valid, these rows this
+                // run's alone).
+                let (a, b, y) = unsafe {
+                    (
+                        input.as_ptr().add(c * hw + y0 * d.w),
+                        input.as_ptr().add(c * hw + y1 * d.w),
+                        self.out.add(c * ohw + oy * d.ow),
+                    )
+                };
+                // Whole vectors; a row of at least one vector ends on a whole vector
+                // overlapping the one before (recomputing its outputs identically)
+                // instead of masked loads and stores; a shorter one is stored masked.
+                let mut x0 = 0;
+                // SAFETY: columns `2 * x0 .. 2 * (x0 + n)` of the rows, outputs
+                // `x0 .. x0 + n` of row `oy`, all inside (`x0 + n <= OW`).
+                unsafe {
+                    while x0 + l <= d.ow {
+                        s.store(y.add(x0), pool_at(s, a.add(2 * x0), b.add(2 * x0), l, w));
+                        x0 += l;
+                    }
+                    if x0 < d.ow {
+                        if d.ow >= l {
+                            let x = d.ow - l;
+                            s.store(y.add(x), pool_at(s, a.add(2 * x), b.add(2 * x), l, w));
                         } else {
-                            // Columns summed first: one pairwise add (a shuffle) per
-                            // output vector, not two.
-                            s.mul(s.pair_add(s.add(a0, b0), s.add(a1, b1)), quarter)
-                        };
-                        let y = out_row.as_mut_ptr().add(x0);
-                        if n == l {
-                            s.store(y, v);
-                        } else {
-                            s.store_n(y, v, n);
+                            let n = d.ow - x0;
+                            s.store_n(y.add(x0), pool_at(s, a.add(2 * x0), b.add(2 * x0), n, w), n);
                         }
                     }
                 }
             }
         }
+    }
+}
+
+/// What [`pool_at`] combines: one row or two, maxima or averages, and the end of the
+/// input (past which no vector is read whole).
+#[derive(Clone, Copy)]
+struct Window {
+    one_row: bool,
+    max: bool,
+    end: *const f32,
+}
+
+/// One output vector of [`Pool2x2`] from the pairs of input columns at `a` (and `b`, the
+/// row below), each pair's combination in lane order. `n` lanes of output are
+/// meaningful; a vector holding some of their `2n` inputs is read whole when it ends
+/// inside the input (its other lanes feed only output lanes past `n`), else masked.
+///
+/// # Safety
+///
+/// The first `2n` floats from `a` (and `b` unless `w.one_row`) are readable, and so is
+/// everything from there to `w.end`.
+#[inline(always)]
+unsafe fn pool_at<S: Simd>(s: S, a: *const f32, b: *const f32, n: usize, w: Window) -> S::V {
+    // SAFETY: (both) the contract.
+    let (a0, a1) = unsafe { load2(s, a, n, w.end) };
+    if w.one_row {
+        if w.max {
+            s.pair_max(a0, a1)
+        } else {
+            s.mul(s.pair_add(a0, a1), s.splat(0.5))
+        }
+    } else {
+        let (b0, b1) = unsafe { load2(s, b, n, w.end) };
+        if w.max {
+            s.pair_max(s.max_nan(a0, b0), s.max_nan(a1, b1))
+        } else {
+            // Columns summed first: one pairwise add (a shuffle) per output vector,
+            // not two.
+            s.mul(s.pair_add(s.add(a0, b0), s.add(a1, b1)), s.splat(0.25))
+        }
+    }
+}
+
+/// The two vectors from `p` holding `2n` floats of a row (see [`pool_at`]).
+///
+/// # Safety
+///
+/// The first `2n` floats from `p` are readable, and so is everything from there to `end`.
+#[inline(always)]
+unsafe fn load2<S: Simd>(s: S, p: *const f32, n: usize, end: *const f32) -> (S::V, S::V) {
+    let l = S::LANES;
+    // SAFETY: `2n` floats from `p`, a whole vector only when it ends before `end`.
+    unsafe {
+        let first = if 2 * n >= l || p.add(l) <= end {
+            s.load(p)
+        } else {
+            s.load_n(p, 2 * n)
+        };
+        let second = if p.add(2 * l) <= end {
+            s.load(p.add(l))
+        } else if 2 * n > l {
+            s.load_n(p.add(l), 2 * n - l)
+        } else {
+            s.zero()
+        };
+        (first, second)
     }
 }
 

@@ -79,10 +79,11 @@ impl<const MR: usize, const NV: usize, const MASK: u8> WithSimd for PvTile<'_, M
                     }
                 }
             }
-            for (t, &off) in job.taps.iter().enumerate() {
-                let mut sp = a.src.offset(off);
-                let mut wp = a.w.add(t * job.wtap);
-                for _ in 0..job.cn {
+            // One reduction step: the tile's pixels at `sp` times the weights at `wp` (a
+            // macro: a closure would not inherit the level's target features).
+            macro_rules! step {
+                ($sp:expr, $wp:expr) => {{
+                    let (sp, wp): (*const f32, *const f32) = ($sp, $wp);
                     let mut b = [s.zero(); NV];
                     for (v, bv) in b.iter_mut().enumerate() {
                         *bv = if partial(v) {
@@ -97,8 +98,23 @@ impl<const MR: usize, const NV: usize, const MASK: u8> WithSimd for PvTile<'_, M
                             *x = s.mul_add(wr, bv, *x);
                         }
                     }
-                    sp = sp.add(job.plane);
-                    wp = wp.add(PANEL);
+                }};
+            }
+            if job.cn == 1 {
+                // One input channel (a first layer on a gray image or a 1-D signal):
+                // the taps are the whole reduction, one loop without an inner one.
+                for (t, &off) in job.taps.iter().enumerate() {
+                    step!(a.src.offset(off), a.w.add(t * job.wtap));
+                }
+            } else {
+                for (t, &off) in job.taps.iter().enumerate() {
+                    let mut sp = a.src.offset(off);
+                    let mut wp = a.w.add(t * job.wtap);
+                    for _ in 0..job.cn {
+                        step!(sp, wp);
+                        sp = sp.add(job.plane);
+                        wp = wp.add(PANEL);
+                    }
                 }
             }
             // Bias and a piecewise-linear activation (the curved ones are the block
