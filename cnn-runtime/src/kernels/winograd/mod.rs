@@ -417,12 +417,20 @@ impl WithSimd for WgRun<'_> {
         let lay = &lay;
         // Floats of the phase rows and line (with their slack) an input part needs.
         let part_floats = lay.v - lay.phase;
-        // F(2x2) is taken for layers heavy in weights: when they exceed the L2, the
-        // phase split, which divides the positions (so the weights) between the
-        // threads, not the rows (512x7x7 -> 512: rows 420 against 385 µs on two
-        // threads); below, rows too (two threads, Zen 5: 64x8x8 -> 128 30 -> 20.6 µs,
-        // 128x8x8 -> 128 45 -> 36.5, 96x8x8 -> 96 33 -> 26).
-        let rows_ok = d.m == 4 || d.xi() * d.c * opad * 4 <= L2;
+        // A split by tile rows has every part read all of the transformed weights; the
+        // phase split divides the positions (so the weights) between the threads, and
+        // moves `V` and `M` between cores instead. So rows only when the weights fit the
+        // L2 and (F(4x4)) are no larger than a block's `V` and `M`. F(2x2), taken for
+        // layers heavy in weights, beyond the L2: 512x7x7 -> 512 rows 420 against 385 µs
+        // on two threads; below, rows (two threads, Zen 5: 64x8x8 -> 128 30 -> 20.6 µs,
+        // 128x8x8 -> 128 45 -> 36.5, 96x8x8 -> 96 33 -> 26). F(4x4) on the Zen 3 VM
+        // (AVX2, two threads, best of 20 alternations in one process, three runs, µs
+        // rows / phases): 32x16x16 -> 64 40-66 / 34-55, 64x16x16 -> 64 72-84 / 57-100
+        // (two runs of three faster), 128x28x28 -> 128 719-1061 / 667-785; 64x56x56
+        // -> 64 (a block's `V` and `M` larger than its weights) keeps rows.
+        let block_vm = d.xi() * (d.c + opad) * tw * lay.nty;
+        let weights = d.xi() * d.c * opad;
+        let rows_ok = weights * 4 <= L2 && (d.m == 2 || weights <= block_vm);
         // With two tile rows or more per thread, the whole layer splits once by tile
         // rows: each part runs its own rows, in sub-blocks of `nty / parts` rows (its
         // share of `V` and `M`), the three phases on each, one join for the layer and
