@@ -168,7 +168,7 @@ struct Window {
 /// everything from there to `w.end`.
 #[inline(always)]
 unsafe fn pool_at<S: Simd>(s: S, a: *const f32, b: *const f32, n: usize, w: Window) -> S::V {
-    // SAFETY: (both) the contract.
+    // SAFETY: `2n` floats from `a`, and everything up to `w.end` (the contract).
     let (a0, a1) = unsafe { load2(s, a, n, w.end) };
     if w.one_row {
         if w.max {
@@ -177,6 +177,7 @@ unsafe fn pool_at<S: Simd>(s: S, a: *const f32, b: *const f32, n: usize, w: Wind
             s.mul(s.pair_add(a0, a1), s.splat(0.5))
         }
     } else {
+        // SAFETY: the same from `b` (two rows: the contract covers `b`).
         let (b0, b1) = unsafe { load2(s, b, n, w.end) };
         if w.max {
             s.pair_max(s.max_nan(a0, b0), s.max_nan(a1, b1))
