@@ -101,12 +101,15 @@ impl WithSimd for Pool2x2<'_> {
         let (hw, ohw) = (d.h * d.w, d.oh * d.ow);
         let input = &self.input[..d.c * hw];
         let end = input.as_ptr_range().end;
-        let (one_row, max) = (self.one_row, self.max);
-        let w = Window { one_row, max, end };
+        let w = Window {
+            one_row: self.one_row,
+            max: self.max,
+            end,
+        };
         let (r0, r1) = self.rows;
         for c in 0..d.c {
             for oy in r0..r1 {
-                let (y0, y1) = if one_row {
+                let (y0, y1) = if w.one_row {
                     (oy, oy)
                 } else {
                     (2 * oy, 2 * oy + 1)
@@ -133,14 +136,12 @@ impl WithSimd for Pool2x2<'_> {
                         s.store(y.add(x0), pool_at(s, a.add(2 * x0), b.add(2 * x0), l, w));
                         x0 += l;
                     }
-                    if x0 < d.ow {
-                        if d.ow >= l {
-                            let x = d.ow - l;
-                            s.store(y.add(x), pool_at(s, a.add(2 * x), b.add(2 * x), l, w));
-                        } else {
-                            let n = d.ow - x0;
-                            s.store_n(y.add(x0), pool_at(s, a.add(2 * x0), b.add(2 * x0), n, w), n);
-                        }
+                    if d.ow < l {
+                        // (x0 == 0: no whole vector.)
+                        s.store_n(y, pool_at(s, a, b, d.ow, w), d.ow);
+                    } else if x0 < d.ow {
+                        let x = d.ow - l;
+                        s.store(y.add(x), pool_at(s, a.add(2 * x), b.add(2 * x), l, w));
                     }
                 }
             }
