@@ -1,7 +1,7 @@
 //! Kernel benchmark: every layer of the four shared models (LeNet-5, VGG-CIFAR,
 //! MobileNet-96, FCN-seg), and one layer of each shape of MobileNetV2 at 224x224
-//! (`mobilenet_v2_head`: the 112x112 to 28x28 stages, `mobilenet_v2_tail`: 14x14 and
-//! 7x7), timed on its own with its real const-generic instance, then each model's
+//! (`mobilenet_v2_head`: the 112x112 to 28x28 stages, `mobilenet_v2_tail`: 14x14, 7x7
+//! and the classifier), timed on its own with its real const-generic instance, then each model's
 //! straight line of kernel calls end to end ("in the chain": each layer reading what
 //! the one before wrote), at every level the machine has (portable, AVX2 + FMA,
 //! AVX-512); plus the machine's measured FMA peak for reference.
@@ -304,12 +304,16 @@ fn mobilenet_v2_head(rng: &mut Rng) -> Vec<Layer> {
     ]
 }
 
-/// The 14x14 and 7x7 stages of MobileNet v2 at 224x224 (one layer of each shape, in
-/// order; the residual additions left out): 1x1 convolutions on small maps with many
-/// channels, where the weights rather than the activations fill the caches.
+/// The 14x14 and 7x7 stages of MobileNet v2 at 224x224 and its classifier (one layer of
+/// each shape, in order; the residual additions left out): 1x1 convolutions on small
+/// maps with many channels, where the weights rather than the activations fill the
+/// caches, then global pooling and the 1280 -> 1000 linear layer (5 MB of weights).
 fn mobilenet_v2_tail(rng: &mut Rng) -> Vec<Layer> {
     let (r, i) = (Act::Relu6, Act::Identity);
     vec![
+        conv!(rng, "pw64", 64, 14, 14, 384, 14, 14, 1, 1, 1, 1, 0, 0, 1, 1, 1, r),
+        conv!(rng, "dw384", 384, 14, 14, 384, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 384, r),
+        conv!(rng, "pj384", 384, 14, 14, 64, 14, 14, 1, 1, 1, 1, 0, 0, 1, 1, 1, i),
         conv!(rng, "pw64", 64, 14, 14, 384, 14, 14, 1, 1, 1, 1, 0, 0, 1, 1, 1, r),
         conv!(rng, "dw384", 384, 14, 14, 384, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 384, r),
         conv!(rng, "pj384", 384, 14, 14, 96, 14, 14, 1, 1, 1, 1, 0, 0, 1, 1, 1, i),
@@ -326,6 +330,13 @@ fn mobilenet_v2_tail(rng: &mut Rng) -> Vec<Layer> {
         conv!(rng, "dw960", 960, 7, 7, 960, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 960, r),
         conv!(rng, "pj960", 960, 7, 7, 320, 7, 7, 1, 1, 1, 1, 0, 0, 1, 1, 1, i),
         conv!(rng, "pw320", 320, 7, 7, 1280, 7, 7, 1, 1, 1, 1, 0, 0, 1, 1, 1, r),
+        plain(
+            "gap     global avg 1280x7x7".into(),
+            1280 * 49,
+            1280,
+            Box::new(global_avg_pool::<1280, 49>),
+        ),
+        linear_layer::<1280, 1000>(rng, "fc", Act::Identity),
     ]
 }
 
