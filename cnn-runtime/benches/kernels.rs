@@ -143,6 +143,16 @@ fn linear_layer<const IN: usize, const OUT: usize>(rng: &mut Rng, name: &str, ac
     }
 }
 
+/// Global average pooling of `C` planes of `HW` pixels (`map`: their `HxW`).
+fn global_pool<const C: usize, const HW: usize>(map: &str) -> Layer {
+    plain(
+        format!("gap     global avg {C}x{map}"),
+        C * HW,
+        C,
+        Box::new(global_avg_pool::<C, HW>),
+    )
+}
+
 /// A layer without weights.
 fn plain(name: String, inp: usize, out: usize, run: Run) -> Layer {
     Layer {
@@ -241,12 +251,7 @@ fn cifar_vgg(rng: &mut Rng) -> Vec<Layer> {
             128 * 4 * 4,
             Box::new(max_pool2d::<128, 8, 8, 4, 4, 2, 2, 2, 2, 0, 0, 1, 1>),
         ),
-        plain(
-            "gap     global avg 128x4x4".into(),
-            128 * 16,
-            128,
-            Box::new(global_avg_pool::<128, 16>),
-        ),
+        global_pool::<128, 16>("4x4"),
         linear_layer::<128, 10>(rng, "fc", Act::Identity),
     ]
 }
@@ -267,12 +272,7 @@ fn mobilenet_96(rng: &mut Rng) -> Vec<Layer> {
         conv!(rng, "pw5", 256, 12, 12, 256, 12, 12, 1, 1, 1, 1, 0, 0, 1, 1, 1, r),
         conv!(rng, "dw6", 256, 12, 12, 256, 6, 6, 3, 3, 2, 2, 1, 1, 1, 1, 256, r),
         conv!(rng, "pw6", 256, 6, 6, 512, 6, 6, 1, 1, 1, 1, 0, 0, 1, 1, 1, r),
-        plain(
-            "gap     global avg 512x6x6".into(),
-            512 * 36,
-            512,
-            Box::new(global_avg_pool::<512, 36>),
-        ),
+        global_pool::<512, 36>("6x6"),
         linear_layer::<512, 100>(rng, "fc", Act::Identity),
     ]
 }
@@ -330,12 +330,7 @@ fn mobilenet_v2_tail(rng: &mut Rng) -> Vec<Layer> {
         conv!(rng, "dw960", 960, 7, 7, 960, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 960, r),
         conv!(rng, "pj960", 960, 7, 7, 320, 7, 7, 1, 1, 1, 1, 0, 0, 1, 1, 1, i),
         conv!(rng, "pw320", 320, 7, 7, 1280, 7, 7, 1, 1, 1, 1, 0, 0, 1, 1, 1, r),
-        plain(
-            "gap     global avg 1280x7x7".into(),
-            1280 * 49,
-            1280,
-            Box::new(global_avg_pool::<1280, 49>),
-        ),
+        global_pool::<1280, 49>("7x7"),
         linear_layer::<1280, 1000>(rng, "fc", Act::Identity),
     ]
 }
