@@ -1,5 +1,6 @@
 //! Timing of the direct convolution on the benchmark models' large-map layers, with the
-//! pixel-block size swept (`cargo test -p cnn-runtime --release conv::speed -- --ignored
+//! pixel-block size swept, both tile kinds forced and packed against unpacked 1x1 channel
+//! tiles (`cargo test -p cnn-runtime --release conv::speed -- --ignored
 //! --nocapture`; `CONV_ONLY=16x112k1o96` for one shape). The variants alternate round
 //! by round, each the fastest of its rounds: on a VM whose speed drifts within minutes,
 //! only variants timed side by side compare.
@@ -109,6 +110,20 @@ fn speed() {
         for o in &BLOCK_OVERRIDE {
             o.store(0, Ordering::Relaxed);
         }
+        // Direct 1x1 layers on one row by channel tiles: packed input (where the level
+        // packs) against unpacked, side by side.
+        let mut packs = [f64::INFINITY; 2];
+        for _ in 0..5 {
+            for (i, off) in [true, false].into_iter().enumerate() {
+                crate::kernels::engine::NO_PACK.store(off, Ordering::Relaxed);
+                let t = time(|| {
+                    conv2d_dyn(level, d, black_box(&x), &params, y, act);
+                    black_box(&*y);
+                });
+                packs[i] = packs[i].min(t);
+            }
+        }
+        crate::kernels::engine::NO_PACK.store(false, Ordering::Relaxed);
         // Both tile kinds forced, side by side.
         let mut plans = [f64::INFINITY; 2];
         for _ in 0..3 {
@@ -135,10 +150,12 @@ fn speed() {
             .map(|(b, t)| format!("{}K {t:.1}", b >> 10))
             .collect();
         eprintln!(
-            "{name:>14}: {} | pixels {:.1} channels {:.1}",
+            "{name:>14}: {} | pixels {:.1} channels {:.1} | unpacked {:.1} packed {:.1}",
             cols.join("  "),
             plans[0],
-            plans[1]
+            plans[1],
+            packs[0],
+            packs[1]
         );
     }
 }

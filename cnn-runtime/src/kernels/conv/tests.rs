@@ -866,3 +866,66 @@ fn curved_activations_on_small_blocks() {
         o.store(0, Ordering::Relaxed);
     }
 }
+
+/// Direct 1x1 layers on one row run by channel tiles pack each block's input tile by
+/// tile where the level packs (`Tuning::cv_pack`): the same bits as the unpacked tiles,
+/// with blocks of many sizes (one tile, a block shorter than a tile, every tile in one
+/// block), groups, pixel counts with a short last tile, MobileNets' 7x7 and 14x14 shapes.
+#[test]
+fn packed_channel_tiles_equal_unpacked_bit_for_bit() {
+    use crate::kernels::engine::{BLOCK_OVERRIDE, NO_PACK};
+    use core::sync::atomic::Ordering;
+    let mut rng = Rng::new(29);
+    let one = Axis::conv(1, 1, 1, 0, 1).unwrap();
+    // (C, pixels, O, groups)
+    for (c, px, o, g) in [
+        (960, 49, 160, 1),
+        (320, 49, 40, 1),
+        (64, 196, 96, 1),
+        (7, 13, 33, 1),
+        (48, 36, 48, 3),
+        (3, 5, 20, 1),
+        (300, 6, 16, 1),
+    ] {
+        let aw = Axis::conv(px, 1, 1, 0, 1).unwrap();
+        let d = dims(c, o, g, one, aw);
+        let input = rng.vec(c * px, -1.0, 1.0);
+        let weight = rng.vec(o * (c / g), -0.3, 0.3);
+        let bias = rng.vec(o, -0.5, 0.5);
+        let params = ConvParams::from_torch(o, c / g, 1, 1, &weight, Some(&bias), None);
+        let want = r::conv2d(c, o, g, one, aw, &input, &weight, Some(&bias), Act::Relu6);
+        for bytes in [0, 4, 6 * 4 * c, 2048, 64 << 10] {
+            BLOCK_OVERRIDE[Plan::Channels as usize].store(bytes, Ordering::Relaxed);
+            for level in simd::test_levels() {
+                let run = |no_pack: bool| {
+                    NO_PACK.store(no_pack, Ordering::Relaxed);
+                    let mut y = vec![0.0; o * px];
+                    let force = Some(Plan::Channels);
+                    conv2d_with(
+                        level,
+                        d,
+                        &input,
+                        &params,
+                        &mut y,
+                        Act::Relu6,
+                        engine::SCRATCH,
+                        force,
+                    );
+                    y
+                };
+                let (packed, plain) = (run(false), run(true));
+                let ctx = (c, px, o, g, bytes, level);
+                r::assert_close(&packed, &want, &ctx);
+                assert!(
+                    packed
+                        .iter()
+                        .zip(&plain)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "packed and unpacked tiles differ: {ctx:?}"
+                );
+            }
+        }
+    }
+    BLOCK_OVERRIDE[Plan::Channels as usize].store(0, Ordering::Relaxed);
+    NO_PACK.store(false, Ordering::Relaxed);
+}

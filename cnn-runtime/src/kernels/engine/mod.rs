@@ -98,10 +98,10 @@ pub(crate) use self::dw_narrow2::{depthwise_narrow2, narrow2_fits};
 pub(crate) use self::dw_phase2::depthwise_phase2;
 pub(crate) use self::dw_rows3::{depthwise_rows3, phase3_fits};
 pub(crate) use self::panels::conv_panels;
-#[cfg(test)]
-pub(crate) use self::panels::BLOCK_OVERRIDE;
 #[allow(unused_imports)]
 use self::panels::*;
+#[cfg(test)]
+pub(crate) use self::panels::{BLOCK_OVERRIDE, NO_PACK};
 pub(crate) use self::pool::pool;
 #[allow(unused_imports)]
 use self::tiles::*;
@@ -118,6 +118,13 @@ pub(crate) const SCRATCH: usize = if cfg!(feature = "std") {
 } else {
     4 * 1024
 };
+
+/// Floats of the buffer into which a direct 1x1 convolution on a small map (one row of
+/// pixels) run by channel tiles packs a block's input, tile after tile (`Tuning::cv_pack`):
+/// the block of pixels channel tiles read at most (`Tuning::cv_block_bytes`, 128 KiB).
+/// A thread's buffer ([`ThreadBuf`](super::thread_buf::ThreadBuf)), so only with `std`:
+/// without, nothing is packed.
+const PACK_FLOATS: usize = 32 * 1024;
 
 /// Most kernel taps (`KH * KW`) the engine handles; larger kernels use the fallback.
 pub(crate) const MAX_TAPS: usize = 128;
@@ -191,6 +198,9 @@ struct Band {
     rowpitch: usize,
     /// Padded input row held by band row 0.
     prow0: usize,
+    /// Where a one-row channel pass packs its tiles' input ([`PACK_FLOATS`] floats, see
+    /// `panels::cv_rows`), or null: no packing.
+    pack: *mut f32,
 }
 
 /// What a micro-kernel call computes, beyond its tile position.

@@ -109,6 +109,31 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
 
     let mut scratch = MaybeUninit::<Scratch>::uninit();
     let scratch = scratch.as_mut_ptr().cast::<f32>();
+    // A direct 1x1 layer on a small map (one row of pixels) run by channel tiles packs
+    // each block's input tile by tile (`cv_rows`).
+    #[cfg(feature = "std")]
+    let mut pack_buf = None;
+    let pack: *mut f32 = if S::TUNING.cv_pack
+        && direct
+        && kk == 1
+        && d.oh == 1
+        && plan == Plan::Channels
+        && !pack_off()
+    {
+        #[cfg(feature = "std")]
+        {
+            pack_buf
+                .insert(crate::kernels::thread_buf::ThreadBuf::take(PACK_FLOATS))
+                .aligned()
+                .as_mut_ptr()
+        }
+        #[cfg(not(feature = "std"))]
+        {
+            core::ptr::null_mut()
+        }
+    } else {
+        core::ptr::null_mut()
+    };
     debug_assert!(cap <= SCRATCH);
     let weight = packed.weight.as_ptr().cast::<f32>();
     let bias = packed.bias.as_ptr().cast::<f32>();
@@ -139,6 +164,7 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
                         plane: hw,
                         rowpitch,
                         prow0: 0,
+                        pack,
                     }
                 } else {
                     let prow0 = y0 * d.sh;
@@ -163,6 +189,7 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
                         plane: nrows * rowpitch,
                         rowpitch,
                         prow0,
+                        pack: core::ptr::null_mut(),
                     }
                 };
                 let job = Job {
@@ -342,6 +369,24 @@ fn block_floats<S: Simd>(plan: Plan) -> usize {
     }
 }
 
+/// Whether packing is switched off (tests comparing packed and unpacked tiles).
+#[inline(always)]
+fn pack_off() -> bool {
+    #[cfg(test)]
+    {
+        NO_PACK.load(core::sync::atomic::Ordering::Relaxed)
+    }
+    #[cfg(not(test))]
+    {
+        false
+    }
+}
+
+/// Switches packing off when set (tests).
+#[cfg(test)]
+pub(crate) static NO_PACK: core::sync::atomic::AtomicBool =
+    core::sync::atomic::AtomicBool::new(false);
+
 /// Bytes replacing the block sizes when not 0, indexed by [`Plan`] (the conv speed
 /// test).
 #[cfg(test)]
@@ -478,32 +523,73 @@ pub(super) fn cv_rows<S, W, const VEC: usize, const NP: usize, const PN: usize>(
     S: Simd,
     W: Fn(usize) -> *const f32 + Copy,
 {
-    let (s, d, job, _, q0, q1, go0, og, _, _, out) = args;
+    let (s, d, job, band, q0, q1, go0, og, _, _, out) = args;
     let ohw = d.oh * d.ow;
     let one_row = |q: usize| q + NP <= q1 && q / d.ow == (q + NP - 1) / d.ow;
     let block = (block_floats::<S>(Plan::Channels) / (job.cn * d.sh * d.sw).max(1)) / NP * NP;
     let block = block.max(NP);
     let (first_panel, last_panel) = (go0 / PANEL, (go0 + og - 1) / PANEL);
+    // The packed tiles' job: their channels `NP` floats apart.
+    let pjob = Job { plane: NP, ..*job };
     let mut qa = q0;
     while qa < q1 {
         let qe = (qa + block).min(q1);
         let mut lo = qa;
+        // Packing (a direct 1x1 layer of one row, `band.pack` not null): the block's
+        // whole tiles' input copied tile after tile, `[tile][channel][NP]`, so that each
+        // tile reads one contiguous run (a line per 16 / NP channels, in L1 with the
+        // panel's weights) instead of a line per channel spread over the whole input.
+        // The tiles compute the same chains in the same order: the same bits.
+        let packed = if !band.pack.is_null() && (qe - qa) * job.cn <= PACK_FLOATS {
+            let nt = (qe - qa) / NP;
+            // SAFETY: tiles `t < nt` are whole and in the one row (`qa + nt * NP <= qe
+            // <= q1`): input pixels `qa..qa + nt * NP` of each of the chunk's channels
+            // (direct: the input itself); the buffer holds `PACK_FLOATS >= nt * NP *
+            // cn` floats.
+            unsafe {
+                for c in 0..job.cn {
+                    let src = band.base.add(c * band.plane + qa);
+                    for t in 0..nt {
+                        core::ptr::copy_nonoverlapping(
+                            src.add(t * NP),
+                            band.pack.add((t * job.cn + c) * NP),
+                            NP,
+                        );
+                    }
+                }
+            }
+            nt
+        } else {
+            0
+        };
         let mut panel = first_panel;
         while panel <= last_panel {
             let p0 = panel * PANEL;
             // Two whole panels of the group at once, or one panel (of which only the
             // group's lanes are stored: lanes of other groups sharing it compute garbage).
             let pair = PN == 2 && VEC == 1 && go0 <= p0 && p0 + 2 * PANEL <= go0 + og;
-            for qb in (qa..qe).step_by(NP) {
+            for t in 0..packed {
+                // SAFETY: tile `t` of the packed block (see above).
+                let src = unsafe { band.pack.add(t * job.cn * NP) };
+                cv_tile::<S, W, VEC, NP, PN, true>(
+                    args,
+                    qa + t * NP,
+                    NP,
+                    p0,
+                    pair,
+                    Some((src, &pjob)),
+                );
+            }
+            for qb in (qa + packed * NP..qe).step_by(NP) {
                 let np = NP.min(q1 - qb);
                 let back = q1.saturating_sub(NP);
                 if one_row(qb) {
-                    cv_tile::<S, W, VEC, NP, PN, true>(args, qb, NP, p0, pair);
+                    cv_tile::<S, W, VEC, NP, PN, true>(args, qb, NP, p0, pair, None);
                 } else if np < NP && job.first && back >= q0 && one_row(back) {
-                    cv_tile::<S, W, VEC, NP, PN, true>(args, back, NP, p0, pair);
+                    cv_tile::<S, W, VEC, NP, PN, true>(args, back, NP, p0, pair, None);
                     lo = lo.min(back);
                 } else {
-                    cv_tile::<S, W, VEC, NP, PN, false>(args, qb, np, p0, pair);
+                    cv_tile::<S, W, VEC, NP, PN, false>(args, qb, np, p0, pair, None);
                 }
             }
             panel += if pair { 2 } else { 1 };
@@ -518,7 +604,8 @@ pub(super) fn cv_rows<S, W, const VEC: usize, const NP: usize, const PN: usize>(
 }
 
 /// The channel tile of [`cv_rows`] at output pixels `qb..qb + np` and the panel at
-/// output channel `p0` (with the next one: `pair`).
+/// output channel `p0` (with the next one: `pair`); `packed`: its input packed at that
+/// pointer (`[channel][NP]`, a whole contiguous tile) and the job reading it.
 #[inline(always)]
 fn cv_tile<S, W, const VEC: usize, const NP: usize, const PN: usize, const CONTIG: bool>(
     (s, d, job, band, _, _, go0, og, w_of, bias, out): CvPass<'_, S, W>,
@@ -526,6 +613,7 @@ fn cv_tile<S, W, const VEC: usize, const NP: usize, const PN: usize, const CONTI
     np: usize,
     p0: usize,
     pair: bool,
+    packed: Option<(*const f32, &Job<'_>)>,
 ) where
     S: Simd,
     W: Fn(usize) -> *const f32 + Copy,
@@ -533,15 +621,27 @@ fn cv_tile<S, W, const VEC: usize, const NP: usize, const PN: usize, const CONTI
     let ohw = d.oh * d.ow;
     // A short last tile repeats its last pixel (computed, never stored).
     let mut px = [0isize; NP];
-    for (p, off) in px.iter_mut().enumerate() {
-        let q = qb + p.min(np - 1);
-        let (y, x) = (q / d.ow, q % d.ow);
-        *off = ((y * d.sh - band.prow0) * band.rowpitch + x) as isize;
-    }
+    let (src, job) = match packed {
+        Some((src, job)) => {
+            for (p, off) in px.iter_mut().enumerate() {
+                *off = p as isize;
+            }
+            (src, job)
+        }
+        None => {
+            for (p, off) in px.iter_mut().enumerate() {
+                let q = qb + p.min(np - 1);
+                let (y, x) = (q / d.ow, q % d.ow);
+                *off = ((y * d.sh - band.prow0) * band.rowpitch + x) as isize;
+            }
+            (band.base, job)
+        }
+    };
     let lanes = (go0.max(p0) - p0, (go0 + og).min(p0 + PANEL) - p0);
     // SAFETY: `p0 < O` and `qb < OH*OW`, so the pointers are inside the output and
     // bias; the tile reads pixels of the band with every tap inside it (see `conv`),
-    // the panel's 16 weight lanes from its first row, its bias row, and touches `np`
+    // or packed its `cn * NP` floats of the packing buffer (`cv_rows`), the panel's 16
+    // weight lanes from its first row, its bias row, and touches `np`
     // outputs of the group's channels of the panel. A pair: the same for the 32
     // channels p0..p0 + 32, all of the group: the second panel's weights are
     // `KH*KW*C/G` rows after the first's, its bias row follows the first's, its
@@ -550,7 +650,7 @@ fn cv_tile<S, W, const VEC: usize, const NP: usize, const PN: usize, const CONTI
         let a = CvArgs {
             job,
             w: w_of(p0),
-            src: band.base,
+            src,
             px: &px,
             bias: bias.add(p0),
             out: out.add(p0 * ohw + qb),

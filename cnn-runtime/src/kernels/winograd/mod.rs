@@ -49,12 +49,6 @@
 //! into a flat buffer `X`, the tiles of several channels back to back, so that the input
 //! transform runs on full vectors.
 
-#[cfg(feature = "alloc")]
-#[allow(unused_imports)]
-use alloc::{boxed::Box, vec, vec::Vec};
-#[cfg(feature = "std")]
-use std::cell::Cell;
-
 use super::activation::Act;
 #[cfg(feature = "alloc")]
 use super::engine::pack_bias;
@@ -63,8 +57,13 @@ use super::engine::{Row16, PANEL};
 use super::norm::fold_bn;
 use super::norm::Affine;
 use super::simd::{self, Simd, WithSimd};
+#[cfg(feature = "std")]
+use super::thread_buf::ThreadBuf;
 use crate::buf::Buf;
 use crate::cpu::{self, Level};
+#[cfg(feature = "alloc")]
+#[allow(unused_imports)]
+use alloc::{boxed::Box, vec, vec::Vec};
 
 /// Output tile side of F(4x4, 3x3) (the rules and the default weights).
 const M: usize = 4;
@@ -322,47 +321,6 @@ impl Layout {
             m: mo,
             len,
         }
-    }
-}
-
-#[cfg(feature = "std")]
-thread_local! {
-    /// This thread's Winograd buffers (separate from [`crate::scratch`], which a model's
-    /// `forward` may hold while calling the kernels).
-    static SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
-}
-
-#[cfg(feature = "std")]
-/// This thread's scratch vector, borrowed until dropped (a nested borrow, which the
-/// kernels never make, would get a fresh vector).
-struct ScratchGuard(Vec<f32>);
-
-#[cfg(feature = "std")]
-impl ScratchGuard {
-    /// At least `len` floats starting on a 64-byte boundary.
-    fn take(len: usize) -> ScratchGuard {
-        let mut buf = SCRATCH.with(Cell::take);
-        if buf.len() < len + 16 {
-            buf.resize(len + 16, 0.0);
-        }
-        ScratchGuard(buf)
-    }
-
-    /// The 64-byte aligned part.
-    fn aligned(&mut self) -> &mut [f32] {
-        let off = self.0.as_ptr().align_offset(64).min(16);
-        &mut self.0[off..]
-    }
-}
-
-#[cfg(feature = "std")]
-impl Drop for ScratchGuard {
-    fn drop(&mut self) {
-        let buf = core::mem::take(&mut self.0);
-        SCRATCH.with(|cell| {
-            let other = cell.take();
-            cell.set(if other.len() > buf.len() { other } else { buf });
-        });
     }
 }
 
@@ -762,7 +720,7 @@ pub(crate) fn winograd_dyn(
     let scratch = match scratch {
         Some(buf) if buf.len() >= need => buf,
         #[cfg(feature = "std")]
-        _ => guard.insert(ScratchGuard::take(need)).aligned(),
+        _ => guard.insert(ThreadBuf::take(need)).aligned(),
         #[cfg(not(feature = "std"))]
         _ => panic!(
             "winograd_conv3x3: needs {} floats of scratch (the compiler plans them)",
