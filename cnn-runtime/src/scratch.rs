@@ -6,7 +6,8 @@
 //! every call costs real time) `forward` borrows this thread's scratch buffer instead:
 //! allocated on the first call on a thread, grown if a bigger model needs more, and
 //! reused by every later call, so `forward` still performs no allocation per inference.
-//! Its slice starts a 64-byte cache line, as an [`crate::Arena`] does.
+//! Its slice starts a 64-byte cache line, as an [`crate::Arena`] does. The kernels have a
+//! second buffer per thread, the same way, for scratch the arena does not provide.
 
 use std::cell::Cell;
 use std::vec::Vec;
@@ -15,11 +16,17 @@ pub use crate::arena::STACK_LIMIT;
 
 thread_local! {
     static SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    /// The kernels' buffer, separate because `forward` may hold [`SCRATCH`] while it
+    /// calls them: scratch the model's arena does not provide (a Winograd layer called
+    /// without planned scratch, the packed input of 1x1 channel tiles).
+    static KERNEL: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
 /// This thread's scratch buffer, borrowed until dropped.
 pub struct Scratch {
     buf: Vec<f32>,
+    /// The thread's buffer it was taken from, and goes back to.
+    slot: &'static std::thread::LocalKey<Cell<Vec<f32>>>,
 }
 
 /// Floats in a 64-byte cache line.
@@ -30,12 +37,24 @@ impl Scratch {
     /// nested borrow on the same thread gets a buffer of its own).
     #[inline]
     pub fn take(len: usize) -> Scratch {
-        let mut buf = SCRATCH.with(Cell::take);
+        Scratch::take_from(&SCRATCH, len)
+    }
+
+    /// As [`Scratch::take`], from the kernels' buffer of this thread (which kernels
+    /// borrow while `forward` holds the other one; kernels never nest their borrows).
+    #[inline]
+    pub(crate) fn take_kernel(len: usize) -> Scratch {
+        Scratch::take_from(&KERNEL, len)
+    }
+
+    #[inline]
+    fn take_from(slot: &'static std::thread::LocalKey<Cell<Vec<f32>>>, len: usize) -> Scratch {
+        let mut buf = slot.with(Cell::take);
         // Room to start on a cache line wherever the allocator put it.
         if buf.len() < len + LINE - 1 {
             buf.resize(len + LINE - 1, 0.0);
         }
-        Scratch { buf }
+        Scratch { buf, slot }
     }
 
     /// The buffer (at least the `len` values asked for), starting a 64-byte cache line.
@@ -51,7 +70,7 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         let buf = core::mem::take(&mut self.buf);
-        SCRATCH.with(|cell| {
+        self.slot.with(|cell| {
             // Keep the larger of this buffer and one a nested borrow may have returned.
             let other = cell.take();
             cell.set(if other.len() > buf.len() { other } else { buf });
@@ -87,5 +106,13 @@ mod tests {
             Scratch::take(0).as_mut_slice().len() >= 1000,
             "the larger one is kept"
         );
+        // The kernels' buffer is another one, taken while this thread's is held.
+        let mut arena = Scratch::take(10);
+        let mut kernel = Scratch::take_kernel(10);
+        assert_ne!(
+            arena.as_mut_slice().as_ptr(),
+            kernel.as_mut_slice().as_ptr()
+        );
+        assert_eq!(kernel.as_mut_slice().as_ptr() as usize % 64, 0, "on a line");
     }
 }

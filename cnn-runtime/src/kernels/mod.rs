@@ -42,8 +42,6 @@ pub mod norm;
 pub mod pool;
 pub(crate) mod simd;
 pub mod softmax;
-#[cfg(feature = "std")]
-pub(crate) mod thread_buf;
 pub mod upsample;
 pub mod winograd;
 

@@ -122,8 +122,8 @@ pub(crate) const SCRATCH: usize = if cfg!(feature = "std") {
 /// Floats of the buffer into which a direct 1x1 convolution on a small map (one row of
 /// pixels) run by channel tiles packs a block's input, tile after tile (`Tuning::cv_pack`):
 /// the block of pixels channel tiles read at most (`Tuning::cv_block_bytes`, 128 KiB).
-/// A thread's buffer ([`ThreadBuf`](super::thread_buf::ThreadBuf)), so only with `std`:
-/// without, nothing is packed.
+/// A thread's buffer ([`Scratch::take_kernel`](crate::scratch::Scratch::take_kernel)), so
+/// only with `std`: without, nothing is packed.
 const PACK_FLOATS: usize = 32 * 1024;
 
 /// Most kernel taps (`KH * KW`) the engine handles; larger kernels use the fallback.

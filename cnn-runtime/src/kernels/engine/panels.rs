@@ -123,8 +123,8 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
         #[cfg(feature = "std")]
         {
             pack_buf
-                .insert(crate::kernels::thread_buf::ThreadBuf::take(PACK_FLOATS))
-                .aligned()
+                .insert(crate::scratch::Scratch::take_kernel(PACK_FLOATS))
+                .as_mut_slice()
                 .as_mut_ptr()
         }
         #[cfg(not(feature = "std"))]

@@ -57,8 +57,6 @@ use super::engine::{Row16, PANEL};
 use super::norm::fold_bn;
 use super::norm::Affine;
 use super::simd::{self, Simd, WithSimd};
-#[cfg(feature = "std")]
-use super::thread_buf::ThreadBuf;
 use crate::buf::Buf;
 use crate::cpu::{self, Level};
 #[cfg(feature = "alloc")]
@@ -720,7 +718,9 @@ pub(crate) fn winograd_dyn(
     let scratch = match scratch {
         Some(buf) if buf.len() >= need => buf,
         #[cfg(feature = "std")]
-        _ => guard.insert(ThreadBuf::take(need)).aligned(),
+        _ => guard
+            .insert(crate::scratch::Scratch::take_kernel(need))
+            .as_mut_slice(),
         #[cfg(not(feature = "std"))]
         _ => panic!(
             "winograd_conv3x3: needs {} floats of scratch (the compiler plans them)",
