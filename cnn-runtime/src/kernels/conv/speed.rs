@@ -21,7 +21,8 @@ fn speed() {
     let level = cpu::level();
     eprintln!("level {level:?}");
     let mut rng = Rng::new(7);
-    // (C, H, K, stride, O): MobileNetV2's stem and large 1x1 layers, fcn_seg's.
+    // (C, H, K, stride, O): MobileNetV2's stem and large 1x1 layers, its 7x7 ones and
+    // MobileNet-96's 6x6 one (packed channel tiles), fcn_seg's.
     // `CONV_SHAPES="c,h,k,s,o[,p];..."` replaces the list (padding `p`, default `k / 2`);
     // `CONV_ACT=tanh` times the layers with tanh instead of ReLU.
     let act = match std::env::var("CONV_ACT").as_deref() {
@@ -56,8 +57,11 @@ fn speed() {
         (384, 14, 1, 1, 96, 0),
         (96, 14, 1, 1, 576, 0),
         (576, 14, 1, 1, 96, 0),
+        (960, 7, 1, 1, 160, 0),
+        (160, 7, 1, 1, 960, 0),
         (960, 7, 1, 1, 320, 0),
         (320, 7, 1, 1, 1280, 0),
+        (512, 6, 1, 1, 512, 0),
     ]);
     for (c, h, k, s, o, p) in shapes {
         let name = format!("{c}x{h}k{k}o{o}");
