@@ -18,7 +18,7 @@ thread_local! {
     static SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
     /// The kernels' buffer, separate because `forward` may hold [`SCRATCH`] while it
     /// calls them: scratch the model's arena does not provide (a Winograd layer called
-    /// without planned scratch, the packed input of 1x1 channel tiles).
+    /// without planned scratch).
     static KERNEL: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 

@@ -121,10 +121,9 @@ pub(crate) const SCRATCH: usize = if cfg!(feature = "std") {
 
 /// Floats of the buffer into which a direct 1x1 convolution on a small map (one row of
 /// pixels) run by channel tiles packs a block's input, tile after tile (`Tuning::cv_pack`):
-/// the block of pixels channel tiles read at most (`Tuning::cv_block_bytes`, 128 KiB).
-/// A thread's buffer ([`Scratch::take_kernel`](crate::scratch::Scratch::take_kernel)), so
-/// only with `std`: without, nothing is packed.
-const PACK_FLOATS: usize = 32 * 1024;
+/// the band buffer, unused when the input is read directly. A block of more packs
+/// nothing (MobileNetV2's 576- and 960-channel 7x7 layers with `std`).
+const PACK_FLOATS: usize = SCRATCH;
 
 /// Most kernel taps (`KH * KW`) the engine handles; larger kernels use the fallback.
 pub(crate) const MAX_TAPS: usize = 128;
@@ -199,7 +198,7 @@ struct Band {
     /// Padded input row held by band row 0.
     prow0: usize,
     /// Where a one-row channel pass packs its tiles' input ([`PACK_FLOATS`] floats, see
-    /// `panels::cv_rows`), or null: no packing.
+    /// `panels::cv_rows`: the band buffer), or null: no packing.
     pack: *mut f32,
 }
 

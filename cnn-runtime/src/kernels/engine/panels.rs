@@ -110,9 +110,8 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
     let mut scratch = MaybeUninit::<Scratch>::uninit();
     let scratch = scratch.as_mut_ptr().cast::<f32>();
     // A direct 1x1 layer on a small map (one row of pixels) run by channel tiles packs
-    // each block's input tile by tile (`cv_rows`).
-    #[cfg(feature = "std")]
-    let mut pack_buf = None;
+    // each block's input tile by tile (`cv_rows`) into the band buffer, which reading
+    // the input directly leaves unused.
     let pack: *mut f32 = if S::TUNING.cv_pack
         && direct
         && kk == 1
@@ -120,17 +119,7 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
         && plan == Plan::Channels
         && !pack_off()
     {
-        #[cfg(feature = "std")]
-        {
-            pack_buf
-                .insert(crate::scratch::Scratch::take_kernel(PACK_FLOATS))
-                .as_mut_slice()
-                .as_mut_ptr()
-        }
-        #[cfg(not(feature = "std"))]
-        {
-            core::ptr::null_mut()
-        }
+        scratch
     } else {
         core::ptr::null_mut()
     };

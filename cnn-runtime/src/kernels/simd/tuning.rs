@@ -85,8 +85,8 @@ pub(crate) struct Tuning {
     /// (0.875 of the lanes) about equal, 576 -> 96 slower (393 / 356).
     pub(crate) pv_short_k: usize,
     /// Direct 1x1 convolutions on small maps (one row of pixels: MobileNets' 14x14, 7x7,
-    /// 6x6 layers) run by channel tiles pack each block's input tile by tile (with
-    /// `std`: a thread's buffer), so that a tile's reads are one contiguous run beside
+    /// 6x6 layers) run by channel tiles pack each block's input tile by tile (into the
+    /// band buffer, where the block fits it), so that a tile's reads are one contiguous run beside
     /// its panel's weights in L1, not a cache line per input channel from L2. Measured
     /// with `conv::speed` on AVX2 (Zen 3, µs, three alternated runs, unpacked / packed):
     /// 960 -> 320 on 7x7 439-554 / 393-511, 320 -> 1280 564-767 / 534-730, 160 -> 960
