@@ -202,7 +202,12 @@ fn conv(
                 bias_bn,
             ),
         ));
-        quote!(#rt::kernels::conv::conv2d::<#ci, #h, #wd, #o, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw, #g>(r0, &self.#field, w, #act);)
+        if step.scratch.is_some() {
+            // Packing room for the channel tiles (`plan`: where it is free).
+            quote!(#rt::kernels::conv::conv2d_scratch::<#ci, #h, #wd, #o, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw, #g>(r0, &self.#field, w, scratch, #act);)
+        } else {
+            quote!(#rt::kernels::conv::conv2d::<#ci, #h, #wd, #o, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw, #g>(r0, &self.#field, w, #act);)
+        }
     };
     bind(step, false, call)
 }

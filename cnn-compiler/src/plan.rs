@@ -195,6 +195,9 @@ struct Group {
     buf: Buf,
     /// A kernel's working memory, not a tensor.
     scratch: bool,
+    /// Working memory the kernel can do without (its use is only faster), planned only
+    /// where it does not raise the arena's size.
+    optional: bool,
     /// Set when the group is placed inside another (a concat's output).
     parent: Option<(usize, usize)>,
 }
@@ -238,6 +241,7 @@ impl<'a> Planner<'a> {
             len,
             buf,
             scratch: false,
+            optional: false,
             parent: None,
         });
         self.groups.len() - 1
@@ -443,11 +447,41 @@ impl<'a> Planner<'a> {
                     Kernel::ConvTranspose { gemm: true, .. } => Some(shape.output.len()),
                     _ => None,
                 };
-                let scratch = match scratch_len {
-                    Some(len) => {
+                // Where the runtime packs a 1x1 layer's input for its channel tiles
+                // (small maps, AVX2): optional.
+                let pack_len = match (
+                    kernel,
+                    crate::shape::kernel_op(&layer.op, self.model.is_1d()),
+                ) {
+                    (
+                        Kernel::Conv {
+                            depthwise: false,
+                            winograd: None,
+                            ..
+                        },
+                        Op::Conv(conv),
+                    ) => {
+                        let (pt, _, pl, _) = shape.pads;
+                        let pair = |p: (i64, i64)| (p.0 as usize, p.1 as usize);
+                        let len = cnn_runtime::kernels::conv::conv_scratch_len(
+                            shape.input.as_chw(),
+                            shape.output.as_chw(),
+                            pair(conv.kernel),
+                            pair(conv.stride),
+                            (pt, pl),
+                            pair(conv.dilation),
+                            conv.groups as usize,
+                        );
+                        (len > 0).then_some(len)
+                    }
+                    _ => None,
+                };
+                let scratch = match (scratch_len, pack_len) {
+                    (Some(len), _) | (None, Some(len)) => {
                         let v = self.new_value(Shape::Vec(len));
                         let g = self.values[v].group;
                         self.groups[g].scratch = true;
+                        self.groups[g].optional = scratch_len.is_none();
                         Some(v)
                     }
                     _ => None,
@@ -675,6 +709,24 @@ pub fn plan(model: &Model, shapes: &[LayerShape]) -> Plan {
     finish(p, model, shapes)
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Plans no optional working memory on this thread when set (tests).
+    pub(crate) static OPTIONAL_OFF: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether optional working memory is switched off (tests).
+fn optional_off() -> bool {
+    #[cfg(test)]
+    {
+        OPTIONAL_OFF.with(|o| o.get())
+    }
+    #[cfg(not(test))]
+    {
+        false
+    }
+}
+
 fn finish(mut p: Planner<'_>, model: &Model, shapes: &[LayerShape]) -> Plan {
     let n = model.layers.len();
     let final_value = p.value_of[n - 1];
@@ -717,7 +769,7 @@ fn finish(mut p: Planner<'_>, model: &Model, shapes: &[LayerShape]) -> Plan {
         }
     }
     // Place the arena's blocks by live range.
-    let blocks: Vec<crate::place::Block> = (0..p.groups.len())
+    let all: Vec<crate::place::Block> = (0..p.groups.len())
         .filter(|&g| p.groups[g].parent.is_none() && p.groups[g].buf == Buf::Arena)
         .filter(|&g| first[g] != usize::MAX)
         .map(|g| crate::place::Block {
@@ -729,12 +781,32 @@ fn finish(mut p: Planner<'_>, model: &Model, shapes: &[LayerShape]) -> Plan {
             last: last[g],
         })
         .collect();
+    // Optional working memory only where it leaves the arena's size as it is without:
+    // added one block at a time, in step order.
+    let (mut blocks, optional): (Vec<_>, Vec<_>) =
+        all.into_iter().partition(|b| !p.groups[b.id].optional);
+    let mut placement = crate::place::place(&blocks, steps);
+    let base = placement.size;
+    let mut dropped = vec![false; p.groups.len()];
+    for b in optional {
+        if optional_off() {
+            dropped[b.id] = true;
+            continue;
+        }
+        blocks.push(b);
+        let trial = crate::place::place(&blocks, steps);
+        if trial.size <= base {
+            placement = trial;
+        } else {
+            dropped[b.id] = true;
+            blocks.pop();
+        }
+    }
     let unshared = blocks
         .iter()
         .filter(|b| !p.groups[b.id].scratch)
         .map(|b| b.len)
         .sum();
-    let placement = crate::place::place(&blocks, steps);
     let mut offset_of = vec![0usize; p.groups.len()];
     for (b, o) in blocks.iter().zip(&placement.offsets) {
         offset_of[b.id] = *o;
@@ -764,7 +836,10 @@ fn finish(mut p: Planner<'_>, model: &Model, shapes: &[LayerShape]) -> Plan {
             output: p.values[s.dst].shape,
             srcs: s.srcs.iter().map(|v| region(*v)).collect(),
             dst: region(s.dst),
-            scratch: s.scratch.map(|v| (region(v), p.values[v].shape.len())),
+            scratch: s
+                .scratch
+                .filter(|&v| !dropped[p.root(p.values[v].group).0])
+                .map(|v| (region(v), p.values[v].shape.len())),
         })
         .collect();
     Plan {

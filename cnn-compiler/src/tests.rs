@@ -533,6 +533,67 @@ proptest! {
     }
 }
 
+/// A 1x1 layer on a small map gets packing room for its channel tiles in the arena
+/// where that leaves the arena's size as it is (a late layer, under the early maps'
+/// high-water mark) and none where it would raise it; the generated code passes it.
+#[test]
+fn packing_room_only_where_it_is_free() {
+    let compile = |tokens: TokenStream, optional: bool| {
+        crate::plan::OPTIONAL_OFF.with(|o| o.set(!optional));
+        let c = compile_inline(tokens).expect("compiles");
+        crate::plan::OPTIONAL_OFF.with(|o| o.set(false));
+        c
+    };
+    let late = quote::quote!(struct M {
+        input: [16, 56, 56],
+        stem: conv(64, kernel = 3, padding = 1),
+        p: max_pool(8),
+        e: conv(960, kernel = 1),
+        pr: conv(320, kernel = 1),
+        f: flatten,
+        fc: linear(10),
+    });
+    let (with, without) = (compile(late.clone(), true), compile(late, false));
+    let pr = |c: &Compiled| {
+        c.plan
+            .steps
+            .iter()
+            .find(|s| s.layers == [3])
+            .cloned()
+            .unwrap()
+    };
+    let (region, len) = pr(&with)
+        .scratch
+        .expect("packing room for `pr` (960 -> 320 on 7x7)");
+    assert!(len > 960 * 7 * 7, "{len}");
+    assert!(region.offset + len <= with.plan.arena);
+    assert_eq!(with.plan.arena, without.plan.arena, "the arena grew");
+    assert_eq!(pr(&without).scratch, None);
+    // The room overlaps neither what the step reads nor what it writes.
+    let step = pr(&with);
+    for (r, l) in step
+        .srcs
+        .iter()
+        .zip(step.inputs.iter().map(|s| s.len()))
+        .chain([(&step.dst, step.output.len())])
+    {
+        if r.buf == region.buf {
+            assert!(
+                r.offset + l <= region.offset || region.offset + len <= r.offset,
+                "{step:?}"
+            );
+        }
+    }
+    let steps = crate::codegen::steps(&with.model, &with.shapes, &with.plan);
+    let code = steps.0.iter().map(|t| t.to_string()).collect::<String>();
+    assert!(code.contains("conv2d_scratch"), "{code}");
+    // The same layer first: its packing room would be most of the arena.
+    let first = quote::quote!(struct M { input: [960, 7, 7], pr: conv(320, kernel = 1), f: flatten, fc: linear(10) });
+    let c = compile(first, true);
+    assert_eq!(c.plan.steps[0].scratch, None);
+    assert_eq!(c.plan.arena, compile(quote::quote!(struct M { input: [960, 7, 7], pr: conv(320, kernel = 1), f: flatten, fc: linear(10) }), false).plan.arena);
+}
+
 #[test]
 fn stack_limit_matches_the_runtime() {
     assert_eq!(
@@ -677,6 +738,19 @@ proptest! {
                         let in_place = k == 0 && *r == step.dst;
                         if r.buf == step.dst.buf && !in_place {
                             prop_assert!(src.1 <= dst.0 || dst.1 <= src.0, "{text}\n{step:?}");
+                        }
+                    }
+                    // A kernel's working memory: in the arena, apart from what it reads
+                    // and writes.
+                    if let Some((r, len)) = step.scratch {
+                        prop_assert!(r.buf == crate::plan::Buf::Arena, "{text}\n{step:?}");
+                        let sc = (r.offset, r.offset + len);
+                        prop_assert!(sc.1 <= c.plan.arena, "{text}\n{step:?}");
+                        let uses = step.srcs.iter().zip(step.inputs.iter().map(|s| s.len()));
+                        for (u, l) in uses.chain([(&step.dst, step.output.len())]) {
+                            if u.buf == r.buf {
+                                prop_assert!(sc.1 <= u.offset || u.offset + l <= sc.0, "{text}\n{step:?}");
+                            }
                         }
                     }
                 }

@@ -125,7 +125,7 @@ impl ConvParams {
     }
 }
 
-/// The convolution with its dimensions as runtime values; see [`conv2d`].
+/// The convolution with its dimensions as runtime values; see [`conv2d_scratch`].
 #[inline]
 fn conv2d_dyn(
     level: Level,
@@ -133,9 +133,67 @@ fn conv2d_dyn(
     input: &[f32],
     params: &ConvParams,
     output: &mut [f32],
+    scratch: &mut [f32],
     act: Act,
 ) {
-    conv2d_with(level, d, input, params, output, act, engine::SCRATCH, None);
+    conv2d_with(
+        level,
+        d,
+        input,
+        params,
+        output,
+        act,
+        engine::SCRATCH,
+        None,
+        scratch,
+    );
+}
+
+/// Floats of working memory [`conv2d_scratch`] can use for a convolution of these
+/// dimensions (arguments as [`conv2d`]'s parameters: input `C x H x W`, output `O x OH x
+/// OW`, kernel, stride, top/left padding, dilation, groups), 0 when it uses none: a 1x1
+/// convolution on a small map run by channel tiles packs each block of its input there,
+/// tile after tile, on the levels that pack (AVX2), a share per thread part for up to
+/// four parts. Fewer floats work too (blocks that do not fit are read unpacked, with the
+/// same results); the compiler plans this memory in a model's arena where it does not
+/// raise the arena's size.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_scratch_len(
+    (c, h, w): (usize, usize, usize),
+    (o, oh, ow): (usize, usize, usize),
+    (kh, kw): (usize, usize),
+    (sh, sw): (usize, usize),
+    (ph, pw): (usize, usize),
+    (dh, dw): (usize, usize),
+    g: usize,
+) -> usize {
+    let ok = [c, h, w, o, oh, ow, kh, kw, sh, sw, dh, dw, g]
+        .iter()
+        .all(|&n| n > 0)
+        && c.is_multiple_of(g)
+        && o.is_multiple_of(g);
+    if !ok {
+        return 0;
+    }
+    let d = Dims2d {
+        c,
+        h,
+        w,
+        o,
+        oh,
+        ow,
+        kh,
+        kw,
+        sh,
+        sw,
+        ph,
+        pw,
+        dh,
+        dw,
+        g,
+    };
+    // Whole lines per part.
+    engine::pack_floats(d).next_multiple_of(16) * engine::PACK_PARTS
 }
 
 /// 2-D convolution, PyTorch `Conv2d` semantics, fused with its activation:
@@ -172,6 +230,46 @@ pub fn conv2d<
     output: &mut [f32],
     act: Act,
 ) {
+    conv2d_scratch::<C, H, W, O, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, G>(
+        input,
+        params,
+        output,
+        &mut [],
+        act,
+    );
+}
+
+/// [`conv2d`] with working memory: `scratch` (any length; [`conv_scratch_len`] floats
+/// are all it can use) lets a 1x1 layer on a small map pack its input for its channel
+/// tiles where the block would not fit the kernel's stack buffer. The results are the
+/// same bits as [`conv2d`]'s; `scratch`'s contents before and after mean nothing.
+///
+/// # Panics
+///
+/// As [`conv2d`].
+pub fn conv2d_scratch<
+    const C: usize,
+    const H: usize,
+    const W: usize,
+    const O: usize,
+    const OH: usize,
+    const OW: usize,
+    const KH: usize,
+    const KW: usize,
+    const SH: usize,
+    const SW: usize,
+    const PH: usize,
+    const PW: usize,
+    const DH: usize,
+    const DW: usize,
+    const G: usize,
+>(
+    input: &[f32],
+    params: &ConvParams,
+    output: &mut [f32],
+    scratch: &mut [f32],
+    act: Act,
+) {
     const {
         assert!(C > 0 && H > 0 && W > 0 && O > 0 && OH > 0 && OW > 0);
         assert!(KH > 0 && KW > 0 && SH > 0 && SW > 0 && DH > 0 && DW > 0);
@@ -203,5 +301,5 @@ pub fn conv2d<
         dw: DW,
         g: G,
     };
-    conv2d_dyn(cpu::level(), d, input, params, output, act);
+    conv2d_dyn(cpu::level(), d, input, params, output, scratch, act);
 }

@@ -5,7 +5,7 @@
 use super::ConvParams;
 use crate::cpu::Level;
 use crate::kernels::activation::Act;
-use crate::kernels::engine::{self, Plan};
+use crate::kernels::engine::{self, PackBuf, Plan};
 use crate::kernels::geometry::Dims2d;
 use crate::kernels::simd::{self, Simd, WithSimd};
 
@@ -23,14 +23,17 @@ pub(super) struct ConvRun<'a> {
     pub(super) panels: (usize, usize),
     /// Output pixels `q = y * OW + x` (see `engine::conv_panels`).
     pub(super) pixels: (usize, usize),
+    /// This run's own packing buffer (see `engine::conv_panels`).
+    pub(super) pack: PackBuf,
 }
 
 impl WithSimd for ConvRun<'_> {
     type Output = bool;
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) -> bool {
-        // SAFETY: whoever built the run (`conv2d_with`) gave it `out` over the whole
-        // output and a panel range no other run of the same call writes.
+        // SAFETY: whoever built the run (`conv2d_in`) gave it `out` over the whole
+        // output, a panel or pixel range no other run of the same call writes, and a
+        // packing buffer no other run of the call uses.
         unsafe {
             engine::conv_panels(
                 s,
@@ -43,6 +46,7 @@ impl WithSimd for ConvRun<'_> {
                 self.force,
                 self.panels,
                 self.pixels,
+                self.pack,
             )
         }
     }
@@ -228,6 +232,7 @@ pub(super) fn conv2d_with(
     act: Act,
     cap: usize,
     force: Option<Plan>,
+    pack: &mut [f32],
 ) {
     simd::run(
         level,
@@ -239,6 +244,7 @@ pub(super) fn conv2d_with(
             act,
             cap,
             force,
+            pack,
         },
     );
 }
@@ -252,6 +258,7 @@ pub(super) struct ConvEntry<'a> {
     pub(super) act: Act,
     pub(super) cap: usize,
     pub(super) force: Option<Plan>,
+    pub(super) pack: &'a mut [f32],
 }
 
 impl WithSimd for ConvEntry<'_> {
@@ -266,8 +273,9 @@ impl WithSimd for ConvEntry<'_> {
             act,
             cap,
             force,
+            pack,
         } = self;
-        conv2d_in(s, d, input, params, output, act, cap, force);
+        conv2d_in(s, d, input, params, output, act, cap, force, pack);
     }
 }
 
@@ -286,6 +294,7 @@ pub(super) fn conv2d_in<S: Simd>(
     act: Act,
     cap: usize,
     force: Option<Plan>,
+    pack: &mut [f32],
 ) {
     let input = &input[..d.c * d.h * d.w];
     let n = d.o * d.oh * d.ow;
@@ -299,6 +308,11 @@ pub(super) fn conv2d_in<S: Simd>(
         let parts = split.parts();
         if parts > 1 {
             let out = OutPtr(output.as_mut_ptr());
+            // The packing buffer in equal shares, whole lines, for the first parts
+            // (the others pack into their band buffers where a block fits).
+            let shares = parts.min(engine::PACK_PARTS);
+            let share = pack.len() / shares / 16 * 16;
+            let pack_base = OutPtr(pack.as_mut_ptr());
             let ok = std::sync::atomic::AtomicBool::new(true);
             let part = |i: usize| {
                 let (panels, pixels) = match split {
@@ -315,6 +329,16 @@ pub(super) fn conv2d_in<S: Simd>(
                     force,
                     panels,
                     pixels,
+                    pack: if i < shares && share > 0 {
+                        PackBuf {
+                            // SAFETY: share `i < shares` of `pack`: `i * share + share
+                            // <= pack.len()`, no other part's.
+                            ptr: unsafe { pack_base.get().add(i * share) },
+                            len: share,
+                        }
+                    } else {
+                        PackBuf::NONE
+                    },
                 };
                 if !s.vectorize(run) {
                     ok.store(false, std::sync::atomic::Ordering::Relaxed);
@@ -340,6 +364,10 @@ pub(super) fn conv2d_in<S: Simd>(
         force,
         panels: (0, panels),
         pixels: (0, d.oh * d.ow),
+        pack: PackBuf {
+            ptr: pack.as_mut_ptr(),
+            len: pack.len(),
+        },
     };
     let done = s.vectorize(run) || (is_1d(&d) && conv1d_tiled(s, d, input, params, output, act));
     if !done {
@@ -414,6 +442,7 @@ pub(super) fn conv1d_tiled<S: Simd>(
             act,
             engine::SCRATCH,
             None,
+            &mut [],
         );
         for o in 0..d.o {
             output[o * d.ow + x0..o * d.ow + x0 + n].copy_from_slice(&tout[o * n..(o + 1) * n]);

@@ -93,6 +93,12 @@ fn speed() {
         let mut ybuf = vec![0.0f32; o * oh * oh + 16];
         let off = ybuf.as_ptr().align_offset(64);
         let y = &mut ybuf[off..off + o * oh * oh];
+        // The working memory a model plans for the layer (packing beyond the band
+        // buffer), on a line.
+        let len = conv_scratch_len((c, h, h), (o, oh, oh), (k, k), (s, s), (p, p), (1, 1), 1);
+        let mut sbuf = vec![0.0f32; len + 16];
+        let soff = sbuf.as_ptr().align_offset(64);
+        let scratch = &mut sbuf[soff..soff + len];
         let blocks: &[usize] = if std::env::var("CONV_SWEEP").is_ok() {
             &[4, 32 << 10, 64 << 10, 128 << 10, 256 << 10, 1 << 40]
         } else {
@@ -105,7 +111,7 @@ fn speed() {
                     o.store(bytes, Ordering::Relaxed);
                 }
                 let t = time(|| {
-                    conv2d_dyn(level, d, black_box(&x), &params, y, act);
+                    conv2d_dyn(level, d, black_box(&x), &params, y, scratch, act);
                     black_box(&*y);
                 });
                 best[i] = best[i].min(t);
@@ -121,7 +127,7 @@ fn speed() {
             for (i, off) in [true, false].into_iter().enumerate() {
                 crate::kernels::engine::NO_PACK.store(off, Ordering::Relaxed);
                 let t = time(|| {
-                    conv2d_dyn(level, d, black_box(&x), &params, y, act);
+                    conv2d_dyn(level, d, black_box(&x), &params, y, scratch, act);
                     black_box(&*y);
                 });
                 packs[i] = packs[i].min(t);
@@ -142,6 +148,7 @@ fn speed() {
                         act,
                         engine::SCRATCH,
                         Some(force),
+                        &mut [],
                     );
                     black_box(&*y);
                 });

@@ -91,7 +91,7 @@ fn check_all_paths(d: Dims2d, input: &[f32], params: &ConvParams, act: Act, want
         for force in [None, Some(Plan::Pixels), Some(Plan::Channels)] {
             for cap in CAPS {
                 let mut got = vec![7.0; n + 3];
-                conv2d_with(level, d, &inp, params, &mut got, act, cap, force);
+                conv2d_with(level, d, &inp, params, &mut got, act, cap, force, &mut []);
                 let ctx = (d, act, level, force, cap);
                 assert_eq!(&got[n..], &[7.0; 3], "wrote past its output: {ctx:?}");
                 r::assert_close(&got[..n], want, &ctx);
@@ -184,6 +184,7 @@ fn long_1d_signals_in_column_tiles() {
                 force: None,
                 panels: (0, o.div_ceil(engine::PANEL)),
                 pixels: (0, aw.out),
+                pack: engine::PackBuf::NONE,
             },
         );
         assert!(declined, "{c}x{w} k{k} p{p} d{d}: the engine took it");
@@ -197,7 +198,7 @@ fn long_1d_signals_in_column_tiles() {
         ));
         for level in simd::test_levels() {
             let mut got = vec![0.0f32; o * aw.out];
-            conv2d_dyn(level, dd, &input, &params, &mut got, Act::Relu);
+            conv2d_dyn(level, dd, &input, &params, &mut got, &mut [], Act::Relu);
             r::assert_close(&got, &want, &(c, o, w, k, s, p, d, level));
         }
     }
@@ -643,6 +644,7 @@ fn panel_ranges_equal_the_whole_bit_for_bit() {
                         force,
                         panels: range,
                         pixels: (0, n / d.o),
+                        pack: engine::PackBuf::NONE,
                     };
                     // The engine declines some layers at the small band size (the
                     // fallback's business), for every range alike.
@@ -696,6 +698,7 @@ fn pixel_ranges_equal_the_whole_bit_for_bit() {
                         force,
                         panels: (0, panels),
                         pixels: range,
+                        pack: engine::PackBuf::NONE,
                     };
                     let engine = simd::run(level, run(&mut whole, (0, n / d.o)));
                     for parts in (2..=5).filter(|&p| p <= units(p)) {
@@ -806,7 +809,17 @@ fn threads_give_the_one_thread_result_bit_for_bit() {
         for level in simd::test_levels() {
             r::assert_threads_match_one(n, &(d, level), |out| {
                 let sc = engine::SCRATCH;
-                conv2d_with(level, d, &input, &params, out, Act::Relu6, sc, None)
+                conv2d_with(
+                    level,
+                    d,
+                    &input,
+                    &params,
+                    out,
+                    Act::Relu6,
+                    sc,
+                    None,
+                    &mut [],
+                )
             });
         }
         // A layer the engine declines (cap 1: padded layers fall back) is still right
@@ -826,6 +839,7 @@ fn threads_give_the_one_thread_result_bit_for_bit() {
             Act::Relu6,
             1,
             None,
+            &mut [],
         );
         let want = r::conv2d(c, o, g, ah, aw, &input, &weight, Some(&bias), Act::Relu6);
         r::assert_close(&fb, &want, &d);
@@ -910,6 +924,7 @@ fn packed_channel_tiles_equal_unpacked_bit_for_bit() {
                         Act::Relu6,
                         engine::SCRATCH,
                         force,
+                        &mut [],
                     );
                     y
                 };
@@ -928,4 +943,102 @@ fn packed_channel_tiles_equal_unpacked_bit_for_bit() {
     }
     BLOCK_OVERRIDE[Plan::Channels as usize].store(0, Ordering::Relaxed);
     NO_PACK.store(false, Ordering::Relaxed);
+}
+
+/// Whether a level packs channel tiles' input (`Tuning::cv_pack`).
+struct LevelPacks;
+
+impl simd::WithSimd for LevelPacks {
+    type Output = bool;
+    fn with_simd<S: simd::Simd>(self, _: S) -> bool {
+        S::TUNING.cv_pack
+    }
+}
+
+/// The working memory `conv_scratch_len` asks for lets 1x1 layers whose blocks do not
+/// fit the band buffer pack (MobileNetV2's 576- and 960-channel 7x7 layers,
+/// MobileNet-96's 512 -> 512 on 6x6): on the levels that pack, the scratch is written;
+/// on every level, with that scratch, a shorter one or none, the results are the same
+/// bits; layers that never pack ask for none.
+#[test]
+fn planned_scratch_packs_blocks_beyond_the_band_buffer() {
+    let mut rng = Rng::new(31);
+    // (C, map side, O)
+    for (c, side, o) in [(960, 7, 320), (576, 7, 160), (512, 6, 512), (160, 7, 960)] {
+        let ax = Axis::conv(side, 1, 1, 0, 1).unwrap();
+        let d = dims(c, o, 1, ax, ax);
+        let px = side * side;
+        let len = conv_scratch_len(
+            (c, side, side),
+            (o, side, side),
+            (1, 1),
+            (1, 1),
+            (0, 0),
+            (1, 1),
+            1,
+        );
+        // Every part's share holds a block (the whole input or the band buffer's worth).
+        let least = engine::PACK_PARTS * (c * px).min(engine::SCRATCH);
+        assert!(len >= least, "{c} x {side}: {len}");
+        let input = rng.vec(c * px, -1.0, 1.0);
+        let weight = rng.vec(o * c, -0.3, 0.3);
+        let bias = rng.vec(o, -0.5, 0.5);
+        let params = ConvParams::from_torch(o, c, 1, 1, &weight, Some(&bias), None);
+        let want = r::conv2d(c, o, 1, ax, ax, &input, &weight, Some(&bias), Act::Relu6);
+        for level in simd::test_levels() {
+            let run = |scratch: &mut [f32]| {
+                let mut y = vec![0.0; o * px];
+                let sc = engine::SCRATCH;
+                conv2d_with(
+                    level,
+                    d,
+                    &input,
+                    &params,
+                    &mut y,
+                    Act::Relu6,
+                    sc,
+                    None,
+                    scratch,
+                );
+                y
+            };
+            let plain = run(&mut []);
+            r::assert_close(&plain, &want, &(c, side, o, level));
+            for n in [len, len / 2, 100] {
+                let mut scratch = vec![f32::NAN; n];
+                let got = run(&mut scratch);
+                let ctx = (c, side, o, level, n);
+                assert!(
+                    got.iter()
+                        .zip(&plain)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "with a scratch of {n} floats the results differ: {ctx:?}"
+                );
+                let used = scratch.iter().any(|v| !v.is_nan());
+                // Each part's share is at least `len / PACK_PARTS`, used when larger
+                // than the band buffer.
+                let beyond = len / engine::PACK_PARTS > engine::SCRATCH;
+                if n == len && beyond && simd::run(level, LevelPacks) {
+                    assert!(used, "the planned scratch was not used: {ctx:?}");
+                }
+            }
+        }
+    }
+    let mut levels = simd::test_levels();
+    levels.retain(|&l| simd::run(l, LevelPacks));
+    if levels.is_empty() {
+        eprintln!(
+            "note: no level of this CPU packs (AVX2): the planned scratch's use NOT exercised"
+        );
+    }
+    // Layers that never pack: padded, 3x3, pixel tiles (a wide 1x1 layer, few channels).
+    let none = [
+        ((64, 28, 28), (64, 28, 28), (3, 3), (1, 1)),
+        ((64, 14, 14), (64, 14, 14), (1, 1), (1, 1)),
+        ((16, 56, 56), (8, 56, 56), (1, 1), (1, 1)),
+    ];
+    for ((c, h, w), (o, oh, ow), k, p) in none {
+        let len = conv_scratch_len((c, h, w), (o, oh, ow), k, (1, 1), p, (1, 1), 1);
+        assert_eq!(len, 0, "{c}x{h}x{w} -> {o}, kernel {k:?}, padding {p:?}");
+    }
 }

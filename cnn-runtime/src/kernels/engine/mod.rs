@@ -97,9 +97,9 @@ pub(crate) use self::dw_flat::{depthwise_flat, flat3_fits};
 pub(crate) use self::dw_narrow2::{depthwise_narrow2, narrow2_fits};
 pub(crate) use self::dw_phase2::depthwise_phase2;
 pub(crate) use self::dw_rows3::{depthwise_rows3, phase3_fits};
-pub(crate) use self::panels::conv_panels;
 #[allow(unused_imports)]
 use self::panels::*;
+pub(crate) use self::panels::{conv_panels, pack_floats};
 #[cfg(test)]
 pub(crate) use self::panels::{BLOCK_OVERRIDE, NO_PACK};
 pub(crate) use self::pool::pool;
@@ -119,11 +119,30 @@ pub(crate) const SCRATCH: usize = if cfg!(feature = "std") {
     4 * 1024
 };
 
-/// Floats of the buffer into which a direct 1x1 convolution on a small map (one row of
-/// pixels) run by channel tiles packs a block's input, tile after tile (`Tuning::cv_pack`):
-/// the band buffer, unused when the input is read directly. A block of more packs
-/// nothing (MobileNetV2's 576- and 960-channel 7x7 layers with `std`).
-const PACK_FLOATS: usize = SCRATCH;
+/// Where a direct 1x1 convolution on a small map (one row of pixels) run by channel
+/// tiles packs a block's input, tile after tile (`Tuning::cv_pack`): `len` floats at
+/// `ptr` that one call of [`conv_panels`] (one thread part) has to itself, or null. A
+/// block of more than `len` floats is not packed (the same bits either way).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PackBuf {
+    /// First float, or null: none.
+    pub(crate) ptr: *mut f32,
+    /// Floats at `ptr`.
+    pub(crate) len: usize,
+}
+
+/// Thread parts of a split convolution that get a share of the packing buffer a model
+/// plans ([`crate::kernels::conv::conv_scratch_len`]); further parts pack into their
+/// band buffers where a block fits.
+pub(crate) const PACK_PARTS: usize = 4;
+
+impl PackBuf {
+    /// No buffer: the call packs into its band buffer where a block fits it.
+    pub(crate) const NONE: PackBuf = PackBuf {
+        ptr: core::ptr::null_mut(),
+        len: 0,
+    };
+}
 
 /// Most kernel taps (`KH * KW`) the engine handles; larger kernels use the fallback.
 pub(crate) const MAX_TAPS: usize = 128;
@@ -197,9 +216,9 @@ struct Band {
     rowpitch: usize,
     /// Padded input row held by band row 0.
     prow0: usize,
-    /// Where a one-row channel pass packs its tiles' input ([`PACK_FLOATS`] floats, see
-    /// `panels::cv_rows`: the band buffer), or null: no packing.
-    pack: *mut f32,
+    /// Where a one-row channel pass packs its tiles' input (see `panels::cv_rows`),
+    /// or none: no packing.
+    pack: PackBuf,
 }
 
 /// What a micro-kernel call computes, beyond its tile position.
@@ -281,6 +300,7 @@ pub(crate) fn conv<S: Simd>(
             force,
             (0, panels),
             (0, d.oh * d.ow),
+            PackBuf::NONE,
         )
     }
 }

@@ -3,6 +3,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use crate::kernels::simd::Tuning;
 
 /// [`conv`] restricted to the output channels of weight panels `panels.0..panels.1`
 /// (only for one group: with groups, `panels` must be all of them) and to the output
@@ -31,6 +32,7 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
     force: Option<Plan>,
     panels: (usize, usize),
     pixels: (usize, usize),
+    pack: PackBuf,
 ) -> bool {
     let kk = d.kh * d.kw;
     let (cg, og) = (d.c / d.g, d.o / d.g);
@@ -61,25 +63,8 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
 
     // Micro-kernel: the one filling more lanes (strides are fine for both: the band's
     // phase split makes a pixel tile's reads contiguous).
-    let plan = force.unwrap_or_else(|| {
-        let pv = d.ow as f64 / d.ow.next_multiple_of(S::LANES) as f64;
-        let cv = og as f64 / og.next_multiple_of(PANEL) as f64;
-        // Short reductions: the channel tiles' transposing epilogue weighs (see
-        // `Tuning::pv_short_k`).
-        let short = kk * cg <= S::TUNING.pv_short_k && pv >= 0.9 * cv;
-        if pv >= cv || short {
-            Plan::Pixels
-        } else {
-            Plan::Channels
-        }
-    });
-
-    // Input source: direct when every tap is inside the input and the stride is 1.
-    let direct = d.ph == 0
-        && d.pw == 0
-        && d.sw == 1
-        && (d.oh - 1) * d.sh + (d.kh - 1) * d.dh < d.h
-        && (d.ow - 1) * d.sw + (d.kw - 1) * d.dw < d.w;
+    let plan = force.unwrap_or_else(|| auto_plan(&d, S::LANES, &S::TUNING));
+    let direct = reads_directly(&d);
     let wp = (d.ow - 1) * d.sw + (d.kw - 1) * d.dw + 1;
     let wq = wp.div_ceil(d.sw);
     let rowpitch = if direct { d.w } else { d.sw * wq };
@@ -110,18 +95,20 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
     let mut scratch = MaybeUninit::<Scratch>::uninit();
     let scratch = scratch.as_mut_ptr().cast::<f32>();
     // A direct 1x1 layer on a small map (one row of pixels) run by channel tiles packs
-    // each block's input tile by tile (`cv_rows`) into the band buffer, which reading
-    // the input directly leaves unused.
-    let pack: *mut f32 = if S::TUNING.cv_pack
-        && direct
-        && kk == 1
-        && d.oh == 1
-        && plan == Plan::Channels
-        && !pack_off()
-    {
-        scratch
+    // each block's input tile by tile (`cv_rows`): into the buffer the caller planned
+    // for it, or, when that is smaller, into the band buffer, which reading the input
+    // directly leaves unused.
+    let pack = if packs(&d, plan, &S::TUNING) && !pack_off() {
+        if pack.len > SCRATCH {
+            pack
+        } else {
+            PackBuf {
+                ptr: scratch,
+                len: SCRATCH,
+            }
+        }
     } else {
-        core::ptr::null_mut()
+        PackBuf::NONE
     };
     debug_assert!(cap <= SCRATCH);
     let weight = packed.weight.as_ptr().cast::<f32>();
@@ -178,7 +165,7 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
                         plane: nrows * rowpitch,
                         rowpitch,
                         prow0,
-                        pack: core::ptr::null_mut(),
+                        pack: PackBuf::NONE,
                     }
                 };
                 let job = Job {
@@ -358,6 +345,75 @@ fn block_floats<S: Simd>(plan: Plan) -> usize {
     }
 }
 
+/// The micro-kernel [`conv_panels`] picks for the (flat) convolution `d` on a level of
+/// `lanes` lanes and `tuning`: the one filling more lanes (strides are fine for both:
+/// the band's phase split makes a pixel tile's reads contiguous).
+pub(crate) fn auto_plan(d: &Dims2d, lanes: usize, tuning: &Tuning) -> Plan {
+    let (kk, cg, og) = (d.kh * d.kw, d.c / d.g, d.o / d.g);
+    let pv = d.ow as f64 / d.ow.next_multiple_of(lanes) as f64;
+    let cv = og as f64 / og.next_multiple_of(PANEL) as f64;
+    // Short reductions: the channel tiles' transposing epilogue weighs (see
+    // `Tuning::pv_short_k`).
+    let short = kk * cg <= tuning.pv_short_k && pv >= 0.9 * cv;
+    if pv >= cv || short {
+        Plan::Pixels
+    } else {
+        Plan::Channels
+    }
+}
+
+/// Whether [`conv_panels`] reads the (flat) convolution `d`'s input directly, not
+/// through a band copy: every tap inside the input and stride 1 along rows.
+pub(crate) fn reads_directly(d: &Dims2d) -> bool {
+    d.ph == 0
+        && d.pw == 0
+        && d.sw == 1
+        && (d.oh - 1) * d.sh + (d.kh - 1) * d.dh < d.h
+        && (d.ow - 1) * d.sw + (d.kw - 1) * d.dw < d.w
+}
+
+/// Whether the channel tiles of the (flat) convolution `d` run by `plan` pack their
+/// input on a level of `tuning` (`Tuning::cv_pack`): a direct 1x1 layer of one row.
+fn packs(d: &Dims2d, plan: Plan, tuning: &Tuning) -> bool {
+    tuning.cv_pack && d.kh * d.kw == 1 && d.oh == 1 && plan == Plan::Channels && reads_directly(d)
+}
+
+/// Floats a thread part of the convolution `d` (as given, not flat) packs at most on a
+/// level of `lanes` lanes and `tuning` (0: it does not pack there): a block of channel
+/// tiles' input (`cv_rows`: about `cv_block_bytes`, at least one tile of at most 16
+/// pixels), never more than the whole input.
+fn pack_floats_at(d: Dims2d, lanes: usize, tuning: &Tuning) -> usize {
+    let d = flat(d);
+    if !packs(&d, auto_plan(&d, lanes, tuning), tuning) {
+        return 0;
+    }
+    let cg = d.c / d.g;
+    (d.ow * cg).min((tuning.cv_block_bytes / 4).max(16 * cg))
+}
+
+/// Floats a thread part of the convolution `d` packs at most on any level the build
+/// has (0: it never packs): what [`PackBuf`] needs per part so that every block packs.
+pub(crate) fn pack_floats(d: Dims2d) -> usize {
+    use crate::kernels::simd::{Portable, Tuned};
+    #[allow(unused_mut)]
+    let mut n = pack_floats_at(d, <Portable as Simd>::LANES, &<Portable as Tuned>::TUNING);
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::kernels::simd::{Avx2, Avx512};
+        n = n.max(pack_floats_at(
+            d,
+            <Avx2 as Simd>::LANES,
+            &<Avx2 as Tuned>::TUNING,
+        ));
+        n = n.max(pack_floats_at(
+            d,
+            <Avx512 as Simd>::LANES,
+            &<Avx512 as Tuned>::TUNING,
+        ));
+    }
+    n
+}
+
 /// Whether packing is switched off (tests comparing packed and unpacked tiles).
 #[inline(always)]
 fn pack_off() -> bool {
@@ -529,19 +585,19 @@ pub(super) fn cv_rows<S, W, const VEC: usize, const NP: usize, const PN: usize>(
         // tile reads one contiguous run (a line per 16 / NP channels, in L1 with the
         // panel's weights) instead of a line per channel spread over the whole input.
         // The tiles compute the same chains in the same order: the same bits.
-        let packed = if !band.pack.is_null() && (qe - qa) * job.cn <= PACK_FLOATS {
+        let packed = if !band.pack.ptr.is_null() && (qe - qa) * job.cn <= band.pack.len {
             let nt = (qe - qa) / NP;
             // SAFETY: tiles `t < nt` are whole and in the one row (`qa + nt * NP <= qe
             // <= q1`): input pixels `qa..qa + nt * NP` of each of the chunk's channels
-            // (direct: the input itself); the buffer holds `PACK_FLOATS >= nt * NP *
-            // cn` floats.
+            // (direct: the input itself); the buffer holds `pack.len >= nt * NP * cn`
+            // floats, this call's alone (`PackBuf`).
             unsafe {
                 for c in 0..job.cn {
                     let src = band.base.add(c * band.plane + qa);
                     for t in 0..nt {
                         core::ptr::copy_nonoverlapping(
                             src.add(t * NP),
-                            band.pack.add((t * job.cn + c) * NP),
+                            band.pack.ptr.add((t * job.cn + c) * NP),
                             NP,
                         );
                     }
@@ -559,7 +615,7 @@ pub(super) fn cv_rows<S, W, const VEC: usize, const NP: usize, const PN: usize>(
             let pair = PN == 2 && VEC == 1 && go0 <= p0 && p0 + 2 * PANEL <= go0 + og;
             for t in 0..packed {
                 // SAFETY: tile `t` of the packed block (see above).
-                let src = unsafe { band.pack.add(t * job.cn * NP) };
+                let src = unsafe { band.pack.ptr.add(t * job.cn * NP) };
                 cv_tile::<S, W, VEC, NP, PN, true>(
                     args,
                     qa + t * NP,

@@ -38,7 +38,7 @@ mod x86_avx2;
 mod x86_avx512;
 
 pub(crate) use portable::Portable;
-pub(crate) use tuning::Tuned;
+pub(crate) use tuning::{Tuned, Tuning};
 #[cfg(target_arch = "x86_64")]
 pub(crate) use x86_avx2::Avx2;
 #[cfg(target_arch = "x86_64")]
