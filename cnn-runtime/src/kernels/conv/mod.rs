@@ -21,6 +21,8 @@ use super::norm::Affine;
 use crate::buf::Buf;
 use crate::cpu::{self, Level};
 
+#[cfg(test)]
+mod fuse_speed;
 mod run;
 #[cfg(test)]
 mod speed;

@@ -127,7 +127,7 @@ impl DepthwiseParams {
 
 /// How the engine runs a depthwise convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum DwPlan {
+pub(crate) enum DwPlan {
     /// Per channel, rows of pixel vectors: long rows.
     Rows,
     /// `LANES` channels at once through transposes: short rows.
@@ -475,7 +475,7 @@ unsafe fn depthwise_part<S: Simd>(
 /// a forced plan (tests); see [`depthwise_conv2d`]. Picks the instruction set once and
 /// runs [`depthwise_in`] with its token.
 #[allow(clippy::too_many_arguments)]
-fn depthwise_with(
+pub(crate) fn depthwise_with(
     level: Level,
     d: Dims2d,
     input: &[f32],

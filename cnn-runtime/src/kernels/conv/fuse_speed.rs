@@ -1,0 +1,174 @@
+//! Measurement, not a kernel: a 1x1 expansion and the depthwise 3x3 layer reading it
+//! (MobileNets' expand -> depthwise pairs) run as two whole layers, through a full-size
+//! intermediate, against the two run band by band, the intermediate a few rows in a
+//! buffer (`cargo test -p cnn-runtime --release conv::fuse_speed -- --ignored
+//! --nocapture`; `FUSE_ROWS=2,4` the depthwise output rows per band).
+
+use super::*;
+use crate::kernels::depthwise::{depthwise_with, DepthwiseParams};
+use crate::kernels::reference::{self as r, Rng};
+use std::hint::black_box;
+use std::time::Instant;
+
+#[test]
+#[ignore]
+fn fuse_speed() {
+    let level = cpu::level();
+    let rows: Vec<usize> = std::env::var("FUSE_ROWS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|x| x.parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 2, 4, 8]);
+    let mut rng = Rng::new(11);
+    // (C, H, E, depthwise stride)
+    for (c, h, e, s) in [
+        (16, 112, 96, 2),
+        (24, 56, 144, 1),
+        (24, 56, 144, 2),
+        (32, 28, 192, 2),
+        (32, 48, 64, 2),
+        (64, 24, 128, 1),
+        (128, 24, 128, 2),
+        (96, 14, 576, 2),
+    ] {
+        let w = h;
+        let oh = (h + 2 - 3) / s + 1;
+        let x = rng.vec(c * h * w, -1.0, 1.0);
+        let we = rng.vec(e * c, -0.3, 0.3);
+        let be = rng.vec(e, -0.1, 0.1);
+        let pe = ConvParams::from_torch(e, c, 1, 1, &we, Some(&be), None);
+        let wd = rng.vec(e * 9, -0.3, 0.3);
+        let bd = rng.vec(e, -0.1, 0.1);
+        let pd = DepthwiseParams::from_torch(e, 1, 3, 3, &wd, Some(&bd), None);
+        let de = Dims2d {
+            c,
+            h,
+            w,
+            o: e,
+            oh: h,
+            ow: w,
+            kh: 1,
+            kw: 1,
+            sh: 1,
+            sw: 1,
+            ph: 0,
+            pw: 0,
+            dh: 1,
+            dw: 1,
+            g: 1,
+        };
+        let dd = Dims2d {
+            c: e,
+            h,
+            w,
+            o: e,
+            oh,
+            ow: oh,
+            kh: 3,
+            kw: 3,
+            sh: s,
+            sw: s,
+            ph: 1,
+            pw: 1,
+            dh: 1,
+            dw: 1,
+            g: e,
+        };
+        let mut mid = vec![0.0f32; e * h * w];
+        let mut y = vec![0.0f32; e * oh * oh];
+        let sc = engine::SCRATCH;
+        let mut whole = |y: &mut [f32]| {
+            conv2d_with(
+                level,
+                de,
+                black_box(&x),
+                &pe,
+                &mut mid,
+                Act::Relu6,
+                sc,
+                None,
+                &mut [],
+            );
+            depthwise_with(level, dd, &mid, &pd, y, Act::Relu6, sc, None);
+        };
+        whole(&mut y);
+        let want = y.clone();
+        // Bands of `rb` output rows: the input rows they need copied, expanded into
+        // `bmid`, the depthwise band into `bout`, copied into place.
+        let max_in = |rb: usize| ((rb - 1) * s + 3).min(h);
+        let rbmax = *rows.iter().max().unwrap();
+        let mut bin = vec![0.0f32; c * max_in(rbmax) * w];
+        let mut bmid = vec![0.0f32; e * max_in(rbmax) * w];
+        let mut bout = vec![0.0f32; e * rbmax * oh];
+        let mut yb = vec![0.0f32; e * oh * oh];
+        let mut banded = |rb: usize, yb: &mut [f32]| {
+            let mut y0 = 0;
+            while y0 < oh {
+                let y1 = (y0 + rb).min(oh);
+                let lo = (y0 * s).saturating_sub(1);
+                let hi = ((y1 - 1) * s + 2).min(h);
+                let n = hi - lo;
+                for ch in 0..c {
+                    bin[ch * n * w..(ch + 1) * n * w]
+                        .copy_from_slice(&x[(ch * h + lo) * w..(ch * h + hi) * w]);
+                }
+                let d1 = Dims2d { h: n, oh: n, ..de };
+                conv2d_with(
+                    level,
+                    d1,
+                    &bin,
+                    &pe,
+                    &mut bmid,
+                    Act::Relu6,
+                    sc,
+                    None,
+                    &mut [],
+                );
+                let d2 = Dims2d {
+                    h: n,
+                    oh: y1 - y0,
+                    ph: if y0 == 0 { 1 } else { 0 },
+                    ..dd
+                };
+                let m = (y1 - y0) * oh;
+                depthwise_with(level, d2, &bmid, &pd, &mut bout, Act::Relu6, sc, None);
+                for ch in 0..e {
+                    yb[(ch * oh + y0) * oh..(ch * oh + y1) * oh]
+                        .copy_from_slice(&bout[ch * m..(ch + 1) * m]);
+                }
+                y0 = y1;
+            }
+        };
+        for &rb in &rows {
+            banded(rb, &mut yb);
+            let wanted: Vec<f64> = want.iter().map(|&v| f64::from(v)).collect();
+            r::assert_close(&yb, &wanted, &(c, h, e, s, rb));
+        }
+        // Rounds alternate the variants: on a VM whose speed drifts, only timings
+        // taken side by side compare.
+        let timed = |f: &mut dyn FnMut()| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1e6
+        };
+        let mut t_whole = Vec::new();
+        let mut t_band = vec![Vec::new(); rows.len()];
+        for _ in 0..21 {
+            t_whole.push(timed(&mut || whole(&mut y)));
+            for (i, &rb) in rows.iter().enumerate() {
+                t_band[i].push(timed(&mut || banded(rb, &mut yb)));
+            }
+        }
+        let stat = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            format!("{:>7.1} ({:>7.1})", v[v.len() / 2], v[0])
+        };
+        let mut line = format!(
+            "{c:>3}x{h:>3} -> {e:>3}, dw s{s} | whole {}",
+            stat(&mut t_whole)
+        );
+        for (i, &rb) in rows.iter().enumerate() {
+            line += &format!(" | {rb} rows {}", stat(&mut t_band[i]));
+        }
+        eprintln!("{line}  (median (best) µs, {level:?})");
+    }
+}
