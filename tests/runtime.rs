@@ -652,3 +652,93 @@ fn dilated_layer_runs_as_winograd() {
         }
     }
 }
+
+cnn_model! {
+    /// A 1x1 expansion and the stride-2 depthwise layer reading it, on a map large
+    /// enough that the compiler runs the two together band by band.
+    pub struct ExpandDepthwise {
+        input: [8, 96, 96],
+        e: conv(32, kernel = 1, bias = false),
+        e_bn: batch_norm,
+        relu6,
+        d: conv(32, kernel = 3, stride = 2, padding = 1, groups = 32),
+        d_bn: batch_norm,
+        hardswish,
+    }
+}
+
+/// The fused pair (`summary()` shows one step for both layers) gives what the two
+/// layers give, each batch norm, bias and activation in its place, against an f64 reference
+/// of the two layers.
+#[test]
+fn fused_expansion_and_depthwise_equal_the_two_layers() {
+    let s = ExpandDepthwise::summary();
+    assert!(
+        s.contains("conv2d+bn+relu6 > depthwise_conv2d+bn+hardswish"),
+        "{s}"
+    );
+    let st_bytes = random_weights::<ExpandDepthwise>(23);
+    let st = safetensors::SafeTensors::deserialize(&st_bytes).unwrap();
+    let t = |k: &str| -> Vec<f64> {
+        st.tensor(k)
+            .unwrap()
+            .data()
+            .chunks_exact(4)
+            .map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+            .collect()
+    };
+    let bn = |p: &str| -> Vec<(f64, f64)> {
+        let (w, b, m, v) = (
+            t(&format!("{p}.weight")),
+            t(&format!("{p}.bias")),
+            t(&format!("{p}.running_mean")),
+            t(&format!("{p}.running_var")),
+        );
+        (0..w.len())
+            .map(|i| {
+                let scale = w[i] / (v[i] + 1e-5).sqrt();
+                (scale, b[i] - m[i] * scale)
+            })
+            .collect()
+    };
+    let (we, wd, bd) = (t("e.weight"), t("d.weight"), t("d.bias"));
+    let (bn_e, bn_d) = (bn("e_bn"), bn("d_bn"));
+    let (c, e, h, oh) = (8, 32, 96, 48);
+    let x = random_input::<ExpandDepthwise>(24);
+    let m = ExpandDepthwise::from_safetensors(&st_bytes).unwrap();
+    let y = m.forward_flat(&x).unwrap();
+    assert_eq!(y.len(), e * oh * oh);
+    let relu6 = |v: f64| v.clamp(0.0, 6.0);
+    let mut mid = vec![0.0f64; e * h * h];
+    for o in 0..e {
+        for p in 0..h * h {
+            let acc: f64 = (0..c)
+                .map(|i| we[o * c + i] * f64::from(x[i * h * h + p]))
+                .sum();
+            mid[o * h * h + p] = relu6(acc * bn_e[o].0 + bn_e[o].1);
+        }
+    }
+    let mut worst = 0.0f64;
+    for o in 0..e {
+        for oy in 0..oh {
+            for ox in 0..oh {
+                let mut acc = bd[o];
+                for ky in 0..3 {
+                    for kx in 0..3 {
+                        let (iy, ix) = ((2 * oy + ky) as isize - 1, (2 * ox + kx) as isize - 1);
+                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= h as isize {
+                            continue;
+                        }
+                        acc +=
+                            wd[o * 9 + ky * 3 + kx] * mid[(o * h + iy as usize) * h + ix as usize];
+                    }
+                }
+                let v = acc * bn_d[o].0 + bn_d[o].1;
+                let want = v * relu6(v + 3.0) / 6.0;
+                let got = f64::from(y[(o * oh + oy) * oh + ox]);
+                worst = worst.max((got - want).abs() / (1e-5 + 1e-5 * want.abs()));
+            }
+        }
+    }
+    assert!(worst <= 1.0, "worst error {worst} of the tolerance");
+}

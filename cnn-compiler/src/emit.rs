@@ -9,7 +9,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
 use crate::codegen::{act_tokens, field_name, lit, rt};
-use crate::ir::{Merge, Model, Op, PoolKind, Shape, UpMode};
+use crate::ir::{Activation, Merge, Model, Op, PoolKind, Shape, UpMode};
 use crate::plan::{Buf, Kernel, Step};
 use crate::shape::{kernel_op, LayerShape};
 use crate::weights::{Build, Kind, Weights};
@@ -114,6 +114,20 @@ pub fn step(step: &Step, model: &Model, shapes: &[LayerShape], w: &mut Weights) 
             winograd,
             bn,
         } => conv(step, model, shapes, w, layer, (depthwise, winograd), bn),
+        Kernel::ExpandDepthwise {
+            expand,
+            expand_bn,
+            expand_act,
+            dw,
+            bn,
+        } => expand_depthwise(
+            step,
+            model,
+            shapes,
+            w,
+            (expand, expand_bn, expand_act),
+            (dw, bn),
+        ),
         Kernel::ConvTranspose { layer, gemm, bn } => {
             conv_transpose(step, model, shapes, w, layer, gemm, bn)
         }
@@ -209,6 +223,56 @@ fn conv(
             quote!(#rt::kernels::conv::conv2d::<#ci, #h, #wd, #o, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw, #g>(r0, &self.#field, w, #act);)
         }
     };
+    bind(step, false, call)
+}
+
+/// A 1x1 convolution and the depthwise layer reading it, run band by band
+/// (`Kernel::ExpandDepthwise`): both layers' weights, one call.
+fn expand_depthwise(
+    step: &Step,
+    model: &Model,
+    shapes: &[LayerShape],
+    w: &mut Weights,
+    (expand, expand_bn, expand_act): (usize, Option<usize>, Option<Activation>),
+    (dw, bn): (usize, Option<usize>),
+) -> TokenStream {
+    let rt = rt();
+    let (le, ld) = (&model.layers[expand], &model.layers[dw]);
+    let (Op::Conv(ec), Op::Conv(dc)) = (&le.op, &ld.op) else {
+        unreachable!("a fused pair is two conv layers")
+    };
+    let (c, h, wd) = shapes[expand].input.as_chw();
+    let (e, oh, ow) = shapes[dw].output.as_chw();
+    let (kh, kw) = (dc.kernel.0 as usize, dc.kernel.1 as usize);
+    let (sh, sw) = (dc.stride.0 as usize, dc.stride.1 as usize);
+    let (dh, dwl) = (dc.dilation.0 as usize, dc.dilation.1 as usize);
+    let (pt, _, pl, _) = shapes[dw].pads;
+    let (fe, fd) = (field_name(&le.name), field_name(&ld.name));
+    let weight = w.tensor(format!("{}.weight", le.name), vec![e, c, 1, 1]);
+    let bias_bn = w.bias_and_bn(model, shapes, &le.name, ec.bias.then_some(e), expand_bn);
+    w.fields.push((
+        fe.clone(),
+        Build::layer(
+            Kind::Conv {
+                out: e,
+                cg: c,
+                kh: 1,
+                kw: 1,
+            },
+            weight,
+            bias_bn,
+        ),
+    ));
+    let weight = w.tensor(format!("{}.weight", ld.name), vec![e, 1, kh, kw]);
+    let bias_bn = w.bias_and_bn(model, shapes, &ld.name, dc.bias.then_some(e), bn);
+    w.fields.push((
+        fd.clone(),
+        Build::layer(Kind::Depthwise { out: e, kh, kw }, weight, bias_bn),
+    ));
+    let (act1, act2) = (act_tokens(expand_act), act_tokens(step.act));
+    let [c, h, wd, e, oh, ow, kh, kw, sh, sw, pt, pl, dh, dwl] =
+        [c, h, wd, e, oh, ow, kh, kw, sh, sw, pt, pl, dh, dwl].map(lit);
+    let call = quote!(#rt::kernels::expand_depthwise::expand_depthwise::<#c, #h, #wd, #e, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dwl>(r0, &self.#fe, #act1, &self.#fd, w, scratch, #act2););
     bind(step, false, call)
 }
 

@@ -61,6 +61,22 @@ pub enum Kernel {
         /// A batch norm folded in.
         bn: Option<usize>,
     },
+    /// A 1x1 convolution (with its batch norm and activation) and the depthwise
+    /// convolution that alone reads it, run together band by band where the runtime's
+    /// rule (`expand_depthwise_scratch_len`) says that pays: the expansion's output is
+    /// never stored whole.
+    ExpandDepthwise {
+        /// The 1x1 conv layer.
+        expand: usize,
+        /// A batch norm folded into it.
+        expand_bn: Option<usize>,
+        /// Its activation (the step's `act` is the depthwise layer's).
+        expand_act: Option<Activation>,
+        /// The depthwise conv layer.
+        dw: usize,
+        /// A batch norm folded into that.
+        bn: Option<usize>,
+    },
     /// Transposed convolution with an optional folded batch norm.
     ConvTranspose {
         /// The layer.
@@ -127,6 +143,7 @@ pub fn stack_bytes(plan: &Plan) -> usize {
         matches!(
             s.kernel,
             Kernel::Conv { winograd: None, .. }
+                | Kernel::ExpandDepthwise { .. }
                 | Kernel::ConvTranspose { gemm: true, .. }
                 | Kernel::Pool { .. }
         )
@@ -271,6 +288,83 @@ impl<'a> Planner<'a> {
         self.steps.len() - 1
     }
 
+    /// Runs depthwise layer `i` together with the 1x1 convolution that produced its
+    /// input `v0` (`Kernel::ExpandDepthwise`), where that convolution is the last step,
+    /// nothing else reads its output and the runtime's rule takes the pair: the step
+    /// becomes the pair's, its output the depthwise layer's (the expansion's output is
+    /// never stored), its working memory the bands'. Returns the new output value.
+    fn fuse_expand_depthwise(&mut self, i: usize, v0: usize) -> Option<usize> {
+        let layer = &self.model.layers[i];
+        let shape = &self.shapes[i];
+        let Op::Conv(conv) = layer.op else {
+            return None;
+        };
+        let (c, h, w) = shape.input.as_chw();
+        let depthwise = conv.groups as usize == c && conv.out as usize == c && c > 1;
+        if self.model.is_1d() || !depthwise || !self.dies_here(v0) {
+            return None;
+        }
+        let s = self.steps.len().checked_sub(1)?;
+        let Kernel::Conv {
+            layer: e,
+            depthwise: false,
+            winograd: None,
+            bn: expand_bn,
+        } = self.steps[s].kernel
+        else {
+            return None;
+        };
+        let Op::Conv(ec) = self.model.layers[e].op else {
+            return None;
+        };
+        let plain_1x1 = ec.kernel == (1, 1)
+            && ec.stride == (1, 1)
+            && ec.dilation == (1, 1)
+            && ec.groups == 1
+            && self.shapes[e].pads == (0, 0, 0, 0);
+        if self.steps[s].dst != v0 || !plain_1x1 {
+            return None;
+        }
+        let (ci, _, _) = self.shapes[e].input.as_chw();
+        let (_, oh, ow) = shape.output.as_chw();
+        let (pt, _, pl, _) = shape.pads;
+        let pair = |p: (i64, i64)| (p.0 as usize, p.1 as usize);
+        let len = cnn_runtime::kernels::expand_depthwise::expand_depthwise_scratch_len(
+            (ci, h, w),
+            c,
+            (oh, ow),
+            pair(conv.kernel),
+            pair(conv.stride),
+            (pt, pl),
+            pair(conv.dilation),
+        )?;
+        let dst = self.new_value(shape.output);
+        let scratch = self.new_value(Shape::Vec(len));
+        let g = self.values[scratch].group;
+        self.groups[g].scratch = true;
+        // Both written by step `s`; the expansion's output (and any packing room it
+        // had) is never used.
+        self.values[dst].def = Some(s);
+        self.values[scratch].def = Some(s);
+        self.values[v0].def = None;
+        let step = &mut self.steps[s];
+        if let Some(old) = step.scratch.replace(scratch) {
+            self.values[old].def = None;
+        }
+        step.kernel = Kernel::ExpandDepthwise {
+            expand: e,
+            expand_bn,
+            expand_act: step.act.take(),
+            dw: i,
+            bn: None,
+        };
+        step.layers.push(i);
+        step.dst = dst;
+        self.open.remove(&v0);
+        self.open.insert(dst, s);
+        Some(dst)
+    }
+
     /// Whether value `v` may be overwritten by the layer being planned (whose reads are
     /// already served): nothing later reads it and it is not the caller's input.
     fn dies_here(&self, v: usize) -> bool {
@@ -300,6 +394,7 @@ impl<'a> Planner<'a> {
                     (
                         Op::BatchNorm { .. },
                         Kernel::Conv { bn, .. }
+                        | Kernel::ExpandDepthwise { bn, .. }
                         | Kernel::Linear { bn, .. }
                         | Kernel::ConvTranspose { bn, .. },
                     ) if bn.is_none()
@@ -314,6 +409,7 @@ impl<'a> Planner<'a> {
                     (
                         Op::Act(a),
                         Kernel::Conv { .. }
+                        | Kernel::ExpandDepthwise { .. }
                         | Kernel::Linear { .. }
                         | Kernel::ConvTranspose { .. }
                         | Kernel::Affine { .. }
@@ -369,6 +465,10 @@ impl<'a> Planner<'a> {
                 dst
             }
             _ => {
+                if let Some(dst) = self.fuse_expand_depthwise(i, v0) {
+                    self.value_of[i] = dst;
+                    return;
+                }
                 let kernel = match layer.op {
                     Op::Conv(conv) => {
                         let (c, h, w) = shape.input.as_chw();
@@ -864,6 +964,23 @@ pub fn describe(step: &Step, model: &Model) -> String {
             ..
         } => format!("winograd3x3[f{tile}x{tile}]"),
         Kernel::Conv { .. } => format!("conv{d}"),
+        Kernel::ExpandDepthwise {
+            expand_bn,
+            expand_act,
+            ..
+        } => {
+            // The expansion's name, then the depthwise layer's (its batch norm and
+            // activation appended below).
+            let mut e = format!("conv{d}");
+            if expand_bn.is_some() {
+                e.push_str("+bn");
+            }
+            if let Some(a) = expand_act {
+                e.push('+');
+                e.push_str(act_name(a));
+            }
+            format!("{e} > depthwise_conv{d}")
+        }
         Kernel::ConvTranspose { gemm: true, .. } => {
             format!("conv_transpose{d}[gemm]")
         }
@@ -912,6 +1029,7 @@ pub fn describe(step: &Step, model: &Model) -> String {
         Kernel::Copy => "copy".to_string(),
     };
     if let Kernel::Conv { bn: Some(_), .. }
+    | Kernel::ExpandDepthwise { bn: Some(_), .. }
     | Kernel::Linear { bn: Some(_), .. }
     | Kernel::ConvTranspose { bn: Some(_), .. } = step.kernel
     {

@@ -594,6 +594,63 @@ fn packing_room_only_where_it_is_free() {
     assert_eq!(c.plan.arena, compile(quote::quote!(struct M { input: [960, 7, 7], pr: conv(320, kernel = 1), f: flatten, fc: linear(10) }), false).plan.arena);
 }
 
+/// A 1x1 expansion whose only reader is a stride-2 depthwise layer on a large map runs
+/// with it band by band (one step, both layers' batch norms and activations, no
+/// intermediate tensor); not with a second reader, a stride of 1 or a small map.
+#[test]
+fn expansion_and_depthwise_fuse_where_the_rule_says() {
+    use crate::plan::Kernel;
+    let fused = |c: &Compiled| {
+        c.plan
+            .steps
+            .iter()
+            .filter(|s| matches!(s.kernel, Kernel::ExpandDepthwise { .. }))
+            .count()
+    };
+    let c = compile_inline(quote::quote!(struct M {
+        input: [16, 112, 112],
+        e: conv(96, kernel = 1, bias = false),
+        e_bn: batch_norm,
+        relu6,
+        d: conv(96, kernel = 3, stride = 2, padding = 1, groups = 96, bias = false),
+        d_bn: batch_norm,
+        hardswish,
+        gap: global_avg_pool,
+    }))
+    .unwrap();
+    assert_eq!(fused(&c), 1, "{:?}", c.plan.steps);
+    let step = &c.plan.steps[0];
+    assert_eq!(step.layers, [0, 1, 2, 3, 4, 5]);
+    assert_eq!(step.output, Shape::Chw(96, 56, 56));
+    assert_eq!(
+        crate::plan::describe(step, &c.model),
+        "conv2d+bn+relu6 > depthwise_conv2d+bn+hardswish"
+    );
+    // No tensor of the expansion's size: the arena holds the output and the bands.
+    let (_, len) = step.scratch.expect("band buffers");
+    assert!(c.plan.arena < 96 * 112 * 112, "{}", c.plan.arena);
+    assert!(c.plan.arena >= 96 * 56 * 56 + len);
+    let steps = crate::codegen::steps(&c.model, &c.shapes, &c.plan);
+    let code = steps.0.iter().map(|t| t.to_string()).collect::<String>();
+    assert!(code.contains("expand_depthwise"), "{code}");
+    // A second reader of the expansion, a stride of 1, a small map: two steps.
+    let two_readers = compile_inline(quote::quote!(struct M {
+        input: [16, 112, 112],
+        e: conv(96, kernel = 1),
+        d: conv(96, kernel = 3, stride = 2, padding = 1, groups = 96),
+        p: max_pool(2, from = e),
+        s: add(d, p),
+    }))
+    .unwrap();
+    assert_eq!(fused(&two_readers), 0);
+    for tokens in [
+        quote::quote!(struct M { input: [16, 112, 112], e: conv(96, kernel = 1), d: conv(96, kernel = 3, padding = 1, groups = 96) }),
+        quote::quote!(struct M { input: [32, 28, 28], e: conv(192, kernel = 1), d: conv(192, kernel = 3, stride = 2, padding = 1, groups = 192) }),
+    ] {
+        assert_eq!(fused(&compile_inline(tokens).unwrap()), 0);
+    }
+}
+
 #[test]
 fn stack_limit_matches_the_runtime() {
     assert_eq!(

@@ -25,7 +25,9 @@
 //! decomposition), `linear.rs`, `norm.rs` (batch norm as a channel affine map),
 //! `pool.rs` (windowed and global pools), `adaptive.rs` (adaptive average/max pools),
 //! `binary.rs` (broadcast element-wise add/mul), `softmax.rs` (vector and channel
-//! softmax), `upsample.rs` (nearest and bilinear upsampling), `simd/` (the SIMD layer)
+//! softmax), `upsample.rs` (nearest and bilinear upsampling), `expand_depthwise.rs` (a
+//! 1x1 expansion and the depthwise layer reading it, run together band by band), `simd/`
+//! (the SIMD layer)
 //! and, for tests, `reference.rs` (f64 references). A 1-D signal `[C, L]` runs through
 //! the 2-D kernels as `H = 1`.
 
@@ -36,6 +38,7 @@ pub mod conv;
 pub mod conv_transpose;
 pub mod depthwise;
 pub(crate) mod engine;
+pub mod expand_depthwise;
 pub(crate) mod geometry;
 pub mod linear;
 pub mod norm;

@@ -6,6 +6,7 @@
 
 use super::*;
 use crate::kernels::depthwise::{depthwise_with, DepthwiseParams};
+use crate::kernels::expand_depthwise;
 use crate::kernels::reference::{self as r, Rng};
 use std::hint::black_box;
 use std::time::Instant;
@@ -92,51 +93,51 @@ fn fuse_speed() {
         };
         whole(&mut y);
         let want = y.clone();
-        // Bands of `rb` output rows: the input rows they need copied, expanded into
-        // `bmid`, the depthwise band into `bout`, copied into place.
-        let max_in = |rb: usize| ((rb - 1) * s + 3).min(h);
-        let rbmax = *rows.iter().max().unwrap();
-        let mut bin = vec![0.0f32; c * max_in(rbmax) * w];
-        let mut bmid = vec![0.0f32; e * max_in(rbmax) * w];
-        let mut bout = vec![0.0f32; e * rbmax * oh];
+        // The fused kernel (`kernels::expand_depthwise`): its own choice of rows per
+        // band (0), then the rows asked for.
+        let auto = expand_depthwise::pair(c, dd);
         let mut yb = vec![0.0f32; e * oh * oh];
+        let rows: Vec<usize> = [0].into_iter().chain(rows.iter().copied()).collect();
+        if auto.is_none() {
+            eprintln!("{c:>3}x{h:>3} -> {e:>3}, dw s{s}: the rule declines it (timed anyway)");
+        }
+        let auto = auto.unwrap_or(expand_depthwise::Pair {
+            c,
+            dd,
+            rows: 8.min(oh),
+        });
+        let most = rows
+            .iter()
+            .map(|&rb| {
+                expand_depthwise::Pair {
+                    rows: if rb == 0 { auto.rows } else { rb.min(oh) },
+                    ..auto
+                }
+                .scratch_len()
+            })
+            .max()
+            .unwrap_or(0);
+        let mut scratch = vec![0.0f32; most];
         let mut banded = |rb: usize, yb: &mut [f32]| {
-            let mut y0 = 0;
-            while y0 < oh {
-                let y1 = (y0 + rb).min(oh);
-                let lo = (y0 * s).saturating_sub(1);
-                let hi = ((y1 - 1) * s + 2).min(h);
-                let n = hi - lo;
-                for ch in 0..c {
-                    bin[ch * n * w..(ch + 1) * n * w]
-                        .copy_from_slice(&x[(ch * h + lo) * w..(ch * h + hi) * w]);
+            let p = if rb == 0 {
+                auto
+            } else {
+                expand_depthwise::Pair {
+                    rows: rb.min(oh),
+                    ..auto
                 }
-                let d1 = Dims2d { h: n, oh: n, ..de };
-                conv2d_with(
-                    level,
-                    d1,
-                    &bin,
-                    &pe,
-                    &mut bmid,
-                    Act::Relu6,
-                    sc,
-                    None,
-                    &mut [],
-                );
-                let d2 = Dims2d {
-                    h: n,
-                    oh: y1 - y0,
-                    ph: if y0 == 0 { 1 } else { 0 },
-                    ..dd
-                };
-                let m = (y1 - y0) * oh;
-                depthwise_with(level, d2, &bmid, &pd, &mut bout, Act::Relu6, sc, None);
-                for ch in 0..e {
-                    yb[(ch * oh + y0) * oh..(ch * oh + y1) * oh]
-                        .copy_from_slice(&bout[ch * m..(ch + 1) * m]);
-                }
-                y0 = y1;
-            }
+            };
+            expand_depthwise::run(
+                level,
+                p,
+                &x,
+                &pe,
+                Act::Relu6,
+                &pd,
+                yb,
+                &mut scratch,
+                Act::Relu6,
+            );
         };
         for &rb in &rows {
             banded(rb, &mut yb);
@@ -167,7 +168,12 @@ fn fuse_speed() {
             stat(&mut t_whole)
         );
         for (i, &rb) in rows.iter().enumerate() {
-            line += &format!(" | {rb} rows {}", stat(&mut t_band[i]));
+            let name = if rb == 0 {
+                format!("fused ({} rows)", auto.rows)
+            } else {
+                format!("{rb} rows")
+            };
+            line += &format!(" | {name} {}", stat(&mut t_band[i]));
         }
         eprintln!("{line}  (median (best) µs, {level:?})");
     }

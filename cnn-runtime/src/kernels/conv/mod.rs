@@ -29,7 +29,7 @@ mod speed;
 #[cfg(test)]
 mod tests;
 
-use self::run::conv2d_with;
+pub(crate) use self::run::conv2d_with;
 #[cfg(feature = "parallel")]
 pub(crate) use self::run::OutPtr;
 #[cfg(feature = "alloc")]
@@ -117,6 +117,11 @@ impl ConvParams {
             weight: Buf::Static(weight),
             bias: Buf::Static(bias),
         }
+    }
+
+    /// `[out, in_per_group, kh, kw]`.
+    pub(crate) fn dims(&self) -> [usize; 4] {
+        [self.out, self.in_per_group, self.kh, self.kw]
     }
 
     fn packed(&self) -> Packed<'_> {

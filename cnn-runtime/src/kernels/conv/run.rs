@@ -223,7 +223,7 @@ pub(super) fn panel_range(panels: usize, parts: usize, i: usize) -> (usize, usiz
 /// of `cap` floats and optionally a forced micro-kernel (tests); see [`conv2d`](super::conv2d). Picks
 /// the instruction set once and runs [`conv2d_in`] with its token.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn conv2d_with(
+pub(crate) fn conv2d_with(
     level: Level,
     d: Dims2d,
     input: &[f32],

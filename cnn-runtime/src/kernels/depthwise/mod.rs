@@ -60,6 +60,11 @@ impl crate::buf::Embed for DepthwiseParams {
 }
 
 impl DepthwiseParams {
+    /// `[channels, kh, kw]`.
+    pub(crate) fn dims(&self) -> [usize; 3] {
+        [self.channels, self.kh, self.kw]
+    }
+
     #[cfg(feature = "alloc")]
     /// Builds the parameters from a PyTorch `Conv2d` weight `[out, in_per_group, kh, kw]`
     /// (here `in_per_group == 1`) and its optional bias `[out]`.

@@ -85,15 +85,15 @@ pub(crate) struct Tuning {
     /// (0.875 of the lanes) about equal, 576 -> 96 slower (393 / 356).
     pub(crate) pv_short_k: usize,
     /// Direct 1x1 convolutions on small maps (one row of pixels: MobileNets' 14x14, 7x7,
-    /// 6x6 layers) run by channel tiles pack each block's input tile by tile into the
-    /// band buffer where the block fits it (up to 16k floats: MobileNetV2's 160 -> 960
-    /// and 320 -> 1280 7x7 layers, not its 576- and 960-channel ones), so that a tile's
-    /// reads are one contiguous run beside its panel's weights in L1, not a cache line
-    /// per input channel from L2. Measured with `conv::speed` on AVX2 (Zen 3, µs, three
-    /// alternated runs, unpacked / packed): 320 -> 1280 on 7x7 564-767 / 534-730,
-    /// 160 -> 960 256-324 / 215-298, 256 -> 512 on 6x6 121-151 / 112-131 (960 -> 320
-    /// 439-554 / 393-511 with a larger buffer: docs/PERFORMANCE.md). Not measured on
-    /// AVX-512: off there.
+    /// 6x6 layers) run by channel tiles pack each block's input tile by tile, into the
+    /// room a model plans for it (`conv::conv_scratch_len`) or, without it, the band
+    /// buffer where the block fits (16k floats), so that a tile's reads are one
+    /// contiguous run beside its panel's weights in L1, not a cache line per input
+    /// channel from L2. Measured with `conv::speed` on AVX2 (Zen 3, µs, unpacked /
+    /// packed): 320 -> 1280 on 7x7 564-767 / 534-730, 160 -> 960 256-324 / 215-298,
+    /// 256 -> 512 on 6x6 121-151 / 112-131 (three alternated runs); with the planned
+    /// room 960 -> 320 563 / 473, 512 -> 512 on 6x6 295 / 256 (docs/PERFORMANCE.md).
+    /// Not measured on AVX-512: off there; mixed on the portable level: off there.
     pub(crate) cv_pack: bool,
 }
 

@@ -1,0 +1,429 @@
+//! A 1x1 convolution (an inverted residual block's expansion, with its batch norm and
+//! activation) and the depthwise convolution that alone reads it, run together band by
+//! band: for each band of the depthwise layer's output rows, the input rows it needs
+//! are expanded into a buffer of a few rows, the depthwise layer runs on that buffer,
+//! and the band's outputs are copied into place. The expansion's output, the largest
+//! tensor of a MobileNet (96 x 112 x 112 floats, 4.8 MB, in MobileNetV2), is never
+//! stored whole: written to memory and read back, it made the two layers 1.4-2.5x
+//! slower inside the model than alone.
+//!
+//! The compiler fuses a pair where [`expand_depthwise_scratch_len`] says it pays and
+//! plans that working memory in the model's arena. Both halves run the ordinary
+//! kernels ([`conv2d`](super::conv::conv2d)'s engine and the depthwise kernel), so the
+//! expansion's values are the same bits as unfused; the depthwise layer runs on bands
+//! (its path chosen for the band's shape), equal to the unfused layer within rounding.
+
+use super::activation::Act;
+use super::conv::{conv2d_with, ConvParams};
+use super::depthwise::{depthwise_with, DepthwiseParams};
+use super::engine;
+use super::geometry::Dims2d;
+use crate::cpu::{self, Level};
+
+/// Floats of the expansion's output from which a pair is fused (1 MiB): below, the
+/// intermediate stays in cache and the per-band calls and row copies cost about what
+/// they save (measured on AVX2, Zen 3, `conv::fuse_speed`, medians of 21 alternated
+/// runs, unfused / fused: 32x28x28 -> 192 then a stride-2 depthwise layer 280 / 323 µs,
+/// 32x48x48 -> 64 306 / 328, 128x24x24 -> 128 416 / 426, 96x14x14 -> 576 569 / 515).
+/// Stride-1 depthwise layers are not fused: their bands share two rows of the
+/// expansion, computed twice (24x56x56 -> 144: 1360 / 1442-1569 µs).
+const MIN_FLOATS: usize = 256 * 1024;
+
+/// Floats of the expanded band buffer (768 KB): MobileNetV2's 112x112 pair runs 8
+/// output rows a band, its 56x56 one 11 (16x112x112 -> 96 then 3x3 stride 2, µs,
+/// medians of 21 alternated runs: unfused 2987, bands of 4 rows 2305, 8 rows 2189-2433,
+/// 16 rows 2298; 24x56x56 -> 144: unfused 714, 11 rows 657).
+const BAND_FLOATS: usize = 192 * 1024;
+
+/// The pair's geometry: the expansion `C x H x W -> E x H x W`, the depthwise layer `E x
+/// H x W -> E x OH x OW` (kernel, stride, top/left padding, dilation in `dd`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pair {
+    /// Input channels of the expansion.
+    pub(crate) c: usize,
+    /// The depthwise layer.
+    pub(crate) dd: Dims2d,
+    /// Depthwise output rows per band.
+    pub(crate) rows: usize,
+}
+
+impl Pair {
+    /// Input rows of the depthwise layer that output rows `y0..y1` read, clipped to the
+    /// map, and the padding rows above them: `(lo, hi, top)`.
+    fn rows_in(&self, y0: usize, y1: usize) -> (usize, usize, usize) {
+        let d = &self.dd;
+        let start = (y0 * d.sh) as isize - d.ph as isize;
+        let end = ((y1 - 1) * d.sh + (d.kh - 1) * d.dh + 1) as isize - d.ph as isize;
+        let lo = start.max(0) as usize;
+        let hi = (end.max(0) as usize).min(d.h);
+        (lo, hi.max(lo), (lo as isize - start) as usize)
+    }
+
+    /// Floats of working memory: the input band, the expanded band, the output band.
+    pub(crate) fn scratch_len(&self) -> usize {
+        let d = &self.dd;
+        let n = ((self.rows - 1) * d.sh + (d.kh - 1) * d.dh + 1).min(d.h);
+        (self.c + d.c) * n * d.w + d.c * self.rows * d.ow
+    }
+}
+
+/// The pair, if fusing pays: the depthwise layer strides rows (its bands then share at
+/// most a row of the expansion, which both compute), the expansion's output holds at
+/// least [`MIN_FLOATS`], more than one band, and every band reads a row of the map.
+pub(crate) fn pair(c: usize, dd: Dims2d) -> Option<Pair> {
+    let ok = [
+        c, dd.c, dd.h, dd.w, dd.oh, dd.ow, dd.kh, dd.kw, dd.sh, dd.sw, dd.dh, dd.dw,
+    ]
+    .iter()
+    .all(|&n| n > 0);
+    if !ok || dd.sh < 2 || dd.c * dd.h * dd.w < MIN_FLOATS {
+        return None;
+    }
+    let band_in = |r: usize| (r - 1) * dd.sh + (dd.kh - 1) * dd.dh + 1;
+    let mut rows = 1;
+    while rows < dd.oh && dd.c * band_in(rows + 1) * dd.w <= BAND_FLOATS {
+        rows += 1;
+    }
+    if rows >= dd.oh {
+        return None;
+    }
+    let p = Pair { c, dd, rows };
+    let mut y0 = 0;
+    while y0 < dd.oh {
+        let y1 = (y0 + rows).min(dd.oh);
+        let (lo, hi, _) = p.rows_in(y0, y1);
+        if hi <= lo {
+            return None;
+        }
+        y0 = y1;
+    }
+    Some(p)
+}
+
+/// Floats of working memory [`expand_depthwise`] needs for a 1x1 convolution `C x H x W
+/// -> E x H x W` (stride 1, unpadded) followed by a depthwise convolution `E x H x W -> E
+/// x OH x OW` with this kernel, stride, top/left padding and dilation, or `None` when
+/// running them together does not pay (the compiler then plans two layers). It pays
+/// with a row stride of 2 or more and an expansion output of at least 256k floats (1
+/// MiB): MobileNetV2's 112x112 and 56x56 stride-2 blocks.
+#[allow(clippy::too_many_arguments)]
+pub fn expand_depthwise_scratch_len(
+    (c, h, w): (usize, usize, usize),
+    e: usize,
+    (oh, ow): (usize, usize),
+    (kh, kw): (usize, usize),
+    (sh, sw): (usize, usize),
+    (ph, pw): (usize, usize),
+    (dh, dw): (usize, usize),
+) -> Option<usize> {
+    let dd = Dims2d {
+        c: e,
+        h,
+        w,
+        o: e,
+        oh,
+        ow,
+        kh,
+        kw,
+        sh,
+        sw,
+        ph,
+        pw,
+        dh,
+        dw,
+        g: e,
+    };
+    pair(c, dd).map(|p| p.scratch_len())
+}
+
+/// A 1x1 convolution `C x H x W -> E x H x W` (stride 1, unpadded, one group, weights
+/// `expand`, fused activation `expand_act`) followed by a depthwise convolution `E x H x
+/// W -> E x OH x OW` (`KH x KW`, stride, top/left padding, dilation; weights `dw`,
+/// activation `act`), run band by band through `scratch` (at least
+/// [`expand_depthwise_scratch_len`] floats): the results of
+/// [`conv2d`](super::conv::conv2d) then
+/// [`depthwise_conv2d`](super::depthwise::depthwise_conv2d) within rounding, without
+/// the `E x H x W` intermediate.
+///
+/// # Panics
+///
+/// If the parameters were built for other dimensions, a slice is too short, or running
+/// the pair together does not pay ([`expand_depthwise_scratch_len`] is `None`).
+#[allow(clippy::too_many_arguments)]
+pub fn expand_depthwise<
+    const C: usize,
+    const H: usize,
+    const W: usize,
+    const E: usize,
+    const OH: usize,
+    const OW: usize,
+    const KH: usize,
+    const KW: usize,
+    const SH: usize,
+    const SW: usize,
+    const PH: usize,
+    const PW: usize,
+    const DH: usize,
+    const DW: usize,
+>(
+    input: &[f32],
+    expand: &ConvParams,
+    expand_act: Act,
+    dw: &DepthwiseParams,
+    output: &mut [f32],
+    scratch: &mut [f32],
+    act: Act,
+) {
+    assert!(
+        expand.dims() == [E, C, 1, 1] && dw.dims() == [E, KH, KW],
+        "expand_depthwise: parameters are {:?} and {:?}, the layers want [{E}, {C}, 1, 1] and [{E}, 1, {KH}, {KW}]",
+        expand.dims(),
+        dw.dims()
+    );
+    let dd = Dims2d {
+        c: E,
+        h: H,
+        w: W,
+        o: E,
+        oh: OH,
+        ow: OW,
+        kh: KH,
+        kw: KW,
+        sh: SH,
+        sw: SW,
+        ph: PH,
+        pw: PW,
+        dh: DH,
+        dw: DW,
+        g: E,
+    };
+    let Some(p) = pair(C, dd) else {
+        panic!("expand_depthwise: {C}x{H}x{W} -> {E} then {KH}x{KW} stride {SH}: not a pair that runs in bands");
+    };
+    run(
+        cpu::level(),
+        p,
+        input,
+        expand,
+        expand_act,
+        dw,
+        output,
+        scratch,
+        act,
+    );
+}
+
+/// [`expand_depthwise`] at `level` with its geometry as values.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run(
+    level: Level,
+    p: Pair,
+    input: &[f32],
+    expand: &ConvParams,
+    expand_act: Act,
+    dw: &DepthwiseParams,
+    output: &mut [f32],
+    scratch: &mut [f32],
+    act: Act,
+) {
+    let Pair { c, dd, rows } = p;
+    let (h, w) = (dd.h, dd.w);
+    let input = &input[..c * h * w];
+    let output = &mut output[..dd.c * dd.oh * dd.ow];
+    let need = p.scratch_len();
+    assert!(
+        scratch.len() >= need,
+        "expand_depthwise: scratch of {} floats, needs {need}",
+        scratch.len()
+    );
+    let n_max = ((rows - 1) * dd.sh + (dd.kh - 1) * dd.dh + 1).min(h);
+    let (band_in, rest) = scratch.split_at_mut(c * n_max * w);
+    let (band_mid, rest) = rest.split_at_mut(dd.c * n_max * w);
+    let band_out = &mut rest[..dd.c * rows * dd.ow];
+    let cap = engine::SCRATCH;
+    let mut y0 = 0;
+    while y0 < dd.oh {
+        let y1 = (y0 + rows).min(dd.oh);
+        let (lo, hi, top) = p.rows_in(y0, y1);
+        let n = hi - lo;
+        // The expansion's input rows, channel by channel.
+        for ch in 0..c {
+            band_in[ch * n * w..(ch + 1) * n * w]
+                .copy_from_slice(&input[(ch * h + lo) * w..(ch * h + hi) * w]);
+        }
+        let de = Dims2d {
+            c,
+            h: n,
+            w,
+            o: dd.c,
+            oh: n,
+            ow: w,
+            kh: 1,
+            kw: 1,
+            sh: 1,
+            sw: 1,
+            ph: 0,
+            pw: 0,
+            dh: 1,
+            dw: 1,
+            g: 1,
+        };
+        let mid = &mut band_mid[..dd.c * n * w];
+        conv2d_with(
+            level,
+            de,
+            &band_in[..c * n * w],
+            expand,
+            mid,
+            expand_act,
+            cap,
+            None,
+            &mut [],
+        );
+        // The band's depthwise rows: padding above only for the first band, below
+        // whatever the band's output rows imply.
+        let db = Dims2d {
+            h: n,
+            oh: y1 - y0,
+            ph: top,
+            ..dd
+        };
+        let m = (y1 - y0) * dd.ow;
+        let out = &mut band_out[..dd.c * m];
+        depthwise_with(level, db, mid, dw, out, act, cap, None);
+        for ch in 0..dd.c {
+            let plane = ch * dd.oh * dd.ow;
+            output[plane + y0 * dd.ow..plane + y1 * dd.ow]
+                .copy_from_slice(&out[ch * m..(ch + 1) * m]);
+        }
+        y0 = y1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::reference::{self as r, Axis, Rng};
+    use crate::kernels::simd;
+
+    /// The pair against the f64 reference of the two layers, on every level, for the
+    /// geometries the rule takes (MobileNetV2's, odd sizes, a 5x5 kernel, dilation, a
+    /// stride of 3, padding 0 and 2, activations curved and not), with band counts
+    /// from two to many; and the rule's refusals.
+    #[test]
+    fn bands_equal_the_two_layers() {
+        let mut rng = Rng::new(41);
+        // (C, H, W, E, k, stride, padding, dilation, expand act, act)
+        let cases = [
+            (16, 112, 112, 96, 3, 2, 1, 1, Act::Relu6, Act::Relu6),
+            (24, 56, 56, 144, 3, 2, 1, 1, Act::Relu6, Act::Identity),
+            (5, 97, 45, 64, 3, 2, 1, 1, Act::Silu, Act::HardSwish),
+            (3, 61, 70, 80, 5, 2, 2, 1, Act::Relu, Act::Relu6),
+            (4, 75, 64, 64, 3, 3, 0, 1, Act::Identity, Act::Tanh),
+            (6, 66, 66, 72, 3, 2, 2, 2, Act::Relu6, Act::Relu),
+        ];
+        for (c, h, w, e, k, s, pad, dil, act1, act2) in cases {
+            let ah = Axis::conv(h, k, s, pad, dil).unwrap();
+            let aw = Axis::conv(w, k, s, pad, dil).unwrap();
+            let len = expand_depthwise_scratch_len(
+                (c, h, w),
+                e,
+                (ah.out, aw.out),
+                (k, k),
+                (s, s),
+                (pad, pad),
+                (dil, dil),
+            )
+            .expect("the rule takes it");
+            let x = rng.vec(c * h * w, -1.0, 1.0);
+            let we = rng.vec(e * c, -0.5, 0.5);
+            let be = rng.vec(e, -0.2, 0.2);
+            let wd = rng.vec(e * k * k, -0.5, 0.5);
+            let bd = rng.vec(e, -0.2, 0.2);
+            let one = Axis::conv(h, 1, 1, 0, 1).unwrap();
+            let one_w = Axis::conv(w, 1, 1, 0, 1).unwrap();
+            let mid = r::conv2d(c, e, 1, one, one_w, &x, &we, Some(&be), act1);
+            let mid32: Vec<f32> = mid.iter().map(|&v| v as f32).collect();
+            let want = r::conv2d(e, e, e, ah, aw, &mid32, &wd, Some(&bd), act2);
+            let pe = ConvParams::from_torch(e, c, 1, 1, &we, Some(&be), None);
+            let pd = DepthwiseParams::from_torch(e, 1, k, k, &wd, Some(&bd), None);
+            let dd = Dims2d {
+                c: e,
+                h,
+                w,
+                o: e,
+                oh: ah.out,
+                ow: aw.out,
+                kh: k,
+                kw: k,
+                sh: s,
+                sw: s,
+                ph: pad,
+                pw: pad,
+                dh: dil,
+                dw: dil,
+                g: e,
+            };
+            let p = pair(c, dd).unwrap();
+            assert!(p.rows < ah.out, "one band: {p:?}");
+            for level in simd::test_levels() {
+                // A longer output and scratch: the tail stays untouched.
+                let n = e * ah.out * aw.out;
+                let mut got = vec![7.0f32; n + 3];
+                let mut scratch = vec![f32::NAN; len + 5];
+                run(level, p, &x, &pe, act1, &pd, &mut got, &mut scratch, act2);
+                assert_eq!(&got[n..], &[7.0; 3], "wrote past its output");
+                r::assert_close(&got[..n], &want, &(c, h, w, e, k, s, pad, dil, level));
+            }
+        }
+        // Refused: stride 1, a small intermediate, no input channels.
+        let geometry = |c: usize, e: usize, hw: usize, s: usize| {
+            let a = Axis::conv(hw, 3, s, 1, 1).unwrap();
+            expand_depthwise_scratch_len(
+                (c, hw, hw),
+                e,
+                (a.out, a.out),
+                (3, 3),
+                (s, s),
+                (1, 1),
+                (1, 1),
+            )
+        };
+        assert_eq!(geometry(16, 96, 112, 1), None, "stride 1");
+        assert_eq!(geometry(16, 192, 28, 2), None, "150k floats");
+        assert_eq!(geometry(0, 96, 112, 2), None, "no channels");
+        assert!(geometry(16, 96, 112, 2).is_some());
+    }
+
+    /// A scratch shorter than the rule's length is refused before anything is written.
+    #[test]
+    #[should_panic(expected = "scratch of")]
+    fn short_scratch_panics() {
+        let (c, e, hw) = (16, 96, 112);
+        let a = Axis::conv(hw, 3, 2, 1, 1).unwrap();
+        let len = expand_depthwise_scratch_len(
+            (c, hw, hw),
+            e,
+            (a.out, a.out),
+            (3, 3),
+            (2, 2),
+            (1, 1),
+            (1, 1),
+        )
+        .unwrap();
+        let pe = ConvParams::from_torch(e, c, 1, 1, &vec![0.1; e * c], None, None);
+        let pd = DepthwiseParams::from_torch(e, 1, 3, 3, &vec![0.1; e * 9], None, None);
+        let x = vec![1.0; c * hw * hw];
+        let mut y = vec![0.0; e * a.out * a.out];
+        let mut scratch = vec![0.0; len - 1];
+        expand_depthwise::<16, 112, 112, 96, 56, 56, 3, 3, 2, 2, 1, 1, 1, 1>(
+            &x,
+            &pe,
+            Act::Relu6,
+            &pd,
+            &mut y,
+            &mut scratch,
+            Act::Relu6,
+        );
+    }
+}
