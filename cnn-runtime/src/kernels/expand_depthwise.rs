@@ -12,6 +12,8 @@
 //! kernels ([`conv2d`](super::conv::conv2d)'s engine and the depthwise kernel), so the
 //! expansion's values are the same bits as unfused; the depthwise layer runs on bands
 //! (its path chosen for the band's shape), equal to the unfused layer within rounding.
+//! With `parallel`, runs of consecutive bands go to up to two threads, each with its own
+//! buffers (the same bits as one thread).
 
 use super::activation::Act;
 use super::conv::{conv2d_with, ConvParams};
@@ -59,11 +61,46 @@ impl Pair {
         (lo, hi.max(lo), (lo as isize - start) as usize)
     }
 
-    /// Floats of working memory: the input band, the expanded band, the output band.
-    pub(crate) fn scratch_len(&self) -> usize {
+    /// Input rows of the largest band.
+    fn max_rows_in(&self) -> usize {
         let d = &self.dd;
-        let n = ((self.rows - 1) * d.sh + (d.kh - 1) * d.dh + 1).min(d.h);
-        (self.c + d.c) * n * d.w + d.c * self.rows * d.ow
+        ((self.rows - 1) * d.sh + (d.kh - 1) * d.dh + 1).min(d.h)
+    }
+
+    /// Floats of one part's working memory, in whole lines: the input band, the
+    /// expanded band, the output band.
+    fn part_len(&self) -> usize {
+        let (d, n) = (&self.dd, self.max_rows_in());
+        ((self.c + d.c) * n * d.w + d.c * self.rows * d.ow).next_multiple_of(16)
+    }
+
+    /// Floats of working memory: [`PARTS`] parts.
+    pub(crate) fn scratch_len(&self) -> usize {
+        PARTS * self.part_len()
+    }
+}
+
+/// Thread parts the bands are split into (`parallel`), each with its own buffers:
+/// bands split inside (each band's expansion and depthwise layer over the threads) gained
+/// only 1.24x from a second thread, where the unfused layers gain 1.6x (Zen 3, 16x112x112
+/// -> 96 then 3x3 stride 2: 1286 µs on one thread, 1038 on two; unfused 1252 and 778).
+/// Two parts keep the buffers at twice one band's: a model's arena does not grow
+/// (MobileNetV2's peak is elsewhere); further threads sit this step out.
+const PARTS: usize = 2;
+
+/// A pointer the parts of one call share (each writes its own rows and buffers).
+#[derive(Clone, Copy)]
+struct SharedPtr(*mut f32);
+// SAFETY: the parts of one `run` write disjoint output rows and disjoint parts of the
+// scratch through it, and `run` returns only after all of them (`pool::run`).
+unsafe impl Sync for SharedPtr {}
+// SAFETY: as for `Sync`.
+unsafe impl Send for SharedPtr {}
+
+impl SharedPtr {
+    /// The pointer (a method, so closures capture the whole `Sync` wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
     }
 }
 
@@ -213,7 +250,9 @@ pub fn expand_depthwise<
     );
 }
 
-/// [`expand_depthwise`] at `level` with its geometry as values.
+/// [`expand_depthwise`] at `level` with its geometry as values: the bands split into up
+/// to [`PARTS`] runs of consecutive bands over the pool's threads, each with its own
+/// buffers (every band is computed the same way whichever thread runs it).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run(
     level: Level,
@@ -226,9 +265,8 @@ pub(crate) fn run(
     scratch: &mut [f32],
     act: Act,
 ) {
-    let Pair { c, dd, rows } = p;
-    let (h, w) = (dd.h, dd.w);
-    let input = &input[..c * h * w];
+    let dd = p.dd;
+    let input = &input[..p.c * dd.h * dd.w];
     let output = &mut output[..dd.c * dd.oh * dd.ow];
     let need = p.scratch_len();
     assert!(
@@ -236,67 +274,119 @@ pub(crate) fn run(
         "expand_depthwise: scratch of {} floats, needs {need}",
         scratch.len()
     );
-    let n_max = ((rows - 1) * dd.sh + (dd.kh - 1) * dd.dh + 1).min(h);
-    let (band_in, rest) = scratch.split_at_mut(c * n_max * w);
-    let (band_mid, rest) = rest.split_at_mut(dd.c * n_max * w);
-    let band_out = &mut rest[..dd.c * rows * dd.ow];
-    let cap = engine::SCRATCH;
-    let mut y0 = 0;
-    while y0 < dd.oh {
-        let y1 = (y0 + rows).min(dd.oh);
-        let (lo, hi, top) = p.rows_in(y0, y1);
-        let n = hi - lo;
-        // The expansion's input rows, channel by channel.
-        for ch in 0..c {
-            band_in[ch * n * w..(ch + 1) * n * w]
-                .copy_from_slice(&input[(ch * h + lo) * w..(ch * h + hi) * w]);
+    let bands = dd.oh.div_ceil(p.rows);
+    let parts = crate::pool::num_threads().min(PARTS).min(bands);
+    let (out, buf) = (
+        SharedPtr(output.as_mut_ptr()),
+        SharedPtr(scratch.as_mut_ptr()),
+    );
+    let part_len = p.part_len();
+    let job = Bands {
+        level,
+        p,
+        input,
+        expand,
+        expand_act,
+        dw,
+        act,
+    };
+    crate::pool::run(parts, &|i| {
+        let (b0, b1) = (i * bands / parts, (i + 1) * bands / parts);
+        // SAFETY: part `i < parts <= PARTS` owns floats `i * part_len..(i + 1) *
+        // part_len` of the scratch (`scratch_len` = `PARTS * part_len` checked above)
+        // and the output rows of bands `b0..b1` of every plane: disjoint from every other
+        // part's, and the borrows of `output` and `scratch` outlive `pool::run`.
+        unsafe {
+            let mine = core::slice::from_raw_parts_mut(buf.get().add(i * part_len), part_len);
+            job.run(b0, b1, out.get(), mine);
         }
-        let de = Dims2d {
-            c,
-            h: n,
-            w,
-            o: dd.c,
-            oh: n,
-            ow: w,
-            kh: 1,
-            kw: 1,
-            sh: 1,
-            sw: 1,
-            ph: 0,
-            pw: 0,
-            dh: 1,
-            dw: 1,
-            g: 1,
-        };
-        let mid = &mut band_mid[..dd.c * n * w];
-        conv2d_with(
-            level,
-            de,
-            &band_in[..c * n * w],
-            expand,
-            mid,
-            expand_act,
-            cap,
-            None,
-            &mut [],
-        );
-        // The band's depthwise rows: padding above only for the first band, below
-        // whatever the band's output rows imply.
-        let db = Dims2d {
-            h: n,
-            oh: y1 - y0,
-            ph: top,
-            ..dd
-        };
-        let m = (y1 - y0) * dd.ow;
-        let out = &mut band_out[..dd.c * m];
-        depthwise_with(level, db, mid, dw, out, act, cap, None);
-        for ch in 0..dd.c {
-            let plane = ch * dd.oh * dd.ow;
-            output[plane + y0 * dd.ow..plane + y1 * dd.ow]
-                .copy_from_slice(&out[ch * m..(ch + 1) * m]);
+    });
+}
+
+/// One call's arguments, shared by its parts.
+struct Bands<'a> {
+    level: Level,
+    p: Pair,
+    input: &'a [f32],
+    expand: &'a ConvParams,
+    expand_act: Act,
+    dw: &'a DepthwiseParams,
+    act: Act,
+}
+
+impl Bands<'_> {
+    /// Bands `b0..b1` in `buffers` (one part's [`Pair::part_len`] floats), written into
+    /// their rows of the output planes at `output`.
+    ///
+    /// # Safety
+    ///
+    /// `output` points to the pair's `E*OH*OW` output floats, of which this call may write
+    /// the rows of its bands (no other thread accesses them during the call).
+    unsafe fn run(&self, b0: usize, b1: usize, output: *mut f32, buffers: &mut [f32]) {
+        let Pair { c, dd, rows } = self.p;
+        let (h, w) = (dd.h, dd.w);
+        let n_max = self.p.max_rows_in();
+        let (band_in, rest) = buffers.split_at_mut(c * n_max * w);
+        let (band_mid, rest) = rest.split_at_mut(dd.c * n_max * w);
+        let band_out = &mut rest[..dd.c * rows * dd.ow];
+        let cap = engine::SCRATCH;
+        for b in b0..b1 {
+            let (y0, y1) = (b * rows, ((b + 1) * rows).min(dd.oh));
+            let (lo, hi, top) = self.p.rows_in(y0, y1);
+            let n = hi - lo;
+            // The expansion's input rows, channel by channel.
+            for ch in 0..c {
+                band_in[ch * n * w..(ch + 1) * n * w]
+                    .copy_from_slice(&self.input[(ch * h + lo) * w..(ch * h + hi) * w]);
+            }
+            let de = Dims2d {
+                c,
+                h: n,
+                w,
+                o: dd.c,
+                oh: n,
+                ow: w,
+                kh: 1,
+                kw: 1,
+                sh: 1,
+                sw: 1,
+                ph: 0,
+                pw: 0,
+                dh: 1,
+                dw: 1,
+                g: 1,
+            };
+            let mid = &mut band_mid[..dd.c * n * w];
+            conv2d_with(
+                self.level,
+                de,
+                &band_in[..c * n * w],
+                self.expand,
+                mid,
+                self.expand_act,
+                cap,
+                None,
+                &mut [],
+            );
+            // The band's depthwise rows: padding above only for the first band, below
+            // whatever the band's output rows imply.
+            let db = Dims2d {
+                h: n,
+                oh: y1 - y0,
+                ph: top,
+                ..dd
+            };
+            let m = (y1 - y0) * dd.ow;
+            let out = &mut band_out[..dd.c * m];
+            depthwise_with(self.level, db, mid, self.dw, out, self.act, cap, None);
+            for ch in 0..dd.c {
+                // SAFETY: rows `y0..y1` of plane `ch`: inside the output, this call's.
+                unsafe {
+                    let dst = output.add(ch * dd.oh * dd.ow + y0 * dd.ow);
+                    core::ptr::copy_nonoverlapping(out[ch * m..].as_ptr(), dst, m);
+                }
+            }
         }
-        y0 = y1;
     }
 }
 
@@ -393,6 +483,59 @@ mod tests {
         assert_eq!(geometry(16, 192, 28, 2), None, "150k floats");
         assert_eq!(geometry(0, 96, 112, 2), None, "no channels");
         assert!(geometry(16, 96, 112, 2).is_some());
+    }
+
+    /// Split over threads (runs of bands, each part its own buffers), the pair gives the
+    /// one-thread result bit for bit, with an odd band count and more threads than parts.
+    #[cfg(feature = "parallel")]
+    #[test]
+    fn threads_give_the_one_thread_result_bit_for_bit() {
+        let _g = crate::pool::TEST_LOCK
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut rng = Rng::new(43);
+        for (c, hw, e) in [(16, 112, 96), (5, 97, 64)] {
+            let a = Axis::conv(hw, 3, 2, 1, 1).unwrap();
+            let dd = Dims2d {
+                c: e,
+                h: hw,
+                w: hw,
+                o: e,
+                oh: a.out,
+                ow: a.out,
+                kh: 3,
+                kw: 3,
+                sh: 2,
+                sw: 2,
+                ph: 1,
+                pw: 1,
+                dh: 1,
+                dw: 1,
+                g: e,
+            };
+            let p = pair(c, dd).unwrap();
+            assert!(a.out.div_ceil(p.rows) >= 2, "{p:?}");
+            let x = rng.vec(c * hw * hw, -1.0, 1.0);
+            let pe = ConvParams::from_torch(e, c, 1, 1, &rng.vec(e * c, -0.5, 0.5), None, None);
+            let pd =
+                DepthwiseParams::from_torch(e, 1, 3, 3, &rng.vec(e * 9, -0.5, 0.5), None, None);
+            let mut scratch = vec![0.0; p.scratch_len()];
+            for level in simd::test_levels() {
+                r::assert_threads_match_one(e * a.out * a.out, &(c, hw, e, level), |out| {
+                    run(
+                        level,
+                        p,
+                        &x,
+                        &pe,
+                        Act::Relu6,
+                        &pd,
+                        out,
+                        &mut scratch,
+                        Act::Silu,
+                    )
+                });
+            }
+        }
     }
 
     /// A scratch shorter than the rule's length is refused before anything is written.
