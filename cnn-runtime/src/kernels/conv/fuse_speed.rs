@@ -1,8 +1,10 @@
 //! Measurement, not a kernel: a 1x1 expansion and the depthwise 3x3 layer reading it
 //! (MobileNets' expand -> depthwise pairs) run as two whole layers, through a full-size
-//! intermediate, against the two run band by band, the intermediate a few rows in a
-//! buffer (`cargo test -p cnn-runtime --release conv::fuse_speed -- --ignored
-//! --nocapture`; `FUSE_ROWS=2,4` the depthwise output rows per band).
+//! intermediate, against the fused kernel (`kernels::expand_depthwise`, the
+//! intermediate a few rows in a buffer) with its own band height and the heights asked
+//! for, alternated round by round (`cargo test -p cnn-runtime --release conv::fuse_speed
+//! -- --ignored --nocapture`; `FUSE_ROWS=2,4` the depthwise output rows per band;
+//! `--features parallel` and `CNN_NUM_THREADS=2` for two threads).
 
 use super::*;
 use crate::kernels::depthwise::{depthwise_with, DepthwiseParams};
