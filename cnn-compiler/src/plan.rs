@@ -247,6 +247,11 @@ struct Planner<'a> {
     free_concats: Vec<usize>,
 }
 
+/// A (height, width) pair of the IR (kernel, stride, dilation) as the runtime's sizes.
+fn pair((a, b): (i64, i64)) -> (usize, usize) {
+    (a as usize, b as usize)
+}
+
 /// Whether a layer is a view of its input (no kernel, same memory).
 fn is_view(op: &Op) -> bool {
     matches!(op, Op::Flatten | Op::Dropout { .. } | Op::Identity)
@@ -328,7 +333,6 @@ impl<'a> Planner<'a> {
         let (ci, _, _) = self.shapes[e].input.as_chw();
         let (_, oh, ow) = shape.output.as_chw();
         let (pt, _, pl, _) = shape.pads;
-        let pair = |p: (i64, i64)| (p.0 as usize, p.1 as usize);
         let len = cnn_runtime::kernels::expand_depthwise::expand_depthwise_scratch_len(
             (ci, h, w),
             c,
@@ -562,7 +566,6 @@ impl<'a> Planner<'a> {
                         Op::Conv(conv),
                     ) => {
                         let (pt, _, pl, _) = shape.pads;
-                        let pair = |p: (i64, i64)| (p.0 as usize, p.1 as usize);
                         let len = cnn_runtime::kernels::conv::conv_scratch_len(
                             shape.input.as_chw(),
                             shape.output.as_chw(),
@@ -972,13 +975,7 @@ pub fn describe(step: &Step, model: &Model) -> String {
             // The expansion's name, then the depthwise layer's (its batch norm and
             // activation appended below).
             let mut e = format!("conv{d}");
-            if expand_bn.is_some() {
-                e.push_str("+bn");
-            }
-            if let Some(a) = expand_act {
-                e.push('+');
-                e.push_str(act_name(a));
-            }
+            push_epilogue(&mut e, expand_bn.is_some(), expand_act);
             format!("{e} > depthwise_conv{d}")
         }
         Kernel::ConvTranspose { gemm: true, .. } => {
@@ -1028,20 +1025,31 @@ pub fn describe(step: &Step, model: &Model) -> String {
         }
         Kernel::Copy => "copy".to_string(),
     };
-    if let Kernel::Conv { bn: Some(_), .. }
-    | Kernel::ExpandDepthwise { bn: Some(_), .. }
-    | Kernel::Linear { bn: Some(_), .. }
-    | Kernel::ConvTranspose { bn: Some(_), .. } = step.kernel
-    {
-        s.push_str("+bn");
-    }
-    if step.kernel != Kernel::Activation {
-        if let Some(a) = step.act {
-            s.push('+');
-            s.push_str(act_name(a));
-        }
-    }
+    let bn = matches!(
+        step.kernel,
+        Kernel::Conv { bn: Some(_), .. }
+            | Kernel::ExpandDepthwise { bn: Some(_), .. }
+            | Kernel::Linear { bn: Some(_), .. }
+            | Kernel::ConvTranspose { bn: Some(_), .. }
+    );
+    let act = if step.kernel == Kernel::Activation {
+        None
+    } else {
+        step.act
+    };
+    push_epilogue(&mut s, bn, act);
     s
+}
+
+/// Appends a kernel's folded batch norm and fused activation to its name: `+bn+relu`.
+fn push_epilogue(name: &mut String, bn: bool, act: Option<Activation>) {
+    if bn {
+        name.push_str("+bn");
+    }
+    if let Some(a) = act {
+        name.push('+');
+        name.push_str(act_name(a));
+    }
 }
 
 /// The activation's op name.

@@ -52,10 +52,10 @@ pub(crate) struct Pair {
 impl Pair {
     /// Input rows of the depthwise layer that output rows `y0..y1` read, clipped to the
     /// map, and the padding rows above them: `(lo, hi, top)`.
-    fn rows_in(&self, y0: usize, y1: usize) -> (usize, usize, usize) {
+    fn band_rows(&self, y0: usize, y1: usize) -> (usize, usize, usize) {
         let d = &self.dd;
         let start = (y0 * d.sh) as isize - d.ph as isize;
-        let end = ((y1 - 1) * d.sh + (d.kh - 1) * d.dh + 1) as isize - d.ph as isize;
+        let end = (y0 * d.sh + d.rows_in(y1 - y0)) as isize - d.ph as isize;
         let lo = start.max(0) as usize;
         let hi = (end.max(0) as usize).min(d.h);
         (lo, hi.max(lo), (lo as isize - start) as usize)
@@ -64,7 +64,7 @@ impl Pair {
     /// Input rows of the largest band.
     fn max_rows_in(&self) -> usize {
         let d = &self.dd;
-        ((self.rows - 1) * d.sh + (d.kh - 1) * d.dh + 1).min(d.h)
+        d.rows_in(self.rows).min(d.h)
     }
 
     /// Floats of one part's working memory, in whole lines: the input band, the
@@ -116,9 +116,8 @@ pub(crate) fn pair(c: usize, dd: Dims2d) -> Option<Pair> {
     if !ok || dd.sh < 2 || dd.c * dd.h * dd.w < MIN_FLOATS {
         return None;
     }
-    let band_in = |r: usize| (r - 1) * dd.sh + (dd.kh - 1) * dd.dh + 1;
     let mut rows = 1;
-    while rows < dd.oh && dd.c * band_in(rows + 1) * dd.w <= BAND_FLOATS {
+    while rows < dd.oh && dd.c * dd.rows_in(rows + 1) * dd.w <= BAND_FLOATS {
         rows += 1;
     }
     if rows >= dd.oh {
@@ -128,7 +127,7 @@ pub(crate) fn pair(c: usize, dd: Dims2d) -> Option<Pair> {
     let mut y0 = 0;
     while y0 < dd.oh {
         let y1 = (y0 + rows).min(dd.oh);
-        let (lo, hi, _) = p.rows_in(y0, y1);
+        let (lo, hi, _) = p.band_rows(y0, y1);
         if hi <= lo {
             return None;
         }
@@ -332,7 +331,7 @@ impl Bands<'_> {
         let cap = engine::SCRATCH;
         for b in b0..b1 {
             let (y0, y1) = (b * rows, ((b + 1) * rows).min(dd.oh));
-            let (lo, hi, top) = self.p.rows_in(y0, y1);
+            let (lo, hi, top) = self.p.band_rows(y0, y1);
             let n = hi - lo;
             // The expansion's input rows, channel by channel.
             for ch in 0..c {

@@ -40,6 +40,14 @@ pub(crate) struct Dims2d {
     pub(crate) g: usize,
 }
 
+impl Dims2d {
+    /// Padded input rows that `r >= 1` consecutive output rows read.
+    #[inline(always)]
+    pub(crate) fn rows_in(&self, r: usize) -> usize {
+        (r - 1) * self.sh + (self.kh - 1) * self.dh + 1
+    }
+}
+
 /// For a kernel tap at offset `off` (`k * dilation`) along one axis of an input of `n`
 /// cells with leading padding `p`, stride `s` and `out` outputs: the output positions
 /// `[lo, hi)` whose tap lands inside the input, and the input index of position `lo`

@@ -141,9 +141,9 @@ fn fuse_speed() {
                 Act::Relu6,
             );
         };
+        let wanted: Vec<f64> = want.iter().map(|&v| f64::from(v)).collect();
         for &rb in &rows {
             banded(rb, &mut yb);
-            let wanted: Vec<f64> = want.iter().map(|&v| f64::from(v)).collect();
             r::assert_close(&yb, &wanted, &(c, h, e, s, rb));
         }
         // Rounds alternate the variants: on a VM whose speed drifts, only timings

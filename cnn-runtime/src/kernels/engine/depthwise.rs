@@ -205,7 +205,7 @@ pub(crate) unsafe fn depthwise<S: Simd>(
     let wp = (d.ow - 1) * d.sw + (d.kw - 1) * d.dw + 1;
     let wq = wp.div_ceil(d.sw);
     let rowpitch = if direct { d.w } else { d.sw * wq };
-    let rows_in = |r: usize| (r - 1) * d.sh + (d.kh - 1) * d.dh + 1;
+    let rows_in = |r: usize| d.rows_in(r);
     let band_rows = if direct {
         d.oh
     } else {

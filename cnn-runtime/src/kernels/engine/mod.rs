@@ -367,7 +367,7 @@ pub(crate) unsafe fn zero_floats<S: Simd>(s: S, dst: *mut f32, n: usize) {
 /// `r` rows reads `(r - 1) * SH + (KH - 1) * DH + 1` input rows.
 #[inline(always)]
 fn band_rows(d: &Dims2d, row_floats: usize, cap: usize) -> Option<usize> {
-    let rows_in = |r: usize| (r - 1) * d.sh + (d.kh - 1) * d.dh + 1;
+    let rows_in = |r: usize| d.rows_in(r);
     if rows_in(1) * row_floats > cap {
         return None;
     }

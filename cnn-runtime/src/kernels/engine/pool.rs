@@ -27,7 +27,7 @@ pub(crate) fn pool<S: Simd>(s: S, d: Dims2d, input: &[f32], output: &mut [f32], 
     let wp = (d.ow - 1) * d.sw + (d.kw - 1) * d.dw + 1;
     let wq = wp.div_ceil(d.sw);
     let rowpitch = d.sw * wq;
-    let rows_in = |r: usize| (r - 1) * d.sh + (d.kh - 1) * d.dh + 1;
+    let rows_in = |r: usize| d.rows_in(r);
     let Some(band_rows) = band_rows(&d, rowpitch, SCRATCH) else {
         return false;
     };
