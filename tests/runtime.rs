@@ -657,11 +657,11 @@ cnn_model! {
     /// A 1x1 expansion and the stride-2 depthwise layer reading it, on a map large
     /// enough that the compiler runs the two together band by band.
     pub struct ExpandDepthwise {
-        input: [8, 96, 96],
-        e: conv(32, kernel = 1, bias = false),
+        input: [8, 128, 128],
+        e: conv(64, kernel = 1, bias = false),
         e_bn: batch_norm,
         relu6,
-        d: conv(32, kernel = 3, stride = 2, padding = 1, groups = 32),
+        d: conv(64, kernel = 3, stride = 2, padding = 1, groups = 64),
         d_bn: batch_norm,
         hardswish,
     }
@@ -703,7 +703,7 @@ fn fused_expansion_and_depthwise_equal_the_two_layers() {
     };
     let (we, wd, bd) = (t("e.weight"), t("d.weight"), t("d.bias"));
     let (bn_e, bn_d) = (bn("e_bn"), bn("d_bn"));
-    let (c, e, h, oh) = (8, 32, 96, 48);
+    let (c, e, h, oh) = (8, 64, 128, 64);
     let x = random_input::<ExpandDepthwise>(24);
     let m = ExpandDepthwise::from_safetensors(&st_bytes).unwrap();
     let y = m.forward_flat(&x).unwrap();

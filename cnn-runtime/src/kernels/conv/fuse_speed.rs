@@ -103,11 +103,13 @@ fn fuse_speed() {
         if auto.is_none() {
             eprintln!("{c:>3}x{h:>3} -> {e:>3}, dw s{s}: the rule declines it (timed anyway)");
         }
-        let auto = auto.unwrap_or(expand_depthwise::Pair {
-            c,
-            dd,
-            rows: 8.min(oh),
-        });
+        let auto =
+            auto.or_else(|| expand_depthwise::bands(c, dd))
+                .unwrap_or(expand_depthwise::Pair {
+                    c,
+                    dd,
+                    rows: 8.min(oh),
+                });
         let most = rows
             .iter()
             .map(|&rb| {

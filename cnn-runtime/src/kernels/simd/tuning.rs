@@ -93,7 +93,9 @@ pub(crate) struct Tuning {
     /// packed): 320 -> 1280 on 7x7 564-767 / 534-730, 160 -> 960 256-324 / 215-298,
     /// 256 -> 512 on 6x6 121-151 / 112-131 (three alternated runs); with the planned
     /// room 960 -> 320 563 / 473, 512 -> 512 on 6x6 295 / 256 (docs/PERFORMANCE.md).
-    /// Not measured on AVX-512: off there; mixed on the portable level: off there.
+    /// On AVX-512 (Intel Xeon, 48 KB L1d, 2 MB L2) slower or equal: 384 -> 96 on 14x14
+    /// 114-129 / 136-146, 576 -> 96 167 / 201, 960 -> 160 on 7x7 114 / 126: off there;
+    /// mixed on the portable level: off there.
     pub(crate) cv_pack: bool,
 }
 
