@@ -52,9 +52,10 @@ pub(crate) struct Tuning {
     /// `depthwise::speed` on AVX2 (Zen 3, µs, typical of 6-8 alternations, phase planes /
     /// rows): 256x12x12 equal (min 18.2 / 19.8), 128x24x24 35 / 55, 64x48x48 47 / 55,
     /// 192x28x28 65 / 72, 144x56x56 180 / 200, 64x64x64 79 / 85, 96x112x112 396 / 348.
-    /// AVX-512 (not measured) takes the same share of interior vectors, twice the
-    /// width: at 112 columns half its row vectors are interior ones, against 6 of 7 on
-    /// AVX2.
+    /// On AVX-512 (Intel Xeon, 2026-12-02, µs, phase planes / rows) the rows won from 24
+    /// columns: 128x24x24 35.6 / 31.1, 64x48x48 49.6-61.1 / 46.5-55.5, 64x64x64 77.6 /
+    /// 52.1, 192x28x28 42.5 / 27.8, 144x56x56 181-191 / 134-137, 96x112x112 526 / 425;
+    /// at 14 columns the planes (576x14x14 33.4 / 53.1): 16 there.
     pub(crate) dw_phase_max_width: usize,
     /// Output columns below which a 3x3 stride-2 depthwise layer too wide for the
     /// two-rows-a-vector path (`engine::depthwise_narrow2`) runs channel-vectorised (a
@@ -157,7 +158,7 @@ impl Tuned for Avx512 {
         cv_panel_pairs: true,
         dw_rows_min_width: 32,
         dw_shift_min_width: 28,
-        dw_phase_max_width: 128,
+        dw_phase_max_width: 16,
         dw_phase_min_out: 0,
         winograd_multi_panel: true,
         pv_block_bytes: 64 * 1024,
