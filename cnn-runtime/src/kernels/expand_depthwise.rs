@@ -412,10 +412,10 @@ mod tests {
     use crate::kernels::reference::{self as r, Axis, Rng};
     use crate::kernels::simd;
 
-    /// The pair against the f64 reference of the two layers, on every level, for the
-    /// geometries that run in bands, whatever their size (MobileNetV2's, odd sizes, a 5x5 kernel, dilation, a
-    /// stride of 3, padding 0 and 2, activations curved and not), with band counts
-    /// from two to many; and the rule's refusals.
+    /// The pair against the f64 reference of the two layers, on every level, for
+    /// geometries that run in bands, whatever their size (MobileNetV2's, odd sizes, a
+    /// 5x5 kernel, dilation, a stride of 3, padding 0 and 2, activations curved and
+    /// not), with band counts from two to many; and the size rule's refusals.
     #[test]
     fn bands_equal_the_two_layers() {
         let mut rng = Rng::new(41);
