@@ -46,6 +46,12 @@ impl Dims2d {
     pub(crate) fn rows_in(&self, r: usize) -> usize {
         (r - 1) * self.sh + (self.kh - 1) * self.dh + 1
     }
+
+    /// Padded input columns that all `ow` output columns read.
+    #[inline(always)]
+    pub(crate) fn cols_in(&self) -> usize {
+        (self.ow - 1) * self.sw + (self.kw - 1) * self.dw + 1
+    }
 }
 
 /// For a kernel tap at offset `off` (`k * dilation`) along one axis of an input of `n`

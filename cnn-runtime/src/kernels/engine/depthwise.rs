@@ -201,11 +201,10 @@ pub(crate) unsafe fn depthwise<S: Simd>(
         && d.pw == 0
         && d.sw == 1
         && (d.oh - 1) * d.sh + (d.kh - 1) * d.dh < d.h
-        && (d.ow - 1) * d.sw + (d.kw - 1) * d.dw < d.w;
-    let wp = (d.ow - 1) * d.sw + (d.kw - 1) * d.dw + 1;
+        && d.cols_in() <= d.w;
+    let wp = d.cols_in();
     let wq = wp.div_ceil(d.sw);
     let rowpitch = if direct { d.w } else { d.sw * wq };
-    let rows_in = |r: usize| d.rows_in(r);
     let band_rows = if direct {
         d.oh
     } else {
@@ -236,7 +235,7 @@ pub(crate) unsafe fn depthwise<S: Simd>(
             } else {
                 let prow0 = y0 * d.sh;
                 // SAFETY: `rows_in(y1 - y0) * rowpitch <= cap <= SCRATCH`.
-                unsafe { copy_band(s, &d, plane, 1, prow0, rows_in(y1 - y0), wq, scratch, 0.0) };
+                unsafe { copy_band(s, &d, plane, 1, prow0, d.rows_in(y1 - y0), wq, scratch, 0.0) };
                 (scratch.cast_const(), prow0)
             };
             // SAFETY: rows y0..y1 of the channel with every tap inside the input
@@ -528,7 +527,7 @@ pub(crate) unsafe fn depthwise_channels<S: Simd>(
     if kk > MAX_TAPS {
         return false;
     }
-    let wp = (d.ow - 1) * d.sw + (d.kw - 1) * d.dw + 1;
+    let wp = d.cols_in();
     let Some(band_rows) = band_rows(&d, wp * l, cap) else {
         return false;
     };

@@ -367,12 +367,11 @@ pub(crate) unsafe fn zero_floats<S: Simd>(s: S, dst: *mut f32, n: usize) {
 /// `r` rows reads `(r - 1) * SH + (KH - 1) * DH + 1` input rows.
 #[inline(always)]
 fn band_rows(d: &Dims2d, row_floats: usize, cap: usize) -> Option<usize> {
-    let rows_in = |r: usize| d.rows_in(r);
-    if rows_in(1) * row_floats > cap {
+    if d.rows_in(1) * row_floats > cap {
         return None;
     }
     let mut r = 1;
-    while r < d.oh && rows_in(r + 1) * row_floats <= cap {
+    while r < d.oh && d.rows_in(r + 1) * row_floats <= cap {
         r += 1;
     }
     Some(r)

@@ -65,17 +65,16 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
     // phase split makes a pixel tile's reads contiguous).
     let plan = force.unwrap_or_else(|| auto_plan(&d, S::LANES, &S::TUNING));
     let direct = reads_directly(&d);
-    let wp = (d.ow - 1) * d.sw + (d.kw - 1) * d.dw + 1;
+    let wp = d.cols_in();
     let wq = wp.div_ceil(d.sw);
     let rowpitch = if direct { d.w } else { d.sw * wq };
-    let rows_in = |r: usize| d.rows_in(r);
     // Band height (output rows) and channel chunk.
     let (band_rows, chunk) = if direct {
         (d.oh, cg)
     } else if let Some(r) = band_rows(&d, cg * rowpitch, cap) {
         (r, cg)
     } else {
-        let cc = cap / (rows_in(1) * rowpitch);
+        let cc = cap / (d.rows_in(1) * rowpitch);
         if cc == 0 {
             return false;
         }
@@ -144,7 +143,7 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
                     }
                 } else {
                     let prow0 = y0 * d.sh;
-                    let nrows = rows_in(y1 - y0);
+                    let nrows = d.rows_in(y1 - y0);
                     // SAFETY: `(c1 - c0) * nrows * rowpitch <= cap <= SCRATCH` by the
                     // choice of band height and chunk, so the copy stays in `scratch`.
                     unsafe {
@@ -197,7 +196,8 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
                             (cols.max(4 * l), 1)
                         } else {
                             let mut r = 1;
-                            while r < y1 - y0 && job.cn * rows_in(r + 1) * band.rowpitch <= budget {
+                            while r < y1 - y0 && job.cn * d.rows_in(r + 1) * band.rowpitch <= budget
+                            {
                                 r += 1;
                             }
                             (
@@ -369,7 +369,7 @@ pub(crate) fn reads_directly(d: &Dims2d) -> bool {
         && d.pw == 0
         && d.sw == 1
         && (d.oh - 1) * d.sh + (d.kh - 1) * d.dh < d.h
-        && (d.ow - 1) * d.sw + (d.kw - 1) * d.dw < d.w
+        && d.cols_in() <= d.w
 }
 
 /// Whether the channel tiles of the (flat) convolution `d` run by `plan` pack their

@@ -24,10 +24,9 @@ pub(crate) fn pool<S: Simd>(s: S, d: Dims2d, input: &[f32], output: &mut [f32], 
     if d.kh * d.kw > MAX_TAPS {
         return false;
     }
-    let wp = (d.ow - 1) * d.sw + (d.kw - 1) * d.dw + 1;
+    let wp = d.cols_in();
     let wq = wp.div_ceil(d.sw);
     let rowpitch = d.sw * wq;
-    let rows_in = |r: usize| d.rows_in(r);
     let Some(band_rows) = band_rows(&d, rowpitch, SCRATCH) else {
         return false;
     };
@@ -51,7 +50,7 @@ pub(crate) fn pool<S: Simd>(s: S, d: Dims2d, input: &[f32], output: &mut [f32], 
             let prow0 = y0 * d.sh;
             // SAFETY: `rows_in(y1 - y0) * rowpitch <= SCRATCH` by the choice of
             // `band_rows`, so the copy stays in `scratch`.
-            unsafe { copy_band(s, &d, plane, 1, prow0, rows_in(y1 - y0), wq, scratch, pad) };
+            unsafe { copy_band(s, &d, plane, 1, prow0, d.rows_in(y1 - y0), wq, scratch, pad) };
             for oy in y0..y1 {
                 let row = &mut out[oy * d.ow..(oy + 1) * d.ow];
                 let base = (oy * d.sh - prow0) * rowpitch;
@@ -60,7 +59,7 @@ pub(crate) fn pool<S: Simd>(s: S, d: Dims2d, input: &[f32], output: &mut [f32], 
                     let n = l.min(d.ow - x0);
                     let mut acc = init;
                     for &off in taps {
-                        // SAFETY: band row `oy * SH - prow0 + ky * DH < rows_in(y1 - y0)`
+                        // SAFETY: band row `oy * SH - prow0 + ky * DH < d.rows_in(y1 - y0)`
                         // (output row `oy < y1`, `ky < KH`); in it phase `t % SW`,
                         // columns `x0 + t / SW ..` + n, below `wq` since their padded
                         // columns `x * SW + t <= (OW - 1) * SW + (KW - 1) * DW < wq * SW`;
