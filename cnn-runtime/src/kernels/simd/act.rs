@@ -11,8 +11,10 @@
 //! tile's epilogue, their constants and temporaries crowded out its accumulators.
 //!
 //! Where the level has fused multiply-adds (AVX2, AVX-512) each `a * b + c` is rounded
-//! once; without them (the portable level) every operation is the scalar functions' own,
-//! in their order, so that level gives their exact bits (tested in `simd/mod.rs`).
+//! once, the divisions of tanh and sigmoid are [`Simd::div_approx`] (a reciprocal
+//! estimate and one Newton step, within 2 ulp) and the hard ones' `/ 6` a multiplication;
+//! without them (the portable level) every operation is the scalar functions' own, in
+//! their order, so that level gives their exact bits (tested in `simd/mod.rs`).
 
 use super::Simd;
 use crate::kernels::activation::{Act, ERFC_P, ERFC_R, ERF_T, TANH_CLAMP, TANH_P, TANH_Q};
@@ -49,15 +51,16 @@ pub(crate) fn curved<S: Simd>(s: S, v: S::V, act: Act) -> S::V {
         Act::Tanh => tanh(s, v),
         Act::Sigmoid => sigmoid(s, v),
         Act::Silu => s.mul(v, sigmoid(s, v)),
-        Act::HardSigmoid => s.div(relu6_shift3(s, v), s.splat(6.0)),
-        Act::HardSwish => s.div(s.mul(v, relu6_shift3(s, v)), s.splat(6.0)),
+        Act::HardSigmoid => sixth(s, relu6_shift3(s, v)),
+        Act::HardSwish => sixth(s, s.mul(v, relu6_shift3(s, v))),
         Act::Gelu => gelu(s, v),
         _ => v,
     }
 }
 
-/// [`curved_slice`] as a kernel for [`Simd::vectorize`] (its own function, compiled for
-/// the level: [`Simd::curved_slice`]).
+/// `act` on every float of a slice (see [`Simd::curved_slice`]) as a kernel for
+/// [`Simd::run`](super::run) or a level's `with_simd`: one out-of-line loop
+/// ([`Simd::vectorize`]) per kind of activation.
 pub(crate) struct CurvedSlice<'a> {
     pub(crate) x: &'a mut [f32],
     pub(crate) act: Act,
@@ -67,58 +70,129 @@ impl super::WithSimd for CurvedSlice<'_> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
-        curved_slice(s, self.x, self.act);
+        let (x, act) = (self.x, self.act);
+        match act {
+            Act::Identity => {}
+            Act::Tanh => s.vectorize(KindSlice::<TANH> { x, act }),
+            Act::Sigmoid => s.vectorize(KindSlice::<SIGMOID> { x, act }),
+            Act::Silu => s.vectorize(KindSlice::<SILU> { x, act }),
+            Act::HardSigmoid | Act::HardSwish | Act::Gelu => {
+                s.vectorize(KindSlice::<OTHER> { x, act })
+            }
+            Act::Relu | Act::Relu6 | Act::LeakyRelu(_) => {
+                s.vectorize(KindSlice::<PIECEWISE> { x, act })
+            }
+        }
     }
 }
 
-/// `act` on every float of `x` in place (meant for the curved ones): whole vectors, then
-/// the short rest, one loop per activation (the match outside the loops). No closures:
-/// a closure would not inherit the caller's target features, and its vector operations
-/// would become calls.
+/// [`KindSlice`]'s kinds.
+const TANH: u8 = 0;
+const SIGMOID: u8 = 1;
+const SILU: u8 = 2;
+const OTHER: u8 = 3;
+const PIECEWISE: u8 = 4;
+
+/// One kind of activation over a slice, a function of its own per kind (the const
+/// parameter). In one function LLVM merged the activations' loops into a single loop
+/// with a jump table per vector and every constant reloaded from memory.
+struct KindSlice<'a, const K: u8> {
+    x: &'a mut [f32],
+    act: Act,
+}
+
+impl<const K: u8> super::WithSimd for KindSlice<'_, K> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        match S::TUNING.act_vectors {
+            4 => curved_slice::<S, 4, K>(s, self.x, self.act),
+            2 => curved_slice::<S, 2, K>(s, self.x, self.act),
+            _ => curved_slice::<S, 1, K>(s, self.x, self.act),
+        }
+    }
+}
+
+/// Activation `act` (of kind `K`) on every float of `x` in place: blocks of `N` whole
+/// vectors, their dependency chains interleaved step by step (a tanh is some 20
+/// dependent operations, more than the out-of-order window overlaps from consecutive
+/// vectors: one vector at a time ran at a third of the throughput), then whole vectors
+/// one at a time, then the short rest. No closures: a closure would not inherit the
+/// caller's target features, and its vector operations would become calls.
 #[inline(always)]
-pub(crate) fn curved_slice<S: Simd>(s: S, x: &mut [f32], act: Act) {
+fn curved_slice<S: Simd, const N: usize, const K: u8>(s: S, x: &mut [f32], act: Act) {
+    #[inline(always)]
+    fn apply<S: Simd, const M: usize, const K: u8>(s: S, v: [S::V; M], act: Act) -> [S::V; M] {
+        match K {
+            TANH => tanh_n(s, v),
+            SIGMOID => sigmoid_n(s, v),
+            SILU => {
+                let g = sigmoid_n(s, v);
+                lanes!(s, M, i => s.mul(v[i], g[i]))
+            }
+            OTHER => lanes!(s, M, i => curved(s, v[i], act)),
+            _ => lanes!(s, M, i => piecewise(s, v[i], act)),
+        }
+    }
     let l = S::LANES;
     let (n, p) = (x.len(), x.as_mut_ptr());
     let whole = n - n % l;
-    macro_rules! each {
-        ($v:ident => $e:expr) => {{
-            // SAFETY: vectors at `i < whole` (whole vectors of `x`), then the `n - whole`
-            // floats left: inside `x`.
-            unsafe {
-                for i in (0..whole).step_by(l) {
-                    let $v = s.load(p.add(i));
-                    s.store(p.add(i), $e);
-                }
-                if whole < n {
-                    let $v = s.load_n(p.add(whole), n - whole);
-                    s.store_n(p.add(whole), $e, n - whole);
-                }
+    let blocks = n - n % (N * l);
+    // SAFETY: blocks of `N` vectors below `blocks`, vectors below `whole` (whole vectors
+    // of `x`), then the `n - whole` floats left: inside `x`.
+    unsafe {
+        for i in (0..blocks).step_by(N * l) {
+            let v = lanes!(s, N, j => s.load(p.add(i + j * l)));
+            let y = apply::<S, N, K>(s, v, act);
+            for (j, &y) in y.iter().enumerate() {
+                s.store(p.add(i + j * l), y);
             }
-        }};
-    }
-    match act {
-        Act::Tanh => each!(v => tanh(s, v)),
-        Act::Sigmoid => each!(v => sigmoid(s, v)),
-        Act::Silu => each!(v => s.mul(v, sigmoid(s, v))),
-        Act::HardSigmoid | Act::HardSwish | Act::Gelu => each!(v => curved(s, v, act)),
-        Act::Identity => {}
-        Act::Relu | Act::Relu6 | Act::LeakyRelu(_) => each!(v => piecewise(s, v, act)),
+        }
+        for i in (blocks..whole).step_by(l) {
+            let [y] = apply::<S, 1, K>(s, [s.load(p.add(i))], act);
+            s.store(p.add(i), y);
+        }
+        if whole < n {
+            let [y] = apply::<S, 1, K>(s, [s.load_n(p.add(whole), n - whole)], act);
+            s.store_n(p.add(whole), y, n - whole);
+        }
     }
 }
+
+/// `[f(0), f(1), ..., f(N - 1)]` for the expression `f(i)` in `i`, each an operation on
+/// one vector: `N` independent chains written step by step, interleaved in program
+/// order (a plain loop, fully unrolled for the small constant `N`).
+macro_rules! lanes {
+    ($s:ident, $n:ident, $i:ident => $e:expr) => {{
+        let mut r = [$s.zero(); $n];
+        for ($i, r) in r.iter_mut().enumerate() {
+            *r = $e;
+        }
+        r
+    }};
+}
+use lanes;
 
 /// `e^x` for `x` already in [-87, 88] (or NaN, which propagates): the Cephes polynomial
 /// of [`activation::exp`](crate::kernels::activation::exp), `2^n` by
 /// [`Simd::mul_pow2`] (`n` is in [-126, 127]).
 #[inline(always)]
 pub(crate) fn exp_in_range<S: Simd>(s: S, x: S::V) -> S::V {
+    exp_in_range_n(s, [x])[0]
+}
+
+/// [`exp_in_range`] on `N` vectors, interleaved.
+#[inline(always)]
+fn exp_in_range_n<S: Simd, const N: usize>(s: S, x: [S::V; N]) -> [S::V; N] {
     // 1.5 * 2^23: adding it rounds to the nearest integer.
     let round = s.splat(12_582_912.0);
-    let t = s.mul_add(x, s.splat(core::f32::consts::LOG2_E), round);
-    let n = s.sub(t, round);
+    let log2e = s.splat(core::f32::consts::LOG2_E);
+    let t = lanes!(s, N, i => s.mul_add(x[i], log2e, round));
+    let n = lanes!(s, N, i => s.sub(t[i], round));
     // x - n ln 2, with ln 2 split in two so that n * high is exact.
-    let r = s.neg_mul_add(n, s.splat(0.693_359_4), x);
-    let r = s.neg_mul_add(n, s.splat(-2.121_944_4e-4), r);
-    let mut p = s.splat(1.987_569_1e-4);
+    let r = lanes!(s, N, i => s.neg_mul_add(n[i], s.splat(0.693_359_4), x[i]));
+    let r = lanes!(s, N, i => s.neg_mul_add(n[i], s.splat(-2.121_944_4e-4), r[i]));
+    let mut p = [s.splat(1.987_569_1e-4); N];
     for c in [
         1.398_199_9e-3,
         8.333_452e-3,
@@ -126,16 +200,16 @@ pub(crate) fn exp_in_range<S: Simd>(s: S, x: S::V) -> S::V {
         1.666_666_5e-1,
         5e-1,
     ] {
-        p = s.mul_add(p, r, s.splat(c));
+        p = lanes!(s, N, i => s.mul_add(p[i], r[i], s.splat(c)));
     }
     // p r^2 + r: fused, with r^2 formed first; unfused, the scalar function's
     // (p r) r + r, so that the portable level keeps its bits.
     let p = if S::FMA {
-        s.mul_add(p, s.mul(r, r), r)
+        lanes!(s, N, i => s.mul_add(p[i], s.mul(r[i], r[i]), r[i]))
     } else {
-        s.mul_add(s.mul(p, r), r, r)
+        lanes!(s, N, i => s.mul_add(s.mul(p[i], r[i]), r[i], r[i]))
     };
-    s.mul_pow2(s.add(p, s.splat(1.0)), n)
+    lanes!(s, N, i => s.mul_pow2(s.add(p[i], s.splat(1.0)), n[i]))
 }
 
 /// `tanh` lane-wise: [`activation::tanh`](crate::kernels::activation::tanh) (`x P(x^2) /
@@ -143,34 +217,67 @@ pub(crate) fn exp_in_range<S: Simd>(s: S, x: S::V) -> S::V {
 /// second operand for a NaN, so a NaN lane stays NaN.
 #[inline(always)]
 pub(crate) fn tanh<S: Simd>(s: S, x: S::V) -> S::V {
-    let c = s.min(s.splat(TANH_CLAMP), s.max(s.splat(-TANH_CLAMP), x));
-    let z = s.mul(c, c);
-    let p = horner(s, z, &TANH_P);
-    let q = horner(s, z, &TANH_Q);
-    let one = s.splat(1.0);
-    s.min(one, s.max(s.splat(-1.0), s.div(s.mul(c, p), q)))
+    tanh_n(s, [x])[0]
+}
+
+/// [`tanh`] on `N` vectors, interleaved.
+#[inline(always)]
+fn tanh_n<S: Simd, const N: usize>(s: S, x: [S::V; N]) -> [S::V; N] {
+    let (lo, hi) = (s.splat(-TANH_CLAMP), s.splat(TANH_CLAMP));
+    let c = lanes!(s, N, i => s.min(hi, s.max(lo, x[i])));
+    let z = lanes!(s, N, i => s.mul(c[i], c[i]));
+    let p = horner_n(s, z, &TANH_P);
+    let q = horner_n(s, z, &TANH_Q);
+    let (one, minus_one) = (s.splat(1.0), s.splat(-1.0));
+    // Q(z) is at least its constant term (positive coefficients, z >= 0) and finite on
+    // the clamped argument: in `div_approx`'s range.
+    lanes!(s, N, i => s.min(one, s.max(minus_one, s.div_approx(s.mul(c[i], p[i]), q[i]))))
 }
 
 /// `1 / (1 + e^-x)` lane-wise: [`activation::sigmoid`](crate::kernels::activation::sigmoid)
 /// with the vector `exp`; NaN propagates through every step.
 #[inline(always)]
 pub(crate) fn sigmoid<S: Simd>(s: S, x: S::V) -> S::V {
+    sigmoid_n(s, [x])[0]
+}
+
+/// [`sigmoid`] on `N` vectors, interleaved.
+#[inline(always)]
+fn sigmoid_n<S: Simd, const N: usize>(s: S, x: [S::V; N]) -> [S::V; N] {
     // -|x| clamped below at -87 (`max` returns its second operand, so NaN stays).
-    let m = s.max(s.splat(-87.0), s.or(x, s.splat(-0.0)));
-    let e = exp_in_range(s, m);
+    let m = lanes!(s, N, i => s.max(s.splat(-87.0), s.or(x[i], s.splat(-0.0))));
+    let e = exp_in_range_n(s, m);
     let one = s.splat(1.0);
-    let pos = s.div(one, s.add(one, e));
-    s.select(s.ge(x, s.zero()), pos, s.mul(e, pos))
+    // 1 + e is in [1, 2] (or NaN, which propagates): in `div_approx`'s range.
+    let pos = lanes!(s, N, i => s.div_approx(one, s.add(one, e[i])));
+    lanes!(s, N, i => s.select(s.ge(x[i], s.zero()), pos[i], s.mul(e[i], pos[i])))
 }
 
 /// `c[0] * x^(n-1) + ... + c[n-1]` by Horner's rule.
 #[inline(always)]
 fn horner<S: Simd>(s: S, x: S::V, c: &[f32]) -> S::V {
-    let mut p = s.splat(c[0]);
+    horner_n(s, [x], c)[0]
+}
+
+/// [`horner`] on `N` vectors, interleaved.
+#[inline(always)]
+fn horner_n<S: Simd, const N: usize>(s: S, x: [S::V; N], c: &[f32]) -> [S::V; N] {
+    let mut p = [s.splat(c[0]); N];
     for &k in &c[1..] {
-        p = s.mul_add(p, x, s.splat(k));
+        p = lanes!(s, N, i => s.mul_add(p[i], x[i], s.splat(k)));
     }
     p
+}
+
+/// `x / 6`: on the levels with fused multiply-adds as `x * (1/6)` (within an ulp, at a
+/// fraction of a division's cost); on the portable level the scalar functions' division.
+#[inline(always)]
+fn sixth<S: Simd>(s: S, x: S::V) -> S::V {
+    if S::FMA {
+        s.mul(x, s.splat(1.0 / 6.0))
+    } else {
+        s.div(x, s.splat(6.0))
+    }
 }
 
 /// `relu6(x + 3)` lane-wise, NaN propagated as by `clamp`.

@@ -140,6 +140,16 @@ impl Simd for Avx2 {
         unsafe { _mm256_div_ps(a, b) }
     }
     #[inline(always)]
+    fn div_approx(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX and FMA are available (token).
+        unsafe {
+            // 1/b within 1.5 * 2^-12; one Newton step r + r (1 - b r) squares the error.
+            let r = _mm256_rcp_ps(b);
+            let e = _mm256_fnmadd_ps(b, r, _mm256_set1_ps(1.0));
+            _mm256_mul_ps(a, _mm256_fmadd_ps(r, e, r))
+        }
+    }
+    #[inline(always)]
     fn min(self, a: __m256, b: __m256) -> __m256 {
         // SAFETY: AVX is available (token).
         unsafe { _mm256_min_ps(a, b) }

@@ -118,6 +118,16 @@ impl Simd for Avx512 {
         unsafe { _mm512_div_ps(a, b) }
     }
     #[inline(always)]
+    fn div_approx(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512F is available (token).
+        unsafe {
+            // 1/b within 2^-14; one Newton step r + r (1 - b r) squares the error.
+            let r = _mm512_rcp14_ps(b);
+            let e = _mm512_fnmadd_ps(b, r, _mm512_set1_ps(1.0));
+            _mm512_mul_ps(a, _mm512_fmadd_ps(r, e, r))
+        }
+    }
+    #[inline(always)]
     fn min(self, a: __m512, b: __m512) -> __m512 {
         // SAFETY: AVX-512F is available (token).
         unsafe { _mm512_min_ps(a, b) }
