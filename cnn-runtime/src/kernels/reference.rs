@@ -67,6 +67,52 @@ pub fn best_time_us(mut f: impl FnMut()) -> f64 {
     v[0]
 }
 
+/// Variants of one computation timed side by side: `rounds` rounds, each timing every
+/// variant in turn for about a millisecond. Returns each variant's fastest time in
+/// microseconds and the median over the rounds of its time relative to the first
+/// variant's in the same round: on a VM whose speed swings by 1.5-2x from one fraction
+/// of a second to the next, the paired ratio is what stays put (for the ignored `speed`
+/// tests).
+pub fn paired_times(rounds: usize, fs: &mut [&mut dyn FnMut()]) -> (Vec<f64>, Vec<f64>) {
+    use std::time::Instant;
+    let reps: Vec<usize> = fs
+        .iter_mut()
+        .map(|f| {
+            f();
+            let t = Instant::now();
+            f();
+            ((1e-3 / t.elapsed().as_secs_f64()) as usize).clamp(1, 1000)
+        })
+        .collect();
+    let mut best = vec![f64::INFINITY; fs.len()];
+    let mut ratios = vec![Vec::with_capacity(rounds); fs.len()];
+    for _ in 0..rounds {
+        let times: Vec<f64> = fs
+            .iter_mut()
+            .zip(&reps)
+            .map(|(f, &n)| {
+                let t = Instant::now();
+                for _ in 0..n {
+                    f();
+                }
+                t.elapsed().as_secs_f64() / n as f64 * 1e6
+            })
+            .collect();
+        for (i, &t) in times.iter().enumerate() {
+            best[i] = best[i].min(t);
+            ratios[i].push(t / times[0]);
+        }
+    }
+    let medians = ratios
+        .iter_mut()
+        .map(|r| {
+            r.sort_by(f64::total_cmp);
+            r[r.len() / 2]
+        })
+        .collect();
+    (best, medians)
+}
+
 /// The activation in f64.
 pub fn act(act: Act, x: f64) -> f64 {
     match act {

@@ -8,7 +8,7 @@
 use super::*;
 use crate::kernels::engine::Plan;
 use crate::kernels::engine::BLOCK_OVERRIDE;
-use crate::kernels::reference::{best_time_us as time, Rng};
+use crate::kernels::reference::{best_time_us as time, paired_times, Rng};
 use core::sync::atomic::Ordering;
 use std::hint::black_box;
 
@@ -134,37 +134,44 @@ fn speed() {
             }
         }
         crate::kernels::engine::NO_PACK.store(false, Ordering::Relaxed);
-        // Both tile kinds forced, side by side.
-        let mut plans = [f64::INFINITY; 2];
-        for _ in 0..3 {
-            for (i, force) in [Plan::Pixels, Plan::Channels].into_iter().enumerate() {
-                let t = time(|| {
-                    conv2d_with(
-                        level,
-                        d,
-                        black_box(&x),
-                        &params,
-                        y,
-                        act,
-                        engine::SCRATCH,
-                        Some(force),
-                        &mut [],
-                    );
-                    black_box(&*y);
-                });
-                plans[i] = plans[i].min(t);
-            }
-        }
+        // The automatic plan and both tile kinds forced, paired round by round.
+        let run = |force: Option<Plan>, y: &mut [f32]| {
+            conv2d_with(
+                level,
+                d,
+                black_box(&x),
+                &params,
+                y,
+                act,
+                engine::SCRATCH,
+                force,
+                &mut [],
+            );
+            black_box(&*y);
+        };
+        let mut y2 = y.to_vec();
+        let mut y3 = y.to_vec();
+        let (plans, ratios) = paired_times(
+            31,
+            &mut [
+                &mut || run(None, y),
+                &mut || run(Some(Plan::Pixels), &mut y2),
+                &mut || run(Some(Plan::Channels), &mut y3),
+            ],
+        );
         let cols: Vec<String> = blocks
             .iter()
             .zip(&best)
             .map(|(b, t)| format!("{}K {t:.1}", b >> 10))
             .collect();
         eprintln!(
-            "{name:>14}: {} | pixels {:.1} channels {:.1} | unpacked {:.1} packed {:.1}",
+            "{name:>14}: {} | auto {:.1} pixels {:.1} ({:.2}) channels {:.1} ({:.2}) | unpacked {:.1} packed {:.1}",
             cols.join("  "),
             plans[0],
             plans[1],
+            ratios[1],
+            plans[2],
+            ratios[2],
             packs[0],
             packs[1]
         );

@@ -1042,3 +1042,30 @@ fn planned_scratch_packs_blocks_beyond_the_band_buffer() {
         assert_eq!(len, 0, "{c}x{h}x{w} -> {o}, kernel {k:?}, padding {p:?}");
     }
 }
+
+/// The automatic plan: pixel tiles where they fill more lanes, channel tiles where those
+/// do; on AVX-512, 1x1 layers with at least `Tuning::cv_long_1x1` input channels take
+/// channel tiles on a tie (MobileNets' projections), shorter ones keep pixel tiles.
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn auto_plan_takes_channel_tiles_for_long_1x1_reductions() {
+    use crate::kernels::engine::{auto_plan, flat};
+    use simd::{Avx2, Avx512, Tuned};
+    // The plan of the flat convolution the engine runs (1x1 maps as one row of pixels).
+    let plan = |c: usize, side: usize, k: usize, o: usize, lanes: usize, t: &simd::Tuning| {
+        let ax = Axis::conv(side, k, 1, k / 2, 1).unwrap();
+        auto_plan(&flat(dims(c, o, 1, ax, ax)), lanes, t)
+    };
+    let (t512, t2) = (&Avx512::TUNING, &Avx2::TUNING);
+    // Ties (28x28 and 12x12 maps, 32, 256, 512 outputs): long reductions -> channels.
+    assert_eq!(plan(144, 28, 1, 32, 16, t512), Plan::Channels);
+    assert_eq!(plan(512, 12, 1, 512, 16, t512), Plan::Channels);
+    // Below the threshold, a 3x3 kernel, or AVX2: pixels.
+    assert_eq!(plan(128, 24, 1, 128, 16, t512), Plan::Pixels);
+    assert_eq!(plan(256, 16, 3, 256, 16, t512), Plan::Pixels);
+    assert_eq!(plan(192, 28, 1, 32, 8, t2), Plan::Pixels);
+    // Pixel tiles filling more lanes keep them (24 outputs pad to 32 channel lanes).
+    assert_eq!(plan(144, 56, 1, 24, 16, t512), Plan::Pixels);
+    // Channel tiles filling more lanes keep them (7x7: 49 of 64 pixel lanes).
+    assert_eq!(plan(960, 7, 1, 320, 16, t512), Plan::Channels);
+}

@@ -99,9 +99,9 @@ pub(crate) use self::dw_phase2::depthwise_phase2;
 pub(crate) use self::dw_rows3::{depthwise_rows3, phase3_fits};
 #[allow(unused_imports)]
 use self::panels::*;
-pub(crate) use self::panels::{conv_panels, pack_floats};
 #[cfg(test)]
-pub(crate) use self::panels::{BLOCK_OVERRIDE, NO_PACK};
+pub(crate) use self::panels::{auto_plan, BLOCK_OVERRIDE, NO_PACK};
+pub(crate) use self::panels::{conv_panels, pack_floats};
 pub(crate) use self::pool::pool;
 #[allow(unused_imports)]
 use self::tiles::*;

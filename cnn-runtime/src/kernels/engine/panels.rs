@@ -355,7 +355,10 @@ pub(crate) fn auto_plan(d: &Dims2d, lanes: usize, tuning: &Tuning) -> Plan {
     // Short reductions: the channel tiles' transposing epilogue weighs (see
     // `Tuning::pv_short_k`).
     let short = kk * cg <= tuning.pv_short_k && pv >= 0.9 * cv;
-    if pv >= cv || short {
+    // Long 1x1 reductions: the pixel tiles' input strip no longer stays in L1 (see
+    // `Tuning::cv_long_1x1`).
+    let long = kk == 1 && cg >= tuning.cv_long_1x1 && cv >= pv;
+    if (pv >= cv || short) && !long {
         Plan::Pixels
     } else {
         Plan::Channels

@@ -98,6 +98,22 @@ pub(crate) struct Tuning {
     /// 114-129 / 136-146, 576 -> 96 167 / 201, 960 -> 160 on 7x7 114 / 126: off there;
     /// mixed on the portable level: off there.
     pub(crate) cv_pack: bool,
+    /// Input channels (per group) from which a 1x1 convolution takes channel tiles
+    /// where they fill as many lanes as the pixel tiles (`usize::MAX`: never): a wide
+    /// pixel tile's input strip (four vectors of pixels by every input channel, 36 KB at
+    /// 144 channels on AVX-512) no longer stays in L1 and is read again from L2 for
+    /// every 6-8 output channels, where a channel tile covers 16-32 of them per read.
+    /// Measured with `conv::speed` on AVX-512 (Intel Xeon, 48 KB L1d; median of 31
+    /// paired rounds, time of channel tiles / pixel tiles, one number per run):
+    /// 144x28x28 -> 32 0.89 / 0.89, 192x28x28 -> 32 0.85 / 0.81 / 0.83 / 0.91 / 0.91,
+    /// 384x28x28 -> 64 0.87 / 0.89, 256x16x16 -> 256 0.86 / 0.94, 512x12x12 -> 512 0.78
+    /// / 0.82, 256x12x12 -> 256 0.83 / 1.03 / 1.02 / 0.83 / 0.89 / 0.89; about even or
+    /// slower on 256x12x12 -> 128 1.06 / 1.03 / 1.02 / 1.01 / 1.02 and 256x8x8 -> 256
+    /// (the whole map one strip) 1.03 / 1.05; with 128 channels the pixel tiles win
+    /// (128x24x24 -> 128 1.09, 128x12x12 -> 128 1.10 / 1.11, 64x12x12 -> 256 1.25). AVX2's
+    /// pixel tiles are two 8-lane vectors wide (a quarter of that strip): not measured
+    /// there, off.
+    pub(crate) cv_long_1x1: usize,
     /// Vectors a curved activation over a slice (`Simd::curved_slice`) works on at once,
     /// their dependency chains interleaved step by step (1, 2 or 4). Measured with
     /// `activation::speed` (6x28x28 floats, Intel Xeon, min of 8 alternations, µs, one
@@ -132,6 +148,7 @@ impl Tuned for Portable {
         cv_block_bytes: 128 * 1024,
         pv_short_k: 0,
         cv_pack: false,
+        cv_long_1x1: usize::MAX,
         act_vectors: 2,
     };
 }
@@ -154,6 +171,7 @@ impl Tuned for Avx2 {
         cv_block_bytes: 128 * 1024,
         pv_short_k: 128,
         cv_pack: true,
+        cv_long_1x1: usize::MAX,
         act_vectors: 2,
     };
 }
@@ -176,6 +194,7 @@ impl Tuned for Avx512 {
         cv_block_bytes: 128 * 1024,
         pv_short_k: 0,
         cv_pack: false,
+        cv_long_1x1: 144,
         act_vectors: 4,
     };
 }
