@@ -1066,6 +1066,10 @@ fn auto_plan_takes_channel_tiles_for_long_1x1_reductions() {
     assert_eq!(plan(192, 28, 1, 32, 8, t2), Plan::Pixels);
     // Pixel tiles filling more lanes keep them (24 outputs pad to 32 channel lanes).
     assert_eq!(plan(144, 56, 1, 24, 16, t512), Plan::Pixels);
+    // Short reductions on 14x14 maps (0.94 of the pixel lanes): pixels up to
+    // `Tuning::pv_short_k`.
+    assert_eq!(plan(64, 14, 1, 384, 16, t512), Plan::Pixels);
+    assert_eq!(plan(96, 14, 1, 576, 16, t512), Plan::Channels);
     // Channel tiles filling more lanes keep them (7x7: 49 of 64 pixel lanes).
     assert_eq!(plan(960, 7, 1, 320, 16, t512), Plan::Channels);
 }

@@ -83,7 +83,10 @@ pub(crate) struct Tuning {
     /// masked stores per tile) cost as much as some 28 steps of its reduction.
     /// Measured with `conv::speed` on AVX2 (Zen 3, µs, pixel / channel tiles): 1x1 on
     /// 14x14, 64 -> 384 150 / 214, 96 -> 576 299 / 385; 384 -> 64 and 160 -> 960 on 7x7
-    /// (0.875 of the lanes) about equal, 576 -> 96 slower (393 / 356).
+    /// (0.875 of the lanes) about equal, 576 -> 96 slower (393 / 356). On AVX-512 (Intel
+    /// Xeon, median of 31 paired rounds, pixel / channel tiles, two runs) on 14x14 maps
+    /// (0.94 of the lanes): 32 -> 192 0.84 / 0.84, 64 -> 384 0.95 / 0.95, 64 -> 128 0.94 /
+    /// 0.95, 96 -> 576 0.99 / 1.02, 128 -> 256 1.03 / 1.05: 64 there.
     pub(crate) pv_short_k: usize,
     /// Direct 1x1 convolutions on small maps (one row of pixels: MobileNets' 14x14, 7x7,
     /// 6x6 layers) run by channel tiles pack each block's input tile by tile, into the
@@ -192,7 +195,7 @@ impl Tuned for Avx512 {
         winograd_multi_panel: true,
         pv_block_bytes: 64 * 1024,
         cv_block_bytes: 128 * 1024,
-        pv_short_k: 0,
+        pv_short_k: 64,
         cv_pack: false,
         cv_long_1x1: 144,
         act_vectors: 4,
