@@ -116,7 +116,8 @@ impl<const K: u8> super::WithSimd for KindSlice<'_, K> {
 /// Activation `act` (of kind `K`) on every float of `x` in place: blocks of `N` whole
 /// vectors, their dependency chains interleaved step by step (a tanh is some 20
 /// dependent operations, more than the out-of-order window overlaps from consecutive
-/// vectors: one vector at a time ran at a third of the throughput), then whole vectors
+/// vectors: on AVX-512 one vector at a time took 2.41 µs for 4704 floats, four 1.87),
+/// then whole vectors
 /// one at a time, then the short rest. No closures: a closure would not inherit the
 /// caller's target features, and its vector operations would become calls.
 #[inline(always)]

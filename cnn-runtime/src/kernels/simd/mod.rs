@@ -522,15 +522,27 @@ pub(crate) mod tests {
 
     /// The out-of-line slice path (the direct convolution's post-pass) gives the
     /// per-vector activation's bits, on every level, for every activation and slice
-    /// length (whole vectors and the short rest, from any start).
+    /// length (blocks of `Tuning::act_vectors` vectors, whole vectors and the short rest,
+    /// from any start).
     #[test]
     fn slice_activations_match_vector_ones() {
         let mut rng = crate::kernels::reference::Rng::new(11);
         for level in test_levels() {
-            let mut xs = rng.vec(3 * 16 + 5, -9.0, 9.0);
+            // Two blocks of four 16-lane vectors, one vector and a rest of 5.
+            let mut xs = rng.vec(9 * 16 + 5, -9.0, 9.0);
             xs[..6].copy_from_slice(&[0.0, -0.0, f32::NAN, f32::INFINITY, -1e4, 1e-30]);
+            xs[70..76].copy_from_slice(&[0.0, -0.0, f32::NAN, f32::INFINITY, -1e4, 1e-30]);
             for act in crate::kernels::reference::ACTS {
-                for (start, end) in [(0, xs.len()), (1, 8), (3, 3 + 16), (5, 6), (2, 2)] {
+                let ranges = [
+                    (0, xs.len()),
+                    (1, 8),
+                    (3, 3 + 16),
+                    (5, 6),
+                    (2, 2),
+                    (7, 7 + 64 + 16 + 9),
+                    (1, 1 + 3 * 16 + 5),
+                ];
+                for (start, end) in ranges {
                     let mut got = xs[start..end].to_vec();
                     run(level, ApplySlice { xs: &mut got, act });
                     let want = apply(level, act, &xs[start..end]);
