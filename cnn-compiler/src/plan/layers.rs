@@ -1,0 +1,506 @@
+//! Planning layer by layer: the kernel of each layer, fusions into the producer's
+//! epilogue, in-place writes, concat operands written into their output, and the storage
+//! group of every value.
+
+use super::{is_view, pair, Buf, Group, Kernel, Pending, Planner, Value};
+use crate::ir::{Merge, Op, Shape, Src};
+
+impl<'a> Planner<'a> {
+    pub(super) fn new_group(&mut self, len: usize, buf: Buf) -> usize {
+        self.groups.push(Group {
+            len,
+            buf,
+            scratch: false,
+            optional: false,
+            parent: None,
+        });
+        self.groups.len() - 1
+    }
+
+    pub(super) fn new_value(&mut self, shape: Shape) -> usize {
+        let g = self.new_group(shape.len(), Buf::Arena);
+        self.values.push(Value {
+            shape,
+            def: Some(self.steps.len()),
+            group: g,
+            offset: 0,
+        });
+        self.reads_left.push(0);
+        self.values.len() - 1
+    }
+
+    fn src_value(&self, src: Src) -> usize {
+        match src {
+            Src::Input => 0,
+            Src::Layer(j) => self.value_of[j],
+        }
+    }
+
+    pub(super) fn push(&mut self, p: Pending) -> usize {
+        self.steps.push(p);
+        self.steps.len() - 1
+    }
+
+    /// Runs depthwise layer `i` together with the 1x1 convolution that produced its
+    /// input `v0` (`Kernel::ExpandDepthwise`), where that convolution is the last step,
+    /// nothing else reads its output and the runtime's rule takes the pair: the step
+    /// becomes the pair's, its output the depthwise layer's (the expansion's output is
+    /// never stored), its working memory the bands'. Returns the new output value.
+    fn fuse_expand_depthwise(&mut self, i: usize, v0: usize) -> Option<usize> {
+        let layer = &self.model.layers[i];
+        let shape = &self.shapes[i];
+        let Op::Conv(conv) = layer.op else {
+            return None;
+        };
+        let (c, h, w) = shape.input.as_chw();
+        let depthwise = conv.groups as usize == c && conv.out as usize == c && c > 1;
+        if self.model.is_1d() || !depthwise || !self.dies_here(v0) {
+            return None;
+        }
+        let s = self.steps.len().checked_sub(1)?;
+        let Kernel::Conv {
+            layer: e,
+            depthwise: false,
+            winograd: None,
+            bn: expand_bn,
+        } = self.steps[s].kernel
+        else {
+            return None;
+        };
+        let Op::Conv(ec) = self.model.layers[e].op else {
+            return None;
+        };
+        let plain_1x1 = ec.kernel == (1, 1)
+            && ec.stride == (1, 1)
+            && ec.dilation == (1, 1)
+            && ec.groups == 1
+            && self.shapes[e].pads == (0, 0, 0, 0);
+        if self.steps[s].dst != v0 || !plain_1x1 {
+            return None;
+        }
+        let (ci, _, _) = self.shapes[e].input.as_chw();
+        let (_, oh, ow) = shape.output.as_chw();
+        let (pt, _, pl, _) = shape.pads;
+        let len = cnn_runtime::kernels::expand_depthwise::expand_depthwise_scratch_len(
+            (ci, h, w),
+            c,
+            (oh, ow),
+            pair(conv.kernel),
+            pair(conv.stride),
+            (pt, pl),
+            pair(conv.dilation),
+        )?;
+        let dst = self.new_value(shape.output);
+        let scratch = self.new_value(Shape::Vec(len));
+        let g = self.values[scratch].group;
+        self.groups[g].scratch = true;
+        // Both written by step `s`; the expansion's output (and any packing room it
+        // had) is never used.
+        self.values[dst].def = Some(s);
+        self.values[scratch].def = Some(s);
+        self.values[v0].def = None;
+        let step = &mut self.steps[s];
+        if let Some(old) = step.scratch.replace(scratch) {
+            self.values[old].def = None;
+        }
+        step.kernel = Kernel::ExpandDepthwise {
+            expand: e,
+            expand_bn,
+            expand_act: step.act.take(),
+            dw: i,
+            bn: None,
+        };
+        step.layers.push(i);
+        step.dst = dst;
+        self.open.remove(&v0);
+        self.open.insert(dst, s);
+        Some(dst)
+    }
+
+    /// Whether value `v` may be overwritten by the layer being planned (whose reads are
+    /// already served): nothing later reads it and it is not the caller's input.
+    fn dies_here(&self, v: usize) -> bool {
+        v != 0 && self.reads_left[v] == 0
+    }
+
+    pub(super) fn plan_layer(&mut self, i: usize) {
+        let layer = &self.model.layers[i];
+        let shape = &self.shapes[i];
+        let srcs: Vec<usize> = layer.inputs.iter().map(|s| self.src_value(*s)).collect();
+        let v0 = srcs[0];
+        if is_view(&layer.op) {
+            // Its readers were counted as readers of its input.
+            self.value_of[i] = v0;
+            return;
+        }
+        // Reads of this layer are now being served.
+        for &v in &srcs {
+            self.reads_left[v] -= 1;
+        }
+        // Fusion into the open epilogue of the step that produced the input.
+        let sole_reader = srcs.len() == 1 && self.reads_left[v0] == 0 && v0 != 0;
+        if sole_reader {
+            if let Some(&s) = self.open.get(&v0) {
+                let step = &mut self.steps[s];
+                match (&layer.op, &mut step.kernel) {
+                    (
+                        Op::BatchNorm { .. },
+                        Kernel::Conv { bn, .. }
+                        | Kernel::ExpandDepthwise { bn, .. }
+                        | Kernel::Linear { bn, .. }
+                        | Kernel::ConvTranspose { bn, .. },
+                    ) if bn.is_none()
+                        && step.act.is_none()
+                        && self.values[v0].shape == shape.input =>
+                    {
+                        *bn = Some(i);
+                        step.layers.push(i);
+                        self.value_of[i] = v0;
+                        return;
+                    }
+                    (
+                        Op::Act(a),
+                        Kernel::Conv { .. }
+                        | Kernel::ExpandDepthwise { .. }
+                        | Kernel::Linear { .. }
+                        | Kernel::ConvTranspose { .. }
+                        | Kernel::Affine { .. }
+                        | Kernel::Binary { .. },
+                    ) if step.act.is_none() => {
+                        step.act = Some(*a);
+                        step.layers.push(i);
+                        self.value_of[i] = v0;
+                        self.open.remove(&v0);
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        // Anything else reading a value closes its producer's epilogue: a later batch
+        // norm or activation must not change what this layer read.
+        for v in &srcs {
+            self.open.remove(v);
+        }
+        let out = match layer.op {
+            Op::Merge(Merge::Concat) => self.plan_concat(i, &srcs),
+            Op::Merge(m) => self.plan_binary(i, m, &srcs),
+            Op::BatchNorm { .. } | Op::Act(_) | Op::Softmax => {
+                let kernel = match layer.op {
+                    Op::BatchNorm { .. } => Kernel::Affine { layer: i },
+                    Op::Act(_) => Kernel::Activation,
+                    _ => Kernel::Softmax,
+                };
+                let act = match layer.op {
+                    Op::Act(a) => Some(a),
+                    _ => None,
+                };
+                // In place over the input when nothing later reads it; else a fresh
+                // tensor (the input is copied there first).
+                let dst = if self.dies_here(v0) {
+                    self.in_place_value(v0, shape.output)
+                } else {
+                    self.new_value(shape.output)
+                };
+                let s = self.push(Pending {
+                    kernel,
+                    act,
+                    layers: vec![i],
+                    srcs: vec![v0],
+                    inputs: vec![shape.input],
+                    dst,
+                    scratch: None,
+                });
+                if matches!(kernel, Kernel::Affine { .. }) {
+                    self.open.insert(dst, s);
+                }
+                dst
+            }
+            _ => {
+                if let Some(dst) = self.fuse_expand_depthwise(i, v0) {
+                    self.value_of[i] = dst;
+                    return;
+                }
+                let kernel = match layer.op {
+                    Op::Conv(conv) => {
+                        let (c, h, w) = shape.input.as_chw();
+                        let depthwise =
+                            conv.groups as usize == c && conv.out as usize == c && c > 1;
+                        // A dilated layer runs through its polyphase components.
+                        let (dh, dw) = (conv.dilation.0 as usize, conv.dilation.1 as usize);
+                        let three_by_three = !self.model.is_1d()
+                            && conv.kernel == (3, 3)
+                            && conv.stride == (1, 1)
+                            && conv.groups == 1;
+                        let winograd = if three_by_three {
+                            cnn_runtime::kernels::winograd::winograd_tile(
+                                c,
+                                h,
+                                w,
+                                conv.out as usize,
+                                dh,
+                                dw,
+                            )
+                        } else {
+                            None
+                        };
+                        Kernel::Conv {
+                            layer: i,
+                            depthwise,
+                            winograd,
+                            bn: None,
+                        }
+                    }
+                    Op::ConvTranspose(_) => {
+                        let Op::ConvTranspose(ct) =
+                            crate::shape::kernel_op(&layer.op, self.model.is_1d())
+                        else {
+                            unreachable!("kernel_op keeps the op")
+                        };
+                        let (_, h, w) = shape.input.as_chw();
+                        let (_, oh, ow) = shape.output.as_chw();
+                        let gemm = ct.stride == ct.kernel
+                            && ct.padding == (0, 0)
+                            && ct.dilation == (1, 1)
+                            && ct.groups == 1
+                            && oh == h * ct.kernel.0 as usize
+                            && ow == w * ct.kernel.1 as usize;
+                        Kernel::ConvTranspose {
+                            layer: i,
+                            gemm,
+                            bn: None,
+                        }
+                    }
+                    Op::Linear { .. } => Kernel::Linear { layer: i, bn: None },
+                    Op::Pool(_) => Kernel::Pool { layer: i },
+                    Op::AdaptivePool { .. } => Kernel::AdaptivePool { layer: i },
+                    Op::Upsample(_) => Kernel::Upsample { layer: i },
+                    Op::GlobalAvgPool => Kernel::GlobalAvg,
+                    Op::GlobalMaxPool => Kernel::GlobalMax,
+                    _ => unreachable!("every other op is handled above"),
+                };
+                let dst = self.new_value(shape.output);
+                let scratch_len = match kernel {
+                    Kernel::Conv {
+                        winograd: Some(tile),
+                        ..
+                    } => {
+                        let (c, h, w) = shape.input.as_chw();
+                        let (o, oh, ow) = shape.output.as_chw();
+                        let Op::Conv(conv) = layer.op else {
+                            unreachable!("Winograd is planned for conv layers")
+                        };
+                        let (dh, dw) = (conv.dilation.0 as usize, conv.dilation.1 as usize);
+                        Some(cnn_runtime::kernels::winograd::winograd_scratch_len(
+                            tile, c, h, w, o, oh, ow, dh, dw,
+                        ))
+                    }
+                    // The 1x1 convolution's output before depth-to-space.
+                    Kernel::ConvTranspose { gemm: true, .. } => Some(shape.output.len()),
+                    _ => None,
+                };
+                // Where the runtime packs a 1x1 layer's input for its channel tiles
+                // (small maps, AVX2): optional.
+                let pack_len = match (
+                    kernel,
+                    crate::shape::kernel_op(&layer.op, self.model.is_1d()),
+                ) {
+                    (
+                        Kernel::Conv {
+                            depthwise: false,
+                            winograd: None,
+                            ..
+                        },
+                        Op::Conv(conv),
+                    ) => {
+                        let (pt, _, pl, _) = shape.pads;
+                        let len = cnn_runtime::kernels::conv::conv_scratch_len(
+                            shape.input.as_chw(),
+                            shape.output.as_chw(),
+                            pair(conv.kernel),
+                            pair(conv.stride),
+                            (pt, pl),
+                            pair(conv.dilation),
+                            conv.groups as usize,
+                        );
+                        (len > 0).then_some(len)
+                    }
+                    _ => None,
+                };
+                let scratch = match (scratch_len, pack_len) {
+                    (Some(len), _) | (None, Some(len)) => {
+                        let v = self.new_value(Shape::Vec(len));
+                        let g = self.values[v].group;
+                        self.groups[g].scratch = true;
+                        self.groups[g].optional = scratch_len.is_none();
+                        Some(v)
+                    }
+                    _ => None,
+                };
+                let s = self.push(Pending {
+                    kernel,
+                    act: None,
+                    layers: vec![i],
+                    srcs: vec![v0],
+                    inputs: vec![shape.input],
+                    dst,
+                    scratch,
+                });
+                if matches!(
+                    kernel,
+                    Kernel::Conv { .. } | Kernel::Linear { .. } | Kernel::ConvTranspose { .. }
+                ) {
+                    self.open.insert(dst, s);
+                }
+                dst
+            }
+        };
+        self.value_of[i] = out;
+    }
+
+    /// A new value of `shape` that shares `v`'s memory (written in place over it).
+    fn in_place_value(&mut self, v: usize, shape: Shape) -> usize {
+        let (group, offset) = {
+            let x = &self.values[v];
+            (x.group, x.offset)
+        };
+        self.values.push(Value {
+            shape,
+            def: Some(self.steps.len()),
+            group,
+            offset,
+        });
+        self.reads_left.push(0);
+        self.values.len() - 1
+    }
+
+    fn plan_binary(&mut self, i: usize, op: Merge, srcs: &[usize]) -> usize {
+        let out_shape = self.shapes[i].output;
+        let in_shapes = self.shapes[i].inputs.clone();
+        let mut acc = srcs[0];
+        let mut acc_shape = in_shapes[0];
+        let mut first = true;
+        for (k, &b) in srcs[1..].iter().enumerate() {
+            let b_shape = in_shapes[k + 1];
+            // The shape after folding in operand k + 1.
+            let dims: Vec<usize> = acc_shape
+                .dims()
+                .iter()
+                .zip(b_shape.dims())
+                .map(|(a, b)| (*a).max(b))
+                .collect();
+            let step_shape = acc_shape.with(
+                dims[0],
+                dims.get(dims.len().saturating_sub(2)).copied().unwrap_or(1),
+                *dims.last().unwrap_or(&1),
+            );
+            let step_shape = if k + 2 == srcs.len() {
+                out_shape
+            } else {
+                step_shape
+            };
+            // Later operands of this layer still to be read count as reads.
+            let later = |v: usize| srcs[k + 2..].iter().filter(|s| **s == v).count();
+            // An operand may be overwritten when it has the result's shape, is not the
+            // other operand, and nothing reads it later (nor a later operand of this
+            // layer); after the first step only the running result is.
+            let can_overwrite = |p: &Self, v: usize, v_shape: Shape, other: usize| {
+                v_shape == step_shape
+                    && v != other
+                    && p.dies_here(v)
+                    && later(v) == 0
+                    && (first || v == acc)
+            };
+            let (a, b, a_shape, b_shape, dst, in_place) = if can_overwrite(self, acc, acc_shape, b)
+            {
+                let dst = self.in_place_value(acc, step_shape);
+                (acc, b, acc_shape, b_shape, dst, true)
+            } else if can_overwrite(self, b, b_shape, acc) && first {
+                // Both ops commute: overwrite the second operand instead.
+                let dst = self.in_place_value(b, step_shape);
+                (b, acc, b_shape, acc_shape, dst, true)
+            } else {
+                let dst = self.new_value(step_shape);
+                (acc, b, acc_shape, b_shape, dst, false)
+            };
+            let s = self.push(Pending {
+                kernel: Kernel::Binary { op, in_place },
+                act: None,
+                layers: if first { vec![i] } else { Vec::new() },
+                srcs: vec![a, b],
+                inputs: vec![a_shape, b_shape],
+                dst,
+                scratch: None,
+            });
+            self.open.remove(&acc);
+            acc = dst;
+            acc_shape = step_shape;
+            first = false;
+            if k + 2 == srcs.len() {
+                self.open.insert(dst, s);
+            }
+        }
+        acc
+    }
+
+    fn plan_concat(&mut self, i: usize, srcs: &[usize]) -> usize {
+        let out_shape = self.shapes[i].output;
+        let out = self.new_value(out_shape);
+        let out_group = self.values[out].group;
+        let mut offset = 0;
+        let mut copies = false;
+        let mut aliased: Vec<usize> = Vec::new();
+        for &v in srcs {
+            let len = self.values[v].shape.len();
+            let g = self.values[v].group;
+            let once = srcs.iter().filter(|s| **s == v).count() == 1;
+            let own_group = self.groups[g].parent.is_none()
+                && g != out_group
+                && self.values[v].offset == 0
+                && self.groups[g].len == len
+                && !aliased.contains(&g);
+            if v != 0 && once && self.reads_left[v] == 0 && own_group {
+                // The producer writes straight into the concat's channel range.
+                self.groups[g].parent = Some((out_group, offset));
+                aliased.push(g);
+            } else {
+                copies = true;
+                let part = self.values.len();
+                self.values.push(Value {
+                    shape: Shape::Vec(len),
+                    def: Some(self.steps.len()),
+                    group: out_group,
+                    offset,
+                });
+                self.reads_left.push(0);
+                self.push(Pending {
+                    kernel: Kernel::Copy,
+                    act: None,
+                    layers: vec![i],
+                    srcs: vec![v],
+                    inputs: vec![Shape::Vec(len)],
+                    dst: part,
+                    scratch: None,
+                });
+            }
+            self.open.remove(&v);
+            offset += len;
+        }
+        if !copies {
+            self.free_concats.push(i);
+        }
+        // The concat's value is defined where its last part is written.
+        self.values[out].def = Some(self.steps.len().saturating_sub(1));
+        out
+    }
+
+    /// The root group of `g` and the offset of `g` inside it.
+    pub(super) fn root(&self, mut g: usize) -> (usize, usize) {
+        let mut offset = 0;
+        while let Some((p, o)) = self.groups[g].parent {
+            offset += o;
+            g = p;
+        }
+        (g, offset)
+    }
+}
