@@ -12,7 +12,7 @@
 //! `tiles.rs` the register-blocked micro-kernels, `panels.rs` the direct convolution's
 //! loops, `depthwise.rs` the depthwise engines, `dw_flat.rs` the 3x3 stride-1 depthwise
 //! layers on flat planes, `dw_rows3.rs` the wide stride-1 and the stride-2 ones row by
-//! row with their taps formed in registers, `pool.rs` pooling windows other
+//! row with their taps formed in registers, `pool/` pooling windows other
 //! than 2x2 on the same padded bands). 3x3 stride-1 convolutions can also run as Winograd
 //! F(4x4, 3x3) or F(2x2, 3x3) (`winograd/`: `params.rs` the weight transform,
 //! `transform.rs` the input and output transforms, `gemm.rs` the batched matrix products,
@@ -23,7 +23,7 @@
 //! (convolution), `geometry.rs` (the dimensions and tap arithmetic shared by the
 //! convolutions and the pools), `depthwise/`, `conv_transpose.rs` (transposed convolution by phase
 //! decomposition), `linear.rs`, `norm.rs` (batch norm as a channel affine map),
-//! `pool.rs` (windowed and global pools), `adaptive.rs` (adaptive average/max pools),
+//! `pool/` (windowed and global pools), `adaptive.rs` (adaptive average/max pools),
 //! `binary.rs` (broadcast element-wise add/mul), `softmax.rs` (vector and channel
 //! softmax), `upsample.rs` (nearest and bilinear upsampling), `expand_depthwise.rs` (a
 //! 1x1 expansion and the depthwise layer reading it, run together band by band), `simd/`

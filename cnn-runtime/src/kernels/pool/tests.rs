@@ -1,0 +1,333 @@
+//! Tests of the pooling kernels: every window shape against the reference, every level.
+
+use super::*;
+use crate::kernels::reference::{self as r, Axis, Rng};
+use crate::kernels::simd;
+
+fn dims(c: usize, ah: Axis, aw: Axis) -> Dims2d {
+    Dims2d {
+        c,
+        h: ah.n,
+        w: aw.n,
+        o: c,
+        oh: ah.out,
+        ow: aw.out,
+        kh: ah.k,
+        kw: aw.k,
+        sh: ah.s,
+        sw: aw.s,
+        ph: ah.p,
+        pw: aw.p,
+        dh: ah.d,
+        dw: aw.d,
+        g: c,
+    }
+}
+
+/// Runs both pools (average only without dilation) against the reference on data
+/// that is all negative half of the time, so that zero padding would show.
+fn check(rng: &mut Rng, c: usize, ah: Axis, aw: Axis) {
+    let d = dims(c, ah, aw);
+    let (lo, hi) = if rng.below(2) == 0 {
+        (-1.0, 1.0)
+    } else {
+        (-3.0, -1.0)
+    };
+    let input = rng.vec(c * ah.n * aw.n, lo, hi);
+    let mut inp = input.clone();
+    inp.extend([f32::NAN; 2]);
+    let n = c * ah.out * aw.out;
+    for level in simd::test_levels() {
+        let mut got = vec![7.0; n + 2];
+        max_pool_dyn(level, d, &inp, &mut got);
+        assert_eq!(&got[n..], &[7.0; 2], "{d:?} wrote past its output");
+        let want = r::max_pool2d(c, ah, aw, &input);
+        assert!(
+            got[..n].iter().zip(&want).all(|(&g, &w)| f64::from(g) == w),
+            "max pool {d:?} {level:?}\n got {:?}\nwant {want:?}",
+            &got[..n]
+        );
+        if ah.d == 1 && aw.d == 1 {
+            for include_pad in [true, false] {
+                avg_pool_dyn(level, d, include_pad, &inp, &mut got);
+                assert_eq!(&got[n..], &[7.0; 2], "{d:?} wrote past its output");
+                let want = r::avg_pool2d(c, ah, aw, include_pad, &input);
+                r::assert_close(&got[..n], &want, &(d, include_pad, level));
+            }
+        }
+    }
+}
+
+/// 1-D signals run as H = 1: long rows, every window/stride/dilation/padding, the
+/// 1x2 fast path among them.
+#[test]
+fn one_d_against_reference() {
+    let mut rng = Rng::new(52);
+    let one = Axis::pool(1, 1, 1, 0, 1, false).unwrap();
+    let mut n = 0;
+    for w in [2, 3, 17, 33, 784, 1001] {
+        for k in [1, 2, 3, 5] {
+            for s in [1, 2, 3] {
+                for d in [1, 2, 4, 8] {
+                    for p in 0..=k / 2 {
+                        for ceil in [false, true] {
+                            if let Some(aw) = Axis::pool(w, k, s, p, d, ceil) {
+                                check(&mut rng, 1 + n % 3, one, aw);
+                                n += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(n > 300, "{n}");
+    let aw = Axis::pool(784, 2, 2, 0, 1, false).unwrap();
+    assert!(is_1x2(&dims(3, one, aw)));
+}
+
+/// Every pool axis geometry (sizes, kernels, strides larger than the kernel, padding up
+/// to half the kernel, dilation, ceil mode with extra and dropped windows) on each axis,
+/// paired with a random one.
+#[test]
+fn sweep_axes_against_reference() {
+    let axes = r::pool_axes();
+    assert!(axes.len() > 300, "{}", axes.len());
+    assert!(
+        axes.iter().any(|a| a.past_padding()),
+        "no ceil window reaching past the padding"
+    );
+    let mut rng = Rng::new(51);
+    for (i, &a) in axes.iter().enumerate() {
+        let b = axes[rng.below(axes.len())];
+        check(&mut rng, 1 + i % 4, a, b);
+        check(&mut rng, 1 + i % 3, b, a);
+    }
+}
+
+/// The vectorised 2x2 stride-2 path: widths around the vector lengths (tails), odd
+/// sizes (a dropped last row/column), NaN propagation.
+#[test]
+fn two_by_two_fast_path() {
+    let mut rng = Rng::new(54);
+    for h in [2, 3, 4, 7] {
+        for w in [2, 3, 6, 8, 9, 15, 16, 17, 28, 33, 65] {
+            let a = Axis::pool(h, 2, 2, 0, 1, false).unwrap();
+            let b = Axis::pool(w, 2, 2, 0, 1, false).unwrap();
+            assert!(is_2x2(&dims(3, a, b)));
+            check(&mut rng, 3, a, b);
+        }
+    }
+    let mut x = rng.vec(2 * 4 * 18, -1.0, 1.0);
+    x[5] = f32::NAN;
+    x[4 * 18 + 18 + 17] = f32::NAN;
+    let (a, b) = (
+        Axis::pool(4, 2, 2, 0, 1, false).unwrap(),
+        Axis::pool(18, 2, 2, 0, 1, false).unwrap(),
+    );
+    for level in simd::test_levels() {
+        let mut y = vec![0.0; 2 * 2 * 9];
+        max_pool_dyn(level, dims(2, a, b), &x, &mut y);
+        let nans: Vec<usize> = (0..y.len()).filter(|&i| y[i].is_nan()).collect();
+        assert_eq!(nans, [2, 18 + 8], "{level:?}");
+        let want = r::max_pool2d(2, a, b, &x);
+        for (g, w) in y.iter().zip(&want) {
+            assert!(g.is_nan() || f64::from(*g) == *w);
+        }
+    }
+}
+
+/// With the `parallel` feature, 2x2 pools large enough to split by output rows over
+/// 2 and 3 threads give the one-thread result bit for bit (max and average, every
+/// level, outputs on a line and off it, rows of 16, 8, 4 and 32 outputs, an odd
+/// height), and match the reference.
+#[cfg(feature = "parallel")]
+#[test]
+fn two_by_two_row_split_equals_one_thread() {
+    let _g = crate::pool::TEST_LOCK
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let mut rng = Rng::new(56);
+    for (c, h, w) in [
+        (32, 32, 32),
+        (64, 16, 16),
+        (128, 8, 8),
+        (8, 64, 64),
+        (40, 22, 33),
+    ] {
+        let (a, b) = (
+            Axis::pool(h, 2, 2, 0, 1, false).unwrap(),
+            Axis::pool(w, 2, 2, 0, 1, false).unwrap(),
+        );
+        let d = dims(c, a, b);
+        assert!(is_2x2(&d) && c * h * w >= POOL_PAR_FLOATS);
+        let x = rng.vec(c * h * w, -1.0, 1.0);
+        let n = c * d.oh * d.ow;
+        let want = r::max_pool2d(c, a, b, &x);
+        for level in simd::test_levels() {
+            r::assert_threads_match_one(n, &(c, h, w, level), |out| {
+                max_pool_dyn(level, d, &x, out);
+                let got: Vec<f64> = out[..n].iter().map(|&v| f64::from(v)).collect();
+                assert!(got == want, "{:?}", (c, h, w, level));
+            });
+            r::assert_threads_match_one(n, &(c, h, w, level, "avg"), |out| {
+                avg_pool_dyn(level, d, false, &x, out);
+            });
+        }
+    }
+    crate::pool::set_num_threads(2);
+}
+
+/// The banded path (every other window): ResNet's 3x3 stride-2 padding-1 max pool on
+/// a map taller than one band, NaN propagated from any tap, at every level.
+#[test]
+fn banded_windows_propagate_nan_and_span_bands() {
+    let mut rng = Rng::new(55);
+    let a = Axis::pool(112, 3, 2, 1, 1, false).unwrap();
+    let b = Axis::pool(118, 3, 2, 1, 1, false).unwrap();
+    check(&mut rng, 2, a, b);
+    let d = dims(2, a, b);
+    let mut x = rng.vec(2 * 112 * 118, -1.0, 1.0);
+    // Row 0 column 0 (a corner, next to the padding) and an interior cell of plane 1.
+    x[0] = f32::NAN;
+    x[112 * 118 + 51 * 118 + 77] = f32::NAN;
+    let want = r::max_pool2d(2, a, b, &x);
+    // Output (0, 0) of plane 0; rows 25, 26 by columns 38, 39 of plane 1 (input row
+    // 51 = 2 * 25 + 1 = 2 * 26 - 1, column 77 likewise).
+    let (oh, ow) = (a.out, b.out);
+    assert_eq!((oh, ow), (56, 59));
+    let at = |y: usize, x: usize| oh * ow + y * ow + x;
+    let want_nans = vec![0, at(25, 38), at(25, 39), at(26, 38), at(26, 39)];
+    for level in simd::test_levels() {
+        let mut y = vec![0.0; 2 * a.out * b.out];
+        max_pool_dyn(level, d, &x, &mut y);
+        let nans: Vec<usize> = (0..y.len()).filter(|&i| y[i].is_nan()).collect();
+        assert_eq!(nans, want_nans, "{level:?}");
+        for (g, w) in y.iter().zip(&want) {
+            assert!(g.is_nan() || f64::from(*g) == *w, "{level:?}");
+        }
+    }
+}
+
+/// Named cases with hand-computed outputs: PyTorch's divisors in ceil mode.
+#[test]
+fn ceil_mode_divisors_by_hand() {
+    // H = W = 3, k = 2, s = 2, p = 0, ceil: out 2x2, last window covers one real row
+    // and one cell past the input (no padding): divisor 1 either way.
+    let a = Axis::pool(3, 2, 2, 0, 1, true).unwrap();
+    assert_eq!(a.out, 2);
+    let x: Vec<f32> = (1..=9).map(|v| v as f32).collect();
+    let mut y = [0.0; 4];
+    avg_pool2d::<1, 3, 3, 2, 2, 2, 2, 2, 2, 0, 0, true>(&x, &mut y);
+    assert_eq!(y, [3.0, 4.5, 7.5, 9.0]);
+    // H = W = 4, k = 3, s = 2, p = 1, ceil: out = ceil(3/2)+1 = 3, last window starts at
+    // padded 4 (< H + p = 5, kept), covers padded [4, 7): real 3 (index 3 -> padded 4),
+    // padding 5, past-padding 6. Divisor with padding: 2 per axis.
+    let a = Axis::pool(4, 3, 2, 1, 1, true).unwrap();
+    assert_eq!(a.out, 3);
+    let x = [1.0f32; 16];
+    let mut y = [0.0; 9];
+    avg_pool2d::<1, 4, 4, 3, 3, 3, 3, 2, 2, 1, 1, true>(&x, &mut y);
+    // Corner (0,0): window padded [0,3)x[0,3): 4 real of 9.
+    assert_eq!(y[0], 4.0 / 9.0);
+    // (0,2): rows padded [0,3) count 3, cols padded [4,6) count 2: 6 cells, 2 real.
+    assert_eq!(y[2], 2.0 / 6.0);
+    // (2,2): 2x2 cells counted, 1 real.
+    assert_eq!(y[8], 1.0 / 4.0);
+    avg_pool2d::<1, 4, 4, 3, 3, 3, 3, 2, 2, 1, 1, false>(&x, &mut y);
+    assert_eq!(y, [1.0; 9]);
+}
+
+#[test]
+fn max_pool_pads_with_minus_infinity_and_propagates_nan() {
+    let x = [-5.0f32, -4.0, -3.0, -2.0];
+    let mut y = [0.0; 9];
+    // 2x2 input, kernel 2, stride 1, padding 1: 3x3 output, every window real values only.
+    max_pool2d::<1, 2, 2, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1>(&x, &mut y);
+    assert_eq!(y, [-5.0, -4.0, -4.0, -3.0, -2.0, -2.0, -3.0, -2.0, -2.0]);
+    let x = [1.0f32, f32::NAN, 3.0, 2.0];
+    let mut y = [0.0; 1];
+    max_pool2d::<1, 2, 2, 1, 1, 2, 2, 1, 1, 0, 0, 1, 1>(&x, &mut y);
+    assert!(y[0].is_nan());
+    global_max_pool::<1, 4>(&x, &mut y);
+    assert!(y[0].is_nan());
+}
+
+/// Const-generic shells on a few layers.
+#[test]
+fn const_generic_instances() {
+    let mut rng = Rng::new(52);
+    // LeNet avg_pool(2) on 6x28x28.
+    let x = rng.vec(6 * 28 * 28, -1.0, 1.0);
+    let a = Axis::pool(28, 2, 2, 0, 1, false).unwrap();
+    let mut y = vec![0.0; 6 * 14 * 14];
+    avg_pool2d::<6, 28, 28, 14, 14, 2, 2, 2, 2, 0, 0, true>(&x, &mut y);
+    r::assert_close(&y, &r::avg_pool2d(6, a, a, true, &x), &"lenet avg pool");
+    // Max pool 3x3 stride 2 pad 1 (ResNet stem), ceil mode on a 7x9 map.
+    let x = rng.vec(2 * 7 * 9, -2.0, -1.0);
+    let (ah, aw) = (
+        Axis::pool(7, 3, 2, 1, 1, true).unwrap(),
+        Axis::pool(9, 3, 2, 1, 1, true).unwrap(),
+    );
+    assert_eq!((ah.out, aw.out), (4, 5));
+    let mut y = vec![0.0; 2 * 4 * 5];
+    max_pool2d::<2, 7, 9, 4, 5, 3, 3, 2, 2, 1, 1, 1, 1>(&x, &mut y);
+    r::assert_close(&y, &r::max_pool2d(2, ah, aw, &x), &"max pool ceil");
+    // Dilated, non-square.
+    let (ah, aw) = (
+        Axis::pool(8, 2, 1, 1, 3, false).unwrap(),
+        Axis::pool(6, 3, 2, 0, 2, true).unwrap(),
+    );
+    let x = rng.vec(3 * 8 * 6, -1.0, 1.0);
+    let mut y = vec![0.0; 3 * ah.out * aw.out];
+    max_pool2d::<3, 8, 6, 7, 2, 2, 3, 1, 2, 1, 0, 3, 2>(&x, &mut y);
+    assert_eq!((ah.out, aw.out), (7, 2));
+    r::assert_close(&y, &r::max_pool2d(3, ah, aw, &x), &"max pool dilated");
+    // Avg pool, exclude pad, ceil, non-square.
+    let (ah, aw) = (
+        Axis::pool(5, 3, 2, 1, 1, true).unwrap(),
+        Axis::pool(6, 2, 3, 1, 1, true).unwrap(),
+    );
+    assert_eq!((ah.out, aw.out), (3, 3));
+    let x = rng.vec(2 * 5 * 6, -1.0, 1.0);
+    let mut y = vec![0.0; 2 * 3 * 3];
+    avg_pool2d::<2, 5, 6, 3, 3, 3, 2, 2, 3, 1, 1, false>(&x, &mut y);
+    r::assert_close(
+        &y,
+        &r::avg_pool2d(2, ah, aw, false, &x),
+        &"avg pool exclude pad",
+    );
+}
+
+#[test]
+fn global_pools_against_reference() {
+    let mut rng = Rng::new(53);
+    for c in [1, 3, 16] {
+        for hw in [1, 2, 7, 8, 9, 49, 3136] {
+            let x = rng.vec(c * hw, -2.0, 1.0);
+            let mut xin = x.clone();
+            xin.push(f32::NAN);
+            let mut y = vec![7.0; c + 1];
+            global_avg_dyn(c, hw, &xin, &mut y);
+            assert_eq!(y[c], 7.0);
+            r::assert_close(
+                &y[..c],
+                &r::global_avg_pool(c, hw, &x),
+                &("global avg", c, hw),
+            );
+            global_max_dyn(c, hw, &xin, &mut y);
+            assert_eq!(y[c], 7.0);
+            r::assert_close(
+                &y[..c],
+                &r::global_max_pool(c, hw, &x),
+                &("global max", c, hw),
+            );
+        }
+    }
+    let x = [1.0, 2.0, 3.0, 4.0, -1.0, -2.0, -3.0, -4.0];
+    let mut y = [0.0; 2];
+    global_avg_pool::<2, 4>(&x, &mut y);
+    assert_eq!(y, [2.5, -2.5]);
+    global_max_pool::<2, 4>(&x, &mut y);
+    assert_eq!(y, [4.0, -1.0]);
+}
