@@ -7,6 +7,7 @@
 //! cargo bench --bench models -- --json target/bench/cnn.json   # and a JSON file
 //! cargo bench --bench models -- lenet5 --time 5                # one model, 5 s
 //! cargo bench --features parallel --bench models -- --batch 64  # images/s at batch 64
+//! cargo bench --bench models -- --serve lenet5 mobilenet_96   # JSON commands on stdin
 //! ```
 //!
 //! For each model this loads `target/bench/<model>/weights.safetensors` (written by
@@ -24,17 +25,36 @@
 //! (default 2). Reported: median, p10 and p90 in µs (linear interpolation between order
 //! statistics, as numpy's default `percentile`), and GFLOP/s = 2 * MACS / median. The
 //! network runs on the calling thread only, unless built with `--features parallel`:
-//! then its kernels also use `CNN_NUM_THREADS` threads (default: all cores). `tools/bench/compare.py` runs this with
-//! `--json` and puts the numbers next to ONNX Runtime's and OpenVINO's, timed the same way.
+//! then its kernels also use `CNN_NUM_THREADS` threads (default: all cores).
+//! `tools/bench/compare.py` drives the `--serve` mode (below) to put the numbers next to
+//! ONNX Runtime's and OpenVINO's, timed the same way (with `--blocks`, it runs this with
+//! `--json`).
 //!
 //! Relative paths given to `--json` are taken from the workspace root, whatever the
 //! directory cargo runs the bench in.
+//!
+//! With `--serve` the bench loads, checks and warms up the requested models (a 0.3 s
+//! block each), then answers commands read from stdin, one per line, each with exactly
+//! one JSON line on stdout (flushed); everything else it prints goes to stderr, so stdout
+//! is pure JSON lines. `tools/bench/compare.py` drives it to alternate `cnn` with ONNX
+//! Runtime and OpenVINO in short blocks:
+//!
+//! - `info`: what `--json` writes, without the times: version, SIMD level, threads,
+//!   batch, and per model its shapes, MACs, parameters, weights and output check (and
+//!   `errors`: the models that failed to load);
+//! - `time MODEL SECONDS`: one block: a warm-up (at least 2 runs and 10 ms), then runs
+//!   each timed alone until SECONDS have passed (at least 5); answers `model`, `runs`,
+//!   `median_us`, `p10_us`, `p90_us`, `min_us`, `mean_us` (quantiles as above);
+//! - `quit` (or the end of stdin): answers `{"quit": true}` and exits with status 0.
+//!
+//! A bad command is answered with `{"error": "..."}`.
 
 use std::fmt::Write as _;
 use std::hint::black_box;
+use std::io::{BufRead, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cnn::{cnn_model, Model};
 
@@ -91,6 +111,7 @@ const INPUT_SEED: u64 = 0x0001_A9E7;
 
 const USAGE: &str = "\
 usage: cargo bench --bench models -- [MODEL ...] [--json PATH] [--time SECONDS] [--batch N]
+       cargo bench --bench models -- --serve [--batch N] [MODEL ...]
 
   MODEL           only these models (lenet5, cifar_vgg, mobilenet_96, fcn_seg,
                   resnet18_224, mobilenet_v2_224); default all
@@ -99,6 +120,11 @@ usage: cargo bench --bench models -- [MODEL ...] [--json PATH] [--time SECONDS] 
   --batch N       time `forward_batch_into` on N images per call instead of `forward`
                   on one (default 1); with `--features parallel` the images are spread
                   over CNN_NUM_THREADS threads
+  --serve         load, check and warm up the models, then answer commands from stdin,
+                  one JSON line on stdout each (everything else goes to stderr):
+                    info                   versions, threads, batch, per-model checks
+                    time MODEL SECONDS     time MODEL for about SECONDS (one block)
+                    quit                   exit
 ";
 
 /// The workspace root (where `Cargo.toml`, `models/` and `target/bench/` are).
@@ -116,6 +142,8 @@ struct Options {
     time: Duration,
     /// Images per timed call (1: `forward`, else `forward_batch_into`).
     batch: usize,
+    /// Answer commands from stdin instead of timing once (`--serve`).
+    serve: bool,
 }
 
 impl Options {
@@ -126,12 +154,14 @@ impl Options {
             json: None,
             time: Duration::from_secs(2),
             batch: 1,
+            serve: false,
         };
         let mut args = args.peekable();
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--bench" => {}
                 "-h" | "--help" => return Err(String::new()),
+                "--serve" => opts.serve = true,
                 "--json" => {
                     let path = args
                         .next_if(|a| !a.starts_with("--"))
@@ -175,6 +205,9 @@ impl Options {
                     opts.models.push(name.to_string());
                 }
             }
+        }
+        if opts.serve && opts.json.is_some() {
+            return Err("--serve writes no JSON file (its answers are JSON)".into());
         }
         Ok(opts)
     }
@@ -251,8 +284,8 @@ impl Check {
     }
 }
 
-/// One model's results.
-struct Report {
+/// What is known of a loaded model besides its times.
+struct Meta {
     name: &'static str,
     input_shape: &'static [usize],
     output_shape: &'static [usize],
@@ -260,9 +293,14 @@ struct Report {
     params: usize,
     weights: WeightsSource,
     check: Check,
-    runs: usize,
     /// Images per timed call.
     batch: usize,
+}
+
+/// One model's results.
+struct Report {
+    meta: Meta,
+    runs: usize,
     /// Run times in seconds, sorted.
     samples: Vec<f64>,
 }
@@ -272,11 +310,85 @@ impl Report {
         harness::quantile(&self.samples, q) * 1e6
     }
     fn gflops(&self) -> f64 {
-        2.0 * (self.macs * self.batch) as f64 / (self.quantile_us(0.5) * 1e-6) / 1e9
+        2.0 * (self.meta.macs * self.meta.batch) as f64 / (self.quantile_us(0.5) * 1e-6) / 1e9
     }
     fn images_per_s(&self) -> f64 {
-        self.batch as f64 / (self.quantile_us(0.5) * 1e-6)
+        self.meta.batch as f64 / (self.quantile_us(0.5) * 1e-6)
     }
+}
+
+/// A model loaded and checked, with its input: ready to time.
+struct Loaded<M: Model> {
+    model: Box<M>,
+    input: Box<M::Input>,
+    /// With `--batch N` (N > 1): N copies of the input, and room for the N outputs.
+    batch: Option<(Vec<f32>, Vec<f32>)>,
+    meta: Meta,
+}
+
+/// A loaded model of any type: the serve mode holds several.
+trait Bench {
+    fn meta(&self) -> &Meta;
+    fn into_meta(self: Box<Self>) -> Meta;
+    /// The timing of the one-shot mode ([`harness::time_runs`]); sorted seconds.
+    fn time_runs(&mut self, time: Duration) -> Vec<f64>;
+    /// One block of the serve mode ([`time_block`]); sorted seconds.
+    fn time_block(&mut self, secs: f64) -> Vec<f64>;
+}
+
+impl<M: Model> Loaded<M> {
+    /// The timed call: `forward` on the input, or `forward_batch_into` on the batch.
+    #[inline]
+    fn call(&mut self) {
+        match &mut self.batch {
+            None => {
+                let y = self.model.forward(black_box(&self.input));
+                black_box(&y);
+            }
+            Some((inputs, outputs)) => {
+                self.model
+                    .forward_batch_into(black_box(inputs), black_box(outputs))
+                    .expect("checked when loaded");
+            }
+        }
+    }
+}
+
+impl<M: Model> Bench for Loaded<M> {
+    fn meta(&self) -> &Meta {
+        &self.meta
+    }
+    fn into_meta(self: Box<Self>) -> Meta {
+        self.meta
+    }
+    fn time_runs(&mut self, time: Duration) -> Vec<f64> {
+        harness::time_runs(time, || self.call())
+    }
+    fn time_block(&mut self, secs: f64) -> Vec<f64> {
+        time_block(secs, || self.call())
+    }
+}
+
+/// One block of the serve mode: a warm-up of at least 2 runs and 10 ms (the model was
+/// warmed when loaded, but another engine may have run since), then single runs, each
+/// timed alone, until `secs` have passed (at least 5 runs). Returns the sorted samples
+/// in seconds. `tools/bench/compare.py` times ONNX Runtime and OpenVINO the same way.
+fn time_block(secs: f64, mut run: impl FnMut()) -> Vec<f64> {
+    let warm = Instant::now();
+    let mut warm_runs = 0usize;
+    while warm_runs < 2 || warm.elapsed() < Duration::from_millis(10) {
+        run();
+        warm_runs += 1;
+    }
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    while samples.len() < 5 || start.elapsed().as_secs_f64() < secs {
+        let t0 = Instant::now();
+        run();
+        samples.push(t0.elapsed().as_secs_f64());
+    }
+    samples.sort_by(f64::total_cmp);
+    samples
 }
 
 /// Reads an F32 tensor from a safetensors file: (shape, values).
@@ -301,8 +413,9 @@ fn read_f32(bytes: &[u8], key: &str, path: &Path) -> Result<(Vec<usize>, Vec<f32
     Ok((t.shape().to_vec(), values))
 }
 
-/// Loads the model, checks its output, times `forward`.
-fn bench<M: Model>(name: &'static str, opts: &Options) -> Result<Report, String>
+/// Loads the model, checks its output (and with `--batch`, that `forward_batch_into`
+/// gives `forward`'s results).
+fn load<M: Model + 'static>(name: &'static str, opts: &Options) -> Result<Box<dyn Bench>, String>
 where
     M::Input: Nested,
     M::Output: Nested,
@@ -389,11 +502,8 @@ where
         }
     };
 
-    let samples = if opts.batch == 1 {
-        harness::time_runs(opts.time, || {
-            let y = model.forward(black_box(&input));
-            black_box(&y);
-        })
+    let batch = if opts.batch == 1 {
+        None
     } else {
         // The same image `batch` times; every result must be `forward`'s, bit for bit.
         let single = model.forward(&input);
@@ -411,26 +521,24 @@ where
                 opts.batch
             ));
         }
-        harness::time_runs(opts.time, || {
-            model
-                .forward_batch_into(black_box(&inputs), black_box(&mut outputs))
-                .expect("checked above");
-        })
+        Some((inputs, outputs))
     };
-    let runs = samples.len();
 
-    Ok(Report {
-        name,
-        input_shape: M::INPUT_SHAPE,
-        output_shape: M::OUTPUT_SHAPE,
-        macs: M::MACS,
-        params: M::PARAMS,
-        weights,
-        check,
-        runs,
-        batch: opts.batch,
-        samples,
-    })
+    Ok(Box::new(Loaded {
+        model,
+        input,
+        batch,
+        meta: Meta {
+            name,
+            input_shape: M::INPUT_SHAPE,
+            output_shape: M::OUTPUT_SHAPE,
+            macs: M::MACS,
+            params: M::PARAMS,
+            weights,
+            check,
+            batch: opts.batch,
+        },
+    }))
 }
 
 /// The results as a text table.
@@ -442,13 +550,14 @@ fn table(reports: &[Report]) -> String {
         "model", "MACs", "runs", "p10 µs", "median µs", "p90 µs", "images/s", "GFLOP/s", "weights"
     );
     for r in reports {
-        let check = match &r.check {
+        let m = &r.meta;
+        let check = match &m.check {
             Check::Compared {
                 max_abs,
                 worst_ratio,
             } => format!(
                 "{} ({max_abs:.1e}, {:.2} of tol)",
-                if r.check.passed() { "ok" } else { "FAIL" },
+                if m.check.passed() { "ok" } else { "FAIL" },
                 worst_ratio
             ),
             Check::Skipped(why) => format!("skipped ({why})"),
@@ -456,21 +565,82 @@ fn table(reports: &[Report]) -> String {
         let _ = writeln!(
             s,
             "{:<16} {:>10} {:>12} {:>9.1} {:>10.1} {:>10.1} {:>10.0} {:>10.2} {:>8}  {check}",
-            r.name,
-            r.macs,
+            m.name,
+            m.macs,
             r.runs,
             r.quantile_us(0.1),
             r.quantile_us(0.5),
             r.quantile_us(0.9),
             r.images_per_s(),
             r.gflops(),
-            match r.weights {
-                WeightsSource::File => "file",
-                WeightsSource::Random => "random",
-            },
+            weights_name(m.weights),
         );
     }
     s
+}
+
+fn weights_name(w: WeightsSource) -> &'static str {
+    match w {
+        WeightsSource::File => "file",
+        WeightsSource::Random => "random",
+    }
+}
+
+/// A model's entry in the JSON results without its times: name, shapes, size, weights
+/// and output check.
+fn meta_json(m: &Meta) -> serde_json::Map<String, serde_json::Value> {
+    let (checked, max_abs, worst_ratio) = match &m.check {
+        Check::Compared {
+            max_abs,
+            worst_ratio,
+        } => (true, Some(*max_abs), Some(*worst_ratio)),
+        Check::Skipped(_) => (false, None, None),
+    };
+    let serde_json::Value::Object(map) = serde_json::json!({
+        "model": m.name,
+        "input_shape": m.input_shape,
+        "output_shape": m.output_shape,
+        "macs": m.macs,
+        "params": m.params,
+        "weights": weights_name(m.weights),
+        "checked": checked,
+        "check_passed": m.check.passed(),
+        "max_abs_diff": max_abs,
+        "worst_diff_over_tolerance": worst_ratio,
+    }) else {
+        unreachable!("a JSON object literal")
+    };
+    map
+}
+
+/// Quantiles of sorted samples (seconds) in µs: the timing fields of the JSON results.
+fn times_json(samples: &[f64]) -> serde_json::Map<String, serde_json::Value> {
+    let q = |p| harness::quantile(samples, p) * 1e6;
+    let serde_json::Value::Object(map) = serde_json::json!({
+        "runs": samples.len(),
+        "p10_us": q(0.1),
+        "median_us": q(0.5),
+        "p90_us": q(0.9),
+        "min_us": q(0.0),
+        "mean_us": samples.iter().sum::<f64>() / samples.len() as f64 * 1e6,
+    }) else {
+        unreachable!("a JSON object literal")
+    };
+    map
+}
+
+/// The JSON results around `models`: engine, version, SIMD level, threads, batch.
+fn results_json(batch: usize, timing: &str, models: Vec<serde_json::Value>) -> serde_json::Value {
+    serde_json::json!({
+        "engine": "cnn",
+        "version": env!("CARGO_PKG_VERSION"),
+        "simd_level": format!("{:?}", cnn::simd_level()),
+        "threads": cnn::num_threads(),
+        "batch": batch,
+        "timing": timing,
+        "tolerance": { "atol": ATOL, "rtol": RTOL },
+        "models": models,
+    })
 }
 
 /// The results as JSON.
@@ -478,49 +648,107 @@ fn json(reports: &[Report]) -> serde_json::Value {
     let models: Vec<serde_json::Value> = reports
         .iter()
         .map(|r| {
-            let (checked, max_abs, worst_ratio) = match &r.check {
-                Check::Compared {
-                    max_abs,
-                    worst_ratio,
-                } => (true, Some(*max_abs), Some(*worst_ratio)),
-                Check::Skipped(_) => (false, None, None),
-            };
-            serde_json::json!({
-                "model": r.name,
-                "input_shape": r.input_shape,
-                "output_shape": r.output_shape,
-                "macs": r.macs,
-                "params": r.params,
-                "weights": match r.weights {
-                    WeightsSource::File => "file",
-                    WeightsSource::Random => "random",
-                },
-                "checked": checked,
-                "check_passed": r.check.passed(),
-                "max_abs_diff": max_abs,
-                "worst_diff_over_tolerance": worst_ratio,
-                "runs": r.runs,
-                "p10_us": r.quantile_us(0.1),
-                "median_us": r.quantile_us(0.5),
-                "p90_us": r.quantile_us(0.9),
-                "min_us": r.quantile_us(0.0),
-                "mean_us": r.samples.iter().sum::<f64>() / r.samples.len() as f64 * 1e6,
-                "gflops": r.gflops(),
-                "images_per_s": r.images_per_s(),
-            })
+            let mut m = meta_json(&r.meta);
+            m.extend(times_json(&r.samples));
+            m.insert("gflops".into(), r.gflops().into());
+            m.insert("images_per_s".into(), r.images_per_s().into());
+            m.into()
         })
         .collect();
-    serde_json::json!({
-        "engine": "cnn",
-        "version": env!("CARGO_PKG_VERSION"),
-        "simd_level": format!("{:?}", cnn::simd_level()),
-        "threads": cnn::num_threads(),
-        "batch": reports.first().map_or(1, |r| r.batch),
-        "timing": "warm-up >= 0.3 s and 10 runs; each run timed alone; \
-                   quantiles by linear interpolation",
-        "tolerance": { "atol": ATOL, "rtol": RTOL },
-        "models": models,
-    })
+    results_json(
+        reports.first().map_or(1, |r| r.meta.batch),
+        "warm-up >= 0.3 s and 10 runs; each run timed alone; \
+         quantiles by linear interpolation",
+        models,
+    )
+}
+
+/// Longest block `time MODEL SECONDS` accepts in the serve mode.
+const MAX_BLOCK_SECS: f64 = 60.0;
+
+/// The answer of the serve mode to one command line (`None`: quit).
+fn serve_answer(
+    line: &str,
+    benches: &mut [Box<dyn Bench>],
+    errors: &[(&str, String)],
+    batch: usize,
+) -> Option<serde_json::Value> {
+    let error = |msg: String| Some(serde_json::json!({ "error": msg }));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words.as_slice() {
+        ["quit"] => None,
+        ["info"] => {
+            let models = benches.iter().map(|b| meta_json(b.meta()).into()).collect();
+            let mut info = results_json(
+                batch,
+                "serve: per `time` command a warm-up (>= 2 runs and 10 ms), then runs \
+                 each timed alone for about SECONDS (>= 5 runs); quantiles by linear \
+                 interpolation",
+                models,
+            );
+            info["errors"] = errors
+                .iter()
+                .map(|(model, e)| serde_json::json!({ "model": model, "error": e }))
+                .collect();
+            Some(info)
+        }
+        ["time", model, secs] => {
+            let loaded: Vec<&str> = benches.iter().map(|b| b.meta().name).collect();
+            let Some(b) = benches.iter_mut().find(|b| b.meta().name == *model) else {
+                return error(match errors.iter().find(|(m, _)| m == model) {
+                    Some((_, e)) => format!("{model} failed to load: {e}"),
+                    None => format!("`{model}` is not loaded (loaded: {})", loaded.join(", ")),
+                });
+            };
+            let secs = match secs.parse::<f64>() {
+                Ok(s) if s.is_finite() && s > 0.0 && s <= MAX_BLOCK_SECS => s,
+                _ => {
+                    return error(format!(
+                        "`{secs}` is not a number of seconds in (0, {MAX_BLOCK_SECS}]"
+                    ))
+                }
+            };
+            let samples = b.time_block(secs);
+            let mut answer = times_json(&samples);
+            answer.insert("model".into(), b.meta().name.into());
+            Some(answer.into())
+        }
+        [] => error("empty command".into()),
+        ["time", ..] => error("usage: time MODEL SECONDS".into()),
+        [cmd, ..] => error(format!(
+            "unknown command `{cmd}` (commands: info, time MODEL SECONDS, quit)"
+        )),
+    }
+}
+
+/// The serve mode: warms the models up, then answers stdin's commands on stdout.
+fn serve(mut benches: Vec<Box<dyn Bench>>, errors: &[(&str, String)], batch: usize) -> ExitCode {
+    for b in &mut benches {
+        b.time_block(0.3);
+    }
+    eprintln!("serving: info | time MODEL SECONDS | quit, one per line on stdin");
+    let mut out = std::io::stdout().lock();
+    let mut lines = std::io::stdin().lock().lines();
+    loop {
+        let answer = match lines.next() {
+            Some(Ok(line)) => serve_answer(&line, &mut benches, errors, batch),
+            Some(Err(e)) => {
+                eprintln!("error: reading stdin: {e}");
+                return ExitCode::FAILURE;
+            }
+            None => None,
+        };
+        let quit = answer.is_none();
+        let answer = answer.unwrap_or_else(|| serde_json::json!({ "quit": true }));
+        let written = writeln!(out, "{answer}").and_then(|()| out.flush());
+        if written.is_err() {
+            // The reader has gone: nobody to answer.
+            return ExitCode::FAILURE;
+        }
+        if quit {
+            return ExitCode::SUCCESS;
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -536,7 +764,7 @@ fn main() -> ExitCode {
         }
     };
 
-    println!(
+    let header = format!(
         "cnn {} {}, {} thread(s), SIMD level {:?}",
         env!("CARGO_PKG_VERSION"),
         if opts.batch == 1 {
@@ -547,31 +775,50 @@ fn main() -> ExitCode {
         cnn::num_threads(),
         cnn::simd_level()
     );
+    if opts.serve {
+        // stdout carries only the answers.
+        eprintln!("{header}");
+    } else {
+        println!("{header}");
+    }
     let mut reports = Vec::new();
+    let mut loaded = Vec::new();
+    let mut errors = Vec::new();
     let mut failed = false;
-    type BenchFn = fn(&'static str, &Options) -> Result<Report, String>;
-    let benches: [(&'static str, BenchFn); MODELS.len()] = [
-        ("lenet5", bench::<LeNet5>),
-        ("cifar_vgg", bench::<CifarVgg>),
-        ("mobilenet_96", bench::<MobileNet96>),
-        ("fcn_seg", bench::<FcnSeg>),
-        ("resnet18_224", bench::<ResNet18_224>),
-        ("mobilenet_v2_224", bench::<MobileNetV2_224>),
+    type LoadFn = fn(&'static str, &Options) -> Result<Box<dyn Bench>, String>;
+    let benches: [(&'static str, LoadFn); MODELS.len()] = [
+        ("lenet5", load::<LeNet5>),
+        ("cifar_vgg", load::<CifarVgg>),
+        ("mobilenet_96", load::<MobileNet96>),
+        ("fcn_seg", load::<FcnSeg>),
+        ("resnet18_224", load::<ResNet18_224>),
+        ("mobilenet_v2_224", load::<MobileNetV2_224>),
     ];
     for (name, f) in benches {
         if !opts.wants(name) {
             continue;
         }
         match f(name, &opts) {
-            Ok(r) => {
-                failed |= !r.check.passed();
-                reports.push(r);
+            Ok(b) if opts.serve => loaded.push(b),
+            Ok(mut b) => {
+                let samples = b.time_runs(opts.time);
+                let meta = b.into_meta();
+                failed |= !meta.check.passed();
+                reports.push(Report {
+                    meta,
+                    runs: samples.len(),
+                    samples,
+                });
             }
             Err(e) => {
                 eprintln!("error: {name}: {e}");
+                errors.push((name, e));
                 failed = true;
             }
         }
+    }
+    if opts.serve {
+        return serve(loaded, &errors, opts.batch);
     }
     print!("{}", table(&reports));
 

@@ -5,38 +5,62 @@ For each benchmark model (``target/bench/<model>/{model.onnx,data.safetensors}``
 by ``make_weights.py`` and ``export_onnx.py``) this
 
 * runs ONNX Runtime (CPUExecutionProvider, ``intra_op_num_threads=N``,
-  ``inter_op_num_threads=1``, sequential execution, graph optimisation level ALL) and
-  OpenVINO (device CPU, latency hint, 1 stream, N inference threads, f32 inference
-  precision) on ``model.onnx``, when they are importable; N is ``--threads`` (default 1),
-  and `cnn` gets the same N (built with ``--features parallel``, ``CNN_NUM_THREADS=N``);
+  ``inter_op_num_threads=1``, sequential execution, graph optimisation level ALL, its
+  other settings at their defaults) and OpenVINO (device CPU, latency hint, 1 stream, N
+  inference threads, f32 inference precision) on ``model.onnx``, when they are
+  importable; N is ``--threads`` (default 1), and `cnn` gets the same N (built with
+  ``--features parallel``, ``CNN_NUM_THREADS=N``); the engines are called through their
+  lowest-overhead Python paths (ORT ``run_with_iobinding`` with pre-bound input and
+  output, OpenVINO ``InferRequest.infer()`` on a pre-set input tensor);
 * checks each engine's output against the PyTorch float64 reference of
   ``data.safetensors`` (``|got - want| <= 1e-4 + 1e-4 |want|``, max abs diff reported);
 * with ``--batch B`` (B > 1), runs ``model_b<B>.onnx`` (static batch B, written by
   ``export_onnx.py --batch B``; 64 by default) on B copies of the reference input,
   checks every output row, and `cnn` times ``forward_batch_into`` on B images (spread
   over its N threads); the tables then also give images/s;
-* times each at batch 1 exactly as the Rust bench does: warm-up (>= 0.3 s and 10 runs),
-  then N runs each timed alone (N for about ``--time`` seconds), median / p10 / p90 with
-  numpy's default linear interpolation; the engines are called through their
-  lowest-overhead Python paths (ORT ``run_with_iobinding`` with pre-bound input and
-  output, OpenVINO ``InferRequest.infer()`` on a pre-set input tensor);
-* runs ``CNN_NUM_THREADS=N cargo bench --features parallel --bench models -- --json
-  target/bench/cnn.json`` for `cnn` (or reads that file with ``--no-cargo``);
-* with ``--rounds R`` (R > 1), runs each model's three engines back to back, R times,
-  ``--time / R`` seconds each, and reports per engine the round with the median time: on
-  a VM whose speed drifts within minutes (two threads on this project's 2-core VMs ran
-  1.3x to 1.9x faster than one, changing from minute to minute), engines timed a minute
-  apart are not comparable;
-* prints one table -- cnn, ORT and OpenVINO medians, the ratios ORT/cnn and OV/cnn
-  (> 1: cnn is faster), GFLOP/s = 2 * MACs / median -- with the machine and the
-  versions, and writes it as markdown to ``target/bench/report.md`` (and the raw numbers
-  to ``target/bench/compare.json``).
+* times the three engines **alternated** (the default method): it starts
+  ``CNN_NUM_THREADS=N cargo bench --features parallel --bench models -- --serve
+  [--batch B] MODEL ...`` once (the Rust bench loads, checks and warms up the models,
+  then times a model for a given time on each ``time MODEL SECONDS`` line of its stdin,
+  answering a JSON line), and per model runs ``--rounds`` R rounds (default 18); a round
+  times each engine for one block of ``--time / R`` seconds (about 0.11 s by default),
+  back to back, in an order that changes from round to round (all orders of the
+  engines in turn, so none always follows another), with a ``--pause`` (default 30 ms)
+  before each block so that the worker threads of the engine before have gone to sleep
+  (ONNX Runtime's spin for a while after a run; its settings stay at their defaults).
+  With fewer threads than CPUs, this process and the Rust bench are pinned to the same
+  ``--cpus`` (default: the last N CPUs; ``all``: no pinning): on these VMs each vCPU
+  flips between its speed phases on its own, and two processes on different vCPUs see
+  different phases. A block is a short warm-up (at least 2 runs and 10 ms), then runs
+  each timed alone until its time has passed (at least 5), the same in Rust and Python;
+  a 0.3 s block per engine, not recorded, warms each model up first. The Rust bench is
+  built (``--no-run``) before the pinning, on every CPU. Reported per engine: the
+  median over the rounds of the block medians (likewise p10 and p90), and per
+  reference engine the ratio to `cnn` as the **median of the per-round ratios**
+  (reference block median / `cnn` block median of the same round), with their p25-p75
+  spread;
+* ``--blocks`` keeps the old method: ``cargo bench ... -- --json target/bench/cnn.json``
+  times `cnn` alone, model after model, then each reference engine times each model
+  for ``--time`` seconds after a 0.3 s warm-up (or, with ``--rounds R`` above 1, the
+  three back to back, R times, ``--time / R`` seconds each, and the round with the
+  median time per engine); ``--no-cargo`` (implies ``--blocks``) reads an existing
+  ``cnn.json`` instead of running cargo. On this project's VMs, whose CPU speed flips
+  between two phases 1.5-2x apart several times a second and drifts over minutes,
+  blocks of half a second or more per engine land in different phases: their ratios
+  moved by up to 30% between two runs minutes apart (MobileNet-96's ORT/cnn at one
+  thread: 0.80 and 1.36 with ``--blocks``, 1.13 and 1.13 alternated; see README.md);
+* prints one table -- cnn, ORT and OpenVINO times, the ratios ORT/cnn and OV/cnn
+  (> 1: cnn is faster), GFLOP/s = 2 * MACs / time -- with the machine and the versions,
+  and writes it as markdown to ``target/bench/report.md`` (and the raw numbers, every
+  round included, to ``target/bench/compare.json``).
 
 It installs nothing: ``pip install onnxruntime openvino`` (see tools/bench/README.md).
 
 Usage::
 
-    python3 tools/bench/compare.py [--time 2] [--threads 1] [--batch 1] [--rounds 1] [--no-cargo] [MODEL ...]
+    python3 tools/bench/compare.py [--time 2] [--rounds 18] [--threads 1] [--batch 1]
+                                   [--cpus LIST|all] [--pause 0.03] [MODEL ...]
+    python3 tools/bench/compare.py --blocks [--rounds 1] [--no-cargo] ...
 """
 
 from __future__ import annotations
@@ -44,6 +68,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import gc
+import itertools
 import json
 import os
 import platform
@@ -63,8 +88,20 @@ ATOL = RTOL = 1e-4
 
 
 # ---------------------------------------------------------------------------------------
-# Timing (the same method as benches/models.rs)
+# Timing (the same methods as benches/models.rs)
 # ---------------------------------------------------------------------------------------
+
+def stats(us: np.ndarray) -> dict:
+    """Runs and quantiles (numpy's default linear interpolation) of times in µs."""
+    return {
+        "runs": int(us.size),
+        "p10_us": float(np.percentile(us, 10)),
+        "median_us": float(np.percentile(us, 50)),
+        "p90_us": float(np.percentile(us, 90)),
+        "min_us": float(us.min()),
+        "mean_us": float(us.mean()),
+    }
+
 
 def time_fn(fn: Callable[[], object], seconds: float) -> dict:
     """Warm up ``fn``, then time N single calls; returns quantiles in µs."""
@@ -87,16 +124,33 @@ def time_fn(fn: Callable[[], object], seconds: float) -> dict:
     finally:
         if gc_was_enabled:
             gc.enable()
-    us = samples / 1e3
-    return {
-        "runs": runs,
-        "p10_us": float(np.percentile(us, 10)),
-        "median_us": float(np.percentile(us, 50)),
-        "p90_us": float(np.percentile(us, 90)),
-        "min_us": float(us.min()),
-        "mean_us": float(us.mean()),
-    }
+    return stats(samples / 1e3)
 
+
+def time_block(fn: Callable[[], object], seconds: float) -> dict:
+    """One block of the alternated method, as ``time MODEL SECONDS`` of the Rust bench's
+    ``--serve`` mode: a warm-up of at least 2 runs and 10 ms, then single calls, each
+    timed alone, until ``seconds`` have passed (at least 5); returns quantiles in µs."""
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        clock = time.perf_counter_ns
+        start = clock()
+        warm_runs = 0
+        while warm_runs < 2 or clock() - start < 10_000_000:
+            fn()
+            warm_runs += 1
+        samples = []
+        budget = int(seconds * 1e9)
+        start = clock()
+        while len(samples) < 5 or clock() - start < budget:
+            t0 = clock()
+            fn()
+            samples.append(clock() - t0)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return stats(np.array(samples, dtype=np.float64) / 1e3)
 
 def check(got: np.ndarray, want: np.ndarray) -> dict:
     """Compare an output with the reference, with the conformance tolerance."""
@@ -298,65 +352,215 @@ def fmt(v, spec: str, missing: str = "—") -> str:
     return missing if v is None else format(v, spec)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("models", nargs="*", default=list(MODELS))
-    parser.add_argument("--time", type=float, default=2.0,
-                        help="measuring seconds per model and engine (default 2)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="threads of every engine (default 1): cnn's CNN_NUM_THREADS "
-                             "(built with --features parallel), ORT intra_op_num_threads, "
-                             "OpenVINO INFERENCE_NUM_THREADS")
-    parser.add_argument("--batch", type=int, default=1,
-                        help="images per call (default 1): above 1, cnn times "
-                             "forward_batch_into and the references model_b<B>.onnx")
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="rounds (default 1): above 1, each model runs cnn, ORT and "
-                             "OpenVINO back to back, ROUNDS times, --time / ROUNDS seconds "
-                             "each, and the round with the median time is reported per "
-                             "engine (for machines whose speed drifts within a run)")
-    parser.add_argument("--no-cargo", action="store_true",
-                        help="do not run cargo bench; read --cnn-json")
-    parser.add_argument("--cnn-json", type=Path, default=BENCH / "cnn.json")
-    parser.add_argument("--report", type=Path, default=BENCH / "report.md")
-    args = parser.parse_args(argv)
-    if args.threads < 1:
-        parser.error("--threads must be at least 1")
-    if args.batch < 1:
-        parser.error("--batch must be at least 1")
-    if args.rounds < 1:
-        parser.error("--rounds must be at least 1")
-    if args.rounds > 1 and args.no_cargo:
-        parser.error("--rounds needs cargo (not --no-cargo)")
-    onnx_name = "model.onnx" if args.batch == 1 else f"model_b{args.batch}.onnx"
-    for m in args.models:
-        if m not in MODELS:
-            parser.error(f"unknown model {m!r} (models: {', '.join(MODELS)})")
-    for m in args.models:
-        for f in (onnx_name, "data.safetensors"):
-            if not (BENCH / m / f).exists():
-                parser.error(f"{BENCH / m / f} is missing: run `python3 tools/bench/"
-                             f"make_weights.py && python3 tools/bench/export_onnx.py"
-                             f"{'' if args.batch in (1, 64) else f' --batch {args.batch}'}`")
+# Defaults of the alternated method.
+ROUNDS = 18       # a multiple of 6, the orders of three engines: each order as often
+PAUSE_S = 0.03    # before each block: the engine before's worker threads go to sleep
+WARM_S = 0.3      # a first block per model and engine, not recorded
 
+
+class CnnServer:
+    """``cargo bench --features parallel --bench models -- --serve``: the Rust bench,
+    started once, timing a model for each ``time MODEL SECONDS`` line written to it.
+
+    It is built first (``--no-run``, on every CPU); then, with ``cpus``, this process is
+    pinned to those CPUs and the bench started from it inherits them."""
+
+    def __init__(self, models: list[str], threads: int = 1, batch: int = 1,
+                 cpus: list[int] | None = None):
+        cargo = ["cargo", "bench", "--features", "parallel", "--bench", "models"]
+        cmd = [*cargo, "--", "--serve", "--batch", str(batch), *models]
+        if shutil.which("cargo") is None:
+            raise SystemExit("error: cargo not found; install Rust, or pass --no-cargo "
+                             "with an existing target/bench/cnn.json")
+        print("$", " ".join([*cargo, "--no-run"]), flush=True)
+        if subprocess.run([*cargo, "--no-run"], cwd=ROOT).returncode != 0:
+            raise SystemExit("error: the cnn bench does not build")
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+        pinned = f"  (pinned to CPU {','.join(map(str, cpus))})" if cpus else ""
+        print(f"$ CNN_NUM_THREADS={threads}", " ".join(cmd) + pinned, flush=True)
+        self.cmd = " ".join(cmd)
+        # stdin and stdout are the command channel; stderr (cargo's build output, the
+        # bench's notes) goes to ours.
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ,
+                                                             CNN_NUM_THREADS=str(threads)),
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, bufsize=1)
+
+    def ask(self, command: str) -> dict:
+        """Sends one command, returns its JSON answer (raises on an error answer)."""
+        try:
+            self.proc.stdin.write(command + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except BrokenPipeError:
+            line = ""
+        if not line:
+            raise SystemExit(f"error: `{self.cmd}` exited (status {self.proc.wait()}) "
+                             f"instead of answering `{command}`")
+        answer = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(f"cnn bench: {answer['error']} (command `{command}`)")
+        return answer
+
+    def time(self, model: str, seconds: float) -> dict:
+        r = self.ask(f"time {model} {seconds:.6f}")
+        r.pop("model", None)
+        return r
+
+    def __enter__(self) -> "CnnServer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        # The end of its stdin makes the bench exit (as `quit` does); cargo follows.
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            self.proc.wait()
+
+
+def pinned_cpus(spec: str | None, threads: int) -> list[int] | None:
+    """The CPUs of ``--cpus``: a comma-separated list, ``all`` (None: no pinning), or by
+    default the last ``threads`` CPUs this process may use (None if that is all)."""
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if spec == "all" or not allowed:
+        return None
+    if spec is None:
+        return allowed[-threads:] if threads < len(allowed) else None
+    cpus = sorted({int(c) for c in spec.split(",")})
+    if not set(cpus) <= set(allowed):
+        raise ValueError(f"CPUs {cpus} are not all among the allowed {allowed}")
+    return cpus
+
+
+def quartiles(v: list[float]) -> dict:
+    """Median, p25, p75, min and max of ``v`` (numpy's default interpolation)."""
+    a = np.asarray(v, dtype=np.float64)
+    return {"median": float(np.median(a)), "p25": float(np.percentile(a, 25)),
+            "p75": float(np.percentile(a, 75)), "min": float(a.min()),
+            "max": float(a.max()), "rounds": int(a.size)}
+
+
+def model_data(name: str, batch: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The reference input and output (``batch`` copies of each) and meta.json."""
     from safetensors.numpy import load_file
 
-    engines: dict[str, Callable] = {}
-    notes = []
-    try:
-        import onnxruntime  # noqa: F401
-        engines["ort"] = ort_runner
-    except ImportError:
-        notes.append("ONNX Runtime not importable (pip install onnxruntime): column empty")
-    try:
-        import openvino  # noqa: F401
-        engines["openvino"] = ov_runner
-    except ImportError:
-        notes.append("OpenVINO not importable (pip install openvino): column empty")
+    data = load_file(str(BENCH / name / "data.safetensors"))
+    x = np.ascontiguousarray(data["input"], dtype=np.float32)
+    want = data["output"]
+    if batch > 1:
+        x = np.ascontiguousarray(np.repeat(x, batch, axis=0))
+        want = np.repeat(want, batch, axis=0)
+    meta = json.loads((BENCH / name / "meta.json").read_text()) \
+        if (BENCH / name / "meta.json").exists() else {}
+    return x, want, meta
 
-    started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-    load_before = loadavg()
 
+def model_macs(name: str, c: dict | None, meta: dict, notes: list[str]) -> int | None:
+    """MACs as cnn counts them (else export_onnx.py's count); notes a difference."""
+    if c and c.get("macs") and meta.get("macs") and c["macs"] != meta["macs"]:
+        notes.append(f"{name}: MACs differ, cnn {c['macs']} vs torch count {meta['macs']}")
+    return (c or {}).get("macs") or meta.get("macs")
+
+
+def add_rates(r: dict, macs: int | None, batch: int) -> None:
+    """GFLOP/s and images/s from the median time, when there is one."""
+    if "median_us" in r and macs:
+        r["gflops"] = 2 * macs * batch / (r["median_us"] * 1e-6) / 1e9
+    if "median_us" in r:
+        r["images_per_s"] = batch / (r["median_us"] * 1e-6)
+
+
+def alternate(args, engines: dict, notes: list[str], onnx_name: str) -> tuple[dict, dict]:
+    """The alternated method (default): (results by model, the cnn bench's ``info``)."""
+    secs = args.time / args.rounds
+    results = {}
+    with CnnServer(args.models, args.threads, args.batch, args.cpus) as server:
+        info = server.ask("info")   # after the build, the loads, checks and warm-ups
+        if info.get("batch", 1) != args.batch:
+            raise SystemExit(f"error: the cnn bench runs batch {info.get('batch')}, "
+                             f"not {args.batch}")
+        cnn_meta = {m["model"]: m for m in info["models"]}
+        cnn_errors = {e["model"]: e["error"] for e in info.get("errors", [])}
+        for name in args.models:
+            x, want, meta = model_data(name, args.batch)
+            c = cnn_meta.get(name)
+            macs = model_macs(name, c, meta, notes)
+            row = {"model": name, "macs": macs, "method": "alternated",
+                   "cnn": dict(c) if c else {"error": cnn_errors.get(name, "not loaded")},
+                   "engines": {}}
+            timers: dict[str, Callable[[float], dict]] = {}
+            if c:
+                timers["cnn"] = lambda s, name=name: server.time(name, s)
+            for ename, runner in engines.items():
+                try:
+                    y, run, settings = runner(BENCH / name / onnx_name, x,
+                                              tuple(want.shape), args.threads)
+                    r = check(y, want)
+                    r["settings"] = settings
+                    timers[ename] = lambda s, run=run: time_block(run, s)
+                except Exception as e:  # noqa: BLE001 -- one engine failing is a table entry
+                    r = {"error": f"{type(e).__name__}: {e}"}
+                    print(f"  {name}: {ename}: error: {r['error']}", flush=True)
+                row["engines"][ename] = r
+            print(f"{name}: {args.rounds} rounds of {secs:.3f} s per engine "
+                  f"({', '.join(timers)}) ...", flush=True)
+            orders = list(itertools.permutations(timers))
+            for timer in timers.values():   # warm-up, not recorded
+                time.sleep(args.pause)
+                timer(WARM_S)
+            rounds = []
+            for rd in range(args.rounds):
+                order = orders[rd % len(orders)]
+                rec = {"order": list(order)}
+                for e in order:
+                    time.sleep(args.pause)
+                    try:
+                        rec[e] = timers[e](secs)
+                    except Exception as ex:  # noqa: BLE001 -- recorded in the round
+                        rec[e] = {"error": f"{type(ex).__name__}: {ex}"}
+                cm = rec.get("cnn", {}).get("median_us")
+                rec["ratios"] = {e: rec[e]["median_us"] / cm for e in engines
+                                 if cm and "median_us" in rec.get(e, {})}
+                rounds.append(rec)
+            # Per engine: the median over the rounds of each block statistic.
+            for e in timers:
+                timed = [rec[e] for rec in rounds if "median_us" in rec.get(e, {})]
+                r = row["cnn"] if e == "cnn" else row["engines"][e]
+                if not timed:
+                    r["error"] = next(rec[e]["error"] for rec in rounds if e in rec)
+                    continue
+                for k in ("p10_us", "median_us", "p90_us", "mean_us"):
+                    r[k] = float(np.median([b[k] for b in timed]))
+                r["min_us"] = min(b["min_us"] for b in timed)
+                r["runs"] = sum(b["runs"] for b in timed)
+                r["rounds_timed"] = len(timed)
+                add_rates(r, macs, args.batch)
+            for e in engines:
+                ratios = [rec["ratios"][e] for rec in rounds if e in rec["ratios"]]
+                if ratios:
+                    row["engines"][e]["over_cnn"] = quartiles(ratios)
+            # cnn's images/s over the better reference's, round by round.
+            best = [min(rec["ratios"].values()) for rec in rounds if rec["ratios"]]
+            if best:
+                row["cnn_over_best"] = quartiles(best)
+            row["rounds"] = rounds
+            results[name] = row
+            o = {"ORT" if e == "ort" else "OV": row["engines"][e].get("over_cnn", {})
+                 for e in engines}
+            print(f"  cnn {fmt(row['cnn'].get('median_us'), '.1f')} µs; " + ", ".join(
+                f"{e}/cnn {fmt(v.get('median'), '.2f')}" for e, v in o.items()), flush=True)
+    return results, info
+
+
+def blocks(args, engines: dict, notes: list[str], onnx_name: str) -> tuple[dict, dict]:
+    """The old method (``--blocks``): cnn timed by ``cargo bench --json``, the references
+    after it, each for ``--time`` seconds (or in ``--rounds``, the median round)."""
     # cnn first (it compiles, then times), then the reference engines; with rounds, model
     # by model (cnn, ORT, OpenVINO back to back), each round timing `--time / rounds`.
     secs = args.time / args.rounds
@@ -364,11 +568,11 @@ def main(argv: list[str] | None = None) -> int:
         run_cargo(secs, args.models[:1] if args.rounds > 1 else args.models,
                   args.cnn_json.resolve(), args.threads, args.batch)
     if not args.cnn_json.exists():
-        parser.error(f"{args.cnn_json} is missing (run without --no-cargo)")
+        raise SystemExit(f"error: {args.cnn_json} is missing (run without --no-cargo)")
     cnn = json.loads(args.cnn_json.read_text())
     if cnn.get("batch", 1) != args.batch:
-        parser.error(f"{args.cnn_json} is for batch {cnn.get('batch', 1)}, not {args.batch} "
-                     "(run without --no-cargo)")
+        raise SystemExit(f"error: {args.cnn_json} is for batch {cnn.get('batch', 1)}, "
+                         f"not {args.batch} (run without --no-cargo)")
     cnn_by_model = {m["model"]: m for m in cnn["models"]}
 
     results = {}
@@ -379,19 +583,10 @@ def main(argv: list[str] | None = None) -> int:
             run_cargo(secs, [name], args.cnn_json.resolve(), args.threads, args.batch)
             cnn_by_model.update({m["model"]: m for m in
                                  json.loads(args.cnn_json.read_text())["models"]})
-        data = load_file(str(BENCH / name / "data.safetensors"))
-        x = np.ascontiguousarray(data["input"], dtype=np.float32)
-        want = data["output"]
-        if args.batch > 1:
-            x = np.ascontiguousarray(np.repeat(x, args.batch, axis=0))
-            want = np.repeat(want, args.batch, axis=0)
-        meta = json.loads((BENCH / name / "meta.json").read_text()) \
-            if (BENCH / name / "meta.json").exists() else {}
+        x, want, meta = model_data(name, args.batch)
         c = cnn_by_model.get(name)
-        macs = (c or {}).get("macs") or meta.get("macs")
-        if c and meta.get("macs") and c["macs"] != meta["macs"]:
-            notes.append(f"{name}: MACs differ, cnn {c['macs']} vs torch count {meta['macs']}")
-        row = {"model": name, "macs": macs, "cnn": c, "engines": {}}
+        macs = model_macs(name, c, meta, notes if rd == 0 else [])
+        row = {"model": name, "macs": macs, "method": "blocks", "cnn": c, "engines": {}}
         for ename, runner in engines.items():
             print(f"{name}: {ename} ..." + (f" (round {rd + 1} of {args.rounds})"
                                             if args.rounds > 1 else ""), flush=True)
@@ -404,10 +599,7 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as e:  # noqa: BLE001 -- one engine failing is a table entry
                 r = {"error": f"{type(e).__name__}: {e}"}
                 print(f"  error: {r['error']}", flush=True)
-            if "median_us" in r and macs:
-                r["gflops"] = 2 * macs * args.batch / (r["median_us"] * 1e-6) / 1e9
-            if "median_us" in r:
-                r["images_per_s"] = args.batch / (r["median_us"] * 1e-6)
+            add_rates(r, macs, args.batch)
             row["engines"][ename] = r
         if args.rounds > 1:
             rounds = results.setdefault(name, {"rounds": []})["rounds"]
@@ -425,7 +617,100 @@ def main(argv: list[str] | None = None) -> int:
                 for r in rounds])
             row["cnn"] = pick(lambda r: r["cnn"])
             row["engines"] = {e: pick(lambda r, e=e: r["engines"].get(e)) for e in engines}
+        # The ratios of the reported times (one value: no spread).
+        cm = (row["cnn"] or {}).get("median_us")
+        for r in row["engines"].values():
+            if cm and r.get("median_us"):
+                r["over_cnn"] = {"median": r["median_us"] / cm}
+        refs = [r["median_us"] for r in row["engines"].values() if r.get("median_us")]
+        if cm and refs:
+            row["cnn_over_best"] = {"median": min(refs) / cm}
         results[name] = row
+    return results, cnn
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("models", nargs="*", default=list(MODELS))
+    parser.add_argument("--time", type=float, default=2.0,
+                        help="measuring seconds per model and engine (default 2), split "
+                             "into --rounds blocks")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help=f"rounds per model (default {ROUNDS}; with --blocks 1): each "
+                             "round times cnn, ORT and OpenVINO for --time / ROUNDS seconds "
+                             "each, back to back, in an order that changes from round to "
+                             "round; ratios are the median of the per-round ratios")
+    parser.add_argument("--pause", type=float, default=PAUSE_S,
+                        help=f"seconds of sleep before each block (default {PAUSE_S}): the "
+                             "engine before's spinning worker threads go to sleep")
+    parser.add_argument("--cpus", default=None,
+                        help="CPUs (comma-separated) cnn's bench and this process are "
+                             "pinned to, or `all` for no pinning; default: the last "
+                             "--threads CPUs when there are more (not with --blocks)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads of every engine (default 1): cnn's CNN_NUM_THREADS "
+                             "(built with --features parallel), ORT intra_op_num_threads, "
+                             "OpenVINO INFERENCE_NUM_THREADS")
+    parser.add_argument("--batch", type=int, default=1,
+                        help="images per call (default 1): above 1, cnn times "
+                             "forward_batch_into and the references model_b<B>.onnx")
+    parser.add_argument("--blocks", action="store_true",
+                        help="the old method: cnn timed by `cargo bench -- --json "
+                             "CNN_JSON`, then each reference engine for --time seconds "
+                             "(with --rounds above 1: the three back to back, the median "
+                             "round per engine)")
+    parser.add_argument("--no-cargo", action="store_true",
+                        help="do not run cargo bench; read --cnn-json (implies --blocks)")
+    parser.add_argument("--cnn-json", type=Path, default=BENCH / "cnn.json")
+    parser.add_argument("--report", type=Path, default=BENCH / "report.md")
+    args = parser.parse_args(argv)
+    args.blocks = args.blocks or args.no_cargo
+    if args.rounds is None:
+        args.rounds = 1 if args.blocks else ROUNDS
+    if args.threads < 1:
+        parser.error("--threads must be at least 1")
+    if args.batch < 1:
+        parser.error("--batch must be at least 1")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    if not args.time > 0 or not args.pause >= 0:
+        parser.error("--time must be positive and --pause not negative")
+    if args.rounds > 1 and args.no_cargo:
+        parser.error("--rounds needs cargo (not --no-cargo)")
+    try:
+        args.cpus = None if args.blocks else pinned_cpus(args.cpus, args.threads)
+    except ValueError as e:
+        parser.error(f"--cpus: {e}")
+    onnx_name = "model.onnx" if args.batch == 1 else f"model_b{args.batch}.onnx"
+    for m in args.models:
+        if m not in MODELS:
+            parser.error(f"unknown model {m!r} (models: {', '.join(MODELS)})")
+    for m in args.models:
+        for f in (onnx_name, "data.safetensors"):
+            if not (BENCH / m / f).exists():
+                parser.error(f"{BENCH / m / f} is missing: run `python3 tools/bench/"
+                             f"make_weights.py && python3 tools/bench/export_onnx.py"
+                             f"{'' if args.batch in (1, 64) else f' --batch {args.batch}'}`")
+
+    engines: dict[str, Callable] = {}
+    notes = []
+    try:
+        import onnxruntime  # noqa: F401
+        engines["ort"] = ort_runner
+    except ImportError:
+        notes.append("ONNX Runtime not importable (pip install onnxruntime): column empty")
+    try:
+        import openvino  # noqa: F401
+        engines["openvino"] = ov_runner
+    except ImportError:
+        notes.append("OpenVINO not importable (pip install openvino): column empty")
+
+    started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    load_before = loadavg()
+
+    results, cnn = (blocks if args.blocks else alternate)(args, engines, notes, onnx_name)
+    secs = args.time / args.rounds
+    alternated = not args.blocks
 
     floor = call_floor(args.time, engines, args.threads)
     load_after = loadavg()
@@ -452,26 +737,29 @@ def main(argv: list[str] | None = None) -> int:
         cm, om, vm = c.get("median_us"), o.get("median_us"), v.get("median_us")
         rows.append([
             name, fmt(row["macs"], ","), fmt(cm, ".1f"), fmt(om, ".1f"), fmt(vm, ".1f"),
-            fmt(om / cm if om and cm else None, ".2f"), fmt(vm / cm if vm and cm else None, ".2f"),
+            fmt(o.get("over_cnn", {}).get("median"), ".2f"),
+            fmt(v.get("over_cnn", {}).get("median"), ".2f"),
             fmt(c.get("gflops"), ".1f"), fmt(o.get("gflops"), ".1f"),
             fmt(v.get("gflops"), ".1f")])
         if args.batch > 1:
             best = max((r["images_per_s"] for r in (o, v) if r.get("images_per_s")),
                        default=None)
-            cimg = args.batch / (cm * 1e-6) if cm else None
-            rows[-1] += [fmt(cimg, ",.0f"), fmt(best, ",.0f"),
-                         fmt(cimg / best if cimg and best else None, ".2f")]
+            rows[-1] += [fmt(c.get("images_per_s"), ",.0f"), fmt(best, ",.0f"),
+                         fmt(row.get("cnn_over_best", {}).get("median"), ".2f")]
         for ename, r in (("cnn", c), ("ORT", o), ("OpenVINO", v)):
             if not r:
                 continue
             status = ("error: " + r["error"][:70]) if "error" in r else (
                 ("ok" if r.get("check_passed") else "FAIL") if r.get("checked") else "unchecked")
+            spread = r.get("over_cnn", {})
             detail.append([name, ename, fmt(r.get("p10_us"), ".1f"),
                            fmt(r.get("median_us"), ".1f"), fmt(r.get("p90_us"), ".1f"),
-                           fmt(r.get("runs"), "d"), status,
-                           fmt(r.get("max_abs_diff"), ".1e")])
-    dhead = ["model", "engine", "p10 µs", "median µs", "p90 µs", "runs", "check",
-             "max abs diff"]
+                           fmt(r.get("runs"), "d"),
+                           f"{spread['p25']:.2f}–{spread['p75']:.2f}" if "p25" in spread
+                           else "—",
+                           status, fmt(r.get("max_abs_diff"), ".1e")])
+    dhead = ["model", "engine", "p10 µs", "median µs", "p90 µs", "runs",
+             "/cnn p25–p75", "check", "max abs diff"]
 
     def text_table(h, rs):
         widths = [max(len(str(x)) for x in col) for col in zip(h, *rs)]
@@ -501,7 +789,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     what = ("Batch 1, median latency" if args.batch == 1 else
             f"Batch {args.batch}, median time per batch (images/s = {args.batch} / median)")
-    print(f"{what}, {threads_text}; ratio > 1: cnn is faster")
+    ratio_text = (f"ratios: median over {args.rounds} alternated rounds of the per-round "
+                  "ratio (reference / cnn in the same round)" if alternated else
+                  "ratios: reference median / cnn median")
+    print(f"{what}, {threads_text}; {ratio_text}; > 1: cnn is faster")
     print(text_table(head, rows))
     print()
     print(text_table(dhead, detail))
@@ -518,27 +809,58 @@ def main(argv: list[str] | None = None) -> int:
                          if "ort" in r["engines"]), None)
     ov_settings = next((r["engines"]["openvino"].get("settings") for r in results.values()
                         if "openvino" in r["engines"]), None)
+    flags = (f"--time {args.time} --rounds {args.rounds} --threads {args.threads} "
+             f"--batch {args.batch}"
+             + (f" --pause {args.pause} --cpus {','.join(map(str, args.cpus or [])) or 'all'}"
+                if alternated else
+                " --blocks" + (" --no-cargo" if args.no_cargo else "")))
+    if alternated:
+        method = (
+            f"Each model ran {args.rounds} rounds; a round times cnn, ORT and OpenVINO "
+            f"back to back for {secs:.3f} s each, in an order that changes from round to "
+            f"round (all orders in turn), with a {args.pause * 1e3:.0f} ms pause before "
+            "each block"
+            + (f", every engine pinned to CPU {','.join(map(str, args.cpus))}" if args.cpus
+               else "")
+            + ". Times are the median over the rounds of each block's median "
+            "(p10, p90: likewise); **ORT/cnn and OV/cnn are the median over the rounds of "
+            "the ratio reference / cnn in the same round**, p25–p75 of those ratios in the "
+            "second table (every round in compare.json). So **> 1 means cnn is faster**. "
+            "GFLOP/s = 2 × MACs / median.")
+        timing = ("Timing: the Rust bench runs as a server (`cargo bench --bench models -- "
+                  "--serve`) and times `cnn` on request, in its own process; ORT and "
+                  "OpenVINO are timed in this Python process. A block: warm-up of at least "
+                  "2 runs and 10 ms, then runs each timed alone until the block's time has "
+                  "passed (at least 5); a 0.3 s block per model and engine, not recorded, "
+                  "warms up first. Quantiles by linear interpolation.")
+    else:
+        method = (
+            f"Median time per call ({args.batch} image(s)); ratio = reference median / "
+            "cnn median, so **> 1 means cnn is faster**. GFLOP/s = 2 × MACs / median."
+            + ("" if args.rounds == 1 else
+               f" Each model ran cnn, ORT and OpenVINO back to back, {args.rounds} rounds "
+               f"of {secs:.2f} s each; per engine the round with the median time is shown "
+               "(all rounds in compare.json)."))
+        timing = ("Timing (`--blocks`): warm-up ≥ 0.3 s and 10 runs, then each run timed "
+                  f"alone for about {secs:g} s per model and engine; median, p10, p90 by "
+                  "linear interpolation. The engines run one after the other, not at the "
+                  "same time.")
     md = [
         f"# cnn vs ONNX Runtime vs OpenVINO — batch {args.batch}, {threads_text}",
         "",
-        f"Run {started} by `tools/bench/compare.py` (`--time {args.time} --threads {args.threads} --batch {args.batch} --rounds {args.rounds}`). Median time "
-        f"per call ({args.batch} image(s)); ratio = reference median / cnn median, so **> 1 means cnn is "
-        "faster**. GFLOP/s = 2 × MACs / median."
-        + ("" if args.rounds == 1 else
-           f" Each model ran cnn, ORT and OpenVINO back to back, {args.rounds} rounds of "
-           f"{secs:.2f} s each; per engine the round with the median time is shown "
-           "(all rounds in compare.json)."),
+        f"Run {started} by `tools/bench/compare.py` (`{flags}`). {method}",
         "",
         md_table(head, rows),
         "",
-        "Spread and output checks (vs PyTorch float64, tolerance 1e-4 + 1e-4·|want|):",
+        "Spread and output checks (vs PyTorch float64, tolerance 1e-4 + 1e-4·|want|)"
+        + (", /cnn p25–p75: quartiles of the per-round ratio" if alternated else "") + ":",
         "",
         md_table(dhead, detail),
         "",
         f"- **Machine:** {machine_line}",
         f"- **Versions:** {version_line}",
         f"- **Load average** (1/5/15 min) before {load_before}, after {load_after}",
-        f"- **cnn:** `cargo bench --bench models` (release profile), "
+        "- **cnn:** `cargo bench --bench models` (release profile), "
         + ("`forward` on nested arrays" if args.batch == 1 else
            f"`forward_batch_into` on {args.batch} images (one image per thread at a time)")
         + f", SIMD level {cnn.get('simd_level')}, {cnn_threads} thread(s)",
@@ -549,21 +871,28 @@ def main(argv: list[str] | None = None) -> int:
         md.append(f"- **Per-call floor** of the Python bindings (an Identity graph on one "
                   f"float): {floor_line}; included in the ORT / OpenVINO times above")
     md += [f"- Note: {n}" for n in notes]
-    md += ["", "Timing: warm-up ≥ 0.3 s and 10 runs, then each run timed alone for about "
-           f"{args.time} s per model and engine; median, p10, p90 by linear interpolation. "
-           "The engines run one after the other, not at the same time.", ""]
+    md += ["", timing, ""]
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text("\n".join(md))
     (BENCH / "compare.json").write_text(json.dumps(
         {"started": started, "threads": {"cnn": cnn_threads, "ort": args.threads,
-                                         "openvino": args.threads}, "machine": mach, "versions": vers, "load_before": load_before,
+                                         "openvino": args.threads},
+         "batch": args.batch,
+         "method": {"name": "alternated" if alternated else "blocks", "time_s": args.time,
+                    "rounds": args.rounds, "block_s": secs,
+                    **({"pause_s": args.pause, "warm_up_s": WARM_S, "cpus": args.cpus}
+                       if alternated else {}),
+                    "ratios": ("median of the per-round ratios" if alternated else
+                               "ratio of the medians")},
+         "machine": mach, "versions": vers, "load_before": load_before,
          "load_after": load_after, "call_floor_us": floor, "notes": notes,
          "results": results}, indent=1, default=str) + "\n")
     print(f"\nwrote {args.report} and {BENCH / 'compare.json'}")
     failed = [f"{n}/{e}" for n, row in results.items() for e, r in row["engines"].items()
               if "error" in r or not r.get("check_passed", False)]
     failed += [f"{n}/cnn" for n, row in results.items()
-               if row["cnn"] and not row["cnn"].get("check_passed", True)]
+               if row["cnn"] and ("error" in row["cnn"]
+                                  or not row["cnn"].get("check_passed", True))]
     if failed:
         print(f"warning: failed or mismatching: {', '.join(failed)}")
         return 1
