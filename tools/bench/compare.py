@@ -476,6 +476,12 @@ def add_rates(r: dict, macs: int | None, batch: int) -> None:
         r["images_per_s"] = batch / (r["median_us"] * 1e-6)
 
 
+# Calls a block makes at the least (2 of warm-up, 5 timed: `time_block` and `--serve`).
+BLOCK_CALLS = 7
+# Rounds a model gets at the least when its calls are longer than a block's share.
+MIN_ROUNDS = 3
+
+
 def alternate(args, engines: dict, notes: list[str], onnx_name: str) -> tuple[dict, dict]:
     """The alternated method (default): (results by model, the cnn bench's ``info``)."""
     secs = args.time / args.rounds
@@ -508,14 +514,29 @@ def alternate(args, engines: dict, notes: list[str], onnx_name: str) -> tuple[di
                     r = {"error": f"{type(e).__name__}: {e}"}
                     print(f"  {name}: {ename}: error: {r['error']}", flush=True)
                 row["engines"][ename] = r
-            print(f"{name}: {args.rounds} rounds of {secs:.3f} s per engine "
-                  f"({', '.join(timers)}) ...", flush=True)
             orders = list(itertools.permutations(timers))
-            for timer in timers.values():   # warm-up, not recorded
+            warm = {}
+            for e, timer in timers.items():   # warm-up, not recorded
                 time.sleep(args.pause)
-                timer(WARM_S)
+                try:
+                    warm[e] = timer(WARM_S).get("median_us")
+                except Exception:  # noqa: BLE001 -- the rounds report it
+                    warm[e] = None
+            # A block makes at least BLOCK_CALLS calls: when the slowest engine's call is
+            # longer than a block's share, fewer rounds keep each engine near `--time`
+            # (at least MIN_ROUNDS; batch 64 at 224x224 takes seconds a call).
+            call_s = max((v for v in warm.values() if v), default=0.0) * 1e-6
+            n_rounds = args.rounds
+            if call_s * BLOCK_CALLS > secs:
+                n_rounds = min(args.rounds, max(MIN_ROUNDS, round(
+                    args.time / (call_s * BLOCK_CALLS))))
+            if n_rounds < args.rounds:
+                notes.append(f"{name}: {n_rounds} rounds, not {args.rounds} (a call takes "
+                             f"{call_s * 1e3:.0f} ms: {BLOCK_CALLS} calls a block)")
+            print(f"{name}: {n_rounds} rounds of {max(secs, call_s * BLOCK_CALLS):.3f} s "
+                  f"per engine ({', '.join(timers)}) ...", flush=True)
             rounds = []
-            for rd in range(args.rounds):
+            for rd in range(n_rounds):
                 order = orders[rd % len(orders)]
                 rec = {"order": list(order)}
                 for e in order:
