@@ -152,6 +152,7 @@ def time_block(fn: Callable[[], object], seconds: float) -> dict:
             gc.enable()
     return stats(np.array(samples, dtype=np.float64) / 1e3)
 
+
 def check(got: np.ndarray, want: np.ndarray) -> dict:
     """Compare an output with the reference, with the conformance tolerance."""
     got = np.asarray(got, dtype=np.float32).reshape(-1)
