@@ -811,7 +811,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     what = ("Batch 1, median latency" if args.batch == 1 else
             f"Batch {args.batch}, median time per batch (images/s = {args.batch} / median)")
-    ratio_text = (f"ratios: median over {args.rounds} alternated rounds of the per-round "
+    fewer = alternated and any(len(r.get("rounds", [])) < args.rounds for r in results.values())
+    ratio_text = (f"ratios: median over {'up to ' if fewer else ''}{args.rounds} alternated "
+                  "rounds of the per-round "
                   "ratio (reference / cnn in the same round)" if alternated else
                   "ratios: reference median / cnn median")
     print(f"{what}, {threads_text}; {ratio_text}; > 1: cnn is faster")
