@@ -66,6 +66,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import gc
 import itertools
@@ -103,11 +104,21 @@ def stats(us: np.ndarray) -> dict:
     }
 
 
-def time_fn(fn: Callable[[], object], seconds: float) -> dict:
-    """Warm up ``fn``, then time N single calls; returns quantiles in µs."""
-    gc_was_enabled = gc.isenabled()
+@contextlib.contextmanager
+def gc_off():
+    """Python's garbage collector off for the block (it would pause timed calls)."""
+    was_enabled = gc.isenabled()
     gc.disable()
     try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def time_fn(fn: Callable[[], object], seconds: float) -> dict:
+    """Warm up ``fn``, then time N single calls; returns quantiles in µs."""
+    with gc_off():
         clock = time.perf_counter_ns
         start = clock()
         warm_runs = 0
@@ -121,9 +132,6 @@ def time_fn(fn: Callable[[], object], seconds: float) -> dict:
             t0 = clock()
             fn()
             samples[i] = clock() - t0
-    finally:
-        if gc_was_enabled:
-            gc.enable()
     return stats(samples / 1e3)
 
 
@@ -131,9 +139,7 @@ def time_block(fn: Callable[[], object], seconds: float) -> dict:
     """One block of the alternated method, as ``time MODEL SECONDS`` of the Rust bench's
     ``--serve`` mode: a warm-up of at least 2 runs and 10 ms, then single calls, each
     timed alone, until ``seconds`` have passed (at least 5); returns quantiles in µs."""
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_off():
         clock = time.perf_counter_ns
         start = clock()
         warm_runs = 0
@@ -147,9 +153,6 @@ def time_block(fn: Callable[[], object], seconds: float) -> dict:
             t0 = clock()
             fn()
             samples.append(clock() - t0)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
     return stats(np.array(samples, dtype=np.float64) / 1e3)
 
 
