@@ -174,6 +174,28 @@ pub const ACTS: [Act; 10] = [
     Act::Gelu,
 ];
 
+/// The kernels' dimensions of a windowed layer with `c` input and `o` output channels in
+/// `g` groups, its geometry along the height `ah` and the width `aw`.
+pub fn dims2d(c: usize, o: usize, g: usize, ah: Axis, aw: Axis) -> super::geometry::Dims2d {
+    super::geometry::Dims2d {
+        c,
+        h: ah.n,
+        w: aw.n,
+        o,
+        oh: ah.out,
+        ow: aw.out,
+        kh: ah.k,
+        kw: aw.k,
+        sh: ah.s,
+        sw: aw.s,
+        ph: ah.p,
+        pw: aw.p,
+        dh: ah.d,
+        dw: aw.d,
+        g,
+    }
+}
+
 /// Geometry of a windowed operation along one axis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Axis {

@@ -35,23 +35,7 @@ const CHANNELS: [(usize, usize, usize); 10] = [
 ];
 
 fn dims(c: usize, o: usize, g: usize, ah: Axis, aw: Axis) -> Dims2d {
-    Dims2d {
-        c,
-        h: ah.n,
-        w: aw.n,
-        o,
-        oh: ah.out,
-        ow: aw.out,
-        kh: ah.k,
-        kw: aw.k,
-        sh: ah.s,
-        sw: aw.s,
-        ph: ah.p,
-        pw: aw.p,
-        dh: ah.d,
-        dw: aw.d,
-        g,
-    }
+    r::dims2d(c, o, g, ah, aw)
 }
 
 /// Runs the fast convolution and the f64 reference on random data, channels

@@ -22,23 +22,7 @@ const ACTS: [Act; 10] = [
 
 /// The depthwise layer of `c` channels with axes `ah`, `aw`.
 fn dims(c: usize, ah: Axis, aw: Axis) -> Dims2d {
-    Dims2d {
-        c,
-        h: ah.n,
-        w: aw.n,
-        o: c,
-        oh: ah.out,
-        ow: aw.out,
-        kh: ah.k,
-        kw: aw.k,
-        sh: ah.s,
-        sw: aw.s,
-        ph: ah.p,
-        pw: aw.p,
-        dh: ah.d,
-        dw: aw.d,
-        g: c,
-    }
+    r::dims2d(c, c, c, ah, aw)
 }
 
 fn check(rng: &mut Rng, c: usize, ah: Axis, aw: Axis, act: Act, with_bias: bool) {
