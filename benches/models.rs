@@ -8,6 +8,7 @@
 //! cargo bench --bench models -- lenet5 --time 5                # one model, 5 s
 //! cargo bench --features parallel --bench models -- --batch 64  # images/s at batch 64
 //! cargo bench --bench models -- --serve lenet5 mobilenet_96   # JSON commands on stdin
+//! cargo bench --features profile --bench models -- --profile mobilenet_v2_224  # per step
 //! ```
 //!
 //! For each model this loads `target/bench/<model>/weights.safetensors` (written by
@@ -45,6 +46,9 @@
 //! - `time MODEL SECONDS`: one block: a warm-up (at least 2 runs and 10 ms), then runs
 //!   each timed alone until SECONDS have passed (at least 5); answers `model`, `runs`,
 //!   `median_us`, `p10_us`, `p90_us`, `min_us`, `mean_us` (quantiles as above);
+//! - `profile MODEL SECONDS` (built with `--features profile`): per-step medians of
+//!   batch-1 forward passes for about SECONDS; answers `model`, `runs` and `steps` (each
+//!   step's `layer`, `kernel`, `macs`, `median_us`, in the order of `Model::STEPS`);
 //! - `quit` (or the end of stdin): answers `{"quit": true}` and exits with status 0.
 //!
 //! A bad command is answered with `{"error": "..."}`.
@@ -100,6 +104,8 @@ cnn_model! {
 /// Absolute tolerance of the output check (as the conformance suite).
 #[path = "common/harness.rs"]
 mod harness;
+#[path = "common/steps.rs"]
+mod steps;
 
 const ATOL: f32 = 1e-4;
 /// Relative tolerance of the output check (as the conformance suite).
@@ -112,6 +118,7 @@ const INPUT_SEED: u64 = 0x0001_A9E7;
 const USAGE: &str = "\
 usage: cargo bench --bench models -- [MODEL ...] [--json PATH] [--time SECONDS] [--batch N]
        cargo bench --bench models -- --serve [--batch N] [MODEL ...]
+       cargo bench --features profile --bench models -- --profile [--time SECONDS] [MODEL ...]
 
   MODEL           only these models (lenet5, cifar_vgg, mobilenet_96, fcn_seg,
                   resnet18_224, mobilenet_v2_224); default all
@@ -124,7 +131,12 @@ usage: cargo bench --bench models -- [MODEL ...] [--json PATH] [--time SECONDS] 
                   one JSON line on stdout each (everything else goes to stderr):
                     info                   versions, threads, batch, per-model checks
                     time MODEL SECONDS     time MODEL for about SECONDS (one block)
+                    profile MODEL SECONDS  per-step medians of MODEL's batch-1 forward
+                                           passes (needs `--features profile`)
                     quit                   exit
+  --profile       per-step table of each model's batch-1 forward pass instead of the
+                  timing: layer, kernel, MACs, median µs, share, GFLOP/s (needs
+                  `--features profile`; the marks add ~30 ns a step)
 ";
 
 /// The workspace root (where `Cargo.toml`, `models/` and `target/bench/` are).
@@ -144,6 +156,8 @@ struct Options {
     batch: usize,
     /// Answer commands from stdin instead of timing once (`--serve`).
     serve: bool,
+    /// Print per-step tables instead of timing (`--profile`).
+    profile: bool,
 }
 
 impl Options {
@@ -155,6 +169,7 @@ impl Options {
             time: Duration::from_secs(2),
             batch: 1,
             serve: false,
+            profile: false,
         };
         let mut args = args.peekable();
         while let Some(arg) = args.next() {
@@ -162,6 +177,7 @@ impl Options {
                 "--bench" => {}
                 "-h" | "--help" => return Err(String::new()),
                 "--serve" => opts.serve = true,
+                "--profile" => opts.profile = true,
                 "--json" => {
                     let path = args
                         .next_if(|a| !a.starts_with("--"))
@@ -208,6 +224,11 @@ impl Options {
         }
         if opts.serve && opts.json.is_some() {
             return Err("--serve writes no JSON file (its answers are JSON)".into());
+        }
+        if opts.profile && (opts.serve || opts.json.is_some() || opts.batch != 1) {
+            return Err("--profile profiles batch-1 passes and prints a table: \
+                 no --serve, --json or --batch with it (the serve mode has a `profile` command)"
+                .into());
         }
         Ok(opts)
     }
@@ -334,6 +355,11 @@ trait Bench {
     fn time_runs(&mut self, time: Duration) -> Vec<f64>;
     /// One block of the serve mode ([`time_block`]); sorted seconds.
     fn time_block(&mut self, secs: f64) -> Vec<f64>;
+    /// The model's steps (`Model::STEPS`).
+    fn steps(&self) -> &'static [cnn::StepInfo];
+    /// Per-step medians (µs) of about `secs` seconds of batch-1 forward passes, and the
+    /// number of passes ([`steps::profile`]).
+    fn profile(&mut self, secs: f64) -> Result<(Vec<f64>, usize), String>;
 }
 
 impl<M: Model> Loaded<M> {
@@ -366,6 +392,15 @@ impl<M: Model> Bench for Loaded<M> {
     }
     fn time_block(&mut self, secs: f64) -> Vec<f64> {
         time_block(secs, || self.call())
+    }
+    fn steps(&self) -> &'static [cnn::StepInfo] {
+        M::STEPS
+    }
+    fn profile(&mut self, secs: f64) -> Result<(Vec<f64>, usize), String> {
+        let (model, input) = (&self.model, &self.input);
+        steps::profile(M::STEPS, secs, || {
+            black_box(model.forward(black_box(input)));
+        })
     }
 }
 
@@ -692,7 +727,7 @@ fn serve_answer(
                 .collect();
             Some(info)
         }
-        ["time", model, secs] => {
+        [cmd @ ("time" | "profile"), model, secs] => {
             let loaded: Vec<&str> = benches.iter().map(|b| b.meta().name).collect();
             let Some(b) = benches.iter_mut().find(|b| b.meta().name == *model) else {
                 return error(match errors.iter().find(|(m, _)| m == model) {
@@ -708,15 +743,24 @@ fn serve_answer(
                     ))
                 }
             };
+            if *cmd == "profile" {
+                return match b.profile(secs) {
+                    Ok((medians, runs)) => {
+                        Some(steps::json(b.meta().name, b.steps(), &medians, runs))
+                    }
+                    Err(e) => error(e),
+                };
+            }
             let samples = b.time_block(secs);
             let mut answer = times_json(&samples);
             answer.insert("model".into(), b.meta().name.into());
             Some(answer.into())
         }
         [] => error("empty command".into()),
-        ["time", ..] => error("usage: time MODEL SECONDS".into()),
+        ["time" | "profile", ..] => error(format!("usage: {} MODEL SECONDS", words[0])),
         [cmd, ..] => error(format!(
-            "unknown command `{cmd}` (commands: info, time MODEL SECONDS, quit)"
+            "unknown command `{cmd}` (commands: info, time MODEL SECONDS, \
+             profile MODEL SECONDS, quit)"
         )),
     }
 }
@@ -726,7 +770,9 @@ fn serve(mut benches: Vec<Box<dyn Bench>>, errors: &[(&str, String)], batch: usi
     for b in &mut benches {
         b.time_block(0.3);
     }
-    eprintln!("serving: info | time MODEL SECONDS | quit, one per line on stdin");
+    eprintln!(
+        "serving: info | time MODEL SECONDS | profile MODEL SECONDS | quit, one per line on stdin"
+    );
     let mut out = std::io::stdout().lock();
     let mut lines = std::io::stdin().lock().lines();
     loop {
@@ -800,6 +846,16 @@ fn main() -> ExitCode {
         }
         match f(name, &opts) {
             Ok(b) if opts.serve => loaded.push(b),
+            Ok(mut b) if opts.profile => match b.profile(opts.time.as_secs_f64()) {
+                Ok((medians, runs)) => {
+                    print!("{}", steps::table(name, b.steps(), &medians, runs));
+                    failed |= !b.meta().check.passed();
+                }
+                Err(e) => {
+                    eprintln!("error: {name}: {e}");
+                    failed = true;
+                }
+            },
             Ok(mut b) => {
                 let samples = b.time_runs(opts.time);
                 let meta = b.into_meta();
@@ -820,7 +876,9 @@ fn main() -> ExitCode {
     if opts.serve {
         return serve(loaded, &errors, opts.batch);
     }
-    print!("{}", table(&reports));
+    if !opts.profile {
+        print!("{}", table(&reports));
+    }
 
     if let Some(path) = &opts.json {
         if let Err(e) = harness::write_json(path, &json(&reports)) {

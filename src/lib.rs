@@ -43,6 +43,8 @@
 //! * `ndarray` (default): the ndarray batch API.
 //! * `parallel`: one image's large layers and batches split over the cores
 //!   ([`set_num_threads`]).
+//! * `profile`: per-step timing of forward passes (`profile::last_steps`, labelled by
+//!   [`Model::STEPS`]). Off (the default), the generated timing marks compile to nothing.
 //!
 //! With `default-features = false` this crate, the runtime and the generated code are
 //! `#![no_std]` and use no allocator: embed the weights (`#[weights = "..."]`, then
@@ -71,7 +73,7 @@ pub use cnn_macros::cnn_model;
 pub use cnn_runtime::ArenaCell;
 #[cfg(feature = "alloc")]
 pub use cnn_runtime::LoadError;
-pub use cnn_runtime::{Arena, Model, ShapeError, TensorSpec};
+pub use cnn_runtime::{Arena, Model, ShapeError, StepInfo, TensorSpec};
 
 /// The borrow of an [`ArenaCell`]'s arena, returned by [`ArenaCell::lock`].
 #[cfg(target_has_atomic = "8")]
@@ -109,6 +111,19 @@ pub fn set_num_threads(n: usize) {
 /// The threads one forward pass may use (1 without the `parallel` feature).
 pub fn num_threads() -> usize {
     cnn_runtime::pool::num_threads()
+}
+
+/// Per-step timing of forward passes (feature `profile`): which layer takes the time.
+///
+/// ```ignore
+/// let y = net.forward(&x);
+/// for (info, t) in Net::STEPS.iter().zip(cnn::profile::last_steps()) {
+///     println!("{:<24} {:<32} {:>8.1} µs", info.layer, info.kernel, t.as_secs_f64() * 1e6);
+/// }
+/// ```
+#[cfg(feature = "profile")]
+pub mod profile {
+    pub use cnn_runtime::profile::last_steps;
 }
 
 /// Items the generated code names; not part of the public API.

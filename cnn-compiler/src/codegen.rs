@@ -136,15 +136,16 @@ pub struct Embedded<'a> {
     pub parts: &'a [Parts],
 }
 
-/// Generates the struct and its impls from the steps' `calls` and `weights`. `tracked`
-/// is the model file to track for rebuilds; `embedded` the checked and packed
+/// Generates the struct and its impls from the `summary()` text, the steps' infos
+/// ([`crate::summary::step_infos`], the generated `STEPS`), their `calls` and `weights`.
+/// `tracked` is the model file to track for rebuilds; `embedded` the checked and packed
 /// `#[weights = ..]` file.
 #[allow(clippy::too_many_arguments)]
 pub fn generate(
     item: &Item<'_>,
     shapes: &[LayerShape],
     plan: &Plan,
-    summary: &str,
+    (summary, steps): (&str, &[(String, String, usize)]),
     (calls, weights): (Vec<TokenStream>, Weights),
     tracked: Option<&str>,
     embedded: Option<Embedded<'_>>,
@@ -195,6 +196,10 @@ pub fn generate(
         quote!(#rt::TensorSpec { key: #key, shape: &[#(#dims),*] })
     });
     let ignored = &weights.ignored;
+    let step_items = steps.iter().map(|(layer, kernel, macs)| {
+        let macs = lit(*macs);
+        quote!(#rt::StepInfo { layer: #layer, kernel: #kernel, macs: #macs })
+    });
     let track = tracked.map(|path| {
         quote!(
             const _: &[u8] = ::core::include_bytes!(#path);
@@ -284,6 +289,7 @@ pub fn generate(
             const WEIGHT_BYTES: usize = #weight_bytes;
             const STACK_BYTES: usize = #stack_bytes;
             const WEIGHTS: &'static [#rt::TensorSpec] = &[#(#spec_items),*];
+            const STEPS: &'static [#rt::StepInfo] = &[#(#step_items),*];
 
             #load
 
@@ -309,7 +315,9 @@ pub fn generate(
                 let output = &mut output[..#out_len];
                 let arena = &mut arena[..#arena_len];
                 let _ = &arena;
-                #(#calls)*
+                // Timing marks: nothing unless the runtime has the `profile` feature.
+                #rt::profile::begin();
+                #(#calls #rt::profile::step();)*
             }
 
             fn summary() -> &'static str {

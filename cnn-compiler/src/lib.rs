@@ -319,7 +319,7 @@ fn expand_in(input: TokenStream, base: &Path) -> TokenStream {
                 &item,
                 &c.shapes,
                 &c.plan,
-                &text,
+                (&text, &summary::step_infos(&c.model, &c.shapes, &c.plan)),
                 (calls, weights),
                 tracked.as_deref(),
                 packed

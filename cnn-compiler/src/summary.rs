@@ -17,6 +17,27 @@ pub fn thousands(n: usize) -> String {
     out
 }
 
+/// One entry per planned step, in order (the generated `Model::STEPS`): the name of its
+/// first layer (empty for a helper copy), its kernel as the table shows it, and the
+/// multiply-accumulates of its layers.
+pub fn step_infos(
+    model: &Model,
+    shapes: &[LayerShape],
+    plan: &Plan,
+) -> Vec<(String, String, usize)> {
+    plan.steps
+        .iter()
+        .map(|step| {
+            let layer = step
+                .layers
+                .first()
+                .map_or_else(String::new, |&l| model.layers[l].name.clone());
+            let macs = step.layers.iter().map(|&l| shapes[l].macs).sum();
+            (layer, describe(step, model), macs)
+        })
+        .collect()
+}
+
 /// Renders the per-layer table: name, op, output shape, parameters, MACs and the kernel
 /// that runs the layer; then totals, weights and activation memory.
 pub fn render(

@@ -501,7 +501,8 @@ proptest! {
                     let item = crate::codegen::Item { attrs: &[], vis: &vis, ident: &item_ident };
                     let steps = crate::codegen::steps(&c.model, &c.shapes, &c.plan);
                     let summary = crate::summary::render("M", &c.model, &c.shapes, &c.plan, steps.1.bytes());
-                    let tokens = crate::codegen::generate(&item, &c.shapes, &c.plan, &summary, steps, None, None);
+                    let infos = crate::summary::step_infos(&c.model, &c.shapes, &c.plan);
+                    let tokens = crate::codegen::generate(&item, &c.shapes, &c.plan, (&summary, &infos), steps, None, None);
                     prop_assert!(syn::parse2::<syn::File>(tokens).is_ok());
                 }
                 Err(diags) => {
@@ -816,7 +817,8 @@ proptest! {
                 let item = crate::codegen::Item { attrs: &[], vis: &vis, ident: &item_ident };
                 let steps = crate::codegen::steps(&c.model, &c.shapes, &c.plan);
                 let summary = crate::summary::render("M", &c.model, &c.shapes, &c.plan, steps.1.bytes());
-                let tokens = crate::codegen::generate(&item, &c.shapes, &c.plan, &summary, steps, None, None);
+                let infos = crate::summary::step_infos(&c.model, &c.shapes, &c.plan);
+                let tokens = crate::codegen::generate(&item, &c.shapes, &c.plan, (&summary, &infos), steps, None, None);
                 prop_assert!(syn::parse2::<syn::File>(tokens).is_ok());
             }
             Err(diags) => {

@@ -27,6 +27,8 @@
 //!   (`#[weights = ..]`) and run with [`Model::forward_in`] on a caller-owned arena.
 //! * `ndarray` (default): the ndarray batch API.
 //! * `parallel`: the intra-op thread pool ([`pool`]) and batch splitting over the cores.
+//! * `profile`: per-step timing of forward passes ([`profile`]; implies `std`). Off, the
+//!   generated code's timing marks compile to nothing.
 
 #![cfg_attr(not(feature = "std"), no_std)]
 // Without `alloc` the load-time code (packing, folding, the loader) is compiled out.
@@ -47,6 +49,7 @@ pub mod load;
 pub(crate) mod math;
 mod model;
 pub mod pool;
+pub mod profile;
 #[cfg(feature = "std")]
 pub mod scratch;
 
@@ -59,3 +62,4 @@ pub use error::LoadError;
 pub use error::ShapeError;
 pub use kernels::activation::Act;
 pub use model::{Model, TensorSpec};
+pub use profile::StepInfo;

@@ -58,6 +58,10 @@ pub trait Model: Sized + Send + Sync {
     /// The tensors a weight file must hold: keys and shapes of the PyTorch `state_dict()`
     /// (batch norms' `num_batches_tracked` may also be present and is ignored).
     const WEIGHTS: &'static [TensorSpec];
+    /// The forward pass's steps in order, one per kernel call (a layer, or layers fused
+    /// into one call): what `profile::last_steps` times with the `profile`
+    /// feature. Generated; empty for a hand-written implementation.
+    const STEPS: &'static [crate::StepInfo] = &[];
 
     /// Loads the weights from the bytes of a safetensors file holding the equivalent
     /// PyTorch module's `state_dict()`. Strict like `load_state_dict(strict=True)`.
