@@ -57,9 +57,6 @@ impl Act {
             Act::Tanh => tanh(x),
             Act::Sigmoid => sigmoid(x),
             Act::LeakyRelu(slope) => {
-                // Behind a barrier, as in the vector `piecewise`: a multiply hoisted out
-                // of this arm would read the other variants' uninitialised payload.
-                let slope = core::hint::black_box(slope);
                 if x >= 0.0 {
                     x
                 } else {

@@ -38,16 +38,7 @@ pub(crate) fn piecewise<S: Simd>(s: S, v: S::V, act: Act) -> S::V {
         Act::Relu => s.max(v, s.zero()),
         // NaN propagates through both (second operand returned), as `clamp`.
         Act::Relu6 => s.min(s.splat(6.0), s.max(s.zero(), v)),
-        Act::LeakyRelu(slope) => {
-            // The slope passes an optimisation barrier so that its multiply stays in this
-            // arm: LLVM turned the match into selects and hoisted `v * slope` out of it,
-            // run for every activation on the payload bytes that the other variants
-            // leave uninitialised; when those happened to be a subnormal float, each
-            // vector took a microcode assist (Intel: MobileNetV2's 960x7x7 depthwise
-            // layers 7-10x slower inside the model, 415 against 59 µs).
-            let slope = core::hint::black_box(slope);
-            s.select(s.ge(v, s.zero()), v, s.mul(v, s.splat(slope)))
-        }
+        Act::LeakyRelu(slope) => s.select(s.ge(v, s.zero()), v, s.mul(v, s.splat(slope))),
         _ => v,
     }
 }
