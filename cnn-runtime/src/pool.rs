@@ -247,6 +247,9 @@ mod imp {
 
     /// Worker thread `me` (1 for the first worker).
     fn worker(p: &'static Pool, me: usize) {
+        // Workers run only kernels of forward passes: subnormals flushed for good, as
+        // on the calling thread during `cpu::dispatch`.
+        let _flush = crate::cpu::FlushSubnormals::new();
         let mut seen = p.generation.load(Ordering::Acquire);
         loop {
             let mut spins = 0;
