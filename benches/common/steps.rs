@@ -61,18 +61,11 @@ pub fn profile(
 /// and GFLOP/s (2 FLOPs per multiply-accumulate).
 pub fn table(name: &str, steps: &[StepInfo], medians: &[f64], runs: usize) -> String {
     let total: f64 = medians.iter().sum();
-    let lw = steps
-        .iter()
-        .map(|s| s.layer.len())
-        .chain([5])
-        .max()
-        .unwrap_or(5);
-    let kw = steps
-        .iter()
-        .map(|s| s.kernel.len())
-        .chain([6])
-        .max()
-        .unwrap_or(6);
+    // Column widths: the longest cell, at least that of the fixed cells.
+    let width =
+        |cell: fn(&StepInfo) -> usize, min: usize| steps.iter().map(cell).fold(min, usize::max);
+    let lw = width(|s| s.layer.len(), "(output)".len());
+    let kw = width(|s| s.kernel.len(), "(sum of the step medians)".len());
     let mut out = format!(
         "\n{name}: {} steps, median of {runs} forward passes per step\n",
         steps.len()
