@@ -53,19 +53,19 @@ pub(crate) fn field_name(name: &str) -> Ident {
 pub(crate) fn act_tokens(act: Option<Activation>) -> TokenStream {
     let rt = rt();
     match act {
-        None => quote!(#rt::Act::Identity),
-        Some(Activation::Relu) => quote!(#rt::Act::Relu),
-        Some(Activation::Relu6) => quote!(#rt::Act::Relu6),
-        Some(Activation::Tanh) => quote!(#rt::Act::Tanh),
-        Some(Activation::Sigmoid) => quote!(#rt::Act::Sigmoid),
+        None => quote!(#rt::Act::IDENTITY),
+        Some(Activation::Relu) => quote!(#rt::Act::RELU),
+        Some(Activation::Relu6) => quote!(#rt::Act::RELU6),
+        Some(Activation::Tanh) => quote!(#rt::Act::TANH),
+        Some(Activation::Sigmoid) => quote!(#rt::Act::SIGMOID),
         Some(Activation::LeakyRelu(s)) => {
             let s = Literal::f32_suffixed(s as f32);
-            quote!(#rt::Act::LeakyRelu(#s))
+            quote!(#rt::Act::leaky_relu(#s))
         }
-        Some(Activation::Silu) => quote!(#rt::Act::Silu),
-        Some(Activation::HardSwish) => quote!(#rt::Act::HardSwish),
-        Some(Activation::HardSigmoid) => quote!(#rt::Act::HardSigmoid),
-        Some(Activation::Gelu) => quote!(#rt::Act::Gelu),
+        Some(Activation::Silu) => quote!(#rt::Act::SILU),
+        Some(Activation::HardSwish) => quote!(#rt::Act::HARD_SWISH),
+        Some(Activation::HardSigmoid) => quote!(#rt::Act::HARD_SIGMOID),
+        Some(Activation::Gelu) => quote!(#rt::Act::GELU),
     }
 }
 

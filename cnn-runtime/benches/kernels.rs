@@ -184,7 +184,7 @@ fn lenet(rng: &mut Rng) -> Vec<Layer> {
             1,
             1,
             1,
-            Act::Tanh
+            Act::TANH
         ),
         plain(
             "pool1   avg 2x2 6x28x28".into(),
@@ -210,7 +210,7 @@ fn lenet(rng: &mut Rng) -> Vec<Layer> {
             1,
             1,
             1,
-            Act::Tanh
+            Act::TANH
         ),
         plain(
             "pool2   avg 2x2 16x10x10".into(),
@@ -218,14 +218,14 @@ fn lenet(rng: &mut Rng) -> Vec<Layer> {
             16 * 5 * 5,
             Box::new(avg_pool2d::<16, 10, 10, 5, 5, 2, 2, 2, 2, 0, 0, true>),
         ),
-        linear_layer::<400, 120>(rng, "fc1", Act::Tanh),
-        linear_layer::<120, 84>(rng, "fc2", Act::Tanh),
-        linear_layer::<84, 10>(rng, "fc3", Act::Identity),
+        linear_layer::<400, 120>(rng, "fc1", Act::TANH),
+        linear_layer::<120, 84>(rng, "fc2", Act::TANH),
+        linear_layer::<84, 10>(rng, "fc3", Act::IDENTITY),
     ]
 }
 
 fn cifar_vgg(rng: &mut Rng) -> Vec<Layer> {
-    let r = Act::Relu;
+    let r = Act::RELU;
     vec![
         conv!(rng, "conv1", 3, 32, 32, 32, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, r),
         conv!(rng, "conv2", 32, 32, 32, 32, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, r),
@@ -252,12 +252,12 @@ fn cifar_vgg(rng: &mut Rng) -> Vec<Layer> {
             Box::new(max_pool2d::<128, 8, 8, 4, 4, 2, 2, 2, 2, 0, 0, 1, 1>),
         ),
         global_pool::<128, 16>("4x4"),
-        linear_layer::<128, 10>(rng, "fc", Act::Identity),
+        linear_layer::<128, 10>(rng, "fc", Act::IDENTITY),
     ]
 }
 
 fn mobilenet_96(rng: &mut Rng) -> Vec<Layer> {
-    let r = Act::Relu6;
+    let r = Act::RELU6;
     vec![
         conv!(rng, "stem", 3, 96, 96, 32, 48, 48, 3, 3, 2, 2, 1, 1, 1, 1, 1, r),
         conv!(rng, "dw1", 32, 48, 48, 32, 48, 48, 3, 3, 1, 1, 1, 1, 1, 1, 32, r),
@@ -273,7 +273,7 @@ fn mobilenet_96(rng: &mut Rng) -> Vec<Layer> {
         conv!(rng, "dw6", 256, 12, 12, 256, 6, 6, 3, 3, 2, 2, 1, 1, 1, 1, 256, r),
         conv!(rng, "pw6", 256, 6, 6, 512, 6, 6, 1, 1, 1, 1, 0, 0, 1, 1, 1, r),
         global_pool::<512, 36>("6x6"),
-        linear_layer::<512, 100>(rng, "fc", Act::Identity),
+        linear_layer::<512, 100>(rng, "fc", Act::IDENTITY),
     ]
 }
 
@@ -281,7 +281,7 @@ fn mobilenet_96(rng: &mut Rng) -> Vec<Layer> {
 /// shape, in order; the residual additions left out): large maps, where the
 /// activations rather than the weights fill the caches.
 fn mobilenet_v2_head(rng: &mut Rng) -> Vec<Layer> {
-    let (r, i) = (Act::Relu6, Act::Identity);
+    let (r, i) = (Act::RELU6, Act::IDENTITY);
     vec![
         conv!(rng, "stem", 3, 224, 224, 32, 112, 112, 3, 3, 2, 2, 1, 1, 1, 1, 1, r),
         conv!(rng, "dw32", 32, 112, 112, 32, 112, 112, 3, 3, 1, 1, 1, 1, 1, 1, 32, r),
@@ -309,7 +309,7 @@ fn mobilenet_v2_head(rng: &mut Rng) -> Vec<Layer> {
 /// maps with many channels, where the weights rather than the activations fill the
 /// caches, then global pooling and the 1280 -> 1000 linear layer (5 MB of weights).
 fn mobilenet_v2_tail(rng: &mut Rng) -> Vec<Layer> {
-    let (r, i) = (Act::Relu6, Act::Identity);
+    let (r, i) = (Act::RELU6, Act::IDENTITY);
     vec![
         conv!(rng, "pw64", 64, 14, 14, 384, 14, 14, 1, 1, 1, 1, 0, 0, 1, 1, 1, r),
         conv!(rng, "dw384", 384, 14, 14, 384, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 384, r),
@@ -331,12 +331,12 @@ fn mobilenet_v2_tail(rng: &mut Rng) -> Vec<Layer> {
         conv!(rng, "pj960", 960, 7, 7, 320, 7, 7, 1, 1, 1, 1, 0, 0, 1, 1, 1, i),
         conv!(rng, "pw320", 320, 7, 7, 1280, 7, 7, 1, 1, 1, 1, 0, 0, 1, 1, 1, r),
         global_pool::<1280, 49>("7x7"),
-        linear_layer::<1280, 1000>(rng, "fc", Act::Identity),
+        linear_layer::<1280, 1000>(rng, "fc", Act::IDENTITY),
     ]
 }
 
 fn fcn_seg(rng: &mut Rng) -> Vec<Layer> {
-    let r = Act::Relu;
+    let r = Act::RELU;
     vec![
         conv!(rng, "enc1", 3, 64, 64, 16, 64, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, r),
         conv!(rng, "enc2", 16, 64, 64, 32, 64, 64, 3, 3, 1, 1, 2, 2, 2, 2, 1, r),
@@ -359,7 +359,7 @@ fn fcn_seg(rng: &mut Rng) -> Vec<Layer> {
             1,
             1,
             1,
-            Act::Identity
+            Act::IDENTITY
         ),
     ]
 }

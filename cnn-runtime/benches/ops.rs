@@ -217,7 +217,7 @@ fn conv_transpose<
                 x,
                 &p,
                 y,
-                Act::Identity,
+                Act::IDENTITY,
             )
         }),
     }
@@ -245,7 +245,7 @@ fn conv_transpose_gemm<
     op.desc.push_str(" [1x1 conv + depth to space]");
     op.run = Box::new(move |x, y| {
         let mut scratch = scratch.borrow_mut();
-        conv2d::<C, H, W, OKK, H, W, 1, 1, 1, 1, 0, 0, 1, 1, 1>(x, &p, &mut scratch, Act::Identity);
+        conv2d::<C, H, W, OKK, H, W, 1, 1, 1, 1, 0, 0, 1, 1, 1>(x, &p, &mut scratch, Act::IDENTITY);
         depth_to_space::<O, K, K, H, W>(&scratch, y);
     });
     op

@@ -204,11 +204,12 @@ const FTZ_DAZ: u32 = 0x8040;
 /// instruction on Intel cores. They appear in real networks (activations decaying
 /// towards zero), and a speculated multiply may even meet one that no result depends
 /// on: LLVM turns the piecewise activations' `match` into selects and computes leaky
-/// ReLU's `v * slope` for every activation, on the payload bytes that the other
-/// [`crate::Act`] variants leave uninitialised; stale stack bytes there made MobileNetV2's
-/// 960x7x7 depthwise layers take 415 instead of 59 µs inside the model (Intel Xeon,
-/// AVX-512; the whole model 12.8 -> 11.7 ms with the flush). Results change only for
-/// values below 1.2e-38 in magnitude, far inside the conformance tolerance.
+/// ReLU's `v * slope` for every activation. When the slope was an enum payload that the
+/// other variants left uninitialised, stale stack bytes there made MobileNetV2's 960x7x7
+/// depthwise layers take 415 instead of 59 µs inside the model (Intel Xeon, AVX-512);
+/// [`crate::Act`] now holds a defined slope, and this guard covers the real ones.
+/// Results change only for values below 1.2e-38 in magnitude, far inside the
+/// conformance tolerance.
 pub struct FlushSubnormals {
     /// The MXCSR value to restore (none: it already flushed).
     #[cfg(target_arch = "x86_64")]

@@ -60,6 +60,6 @@ pub use buf::Buf;
 #[cfg(feature = "alloc")]
 pub use error::LoadError;
 pub use error::ShapeError;
-pub use kernels::activation::Act;
+pub use kernels::activation::{Act, ActKind};
 pub use model::{Model, TensorSpec};
 pub use profile::StepInfo;

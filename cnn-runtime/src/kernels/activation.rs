@@ -1,9 +1,9 @@
 //! Element-wise activations: fused into the epilogue of conv/linear/batch-norm kernels, or
 //! applied in place by [`activate`] where nothing produces the tensor just before.
 
-/// An element-wise activation, applied in a kernel's epilogue or in place.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Act {
+/// The kind of an element-wise activation ([`Act::kind`]), without its parameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ActKind {
     /// No activation.
     Identity,
     /// `max(x, 0)`.
@@ -14,8 +14,8 @@ pub enum Act {
     Tanh,
     /// `1 / (1 + exp(-x))`.
     Sigmoid,
-    /// `x` for `x >= 0`, else `slope * x`.
-    LeakyRelu(f32),
+    /// `x` for `x >= 0`, else `slope * x` ([`Act::slope`]).
+    LeakyRelu,
     /// `x * sigmoid(x)` (PyTorch `SiLU`, a.k.a. swish).
     Silu,
     /// `x * relu6(x + 3) / 6` (PyTorch `Hardswish`).
@@ -26,14 +26,75 @@ pub enum Act {
     Gelu,
 }
 
+/// An element-wise activation, applied in a kernel's epilogue or in place: a kind
+/// ([`ActKind`]) and leaky ReLU's slope.
+///
+/// The slope is a field of every activation, `0.0` for the kinds without one, not an
+/// enum variant's payload: the kernels' epilogues are compiled to branch-free selects
+/// that compute leaky ReLU's `v * slope` whatever the kind, and a payload that only one
+/// variant initialises would be whatever bytes the stack held (a subnormal float, which
+/// costs a microcode assist on every multiplication on Intel cores, made MobileNetV2's
+/// ReLU6 layers up to 7x slower before the forward pass flushed subnormals).
+#[derive(Clone, Copy, PartialEq)]
+pub struct Act {
+    kind: ActKind,
+    slope: f32,
+}
+
 impl Act {
+    /// No activation.
+    pub const IDENTITY: Act = Act::of(ActKind::Identity);
+    /// `max(x, 0)`.
+    pub const RELU: Act = Act::of(ActKind::Relu);
+    /// `min(max(x, 0), 6)`.
+    pub const RELU6: Act = Act::of(ActKind::Relu6);
+    /// `tanh(x)`.
+    pub const TANH: Act = Act::of(ActKind::Tanh);
+    /// `1 / (1 + exp(-x))`.
+    pub const SIGMOID: Act = Act::of(ActKind::Sigmoid);
+    /// `x * sigmoid(x)` (PyTorch `SiLU`, a.k.a. swish).
+    pub const SILU: Act = Act::of(ActKind::Silu);
+    /// `x * relu6(x + 3) / 6` (PyTorch `Hardswish`).
+    pub const HARD_SWISH: Act = Act::of(ActKind::HardSwish);
+    /// `relu6(x + 3) / 6` (PyTorch `Hardsigmoid`).
+    pub const HARD_SIGMOID: Act = Act::of(ActKind::HardSigmoid);
+    /// `x * (1 + erf(x / sqrt(2))) / 2`, the exact form (PyTorch's default `GELU()`).
+    pub const GELU: Act = Act::of(ActKind::Gelu);
+
+    /// `x` for `x >= 0`, else `slope * x` (PyTorch `LeakyReLU(negative_slope)`).
+    #[inline(always)]
+    pub const fn leaky_relu(slope: f32) -> Act {
+        Act {
+            kind: ActKind::LeakyRelu,
+            slope,
+        }
+    }
+
+    /// The activation of `kind`; leaky ReLU with slope 0 (a ReLU) for `LeakyRelu`.
+    #[inline(always)]
+    pub const fn of(kind: ActKind) -> Act {
+        Act { kind, slope: 0.0 }
+    }
+
+    /// Its kind.
+    #[inline(always)]
+    pub const fn kind(self) -> ActKind {
+        self.kind
+    }
+
+    /// Leaky ReLU's slope; `0.0` for the other kinds.
+    #[inline(always)]
+    pub const fn slope(self) -> f32 {
+        self.slope
+    }
+
     /// Identity, ReLU, ReLU6 and leaky ReLU: a compare or two per value, applied in
     /// registers by every kernel; the others run out of line on the x86 levels.
     #[inline(always)]
     pub fn is_piecewise_linear(self) -> bool {
         matches!(
-            self,
-            Act::Identity | Act::Relu | Act::Relu6 | Act::LeakyRelu(_)
+            self.kind,
+            ActKind::Identity | ActKind::Relu | ActKind::Relu6 | ActKind::LeakyRelu
         )
     }
 
@@ -42,31 +103,41 @@ impl Act {
     /// over the stored output; the other part is `Identity`.
     pub(crate) fn split_curved(self) -> (Act, Act) {
         if self.is_piecewise_linear() {
-            (self, Act::Identity)
+            (self, Act::IDENTITY)
         } else {
-            (Act::Identity, self)
+            (Act::IDENTITY, self)
         }
     }
     /// Applies the activation to one value.
     #[inline(always)]
     pub fn apply(self, x: f32) -> f32 {
-        match self {
-            Act::Identity => x,
-            Act::Relu => x.max(0.0),
-            Act::Relu6 => x.clamp(0.0, 6.0),
-            Act::Tanh => tanh(x),
-            Act::Sigmoid => sigmoid(x),
-            Act::LeakyRelu(slope) => {
+        match self.kind {
+            ActKind::Identity => x,
+            ActKind::Relu => x.max(0.0),
+            ActKind::Relu6 => x.clamp(0.0, 6.0),
+            ActKind::Tanh => tanh(x),
+            ActKind::Sigmoid => sigmoid(x),
+            ActKind::LeakyRelu => {
                 if x >= 0.0 {
                     x
                 } else {
-                    slope * x
+                    self.slope * x
                 }
             }
-            Act::Silu => silu(x),
-            Act::HardSwish => hardswish(x),
-            Act::HardSigmoid => hardsigmoid(x),
-            Act::Gelu => gelu(x),
+            ActKind::Silu => silu(x),
+            ActKind::HardSwish => hardswish(x),
+            ActKind::HardSigmoid => hardsigmoid(x),
+            ActKind::Gelu => gelu(x),
+        }
+    }
+}
+
+impl core::fmt::Debug for Act {
+    /// `Relu6`, `LeakyRelu(0.1)`: the kind, and the slope where it has one.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.kind {
+            ActKind::LeakyRelu => write!(f, "LeakyRelu({:?})", self.slope),
+            kind => write!(f, "{kind:?}"),
         }
     }
 }
@@ -245,7 +316,7 @@ pub fn activate(buf: &mut [f32], act: Act) {
 
 /// [`activate`] at `level`.
 pub(crate) fn activate_dyn(level: crate::cpu::Level, buf: &mut [f32], act: Act) {
-    if act != Act::Identity && !buf.is_empty() {
+    if act != Act::IDENTITY && !buf.is_empty() {
         crate::kernels::simd::run(level, crate::kernels::simd::CurvedSlice { x: buf, act });
     }
 }
@@ -353,6 +424,35 @@ mod tests {
     /// The standalone activation gives the fused epilogues' bits at every level (the
     /// vector path, every length: whole vectors and a short rest), and at the portable
     /// level exactly `Act::apply`.
+    /// Every activation carries a defined slope: zero but for leaky ReLU's (the
+    /// epilogues multiply by it whatever the kind), and prints as its kind.
+    #[test]
+    fn every_activation_has_a_defined_slope() {
+        let all = [
+            (Act::IDENTITY, ActKind::Identity),
+            (Act::RELU, ActKind::Relu),
+            (Act::RELU6, ActKind::Relu6),
+            (Act::TANH, ActKind::Tanh),
+            (Act::SIGMOID, ActKind::Sigmoid),
+            (Act::SILU, ActKind::Silu),
+            (Act::HARD_SWISH, ActKind::HardSwish),
+            (Act::HARD_SIGMOID, ActKind::HardSigmoid),
+            (Act::GELU, ActKind::Gelu),
+        ];
+        for (act, kind) in all {
+            assert_eq!(act.kind(), kind);
+            assert_eq!(act.slope().to_bits(), 0, "{act:?}");
+            assert_eq!(act, Act::of(kind));
+            assert_eq!(format!("{act:?}"), format!("{kind:?}"));
+        }
+        let leaky = Act::leaky_relu(0.25);
+        assert_eq!((leaky.kind(), leaky.slope()), (ActKind::LeakyRelu, 0.25));
+        assert_eq!(format!("{leaky:?}"), "LeakyRelu(0.25)");
+        assert_ne!(leaky, Act::leaky_relu(0.5));
+        assert_eq!(leaky.apply(-2.0), -0.5);
+        assert_eq!(Act::RELU6.apply(-2.0), 0.0);
+    }
+
     #[test]
     fn activate_matches_apply() {
         use crate::cpu::Level;
@@ -392,11 +492,11 @@ mod speed {
         let x = Rng::new(3).vec(6 * 28 * 28, -4.0, 4.0);
         let mut buf = x.clone();
         for act in [
-            Act::Tanh,
-            Act::Sigmoid,
-            Act::Silu,
-            Act::HardSwish,
-            Act::Gelu,
+            Act::TANH,
+            Act::SIGMOID,
+            Act::SILU,
+            Act::HARD_SWISH,
+            Act::GELU,
         ] {
             let t = time(|| {
                 buf.copy_from_slice(&x);

@@ -409,10 +409,10 @@ mod tests {
         let x = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
         let s = [0.0, 100.0];
         let mut out = [0.0; 6];
-        binary_into::<2, 1, 3, 2, 1, 3, 2, 1, 1>(&x, &s, &mut out, BinOp::Add, Act::Relu);
+        binary_into::<2, 1, 3, 2, 1, 3, 2, 1, 1>(&x, &s, &mut out, BinOp::Add, Act::RELU);
         assert_eq!(out, [1.0, 2.0, 3.0, 104.0, 105.0, 106.0]);
         let mut acc = x;
-        binary_assign::<2, 1, 3, 1, 1, 1>(&mut acc, &[2.0], BinOp::Mul, Act::Identity);
+        binary_assign::<2, 1, 3, 1, 1, 1>(&mut acc, &[2.0], BinOp::Mul, Act::IDENTITY);
         assert_eq!(acc, [2.0, 4.0, 6.0, 8.0, 10.0, 12.0]);
         // a broadcast, b full: [1,1,3] + [2,1,3].
         binary_into::<2, 1, 3, 1, 1, 3, 2, 1, 3>(
@@ -420,7 +420,7 @@ mod tests {
             &x,
             &mut out,
             BinOp::Add,
-            Act::Identity,
+            Act::IDENTITY,
         );
         assert_eq!(out, [2.0, 4.0, 6.0, 5.0, 7.0, 9.0]);
     }
@@ -435,7 +435,7 @@ mod tests {
             &mut [0.0; 24],
             &[0.0; 16],
             BinOp::Add,
-            Act::Identity,
+            Act::IDENTITY,
         );
     }
 }

@@ -575,7 +575,7 @@ mod tests {
         ] {
             let ow = (w - 1) * s + d * (k - 1) + 1 + op - 2 * p;
             for ch in [(4, 6, 1), (6, 4, 2), (16, 16, 1), (3, 3, 3)] {
-                check(&mut rng, ch, one, (w, ow, k, s, p, d), Act::Relu, true);
+                check(&mut rng, ch, one, (w, ow, k, s, p, d), Act::RELU, true);
             }
         }
     }
@@ -600,15 +600,15 @@ mod tests {
             &x,
             &plain,
             &mut want,
-            Act::Identity,
+            Act::IDENTITY,
         );
-        crate::kernels::norm::channel_affine::<O, 60>(&mut want, &bn, Act::Gelu);
+        crate::kernels::norm::channel_affine::<O, 60>(&mut want, &bn, Act::GELU);
         let mut got = [0.0; O * 60];
         conv_transpose2d::<C, 3, 5, O, 6, 10, 3, 3, 2, 2, 1, 1, 1, 1, 1>(
             &x,
             &folded,
             &mut got,
-            Act::Gelu,
+            Act::GELU,
         );
         let want: Vec<f64> = want.iter().map(|&v| f64::from(v)).collect();
         r::assert_close(&got, &want, &"folded bn");
@@ -735,14 +735,14 @@ mod stride_kernel_tests {
                 1,
                 1,
                 1,
-            >(&input, &phase, &mut want, Act::Tanh);
+            >(&input, &phase, &mut want, Act::TANH);
             let gemm = stride_kernel_params($c, $o, $k, $k, &weight, Some(&bias), Some(&bn));
             let mut mid = vec![0.0f32; $ok * $h * $w];
             conv2d::<$c, $h, $w, $ok, $h, $w, 1, 1, 1, 1, 0, 0, 1, 1, 1>(
                 &input,
                 &gemm,
                 &mut mid,
-                Act::Tanh,
+                Act::TANH,
             );
             let mut got = vec![0.0f32; $o * $h * $k * $w * $k];
             depth_to_space::<$o, $k, $k, $h, $w>(&mid, &mut got);

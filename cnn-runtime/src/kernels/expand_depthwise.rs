@@ -421,12 +421,12 @@ mod tests {
         let mut rng = Rng::new(41);
         // (C, H, W, E, k, stride, padding, dilation, expand act, act)
         let cases = [
-            (16, 112, 112, 96, 3, 2, 1, 1, Act::Relu6, Act::Relu6),
-            (24, 56, 56, 144, 3, 2, 1, 1, Act::Relu6, Act::Identity),
-            (5, 97, 45, 64, 3, 2, 1, 1, Act::Silu, Act::HardSwish),
-            (3, 61, 70, 80, 5, 2, 2, 1, Act::Relu, Act::Relu6),
-            (4, 75, 64, 64, 3, 3, 0, 1, Act::Identity, Act::Tanh),
-            (6, 66, 66, 72, 3, 2, 2, 2, Act::Relu6, Act::Relu),
+            (16, 112, 112, 96, 3, 2, 1, 1, Act::RELU6, Act::RELU6),
+            (24, 56, 56, 144, 3, 2, 1, 1, Act::RELU6, Act::IDENTITY),
+            (5, 97, 45, 64, 3, 2, 1, 1, Act::SILU, Act::HARD_SWISH),
+            (3, 61, 70, 80, 5, 2, 2, 1, Act::RELU, Act::RELU6),
+            (4, 75, 64, 64, 3, 3, 0, 1, Act::IDENTITY, Act::TANH),
+            (6, 66, 66, 72, 3, 2, 2, 2, Act::RELU6, Act::RELU),
         ];
         for (c, h, w, e, k, s, pad, dil, act1, act2) in cases {
             let ah = Axis::conv(h, k, s, pad, dil).unwrap();
@@ -537,11 +537,11 @@ mod tests {
                         p,
                         &x,
                         &pe,
-                        Act::Relu6,
+                        Act::RELU6,
                         &pd,
                         out,
                         &mut scratch,
-                        Act::Silu,
+                        Act::SILU,
                     )
                 });
             }
@@ -572,11 +572,11 @@ mod tests {
         expand_depthwise::<16, 112, 112, 96, 56, 56, 3, 3, 2, 2, 1, 1, 1, 1>(
             &x,
             &pe,
-            Act::Relu6,
+            Act::RELU6,
             &pd,
             &mut y,
             &mut scratch,
-            Act::Relu6,
+            Act::RELU6,
         );
     }
 }

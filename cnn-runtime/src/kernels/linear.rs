@@ -276,12 +276,12 @@ mod tests {
     use crate::kernels::simd;
 
     const ACTS: [Act; 6] = [
-        Act::Identity,
-        Act::Relu,
-        Act::Relu6,
-        Act::Tanh,
-        Act::Sigmoid,
-        Act::LeakyRelu(0.1),
+        Act::IDENTITY,
+        Act::RELU,
+        Act::RELU6,
+        Act::TANH,
+        Act::SIGMOID,
+        Act::leaky_relu(0.1),
     ];
 
     /// The activations added later, fused into the epilogue at every level (a sweep of
@@ -291,7 +291,7 @@ mod tests {
         let mut rng = Rng::new(42);
         for inp in [1, 7, 16, 17, 100] {
             for out in [1, 5, 16 * 5 + 3] {
-                for act in [Act::Silu, Act::HardSwish, Act::HardSigmoid, Act::Gelu] {
+                for act in [Act::SILU, Act::HARD_SWISH, Act::HARD_SIGMOID, Act::GELU] {
                     let x = rng.vec(inp, -1.0, 1.0);
                     let w = rng.vec(out * inp, -1.0, 1.0);
                     let b = rng.vec(out, -0.5, 0.5);
@@ -346,10 +346,10 @@ mod tests {
         let b = rng.vec(OUT, -0.2, 0.2);
         let p = LinearParams::from_torch(OUT, IN, &w, Some(&b), None);
         let mut got = [0.0; OUT];
-        linear::<IN, OUT>(&x, &p, &mut got, Act::Tanh);
+        linear::<IN, OUT>(&x, &p, &mut got, Act::TANH);
         r::assert_close(
             &got,
-            &r::linear(IN, OUT, &x, &w, Some(&b), Act::Tanh),
+            &r::linear(IN, OUT, &x, &w, Some(&b), Act::TANH),
             &"linear 400->120",
         );
 
@@ -364,9 +364,9 @@ mod tests {
             let plain = LinearParams::from_torch(OUT, IN, &w, bias, None);
             let folded = LinearParams::from_torch(OUT, IN, &w, bias, Some(&bn));
             let mut want = [0.0; OUT];
-            linear::<IN, OUT>(&x, &plain, &mut want, Act::Identity);
-            channel_affine::<OUT, 1>(&mut want, &bn, Act::Relu);
-            linear::<IN, OUT>(&x, &folded, &mut got, Act::Relu);
+            linear::<IN, OUT>(&x, &plain, &mut want, Act::IDENTITY);
+            channel_affine::<OUT, 1>(&mut want, &bn, Act::RELU);
+            linear::<IN, OUT>(&x, &folded, &mut got, Act::RELU);
             let want: Vec<f64> = want.iter().map(|&v| f64::from(v)).collect();
             r::assert_close(&got, &want, &"folded bn");
         }
@@ -376,6 +376,6 @@ mod tests {
     #[should_panic(expected = "linear: parameters")]
     fn mismatched_params_panic() {
         let p = LinearParams::from_torch(2, 3, &[0.0; 6], None, None);
-        linear::<2, 3>(&[0.0; 3], &p, &mut [0.0; 3], Act::Identity);
+        linear::<2, 3>(&[0.0; 3], &p, &mut [0.0; 3], Act::IDENTITY);
     }
 }

@@ -1,7 +1,7 @@
 //! Batch norm (inference mode) as a per-channel affine map, applied on its own by
 //! [`channel_affine`] or folded into the weights of the conv/linear before it.
 
-use super::activation::{gelu, hardsigmoid, hardswish, silu, Act};
+use super::activation::{gelu, hardsigmoid, hardswish, silu, Act, ActKind};
 use crate::buf::Buf;
 #[cfg(feature = "alloc")]
 #[allow(unused_imports)]
@@ -134,16 +134,16 @@ pub(crate) fn fold_bn(
 /// `buf[i] = act(buf[i] * s + t)`, one tight loop per activation.
 #[inline(always)]
 fn affine_act(buf: &mut [f32], s: f32, t: f32, act: Act) {
-    match act {
-        Act::Identity => buf.iter_mut().for_each(|x| *x = *x * s + t),
-        Act::Relu => buf.iter_mut().for_each(|x| *x = (*x * s + t).max(0.0)),
-        Act::Relu6 => buf
+    match act.kind() {
+        ActKind::Identity => buf.iter_mut().for_each(|x| *x = *x * s + t),
+        ActKind::Relu => buf.iter_mut().for_each(|x| *x = (*x * s + t).max(0.0)),
+        ActKind::Relu6 => buf
             .iter_mut()
             .for_each(|x| *x = (*x * s + t).clamp(0.0, 6.0)),
-        Act::Silu => buf.iter_mut().for_each(|x| *x = silu(*x * s + t)),
-        Act::HardSwish => buf.iter_mut().for_each(|x| *x = hardswish(*x * s + t)),
-        Act::HardSigmoid => buf.iter_mut().for_each(|x| *x = hardsigmoid(*x * s + t)),
-        Act::Gelu => buf.iter_mut().for_each(|x| *x = gelu(*x * s + t)),
+        ActKind::Silu => buf.iter_mut().for_each(|x| *x = silu(*x * s + t)),
+        ActKind::HardSwish => buf.iter_mut().for_each(|x| *x = hardswish(*x * s + t)),
+        ActKind::HardSigmoid => buf.iter_mut().for_each(|x| *x = hardsigmoid(*x * s + t)),
+        ActKind::Gelu => buf.iter_mut().for_each(|x| *x = gelu(*x * s + t)),
         _ => buf.iter_mut().for_each(|x| *x = act.apply(*x * s + t)),
     }
 }
@@ -175,16 +175,16 @@ mod tests {
     use crate::kernels::reference::{self as r, Rng};
 
     const ACTS: [Act; 10] = [
-        Act::Identity,
-        Act::Relu,
-        Act::Relu6,
-        Act::Tanh,
-        Act::Sigmoid,
-        Act::LeakyRelu(0.01),
-        Act::Silu,
-        Act::HardSwish,
-        Act::HardSigmoid,
-        Act::Gelu,
+        Act::IDENTITY,
+        Act::RELU,
+        Act::RELU6,
+        Act::TANH,
+        Act::SIGMOID,
+        Act::leaky_relu(0.01),
+        Act::SILU,
+        Act::HARD_SWISH,
+        Act::HARD_SIGMOID,
+        Act::GELU,
     ];
 
     #[test]
@@ -231,10 +231,10 @@ mod tests {
             shift: vec![0.5, 1.0].into(),
         };
         let mut buf = [1.0, 2.0, 3.0, 1.0, 2.0, 3.0];
-        channel_affine::<2, 3>(&mut buf, &a, Act::Relu);
+        channel_affine::<2, 3>(&mut buf, &a, Act::RELU);
         assert_eq!(buf, [1.5, 2.5, 3.5, 0.0, 0.0, 0.0]);
         let mut v = [1.0, 1.0];
-        channel_affine::<2, 1>(&mut v, &a, Act::Identity);
+        channel_affine::<2, 1>(&mut v, &a, Act::IDENTITY);
         assert_eq!(v, [1.5, -1.0]);
     }
 
@@ -263,7 +263,7 @@ mod tests {
             scale: vec![1.0].into(),
             shift: vec![0.0].into(),
         };
-        for act in [Act::Sigmoid, Act::Tanh] {
+        for act in [Act::SIGMOID, Act::TANH] {
             let mut got = xs;
             channel_affine::<1, 16>(&mut got, &id, act);
             for (&x, &y) in xs.iter().zip(&got) {
@@ -275,15 +275,15 @@ mod tests {
                 );
             }
         }
-        assert_eq!(Act::Sigmoid.apply(0.0), 0.5);
-        assert_eq!(Act::Sigmoid.apply(1000.0), 1.0);
-        assert!(Act::Sigmoid.apply(-1000.0) < 1e-37);
-        assert!(Act::Sigmoid.apply(-100.0) > 0.0);
-        assert_eq!(Act::Tanh.apply(0.0), 0.0);
-        assert_eq!(Act::Tanh.apply(1000.0), 1.0);
-        assert_eq!(Act::Tanh.apply(-1000.0), -1.0);
-        assert_eq!(Act::Relu6.apply(7.0), 6.0);
-        assert_eq!(Act::LeakyRelu(0.01).apply(-2.0), -0.02);
+        assert_eq!(Act::SIGMOID.apply(0.0), 0.5);
+        assert_eq!(Act::SIGMOID.apply(1000.0), 1.0);
+        assert!(Act::SIGMOID.apply(-1000.0) < 1e-37);
+        assert!(Act::SIGMOID.apply(-100.0) > 0.0);
+        assert_eq!(Act::TANH.apply(0.0), 0.0);
+        assert_eq!(Act::TANH.apply(1000.0), 1.0);
+        assert_eq!(Act::TANH.apply(-1000.0), -1.0);
+        assert_eq!(Act::RELU6.apply(7.0), 6.0);
+        assert_eq!(Act::leaky_relu(0.01).apply(-2.0), -0.02);
     }
 
     #[test]

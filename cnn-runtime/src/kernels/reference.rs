@@ -6,7 +6,7 @@
 //! The references take weights in PyTorch's layout and never share code with the fast
 //! kernels: windows are enumerated cell by cell, padding recognised by coordinates.
 
-use super::activation::Act;
+use super::activation::{Act, ActKind};
 use std::fmt::Debug;
 
 /// A deterministic PRNG (SplitMix64), enough for test data.
@@ -115,23 +115,23 @@ pub fn paired_times(rounds: usize, fs: &mut [&mut dyn FnMut()]) -> (Vec<f64>, Ve
 
 /// The activation in f64.
 pub fn act(act: Act, x: f64) -> f64 {
-    match act {
-        Act::Identity => x,
-        Act::Relu => x.max(0.0),
-        Act::Relu6 => x.clamp(0.0, 6.0),
-        Act::Tanh => x.tanh(),
-        Act::Sigmoid => 1.0 / (1.0 + (-x).exp()),
-        Act::LeakyRelu(slope) => {
+    match act.kind() {
+        ActKind::Identity => x,
+        ActKind::Relu => x.max(0.0),
+        ActKind::Relu6 => x.clamp(0.0, 6.0),
+        ActKind::Tanh => x.tanh(),
+        ActKind::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+        ActKind::LeakyRelu => {
             if x >= 0.0 {
                 x
             } else {
-                f64::from(slope) * x
+                f64::from(act.slope()) * x
             }
         }
-        Act::Silu => x / (1.0 + (-x).exp()),
-        Act::HardSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
-        Act::HardSigmoid => (x + 3.0).clamp(0.0, 6.0) / 6.0,
-        Act::Gelu => gelu(x),
+        ActKind::Silu => x / (1.0 + (-x).exp()),
+        ActKind::HardSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
+        ActKind::HardSigmoid => (x + 3.0).clamp(0.0, 6.0) / 6.0,
+        ActKind::Gelu => gelu(x),
     }
 }
 
@@ -162,16 +162,16 @@ pub fn gelu(x: f64) -> f64 {
 
 /// Every activation, for sweeps.
 pub const ACTS: [Act; 10] = [
-    Act::Identity,
-    Act::Relu,
-    Act::Relu6,
-    Act::Tanh,
-    Act::Sigmoid,
-    Act::LeakyRelu(0.1),
-    Act::Silu,
-    Act::HardSwish,
-    Act::HardSigmoid,
-    Act::Gelu,
+    Act::IDENTITY,
+    Act::RELU,
+    Act::RELU6,
+    Act::TANH,
+    Act::SIGMOID,
+    Act::leaky_relu(0.1),
+    Act::SILU,
+    Act::HARD_SWISH,
+    Act::HARD_SIGMOID,
+    Act::GELU,
 ];
 
 /// The kernels' dimensions of a windowed layer with `c` input and `o` output channels in

@@ -86,12 +86,12 @@ fn fuse_speed() {
                 black_box(&x),
                 &pe,
                 &mut mid,
-                Act::Relu6,
+                Act::RELU6,
                 sc,
                 None,
                 &mut [],
             );
-            depthwise_with(level, dd, &mid, &pd, y, Act::Relu6, sc, None);
+            depthwise_with(level, dd, &mid, &pd, y, Act::RELU6, sc, None);
         };
         whole(&mut y);
         let want = y.clone();
@@ -136,11 +136,11 @@ fn fuse_speed() {
                 p,
                 &x,
                 &pe,
-                Act::Relu6,
+                Act::RELU6,
                 &pd,
                 yb,
                 &mut scratch,
-                Act::Relu6,
+                Act::RELU6,
             );
         };
         let wanted: Vec<f64> = want.iter().map(|&v| f64::from(v)).collect();

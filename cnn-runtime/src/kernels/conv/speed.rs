@@ -26,8 +26,8 @@ fn speed() {
     // `CONV_SHAPES="c,h,k,s,o[,p];..."` replaces the list (padding `p`, default `k / 2`);
     // `CONV_ACT=tanh` times the layers with tanh instead of ReLU.
     let act = match std::env::var("CONV_ACT").as_deref() {
-        Ok("tanh") => Act::Tanh,
-        _ => Act::Relu,
+        Ok("tanh") => Act::TANH,
+        _ => Act::RELU,
     };
     let custom: Option<Vec<Shape>> = std::env::var("CONV_SHAPES").ok().map(|v| {
         v.split(';')

@@ -8,16 +8,16 @@ use crate::kernels::reference::{self as r, Axis, Rng};
 use crate::kernels::simd;
 
 const ACTS: [Act; 10] = [
-    Act::Identity,
-    Act::Relu,
-    Act::Relu6,
-    Act::Tanh,
-    Act::Sigmoid,
-    Act::LeakyRelu(0.1),
-    Act::Silu,
-    Act::HardSwish,
-    Act::HardSigmoid,
-    Act::Gelu,
+    Act::IDENTITY,
+    Act::RELU,
+    Act::RELU6,
+    Act::TANH,
+    Act::SIGMOID,
+    Act::leaky_relu(0.1),
+    Act::SILU,
+    Act::HARD_SWISH,
+    Act::HARD_SIGMOID,
+    Act::GELU,
 ];
 
 /// Channel configurations `(c, o, groups)`: groups 1, 2, C, and in != out.
@@ -152,7 +152,7 @@ fn long_1d_signals_in_column_tiles() {
         let weight = rng.vec(o * c * k, -1.0, 1.0);
         let bias = rng.vec(o, -0.5, 0.5);
         let params = ConvParams::from_torch(o, c, 1, k, &weight, Some(&bias), None);
-        let want = r::conv2d(c, o, 1, one, aw, &input, &weight, Some(&bias), Act::Relu);
+        let want = r::conv2d(c, o, 1, one, aw, &input, &weight, Some(&bias), Act::RELU);
         let dd = dims(c, o, 1, one, aw);
         // The engine alone declines these rows (what sent them to the scalar loop).
         let mut scratch_out = vec![0.0f32; o * aw.out];
@@ -163,7 +163,7 @@ fn long_1d_signals_in_column_tiles() {
                 input: &input,
                 params: &params,
                 out: scratch_out.as_mut_ptr(),
-                act: Act::Relu,
+                act: Act::RELU,
                 cap: engine::SCRATCH,
                 force: None,
                 panels: (0, o.div_ceil(engine::PANEL)),
@@ -178,11 +178,11 @@ fn long_1d_signals_in_column_tiles() {
             &input,
             &params,
             &mut vec![0.0; o * aw.out],
-            Act::Relu
+            Act::RELU
         ));
         for level in simd::test_levels() {
             let mut got = vec![0.0f32; o * aw.out];
-            conv2d_dyn(level, dd, &input, &params, &mut got, &mut [], Act::Relu);
+            conv2d_dyn(level, dd, &input, &params, &mut got, &mut [], Act::RELU);
             r::assert_close(&got, &want, &(c, o, w, k, s, p, d, level));
         }
     }
@@ -196,7 +196,7 @@ fn sweep_channels_against_reference() {
     for &(c, o, g) in &CHANNELS {
         for _ in 0..40 {
             let (ah, aw) = (axes[rng.below(axes.len())], axes[rng.below(axes.len())]);
-            check(&mut rng, (c, o, g), ah, aw, Act::Identity, true);
+            check(&mut rng, (c, o, g), ah, aw, Act::IDENTITY, true);
         }
     }
 }
@@ -253,9 +253,9 @@ fn pointwise_against_reference() {
             Axis::conv(w, 1, 1, 0, 1).unwrap(),
         );
         for &(c, o, g) in &CHANNELS {
-            check(&mut rng, (c, o, g), ah, aw, Act::Relu, true);
+            check(&mut rng, (c, o, g), ah, aw, Act::RELU, true);
         }
-        check(&mut rng, (32, 16, 1), ah, aw, Act::Identity, false);
+        check(&mut rng, (32, 16, 1), ah, aw, Act::IDENTITY, false);
     }
 }
 
@@ -269,23 +269,23 @@ fn model_layers_against_reference() {
     // (c, o, g, ah, aw, act)
     let cases = [
         // LeNet conv1, conv2.
-        (1, 6, 1, ax(32, 5, 1, 0, 1), ax(32, 5, 1, 0, 1), Act::Tanh),
-        (6, 16, 1, ax(14, 5, 1, 0, 1), ax(14, 5, 1, 0, 1), Act::Tanh),
+        (1, 6, 1, ax(32, 5, 1, 0, 1), ax(32, 5, 1, 0, 1), Act::TANH),
+        (6, 16, 1, ax(14, 5, 1, 0, 1), ax(14, 5, 1, 0, 1), Act::TANH),
         // VGG: 3 -> 32 on 32x32, 32 -> 64 on 16x16, 64 -> 40 on 8x8 (panel remainder).
-        (3, 32, 1, ax(32, 3, 1, 1, 1), ax(32, 3, 1, 1, 1), Act::Relu),
-        (32, 64, 1, ax(16, 3, 1, 1, 1), ax(16, 3, 1, 1, 1), Act::Relu),
-        (64, 40, 1, ax(8, 3, 1, 1, 1), ax(8, 3, 1, 1, 1), Act::Relu),
+        (3, 32, 1, ax(32, 3, 1, 1, 1), ax(32, 3, 1, 1, 1), Act::RELU),
+        (32, 64, 1, ax(16, 3, 1, 1, 1), ax(16, 3, 1, 1, 1), Act::RELU),
+        (64, 40, 1, ax(8, 3, 1, 1, 1), ax(8, 3, 1, 1, 1), Act::RELU),
         // MobileNet stem (stride 2; 96 columns: 48-pixel rows, three-vector tiles on
         // AVX-512), pointwise on 12x12 and 6x6, 16 -> 21.
-        (3, 32, 1, ax(24, 3, 2, 1, 1), ax(24, 3, 2, 1, 1), Act::Relu6),
-        (3, 24, 1, ax(9, 3, 2, 1, 1), ax(96, 3, 2, 1, 1), Act::Relu6),
+        (3, 32, 1, ax(24, 3, 2, 1, 1), ax(24, 3, 2, 1, 1), Act::RELU6),
+        (3, 24, 1, ax(9, 3, 2, 1, 1), ax(96, 3, 2, 1, 1), Act::RELU6),
         (
             64,
             48,
             1,
             ax(12, 1, 1, 0, 1),
             ax(12, 1, 1, 0, 1),
-            Act::Relu6,
+            Act::RELU6,
         ),
         (
             48,
@@ -293,7 +293,7 @@ fn model_layers_against_reference() {
             1,
             ax(6, 1, 1, 0, 1),
             ax(6, 1, 1, 0, 1),
-            Act::Identity,
+            Act::IDENTITY,
         ),
         (
             16,
@@ -301,7 +301,7 @@ fn model_layers_against_reference() {
             1,
             ax(9, 1, 1, 0, 1),
             ax(7, 1, 1, 0, 1),
-            Act::Sigmoid,
+            Act::SIGMOID,
         ),
         // FCN: 'same' dilated on a wide map, 1x1 head with 4 outputs.
         (
@@ -310,7 +310,7 @@ fn model_layers_against_reference() {
             1,
             Axis::same(13, 3, 2),
             Axis::same(70, 3, 2),
-            Act::Relu,
+            Act::RELU,
         ),
         (
             32,
@@ -318,7 +318,7 @@ fn model_layers_against_reference() {
             1,
             ax(9, 1, 1, 0, 1),
             ax(40, 1, 1, 0, 1),
-            Act::Identity,
+            Act::IDENTITY,
         ),
         // Grouped with panels shared by groups, stride 3 horizontally only.
         (
@@ -327,24 +327,24 @@ fn model_layers_against_reference() {
             3,
             ax(9, 3, 1, 1, 1),
             ax(17, 3, 3, 2, 1),
-            Act::LeakyRelu(0.1),
+            Act::leaky_relu(0.1),
         ),
-        (8, 24, 2, ax(11, 2, 2, 0, 2), ax(29, 4, 1, 3, 1), Act::Tanh),
+        (8, 24, 2, ax(11, 2, 2, 0, 2), ax(29, 4, 1, 3, 1), Act::TANH),
         // Two-panel channel tiles (AVX-512): groups of 48 (pairs, then a single
         // panel, the second group's pair starting mid-panel-row), and a map of 25
         // pixels (a short last tile).
-        (64, 96, 2, ax(8, 3, 1, 1, 1), ax(8, 3, 1, 1, 1), Act::Relu),
-        (32, 48, 1, ax(5, 3, 1, 1, 1), ax(5, 3, 1, 1, 1), Act::Relu6),
+        (64, 96, 2, ax(8, 3, 1, 1, 1), ax(8, 3, 1, 1, 1), Act::RELU),
+        (32, 48, 1, ax(5, 3, 1, 1, 1), ax(5, 3, 1, 1, 1), Act::RELU6),
         // Four-vector pixel tiles (AVX-512) of 1 to 6 channels: long rows, direct and
         // banded, tiles of 6, 4, 3 (23 outputs), 5, 2, 1.
-        (24, 23, 1, ax(3, 1, 1, 0, 1), ax(100, 1, 1, 0, 1), Act::Tanh),
+        (24, 23, 1, ax(3, 1, 1, 0, 1), ax(100, 1, 1, 0, 1), Act::TANH),
         (
             8,
             5,
             1,
             ax(2, 3, 1, 1, 1),
             ax(67, 3, 1, 1, 1),
-            Act::LeakyRelu(0.1),
+            Act::leaky_relu(0.1),
         ),
         (
             4,
@@ -352,9 +352,9 @@ fn model_layers_against_reference() {
             1,
             ax(1, 1, 1, 0, 1),
             ax(130, 1, 1, 0, 1),
-            Act::Identity,
+            Act::IDENTITY,
         ),
-        (3, 1, 1, ax(5, 3, 1, 0, 1), ax(70, 3, 1, 0, 1), Act::Relu),
+        (3, 1, 1, ax(5, 3, 1, 0, 1), ax(70, 3, 1, 0, 1), Act::RELU),
     ];
     for (c, o, g, ah, aw, act) in cases {
         let d = dims(c, o, g, ah, aw);
@@ -385,8 +385,8 @@ fn huge_kernel_uses_the_fallback() {
     let input = rng.vec(2 * ah.n * aw.n, -1.0, 1.0);
     let weight = rng.vec(3 * 2 * ah.k * aw.k, -0.1, 0.1);
     let params = ConvParams::from_torch(3, 2, ah.k, aw.k, &weight, None, None);
-    let want = r::conv2d(2, 3, 1, ah, aw, &input, &weight, None, Act::Tanh);
-    check_all_paths(d, &input, &params, Act::Tanh, &want);
+    let want = r::conv2d(2, 3, 1, ah, aw, &input, &weight, None, Act::TANH);
+    check_all_paths(d, &input, &params, Act::TANH, &want);
 }
 
 fn shell_check<
@@ -434,19 +434,19 @@ fn shell_check<
 fn const_generic_instances() {
     // LeNet-5 conv1.
     let a = Axis::conv(32, 5, 1, 0, 1).unwrap();
-    shell_check::<1, 32, 32, 6, 28, 28, 5, 5, 1, 1, 0, 0, 1, 1, 1>(a, a, Act::Tanh);
+    shell_check::<1, 32, 32, 6, 28, 28, 5, 5, 1, 1, 0, 0, 1, 1, 1>(a, a, Act::TANH);
     // Grouped, 'same' with kernel (2, 3) and dilation (3, 1).
     let (ah, aw) = (Axis::same(7, 2, 3), Axis::same(6, 3, 1));
-    shell_check::<4, 7, 6, 6, 7, 6, 2, 3, 1, 1, 1, 1, 3, 1, 2>(ah, aw, Act::Relu6);
+    shell_check::<4, 7, 6, 6, 7, 6, 2, 3, 1, 1, 1, 1, 3, 1, 2>(ah, aw, Act::RELU6);
     // Strided, padded, non-square, 1x1 map out.
     let (ah, aw) = (
         Axis::conv(5, 3, 2, 1, 1).unwrap(),
         Axis::conv(2, 2, 3, 0, 1).unwrap(),
     );
-    shell_check::<3, 5, 2, 4, 3, 1, 3, 2, 2, 3, 1, 0, 1, 1, 1>(ah, aw, Act::Sigmoid);
+    shell_check::<3, 5, 2, 4, 3, 1, 3, 2, 2, 3, 1, 0, 1, 1, 1>(ah, aw, Act::SIGMOID);
     // Pointwise.
     let a = Axis::conv(9, 1, 1, 0, 1).unwrap();
-    shell_check::<8, 9, 9, 12, 9, 9, 1, 1, 1, 1, 0, 0, 1, 1, 4>(a, a, Act::LeakyRelu(0.2));
+    shell_check::<8, 9, 9, 12, 9, 9, 1, 1, 1, 1, 0, 0, 1, 1, 4>(a, a, Act::leaky_relu(0.2));
 }
 
 #[test]
@@ -458,7 +458,7 @@ fn mismatched_params_panic() {
         &[0.0; 32],
         &params,
         &mut [0.0; 8],
-        Act::Identity,
+        Act::IDENTITY,
     );
 }
 
@@ -487,7 +487,7 @@ fn folded_batch_norm_equals_conv_then_affine() {
                 &input,
                 &plain,
                 &mut want,
-                Act::Identity,
+                Act::IDENTITY,
             );
             channel_affine::<O, 30>(&mut want, &bn, act);
             let mut got = [0.0; O * 6 * 5];
@@ -623,7 +623,7 @@ fn panel_ranges_equal_the_whole_bit_for_bit() {
                         input: &input,
                         params: &params,
                         out: out.as_mut_ptr(),
-                        act: Act::Relu,
+                        act: Act::RELU,
                         cap,
                         force,
                         panels: range,
@@ -677,7 +677,7 @@ fn pixel_ranges_equal_the_whole_bit_for_bit() {
                         input: &input,
                         params: &params,
                         out: out.as_mut_ptr(),
-                        act: Act::Relu,
+                        act: Act::RELU,
                         cap,
                         force,
                         panels: (0, panels),
@@ -799,7 +799,7 @@ fn threads_give_the_one_thread_result_bit_for_bit() {
                     &input,
                     &params,
                     out,
-                    Act::Relu6,
+                    Act::RELU6,
                     sc,
                     None,
                     &mut [],
@@ -820,12 +820,12 @@ fn threads_give_the_one_thread_result_bit_for_bit() {
             &input,
             &params,
             &mut fb,
-            Act::Relu6,
+            Act::RELU6,
             1,
             None,
             &mut [],
         );
-        let want = r::conv2d(c, o, g, ah, aw, &input, &weight, Some(&bias), Act::Relu6);
+        let want = r::conv2d(c, o, g, ah, aw, &input, &weight, Some(&bias), Act::RELU6);
         r::assert_close(&fb, &want, &d);
     }
     crate::pool::set_num_threads(2);
@@ -844,13 +844,13 @@ fn curved_activations_on_small_blocks() {
     let ax = |n, k, s, p| Axis::conv(n, k, s, p, 1).unwrap();
     let cases = [
         // Channel tiles: 63 and 25 pixels (a short last tile), 20 channels.
-        (3, 20, ax(7, 3, 1, 1), ax(9, 3, 1, 1), Act::Tanh),
-        (16, 33, ax(5, 1, 1, 0), ax(5, 1, 1, 0), Act::Sigmoid),
+        (3, 20, ax(7, 3, 1, 1), ax(9, 3, 1, 1), Act::TANH),
+        (16, 33, ax(5, 1, 1, 0), ax(5, 1, 1, 0), Act::SIGMOID),
         // Pixel tiles: LeNet-5's conv1, a strided map.
-        (1, 6, ax(32, 5, 1, 0), ax(32, 5, 1, 0), Act::Tanh),
-        (4, 5, ax(13, 3, 2, 1), ax(21, 3, 2, 1), Act::Silu),
+        (1, 6, ax(32, 5, 1, 0), ax(32, 5, 1, 0), Act::TANH),
+        (4, 5, ax(13, 3, 2, 1), ax(21, 3, 2, 1), Act::SILU),
         // One long row (1-D): column blocks.
-        (2, 3, ax(1, 1, 1, 0), ax(301, 5, 1, 2), Act::Gelu),
+        (2, 3, ax(1, 1, 1, 0), ax(301, 5, 1, 2), Act::GELU),
     ];
     for bytes in [4, 256, 2048] {
         for o in &BLOCK_OVERRIDE {
@@ -891,7 +891,7 @@ fn packed_channel_tiles_equal_unpacked_bit_for_bit() {
         let weight = rng.vec(o * (c / g), -0.3, 0.3);
         let bias = rng.vec(o, -0.5, 0.5);
         let params = ConvParams::from_torch(o, c / g, 1, 1, &weight, Some(&bias), None);
-        let want = r::conv2d(c, o, g, one, aw, &input, &weight, Some(&bias), Act::Relu6);
+        let want = r::conv2d(c, o, g, one, aw, &input, &weight, Some(&bias), Act::RELU6);
         for bytes in [0, 4, 6 * 4 * c, 2048, 64 << 10] {
             BLOCK_OVERRIDE[Plan::Channels as usize].store(bytes, Ordering::Relaxed);
             for level in simd::test_levels() {
@@ -905,7 +905,7 @@ fn packed_channel_tiles_equal_unpacked_bit_for_bit() {
                         &input,
                         &params,
                         &mut y,
-                        Act::Relu6,
+                        Act::RELU6,
                         engine::SCRATCH,
                         force,
                         &mut [],
@@ -968,7 +968,7 @@ fn planned_scratch_packs_blocks_beyond_the_band_buffer() {
         let weight = rng.vec(o * c, -0.3, 0.3);
         let bias = rng.vec(o, -0.5, 0.5);
         let params = ConvParams::from_torch(o, c, 1, 1, &weight, Some(&bias), None);
-        let want = r::conv2d(c, o, 1, ax, ax, &input, &weight, Some(&bias), Act::Relu6);
+        let want = r::conv2d(c, o, 1, ax, ax, &input, &weight, Some(&bias), Act::RELU6);
         for level in simd::test_levels() {
             let run = |scratch: &mut [f32]| {
                 let mut y = vec![0.0; o * px];
@@ -979,7 +979,7 @@ fn planned_scratch_packs_blocks_beyond_the_band_buffer() {
                     &input,
                     &params,
                     &mut y,
-                    Act::Relu6,
+                    Act::RELU6,
                     sc,
                     None,
                     scratch,

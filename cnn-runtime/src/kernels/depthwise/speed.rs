@@ -13,10 +13,10 @@ use std::hint::black_box;
 fn speed() {
     let level = cpu::level();
     let act = match std::env::var("DW_ACT").as_deref() {
-        Ok("silu") => Act::Silu,
-        Ok("hardswish") => Act::HardSwish,
-        Ok("tanh") => Act::Tanh,
-        _ => Act::Relu6,
+        Ok("silu") => Act::SILU,
+        Ok("hardswish") => Act::HARD_SWISH,
+        Ok("tanh") => Act::TANH,
+        _ => Act::RELU6,
     };
     eprintln!("level {level:?}, {act:?}");
     let mut rng = Rng::new(5);

@@ -8,16 +8,16 @@ use crate::kernels::reference::{self as r, Axis, Rng};
 use crate::kernels::simd;
 
 const ACTS: [Act; 10] = [
-    Act::Identity,
-    Act::Relu,
-    Act::Relu6,
-    Act::Tanh,
-    Act::Sigmoid,
-    Act::LeakyRelu(0.1),
-    Act::Silu,
-    Act::HardSwish,
-    Act::HardSigmoid,
-    Act::Gelu,
+    Act::IDENTITY,
+    Act::RELU,
+    Act::RELU6,
+    Act::TANH,
+    Act::SIGMOID,
+    Act::leaky_relu(0.1),
+    Act::SILU,
+    Act::HARD_SWISH,
+    Act::HARD_SIGMOID,
+    Act::GELU,
 ];
 
 /// The depthwise layer of `c` channels with axes `ah`, `aw`.
@@ -132,7 +132,7 @@ fn flat_paths_against_reference() {
         type Output = bool;
         fn with_simd<S: Simd>(self, s: S) -> bool {
             let Flat(d, x, w, b, y, cap, rows) = self;
-            let (y, act) = (y.as_mut_ptr(), Act::Identity);
+            let (y, act) = (y.as_mut_ptr(), Act::IDENTITY);
             // SAFETY: `y` holds the whole output.
             unsafe {
                 if d.sh == 2 && cap == NARROW {
@@ -174,7 +174,7 @@ fn flat_paths_against_reference() {
             let weight = rng.vec(c * 9, -1.0, 1.0);
             let bias = rng.vec(c, -0.5, 0.5);
             let (ah, aw) = (ax(h), ax(wd));
-            let want = r::conv2d(c, c, c, ah, aw, &x, &weight, Some(&bias), Act::Identity);
+            let want = r::conv2d(c, c, c, ah, aw, &x, &weight, Some(&bias), Act::IDENTITY);
             let (oh, ow) = (d.oh, d.ow);
             for level in simd::test_levels() {
                 let l = match level {
@@ -312,20 +312,20 @@ fn const_generic_matches_grouped_conv_and_folds_bn() {
     let dw = DepthwiseParams::from_torch(C, 1, 3, 3, &weight, Some(&bias), None);
     let conv = ConvParams::from_torch(C, 1, 3, 3, &weight, Some(&bias), None);
     let mut got = [0.0; C * 5 * 4];
-    depthwise_conv2d::<C, 9, 8, 5, 4, 3, 3, 2, 2, 1, 1, 1, 1>(&input, &dw, &mut got, Act::Relu);
+    depthwise_conv2d::<C, 9, 8, 5, 4, 3, 3, 2, 2, 1, 1, 1, 1>(&input, &dw, &mut got, Act::RELU);
     let mut want = [0.0; C * 5 * 4];
-    conv2d::<C, 9, 8, C, 5, 4, 3, 3, 2, 2, 1, 1, 1, 1, C>(&input, &conv, &mut want, Act::Relu);
+    conv2d::<C, 9, 8, C, 5, 4, 3, 3, 2, 2, 1, 1, 1, 1, C>(&input, &conv, &mut want, Act::RELU);
     assert_eq!(got, want);
 
     let folded = DepthwiseParams::from_torch(C, 1, 3, 3, &weight, Some(&bias), Some(&bn));
-    depthwise_conv2d::<C, 9, 8, 5, 4, 3, 3, 2, 2, 1, 1, 1, 1>(&input, &folded, &mut got, Act::Tanh);
+    depthwise_conv2d::<C, 9, 8, 5, 4, 3, 3, 2, 2, 1, 1, 1, 1>(&input, &folded, &mut got, Act::TANH);
     depthwise_conv2d::<C, 9, 8, 5, 4, 3, 3, 2, 2, 1, 1, 1, 1>(
         &input,
         &dw,
         &mut want,
-        Act::Identity,
+        Act::IDENTITY,
     );
-    channel_affine::<C, 20>(&mut want, &bn, Act::Tanh);
+    channel_affine::<C, 20>(&mut want, &bn, Act::TANH);
     let want: Vec<f64> = want.iter().map(|&x| f64::from(x)).collect();
     r::assert_close(&got, &want, &"folded bn");
 }
@@ -399,7 +399,7 @@ fn channel_and_row_ranges_equal_the_whole_bit_for_bit() {
                 // SAFETY: the output holds every plane and is borrowed for the call.
                 unsafe {
                     let out = output.as_mut_ptr().add(chans.0 * ohw);
-                    let act = Act::Relu;
+                    let act = Act::RELU;
                     depthwise_part(s, d, input, params, chans, rows, out, act, cap, force);
                 }
             }
@@ -560,7 +560,7 @@ fn threads_give_the_one_thread_result_bit_for_bit() {
             // allow) and one off it (split on any row).
             for cap in [engine::SCRATCH, 1] {
                 r::assert_threads_match_one(n, &(d, level, cap), |out| {
-                    depthwise_with(level, d, &input, &params, out, Act::Relu6, cap, None)
+                    depthwise_with(level, d, &input, &params, out, Act::RELU6, cap, None)
                 });
             }
         }

@@ -160,7 +160,7 @@ impl WithSimd for DwBand<'_> {
                 3 => dw_rows::<S, 4, 3>(s, &a),
                 _ => dw_rows::<S, 3, 4>(s, &a),
             }
-            if post != Act::Identity {
+            if post != Act::IDENTITY {
                 s.curved_slice(core::slice::from_raw_parts_mut(a.out, a.rows * a.ow), post);
             }
         }
@@ -449,7 +449,7 @@ impl<const G: usize> WithSimd for DwCvBand<'_, G> {
                 }
                 q += n;
             }
-            if post != Act::Identity {
+            if post != Act::IDENTITY {
                 for c in 0..a.nch {
                     let band = a.out.add(c * ohw + q0);
                     s.curved_slice(core::slice::from_raw_parts_mut(band, q1 - q0), post);

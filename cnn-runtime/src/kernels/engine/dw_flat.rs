@@ -205,7 +205,7 @@ impl WithSimd for Flat3Run<'_> {
                             j = 0;
                         }
                     }
-                    if post != Act::Identity {
+                    if post != Act::IDENTITY {
                         // SAFETY: output rows `y0..y1` of channel `c`, just stored.
                         let band = core::slice::from_raw_parts_mut(oc.add(q0), q1 - q0);
                         s.curved_slice(band, post);

@@ -117,7 +117,7 @@ impl WithSimd for Narrow2Run<'_> {
                     }
                     y += 2 * PAIRS;
                 }
-                if post != Act::Identity {
+                if post != Act::IDENTITY {
                     // SAFETY: output rows `r0..r1` of channel `c`, just stored.
                     let rows = out.add((c * d.oh + r0) * ow);
                     s.curved_slice(core::slice::from_raw_parts_mut(rows, (r1 - r0) * ow), post);

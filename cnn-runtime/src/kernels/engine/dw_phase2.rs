@@ -218,7 +218,7 @@ impl WithSimd for Phase2Run<'_> {
                         tile!(1, q, n_out - q);
                         q += l;
                     }
-                    if post != Act::Identity {
+                    if post != Act::IDENTITY {
                         // SAFETY: output rows `y0..y1` of channel `c`, just stored.
                         s.curved_slice(core::slice::from_raw_parts_mut(oc, n_out), post);
                     }

@@ -240,7 +240,7 @@ impl WithSimd for Rows3Run<'_> {
                             }
                         }
                     }
-                    if post != Act::Identity {
+                    if post != Act::IDENTITY {
                         // SAFETY: output rows `y .. y + R` of channel `c` (above), just
                         // stored.
                         let rows = unsafe { core::slice::from_raw_parts_mut(orow, R * ow) };

@@ -317,7 +317,7 @@ unsafe fn post_pass<S: Simd>(
     (oa, ob): (usize, usize),
     (lo, hi): (usize, usize),
 ) {
-    if !job.last || job.post == Act::Identity || lo >= hi {
+    if !job.last || job.post == Act::IDENTITY || lo >= hi {
         return;
     }
     debug_assert!(hi <= ohw);

@@ -17,7 +17,7 @@
 //! their order, so that level gives their exact bits (tested in `simd/mod.rs`).
 
 use super::Simd;
-use crate::kernels::activation::{Act, ERFC_P, ERFC_R, ERF_T, TANH_CLAMP, TANH_P, TANH_Q};
+use crate::kernels::activation::{Act, ActKind, ERFC_P, ERFC_R, ERF_T, TANH_CLAMP, TANH_P, TANH_Q};
 
 /// `act` applied to every lane of `v` (see [`Simd::act`]): the piecewise-linear ones
 /// here, the others by [`Simd::act_curved`], which a level may run out of line.
@@ -33,12 +33,12 @@ pub(crate) fn act<S: Simd>(s: S, v: S::V, act: Act) -> S::V {
 /// The piecewise-linear activations; `v` unchanged for the others.
 #[inline(always)]
 pub(crate) fn piecewise<S: Simd>(s: S, v: S::V, act: Act) -> S::V {
-    match act {
+    match act.kind() {
         // `v > 0 ? v : 0`: NaN gives 0, as `f32::max`.
-        Act::Relu => s.max(v, s.zero()),
+        ActKind::Relu => s.max(v, s.zero()),
         // NaN propagates through both (second operand returned), as `clamp`.
-        Act::Relu6 => s.min(s.splat(6.0), s.max(s.zero(), v)),
-        Act::LeakyRelu(slope) => s.select(s.ge(v, s.zero()), v, s.mul(v, s.splat(slope))),
+        ActKind::Relu6 => s.min(s.splat(6.0), s.max(s.zero(), v)),
+        ActKind::LeakyRelu => s.select(s.ge(v, s.zero()), v, s.mul(v, s.splat(act.slope()))),
         _ => v,
     }
 }
@@ -47,13 +47,13 @@ pub(crate) fn piecewise<S: Simd>(s: S, v: S::V, act: Act) -> S::V {
 /// hard swish, GELU) applied to every lane of `v`; `v` unchanged for the others.
 #[inline(always)]
 pub(crate) fn curved<S: Simd>(s: S, v: S::V, act: Act) -> S::V {
-    match act {
-        Act::Tanh => tanh(s, v),
-        Act::Sigmoid => sigmoid(s, v),
-        Act::Silu => s.mul(v, sigmoid(s, v)),
-        Act::HardSigmoid => sixth(s, relu6_shift3(s, v)),
-        Act::HardSwish => sixth(s, s.mul(v, relu6_shift3(s, v))),
-        Act::Gelu => gelu(s, v),
+    match act.kind() {
+        ActKind::Tanh => tanh(s, v),
+        ActKind::Sigmoid => sigmoid(s, v),
+        ActKind::Silu => s.mul(v, sigmoid(s, v)),
+        ActKind::HardSigmoid => sixth(s, relu6_shift3(s, v)),
+        ActKind::HardSwish => sixth(s, s.mul(v, relu6_shift3(s, v))),
+        ActKind::Gelu => gelu(s, v),
         _ => v,
     }
 }
@@ -71,15 +71,15 @@ impl super::WithSimd for CurvedSlice<'_> {
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
         let (x, act) = (self.x, self.act);
-        match act {
-            Act::Identity => {}
-            Act::Tanh => s.vectorize(KindSlice::<TANH> { x, act }),
-            Act::Sigmoid => s.vectorize(KindSlice::<SIGMOID> { x, act }),
-            Act::Silu => s.vectorize(KindSlice::<SILU> { x, act }),
-            Act::HardSigmoid | Act::HardSwish | Act::Gelu => {
+        match act.kind() {
+            ActKind::Identity => {}
+            ActKind::Tanh => s.vectorize(KindSlice::<TANH> { x, act }),
+            ActKind::Sigmoid => s.vectorize(KindSlice::<SIGMOID> { x, act }),
+            ActKind::Silu => s.vectorize(KindSlice::<SILU> { x, act }),
+            ActKind::HardSigmoid | ActKind::HardSwish | ActKind::Gelu => {
                 s.vectorize(KindSlice::<OTHER> { x, act })
             }
-            Act::Relu | Act::Relu6 | Act::LeakyRelu(_) => {
+            ActKind::Relu | ActKind::Relu6 | ActKind::LeakyRelu => {
                 s.vectorize(KindSlice::<PIECEWISE> { x, act })
             }
         }

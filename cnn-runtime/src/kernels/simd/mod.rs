@@ -610,15 +610,15 @@ pub(crate) mod tests {
         let hswish = |x: f64| x * (x + 3.0).clamp(0.0, 6.0) / 6.0;
         let gelu = crate::kernels::reference::gelu;
         let cases: [Case; 9] = [
-            (Act::Tanh, f64::tanh, -12.0, 12.0, 4e-7, 2e-7),
-            (Act::Tanh, f64::tanh, -1e-3, 1e-3, 0.0, 3e-7),
-            (Act::Sigmoid, sigmoid, -30.0, 30.0, 1e-7, 3e-7),
-            (Act::Silu, silu, -30.0, 30.0, 1e-7, 4e-7),
-            (Act::HardSigmoid, hs, -8.0, 8.0, 0.0, 1.2e-7),
-            (Act::HardSwish, hswish, -8.0, 8.0, 0.0, 2.4e-7),
-            (Act::Gelu, gelu, -12.0, 12.0, 1e-7, 3e-7),
-            (Act::Gelu, gelu, -3.0, -2.6, 1e-7, 3e-7),
-            (Act::Gelu, gelu, -1e-3, 1e-3, 0.0, 3e-7),
+            (Act::TANH, f64::tanh, -12.0, 12.0, 4e-7, 2e-7),
+            (Act::TANH, f64::tanh, -1e-3, 1e-3, 0.0, 3e-7),
+            (Act::SIGMOID, sigmoid, -30.0, 30.0, 1e-7, 3e-7),
+            (Act::SILU, silu, -30.0, 30.0, 1e-7, 4e-7),
+            (Act::HARD_SIGMOID, hs, -8.0, 8.0, 0.0, 1.2e-7),
+            (Act::HARD_SWISH, hswish, -8.0, 8.0, 0.0, 2.4e-7),
+            (Act::GELU, gelu, -12.0, 12.0, 1e-7, 3e-7),
+            (Act::GELU, gelu, -3.0, -2.6, 1e-7, 3e-7),
+            (Act::GELU, gelu, -1e-3, 1e-3, 0.0, 3e-7),
         ];
         for level in test_levels() {
             for (act, exact, lo, hi, abs, rel) in cases {

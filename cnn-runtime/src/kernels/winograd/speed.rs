@@ -26,7 +26,7 @@ fn layer<const C: usize, const H: usize, const O: usize>(rng: &mut Rng) {
             black_box(&x),
             &direct,
             black_box(&mut y),
-            Act::Relu,
+            Act::RELU,
         )
     });
     let tw = time(|| {
@@ -35,7 +35,7 @@ fn layer<const C: usize, const H: usize, const O: usize>(rng: &mut Rng) {
             &wg,
             black_box(&mut y),
             &mut scratch,
-            Act::Relu,
+            Act::RELU,
         )
     });
     let wg2 = WinogradParams::with_tile(2, O, C, &w, Some(&b), None);
@@ -46,7 +46,7 @@ fn layer<const C: usize, const H: usize, const O: usize>(rng: &mut Rng) {
             &wg2,
             black_box(&mut y),
             &mut scratch2,
-            Act::Relu,
+            Act::RELU,
         )
     });
     let gf = |t: f64| (2 * O * H * H * C * 9) as f64 / t / 1e3;
@@ -81,7 +81,7 @@ fn dilated_layer<const C: usize, const H: usize, const O: usize, const D: usize>
             black_box(&x),
             &direct,
             black_box(&mut y),
-            Act::Relu,
+            Act::RELU,
         )
     });
     let tw = time(|| {
@@ -90,7 +90,7 @@ fn dilated_layer<const C: usize, const H: usize, const O: usize, const D: usize>
             &wg,
             black_box(&mut y),
             &mut scratch,
-            Act::Relu,
+            Act::RELU,
         )
     });
     let gf = |t: f64| (2 * O * H * H * C * 9) as f64 / t / 1e3;
@@ -180,11 +180,11 @@ fn threads_give_the_one_thread_result_bit_for_bit() {
             for level in simd::test_levels() {
                 crate::pool::set_num_threads(1);
                 let mut one = vec![0.0; o * n * n];
-                winograd_dyn(level, d, &input, &params, &mut one, None, Act::Relu);
+                winograd_dyn(level, d, &input, &params, &mut one, None, Act::RELU);
                 for threads in [2, 3] {
                     crate::pool::set_num_threads(threads);
                     let mut many = vec![f32::NAN; o * n * n];
-                    winograd_dyn(level, d, &input, &params, &mut many, None, Act::Relu);
+                    winograd_dyn(level, d, &input, &params, &mut many, None, Act::RELU);
                     assert!(one == many, "{d:?} {level:?} {threads} threads");
                 }
             }

@@ -6,12 +6,12 @@ use crate::kernels::conv::{conv2d, ConvParams};
 use crate::kernels::reference::{self as r, Axis, Rng};
 
 const ACTS: [Act; 6] = [
-    Act::Identity,
-    Act::Relu,
-    Act::Relu6,
-    Act::Tanh,
-    Act::Sigmoid,
-    Act::LeakyRelu(0.1),
+    Act::IDENTITY,
+    Act::RELU,
+    Act::RELU6,
+    Act::TANH,
+    Act::SIGMOID,
+    Act::leaky_relu(0.1),
 ];
 
 /// The conformance tolerance, `|got - want| <= 1e-4 + 1e-4 |want|`: asserts it and
@@ -295,7 +295,7 @@ fn wide_layers_against_reference() {
             .into_iter()
             .enumerate()
         {
-            let (a, act) = (ax(n, 1), Act::Identity);
+            let (a, act) = (ax(n, 1), Act::IDENTITY);
             let w = check(&mut rng, c, o, a, a, act, true, wscale, limit);
             worst[i] = worst[i].max(w);
         }
@@ -352,7 +352,7 @@ fn const_generic_instances() {
         &params,
         &mut got,
         &mut scratch,
-        Act::Relu,
+        Act::RELU,
     );
     let a = |n, p| Axis::conv(n, 3, 1, p, 1).unwrap();
     let want = r::conv2d(
@@ -364,7 +364,7 @@ fn const_generic_instances() {
         &input,
         &weight,
         Some(&bias),
-        Act::Relu,
+        Act::RELU,
     );
     check_close(&got, &want, &"same");
     let mut got = vec![0.0; 24 * 9 * 4];
@@ -374,7 +374,7 @@ fn const_generic_instances() {
         &params,
         &mut got,
         &mut scratch,
-        Act::Tanh,
+        Act::TANH,
     );
     let want = r::conv2d(
         16,
@@ -385,7 +385,7 @@ fn const_generic_instances() {
         &input,
         &weight,
         Some(&bias),
-        Act::Tanh,
+        Act::TANH,
     );
     check_close(&got, &want, &"valid");
 }
@@ -399,7 +399,7 @@ fn mismatched_params_panic() {
         &params,
         &mut [0.0; 32],
         &mut [],
-        Act::Identity,
+        Act::IDENTITY,
     );
 }
 
@@ -475,7 +475,7 @@ fn dilated_all_padding_phase() {
     };
     let aw = Axis::conv(5, 3, 1, 2, 2).unwrap();
     let mut rng = Rng::new(49);
-    for act in [Act::Identity, Act::Sigmoid] {
+    for act in [Act::IDENTITY, Act::SIGMOID] {
         check(&mut rng, 3, 16, ah, aw, act, true, 0.5, 1.0);
         check(&mut rng, 3, 16, aw, ah, act, true, 0.5, 1.0);
     }
@@ -499,7 +499,7 @@ fn dilated_const_generic_matches_direct_conv() {
         &input,
         &direct,
         &mut want,
-        Act::Relu,
+        Act::RELU,
     );
     let mut got = vec![0.0; O * 20 * 15];
     let mut scratch = vec![f32::NAN; winograd_scratch_len(4, C, 20, 15, O, 20, 15, 2, 2)];
@@ -508,7 +508,7 @@ fn dilated_const_generic_matches_direct_conv() {
         &wg,
         &mut got,
         &mut scratch,
-        Act::Relu,
+        Act::RELU,
     );
     let want: Vec<f64> = want.iter().map(|&x| f64::from(x)).collect();
     check_close(&got, &want, &"dilation 2, same");
@@ -517,7 +517,7 @@ fn dilated_const_generic_matches_direct_conv() {
         &input,
         &direct,
         &mut want,
-        Act::Tanh,
+        Act::TANH,
     );
     let mut got = vec![0.0; O * 16 * 11];
     let mut scratch = vec![f32::NAN; winograd_scratch_len(4, C, 20, 15, O, 16, 11, 2, 2)];
@@ -526,7 +526,7 @@ fn dilated_const_generic_matches_direct_conv() {
         &wg,
         &mut got,
         &mut scratch,
-        Act::Tanh,
+        Act::TANH,
     );
     let want: Vec<f64> = want.iter().map(|&x| f64::from(x)).collect();
     check_close(&got, &want, &"dilation 2, valid");
@@ -563,7 +563,7 @@ fn threads_give_the_one_thread_result_bit_for_bit() {
             let params = WinogradParams::with_tile(tile, o, c, &weight, Some(&bias), None);
             for level in simd::test_levels() {
                 r::assert_threads_match_one(n, &(d, level, tile), |out| {
-                    winograd_dyn(level, d, &input, &params, out, None, Act::Relu)
+                    winograd_dyn(level, d, &input, &params, out, None, Act::RELU)
                 });
             }
         }
