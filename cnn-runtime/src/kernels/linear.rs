@@ -181,45 +181,112 @@ impl WithSimd for LinearRun<'_> {
         let panels = out.div_ceil(PANEL);
         assert_eq!(self.params.weight.len(), panels * inp);
         assert_eq!(self.params.bias.len(), panels);
-        let w = self.params.weight.as_ptr().cast::<f32>();
-        let b = self.params.bias.as_ptr().cast::<f32>();
+        let w = SyncPtr(self.params.weight.as_ptr().cast::<f32>());
+        let b = SyncPtr(self.params.bias.as_ptr().cast::<f32>());
+        let act = self.act;
         // Eight accumulators: 8 panels of one vector (AVX-512), 4 of two (AVX2), 2 of four.
         let group = S::TUNING.lin_panels;
-        let mut p0 = 0;
-        while p0 < panels {
-            let np = group.min(panels - p0);
-            let n = (out - p0 * PANEL).min(np * PANEL);
-            // SAFETY: panels p0..p0+np of the weights (`inp` rows each) and bias, `inp`
-            // inputs, and outputs p0*16 .. p0*16 + n, inside `output`.
-            unsafe {
-                let a = LinArgs {
-                    inp,
-                    w: w.add(p0 * inp * PANEL),
-                    x: input.as_ptr(),
-                    bias: b.add(p0 * PANEL),
-                    y: output.as_mut_ptr().add(p0 * PANEL),
-                    n,
-                    act: self.act,
-                };
-                match (S::LANES, np) {
-                    (16, 8) => s.vectorize(LinTile::<1, 8>::new(a)),
-                    (16, 7) => s.vectorize(LinTile::<1, 7>::new(a)),
-                    (16, 6) => s.vectorize(LinTile::<1, 6>::new(a)),
-                    (16, 5) => s.vectorize(LinTile::<1, 5>::new(a)),
-                    (16, 4) => s.vectorize(LinTile::<1, 4>::new(a)),
-                    (16, 3) => s.vectorize(LinTile::<1, 3>::new(a)),
-                    (16, 2) => s.vectorize(LinTile::<1, 2>::new(a)),
-                    (16, _) => s.vectorize(LinTile::<1, 1>::new(a)),
-                    (8, 4) => s.vectorize(LinTile::<2, 4>::new(a)),
-                    (8, 3) => s.vectorize(LinTile::<2, 3>::new(a)),
-                    (8, 2) => s.vectorize(LinTile::<2, 2>::new(a)),
-                    (8, _) => s.vectorize(LinTile::<2, 1>::new(a)),
-                    (_, 2) => s.vectorize(LinTile::<4, 2>::new(a)),
-                    (_, _) => s.vectorize(LinTile::<4, 1>::new(a)),
+        let groups = panels.div_ceil(group);
+        // Panel groups `g0..g1`: the tiles one thread runs, whichever thread runs them.
+        let run_groups = |g0: usize, g1: usize, y: *mut f32| {
+            for g in g0..g1 {
+                let p0 = g * group;
+                let np = group.min(panels - p0);
+                let n = (out - p0 * PANEL).min(np * PANEL);
+                // SAFETY: panels p0..p0+np of the weights (`inp` rows each) and bias,
+                // `inp` inputs, and outputs p0*16 .. p0*16 + n, inside `output` (`y` is
+                // its start).
+                unsafe {
+                    let a = LinArgs {
+                        inp,
+                        w: w.get().add(p0 * inp * PANEL),
+                        x: input.as_ptr(),
+                        bias: b.get().add(p0 * PANEL),
+                        y: y.add(p0 * PANEL),
+                        n,
+                        act,
+                    };
+                    lin_tile(s, np, a);
                 }
             }
-            p0 += np;
+        };
+        #[cfg(feature = "parallel")]
+        {
+            let parts = lin_parts(inp, out, groups, crate::pool::num_threads());
+            if parts > 1 {
+                let y = super::conv::OutPtr(output.as_mut_ptr());
+                crate::pool::run(parts, &|i| {
+                    // Contiguous ranges of whole groups: each output is computed by the
+                    // tile that computes it on one thread (the same bits).
+                    run_groups(i * groups / parts, (i + 1) * groups / parts, y.get());
+                });
+                return;
+            }
         }
+        run_groups(0, groups, output.as_mut_ptr());
+    }
+}
+
+/// Runs the tile of `np` panels (at most the level's `lin_panels`) on `a`.
+///
+/// # Safety
+///
+/// As [`LinTile::new`].
+#[inline(always)]
+unsafe fn lin_tile<S: Simd>(s: S, np: usize, a: LinArgs) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match (S::LANES, np) {
+            (16, 8) => s.vectorize(LinTile::<1, 8>::new(a)),
+            (16, 7) => s.vectorize(LinTile::<1, 7>::new(a)),
+            (16, 6) => s.vectorize(LinTile::<1, 6>::new(a)),
+            (16, 5) => s.vectorize(LinTile::<1, 5>::new(a)),
+            (16, 4) => s.vectorize(LinTile::<1, 4>::new(a)),
+            (16, 3) => s.vectorize(LinTile::<1, 3>::new(a)),
+            (16, 2) => s.vectorize(LinTile::<1, 2>::new(a)),
+            (16, _) => s.vectorize(LinTile::<1, 1>::new(a)),
+            (8, 4) => s.vectorize(LinTile::<2, 4>::new(a)),
+            (8, 3) => s.vectorize(LinTile::<2, 3>::new(a)),
+            (8, 2) => s.vectorize(LinTile::<2, 2>::new(a)),
+            (8, _) => s.vectorize(LinTile::<2, 1>::new(a)),
+            (_, 2) => s.vectorize(LinTile::<4, 2>::new(a)),
+            (_, _) => s.vectorize(LinTile::<4, 1>::new(a)),
+        }
+    }
+}
+
+/// Multiply-adds below which a linear layer runs on the calling thread: a layer this
+/// size streams its 2 MB of weights in ~100 µs, a fork/join costs ~1 µs; LeNet-5's
+/// (48K and smaller) stay whole.
+#[cfg_attr(not(feature = "parallel"), allow(dead_code))]
+const PAR_MACS: usize = 500_000;
+
+/// Parts a linear layer of `inp` inputs and `out` outputs (`groups` panel groups) is
+/// split into over `threads` threads: one for small layers, else one per thread (as
+/// many as there are groups). A batch-1 linear layer reads each weight once: it is
+/// bound by memory bandwidth, which two cores draw more of than one.
+#[cfg_attr(not(feature = "parallel"), allow(dead_code))]
+fn lin_parts(inp: usize, out: usize, groups: usize, threads: usize) -> usize {
+    if inp * out < PAR_MACS {
+        1
+    } else {
+        threads.min(groups).max(1)
+    }
+}
+
+/// A read-only pointer into a linear layer's parameters, shared by the parts of a split
+/// call.
+#[derive(Clone, Copy)]
+struct SyncPtr(*const f32);
+// SAFETY: the parts only read through it, while the borrow it came from is alive (the
+// call waits for all parts).
+unsafe impl Sync for SyncPtr {}
+unsafe impl Send for SyncPtr {}
+
+impl SyncPtr {
+    /// The pointer (a method, so that closures capture the whole `Sync` wrapper).
+    fn get(self) -> *const f32 {
+        self.0
     }
 }
 
@@ -370,6 +437,42 @@ mod tests {
             let want: Vec<f64> = want.iter().map(|&v| f64::from(v)).collect();
             r::assert_close(&got, &want, &"folded bn");
         }
+    }
+
+    /// Big layers split their panel groups over the threads: 2 and 3 threads give the
+    /// one-thread result bit for bit at every level (outputs a whole number of panel
+    /// groups, a partial last panel, fewer groups than threads), which is the reference's.
+    #[cfg(feature = "parallel")]
+    #[test]
+    fn threads_give_the_one_thread_result_bit_for_bit() {
+        let _g = crate::pool::TEST_LOCK
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut rng = Rng::new(77);
+        for (inp, out) in [
+            (1280, 1000),
+            (512, 1000),
+            (2048, 250),
+            (4000, 130),
+            (700, 1024),
+        ] {
+            assert!(inp * out >= PAR_MACS);
+            assert!(lin_parts(inp, out, out.div_ceil(PANEL).div_ceil(8), 2) == 2);
+            let x = rng.vec(inp, -1.0, 1.0);
+            let w = rng.vec(out * inp, -0.05, 0.05);
+            let b = rng.vec(out, -0.2, 0.2);
+            let p = LinearParams::from_torch(out, inp, &w, Some(&b), None);
+            let want = r::linear(inp, out, &x, &w, Some(&b), Act::RELU6);
+            for level in simd::test_levels() {
+                r::assert_threads_match_one(out, &(inp, out, level), |y| {
+                    linear_dyn(level, inp, out, &x, &p, y, Act::RELU6);
+                    r::assert_close(&y[..out], &want, &(inp, out, level));
+                });
+            }
+        }
+        assert_eq!(lin_parts(400, 120, 1, 2), 1, "LeNet-5's fc1 stays whole");
+        assert_eq!(lin_parts(4000, 130, 2, 8), 2, "no more parts than groups");
+        crate::pool::set_num_threads(2);
     }
 
     #[test]
