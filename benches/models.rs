@@ -34,31 +34,15 @@
 //! Relative paths given to `--json` are taken from the workspace root, whatever the
 //! directory cargo runs the bench in.
 //!
-//! With `--serve` the bench loads, checks and warms up the requested models (a 0.3 s
-//! block each), then answers commands read from stdin, one per line, each with exactly
-//! one JSON line on stdout (flushed); everything else it prints goes to stderr, so stdout
-//! is pure JSON lines. `tools/bench/compare.py` drives it to alternate `cnn` with ONNX
-//! Runtime and OpenVINO in short blocks:
-//!
-//! - `info`: what `--json` writes, without the times: version, SIMD level, threads,
-//!   batch, and per model its shapes, MACs, parameters, weights and output check (and
-//!   `errors`: the models that failed to load);
-//! - `time MODEL SECONDS`: one block: a warm-up (at least 2 runs and 10 ms), then runs
-//!   each timed alone until SECONDS have passed (at least 5); answers `model`, `runs`,
-//!   `median_us`, `p10_us`, `p90_us`, `min_us`, `mean_us` (quantiles as above);
-//! - `profile MODEL SECONDS` (built with `--features profile`): per-step medians of
-//!   batch-1 forward passes for about SECONDS; answers `model`, `runs` and `steps` (each
-//!   step's `layer`, `kernel`, `macs`, `median_us`, in the order of `Model::STEPS`);
-//! - `quit` (or the end of stdin): answers `{"quit": true}` and exits with status 0.
-//!
-//! A bad command is answered with `{"error": "..."}`.
+//! With `--serve` the bench answers JSON commands on stdin (`info`, `time MODEL SECONDS`,
+//! `profile MODEL SECONDS`, `quit`): see `benches/common/serve.rs`.
 
 use std::fmt::Write as _;
 use std::hint::black_box;
-use std::io::{BufRead, Write as _};
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cnn::{cnn_model, Model};
 
@@ -104,6 +88,8 @@ cnn_model! {
 /// Absolute tolerance of the output check (as the conformance suite).
 #[path = "common/harness.rs"]
 mod harness;
+#[path = "common/serve.rs"]
+mod serve;
 #[path = "common/steps.rs"]
 mod steps;
 
@@ -353,7 +339,7 @@ trait Bench {
     fn into_meta(self: Box<Self>) -> Meta;
     /// The timing of the one-shot mode ([`harness::time_runs`]); sorted seconds.
     fn time_runs(&mut self, time: Duration) -> Vec<f64>;
-    /// One block of the serve mode ([`time_block`]); sorted seconds.
+    /// One block of the serve mode ([`serve::time_block`]); sorted seconds.
     fn time_block(&mut self, secs: f64) -> Vec<f64>;
     /// The model's steps (`Model::STEPS`).
     fn steps(&self) -> &'static [cnn::StepInfo];
@@ -391,7 +377,7 @@ impl<M: Model> Bench for Loaded<M> {
         harness::time_runs(time, || self.call())
     }
     fn time_block(&mut self, secs: f64) -> Vec<f64> {
-        time_block(secs, || self.call())
+        serve::time_block(secs, || self.call())
     }
     fn steps(&self) -> &'static [cnn::StepInfo] {
         M::STEPS
@@ -402,28 +388,6 @@ impl<M: Model> Bench for Loaded<M> {
             black_box(model.forward(black_box(input)));
         })
     }
-}
-
-/// One block of the serve mode: a warm-up of at least 2 runs and 10 ms (the model was
-/// warmed when loaded, but another engine may have run since), then single runs, each
-/// timed alone, until `secs` have passed (at least 5 runs). Returns the sorted samples
-/// in seconds. `tools/bench/compare.py` times ONNX Runtime and OpenVINO the same way.
-fn time_block(secs: f64, mut run: impl FnMut()) -> Vec<f64> {
-    let warm = Instant::now();
-    let mut warm_runs = 0usize;
-    while warm_runs < 2 || warm.elapsed() < Duration::from_millis(10) {
-        run();
-        warm_runs += 1;
-    }
-    let mut samples = Vec::new();
-    let start = Instant::now();
-    while samples.len() < 5 || start.elapsed().as_secs_f64() < secs {
-        let t0 = Instant::now();
-        run();
-        samples.push(t0.elapsed().as_secs_f64());
-    }
-    samples.sort_by(f64::total_cmp);
-    samples
 }
 
 /// Reads an F32 tensor from a safetensors file: (shape, values).
@@ -698,105 +662,6 @@ fn json(reports: &[Report]) -> serde_json::Value {
     )
 }
 
-/// Longest block `time MODEL SECONDS` accepts in the serve mode.
-const MAX_BLOCK_SECS: f64 = 60.0;
-
-/// The answer of the serve mode to one command line (`None`: quit).
-fn serve_answer(
-    line: &str,
-    benches: &mut [Box<dyn Bench>],
-    errors: &[(&str, String)],
-    batch: usize,
-) -> Option<serde_json::Value> {
-    let error = |msg: String| Some(serde_json::json!({ "error": msg }));
-    let words: Vec<&str> = line.split_whitespace().collect();
-    match words.as_slice() {
-        ["quit"] => None,
-        ["info"] => {
-            let models = benches.iter().map(|b| meta_json(b.meta()).into()).collect();
-            let mut info = results_json(
-                batch,
-                "serve: per `time` command a warm-up (>= 2 runs and 10 ms), then runs \
-                 each timed alone for about SECONDS (>= 5 runs); quantiles by linear \
-                 interpolation",
-                models,
-            );
-            info["errors"] = errors
-                .iter()
-                .map(|(model, e)| serde_json::json!({ "model": model, "error": e }))
-                .collect();
-            Some(info)
-        }
-        [cmd @ ("time" | "profile"), model, secs] => {
-            let loaded: Vec<&str> = benches.iter().map(|b| b.meta().name).collect();
-            let Some(b) = benches.iter_mut().find(|b| b.meta().name == *model) else {
-                return error(match errors.iter().find(|(m, _)| m == model) {
-                    Some((_, e)) => format!("{model} failed to load: {e}"),
-                    None => format!("`{model}` is not loaded (loaded: {})", loaded.join(", ")),
-                });
-            };
-            let secs = match secs.parse::<f64>() {
-                Ok(s) if s.is_finite() && s > 0.0 && s <= MAX_BLOCK_SECS => s,
-                _ => {
-                    return error(format!(
-                        "`{secs}` is not a number of seconds in (0, {MAX_BLOCK_SECS}]"
-                    ))
-                }
-            };
-            if *cmd == "profile" {
-                return match b.profile(secs) {
-                    Ok((medians, runs)) => {
-                        Some(steps::json(b.meta().name, b.steps(), &medians, runs))
-                    }
-                    Err(e) => error(e),
-                };
-            }
-            let samples = b.time_block(secs);
-            let mut answer = times_json(&samples);
-            answer.insert("model".into(), b.meta().name.into());
-            Some(answer.into())
-        }
-        [] => error("empty command".into()),
-        ["time" | "profile", ..] => error(format!("usage: {} MODEL SECONDS", words[0])),
-        [cmd, ..] => error(format!(
-            "unknown command `{cmd}` (commands: info, time MODEL SECONDS, \
-             profile MODEL SECONDS, quit)"
-        )),
-    }
-}
-
-/// The serve mode: warms the models up, then answers stdin's commands on stdout.
-fn serve(mut benches: Vec<Box<dyn Bench>>, errors: &[(&str, String)], batch: usize) -> ExitCode {
-    for b in &mut benches {
-        b.time_block(0.3);
-    }
-    eprintln!(
-        "serving: info | time MODEL SECONDS | profile MODEL SECONDS | quit, one per line on stdin"
-    );
-    let mut out = std::io::stdout().lock();
-    let mut lines = std::io::stdin().lock().lines();
-    loop {
-        let answer = match lines.next() {
-            Some(Ok(line)) => serve_answer(&line, &mut benches, errors, batch),
-            Some(Err(e)) => {
-                eprintln!("error: reading stdin: {e}");
-                return ExitCode::FAILURE;
-            }
-            None => None,
-        };
-        let quit = answer.is_none();
-        let answer = answer.unwrap_or_else(|| serde_json::json!({ "quit": true }));
-        let written = writeln!(out, "{answer}").and_then(|()| out.flush());
-        if written.is_err() {
-            // The reader has gone: nobody to answer.
-            return ExitCode::FAILURE;
-        }
-        if quit {
-            return ExitCode::SUCCESS;
-        }
-    }
-}
-
 fn main() -> ExitCode {
     let opts = match Options::parse(std::env::args().skip(1)) {
         Ok(opts) => opts,
@@ -874,7 +739,7 @@ fn main() -> ExitCode {
         }
     }
     if opts.serve {
-        return serve(loaded, &errors, opts.batch);
+        return serve::serve(loaded, &errors, opts.batch);
     }
     if !opts.profile {
         print!("{}", table(&reports));
