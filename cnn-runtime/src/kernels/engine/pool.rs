@@ -11,13 +11,25 @@ use super::*;
 /// `input[c][y*SH + ky*DH - PH][x*SW + kx*DW - PW]` over the taps in order (`ky` outer,
 /// `kx` inner), taps outside the input reading -inf (max) or 0 (sums). NaN propagates
 /// through the maxima. `false` (nothing written) when the band of one output row does
-/// not fit the engine's band buffer.
+/// not fit the engine's band buffer. Only output rows `rows.0..rows.1` of every plane
+/// are computed and written (a part of a split over threads; `(0, d.oh)`: all).
+///
+/// # Safety
+///
+/// `output` must be valid for writes of `d.c * d.oh * d.ow` floats, and no other thread
+/// may access rows `rows.0..rows.1` of its planes during the call; `rows.1 <= d.oh`.
 #[inline(always)]
-pub(crate) fn pool<S: Simd>(s: S, d: Dims2d, input: &[f32], output: &mut [f32], max: bool) -> bool {
+pub(crate) unsafe fn pool<S: Simd>(
+    s: S,
+    d: Dims2d,
+    input: &[f32],
+    output: *mut f32,
+    rows: (usize, usize),
+    max: bool,
+) -> bool {
     let l = S::LANES;
     let (hw, ohw) = (d.h * d.w, d.oh * d.ow);
     let input = &input[..d.c * hw];
-    let output = &mut output[..d.c * ohw];
     if d.oh == 0 || d.ow == 0 || d.kh == 0 || d.kw == 0 {
         return false;
     }
@@ -44,15 +56,19 @@ pub(crate) fn pool<S: Simd>(s: S, d: Dims2d, input: &[f32], output: &mut [f32], 
     let init = s.splat(pad);
     let mut scratch = MaybeUninit::<Scratch>::uninit();
     let scratch = scratch.as_mut_ptr().cast::<f32>();
-    for (plane, out) in input.chunks_exact(hw).zip(output.chunks_exact_mut(ohw)) {
-        for y0 in (0..d.oh).step_by(band_rows) {
-            let y1 = (y0 + band_rows).min(d.oh);
+    for (c, plane) in input.chunks_exact(hw).enumerate() {
+        // SAFETY: plane `c < d.c` of the output, inside its `d.c * ohw` floats.
+        let out = unsafe { output.add(c * ohw) };
+        for y0 in (rows.0..rows.1).step_by(band_rows) {
+            let y1 = (y0 + band_rows).min(rows.1);
             let prow0 = y0 * d.sh;
             // SAFETY: `rows_in(y1 - y0) * rowpitch <= SCRATCH` by the choice of
             // `band_rows`, so the copy stays in `scratch`.
             unsafe { copy_band(s, &d, plane, 1, prow0, d.rows_in(y1 - y0), wq, scratch, pad) };
             for oy in y0..y1 {
-                let row = &mut out[oy * d.ow..(oy + 1) * d.ow];
+                // SAFETY: output row `oy < rows.1 <= OH` of this plane, this call's
+                // alone (the caller's contract).
+                let row = unsafe { core::slice::from_raw_parts_mut(out.add(oy * d.ow), d.ow) };
                 let base = (oy * d.sh - prow0) * rowpitch;
                 let mut x0 = 0;
                 while x0 < d.ow {

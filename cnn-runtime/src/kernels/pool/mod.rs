@@ -280,33 +280,84 @@ fn max_pool_dyn(level: Level, d: Dims2d, input: &[f32], output: &mut [f32]) {
     if is_2x2(&d) || is_1x2(&d) {
         return pool2x2(level, d, true, input, output);
     }
-    let run = PoolBands {
-        d,
-        max: true,
-        input,
-        output: &mut *output,
-    };
-    if !simd::run(level, run) {
+    if !pool_banded(level, d, true, input, output) {
         max_pool_generic(d, input, output);
     }
 }
 
-/// Any other window as a kernel for [`simd::run`]: the engine's banded pooling
-/// ([`engine::pool`]: maxima, or sums for `max == false`); `false` when it declines.
-/// One thread: splitting ResNet-18's max pool by channels over two threads made the
-/// network slower (the map arrives split by rows from the convolution before it).
+/// Any other window by the engine's banded pooling ([`engine::pool`]: maxima, or sums
+/// for `max == false`) at `level`; `false` (nothing written) when it declines. With the
+/// `parallel` feature and a large map, in bands of output rows over the threads, as
+/// [`pool2x2`] splits (on cache-line boundaries of the output; each part pools the rows
+/// its core wrote when the convolution before split by rows, as ResNet's stem does: by
+/// channels, the split had made ResNet-18 slower); every value computed as on one thread.
+fn pool_banded(level: Level, d: Dims2d, max: bool, input: &[f32], output: &mut [f32]) -> bool {
+    let output = &mut output[..d.c * d.oh * d.ow];
+    #[cfg(feature = "parallel")]
+    {
+        let unit = super::depthwise::line_rows(d.ow);
+        let units = d.oh / unit;
+        let threads = crate::pool::num_threads().min(units);
+        if threads > 1
+            && d.c * d.h * d.w >= POOL_PAR_FLOATS
+            && (d.oh * d.ow).is_multiple_of(16)
+            && output.as_ptr().align_offset(64) == 0
+        {
+            let out = super::conv::OutPtr(output.as_mut_ptr());
+            let ok = core::sync::atomic::AtomicBool::new(true);
+            crate::pool::run(threads, &|i| {
+                let at = |k: usize| {
+                    if k == threads {
+                        d.oh
+                    } else {
+                        k * units / threads * unit
+                    }
+                };
+                let run = PoolBands {
+                    d,
+                    max,
+                    input,
+                    out: out.get(),
+                    rows: (at(i), at(i + 1)),
+                };
+                // Every part declines alike (the same `d`), before writing.
+                if !simd::run(level, run) {
+                    ok.store(false, core::sync::atomic::Ordering::Relaxed);
+                }
+            });
+            return ok.into_inner();
+        }
+    }
+    let run = PoolBands {
+        d,
+        max,
+        input,
+        out: output.as_mut_ptr(),
+        rows: (0, d.oh),
+    };
+    simd::run(level, run)
+}
+
+/// Output rows `rows` of every plane of a banded pooling ([`pool_banded`]), as a kernel
+/// for [`simd::run`]; `false` when the engine declines.
 struct PoolBands<'a> {
     d: Dims2d,
     max: bool,
     input: &'a [f32],
-    output: &'a mut [f32],
+    /// The output's `d.c * d.oh * d.ow` floats, of which this part writes `rows` of each
+    /// plane.
+    out: *mut f32,
+    rows: (usize, usize),
 }
 
 impl WithSimd for PoolBands<'_> {
     type Output = bool;
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) -> bool {
-        engine::pool(s, self.d, self.input, self.output, self.max)
+        // SAFETY: `out` holds the whole output (`pool_banded` took it from a slice of
+        // `d.c * d.oh * d.ow` floats that outlives the call), and the parts of a split
+        // have disjoint row ranges `rows.1 <= d.oh`.
+        unsafe { engine::pool(s, self.d, self.input, self.out, self.rows, self.max) }
     }
 }
 
@@ -344,13 +395,7 @@ fn avg_pool_dyn(level: Level, d: Dims2d, include_pad: bool, input: &[f32], outpu
     if is_2x2(&d) || is_1x2(&d) {
         return pool2x2(level, d, false, input, output);
     }
-    let run = PoolBands {
-        d,
-        max: false,
-        input,
-        output: &mut *output,
-    };
-    if !simd::run(level, run) {
+    if !pool_banded(level, d, false, input, output) {
         return avg_pool_generic(d, include_pad, input, output);
     }
     // The window sums, divided as PyTorch does.

@@ -162,6 +162,46 @@ fn two_by_two_row_split_equals_one_thread() {
     crate::pool::set_num_threads(2);
 }
 
+/// With the `parallel` feature, banded pools (any other window) large enough to split
+/// by output rows over 2 and 3 threads give the one-thread result bit for bit and the
+/// reference's: ResNet's 3x3 stride-2 max pool (56x56 outputs: a band boundary on a
+/// line), a 3x3 stride-1 one, a dilated one and a ceil-mode one with odd sizes (outputs
+/// off lines: one thread), max and average, every level, outputs on a line and off it.
+#[cfg(feature = "parallel")]
+#[test]
+fn banded_row_split_equals_one_thread() {
+    let _g = crate::pool::TEST_LOCK
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let mut rng = Rng::new(57);
+    for (c, h, k, st, p, dil, ceil) in [
+        (64, 112, 3, 2, 1, 1, false),
+        (16, 48, 3, 1, 1, 1, false),
+        (8, 64, 3, 1, 2, 2, false),
+        (24, 45, 3, 2, 0, 1, true),
+    ] {
+        let a = Axis::pool(h, k, st, p, dil, ceil).unwrap();
+        let d = dims(c, a, a);
+        assert!(!is_2x2(&d) && c * h * h >= POOL_PAR_FLOATS);
+        let x = rng.vec(c * h * h, -1.0, 1.0);
+        let n = c * d.oh * d.ow;
+        let want = r::max_pool2d(c, a, a, &x);
+        for level in simd::test_levels() {
+            r::assert_threads_match_one(n, &(c, h, k, st, level), |out| {
+                max_pool_dyn(level, d, &x, out);
+                let got: Vec<f64> = out[..n].iter().map(|&v| f64::from(v)).collect();
+                assert!(got == want, "{:?}", (c, h, k, st, level));
+            });
+            if dil == 1 {
+                r::assert_threads_match_one(n, &(c, h, k, st, level, "avg"), |out| {
+                    avg_pool_dyn(level, d, true, &x, out);
+                });
+            }
+        }
+    }
+    crate::pool::set_num_threads(2);
+}
+
 /// The banded path (every other window): ResNet's 3x3 stride-2 padding-1 max pool on
 /// a map taller than one band, NaN propagated from any tap, at every level.
 #[test]
@@ -314,4 +354,25 @@ fn global_pools_against_reference() {
     assert_eq!(y, [2.5, -2.5]);
     global_max_pool::<2, 4>(&x, &mut y);
     assert_eq!(y, [4.0, -1.0]);
+}
+
+/// Timing of ResNet's stem max pool (`cargo test -p cnn-runtime --release
+/// pool::tests::speed -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn speed() {
+    let a = Axis {
+        n: 112,
+        out: 56,
+        k: 3,
+        s: 2,
+        p: 1,
+        pe: 1,
+        d: 1,
+    };
+    let d = dims(64, a, a);
+    let x = Rng::new(3).vec(64 * 112 * 112, -1.0, 1.0);
+    let mut y = vec![0.0; 64 * 56 * 56];
+    let t = r::best_time_us(|| max_pool_dyn(cpu::level(), d, std::hint::black_box(&x), &mut y));
+    eprintln!("max pool 64x112x112 3x3 s2 p1: {t:.1} us");
 }
