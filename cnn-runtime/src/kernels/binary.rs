@@ -93,8 +93,26 @@ struct BinRun {
     b: *const f32,
     out: *mut f32,
     l: Layout,
+    /// Strides of `out` along the two outer axes (contiguous: `[n[1] * n[2], n[2]]`).
+    so: [usize; 2],
     op: BinOp,
     act: Act,
+}
+
+impl BinRun {
+    /// The operation `l` over contiguous output `out`.
+    fn new(a: *const f32, b: *const f32, out: *mut f32, l: Layout, op: BinOp, act: Act) -> Self {
+        let so = [l.n[1] * l.n[2], l.n[2]];
+        BinRun {
+            a,
+            b,
+            out,
+            l,
+            so,
+            op,
+            act,
+        }
+    }
 }
 
 /// `v op w` on vectors.
@@ -162,7 +180,7 @@ impl WithSimd for BinRun {
                 unsafe {
                     let a = self.a.add(i0 * sa[0] + i1 * sa[1]);
                     let b = self.b.add(i0 * sb[0] + i1 * sb[1]);
-                    let out = self.out.add((i0 * n[1] + i1) * n[2]);
+                    let out = self.out.add(i0 * self.so[0] + i1 * self.so[1]);
                     match (av, bv) {
                         (true, true) => run_row::<S, true, true>(s, a, b, out, n[2], op, act),
                         (true, false) => run_row::<S, true, false>(s, a, b, out, n[2], op, act),
@@ -198,15 +216,15 @@ fn binary_into_dyn(
     let a = &a[..sa.iter().product()];
     let b = &b[..sb.iter().product()];
     let out = &mut out[..shape.iter().product()];
-    let run = BinRun {
-        a: a.as_ptr(),
-        b: b.as_ptr(),
-        out: out.as_mut_ptr(),
-        l: collapse(shape, sa, sb),
+    let run = BinRun::new(
+        a.as_ptr(),
+        b.as_ptr(),
+        out.as_mut_ptr(),
+        collapse(shape, sa, sb),
         op,
         act,
-    };
-    simd::run(level, run);
+    );
+    run_split(level, shape, sa == shape && sb == shape, run);
 }
 
 /// `acc = act(acc op b)` in place with the shapes as runtime values, at `level`.
@@ -223,14 +241,68 @@ fn binary_assign_dyn(
     let b = &b[..sb.iter().product()];
     let acc = &mut acc[..shape.iter().product()];
     let out = acc.as_mut_ptr();
-    let run = BinRun {
-        a: out.cast_const(),
-        b: b.as_ptr(),
+    let run = BinRun::new(
+        out.cast_const(),
+        b.as_ptr(),
         out,
-        l: collapse(shape, shape, sb),
+        collapse(shape, shape, sb),
         op,
         act,
-    };
+    );
+    run_split(level, shape, sb == shape, run);
+}
+
+/// Output floats from which an element-wise operation splits over the pool's threads.
+#[cfg(feature = "parallel")]
+const BIN_PAR_FLOATS: usize = 8192;
+
+/// Runs `run` (over a whole contiguous output of `shape`) at `level`. With the `parallel`
+/// feature, when both operands have the output's shape (`full`: a residual add) and the
+/// map is large with planes of whole 64-byte lines, over the threads, each part taking
+/// the same range of pixels in every plane: the rows that a convolution split by rows or
+/// pixels wrote on that part's core (on one thread, half of the two operands came from
+/// the other core, and MobileNetV2's adds took twice as long at two threads). Every
+/// value is computed as on one thread.
+fn run_split(level: Level, shape: [usize; 3], full: bool, run: BinRun) {
+    #[cfg(feature = "parallel")]
+    {
+        let [c, h, w] = shape;
+        let hw = h * w;
+        let lines = hw / 16;
+        let threads = crate::pool::num_threads().min(lines);
+        if full
+            && threads > 1
+            && c * hw >= BIN_PAR_FLOATS
+            && hw.is_multiple_of(16)
+            && run.out.align_offset(64) == 0
+        {
+            let ptrs = super::conv::OutPtr(run.out);
+            // The operands' addresses (read only; integers are `Sync`).
+            let (a, b) = (run.a as usize, run.b as usize);
+            let (op, act) = (run.op, run.act);
+            crate::pool::run(threads, &|i| {
+                let (p0, p1) = (i * lines / threads * 16, (i + 1) * lines / threads * 16);
+                let p1 = if i + 1 == threads { hw } else { p1 };
+                let part = BinRun {
+                    a: (a as *const f32).wrapping_add(p0),
+                    b: (b as *const f32).wrapping_add(p0),
+                    out: ptrs.get().wrapping_add(p0),
+                    // Pixels p0..p1 of every plane: `c` runs `hw` apart in all three.
+                    l: Layout {
+                        n: [1, c, p1 - p0],
+                        sa: [0, hw, 1],
+                        sb: [0, hw, 1],
+                    },
+                    so: [0, hw],
+                    op,
+                    act,
+                };
+                simd::run(level, part);
+            });
+            return;
+        }
+    }
+    let _ = (shape, full);
     simd::run(level, run);
 }
 
@@ -387,6 +459,44 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// With the `parallel` feature, large same-shape operations split each plane's
+    /// pixels over 2 and 3 threads: the one-thread result bit for bit and the
+    /// reference's, into a new output and in place (planes of whole lines, of a partial
+    /// line: one thread; outputs on a line and off it).
+    #[cfg(feature = "parallel")]
+    #[test]
+    fn threads_give_the_one_thread_result_bit_for_bit() {
+        let _g = crate::pool::TEST_LOCK
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut rng = Rng::new(72);
+        for shape in [
+            [64, 56, 56],
+            [32, 28, 28],
+            [24, 16, 48],
+            [96, 14, 14],
+            [20, 1, 800],
+        ] {
+            let n: usize = shape.iter().product();
+            assert!(n >= BIN_PAR_FLOATS);
+            let a = rng.vec(n, -2.0, 2.0);
+            let b = rng.vec(n, -2.0, 2.0);
+            let want = r::binary(shape, shape, shape, &a, &b, false, Act::RELU);
+            for level in simd::test_levels() {
+                r::assert_threads_match_one(n, &(shape, level), |out| {
+                    let ops = (&a[..], &b[..], &mut out[..n]);
+                    binary_into_dyn(level, shape, shape, shape, ops, BinOp::Add, Act::RELU);
+                    r::assert_close(&out[..n], &want, &(shape, level));
+                });
+                r::assert_threads_match_one(n, &(shape, level, "assign"), |out| {
+                    out[..n].copy_from_slice(&a);
+                    binary_assign_dyn(level, shape, shape, out, &b, BinOp::Add, Act::RELU);
+                });
+            }
+        }
+        crate::pool::set_num_threads(2);
     }
 
     #[test]
