@@ -4,21 +4,8 @@ use super::run::*;
 use super::*;
 use crate::kernels::engine::Plan;
 use crate::kernels::norm::channel_affine;
-use crate::kernels::reference::{self as r, Axis, Rng};
+use crate::kernels::reference::{self as r, Axis, Rng, ACTS};
 use crate::kernels::simd;
-
-const ACTS: [Act; 10] = [
-    Act::IDENTITY,
-    Act::RELU,
-    Act::RELU6,
-    Act::TANH,
-    Act::SIGMOID,
-    Act::leaky_relu(0.1),
-    Act::SILU,
-    Act::HARD_SWISH,
-    Act::HARD_SIGMOID,
-    Act::GELU,
-];
 
 /// Channel configurations `(c, o, groups)`: groups 1, 2, C, and in != out.
 const CHANNELS: [(usize, usize, usize); 10] = [

@@ -4,21 +4,8 @@
 use super::*;
 use crate::kernels::conv::{conv2d, ConvParams};
 use crate::kernels::norm::channel_affine;
-use crate::kernels::reference::{self as r, Axis, Rng};
+use crate::kernels::reference::{self as r, Axis, Rng, ACTS};
 use crate::kernels::simd;
-
-const ACTS: [Act; 10] = [
-    Act::IDENTITY,
-    Act::RELU,
-    Act::RELU6,
-    Act::TANH,
-    Act::SIGMOID,
-    Act::leaky_relu(0.1),
-    Act::SILU,
-    Act::HARD_SWISH,
-    Act::HARD_SIGMOID,
-    Act::GELU,
-];
 
 /// The depthwise layer of `c` channels with axes `ah`, `aw`.
 fn dims(c: usize, ah: Axis, aw: Axis) -> Dims2d {

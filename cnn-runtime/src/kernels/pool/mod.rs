@@ -221,6 +221,17 @@ unsafe fn load2<S: Simd>(s: S, p: *const f32, n: usize, end: *const f32) -> (S::
 #[cfg(feature = "parallel")]
 const POOL_PAR_FLOATS: usize = 8192;
 
+/// First output row of band `k` of `parts` over `oh` rows cut in units of `unit` rows
+/// (the last band ends at `oh`).
+#[cfg(feature = "parallel")]
+fn band_start(oh: usize, unit: usize, parts: usize, k: usize) -> usize {
+    if k == parts {
+        oh
+    } else {
+        k * (oh / unit) / parts * unit
+    }
+}
+
 /// The 2x2 (or 1x2) pool `d` at `level`: with the `parallel` feature and a large map, in
 /// bands of output rows over the threads (on cache-line boundaries of the output, as the
 /// Winograd and depthwise row splits cut the map the pool reads: each part pools rows its
@@ -243,13 +254,7 @@ fn pool2x2(level: Level, d: Dims2d, max: bool, input: &[f32], output: &mut [f32]
         {
             let out = super::conv::OutPtr(output.as_mut_ptr());
             crate::pool::run(threads, &|i| {
-                let at = |k: usize| {
-                    if k == threads {
-                        d.oh
-                    } else {
-                        k * units / threads * unit
-                    }
-                };
+                let at = |k| band_start(d.oh, unit, threads, k);
                 let run = Pool2x2 {
                     d,
                     max,
@@ -306,13 +311,7 @@ fn pool_banded(level: Level, d: Dims2d, max: bool, input: &[f32], output: &mut [
             let out = super::conv::OutPtr(output.as_mut_ptr());
             let ok = core::sync::atomic::AtomicBool::new(true);
             crate::pool::run(threads, &|i| {
-                let at = |k: usize| {
-                    if k == threads {
-                        d.oh
-                    } else {
-                        k * units / threads * unit
-                    }
-                };
+                let at = |k| band_start(d.oh, unit, threads, k);
                 let run = PoolBands {
                     d,
                     max,
