@@ -377,17 +377,21 @@ mod imp {
 #[cfg(test)]
 pub(crate) static TEST_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// Takes [`TEST_LOCK`] (also after a test that held it panicked).
+#[cfg(test)]
+pub(crate) fn test_lock() -> std::sync::MutexGuard<'static, ()> {
+    TEST_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
 
-    use super::TEST_LOCK as LOCK;
-
     #[test]
     fn many_small_jobs_run_every_part_once() {
-        let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let _g = super::test_lock();
         set_num_threads(4);
         for n in [0, 1, 2, 3, 7, 64] {
             for _ in 0..500 {
@@ -408,7 +412,7 @@ mod tests {
     #[cfg(feature = "parallel")]
     #[test]
     fn parts_run_on_several_threads_and_nest() {
-        let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let _g = super::test_lock();
         set_num_threads(2);
         let ids = Mutex::new(std::collections::HashSet::new());
         let inner = AtomicUsize::new(0);
@@ -429,7 +433,7 @@ mod tests {
     #[cfg(feature = "parallel")]
     #[test]
     fn a_panicking_part_reaches_the_caller_and_the_pool_survives() {
-        let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let _g = super::test_lock();
         set_num_threads(2);
         let r = std::panic::catch_unwind(|| run(4, &|i| assert!(i != 3, "part 3")));
         assert!(r.is_err());
@@ -442,7 +446,7 @@ mod tests {
 
     #[test]
     fn chunks_are_disjoint_and_cover_the_slice() {
-        let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let _g = super::test_lock();
         for threads in [1, 2, 3] {
             set_num_threads(threads);
             for (len, chunk) in [(0, 3), (1, 1), (7, 3), (64, 1), (65, 8), (10, 20)] {
@@ -462,7 +466,7 @@ mod tests {
 
     #[test]
     fn one_thread_runs_on_the_caller() {
-        let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let _g = super::test_lock();
         set_num_threads(1);
         assert_eq!(num_threads(), 1);
         let me = std::thread::current().id();
@@ -483,7 +487,7 @@ mod forkjoin_speed {
     #[test]
     #[ignore]
     fn forkjoin_speed() {
-        let _g = super::TEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let _g = super::test_lock();
         super::set_num_threads(2);
         let x = std::sync::atomic::AtomicUsize::new(0);
         for _ in 0..3 {

@@ -276,17 +276,19 @@ fn run_split(level: Level, shape: [usize; 3], full: bool, run: BinRun) {
             && hw.is_multiple_of(16)
             && run.out.align_offset(64) == 0
         {
-            let ptrs = super::conv::OutPtr(run.out);
-            // The operands' addresses (read only; integers are `Sync`).
-            let (a, b) = (run.a as usize, run.b as usize);
+            let (a, b) = (
+                super::SharedPtr(run.a.cast_mut()),
+                super::SharedPtr(run.b.cast_mut()),
+            );
+            let out = super::SharedPtr(run.out);
             let (op, act) = (run.op, run.act);
             crate::pool::run(threads, &|i| {
                 let (p0, p1) = (i * lines / threads * 16, (i + 1) * lines / threads * 16);
                 let p1 = if i + 1 == threads { hw } else { p1 };
                 let part = BinRun {
-                    a: (a as *const f32).wrapping_add(p0),
-                    b: (b as *const f32).wrapping_add(p0),
-                    out: ptrs.get().wrapping_add(p0),
+                    a: a.get().wrapping_add(p0),
+                    b: b.get().wrapping_add(p0),
+                    out: out.get().wrapping_add(p0),
                     // Pixels p0..p1 of every plane: `c` runs `hw` apart in all three.
                     l: Layout {
                         n: [1, c, p1 - p0],
@@ -468,9 +470,7 @@ mod tests {
     #[cfg(feature = "parallel")]
     #[test]
     fn threads_give_the_one_thread_result_bit_for_bit() {
-        let _g = crate::pool::TEST_LOCK
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let _g = crate::pool::test_lock();
         let mut rng = Rng::new(72);
         for shape in [
             [64, 56, 56],

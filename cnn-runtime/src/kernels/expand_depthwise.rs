@@ -20,6 +20,7 @@ use super::conv::{conv2d_with, ConvParams};
 use super::depthwise::{depthwise_with, DepthwiseParams};
 use super::engine;
 use super::geometry::Dims2d;
+use super::SharedPtr;
 use crate::cpu::{self, Level};
 
 /// Floats of the expansion's output from which a pair is fused (4 MiB, more than the
@@ -95,22 +96,6 @@ impl Pair {
 /// Two parts keep the buffers at twice one band's (MobileNetV2's arena: 4.2 MB, 4.0
 /// with one part's buffers, 6.0 unfused); further threads sit this step out.
 const PARTS: usize = 2;
-
-/// A pointer the parts of one call share (each writes its own rows and buffers).
-#[derive(Clone, Copy)]
-struct SharedPtr(*mut f32);
-// SAFETY: the parts of one `run` write disjoint output rows and disjoint parts of the
-// scratch through it, and `run` returns only after all of them (`pool::run`).
-unsafe impl Sync for SharedPtr {}
-// SAFETY: as for `Sync`.
-unsafe impl Send for SharedPtr {}
-
-impl SharedPtr {
-    /// The pointer (a method, so closures capture the whole `Sync` wrapper).
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
 
 /// The pair, if fusing pays: the expansion's output holds at least [`MIN_FLOATS`] and
 /// the pair runs in [`bands`].
@@ -500,9 +485,7 @@ mod tests {
     #[cfg(feature = "parallel")]
     #[test]
     fn threads_give_the_one_thread_result_bit_for_bit() {
-        let _g = crate::pool::TEST_LOCK
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let _g = crate::pool::test_lock();
         let mut rng = Rng::new(43);
         for (c, hw, e) in [(16, 112, 96), (5, 97, 64)] {
             let a = Axis::conv(hw, 3, 2, 1, 1).unwrap();

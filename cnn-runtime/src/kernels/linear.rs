@@ -11,6 +11,7 @@ use super::engine::{self, Row16, PANEL};
 use super::norm::fold_bn;
 use super::norm::Affine;
 use super::simd::{self, Simd, WithSimd};
+use super::SharedPtr;
 use crate::buf::Buf;
 use crate::cpu::{self, Level};
 #[cfg(feature = "alloc")]
@@ -181,8 +182,8 @@ impl WithSimd for LinearRun<'_> {
         let panels = out.div_ceil(PANEL);
         assert_eq!(self.params.weight.len(), panels * inp);
         assert_eq!(self.params.bias.len(), panels);
-        let w = SyncPtr(self.params.weight.as_ptr().cast::<f32>());
-        let b = SyncPtr(self.params.bias.as_ptr().cast::<f32>());
+        let w = SharedPtr(self.params.weight.as_ptr().cast::<f32>().cast_mut());
+        let b = SharedPtr(self.params.bias.as_ptr().cast::<f32>().cast_mut());
         let act = self.act;
         // Eight accumulators: 8 panels of one vector (AVX-512), 4 of two (AVX2), 2 of four.
         let group = S::TUNING.lin_panels;
@@ -214,7 +215,7 @@ impl WithSimd for LinearRun<'_> {
         {
             let parts = lin_parts(inp, out, groups, crate::pool::num_threads());
             if parts > 1 {
-                let y = super::conv::OutPtr(output.as_mut_ptr());
+                let y = SharedPtr(output.as_mut_ptr());
                 crate::pool::run(parts, &|i| {
                     // Contiguous ranges of whole groups: each output is computed by the
                     // tile that computes it on one thread (the same bits).
@@ -271,22 +272,6 @@ fn lin_parts(inp: usize, out: usize, groups: usize, threads: usize) -> usize {
         1
     } else {
         threads.min(groups).max(1)
-    }
-}
-
-/// A read-only pointer into a linear layer's parameters, shared by the parts of a split
-/// call.
-#[derive(Clone, Copy)]
-struct SyncPtr(*const f32);
-// SAFETY: the parts only read through it, while the borrow it came from is alive (the
-// call waits for all parts).
-unsafe impl Sync for SyncPtr {}
-unsafe impl Send for SyncPtr {}
-
-impl SyncPtr {
-    /// The pointer (a method, so that closures capture the whole `Sync` wrapper).
-    fn get(self) -> *const f32 {
-        self.0
     }
 }
 
@@ -445,9 +430,7 @@ mod tests {
     #[cfg(feature = "parallel")]
     #[test]
     fn threads_give_the_one_thread_result_bit_for_bit() {
-        let _g = crate::pool::TEST_LOCK
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let _g = crate::pool::test_lock();
         let mut rng = Rng::new(77);
         for (inp, out) in [
             (1280, 1000),

@@ -53,3 +53,23 @@ pub use engine::{Row16, ENGINE_STACK_BYTES};
 
 #[cfg(test)]
 mod reference;
+
+/// A raw pointer shared by the parts of one kernel call split over the pool's threads
+/// ([`crate::pool::run`]): each part reads, or writes, only its own ranges through it
+/// (disjoint output rows, channels or panels, its own share of a scratch buffer; inputs
+/// and parameters read by all).
+#[derive(Clone, Copy)]
+pub(crate) struct SharedPtr(pub(crate) *mut f32);
+// SAFETY: the parts of one call write disjoint ranges through it (and only read what no
+// part writes), and the call returns only after all of them (`pool::run`), while the
+// borrow the pointer came from is still alive.
+unsafe impl Sync for SharedPtr {}
+// SAFETY: as for `Sync`.
+unsafe impl Send for SharedPtr {}
+
+impl SharedPtr {
+    /// The pointer (a method, so that closures capture the whole `Sync` wrapper).
+    pub(crate) fn get(self) -> *mut f32 {
+        self.0
+    }
+}

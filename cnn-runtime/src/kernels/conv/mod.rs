@@ -31,7 +31,6 @@ mod tests;
 
 pub(crate) use self::run::conv2d_with;
 #[cfg(feature = "parallel")]
-pub(crate) use self::run::OutPtr;
 #[cfg(feature = "alloc")]
 #[allow(unused_imports)]
 use alloc::{boxed::Box, vec, vec::Vec};

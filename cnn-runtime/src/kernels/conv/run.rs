@@ -57,25 +57,6 @@ impl WithSimd for ConvRun<'_> {
 #[cfg_attr(not(feature = "parallel"), allow(dead_code))]
 pub(super) const PAR_MACS: usize = 500_000;
 
-/// The output pointer shared by the parts of a split convolution.
-#[cfg(feature = "parallel")]
-#[derive(Clone, Copy)]
-pub(crate) struct OutPtr(pub(crate) *mut f32);
-// SAFETY: the parts of one call write disjoint channel planes through it (see
-// `conv2d_with`), and the call waits for all of them before the borrow ends.
-#[cfg(feature = "parallel")]
-unsafe impl Sync for OutPtr {}
-#[cfg(feature = "parallel")]
-unsafe impl Send for OutPtr {}
-
-#[cfg(feature = "parallel")]
-impl OutPtr {
-    /// The pointer (a method, so that closures capture the whole `Sync` wrapper).
-    pub(crate) fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
 /// How a convolution is split over the pool's threads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Split {
@@ -307,12 +288,12 @@ pub(super) fn conv2d_in<S: Simd>(
         let split = conv_split(&d, crate::pool::num_threads(), out_off);
         let parts = split.parts();
         if parts > 1 {
-            let out = OutPtr(output.as_mut_ptr());
+            let out = crate::kernels::SharedPtr(output.as_mut_ptr());
             // The packing buffer in equal shares, whole lines, for the first parts
             // (the others pack into their band buffers where a block fits).
             let shares = parts.min(engine::PACK_PARTS);
             let share = pack.len() / shares / 16 * 16;
-            let pack_base = OutPtr(pack.as_mut_ptr());
+            let pack_base = crate::kernels::SharedPtr(pack.as_mut_ptr());
             let ok = std::sync::atomic::AtomicBool::new(true);
             let part = |i: usize| {
                 let (panels, pixels) = match split {

@@ -765,9 +765,7 @@ fn panel_ranges_cover_the_panels_in_order() {
 #[cfg(feature = "parallel")]
 #[test]
 fn threads_give_the_one_thread_result_bit_for_bit() {
-    let _g = crate::pool::TEST_LOCK
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let _g = crate::pool::test_lock();
     let mut rng = Rng::new(31);
     for (c, o, g, ah, aw) in split_layers() {
         let d = dims(c, o, g, ah, aw);

@@ -562,7 +562,7 @@ fn depthwise_in<S: Simd>(
         let split = dw_split(&d, crate::pool::num_threads(), aligned);
         let parts = split.parts();
         if parts > 1 {
-            let out = super::conv::OutPtr(output.as_mut_ptr());
+            let out = super::SharedPtr(output.as_mut_ptr());
             crate::pool::run(parts, &|i| {
                 let (chans, rows) = match split {
                     DwSplit::Rows { step, .. } => ((0, d.c), row_range(d.oh, step, parts, i)),

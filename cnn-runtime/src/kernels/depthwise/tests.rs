@@ -534,9 +534,7 @@ fn channel_ranges_cover_the_channels_in_whole_panels() {
 #[cfg(feature = "parallel")]
 #[test]
 fn threads_give_the_one_thread_result_bit_for_bit() {
-    let _g = crate::pool::TEST_LOCK
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let _g = crate::pool::test_lock();
     let mut rng = Rng::new(26);
     for (c, ah, aw) in split_layers() {
         let (d, input, params) = split_case(&mut rng, c, ah, aw);

@@ -252,7 +252,7 @@ fn pool2x2(level: Level, d: Dims2d, max: bool, input: &[f32], output: &mut [f32]
             && ohw.is_multiple_of(16)
             && output.as_ptr().align_offset(64) == 0
         {
-            let out = super::conv::OutPtr(output.as_mut_ptr());
+            let out = super::SharedPtr(output.as_mut_ptr());
             crate::pool::run(threads, &|i| {
                 let at = |k| band_start(d.oh, unit, threads, k);
                 let run = Pool2x2 {
@@ -308,7 +308,7 @@ fn pool_banded(level: Level, d: Dims2d, max: bool, input: &[f32], output: &mut [
             && (d.oh * d.ow).is_multiple_of(16)
             && output.as_ptr().align_offset(64) == 0
         {
-            let out = super::conv::OutPtr(output.as_mut_ptr());
+            let out = super::SharedPtr(output.as_mut_ptr());
             let ok = core::sync::atomic::AtomicBool::new(true);
             crate::pool::run(threads, &|i| {
                 let at = |k| band_start(d.oh, unit, threads, k);

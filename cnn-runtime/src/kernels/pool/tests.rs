@@ -128,9 +128,7 @@ fn two_by_two_fast_path() {
 #[cfg(feature = "parallel")]
 #[test]
 fn two_by_two_row_split_equals_one_thread() {
-    let _g = crate::pool::TEST_LOCK
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let _g = crate::pool::test_lock();
     let mut rng = Rng::new(56);
     for (c, h, w) in [
         (32, 32, 32),
@@ -170,9 +168,7 @@ fn two_by_two_row_split_equals_one_thread() {
 #[cfg(feature = "parallel")]
 #[test]
 fn banded_row_split_equals_one_thread() {
-    let _g = crate::pool::TEST_LOCK
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let _g = crate::pool::test_lock();
     let mut rng = Rng::new(57);
     for (c, h, k, st, p, dil, ceil) in [
         (64, 112, 3, 2, 1, 1, false),

@@ -145,9 +145,7 @@ fn speed() {
 #[cfg(feature = "parallel")]
 #[test]
 fn threads_give_the_one_thread_result_bit_for_bit() {
-    let _g = crate::pool::TEST_LOCK
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let _g = crate::pool::test_lock();
     let mut rng = Rng::new(47);
     // (C, O, size, dilation): padding = dilation ('same').
     for (c, o, n, dil) in [

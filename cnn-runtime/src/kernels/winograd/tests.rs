@@ -539,9 +539,7 @@ fn dilated_const_generic_matches_direct_conv() {
 #[cfg(feature = "parallel")]
 #[test]
 fn threads_give_the_one_thread_result_bit_for_bit() {
-    let _g = crate::pool::TEST_LOCK
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let _g = crate::pool::test_lock();
     let ax = |n, p| Axis::conv(n, 3, 1, p, 1).unwrap();
     let mut rng = Rng::new(47);
     for (c, o, ah, aw) in [
