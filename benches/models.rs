@@ -345,7 +345,7 @@ trait Bench {
     fn steps(&self) -> &'static [cnn::StepInfo];
     /// Per-step medians (µs) of about `secs` seconds of batch-1 forward passes, and the
     /// number of passes ([`steps::profile`]).
-    fn profile(&mut self, secs: f64) -> Result<(Vec<f64>, usize), String>;
+    fn profile(&mut self, secs: f64) -> Result<(Vec<steps::StepStat>, usize), String>;
 }
 
 impl<M: Model> Loaded<M> {
@@ -382,7 +382,7 @@ impl<M: Model> Bench for Loaded<M> {
     fn steps(&self) -> &'static [cnn::StepInfo] {
         M::STEPS
     }
-    fn profile(&mut self, secs: f64) -> Result<(Vec<f64>, usize), String> {
+    fn profile(&mut self, secs: f64) -> Result<(Vec<steps::StepStat>, usize), String> {
         let (model, input) = (&self.model, &self.input);
         steps::profile(M::STEPS, secs, || {
             black_box(model.forward(black_box(input)));

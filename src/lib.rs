@@ -121,9 +121,12 @@ pub fn num_threads() -> usize {
 ///     println!("{:<24} {:<32} {:>8.1} µs", info.layer, info.kernel, t.as_secs_f64() * 1e6);
 /// }
 /// ```
+///
+/// With `parallel` too, `last_step_work` tells how each step's split kernel calls kept
+/// the threads busy (the calling thread's and the workers' time in their parts).
 #[cfg(feature = "profile")]
 pub mod profile {
-    pub use cnn_runtime::profile::last_steps;
+    pub use cnn_runtime::profile::{last_step_work, last_steps, StepWork};
 }
 
 /// Items the generated code names; not part of the public API.

@@ -73,6 +73,16 @@ fn a_forward_pass_records_one_time_per_step() {
         let sum: std::time::Duration = times.iter().sum();
         assert!(sum <= wall, "steps {sum:?} > pass {wall:?}");
         assert!(sum > std::time::Duration::ZERO);
+        // The split calls' work, one entry per step: the caller's parts run inside the
+        // step (none without `parallel`).
+        let work = cnn::profile::last_step_work();
+        assert_eq!(work.len(), Steps::STEPS.len());
+        for (w, t) in work.iter().zip(&times) {
+            assert!(w.caller <= *t, "caller {:?} > step {t:?}", w.caller);
+            if !cfg!(feature = "parallel") || cnn::num_threads() == 1 {
+                assert_eq!(*w, cnn::profile::StepWork::default());
+            }
+        }
     }
     // Another thread's passes do not touch this thread's times.
     std::thread::scope(|s| {

@@ -15,7 +15,9 @@
 //!   interpolation between order statistics, as `--json`'s);
 //! - `profile MODEL SECONDS` (built with `--features profile`): per-step medians of
 //!   batch-1 forward passes for about SECONDS; answers `model`, `runs` and `steps` (each
-//!   step's `layer`, `kernel`, `macs`, `median_us`, in the order of `Model::STEPS`);
+//!   step's `layer`, `kernel`, `macs`, `median_us`, and its split kernel calls `splits`
+//!   with the calling thread's and the workers' part time `caller_us`, `workers_us`, in
+//!   the order of `Model::STEPS`);
 //! - `quit` (or the end of stdin): answers `{"quit": true}` and exits with status 0.
 //!
 //! A bad command is answered with `{"error": "..."}`.

@@ -186,6 +186,9 @@ mod imp {
         panicked: AtomicBool,
         /// A job is running (one at a time; others run on their own thread).
         busy: AtomicBool,
+        /// Nanoseconds the workers spent in the current job's parts (`profile`).
+        #[cfg(feature = "profile")]
+        work_ns: AtomicU64,
     }
 
     fn pool() -> &'static Pool {
@@ -205,6 +208,8 @@ mod imp {
             taken: AtomicU64::new(0),
             panicked: AtomicBool::new(false),
             busy: AtomicBool::new(false),
+            #[cfg(feature = "profile")]
+            work_ns: AtomicU64::new(0),
         })
     }
 
@@ -272,9 +277,17 @@ mod imp {
             let Some(job) = job else { continue };
             p.active.fetch_add(1, Ordering::SeqCst);
             drop(st);
+            #[cfg(feature = "profile")]
+            let start = std::time::Instant::now();
             if claim(p, job, me) {
                 p.panicked.store(true, Ordering::Relaxed);
             }
+            // Counted before leaving: the caller reads it once no worker is active.
+            #[cfg(feature = "profile")]
+            p.work_ns.fetch_add(
+                u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
             // Leaving: no lock and no system call unless the caller has parked (it
             // usually spins for the few microseconds a part takes).
             if p.active.fetch_sub(1, Ordering::SeqCst) == 1 && p.waiting.load(Ordering::SeqCst) {
@@ -362,11 +375,18 @@ mod imp {
             }
         }
         let finish = Finish(p);
+        #[cfg(feature = "profile")]
+        let start = std::time::Instant::now();
         let mine = claim(p, job, 0);
+        #[cfg(feature = "profile")]
+        let caller = start.elapsed();
         let theirs = {
             drop(finish);
             p.panicked.load(Ordering::Relaxed)
         };
+        // After the join (no worker active): the workers' part time of this job.
+        #[cfg(feature = "profile")]
+        crate::profile::record_job(caller, p.work_ns.swap(0, Ordering::Relaxed));
         if mine || theirs {
             panic!("cnn: a part of a parallel kernel call panicked");
         }
