@@ -122,7 +122,9 @@ usage: cargo bench --bench models -- [MODEL ...] [--json PATH] [--time SECONDS] 
                     quit                   exit
   --profile       per-step table of each model's batch-1 forward pass instead of the
                   timing: layer, kernel, MACs, median µs, share, GFLOP/s (needs
-                  `--features profile`; the marks add ~30 ns a step)
+                  `--features profile`; the marks add ~30 ns a step), and with
+                  `parallel` the step's split kernel calls and the calling thread's
+                  and the workers' µs in their parts
 ";
 
 /// The workspace root (where `Cargo.toml`, `models/` and `target/bench/` are).
