@@ -19,7 +19,7 @@
 //!
 //! With `parallel`, a step's time is the wall time of the whole step (its kernel forks
 //! and joins inside it); `forward_batch_into` runs each image's steps on one thread, so
-//! each thread holds the times of the last image it ran. [`last_step_work`] tells, per
+//! each thread holds the times of the last image it ran. `last_step_work` tells, per
 //! step, how its split kernel calls kept the threads busy: the time the calling thread
 //! and the pool's workers spent running parts, and the number of calls split. A step
 //! whose wall time is well above its calling thread's part time waited for a worker
