@@ -322,19 +322,21 @@ fn const_generic_instances() {
 #[test]
 fn global_pools_against_reference() {
     let mut rng = Rng::new(53);
-    for c in [1, 3, 16] {
-        for hw in [1, 2, 7, 8, 9, 49, 3136] {
+    for c in [1, 3, 16, 17, 40] {
+        for hw in [1, 2, 7, 8, 9, 15, 16, 17, 49, 3136] {
             let x = rng.vec(c * hw, -2.0, 1.0);
             let mut xin = x.clone();
             xin.push(f32::NAN);
             let mut y = vec![7.0; c + 1];
-            global_avg_dyn(c, hw, &xin, &mut y);
-            assert_eq!(y[c], 7.0);
-            r::assert_close(
-                &y[..c],
-                &r::global_avg_pool(c, hw, &x),
-                &("global avg", c, hw),
-            );
+            for level in simd::test_levels() {
+                global_avg_dyn(level, c, hw, &xin, &mut y);
+                assert_eq!(y[c], 7.0);
+                r::assert_close(
+                    &y[..c],
+                    &r::global_avg_pool(c, hw, &x),
+                    &("global avg", level, c, hw),
+                );
+            }
             global_max_dyn(c, hw, &xin, &mut y);
             assert_eq!(y[c], 7.0);
             r::assert_close(
@@ -371,4 +373,19 @@ fn speed() {
     let mut y = vec![0.0; 64 * 56 * 56];
     let t = r::best_time_us(|| max_pool_dyn(cpu::level(), d, std::hint::black_box(&x), &mut y));
     eprintln!("max pool 64x112x112 3x3 s2 p1: {t:.1} us");
+}
+
+/// Timing of the global average pool on the benchmark models' shapes (`cargo test -p
+/// cnn-runtime --release gap_speed -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn gap_speed() {
+    for (c, hw) in [(512usize, 9usize), (1280, 49), (512, 49), (128, 16)] {
+        let x = Rng::new(3).vec(c * hw, -1.0, 1.0);
+        let mut y = vec![0.0; c];
+        let t = r::best_time_us(|| {
+            global_avg_dyn(cpu::level(), c, hw, std::hint::black_box(&x), &mut y)
+        });
+        eprintln!("global avg pool {c}x{hw}: {t:.2} us");
+    }
 }
