@@ -11,7 +11,8 @@ more than one thread), a thread count and optional environment variables:
     python3 tools/bench/steps_ab.py mobilenet_96 /tmp/a:2 /tmp/a:2:CNN_SIMD=avx2
 
 Each round runs `BINARY --bench --profile MODEL --time SECONDS` once per configuration
-(A then B) and reads its per-step table. Reported per step: the median over the rounds of
+(A then B in even rounds, B then A in odd ones: the first of a round had an edge of up to
+~3% on the Intel VM) and reads its per-step table. Reported per step: the median over the rounds of
 A's and of B's step medians, and the median over the rounds of the per-round ratio A / B
 (> 1: B faster). On a VM whose cores change speed by phases (docs/PERFORMANCE.md), the
 per-round ratio of configurations run back to back is what compares; a single run's
@@ -79,9 +80,15 @@ def main() -> None:
     ap.add_argument("--time", type=float, default=0.3, help="seconds per profile run")
     args = ap.parse_args()
     ra, rb = [], []
-    for _ in range(args.rounds):
-        ra.append(run(args.a, args.model, args.time))
-        rb.append(run(args.b, args.model, args.time))
+    for r in range(args.rounds):
+        # A first in even rounds, B first in odd ones: on the Intel VM whichever ran
+        # first in a round came out up to ~3% faster (docs/PERFORMANCE.md).
+        if r % 2 == 0:
+            ra.append(run(args.a, args.model, args.time))
+            rb.append(run(args.b, args.model, args.time))
+        else:
+            rb.append(run(args.b, args.model, args.time))
+            ra.append(run(args.a, args.model, args.time))
     if any(len(r) != len(ra[0]) for r in ra + rb):
         raise SystemExit("error: the two configurations have different steps")
     def name(c: tuple[str, int, dict[str, str]]) -> str:
