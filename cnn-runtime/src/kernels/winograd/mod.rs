@@ -148,10 +148,18 @@ pub const fn winograd_pays_dilated(
 /// are 16/36 of F(4x4)'s (16/9 of the direct ones), and it has 4x the tiles to use each
 /// weight on: it wins once F(4x4)'s weights exceed 4x L2 and stream from memory in a
 /// model (512 -> 512 on 7x7: 1024 / 930 / 634; 256 -> 256 on 14x14 is 1056 / 363 / 495
-/// alone, but its 9.4 MB of F(4x4) weights come from memory in ResNet-18). Below, on
-/// maps of 5x5 to 8x8 too, F(4x4) is faster (64 -> 128 on 8x8: 36.9 / 18.4 / 24.9, in
-/// cifar_vgg's chained forward F(4x4) 20.8 and F(2x2) 25.0; 128 -> 128 on 8x8: 73 / 36 /
-/// 46, chained 41.9 / 46.9; 256 -> 256 on 6x6: 201 / 107 / 119). On 4x4 maps and below
+/// alone, but its 9.4 MB of F(4x4) weights come from memory in ResNet-18). On maps of
+/// 5x5 to 8x8 (F(4x4): at most 2x2 tiles, each weight used on at most 4 tiles) F(2x2)
+/// is taken from 1 MB of F(4x4) weights (half of `L2`): there the weights of a model
+/// do not stay in L2 from one forward pass to the next, and each layer streams them in
+/// again. How fast depends on the machine. On Zen 5, whose L3 is fast, F(4x4) won
+/// (64 -> 128 on 8x8: 36.9 / 18.4 / 24.9 alone, in cifar_vgg's chained forward 20.8 /
+/// 25.0; 128 -> 128 on 8x8: 73 / 36 / 46, chained 41.9 / 46.9: F(2x2) 1.12-1.20x
+/// slower); on the Intel Xeon with AVX-512 (2 MB L2, about 23 GB/s from beyond it on one
+/// core) the same two layers in cifar_vgg's forward took 49.9 / 37.3 and 97.9 / 68.3 µs
+/// (F(4x4) / F(2x2), one thread, six alternated rounds: F(2x2) 1.34-1.43x faster; whole
+/// model 1.16x; two threads 1.07 / 1.04, model 1.04x). F(2x2) is the smaller worst case
+/// of the two. On 4x4 maps and below
 /// F(2x2) is taken when even the direct weights exceed 4x L2 (512 -> 512: 404 / 836 /
 /// 183; 256 -> 256, 76 / 93 / 53 alone, stays direct: its F(2x2) weights are 4.2 MB).
 /// Elsewhere [`winograd_pays_dilated`] decides between F(4x4) and direct. Dilated layers: the same on their phase planes
@@ -169,6 +177,8 @@ pub const fn winograd_tile(
     let (direct_bytes, f4_bytes) = (9 * 4 * c * o, XI * 4 * c * o);
     let f2 = if ph <= 4 || pw <= 4 {
         direct_bytes > 4 * L2
+    } else if ph <= 2 * M && pw <= 2 * M {
+        f4_bytes > L2 / 2
     } else {
         f4_bytes > 4 * L2
     };
