@@ -217,9 +217,22 @@ pub(crate) struct WgDims {
     pub(crate) dw: usize,
     /// Output tile side: 4 (F(4x4, 3x3)) or 2 (F(2x2, 3x3)).
     pub(crate) m: usize,
+    /// Whether the activated output goes through a 2x2 max pool of stride 2 (PyTorch's
+    /// floor mode) on its way out: the output is then `o x oh / 2 x ow / 2`, and the
+    /// convolution's own output is never stored (dilation 1 only).
+    pub(crate) pool: bool,
 }
 
 impl WgDims {
+    /// Floats of the output: the pooled one's with [`pool`](Self::pool).
+    pub(crate) const fn out_len(&self) -> usize {
+        if self.pool {
+            self.o * (self.oh / 2) * (self.ow / 2)
+        } else {
+            self.o * self.oh * self.ow
+        }
+    }
+
     /// Input tile side (`m + 2`).
     const fn alpha(&self) -> usize {
         self.m + 2
@@ -375,7 +388,7 @@ impl WithSimd for WgRun<'_> {
         let (tw, opad) = (lay.tw, lay.opad);
         let panels = opad / PANEL;
         assert!(scratch.len() >= lay.len);
-        assert!(input.len() >= d.c * d.h * d.w && output.len() >= d.o * d.oh * d.ow);
+        assert!(input.len() >= d.c * d.h * d.w && output.len() >= d.out_len());
         let base = scratch.as_mut_ptr();
         let u = params.weight.as_ptr().cast::<f32>();
         let bias = params.bias.as_ptr().cast::<f32>();
@@ -713,6 +726,10 @@ pub(crate) fn winograd_dyn(
         d.c
     );
     assert!(d.dh >= 1 && d.dw >= 1, "winograd_conv3x3: dilation 0");
+    assert!(
+        !d.pool || (d.dh == 1 && d.dw == 1),
+        "winograd_conv3x3: a fused max pool needs dilation 1"
+    );
     // The tile the weights were transformed for.
     let d = WgDims {
         m: params.tile,
@@ -720,7 +737,7 @@ pub(crate) fn winograd_dyn(
     };
     let need = scratch_len(&d);
     let input = &input[..d.c * d.h * d.w];
-    let output = &mut output[..d.o * d.oh * d.ow];
+    let output = &mut output[..d.out_len()];
     // The caller's scratch (a region of the model's arena) when it is large enough,
     // else (with `std`) this thread's buffer.
     #[cfg(feature = "std")]
@@ -774,6 +791,7 @@ pub fn winograd_scratch_len(
         dh: dh.max(1),
         dw: dw.max(1),
         m: if tile == 2 { 2 } else { M },
+        pool: false,
     };
     scratch_len(&d)
 }
@@ -828,6 +846,55 @@ pub fn winograd_conv3x3<
         dh: DH,
         dw: DW,
         m: params.tile,
+        pool: false,
+    };
+    winograd_dyn(cpu::level(), d, input, params, output, Some(scratch), act);
+}
+
+/// [`winograd_conv3x3`] (dilation 1) followed by a 2x2 max pool of stride 2 without
+/// padding (PyTorch's `max_pool2d(y, 2)`, floor mode: an odd last row or column of the
+/// convolution's output is dropped), in one pass: each 4x4 (F(2x2): 2x2) output tile is
+/// pooled in registers after its bias and activation, and only the pooled values are
+/// stored, into `output` (`O x OH / 2 x OW / 2`); the convolution's own output is never
+/// written. The values are those of the convolution and the pool run one after the
+/// other (the maximum is exact; a NaN in a window gives NaN). `scratch` as for
+/// [`winograd_conv3x3`] (the same length).
+///
+/// # Panics
+///
+/// If `params` was built for other channel counts, or a slice is too short.
+pub fn winograd_conv3x3_maxpool2<
+    const C: usize,
+    const H: usize,
+    const W: usize,
+    const O: usize,
+    const OH: usize,
+    const OW: usize,
+    const PH: usize,
+    const PW: usize,
+>(
+    input: &[f32],
+    params: &WinogradParams,
+    output: &mut [f32],
+    scratch: &mut [f32],
+    act: Act,
+) {
+    const {
+        assert!(C > 0 && H > 0 && W > 0 && O > 0 && OH > 1 && OW > 1);
+    }
+    let d = WgDims {
+        c: C,
+        h: H,
+        w: W,
+        o: O,
+        oh: OH,
+        ow: OW,
+        ph: PH,
+        pw: PW,
+        dh: 1,
+        dw: 1,
+        m: params.tile,
+        pool: true,
     };
     winograd_dyn(cpu::level(), d, input, params, output, Some(scratch), act);
 }

@@ -87,6 +87,7 @@ fn mosaic_dims(d: &WgDims) -> WgDims {
         dh: 1,
         dw: 1,
         m: d.m,
+        pool: false,
     }
 }
 

@@ -170,6 +170,7 @@ fn threads_give_the_one_thread_result_bit_for_bit() {
                 dh: dil,
                 dw: dil,
                 m: tile,
+                pool: false,
             };
             let input = rng.vec(c * n * n, -1.0, 1.0);
             let weight = rng.vec(o * c * 9, -0.1, 0.1);

@@ -153,6 +153,7 @@ fn dims(c: usize, o: usize, ah: Axis, aw: Axis) -> WgDims {
         dh: ah.d,
         dw: aw.d,
         m: 4,
+        pool: false,
     }
 }
 
@@ -567,4 +568,108 @@ fn threads_give_the_one_thread_result_bit_for_bit() {
         }
     }
     crate::pool::set_num_threads(2);
+}
+
+/// `max_pool2d(y, 2)` (floor mode) of `o` planes of `oh x ow` values, NaN-propagating.
+fn pool2(y: &[f32], o: usize, oh: usize, ow: usize) -> Vec<f32> {
+    let (ph, pw) = (oh / 2, ow / 2);
+    let mut out = Vec::with_capacity(o * ph * pw);
+    for c in 0..o {
+        for y2 in 0..ph {
+            for x2 in 0..pw {
+                let at = |dy: usize, dx: usize| y[c * oh * ow + (2 * y2 + dy) * ow + 2 * x2 + dx];
+                let mut m = at(0, 0);
+                for v in [at(0, 1), at(1, 0), at(1, 1)] {
+                    if v > m || v.is_nan() {
+                        m = v;
+                    }
+                }
+                out.push(m);
+            }
+        }
+    }
+    out
+}
+
+/// The fused max pool (`WgDims::pool`) gives exactly the pooled output of the unfused
+/// convolution, at every level, with both tiles, on even and odd output sizes (floor
+/// mode drops the last row or column), partial tiles, channel counts off the vector
+/// width, curved and piecewise activations, and never writes past the pooled output.
+#[test]
+fn fused_max_pool_is_the_pool_of_the_convolution() {
+    let ax = |n, p| Axis::conv(n, 3, 1, p, 1).unwrap();
+    let mut rng = Rng::new(53);
+    let mut k = 0;
+    for (c, o, ah, aw) in [
+        (3, 16, ax(32, 1), ax(32, 1)),
+        (16, 17, ax(8, 1), ax(8, 1)),
+        (8, 40, ax(10, 1), ax(14, 1)),
+        (5, 3, ax(7, 1), ax(9, 0)),
+        (17, 33, ax(6, 1), ax(5, 1)),
+        (4, 8, ax(2, 1), ax(3, 1)),
+        (64, 128, ax(8, 1), ax(8, 1)),
+        (12, 20, ax(30, 1), ax(22, 2)),
+        (2, 64, ax(46, 1), ax(13, 1)),
+    ] {
+        let d = dims(c, o, ah, aw);
+        let input = rng.vec(c * ah.n * aw.n, -1.0, 1.0);
+        let wscale = 1.0 / ((c * 9) as f32).sqrt();
+        let weight = rng.vec(o * c * 9, -wscale, wscale);
+        let bias = rng.vec(o, -0.5, 0.5);
+        let (oh, ow) = (ah.out, aw.out);
+        let n = o * (oh / 2) * (ow / 2);
+        for tile in [4, 2] {
+            let params = WinogradParams::with_tile(tile, o, c, &weight, Some(&bias), None);
+            for level in simd::test_levels() {
+                let act = ACTS[k % ACTS.len()];
+                k += 1;
+                let mut conv = vec![0.0; o * oh * ow];
+                winograd_dyn(level, d, &input, &params, &mut conv, None, act);
+                let want = pool2(&conv, o, oh, ow);
+                let mut got = vec![7.0; n + 3];
+                let pd = WgDims { pool: true, ..d };
+                winograd_dyn(level, pd, &input, &params, &mut got, None, act);
+                let ctx = (pd, level, tile, act);
+                assert_eq!(&got[n..], &[7.0; 3], "wrote past its output: {ctx:?}");
+                assert!(got[..n] == want[..], "{ctx:?}");
+                #[cfg(feature = "parallel")]
+                {
+                    let _g = crate::pool::test_lock();
+                    r::assert_threads_match_one(n, &ctx, |out| {
+                        winograd_dyn(level, pd, &input, &params, out, None, act)
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// The const-generic entry point of the fused max pool agrees with the dynamic one.
+#[test]
+fn fused_max_pool_entry_point() {
+    let mut rng = Rng::new(54);
+    let (input, weight, bias) = (
+        rng.vec(8 * 12 * 10, -1.0, 1.0),
+        rng.vec(24 * 8 * 9, -0.3, 0.3),
+        rng.vec(24, -0.5, 0.5),
+    );
+    let params = WinogradParams::with_tile(4, 24, 8, &weight, Some(&bias), None);
+    let mut scratch = vec![0.0; winograd_scratch_len(4, 8, 12, 10, 24, 12, 10, 1, 1)];
+    let mut got = vec![0.0; 24 * 6 * 5];
+    winograd_conv3x3_maxpool2::<8, 12, 10, 24, 12, 10, 1, 1>(
+        &input,
+        &params,
+        &mut got,
+        &mut scratch,
+        Act::RELU,
+    );
+    let mut conv = vec![0.0; 24 * 12 * 10];
+    winograd_conv3x3::<8, 12, 10, 24, 12, 10, 1, 1, 1, 1>(
+        &input,
+        &params,
+        &mut conv,
+        &mut scratch,
+        Act::RELU,
+    );
+    assert!(got == pool2(&conv, 24, 12, 10));
 }

@@ -535,6 +535,14 @@ impl WgOutput<'_> {
                         slot.write(v);
                     }
                 }
+                if d.pool {
+                    // SAFETY: the slots of `px` the pooled store reads were written
+                    // above; its stores are the pooled pixels of this part's tiles.
+                    unsafe {
+                        store_pooled::<S, MT>(s, d, &px, (g, group), (y0, x0), (ny, nx), o0, out)
+                    };
+                    continue;
+                }
                 for y in 0..ny {
                     let mut q = [s.zero(); PANEL];
                     for (i, qi) in q.iter_mut().enumerate().take(l) {
@@ -558,6 +566,66 @@ impl WgOutput<'_> {
                 }
             }
             t += g;
+        }
+    }
+}
+
+/// The 2x2 max pool of stride 2 ([`WgDims::pool`]) of the pixels `px` of `group` tiles
+/// of one tile row (`g` of them real, the rest zeros), whose output block starts at
+/// pixel `(y0, x0)` with `ny` x `nx` pixels inside the convolution's output, for output
+/// channels `o0 ..`: per pooled row, the maxima of the `MT / 2` windows of each tile,
+/// transposed in registers into one row of pooled pixels per channel (half a vector:
+/// `group * MT / 2` lanes), stored into the pooled output (`OH / 2 x OW / 2` planes).
+/// Windows past the convolution's last row or column pair (an odd size) are dropped,
+/// as PyTorch's floor mode does.
+///
+/// # Safety
+///
+/// The first `group` rows of `px` are initialised; `out` is the pooled output, of which
+/// the pooled pixels of these tiles, channels `o0 .. min(o0 + LANES, O)`, are this
+/// call's to write.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn store_pooled<S: Simd, const MT: usize>(
+    s: S,
+    d: WgDims,
+    px: &[[MaybeUninit<S::V>; PANEL]; PANEL / 2],
+    (g, group): (usize, usize),
+    (y0, x0): (usize, usize),
+    (ny, nx): (usize, usize),
+    o0: usize,
+    out: *mut f32,
+) {
+    let l = S::LANES;
+    let half = MT / 2;
+    let (pow, pohw) = (d.ow / 2, (d.oh / 2) * (d.ow / 2));
+    let no = l.min(d.o - o0);
+    // Whole windows only: `y0` and `x0` are even, so each window lies in one tile.
+    let (npy, npx) = (ny / 2, nx / 2);
+    debug_assert!(g <= group && npx <= group * half && group * half <= l);
+    if npx == 0 {
+        return;
+    }
+    for y2 in 0..npy {
+        let mut q = [s.zero(); PANEL];
+        for (i, qi) in q.iter_mut().enumerate().take(group * half) {
+            // The window's top-left pixel in tile `k`.
+            let (k, p) = (i / half, 2 * y2 * MT + 2 * (i % half));
+            // SAFETY: rows `k < group` of `px` are initialised (the caller), and
+            // `p + MT + 1 < MT²` (the window's bottom-right pixel).
+            let [a, b, c, e] =
+                [p, p + 1, p + MT, p + MT + 1].map(|j| unsafe { px[k][j].assume_init() });
+            *qi = s.max_nan(s.max_nan(a, b), s.max_nan(c, e));
+        }
+        s.transpose(&mut q[..l]);
+        // SAFETY: pooled pixels `(y0 / 2 + y2, x0 / 2 .. x0 / 2 + npx)` of channels
+        // `o0 .. o0 + no`: inside the pooled output (`y0 / 2 + y2 < OH / 2`, `x0 / 2 +
+        // npx <= OW / 2`), this call's (the caller's contract).
+        unsafe {
+            let dst = out.add(o0 * pohw + (y0 / 2 + y2) * pow + x0 / 2);
+            for (ch, &row) in q.iter().enumerate().take(no) {
+                s.store_n(dst.add(ch * pohw), row, npx);
+            }
         }
     }
 }
