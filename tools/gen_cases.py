@@ -358,6 +358,38 @@ case("graph_fusion_relu_input_reused", "fusion hazard: a relu whose input is rea
          L("add", frm=["c", "c2", "bn"]),
          L("sigmoid", "s"),
          L("concat", frm=["c", "s"])])
+case("fusion_winograd_max_pool", "a 3x3 conv that runs as Winograd (24 -> 24 on 16x16), "
+     "its batch norm, relu and a 2x2 max pool fused into one step (the pool in the output "
+     "transform); then a direct conv and an unfused pool", [3, 16, 16], [
+         L("conv", "c1", out=24, kernel=3, padding=1), L("relu"),
+         L("conv", "c2", out=24, kernel=3, padding=1),
+         L("batch_norm", "bn"), L("relu"),
+         L("max_pool", "p1", kernel=2),
+         L("conv", "c3", out=8, kernel=3, padding=1), L("relu"),
+         L("max_pool", "p2", kernel=2)])
+case("fusion_winograd_max_pool_odd", "the fused max pool on an odd map (Winograd 24 -> 24 "
+     "on 15x15, floor mode drops the last row and column: 7x7), a Winograd conv without "
+     "padding (13x13 -> 6x6), and a ceil-mode pool on an odd map (not fused)",
+     [24, 15, 15], [
+         L("conv", "c1", out=24, kernel=3, padding=1), L("relu"),
+         L("max_pool", "p1", kernel=2),
+         L("conv", "c2", out=24, kernel=3, padding=1, frm="input"), L("tanh"),
+         L("conv", "c3", out=24, kernel=3),
+         L("max_pool", "p2", kernel=2),
+         L("conv", "c4", out=24, kernel=3, padding=1, frm="input"), L("relu", "r4"),
+         L("max_pool", "p3", kernel=2, ceil_mode=True),
+         L("global_avg_pool", "g1", frm="p1"),
+         L("global_avg_pool", "g2", frm="p2"),
+         L("global_max_pool", "g3", frm="p3"),
+         L("concat", frm=["g1", "g2", "g3"])])
+case("fusion_winograd_max_pool_read_twice", "fusion hazard: a Winograd conv's activated "
+     "output read by a 2x2 max pool and by a global max pool (the pool must not be fused)",
+     [24, 16, 16], [
+         L("conv", "c", out=24, kernel=3, padding=1), L("relu", "r"),
+         L("max_pool", "p", kernel=2),
+         L("global_avg_pool", "gp"),
+         L("global_max_pool", "gr", frm="r"),
+         L("concat", frm=["gp", "gr"])])
 case("graph_fusion_flatten_input_reused", "fusion hazard: a flatten whose [C, H, W] input is "
      "read later (by a global pool), and a linear on the flattened tensor; vectors "
      "concatenated", [3, 5, 5], [

@@ -113,7 +113,16 @@ pub fn step(step: &Step, model: &Model, shapes: &[LayerShape], w: &mut Weights) 
             depthwise,
             winograd,
             bn,
-        } => conv(step, model, shapes, w, layer, (depthwise, winograd), bn),
+            pool,
+        } => conv(
+            step,
+            model,
+            shapes,
+            w,
+            layer,
+            (depthwise, winograd, pool.is_some()),
+            bn,
+        ),
         Kernel::ExpandDepthwise {
             expand,
             expand_bn,
@@ -155,7 +164,7 @@ fn conv(
     shapes: &[LayerShape],
     w: &mut Weights,
     layer: usize,
-    (depthwise, winograd): (bool, Option<usize>),
+    (depthwise, winograd, pool): (bool, Option<usize>, bool),
     bn: Option<usize>,
 ) -> TokenStream {
     let rt = rt();
@@ -187,7 +196,12 @@ fn conv(
             field.clone(),
             Build::layer(Kind::Winograd { out, c: cg, tile }, weight, bias_bn),
         ));
-        quote!(#rt::kernels::winograd::winograd_conv3x3::<#ci, #h, #wd, #o, #oh, #ow, #pt, #pl, #dh, #dw>(r0, &self.#field, w, scratch, #act);)
+        if pool {
+            // The step's output is the pooled tensor (`Kernel::Conv { pool }`).
+            quote!(#rt::kernels::winograd::winograd_conv3x3_maxpool2::<#ci, #h, #wd, #o, #oh, #ow, #pt, #pl>(r0, &self.#field, w, scratch, #act);)
+        } else {
+            quote!(#rt::kernels::winograd::winograd_conv3x3::<#ci, #h, #wd, #o, #oh, #ow, #pt, #pl, #dh, #dw>(r0, &self.#field, w, scratch, #act);)
+        }
     } else if depthwise {
         w.fields.push((
             field.clone(),

@@ -652,6 +652,106 @@ fn expansion_and_depthwise_fuse_where_the_rule_says() {
     }
 }
 
+/// A 2x2 max pool runs in the output transform of the Winograd convolution before it
+/// (`Kernel::Conv { pool }`) when it alone reads the activated output: one step, the
+/// pooled shape, no tensor of the convolution's size; floor mode on odd maps. Not with a
+/// second reader, a pool of another window, stride or padding, ceil mode on an odd map, a
+/// direct convolution, or an activation after the pool (that stays its own step).
+#[test]
+fn max_pool_fuses_into_winograd_where_it_may() {
+    use crate::plan::Kernel;
+    let pooled = |c: &Compiled| {
+        c.plan
+            .steps
+            .iter()
+            .filter(|s| matches!(s.kernel, Kernel::Conv { pool: Some(_), .. }))
+            .count()
+    };
+    let c = compile_inline(quote::quote!(struct M {
+        input: [32, 32, 32],
+        c: conv(32, kernel = 3, padding = 1, bias = false),
+        bn: batch_norm,
+        relu,
+        p: max_pool(2),
+        gap: global_avg_pool,
+    }))
+    .unwrap();
+    assert_eq!(pooled(&c), 1, "{:?}", c.plan.steps);
+    let step = &c.plan.steps[0];
+    assert_eq!(step.layers, [0, 1, 2, 3]);
+    assert_eq!(step.output, Shape::Chw(32, 16, 16));
+    assert_eq!(
+        crate::plan::describe(step, &c.model),
+        "winograd3x3[f4x4]+bn+relu+max_pool2d"
+    );
+    // No tensor of the convolution's size in the arena: its scratch and the pooled
+    // output (unfused, the convolution's output would be live beside the scratch).
+    let (_, len) = step.scratch.expect("Winograd scratch");
+    assert!(c.plan.arena < len + 32 * 32 * 32, "{}", c.plan.arena);
+    assert!(c.plan.arena >= len + 32 * 16 * 16, "{}", c.plan.arena);
+    let steps = crate::codegen::steps(&c.model, &c.shapes, &c.plan);
+    let code = steps.0.iter().map(|t| t.to_string()).collect::<String>();
+    assert!(code.contains("winograd_conv3x3_maxpool2"), "{code}");
+    // Odd map, floor mode: 15x15 -> 7x7.
+    let odd = compile_inline(quote::quote!(struct M {
+        input: [32, 15, 15],
+        c: conv(32, kernel = 3, padding = 1),
+        p: max_pool(2),
+    }))
+    .unwrap();
+    assert_eq!(pooled(&odd), 1);
+    assert_eq!(odd.plan.steps[0].output, Shape::Chw(32, 7, 7));
+    for tokens in [
+        // A second reader of the convolution's output.
+        quote::quote!(struct M { input: [32, 32, 32], c: conv(32, kernel = 3, padding = 1), r: relu, p: max_pool(2), g: global_max_pool(from = r), q: global_max_pool(from = p), s: add(g, q) }),
+        // Other windows, strides, padding, dilation.
+        quote::quote!(struct M { input: [32, 32, 32], c: conv(32, kernel = 3, padding = 1), p: max_pool(3, stride = 2) }),
+        quote::quote!(struct M { input: [32, 32, 32], c: conv(32, kernel = 3, padding = 1), p: max_pool(2, stride = 1) }),
+        quote::quote!(struct M { input: [32, 32, 32], c: conv(32, kernel = 3, padding = 1), p: max_pool(2, padding = 1) }),
+        quote::quote!(struct M { input: [32, 32, 32], c: conv(32, kernel = 3, padding = 1), p: max_pool(2, dilation = 2) }),
+        // Ceil mode on an odd map: one more row and column than the fused pool gives.
+        quote::quote!(struct M { input: [32, 15, 15], c: conv(32, kernel = 3, padding = 1), p: max_pool(2, ceil_mode = true) }),
+        // An average pool; a direct convolution (few channels).
+        quote::quote!(struct M { input: [32, 32, 32], c: conv(32, kernel = 3, padding = 1), p: avg_pool(2) }),
+        quote::quote!(struct M { input: [3, 32, 32], c: conv(8, kernel = 3, padding = 1), p: max_pool(2) }),
+        // A dilated convolution (polyphase Winograd).
+        quote::quote!(struct M { input: [64, 32, 32], c: conv(64, kernel = 3, padding = 2, dilation = 2), p: max_pool(2) }),
+    ] {
+        let c = compile_inline(tokens.clone()).unwrap();
+        assert_eq!(pooled(&c), 0, "{tokens}");
+    }
+    // Ceil mode on an even map is floor mode: fused.
+    let even_ceil = compile_inline(quote::quote!(struct M {
+        input: [32, 16, 16],
+        c: conv(32, kernel = 3, padding = 1),
+        p: max_pool(2, ceil_mode = true),
+    }))
+    .unwrap();
+    assert_eq!(pooled(&even_ceil), 1);
+    // An activation after the pool is its own step, after the fused one.
+    let after = compile_inline(quote::quote!(struct M {
+        input: [32, 32, 32],
+        c: conv(32, kernel = 3, padding = 1),
+        p: max_pool(2),
+        relu,
+    }))
+    .unwrap();
+    assert_eq!(pooled(&after), 1);
+    assert_eq!(after.plan.steps.len(), 2);
+    assert_eq!(after.plan.steps[1].kernel, Kernel::Activation);
+    // The PyTorch cases that check the fused kernel's numbers keep exercising it.
+    for (case, fused) in [
+        ("fusion_winograd_max_pool", 1),
+        ("fusion_winograd_max_pool_odd", 2),
+        ("fusion_winograd_max_pool_read_twice", 0),
+    ] {
+        let path = repo().join("tests/cases").join(case).join("model.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let c = compile_toml(&text).unwrap();
+        assert_eq!(pooled(&c), fused, "{case}");
+    }
+}
+
 #[test]
 fn stack_limit_matches_the_runtime() {
     assert_eq!(

@@ -1560,6 +1560,83 @@ pub mod exported_spatial_output {
     }
 }
 
+/// `tests/cases/fusion_winograd_max_pool/model.toml`
+pub mod case_fusion_winograd_max_pool {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/fusion_winograd_max_pool";
+    cnn_model! {
+        #[file = "tests/cases/fusion_winograd_max_pool/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 16, 16],
+            c1: conv(out = 24, kernel = 3, padding = 1),
+            relu,
+            c2: conv(out = 24, kernel = 3, padding = 1),
+            bn: batch_norm,
+            relu,
+            p1: max_pool(kernel = 2),
+            c3: conv(out = 8, kernel = 3, padding = 1),
+            relu,
+            p2: max_pool(kernel = 2),
+        }
+    }
+}
+
+/// `tests/cases/fusion_winograd_max_pool_odd/model.toml`
+pub mod case_fusion_winograd_max_pool_odd {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/fusion_winograd_max_pool_odd";
+    cnn_model! {
+        #[file = "tests/cases/fusion_winograd_max_pool_odd/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [24, 15, 15],
+            c1: conv(out = 24, kernel = 3, padding = 1),
+            relu,
+            p1: max_pool(kernel = 2),
+            c2: conv(out = 24, kernel = 3, padding = 1, from = input),
+            tanh,
+            c3: conv(out = 24, kernel = 3),
+            p2: max_pool(kernel = 2),
+            c4: conv(out = 24, kernel = 3, padding = 1, from = input),
+            r4: relu,
+            p3: max_pool(kernel = 2, ceil_mode = true),
+            g1: global_avg_pool(from = p1),
+            g2: global_avg_pool(from = p2),
+            g3: global_max_pool(from = p3),
+            concat(g1, g2, g3),
+        }
+    }
+}
+
+/// `tests/cases/fusion_winograd_max_pool_read_twice/model.toml`
+pub mod case_fusion_winograd_max_pool_read_twice {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/fusion_winograd_max_pool_read_twice";
+    cnn_model! {
+        #[file = "tests/cases/fusion_winograd_max_pool_read_twice/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [24, 16, 16],
+            c: conv(out = 24, kernel = 3, padding = 1),
+            r: relu,
+            p: max_pool(kernel = 2),
+            gp: global_avg_pool,
+            gr: global_max_pool(from = r),
+            concat(gp, gr),
+        }
+    }
+}
+
 /// `tests/cases/graph_add_self/model.toml`
 pub mod case_graph_add_self {
     use cnn::cnn_model;
@@ -2803,6 +2880,9 @@ macro_rules! for_each_case {
         $m!(exported_lenet_like);
         $m!(exported_spatial_inplace_tail);
         $m!(exported_spatial_output);
+        $m!(case_fusion_winograd_max_pool);
+        $m!(case_fusion_winograd_max_pool_odd);
+        $m!(case_fusion_winograd_max_pool_read_twice);
         $m!(case_graph_add_self);
         $m!(case_graph_add_three_operands);
         $m!(case_graph_add_two_branches);

@@ -87,6 +87,9 @@ pub fn describe(step: &Step, model: &Model) -> String {
         step.act
     };
     push_epilogue(&mut s, bn, act);
+    if let Kernel::Conv { pool: Some(_), .. } = step.kernel {
+        s.push_str(&format!("+max_pool{d}"));
+    }
     s
 }
 

@@ -3,7 +3,7 @@
 //! group of every value.
 
 use super::{is_view, pair, Buf, Group, Kernel, Pending, Planner, Value};
-use crate::ir::{Merge, Op, Shape, Src};
+use crate::ir::{Merge, Op, PoolKind, Shape, Src};
 
 impl<'a> Planner<'a> {
     pub(super) fn new_group(&mut self, len: usize, buf: Buf) -> usize {
@@ -63,6 +63,7 @@ impl<'a> Planner<'a> {
             depthwise: false,
             winograd: None,
             bn: expand_bn,
+            pool: None,
         } = self.steps[s].kernel
         else {
             return None;
@@ -117,6 +118,63 @@ impl<'a> Planner<'a> {
         Some(dst)
     }
 
+    /// Runs max-pool layer `i` in the output transform of the Winograd convolution that
+    /// produced its input `v0` (`Kernel::Conv { pool }`), where the pool is 2x2 with
+    /// stride 2, no padding and no dilation, its output is the floor of half the
+    /// convolution's (PyTorch's floor mode, or ceil mode on even sizes), the convolution
+    /// has dilation 1 and its output has no other reader: the step's output becomes the
+    /// pooled tensor and the convolution's own output is never stored (nor planned in
+    /// the arena). The step's activation, if any, stays before the pool. Returns the new
+    /// output value.
+    fn fuse_max_pool(&mut self, i: usize, v0: usize) -> Option<usize> {
+        let Op::Pool(p) = self.model.layers[i].op else {
+            return None;
+        };
+        let out_shape = self.shapes[i].output;
+        let window = p.kind == PoolKind::Max
+            && p.kernel == (2, 2)
+            && p.stride == (2, 2)
+            && p.padding == (0, 0)
+            && p.dilation == (1, 1);
+        if self.model.is_1d() || !window || !self.dies_here(v0) {
+            return None;
+        }
+        let s = self.values[v0].def?;
+        let Kernel::Conv {
+            layer: c,
+            winograd: Some(_),
+            pool: None,
+            ..
+        } = self.steps.get(s)?.kernel
+        else {
+            return None;
+        };
+        let Op::Conv(conv) = self.model.layers[c].op else {
+            return None;
+        };
+        let (o, oh, ow) = self.values[v0].shape.as_chw();
+        if self.steps[s].dst != v0
+            || conv.dilation != (1, 1)
+            || oh < 2
+            || ow < 2
+            || out_shape.as_chw() != (o, oh / 2, ow / 2)
+        {
+            return None;
+        }
+        let dst = self.new_value(out_shape);
+        self.values[dst].def = Some(s);
+        self.values[v0].def = None;
+        let step = &mut self.steps[s];
+        if let Kernel::Conv { pool, .. } = &mut step.kernel {
+            *pool = Some(i);
+        }
+        step.layers.push(i);
+        step.dst = dst;
+        // A later batch norm or activation applies to the pooled values: not fused.
+        self.open.remove(&v0);
+        Some(dst)
+    }
+
     /// Whether value `v` may be overwritten by the layer being planned (whose reads are
     /// already served): nothing later reads it and it is not the caller's input.
     fn dies_here(&self, v: usize) -> bool {
@@ -140,6 +198,10 @@ impl<'a> Planner<'a> {
         // Fusion into the open epilogue of the step that produced the input.
         let sole_reader = srcs.len() == 1 && self.reads_left[v0] == 0 && v0 != 0;
         if sole_reader {
+            if let Some(dst) = self.fuse_max_pool(i, v0) {
+                self.value_of[i] = dst;
+                return;
+            }
             if let Some(&s) = self.open.get(&v0) {
                 let step = &mut self.steps[s];
                 match (&layer.op, &mut step.kernel) {
@@ -249,6 +311,7 @@ impl<'a> Planner<'a> {
                             depthwise,
                             winograd,
                             bn: None,
+                            pool: None,
                         }
                     }
                     Op::ConvTranspose(_) => {

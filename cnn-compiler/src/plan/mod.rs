@@ -68,6 +68,10 @@ pub enum Kernel {
         winograd: Option<usize>,
         /// A batch norm folded in.
         bn: Option<usize>,
+        /// A 2x2 max pool of stride 2 (this layer index) that alone reads the (activated)
+        /// output, run in the Winograd kernel's output transform: only the pooled values
+        /// are stored.
+        pool: Option<usize>,
     },
     /// A 1x1 convolution (with its batch norm and activation) and the depthwise
     /// convolution that alone reads it, run together band by band where the runtime's
