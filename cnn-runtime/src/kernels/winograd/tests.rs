@@ -570,25 +570,14 @@ fn threads_give_the_one_thread_result_bit_for_bit() {
     crate::pool::set_num_threads(2);
 }
 
-/// `max_pool2d(y, 2)` (floor mode) of `o` planes of `oh x ow` values, NaN-propagating.
+/// `max_pool2d(y, 2)` (floor mode) of `o` planes of `oh x ow` values: the reference
+/// pool, in f32 (a maximum is exact).
 fn pool2(y: &[f32], o: usize, oh: usize, ow: usize) -> Vec<f32> {
-    let (ph, pw) = (oh / 2, ow / 2);
-    let mut out = Vec::with_capacity(o * ph * pw);
-    for c in 0..o {
-        for y2 in 0..ph {
-            for x2 in 0..pw {
-                let at = |dy: usize, dx: usize| y[c * oh * ow + (2 * y2 + dy) * ow + 2 * x2 + dx];
-                let mut m = at(0, 0);
-                for v in [at(0, 1), at(1, 0), at(1, 1)] {
-                    if v > m || v.is_nan() {
-                        m = v;
-                    }
-                }
-                out.push(m);
-            }
-        }
-    }
-    out
+    let ax = |n| Axis::pool(n, 2, 2, 0, 1, false).unwrap();
+    r::max_pool2d(o, ax(oh), ax(ow), y)
+        .into_iter()
+        .map(|v| v as f32)
+        .collect()
 }
 
 /// The fused max pool (`WgDims::pool`) gives exactly the pooled output of the unfused
