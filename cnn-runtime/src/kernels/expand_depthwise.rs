@@ -35,6 +35,14 @@ use crate::cpu::{self, Level};
 /// 1303 / 1084. Raising the rule from 256k floats to 1M made the whole MobileNetV2
 /// 1-3% faster there at one thread and 3-5% at two (alternated runs), its arena
 /// unchanged (the 56x56 expansion is not its largest tensor).
+/// Later (2026-12-03, the same Xeon) the unfused pair had become faster (16x112x112 ->
+/// 96: 626 / 695 µs; MobileNetV2 unfused 1.01x / 1.05x faster at one / two threads):
+/// the bands' depthwise half ran the generic per-channel path (a band's rows have no
+/// padding above, which the row-by-row 3x3 path did not take: 323 µs of the bands'
+/// depthwise work against 127 on that path). With band rows taken by that path
+/// (`engine::rows3_fits`): 587 / 516 at one thread, 325 / 305 at two (8 rows a band);
+/// 16x160x160 -> 96 1367 / 1228 and 799 / 636; 16x224x224 -> 96 3688 / 2490 and 2006 /
+/// 1291; 24x56x56 -> 144 (451k floats) still 210 / 258 and 152 / 169: the rule stays.
 /// Stride-1 depthwise layers are not fused: their bands share two rows of the
 /// expansion, computed twice (24x56x56 -> 144: 1360 / 1442-1569 µs on Zen 3, 520 / 780
 /// on the Xeon).

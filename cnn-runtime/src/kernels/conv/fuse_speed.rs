@@ -24,6 +24,9 @@ fn fuse_speed() {
     let mut rng = Rng::new(11);
     // (C, H, E, depthwise stride)
     for (c, h, e, s) in [
+        // MobileNetV2's first pair at 448x448 and 320x320 inputs.
+        (16, 224, 96, 2),
+        (16, 160, 96, 2),
         (16, 112, 96, 2),
         (24, 56, 144, 1),
         (24, 56, 144, 2),

@@ -217,9 +217,14 @@ impl WithSimd for DwRun<'_> {
         // wide stride-2 ones.
         let shift = engine::flat3_fits(&d) && d.w >= S::TUNING.dw_shift_min_width
             || phase && d.w > S::TUNING.dw_phase_max_width;
+        // A band of such a layer's rows (`kernels::expand_depthwise`: no padding above
+        // but at the map's top) fits neither whole-layer test: row by row where its rows
+        // fill a vector (16x112x112 -> 96 then stride 2 in bands of 8 rows, AVX-512: the
+        // bands' depthwise half 323 µs by the generic per-channel path, see PERFORMANCE.md).
+        let band = !flat && engine::rows3_fits(&d) && d.ow >= S::LANES;
         let plan = self.force.unwrap_or(if few {
             DwPlan::Channels
-        } else if shift {
+        } else if shift || band {
             DwPlan::Shift
         } else if flat {
             DwPlan::Flat
@@ -245,7 +250,7 @@ impl WithSimd for DwRun<'_> {
                 return true;
             }
             // Stride 2, and wide stride-1 maps: row by row, no band buffer.
-            if plan == DwPlan::Shift && engine::flat3_fits(&d)
+            if plan == DwPlan::Shift && (engine::flat3_fits(&d) || band)
                 || matches!(plan, DwPlan::Flat | DwPlan::Shift) && engine::phase3_fits(&d)
             {
                 engine::depthwise_rows3(s, d, input, w, b, out, rows, act);

@@ -43,6 +43,53 @@ fn check(rng: &mut Rng, c: usize, ah: Axis, aw: Axis, act: Act, with_bias: bool)
     }
 }
 
+/// Bands of a 3x3 layer's rows with one column of padding on the left (stride 1 or 2,
+/// no padding above or one row, any number of output rows, those past the map reading
+/// zeros: `kernels::expand_depthwise`'s bands) on every level, against the reference of
+/// the same rows, curved activations included, nothing written past the output.
+#[test]
+fn row_bands_against_reference() {
+    let mut rng = Rng::new(31);
+    for (k, wd) in (14..=40).chain([48, 56, 75, 112]).enumerate() {
+        for stride in [1, 2] {
+            for top in [0, 1] {
+                let h = [1, 2, 3, 5, 17][k % 5];
+                // Output rows: one, every row whose first tap row lies in the band (its
+                // lower taps may read zeros below it), or one fewer.
+                let most: usize = (h + top - 1) / stride + 1;
+                let oh = [1, most, most.saturating_sub(1).max(1)][k % 3];
+                let ah = Axis {
+                    n: h,
+                    out: oh,
+                    k: 3,
+                    s: stride,
+                    p: top,
+                    pe: 1,
+                    d: 1,
+                };
+                let aw = Axis::conv(wd, 3, stride, 1, 1).unwrap();
+                let c = [1, 3, 17][k % 3];
+                let d = dims(c, ah, aw);
+                assert!(engine::rows3_fits(&d), "{d:?}");
+                let act = [Act::RELU6, Act::SILU, Act::IDENTITY][(k + top) % 3];
+                let x = rng.vec(c * h * wd, -1.0, 1.0);
+                let w = rng.vec(c * 9, -1.0, 1.0);
+                let b = rng.vec(c, -0.5, 0.5);
+                let params = DepthwiseParams::from_torch(c, 1, 3, 3, &w, Some(&b), None);
+                let want = r::conv2d(c, c, c, ah, aw, &x, &w, Some(&b), act);
+                let n = c * oh * aw.out;
+                for level in simd::test_levels() {
+                    let mut got = vec![7.0; n + 2];
+                    depthwise_with(level, d, &x, &params, &mut got, act, engine::SCRATCH, None);
+                    let ctx = (d, act, level);
+                    assert_eq!(&got[n..], &[7.0; 2], "wrote past its output: {ctx:?}");
+                    r::assert_close(&got[..n], &want, &ctx);
+                }
+            }
+        }
+    }
+}
+
 /// Every conv axis geometry on each axis, paired with a random one, channels 1..=8.
 #[test]
 fn sweep_axes_against_reference() {

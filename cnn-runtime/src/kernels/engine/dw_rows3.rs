@@ -43,6 +43,25 @@ pub(crate) fn phase3_fits(d: &Dims2d) -> bool {
         && (d.oh, d.ow) == ((d.h - 1) / 2 + 1, (d.w - 1) / 2 + 1)
 }
 
+/// Whether [`depthwise_rows3`] runs the depthwise convolution `d` (`c == o == g`): a 3x3
+/// layer of stride 1 or 2 (both ways), no dilation, one column of padding on the left
+/// and the output width that gives (the right padding 1 at stride 1, what the width
+/// implies at stride 2), and at most one row of padding above; the output rows are any
+/// number, input rows past the map reading zero. Besides the layers of [`phase3_fits`]
+/// and the stride-1 ones of [`flat3_fits`](super::flat3_fits) that is a band of their
+/// output rows over a band of their input rows (no padding above but at the map's top:
+/// the bands of `kernels::expand_depthwise`).
+pub(crate) fn rows3_fits(d: &Dims2d) -> bool {
+    let s = d.sh;
+    (d.kh, d.kw, d.sw, d.dh, d.dw, d.pw) == (3, 3, s, 1, 1, 1)
+        && (s == 1 || s == 2)
+        && d.ph <= 1
+        && d.h > 0
+        && d.w > 0
+        && d.oh > 0
+        && d.ow == (d.w - 1) / s + 1
+}
+
 /// The whole call as one isolated function ([`Simd::vectorize`]).
 struct Rows3Run<'a> {
     job: Dw3<'a>,
@@ -97,8 +116,8 @@ impl WithSimd for Rows3Run<'_> {
                     }
                 }};
             }
-            // Output rows `y .. y + R` at stride `SD` from input rows `SD y - 1 .. SD (y
-            // + R - 1) + 2` (a macro, not a closure: a closure would not inherit the
+            // Output rows `y .. y + R` at stride `SD` from input rows `SD y - PH .. SD (y
+            // + R - 1) + 3 - PH` (a macro, not a closure: a closure would not inherit the
             // level's target features).
             macro_rules! pass {
                 ($sd:literal, $r:literal, $y:expr) => {{
@@ -107,7 +126,7 @@ impl WithSimd for Rows3Run<'_> {
                     const NR: usize = SD * (R - 1) + 3;
                     let y: usize = $y;
                     let in_rows: [Option<&[f32]>; NR] =
-                        core::array::from_fn(|k| row((SD * y + k).wrapping_sub(1)));
+                        core::array::from_fn(|k| row((SD * y + k).wrapping_sub(d.ph)));
                     // SAFETY: output rows `y .. y + R` of channel `c` lie in `out` (the
                     // caller's contract); the stores below write their columns `x0..x0 +
                     // n`, `n <= OW - x0`.
@@ -276,8 +295,8 @@ impl WithSimd for Rows3Run<'_> {
     }
 }
 
-/// The depthwise convolution `d` ([`flat3_fits`]: stride 1, or [`phase3_fits`]: stride
-/// 2) with weights `[C][9]` and bias `[C]`, output rows `r0..r1` of every channel, row
+/// The depthwise convolution `d` ([`rows3_fits`]: stride 1 or 2, the whole layer or a
+/// band of its rows) with weights `[C][9]` and bias `[C]`, output rows `r0..r1` of every channel, row
 /// by row. Needs no band buffer.
 ///
 /// # Safety
@@ -297,7 +316,7 @@ pub(crate) unsafe fn depthwise_rows3<S: Simd>(
     (r0, r1): (usize, usize),
     act: Act,
 ) {
-    assert!((flat3_fits(&d) || phase3_fits(&d)));
+    assert!(rows3_fits(&d));
     let job = Dw3::new(d, input, weight, bias, output, (r0, r1), act);
     if r0 == r1 {
         return;

@@ -96,7 +96,7 @@ pub(crate) use self::depthwise::{depthwise, depthwise_channels};
 pub(crate) use self::dw_flat::{depthwise_flat, flat3_fits};
 pub(crate) use self::dw_narrow2::{depthwise_narrow2, narrow2_fits};
 pub(crate) use self::dw_phase2::depthwise_phase2;
-pub(crate) use self::dw_rows3::{depthwise_rows3, phase3_fits};
+pub(crate) use self::dw_rows3::{depthwise_rows3, phase3_fits, rows3_fits};
 #[allow(unused_imports)]
 use self::panels::*;
 #[cfg(test)]
