@@ -551,7 +551,8 @@ impl WithSimd for WgRun<'_> {
                 });
             });
             // The 36 matrix products, split by position (disjoint parts of `M`).
-            let gemm = GemmAll { s, v, u, m };
+            let kc = chunk_channels(d.xi(), d.c, panels);
+            let gemm = GemmAll { s, v, u, m, kc };
             let nxi = d.xi();
             let parts = threads.min(nxi);
             crate::pool::run(parts, &|i| {
@@ -644,7 +645,8 @@ unsafe fn sub_block<S: Simd>(
         c0: 0,
         c1: d.c,
     });
-    let gemm = GemmAll { s, v, u, m };
+    let kc = chunk_channels(d.xi(), d.c, lay.opad / PANEL);
+    let gemm = GemmAll { s, v, u, m, kc };
     for xi in 0..d.xi() {
         // SAFETY: position `xi`'s slices of this sub-block's `V` and `M` (the caller's).
         unsafe { gemm.position(xi, d.c, tb, lay.opad / PANEL) };
