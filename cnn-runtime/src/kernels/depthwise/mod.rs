@@ -220,7 +220,8 @@ impl WithSimd for DwRun<'_> {
         // A band of such a layer's rows (`kernels::expand_depthwise`: no padding above
         // but at the map's top) fits neither whole-layer test: row by row where its rows
         // fill a vector (16x112x112 -> 96 then stride 2 in bands of 8 rows, AVX-512: the
-        // bands' depthwise half 323 µs by the generic per-channel path, see PERFORMANCE.md).
+        // bands' depthwise half 323 µs by the generic per-channel path, 127 row by row;
+        // docs/PERFORMANCE.md).
         let band = !flat && engine::rows3_fits(&d) && d.ow >= S::LANES;
         let plan = self.force.unwrap_or(if few {
             DwPlan::Channels

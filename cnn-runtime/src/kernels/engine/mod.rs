@@ -61,7 +61,9 @@
 //! AVX-512 from 28 columns); stride 2 likewise as one long row, over the row and column
 //! phase planes of a band copy (`dw_phase2.rs`), or on wide maps row by row, each input
 //! row deinterleaved into its column phases in registers (`dw_rows3.rs`), and two output
-//! rows a vector on maps narrower than a vector (`dw_narrow2.rs`). Others run per
+//! rows a vector on maps narrower than a vector (`dw_narrow2.rs`); `dw_rows3.rs` also
+//! takes a band of such a layer's rows with no padding above (the bands of
+//! `kernels::expand_depthwise`, `rows3_fits`). Others run per
 //! channel in tiles of several rows by up to four pixel
 //! vectors ([`DwBand`], long rows), or `LANES` channels at once ([`DwCvBand`]): the band
 //! transposed to `[row][column][channel]` in a 64-byte aligned buffer, one channel vector
