@@ -1,10 +1,11 @@
 //! A 1x1 convolution (an inverted residual block's expansion, with its batch norm and
 //! activation) and the depthwise convolution that alone reads it, run together band by
 //! band: for each band of the depthwise layer's output rows, the input rows it needs
-//! are expanded into a buffer of a few rows, the depthwise layer runs on that buffer,
-//! and the band's outputs are copied into place. The expansion's output, the largest
-//! tensor of a MobileNet (96 x 112 x 112 floats, 4.8 MB, in MobileNetV2), is never
-//! stored whole: written to memory and read back, it made the two layers 1.4-2.5x
+//! are expanded into a buffer of a few rows, and the depthwise layer runs on that
+//! buffer, its rows written straight into their place in the output (row by row, where
+//! that path takes the band; else into a buffer, then copied). The expansion's output,
+//! the largest tensor of a MobileNet (96 x 112 x 112 floats, 4.8 MB, in MobileNetV2), is
+//! never stored whole: written to memory and read back, it made the two layers 1.4-2.5x
 //! slower inside the model than alone.
 //!
 //! The compiler fuses a pair where [`expand_depthwise_scratch_len`] says it pays and
@@ -17,7 +18,7 @@
 
 use super::activation::Act;
 use super::conv::{conv2d_with, ConvParams};
-use super::depthwise::{depthwise_with, DepthwiseParams};
+use super::depthwise::{depthwise_rows_into, depthwise_with, DepthwiseParams};
 use super::engine;
 use super::geometry::Dims2d;
 use super::SharedPtr;
@@ -385,6 +386,23 @@ impl Bands<'_> {
                 ph: top,
                 ..dd
             };
+            // Row by row straight into rows `y0..y1` of the output planes where that
+            // path takes the band, else into the band buffer and copied.
+            // SAFETY: rows `y0..y1` of every plane: inside the output, this call's.
+            let direct = unsafe {
+                depthwise_rows_into(
+                    self.level,
+                    db,
+                    mid,
+                    self.dw,
+                    output.add(y0 * dd.ow),
+                    dd.oh * dd.ow,
+                    self.act,
+                )
+            };
+            if direct {
+                continue;
+            }
             let m = (y1 - y0) * dd.ow;
             let out = &mut band_out[..dd.c * m];
             depthwise_with(self.level, db, mid, self.dw, out, self.act, cap, None);

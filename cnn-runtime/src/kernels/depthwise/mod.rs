@@ -481,6 +481,82 @@ unsafe fn depthwise_part<S: Simd>(
     }
 }
 
+/// The depthwise convolution `d` (`d.o`, `d.g` ignored: `d.c`), every output row,
+/// written into planes `plane >= OH * OW` floats apart at `output`, at `level`, when the
+/// row-by-row 3x3 path takes it (`engine::rows3_fits`, rows that fill a vector): a band
+/// of a layer's rows (`kernels::expand_depthwise`) straight into its place in the whole
+/// layer's output. `false` (nothing written) otherwise. The same values as
+/// [`depthwise_with`] within rounding.
+///
+/// # Safety
+///
+/// `output + c * plane` is valid for writes of `OH * OW` floats for every channel
+/// `c < C`, accessed by no one else during the call.
+pub(crate) unsafe fn depthwise_rows_into(
+    level: Level,
+    d: Dims2d,
+    input: &[f32],
+    params: &DepthwiseParams,
+    output: *mut f32,
+    plane: usize,
+    act: Act,
+) -> bool {
+    struct RowsInto<'a> {
+        d: Dims2d,
+        input: &'a [f32],
+        params: &'a DepthwiseParams,
+        output: *mut f32,
+        plane: usize,
+        act: Act,
+    }
+    impl WithSimd for RowsInto<'_> {
+        type Output = bool;
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, s: S) -> bool {
+            let d = Dims2d {
+                o: self.d.c,
+                g: self.d.c,
+                ..self.d
+            };
+            if !engine::rows3_fits(&d) || d.ow < S::LANES {
+                return false;
+            }
+            let p = self.params;
+            assert!(
+                p.dims() == [d.c, 3, 3],
+                "depthwise_rows_into: parameters {:?}",
+                p.dims()
+            );
+            let input = &self.input[..d.c * d.h * d.w];
+            // SAFETY: the caller's contract on `output` and `plane`.
+            unsafe {
+                engine::depthwise_rows3_into(
+                    s,
+                    d,
+                    input,
+                    &p.weight,
+                    &p.bias,
+                    self.output,
+                    self.plane,
+                    self.act,
+                );
+            }
+            true
+        }
+    }
+    simd::run(
+        level,
+        RowsInto {
+            d,
+            input,
+            params,
+            output,
+            plane,
+            act,
+        },
+    )
+}
+
 /// The depthwise convolution with its dimensions as runtime values (`d.o` and `d.g` are
 /// ignored: both are `d.c`), at `level` with a band buffer of `cap` floats and optionally
 /// a forced plan (tests); see [`depthwise_conv2d`]. Picks the instruction set once and

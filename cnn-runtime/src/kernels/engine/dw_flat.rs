@@ -67,6 +67,7 @@ impl WithSimd for Flat3Run<'_> {
             weight,
             bias,
             out,
+            plane: _,
             rows: (r0, r1),
             act,
         } = job;

@@ -61,6 +61,7 @@ impl WithSimd for Narrow2Run<'_> {
             weight,
             bias,
             out,
+            plane: _,
             rows: (r0, r1),
             act,
         } = job;

@@ -77,6 +77,7 @@ impl WithSimd for Phase2Run<'_> {
             weight,
             bias,
             out,
+            plane: _,
             rows: (r0, r1),
             act,
         } = job;

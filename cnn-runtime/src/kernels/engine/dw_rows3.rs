@@ -78,6 +78,7 @@ impl WithSimd for Rows3Run<'_> {
             weight,
             bias,
             out,
+            plane,
             rows: (r0, r1),
             act,
         } = job;
@@ -130,7 +131,7 @@ impl WithSimd for Rows3Run<'_> {
                     // SAFETY: output rows `y .. y + R` of channel `c` lie in `out` (the
                     // caller's contract); the stores below write their columns `x0..x0 +
                     // n`, `n <= OW - x0`.
-                    let orow = unsafe { out.add((c * d.oh + y) * ow) };
+                    let orow = unsafe { out.add(c * plane + y * ow) };
                     // Per input row: the vector before's (the shift-in source) and,
                     // at stride 1, the current one.
                     let mut prev = [s.zero(); NR];
@@ -296,8 +297,8 @@ impl WithSimd for Rows3Run<'_> {
 }
 
 /// The depthwise convolution `d` ([`rows3_fits`]: stride 1 or 2, the whole layer or a
-/// band of its rows) with weights `[C][9]` and bias `[C]`, output rows `r0..r1` of every channel, row
-/// by row. Needs no band buffer.
+/// band of its rows) with weights `[C][9]` and bias `[C]`, output rows `r0..r1` of every
+/// channel, row by row. Needs no band buffer.
 ///
 /// # Safety
 ///
@@ -323,4 +324,30 @@ pub(crate) unsafe fn depthwise_rows3<S: Simd>(
     }
     let run = Rows3Run { job };
     s.vectorize(run);
+}
+
+/// [`depthwise_rows3`] on every output row of `d` (a band of a layer's rows, or a whole
+/// layer), each plane written `plane >= OH * OW` floats after the one before: a band's
+/// rows straight into their place in the planes of the whole layer's output.
+///
+/// # Safety
+///
+/// `output + c * plane` is valid for writes of `OH * OW` floats for every channel
+/// `c < C`, accessed by no one else during the call.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn depthwise_rows3_into<S: Simd>(
+    s: S,
+    d: Dims2d,
+    input: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    output: *mut f32,
+    plane: usize,
+    act: Act,
+) {
+    assert!(rows3_fits(&d) && plane >= d.oh * d.ow);
+    let mut job = Dw3::new(d, input, weight, bias, output, (0, d.oh), act);
+    job.plane = plane;
+    s.vectorize(Rows3Run { job });
 }

@@ -98,7 +98,7 @@ pub(crate) use self::depthwise::{depthwise, depthwise_channels};
 pub(crate) use self::dw_flat::{depthwise_flat, flat3_fits};
 pub(crate) use self::dw_narrow2::{depthwise_narrow2, narrow2_fits};
 pub(crate) use self::dw_phase2::depthwise_phase2;
-pub(crate) use self::dw_rows3::{depthwise_rows3, phase3_fits, rows3_fits};
+pub(crate) use self::dw_rows3::{depthwise_rows3, depthwise_rows3_into, phase3_fits, rows3_fits};
 #[allow(unused_imports)]
 use self::panels::*;
 #[cfg(test)]
@@ -412,6 +412,9 @@ struct Dw3<'a> {
     weight: &'a [f32],
     bias: &'a [f32],
     out: *mut f32,
+    /// Floats between the output planes (`OH * OW`, or more: a band's rows written
+    /// straight into a whole layer's planes, [`depthwise_rows3_into`]).
+    plane: usize,
     rows: (usize, usize),
     act: Act,
 }
@@ -438,6 +441,7 @@ impl<'a> Dw3<'a> {
             weight,
             bias,
             out,
+            plane: d.oh * d.ow,
             rows,
             act,
         }
