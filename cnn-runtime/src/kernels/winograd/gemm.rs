@@ -36,8 +36,9 @@ pub(super) struct GemmTile<const PN: usize, const VEC: usize, const NT: usize>(p
 impl<const PN: usize, const VEC: usize, const NT: usize> GemmTile<PN, VEC, NT> {
     /// # Safety
     ///
-    /// `v + c * vstride + t` readable for `c < cn`, `t < nt`; `u .. u + PN * cn * 16`
-    /// readable; `m + t * mstride .. + PN * 16` writable for `t < nt`.
+    /// `v + c * vstride + t` readable for `c < cn`, `t < nt`; `u + p * pstride + c * 16
+    /// .. + 16` readable for `p < PN`, `c < cn`; `m + t * mstride .. + PN * 16` writable
+    /// for `t < nt` (and, with `accumulate`, readable: the earlier chunks' sums).
     #[inline(always)]
     unsafe fn new(a: GemmArgs) -> Self {
         GemmTile(a)
@@ -56,7 +57,8 @@ impl<const PN: usize, const VEC: usize, const NT: usize> WithSimd for GemmTile<P
         let pstride = a.pstride;
         // SAFETY: (whole body) channel `c < cn` reads `v + c * vstride + offs[t]` with
         // `offs[t] < nt`, and the `PN` panel rows `u + p * pstride + c * 16 .. + 16`;
-        // stores touch tiles `t < nt`, `PN * 16` floats each: all within `new`'s contract.
+        // stores (and, accumulating, the loads before) touch tiles `t < nt`, `PN * 16`
+        // floats each: all within `new`'s contract.
         unsafe {
             if a.accumulate {
                 for (t, acc_t) in acc.iter_mut().enumerate().take(a.nt) {
