@@ -41,7 +41,7 @@ use crate::cpu::{self, Level};
 /// the bands' depthwise half ran the generic per-channel path (a band's rows have no
 /// padding above, which the row-by-row 3x3 path did not take: 323 µs of the bands'
 /// depthwise work against 127 on that path). With band rows taken by that path
-/// (`engine::rows3_fits`): 587 / 516 at one thread, 325 / 305 at two (8 rows a band);
+/// (`engine::rows3_fits`): 587 / 516 at one thread, 325 / 305-332 at two (8 rows a band);
 /// 16x160x160 -> 96 1367 / 1228 and 799 / 636; 16x224x224 -> 96 3688 / 2490 and 2006 /
 /// 1291; 24x56x56 -> 144 (451k floats) still 210 / 258 and 152 / 169: the rule stays.
 /// Stride-1 depthwise layers are not fused: their bands share two rows of the

@@ -222,7 +222,7 @@ impl WithSimd for DwRun<'_> {
         // fill a vector (16x112x112 -> 96 then stride 2 in bands of 8 rows, AVX-512: the
         // bands' depthwise half 323 µs by the generic per-channel path, 127 row by row;
         // docs/PERFORMANCE.md).
-        let band = !flat && engine::rows3_fits(&d) && d.ow >= S::LANES;
+        let band = !flat && rows3_band::<S>(&d);
         let plan = self.force.unwrap_or(if few {
             DwPlan::Channels
         } else if shift || band {
@@ -481,6 +481,14 @@ unsafe fn depthwise_part<S: Simd>(
     }
 }
 
+/// Whether the row-by-row 3x3 path takes `d` on the level of `S` as a band of rows
+/// (`engine::rows3_fits`, and output rows that fill a vector): the plan's rule for bands
+/// and [`depthwise_rows_into`]'s.
+#[inline(always)]
+fn rows3_band<S: Simd>(d: &Dims2d) -> bool {
+    engine::rows3_fits(d) && d.ow >= S::LANES
+}
+
 /// The depthwise convolution `d` (`d.o`, `d.g` ignored: `d.c`), every output row,
 /// written into planes `plane >= OH * OW` floats apart at `output`, at `level`, when the
 /// row-by-row 3x3 path takes it (`engine::rows3_fits`, rows that fill a vector): a band
@@ -518,7 +526,7 @@ pub(crate) unsafe fn depthwise_rows_into(
                 g: self.d.c,
                 ..self.d
             };
-            if !engine::rows3_fits(&d) || d.ow < S::LANES {
+            if !rows3_band::<S>(&d) {
                 return false;
             }
             let p = self.params;
