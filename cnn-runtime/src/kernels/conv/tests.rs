@@ -342,6 +342,18 @@ fn model_layers_against_reference() {
             Act::IDENTITY,
         ),
         (3, 1, 1, ax(5, 3, 1, 0, 1), ax(70, 3, 1, 0, 1), Act::RELU),
+        // Single-panel channel tiles of one row (AVX-512, rows of 8 to 10 pixels):
+        // 8, 9 and 10 wide, stride 2, a partial panel of 12 channels.
+        (16, 16, 1, ax(8, 3, 1, 1, 1), ax(8, 3, 1, 1, 1), Act::RELU),
+        (
+            32,
+            16,
+            1,
+            ax(9, 3, 1, 1, 1),
+            ax(9, 3, 1, 1, 1),
+            Act::SIGMOID,
+        ),
+        (8, 12, 1, ax(20, 3, 2, 1, 1), ax(20, 3, 2, 1, 1), Act::RELU6),
     ];
     for (c, o, g, ah, aw, act) in cases {
         let d = dims(c, o, g, ah, aw);
@@ -505,6 +517,7 @@ fn split_layers() -> Vec<(usize, usize, usize, Axis, Axis)> {
         (128, 96, 1, ax(8, 3, 1, 1), ax(8, 3, 1, 1)),
         (64, 64, 2, ax(16, 3, 1, 1), ax(16, 3, 1, 1)),
         (64, 80, 1, ax(14, 3, 1, 1), ax(14, 3, 1, 1)),
+        (16, 16, 1, ax(9, 3, 1, 1), ax(9, 3, 1, 1)),
     ]
 }
 
