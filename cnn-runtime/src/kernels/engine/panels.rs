@@ -376,9 +376,13 @@ pub(crate) fn auto_plan(d: &Dims2d, lanes: usize, tuning: &Tuning) -> Plan {
     let (kk, cg, og) = (d.kh * d.kw, d.c / d.g, d.o / d.g);
     let pv = d.ow as f64 / d.ow.next_multiple_of(lanes) as f64;
     let cv = og as f64 / og.next_multiple_of(PANEL) as f64;
-    // Short reductions: the channel tiles' transposing epilogue weighs (see
+    // Short reductions: the channel tiles' transposing epilogue weighs, about as much
+    // as `Tuning::cv_epilogue_steps` steps of their reduction, so pixel tiles of `k`
+    // steps win while filling `k / (k + E)` of the channel tiles' lanes (see
     // `Tuning::pv_short_k`).
-    let short = kk * cg <= tuning.pv_short_k && pv >= 0.9 * cv;
+    let k = (kk * cg) as f64;
+    let short =
+        kk * cg <= tuning.pv_short_k && pv >= k / (k + tuning.cv_epilogue_steps as f64) * cv;
     // Long 1x1 reductions: the pixel tiles' input strip no longer stays in L1 (see
     // `Tuning::cv_long_1x1`).
     let long = kk == 1 && cg >= tuning.cv_long_1x1 && cv >= pv;
@@ -494,6 +498,20 @@ unsafe fn pv_block<S: Simd, W: Fn(usize) -> *const f32>(
     let mut y = y0;
     while y < y1 {
         let two_rows = d.ow <= l && y + 1 < y1;
+        // Rows of more than one vector and at most two (AVX-512), this row and the next
+        // whole in the range and the block: one tile of both rows, 2 + 2 vectors by up
+        // to 6 channels (4 loads and 6 broadcasts per 24 FMAs, half the tiles and their
+        // overhead of one-row tiles of 2 vectors). LeNet-5's conv1 (1x32x32 -> 6, 5x5,
+        // 28-pixel rows).
+        let rows2 = S::TUNING.wide_pixel_tiles
+            && l < d.ow
+            && d.ow <= 2 * l
+            && y + 1 < y1
+            && job.cn * d.kh <= 96
+            && q0 <= y * d.ow
+            && (y + 2) * d.ow <= q1
+            && xlo == 0
+            && d.ow <= xhi;
         let row_off = (y * d.sh - band.prow0) * band.rowpitch;
         // Columns of this row in the range and the block.
         let xa = (q0.max(y * d.ow) - y * d.ow).max(xlo);
@@ -510,7 +528,9 @@ unsafe fn pv_block<S: Simd, W: Fn(usize) -> *const f32>(
             // 8 channels (AVX-512), not two and one (3 loads and 8 broadcasts per 24
             // FMAs, not 3 and 16).
             let three = strip && !wide && xb - x0 >= 3 * l;
-            let (nv, mask, n, vsrc, vout, step) = if wide {
+            let (nv, mask, n, vsrc, vout, step) = if rows2 {
+                (4, TWO_ROWS, d.ow - l, d.sh * band.rowpitch, d.ow, d.ow)
+            } else if wide {
                 (4, FULL, l, l, l, 4 * l)
             } else if three {
                 (3, FULL, l, l, l, 3 * l)
@@ -528,7 +548,7 @@ unsafe fn pv_block<S: Simd, W: Fn(usize) -> *const f32>(
             let src = unsafe { band.base.add(row_off + x0) };
             let mut o = oa;
             while o < ob {
-                let max_mr = if wide { 6 } else { S::TUNING.pv_mr };
+                let max_mr = if wide || rows2 { 6 } else { S::TUNING.pv_mr };
                 let mr = next_mr(ob - o, max_mr);
                 // SAFETY: the tile reads taps of its pixels (row y, or rows y and y + 1,
                 // columns x0.. for the lanes used) of the band for its `cn` channels
@@ -547,7 +567,9 @@ unsafe fn pv_block<S: Simd, W: Fn(usize) -> *const f32>(
                         bias: bias.add(o),
                         n,
                     };
-                    if wide {
+                    if rows2 {
+                        pv_rows2_call(s, mr, a);
+                    } else if wide {
                         pv4_call(s, mr, a);
                     } else if three {
                         pv3_call(s, mr, a);
@@ -559,7 +581,7 @@ unsafe fn pv_block<S: Simd, W: Fn(usize) -> *const f32>(
             }
             x0 += step;
         }
-        y += if two_rows { 2 } else { 1 };
+        y += if two_rows || rows2 { 2 } else { 1 };
     }
 }
 

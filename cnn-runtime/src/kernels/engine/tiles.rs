@@ -33,6 +33,10 @@ pub(super) const FULL: u8 = 0;
 pub(super) const LAST_PARTIAL: u8 = 1;
 /// Every vector is partial (one row each, rows shorter than a vector).
 pub(super) const ALL_PARTIAL: u8 = 2;
+/// Two rows of two vectors (`NV = 4`: rows longer than one vector and at most two):
+/// vector `v` at row `v / 2` (`vsrc`, `vout` apart), `LANES * (v % 2)` along it, the
+/// second of each row partial (`n` lanes).
+pub(super) const TWO_ROWS: u8 = 3;
 
 /// `MR` output channels by `NV` vectors of pixels (consecutive pixels of a row, or one
 /// short row each), run as an isolated function ([`Simd::vectorize`]). `MASK` says which
@@ -48,7 +52,8 @@ impl<'a, const MR: usize, const NV: usize, const MASK: u8> PvTile<'a, MR, NV, MA
     /// `src + v * vsrc + off + c * job.plane` must be readable for the lanes used (all,
     /// or `n` in partial vectors); `w + t * job.wtap + 16 * c + r` readable for `r < MR`;
     /// `out + r * ostride + v * vout` writable (and readable unless `job.first`) for
-    /// those lanes; `bias + r` readable.
+    /// those lanes; `bias + r` readable. With [`TWO_ROWS`], `(v / 2) * vsrc + (v % 2) *
+    /// LANES` and `(v / 2) * vout + (v % 2) * LANES` in place of `v * vsrc`, `v * vout`.
     #[inline(always)]
     pub(super) unsafe fn new(a: PvArgs<'a>) -> Self {
         PvTile(a)
@@ -61,7 +66,19 @@ impl<const MR: usize, const NV: usize, const MASK: u8> WithSimd for PvTile<'_, M
     fn with_simd<S: Simd>(self, s: S) {
         let a = self.0;
         let job = a.job;
-        let partial = |v: usize| MASK == ALL_PARTIAL || (MASK == LAST_PARTIAL && v == NV - 1);
+        let partial = |v: usize| {
+            MASK == ALL_PARTIAL
+                || (MASK == LAST_PARTIAL && v == NV - 1)
+                || (MASK == TWO_ROWS && v % 2 == 1)
+        };
+        // Offset of vector `v` given the distance between vectors (or rows).
+        let at = |v: usize, apart: usize| {
+            if MASK == TWO_ROWS {
+                (v / 2) * apart + (v % 2) * S::LANES
+            } else {
+                v * apart
+            }
+        };
         debug_assert!(a.n <= S::LANES && (MASK != FULL || a.n == S::LANES));
         let mut acc = [[s.zero(); NV]; MR];
         // SAFETY: (whole body) every pointer stays within the ranges `new`'s caller
@@ -70,7 +87,7 @@ impl<const MR: usize, const NV: usize, const MASK: u8> WithSimd for PvTile<'_, M
             if !job.first {
                 for (r, acc_r) in acc.iter_mut().enumerate() {
                     for (v, x) in acc_r.iter_mut().enumerate() {
-                        let p = a.out.add(r * a.ostride + v * a.vout);
+                        let p = a.out.add(r * a.ostride + at(v, a.vout));
                         *x = if partial(v) {
                             s.load_n(p, a.n)
                         } else {
@@ -87,9 +104,9 @@ impl<const MR: usize, const NV: usize, const MASK: u8> WithSimd for PvTile<'_, M
                     let mut b = [s.zero(); NV];
                     for (v, bv) in b.iter_mut().enumerate() {
                         *bv = if partial(v) {
-                            s.load_n(sp.add(v * a.vsrc), a.n)
+                            s.load_n(sp.add(at(v, a.vsrc)), a.n)
                         } else {
-                            s.load(sp.add(v * a.vsrc))
+                            s.load(sp.add(at(v, a.vsrc)))
                         };
                     }
                     for (r, acc_r) in acc.iter_mut().enumerate() {
@@ -127,7 +144,7 @@ impl<const MR: usize, const NV: usize, const MASK: u8> WithSimd for PvTile<'_, M
                     }
                 }
                 for (v, &x) in acc_r.iter().enumerate() {
-                    let p = a.out.add(r * a.ostride + v * a.vout);
+                    let p = a.out.add(r * a.ostride + at(v, a.vout));
                     if partial(v) {
                         s.store_n(p, x, a.n);
                     } else {
@@ -214,6 +231,28 @@ pub(super) unsafe fn pv4_call<S: Simd>(s: S, mr: usize, a: PvArgs<'_>) {
             4 => s.vectorize(PvTile::<4, 4, FULL>::new(a)),
             5 => s.vectorize(PvTile::<5, 4, FULL>::new(a)),
             _ => s.vectorize(PvTile::<6, 4, FULL>::new(a)),
+        }
+    }
+}
+
+/// Runs the pixel-vectorised tile of `mr` (at most 6) channels by two rows of two
+/// vectors ([`TWO_ROWS`]).
+///
+/// # Safety
+///
+/// As [`PvTile::new`], with `MR = mr`, `NV = 4`, `MASK = TWO_ROWS`.
+#[inline(always)]
+pub(super) unsafe fn pv_rows2_call<S: Simd>(s: S, mr: usize, a: PvArgs<'_>) {
+    debug_assert!((1..=6).contains(&mr));
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match mr {
+            1 => s.vectorize(PvTile::<1, 4, TWO_ROWS>::new(a)),
+            2 => s.vectorize(PvTile::<2, 4, TWO_ROWS>::new(a)),
+            3 => s.vectorize(PvTile::<3, 4, TWO_ROWS>::new(a)),
+            4 => s.vectorize(PvTile::<4, 4, TWO_ROWS>::new(a)),
+            5 => s.vectorize(PvTile::<5, 4, TWO_ROWS>::new(a)),
+            _ => s.vectorize(PvTile::<6, 4, TWO_ROWS>::new(a)),
         }
     }
 }

@@ -78,7 +78,7 @@ pub(crate) struct Tuning {
     /// one after another over each block.
     pub(crate) cv_block_bytes: usize,
     /// Reductions (`KH*KW*C/G`) up to which a conv takes pixel tiles even where they
-    /// fill slightly fewer lanes (at least 0.9 of the channel tiles'): a channel tile
+    /// fill fewer lanes (down to the fill `cv_epilogue_steps` gives): a channel tile
     /// ends in transposes and masked stores, which on AVX2 (two 8x8 transposes, 16
     /// masked stores per tile) cost as much as some 28 steps of its reduction.
     /// Measured with `conv::speed` on AVX2 (Zen 3, µs, pixel / channel tiles): 1x1 on
@@ -88,6 +88,16 @@ pub(crate) struct Tuning {
     /// (0.94 of the lanes): 32 -> 192 0.84 / 0.84, 64 -> 384 0.95 / 0.95, 64 -> 128 0.94 /
     /// 0.95, 96 -> 576 0.99 / 1.02, 128 -> 256 1.03 / 1.05: 64 there.
     pub(crate) pv_short_k: usize,
+    /// Steps of a channel tile's reduction its transposing epilogue costs about as much
+    /// as (pixel tiles of a short reduction of `k` steps are taken from `k / (k + E)` of
+    /// the channel tiles' lane fill). Measured with `conv::speed` (Intel Xeon, µs, pixel
+    /// / channel tiles; AVX-512 with the two-row pixel tiles, then AVX2): on 28x28
+    /// outputs (0.875 of the pixel lanes) 1 -> 16 3x3 2.4 / 4.5, 3.9 / 6.4; 1 -> 32 5x5
+    /// 8.5 / 9.5, 15.5 / 19.2; 3 -> 32 3x3 9.9 / 10.4, 17.9 / 20.4; 4 -> 32 3x3 12.5 /
+    /// 12.7, 23.3 / 24.3; 8 -> 16 3x3 12.3 / 13.8, 21.7 / 20.9; 16 -> 32 3x3 44.4 /
+    /// 40.2 (AVX-512); on 20x20 (AVX-512: 0.625) 1 -> 16 3x3 1.8 / 2.5, 3 -> 32 3x3 6.8 /
+    /// 5.4. AVX2's 28 steps: its two 8x8 transposes and 16 masked stores a tile.
+    pub(crate) cv_epilogue_steps: usize,
     /// Direct 1x1 convolutions on small maps (one row of pixels: MobileNets' 14x14, 7x7,
     /// 6x6 layers) run by channel tiles pack each block's input tile by tile, into the
     /// room a model plans for it (`conv::conv_scratch_len`) or, without it, the band
@@ -150,6 +160,7 @@ impl Tuned for Portable {
         pv_block_bytes: 64 * 1024,
         cv_block_bytes: 128 * 1024,
         pv_short_k: 0,
+        cv_epilogue_steps: 0,
         cv_pack: false,
         cv_long_1x1: usize::MAX,
         act_vectors: 2,
@@ -173,6 +184,7 @@ impl Tuned for Avx2 {
         pv_block_bytes: 64 * 1024,
         cv_block_bytes: 128 * 1024,
         pv_short_k: 128,
+        cv_epilogue_steps: 28,
         cv_pack: true,
         cv_long_1x1: usize::MAX,
         act_vectors: 2,
@@ -196,6 +208,7 @@ impl Tuned for Avx512 {
         pv_block_bytes: 64 * 1024,
         cv_block_bytes: 128 * 1024,
         pv_short_k: 64,
+        cv_epilogue_steps: 8,
         cv_pack: false,
         cv_long_1x1: 144,
         act_vectors: 4,
