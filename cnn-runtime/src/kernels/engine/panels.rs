@@ -498,14 +498,14 @@ unsafe fn pv_block<S: Simd, W: Fn(usize) -> *const f32>(
     let mut y = y0;
     while y < y1 {
         let two_rows = d.ow <= l && y + 1 < y1;
-        // Rows of more than one vector and at most two (AVX-512), this row and the next
+        // Rows of more than one vector and less than two (AVX-512), this row and the next
         // whole in the range and the block: one tile of both rows, 2 + 2 vectors by up
         // to 6 channels (4 loads and 6 broadcasts per 24 FMAs, half the tiles and their
         // overhead of one-row tiles of 2 vectors). LeNet-5's conv1 (1x32x32 -> 6, 5x5,
         // 28-pixel rows).
         let rows2 = S::TUNING.wide_pixel_tiles
             && l < d.ow
-            && d.ow <= 2 * l
+            && d.ow < 2 * l
             && y + 1 < y1
             && job.cn * d.kh <= 96
             && q0 <= y * d.ow

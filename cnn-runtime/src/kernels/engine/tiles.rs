@@ -33,7 +33,7 @@ pub(super) const FULL: u8 = 0;
 pub(super) const LAST_PARTIAL: u8 = 1;
 /// Every vector is partial (one row each, rows shorter than a vector).
 pub(super) const ALL_PARTIAL: u8 = 2;
-/// Two rows of two vectors (`NV = 4`: rows longer than one vector and at most two):
+/// Two rows of two vectors (`NV = 4`: rows longer than one vector, shorter than two):
 /// vector `v` at row `v / 2` (`vsrc`, `vout` apart), `LANES * (v % 2)` along it, the
 /// second of each row partial (`n` lanes).
 pub(super) const TWO_ROWS: u8 = 3;
