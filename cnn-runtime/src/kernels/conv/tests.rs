@@ -356,8 +356,9 @@ fn model_layers_against_reference() {
         (8, 12, 1, ax(20, 3, 2, 1, 1), ax(20, 3, 2, 1, 1), Act::RELU6),
         // Two-row pixel tiles (AVX-512, rows of 17 to 31 pixels): 6 + 6 + 4 channels on
         // 28-pixel rows; 20 wide (stride 2 along rows) with an odd row left; 31 wide by
-        // 6 + 1 channels.
+        // 6 + 1 channels; 25 wide, stride 2 both ways.
         (1, 16, 1, ax(28, 3, 1, 1, 1), ax(28, 3, 1, 1, 1), Act::TANH),
+        (2, 6, 1, ax(50, 3, 2, 1, 1), ax(50, 3, 2, 1, 1), Act::RELU),
         (3, 5, 1, ax(11, 3, 1, 1, 1), ax(40, 3, 2, 1, 1), Act::RELU),
         (2, 7, 1, ax(9, 3, 1, 0, 1), ax(33, 3, 1, 0, 1), Act::SIGMOID),
     ];

@@ -568,9 +568,9 @@ unsafe fn pv_block<S: Simd, W: Fn(usize) -> *const f32>(
                         n,
                     };
                     if rows2 {
-                        pv_rows2_call(s, mr, a);
+                        pv4_call::<S, TWO_ROWS>(s, mr, a);
                     } else if wide {
-                        pv4_call(s, mr, a);
+                        pv4_call::<S, FULL>(s, mr, a);
                     } else if three {
                         pv3_call(s, mr, a);
                     } else {

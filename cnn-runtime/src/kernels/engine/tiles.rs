@@ -214,45 +214,24 @@ pub(super) unsafe fn pv3_call<S: Simd>(s: S, mr: usize, a: PvArgs<'_>) {
     }
 }
 
-/// Runs the pixel-vectorised tile of `mr` (at most 6) channels and four full vectors.
+/// Runs the pixel-vectorised tile of `mr` (at most 6) channels and four vectors: four
+/// full ones along a row (`MASK = FULL`), or two rows of two ([`TWO_ROWS`]).
 ///
 /// # Safety
 ///
-/// As [`PvTile::new`], with `MR = mr`, `NV = 4`, `MASK = FULL`.
+/// As [`PvTile::new`], with `MR = mr`, `NV = 4` and `MASK`.
 #[inline(always)]
-pub(super) unsafe fn pv4_call<S: Simd>(s: S, mr: usize, a: PvArgs<'_>) {
-    debug_assert!((1..=6).contains(&mr));
+pub(super) unsafe fn pv4_call<S: Simd, const MASK: u8>(s: S, mr: usize, a: PvArgs<'_>) {
+    debug_assert!((1..=6).contains(&mr) && (MASK == FULL || MASK == TWO_ROWS));
     // SAFETY: forwarded from the caller.
     unsafe {
         match mr {
-            1 => s.vectorize(PvTile::<1, 4, FULL>::new(a)),
-            2 => s.vectorize(PvTile::<2, 4, FULL>::new(a)),
-            3 => s.vectorize(PvTile::<3, 4, FULL>::new(a)),
-            4 => s.vectorize(PvTile::<4, 4, FULL>::new(a)),
-            5 => s.vectorize(PvTile::<5, 4, FULL>::new(a)),
-            _ => s.vectorize(PvTile::<6, 4, FULL>::new(a)),
-        }
-    }
-}
-
-/// Runs the pixel-vectorised tile of `mr` (at most 6) channels by two rows of two
-/// vectors ([`TWO_ROWS`]).
-///
-/// # Safety
-///
-/// As [`PvTile::new`], with `MR = mr`, `NV = 4`, `MASK = TWO_ROWS`.
-#[inline(always)]
-pub(super) unsafe fn pv_rows2_call<S: Simd>(s: S, mr: usize, a: PvArgs<'_>) {
-    debug_assert!((1..=6).contains(&mr));
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        match mr {
-            1 => s.vectorize(PvTile::<1, 4, TWO_ROWS>::new(a)),
-            2 => s.vectorize(PvTile::<2, 4, TWO_ROWS>::new(a)),
-            3 => s.vectorize(PvTile::<3, 4, TWO_ROWS>::new(a)),
-            4 => s.vectorize(PvTile::<4, 4, TWO_ROWS>::new(a)),
-            5 => s.vectorize(PvTile::<5, 4, TWO_ROWS>::new(a)),
-            _ => s.vectorize(PvTile::<6, 4, TWO_ROWS>::new(a)),
+            1 => s.vectorize(PvTile::<1, 4, MASK>::new(a)),
+            2 => s.vectorize(PvTile::<2, 4, MASK>::new(a)),
+            3 => s.vectorize(PvTile::<3, 4, MASK>::new(a)),
+            4 => s.vectorize(PvTile::<4, 4, MASK>::new(a)),
+            5 => s.vectorize(PvTile::<5, 4, MASK>::new(a)),
+            _ => s.vectorize(PvTile::<6, 4, MASK>::new(a)),
         }
     }
 }
