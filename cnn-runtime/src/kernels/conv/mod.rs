@@ -29,6 +29,8 @@ mod speed;
 #[cfg(test)]
 mod tests;
 
+#[cfg_attr(not(feature = "parallel"), allow(unused_imports))]
+pub(crate) use self::run::balanced;
 pub(crate) use self::run::conv2d_with;
 #[cfg(feature = "parallel")]
 #[cfg(feature = "alloc")]

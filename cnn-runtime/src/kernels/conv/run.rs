@@ -146,8 +146,9 @@ fn unit_start(unit: usize, n: usize, parts: usize, k: usize) -> usize {
     (k * n.div_ceil(unit) / parts * unit).min(n)
 }
 
-/// Whether `parts` ranges of whole units leave no part over 5% above the mean.
-fn balanced(unit: usize, n: usize, parts: usize) -> bool {
+/// Whether `parts` ranges of whole units leave no part over 5% above the mean (also
+/// the depthwise row bands' test: `row_range` cuts rows as `unit_start` cuts pixels).
+pub(crate) fn balanced(unit: usize, n: usize, parts: usize) -> bool {
     let longest = (0..parts)
         .map(|k| unit_start(unit, n, parts, k + 1) - unit_start(unit, n, parts, k))
         .max()

@@ -406,7 +406,14 @@ fn dw_split(d: &Dims2d, threads: usize, out_aligned: bool) -> DwSplit {
         DwSplit::Channels(1)
     } else if d.oh * d.ow <= SMALL_MAP && panels >= threads {
         DwSplit::Channels(threads)
-    } else if aligned_rows && (rows_balanced(d.oh, step, threads) || panels < threads) {
+    } else if aligned_rows
+        // Bands within 5% of each other (the units of `row_range`, as the convolution's
+        // pixel ranges). MobileNetV2's 28x28 layers (units of 4 rows: 12 + 16) ran their
+        // bands in 36 and 49 µs at two threads, and the projection after them took 57-75
+        // µs on the core that had finished first (33 on the other); by panels the pair
+        // took 32 + 57 µs instead of 50 + 72 (the 28x28 stage 496 -> 361 µs).
+        && (super::conv::balanced(step, d.oh, threads) || panels < threads)
+    {
         rows(step)
     } else if panels >= threads {
         DwSplit::Channels(threads)
@@ -415,23 +422,6 @@ fn dw_split(d: &Dims2d, threads: usize, out_aligned: bool) -> DwSplit {
     } else {
         DwSplit::Channels(panels)
     }
-}
-
-/// Whether bands of whole units of `step` rows over `oh` rows leave no part of `parts`
-/// over 5% above the mean. MobileNetV2's 28x28 layers (units of 4 rows: 12 + 16) ran
-/// their bands in 36 and 49 µs at two threads, and the projection after them took 57-75
-/// µs on the core that had finished first (33 on the other); by panels (balanced) the
-/// pair took 32 + 57 µs instead of 50 + 72 (three pairs; the 28x28 stage 496 -> 361 µs).
-#[cfg_attr(not(feature = "parallel"), allow(dead_code))]
-fn rows_balanced(oh: usize, step: usize, parts: usize) -> bool {
-    let longest = (0..parts)
-        .map(|i| {
-            let (a, b) = row_range(oh, step, parts, i);
-            b - a
-        })
-        .max()
-        .unwrap_or(0);
-    longest * parts * 20 <= oh * 21
 }
 
 /// Output rows of band `i` of `parts` over `oh` rows, in units of `step` rows
