@@ -181,6 +181,15 @@ case("op_conv_transpose_outpad_dilation", "conv_transpose stride 1 with output_p
          L("relu"),
          L("conv_transpose", "t2", out=4, kernel=[3, 2], stride=[2, 1], padding=[1, 0],
            output_padding=[1, 0])])
+case("op_conv_transpose_phases", "conv_transpose layers whose strides divide the kernel "
+     "(run as one stride-1 convolution over the phases): k4 s2 p1 (DCGAN) then batch_norm + "
+     "relu; k4 s2 p1 output_padding 1; k(2, 6) s(2, 3) p(0, 2); k3 s1 p1, then tanh",
+     [8, 5, 6], [
+         L("conv_transpose", "t1", out=6, kernel=4, stride=2, padding=1),
+         L("batch_norm", "bn"), L("relu"),
+         L("conv_transpose", "t2", out=4, kernel=4, stride=2, padding=1, output_padding=1),
+         L("conv_transpose", "t3", out=3, kernel=[2, 6], stride=[2, 3], padding=[0, 2]),
+         L("conv_transpose", "t4", out=2, kernel=3, padding=1), L("tanh")])
 
 # --- §6 graph shapes ------------------------------------------------------------------------
 
@@ -455,6 +464,11 @@ case("seq1d_conv_transpose", "1-D conv_transpose stride 2 padding 1 output_paddi
          L("conv_transpose", "t2", out=4, kernel=2, stride=3, groups=2),
          L("conv_transpose", "t3", out=3, kernel=3, dilation=2, output_padding=1,
            bias=False)])
+case("seq1d_conv_transpose_phases", "1-D conv_transpose layers whose strides divide the "
+     "kernel: k4 s2 p1, then k8 s4 p2 output_padding 3 and relu", [5, 11], [
+         L("conv_transpose", "t1", out=6, kernel=4, stride=2, padding=1),
+         L("conv_transpose", "t2", out=3, kernel=8, stride=4, padding=2, output_padding=3),
+         L("relu")])
 case("seq1d_upsample", "1-D upsample: nearest scale 2, linear scale 3 (align_corners false), "
      "linear size 5 (smaller), linear size 17 align_corners true, nearest size 23 "
      "(non-integer ratio)", [2, 7], [

@@ -321,21 +321,38 @@ fn conv_transpose(
     let bias_bn = w.bias_and_bn(model, shapes, &l.name, ct.bias.then_some(o), bn);
     let act = act_tokens(step.act);
     if gemm {
-        // Non-overlapping windows: a 1x1 convolution to O*KH*KW channels (into the
-        // scratch), then depth to space.
-        let okk = lit(o * kh * kw);
-        let (cil, ol, khl, kwl) = (lit(ci), lit(o), lit(kh), lit(kw));
-        let [h, wd] = [h, wd].map(lit);
+        // One stride-1 convolution over every phase (into the scratch), then the
+        // phases' outputs put in place.
+        let (gh, gw) = crate::plan::phase_geometry(&ct, &shapes[layer])
+            .expect("the plan checked the phase geometry");
         w.fields.push((
             field.clone(),
-            Build::layer(Kind::StrideKernel { ci, out: o, kh, kw }, weight, bias_bn),
+            Build::layer(
+                Kind::PhaseKernel {
+                    ci,
+                    out: o,
+                    kh,
+                    kw,
+                    sh,
+                    sw,
+                    ph,
+                    pw,
+                },
+                weight,
+                bias_bn,
+            ),
         ));
+        let outs = lit(o * sh * sw);
+        let [cil, h, wd, ol, oh, ow, sh, sw, ph, pw] =
+            [ci, h, wd, o, oh, ow, sh, sw, ph, pw].map(lit);
+        let [mh, mw, th, tw, pth, ptw] =
+            [gh.size, gw.size, gh.taps, gw.taps, gh.pad, gw.pad].map(lit);
         return bind(
             step,
             false,
             quote! {
-                #rt::kernels::conv::conv2d::<#cil, #h, #wd, #okk, #h, #wd, 1, 1, 1, 1, 0, 0, 1, 1, 1>(r0, &self.#field, scratch, #act);
-                #rt::kernels::conv_transpose::depth_to_space::<#ol, #khl, #kwl, #h, #wd>(scratch, w);
+                #rt::kernels::conv::conv2d::<#cil, #h, #wd, #outs, #mh, #mw, #th, #tw, 1, 1, #pth, #ptw, 1, 1, 1>(r0, &self.#field, scratch, #act);
+                #rt::kernels::conv_transpose::phase_to_space::<#ol, #sh, #sw, #mh, #mw, #oh, #ow, #ph, #pw>(scratch, w);
             },
         );
     }

@@ -45,12 +45,18 @@ pub(crate) enum Kind {
     Depthwise { out: usize, kh: usize, kw: usize },
     /// `WinogradParams::with_tile(tile, out, c, ..)`.
     Winograd { out: usize, c: usize, tile: usize },
-    /// `stride_kernel_params(ci, out, kh, kw, ..)`: a `ConvParams` (1x1 to out*kh*kw).
-    StrideKernel {
+    /// `phase_kernel_params(ci, out, kh, kw, sh, sw, ph, pw, ..)`: a `ConvParams` (the
+    /// phase convolution of a transposed convolution: `out * sh * sw` channels of `kh / sh`
+    /// by `kw / sw` taps).
+    PhaseKernel {
         ci: usize,
         out: usize,
         kh: usize,
         kw: usize,
+        sh: usize,
+        sw: usize,
+        ph: usize,
+        pw: usize,
     },
     /// `ConvTransposeParams::from_torch(ci, opg, kh, kw, groups, ..)`.
     ConvTranspose {
@@ -69,7 +75,7 @@ impl Kind {
     fn ty(self) -> TokenStream {
         let rt = rt();
         match self {
-            Kind::Conv { .. } | Kind::StrideKernel { .. } => quote!(#rt::kernels::conv::ConvParams),
+            Kind::Conv { .. } | Kind::PhaseKernel { .. } => quote!(#rt::kernels::conv::ConvParams),
             Kind::Depthwise { .. } => quote!(#rt::kernels::depthwise::DepthwiseParams),
             Kind::Winograd { .. } => quote!(#rt::kernels::winograd::WinogradParams),
             Kind::ConvTranspose { .. } => quote!(#rt::kernels::conv_transpose::ConvTransposeParams),
@@ -93,9 +99,18 @@ impl Kind {
                 quote!(#rt::kernels::winograd::WinogradParams::with_tile),
                 vec![tile, out, c],
             ),
-            Kind::StrideKernel { ci, out, kh, kw } => (
-                quote!(#rt::kernels::conv_transpose::stride_kernel_params),
-                vec![ci, out, kh, kw],
+            Kind::PhaseKernel {
+                ci,
+                out,
+                kh,
+                kw,
+                sh,
+                sw,
+                ph,
+                pw,
+            } => (
+                quote!(#rt::kernels::conv_transpose::phase_kernel_params),
+                vec![ci, out, kh, kw, sh, sw, ph, pw],
             ),
             Kind::ConvTranspose {
                 ci,
@@ -125,7 +140,15 @@ impl Kind {
                 4 * out * (kh * kw + 1) + ROW * panels(out) * (kh * kw + 1)
             }
             Kind::Winograd { out, c, tile } => ROW * panels(out) * ((tile + 2).pow(2) * c + 1),
-            Kind::StrideKernel { ci, out, kh, kw } => ROW * panels(out * kh * kw) * (ci + 1),
+            Kind::PhaseKernel {
+                ci,
+                out,
+                kh,
+                kw,
+                sh,
+                sw,
+                ..
+            } => ROW * panels(out * sh * sw) * ((kh / sh) * (kw / sw) * ci + 1),
             Kind::ConvTranspose {
                 ci,
                 opg,
@@ -153,9 +176,18 @@ impl Kind {
             Kind::Winograd { out, c, tile } => Box::new(k::winograd::WinogradParams::with_tile(
                 tile, out, c, weight, bias, bn,
             )),
-            Kind::StrideKernel { ci, out, kh, kw } => Box::new(
-                k::conv_transpose::stride_kernel_params(ci, out, kh, kw, weight, bias, bn),
-            ),
+            Kind::PhaseKernel {
+                ci,
+                out,
+                kh,
+                kw,
+                sh,
+                sw,
+                ph,
+                pw,
+            } => Box::new(k::conv_transpose::phase_kernel_params(
+                ci, out, kh, kw, sh, sw, ph, pw, weight, bias, bn,
+            )),
             Kind::ConvTranspose {
                 ci,
                 opg,
@@ -457,11 +489,28 @@ mod tests {
                     Some(1),
                 ),
                 layer(
-                    Kind::StrideKernel {
+                    Kind::PhaseKernel {
                         ci: cg,
                         out,
                         kh,
                         kw,
+                        sh: kh,
+                        sw: kw,
+                        ph: 0,
+                        pw: 0,
+                    },
+                    Some(1),
+                ),
+                layer(
+                    Kind::PhaseKernel {
+                        ci: cg,
+                        out,
+                        kh: 2 * kh,
+                        kw: 2 * kw,
+                        sh: 2,
+                        sw: 2,
+                        ph: 1,
+                        pw: 1,
                     },
                     Some(1),
                 ),
@@ -486,7 +535,7 @@ mod tests {
                     Kind::Conv { .. } => (out * cg * kh * kw, out),
                     Kind::Depthwise { .. } => (out * kh * kw, out),
                     Kind::Winograd { .. } => (out * cg * 9, out),
-                    Kind::StrideKernel { .. } => (cg * out * kh * kw, out),
+                    Kind::PhaseKernel { kh, kw, .. } => (cg * out * kh * kw, out),
                     Kind::ConvTranspose { .. } => (cg * 2 * out * kh * kw, out * 2),
                     Kind::Linear { .. } => (out * cg * kh, out),
                 };

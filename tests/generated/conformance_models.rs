@@ -2261,6 +2261,29 @@ pub mod case_op_conv_transpose_outpad_dilation {
     }
 }
 
+/// `tests/cases/op_conv_transpose_phases/model.toml`
+pub mod case_op_conv_transpose_phases {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/op_conv_transpose_phases";
+    cnn_model! {
+        #[file = "tests/cases/op_conv_transpose_phases/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [8, 5, 6],
+            t1: conv_transpose(out = 6, kernel = 4, stride = 2, padding = 1),
+            bn: batch_norm,
+            relu,
+            t2: conv_transpose(out = 4, kernel = 4, stride = 2, padding = 1, output_padding = 1),
+            t3: conv_transpose(out = 3, kernel = (2, 6), stride = (2, 3), padding = (0, 2)),
+            t4: conv_transpose(out = 2, kernel = 3, padding = 1),
+            tanh,
+        }
+    }
+}
+
 /// `tests/cases/op_conv_transpose_stride2_outpad/model.toml`
 pub mod case_op_conv_transpose_stride2_outpad {
     use cnn::cnn_model;
@@ -2631,6 +2654,25 @@ pub mod case_seq1d_conv_transpose {
     }
 }
 
+/// `tests/cases/seq1d_conv_transpose_phases/model.toml`
+pub mod case_seq1d_conv_transpose_phases {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/seq1d_conv_transpose_phases";
+    cnn_model! {
+        #[file = "tests/cases/seq1d_conv_transpose_phases/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [5, 11],
+            t1: conv_transpose(out = 6, kernel = 4, stride = 2, padding = 1),
+            t2: conv_transpose(out = 3, kernel = 8, stride = 4, padding = 2, output_padding = 3),
+            relu,
+        }
+    }
+}
+
 /// `tests/cases/seq1d_flatten_linear_head/model.toml`
 pub mod case_seq1d_flatten_linear_head {
     use cnn::cnn_model;
@@ -2910,6 +2952,7 @@ macro_rules! for_each_case {
         $m!(case_op_conv_transpose_dilation_groups);
         $m!(case_op_conv_transpose_kernel_lt_stride);
         $m!(case_op_conv_transpose_outpad_dilation);
+        $m!(case_op_conv_transpose_phases);
         $m!(case_op_conv_transpose_stride2_outpad);
         $m!(case_op_gelu);
         $m!(case_op_hardsigmoid);
@@ -2928,6 +2971,7 @@ macro_rules! for_each_case {
         $m!(case_seq1d_conv_dilation_same);
         $m!(case_seq1d_conv_groups_stride);
         $m!(case_seq1d_conv_transpose);
+        $m!(case_seq1d_conv_transpose_phases);
         $m!(case_seq1d_flatten_linear_head);
         $m!(case_seq1d_global_pools);
         $m!(case_seq1d_pools);

@@ -320,14 +320,10 @@ impl<'a> Planner<'a> {
                         else {
                             unreachable!("kernel_op keeps the op")
                         };
-                        let (_, h, w) = shape.input.as_chw();
-                        let (_, oh, ow) = shape.output.as_chw();
-                        let gemm = ct.stride == ct.kernel
-                            && ct.padding == (0, 0)
-                            && ct.dilation == (1, 1)
-                            && ct.groups == 1
-                            && oh == h * ct.kernel.0 as usize
-                            && ow == w * ct.kernel.1 as usize;
+                        // One group and a phase convolution on both axes (strides
+                        // dividing the kernel, dilation 1): the convolution engine
+                        // over every phase at once, then a copy into place.
+                        let gemm = ct.groups == 1 && phase_geometry(&ct, shape).is_some();
                         Kernel::ConvTranspose {
                             layer: i,
                             gemm,
@@ -358,8 +354,18 @@ impl<'a> Planner<'a> {
                             tile, c, h, w, o, oh, ow, dh, dw,
                         ))
                     }
-                    // The 1x1 convolution's output before depth-to-space.
-                    Kernel::ConvTranspose { gemm: true, .. } => Some(shape.output.len()),
+                    // The phase convolution's output before it is put in place.
+                    Kernel::ConvTranspose { gemm: true, .. } => {
+                        let Op::ConvTranspose(ct) =
+                            crate::shape::kernel_op(&layer.op, self.model.is_1d())
+                        else {
+                            unreachable!("planned transposed convs are conv_transpose layers")
+                        };
+                        let (gh, gw) = phase_geometry(&ct, shape)
+                            .expect("the plan checked the phase geometry");
+                        let o = shape.output.as_chw().0;
+                        Some(o * (ct.stride.0 * ct.stride.1) as usize * gh.size * gw.size)
+                    }
                     _ => None,
                 };
                 // Where the runtime packs a 1x1 layer's input for its channel tiles
@@ -566,4 +572,27 @@ impl<'a> Planner<'a> {
         }
         (g, offset)
     }
+}
+
+/// The phase convolution of a transposed convolution (its `kernel_op`, 2-D) on both
+/// axes, when it has one (`cnn_runtime::kernels::conv_transpose::phase_axis`: dilation 1,
+/// strides dividing the kernel, every output inside); groups are the caller's test.
+pub(crate) fn phase_geometry(
+    ct: &crate::ir::ConvTranspose,
+    shape: &crate::shape::LayerShape,
+) -> Option<(
+    cnn_runtime::kernels::conv_transpose::PhaseAxis,
+    cnn_runtime::kernels::conv_transpose::PhaseAxis,
+)> {
+    use cnn_runtime::kernels::conv_transpose::phase_axis;
+    let (_, h, w) = shape.input.as_chw();
+    let (_, oh, ow) = shape.output.as_chw();
+    let u = |v: i64| usize::try_from(v).ok();
+    let axis = |n: usize, out: usize, k: i64, s: i64, p: i64, d: i64| {
+        phase_axis(n, out, u(k)?, u(s)?, u(p)?, u(d)?)
+    };
+    Some((
+        axis(h, oh, ct.kernel.0, ct.stride.0, ct.padding.0, ct.dilation.0)?,
+        axis(w, ow, ct.kernel.1, ct.stride.1, ct.padding.1, ct.dilation.1)?,
+    ))
 }

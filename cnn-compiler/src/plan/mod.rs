@@ -25,6 +25,7 @@ use crate::shape::LayerShape;
 mod arena;
 mod describe;
 mod layers;
+pub(crate) use layers::phase_geometry;
 
 #[cfg(test)]
 pub(crate) use arena::OPTIONAL_OFF;

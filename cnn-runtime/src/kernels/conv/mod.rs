@@ -135,7 +135,7 @@ impl ConvParams {
 
 /// The convolution with its dimensions as runtime values; see [`conv2d_scratch`].
 #[inline]
-fn conv2d_dyn(
+pub(crate) fn conv2d_dyn(
     level: Level,
     d: Dims2d,
     input: &[f32],

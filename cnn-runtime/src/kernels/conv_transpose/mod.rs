@@ -18,9 +18,14 @@ use super::norm::Affine;
 use super::simd::{self, Simd, WithSimd};
 use crate::buf::Buf;
 use crate::cpu::{self, Level};
+
+mod phases;
 #[cfg(feature = "alloc")]
 #[allow(unused_imports)]
 use alloc::{boxed::Box, vec, vec::Vec};
+pub use phases::{depth_to_space, phase_axis, phase_to_space, PhaseAxis};
+#[cfg(feature = "alloc")]
+pub use phases::{phase_kernel_params, stride_kernel_params};
 
 /// Weights and bias of a transposed convolution, repacked for [`conv_transpose2d`].
 #[derive(Clone, Debug, PartialEq)]
@@ -612,158 +617,5 @@ mod tests {
         );
         let want: Vec<f64> = want.iter().map(|&v| f64::from(v)).collect();
         r::assert_close(&got, &want, &"folded bn");
-    }
-}
-
-#[cfg(feature = "alloc")]
-/// A transposed convolution whose windows do not overlap (`stride = kernel`, no padding,
-/// dilation 1, one group: U-Net's and FCN's `k2 s2` upsampling) is a 1x1 convolution to
-/// `out * kh * kw` channels followed by a depth-to-space rearrangement. This builds that
-/// 1x1 convolution's parameters from the PyTorch weight `[in, out, kh, kw]`: output channel
-/// `(o * kh + ky) * kw + kx` has weights `w[.][o][ky][kx]` and bias `bias[o]` (batch norm
-/// `bn`, which follows the transposed conv, folded in per `o`).
-///
-/// The compiler runs it as [`conv2d`](super::conv::conv2d) into scratch memory and then
-/// [`depth_to_space`], through the convolution engine (GEMM speed) instead of the phase
-/// kernel.
-///
-/// # Panics
-///
-/// If a length does not match the dimensions (the caller has checked them).
-pub fn stride_kernel_params(
-    in_channels: usize,
-    out: usize,
-    kh: usize,
-    kw: usize,
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    bn: Option<&Affine>,
-) -> super::conv::ConvParams {
-    let kk = kh * kw;
-    assert_eq!(weight.len(), in_channels * out * kk, "weight length");
-    let mut w = vec![0.0f32; out * kk * in_channels];
-    let mut b = vec![0.0f32; out * kk];
-    for o in 0..out {
-        let (scale, shift) = match bn {
-            Some(bn) => (f64::from(bn.scale[o]), f64::from(bn.shift[o])),
-            None => (1.0, 0.0),
-        };
-        let bias_o = bias.map_or(0.0, |b| f64::from(b[o]));
-        for k in 0..kk {
-            let row = o * kk + k;
-            b[row] = (bias_o * scale + shift) as f32;
-            for c in 0..in_channels {
-                w[row * in_channels + c] =
-                    (f64::from(weight[(c * out + o) * kk + k]) * scale) as f32;
-            }
-        }
-    }
-    super::conv::ConvParams::from_torch(out * kk, in_channels, 1, 1, &w, Some(&b), None)
-}
-
-/// Depth to space: `output[o][y*KH + ky][x*KW + kx] = input[(o*KH + ky)*KW + kx][y][x]`,
-/// the second half of a non-overlapping transposed convolution (see
-/// [`stride_kernel_params`]). `input` holds `O*KH*KW*H*W` values, `output` `O*H*KH*W*KW`.
-///
-/// # Panics
-///
-/// If a slice is too short.
-pub fn depth_to_space<
-    const O: usize,
-    const KH: usize,
-    const KW: usize,
-    const H: usize,
-    const W: usize,
->(
-    input: &[f32],
-    output: &mut [f32],
-) {
-    const { assert!(O > 0 && KH > 0 && KW > 0 && H > 0 && W > 0) }
-    let (ow, plane) = (W * KW, H * W);
-    let input = &input[..O * KH * KW * plane];
-    let output = &mut output[..O * KH * KW * plane];
-    for o in 0..O {
-        for ky in 0..KH {
-            for y in 0..H {
-                let dst = &mut output[(o * H * KH + y * KH + ky) * ow..][..ow];
-                for kx in 0..KW {
-                    let src = &input[((o * KH + ky) * KW + kx) * plane + y * W..][..W];
-                    for (x, v) in src.iter().enumerate() {
-                        dst[x * KW + kx] = *v;
-                    }
-                }
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod stride_kernel_tests {
-    use super::*;
-    use crate::kernels::conv::conv2d;
-    use crate::kernels::norm::Affine;
-    use crate::kernels::reference::Rng;
-
-    /// The 1x1-conv + depth-to-space path equals the phase kernel (with bias, folded
-    /// batch norm and an activation) on k2s2, k3s3 and k1s1.
-    macro_rules! case {
-        ($rng:expr, $c:literal, $o:literal, $k:literal, $h:literal, $w:literal, $ok:literal) => {{
-            let rng: &mut Rng = $rng;
-            let weight = rng.vec($c * $o * $k * $k, -0.5, 0.5);
-            let bias = rng.vec($o, -0.5, 0.5);
-            let bn = Affine {
-                scale: rng.vec($o, 0.5, 1.5).into(),
-                shift: rng.vec($o, -0.2, 0.2).into(),
-            };
-            let input = rng.vec($c * $h * $w, -1.0, 1.0);
-            let phase =
-                ConvTransposeParams::from_torch($c, $o, $k, $k, 1, &weight, Some(&bias), Some(&bn));
-            let mut want = vec![0.0f32; $o * $h * $k * $w * $k];
-            conv_transpose2d::<
-                $c,
-                $h,
-                $w,
-                $o,
-                { $h * $k },
-                { $w * $k },
-                $k,
-                $k,
-                $k,
-                $k,
-                0,
-                0,
-                1,
-                1,
-                1,
-            >(&input, &phase, &mut want, Act::TANH);
-            let gemm = stride_kernel_params($c, $o, $k, $k, &weight, Some(&bias), Some(&bn));
-            let mut mid = vec![0.0f32; $ok * $h * $w];
-            conv2d::<$c, $h, $w, $ok, $h, $w, 1, 1, 1, 1, 0, 0, 1, 1, 1>(
-                &input,
-                &gemm,
-                &mut mid,
-                Act::TANH,
-            );
-            let mut got = vec![0.0f32; $o * $h * $k * $w * $k];
-            depth_to_space::<$o, $k, $k, $h, $w>(&mid, &mut got);
-            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    (g - w).abs() <= 1e-5 + 1e-5 * w.abs(),
-                    "C{} O{} K{} [{i}]: {g} vs {w}",
-                    $c,
-                    $o,
-                    $k
-                );
-            }
-        }};
-    }
-
-    #[test]
-    fn matches_the_phase_kernel() {
-        let mut rng = Rng::new(7);
-        case!(&mut rng, 3, 5, 2, 4, 6, 20);
-        case!(&mut rng, 16, 8, 3, 5, 3, 72);
-        case!(&mut rng, 33, 17, 2, 7, 9, 68);
-        case!(&mut rng, 2, 3, 1, 3, 3, 3);
     }
 }
