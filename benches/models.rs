@@ -85,6 +85,13 @@ cnn_model! {
     struct MobileNetV2_224;
 }
 
+cnn_model! {
+    /// The U-Net of `examples/unet_shapes.rs`: 3x64x64 -> 4x64x64 (transposed convolution,
+    /// bilinear upsampling, concatenations, channel softmax).
+    #[file = "models/unet_shapes.toml"]
+    struct UNetShapes;
+}
+
 /// Absolute tolerance of the output check (as the conformance suite).
 #[path = "common/harness.rs"]
 mod harness;
@@ -228,13 +235,14 @@ impl Options {
 }
 
 /// The benchmark models, in table order.
-const MODELS: [&str; 6] = [
+const MODELS: [&str; 7] = [
     "lenet5",
     "cifar_vgg",
     "mobilenet_96",
     "fcn_seg",
     "resnet18_224",
     "mobilenet_v2_224",
+    "unet_shapes",
 ];
 
 /// Nested-array inputs and outputs, built from and flattened to CHW order.
@@ -706,6 +714,7 @@ fn main() -> ExitCode {
         ("fcn_seg", load::<FcnSeg>),
         ("resnet18_224", load::<ResNet18_224>),
         ("mobilenet_v2_224", load::<MobileNetV2_224>),
+        ("unet_shapes", load::<UNetShapes>),
     ];
     for (name, f) in benches {
         if !opts.wants(name) {

@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cnn_tools import count_params, load_description  # noqa: E402
-from make_weights import MODELS, TORCHVISION, build_torch  # noqa: E402
+from make_weights import GRAPHS, MODELS, TORCHVISION, build_torch  # noqa: E402
 
 
 def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
@@ -60,11 +60,14 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
         if isinstance(module, nn.Conv2d):
             kh, kw = module.kernel_size
             macs += out[0].numel() * (module.in_channels // module.groups) * kh * kw
+        elif isinstance(module, nn.ConvTranspose2d):
+            kh, kw = module.kernel_size
+            macs += _inp[0][0].numel() * (module.out_channels // module.groups) * kh * kw
         elif isinstance(module, nn.Linear):
             macs += module.in_features * module.out_features
 
     handles = [m.register_forward_hook(hook) for m in model.modules()
-               if isinstance(m, (nn.Conv2d, nn.Linear))]
+               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
     try:
         with torch.no_grad():
             model(torch.zeros((1,) + tuple(input_shape)))
@@ -139,7 +142,8 @@ def export_one(name: str, out_root: Path, opset: int, seed: int,
     model, shapes = build_torch(name)
     model.load_state_dict(state, strict=True)
     model.eval()
-    module_desc = "cnn_tools.build_sequential(toml)"
+    module_desc = ("cnn_tools.build_model(toml)" if name in GRAPHS
+                   else "cnn_tools.build_sequential(toml)")
     if name in TORCHVISION:
         model = torchvision_module(name, model, state, input_shape)
         module_desc = f"torchvision.models.{TORCHVISION[name]}()"
@@ -162,6 +166,23 @@ def export_one(name: str, out_root: Path, opset: int, seed: int,
     with torch.no_grad():
         if not torch.equal(model(x), y32):
             raise SystemExit(f"error: {name}: explicit padding changed the output")
+    resized = name in GRAPHS and any(l.op == "upsample" for l in model.layers)
+    if resized:
+        # The description's upsample layers compute the spec's arithmetic, which exports
+        # as gathers, multiplications and additions; torch.nn.Upsample (the same values
+        # up to rounding) exports as one Resize, what a PyTorch export gives ONNX Runtime.
+        from cnn_tools import build_model
+
+        model = build_model(toml, torch_upsample=True)
+        model.load_state_dict(state, strict=True)
+        model.eval()
+        explicit = explicit_same_padding(model)
+        with torch.no_grad():
+            err = float((model.double()(x.double()) - y64).abs().max())
+            model.float()
+        if not err <= 1e-9 * max(1.0, float(y64.abs().max())):
+            raise SystemExit(f"error: {name}: torch.nn.Upsample changed the output "
+                             f"(max abs {err:.3g} in float64)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the deprecation notice of the TorchScript exporter
         torch.onnx.export(model, (x,), str(onnx_path), input_names=["input"],
@@ -193,6 +214,7 @@ def export_one(name: str, out_root: Path, opset: int, seed: int,
         "opset": opset,
         "onnx_ops": ops,
         "same_padding_made_explicit": explicit,
+        "upsample_as_torch": resized,
         "torch": torch.__version__,
         "onnx": onnx.__version__,
         **({"torchvision": __import__("torchvision").__version__} if name in TORCHVISION

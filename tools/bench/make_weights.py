@@ -44,11 +44,16 @@ from cnn_tools import build_model, build_sequential  # noqa: E402
 
 #: The benchmark models, in table order; each is ``models/<name>.toml``. (New models go at
 #: the end: a model's weight seed depends on its index here.)
-MODELS = ("lenet5", "cifar_vgg", "mobilenet_96", "fcn_seg", "resnet18_224", "mobilenet_v2_224")
+MODELS = ("lenet5", "cifar_vgg", "mobilenet_96", "fcn_seg", "resnet18_224", "mobilenet_v2_224",
+          "unet_shapes")
 
 #: The graph models: name -> the ``torchvision.models`` constructor they were exported from
 #: (``export_onnx.py`` exports that module, with these weights, to ONNX).
 TORCHVISION = {"resnet18_224": "resnet18", "mobilenet_v2_224": "mobilenet_v2"}
+
+#: The other graph models: exported as the module ``cnn_tools.build_model`` builds from the
+#: description (U-Net: transposed convolution, bilinear upsampling, concatenations).
+GRAPHS = ("unet_shapes",)
 
 
 def build_torch(name: str) -> tuple[nn.Module, list[tuple[str, str, tuple[int, ...]]]]:
@@ -57,7 +62,7 @@ def build_torch(name: str) -> tuple[nn.Module, list[tuple[str, str, tuple[int, .
     sequential models, ``build_model`` (the graph interpreter) for the others. Either way
     the ``state_dict()`` keys are the description's weight names."""
     toml = ROOT / "models" / f"{name}.toml"
-    if name in TORCHVISION:
+    if name in TORCHVISION or name in GRAPHS:
         model = build_model(toml)
         return model, [(l.name, l.op, l.output_shape) for l in model.layers]
     return build_sequential(toml)
@@ -67,7 +72,7 @@ def init_weights(model: nn.Module, gen: torch.Generator) -> None:
     """Fill conv/linear/batch-norm parameters with seeded values (see the module doc)."""
     with torch.no_grad():
         for module in model.modules():
-            if isinstance(module, (nn.Conv2d, nn.Linear)):
+            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
                 w = module.weight
                 fan_in = w[0].numel()
                 bound = math.sqrt(6.0 / fan_in)

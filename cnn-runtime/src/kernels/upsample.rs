@@ -3,10 +3,19 @@
 //!
 //! Source columns and weights depend only on the sizes: they are computed once per call
 //! for blocks of 512 output columns into small stack tables (no allocation), then
-//! every channel's output rows in that block read them. Rows are handled one output row
-//! at a time (one or two source rows, their weights computed per row). Coordinates are
-//! computed in f64, so long axes do not suffer the f32 rounding PyTorch's own source
-//! coordinate has.
+//! every channel's output rows in that block read them. Coordinates are computed in f64,
+//! so long axes do not suffer the f32 rounding PyTorch's own source coordinate has.
+//!
+//! Bilinear upsampling is separable, columns first as PyTorch computes it: each source
+//! row is interpolated along the row once (into one of two stack rows of a column block,
+//! kept while the output rows that read it go by), then each output row is the weighted
+//! sum of its two interpolated source rows, in vectors. The values are those of the
+//! formula per output (`gy * (gx * a + fx * b) + fy * (gx * c + fx * d)`, the same
+//! operations in the same order, no fused multiply-add). With the `parallel` feature a
+//! large map splits by channels.
+
+use super::simd::{self, Simd, WithSimd};
+use crate::cpu::{self, Level};
 
 /// Output columns whose source tables are computed together.
 const BLOCK: usize = 512;
@@ -75,9 +84,16 @@ fn nearest_dyn(
     }
 }
 
-/// Bilinear upsampling with its dimensions as runtime values.
-#[inline(always)]
+/// Output floats from which bilinear upsampling splits by channels over the pool's
+/// threads (`parallel`).
+#[cfg(feature = "parallel")]
+const PAR_FLOATS: usize = 32 * 1024;
+
+/// Bilinear upsampling with its dimensions as runtime values, at `level`: with the
+/// `parallel` feature and a large output, the channels in one range per thread (each
+/// plane computed as on one thread).
 fn bilinear_dyn(
+    level: Level,
     (c, h, w, oh, ow): (usize, usize, usize, usize, usize),
     align_corners: bool,
     input: &[f32],
@@ -86,33 +102,121 @@ fn bilinear_dyn(
     let (hw, ohw) = (h * w, oh * ow);
     let input = &input[..c * hw];
     let output = &mut output[..c * ohw];
-    let mut lo = [0u32; BLOCK];
-    let mut hi = [0u32; BLOCK];
-    let mut frac = [0.0f32; BLOCK];
-    for x0 in (0..ow).step_by(BLOCK) {
-        let n = BLOCK.min(ow - x0);
-        let (lo, hi, frac) = (&mut lo[..n], &mut hi[..n], &mut frac[..n]);
-        for j in 0..n {
-            let (l, u, f) = bilinear_coord(x0 + j, w, ow, align_corners);
-            (lo[j], hi[j], frac[j]) = (l as u32, u as u32, f);
+    #[cfg(feature = "parallel")]
+    {
+        let parts = crate::pool::num_threads().min(c);
+        if parts > 1 && c * ohw >= PAR_FLOATS {
+            let per = c.div_ceil(parts);
+            crate::pool::run_chunks_mut(output, per * ohw, &|i, out| {
+                let planes = out.len() / ohw;
+                let run = Bilinear {
+                    dims: (planes, h, w, oh, ow),
+                    align_corners,
+                    input: &input[i * per * hw..][..planes * hw],
+                    output: out,
+                };
+                simd::run(level, run);
+            });
+            return;
         }
-        let (lo, hi, frac) = (&*lo, &*hi, &*frac);
-        for (out_plane, in_plane) in output.chunks_exact_mut(ohw).zip(input.chunks_exact(hw)) {
-            for (oy, out_row) in out_plane.chunks_exact_mut(ow).enumerate() {
-                let (y0, y1, fy) = bilinear_coord(oy, h, oh, align_corners);
-                let r0 = &in_plane[y0 * w..][..w];
-                let out_row = &mut out_row[x0..x0 + n];
-                let cols = lo.iter().zip(hi).zip(frac);
-                if y0 == y1 {
-                    for (y, ((&l, &u), &f)) in out_row.iter_mut().zip(cols) {
-                        *y = (1.0 - f) * r0[l as usize] + f * r0[u as usize];
+    }
+    let run = Bilinear {
+        dims: (c, h, w, oh, ow),
+        align_corners,
+        input,
+        output,
+    };
+    simd::run(level, run);
+}
+
+/// Bilinear upsampling of whole planes (see the module docs) as a kernel for
+/// [`simd::run`]: `input` holds `C*H*W` floats, `output` `C*OH*OW`.
+struct Bilinear<'a> {
+    dims: (usize, usize, usize, usize, usize),
+    align_corners: bool,
+    input: &'a [f32],
+    output: &'a mut [f32],
+}
+
+impl WithSimd for Bilinear<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let Bilinear {
+            dims: (_, h, w, oh, ow),
+            align_corners,
+            input,
+            output,
+        } = self;
+        let (hw, ohw) = (h * w, oh * ow);
+        let l = S::LANES;
+        let mut lo = [0u32; BLOCK];
+        let mut hi = [0u32; BLOCK];
+        let mut frac = [0.0f32; BLOCK];
+        // Two source rows interpolated along the block's columns, and which rows they are.
+        let mut rows = [[0.0f32; BLOCK]; 2];
+        for x0 in (0..ow).step_by(BLOCK) {
+            let n = BLOCK.min(ow - x0);
+            for j in 0..n {
+                let (l, u, f) = bilinear_coord(x0 + j, w, ow, align_corners);
+                (lo[j], hi[j], frac[j]) = (l as u32, u as u32, f);
+            }
+            let (lo, hi, frac) = (&lo[..n], &hi[..n], &frac[..n]);
+            for (out_plane, in_plane) in output.chunks_exact_mut(ohw).zip(input.chunks_exact(hw)) {
+                let mut held = [usize::MAX; 2];
+                // The slot holding source row `y` interpolated, filled unless held
+                // (never the slot of `keep`, the other row the output row needs).
+                let mut row_slot = |y: usize, keep: usize, rows: &mut [[f32; BLOCK]; 2]| {
+                    if let Some(k) = held.iter().position(|&r| r == y) {
+                        return k;
                     }
-                } else {
-                    let r1 = &in_plane[y1 * w..][..w];
-                    let gy = 1.0 - fy;
-                    for (y, ((&l, &u), &f)) in out_row.iter_mut().zip(cols) {
-                        let (l, u, g) = (l as usize, u as usize, 1.0 - f);
-                        *y = gy * (g * r0[l] + f * r0[u]) + fy * (g * r1[l] + f * r1[u]);
+                    let k = usize::from(held[0] == keep);
+                    let src = &in_plane[y * w..][..w];
+                    for (((t, &l), &u), &f) in rows[k][..n].iter_mut().zip(lo).zip(hi).zip(frac) {
+                        // SAFETY: `bilinear_coord` gives sources below `w`, the row's length.
+                        let (a, b) = unsafe {
+                            (
+                                *src.get_unchecked(l as usize),
+                                *src.get_unchecked(u as usize),
+                            )
+                        };
+                        *t = (1.0 - f) * a + f * b;
+                    }
+                    held[k] = y;
+                    k
+                };
+                for (oy, out_row) in out_plane.chunks_exact_mut(ow).enumerate() {
+                    let (y0, y1, fy) = bilinear_coord(oy, h, oh, align_corners);
+                    let out_row = &mut out_row[x0..x0 + n];
+                    let k0 = row_slot(y0, y1, &mut rows);
+                    if y0 == y1 {
+                        out_row.copy_from_slice(&rows[k0][..n]);
+                        continue;
+                    }
+                    let k1 = row_slot(y1, y0, &mut rows);
+                    let (r0, r1) = (&rows[k0][..n], &rows[k1][..n]);
+                    let (gy, fy) = (s.splat(1.0 - fy), s.splat(fy));
+                    let mut j = 0;
+                    while j < n {
+                        let m = l.min(n - j);
+                        // SAFETY: `j + m <= n`, the length of `r0`, `r1` and `out_row`.
+                        unsafe {
+                            let (a, b) = if m == l {
+                                (s.load(r0.as_ptr().add(j)), s.load(r1.as_ptr().add(j)))
+                            } else {
+                                (
+                                    s.load_n(r0.as_ptr().add(j), m),
+                                    s.load_n(r1.as_ptr().add(j), m),
+                                )
+                            };
+                            let v = s.add(s.mul(gy, a), s.mul(fy, b));
+                            if m == l {
+                                s.store(out_row.as_mut_ptr().add(j), v);
+                            } else {
+                                s.store_n(out_row.as_mut_ptr().add(j), v, m);
+                            }
+                        }
+                        j += m;
                     }
                 }
             }
@@ -166,7 +270,13 @@ pub fn upsample_bilinear2d<
     output: &mut [f32],
 ) {
     const { assert!(C > 0 && H > 0 && W > 0 && OH > 0 && OW > 0) }
-    bilinear_dyn((C, H, W, OH, OW), ALIGN_CORNERS, input, output);
+    bilinear_dyn(
+        cpu::level(),
+        (C, H, W, OH, OW),
+        ALIGN_CORNERS,
+        input,
+        output,
+    );
 }
 
 #[cfg(test)]
@@ -184,10 +294,19 @@ mod tests {
         let want = r::upsample_nearest(c, (h, w), (oh, ow), &x);
         r::assert_close(&got[..n], &want, &("nearest", dims));
         for align in [false, true] {
-            bilinear_dyn(dims, align, &x, &mut got);
-            assert_eq!(got[n], 7.0, "wrote past the output");
             let want = r::upsample_bilinear(c, (h, w), (oh, ow), align, &x);
-            r::assert_close(&got[..n], &want, &("bilinear", dims, align));
+            let mut first: Option<Vec<f32>> = None;
+            for level in simd::test_levels() {
+                let mut got = vec![7.0; n + 1];
+                bilinear_dyn(level, dims, align, &x, &mut got);
+                assert_eq!(got[n], 7.0, "wrote past the output");
+                r::assert_close(&got[..n], &want, &("bilinear", dims, align, level));
+                // No fused multiply-add: the same values at every level.
+                match &first {
+                    Some(f) => assert!(f[..] == got[..n], "{dims:?} {align}: {level:?}"),
+                    None => first = Some(got[..n].to_vec()),
+                }
+            }
         }
     }
 
@@ -217,6 +336,30 @@ mod tests {
             check(&mut rng, (2, 1, w, 1, ow));
         }
         check(&mut rng, (3, 9, 300, 20, 700));
+    }
+
+    /// Split by channels over 2 and 3 threads, bilinear upsampling gives the one-thread
+    /// result bit for bit, at every level.
+    #[cfg(feature = "parallel")]
+    #[test]
+    fn threads_give_the_one_thread_result_bit_for_bit() {
+        let _g = crate::pool::test_lock();
+        let mut rng = Rng::new(92);
+        for dims in [
+            (32, 32, 32, 64, 64),
+            (9, 20, 30, 80, 67),
+            (3, 64, 64, 128, 100),
+        ] {
+            let (c, h, w, oh, ow) = dims;
+            let x = rng.vec(c * h * w, -1.0, 1.0);
+            for align in [false, true] {
+                for level in simd::test_levels() {
+                    r::assert_threads_match_one(c * oh * ow, &(dims, align, level), |out| {
+                        bilinear_dyn(level, dims, align, &x, out)
+                    });
+                }
+            }
+        }
     }
 
     #[test]

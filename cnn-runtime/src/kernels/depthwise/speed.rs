@@ -101,3 +101,65 @@ fn speed() {
         eprintln!("{c:>4}x{h:>3}x{h:<3} s{s} | auto {:>8.1} µs ({:>5.1} GF/s) | rows {:>8.1} | channels {:>8.1} | flat {:>8.1} | shift {:>8.1}", t[0], 2.0 * macs / t[0] / 1e3, t[1], t[2], t[3], t[4]);
     }
 }
+
+#[test]
+#[ignore]
+fn speed5_tmp() {
+    let level = cpu::level();
+    let mut rng = Rng::new(5);
+    for (c, h, k, s) in [
+        (240usize, 28usize, 5usize, 1usize),
+        (672, 14, 5, 1),
+        (144, 56, 5, 2),
+        (480, 14, 5, 1),
+        (672, 14, 5, 2),
+        (1152, 7, 5, 1),
+        (192, 28, 3, 1),
+        (32, 112, 3, 1),
+        (96, 112, 3, 2),
+        (144, 56, 3, 2),
+        (240, 28, 3, 2),
+    ] {
+        let p = k / 2;
+        let oh = (h + 2 * p - k) / s + 1;
+        let d = Dims2d {
+            c,
+            h,
+            w: h,
+            o: c,
+            oh,
+            ow: oh,
+            kh: k,
+            kw: k,
+            sh: s,
+            sw: s,
+            ph: p,
+            pw: p,
+            dh: 1,
+            dw: 1,
+            g: c,
+        };
+        let x = rng.vec(c * h * h, -1.0, 1.0);
+        let w = rng.vec(c * k * k, -0.3, 0.3);
+        let b = rng.vec(c, -0.1, 0.1);
+        let params = DepthwiseParams::from_torch(c, 1, k, k, &w, Some(&b), None);
+        let mut y = vec![0.0f32; c * oh * oh];
+        let t = time(|| {
+            depthwise_with(
+                level,
+                d,
+                black_box(&x),
+                &params,
+                black_box(&mut y),
+                Act::RELU6,
+                engine::SCRATCH,
+                None,
+            )
+        });
+        let macs = (c * oh * oh * k * k) as f64;
+        eprintln!(
+            "dw {c}x{h}x{h} k{k} s{s}: {t:.1} us ({:.1} GF/s)",
+            2.0 * macs / t / 1e3
+        );
+    }
+}
