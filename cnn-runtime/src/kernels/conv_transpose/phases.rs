@@ -168,6 +168,33 @@ impl Axis {
     }
 }
 
+/// Output floats from which [`phase_to_space`] splits by channels over the pool's
+/// threads (`parallel`).
+#[cfg(feature = "parallel")]
+const PAR_FLOATS: usize = 32 * 1024;
+
+/// [`phase_to_space_dyn`], with the `parallel` feature and a large output by channels
+/// over the threads (each part reads the phase planes of its channels: those the
+/// convolution before wrote on the same core when it split by output channels).
+fn phase_to_space_split(o: usize, ah: Axis, aw: Axis, input: &[f32], output: &mut [f32]) {
+    #[cfg(feature = "parallel")]
+    {
+        let (plane, out_plane) = (ah.s * aw.s * ah.m * aw.m, ah.out * aw.out);
+        let parts = crate::pool::num_threads().min(o);
+        if parts > 1 && o * out_plane >= PAR_FLOATS {
+            let per = o.div_ceil(parts);
+            let output = &mut output[..o * out_plane];
+            crate::pool::run_chunks_mut(output, per * out_plane, &|i, out| {
+                let planes = out.len() / out_plane;
+                let input = &input[i * per * plane..][..planes * plane];
+                phase_to_space_dyn(planes, ah, aw, input, out);
+            });
+            return;
+        }
+    }
+    phase_to_space_dyn(o, ah, aw, input, output);
+}
+
 /// [`phase_to_space`] with its dimensions as runtime values.
 fn phase_to_space_dyn(o: usize, ah: Axis, aw: Axis, input: &[f32], output: &mut [f32]) {
     let (sh, sw) = (ah.s, aw.s);
@@ -253,7 +280,7 @@ pub fn phase_to_space<
         out: OW,
         p: PW,
     };
-    phase_to_space_dyn(O, ah, aw, input, output);
+    phase_to_space_split(O, ah, aw, input, output);
 }
 
 /// Depth to space: `output[o][y*KH + ky][x*KW + kx] = input[(o*KH + ky)*KW + kx][y][x]`,
@@ -287,7 +314,7 @@ pub fn depth_to_space<
         out: W * KW,
         p: 0,
     };
-    phase_to_space_dyn(O, ah, aw, input, output);
+    phase_to_space_split(O, ah, aw, input, output);
 }
 
 #[cfg(test)]
@@ -419,7 +446,7 @@ mod tests {
             let mut mid = vec![f32::NAN; outs * gh.size * gw.size];
             conv2d_dyn(level, d, &x, &p, &mut mid, &mut [], act);
             let mut got = vec![7.0; n + 1];
-            phase_to_space_dyn(o, axh, axw, &mid, &mut got);
+            phase_to_space_split(o, axh, axw, &mid, &mut got);
             assert_eq!(got[n], 7.0, "wrote past the output: {ah:?} {aw:?}");
             r::assert_close(&got[..n], &want, &(ah, aw, c, o, act, level));
         }
@@ -458,6 +485,22 @@ mod tests {
             ((16, 8), one, (50, 150, 3, 3, 0)),
         ] {
             check(&mut rng, ch, ah, aw, Act::RELU, true);
+        }
+    }
+
+    /// Split by channels over 2 and 3 threads, the placement moves every value as on one
+    /// thread (k4 s2 p1 and k2 s2 shapes large enough to split).
+    #[cfg(feature = "parallel")]
+    #[test]
+    fn threads_place_as_one() {
+        let _g = crate::pool::test_lock();
+        let mut rng = Rng::new(214);
+        for (o, s, m, out, p) in [(32, 2, 33, 64, 1), (17, 2, 40, 80, 0), (5, 4, 51, 200, 2)] {
+            let ax = Axis { s, m, out, p };
+            let mid = rng.vec(o * s * s * m * m, -1.0, 1.0);
+            r::assert_threads_match_one(o * out * out, &(o, s, m, out, p), |y| {
+                phase_to_space_split(o, ax, ax, &mid, y)
+            });
         }
     }
 
