@@ -1062,4 +1062,18 @@ fn auto_plan_takes_channel_tiles_for_long_1x1_reductions() {
     assert_eq!(plan(96, 14, 1, 576, 16, t512), Plan::Channels);
     // Channel tiles filling more lanes keep them (7x7: 49 of 64 pixel lanes).
     assert_eq!(plan(960, 7, 1, 320, 16, t512), Plan::Channels);
+    // 1-D rows from 384 samples with taps along them: pixel tiles within 5% of the
+    // channel tiles' fill (1000 samples: 0.99); shorter rows, 1x1: the fill decides.
+    let row = |c: usize, l: usize, k: usize, o: usize| {
+        let (one, ax) = (
+            Axis::conv(1, 1, 1, 0, 1).unwrap(),
+            Axis::conv(l, k, 1, k / 2, 1).unwrap(),
+        );
+        auto_plan(&flat(dims(c, o, 1, one, ax)), 16, t512)
+    };
+    assert_eq!(row(128, 1000, 3, 128), Plan::Pixels);
+    assert_eq!(row(64, 500, 5, 64), Plan::Pixels);
+    assert_eq!(row(128, 250, 5, 128), Plan::Channels);
+    assert_eq!(row(96, 1000, 1, 128), Plan::Channels);
+    assert_eq!(row(96, 1000, 3, 128), Plan::Pixels);
 }
