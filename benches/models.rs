@@ -1,6 +1,6 @@
-//! Batch-1 latency (or, with `--batch N`, batch throughput) of the six benchmark models
-//! (`models/*.toml`: four sequential ones and torchvision's ResNet-18 and MobileNetV2 at
-//! 224x224), one thread by default.
+//! Batch-1 latency (or, with `--batch N`, batch throughput) of the seven benchmark models
+//! (`models/*.toml`: four sequential ones, torchvision's ResNet-18 and MobileNetV2 at
+//! 224x224 and the example's U-Net), one thread by default.
 //!
 //! ```sh
 //! cargo bench --bench models                                   # table on stdout
@@ -114,7 +114,7 @@ usage: cargo bench --bench models -- [MODEL ...] [--json PATH] [--time SECONDS] 
        cargo bench --features profile --bench models -- --profile [--time SECONDS] [MODEL ...]
 
   MODEL           only these models (lenet5, cifar_vgg, mobilenet_96, fcn_seg,
-                  resnet18_224, mobilenet_v2_224); default all
+                  resnet18_224, mobilenet_v2_224, unet_shapes); default all
   --json PATH     also write the results as JSON (relative to the workspace root)
   --time SECONDS  measuring time per model, after the warm-up (default 2)
   --batch N       time `forward_batch_into` on N images per call instead of `forward`

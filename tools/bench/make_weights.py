@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Write seeded random weights for the six benchmark models.
+"""Write seeded random weights for the seven benchmark models.
 
 For each model of ``models/<model>.toml`` this builds the equivalent PyTorch module --
 ``torch.nn.Sequential`` (``tools/cnn_tools.py``'s ``build_sequential``) for the four
 sequential models ``lenet5``, ``cifar_vgg``, ``mobilenet_96``, ``fcn_seg``, the graph module
-of ``cnn_tools.build_model`` for ``resnet18_224`` and ``mobilenet_v2_224`` (torchvision's
+of ``cnn_tools.build_model`` for ``unet_shapes``, ``resnet18_224`` and ``mobilenet_v2_224`` (torchvision's
 ``resnet18()`` / ``mobilenet_v2()`` at 3x224x224, exported by ``tools/export.py``, so the
 keys are also those of the torchvision modules) -- and writes its ``state_dict()`` to
 ``target/bench/<model>/weights.safetensors`` (float32, the exact keys and shapes the Rust
