@@ -54,6 +54,34 @@ pub use engine::{Row16, ENGINE_STACK_BYTES};
 #[cfg(test)]
 mod reference;
 
+/// Output floats from which a copy-like kernel (upsampling, the phase placement of
+/// transposed convolutions) splits by channels over the pool's threads (`parallel`).
+#[cfg(feature = "parallel")]
+pub(crate) const PLANES_PAR_FLOATS: usize = 32 * 1024;
+
+/// With the `parallel` feature, more than one thread and at least
+/// [`PLANES_PAR_FLOATS`] output floats, splits the `planes` output planes of `plane`
+/// floats each into one range of planes per thread and calls `f(first, out)` for each
+/// range (`first` its first plane, `out` its planes), returning `true`; else `false`,
+/// nothing called.
+#[cfg(feature = "parallel")]
+pub(crate) fn split_planes(
+    planes: usize,
+    plane: usize,
+    output: &mut [f32],
+    f: &(dyn Fn(usize, &mut [f32]) + Sync),
+) -> bool {
+    let parts = crate::pool::num_threads().min(planes);
+    if parts <= 1 || planes * plane < PLANES_PAR_FLOATS {
+        return false;
+    }
+    let per = planes.div_ceil(parts);
+    crate::pool::run_chunks_mut(&mut output[..planes * plane], per * plane, &|i, out| {
+        f(i * per, out)
+    });
+    true
+}
+
 /// A raw pointer shared by the parts of one kernel call split over the pool's threads
 /// ([`crate::pool::run`]): each part reads, or writes, only its own ranges through it
 /// (disjoint output rows, channels or panels, its own share of a scratch buffer; inputs

@@ -84,11 +84,6 @@ fn nearest_dyn(
     }
 }
 
-/// Output floats from which bilinear upsampling splits by channels over the pool's
-/// threads (`parallel`).
-#[cfg(feature = "parallel")]
-const PAR_FLOATS: usize = 32 * 1024;
-
 /// Bilinear upsampling with its dimensions as runtime values, at `level`: with the
 /// `parallel` feature and a large output, the channels in one range per thread (each
 /// plane computed as on one thread).
@@ -104,19 +99,17 @@ fn bilinear_dyn(
     let output = &mut output[..c * ohw];
     #[cfg(feature = "parallel")]
     {
-        let parts = crate::pool::num_threads().min(c);
-        if parts > 1 && c * ohw >= PAR_FLOATS {
-            let per = c.div_ceil(parts);
-            crate::pool::run_chunks_mut(output, per * ohw, &|i, out| {
-                let planes = out.len() / ohw;
-                let run = Bilinear {
-                    dims: (planes, h, w, oh, ow),
-                    align_corners,
-                    input: &input[i * per * hw..][..planes * hw],
-                    output: out,
-                };
-                simd::run(level, run);
-            });
+        let split = super::split_planes(c, ohw, output, &|first, out| {
+            let planes = out.len() / ohw;
+            let run = Bilinear {
+                dims: (planes, h, w, oh, ow),
+                align_corners,
+                input: &input[first * hw..][..planes * hw],
+                output: out,
+            };
+            simd::run(level, run);
+        });
+        if split {
             return;
         }
     }

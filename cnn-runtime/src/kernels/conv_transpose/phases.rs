@@ -59,8 +59,13 @@ pub fn phase_axis(
     let e0 = p / s;
     let pad = (taps - 1).checked_sub(e0)?;
     let size = (n + 2 * pad + 1).checked_sub(taps).filter(|&u| u > 0)?;
-    let fits = (0..s.min(out)).all(|r| (out - r).div_ceil(s) + (r + p) / s - e0 <= size);
-    fits.then_some(PhaseAxis { taps, pad, size })
+    fits(s, size, out, p).then_some(PhaseAxis { taps, pad, size })
+}
+
+/// Whether every phase `r` of an axis of stride `s` and padding `p` finds its `out`
+/// outputs in the `m` rows of the phase convolution, from its shift `(r + p) / s - p / s`.
+fn fits(s: usize, m: usize, out: usize, p: usize) -> bool {
+    (0..s.min(out)).all(|r| (out - r).div_ceil(s) + (r + p) / s - p / s <= m)
 }
 
 #[cfg(feature = "alloc")]
@@ -168,11 +173,6 @@ impl Axis {
     }
 }
 
-/// Output floats from which [`phase_to_space`] splits by channels over the pool's
-/// threads (`parallel`).
-#[cfg(feature = "parallel")]
-const PAR_FLOATS: usize = 32 * 1024;
-
 /// [`phase_to_space_dyn`], with the `parallel` feature and a large output by channels
 /// over the threads (each part reads the phase planes of its channels: those the
 /// convolution before wrote on the same core when it split by output channels).
@@ -180,15 +180,12 @@ fn phase_to_space_split(o: usize, ah: Axis, aw: Axis, input: &[f32], output: &mu
     #[cfg(feature = "parallel")]
     {
         let (plane, out_plane) = (ah.s * aw.s * ah.m * aw.m, ah.out * aw.out);
-        let parts = crate::pool::num_threads().min(o);
-        if parts > 1 && o * out_plane >= PAR_FLOATS {
-            let per = o.div_ceil(parts);
-            let output = &mut output[..o * out_plane];
-            crate::pool::run_chunks_mut(output, per * out_plane, &|i, out| {
-                let planes = out.len() / out_plane;
-                let input = &input[i * per * plane..][..planes * plane];
-                phase_to_space_dyn(planes, ah, aw, input, out);
-            });
+        let split = crate::kernels::split_planes(o, out_plane, output, &|first, out| {
+            let planes = out.len() / out_plane;
+            let input = &input[first * plane..][..planes * plane];
+            phase_to_space_dyn(planes, ah, aw, input, out);
+        });
+        if split {
             return;
         }
     }
@@ -261,9 +258,6 @@ pub fn phase_to_space<
     output: &mut [f32],
 ) {
     const { assert!(O > 0 && SH > 0 && SW > 0 && MH > 0 && MW > 0 && OH > 0 && OW > 0) }
-    let fits = |s: usize, m: usize, out: usize, p: usize| {
-        (0..s.min(out)).all(|r| (out - r).div_ceil(s) + (r + p) / s - p / s <= m)
-    };
     assert!(
         fits(SH, MH, OH, PH) && fits(SW, MW, OW, PW),
         "phase_to_space: {OH}x{OW} outputs do not come from {MH}x{MW} phase planes"
