@@ -9,7 +9,8 @@
 //! Bilinear upsampling is separable, columns first as PyTorch computes it: each source
 //! row is interpolated along the row once (into one of two stack rows of a column block,
 //! kept while the output rows that read it go by), then each output row is the weighted
-//! sum of its two interpolated source rows, in vectors. The values are those of the
+//! sum of its two interpolated source rows, in vectors (the rows' sources and weights
+//! tabled once per call for blocks of 512 rows, like the columns'). The values are those of the
 //! formula per output (`gy * (gx * a + fx * b) + fy * (gx * c + fx * d)`, the same
 //! operations in the same order, no fused multiply-add). With the `parallel` feature a
 //! large map splits by channels.
@@ -146,6 +147,10 @@ impl WithSimd for Bilinear<'_> {
         let mut lo = [0u32; BLOCK];
         let mut hi = [0u32; BLOCK];
         let mut frac = [0.0f32; BLOCK];
+        // The same for up to `BLOCK` output rows, computed once for every plane.
+        let mut ylo = [0u32; BLOCK];
+        let mut yhi = [0u32; BLOCK];
+        let mut yfrac = [0.0f32; BLOCK];
         // Two source rows interpolated along the block's columns, and which rows they are.
         let mut rows = [[0.0f32; BLOCK]; 2];
         for x0 in (0..ow).step_by(BLOCK) {
@@ -155,61 +160,72 @@ impl WithSimd for Bilinear<'_> {
                 (lo[j], hi[j], frac[j]) = (l as u32, u as u32, f);
             }
             let (lo, hi, frac) = (&lo[..n], &hi[..n], &frac[..n]);
-            for (out_plane, in_plane) in output.chunks_exact_mut(ohw).zip(input.chunks_exact(hw)) {
-                let mut held = [usize::MAX; 2];
-                // The slot holding source row `y` interpolated, filled unless held
-                // (never the slot of `keep`, the other row the output row needs).
-                let mut row_slot = |y: usize, keep: usize, rows: &mut [[f32; BLOCK]; 2]| {
-                    if let Some(k) = held.iter().position(|&r| r == y) {
-                        return k;
-                    }
-                    let k = usize::from(held[0] == keep);
-                    let src = &in_plane[y * w..][..w];
-                    for (((t, &l), &u), &f) in rows[k][..n].iter_mut().zip(lo).zip(hi).zip(frac) {
-                        // SAFETY: `bilinear_coord` gives sources below `w`, the row's length.
-                        let (a, b) = unsafe {
-                            (
-                                *src.get_unchecked(l as usize),
-                                *src.get_unchecked(u as usize),
-                            )
-                        };
-                        *t = (1.0 - f) * a + f * b;
-                    }
-                    held[k] = y;
-                    k
-                };
-                for (oy, out_row) in out_plane.chunks_exact_mut(ow).enumerate() {
-                    let (y0, y1, fy) = bilinear_coord(oy, h, oh, align_corners);
-                    let out_row = &mut out_row[x0..x0 + n];
-                    let k0 = row_slot(y0, y1, &mut rows);
-                    if y0 == y1 {
-                        out_row.copy_from_slice(&rows[k0][..n]);
-                        continue;
-                    }
-                    let k1 = row_slot(y1, y0, &mut rows);
-                    let (r0, r1) = (&rows[k0][..n], &rows[k1][..n]);
-                    let (gy, fy) = (s.splat(1.0 - fy), s.splat(fy));
-                    let mut j = 0;
-                    while j < n {
-                        let m = l.min(n - j);
-                        // SAFETY: `j + m <= n`, the length of `r0`, `r1` and `out_row`.
-                        unsafe {
-                            let (a, b) = if m == l {
-                                (s.load(r0.as_ptr().add(j)), s.load(r1.as_ptr().add(j)))
-                            } else {
+            for y0 in (0..oh).step_by(BLOCK) {
+                let ny = BLOCK.min(oh - y0);
+                for j in 0..ny {
+                    let (l, u, f) = bilinear_coord(y0 + j, h, oh, align_corners);
+                    (ylo[j], yhi[j], yfrac[j]) = (l as u32, u as u32, f);
+                }
+                for (out_plane, in_plane) in
+                    output.chunks_exact_mut(ohw).zip(input.chunks_exact(hw))
+                {
+                    let mut held = [usize::MAX; 2];
+                    // The slot holding source row `y` interpolated, filled unless held
+                    // (never the slot of `keep`, the other row the output row needs).
+                    let mut row_slot = |y: usize, keep: usize, rows: &mut [[f32; BLOCK]; 2]| {
+                        if let Some(k) = held.iter().position(|&r| r == y) {
+                            return k;
+                        }
+                        let k = usize::from(held[0] == keep);
+                        let src = &in_plane[y * w..][..w];
+                        for (((t, &l), &u), &f) in rows[k][..n].iter_mut().zip(lo).zip(hi).zip(frac)
+                        {
+                            // SAFETY: `bilinear_coord` gives sources below `w`, the row's length.
+                            let (a, b) = unsafe {
                                 (
-                                    s.load_n(r0.as_ptr().add(j), m),
-                                    s.load_n(r1.as_ptr().add(j), m),
+                                    *src.get_unchecked(l as usize),
+                                    *src.get_unchecked(u as usize),
                                 )
                             };
-                            let v = s.add(s.mul(gy, a), s.mul(fy, b));
-                            if m == l {
-                                s.store(out_row.as_mut_ptr().add(j), v);
-                            } else {
-                                s.store_n(out_row.as_mut_ptr().add(j), v, m);
-                            }
+                            *t = (1.0 - f) * a + f * b;
                         }
-                        j += m;
+                        held[k] = y;
+                        k
+                    };
+                    let band = &mut out_plane[y0 * ow..(y0 + ny) * ow];
+                    for (j, out_row) in band.chunks_exact_mut(ow).enumerate() {
+                        let (y0, y1, fy) = (ylo[j] as usize, yhi[j] as usize, yfrac[j]);
+                        let out_row = &mut out_row[x0..x0 + n];
+                        let k0 = row_slot(y0, y1, &mut rows);
+                        if y0 == y1 {
+                            out_row.copy_from_slice(&rows[k0][..n]);
+                            continue;
+                        }
+                        let k1 = row_slot(y1, y0, &mut rows);
+                        let (r0, r1) = (&rows[k0][..n], &rows[k1][..n]);
+                        let (gy, fy) = (s.splat(1.0 - fy), s.splat(fy));
+                        let mut j = 0;
+                        while j < n {
+                            let m = l.min(n - j);
+                            // SAFETY: `j + m <= n`, the length of `r0`, `r1` and `out_row`.
+                            unsafe {
+                                let (a, b) = if m == l {
+                                    (s.load(r0.as_ptr().add(j)), s.load(r1.as_ptr().add(j)))
+                                } else {
+                                    (
+                                        s.load_n(r0.as_ptr().add(j), m),
+                                        s.load_n(r1.as_ptr().add(j), m),
+                                    )
+                                };
+                                let v = s.add(s.mul(gy, a), s.mul(fy, b));
+                                if m == l {
+                                    s.store(out_row.as_mut_ptr().add(j), v);
+                                } else {
+                                    s.store_n(out_row.as_mut_ptr().add(j), v, m);
+                                }
+                            }
+                            j += m;
+                        }
                     }
                 }
             }
@@ -329,6 +345,8 @@ mod tests {
             check(&mut rng, (2, 1, w, 1, ow));
         }
         check(&mut rng, (3, 9, 300, 20, 700));
+        // Columns and rows across the row tables' blocks.
+        check(&mut rng, (2, 300, 3, 1100, 5));
     }
 
     /// Split by channels over 2 and 3 threads, bilinear upsampling gives the one-thread
