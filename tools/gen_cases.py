@@ -190,6 +190,16 @@ case("op_conv_transpose_phases", "conv_transpose layers whose strides divide the
          L("conv_transpose", "t2", out=4, kernel=4, stride=2, padding=1, output_padding=1),
          L("conv_transpose", "t3", out=3, kernel=[2, 6], stride=[2, 3], padding=[0, 2]),
          L("conv_transpose", "t4", out=2, kernel=3, padding=1), L("tanh")])
+case("op_conv_transpose_split", "conv_transpose layers whose strides do not divide the "
+     "kernel (run as one convolution per phase): k3 s2 p1 output_padding 1 (CycleGAN) with 24 "
+     "outputs then batch_norm + relu; k5 s2 p2 output_padding 1 without bias; "
+     "k(3, 5) s(2, 3) p(0, 1), then sigmoid", [20, 5, 6], [
+         L("conv_transpose", "t1", out=24, kernel=3, stride=2, padding=1, output_padding=1),
+         L("batch_norm", "bn"), L("relu"),
+         L("conv_transpose", "t2", out=6, kernel=5, stride=2, padding=2, output_padding=1,
+           bias=False),
+         L("conv_transpose", "t3", out=3, kernel=[3, 5], stride=[2, 3], padding=[0, 1]),
+         L("sigmoid")])
 
 # --- §6 graph shapes ------------------------------------------------------------------------
 
@@ -469,6 +479,12 @@ case("seq1d_conv_transpose_phases", "1-D conv_transpose layers whose strides div
          L("conv_transpose", "t1", out=6, kernel=4, stride=2, padding=1),
          L("conv_transpose", "t2", out=3, kernel=8, stride=4, padding=2, output_padding=3),
          L("relu")])
+case("seq1d_conv_transpose_split", "1-D conv_transpose layers whose strides do not divide "
+     "the kernel: k3 s2 p1 output_padding 1, then batch_norm + relu; k7 s3 p3 output_padding 2",
+     [6, 13], [
+         L("conv_transpose", "t1", out=8, kernel=3, stride=2, padding=1, output_padding=1),
+         L("batch_norm", "bn"), L("relu"),
+         L("conv_transpose", "t2", out=3, kernel=7, stride=3, padding=3, output_padding=2)])
 case("seq1d_upsample", "1-D upsample: nearest scale 2, linear scale 3 (align_corners false), "
      "linear size 5 (smaller), linear size 17 align_corners true, nearest size 23 "
      "(non-integer ratio)", [2, 7], [

@@ -10,7 +10,7 @@ use quote::{format_ident, quote};
 
 use crate::codegen::{act_tokens, field_name, lit, rt};
 use crate::ir::{Activation, Merge, Model, Op, PoolKind, Shape, UpMode};
-use crate::plan::{Buf, Kernel, Step};
+use crate::plan::{Buf, CtPath, Kernel, Step};
 use crate::shape::{kernel_op, LayerShape};
 use crate::weights::{Build, Kind, Weights};
 
@@ -137,8 +137,8 @@ pub fn step(step: &Step, model: &Model, shapes: &[LayerShape], w: &mut Weights) 
             (expand, expand_bn, expand_act),
             (dw, bn),
         ),
-        Kernel::ConvTranspose { layer, gemm, bn } => {
-            conv_transpose(step, model, shapes, w, layer, gemm, bn)
+        Kernel::ConvTranspose { layer, path, bn } => {
+            conv_transpose(step, model, shapes, w, layer, path, bn)
         }
         Kernel::Linear { layer, bn } => linear(step, model, shapes, w, layer, bn),
         Kernel::Pool { layer } => pool(step, model, shapes, layer),
@@ -296,7 +296,7 @@ fn conv_transpose(
     shapes: &[LayerShape],
     w: &mut Weights,
     layer: usize,
-    gemm: bool,
+    path: CtPath,
     bn: Option<usize>,
 ) -> TokenStream {
     let rt = rt();
@@ -320,7 +320,59 @@ fn conv_transpose(
     let weight = w.tensor(format!("{}.weight", l.name), wshape);
     let bias_bn = w.bias_and_bn(model, shapes, &l.name, ct.bias.then_some(o), bn);
     let act = act_tokens(step.act);
-    if gemm {
+    if path == CtPath::Split {
+        // One convolution per phase, each into its block of the scratch, then every
+        // output put in place.
+        let (mh, mw) =
+            crate::plan::split_geometry(&ct, &shapes[layer]).expect("the plan checked the phases");
+        let block = o * mh * mw;
+        let mut calls = Vec::new();
+        for ry in 0..sh {
+            for rx in 0..sw {
+                let taps = |k, s, p, r| {
+                    cnn_runtime::kernels::conv_transpose::phase_taps(k, s, p, r)
+                        .expect("the plan checked the phases")
+                };
+                let ((th, pth), (tw, ptw)) = (taps(kh, sh, ph, ry), taps(kw, sw, pw, rx));
+                let pfield = format_ident!("{}_phase{}_{}", field, ry, rx);
+                w.fields.push((
+                    pfield.clone(),
+                    Build::layer(
+                        Kind::Phase {
+                            ci,
+                            out: o,
+                            kh,
+                            kw,
+                            sh,
+                            sw,
+                            ph,
+                            pw,
+                            ry,
+                            rx,
+                        },
+                        weight,
+                        bias_bn,
+                    ),
+                ));
+                let at = lit((ry * sw + rx) * block);
+                let [cil, h, wd, ol, mh, mw, th, tw, pth, ptw, block] =
+                    [ci, h, wd, o, mh, mw, th, tw, pth, ptw, block].map(lit);
+                calls.push(quote! {
+                    #rt::kernels::conv::conv2d::<#cil, #h, #wd, #ol, #mh, #mw, #th, #tw, 1, 1, #pth, #ptw, 1, 1, 1>(r0, &self.#pfield, &mut scratch[#at..][..#block], #act);
+                });
+            }
+        }
+        let [ol, sh, sw, mh, mw, oh, ow] = [o, sh, sw, mh, mw, oh, ow].map(lit);
+        return bind(
+            step,
+            false,
+            quote! {
+                #(#calls)*
+                #rt::kernels::conv_transpose::phases_to_space::<#ol, #sh, #sw, #mh, #mw, #oh, #ow>(scratch, w);
+            },
+        );
+    }
+    if path == CtPath::Phases {
         // One stride-1 convolution over every phase (into the scratch), then the
         // phases' outputs put in place.
         let (gh, gw) = crate::plan::phase_geometry(&ct, &shapes[layer])

@@ -930,3 +930,57 @@ proptest! {
         }
     }
 }
+
+/// Transposed convolutions take the convolution engine where they can: strides dividing
+/// the kernel, one convolution over every phase (`[gemm]`); otherwise, with a tap for
+/// every phase, one convolution per phase (`[gemm xN]`); groups, dilation, a phase
+/// without taps, the phase kernel. The scratch holds every phase's planes, and the code
+/// calls one `conv2d` per phase and `phases_to_space`.
+#[test]
+fn conv_transposes_pick_their_path() {
+    use crate::plan::{CtPath, Kernel};
+    let c = compile_inline(quote::quote!(struct M {
+        input: [8, 10, 12],
+        a: conv_transpose(6, kernel = 4, stride = 2, padding = 1),
+        a_bn: batch_norm,
+        relu,
+        b: conv_transpose(5, kernel = 3, stride = 2, padding = 1, output_padding = 1),
+        b_bn: batch_norm,
+        relu,
+        c: conv_transpose(4, kernel = [3, 5], stride = [2, 3], padding = 1),
+        d: conv_transpose(4, kernel = 3, stride = 2, groups = 2),
+        e: conv_transpose(3, kernel = 3, dilation = 2),
+        f: conv_transpose(2, kernel = 1, stride = 2),
+    }))
+    .unwrap();
+    let paths: Vec<_> = c
+        .plan
+        .steps
+        .iter()
+        .map(|s| match s.kernel {
+            Kernel::ConvTranspose { path, .. } => (path, crate::plan::describe(s, &c.model)),
+            k => panic!("{k:?}"),
+        })
+        .collect();
+    let want = [
+        (CtPath::Phases, "conv_transpose2d[gemm]+bn+relu"),
+        (CtPath::Split, "conv_transpose2d[gemm x4]+bn+relu"),
+        (CtPath::Split, "conv_transpose2d[gemm x6]"),
+        (CtPath::Kernel, "conv_transpose2d"),
+        (CtPath::Kernel, "conv_transpose2d"),
+        (CtPath::Kernel, "conv_transpose2d"),
+    ];
+    let got: Vec<_> = paths.iter().map(|(p, d)| (*p, d.as_str())).collect();
+    assert_eq!(got, want);
+    // Step b: 20x24 -> 40x48, four phases of 20x24 planes, 5 channels each.
+    let b = &c.plan.steps[1];
+    assert_eq!(b.output, Shape::Chw(5, 40, 48));
+    assert_eq!(b.scratch.map(|s| s.1), Some(4 * 5 * 20 * 24));
+    // Step c: 40x48 -> 79x144 (k3 s2 p1, k5 s3 p1): 40x48 planes, six phases.
+    assert_eq!(c.plan.steps[2].output, Shape::Chw(4, 79, 144));
+    assert_eq!(c.plan.steps[2].scratch.map(|s| s.1), Some(6 * 4 * 40 * 48));
+    let steps = crate::codegen::steps(&c.model, &c.shapes, &c.plan);
+    let code = steps.0[1].to_string();
+    assert_eq!(code.matches("conv2d ::").count(), 4, "{code}");
+    assert!(code.contains("phases_to_space"), "{code}");
+}

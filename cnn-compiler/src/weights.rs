@@ -58,6 +58,21 @@ pub(crate) enum Kind {
         ph: usize,
         pw: usize,
     },
+    /// `phase_params(ci, out, kh, kw, sh, sw, ph, pw, ry, rx, ..)`: a `ConvParams` (the
+    /// convolution of phase `(ry, rx)` of a transposed convolution: `out` channels of its
+    /// own taps).
+    Phase {
+        ci: usize,
+        out: usize,
+        kh: usize,
+        kw: usize,
+        sh: usize,
+        sw: usize,
+        ph: usize,
+        pw: usize,
+        ry: usize,
+        rx: usize,
+    },
     /// `ConvTransposeParams::from_torch(ci, opg, kh, kw, groups, ..)`.
     ConvTranspose {
         ci: usize,
@@ -75,7 +90,9 @@ impl Kind {
     fn ty(self) -> TokenStream {
         let rt = rt();
         match self {
-            Kind::Conv { .. } | Kind::PhaseKernel { .. } => quote!(#rt::kernels::conv::ConvParams),
+            Kind::Conv { .. } | Kind::PhaseKernel { .. } | Kind::Phase { .. } => {
+                quote!(#rt::kernels::conv::ConvParams)
+            }
             Kind::Depthwise { .. } => quote!(#rt::kernels::depthwise::DepthwiseParams),
             Kind::Winograd { .. } => quote!(#rt::kernels::winograd::WinogradParams),
             Kind::ConvTranspose { .. } => quote!(#rt::kernels::conv_transpose::ConvTransposeParams),
@@ -111,6 +128,21 @@ impl Kind {
             } => (
                 quote!(#rt::kernels::conv_transpose::phase_kernel_params),
                 vec![ci, out, kh, kw, sh, sw, ph, pw],
+            ),
+            Kind::Phase {
+                ci,
+                out,
+                kh,
+                kw,
+                sh,
+                sw,
+                ph,
+                pw,
+                ry,
+                rx,
+            } => (
+                quote!(#rt::kernels::conv_transpose::phase_params),
+                vec![ci, out, kh, kw, sh, sw, ph, pw, ry, rx],
             ),
             Kind::ConvTranspose {
                 ci,
@@ -149,6 +181,22 @@ impl Kind {
                 sw,
                 ..
             } => ROW * panels(out * sh * sw) * ((kh / sh) * (kw / sw) * ci + 1),
+            Kind::Phase {
+                ci,
+                out,
+                kh,
+                kw,
+                sh,
+                sw,
+                ph,
+                pw,
+                ry,
+                rx,
+            } => {
+                let taps =
+                    |k, s, p, r| k::conv_transpose::phase_taps(k, s, p, r).map_or(0, |t| t.0);
+                ROW * panels(out) * (taps(kh, sh, ph, ry) * taps(kw, sw, pw, rx) * ci + 1)
+            }
             Kind::ConvTranspose {
                 ci,
                 opg,
@@ -187,6 +235,20 @@ impl Kind {
                 pw,
             } => Box::new(k::conv_transpose::phase_kernel_params(
                 ci, out, kh, kw, sh, sw, ph, pw, weight, bias, bn,
+            )),
+            Kind::Phase {
+                ci,
+                out,
+                kh,
+                kw,
+                sh,
+                sw,
+                ph,
+                pw,
+                ry,
+                rx,
+            } => Box::new(k::conv_transpose::phase_params(
+                ci, out, kh, kw, sh, sw, ph, pw, ry, rx, weight, bias, bn,
             )),
             Kind::ConvTranspose {
                 ci,
@@ -515,6 +577,21 @@ mod tests {
                     Some(1),
                 ),
                 layer(
+                    Kind::Phase {
+                        ci: cg,
+                        out,
+                        kh: 2 * kh + 1,
+                        kw: 2 * kw + 1,
+                        sh: 2,
+                        sw: 2,
+                        ph: 1,
+                        pw: 1,
+                        ry: 1,
+                        rx: 0,
+                    },
+                    Some(1),
+                ),
+                layer(
                     Kind::ConvTranspose {
                         ci: cg * 2,
                         opg: out,
@@ -535,7 +612,9 @@ mod tests {
                     Kind::Conv { .. } => (out * cg * kh * kw, out),
                     Kind::Depthwise { .. } => (out * kh * kw, out),
                     Kind::Winograd { .. } => (out * cg * 9, out),
-                    Kind::PhaseKernel { kh, kw, .. } => (cg * out * kh * kw, out),
+                    Kind::PhaseKernel { kh, kw, .. } | Kind::Phase { kh, kw, .. } => {
+                        (cg * out * kh * kw, out)
+                    }
                     Kind::ConvTranspose { .. } => (cg * 2 * out * kh * kw, out * 2),
                     Kind::Linear { .. } => (out * cg * kh, out),
                 };

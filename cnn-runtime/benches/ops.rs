@@ -43,8 +43,8 @@ use std::time::Duration;
 use cnn_runtime::cpu;
 use cnn_runtime::kernels::conv::conv2d;
 use cnn_runtime::kernels::conv_transpose::{
-    conv_transpose2d, depth_to_space, phase_kernel_params, phase_to_space, stride_kernel_params,
-    ConvTransposeParams,
+    conv_transpose2d, depth_to_space, phase_kernel_params, phase_params, phase_to_space,
+    phases_to_space, stride_kernel_params, ConvTransposeParams,
 };
 use cnn_runtime::kernels::upsample::{upsample_bilinear2d, upsample_nearest2d};
 use cnn_runtime::Act;
@@ -290,6 +290,32 @@ fn conv_transpose_phases<
     op
 }
 
+/// A `k3 s2 p1` transposed convolution with output padding 1 (`OH = 2 H`) as the compiler
+/// runs it: one convolution per phase (1x1, 1x2, 2x1 and 2x2 taps, no padding, `H x H`
+/// outputs each) into scratch memory, then the phases put in place.
+fn conv_transpose_split<const C: usize, const H: usize, const O: usize, const OH: usize>(
+    name: &'static str,
+) -> Op {
+    let mut op = conv_transpose::<C, H, H, O, OH, OH, 3, 3, 2, 2, 1, 1, 1, 1, 1>(name);
+    let weight = &op.tensors[1].2;
+    let bias = &op.tensors[2].2;
+    let p = |ry, rx| phase_params(C, O, 3, 3, 2, 2, 1, 1, ry, rx, weight, Some(bias), None);
+    let ps = [p(0, 0), p(0, 1), p(1, 0), p(1, 1)];
+    let scratch = std::cell::RefCell::new(vec![0.0f32; 4 * O * H * H]);
+    op.desc.push_str(" [4 phase convs + placement]");
+    op.run = Box::new(move |x, y| {
+        let mut scratch = scratch.borrow_mut();
+        let mut b = scratch.chunks_exact_mut(O * H * H);
+        let a = Act::IDENTITY;
+        conv2d::<C, H, H, O, H, H, 1, 1, 1, 1, 0, 0, 1, 1, 1>(x, &ps[0], b.next().unwrap(), a);
+        conv2d::<C, H, H, O, H, H, 1, 2, 1, 1, 0, 0, 1, 1, 1>(x, &ps[1], b.next().unwrap(), a);
+        conv2d::<C, H, H, O, H, H, 2, 1, 1, 1, 0, 0, 1, 1, 1>(x, &ps[2], b.next().unwrap(), a);
+        conv2d::<C, H, H, O, H, H, 2, 2, 1, 1, 0, 0, 1, 1, 1>(x, &ps[3], b.next().unwrap(), a);
+        phases_to_space::<O, 2, 2, H, H, OH, OH>(&scratch, y);
+    });
+    op
+}
+
 /// A nearest upsampling op.
 fn nearest<const C: usize, const H: usize, const W: usize, const OH: usize, const OW: usize>(
     name: &'static str,
@@ -358,11 +384,13 @@ fn upsample(
 }
 
 /// The op names, in table order.
-const OPS: [&str; 7] = [
+const OPS: [&str; 9] = [
     "unet_up2",
     "unet_up1",
     "ct_k2s2_128x56",
     "ct_k4s2p1_64x64",
+    "ct_k3s2p1_64x64",
+    "ct_k3s2p1_128x32",
     "bilinear_x2_64x56",
     "bilinear_ac_x2_64x56",
     "nearest_x2_64x56",
@@ -381,6 +409,11 @@ fn build(name: &'static str) -> Op {
         // Decoder-sized, overlapping taps (DCGAN-style): 64 -> 32, 64x64 -> 128x128.
         // (run as the compiler does: one 2x2 convolution over the four phases)
         "ct_k4s2p1_64x64" => conv_transpose_phases::<64, 64, 32, 128, 4, 2, 1, 2, 1, 65, 128>(name),
+        // Decoder-sized, a kernel the stride does not divide (CycleGAN, autoencoders):
+        // 64 -> 32, 64x64 -> 128x128 (output padding 1); and 128 -> 64 on 32x32.
+        // (run as the compiler does: one convolution per phase)
+        "ct_k3s2p1_64x64" => conv_transpose_split::<64, 64, 32, 128>(name),
+        "ct_k3s2p1_128x32" => conv_transpose_split::<128, 32, 64, 64>(name),
         "bilinear_x2_64x56" => bilinear::<64, 56, 56, 112, 112, false>(name),
         "bilinear_ac_x2_64x56" => bilinear::<64, 56, 56, 112, 112, true>(name),
         "nearest_x2_64x56" => nearest::<64, 56, 56, 112, 112>(name),

@@ -2284,6 +2284,28 @@ pub mod case_op_conv_transpose_phases {
     }
 }
 
+/// `tests/cases/op_conv_transpose_split/model.toml`
+pub mod case_op_conv_transpose_split {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/op_conv_transpose_split";
+    cnn_model! {
+        #[file = "tests/cases/op_conv_transpose_split/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [20, 5, 6],
+            t1: conv_transpose(out = 24, kernel = 3, stride = 2, padding = 1, output_padding = 1),
+            bn: batch_norm,
+            relu,
+            t2: conv_transpose(out = 6, kernel = 5, stride = 2, padding = 2, output_padding = 1, bias = false),
+            t3: conv_transpose(out = 3, kernel = (3, 5), stride = (2, 3), padding = (0, 1)),
+            sigmoid,
+        }
+    }
+}
+
 /// `tests/cases/op_conv_transpose_stride2_outpad/model.toml`
 pub mod case_op_conv_transpose_stride2_outpad {
     use cnn::cnn_model;
@@ -2673,6 +2695,26 @@ pub mod case_seq1d_conv_transpose_phases {
     }
 }
 
+/// `tests/cases/seq1d_conv_transpose_split/model.toml`
+pub mod case_seq1d_conv_transpose_split {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/seq1d_conv_transpose_split";
+    cnn_model! {
+        #[file = "tests/cases/seq1d_conv_transpose_split/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [6, 13],
+            t1: conv_transpose(out = 8, kernel = 3, stride = 2, padding = 1, output_padding = 1),
+            bn: batch_norm,
+            relu,
+            t2: conv_transpose(out = 3, kernel = 7, stride = 3, padding = 3, output_padding = 2),
+        }
+    }
+}
+
 /// `tests/cases/seq1d_flatten_linear_head/model.toml`
 pub mod case_seq1d_flatten_linear_head {
     use cnn::cnn_model;
@@ -2953,6 +2995,7 @@ macro_rules! for_each_case {
         $m!(case_op_conv_transpose_kernel_lt_stride);
         $m!(case_op_conv_transpose_outpad_dilation);
         $m!(case_op_conv_transpose_phases);
+        $m!(case_op_conv_transpose_split);
         $m!(case_op_conv_transpose_stride2_outpad);
         $m!(case_op_gelu);
         $m!(case_op_hardsigmoid);
@@ -2972,6 +3015,7 @@ macro_rules! for_each_case {
         $m!(case_seq1d_conv_groups_stride);
         $m!(case_seq1d_conv_transpose);
         $m!(case_seq1d_conv_transpose_phases);
+        $m!(case_seq1d_conv_transpose_split);
         $m!(case_seq1d_flatten_linear_head);
         $m!(case_seq1d_global_pools);
         $m!(case_seq1d_pools);

@@ -1,6 +1,6 @@
 //! Names of the planned kernels as the summary shows them.
 
-use super::{Kernel, Step};
+use super::{CtPath, Kernel, Step};
 use crate::ir::{Activation, Merge, Model, Op, PoolKind};
 
 /// The kernel's name as shown in the summary, e.g. `conv2d+bn+relu`.
@@ -27,8 +27,20 @@ pub fn describe(step: &Step, model: &Model) -> String {
             push_epilogue(&mut e, expand_bn.is_some(), expand_act);
             format!("{e} > depthwise_conv{d}")
         }
-        Kernel::ConvTranspose { gemm: true, .. } => {
-            format!("conv_transpose{d}[gemm]")
+        Kernel::ConvTranspose {
+            path: CtPath::Phases,
+            ..
+        } => format!("conv_transpose{d}[gemm]"),
+        Kernel::ConvTranspose {
+            path: CtPath::Split,
+            layer,
+            ..
+        } => {
+            let phases = match crate::shape::kernel_op(&model.layers[layer].op, model.is_1d()) {
+                Op::ConvTranspose(ct) => ct.stride.0 * ct.stride.1,
+                _ => unreachable!("planned transposed convs are conv_transpose layers"),
+            };
+            format!("conv_transpose{d}[gemm x{phases}]")
         }
         Kernel::ConvTranspose { .. } => format!("conv_transpose{d}"),
         Kernel::Linear { .. } => "linear".to_string(),

@@ -2,7 +2,7 @@
 //! epilogue, in-place writes, concat operands written into their output, and the storage
 //! group of every value.
 
-use super::{is_view, pair, Buf, Group, Kernel, Pending, Planner, Value};
+use super::{is_view, pair, Buf, CtPath, Group, Kernel, Pending, Planner, Value};
 use crate::ir::{Merge, Op, PoolKind, Shape, Src};
 
 impl<'a> Planner<'a> {
@@ -320,13 +320,21 @@ impl<'a> Planner<'a> {
                         else {
                             unreachable!("kernel_op keeps the op")
                         };
-                        // One group and a phase convolution on both axes (strides
-                        // dividing the kernel, dilation 1): the convolution engine
-                        // over every phase at once, then a copy into place.
-                        let gemm = ct.groups == 1 && phase_geometry(&ct, shape).is_some();
+                        // One group and dilation 1: the convolution engine, over every
+                        // phase at once where the strides divide the kernel, else one
+                        // convolution per phase, then a copy into place.
+                        let path = if ct.groups != 1 {
+                            CtPath::Kernel
+                        } else if phase_geometry(&ct, shape).is_some() {
+                            CtPath::Phases
+                        } else if split_geometry(&ct, shape).is_some() {
+                            CtPath::Split
+                        } else {
+                            CtPath::Kernel
+                        };
                         Kernel::ConvTranspose {
                             layer: i,
-                            gemm,
+                            path,
                             bn: None,
                         }
                     }
@@ -354,17 +362,22 @@ impl<'a> Planner<'a> {
                             tile, c, h, w, o, oh, ow, dh, dw,
                         ))
                     }
-                    // The phase convolution's output before it is put in place.
-                    Kernel::ConvTranspose { gemm: true, .. } => {
+                    // The phase convolutions' output before it is put in place.
+                    Kernel::ConvTranspose { path, .. } if path != CtPath::Kernel => {
                         let Op::ConvTranspose(ct) =
                             crate::shape::kernel_op(&layer.op, self.model.is_1d())
                         else {
                             unreachable!("planned transposed convs are conv_transpose layers")
                         };
-                        let (gh, gw) = phase_geometry(&ct, shape)
-                            .expect("the plan checked the phase geometry");
+                        let (mh, mw) = if path == CtPath::Phases {
+                            let (gh, gw) = phase_geometry(&ct, shape)
+                                .expect("the plan checked the phase geometry");
+                            (gh.size, gw.size)
+                        } else {
+                            split_geometry(&ct, shape).expect("the plan checked the phases")
+                        };
                         let o = shape.output.as_chw().0;
-                        Some(o * (ct.stride.0 * ct.stride.1) as usize * gh.size * gw.size)
+                        Some(o * (ct.stride.0 * ct.stride.1) as usize * mh * mw)
                     }
                     _ => None,
                 };
@@ -590,6 +603,27 @@ pub(crate) fn phase_geometry(
     let u = |v: i64| usize::try_from(v).ok();
     let axis = |n: usize, out: usize, k: i64, s: i64, p: i64, d: i64| {
         phase_axis(n, out, u(k)?, u(s)?, u(p)?, u(d)?)
+    };
+    Some((
+        axis(h, oh, ct.kernel.0, ct.stride.0, ct.padding.0, ct.dilation.0)?,
+        axis(w, ow, ct.kernel.1, ct.stride.1, ct.padding.1, ct.dilation.1)?,
+    ))
+}
+
+/// The rows and columns of each phase's own convolution of a transposed convolution (its
+/// `kernel_op`, 2-D), when every phase has one
+/// (`cnn_runtime::kernels::conv_transpose::phase_split_axis`: dilation 1, a tap and a
+/// padding that is not negative for every phase); groups are the caller's test.
+pub(crate) fn split_geometry(
+    ct: &crate::ir::ConvTranspose,
+    shape: &crate::shape::LayerShape,
+) -> Option<(usize, usize)> {
+    use cnn_runtime::kernels::conv_transpose::phase_split_axis;
+    let (_, h, w) = shape.input.as_chw();
+    let (_, oh, ow) = shape.output.as_chw();
+    let u = |v: i64| usize::try_from(v).ok();
+    let axis = |n: usize, out: usize, k: i64, s: i64, p: i64, d: i64| {
+        phase_split_axis(n, out, u(k)?, u(s)?, u(p)?, u(d)?)
     };
     Some((
         axis(h, oh, ct.kernel.0, ct.stride.0, ct.padding.0, ct.dilation.0)?,

@@ -25,7 +25,7 @@ use crate::shape::LayerShape;
 mod arena;
 mod describe;
 mod layers;
-pub(crate) use layers::phase_geometry;
+pub(crate) use layers::{phase_geometry, split_geometry};
 
 #[cfg(test)]
 pub(crate) use arena::OPTIONAL_OFF;
@@ -52,6 +52,20 @@ pub struct Region {
     pub buf: Buf,
     /// Offset in values.
     pub offset: usize,
+}
+
+/// How a transposed convolution runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CtPath {
+    /// The phase kernel, `conv_transpose2d`: groups, dilation, and the geometries the
+    /// others do not take.
+    Kernel,
+    /// One stride-1 convolution over every phase (one group, dilation 1, strides
+    /// dividing the kernel) into scratch memory, then `phase_to_space`.
+    Phases,
+    /// One convolution per phase (one group, dilation 1, every phase with taps: `k3 s2
+    /// p1`) into scratch memory, then `phases_to_space`.
+    Split,
 }
 
 /// What a step computes.
@@ -94,9 +108,8 @@ pub enum Kernel {
     ConvTranspose {
         /// The layer.
         layer: usize,
-        /// Windows that do not overlap (`stride = kernel`, no padding, one group): run as
-        /// a 1x1 convolution into scratch memory and a depth-to-space copy.
-        gemm: bool,
+        /// How it runs: the phase kernel or the convolution engine.
+        path: CtPath,
         /// A batch norm folded in.
         bn: Option<usize>,
     },
@@ -157,7 +170,10 @@ pub fn stack_bytes(plan: &Plan) -> usize {
             s.kernel,
             Kernel::Conv { winograd: None, .. }
                 | Kernel::ExpandDepthwise { .. }
-                | Kernel::ConvTranspose { gemm: true, .. }
+                | Kernel::ConvTranspose {
+                    path: CtPath::Phases | CtPath::Split,
+                    ..
+                }
                 | Kernel::Pool { .. }
         )
     });

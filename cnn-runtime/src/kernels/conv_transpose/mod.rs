@@ -20,12 +20,16 @@ use crate::buf::Buf;
 use crate::cpu::{self, Level};
 
 mod phases;
+mod split;
 #[cfg(feature = "alloc")]
 #[allow(unused_imports)]
 use alloc::{boxed::Box, vec, vec::Vec};
 pub use phases::{depth_to_space, phase_axis, phase_to_space, PhaseAxis};
 #[cfg(feature = "alloc")]
 pub use phases::{phase_kernel_params, stride_kernel_params};
+#[cfg(feature = "alloc")]
+pub use split::phase_params;
+pub use split::{phase_split_axis, phase_taps, phases_to_space};
 
 /// Weights and bias of a transposed convolution, repacked for [`conv_transpose2d`].
 #[derive(Clone, Debug, PartialEq)]

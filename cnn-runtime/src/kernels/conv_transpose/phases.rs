@@ -155,13 +155,18 @@ pub fn stride_kernel_params(
     phase_kernel_params(in_channels, out, kh, kw, kh, kw, 0, 0, weight, bias, bn)
 }
 
-/// One axis of [`phase_to_space`]: stride, phase-convolution size, output size, padding.
+/// One axis of [`phase_to_space`]: stride, phase-convolution size, output size, padding
+/// (0 when each phase's output `t` is its convolution's row `t`).
 #[derive(Clone, Copy)]
-struct Axis {
-    s: usize,
-    m: usize,
-    out: usize,
-    p: usize,
+pub(super) struct Axis {
+    /// Stride.
+    pub(super) s: usize,
+    /// Rows (or columns) of a phase plane.
+    pub(super) m: usize,
+    /// Output rows (or columns).
+    pub(super) out: usize,
+    /// The transposed convolution's padding.
+    pub(super) p: usize,
 }
 
 impl Axis {
@@ -173,39 +178,67 @@ impl Axis {
     }
 }
 
-/// [`phase_to_space_dyn`], with the `parallel` feature and a large output by channels
-/// over the threads (each part reads the phase planes of its channels: those the
-/// convolution before wrote on the same core when it split by output channels).
-fn phase_to_space_split(o: usize, ah: Axis, aw: Axis, input: &[f32], output: &mut [f32]) {
+/// How the phase planes lie in the scratch memory: by channel, then phase (the one
+/// convolution over every phase: plane `(o * SH + ry) * SW + rx`), or by phase, then
+/// channel (one convolution per phase, `split.rs`: plane `(ry * SW + rx) * O + o`).
+#[derive(Clone, Copy)]
+pub(super) enum Order {
+    /// Plane `(o * SH + ry) * SW + rx`.
+    Channels,
+    /// Plane `(ry * SW + rx) * O + o` of `O` channels in all.
+    Phases(usize),
+}
+
+/// [`phase_to_space_dyn`] of `o` channels, with the `parallel` feature and a large output
+/// by channels over the threads (each part reads the phase planes of its channels: in
+/// channel order, those the convolution before wrote on the same core when it split by
+/// output channels).
+pub(super) fn phase_to_space_split(
+    o: usize,
+    ah: Axis,
+    aw: Axis,
+    order: Order,
+    input: &[f32],
+    output: &mut [f32],
+) {
     #[cfg(feature = "parallel")]
     {
-        let (plane, out_plane) = (ah.s * aw.s * ah.m * aw.m, ah.out * aw.out);
+        let out_plane = ah.out * aw.out;
         let split = crate::kernels::split_planes(o, out_plane, output, &|first, out| {
             let planes = out.len() / out_plane;
-            let input = &input[first * plane..][..planes * plane];
-            phase_to_space_dyn(planes, ah, aw, input, out);
+            phase_to_space_dyn(first..first + planes, ah, aw, order, input, out);
         });
         if split {
             return;
         }
     }
-    phase_to_space_dyn(o, ah, aw, input, output);
+    phase_to_space_dyn(0..o, ah, aw, order, input, output);
 }
 
-/// [`phase_to_space`] with its dimensions as runtime values.
-fn phase_to_space_dyn(o: usize, ah: Axis, aw: Axis, input: &[f32], output: &mut [f32]) {
+/// [`phase_to_space`] of the channels `chans` (into `output`, from its start) with the
+/// dimensions as runtime values; `input` holds every channel's planes.
+fn phase_to_space_dyn(
+    chans: core::ops::Range<usize>,
+    ah: Axis,
+    aw: Axis,
+    order: Order,
+    input: &[f32],
+    output: &mut [f32],
+) {
     let (sh, sw) = (ah.s, aw.s);
-    let plane = ah.m * aw.m;
-    let input = &input[..o * sh * sw * plane];
-    let output = &mut output[..o * ah.out * aw.out];
+    let output = &mut output[..chans.len() * ah.out * aw.out];
     // Where each phase column's row starts (its shift) and how many outputs it gives.
     let first = |rx: usize| aw.source(rx).1;
-    for (oc, out_plane) in output.chunks_exact_mut(ah.out * aw.out).enumerate() {
+    for (oc, out_plane) in chans.zip(output.chunks_exact_mut(ah.out * aw.out)) {
         for (y, dst) in out_plane.chunks_exact_mut(aw.out).enumerate() {
             let (ry, sy) = ah.source(y);
             // Row `sy` of phase `(ry, rx)`'s plane, from the phase's first column on.
             let src = |rx: usize| {
-                let at = (((oc * sh + ry) * sw + rx) * ah.m + sy) * aw.m;
+                let q = match order {
+                    Order::Channels => (oc * sh + ry) * sw + rx,
+                    Order::Phases(o) => (ry * sw + rx) * o + oc,
+                };
+                let at = (q * ah.m + sy) * aw.m;
                 &input[at + first(rx)..at + aw.m]
             };
             match sw {
@@ -274,7 +307,7 @@ pub fn phase_to_space<
         out: OW,
         p: PW,
     };
-    phase_to_space_split(O, ah, aw, input, output);
+    phase_to_space_split(O, ah, aw, Order::Channels, input, output);
 }
 
 /// Depth to space: `output[o][y*KH + ky][x*KW + kx] = input[(o*KH + ky)*KW + kx][y][x]`,
@@ -308,7 +341,7 @@ pub fn depth_to_space<
         out: W * KW,
         p: 0,
     };
-    phase_to_space_split(O, ah, aw, input, output);
+    phase_to_space_split(O, ah, aw, Order::Channels, input, output);
 }
 
 #[cfg(test)]
@@ -440,7 +473,7 @@ mod tests {
             let mut mid = vec![f32::NAN; outs * gh.size * gw.size];
             conv2d_dyn(level, d, &x, &p, &mut mid, &mut [], act);
             let mut got = vec![7.0; n + 1];
-            phase_to_space_split(o, axh, axw, &mid, &mut got);
+            phase_to_space_split(o, axh, axw, Order::Channels, &mid, &mut got);
             assert_eq!(got[n], 7.0, "wrote past the output: {ah:?} {aw:?}");
             r::assert_close(&got[..n], &want, &(ah, aw, c, o, act, level));
         }
@@ -493,7 +526,7 @@ mod tests {
             let ax = Axis { s, m, out, p };
             let mid = rng.vec(o * s * s * m * m, -1.0, 1.0);
             r::assert_threads_match_one(o * out * out, &(o, s, m, out, p), |y| {
-                phase_to_space_split(o, ax, ax, &mid, y)
+                phase_to_space_split(o, ax, ax, Order::Channels, &mid, y)
             });
         }
     }
