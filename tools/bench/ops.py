@@ -5,6 +5,7 @@ The ops (defined once, in ``cnn-runtime/benches/ops.rs``): the U-Net decoder lay
 ``models/unet_shapes.toml`` (``up2``: conv_transpose 64->32 k2 s2 on the 64x16x16
 bottleneck; ``up1``: bilinear x2 of ``d2``, 32x32x32) and larger decoder-sized ones
 (conv_transpose 128->64 k2 s2 on 128x56x56; conv_transpose 64->32 k4 s2 p1 on 64x64x64;
+conv_transpose k3 s2 p1 output_padding 1, 64->32 on 64x64x64 and 128->64 on 128x32x32;
 bilinear x2 with and without align_corners, and nearest x2, of 64x56x56). This
 
 1. runs ``cargo bench -p cnn-runtime --bench ops -- --write-inputs``, which writes each
