@@ -1,6 +1,8 @@
 //! Running the engine on a convolution: the instruction set picked once per call (its
-//! token passed down), the split over the threads of [`crate::pool`], and the column
-//! tiles of 1-D signals too long for the engine's band buffer.
+//! token passed down), the split over the threads of [`crate::pool`], and 1-D signals
+//! too long for the engine's band buffer: their interior read directly, their padded
+//! ends (or, where the stride does not divide the padding, the whole signal) in column
+//! tiles.
 
 use super::ConvParams;
 use crate::cpu::Level;
@@ -15,7 +17,8 @@ pub(super) struct ConvRun<'a> {
     pub(super) d: Dims2d,
     pub(super) input: &'a [f32],
     pub(super) params: &'a ConvParams,
-    /// `O*OH*OW` floats; this run writes the planes of its panels' channels only.
+    /// `O*OH*OW` floats (from a 1-D interior's first column: see `Window`); this run
+    /// writes the planes of its panels' channels only, at its pixels.
     pub(super) out: *mut f32,
     pub(super) act: Act,
     pub(super) cap: usize,
@@ -281,14 +284,95 @@ pub(super) fn conv2d_in<S: Simd>(
     let input = &input[..d.c * d.h * d.w];
     let n = d.o * d.oh * d.ow;
     let output = &mut output[..n];
-    let panels = d.o.div_ceil(engine::PANEL);
     let cap = cap.min(engine::SCRATCH);
+    if let Some((dd, lo, count)) = interior_1d(&d, cap) {
+        // A padded 1-D signal too long for the band buffer: the outputs whose taps all
+        // land inside it read it directly (no copy), the few at its ends through
+        // column tiles.
+        let window = Window { off: lo, n: count };
+        let done = engine_run(s, dd, input, params, output, act, cap, force, pack, window);
+        if done {
+            let tiled = conv1d_tiled(s, d, input, params, output, act, 0..lo)
+                && conv1d_tiled(s, d, input, params, output, act, lo + count..d.ow);
+            if tiled {
+                return;
+            }
+        }
+    }
+    let window = Window {
+        off: 0,
+        n: d.oh * d.ow,
+    };
+    let done = engine_run(s, d, input, params, output, act, cap, force, pack, window)
+        || (is_1d(&d) && conv1d_tiled(s, d, input, params, output, act, 0..d.ow));
+    if !done {
+        engine::conv_fallback(d, input, params.packed(), output, act);
+    }
+}
+
+/// The output pixels one engine run computes: `n` pixels of every output plane, the
+/// first at `off` (the whole plane, or the columns of a 1-D signal whose taps all land
+/// inside it: see [`interior_1d`]).
+#[derive(Clone, Copy)]
+struct Window {
+    off: usize,
+    n: usize,
+}
+
+/// For a padded 1-D convolution (stride dividing the padding) whose padded row, all
+/// channels, does not fit the band buffer of `cap` floats: the same convolution without
+/// padding, its output shifted by `lo = padding / stride` columns, and how many of its
+/// outputs (from the first) read only the signal: `(d', lo, count)`, `count > 0`.
+/// Output `x' < count` of `d'` is output `lo + x'` of `d`; the engine reads `d'`'s
+/// input directly for them (its pixel range ends before any tap leaves the signal).
+pub(super) fn interior_1d(d: &Dims2d, cap: usize) -> Option<(Dims2d, usize, usize)> {
+    if !is_1d(d) || d.pw == 0 || !d.pw.is_multiple_of(d.sw) {
+        return None;
+    }
+    // The band of one output row: every channel's padded row, split in stride phases.
+    let rowpitch = d.sw * d.cols_in().div_ceil(d.sw);
+    if (d.c / d.g) * rowpitch <= cap {
+        return None;
+    }
+    let span = d.dw * (d.kw - 1) + 1;
+    let lo = d.pw / d.sw;
+    let count = ((d.w.checked_sub(span)? / d.sw) + 1).min(d.ow.checked_sub(lo)?);
+    (count > 0).then_some((Dims2d { pw: 0, ..*d }, lo, count))
+}
+
+/// The engine on the pixels `window` of the convolution `d` (all of them, or the
+/// interior of a 1-D signal), split over the pool's threads with the `parallel` feature;
+/// false (nothing written) when the engine declines the layer.
+#[allow(clippy::too_many_arguments)]
+fn engine_run<S: Simd>(
+    s: S,
+    d: Dims2d,
+    input: &[f32],
+    params: &ConvParams,
+    output: &mut [f32],
+    act: Act,
+    cap: usize,
+    force: Option<Plan>,
+    pack: &mut [f32],
+    window: Window,
+) -> bool {
+    let panels = d.o.div_ceil(engine::PANEL);
+    // The planes seen from the window's first pixel: every plane keeps its stride `OH *
+    // OW`, the run writes pixels `0..n` of each (`off + n <= OH * OW`).
+    let output = &mut output[window.off..];
     #[cfg(feature = "parallel")]
     {
         let out_off = (output.as_ptr() as usize / core::mem::size_of::<f32>()) % 16;
         let split = conv_split(&d, crate::pool::num_threads(), out_off);
         let parts = split.parts();
         if parts > 1 {
+            // Pixel ranges over the window (a 1-D interior: a one-row layer of `n`
+            // columns).
+            let dw = if window.n == d.oh * d.ow {
+                d
+            } else {
+                Dims2d { ow: window.n, ..d }
+            };
             let out = crate::kernels::SharedPtr(output.as_mut_ptr());
             // The packing buffer in equal shares, whole lines, for the first parts
             // (the others pack into their band buffers where a block fits).
@@ -298,9 +382,12 @@ pub(super) fn conv2d_in<S: Simd>(
             let ok = std::sync::atomic::AtomicBool::new(true);
             let part = |i: usize| {
                 let (panels, pixels) = match split {
-                    Split::Panels(_) => (panel_range(panels, parts, i), (0, d.oh * d.ow)),
-                    Split::Pixels(_) => ((0, panels), pixel_range(&d, parts, i)),
+                    Split::Panels(_) => (panel_range(panels, parts, i), (0, window.n)),
+                    Split::Pixels(_) => ((0, panels), pixel_range(&dw, parts, i)),
                 };
+                if pixels.0 >= pixels.1 {
+                    return;
+                }
                 let run = ConvRun {
                     d,
                     input,
@@ -328,12 +415,7 @@ pub(super) fn conv2d_in<S: Simd>(
             };
             crate::pool::run(parts, &part);
             // The engine declines a layer (identically for every range) before writing.
-            let done =
-                ok.into_inner() || (is_1d(&d) && conv1d_tiled(s, d, input, params, output, act));
-            if !done {
-                engine::conv_fallback(d, input, params.packed(), output, act);
-            }
-            return;
+            return ok.into_inner();
         }
     }
     let run = ConvRun {
@@ -345,16 +427,13 @@ pub(super) fn conv2d_in<S: Simd>(
         cap,
         force,
         panels: (0, panels),
-        pixels: (0, d.oh * d.ow),
+        pixels: (0, window.n),
         pack: PackBuf {
             ptr: pack.as_mut_ptr(),
             len: pack.len(),
         },
     };
-    let done = s.vectorize(run) || (is_1d(&d) && conv1d_tiled(s, d, input, params, output, act));
-    if !done {
-        engine::conv_fallback(d, input, params.packed(), output, act);
-    }
+    s.vectorize(run)
 }
 
 /// Whether a convolution is a 1-D one as the compiler lowers `[C, L]` signals: one row
@@ -366,12 +445,12 @@ pub(super) fn is_1d(d: &Dims2d) -> bool {
 /// Floats of each of the two stack buffers of [`conv1d_tiled`].
 pub(super) const TILE: usize = 8 * 1024;
 
-/// A 1-D convolution (`H = 1`) whose padded row the engine does not take (longer than its
-/// band buffer: a long audio or sensor signal), cut into column tiles: each tile's input
-/// columns, zero-padded at the ends of the signal, are copied into a stack buffer, the
-/// engine convolves the tile unpadded into a second one, and the outputs are copied into
-/// their columns. Returns false when even one output column per tile does not fit (the
-/// caller then falls back to the scalar loop).
+/// The output columns `cols` of a 1-D convolution (`H = 1`) whose padded row the engine
+/// does not take (longer than its band buffer: a long audio or sensor signal), cut into
+/// column tiles: each tile's input columns, zero-padded at the ends of the signal, are
+/// copied into a stack buffer, the engine convolves the tile unpadded into a second one,
+/// and the outputs are copied into their columns. Returns false when even one output
+/// column per tile does not fit (the caller then falls back to the scalar loop).
 pub(super) fn conv1d_tiled<S: Simd>(
     s: S,
     d: Dims2d,
@@ -379,7 +458,11 @@ pub(super) fn conv1d_tiled<S: Simd>(
     params: &ConvParams,
     output: &mut [f32],
     act: Act,
+    cols: core::ops::Range<usize>,
 ) -> bool {
+    if cols.is_empty() {
+        return true;
+    }
     let span = d.dw * (d.kw - 1) + 1;
     // Output columns per tile: the tile's input columns must fit the input buffer, its
     // outputs the output buffer.
@@ -391,9 +474,9 @@ pub(super) fn conv1d_tiled<S: Simd>(
     }
     let mut tin = [0.0f32; TILE];
     let mut tout = [0.0f32; TILE];
-    let mut x0 = 0;
-    while x0 < d.ow {
-        let n = tw.min(d.ow - x0);
+    let mut x0 = cols.start;
+    while x0 < cols.end {
+        let n = tw.min(cols.end - x0);
         // Input columns [start, start + wi) of the padded signal, `start` may be negative.
         let start = (x0 * d.sw) as isize - d.pw as isize;
         let wi = (n - 1) * d.sw + span;

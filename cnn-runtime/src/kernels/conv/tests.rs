@@ -122,6 +122,59 @@ fn one_d_against_reference() {
     }
 }
 
+/// Padded 1-D signals whose padded row, all channels, does not fit the band buffer: the
+/// interior outputs read the signal directly, the ends run in column tiles, equal to the
+/// reference at every level, every band size, forced tile kind, strides dividing the
+/// padding or not (those take the band path), dilation and groups.
+#[test]
+fn padded_1d_interior_reads_directly() {
+    let mut rng = Rng::new(29);
+    let one = Axis::conv(1, 1, 1, 0, 1).unwrap();
+    let mut interior = 0;
+    for (c, o, g, w, k, s, p, d) in [
+        (16, 24, 1, 300, 3, 1, 1, 1),
+        (8, 16, 1, 257, 5, 1, 2, 1),
+        (8, 8, 1, 200, 3, 2, 2, 1),
+        (6, 9, 3, 150, 3, 1, 4, 4),
+        (5, 7, 1, 90, 4, 3, 3, 1),
+        (4, 4, 1, 64, 3, 2, 1, 1),
+        (3, 2, 1, 9, 7, 1, 3, 1),
+        (3, 2, 1, 4, 7, 1, 3, 1),
+    ] {
+        let aw = Axis::conv(w, k, s, p, d).unwrap();
+        let input = rng.vec(c * w, -1.0, 1.0);
+        let weight = rng.vec(o * (c / g) * k, -1.0, 1.0);
+        let bias = rng.vec(o, -0.5, 0.5);
+        let params = ConvParams::from_torch(o, c / g, 1, k, &weight, Some(&bias), None);
+        let want = r::conv2d(c, o, g, one, aw, &input, &weight, Some(&bias), Act::RELU);
+        let dd = dims(c, o, g, one, aw);
+        for cap in [16, 64, 512, 4096, engine::SCRATCH] {
+            interior += usize::from(super::run::interior_1d(&dd, cap).is_some());
+            for level in simd::test_levels() {
+                for force in [None, Some(Plan::Pixels), Some(Plan::Channels)] {
+                    let mut got = vec![f32::NAN; o * aw.out + 1];
+                    got[o * aw.out] = 7.0;
+                    conv2d_with(
+                        level,
+                        dd,
+                        &input,
+                        &params,
+                        &mut got,
+                        Act::RELU,
+                        cap,
+                        force,
+                        &mut [],
+                    );
+                    assert_eq!(got[o * aw.out], 7.0, "wrote past the output");
+                    let ctx = (c, o, g, w, k, s, p, d, cap, level, force);
+                    r::assert_close(&got[..o * aw.out], &want, &ctx);
+                }
+            }
+        }
+    }
+    assert!(interior >= 15, "{interior}");
+}
+
 /// Long 1-D signals whose padded row is longer than the engine's band buffer run in
 /// column tiles on the engine (not the scalar loop), equal to the reference.
 #[test]
@@ -165,7 +218,8 @@ fn long_1d_signals_in_column_tiles() {
             &input,
             &params,
             &mut vec![0.0; o * aw.out],
-            Act::RELU
+            Act::RELU,
+            0..aw.out
         ));
         for level in simd::test_levels() {
             let mut got = vec![0.0f32; o * aw.out];
@@ -526,6 +580,9 @@ fn split_layers() -> Vec<(usize, usize, usize, Axis, Axis)> {
         (64, 80, 1, ax(14, 3, 1, 1), ax(14, 3, 1, 1)),
         (64, 16, 1, ax(9, 3, 1, 1), ax(9, 3, 1, 1)),
         (4, 16, 1, ax(28, 5, 1, 2), ax(28, 5, 1, 2)),
+        // Padded 1-D signals past the band buffer (interior read directly, ends tiled).
+        (64, 64, 1, ax(1, 1, 1, 0), ax(1500, 3, 1, 1)),
+        (16, 96, 1, ax(1, 1, 1, 0), ax(3000, 3, 2, 2)),
     ]
 }
 
@@ -1062,8 +1119,11 @@ fn auto_plan_takes_channel_tiles_for_long_1x1_reductions() {
     assert_eq!(plan(96, 14, 1, 576, 16, t512), Plan::Channels);
     // Channel tiles filling more lanes keep them (7x7: 49 of 64 pixel lanes).
     assert_eq!(plan(960, 7, 1, 320, 16, t512), Plan::Channels);
-    // 1-D rows from 384 samples with taps along them: pixel tiles within 5% of the
-    // channel tiles' fill (1000 samples: 0.99); shorter rows, 1x1: the fill decides.
+    // 1-D rows from 384 samples with taps along them: up to 96 input channels, pixel
+    // tiles within 5% of the channel tiles' fill (1000 samples: 0.99); more channels,
+    // channel tiles at equal fill or better (the pixel tiles' strip leaves L1), pixel
+    // tiles where they fill more (24 outputs: 0.75 of the channel lanes); shorter rows,
+    // 1x1: the fill decides.
     let row = |c: usize, l: usize, k: usize, o: usize| {
         let (one, ax) = (
             Axis::conv(1, 1, 1, 0, 1).unwrap(),
@@ -1071,7 +1131,10 @@ fn auto_plan_takes_channel_tiles_for_long_1x1_reductions() {
         );
         auto_plan(&flat(dims(c, o, 1, one, ax)), 16, t512)
     };
-    assert_eq!(row(128, 1000, 3, 128), Plan::Pixels);
+    assert_eq!(row(64, 1000, 3, 64), Plan::Pixels);
+    assert_eq!(row(128, 1000, 3, 128), Plan::Channels);
+    assert_eq!(row(128, 2000, 3, 128), Plan::Channels);
+    assert_eq!(row(256, 500, 3, 24), Plan::Pixels);
     assert_eq!(row(64, 500, 5, 64), Plan::Pixels);
     assert_eq!(row(128, 250, 5, 128), Plan::Channels);
     assert_eq!(row(96, 1000, 1, 128), Plan::Channels);

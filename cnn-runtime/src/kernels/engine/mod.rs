@@ -9,7 +9,8 @@
 //! past the last channel, batch norm folded in. One layout serves both micro-kernels.
 //!
 //! **Input.** A convolution whose taps all land inside the input with unit horizontal
-//! stride reads the input tensor directly. Any other (padding, stride) first copies a band
+//! stride reads the input tensor directly (so does a one-row layer over a pixel range
+//! whose taps do: the interior of a padded 1-D signal, `conv/run.rs`). Any other (padding, stride) first copies a band
 //! of output rows' worth of input rows into a fixed stack buffer ([`SCRATCH`] floats),
 //! zero-padded, each padded row split into `SW` phases (columns `q, q + SW, ...`, stride 2
 //! with vector deinterleaves), so that every tap of every output row reads a contiguous

@@ -64,7 +64,9 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
     // Micro-kernel: the one filling more lanes (strides are fine for both: the band's
     // phase split makes a pixel tile's reads contiguous).
     let plan = force.unwrap_or_else(|| auto_plan(&d, S::LANES, &S::TUNING));
-    let direct = reads_directly(&d);
+    // A one-row layer whose pixel range ends before any tap leaves the input reads it
+    // directly too (the interior of a padded 1-D signal, run without its padding).
+    let direct = reads_directly(&d) || (d.oh == 1 && reads_directly(&Dims2d { ow: q1, ..d }));
     let wp = d.cols_in();
     let wq = wp.div_ceil(d.sw);
     let rowpitch = if direct { d.w } else { d.sw * wq };
@@ -369,6 +371,11 @@ fn block_floats<S: Simd>(plan: Plan) -> usize {
     }
 }
 
+/// Input channels times kernel rows up to which a pixel tile's input strip (that many
+/// rows of four vectors) stays within about 24 KiB of L1: the wide pixel tiles' limit
+/// (AVX-512), and the limit of pixel tiles on one long row.
+const STRIP_ROWS: usize = 96;
+
 /// The micro-kernel [`conv_panels`] picks for the (flat) convolution `d` on a level of
 /// `lanes` lanes and `tuning`: the one filling more lanes (strides are fine for both:
 /// the band's phase split makes a pixel tile's reads contiguous).
@@ -386,12 +393,18 @@ pub(crate) fn auto_plan(d: &Dims2d, lanes: usize, tuning: &Tuning) -> Plan {
     // Long 1x1 reductions: the pixel tiles' input strip no longer stays in L1 (see
     // `Tuning::cv_long_1x1`).
     let long = kk == 1 && cg >= tuning.cv_long_1x1 && cv >= pv;
-    // One long output row (1-D signals) with taps along it: pixel tiles within 5% of the
-    // channel tiles' fill win (AVX-512, 64 -> 64 channels k3 on 1000 samples 163 -> 144
-    // µs, 128 -> 128 k3 645 -> 551, the same at stride 2 on 1000 341 -> 300, dilation 2
-    // on 500 273 -> 257; on 250 samples k5 the channel tiles were 3% faster).
-    let long_row = d.oh == 1 && kk > 1 && d.ow >= 384 && pv >= 0.95 * cv;
-    if (pv >= cv || short || long_row) && !long {
+    // One long output row (1-D signals) with taps along it. With at most `STRIP_ROWS`
+    // input channels (times kernel rows), pixel tiles within 5% of the channel tiles'
+    // fill win (AVX-512, 64 -> 64 channels k3 on 1000 samples 163 -> 144 µs, the same
+    // at stride 2 on 1000 341 -> 300, dilation 2 on 500 273 -> 257; on 250 samples k5
+    // the channel tiles were 3% faster); with more, the channel tiles win at equal fill
+    // (the input read directly, 2026-12-04: AVX-512 128 -> 128 k3 on 2000 1134 -> 1094,
+    // 256 -> 256 k3 on 500 1249 -> 1060; AVX2 1865 -> 1800, 1967 -> 1764).
+    let one_row = d.oh == 1 && kk > 1 && d.ow >= 384;
+    let strip = cg * d.kh <= STRIP_ROWS;
+    let long_row = one_row && strip && pv >= 0.95 * cv;
+    let deep_row = one_row && !strip && cv >= pv;
+    if (pv >= cv || short || long_row) && !long && !deep_row {
         Plan::Pixels
     } else {
         Plan::Channels
@@ -512,7 +525,7 @@ unsafe fn pv_block<S: Simd, W: Fn(usize) -> *const f32>(
             && l < d.ow
             && d.ow < 2 * l
             && y + 1 < y1
-            && job.cn * d.kh <= 96
+            && job.cn * d.kh <= STRIP_ROWS
             && q0 <= y * d.ow
             && (y + 2) * d.ow <= q1
             && xlo == 0
@@ -527,7 +540,7 @@ unsafe fn pv_block<S: Simd, W: Fn(usize) -> *const f32>(
             // 6 channels (4 loads and 6 broadcasts per 24 FMAs), while the input strip
             // they share (`cn` channels by `KH` rows of 4 vectors) stays within about
             // 24 KiB of L1.
-            let strip = S::TUNING.wide_pixel_tiles && !two_rows && job.cn * d.kh <= 96;
+            let strip = S::TUNING.wide_pixel_tiles && !two_rows && job.cn * d.kh <= STRIP_ROWS;
             let wide = strip && xb - x0 >= 4 * l;
             // Three full vectors left (and fewer than four): one tile of three by up to
             // 8 channels (AVX-512), not two and one (3 loads and 8 broadcasts per 24
