@@ -1,4 +1,4 @@
-//! Batch-1 latency (or, with `--batch N`, batch throughput) of the seven benchmark models
+//! Batch-1 latency (or, with `--batch N`, batch throughput) of the eight benchmark models
 //! (`models/*.toml`: four sequential ones, torchvision's ResNet-18 and MobileNetV2 at
 //! 224x224 and the example's U-Net), one thread by default.
 //!
@@ -86,6 +86,13 @@ cnn_model! {
 }
 
 cnn_model! {
+    /// torchvision's `efficientnet_b0()`: 3x224x224 -> 1000 (SiLU, squeeze-and-excitation,
+    /// 5x5 depthwise layers).
+    #[file = "models/efficientnet_b0_224.toml"]
+    struct EfficientNetB0_224;
+}
+
+cnn_model! {
     /// The U-Net of `examples/unet_shapes.rs`: 3x64x64 -> 4x64x64 (transposed convolution,
     /// bilinear upsampling, concatenations, channel softmax).
     #[file = "models/unet_shapes.toml"]
@@ -114,7 +121,8 @@ usage: cargo bench --bench models -- [MODEL ...] [--json PATH] [--time SECONDS] 
        cargo bench --features profile --bench models -- --profile [--time SECONDS] [MODEL ...]
 
   MODEL           only these models (lenet5, cifar_vgg, mobilenet_96, fcn_seg,
-                  resnet18_224, mobilenet_v2_224, unet_shapes); default all
+                  resnet18_224, mobilenet_v2_224, unet_shapes,
+                  efficientnet_b0_224); default all
   --json PATH     also write the results as JSON (relative to the workspace root)
   --time SECONDS  measuring time per model, after the warm-up (default 2)
   --batch N       time `forward_batch_into` on N images per call instead of `forward`
@@ -235,7 +243,7 @@ impl Options {
 }
 
 /// The benchmark models, in table order.
-const MODELS: [&str; 7] = [
+const MODELS: [&str; 8] = [
     "lenet5",
     "cifar_vgg",
     "mobilenet_96",
@@ -243,6 +251,7 @@ const MODELS: [&str; 7] = [
     "resnet18_224",
     "mobilenet_v2_224",
     "unet_shapes",
+    "efficientnet_b0_224",
 ];
 
 /// Nested-array inputs and outputs, built from and flattened to CHW order.
@@ -715,6 +724,7 @@ fn main() -> ExitCode {
         ("resnet18_224", load::<ResNet18_224>),
         ("mobilenet_v2_224", load::<MobileNetV2_224>),
         ("unet_shapes", load::<UNetShapes>),
+        ("efficientnet_b0_224", load::<EfficientNetB0_224>),
     ];
     for (name, f) in benches {
         if !opts.wants(name) {

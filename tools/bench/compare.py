@@ -85,7 +85,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "target" / "bench"
 MODELS = ("lenet5", "cifar_vgg", "mobilenet_96", "fcn_seg", "resnet18_224", "mobilenet_v2_224",
-          "unet_shapes")
+          "unet_shapes", "efficientnet_b0_224")
 ATOL = RTOL = 1e-4
 
 

@@ -537,7 +537,7 @@ pub fn avg_pool2d<
 }
 
 /// Global average pool with its dimensions as runtime values, at `level` ([`GapRun`]).
-fn global_avg_dyn(level: Level, c: usize, hw: usize, input: &[f32], output: &mut [f32]) {
+pub(crate) fn global_avg_dyn(level: Level, c: usize, hw: usize, input: &[f32], output: &mut [f32]) {
     let run = GapRun {
         c,
         hw,
