@@ -464,6 +464,62 @@ unsafe fn depthwise_part<S: Simd>(
     cap: usize,
     force: Option<DwPlan>,
 ) {
+    let (piece, post) = act.split_curved();
+    if post == Act::IDENTITY {
+        // SAFETY: the caller's contract.
+        unsafe { depthwise_range(s, d, input, params, (c0, c1), rows, out, act, cap, force) };
+        return;
+    }
+    // A curved activation (SiLU, sigmoid, ...): over blocks of whole panels whose output
+    // rows stay in L2, once each block is stored, not by the kernels over each channel's
+    // band or row (a call per 14-float row of a 14x14 map: EfficientNet-B0's 240x28x28
+    // 3x3 stride 2 layer took 67 µs with SiLU, 20 without, 11 for SiLU over its output).
+    let ohw = d.oh * d.ow;
+    let (y0, y1) = rows;
+    let per_channel = (y1 - y0) * d.ow;
+    let block = (POST_BLOCK_FLOATS / (per_channel.max(1) * PANEL)).max(1) * PANEL;
+    for b0 in (c0..c1).step_by(block) {
+        let b1 = (b0 + block).min(c1);
+        // SAFETY: the caller's contract, for the channels `b0..b1` of its range (their
+        // planes from `out + (b0 - c0) * ohw`), with `b0` a multiple of 16.
+        unsafe {
+            let out = out.add((b0 - c0) * ohw);
+            depthwise_range(s, d, input, params, (b0, b1), rows, out, piece, cap, force);
+            if rows == (0, d.oh) {
+                s.curved_slice(core::slice::from_raw_parts_mut(out, (b1 - b0) * ohw), post);
+            } else {
+                for c in 0..b1 - b0 {
+                    let band = out.add(c * ohw + y0 * d.ow);
+                    s.curved_slice(core::slice::from_raw_parts_mut(band, per_channel), post);
+                }
+            }
+        }
+    }
+}
+
+/// Output floats of one block of [`depthwise_part`]'s curved activation pass: 256 KiB,
+/// in L2 when the pass reads it.
+const POST_BLOCK_FLOATS: usize = 64 * 1024;
+
+/// [`depthwise_part`] with the activation applied as the kernels apply it.
+///
+/// # Safety
+///
+/// As [`depthwise_part`].
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn depthwise_range<S: Simd>(
+    s: S,
+    d: Dims2d,
+    input: &[f32],
+    params: &DepthwiseParams,
+    (c0, c1): (usize, usize),
+    rows: (usize, usize),
+    out: *mut f32,
+    act: Act,
+    cap: usize,
+    force: Option<DwPlan>,
+) {
     let hw = d.h * d.w;
     let d = Dims2d {
         c: c1 - c0,

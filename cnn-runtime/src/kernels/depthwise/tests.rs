@@ -598,13 +598,56 @@ fn threads_give_the_one_thread_result_bit_for_bit() {
             // An output on a cache line (row bands on line boundaries where the planes
             // allow) and one off it (split on any row).
             for cap in [engine::SCRATCH, 1] {
-                r::assert_threads_match_one(n, &(d, level, cap), |out| {
-                    depthwise_with(level, d, &input, &params, out, Act::RELU6, cap, None)
-                });
+                // A curved activation too: its pass over each part's rows.
+                for act in [Act::RELU6, Act::SILU] {
+                    r::assert_threads_match_one(n, &(d, level, cap, act), |out| {
+                        depthwise_with(level, d, &input, &params, out, act, cap, None)
+                    });
+                }
             }
         }
     }
     crate::pool::set_num_threads(2);
+}
+
+/// A curved activation runs over blocks of whole panels once each is stored: several
+/// blocks (64x64 maps: 16 channels a block), a short last block (40 channels), bands of
+/// rows, equal to the reference at every level.
+#[test]
+fn curved_activations_over_blocks() {
+    let mut rng = Rng::new(27);
+    let ax = |n, k, s, p| Axis::conv(n, k, s, p, 1).unwrap();
+    for (c, ah, aw) in [
+        (40, ax(64, 3, 1, 1), ax(64, 3, 1, 1)),
+        (48, ax(66, 5, 1, 2), ax(64, 5, 1, 2)),
+        (33, ax(130, 3, 2, 1), ax(128, 3, 2, 1)),
+    ] {
+        for act in [Act::SILU, Act::TANH, Act::SIGMOID] {
+            let d = dims(c, ah, aw);
+            let input = rng.vec(c * ah.n * aw.n, -1.0, 1.0);
+            let weight = rng.vec(c * ah.k * aw.k, -1.0, 1.0);
+            let bias = rng.vec(c, -0.5, 0.5);
+            let params = DepthwiseParams::from_torch(c, 1, ah.k, aw.k, &weight, Some(&bias), None);
+            let n = c * ah.out * aw.out;
+            assert!(n > 2 * super::POST_BLOCK_FLOATS, "{n}");
+            let want = r::conv2d(c, c, c, ah, aw, &input, &weight, Some(&bias), act);
+            for level in simd::test_levels() {
+                let mut got = vec![7.0; n + 1];
+                depthwise_with(
+                    level,
+                    d,
+                    &input,
+                    &params,
+                    &mut got,
+                    act,
+                    engine::SCRATCH,
+                    None,
+                );
+                assert_eq!(got[n], 7.0, "wrote past its output");
+                r::assert_close(&got[..n], &want, &(c, ah, aw, act, level));
+            }
+        }
+    }
 }
 
 #[test]
