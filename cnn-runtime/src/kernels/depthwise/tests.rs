@@ -105,6 +105,27 @@ fn sweep_axes_against_reference() {
     }
 }
 
+/// 5x5 layers (EfficientNet's) on the channel path's sliding groups (8, 4 and 2 pixels
+/// of a row, stride 1 and 2, the rest pixel by pixel): output widths 1 to 17, 28 and
+/// 30, row dilation 2, every level, band sizes and plans (`check`).
+#[test]
+fn five_by_five_slides_against_reference() {
+    let ax = |n, k, s, p, d| Axis::conv(n, k, s, p, d).unwrap();
+    let mut rng = Rng::new(28);
+    let mut cases = Vec::new();
+    for w in (1..=17).chain([28, 30]) {
+        cases.push((ax(6, 5, 1, 2, 1), ax(w, 5, 1, 2, 1)));
+        cases.push((ax(9, 5, 2, 2, 1), ax(2 * w + 1, 5, 2, 2, 1)));
+    }
+    cases.push((ax(12, 5, 1, 4, 2), ax(14, 5, 1, 2, 1)));
+    cases.push((ax(7, 5, 1, 0, 1), ax(20, 5, 2, 1, 1)));
+    for (ah, aw) in cases {
+        let c = [3, 16, 17, 40][rng.below(4)];
+        let act = ACTS[rng.below(ACTS.len())];
+        check(&mut rng, c, ah, aw, act, true);
+    }
+}
+
 /// Stride 2 (MobileNet style), dilation 2/3, 1x1 input, 'same' with even kernels.
 #[test]
 fn edge_shapes_against_reference() {
