@@ -319,6 +319,28 @@ fn const_generic_instances() {
     );
 }
 
+/// With the `parallel` feature a large global average pool splits whole 16-channel
+/// groups over the threads: the one-thread result bit for bit at 2 and 3 threads (a last
+/// range of fewer channels, channels past the last whole group) and the reference's.
+#[cfg(feature = "parallel")]
+#[test]
+fn global_avg_threads_give_the_one_thread_result() {
+    let _g = crate::pool::test_lock();
+    let mut rng = Rng::new(54);
+    for (c, hw) in [(96, 784), (1152, 49), (40, 3136), (250, 196)] {
+        assert!(c * hw >= super::GAP_PAR_FLOATS);
+        let x = rng.vec(c * hw, -2.0, 1.0);
+        let want = r::global_avg_pool(c, hw, &x);
+        for level in simd::test_levels() {
+            r::assert_threads_match_one(c, &(c, hw, level), |y| {
+                global_avg_dyn(level, c, hw, &x, y);
+                r::assert_close(&y[..c], &want, &(c, hw, level));
+            });
+        }
+    }
+    crate::pool::set_num_threads(2);
+}
+
 #[test]
 fn global_pools_against_reference() {
     let mut rng = Rng::new(53);
