@@ -542,7 +542,7 @@ pub(crate) fn global_avg_dyn(level: Level, c: usize, hw: usize, input: &[f32], o
     {
         // Ranges of whole 16-channel groups over the threads: each part reads the planes
         // of its channels (those a depthwise layer split by channels wrote on its core:
-        // squeeze-and-excitation's pool, EfficientNet-B0's 16 of them 293 -> 93 µs at
+        // squeeze-and-excitation's pool, EfficientNet-B0's 16 of them 293 -> 122 µs at
         // two threads, where one thread read half its input from the other core).
         let groups = c / 16;
         let threads = crate::pool::num_threads().min(groups);
