@@ -266,7 +266,7 @@ const BIN_PAR_FLOATS: usize = 8192;
 ///   twice as long at two threads);
 /// * else (broadcasts: squeeze-and-excitation's scale by one value per channel) by
 ///   ranges of channels, one contiguous range of the output each. EfficientNet-B0's 16
-///   scales at two threads 210 -> ~140 µs (32x112x112 30 -> 16, 1152x7x7 11 -> 8); the
+///   scales at two threads 210 -> 139 µs (32x112x112 30 -> 16, 1152x7x7 11 -> 8); the
 ///   same range of pixels in every plane took 54 µs on the 112x112 one.
 ///
 /// Every value is computed as on one thread.
@@ -276,15 +276,17 @@ fn run_split(level: Level, shape: [usize; 3], (sa, sb): ([usize; 3], [usize; 3])
         let [c, h, w] = shape;
         let hw = h * w;
         let threads = crate::pool::num_threads();
-        if threads > 1 && c * hw >= BIN_PAR_FLOATS && run.out.align_offset(64) == 0 {
+        if threads > 1 && c * hw >= BIN_PAR_FLOATS {
+            let (a, b) = (
+                super::SharedPtr(run.a.cast_mut()),
+                super::SharedPtr(run.b.cast_mut()),
+            );
+            let out = super::SharedPtr(run.out);
+            let (op, act) = (run.op, run.act);
             let lines = hw / 16;
-            if sa == shape && sb == shape && hw.is_multiple_of(16) && lines >= threads {
-                let (a, b) = (
-                    super::SharedPtr(run.a.cast_mut()),
-                    super::SharedPtr(run.b.cast_mut()),
-                );
-                let out = super::SharedPtr(run.out);
-                let (op, act) = (run.op, run.act);
+            let on_lines =
+                hw.is_multiple_of(16) && lines >= threads && run.out.align_offset(64) == 0;
+            if sa == shape && sb == shape && on_lines {
                 crate::pool::run(threads, &|i| {
                     let (p0, p1) = (i * lines / threads * 16, (i + 1) * lines / threads * 16);
                     let p1 = if i + 1 == threads { hw } else { p1 };
@@ -307,12 +309,6 @@ fn run_split(level: Level, shape: [usize; 3], (sa, sb): ([usize; 3], [usize; 3])
                 return;
             }
             if c >= threads {
-                let (a, b) = (
-                    super::SharedPtr(run.a.cast_mut()),
-                    super::SharedPtr(run.b.cast_mut()),
-                );
-                let out = super::SharedPtr(run.out);
-                let (op, act) = (run.op, run.act);
                 crate::pool::run(threads, &|i| {
                     let (c0, c1) = (i * c / threads, (i + 1) * c / threads);
                     // An operand's channels c0..c1 (all of them when it broadcasts

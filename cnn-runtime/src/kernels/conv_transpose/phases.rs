@@ -345,7 +345,7 @@ pub fn depth_to_space<
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::kernels::activation::Act;
     use crate::kernels::conv::{conv2d_dyn, ConvParams};
@@ -391,20 +391,23 @@ mod tests {
     }
 
     /// One axis: (input, output, kernel, stride, padding).
-    type Ax = (usize, usize, usize, usize, usize);
+    pub(in crate::kernels::conv_transpose) type Ax = (usize, usize, usize, usize, usize);
 
-    /// Axis geometries the phase convolution takes: sizes 1..7, strides 1..4, kernels
-    /// 1..3 strides, every padding and output padding PyTorch allows.
-    fn axes() -> Vec<Ax> {
+    /// The axis geometries `takes` accepts (input, output, kernel, stride, padding):
+    /// sizes 1..7, strides 1..4, the kernels `kernels(stride)`, every padding and output
+    /// padding PyTorch allows.
+    pub(in crate::kernels::conv_transpose) fn axes(
+        kernels: impl Fn(usize) -> Vec<usize>,
+        takes: impl Fn(Ax) -> bool,
+    ) -> Vec<Ax> {
         let mut v = Vec::new();
         for n in [1, 2, 3, 5, 7] {
             for s in 1..=4 {
-                for m in 1..=3 {
-                    let k = m * s;
+                for k in kernels(s) {
                     for p in 0..k {
                         for op in 0..s {
                             let full = (n - 1) * s + k + op;
-                            if full > 2 * p && phase_axis(n, full - 2 * p, k, s, p, 1).is_some() {
+                            if full > 2 * p && takes((n, full - 2 * p, k, s, p)) {
                                 v.push((n, full - 2 * p, k, s, p));
                             }
                         }
@@ -413,6 +416,25 @@ mod tests {
             }
         }
         v
+    }
+
+    /// `check` on every geometry of `axes` on each axis, paired with a random one on the
+    /// other, random channels, activation and bias.
+    pub(in crate::kernels::conv_transpose) fn sweep(
+        axes: &[Ax],
+        seed: u64,
+        check: impl Fn(&mut Rng, (usize, usize), Ax, Ax, Act, bool),
+    ) {
+        let mut rng = Rng::new(seed);
+        for &a in axes {
+            let b = axes[rng.below(axes.len())];
+            for (ah, aw) in [(a, b), (b, a)] {
+                let ch = [(1, 1), (3, 2), (4, 5), (17, 3)][rng.below(4)];
+                let act = ACTS[rng.below(ACTS.len())];
+                let bias = rng.below(4) != 0;
+                check(&mut rng, ch, ah, aw, act, bias);
+            }
+        }
     }
 
     /// The phase convolution and [`phase_to_space`] against the f64 reference of the
@@ -483,18 +505,13 @@ mod tests {
     /// channels and activation.
     #[test]
     fn sweep_axes_against_reference() {
-        let axes = axes();
+        // Kernels of 1..3 times the stride.
+        let axes = axes(
+            |s| (1..=3).map(|m| m * s).collect(),
+            |(n, out, k, s, p)| phase_axis(n, out, k, s, p, 1).is_some(),
+        );
         assert!(axes.len() > 150, "{}", axes.len());
-        let mut rng = Rng::new(211);
-        for &a in &axes {
-            let b = axes[rng.below(axes.len())];
-            for (ah, aw) in [(a, b), (b, a)] {
-                let ch = [(1, 1), (3, 2), (4, 5), (17, 3)][rng.below(4)];
-                let act = ACTS[rng.below(ACTS.len())];
-                let bias = rng.below(4) != 0;
-                check(&mut rng, ch, ah, aw, act, bias);
-            }
-        }
+        sweep(&axes, 211, check);
     }
 
     /// Decoder-sized layers: k4 s2 p1 with enough channels for whole panels and the

@@ -153,8 +153,9 @@ mod tests {
     use super::*;
     use crate::kernels::activation::Act;
     use crate::kernels::conv::conv2d_dyn;
+    use crate::kernels::conv_transpose::phases::tests::{axes, sweep, Ax};
     use crate::kernels::geometry::Dims2d;
-    use crate::kernels::reference::{self as r, Rng, ACTS};
+    use crate::kernels::reference::{self as r, Rng};
     use crate::kernels::simd;
 
     #[test]
@@ -177,32 +178,6 @@ mod tests {
         assert_eq!(phase_split_axis(4, 8, 3, 2, 1, 1), Some(4));
         assert_eq!(phase_split_axis(4, 7, 3, 2, 1, 1), Some(4));
         assert_eq!(phase_split_axis(4, 8, 3, 2, 1, 2), None);
-    }
-
-    /// One axis: (input, output, kernel, stride, padding).
-    type Ax = (usize, usize, usize, usize, usize);
-
-    /// Axis geometries with a convolution for every phase: sizes 1..7, strides 1..4,
-    /// kernels 1..9, every padding and output padding PyTorch allows.
-    fn axes() -> Vec<Ax> {
-        let mut v = Vec::new();
-        for n in [1, 2, 3, 5, 7] {
-            for s in 1..=4 {
-                for k in 1..=9 {
-                    for p in 0..k {
-                        for op in 0..s {
-                            let full = (n - 1) * s + k + op;
-                            if full > 2 * p
-                                && phase_split_axis(n, full - 2 * p, k, s, p, 1).is_some()
-                            {
-                                v.push((n, full - 2 * p, k, s, p));
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        v
     }
 
     /// The per-phase convolutions and [`phases_to_space`] against the f64 reference of
@@ -282,22 +257,16 @@ mod tests {
         }
     }
 
-    /// Every axis geometry on each axis, paired with a random one on the other, random
-    /// channels and activation.
+    /// Every axis geometry with a convolution for every phase (kernels 1..9) on each
+    /// axis, paired with a random one on the other, random channels and activation.
     #[test]
     fn sweep_axes_against_reference() {
-        let axes = axes();
+        let axes = axes(
+            |_| (1..=9).collect(),
+            |(n, out, k, s, p)| phase_split_axis(n, out, k, s, p, 1).is_some(),
+        );
         assert!(axes.len() > 300, "{}", axes.len());
-        let mut rng = Rng::new(221);
-        for &a in &axes {
-            let b = axes[rng.below(axes.len())];
-            for (ah, aw) in [(a, b), (b, a)] {
-                let ch = [(1, 1), (3, 2), (4, 5), (17, 3)][rng.below(4)];
-                let act = ACTS[rng.below(ACTS.len())];
-                let bias = rng.below(4) != 0;
-                check(&mut rng, ch, ah, aw, act, bias);
-            }
-        }
+        sweep(&axes, 221, check);
     }
 
     /// Decoder-sized layers: k3 s2 p1 with and without output padding, channels enough

@@ -385,26 +385,16 @@ impl<const G: usize> WithSimd for DwCvBand<'_, G> {
                 let mut j = 0;
                 while j < n {
                     let g = G.min(n - j);
-                    // 3x3, unit column dilation, column stride 1 or 2, a whole group in
-                    // one output row: each band column loaded once per kernel row.
-                    if three && d.dw == 1 && d.sw == 1 && g == G && x + G <= d.ow {
-                        let p = a.scratch.add(((y * d.sh - prow0) * a.wp + x * d.sw) * l);
-                        let acc = dw3_slide::<S, G, 1>(s, p, &w9, rs);
-                        m[j..j + G].copy_from_slice(&acc);
-                        x += G;
-                        if x == d.ow {
-                            x = 0;
-                            y += 1;
-                        }
-                        j += G;
-                        continue;
-                    }
-                    // 5x5: a whole group, or four, two or one of its pixels, in one
-                    // output row (7- and 14-pixel rows: 4 + 2 + 1, 8 + 4 + 2), never a
-                    // group of `G` computed for fewer pixels. AVX-512, one thread:
-                    // 240x28x28 124 -> 96 µs, 672x14x14 85 -> 72, 144x56x56 stride 2
-                    // 142 -> 124; AVX2 211 -> 162, 154 -> 121, 203 -> 168.
-                    let slide = if !five {
+                    // Groups sliding over the band columns of one output row, each column
+                    // loaded once per kernel row. 3x3 (unit column dilation and stride):
+                    // a whole group. 5x5: a whole group, or four, two or one of its
+                    // pixels (7- and 14-pixel rows: 4 + 2 + 1, 8 + 4 + 2), never a group
+                    // of `G` computed for fewer pixels (AVX-512, one thread: 240x28x28
+                    // 124 -> 96 µs, 672x14x14 85 -> 72, 144x56x56 stride 2 142 -> 124;
+                    // AVX2 211 -> 162, 154 -> 121, 203 -> 168).
+                    let slide = if three && d.dw == 1 && d.sw == 1 && g == G && x + G <= d.ow {
+                        G
+                    } else if !five {
                         0
                     } else if g == G && x + G <= d.ow {
                         G
@@ -419,7 +409,9 @@ impl<const G: usize> WithSimd for DwCvBand<'_, G> {
                         let p = a.scratch.add(((y * d.sh - prow0) * a.wp + x * d.sw) * l);
                         let m = &mut m[j..j + slide];
                         let one = d.sw == 1;
-                        if slide == G && one {
+                        if three {
+                            m.copy_from_slice(&dw3_slide::<S, G, 1>(s, p, &w9, rs));
+                        } else if slide == G && one {
                             m.copy_from_slice(&dw5_slide::<S, G, 1>(s, p, a.w, rs));
                         } else if slide == G {
                             m.copy_from_slice(&dw5_slide::<S, G, 2>(s, p, a.w, rs));
