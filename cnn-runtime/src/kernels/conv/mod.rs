@@ -200,8 +200,13 @@ pub fn conv_scratch_len(
         dw,
         g,
     };
+    // A strided 1x1 layer: its gathered input, then the 1x1 layer's on it.
+    let (gathered, d) = match run::subsampled_1x1(&d) {
+        Some(dd) => ((c * oh * ow).next_multiple_of(16), dd),
+        None => (0, d),
+    };
     // Whole lines per part.
-    engine::pack_floats(d).next_multiple_of(16) * engine::PACK_PARTS
+    gathered + engine::pack_floats(d).next_multiple_of(16) * engine::PACK_PARTS
 }
 
 /// 2-D convolution, PyTorch `Conv2d` semantics, fused with its activation:

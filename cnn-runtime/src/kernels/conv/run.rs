@@ -285,6 +285,25 @@ pub(super) fn conv2d_in<S: Simd>(
     let n = d.o * d.oh * d.ow;
     let output = &mut output[..n];
     let cap = cap.min(engine::SCRATCH);
+    if let Some(dd) = subsampled_1x1(&d) {
+        // A strided 1x1 layer (ResNets' downsampling): the pixels it reads gathered into
+        // the planned memory, then a direct 1x1 layer on them.
+        let n = d.c * d.oh * d.ow;
+        if pack.len() >= n.next_multiple_of(16) {
+            let (gathered, rest) = pack.split_at_mut(n.next_multiple_of(16));
+            gather_strided(&d, input, &mut gathered[..n]);
+            let window = Window {
+                off: 0,
+                n: d.oh * d.ow,
+            };
+            let gathered = &gathered[..n];
+            if engine_run(
+                s, dd, gathered, params, output, act, cap, force, rest, window,
+            ) {
+                return;
+            }
+        }
+    }
     if let Some((dd, lo, count)) = interior_1d(&d, cap) {
         // A padded 1-D signal too long for the band buffer: the outputs whose taps all
         // land inside it read it directly (no copy), the few at its ends through
@@ -307,6 +326,39 @@ pub(super) fn conv2d_in<S: Simd>(
         || (is_1d(&d) && conv1d_tiled(s, d, input, params, output, act, 0..d.ow));
     if !done {
         engine::conv_fallback(d, input, params.packed(), output, act);
+    }
+}
+
+/// For an unpadded 1x1 convolution with a stride (ResNets' downsampling layers), the
+/// 1x1 stride-1 convolution on the pixels it reads: the engine would copy bands of every
+/// input row and column (all stride phases) to read a quarter of them, and, with big
+/// weights, stream its weights once per band of few rows. Only where the band copy would
+/// take every input channel at once: the sums then run in the same order either way.
+pub(super) fn subsampled_1x1(d: &Dims2d) -> Option<Dims2d> {
+    let strided = d.kh * d.kw == 1 && d.ph == 0 && d.pw == 0 && (d.sh, d.sw) != (1, 1);
+    let whole =
+        engine::band_shape(d, false, engine::SCRATCH).is_some_and(|(_, cc)| cc == d.c / d.g);
+    (strided && whole).then_some(Dims2d {
+        h: d.oh,
+        w: d.ow,
+        sh: 1,
+        sw: 1,
+        dh: 1,
+        dw: 1,
+        ..*d
+    })
+}
+
+/// The input pixels of the strided 1x1 convolution `d` ([`subsampled_1x1`]) into `out`
+/// (`C x OH x OW`).
+fn gather_strided(d: &Dims2d, input: &[f32], out: &mut [f32]) {
+    for (c, plane) in out.chunks_exact_mut(d.oh * d.ow).enumerate() {
+        for (y, row) in plane.chunks_exact_mut(d.ow).enumerate() {
+            let src = &input[(c * d.h + y * d.sh) * d.w..][..(d.ow - 1) * d.sw + 1];
+            for (v, &x) in row.iter_mut().zip(src.iter().step_by(d.sw)) {
+                *v = x;
+            }
+        }
     }
 }
 

@@ -1140,3 +1140,186 @@ fn auto_plan_takes_channel_tiles_for_long_1x1_reductions() {
     assert_eq!(row(96, 1000, 1, 128), Plan::Channels);
     assert_eq!(row(96, 1000, 3, 128), Plan::Pixels);
 }
+
+/// Strided 1x1 layers (ResNets' downsampling) with the working memory
+/// `conv_scratch_len` asks for run on their gathered pixels: the same bits as without
+/// it (the band copy's path), on every level, and within tolerance of the reference;
+/// where the band copy would split the channels, no gathering is planned.
+#[test]
+fn strided_1x1_layers_gather_their_pixels() {
+    #[cfg(feature = "parallel")]
+    let _g = crate::pool::test_lock();
+    let mut rng = Rng::new(41);
+    // (C, H, W, stride h, stride w, O)
+    for (c, h, w, sh, sw, o) in [
+        (64, 14, 14, 2, 2, 128),
+        (32, 9, 11, 2, 2, 48),
+        (16, 7, 10, 3, 2, 20),
+        (24, 8, 5, 2, 1, 40),
+        (256, 14, 14, 2, 2, 512),
+        (1024, 14, 14, 2, 2, 32),
+    ] {
+        let (ah, aw) = (
+            Axis::conv(h, 1, sh, 0, 1).unwrap(),
+            Axis::conv(w, 1, sw, 0, 1).unwrap(),
+        );
+        let d = dims(c, o, 1, ah, aw);
+        let n = d.oh * d.ow;
+        let len = conv_scratch_len(
+            (c, h, w),
+            (o, d.oh, d.ow),
+            (1, 1),
+            (sh, sw),
+            (0, 0),
+            (1, 1),
+            1,
+        );
+        assert!(len >= c * n, "{c}x{h}x{w}: {len}");
+        let input = rng.vec(c * h * w, -1.0, 1.0);
+        let weight = rng.vec(o * c, -0.3, 0.3);
+        let bias = rng.vec(o, -0.5, 0.5);
+        let params = ConvParams::from_torch(o, c, 1, 1, &weight, Some(&bias), None);
+        let want = r::conv2d(c, o, 1, ah, aw, &input, &weight, Some(&bias), Act::RELU);
+        for level in simd::test_levels() {
+            let run = |scratch: &mut [f32]| {
+                let mut y = vec![0.0; o * n];
+                let sc = engine::SCRATCH;
+                conv2d_with(
+                    level,
+                    d,
+                    &input,
+                    &params,
+                    &mut y,
+                    Act::RELU,
+                    sc,
+                    None,
+                    scratch,
+                );
+                y
+            };
+            let plain = run(&mut []);
+            r::assert_close(&plain, &want, &(c, h, w, o, level));
+            let mut scratch = vec![f32::NAN; len];
+            let got = run(&mut scratch);
+            assert!(
+                scratch[..c * n].iter().all(|v| !v.is_nan()),
+                "not gathered: {:?}",
+                (c, h, w, level)
+            );
+            assert!(
+                got.iter()
+                    .zip(&plain)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "gathered and banded results differ: {:?}",
+                (c, h, w, o, level)
+            );
+            // Gathered once, then split: every thread count gives the one-thread bits.
+            #[cfg(feature = "parallel")]
+            r::assert_threads_match_one(o * n, &(c, h, w, o, level), |out| {
+                let mut scratch = vec![0.0; len];
+                let sc = engine::SCRATCH;
+                conv2d_with(
+                    level,
+                    d,
+                    &input,
+                    &params,
+                    out,
+                    Act::RELU,
+                    sc,
+                    None,
+                    &mut scratch,
+                )
+            });
+        }
+    }
+    // One input row of all channels beyond the band buffer: the band copy splits the
+    // channels (another order of sums), so nothing is gathered.
+    let c = engine::SCRATCH / 14 + 16;
+    let len = conv_scratch_len((c, 14, 14), (8, 7, 7), (1, 1), (2, 2), (0, 0), (1, 1), 1);
+    assert!(len < c * 49, "{len}");
+}
+
+/// Layers with big weights that copy bands take bands of more rows in the working
+/// memory `conv_scratch_len` asks for (weights streamed once a band): the same bits as
+/// with the band buffer alone, whole channels or chunks of them, on every level.
+#[test]
+fn big_weight_layers_copy_taller_bands() {
+    #[cfg(feature = "parallel")]
+    let _g = crate::pool::test_lock();
+    let mut rng = Rng::new(43);
+    // (C, side, kernel, stride, padding, O): one band of all channels per output row,
+    // and chunks of the channels (512 x 3 rows x 16 columns beyond the band buffer).
+    for (c, side, k, s, p, o) in [(256, 14, 3, 2, 1, 128), (512, 14, 3, 2, 1, 96)] {
+        let ax = Axis::conv(side, k, s, p, 1).unwrap();
+        let d = dims(c, o, 1, ax, ax);
+        let n = d.oh * d.ow;
+        let len = conv_scratch_len(
+            (c, side, side),
+            (o, d.oh, d.ow),
+            (k, k),
+            (s, s),
+            (p, p),
+            (1, 1),
+            1,
+        );
+        assert!(
+            len > engine::SCRATCH * engine::PACK_PARTS,
+            "{c}x{side}: {len}"
+        );
+        let input = rng.vec(c * side * side, -1.0, 1.0);
+        let weight = rng.vec(o * c * k * k, -0.1, 0.1);
+        let bias = rng.vec(o, -0.5, 0.5);
+        let params = ConvParams::from_torch(o, c, k, k, &weight, Some(&bias), None);
+        let want = r::conv2d(c, o, 1, ax, ax, &input, &weight, Some(&bias), Act::IDENTITY);
+        for level in simd::test_levels() {
+            let run = |scratch: &mut [f32]| {
+                let mut y = vec![0.0; o * n];
+                let sc = engine::SCRATCH;
+                conv2d_with(
+                    level,
+                    d,
+                    &input,
+                    &params,
+                    &mut y,
+                    Act::IDENTITY,
+                    sc,
+                    None,
+                    scratch,
+                );
+                y
+            };
+            let plain = run(&mut []);
+            r::assert_close(&plain, &want, &(c, side, o, level));
+            let mut scratch = vec![f32::NAN; len];
+            let got = run(&mut scratch);
+            assert!(
+                scratch.iter().any(|v| !v.is_nan()),
+                "no band in the scratch"
+            );
+            assert!(
+                got.iter()
+                    .zip(&plain)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "taller bands change the results: {:?}",
+                (c, side, o, level)
+            );
+            // Each part's share of the memory holds its own bands.
+            #[cfg(feature = "parallel")]
+            r::assert_threads_match_one(o * n, &(c, side, o, level), |out| {
+                let mut scratch = vec![0.0; len];
+                let sc = engine::SCRATCH;
+                conv2d_with(
+                    level,
+                    d,
+                    &input,
+                    &params,
+                    out,
+                    Act::IDENTITY,
+                    sc,
+                    None,
+                    &mut scratch,
+                )
+            });
+        }
+    }
+}

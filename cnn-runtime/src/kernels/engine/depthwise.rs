@@ -208,7 +208,7 @@ pub(crate) unsafe fn depthwise<S: Simd>(
     let band_rows = if direct {
         d.oh
     } else {
-        let Some(r) = band_rows(&d, rowpitch, cap) else {
+        let Some(r) = band_rows_in(&d, rowpitch, cap) else {
             return false;
         };
         r
@@ -611,7 +611,7 @@ pub(crate) unsafe fn depthwise_channels<S: Simd>(
         return false;
     }
     let wp = d.cols_in();
-    let Some(band_rows) = band_rows(&d, wp * l, cap) else {
+    let Some(band_rows) = band_rows_in(&d, wp * l, cap) else {
         return false;
     };
     let mut taps_buf = [0isize; MAX_TAPS];

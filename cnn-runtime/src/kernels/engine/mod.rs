@@ -104,7 +104,7 @@ pub(crate) use self::dw_rows3::{depthwise_rows3, depthwise_rows3_into, phase3_fi
 use self::panels::*;
 #[cfg(test)]
 pub(crate) use self::panels::{auto_plan, BLOCK_OVERRIDE, NO_PACK};
-pub(crate) use self::panels::{conv_panels, pack_floats};
+pub(crate) use self::panels::{band_shape, conv_panels, pack_floats};
 pub(crate) use self::pool::pool;
 #[allow(unused_imports)]
 use self::tiles::*;
@@ -369,7 +369,7 @@ pub(crate) unsafe fn zero_floats<S: Simd>(s: S, dst: *mut f32, n: usize) {
 /// row, fits `cap` floats; `None` when not even one output row's does. An output band of
 /// `r` rows reads `(r - 1) * SH + (KH - 1) * DH + 1` input rows.
 #[inline(always)]
-fn band_rows(d: &Dims2d, row_floats: usize, cap: usize) -> Option<usize> {
+fn band_rows_in(d: &Dims2d, row_floats: usize, cap: usize) -> Option<usize> {
     if d.rows_in(1) * row_floats > cap {
         return None;
     }

@@ -67,20 +67,24 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
     // A one-row layer whose pixel range ends before any tap leaves the input reads it
     // directly too (the interior of a padded 1-D signal, run without its padding).
     let direct = reads_directly(&d) || (d.oh == 1 && reads_directly(&Dims2d { ow: q1, ..d }));
-    let wp = d.cols_in();
-    let wq = wp.div_ceil(d.sw);
+    let wq = d.cols_in().div_ceil(d.sw);
     let rowpitch = if direct { d.w } else { d.sw * wq };
     // Band height (output rows) and channel chunk.
-    let (band_rows, chunk) = if direct {
-        (d.oh, cg)
-    } else if let Some(r) = band_rows(&d, cg * rowpitch, cap) {
-        (r, cg)
+    let Some((band_rows, chunk)) = band_shape(&d, direct, cap) else {
+        return false;
+    };
+    // A layer with big weights copies bands of more rows (of the same chunks: the same
+    // sums in the same order) into the working memory its model planned, where that
+    // holds more of them ([`big_band_floats`]).
+    let big = if direct || pack.len <= cap || !big_weights(&d, chunk) {
+        None
     } else {
-        let cc = cap / (d.rows_in(1) * rowpitch);
-        if cc == 0 {
-            return false;
-        }
-        (1, cc)
+        band_rows_in(&d, chunk * rowpitch, pack.len.min(BIG_BLOCK_FLOATS))
+            .filter(|&r| r > band_rows)
+    };
+    let (band_rows, band_buf) = match big {
+        Some(r) => (r, pack.ptr),
+        None => (band_rows, core::ptr::null_mut()),
     };
 
     // Tap offsets relative to a pixel's tap-0 offset.
@@ -99,6 +103,11 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
     // each block's input tile by tile (`cv_rows`): into the buffer the caller planned
     // for it, or, when that is smaller, into the band buffer, which reading the input
     // directly leaves unused.
+    let band_buf = if band_buf.is_null() {
+        scratch
+    } else {
+        band_buf
+    };
     let pack = if packs(&d, plan, &S::TUNING) && !pack_off() {
         if pack.len > SCRATCH {
             pack
@@ -147,7 +156,10 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
                     let prow0 = y0 * d.sh;
                     let nrows = d.rows_in(y1 - y0);
                     // SAFETY: `(c1 - c0) * nrows * rowpitch <= cap <= SCRATCH` by the
-                    // choice of band height and chunk, so the copy stays in `scratch`.
+                    // choice of band height and chunk, so the copy stays in `scratch`;
+                    // or, in a big band, `<= pack.len`, in the planned memory
+                    // (`band_buf`: not read as a packing buffer, which only direct
+                    // layers use).
                     unsafe {
                         copy_band(
                             s,
@@ -157,12 +169,12 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
                             prow0,
                             nrows,
                             wq,
-                            scratch,
+                            band_buf,
                             0.0,
                         )
                     };
                     Band {
-                        base: scratch,
+                        base: band_buf,
                         plane: nrows * rowpitch,
                         rowpitch,
                         prow0,
@@ -371,6 +383,71 @@ fn block_floats<S: Simd>(plan: Plan) -> usize {
     }
 }
 
+/// Weights of one pass over a block (all the range's panels, one channel chunk) from
+/// which a block of pixels is not kept to the cache budget: [`BIG_BLOCK_FLOATS`] of input
+/// instead. Blocks exist so that a block's input stays in cache while every panel's
+/// weights stream past it, once per block; weights beyond the L2 stream from memory
+/// each time, and a layer whose weights outweigh its input (ResNet-50's 7x7 layers: 4-9
+/// MB of weights on 200-400 KB of input) is faster with the block's input read from L2
+/// panel after panel and the weights streamed once.
+const BIG_WEIGHT_FLOATS: usize = 256 * 1024;
+
+/// Output rows and channel chunk of the bands of the (flat) convolution `d` in a band
+/// buffer of `cap` floats: all rows and channels when it reads its input directly, else
+/// as many rows of all channels as fit, else one row of as many channels as fit; `None`
+/// when not one channel's row does. The chunks fix the order of each output's sums
+/// (chunk after chunk): they depend on `cap` alone, never on a part of a split.
+pub(crate) fn band_shape(d: &Dims2d, direct: bool, cap: usize) -> Option<(usize, usize)> {
+    let cg = d.c / d.g;
+    let rowpitch = if direct {
+        d.w
+    } else {
+        d.sw * d.cols_in().div_ceil(d.sw)
+    };
+    if direct {
+        Some((d.oh, cg))
+    } else if let Some(r) = band_rows_in(d, cg * rowpitch, cap) {
+        Some((r, cg))
+    } else {
+        let cc = cap / (d.rows_in(1) * rowpitch);
+        (cc > 0).then_some((1, cc))
+    }
+}
+
+/// Whether the weights one band of `chunk` channels streams past its tiles (every
+/// output channel's) are big: [`BIG_WEIGHT_FLOATS`] or more.
+fn big_weights(d: &Dims2d, chunk: usize) -> bool {
+    d.o / d.g * chunk * d.kh * d.kw >= BIG_WEIGHT_FLOATS
+}
+
+/// Floats of the band buffer a thread part of the (flat) convolution `d` uses beyond
+/// the stack's [`SCRATCH`] when the model plans them (0: none): a layer that copies
+/// bands and whose weights are big ([`big_weights`]) streams its weights once a band, so
+/// it copies bands of as many rows as fit [`BIG_BLOCK_FLOATS`] (ResNet-50's stride-2
+/// layers on 14x14 and 28x28 maps: bands of one output row in `SCRATCH`, all seven or
+/// eleven rows here).
+fn big_band_floats(d: Dims2d) -> usize {
+    let d = flat(d);
+    if reads_directly(&d) {
+        return 0;
+    }
+    let Some((rows, chunk)) = band_shape(&d, false, SCRATCH) else {
+        return 0;
+    };
+    if rows >= d.oh || !big_weights(&d, chunk) {
+        return 0;
+    }
+    let row_floats = chunk * d.sw * d.cols_in().div_ceil(d.sw);
+    match band_rows_in(&d, row_floats, BIG_BLOCK_FLOATS) {
+        Some(r) if r > rows => d.rows_in(r) * row_floats,
+        _ => 0,
+    }
+}
+
+/// Input floats of a block of a layer with big weights ([`BIG_WEIGHT_FLOATS`]): within
+/// the L2 of the machines measured (1-2 MiB).
+const BIG_BLOCK_FLOATS: usize = 128 * 1024;
+
 /// Input channels times kernel rows up to which a pixel tile's input strip (that many
 /// rows of four vectors) stays within about 24 KiB of L1: the wide pixel tiles' limit
 /// (AVX-512), and the limit of pixel tiles on one long row.
@@ -445,7 +522,8 @@ fn pack_floats_at(d: Dims2d, lanes: usize, tuning: &Tuning) -> usize {
 pub(crate) fn pack_floats(d: Dims2d) -> usize {
     use crate::kernels::simd::{Portable, Tuned};
     #[allow(unused_mut)]
-    let mut n = pack_floats_at(d, <Portable as Simd>::LANES, &<Portable as Tuned>::TUNING);
+    let mut n = pack_floats_at(d, <Portable as Simd>::LANES, &<Portable as Tuned>::TUNING)
+        .max(big_band_floats(d));
     #[cfg(target_arch = "x86_64")]
     {
         use crate::kernels::simd::{Avx2, Avx512};
@@ -638,8 +716,14 @@ pub(super) fn cv_rows<S, W, const VEC: usize, const NP: usize, const PN: usize>(
     let (s, d, job, band, q0, q1, go0, og, _, _, out) = args;
     let ohw = d.oh * d.ow;
     let one_row = |q: usize| q + NP <= q1 && q / d.ow == (q + NP - 1) / d.ow;
-    let block = (block_floats::<S>(Plan::Channels) / (job.cn * d.sh * d.sw).max(1)) / NP * NP;
-    let block = block.max(NP);
+    // Pixels of a block: as many as its input keeps in cache, or, with big weights, as
+    // many as `BIG_BLOCK_FLOATS` of input (a big band's pixels: one block).
+    let block = if og * job.cn * job.taps.len() >= BIG_WEIGHT_FLOATS {
+        BIG_BLOCK_FLOATS / job.cn.max(1)
+    } else {
+        block_floats::<S>(Plan::Channels) / (job.cn * d.sh * d.sw).max(1)
+    };
+    let block = (block / NP * NP).max(NP);
     let (first_panel, last_panel) = (go0 / PANEL, (go0 + og - 1) / PANEL);
     // The packed tiles' job: their channels `NP` floats apart.
     let pjob = Job { plane: NP, ..*job };

@@ -39,7 +39,7 @@ pub(crate) unsafe fn pool<S: Simd>(
     let wp = d.cols_in();
     let wq = wp.div_ceil(d.sw);
     let rowpitch = d.sw * wq;
-    let Some(band_rows) = band_rows(&d, rowpitch, SCRATCH) else {
+    let Some(band_rows) = band_rows_in(&d, rowpitch, SCRATCH) else {
         return false;
     };
     // Each tap's offset in the band from its output row's first pixel: kernel row `ky`
