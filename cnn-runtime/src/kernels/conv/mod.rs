@@ -159,12 +159,18 @@ pub(crate) fn conv2d_dyn(
 
 /// Floats of working memory [`conv2d_scratch`] can use for a convolution of these
 /// dimensions (arguments as [`conv2d`]'s parameters: input `C x H x W`, output `O x OH x
-/// OW`, kernel, stride, top/left padding, dilation, groups), 0 when it uses none: a 1x1
-/// convolution on a small map run by channel tiles packs each block of its input there,
-/// tile after tile, on the levels that pack (AVX2), a share per thread part for up to
-/// four parts. Fewer floats work too (blocks that do not fit are read unpacked, with the
-/// same results); the compiler plans this memory in a model's arena where it does not
-/// raise the arena's size.
+/// OW`, kernel, stride, top/left padding, dilation, groups), 0 when it uses none:
+/// - an unpadded strided 1x1 convolution (downsampling) gathers the input pixels it
+///   reads there first, then runs as a 1x1 convolution on them;
+/// - a 1x1 convolution on a small map run by channel tiles packs each block of its input
+///   there, tile after tile, on the levels that pack (AVX2), a share per thread part for
+///   up to four parts;
+/// - a layer with big weights (1 MB per band) copies its input bands there, taller than
+///   the kernel's stack buffer holds, so that its weights stream past fewer bands.
+///
+/// Fewer floats work too (blocks that do not fit are read unpacked, bands stay short,
+/// nothing is gathered), with the same results; the compiler plans this memory in a
+/// model's arena where it does not raise the arena's size.
 #[allow(clippy::too_many_arguments)]
 pub fn conv_scratch_len(
     (c, h, w): (usize, usize, usize),
@@ -253,8 +259,9 @@ pub fn conv2d<
 }
 
 /// [`conv2d`] with working memory: `scratch` (any length; [`conv_scratch_len`] floats
-/// are all it can use) lets a 1x1 layer on a small map pack its input for its channel
-/// tiles where the block would not fit the kernel's stack buffer. The results are the
+/// are all it can use) lets a strided 1x1 layer gather its pixels, a 1x1 layer on a
+/// small map pack its input for its channel tiles where the block would not fit the
+/// kernel's stack buffer, and a layer with big weights copy taller bands. The results are the
 /// same bits as [`conv2d`]'s; `scratch`'s contents before and after mean nothing.
 ///
 /// # Panics
