@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Export the eight benchmark models to ONNX, with a reference input and output.
+"""Export the thirteen benchmark models to ONNX, with a reference input and output.
 
 For each model (``models/<name>.toml``) this
 

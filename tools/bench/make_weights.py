@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write seeded random weights for the eight benchmark models.
+"""Write seeded random weights for the thirteen benchmark models.
 
 For each model of ``models/<model>.toml`` this builds the equivalent PyTorch module --
 ``torch.nn.Sequential`` (``tools/cnn_tools.py``'s ``build_sequential``) for the four
@@ -45,12 +45,12 @@ from cnn_tools import build_model, build_sequential  # noqa: E402
 #: The benchmark models, in table order; each is ``models/<name>.toml``. (New models go at
 #: the end: a model's weight seed depends on its index here.)
 MODELS = ("lenet5", "cifar_vgg", "mobilenet_96", "fcn_seg", "resnet18_224", "mobilenet_v2_224",
-          "unet_shapes", "efficientnet_b0_224")
+          "unet_shapes", "efficientnet_b0_224", "mobilenet_v3_large_224", "mobilenet_v3_small_224", "densenet121_224", "resnet50_224", "squeezenet1_1_224")
 
 #: The graph models: name -> the ``torchvision.models`` constructor they were exported from
 #: (``export_onnx.py`` exports that module, with these weights, to ONNX).
 TORCHVISION = {"resnet18_224": "resnet18", "mobilenet_v2_224": "mobilenet_v2",
-               "efficientnet_b0_224": "efficientnet_b0"}
+               "efficientnet_b0_224": "efficientnet_b0", "mobilenet_v3_large_224": "mobilenet_v3_large", "mobilenet_v3_small_224": "mobilenet_v3_small", "densenet121_224": "densenet121", "resnet50_224": "resnet50", "squeezenet1_1_224": "squeezenet1_1"}
 
 #: The other graph models: exported as the module ``cnn_tools.build_model`` builds from the
 #: description (U-Net: transposed convolution, bilinear upsampling, concatenations).
