@@ -267,6 +267,25 @@ fn pool2x2(level: Level, d: Dims2d, max: bool, input: &[f32], output: &mut [f32]
             });
             return;
         }
+        let threads = crate::pool::num_threads().min(d.c);
+        if threads > 1 && d.c * hw >= POOL_PAR_FLOATS && !ohw.is_multiple_of(16) {
+            // Planes that do not fill whole lines: by channels (see `pool_banded`).
+            let out = super::SharedPtr(output.as_mut_ptr());
+            crate::pool::run(threads, &|i| {
+                let (c0, c1) = channel_range(d.c, threads, i);
+                let run = Pool2x2 {
+                    d: Dims2d { c: c1 - c0, ..d },
+                    max,
+                    one_row,
+                    input: &input[c0 * hw..c1 * hw],
+                    // SAFETY: planes `c0..c1` of the output, this part's alone.
+                    out: unsafe { out.get().add(c0 * ohw) },
+                    rows: (0, d.oh),
+                };
+                simd::run(level, run);
+            });
+            return;
+        }
     }
     let run = Pool2x2 {
         d,
@@ -326,6 +345,28 @@ fn pool_banded(level: Level, d: Dims2d, max: bool, input: &[f32], output: &mut [
             });
             return ok.into_inner();
         }
+        let threads = crate::pool::num_threads().min(d.c);
+        if threads > 1 && d.c * d.h * d.w >= POOL_PAR_FLOATS && !(d.oh * d.ow).is_multiple_of(16) {
+            // Planes that do not fill whole lines (SqueezeNet's 55x55, 27x27, 13x13 ceil-
+            // mode pools): by channels, a band of rows would share lines at every plane.
+            let out = super::SharedPtr(output.as_mut_ptr());
+            let ok = core::sync::atomic::AtomicBool::new(true);
+            crate::pool::run(threads, &|i| {
+                let (c0, c1) = channel_range(d.c, threads, i);
+                let run = PoolBands {
+                    d: Dims2d { c: c1 - c0, ..d },
+                    max,
+                    input: &input[c0 * d.h * d.w..c1 * d.h * d.w],
+                    // SAFETY: planes `c0..c1` of the output, this part's alone.
+                    out: unsafe { out.get().add(c0 * d.oh * d.ow) },
+                    rows: (0, d.oh),
+                };
+                if !simd::run(level, run) {
+                    ok.store(false, core::sync::atomic::Ordering::Relaxed);
+                }
+            });
+            return ok.into_inner();
+        }
     }
     let run = PoolBands {
         d,
@@ -335,6 +376,13 @@ fn pool_banded(level: Level, d: Dims2d, max: bool, input: &[f32], output: &mut [
         rows: (0, d.oh),
     };
     simd::run(level, run)
+}
+
+/// Channels `c0..c1` of part `i` of `parts` over `c` channels, contiguous and within one
+/// of each other.
+#[cfg(feature = "parallel")]
+fn channel_range(c: usize, parts: usize, i: usize) -> (usize, usize) {
+    (i * c / parts, (i + 1) * c / parts)
 }
 
 /// Output rows `rows` of every plane of a banded pooling ([`pool_banded`]), as a kernel

@@ -124,7 +124,7 @@ fn two_by_two_fast_path() {
 /// With the `parallel` feature, 2x2 pools large enough to split by output rows over
 /// 2 and 3 threads give the one-thread result bit for bit (max and average, every
 /// level, outputs on a line and off it, rows of 16, 8, 4 and 32 outputs, an odd
-/// height), and match the reference.
+/// height), and match the reference; planes off whole lines (15x13) split by channels.
 #[cfg(feature = "parallel")]
 #[test]
 fn two_by_two_row_split_equals_one_thread() {
@@ -136,6 +136,7 @@ fn two_by_two_row_split_equals_one_thread() {
         (128, 8, 8),
         (8, 64, 64),
         (40, 22, 33),
+        (24, 30, 26),
     ] {
         let (a, b) = (
             Axis::pool(h, 2, 2, 0, 1, false).unwrap(),
@@ -163,8 +164,10 @@ fn two_by_two_row_split_equals_one_thread() {
 /// With the `parallel` feature, banded pools (any other window) large enough to split
 /// by output rows over 2 and 3 threads give the one-thread result bit for bit and the
 /// reference's: ResNet's 3x3 stride-2 max pool (56x56 outputs: a band boundary on a
-/// line), a 3x3 stride-1 one, a dilated one and a ceil-mode one with odd sizes (outputs
-/// off lines: one thread), max and average, every level, outputs on a line and off it.
+/// line), a 3x3 stride-1 one, a dilated one and ceil-mode ones with odd sizes
+/// (SqueezeNet's 111x111 -> 55x55: planes off whole lines, split by channels, 5
+/// channels over 3 threads too), max and average, every level, outputs on a line and
+/// off it.
 #[cfg(feature = "parallel")]
 #[test]
 fn banded_row_split_equals_one_thread() {
@@ -175,6 +178,8 @@ fn banded_row_split_equals_one_thread() {
         (16, 48, 3, 1, 1, 1, false),
         (8, 64, 3, 1, 2, 2, false),
         (24, 45, 3, 2, 0, 1, true),
+        (64, 111, 3, 2, 0, 1, true),
+        (5, 70, 3, 2, 0, 1, true),
     ] {
         let a = Axis::pool(h, k, st, p, dil, ceil).unwrap();
         let d = dims(c, a, a);
