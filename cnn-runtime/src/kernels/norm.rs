@@ -153,6 +153,16 @@ fn affine_act(buf: &mut [f32], s: f32, t: f32, act: Act) {
 fn channel_affine_dyn(c: usize, hw: usize, buf: &mut [f32], affine: &Affine, act: Act) {
     let buf = &mut buf[..c * hw];
     let (scale, shift) = (&affine.scale[..c], &affine.shift[..c]);
+    // Large maps (DenseNet's batch norms before its convolutions, on 56x56 and 28x28
+    // concatenations) by ranges of planes over the threads: the same values.
+    #[cfg(feature = "parallel")]
+    if super::split_planes(c, hw, buf, &|first, out| {
+        for (k, plane) in out.chunks_exact_mut(hw).enumerate() {
+            affine_act(plane, scale[first + k], shift[first + k], act);
+        }
+    }) {
+        return;
+    }
     for ((plane, &s), &t) in buf.chunks_exact_mut(hw).zip(scale).zip(shift) {
         affine_act(plane, s, t, act);
     }
@@ -301,5 +311,27 @@ mod tests {
         let (w, b) = fold_bn(2, 2, &[1.0, 2.0, 3.0, 4.0], None, None);
         assert_eq!(&*w, &[1.0, 2.0, 3.0, 4.0]);
         assert_eq!(&*b, &[0.0, 0.0]);
+    }
+
+    /// With the `parallel` feature, large maps split by ranges of planes over 2 and 3
+    /// threads give the one-thread values bit for bit (DenseNet's 64x56x56 batch norm,
+    /// 5 planes over 3 threads, a curved activation).
+    #[cfg(feature = "parallel")]
+    #[test]
+    fn channel_affine_threads_equal_one_thread() {
+        let _g = crate::pool::test_lock();
+        let mut rng = Rng::new(61);
+        for (c, hw, act) in [(64, 56 * 56, Act::RELU), (5, 7001, Act::SILU)] {
+            let x = rng.vec(c * hw, -2.0, 2.0);
+            let w = rng.vec(c, 0.5, 1.5);
+            let b = rng.vec(c, -0.2, 0.2);
+            let m = rng.vec(c, -0.1, 0.1);
+            let v = rng.vec(c, 0.5, 1.5);
+            let a = Affine::from_batch_norm(&w, &b, &m, &v, 1e-5);
+            r::assert_threads_match_one(c * hw, &(c, hw), |out| {
+                out[..c * hw].copy_from_slice(&x);
+                channel_affine_dyn(c, hw, out, &a, act);
+            });
+        }
     }
 }
