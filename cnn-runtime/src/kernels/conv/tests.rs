@@ -1141,10 +1141,46 @@ fn auto_plan_takes_channel_tiles_for_long_1x1_reductions() {
     assert_eq!(row(96, 1000, 3, 128), Plan::Pixels);
 }
 
+/// Runs `d` at `level` without working memory and with `len` floats of it (NaN-filled):
+/// the first within tolerance of `want`, the second the same bits, and (`parallel`) the
+/// same bits at 2 and 3 threads with the memory. Returns the memory as the run left it.
+#[allow(clippy::too_many_arguments)]
+fn check_with_scratch(
+    level: cpu::Level,
+    d: Dims2d,
+    input: &[f32],
+    params: &ConvParams,
+    act: Act,
+    want: &[f64],
+    len: usize,
+    ctx: &dyn core::fmt::Debug,
+) -> Vec<f32> {
+    let n = d.o * d.oh * d.ow;
+    let run = |y: &mut [f32], scratch: &mut [f32]| {
+        let sc = engine::SCRATCH;
+        conv2d_with(level, d, input, params, y, act, sc, None, scratch)
+    };
+    let mut plain = vec![0.0; n];
+    run(&mut plain, &mut []);
+    r::assert_close(&plain, want, ctx);
+    let mut scratch = vec![f32::NAN; len];
+    let mut got = vec![0.0; n];
+    run(&mut got, &mut scratch);
+    assert!(
+        got.iter()
+            .zip(&plain)
+            .all(|(a, b)| a.to_bits() == b.to_bits()),
+        "with the working memory the results differ: {ctx:?}"
+    );
+    #[cfg(feature = "parallel")]
+    r::assert_threads_match_one(n, ctx, |out| run(out, &mut vec![0.0; len]));
+    scratch
+}
+
 /// Strided 1x1 layers (ResNets' downsampling) with the working memory
 /// `conv_scratch_len` asks for run on their gathered pixels: the same bits as without
-/// it (the band copy's path), on every level, and within tolerance of the reference;
-/// where the band copy would split the channels, no gathering is planned.
+/// it (the band copy's path), on every level and thread count, and within tolerance of
+/// the reference; where the band copy would split the channels, no gathering is planned.
 #[test]
 fn strided_1x1_layers_gather_their_pixels() {
     #[cfg(feature = "parallel")]
@@ -1181,55 +1217,13 @@ fn strided_1x1_layers_gather_their_pixels() {
         let params = ConvParams::from_torch(o, c, 1, 1, &weight, Some(&bias), None);
         let want = r::conv2d(c, o, 1, ah, aw, &input, &weight, Some(&bias), Act::RELU);
         for level in simd::test_levels() {
-            let run = |scratch: &mut [f32]| {
-                let mut y = vec![0.0; o * n];
-                let sc = engine::SCRATCH;
-                conv2d_with(
-                    level,
-                    d,
-                    &input,
-                    &params,
-                    &mut y,
-                    Act::RELU,
-                    sc,
-                    None,
-                    scratch,
-                );
-                y
-            };
-            let plain = run(&mut []);
-            r::assert_close(&plain, &want, &(c, h, w, o, level));
-            let mut scratch = vec![f32::NAN; len];
-            let got = run(&mut scratch);
+            let ctx = (c, h, w, o, level);
+            let scratch =
+                check_with_scratch(level, d, &input, &params, Act::RELU, &want, len, &ctx);
             assert!(
                 scratch[..c * n].iter().all(|v| !v.is_nan()),
-                "not gathered: {:?}",
-                (c, h, w, level)
+                "not gathered: {ctx:?}"
             );
-            assert!(
-                got.iter()
-                    .zip(&plain)
-                    .all(|(a, b)| a.to_bits() == b.to_bits()),
-                "gathered and banded results differ: {:?}",
-                (c, h, w, o, level)
-            );
-            // Gathered once, then split: every thread count gives the one-thread bits.
-            #[cfg(feature = "parallel")]
-            r::assert_threads_match_one(o * n, &(c, h, w, o, level), |out| {
-                let mut scratch = vec![0.0; len];
-                let sc = engine::SCRATCH;
-                conv2d_with(
-                    level,
-                    d,
-                    &input,
-                    &params,
-                    out,
-                    Act::RELU,
-                    sc,
-                    None,
-                    &mut scratch,
-                )
-            });
         }
     }
     // One input row of all channels beyond the band buffer: the band copy splits the
@@ -1241,7 +1235,8 @@ fn strided_1x1_layers_gather_their_pixels() {
 
 /// Layers with big weights that copy bands take bands of more rows in the working
 /// memory `conv_scratch_len` asks for (weights streamed once a band): the same bits as
-/// with the band buffer alone, whole channels or chunks of them, on every level.
+/// with the band buffer alone, whole channels or chunks of them, on every level and
+/// thread count.
 #[test]
 fn big_weight_layers_copy_taller_bands() {
     #[cfg(feature = "parallel")]
@@ -1252,7 +1247,6 @@ fn big_weight_layers_copy_taller_bands() {
     for (c, side, k, s, p, o) in [(256, 14, 3, 2, 1, 128), (512, 14, 3, 2, 1, 96)] {
         let ax = Axis::conv(side, k, s, p, 1).unwrap();
         let d = dims(c, o, 1, ax, ax);
-        let n = d.oh * d.ow;
         let len = conv_scratch_len(
             (c, side, side),
             (o, d.oh, d.ow),
@@ -1270,56 +1264,15 @@ fn big_weight_layers_copy_taller_bands() {
         let weight = rng.vec(o * c * k * k, -0.1, 0.1);
         let bias = rng.vec(o, -0.5, 0.5);
         let params = ConvParams::from_torch(o, c, k, k, &weight, Some(&bias), None);
-        let want = r::conv2d(c, o, 1, ax, ax, &input, &weight, Some(&bias), Act::IDENTITY);
+        let act = Act::IDENTITY;
+        let want = r::conv2d(c, o, 1, ax, ax, &input, &weight, Some(&bias), act);
         for level in simd::test_levels() {
-            let run = |scratch: &mut [f32]| {
-                let mut y = vec![0.0; o * n];
-                let sc = engine::SCRATCH;
-                conv2d_with(
-                    level,
-                    d,
-                    &input,
-                    &params,
-                    &mut y,
-                    Act::IDENTITY,
-                    sc,
-                    None,
-                    scratch,
-                );
-                y
-            };
-            let plain = run(&mut []);
-            r::assert_close(&plain, &want, &(c, side, o, level));
-            let mut scratch = vec![f32::NAN; len];
-            let got = run(&mut scratch);
+            let ctx = (c, side, o, level);
+            let scratch = check_with_scratch(level, d, &input, &params, act, &want, len, &ctx);
             assert!(
                 scratch.iter().any(|v| !v.is_nan()),
-                "no band in the scratch"
+                "no band in the scratch: {ctx:?}"
             );
-            assert!(
-                got.iter()
-                    .zip(&plain)
-                    .all(|(a, b)| a.to_bits() == b.to_bits()),
-                "taller bands change the results: {:?}",
-                (c, side, o, level)
-            );
-            // Each part's share of the memory holds its own bands.
-            #[cfg(feature = "parallel")]
-            r::assert_threads_match_one(o * n, &(c, side, o, level), |out| {
-                let mut scratch = vec![0.0; len];
-                let sc = engine::SCRATCH;
-                conv2d_with(
-                    level,
-                    d,
-                    &input,
-                    &params,
-                    out,
-                    Act::IDENTITY,
-                    sc,
-                    None,
-                    &mut scratch,
-                )
-            });
         }
     }
 }

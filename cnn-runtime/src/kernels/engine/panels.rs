@@ -383,13 +383,15 @@ fn block_floats<S: Simd>(plan: Plan) -> usize {
     }
 }
 
-/// Weights of one pass over a block (all the range's panels, one channel chunk) from
-/// which a block of pixels is not kept to the cache budget: [`BIG_BLOCK_FLOATS`] of input
-/// instead. Blocks exist so that a block's input stays in cache while every panel's
-/// weights stream past it, once per block; weights beyond the L2 stream from memory
-/// each time, and a layer whose weights outweigh its input (ResNet-50's 7x7 layers: 4-9
-/// MB of weights on 200-400 KB of input) is faster with the block's input read from L2
-/// panel after panel and the weights streamed once.
+/// Weights (floats, 1 MB) of one pass over a block or band (every output channel of
+/// the range, one channel chunk) from which they count as big: the block then holds
+/// [`BIG_BLOCK_FLOATS`] of input instead of the level's cache budget, and a banded
+/// layer copies taller bands ([`big_band_floats`]). Blocks and bands exist so that
+/// their input stays in cache while every panel's weights stream past it, once per
+/// block; weights beyond the L2 stream from memory each time, and a layer whose weights
+/// outweigh its input (ResNet-50's 7x7 layers: 4-9 MB of weights on 200-400 KB of
+/// input) is faster with its input read from L2 panel after panel and the weights
+/// streamed once.
 const BIG_WEIGHT_FLOATS: usize = 256 * 1024;
 
 /// Output rows and channel chunk of the bands of the (flat) convolution `d` in a band
