@@ -626,5 +626,6 @@ fn binary(step: &Step, op: Merge, in_place: bool) -> TokenStream {
 }
 
 fn copy(step: &Step) -> TokenStream {
-    bind(step, false, quote!(w.copy_from_slice(r0);))
+    let rt = rt();
+    bind(step, false, quote!(#rt::kernels::copy_floats(r0, w);))
 }

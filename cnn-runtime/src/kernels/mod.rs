@@ -54,6 +54,30 @@ pub use engine::{Row16, ENGINE_STACK_BYTES};
 #[cfg(test)]
 mod reference;
 
+/// `dst = src` (a concatenation's operand copied into its channel range): with the
+/// `parallel` feature, from 32K floats (`PLANES_PAR_FLOATS`), in ranges of whole 16-float
+/// runs over the pool's threads (DenseNet copies every earlier map into each layer's
+/// concatenation).
+///
+/// # Panics
+///
+/// If the lengths differ.
+pub fn copy_floats(src: &[f32], dst: &mut [f32]) {
+    assert_eq!(src.len(), dst.len(), "cnn: copy between different lengths");
+    #[cfg(feature = "parallel")]
+    {
+        let (n, parts) = (dst.len(), crate::pool::num_threads());
+        if parts > 1 && n >= PLANES_PAR_FLOATS {
+            let per = n.div_ceil(parts).next_multiple_of(16);
+            crate::pool::run_chunks_mut(dst, per, &|i, out| {
+                out.copy_from_slice(&src[i * per..i * per + out.len()]);
+            });
+            return;
+        }
+    }
+    dst.copy_from_slice(src);
+}
+
 /// Output floats from which a copy-like kernel (upsampling, the phase placement of
 /// transposed convolutions) splits by channels over the pool's threads (`parallel`).
 #[cfg(feature = "parallel")]
@@ -99,5 +123,33 @@ impl SharedPtr {
     /// The pointer (a method, so that closures capture the whole `Sync` wrapper).
     pub(crate) fn get(self) -> *mut f32 {
         self.0
+    }
+}
+
+#[cfg(test)]
+mod copy_tests {
+    use super::copy_floats;
+    #[cfg(feature = "parallel")]
+    use crate::kernels::reference as r;
+    use crate::kernels::reference::Rng;
+
+    /// Copies below and above the split size, of lengths off whole 16-float runs, give
+    /// the source at 1, 2 and 3 threads (with `parallel`), writing nothing past the end.
+    #[test]
+    fn copies_equal_their_source_at_any_thread_count() {
+        #[cfg(feature = "parallel")]
+        let _g = crate::pool::test_lock();
+        let mut rng = Rng::new(71);
+        for n in [1, 17, 32 * 1024 - 1, 32 * 1024 + 5, 100_003] {
+            let src = rng.vec(n, -1.0, 1.0);
+            let run = |out: &mut [f32]| {
+                copy_floats(&src, &mut out[..n]);
+                assert!(out[..n] == src[..], "copy of {n}");
+            };
+            #[cfg(feature = "parallel")]
+            r::assert_threads_match_one(n, &n, run);
+            #[cfg(not(feature = "parallel"))]
+            run(&mut vec![0.0; n]);
+        }
     }
 }
