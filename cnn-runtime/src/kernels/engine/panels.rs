@@ -82,10 +82,7 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
         band_rows_in(&d, chunk * rowpitch, pack.len.min(BIG_BLOCK_FLOATS))
             .filter(|&r| r > band_rows)
     };
-    let (band_rows, band_buf) = match big {
-        Some(r) => (r, pack.ptr),
-        None => (band_rows, core::ptr::null_mut()),
-    };
+    let band_rows = big.unwrap_or(band_rows);
 
     // Tap offsets relative to a pixel's tap-0 offset.
     let mut taps_buf = [0isize; MAX_TAPS];
@@ -103,11 +100,7 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
     // each block's input tile by tile (`cv_rows`): into the buffer the caller planned
     // for it, or, when that is smaller, into the band buffer, which reading the input
     // directly leaves unused.
-    let band_buf = if band_buf.is_null() {
-        scratch
-    } else {
-        band_buf
-    };
+    let band_buf = if big.is_some() { pack.ptr } else { scratch };
     let pack = if packs(&d, plan, &S::TUNING) && !pack_off() {
         if pack.len > SCRATCH {
             pack
@@ -419,7 +412,14 @@ pub(crate) fn band_shape(d: &Dims2d, direct: bool, cap: usize) -> Option<(usize,
 /// Whether the weights one band of `chunk` channels streams past its tiles (every
 /// output channel's) are big: [`BIG_WEIGHT_FLOATS`] or more.
 fn big_weights(d: &Dims2d, chunk: usize) -> bool {
-    d.o / d.g * chunk * d.kh * d.kw >= BIG_WEIGHT_FLOATS
+    is_big(d.o / d.g, chunk, d.kh * d.kw)
+}
+
+/// Whether `outputs` channels' weights over `chunk` input channels and `taps` taps are
+/// big ([`BIG_WEIGHT_FLOATS`]).
+#[inline(always)]
+fn is_big(outputs: usize, chunk: usize, taps: usize) -> bool {
+    outputs * chunk * taps >= BIG_WEIGHT_FLOATS
 }
 
 /// Floats of the band buffer a thread part of the (flat) convolution `d` uses beyond
@@ -720,7 +720,7 @@ pub(super) fn cv_rows<S, W, const VEC: usize, const NP: usize, const PN: usize>(
     let one_row = |q: usize| q + NP <= q1 && q / d.ow == (q + NP - 1) / d.ow;
     // Pixels of a block: as many as its input keeps in cache, or, with big weights, as
     // many as `BIG_BLOCK_FLOATS` of input (a big band's pixels: one block).
-    let block = if og * job.cn * job.taps.len() >= BIG_WEIGHT_FLOATS {
+    let block = if is_big(og, job.cn, job.taps.len()) {
         BIG_BLOCK_FLOATS / job.cn.max(1)
     } else {
         block_floats::<S>(Plan::Channels) / (job.cn * d.sh * d.sw).max(1)

@@ -267,23 +267,23 @@ fn pool2x2(level: Level, d: Dims2d, max: bool, input: &[f32], output: &mut [f32]
             });
             return;
         }
-        let threads = crate::pool::num_threads().min(d.c);
-        if threads > 1 && d.c * hw >= POOL_PAR_FLOATS && !ohw.is_multiple_of(16) {
-            // Planes that do not fill whole lines: by channels (see `pool_banded`).
-            let out = super::SharedPtr(output.as_mut_ptr());
-            crate::pool::run(threads, &|i| {
-                let (c0, c1) = channel_range(d.c, threads, i);
-                let run = Pool2x2 {
-                    d: Dims2d { c: c1 - c0, ..d },
+        // Planes that do not fill whole lines: by channels (see `by_channels`).
+        let done = by_channels(&d, input, output, &|d, input, out| {
+            let rows = (0, d.oh);
+            simd::run(
+                level,
+                Pool2x2 {
+                    d,
                     max,
                     one_row,
-                    input: &input[c0 * hw..c1 * hw],
-                    // SAFETY: planes `c0..c1` of the output, this part's alone.
-                    out: unsafe { out.get().add(c0 * ohw) },
-                    rows: (0, d.oh),
-                };
-                simd::run(level, run);
-            });
+                    input,
+                    out,
+                    rows,
+                },
+            );
+            true
+        });
+        if done.is_some() {
             return;
         }
     }
@@ -345,27 +345,21 @@ fn pool_banded(level: Level, d: Dims2d, max: bool, input: &[f32], output: &mut [
             });
             return ok.into_inner();
         }
-        let threads = crate::pool::num_threads().min(d.c);
-        if threads > 1 && d.c * d.h * d.w >= POOL_PAR_FLOATS && !(d.oh * d.ow).is_multiple_of(16) {
-            // Planes that do not fill whole lines (SqueezeNet's 55x55, 27x27, 13x13 ceil-
-            // mode pools): by channels, a band of rows would share lines at every plane.
-            let out = super::SharedPtr(output.as_mut_ptr());
-            let ok = core::sync::atomic::AtomicBool::new(true);
-            crate::pool::run(threads, &|i| {
-                let (c0, c1) = channel_range(d.c, threads, i);
-                let run = PoolBands {
-                    d: Dims2d { c: c1 - c0, ..d },
+        // Planes that do not fill whole lines: by channels (see `by_channels`).
+        if let Some(ok) = by_channels(&d, input, output, &|d, input, out| {
+            let rows = (0, d.oh);
+            simd::run(
+                level,
+                PoolBands {
+                    d,
                     max,
-                    input: &input[c0 * d.h * d.w..c1 * d.h * d.w],
-                    // SAFETY: planes `c0..c1` of the output, this part's alone.
-                    out: unsafe { out.get().add(c0 * d.oh * d.ow) },
-                    rows: (0, d.oh),
-                };
-                if !simd::run(level, run) {
-                    ok.store(false, core::sync::atomic::Ordering::Relaxed);
-                }
-            });
-            return ok.into_inner();
+                    input,
+                    out,
+                    rows,
+                },
+            )
+        }) {
+            return ok;
         }
     }
     let run = PoolBands {
@@ -378,11 +372,36 @@ fn pool_banded(level: Level, d: Dims2d, max: bool, input: &[f32], output: &mut [
     simd::run(level, run)
 }
 
-/// Channels `c0..c1` of part `i` of `parts` over `c` channels, contiguous and within one
-/// of each other.
+/// A large pool `d` whose output planes do not fill whole 64-byte lines (SqueezeNet's
+/// 55x55, 27x27, 13x13 ceil-mode pools, DenseNet's 14x14 and 7x7 ones), where a band of
+/// rows would share lines with the other parts at every plane: split by contiguous
+/// ranges of channels over the pool's threads, `run(d', input', out')` pooling each
+/// range's planes (one shared line at each boundary). `Some(every part's result)`, or
+/// `None` (nothing run) for other pools.
 #[cfg(feature = "parallel")]
-fn channel_range(c: usize, parts: usize, i: usize) -> (usize, usize) {
-    (i * c / parts, (i + 1) * c / parts)
+fn by_channels(
+    d: &Dims2d,
+    input: &[f32],
+    output: &mut [f32],
+    run: &(dyn Fn(Dims2d, &[f32], *mut f32) -> bool + Sync),
+) -> Option<bool> {
+    let (hw, ohw) = (d.h * d.w, d.oh * d.ow);
+    let threads = crate::pool::num_threads().min(d.c);
+    if threads < 2 || d.c * hw < POOL_PAR_FLOATS || ohw.is_multiple_of(16) {
+        return None;
+    }
+    let out = super::SharedPtr(output.as_mut_ptr());
+    let ok = core::sync::atomic::AtomicBool::new(true);
+    crate::pool::run(threads, &|i| {
+        let (c0, c1) = (i * d.c / threads, (i + 1) * d.c / threads);
+        // SAFETY: planes `c0..c1` of the output, this part's alone.
+        let part_out = unsafe { out.get().add(c0 * ohw) };
+        let part = Dims2d { c: c1 - c0, ..*d };
+        if !run(part, &input[c0 * hw..c1 * hw], part_out) {
+            ok.store(false, core::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    Some(ok.into_inner())
 }
 
 /// Output rows `rows` of every plane of a banded pooling ([`pool_banded`]), as a kernel
