@@ -228,7 +228,7 @@ fn binary_into_dyn(
 }
 
 /// `acc = act(acc op b)` in place with the shapes as runtime values, at `level`.
-fn binary_assign_dyn(
+pub(crate) fn binary_assign_dyn(
     level: Level,
     shape: [usize; 3],
     sb: [usize; 3],

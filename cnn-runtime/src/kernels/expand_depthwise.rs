@@ -374,6 +374,7 @@ impl Bands<'_> {
                 self.expand,
                 mid,
                 self.expand_act,
+                None,
                 cap,
                 None,
                 &mut [],

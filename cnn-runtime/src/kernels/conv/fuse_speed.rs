@@ -90,6 +90,7 @@ fn fuse_speed() {
                 &pe,
                 &mut mid,
                 Act::RELU6,
+                None,
                 sc,
                 None,
                 &mut [],

@@ -23,6 +23,8 @@ use crate::cpu::{self, Level};
 
 #[cfg(test)]
 mod fuse_speed;
+#[cfg(test)]
+mod residual_tests;
 mod run;
 #[cfg(test)]
 mod speed;
@@ -151,6 +153,7 @@ pub(crate) fn conv2d_dyn(
         params,
         output,
         act,
+        None,
         engine::SCRATCH,
         None,
         scratch,
@@ -290,6 +293,86 @@ pub fn conv2d_scratch<
     scratch: &mut [f32],
     act: Act,
 ) {
+    let d = checked_dims::<C, H, W, O, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, G>(params);
+    conv2d_dyn(cpu::level(), d, input, params, output, scratch, act);
+}
+
+/// [`conv2d_scratch`] with a residual added before the activation (a fused `add`, as
+/// ResNet's blocks end): `output = act(conv(input) + residual)`, `residual` laid out as
+/// the output (`O*OH*OW` values, C, H, W order). The sum is added to each block of
+/// output as soon as the convolution has stored it (while it is in cache), with the
+/// bits of the convolution stored and then added by
+/// [`binary_into`](crate::kernels::binary::binary_into).
+///
+/// # Panics
+///
+/// As [`conv2d`], or if `residual` holds fewer than `O*OH*OW` values.
+pub fn conv2d_residual<
+    const C: usize,
+    const H: usize,
+    const W: usize,
+    const O: usize,
+    const OH: usize,
+    const OW: usize,
+    const KH: usize,
+    const KW: usize,
+    const SH: usize,
+    const SW: usize,
+    const PH: usize,
+    const PW: usize,
+    const DH: usize,
+    const DW: usize,
+    const G: usize,
+>(
+    input: &[f32],
+    params: &ConvParams,
+    residual: &[f32],
+    output: &mut [f32],
+    scratch: &mut [f32],
+    act: Act,
+) {
+    let d = checked_dims::<C, H, W, O, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, G>(params);
+    assert!(
+        residual.len() >= O * OH * OW,
+        "conv2d_residual: the residual holds {} values, the output {}",
+        residual.len(),
+        O * OH * OW
+    );
+    conv2d_with(
+        cpu::level(),
+        d,
+        input,
+        params,
+        output,
+        act,
+        Some(residual),
+        engine::SCRATCH,
+        None,
+        scratch,
+    );
+}
+
+/// The dimensions of the convolution the const parameters describe, checked against
+/// `params` (panics as [`conv2d`]).
+fn checked_dims<
+    const C: usize,
+    const H: usize,
+    const W: usize,
+    const O: usize,
+    const OH: usize,
+    const OW: usize,
+    const KH: usize,
+    const KW: usize,
+    const SH: usize,
+    const SW: usize,
+    const PH: usize,
+    const PW: usize,
+    const DH: usize,
+    const DW: usize,
+    const G: usize,
+>(
+    params: &ConvParams,
+) -> Dims2d {
     const {
         assert!(C > 0 && H > 0 && W > 0 && O > 0 && OH > 0 && OW > 0);
         assert!(KH > 0 && KW > 0 && SH > 0 && SW > 0 && DH > 0 && DW > 0);
@@ -304,7 +387,7 @@ pub fn conv2d_scratch<
         params.kw,
         C / G
     );
-    let d = Dims2d {
+    Dims2d {
         c: C,
         h: H,
         w: W,
@@ -320,6 +403,5 @@ pub fn conv2d_scratch<
         dh: DH,
         dw: DW,
         g: G,
-    };
-    conv2d_dyn(cpu::level(), d, input, params, output, scratch, act);
+    }
 }

@@ -21,6 +21,9 @@ pub(super) struct ConvRun<'a> {
     /// writes the planes of its panels' channels only, at its pixels.
     pub(super) out: *mut f32,
     pub(super) act: Act,
+    /// A residual added before the activation, laid out as `out` (from the same
+    /// first column), or null.
+    pub(super) res: *const f32,
     pub(super) cap: usize,
     pub(super) force: Option<Plan>,
     pub(super) panels: (usize, usize),
@@ -35,8 +38,9 @@ impl WithSimd for ConvRun<'_> {
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) -> bool {
         // SAFETY: whoever built the run (`conv2d_in`) gave it `out` over the whole
-        // output, a panel or pixel range no other run of the same call writes, and a
-        // packing buffer no other run of the call uses.
+        // output, a panel or pixel range no other run of the same call writes, a
+        // packing buffer no other run of the call uses, and a residual (if any) as
+        // long as the output, apart from it.
         unsafe {
             engine::conv_panels(
                 s,
@@ -45,6 +49,7 @@ impl WithSimd for ConvRun<'_> {
                 self.params.packed(),
                 self.out,
                 self.act,
+                self.res,
                 self.cap,
                 self.force,
                 self.panels,
@@ -206,7 +211,8 @@ pub(super) fn panel_range(panels: usize, parts: usize, i: usize) -> (usize, usiz
 
 /// The convolution with its dimensions as runtime values, at `level`, with a band buffer
 /// of `cap` floats and optionally a forced micro-kernel (tests); see [`conv2d`](super::conv2d). Picks
-/// the instruction set once and runs [`conv2d_in`] with its token.
+/// the instruction set once and runs [`conv2d_in`] with its token. `res`: a residual
+/// added before the activation (see [`conv2d_residual`](super::conv2d_residual)).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv2d_with(
     level: Level,
@@ -215,6 +221,7 @@ pub(crate) fn conv2d_with(
     params: &ConvParams,
     output: &mut [f32],
     act: Act,
+    res: Option<&[f32]>,
     cap: usize,
     force: Option<Plan>,
     pack: &mut [f32],
@@ -227,6 +234,7 @@ pub(crate) fn conv2d_with(
             params,
             output,
             act,
+            res,
             cap,
             force,
             pack,
@@ -241,6 +249,7 @@ pub(super) struct ConvEntry<'a> {
     pub(super) params: &'a ConvParams,
     pub(super) output: &'a mut [f32],
     pub(super) act: Act,
+    pub(super) res: Option<&'a [f32]>,
     pub(super) cap: usize,
     pub(super) force: Option<Plan>,
     pub(super) pack: &'a mut [f32],
@@ -256,11 +265,12 @@ impl WithSimd for ConvEntry<'_> {
             params,
             output,
             act,
+            res,
             cap,
             force,
             pack,
         } = self;
-        conv2d_in(s, d, input, params, output, act, cap, force, pack);
+        conv2d_in(s, d, input, params, output, act, res, cap, force, pack);
     }
 }
 
@@ -268,7 +278,10 @@ impl WithSimd for ConvEntry<'_> {
 /// one-group layer splits its output channels (whole 16-channel panels) over the threads
 /// of [`crate::pool`]; each value is computed exactly as on one thread. Every engine run
 /// goes through [`Simd::vectorize`] with the token `s` (a function of its own compiled
-/// for the level), never through a new dispatch.
+/// for the level), never through a new dispatch. A residual is added by the engine's
+/// post-pass, block by block; the paths without one (the column tiles of long 1-D
+/// signals, the scalar fallback) run without it and the activation, then add both over
+/// the whole output (the same bits).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn conv2d_in<S: Simd>(
     s: S,
@@ -277,6 +290,7 @@ pub(super) fn conv2d_in<S: Simd>(
     params: &ConvParams,
     output: &mut [f32],
     act: Act,
+    res: Option<&[f32]>,
     cap: usize,
     force: Option<Plan>,
     pack: &mut [f32],
@@ -284,7 +298,12 @@ pub(super) fn conv2d_in<S: Simd>(
     let input = &input[..d.c * d.h * d.w];
     let n = d.o * d.oh * d.ow;
     let output = &mut output[..n];
+    let res = res.map(|r| &r[..n]);
     let cap = cap.min(engine::SCRATCH);
+    let whole = Window {
+        off: 0,
+        n: d.oh * d.ow,
+    };
     if let Some(dd) = subsampled_1x1(&d) {
         // A strided 1x1 layer (ResNets' downsampling): the pixels it reads gathered into
         // the planned memory, then a direct 1x1 layer on them.
@@ -292,41 +311,62 @@ pub(super) fn conv2d_in<S: Simd>(
         if pack.len() >= n.next_multiple_of(16) {
             let (gathered, rest) = pack.split_at_mut(n.next_multiple_of(16));
             gather_strided(&d, input, &mut gathered[..n]);
-            let window = Window {
-                off: 0,
-                n: d.oh * d.ow,
-            };
             let gathered = &gathered[..n];
+            let run = (act, res);
             if engine_run(
-                s, dd, gathered, params, output, act, cap, force, rest, window,
+                s, dd, gathered, params, output, run, cap, force, rest, whole,
             ) {
                 return;
             }
         }
     }
+    // The paths without a post-pass: no residual, no activation when there is one.
+    let plain = if res.is_some() {
+        (Act::IDENTITY, None)
+    } else {
+        (act, None)
+    };
+    let finish = |output: &mut [f32]| {
+        if let Some(r) = res {
+            s.residual_slice(output, r, act);
+        }
+    };
     if let Some((dd, lo, count)) = interior_1d(&d, cap) {
         // A padded 1-D signal too long for the band buffer: the outputs whose taps all
         // land inside it read it directly (no copy), the few at its ends through
         // column tiles.
         let window = Window { off: lo, n: count };
-        let done = engine_run(s, dd, input, params, output, act, cap, force, pack, window);
+        let done = engine_run(
+            s, dd, input, params, output, plain, cap, force, pack, window,
+        );
         if done {
-            let tiled = conv1d_tiled(s, d, input, params, output, act, 0..lo)
-                && conv1d_tiled(s, d, input, params, output, act, lo + count..d.ow);
+            let tiled = conv1d_tiled(s, d, input, params, output, plain.0, 0..lo)
+                && conv1d_tiled(s, d, input, params, output, plain.0, lo + count..d.ow);
             if tiled {
+                finish(output);
                 return;
             }
         }
     }
-    let window = Window {
-        off: 0,
-        n: d.oh * d.ow,
-    };
-    let done = engine_run(s, d, input, params, output, act, cap, force, pack, window)
-        || (is_1d(&d) && conv1d_tiled(s, d, input, params, output, act, 0..d.ow));
-    if !done {
-        engine::conv_fallback(d, input, params.packed(), output, act);
+    if engine_run(
+        s,
+        d,
+        input,
+        params,
+        output,
+        (act, res),
+        cap,
+        force,
+        pack,
+        whole,
+    ) {
+        return;
     }
+    let tiled = is_1d(&d) && conv1d_tiled(s, d, input, params, output, plain.0, 0..d.ow);
+    if !tiled {
+        engine::conv_fallback(d, input, params.packed(), output, plain.0);
+    }
+    finish(output);
 }
 
 /// For an unpadded 1x1 convolution with a stride (ResNets' downsampling layers), the
@@ -394,7 +434,8 @@ pub(super) fn interior_1d(d: &Dims2d, cap: usize) -> Option<(Dims2d, usize, usiz
 
 /// The engine on the pixels `window` of the convolution `d` (all of them, or the
 /// interior of a 1-D signal), split over the pool's threads with the `parallel` feature;
-/// false (nothing written) when the engine declines the layer.
+/// false (nothing written) when the engine declines the layer. `(act, res)`: the
+/// activation and the residual added before it (as long as the output), if any.
 #[allow(clippy::too_many_arguments)]
 fn engine_run<S: Simd>(
     s: S,
@@ -402,7 +443,7 @@ fn engine_run<S: Simd>(
     input: &[f32],
     params: &ConvParams,
     output: &mut [f32],
-    act: Act,
+    (act, res): (Act, Option<&[f32]>),
     cap: usize,
     force: Option<Plan>,
     pack: &mut [f32],
@@ -412,6 +453,8 @@ fn engine_run<S: Simd>(
     // The planes seen from the window's first pixel: every plane keeps its stride `OH *
     // OW`, the run writes pixels `0..n` of each (`off + n <= OH * OW`).
     let output = &mut output[window.off..];
+    let res = res.map(|r| &r[window.off..]);
+    let res_ptr = || res.map_or(core::ptr::null(), <[f32]>::as_ptr);
     #[cfg(feature = "parallel")]
     {
         let out_off = (output.as_ptr() as usize / core::mem::size_of::<f32>()) % 16;
@@ -446,6 +489,7 @@ fn engine_run<S: Simd>(
                     params,
                     out: out.get(),
                     act,
+                    res: res_ptr(),
                     cap,
                     force,
                     panels,
@@ -476,6 +520,7 @@ fn engine_run<S: Simd>(
         params,
         out: output.as_mut_ptr(),
         act,
+        res: res_ptr(),
         cap,
         force,
         panels: (0, panels),
@@ -557,6 +602,7 @@ pub(super) fn conv1d_tiled<S: Simd>(
             params,
             &mut tout[..d.o * n],
             act,
+            None,
             engine::SCRATCH,
             None,
             &mut [],

@@ -143,6 +143,7 @@ fn speed() {
                 &params,
                 y,
                 act,
+                None,
                 engine::SCRATCH,
                 force,
                 &mut [],

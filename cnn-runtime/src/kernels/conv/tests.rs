@@ -62,7 +62,18 @@ fn check_all_paths(d: Dims2d, input: &[f32], params: &ConvParams, act: Act, want
         for force in [None, Some(Plan::Pixels), Some(Plan::Channels)] {
             for cap in CAPS {
                 let mut got = vec![7.0; n + 3];
-                conv2d_with(level, d, &inp, params, &mut got, act, cap, force, &mut []);
+                conv2d_with(
+                    level,
+                    d,
+                    &inp,
+                    params,
+                    &mut got,
+                    act,
+                    None,
+                    cap,
+                    force,
+                    &mut [],
+                );
                 let ctx = (d, act, level, force, cap);
                 assert_eq!(&got[n..], &[7.0; 3], "wrote past its output: {ctx:?}");
                 r::assert_close(&got[..n], want, &ctx);
@@ -161,6 +172,7 @@ fn padded_1d_interior_reads_directly() {
                         &params,
                         &mut got,
                         Act::RELU,
+                        None,
                         cap,
                         force,
                         &mut [],
@@ -204,6 +216,7 @@ fn long_1d_signals_in_column_tiles() {
                 params: &params,
                 out: scratch_out.as_mut_ptr(),
                 act: Act::RELU,
+                res: core::ptr::null(),
                 cap: engine::SCRATCH,
                 force: None,
                 panels: (0, o.div_ceil(engine::PANEL)),
@@ -689,6 +702,7 @@ fn panel_ranges_equal_the_whole_bit_for_bit() {
                         params: &params,
                         out: out.as_mut_ptr(),
                         act: Act::RELU,
+                        res: core::ptr::null(),
                         cap,
                         force,
                         panels: range,
@@ -743,6 +757,7 @@ fn pixel_ranges_equal_the_whole_bit_for_bit() {
                         params: &params,
                         out: out.as_mut_ptr(),
                         act: Act::RELU,
+                        res: core::ptr::null(),
                         cap,
                         force,
                         panels: (0, panels),
@@ -863,6 +878,7 @@ fn threads_give_the_one_thread_result_bit_for_bit() {
                     &params,
                     out,
                     Act::RELU6,
+                    None,
                     sc,
                     None,
                     &mut [],
@@ -884,6 +900,7 @@ fn threads_give_the_one_thread_result_bit_for_bit() {
             &params,
             &mut fb,
             Act::RELU6,
+            None,
             1,
             None,
             &mut [],
@@ -969,6 +986,7 @@ fn packed_channel_tiles_equal_unpacked_bit_for_bit() {
                         &params,
                         &mut y,
                         Act::RELU6,
+                        None,
                         engine::SCRATCH,
                         force,
                         &mut [],
@@ -1043,6 +1061,7 @@ fn planned_scratch_packs_blocks_beyond_the_band_buffer() {
                     &params,
                     &mut y,
                     Act::RELU6,
+                    None,
                     sc,
                     None,
                     scratch,
@@ -1158,7 +1177,7 @@ fn check_with_scratch(
     let n = d.o * d.oh * d.ow;
     let run = |y: &mut [f32], scratch: &mut [f32]| {
         let sc = engine::SCRATCH;
-        conv2d_with(level, d, input, params, y, act, sc, None, scratch)
+        conv2d_with(level, d, input, params, y, act, None, sc, None, scratch)
     };
     let mut plain = vec![0.0; n];
     run(&mut plain, &mut []);

@@ -243,8 +243,12 @@ struct Job<'a> {
     /// else `Identity`: a curved one is applied by [`conv_panels`] to each block of
     /// output once its tiles have stored it (`Simd::curved_slice`).
     act: Act,
-    /// That curved activation, else `Identity` (no post-pass).
+    /// That curved activation, else `Identity` (no post-pass); with a residual, the
+    /// whole activation (the tiles apply none).
     post: Act,
+    /// A residual added to the output before the activation (a fused `add`), laid out
+    /// as the output, or null: the post-pass adds it (`panels::post_pass`).
+    res: *const f32,
 }
 
 /// How a convolution maps onto the engine, decided once per call from its dimensions.
@@ -299,6 +303,7 @@ pub(crate) fn conv<S: Simd>(
             packed,
             output.as_mut_ptr(),
             act,
+            core::ptr::null(),
             cap,
             force,
             (0, panels),

@@ -14,11 +14,15 @@ use crate::kernels::simd::Tuning;
 /// by the same operations in the same order as by [`conv`]; calls over disjoint panel
 /// or pixel ranges can run on different threads.
 ///
+/// `res`, when not null, is a residual laid out as the output: each output becomes
+/// `act(conv + res)` (a fused `add`), added by the post-pass to each block of output
+/// just stored, with the bits of the convolution stored and then added.
+///
 /// # Safety
 ///
 /// `out` points to `O*OH*OW` floats, of which this call may write the given pixels of
 /// the planes of the channels of its panels (no other thread may access those during the
-/// call).
+/// call); `res`, if not null, to `O*OH*OW` floats that do not overlap them.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn conv_panels<S: Simd>(
@@ -28,6 +32,7 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
     packed: Packed<'_>,
     out: *mut f32,
     act: Act,
+    res: *const f32,
     cap: usize,
     force: Option<Plan>,
     panels: (usize, usize),
@@ -117,8 +122,13 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
     let weight = packed.weight.as_ptr().cast::<f32>();
     let bias = packed.bias.as_ptr().cast::<f32>();
 
-    // The tiles' activation and the block post-pass's (`Job::act`, `Job::post`).
-    let (tile_act, post) = act.split_curved();
+    // The tiles' activation and the block post-pass's (`Job::act`, `Job::post`): all
+    // of it the post-pass's after a residual.
+    let (tile_act, post) = if res.is_null() {
+        act.split_curved()
+    } else {
+        (Act::IDENTITY, act)
+    };
     for g in 0..d.g {
         let gc0 = g * cg;
         // The group's output channels, or (one group) those of the panel range: `og`
@@ -183,6 +193,7 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
                     last: c1 == cg,
                     act: tile_act,
                     post,
+                    res,
                 };
                 // Weights of output channel `o`, lane `o % 16`, at this chunk's channel.
                 let w_of = |o: usize| {
@@ -323,14 +334,16 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
 
 /// The block post-pass: `job.post` (a curved activation) on pixels `span` of output
 /// channels `oa..ob`, which the tiles of the last chunk have just stored (with bias and
-/// no activation); nothing on other chunks or without one. One out-of-line loop per
-/// plane (`Simd::curved_slice`) over data still in L1: no micro-kernel carries curved
-/// code, and no vector is spent on a row's padding lanes.
+/// no activation), after adding `job.res` if there is one (`Simd::residual_slice`);
+/// nothing on other chunks or without either. One out-of-line loop per plane
+/// (`Simd::curved_slice`) over data still in L1: no micro-kernel carries curved code,
+/// and no vector is spent on a row's padding lanes.
 ///
 /// # Safety
 ///
 /// `out` points to the layer's output planes (`ohw` floats each), of which pixels
-/// `span` of channels `oa..ob` are this call's to write.
+/// `span` of channels `oa..ob` are this call's to write; `job.res`, if not null, to as
+/// many floats, not overlapping them.
 #[inline(always)]
 unsafe fn post_pass<S: Simd>(
     s: S,
@@ -340,22 +353,30 @@ unsafe fn post_pass<S: Simd>(
     (oa, ob): (usize, usize),
     (lo, hi): (usize, usize),
 ) {
-    if !job.last || job.post == Act::IDENTITY || lo >= hi {
+    if !job.last || (job.post == Act::IDENTITY && job.res.is_null()) || lo >= hi {
         return;
     }
     debug_assert!(hi <= ohw);
-    if (lo, hi) == (0, ohw) {
-        // Whole planes, consecutive: one slice, so that small planes (LeNet-5's 10x10)
-        // do not end in a short vector each.
-        // SAFETY: planes `oa..ob`, all of their pixels: this call's.
-        let x = unsafe { core::slice::from_raw_parts_mut(out.add(oa * ohw), (ob - oa) * ohw) };
-        s.curved_slice(x, job.post);
-        return;
-    }
-    for o in oa..ob {
-        // SAFETY: pixels `lo..hi` of plane `o`, this call's (the caller's contract).
-        let x = unsafe { core::slice::from_raw_parts_mut(out.add(o * ohw + lo), hi - lo) };
-        s.curved_slice(x, job.post);
+    // Pixels `lo..hi` of planes `oa..ob`: one slice when they are whole planes
+    // (consecutive), so that small planes (LeNet-5's 10x10) do not end in a short
+    // vector each; else one per plane.
+    let (runs, len, step) = if (lo, hi) == (0, ohw) {
+        (1, (ob - oa) * ohw, 0)
+    } else {
+        (ob - oa, hi - lo, ohw)
+    };
+    for k in 0..runs {
+        let at = oa * ohw + lo + k * step;
+        // SAFETY: pixels `lo..hi` of planes `oa..ob`, this call's (the caller's
+        // contract).
+        let x = unsafe { core::slice::from_raw_parts_mut(out.add(at), len) };
+        if job.res.is_null() {
+            s.curved_slice(x, job.post);
+        } else {
+            // SAFETY: the residual's floats at the same place (the caller's contract).
+            let r = unsafe { core::slice::from_raw_parts(job.res.add(at), len) };
+            s.residual_slice(x, r, job.post);
+        }
     }
 }
 

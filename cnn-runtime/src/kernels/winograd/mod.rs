@@ -354,6 +354,8 @@ struct WgRun<'a> {
     output: &'a mut [f32],
     scratch: &'a mut [f32],
     act: Act,
+    /// A residual added before the activation, laid out as the output, or null.
+    res: *const f32,
 }
 
 /// The pointers the parts of a split block share.
@@ -384,6 +386,7 @@ impl WithSimd for WgRun<'_> {
             output,
             scratch,
             act,
+            res,
         } = self;
         let (tw, opad) = (lay.tw, lay.opad);
         let panels = opad / PANEL;
@@ -425,9 +428,9 @@ impl WithSimd for WgRun<'_> {
         let parts = threads.min(lay.th / 2).min(MAX_PARTS);
         let cap = lay.nty / parts.max(1);
         if parts > 1 && cap >= 1 && rows_ok && part_floats <= PART_FLOATS {
-            let sh = Shared((s, base, u, out, bias));
+            let sh = Shared((s, base, u, out, bias, res));
             crate::pool::run(parts, &|i| {
-                let (s, base, u, out, bias) = sh.get();
+                let (s, base, u, out, bias, res) = sh.get();
                 let (a, b) = (i * lay.th / parts, (i + 1) * lay.th / parts);
                 let mut own = core::mem::MaybeUninit::<PartBuf>::uninit();
                 // SAFETY: part `i` owns tile rows `a..b` of the layer: its `V` and `M`
@@ -450,7 +453,7 @@ impl WithSimd for WgRun<'_> {
                             (phase, line, v, m),
                             r,
                             cap.min(b - r),
-                            act,
+                            (act, res),
                         );
                     }
                 }
@@ -480,7 +483,7 @@ impl WithSimd for WgRun<'_> {
                     base.add(lay.m),
                 )
             };
-            let sh = Shared((s, phase, line, v, m, out, bias));
+            let sh = Shared((s, phase, line, v, m, out, bias, res));
             // Split by tile rows when every thread gets two and the other parts' phase
             // rows fit their stack buffers: each part runs the three phases on its own
             // sub-block (its own `V` and `M`, back to back with slack between), one join
@@ -496,7 +499,7 @@ impl WithSimd for WgRun<'_> {
             if rows > 1 && part_floats <= PART_FLOATS {
                 let weights = Shared(u);
                 crate::pool::run(rows, &|i| {
-                    let (s, phase, line, v, m, out, bias) = sh.get();
+                    let (s, phase, line, v, m, out, bias, res) = sh.get();
                     let u = weights.get();
                     let (r0, r1) = (i * nb / rows, (i + 1) * nb / rows);
                     let mut own = core::mem::MaybeUninit::<PartBuf>::uninit();
@@ -517,7 +520,7 @@ impl WithSimd for WgRun<'_> {
                             (phase, line, v, m),
                             ty0 + r0,
                             r1 - r0,
-                            act,
+                            (act, res),
                         );
                     }
                 });
@@ -565,7 +568,7 @@ impl WithSimd for WgRun<'_> {
             // Output transform, bias, activation, scatter, split by tiles.
             let parts = threads.min(tb);
             crate::pool::run(parts, &|i| {
-                let (s, .., m, out, bias) = sh.get();
+                let (s, .., m, out, bias, res) = sh.get();
                 s.vectorize(WgOutput {
                     d,
                     lay,
@@ -577,6 +580,7 @@ impl WithSimd for WgRun<'_> {
                     t0: i * tb / parts,
                     t1: (i + 1) * tb / parts,
                     act,
+                    res,
                 });
             });
         }
@@ -619,7 +623,8 @@ unsafe fn part_rows(
 /// `phase` and `line` hold the phase rows and line (with their slack) of `nb` tile rows
 /// as `Layout` sizes them, `v` and `m` `36 C nb tw` and `36 nb tw opad` floats plus 16 of
 /// slack, all this call's alone; `u` and `bias` are the layer's transformed weights and
-/// padded bias; `out` the output, whose rows of these tiles no one else touches.
+/// padded bias; `out` the output, whose rows of these tiles no one else touches; `res`
+/// null or a residual laid out as the output.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn sub_block<S: Simd>(
@@ -630,7 +635,7 @@ unsafe fn sub_block<S: Simd>(
     (phase, line, v, m): (*mut f32, *mut f32, *mut f32, *mut f32),
     ty0: usize,
     nb: usize,
-    act: Act,
+    (act, res): (Act, *const f32),
 ) {
     let tb = nb * lay.tw;
     s.vectorize(WgInput {
@@ -662,6 +667,7 @@ unsafe fn sub_block<S: Simd>(
         t0: 0,
         t1: tb,
         act,
+        res,
     });
 }
 
@@ -682,7 +688,9 @@ fn scratch_len(d: &WgDims) -> usize {
 }
 
 /// The dilation-1 convolution `d` at `level`, with at least [`plain_scratch_len`]
-/// floats of `scratch`.
+/// floats of `scratch`, and a residual (as long as the output) added before the
+/// activation, if any.
+#[allow(clippy::too_many_arguments)]
 fn plain(
     level: Level,
     d: WgDims,
@@ -691,6 +699,7 @@ fn plain(
     output: &mut [f32],
     scratch: &mut [f32],
     act: Act,
+    res: Option<&[f32]>,
 ) {
     debug_assert!(d.dh == 1 && d.dw == 1);
     let lay = Layout::new(&d);
@@ -704,6 +713,7 @@ fn plain(
         output,
         scratch: &mut scratch[off..],
         act,
+        res: res.map_or(core::ptr::null(), |r| r[..d.out_len()].as_ptr()),
     };
     simd::run(level, run);
 }
@@ -719,6 +729,27 @@ pub(crate) fn winograd_dyn(
     scratch: Option<&mut [f32]>,
     act: Act,
 ) {
+    winograd_res(level, d, input, params, output, scratch, act, None);
+}
+
+/// [`winograd_dyn`] with a residual added before the activation (as long as the
+/// output): by the output transform (dilation 1), or over the whole output after the
+/// polyphase components (the same bits).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn winograd_res(
+    level: Level,
+    d: WgDims,
+    input: &[f32],
+    params: &WinogradParams,
+    output: &mut [f32],
+    scratch: Option<&mut [f32]>,
+    act: Act,
+    res: Option<&[f32]>,
+) {
+    assert!(
+        !d.pool || res.is_none(),
+        "winograd_conv3x3: a residual with a fused max pool"
+    );
     assert!(
         params.out == d.o && params.in_channels == d.c,
         "winograd_conv3x3: parameters are [{}, {}, 3, 3], the layer wants [{}, {}, 3, 3]",
@@ -757,7 +788,11 @@ pub(crate) fn winograd_dyn(
         ),
     };
     if d.dh == 1 && d.dw == 1 {
-        plain(level, d, input, params, output, scratch, act);
+        plain(level, d, input, params, output, scratch, act, res);
+    } else if let Some(r) = res {
+        polyphase(level, d, input, params, output, scratch, Act::IDENTITY);
+        let r = &r[..output.len()];
+        simd::run(level, simd::ResidualSlice { x: output, r, act });
     } else {
         polyphase(level, d, input, params, output, scratch, act);
     }
@@ -851,6 +886,71 @@ pub fn winograd_conv3x3<
         pool: false,
     };
     winograd_dyn(cpu::level(), d, input, params, output, Some(scratch), act);
+}
+
+/// [`winograd_conv3x3`] with a residual added before the activation (a fused `add`, as
+/// ResNet's basic blocks end): `output = act(conv(input) + residual)`, `residual` laid
+/// out as the output (`O*OH*OW` values). The output transform adds it to each tile's
+/// pixels before storing them; the values are the bits of the convolution stored and
+/// then added by [`binary_into`](crate::kernels::binary::binary_into).
+///
+/// # Panics
+///
+/// As [`winograd_conv3x3`], or if `residual` holds fewer than `O*OH*OW` values.
+pub fn winograd_conv3x3_residual<
+    const C: usize,
+    const H: usize,
+    const W: usize,
+    const O: usize,
+    const OH: usize,
+    const OW: usize,
+    const PH: usize,
+    const PW: usize,
+    const DH: usize,
+    const DW: usize,
+>(
+    input: &[f32],
+    params: &WinogradParams,
+    residual: &[f32],
+    output: &mut [f32],
+    scratch: &mut [f32],
+    act: Act,
+) {
+    const {
+        assert!(C > 0 && H > 0 && W > 0 && O > 0 && OH > 0 && OW > 0);
+        assert!(DH > 0 && DW > 0);
+    }
+    assert!(
+        residual.len() >= O * OH * OW,
+        "winograd_conv3x3_residual: the residual holds {} values, the output {}",
+        residual.len(),
+        O * OH * OW
+    );
+    let d = WgDims {
+        c: C,
+        h: H,
+        w: W,
+        o: O,
+        oh: OH,
+        ow: OW,
+        ph: PH,
+        pw: PW,
+        dh: DH,
+        dw: DW,
+        m: params.tile,
+        pool: false,
+    };
+    let (level, scratch) = (cpu::level(), Some(scratch));
+    winograd_res(
+        level,
+        d,
+        input,
+        params,
+        output,
+        scratch,
+        act,
+        Some(residual),
+    );
 }
 
 /// [`winograd_conv3x3`] (dilation 1) followed by a 2x2 max pool of stride 2 without

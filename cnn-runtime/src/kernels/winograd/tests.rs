@@ -664,3 +664,93 @@ fn fused_max_pool_entry_point() {
     );
     assert!(got == pool2(&conv, 24, 12, 10));
 }
+
+/// A residual added by the output transform ([`winograd_conv3x3_residual`]): the bits
+/// of the convolution stored and then added by the add kernel with the activation, for
+/// both tiles, every level, partial tiles (odd sizes), a dilated layer (its polyphase
+/// output added whole) and the thread splits (tile rows, phases); the same bits on 2
+/// and 3 threads.
+#[test]
+fn residual_equals_conv_then_add_bit_for_bit() {
+    use crate::kernels::binary::{binary_assign_dyn, BinOp};
+    #[cfg(feature = "parallel")]
+    let _g = crate::pool::test_lock();
+    let mut rng = Rng::new(53);
+    let ax = |n: usize, p: usize, dl: usize| Axis::conv(n, 3, 1, p, dl).unwrap();
+    for (c, o, ah, aw) in [
+        (8, 20, ax(9, 1, 1), ax(11, 1, 1)),
+        (64, 64, ax(56, 1, 1), ax(56, 1, 1)),
+        (32, 48, ax(14, 0, 1), ax(13, 1, 1)),
+        (512, 512, ax(7, 1, 1), ax(7, 1, 1)),
+        (16, 24, ax(12, 2, 2), ax(10, 2, 2)),
+    ] {
+        let mut d = dims(c, o, ah, aw);
+        let input = rng.vec(c * ah.n * aw.n, -1.0, 1.0);
+        let wscale = 1.0 / ((c * 9) as f32).sqrt();
+        let weight: Vec<f32> = rng.vec(o * c * 9, -wscale, wscale);
+        let bias = rng.vec(o, -0.5, 0.5);
+        let n = o * ah.out * aw.out;
+        let res = rng.vec(n, -2.0, 2.0);
+        let shape = [o, ah.out, aw.out];
+        for tile in [4, 2] {
+            let params = WinogradParams::with_tile(tile, o, c, &weight, Some(&bias), None);
+            d.m = tile;
+            for level in simd::test_levels() {
+                for act in [Act::IDENTITY, Act::RELU, Act::SILU] {
+                    let ctx = (d, level, tile, act.kind());
+                    let mut want = vec![0.0; n];
+                    winograd_dyn(level, d, &input, &params, &mut want, None, Act::IDENTITY);
+                    binary_assign_dyn(level, shape, shape, &mut want, &res, BinOp::Add, act);
+                    let run = |out: &mut [f32]| {
+                        winograd_res(level, d, &input, &params, out, None, act, Some(&res))
+                    };
+                    let mut got = vec![7.0; n + 3];
+                    run(&mut got);
+                    assert_eq!(&got[n..], &[7.0; 3], "wrote past its output: {ctx:?}");
+                    let same = got[..n]
+                        .iter()
+                        .zip(&want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "fused residual differs: {ctx:?}");
+                    #[cfg(feature = "parallel")]
+                    r::assert_threads_match_one(n, &ctx, run);
+                }
+            }
+        }
+    }
+    #[cfg(feature = "parallel")]
+    crate::pool::set_num_threads(2);
+}
+
+/// The public kernel with const dimensions: the residual variant equals the plain one
+/// followed by the add.
+#[test]
+fn residual_const_generic_instance() {
+    let mut rng = Rng::new(54);
+    let (c, o) = (4, 6);
+    let input = rng.vec(c * 10 * 10, -1.0, 1.0);
+    let weight = rng.vec(o * c * 9, -0.3, 0.3);
+    let res = rng.vec(o * 100, -1.0, 1.0);
+    let params = WinogradParams::with_tile(4, o, c, &weight, None, None);
+    let mut scratch = vec![0.0; winograd_scratch_len(4, c, 10, 10, o, 10, 10, 1, 1)];
+    let mut plain = vec![0.0; o * 100];
+    winograd_conv3x3::<4, 10, 10, 6, 10, 10, 1, 1, 1, 1>(
+        &input,
+        &params,
+        &mut plain,
+        &mut scratch,
+        Act::IDENTITY,
+    );
+    let mut got = vec![0.0; o * 100];
+    winograd_conv3x3_residual::<4, 10, 10, 6, 10, 10, 1, 1, 1, 1>(
+        &input,
+        &params,
+        &res,
+        &mut got,
+        &mut scratch,
+        Act::RELU,
+    );
+    for ((g, p), q) in got.iter().zip(&plain).zip(&res) {
+        assert_eq!(g.to_bits(), (p + q).max(0.0).to_bits());
+    }
+}

@@ -456,8 +456,8 @@ unsafe fn flat_transform<S: Simd, const MT: usize>(
     }
 }
 
-/// One block's output transform for tiles `t0..t1`: bias, activation, scatter into
-/// their output pixels.
+/// One block's output transform for tiles `t0..t1`: bias, the residual (if any),
+/// activation, scatter into their output pixels.
 #[derive(Clone, Copy)]
 pub(super) struct WgOutput<'a> {
     pub(super) d: WgDims,
@@ -470,6 +470,9 @@ pub(super) struct WgOutput<'a> {
     pub(super) t0: usize,
     pub(super) t1: usize,
     pub(super) act: Act,
+    /// A residual laid out as the output, added before the activation (a fused `add`),
+    /// or null.
+    pub(super) res: *const f32,
 }
 
 impl WithSimd for WgOutput<'_> {
@@ -499,7 +502,10 @@ impl WgOutput<'_> {
             t0,
             t1,
             act,
+            res,
         } = self;
+        // With a residual the activation follows the sum: after the transpose.
+        let tile_act = if res.is_null() { act } else { Act::IDENTITY };
         let l = S::LANES;
         let ohw = d.oh * d.ow;
         let (tw, opad) = (lay.tw, lay.opad);
@@ -527,7 +533,7 @@ impl WgOutput<'_> {
                 for (k, pk) in px.iter_mut().enumerate().take(group) {
                     let pixels = if k < g {
                         // SAFETY: tile t + k < t1 <= tb, o0 + LANES <= opad.
-                        unsafe { tile_pixels::<S, MT>(s, m, (tb, opad), t + k, o0, b, act) }
+                        unsafe { tile_pixels::<S, MT>(s, m, (tb, opad), t + k, o0, b, tile_act) }
                     } else {
                         [s.zero(); PANEL]
                     };
@@ -552,10 +558,19 @@ impl WgOutput<'_> {
                     }
                     s.transpose(&mut q[..l]);
                     // SAFETY: output (o0 + ch, y0 + y, x0 .. x0 + nx) for ch < no, y < ny:
-                    // inside the output, and pixels of this part's tiles.
+                    // inside the output, and pixels of this part's tiles; the residual's
+                    // same pixels (laid out as the output).
                     unsafe {
-                        let dst = out.add(o0 * ohw + (y0 + y) * d.ow + x0);
+                        let at = o0 * ohw + (y0 + y) * d.ow + x0;
+                        let dst = out.add(at);
                         for (ch, &row) in q.iter().enumerate().take(no) {
+                            let row = if res.is_null() {
+                                row
+                            } else {
+                                let r = res.add(at + ch * ohw);
+                                let r = if nx == l { s.load(r) } else { s.load_n(r, nx) };
+                                s.act(s.add(row, r), act)
+                            };
                             if nx == l {
                                 s.store(dst.add(ch * ohw), row);
                             } else {
