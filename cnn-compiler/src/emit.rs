@@ -114,13 +114,14 @@ pub fn step(step: &Step, model: &Model, shapes: &[LayerShape], w: &mut Weights) 
             winograd,
             bn,
             pool,
+            residual,
         } => conv(
             step,
             model,
             shapes,
             w,
             layer,
-            (depthwise, winograd, pool.is_some()),
+            (depthwise, winograd, pool.is_some(), residual),
             bn,
         ),
         Kernel::ExpandDepthwise {
@@ -164,7 +165,7 @@ fn conv(
     shapes: &[LayerShape],
     w: &mut Weights,
     layer: usize,
-    (depthwise, winograd, pool): (bool, Option<usize>, bool),
+    (depthwise, winograd, pool, residual): (bool, Option<usize>, bool, bool),
     bn: Option<usize>,
 ) -> TokenStream {
     let rt = rt();
@@ -196,7 +197,10 @@ fn conv(
             field.clone(),
             Build::layer(Kind::Winograd { out, c: cg, tile }, weight, bias_bn),
         ));
-        if pool {
+        if residual {
+            // The step's second source added before the activation.
+            quote!(#rt::kernels::winograd::winograd_conv3x3_residual::<#ci, #h, #wd, #o, #oh, #ow, #pt, #pl, #dh, #dw>(r0, &self.#field, r1, w, scratch, #act);)
+        } else if pool {
             // The step's output is the pooled tensor (`Kernel::Conv { pool }`).
             quote!(#rt::kernels::winograd::winograd_conv3x3_maxpool2::<#ci, #h, #wd, #o, #oh, #ow, #pt, #pl>(r0, &self.#field, w, scratch, #act);)
         } else {
@@ -230,7 +234,16 @@ fn conv(
                 bias_bn,
             ),
         ));
-        if step.scratch.is_some() {
+        if residual {
+            // The step's second source added before the activation; working memory
+            // where the plan has it.
+            let scratch = if step.scratch.is_some() {
+                quote!(scratch)
+            } else {
+                quote!(&mut [])
+            };
+            quote!(#rt::kernels::conv::conv2d_residual::<#ci, #h, #wd, #o, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw, #g>(r0, &self.#field, r1, w, #scratch, #act);)
+        } else if step.scratch.is_some() {
             // Packing room for the channel tiles (`plan`: where it is free).
             quote!(#rt::kernels::conv::conv2d_scratch::<#ci, #h, #wd, #o, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw, #g>(r0, &self.#field, w, scratch, #act);)
         } else {

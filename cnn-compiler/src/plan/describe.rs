@@ -98,7 +98,14 @@ pub fn describe(step: &Step, model: &Model) -> String {
     } else {
         step.act
     };
-    push_epilogue(&mut s, bn, act);
+    if bn {
+        s.push_str("+bn");
+    }
+    // A fused residual is added before the activation.
+    if let Kernel::Conv { residual: true, .. } = step.kernel {
+        s.push_str("+add");
+    }
+    push_epilogue(&mut s, false, act);
     if let Kernel::Conv { pool: Some(_), .. } = step.kernel {
         s.push_str(&format!("+max_pool{d}"));
     }

@@ -64,6 +64,7 @@ impl<'a> Planner<'a> {
             winograd: None,
             bn: expand_bn,
             pool: None,
+            residual: false,
         } = self.steps[s].kernel
         else {
             return None;
@@ -144,6 +145,7 @@ impl<'a> Planner<'a> {
             layer: c,
             winograd: Some(_),
             pool: None,
+            residual: false,
             ..
         } = self.steps.get(s)?.kernel
         else {
@@ -173,6 +175,53 @@ impl<'a> Planner<'a> {
         // A later batch norm or activation applies to the pooled values: not fused.
         self.open.remove(&v0);
         Some(dst)
+    }
+
+    /// Runs add layer `i` (operands `srcs`) in the epilogue of the convolution that
+    /// produced one operand (`Kernel::Conv { residual }`), where the add has two operands
+    /// of its output's shape, that convolution is not depthwise, has no activation yet
+    /// (the add comes first: a later activation fuses after it) and no fused pool, its
+    /// output is read by the add alone, and the other operand was written before it
+    /// (the convolution reads it as its second source). Of two such operands, the later
+    /// convolution's. Returns the add's value: the convolution's output.
+    fn fuse_residual(&mut self, i: usize, srcs: &[usize]) -> Option<usize> {
+        let (&[a, b], Op::Merge(Merge::Add)) = (srcs, &self.model.layers[i].op) else {
+            return None;
+        };
+        let shape = &self.shapes[i];
+        if a == b || shape.inputs.iter().any(|s| *s != shape.output) {
+            return None;
+        }
+        let fusable = |p: &Self, x: usize, r: usize| {
+            let s = *p.open.get(&x)?;
+            let step = &p.steps[s];
+            let conv = matches!(
+                step.kernel,
+                Kernel::Conv {
+                    depthwise: false,
+                    pool: None,
+                    residual: false,
+                    ..
+                }
+            );
+            let before = p.values[r].def.is_none_or(|d| d < s);
+            (conv && step.act.is_none() && step.dst == x && p.dies_here(x) && before).then_some(s)
+        };
+        let (s, x, r) = [(a, b), (b, a)]
+            .into_iter()
+            .filter_map(|(x, r)| Some((fusable(self, x, r)?, x, r)))
+            .max_by_key(|&(s, ..)| s)?;
+        let r_shape = self.values[r].shape;
+        let step = &mut self.steps[s];
+        if let Kernel::Conv { residual, .. } = &mut step.kernel {
+            *residual = true;
+        }
+        step.srcs.push(r);
+        step.inputs.push(r_shape);
+        step.layers.push(i);
+        // The epilogue stays open for an activation (after the add), not for a batch
+        // norm (which would fold into the weights, before it).
+        Some(x)
     }
 
     /// Whether value `v` may be overwritten by the layer being planned (whose reads are
@@ -213,6 +262,7 @@ impl<'a> Planner<'a> {
                         | Kernel::ConvTranspose { bn, .. },
                     ) if bn.is_none()
                         && step.act.is_none()
+                        && step.srcs.len() == 1
                         && self.values[v0].shape == shape.input =>
                     {
                         *bn = Some(i);
@@ -238,6 +288,10 @@ impl<'a> Planner<'a> {
                     _ => {}
                 }
             }
+        }
+        if let Some(dst) = self.fuse_residual(i, &srcs) {
+            self.value_of[i] = dst;
+            return;
         }
         // Anything else reading a value closes its producer's epilogue: a later batch
         // norm or activation must not change what this layer read.
@@ -312,6 +366,7 @@ impl<'a> Planner<'a> {
                             winograd,
                             bn: None,
                             pool: None,
+                            residual: false,
                         }
                     }
                     Op::ConvTranspose(_) => {

@@ -7,6 +7,10 @@
 //!   load time; a standalone one becomes a per-channel affine kernel.
 //! * An activation whose input is read by nothing else runs in the epilogue of the
 //!   kernel that produces it (conv, transposed conv, linear, affine, add/mul).
+//! * An `add` of two same-shape tensors, one of them produced by a (not depthwise)
+//!   convolution without activation and read by the add alone, the other written before
+//!   that convolution: the convolution adds the other one in its epilogue (a residual
+//!   connection, as ResNet's blocks end), and an activation after the add fuses too.
 //! * Activations, standalone batch norms, softmax and `add`/`mul` run in place when the
 //!   tensor they overwrite is read by nothing later (and is not the caller's input).
 //! * `concat` has its operands written straight into their channel range of its output
@@ -87,6 +91,9 @@ pub enum Kernel {
         /// output, run in the Winograd kernel's output transform: only the pooled values
         /// are stored.
         pool: Option<usize>,
+        /// An `add` fused in: the step's second source is added to the output before
+        /// its activation (`act(conv + residual)`), by the kernel's epilogue.
+        residual: bool,
     },
     /// A 1x1 convolution (with its batch norm and activation) and the depthwise
     /// convolution that alone reads it, run together band by band where the runtime's
