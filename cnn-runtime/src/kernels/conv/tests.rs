@@ -1111,7 +1111,8 @@ fn planned_scratch_packs_blocks_beyond_the_band_buffer() {
 
 /// The automatic plan: pixel tiles where they fill more lanes, channel tiles where those
 /// do; on AVX-512, 1x1 layers with at least `Tuning::cv_long_1x1` input channels take
-/// channel tiles on a tie (MobileNets' projections), shorter ones keep pixel tiles.
+/// channel tiles on a tie on maps of up to `LONG_1X1_MAX_PIXELS` pixels (MobileNets'
+/// projections), shorter ones keep pixel tiles.
 #[test]
 #[cfg(target_arch = "x86_64")]
 fn auto_plan_takes_channel_tiles_for_long_1x1_reductions() {
@@ -1123,9 +1124,13 @@ fn auto_plan_takes_channel_tiles_for_long_1x1_reductions() {
         auto_plan(&flat(dims(c, o, 1, ax, ax)), lanes, t)
     };
     let (t512, t2) = (&Avx512::TUNING, &Avx2::TUNING);
-    // Ties (28x28 and 12x12 maps, 32, 256, 512 outputs): long reductions -> channels.
-    assert_eq!(plan(144, 28, 1, 32, 16, t512), Plan::Channels);
+    // Ties on small maps (12x12, 14x14, 24x24): long reductions -> channels; on 28x28
+    // and larger maps, pixels (`LONG_1X1_MAX_PIXELS`).
     assert_eq!(plan(512, 12, 1, 512, 16, t512), Plan::Channels);
+    assert_eq!(plan(1024, 14, 1, 256, 16, t512), Plan::Channels);
+    assert_eq!(plan(256, 24, 1, 256, 16, t512), Plan::Channels);
+    assert_eq!(plan(144, 28, 1, 32, 16, t512), Plan::Pixels);
+    assert_eq!(plan(256, 56, 1, 64, 16, t512), Plan::Pixels);
     // Below the threshold, a 3x3 kernel, or AVX2: pixels.
     assert_eq!(plan(128, 24, 1, 128, 16, t512), Plan::Pixels);
     assert_eq!(plan(256, 16, 3, 256, 16, t512), Plan::Pixels);

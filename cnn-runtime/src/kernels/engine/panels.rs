@@ -476,6 +476,21 @@ const BIG_BLOCK_FLOATS: usize = 128 * 1024;
 /// (AVX-512), and the limit of pixel tiles on one long row.
 const STRIP_ROWS: usize = 96;
 
+/// Output pixels up to which a long 1x1 reduction takes channel tiles on a lane-fill
+/// tie (`Tuning::cv_long_1x1`); on larger maps the pixel tiles win: the channel tiles'
+/// weights for a pair of panels (32 KB at 256 input channels) and each tile's input
+/// lines (one per input channel) no longer share L1, while a wide pixel tile reads its
+/// inputs as whole lines of one plane. Measured on AVX-512 (Intel Xeon, 48 KB L1d, one
+/// core, `conv::speed`, µs pixel / channel tiles, 2026-12-04): 256x56x56 -> 64 788 /
+/// 911, 256x56x56 -> 128 1505 / 1715, 512x28x28 -> 256 1381 / 1505, 512x28x28 -> 128
+/// 691 / 770, 192x56x56 -> 64 578 / 675, 384x28x28 -> 64 271 / 297, 192x28x28 -> 32
+/// 57 / 62; even on 20x20 (512 -> 128: 332 / 331); channel tiles faster on 14x14 and
+/// below (1024x14x14 -> 256 809 / 644, 576x14x14 -> 96 160 / 129, 2048x7x7 -> 512 963 /
+/// 674). In the models, alternated A/B with 28x28 and larger maps on pixel tiles: one
+/// thread ResNet-50 1.018x, DenseNet-121 1.053x, MobileNetV2 1.005x; two threads
+/// ResNet-50 1.046x, DenseNet-121 1.017x, MobileNetV2 1.011x.
+const LONG_1X1_MAX_PIXELS: usize = 600;
+
 /// The micro-kernel [`conv_panels`] picks for the (flat) convolution `d` on a level of
 /// `lanes` lanes and `tuning`: the one filling more lanes (strides are fine for both:
 /// the band's phase split makes a pixel tile's reads contiguous).
@@ -490,9 +505,10 @@ pub(crate) fn auto_plan(d: &Dims2d, lanes: usize, tuning: &Tuning) -> Plan {
     let k = (kk * cg) as f64;
     let short =
         kk * cg <= tuning.pv_short_k && pv >= k / (k + tuning.cv_epilogue_steps as f64) * cv;
-    // Long 1x1 reductions: the pixel tiles' input strip no longer stays in L1 (see
-    // `Tuning::cv_long_1x1`).
-    let long = kk == 1 && cg >= tuning.cv_long_1x1 && cv >= pv;
+    // Long 1x1 reductions on small maps: the pixel tiles' input strip no longer stays
+    // in L1 (see `Tuning::cv_long_1x1`, `LONG_1X1_MAX_PIXELS`).
+    let long =
+        kk == 1 && cg >= tuning.cv_long_1x1 && d.oh * d.ow <= LONG_1X1_MAX_PIXELS && cv >= pv;
     // One long output row (1-D signals) with taps along it. With at most `STRIP_ROWS`
     // input channels (times kernel rows), pixel tiles within 5% of the channel tiles'
     // fill win (AVX-512, 64 -> 64 channels k3 on 1000 samples 163 -> 144 µs, the same
