@@ -24,6 +24,8 @@ use crate::cpu::{self, Level};
 #[cfg(test)]
 mod fuse_speed;
 #[cfg(test)]
+mod kchunk_tests;
+#[cfg(test)]
 mod residual_tests;
 mod run;
 #[cfg(test)]

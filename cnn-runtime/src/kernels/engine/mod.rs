@@ -103,7 +103,7 @@ pub(crate) use self::dw_rows3::{depthwise_rows3, depthwise_rows3_into, phase3_fi
 #[allow(unused_imports)]
 use self::panels::*;
 #[cfg(test)]
-pub(crate) use self::panels::{auto_plan, BLOCK_OVERRIDE, NO_PACK};
+pub(crate) use self::panels::{auto_plan, BLOCK_OVERRIDE, NO_PACK, PV_K_CHUNK_OVERRIDE};
 pub(crate) use self::panels::{band_shape, conv_panels, pack_floats};
 pub(crate) use self::pool::pool;
 #[allow(unused_imports)]
