@@ -867,24 +867,7 @@ pub fn winograd_conv3x3<
     scratch: &mut [f32],
     act: Act,
 ) {
-    const {
-        assert!(C > 0 && H > 0 && W > 0 && O > 0 && OH > 0 && OW > 0);
-        assert!(DH > 0 && DW > 0);
-    }
-    let d = WgDims {
-        c: C,
-        h: H,
-        w: W,
-        o: O,
-        oh: OH,
-        ow: OW,
-        ph: PH,
-        pw: PW,
-        dh: DH,
-        dw: DW,
-        m: params.tile,
-        pool: false,
-    };
+    let d = const_dims::<C, H, W, O, OH, OW, PH, PW, DH, DW>(params.tile);
     winograd_dyn(cpu::level(), d, input, params, output, Some(scratch), act);
 }
 
@@ -916,30 +899,13 @@ pub fn winograd_conv3x3_residual<
     scratch: &mut [f32],
     act: Act,
 ) {
-    const {
-        assert!(C > 0 && H > 0 && W > 0 && O > 0 && OH > 0 && OW > 0);
-        assert!(DH > 0 && DW > 0);
-    }
     assert!(
         residual.len() >= O * OH * OW,
         "winograd_conv3x3_residual: the residual holds {} values, the output {}",
         residual.len(),
         O * OH * OW
     );
-    let d = WgDims {
-        c: C,
-        h: H,
-        w: W,
-        o: O,
-        oh: OH,
-        ow: OW,
-        ph: PH,
-        pw: PW,
-        dh: DH,
-        dw: DW,
-        m: params.tile,
-        pool: false,
-    };
+    let d = const_dims::<C, H, W, O, OH, OW, PH, PW, DH, DW>(params.tile);
     let (level, scratch) = (cpu::level(), Some(scratch));
     winograd_res(
         level,
@@ -951,6 +917,42 @@ pub fn winograd_conv3x3_residual<
         act,
         Some(residual),
     );
+}
+
+/// The dimensions the const parameters of [`winograd_conv3x3`] describe (checked at
+/// compile time), for weights transformed for output tiles of side `tile`.
+const fn const_dims<
+    const C: usize,
+    const H: usize,
+    const W: usize,
+    const O: usize,
+    const OH: usize,
+    const OW: usize,
+    const PH: usize,
+    const PW: usize,
+    const DH: usize,
+    const DW: usize,
+>(
+    tile: usize,
+) -> WgDims {
+    const {
+        assert!(C > 0 && H > 0 && W > 0 && O > 0 && OH > 0 && OW > 0);
+        assert!(DH > 0 && DW > 0);
+    }
+    WgDims {
+        c: C,
+        h: H,
+        w: W,
+        o: O,
+        oh: OH,
+        ow: OW,
+        ph: PH,
+        pw: PW,
+        dh: DH,
+        dw: DW,
+        m: tile,
+        pool: false,
+    }
 }
 
 /// [`winograd_conv3x3`] (dilation 1) followed by a 2x2 max pool of stride 2 without
@@ -985,18 +987,8 @@ pub fn winograd_conv3x3_maxpool2<
         assert!(C > 0 && H > 0 && W > 0 && O > 0 && OH > 1 && OW > 1);
     }
     let d = WgDims {
-        c: C,
-        h: H,
-        w: W,
-        o: O,
-        oh: OH,
-        ow: OW,
-        ph: PH,
-        pw: PW,
-        dh: 1,
-        dw: 1,
-        m: params.tile,
         pool: true,
+        ..const_dims::<C, H, W, O, OH, OW, PH, PW, 1, 1>(params.tile)
     };
     winograd_dyn(cpu::level(), d, input, params, output, Some(scratch), act);
 }
