@@ -24,7 +24,7 @@ pub fn describe(step: &Step, model: &Model) -> String {
             // The expansion's name, then the depthwise layer's (its batch norm and
             // activation appended below).
             let mut e = format!("conv{d}");
-            push_epilogue(&mut e, expand_bn.is_some(), expand_act);
+            push_epilogue(&mut e, expand_bn.is_some(), false, expand_act);
             format!("{e} > depthwise_conv{d}")
         }
         Kernel::ConvTranspose {
@@ -98,24 +98,22 @@ pub fn describe(step: &Step, model: &Model) -> String {
     } else {
         step.act
     };
-    if bn {
-        s.push_str("+bn");
-    }
-    // A fused residual is added before the activation.
-    if let Kernel::Conv { residual: true, .. } = step.kernel {
-        s.push_str("+add");
-    }
-    push_epilogue(&mut s, false, act);
+    let add = matches!(step.kernel, Kernel::Conv { residual: true, .. });
+    push_epilogue(&mut s, bn, add, act);
     if let Kernel::Conv { pool: Some(_), .. } = step.kernel {
         s.push_str(&format!("+max_pool{d}"));
     }
     s
 }
 
-/// Appends a kernel's folded batch norm and fused activation to its name: `+bn+relu`.
-fn push_epilogue(name: &mut String, bn: bool, act: Option<Activation>) {
+/// Appends a kernel's folded batch norm, fused residual add (before the activation) and
+/// fused activation to its name: `+bn+add+relu`.
+fn push_epilogue(name: &mut String, bn: bool, add: bool, act: Option<Activation>) {
     if bn {
         name.push_str("+bn");
+    }
+    if add {
+        name.push_str("+add");
     }
     if let Some(a) = act {
         name.push('+');

@@ -164,6 +164,28 @@ unsafe fn run_row<S: Simd, const AV: bool, const BV: bool>(
     }
 }
 
+/// `x = act(x + r)` over a slice (`r` at least as long): the add kernel's row loop on
+/// one contiguous run, as a kernel for [`Simd::vectorize`] (a residual fused into the
+/// convolution that produced `x`: [`Simd::residual_slice`]).
+pub(crate) struct AddAssignRow<'a> {
+    pub(crate) x: &'a mut [f32],
+    pub(crate) r: &'a [f32],
+    pub(crate) act: Act,
+}
+
+impl WithSimd for AddAssignRow<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let (n, r) = (self.x.len(), self.r);
+        let r = &r[..n];
+        let x = self.x.as_mut_ptr();
+        // SAFETY: `x` and `r` hold `n` floats each; the output is `x` itself, each lane
+        // read before it is written (`run_row`'s contract allows `a == out`).
+        unsafe { run_row::<S, true, true>(s, x, r.as_ptr(), x, n, BinOp::Add, self.act) };
+    }
+}
+
 impl WithSimd for BinRun {
     type Output = ();
     #[inline(always)]

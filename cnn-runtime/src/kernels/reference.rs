@@ -348,6 +348,19 @@ fn dedup(axes: Vec<Axis>) -> Vec<Axis> {
     out
 }
 
+/// `act(conv + residual)` per value: a reference convolution's output (`conv`, no
+/// activation) with a fused residual add (if any) and then the activation, in f32 as
+/// the kernels' epilogue rounds it.
+pub fn add_act(conv: &[f64], residual: Option<&[f32]>, act: Act) -> Vec<f64> {
+    conv.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let r = residual.map_or(0.0, |r| f64::from(r[i]));
+            f64::from(act.apply((v + r) as f32))
+        })
+        .collect()
+}
+
 /// PyTorch `Conv2d` (cross-correlation, groups, zero padding) with `act` after the bias.
 /// `weight` is `[o, c/g, kh, kw]`.
 #[allow(clippy::too_many_arguments)]

@@ -72,14 +72,7 @@ fn reduction_steps_give_the_same_bits() {
                     assert!(same, "reduction steps change the bits: {ctx:?}");
                 }
                 let conv = r::conv2d(c, o, 1, ah, aw, &input, &weight, Some(&bias), Act::IDENTITY);
-                let want: Vec<f64> = conv
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &v)| {
-                        let v = v as f32 + residual.map_or(0.0, |r| r[i]);
-                        act.apply(v) as f64
-                    })
-                    .collect();
+                let want = r::add_act(&conv, residual, act);
                 r::assert_close(&outs[0], &want, &ctx);
                 #[cfg(feature = "parallel")]
                 r::assert_threads_match_one(n, &ctx, run);

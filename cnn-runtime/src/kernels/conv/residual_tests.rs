@@ -170,11 +170,7 @@ fn residual_equals_conv_then_add_bit_for_bit() {
                 assert_eq!(diff, None, "fused residual differs: {ctx:?}");
                 // And against the f64 reference plus the residual.
                 let conv = r::conv2d(c, o, 1, ah, aw, &input, &weight, Some(&bias), Act::IDENTITY);
-                let expect: Vec<f64> = conv
-                    .iter()
-                    .zip(&res)
-                    .map(|(&v, &q)| act.apply((v + q as f64) as f32) as f64)
-                    .collect();
+                let expect = r::add_act(&conv, Some(&res), act);
                 r::assert_close(&got[..n], &expect, &ctx);
                 #[cfg(feature = "parallel")]
                 r::assert_threads_match_one(n, &ctx, |out| run(out, Some(&res), act));

@@ -247,35 +247,22 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
                                     };
                                     // SAFETY: channel `k0 < cn` of the chunk's weights.
                                     let kw_of = |o: usize| unsafe { w_of(o).add(k0 * PANEL) };
-                                    let mut pa = go0;
-                                    while pa < go0 + ro {
-                                        let pb = ((pa / PANEL + 1) * PANEL).min(go0 + ro);
-                                        // The block's pixels of the range: one span
-                                        // per plane (whole rows, or one row).
-                                        debug_assert!(by1 - by0 == 1 || (bx0, bx1) == (0, d.ow));
-                                        let span = (
-                                            q0.max(by0 * d.ow + bx0),
-                                            q1.min((by1 - 1) * d.ow + bx1),
-                                        );
-                                        // SAFETY: pixels of the range, channels of
-                                        // the panel range: this call's to write.
-                                        unsafe {
-                                            pv_block(
-                                                s,
-                                                &d,
-                                                &kjob,
-                                                &kband,
-                                                (by0, by1, bx0, bx1),
-                                                (q0, q1),
-                                                (pa, pb),
-                                                kw_of,
-                                                bias,
-                                                out,
-                                            );
-                                            post_pass(s, &kjob, out, ohw, (pa, pb), span);
-                                        }
-                                        pa = pb;
-                                    }
+                                    // SAFETY: the block's pixels of the range, the range's
+                                    // channels: this call's to write.
+                                    unsafe {
+                                        pv_panels(
+                                            s,
+                                            &d,
+                                            &kjob,
+                                            &kband,
+                                            (by0, by1, bx0, bx1),
+                                            (q0, q1),
+                                            (go0, go0 + ro),
+                                            kw_of,
+                                            bias,
+                                            out,
+                                        )
+                                    };
                                 }
                                 bx0 = bx1;
                             }
@@ -351,6 +338,55 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
         }
     }
     true
+}
+
+/// The pixel tiles of one block (output rows `y0..y1`, columns `xlo..xhi`, cut to the
+/// pixel range `q0..q1`) for output channels `oa..ob`, panel after panel, each panel's
+/// block post-pass right after its tiles: every output plane written in long runs by
+/// one panel at a time (16 write streams, not one per output channel, which defeated
+/// the prefetcher on large maps).
+///
+/// # Safety
+///
+/// As [`pv_block`], for the block's pixels of channels `oa..ob`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn pv_panels<S: Simd, W: Fn(usize) -> *const f32 + Copy>(
+    s: S,
+    d: &Dims2d,
+    job: &Job<'_>,
+    band: &Band,
+    (y0, y1, xlo, xhi): (usize, usize, usize, usize),
+    (q0, q1): (usize, usize),
+    (oa, ob): (usize, usize),
+    w_of: W,
+    bias: *const f32,
+    out: *mut f32,
+) {
+    // The block's pixels of the range: one span per plane (whole rows, or one row).
+    debug_assert!(y1 - y0 == 1 || (xlo, xhi) == (0, d.ow));
+    let span = (q0.max(y0 * d.ow + xlo), q1.min((y1 - 1) * d.ow + xhi));
+    let mut pa = oa;
+    while pa < ob {
+        let pb = ((pa / PANEL + 1) * PANEL).min(ob);
+        // SAFETY: the block's pixels of channels `pa..pb`: the caller's to write.
+        unsafe {
+            pv_block(
+                s,
+                d,
+                job,
+                band,
+                (y0, y1, xlo, xhi),
+                (q0, q1),
+                (pa, pb),
+                w_of,
+                bias,
+                out,
+            );
+            post_pass(s, job, out, d.oh * d.ow, (pa, pb), span);
+        }
+        pa = pb;
+    }
 }
 
 /// The block post-pass: `job.post` (a curved activation) on pixels `span` of output

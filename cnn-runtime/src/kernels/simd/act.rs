@@ -86,64 +86,6 @@ impl super::WithSimd for CurvedSlice<'_> {
     }
 }
 
-/// `x[i] = act(x[i] + r[i])` over a slice (see [`Simd::residual_slice`]) as a kernel for
-/// a level's `with_simd`: the sum and a piecewise-linear activation in one out-of-line
-/// loop, a curved activation after it by [`CurvedSlice`] (on data just written, in L1).
-pub(crate) struct ResidualSlice<'a> {
-    pub(crate) x: &'a mut [f32],
-    pub(crate) r: &'a [f32],
-    pub(crate) act: Act,
-}
-
-impl super::WithSimd for ResidualSlice<'_> {
-    type Output = ();
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, s: S) {
-        let (piece, post) = self.act.split_curved();
-        let ResidualSlice { x, r, .. } = self;
-        s.vectorize(AddPiecewise {
-            x: &mut *x,
-            r,
-            act: piece,
-        });
-        if post != Act::IDENTITY {
-            s.curved_slice(x, post);
-        }
-    }
-}
-
-/// `x[i] = act(x[i] + r[i])` for a piecewise-linear `act`, in registers.
-struct AddPiecewise<'a> {
-    x: &'a mut [f32],
-    r: &'a [f32],
-    act: Act,
-}
-
-impl super::WithSimd for AddPiecewise<'_> {
-    type Output = ();
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, s: S) {
-        let AddPiecewise { x, r, act } = self;
-        let r = &r[..x.len()];
-        let l = S::LANES;
-        let (n, p, q) = (x.len(), x.as_mut_ptr(), r.as_ptr());
-        let whole = n - n % l;
-        // SAFETY: whole vectors below `whole`, then the `n - whole` floats left: inside
-        // `x`, and inside `r` (cut to `x`'s length above).
-        unsafe {
-            for i in (0..whole).step_by(l) {
-                let v = s.add(s.load(p.add(i)), s.load(q.add(i)));
-                s.store(p.add(i), piecewise(s, v, act));
-            }
-            if whole < n {
-                let k = n - whole;
-                let v = s.add(s.load_n(p.add(whole), k), s.load_n(q.add(whole), k));
-                s.store_n(p.add(whole), piecewise(s, v, act), k);
-            }
-        }
-    }
-}
-
 /// [`KindSlice`]'s kinds.
 const TANH: u8 = 0;
 const SIGMOID: u8 = 1;

@@ -29,7 +29,7 @@ use crate::cpu::Level;
 use crate::kernels::activation::Act;
 
 mod act;
-pub(crate) use act::{CurvedSlice, ResidualSlice};
+pub(crate) use act::CurvedSlice;
 mod portable;
 mod tuning;
 #[cfg(target_arch = "x86_64")]
@@ -256,12 +256,12 @@ pub(crate) trait Simd: Copy + Send + Sync + Tuned {
     /// `x[i] = act(x[i] + r[i])` for every float of `x` (`r` at least as long): a
     /// residual add fused into the convolution that produces `x`, applied by its
     /// post-pass to each block of output just stored (`engine/panels.rs`), or over the
-    /// whole output where a path has no post-pass. The sum is rounded as the add
-    /// kernel's, the activation is [`act`](Simd::act)'s: the bits of the unfused
-    /// add with its activation.
+    /// whole output where a path has no post-pass. The add kernel's own row loop
+    /// ([`AddAssignRow`](crate::kernels::binary::AddAssignRow)), out of line
+    /// ([`vectorize`](Simd::vectorize)): the bits of the unfused add with its activation.
     #[inline(always)]
     fn residual_slice(self, x: &mut [f32], r: &[f32], act: Act) {
-        act::ResidualSlice { x, r, act }.with_simd(self);
+        self.vectorize(crate::kernels::binary::AddAssignRow { x, r, act });
     }
     /// The activations that are not piecewise linear (tanh, sigmoid, SiLU, hard
     /// sigmoid, hard swish, GELU), which [`act`](Simd::act) hands over to this method.

@@ -792,7 +792,8 @@ pub(crate) fn winograd_res(
     } else if let Some(r) = res {
         polyphase(level, d, input, params, output, scratch, Act::IDENTITY);
         let r = &r[..output.len()];
-        simd::run(level, simd::ResidualSlice { x: output, r, act });
+        let add = crate::kernels::binary::AddAssignRow { x: output, r, act };
+        simd::run(level, add);
     } else {
         polyphase(level, d, input, params, output, scratch, act);
     }
