@@ -10,13 +10,14 @@
 //! AVX-512) and run on the level [`cpu::level`](crate::cpu::level) selects; the
 //! convolution engine (`engine/`: `mod.rs` the packing, band copies and per-layer plan,
 //! `tiles.rs` the register-blocked micro-kernels, `panels.rs` the direct convolution's
-//! loops, `depthwise.rs` the depthwise engines, `dw_flat.rs` the 3x3 stride-1 depthwise
+//! loops and pixel tiles, `cv_rows.rs` its channel-tile pass, `rules.rs` its per-layer
+//! choices (tile kind, blocks, bands, packing, reduction steps), `depthwise.rs` the depthwise engines, `dw_flat.rs` the 3x3 stride-1 depthwise
 //! layers on flat planes, `dw_rows3.rs` the wide stride-1 and the stride-2 ones row by
 //! row with their taps formed in registers, `pool/` pooling windows other
 //! than 2x2 on the same padded bands). 3x3 stride-1 convolutions can also run as Winograd
 //! F(4x4, 3x3) or F(2x2, 3x3) (`winograd/`: `params.rs` the weight transform,
 //! `transform.rs` the input and output transforms, `gemm.rs` the batched matrix products,
-//! with [`winograd::winograd_tile`] telling which is faster). Each kernel is tested against the f64 reference at every level the CPU
+//! `api.rs` the entry points, with [`winograd::winograd_tile`] telling which is faster). Each kernel is tested against the f64 reference at every level the CPU
 //! supports.
 //!
 //! Files: `activation.rs` (the fused activations, `Act`), `conv/` and `engine/`

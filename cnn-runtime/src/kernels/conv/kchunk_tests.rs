@@ -1,5 +1,5 @@
 //! 1x1 layers on pixel tiles sum their reduction in steps of input channels over each
-//! block (`engine::panels::pv_k_chunk`), the partial sums through the output: the same
+//! block (`engine::rules::pv_k_chunk`), the partial sums through the output: the same
 //! bits as one pass over all channels and as steps of a single channel, at every level,
 //! with a residual and a curved activation (applied once, after the last step), through
 //! band copies split into channel chunks, on 2 and 3 threads; and close to the reference.

@@ -31,6 +31,8 @@ mod run;
 #[cfg(test)]
 mod speed;
 #[cfg(test)]
+mod split_tests;
+#[cfg(test)]
 mod tests;
 
 #[cfg_attr(not(feature = "parallel"), allow(unused_imports))]

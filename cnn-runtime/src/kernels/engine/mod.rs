@@ -84,6 +84,7 @@ use super::activation::Act;
 use super::geometry::Dims2d;
 use super::simd::{Simd, WithSimd};
 
+mod cv_rows;
 mod depthwise;
 mod dw_flat;
 mod dw_narrow2;
@@ -91,8 +92,10 @@ mod dw_phase2;
 mod dw_rows3;
 mod panels;
 mod pool;
+mod rules;
 mod tiles;
 
+use self::cv_rows::*;
 #[allow(unused_imports)]
 use self::depthwise::*;
 pub(crate) use self::depthwise::{depthwise, depthwise_channels};
@@ -100,12 +103,14 @@ pub(crate) use self::dw_flat::{depthwise_flat, flat3_fits};
 pub(crate) use self::dw_narrow2::{depthwise_narrow2, narrow2_fits};
 pub(crate) use self::dw_phase2::depthwise_phase2;
 pub(crate) use self::dw_rows3::{depthwise_rows3, depthwise_rows3_into, phase3_fits, rows3_fits};
+pub(crate) use self::panels::conv_panels;
 #[allow(unused_imports)]
 use self::panels::*;
-#[cfg(test)]
-pub(crate) use self::panels::{auto_plan, BLOCK_OVERRIDE, NO_PACK, PV_K_CHUNK_OVERRIDE};
-pub(crate) use self::panels::{band_shape, conv_panels, pack_floats};
 pub(crate) use self::pool::pool;
+use self::rules::*;
+#[cfg(test)]
+pub(crate) use self::rules::{auto_plan, BLOCK_OVERRIDE, NO_PACK, PV_K_CHUNK_OVERRIDE};
+pub(crate) use self::rules::{band_shape, pack_floats};
 #[allow(unused_imports)]
 use self::tiles::*;
 
@@ -219,7 +224,7 @@ struct Band {
     rowpitch: usize,
     /// Padded input row held by band row 0.
     prow0: usize,
-    /// Where a one-row channel pass packs its tiles' input (see `panels::cv_rows`),
+    /// Where a one-row channel pass packs its tiles' input (see `cv_rows::cv_rows`),
     /// or none: no packing.
     pack: PackBuf,
 }

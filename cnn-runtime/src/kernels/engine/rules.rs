@@ -1,0 +1,266 @@
+//! The direct convolution's choices per layer, made from its dimensions alone: the
+//! micro-kernel ([`auto_plan`]), the block sizes, the band shape and the big-weight
+//! bands, channel-tile packing, and the 1x1 reduction step.
+
+#[allow(unused_imports)]
+use super::*;
+use crate::kernels::simd::Tuning;
+
+/// Floats of input a block of tiles of `plan`'s kind reads: the panels of the range run
+/// one after another over a block (`Tuning::pv_block_bytes`, `cv_block_bytes`).
+#[inline(always)]
+pub(super) fn block_floats<S: Simd>(plan: Plan) -> usize {
+    #[cfg(test)]
+    {
+        let v = BLOCK_OVERRIDE[plan as usize].load(core::sync::atomic::Ordering::Relaxed);
+        if v != 0 {
+            return v / 4;
+        }
+    }
+    match plan {
+        Plan::Pixels => S::TUNING.pv_block_bytes / 4,
+        Plan::Channels => S::TUNING.cv_block_bytes / 4,
+    }
+}
+
+/// Weights (floats, 1 MB) of one pass over a block or band (every output channel of
+/// the range, one channel chunk) from which they count as big: the block then holds
+/// [`BIG_BLOCK_FLOATS`] of input instead of the level's cache budget, and a banded
+/// layer copies taller bands ([`big_band_floats`]). Blocks and bands exist so that
+/// their input stays in cache while every panel's weights stream past it, once per
+/// block; weights beyond the L2 stream from memory each time, and a layer whose weights
+/// outweigh its input (ResNet-50's 7x7 layers: 4-9 MB of weights on 200-400 KB of
+/// input) is faster with its input read from L2 panel after panel and the weights
+/// streamed once.
+pub(super) const BIG_WEIGHT_FLOATS: usize = 256 * 1024;
+
+/// Output rows and channel chunk of the bands of the (flat) convolution `d` in a band
+/// buffer of `cap` floats: all rows and channels when it reads its input directly, else
+/// as many rows of all channels as fit, else one row of as many channels as fit; `None`
+/// when not one channel's row does. The chunks fix the order of each output's sums
+/// (chunk after chunk): they depend on `cap` alone, never on a part of a split.
+pub(crate) fn band_shape(d: &Dims2d, direct: bool, cap: usize) -> Option<(usize, usize)> {
+    let cg = d.c / d.g;
+    let rowpitch = if direct {
+        d.w
+    } else {
+        d.sw * d.cols_in().div_ceil(d.sw)
+    };
+    if direct {
+        Some((d.oh, cg))
+    } else if let Some(r) = band_rows_in(d, cg * rowpitch, cap) {
+        Some((r, cg))
+    } else {
+        let cc = cap / (d.rows_in(1) * rowpitch);
+        (cc > 0).then_some((1, cc))
+    }
+}
+
+/// Whether the weights one band of `chunk` channels streams past its tiles (every
+/// output channel's) are big: [`BIG_WEIGHT_FLOATS`] or more.
+pub(super) fn big_weights(d: &Dims2d, chunk: usize) -> bool {
+    is_big(d.o / d.g, chunk, d.kh * d.kw)
+}
+
+/// Whether `outputs` channels' weights over `chunk` input channels and `taps` taps are
+/// big ([`BIG_WEIGHT_FLOATS`]).
+#[inline(always)]
+pub(super) fn is_big(outputs: usize, chunk: usize, taps: usize) -> bool {
+    outputs * chunk * taps >= BIG_WEIGHT_FLOATS
+}
+
+/// Floats of the band buffer a thread part of the (flat) convolution `d` uses beyond
+/// the stack's [`SCRATCH`] when the model plans them (0: none): a layer that copies
+/// bands and whose weights are big ([`big_weights`]) streams its weights once a band, so
+/// it copies bands of as many rows as fit [`BIG_BLOCK_FLOATS`] (ResNet-50's stride-2
+/// layers on 14x14 and 28x28 maps: bands of one output row in `SCRATCH`, all seven or
+/// eleven rows here).
+pub(super) fn big_band_floats(d: Dims2d) -> usize {
+    let d = flat(d);
+    if reads_directly(&d) {
+        return 0;
+    }
+    let Some((rows, chunk)) = band_shape(&d, false, SCRATCH) else {
+        return 0;
+    };
+    if rows >= d.oh || !big_weights(&d, chunk) {
+        return 0;
+    }
+    let row_floats = chunk * d.sw * d.cols_in().div_ceil(d.sw);
+    match band_rows_in(&d, row_floats, BIG_BLOCK_FLOATS) {
+        Some(r) if r > rows => d.rows_in(r) * row_floats,
+        _ => 0,
+    }
+}
+
+/// Input floats of a block of a layer with big weights ([`BIG_WEIGHT_FLOATS`]): within
+/// the L2 of the machines measured (1-2 MiB).
+pub(super) const BIG_BLOCK_FLOATS: usize = 128 * 1024;
+
+/// Input channels times kernel rows up to which a pixel tile's input strip (that many
+/// rows of four vectors) stays within about 24 KiB of L1: the wide pixel tiles' limit
+/// (AVX-512), and the limit of pixel tiles on one long row.
+pub(super) const STRIP_ROWS: usize = 96;
+
+/// Output pixels up to which a long 1x1 reduction takes channel tiles on a lane-fill
+/// tie (`Tuning::cv_long_1x1`); on larger maps the pixel tiles win: the channel tiles'
+/// weights for a pair of panels (32 KB at 256 input channels) and each tile's input
+/// lines (one per input channel) no longer share L1, while a wide pixel tile reads its
+/// inputs as whole lines of one plane. Measured on AVX-512 (Intel Xeon, 48 KB L1d, one
+/// core, `conv::speed`, µs pixel / channel tiles, 2026-12-04): 256x56x56 -> 64 788 /
+/// 911, 256x56x56 -> 128 1505 / 1715, 512x28x28 -> 256 1381 / 1505, 512x28x28 -> 128
+/// 691 / 770, 192x56x56 -> 64 578 / 675, 384x28x28 -> 64 271 / 297, 192x28x28 -> 32
+/// 57 / 62; even on 20x20 (512 -> 128: 332 / 331); channel tiles faster on 14x14 and
+/// below (1024x14x14 -> 256 809 / 644, 576x14x14 -> 96 160 / 129, 2048x7x7 -> 512 963 /
+/// 674). In the models, alternated A/B with 28x28 and larger maps on pixel tiles: one
+/// thread ResNet-50 1.018x, DenseNet-121 1.053x, MobileNetV2 1.005x; two threads
+/// ResNet-50 1.046x, DenseNet-121 1.017x, MobileNetV2 1.011x.
+pub(super) const LONG_1X1_MAX_PIXELS: usize = 600;
+
+/// The micro-kernel [`conv_panels`] picks for the (flat) convolution `d` on a level of
+/// `lanes` lanes and `tuning`: the one filling more lanes (strides are fine for both:
+/// the band's phase split makes a pixel tile's reads contiguous).
+pub(crate) fn auto_plan(d: &Dims2d, lanes: usize, tuning: &Tuning) -> Plan {
+    let (kk, cg, og) = (d.kh * d.kw, d.c / d.g, d.o / d.g);
+    let pv = d.ow as f64 / d.ow.next_multiple_of(lanes) as f64;
+    let cv = og as f64 / og.next_multiple_of(PANEL) as f64;
+    // Short reductions: the channel tiles' transposing epilogue weighs, about as much
+    // as `Tuning::cv_epilogue_steps` steps of their reduction, so pixel tiles of `k`
+    // steps win while filling `k / (k + E)` of the channel tiles' lanes (see
+    // `Tuning::pv_short_k`).
+    let k = (kk * cg) as f64;
+    let short =
+        kk * cg <= tuning.pv_short_k && pv >= k / (k + tuning.cv_epilogue_steps as f64) * cv;
+    // Long 1x1 reductions on small maps: the pixel tiles' input strip no longer stays
+    // in L1 (see `Tuning::cv_long_1x1`, `LONG_1X1_MAX_PIXELS`).
+    let long =
+        kk == 1 && cg >= tuning.cv_long_1x1 && d.oh * d.ow <= LONG_1X1_MAX_PIXELS && cv >= pv;
+    // One long output row (1-D signals) with taps along it. With at most `STRIP_ROWS`
+    // input channels (times kernel rows), pixel tiles within 5% of the channel tiles'
+    // fill win (AVX-512, 64 -> 64 channels k3 on 1000 samples 163 -> 144 µs, the same
+    // at stride 2 on 1000 341 -> 300, dilation 2 on 500 273 -> 257; on 250 samples k5
+    // the channel tiles were 3% faster); with more, the channel tiles win at equal fill
+    // (the input read directly, 2026-12-04: AVX-512 128 -> 128 k3 on 2000 1134 -> 1094,
+    // 256 -> 256 k3 on 500 1249 -> 1060; AVX2 1865 -> 1800, 1967 -> 1764).
+    let one_row = d.oh == 1 && kk > 1 && d.ow >= 384;
+    let strip = cg * d.kh <= STRIP_ROWS;
+    let long_row = one_row && strip && pv >= 0.95 * cv;
+    let deep_row = one_row && !strip && cv >= pv;
+    if (pv >= cv || short || long_row) && !long && !deep_row {
+        Plan::Pixels
+    } else {
+        Plan::Channels
+    }
+}
+
+/// Whether [`conv_panels`] reads the (flat) convolution `d`'s input directly, not
+/// through a band copy: every tap inside the input and stride 1 along rows.
+pub(crate) fn reads_directly(d: &Dims2d) -> bool {
+    d.ph == 0
+        && d.pw == 0
+        && d.sw == 1
+        && (d.oh - 1) * d.sh + (d.kh - 1) * d.dh < d.h
+        && d.cols_in() <= d.w
+}
+
+/// Whether the channel tiles of the (flat) convolution `d` run by `plan` pack their
+/// input on a level of `tuning` (`Tuning::cv_pack`): a direct 1x1 layer of one row.
+pub(super) fn packs(d: &Dims2d, plan: Plan, tuning: &Tuning) -> bool {
+    tuning.cv_pack && d.kh * d.kw == 1 && d.oh == 1 && plan == Plan::Channels && reads_directly(d)
+}
+
+/// Floats a thread part of the convolution `d` (as given, not flat) packs at most on a
+/// level of `lanes` lanes and `tuning` (0: it does not pack there): a block of channel
+/// tiles' input (`cv_rows`: about `cv_block_bytes`, at least one tile of at most 16
+/// pixels), never more than the whole input.
+pub(super) fn pack_floats_at(d: Dims2d, lanes: usize, tuning: &Tuning) -> usize {
+    let d = flat(d);
+    if !packs(&d, auto_plan(&d, lanes, tuning), tuning) {
+        return 0;
+    }
+    let cg = d.c / d.g;
+    (d.ow * cg).min((tuning.cv_block_bytes / 4).max(16 * cg))
+}
+
+/// Floats a thread part of the convolution `d` packs at most on any level the build
+/// has (0: it never packs): what [`PackBuf`] needs per part so that every block packs.
+pub(crate) fn pack_floats(d: Dims2d) -> usize {
+    use crate::kernels::simd::{Portable, Tuned};
+    #[allow(unused_mut)]
+    let mut n = pack_floats_at(d, <Portable as Simd>::LANES, &<Portable as Tuned>::TUNING)
+        .max(big_band_floats(d));
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::kernels::simd::{Avx2, Avx512};
+        n = n.max(pack_floats_at(
+            d,
+            <Avx2 as Simd>::LANES,
+            &<Avx2 as Tuned>::TUNING,
+        ));
+        n = n.max(pack_floats_at(
+            d,
+            <Avx512 as Simd>::LANES,
+            &<Avx512 as Tuned>::TUNING,
+        ));
+    }
+    n
+}
+
+/// Whether packing is switched off (tests comparing packed and unpacked tiles).
+#[inline(always)]
+pub(super) fn pack_off() -> bool {
+    #[cfg(test)]
+    {
+        NO_PACK.load(core::sync::atomic::Ordering::Relaxed)
+    }
+    #[cfg(not(test))]
+    {
+        false
+    }
+}
+
+/// Switches packing off when set (tests).
+#[cfg(test)]
+pub(crate) static NO_PACK: core::sync::atomic::AtomicBool =
+    core::sync::atomic::AtomicBool::new(false);
+
+/// Input channels a 1x1 layer's pixel tiles sum at most before storing their partial
+/// sums ([`pv_k_chunk`]).
+pub(super) const PV_K_CHUNK: usize = 64;
+
+/// The step, in input channels, of a 1x1 layer's reduction of `cn` channels over each
+/// block of pixel tiles: `cn` in equal steps of at most [`PV_K_CHUNK`]. A wide pixel
+/// tile reads four lines of every input channel (a strip of 64 KB at 256 channels,
+/// beyond L1), again for every 6 output channels; in steps of 64 channels the strip (16
+/// KB) stays in L1 for all of the block's output channels, and the partial sums go
+/// through the output (the same chains in the same order, stored and reloaded exactly:
+/// the same bits). Measured on AVX-512 (Intel Xeon, 48 KB L1d, one core,
+/// `reference::paired_times`, 31 rounds, median time with steps / without): 256x56x56
+/// -> 64 0.84-0.88, 256x56x56 -> 128 0.83-0.87, 512x28x28 -> 128 0.82-0.83, 512x28x28
+/// -> 256 0.79-0.81, 192x56x56 -> 64 0.90-0.91, 160x56x56 -> 64 0.86, 1024x28x28 ->
+/// 256 0.94, 144x28x28 -> 32 1.02 (noise); steps of 32 were slower than 64, 96 and 128
+/// about as good or worse.
+pub(super) fn pv_k_chunk(cn: usize) -> usize {
+    #[cfg(test)]
+    {
+        let v = PV_K_CHUNK_OVERRIDE.load(core::sync::atomic::Ordering::Relaxed);
+        if v != 0 {
+            return v.min(cn.max(1));
+        }
+    }
+    let steps = cn.div_ceil(PV_K_CHUNK).max(1);
+    cn.div_ceil(steps).max(1)
+}
+
+/// Replaces [`PV_K_CHUNK`]'s steps when not 0 (tests: steps of one channel, or of all).
+#[cfg(test)]
+pub(crate) static PV_K_CHUNK_OVERRIDE: core::sync::atomic::AtomicUsize =
+    core::sync::atomic::AtomicUsize::new(0);
+
+/// Bytes replacing the block sizes when not 0, indexed by [`Plan`] (the conv speed
+/// test).
+#[cfg(test)]
+pub(crate) static BLOCK_OVERRIDE: [core::sync::atomic::AtomicUsize; 2] = [
+    core::sync::atomic::AtomicUsize::new(0),
+    core::sync::atomic::AtomicUsize::new(0),
+];
