@@ -50,7 +50,7 @@ pub(crate) fn curved<S: Simd>(s: S, v: S::V, act: Act) -> S::V {
     match act.kind() {
         ActKind::Tanh => tanh(s, v),
         ActKind::Sigmoid => sigmoid(s, v),
-        ActKind::Silu => s.mul(v, sigmoid(s, v)),
+        ActKind::Silu => silu_n(s, [v])[0],
         ActKind::HardSigmoid => sixth(s, relu6_shift3(s, v)),
         ActKind::HardSwish => sixth(s, s.mul(v, relu6_shift3(s, v))),
         ActKind::Gelu => gelu(s, v),
@@ -127,10 +127,7 @@ fn curved_slice<S: Simd, const N: usize, const K: u8>(s: S, x: &mut [f32], act: 
         match K {
             TANH => tanh_n(s, v),
             SIGMOID => sigmoid_n(s, v),
-            SILU => {
-                let g = sigmoid_n(s, v);
-                lanes!(s, M, i => s.mul(v[i], g[i]))
-            }
+            SILU => silu_n(s, v),
             OTHER => lanes!(s, M, i => curved(s, v[i], act)),
             _ => lanes!(s, M, i => piecewise(s, v[i], act)),
         }
@@ -236,7 +233,8 @@ fn tanh_n<S: Simd, const N: usize>(s: S, x: [S::V; N]) -> [S::V; N] {
 }
 
 /// `1 / (1 + e^-x)` lane-wise: [`activation::sigmoid`](crate::kernels::activation::sigmoid)
-/// with the vector `exp`; NaN propagates through every step.
+/// with the vector `exp` (on the levels with fused multiply-adds as [`one_plus_exp_neg`]
+/// and one division); NaN propagates through every step.
 #[inline(always)]
 pub(crate) fn sigmoid<S: Simd>(s: S, x: S::V) -> S::V {
     sigmoid_n(s, [x])[0]
@@ -245,13 +243,47 @@ pub(crate) fn sigmoid<S: Simd>(s: S, x: S::V) -> S::V {
 /// [`sigmoid`] on `N` vectors, interleaved.
 #[inline(always)]
 fn sigmoid_n<S: Simd, const N: usize>(s: S, x: [S::V; N]) -> [S::V; N] {
-    // -|x| clamped below at -87 (`max` returns its second operand, so NaN stays).
+    let one = s.splat(1.0);
+    if S::FMA {
+        let b = one_plus_exp_neg(s, x);
+        return lanes!(s, N, i => s.div_approx(one, b[i]));
+    }
+    // The scalar function's steps: e^-|x| (-|x| clamped below at -87; `max` returns
+    // its second operand, so NaN stays), then 1 / (1 + e), times e below 0.
     let m = lanes!(s, N, i => s.max(s.splat(-87.0), s.or(x[i], s.splat(-0.0))));
     let e = exp_in_range_n(s, m);
-    let one = s.splat(1.0);
-    // 1 + e is in [1, 2] (or NaN, which propagates): in `div_approx`'s range.
+    // 1 + e is in [1, 2] (or NaN, which propagates).
     let pos = lanes!(s, N, i => s.div_approx(one, s.add(one, e[i])));
     lanes!(s, N, i => s.select(s.ge(x[i], s.zero()), pos[i], s.mul(e[i], pos[i])))
+}
+
+/// `x * sigmoid(x)` lane-wise on `N` vectors, interleaved: on the levels with fused
+/// multiply-adds `x / (1 + e^-x)` ([`one_plus_exp_neg`], one division), without them
+/// `x` times [`sigmoid`], the scalar function's operations.
+#[inline(always)]
+fn silu_n<S: Simd, const N: usize>(s: S, x: [S::V; N]) -> [S::V; N] {
+    if S::FMA {
+        let b = one_plus_exp_neg(s, x);
+        return lanes!(s, N, i => s.div_approx(x[i], b[i]));
+    }
+    let g = sigmoid_n(s, x);
+    lanes!(s, N, i => s.mul(x[i], g[i]))
+}
+
+/// `1 + e^-x` lane-wise with `-x` clamped to [-87, 87]: within [1, 6.1e37], the range of
+/// [`Simd::div_approx`], so that sigmoid and SiLU take one exponential and one division
+/// a lane and no select between the signs (the scalar function's `e^-|x|` and `e / (1 +
+/// e)` below 0: 4 more operations a vector; SiLU 1.67 -> 1.47 µs and sigmoid 1.54 ->
+/// 1.38 on 6x28x28 floats, AVX-512 on AMD Zen 4; AVX2 SiLU 2.50 -> 2.35). Below -87 the
+/// sigmoid stays at `e^-87` (1.6e-38), as the scalar function's (whose `e^-|x|` is
+/// clamped there too); NaN stays NaN (`min` and `max` return their second operand for
+/// it).
+#[inline(always)]
+fn one_plus_exp_neg<S: Simd, const N: usize>(s: S, x: [S::V; N]) -> [S::V; N] {
+    let (lo, hi, one) = (s.splat(-87.0), s.splat(87.0), s.splat(1.0));
+    let z = lanes!(s, N, i => s.max(lo, s.min(hi, s.xor(x[i], s.splat(-0.0)))));
+    let e = exp_in_range_n(s, z);
+    lanes!(s, N, i => s.add(one, e[i]))
 }
 
 /// `c[0] * x^(n-1) + ... + c[n-1]` by Horner's rule.
