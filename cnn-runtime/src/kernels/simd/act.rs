@@ -179,9 +179,16 @@ pub(crate) fn exp_in_range<S: Simd>(s: S, x: S::V) -> S::V {
     exp_in_range_n(s, [x])[0]
 }
 
-/// [`exp_in_range`] on `N` vectors, interleaved.
+/// [`exp_in_range`] on `N` vectors, interleaved: the level's [`Simd::exp_n`].
 #[inline(always)]
 fn exp_in_range_n<S: Simd, const N: usize>(s: S, x: [S::V; N]) -> [S::V; N] {
+    s.exp_n(x)
+}
+
+/// Cephes' `e^x` ([`exp_in_range`]) on `N` vectors, interleaved: the default
+/// [`Simd::exp_n`].
+#[inline(always)]
+pub(crate) fn exp_cephes_n<S: Simd, const N: usize>(s: S, x: [S::V; N]) -> [S::V; N] {
     // 1.5 * 2^23: adding it rounds to the nearest integer.
     let round = s.splat(12_582_912.0);
     let log2e = s.splat(core::f32::consts::LOG2_E);

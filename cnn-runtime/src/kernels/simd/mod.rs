@@ -182,6 +182,14 @@ pub(crate) trait Simd: Copy + Send + Sync + Tuned {
     /// `a * 2^n` for `n` holding integers in [-126, 127] (the multiplication by an exact
     /// power of two, rounded once).
     fn mul_pow2(self, a: Self::V, n: Self::V) -> Self::V;
+    /// `e^x` lane-wise on `N` vectors, interleaved, for `x` in [-87, 88] or NaN (which
+    /// propagates): by default Cephes' algorithm of [`activation::exp`](
+    /// crate::kernels::activation::exp) (on the portable level its exact bits); a level
+    /// may have a faster one within 2 ulp (AVX-512: a 16-entry table of `2^(j/16)`).
+    #[inline(always)]
+    fn exp_n<const N: usize>(self, x: [Self::V; N]) -> [Self::V; N] {
+        act::exp_cephes_n(self, x)
+    }
     /// The lanes where `a < b` (false where either is NaN).
     fn lt(self, a: Self::V, b: Self::V) -> Self::M;
     /// The lanes where `a >= b` (false where either is NaN).
@@ -514,6 +522,64 @@ pub(crate) mod tests {
             },
         );
         out
+    }
+
+    /// `e^x` of each float of `xs` by the level's [`Simd::exp_n`], two vectors at a time
+    /// (the rest one lane at a time).
+    struct ExpOf<'a> {
+        xs: &'a [f32],
+    }
+
+    impl WithSimd for ExpOf<'_> {
+        type Output = Vec<f32>;
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, s: S) -> Vec<f32> {
+            let (l, xs) = (S::LANES, self.xs);
+            let mut out = vec![0.0; xs.len()];
+            let pairs = xs.len() - xs.len() % (2 * l);
+            // SAFETY: pairs of whole vectors below `pairs`, then one float at a time.
+            unsafe {
+                for i in (0..pairs).step_by(2 * l) {
+                    let p = xs.as_ptr().add(i);
+                    let [a, b] = s.exp_n([s.load(p), s.load(p.add(l))]);
+                    s.store(out.as_mut_ptr().add(i), a);
+                    s.store(out.as_mut_ptr().add(i + l), b);
+                }
+                for i in pairs..xs.len() {
+                    let [e] = s.exp_n([s.load_n(xs.as_ptr().add(i), 1)]);
+                    s.store_n(out.as_mut_ptr().add(i), e, 1);
+                }
+            }
+            out
+        }
+    }
+
+    /// Every level's `exp_n` over its whole domain [-87, 88] (four million points and
+    /// the ends) within 2 ulp of f64's, exact at 0, and NaN propagated (AVX-512's table
+    /// algorithm, the others Cephes').
+    #[test]
+    fn vector_exp_is_accurate_over_its_domain() {
+        let n = 4_000_000;
+        let mut xs: Vec<f32> = (0..=n)
+            .map(|i| -87.0 + 175.0 * i as f32 / n as f32)
+            .collect();
+        xs.extend([-87.0, 88.0, 0.0, -0.0, 1e-30, -1e-30, 0.5, -0.5]);
+        for level in test_levels() {
+            let got = run(level, ExpOf { xs: &xs });
+            for (&x, &g) in xs.iter().zip(&got) {
+                let want = f64::from(x).exp();
+                let err = (f64::from(g) - want).abs() / want;
+                assert!(
+                    err <= 2.4e-7,
+                    "{level:?} exp({x}) = {g}, want {want} (rel {err:e})"
+                );
+            }
+            assert_eq!(run(level, ExpOf { xs: &[0.0] })[0], 1.0, "{level:?}");
+            assert!(
+                run(level, ExpOf { xs: &[f32::NAN] })[0].is_nan(),
+                "{level:?}"
+            );
+        }
     }
 
     /// Applies `act` in place to `xs` through [`Simd::curved_slice`].
