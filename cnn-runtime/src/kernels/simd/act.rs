@@ -11,7 +11,9 @@
 //! tile's epilogue, their constants and temporaries crowded out its accumulators.
 //!
 //! Where the level has fused multiply-adds (AVX2, AVX-512) each `a * b + c` is rounded
-//! once, the divisions of tanh and sigmoid are [`Simd::div_approx`] (a reciprocal
+//! once, `exp` is the level's own ([`Simd::exp_n`]: a table of `2^(j/16)` or `2^(j/8)`
+//! and a short polynomial), sigmoid and SiLU divide by `1 + e^-x` without a branch
+//! select, the divisions of tanh and sigmoid are [`Simd::div_approx`] (a reciprocal
 //! estimate and one Newton step, within 2 ulp) and the hard ones' `/ 6` a multiplication;
 //! without them (the portable level) every operation is the scalar functions' own, in
 //! their order, so that level gives their exact bits (tested in `simd/mod.rs`).

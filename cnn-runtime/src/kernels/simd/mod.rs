@@ -185,7 +185,8 @@ pub(crate) trait Simd: Copy + Send + Sync + Tuned {
     /// `e^x` lane-wise on `N` vectors, interleaved, for `x` in [-87, 88] or NaN (which
     /// propagates): by default Cephes' algorithm of [`activation::exp`](
     /// crate::kernels::activation::exp) (on the portable level its exact bits); a level
-    /// may have a faster one within 2 ulp (AVX-512: a 16-entry table of `2^(j/16)`).
+    /// may have a faster one within 2 ulp (AVX-512 and AVX2: a table of `2^(j/16)` or
+    /// `2^(j/8)` in a register and a short polynomial).
     #[inline(always)]
     fn exp_n<const N: usize>(self, x: [Self::V; N]) -> [Self::V; N] {
         act::exp_cephes_n(self, x)

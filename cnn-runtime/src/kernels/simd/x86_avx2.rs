@@ -4,12 +4,26 @@
 //! `#[target_feature(enable = "avx2,fma")]` (see [`run`](super::run)), where the
 //! intrinsics become single instructions. The activations are the generic ones of
 //! `act.rs` (the algorithms of [`activation`](crate::kernels::activation) with fused
-//! multiply-adds, tested against f64 like the scalar versions).
+//! multiply-adds, tested against f64 like the scalar versions), except `exp`
+//! ([`Simd::exp_n`]): a table of `2^(j/8)` in a register and a quartic.
 
 use core::arch::x86_64::*;
 
 use super::{Simd, WithSimd};
 use crate::kernels::activation::Act;
+
+/// `2^(j/8)` for `j` in `0..8`, each rounded to the nearest `f32` ([`Avx2`]'s `exp`).
+#[allow(clippy::excessive_precision)]
+const EXP2_EIGHTHS: [f32; 8] = [
+    1.0,
+    1.090_507_732_665_257_7,
+    1.189_207_115_002_721,
+    1.296_839_554_651_009_6,
+    core::f32::consts::SQRT_2,
+    1.542_210_825_407_940_7,
+    1.681_792_830_507_429,
+    1.834_008_086_409_342_4,
+];
 
 /// Token of the AVX2 + FMA level: owning one proves the CPU supports both.
 #[derive(Clone, Copy, Debug)]
@@ -178,6 +192,52 @@ impl Simd for Avx2 {
     fn xor(self, a: __m256, b: __m256) -> __m256 {
         // SAFETY: AVX is available (token).
         unsafe { _mm256_xor_ps(a, b) }
+    }
+    #[inline(always)]
+    fn exp_n<const N: usize>(self, x: [__m256; N]) -> [__m256; N] {
+        // e^x = 2^n 2^(j/8) e^r: x = (8 n + j) ln2 / 8 + r with |r| <= ln2 / 16, so a
+        // quartic gives e^r within 1.3e-9 (r^5 / 120) where Cephes' needs a quintic over
+        // |r| <= ln2 / 2; 2^(j/8) from a register by `vpermps` (a shuffle port), 2^n added
+        // to its exponent field by integer operations (2^(j/8) 2^n is normal for x in
+        // [-87, 88]; a NaN x makes the product with e^r NaN whatever the integers): 8
+        // operations on the multiply-add ports instead of Cephes' 11.
+        // SAFETY: AVX2 and FMA are available (token).
+        unsafe {
+            let table = _mm256_loadu_ps(EXP2_EIGHTHS.as_ptr());
+            // 1.5 * 2^20: adding it rounds to the nearest eighth; the sum's mantissa is
+            // then 2^22 + k (k = 8 n + j), its low three bits j.
+            let round = _mm256_set1_ps(1_572_864.0);
+            let log2e = _mm256_set1_ps(core::f32::consts::LOG2_E);
+            let t = x.map(|x| _mm256_fmadd_ps(x, log2e, round));
+            let kq = t.map(|t| _mm256_sub_ps(t, round));
+            // x - k ln2 / 8, ln2 split so that kq * high is exact (kq: 11 bits).
+            let (hi, lo) = (_mm256_set1_ps(0.693_359_4), _mm256_set1_ps(-2.121_944_4e-4));
+            let mut r = x;
+            for i in 0..N {
+                r[i] = _mm256_fnmadd_ps(kq[i], hi, x[i]);
+                r[i] = _mm256_fnmadd_ps(kq[i], lo, r[i]);
+            }
+            let (one, half) = (_mm256_set1_ps(1.0), _mm256_set1_ps(0.5));
+            let (sixth, c4) = (_mm256_set1_ps(1.0 / 6.0), _mm256_set1_ps(1.0 / 24.0));
+            let mut p = r;
+            for i in 0..N {
+                p[i] = _mm256_fmadd_ps(c4, r[i], sixth);
+                p[i] = _mm256_fmadd_ps(p[i], r[i], half);
+                p[i] = _mm256_fmadd_ps(p[i], r[i], one);
+                p[i] = _mm256_fmadd_ps(p[i], r[i], one);
+            }
+            let (round_bits, exp_field) =
+                (_mm256_castps_si256(round), _mm256_set1_epi32(!0x7f_ffff));
+            for i in 0..N {
+                let tb = _mm256_castps_si256(t[i]);
+                let tj = _mm256_castps_si256(_mm256_permutevar8x32_ps(table, tb));
+                // n << 23: k << 20 with j's three bits cleared.
+                let k = _mm256_sub_epi32(tb, round_bits);
+                let n = _mm256_and_si256(_mm256_slli_epi32::<20>(k), exp_field);
+                p[i] = _mm256_mul_ps(p[i], _mm256_castsi256_ps(_mm256_add_epi32(tj, n)));
+            }
+            p
+        }
     }
     #[inline(always)]
     fn mul_pow2(self, a: __m256, n: __m256) -> __m256 {

@@ -5,7 +5,8 @@
 //! and only ever inlined into code compiled with `#[target_feature(enable =
 //! "avx512f,avx512dq,avx2,fma")]`. The activations are the generic ones of `act.rs` (the
 //! algorithms of [`activation`](crate::kernels::activation) with fused multiply-adds),
-//! `2^n` applied by `vscalefps`.
+//! `2^n` applied by `vscalefps`, except `exp` ([`Simd::exp_n`]): a table of `2^(j/16)` in
+//! a register and a cubic.
 //!
 //! These intrinsics and target features are stable since Rust 1.89, the workspace's
 //! minimum Rust version.
