@@ -173,9 +173,8 @@ macro_rules! lanes {
 }
 use lanes;
 
-/// `e^x` for `x` already in [-87, 88] (or NaN, which propagates): the Cephes polynomial
-/// of [`activation::exp`](crate::kernels::activation::exp), `2^n` by
-/// [`Simd::mul_pow2`] (`n` is in [-126, 127]).
+/// `e^x` for `x` already in [-87, 88] (or NaN, which propagates): the level's
+/// [`Simd::exp_n`] (by default [`exp_cephes_n`]).
 #[inline(always)]
 pub(crate) fn exp_in_range<S: Simd>(s: S, x: S::V) -> S::V {
     exp_in_range_n(s, [x])[0]
@@ -187,8 +186,9 @@ fn exp_in_range_n<S: Simd, const N: usize>(s: S, x: [S::V; N]) -> [S::V; N] {
     s.exp_n(x)
 }
 
-/// Cephes' `e^x` ([`exp_in_range`]) on `N` vectors, interleaved: the default
-/// [`Simd::exp_n`].
+/// Cephes' `e^x` for `x` in [-87, 88] on `N` vectors, interleaved (the default
+/// [`Simd::exp_n`]): the polynomial of [`activation::exp`](crate::kernels::activation::exp),
+/// `2^n` by [`Simd::mul_pow2`] (`n` is in [-126, 127]).
 #[inline(always)]
 pub(crate) fn exp_cephes_n<S: Simd, const N: usize>(s: S, x: [S::V; N]) -> [S::V; N] {
     // 1.5 * 2^23: adding it rounds to the nearest integer.

@@ -123,7 +123,7 @@ pub fn winograd_scratch_len(
 
 /// 3x3 convolution, stride 1, groups 1, by Winograd F(4x4, 3x3), fused with
 /// its bias (and folded batch norm) and activation. Same semantics and argument order as
-/// [`conv2d`](super::conv::conv2d) with `KH = KW = 3`, `SH = SW = 1`, `G = 1`:
+/// [`conv2d`](crate::kernels::conv::conv2d) with `KH = KW = 3`, `SH = SW = 1`, `G = 1`:
 /// `output[o][y][x] = act(bias[o] + sum over c, ky, kx of
 /// w[o][c][ky][kx] * input[c][y + ky*DH - PH][x + kx*DW - PW])`, taps outside the input
 /// reading zero; `PH`/`PW` are the top/left padding, the bottom/right padding is whatever
