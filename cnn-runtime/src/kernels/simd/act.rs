@@ -173,19 +173,6 @@ macro_rules! lanes {
 }
 use lanes;
 
-/// `e^x` for `x` already in [-87, 88] (or NaN, which propagates): the level's
-/// [`Simd::exp_n`] (by default [`exp_cephes_n`]).
-#[inline(always)]
-pub(crate) fn exp_in_range<S: Simd>(s: S, x: S::V) -> S::V {
-    exp_in_range_n(s, [x])[0]
-}
-
-/// [`exp_in_range`] on `N` vectors, interleaved: the level's [`Simd::exp_n`].
-#[inline(always)]
-fn exp_in_range_n<S: Simd, const N: usize>(s: S, x: [S::V; N]) -> [S::V; N] {
-    s.exp_n(x)
-}
-
 /// Cephes' `e^x` for `x` in [-87, 88] on `N` vectors, interleaved (the default
 /// [`Simd::exp_n`]): the polynomial of [`activation::exp`](crate::kernels::activation::exp),
 /// `2^n` by [`Simd::mul_pow2`] (`n` is in [-126, 127]).
@@ -260,7 +247,7 @@ fn sigmoid_n<S: Simd, const N: usize>(s: S, x: [S::V; N]) -> [S::V; N] {
     // The scalar function's steps: e^-|x| (-|x| clamped below at -87; `max` returns
     // its second operand, so NaN stays), then 1 / (1 + e), times e below 0.
     let m = lanes!(s, N, i => s.max(s.splat(-87.0), s.or(x[i], s.splat(-0.0))));
-    let e = exp_in_range_n(s, m);
+    let e = s.exp_n(m);
     // 1 + e is in [1, 2] (or NaN, which propagates).
     let pos = lanes!(s, N, i => s.div_approx(one, s.add(one, e[i])));
     lanes!(s, N, i => s.select(s.ge(x[i], s.zero()), pos[i], s.mul(e[i], pos[i])))
@@ -291,7 +278,7 @@ fn silu_n<S: Simd, const N: usize>(s: S, x: [S::V; N]) -> [S::V; N] {
 fn one_plus_exp_neg<S: Simd, const N: usize>(s: S, x: [S::V; N]) -> [S::V; N] {
     let (lo, hi, one) = (s.splat(-87.0), s.splat(87.0), s.splat(1.0));
     let z = lanes!(s, N, i => s.max(lo, s.min(hi, s.xor(x[i], s.splat(-0.0)))));
-    let e = exp_in_range_n(s, z);
+    let e = s.exp_n(z);
     lanes!(s, N, i => s.add(one, e[i]))
 }
 
@@ -347,7 +334,7 @@ pub(crate) fn gelu<S: Simd>(s: S, x: S::V) -> S::V {
     let q = s.div(one, b);
     let y = s.mul(q, q);
     // -b^2 <= -1: only the lower clamp matters.
-    let e = exp_in_range(s, s.max(s.splat(-87.0), s.xor(s.mul(b, b), sign)));
+    let [e] = s.exp_n([s.max(s.splat(-87.0), s.xor(s.mul(b, b), sign))]);
     let poly = s.select(
         s.lt(b, s.splat(2.0)),
         horner(s, y, &ERFC_P),
