@@ -99,6 +99,7 @@ pub(super) fn finish(mut p: Planner<'_>, model: &Model, shapes: &[LayerShape]) -
             blocks.pop();
         }
     }
+    let placement = crate::place::warm(&blocks, steps, placement);
     let unshared = blocks
         .iter()
         .filter(|b| !p.groups[b.id].scratch)
