@@ -29,7 +29,7 @@
 //! softmax), `upsample.rs` (nearest and bilinear upsampling), `expand_depthwise.rs` (a
 //! 1x1 expansion and the depthwise layer reading it, run together band by band), `simd/`
 //! (the SIMD layer)
-//! and, for tests, `reference.rs` (f64 references). A 1-D signal `[C, L]` runs through
+//! and, for tests, `reference/` (f64 references: utilities in `mod.rs`, the layers in `ops.rs`). A 1-D signal `[C, L]` runs through
 //! the 2-D kernels as `H = 1`.
 
 pub mod activation;

@@ -1,6 +1,7 @@
 //! Tests of the depthwise convolution: every plan and level against the f64 reference,
 //! band sizes, row and channel splits, threads.
 
+use super::split::*;
 use super::*;
 use crate::kernels::conv::{conv2d, ConvParams};
 use crate::kernels::norm::channel_affine;
