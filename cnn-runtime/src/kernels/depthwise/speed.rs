@@ -2,7 +2,8 @@
 //! (`cargo test -p cnn-runtime --release depthwise::speed -- --ignored --nocapture`;
 //! `CNN_SIMD=avx2` for the AVX2 level, `DW_ONLY=128x24s1` for one shape,
 //! `DW_PLAN='Some(Flat)'` for one plan, `DW_ACT=silu` (`hardswish`, `tanh`) for a curved
-//! activation instead of ReLU6).
+//! activation instead of ReLU6, `DW_K=5` for 5x5 kernels (padding 2) on EfficientNet-B0's
+//! 5x5 shapes).
 
 use super::*;
 use crate::kernels::reference::{best_time_us as time, Rng};
@@ -20,7 +21,15 @@ fn speed() {
     };
     eprintln!("level {level:?}, {act:?}");
     let mut rng = Rng::new(5);
-    for (c, h, s) in [
+    let k: usize = std::env::var("DW_K").map_or(3, |v| v.parse().unwrap());
+    let shapes_5x5 = [
+        (144, 56, 2),
+        (240, 28, 1),
+        (672, 14, 1),
+        (672, 14, 2),
+        (1152, 7, 1),
+    ];
+    let shapes_3x3 = [
         (64, 32, 1),
         (64, 40, 1),
         (64, 64, 2),
@@ -40,13 +49,15 @@ fn speed() {
         (192, 28, 1),
         (384, 14, 1),
         (960, 7, 1),
-    ] {
+    ];
+    let shapes: &[(usize, usize, usize)] = if k == 5 { &shapes_5x5 } else { &shapes_3x3 };
+    for &(c, h, s) in shapes {
         if let Ok(only) = std::env::var("DW_ONLY") {
             if only != format!("{c}x{h}s{s}") {
                 continue;
             }
         }
-        let oh = (h + 2 - 3) / s + 1;
+        let oh = (h + 2 * (k / 2) - k) / s + 1;
         let d = Dims2d {
             c,
             h,
@@ -54,20 +65,20 @@ fn speed() {
             o: c,
             oh,
             ow: oh,
-            kh: 3,
-            kw: 3,
+            kh: k,
+            kw: k,
             sh: s,
             sw: s,
-            ph: 1,
-            pw: 1,
+            ph: k / 2,
+            pw: k / 2,
             dh: 1,
             dw: 1,
             g: c,
         };
         let x = rng.vec(c * h * h, -1.0, 1.0);
-        let w = rng.vec(c * 9, -0.3, 0.3);
+        let w = rng.vec(c * k * k, -0.3, 0.3);
         let b = rng.vec(c, -0.1, 0.1);
-        let params = DepthwiseParams::from_torch(c, 1, 3, 3, &w, Some(&b), None);
+        let params = DepthwiseParams::from_torch(c, 1, k, k, &w, Some(&b), None);
         // Line-aligned like a model's arena (a split's parts must not share lines).
         let mut ybuf = vec![0.0f32; c * oh * oh + 16];
         let off = ybuf.as_ptr().align_offset(64);
@@ -97,7 +108,7 @@ fn speed() {
                 )
             }));
         }
-        let macs = (c * oh * oh * 9) as f64;
+        let macs = (c * oh * oh * k * k) as f64;
         eprintln!("{c:>4}x{h:>3}x{h:<3} s{s} | auto {:>8.1} µs ({:>5.1} GF/s) | rows {:>8.1} | channels {:>8.1} | flat {:>8.1} | shift {:>8.1}", t[0], 2.0 * macs / t[0] / 1e3, t[1], t[2], t[3], t[4]);
     }
 }
