@@ -18,6 +18,11 @@ A's and of B's step medians, and the median over the rounds of the per-round rat
 per-round ratio of configurations run back to back is what compares; a single run's
 numbers do not. Paths are taken from the workspace root (the binaries read
 `target/bench/MODEL/`).
+
+Build the two binaries alike: identical code built in two target directories ran 2%
+apart on a whole model (U-Net, AMD Zen 4, 2026-12-04) from code layout alone. For a
+baseline, a `git worktree add /tmp/base <commit>` built with the same
+`CARGO_TARGET_DIR` as the change (copy each binary out before the next build).
 """
 
 from __future__ import annotations
