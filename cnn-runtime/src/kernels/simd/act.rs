@@ -173,6 +173,43 @@ macro_rules! lanes {
 }
 use lanes;
 
+/// The steps the table-driven `exp_n` of the FMA levels share, for `x` in [-87, 88] (or
+/// NaN) on `N` vectors: with `round` = 1.5 * 2^(23 - b) for a table of `2^b` entries `2^(j
+/// / 2^b)`, `t = x log2(e) + round` (the low `b` bits of its mantissa are the table index
+/// `j`), `kq = t - round` (`x log2(e)` to the nearest `2^-b`), and `e^r` for `r = x - kq
+/// ln2` (`|r| <= ln2 / 2^(b+1)`, `ln2` split so that `kq * high` is exact) by the
+/// polynomial `poly` (highest coefficient first). The level multiplies `e^r` by its
+/// table's entry and by `2^n`.
+#[inline(always)]
+pub(crate) fn exp_table_reduce_n<S: Simd, const N: usize>(
+    s: S,
+    x: [S::V; N],
+    round: f32,
+    poly: &[f32],
+) -> ExpReduced<S::V, N> {
+    let (round, log2e) = (s.splat(round), s.splat(core::f32::consts::LOG2_E));
+    let t = lanes!(s, N, i => s.mul_add(x[i], log2e, round));
+    let kq = lanes!(s, N, i => s.sub(t[i], round));
+    let (hi, lo) = (s.splat(0.693_359_4), s.splat(-2.121_944_4e-4));
+    let r = lanes!(s, N, i => s.neg_mul_add(kq[i], hi, x[i]));
+    let r = lanes!(s, N, i => s.neg_mul_add(kq[i], lo, r[i]));
+    ExpReduced {
+        t,
+        kq,
+        exp_r: horner_n(s, r, poly),
+    }
+}
+
+/// What [`exp_table_reduce_n`] leaves the level: per vector `t`, `kq` and `e^r`.
+pub(crate) struct ExpReduced<V, const N: usize> {
+    /// `x log2(e) + round`: the table index in its mantissa's low bits.
+    pub(crate) t: [V; N],
+    /// `x log2(e)` to the nearest step of the table, `n + j / 2^b`.
+    pub(crate) kq: [V; N],
+    /// `e^r`, the polynomial's value.
+    pub(crate) exp_r: [V; N],
+}
+
 /// Cephes' `e^x` for `x` in [-87, 88] on `N` vectors, interleaved (the default
 /// [`Simd::exp_n`]): the polynomial of [`activation::exp`](crate::kernels::activation::exp),
 /// `2^n` by [`Simd::mul_pow2`] (`n` is in [-126, 127]).

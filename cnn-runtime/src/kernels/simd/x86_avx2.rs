@@ -206,28 +206,14 @@ impl Simd for Avx2 {
             let table = _mm256_loadu_ps(EXP2_EIGHTHS.as_ptr());
             // 1.5 * 2^20: adding it rounds to the nearest eighth; the sum's mantissa is
             // then 2^22 + k (k = 8 n + j), its low three bits j.
-            let round = _mm256_set1_ps(1_572_864.0);
-            let log2e = _mm256_set1_ps(core::f32::consts::LOG2_E);
-            let t = x.map(|x| _mm256_fmadd_ps(x, log2e, round));
-            let kq = t.map(|t| _mm256_sub_ps(t, round));
-            // x - k ln2 / 8, ln2 split so that kq * high is exact (kq: 11 bits).
-            let (hi, lo) = (_mm256_set1_ps(0.693_359_4), _mm256_set1_ps(-2.121_944_4e-4));
-            let mut r = x;
-            for i in 0..N {
-                r[i] = _mm256_fnmadd_ps(kq[i], hi, x[i]);
-                r[i] = _mm256_fnmadd_ps(kq[i], lo, r[i]);
-            }
-            let (one, half) = (_mm256_set1_ps(1.0), _mm256_set1_ps(0.5));
-            let (sixth, c4) = (_mm256_set1_ps(1.0 / 6.0), _mm256_set1_ps(1.0 / 24.0));
-            let mut p = r;
-            for i in 0..N {
-                p[i] = _mm256_fmadd_ps(c4, r[i], sixth);
-                p[i] = _mm256_fmadd_ps(p[i], r[i], half);
-                p[i] = _mm256_fmadd_ps(p[i], r[i], one);
-                p[i] = _mm256_fmadd_ps(p[i], r[i], one);
-            }
-            let (round_bits, exp_field) =
-                (_mm256_castps_si256(round), _mm256_set1_epi32(!0x7f_ffff));
+            let round = 1_572_864.0;
+            let quartic = [1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0];
+            let e = super::act::exp_table_reduce_n(self, x, round, &quartic);
+            let (t, mut p) = (e.t, e.exp_r);
+            let (round_bits, exp_field) = (
+                _mm256_castps_si256(_mm256_set1_ps(round)),
+                _mm256_set1_epi32(!0x7f_ffff),
+            );
             for i in 0..N {
                 let tb = _mm256_castps_si256(t[i]);
                 let tj = _mm256_castps_si256(_mm256_permutevar8x32_ps(table, tb));

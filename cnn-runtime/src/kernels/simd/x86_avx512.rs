@@ -196,28 +196,9 @@ impl Simd for Avx512 {
             let table = _mm512_loadu_ps(EXP2_SIXTEENTHS.as_ptr());
             // 1.5 * 2^19: adding it rounds to the nearest sixteenth; the low four bits
             // of the sum's mantissa are then j (k = 16 n + j, j in 0..16).
-            let round = _mm512_set1_ps(786_432.0);
-            let log2e = _mm512_set1_ps(core::f32::consts::LOG2_E);
-            let t = x.map(|x| _mm512_fmadd_ps(x, log2e, round));
-            let kq = t.map(|t| _mm512_sub_ps(t, round));
-            // x - k ln2 / 16, ln2 split so that kq * high is exact (kq: 11 bits).
-            let (hi, lo) = (_mm512_set1_ps(0.693_359_4), _mm512_set1_ps(-2.121_944_4e-4));
-            let mut r = x;
-            for i in 0..N {
-                r[i] = _mm512_fnmadd_ps(kq[i], hi, x[i]);
-                r[i] = _mm512_fnmadd_ps(kq[i], lo, r[i]);
-            }
-            let (one, half, sixth) = (
-                _mm512_set1_ps(1.0),
-                _mm512_set1_ps(0.5),
-                _mm512_set1_ps(1.0 / 6.0),
-            );
-            let mut p = r;
-            for i in 0..N {
-                p[i] = _mm512_fmadd_ps(sixth, r[i], half);
-                p[i] = _mm512_fmadd_ps(p[i], r[i], one);
-                p[i] = _mm512_fmadd_ps(p[i], r[i], one);
-            }
+            let cubic = [1.0 / 6.0, 0.5, 1.0, 1.0];
+            let e = super::act::exp_table_reduce_n(self, x, 786_432.0, &cubic);
+            let (t, kq, mut p) = (e.t, e.kq, e.exp_r);
             for i in 0..N {
                 let tj = _mm512_permutexvar_ps(_mm512_castps_si512(t[i]), table);
                 // 2^floor(kq) = 2^n.
