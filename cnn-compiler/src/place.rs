@@ -20,6 +20,29 @@ pub struct Block {
     pub last: usize,
 }
 
+impl Block {
+    /// Whether the two live ranges share a step (the blocks then must not overlap).
+    fn meets(&self, other: &Block) -> bool {
+        self.first <= other.last && other.first <= self.last
+    }
+}
+
+/// The places `(start, end)` of the blocks `others` at `offsets` whose live ranges meet
+/// `b`'s, sorted.
+fn busy(
+    blocks: &[Block],
+    offsets: &[usize],
+    b: &Block,
+    others: impl Iterator<Item = usize>,
+) -> Vec<(usize, usize)> {
+    let mut busy: Vec<(usize, usize)> = others
+        .filter(|&j| blocks[j].meets(b))
+        .map(|j| (offsets[j], offsets[j] + blocks[j].len))
+        .collect();
+    busy.sort_unstable();
+    busy
+}
+
 /// Where the blocks went.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Placement {
@@ -38,17 +61,10 @@ pub fn place(blocks: &[Block], steps: usize) -> Placement {
     let mut offsets = vec![0usize; blocks.len()];
     let mut placed: Vec<usize> = Vec::new();
     let mut size = 0usize;
-    let meet = |a: &Block, b: &Block| a.first <= b.last && b.first <= a.last;
     for &i in &order {
         let b = &blocks[i];
-        let mut busy: Vec<(usize, usize)> = placed
-            .iter()
-            .filter(|&&j| meet(&blocks[j], b))
-            .map(|&j| (offsets[j], offsets[j] + blocks[j].len))
-            .collect();
-        busy.sort_unstable();
         let mut at = 0;
-        for (start, end) in busy {
+        for (start, end) in busy(blocks, &offsets, b, placed.iter().copied()) {
             if at + b.len <= start {
                 break;
             }
@@ -105,15 +121,13 @@ fn rewarm(blocks: &[Block], size: usize, from: Option<&[usize]>) -> Option<Vec<u
     let mut paint: Vec<(usize, usize, usize)> = Vec::new();
     for &i in &order {
         let b = &blocks[i];
-        let mut busy: Vec<(usize, usize)> = (0..blocks.len())
-            .filter(|&j| j != i && holds[j])
-            .filter(|&j| blocks[j].first <= b.last && b.first <= blocks[j].last)
-            .map(|j| (offsets[j], offsets[j] + blocks[j].len))
-            .collect();
-        busy.sort_unstable();
+        let others = (0..blocks.len()).filter(|&j| j != i && holds[j]);
         let mut cands = Vec::new();
         let mut at = 0;
-        for (start, end) in busy.into_iter().chain([(size, size)]) {
+        for (start, end) in busy(blocks, &offsets, b, others)
+            .into_iter()
+            .chain([(size, size)])
+        {
             if start >= at + b.len {
                 // Either end of the gap (a block inside would split it).
                 cands.extend([at, start - b.len]);
@@ -143,25 +157,28 @@ fn rewarm(blocks: &[Block], size: usize, from: Option<&[usize]>) -> Option<Vec<u
         let (_, off) = best?;
         offsets[i] = off;
         holds[i] = true;
-        // Repaint the block's floats with its last step.
-        let (s, e) = (off, off + b.len);
-        let mut next = Vec::with_capacity(paint.len() + 2);
-        for &(ps, pe, last) in &paint {
-            if pe <= s || ps >= e {
-                next.push((ps, pe, last));
-                continue;
-            }
-            if ps < s {
-                next.push((ps, s, last));
-            }
-            if pe > e {
-                next.push((e, pe, last));
-            }
-        }
-        next.push((s, e, b.last));
-        paint = next;
+        repaint(&mut paint, off, off + b.len, b.last);
     }
     Some(offsets)
+}
+
+/// Paints floats `s..e` with step `last` over the disjoint segments of `paint`.
+fn repaint(paint: &mut Vec<(usize, usize, usize)>, s: usize, e: usize, last: usize) {
+    let mut next = Vec::with_capacity(paint.len() + 2);
+    for &(ps, pe, l) in paint.iter() {
+        if pe <= s || ps >= e {
+            next.push((ps, pe, l));
+            continue;
+        }
+        if ps < s {
+            next.push((ps, s, l));
+        }
+        if pe > e {
+            next.push((e, pe, l));
+        }
+    }
+    next.push((s, e, last));
+    *paint = next;
 }
 
 /// The step at which the blocks at `offsets` first reach their highest end.
@@ -279,7 +296,7 @@ mod tests {
                 for (i, a) in blocks.iter().enumerate() {
                     prop_assert!(p.offsets[i] + a.len <= p.size);
                     for (j, b) in blocks.iter().enumerate().skip(i + 1) {
-                        if a.first <= b.last && b.first <= a.last {
+                        if a.meets(b) {
                             let (ai, bi) = (p.offsets[i], p.offsets[j]);
                             prop_assert!(ai + a.len <= bi || bi + b.len <= ai, "{a:?} at {ai} and {b:?} at {bi}");
                         }
