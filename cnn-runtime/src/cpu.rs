@@ -125,6 +125,57 @@ pub fn set_level(level: Level) -> Level {
     level
 }
 
+/// Bytes of a core's L1 data cache, read once with CPUID (leaf 4 on Intel, leaf
+/// 0x8000_0005 on AMD) and cached; 0 where unknown (other targets, or a CPU that reports
+/// neither). The kernels use it for choices that turned on it: a 1x1 convolution with a
+/// long reduction on a large map runs by channel tiles on cores with less than 48 KiB
+/// of L1d (AMD Zen 4: 32 KiB), by pixel tiles on the others (Intel Xeon: 48 KiB; see
+/// `kernels/engine/rules.rs`, `auto_plan`).
+pub(crate) fn l1d_bytes() -> usize {
+    use core::sync::atomic::AtomicUsize;
+    static L1D: AtomicUsize = AtomicUsize::new(usize::MAX);
+    match L1D.load(Ordering::Relaxed) {
+        usize::MAX => {
+            let b = detect_l1d_bytes();
+            L1D.store(b, Ordering::Relaxed);
+            b
+        }
+        b => b,
+    }
+}
+
+/// [`l1d_bytes`] uncached.
+fn detect_l1d_bytes() -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::{__cpuid, __cpuid_count};
+        let max_basic = __cpuid(0).eax;
+        // Leaf 4 (deterministic cache parameters, Intel): each subleaf one cache; type 1
+        // is data, level in bits 5-7; size = ways * partitions * line * sets.
+        if max_basic >= 4 {
+            for i in 0..16 {
+                let r = __cpuid_count(4, i);
+                let kind = r.eax & 0x1f;
+                if kind == 0 {
+                    break;
+                }
+                if kind == 1 && (r.eax >> 5) & 7 == 1 {
+                    let ways = ((r.ebx >> 22) & 0x3ff) as usize + 1;
+                    let parts = ((r.ebx >> 12) & 0x3ff) as usize + 1;
+                    let line = (r.ebx & 0xfff) as usize + 1;
+                    let sets = r.ecx as usize + 1;
+                    return ways * parts * line * sets;
+                }
+            }
+        }
+        // AMD: leaf 0x8000_0005, ECX bits 24-31 = L1d KiB.
+        if __cpuid(0x8000_0000).eax >= 0x8000_0005 {
+            return ((__cpuid(0x8000_0005).ecx >> 24) as usize) * 1024;
+        }
+    }
+    0
+}
+
 /// Runs `model.forward_body(input, output, arena)` compiled for the best available level,
 /// subnormal floats flushed to zero ([`FlushSubnormals`]) for the call.
 #[inline]
@@ -279,6 +330,34 @@ fn set_mxcsr(v: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// CPUID's L1d size is the one Linux reports (the first level-1 data cache of cpu0 in
+    /// sysfs), where both exist; cached, it stays the same.
+    #[test]
+    fn l1d_bytes_is_what_linux_reports() {
+        let got = l1d_bytes();
+        assert_eq!(got, l1d_bytes());
+        if !cfg!(target_arch = "x86_64") {
+            assert_eq!(got, 0);
+            return;
+        }
+        let dir = std::path::Path::new("/sys/devices/system/cpu/cpu0/cache");
+        let read = |i: usize, f: &str| std::fs::read_to_string(dir.join(format!("index{i}/{f}")));
+        let sysfs = (0..8).find_map(|i| {
+            let (level, kind) = (read(i, "level").ok()?, read(i, "type").ok()?);
+            if level.trim() != "1" || kind.trim() != "Data" {
+                return None;
+            }
+            let size = read(i, "size").ok()?;
+            let kib: usize = size.trim().strip_suffix('K')?.parse().ok()?;
+            Some(kib * 1024)
+        });
+        match sysfs {
+            Some(b) => assert_eq!(got, b, "CPUID says {got} bytes of L1d, sysfs {b}"),
+            None => eprintln!("l1d_bytes: no sysfs cache information to compare ({got} bytes)"),
+        }
+        assert!(got == 0 || (8 * 1024..=1 << 20).contains(&got), "{got}");
+    }
 
     /// Inside the guard a product below the normal range is 0 and a subnormal operand
     /// reads as 0; outside (and after it drops) both are kept, and MXCSR is restored.

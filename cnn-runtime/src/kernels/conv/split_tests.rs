@@ -557,10 +557,12 @@ fn auto_plan_takes_channel_tiles_for_long_1x1_reductions() {
     use crate::kernels::engine::{auto_plan, flat};
     use simd::{Avx2, Avx512, Tuned};
     // The plan of the flat convolution the engine runs (1x1 maps as one row of pixels).
-    let plan = |c: usize, side: usize, k: usize, o: usize, lanes: usize, t: &simd::Tuning| {
+    // On a core with a 48 KiB L1d (the limit `LONG_1X1_MAX_PIXELS` applies) or 32 KiB.
+    let plan_at = |c: usize, side: usize, o: usize, lanes: usize, t: &simd::Tuning, k, l1d| {
         let ax = Axis::conv(side, k, 1, k / 2, 1).unwrap();
-        auto_plan(&flat(dims(c, o, 1, ax, ax)), lanes, t)
+        auto_plan(&flat(dims(c, o, 1, ax, ax)), lanes, t, l1d)
     };
+    let plan = |c, side, k, o, lanes, t| plan_at(c, side, o, lanes, t, k, 48 * 1024);
     let (t512, t2) = (&Avx512::TUNING, &Avx2::TUNING);
     // Ties on small maps (12x12, 14x14, 24x24): long reductions -> channels; on 28x28
     // and larger maps, pixels (`LONG_1X1_MAX_PIXELS`).
@@ -569,6 +571,18 @@ fn auto_plan_takes_channel_tiles_for_long_1x1_reductions() {
     assert_eq!(plan(256, 24, 1, 256, 16, t512), Plan::Channels);
     assert_eq!(plan(144, 28, 1, 32, 16, t512), Plan::Pixels);
     assert_eq!(plan(256, 56, 1, 64, 16, t512), Plan::Pixels);
+    // With less L1d (or unknown: 0, the limit kept), on any map.
+    assert_eq!(plan_at(256, 56, 64, 16, t512, 1, 32 * 1024), Plan::Channels);
+    assert_eq!(plan_at(144, 28, 32, 16, t512, 1, 32 * 1024), Plan::Channels);
+    assert_eq!(
+        plan_at(512, 28, 128, 16, t512, 1, 32 * 1024),
+        Plan::Channels
+    );
+    assert_eq!(plan_at(256, 56, 64, 16, t512, 1, 0), Plan::Pixels);
+    // ... but not below the threshold, where pixel tiles fill more, or on AVX2.
+    assert_eq!(plan_at(128, 56, 128, 16, t512, 1, 32 * 1024), Plan::Pixels);
+    assert_eq!(plan_at(144, 56, 24, 16, t512, 1, 32 * 1024), Plan::Pixels);
+    assert_eq!(plan_at(256, 56, 64, 8, t2, 1, 32 * 1024), Plan::Pixels);
     // Below the threshold, a 3x3 kernel, or AVX2: pixels.
     assert_eq!(plan(128, 24, 1, 128, 16, t512), Plan::Pixels);
     assert_eq!(plan(256, 16, 3, 256, 16, t512), Plan::Pixels);
@@ -591,7 +605,7 @@ fn auto_plan_takes_channel_tiles_for_long_1x1_reductions() {
             Axis::conv(1, 1, 1, 0, 1).unwrap(),
             Axis::conv(l, k, 1, k / 2, 1).unwrap(),
         );
-        auto_plan(&flat(dims(c, o, 1, one, ax)), 16, t512)
+        auto_plan(&flat(dims(c, o, 1, one, ax)), 16, t512, 48 * 1024)
     };
     assert_eq!(row(64, 1000, 3, 64), Plan::Pixels);
     assert_eq!(row(128, 1000, 3, 128), Plan::Channels);

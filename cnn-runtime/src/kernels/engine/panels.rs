@@ -67,7 +67,8 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
 
     // Micro-kernel: the one filling more lanes (strides are fine for both: the band's
     // phase split makes a pixel tile's reads contiguous).
-    let plan = force.unwrap_or_else(|| auto_plan(&d, S::LANES, &S::TUNING));
+    let plan =
+        force.unwrap_or_else(|| auto_plan(&d, S::LANES, &S::TUNING, crate::cpu::l1d_bytes()));
     // A one-row layer whose pixel range ends before any tap leaves the input reads it
     // directly too (the interior of a padded 1-D signal, run without its padding).
     let direct = reads_directly(&d) || (d.oh == 1 && reads_directly(&Dims2d { ow: q1, ..d }));

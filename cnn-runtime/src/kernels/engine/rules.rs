@@ -115,12 +115,27 @@ pub(super) const STRIP_ROWS: usize = 96;
 /// 674). In the models, alternated A/B with 28x28 and larger maps on pixel tiles: one
 /// thread ResNet-50 1.018x, DenseNet-121 1.053x, MobileNetV2 1.005x; two threads
 /// ResNet-50 1.046x, DenseNet-121 1.017x, MobileNetV2 1.011x.
+///
+/// On cores with less L1d ([`SMALL_L1D_BYTES`]) there is no such limit: on AMD Zen 4
+/// (32 KiB L1d, 1 MiB L2, `conv::speed`, the two plans paired round by round, time of
+/// channel tiles / pixel tiles, 2026-12-05) 256x56x56 -> 64 0.95, 256x56x56 -> 128
+/// 0.95-0.96, 160x56x56 -> 64 0.96, 512x28x28 -> 128 0.92, 256x28x28 -> 256 0.97,
+/// 384x28x28 -> 64 0.96, 192x28x28 -> 32 0.96 (steps of 32 or 128 channels for the pixel
+/// tiles did not close the gap); whole models, alternated, one thread: ResNet-50 1.012x,
+/// DenseNet-121 1.020x, MobileNetV2 1.027x, ResNet-18 1.003x.
 pub(super) const LONG_1X1_MAX_PIXELS: usize = 600;
 
+/// L1d size (bytes) below which [`LONG_1X1_MAX_PIXELS`] does not apply (long 1x1
+/// reductions take channel tiles on a lane-fill tie on maps of any size): measured on
+/// 32 KiB (AMD Zen 4) against 48 KiB (Intel Xeon); [`crate::cpu::l1d_bytes`] gives the
+/// machine's (0, unknown, keeps the limit).
+pub(crate) const SMALL_L1D_BYTES: usize = 48 * 1024;
+
 /// The micro-kernel [`conv_panels`] picks for the (flat) convolution `d` on a level of
-/// `lanes` lanes and `tuning`: the one filling more lanes (strides are fine for both:
-/// the band's phase split makes a pixel tile's reads contiguous).
-pub(crate) fn auto_plan(d: &Dims2d, lanes: usize, tuning: &Tuning) -> Plan {
+/// `lanes` lanes and `tuning`, on a core with `l1d` bytes of L1 data cache (0: unknown):
+/// the one filling more lanes (strides are fine for both: the band's phase split makes
+/// a pixel tile's reads contiguous).
+pub(crate) fn auto_plan(d: &Dims2d, lanes: usize, tuning: &Tuning, l1d: usize) -> Plan {
     let (kk, cg, og) = (d.kh * d.kw, d.c / d.g, d.o / d.g);
     let pv = d.ow as f64 / d.ow.next_multiple_of(lanes) as f64;
     let cv = og as f64 / og.next_multiple_of(PANEL) as f64;
@@ -131,10 +146,14 @@ pub(crate) fn auto_plan(d: &Dims2d, lanes: usize, tuning: &Tuning) -> Plan {
     let k = (kk * cg) as f64;
     let short =
         kk * cg <= tuning.pv_short_k && pv >= k / (k + tuning.cv_epilogue_steps as f64) * cv;
-    // Long 1x1 reductions on small maps: the pixel tiles' input strip no longer stays
-    // in L1 (see `Tuning::cv_long_1x1`, `LONG_1X1_MAX_PIXELS`).
-    let long =
-        kk == 1 && cg >= tuning.cv_long_1x1 && d.oh * d.ow <= LONG_1X1_MAX_PIXELS && cv >= pv;
+    // Long 1x1 reductions on small maps, or on any map where L1d is small: the pixel
+    // tiles' input strip no longer stays in L1 (see `Tuning::cv_long_1x1`,
+    // `LONG_1X1_MAX_PIXELS`, `SMALL_L1D_BYTES`).
+    let any_map = l1d != 0 && l1d < SMALL_L1D_BYTES;
+    let long = kk == 1
+        && cg >= tuning.cv_long_1x1
+        && (any_map || d.oh * d.ow <= LONG_1X1_MAX_PIXELS)
+        && cv >= pv;
     // One long output row (1-D signals) with taps along it. With at most `STRIP_ROWS`
     // input channels (times kernel rows), pixel tiles within 5% of the channel tiles'
     // fill win (AVX-512, 64 -> 64 channels k3 on 1000 samples 163 -> 144 µs, the same
@@ -175,7 +194,9 @@ pub(super) fn packs(d: &Dims2d, plan: Plan, tuning: &Tuning) -> bool {
 /// pixels), never more than the whole input.
 pub(super) fn pack_floats_at(d: Dims2d, lanes: usize, tuning: &Tuning) -> usize {
     let d = flat(d);
-    if !packs(&d, auto_plan(&d, lanes, tuning), tuning) {
+    // Either L1d size's plan (the room must fit the machine the model runs on).
+    let plans = [0, 32 * 1024].map(|l1d| auto_plan(&d, lanes, tuning, l1d));
+    if !plans.iter().any(|&p| packs(&d, p, tuning)) {
         return 0;
     }
     let cg = d.c / d.g;
