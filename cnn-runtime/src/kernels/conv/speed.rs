@@ -12,8 +12,8 @@ use crate::kernels::reference::{best_time_us as time, paired_times, Rng};
 use core::sync::atomic::Ordering;
 use std::hint::black_box;
 
-/// `(C, H, K, stride, O, padding)`.
-type Shape = (usize, usize, usize, usize, usize, usize);
+/// `(C, H, K, stride, O, padding, groups)`.
+type Shape = (usize, usize, usize, usize, usize, usize, usize);
 
 #[test]
 #[ignore]
@@ -23,7 +23,8 @@ fn speed() {
     let mut rng = Rng::new(7);
     // (C, H, K, stride, O): MobileNetV2's stem and large 1x1 layers, its 7x7 ones and
     // MobileNet-96's 6x6 one (packed channel tiles), fcn_seg's.
-    // `CONV_SHAPES="c,h,k,s,o[,p];..."` replaces the list (padding `p`, default `k / 2`);
+    // `CONV_SHAPES="c,h,k,s,o[,p[,g]];..."` replaces the list (padding `p`, default `k /
+    // 2`; groups `g`, default 1);
     // `CONV_ACT=tanh` times the layers with tanh instead of ReLU.
     let act = match std::env::var("CONV_ACT").as_deref() {
         Ok("tanh") => Act::TANH,
@@ -40,31 +41,36 @@ fn speed() {
                     n[3],
                     n[4],
                     *n.get(5).unwrap_or(&(n[2] / 2)),
+                    *n.get(6).unwrap_or(&1),
                 )
             })
             .collect()
     });
     let shapes = custom.unwrap_or(vec![
-        (3, 224, 3, 2, 32, 1),
-        (32, 112, 1, 1, 16, 0),
-        (16, 112, 1, 1, 96, 0),
-        (96, 56, 1, 1, 24, 0),
-        (24, 56, 1, 1, 144, 0),
-        (144, 56, 1, 1, 24, 0),
-        (32, 28, 1, 1, 192, 0),
-        (192, 28, 1, 1, 32, 0),
-        (16, 64, 3, 1, 16, 1),
-        (384, 14, 1, 1, 96, 0),
-        (96, 14, 1, 1, 576, 0),
-        (576, 14, 1, 1, 96, 0),
-        (960, 7, 1, 1, 160, 0),
-        (160, 7, 1, 1, 960, 0),
-        (960, 7, 1, 1, 320, 0),
-        (320, 7, 1, 1, 1280, 0),
-        (512, 6, 1, 1, 512, 0),
+        (3, 224, 3, 2, 32, 1, 1),
+        (32, 112, 1, 1, 16, 0, 1),
+        (16, 112, 1, 1, 96, 0, 1),
+        (96, 56, 1, 1, 24, 0, 1),
+        (24, 56, 1, 1, 144, 0, 1),
+        (144, 56, 1, 1, 24, 0, 1),
+        (32, 28, 1, 1, 192, 0, 1),
+        (192, 28, 1, 1, 32, 0, 1),
+        (16, 64, 3, 1, 16, 1, 1),
+        (384, 14, 1, 1, 96, 0, 1),
+        (96, 14, 1, 1, 576, 0, 1),
+        (576, 14, 1, 1, 96, 0, 1),
+        (960, 7, 1, 1, 160, 0, 1),
+        (160, 7, 1, 1, 960, 0, 1),
+        (960, 7, 1, 1, 320, 0, 1),
+        (320, 7, 1, 1, 1280, 0, 1),
+        (512, 6, 1, 1, 512, 0, 1),
     ]);
-    for (c, h, k, s, o, p) in shapes {
-        let name = format!("{c}x{h}k{k}o{o}");
+    for (c, h, k, s, o, p, g) in shapes {
+        let name = if g == 1 {
+            format!("{c}x{h}k{k}o{o}")
+        } else {
+            format!("{c}x{h}k{k}o{o}g{g}")
+        };
         if std::env::var("CONV_ONLY").is_ok_and(|only| only != name) {
             continue;
         }
@@ -84,18 +90,18 @@ fn speed() {
             pw: p,
             dh: 1,
             dw: 1,
-            g: 1,
+            g,
         };
         let x = rng.vec(c * h * h, -1.0, 1.0);
-        let w = rng.vec(o * c * k * k, -0.3, 0.3);
+        let w = rng.vec(o * (c / g) * k * k, -0.3, 0.3);
         let b = rng.vec(o, -0.1, 0.1);
-        let params = ConvParams::from_torch(o, c, k, k, &w, Some(&b), None);
+        let params = ConvParams::from_torch(o, c / g, k, k, &w, Some(&b), None);
         let mut ybuf = vec![0.0f32; o * oh * oh + 16];
         let off = ybuf.as_ptr().align_offset(64);
         let y = &mut ybuf[off..off + o * oh * oh];
         // The working memory a model plans for the layer (packing beyond the band
         // buffer), on a line.
-        let len = conv_scratch_len((c, h, h), (o, oh, oh), (k, k), (s, s), (p, p), (1, 1), 1);
+        let len = conv_scratch_len((c, h, h), (o, oh, oh), (k, k), (s, s), (p, p), (1, 1), g);
         let mut sbuf = vec![0.0f32; len + 16];
         let soff = sbuf.as_ptr().align_offset(64);
         let scratch = &mut sbuf[soff..soff + len];
