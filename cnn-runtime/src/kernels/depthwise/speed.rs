@@ -1,7 +1,7 @@
 //! Timing of the depthwise plans on the depthwise layers of the benchmark models
 //! (`cargo test -p cnn-runtime --release depthwise::speed -- --ignored --nocapture`;
 //! `CNN_SIMD=avx2` for the AVX2 level, `DW_ONLY=128x24s1` for one shape,
-//! `DW_PLAN='Some(Flat)'` for one plan, `DW_ACT=silu` (`hardswish`, `tanh`) for a curved
+//! `DW_PLAN='Some(Flat)'` for one plan, `DW_SHAPES="c,h,s;..."` for other shapes, `DW_ACT=silu` (`hardswish`, `tanh`) for a curved
 //! activation instead of ReLU6, `DW_K=5` for 5x5 kernels (padding 2) on EfficientNet-B0's
 //! 5x5 shapes).
 
@@ -50,7 +50,20 @@ fn speed() {
         (384, 14, 1),
         (960, 7, 1),
     ];
-    let shapes: &[(usize, usize, usize)] = if k == 5 { &shapes_5x5 } else { &shapes_3x3 };
+    // `DW_SHAPES="c,h,s;..."` replaces the list (channels, side, stride).
+    let custom: Option<Vec<(usize, usize, usize)>> = std::env::var("DW_SHAPES").ok().map(|v| {
+        v.split(';')
+            .map(|t| {
+                let n: Vec<usize> = t.split(',').map(|x| x.trim().parse().unwrap()).collect();
+                (n[0], n[1], n[2])
+            })
+            .collect()
+    });
+    let shapes: &[(usize, usize, usize)] = match &custom {
+        Some(v) => v,
+        None if k == 5 => &shapes_5x5,
+        None => &shapes_3x3,
+    };
     for &(c, h, s) in shapes {
         if let Ok(only) = std::env::var("DW_ONLY") {
             if only != format!("{c}x{h}s{s}") {
