@@ -126,7 +126,9 @@ pub(crate) struct Tuning {
     /// (128x24x24 -> 128 1.09, 128x12x12 -> 128 1.10 / 1.11, 64x12x12 -> 256 1.25). AVX2's
     /// pixel tiles are two 8-lane vectors wide (a quarter of that strip): not measured
     /// there, off. Only on maps of up to `engine::LONG_1X1_MAX_PIXELS` output pixels:
-    /// on 28x28 and larger the pixel tiles won again (2026-12-04).
+    /// on 28x28 and larger the pixel tiles won again (2026-12-04), on that core; on
+    /// cores with less than 48 KiB of L1d (AMD Zen 4) on maps of any size
+    /// (`engine::SMALL_L1D_BYTES`, 2026-12-05).
     pub(crate) cv_long_1x1: usize,
     /// Vectors a curved activation over a slice (`Simd::curved_slice`) works on at once,
     /// their dependency chains interleaved step by step (1, 2 or 4). Measured with
