@@ -972,6 +972,26 @@ def _check_seeded_case(case_dir: Path, meta: dict[str, Any]) -> None:
     assert cnn_tools.count_params(model) == meta["params"], case_dir.name
 
 
+def test_compare_names_the_caches_from_sysfs():
+    """compare.py's machine report lists the data and unified caches (not the
+    instruction cache) by level, from a sysfs-shaped tree; nothing where there is none."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "bench"))
+    from compare import cache_sizes
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for i, (level, kind, size) in enumerate([("3", "Unified", "32768K"), ("1", "Data", "48K"),
+                                                  ("1", "Instruction", "32K"),
+                                                  ("2", "Unified", "2048K")]):
+            d = root / f"index{i}"
+            d.mkdir()
+            (d / "level").write_text(level + "\n")
+            (d / "type").write_text(kind + "\n")
+            (d / "size").write_text(size + "\n")
+        assert cache_sizes(root) == "L1d 48K, L2 2048K, L3 32768K", cache_sizes(root)
+        assert cache_sizes(root / "missing") == ""
+
+
 def test_torchvision_cases_rebuild_from_seed_and_stats():
     """tests/torchvision/<model>: model.toml rebuilt by cnn_tools.build_model, rank>=2
     weights regenerated from the seed, rank-1 ones from stats.safetensors, gives the stored

@@ -304,12 +304,33 @@ def machine() -> dict:
         info["hypervisor"] = "hypervisor" in text
     except OSError:
         pass
+    caches = cache_sizes()
+    if caches:
+        info["caches"] = caches
     try:
         info["mem_gib"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
                                 / 2**30, 1)
     except (ValueError, OSError):
         pass
     return info
+
+
+def cache_sizes(root: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> str:
+    """The first CPU's data and unified caches as Linux reports them ("L1d 32K, L2 1024K,
+    L3 32768K"; "" where sysfs has none): the kernels' tuning turns on them (the L1d size
+    picks the tile kind of long 1x1 reductions), so a report names them."""
+    found = []
+    for d in sorted(root.glob("index*")):
+        try:
+            level = (d / "level").read_text().strip()
+            kind = (d / "type").read_text().strip()
+            size = (d / "size").read_text().strip()
+        except OSError:
+            continue
+        if kind == "Instruction":
+            continue
+        found.append((int(level) if level.isdigit() else 9, f"L{level}{'d' if kind == 'Data' else ''} {size}"))
+    return ", ".join(name for _, name in sorted(found))
 
 
 def loadavg() -> str:
@@ -808,7 +829,8 @@ def main(argv: list[str] | None = None) -> int:
     machine_line = (f"{mach.get('cpu')}{family}, {mach.get('cores') or '?'} cores / "
                     f"{mach.get('logical_cpus')} logical CPUs"
                     f"{' (VM)' if mach.get('hypervisor') else ''}, {mach.get('isa', '')}, "
-                    f"{mach.get('mem_gib', '?')} GiB, Linux {mach.get('kernel')}")
+                    f"{mach.get('mem_gib', '?')} GiB, Linux {mach.get('kernel')}"
+                    f"{', ' + mach['caches'] if mach.get('caches') else ''}")
     version_line = ", ".join(f"{k} {v}" for k, v in vers.items() if v)
     floor_line = ", ".join(f"{k} {v:.1f} µs" if isinstance(v, float) else f"{k} {v}"
                            for k, v in floor.items())
