@@ -327,14 +327,8 @@ mod tests {
     use crate::kernels::reference::{self as r, Rng};
     use crate::kernels::simd;
 
-    const ACTS: [Act; 6] = [
-        Act::IDENTITY,
-        Act::RELU,
-        Act::RELU6,
-        Act::TANH,
-        Act::SIGMOID,
-        Act::leaky_relu(0.1),
-    ];
+    /// The first six of the reference's activations (the sweeps' random data follows them).
+    const ACTS: &[Act] = r::ACTS.split_at(6).0;
 
     /// The activations added later, fused into the epilogue at every level (a sweep of
     /// its own, so that the random data of the one below stays as it was).
@@ -366,7 +360,7 @@ mod tests {
         let mut cases = 0;
         for inp in [1, 2, 3, 7, 8, 9, 15, 16, 17, 33, 100, 400, 1000] {
             for out in [1, 2, 5, 10, 84, 120, 16 * 5 + 3] {
-                for (k, act) in ACTS.into_iter().enumerate() {
+                for (k, &act) in ACTS.iter().enumerate() {
                     let x = rng.vec(inp, -1.0, 1.0);
                     let w = rng.vec(out * inp, -1.0, 1.0);
                     let b = rng.vec(out, -0.5, 0.5);

@@ -5,14 +5,8 @@ use super::*;
 use crate::kernels::conv::{conv2d, ConvParams};
 use crate::kernels::reference::{self as r, Axis, Rng};
 
-const ACTS: [Act; 6] = [
-    Act::IDENTITY,
-    Act::RELU,
-    Act::RELU6,
-    Act::TANH,
-    Act::SIGMOID,
-    Act::leaky_relu(0.1),
-];
+/// The first six of the reference's activations (the sweeps' random data follows them).
+const ACTS: &[Act] = r::ACTS.split_at(6).0;
 
 /// The conformance tolerance, `|got - want| <= 1e-4 + 1e-4 |want|`: asserts it and
 /// returns the worst `|got - want| / (1e-4 + 1e-4 |want|)`.
@@ -266,7 +260,7 @@ fn sweep_against_reference() {
         } else {
             1.0 / ((c * 9) as f32).sqrt()
         };
-        for act in ACTS {
+        for &act in ACTS {
             let (ah, aw) = (axes[rng.below(axes.len())], axes[rng.below(axes.len())]);
             worst = worst.max(check(&mut rng, c, o, ah, aw, act, true, wscale, 1.0));
         }
@@ -325,7 +319,7 @@ fn folded_batch_norm_matches_direct_conv() {
         &rng.vec(O, 0.5, 2.0),
         1e-5,
     );
-    for act in ACTS {
+    for &act in ACTS {
         let direct = ConvParams::from_torch(O, C, 3, 3, &weight, None, Some(&bn));
         let mut want = vec![0.0; O * 90];
         conv2d::<C, 9, 10, O, 9, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1>(&input, &direct, &mut want, act);
