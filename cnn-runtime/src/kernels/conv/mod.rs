@@ -9,7 +9,9 @@
 //!
 //! Files: `mod.rs` the parameters (packing at load time) and the public kernel, `run.rs`
 //! the engine runs (the instruction set picked once per call, the split over the pool's
-//! threads, the column tiles of long 1-D signals), `tests.rs`. The geometry (`Dims2d`,
+//! threads, the column tiles of long 1-D signals), `scaled.rs` the convolution of an
+//! input scaled per channel (a squeeze-and-excitation `mul` folded into the weights),
+//! `tests.rs`. The geometry (`Dims2d`,
 //! the tap arithmetic) is `kernels/geometry.rs`, shared with the engine and the pools.
 
 use super::activation::Act;
@@ -28,6 +30,9 @@ mod kchunk_tests;
 #[cfg(test)]
 mod residual_tests;
 mod run;
+mod scaled;
+#[cfg(test)]
+mod scaled_tests;
 #[cfg(test)]
 mod speed;
 #[cfg(test)]
@@ -38,6 +43,7 @@ mod tests;
 #[cfg_attr(not(feature = "parallel"), allow(unused_imports))]
 pub(crate) use self::run::balanced;
 pub(crate) use self::run::conv2d_with;
+pub use self::scaled::{conv2d_scaled, conv2d_scaled_residual, conv_scale_fold_len};
 #[cfg(feature = "parallel")]
 #[cfg(feature = "alloc")]
 #[allow(unused_imports)]

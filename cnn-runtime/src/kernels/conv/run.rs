@@ -7,7 +7,7 @@
 use super::ConvParams;
 use crate::cpu::Level;
 use crate::kernels::activation::Act;
-use crate::kernels::engine::{self, PackBuf, Plan};
+use crate::kernels::engine::{self, PackBuf, Packed, Plan};
 use crate::kernels::geometry::Dims2d;
 use crate::kernels::simd::{self, Simd, WithSimd};
 
@@ -16,7 +16,7 @@ use crate::kernels::simd::{self, Simd, WithSimd};
 pub(super) struct ConvRun<'a> {
     pub(super) d: Dims2d,
     pub(super) input: &'a [f32],
-    pub(super) params: &'a ConvParams,
+    pub(super) params: Packed<'a>,
     /// `O*OH*OW` floats (from a 1-D interior's first column: see `Window`); this run
     /// writes the planes of its panels' channels only, at its pixels.
     pub(super) out: *mut f32,
@@ -46,7 +46,7 @@ impl WithSimd for ConvRun<'_> {
                 s,
                 self.d,
                 self.input,
-                self.params.packed(),
+                self.params,
                 self.out,
                 self.act,
                 self.res,
@@ -226,6 +226,35 @@ pub(crate) fn conv2d_with(
     force: Option<Plan>,
     pack: &mut [f32],
 ) {
+    conv2d_packed(
+        level,
+        d,
+        input,
+        params.packed(),
+        output,
+        act,
+        res,
+        cap,
+        force,
+        pack,
+    );
+}
+
+/// [`conv2d_with`] on packed weights and bias read from anywhere (a layer's own, or a
+/// copy scaled per input channel: [`conv2d_scaled`](super::conv2d_scaled)).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv2d_packed(
+    level: Level,
+    d: Dims2d,
+    input: &[f32],
+    params: Packed<'_>,
+    output: &mut [f32],
+    act: Act,
+    res: Option<&[f32]>,
+    cap: usize,
+    force: Option<Plan>,
+    pack: &mut [f32],
+) {
     simd::run(
         level,
         ConvEntry {
@@ -246,7 +275,7 @@ pub(crate) fn conv2d_with(
 pub(super) struct ConvEntry<'a> {
     pub(super) d: Dims2d,
     pub(super) input: &'a [f32],
-    pub(super) params: &'a ConvParams,
+    pub(super) params: Packed<'a>,
     pub(super) output: &'a mut [f32],
     pub(super) act: Act,
     pub(super) res: Option<&'a [f32]>,
@@ -287,7 +316,7 @@ pub(super) fn conv2d_in<S: Simd>(
     s: S,
     d: Dims2d,
     input: &[f32],
-    params: &ConvParams,
+    params: Packed<'_>,
     output: &mut [f32],
     act: Act,
     res: Option<&[f32]>,
@@ -364,7 +393,7 @@ pub(super) fn conv2d_in<S: Simd>(
     }
     let tiled = is_1d(&d) && conv1d_tiled(s, d, input, params, output, plain.0, 0..d.ow);
     if !tiled {
-        engine::conv_fallback(d, input, params.packed(), output, plain.0);
+        engine::conv_fallback(d, input, params, output, plain.0);
     }
     finish(output);
 }
@@ -441,7 +470,7 @@ fn engine_run<S: Simd>(
     s: S,
     d: Dims2d,
     input: &[f32],
-    params: &ConvParams,
+    params: Packed<'_>,
     output: &mut [f32],
     (act, res): (Act, Option<&[f32]>),
     cap: usize,
@@ -552,7 +581,7 @@ pub(super) fn conv1d_tiled<S: Simd>(
     s: S,
     d: Dims2d,
     input: &[f32],
-    params: &ConvParams,
+    params: Packed<'_>,
     output: &mut [f32],
     act: Act,
     cols: core::ops::Range<usize>,

@@ -137,7 +137,7 @@ fn panel_ranges_equal_the_whole_bit_for_bit() {
                     let run = |out: &mut [f32], range| ConvRun {
                         d,
                         input: &input,
-                        params: &params,
+                        params: params.packed(),
                         out: out.as_mut_ptr(),
                         act: Act::RELU,
                         res: core::ptr::null(),
@@ -192,7 +192,7 @@ fn pixel_ranges_equal_the_whole_bit_for_bit() {
                     let run = |out: &mut [f32], range| ConvRun {
                         d,
                         input: &input,
-                        params: &params,
+                        params: params.packed(),
                         out: out.as_mut_ptr(),
                         act: Act::RELU,
                         res: core::ptr::null(),

@@ -219,7 +219,7 @@ fn long_1d_signals_in_column_tiles() {
             ConvRun {
                 d: dd,
                 input: &input,
-                params: &params,
+                params: params.packed(),
                 out: scratch_out.as_mut_ptr(),
                 act: Act::RELU,
                 res: core::ptr::null(),
@@ -235,7 +235,7 @@ fn long_1d_signals_in_column_tiles() {
             simd::Portable,
             dd,
             &input,
-            &params,
+            params.packed(),
             &mut vec![0.0; o * aw.out],
             Act::RELU,
             0..aw.out
