@@ -115,13 +115,14 @@ pub fn step(step: &Step, model: &Model, shapes: &[LayerShape], w: &mut Weights) 
             bn,
             pool,
             residual,
+            scale,
         } => conv(
             step,
             model,
             shapes,
             w,
             layer,
-            (depthwise, winograd, pool.is_some(), residual),
+            (depthwise, winograd, pool.is_some(), residual, scale),
             bn,
         ),
         Kernel::ExpandDepthwise {
@@ -165,7 +166,7 @@ fn conv(
     shapes: &[LayerShape],
     w: &mut Weights,
     layer: usize,
-    (depthwise, winograd, pool, residual): (bool, Option<usize>, bool, bool),
+    (depthwise, winograd, pool, residual, scale): (bool, Option<usize>, bool, bool, bool),
     bn: Option<usize>,
 ) -> TokenStream {
     let rt = rt();
@@ -234,7 +235,15 @@ fn conv(
                 bias_bn,
             ),
         ));
-        if residual {
+        if scale {
+            // The step's second source is the per-channel scale, a third the residual;
+            // the scaled weights in the working memory.
+            if residual {
+                quote!(#rt::kernels::conv::conv2d_scaled_residual::<#ci, #h, #wd, #o, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw>(r0, &self.#field, r1, r2, w, scratch, #act);)
+            } else {
+                quote!(#rt::kernels::conv::conv2d_scaled::<#ci, #h, #wd, #o, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw>(r0, &self.#field, r1, w, scratch, #act);)
+            }
+        } else if residual {
             // The step's second source added before the activation; working memory
             // where the plan has it.
             let scratch = if step.scratch.is_some() {

@@ -15,6 +15,8 @@ pub fn describe(step: &Step, model: &Model) -> String {
             winograd: Some(tile),
             ..
         } => format!("winograd3x3[f{tile}x{tile}]"),
+        // A folded per-channel `mul` runs first (on the weights).
+        Kernel::Conv { scale: true, .. } => format!("mul > conv{d}"),
         Kernel::Conv { .. } => format!("conv{d}"),
         Kernel::ExpandDepthwise {
             expand_bn,

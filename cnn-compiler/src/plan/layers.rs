@@ -65,6 +65,7 @@ impl<'a> Planner<'a> {
             bn: expand_bn,
             pool: None,
             residual: false,
+            scale: false,
         } = self.steps[s].kernel
         else {
             return None;
@@ -114,6 +115,89 @@ impl<'a> Planner<'a> {
         };
         step.layers.push(i);
         step.dst = dst;
+        self.open.remove(&v0);
+        self.open.insert(dst, s);
+        Some(dst)
+    }
+
+    /// Folds the `mul` that produced conv layer `i`'s input `v0` into the convolution
+    /// (`Kernel::Conv { scale }`), where that `mul` is the last step, multiplies a tensor
+    /// of the input's shape by a `[C, 1, 1]` scale (a squeeze-and-excitation block), has
+    /// no activation, nothing else reads its output, the convolution has one group and
+    /// is not run as Winograd, and the runtime's rule (`conv_scale_fold_len`) says the
+    /// scaled copy of the weights costs less than the `mul`: the step becomes the
+    /// convolution's, reading the unscaled tensor and the scale, its working memory the
+    /// scaled weights. Returns the convolution's output value.
+    fn fuse_scale(&mut self, i: usize, v0: usize) -> Option<usize> {
+        let layer = &self.model.layers[i];
+        let shape = &self.shapes[i];
+        let Op::Conv(conv) = layer.op else {
+            return None;
+        };
+        if self.model.is_1d() || conv.groups != 1 || !self.dies_here(v0) {
+            return None;
+        }
+        let (c, h, w) = shape.input.as_chw();
+        let winograd = conv.kernel == (3, 3)
+            && conv.stride == (1, 1)
+            && cnn_runtime::kernels::winograd::winograd_tile(
+                c,
+                h,
+                w,
+                conv.out as usize,
+                conv.dilation.0 as usize,
+                conv.dilation.1 as usize,
+            )
+            .is_some();
+        let s = self.steps.len().checked_sub(1)?;
+        let step = &self.steps[s];
+        let mul = matches!(step.kernel, Kernel::Binary { op: Merge::Mul, .. });
+        if !mul || winograd || step.act.is_some() || step.dst != v0 || step.layers.len() != 1 {
+            return None;
+        }
+        let &[a, b] = &step.srcs[..] else {
+            return None;
+        };
+        let per_channel =
+            |v: usize| matches!(self.values[v].shape, Shape::Chw(sc, 1, 1) if sc == c);
+        let (x, sc) = if self.values[a].shape == shape.input && per_channel(b) {
+            (a, b)
+        } else if self.values[b].shape == shape.input && per_channel(a) {
+            (b, a)
+        } else {
+            return None;
+        };
+        let len = cnn_runtime::kernels::conv::conv_scale_fold_len(
+            (c, h, w),
+            conv.out as usize,
+            pair(conv.kernel),
+            conv.groups as usize,
+        )?;
+        let (x_shape, sc_shape) = (self.values[x].shape, self.values[sc].shape);
+        let dst = self.new_value(shape.output);
+        let scratch = self.new_value(Shape::Vec(len));
+        let g = self.values[scratch].group;
+        self.groups[g].scratch = true;
+        // Both written by step `s`; the scaled tensor is never stored.
+        self.values[dst].def = Some(s);
+        self.values[scratch].def = Some(s);
+        self.values[v0].def = None;
+        let step = &mut self.steps[s];
+        step.kernel = Kernel::Conv {
+            layer: i,
+            depthwise: false,
+            winograd: None,
+            bn: None,
+            pool: None,
+            residual: false,
+            scale: true,
+        };
+        // The convolution names the step; the `mul` it covers follows.
+        step.layers.insert(0, i);
+        step.srcs = vec![x, sc];
+        step.inputs = vec![x_shape, sc_shape];
+        step.dst = dst;
+        step.scratch = Some(scratch);
         self.open.remove(&v0);
         self.open.insert(dst, s);
         Some(dst)
@@ -253,6 +337,16 @@ impl<'a> Planner<'a> {
             }
             if let Some(&s) = self.open.get(&v0) {
                 let step = &mut self.steps[s];
+                // A folded scale is a second source the batch norm may follow (a
+                // residual is not).
+                let scaled = matches!(
+                    step.kernel,
+                    Kernel::Conv {
+                        scale: true,
+                        residual: false,
+                        ..
+                    }
+                );
                 match (&layer.op, &mut step.kernel) {
                     (
                         Op::BatchNorm { .. },
@@ -262,7 +356,7 @@ impl<'a> Planner<'a> {
                         | Kernel::ConvTranspose { bn, .. },
                     ) if bn.is_none()
                         && step.act.is_none()
-                        && step.srcs.len() == 1
+                        && (step.srcs.len() == 1 || scaled)
                         && self.values[v0].shape == shape.input =>
                     {
                         *bn = Some(i);
@@ -333,6 +427,10 @@ impl<'a> Planner<'a> {
                 dst
             }
             _ => {
+                if let Some(dst) = self.fuse_scale(i, v0) {
+                    self.value_of[i] = dst;
+                    return;
+                }
                 if let Some(dst) = self.fuse_expand_depthwise(i, v0) {
                     self.value_of[i] = dst;
                     return;
@@ -367,6 +465,7 @@ impl<'a> Planner<'a> {
                             bn: None,
                             pool: None,
                             residual: false,
+                            scale: false,
                         }
                     }
                     Op::ConvTranspose(_) => {

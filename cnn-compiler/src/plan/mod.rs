@@ -94,6 +94,12 @@ pub enum Kernel {
         /// An `add` fused in: the step's second source is added to the output before
         /// its activation (`act(conv + residual)`), by the kernel's epilogue.
         residual: bool,
+        /// A `mul` by a per-channel scale (a `[C, 1, 1]` tensor: a squeeze-and-excitation
+        /// block's) folded in: the step's second source is the scale, its input the
+        /// unscaled tensor, and the kernel runs on a copy of the weights scaled per
+        /// input channel (its working memory), where the runtime's rule
+        /// (`conv_scale_fold_len`) says that costs less than the `mul`.
+        scale: bool,
     },
     /// A 1x1 convolution (with its batch norm and activation) and the depthwise
     /// convolution that alone reads it, run together band by band where the runtime's

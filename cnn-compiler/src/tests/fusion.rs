@@ -364,3 +364,114 @@ fn conformance_residual_cases_run_fused() {
         );
     }
 }
+
+/// Steps of `c` that are convolutions with a folded per-channel scale.
+fn scaled_steps(c: &Compiled) -> Vec<&crate::plan::Step> {
+    use crate::plan::Kernel;
+    c.plan
+        .steps
+        .iter()
+        .filter(|s| matches!(s.kernel, Kernel::Conv { scale: true, .. }))
+        .collect()
+}
+
+/// A squeeze-and-excitation block's `mul` by a `[C, 1, 1]` scale folds into the
+/// projection that alone reads it (`Kernel::Conv { scale }`: the convolution reads the
+/// unscaled tensor and the scale, its working memory holds the scaled weights), its
+/// batch norm and a residual add after it too, whichever operand order; kept where the
+/// weights outnumber the pixels (`conv_scale_fold_len`), with a second reader of the
+/// product, an elementwise (unbroadcast) product, a grouped or depthwise consumer, an
+/// activation on the product.
+#[test]
+fn se_scales_fold_into_the_projection_where_they_pay() {
+    let block = |side: usize, order: bool, extra: TokenStream| {
+        let mul = if order {
+            quote::quote!(mul(d, g))
+        } else {
+            quote::quote!(mul(g, d))
+        };
+        compile_inline(quote::quote!(struct M {
+            input: [16, #side, #side],
+            d: conv(16, kernel = 3, padding = 1, groups = 16),
+            p: adaptive_avg_pool(1),
+            f1: conv(4, kernel = 1),
+            r: relu,
+            f2: conv(16, kernel = 1),
+            g: sigmoid,
+            m: #mul,
+            #extra
+        }))
+        .unwrap()
+    };
+    // Plain projection + batch norm, both operand orders.
+    for order in [true, false] {
+        let c = block(
+            14,
+            order,
+            quote::quote!(pr: conv(24, kernel = 1, bias = false), bn: batch_norm,),
+        );
+        let s = scaled_steps(&c);
+        assert_eq!(s.len(), 1, "{:?}", c.plan.steps);
+        assert_eq!(crate::plan::describe(s[0], &c.model), "mul > conv2d+bn");
+        // The convolution names the step, the `mul` and the batch norm follow.
+        assert_eq!(s[0].layers, [7, 6, 8]);
+        assert_eq!(s[0].inputs, [Shape::Chw(16, 14, 14), Shape::Chw(16, 1, 1)]);
+        let (region, len) = s[0].scratch.expect("scaled weights");
+        assert!(len >= 16 * 32, "{len}");
+        assert!(region.offset + len <= c.plan.arena);
+        assert!(!c
+            .plan
+            .steps
+            .iter()
+            .any(|s| matches!(s.kernel, crate::plan::Kernel::Binary { .. })));
+        let steps = crate::codegen::steps(&c.model, &c.shapes, &c.plan);
+        let code = steps.0.iter().map(|t| t.to_string()).collect::<String>();
+        assert!(code.contains("conv2d_scaled"), "{code}");
+    }
+    // A residual add after it: the scaled convolution adds it in its epilogue.
+    let c = block(
+        14,
+        true,
+        quote::quote!(
+            pr: conv(16, kernel = 1, bias = false),
+            bn: batch_norm,
+            s: add(bn, input),
+        ),
+    );
+    let s = scaled_steps(&c);
+    assert_eq!(s.len(), 1, "{:?}", c.plan.steps);
+    assert_eq!(crate::plan::describe(s[0], &c.model), "mul > conv2d+bn+add");
+    assert_eq!(s[0].srcs.len(), 3);
+    let steps = crate::codegen::steps(&c.model, &c.shapes, &c.plan);
+    let code = steps.0.iter().map(|t| t.to_string()).collect::<String>();
+    assert!(code.contains("conv2d_scaled_residual"), "{code}");
+    // Kept: 7x7 map with 64 outputs (64 > 49 pixels); a second reader of the product;
+    // a grouped projection; an activation on the product.
+    let kept = [
+        block(7, true, quote::quote!(pr: conv(64, kernel = 1),)),
+        block(
+            14,
+            true,
+            quote::quote!(pr: conv(24, kernel = 1), q: conv(24, kernel = 1, from = m), s2: add(pr, q),),
+        ),
+        block(
+            14,
+            true,
+            quote::quote!(pr: conv(24, kernel = 1, groups = 2),),
+        ),
+        block(14, true, quote::quote!(h: relu, pr: conv(24, kernel = 1),)),
+    ];
+    for (k, c) in kept.iter().enumerate() {
+        assert!(scaled_steps(c).is_empty(), "case {k}: {:?}", c.plan.steps);
+    }
+    // An elementwise product of two full tensors is no scale.
+    let c = compile_inline(quote::quote!(struct M {
+        input: [16, 14, 14],
+        a: conv(16, kernel = 1),
+        b: conv(16, kernel = 1, from = input),
+        m: mul(a, b),
+        pr: conv(24, kernel = 1),
+    }))
+    .unwrap();
+    assert!(scaled_steps(&c).is_empty(), "{:?}", c.plan.steps);
+}

@@ -180,6 +180,9 @@ pub(crate) fn scaled_in(
     // `wbuf` starts on its alignment, so its middle is all of it, as rows.
     let (head, scaled, _) = unsafe { wbuf.align_to_mut::<Row16>() };
     debug_assert!(head.is_empty() && scaled.len() == rows);
+    // On this thread, even with others in the pool: split over two threads (one more
+    // fork and join per layer, each half read by the other core) EfficientNet-B0 was
+    // 0.93-1.00x at two threads against 1.00x this way.
     simd::run(
         level,
         ScaleRows {
@@ -206,7 +209,8 @@ pub(crate) fn scaled_in(
     );
 }
 
-/// Rows of packed weights (`[panel][tap][C][16]`) times their input channel's scale.
+/// Rows of packed weights (`[panel][tap][C][16]`) times their input channel's scale:
+/// `dst[r] = src[r] * scale[r % C]`.
 struct ScaleRows<'a> {
     src: &'a [Row16],
     dst: &'a mut [Row16],
