@@ -25,7 +25,9 @@ fn check(rng: &mut Rng, c: usize, ah: Axis, aw: Axis, act: Act, with_bias: bool)
     let n = c * ah.out * aw.out;
     let want = r::conv2d(c, c, c, ah, aw, &input, &weight, bias, act);
     // Every level and plan; the real band buffer, small ones (bands; the channel
-    // path falls back to rows), one too small (scalar fallback).
+    // path falls back to rows; 1200 and 3000 floats: bands of a few rows of 7- and
+    // 14-pixel maps, whose first input rows are inside the map), one too small (scalar
+    // fallback).
     for level in simd::test_levels() {
         for force in [
             None,
@@ -33,7 +35,7 @@ fn check(rng: &mut Rng, c: usize, ah: Axis, aw: Axis, act: Act, with_bias: bool)
             Some(DwPlan::Channels),
             Some(DwPlan::Flat),
         ] {
-            for cap in [engine::SCRATCH, 24, 400, 1] {
+            for cap in [engine::SCRATCH, 24, 400, 1200, 3000, 1] {
                 let mut got = vec![7.0; n + 2];
                 depthwise_with(level, d, &inp, &params, &mut got, act, cap, force);
                 let ctx = (d, act, level, force, cap);
@@ -106,9 +108,11 @@ fn sweep_axes_against_reference() {
     }
 }
 
-/// 5x5 layers (EfficientNet's) on the channel path's sliding groups (8, 4 and 2 pixels
-/// of a row, stride 1 and 2, the rest pixel by pixel): output widths 1 to 17, 28 and
-/// 30, row dilation 2, every level, band sizes and plans (`check`).
+/// 5x5 layers (EfficientNet's) on the channel path's sliding groups (rows of up to 16
+/// pixels in even groups of their own, 1 to 8 pixels, their input transposed flat
+/// across rows below 16 columns; wider rows in groups of 8, 4 and 2 pixels of the
+/// 16-pixel blocks, the rest pixel by pixel; stride 1 and 2): output widths 1 to 17, 28
+/// and 30, row dilation 2, every level, band sizes and plans (`check`).
 #[test]
 fn five_by_five_slides_against_reference() {
     let ax = |n, k, s, p, d| Axis::conv(n, k, s, p, d).unwrap();

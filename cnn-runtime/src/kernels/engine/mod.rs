@@ -66,11 +66,13 @@
 //! takes a band of such a layer's rows with no padding above (the bands of
 //! `kernels::expand_depthwise`, `rows3_fits`). Others run per
 //! channel in tiles of several rows by up to four pixel
-//! vectors ([`DwBand`], long rows), or `LANES` channels at once ([`DwCvBand`]): the band
-//! transposed to `[row][column][channel]` in a 64-byte aligned buffer, one channel vector
-//! per output pixel (groups of pixels side by side; 3x3 stride-1 rows as a sliding
-//! window, [`dw3_slide`]), transposed back (short rows, and stride-2 layers with at most
-//! half a vector of output columns).
+//! vectors ([`DwBand`], `depthwise.rs`, long rows), or `LANES` channels at once
+//! ([`DwCvBand`], `dw_channels.rs`): the band transposed to `[row][column][channel]` in
+//! a 64-byte aligned buffer (rows narrower than a vector flat, across rows), one channel
+//! vector per output pixel (groups of pixels side by side sliding over the band columns,
+//! [`dw3_slide`] and [`dw5_slide`]; rows of up to 16 pixels in even groups of their
+//! own), transposed back (short rows, and stride-2 layers with at most half a vector of
+//! output columns).
 //!
 //! [`conv_fallback`] handles what the engine does not (a one-row band that does not fit
 //! even for one channel, more than [`MAX_TAPS`] taps).
@@ -86,6 +88,7 @@ use super::simd::{Simd, WithSimd};
 
 mod cv_rows;
 mod depthwise;
+mod dw_channels;
 mod dw_flat;
 mod dw_narrow2;
 mod dw_phase2;
@@ -96,9 +99,12 @@ mod rules;
 mod tiles;
 
 use self::cv_rows::*;
+pub(crate) use self::depthwise::depthwise;
 #[allow(unused_imports)]
 use self::depthwise::*;
-pub(crate) use self::depthwise::{depthwise, depthwise_channels};
+pub(crate) use self::dw_channels::depthwise_channels;
+#[allow(unused_imports)]
+use self::dw_channels::*;
 pub(crate) use self::dw_flat::{depthwise_flat, flat3_fits};
 pub(crate) use self::dw_narrow2::{depthwise_narrow2, narrow2_fits};
 pub(crate) use self::dw_phase2::depthwise_phase2;
