@@ -41,6 +41,20 @@ impl<'a> Planner<'a> {
         self.steps.len() - 1
     }
 
+    /// For a step `s` that now computes a later layer too: a new output value of shape
+    /// `out` and working memory of `len` floats, both written by step `s`, and `v0`
+    /// (what the step wrote before) never written.
+    fn take_over(&mut self, s: usize, v0: usize, out: Shape, len: usize) -> (usize, usize) {
+        let dst = self.new_value(out);
+        let scratch = self.new_value(Shape::Vec(len));
+        let g = self.values[scratch].group;
+        self.groups[g].scratch = true;
+        self.values[dst].def = Some(s);
+        self.values[scratch].def = Some(s);
+        self.values[v0].def = None;
+        (dst, scratch)
+    }
+
     /// Runs depthwise layer `i` together with the 1x1 convolution that produced its
     /// input `v0` (`Kernel::ExpandDepthwise`), where that convolution is the last step,
     /// nothing else reads its output and the runtime's rule takes the pair: the step
@@ -93,15 +107,8 @@ impl<'a> Planner<'a> {
             (pt, pl),
             pair(conv.dilation),
         )?;
-        let dst = self.new_value(shape.output);
-        let scratch = self.new_value(Shape::Vec(len));
-        let g = self.values[scratch].group;
-        self.groups[g].scratch = true;
-        // Both written by step `s`; the expansion's output (and any packing room it
-        // had) is never used.
-        self.values[dst].def = Some(s);
-        self.values[scratch].def = Some(s);
-        self.values[v0].def = None;
+        // The expansion's output (and any packing room it had) is never used.
+        let (dst, scratch) = self.take_over(s, v0, shape.output, len);
         let step = &mut self.steps[s];
         if let Some(old) = step.scratch.replace(scratch) {
             self.values[old].def = None;
@@ -174,14 +181,8 @@ impl<'a> Planner<'a> {
             conv.groups as usize,
         )?;
         let (x_shape, sc_shape) = (self.values[x].shape, self.values[sc].shape);
-        let dst = self.new_value(shape.output);
-        let scratch = self.new_value(Shape::Vec(len));
-        let g = self.values[scratch].group;
-        self.groups[g].scratch = true;
-        // Both written by step `s`; the scaled tensor is never stored.
-        self.values[dst].def = Some(s);
-        self.values[scratch].def = Some(s);
-        self.values[v0].def = None;
+        // The scaled tensor is never stored.
+        let (dst, scratch) = self.take_over(s, v0, shape.output, len);
         let step = &mut self.steps[s];
         step.kernel = Kernel::Conv {
             layer: i,
