@@ -127,6 +127,26 @@ impl<'a> Planner<'a> {
         Some(dst)
     }
 
+    /// The Winograd output tile conv layer `i` runs with, if any: a 3x3 stride-1 one-group
+    /// layer of a 2-D model where the runtime's rule (`winograd_tile`) says it is faster
+    /// (a dilated layer runs through its polyphase components).
+    fn winograd_tile(&self, i: usize) -> Option<usize> {
+        let Op::Conv(conv) = self.model.layers[i].op else {
+            return None;
+        };
+        let three_by_three = !self.model.is_1d()
+            && conv.kernel == (3, 3)
+            && conv.stride == (1, 1)
+            && conv.groups == 1;
+        let (c, h, w) = self.shapes[i].input.as_chw();
+        let (dh, dw) = (conv.dilation.0 as usize, conv.dilation.1 as usize);
+        three_by_three
+            .then(|| {
+                cnn_runtime::kernels::winograd::winograd_tile(c, h, w, conv.out as usize, dh, dw)
+            })
+            .flatten()
+    }
+
     /// Folds the `mul` that produced conv layer `i`'s input `v0` into the convolution
     /// (`Kernel::Conv { scale }`), where that `mul` is the last step, multiplies a tensor
     /// of the input's shape by a `[C, 1, 1]` scale (a squeeze-and-excitation block), has
@@ -145,17 +165,7 @@ impl<'a> Planner<'a> {
             return None;
         }
         let (c, h, w) = shape.input.as_chw();
-        let winograd = conv.kernel == (3, 3)
-            && conv.stride == (1, 1)
-            && cnn_runtime::kernels::winograd::winograd_tile(
-                c,
-                h,
-                w,
-                conv.out as usize,
-                conv.dilation.0 as usize,
-                conv.dilation.1 as usize,
-            )
-            .is_some();
+        let winograd = self.winograd_tile(i).is_some();
         let s = self.steps.len().checked_sub(1)?;
         let step = &self.steps[s];
         let mul = matches!(step.kernel, Kernel::Binary { op: Merge::Mul, .. });
@@ -438,27 +448,10 @@ impl<'a> Planner<'a> {
                 }
                 let kernel = match layer.op {
                     Op::Conv(conv) => {
-                        let (c, h, w) = shape.input.as_chw();
+                        let c = shape.input.as_chw().0;
                         let depthwise =
                             conv.groups as usize == c && conv.out as usize == c && c > 1;
-                        // A dilated layer runs through its polyphase components.
-                        let (dh, dw) = (conv.dilation.0 as usize, conv.dilation.1 as usize);
-                        let three_by_three = !self.model.is_1d()
-                            && conv.kernel == (3, 3)
-                            && conv.stride == (1, 1)
-                            && conv.groups == 1;
-                        let winograd = if three_by_three {
-                            cnn_runtime::kernels::winograd::winograd_tile(
-                                c,
-                                h,
-                                w,
-                                conv.out as usize,
-                                dh,
-                                dw,
-                            )
-                        } else {
-                            None
-                        };
+                        let winograd = self.winograd_tile(i);
                         Kernel::Conv {
                             layer: i,
                             depthwise,

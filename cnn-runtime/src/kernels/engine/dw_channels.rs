@@ -141,7 +141,7 @@ impl<const G: usize> WithSimd for DwCvBand<'_, G> {
             // in one output row slide over the band columns (`dw5_slide`).
             let five = d.kh == 5 && d.kw == 5 && d.dw == 1 && d.sw <= 2;
             let (q0, q1) = (a.y0 * d.ow, a.y1 * d.ow);
-            // Rows of up to 16 pixels: each row in groups of its own (`five_rows`), not
+            // Rows of up to 16 pixels: each row in groups of its own (`slide_rows`), not
             // split at the 16-pixel blocks of the transpose back (1152x7x7 0.81x of the
             // time, 672x14x14 stride 2 0.85x, stride 1 0.97x; AVX2 0.77x, 0.85x, 0.97x).
             // Wider rows keep the blocks' groups of `G` (4 groups of 7 on 28-pixel rows
@@ -149,117 +149,107 @@ impl<const G: usize> WithSimd for DwCvBand<'_, G> {
             let by_rows = (five || (three && d.dw == 1 && d.sw <= 2)) && d.ow <= 16;
             if by_rows {
                 slide_rows(s, &a, prow0, (bias, piece), three.then_some(&w9), &mut m);
-            }
-            let (mut y, mut x) = (a.y0, 0);
-            let mut q = if by_rows { q1 } else { q0 };
-            while q < q1 {
-                let n = l.min(q1 - q);
-                let mut j = 0;
-                while j < n {
-                    let g = G.min(n - j);
-                    // Groups sliding over the band columns of one output row, each column
-                    // loaded once per kernel row. 3x3 (unit column dilation and stride):
-                    // a whole group. 5x5: a whole group, or four, two or one of its
-                    // pixels (7- and 14-pixel rows: 4 + 2 + 1, 8 + 4 + 2), never a group
-                    // of `G` computed for fewer pixels (AVX-512, one thread: 240x28x28
-                    // 124 -> 96 µs, 672x14x14 85 -> 72, 144x56x56 stride 2 142 -> 124;
-                    // AVX2 211 -> 162, 154 -> 121, 203 -> 168).
-                    let slide = if three && d.dw == 1 && d.sw == 1 && g == G && x + G <= d.ow {
-                        G
-                    } else if !five {
-                        0
-                    } else if g == G && x + G <= d.ow {
-                        G
-                    } else if G > 4 && g >= 4 && x + 4 <= d.ow {
-                        4
-                    } else if g >= 2 && x + 2 <= d.ow {
-                        2
-                    } else {
-                        1
-                    };
-                    if slide > 0 {
-                        let p = a.scratch.add(((y * d.sh - prow0) * a.wp + x * d.sw) * l);
-                        let m = &mut m[j..j + slide];
-                        let one = d.sw == 1;
-                        if three {
-                            m.copy_from_slice(&dw3_slide::<S, G, 1>(s, p, &w9, rs));
-                        } else if slide == G && one {
-                            m.copy_from_slice(&dw5_slide::<S, G, 1>(s, p, a.w, rs));
-                        } else if slide == G {
-                            m.copy_from_slice(&dw5_slide::<S, G, 2>(s, p, a.w, rs));
-                        } else if slide == 4 && one {
-                            m.copy_from_slice(&dw5_slide::<S, 4, 1>(s, p, a.w, rs));
-                        } else if slide == 4 {
-                            m.copy_from_slice(&dw5_slide::<S, 4, 2>(s, p, a.w, rs));
-                        } else if slide == 2 && one {
-                            m.copy_from_slice(&dw5_slide::<S, 2, 1>(s, p, a.w, rs));
-                        } else if slide == 2 {
-                            m.copy_from_slice(&dw5_slide::<S, 2, 2>(s, p, a.w, rs));
-                        } else if one {
-                            m.copy_from_slice(&dw5_slide::<S, 1, 1>(s, p, a.w, rs));
+            } else {
+                let (mut y, mut x) = (a.y0, 0);
+                let mut q = q0;
+                while q < q1 {
+                    let n = l.min(q1 - q);
+                    let mut j = 0;
+                    while j < n {
+                        let g = G.min(n - j);
+                        // Groups sliding over the band columns of one output row, each column
+                        // loaded once per kernel row. 3x3 (unit column dilation and stride):
+                        // a whole group. 5x5: a whole group, or four, two or one of its
+                        // pixels (7- and 14-pixel rows: 4 + 2 + 1, 8 + 4 + 2), never a group
+                        // of `G` computed for fewer pixels (AVX-512, one thread: 240x28x28
+                        // 124 -> 96 µs, 672x14x14 85 -> 72, 144x56x56 stride 2 142 -> 124;
+                        // AVX2 211 -> 162, 154 -> 121, 203 -> 168).
+                        let slide = if three && d.dw == 1 && d.sw == 1 && g == G && x + G <= d.ow {
+                            G
+                        } else if !five {
+                            0
+                        } else if g == G && x + G <= d.ow {
+                            G
+                        } else if G > 4 && g >= 4 && x + 4 <= d.ow {
+                            4
+                        } else if g >= 2 && x + 2 <= d.ow {
+                            2
                         } else {
-                            m.copy_from_slice(&dw5_slide::<S, 1, 2>(s, p, a.w, rs));
-                        }
-                        x += slide;
-                        if x == d.ow {
-                            x = 0;
-                            y += 1;
-                        }
-                        j += slide;
-                        continue;
-                    }
-                    // A short group repeats its last pixel (computed, never kept).
-                    let mut ps = [a.scratch.cast_const(); G];
-                    for k in 0..G {
-                        if k >= g {
-                            ps[k] = ps[g - 1];
+                            1
+                        };
+                        if slide > 0 {
+                            let p = a.scratch.add(((y * d.sh - prow0) * a.wp + x * d.sw) * l);
+                            let m = &mut m[j..j + slide];
+                            let one = d.sw == 1;
+                            if three {
+                                m.copy_from_slice(&dw3_slide::<S, G, 1>(s, p, &w9, rs));
+                            } else if slide == G && one {
+                                m.copy_from_slice(&dw5_slide::<S, G, 1>(s, p, a.w, rs));
+                            } else if slide == G {
+                                m.copy_from_slice(&dw5_slide::<S, G, 2>(s, p, a.w, rs));
+                            } else if slide == 4 && one {
+                                m.copy_from_slice(&dw5_slide::<S, 4, 1>(s, p, a.w, rs));
+                            } else if slide == 4 {
+                                m.copy_from_slice(&dw5_slide::<S, 4, 2>(s, p, a.w, rs));
+                            } else if slide == 2 && one {
+                                m.copy_from_slice(&dw5_slide::<S, 2, 1>(s, p, a.w, rs));
+                            } else if slide == 2 {
+                                m.copy_from_slice(&dw5_slide::<S, 2, 2>(s, p, a.w, rs));
+                            } else if one {
+                                m.copy_from_slice(&dw5_slide::<S, 1, 1>(s, p, a.w, rs));
+                            } else {
+                                m.copy_from_slice(&dw5_slide::<S, 1, 2>(s, p, a.w, rs));
+                            }
+                            x += slide;
+                            if x == d.ow {
+                                x = 0;
+                                y += 1;
+                            }
+                            j += slide;
                             continue;
                         }
-                        ps[k] = a.scratch.add(((y * d.sh - prow0) * a.wp + x * d.sw) * l);
-                        x += 1;
-                        if x == d.ow {
-                            x = 0;
-                            y += 1;
-                        }
-                    }
-                    let mut acc = [s.zero(); G];
-                    if three {
-                        for (v, &p) in acc.iter_mut().zip(&ps) {
-                            *v = s.mul(w9[0], s.load(p));
-                        }
-                        for (t, &wt) in w9.iter().enumerate().skip(1) {
-                            let off = (t / 3) * rs + (t % 3) * cs;
-                            for (v, &p) in acc.iter_mut().zip(&ps) {
-                                *v = s.mul_add(wt, s.load(p.add(off)), *v);
+                        // A short group repeats its last pixel (computed, never kept).
+                        let mut ps = [a.scratch.cast_const(); G];
+                        for k in 0..G {
+                            if k >= g {
+                                ps[k] = ps[g - 1];
+                                continue;
+                            }
+                            ps[k] = a.scratch.add(((y * d.sh - prow0) * a.wp + x * d.sw) * l);
+                            x += 1;
+                            if x == d.ow {
+                                x = 0;
+                                y += 1;
                             }
                         }
-                    } else {
-                        for (t, &off) in a.taps.iter().enumerate() {
-                            let wt = s.load(a.w.add(PANEL * t));
+                        let mut acc = [s.zero(); G];
+                        if three {
                             for (v, &p) in acc.iter_mut().zip(&ps) {
-                                *v = s.mul_add(wt, s.load(p.offset(off)), *v);
+                                *v = s.mul(w9[0], s.load(p));
+                            }
+                            for (t, &wt) in w9.iter().enumerate().skip(1) {
+                                let off = (t / 3) * rs + (t % 3) * cs;
+                                for (v, &p) in acc.iter_mut().zip(&ps) {
+                                    *v = s.mul_add(wt, s.load(p.add(off)), *v);
+                                }
+                            }
+                        } else {
+                            for (t, &off) in a.taps.iter().enumerate() {
+                                let wt = s.load(a.w.add(PANEL * t));
+                                for (v, &p) in acc.iter_mut().zip(&ps) {
+                                    *v = s.mul_add(wt, s.load(p.offset(off)), *v);
+                                }
                             }
                         }
+                        m[j..j + g].copy_from_slice(&acc[..g]);
+                        j += g;
                     }
-                    m[j..j + g].copy_from_slice(&acc[..g]);
-                    j += g;
-                }
-                for v in m[..n].iter_mut() {
-                    *v = s.act_piecewise(s.add(*v, bias), piece);
-                }
-                for v in m[n..l].iter_mut() {
-                    *v = s.zero();
-                }
-                s.transpose(&mut m[..l]);
-                for (c, &v) in m[..a.nch].iter().enumerate() {
-                    let p = a.out.add(c * ohw + q);
-                    if n == l {
-                        s.store(p, v);
-                    } else {
-                        s.store_n(p, v, n);
+                    for v in m[..n].iter_mut() {
+                        *v = s.act_piecewise(s.add(*v, bias), piece);
                     }
+                    dw_cv_store(s, &a, &mut m, n, q);
+                    q += n;
                 }
-                q += n;
             }
             if post != Act::IDENTITY {
                 for c in 0..a.nch {
