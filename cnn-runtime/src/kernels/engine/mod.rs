@@ -113,6 +113,8 @@ pub(crate) use self::panels::conv_panels;
 #[allow(unused_imports)]
 use self::panels::*;
 pub(crate) use self::pool::pool;
+#[cfg(test)]
+pub(crate) use self::pool::separable_fits;
 use self::rules::*;
 #[cfg(test)]
 pub(crate) use self::rules::{auto_plan, BLOCK_OVERRIDE, NO_PACK, PV_K_CHUNK_OVERRIDE};

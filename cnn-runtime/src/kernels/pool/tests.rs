@@ -203,8 +203,8 @@ fn banded_row_split_equals_one_thread() {
     crate::pool::set_num_threads(2);
 }
 
-/// The banded path (every other window): ResNet's 3x3 stride-2 padding-1 max pool on
-/// a map taller than one band, NaN propagated from any tap, at every level.
+/// ResNet's 3x3 stride-2 padding-1 max pool (the separable path) on a map taller than
+/// one band of the banded path, NaN propagated from any tap, at every level.
 #[test]
 fn banded_windows_propagate_nan_and_span_bands() {
     let mut rng = Rng::new(55);
@@ -226,6 +226,87 @@ fn banded_windows_propagate_nan_and_span_bands() {
     for level in simd::test_levels() {
         let mut y = vec![0.0; 2 * a.out * b.out];
         max_pool_dyn(level, d, &x, &mut y);
+        let nans: Vec<usize> = (0..y.len()).filter(|&i| y[i].is_nan()).collect();
+        assert_eq!(nans, want_nans, "{level:?}");
+        for (g, w) in y.iter().zip(&want) {
+            assert!(g.is_nan() || f64::from(*g) == *w, "{level:?}");
+        }
+    }
+}
+
+/// The separable max pools (`engine::separable_fits`): the windows of ResNet's,
+/// DenseNet's and SqueezeNet's pools take it; stride 1 and 2 across, every width from
+/// 2 to 4, padding, ceil mode, rows around the vector lengths, against the reference;
+/// a NaN in the first or the last column of a row (beside the -inf padding of the
+/// combined row) reaches exactly the outputs whose windows hold it.
+#[test]
+fn separable_max_pools() {
+    let fits = |a: Axis, b: Axis, lanes: usize| engine::separable_fits(&dims(1, a, b), lanes);
+    let pool = |n, k, s, p, ceil| Axis::pool(n, k, s, p, 1, ceil).unwrap();
+    for lanes in [4, 8, 16] {
+        assert!(fits(
+            pool(112, 3, 2, 1, false),
+            pool(112, 3, 2, 1, false),
+            lanes
+        ));
+        assert!(fits(
+            pool(111, 3, 2, 0, true),
+            pool(111, 3, 2, 0, true),
+            lanes
+        ));
+        assert!(fits(
+            pool(13, 3, 2, 0, true),
+            pool(13, 3, 2, 0, true),
+            lanes
+        ));
+        assert!(fits(
+            pool(28, 3, 1, 1, false),
+            pool(28, 3, 1, 1, false),
+            lanes
+        ));
+        // Dilated across, or three columns a step: the banded path.
+        let dilated = Axis::pool(28, 3, 1, 1, 2, false).unwrap();
+        assert!(!fits(pool(28, 3, 1, 1, false), dilated, lanes));
+        assert!(!fits(
+            pool(28, 3, 3, 1, false),
+            pool(28, 3, 3, 1, false),
+            lanes
+        ));
+    }
+    let mut rng = Rng::new(56);
+    let mut n = 0;
+    for w in [1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 33, 56, 111] {
+        for k in 2..=4 {
+            for s in [1, 2] {
+                for p in 0..=k / 2 {
+                    for ceil in [false, true] {
+                        let Some(b) = Axis::pool(w, k, s, p, 1, ceil) else {
+                            continue;
+                        };
+                        let a = Axis::pool(5 + n % 4, 3, 1 + n % 2, n % 2, 1, ceil).unwrap();
+                        assert!(fits(a, b, 16), "{a:?} {b:?}");
+                        check(&mut rng, 1 + n % 3, a, b);
+                        n += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(n > 150, "{n}");
+    // NaN at the ends of rows: columns 0 and W - 1 of row 4.
+    let (a, b) = (pool(9, 3, 2, 1, false), pool(33, 3, 2, 1, false));
+    let mut x = rng.vec(9 * 33, -1.0, 1.0);
+    x[4 * 33] = f32::NAN;
+    x[4 * 33 + 32] = f32::NAN;
+    let want = r::max_pool2d(1, a, b, &x);
+    let (oh, ow) = (a.out, b.out);
+    assert_eq!((oh, ow), (5, 17));
+    // Input row 4 is in the window of output row 2 alone (rows 3..=5); column 0 only
+    // in output column 0's (-1..=1), column 32 only in output column 16's (31..=33).
+    let want_nans = vec![2 * ow, 3 * ow - 1];
+    for level in simd::test_levels() {
+        let mut y = vec![0.0; oh * ow];
+        max_pool_dyn(level, dims(1, a, b), &x, &mut y);
         let nans: Vec<usize> = (0..y.len()).filter(|&i| y[i].is_nan()).collect();
         assert_eq!(nans, want_nans, "{level:?}");
         for (g, w) in y.iter().zip(&want) {
@@ -381,25 +462,24 @@ fn global_pools_against_reference() {
     assert_eq!(y, [4.0, -1.0]);
 }
 
-/// Timing of ResNet's stem max pool (`cargo test -p cnn-runtime --release
-/// pool::tests::speed -- --ignored --nocapture`).
+/// Timing of ResNet's stem max pool and SqueezeNet's three ceil-mode ones (`cargo test
+/// -p cnn-runtime --release pool::tests::speed -- --ignored --nocapture`).
 #[test]
 #[ignore]
 fn speed() {
-    let a = Axis {
-        n: 112,
-        out: 56,
-        k: 3,
-        s: 2,
-        p: 1,
-        pe: 1,
-        d: 1,
-    };
-    let d = dims(64, a, a);
-    let x = Rng::new(3).vec(64 * 112 * 112, -1.0, 1.0);
-    let mut y = vec![0.0; 64 * 56 * 56];
-    let t = r::best_time_us(|| max_pool_dyn(cpu::level(), d, std::hint::black_box(&x), &mut y));
-    eprintln!("max pool 64x112x112 3x3 s2 p1: {t:.1} us");
+    for (c, n, p, ceil) in [
+        (64, 112, 1, false),
+        (64, 111, 0, true),
+        (128, 55, 0, true),
+        (256, 27, 0, true),
+    ] {
+        let a = Axis::pool(n, 3, 2, p, 1, ceil).unwrap();
+        let d = dims(c, a, a);
+        let x = Rng::new(3).vec(c * n * n, -1.0, 1.0);
+        let mut y = vec![0.0; c * a.out * a.out];
+        let t = r::best_time_us(|| max_pool_dyn(cpu::level(), d, std::hint::black_box(&x), &mut y));
+        eprintln!("max pool {c}x{n}x{n} 3x3 s2 p{p} ceil {ceil}: {t:.1} us");
+    }
 }
 
 /// Timing of the global average pool on the benchmark models' shapes (`cargo test -p
