@@ -587,6 +587,12 @@ fn auto_plan_takes_channel_tiles_for_long_1x1_reductions() {
     assert_eq!(plan(128, 24, 1, 128, 16, t512), Plan::Pixels);
     assert_eq!(plan(256, 16, 3, 256, 16, t512), Plan::Pixels);
     assert_eq!(plan(192, 28, 1, 32, 8, t2), Plan::Pixels);
+    // 1x1 on large maps that are not whole vectors of pixels (SqueezeNet's 55x55, 27x27:
+    // 0.99 of the pixel lanes): pixel tiles; on 17x17 (289 pixels) the channel tiles.
+    assert_eq!(plan(128, 55, 1, 16, 16, t512), Plan::Pixels);
+    assert_eq!(plan(512, 27, 1, 128, 16, t512), Plan::Pixels);
+    assert_eq!(plan(768, 17, 1, 192, 16, t512), Plan::Channels);
+    assert_eq!(plan_at(128, 55, 16, 16, t512, 1, 32 * 1024), Plan::Channels);
     // Pixel tiles filling more lanes keep them (24 outputs pad to 32 channel lanes).
     assert_eq!(plan(144, 56, 1, 24, 16, t512), Plan::Pixels);
     // Short reductions on 14x14 maps (0.94 of the pixel lanes): pixels up to
@@ -598,8 +604,9 @@ fn auto_plan_takes_channel_tiles_for_long_1x1_reductions() {
     // 1-D rows from 384 samples with taps along them: up to 96 input channels, pixel
     // tiles within 5% of the channel tiles' fill (1000 samples: 0.99); more channels,
     // channel tiles at equal fill or better (the pixel tiles' strip leaves L1), pixel
-    // tiles where they fill more (24 outputs: 0.75 of the channel lanes); shorter rows,
-    // 1x1: the fill decides.
+    // tiles where they fill more (24 outputs: 0.75 of the channel lanes); shorter rows
+    // the fill decides; 1x1 on more than `LONG_1X1_MAX_PIXELS` samples, pixel tiles
+    // within 5% of the channel tiles' fill (as on large maps).
     let row = |c: usize, l: usize, k: usize, o: usize| {
         let (one, ax) = (
             Axis::conv(1, 1, 1, 0, 1).unwrap(),
@@ -613,7 +620,8 @@ fn auto_plan_takes_channel_tiles_for_long_1x1_reductions() {
     assert_eq!(row(256, 500, 3, 24), Plan::Pixels);
     assert_eq!(row(64, 500, 5, 64), Plan::Pixels);
     assert_eq!(row(128, 250, 5, 128), Plan::Channels);
-    assert_eq!(row(96, 1000, 1, 128), Plan::Channels);
+    assert_eq!(row(96, 1000, 1, 128), Plan::Pixels);
+    assert_eq!(row(96, 500, 1, 128), Plan::Channels);
     assert_eq!(row(96, 1000, 3, 128), Plan::Pixels);
 }
 

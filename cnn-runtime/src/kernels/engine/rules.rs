@@ -161,11 +161,19 @@ pub(crate) fn auto_plan(d: &Dims2d, lanes: usize, tuning: &Tuning, l1d: usize) -
     // the channel tiles were 3% faster); with more, the channel tiles win at equal fill
     // (the input read directly, 2026-12-04: AVX-512 128 -> 128 k3 on 2000 1134 -> 1094,
     // 256 -> 256 k3 on 500 1249 -> 1060; AVX2 1865 -> 1800, 1967 -> 1764).
+    // 1x1 layers on large maps (one flat row of more than `LONG_1X1_MAX_PIXELS`) whose
+    // pixel count is not a whole number of vectors: pixel tiles within 5% of the channel
+    // tiles' fill win there too (Intel Xeon, one core, `conv::speed`, µs channel / pixel
+    // tiles, 2026-12-05: SqueezeNet's 128x55x55 -> 16 134 / 96, 256x27x27 -> 32 89 /
+    // 83, 96x55x55 -> 64 279 / 263; 192x35x35 -> 64 223 / 211, 288x35x35 -> 48 313 / 247,
+    // 256x35x35 -> 64 331 / 292, 512x27x27 -> 128 732 / 633, 160x45x45 -> 96 538 / 476;
+    // on 17x17, 289 pixels, the channel tiles: 768 -> 192 582 / 610).
+    let big_map = kk == 1 && d.oh == 1 && d.ow > LONG_1X1_MAX_PIXELS && !any_map && pv >= 0.95 * cv;
     let one_row = d.oh == 1 && kk > 1 && d.ow >= 384;
     let strip = cg * d.kh <= STRIP_ROWS;
     let long_row = one_row && strip && pv >= 0.95 * cv;
     let deep_row = one_row && !strip && cv >= pv;
-    if (pv >= cv || short || long_row) && !long && !deep_row {
+    if (pv >= cv || short || long_row || big_map) && !long && !deep_row {
         Plan::Pixels
     } else {
         Plan::Channels
