@@ -180,7 +180,8 @@ unsafe fn max_rows<S: Simd>(
     let mut scratch = MaybeUninit::<Scratch>::uninit();
     let buf = scratch.as_mut_ptr().cast::<f32>();
     let pitch = row_floats(&d, l);
-    let band = (SCRATCH / pitch).max(1);
+    // Rows of a band: as many as the buffer holds, no more than the call's.
+    let band = (SCRATCH / pitch).min(rows.1.saturating_sub(rows.0)).max(1);
     // Each buffer row's padding on both sides, written once: the rows are written in
     // columns `l..l + W` only.
     for r in 0..band {

@@ -293,6 +293,14 @@ fn separable_max_pools() {
         }
     }
     assert!(n > 150, "{n}");
+    // Rows too wide for one band of all output rows in the buffer (1068 floats a row:
+    // 15 rows a band with `std`, 3 without), stride 2 and 1.
+    for s in [2, 1] {
+        let (a, b) = (pool(64, 3, s, 1, false), pool(1000, 3, s, 1, true));
+        assert!(a.out * (1000 + 1 + 3 + 64) > engine::SCRATCH);
+        assert!(fits(a, b, 16));
+        check(&mut rng, 2, a, b);
+    }
     // NaN at the ends of rows: columns 0 and W - 1 of row 4.
     let (a, b) = (pool(9, 3, 2, 1, false), pool(33, 3, 2, 1, false));
     let mut x = rng.vec(9 * 33, -1.0, 1.0);
