@@ -2,9 +2,13 @@
 //! `ceil_mode` windows that reach past the padding), and the global pools.
 //!
 //! The common 2x2 stride-2 window (LeNet, VGG) has a vectorised path on the level
-//! [`cpu::level`] selects. Every other window runs row-stationary
-//! loops: each output row is combined in place over the kernel taps, each tap over the
-//! range of output columns that it sees inside the input, so padding is never read.
+//! [`cpu::level`] selects. Every other window runs on the engine's pooling
+//! (`engine::pool`): max pools stepping one or two columns separably (the window's
+//! rows combined, then its columns: ResNet's, DenseNet's and SqueezeNet's 3x3 stride-2
+//! pools), the rest on padded, phase-split bands. Where the engine declines (a row too
+//! wide for its buffer), row-stationary loops: each output row is combined in place over
+//! the kernel taps, each tap over the range of output columns that it sees inside the
+//! input, so padding is never read.
 
 use super::engine;
 use super::geometry::{combine_taps, tap_range, Dims2d};
