@@ -24,6 +24,8 @@ use crate::buf::Buf;
 use crate::cpu::{self, Level};
 
 #[cfg(test)]
+mod chunked_tests;
+#[cfg(test)]
 mod fuse_speed;
 #[cfg(test)]
 mod kchunk_tests;

@@ -40,6 +40,11 @@
 //! pixels ([`CvTile2`], groups of at least 32 channels, when 8 pads no more than 16/12),
 //! or by 10 or 9 on one-row layers (1x1 on small maps).
 //!
+//! Strided layers with taps and long reductions (ResNets' 3x3 stride-2 layers) take
+//! *chunked* channel tiles on AVX-512 (`cv_chunks.rs`): 4 panels by 6 pixels over a
+//! block of pixels one chunk of input channels at a time, the chunk's weights in L1,
+//! the partial sums in a channel-blocked buffer between chunks.
+//!
 //! A channel tile whose pixels lie in one row reads them from one base pointer (no
 //! pointer per pixel, which spilled general registers); a short last tile on a one-row
 //! layer moves back over pixels already computed to be such a tile.
@@ -86,6 +91,7 @@ use super::activation::Act;
 use super::geometry::Dims2d;
 use super::simd::{Simd, WithSimd};
 
+mod cv_chunks;
 mod cv_rows;
 mod depthwise;
 mod dw_channels;
@@ -96,8 +102,12 @@ mod dw_rows3;
 mod panels;
 mod pool;
 mod rules;
+#[cfg(test)]
+mod tile_speed;
 mod tiles;
 
+#[allow(unused_imports)]
+use self::cv_chunks::*;
 use self::cv_rows::*;
 pub(crate) use self::depthwise::depthwise;
 #[allow(unused_imports)]
@@ -117,7 +127,9 @@ pub(crate) use self::pool::pool;
 pub(crate) use self::pool::separable_fits;
 use self::rules::*;
 #[cfg(test)]
-pub(crate) use self::rules::{auto_plan, BLOCK_OVERRIDE, NO_PACK, PV_K_CHUNK_OVERRIDE};
+pub(crate) use self::rules::{
+    auto_plan, chunk_channels, BLOCK_OVERRIDE, NO_PACK, PV_K_CHUNK_OVERRIDE,
+};
 pub(crate) use self::rules::{band_shape, pack_floats};
 #[allow(unused_imports)]
 use self::tiles::*;

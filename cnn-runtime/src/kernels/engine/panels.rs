@@ -74,6 +74,22 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
     let direct = reads_directly(&d) || (d.oh == 1 && reads_directly(&Dims2d { ow: q1, ..d }));
     let wq = d.cols_in().div_ceil(d.sw);
     let rowpitch = if direct { d.w } else { d.sw * wq };
+    // Long reductions by channel tiles of up to four panels summed in chunks of `kc`
+    // input channels (0: not), their partial sums in the band buffer's last
+    // `CK_ACC_FLOATS` (the band gets the rest): decided from the whole layer.
+    let kc = if plan == Plan::Channels
+        && !packs(&d, plan, &S::TUNING)
+        && (reads_directly(&d) || cap >= 2 * CK_ACC_FLOATS)
+    {
+        chunk_channels(&d, &S::TUNING, crate::cpu::l1d_bytes())
+    } else {
+        0
+    };
+    let cap = if kc > 0 && !reads_directly(&d) {
+        cap - CK_ACC_FLOATS
+    } else {
+        cap
+    };
     // Band height (output rows) and channel chunk.
     let Some((band_rows, chunk)) = band_shape(&d, direct, cap) else {
         return false;
@@ -81,7 +97,7 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
     // A layer with big weights copies bands of more rows (of the same chunks: the same
     // sums in the same order) into the working memory its model planned, where that
     // holds more of them ([`big_band_floats`]).
-    let big = if direct || pack.len <= cap || !big_weights(&d, chunk) {
+    let big = if direct || pack.len <= cap || !(kc > 0 || big_weights(&d, chunk)) {
         None
     } else {
         band_rows_in(&d, chunk * rowpitch, pack.len.min(BIG_BLOCK_FLOATS))
@@ -268,6 +284,25 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
                             }
                             by0 = by1;
                         }
+                    }
+                    Plan::Channels if kc > 0 => {
+                        let (qa, qb) = (q0.max(y0 * d.ow), q1.min(y1 * d.ow));
+                        let args = (s, &d, &job, &band, qa, qb, go0, ro, w_of, bias, out);
+                        // The partial sums: the band buffer's last quarter, or all of
+                        // it where the band is not in it.
+                        let (acc, acc_len) = if direct || big.is_some() {
+                            (scratch, SCRATCH)
+                        } else {
+                            // SAFETY: the last `CK_ACC_FLOATS` of `scratch`, past the
+                            // band (`cap` was cut by as many).
+                            (
+                                unsafe { scratch.add(SCRATCH - CK_ACC_FLOATS) },
+                                CK_ACC_FLOATS,
+                            )
+                        };
+                        // SAFETY: the range's pixels of the band's rows and its panels'
+                        // channels: this call's to write; `acc` this call's, aligned.
+                        unsafe { cv_chunks(args, kc, acc, acc_len) };
                     }
                     Plan::Channels => {
                         // (vectors per panel, pixels per tile) of each level.

@@ -80,10 +80,25 @@ pub(super) fn big_band_floats(d: Dims2d) -> usize {
     if reads_directly(&d) {
         return 0;
     }
-    let Some((rows, chunk)) = band_shape(&d, false, SCRATCH) else {
+    // A layer run by chunked channel tiles (on AVX-512, wherever a model runs) copies
+    // big bands too, with the band buffer's last quarter kept for partial sums.
+    #[cfg(target_arch = "x86_64")]
+    let chunked = {
+        use crate::kernels::simd::{Avx512, Tuned};
+        let t = &<Avx512 as Tuned>::TUNING;
+        auto_plan(&d, PANEL, t, 0) == Plan::Channels && chunk_channels(&d, t, 0) > 0
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let chunked = false;
+    let cap = if chunked {
+        SCRATCH - CK_ACC_FLOATS
+    } else {
+        SCRATCH
+    };
+    let Some((rows, chunk)) = band_shape(&d, false, cap) else {
         return 0;
     };
-    if rows >= d.oh || !big_weights(&d, chunk) {
+    if rows >= d.oh || !(chunked || big_weights(&d, chunk)) {
         return 0;
     }
     let row_floats = chunk * d.sw * d.cols_in().div_ceil(d.sw);
@@ -177,6 +192,58 @@ pub(crate) fn auto_plan(d: &Dims2d, lanes: usize, tuning: &Tuning, l1d: usize) -
         Plan::Pixels
     } else {
         Plan::Channels
+    }
+}
+
+/// Input channels per step of a chunked channel pass (`cv_chunks`) on the (flat)
+/// convolution `d` run by channel tiles on a level of `tuning`, on a core with `l1d`
+/// bytes of L1 data cache (0: unknown); 0: the layer takes the other channel tiles.
+///
+/// Taken by strided convolutions with taps (ResNets' 3x3 stride-2 layers) of at least
+/// 64 output channels, [`CK_MIN_K`] reduction steps and [`CK_MIN_PIXELS`] output
+/// pixels; the step keeps a chunk's weights of four panels within about three quarters
+/// of L1d (16 channels of 3x3 on 48 KiB). Measured with `conv::speed` on AVX-512 (Intel
+/// Xeon, 48 KiB L1d, one core, µs, the other channel tiles / chunked, each with the
+/// model's planned band; steps of 16 and 32 channels alike): 3x3 stride 2, 256x28x28 ->
+/// 256 2063 / 1514, 128x56x56 -> 128 1721 / 1547-1560, 64x56x56 -> 128 836 / 755-785,
+/// 128x28x28 -> 256 784 / 739-745; on 7x7 outputs slower (512x14x14 -> 512 1697 / 1779,
+/// 256x14x14 -> 512 858 / 860-879); 3x3 stride 1 mostly slower (64x56x56 -> 64 1321 /
+/// 1410, 128x28x28 -> 128 1233 / 1334-1378, 64x28x28 -> 64 327 / 344-363; faster on
+/// 128x14x14 -> 128, 425 / 333); 1x1 about even on 14x14 and 12x12, slower on 7x7
+/// (2048 -> 512 655 / 758, 960 -> 160 88 / 100).
+pub(crate) fn chunk_channels(d: &Dims2d, tuning: &Tuning, l1d: usize) -> usize {
+    let kk = d.kh * d.kw;
+    let taken = tuning.cv_chunks
+        && d.g == 1
+        && kk > 1
+        && (d.sh > 1 || d.sw > 1)
+        && d.o >= 4 * PANEL
+        && kk * d.c >= CK_MIN_K
+        && d.oh * d.ow >= CK_MIN_PIXELS;
+    if !taken || ck_off() {
+        return 0;
+    }
+    let l1 = if l1d == 0 { 32 * 1024 } else { l1d };
+    ((l1 * 3 / 4 / 4) / (4 * PANEL * kk)).clamp(4, d.c)
+}
+
+/// Reduction steps (`KH*KW*C`) from which a strided layer takes chunked channel tiles.
+pub(super) const CK_MIN_K: usize = 512;
+
+/// Output pixels from which a strided layer takes chunked channel tiles (not 7x7).
+pub(super) const CK_MIN_PIXELS: usize = 100;
+
+/// Whether chunked channel tiles are switched off (`CNN_CHUNKED=0`, read once: an
+/// A/B switch for measuring them in whole models).
+fn ck_off() -> bool {
+    #[cfg(feature = "std")]
+    {
+        static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *OFF.get_or_init(|| std::env::var("CNN_CHUNKED").is_ok_and(|v| v == "0"))
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        false
     }
 }
 

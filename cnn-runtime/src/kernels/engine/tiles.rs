@@ -244,7 +244,7 @@ const PF_ROWS: usize = 8;
 
 /// The tile's pixel sources: one base pointer (`CONTIG`: pixel `p` at `base + p`), else
 /// a pointer per pixel (`px[p]` from `src`).
-struct Pixels<const NP: usize, const CONTIG: bool> {
+pub(super) struct Pixels<const NP: usize, const CONTIG: bool> {
     base: *const f32,
     ptrs: [*const f32; NP],
 }
@@ -255,7 +255,7 @@ impl<const NP: usize, const CONTIG: bool> Pixels<NP, CONTIG> {
     /// As the tile's: `src + px[p]` inside the source for every pixel; with `CONTIG`,
     /// `px[p] == px[0] + p` and `np == NP`.
     #[inline(always)]
-    unsafe fn new(src: *const f32, px: &[isize; NP], np: usize) -> Self {
+    pub(super) unsafe fn new(src: *const f32, px: &[isize; NP], np: usize) -> Self {
         debug_assert!(!CONTIG || (np == NP && (0..NP).all(|p| px[p] == px[0] + p as isize)));
         Pixels {
             base: src.wrapping_offset(px[0]),
@@ -269,7 +269,7 @@ impl<const NP: usize, const CONTIG: bool> Pixels<NP, CONTIG> {
     ///
     /// `co` an offset the tile's caller guaranteed readable for every pixel.
     #[inline(always)]
-    unsafe fn bcast<S: Simd>(&self, s: S, p: usize, co: isize) -> S::V {
+    pub(super) unsafe fn bcast<S: Simd>(&self, s: S, p: usize, co: isize) -> S::V {
         // SAFETY: the caller's contract.
         unsafe {
             if CONTIG {

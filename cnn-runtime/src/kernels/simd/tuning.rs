@@ -139,6 +139,11 @@ pub(crate) struct Tuning {
     /// portable level: half the registers, and wider out-of-order cores (Zen) overlap
     /// less of a 20-step chain than they could issue (not measured there).
     pub(crate) act_vectors: usize,
+    /// Channel tiles of up to four panels by 6 pixels whose long reductions run in
+    /// chunks of input channels, the partial sums in a channel-blocked buffer between
+    /// chunks (`engine::cv_chunks`; the rule: `engine::rules::chunk_channels`). Needs a
+    /// panel a vector (AVX-512).
+    pub(crate) cv_chunks: bool,
 }
 
 /// The [`Tuning`] of a level, implemented once per level token.
@@ -167,6 +172,7 @@ impl Tuned for Portable {
         cv_pack: false,
         cv_long_1x1: usize::MAX,
         act_vectors: 2,
+        cv_chunks: false,
     };
 }
 
@@ -191,6 +197,7 @@ impl Tuned for Avx2 {
         cv_pack: true,
         cv_long_1x1: usize::MAX,
         act_vectors: 2,
+        cv_chunks: false,
     };
 }
 
@@ -215,5 +222,6 @@ impl Tuned for Avx512 {
         cv_pack: false,
         cv_long_1x1: 144,
         act_vectors: 4,
+        cv_chunks: true,
     };
 }

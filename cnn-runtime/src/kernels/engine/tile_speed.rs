@@ -1,0 +1,158 @@
+//! Speed of the channel tiles alone, their weights and pixels in L1 (`cargo test -p
+//! cnn-runtime --release tile_speed -- --ignored --nocapture`): GFLOP/s of the chunked
+//! 4 x 6 and 2 x 12 tiles ([`CkTile`]) and of the two-panel tiles of 10 and 8 pixels
+//! ([`CvTile2`]) over reductions of 64, 128 and 256 input channels. What a layer loses
+//! beyond these numbers is memory: compare with `conv::speed`.
+
+use super::*;
+use crate::kernels::reference::best_time_us;
+use crate::kernels::simd::run;
+use std::hint::black_box;
+
+/// One tile kind run `reps` times over `cn` input channels of one tap.
+struct Bench {
+    kind: usize,
+    cn: usize,
+    reps: usize,
+    w: *const f32,
+    x: *const f32,
+    acc: *mut f32,
+    out: *mut f32,
+    bias: *const f32,
+}
+
+impl WithSimd for Bench {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let taps = [0isize];
+        let job = Job {
+            taps: &taps,
+            cn: self.cn,
+            plane: 64,
+            wtap: PANEL * self.cn,
+            first: true,
+            last: true,
+            act: Act::IDENTITY,
+            post: Act::IDENTITY,
+            res: core::ptr::null(),
+        };
+        let pstride = self.cn * PANEL;
+        let px6: [isize; 6] = core::array::from_fn(|p| p as isize);
+        let px8: [isize; 8] = core::array::from_fn(|p| p as isize);
+        let px10: [isize; 10] = core::array::from_fn(|p| p as isize);
+        let px12: [isize; 12] = core::array::from_fn(|p| p as isize);
+        let (w, src, bias, out, acc) = (self.w, self.x, self.bias, self.out, self.acc);
+        for _ in 0..self.reps {
+            // SAFETY: the weights hold 4 panels of `cn` rows (`pstride` apart), the
+            // pixels `cn` planes of 64 floats, the sums 64 vectors, the output 32
+            // planes of 16 floats (`ostride`), the bias 64 floats (`tiles`).
+            unsafe {
+                match self.kind {
+                    0 => {
+                        let px = &px6;
+                        let a = CkArgs {
+                            job: &job,
+                            w,
+                            pstride,
+                            src,
+                            px,
+                            np: 6,
+                            acc,
+                            pf: w,
+                        };
+                        s.vectorize(CkTile::<4, 6, true, true, PF_NONE>::new(a));
+                    }
+                    1 => {
+                        let px = &px12;
+                        let a = CkArgs {
+                            job: &job,
+                            w,
+                            pstride,
+                            src,
+                            px,
+                            np: 12,
+                            acc,
+                            pf: w,
+                        };
+                        s.vectorize(CkTile::<2, 12, true, true, PF_NONE>::new(a));
+                    }
+                    2 => {
+                        let px = &px10;
+                        let a = CvArgs {
+                            job: &job,
+                            w,
+                            src,
+                            px,
+                            bias,
+                            out,
+                            ostride: 16,
+                            lanes: (0, 16),
+                            np: 10,
+                        };
+                        s.vectorize(CvTile2::<10, true>::new(a, pstride));
+                    }
+                    _ => {
+                        let px = &px8;
+                        let a = CvArgs {
+                            job: &job,
+                            w,
+                            src,
+                            px,
+                            bias,
+                            out,
+                            ostride: 16,
+                            lanes: (0, 16),
+                            np: 8,
+                        };
+                        s.vectorize(CvTile2::<8, true>::new(a, pstride));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+#[ignore]
+fn tiles() {
+    let level = crate::cpu::level();
+    eprintln!("level {level:?}");
+    if PANEL != 16 || level != crate::cpu::Level::Avx512 {
+        eprintln!("note: the chunked and two-panel tiles need AVX-512: NOT timed");
+        return;
+    }
+    for cn in [64usize, 128, 256] {
+        let w = vec![Row16([0.01; PANEL]); 4 * cn];
+        let x = vec![0.5f32; cn * 64 + 64];
+        let mut acc = vec![Row16([0.0; PANEL]); 64];
+        let mut out = vec![0.0f32; 32 * 16];
+        let bias = vec![0.0f32; 64];
+        let reps = 2000;
+        let mut line = format!("{cn} channels:");
+        for (kind, name, macs) in [
+            (0, "4x6", 64 * 6),
+            (1, "2x12", 32 * 12),
+            (2, "2x10", 32 * 10),
+            (3, "2x8", 32 * 8),
+        ] {
+            let t = best_time_us(|| {
+                let b = Bench {
+                    kind,
+                    cn,
+                    reps,
+                    w: w.as_ptr().cast(),
+                    x: x.as_ptr(),
+                    acc: acc.as_mut_ptr().cast(),
+                    out: out.as_mut_ptr(),
+                    bias: bias.as_ptr(),
+                };
+                run(level, b);
+                black_box((&acc, &out));
+            });
+            let gflops = (2 * macs * cn * reps) as f64 / t / 1e3;
+            line += &format!("  {name} {gflops:.0} GFLOP/s");
+        }
+        eprintln!("{line}");
+    }
+}
