@@ -1,8 +1,13 @@
-//! Speed of the channel tiles alone, their weights and pixels in L1 (`cargo test -p
+//! Speed of the micro-kernels alone, on data that stays in cache (`cargo test -p
 //! cnn-runtime --release tile_speed -- --ignored --nocapture`): GFLOP/s of the chunked
-//! 4 x 6 and 2 x 12 tiles ([`CkTile`]) and of the two-panel tiles of 10 and 8 pixels
-//! ([`CvTile2`]) over reductions of 64, 128 and 256 input channels. What a layer loses
-//! beyond these numbers is memory: compare with `conv::speed`.
+//! 4 x 6 and 2 x 12 channel tiles ([`CkTile`]), the two-panel channel tiles of 10 and 8
+//! pixels ([`CvTile2`]) and the wide pixel tile (6 channels by 4 vectors, [`PvTile`])
+//! over reductions of 64, 128 and 256 input channels of one tap, the input channels
+//! `TILE_PLANE` floats apart (default 64). What a layer loses beyond these numbers is
+//! memory: compare with `conv::speed`. Intel Xeon (AVX-512, 2026-12-05), GFLOP/s at 64
+//! / 256 channels: packed (64 apart) 4x6 208 / 191, 2x12 200 / 190, 2x10 170 / 184,
+//! pixels 177 / 183, 2x8 165 / 170; 3136 apart (a 56x56 plane) 190 / 167, 189 / 149,
+//! 156 / 135, 173 / 126, 156 / 146.
 
 use super::*;
 use crate::kernels::reference::best_time_us;
@@ -12,6 +17,7 @@ use std::hint::black_box;
 /// One tile kind run `reps` times over `cn` input channels of one tap.
 struct Bench {
     kind: usize,
+    plane: usize,
     cn: usize,
     reps: usize,
     w: *const f32,
@@ -29,7 +35,7 @@ impl WithSimd for Bench {
         let job = Job {
             taps: &taps,
             cn: self.cn,
-            plane: 64,
+            plane: self.plane,
             wtap: PANEL * self.cn,
             first: true,
             last: true,
@@ -92,6 +98,20 @@ impl WithSimd for Bench {
                         };
                         s.vectorize(CvTile2::<10, true>::new(a, pstride));
                     }
+                    4 => {
+                        let a = PvArgs {
+                            job: &job,
+                            w,
+                            src,
+                            vsrc: 16,
+                            out,
+                            vout: 16,
+                            ostride: 64,
+                            bias,
+                            n: 16,
+                        };
+                        pv4_call::<S, FULL>(s, 6, a);
+                    }
                     _ => {
                         let px = &px8;
                         let a = CvArgs {
@@ -124,9 +144,14 @@ fn tiles() {
     }
     for cn in [64usize, 128, 256] {
         let w = vec![Row16([0.01; PANEL]); 4 * cn];
-        let x = vec![0.5f32; cn * 64 + 64];
+        // Channels `plane` floats apart (`TILE_PLANE`, default 64: packed).
+        let plane: usize = std::env::var("TILE_PLANE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(64);
+        let x = vec![0.5f32; cn * plane + 64];
         let mut acc = vec![Row16([0.0; PANEL]); 64];
-        let mut out = vec![0.0f32; 32 * 16];
+        let mut out = vec![0.0f32; 32 * 64];
         let bias = vec![0.0f32; 64];
         let reps = 2000;
         let mut line = format!("{cn} channels:");
@@ -134,11 +159,13 @@ fn tiles() {
             (0, "4x6", 64 * 6),
             (1, "2x12", 32 * 12),
             (2, "2x10", 32 * 10),
+            (4, "px 6x4", 6 * 64),
             (3, "2x8", 32 * 8),
         ] {
             let t = best_time_us(|| {
                 let b = Bench {
                     kind,
+                    plane,
                     cn,
                     reps,
                     w: w.as_ptr().cast(),
