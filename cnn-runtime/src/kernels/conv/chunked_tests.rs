@@ -178,4 +178,10 @@ fn chunked_tiles_rule() {
             1
         ) > 0
     );
+    // More taps than the engine takes (the fallback's), and a 1-D signal: no chunks.
+    assert_eq!(kc(1, 64, 64, 23, 2), 0);
+    let one = Axis::conv(1, 1, 1, 0, 1).unwrap();
+    let row = Axis::conv(1000, 3, 2, 1, 1).unwrap();
+    let d1 = flat(r::dims2d(256, 64, 1, one, row));
+    assert_eq!(chunk_channels(&d1, t, 48 * 1024), 0);
 }

@@ -199,7 +199,7 @@ pub(crate) fn auto_plan(d: &Dims2d, lanes: usize, tuning: &Tuning, l1d: usize) -
 /// convolution `d` run by channel tiles on a level of `tuning`, on a core with `l1d`
 /// bytes of L1 data cache (0: unknown); 0: the layer takes the other channel tiles.
 ///
-/// Taken by strided convolutions with taps (ResNets' 3x3 stride-2 layers) of at least
+/// Taken by strided 2-D convolutions with taps (ResNets' 3x3 stride-2 layers) of at least
 /// 64 output channels, [`CK_MIN_K`] reduction steps and [`CK_MIN_PIXELS`] output
 /// pixels; the step keeps a chunk's weights of four panels within about three quarters
 /// of L1d (16 channels of 3x3 on 48 KiB). Measured with `conv::speed` on AVX-512 (Intel
@@ -215,7 +215,8 @@ pub(crate) fn chunk_channels(d: &Dims2d, tuning: &Tuning, l1d: usize) -> usize {
     let kk = d.kh * d.kw;
     let taken = tuning.cv_chunks
         && d.g == 1
-        && kk > 1
+        && d.oh > 1
+        && (2..=MAX_TAPS).contains(&kk)
         && (d.sh > 1 || d.sw > 1)
         && d.o >= 4 * PANEL
         && kk * d.c >= CK_MIN_K
@@ -224,7 +225,7 @@ pub(crate) fn chunk_channels(d: &Dims2d, tuning: &Tuning, l1d: usize) -> usize {
         return 0;
     }
     let l1 = if l1d == 0 { 32 * 1024 } else { l1d };
-    ((l1 * 3 / 4 / 4) / (4 * PANEL * kk)).clamp(4, d.c)
+    ((l1 * 3 / 4 / 4) / (4 * PANEL * kk)).max(4).min(d.c)
 }
 
 /// Reduction steps (`KH*KW*C`) from which a strided layer takes chunked channel tiles.
