@@ -1,13 +1,15 @@
 //! Speed of the micro-kernels alone, on data that stays in cache (`cargo test -p
 //! cnn-runtime --release tile_speed -- --ignored --nocapture`): GFLOP/s of the chunked
 //! 4 x 6 and 2 x 12 channel tiles ([`CkTile`]), the two-panel channel tiles of 10 and 8
-//! pixels ([`CvTile2`]) and the wide pixel tile (6 channels by 4 vectors, [`PvTile`])
-//! over reductions of 64, 128 and 256 input channels of one tap, the input channels
-//! `TILE_PLANE` floats apart (default 64). What a layer loses beyond these numbers is
-//! memory: compare with `conv::speed`. Intel Xeon (AVX-512, 2026-12-05), GFLOP/s at 64
-//! / 256 channels: packed (64 apart) 4x6 208 / 191, 2x12 200 / 190, 2x10 170 / 184,
-//! pixels 177 / 183, 2x8 165 / 170; 3136 apart (a 56x56 plane) 190 / 167, 189 / 149,
-//! 156 / 135, 173 / 126, 156 / 146.
+//! pixels ([`CvTile2`]) and the wide pixel tiles (6 channels by 4 vectors, 8 by 3:
+//! [`PvTile`]) over reductions of 64, 128 and 256 input channels of one tap, the input
+//! channels `TILE_PLANE` floats apart (default 64). What a layer loses beyond these
+//! numbers is memory: compare with `conv::speed`. Intel Xeon (AVX-512, 2026-12-05),
+//! GFLOP/s at 64 / 256 channels: packed (64 apart) 4x6 208-216 / 191-200, 2x12 200-206 /
+//! 190-205, 2x10 170-188 / 184-195, pixels 6x4 177-198 / 183-197, 8x3 201 / 206, 2x8
+//! 165-172 / 170-182; 3136 apart (a 56x56 plane) 4x6 190-202 / 167-173, 2x12 189-197 /
+//! 149-154, 2x10 156-170 / 135-139, 6x4 173-180 / 126-130, 8x3 197 / 152, 2x8 156-158 /
+//! 146-157.
 
 use super::*;
 use crate::kernels::reference::best_time_us;
@@ -112,6 +114,20 @@ impl WithSimd for Bench {
                         };
                         pv4_call::<S, FULL>(s, 6, a);
                     }
+                    5 => {
+                        let a = PvArgs {
+                            job: &job,
+                            w,
+                            src,
+                            vsrc: 16,
+                            out,
+                            vout: 16,
+                            ostride: 64,
+                            bias,
+                            n: 16,
+                        };
+                        pv3_call(s, 8, a);
+                    }
                     _ => {
                         let px = &px8;
                         let a = CvArgs {
@@ -160,6 +176,7 @@ fn tiles() {
             (1, "2x12", 32 * 12),
             (2, "2x10", 32 * 10),
             (4, "px 6x4", 6 * 64),
+            (5, "px 8x3", 8 * 48),
             (3, "2x8", 32 * 8),
         ] {
             let t = best_time_us(|| {
