@@ -1,7 +1,8 @@
 //! Channel tiles of up to four panels whose reduction runs in chunks of input channels
 //! ([`cv_chunks`]), the partial sums kept between chunks in a small channel-blocked
 //! buffer rather than in the output. Taken by strided layers with taps (ResNets' 3x3
-//! stride-2 layers: 1152-2304 steps; the rule is `rules::chunk_channels`).
+//! stride-2 layers: 1152-2304 steps) and by 1x1 layers with long reductions on 12x12 to
+//! 24x24 maps (steps of 64 channels); the rule is `rules::chunk_channels`.
 //!
 //! The tiles of a block of pixels (up to 60) run one chunk of `kc` input channels at a
 //! time (16 for 3x3 on 48 KiB of L1d), all of them over the chunk before the next: the

@@ -40,8 +40,9 @@
 //! pixels ([`CvTile2`], groups of at least 32 channels, when 8 pads no more than 16/12),
 //! or by 10 or 9 on one-row layers (1x1 on small maps).
 //!
-//! Strided layers with taps and long reductions (ResNets' 3x3 stride-2 layers) take
-//! *chunked* channel tiles on AVX-512 (`cv_chunks.rs`): 4 panels by 6 pixels over a
+//! Strided layers with taps and long reductions (ResNets' 3x3 stride-2 layers), and
+//! long 1x1 reductions on 12x12 to 24x24 maps, take *chunked* channel tiles on AVX-512
+//! (`cv_chunks.rs`): 4 panels by 6 pixels over a
 //! block of pixels one chunk of input channels at a time, the chunk's weights in L1,
 //! the partial sums in a channel-blocked buffer between chunks.
 //!

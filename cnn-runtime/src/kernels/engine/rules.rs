@@ -199,8 +199,8 @@ pub(crate) fn auto_plan(d: &Dims2d, lanes: usize, tuning: &Tuning, l1d: usize) -
 /// convolution `d` run by channel tiles on a level of `tuning`, on a core with `l1d`
 /// bytes of L1 data cache (0: unknown); 0: the layer takes the other channel tiles.
 ///
-/// Taken by strided 2-D convolutions with taps (ResNets' 3x3 stride-2 layers) of at least
-/// 64 output channels, [`CK_MIN_K`] reduction steps and [`CK_MIN_PIXELS`] output
+/// Taken by strided 2-D convolutions with taps (ResNets' 3x3 stride-2 layers) of at
+/// least 64 output channels, [`CK_MIN_K`] reduction steps and [`CK_MIN_PIXELS`] output
 /// pixels; the step keeps a chunk's weights of four panels within about three quarters
 /// of L1d (16 channels of 3x3 on 48 KiB). Measured with `conv::speed` on AVX-512 (Intel
 /// Xeon, 48 KiB L1d, one core, µs, the other channel tiles / chunked, each with the
@@ -209,24 +209,40 @@ pub(crate) fn auto_plan(d: &Dims2d, lanes: usize, tuning: &Tuning, l1d: usize) -
 /// 128x28x28 -> 256 784 / 739-745; on 7x7 outputs slower (512x14x14 -> 512 1697 / 1779,
 /// 256x14x14 -> 512 858 / 860-879); 3x3 stride 1 mostly slower (64x56x56 -> 64 1321 /
 /// 1410, 128x28x28 -> 128 1233 / 1334-1378, 64x28x28 -> 64 327 / 344-363; faster on
-/// 128x14x14 -> 128, 425 / 333); 1x1 about even on 14x14 and 12x12, slower on 7x7
-/// (2048 -> 512 655 / 758, 960 -> 160 88 / 100).
+/// 128x14x14 -> 128, 425 / 333).
+///
+/// And by 1x1 layers on maps of [`CK_1X1_PIXELS`] with at least 256 input and 128
+/// output channels, in steps of 64 channels (ResNet-50's and DenseNet-121's 14x14
+/// layers): in ResNet-50 (`steps_ab.py`, five alternated rounds, one thread) its 14x14
+/// 1x1 layers 1.05-1.14x, the model 1.03x; DenseNet-121 1.02x (two threads 1.05x),
+/// MobileNet-96 1.01-1.02x. With fewer output channels they lost (SqueezeNet's 384 -> 64
+/// and 512 -> 64 on 13x13: 0.93x, 0.95x); on 7x7 maps too (`conv::speed`, 2048 -> 512
+/// 655 / 758, 960 -> 160 88 / 100).
 pub(crate) fn chunk_channels(d: &Dims2d, tuning: &Tuning, l1d: usize) -> usize {
     let kk = d.kh * d.kw;
-    let taken = tuning.cv_chunks
-        && d.g == 1
-        && d.oh > 1
+    if !tuning.cv_chunks || d.g != 1 || ck_off() {
+        return 0;
+    }
+    let pointwise =
+        kk == 1 && d.oh == 1 && d.c >= 256 && d.o >= 8 * PANEL && CK_1X1_PIXELS.contains(&d.ow);
+    if pointwise {
+        return 64;
+    }
+    let strided = d.oh > 1
         && (2..=MAX_TAPS).contains(&kk)
         && (d.sh > 1 || d.sw > 1)
         && d.o >= 4 * PANEL
         && kk * d.c >= CK_MIN_K
         && d.oh * d.ow >= CK_MIN_PIXELS;
-    if !taken || ck_off() {
+    if !strided {
         return 0;
     }
     let l1 = if l1d == 0 { 32 * 1024 } else { l1d };
     ((l1 * 3 / 4 / 4) / (4 * PANEL * kk)).max(4).min(d.c)
 }
+
+/// Output pixels of the 1x1 layers that take chunked channel tiles (12x12 to 24x24).
+pub(super) const CK_1X1_PIXELS: core::ops::RangeInclusive<usize> = 144..=600;
 
 /// Reduction steps (`KH*KW*C`) from which a strided layer takes chunked channel tiles.
 pub(super) const CK_MIN_K: usize = 512;
