@@ -260,6 +260,10 @@ pub(super) const CK_ACC_FLOATS: usize = SCRATCH / 4;
 /// Pixels of a block of chunked tiles: a multiple of 12 (the tiles are 6 or 12 pixels).
 const CK_BLOCK_STEP: usize = 12;
 
+/// Most pixels of a block: as many as a whole band buffer of partial sums holds (64
+/// channels a pixel), a multiple of [`CK_BLOCK_STEP`].
+const CK_MAX_BLOCK: usize = SCRATCH / (4 * PANEL) / CK_BLOCK_STEP * CK_BLOCK_STEP;
+
 /// The chunked channel pass over output pixels `q0..q1` (rows of one band) of the
 /// output channels `go0..go0 + og` (one group: whole panels from `go0`), the band's
 /// chunk of channels `job` summed in steps of `kc`: in blocks of pixels whose partial
@@ -289,11 +293,25 @@ pub(super) unsafe fn cv_chunks<S, W>(
     let by_acc = acc_len / (4 * PANEL);
     let by_input = block_floats::<S>(Plan::Channels) / (job.cn * d.sh * d.sw).max(1);
     let block = by_acc.min(by_input.max(4 * CK_BLOCK_STEP)) / CK_BLOCK_STEP * CK_BLOCK_STEP;
-    let block = block.max(CK_BLOCK_STEP);
+    let block = block.clamp(CK_BLOCK_STEP, CK_MAX_BLOCK);
     let (first_panel, end_panel) = (go0 / PANEL, (go0 + og).div_ceil(PANEL));
     let mut qa = q0;
     while qa < q1 {
         let qe = (qa + block).min(q1);
+        // Each pixel's offset in the band, for every chunk and run of panels of the
+        // block; a short last tile's places past the block repeat its last pixel
+        // (computed, never stored).
+        let mut offs = [0isize; CK_MAX_BLOCK + CK_BLOCK_STEP];
+        let n = qe - qa;
+        for (p, off) in offs
+            .iter_mut()
+            .enumerate()
+            .take(n.next_multiple_of(CK_BLOCK_STEP))
+        {
+            let q = qa + p.min(n - 1);
+            let (y, x) = (q / d.ow, q % d.ow);
+            *off = ((y * d.sh - band.prow0) * band.rowpitch + x) as isize;
+        }
         let mut panel = first_panel;
         while panel < end_panel {
             let pn = (end_panel - panel).min(4);
@@ -335,7 +353,6 @@ pub(super) unsafe fn cv_chunks<S, W>(
                 let run = Run {
                     d,
                     job: &kjob,
-                    band,
                     src,
                     w,
                     pstride,
@@ -350,6 +367,7 @@ pub(super) unsafe fn cv_chunks<S, W>(
                     // Sums to the output: the band chunk's last step.
                     to_out: k1 == job.cn,
                     range: (qa, qe),
+                    offs: &offs,
                     next,
                 };
                 // SAFETY: forwarded (the block's pixels of these panels, this call's).
@@ -374,7 +392,6 @@ pub(super) unsafe fn cv_chunks<S, W>(
 struct Run<'a> {
     d: &'a Dims2d,
     job: &'a Job<'a>,
-    band: &'a Band,
     /// The band at the chunk's first channel.
     src: *const f32,
     /// The first panel's weights at the chunk's first channel.
@@ -395,6 +412,9 @@ struct Run<'a> {
     to_out: bool,
     /// The block's pixels.
     range: (usize, usize),
+    /// Their offsets in the band, from the block's first pixel (and the repeated last
+    /// one to a whole number of tiles).
+    offs: &'a [isize],
     /// The next chunk's weights and the one's after (their first panel): tile `i <
     /// PN` prefetches panel `i` of the first into L1, tile `PN + i` panel `i` of the
     /// second into L2.
@@ -433,13 +453,8 @@ impl Run<'_> {
                 // pass's (stored by an earlier band chunk).
                 unsafe { s.vectorize(CkIn::<PN, NP>::new(mv)) };
             }
-            // A short last tile repeats its last pixel (computed, never stored).
-            let mut px = [0isize; NP];
-            for (p, off) in px.iter_mut().enumerate() {
-                let q = qb + p.min(np - 1);
-                let (y, x) = (q / d.ow, q % d.ow);
-                *off = ((y * d.sh - self.band.prow0) * self.band.rowpitch + x) as isize;
-            }
+            // A short last tile repeats its last pixel (`offs`).
+            let px: [isize; NP] = core::array::from_fn(|p| self.offs[i * NP + p]);
             let a = CkArgs {
                 job: self.job,
                 w: self.w,
