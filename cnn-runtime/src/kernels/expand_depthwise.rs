@@ -49,8 +49,9 @@ use crate::cpu::{self, Level};
 /// on the Xeon).
 const MIN_FLOATS: usize = 1024 * 1024;
 
-/// Floats of the expanded band buffer (768 KB): MobileNetV2's 112x112 pair runs 8
-/// output rows a band, its 56x56 one 11 (16x112x112 -> 96 then 3x3 stride 2, µs,
+/// Floats of the expanded band buffer (768 KB): at most 8 output rows a band for
+/// MobileNetV2's 112x112 pair (7 once the bands are evened over the parts), 11 for a
+/// 56x56 one (16x112x112 -> 96 then 3x3 stride 2, µs,
 /// medians of 21 alternated runs: unfused 2987, bands of 4 rows 2305, 8 rows 2189-2433,
 /// 16 rows 2298; 24x56x56 -> 144: unfused 714, 11 rows 657).
 const BAND_FLOATS: usize = 192 * 1024;
@@ -134,6 +135,11 @@ pub(crate) fn bands(c: usize, dd: Dims2d) -> Option<Pair> {
     if rows >= dd.oh {
         return None;
     }
+    // As many bands as a whole number of parts takes, the rows spread evenly over them:
+    // MobileNetV2's 56 output rows ran 7 bands of 8, 3 on one thread and 4 on the other
+    // (208 and 289 µs at two threads); 8 of 7 balance them. The same bands on any
+    // number of threads.
+    let rows = dd.oh.div_ceil(dd.oh.div_ceil(rows).next_multiple_of(PARTS));
     let p = Pair { c, dd, rows };
     let mut y0 = 0;
     while y0 < dd.oh {
