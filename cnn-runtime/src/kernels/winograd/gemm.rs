@@ -107,13 +107,13 @@ impl<const PN: usize, const VEC: usize, const NT: usize> WithSimd for GemmTile<P
     }
 }
 
-/// Runs the GEMM of one position over every panel and tile group, `kc` input channels
-/// per pass ([`chunk_channels`]).
+/// Runs the GEMM of one position over the panels `pa..pz` (of `panels`) and every tile
+/// group, `kc` input channels per pass ([`chunk_channels`]).
 ///
 /// # Safety
 ///
 /// `v` holds `cn` rows of `tb` tiles (stride `tb`), `u` `panels * cn` rows of 16,
-/// `m` `tb` rows of `panels * 16` floats.
+/// `m` `tb` rows of `panels * 16` floats; `pa < pz <= panels`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn gemm_position<S: Simd>(
@@ -123,13 +123,13 @@ pub(super) unsafe fn gemm_position<S: Simd>(
     m: *mut f32,
     cn: usize,
     tb: usize,
-    panels: usize,
+    (panels, (pa, pz)): (usize, (usize, usize)),
     kc: usize,
 ) {
     let opad = panels * PANEL;
-    let mut p = 0;
-    while p < panels {
-        let left = panels - p;
+    let mut p = pa;
+    while p < pz {
+        let left = pz - p;
         // (panels, tiles) per call: AVX-512 four panels by 6 (or 4) tiles, two by 12,
         // one by 16 (or 12); AVX2 one panel (two vectors) by 6; portable by 2.
         let pn = if S::TUNING.winograd_multi_panel {
@@ -254,15 +254,23 @@ pub(super) struct GemmAll<S> {
 unsafe impl<S> Sync for GemmAll<S> {}
 
 impl<S: Simd> GemmAll<S> {
-    /// The matrix product of position `xi` (see [`gemm_position`]).
+    /// The matrix product of position `xi` (see [`gemm_position`]) for the panels
+    /// `prange` of `panels`.
     ///
     /// # Safety
     ///
     /// The buffers hold `[36][C][tb]` (`v`), `[36][panels][C][16]` (`u`) and
     /// `[36][tb][panels * 16]` (`m`) floats, the positions of `v` and `m`
-    /// [`pos_stride`] apart; no other thread touches position `xi` of `m`.
+    /// [`pos_stride`] apart; no other thread touches those panels of position `xi` of
+    /// `m`; `prange.0 < prange.1 <= panels`.
     #[inline(always)]
-    pub(super) unsafe fn position(&self, xi: usize, c: usize, tb: usize, panels: usize) {
+    pub(super) unsafe fn position(
+        &self,
+        xi: usize,
+        c: usize,
+        tb: usize,
+        (panels, prange): (usize, (usize, usize)),
+    ) {
         let opad = panels * PANEL;
         // SAFETY: position `xi` of each buffer, as the caller guarantees.
         unsafe {
@@ -273,7 +281,7 @@ impl<S: Simd> GemmAll<S> {
                 self.m.add(xi * pos_stride(tb * opad)),
                 c,
                 tb,
-                panels,
+                (panels, prange),
                 self.kc,
             );
         }

@@ -269,6 +269,17 @@ const fn pos_stride(n: usize) -> usize {
     (n.div_ceil(16) | 1) * 16
 }
 
+/// Panels of output channels each part must get for two parts over an odd number of
+/// tile rows to share the middle row by halves of its panels (else 3 + 4 rows of 7,
+/// say). Four: the matrix products' four-panel tiles. Each half is a sub-block of one
+/// tile row, a whole pass over its panels' transformed weights for one row of tiles.
+/// Measured at two threads (Intel Xeon VM, AVX-512, alternated binaries, four-five
+/// rounds): SqueezeNet's 32x27x27 -> 128 layers (8 panels, 7 tile rows at F(4x4)) 1.09-1.11x
+/// (their parts 90 and 137 µs before); DenseNet-121's 128x28x28 -> 32 layers (2 panels)
+/// 0.90-0.94x halved (parts 122 and 168 µs, 159 and 196 halved): one-panel products and
+/// a weight pass per row cost more than the balance gained.
+const HALF_PANELS: usize = 4;
+
 /// Most parts a block splits into over threads (tile rows; [`crate::pool::MAX_THREADS`]).
 const MAX_PARTS: usize = crate::pool::MAX_THREADS;
 
@@ -430,33 +441,49 @@ impl WithSimd for WgRun<'_> {
         let parts = threads.min(lay.th / 2).min(MAX_PARTS);
         let cap = lay.nty / parts.max(1);
         if parts > 1 && cap >= 1 && rows_ok && part_floats <= PART_FLOATS {
+            let panels = opad / PANEL;
+            // Two parts over an odd number of tile rows share the middle one by halves
+            // of its output panels (each transforms that row's input), when each half
+            // has [`HALF_PANELS`].
+            let halves = parts == 2 && lay.th % 2 == 1 && panels >= 2 * HALF_PANELS;
             let sh = Shared((s, base, u, out, bias, res));
             crate::pool::run(parts, &|i| {
                 let (s, base, u, out, bias, res) = sh.get();
                 let (a, b) = (i * lay.th / parts, (i + 1) * lay.th / parts);
+                // With `halves`: part 0 rows `0..h` and the first panels of row `h`,
+                // part 1 the other panels of row `h` and rows `h + 1..th` (`a == h`).
+                let (shared, a) = if halves && i == 1 {
+                    (true, a + 1)
+                } else {
+                    (halves, a)
+                };
                 let mut own = core::mem::MaybeUninit::<PartBuf>::uninit();
-                // SAFETY: part `i` owns tile rows `a..b` of the layer: its `V` and `M`
-                // start after the earlier parts' `cap` rows each (and 16 floats of slack
-                // each; `parts * cap <= nty` rows and `MAX_PARTS` slacks reserved by
+                // SAFETY: part `i` owns tile rows `a..b` of the layer (and, with
+                // `halves`, its half of the panels of row `h`): its `V` and `M` start
+                // after the earlier parts' `cap` rows each (and 16 floats of slack each;
+                // `parts * cap <= nty` rows and `MAX_PARTS` slacks reserved by
                 // `Layout`), its phase rows are the scratch's (part 0) or its own stack
                 // buffer (`part_floats <= PART_FLOATS`), and its output tiles are its own
-                // rows of the output.
+                // rows of the output (of its channels in row `h`: whole planes' rows).
                 unsafe {
                     let (phase, line) =
                         part_rows(lay, i, (base.add(lay.phase), base.add(lay.line)), &mut own);
                     let v = base.add(lay.v + i * (d.xi() * (d.c * tw * cap + 32) + 16));
                     let m = base.add(lay.m + i * (d.xi() * (opad * tw * cap + 32) + 16));
+                    let bufs = (phase, line, v, m);
+                    let args = (input, u, bias, out);
+                    let h = lay.th / 2;
+                    if shared && i == 1 {
+                        let half = (panels / 2, panels);
+                        sub_block(s, d, lay, args, bufs, (h, 1), half, (act, res));
+                    }
                     for r in (a..b).step_by(cap) {
-                        sub_block(
-                            s,
-                            d,
-                            lay,
-                            (input, u, bias, out),
-                            (phase, line, v, m),
-                            r,
-                            cap.min(b - r),
-                            (act, res),
-                        );
+                        let all = (0, panels);
+                        sub_block(s, d, lay, args, bufs, (r, cap.min(b - r)), all, (act, res));
+                    }
+                    if shared && i == 0 {
+                        let half = (0, panels / 2);
+                        sub_block(s, d, lay, args, bufs, (h, 1), half, (act, res));
                     }
                 }
             });
@@ -520,8 +547,8 @@ impl WithSimd for WgRun<'_> {
                             lay,
                             (input, u, bias, out),
                             (phase, line, v, m),
-                            ty0 + r0,
-                            r1 - r0,
+                            (ty0 + r0, r1 - r0),
+                            (0, opad / PANEL),
                             (act, res),
                         );
                     }
@@ -564,7 +591,7 @@ impl WithSimd for WgRun<'_> {
                 for xi in i * nxi / parts..(i + 1) * nxi / parts {
                     // SAFETY: position `xi`'s slices of `V`, `U` and `M`: `V` and `U` only
                     // read, each position of `M` written by the one part that owns it.
-                    unsafe { gemm.position(xi, d.c, tb, panels) };
+                    unsafe { gemm.position(xi, d.c, tb, (panels, (0, panels))) };
                 }
             });
             // Output transform, bias, activation, scatter, split by tiles.
@@ -581,6 +608,7 @@ impl WithSimd for WgRun<'_> {
                     nb,
                     t0: i * tb / parts,
                     t1: (i + 1) * tb / parts,
+                    chans: (0, d.o),
                     act,
                     res,
                 });
@@ -618,7 +646,8 @@ unsafe fn part_rows(
 
 /// The three phases of the tile rows `ty0 .. ty0 + nb` on one thread: the input transform
 /// into `v` (`[36][C][nb * tw]`), the 36 matrix products into `m` (`[36][nb * tw][opad]`),
-/// the output transform into the output rows of those tiles.
+/// the output transform into the output rows of those tiles; the products and the output
+/// of the panels `prange` of output channels only (all of them: `(0, opad / 16)`).
 ///
 /// # Safety
 ///
@@ -635,8 +664,8 @@ unsafe fn sub_block<S: Simd>(
     lay: &Layout,
     (input, u, bias, out): (&[f32], *const f32, *const f32, *mut f32),
     (phase, line, v, m): (*mut f32, *mut f32, *mut f32, *mut f32),
-    ty0: usize,
-    nb: usize,
+    (ty0, nb): (usize, usize),
+    prange: (usize, usize),
     (act, res): (Act, *const f32),
 ) {
     let tb = nb * lay.tw;
@@ -656,7 +685,7 @@ unsafe fn sub_block<S: Simd>(
     let gemm = GemmAll { s, v, u, m, kc };
     for xi in 0..d.xi() {
         // SAFETY: position `xi`'s slices of this sub-block's `V` and `M` (the caller's).
-        unsafe { gemm.position(xi, d.c, tb, lay.opad / PANEL) };
+        unsafe { gemm.position(xi, d.c, tb, (lay.opad / PANEL, prange)) };
     }
     s.vectorize(WgOutput {
         d,
@@ -668,6 +697,7 @@ unsafe fn sub_block<S: Simd>(
         nb,
         t0: 0,
         t1: tb,
+        chans: (prange.0 * PANEL, (prange.1 * PANEL).min(d.o)),
         act,
         res,
     });

@@ -547,6 +547,13 @@ fn threads_give_the_one_thread_result_bit_for_bit() {
         (16, 32, ax(96, 1), ax(96, 1)),
         (128, 128, ax(14, 1), ax(14, 1)),
         (96, 40, ax(8, 1), ax(6, 1)),
+        // Odd tile-row counts (7 at F(4x4), 5 at F(2x2)) over two threads: the middle
+        // row's panels halved where each half has four (8 and 9 panels), whole rows
+        // where not (2 and 3).
+        (128, 32, ax(28, 1), ax(28, 1)),
+        (48, 40, ax(10, 1), ax(13, 1)),
+        (32, 128, ax(27, 1), ax(27, 1)),
+        (24, 136, ax(10, 1), ax(9, 1)),
     ] {
         let d = dims(c, o, ah, aw);
         let input = rng.vec(c * ah.n * aw.n, -1.0, 1.0);
@@ -593,6 +600,8 @@ fn fused_max_pool_is_the_pool_of_the_convolution() {
         (17, 33, ax(6, 1), ax(5, 1)),
         (4, 8, ax(2, 1), ax(3, 1)),
         (64, 128, ax(8, 1), ax(8, 1)),
+        // 7 tile rows at F(4x4), 8 panels: two threads halve the middle row's panels.
+        (8, 128, ax(28, 1), ax(28, 1)),
         (12, 20, ax(30, 1), ax(22, 2)),
         (2, 64, ax(46, 1), ax(13, 1)),
     ] {
@@ -677,6 +686,8 @@ fn residual_equals_conv_then_add_bit_for_bit() {
         (32, 48, ax(14, 0, 1), ax(13, 1, 1)),
         (512, 512, ax(7, 1, 1), ax(7, 1, 1)),
         (16, 24, ax(12, 2, 2), ax(10, 2, 2)),
+        // Odd tile rows (7 at F(4x4), 13 at F(2x2)), 8 panels: the middle row halved.
+        (16, 128, ax(26, 1, 1), ax(26, 1, 1)),
     ] {
         let mut d = dims(c, o, ah, aw);
         let input = rng.vec(c * ah.n * aw.n, -1.0, 1.0);

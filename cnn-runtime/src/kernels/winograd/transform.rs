@@ -469,6 +469,8 @@ pub(super) struct WgOutput<'a> {
     pub(super) nb: usize,
     pub(super) t0: usize,
     pub(super) t1: usize,
+    /// Output channels `o0..o1` (`o0` a multiple of 16, `o1 <= O`).
+    pub(super) chans: (usize, usize),
     pub(super) act: Act,
     /// A residual laid out as the output, added before the activation (a fused `add`),
     /// or null.
@@ -501,6 +503,7 @@ impl WgOutput<'_> {
             nb,
             t0,
             t1,
+            chans,
             act,
             res,
         } = self;
@@ -522,8 +525,8 @@ impl WgOutput<'_> {
             let (y0, x0) = (MT * ty, MT * tx);
             let ny = MT.min(d.oh - y0);
             let nx = (d.ow - x0).min(MT * g);
-            for o0 in (0..d.o).step_by(l) {
-                let no = l.min(d.o - o0);
+            for o0 in (chans.0..chans.1).step_by(l) {
+                let no = l.min(chans.1 - o0);
                 // SAFETY: bias row inside the packed bias (o0 + LANES <= opad).
                 let b = unsafe { s.load(bias.add(o0)) };
                 // Uninitialised, each slot the transposes read written once below (zeros
