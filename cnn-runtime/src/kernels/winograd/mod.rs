@@ -452,11 +452,7 @@ impl WithSimd for WgRun<'_> {
                 let (a, b) = (i * lay.th / parts, (i + 1) * lay.th / parts);
                 // With `halves`: part 0 rows `0..h` and the first panels of row `h`,
                 // part 1 the other panels of row `h` and rows `h + 1..th` (`a == h`).
-                let (shared, a) = if halves && i == 1 {
-                    (true, a + 1)
-                } else {
-                    (halves, a)
-                };
+                let a = if halves && i == 1 { a + 1 } else { a };
                 let mut own = core::mem::MaybeUninit::<PartBuf>::uninit();
                 // SAFETY: part `i` owns tile rows `a..b` of the layer (and, with
                 // `halves`, its half of the panels of row `h`): its `V` and `M` start
@@ -473,7 +469,7 @@ impl WithSimd for WgRun<'_> {
                     let bufs = (phase, line, v, m);
                     let args = (input, u, bias, out);
                     let h = lay.th / 2;
-                    if shared && i == 1 {
+                    if halves && i == 1 {
                         let half = (panels / 2, panels);
                         sub_block(s, d, lay, args, bufs, (h, 1), half, (act, res));
                     }
@@ -481,7 +477,7 @@ impl WithSimd for WgRun<'_> {
                         let all = (0, panels);
                         sub_block(s, d, lay, args, bufs, (r, cap.min(b - r)), all, (act, res));
                     }
-                    if shared && i == 0 {
+                    if halves && i == 0 {
                         let half = (0, panels / 2);
                         sub_block(s, d, lay, args, bufs, (h, 1), half, (act, res));
                     }
