@@ -317,6 +317,19 @@ impl Layout {
         let opad = d.o.next_multiple_of(PANEL);
         let per_row = xi * (d.c + opad) * tw;
         let nty = (BLOCK_FLOATS / per_row).clamp(1, th);
+        // A layer a little over the budget (a third at most) in one block, of an even
+        // number of rows (two parts of whole rows, each one sub-block): every block is a
+        // pass over the transformed weights, and a last block of a row or two costs one
+        // as a whole. DenseNet-121's 128x28x28 -> 32 layers (7 tile rows of 40k floats,
+        // 6 a block before; Intel Xeon, alternated binaries, µs): 255-281 -> 225-263 at
+        // one thread (1.01-1.19x), 160-169 -> 134-142 at two (1.17-1.23x, the parts 3
+        // and 4 rows in one sub-block each, where 4 had taken two).
+        let even = th.next_multiple_of(2);
+        let nty = if nty < th && even * per_row <= BLOCK_FLOATS * 4 / 3 {
+            even
+        } else {
+            nty
+        };
         let tb = nty * tw;
         // Slack of 16 floats after each buffer: vector loads of a last partial chunk
         // may read (never use) up to one vector past the data. `V` and `M` have it after

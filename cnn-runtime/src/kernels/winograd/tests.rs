@@ -286,6 +286,8 @@ fn wide_layers_against_reference() {
         (128, 64, 9),
         (64, 64, 16),
         (3, 32, 32),
+        // Seven tile rows a little over the block budget at F(4x4): one block of eight.
+        (128, 32, 28),
     ] {
         let scaled = 1.0 / ((c * 9) as f32).sqrt();
         for (i, (wscale, limit)) in [(scaled, 1.0), (1.0, f64::INFINITY)]
