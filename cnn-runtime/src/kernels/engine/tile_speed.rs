@@ -51,6 +51,18 @@ impl WithSimd for Bench {
         let px10: [isize; 10] = core::array::from_fn(|p| p as isize);
         let px12: [isize; 12] = core::array::from_fn(|p| p as isize);
         let (w, src, bias, out, acc) = (self.w, self.x, self.bias, self.out, self.acc);
+        // The pixel tiles' arguments (both kinds: 4 and 5).
+        let pv = PvArgs {
+            job: &job,
+            w,
+            src,
+            vsrc: 16,
+            out,
+            vout: 16,
+            ostride: 64,
+            bias,
+            n: 16,
+        };
         for _ in 0..self.reps {
             // SAFETY: the weights hold 4 panels of `cn` rows (`pstride` apart), the
             // pixels `cn` planes of 64 floats, the sums 64 vectors, the output 32
@@ -100,34 +112,8 @@ impl WithSimd for Bench {
                         };
                         s.vectorize(CvTile2::<10, true>::new(a, pstride));
                     }
-                    4 => {
-                        let a = PvArgs {
-                            job: &job,
-                            w,
-                            src,
-                            vsrc: 16,
-                            out,
-                            vout: 16,
-                            ostride: 64,
-                            bias,
-                            n: 16,
-                        };
-                        pv4_call::<S, FULL>(s, 6, a);
-                    }
-                    5 => {
-                        let a = PvArgs {
-                            job: &job,
-                            w,
-                            src,
-                            vsrc: 16,
-                            out,
-                            vout: 16,
-                            ostride: 64,
-                            bias,
-                            n: 16,
-                        };
-                        pv3_call(s, 8, a);
-                    }
+                    4 => pv4_call::<S, FULL>(s, 6, pv),
+                    5 => pv3_call(s, 8, pv),
                     _ => {
                         let px = &px8;
                         let a = CvArgs {
