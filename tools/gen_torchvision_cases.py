@@ -24,7 +24,8 @@ forward). ``case.json`` has ``atol = max(1e-4 * max(1, max|output|), 4 *
 torch_f32_max_abs_err)`` and ``rtol = 1e-4``: the Rust output must satisfy
 ``|got - want| <= atol + rtol * |want|``.
 
-GoogLeNet is built with ``aux_logits=False, init_weights=False, transform_input=False``:
+GoogLeNet (and Inception v3, at 80x80: its smallest input is 75x75) is built with
+``aux_logits=False, init_weights=False, transform_input=False``:
 with ``transform_input=True`` torchvision rescales the three input channels by constants
 (ImageNet mean/std re-normalisation) inside ``forward``, which the format has no op for
 (it is a per-channel affine map; do it in preprocessing).
@@ -66,6 +67,13 @@ MODELS = {
     "efficientnet_b0": (lambda: torchvision.models.efficientnet_b0(weights=None), 64, 4000),
     "googlenet": (lambda: torchvision.models.googlenet(
         weights=None, aux_logits=False, init_weights=False, transform_input=False), 64, 5000),
+    "resnext50_32x4d": (lambda: torchvision.models.resnext50_32x4d(weights=None), 64, 1150),
+    "regnet_y_400mf": (lambda: torchvision.models.regnet_y_400mf(weights=None), 64, 6000),
+    "mnasnet0_5": (lambda: torchvision.models.mnasnet0_5(weights=None), 64, 7000),
+    "mobilenet_v3_large": (lambda: torchvision.models.mobilenet_v3_large(weights=None), 64,
+                           2004),
+    "inception_v3": (lambda: torchvision.models.inception_v3(
+        weights=None, aux_logits=False, init_weights=False, transform_input=False), 80, 5100),
 }
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -157,7 +165,7 @@ def write_case(name: str, model: nn.Module, size: int, seed: int, out: Path,
         "name": name,
         "description": f"torchvision.models.{name} (torchvision {torchvision.__version__})"
                        + (", aux_logits=False, init_weights=False, transform_input=False"
-                          if name == "googlenet" else "")
+                          if name in ("googlenet", "inception_v3") else "")
                        + f", {size}x{size}, seeded weights",
         "input_shape": list(res.input_shape),
         "output_shape": list(res.output_shape),
