@@ -137,3 +137,26 @@ torchvision!(
     mobilenet_v3_large: "tests/torchvision/mobilenet_v3_large/model.toml",
     inception_v3: "tests/torchvision/inception_v3/model.toml",
 );
+
+/// Inception v3 with `#[winograd = false]`: every convolution direct (no `winograd3x3`
+/// step in the summary), about four times closer to PyTorch than with its Winograd
+/// layers (0.23 of the tolerance against 0.88, 2026-12-05, every instruction set).
+mod inception_v3_direct {
+    cnn::cnn_model! {
+        #[file = "tests/torchvision/inception_v3/model.toml"]
+        #[winograd = false]
+        pub struct Net;
+    }
+}
+
+#[test]
+fn inception_v3_direct() {
+    use inception_v3_direct::Net;
+    assert!(!Net::summary().contains("winograd"), "{}", Net::summary());
+    assert!(inception_v3::Net::summary().contains("winograd3x3"));
+    let worst = check::<Net>("inception_v3");
+    assert!(
+        worst < 0.5,
+        "direct convolutions: {worst:.3} of the tolerance"
+    );
+}

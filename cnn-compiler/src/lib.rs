@@ -79,8 +79,13 @@ struct Compiled {
     plan: plan::Plan,
 }
 
-/// Parse → lower → check → infer → plan, collecting every diagnostic.
+/// [`front_end_with`] with the default options.
 fn front_end(raw: &parse::RawModel) -> Result<Compiled, Vec<Diag>> {
+    front_end_with(raw, plan::Options::default())
+}
+
+/// Parse → lower → check → infer → plan (with `opts`), collecting every diagnostic.
+fn front_end_with(raw: &parse::RawModel, opts: plan::Options) -> Result<Compiled, Vec<Diag>> {
     let (model, mut diags) = lower::lower(raw);
     diags.extend(check::check(&model));
     // A layer with a problem stops shape inference there (what follows would only echo it).
@@ -106,7 +111,7 @@ fn front_end(raw: &parse::RawModel) -> Result<Compiled, Vec<Diag>> {
             "internal error: shapes were not inferred for every layer",
         )]);
     }
-    let plan = plan::plan(&model, &shapes);
+    let plan = plan::plan(&model, &shapes, opts);
     Ok(Compiled {
         model,
         shapes,
@@ -287,7 +292,10 @@ fn expand_in(input: TokenStream, base: &Path) -> TokenStream {
             )
         }
     };
-    match front_end(&raw) {
+    let opts = plan::Options {
+        winograd: header.winograd.as_ref().is_none_or(|b| b.value),
+    };
+    match front_end_with(&raw, opts) {
         Ok(c) => {
             let (calls, weights) = codegen::steps(&c.model, &c.shapes, &c.plan);
             let text = summary::render(

@@ -31,6 +31,11 @@
 /// }
 /// ```
 ///
+/// The compiler's attributes: `#[file = "net.toml"]` (the description from a TOML file),
+/// `#[weights = "net.safetensors"]` (weights embedded and packed at compile time) and
+/// `#[winograd = false]` (every convolution direct: closer to PyTorch's float32 sums,
+/// slower where Winograd would have run).
+///
 /// The language (ops, arguments, defaults, graphs, 1-D signals, PyTorch's shape rules)
 /// is specified in the repository's `docs/LANGUAGE.md`.
 #[proc_macro]

@@ -20,6 +20,9 @@ pub struct Header {
     pub file: Option<LitStr>,
     /// `#[weights = ".."]`.
     pub weights: Option<LitStr>,
+    /// `#[winograd = false]` (or `true`, the default): whether 3x3 convolutions may run
+    /// as Winograd.
+    pub winograd: Option<syn::LitBool>,
     /// The struct's visibility.
     pub vis: Visibility,
     /// The struct's name.
@@ -34,7 +37,34 @@ impl Parse for Header {
         let mut attrs = Vec::new();
         let mut file = None;
         let mut weights = None;
+        let mut winograd = None;
         for attr in all_attrs {
+            if attr.path().is_ident("winograd") {
+                let value = match &attr.meta {
+                    syn::Meta::NameValue(nv) => match &nv.value {
+                        syn::Expr::Lit(syn::ExprLit {
+                            lit: syn::Lit::Bool(b),
+                            ..
+                        }) => Some(b.clone()),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                let Some(value) = value else {
+                    return Err(syn::Error::new_spanned(
+                        &attr,
+                        "expected #[winograd = false] or #[winograd = true]",
+                    ));
+                };
+                if winograd.is_some() {
+                    return Err(syn::Error::new_spanned(
+                        &attr,
+                        "#[winograd = ..] is given twice",
+                    ));
+                }
+                winograd = Some(value);
+                continue;
+            }
             let slot = if attr.path().is_ident("file") {
                 &mut file
             } else if attr.path().is_ident("weights") {
@@ -98,6 +128,7 @@ impl Parse for Header {
             attrs,
             file,
             weights,
+            winograd,
             vis,
             ident,
             body,

@@ -129,12 +129,14 @@ impl<'a> Planner<'a> {
 
     /// The Winograd output tile conv layer `i` runs with, if any: a 3x3 stride-1 one-group
     /// layer of a 2-D model where the runtime's rule (`winograd_tile`) says it is faster
-    /// (a dilated layer runs through its polyphase components).
+    /// (a dilated layer runs through its polyphase components); none with
+    /// `#[winograd = false]`.
     fn winograd_tile(&self, i: usize) -> Option<usize> {
         let Op::Conv(conv) = self.model.layers[i].op else {
             return None;
         };
-        let three_by_three = !self.model.is_1d()
+        let three_by_three = self.opts.winograd
+            && !self.model.is_1d()
             && conv.kernel == (3, 3)
             && conv.stride == (1, 1)
             && conv.groups == 1;

@@ -274,8 +274,23 @@ struct Pending {
     scratch: Option<usize>,
 }
 
+/// The choices a model's author makes about how it runs (the macro's attributes).
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Whether 3x3 stride-1 convolutions may run as Winograd where the runtime's rule
+    /// says it is faster (`#[winograd = false]`: never; every convolution direct).
+    pub winograd: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { winograd: true }
+    }
+}
+
 struct Planner<'a> {
     model: &'a Model,
+    opts: Options,
     shapes: &'a [LayerShape],
     values: Vec<Value>,
     groups: Vec<Group>,
@@ -299,12 +314,13 @@ fn is_view(op: &Op) -> bool {
     matches!(op, Op::Flatten | Op::Dropout { .. } | Op::Identity)
 }
 
-/// Plans a model whose every layer has a shape.
-pub fn plan(model: &Model, shapes: &[LayerShape]) -> Plan {
+/// Plans a model whose every layer has a shape, as `opts` allow.
+pub fn plan(model: &Model, shapes: &[LayerShape], opts: Options) -> Plan {
     let n = model.layers.len();
     let input_shape = shapes.first().map_or(Shape::Vec(0), |s| s.input);
     let mut p = Planner {
         model,
+        opts,
         shapes,
         values: Vec::new(),
         groups: Vec::new(),

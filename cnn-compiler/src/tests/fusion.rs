@@ -122,6 +122,75 @@ fn expansion_and_depthwise_fuse_where_the_rule_says() {
     }
 }
 
+/// `#[winograd = false]` runs every convolution direct: no Winograd step, no scratch
+/// for its tiles, the 2x2 max pool its own step; `#[winograd = true]` is the default.
+#[test]
+fn winograd_false_keeps_every_convolution_direct() {
+    use crate::plan::Kernel;
+    let winograd = |c: &Compiled| {
+        c.plan
+            .steps
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s.kernel,
+                    Kernel::Conv {
+                        winograd: Some(_),
+                        ..
+                    }
+                )
+            })
+            .count()
+    };
+    let body = quote::quote!({
+        input: [32, 32, 32],
+        c1: conv(64, kernel = 3, padding = 1),
+        relu,
+        c2: conv(64, kernel = 3, padding = 2, dilation = 2),
+        p: max_pool(2),
+    });
+    let default = compile_inline(quote::quote!(struct M #body)).unwrap();
+    let on = compile_inline(quote::quote!(#[winograd = true] struct M #body)).unwrap();
+    let off = compile_inline(quote::quote!(#[winograd = false] struct M #body)).unwrap();
+    assert_eq!(winograd(&default), 2, "{:?}", default.plan.steps);
+    assert_eq!(winograd(&on), 2, "{:?}", on.plan.steps);
+    assert_eq!(winograd(&off), 0, "{:?}", off.plan.steps);
+    assert!(off.plan.steps.iter().all(|s| s.scratch.is_none()));
+    let names: Vec<String> = off
+        .plan
+        .steps
+        .iter()
+        .map(|s| crate::plan::describe(s, &off.model))
+        .collect();
+    assert_eq!(names, ["conv2d+relu", "conv2d", "max_pool2d"]);
+    let err = |tokens: TokenStream| match syn::parse2::<Header>(tokens) {
+        Ok(_) => panic!("parsed"),
+        Err(e) => e.to_string(),
+    };
+    assert_eq!(
+        err(quote::quote!(
+            #[winograd = "no"]
+            struct M;
+        )),
+        "expected #[winograd = false] or #[winograd = true]"
+    );
+    assert_eq!(
+        err(quote::quote!(
+            #[winograd]
+            struct M;
+        )),
+        "expected #[winograd = false] or #[winograd = true]"
+    );
+    assert_eq!(
+        err(quote::quote!(
+            #[winograd = false]
+            #[winograd = false]
+            struct M;
+        )),
+        "#[winograd = ..] is given twice"
+    );
+}
+
 /// A 2x2 max pool runs in the output transform of the Winograd convolution before it
 /// (`Kernel::Conv { pool }`) when it alone reads the activated output: one step, the
 /// pooled shape, no tensor of the convolution's size; floor mode on odd maps. Not with a

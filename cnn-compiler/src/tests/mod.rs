@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use crate::ir::{Model, Shape};
 use crate::parse::inline::Header;
 use crate::shape::{conv_out, pool_out, Axis, AxisError};
-use crate::{expand_in as expand, front_end, parse, Compiled};
+use crate::{expand_in as expand, front_end, front_end_with, parse, Compiled};
 
 mod fusion;
 
@@ -23,9 +23,12 @@ fn compile_toml(text: &str) -> Result<Compiled, Vec<crate::ir::Diag>> {
 
 fn compile_inline(tokens: TokenStream) -> Result<Compiled, Vec<crate::ir::Diag>> {
     let header: Header = syn::parse2(tokens).expect("header parses");
+    let opts = crate::plan::Options {
+        winograd: header.winograd.as_ref().is_none_or(|b| b.value),
+    };
     let (body, span) = header.body.expect("inline body");
     let raw = parse::inline::parse_body(body, span).map_err(|d| vec![d])?;
-    front_end(&raw)
+    front_end_with(&raw, opts)
 }
 
 fn lowered_inline(tokens: TokenStream) -> Model {
