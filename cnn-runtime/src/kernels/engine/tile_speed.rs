@@ -63,6 +63,24 @@ impl WithSimd for Bench {
             bias,
             n: 16,
         };
+        // A two-panel channel tile of `NP` pixels (kinds 2 and 3; a macro: a closure would
+        // not inherit the level's target features).
+        macro_rules! cv2 {
+            ($px:expr, $np:literal) => {{
+                let a = CvArgs {
+                    job: &job,
+                    w,
+                    src,
+                    px: $px,
+                    bias,
+                    out,
+                    ostride: 16,
+                    lanes: (0, 16),
+                    np: $np,
+                };
+                s.vectorize(CvTile2::<$np, true>::new(a, pstride));
+            }};
+        }
         for _ in 0..self.reps {
             // SAFETY: the weights hold 4 panels of `cn` rows (`pstride` apart), the
             // pixels `cn` planes of 64 floats, the sums 64 vectors, the output 32
@@ -97,38 +115,10 @@ impl WithSimd for Bench {
                         };
                         s.vectorize(CkTile::<2, 12, true, true, PF_NONE>::new(a));
                     }
-                    2 => {
-                        let px = &px10;
-                        let a = CvArgs {
-                            job: &job,
-                            w,
-                            src,
-                            px,
-                            bias,
-                            out,
-                            ostride: 16,
-                            lanes: (0, 16),
-                            np: 10,
-                        };
-                        s.vectorize(CvTile2::<10, true>::new(a, pstride));
-                    }
+                    2 => cv2!(&px10, 10),
                     4 => pv4_call::<S, FULL>(s, 6, pv),
                     5 => pv3_call(s, 8, pv),
-                    _ => {
-                        let px = &px8;
-                        let a = CvArgs {
-                            job: &job,
-                            w,
-                            src,
-                            px,
-                            bias,
-                            out,
-                            ostride: 16,
-                            lanes: (0, 16),
-                            np: 8,
-                        };
-                        s.vectorize(CvTile2::<8, true>::new(a, pstride));
-                    }
+                    _ => cv2!(&px8, 8),
                 }
             }
         }
