@@ -595,6 +595,49 @@ fn embedded_weights_match_loaded_weights() {
     assert_eq!(EmbeddedLeNet5::EMBEDDED_WEIGHTS.len(), 247_656);
 }
 
+cnn_model! {
+    /// The U-Net example's model, its weights loaded at run time (Winograd layers).
+    #[file = "models/unet_shapes.toml"]
+    pub struct UNet;
+}
+
+cnn_model! {
+    /// The same with its weights embedded and every convolution direct.
+    #[file = "models/unet_shapes.toml"]
+    #[weights = "examples/data/unet_shapes/weights.safetensors"]
+    #[winograd = false]
+    pub struct EmbeddedDirectUNet;
+}
+
+/// `#[winograd = false]` with embedded weights: the macro packs the 3x3 layers that
+/// would have run as Winograd for the direct engine (none in `summary()`), and the model
+/// computes what the Winograd one loaded at run time does, within the conformance
+/// tolerance.
+#[test]
+fn embedded_direct_model_matches_the_winograd_one() {
+    assert!(UNet::summary().contains("winograd3x3"));
+    let direct = EmbeddedDirectUNet::summary();
+    assert!(!direct.contains("winograd"), "{direct}");
+    assert!(direct.contains("conv2d+bn+relu"), "{direct}");
+    let loaded = UNet::load(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/data/unet_shapes/weights.safetensors"
+    ))
+    .unwrap();
+    let embedded = EmbeddedDirectUNet::embedded();
+    for seed in [3, 4] {
+        let x = random_input::<UNet>(seed);
+        let (a, b) = (
+            loaded.forward_flat(&x).unwrap(),
+            embedded.forward_flat(&x).unwrap(),
+        );
+        assert_eq!(a.len(), b.len());
+        for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+            assert!((p - q).abs() <= 1e-4 + 1e-4 * q.abs(), "{i}: {p} vs {q}");
+        }
+    }
+}
+
 // ---- dilated Winograd ----------------------------------------------------------------
 
 cnn_model! {
