@@ -2,8 +2,9 @@
 //! through their polyphase components, `polyphase.rs`).
 //!
 //! A 4x4 block of outputs of one channel pair needs a 6x6 block of input. Winograd's
-//! minimal filtering computes it as `Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A` with the standard
-//! interpolation points `0, ±1, ±2, ∞`: 36 multiplications instead of 144. Summed over
+//! minimal filtering computes it as `Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A` with the
+//! interpolation points `0, 1, -1, 1/2, -2, ∞` (more accurate in float32 than the
+//! symmetric `0, ±1, ±2`: `params::G`): 36 multiplications instead of 144. Summed over
 //! the input channels, each of the 36 positions `ξ` of the transformed domain is a
 //! matrix product `M[ξ] = V[ξ] · U[ξ]` (`[tiles x C] · [C x O]`), so the multiply count
 //! of the layer drops by 4x; the transforms are additions and a few constant products.

@@ -13,38 +13,51 @@ pub(super) fn sub<S: Simd>(s: S, a: S::V, b: S::V) -> S::V {
     s.mul_add(s.splat(-1.0), b, a)
 }
 
-/// `Bᵀ d` for six vectors.
+/// `Bᵀ d` for six vectors (F(4, 3) on the points `0, 1, -1, 1/2, -2, ∞`, see
+/// [`G`](super::params::G)).
 #[inline(always)]
 pub(super) fn bt<S: Simd>(s: S, d: [S::V; ALPHA]) -> [S::V; ALPHA] {
-    let (four, m4, m5, two) = (s.splat(4.0), s.splat(-4.0), s.splat(-5.0), s.splat(2.0));
-    let d12 = s.add(d[1], d[2]);
-    let d34 = s.add(d[3], d[4]);
-    let d1m2 = sub(s, d[1], d[2]);
-    let d4m3 = sub(s, d[4], d[3]);
+    let (half, m2, one5) = (s.splat(0.5), s.splat(-2.0), s.splat(1.5));
     let d3m1 = sub(s, d[3], d[1]);
     let d4m2 = sub(s, d[4], d[2]);
     [
-        s.mul_add(four, d[0], s.mul_add(m5, d[2], d[4])),
-        s.mul_add(m4, d12, d34),
-        s.mul_add(four, d1m2, d4m3),
-        s.mul_add(two, d3m1, d4m2),
-        s.mul_add(s.splat(-2.0), d3m1, d4m2),
-        s.mul_add(four, d[1], s.mul_add(m5, d[3], d[5])),
+        // d0 - 3/2 d1 - 2 d2 + 3/2 d3 + d4
+        s.mul_add(one5, d3m1, s.mul_add(m2, d[2], s.add(d[0], d[4]))),
+        // -d1 + 1/2 d2 + 5/2 d3 + d4
+        s.mul_add(
+            s.splat(2.5),
+            d[3],
+            s.mul_add(half, d[2], sub(s, d[4], d[1])),
+        ),
+        // d1 - 5/2 d2 + 1/2 d3 + d4
+        s.mul_add(
+            half,
+            d[3],
+            s.mul_add(s.splat(-2.5), d[2], s.add(d[4], d[1])),
+        ),
+        // -2 d1 - d2 + 2 d3 + d4
+        s.mul_add(s.splat(2.0), d3m1, d4m2),
+        // 1/2 d1 - d2 - 1/2 d3 + d4
+        s.mul_add(s.splat(-0.5), d3m1, d4m2),
+        // d1 - 3/2 d2 - 2 d3 + 3/2 d4 + d5
+        s.mul_add(one5, d4m2, s.mul_add(m2, d[3], s.add(d[1], d[5]))),
     ]
 }
 
-/// `Aᵀ m` for six vectors.
+/// `Aᵀ m` for six vectors (rows `p^j` of the points `0, 1, -1, 1/2, -2`; `∞` adds to
+/// the last).
 #[inline(always)]
 pub(super) fn at<S: Simd>(s: S, m: [S::V; ALPHA]) -> [S::V; M] {
     let p12 = s.add(m[1], m[2]);
-    let p34 = s.add(m[3], m[4]);
     let m12 = sub(s, m[1], m[2]);
-    let m34 = sub(s, m[3], m[4]);
     [
-        s.add(s.add(m[0], p12), p34),
-        s.mul_add(s.splat(2.0), m34, m12),
-        s.mul_add(s.splat(4.0), p34, p12),
-        s.add(s.mul_add(s.splat(8.0), m34, m12), m[5]),
+        s.add(s.add(m[0], p12), s.add(m[3], m[4])),
+        s.mul_add(s.splat(-2.0), m[4], s.mul_add(s.splat(0.5), m[3], m12)),
+        s.mul_add(s.splat(4.0), m[4], s.mul_add(s.splat(0.25), m[3], p12)),
+        s.add(
+            s.mul_add(s.splat(-8.0), m[4], s.mul_add(s.splat(0.125), m[3], m12)),
+            m[5],
+        ),
     ]
 }
 
