@@ -293,7 +293,7 @@ fn expand_in(input: TokenStream, base: &Path) -> TokenStream {
         }
     };
     let opts = plan::Options {
-        winograd: header.winograd.as_ref().is_none_or(|b| b.value),
+        winograd: header.allows_winograd(),
     };
     match front_end_with(&raw, opts) {
         Ok(c) => {

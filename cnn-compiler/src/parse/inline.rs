@@ -31,6 +31,14 @@ pub struct Header {
     pub body: Option<(TokenStream, Span)>,
 }
 
+impl Header {
+    /// Whether the model's 3x3 convolutions may run as Winograd: not with
+    /// `#[winograd = false]`.
+    pub fn allows_winograd(&self) -> bool {
+        self.winograd.as_ref().is_none_or(|b| b.value)
+    }
+}
+
 impl Parse for Header {
     fn parse(input: ParseStream) -> syn::Result<Self> {
         let all_attrs = input.call(Attribute::parse_outer)?;

@@ -24,7 +24,7 @@ fn compile_toml(text: &str) -> Result<Compiled, Vec<crate::ir::Diag>> {
 fn compile_inline(tokens: TokenStream) -> Result<Compiled, Vec<crate::ir::Diag>> {
     let header: Header = syn::parse2(tokens).expect("header parses");
     let opts = crate::plan::Options {
-        winograd: header.winograd.as_ref().is_none_or(|b| b.value),
+        winograd: header.allows_winograd(),
     };
     let (body, span) = header.body.expect("inline body");
     let raw = parse::inline::parse_body(body, span).map_err(|d| vec![d])?;
