@@ -48,71 +48,46 @@ impl Parse for Header {
         let mut winograd = None;
         for attr in all_attrs {
             if attr.path().is_ident("winograd") {
-                let value = match &attr.meta {
-                    syn::Meta::NameValue(nv) => match &nv.value {
-                        syn::Expr::Lit(syn::ExprLit {
-                            lit: syn::Lit::Bool(b),
-                            ..
-                        }) => Some(b.clone()),
-                        _ => None,
-                    },
-                    _ => None,
-                };
-                let Some(value) = value else {
+                let Ok(syn::Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Bool(b),
+                    ..
+                })) = name_value(&attr)
+                else {
                     return Err(syn::Error::new_spanned(
                         &attr,
                         "expected #[winograd = false] or #[winograd = true]",
                     ));
                 };
-                if winograd.is_some() {
-                    return Err(syn::Error::new_spanned(
-                        &attr,
-                        "#[winograd = ..] is given twice",
-                    ));
-                }
-                winograd = Some(value);
+                set_once(&mut winograd, b.clone(), &attr, "winograd")?;
                 continue;
             }
-            let slot = if attr.path().is_ident("file") {
-                &mut file
+            let (slot, name) = if attr.path().is_ident("file") {
+                (&mut file, "file")
             } else if attr.path().is_ident("weights") {
-                &mut weights
+                (&mut weights, "weights")
             } else {
                 attrs.push(attr);
                 continue;
             };
-            let name = if attr.path().is_ident("file") {
-                "file"
-            } else {
-                "weights"
-            };
-            let value = match &attr.meta {
-                syn::Meta::NameValue(nv) => match &nv.value {
-                    syn::Expr::Lit(syn::ExprLit {
-                        lit: syn::Lit::Str(s),
-                        ..
-                    }) => s.clone(),
-                    other => {
-                        return Err(syn::Error::new_spanned(
-                            other,
-                            format!("expected a path string: #[{name} = \"path/to/file\"]"),
-                        ))
-                    }
-                },
-                _ => {
+            let value = match name_value(&attr) {
+                Ok(syn::Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(s),
+                    ..
+                })) => s.clone(),
+                Ok(other) => {
+                    return Err(syn::Error::new_spanned(
+                        other,
+                        format!("expected a path string: #[{name} = \"path/to/file\"]"),
+                    ))
+                }
+                Err(()) => {
                     return Err(syn::Error::new_spanned(
                         &attr,
                         format!("expected #[{name} = \"path/to/file\"]"),
                     ))
                 }
             };
-            if slot.is_some() {
-                return Err(syn::Error::new_spanned(
-                    &attr,
-                    format!("#[{name} = ..] is given twice"),
-                ));
-            }
-            *slot = Some(value);
+            set_once(slot, value, &attr, name)?;
         }
         let vis: Visibility = input.parse()?;
         input.parse::<Token![struct]>()?;
@@ -142,6 +117,27 @@ impl Parse for Header {
             body,
         })
     }
+}
+
+/// The value of a `#[name = value]` attribute; `Err` for another form.
+fn name_value(attr: &Attribute) -> Result<&syn::Expr, ()> {
+    match &attr.meta {
+        syn::Meta::NameValue(nv) => Ok(&nv.value),
+        _ => Err(()),
+    }
+}
+
+/// Stores the value of the compiler's attribute `#[name = ..]`, an error if it was given
+/// before.
+fn set_once<T>(slot: &mut Option<T>, value: T, attr: &Attribute, name: &str) -> syn::Result<()> {
+    if slot.is_some() {
+        return Err(syn::Error::new_spanned(
+            attr,
+            format!("#[{name} = ..] is given twice"),
+        ));
+    }
+    *slot = Some(value);
+    Ok(())
 }
 
 fn loc_of(tokens: &[TokenTree]) -> Loc {

@@ -135,8 +135,10 @@ impl<'a> Planner<'a> {
         let Op::Conv(conv) = self.model.layers[i].op else {
             return None;
         };
-        let three_by_three = self.opts.winograd
-            && !self.model.is_1d()
+        if !self.opts.winograd {
+            return None;
+        }
+        let three_by_three = !self.model.is_1d()
             && conv.kernel == (3, 3)
             && conv.stride == (1, 1)
             && conv.groups == 1;
