@@ -771,3 +771,57 @@ fn conv_transposes_pick_their_path() {
     assert_eq!(code.matches("conv2d ::").count(), 4, "{code}");
     assert!(code.contains("phases_to_space"), "{code}");
 }
+
+/// The macro's own attributes: a path string for `#[file]` and `#[weights]`, each at most
+/// once, the error on the value or on the whole attribute.
+#[test]
+fn header_attribute_errors() {
+    let err = |tokens: TokenStream| match syn::parse2::<Header>(tokens) {
+        Ok(_) => panic!("parsed"),
+        Err(e) => e.to_string(),
+    };
+    assert_eq!(
+        err(quote::quote!(
+            #[file = 3]
+            struct M;
+        )),
+        "expected a path string: #[file = \"path/to/file\"]"
+    );
+    assert_eq!(
+        err(quote::quote!(
+            #[weights]
+            struct M;
+        )),
+        "expected #[weights = \"path/to/file\"]"
+    );
+    assert_eq!(
+        err(quote::quote!(
+            #[file = "a.toml"]
+            #[file = "b.toml"]
+            struct M;
+        )),
+        "#[file = ..] is given twice"
+    );
+    let h: Header = syn::parse2(quote::quote!(
+        /// doc
+        #[file = "a.toml"]
+        #[weights = "w.safetensors"]
+        #[derive(Debug)]
+        pub struct M;
+    ))
+    .expect("parses");
+    assert_eq!(
+        h.file.as_ref().map(|l| l.value()).as_deref(),
+        Some("a.toml")
+    );
+    assert_eq!(
+        h.weights.as_ref().map(|l| l.value()).as_deref(),
+        Some("w.safetensors")
+    );
+    assert!(h.allows_winograd());
+    assert_eq!(
+        h.attrs.len(),
+        2,
+        "the doc comment and the derive pass through"
+    );
+}
