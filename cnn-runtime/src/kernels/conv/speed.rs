@@ -184,3 +184,81 @@ fn speed() {
         );
     }
 }
+
+/// Layers whose weights come from memory, as in a model whose weights exceed the caches
+/// (ResNet-50's last stage: 4-9 MiB a layer): each run takes another copy of the
+/// weights (96 MiB in all), with the channel tiles' prefetch of the next panels' weights
+/// on and off in alternate runs of the copies, medians of each
+/// (`CONV_SHAPES="c,h,k,s,o[,p];..."` as in [`speed`]; default ResNet-50's 7x7 layers).
+#[test]
+#[ignore]
+fn speed_cold() {
+    let level = cpu::level();
+    eprintln!("level {level:?}");
+    let mut rng = Rng::new(7);
+    let spec = std::env::var("CONV_SHAPES")
+        .unwrap_or_else(|_| "2048,7,1,1,512,0;512,7,1,1,2048,0;512,14,3,2,512,1".into());
+    for t in spec.split(';') {
+        let n: Vec<usize> = t.split(',').map(|x| x.trim().parse().unwrap()).collect();
+        let (c, h, k, s, o) = (n[0], n[1], n[2], n[3], n[4]);
+        let p = *n.get(5).unwrap_or(&(k / 2));
+        let oh = (h + 2 * p - k) / s + 1;
+        let d = Dims2d {
+            c,
+            h,
+            w: h,
+            o,
+            oh,
+            ow: oh,
+            kh: k,
+            kw: k,
+            sh: s,
+            sw: s,
+            ph: p,
+            pw: p,
+            dh: 1,
+            dw: 1,
+            g: 1,
+        };
+        let x = rng.vec(c * h * h, -1.0, 1.0);
+        let copies = (96 << 20) / (o * c * k * k * 4) + 1;
+        let params: Vec<ConvParams> = (0..copies)
+            .map(|_| {
+                let w = rng.vec(o * c * k * k, -0.3, 0.3);
+                let b = rng.vec(o, -0.1, 0.1);
+                ConvParams::from_torch(o, c, k, k, &w, Some(&b), None)
+            })
+            .collect();
+        let mut y = vec![0.0f32; o * oh * oh];
+        let len = conv_scratch_len((c, h, h), (o, oh, oh), (k, k), (s, s), (p, p), (1, 1), 1);
+        let mut scratch = vec![0.0f32; len];
+        let mut times = [Vec::new(), Vec::new()];
+        for r in 0..copies * 12 {
+            let off = (r / copies) % 2;
+            crate::kernels::engine::NO_WEIGHT_PF.store(off == 1, Ordering::Relaxed);
+            let t0 = std::time::Instant::now();
+            conv2d_dyn(
+                level,
+                d,
+                black_box(&x),
+                &params[r % copies],
+                &mut y,
+                &mut scratch,
+                Act::RELU,
+            );
+            black_box(&y);
+            times[off].push(t0.elapsed().as_secs_f64() * 1e6);
+        }
+        crate::kernels::engine::NO_WEIGHT_PF.store(false, Ordering::Relaxed);
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (on, off) = (median(&mut times[0]), median(&mut times[1]));
+        eprintln!(
+            "{:>14}: cold weights, prefetch on {on:.1} off {off:.1} ({:.2}) ({copies} copies)",
+            format!("{c}x{h}k{k}s{s}o{o}"),
+            off / on
+        );
+    }
+}

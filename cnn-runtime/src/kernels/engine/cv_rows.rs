@@ -36,7 +36,7 @@ pub(super) fn cv_rows<S, W, const VEC: usize, const NP: usize, const PN: usize>(
     S: Simd,
     W: Fn(usize) -> *const f32 + Copy,
 {
-    let (s, d, job, band, q0, q1, go0, og, _, _, out) = args;
+    let (s, d, job, band, q0, q1, go0, og, w_of, _, out) = args;
     let ohw = d.oh * d.ow;
     let one_row = |q: usize| q + NP <= q1 && q / d.ow == (q + NP - 1) / d.ow;
     // Pixels of a block: as many as its input keeps in cache, or, with big weights, as
@@ -87,6 +87,29 @@ pub(super) fn cv_rows<S, W, const VEC: usize, const NP: usize, const PN: usize>(
             // Two whole panels of the group at once, or one panel (of which only the
             // group's lanes are stored: lanes of other groups sharing it compute garbage).
             let pair = PN == 2 && VEC == 1 && go0 <= p0 && p0 + 2 * PANEL <= go0 + og;
+            let step = if pair { 2 } else { 1 };
+            // The panels run next: this block's next ones, else the next block's first.
+            // Their weights may come from memory (a model's big layers stream theirs
+            // once per inference): this group's tiles prefetch them into L2, each tile a
+            // share of the rows, spread over its own (`WeightStream`).
+            let next = if panel + step <= last_panel {
+                Some(panel + step)
+            } else if qe < q1 {
+                Some(first_panel)
+            } else {
+                None
+            };
+            let ntiles = (qe - qa).div_ceil(NP);
+            let rows = job.taps.len() * job.cn;
+            let lines = next
+                .filter(|_| !weight_pf_off())
+                .map_or(0, |n| (last_panel + 1 - n).min(PN) * rows);
+            let base = next.map_or(core::ptr::null(), |n| w_of(n * PANEL));
+            let pf_of = |i: usize| {
+                let (a, b) = (i * lines / ntiles, (i + 1) * lines / ntiles);
+                WeightStream::new(base, (job.cn, job.wtap), (a, b - a), rows)
+            };
+            let mut i = 0;
             for t in 0..packed {
                 // SAFETY: tile `t` of the packed block (see above).
                 let src = unsafe { band.pack.ptr.add(t * job.cn * NP) };
@@ -97,21 +120,25 @@ pub(super) fn cv_rows<S, W, const VEC: usize, const NP: usize, const PN: usize>(
                     p0,
                     pair,
                     Some((src, &pjob)),
+                    pf_of(i),
                 );
+                i += 1;
             }
             for qb in (qa + packed * NP..qe).step_by(NP) {
                 let np = NP.min(q1 - qb);
                 let back = q1.saturating_sub(NP);
+                let pf = pf_of(i);
+                i += 1;
                 if one_row(qb) {
-                    cv_tile::<S, W, VEC, NP, PN, true>(args, qb, NP, p0, pair, None);
+                    cv_tile::<S, W, VEC, NP, PN, true>(args, qb, NP, p0, pair, None, pf);
                 } else if np < NP && job.first && back >= q0 && one_row(back) {
-                    cv_tile::<S, W, VEC, NP, PN, true>(args, back, NP, p0, pair, None);
+                    cv_tile::<S, W, VEC, NP, PN, true>(args, back, NP, p0, pair, None, pf);
                     lo = lo.min(back);
                 } else {
-                    cv_tile::<S, W, VEC, NP, PN, false>(args, qb, np, p0, pair, None);
+                    cv_tile::<S, W, VEC, NP, PN, false>(args, qb, np, p0, pair, None, pf);
                 }
             }
-            panel += if pair { 2 } else { 1 };
+            panel += step;
         }
         // The block's pixels, and those before it that a tile moved back over stored
         // again (without the curved activation): all of the group's channels.
@@ -140,6 +167,7 @@ pub(super) fn cv_tile<
     p0: usize,
     pair: bool,
     packed: Option<(*const f32, &Job<'_>)>,
+    pf: WeightStream,
 ) where
     S: Simd,
     W: Fn(usize) -> *const f32 + Copy,
@@ -183,6 +211,7 @@ pub(super) fn cv_tile<
             ostride: ohw,
             lanes,
             np,
+            pf,
         };
         if pair {
             let pstride = w_of(p0 + PANEL).offset_from(w_of(p0)) as usize;

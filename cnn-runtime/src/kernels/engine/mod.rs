@@ -106,6 +106,7 @@ mod rules;
 #[cfg(test)]
 mod tile_speed;
 mod tiles;
+mod weight_stream;
 
 #[allow(unused_imports)]
 use self::cv_chunks::*;
@@ -129,11 +130,13 @@ pub(crate) use self::pool::separable_fits;
 use self::rules::*;
 #[cfg(test)]
 pub(crate) use self::rules::{
-    auto_plan, chunk_channels, BLOCK_OVERRIDE, NO_PACK, PV_K_CHUNK_OVERRIDE,
+    auto_plan, chunk_channels, BLOCK_OVERRIDE, NO_PACK, NO_WEIGHT_PF, PV_K_CHUNK_OVERRIDE,
 };
 pub(crate) use self::rules::{band_shape, pack_floats};
 #[allow(unused_imports)]
 use self::tiles::*;
+#[allow(unused_imports)]
+use self::weight_stream::*;
 
 /// Output channels per packed weight panel.
 pub(crate) const PANEL: usize = 16;

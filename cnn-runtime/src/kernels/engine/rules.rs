@@ -332,6 +332,25 @@ pub(super) fn pack_off() -> bool {
     }
 }
 
+/// Whether the channel tiles' prefetch of the next panels' weights is switched off
+/// (`conv::speed_cold` times both).
+#[inline(always)]
+pub(super) fn weight_pf_off() -> bool {
+    #[cfg(test)]
+    {
+        NO_WEIGHT_PF.load(core::sync::atomic::Ordering::Relaxed)
+    }
+    #[cfg(not(test))]
+    {
+        false
+    }
+}
+
+/// Switches the prefetch of the next panels' weights off when set (tests).
+#[cfg(test)]
+pub(crate) static NO_WEIGHT_PF: core::sync::atomic::AtomicBool =
+    core::sync::atomic::AtomicBool::new(false);
+
 /// Switches packing off when set (tests).
 #[cfg(test)]
 pub(crate) static NO_PACK: core::sync::atomic::AtomicBool =

@@ -77,6 +77,7 @@ impl WithSimd for Bench {
                     ostride: 16,
                     lanes: (0, 16),
                     np: $np,
+                    pf: WeightStream::NONE,
                 };
                 s.vectorize(CvTile2::<$np, true>::new(a, pstride));
             }};

@@ -300,6 +300,8 @@ pub(super) struct CvArgs<'a, const NP: usize> {
     pub(super) lanes: (usize, usize),
     /// Valid pixels: consecutive outputs `out[..np]` of each channel.
     pub(super) np: usize,
+    /// Weights the tile prefetches into L2 while it runs ([`WeightStream`]).
+    pub(super) pf: WeightStream,
 }
 
 /// The 16 channels of a panel (`VEC` vectors) by `NP` pixels, run as an isolated
@@ -361,6 +363,7 @@ impl<const VEC: usize, const NP: usize, const CONTIG: bool> WithSimd
                 }
             }
             let pixels = Pixels::<NP, CONTIG>::new(a.src, a.px, a.np);
+            let (mut pf, mut countdown) = (a.pf, 1);
             for (t, &off) in job.taps.iter().enumerate() {
                 let mut wp = a.w.add(t * job.wtap);
                 let mut co = off;
@@ -370,6 +373,7 @@ impl<const VEC: usize, const NP: usize, const CONTIG: bool> WithSimd
                         *x = s.load(wp.add(v * l));
                     }
                     s.prefetch_l1(wp.wrapping_add(PF_ROWS * PANEL));
+                    pf.row(s, &mut countdown);
                     for (p, x) in acc.iter_mut().enumerate() {
                         let xp = pixels.bcast(s, p, co);
                         for (xv, &wvv) in x.iter_mut().zip(&wv) {
@@ -458,6 +462,7 @@ impl<const NP: usize, const CONTIG: bool> WithSimd for CvTile2<'_, NP, CONTIG> {
                 }
             }
             let pixels = Pixels::<NP, CONTIG>::new(a.src, a.px, a.np);
+            let (mut pf, mut countdown) = (a.pf, 1);
             for (t, &off) in job.taps.iter().enumerate() {
                 let mut wp = a.w.add(t * job.wtap);
                 let mut co = off;
@@ -468,6 +473,7 @@ impl<const NP: usize, const CONTIG: bool> WithSimd for CvTile2<'_, NP, CONTIG> {
                     // the weights: prefetches never fault.
                     s.prefetch_l1(wp.wrapping_add(PF_ROWS * PANEL));
                     s.prefetch_l1(wp.wrapping_add(pstride + PF_ROWS * PANEL));
+                    pf.row(s, &mut countdown);
                     for (p, x) in acc.iter_mut().enumerate() {
                         let xp = pixels.bcast(s, p, co);
                         x[0] = s.mul_add(w0, xp, x[0]);
