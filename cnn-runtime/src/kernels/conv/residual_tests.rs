@@ -20,7 +20,7 @@ type Case = (
     &'static str,
 );
 
-const CASES: [Case; 11] = [
+const CASES: [Case; 12] = [
     (
         (64, 14, 14, 96),
         (1, 1),
@@ -101,6 +101,16 @@ const CASES: [Case; 11] = [
         (1, 0),
         engine::SCRATCH,
         "fallback (taps)",
+    ),
+    // A 1x1 layer whose input and residual exceed `PF_INPUT_FLOATS`: its pixel tiles
+    // prefetch the next block's input, then (last chunk) the residual.
+    (
+        (64, 40, 52, 96),
+        (1, 1),
+        (1, 1),
+        (0, 0),
+        engine::SCRATCH,
+        "1x1 prefetching input and residual",
     ),
 ];
 

@@ -235,7 +235,7 @@ fn speed_cold() {
         let mut times = [Vec::new(), Vec::new()];
         for r in 0..copies * 12 {
             let off = (r / copies) % 2;
-            crate::kernels::engine::NO_WEIGHT_PF.store(off == 1, Ordering::Relaxed);
+            crate::kernels::engine::NO_PREFETCH.store(off == 1, Ordering::Relaxed);
             let t0 = std::time::Instant::now();
             conv2d_dyn(
                 level,
@@ -249,7 +249,7 @@ fn speed_cold() {
             black_box(&y);
             times[off].push(t0.elapsed().as_secs_f64() * 1e6);
         }
-        crate::kernels::engine::NO_WEIGHT_PF.store(false, Ordering::Relaxed);
+        crate::kernels::engine::NO_PREFETCH.store(false, Ordering::Relaxed);
         let median = |v: &mut Vec<f64>| {
             v.sort_by(f64::total_cmp);
             v[v.len() / 2]

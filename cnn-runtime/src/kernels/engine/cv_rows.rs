@@ -91,7 +91,7 @@ pub(super) fn cv_rows<S, W, const VEC: usize, const NP: usize, const PN: usize>(
             // The panels run next: this block's next ones, else the next block's first.
             // Their weights may come from memory (a model's big layers stream theirs
             // once per inference): this group's tiles prefetch them into L2, each tile a
-            // share of the rows, spread over its own (`WeightStream`).
+            // share of the rows, spread over its own (`PrefetchStream`).
             let next = if panel + step <= last_panel {
                 Some(panel + step)
             } else if qe < q1 {
@@ -102,12 +102,12 @@ pub(super) fn cv_rows<S, W, const VEC: usize, const NP: usize, const PN: usize>(
             let ntiles = (qe - qa).div_ceil(NP);
             let rows = job.taps.len() * job.cn;
             let lines = next
-                .filter(|_| !weight_pf_off())
+                .filter(|_| !prefetch_off())
                 .map_or(0, |n| (last_panel + 1 - n).min(PN) * rows);
             let base = next.map_or(core::ptr::null(), |n| w_of(n * PANEL));
             let pf_of = |i: usize| {
                 let (a, b) = (i * lines / ntiles, (i + 1) * lines / ntiles);
-                WeightStream::new(base, (job.cn, job.wtap), (a, b - a), rows)
+                PrefetchStream::new(base, (job.cn, job.wtap), (a, b - a), rows)
             };
             let mut i = 0;
             for t in 0..packed {
@@ -167,7 +167,7 @@ pub(super) fn cv_tile<
     p0: usize,
     pair: bool,
     packed: Option<(*const f32, &Job<'_>)>,
-    pf: WeightStream,
+    pf: PrefetchStream,
 ) where
     S: Simd,
     W: Fn(usize) -> *const f32 + Copy,

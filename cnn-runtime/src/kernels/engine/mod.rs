@@ -102,11 +102,11 @@ mod dw_phase2;
 mod dw_rows3;
 mod panels;
 mod pool;
+mod prefetch;
 mod rules;
 #[cfg(test)]
 mod tile_speed;
 mod tiles;
-mod weight_stream;
 
 #[allow(unused_imports)]
 use self::cv_chunks::*;
@@ -127,16 +127,16 @@ use self::panels::*;
 pub(crate) use self::pool::pool;
 #[cfg(test)]
 pub(crate) use self::pool::separable_fits;
+#[allow(unused_imports)]
+use self::prefetch::*;
 use self::rules::*;
 #[cfg(test)]
 pub(crate) use self::rules::{
-    auto_plan, chunk_channels, BLOCK_OVERRIDE, NO_PACK, NO_WEIGHT_PF, PV_K_CHUNK_OVERRIDE,
+    auto_plan, chunk_channels, BLOCK_OVERRIDE, NO_PACK, NO_PREFETCH, PV_K_CHUNK_OVERRIDE,
 };
 pub(crate) use self::rules::{band_shape, pack_floats};
 #[allow(unused_imports)]
 use self::tiles::*;
-#[allow(unused_imports)]
-use self::weight_stream::*;
 
 /// Output channels per packed weight panel.
 pub(crate) const PANEL: usize = 16;

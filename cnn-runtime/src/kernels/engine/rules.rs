@@ -335,10 +335,10 @@ pub(super) fn pack_off() -> bool {
 /// Whether the channel tiles' prefetch of the next panels' weights is switched off
 /// (`conv::speed_cold` times both).
 #[inline(always)]
-pub(super) fn weight_pf_off() -> bool {
+pub(super) fn prefetch_off() -> bool {
     #[cfg(test)]
     {
-        NO_WEIGHT_PF.load(core::sync::atomic::Ordering::Relaxed)
+        NO_PREFETCH.load(core::sync::atomic::Ordering::Relaxed)
     }
     #[cfg(not(test))]
     {
@@ -348,7 +348,7 @@ pub(super) fn weight_pf_off() -> bool {
 
 /// Switches the prefetch of the next panels' weights off when set (tests).
 #[cfg(test)]
-pub(crate) static NO_WEIGHT_PF: core::sync::atomic::AtomicBool =
+pub(crate) static NO_PREFETCH: core::sync::atomic::AtomicBool =
     core::sync::atomic::AtomicBool::new(false);
 
 /// Switches packing off when set (tests).

@@ -62,6 +62,7 @@ impl WithSimd for Bench {
             ostride: 64,
             bias,
             n: 16,
+            pf: PrefetchStream::NONE,
         };
         // A two-panel channel tile of `NP` pixels (kinds 2 and 3; a macro: a closure would
         // not inherit the level's target features).
@@ -77,7 +78,7 @@ impl WithSimd for Bench {
                     ostride: 16,
                     lanes: (0, 16),
                     np: $np,
-                    pf: WeightStream::NONE,
+                    pf: PrefetchStream::NONE,
                 };
                 s.vectorize(CvTile2::<$np, true>::new(a, pstride));
             }};

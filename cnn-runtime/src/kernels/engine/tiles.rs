@@ -25,6 +25,8 @@ pub(super) struct PvArgs<'a> {
     pub(super) bias: *const f32,
     /// Valid lanes of the last vector (of every vector in `ALL_PARTIAL` tiles).
     pub(super) n: usize,
+    /// Lines the tile prefetches into L2 while it runs ([`PrefetchStream`]).
+    pub(super) pf: PrefetchStream,
 }
 
 /// Full vectors only.
@@ -40,12 +42,16 @@ pub(super) const TWO_ROWS: u8 = 3;
 
 /// `MR` output channels by `NV` vectors of pixels (consecutive pixels of a row, or one
 /// short row each), run as an isolated function ([`Simd::vectorize`]). `MASK` says which
-/// vectors are partial ([`FULL`], [`LAST_PARTIAL`], [`ALL_PARTIAL`]).
-pub(super) struct PvTile<'a, const MR: usize, const NV: usize, const MASK: u8>(
+/// vectors are partial ([`FULL`], [`LAST_PARTIAL`], [`ALL_PARTIAL`]); with `PF` the tile
+/// prefetches the lines of `PvArgs::pf` as it goes (a variant of its own: the check a
+/// row cost the short loops of a 7x7 stem a few percent).
+pub(super) struct PvTile<'a, const MR: usize, const NV: usize, const MASK: u8, const PF: bool>(
     pub(super) PvArgs<'a>,
 );
 
-impl<'a, const MR: usize, const NV: usize, const MASK: u8> PvTile<'a, MR, NV, MASK> {
+impl<'a, const MR: usize, const NV: usize, const MASK: u8, const PF: bool>
+    PvTile<'a, MR, NV, MASK, PF>
+{
     /// # Safety
     ///
     /// For every vector `v`, tap offset `off` and channel `c < job.cn`,
@@ -60,7 +66,9 @@ impl<'a, const MR: usize, const NV: usize, const MASK: u8> PvTile<'a, MR, NV, MA
     }
 }
 
-impl<const MR: usize, const NV: usize, const MASK: u8> WithSimd for PvTile<'_, MR, NV, MASK> {
+impl<const MR: usize, const NV: usize, const MASK: u8, const PF: bool> WithSimd
+    for PvTile<'_, MR, NV, MASK, PF>
+{
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
@@ -124,11 +132,15 @@ impl<const MR: usize, const NV: usize, const MASK: u8> WithSimd for PvTile<'_, M
                     step!(a.src.offset(off), a.w.add(t * job.wtap));
                 }
             } else {
+                let (mut pf, mut countdown) = (a.pf, 1);
                 for (t, &off) in job.taps.iter().enumerate() {
                     let mut sp = a.src.offset(off);
                     let mut wp = a.w.add(t * job.wtap);
                     for _ in 0..job.cn {
                         step!(sp, wp);
+                        if PF {
+                            pf.row(s, &mut countdown);
+                        }
                         sp = sp.add(job.plane);
                         wp = wp.add(PANEL);
                     }
@@ -169,11 +181,11 @@ pub(super) unsafe fn pv_call<S: Simd>(s: S, mr: usize, nv: usize, mask: u8, a: P
             // SAFETY: forwarded from the caller.
             unsafe {
                 match (nv, mask) {
-                    (2, FULL) => s.vectorize(PvTile::<$mr, 2, FULL>::new(a)),
-                    (2, LAST_PARTIAL) => s.vectorize(PvTile::<$mr, 2, LAST_PARTIAL>::new(a)),
-                    (2, _) => s.vectorize(PvTile::<$mr, 2, ALL_PARTIAL>::new(a)),
-                    (_, FULL) => s.vectorize(PvTile::<$mr, 1, FULL>::new(a)),
-                    (_, _) => s.vectorize(PvTile::<$mr, 1, LAST_PARTIAL>::new(a)),
+                    (2, FULL) => s.vectorize(PvTile::<$mr, 2, FULL, false>::new(a)),
+                    (2, LAST_PARTIAL) => s.vectorize(PvTile::<$mr, 2, LAST_PARTIAL, false>::new(a)),
+                    (2, _) => s.vectorize(PvTile::<$mr, 2, ALL_PARTIAL, false>::new(a)),
+                    (_, FULL) => s.vectorize(PvTile::<$mr, 1, FULL, false>::new(a)),
+                    (_, _) => s.vectorize(PvTile::<$mr, 1, LAST_PARTIAL, false>::new(a)),
                 }
             }
         }};
@@ -202,14 +214,14 @@ pub(super) unsafe fn pv3_call<S: Simd>(s: S, mr: usize, a: PvArgs<'_>) {
     // SAFETY: forwarded from the caller.
     unsafe {
         match mr {
-            1 => s.vectorize(PvTile::<1, 3, FULL>::new(a)),
-            2 => s.vectorize(PvTile::<2, 3, FULL>::new(a)),
-            3 => s.vectorize(PvTile::<3, 3, FULL>::new(a)),
-            4 => s.vectorize(PvTile::<4, 3, FULL>::new(a)),
-            5 => s.vectorize(PvTile::<5, 3, FULL>::new(a)),
-            6 => s.vectorize(PvTile::<6, 3, FULL>::new(a)),
-            7 => s.vectorize(PvTile::<7, 3, FULL>::new(a)),
-            _ => s.vectorize(PvTile::<8, 3, FULL>::new(a)),
+            1 => s.vectorize(PvTile::<1, 3, FULL, false>::new(a)),
+            2 => s.vectorize(PvTile::<2, 3, FULL, false>::new(a)),
+            3 => s.vectorize(PvTile::<3, 3, FULL, false>::new(a)),
+            4 => s.vectorize(PvTile::<4, 3, FULL, false>::new(a)),
+            5 => s.vectorize(PvTile::<5, 3, FULL, false>::new(a)),
+            6 => s.vectorize(PvTile::<6, 3, FULL, false>::new(a)),
+            7 => s.vectorize(PvTile::<7, 3, FULL, false>::new(a)),
+            _ => s.vectorize(PvTile::<8, 3, FULL, false>::new(a)),
         }
     }
 }
@@ -219,19 +231,28 @@ pub(super) unsafe fn pv3_call<S: Simd>(s: S, mr: usize, a: PvArgs<'_>) {
 ///
 /// # Safety
 ///
-/// As [`PvTile::new`], with `MR = mr`, `NV = 4` and `MASK`.
+/// As [`PvTile::new`], with `MR = mr`, `NV = 4` and `MASK` (`PF` when `a.pf` has lines).
 #[inline(always)]
 pub(super) unsafe fn pv4_call<S: Simd, const MASK: u8>(s: S, mr: usize, a: PvArgs<'_>) {
     debug_assert!((1..=6).contains(&mr) && (MASK == FULL || MASK == TWO_ROWS));
+    // Tiles with lines to prefetch (`PvArgs::pf`) run a variant that does; the others
+    // one whose loop has no trace of it.
+    let pf = a.pf.left > 0;
     // SAFETY: forwarded from the caller.
     unsafe {
         match mr {
-            1 => s.vectorize(PvTile::<1, 4, MASK>::new(a)),
-            2 => s.vectorize(PvTile::<2, 4, MASK>::new(a)),
-            3 => s.vectorize(PvTile::<3, 4, MASK>::new(a)),
-            4 => s.vectorize(PvTile::<4, 4, MASK>::new(a)),
-            5 => s.vectorize(PvTile::<5, 4, MASK>::new(a)),
-            _ => s.vectorize(PvTile::<6, 4, MASK>::new(a)),
+            1 if pf => s.vectorize(PvTile::<1, 4, MASK, true>::new(a)),
+            2 if pf => s.vectorize(PvTile::<2, 4, MASK, true>::new(a)),
+            3 if pf => s.vectorize(PvTile::<3, 4, MASK, true>::new(a)),
+            4 if pf => s.vectorize(PvTile::<4, 4, MASK, true>::new(a)),
+            5 if pf => s.vectorize(PvTile::<5, 4, MASK, true>::new(a)),
+            _ if pf => s.vectorize(PvTile::<6, 4, MASK, true>::new(a)),
+            1 => s.vectorize(PvTile::<1, 4, MASK, false>::new(a)),
+            2 => s.vectorize(PvTile::<2, 4, MASK, false>::new(a)),
+            3 => s.vectorize(PvTile::<3, 4, MASK, false>::new(a)),
+            4 => s.vectorize(PvTile::<4, 4, MASK, false>::new(a)),
+            5 => s.vectorize(PvTile::<5, 4, MASK, false>::new(a)),
+            _ => s.vectorize(PvTile::<6, 4, MASK, false>::new(a)),
         }
     }
 }
@@ -300,8 +321,8 @@ pub(super) struct CvArgs<'a, const NP: usize> {
     pub(super) lanes: (usize, usize),
     /// Valid pixels: consecutive outputs `out[..np]` of each channel.
     pub(super) np: usize,
-    /// Weights the tile prefetches into L2 while it runs ([`WeightStream`]).
-    pub(super) pf: WeightStream,
+    /// Weights the tile prefetches into L2 while it runs ([`PrefetchStream`]).
+    pub(super) pf: PrefetchStream,
 }
 
 /// The 16 channels of a panel (`VEC` vectors) by `NP` pixels, run as an isolated
