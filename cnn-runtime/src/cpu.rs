@@ -144,6 +144,28 @@ pub(crate) fn l1d_bytes() -> usize {
     }
 }
 
+/// Whether the CPU is Intel's (CPUID leaf 0's vendor string "GenuineIntel"), read once
+/// and cached; false on other targets. The kernels' software prefetches of what later
+/// tiles read are measured to pay on Intel cores only (`kernels/engine/prefetch.rs`).
+pub(crate) fn is_intel() -> bool {
+    use core::sync::atomic::AtomicU8;
+    static INTEL: AtomicU8 = AtomicU8::new(0);
+    match INTEL.load(Ordering::Relaxed) {
+        0 => {
+            #[cfg(target_arch = "x86_64")]
+            let yes = {
+                let r = core::arch::x86_64::__cpuid(0);
+                (r.ebx, r.edx, r.ecx) == (0x756e_6547, 0x4965_6e69, 0x6c65_746e)
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            let yes = false;
+            INTEL.store(if yes { 2 } else { 1 }, Ordering::Relaxed);
+            yes
+        }
+        v => v == 2,
+    }
+}
+
 /// [`l1d_bytes`] uncached.
 fn detect_l1d_bytes() -> usize {
     #[cfg(target_arch = "x86_64")]
@@ -357,6 +379,26 @@ mod tests {
             None => eprintln!("l1d_bytes: no sysfs cache information to compare ({got} bytes)"),
         }
         assert!(got == 0 || (8 * 1024..=1 << 20).contains(&got), "{got}");
+    }
+
+    /// The vendor test agrees with /proc/cpuinfo's vendor_id where Linux has one.
+    #[test]
+    fn is_intel_is_what_linux_reports() {
+        let got = is_intel();
+        assert_eq!(got, is_intel());
+        let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else {
+            return;
+        };
+        let vendor = info.lines().find_map(|l| {
+            l.strip_prefix("vendor_id")?
+                .split(':')
+                .nth(1)
+                .map(str::trim)
+        });
+        match vendor {
+            Some(v) => assert_eq!(got, v == "GenuineIntel", "vendor_id {v}"),
+            None => eprintln!("is_intel: no vendor_id in /proc/cpuinfo ({got})"),
+        }
     }
 
     /// Inside the guard a product below the normal range is 0 and a subnormal operand

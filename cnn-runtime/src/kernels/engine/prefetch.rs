@@ -15,6 +15,9 @@
 //! - in place of that, on a layer's last chunk with a fused residual, the residual that
 //!   the block post-pass adds after the panel's tiles (written three layers earlier).
 //!
+//! Intel cores only (`rules::prefetch_off`): on AMD Zen 3 the same kind of prefetch
+//! measured slower.
+//!
 //! Measured on AVX-512 (Intel Xeon, 2 MB L2, one core, µs): weights cold
 //! (`conv::speed_cold`, without / with): 2048x7x7 -> 512 870-878 / 766-769, 512x7x7 ->
 //! 2048 920-923 / 780-792; in ResNet-50 (`steps_ab.py`, six alternated rounds) its 7x7
