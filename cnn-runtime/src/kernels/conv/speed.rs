@@ -15,6 +15,49 @@ use std::hint::black_box;
 /// `(C, H, K, stride, O, padding, groups)`.
 type Shape = (usize, usize, usize, usize, usize, usize, usize);
 
+/// `CONV_SHAPES="c,h,k,s,o[,p[,g]];..."` (padding `p`, default `k / 2`; groups `g`,
+/// default 1), if set.
+fn env_shapes() -> Option<Vec<Shape>> {
+    std::env::var("CONV_SHAPES").ok().map(|v| {
+        v.split(';')
+            .map(|t| {
+                let n: Vec<usize> = t.split(',').map(|x| x.trim().parse().unwrap()).collect();
+                (
+                    n[0],
+                    n[1],
+                    n[2],
+                    n[3],
+                    n[4],
+                    *n.get(5).unwrap_or(&(n[2] / 2)),
+                    *n.get(6).unwrap_or(&1),
+                )
+            })
+            .collect()
+    })
+}
+
+/// A square `C x H x H` input, a square `K x K` kernel: the layer's dimensions.
+fn square(c: usize, h: usize, k: usize, s: usize, o: usize, p: usize, g: usize) -> Dims2d {
+    let oh = (h + 2 * p - k) / s + 1;
+    Dims2d {
+        c,
+        h,
+        w: h,
+        o,
+        oh,
+        ow: oh,
+        kh: k,
+        kw: k,
+        sh: s,
+        sw: s,
+        ph: p,
+        pw: p,
+        dh: 1,
+        dw: 1,
+        g,
+    }
+}
+
 #[test]
 #[ignore]
 fn speed() {
@@ -30,22 +73,7 @@ fn speed() {
         Ok("tanh") => Act::TANH,
         _ => Act::RELU,
     };
-    let custom: Option<Vec<Shape>> = std::env::var("CONV_SHAPES").ok().map(|v| {
-        v.split(';')
-            .map(|t| {
-                let n: Vec<usize> = t.split(',').map(|x| x.trim().parse().unwrap()).collect();
-                (
-                    n[0],
-                    n[1],
-                    n[2],
-                    n[3],
-                    n[4],
-                    *n.get(5).unwrap_or(&(n[2] / 2)),
-                    *n.get(6).unwrap_or(&1),
-                )
-            })
-            .collect()
-    });
+    let custom = env_shapes();
     let shapes = custom.unwrap_or(vec![
         (3, 224, 3, 2, 32, 1, 1),
         (32, 112, 1, 1, 16, 0, 1),
@@ -74,24 +102,8 @@ fn speed() {
         if std::env::var("CONV_ONLY").is_ok_and(|only| only != name) {
             continue;
         }
-        let oh = (h + 2 * p - k) / s + 1;
-        let d = Dims2d {
-            c,
-            h,
-            w: h,
-            o,
-            oh,
-            ow: oh,
-            kh: k,
-            kw: k,
-            sh: s,
-            sw: s,
-            ph: p,
-            pw: p,
-            dh: 1,
-            dw: 1,
-            g,
-        };
+        let d = square(c, h, k, s, o, p, g);
+        let oh = d.oh;
         let x = rng.vec(c * h * h, -1.0, 1.0);
         let w = rng.vec(o * (c / g) * k * k, -0.3, 0.3);
         let b = rng.vec(o, -0.1, 0.1);
@@ -196,30 +208,14 @@ fn speed_cold() {
     let level = cpu::level();
     eprintln!("level {level:?}");
     let mut rng = Rng::new(7);
-    let spec = std::env::var("CONV_SHAPES")
-        .unwrap_or_else(|_| "2048,7,1,1,512,0;512,7,1,1,2048,0;512,14,3,2,512,1".into());
-    for t in spec.split(';') {
-        let n: Vec<usize> = t.split(',').map(|x| x.trim().parse().unwrap()).collect();
-        let (c, h, k, s, o) = (n[0], n[1], n[2], n[3], n[4]);
-        let p = *n.get(5).unwrap_or(&(k / 2));
-        let oh = (h + 2 * p - k) / s + 1;
-        let d = Dims2d {
-            c,
-            h,
-            w: h,
-            o,
-            oh,
-            ow: oh,
-            kh: k,
-            kw: k,
-            sh: s,
-            sw: s,
-            ph: p,
-            pw: p,
-            dh: 1,
-            dw: 1,
-            g: 1,
-        };
+    let shapes = env_shapes().unwrap_or(vec![
+        (2048, 7, 1, 1, 512, 0, 1),
+        (512, 7, 1, 1, 2048, 0, 1),
+        (512, 14, 3, 2, 512, 1, 1),
+    ]);
+    for (c, h, k, s, o, p, _) in shapes {
+        let d = square(c, h, k, s, o, p, 1);
+        let oh = d.oh;
         let x = rng.vec(c * h * h, -1.0, 1.0);
         let copies = (96 << 20) / (o * c * k * k * 4) + 1;
         let params: Vec<ConvParams> = (0..copies)
