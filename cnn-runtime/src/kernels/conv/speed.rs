@@ -199,7 +199,7 @@ fn speed() {
 
 /// Layers whose weights come from memory, as in a model whose weights exceed the caches
 /// (ResNet-50's last stage: 4-9 MiB a layer): each run takes another copy of the
-/// weights (96 MiB in all), with the channel tiles' prefetch of the next panels' weights
+/// weights (96 MiB in all), with the tiles' prefetches for later tiles (`engine::prefetch`)
 /// on and off in alternate runs of the copies, medians of each
 /// (`CONV_SHAPES="c,h,k,s,o[,p];..."` as in [`speed`]; default ResNet-50's 7x7 layers).
 #[test]

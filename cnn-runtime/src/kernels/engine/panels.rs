@@ -259,6 +259,8 @@ pub(crate) unsafe fn conv_panels<S: Simd>(
                                     && !prefetch_off()
                                 {
                                     let run = (nx1 - bx1).div_ceil(PANEL);
+                                    // Tiles of the block: per chunk, per panel
+                                    // three of up to 6 channels per 4 vectors.
                                     let tiles = job.cn.div_ceil(kc)
                                         * (ro.div_ceil(PANEL) * 3)
                                         * (bx1 - bx0).div_ceil(4 * S::LANES);
