@@ -56,25 +56,33 @@ from export import export, write_case_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: name -> (factory, input size, seed)
+#: Keywords of the models built without their auxiliary heads, weight init or input
+#: transform (GoogLeNet, Inception v3): passed to the factory and named in the case's
+#: description.
+_PLAIN = {"aux_logits": False, "init_weights": False, "transform_input": False}
+
+#: name (of the ``torchvision.models`` factory) -> (keywords beyond ``weights=None``,
+#: input size, seed)
 MODELS = {
-    "resnet18": (lambda: torchvision.models.resnet18(weights=None), 64, 1018),
-    "resnet50": (lambda: torchvision.models.resnet50(weights=None), 64, 1050),
-    "mobilenet_v2": (lambda: torchvision.models.mobilenet_v2(weights=None), 64, 2002),
-    "mobilenet_v3_small": (lambda: torchvision.models.mobilenet_v3_small(weights=None), 64,
-                           2003),
-    "squeezenet1_1": (lambda: torchvision.models.squeezenet1_1(weights=None), 64, 3011),
-    "efficientnet_b0": (lambda: torchvision.models.efficientnet_b0(weights=None), 64, 4000),
-    "googlenet": (lambda: torchvision.models.googlenet(
-        weights=None, aux_logits=False, init_weights=False, transform_input=False), 64, 5000),
-    "resnext50_32x4d": (lambda: torchvision.models.resnext50_32x4d(weights=None), 64, 1150),
-    "regnet_y_400mf": (lambda: torchvision.models.regnet_y_400mf(weights=None), 64, 6000),
-    "mnasnet0_5": (lambda: torchvision.models.mnasnet0_5(weights=None), 64, 7000),
-    "mobilenet_v3_large": (lambda: torchvision.models.mobilenet_v3_large(weights=None), 64,
-                           2004),
-    "inception_v3": (lambda: torchvision.models.inception_v3(
-        weights=None, aux_logits=False, init_weights=False, transform_input=False), 80, 5100),
+    "resnet18": ({}, 64, 1018),
+    "resnet50": ({}, 64, 1050),
+    "mobilenet_v2": ({}, 64, 2002),
+    "mobilenet_v3_small": ({}, 64, 2003),
+    "squeezenet1_1": ({}, 64, 3011),
+    "efficientnet_b0": ({}, 64, 4000),
+    "googlenet": (_PLAIN, 64, 5000),
+    "resnext50_32x4d": ({}, 64, 1150),
+    "regnet_y_400mf": ({}, 64, 6000),
+    "mnasnet0_5": ({}, 64, 7000),
+    "mobilenet_v3_large": ({}, 64, 2004),
+    "inception_v3": (_PLAIN, 80, 5100),
 }
+
+
+def keywords(name: str) -> str:
+    """The model's keywords beyond ``weights=None``, as the description names them."""
+    return "".join(f", {k}={v}" for k, v in MODELS[name][0].items())
+
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
 
@@ -116,9 +124,8 @@ def calibrate(model: nn.Module, size: int, seed: int, batches: int, batch: int) 
 
 
 def build(name: str, seed: int, size: int, calib_batches: int, calib_size: int) -> nn.Module:
-    factory = MODELS[name][0]
     torch.manual_seed(seed)  # torchvision's own init, overwritten below
-    model = factory().eval()
+    model = getattr(torchvision.models, name)(weights=None, **MODELS[name][0]).eval()
     set_weights(model, seed)
     calibrate(model, size, seed, calib_batches, calib_size)
     return model
@@ -164,9 +171,7 @@ def write_case(name: str, model: nn.Module, size: int, seed: int, out: Path,
     case = {
         "name": name,
         "description": f"torchvision.models.{name} (torchvision {torchvision.__version__})"
-                       + (", aux_logits=False, init_weights=False, transform_input=False"
-                          if name in ("googlenet", "inception_v3") else "")
-                       + f", {size}x{size}, seeded weights",
+                       + keywords(name) + f", {size}x{size}, seeded weights",
         "input_shape": list(res.input_shape),
         "output_shape": list(res.output_shape),
         "n_inputs": n_inputs,
