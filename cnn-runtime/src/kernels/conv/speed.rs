@@ -8,7 +8,7 @@
 use super::*;
 use crate::kernels::engine::Plan;
 use crate::kernels::engine::BLOCK_OVERRIDE;
-use crate::kernels::reference::{best_time_us as time, paired_times, Rng};
+use crate::kernels::reference::{best_time_us as time, dims2d, paired_times, Axis, Rng};
 use core::sync::atomic::Ordering;
 use std::hint::black_box;
 
@@ -36,26 +36,11 @@ fn env_shapes() -> Option<Vec<Shape>> {
     })
 }
 
-/// A square `C x H x H` input, a square `K x K` kernel: the layer's dimensions.
+/// A square `C x H x H` input, a square `K x K` kernel: the layer's dimensions
+/// (`reference::dims2d`).
 fn square(c: usize, h: usize, k: usize, s: usize, o: usize, p: usize, g: usize) -> Dims2d {
-    let oh = (h + 2 * p - k) / s + 1;
-    Dims2d {
-        c,
-        h,
-        w: h,
-        o,
-        oh,
-        ow: oh,
-        kh: k,
-        kw: k,
-        sh: s,
-        sw: s,
-        ph: p,
-        pw: p,
-        dh: 1,
-        dw: 1,
-        g,
-    }
+    let ax = Axis::conv(h, k, s, p, 1).expect("a kernel that fits the padded input");
+    dims2d(c, o, g, ax, ax)
 }
 
 #[test]

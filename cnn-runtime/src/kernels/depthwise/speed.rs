@@ -6,7 +6,7 @@
 //! 5x5 shapes).
 
 use super::*;
-use crate::kernels::reference::{best_time_us as time, Rng};
+use crate::kernels::reference::{best_time_us as time, dims2d, Axis, Rng};
 use std::hint::black_box;
 
 #[test]
@@ -70,24 +70,9 @@ fn speed() {
                 continue;
             }
         }
-        let oh = (h + 2 * (k / 2) - k) / s + 1;
-        let d = Dims2d {
-            c,
-            h,
-            w: h,
-            o: c,
-            oh,
-            ow: oh,
-            kh: k,
-            kw: k,
-            sh: s,
-            sw: s,
-            ph: k / 2,
-            pw: k / 2,
-            dh: 1,
-            dw: 1,
-            g: c,
-        };
+        let ax = Axis::conv(h, k, s, k / 2, 1).expect("a kernel that fits the padded input");
+        let d = dims2d(c, c, c, ax, ax);
+        let oh = d.oh;
         let x = rng.vec(c * h * h, -1.0, 1.0);
         let w = rng.vec(c * k * k, -0.3, 0.3);
         let b = rng.vec(c, -0.1, 0.1);
