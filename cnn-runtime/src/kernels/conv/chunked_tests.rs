@@ -25,7 +25,7 @@ const LAYERS: [(usize, usize, usize, usize, usize, usize, usize); 8] = [
 ];
 
 /// Whether the layer takes chunked channel tiles at `level` on this machine.
-fn chunked(level: cpu::Level, d: Dims2d) -> bool {
+pub(super) fn chunked(level: cpu::Level, d: Dims2d) -> bool {
     #[cfg(target_arch = "x86_64")]
     if level == cpu::Level::Avx512 {
         use crate::kernels::engine::{auto_plan, chunk_channels, flat};

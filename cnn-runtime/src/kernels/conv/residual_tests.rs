@@ -20,7 +20,7 @@ type Case = (
     &'static str,
 );
 
-const CASES: [Case; 12] = [
+const CASES: [Case; 15] = [
     (
         (64, 14, 14, 96),
         (1, 1),
@@ -112,6 +112,34 @@ const CASES: [Case; 12] = [
         engine::SCRATCH,
         "1x1 prefetching input and residual",
     ),
+    // Chunked channel tiles (AVX-512), which add the residual as they store the last
+    // sums: a 1x1 layer on 14x14 (runs of 4, 4 and 2 panels, the last 12 channels
+    // wide), a strided 3x3 one (runs of 4 and 1), and the same with band chunks of
+    // fewer channels (sums resumed from the output).
+    (
+        (256, 14, 14, 156),
+        (1, 1),
+        (1, 1),
+        (0, 0),
+        engine::SCRATCH,
+        "chunked 1x1",
+    ),
+    (
+        (64, 30, 30, 76),
+        (3, 3),
+        (2, 2),
+        (1, 1),
+        engine::SCRATCH,
+        "chunked stride 2",
+    ),
+    (
+        (64, 30, 30, 76),
+        (3, 3),
+        (2, 2),
+        (1, 1),
+        engine::SCRATCH / 2,
+        "chunked stride 2, band chunks",
+    ),
 ];
 
 const ACTS: [Act; 5] = [
@@ -147,6 +175,12 @@ fn residual_equals_conv_then_add_bit_for_bit() {
         let res = rng.vec(n, -2.0, 2.0);
         let params = ConvParams::from_torch(o, c, kh, kw, &weight, Some(&bias), None);
         for level in simd::test_levels() {
+            if what.starts_with("chunked") && level == crate::cpu::Level::Avx512 {
+                assert!(
+                    super::chunked_tests::chunked(level, d),
+                    "not chunked: {what}"
+                );
+            }
             for act in ACTS {
                 let ctx = (what, level, act.kind());
                 let run = |y: &mut [f32], res: Option<&[f32]>, act: Act| {

@@ -243,3 +243,87 @@ fn speed_cold() {
         );
     }
 }
+
+/// A fused residual read from memory, as in a model (ResNets add the block's input,
+/// written three layers earlier): each run takes another copy of the residual (192 MiB
+/// in all), against the same layer without a residual and with the residual warm, and
+/// with the tiles' prefetches for later tiles on and off, alternated run by run
+/// (`CONV_SHAPES` as in [`speed`]; default ResNet-50's 14x14, 28x28 and 56x56 layers
+/// that add one). Intel Xeon, one core, 2026-12-05, µs none / warm / cold with / cold
+/// without: 256x14x14 -> 1024 633 / 689 / 770 / 768, 128x28x28 -> 512 635 / 725 / 821 /
+/// 873, 64x56x56 -> 256 657 / 830 / 948 / 1055 (docs/PERFORMANCE.md, "The fused
+/// residual's memory").
+#[test]
+#[ignore]
+fn speed_residual() {
+    let level = cpu::level();
+    eprintln!("level {level:?}");
+    let mut rng = Rng::new(7);
+    let shapes = env_shapes().unwrap_or(vec![
+        (256, 14, 1, 1, 1024, 0, 1),
+        (128, 28, 1, 1, 512, 0, 1),
+        (64, 56, 1, 1, 256, 0, 1),
+    ]);
+    for (c, h, k, s, o, p, _) in shapes {
+        let d = square(c, h, k, s, o, p, 1);
+        let n = o * d.oh * d.ow;
+        let x = rng.vec(c * h * h, -1.0, 1.0);
+        let w = rng.vec(o * c * k * k, -0.3, 0.3);
+        let b = rng.vec(o, -0.1, 0.1);
+        let params = ConvParams::from_torch(o, c, k, k, &w, Some(&b), None);
+        let copies = (192 << 20) / (n * 4) + 1;
+        let res: Vec<Vec<f32>> = (0..copies).map(|_| rng.vec(n, -1.0, 1.0)).collect();
+        let mut y = vec![0.0f32; n];
+        let len = conv_scratch_len(
+            (c, h, h),
+            (o, d.oh, d.ow),
+            (k, k),
+            (s, s),
+            (p, p),
+            (1, 1),
+            1,
+        );
+        let mut scratch = vec![0.0f32; len];
+        // No residual; warm; cold with prefetches; cold without.
+        let mut times = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+        for r in 0..copies * 16 {
+            let v = r % 4;
+            crate::kernels::engine::NO_PREFETCH.store(v == 3, Ordering::Relaxed);
+            let rr = match v {
+                0 => None,
+                1 => Some(&res[0][..]),
+                // Each cold run its own copy.
+                _ => Some(&res[(r / 4 * 2 + v - 2) % copies][..]),
+            };
+            let t0 = std::time::Instant::now();
+            conv2d_with(
+                level,
+                d,
+                black_box(&x),
+                &params,
+                &mut y,
+                Act::RELU,
+                rr,
+                engine::SCRATCH,
+                None,
+                &mut scratch,
+            );
+            black_box(&y);
+            times[v].push(t0.elapsed().as_secs_f64() * 1e6);
+        }
+        crate::kernels::engine::NO_PREFETCH.store(false, Ordering::Relaxed);
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let t: Vec<f64> = times.iter_mut().map(median).collect();
+        eprintln!(
+            "{:>14}: none {:.1}, residual warm {:.1}, cold {:.1} with prefetches, {:.1} without ({copies} copies)",
+            format!("{c}x{h}k{k}s{s}o{o}"),
+            t[0],
+            t[1],
+            t[2],
+            t[3]
+        );
+    }
+}
