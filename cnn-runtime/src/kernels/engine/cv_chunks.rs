@@ -257,6 +257,21 @@ impl<const PN: usize, const NP: usize> WithSimd for CkIn<PN, NP> {
 /// 64 channels with `std`, 12 without.
 pub(super) const CK_ACC_FLOATS: usize = SCRATCH / 4;
 
+/// How many times the channel tiles' input budget (`Tuning::cv_block_bytes`) a block of
+/// a 1x1 layer's chunked tiles reads: 1 MiB of input on AVX-512, whole 14x14 maps of up
+/// to 1024 channels, or a whole thread part's pixels. Every block streams all of the
+/// layer's weights past its tiles (256K-1M floats on ResNet-50's 14x14 layers), so fewer
+/// blocks stream less; with the plain budget a 1024-channel layer ran in blocks of 48
+/// pixels, 196 = 4 x 48 + 4, at two threads 48 + 48 + 2 per part. Measured on AVX-512
+/// (Intel Xeon, 2 MiB L2, 2026-12-05): `conv::speed` 1024x14x14 -> 256 575 -> 513 µs,
+/// 512x14x14 -> 128 136 -> 128, 896x14x14 -> 128 246 -> 237, 256x14x14 -> 1024 571 ->
+/// 529; in ResNet-50 (`steps_ab.py`, six alternated rounds) its 14x14 1x1 layers
+/// 1.03-1.08x at one thread and 1.04-1.08x at two, layer3.0.downsample 1.07-1.08x,
+/// the model 1.02x at both; four times the budget gave 0.99-1.00x of eight. DenseNet-121's
+/// 14x14 1x1 layers 0.98-1.03x (the larger ones faster). Not measured on cores with 1
+/// MiB of L2 (AMD Zen 4), where a block's input and the streamed weights share less.
+pub(super) const CK_1X1_BLOCK_SCALE: usize = 8;
+
 /// Pixels of a block of chunked tiles: a multiple of 12 (the tiles are 6 or 12 pixels).
 const CK_BLOCK_STEP: usize = 12;
 
@@ -289,9 +304,16 @@ pub(super) unsafe fn cv_chunks<S, W>(
     debug_assert!(acc_len >= CK_BLOCK_STEP * 4 * PANEL);
     let ohw = d.oh * d.ow;
     // Pixels of a block: as many as the partial sums' buffer holds, and no more than
-    // the channel tiles' input budget (`cv_rows`) unless that is under a step.
+    // the channel tiles' input budget (`cv_rows`; [`CK_1X1_BLOCK_SCALE`] times that
+    // for a 1x1 layer) unless that is under a step.
     let by_acc = acc_len / (4 * PANEL);
-    let by_input = block_floats::<S>(Plan::Channels) / (job.cn * d.sh * d.sw).max(1);
+    let budget = block_floats::<S>(Plan::Channels);
+    let budget = if job.taps.len() == 1 {
+        budget * CK_1X1_BLOCK_SCALE
+    } else {
+        budget
+    };
+    let by_input = budget / (job.cn * d.sh * d.sw).max(1);
     let block = by_acc.min(by_input.max(4 * CK_BLOCK_STEP)) / CK_BLOCK_STEP * CK_BLOCK_STEP;
     let block = block.clamp(CK_BLOCK_STEP, CK_MAX_BLOCK);
     let (first_panel, end_panel) = (go0 / PANEL, (go0 + og).div_ceil(PANEL));
