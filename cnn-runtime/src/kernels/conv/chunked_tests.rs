@@ -13,8 +13,10 @@ use crate::kernels::reference::{self as r, Axis, Rng};
 use crate::kernels::simd;
 
 /// `(C, H, W, O, kernel, stride, padding)`.
-const LAYERS: [(usize, usize, usize, usize, usize, usize, usize); 9] = [
+const LAYERS: [(usize, usize, usize, usize, usize, usize, usize); 10] = [
     (256, 14, 14, 128, 1, 1, 0),
+    // A 1x1 layer of 5 panels (runs of 4 and 1).
+    (384, 13, 13, 80, 1, 1, 0),
     // A 1x1 layer of more pixels than a block of chunked tiles holds (323 = 252 + 71).
     (260, 17, 19, 140, 1, 1, 0),
     (300, 12, 13, 144, 1, 1, 0),
@@ -156,8 +158,8 @@ fn bits(a: &[f32], b: &[f32]) -> bool {
 
 /// The rule: ResNet-50's stride-2 3x3 layers on 56x56 and 28x28 inputs and its 1x1
 /// layers on 14x14 take chunked tiles; its 14x14 stride-2 one (7x7 output), stride-1
-/// 3x3 layers, 1x1 layers on 7x7, with under 128 outputs or 256 inputs, and narrow
-/// ones do not;
+/// 3x3 layers, 1x1 layers on 7x7, with under 64 outputs or 256 inputs, and narrow
+/// ones do not (SqueezeNet's 384 -> 64 on 13x13 does);
 /// the planned memory holds a big band for the strided ones that do.
 #[test]
 #[cfg(target_arch = "x86_64")]
@@ -176,7 +178,9 @@ fn chunked_tiles_rule() {
     assert_eq!(kc(128, 28, 128, 3, 1), 0);
     assert_eq!(kc(1024, 14, 256, 1, 1), 64);
     assert_eq!(kc(256, 14, 1024, 1, 1), 64);
-    assert_eq!(kc(384, 13, 64, 1, 1), 0);
+    assert_eq!(kc(384, 13, 64, 1, 1), 64);
+    assert_eq!(kc(384, 13, 48, 1, 1), 0);
+    assert_eq!(kc(192, 14, 64, 1, 1), 0);
     assert_eq!(kc(96, 14, 576, 1, 1), 0);
     assert_eq!(kc(2048, 7, 512, 1, 1), 0);
     assert_eq!(kc(128, 56, 32, 3, 2), 0);

@@ -211,20 +211,29 @@ pub(crate) fn auto_plan(d: &Dims2d, lanes: usize, tuning: &Tuning, l1d: usize) -
 /// 1410, 128x28x28 -> 128 1233 / 1334-1378, 64x28x28 -> 64 327 / 344-363; faster on
 /// 128x14x14 -> 128, 425 / 333).
 ///
-/// And by 1x1 layers on maps of [`CK_1X1_PIXELS`] with at least 256 input and 128
+/// And by 1x1 layers on maps of [`CK_1X1_PIXELS`] with at least 256 input and 64
 /// output channels, in steps of 64 channels (ResNet-50's and DenseNet-121's 14x14
-/// layers): in ResNet-50 (`steps_ab.py`, five alternated rounds, one thread) its 14x14
+/// layers, the MobileNets' and EfficientNet's 14x14 projections, SqueezeNet's 13x13
+/// ones): in ResNet-50 (`steps_ab.py`, five alternated rounds, one thread) its 14x14
 /// 1x1 layers 1.05-1.14x, the model 1.03x; DenseNet-121 1.02x (two threads 1.05x),
-/// MobileNet-96 1.01-1.02x. With fewer output channels they lost (SqueezeNet's 384 -> 64
-/// and 512 -> 64 on 13x13: 0.93x, 0.95x); on 7x7 maps too (`conv::speed`, 2048 -> 512
-/// 655 / 758, 960 -> 160 88 / 100).
+/// MobileNet-96 1.01-1.02x. From 64 outputs since their blocks take whole maps
+/// (`cv_chunks::CK_1X1_BLOCK_SCALE`; with blocks of 48 pixels SqueezeNet's 384 -> 64
+/// and 512 -> 64 on 13x13 had lost, 0.93x, 0.95x): `conv::speed`, two binaries
+/// alternated three times, µs before / after (2026-12-05): 384x14x14 -> 64 58-62 /
+/// 54-56, 576x14x14 -> 96 130-138 / 115-130, 384x13x13 -> 64 49-51 / 46-49, 512x13x13
+/// -> 64 65-67 / 61-62, 480x14x14 -> 80 98-105 / 87-92, 672x14x14 -> 112 193-201 /
+/// 159-173, 256x14x14 -> 64 39-43 / 37-39; in the models (`steps_ab.py`, four rounds)
+/// those layers 1.04-1.16x at one thread and 1.05-1.12x at two, MobileNetV2 1.00x /
+/// 1.01x, MobileNetV3-Large 1.02x / 1.01x, EfficientNet-B0 1.00x / 1.00x, SqueezeNet
+/// 1.02x at one thread. On 7x7 maps they lose (`conv::speed`, 2048 -> 512 655 / 758,
+/// 960 -> 160 88 / 100).
 pub(crate) fn chunk_channels(d: &Dims2d, tuning: &Tuning, l1d: usize) -> usize {
     let kk = d.kh * d.kw;
     if !tuning.cv_chunks || d.g != 1 || ck_off() {
         return 0;
     }
     let pointwise =
-        kk == 1 && d.oh == 1 && d.c >= 256 && d.o >= 8 * PANEL && CK_1X1_PIXELS.contains(&d.ow);
+        kk == 1 && d.oh == 1 && d.c >= 256 && d.o >= 4 * PANEL && CK_1X1_PIXELS.contains(&d.ow);
     if pointwise {
         return 64;
     }
