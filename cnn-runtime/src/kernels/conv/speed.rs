@@ -43,6 +43,19 @@ fn square(c: usize, h: usize, k: usize, s: usize, o: usize, p: usize, g: usize) 
     dims2d(c, o, g, ax, ax)
 }
 
+/// The working memory a model plans for the layer [`square`] gives (`conv_scratch_len`).
+fn square_scratch(d: &Dims2d) -> usize {
+    conv_scratch_len(
+        (d.c, d.h, d.w),
+        (d.o, d.oh, d.ow),
+        (d.kh, d.kw),
+        (d.sh, d.sw),
+        (d.ph, d.pw),
+        (1, 1),
+        d.g,
+    )
+}
+
 #[test]
 #[ignore]
 fn speed() {
@@ -98,7 +111,7 @@ fn speed() {
         let y = &mut ybuf[off..off + o * oh * oh];
         // The working memory a model plans for the layer (packing beyond the band
         // buffer), on a line.
-        let len = conv_scratch_len((c, h, h), (o, oh, oh), (k, k), (s, s), (p, p), (1, 1), g);
+        let len = square_scratch(&d);
         let mut sbuf = vec![0.0f32; len + 16];
         let soff = sbuf.as_ptr().align_offset(64);
         let scratch = &mut sbuf[soff..soff + len];
@@ -211,7 +224,7 @@ fn speed_cold() {
             })
             .collect();
         let mut y = vec![0.0f32; o * oh * oh];
-        let len = conv_scratch_len((c, h, h), (o, oh, oh), (k, k), (s, s), (p, p), (1, 1), 1);
+        let len = square_scratch(&d);
         let mut scratch = vec![0.0f32; len];
         let mut times = [Vec::new(), Vec::new()];
         for r in 0..copies * 12 {
@@ -274,15 +287,7 @@ fn speed_residual() {
         let copies = (192 << 20) / (n * 4) + 1;
         let res: Vec<Vec<f32>> = (0..copies).map(|_| rng.vec(n, -1.0, 1.0)).collect();
         let mut y = vec![0.0f32; n];
-        let len = conv_scratch_len(
-            (c, h, h),
-            (o, d.oh, d.ow),
-            (k, k),
-            (s, s),
-            (p, p),
-            (1, 1),
-            1,
-        );
+        let len = square_scratch(&d);
         let mut scratch = vec![0.0f32; len];
         // No residual; warm; cold with prefetches; cold without.
         let mut times = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
