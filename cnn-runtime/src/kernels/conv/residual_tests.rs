@@ -112,10 +112,10 @@ const CASES: [Case; 15] = [
         engine::SCRATCH,
         "1x1 prefetching input and residual",
     ),
-    // Chunked channel tiles (AVX-512), which add the residual as they store the last
-    // sums: a 1x1 layer on 14x14 (runs of 4, 4 and 2 panels, the last 12 channels
-    // wide), a strided 3x3 one (runs of 4 and 1), and the same with band chunks of
-    // fewer channels (sums resumed from the output).
+    // Chunked channel tiles (AVX-512), whose post-pass adds the residual to a block of
+    // every output channel: a 1x1 layer on 14x14 (runs of 4, 4 and 2 panels, the last
+    // 12 channels wide), a strided 3x3 one (runs of 4 and 1), and the same with band
+    // chunks of fewer channels (sums resumed from the output).
     (
         (256, 14, 14, 156),
         (1, 1),

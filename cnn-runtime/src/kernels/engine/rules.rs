@@ -217,8 +217,8 @@ pub(crate) fn auto_plan(d: &Dims2d, lanes: usize, tuning: &Tuning, l1d: usize) -
 /// ones): in ResNet-50 (`steps_ab.py`, five alternated rounds, one thread) its 14x14
 /// 1x1 layers 1.05-1.14x, the model 1.03x; DenseNet-121 1.02x (two threads 1.05x),
 /// MobileNet-96 1.01-1.02x. From 64 outputs since their blocks take whole maps
-/// (`cv_chunks::CK_1X1_BLOCK_SCALE`; with blocks of 48 pixels SqueezeNet's 384 -> 64
-/// and 512 -> 64 on 13x13 had lost, 0.93x, 0.95x): `conv::speed`, two binaries
+/// (`cv_chunks::CK_1X1_BLOCK_SCALE`; in blocks of the plain input budget SqueezeNet's
+/// 384 -> 64 and 512 -> 64 on 13x13 had lost, 0.93x, 0.95x): `conv::speed`, two binaries
 /// alternated three times, µs before / after (2026-12-05): 384x14x14 -> 64 58-62 /
 /// 54-56, 576x14x14 -> 96 130-138 / 115-130, 384x13x13 -> 64 49-51 / 46-49, 512x13x13
 /// -> 64 65-67 / 61-62, 480x14x14 -> 80 98-105 / 87-92, 672x14x14 -> 112 193-201 /
