@@ -332,3 +332,68 @@ fn speed_residual() {
         );
     }
 }
+
+/// A layer writing its output into the same (warm) buffer every run, and into a new
+/// (cold) one each run, as a model's arena often is: what the output's first writes
+/// cost when its lines come from memory (`CONV_SHAPES` as [`speed`]).
+#[test]
+#[ignore]
+fn speed_cold_output() {
+    let level = cpu::level();
+    eprintln!("level {level:?}");
+    let mut rng = Rng::new(7);
+    let shapes = env_shapes().unwrap_or(vec![
+        (96, 14, 1, 1, 576, 0, 1),
+        (576, 14, 1, 1, 96, 0, 1),
+        (960, 7, 1, 1, 160, 0, 1),
+    ]);
+    for (c, h, k, s, o, p, _) in shapes {
+        let d = square(c, h, k, s, o, p, 1);
+        let n = o * d.oh * d.ow;
+        let x = rng.vec(c * h * h, -1.0, 1.0);
+        let w = rng.vec(o * c * k * k, -0.3, 0.3);
+        let b = rng.vec(o, -0.1, 0.1);
+        let params = ConvParams::from_torch(o, c, k, k, &w, Some(&b), None);
+        let copies = (192 << 20) / (n * 4) + 1;
+        let mut ys: Vec<Vec<f32>> = (0..copies).map(|_| vec![0.0f32; n + 16]).collect();
+        let len = square_scratch(&d);
+        let mut scratch = vec![0.0f32; len];
+        let mut times = [Vec::new(), Vec::new()];
+        for r in 0..copies * 8 {
+            let v = r % 2;
+            let i = if v == 0 {
+                0
+            } else {
+                1 + (r / 2) % (copies - 1)
+            };
+            let y = &mut ys[i];
+            let off = y.as_ptr().align_offset(64);
+            let t0 = std::time::Instant::now();
+            conv2d_with(
+                level,
+                d,
+                black_box(&x),
+                &params,
+                &mut y[off..off + n],
+                Act::RELU,
+                None,
+                engine::SCRATCH,
+                None,
+                &mut scratch,
+            );
+            black_box(&y);
+            times[v].push(t0.elapsed().as_secs_f64() * 1e6);
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let t: Vec<f64> = times.iter_mut().map(median).collect();
+        eprintln!(
+            "{:>14}: output warm {:.1}, cold {:.1} ({copies} copies)",
+            format!("{c}x{h}k{k}s{s}o{o}"),
+            t[0],
+            t[1],
+        );
+    }
+}
