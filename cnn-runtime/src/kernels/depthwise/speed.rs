@@ -110,3 +110,79 @@ fn speed() {
         eprintln!("{c:>4}x{h:>3}x{h:<3} s{s} | auto {:>8.1} µs ({:>5.1} GF/s) | rows {:>8.1} | channels {:>8.1} | flat {:>8.1} | shift {:>8.1}", t[0], 2.0 * macs / t[0] / 1e3, t[1], t[2], t[3], t[4]);
     }
 }
+
+/// A depthwise layer with its input, output or weights in cache (the same buffers every
+/// run) and each of them cold in turn (a new copy each run, 192 MiB of copies), runs
+/// alternated: what a model's cache state costs it (`DW_SHAPES` as [`speed`]).
+#[test]
+#[ignore]
+fn speed_cold() {
+    let level = cpu::level();
+    eprintln!("level {level:?}");
+    let mut rng = Rng::new(5);
+    let k: usize = std::env::var("DW_K").map_or(3, |v| v.parse().unwrap());
+    let shapes: Vec<(usize, usize, usize)> = std::env::var("DW_SHAPES").map_or(
+        vec![(960, 7, 1), (576, 14, 2), (384, 14, 1), (144, 56, 1)],
+        |v| {
+            v.split(';')
+                .map(|t| {
+                    let n: Vec<usize> = t.split(',').map(|x| x.trim().parse().unwrap()).collect();
+                    (n[0], n[1], n[2])
+                })
+                .collect()
+        },
+    );
+    for (c, h, s) in shapes {
+        let ax = Axis::conv(h, k, s, k / 2, 1).expect("a kernel that fits the padded input");
+        let d = dims2d(c, c, c, ax, ax);
+        let (nin, nout) = (c * h * h, c * d.oh * d.ow);
+        let copies = (192 << 20) / ((nin + nout + c * k * k) * 4) + 5;
+        let xs: Vec<Vec<f32>> = (0..copies).map(|_| rng.vec(nin, -1.0, 1.0)).collect();
+        // Written once, so that no run pays for first touches of its pages.
+        let mut ys: Vec<Vec<f32>> = (0..copies).map(|_| vec![1.0f32; nout]).collect();
+        let ps: Vec<DepthwiseParams> = (0..copies)
+            .map(|_| {
+                let w = rng.vec(c * k * k, -0.3, 0.3);
+                let b = rng.vec(c, -0.1, 0.1);
+                DepthwiseParams::from_torch(c, 1, k, k, &w, Some(&b), None)
+            })
+            .collect();
+        // Warm; input cold; output cold; weights cold; all cold.
+        let mut times = [(); 5].map(|_| Vec::new());
+        for r in 0..copies * 10 {
+            let v = r % 5;
+            // A copy no run touched since the whole set went round.
+            let fresh = 1 + (r / 5 * 4 + v.max(1) - 1) % (copies - 1);
+            let (xi, yi, pi) = match v {
+                0 => (0, 0, 0),
+                1 => (fresh, 0, 0),
+                2 => (0, fresh, 0),
+                3 => (0, 0, fresh),
+                _ => (fresh, fresh, fresh),
+            };
+            let t0 = std::time::Instant::now();
+            depthwise_with(
+                level,
+                d,
+                black_box(&xs[xi]),
+                &ps[pi],
+                black_box(&mut ys[yi]),
+                Act::RELU6,
+                engine::SCRATCH,
+                None,
+            );
+            times[v].push(t0.elapsed().as_secs_f64() * 1e6);
+        }
+        let t: Vec<f64> = times
+            .iter_mut()
+            .map(|v| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            })
+            .collect();
+        eprintln!(
+            "{c:>4}x{h:>3}x{h:<3} s{s}: warm {:.1}, input cold {:.1}, output cold {:.1}, weights cold {:.1}, all cold {:.1} µs",
+            t[0], t[1], t[2], t[3], t[4]
+        );
+    }
+}
