@@ -43,6 +43,24 @@ fn square(c: usize, h: usize, k: usize, s: usize, o: usize, p: usize, g: usize) 
     dims2d(c, o, g, ax, ax)
 }
 
+/// A square layer of one group (`square`'s arguments), its random input and parameters.
+fn random_layer(
+    rng: &mut Rng,
+    (c, h, k, s, o, p): (usize, usize, usize, usize, usize, usize),
+) -> (Dims2d, Vec<f32>, ConvParams) {
+    let d = square(c, h, k, s, o, p, 1);
+    let x = rng.vec(c * h * h, -1.0, 1.0);
+    let w = rng.vec(o * c * k * k, -0.3, 0.3);
+    let b = rng.vec(o, -0.1, 0.1);
+    (d, x, ConvParams::from_torch(o, c, k, k, &w, Some(&b), None))
+}
+
+/// The median of run times.
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 /// The working memory a model plans for the layer [`square`] gives (`conv_scratch_len`).
 fn square_scratch(d: &Dims2d) -> usize {
     conv_scratch_len(
@@ -244,10 +262,6 @@ fn speed_cold() {
             times[off].push(t0.elapsed().as_secs_f64() * 1e6);
         }
         crate::kernels::engine::NO_PREFETCH.store(false, Ordering::Relaxed);
-        let median = |v: &mut Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
         let (on, off) = (median(&mut times[0]), median(&mut times[1]));
         eprintln!(
             "{:>14}: cold weights, prefetch on {on:.1} off {off:.1} ({:.2}) ({copies} copies)",
@@ -278,12 +292,8 @@ fn speed_residual() {
         (64, 56, 1, 1, 256, 0, 1),
     ]);
     for (c, h, k, s, o, p, _) in shapes {
-        let d = square(c, h, k, s, o, p, 1);
+        let (d, x, params) = random_layer(&mut rng, (c, h, k, s, o, p));
         let n = o * d.oh * d.ow;
-        let x = rng.vec(c * h * h, -1.0, 1.0);
-        let w = rng.vec(o * c * k * k, -0.3, 0.3);
-        let b = rng.vec(o, -0.1, 0.1);
-        let params = ConvParams::from_torch(o, c, k, k, &w, Some(&b), None);
         let copies = (192 << 20) / (n * 4) + 1;
         let res: Vec<Vec<f32>> = (0..copies).map(|_| rng.vec(n, -1.0, 1.0)).collect();
         let mut y = vec![0.0f32; n];
@@ -317,11 +327,7 @@ fn speed_residual() {
             times[v].push(t0.elapsed().as_secs_f64() * 1e6);
         }
         crate::kernels::engine::NO_PREFETCH.store(false, Ordering::Relaxed);
-        let median = |v: &mut Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
-        let t: Vec<f64> = times.iter_mut().map(median).collect();
+        let t: Vec<f64> = times.iter_mut().map(|v| median(v)).collect();
         eprintln!(
             "{:>14}: none {:.1}, residual warm {:.1}, cold {:.1} with prefetches, {:.1} without ({copies} copies)",
             format!("{c}x{h}k{k}s{s}o{o}"),
@@ -348,12 +354,8 @@ fn speed_cold_output() {
         (960, 7, 1, 1, 160, 0, 1),
     ]);
     for (c, h, k, s, o, p, _) in shapes {
-        let d = square(c, h, k, s, o, p, 1);
+        let (d, x, params) = random_layer(&mut rng, (c, h, k, s, o, p));
         let n = o * d.oh * d.ow;
-        let x = rng.vec(c * h * h, -1.0, 1.0);
-        let w = rng.vec(o * c * k * k, -0.3, 0.3);
-        let b = rng.vec(o, -0.1, 0.1);
-        let params = ConvParams::from_torch(o, c, k, k, &w, Some(&b), None);
         let copies = (192 << 20) / (n * 4) + 1;
         // Written once, so that no run pays for first touches of its pages.
         let mut ys: Vec<Vec<f32>> = (0..copies).map(|_| vec![1.0f32; n + 16]).collect();
@@ -385,11 +387,7 @@ fn speed_cold_output() {
             black_box(&y);
             times[v].push(t0.elapsed().as_secs_f64() * 1e6);
         }
-        let median = |v: &mut Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
-        let t: Vec<f64> = times.iter_mut().map(median).collect();
+        let t: Vec<f64> = times.iter_mut().map(|v| median(v)).collect();
         eprintln!(
             "{:>14}: output warm {:.1}, cold {:.1} ({copies} copies)",
             format!("{c}x{h}k{k}s{s}o{o}"),
