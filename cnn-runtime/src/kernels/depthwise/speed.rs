@@ -9,6 +9,19 @@ use super::*;
 use crate::kernels::reference::{best_time_us as time, dims2d, Axis, Rng};
 use std::hint::black_box;
 
+/// `DW_SHAPES="c,h,s;..."`, if set: the shapes to time instead of a test's list
+/// (channels, side, stride).
+fn env_shapes() -> Option<Vec<(usize, usize, usize)>> {
+    std::env::var("DW_SHAPES").ok().map(|v| {
+        v.split(';')
+            .map(|t| {
+                let n: Vec<usize> = t.split(',').map(|x| x.trim().parse().unwrap()).collect();
+                (n[0], n[1], n[2])
+            })
+            .collect()
+    })
+}
+
 #[test]
 #[ignore]
 fn speed() {
@@ -50,15 +63,7 @@ fn speed() {
         (384, 14, 1),
         (960, 7, 1),
     ];
-    // `DW_SHAPES="c,h,s;..."` replaces the list (channels, side, stride).
-    let custom: Option<Vec<(usize, usize, usize)>> = std::env::var("DW_SHAPES").ok().map(|v| {
-        v.split(';')
-            .map(|t| {
-                let n: Vec<usize> = t.split(',').map(|x| x.trim().parse().unwrap()).collect();
-                (n[0], n[1], n[2])
-            })
-            .collect()
-    });
+    let custom = env_shapes();
     let shapes: &[(usize, usize, usize)] = match &custom {
         Some(v) => v,
         None if k == 5 => &shapes_5x5,
@@ -121,17 +126,8 @@ fn speed_cold() {
     eprintln!("level {level:?}");
     let mut rng = Rng::new(5);
     let k: usize = std::env::var("DW_K").map_or(3, |v| v.parse().unwrap());
-    let shapes: Vec<(usize, usize, usize)> = std::env::var("DW_SHAPES").map_or(
-        vec![(960, 7, 1), (576, 14, 2), (384, 14, 1), (144, 56, 1)],
-        |v| {
-            v.split(';')
-                .map(|t| {
-                    let n: Vec<usize> = t.split(',').map(|x| x.trim().parse().unwrap()).collect();
-                    (n[0], n[1], n[2])
-                })
-                .collect()
-        },
-    );
+    let shapes =
+        env_shapes().unwrap_or_else(|| vec![(960, 7, 1), (576, 14, 2), (384, 14, 1), (144, 56, 1)]);
     for (c, h, s) in shapes {
         let ax = Axis::conv(h, k, s, k / 2, 1).expect("a kernel that fits the padded input");
         let d = dims2d(c, c, c, ax, ax);
