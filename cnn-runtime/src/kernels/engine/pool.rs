@@ -134,14 +134,14 @@ pub(crate) fn separable_fits(d: &Dims2d, lanes: usize) -> bool {
         && reach(if d.sw == 1 {
             d.kw - 1 + lanes
         } else {
-            d.kw - 2 + 2 * lanes
+            (d.kw - 1) / 2 * 2 + 2 * lanes
         }) <= row_floats(d, lanes)
 }
 
 /// Floats of [`max_rows`]' padded row: `lanes` of -inf before the `W` columns, and
-/// after them room for every vector an output row's last vector reads (from padded
-/// column `SW * x0 + KW - 2 + 2 * lanes - 1` at most, `x0 <= OW - 1`, `SW * (OW - 1)
-/// <= W + 2 * PW - 1`).
+/// after them room for every vector an output row's last vector reads (to padded
+/// column `SW * x0 + (KW - 1) / 2 * 2 + 2 * lanes - 1` at most, `x0 <= OW - 1`, `SW *
+/// (OW - 1) <= W + 2 * PW - 1`).
 #[inline(always)]
 fn row_floats(d: &Dims2d, lanes: usize) -> usize {
     d.w + d.pw + d.kw + 4 * lanes
@@ -153,7 +153,7 @@ fn row_floats(d: &Dims2d, lanes: usize) -> usize {
 /// inside the map, column by column, into a row of the band buffer with -inf on both
 /// sides (the padding, and ceil-mode windows reaching past it); then each output vector
 /// the maximum of its window's columns of its buffer row: shifted loads (stride 1), or
-/// pairwise maxima of two loads at offsets `0, 2, ..` and `KW - 2` (stride 2). A
+/// the even and odd lanes of pairs of loads at offsets `0, 2, ..` (stride 2). A
 /// maximum is the same whatever the order: the values of [`pool`]'s banded path, NaN
 /// wherever a window holds one, from fewer loads and no band copy. A column vector's
 /// rows are combined in registers and the band's rows all stored before any is read
@@ -161,7 +161,15 @@ fn row_floats(d: &Dims2d, lanes: usize) -> usize {
 /// forwarding, which made SqueezeNet's 256x27x27 pool slower than the banded path.
 /// `pool::tests::speed` (Intel Xeon, one core, µs, banded / separable): 64x112x112 3x3
 /// stride 2 280 / 203, SqueezeNet's ceil-mode 64x111x111 250 / 198, 128x55x55 123 /
-/// 102, 256x27x27 79 / 68.
+/// 102, 256x27x27 79 / 68. The pool is bound by its instructions, not by memory (an
+/// 8-channel 111x111 map in L2 takes an eighth of the 64-channel one's time): each
+/// maximum starts from its first operand instead of -inf (`max_nan` is three
+/// operations), the stride-2 columns take one permute each (the even or odd lanes of a
+/// pair of loads) where pairwise maxima took two and a maximum per pair, and the common
+/// window heights and widths (2, 3) get loops of their own, unrolled: the same shapes
+/// 1.2x faster (258-264 -> 210-217, 120 -> 98, 65 -> 52-55; the L2 map 27 -> 20.5-22;
+/// AVX2 1.2-1.3x), SqueezeNet's three pools 1.15-1.21x inside the model at one thread,
+/// 1.12-1.25x at two.
 ///
 /// # Safety
 ///
@@ -190,22 +198,6 @@ unsafe fn max_rows<S: Simd>(
             unsafe { buf.add(r * pitch + i).write(f32::NEG_INFINITY) };
         }
     }
-    // Pair offsets of a stride-2 window: columns `o, o + 1` for each.
-    let mut pairs = [0usize; MAX_TAPS];
-    let mut np = 0;
-    if d.sw == 2 {
-        let mut o = 0;
-        while o + 1 < d.kw {
-            pairs[np] = o;
-            np += 1;
-            o += 2;
-        }
-        if d.kw % 2 == 1 {
-            pairs[np] = d.kw - 2;
-            np += 1;
-        }
-    }
-    let pairs = &pairs[..np];
     for (c, plane) in input[..d.c * hw].chunks_exact(hw).enumerate() {
         // SAFETY: plane `c < d.c` of the output, inside its `d.c * ohw` floats.
         let out = unsafe { output.add(c * ohw) };
@@ -226,32 +218,47 @@ unsafe fn max_rows<S: Simd>(
                     }
                 }
                 let srcs = &srcs[..nr];
-                let mut x = 0;
-                while x < d.w {
-                    let n = l.min(d.w - x);
-                    let mut acc = ninf;
-                    for &src in srcs {
-                        // SAFETY: columns `x..x + n` of an input row inside the plane.
-                        let v = unsafe {
-                            if n == l {
-                                s.load(src.add(x))
-                            } else {
-                                s.load_n(src.add(x), n)
+                // The rows' maxima over columns `x..x + n` into the buffer row, for `nr`
+                // rows (a macro, instantiated with the common counts so that the loop
+                // over the rows unrolls).
+                macro_rules! combine {
+                    ($nr:expr) => {{
+                        let nr: usize = $nr;
+                        let mut x = 0;
+                        while x < d.w {
+                            let n = l.min(d.w - x);
+                            // SAFETY: columns `x..x + n` of an input row inside the plane.
+                            let load = |src: *const f32| unsafe {
+                                if n == l {
+                                    s.load(src.add(x))
+                                } else {
+                                    s.load_n(src.add(x), n)
+                                }
+                            };
+                            // The first row as it is (`max_nan(-inf, v)` is `v`, NaN or
+                            // not).
+                            let mut acc = if nr == 0 { ninf } else { load(srcs[0]) };
+                            for &src in &srcs[1.min(nr)..nr] {
+                                acc = s.max_nan(acc, load(src));
                             }
-                        };
-                        acc = s.max_nan(acc, v);
-                    }
-                    // SAFETY: columns `x..x + n` of the buffer row (`l + W <= pitch`). A
-                    // window without a row inside the map (not a PyTorch window) leaves
-                    // -inf.
-                    unsafe {
-                        if n == l {
-                            s.store(row.add(x), acc);
-                        } else {
-                            s.store_n(row.add(x), acc, n);
+                            // SAFETY: columns `x..x + n` of the buffer row (`l + W <=
+                            // pitch`). A window without a row inside the map (not a
+                            // PyTorch window) leaves -inf.
+                            unsafe {
+                                if n == l {
+                                    s.store(row.add(x), acc);
+                                } else {
+                                    s.store_n(row.add(x), acc, n);
+                                }
+                            }
+                            x += n;
                         }
-                    }
-                    x += n;
+                    }};
+                }
+                match nr {
+                    3 => combine!(3),
+                    2 => combine!(2),
+                    _ => combine!(nr),
                 }
             }
             for oy in y0..y1 {
@@ -259,33 +266,59 @@ unsafe fn max_rows<S: Simd>(
                 // buffer row, at `row - PW + SW * x + kx`.
                 // SAFETY: `PW <= l`: inside buffer row `oy - y0`.
                 let base = unsafe { buf.add((oy - y0) * pitch + l - d.pw) };
-                let mut x0 = 0;
-                while x0 < d.ow {
-                    let n = l.min(d.ow - x0);
-                    // SAFETY: every load lies within the buffer row's `pitch` floats
-                    // (`separable_fits`, `row_floats`); output row `oy < rows.1 <= OH`,
-                    // columns `x0..x0 + n`, this call's alone (the caller's contract).
-                    unsafe {
-                        let p = base.add(d.sw * x0);
-                        let mut acc = ninf;
-                        if d.sw == 1 {
-                            for kx in 0..d.kw {
-                                acc = s.max_nan(acc, s.load(p.add(kx)));
+                // Each output vector from its window's `kw` columns (a macro,
+                // instantiated with the common widths so that the loops unroll).
+                macro_rules! columns {
+                    ($sw:expr, $kw:expr) => {{
+                        let (sw, kw): (usize, usize) = ($sw, $kw);
+                        let mut x0 = 0;
+                        while x0 < d.ow {
+                            let n = l.min(d.ow - x0);
+                            // SAFETY: every load lies within the buffer row's `pitch`
+                            // floats (`separable_fits`, `row_floats`); output row `oy <
+                            // rows.1 <= OH`, columns `x0..x0 + n`, this call's alone (the
+                            // caller's contract).
+                            unsafe {
+                                let p = base.add(sw * x0);
+                                let mut acc;
+                                if sw == 1 {
+                                    acc = s.load(p);
+                                    for kx in 1..kw {
+                                        acc = s.max_nan(acc, s.load(p.add(kx)));
+                                    }
+                                } else {
+                                    // Column `2x + kx` of output `x`'s window: lane `x` of
+                                    // the even (`kx` even) or odd lanes of the two vectors
+                                    // at `kx - kx % 2`, one permute each (`KW >= 2`).
+                                    let (e, o) = s.deinterleave(s.load(p), s.load(p.add(l)));
+                                    acc = s.max_nan(e, o);
+                                    let mut kx = 2;
+                                    while kx < kw {
+                                        let (e, o) = s
+                                            .deinterleave(s.load(p.add(kx)), s.load(p.add(kx + l)));
+                                        acc = s.max_nan(acc, e);
+                                        if kx + 1 < kw {
+                                            acc = s.max_nan(acc, o);
+                                        }
+                                        kx += 2;
+                                    }
+                                }
+                                let y = out.add(oy * d.ow + x0);
+                                if n == l {
+                                    s.store(y, acc);
+                                } else {
+                                    s.store_n(y, acc, n);
+                                }
                             }
-                        } else {
-                            for &o in pairs {
-                                let v = s.pair_max(s.load(p.add(o)), s.load(p.add(o + l)));
-                                acc = s.max_nan(acc, v);
-                            }
+                            x0 += n;
                         }
-                        let y = out.add(oy * d.ow + x0);
-                        if n == l {
-                            s.store(y, acc);
-                        } else {
-                            s.store_n(y, acc, n);
-                        }
-                    }
-                    x0 += n;
+                    }};
+                }
+                match (d.sw, d.kw) {
+                    (2, 3) => columns!(2, 3),
+                    (2, 2) => columns!(2, 2),
+                    (1, 3) => columns!(1, 3),
+                    (sw, kw) => columns!(sw, kw),
                 }
             }
         }

@@ -323,6 +323,42 @@ fn separable_max_pools() {
     }
 }
 
+/// The separable path with a NaN at each column of a row in turn, for windows 2 to 4
+/// wide of stride 1 and 2 (each column reaches the even or the odd lanes of a pair of
+/// loads, or a shifted load): NaN exactly at the outputs whose windows hold it, the
+/// other values the reference's, at every level.
+#[test]
+fn separable_max_pools_propagate_nan_from_every_column() {
+    let mut rng = Rng::new(57);
+    for (k, s) in [(2, 2), (3, 2), (4, 2), (2, 1), (3, 1)] {
+        let a = Axis::pool(7, 3, 2, 1, 1, false).unwrap();
+        let b = Axis::pool(37, k, s, 1, 1, true).unwrap();
+        assert!(engine::separable_fits(&dims(1, a, b), 16));
+        let x0 = rng.vec(7 * 37, -1.0, 1.0);
+        for col in 0..37 {
+            let mut x = x0.clone();
+            x[3 * 37 + col] = f32::NAN;
+            let want = r::max_pool2d(1, a, b, &x);
+            // Output (y, x) holds input (3, col) where both axes' windows do.
+            let holds =
+                |ax: Axis, o: usize, i: usize| (0..ax.k).any(|j| ax.tap(o, j) == i as isize);
+            let want_nans: Vec<usize> = (0..a.out * b.out)
+                .filter(|&q| holds(a, q / b.out, 3) && holds(b, q % b.out, col))
+                .collect();
+            assert!(!want_nans.is_empty());
+            for level in simd::test_levels() {
+                let mut y = vec![0.0; a.out * b.out];
+                max_pool_dyn(level, dims(1, a, b), &x, &mut y);
+                let nans: Vec<usize> = (0..y.len()).filter(|&i| y[i].is_nan()).collect();
+                assert_eq!(nans, want_nans, "k {k} s {s} column {col} {level:?}");
+                for (g, w) in y.iter().zip(&want) {
+                    assert!(g.is_nan() || f64::from(*g) == *w, "{level:?}");
+                }
+            }
+        }
+    }
+}
+
 /// Named cases with hand-computed outputs: PyTorch's divisors in ceil mode.
 #[test]
 fn ceil_mode_divisors_by_hand() {
@@ -470,8 +506,9 @@ fn global_pools_against_reference() {
     assert_eq!(y, [4.0, -1.0]);
 }
 
-/// Timing of ResNet's stem max pool and SqueezeNet's three ceil-mode ones (`cargo test
-/// -p cnn-runtime --release pool::tests::speed -- --ignored --nocapture`).
+/// Timing of ResNet's stem max pool and SqueezeNet's three ceil-mode ones, and of a map
+/// that stays in L2 (`cargo test -p cnn-runtime --release pool::tests::speed --
+/// --ignored --nocapture`).
 #[test]
 #[ignore]
 fn speed() {
@@ -480,6 +517,8 @@ fn speed() {
         (64, 111, 0, true),
         (128, 55, 0, true),
         (256, 27, 0, true),
+        // In L2: the kernel's own speed.
+        (8, 111, 0, true),
     ] {
         let a = Axis::pool(n, 3, 2, p, 1, ceil).unwrap();
         let d = dims(c, a, a);
