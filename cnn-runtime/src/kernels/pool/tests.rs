@@ -112,12 +112,7 @@ fn two_by_two_fast_path() {
     for level in simd::test_levels() {
         let mut y = vec![0.0; 2 * 2 * 9];
         max_pool_dyn(level, dims(2, a, b), &x, &mut y);
-        let nans: Vec<usize> = (0..y.len()).filter(|&i| y[i].is_nan()).collect();
-        assert_eq!(nans, [2, 18 + 8], "{level:?}");
-        let want = r::max_pool2d(2, a, b, &x);
-        for (g, w) in y.iter().zip(&want) {
-            assert!(g.is_nan() || f64::from(*g) == *w);
-        }
+        assert_nans_at(&y, &r::max_pool2d(2, a, b, &x), &[2, 18 + 8], &level);
     }
 }
 
@@ -226,11 +221,7 @@ fn banded_windows_propagate_nan_and_span_bands() {
     for level in simd::test_levels() {
         let mut y = vec![0.0; 2 * a.out * b.out];
         max_pool_dyn(level, d, &x, &mut y);
-        let nans: Vec<usize> = (0..y.len()).filter(|&i| y[i].is_nan()).collect();
-        assert_eq!(nans, want_nans, "{level:?}");
-        for (g, w) in y.iter().zip(&want) {
-            assert!(g.is_nan() || f64::from(*g) == *w, "{level:?}");
-        }
+        assert_nans_at(&y, &want, &want_nans, &level);
     }
 }
 
@@ -315,11 +306,7 @@ fn separable_max_pools() {
     for level in simd::test_levels() {
         let mut y = vec![0.0; oh * ow];
         max_pool_dyn(level, dims(1, a, b), &x, &mut y);
-        let nans: Vec<usize> = (0..y.len()).filter(|&i| y[i].is_nan()).collect();
-        assert_eq!(nans, want_nans, "{level:?}");
-        for (g, w) in y.iter().zip(&want) {
-            assert!(g.is_nan() || f64::from(*g) == *w, "{level:?}");
-        }
+        assert_nans_at(&y, &want, &want_nans, &level);
     }
 }
 
@@ -349,13 +336,18 @@ fn separable_max_pools_propagate_nan_from_every_column() {
             for level in simd::test_levels() {
                 let mut y = vec![0.0; a.out * b.out];
                 max_pool_dyn(level, dims(1, a, b), &x, &mut y);
-                let nans: Vec<usize> = (0..y.len()).filter(|&i| y[i].is_nan()).collect();
-                assert_eq!(nans, want_nans, "k {k} s {s} column {col} {level:?}");
-                for (g, w) in y.iter().zip(&want) {
-                    assert!(g.is_nan() || f64::from(*g) == *w, "{level:?}");
-                }
+                assert_nans_at(&y, &want, &want_nans, &(k, s, col, level));
             }
         }
+    }
+}
+
+/// `got` is NaN exactly at `nans` and equal to `want` elsewhere.
+fn assert_nans_at(got: &[f32], want: &[f64], nans: &[usize], ctx: &dyn std::fmt::Debug) {
+    let at: Vec<usize> = (0..got.len()).filter(|&i| got[i].is_nan()).collect();
+    assert_eq!(at, nans, "{ctx:?}");
+    for (g, w) in got.iter().zip(want) {
+        assert!(g.is_nan() || f64::from(*g) == *w, "{ctx:?}");
     }
 }
 
