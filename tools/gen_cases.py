@@ -361,6 +361,36 @@ case("graph_densenet_block", "DenseNet-style block: each layer (BN-relu-conv 3x3
          L("batch_norm", "transition.norm"), L("relu", "transition.relu"),
          L("conv", "transition.conv", out=6, kernel=1, bias=False),
          L("avg_pool", "transition.pool", kernel=2)])
+case("graph_dense_chain_in_place", "concat chain (a DenseNet block) written into one "
+     "buffer: the block input is a conv's output, a relu reads an extended concat (must not "
+     "run in place), an earlier concat is read again after the last one, whose sigmoid must "
+     "therefore not run in place either", [3, 6, 6], [
+         L("conv", "s", out=4, kernel=3, padding=1),
+         L("batch_norm", "d1.norm"), L("relu", "d1.relu"),
+         L("conv", "d1.conv", out=3, kernel=3, padding=1, bias=False),
+         L("concat", "cat1", frm=["s", "d1.conv"]),
+         L("relu", "d2.relu"),
+         L("conv", "d2.conv", out=3, kernel=1),
+         L("concat", "cat2", frm=["s", "d1.conv", "d2.conv"]),
+         L("conv", "d3.conv", out=2, kernel=3, padding=1),
+         L("concat", "cat3", frm=["s", "d1.conv", "d2.conv", "d3.conv"]),
+         L("sigmoid", "act3"),
+         L("conv", "late", out=12, kernel=1, frm="cat1"),
+         L("add", "sum", frm=["act3", "late"])])
+case("graph_dense_chain_output", "concat chain ending the model (its last concat is the "
+     "output) whose first concat's operands are also read outside the chain (copied, not "
+     "written in place) and whose relu must not run in place, next to a concat of the same "
+     "operands in another order",
+     [2, 5, 5], [
+         L("conv", "a", out=3, kernel=3, padding=1),
+         L("conv", "b", out=2, kernel=1),
+         L("concat", "c1", frm=["a", "b"]),
+         L("relu", "r1"),
+         L("conv", "d", out=3, kernel=3, padding=1),
+         L("add", "e", frm=["d", "a"]),
+         L("concat", "c2", frm=["b", "a", "e"]),
+         L("conv", "f", out=2, kernel=1),
+         L("concat", "c3", frm=["a", "b", "f"])])
 case("graph_fusion_conv_read_twice", "fusion hazard: conv `c` is read by its batch_norm AND "
      "by a later add, so the BN must not be folded into c's weights (c's raw output is "
      "needed)", [3, 6, 6], [

@@ -1702,6 +1702,60 @@ pub mod case_graph_add_two_branches {
     }
 }
 
+/// `tests/cases/graph_dense_chain_in_place/model.toml`
+pub mod case_graph_dense_chain_in_place {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/graph_dense_chain_in_place";
+    cnn_model! {
+        #[file = "tests/cases/graph_dense_chain_in_place/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 6, 6],
+            s: conv(out = 4, kernel = 3, padding = 1),
+            d1.norm: batch_norm,
+            d1.relu: relu,
+            d1.conv: conv(out = 3, kernel = 3, padding = 1, bias = false),
+            cat1: concat(s, d1.conv),
+            d2.relu: relu,
+            d2.conv: conv(out = 3, kernel = 1),
+            cat2: concat(s, d1.conv, d2.conv),
+            d3.conv: conv(out = 2, kernel = 3, padding = 1),
+            cat3: concat(s, d1.conv, d2.conv, d3.conv),
+            act3: sigmoid,
+            late: conv(out = 12, kernel = 1, from = cat1),
+            sum: add(act3, late),
+        }
+    }
+}
+
+/// `tests/cases/graph_dense_chain_output/model.toml`
+pub mod case_graph_dense_chain_output {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/graph_dense_chain_output";
+    cnn_model! {
+        #[file = "tests/cases/graph_dense_chain_output/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [2, 5, 5],
+            a: conv(out = 3, kernel = 3, padding = 1),
+            b: conv(out = 2, kernel = 1),
+            c1: concat(a, b),
+            r1: relu,
+            d: conv(out = 3, kernel = 3, padding = 1),
+            e: add(d, a),
+            c2: concat(b, a, e),
+            f: conv(out = 2, kernel = 1),
+            c3: concat(a, b, f),
+        }
+    }
+}
+
 /// `tests/cases/graph_densenet_block/model.toml`
 pub mod case_graph_densenet_block {
     use cnn::cnn_model;
@@ -2970,6 +3024,8 @@ macro_rules! for_each_case {
         $m!(case_graph_add_self);
         $m!(case_graph_add_three_operands);
         $m!(case_graph_add_two_branches);
+        $m!(case_graph_dense_chain_in_place);
+        $m!(case_graph_dense_chain_output);
         $m!(case_graph_densenet_block);
         $m!(case_graph_dotted_names);
         $m!(case_graph_from_input_branch);

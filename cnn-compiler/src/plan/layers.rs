@@ -325,8 +325,77 @@ impl<'a> Planner<'a> {
 
     /// Whether value `v` may be overwritten by the layer being planned (whose reads are
     /// already served): nothing later reads it and it is not the caller's input.
+    /// A concat's output that a later concat extends (`extended_by`) is never
+    /// overwritten: it becomes that concat's prefix; nor is a value whose memory holds
+    /// another that is still to be read (a concat chain's earlier concats and operands).
     fn dies_here(&self, v: usize) -> bool {
-        v != 0 && self.reads_left[v] == 0
+        v != 0
+            && self.reads_left[v] == 0
+            && !self
+                .concat_of_value
+                .get(&v)
+                .is_some_and(|&j| self.extended_by[j].is_some())
+            && !self.holds_live(v)
+    }
+
+    /// Whether another value still to be read lives in memory that `v`'s overlaps.
+    fn holds_live(&self, v: usize) -> bool {
+        let span = |x: usize| {
+            let (root, off) = self.root(self.values[x].group);
+            let start = off + self.values[x].offset;
+            (root, start, start + self.values[x].shape.len())
+        };
+        let (root, start, end) = span(v);
+        (1..self.values.len()).any(|w| {
+            if w == v || self.reads_left[w] == 0 {
+                return false;
+            }
+            let (r, s, e) = span(w);
+            r == root && s < end && start < e
+        })
+    }
+
+    /// Links each concat layer to the later concat that extends it, if any: the one
+    /// whose operands start with all of its own, in order (DenseNet's blocks, where
+    /// layer `k` reads the concatenation of the block's input and every earlier layer's
+    /// output), the longest such prefix first; never the model's output (`output`, the
+    /// last layer through views).
+    pub(super) fn chain_concats(&mut self, output: Option<Src>) {
+        let mut layers: Vec<usize> = self.concat_operands.keys().copied().collect();
+        layers.sort_unstable();
+        for (k, &i) in layers.iter().enumerate() {
+            let ops = &self.concat_operands[&i];
+            let prefix = layers[..k]
+                .iter()
+                .copied()
+                .filter(|&j| self.extended_by[j].is_none() && output != Some(Src::Layer(j)))
+                .filter(|j| {
+                    let pj = &self.concat_operands[j];
+                    pj.len() < ops.len() && ops.starts_with(pj)
+                })
+                .max_by_key(|j| (self.concat_operands[j].len(), *j));
+            if let Some(j) = prefix {
+                self.extended_by[j] = Some(i);
+                self.extends[i] = Some(j);
+            }
+        }
+    }
+
+    /// Whether every layer after concat `i` reading `s` is a concat of `i`'s chain (one
+    /// that extends `i`, or extends one that does): those hold `s` at the same channel
+    /// offset as `i`, so `s` can be written there once for all of them.
+    fn read_by_chain_only(&self, i: usize, s: Src) -> bool {
+        let mut chain = Vec::new();
+        let mut next = self.extended_by[i];
+        while let Some(j) = next {
+            chain.push(j);
+            next = self.extended_by[j];
+        }
+        !chain.is_empty()
+            && self
+                .readers
+                .get(&s)
+                .is_some_and(|rs| rs.iter().all(|&r| r <= i || chain.contains(&r)))
     }
 
     pub(super) fn plan_layer(&mut self, i: usize) {
@@ -681,10 +750,32 @@ impl<'a> Planner<'a> {
         let out_shape = self.shapes[i].output;
         let out = self.new_value(out_shape);
         let out_group = self.values[out].group;
+        self.concat_of_value.insert(out, i);
         let mut offset = 0;
+        let mut start = 0;
         let mut copies = false;
         let mut aliased: Vec<usize> = Vec::new();
-        for &v in srcs {
+        // The concat this one extends (`extends`) becomes its prefix: its operands are
+        // in place already (written there, or copied by it), and nothing overwrote it
+        // since (`dies_here`).
+        if let Some(j) = self.extends[i] {
+            let p = self.value_of[j];
+            let g = self.values[p].group;
+            let len = self.values[p].shape.len();
+            if self.concat_of_value.get(&p) == Some(&j)
+                && self.groups[g].parent.is_none()
+                && self.groups[g].buf == Buf::Arena
+                && g != out_group
+                && self.values[p].offset == 0
+                && self.groups[g].len == len
+            {
+                self.groups[g].parent = Some((out_group, 0));
+                start = self.concat_operands[&j].len();
+                offset = len;
+            }
+        }
+        let operands = self.concat_operands[&i].clone();
+        for (k, &v) in srcs.iter().enumerate().skip(start) {
             let len = self.values[v].shape.len();
             let g = self.values[v].group;
             let once = srcs.iter().filter(|s| **s == v).count() == 1;
@@ -693,7 +784,10 @@ impl<'a> Planner<'a> {
                 && self.values[v].offset == 0
                 && self.groups[g].len == len
                 && !aliased.contains(&g);
-            if v != 0 && once && self.reads_left[v] == 0 && own_group {
+            // Read last here, or later only by concats that extend this one (where it
+            // stays at this offset).
+            let last = self.reads_left[v] == 0 || self.read_by_chain_only(i, operands[k]);
+            if v != 0 && once && last && own_group {
                 // The producer writes straight into the concat's channel range.
                 self.groups[g].parent = Some((out_group, offset));
                 aliased.push(g);

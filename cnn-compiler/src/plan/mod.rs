@@ -302,6 +302,19 @@ struct Planner<'a> {
     /// The step that produced each value, while its epilogue is still open for fusion.
     open: HashMap<usize, usize>,
     free_concats: Vec<usize>,
+    /// Concat chains (DenseNet's blocks): for each concat layer, the later concat whose
+    /// operands start with all of its own, in order (its storage becomes that one's
+    /// prefix), if any.
+    extended_by: Vec<Option<usize>>,
+    /// The inverse of `extended_by`: the concat layer whose operands this one extends.
+    extends: Vec<Option<usize>>,
+    /// The operands of each concat layer, through views.
+    concat_operands: HashMap<usize, Vec<Src>>,
+    /// The layers reading each layer's output (and the input), through views, once per
+    /// read.
+    readers: HashMap<Src, Vec<usize>>,
+    /// The concat layer whose output each value is.
+    concat_of_value: HashMap<usize, usize>,
 }
 
 /// A (height, width) pair of the IR (kernel, stride, dilation) as the runtime's sizes.
@@ -329,6 +342,11 @@ pub fn plan(model: &Model, shapes: &[LayerShape], opts: Options) -> Plan {
         value_of: vec![0; n],
         open: HashMap::new(),
         free_concats: Vec::new(),
+        extended_by: vec![None; n],
+        extends: vec![None; n],
+        concat_operands: HashMap::new(),
+        readers: HashMap::new(),
+        concat_of_value: HashMap::new(),
     };
     // Value 0: the caller's input.
     let g = p.new_group(input_shape.len(), Buf::Input);
@@ -353,9 +371,15 @@ pub fn plan(model: &Model, shapes: &[LayerShape], opts: Options) -> Plan {
             base[i] = Src::Layer(i);
             for s in &layer.inputs {
                 *reads.entry(resolve(*s, &base)).or_default() += 1;
+                p.readers.entry(resolve(*s, &base)).or_default().push(i);
+            }
+            if matches!(layer.op, Op::Merge(Merge::Concat)) {
+                let ops = layer.inputs.iter().map(|s| resolve(*s, &base)).collect();
+                p.concat_operands.insert(i, ops);
             }
         }
     }
+    p.chain_concats(base.last().copied());
     // Planning consumes reads layer by layer: each layer's output value is seeded with
     // its readers once the layer is planned (a fused layer's value is its producer's,
     // whose only reader it was).

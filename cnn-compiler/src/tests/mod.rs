@@ -10,6 +10,7 @@ use crate::parse::inline::Header;
 use crate::shape::{conv_out, pool_out, Axis, AxisError};
 use crate::{expand_in as expand, front_end, front_end_with, parse, Compiled};
 
+mod concat;
 mod fusion;
 
 fn repo() -> PathBuf {
