@@ -597,12 +597,20 @@ fn affine(
     let (c, plane) = step.output.channels_and_plane();
     let (c, plane) = (lit(c), lit(plane));
     let act = act_tokens(step.act);
-    let (skip, copy) = copy_in(step);
-    bind(
-        step,
-        skip,
-        quote!(#copy #rt::kernels::norm::channel_affine::<#c, #plane>(w, &self.#field, #act);),
-    )
+    // In place, or from the input straight into a fresh tensor (one pass, no copy).
+    if step.srcs[0] == step.dst {
+        bind(
+            step,
+            true,
+            quote!(#rt::kernels::norm::channel_affine::<#c, #plane>(w, &self.#field, #act);),
+        )
+    } else {
+        bind(
+            step,
+            false,
+            quote!(#rt::kernels::norm::channel_affine_into::<#c, #plane>(r0, w, &self.#field, #act);),
+        )
+    }
 }
 
 fn elementwise(step: &Step) -> TokenStream {

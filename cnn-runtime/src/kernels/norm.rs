@@ -148,6 +148,74 @@ fn affine_act(buf: &mut [f32], s: f32, t: f32, act: Act) {
     }
 }
 
+/// `dst[i] = act(src[i] * s + t)`, one tight loop per activation.
+#[inline(always)]
+fn affine_act_into(src: &[f32], dst: &mut [f32], s: f32, t: f32, act: Act) {
+    let pairs = dst.iter_mut().zip(src);
+    match act.kind() {
+        ActKind::Identity => pairs.for_each(|(y, &x)| *y = x * s + t),
+        ActKind::Relu => pairs.for_each(|(y, &x)| *y = (x * s + t).max(0.0)),
+        ActKind::Relu6 => pairs.for_each(|(y, &x)| *y = (x * s + t).clamp(0.0, 6.0)),
+        ActKind::Silu => pairs.for_each(|(y, &x)| *y = silu(x * s + t)),
+        ActKind::HardSwish => pairs.for_each(|(y, &x)| *y = hardswish(x * s + t)),
+        ActKind::HardSigmoid => pairs.for_each(|(y, &x)| *y = hardsigmoid(x * s + t)),
+        ActKind::Gelu => pairs.for_each(|(y, &x)| *y = gelu(x * s + t)),
+        _ => pairs.for_each(|(y, &x)| *y = act.apply(x * s + t)),
+    }
+}
+
+/// [`channel_affine_into`] with its dimensions as runtime values.
+#[inline(always)]
+fn channel_affine_into_dyn(
+    c: usize,
+    hw: usize,
+    src: &[f32],
+    dst: &mut [f32],
+    affine: &Affine,
+    act: Act,
+) {
+    let (src, dst) = (&src[..c * hw], &mut dst[..c * hw]);
+    let (scale, shift) = (&affine.scale[..c], &affine.shift[..c]);
+    #[cfg(feature = "parallel")]
+    if super::split_planes(c, hw, dst, &|first, out| {
+        let src = &src[first * hw..];
+        for (k, (y, x)) in out
+            .chunks_exact_mut(hw)
+            .zip(src.chunks_exact(hw))
+            .enumerate()
+        {
+            affine_act_into(x, y, scale[first + k], shift[first + k], act);
+        }
+    }) {
+        return;
+    }
+    for (((y, x), &s), &t) in dst
+        .chunks_exact_mut(hw)
+        .zip(src.chunks_exact(hw))
+        .zip(scale)
+        .zip(shift)
+    {
+        affine_act_into(x, y, s, t, act);
+    }
+}
+
+/// [`channel_affine`] from `src` into `dst` (a batch norm whose input is still needed
+/// afterwards): `dst[c*HW + i] = act(src[c*HW + i] * scale[c] + shift[c])`, the same
+/// values as copying `src` into `dst` and running [`channel_affine`] there, in one pass.
+///
+/// # Panics
+///
+/// If `src` or `dst` is shorter than `C*HW` or `affine` has fewer than `C` channels.
+pub fn channel_affine_into<const C: usize, const HW: usize>(
+    src: &[f32],
+    dst: &mut [f32],
+    affine: &Affine,
+    act: Act,
+) {
+    const { assert!(C > 0 && HW > 0) }
+    channel_affine_into_dyn(C, HW, src, dst, affine, act);
+}
+
 /// [`channel_affine`] with its dimensions as runtime values.
 #[inline(always)]
 fn channel_affine_dyn(c: usize, hw: usize, buf: &mut [f32], affine: &Affine, act: Act) {
@@ -196,6 +264,33 @@ mod tests {
         Act::HARD_SIGMOID,
         Act::GELU,
     ];
+
+    /// The out-of-place map gives the in-place one's values, bit for bit, and writes
+    /// nothing past the tensor (split over the pool's threads where `parallel` is on:
+    /// the large shapes).
+    #[test]
+    fn affine_into_matches_in_place() {
+        let mut rng = Rng::new(47);
+        for (c, hw) in [(1, 1), (3, 1), (4, 25), (7, 300), (64, 3136)] {
+            for act in ACTS {
+                let x = rng.vec(c * hw, -3.0, 3.0);
+                let a = Affine {
+                    scale: rng.vec(c, -1.5, 1.5).into(),
+                    shift: rng.vec(c, -0.5, 0.5).into(),
+                };
+                let mut want = x.clone();
+                channel_affine_dyn(c, hw, &mut want, &a, act);
+                let mut got = vec![7.0; c * hw + 1];
+                channel_affine_into_dyn(c, hw, &x, &mut got, &a, act);
+                assert_eq!(got[c * hw], 7.0, "wrote past the tensor");
+                let same = got[..c * hw]
+                    .iter()
+                    .zip(&want)
+                    .all(|(g, w)| g.to_bits() == w.to_bits());
+                assert!(same, "{c}x{hw} {act:?}");
+            }
+        }
+    }
 
     #[test]
     fn from_batch_norm_known_values() {
