@@ -15,6 +15,10 @@
 //!   tensor they overwrite is read by nothing later (and is not the caller's input).
 //! * `concat` has its operands written straight into their channel range of its output
 //!   when each is produced by a kernel and read by the concat alone; others are copied.
+//!   A concat whose operands begin with all of an earlier one's (DenseNet's blocks)
+//!   takes that one's memory as its prefix, and an operand read later only by such
+//!   extensions is written once, into the chain's buffer; nothing runs in place over
+//!   memory a later step still reads.
 //! * Memory: every tensor that needs storage belongs to a *group* (a tensor and those
 //!   written in place over it or into it); each group lives from its first write to its
 //!   last read and gets an offset in one arena, largest groups first, lowest free offset
