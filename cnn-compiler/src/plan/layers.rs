@@ -331,10 +331,10 @@ impl<'a> Planner<'a> {
     fn dies_here(&self, v: usize) -> bool {
         v != 0
             && self.reads_left[v] == 0
-            && !self
+            && self
                 .concat_of_value
                 .get(&v)
-                .is_some_and(|&j| self.extended_by[j].is_some())
+                .is_none_or(|&j| self.extended_by[j].is_none())
             && !self.holds_live(v)
     }
 
