@@ -615,6 +615,15 @@ fn affine(
 
 fn elementwise(step: &Step) -> TokenStream {
     let rt = rt();
+    if step.kernel == Kernel::Activation && step.srcs[0] != step.dst {
+        // From the input into a fresh tensor, in one pass.
+        let act = act_tokens(step.act);
+        return bind(
+            step,
+            false,
+            quote!(#rt::kernels::activation::activate_into(r0, w, #act);),
+        );
+    }
     let (skip, copy) = copy_in(step);
     let call = if step.kernel == Kernel::Activation {
         let act = act_tokens(step.act);
