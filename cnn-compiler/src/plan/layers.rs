@@ -376,7 +376,6 @@ impl<'a> Planner<'a> {
                 .max_by_key(|j| (self.concat_operands[j].len(), *j));
             if let Some(j) = prefix {
                 self.extended_by[j] = Some(i);
-                self.extends[i] = Some(j);
             }
         }
     }
@@ -755,15 +754,14 @@ impl<'a> Planner<'a> {
         let mut start = 0;
         let mut copies = false;
         let mut aliased: Vec<usize> = Vec::new();
-        // The concat this one extends (`extends`) becomes its prefix: its operands are
-        // in place already (written there, or copied by it), and nothing overwrote it
-        // since (`dies_here`).
-        if let Some(j) = self.extends[i] {
+        // The concat this one extends (`extended_by`) becomes its prefix: its operands
+        // are in place already (written there, or copied by it), and nothing overwrote
+        // it since (`dies_here`).
+        if let Some(j) = self.extended_by.iter().position(|&e| e == Some(i)) {
             let p = self.value_of[j];
             let g = self.values[p].group;
             let len = self.values[p].shape.len();
-            if self.concat_of_value.get(&p) == Some(&j)
-                && self.groups[g].parent.is_none()
+            if self.groups[g].parent.is_none()
                 && self.groups[g].buf == Buf::Arena
                 && g != out_group
                 && self.values[p].offset == 0

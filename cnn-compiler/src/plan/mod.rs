@@ -310,8 +310,6 @@ struct Planner<'a> {
     /// operands start with all of its own, in order (its storage becomes that one's
     /// prefix), if any.
     extended_by: Vec<Option<usize>>,
-    /// The inverse of `extended_by`: the concat layer whose operands this one extends.
-    extends: Vec<Option<usize>>,
     /// The operands of each concat layer, through views.
     concat_operands: HashMap<usize, Vec<Src>>,
     /// The layers reading each layer's output (and the input), through views, once per
@@ -347,7 +345,6 @@ pub fn plan(model: &Model, shapes: &[LayerShape], opts: Options) -> Plan {
         open: HashMap::new(),
         free_concats: Vec::new(),
         extended_by: vec![None; n],
-        extends: vec![None; n],
         concat_operands: HashMap::new(),
         readers: HashMap::new(),
         concat_of_value: HashMap::new(),

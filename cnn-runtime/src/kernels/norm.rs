@@ -131,37 +131,58 @@ pub(crate) fn fold_bn(
     (w.into_boxed_slice(), b.into_boxed_slice())
 }
 
-/// `buf[i] = act(buf[i] * s + t)`, one tight loop per activation.
-#[inline(always)]
-fn affine_act(buf: &mut [f32], s: f32, t: f32, act: Act) {
-    match act.kind() {
-        ActKind::Identity => buf.iter_mut().for_each(|x| *x = *x * s + t),
-        ActKind::Relu => buf.iter_mut().for_each(|x| *x = (*x * s + t).max(0.0)),
-        ActKind::Relu6 => buf
-            .iter_mut()
-            .for_each(|x| *x = (*x * s + t).clamp(0.0, 6.0)),
-        ActKind::Silu => buf.iter_mut().for_each(|x| *x = silu(*x * s + t)),
-        ActKind::HardSwish => buf.iter_mut().for_each(|x| *x = hardswish(*x * s + t)),
-        ActKind::HardSigmoid => buf.iter_mut().for_each(|x| *x = hardsigmoid(*x * s + t)),
-        ActKind::Gelu => buf.iter_mut().for_each(|x| *x = gelu(*x * s + t)),
-        _ => buf.iter_mut().for_each(|x| *x = act.apply(*x * s + t)),
-    }
+/// `$f`, the map `x -> act(x * s + t)` for `$act`'s kind, bound in `$body`: one tight
+/// loop per activation wherever `$body` loops.
+macro_rules! with_affine {
+    ($act:expr, $s:expr, $t:expr, $f:ident => $body:expr) => {{
+        let (act, s, t): (Act, f32, f32) = ($act, $s, $t);
+        match act.kind() {
+            ActKind::Identity => {
+                let $f = |x: f32| x * s + t;
+                $body
+            }
+            ActKind::Relu => {
+                let $f = |x: f32| (x * s + t).max(0.0);
+                $body
+            }
+            ActKind::Relu6 => {
+                let $f = |x: f32| (x * s + t).clamp(0.0, 6.0);
+                $body
+            }
+            ActKind::Silu => {
+                let $f = |x: f32| silu(x * s + t);
+                $body
+            }
+            ActKind::HardSwish => {
+                let $f = |x: f32| hardswish(x * s + t);
+                $body
+            }
+            ActKind::HardSigmoid => {
+                let $f = |x: f32| hardsigmoid(x * s + t);
+                $body
+            }
+            ActKind::Gelu => {
+                let $f = |x: f32| gelu(x * s + t);
+                $body
+            }
+            _ => {
+                let $f = |x: f32| act.apply(x * s + t);
+                $body
+            }
+        }
+    }};
 }
 
-/// `dst[i] = act(src[i] * s + t)`, one tight loop per activation.
+/// `buf[i] = act(buf[i] * s + t)`.
+#[inline(always)]
+fn affine_act(buf: &mut [f32], s: f32, t: f32, act: Act) {
+    with_affine!(act, s, t, f => buf.iter_mut().for_each(|x| *x = f(*x)))
+}
+
+/// `dst[i] = act(src[i] * s + t)`.
 #[inline(always)]
 fn affine_act_into(src: &[f32], dst: &mut [f32], s: f32, t: f32, act: Act) {
-    let pairs = dst.iter_mut().zip(src);
-    match act.kind() {
-        ActKind::Identity => pairs.for_each(|(y, &x)| *y = x * s + t),
-        ActKind::Relu => pairs.for_each(|(y, &x)| *y = (x * s + t).max(0.0)),
-        ActKind::Relu6 => pairs.for_each(|(y, &x)| *y = (x * s + t).clamp(0.0, 6.0)),
-        ActKind::Silu => pairs.for_each(|(y, &x)| *y = silu(x * s + t)),
-        ActKind::HardSwish => pairs.for_each(|(y, &x)| *y = hardswish(x * s + t)),
-        ActKind::HardSigmoid => pairs.for_each(|(y, &x)| *y = hardsigmoid(x * s + t)),
-        ActKind::Gelu => pairs.for_each(|(y, &x)| *y = gelu(x * s + t)),
-        _ => pairs.for_each(|(y, &x)| *y = act.apply(x * s + t)),
-    }
+    with_affine!(act, s, t, f => dst.iter_mut().zip(src).for_each(|(y, &x)| *y = f(x)))
 }
 
 /// [`channel_affine_into`] with its dimensions as runtime values.
