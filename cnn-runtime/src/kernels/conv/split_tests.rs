@@ -625,6 +625,34 @@ fn auto_plan_takes_channel_tiles_for_long_1x1_reductions() {
     assert_eq!(row(96, 1000, 3, 128), Plan::Pixels);
 }
 
+/// Convolutions with taps whose groups have one panel of outputs (RegNetX's groups of
+/// 16): pixel tiles on AVX-512 where they fill at least 0.85 of the channel tiles' lanes
+/// and the reduction is at most `Tuning::pv_one_panel_k` steps; channel tiles on AVX2.
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn auto_plan_takes_pixel_tiles_for_one_panel_groups() {
+    use crate::kernels::engine::{auto_plan, flat};
+    use simd::{Avx2, Avx512, Tuned};
+    let plan = |c: usize, o: usize, g: usize, side: usize, s: usize, lanes, t| {
+        let ax = Axis::conv(side, 3, s, 1, 1).unwrap();
+        auto_plan(&flat(dims(c, o, g, ax, ax)), lanes, t, 48 * 1024)
+    };
+    let (t512, t2) = (&Avx512::TUNING, &Avx2::TUNING);
+    // 14, 28 and 56 output columns (0.875 of the pixel lanes), 144 and 288 steps.
+    assert_eq!(plan(32, 32, 2, 56, 1, 16, t512), Plan::Pixels);
+    assert_eq!(plan(32, 32, 2, 112, 2, 16, t512), Plan::Pixels);
+    assert_eq!(plan(160, 160, 10, 14, 1, 16, t512), Plan::Pixels);
+    assert_eq!(plan(32, 16, 1, 14, 1, 16, t512), Plan::Pixels);
+    // More steps (576), or less of the lanes (24 and 7 columns: 0.75, 0.44): channels.
+    assert_eq!(plan(64, 16, 1, 28, 1, 16, t512), Plan::Channels);
+    assert_eq!(plan(48, 48, 3, 24, 1, 16, t512), Plan::Channels);
+    assert_eq!(plan(384, 384, 24, 7, 1, 16, t512), Plan::Channels);
+    // Two panels a group: the channel tiles' panel pairs.
+    assert_eq!(plan(64, 64, 2, 28, 1, 16, t512), Plan::Channels);
+    // AVX2 (8-lane pixel vectors, its own short-reduction rule): channels here.
+    assert_eq!(plan(160, 160, 10, 14, 1, 8, t2), Plan::Channels);
+}
+
 /// Runs `d` at `level` without working memory and with `len` floats of it (NaN-filled):
 /// the first within tolerance of `want`, the second the same bits, and (`parallel`) the
 /// same bits at 2 and 3 threads with the memory. Returns the memory as the run left it.

@@ -434,6 +434,19 @@ fn model_layers_against_reference() {
         (2, 6, 1, ax(50, 3, 2, 1, 1), ax(50, 3, 2, 1, 1), Act::RELU),
         (3, 5, 1, ax(11, 3, 1, 1, 1), ax(40, 3, 2, 1, 1), Act::RELU),
         (2, 7, 1, ax(9, 3, 1, 0, 1), ax(33, 3, 1, 0, 1), Act::SIGMOID),
+        // Groups of one panel on 14- and 28-pixel rows (RegNetX's groups of 16, pixel
+        // tiles on AVX-512: `Tuning::pv_one_panel_k`), stride 2 and 1, a 16-output
+        // layer with 32 input channels.
+        (64, 64, 4, ax(6, 3, 2, 1, 1), ax(56, 3, 2, 1, 1), Act::RELU),
+        (48, 48, 3, ax(5, 3, 1, 1, 1), ax(14, 3, 1, 1, 1), Act::RELU),
+        (
+            32,
+            16,
+            1,
+            ax(4, 3, 1, 1, 1),
+            ax(28, 3, 1, 1, 1),
+            Act::IDENTITY,
+        ),
     ];
     for (c, o, g, ah, aw, act) in cases {
         let d = dims(c, o, g, ah, aw);

@@ -183,12 +183,15 @@ pub(crate) fn auto_plan(d: &Dims2d, lanes: usize, tuning: &Tuning, l1d: usize) -
     // 83, 96x55x55 -> 64 279 / 263; 192x35x35 -> 64 223 / 211, 288x35x35 -> 48 313 / 247,
     // 256x35x35 -> 64 331 / 292, 512x27x27 -> 128 732 / 633, 160x45x45 -> 96 538 / 476;
     // on 17x17, 289 pixels, the channel tiles: 768 -> 192 582 / 610).
+    // Convolutions with taps whose groups have one panel of outputs (RegNetX's groups
+    // of 16): pixel tiles from 0.85 of the channel tiles' fill (`Tuning::pv_one_panel_k`).
+    let one_panel = kk > 1 && og <= PANEL && kk * cg <= tuning.pv_one_panel_k && pv >= 0.85 * cv;
     let big_map = kk == 1 && d.oh == 1 && d.ow > LONG_1X1_MAX_PIXELS && !any_map && pv >= 0.95 * cv;
     let one_row = d.oh == 1 && kk > 1 && d.ow >= 384;
     let strip = cg * d.kh <= STRIP_ROWS;
     let long_row = one_row && strip && pv >= 0.95 * cv;
     let deep_row = one_row && !strip && cv >= pv;
-    if (pv >= cv || short || long_row || big_map) && !long && !deep_row {
+    if (pv >= cv || short || one_panel || long_row || big_map) && !long && !deep_row {
         Plan::Pixels
     } else {
         Plan::Channels

@@ -98,6 +98,20 @@ pub(crate) struct Tuning {
     /// 40.2 (AVX-512); on 20x20 (AVX-512: 0.625) 1 -> 16 3x3 1.8 / 2.5, 3 -> 32 3x3 6.8 /
     /// 5.4. AVX2's 28 steps: its two 8x8 transposes and 16 masked stores a tile.
     pub(crate) cv_epilogue_steps: usize,
+    /// Reductions (`KH*KW*C/G`) up to which a convolution with taps whose groups have
+    /// one panel of outputs at most (`O/G <= 16`) takes pixel tiles where they fill at
+    /// least 0.85 of what the channel tiles fill (0: never): one-panel channel tiles
+    /// have no panel pairs and read a broadcast per multiply-add. Measured with
+    /// `conv::speed` on AVX-512 (Intel Xeon, one core, 2026-12-06, µs pixel / channel
+    /// tiles; RegNetX's groups of 16 channels, 3x3): 32x56x56 -> 32 in 2 groups 205 /
+    /// 229, stride 2 on 112x112 275-294 / 298-318, 64x28x28 -> 64 in 4 groups 114 / 122,
+    /// 160x28x28 -> 160 in 10 groups, stride 2, 103 / 113, 160x14x14 the same 73-75 / 84-86,
+    /// 16x28x28 -> 16 30.4 / 32.4, 32x14x14 -> 16 15.3 / 17.0; beyond 288 steps the channel
+    /// tiles (64x28x28 -> 16: 121 / 116); below 0.85 of the fill too (48x24x24 -> 48 in 3
+    /// groups 73 / 67, 64x40x40 -> 64 in 4 groups 241 / 237, 384x7x7 -> 384 in 24 groups
+    /// 104 / 79). On AVX2 the channel tiles win or tie on all of these (32x14x14 -> 16
+    /// 24.0 / 21.3, 160x14x14 in 10 groups 118 / 112): 0 there.
+    pub(crate) pv_one_panel_k: usize,
     /// Direct 1x1 convolutions on small maps (one row of pixels: MobileNets' 14x14, 7x7,
     /// 6x6 layers) run by channel tiles pack each block's input tile by tile, into the
     /// room a model plans for it (`conv::conv_scratch_len`) or, without it, the band
@@ -169,6 +183,7 @@ impl Tuned for Portable {
         cv_block_bytes: 128 * 1024,
         pv_short_k: 0,
         cv_epilogue_steps: 0,
+        pv_one_panel_k: 0,
         cv_pack: false,
         cv_long_1x1: usize::MAX,
         act_vectors: 2,
@@ -194,6 +209,7 @@ impl Tuned for Avx2 {
         cv_block_bytes: 128 * 1024,
         pv_short_k: 128,
         cv_epilogue_steps: 28,
+        pv_one_panel_k: 0,
         cv_pack: true,
         cv_long_1x1: usize::MAX,
         act_vectors: 2,
@@ -219,6 +235,7 @@ impl Tuned for Avx512 {
         cv_block_bytes: 128 * 1024,
         pv_short_k: 64,
         cv_epilogue_steps: 8,
+        pv_one_panel_k: 288,
         cv_pack: false,
         cv_long_1x1: 144,
         act_vectors: 4,
