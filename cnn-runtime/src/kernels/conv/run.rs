@@ -339,7 +339,7 @@ pub(super) fn conv2d_in<S: Simd>(
         let n = d.c * d.oh * d.ow;
         if pack.len() >= n.next_multiple_of(16) {
             let (gathered, rest) = pack.split_at_mut(n.next_multiple_of(16));
-            gather_strided(&d, input, &mut gathered[..n]);
+            gather_strided(s, &d, input, &mut gathered[..n]);
             let gathered = &gathered[..n];
             let run = (act, res);
             if engine_run(
@@ -419,13 +419,88 @@ pub(super) fn subsampled_1x1(d: &Dims2d) -> Option<Dims2d> {
 }
 
 /// The input pixels of the strided 1x1 convolution `d` ([`subsampled_1x1`]) into `out`
-/// (`C x OH x OW`).
-fn gather_strided(d: &Dims2d, input: &[f32], out: &mut [f32]) {
-    for (c, plane) in out.chunks_exact_mut(d.oh * d.ow).enumerate() {
-        for (y, row) in plane.chunks_exact_mut(d.ow).enumerate() {
-            let src = &input[(c * d.h + y * d.sh) * d.w..][..(d.ow - 1) * d.sw + 1];
-            for (v, &x) in row.iter_mut().zip(src.iter().step_by(d.sw)) {
-                *v = x;
+/// (`C x OH x OW`): every `SH`-th row, every `SW`-th column. With the `parallel`
+/// feature, large gathers split their planes over the pool's threads.
+fn gather_strided<S: Simd>(s: S, d: &Dims2d, input: &[f32], out: &mut [f32]) {
+    let plane = d.oh * d.ow;
+    #[cfg(feature = "parallel")]
+    {
+        let split = crate::kernels::split_planes(d.c, plane, out, &|first, part| {
+            s.vectorize(Gather {
+                d,
+                input,
+                out: part,
+                first,
+            });
+        });
+        if split {
+            return;
+        }
+    }
+    s.vectorize(Gather {
+        d,
+        input,
+        out: &mut out[..d.c * plane],
+        first: 0,
+    });
+}
+
+/// [`gather_strided`] of the planes in `out` from plane `first` on, as one isolated
+/// function ([`Simd::vectorize`]).
+struct Gather<'a> {
+    d: &'a Dims2d,
+    input: &'a [f32],
+    out: &'a mut [f32],
+    first: usize,
+}
+
+impl WithSimd for Gather<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let Gather {
+            d,
+            input,
+            out,
+            first,
+        } = self;
+        let (l, ow) = (S::LANES, d.ow);
+        for (c, plane) in (first..).zip(out.chunks_exact_mut(d.oh * ow)) {
+            for (y, row) in plane.chunks_exact_mut(ow).enumerate() {
+                // The input row's pixels from the first one read to the last.
+                let src = &input[(c * d.h + y * d.sh) * d.w..][..(ow - 1) * d.sw + 1];
+                if d.sw != 2 {
+                    for (v, &x) in row.iter_mut().zip(src.iter().step_by(d.sw)) {
+                        *v = x;
+                    }
+                    continue;
+                }
+                // Stride 2: the even lanes of two loads, `LANES` pixels a store; the
+                // loads of the last vector stop at the row's last pixel read.
+                let mut x = 0;
+                while x < ow {
+                    let left = (ow - x).min(l);
+                    let n = src.len() - 2 * x;
+                    // SAFETY: `src[2x..]` holds `n = 2 (OW - x) - 1` floats, the loads
+                    // read at most `n` of them; `row[x..x + left]` is inside `row`.
+                    unsafe {
+                        let p = src.as_ptr().add(2 * x);
+                        let (a, b) = if n >= 2 * l {
+                            (s.load(p), s.load(p.add(l)))
+                        } else if n > l {
+                            (s.load(p), s.load_n(p.add(l), n - l))
+                        } else {
+                            (s.load_n(p, n), s.zero())
+                        };
+                        let (even, _) = s.deinterleave(a, b);
+                        if left == l {
+                            s.store(row.as_mut_ptr().add(x), even);
+                        } else {
+                            s.store_n(row.as_mut_ptr().add(x), even, left);
+                        }
+                    }
+                    x += left;
+                }
             }
         }
     }

@@ -706,6 +706,13 @@ fn strided_1x1_layers_gather_their_pixels() {
         (24, 8, 5, 2, 1, 40),
         (256, 14, 14, 2, 2, 512),
         (1024, 14, 14, 2, 2, 32),
+        // Rows of whole vectors and a tail (35 pixels), whole vectors only (32; the
+        // last one's second load short of a vector), an odd row (33), and enough
+        // planes to split over threads (`parallel`).
+        (8, 6, 70, 2, 2, 24),
+        (4, 5, 64, 2, 2, 8),
+        (6, 4, 65, 2, 2, 16),
+        (32, 40, 130, 2, 2, 16),
     ] {
         let (ah, aw) = (
             Axis::conv(h, 1, sh, 0, 1).unwrap(),
