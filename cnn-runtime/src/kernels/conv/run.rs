@@ -464,42 +464,17 @@ impl WithSimd for Gather<'_> {
             out,
             first,
         } = self;
-        let (l, ow) = (S::LANES, d.ow);
+        let ow = d.ow;
         for (c, plane) in (first..).zip(out.chunks_exact_mut(d.oh * ow)) {
             for (y, row) in plane.chunks_exact_mut(ow).enumerate() {
                 // The input row's pixels from the first one read to the last.
                 let src = &input[(c * d.h + y * d.sh) * d.w..][..(ow - 1) * d.sw + 1];
-                if d.sw != 2 {
+                if d.sw == 2 {
+                    engine::gather_even(s, src, row);
+                } else {
                     for (v, &x) in row.iter_mut().zip(src.iter().step_by(d.sw)) {
                         *v = x;
                     }
-                    continue;
-                }
-                // Stride 2: the even lanes of two loads, `LANES` pixels a store; the
-                // loads of the last vector stop at the row's last pixel read.
-                let mut x = 0;
-                while x < ow {
-                    let left = (ow - x).min(l);
-                    let n = src.len() - 2 * x;
-                    // SAFETY: `src[2x..]` holds `n = 2 (OW - x) - 1` floats, the loads
-                    // read at most `n` of them; `row[x..x + left]` is inside `row`.
-                    unsafe {
-                        let p = src.as_ptr().add(2 * x);
-                        let (a, b) = if n >= 2 * l {
-                            (s.load(p), s.load(p.add(l)))
-                        } else if n > l {
-                            (s.load(p), s.load_n(p.add(l), n - l))
-                        } else {
-                            (s.load_n(p, n), s.zero())
-                        };
-                        let (even, _) = s.deinterleave(a, b);
-                        if left == l {
-                            s.store(row.as_mut_ptr().add(x), even);
-                        } else {
-                            s.store_n(row.as_mut_ptr().add(x), even, left);
-                        }
-                    }
-                    x += left;
                 }
             }
         }

@@ -388,6 +388,82 @@ pub(crate) unsafe fn copy_floats<S: Simd>(s: S, src: *const f32, dst: *mut f32, 
     }
 }
 
+/// `dst[i] = src[2 i]` for every `i < dst.len()`: per `LANES` outputs the even lanes of
+/// two loads, which read no further than `src[2 (dst.len() - 1)]`.
+#[inline(always)]
+pub(crate) fn gather_even<S: Simd>(s: S, src: &[f32], dst: &mut [f32]) {
+    let (l, n) = (S::LANES, dst.len());
+    if n == 0 {
+        return;
+    }
+    let src = &src[..2 * n - 1];
+    let mut x = 0;
+    while x < n {
+        let left = (n - x).min(l);
+        let m = src.len() - 2 * x;
+        // SAFETY: `src[2x..]` holds `m` floats and the loads read at most `m` of them;
+        // `dst[x..x + left]` is inside `dst`.
+        unsafe {
+            let p = src.as_ptr().add(2 * x);
+            let (a, b) = if m >= 2 * l {
+                (s.load(p), s.load(p.add(l)))
+            } else if m > l {
+                (s.load(p), s.load_n(p.add(l), m - l))
+            } else {
+                (s.load_n(p, m), s.zero())
+            };
+            let (even, _) = s.deinterleave(a, b);
+            if left == l {
+                s.store(dst.as_mut_ptr().add(x), even);
+            } else {
+                s.store_n(dst.as_mut_ptr().add(x), even, left);
+            }
+        }
+        x += left;
+    }
+}
+
+/// `dst[2 i] = even[i]` and `dst[2 i + 1] = odd[i]`: `dst` holds `even.len() +
+/// odd.len()` floats, `even` as many as `odd` or one more. Per `2 LANES` outputs two
+/// loads, an [`interleave`](Simd::interleave) and two stores.
+#[inline(always)]
+pub(crate) fn interleave_into<S: Simd>(s: S, even: &[f32], odd: &[f32], dst: &mut [f32]) {
+    let (l, n) = (S::LANES, odd.len());
+    assert!(even.len() == n || even.len() == n + 1);
+    let dst = &mut dst[..even.len() + n];
+    let mut i = 0;
+    while i < n {
+        let k = (n - i).min(l);
+        // SAFETY: `even[i..i + k]` and `odd[i..i + k]` are inside both (`even` is at
+        // least as long as `odd`); the stores write `dst[2i..2i + 2k]`, inside `dst`.
+        unsafe {
+            let (a, b) = if k == l {
+                (s.load(even.as_ptr().add(i)), s.load(odd.as_ptr().add(i)))
+            } else {
+                (
+                    s.load_n(even.as_ptr().add(i), k),
+                    s.load_n(odd.as_ptr().add(i), k),
+                )
+            };
+            let (lo, hi) = s.interleave(a, b);
+            let p = dst.as_mut_ptr().add(2 * i);
+            if k == l {
+                s.store(p, lo);
+                s.store(p.add(l), hi);
+            } else if 2 * k > l {
+                s.store(p, lo);
+                s.store_n(p.add(l), hi, 2 * k - l);
+            } else {
+                s.store_n(p, lo, 2 * k);
+            }
+        }
+        i += k;
+    }
+    if even.len() > n {
+        dst[2 * n] = even[n];
+    }
+}
+
 /// `dst[..n] = 0` with vector stores.
 ///
 /// # Safety

@@ -202,6 +202,9 @@ pub(crate) trait Simd: Copy + Send + Sync + Tuned {
     /// The even and the odd lanes of the concatenation `a ++ b`: lane `i` of the first is
     /// `x[2i]`, of the second `x[2i + 1]`.
     fn deinterleave(self, a: Self::V, b: Self::V) -> (Self::V, Self::V);
+    /// The lanes of `a` and `b` alternated, [`deinterleave`](Simd::deinterleave)'s
+    /// inverse: `x = [a0, b0, a1, b1, ..]` as its first and its second `LANES` lanes.
+    fn interleave(self, a: Self::V, b: Self::V) -> (Self::V, Self::V);
     /// [`deinterleave`](Simd::deinterleave) with the lanes of both results in a
     /// level-specific order (the same for every call), which [`unorder`](Simd::unorder)
     /// undoes: lane-wise arithmetic on such vectors can run in that order and restore
@@ -419,6 +422,15 @@ pub(crate) mod tests {
             for i in 0..l {
                 assert_eq!((e[i], o[i]), (xs[2 * i], xs[2 * i + 1]), "deinterleave {i}");
             }
+            // Interleave, the inverse: `e` and `o` back into `xs`'s order.
+            // SAFETY: `e` and `o` have l floats, `back` 2 * l.
+            let (lo, hi) = unsafe { s.interleave(s.load(e.as_ptr()), s.load(o.as_ptr())) };
+            let mut back = vec![0.0f32; 2 * l];
+            // SAFETY: `back` has 2 * l floats.
+            unsafe { s.store(back.as_mut_ptr(), lo) };
+            // SAFETY: as above.
+            unsafe { s.store(back[l..].as_mut_ptr(), hi) };
+            assert_eq!(back, xs, "interleave");
             // The unordered form, after `unorder`: the same lanes.
             // SAFETY: `xs` has 2 * l floats.
             let (eu, ou) =

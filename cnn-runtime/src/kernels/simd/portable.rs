@@ -180,6 +180,11 @@ mod imp {
             unsafe { (_mm_shuffle_ps::<0x88>(a, b), _mm_shuffle_ps::<0xDD>(a, b)) }
         }
         #[inline(always)]
+        fn interleave(self, a: __m128, b: __m128) -> (__m128, __m128) {
+            // SAFETY: SSE2 is part of x86-64.
+            unsafe { (_mm_unpacklo_ps(a, b), _mm_unpackhi_ps(a, b)) }
+        }
+        #[inline(always)]
         fn shift_in(self, prev: __m128, v: __m128) -> __m128 {
             // SAFETY: SSE2 is part of x86-64.
             unsafe {
@@ -381,6 +386,14 @@ mod imp {
             (
                 F32x4([a[0], a[2], b[0], b[2]]),
                 F32x4([a[1], a[3], b[1], b[3]]),
+            )
+        }
+        #[inline(always)]
+        fn interleave(self, a: F32x4, b: F32x4) -> (F32x4, F32x4) {
+            let (a, b) = (a.0, b.0);
+            (
+                F32x4([a[0], b[0], a[1], b[1]]),
+                F32x4([a[2], b[2], a[3], b[3]]),
             )
         }
         #[inline(always)]

@@ -271,6 +271,19 @@ impl Simd for Avx2 {
         }
     }
     #[inline(always)]
+    fn interleave(self, a: __m256, b: __m256) -> (__m256, __m256) {
+        // SAFETY: AVX is available (token).
+        unsafe {
+            // [a0 b0 a1 b1 | a4 b4 a5 b5] and [a2 b2 a3 b3 | a6 b6 a7 b7], then their
+            // low halves and their high halves.
+            let (l, h) = (_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b));
+            (
+                _mm256_permute2f128_ps::<0x20>(l, h),
+                _mm256_permute2f128_ps::<0x31>(l, h),
+            )
+        }
+    }
+    #[inline(always)]
     fn deinterleave_unordered(self, a: __m256, b: __m256) -> (__m256, __m256) {
         // SAFETY: AVX is available (token).
         unsafe {

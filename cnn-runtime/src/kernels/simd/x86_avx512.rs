@@ -237,6 +237,19 @@ impl Simd for Avx512 {
         unsafe { deinterleave(a, b) }
     }
     #[inline(always)]
+    fn interleave(self, a: __m512, b: __m512) -> (__m512, __m512) {
+        // SAFETY: AVX-512F is available (token).
+        unsafe {
+            let lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+            let hi =
+                _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+            (
+                _mm512_permutex2var_ps(a, lo, b),
+                _mm512_permutex2var_ps(a, hi, b),
+            )
+        }
+    }
+    #[inline(always)]
     fn shift_in(self, prev: __m512, v: __m512) -> __m512 {
         // SAFETY: AVX-512F is available (token).
         unsafe {

@@ -53,7 +53,7 @@
 use super::activation::Act;
 #[cfg(feature = "alloc")]
 use super::engine::pack_bias;
-use super::engine::{Row16, PANEL};
+use super::engine::{gather_even, interleave_into, Row16, PANEL};
 #[cfg(feature = "alloc")]
 use super::norm::fold_bn;
 use super::norm::Affine;
@@ -124,8 +124,16 @@ pub const fn winograd_pays(c: usize, h: usize, w: usize, o: usize) -> bool {
 /// phase mosaic (about the map's size) plus a gather of the input and a scatter of the
 /// output, costs in proportion to `(c + o) * h * w` that only many channel pairs
 /// amortise: the rule on the phase planes' size (`ceil(h / dh)` x `ceil(w / dw)`) and
-/// `c * o >= 2048`. Measured (AVX-512, one core): 16 -> 32 on 64x64, dilation 2, 0.88x
-/// (stays direct); 64 -> 64 on 32x32, dilation 2, 1.18x.
+/// `c * o >= 2048`. Measured with this module's `speed` test (Intel Xeon, one core,
+/// 2026-12-06, direct / polyphase Winograd, the gather and scatter in vectors: the even
+/// lanes of two loads, the two column phases interleaved), AVX-512: 64 -> 64 on 32x32,
+/// dilation 2, 1.55-1.63x (1.37-1.49x with the scalar gather and scatter before), 256 ->
+/// 256 on 28x28 1.24x; below 2048 channel pairs alone 32 -> 32 on 64x64 1.17-1.27x
+/// (dilation 4 1.17-1.25x), on 32x32 1.05x, 16 -> 32 on 64x64 1.03-1.10x (0.88x before),
+/// 16 -> 16 0.77x; AVX2 gains more (16 -> 32 1.19x). But inside fcn_seg its 16 -> 32
+/// layer on 64x64 took 268 µs as Winograd against 248-256 direct (the mosaic and its
+/// output, 850 KB, no longer warm from the call before), so the bound stays until
+/// measured inside models.
 pub const fn winograd_pays_dilated(
     c: usize,
     h: usize,

@@ -177,7 +177,8 @@ fn strided_store(dst: &mut [f32], src: &[f32], stride: usize) {
 
 /// Writes the mosaic's row `dst` (`MW` floats) from input row `src` (all zeros when
 /// `None`): each column block its plane's columns between its zero padding.
-fn gather_row(d: &WgDims, src: Option<&[f32]>, dst: &mut [f32]) {
+#[inline(always)]
+fn gather_row<S: Simd>(s: S, d: &WgDims, src: Option<&[f32]>, dst: &mut [f32]) {
     let mut k = 0;
     for ph in blocks(d.w, d.ow, d.pw, d.dw) {
         let block = &mut dst[k..k + ph.outs + 2];
@@ -189,7 +190,13 @@ fn gather_row(d: &WgDims, src: Option<&[f32]>, dst: &mut [f32]) {
                 let (zl, rest) = block.split_at_mut(lead);
                 let (mid, zr) = rest.split_at_mut(n);
                 zl.fill(0.0);
-                strided_load(mid, &src[ph.in0..], d.dw);
+                if d.dw == 2 {
+                    // Vectors of the even lanes (`src[in0..]` holds `2 ins - 1` floats
+                    // or more).
+                    gather_even(s, &src[ph.in0..], mid);
+                } else {
+                    strided_load(mid, &src[ph.in0..], d.dw);
+                }
                 zr.fill(0.0);
             }
             _ => block.fill(0.0),
@@ -213,8 +220,7 @@ pub(super) fn polyphase(
     let (inner, rest) = scratch.split_at_mut(pin);
     let (mosaic, rest) = rest.split_at_mut(pout - pin);
     let mout = &mut rest[..len - pout];
-    let (hw, ohw) = (d.h * d.w, d.oh * d.ow);
-    let (mhw, mohw) = (md.h * md.w, md.oh * md.ow);
+    let (ohw, mhw) = (d.oh * d.ow, md.h * md.w);
     // Gather and scatter split by channels over the pool's threads (`parallel`), each
     // part whole planes: with one thread doing them, the dilated layers ran slower on two
     // threads than on one.
@@ -222,8 +228,58 @@ pub(super) fn polyphase(
     // Gather: row block by row block, each row from its input row (or zeros).
     let per = d.c.div_ceil(threads);
     crate::pool::run_chunks_mut(mosaic, per * mhw, &|i, part| {
-        for (k, dst) in part.chunks_exact_mut(mhw).enumerate() {
-            let ch = i * per + k;
+        simd::run(
+            level,
+            PolyGather {
+                d: &d,
+                md: &md,
+                input,
+                part,
+                first: i * per,
+            },
+        );
+    });
+    plain(level, md, mosaic, params, mout, inner, act, None);
+    // Scatter the valid outputs with stride (DH, DW).
+    let mout = &*mout;
+    let per = d.o.div_ceil(threads);
+    crate::pool::run_chunks_mut(&mut output[..d.o * ohw], per * ohw, &|i, part| {
+        simd::run(
+            level,
+            PolyScatter {
+                d: &d,
+                md: &md,
+                mout,
+                part,
+                first: i * per,
+            },
+        );
+    });
+}
+
+/// The gather of [`polyphase`] for the mosaic planes in `part` (channels from `first`),
+/// as one isolated function ([`Simd::vectorize`]).
+struct PolyGather<'a> {
+    d: &'a WgDims,
+    md: &'a WgDims,
+    input: &'a [f32],
+    part: &'a mut [f32],
+    first: usize,
+}
+
+impl WithSimd for PolyGather<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let PolyGather {
+            d,
+            md,
+            input,
+            part,
+            first,
+        } = self;
+        let (hw, mhw) = (d.h * d.w, md.h * md.w);
+        for (ch, dst) in (first..).zip(part.chunks_exact_mut(mhw)) {
             let plane = &input[ch * hw..(ch + 1) * hw];
             let mut rows = dst.chunks_exact_mut(md.w);
             for ph in blocks(d.h, d.oh, d.ph, d.dh) {
@@ -233,35 +289,69 @@ pub(super) fn polyphase(
                         let y = ph.in0 + d.dh * r;
                         &plane[y * d.w..(y + 1) * d.w]
                     });
-                    gather_row(&d, src, row);
+                    gather_row(s, d, src, row);
                 }
             }
         }
-    });
-    plain(level, md, mosaic, params, mout, inner, act, None);
-    // Scatter the valid outputs with stride (DH, DW).
-    let mout = &*mout;
-    let per = d.o.div_ceil(threads);
-    crate::pool::run_chunks_mut(&mut output[..d.o * ohw], per * ohw, &|i, part| {
-        for (k, plane) in part.chunks_exact_mut(ohw).enumerate() {
-            let o = i * per + k;
+    }
+}
+
+/// The scatter of [`polyphase`] for the output planes in `part` (channels from
+/// `first`): the valid outputs of the mosaic with stride `(DH, DW)`, as one isolated
+/// function ([`Simd::vectorize`]).
+struct PolyScatter<'a> {
+    d: &'a WgDims,
+    md: &'a WgDims,
+    mout: &'a [f32],
+    part: &'a mut [f32],
+    first: usize,
+}
+
+impl WithSimd for PolyScatter<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let PolyScatter {
+            d,
+            md,
+            mout,
+            part,
+            first,
+        } = self;
+        let (ohw, mohw) = (d.oh * d.ow, md.oh * md.ow);
+        // Column dilation 2 with both column phases: each output row is their blocks'
+        // outputs interleaved.
+        let cols: [Option<AxisPhase>; 2] = {
+            let mut it = blocks(d.w, d.ow, d.pw, d.dw);
+            [it.next(), it.next()]
+        };
+        let pair = match cols {
+            [Some(a), Some(b)] if d.dw == 2 && (a.out0, b.out0) == (0, 1) => Some((a, b)),
+            _ => None,
+        };
+        for (o, plane) in (first..).zip(part.chunks_exact_mut(ohw)) {
             let src = &mout[o * mohw..(o + 1) * mohw];
             let mut r0 = 0;
             for rp in blocks(d.h, d.oh, d.ph, d.dh) {
                 for j in 0..rp.outs {
                     let srow = &src[(r0 + j) * md.ow..(r0 + j + 1) * md.ow];
                     let drow = &mut plane[(rp.out0 + d.dh * j) * d.ow..][..d.ow];
+                    if let Some((a, b)) = pair {
+                        let (even, odd) = (&srow[..a.outs], &srow[a.outs + 2..][..b.outs]);
+                        interleave_into(s, even, odd, drow);
+                        continue;
+                    }
                     let mut c0 = 0;
                     for cp in blocks(d.w, d.ow, d.pw, d.dw) {
-                        let s = &srow[c0..c0 + cp.outs];
-                        strided_store(&mut drow[cp.out0..], s, d.dw);
+                        let vals = &srow[c0..c0 + cp.outs];
+                        strided_store(&mut drow[cp.out0..], vals, d.dw);
                         c0 += cp.outs + 2;
                     }
                 }
                 r0 += rp.outs + 2;
             }
         }
-    });
+    }
 }
 
 #[cfg(test)]

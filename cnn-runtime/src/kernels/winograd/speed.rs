@@ -163,6 +163,12 @@ fn speed() {
     // Dilated: fcn_seg's `enc2` (polyphase split into four 16x32x32 phases).
     dilated_layer::<16, 64, 32, 2>(&mut rng);
     dilated_layer::<64, 32, 64, 2>(&mut rng);
+    dilated_layer::<16, 64, 16, 2>(&mut rng);
+    dilated_layer::<32, 64, 32, 2>(&mut rng);
+    dilated_layer::<32, 32, 32, 2>(&mut rng);
+    dilated_layer::<16, 128, 32, 2>(&mut rng);
+    dilated_layer::<32, 64, 32, 4>(&mut rng);
+    dilated_layer::<256, 28, 256, 2>(&mut rng);
 }
 
 /// With the `parallel` feature, the input transform (by channels), the 36 products
