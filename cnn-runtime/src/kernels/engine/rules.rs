@@ -169,6 +169,9 @@ pub(crate) fn auto_plan(d: &Dims2d, lanes: usize, tuning: &Tuning, l1d: usize) -
         && cg >= tuning.cv_long_1x1
         && (any_map || d.oh * d.ow <= LONG_1X1_MAX_PIXELS)
         && cv >= pv;
+    // Convolutions with taps whose groups have one panel of outputs (RegNetX's groups
+    // of 16): pixel tiles from 0.85 of the channel tiles' fill (`Tuning::pv_one_panel_k`).
+    let one_panel = kk > 1 && og <= PANEL && kk * cg <= tuning.pv_one_panel_k && pv >= 0.85 * cv;
     // One long output row (1-D signals) with taps along it. With at most `STRIP_ROWS`
     // input channels (times kernel rows), pixel tiles within 5% of the channel tiles'
     // fill win (AVX-512, 64 -> 64 channels k3 on 1000 samples 163 -> 144 µs, the same
@@ -183,9 +186,6 @@ pub(crate) fn auto_plan(d: &Dims2d, lanes: usize, tuning: &Tuning, l1d: usize) -
     // 83, 96x55x55 -> 64 279 / 263; 192x35x35 -> 64 223 / 211, 288x35x35 -> 48 313 / 247,
     // 256x35x35 -> 64 331 / 292, 512x27x27 -> 128 732 / 633, 160x45x45 -> 96 538 / 476;
     // on 17x17, 289 pixels, the channel tiles: 768 -> 192 582 / 610).
-    // Convolutions with taps whose groups have one panel of outputs (RegNetX's groups
-    // of 16): pixel tiles from 0.85 of the channel tiles' fill (`Tuning::pv_one_panel_k`).
-    let one_panel = kk > 1 && og <= PANEL && kk * cg <= tuning.pv_one_panel_k && pv >= 0.85 * cv;
     let big_map = kk == 1 && d.oh == 1 && d.ow > LONG_1X1_MAX_PIXELS && !any_map && pv >= 0.95 * cv;
     let one_row = d.oh == 1 && kk > 1 && d.ow >= 384;
     let strip = cg * d.kh <= STRIP_ROWS;
