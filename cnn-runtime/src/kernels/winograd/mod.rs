@@ -124,16 +124,18 @@ pub const fn winograd_pays(c: usize, h: usize, w: usize, o: usize) -> bool {
 /// phase mosaic (about the map's size) plus a gather of the input and a scatter of the
 /// output, costs in proportion to `(c + o) * h * w` that only many channel pairs
 /// amortise: the rule on the phase planes' size (`ceil(h / dh)` x `ceil(w / dw)`) and
-/// `c * o >= 2048`. Measured with this module's `speed` test (Intel Xeon, one core,
+/// `c * o >= 1024`. Measured with this module's `speed` test (Intel Xeon, one core,
 /// 2026-12-06, direct / polyphase Winograd, the gather and scatter in vectors: the even
 /// lanes of two loads, the two column phases interleaved), AVX-512: 64 -> 64 on 32x32,
 /// dilation 2, 1.55-1.63x (1.37-1.49x with the scalar gather and scatter before), 256 ->
-/// 256 on 28x28 1.24x; below 2048 channel pairs alone 32 -> 32 on 64x64 1.17-1.27x
-/// (dilation 4 1.17-1.25x), on 32x32 1.05x, 16 -> 32 on 64x64 1.03-1.10x (0.88x before),
-/// 16 -> 16 0.77x; AVX2 gains more (16 -> 32 1.19x). But inside fcn_seg its 16 -> 32
-/// layer on 64x64 took 268 µs as Winograd against 248-256 direct (the mosaic and its
-/// output, 850 KB, no longer warm from the call before), so the bound stays until
-/// measured inside models.
+/// 256 on 28x28 1.24x, 32 -> 32 on 64x64 1.17-1.27x (dilation 4 1.17-1.25x), on 32x32
+/// 1.05x, 16 -> 32 on 64x64 1.03-1.10x (0.88x before), 16 -> 16 0.77x; AVX2 gains more
+/// (16 -> 32 1.19x). Inside models (chains of three dilated layers, `#[winograd =
+/// false]` against the rule, one thread / two): 32 -> 32 on 64x64 at dilation 2, 2, 4
+/// 1.15-1.21x / 1.02-1.04x, at 4, 4, 8 1.05-1.11x / 1.00-1.04x, 48 -> 48 on 48x48
+/// 1.34-1.42x / 1.12-1.17x, 64 -> 64 on 64x64 1.70-1.77x / 1.46-1.60x; but fcn_seg's 16
+/// -> 32 layer on 64x64 took 268 µs as Winograd against 248-256 direct (its mosaic and
+/// output, 850 KB, cold inside the model where the speed test reuses them): 1024.
 pub const fn winograd_pays_dilated(
     c: usize,
     h: usize,
@@ -145,7 +147,7 @@ pub const fn winograd_pays_dilated(
     if dh <= 1 && dw <= 1 {
         winograd_pays(c, h, w, o)
     } else {
-        winograd_pays(c, h.div_ceil(dh), w.div_ceil(dw), o) && c * o >= 2048
+        winograd_pays(c, h.div_ceil(dh), w.div_ceil(dw), o) && c * o >= 1024
     }
 }
 
