@@ -469,13 +469,7 @@ impl WithSimd for Gather<'_> {
             for (y, row) in plane.chunks_exact_mut(ow).enumerate() {
                 // The input row's pixels from the first one read to the last.
                 let src = &input[(c * d.h + y * d.sh) * d.w..][..(ow - 1) * d.sw + 1];
-                if d.sw == 2 {
-                    engine::gather_even(s, src, row);
-                } else {
-                    for (v, &x) in row.iter_mut().zip(src.iter().step_by(d.sw)) {
-                        *v = x;
-                    }
-                }
+                engine::strided_load(s, row, src, d.sw);
             }
         }
     }

@@ -388,6 +388,37 @@ pub(crate) unsafe fn copy_floats<S: Simd>(s: S, src: *const f32, dst: *mut f32, 
     }
 }
 
+/// `dst[i] = src[stride i]` for every `i < dst.len()` (`src` holds at least `stride
+/// (dst.len() - 1) + 1` floats): stride 2 by vectors ([`gather_even`]), 3 and 4 with a
+/// constant stride (which the compiler turns into shuffles), others element by element.
+#[inline(always)]
+pub(crate) fn strided_load<S: Simd>(s: S, dst: &mut [f32], src: &[f32], stride: usize) {
+    match stride {
+        1 => dst.copy_from_slice(&src[..dst.len()]),
+        2 => gather_even(s, src, dst),
+        3 => load_by::<3>(dst, src),
+        4 => load_by::<4>(dst, src),
+        _ => {
+            for (x, &v) in dst.iter_mut().zip(src.iter().step_by(stride)) {
+                *x = v;
+            }
+        }
+    }
+}
+
+/// `dst[i] = src[S i]` for `i < dst.len()`, a constant stride.
+#[inline(always)]
+fn load_by<const S: usize>(dst: &mut [f32], src: &[f32]) {
+    let n = dst.len();
+    if n == 0 {
+        return;
+    }
+    let src = &src[..S * (n - 1) + 1];
+    for (i, x) in dst.iter_mut().enumerate() {
+        *x = src[S * i];
+    }
+}
+
 /// `dst[i] = src[2 i]` for every `i < dst.len()`: per `LANES` outputs the even lanes of
 /// two loads, which read no further than `src[2 (dst.len() - 1)]`.
 #[inline(always)]

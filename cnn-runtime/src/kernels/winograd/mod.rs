@@ -53,7 +53,7 @@
 use super::activation::Act;
 #[cfg(feature = "alloc")]
 use super::engine::pack_bias;
-use super::engine::{gather_even, interleave_into, Row16, PANEL};
+use super::engine::{interleave_into, strided_load, Row16, PANEL};
 #[cfg(feature = "alloc")]
 use super::norm::fold_bn;
 use super::norm::Affine;

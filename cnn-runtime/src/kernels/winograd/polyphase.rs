@@ -118,35 +118,6 @@ pub(super) fn polyphase_scratch_len(d: &WgDims) -> usize {
     PolyLayout::new(d).len
 }
 
-/// `dst[i] = src[S i]` for `i < dst.len()` (with a constant stride, which the compiler
-/// turns into vector shuffles).
-#[inline(always)]
-fn load_by<const S: usize>(dst: &mut [f32], src: &[f32]) {
-    let n = dst.len().min(src.len().div_ceil(S));
-    if n == 0 {
-        return;
-    }
-    let (dst, src) = (&mut dst[..n], &src[..S * (n - 1) + 1]);
-    for i in 0..n {
-        dst[i] = src[S * i];
-    }
-}
-
-/// `dst[i] = src[stride i]` for `i < dst.len()` (`src` long enough).
-fn strided_load(dst: &mut [f32], src: &[f32], stride: usize) {
-    match stride {
-        1 => dst.copy_from_slice(&src[..dst.len()]),
-        2 => load_by::<2>(dst, src),
-        3 => load_by::<3>(dst, src),
-        4 => load_by::<4>(dst, src),
-        _ => {
-            for (x, &v) in dst.iter_mut().zip(src.iter().step_by(stride)) {
-                *x = v;
-            }
-        }
-    }
-}
-
 /// `dst[S i] = src[i]` for `i < src.len()`.
 #[inline(always)]
 fn store_by<const S: usize>(dst: &mut [f32], src: &[f32]) {
@@ -190,13 +161,8 @@ fn gather_row<S: Simd>(s: S, d: &WgDims, src: Option<&[f32]>, dst: &mut [f32]) {
                 let (zl, rest) = block.split_at_mut(lead);
                 let (mid, zr) = rest.split_at_mut(n);
                 zl.fill(0.0);
-                if d.dw == 2 {
-                    // Vectors of the even lanes (`src[in0..]` holds `2 ins - 1` floats
-                    // or more).
-                    gather_even(s, &src[ph.in0..], mid);
-                } else {
-                    strided_load(mid, &src[ph.in0..], d.dw);
-                }
+                // `src[in0..]` holds `DW (ins - 1) + 1` floats or more.
+                strided_load(s, mid, &src[ph.in0..], d.dw);
                 zr.fill(0.0);
             }
             _ => block.fill(0.0),
