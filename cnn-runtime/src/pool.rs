@@ -499,30 +499,49 @@ mod tests {
     }
 }
 
-/// The cost of one fork/join of two trivial parts on two threads (`cargo test -p
-/// cnn-runtime --features parallel --release forkjoin_speed -- --ignored --nocapture`):
-/// the floor under every split kernel call.
+/// The cost of one fork/join on two threads (`cargo test -p cnn-runtime --features
+/// parallel --release forkjoin_speed -- --ignored --nocapture`): the floor under every
+/// split kernel call. Trivial parts measure the publish and the caller's check (the
+/// caller runs both when the worker is later than its own part); parts of 2 µs each
+/// (a spin on the clock) measure the whole fork/join, the time over 2 µs, and how often
+/// the worker ran its part.
 #[cfg(all(test, feature = "parallel"))]
 mod forkjoin_speed {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
     #[test]
     #[ignore]
     fn forkjoin_speed() {
         let _g = super::test_lock();
         super::set_num_threads(2);
-        let x = std::sync::atomic::AtomicUsize::new(0);
-        for _ in 0..3 {
-            let n = 20000;
-            let t = std::time::Instant::now();
-            for _ in 0..n {
-                super::run(2, &|i| {
-                    x.fetch_add(i, std::sync::atomic::Ordering::Relaxed);
-                });
+        let me = std::thread::current().id();
+        for part_us in [0u64, 2] {
+            for _ in 0..3 {
+                let n = 20000;
+                let on_worker = AtomicUsize::new(0);
+                let t = Instant::now();
+                for _ in 0..n {
+                    super::run(2, &|_| {
+                        let start = Instant::now();
+                        while start.elapsed() < Duration::from_micros(part_us) {
+                            std::hint::spin_loop();
+                        }
+                        if std::thread::current().id() != me {
+                            on_worker.fetch_add(1, Ordering::Relaxed);
+                        }
+                    });
+                }
+                let per_call = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+                eprintln!(
+                    "parts of {part_us} µs: {per_call:.2} µs a call ({:.2} over one part), \
+                     the worker ran {:.0}% of the second parts",
+                    per_call - part_us as f64,
+                    on_worker.load(Ordering::Relaxed) as f64 * 100.0 / n as f64
+                );
             }
-            eprintln!(
-                "fork/join: {:.2} us",
-                t.elapsed().as_secs_f64() * 1e6 / n as f64
-            );
         }
+        super::set_num_threads(0);
     }
 }
 
