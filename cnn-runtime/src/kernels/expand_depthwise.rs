@@ -47,6 +47,11 @@ use crate::cpu::{self, Level};
 /// Stride-1 depthwise layers are not fused: their bands share two rows of the
 /// expansion, computed twice (24x56x56 -> 144: 1360 / 1442-1569 µs on Zen 3, 520 / 780
 /// on the Xeon).
+/// Not lower (Intel Xeon, 2026-12-06): MobileNetV3-Large's 16x112x112 -> 64 then
+/// stride 2 (802k floats) ran fused 1.24x faster alone (`conv::fuse_speed`: 355-360
+/// against 440-446 µs), but the model at 640k floats was 1.00x at one thread and 0.98x
+/// at two (six alternated rounds each; the fused step 350 µs against 358 for the two
+/// layers in the model, whose 3.2 MB intermediate stays partly in the 2 MB L2 and in L3).
 const MIN_FLOATS: usize = 1024 * 1024;
 
 /// Floats of the expanded band buffer (768 KB): at most 8 output rows a band for
