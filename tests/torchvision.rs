@@ -1,7 +1,10 @@
 //! torchvision's CNNs compiled from their exported descriptions and compared with
 //! PyTorch in float64: resnet18, resnet50, resnext50_32x4d (32 groups), mobilenet_v2,
 //! mobilenet_v3_small, mobilenet_v3_large, mnasnet0_5, regnet_y_400mf (groups and
-//! squeeze-and-excitation), squeezenet1_1, efficientnet_b0 and googlenet at 64x64,
+//! squeeze-and-excitation), regnet_x_400mf (groups of 16), squeezenet1_1, efficientnet_b0,
+//! efficientnet_v2_s (fused MBConv blocks: 3x3 expansions), alexnet (an 11x11 stride-4
+//! stem; its adaptive average pool makes 6x6 out of the 1x1 map a 64x64 input leaves,
+//! before a 9216 -> 4096 linear layer) and googlenet at 64x64,
 //! inception_v3 at 80x80 (its smallest input is 75x75; 1x7, 7x1, 1x3 and 3x1 kernels,
 //! padded average pools) (`tests/torchvision/`, made by `tools/gen_torchvision_cases.py`).
 //!
@@ -136,6 +139,9 @@ torchvision!(
     mnasnet0_5: "tests/torchvision/mnasnet0_5/model.toml",
     mobilenet_v3_large: "tests/torchvision/mobilenet_v3_large/model.toml",
     inception_v3: "tests/torchvision/inception_v3/model.toml",
+    efficientnet_v2_s: "tests/torchvision/efficientnet_v2_s/model.toml",
+    regnet_x_400mf: "tests/torchvision/regnet_x_400mf/model.toml",
+    alexnet: "tests/torchvision/alexnet/model.toml",
 );
 
 /// Inception v3 with `#[winograd = false]`: every convolution direct (no `winograd3x3`

@@ -76,6 +76,9 @@ MODELS = {
     "mnasnet0_5": ({}, 64, 7000),
     "mobilenet_v3_large": ({}, 64, 2004),
     "inception_v3": (_PLAIN, 80, 5100),
+    "efficientnet_v2_s": ({}, 64, 4100),
+    "regnet_x_400mf": ({}, 64, 6100),
+    "alexnet": ({}, 64, 8000),
 }
 
 
