@@ -19,6 +19,10 @@ per-round ratio of configurations run back to back is what compares; a single ru
 numbers do not. Paths are taken from the workspace root (the binaries read
 `target/bench/MODEL/`).
 
+Two plans with different steps (a plan change that fuses two layers, say) compare
+too: steps pair up by layer and kernel, each side's unpaired steps are listed alone,
+and the totals compare.
+
 Build the two binaries alike: identical code built in two target directories ran 2%
 apart on a whole model (U-Net, AMD Zen 4, 2026-12-04) from code layout alone. For a
 baseline, a `git worktree add /tmp/base <commit>` built with the same
@@ -94,18 +98,37 @@ def main() -> None:
         else:
             rb.append(run(args.b, args.model, args.time))
             ra.append(run(args.a, args.model, args.time))
-    if any(len(r) != len(ra[0]) for r in ra + rb):
-        raise SystemExit("error: the two configurations have different steps")
+    for runs, which in ((ra, "A"), (rb, "B")):
+        if any([x[:2] for x in r] != [x[:2] for x in runs[0]] for r in runs):
+            raise SystemExit(f"error: configuration {which} ran different steps from round "
+                             "to round")
+
     def name(c: tuple[str, int, dict[str, str]]) -> str:
         return ":".join([c[0], str(c[1])] + [f"{k}={v}" for k, v in c[2].items()])
 
     print(f"{args.model}: A = {name(args.a)}, B = {name(args.b)}, {args.rounds} rounds")
     print(f"{'step':>4}  {'layer':24} {'kernel':46} {'A µs':>9} {'B µs':>9} {'A/B':>5}")
-    for i, (layer, kernel, _, _) in enumerate(ra[0]):
+    # Steps pair up by (layer, kernel); where the two plans differ (a fused pair in one,
+    # two steps in the other) each side's own steps are listed with the other side
+    # empty, and only the totals compare.
+    keys_a = [x[:2] for x in ra[0]]
+    keys_b = [x[:2] for x in rb[0]]
+    shared = set(keys_a) & set(keys_b)
+    for i, key in enumerate(keys_a):
+        layer, kernel = key
         ta = statistics.median(r[i][3] for r in ra)
-        tb = statistics.median(r[i][3] for r in rb)
-        q = statistics.median(x[i][3] / y[i][3] for x, y in zip(ra, rb))
-        print(f"{i:>4}  {layer[:24]:24} {kernel[:46]:46} {ta:9.1f} {tb:9.1f} {q:5.2f}")
+        if key in shared:
+            j = keys_b.index(key)
+            tb = statistics.median(r[j][3] for r in rb)
+            q = statistics.median(x[i][3] / y[j][3] for x, y in zip(ra, rb))
+            print(f"{i:>4}  {layer[:24]:24} {kernel[:46]:46} {ta:9.1f} {tb:9.1f} {q:5.2f}")
+        else:
+            print(f"{i:>4}  {layer[:24]:24} {kernel[:46]:46} {ta:9.1f} {'':>9} {'':>5}")
+    for j, key in enumerate(keys_b):
+        if key not in shared:
+            layer, kernel = key
+            tb = statistics.median(r[j][3] for r in rb)
+            print(f"{'B':>4}  {layer[:24]:24} {kernel[:46]:46} {'':>9} {tb:9.1f} {'':>5}")
     tot = [sum(s[3] for s in r) for r in ra], [sum(s[3] for s in r) for r in rb]
     q = statistics.median(x / y for x, y in zip(*tot))
     print(f"{'':>4}  {'total':24} {'(sum of the step medians)':46} "
