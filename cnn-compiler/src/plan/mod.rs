@@ -32,6 +32,7 @@ use crate::shape::LayerShape;
 
 mod arena;
 mod describe;
+mod fuse;
 mod layers;
 pub(crate) use layers::{phase_geometry, split_geometry};
 
