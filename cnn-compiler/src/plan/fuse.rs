@@ -2,8 +2,9 @@
 //! step before it (a depthwise layer with the 1x1 expansion before it, a
 //! squeeze-and-excitation scale folded into the projection, a 2x2 max pool in a
 //! Winograd output transform, a residual add in the convolution that produces one of
-//! its operands), and the Winograd tile a layer gets. Each returns `None` where the
-//! layer runs as a step of its own ([`layers`](super::layers) then plans it).
+//! its operands), and the Winograd tile a layer gets. Each fusion returns `None` where
+//! the layer runs as a step of its own ([`layers`](super::layers) then plans it); the
+//! tile is `None` where the layer runs direct.
 
 use super::{pair, Kernel, Planner};
 use crate::ir::{Merge, Op, PoolKind, Shape};
