@@ -52,6 +52,7 @@ pub mod pool;
 pub mod profile;
 #[cfg(feature = "std")]
 pub mod scratch;
+pub mod team;
 
 pub use arena::Arena;
 #[cfg(target_has_atomic = "8")]

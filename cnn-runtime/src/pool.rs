@@ -50,7 +50,18 @@ pub fn set_num_threads(n: usize) {
 /// feature, when [`num_threads`] is above 1 and the pool is free) the pool's workers, and
 /// returns once every call has returned. Each index runs exactly once; the order is
 /// unspecified. A panic in a part is propagated to the caller after all parts finished.
+///
+/// Inside a member of a [`crate::team`] call, a split in two runs only that member's
+/// part (the kernels split by the team's rows there), any other count all its parts.
 pub fn run(n: usize, f: &(dyn Fn(usize) + Sync)) {
+    if let Some(me) = crate::team::member() {
+        if n == 2 {
+            f(me);
+        } else {
+            (0..n).for_each(f);
+        }
+        return;
+    }
     #[cfg(feature = "parallel")]
     {
         if n > 1 && num_threads() > 1 {
@@ -59,6 +70,16 @@ pub fn run(n: usize, f: &(dyn Fn(usize) + Sync)) {
         }
     }
     (0..n).for_each(f);
+}
+
+/// Calls `before()`, then `f(0)` on this thread and `f(1)` on the pool's worker at the
+/// same time (neither part is ever run by the other thread, so the two may wait for each
+/// other), and returns `true` once both returned; `false` without calling anything when
+/// the pool does not have exactly two threads or is busy. A panic in a part is
+/// propagated after both finished.
+#[cfg(feature = "parallel")]
+pub(crate) fn team(before: &dyn Fn(), f: &(dyn Fn(usize) + Sync)) -> bool {
+    num_threads() == 2 && imp::team(before, f)
 }
 
 /// Splits `data` into pieces of `chunk` elements (the last may be shorter) and calls
@@ -151,6 +172,8 @@ mod imp {
         n: usize,
         /// Parts `0..homes` are thread `i`'s own (`homes <= 64`, the threads wanted).
         homes: usize,
+        /// A team job: each thread runs its own part only, none is claimed by another.
+        team: bool,
     }
     // SAFETY: the pointee is `Sync` (shared by reference across threads is fine), and
     // `run` keeps it alive until no worker can reach it any more (see `run`).
@@ -232,6 +255,12 @@ mod imp {
             panicked |= panic::catch_unwind(AssertUnwindSafe(|| f(i))).is_err();
         };
         let take = |i: usize| p.taken.fetch_or(1 << i, Ordering::Relaxed) & (1 << i) == 0;
+        if job.team {
+            if me < job.n {
+                part(me);
+            }
+            return panicked;
+        }
         if me < job.homes && take(me) {
             part(me);
         }
@@ -250,12 +279,13 @@ mod imp {
         panicked
     }
 
-    /// Worker thread `me` (1 for the first worker).
-    fn worker(p: &'static Pool, me: usize) {
+    /// Worker thread `me` (1 for the first worker), started when the pool's generation
+    /// was `seen`: a job published since (the one that started it) is still to join (a
+    /// team job's part is its alone).
+    fn worker(p: &'static Pool, me: usize, mut seen: u64) {
         // Workers run only kernels of forward passes: subnormals flushed for good, as
         // on the calling thread during `cpu::dispatch`.
         let _flush = crate::cpu::FlushSubnormals::new();
-        let mut seen = p.generation.load(Ordering::Acquire);
         loop {
             let mut spins = 0;
             while p.generation.load(Ordering::Acquire) == seen && spins < SPIN {
@@ -338,6 +368,25 @@ mod imp {
             (0..n).for_each(f);
             return;
         }
+        start(p, n, false, f);
+    }
+
+    pub(super) fn team(before: &dyn Fn(), f: &(dyn Fn(usize) + Sync)) -> bool {
+        let p = pool();
+        if p.busy
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        before();
+        start(p, 2, true, f);
+        true
+    }
+
+    /// Runs the job of `n` parts (`team`: each thread its own) with the pool, which the
+    /// caller has marked busy.
+    fn start(p: &'static Pool, n: usize, team: bool, f: &(dyn Fn(usize) + Sync)) {
         let want = num_threads() - 1;
         // SAFETY: only the lifetime is erased; `Finish` (dropped before this function
         // returns or unwinds) waits until no worker is in the job and clears it, and a
@@ -349,6 +398,7 @@ mod imp {
             f,
             n,
             homes: n.min(want + 1).min(64),
+            team,
         };
         {
             let mut st = lock(p);
@@ -360,7 +410,9 @@ mod imp {
                     .stack_size(WORKER_STACK)
                     .spawn({
                         let me = st.spawned + 1;
-                        move || worker(p, me)
+                        // Under the mutex, before this job's generation.
+                        let seen = p.generation.load(Ordering::Acquire);
+                        move || worker(p, me, seen)
                     })
                     .expect("cnn: cannot start a worker thread");
                 st.spawned += 1;

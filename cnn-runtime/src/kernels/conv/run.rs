@@ -110,6 +110,14 @@ pub(super) fn conv_split(d: &Dims2d, threads: usize, out_off: usize) -> Split {
     let unit = pixel_unit(&f, threads);
     let units = n.div_ceil(unit);
     let pixels = || Split::Pixels(threads.min(units).max(1));
+    if crate::team::member().is_some() {
+        // A team member computes its own rows (`team`): halves of whole rows.
+        return if d.oh >= 2 {
+            Split::Pixels(2)
+        } else {
+            Split::Panels(1)
+        };
+    }
     if threads < 2 || macs < PAR_MACS {
         Split::Panels(1)
     } else if d.g != 1
@@ -180,11 +188,16 @@ pub(super) fn pixel_unit(f: &Dims2d, parts: usize) -> usize {
 }
 
 /// Output pixels `q = y * OW + x` of range `i` of `parts` of the convolution `d`: whole
-/// units of [`pixel_unit`] (the last range taking what is left).
+/// units of [`pixel_unit`] (the last range taking what is left); inside a team member,
+/// whole rows (`crate::team`: member 1 from row `OH / 2`).
 #[cfg_attr(not(feature = "parallel"), allow(dead_code))]
 pub(super) fn pixel_range(d: &Dims2d, parts: usize, i: usize) -> (usize, usize) {
     let f = engine::flat(*d);
-    let (unit, n) = (pixel_unit(&f, parts), f.oh * f.ow);
+    let (unit, n) = if d.oh > 1 && crate::team::member().is_some() {
+        (d.ow, d.oh * d.ow)
+    } else {
+        (pixel_unit(&f, parts), f.oh * f.ow)
+    };
     (
         unit_start(unit, n, parts, i),
         unit_start(unit, n, parts, i + 1),

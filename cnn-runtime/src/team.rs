@@ -1,0 +1,293 @@
+//! One image on two cores as two half images: a *team* of two threads runs the first
+//! steps of a forward pass (a chain of convolutions the compiler picked), each thread
+//! computing only its own rows of every tensor, in its own copy of the arena.
+//!
+//! The split plan of [`crate::pool`] splits each kernel call on its own, so a layer's
+//! parts read rows the other core wrote in the layer before; on some machines a line
+//! written by one core and read by the other costs ten times a line from the core's own
+//! cache, and strided rows of it far more (`docs/PERFORMANCE.md`, "A team of two
+//! threads"). Here member 0 (the calling thread, on the caller's arena) owns rows
+//! `0..h/2` of every tensor and member 1 (the pool's worker, on its thread's scratch
+//! arena) rows `h/2..h`. After a step whose reader needs rows of the other half (a
+//! kernel taller than one row, or a stride), [`Member::exchange`] moves just those
+//! rows: each member gathers the rows the other needs into a contiguous buffer of its
+//! own, the two meet at a barrier, each copies the other's buffer into its arena, and
+//! they meet again. After the last step [`Member::merge`] brings member 1's rows of the
+//! last tensor into member 0's arena, and the caller runs the rest of the pass as usual.
+//!
+//! The kernels see a thread's member index ([`member`]): a convolution then splits by
+//! whole output rows (`oh / 2`), a depthwise one by rows too, and [`crate::pool::run`]
+//! with two parts runs only the member's part. Every value is computed as on one thread
+//! (the kernels' row parts are the split plan's), so results are bit for bit those of
+//! one thread.
+//!
+//! [`run`] forms a team only with the `parallel` feature, exactly two threads
+//! ([`crate::pool::num_threads`]) and the pool free (not inside a batch's part or
+//! another call's); otherwise it returns `false` and the caller runs its usual steps.
+
+/// This thread's member index while it runs its part of a team, else `None`.
+#[inline]
+pub fn member() -> Option<usize> {
+    #[cfg(feature = "parallel")]
+    {
+        imp::SLOT.with(core::cell::Cell::get)
+    }
+    #[cfg(not(feature = "parallel"))]
+    {
+        None
+    }
+}
+
+/// One thread's part of a team: its index and the exchanges with the other member.
+pub struct Member {
+    index: usize,
+    /// Barriers this member has passed in the current team call.
+    #[cfg(feature = "parallel")]
+    passed: core::cell::Cell<usize>,
+    /// This member's contiguous buffer (at least the `halo` floats [`run`] was given).
+    #[cfg(feature = "parallel")]
+    halo: *mut f32,
+}
+
+impl Member {
+    /// 0 for the calling thread (which keeps the whole last tensor), 1 for the worker.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// After a step wrote the tensor of `c` planes of `h` rows by `w` at `off` in this
+    /// member's arena (its own rows: `0..h/2` for member 0, `h/2..h` for member 1),
+    /// gives member 0 rows `h/2..h/2 + below` and member 1 rows `h/2 - above..h/2` of
+    /// every plane from the other member's arena. Both members call it with the same
+    /// arguments; `c * max(above, below) * w` must fit the `halo` given to [`run`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn exchange(
+        &self,
+        arena: &mut [f32],
+        off: usize,
+        (c, h, w): (usize, usize, usize),
+        above: usize,
+        below: usize,
+    ) {
+        #[cfg(feature = "parallel")]
+        {
+            let b = h / 2;
+            // Rows the other member needs from this one, and rows it sends to this one.
+            let (send, recv) = if self.index == 0 {
+                ((b - above, b), (b, b + below))
+            } else {
+                ((b, b + below), (b - above, b))
+            };
+            imp::gather(arena, off, (c, h, w), send, self.halo);
+            self.barrier();
+            imp::scatter(arena, off, (c, h, w), recv, imp::other_halo(self.index));
+            // The other member may not overwrite its buffer before this one has read it.
+            self.barrier();
+        }
+        #[cfg(not(feature = "parallel"))]
+        let _ = (arena, off, c, h, w, above, below);
+    }
+
+    /// After the team's last step wrote the tensor of `c` planes of `h` rows by `w` at
+    /// `off`: member 1's rows `h/2..h` into member 0's arena (through member 1's buffer,
+    /// which must hold `c * (h - h/2) * w` floats). Member 1 is done after it.
+    pub fn merge(&self, arena: &mut [f32], off: usize, (c, h, w): (usize, usize, usize)) {
+        #[cfg(feature = "parallel")]
+        {
+            let rows = (h / 2, h);
+            if self.index == 1 {
+                imp::gather(arena, off, (c, h, w), rows, self.halo);
+            }
+            self.barrier();
+            if self.index == 0 {
+                imp::scatter(arena, off, (c, h, w), rows, imp::other_halo(0));
+            }
+        }
+        #[cfg(not(feature = "parallel"))]
+        let _ = (arena, off, c, h, w);
+    }
+
+    /// Waits until the other member reaches its barrier of the same count (or a member
+    /// panicked: then it returns at once, and the call panics when both are out).
+    #[cfg(feature = "parallel")]
+    fn barrier(&self) {
+        let k = self.passed.get() + 1;
+        self.passed.set(k);
+        imp::barrier(k);
+    }
+}
+
+/// Runs `f` as a team of two members at once, member 0 on this thread with `arena`,
+/// member 1 on the pool's worker with an arena of its own as long (its thread's scratch
+/// buffer: allocated on the first team call, reused after), each with a contiguous
+/// buffer of `halo` floats for [`Member::exchange`] and [`Member::merge`]. Returns
+/// `false` without calling `f` when no team can be formed (no `parallel` feature, a
+/// thread count other than two, the pool busy); the caller then runs the same steps on
+/// its own.
+///
+/// # Panics
+///
+/// If a member panics (after both have returned).
+pub fn run(halo: usize, arena: &mut [f32], f: &(dyn Fn(&Member, &mut [f32]) + Sync)) -> bool {
+    #[cfg(feature = "parallel")]
+    {
+        imp::run(halo, arena, f)
+    }
+    #[cfg(not(feature = "parallel"))]
+    {
+        let _ = (halo, arena, f);
+        false
+    }
+}
+
+/// Team calls made so far in this process (tests check that a model took the team).
+#[doc(hidden)]
+pub fn calls() -> usize {
+    #[cfg(feature = "parallel")]
+    {
+        imp::CALLS.load(core::sync::atomic::Ordering::Relaxed)
+    }
+    #[cfg(not(feature = "parallel"))]
+    {
+        0
+    }
+}
+
+#[cfg(feature = "parallel")]
+mod imp {
+    use core::cell::Cell;
+    use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+    use std::panic::{self, AssertUnwindSafe};
+    use std::vec::Vec;
+
+    use super::Member;
+
+    std::thread_local! {
+        /// This thread's member index inside a team call.
+        pub(super) static SLOT: Cell<Option<usize>> = const { Cell::new(None) };
+        /// This thread's contiguous exchange buffer (kept between calls).
+        static HALO: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    }
+
+    /// Team calls so far.
+    pub(super) static CALLS: AtomicUsize = AtomicUsize::new(0);
+    /// Barrier arrivals in the current call (one team at a time: the pool's job).
+    static ARRIVED: AtomicUsize = AtomicUsize::new(0);
+    /// A member panicked in the current call.
+    static POISONED: AtomicBool = AtomicBool::new(false);
+    /// Each member's exchange buffer in the current call.
+    static HALOS: [AtomicPtr<f32>; 2] = [
+        AtomicPtr::new(core::ptr::null_mut()),
+        AtomicPtr::new(core::ptr::null_mut()),
+    ];
+
+    pub(super) fn other_halo(me: usize) -> *const f32 {
+        HALOS[1 - me].load(Ordering::Acquire)
+    }
+
+    pub(super) fn barrier(k: usize) {
+        ARRIVED.fetch_add(1, Ordering::AcqRel);
+        while ARRIVED.load(Ordering::Acquire) < 2 * k {
+            if POISONED.load(Ordering::Relaxed) {
+                return;
+            }
+            core::hint::spin_loop();
+        }
+    }
+
+    /// Rows `rows` of each of the `c` planes (`h` by `w`, at `off`) into `buf`, one
+    /// after another.
+    pub(super) fn gather(
+        arena: &[f32],
+        off: usize,
+        (c, h, w): (usize, usize, usize),
+        rows: (usize, usize),
+        buf: *mut f32,
+    ) {
+        let n = (rows.1 - rows.0) * w;
+        for ch in 0..c {
+            let at = off + (ch * h + rows.0) * w;
+            // SAFETY: `buf` is this member's buffer of at least the `halo` floats `run`
+            // was given, which the caller sized for `c * n` (see `Member::exchange`);
+            // only this member writes it, and the other reads it only between the
+            // barriers after this gather and before the next one.
+            let dst = unsafe { core::slice::from_raw_parts_mut(buf.add(ch * n), n) };
+            dst.copy_from_slice(&arena[at..at + n]);
+        }
+    }
+
+    /// The other member's gathered rows from `buf` into rows `rows` of each plane.
+    pub(super) fn scatter(
+        arena: &mut [f32],
+        off: usize,
+        (c, h, w): (usize, usize, usize),
+        rows: (usize, usize),
+        buf: *const f32,
+    ) {
+        let n = (rows.1 - rows.0) * w;
+        for ch in 0..c {
+            let at = off + (ch * h + rows.0) * w;
+            // SAFETY: the other member gathered `c * n` floats into its buffer (same
+            // arguments) before the barrier this member just passed, and does not
+            // write it again before the next one.
+            let src = unsafe { core::slice::from_raw_parts(buf.add(ch * n), n) };
+            arena[at..at + n].copy_from_slice(src);
+        }
+    }
+
+    /// `f` for member `me` on this thread: its slot set, its buffer published.
+    fn member(me: usize, halo: usize, arena: &mut [f32], f: &(dyn Fn(&Member, &mut [f32]) + Sync)) {
+        let mut buf = HALO.with(Cell::take);
+        if buf.len() < halo.max(1) {
+            buf.resize(halo.max(1), 0.0);
+        }
+        let m = Member {
+            index: me,
+            passed: Cell::new(0),
+            halo: buf.as_mut_ptr(),
+        };
+        HALOS[me].store(m.halo, Ordering::Release);
+        // Both buffers published before either member uses the other's.
+        m.barrier();
+        SLOT.with(|s| s.set(Some(me)));
+        let r = panic::catch_unwind(AssertUnwindSafe(|| f(&m, arena)));
+        SLOT.with(|s| s.set(None));
+        HALO.with(|h| h.set(buf));
+        if let Err(e) = r {
+            POISONED.store(true, Ordering::Relaxed);
+            panic::resume_unwind(e);
+        }
+    }
+
+    pub(super) fn run(
+        halo: usize,
+        arena: &mut [f32],
+        f: &(dyn Fn(&Member, &mut [f32]) + Sync),
+    ) -> bool {
+        if crate::pool::num_threads() != 2 || super::member().is_some() {
+            return false;
+        }
+        let len = arena.len();
+        let arena_ptr = crate::kernels::SharedPtr(arena.as_mut_ptr());
+        // Reset once the pool is this call's (no other team is running then).
+        let reset = || {
+            ARRIVED.store(0, Ordering::Relaxed);
+            POISONED.store(false, Ordering::Relaxed);
+        };
+        let started = crate::pool::team(&reset, &|me| {
+            if me == 0 {
+                // SAFETY: the caller's arena, borrowed mutably for this call, used by
+                // member 0 only.
+                let arena = unsafe { core::slice::from_raw_parts_mut(arena_ptr.get(), len) };
+                member(0, halo, arena, f);
+            } else {
+                let mut scratch = crate::scratch::Scratch::take(len);
+                member(1, halo, &mut scratch.as_mut_slice()[..len], f);
+            }
+        });
+        if started {
+            CALLS.fetch_add(1, Ordering::Relaxed);
+        }
+        started
+    }
+}
