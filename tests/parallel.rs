@@ -7,6 +7,13 @@ mod support;
 use cnn::{cnn_model, Model};
 use support::{random_input, random_weights};
 
+/// The thread count is global: the tests take turns.
+static THREADS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn threads_lock() -> std::sync::MutexGuard<'static, ()> {
+    THREADS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 cnn_model! {
     /// MobileNet-style depthwise-separable net.
     #[file = "models/mobilenet_96.toml"]
@@ -15,6 +22,7 @@ cnn_model! {
 
 #[test]
 fn parallel_batches_equal_sequential_results() {
+    let _turn = threads_lock();
     let model = MobileNet96::from_safetensors(&random_weights::<MobileNet96>(1)).unwrap();
     // The reference: one image at a time, on this thread only.
     cnn::set_num_threads(1);
@@ -36,4 +44,72 @@ fn parallel_batches_equal_sequential_results() {
             );
         }
     }
+}
+
+cnn_model! {
+    /// A chain of convolutions a team of two threads runs as two half images (`team`),
+    /// with the geometry that moves their boundary: odd sizes, strides 2 with and
+    /// without padding, a depthwise layer on 5 rows, a dilated layer, a 5x5 one, an
+    /// even kernel with `same` padding (one row above, two below), a grouped one.
+    #[winograd = false]
+    pub struct TeamChain {
+        input: [3, 37, 29],
+        c1: conv(8, kernel = 3, stride = 2, padding = 1),
+        relu,
+        c2: conv(8, kernel = 3, padding = 1, groups = 8),
+        b2: batch_norm,
+        relu6,
+        c3: conv(12, kernel = 1),
+        c4: conv(12, kernel = 3, padding = 2, dilation = 2),
+        tanh,
+        c5: conv(16, kernel = 5, padding = 2),
+        c6: conv(16, kernel = 3, stride = 2),
+        c7: conv(16, kernel = 3, stride = 2, padding = 1, groups = 16),
+        c8: conv(24, kernel = 4, padding = same, groups = 4),
+        c9: conv(24, kernel = 3),
+        global_avg_pool,
+        fc: linear(5),
+    }
+}
+
+#[test]
+fn team_chain_equals_one_thread() {
+    let _turn = threads_lock();
+    assert!(
+        TeamChain::summary().contains("two threads:  `c1` to `c9` (9 steps"),
+        "{}",
+        TeamChain::summary()
+    );
+    let model = TeamChain::from_safetensors(&random_weights::<TeamChain>(3)).unwrap();
+    for seed in 0..50u64 {
+        let x = random_input::<TeamChain>(300 + seed);
+        cnn::set_num_threads(1);
+        let want = model.forward_flat(&x).unwrap();
+        for threads in [2, 3] {
+            cnn::set_num_threads(threads);
+            let before = cnn::__private::rt::team::calls();
+            let got = model.forward_flat(&x).unwrap();
+            let ran = cnn::__private::rt::team::calls() > before;
+            assert_eq!(ran, threads == 2, "a team on two threads only");
+            assert_eq!(got, want, "input {seed}, {threads} threads");
+        }
+    }
+    cnn::set_num_threads(1);
+}
+
+#[test]
+fn team_equals_one_thread() {
+    let _turn = threads_lock();
+    let model = MobileNet96::from_safetensors(&random_weights::<MobileNet96>(2)).unwrap();
+    for seed in 0..20u64 {
+        let x = random_input::<MobileNet96>(200 + seed);
+        cnn::set_num_threads(1);
+        let want = model.forward_flat(&x).unwrap();
+        cnn::set_num_threads(2);
+        let before = cnn::__private::rt::team::calls();
+        let got = model.forward_flat(&x).unwrap();
+        assert!(cnn::__private::rt::team::calls() > before, "the team ran");
+        assert_eq!(got, want, "input {seed}");
+    }
+    cnn::set_num_threads(1);
 }

@@ -125,6 +125,51 @@ pub fn steps(model: &Model, shapes: &[LayerShape], plan: &Plan) -> (Vec<TokenStr
     (calls, weights)
 }
 
+/// The steps of `forward_body` after its timing mark: with a team (`plan.team`), its
+/// steps as the team's closure (each member its rows, the exchanges between) and, when
+/// no team can be formed, the same steps on this thread; then the rest.
+fn forward_steps(plan: &Plan, calls: &[TokenStream]) -> TokenStream {
+    let rt = rt();
+    let Some(team) = &plan.team else {
+        return quote!(#(#calls #rt::profile::step();)*);
+    };
+    let (first, rest) = calls.split_at(team.steps);
+    let arena_len = lit(plan.arena);
+    let halo = lit(team.halo);
+    let rows = |r: &crate::plan::Rows| {
+        let (c, h, w) = r.chw;
+        let [off, c, h, w] = [r.offset, c, h, w].map(lit);
+        quote!(#off, (#c, #h, #w))
+    };
+    let members = first.iter().enumerate().map(|(i, call)| {
+        let exchange = team.exchanges.iter().find(|e| e.after == i).map(|e| {
+            let t = rows(&e.tensor);
+            let (above, below) = (lit(e.above), lit(e.below));
+            quote!(m.exchange(arena, #t, #above, #below);)
+        });
+        quote! {
+            #call
+            if m.index() == 0 {
+                #rt::profile::step();
+            }
+            #exchange
+        }
+    });
+    let merge = rows(&team.merge);
+    quote! {
+        // Two threads: the first steps as two half images (`team`), else on this one.
+        let team = #rt::team::run(#halo, arena, &|m: &#rt::team::Member, arena: &mut [f32]| {
+            let arena = &mut arena[..#arena_len];
+            #(#members)*
+            m.merge(arena, #merge);
+        });
+        if !team {
+            #(#first #rt::profile::step();)*
+        }
+        #(#rest #rt::profile::step();)*
+    }
+}
+
 /// A `#[weights = ..]` file: its absolute path, the path as written, and the packed
 /// parameters the macro computed from it (one [`Parts`] per field).
 pub struct Embedded<'a> {
@@ -170,6 +215,7 @@ pub fn generate(
     let flat_out = flat(output_shape, quote!(output), true);
 
     let arena_len = lit(plan.arena);
+    let body = forward_steps(plan, &calls);
     let weight_bytes = lit(weights.bytes());
     // The target's band buffer (smaller without std), not the host's.
     let stack_bytes = if crate::plan::stack_bytes(plan) > 0 {
@@ -317,7 +363,7 @@ pub fn generate(
                 let _ = &arena;
                 // Timing marks: nothing unless the runtime has the `profile` feature.
                 #rt::profile::begin();
-                #(#calls #rt::profile::step();)*
+                #body
             }
 
             fn summary() -> &'static str {

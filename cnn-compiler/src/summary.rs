@@ -186,6 +186,24 @@ pub fn render(
             thousands(plan.unshared * 4)
         ));
     }
+    if let Some(team) = &plan.team {
+        let name = |i: usize| {
+            plan.steps[i]
+                .layers
+                .first()
+                .map_or_else(String::new, |l| model.layers[*l].name.clone())
+        };
+        out.push_str(&format!(
+            "\ntwo threads:  `{}` to `{}` ({} steps, {}% of the MACs) as two half images, {} row exchanges (with the `parallel` feature on two threads; the worker's own arena of {} bytes and an exchange buffer of {} bytes per thread, allocated on first use)",
+            name(0),
+            name(team.steps - 1),
+            team.steps,
+            team.share,
+            team.exchanges.len(),
+            thousands(plan.arena * 4),
+            thousands(team.halo * 4),
+        ));
+    }
     let stack = crate::plan::stack_bytes(plan);
     if stack > 0 {
         out.push_str(&format!(

@@ -146,5 +146,6 @@ pub(super) fn finish(mut p: Planner<'_>, model: &Model, shapes: &[LayerShape]) -
         peak_step,
         unshared,
         free_concats: p.free_concats,
+        team: None,
     }
 }

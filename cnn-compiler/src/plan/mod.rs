@@ -34,11 +34,13 @@ mod arena;
 mod describe;
 mod fuse;
 mod layers;
+mod team;
 pub(crate) use layers::{phase_geometry, split_geometry};
 
 #[cfg(test)]
 pub(crate) use arena::OPTIONAL_OFF;
 pub use describe::describe;
+pub use team::{Rows, Team};
 
 /// Floats in a 64-byte cache line: arena blocks are placed in whole lines.
 const LINE_FLOATS: usize = 16;
@@ -239,6 +241,8 @@ pub struct Plan {
     pub unshared: usize,
     /// Concat layers whose operands were all written in place (no copy).
     pub free_concats: Vec<usize>,
+    /// The first steps run by a team of two threads as two half images, if worth it.
+    pub team: Option<Team>,
 }
 
 /// A tensor during planning: its shape and the storage group it belongs to.
@@ -393,5 +397,7 @@ pub fn plan(model: &Model, shapes: &[LayerShape], opts: Options) -> Plan {
             p.reads_left[v] = reads.get(&Src::Layer(i)).copied().unwrap_or(0);
         }
     }
-    arena::finish(p, model, shapes)
+    let mut plan = arena::finish(p, model, shapes);
+    plan.team = team::team(&plan, model, shapes);
+    plan
 }
