@@ -97,6 +97,50 @@ fn team_chain_equals_one_thread() {
     cnn::set_num_threads(1);
 }
 
+cnn_model! {
+    /// Winograd layers in the team, with and without their fused max pools.
+    #[file = "models/cifar_vgg.toml"]
+    pub struct CifarVgg;
+}
+
+cnn_model! {
+    /// A chain whose last tensor (32 x 64 x 64) is too large to hand over for its work.
+    #[file = "models/fcn_seg.toml"]
+    pub struct FcnSeg;
+}
+
+#[test]
+fn team_winograd_equals_one_thread() {
+    let _turn = threads_lock();
+    assert!(CifarVgg::summary().contains("two threads:  `conv1` to `conv6`"));
+    assert!(!FcnSeg::summary().contains("two threads:"));
+    let cifar = CifarVgg::from_safetensors(&random_weights::<CifarVgg>(4)).unwrap();
+    let fcn = FcnSeg::from_safetensors(&random_weights::<FcnSeg>(5)).unwrap();
+    for seed in 0..10u64 {
+        let x = random_input::<CifarVgg>(400 + seed);
+        let y = random_input::<FcnSeg>(500 + seed);
+        cnn::set_num_threads(1);
+        let (want_x, want_y) = (
+            cifar.forward_flat(&x).unwrap(),
+            fcn.forward_flat(&y).unwrap(),
+        );
+        cnn::set_num_threads(2);
+        let before = cnn::__private::rt::team::calls();
+        let (got_x, got_y) = (
+            cifar.forward_flat(&x).unwrap(),
+            fcn.forward_flat(&y).unwrap(),
+        );
+        assert_eq!(
+            cnn::__private::rt::team::calls(),
+            before + 1,
+            "cifar_vgg ran as a team, fcn_seg on the split plan"
+        );
+        assert_eq!(got_x, want_x, "cifar_vgg, input {seed}");
+        assert_eq!(got_y, want_y, "fcn_seg, input {seed}");
+    }
+    cnn::set_num_threads(1);
+}
+
 #[test]
 fn team_equals_one_thread() {
     let _turn = threads_lock();

@@ -267,6 +267,15 @@ mod imp {
         if crate::pool::num_threads() != 2 || super::member().is_some() {
             return false;
         }
+        // This thread's buffer sized now, team or not: a call that finds the pool busy
+        // and the next one that does not allocate alike (once per thread).
+        HALO.with(|h| {
+            let mut buf = h.take();
+            if buf.len() < halo.max(1) {
+                buf.resize(halo.max(1), 0.0);
+            }
+            h.set(buf);
+        });
         let len = arena.len();
         let arena_ptr = crate::kernels::SharedPtr(arena.as_mut_ptr());
         // Reset once the pool is this call's (no other team is running then).

@@ -2,16 +2,18 @@
 //! longest chain of convolutions from the model's input on whose tensors each thread
 //! can keep its own rows, and the rows they exchange.
 //!
-//! A step joins the chain when it is a direct or depthwise convolution (not Winograd,
-//! no fused pool, residual or scale, not a strided 1x1 layer, which gathers its input
-//! whole), reads the step before it (the first: the model's input) and nothing else,
+//! A step joins the chain when it is a direct or depthwise convolution (no residual or
+//! scale, not a strided 1x1 layer, which gathers its input whole) or a Winograd one
+//! (with or without its fused max pool; not dilated) whose two halves of tile rows meet
+//! at the team's boundary, reads the step before it (the first: the model's input) and nothing else,
 //! writes a `[C, H, W]` tensor of at least two rows into the arena, and that tensor is
 //! read by the next step alone (the last one's by anything). Each member owns rows
 //! `0..H/2` or `H/2..H` of every tensor, as the runtime's row split of each kernel
 //! computes them; the rows of the other half a step reads (its window's reach over the
 //! boundary: one row for a 3x3 layer at stride 1 or 2) are exchanged after the step
 //! that wrote them. A chain is worth a team when it holds most of the model's work
-//! (`MIN_SHARE`) over at least two steps.
+//! (`MIN_SHARE`) over at least two steps, and enough of it per float that the worker
+//! hands over at its end (`MIN_MACS_PER_MERGED`).
 
 use super::{Buf, Kernel, Plan};
 use crate::ir::{Model, Op, Shape, Src};
@@ -20,6 +22,13 @@ use crate::shape::LayerShape;
 /// Part of the model's multiply-accumulates the chain must hold, in percent: the steps
 /// after it run on the split plan, whose tensors the team's last step hands over whole.
 const MIN_SHARE: usize = 60;
+
+/// Multiply-accumulates of the chain per float of the last tensor's half that goes from
+/// the worker to the caller at its end (through the worker's buffer, at about 7 GB/s
+/// between this VM's cores): fcn_seg's chain, 891 per float (32 x 32 x 64 floats
+/// merged), ran 1.12-1.17x slower as a team; MobileNet-96's (4,560) 1.15x faster,
+/// cifar_vgg's (37,700) 1.25x.
+const MIN_MACS_PER_MERGED: usize = 2000;
 
 /// A tensor's place and size: arena offset and `(C, H, W)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,19 +68,19 @@ pub struct Team {
     pub share: usize,
 }
 
-/// The conv layer a step runs, if the team may run it: `(layer, kernel height, stride,
-/// dilation, top padding)`.
+/// The conv layer a step runs, if the team may run it: `(layer, [kernel height, stride,
+/// dilation, top padding, the row of its convolution's output where member 1 starts])`.
 fn team_conv(
     plan: &Plan,
     i: usize,
     model: &Model,
     shapes: &[LayerShape],
-) -> Option<(usize, [usize; 4])> {
+) -> Option<(usize, [usize; 5])> {
     let step = &plan.steps[i];
     let Kernel::Conv {
         layer,
-        winograd: None,
-        pool: None,
+        winograd,
+        pool,
         residual: false,
         scale: false,
         ..
@@ -91,10 +100,25 @@ fn team_conv(
     if (kh == 1 && sh > 1) || step.srcs.len() != 1 || step.dst.buf != Buf::Arena {
         return None;
     }
-    match step.output {
-        Shape::Chw(_, h, _) if h >= 2 => Some((layer, [kh, sh, dh, pt])),
-        _ => None,
+    let Shape::Chw(_, h, _) = step.output else {
+        return None;
+    };
+    if h < 2 {
+        return None;
     }
+    // Member 1's first row of the convolution's own output (before a fused pool).
+    let start = if pool.is_some() { 2 * (h / 2) } else { h / 2 };
+    if let Some(t) = winograd {
+        // The runtime splits a Winograd layer by tile rows: their halves must meet at
+        // that row (an even count of tile rows of `t`); not over polyphase components.
+        let tiles = shapes[layer].output.as_chw().1.div_ceil(t);
+        if dh != 1 || !tiles.is_multiple_of(2) || tiles / 2 * t != start {
+            return None;
+        }
+    } else if pool.is_some() {
+        return None;
+    }
+    Some((layer, [kh, sh, dh, pt, start]))
 }
 
 /// The team for `plan`, if a chain worth one starts the model.
@@ -156,10 +180,9 @@ pub fn team(plan: &Plan, model: &Model, shapes: &[LayerShape]) -> Option<Team> {
     for i in 0..steps - 1 {
         let t = rows(i);
         let h = t.chw.1;
-        let [kh, sh, dh, pt] = geo[i + 1];
-        let oh = plan.steps[i + 1].output.as_chw().1;
-        let (b, ob) = (h / 2, oh / 2);
-        // Member 0 computes output rows 0..ob, member 1 ob..oh: the input rows each reads.
+        let [kh, sh, dh, pt, ob] = geo[i + 1];
+        let b = h / 2;
+        // Member 0 computes output rows 0..ob, member 1 ob..: the input rows each reads.
         let end0 = ((ob - 1) * sh + (kh - 1) * dh + 1)
             .saturating_sub(pt)
             .min(h);
@@ -176,6 +199,9 @@ pub fn team(plan: &Plan, model: &Model, shapes: &[LayerShape]) -> Option<Team> {
     }
     let merge = rows(steps - 1);
     let (c, h, w) = merge.chw;
+    if macs(0..steps) < MIN_MACS_PER_MERGED * c * (h - h / 2) * w {
+        return None;
+    }
     let halo = exchanges
         .iter()
         .map(|e| e.tensor.chw.0 * e.tensor.chw.2 * e.above.max(e.below))

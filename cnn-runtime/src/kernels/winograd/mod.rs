@@ -457,19 +457,27 @@ impl WithSimd for WgRun<'_> {
         // block instead left parts uneven, 3 and 4 of a 32x32 map's first block of 7
         // rows, and a last block of one row to the phase split: 64x32x32 -> 64 at 1.28x
         // on two threads.)
-        let threads = if d.xi() * lay.th * tw * d.c * opad >= 2 * PAR_MACS {
+        // A team member (`crate::team`) computes its own half of the tile rows (the
+        // compiler has checked that their boundary is the team's row `OH / 2`): two
+        // parts, of which `pool::run` runs the member's; where that split cannot run,
+        // the whole layer on this member, unsplit (its rows are among them).
+        let team = crate::team::member().is_some();
+        let threads = if team {
+            2
+        } else if d.xi() * lay.th * tw * d.c * opad >= 2 * PAR_MACS {
             crate::pool::num_threads()
         } else {
             1
         };
         let parts = threads.min(lay.th / 2).min(MAX_PARTS);
         let cap = lay.nty / parts.max(1);
+        let rows_ok = if team { lay.th % 2 == 0 } else { rows_ok };
         if parts > 1 && cap >= 1 && rows_ok && part_floats <= PART_FLOATS {
             let panels = opad / PANEL;
             // Two parts over an odd number of tile rows share the middle one by halves
             // of its output panels (each transforms that row's input), when each half
             // has [`HALF_PANELS`].
-            let halves = parts == 2 && lay.th % 2 == 1 && panels >= 2 * HALF_PANELS;
+            let halves = !team && parts == 2 && lay.th % 2 == 1 && panels >= 2 * HALF_PANELS;
             let sh = Shared((s, base, u, out, bias, res));
             crate::pool::run(parts, &|i| {
                 let (s, base, u, out, bias, res) = sh.get();
@@ -515,7 +523,7 @@ impl WithSimd for WgRun<'_> {
             // With the `parallel` feature and enough work, each phase is split over the
             // pool's threads (input channels, positions, tiles), every value computed
             // exactly as on one thread.
-            let threads = if d.xi() * tb * d.c * opad >= PAR_MACS {
+            let threads = if !team && d.xi() * tb * d.c * opad >= PAR_MACS {
                 crate::pool::num_threads()
             } else {
                 1
