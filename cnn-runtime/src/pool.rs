@@ -368,7 +368,7 @@ mod imp {
             (0..n).for_each(f);
             return;
         }
-        start(p, n, false, f);
+        start(p, n, num_threads() - 1, false, f);
     }
 
     pub(super) fn team(before: &dyn Fn(), f: &(dyn Fn(usize) + Sync)) -> bool {
@@ -380,14 +380,15 @@ mod imp {
             return false;
         }
         before();
-        start(p, 2, true, f);
+        // One worker whatever the thread count has become since the caller looked: the
+        // second part must run.
+        start(p, 2, 1, true, f);
         true
     }
 
     /// Runs the job of `n` parts (`team`: each thread its own) with the pool, which the
-    /// caller has marked busy.
-    fn start(p: &'static Pool, n: usize, team: bool, f: &(dyn Fn(usize) + Sync)) {
-        let want = num_threads() - 1;
+    /// caller has marked busy, with `want` workers at least.
+    fn start(p: &'static Pool, n: usize, want: usize, team: bool, f: &(dyn Fn(usize) + Sync)) {
         // SAFETY: only the lifetime is erased; `Finish` (dropped before this function
         // returns or unwinds) waits until no worker is in the job and clears it, and a
         // worker only reads `job` under the mutex, so no use outlives the borrow.
@@ -460,6 +461,35 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
+
+    /// A team's two parts run at once: each waits for the other to start (bounded, so
+    /// that a failure fails instead of hanging).
+    #[cfg(feature = "parallel")]
+    #[test]
+    fn team_parts_run_at_once() {
+        let _g = super::test_lock();
+        set_num_threads(2);
+        for _ in 0..200 {
+            let started = AtomicUsize::new(0);
+            let met = AtomicUsize::new(0);
+            let ran = team(&|| {}, &|_| {
+                started.fetch_add(1, Ordering::SeqCst);
+                let t = std::time::Instant::now();
+                while started.load(Ordering::SeqCst) < 2 {
+                    if t.elapsed().as_secs() >= 2 {
+                        return;
+                    }
+                    std::hint::spin_loop();
+                }
+                met.fetch_add(1, Ordering::SeqCst);
+            });
+            assert!(ran, "the pool was free");
+            assert_eq!(met.load(Ordering::SeqCst), 2, "both parts met");
+        }
+        set_num_threads(3);
+        assert!(!team(&|| {}, &|_| unreachable!("no team on three threads")));
+        set_num_threads(1);
+    }
 
     #[test]
     fn many_small_jobs_run_every_part_once() {
