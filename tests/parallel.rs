@@ -98,13 +98,51 @@ fn team_chain_equals_one_thread() {
 }
 
 cnn_model! {
+    /// A team that computes the whole model: its last step (odd rows, 11) writes the
+    /// caller's output.
+    pub struct TeamToOutput {
+        input: [3, 23, 17],
+        c1: conv(32, kernel = 3, padding = 1),
+        relu,
+        c2: conv(32, kernel = 3, stride = 2),
+        relu,
+        c3: conv(3, kernel = 1),
+    }
+}
+
+#[test]
+fn team_writing_the_output_equals_one_thread() {
+    let _turn = threads_lock();
+    assert!(
+        TeamToOutput::summary().contains("two threads:  `c1` to `c3` (3 steps, 100% of the MACs)"),
+        "{}",
+        TeamToOutput::summary()
+    );
+    let model = TeamToOutput::from_safetensors(&random_weights::<TeamToOutput>(6)).unwrap();
+    for seed in 0..30u64 {
+        let x = random_input::<TeamToOutput>(600 + seed);
+        cnn::set_num_threads(1);
+        let want = model.forward_flat(&x).unwrap();
+        cnn::set_num_threads(2);
+        let before = cnn::__private::rt::team::calls();
+        // Into an output that holds another call's values: every value is rewritten.
+        let mut got = vec![f32::NAN; TeamToOutput::OUTPUT_LEN];
+        model.forward_flat_into(&x, &mut got).unwrap();
+        assert!(cnn::__private::rt::team::calls() > before, "the team ran");
+        assert_eq!(got, want, "input {seed}");
+    }
+    cnn::set_num_threads(1);
+}
+
+cnn_model! {
     /// Winograd layers in the team, with and without their fused max pools.
     #[file = "models/cifar_vgg.toml"]
     pub struct CifarVgg;
 }
 
 cnn_model! {
-    /// A chain whose last tensor (32 x 64 x 64) is too large to hand over for its work.
+    /// A team whose last step writes the model's output (each member its rows, the
+    /// worker's through its own copy), the dilated layer in it.
     #[file = "models/fcn_seg.toml"]
     pub struct FcnSeg;
 }
@@ -113,7 +151,11 @@ cnn_model! {
 fn team_winograd_equals_one_thread() {
     let _turn = threads_lock();
     assert!(CifarVgg::summary().contains("two threads:  `conv1` to `conv6`"));
-    assert!(!FcnSeg::summary().contains("two threads:"));
+    assert!(
+        FcnSeg::summary().contains("two threads:  `enc1` to `head` (4 steps, 100% of the MACs)"),
+        "{}",
+        FcnSeg::summary()
+    );
     let cifar = CifarVgg::from_safetensors(&random_weights::<CifarVgg>(4)).unwrap();
     let fcn = FcnSeg::from_safetensors(&random_weights::<FcnSeg>(5)).unwrap();
     for seed in 0..10u64 {
@@ -132,8 +174,8 @@ fn team_winograd_equals_one_thread() {
         );
         assert_eq!(
             cnn::__private::rt::team::calls(),
-            before + 1,
-            "cifar_vgg ran as a team, fcn_seg on the split plan"
+            before + 2,
+            "cifar_vgg and fcn_seg ran as teams"
         );
         assert_eq!(got_x, want_x, "cifar_vgg, input {seed}");
         assert_eq!(got_y, want_y, "fcn_seg, input {seed}");

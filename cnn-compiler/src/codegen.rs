@@ -9,7 +9,7 @@ use quote::{format_ident, quote};
 use syn::{Attribute, Ident, Visibility};
 
 use crate::ir::{Activation, Model, Shape};
-use crate::plan::Plan;
+use crate::plan::{Buf, Plan};
 use crate::shape::LayerShape;
 use crate::weights::Weights;
 use cnn_runtime::buf::Parts;
@@ -156,12 +156,20 @@ fn forward_steps(plan: &Plan, calls: &[TokenStream]) -> TokenStream {
         }
     });
     let merge = rows(&team.merge);
+    // The buffer of the last step's tensor, and the output each member gets: the
+    // model's (member 1 its own copy) when the team writes it, else none.
+    let (merge_buf, team_output) = if team.merge_buf == Buf::Output {
+        (quote!(output), quote!(output))
+    } else {
+        (quote!(arena), quote!(&mut []))
+    };
     quote! {
         // Two threads: the first steps as two half images (`team`), else on this one.
-        let team = #rt::team::run(#halo, arena, &|m: &#rt::team::Member, arena: &mut [f32]| {
+        let team = #rt::team::run(#halo, arena, #team_output, &|m: &#rt::team::Member, arena: &mut [f32], output: &mut [f32]| {
             let arena = &mut arena[..#arena_len];
+            let _ = &output;
             #(#members)*
-            m.merge(arena, #merge);
+            m.merge(#merge_buf, #merge);
         });
         if !team {
             #(#first #rt::profile::step();)*

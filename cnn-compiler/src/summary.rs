@@ -187,6 +187,12 @@ pub fn render(
         ));
     }
     if let Some(team) = &plan.team {
+        // The worker's copy of the output, when the team writes it.
+        let worker_output = if team.merge_buf == crate::plan::Buf::Output {
+            shapes.last().map_or(0, |s| s.output.len())
+        } else {
+            0
+        };
         let name = |i: usize| {
             plan.steps[i]
                 .layers
@@ -194,13 +200,18 @@ pub fn render(
                 .map_or_else(String::new, |l| model.layers[*l].name.clone())
         };
         out.push_str(&format!(
-            "\ntwo threads:  `{}` to `{}` ({} steps, {}% of the MACs) as two half images, {} row exchanges (with the `parallel` feature on two threads; the worker's own arena of {} bytes and an exchange buffer of {} bytes per thread, allocated on first use)",
+            "\ntwo threads:  `{}` to `{}` ({} steps, {}% of the MACs) as two half images, {} row exchanges (with the `parallel` feature on two threads; the worker's own arena{} of {} bytes and an exchange buffer of {} bytes per thread, allocated on first use)",
             name(0),
             name(team.steps - 1),
             team.steps,
             team.share,
             team.exchanges.len(),
-            thousands(plan.arena * 4),
+            if team.merge_buf == crate::plan::Buf::Output {
+                " and output"
+            } else {
+                ""
+            },
+            thousands((plan.arena + worker_output) * 4),
             thousands(team.halo * 4),
         ));
     }

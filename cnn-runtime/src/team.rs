@@ -13,7 +13,8 @@
 //! rows: each member gathers the rows the other needs into a contiguous buffer of its
 //! own, the two meet at a barrier, each copies the other's buffer into its arena, and
 //! they meet again. After the last step [`Member::merge`] brings member 1's rows of the
-//! last tensor into member 0's arena, and the caller runs the rest of the pass as usual.
+//! last tensor into member 0's arena (or, when the team's last step writes the model's
+//! output, into the caller's output), and the caller runs the rest of the pass as usual.
 //!
 //! The kernels see a thread's member index ([`member`]): a convolution then splits by
 //! whole output rows (`oh / 2`), a depthwise one by rows too, and [`crate::pool::run`]
@@ -89,22 +90,23 @@ impl Member {
     }
 
     /// After the team's last step wrote the tensor of `c` planes of `h` rows by `w` at
-    /// `off`: member 1's rows `h/2..h` into member 0's arena (through member 1's buffer,
-    /// which must hold `c * (h - h/2) * w` floats). Member 1 is done after it.
-    pub fn merge(&self, arena: &mut [f32], off: usize, (c, h, w): (usize, usize, usize)) {
+    /// `off` in `buf` (the member's arena, or its output: see [`run`]): member 1's rows
+    /// `h/2..h` into member 0's `buf` (through member 1's exchange buffer, which must
+    /// hold `c * (h - h/2) * w` floats). Member 1 is done after it.
+    pub fn merge(&self, buf: &mut [f32], off: usize, (c, h, w): (usize, usize, usize)) {
         #[cfg(feature = "parallel")]
         {
             let rows = (h / 2, h);
             if self.index == 1 {
-                imp::gather(arena, off, (c, h, w), rows, self.halo);
+                imp::gather(buf, off, (c, h, w), rows, self.halo);
             }
             self.barrier();
             if self.index == 0 {
-                imp::scatter(arena, off, (c, h, w), rows, imp::other_halo(0));
+                imp::scatter(buf, off, (c, h, w), rows, imp::other_halo(0));
             }
         }
         #[cfg(not(feature = "parallel"))]
-        let _ = (arena, off, c, h, w);
+        let _ = (buf, off, c, h, w);
     }
 
     /// Waits until the other member reaches its barrier of the same count (or a member
@@ -117,10 +119,12 @@ impl Member {
     }
 }
 
-/// Runs `f` as a team of two members at once, member 0 on this thread with `arena`,
-/// member 1 on the pool's worker with an arena of its own as long (its thread's scratch
-/// buffer: allocated on the first team call, reused after), each with a contiguous
-/// buffer of `halo` floats for [`Member::exchange`] and [`Member::merge`]. Returns
+/// Runs `f` as a team of two members at once, member 0 on this thread with `arena` and
+/// `output`, member 1 on the pool's worker with an arena and an output of its own as
+/// long (both in its thread's scratch buffer: allocated on the first team call, reused
+/// after), each with a contiguous buffer of `halo` floats for [`Member::exchange`] and
+/// [`Member::merge`]. A team whose steps do not write the model's output passes an
+/// empty `output`. Returns
 /// `false` without calling `f` when no team can be formed (no `parallel` feature, a
 /// thread count other than two, the pool busy); the caller then runs the same steps on
 /// its own.
@@ -128,17 +132,20 @@ impl Member {
 /// # Panics
 ///
 /// If a member panics (after both have returned).
-pub fn run(halo: usize, arena: &mut [f32], f: &(dyn Fn(&Member, &mut [f32]) + Sync)) -> bool {
+pub fn run(halo: usize, arena: &mut [f32], output: &mut [f32], f: &MemberFn<'_>) -> bool {
     #[cfg(feature = "parallel")]
     {
-        imp::run(halo, arena, f)
+        imp::run(halo, arena, output, f)
     }
     #[cfg(not(feature = "parallel"))]
     {
-        let _ = (halo, arena, f);
+        let _ = (halo, arena, output, f);
         false
     }
 }
+
+/// A member's part of a team call: `f(member, arena, output)`.
+pub type MemberFn<'a> = dyn Fn(&Member, &mut [f32], &mut [f32]) + Sync + 'a;
 
 /// Team calls made so far in this process (tests check that a model took the team).
 #[doc(hidden)]
@@ -160,7 +167,7 @@ mod imp {
     use std::panic::{self, AssertUnwindSafe};
     use std::vec::Vec;
 
-    use super::Member;
+    use super::{Member, MemberFn};
 
     std::thread_local! {
         /// This thread's member index inside a team call.
@@ -236,7 +243,7 @@ mod imp {
     }
 
     /// `f` for member `me` on this thread: its slot set, its buffer published.
-    fn member(me: usize, halo: usize, arena: &mut [f32], f: &(dyn Fn(&Member, &mut [f32]) + Sync)) {
+    fn member(me: usize, halo: usize, arena: &mut [f32], output: &mut [f32], f: &MemberFn<'_>) {
         let mut buf = HALO.with(Cell::take);
         if buf.len() < halo.max(1) {
             buf.resize(halo.max(1), 0.0);
@@ -250,7 +257,7 @@ mod imp {
         // Both buffers published before either member uses the other's.
         m.barrier();
         SLOT.with(|s| s.set(Some(me)));
-        let r = panic::catch_unwind(AssertUnwindSafe(|| f(&m, arena)));
+        let r = panic::catch_unwind(AssertUnwindSafe(|| f(&m, arena, output)));
         SLOT.with(|s| s.set(None));
         HALO.with(|h| h.set(buf));
         if let Err(e) = r {
@@ -262,7 +269,8 @@ mod imp {
     pub(super) fn run(
         halo: usize,
         arena: &mut [f32],
-        f: &(dyn Fn(&Member, &mut [f32]) + Sync),
+        output: &mut [f32],
+        f: &MemberFn<'_>,
     ) -> bool {
         if crate::pool::num_threads() != 2 || super::member().is_some() {
             return false;
@@ -276,8 +284,9 @@ mod imp {
             }
             h.set(buf);
         });
-        let len = arena.len();
+        let (len, out_len) = (arena.len(), output.len());
         let arena_ptr = crate::kernels::SharedPtr(arena.as_mut_ptr());
+        let output_ptr = crate::kernels::SharedPtr(output.as_mut_ptr());
         // Reset once the pool is this call's (no other team is running then).
         let reset = || {
             ARRIVED.store(0, Ordering::Relaxed);
@@ -285,13 +294,19 @@ mod imp {
         };
         let started = crate::pool::team(&reset, &|me| {
             if me == 0 {
-                // SAFETY: the caller's arena, borrowed mutably for this call, used by
-                // member 0 only.
-                let arena = unsafe { core::slice::from_raw_parts_mut(arena_ptr.get(), len) };
-                member(0, halo, arena, f);
+                // SAFETY: the caller's arena and output, borrowed mutably for this
+                // call, used by member 0 only.
+                let (arena, output) = unsafe {
+                    (
+                        core::slice::from_raw_parts_mut(arena_ptr.get(), len),
+                        core::slice::from_raw_parts_mut(output_ptr.get(), out_len),
+                    )
+                };
+                member(0, halo, arena, output, f);
             } else {
-                let mut scratch = crate::scratch::Scratch::take(len);
-                member(1, halo, &mut scratch.as_mut_slice()[..len], f);
+                let mut scratch = crate::scratch::Scratch::take(len + out_len);
+                let (arena, output) = scratch.as_mut_slice()[..len + out_len].split_at_mut(len);
+                member(1, halo, arena, output, f);
             }
         });
         if started {

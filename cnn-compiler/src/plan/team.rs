@@ -7,7 +7,8 @@
 //! (with or without its fused max pool; not dilated) whose two halves of tile rows meet
 //! at the team's boundary, reads the step before it (the first: the model's input) and nothing else,
 //! writes a `[C, H, W]` tensor of at least two rows into the arena, and that tensor is
-//! read by the next step alone (the last one's by anything). Each member owns rows
+//! read by the next step alone (the last one's by anything), or writes the model's
+//! output (and ends the chain: the team then computes the whole model). Each member owns rows
 //! `0..H/2` or `H/2..H` of every tensor, as the runtime's row split of each kernel
 //! computes them; the rows of the other half a step reads (its window's reach over the
 //! boundary: one row for a 3x3 layer at stride 1 or 2) are exchanged after the step
@@ -62,6 +63,8 @@ pub struct Team {
     pub exchanges: Vec<Exchange>,
     /// The last step's tensor, whose bottom half goes to member 0 at the end.
     pub merge: Rows,
+    /// Where that tensor is: the arena, or the model's output.
+    pub merge_buf: Buf,
     /// Floats of each member's exchange buffer.
     pub halo: usize,
     /// Multiply-accumulates of the team's steps, in percent of the model's.
@@ -97,7 +100,7 @@ fn team_conv(
         conv.dilation.0 as usize,
     );
     let pt = shapes[layer].pads.0;
-    if (kh == 1 && sh > 1) || step.srcs.len() != 1 || step.dst.buf != Buf::Arena {
+    if (kh == 1 && sh > 1) || step.srcs.len() != 1 || step.dst.buf == Buf::Input {
         return None;
     }
     let Shape::Chw(_, h, _) = step.output else {
@@ -145,8 +148,10 @@ pub fn team(plan: &Plan, model: &Model, shapes: &[LayerShape]) -> Option<Team> {
             step.srcs[0].buf == Buf::Input && model.layers[layer].inputs == [Src::Input]
         } else {
             let prev = &plan.steps[i - 1];
+            // (A step writing the output is read by none: the chain ends with it.)
             let last = *prev.layers.last()?;
-            step.srcs[0] == prev.dst
+            prev.dst.buf == Buf::Arena
+                && step.srcs[0] == prev.dst
                 && step.inputs[0] == prev.output
                 && model.layers[layer].inputs == [Src::Layer(last)]
                 && readers[last] == [layer]
@@ -212,6 +217,7 @@ pub fn team(plan: &Plan, model: &Model, shapes: &[LayerShape]) -> Option<Team> {
         steps,
         exchanges,
         merge,
+        merge_buf: plan.steps[steps - 1].dst.buf,
         halo,
         share,
     })
