@@ -114,26 +114,40 @@ fn flat(shape: Shape, value: TokenStream, mutable: bool) -> TokenStream {
     }
 }
 
-/// The kernel calls of `forward_body`, one per planned step, and the weights they use.
-pub fn steps(model: &Model, shapes: &[LayerShape], plan: &Plan) -> (Vec<TokenStream>, Weights) {
+/// The kernel calls of `forward_body`.
+pub struct Calls {
+    /// One per planned step.
+    pub steps: Vec<TokenStream>,
+    /// With a team, one per team step: the call in the member's closure (on its rows).
+    pub members: Vec<TokenStream>,
+}
+
+/// The kernel calls of `forward_body` and the weights they use.
+pub fn steps(model: &Model, shapes: &[LayerShape], plan: &Plan) -> (Calls, Weights) {
     let mut weights = Weights::new();
-    let calls = plan
+    let steps = plan
         .steps
         .iter()
         .map(|step| crate::emit::step(step, model, shapes, &mut weights))
         .collect();
-    (calls, weights)
+    let team = plan.team.as_ref().map_or(0, |t| t.steps);
+    let members = plan.steps[..team]
+        .iter()
+        .map(|step| crate::emit::member_step(step, model, shapes, &weights))
+        .collect();
+    (Calls { steps, members }, weights)
 }
 
 /// The steps of `forward_body` after its timing mark: with a team (`plan.team`), its
 /// steps as the team's closure (each member its rows, the exchanges between) and, when
 /// no team can be formed, the same steps on this thread; then the rest.
-fn forward_steps(plan: &Plan, calls: &[TokenStream]) -> TokenStream {
+fn forward_steps(plan: &Plan, calls: &Calls) -> TokenStream {
     let rt = rt();
     let Some(team) = &plan.team else {
+        let calls = &calls.steps;
         return quote!(#(#calls #rt::profile::step();)*);
     };
-    let (first, rest) = calls.split_at(team.steps);
+    let (first, rest) = calls.steps.split_at(team.steps);
     let arena_len = lit(plan.arena);
     let halo = lit(team.halo);
     let rows = |r: &crate::plan::Rows| {
@@ -141,7 +155,7 @@ fn forward_steps(plan: &Plan, calls: &[TokenStream]) -> TokenStream {
         let [off, c, h, w] = [r.offset, c, h, w].map(lit);
         quote!(#off, (#c, #h, #w))
     };
-    let members = first.iter().enumerate().map(|(i, call)| {
+    let members = calls.members.iter().enumerate().map(|(i, call)| {
         let exchange = team.exchanges.iter().find(|e| e.after == i).map(|e| {
             let t = rows(&e.tensor);
             let (above, below) = (lit(e.above), lit(e.below));
@@ -199,7 +213,7 @@ pub fn generate(
     shapes: &[LayerShape],
     plan: &Plan,
     (summary, steps): (&str, &[(String, String, usize)]),
-    (calls, weights): (Vec<TokenStream>, Weights),
+    (calls, weights): (Calls, Weights),
     tracked: Option<&str>,
     embedded: Option<Embedded<'_>>,
 ) -> TokenStream {

@@ -107,6 +107,25 @@ fn bind(step: &Step, skip_first: bool, body: TokenStream) -> TokenStream {
 
 /// The tokens of one step.
 pub fn step(step: &Step, model: &Model, shapes: &[LayerShape], w: &mut Weights) -> TokenStream {
+    kernel_step(step, model, shapes, w, false)
+}
+
+/// The tokens of one step of a team (`plan::team`), inside the member's closure: the
+/// kernel's `_rows` form on the member's rows of the step's output (`m.rows(H)`). The
+/// weights are those [`step`] registered for the same step (`w` is left as it was).
+pub fn member_step(step: &Step, model: &Model, shapes: &[LayerShape], w: &Weights) -> TokenStream {
+    kernel_step(step, model, shapes, &mut w.clone(), true)
+}
+
+/// [`step`], or with `band` [`member_step`] (only the team's kinds of step have a row
+/// form; the others compute all their rows).
+fn kernel_step(
+    step: &Step,
+    model: &Model,
+    shapes: &[LayerShape],
+    w: &mut Weights,
+    band: bool,
+) -> TokenStream {
     match step.kernel {
         Kernel::Conv {
             layer,
@@ -124,6 +143,7 @@ pub fn step(step: &Step, model: &Model, shapes: &[LayerShape], w: &mut Weights) 
             layer,
             (depthwise, winograd, pool.is_some(), residual, scale),
             bn,
+            band,
         ),
         Kernel::ExpandDepthwise {
             expand,
@@ -160,6 +180,7 @@ fn chw(shape: Shape) -> [proc_macro2::Literal; 3] {
     [lit(c), lit(h), lit(w)]
 }
 
+#[allow(clippy::too_many_arguments)]
 fn conv(
     step: &Step,
     model: &Model,
@@ -168,8 +189,19 @@ fn conv(
     layer: usize,
     (depthwise, winograd, pool, residual, scale): (bool, Option<usize>, bool, bool, bool),
     bn: Option<usize>,
+    band: bool,
 ) -> TokenStream {
     let rt = rt();
+    // A team member's call: the kernel's `_rows` form, on the member's rows of the step's
+    // output (after a fused pool).
+    let rows_of = |name: &str| {
+        if band {
+            let rows = lit(step.output.as_chw().1);
+            (format_ident!("{name}_rows"), quote!(, m.rows(#rows)))
+        } else {
+            (format_ident!("{name}"), quote!())
+        }
+    };
     let l = &model.layers[layer];
     let Op::Conv(conv) = kernel_op(&l.op, model.is_1d()) else {
         unreachable!("planned convs are conv layers")
@@ -203,9 +235,11 @@ fn conv(
             quote!(#rt::kernels::winograd::winograd_conv3x3_residual::<#ci, #h, #wd, #o, #oh, #ow, #pt, #pl, #dh, #dw>(r0, &self.#field, r1, w, scratch, #act);)
         } else if pool {
             // The step's output is the pooled tensor (`Kernel::Conv { pool }`).
-            quote!(#rt::kernels::winograd::winograd_conv3x3_maxpool2::<#ci, #h, #wd, #o, #oh, #ow, #pt, #pl>(r0, &self.#field, w, scratch, #act);)
+            let (f, rows) = rows_of("winograd_conv3x3_maxpool2");
+            quote!(#rt::kernels::winograd::#f::<#ci, #h, #wd, #o, #oh, #ow, #pt, #pl>(r0, &self.#field, w, scratch, #act #rows);)
         } else {
-            quote!(#rt::kernels::winograd::winograd_conv3x3::<#ci, #h, #wd, #o, #oh, #ow, #pt, #pl, #dh, #dw>(r0, &self.#field, w, scratch, #act);)
+            let (f, rows) = rows_of("winograd_conv3x3");
+            quote!(#rt::kernels::winograd::#f::<#ci, #h, #wd, #o, #oh, #ow, #pt, #pl, #dh, #dw>(r0, &self.#field, w, scratch, #act #rows);)
         }
     } else if depthwise {
         w.fields.push((
@@ -220,7 +254,8 @@ fn conv(
                 bias_bn,
             ),
         ));
-        quote!(#rt::kernels::depthwise::depthwise_conv2d::<#ci, #h, #wd, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw>(r0, &self.#field, w, #act);)
+        let (f, rows) = rows_of("depthwise_conv2d");
+        quote!(#rt::kernels::depthwise::#f::<#ci, #h, #wd, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw>(r0, &self.#field, w, #act #rows);)
     } else {
         w.fields.push((
             field.clone(),
@@ -252,6 +287,15 @@ fn conv(
                 quote!(&mut [])
             };
             quote!(#rt::kernels::conv::conv2d_residual::<#ci, #h, #wd, #o, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw, #g>(r0, &self.#field, r1, w, #scratch, #act);)
+        } else if band {
+            // A team member's rows, with the packing room where the plan has it.
+            let scratch = if step.scratch.is_some() {
+                quote!(scratch)
+            } else {
+                quote!(&mut [])
+            };
+            let rows = lit(step.output.as_chw().1);
+            quote!(#rt::kernels::conv::conv2d_rows::<#ci, #h, #wd, #o, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw, #g>(r0, &self.#field, w, #scratch, #act, m.rows(#rows));)
         } else if step.scratch.is_some() {
             // Packing room for the channel tiles (`plan`: where it is free).
             quote!(#rt::kernels::conv::conv2d_scratch::<#ci, #h, #wd, #o, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw, #g>(r0, &self.#field, w, scratch, #act);)

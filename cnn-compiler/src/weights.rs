@@ -387,6 +387,7 @@ impl Build {
 
 /// The tensors a weight file must hold (in load order), the keys it may also hold, and
 /// the struct's fields with how each is built.
+#[derive(Clone)]
 pub(crate) struct Weights {
     /// `(key, shape)` of every tensor, in load order.
     pub(crate) specs: Vec<(String, Vec<usize>)>,

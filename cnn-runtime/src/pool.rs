@@ -50,18 +50,7 @@ pub fn set_num_threads(n: usize) {
 /// feature, when [`num_threads`] is above 1 and the pool is free) the pool's workers, and
 /// returns once every call has returned. Each index runs exactly once; the order is
 /// unspecified. A panic in a part is propagated to the caller after all parts finished.
-///
-/// Inside a member of a [`crate::team`] call, a split in two runs only that member's
-/// part (the kernels split by the team's rows there), any other count all its parts.
 pub fn run(n: usize, f: &(dyn Fn(usize) + Sync)) {
-    if let Some(me) = crate::team::member() {
-        if n == 2 {
-            f(me);
-        } else {
-            (0..n).for_each(f);
-        }
-        return;
-    }
     #[cfg(feature = "parallel")]
     {
         if n > 1 && num_threads() > 1 {

@@ -16,28 +16,14 @@
 //! last tensor into member 0's arena (or, when the team's last step writes the model's
 //! output, into the caller's output), and the caller runs the rest of the pass as usual.
 //!
-//! The kernels see a thread's member index ([`member`]): a convolution then splits by
-//! whole output rows (`oh / 2`), a depthwise one by rows too, and [`crate::pool::run`]
-//! with two parts runs only the member's part. Every value is computed as on one thread
-//! (the kernels' row parts are the split plan's), so results are bit for bit those of
-//! one thread.
+//! Each step of the team calls a kernel's `_rows` form (such as
+//! [`conv2d_rows`](crate::kernels::conv::conv2d_rows)) with the member's rows of its
+//! output ([`Member::rows`]): it computes those rows, on this thread, unsplit. Every
+//! value is computed as on one thread, so results are bit for bit those of one thread.
 //!
 //! [`run`] forms a team only with the `parallel` feature, exactly two threads
 //! ([`crate::pool::num_threads`]) and the pool free (not inside a batch's part or
 //! another call's); otherwise it returns `false` and the caller runs its usual steps.
-
-/// This thread's member index while it runs its part of a team, else `None`.
-#[inline]
-pub fn member() -> Option<usize> {
-    #[cfg(feature = "parallel")]
-    {
-        imp::SLOT.with(core::cell::Cell::get)
-    }
-    #[cfg(not(feature = "parallel"))]
-    {
-        None
-    }
-}
 
 /// One thread's part of a team: its index and the exchanges with the other member.
 pub struct Member {
@@ -56,12 +42,21 @@ impl Member {
         self.index
     }
 
+    /// This member's rows of a tensor of `h` rows: `0..h/2` for member 0, `h/2..h` for
+    /// member 1.
+    pub fn rows(&self, h: usize) -> (usize, usize) {
+        if self.index == 0 {
+            (0, h / 2)
+        } else {
+            (h / 2, h)
+        }
+    }
+
     /// After a step wrote the tensor of `c` planes of `h` rows by `w` at `off` in this
     /// member's arena (its own rows: `0..h/2` for member 0, `h/2..h` for member 1),
     /// gives member 0 rows `h/2..h/2 + below` and member 1 rows `h/2 - above..h/2` of
     /// every plane from the other member's arena. Both members call it with the same
     /// arguments; `c * max(above, below) * w` must fit the `halo` given to [`run`].
-    #[allow(clippy::too_many_arguments)]
     pub fn exchange(
         &self,
         arena: &mut [f32],
@@ -170,8 +165,6 @@ mod imp {
     use super::{Member, MemberFn};
 
     std::thread_local! {
-        /// This thread's member index inside a team call.
-        pub(super) static SLOT: Cell<Option<usize>> = const { Cell::new(None) };
         /// This thread's contiguous exchange buffer (kept between calls).
         static HALO: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
     }
@@ -242,7 +235,7 @@ mod imp {
         }
     }
 
-    /// `f` for member `me` on this thread: its slot set, its buffer published.
+    /// `f` for member `me` on this thread, its buffer published.
     fn member(me: usize, halo: usize, arena: &mut [f32], output: &mut [f32], f: &MemberFn<'_>) {
         let mut buf = HALO.with(Cell::take);
         if buf.len() < halo.max(1) {
@@ -256,9 +249,7 @@ mod imp {
         HALOS[me].store(m.halo, Ordering::Release);
         // Both buffers published before either member uses the other's.
         m.barrier();
-        SLOT.with(|s| s.set(Some(me)));
         let r = panic::catch_unwind(AssertUnwindSafe(|| f(&m, arena, output)));
-        SLOT.with(|s| s.set(None));
         HALO.with(|h| h.set(buf));
         if let Err(e) = r {
             POISONED.store(true, Ordering::Relaxed);
@@ -272,7 +263,8 @@ mod imp {
         output: &mut [f32],
         f: &MemberFn<'_>,
     ) -> bool {
-        if crate::pool::num_threads() != 2 || super::member().is_some() {
+        // (A call from inside a member finds the pool busy with this team.)
+        if crate::pool::num_threads() != 2 {
             return false;
         }
         // This thread's buffer sized now, team or not: a call that finds the pool busy

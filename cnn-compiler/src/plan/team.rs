@@ -9,8 +9,8 @@
 //! writes a `[C, H, W]` tensor of at least two rows into the arena, and that tensor is
 //! read by the next step alone (the last one's by anything), or writes the model's
 //! output (and ends the chain: the team then computes the whole model). Each member owns rows
-//! `0..H/2` or `H/2..H` of every tensor, as the runtime's row split of each kernel
-//! computes them; the rows of the other half a step reads (its window's reach over the
+//! `0..H/2` or `H/2..H` of every tensor, which each step computes through its kernel's
+//! `_rows` form (`conv2d_rows`, `depthwise_conv2d_rows`, `winograd_conv3x3_rows`, ...); the rows of the other half a step reads (its window's reach over the
 //! boundary: one row for a 3x3 layer at stride 1 or 2) are exchanged after the step
 //! that wrote them. A chain is worth a team when it holds most of the model's work
 //! (`MIN_SHARE`) over at least two steps, and enough of it per float that the worker
@@ -26,9 +26,10 @@ const MIN_SHARE: usize = 60;
 
 /// Multiply-accumulates of the chain per float of the last tensor's half that goes from
 /// the worker to the caller at its end (through the worker's buffer, at about 7 GB/s
-/// between this VM's cores): fcn_seg's chain, 891 per float (32 x 32 x 64 floats
-/// merged), ran 1.12-1.17x slower as a team; MobileNet-96's (4,560) 1.15x faster,
-/// cifar_vgg's (37,700) 1.25x.
+/// between this VM's cores): fcn_seg's chain without its 1x1 head, 891 per float (32 x
+/// 32 x 64 floats merged), ran 1.12-1.17x slower as a team (with the head, which writes
+/// the output, 7,192: 1.03x faster than the split plan); MobileNet-96's (4,560) 1.15x
+/// faster, cifar_vgg's (37,700) 1.25x.
 const MIN_MACS_PER_MERGED: usize = 2000;
 
 /// A tensor's place and size: arena offset and `(C, H, W)`.

@@ -12,6 +12,7 @@ use crate::{expand_in as expand, front_end, front_end_with, parse, Compiled};
 
 mod concat;
 mod fusion;
+mod team;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -768,7 +769,7 @@ fn conv_transposes_pick_their_path() {
     assert_eq!(c.plan.steps[2].output, Shape::Chw(4, 79, 144));
     assert_eq!(c.plan.steps[2].scratch.map(|s| s.1), Some(6 * 4 * 40 * 48));
     let steps = crate::codegen::steps(&c.model, &c.shapes, &c.plan);
-    let code = steps.0[1].to_string();
+    let code = steps.0.steps[1].to_string();
     assert_eq!(code.matches("conv2d ::").count(), 4, "{code}");
     assert!(code.contains("phases_to_space"), "{code}");
 }

@@ -309,6 +309,41 @@ pub fn conv2d_scratch<
     conv2d_dyn(cpu::level(), d, input, params, output, scratch, act);
 }
 
+/// [`conv2d_scratch`] on output rows `rows.0..rows.1` only (of every output plane), on
+/// this thread: the rows one member of a [`team`](crate::team) owns. The other rows of
+/// `output` are left as they were; every value written is the one [`conv2d`] gives.
+///
+/// # Panics
+///
+/// As [`conv2d`].
+pub fn conv2d_rows<
+    const C: usize,
+    const H: usize,
+    const W: usize,
+    const O: usize,
+    const OH: usize,
+    const OW: usize,
+    const KH: usize,
+    const KW: usize,
+    const SH: usize,
+    const SW: usize,
+    const PH: usize,
+    const PW: usize,
+    const DH: usize,
+    const DW: usize,
+    const G: usize,
+>(
+    input: &[f32],
+    params: &ConvParams,
+    output: &mut [f32],
+    scratch: &mut [f32],
+    act: Act,
+    rows: (usize, usize),
+) {
+    let d = checked_dims::<C, H, W, O, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, G>(params);
+    run::conv2d_rows_with(cpu::level(), d, input, params, output, act, scratch, rows);
+}
+
 /// [`conv2d_scratch`] with a residual added before the activation (a fused `add`, as
 /// ResNet's blocks end): `output = act(conv(input) + residual)`, `residual` laid out as
 /// the output (`O*OH*OW` values, C, H, W order). The sum is added to each block of

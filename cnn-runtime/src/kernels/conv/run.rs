@@ -110,14 +110,6 @@ pub(super) fn conv_split(d: &Dims2d, threads: usize, out_off: usize) -> Split {
     let unit = pixel_unit(&f, threads);
     let units = n.div_ceil(unit);
     let pixels = || Split::Pixels(threads.min(units).max(1));
-    if crate::team::member().is_some() {
-        // A team member computes its own rows (`team`): halves of whole rows.
-        return if d.oh >= 2 {
-            Split::Pixels(2)
-        } else {
-            Split::Panels(1)
-        };
-    }
     if threads < 2 || macs < PAR_MACS {
         Split::Panels(1)
     } else if d.g != 1
@@ -188,16 +180,11 @@ pub(super) fn pixel_unit(f: &Dims2d, parts: usize) -> usize {
 }
 
 /// Output pixels `q = y * OW + x` of range `i` of `parts` of the convolution `d`: whole
-/// units of [`pixel_unit`] (the last range taking what is left); inside a team member,
-/// whole rows (`crate::team`: member 1 from row `OH / 2`).
+/// units of [`pixel_unit`] (the last range taking what is left).
 #[cfg_attr(not(feature = "parallel"), allow(dead_code))]
 pub(super) fn pixel_range(d: &Dims2d, parts: usize, i: usize) -> (usize, usize) {
     let f = engine::flat(*d);
-    let (unit, n) = if d.oh > 1 && crate::team::member().is_some() {
-        (d.ow, d.oh * d.ow)
-    } else {
-        (pixel_unit(&f, parts), f.oh * f.ow)
-    };
+    let (unit, n) = (pixel_unit(&f, parts), f.oh * f.ow);
     (
         unit_start(unit, n, parts, i),
         unit_start(unit, n, parts, i + 1),
@@ -253,6 +240,37 @@ pub(crate) fn conv2d_with(
     );
 }
 
+/// [`conv2d_with`] (no residual, the default band buffer) on output rows `rows.0..rows.1`
+/// only, on this thread: the rows a member of a [`crate::team`] owns. The other rows of
+/// `output` are not written; each value written is the one the whole layer gives.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv2d_rows_with(
+    level: Level,
+    d: Dims2d,
+    input: &[f32],
+    params: &ConvParams,
+    output: &mut [f32],
+    act: Act,
+    pack: &mut [f32],
+    rows: (usize, usize),
+) {
+    simd::run(
+        level,
+        ConvEntry {
+            d,
+            input,
+            params: params.packed(),
+            output,
+            act,
+            res: None,
+            cap: engine::SCRATCH,
+            force: None,
+            pack,
+            rows: Some(rows),
+        },
+    );
+}
+
 /// [`conv2d_with`] on packed weights and bias read from anywhere (a layer's own, or a
 /// copy scaled per input channel: [`conv2d_scaled`](super::conv2d_scaled)).
 #[allow(clippy::too_many_arguments)]
@@ -280,6 +298,7 @@ pub(crate) fn conv2d_packed(
             cap,
             force,
             pack,
+            rows: None,
         },
     );
 }
@@ -295,6 +314,8 @@ pub(super) struct ConvEntry<'a> {
     pub(super) cap: usize,
     pub(super) force: Option<Plan>,
     pub(super) pack: &'a mut [f32],
+    /// Only these output rows, on this thread (see [`conv2d_rows_with`]); `None`: all.
+    pub(super) rows: Option<(usize, usize)>,
 }
 
 impl WithSimd for ConvEntry<'_> {
@@ -311,8 +332,11 @@ impl WithSimd for ConvEntry<'_> {
             cap,
             force,
             pack,
+            rows,
         } = self;
-        conv2d_in(s, d, input, params, output, act, res, cap, force, pack);
+        conv2d_in(
+            s, d, input, params, output, act, res, cap, force, pack, rows,
+        );
     }
 }
 
@@ -323,7 +347,8 @@ impl WithSimd for ConvEntry<'_> {
 /// for the level), never through a new dispatch. A residual is added by the engine's
 /// post-pass, block by block; the paths without one (the column tiles of long 1-D
 /// signals, the scalar fallback) run without it and the activation, then add both over
-/// the whole output (the same bits).
+/// the whole output (the same bits). With `rows`, the engine computes only those output
+/// rows, unsplit (a team member's); the paths without the engine compute them all.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn conv2d_in<S: Simd>(
     s: S,
@@ -336,6 +361,7 @@ pub(super) fn conv2d_in<S: Simd>(
     cap: usize,
     force: Option<Plan>,
     pack: &mut [f32],
+    rows: Option<(usize, usize)>,
 ) {
     let input = &input[..d.c * d.h * d.w];
     let n = d.o * d.oh * d.ow;
@@ -346,6 +372,8 @@ pub(super) fn conv2d_in<S: Simd>(
         off: 0,
         n: d.oh * d.ow,
     };
+    // A row band's output pixels.
+    let band = rows.map(|(a, b)| (a.min(d.oh) * d.ow, b.min(d.oh) * d.ow));
     if let Some(dd) = subsampled_1x1(&d) {
         // A strided 1x1 layer (ResNets' downsampling): the pixels it reads gathered into
         // the planned memory, then a direct 1x1 layer on them.
@@ -356,7 +384,7 @@ pub(super) fn conv2d_in<S: Simd>(
             let gathered = &gathered[..n];
             let run = (act, res);
             if engine_run(
-                s, dd, gathered, params, output, run, cap, force, rest, whole,
+                s, dd, gathered, params, output, run, cap, force, rest, whole, band,
             ) {
                 return;
             }
@@ -379,7 +407,7 @@ pub(super) fn conv2d_in<S: Simd>(
         // column tiles.
         let window = Window { off: lo, n: count };
         let done = engine_run(
-            s, dd, input, params, output, plain, cap, force, pack, window,
+            s, dd, input, params, output, plain, cap, force, pack, window, None,
         );
         if done {
             let tiled = conv1d_tiled(s, d, input, params, output, plain.0, 0..lo)
@@ -401,6 +429,7 @@ pub(super) fn conv2d_in<S: Simd>(
         force,
         pack,
         whole,
+        band,
     ) {
         return;
     }
@@ -522,6 +551,7 @@ pub(super) fn interior_1d(d: &Dims2d, cap: usize) -> Option<(Dims2d, usize, usiz
 /// interior of a 1-D signal), split over the pool's threads with the `parallel` feature;
 /// false (nothing written) when the engine declines the layer. `(act, res)`: the
 /// activation and the residual added before it (as long as the output), if any.
+/// `band`: only these pixels of the whole window, unsplit (a team member's rows).
 #[allow(clippy::too_many_arguments)]
 fn engine_run<S: Simd>(
     s: S,
@@ -534,6 +564,7 @@ fn engine_run<S: Simd>(
     force: Option<Plan>,
     pack: &mut [f32],
     window: Window,
+    band: Option<(usize, usize)>,
 ) -> bool {
     let panels = d.o.div_ceil(engine::PANEL);
     // The planes seen from the window's first pixel: every plane keeps its stride `OH *
@@ -541,8 +572,9 @@ fn engine_run<S: Simd>(
     let output = &mut output[window.off..];
     let res = res.map(|r| &r[window.off..]);
     let res_ptr = || res.map_or(core::ptr::null(), <[f32]>::as_ptr);
+    let band = band.filter(|_| window.off == 0 && window.n == d.oh * d.ow);
     #[cfg(feature = "parallel")]
-    {
+    if band.is_none() {
         let out_off = (output.as_ptr() as usize / core::mem::size_of::<f32>()) % 16;
         let split = conv_split(&d, crate::pool::num_threads(), out_off);
         let parts = split.parts();
@@ -611,7 +643,7 @@ fn engine_run<S: Simd>(
         cap,
         force,
         panels: (0, panels),
-        pixels: (0, window.n),
+        pixels: band.unwrap_or((0, window.n)),
         pack: PackBuf {
             ptr: pack.as_mut_ptr(),
             len: pack.len(),
@@ -740,6 +772,7 @@ pub(super) fn conv1d_tiled<S: Simd>(
             engine::SCRATCH,
             None,
             &mut [],
+            None,
         );
         for o in 0..d.o {
             output[o * d.ow + x0..o * d.ow + x0 + n].copy_from_slice(&tout[o * n..(o + 1) * n]);

@@ -538,6 +538,7 @@ pub(crate) fn depthwise_with(
             act,
             cap,
             force,
+            rows: None,
         },
     );
 }
@@ -551,6 +552,8 @@ struct DwEntry<'a> {
     act: Act,
     cap: usize,
     force: Option<DwPlan>,
+    /// Only these output rows, on this thread ([`depthwise_conv2d_rows`]); `None`: all.
+    rows: Option<(usize, usize)>,
 }
 
 impl WithSimd for DwEntry<'_> {
@@ -565,8 +568,9 @@ impl WithSimd for DwEntry<'_> {
             act,
             cap,
             force,
+            rows,
         } = self;
-        depthwise_in(s, d, input, params, output, act, cap, force);
+        depthwise_in(s, d, input, params, output, act, cap, force, rows);
     }
 }
 
@@ -574,6 +578,7 @@ impl WithSimd for DwEntry<'_> {
 /// layer splits its channels (whole 16-channel panels) over the threads of
 /// [`crate::pool`]; each value is computed exactly as on one thread. The parts run the
 /// engine through [`Simd::vectorize`] with the token `s`, never through a new dispatch.
+/// With `rows`, only those output rows, on this thread.
 #[allow(clippy::too_many_arguments)]
 fn depthwise_in<S: Simd>(
     s: S,
@@ -584,6 +589,7 @@ fn depthwise_in<S: Simd>(
     act: Act,
     cap: usize,
     force: Option<DwPlan>,
+    rows: Option<(usize, usize)>,
 ) {
     let d = Dims2d {
         o: d.c,
@@ -595,7 +601,7 @@ fn depthwise_in<S: Simd>(
     let output = &mut output[..d.c * ohw];
     let cap = cap.min(engine::SCRATCH);
     #[cfg(feature = "parallel")]
-    {
+    if rows.is_none() {
         let aligned = output.as_ptr().align_offset(64) == 0;
         let split = dw_split(&d, crate::pool::num_threads(), aligned);
         let parts = split.parts();
@@ -626,7 +632,9 @@ fn depthwise_in<S: Simd>(
             input,
             params,
             (0, d.c),
-            (0, d.oh),
+            rows.map_or((0, d.oh), |(a, b)| {
+                (a.min(d.oh), b.min(d.oh).max(a.min(d.oh)))
+            }),
             out,
             act,
             cap,
@@ -667,6 +675,83 @@ pub fn depthwise_conv2d<
     output: &mut [f32],
     act: Act,
 ) {
+    let d = checked_dims::<C, H, W, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW>(params);
+    depthwise_with(
+        cpu::level(),
+        d,
+        input,
+        params,
+        output,
+        act,
+        engine::SCRATCH,
+        None,
+    );
+}
+
+/// [`depthwise_conv2d`] on output rows `rows.0..rows.1` only (of every plane), on this
+/// thread: the rows one member of a [`team`](crate::team) owns. The other rows of
+/// `output` are left as they were; every value written is the one [`depthwise_conv2d`]
+/// gives.
+///
+/// # Panics
+///
+/// As [`depthwise_conv2d`].
+pub fn depthwise_conv2d_rows<
+    const C: usize,
+    const H: usize,
+    const W: usize,
+    const OH: usize,
+    const OW: usize,
+    const KH: usize,
+    const KW: usize,
+    const SH: usize,
+    const SW: usize,
+    const PH: usize,
+    const PW: usize,
+    const DH: usize,
+    const DW: usize,
+>(
+    input: &[f32],
+    params: &DepthwiseParams,
+    output: &mut [f32],
+    act: Act,
+    rows: (usize, usize),
+) {
+    let d = checked_dims::<C, H, W, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW>(params);
+    simd::run(
+        cpu::level(),
+        DwEntry {
+            d,
+            input,
+            params,
+            output,
+            act,
+            cap: engine::SCRATCH,
+            force: None,
+            rows: Some(rows),
+        },
+    );
+}
+
+/// The layer's dimensions, after checking them (at compile time) and `params` (at run
+/// time) against each other.
+fn checked_dims<
+    const C: usize,
+    const H: usize,
+    const W: usize,
+    const OH: usize,
+    const OW: usize,
+    const KH: usize,
+    const KW: usize,
+    const SH: usize,
+    const SW: usize,
+    const PH: usize,
+    const PW: usize,
+    const DH: usize,
+    const DW: usize,
+>(
+    params: &DepthwiseParams,
+) -> Dims2d {
     const {
         assert!(C > 0 && H > 0 && W > 0 && OH > 0 && OW > 0);
         assert!(KH > 0 && KW > 0 && SH > 0 && SW > 0 && DH > 0 && DW > 0);
@@ -678,7 +763,7 @@ pub fn depthwise_conv2d<
         params.kh,
         params.kw
     );
-    let d = Dims2d {
+    Dims2d {
         c: C,
         h: H,
         w: W,
@@ -694,17 +779,7 @@ pub fn depthwise_conv2d<
         dh: DH,
         dw: DW,
         g: C,
-    };
-    depthwise_with(
-        cpu::level(),
-        d,
-        input,
-        params,
-        output,
-        act,
-        engine::SCRATCH,
-        None,
-    );
+    }
 }
 
 mod split;

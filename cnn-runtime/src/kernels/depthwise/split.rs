@@ -80,14 +80,7 @@ pub(super) fn dw_split(d: &Dims2d, threads: usize, out_aligned: bool) -> DwSplit
     };
     let aligned_rows =
         out_aligned && (d.oh * d.ow).is_multiple_of(LINE) && d.oh.div_ceil(step) >= 2 * threads;
-    if crate::team::member().is_some() {
-        // A team member computes its own rows (`team`): row `OH / 2` on.
-        if d.oh >= 2 {
-            DwSplit::Rows { parts: 2, step: 1 }
-        } else {
-            DwSplit::Channels(1)
-        }
-    } else if threads < 2 || macs < PAR_MACS {
+    if threads < 2 || macs < PAR_MACS {
         DwSplit::Channels(1)
     } else if d.oh * d.ow <= SMALL_MAP && panels >= threads {
         DwSplit::Channels(threads)

@@ -16,12 +16,14 @@ pub(crate) fn winograd_dyn(
     scratch: Option<&mut [f32]>,
     act: Act,
 ) {
-    winograd_res(level, d, input, params, output, scratch, act, None);
+    winograd_res(level, d, input, params, output, scratch, act, None, None);
 }
 
 /// [`winograd_dyn`] with a residual added before the activation (as long as the
 /// output): by the output transform (dilation 1), or over the whole output after the
-/// polyphase components (the same bits).
+/// polyphase components (the same bits). With `rows` (dilation 1), only the tile rows
+/// that cover those output rows (of the pooled output with [`WgDims::pool`]), on this
+/// thread: rows beside the band in its first and last tile rows are written too.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn winograd_res(
     level: Level,
@@ -32,6 +34,7 @@ pub(crate) fn winograd_res(
     scratch: Option<&mut [f32]>,
     act: Act,
     res: Option<&[f32]>,
+    rows: Option<(usize, usize)>,
 ) {
     assert!(
         !d.pool || res.is_none(),
@@ -75,7 +78,17 @@ pub(crate) fn winograd_res(
         ),
     };
     if d.dh == 1 && d.dw == 1 {
-        plain(level, d, input, params, output, scratch, act, res);
+        // The convolution's rows (before a fused pool), then the tile rows covering them.
+        let tiles = rows.map(|(a, b)| {
+            let (a, b) = if d.pool {
+                let b = if b >= d.oh / 2 { d.oh } else { 2 * b };
+                (2 * a, b)
+            } else {
+                (a, b)
+            };
+            (a / d.m, b.min(d.oh).div_ceil(d.m))
+        });
+        plain(level, d, input, params, output, scratch, act, res, tiles);
     } else if let Some(r) = res {
         polyphase(level, d, input, params, output, scratch, Act::IDENTITY);
         let r = &r[..output.len()];
@@ -159,6 +172,49 @@ pub fn winograd_conv3x3<
     winograd_dyn(cpu::level(), d, input, params, output, Some(scratch), act);
 }
 
+/// [`winograd_conv3x3`] on output rows `rows.0..rows.1` (of every output plane), on this
+/// thread: the rows one member of a [`team`](crate::team) owns. Computes whole tiles:
+/// the tile rows that cover the band (so, when the band does not start and end on a
+/// multiple of the tile side, rows beside it too); every value written is the one
+/// [`winograd_conv3x3`] gives. A dilated layer computes all its rows.
+///
+/// # Panics
+///
+/// As [`winograd_conv3x3`].
+pub fn winograd_conv3x3_rows<
+    const C: usize,
+    const H: usize,
+    const W: usize,
+    const O: usize,
+    const OH: usize,
+    const OW: usize,
+    const PH: usize,
+    const PW: usize,
+    const DH: usize,
+    const DW: usize,
+>(
+    input: &[f32],
+    params: &WinogradParams,
+    output: &mut [f32],
+    scratch: &mut [f32],
+    act: Act,
+    rows: (usize, usize),
+) {
+    let d = const_dims::<C, H, W, O, OH, OW, PH, PW, DH, DW>(params.tile);
+    let (level, scratch) = (cpu::level(), Some(scratch));
+    winograd_res(
+        level,
+        d,
+        input,
+        params,
+        output,
+        scratch,
+        act,
+        None,
+        Some(rows),
+    );
+}
+
 /// [`winograd_conv3x3`] with a residual added before the activation (a fused `add`, as
 /// ResNet's basic blocks end): `output = act(conv(input) + residual)`, `residual` laid
 /// out as the output (`O*OH*OW` values). The output transform adds it to each tile's
@@ -204,6 +260,7 @@ pub fn winograd_conv3x3_residual<
         scratch,
         act,
         Some(residual),
+        None,
     );
 }
 
@@ -279,4 +336,51 @@ pub fn winograd_conv3x3_maxpool2<
         ..const_dims::<C, H, W, O, OH, OW, PH, PW, 1, 1>(params.tile)
     };
     winograd_dyn(cpu::level(), d, input, params, output, Some(scratch), act);
+}
+
+/// [`winograd_conv3x3_maxpool2`] on pooled output rows `rows.0..rows.1` (of every output
+/// plane), on this thread: the rows one member of a [`team`](crate::team) owns. Computes
+/// the tile rows that cover the convolution's rows under the band (so, off a tile
+/// boundary, pooled rows beside it too); every value written is the one
+/// [`winograd_conv3x3_maxpool2`] gives.
+///
+/// # Panics
+///
+/// As [`winograd_conv3x3_maxpool2`].
+pub fn winograd_conv3x3_maxpool2_rows<
+    const C: usize,
+    const H: usize,
+    const W: usize,
+    const O: usize,
+    const OH: usize,
+    const OW: usize,
+    const PH: usize,
+    const PW: usize,
+>(
+    input: &[f32],
+    params: &WinogradParams,
+    output: &mut [f32],
+    scratch: &mut [f32],
+    act: Act,
+    rows: (usize, usize),
+) {
+    const {
+        assert!(C > 0 && H > 0 && W > 0 && O > 0 && OH > 1 && OW > 1);
+    }
+    let d = WgDims {
+        pool: true,
+        ..const_dims::<C, H, W, O, OH, OW, PH, PW, 1, 1>(params.tile)
+    };
+    let (level, scratch) = (cpu::level(), Some(scratch));
+    winograd_res(
+        level,
+        d,
+        input,
+        params,
+        output,
+        scratch,
+        act,
+        None,
+        Some(rows),
+    );
 }

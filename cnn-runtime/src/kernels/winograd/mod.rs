@@ -393,6 +393,8 @@ struct WgRun<'a> {
     act: Act,
     /// A residual added before the activation, laid out as the output, or null.
     res: *const f32,
+    /// Only these tile rows, on this thread (a [`crate::team`] member's); `None`: all.
+    rows: Option<(usize, usize)>,
 }
 
 /// The pointers the parts of a split block share.
@@ -424,6 +426,7 @@ impl WithSimd for WgRun<'_> {
             scratch,
             act,
             res,
+            rows,
         } = self;
         let (tw, opad) = (lay.tw, lay.opad);
         let panels = opad / PANEL;
@@ -457,13 +460,9 @@ impl WithSimd for WgRun<'_> {
         // block instead left parts uneven, 3 and 4 of a 32x32 map's first block of 7
         // rows, and a last block of one row to the phase split: 64x32x32 -> 64 at 1.28x
         // on two threads.)
-        // A team member (`crate::team`) computes its own half of the tile rows (the
-        // compiler has checked that their boundary is the team's row `OH / 2`): two
-        // parts, of which `pool::run` runs the member's; where that split cannot run,
-        // the whole layer on this member, unsplit (its rows are among them).
-        let team = crate::team::member().is_some();
-        let threads = if team {
-            2
+        // A band of tile rows (`rows`) runs on this thread alone.
+        let threads = if rows.is_some() {
+            1
         } else if d.xi() * lay.th * tw * d.c * opad >= 2 * PAR_MACS {
             crate::pool::num_threads()
         } else {
@@ -471,13 +470,12 @@ impl WithSimd for WgRun<'_> {
         };
         let parts = threads.min(lay.th / 2).min(MAX_PARTS);
         let cap = lay.nty / parts.max(1);
-        let rows_ok = if team { lay.th % 2 == 0 } else { rows_ok };
         if parts > 1 && cap >= 1 && rows_ok && part_floats <= PART_FLOATS {
             let panels = opad / PANEL;
             // Two parts over an odd number of tile rows share the middle one by halves
             // of its output panels (each transforms that row's input), when each half
             // has [`HALF_PANELS`].
-            let halves = !team && parts == 2 && lay.th % 2 == 1 && panels >= 2 * HALF_PANELS;
+            let halves = parts == 2 && lay.th % 2 == 1 && panels >= 2 * HALF_PANELS;
             let sh = Shared((s, base, u, out, bias, res));
             crate::pool::run(parts, &|i| {
                 let (s, base, u, out, bias, res) = sh.get();
@@ -517,13 +515,23 @@ impl WithSimd for WgRun<'_> {
             });
             return;
         }
-        for ty0 in (0..lay.th).step_by(lay.nty) {
-            let nb = lay.nty.min(lay.th - ty0);
+        let (first, end) = rows.map_or((0, lay.th), |(a, b)| (a.min(lay.th), b.min(lay.th)));
+        // A band runs beside the other member's: in blocks of half the rows, as the
+        // two parts of the tile-row split run theirs (the two blocks together the budget
+        // of one). fcn_seg's 32x64x64 layer as a team, whole model at two threads
+        // (alternated binaries): 313-316 µs with whole blocks, 307-309 with halves.
+        let nty = if rows.is_some() {
+            (lay.nty / 2).max(1)
+        } else {
+            lay.nty
+        };
+        for ty0 in (first..end).step_by(nty) {
+            let nb = nty.min(end - ty0);
             let tb = nb * tw;
             // With the `parallel` feature and enough work, each phase is split over the
             // pool's threads (input channels, positions, tiles), every value computed
             // exactly as on one thread.
-            let threads = if !team && d.xi() * tb * d.c * opad >= PAR_MACS {
+            let threads = if rows.is_none() && d.xi() * tb * d.c * opad >= PAR_MACS {
                 crate::pool::num_threads()
             } else {
                 1
@@ -749,7 +757,7 @@ fn scratch_len(d: &WgDims) -> usize {
 
 /// The dilation-1 convolution `d` at `level`, with at least [`plain_scratch_len`]
 /// floats of `scratch`, and a residual (as long as the output) added before the
-/// activation, if any.
+/// activation, if any; only tile rows `rows.0..rows.1` (on this thread) if given.
 #[allow(clippy::too_many_arguments)]
 fn plain(
     level: Level,
@@ -760,6 +768,7 @@ fn plain(
     scratch: &mut [f32],
     act: Act,
     res: Option<&[f32]>,
+    rows: Option<(usize, usize)>,
 ) {
     debug_assert!(d.dh == 1 && d.dw == 1);
     let lay = Layout::new(&d);
@@ -774,6 +783,7 @@ fn plain(
         scratch: &mut scratch[off..],
         act,
         res: res.map_or(core::ptr::null(), |r| r[..d.out_len()].as_ptr()),
+        rows,
     };
     simd::run(level, run);
 }

@@ -205,7 +205,7 @@ pub(super) fn polyphase(
             },
         );
     });
-    plain(level, md, mosaic, params, mout, inner, act, None);
+    plain(level, md, mosaic, params, mout, inner, act, None, None);
     // Scatter the valid outputs with stride (DH, DW).
     let mout = &*mout;
     let per = d.o.div_ceil(threads);

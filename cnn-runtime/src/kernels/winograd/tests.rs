@@ -711,7 +711,7 @@ fn residual_equals_conv_then_add_bit_for_bit() {
                     winograd_dyn(level, d, &input, &params, &mut want, None, Act::IDENTITY);
                     binary_assign_dyn(level, shape, shape, &mut want, &res, BinOp::Add, act);
                     let run = |out: &mut [f32]| {
-                        winograd_res(level, d, &input, &params, out, None, act, Some(&res))
+                        winograd_res(level, d, &input, &params, out, None, act, Some(&res), None)
                     };
                     let mut got = vec![7.0; n + 3];
                     run(&mut got);
