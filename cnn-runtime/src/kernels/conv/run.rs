@@ -573,6 +573,9 @@ fn engine_run<S: Simd>(
     let res = res.map(|r| &r[window.off..]);
     let res_ptr = || res.map_or(core::ptr::null(), <[f32]>::as_ptr);
     let band = band.filter(|_| window.off == 0 && window.n == d.oh * d.ow);
+    if band.is_some_and(|(a, b)| a >= b) {
+        return true;
+    }
     #[cfg(feature = "parallel")]
     if band.is_none() {
         let out_off = (output.as_ptr() as usize / core::mem::size_of::<f32>()) % 16;
