@@ -90,3 +90,62 @@ fn a_forward_pass_records_one_time_per_step() {
     });
     assert_eq!(cnn::profile::last_steps().len(), Steps::STEPS.len());
 }
+
+cnn_model! {
+    /// Three convolutions that two threads run as a team (`summary()`'s `two threads:`
+    /// line), then a head on the split plan.
+    pub struct TeamSteps {
+        input: [3, 64, 64],
+        c1: conv(32, kernel = 3, padding = 1),
+        relu,
+        c2: conv(32, kernel = 3, padding = 1),
+        relu,
+        c3: conv(32, kernel = 3, stride = 2, padding = 1),
+        relu,
+        global_avg_pool,
+        fc: linear(10),
+    }
+}
+
+/// With `profile` and `parallel` on two threads, a team's steps are timed one by one on
+/// the calling thread, and no split-call work of the team is charged to any step (the
+/// worker's time spans the whole chain).
+#[cfg(all(feature = "profile", feature = "parallel"))]
+#[test]
+fn a_team_records_its_steps_on_the_calling_thread() {
+    use support::{random_input, random_weights};
+    assert!(
+        TeamSteps::summary().contains("two threads:  `c1` to `c3`"),
+        "{}",
+        TeamSteps::summary()
+    );
+    let model = TeamSteps::from_safetensors(&random_weights::<TeamSteps>(5)).unwrap();
+    let x = random_input::<TeamSteps>(6);
+    let mut y = vec![0.0; TeamSteps::OUTPUT_LEN];
+    let before = cnn::__private::rt::team::calls();
+    cnn::set_num_threads(2);
+    // Another test may hold the pool: then the pass runs without a team.
+    for _ in 0..200 {
+        model.forward_flat_into(&x, &mut y).unwrap();
+        if cnn::__private::rt::team::calls() > before {
+            break;
+        }
+    }
+    let teams = cnn::__private::rt::team::calls() - before;
+    let (times, work) = (cnn::profile::last_steps(), cnn::profile::last_step_work());
+    assert_eq!(times.len(), TeamSteps::STEPS.len());
+    assert_eq!(work.len(), TeamSteps::STEPS.len());
+    if teams > 0 {
+        // The last pass formed a team (the loop stops after the first that does).
+        for (i, (w, t)) in work.iter().zip(&times).enumerate() {
+            assert!(
+                w.caller <= *t,
+                "step {i}: caller {:?} > step {t:?}",
+                w.caller
+            );
+            if i < 3 {
+                assert_eq!(*w, cnn::profile::StepWork::default(), "team step {i}");
+            }
+        }
+    }
+}

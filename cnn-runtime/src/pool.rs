@@ -426,9 +426,15 @@ mod imp {
             drop(finish);
             p.panicked.load(Ordering::Relaxed)
         };
-        // After the join (no worker active): the workers' part time of this job.
+        // After the join (no worker active): the workers' part time of this job (not
+        // of a team's, which spans the steps the caller marked one by one inside it).
         #[cfg(feature = "profile")]
-        crate::profile::record_job(caller, p.work_ns.swap(0, Ordering::Relaxed));
+        {
+            let workers = p.work_ns.swap(0, Ordering::Relaxed);
+            if !team {
+                crate::profile::record_job(caller, workers);
+            }
+        }
         if mine || theirs {
             panic!("cnn: a part of a parallel kernel call panicked");
         }

@@ -40,7 +40,9 @@ pub struct StepInfo {
 }
 
 /// How one step's kernel calls split over the pool's threads kept them busy (feature
-/// `profile`; all zero without `parallel`, or when the step's calls ran on one thread).
+/// `profile`; all zero without `parallel`, or when the step's calls ran on one thread,
+/// and for the steps a [`team`](crate::team) ran: each member computes its own rows of
+/// them, and the step's time is the calling thread's, exchanges included).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StepWork {
     /// Time the calling thread spent running parts of the step's split calls.
