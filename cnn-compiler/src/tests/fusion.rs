@@ -56,12 +56,7 @@ fn packing_room_only_where_it_is_free() {
         }
     }
     let steps = crate::codegen::steps(&with.model, &with.shapes, &with.plan);
-    let code = steps
-        .0
-        .steps
-        .iter()
-        .map(|t| t.to_string())
-        .collect::<String>();
+    let code: String = steps.0.steps.iter().map(|t| t.to_string()).collect();
     assert!(code.contains("conv2d_scratch"), "{code}");
     // The same layer first: its packing room would be most of the arena.
     let first = quote::quote!(struct M { input: [960, 7, 7], pr: conv(320, kernel = 1), f: flatten, fc: linear(10) });
@@ -107,12 +102,7 @@ fn expansion_and_depthwise_fuse_where_the_rule_says() {
     assert!(c.plan.arena < 96 * 112 * 112, "{}", c.plan.arena);
     assert!(c.plan.arena >= 96 * 56 * 56 + len);
     let steps = crate::codegen::steps(&c.model, &c.shapes, &c.plan);
-    let code = steps
-        .0
-        .steps
-        .iter()
-        .map(|t| t.to_string())
-        .collect::<String>();
+    let code: String = steps.0.steps.iter().map(|t| t.to_string()).collect();
     assert!(code.contains("expand_depthwise"), "{code}");
     // A second reader of the expansion, a stride of 1, a small map: two steps.
     let two_readers = compile_inline(quote::quote!(struct M {
@@ -239,12 +229,7 @@ fn max_pool_fuses_into_winograd_where_it_may() {
     assert!(c.plan.arena < len + 32 * 32 * 32, "{}", c.plan.arena);
     assert!(c.plan.arena >= len + 32 * 16 * 16, "{}", c.plan.arena);
     let steps = crate::codegen::steps(&c.model, &c.shapes, &c.plan);
-    let code = steps
-        .0
-        .steps
-        .iter()
-        .map(|t| t.to_string())
-        .collect::<String>();
+    let code: String = steps.0.steps.iter().map(|t| t.to_string()).collect();
     assert!(code.contains("winograd_conv3x3_maxpool2"), "{code}");
     // Odd map, floor mode: 15x15 -> 7x7.
     let odd = compile_inline(quote::quote!(struct M {
@@ -364,12 +349,7 @@ fn residual_adds_fuse_into_the_convolution_where_they_may() {
     assert_eq!(fused[0].srcs.len(), 2);
     assert_eq!(fused[0].inputs[1], Shape::Chw(32, 14, 14));
     let steps = crate::codegen::steps(&basic.model, &basic.shapes, &basic.plan);
-    let code = steps
-        .0
-        .steps
-        .iter()
-        .map(|t| t.to_string())
-        .collect::<String>();
+    let code: String = steps.0.steps.iter().map(|t| t.to_string()).collect();
     assert!(code.contains("winograd_conv3x3_residual"), "{code}");
     assert!(code.contains("conv2d_residual"), "{code}");
 
@@ -514,12 +494,7 @@ fn se_scales_fold_into_the_projection_where_they_pay() {
             .iter()
             .any(|s| matches!(s.kernel, crate::plan::Kernel::Binary { .. })));
         let steps = crate::codegen::steps(&c.model, &c.shapes, &c.plan);
-        let code = steps
-            .0
-            .steps
-            .iter()
-            .map(|t| t.to_string())
-            .collect::<String>();
+        let code: String = steps.0.steps.iter().map(|t| t.to_string()).collect();
         assert!(code.contains("conv2d_scaled"), "{code}");
     }
     // A residual add after it: the scaled convolution adds it in its epilogue.
@@ -537,12 +512,7 @@ fn se_scales_fold_into_the_projection_where_they_pay() {
     assert_eq!(crate::plan::describe(s[0], &c.model), "mul > conv2d+bn+add");
     assert_eq!(s[0].srcs.len(), 3);
     let steps = crate::codegen::steps(&c.model, &c.shapes, &c.plan);
-    let code = steps
-        .0
-        .steps
-        .iter()
-        .map(|t| t.to_string())
-        .collect::<String>();
+    let code: String = steps.0.steps.iter().map(|t| t.to_string()).collect();
     assert!(code.contains("conv2d_scaled_residual"), "{code}");
     // Kept: 7x7 map with 64 outputs (64 > 49 pixels); a second reader of the product;
     // a grouped projection; an activation on the product.
