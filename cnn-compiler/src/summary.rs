@@ -212,7 +212,7 @@ pub fn render(
                 ""
             },
             thousands((plan.arena + worker_output) * 4),
-            thousands(team.halo * 4),
+            thousands(team.halo * 2 * 4),
         ));
     }
     let stack = crate::plan::stack_bytes(plan);

@@ -11,8 +11,8 @@
 //! arena) rows `h/2..h`. After a step whose reader needs rows of the other half (a
 //! kernel taller than one row, or a stride), [`Member::exchange`] moves just those
 //! rows: each member gathers the rows the other needs into a contiguous buffer of its
-//! own, the two meet at a barrier, each copies the other's buffer into its arena, and
-//! they meet again. After the last step [`Member::merge`] brings member 1's rows of the
+//! own (one of two halves, used in turn), the two meet at a barrier, and each copies
+//! the other's buffer into its arena. After the last step [`Member::merge`] brings member 1's rows of the
 //! last tensor into member 0's arena (or, when the team's last step writes the model's
 //! output, into the caller's output), and the caller runs the rest of the pass as usual.
 //!
@@ -31,9 +31,16 @@ pub struct Member {
     /// Barriers this member has passed in the current team call.
     #[cfg(feature = "parallel")]
     passed: core::cell::Cell<usize>,
-    /// This member's contiguous buffer (at least the `halo` floats [`run`] was given).
+    /// This member's contiguous buffer: two halves of `len` floats (the `halo` [`run`]
+    /// was given), used in turn by the exchanges and the merge.
     #[cfg(feature = "parallel")]
     halo: *mut f32,
+    /// Floats of each half of `halo`.
+    #[cfg(feature = "parallel")]
+    len: usize,
+    /// Exchanges (and merges) this member has started in the current team call.
+    #[cfg(feature = "parallel")]
+    sent: core::cell::Cell<usize>,
 }
 
 impl Member {
@@ -74,11 +81,13 @@ impl Member {
             } else {
                 ((b, b + below), (b - above, b))
             };
-            imp::gather(arena, off, (c, h, w), send, self.halo);
+            let (mine, other) = self.halves();
+            imp::gather(arena, off, (c, h, w), send, mine);
             self.barrier();
-            imp::scatter(arena, off, (c, h, w), recv, imp::other_halo(self.index));
-            // The other member may not overwrite its buffer before this one has read it.
-            self.barrier();
+            // No second barrier: the other member writes this half of its buffer again
+            // two exchanges on, after the barrier of the next one, which this member
+            // reaches only once it has read it (and the same the other way).
+            imp::scatter(arena, off, (c, h, w), recv, other);
         }
         #[cfg(not(feature = "parallel"))]
         let _ = (arena, off, c, h, w, above, below);
@@ -92,16 +101,31 @@ impl Member {
         #[cfg(feature = "parallel")]
         {
             let rows = (h / 2, h);
+            let (mine, other) = self.halves();
             if self.index == 1 {
-                imp::gather(buf, off, (c, h, w), rows, self.halo);
+                imp::gather(buf, off, (c, h, w), rows, mine);
             }
             self.barrier();
             if self.index == 0 {
-                imp::scatter(buf, off, (c, h, w), rows, imp::other_halo(0));
+                imp::scatter(buf, off, (c, h, w), rows, other);
             }
         }
         #[cfg(not(feature = "parallel"))]
         let _ = (buf, off, c, h, w);
+    }
+
+    /// The halves of this member's buffer and of the other's for the next exchange or
+    /// merge: the first for the first one, then the second, and so on (both members
+    /// make the same calls in the same order).
+    #[cfg(feature = "parallel")]
+    fn halves(&self) -> (*mut f32, *const f32) {
+        let k = self.sent.get();
+        self.sent.set(k + 1);
+        let at = (k % 2) * self.len;
+        (
+            self.halo.wrapping_add(at),
+            imp::other_halo(self.index).wrapping_add(at),
+        )
     }
 
     /// Waits until the other member reaches its barrier of the same count (or a member
@@ -117,8 +141,8 @@ impl Member {
 /// Runs `f` as a team of two members at once, member 0 on this thread with `arena` and
 /// `output`, member 1 on the pool's worker with an arena and an output of its own as
 /// long (both in its thread's scratch buffer: allocated on the first team call, reused
-/// after), each with a contiguous buffer of `halo` floats for [`Member::exchange`] and
-/// [`Member::merge`]. A team whose steps do not write the model's output passes an
+/// after), each with a contiguous buffer of twice `halo` floats for [`Member::exchange`]
+/// and [`Member::merge`] (halves used in turn). A team whose steps do not write the model's output passes an
 /// empty `output`. Returns
 /// `false` without calling `f` when no team can be formed (no `parallel` feature, a
 /// thread count other than two, the pool busy); the caller then runs the same steps on
@@ -207,10 +231,12 @@ mod imp {
         let n = (rows.1 - rows.0) * w;
         for ch in 0..c {
             let at = off + (ch * h + rows.0) * w;
-            // SAFETY: `buf` is this member's buffer of at least the `halo` floats `run`
-            // was given, which the caller sized for `c * n` (see `Member::exchange`);
-            // only this member writes it, and the other reads it only between the
-            // barriers after this gather and before the next one.
+            // SAFETY: `buf` is a half of this member's buffer, of the `halo` floats
+            // `run` was given, which the caller sized for `c * n` (see
+            // `Member::exchange`); only this member writes it, and the other reads it
+            // only after the barrier that follows this gather and before it passes the
+            // barrier of the next exchange, which this member must pass before it
+            // writes this half again (`Member::halves`).
             let dst = unsafe { core::slice::from_raw_parts_mut(buf.add(ch * n), n) };
             dst.copy_from_slice(&arena[at..at + n]);
         }
@@ -227,9 +253,10 @@ mod imp {
         let n = (rows.1 - rows.0) * w;
         for ch in 0..c {
             let at = off + (ch * h + rows.0) * w;
-            // SAFETY: the other member gathered `c * n` floats into its buffer (same
-            // arguments) before the barrier this member just passed, and does not
-            // write it again before the next one.
+            // SAFETY: the other member gathered `c * n` floats into this half of its
+            // buffer (same arguments) before the barrier this member just passed, and
+            // does not write this half again before this member has passed the next
+            // barrier (`Member::halves`).
             let src = unsafe { core::slice::from_raw_parts(buf.add(ch * n), n) };
             arena[at..at + n].copy_from_slice(src);
         }
@@ -238,13 +265,15 @@ mod imp {
     /// `f` for member `me` on this thread, its buffer published.
     fn member(me: usize, halo: usize, arena: &mut [f32], output: &mut [f32], f: &MemberFn<'_>) {
         let mut buf = HALO.with(Cell::take);
-        if buf.len() < halo.max(1) {
-            buf.resize(halo.max(1), 0.0);
+        if buf.len() < 2 * halo.max(1) {
+            buf.resize(2 * halo.max(1), 0.0);
         }
         let m = Member {
             index: me,
             passed: Cell::new(0),
             halo: buf.as_mut_ptr(),
+            len: halo.max(1),
+            sent: Cell::new(0),
         };
         HALOS[me].store(m.halo, Ordering::Release);
         // Both buffers published before either member uses the other's.
@@ -271,8 +300,8 @@ mod imp {
         // and the next one that does not allocate alike (once per thread).
         HALO.with(|h| {
             let mut buf = h.take();
-            if buf.len() < halo.max(1) {
-                buf.resize(halo.max(1), 0.0);
+            if buf.len() < 2 * halo.max(1) {
+                buf.resize(2 * halo.max(1), 0.0);
             }
             h.set(buf);
         });

@@ -66,7 +66,7 @@ pub struct Team {
     pub merge: Rows,
     /// Where that tensor is: the arena, or the model's output.
     pub merge_buf: Buf,
-    /// Floats of each member's exchange buffer.
+    /// Floats of each half of a member's exchange buffer (the runtime uses two in turn).
     pub halo: usize,
     /// Multiply-accumulates of the team's steps, in percent of the model's.
     pub share: usize,
