@@ -328,13 +328,7 @@ pub fn winograd_conv3x3_maxpool2<
     scratch: &mut [f32],
     act: Act,
 ) {
-    const {
-        assert!(C > 0 && H > 0 && W > 0 && O > 0 && OH > 1 && OW > 1);
-    }
-    let d = WgDims {
-        pool: true,
-        ..const_dims::<C, H, W, O, OH, OW, PH, PW, 1, 1>(params.tile)
-    };
+    let d = pooled_dims::<C, H, W, O, OH, OW, PH, PW>(params.tile);
     winograd_dyn(cpu::level(), d, input, params, output, Some(scratch), act);
 }
 
@@ -364,13 +358,7 @@ pub fn winograd_conv3x3_maxpool2_rows<
     act: Act,
     rows: (usize, usize),
 ) {
-    const {
-        assert!(C > 0 && H > 0 && W > 0 && O > 0 && OH > 1 && OW > 1);
-    }
-    let d = WgDims {
-        pool: true,
-        ..const_dims::<C, H, W, O, OH, OW, PH, PW, 1, 1>(params.tile)
-    };
+    let d = pooled_dims::<C, H, W, O, OH, OW, PH, PW>(params.tile);
     let (level, scratch) = (cpu::level(), Some(scratch));
     winograd_res(
         level,
@@ -383,4 +371,27 @@ pub fn winograd_conv3x3_maxpool2_rows<
         None,
         Some(rows),
     );
+}
+
+/// The dimensions the const parameters of [`winograd_conv3x3_maxpool2`] describe (checked
+/// at compile time), with the fused pool, for output tiles of `tile`.
+const fn pooled_dims<
+    const C: usize,
+    const H: usize,
+    const W: usize,
+    const O: usize,
+    const OH: usize,
+    const OW: usize,
+    const PH: usize,
+    const PW: usize,
+>(
+    tile: usize,
+) -> WgDims {
+    const {
+        assert!(C > 0 && H > 0 && W > 0 && O > 0 && OH > 1 && OW > 1);
+    }
+    WgDims {
+        pool: true,
+        ..const_dims::<C, H, W, O, OH, OW, PH, PW, 1, 1>(tile)
+    }
 }
