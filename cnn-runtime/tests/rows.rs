@@ -3,8 +3,13 @@
 //! the rows outside it are left as they were (for Winograd: outside the tile rows that
 //! cover the band; the rows beside the band inside them are the whole layer's too).
 
-use cnn_runtime::kernels::conv::{conv2d_rows, conv2d_scratch, ConvParams};
+use cnn_runtime::kernels::conv::{
+    conv2d_residual, conv2d_residual_rows, conv2d_rows, conv2d_scratch, ConvParams,
+};
 use cnn_runtime::kernels::depthwise::{depthwise_conv2d, depthwise_conv2d_rows, DepthwiseParams};
+use cnn_runtime::kernels::expand_depthwise::{
+    expand_depthwise, expand_depthwise_rows, expand_depthwise_scratch_len,
+};
 use cnn_runtime::kernels::winograd::{
     winograd_conv3x3, winograd_conv3x3_maxpool2, winograd_conv3x3_maxpool2_rows,
     winograd_conv3x3_rows, winograd_scratch_len, WinogradParams,
@@ -79,6 +84,123 @@ fn conv_rows_equal_the_whole_layer() {
             band,
         );
         check(&got, &whole, (o, OH, 6), band, band, "conv");
+    }
+}
+
+#[test]
+fn residual_conv_rows_equal_the_whole_layer() {
+    // 6 x 9 x 10 -> 24 x 9 x 10 (1x1, as MobileNetV2's projections) and 3x3 (ResNet's),
+    // each adding a residual of the output's shape before the activation.
+    const OH: usize = 9;
+    let (c, o) = (6, 24);
+    let input = values(c * OH * 10, 13);
+    let residual = values(o * OH * 10, 14);
+    let bands = [(0, 4), (4, OH), (3, 8), (0, OH), (2, 2)];
+    let p1 = ConvParams::from_torch(o, c, 1, 1, &values(o * c, 15), Some(&values(o, 16)), None);
+    let mut whole = vec![0.0; o * OH * 10];
+    conv2d_residual::<6, OH, 10, 24, OH, 10, 1, 1, 1, 1, 0, 0, 1, 1, 1>(
+        &input,
+        &p1,
+        &residual,
+        &mut whole,
+        &mut [],
+        Act::RELU6,
+    );
+    for band in bands {
+        let mut got = vec![f32::NAN; whole.len()];
+        conv2d_residual_rows::<6, OH, 10, 24, OH, 10, 1, 1, 1, 1, 0, 0, 1, 1, 1>(
+            &input,
+            &p1,
+            &residual,
+            &mut got,
+            &mut [],
+            Act::RELU6,
+            band,
+        );
+        check(
+            &got,
+            &whole,
+            (o, OH, 10),
+            band,
+            band,
+            "1x1 conv with a residual",
+        );
+    }
+    let p3 = ConvParams::from_torch(o, c, 3, 3, &values(o * c * 9, 17), None, None);
+    conv2d_residual::<6, OH, 10, 24, OH, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1>(
+        &input,
+        &p3,
+        &residual,
+        &mut whole,
+        &mut [],
+        Act::RELU,
+    );
+    for band in bands {
+        let mut got = vec![f32::NAN; whole.len()];
+        conv2d_residual_rows::<6, OH, 10, 24, OH, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1>(
+            &input,
+            &p3,
+            &residual,
+            &mut got,
+            &mut [],
+            Act::RELU,
+            band,
+        );
+        check(
+            &got,
+            &whole,
+            (o, OH, 10),
+            band,
+            band,
+            "3x3 conv with a residual",
+        );
+    }
+}
+
+#[test]
+fn expand_depthwise_rows_equal_the_whole_pair() {
+    // 8 x 64 x 128 -> 128 (1x1) then 3x3 stride 2, padding 1 -> 128 x 32 x 64: the
+    // smallest map the pair runs in bands (1M floats of expansion).
+    const OH: usize = 32;
+    let (c, e) = (8, 128);
+    let input = values(c * 64 * 128, 18);
+    let pe = ConvParams::from_torch(e, c, 1, 1, &values(e * c, 19), Some(&values(e, 20)), None);
+    let pd =
+        DepthwiseParams::from_torch(e, 1, 3, 3, &values(e * 9, 21), Some(&values(e, 22)), None);
+    let len =
+        expand_depthwise_scratch_len((c, 64, 128), e, (OH, 64), (3, 3), (2, 2), (1, 1), (1, 1))
+            .expect("runs in bands");
+    let mut scratch = vec![0.0; len];
+    let mut whole = vec![0.0; e * OH * 64];
+    expand_depthwise::<8, 64, 128, 128, OH, 64, 3, 3, 2, 2, 1, 1, 1, 1>(
+        &input,
+        &pe,
+        Act::RELU6,
+        &pd,
+        &mut whole,
+        &mut scratch,
+        Act::RELU6,
+    );
+    for band in [
+        (0, OH / 2),
+        (OH / 2, OH),
+        (5, 27),
+        (31, 32),
+        (0, OH),
+        (9, 9),
+    ] {
+        let mut got = vec![f32::NAN; whole.len()];
+        expand_depthwise_rows::<8, 64, 128, 128, OH, 64, 3, 3, 2, 2, 1, 1, 1, 1>(
+            &input,
+            &pe,
+            Act::RELU6,
+            &pd,
+            &mut got,
+            &mut scratch,
+            Act::RELU6,
+            band,
+        );
+        check(&got, &whole, (e, OH, 64), band, band, "expand + depthwise");
     }
 }
 

@@ -232,32 +232,11 @@ pub fn expand_depthwise<
     scratch: &mut [f32],
     act: Act,
 ) {
-    assert!(
-        expand.dims() == [E, C, 1, 1] && dw.dims() == [E, KH, KW],
-        "expand_depthwise: parameters are {:?} and {:?}, the layers want [{E}, {C}, 1, 1] and [{E}, 1, {KH}, {KW}]",
-        expand.dims(),
-        dw.dims()
+    let p = checked(
+        [C, H, W, E, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW],
+        expand,
+        dw,
     );
-    let dd = Dims2d {
-        c: E,
-        h: H,
-        w: W,
-        o: E,
-        oh: OH,
-        ow: OW,
-        kh: KH,
-        kw: KW,
-        sh: SH,
-        sw: SW,
-        ph: PH,
-        pw: PW,
-        dh: DH,
-        dw: DW,
-        g: E,
-    };
-    let Some(p) = pair(C, dd) else {
-        panic!("expand_depthwise: {C}x{H}x{W} -> {E} then {KH}x{KW} stride {SH}: not a pair that runs in bands");
-    };
     run(
         cpu::level(),
         p,
@@ -269,6 +248,118 @@ pub fn expand_depthwise<
         scratch,
         act,
     );
+}
+
+/// [`expand_depthwise`] on output rows `rows.0..rows.1` only (of every output plane),
+/// on this thread, in bands of at most the whole call's band rows spread evenly over
+/// them: the rows one member of a [`team`](crate::team) owns. It reads the input rows
+/// those output rows need (the member's own and the halo the team exchanged); the other
+/// rows of `output` are left as they were, every value written is the one
+/// [`expand_depthwise`] gives. `scratch` needs [`expand_depthwise_scratch_len`] floats,
+/// of which it uses the first part's.
+///
+/// # Panics
+///
+/// As [`expand_depthwise`].
+#[allow(clippy::too_many_arguments)]
+pub fn expand_depthwise_rows<
+    const C: usize,
+    const H: usize,
+    const W: usize,
+    const E: usize,
+    const OH: usize,
+    const OW: usize,
+    const KH: usize,
+    const KW: usize,
+    const SH: usize,
+    const SW: usize,
+    const PH: usize,
+    const PW: usize,
+    const DH: usize,
+    const DW: usize,
+>(
+    input: &[f32],
+    expand: &ConvParams,
+    expand_act: Act,
+    dw: &DepthwiseParams,
+    output: &mut [f32],
+    scratch: &mut [f32],
+    act: Act,
+    rows: (usize, usize),
+) {
+    let p = checked(
+        [C, H, W, E, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW],
+        expand,
+        dw,
+    );
+    let input = &input[..C * H * W];
+    let output = &mut output[..E * OH * OW];
+    let part_len = p.part_len();
+    assert!(
+        scratch.len() >= p.scratch_len(),
+        "expand_depthwise: scratch of {} floats, needs {}",
+        scratch.len(),
+        p.scratch_len()
+    );
+    let (from, to) = (rows.0.min(OH), rows.1.min(OH));
+    if from >= to {
+        return;
+    }
+    let n = to - from;
+    let step = n.div_ceil(n.div_ceil(p.rows));
+    let job = Bands {
+        level: cpu::level(),
+        p,
+        input,
+        expand,
+        expand_act,
+        dw,
+        act,
+    };
+    // SAFETY: `output` is borrowed mutably for the call, which writes only rows
+    // `from..to <= OH` of its `E*OH*OW` floats (checked above), on this thread.
+    unsafe {
+        job.run(
+            from,
+            to,
+            step,
+            output.as_mut_ptr(),
+            &mut scratch[..part_len],
+        )
+    };
+}
+
+/// The pair that dimensions `[C, H, W, E, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW]`
+/// describe, checked against the parameters (panics as [`expand_depthwise`]).
+fn checked(dims: [usize; 14], expand: &ConvParams, dw: &DepthwiseParams) -> Pair {
+    let [c, h, w, e, oh, ow, kh, kw, sh, sw, ph, pw, dh, dwl] = dims;
+    assert!(
+        expand.dims() == [e, c, 1, 1] && dw.dims() == [e, kh, kw],
+        "expand_depthwise: parameters are {:?} and {:?}, the layers want [{e}, {c}, 1, 1] and [{e}, 1, {kh}, {kw}]",
+        expand.dims(),
+        dw.dims()
+    );
+    let dd = Dims2d {
+        c: e,
+        h,
+        w,
+        o: e,
+        oh,
+        ow,
+        kh,
+        kw,
+        sh,
+        sw,
+        ph,
+        pw,
+        dh,
+        dw: dwl,
+        g: e,
+    };
+    let Some(p) = pair(c, dd) else {
+        panic!("expand_depthwise: {c}x{h}x{w} -> {e} then {kh}x{kw} stride {sh}: not a pair that runs in bands");
+    };
+    p
 }
 
 /// [`expand_depthwise`] at `level` with its geometry as values: the bands split into up
@@ -319,7 +410,8 @@ pub(crate) fn run(
         // part's, and the borrows of `output` and `scratch` outlive `pool::run`.
         unsafe {
             let mine = core::slice::from_raw_parts_mut(buf.get().add(i * part_len), part_len);
-            job.run(b0, b1, out.get(), mine);
+            let (y0, y1) = (b0 * p.rows, (b1 * p.rows).min(dd.oh));
+            job.run(y0, y1, p.rows, out.get(), mine);
         }
     });
 }
@@ -336,23 +428,32 @@ struct Bands<'a> {
 }
 
 impl Bands<'_> {
-    /// Bands `b0..b1` in `buffers` (one part's [`Pair::part_len`] floats), written into
-    /// their rows of the output planes at `output`.
+    /// Output rows `from..to` in bands of `step <= p.rows` rows, in `buffers` (one
+    /// part's [`Pair::part_len`] floats), written into their rows of the output planes
+    /// at `output`.
     ///
     /// # Safety
     ///
     /// `output` points to the pair's `E*OH*OW` output floats, of which this call may write
-    /// the rows of its bands (no other thread accesses them during the call).
-    unsafe fn run(&self, b0: usize, b1: usize, output: *mut f32, buffers: &mut [f32]) {
+    /// rows `from..to` (no other thread accesses them during the call).
+    unsafe fn run(
+        &self,
+        from: usize,
+        to: usize,
+        step: usize,
+        output: *mut f32,
+        buffers: &mut [f32],
+    ) {
         let Pair { c, dd, rows } = self.p;
+        debug_assert!(0 < step && step <= rows && to <= dd.oh);
         let (h, w) = (dd.h, dd.w);
         let n_max = self.p.max_rows_in();
         let (band_in, rest) = buffers.split_at_mut(c * n_max * w);
         let (band_mid, rest) = rest.split_at_mut(dd.c * n_max * w);
         let band_out = &mut rest[..dd.c * rows * dd.ow];
         let cap = engine::SCRATCH;
-        for b in b0..b1 {
-            let (y0, y1) = (b * rows, ((b + 1) * rows).min(dd.oh));
+        for y0 in (from..to).step_by(step) {
+            let y1 = (y0 + step).min(to);
             let (lo, hi, top) = self.p.band_rows(y0, y1);
             let n = hi - lo;
             // The expansion's input rows, channel by channel.

@@ -341,7 +341,17 @@ pub fn conv2d_rows<
     rows: (usize, usize),
 ) {
     let d = checked_dims::<C, H, W, O, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, G>(params);
-    run::conv2d_rows_with(cpu::level(), d, input, params, output, act, scratch, rows);
+    run::conv2d_rows_with(
+        cpu::level(),
+        d,
+        input,
+        params,
+        output,
+        act,
+        None,
+        scratch,
+        rows,
+    );
 }
 
 /// [`conv2d_scratch`] with a residual added before the activation (a fused `add`, as
@@ -379,12 +389,7 @@ pub fn conv2d_residual<
     act: Act,
 ) {
     let d = checked_dims::<C, H, W, O, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, G>(params);
-    assert!(
-        residual.len() >= O * OH * OW,
-        "conv2d_residual: the residual holds {} values, the output {}",
-        residual.len(),
-        O * OH * OW
-    );
+    check_residual(residual, O * OH * OW);
     conv2d_with(
         cpu::level(),
         d,
@@ -396,6 +401,65 @@ pub fn conv2d_residual<
         engine::SCRATCH,
         None,
         scratch,
+    );
+}
+
+/// [`conv2d_residual`] on output rows `rows.0..rows.1` only (of every output plane), on
+/// this thread: the rows one member of a [`team`](crate::team) owns, which read the
+/// same rows of `residual`. The other rows of `output` are left as they were; every
+/// value written is the one [`conv2d_residual`] gives.
+///
+/// # Panics
+///
+/// As [`conv2d_residual`].
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_residual_rows<
+    const C: usize,
+    const H: usize,
+    const W: usize,
+    const O: usize,
+    const OH: usize,
+    const OW: usize,
+    const KH: usize,
+    const KW: usize,
+    const SH: usize,
+    const SW: usize,
+    const PH: usize,
+    const PW: usize,
+    const DH: usize,
+    const DW: usize,
+    const G: usize,
+>(
+    input: &[f32],
+    params: &ConvParams,
+    residual: &[f32],
+    output: &mut [f32],
+    scratch: &mut [f32],
+    act: Act,
+    rows: (usize, usize),
+) {
+    let d = checked_dims::<C, H, W, O, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, G>(params);
+    check_residual(residual, O * OH * OW);
+    let res = Some(residual);
+    run::conv2d_rows_with(
+        cpu::level(),
+        d,
+        input,
+        params,
+        output,
+        act,
+        res,
+        scratch,
+        rows,
+    );
+}
+
+/// Panics unless `residual` holds the output's `n` values.
+fn check_residual(residual: &[f32], n: usize) {
+    assert!(
+        residual.len() >= n,
+        "conv2d_residual: the residual holds {} values, the output {n}",
+        residual.len(),
     );
 }
 

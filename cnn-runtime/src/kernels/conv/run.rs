@@ -240,9 +240,9 @@ pub(crate) fn conv2d_with(
     );
 }
 
-/// [`conv2d_with`] (no residual, the default band buffer) on output rows `rows.0..rows.1`
-/// only, on this thread: the rows a member of a [`crate::team`] owns. The other rows of
-/// `output` are not written; each value written is the one the whole layer gives.
+/// [`conv2d_with`] (the default band buffer) on output rows `rows.0..rows.1` only, on
+/// this thread: the rows a member of a [`crate::team`] owns. The other rows of `output`
+/// are not written; each value written is the one the whole layer gives.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv2d_rows_with(
     level: Level,
@@ -251,6 +251,7 @@ pub(crate) fn conv2d_rows_with(
     params: &ConvParams,
     output: &mut [f32],
     act: Act,
+    res: Option<&[f32]>,
     pack: &mut [f32],
     rows: (usize, usize),
 ) {
@@ -262,7 +263,7 @@ pub(crate) fn conv2d_rows_with(
             params: params.packed(),
             output,
             act,
-            res: None,
+            res,
             cap: engine::SCRATCH,
             force: None,
             pack,
