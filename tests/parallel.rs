@@ -135,6 +135,70 @@ fn team_writing_the_output_equals_one_thread() {
 }
 
 cnn_model! {
+    /// A graph a team runs (MobileNetV2's inverted residuals, smaller and odd-sized): a
+    /// 1x1 expansion fused with its stride-2 depthwise layer (`expand_depthwise`, 1M
+    /// floats of expansion), blocks whose projections add their input (`conv2d_residual`
+    /// in rows), a 5x5 depthwise layer, and a block output read by a 1x1 layer and,
+    /// two steps later, by a 3x3 layer (its exchange for that later reader) whose fused
+    /// add reads the 1x1 branch.
+    #[winograd = false]
+    pub struct TeamGraph {
+        input: [3, 129, 130],
+        c1: conv(16, kernel = 3, padding = 1),
+        relu6,
+        e1: conv(64, kernel = 1),
+        relu6,
+        d1: conv(64, kernel = 3, stride = 2, padding = 1, groups = 64),
+        relu6,
+        p1: conv(16, kernel = 1),
+        e2: conv(48, kernel = 1),
+        relu6,
+        d2: conv(48, kernel = 3, padding = 1, groups = 48),
+        relu6,
+        p2: conv(16, kernel = 1),
+        r2: add(p1),
+        e3: conv(48, kernel = 1),
+        relu,
+        d3: conv(48, kernel = 5, padding = 2, groups = 48),
+        p3: conv(16, kernel = 1),
+        r3: add(r2),
+        qc: conv(16, kernel = 1),
+        q: relu,
+        c4: conv(16, kernel = 3, padding = 1, from = r3),
+        r4: add(q),
+        relu,
+        c5: conv(16, kernel = 3, stride = 2),
+        relu,
+        global_avg_pool,
+        fc: linear(5),
+    }
+}
+
+#[test]
+fn team_on_a_graph_equals_one_thread() {
+    let _turn = threads_lock();
+    let summary = TeamGraph::summary();
+    assert!(
+        summary.contains("two threads:  `c1` to `c5` (")
+            && summary.contains("> depthwise_conv2d")
+            && summary.contains("+add"),
+        "{summary}"
+    );
+    let model = TeamGraph::from_safetensors(&random_weights::<TeamGraph>(7)).unwrap();
+    for seed in 0..10u64 {
+        let x = random_input::<TeamGraph>(700 + seed);
+        cnn::set_num_threads(1);
+        let want = model.forward_flat(&x).unwrap();
+        cnn::set_num_threads(2);
+        let before = cnn::__private::rt::team::calls();
+        let got = model.forward_flat(&x).unwrap();
+        assert!(cnn::__private::rt::team::calls() > before, "the team ran");
+        assert_eq!(got, want, "input {seed}");
+    }
+    cnn::set_num_threads(1);
+}
+
+cnn_model! {
     /// Winograd layers in the team, with and without their fused max pools.
     #[file = "models/cifar_vgg.toml"]
     pub struct CifarVgg;

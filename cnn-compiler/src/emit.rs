@@ -158,6 +158,7 @@ fn kernel_step(
             w,
             (expand, expand_bn, expand_act),
             (dw, bn),
+            band,
         ),
         Kernel::ConvTranspose { layer, path, bn } => {
             conv_transpose(step, model, shapes, w, layer, path, bn)
@@ -286,7 +287,8 @@ fn conv(
             } else {
                 quote!(&mut [])
             };
-            quote!(#rt::kernels::conv::conv2d_residual::<#ci, #h, #wd, #o, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw, #g>(r0, &self.#field, r1, w, #scratch, #act);)
+            let (f, rows) = rows_of("conv2d_residual");
+            quote!(#rt::kernels::conv::#f::<#ci, #h, #wd, #o, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw, #g>(r0, &self.#field, r1, w, #scratch, #act #rows);)
         } else if band {
             // A team member's rows, with the packing room where the plan has it.
             let scratch = if step.scratch.is_some() {
@@ -315,6 +317,7 @@ fn expand_depthwise(
     w: &mut Weights,
     (expand, expand_bn, expand_act): (usize, Option<usize>, Option<Activation>),
     (dw, bn): (usize, Option<usize>),
+    band: bool,
 ) -> TokenStream {
     let rt = rt();
     let (le, ld) = (&model.layers[expand], &model.layers[dw]);
@@ -352,7 +355,16 @@ fn expand_depthwise(
     let (act1, act2) = (act_tokens(expand_act), act_tokens(step.act));
     let [c, h, wd, e, oh, ow, kh, kw, sh, sw, pt, pl, dh, dwl] =
         [c, h, wd, e, oh, ow, kh, kw, sh, sw, pt, pl, dh, dwl].map(lit);
-    let call = quote!(#rt::kernels::expand_depthwise::expand_depthwise::<#c, #h, #wd, #e, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dwl>(r0, &self.#fe, #act1, &self.#fd, w, scratch, #act2););
+    // A team member's call: the row form, on the member's rows of the output.
+    let (f, rows) = if band {
+        (
+            format_ident!("expand_depthwise_rows"),
+            quote!(, m.rows(#oh)),
+        )
+    } else {
+        (format_ident!("expand_depthwise"), quote!())
+    };
+    let call = quote!(#rt::kernels::expand_depthwise::#f::<#c, #h, #wd, #e, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dwl>(r0, &self.#fe, #act1, &self.#fd, w, scratch, #act2 #rows););
     bind(step, false, call)
 }
 

@@ -1,20 +1,24 @@
 //! The steps a team of two threads runs as two half images (`cnn_runtime::team`): the
-//! longest chain of convolutions from the model's input on whose tensors each thread
-//! can keep its own rows, and the rows they exchange.
+//! longest chain of steps from the model's input on whose tensors each thread can keep
+//! its own rows, and the rows they exchange.
 //!
-//! A step joins the chain when it is a direct or depthwise convolution (no residual or
-//! scale, not a strided 1x1 layer, which gathers its input whole) or a Winograd one
-//! (with or without its fused max pool; not dilated) whose two halves of tile rows meet
-//! at the team's boundary, reads the step before it (the first: the model's input) and nothing else,
-//! writes a `[C, H, W]` tensor of at least two rows into the arena, and that tensor is
-//! read by the next step alone (the last one's by anything), or writes the model's
-//! output (and ends the chain: the team then computes the whole model). Each member owns rows
-//! `0..H/2` or `H/2..H` of every tensor, which each step computes through its kernel's
-//! `_rows` form (`conv2d_rows`, `depthwise_conv2d_rows`, `winograd_conv3x3_rows`, ...); the rows of the other half a step reads (its window's reach over the
-//! boundary: one row for a 3x3 layer at stride 1 or 2) are exchanged after the step
-//! that wrote them. A chain is worth a team when it holds most of the model's work
-//! (`MIN_SHARE`) over at least two steps, and enough of it per float that the worker
-//! hands over at its end (`MIN_MACS_PER_MERGED`).
+//! A step joins the chain when it is a direct or depthwise convolution (with or without
+//! a fused residual; no scale, not a strided 1x1 layer, which gathers its input whole),
+//! a 1x1 expansion fused with its depthwise layer, or a Winograd convolution (with or
+//! without its fused max pool; not dilated, no residual) whose two halves of tile rows
+//! meet at the team's boundary; reads only the model's input and tensors earlier steps
+//! of the chain wrote (a graph: a residual block's input read again by its last
+//! layer's fused add); and writes a `[C, H, W]` tensor of at least two rows into the
+//! arena, or the model's output (which ends the chain: the team then computes the whole
+//! model). Every tensor of the chain but the last is read by steps of the chain alone.
+//! Each member owns rows `0..H/2` or `H/2..H` of every tensor, which each step computes
+//! through its kernel's `_rows` form (`conv2d_rows`, `conv2d_residual_rows`,
+//! `depthwise_conv2d_rows`, `expand_depthwise_rows`, `winograd_conv3x3_rows`, ...); the
+//! rows of the other half any reader's window reaches over the boundary (one row for a
+//! 3x3 layer at stride 1 or 2) are exchanged right after the step that wrote them. A
+//! chain is worth a team when it holds most of the model's work (`MIN_SHARE`) over at
+//! least two steps, and enough of it per float that the worker hands over at its end
+//! (`MIN_MACS_PER_MERGED`).
 
 use super::{Buf, Kernel, Plan};
 use crate::ir::{Model, Op, Shape, Src};
@@ -72,25 +76,24 @@ pub struct Team {
     pub share: usize,
 }
 
-/// The conv layer a step runs, if the team may run it: `(layer, [kernel height, stride,
-/// dilation, top padding, the row of its convolution's output where member 1 starts])`.
-fn team_conv(
-    plan: &Plan,
-    i: usize,
-    model: &Model,
-    shapes: &[LayerShape],
-) -> Option<(usize, [usize; 5])> {
+/// A step the team may run, by the rows of its output: a convolution (direct, depthwise
+/// or Winograd, with a fused residual but no scale) or a 1x1 expansion with its
+/// depthwise layer. Returns the geometry of its window over its first source: `[kernel
+/// height, stride, dilation, top padding, the row of its convolution's output where
+/// member 1 starts]`.
+fn team_step(plan: &Plan, i: usize, model: &Model, shapes: &[LayerShape]) -> Option<[usize; 5]> {
     let step = &plan.steps[i];
-    let Kernel::Conv {
-        layer,
-        winograd,
-        pool,
-        residual: false,
-        scale: false,
-        ..
-    } = step.kernel
-    else {
-        return None;
+    let (layer, winograd, pool, residual) = match step.kernel {
+        Kernel::Conv {
+            layer,
+            winograd,
+            pool,
+            residual,
+            scale: false,
+            ..
+        } => (layer, winograd, pool, residual),
+        Kernel::ExpandDepthwise { dw, .. } => (dw, None, None, false),
+        _ => return None,
     };
     let Op::Conv(conv) = model.layers[layer].op else {
         return None;
@@ -101,7 +104,8 @@ fn team_conv(
         conv.dilation.0 as usize,
     );
     let pt = shapes[layer].pads.0;
-    if (kh == 1 && sh > 1) || step.srcs.len() != 1 || step.dst.buf == Buf::Input {
+    let sources = if residual { 2 } else { 1 };
+    if (kh == 1 && sh > 1) || step.srcs.len() != sources || step.dst.buf == Buf::Input {
         return None;
     }
     let Shape::Chw(_, h, _) = step.output else {
@@ -114,15 +118,54 @@ fn team_conv(
     let start = if pool.is_some() { 2 * (h / 2) } else { h / 2 };
     if let Some(t) = winograd {
         // The runtime splits a Winograd layer by tile rows: their halves must meet at
-        // that row (an even count of tile rows of `t`); not over polyphase components.
+        // that row (an even count of tile rows of `t`); not over polyphase components,
+        // and without a residual (no row form).
         let tiles = shapes[layer].output.as_chw().1.div_ceil(t);
-        if dh != 1 || !tiles.is_multiple_of(2) || tiles / 2 * t != start {
+        if residual || dh != 1 || !tiles.is_multiple_of(2) || tiles / 2 * t != start {
             return None;
         }
     } else if pool.is_some() {
         return None;
     }
-    Some((layer, [kh, sh, dh, pt, start]))
+    Some([kh, sh, dh, pt, start])
+}
+
+/// The chain of steps `0..` the team may run (at most `limit`): each a [`team_step`]
+/// whose sources are the model's input or tensors earlier steps of the chain wrote
+/// (by index; `None`: the input), writing the arena or, ending the chain, the model's
+/// output. Returns each step's window geometry and its first source's producer.
+fn chain(
+    plan: &Plan,
+    model: &Model,
+    shapes: &[LayerShape],
+    limit: usize,
+) -> Vec<([usize; 5], Option<usize>)> {
+    let mut steps = Vec::new();
+    for (i, step) in plan.steps.iter().enumerate().take(limit) {
+        let Some(g) = team_step(plan, i, model, shapes) else {
+            break;
+        };
+        let mut producers = Vec::new();
+        for (src, &shape) in step.srcs.iter().zip(&step.inputs) {
+            let producer = match src.buf {
+                // (Each member has all of the input, in any shape.)
+                Buf::Input => None,
+                // The tensor in that region now: the last chain step that wrote it (the
+                // plan keeps a region from being written while it is read).
+                Buf::Arena => match (0..i).rev().find(|&k| plan.steps[k].dst == *src) {
+                    Some(k) if plan.steps[k].output == shape => Some(k),
+                    _ => return steps,
+                },
+                _ => return steps,
+            };
+            producers.push(producer);
+        }
+        steps.push((g, producers[0]));
+        if step.dst.buf != Buf::Arena {
+            break;
+        }
+    }
+    steps
 }
 
 /// The team for `plan`, if a chain worth one starts the model.
@@ -130,8 +173,8 @@ pub fn team(plan: &Plan, model: &Model, shapes: &[LayerShape]) -> Option<Team> {
     if model.is_1d() {
         return None;
     }
-    // Readers of each layer's output (views are not looked through: a chain through a
-    // view stops there).
+    // Readers of each layer's output (views are not looked through: a tensor read
+    // through a view ends the chain there).
     let mut readers = vec![Vec::new(); model.layers.len()];
     for (i, l) in model.layers.iter().enumerate() {
         for s in &l.inputs {
@@ -140,27 +183,25 @@ pub fn team(plan: &Plan, model: &Model, shapes: &[LayerShape]) -> Option<Team> {
             }
         }
     }
-    let mut geo = Vec::new();
-    for (i, step) in plan.steps.iter().enumerate() {
-        let Some((layer, g)) = team_conv(plan, i, model, shapes) else {
-            break;
+    // Every tensor of the chain but its last is read by chain steps alone (the steps
+    // after the team see the worker's rows of the last one only): cut the chain after
+    // the first that is not, until none is.
+    let mut geo = chain(plan, model, shapes, plan.steps.len());
+    loop {
+        let inside: Vec<usize> = plan.steps[..geo.len()]
+            .iter()
+            .flat_map(|s| s.layers.iter().copied())
+            .collect();
+        let leaks = |k: usize| {
+            plan.steps[k]
+                .layers
+                .last()
+                .is_none_or(|&l| readers[l].iter().any(|r| !inside.contains(r)))
         };
-        let chained = if i == 0 {
-            step.srcs[0].buf == Buf::Input && model.layers[layer].inputs == [Src::Input]
-        } else {
-            let prev = &plan.steps[i - 1];
-            // (A step writing the output is read by none: the chain ends with it.)
-            let last = *prev.layers.last()?;
-            prev.dst.buf == Buf::Arena
-                && step.srcs[0] == prev.dst
-                && step.inputs[0] == prev.output
-                && model.layers[layer].inputs == [Src::Layer(last)]
-                && readers[last] == [layer]
-        };
-        if !chained {
-            break;
+        match (0..geo.len().saturating_sub(1)).find(|&k| leaks(k)) {
+            Some(k) => geo = chain(plan, model, shapes, k + 1),
+            None => break,
         }
-        geo.push(g);
     }
     let steps = geo.len();
     let macs = |range: core::ops::Range<usize>| -> usize {
@@ -183,20 +224,24 @@ pub fn team(plan: &Plan, model: &Model, shapes: &[LayerShape]) -> Option<Team> {
         }
     };
     let mut exchanges = Vec::new();
-    for i in 0..steps - 1 {
-        let t = rows(i);
+    for k in 0..steps - 1 {
+        let t = rows(k);
         let h = t.chw.1;
-        let [kh, sh, dh, pt, ob] = geo[i + 1];
         let b = h / 2;
-        // Member 0 computes output rows 0..ob, member 1 ob..: the input rows each reads.
-        let end0 = ((ob - 1) * sh + (kh - 1) * dh + 1)
-            .saturating_sub(pt)
-            .min(h);
-        let start1 = (ob * sh).saturating_sub(pt);
-        let (above, below) = (b.saturating_sub(start1), end0.saturating_sub(b));
+        // Member 0 computes output rows 0..ob of each reader, member 1 ob..: the rows of
+        // this tensor each reads beyond its own.
+        let (mut above, mut below) = (0, 0);
+        for &([kh, sh, dh, pt, ob], _) in geo.iter().filter(|(_, from)| *from == Some(k)) {
+            let end0 = ((ob - 1) * sh + (kh - 1) * dh + 1)
+                .saturating_sub(pt)
+                .min(h);
+            let start1 = (ob * sh).saturating_sub(pt);
+            above = above.max(b.saturating_sub(start1));
+            below = below.max(end0.saturating_sub(b));
+        }
         if above > 0 || below > 0 {
             exchanges.push(Exchange {
-                after: i,
+                after: k,
                 tensor: t,
                 above,
                 below,

@@ -69,3 +69,46 @@ fn cifar_vgg_team_calls_the_row_forms() {
         assert!(call.contains(&format!("m . rows ({h})")), "{call}");
     }
 }
+
+/// MobileNetV2 (a graph): the team runs from the stem to the last 1x1 layer, through
+/// the fused expansion + depthwise pair and the projections that add their block's
+/// input (read twice: by the next expansion and by that add, neither across the
+/// boundary). The exchanges come after the steps a depthwise layer reads, and only
+/// there.
+#[test]
+fn mobilenet_v2_team_runs_the_graph() {
+    use crate::plan::Kernel;
+    let c = model("mobilenet_v2_224.toml");
+    let team = c.plan.team.as_ref().expect("a team");
+    let name = |s: usize| c.model.layers[c.plan.steps[s].layers[0]].name.clone();
+    assert_eq!(
+        (name(0).as_str(), name(team.steps - 1).as_str()),
+        ("features.0.0", "features.18.0")
+    );
+    assert_eq!(team.merge_buf, Buf::Arena);
+    assert_eq!(team.merge.chw, (1280, 7, 7));
+    let windowed = |s: usize| match c.plan.steps[s].kernel {
+        Kernel::Conv { depthwise, .. } => depthwise,
+        Kernel::ExpandDepthwise { .. } => true,
+        _ => false,
+    };
+    assert_eq!(team.exchanges.len(), 17);
+    for e in &team.exchanges {
+        assert!(windowed(e.after + 1), "{e:?}");
+        // One row each way at stride 1; at stride 2 one or two rows above (14 -> 7:
+        // member 1's first output row, 3, reads rows 5..8), none below.
+        assert!(
+            e.above + e.below > 0 && e.above <= 2 && e.below <= 1,
+            "{e:?}"
+        );
+    }
+    let (calls, _) = crate::codegen::steps(&c.model, &c.shapes, &c.plan);
+    let code: Vec<String> = calls.members.iter().map(|t| t.to_string()).collect();
+    let count = |f: &str| code.iter().filter(|c| c.contains(f)).count();
+    assert_eq!(count("conv2d_residual_rows ::"), 10, "{code:#?}");
+    assert_eq!(count("expand_depthwise_rows ::"), 1, "{code:#?}");
+    for (call, step) in code.iter().zip(&c.plan.steps) {
+        let h = step.output.as_chw().1;
+        assert!(call.contains(&format!("m . rows ({h})")), "{call}");
+    }
+}
