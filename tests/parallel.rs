@@ -199,6 +199,50 @@ fn team_on_a_graph_equals_one_thread() {
 }
 
 cnn_model! {
+    /// A skip connection from inside the chain to a step after it (a U-Net's): `a2` is
+    /// read by `c3`, a team step, and by the add fused into `c4`, which comes after a
+    /// pool that ends the chain. The team stops at `c2`, whose tensor the caller then
+    /// holds whole.
+    #[winograd = false]
+    pub struct TeamCut {
+        input: [3, 40, 36],
+        c1: conv(64, kernel = 3, padding = 1),
+        relu,
+        c2: conv(16, kernel = 5, padding = 2),
+        a2: relu,
+        c3: conv(4, kernel = 3, padding = 1),
+        max_pool(2),
+        upsample(scale = 2),
+        c4: conv(16, kernel = 1),
+        add(a2),
+        global_avg_pool,
+        fc: linear(3),
+    }
+}
+
+#[test]
+fn team_cut_before_a_tensor_read_after_it_equals_one_thread() {
+    let _turn = threads_lock();
+    let summary = TeamCut::summary();
+    assert!(
+        summary.contains("two threads:  `c1` to `c2` (2 steps"),
+        "{summary}"
+    );
+    let model = TeamCut::from_safetensors(&random_weights::<TeamCut>(8)).unwrap();
+    for seed in 0..10u64 {
+        let x = random_input::<TeamCut>(800 + seed);
+        cnn::set_num_threads(1);
+        let want = model.forward_flat(&x).unwrap();
+        cnn::set_num_threads(2);
+        let before = cnn::__private::rt::team::calls();
+        let got = model.forward_flat(&x).unwrap();
+        assert!(cnn::__private::rt::team::calls() > before, "the team ran");
+        assert_eq!(got, want, "input {seed}");
+    }
+    cnn::set_num_threads(1);
+}
+
+cnn_model! {
     /// Winograd layers in the team, with and without their fused max pools.
     #[file = "models/cifar_vgg.toml"]
     pub struct CifarVgg;
