@@ -125,16 +125,17 @@ pub struct Calls {
 /// The kernel calls of `forward_body` and the weights they use.
 pub fn steps(model: &Model, shapes: &[LayerShape], plan: &Plan) -> (Calls, Weights) {
     let mut weights = Weights::new();
-    let steps = plan
-        .steps
-        .iter()
-        .map(|step| crate::emit::step(step, model, shapes, &mut weights))
-        .collect();
     let team = plan.team.as_ref().map_or(0, |t| t.steps);
-    let members = plan.steps[..team]
-        .iter()
-        .map(|step| crate::emit::member_step(step, model, shapes, &weights))
-        .collect();
+    let (mut steps, mut members) = (Vec::new(), Vec::new());
+    for (i, step) in plan.steps.iter().enumerate() {
+        if i < team {
+            let (call, member) = crate::emit::step_and_member(step, model, shapes, &mut weights);
+            steps.push(call);
+            members.push(member);
+        } else {
+            steps.push(crate::emit::step(step, model, shapes, &mut weights));
+        }
+    }
     (Calls { steps, members }, weights)
 }
 

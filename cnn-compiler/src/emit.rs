@@ -107,25 +107,20 @@ fn bind(step: &Step, skip_first: bool, body: TokenStream) -> TokenStream {
 
 /// The tokens of one step.
 pub fn step(step: &Step, model: &Model, shapes: &[LayerShape], w: &mut Weights) -> TokenStream {
-    kernel_step(step, model, shapes, w, false)
+    step_and_member(step, model, shapes, w).0
 }
 
-/// The tokens of one step of a team (`plan::team`), inside the member's closure: the
-/// kernel's `_rows` form on the member's rows of the step's output (`m.rows(H)`). The
-/// weights are those [`step`] registered for the same step (`w` is left as it was).
-pub fn member_step(step: &Step, model: &Model, shapes: &[LayerShape], w: &Weights) -> TokenStream {
-    kernel_step(step, model, shapes, &mut w.clone(), true)
-}
-
-/// [`step`], or with `band` [`member_step`] (only the team's kinds of step have a row
-/// form; the others compute all their rows).
-fn kernel_step(
+/// The tokens of one step, and those of the same step in a team (`plan::team`), inside
+/// the member's closure: the kernel's `_rows` form on the member's rows of the step's
+/// output (`m.rows(H)`). Only the team's kinds of step have a row form; for the others
+/// both are the same call. The step's weights are registered once.
+pub fn step_and_member(
     step: &Step,
     model: &Model,
     shapes: &[LayerShape],
     w: &mut Weights,
-    band: bool,
-) -> TokenStream {
+) -> (TokenStream, TokenStream) {
+    let both = |t: TokenStream| (t.clone(), t);
     match step.kernel {
         Kernel::Conv {
             layer,
@@ -143,7 +138,6 @@ fn kernel_step(
             layer,
             (depthwise, winograd, pool.is_some(), residual, scale),
             bn,
-            band,
         ),
         Kernel::ExpandDepthwise {
             expand,
@@ -158,20 +152,31 @@ fn kernel_step(
             w,
             (expand, expand_bn, expand_act),
             (dw, bn),
-            band,
         ),
         Kernel::ConvTranspose { layer, path, bn } => {
-            conv_transpose(step, model, shapes, w, layer, path, bn)
+            both(conv_transpose(step, model, shapes, w, layer, path, bn))
         }
-        Kernel::Linear { layer, bn } => linear(step, model, shapes, w, layer, bn),
-        Kernel::Pool { layer } => pool(step, model, shapes, layer),
-        Kernel::AdaptivePool { layer } => adaptive_pool(step, model, shapes, layer),
-        Kernel::Upsample { layer } => upsample(step, model, shapes, layer),
-        Kernel::GlobalAvg | Kernel::GlobalMax => global_pool(step),
-        Kernel::Affine { layer } => affine(step, model, shapes, w, layer),
-        Kernel::Activation | Kernel::Softmax => elementwise(step),
-        Kernel::Binary { op, in_place } => binary(step, op, in_place),
-        Kernel::Copy => copy(step),
+        Kernel::Linear { layer, bn } => both(linear(step, model, shapes, w, layer, bn)),
+        Kernel::Pool { layer } => both(pool(step, model, shapes, layer)),
+        Kernel::AdaptivePool { layer } => both(adaptive_pool(step, model, shapes, layer)),
+        Kernel::Upsample { layer } => both(upsample(step, model, shapes, layer)),
+        Kernel::GlobalAvg | Kernel::GlobalMax => both(global_pool(step)),
+        Kernel::Affine { layer } => both(affine(step, model, shapes, w, layer)),
+        Kernel::Activation | Kernel::Softmax => both(elementwise(step)),
+        Kernel::Binary { op, in_place } => both(binary(step, op, in_place)),
+        Kernel::Copy => both(copy(step)),
+    }
+}
+
+/// The arguments a team member's call adds to a kernel's (`, m.rows(H)` with the
+/// step's output rows `H`), and the kernel's name with `_rows` for it: `band` picks the
+/// member's form.
+fn row_form(step: &Step, name: &str, band: bool) -> (proc_macro2::Ident, TokenStream) {
+    if band {
+        let rows = lit(step.output.as_chw().1);
+        (format_ident!("{name}_rows"), quote!(, m.rows(#rows)))
+    } else {
+        (format_ident!("{name}"), quote!())
     }
 }
 
@@ -190,19 +195,8 @@ fn conv(
     layer: usize,
     (depthwise, winograd, pool, residual, scale): (bool, Option<usize>, bool, bool, bool),
     bn: Option<usize>,
-    band: bool,
-) -> TokenStream {
+) -> (TokenStream, TokenStream) {
     let rt = rt();
-    // A team member's call: the kernel's `_rows` form, on the member's rows of the step's
-    // output (after a fused pool).
-    let rows_of = |name: &str| {
-        if band {
-            let rows = lit(step.output.as_chw().1);
-            (format_ident!("{name}_rows"), quote!(, m.rows(#rows)))
-        } else {
-            (format_ident!("{name}"), quote!())
-        }
-    };
     let l = &model.layers[layer];
     let Op::Conv(conv) = kernel_op(&l.op, model.is_1d()) else {
         unreachable!("planned convs are conv layers")
@@ -226,52 +220,48 @@ fn conv(
     let (cg, out, kh_, kw_) = (ci / g, o, kh, kw);
     let [ci, h, wd, o, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, g] =
         [ci, h, wd, o, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, g].map(lit);
-    let call = if let Some(tile) = winograd {
-        w.fields.push((
-            field.clone(),
-            Build::layer(Kind::Winograd { out, c: cg, tile }, weight, bias_bn),
-        ));
-        if residual {
-            // The step's second source added before the activation.
-            quote!(#rt::kernels::winograd::winograd_conv3x3_residual::<#ci, #h, #wd, #o, #oh, #ow, #pt, #pl, #dh, #dw>(r0, &self.#field, r1, w, scratch, #act);)
-        } else if pool {
-            // The step's output is the pooled tensor (`Kernel::Conv { pool }`).
-            let (f, rows) = rows_of("winograd_conv3x3_maxpool2");
-            quote!(#rt::kernels::winograd::#f::<#ci, #h, #wd, #o, #oh, #ow, #pt, #pl>(r0, &self.#field, w, scratch, #act #rows);)
-        } else {
-            let (f, rows) = rows_of("winograd_conv3x3");
-            quote!(#rt::kernels::winograd::#f::<#ci, #h, #wd, #o, #oh, #ow, #pt, #pl, #dh, #dw>(r0, &self.#field, w, scratch, #act #rows);)
-        }
-    } else if depthwise {
-        w.fields.push((
-            field.clone(),
-            Build::layer(
-                Kind::Depthwise {
-                    out,
-                    kh: kh_,
-                    kw: kw_,
-                },
-                weight,
-                bias_bn,
-            ),
-        ));
-        let (f, rows) = rows_of("depthwise_conv2d");
-        quote!(#rt::kernels::depthwise::#f::<#ci, #h, #wd, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw>(r0, &self.#field, w, #act #rows);)
+    let kind = match winograd {
+        Some(tile) => Kind::Winograd { out, c: cg, tile },
+        None if depthwise => Kind::Depthwise {
+            out,
+            kh: kh_,
+            kw: kw_,
+        },
+        None => Kind::Conv {
+            out,
+            cg,
+            kh: kh_,
+            kw: kw_,
+        },
+    };
+    w.fields
+        .push((field.clone(), Build::layer(kind, weight, bias_bn)));
+    // Working memory where the plan has it (the direct convolutions' packing room).
+    let scratch = if step.scratch.is_some() {
+        quote!(scratch)
     } else {
-        w.fields.push((
-            field.clone(),
-            Build::layer(
-                Kind::Conv {
-                    out,
-                    cg,
-                    kh: kh_,
-                    kw: kw_,
-                },
-                weight,
-                bias_bn,
-            ),
-        ));
-        if scale {
+        quote!(&mut [])
+    };
+    // The call, or with `band` a team member's: the kernel's `_rows` form on the
+    // member's rows of the step's output (after a fused pool).
+    let call = |band: bool| {
+        let rows_of = |name: &str| row_form(step, name, band);
+        let call = if winograd.is_some() {
+            if residual {
+                // The step's second source added before the activation.
+                quote!(#rt::kernels::winograd::winograd_conv3x3_residual::<#ci, #h, #wd, #o, #oh, #ow, #pt, #pl, #dh, #dw>(r0, &self.#field, r1, w, scratch, #act);)
+            } else if pool {
+                // The step's output is the pooled tensor (`Kernel::Conv { pool }`).
+                let (f, rows) = rows_of("winograd_conv3x3_maxpool2");
+                quote!(#rt::kernels::winograd::#f::<#ci, #h, #wd, #o, #oh, #ow, #pt, #pl>(r0, &self.#field, w, scratch, #act #rows);)
+            } else {
+                let (f, rows) = rows_of("winograd_conv3x3");
+                quote!(#rt::kernels::winograd::#f::<#ci, #h, #wd, #o, #oh, #ow, #pt, #pl, #dh, #dw>(r0, &self.#field, w, scratch, #act #rows);)
+            }
+        } else if depthwise {
+            let (f, rows) = rows_of("depthwise_conv2d");
+            quote!(#rt::kernels::depthwise::#f::<#ci, #h, #wd, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw>(r0, &self.#field, w, #act #rows);)
+        } else if scale {
             // The step's second source is the per-channel scale, a third the residual;
             // the scaled weights in the working memory.
             if residual {
@@ -280,32 +270,22 @@ fn conv(
                 quote!(#rt::kernels::conv::conv2d_scaled::<#ci, #h, #wd, #o, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw>(r0, &self.#field, r1, w, scratch, #act);)
             }
         } else if residual {
-            // The step's second source added before the activation; working memory
-            // where the plan has it.
-            let scratch = if step.scratch.is_some() {
-                quote!(scratch)
-            } else {
-                quote!(&mut [])
-            };
+            // The step's second source added before the activation.
             let (f, rows) = rows_of("conv2d_residual");
             quote!(#rt::kernels::conv::#f::<#ci, #h, #wd, #o, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw, #g>(r0, &self.#field, r1, w, #scratch, #act #rows);)
         } else if band {
-            // A team member's rows, with the packing room where the plan has it.
-            let scratch = if step.scratch.is_some() {
-                quote!(scratch)
-            } else {
-                quote!(&mut [])
-            };
-            let rows = lit(step.output.as_chw().1);
-            quote!(#rt::kernels::conv::conv2d_rows::<#ci, #h, #wd, #o, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw, #g>(r0, &self.#field, w, #scratch, #act, m.rows(#rows));)
+            // A team member's rows (`conv2d_scratch`'s row form).
+            let (_, rows) = rows_of("conv2d");
+            quote!(#rt::kernels::conv::conv2d_rows::<#ci, #h, #wd, #o, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw, #g>(r0, &self.#field, w, #scratch, #act #rows);)
         } else if step.scratch.is_some() {
             // Packing room for the channel tiles (`plan`: where it is free).
             quote!(#rt::kernels::conv::conv2d_scratch::<#ci, #h, #wd, #o, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw, #g>(r0, &self.#field, w, scratch, #act);)
         } else {
             quote!(#rt::kernels::conv::conv2d::<#ci, #h, #wd, #o, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw, #g>(r0, &self.#field, w, #act);)
-        }
+        };
+        bind(step, false, call)
     };
-    bind(step, false, call)
+    (call(false), call(true))
 }
 
 /// A 1x1 convolution and the depthwise layer reading it, run band by band
@@ -317,8 +297,7 @@ fn expand_depthwise(
     w: &mut Weights,
     (expand, expand_bn, expand_act): (usize, Option<usize>, Option<Activation>),
     (dw, bn): (usize, Option<usize>),
-    band: bool,
-) -> TokenStream {
+) -> (TokenStream, TokenStream) {
     let rt = rt();
     let (le, ld) = (&model.layers[expand], &model.layers[dw]);
     let (Op::Conv(ec), Op::Conv(dc)) = (&le.op, &ld.op) else {
@@ -355,17 +334,13 @@ fn expand_depthwise(
     let (act1, act2) = (act_tokens(expand_act), act_tokens(step.act));
     let [c, h, wd, e, oh, ow, kh, kw, sh, sw, pt, pl, dh, dwl] =
         [c, h, wd, e, oh, ow, kh, kw, sh, sw, pt, pl, dh, dwl].map(lit);
-    // A team member's call: the row form, on the member's rows of the output.
-    let (f, rows) = if band {
-        (
-            format_ident!("expand_depthwise_rows"),
-            quote!(, m.rows(#oh)),
-        )
-    } else {
-        (format_ident!("expand_depthwise"), quote!())
+    // The call, or with `band` a team member's: the row form, on its rows of the output.
+    let call = |band: bool| {
+        let (f, rows) = row_form(step, "expand_depthwise", band);
+        let call = quote!(#rt::kernels::expand_depthwise::#f::<#c, #h, #wd, #e, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dwl>(r0, &self.#fe, #act1, &self.#fd, w, scratch, #act2 #rows););
+        bind(step, false, call)
     };
-    let call = quote!(#rt::kernels::expand_depthwise::#f::<#c, #h, #wd, #e, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dwl>(r0, &self.#fe, #act1, &self.#fd, w, scratch, #act2 #rows););
-    bind(step, false, call)
+    (call(false), call(true))
 }
 
 fn conv_transpose(
