@@ -14,6 +14,23 @@ fn threads_lock() -> std::sync::MutexGuard<'static, ()> {
     THREADS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Runs `M` with weights of seed `weights` on `inputs` inputs (seeds from `first`) on
+/// one thread, then on two, where it must run as a team, and asserts the same bits.
+fn assert_team_equals_one_thread<M: Model>(weights: u64, first: u64, inputs: u64) {
+    let model = M::from_safetensors(&random_weights::<M>(weights)).unwrap();
+    for seed in first..first + inputs {
+        let x = random_input::<M>(seed);
+        cnn::set_num_threads(1);
+        let want = model.forward_flat(&x).unwrap();
+        cnn::set_num_threads(2);
+        let before = cnn::__private::rt::team::calls();
+        let got = model.forward_flat(&x).unwrap();
+        assert!(cnn::__private::rt::team::calls() > before, "the team ran");
+        assert_eq!(got, want, "input {seed}");
+    }
+    cnn::set_num_threads(1);
+}
+
 cnn_model! {
     /// MobileNet-style depthwise-separable net.
     #[file = "models/mobilenet_96.toml"]
@@ -184,18 +201,7 @@ fn team_on_a_graph_equals_one_thread() {
             && summary.contains("+add"),
         "{summary}"
     );
-    let model = TeamGraph::from_safetensors(&random_weights::<TeamGraph>(7)).unwrap();
-    for seed in 0..10u64 {
-        let x = random_input::<TeamGraph>(700 + seed);
-        cnn::set_num_threads(1);
-        let want = model.forward_flat(&x).unwrap();
-        cnn::set_num_threads(2);
-        let before = cnn::__private::rt::team::calls();
-        let got = model.forward_flat(&x).unwrap();
-        assert!(cnn::__private::rt::team::calls() > before, "the team ran");
-        assert_eq!(got, want, "input {seed}");
-    }
-    cnn::set_num_threads(1);
+    assert_team_equals_one_thread::<TeamGraph>(7, 700, 10);
 }
 
 cnn_model! {
@@ -228,18 +234,7 @@ fn team_cut_before_a_tensor_read_after_it_equals_one_thread() {
         summary.contains("two threads:  `c1` to `c2` (2 steps"),
         "{summary}"
     );
-    let model = TeamCut::from_safetensors(&random_weights::<TeamCut>(8)).unwrap();
-    for seed in 0..10u64 {
-        let x = random_input::<TeamCut>(800 + seed);
-        cnn::set_num_threads(1);
-        let want = model.forward_flat(&x).unwrap();
-        cnn::set_num_threads(2);
-        let before = cnn::__private::rt::team::calls();
-        let got = model.forward_flat(&x).unwrap();
-        assert!(cnn::__private::rt::team::calls() > before, "the team ran");
-        assert_eq!(got, want, "input {seed}");
-    }
-    cnn::set_num_threads(1);
+    assert_team_equals_one_thread::<TeamCut>(8, 800, 10);
 }
 
 cnn_model! {
@@ -294,16 +289,5 @@ fn team_winograd_equals_one_thread() {
 #[test]
 fn team_equals_one_thread() {
     let _turn = threads_lock();
-    let model = MobileNet96::from_safetensors(&random_weights::<MobileNet96>(2)).unwrap();
-    for seed in 0..20u64 {
-        let x = random_input::<MobileNet96>(200 + seed);
-        cnn::set_num_threads(1);
-        let want = model.forward_flat(&x).unwrap();
-        cnn::set_num_threads(2);
-        let before = cnn::__private::rt::team::calls();
-        let got = model.forward_flat(&x).unwrap();
-        assert!(cnn::__private::rt::team::calls() > before, "the team ran");
-        assert_eq!(got, want, "input {seed}");
-    }
-    cnn::set_num_threads(1);
+    assert_team_equals_one_thread::<MobileNet96>(2, 200, 20);
 }
