@@ -93,6 +93,25 @@ impl Member {
         let _ = (arena, off, c, h, w, above, below);
     }
 
+    /// After each member summed its rows of each of `c` planes of `hw` values into
+    /// `arena[off..off + c]`
+    /// ([`adaptive_avg_pool2d_part`](crate::kernels::adaptive::adaptive_avg_pool2d_part)):
+    /// both members get the means there, `(member 0's sum + member 1's) / hw`, as
+    /// [`adaptive_avg_pool2d`](crate::kernels::adaptive::adaptive_avg_pool2d) computes
+    /// them on one thread (bit for bit). Both members call it with the same arguments;
+    /// `c` must fit the `halo` given to [`run`].
+    pub fn reduce_mean(&self, arena: &mut [f32], off: usize, c: usize, hw: usize) {
+        #[cfg(feature = "parallel")]
+        {
+            let (mine, other) = self.halves();
+            imp::gather(arena, off, (1, 1, c), (0, 1), mine);
+            self.barrier();
+            imp::mean(arena, off, c, hw, other, self.index == 0);
+        }
+        #[cfg(not(feature = "parallel"))]
+        let _ = (arena, off, c, hw);
+    }
+
     /// After the team's last step wrote the tensor of `c` planes of `h` rows by `w` at
     /// `off` in `buf` (the member's arena, or its output: see [`run`]): member 1's rows
     /// `h/2..h` into member 0's `buf` (through member 1's exchange buffer, which must
@@ -259,6 +278,28 @@ mod imp {
             // barrier (`Member::halves`).
             let src = unsafe { core::slice::from_raw_parts(buf.add(ch * n), n) };
             arena[at..at + n].copy_from_slice(src);
+        }
+    }
+
+    /// `arena[off + i] = (top + bottom) / hw` for `i < c`, `top` this member's sum when
+    /// `first`, else the other's (from `buf`, gathered by [`gather`] as in
+    /// [`scatter`]'s use).
+    pub(super) fn mean(
+        arena: &mut [f32],
+        off: usize,
+        c: usize,
+        hw: usize,
+        buf: *const f32,
+        first: bool,
+    ) {
+        // SAFETY: as `scatter`: the other member gathered `c` floats into this half of
+        // its buffer before the barrier this member just passed, and does not write it
+        // again before this member has passed the next barrier.
+        let theirs = unsafe { core::slice::from_raw_parts(buf, c) };
+        let count = hw as f32;
+        for (x, &t) in arena[off..off + c].iter_mut().zip(theirs) {
+            let (top, bottom) = if first { (*x, t) } else { (t, *x) };
+            *x = (top + bottom) / count;
         }
     }
 

@@ -3,8 +3,11 @@
 //! the rows outside it are left as they were (for Winograd: outside the tile rows that
 //! cover the band; the rows beside the band inside them are the whole layer's too).
 
+use cnn_runtime::kernels::adaptive::{adaptive_avg_pool2d, adaptive_avg_pool2d_part};
 use cnn_runtime::kernels::conv::{
-    conv2d_residual, conv2d_residual_rows, conv2d_rows, conv2d_scratch, ConvParams,
+    conv2d_residual, conv2d_residual_rows, conv2d_rows, conv2d_scaled, conv2d_scaled_residual,
+    conv2d_scaled_residual_rows, conv2d_scaled_rows, conv2d_scratch, conv_scale_fold_len,
+    ConvParams,
 };
 use cnn_runtime::kernels::depthwise::{depthwise_conv2d, depthwise_conv2d_rows, DepthwiseParams};
 use cnn_runtime::kernels::expand_depthwise::{
@@ -155,6 +158,95 @@ fn residual_conv_rows_equal_the_whole_layer() {
             "3x3 conv with a residual",
         );
     }
+}
+
+#[test]
+fn scaled_conv_rows_equal_the_whole_layer() {
+    // A squeeze-and-excitation projection: 40 x 9 x 12 scaled per channel, 1x1 -> 24,
+    // without and with a residual.
+    const OH: usize = 9;
+    let (c, o) = (40, 24);
+    let input = values(c * OH * 12, 23);
+    let scale = values(c, 24);
+    let residual = values(o * OH * 12, 25);
+    let params = ConvParams::from_torch(o, c, 1, 1, &values(o * c, 26), Some(&values(o, 27)), None);
+    let len = conv_scale_fold_len((c, OH, 12), o, (1, 1), 1).expect("the scale folds");
+    let mut scratch = vec![0.0; len];
+    let (mut plain, mut added) = (vec![0.0; o * OH * 12], vec![0.0; o * OH * 12]);
+    conv2d_scaled::<40, OH, 12, 24, OH, 12, 1, 1, 1, 1, 0, 0, 1, 1>(
+        &input,
+        &params,
+        &scale,
+        &mut plain,
+        &mut scratch,
+        Act::IDENTITY,
+    );
+    conv2d_scaled_residual::<40, OH, 12, 24, OH, 12, 1, 1, 1, 1, 0, 0, 1, 1>(
+        &input,
+        &params,
+        &scale,
+        &residual,
+        &mut added,
+        &mut scratch,
+        Act::RELU,
+    );
+    for band in [(0, 4), (4, OH), (2, 7), (0, OH), (3, 3)] {
+        let mut got = vec![f32::NAN; plain.len()];
+        conv2d_scaled_rows::<40, OH, 12, 24, OH, 12, 1, 1, 1, 1, 0, 0, 1, 1>(
+            &input,
+            &params,
+            &scale,
+            &mut got,
+            &mut scratch,
+            Act::IDENTITY,
+            band,
+        );
+        check(&got, &plain, (o, OH, 12), band, band, "scaled conv");
+        let mut got = vec![f32::NAN; plain.len()];
+        conv2d_scaled_residual_rows::<40, OH, 12, 24, OH, 12, 1, 1, 1, 1, 0, 0, 1, 1>(
+            &input,
+            &params,
+            &scale,
+            &residual,
+            &mut got,
+            &mut scratch,
+            Act::RELU,
+            band,
+        );
+        check(
+            &got,
+            &added,
+            (o, OH, 12),
+            band,
+            band,
+            "scaled conv with a residual",
+        );
+    }
+}
+
+#[test]
+fn pool_parts_add_up_to_the_pool() {
+    // Two members' sums of their rows, added and divided as `Member::reduce_mean` does,
+    // are the one-thread pool's means bit for bit (odd and even heights).
+    fn check_pool<const C: usize, const H: usize, const W: usize>(seed: u64) {
+        let input = values(C * H * W, seed);
+        let mut want = vec![0.0; C];
+        adaptive_avg_pool2d::<C, H, W, 1, 1>(&input, &mut want);
+        let (mut top, mut bottom) = (vec![0.0; C], vec![0.0; C]);
+        adaptive_avg_pool2d_part::<C, H, W>(&input, &mut top, (0, H / 2));
+        adaptive_avg_pool2d_part::<C, H, W>(&input, &mut bottom, (H / 2, H));
+        for i in 0..C {
+            let mean = (top[i] + bottom[i]) / (H * W) as f32;
+            assert_eq!(
+                mean.to_bits(),
+                want[i].to_bits(),
+                "{C}x{H}x{W}, channel {i}"
+            );
+        }
+    }
+    check_pool::<72, 28, 28>(28);
+    check_pool::<960, 7, 7>(29);
+    check_pool::<17, 3, 5>(30);
 }
 
 #[test]

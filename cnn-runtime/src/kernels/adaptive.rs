@@ -111,10 +111,40 @@ pub fn adaptive_avg_pool2d<
     if OH == 1 && OW == 1 {
         // One window, the whole plane: the global average pool's vector kernel
         // (squeeze-and-excitation blocks: EfficientNet-B0's 16 pools 464 -> 162 µs).
-        crate::kernels::pool::global_avg_dyn(crate::cpu::level(), C, H * W, input, output);
+        // Each plane summed in two parts, rows `0..H/2` and `H/2..H`, as the two members of
+        // a team sum them (`adaptive_avg_pool2d_part`).
+        let split = H / 2 * W;
+        crate::kernels::pool::global_avg_dyn(crate::cpu::level(), C, H * W, split, input, output);
         return;
     }
     adaptive_dyn((C, H, W, OH, OW), false, input, output);
+}
+
+/// A team member's part of [`adaptive_avg_pool2d`] to one value a plane (`[C, H, W] ->
+/// [C, 1, 1]`, a squeeze-and-excitation block's pool): the sum of rows `rows.0..rows.1`
+/// of each plane, undivided, into `output[c]`. That pool sums rows `0..H/2` and `H/2..H`
+/// of each plane this way, adds the two sums and divides by `H*W`:
+/// [`Member::reduce_mean`](crate::team::Member::reduce_mean) does the same with the two
+/// members' sums, so the team's means are the one-thread pool's bit for bit.
+///
+/// # Panics
+///
+/// If `input` holds fewer than `C*H*W` values or `output` fewer than `C`.
+pub fn adaptive_avg_pool2d_part<const C: usize, const H: usize, const W: usize>(
+    input: &[f32],
+    output: &mut [f32],
+    rows: (usize, usize),
+) {
+    const { assert!(C > 0 && H > 0 && W > 0) }
+    let (r0, r1) = (rows.0.min(H), rows.1.min(H));
+    crate::kernels::pool::gap_part_dyn(
+        crate::cpu::level(),
+        C,
+        H * W,
+        (r0 * W, r1 * W),
+        input,
+        output,
+    );
 }
 
 /// Adaptive max pool, PyTorch `AdaptiveMaxPool2d((OH, OW))`: `output[c][i][j]` is the

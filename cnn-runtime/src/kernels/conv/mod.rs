@@ -45,7 +45,10 @@ mod tests;
 #[cfg_attr(not(feature = "parallel"), allow(unused_imports))]
 pub(crate) use self::run::balanced;
 pub(crate) use self::run::conv2d_with;
-pub use self::scaled::{conv2d_scaled, conv2d_scaled_residual, conv_scale_fold_len};
+pub use self::scaled::{
+    conv2d_scaled, conv2d_scaled_residual, conv2d_scaled_residual_rows, conv2d_scaled_rows,
+    conv_scale_fold_len,
+};
 #[cfg(feature = "parallel")]
 #[cfg(feature = "alloc")]
 #[allow(unused_imports)]

@@ -234,9 +234,9 @@ pub(crate) fn conv2d_with(
         output,
         act,
         res,
-        cap,
-        force,
+        (cap, force),
         pack,
+        None,
     );
 }
 
@@ -273,7 +273,8 @@ pub(crate) fn conv2d_rows_with(
 }
 
 /// [`conv2d_with`] on packed weights and bias read from anywhere (a layer's own, or a
-/// copy scaled per input channel: [`conv2d_scaled`](super::conv2d_scaled)).
+/// copy scaled per input channel: [`conv2d_scaled`](super::conv2d_scaled)); with
+/// `rows`, only those output rows, on this thread (see [`conv2d_rows_with`]).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv2d_packed(
     level: Level,
@@ -283,9 +284,9 @@ pub(crate) fn conv2d_packed(
     output: &mut [f32],
     act: Act,
     res: Option<&[f32]>,
-    cap: usize,
-    force: Option<Plan>,
+    (cap, force): (usize, Option<Plan>),
     pack: &mut [f32],
+    rows: Option<(usize, usize)>,
 ) {
     simd::run(
         level,
@@ -299,7 +300,7 @@ pub(crate) fn conv2d_packed(
             cap,
             force,
             pack,
-            rows: None,
+            rows,
         },
     );
 }

@@ -81,6 +81,7 @@ pub fn conv2d_scaled<
         output,
         scratch,
         act,
+        None,
     );
 }
 
@@ -133,12 +134,111 @@ pub fn conv2d_scaled_residual<
         output,
         scratch,
         act,
+        None,
+    );
+}
+
+/// [`conv2d_scaled`] on output rows `rows.0..rows.1` only (of every output plane), on
+/// this thread: the rows one member of a [`team`](crate::team) owns (each member scales
+/// its own copy of the weights). The other rows of `output` are left as they were;
+/// every value written is the one [`conv2d_scaled`] gives.
+///
+/// # Panics
+///
+/// As [`conv2d_scaled`].
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_scaled_rows<
+    const C: usize,
+    const H: usize,
+    const W: usize,
+    const O: usize,
+    const OH: usize,
+    const OW: usize,
+    const KH: usize,
+    const KW: usize,
+    const SH: usize,
+    const SW: usize,
+    const PH: usize,
+    const PW: usize,
+    const DH: usize,
+    const DW: usize,
+>(
+    input: &[f32],
+    params: &ConvParams,
+    scale: &[f32],
+    output: &mut [f32],
+    scratch: &mut [f32],
+    act: Act,
+    rows: (usize, usize),
+) {
+    let d = checked_dims::<C, H, W, O, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, 1>(params);
+    let level = cpu::level();
+    scaled_in(
+        level,
+        d,
+        input,
+        params,
+        scale,
+        None,
+        output,
+        scratch,
+        act,
+        Some(rows),
+    );
+}
+
+/// [`conv2d_scaled_residual`] on output rows `rows.0..rows.1` only, on this thread (as
+/// [`conv2d_scaled_rows`]), which read the same rows of `residual`.
+///
+/// # Panics
+///
+/// As [`conv2d_scaled_residual`].
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_scaled_residual_rows<
+    const C: usize,
+    const H: usize,
+    const W: usize,
+    const O: usize,
+    const OH: usize,
+    const OW: usize,
+    const KH: usize,
+    const KW: usize,
+    const SH: usize,
+    const SW: usize,
+    const PH: usize,
+    const PW: usize,
+    const DH: usize,
+    const DW: usize,
+>(
+    input: &[f32],
+    params: &ConvParams,
+    scale: &[f32],
+    residual: &[f32],
+    output: &mut [f32],
+    scratch: &mut [f32],
+    act: Act,
+    rows: (usize, usize),
+) {
+    let d = checked_dims::<C, H, W, O, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, 1>(params);
+    super::check_residual(residual, O * OH * OW);
+    let (level, res) = (cpu::level(), Some(residual));
+    scaled_in(
+        level,
+        d,
+        input,
+        params,
+        scale,
+        res,
+        output,
+        scratch,
+        act,
+        Some(rows),
     );
 }
 
 /// The scaled convolution at `level` (the tests' entry): the weights scaled into the
-/// first 64-byte boundary of `scratch`, then the engine on them, the rest of `scratch`
-/// its packing room.
+/// first 64-byte boundary of `scratch`, then the engine on them (with `rows`, only those
+/// output rows, on this thread), the rest of `scratch` its packing room.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn scaled_in(
     level: Level,
@@ -150,6 +250,7 @@ pub(crate) fn scaled_in(
     output: &mut [f32],
     scratch: &mut [f32],
     act: Act,
+    rows: Option<(usize, usize)>,
 ) {
     assert!(
         d.g == 1,
@@ -163,23 +264,23 @@ pub(crate) fn scaled_in(
         d.c
     );
     let packed = params.packed();
-    let rows = packed.weight.len();
+    let wrows = packed.weight.len();
     // The scaled rows from the first 64-byte boundary, the floats after them packing
     // room for the engine.
     let skip = scratch
         .as_ptr()
         .align_offset(core::mem::align_of::<Row16>());
     assert!(
-        skip < PANEL && scratch.len() >= skip + rows * PANEL,
+        skip < PANEL && scratch.len() >= skip + wrows * PANEL,
         "conv2d_scaled: working memory of {} floats, the scaled weights need {}",
         scratch.len(),
-        rows * PANEL + PANEL
+        wrows * PANEL + PANEL
     );
-    let (wbuf, rest) = scratch[skip..].split_at_mut(rows * PANEL);
+    let (wbuf, rest) = scratch[skip..].split_at_mut(wrows * PANEL);
     // SAFETY: `Row16` is 16 `f32`s (`repr(C)`, no padding, every bit pattern valid) and
     // `wbuf` starts on its alignment, so its middle is all of it, as rows.
     let (head, scaled, _) = unsafe { wbuf.align_to_mut::<Row16>() };
-    debug_assert!(head.is_empty() && scaled.len() == rows);
+    debug_assert!(head.is_empty() && scaled.len() == wrows);
     // On this thread, even with others in the pool: split over two threads (one more
     // fork and join per layer, each half read by the other core) EfficientNet-B0 was
     // 0.93-1.00x at two threads against 1.00x this way.
@@ -203,9 +304,9 @@ pub(crate) fn scaled_in(
         output,
         act,
         res,
-        engine::SCRATCH,
-        None,
+        (engine::SCRATCH, None),
         rest,
+        rows,
     );
 }
 

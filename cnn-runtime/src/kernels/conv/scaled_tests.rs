@@ -115,6 +115,7 @@ fn scaled_conv_is_the_conv_of_the_scaled_input() {
                         y,
                         &mut scratch[3..],
                         act,
+                        None,
                     );
                 };
                 let mut got = vec![0.0; n + 3];

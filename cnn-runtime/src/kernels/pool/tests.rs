@@ -455,12 +455,49 @@ fn global_avg_threads_give_the_one_thread_result() {
         let want = r::global_avg_pool(c, hw, &x);
         for level in simd::test_levels() {
             r::assert_threads_match_one(c, &(c, hw, level), |y| {
-                global_avg_dyn(level, c, hw, &x, y);
+                global_avg_dyn(level, c, hw, hw / 2, &x, y);
                 r::assert_close(&y[..c], &want, &(c, hw, level));
             });
         }
     }
     crate::pool::set_num_threads(2);
+}
+
+/// The pool in two parts (a team's rows) is the sum of the parts [`gap_part_dyn`] gives,
+/// added, divided, bit for bit, and the reference's within rounding, on every level.
+#[test]
+fn global_avg_in_two_parts() {
+    let mut rng = Rng::new(55);
+    for (c, h, w) in [
+        (3, 2, 1),
+        (17, 7, 7),
+        (40, 14, 14),
+        (16, 5, 9),
+        (33, 56, 56),
+    ] {
+        let hw = h * w;
+        let x = rng.vec(c * hw, -2.0, 1.0);
+        let want = r::global_avg_pool(c, hw, &x);
+        for level in simd::test_levels() {
+            for split in [h / 2 * w, w, (h - 1) * w] {
+                let mut y = vec![0.0; c];
+                global_avg_dyn(level, c, hw, split, &x, &mut y);
+                r::assert_close(&y, &want, &(c, h, w, split, level));
+                let (mut top, mut bottom) = (vec![0.0; c], vec![0.0; c]);
+                gap_part_dyn(level, c, hw, (0, split), &x, &mut top);
+                gap_part_dyn(level, c, hw, (split, hw), &x, &mut bottom);
+                for i in 0..c {
+                    let mean = (top[i] + bottom[i]) / hw as f32;
+                    assert_eq!(
+                        mean.to_bits(),
+                        y[i].to_bits(),
+                        "{:?}",
+                        (c, h, w, split, i, level)
+                    );
+                }
+            }
+        }
+    }
 }
 
 #[test]
@@ -473,7 +510,7 @@ fn global_pools_against_reference() {
             xin.push(f32::NAN);
             let mut y = vec![7.0; c + 1];
             for level in simd::test_levels() {
-                global_avg_dyn(level, c, hw, &xin, &mut y);
+                global_avg_dyn(level, c, hw, 0, &xin, &mut y);
                 assert_eq!(y[c], 7.0);
                 r::assert_close(
                     &y[..c],
@@ -530,7 +567,7 @@ fn gap_speed() {
         let x = Rng::new(3).vec(c * hw, -1.0, 1.0);
         let mut y = vec![0.0; c];
         let t = r::best_time_us(|| {
-            global_avg_dyn(cpu::level(), c, hw, std::hint::black_box(&x), &mut y)
+            global_avg_dyn(cpu::level(), c, hw, 0, std::hint::black_box(&x), &mut y)
         });
         eprintln!("global avg pool {c}x{hw}: {t:.2} us");
     }
