@@ -238,6 +238,69 @@ fn team_cut_before_a_tensor_read_after_it_equals_one_thread() {
 }
 
 cnn_model! {
+    /// Squeeze-and-excitation blocks in a team (MobileNetV3's and EfficientNet's): the
+    /// average pool to `[C, 1, 1]` summed by each member over its rows, the sums
+    /// exchanged (`reduce_mean`), the two 1x1 layers on `[C, 1, 1]` run whole by both,
+    /// the scale folded into the projection (`conv2d_scaled_rows`, with a residual
+    /// `conv2d_scaled_residual_rows`), odd heights; the chain ends before a block whose
+    /// scale does not fold (a `mul` of its own).
+    #[winograd = false]
+    pub struct TeamSqueeze {
+        input: [3, 45, 38],
+        c1: conv(16, kernel = 3, stride = 2, padding = 1),
+        hardswish,
+        d1: conv(16, kernel = 3, padding = 1, groups = 16),
+        a1: relu,
+        s1: adaptive_avg_pool(1),
+        f1: conv(8, kernel = 1),
+        relu,
+        f2: conv(16, kernel = 1),
+        g1: hardsigmoid,
+        m1: mul(a1, g1),
+        p1: conv(16, kernel = 1),
+        e2: conv(128, kernel = 1),
+        silu,
+        d2: conv(128, kernel = 5, padding = 2, groups = 128),
+        a2: silu,
+        s2: adaptive_avg_pool(1),
+        f3: conv(16, kernel = 1),
+        silu,
+        f4: conv(128, kernel = 1),
+        g2: sigmoid,
+        m2: mul(a2, g2),
+        p2: conv(16, kernel = 1),
+        r2: add(p1),
+        e3: conv(24, kernel = 1),
+        relu,
+        d3: conv(24, kernel = 3, stride = 2, padding = 1, groups = 24),
+        a3: relu,
+        s3: adaptive_avg_pool(1),
+        f5: conv(8, kernel = 1),
+        relu,
+        f6: conv(24, kernel = 1),
+        g3: hardsigmoid,
+        m3: mul(a3, g3),
+        p3: conv(144, kernel = 1),
+        global_avg_pool,
+        fc: linear(4),
+    }
+}
+
+#[test]
+fn team_with_squeeze_and_excitation_equals_one_thread() {
+    let _turn = threads_lock();
+    let summary = TeamSqueeze::summary();
+    assert!(
+        summary.contains("two threads:  `c1` to `d3` (")
+            && summary.contains("and 2 pools' sums exchanged")
+            && summary.contains("mul > conv2d")
+            && summary.contains("mul (in place)"),
+        "{summary}"
+    );
+    assert_team_equals_one_thread::<TeamSqueeze>(9, 900, 10);
+}
+
+cnn_model! {
     /// Winograd layers in the team, with and without their fused max pools.
     #[file = "models/cifar_vgg.toml"]
     pub struct CifarVgg;

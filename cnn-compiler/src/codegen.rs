@@ -9,7 +9,7 @@ use quote::{format_ident, quote};
 use syn::{Attribute, Ident, Visibility};
 
 use crate::ir::{Activation, Model, Shape};
-use crate::plan::{Buf, Plan};
+use crate::plan::{Buf, Part, Plan};
 use crate::shape::LayerShape;
 use crate::weights::Weights;
 use cnn_runtime::buf::Parts;
@@ -125,13 +125,17 @@ pub struct Calls {
 /// The kernel calls of `forward_body` and the weights they use.
 pub fn steps(model: &Model, shapes: &[LayerShape], plan: &Plan) -> (Calls, Weights) {
     let mut weights = Weights::new();
-    let team = plan.team.as_ref().map_or(0, |t| t.steps);
     let (mut steps, mut members) = (Vec::new(), Vec::new());
     for (i, step) in plan.steps.iter().enumerate() {
-        if i < team {
+        if let Some(part) = plan.team.as_ref().and_then(|t| t.parts.get(i)) {
             let (call, member) = crate::emit::step_and_member(step, model, shapes, &mut weights);
+            // A step both members run whole makes its usual call.
+            members.push(if *part == Part::Whole {
+                call.clone()
+            } else {
+                member
+            });
             steps.push(call);
-            members.push(member);
         } else {
             steps.push(crate::emit::step(step, model, shapes, &mut weights));
         }
@@ -162,12 +166,17 @@ fn forward_steps(plan: &Plan, calls: &Calls) -> TokenStream {
             let (above, below) = (lit(e.above), lit(e.below));
             quote!(m.exchange(arena, #t, #above, #below);)
         });
+        let reduce = team.reduces.iter().find(|r| r.after == i).map(|r| {
+            let [off, c, hw] = [r.offset, r.c, r.hw].map(lit);
+            quote!(m.reduce_mean(arena, #off, #c, #hw);)
+        });
         quote! {
             #call
             if m.index() == 0 {
                 #rt::profile::step();
             }
             #exchange
+            #reduce
         }
     });
     let merge = rows(&team.merge);

@@ -158,7 +158,7 @@ pub fn step_and_member(
         }
         Kernel::Linear { layer, bn } => both(linear(step, model, shapes, w, layer, bn)),
         Kernel::Pool { layer } => both(pool(step, model, shapes, layer)),
-        Kernel::AdaptivePool { layer } => both(adaptive_pool(step, model, shapes, layer)),
+        Kernel::AdaptivePool { layer } => adaptive_pool(step, model, shapes, layer),
         Kernel::Upsample { layer } => both(upsample(step, model, shapes, layer)),
         Kernel::GlobalAvg | Kernel::GlobalMax => both(global_pool(step)),
         Kernel::Affine { layer } => both(affine(step, model, shapes, w, layer)),
@@ -265,9 +265,11 @@ fn conv(
             // The step's second source is the per-channel scale, a third the residual;
             // the scaled weights in the working memory.
             if residual {
-                quote!(#rt::kernels::conv::conv2d_scaled_residual::<#ci, #h, #wd, #o, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw>(r0, &self.#field, r1, r2, w, scratch, #act);)
+                let (f, rows) = rows_of("conv2d_scaled_residual");
+                quote!(#rt::kernels::conv::#f::<#ci, #h, #wd, #o, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw>(r0, &self.#field, r1, r2, w, scratch, #act #rows);)
             } else {
-                quote!(#rt::kernels::conv::conv2d_scaled::<#ci, #h, #wd, #o, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw>(r0, &self.#field, r1, w, scratch, #act);)
+                let (f, rows) = rows_of("conv2d_scaled");
+                quote!(#rt::kernels::conv::#f::<#ci, #h, #wd, #o, #oh, #ow, #kh, #kw, #sh, #sw, #pt, #pl, #dh, #dw>(r0, &self.#field, r1, w, scratch, #act #rows);)
             }
         } else if residual {
             // The step's second source added before the activation.
@@ -547,7 +549,12 @@ fn pool(step: &Step, model: &Model, shapes: &[LayerShape], layer: usize) -> Toke
     bind(step, false, call)
 }
 
-fn adaptive_pool(step: &Step, model: &Model, shapes: &[LayerShape], layer: usize) -> TokenStream {
+fn adaptive_pool(
+    step: &Step,
+    model: &Model,
+    shapes: &[LayerShape],
+    layer: usize,
+) -> (TokenStream, TokenStream) {
     let rt = rt();
     let Op::AdaptivePool { kind, .. } = model.layers[layer].op else {
         unreachable!("planned adaptive pools are adaptive pool layers")
@@ -559,11 +566,20 @@ fn adaptive_pool(step: &Step, model: &Model, shapes: &[LayerShape], layer: usize
     } else {
         quote!(adaptive_avg_pool2d)
     };
-    bind(
+    let call = bind(
         step,
         false,
         quote!(#rt::kernels::adaptive::#f::<#c, #h, #wd, #oh, #ow>(r0, w);),
-    )
+    );
+    // A team member's part of an average pool to one value a plane (`plan::team`'s
+    // reduction): the sums of its rows of the input, which `Member::reduce_mean` turns
+    // into the means.
+    let member = bind(
+        step,
+        false,
+        quote!(#rt::kernels::adaptive::adaptive_avg_pool2d_part::<#c, #h, #wd>(r0, w, m.rows(#h));),
+    );
+    (call, member)
 }
 
 fn upsample(step: &Step, model: &Model, shapes: &[LayerShape], layer: usize) -> TokenStream {

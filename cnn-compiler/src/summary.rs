@@ -200,12 +200,16 @@ pub fn render(
                 .map_or_else(String::new, |l| model.layers[*l].name.clone())
         };
         out.push_str(&format!(
-            "\ntwo threads:  `{}` to `{}` ({} steps, {}% of the MACs) as two half images, {} row exchanges (with the `parallel` feature on two threads; the worker's own arena{} of {} bytes and an exchange buffer of {} bytes per thread, allocated on first use)",
+            "\ntwo threads:  `{}` to `{}` ({} steps, {}% of the MACs) as two half images, {} row exchanges{} (with the `parallel` feature on two threads; the worker's own arena{} of {} bytes and an exchange buffer of {} bytes per thread, allocated on first use)",
             name(0),
             name(team.steps - 1),
             team.steps,
             team.share,
             team.exchanges.len(),
+            match team.reduces.len() {
+                0 => String::new(),
+                n => format!(" and {n} pools' sums exchanged"),
+            },
             if team.merge_buf == crate::plan::Buf::Output {
                 " and output"
             } else {

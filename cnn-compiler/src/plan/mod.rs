@@ -40,7 +40,7 @@ pub(crate) use layers::{phase_geometry, split_geometry};
 #[cfg(test)]
 pub(crate) use arena::OPTIONAL_OFF;
 pub use describe::describe;
-pub use team::{Rows, Team};
+pub use team::{Part, Rows, Team};
 
 /// Floats in a 64-byte cache line: arena blocks are placed in whole lines.
 const LINE_FLOATS: usize = 16;

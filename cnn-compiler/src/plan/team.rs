@@ -2,26 +2,31 @@
 //! longest chain of steps from the model's input on whose tensors each thread can keep
 //! its own rows, and the rows they exchange.
 //!
-//! A step joins the chain when it is a direct or depthwise convolution (with or without
-//! a fused residual; no scale, not a strided 1x1 layer, which gathers its input whole),
-//! a 1x1 expansion fused with its depthwise layer, or a Winograd convolution (with or
-//! without its fused max pool; not dilated, no residual) whose two halves of tile rows
-//! meet at the team's boundary; reads only the model's input and tensors earlier steps
-//! of the chain wrote (a graph: a residual block's input read again by its last
-//! layer's fused add); and writes a `[C, H, W]` tensor of at least two rows into the
-//! arena, or the model's output (which ends the chain: the team then computes the whole
-//! model). Every tensor of the chain but the last is read by steps of the chain alone.
-//! Each member owns rows `0..H/2` or `H/2..H` of every tensor, which each step computes
-//! through its kernel's `_rows` form (`conv2d_rows`, `conv2d_residual_rows`,
+//! A step joins the chain ([`Part`]) by its rows when it is a direct or depthwise
+//! convolution (with or without a fused residual or a folded squeeze-and-excitation
+//! scale; not a strided 1x1 layer, which gathers its input whole), a 1x1 expansion fused
+//! with its depthwise layer, or a Winograd convolution (with or without its fused max
+//! pool; not dilated, no residual) whose two halves of tile rows meet at the team's
+//! boundary, writing a `[C, H, W]` tensor of at least two rows; as a reduction when it is
+//! an average pool to `[C, 1, 1]` of such a tensor; whole when it is a convolution
+//! writing `[C, 1, 1]` from tensors both members hold whole (a squeeze-and-excitation
+//! block's). It reads only the model's input and tensors earlier steps of the chain
+//! wrote (a graph: a residual block's input read again by its last layer's fused add),
+//! and writes the arena, or the model's output (which ends the chain: the team then
+//! computes the whole model). The chain ends with a step by rows, and every tensor of
+//! the chain but the last is read by steps of the chain alone. Each member owns rows
+//! `0..H/2` or `H/2..H` of every `[C, H, W]` tensor, which each step computes through its
+//! kernel's `_rows` form (`conv2d_rows`, `conv2d_residual_rows`, `conv2d_scaled_rows`,
 //! `depthwise_conv2d_rows`, `expand_depthwise_rows`, `winograd_conv3x3_rows`, ...); the
 //! rows of the other half any reader's window reaches over the boundary (one row for a
-//! 3x3 layer at stride 1 or 2) are exchanged right after the step that wrote them. A
-//! chain is worth a team when it holds most of the model's work (`MIN_SHARE`) over at
-//! least two steps, and enough of it per float that the worker hands over at its end
-//! (`MIN_MACS_PER_MERGED`).
+//! 3x3 layer at stride 1 or 2) are exchanged right after the step that wrote them; a
+//! reduction's members sum their rows (`adaptive_avg_pool2d_part`) and exchange the sums
+//! (`Member::reduce_mean`). A chain is worth a team when it holds most of the model's
+//! work (`MIN_SHARE`) over at least two steps, and enough of it per float that the
+//! worker hands over at its end (`MIN_MACS_PER_MERGED`).
 
 use super::{Buf, Kernel, Plan};
-use crate::ir::{Model, Op, Shape, Src};
+use crate::ir::{Model, Op, PoolKind, Shape, Src};
 use crate::shape::LayerShape;
 
 /// Part of the model's multiply-accumulates the chain must hold, in percent: the steps
@@ -59,11 +64,42 @@ pub struct Exchange {
     pub below: usize,
 }
 
+/// How a member runs a step of the team.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// Its rows of the step's `[C, H, W]` output (`H >= 2`), through the kernel's `_rows`
+    /// form: each member holds its rows of that tensor.
+    Rows,
+    /// The whole step (a squeeze-and-excitation block's 1x1 layers on `[C, 1, 1]`
+    /// tensors), on both members, from tensors both hold whole.
+    Whole,
+    /// A 1x1 average pool of a tensor whose rows the members hold: each sums its rows of
+    /// each plane, then the two exchange the sums ([`Reduce`]): both hold the means.
+    Reduce,
+}
+
+/// The sums exchanged after a [`Part::Reduce`] step (`Member::reduce_mean`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reduce {
+    /// The step after which it runs.
+    pub after: usize,
+    /// Arena offset of the `c` sums (the pool's output).
+    pub offset: usize,
+    /// Channels.
+    pub c: usize,
+    /// Values each mean divides (the pool's input plane).
+    pub hw: usize,
+}
+
 /// The team's part of a plan.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Team {
     /// Steps `0..steps` run as the team.
     pub steps: usize,
+    /// How each of them runs.
+    pub parts: Vec<Part>,
+    /// The pool sums exchanged, in step order.
+    pub reduces: Vec<Reduce>,
     /// The row exchanges, in step order.
     pub exchanges: Vec<Exchange>,
     /// The last step's tensor, whose bottom half goes to member 0 at the end.
@@ -76,23 +112,45 @@ pub struct Team {
     pub share: usize,
 }
 
-/// A step the team may run, by the rows of its output: a convolution (direct, depthwise
-/// or Winograd, with a fused residual but no scale) or a 1x1 expansion with its
-/// depthwise layer. Returns the geometry of its window over its first source: `[kernel
-/// height, stride, dilation, top padding, the row of its convolution's output where
-/// member 1 starts]`.
-fn team_step(plan: &Plan, i: usize, model: &Model, shapes: &[LayerShape]) -> Option<[usize; 5]> {
+/// A step the team may run, and how: by the rows of its output (a convolution: direct,
+/// depthwise or Winograd, with a fused residual or scale; or a 1x1 expansion with its
+/// depthwise layer), whole (a convolution writing a `[C, 1, 1]` tensor), or as a
+/// reduction (an average pool to `[C, 1, 1]`). For a step by rows, the geometry of its
+/// window over its first source: `[kernel height, stride, dilation, top padding, the row
+/// of its convolution's output where member 1 starts]`.
+fn team_step(
+    plan: &Plan,
+    i: usize,
+    model: &Model,
+    shapes: &[LayerShape],
+) -> Option<(Part, Option<[usize; 5]>)> {
     let step = &plan.steps[i];
-    let (layer, winograd, pool, residual) = match step.kernel {
+    if step.dst.buf == Buf::Input {
+        return None;
+    }
+    let (layer, winograd, pool, residual, scale) = match step.kernel {
         Kernel::Conv {
             layer,
             winograd,
             pool,
             residual,
-            scale: false,
+            scale,
             ..
-        } => (layer, winograd, pool, residual),
-        Kernel::ExpandDepthwise { dw, .. } => (dw, None, None, false),
+        } => (layer, winograd, pool, residual, scale),
+        Kernel::ExpandDepthwise { dw, .. } => (dw, None, None, false, false),
+        Kernel::AdaptivePool { layer } => {
+            let avg = matches!(
+                model.layers[layer].op,
+                Op::AdaptivePool {
+                    kind: PoolKind::Avg,
+                    ..
+                }
+            );
+            let (Shape::Chw(_, h, _), Shape::Chw(_, 1, 1)) = (step.inputs[0], step.output) else {
+                return None;
+            };
+            return (avg && h >= 2).then_some((Part::Reduce, None));
+        }
         _ => return None,
     };
     let Op::Conv(conv) = model.layers[layer].op else {
@@ -104,14 +162,17 @@ fn team_step(plan: &Plan, i: usize, model: &Model, shapes: &[LayerShape]) -> Opt
         conv.dilation.0 as usize,
     );
     let pt = shapes[layer].pads.0;
-    let sources = if residual { 2 } else { 1 };
-    if (kh == 1 && sh > 1) || step.srcs.len() != sources || step.dst.buf == Buf::Input {
+    let sources = 1 + usize::from(residual) + usize::from(scale);
+    if step.srcs.len() != sources {
         return None;
     }
-    let Shape::Chw(_, h, _) = step.output else {
+    let Shape::Chw(_, h, w) = step.output else {
         return None;
     };
-    if h < 2 {
+    if h == 1 && w == 1 && winograd.is_none() && pool.is_none() {
+        return Some((Part::Whole, None));
+    }
+    if h < 2 || (kh == 1 && sh > 1) {
         return None;
     }
     // Member 1's first row of the convolution's own output (before a fused pool).
@@ -127,45 +188,77 @@ fn team_step(plan: &Plan, i: usize, model: &Model, shapes: &[LayerShape]) -> Opt
     } else if pool.is_some() {
         return None;
     }
-    Some([kh, sh, dh, pt, start])
+    Some((Part::Rows, Some([kh, sh, dh, pt, start])))
+}
+
+/// A step of the chain: how it runs, its window's geometry (steps by rows), and the
+/// chain step whose rows its first source is (`None`: a tensor both members hold whole,
+/// such as the model's input).
+#[derive(Clone, Copy, Debug)]
+struct Link {
+    part: Part,
+    geo: Option<[usize; 5]>,
+    from: Option<usize>,
 }
 
 /// The chain of steps `0..` the team may run (at most `limit`): each a [`team_step`]
-/// whose sources are the model's input or tensors earlier steps of the chain wrote
-/// (by index; `None`: the input), writing the arena or, ending the chain, the model's
-/// output. Returns each step's window geometry and its first source's producer.
-fn chain(
-    plan: &Plan,
-    model: &Model,
-    shapes: &[LayerShape],
-    limit: usize,
-) -> Vec<([usize; 5], Option<usize>)> {
-    let mut steps = Vec::new();
-    for (i, step) in plan.steps.iter().enumerate().take(limit) {
-        let Some(g) = team_step(plan, i, model, shapes) else {
+/// whose sources are the model's input or tensors earlier steps of the chain wrote, as
+/// its part needs them (by rows: its residual by rows, a scale whole; whole: all whole;
+/// a reduction: by rows), writing the arena or, ending the chain, the model's output;
+/// ending with a step by rows.
+fn chain(plan: &Plan, model: &Model, shapes: &[LayerShape], limit: usize) -> Vec<Link> {
+    let mut links: Vec<Link> = Vec::new();
+    'steps: for (i, step) in plan.steps.iter().enumerate().take(limit) {
+        let Some((part, geo)) = team_step(plan, i, model, shapes) else {
             break;
         };
-        let mut producers = Vec::new();
+        // Each source's producer in the chain and whether the members hold its rows.
+        let mut sources = Vec::new();
         for (src, &shape) in step.srcs.iter().zip(&step.inputs) {
-            let producer = match src.buf {
+            let source = match src.buf {
                 // (Each member has all of the input, in any shape.)
-                Buf::Input => None,
+                Buf::Input => (None, false),
                 // The tensor in that region now: the last chain step that wrote it (the
                 // plan keeps a region from being written while it is read).
                 Buf::Arena => match (0..i).rev().find(|&k| plan.steps[k].dst == *src) {
-                    Some(k) if plan.steps[k].output == shape => Some(k),
-                    _ => return steps,
+                    Some(k) if plan.steps[k].output == shape => {
+                        (Some(k), links[k].part == Part::Rows)
+                    }
+                    _ => break 'steps,
                 },
-                _ => return steps,
+                Buf::Output => break 'steps,
             };
-            producers.push(producer);
+            sources.push(source);
         }
-        steps.push((g, producers[0]));
+        let split: Vec<bool> = sources.iter().map(|s| s.1).collect();
+        let ok = match (part, &step.kernel) {
+            (Part::Whole, _) => split.iter().all(|&s| !s),
+            (Part::Reduce, _) => split == [true],
+            // A scale is whole, a residual (the last source) by rows.
+            (
+                Part::Rows,
+                Kernel::Conv {
+                    scale, residual, ..
+                },
+            ) => (!*scale || !split[1]) && (!*residual || split[split.len() - 1]),
+            (Part::Rows, _) => true,
+        };
+        if !ok {
+            break;
+        }
+        links.push(Link {
+            part,
+            geo,
+            from: sources[0].0.filter(|_| sources[0].1),
+        });
         if step.dst.buf != Buf::Arena {
             break;
         }
     }
-    steps
+    while links.last().is_some_and(|l| l.part != Part::Rows) {
+        links.pop();
+    }
+    links
 }
 
 /// The team for `plan`, if a chain worth one starts the model.
@@ -224,14 +317,18 @@ pub fn team(plan: &Plan, model: &Model, shapes: &[LayerShape]) -> Option<Team> {
         }
     };
     let mut exchanges = Vec::new();
-    for k in 0..steps - 1 {
+    for k in (0..steps - 1).filter(|&k| geo[k].part == Part::Rows) {
         let t = rows(k);
         let h = t.chw.1;
         let b = h / 2;
         // Member 0 computes output rows 0..ob of each reader, member 1 ob..: the rows of
-        // this tensor each reads beyond its own.
+        // this tensor each reads beyond its own (a reduction reads its own rows).
         let (mut above, mut below) = (0, 0);
-        for &([kh, sh, dh, pt, ob], _) in geo.iter().filter(|(_, from)| *from == Some(k)) {
+        let windows = geo
+            .iter()
+            .filter(|l| l.from == Some(k))
+            .filter_map(|l| l.geo);
+        for [kh, sh, dh, pt, ob] in windows {
             let end0 = ((ob - 1) * sh + (kh - 1) * dh + 1)
                 .saturating_sub(pt)
                 .min(h);
@@ -253,14 +350,29 @@ pub fn team(plan: &Plan, model: &Model, shapes: &[LayerShape]) -> Option<Team> {
     if macs(0..steps) < MIN_MACS_PER_MERGED * c * (h - h / 2) * w {
         return None;
     }
+    let reduces: Vec<Reduce> = (0..steps)
+        .filter(|&i| geo[i].part == Part::Reduce)
+        .map(|i| {
+            let (c, h, w) = plan.steps[i].inputs[0].as_chw();
+            Reduce {
+                after: i,
+                offset: plan.steps[i].dst.offset,
+                c,
+                hw: h * w,
+            }
+        })
+        .collect();
     let halo = exchanges
         .iter()
         .map(|e| e.tensor.chw.0 * e.tensor.chw.2 * e.above.max(e.below))
+        .chain(reduces.iter().map(|r| r.c))
         .chain([c * (h - h / 2) * w])
         .max()
         .unwrap_or(0);
     Some(Team {
         steps,
+        parts: geo.iter().map(|l| l.part).collect(),
+        reduces,
         exchanges,
         merge,
         merge_buf: plan.steps[steps - 1].dst.buf,

@@ -112,3 +112,45 @@ fn mobilenet_v2_team_runs_the_graph() {
         assert!(call.contains(&format!("m . rows ({h})")), "{call}");
     }
 }
+
+/// MobileNetV3-Large: squeeze-and-excitation blocks in the team. Each pool to `[C, 1,
+/// 1]` is a reduction (each member sums its rows: `adaptive_avg_pool2d_part`, then the
+/// sums are exchanged), the two 1x1 layers on its output run whole on both members (the
+/// usual calls), the projection with the scale folded in by rows; the chain ends before
+/// the first block whose scale does not fold (its `mul` is not a team step), with a step
+/// by rows.
+#[test]
+fn mobilenet_v3_large_team_runs_squeeze_and_excitation() {
+    use crate::plan::Part;
+    let c = model("mobilenet_v3_large_224.toml");
+    let team = c.plan.team.as_ref().expect("a team");
+    let name = |s: usize| c.model.layers[c.plan.steps[s].layers[0]].name.clone();
+    assert_eq!(name(team.steps - 1), "features.13.block.1.0");
+    assert_eq!(team.parts.len(), team.steps);
+    assert_eq!(team.parts.last(), Some(&Part::Rows));
+    let count = |p: Part| team.parts.iter().filter(|&&q| q == p).count();
+    // Blocks 4, 5, 6, 11 and 12 have their squeeze-and-excitation in the chain (13's
+    // pool comes after its end).
+    assert_eq!((count(Part::Reduce), count(Part::Whole)), (5, 10));
+    assert_eq!(team.reduces.len(), 5);
+    for r in &team.reduces {
+        assert_eq!(team.parts[r.after], Part::Reduce);
+        assert_eq!(c.plan.steps[r.after].output.as_chw(), (r.c, 1, 1));
+        assert!(team.halo >= r.c);
+    }
+    let (calls, _) = crate::codegen::steps(&c.model, &c.shapes, &c.plan);
+    for (i, (member, part)) in calls.members.iter().zip(&team.parts).enumerate() {
+        let code = member.to_string();
+        match part {
+            Part::Whole => assert_eq!(code, calls.steps[i].to_string(), "step {i}"),
+            Part::Reduce => assert!(code.contains("adaptive_avg_pool2d_part ::"), "{code}"),
+            Part::Rows => assert!(code.contains("_rows ::"), "step {i}: {code}"),
+        }
+    }
+    let scaled = calls
+        .members
+        .iter()
+        .filter(|m| m.to_string().contains("conv2d_scaled"))
+        .count();
+    assert_eq!(scaled, 5);
+}
