@@ -559,6 +559,7 @@ fn adaptive_pool(
     let Op::AdaptivePool { kind, .. } = model.layers[layer].op else {
         unreachable!("planned adaptive pools are adaptive pool layers")
     };
+    let channels = shapes[layer].input.as_chw().0;
     let [c, h, wd] = chw(shapes[layer].input);
     let [_, oh, ow] = chw(shapes[layer].output);
     let f = if kind == PoolKind::Max {
@@ -571,6 +572,9 @@ fn adaptive_pool(
         false,
         quote!(#rt::kernels::adaptive::#f::<#c, #h, #wd, #oh, #ow>(r0, w);),
     );
+    if kind == PoolKind::Max || shapes[layer].output.as_chw() != (channels, 1, 1) {
+        return (call.clone(), call);
+    }
     // A team member's part of an average pool to one value a plane (`plan::team`'s
     // reduction): the sums of its rows of the input, which `Member::reduce_mean` turns
     // into the means.

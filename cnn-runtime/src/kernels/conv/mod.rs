@@ -392,7 +392,7 @@ pub fn conv2d_residual<
     act: Act,
 ) {
     let d = checked_dims::<C, H, W, O, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, G>(params);
-    check_residual(residual, O * OH * OW);
+    check_residual("conv2d_residual", residual, O * OH * OW);
     conv2d_with(
         cpu::level(),
         d,
@@ -442,7 +442,7 @@ pub fn conv2d_residual_rows<
     rows: (usize, usize),
 ) {
     let d = checked_dims::<C, H, W, O, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, G>(params);
-    check_residual(residual, O * OH * OW);
+    check_residual("conv2d_residual", residual, O * OH * OW);
     let res = Some(residual);
     run::conv2d_rows_with(
         cpu::level(),
@@ -457,11 +457,11 @@ pub fn conv2d_residual_rows<
     );
 }
 
-/// Panics unless `residual` holds the output's `n` values.
-fn check_residual(residual: &[f32], n: usize) {
+/// Panics unless `residual` holds the output's `n` values (`what`: the kernel's name).
+fn check_residual(what: &str, residual: &[f32], n: usize) {
     assert!(
         residual.len() >= n,
-        "conv2d_residual: the residual holds {} values, the output {n}",
+        "{what}: the residual holds {} values, the output {n}",
         residual.len(),
     );
 }

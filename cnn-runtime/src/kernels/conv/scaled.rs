@@ -118,12 +118,7 @@ pub fn conv2d_scaled_residual<
     act: Act,
 ) {
     let d = checked_dims::<C, H, W, O, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, 1>(params);
-    assert!(
-        residual.len() >= O * OH * OW,
-        "conv2d_scaled_residual: the residual holds {} values, the output {}",
-        residual.len(),
-        O * OH * OW
-    );
+    super::check_residual("conv2d_scaled_residual", residual, O * OH * OW);
     scaled_in(
         cpu::level(),
         d,
@@ -220,7 +215,7 @@ pub fn conv2d_scaled_residual_rows<
     rows: (usize, usize),
 ) {
     let d = checked_dims::<C, H, W, O, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, 1>(params);
-    super::check_residual(residual, O * OH * OW);
+    super::check_residual("conv2d_scaled_residual", residual, O * OH * OW);
     let (level, res) = (cpu::level(), Some(residual));
     scaled_in(
         level,
