@@ -13,6 +13,7 @@ use cnn_runtime::kernels::depthwise::{depthwise_conv2d, depthwise_conv2d_rows, D
 use cnn_runtime::kernels::expand_depthwise::{
     expand_depthwise, expand_depthwise_rows, expand_depthwise_scratch_len,
 };
+use cnn_runtime::kernels::pool::{avg_pool2d, avg_pool2d_rows, max_pool2d, max_pool2d_rows};
 use cnn_runtime::kernels::winograd::{
     winograd_conv3x3, winograd_conv3x3_maxpool2, winograd_conv3x3_maxpool2_rows,
     winograd_conv3x3_rows, winograd_scratch_len, WinogradParams,
@@ -396,4 +397,91 @@ fn winograd_maxpool_rows_equal_the_whole_layer() {
             "winograd with max pool",
         );
     }
+}
+
+/// A pool's geometry for [`check_pool`]: `(C, H, W)`, `(OH, OW)`, and the window's rows
+/// `[kernel, stride, padding, dilation]`.
+type PoolDims = ((usize, usize, usize), (usize, usize), [usize; 4]);
+
+/// Checks a pool's row form against the whole pool on the bands `0..OH/2`, `OH/2..OH`
+/// and a middle one: on the input, the rows outside the band stay as they were; with
+/// every input row outside the band's windows NaN (which max and average pools both
+/// propagate, so a row read that should not be fails), the band is the whole pool's.
+fn check_pool(
+    what: &str,
+    ((c, h, w), (oh, ow), [k, s, p, d]): PoolDims,
+    whole: impl Fn(&[f32], &mut [f32]),
+    rows: impl Fn(&[f32], &mut [f32], (usize, usize)),
+) {
+    let input = values(c * h * w, 11);
+    let mut want = vec![0.0; c * oh * ow];
+    whole(&input, &mut want);
+    for band in [(0, oh / 2), (oh / 2, oh), (1, oh - 1)] {
+        // The input rows the band's windows reach; the others NaN.
+        let first = (band.0 * s).saturating_sub(p);
+        let end = ((band.1.max(1) - 1) * s + (k - 1) * d + 1)
+            .saturating_sub(p)
+            .min(h);
+        let mut poisoned = input.clone();
+        for (i, v) in poisoned.iter_mut().enumerate() {
+            let y = i / w % h;
+            if y < first || y >= end {
+                *v = f32::NAN;
+            }
+        }
+        for input in [&input, &poisoned] {
+            let mut got = vec![f32::NAN; want.len()];
+            rows(input, &mut got, band);
+            check(&got, &want, (c, oh, ow), band, band, what);
+        }
+    }
+}
+
+#[test]
+fn pool_rows_equal_the_whole_pool() {
+    // LeNet-5's 2x2 average pools and VGG's 2x2 max pool (the vector path).
+    check_pool(
+        "2x2 max",
+        ((6, 28, 28), (14, 14), [2, 2, 0, 1]),
+        max_pool2d::<6, 28, 28, 14, 14, 2, 2, 2, 2, 0, 0, 1, 1>,
+        max_pool2d_rows::<6, 28, 28, 14, 14, 2, 2, 2, 2, 0, 0, 1, 1>,
+    );
+    check_pool(
+        "2x2 avg, odd input",
+        ((16, 11, 10), (5, 5), [2, 2, 0, 1]),
+        avg_pool2d::<16, 11, 10, 5, 5, 2, 2, 2, 2, 0, 0, true>,
+        avg_pool2d_rows::<16, 11, 10, 5, 5, 2, 2, 2, 2, 0, 0, true>,
+    );
+    // ResNet's stem pool (separable maxima), SqueezeNet's ceil-mode pool, a dilated one.
+    check_pool(
+        "3x3/2 max, padding 1",
+        ((8, 17, 19), (9, 10), [3, 2, 1, 1]),
+        max_pool2d::<8, 17, 19, 9, 10, 3, 3, 2, 2, 1, 1, 1, 1>,
+        max_pool2d_rows::<8, 17, 19, 9, 10, 3, 3, 2, 2, 1, 1, 1, 1>,
+    );
+    check_pool(
+        "3x3/2 max, ceil mode",
+        ((5, 14, 14), (7, 7), [3, 2, 0, 1]),
+        max_pool2d::<5, 14, 14, 7, 7, 3, 3, 2, 2, 0, 0, 1, 1>,
+        max_pool2d_rows::<5, 14, 14, 7, 7, 3, 3, 2, 2, 0, 0, 1, 1>,
+    );
+    check_pool(
+        "3x3 max, dilation 2",
+        ((3, 12, 12), (8, 8), [3, 1, 0, 2]),
+        max_pool2d::<3, 12, 12, 8, 8, 3, 3, 1, 1, 0, 0, 2, 2>,
+        max_pool2d_rows::<3, 12, 12, 8, 8, 3, 3, 1, 1, 0, 0, 2, 2>,
+    );
+    // Average pools dividing by the cells inside (or with) the padding.
+    check_pool(
+        "3x3 avg, padding 1, padding not counted",
+        ((4, 9, 7), (9, 7), [3, 1, 1, 1]),
+        avg_pool2d::<4, 9, 7, 9, 7, 3, 3, 1, 1, 1, 1, false>,
+        avg_pool2d_rows::<4, 9, 7, 9, 7, 3, 3, 1, 1, 1, 1, false>,
+    );
+    check_pool(
+        "5x5/3 avg, padding 2, ceil mode",
+        ((3, 11, 11), (5, 5), [5, 3, 2, 1]),
+        avg_pool2d::<3, 11, 11, 5, 5, 5, 5, 3, 3, 2, 2, true>,
+        avg_pool2d_rows::<3, 11, 11, 5, 5, 5, 5, 3, 3, 2, 2, true>,
+    );
 }

@@ -236,17 +236,26 @@ fn band_start(oh: usize, unit: usize, parts: usize, k: usize) -> usize {
     }
 }
 
-/// The 2x2 (or 1x2) pool `d` at `level`: with the `parallel` feature and a large map, in
-/// bands of output rows over the threads (on cache-line boundaries of the output, as the
-/// Winograd and depthwise row splits cut the map the pool reads: each part pools rows its
-/// core wrote; every value computed as on one thread), else on this thread.
-fn pool2x2(level: Level, d: Dims2d, max: bool, input: &[f32], output: &mut [f32]) {
+/// The 2x2 (or 1x2) pool `d` at `level`: output rows `band` of every plane on this
+/// thread (a team member's rows), or with `None` all of them: with the `parallel`
+/// feature and a large map, in bands of output rows over the threads (on cache-line
+/// boundaries of the output, as the Winograd and depthwise row splits cut the map the
+/// pool reads: each part pools rows its core wrote; every value computed as on one
+/// thread), else on this thread.
+fn pool2x2(
+    level: Level,
+    d: Dims2d,
+    max: bool,
+    input: &[f32],
+    output: &mut [f32],
+    band: Option<(usize, usize)>,
+) {
     let (hw, ohw) = (d.h * d.w, d.oh * d.ow);
     let input = &input[..d.c * hw];
     let output = &mut output[..d.c * ohw];
     let one_row = is_1x2(&d);
     #[cfg(feature = "parallel")]
-    {
+    if band.is_none() {
         // Rows whose outputs fill whole 64-byte lines.
         let unit = super::depthwise::line_rows(d.ow);
         let units = d.oh / unit;
@@ -297,7 +306,7 @@ fn pool2x2(level: Level, d: Dims2d, max: bool, input: &[f32], output: &mut [f32]
         one_row,
         input,
         out: output.as_mut_ptr(),
-        rows: (0, d.oh),
+        rows: band.unwrap_or((0, d.oh)),
     };
     simd::run(level, run);
 }
@@ -305,24 +314,44 @@ fn pool2x2(level: Level, d: Dims2d, max: bool, input: &[f32], output: &mut [f32]
 /// Max pool with its dimensions as runtime values (`d.o`, `d.g` ignored), at `level`; see
 /// [`max_pool2d`].
 fn max_pool_dyn(level: Level, d: Dims2d, input: &[f32], output: &mut [f32]) {
+    max_pool_band(level, d, input, output, None);
+}
+
+/// [`max_pool_dyn`] on output rows `band` of every plane alone, on this thread (`None`:
+/// all rows, split over the threads where that pays).
+fn max_pool_band(
+    level: Level,
+    d: Dims2d,
+    input: &[f32],
+    output: &mut [f32],
+    band: Option<(usize, usize)>,
+) {
     if is_2x2(&d) || is_1x2(&d) {
-        return pool2x2(level, d, true, input, output);
+        return pool2x2(level, d, true, input, output, band);
     }
-    if !pool_banded(level, d, true, input, output) {
-        max_pool_generic(d, input, output);
+    if !pool_banded(level, d, true, input, output, band) {
+        max_pool_generic(d, input, output, band.unwrap_or((0, d.oh)));
     }
 }
 
 /// Any other window by the engine's banded pooling ([`engine::pool`]: maxima, or sums
-/// for `max == false`) at `level`; `false` (nothing written) when it declines. With the
+/// for `max == false`) at `level`; `false` (nothing written) when it declines. Output
+/// rows `band` of every plane on this thread, or with `None` all of them: with the
 /// `parallel` feature and a large map, in bands of output rows over the threads, as
 /// [`pool2x2`] splits (on cache-line boundaries of the output; each part pools the rows
 /// its core wrote when the convolution before split by rows, as ResNet's stem does: by
 /// channels, the split had made ResNet-18 slower); every value computed as on one thread.
-fn pool_banded(level: Level, d: Dims2d, max: bool, input: &[f32], output: &mut [f32]) -> bool {
+fn pool_banded(
+    level: Level,
+    d: Dims2d,
+    max: bool,
+    input: &[f32],
+    output: &mut [f32],
+    band: Option<(usize, usize)>,
+) -> bool {
     let output = &mut output[..d.c * d.oh * d.ow];
     #[cfg(feature = "parallel")]
-    {
+    if band.is_none() {
         let unit = super::depthwise::line_rows(d.ow);
         let units = d.oh / unit;
         let threads = crate::pool::num_threads().min(units);
@@ -371,7 +400,7 @@ fn pool_banded(level: Level, d: Dims2d, max: bool, input: &[f32], output: &mut [
         max,
         input,
         out: output.as_mut_ptr(),
-        rows: (0, d.oh),
+        rows: band.unwrap_or((0, d.oh)),
     };
     simd::run(level, run)
 }
@@ -431,14 +460,16 @@ impl WithSimd for PoolBands<'_> {
     }
 }
 
-/// The max pool's general loops (any window, padding, dilation, ceil mode).
+/// The max pool's general loops (any window, padding, dilation, ceil mode), on output
+/// rows `rows` of every plane.
 #[inline(always)]
-fn max_pool_generic(d: Dims2d, input: &[f32], output: &mut [f32]) {
+fn max_pool_generic(d: Dims2d, input: &[f32], output: &mut [f32], rows: (usize, usize)) {
     let (hw, ohw) = (d.h * d.w, d.oh * d.ow);
     let input = &input[..d.c * hw];
     let output = &mut output[..d.c * ohw];
     for (out_plane, in_plane) in output.chunks_exact_mut(ohw).zip(input.chunks_exact(hw)) {
-        for (oy, out_row) in out_plane.chunks_exact_mut(d.ow).enumerate() {
+        let band = out_plane[rows.0 * d.ow..rows.1 * d.ow].chunks_exact_mut(d.ow);
+        for (oy, out_row) in (rows.0..).zip(band) {
             out_row.fill(f32::NEG_INFINITY);
             pool_row(&d, out_row, in_plane, oy, max_nan);
         }
@@ -461,17 +492,32 @@ fn window_count(start: usize, k: usize, n: usize, p: usize, include_pad: bool) -
 /// Average pool with its dimensions as runtime values (`d.o`, `d.g`, `d.dh`, `d.dw`
 /// ignored: no dilation), at `level`; see [`avg_pool2d`].
 fn avg_pool_dyn(level: Level, d: Dims2d, include_pad: bool, input: &[f32], output: &mut [f32]) {
+    avg_pool_band(level, d, include_pad, input, output, None);
+}
+
+/// [`avg_pool_dyn`] on output rows `band` of every plane alone, on this thread (`None`:
+/// all rows, split over the threads where that pays).
+fn avg_pool_band(
+    level: Level,
+    d: Dims2d,
+    include_pad: bool,
+    input: &[f32],
+    output: &mut [f32],
+    band: Option<(usize, usize)>,
+) {
     let d = Dims2d { dh: 1, dw: 1, ..d };
     if is_2x2(&d) || is_1x2(&d) {
-        return pool2x2(level, d, false, input, output);
+        return pool2x2(level, d, false, input, output, band);
     }
-    if !pool_banded(level, d, false, input, output) {
-        return avg_pool_generic(d, include_pad, input, output);
+    let rows = band.unwrap_or((0, d.oh));
+    if !pool_banded(level, d, false, input, output, band) {
+        return avg_pool_generic(d, include_pad, input, output, rows);
     }
     // The window sums, divided as PyTorch does.
     let ohw = d.oh * d.ow;
     for plane in output[..d.c * ohw].chunks_exact_mut(ohw) {
-        for (oy, out_row) in plane.chunks_exact_mut(d.ow).enumerate() {
+        let band = plane[rows.0 * d.ow..rows.1 * d.ow].chunks_exact_mut(d.ow);
+        for (oy, out_row) in (rows.0..).zip(band) {
             let rows = window_count(oy * d.sh, d.kh, d.h, d.ph, include_pad);
             for (ox, y) in out_row.iter_mut().enumerate() {
                 let cols = window_count(ox * d.sw, d.kw, d.w, d.pw, include_pad);
@@ -481,14 +527,22 @@ fn avg_pool_dyn(level: Level, d: Dims2d, include_pad: bool, input: &[f32], outpu
     }
 }
 
-/// The average pool's general loops (any window, padding, ceil mode, divisor rule).
+/// The average pool's general loops (any window, padding, ceil mode, divisor rule), on
+/// output rows `rows` of every plane.
 #[inline(always)]
-fn avg_pool_generic(d: Dims2d, include_pad: bool, input: &[f32], output: &mut [f32]) {
+fn avg_pool_generic(
+    d: Dims2d,
+    include_pad: bool,
+    input: &[f32],
+    output: &mut [f32],
+    rows: (usize, usize),
+) {
     let (hw, ohw) = (d.h * d.w, d.oh * d.ow);
     let input = &input[..d.c * hw];
     let output = &mut output[..d.c * ohw];
     for (out_plane, in_plane) in output.chunks_exact_mut(ohw).zip(input.chunks_exact(hw)) {
-        for (oy, out_row) in out_plane.chunks_exact_mut(d.ow).enumerate() {
+        let band = out_plane[rows.0 * d.ow..rows.1 * d.ow].chunks_exact_mut(d.ow);
+        for (oy, out_row) in (rows.0..).zip(band) {
             out_row.fill(0.0);
             pool_row(&d, out_row, in_plane, oy, |y, x| *y += x);
             let rows = window_count(oy * d.sh, d.kh, d.h, d.ph, include_pad);
@@ -529,11 +583,68 @@ pub fn max_pool2d<
     input: &[f32],
     output: &mut [f32],
 ) {
+    let d = pool_dims::<C, H, W, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW>();
+    max_pool_dyn(cpu::level(), d, input, output);
+}
+
+/// [`max_pool2d`] on output rows `rows.0..rows.1` of every plane alone, on the calling
+/// thread (a [`team`](crate::team) member's rows): each value written is the one
+/// [`max_pool2d`] gives, the other rows are left as they were, and no input row outside
+/// their windows is used.
+///
+/// # Panics
+///
+/// As [`max_pool2d`], and if `rows` is not a range of `0..OH`.
+pub fn max_pool2d_rows<
+    const C: usize,
+    const H: usize,
+    const W: usize,
+    const OH: usize,
+    const OW: usize,
+    const KH: usize,
+    const KW: usize,
+    const SH: usize,
+    const SW: usize,
+    const PH: usize,
+    const PW: usize,
+    const DH: usize,
+    const DW: usize,
+>(
+    input: &[f32],
+    output: &mut [f32],
+    rows: (usize, usize),
+) {
+    let d = pool_dims::<C, H, W, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW>();
+    assert!(
+        rows.0 <= rows.1 && rows.1 <= OH,
+        "max_pool2d_rows: rows {rows:?} of {OH}"
+    );
+    max_pool_band(cpu::level(), d, input, output, Some(rows));
+}
+
+/// The pool's dimensions from its constants (output planes as many as the input's),
+/// each checked positive at compile time.
+#[inline(always)]
+const fn pool_dims<
+    const C: usize,
+    const H: usize,
+    const W: usize,
+    const OH: usize,
+    const OW: usize,
+    const KH: usize,
+    const KW: usize,
+    const SH: usize,
+    const SW: usize,
+    const PH: usize,
+    const PW: usize,
+    const DH: usize,
+    const DW: usize,
+>() -> Dims2d {
     const {
         assert!(C > 0 && H > 0 && W > 0 && OH > 0 && OW > 0);
         assert!(KH > 0 && KW > 0 && SH > 0 && SW > 0 && DH > 0 && DW > 0);
     }
-    let d = Dims2d {
+    Dims2d {
         c: C,
         h: H,
         w: W,
@@ -549,8 +660,7 @@ pub fn max_pool2d<
         dh: DH,
         dw: DW,
         g: C,
-    };
-    max_pool_dyn(cpu::level(), d, input, output);
+    }
 }
 
 /// Average pool, PyTorch `AvgPool2d`: the window of `output[c][y][x]` is rows
@@ -583,28 +693,49 @@ pub fn avg_pool2d<
     input: &[f32],
     output: &mut [f32],
 ) {
-    const {
-        assert!(C > 0 && H > 0 && W > 0 && OH > 0 && OW > 0);
-        assert!(KH > 0 && KW > 0 && SH > 0 && SW > 0);
-    }
-    let d = Dims2d {
-        c: C,
-        h: H,
-        w: W,
-        o: C,
-        oh: OH,
-        ow: OW,
-        kh: KH,
-        kw: KW,
-        sh: SH,
-        sw: SW,
-        ph: PH,
-        pw: PW,
-        dh: 1,
-        dw: 1,
-        g: C,
-    };
+    let d = pool_dims::<C, H, W, OH, OW, KH, KW, SH, SW, PH, PW, 1, 1>();
     avg_pool_dyn(cpu::level(), d, COUNT_INCLUDE_PAD, input, output);
+}
+
+/// [`avg_pool2d`] on output rows `rows.0..rows.1` of every plane alone, on the calling
+/// thread (a [`team`](crate::team) member's rows): each value written is the one
+/// [`avg_pool2d`] gives, the other rows are left as they were, and no input row outside
+/// their windows is used.
+///
+/// # Panics
+///
+/// As [`avg_pool2d`], and if `rows` is not a range of `0..OH`.
+pub fn avg_pool2d_rows<
+    const C: usize,
+    const H: usize,
+    const W: usize,
+    const OH: usize,
+    const OW: usize,
+    const KH: usize,
+    const KW: usize,
+    const SH: usize,
+    const SW: usize,
+    const PH: usize,
+    const PW: usize,
+    const COUNT_INCLUDE_PAD: bool,
+>(
+    input: &[f32],
+    output: &mut [f32],
+    rows: (usize, usize),
+) {
+    let d = pool_dims::<C, H, W, OH, OW, KH, KW, SH, SW, PH, PW, 1, 1>();
+    assert!(
+        rows.0 <= rows.1 && rows.1 <= OH,
+        "avg_pool2d_rows: rows {rows:?} of {OH}"
+    );
+    avg_pool_band(
+        cpu::level(),
+        d,
+        COUNT_INCLUDE_PAD,
+        input,
+        output,
+        Some(rows),
+    );
 }
 
 /// Global average pool with its dimensions as runtime values, at `level` ([`GapRun`]),
