@@ -81,9 +81,10 @@ impl Member {
             } else {
                 ((b, b + below), (b - above, b))
             };
-            let (mine, other) = self.halves();
+            let (mine, at) = self.half();
             imp::gather(arena, off, (c, h, w), send, mine);
             self.barrier();
+            let other = self.theirs(at);
             // No second barrier: the other member writes this half of its buffer again
             // two exchanges on, after the barrier of the next one, which this member
             // reaches only once it has read it (and the same the other way).
@@ -103,9 +104,10 @@ impl Member {
     pub fn reduce_mean(&self, arena: &mut [f32], off: usize, c: usize, hw: usize) {
         #[cfg(feature = "parallel")]
         {
-            let (mine, other) = self.halves();
+            let (mine, at) = self.half();
             imp::gather(arena, off, (1, 1, c), (0, 1), mine);
             self.barrier();
+            let other = self.theirs(at);
             imp::mean(arena, off, c, hw, other, self.index == 0);
         }
         #[cfg(not(feature = "parallel"))]
@@ -120,31 +122,35 @@ impl Member {
         #[cfg(feature = "parallel")]
         {
             let rows = (h / 2, h);
-            let (mine, other) = self.halves();
+            let (mine, at) = self.half();
             if self.index == 1 {
                 imp::gather(buf, off, (c, h, w), rows, mine);
             }
             self.barrier();
             if self.index == 0 {
-                imp::scatter(buf, off, (c, h, w), rows, other);
+                imp::scatter(buf, off, (c, h, w), rows, self.theirs(at));
             }
         }
         #[cfg(not(feature = "parallel"))]
         let _ = (buf, off, c, h, w);
     }
 
-    /// The halves of this member's buffer and of the other's for the next exchange or
-    /// merge: the first for the first one, then the second, and so on (both members
-    /// make the same calls in the same order).
+    /// The half of this member's buffer for the next exchange or merge, and its offset
+    /// in the buffer: the first half for the first one, then the second, and so on (both
+    /// members make the same calls in the same order).
     #[cfg(feature = "parallel")]
-    fn halves(&self) -> (*mut f32, *const f32) {
+    fn half(&self) -> (*mut f32, usize) {
         let k = self.sent.get();
         self.sent.set(k + 1);
         let at = (k % 2) * self.len;
-        (
-            self.halo.wrapping_add(at),
-            imp::other_halo(self.index).wrapping_add(at),
-        )
+        (self.halo.wrapping_add(at), at)
+    }
+
+    /// The same half (at `at`) of the other member's buffer: read only after the
+    /// exchange's barrier, before which the other published its buffer for this call.
+    #[cfg(feature = "parallel")]
+    fn theirs(&self, at: usize) -> *const f32 {
+        imp::other_halo(self.index).wrapping_add(at)
     }
 
     /// Waits until the other member reaches its barrier of the same count (or a member
@@ -316,9 +322,9 @@ mod imp {
             len: halo.max(1),
             sent: Cell::new(0),
         };
+        // Published before this member's first barrier, after which alone the other
+        // reads it (the barrier's count is released and acquired).
         HALOS[me].store(m.halo, Ordering::Release);
-        // Both buffers published before either member uses the other's.
-        m.barrier();
         let r = panic::catch_unwind(AssertUnwindSafe(|| f(&m, arena, output)));
         HALO.with(|h| h.set(buf));
         if let Err(e) = r {
