@@ -206,9 +206,9 @@ fn team_on_a_graph_equals_one_thread() {
 
 cnn_model! {
     /// A skip connection from inside the chain to a step after it (a U-Net's): `a2` is
-    /// read by `c3`, a team step, and by the add fused into `c4`, which comes after a
-    /// pool that ends the chain. The team stops at `c2`, whose tensor the caller then
-    /// holds whole.
+    /// read by `c3`, a team step, and by the add fused into `c4`, which comes after an
+    /// upsampling that ends the chain. The team stops at `c2`, whose tensor the caller
+    /// then holds whole.
     #[winograd = false]
     pub struct TeamCut {
         input: [3, 40, 36],
@@ -298,6 +298,69 @@ fn team_with_squeeze_and_excitation_equals_one_thread() {
         "{summary}"
     );
     assert_team_equals_one_thread::<TeamSqueeze>(9, 900, 10);
+}
+
+cnn_model! {
+    /// Pools in a team, each member pooling its rows: ResNet's stem pool (3x3, stride 2,
+    /// padding 1), a ceil-mode pool whose last window hangs over the map's odd edge, a
+    /// dilated max pool, an average pool dividing by the input cells alone, and a 2x2
+    /// average pool ending the chain on a map of odd height.
+    #[winograd = false]
+    pub struct TeamPools {
+        input: [3, 45, 38],
+        c1: conv(16, kernel = 3, padding = 1),
+        relu,
+        p1: max_pool(3, stride = 2, padding = 1),
+        c2: conv(16, kernel = 3, padding = 1),
+        relu,
+        p2: max_pool(2, ceil_mode = true),
+        c3: conv(24, kernel = 3, padding = 1),
+        relu,
+        p3: max_pool(3, stride = 1, dilation = 2),
+        c4: conv(16, kernel = 1),
+        p4: avg_pool(3, stride = 1, padding = 1, count_include_pad = false),
+        c5: conv(16, kernel = 3, padding = 1),
+        tanh,
+        p5: avg_pool(2),
+        global_avg_pool,
+        fc: linear(5),
+    }
+}
+
+cnn_model! {
+    /// LeNet-5: its two convolutions and 2x2 average pools as a team.
+    #[file = "models/lenet5.toml"]
+    pub struct LeNet5;
+}
+
+#[test]
+fn team_with_pools_equals_one_thread() {
+    let _turn = threads_lock();
+    let summary = TeamPools::summary();
+    assert!(
+        summary.contains("two threads:  `c1` to `p5` (10 steps"),
+        "{summary}"
+    );
+    assert_team_equals_one_thread::<TeamPools>(10, 1000, 10);
+    assert!(LeNet5::summary().contains("two threads:  `conv1` to `pool2` (4 steps"));
+    assert_team_equals_one_thread::<LeNet5>(11, 1100, 5);
+    // Many team calls back to back, each against one thread's output: the members'
+    // hand-overs (the first exchange uses the buffer the other published in this call).
+    let model = LeNet5::from_safetensors(&random_weights::<LeNet5>(12)).unwrap();
+    let x = random_input::<LeNet5>(1200);
+    cnn::set_num_threads(1);
+    let want = model.forward_flat(&x).unwrap();
+    cnn::set_num_threads(2);
+    let before = cnn::__private::rt::team::calls();
+    for _ in 0..2000 {
+        assert_eq!(model.forward_flat(&x).unwrap(), want);
+    }
+    // (Another test may hold the pool for a moment.)
+    assert!(
+        cnn::__private::rt::team::calls() > before + 1000,
+        "the team ran"
+    );
+    cnn::set_num_threads(1);
 }
 
 cnn_model! {

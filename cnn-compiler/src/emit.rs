@@ -157,7 +157,7 @@ pub fn step_and_member(
             both(conv_transpose(step, model, shapes, w, layer, path, bn))
         }
         Kernel::Linear { layer, bn } => both(linear(step, model, shapes, w, layer, bn)),
-        Kernel::Pool { layer } => both(pool(step, model, shapes, layer)),
+        Kernel::Pool { layer } => pool(step, model, shapes, layer),
         Kernel::AdaptivePool { layer } => adaptive_pool(step, model, shapes, layer),
         Kernel::Upsample { layer } => both(upsample(step, model, shapes, layer)),
         Kernel::GlobalAvg | Kernel::GlobalMax => both(global_pool(step)),
@@ -524,7 +524,12 @@ fn linear(
     )
 }
 
-fn pool(step: &Step, model: &Model, shapes: &[LayerShape], layer: usize) -> TokenStream {
+fn pool(
+    step: &Step,
+    model: &Model,
+    shapes: &[LayerShape],
+    layer: usize,
+) -> (TokenStream, TokenStream) {
     let rt = rt();
     let Op::Pool(pool) = kernel_op(&model.layers[layer].op, model.is_1d()) else {
         unreachable!("planned pools are pool layers")
@@ -537,16 +542,22 @@ fn pool(step: &Step, model: &Model, shapes: &[LayerShape], layer: usize) -> Toke
     let (dh, dw) = (pool.dilation.0 as usize, pool.dilation.1 as usize);
     let [ci, h, wd, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw] =
         [ci, h, wd, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw].map(lit);
-    let call = match pool.kind {
-        PoolKind::Max => {
-            quote!(#rt::kernels::pool::max_pool2d::<#ci, #h, #wd, #oh, #ow, #kh, #kw, #sh, #sw, #ph, #pw, #dh, #dw>(r0, w);)
-        }
-        PoolKind::Avg => {
-            let cip = pool.count_include_pad;
-            quote!(#rt::kernels::pool::avg_pool2d::<#ci, #h, #wd, #oh, #ow, #kh, #kw, #sh, #sw, #ph, #pw, #cip>(r0, w);)
-        }
+    // The call, or with `band` a team member's on its rows.
+    let call = |band: bool| {
+        let call = match pool.kind {
+            PoolKind::Max => {
+                let (f, rows) = row_form(step, "max_pool2d", band);
+                quote!(#rt::kernels::pool::#f::<#ci, #h, #wd, #oh, #ow, #kh, #kw, #sh, #sw, #ph, #pw, #dh, #dw>(r0, w #rows);)
+            }
+            PoolKind::Avg => {
+                let cip = pool.count_include_pad;
+                let (f, rows) = row_form(step, "avg_pool2d", band);
+                quote!(#rt::kernels::pool::#f::<#ci, #h, #wd, #oh, #ow, #kh, #kw, #sh, #sw, #ph, #pw, #cip>(r0, w #rows);)
+            }
+        };
+        bind(step, false, call)
     };
-    bind(step, false, call)
+    (call(false), call(true))
 }
 
 fn adaptive_pool(

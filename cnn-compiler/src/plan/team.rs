@@ -7,7 +7,8 @@
 //! scale; not a strided 1x1 layer, which gathers its input whole), a 1x1 expansion fused
 //! with its depthwise layer, or a Winograd convolution (with or without its fused max
 //! pool; not dilated, no residual) whose two halves of tile rows meet at the team's
-//! boundary, writing a `[C, H, W]` tensor of at least two rows; as a reduction when it is
+//! boundary, or a max or average pool (any window, padding, dilation, ceil mode),
+//! writing a `[C, H, W]` tensor of at least two rows; as a reduction when it is
 //! an average pool to `[C, 1, 1]` of such a tensor; whole when it is a convolution
 //! writing `[C, 1, 1]` from tensors both members hold whole (a squeeze-and-excitation
 //! block's). It reads only the model's input and tensors earlier steps of the chain
@@ -17,13 +18,15 @@
 //! the chain but the last is read by steps of the chain alone. Each member owns rows
 //! `0..H/2` or `H/2..H` of every `[C, H, W]` tensor, which each step computes through its
 //! kernel's `_rows` form (`conv2d_rows`, `conv2d_residual_rows`, `conv2d_scaled_rows`,
-//! `depthwise_conv2d_rows`, `expand_depthwise_rows`, `winograd_conv3x3_rows`, ...); the
+//! `depthwise_conv2d_rows`, `expand_depthwise_rows`, `winograd_conv3x3_rows`,
+//! `max_pool2d_rows`, ...); the
 //! rows of the other half any reader's window reaches over the boundary (one row for a
 //! 3x3 layer at stride 1 or 2) are exchanged right after the step that wrote them; a
 //! reduction's members sum their rows (`adaptive_avg_pool2d_part`) and exchange the sums
 //! (`Member::reduce_mean`). A chain is worth a team when it holds most of the model's
-//! work (`MIN_SHARE`) over at least two steps, and enough of it per float that the
-//! worker hands over at its end (`MIN_MACS_PER_MERGED`).
+//! work (`MIN_SHARE`) over at least two steps, and, unless that is a few lines
+//! (`MERGE_FREE`), enough of it per float that the worker hands over at its end
+//! (`MIN_MACS_PER_MERGED`).
 
 use super::{Buf, Kernel, Plan};
 use crate::ir::{Model, Op, PoolKind, Shape, Src};
@@ -40,6 +43,12 @@ const MIN_SHARE: usize = 60;
 /// the output, 7,192: 1.03x faster than the split plan); MobileNet-96's (4,560) 1.15x
 /// faster, cifar_vgg's (37,700) 1.25x.
 const MIN_MACS_PER_MERGED: usize = 2000;
+
+/// Floats of the merge below which [`MIN_MACS_PER_MERGED`] does not apply: a merge of a
+/// few lines costs what the barrier before it costs. LeNet-5's chain (`conv1` to
+/// `pool2`, 357,600 multiply-accumulates, 1,490 per float of its 240 merged) ran 1.07x
+/// faster as a team than on the split plan, which runs its small layers on one thread.
+const MERGE_FREE: usize = 1024;
 
 /// A tensor's place and size: arena offset and `(C, H, W)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,11 +122,11 @@ pub struct Team {
 }
 
 /// A step the team may run, and how: by the rows of its output (a convolution: direct,
-/// depthwise or Winograd, with a fused residual or scale; or a 1x1 expansion with its
-/// depthwise layer), whole (a convolution writing a `[C, 1, 1]` tensor), or as a
+/// depthwise or Winograd, with a fused residual or scale; a 1x1 expansion with its
+/// depthwise layer; a max or average pool), whole (a convolution writing a `[C, 1, 1]` tensor), or as a
 /// reduction (an average pool to `[C, 1, 1]`). For a step by rows, the geometry of its
 /// window over its first source: `[kernel height, stride, dilation, top padding, the row
-/// of its convolution's output where member 1 starts]`.
+/// of its convolution's (or pool's) output where member 1 starts]`.
 fn team_step(
     plan: &Plan,
     i: usize,
@@ -138,6 +147,17 @@ fn team_step(
             ..
         } => (layer, winograd, pool, residual, scale),
         Kernel::ExpandDepthwise { dw, .. } => (dw, None, None, false, false),
+        Kernel::Pool { layer } => {
+            let Op::Pool(pool) = model.layers[layer].op else {
+                return None;
+            };
+            let (Shape::Chw(..), Shape::Chw(_, h, _)) = (step.inputs[0], step.output) else {
+                return None;
+            };
+            let [k, s, p, d] =
+                [pool.kernel, pool.stride, pool.padding, pool.dilation].map(|pair| pair.0 as usize);
+            return (h >= 2).then_some((Part::Rows, Some([k, s, d, p, h / 2])));
+        }
         Kernel::AdaptivePool { layer } => {
             let avg = matches!(
                 model.layers[layer].op,
@@ -347,7 +367,8 @@ pub fn team(plan: &Plan, model: &Model, shapes: &[LayerShape]) -> Option<Team> {
     }
     let merge = rows(steps - 1);
     let (c, h, w) = merge.chw;
-    if macs(0..steps) < MIN_MACS_PER_MERGED * c * (h - h / 2) * w {
+    let merged = c * (h - h / 2) * w;
+    if merged > MERGE_FREE && macs(0..steps) < MIN_MACS_PER_MERGED * merged {
         return None;
     }
     let reduces: Vec<Reduce> = (0..steps)
