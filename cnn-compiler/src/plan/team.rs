@@ -46,8 +46,9 @@ const MIN_MACS_PER_MERGED: usize = 2000;
 
 /// Floats of the merge below which [`MIN_MACS_PER_MERGED`] does not apply: a merge of a
 /// few lines costs what the barrier before it costs. LeNet-5's chain (`conv1` to
-/// `pool2`, 357,600 multiply-accumulates, 1,490 per float of its 240 merged) ran 1.07x
-/// faster as a team than on the split plan, which runs its small layers on one thread.
+/// `pool2`, 357,600 multiply-accumulates, 1,490 per float of its 240 merged) ran 1.05x
+/// faster as a team than on the split plan, which runs its small layers on one thread
+/// (1.10x once a team call lost its starting barrier).
 const MERGE_FREE: usize = 1024;
 
 /// A tensor's place and size: arena offset and `(C, H, W)`.
@@ -123,10 +124,10 @@ pub struct Team {
 
 /// A step the team may run, and how: by the rows of its output (a convolution: direct,
 /// depthwise or Winograd, with a fused residual or scale; a 1x1 expansion with its
-/// depthwise layer; a max or average pool), whole (a convolution writing a `[C, 1, 1]` tensor), or as a
-/// reduction (an average pool to `[C, 1, 1]`). For a step by rows, the geometry of its
-/// window over its first source: `[kernel height, stride, dilation, top padding, the row
-/// of its convolution's (or pool's) output where member 1 starts]`.
+/// depthwise layer; a max or average pool), whole (a convolution writing a `[C, 1, 1]`
+/// tensor), or as a reduction (an average pool to `[C, 1, 1]`). For a step by rows, the
+/// geometry of its window over its first source: `[kernel height, stride, dilation, top
+/// padding, the row of its convolution's (or pool's) output where member 1 starts]`.
 fn team_step(
     plan: &Plan,
     i: usize,
