@@ -7,7 +7,7 @@ use cnn_runtime::kernels::adaptive::{adaptive_avg_pool2d, adaptive_avg_pool2d_pa
 use cnn_runtime::kernels::conv::{
     conv2d_residual, conv2d_residual_rows, conv2d_rows, conv2d_scaled, conv2d_scaled_residual,
     conv2d_scaled_residual_rows, conv2d_scaled_rows, conv2d_scratch, conv_scale_fold_len,
-    ConvParams,
+    conv_scratch_len, ConvParams,
 };
 use cnn_runtime::kernels::depthwise::{depthwise_conv2d, depthwise_conv2d_rows, DepthwiseParams};
 use cnn_runtime::kernels::expand_depthwise::{
@@ -484,4 +484,46 @@ fn pool_rows_equal_the_whole_pool() {
         avg_pool2d::<3, 11, 11, 5, 5, 5, 5, 3, 3, 2, 2, true>,
         avg_pool2d_rows::<3, 11, 11, 5, 5, 5, 5, 3, 3, 2, 2, true>,
     );
+}
+
+#[test]
+fn strided_1x1_rows_equal_the_whole_layer() {
+    // ResNet's downsampling: 24 x 15 x 13 -> 32 x 8 x 7, 1x1, stride 2, its input pixels
+    // gathered (a band's rows alone) into the planned scratch. Input rows no band row
+    // reads are NaN.
+    const OH: usize = 8;
+    let (c, o) = (24, 32);
+    let input = values(c * 15 * 13, 16);
+    let params = ConvParams::from_torch(o, c, 1, 1, &values(o * c, 17), Some(&values(o, 18)), None);
+    let len = conv_scratch_len((c, 15, 13), (o, OH, 7), (1, 1), (2, 2), (0, 0), (1, 1), 1);
+    assert!(len >= c * OH * 7, "the gather's room is planned");
+    let mut scratch = vec![0.0; len];
+    let mut whole = vec![0.0; o * OH * 7];
+    conv2d_scratch::<24, 15, 13, 32, OH, 7, 1, 1, 2, 2, 0, 0, 1, 1, 1>(
+        &input,
+        &params,
+        &mut whole,
+        &mut scratch,
+        Act::RELU,
+    );
+    for band in [(0, OH / 2), (OH / 2, OH), (3, 6)] {
+        let mut poisoned = input.clone();
+        for (i, v) in poisoned.iter_mut().enumerate() {
+            let y = i / 13 % 15;
+            if y < 2 * band.0 || y > 2 * (band.1 - 1) {
+                *v = f32::NAN;
+            }
+        }
+        scratch.fill(f32::NAN);
+        let mut got = vec![f32::NAN; whole.len()];
+        conv2d_rows::<24, 15, 13, 32, OH, 7, 1, 1, 2, 2, 0, 0, 1, 1, 1>(
+            &poisoned,
+            &params,
+            &mut got,
+            &mut scratch,
+            Act::RELU,
+            band,
+        );
+        check(&got, &whole, (o, OH, 7), band, band, "strided 1x1");
+    }
 }

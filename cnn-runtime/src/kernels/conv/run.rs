@@ -378,11 +378,12 @@ pub(super) fn conv2d_in<S: Simd>(
     let band = rows.map(|(a, b)| (a.min(d.oh) * d.ow, b.min(d.oh) * d.ow));
     if let Some(dd) = subsampled_1x1(&d) {
         // A strided 1x1 layer (ResNets' downsampling): the pixels it reads gathered into
-        // the planned memory, then a direct 1x1 layer on them.
+        // the planned memory (a band's rows alone), then a direct 1x1 layer on them.
         let n = d.c * d.oh * d.ow;
         if pack.len() >= n.next_multiple_of(16) {
             let (gathered, rest) = pack.split_at_mut(n.next_multiple_of(16));
-            gather_strided(s, &d, input, &mut gathered[..n]);
+            let rows = rows.map(|(a, b)| (a.min(d.oh), b.min(d.oh)));
+            gather_strided(s, &d, input, &mut gathered[..n], rows);
             let gathered = &gathered[..n];
             let run = (act, res);
             if engine_run(
@@ -463,18 +464,27 @@ pub(super) fn subsampled_1x1(d: &Dims2d) -> Option<Dims2d> {
 }
 
 /// The input pixels of the strided 1x1 convolution `d` ([`subsampled_1x1`]) into `out`
-/// (`C x OH x OW`): every `SH`-th row, every `SW`-th column. With the `parallel`
-/// feature, large gathers split their planes over the pool's threads.
-fn gather_strided<S: Simd>(s: S, d: &Dims2d, input: &[f32], out: &mut [f32]) {
+/// (`C x OH x OW`): every `SH`-th row, every `SW`-th column; with `rows`, only those
+/// output rows' pixels of each plane, on this thread (a team member's band, whose input
+/// rows are the only ones it holds). With the `parallel` feature, large whole gathers
+/// split their planes over the pool's threads.
+fn gather_strided<S: Simd>(
+    s: S,
+    d: &Dims2d,
+    input: &[f32],
+    out: &mut [f32],
+    rows: Option<(usize, usize)>,
+) {
     let plane = d.oh * d.ow;
     #[cfg(feature = "parallel")]
-    {
+    if rows.is_none() {
         let split = crate::kernels::split_planes(d.c, plane, out, &|first, part| {
             s.vectorize(Gather {
                 d,
                 input,
                 out: part,
                 first,
+                rows: (0, d.oh),
             });
         });
         if split {
@@ -486,16 +496,18 @@ fn gather_strided<S: Simd>(s: S, d: &Dims2d, input: &[f32], out: &mut [f32]) {
         input,
         out: &mut out[..d.c * plane],
         first: 0,
+        rows: rows.unwrap_or((0, d.oh)),
     });
 }
 
-/// [`gather_strided`] of the planes in `out` from plane `first` on, as one isolated
-/// function ([`Simd::vectorize`]).
+/// [`gather_strided`] of output rows `rows` of the planes in `out` from plane `first`
+/// on, as one isolated function ([`Simd::vectorize`]).
 struct Gather<'a> {
     d: &'a Dims2d,
     input: &'a [f32],
     out: &'a mut [f32],
     first: usize,
+    rows: (usize, usize),
 }
 
 impl WithSimd for Gather<'_> {
@@ -507,10 +519,12 @@ impl WithSimd for Gather<'_> {
             input,
             out,
             first,
+            rows,
         } = self;
         let ow = d.ow;
         for (c, plane) in (first..).zip(out.chunks_exact_mut(d.oh * ow)) {
-            for (y, row) in plane.chunks_exact_mut(ow).enumerate() {
+            let band = plane[rows.0 * ow..rows.1 * ow].chunks_exact_mut(ow);
+            for (y, row) in (rows.0..).zip(band) {
                 // The input row's pixels from the first one read to the last.
                 let src = &input[(c * d.h + y * d.sh) * d.w..][..(ow - 1) * d.sw + 1];
                 engine::strided_load(s, row, src, d.sw);
