@@ -328,6 +328,37 @@ cnn_model! {
 }
 
 cnn_model! {
+    /// A ResNet's stem and downsampling blocks in a team: the strided 1x1 downsampling
+    /// layers gather the pixels of their rows alone, and the blocks' last layers add
+    /// them (residual rows), on maps of odd sizes down to 6 x 5.
+    #[winograd = false]
+    pub struct TeamDownsample {
+        input: [3, 41, 38],
+        c1: conv(16, kernel = 7, stride = 2, padding = 3),
+        batch_norm,
+        relu,
+        p1: max_pool(3, stride = 2, padding = 1),
+        d1: conv(32, kernel = 1, stride = 2, from = p1),
+        bd1: batch_norm,
+        c2: conv(32, kernel = 3, stride = 2, padding = 1, from = p1),
+        relu,
+        c3: conv(32, kernel = 3, padding = 1),
+        add(bd1),
+        r1: relu,
+        d2: conv(48, kernel = 1, stride = 2, from = r1),
+        c4: conv(24, kernel = 1, from = r1),
+        relu,
+        c5: conv(24, kernel = 3, stride = 2, padding = 1),
+        relu,
+        c6: conv(48, kernel = 1),
+        add(d2),
+        relu,
+        global_avg_pool,
+        fc: linear(4),
+    }
+}
+
+cnn_model! {
     /// LeNet-5: its two convolutions and 2x2 average pools as a team.
     #[file = "models/lenet5.toml"]
     pub struct LeNet5;
@@ -343,6 +374,12 @@ fn team_with_pools_equals_one_thread() {
     );
     assert_team_equals_one_thread::<TeamPools>(10, 1000, 10);
     assert!(LeNet5::summary().contains("two threads:  `conv1` to `pool2` (4 steps"));
+    let summary = TeamDownsample::summary();
+    assert!(
+        summary.contains("two threads:  `c1` to `c6` (9 steps"),
+        "{summary}"
+    );
+    assert_team_equals_one_thread::<TeamDownsample>(13, 1300, 10);
     assert_team_equals_one_thread::<LeNet5>(11, 1100, 5);
     // Many team calls back to back, each against one thread's output: the members'
     // hand-overs (the first exchange uses the buffer the other published in this call).

@@ -4,7 +4,7 @@
 //!
 //! A step joins the chain ([`Part`]) by its rows when it is a direct or depthwise
 //! convolution (with or without a fused residual or a folded squeeze-and-excitation
-//! scale; not a strided 1x1 layer, which gathers its input whole), a 1x1 expansion fused
+//! scale; a strided 1x1 layer gathers its rows' pixels alone), a 1x1 expansion fused
 //! with its depthwise layer, or a Winograd convolution (with or without its fused max
 //! pool; not dilated, no residual) whose two halves of tile rows meet at the team's
 //! boundary, or a max or average pool (any window, padding, dilation, ceil mode),
@@ -193,7 +193,7 @@ fn team_step(
     if h == 1 && w == 1 && winograd.is_none() && pool.is_none() {
         return Some((Part::Whole, None));
     }
-    if h < 2 || (kh == 1 && sh > 1) {
+    if h < 2 {
         return None;
     }
     // Member 1's first row of the convolution's own output (before a fused pool).
