@@ -16,7 +16,8 @@ use cnn_runtime::kernels::expand_depthwise::{
 use cnn_runtime::kernels::pool::{avg_pool2d, avg_pool2d_rows, max_pool2d, max_pool2d_rows};
 use cnn_runtime::kernels::winograd::{
     winograd_conv3x3, winograd_conv3x3_maxpool2, winograd_conv3x3_maxpool2_rows,
-    winograd_conv3x3_rows, winograd_scratch_len, WinogradParams,
+    winograd_conv3x3_residual, winograd_conv3x3_residual_rows, winograd_conv3x3_rows,
+    winograd_scratch_len, WinogradParams,
 };
 use cnn_runtime::Act;
 
@@ -525,5 +526,43 @@ fn strided_1x1_rows_equal_the_whole_layer() {
             band,
         );
         check(&got, &whole, (o, OH, 7), band, band, "strided 1x1");
+    }
+}
+
+#[test]
+fn winograd_residual_rows_equal_the_whole_layer() {
+    // 8 x 14 x 11 -> 16 x 14 x 11 plus a residual (ResNet's basic block), padding 1,
+    // tiles of 4 (the middle tile row, rows 4..8 or 12..16, straddles 7 and 14) and 2.
+    let (c, o) = (8, 16);
+    let input = values(c * 14 * 11, 19);
+    let residual = values(o * 14 * 11, 20);
+    let (weight, bias) = (values(o * c * 9, 21), values(o, 22));
+    for tile in [4, 2] {
+        let params = WinogradParams::with_tile(tile, o, c, &weight, Some(&bias), None);
+        let mut scratch = vec![0.0; winograd_scratch_len(tile, c, 14, 11, o, 14, 11, 1, 1)];
+        let mut whole = vec![0.0; o * 14 * 11];
+        winograd_conv3x3_residual::<8, 14, 11, 16, 14, 11, 1, 1, 1, 1>(
+            &input,
+            &params,
+            &residual,
+            &mut whole,
+            &mut scratch,
+            Act::RELU,
+        );
+        for band in [(0, 7), (7, 14), (3, 10)] {
+            let mut got = vec![f32::NAN; whole.len()];
+            winograd_conv3x3_residual_rows::<8, 14, 11, 16, 14, 11, 1, 1, 1, 1>(
+                &input,
+                &params,
+                &residual,
+                &mut got,
+                &mut scratch,
+                Act::RELU,
+                band,
+            );
+            let written = (band.0 / tile * tile, (band.1.div_ceil(tile) * tile).min(14));
+            let what = format!("winograd F({tile}x{tile}) with a residual");
+            check(&got, &whole, (o, 14, 11), band, written, &what);
+        }
     }
 }

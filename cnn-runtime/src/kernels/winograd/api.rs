@@ -243,12 +243,7 @@ pub fn winograd_conv3x3_residual<
     scratch: &mut [f32],
     act: Act,
 ) {
-    assert!(
-        residual.len() >= O * OH * OW,
-        "winograd_conv3x3_residual: the residual holds {} values, the output {}",
-        residual.len(),
-        O * OH * OW
-    );
+    check_residual(residual, O * OH * OW);
     let d = const_dims::<C, H, W, O, OH, OW, PH, PW, DH, DW>(params.tile);
     let (level, scratch) = (cpu::level(), Some(scratch));
     winograd_res(
@@ -261,6 +256,51 @@ pub fn winograd_conv3x3_residual<
         act,
         Some(residual),
         None,
+    );
+}
+
+/// [`winograd_conv3x3_residual`] on output rows `rows.0..rows.1` (of every output
+/// plane), on this thread: the rows one member of a [`team`](crate::team) owns, as
+/// [`winograd_conv3x3_rows`] computes them (whole tile rows: the rows beside the band in
+/// its first and last tile rows too, from the residual's rows there); every value of
+/// the band is the one [`winograd_conv3x3_residual`] gives.
+///
+/// # Panics
+///
+/// As [`winograd_conv3x3_residual`].
+pub fn winograd_conv3x3_residual_rows<
+    const C: usize,
+    const H: usize,
+    const W: usize,
+    const O: usize,
+    const OH: usize,
+    const OW: usize,
+    const PH: usize,
+    const PW: usize,
+    const DH: usize,
+    const DW: usize,
+>(
+    input: &[f32],
+    params: &WinogradParams,
+    residual: &[f32],
+    output: &mut [f32],
+    scratch: &mut [f32],
+    act: Act,
+    rows: (usize, usize),
+) {
+    check_residual(residual, O * OH * OW);
+    let d = const_dims::<C, H, W, O, OH, OW, PH, PW, DH, DW>(params.tile);
+    let (level, scratch) = (cpu::level(), Some(scratch));
+    let (res, rows) = (Some(residual), Some(rows));
+    winograd_res(level, d, input, params, output, scratch, act, res, rows);
+}
+
+/// Panics unless the residual holds the output's `n` values.
+fn check_residual(residual: &[f32], n: usize) {
+    assert!(
+        residual.len() >= n,
+        "winograd_conv3x3_residual: the residual holds {} values, the output {n}",
+        residual.len(),
     );
 }
 
