@@ -359,6 +359,32 @@ cnn_model! {
 }
 
 cnn_model! {
+    /// Winograd layers in a team whose tile rows straddle the middle (7 tile rows of 4
+    /// on 28 rows, 4 of 4 on 14: the middle tile row computed by both members from the
+    /// rows the exchange before brings), with fused residual adds (ResNet's basic
+    /// blocks), and a stride-2 layer between.
+    pub struct TeamWinograd {
+        input: [16, 28, 26],
+        c1: conv(32, kernel = 3, padding = 1),
+        a1: relu,
+        c2: conv(32, kernel = 3, padding = 1),
+        relu,
+        c3: conv(32, kernel = 3, padding = 1),
+        add(a1),
+        relu,
+        c4: conv(64, kernel = 3, stride = 2, padding = 1),
+        a4: relu,
+        c5: conv(64, kernel = 3, padding = 1),
+        relu,
+        c6: conv(64, kernel = 3, padding = 1),
+        add(a4),
+        relu,
+        global_avg_pool,
+        fc: linear(4),
+    }
+}
+
+cnn_model! {
     /// LeNet-5: its two convolutions and 2x2 average pools as a team.
     #[file = "models/lenet5.toml"]
     pub struct LeNet5;
@@ -380,6 +406,14 @@ fn team_with_pools_equals_one_thread() {
         "{summary}"
     );
     assert_team_equals_one_thread::<TeamDownsample>(13, 1300, 10);
+    let summary = TeamWinograd::summary();
+    assert!(
+        summary.contains("two threads:  `c1` to `c6` (6 steps")
+            && summary.matches("winograd3x3").count() >= 5
+            && summary.contains("+add"),
+        "{summary}"
+    );
+    assert_team_equals_one_thread::<TeamWinograd>(14, 1400, 10);
     assert_team_equals_one_thread::<LeNet5>(11, 1100, 5);
     // Many team calls back to back, each against one thread's output: the members'
     // hand-overs (the first exchange uses the buffer the other published in this call).

@@ -249,7 +249,8 @@ fn conv(
         let call = if winograd.is_some() {
             if residual {
                 // The step's second source added before the activation.
-                quote!(#rt::kernels::winograd::winograd_conv3x3_residual::<#ci, #h, #wd, #o, #oh, #ow, #pt, #pl, #dh, #dw>(r0, &self.#field, r1, w, scratch, #act);)
+                let (f, rows) = rows_of("winograd_conv3x3_residual");
+                quote!(#rt::kernels::winograd::#f::<#ci, #h, #wd, #o, #oh, #ow, #pt, #pl, #dh, #dw>(r0, &self.#field, r1, w, scratch, #act #rows);)
             } else if pool {
                 // The step's output is the pooled tensor (`Kernel::Conv { pool }`).
                 let (f, rows) = rows_of("winograd_conv3x3_maxpool2");

@@ -5,9 +5,11 @@
 //! A step joins the chain ([`Part`]) by its rows when it is a direct or depthwise
 //! convolution (with or without a fused residual or a folded squeeze-and-excitation
 //! scale; a strided 1x1 layer gathers its rows' pixels alone), a 1x1 expansion fused
-//! with its depthwise layer, or a Winograd convolution (with or without its fused max
-//! pool; not dilated, no residual) whose two halves of tile rows meet at the team's
-//! boundary, or a max or average pool (any window, padding, dilation, ceil mode),
+//! with its depthwise layer, a Winograd convolution (not dilated; with or without a
+//! fused residual, each member computing the tile rows that cover its rows, both the
+//! one across the middle; with its fused max pool only when the two halves of tile rows
+//! meet at the team's boundary), or a max or average pool (any window, padding,
+//! dilation, ceil mode),
 //! writing a `[C, H, W]` tensor of at least two rows; as a reduction when it is
 //! an average pool to `[C, 1, 1]` of such a tensor; whole when it is a convolution
 //! writing `[C, 1, 1]` from tensors both members hold whole (a squeeze-and-excitation
@@ -127,13 +129,15 @@ pub struct Team {
 /// depthwise layer; a max or average pool), whole (a convolution writing a `[C, 1, 1]`
 /// tensor), or as a reduction (an average pool to `[C, 1, 1]`). For a step by rows, the
 /// geometry of its window over its first source: `[kernel height, stride, dilation, top
-/// padding, the row of its convolution's (or pool's) output where member 1 starts]`.
+/// padding, the end of the rows of its convolution's (or pool's) output member 0
+/// computes, the row where member 1's start]` (the two differ where a Winograd layer's
+/// tile row straddles the middle: both compute it).
 fn team_step(
     plan: &Plan,
     i: usize,
     model: &Model,
     shapes: &[LayerShape],
-) -> Option<(Part, Option<[usize; 5]>)> {
+) -> Option<(Part, Option<[usize; 6]>)> {
     let step = &plan.steps[i];
     if step.dst.buf == Buf::Input {
         return None;
@@ -157,7 +161,7 @@ fn team_step(
             };
             let [k, s, p, d] =
                 [pool.kernel, pool.stride, pool.padding, pool.dilation].map(|pair| pair.0 as usize);
-            return (h >= 2).then_some((Part::Rows, Some([k, s, d, p, h / 2])));
+            return (h >= 2).then_some((Part::Rows, Some([k, s, d, p, h / 2, h / 2])));
         }
         Kernel::AdaptivePool { layer } => {
             let avg = matches!(
@@ -199,17 +203,27 @@ fn team_step(
     // Member 1's first row of the convolution's own output (before a fused pool).
     let start = if pool.is_some() { 2 * (h / 2) } else { h / 2 };
     if let Some(t) = winograd {
-        // The runtime splits a Winograd layer by tile rows: their halves must meet at
-        // that row (an even count of tile rows of `t`); not over polyphase components,
-        // and without a residual (no row form).
+        // A member computes the whole tile rows that cover its rows: with a fused pool
+        // their halves must meet at the middle (an even count of tile rows of `t`; no
+        // residual there), else the tile row across the middle, if any, is computed by
+        // both (from the rows of its input window, which the exchange before brings).
+        // Not over polyphase components.
         let tiles = shapes[layer].output.as_chw().1.div_ceil(t);
-        if residual || dh != 1 || !tiles.is_multiple_of(2) || tiles / 2 * t != start {
+        if dh != 1 {
             return None;
+        }
+        if pool.is_some() {
+            if residual || !tiles.is_multiple_of(2) || tiles / 2 * t != start {
+                return None;
+            }
+        } else {
+            let end0 = (start.div_ceil(t) * t).min(h);
+            return Some((Part::Rows, Some([kh, sh, dh, pt, end0, start / t * t])));
         }
     } else if pool.is_some() {
         return None;
     }
-    Some((Part::Rows, Some([kh, sh, dh, pt, start])))
+    Some((Part::Rows, Some([kh, sh, dh, pt, start, start])))
 }
 
 /// A step of the chain: how it runs, its window's geometry (steps by rows), and the
@@ -218,7 +232,7 @@ fn team_step(
 #[derive(Clone, Copy, Debug)]
 struct Link {
     part: Part,
-    geo: Option<[usize; 5]>,
+    geo: Option<[usize; 6]>,
     from: Option<usize>,
 }
 
@@ -342,18 +356,18 @@ pub fn team(plan: &Plan, model: &Model, shapes: &[LayerShape]) -> Option<Team> {
         let t = rows(k);
         let h = t.chw.1;
         let b = h / 2;
-        // Member 0 computes output rows 0..ob of each reader, member 1 ob..: the rows of
+        // Member 0 computes output rows 0..e0 of each reader, member 1 s1..: the rows of
         // this tensor each reads beyond its own (a reduction reads its own rows).
         let (mut above, mut below) = (0, 0);
         let windows = geo
             .iter()
             .filter(|l| l.from == Some(k))
             .filter_map(|l| l.geo);
-        for [kh, sh, dh, pt, ob] in windows {
-            let end0 = ((ob - 1) * sh + (kh - 1) * dh + 1)
+        for [kh, sh, dh, pt, e0, s1] in windows {
+            let end0 = ((e0 - 1) * sh + (kh - 1) * dh + 1)
                 .saturating_sub(pt)
                 .min(h);
-            let start1 = (ob * sh).saturating_sub(pt);
+            let start1 = (s1 * sh).saturating_sub(pt);
             above = above.max(b.saturating_sub(start1));
             below = below.max(end0.saturating_sub(b));
         }
