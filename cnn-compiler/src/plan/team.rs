@@ -53,6 +53,14 @@ const MIN_MACS_PER_MERGED: usize = 2000;
 /// (1.10x once a team call lost its starting barrier).
 const MERGE_FREE: usize = 1024;
 
+/// Bytes of weights (as its kernel reads them: a Winograd layer's transformed ones) above
+/// which a step ends the chain: each member would read all of them for half the work,
+/// where the split plan divides them between the threads. ResNet-18 at 224 as a team
+/// through its 14x14 and 7x7 stages (F(2x2) weights of 4 and 16 MB a layer) ran 13.3 ->
+/// 21.9 ms at two threads, ResNet-50 38.5 -> 44.6; cifar_vgg's (at most 1 MB, conv6)
+/// gains as a team, MobileNetV2's (its last 1x1 layer 1.6 MB) too.
+const MAX_WEIGHT_BYTES: usize = 2 << 20;
+
 /// A tensor's place and size: arena offset and `(C, H, W)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rows {
@@ -247,6 +255,9 @@ fn chain(plan: &Plan, model: &Model, shapes: &[LayerShape], limit: usize) -> Vec
         let Some((part, geo)) = team_step(plan, i, model, shapes) else {
             break;
         };
+        if weight_bytes(step, shapes) > MAX_WEIGHT_BYTES {
+            break;
+        }
         // Each source's producer in the chain and whether the members hold its rows.
         let mut sources = Vec::new();
         for (src, &shape) in step.srcs.iter().zip(&step.inputs) {
@@ -294,6 +305,20 @@ fn chain(plan: &Plan, model: &Model, shapes: &[LayerShape], limit: usize) -> Vec
         links.pop();
     }
     links
+}
+
+/// Bytes of weights `step` reads: its layers' parameters, a Winograd layer's transformed
+/// for its tiles (`(t + 2)^2` values for each 3x3 kernel's 9).
+fn weight_bytes(step: &super::Step, shapes: &[LayerShape]) -> usize {
+    let tile = match step.kernel {
+        Kernel::Conv { winograd, .. } => winograd,
+        _ => None,
+    };
+    let params: usize = step.layers.iter().map(|&l| shapes[l].params).sum();
+    match tile {
+        Some(t) => params * 4 * (t + 2) * (t + 2) / 9,
+        None => params * 4,
+    }
 }
 
 /// The team for `plan`, if a chain worth one starts the model.
