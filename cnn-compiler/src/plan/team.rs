@@ -25,7 +25,8 @@
 //! rows of the other half any reader's window reaches over the boundary (one row for a
 //! 3x3 layer at stride 1 or 2) are exchanged right after the step that wrote them; a
 //! reduction's members sum their rows (`adaptive_avg_pool2d_part`) and exchange the sums
-//! (`Member::reduce_mean`). A chain is worth a team when it holds most of the model's
+//! (`Member::reduce_mean`). A step whose weights pass `MAX_WEIGHT_BYTES` ends the chain
+//! (each member reads them all). A chain is worth a team when it holds most of the model's
 //! work (`MIN_SHARE`) over at least two steps, and, unless that is a few lines
 //! (`MERGE_FREE`), enough of it per float that the worker hands over at its end
 //! (`MIN_MACS_PER_MERGED`).
