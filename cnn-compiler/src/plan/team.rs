@@ -139,7 +139,7 @@ pub struct Team {
 /// tensor), or as a reduction (an average pool to `[C, 1, 1]`). For a step by rows, the
 /// geometry of its window over its first source: `[kernel height, stride, dilation, top
 /// padding, the end of the rows of its convolution's (or pool's) output member 0
-/// computes, the row where member 1's start]` (the two differ where a Winograd layer's
+/// computes, the row where member 1's rows start]` (the two differ where a Winograd layer's
 /// tile row straddles the middle: both compute it).
 fn team_step(
     plan: &Plan,

@@ -458,7 +458,7 @@ pub fn conv2d_residual_rows<
 }
 
 /// Panics unless `residual` holds the output's `n` values (`what`: the kernel's name).
-fn check_residual(what: &str, residual: &[f32], n: usize) {
+pub(crate) fn check_residual(what: &str, residual: &[f32], n: usize) {
     assert!(
         residual.len() >= n,
         "{what}: the residual holds {} values, the output {n}",

@@ -243,7 +243,7 @@ pub fn winograd_conv3x3_residual<
     scratch: &mut [f32],
     act: Act,
 ) {
-    check_residual(residual, O * OH * OW);
+    super::super::conv::check_residual("winograd_conv3x3_residual", residual, O * OH * OW);
     let d = const_dims::<C, H, W, O, OH, OW, PH, PW, DH, DW>(params.tile);
     let (level, scratch) = (cpu::level(), Some(scratch));
     winograd_res(
@@ -288,20 +288,11 @@ pub fn winograd_conv3x3_residual_rows<
     act: Act,
     rows: (usize, usize),
 ) {
-    check_residual(residual, O * OH * OW);
+    super::super::conv::check_residual("winograd_conv3x3_residual", residual, O * OH * OW);
     let d = const_dims::<C, H, W, O, OH, OW, PH, PW, DH, DW>(params.tile);
     let (level, scratch) = (cpu::level(), Some(scratch));
     let (res, rows) = (Some(residual), Some(rows));
     winograd_res(level, d, input, params, output, scratch, act, res, rows);
-}
-
-/// Panics unless the residual holds the output's `n` values.
-fn check_residual(residual: &[f32], n: usize) {
-    assert!(
-        residual.len() >= n,
-        "winograd_conv3x3_residual: the residual holds {} values, the output {n}",
-        residual.len(),
-    );
 }
 
 /// The dimensions the const parameters of [`winograd_conv3x3`] describe (checked at
