@@ -450,7 +450,7 @@ fn global_avg_threads_give_the_one_thread_result() {
     let _g = crate::pool::test_lock();
     let mut rng = Rng::new(54);
     for (c, hw) in [(96, 784), (1152, 49), (40, 3136), (250, 196)] {
-        assert!(c * hw >= super::GAP_PAR_FLOATS);
+        assert!(c * hw >= super::global::GAP_PAR_FLOATS);
         let x = rng.vec(c * hw, -2.0, 1.0);
         let want = r::global_avg_pool(c, hw, &x);
         for level in simd::test_levels() {
