@@ -16,8 +16,6 @@ use super::simd::{self, Simd, WithSimd};
 use crate::cpu::{self, Level};
 
 mod global;
-#[cfg(test)]
-use global::global_max_dyn;
 pub(crate) use global::{gap_part_dyn, global_avg_dyn};
 pub use global::{global_avg_pool, global_max_pool};
 

@@ -518,7 +518,7 @@ fn global_pools_against_reference() {
                     &("global avg", level, c, hw),
                 );
             }
-            global_max_dyn(c, hw, &xin, &mut y);
+            global::global_max_dyn(c, hw, &xin, &mut y);
             assert_eq!(y[c], 7.0);
             r::assert_close(
                 &y[..c],
