@@ -351,6 +351,25 @@ fn check_layer(layer: &Layer, diags: &mut Vec<Diag>) {
                 ));
             }
         }
+        Op::Slice { start, end } => {
+            if too_large(layer, "start", &[*start], diags)
+                || too_large(layer, "end", &[*end], diags)
+            {
+            } else if *start < 0 {
+                diags.push(Diag::new(
+                    layer.arg_loc("start"),
+                    format!("{prefix}: start = {start} is negative; channels count from 0"),
+                ));
+            } else if end <= start {
+                diags.push(Diag::new(
+                    layer.arg_loc("end"),
+                    format!(
+                        "{prefix}: end = {end} must be greater than start = {start} (the slice keeps channels start..end, end excluded)"
+                    ),
+                ));
+            }
+        }
+        Op::ChannelShuffle { groups } => at_least_one(layer, "groups", &[*groups], diags),
         Op::GlobalAvgPool
         | Op::GlobalMaxPool
         | Op::Flatten

@@ -165,6 +165,7 @@ pub fn step_and_member(
         Kernel::Activation | Kernel::Softmax => both(elementwise(step)),
         Kernel::Binary { op, in_place } => both(binary(step, op, in_place)),
         Kernel::Copy => both(copy(step)),
+        Kernel::ChannelShuffle { groups } => both(channel_shuffle(step, groups)),
     }
 }
 
@@ -725,6 +726,17 @@ fn binary(step: &Step, op: Merge, in_place: bool) -> TokenStream {
             quote!(#rt::kernels::binary::binary_into::<#c, #h, #wd, #ac, #ah, #aw, #bc, #bh, #bw>(r0, r1, w, #op_t, #act);),
         )
     }
+}
+
+fn channel_shuffle(step: &Step, groups: usize) -> TokenStream {
+    let rt = rt();
+    let (c, plane) = step.output.channels_and_plane();
+    let (c, plane, g) = (lit(c), lit(plane), lit(groups));
+    bind(
+        step,
+        false,
+        quote!(#rt::kernels::shuffle::channel_shuffle::<#c, #plane, #g>(r0, w);),
+    )
 }
 
 fn copy(step: &Step) -> TokenStream {

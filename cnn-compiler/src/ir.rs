@@ -337,6 +337,19 @@ pub enum Op {
     Upsample(Upsample),
     /// `conv_transpose`.
     ConvTranspose(ConvTranspose),
+    /// `slice`: channels (features of a vector) `start..end` of the input.
+    Slice {
+        /// The first channel kept.
+        start: i64,
+        /// One past the last channel kept.
+        end: i64,
+    },
+    /// `channel_shuffle`: output channel `j * groups + i` is input channel
+    /// `i * (C / groups) + j` (PyTorch's `nn.ChannelShuffle`).
+    ChannelShuffle {
+        /// The number of groups.
+        groups: i64,
+    },
 }
 
 impl Op {
@@ -382,6 +395,8 @@ impl Op {
             } => "adaptive_max_pool",
             Op::Upsample(_) => "upsample",
             Op::ConvTranspose(_) => "conv_transpose",
+            Op::Slice { .. } => "slice",
+            Op::ChannelShuffle { .. } => "channel_shuffle",
         }
     }
 

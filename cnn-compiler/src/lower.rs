@@ -42,6 +42,8 @@ pub const OPS: &[&str] = &[
     "adaptive_max_pool",
     "upsample",
     "conv_transpose",
+    "slice",
+    "channel_shuffle",
 ];
 
 /// The ops that combine several tensors; their operands are positional inline and
@@ -90,6 +92,8 @@ fn op_args(op: &str) -> (&'static [&'static str], Option<&'static str>) {
             ],
             Some("out"),
         ),
+        "slice" => (&["start", "end"], None),
+        "channel_shuffle" => (&["groups"], Some("groups")),
         _ => (&[], None),
     }
 }
@@ -623,6 +627,13 @@ fn lower_layer(raw: &RawLayer, index: usize) -> Result<(Layer, Refs), Vec<Diag>>
                 bias: args.boolean("bias", true),
             })
         }
+        "slice" => Op::Slice {
+            start: args.required_int("start"),
+            end: args.required_int("end"),
+        },
+        "channel_shuffle" => Op::ChannelShuffle {
+            groups: args.required_int("groups"),
+        },
         _ => unreachable!("op names are checked against OPS above"),
     };
     let mut arg_locs: Vec<(String, Loc)> =

@@ -429,6 +429,36 @@ fn layer_shape(
         }
         Op::Act(_) | Op::Dropout { .. } => Ok(same(0)),
         Op::Softmax => Ok(same(0)),
+        Op::Slice { start, end } => {
+            let (c, h, w) = input.as_chw();
+            let what = if input.rank() == 1 {
+                "features"
+            } else {
+                "channels"
+            };
+            if *end as usize > c {
+                return Err(err(format!(
+                    "end = {end} is beyond the input's {c} {what} ({input}); the slice keeps {what} start..end, end excluded"
+                )));
+            }
+            Ok(LayerShape {
+                output: input.with((end - start) as usize, h, w),
+                ..same(0)
+            })
+        }
+        Op::ChannelShuffle { groups } => {
+            let Some((c, _, _)) = input.spatial() else {
+                return Err(err(format!(
+                    "needs a {spatial_kind} input but gets the vector {input}"
+                )));
+            };
+            if !c.is_multiple_of(*groups as usize) {
+                return Err(err(format!(
+                    "groups = {groups} does not divide the {c} input channels"
+                )));
+            }
+            Ok(same(0))
+        }
     }
 }
 

@@ -71,6 +71,7 @@ pub fn render(
             kernel_of[i] = match layer.op {
                 crate::ir::Op::Flatten => "(no-op: CHW order)".to_string(),
                 crate::ir::Op::Identity => "(no-op)".to_string(),
+                crate::ir::Op::Slice { .. } => "(no copy: a view of its input)".to_string(),
                 _ => "(no-op at inference)".to_string(),
             };
         }

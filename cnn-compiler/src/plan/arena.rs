@@ -28,14 +28,24 @@ pub(super) fn finish(mut p: Planner<'_>, model: &Model, shapes: &[LayerShape]) -
     let n = model.layers.len();
     let final_value = p.value_of[n - 1];
     let out_shape = shapes[n - 1].output;
-    if final_value == 0 {
-        // The model is views of its input only: copy it out.
+    let (final_root, at) = p.root(p.values[final_value].group);
+    let whole =
+        at + p.values[final_value].offset == 0 && p.groups[final_root].len == out_shape.len();
+    if final_value == 0 || p.groups[final_root].buf == Buf::Input || !whole {
+        // The model is views of its input only, or its output is a slice of a larger
+        // tensor (or written in place over one): copy it out.
         let dst = p.new_value(out_shape);
+        // A slice that is the output runs as this copy.
+        let layers = if matches!(model.layers[n - 1].op, crate::ir::Op::Slice { .. }) {
+            vec![n - 1]
+        } else {
+            Vec::new()
+        };
         p.push(Pending {
             kernel: Kernel::Copy,
             act: None,
-            layers: Vec::new(),
-            srcs: vec![0],
+            layers,
+            srcs: vec![final_value],
             inputs: vec![Shape::Vec(out_shape.len())],
             dst,
             scratch: None,

@@ -87,6 +87,7 @@ pub fn describe(step: &Step, model: &Model) -> String {
             }
         }
         Kernel::Copy => "copy".to_string(),
+        Kernel::ChannelShuffle { .. } => "channel_shuffle".to_string(),
     };
     let bn = matches!(
         step.kernel,

@@ -69,6 +69,7 @@ impl<'a> Planner<'a> {
     pub(super) fn dies_here(&self, v: usize) -> bool {
         v != 0
             && self.reads_left[v] == 0
+            && self.groups[self.root(self.values[v].group).0].buf != Buf::Input
             && self
                 .concat_of_value
                 .get(&v)
@@ -148,6 +149,10 @@ impl<'a> Planner<'a> {
         // Reads of this layer are now being served.
         for &v in &srcs {
             self.reads_left[v] -= 1;
+        }
+        if let Op::Slice { start, .. } = layer.op {
+            self.value_of[i] = self.plan_slice(i, v0, start as usize);
+            return;
         }
         // Fusion into the open epilogue of the step that produced the input.
         let sole_reader = srcs.len() == 1 && self.reads_left[v0] == 0 && v0 != 0;
@@ -302,6 +307,9 @@ impl<'a> Planner<'a> {
                     Op::Upsample(_) => Kernel::Upsample { layer: i },
                     Op::GlobalAvgPool => Kernel::GlobalAvg,
                     Op::GlobalMaxPool => Kernel::GlobalMax,
+                    Op::ChannelShuffle { groups } => Kernel::ChannelShuffle {
+                        groups: groups as usize,
+                    },
                     _ => unreachable!("every other op is handled above"),
                 };
                 let dst = self.new_value(shape.output);
@@ -396,6 +404,31 @@ impl<'a> Planner<'a> {
             }
         };
         self.value_of[i] = out;
+    }
+
+    /// Slice layer `i` of value `v0` from channel `start`: a view of the channel range in
+    /// `v0`'s memory (no step), defined where `v0` is. A later batch norm or activation
+    /// of `v0` must not change what the view reads: `v0`'s epilogue closes.
+    fn plan_slice(&mut self, i: usize, v0: usize, start: usize) -> usize {
+        let shape = &self.shapes[i];
+        // Through a `flatten` the value keeps its `[C, H, W]` shape: the layer's input
+        // shape gives the unit of `start` (a feature of a vector, or a plane).
+        let (_, plane) = shape.input.channels_and_plane();
+        let (group, offset, def) = {
+            let x = &self.values[v0];
+            (x.group, x.offset, x.def)
+        };
+        self.values.push(Value {
+            shape: shape.output,
+            def,
+            group,
+            offset: offset + start * plane,
+        });
+        self.reads_left.push(0);
+        self.open.remove(&v0);
+        let v = self.values.len() - 1;
+        self.views.insert(v);
+        v
     }
 
     /// A new value of `shape` that shares `v`'s memory (written in place over it).
@@ -523,7 +556,7 @@ impl<'a> Planner<'a> {
             // Read last here, or later only by concats that extend this one (where it
             // stays at this offset).
             let last = self.reads_left[v] == 0 || self.read_by_chain_only(i, operands[k]);
-            if v != 0 && once && last && own_group {
+            if v != 0 && once && last && own_group && !self.views.contains(&v) {
                 // The producer writes straight into the concat's channel range.
                 self.groups[g].parent = Some((out_group, offset));
                 aliased.push(g);

@@ -1,7 +1,9 @@
 //! Stage 5, plan: which kernel runs each layer, what is fused, where each tensor lives.
 //!
 //! * `flatten`, `dropout` and `identity` emit nothing: their output *is* their input (a
-//!   view of the same memory, CHW order).
+//!   view of the same memory, CHW order). Nor does `slice`: its output is the channel
+//!   range of its input's memory (a view at an offset); where that memory must not be
+//!   written (the caller's input) or must be whole (the caller's output), a copy.
 //! * A `batch_norm` whose input is read by nothing else, produced by a conv, transposed
 //!   conv or linear (no-ops between that keep the shape), is folded into its weights at
 //!   load time; a standalone one becomes a per-channel affine kernel.
@@ -178,6 +180,11 @@ pub enum Kernel {
     },
     /// A copy of `len` values (into a concat's channel range, or the input to the output).
     Copy,
+    /// A channel shuffle of `groups` groups (a permutation of whole planes).
+    ChannelShuffle {
+        /// The number of groups.
+        groups: usize,
+    },
 }
 
 /// Bytes of stack buffers the kernels of `plan` reserve: the convolution engine's band
@@ -322,6 +329,9 @@ struct Planner<'a> {
     readers: HashMap<Src, Vec<usize>>,
     /// The concat layer whose output each value is.
     concat_of_value: HashMap<usize, usize>,
+    /// Values that are a channel range of another's memory, written by no step of
+    /// their own (`slice`).
+    views: std::collections::HashSet<usize>,
 }
 
 /// A (height, width) pair of the IR (kernel, stride, dilation) as the runtime's sizes.
@@ -353,6 +363,7 @@ pub fn plan(model: &Model, shapes: &[LayerShape], opts: Options) -> Plan {
         concat_operands: HashMap::new(),
         readers: HashMap::new(),
         concat_of_value: HashMap::new(),
+        views: std::collections::HashSet::new(),
     };
     // Value 0: the caller's input.
     let g = p.new_group(input_shape.len(), Buf::Input);

@@ -12,6 +12,7 @@ use crate::{expand_in as expand, front_end, front_end_with, parse, Compiled};
 
 mod concat;
 mod fusion;
+mod slice;
 mod team;
 
 fn repo() -> PathBuf {

@@ -25,7 +25,7 @@
 //! convolutions and the pools), `depthwise/`, `conv_transpose.rs` (transposed convolution by phase
 //! decomposition), `linear.rs`, `norm.rs` (batch norm as a channel affine map),
 //! `pool/` (windowed and global pools), `adaptive.rs` (adaptive average/max pools),
-//! `binary.rs` (broadcast element-wise add/mul), `softmax.rs` (vector and channel
+//! `binary.rs` (broadcast element-wise add/mul), `shuffle.rs` (channel shuffle), `softmax.rs` (vector and channel
 //! softmax), `upsample.rs` (nearest and bilinear upsampling), `expand_depthwise.rs` (a
 //! 1x1 expansion and the depthwise layer reading it, run together band by band), `simd/`
 //! (the SIMD layer)
@@ -44,6 +44,7 @@ pub(crate) mod geometry;
 pub mod linear;
 pub mod norm;
 pub mod pool;
+pub mod shuffle;
 pub(crate) mod simd;
 pub mod softmax;
 pub mod upsample;

@@ -1,0 +1,125 @@
+//! Channel shuffle (ShuffleNet): a permutation of whole planes, PyTorch's
+//! `nn.ChannelShuffle(groups)`.
+//!
+//! Seen as `[G, C / G]` channels, the input is transposed to `[C / G, G]`: output channel
+//! `j * G + i` is input channel `i * (C / G) + j`. Each plane is one contiguous copy.
+
+/// The input channel that output channel `o` of a shuffle of `channels` in `groups`
+/// groups reads.
+#[inline]
+pub(crate) fn source_channel(o: usize, channels: usize, groups: usize) -> usize {
+    let per = channels / groups;
+    (o % groups) * per + o / groups
+}
+
+/// Channel shuffle of `c` planes of `plane` values in `groups` groups (`groups` divides
+/// `c`), output planes `first..` of `output` (the whole output when `first == 0`).
+fn shuffle_planes(
+    (c, plane, groups): (usize, usize, usize),
+    input: &[f32],
+    first: usize,
+    output: &mut [f32],
+) {
+    for (k, out) in output.chunks_exact_mut(plane).enumerate() {
+        let src = source_channel(first + k, c, groups);
+        out.copy_from_slice(&input[src * plane..(src + 1) * plane]);
+    }
+}
+
+/// Channel shuffle, PyTorch `nn.ChannelShuffle(G)` on a `[C, H, W]` tensor of `P = H * W`
+/// values a plane (a 1-D signal `[C, L]`: `P = L`): output channel `j * G + i` is input
+/// channel `i * (C / G) + j`. With the `parallel` feature, from 32K floats, in runs of
+/// whole planes over the pool's threads.
+///
+/// `input` holds at least `C * P` values and `output` at least `C * P`.
+///
+/// # Panics
+///
+/// If a slice is too short.
+pub fn channel_shuffle<const C: usize, const P: usize, const G: usize>(
+    input: &[f32],
+    output: &mut [f32],
+) {
+    const { assert!(C > 0 && P > 0 && G > 0 && C.is_multiple_of(G)) }
+    shuffle_dyn((C, P, G), input, output);
+}
+
+/// [`channel_shuffle`] with run-time dimensions.
+fn shuffle_dyn((c, p, g): (usize, usize, usize), input: &[f32], output: &mut [f32]) {
+    let input = &input[..c * p];
+    let output = &mut output[..c * p];
+    #[cfg(feature = "parallel")]
+    {
+        let parts = crate::pool::num_threads();
+        if parts > 1 && c > 1 && c * p >= super::PLANES_PAR_FLOATS {
+            let per = c.div_ceil(parts);
+            crate::pool::run_chunks_mut(output, per * p, &|i, out| {
+                shuffle_planes((c, p, g), input, i * per, out);
+            });
+            return;
+        }
+    }
+    shuffle_planes((c, p, g), input, 0, output);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::reference::Rng;
+
+    /// PyTorch's definition, index by index: `x.view(G, C/G, P).transpose(0, 1)`.
+    fn reference(x: &[f32], c: usize, p: usize, g: usize) -> Vec<f32> {
+        let per = c / g;
+        let mut y = vec![0.0; c * p];
+        for i in 0..g {
+            for j in 0..per {
+                for k in 0..p {
+                    y[(j * g + i) * p + k] = x[(i * per + j) * p + k];
+                }
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn matches_the_definition() {
+        let mut rng = Rng::new(7);
+        for &(c, p, g) in &[
+            (1, 1, 1),
+            (4, 1, 2),
+            (6, 5, 3),
+            (12, 7, 4),
+            (116, 49, 2),
+            (58, 600, 2),
+            (64, 1024, 8),
+            (9, 3, 9),
+        ] {
+            let x = rng.vec(c * p, -3.0, 3.0);
+            let mut y = vec![f32::NAN; c * p + 3];
+            shuffle_dyn((c, p, g), &x, &mut y);
+            assert_eq!(y[..c * p], reference(&x, c, p, g)[..], "c={c} p={p} g={g}");
+            assert!(
+                y[c * p..].iter().all(|v| v.is_nan()),
+                "wrote past the output"
+            );
+        }
+    }
+
+    #[test]
+    fn one_group_is_a_copy_and_the_generic_form_agrees() {
+        let mut rng = Rng::new(8);
+        let x = rng.vec(6 * 10, -1.0, 1.0);
+        let mut y = vec![0.0; 60];
+        channel_shuffle::<6, 10, 1>(&x, &mut y);
+        assert_eq!(x, y);
+        channel_shuffle::<6, 10, 3>(&x, &mut y);
+        assert_eq!(y, reference(&x, 6, 10, 3));
+    }
+
+    #[test]
+    fn source_channel_inverts_the_transpose() {
+        // ShuffleNet's two groups interleave the halves: 0, C/2, 1, C/2 + 1, ...
+        let order: Vec<usize> = (0..6).map(|o| source_channel(o, 6, 2)).collect();
+        assert_eq!(order, [0, 3, 1, 4, 2, 5]);
+    }
+}
