@@ -2,12 +2,12 @@
 
 * MNIST IDX reading and the exact LeNet-5 preprocessing that the Rust example replicates
   (:func:`read_idx`, :func:`mnist_to_lenet_input`, :data:`PREPROCESSING`).
-* The model description format of ``MODEL_FORMAT.md`` (§1-§8: graphs, the §7 ops, 1-D and
-  vector inputs) read from TOML, checked with the spec's own shape arithmetic
-  (:func:`infer_layers`) and turned into an equivalent PyTorch module
-  (:func:`build_model`) whose ``state_dict()`` keys are exactly the weight names the Rust
-  side expects, dotted names included; :func:`build_sequential` keeps the original
-  ``nn.Sequential`` builder for §1-§5 descriptions.
+* The model description format of ``MODEL_FORMAT.md`` (§1-§8: graphs, the §7 ops, the
+  channel ops ``slice`` and ``channel_shuffle``, 1-D and vector inputs) read from TOML,
+  checked with the spec's own shape arithmetic (:func:`infer_layers`) and turned into an
+  equivalent PyTorch module (:func:`build_model`) whose ``state_dict()`` keys are exactly
+  the weight names the Rust side expects, dotted names included; :func:`build_sequential`
+  keeps the original ``nn.Sequential`` builder for §1-§5 descriptions.
 
 Only numpy, torch and the standard library (``tomllib``, Python >= 3.11) are needed.
 """
@@ -56,6 +56,7 @@ __all__ = [
     "SEGMENT_RE",
     "GlobalAvgPool2d",
     "GlobalMaxPool2d",
+    "ChannelSlice",
     "count_params",
 ]
 
@@ -155,6 +156,9 @@ OP_ARGS: dict[str, tuple[str, ...]] = {
     "add": (),
     "mul": (),
     "concat": (),
+    # channel ranges and channel shuffles (ShuffleNet)
+    "slice": ("start", "end"),
+    "channel_shuffle": ("groups",),
 }
 
 #: The ops of MODEL_FORMAT.md §2 (what :func:`build_sequential` accepts).
@@ -168,7 +172,8 @@ ELEMENTWISE_OPS = frozenset({"relu", "relu6", "tanh", "sigmoid", "leaky_relu", "
 _REQUIRED = {"conv": ("out", "kernel"), "linear": ("out",), "max_pool": ("kernel",),
              "avg_pool": ("kernel",), "conv_transpose": ("out", "kernel"),
              "adaptive_avg_pool": ("out",), "adaptive_max_pool": ("out",),
-             "add": ("from",), "mul": ("from",), "concat": ("from",)}
+             "add": ("from",), "mul": ("from",), "concat": ("from",),
+             "slice": ("start", "end"), "channel_shuffle": ("groups",)}
 
 #: One name segment (§2).
 SEGMENT_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -198,6 +203,22 @@ class GlobalMaxPool2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.amax(dim=tuple(range(2, x.dim())))
+
+
+class ChannelSlice(nn.Module):
+    """``slice``: channels ``start..end`` (end exclusive) of ``[N, C, ...]`` (features of a
+    ``[N, F]`` batch of vectors)."""
+
+    def __init__(self, start: int, end: int):
+        super().__init__()
+        self.start = int(start)
+        self.end = int(end)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, self.start:self.end]
+
+    def extra_repr(self) -> str:
+        return f"start={self.start}, end={self.end}"
 
 
 class SpecUpsample(nn.Module):
@@ -487,6 +508,16 @@ def _layer_shape(l: Layer, ins: list[tuple[int, ...]], where: str
         return x, 0, 0
     if op == "softmax":
         return x, 0, 0
+    if op == "slice":
+        start = _ints(a["start"], 1, f"{where} start", allow_zero=True)[0]
+        end = _ints(a["end"], 1, f"{where} end")[0]
+        if start >= end:
+            raise DescriptionError(f"{where}: start {start} must be smaller than end {end}")
+        if end > x[0]:
+            raise DescriptionError(f"{where}: end {end} larger than the {x[0]} "
+                                   f"{'features' if rank == 1 else 'channels'} of the input "
+                                   f"{list(x)}")
+        return (end - start,) + x[1:], 0, 0
     if op == "batch_norm":
         eps = _num(a.get("eps", 1e-5), f"{where} eps")
         if not eps > 0:
@@ -506,6 +537,11 @@ def _layer_shape(l: Layer, ins: list[tuple[int, ...]], where: str
     axes = _spatial_axes(rank)
     if op in ("global_avg_pool", "global_max_pool"):
         return (C,), 0, 0
+    if op == "channel_shuffle":
+        g = _ints(a["groups"], 1, f"{where} groups")[0]
+        if C % g:
+            raise DescriptionError(f"{where}: groups {g} must divide the input channels {C}")
+        return x, 0, 0
     if op in ("adaptive_avg_pool", "adaptive_max_pool"):
         return (C,) + _ints(a["out"], sp, f"{where} out"), 0, 0
     if op == "conv":
@@ -643,6 +679,10 @@ def _torch_module(l: Layer, in_shape: tuple[int, ...], torch_upsample: bool
         return GlobalMaxPool2d()
     if op == "flatten":
         return nn.Flatten()
+    if op == "slice":
+        return ChannelSlice(a["start"], a["end"])
+    if op == "channel_shuffle":
+        return nn.ChannelShuffle(int(a["groups"]))
     if op == "linear":
         return nn.Linear(in_shape[0], int(a["out"]), bias=bool(a.get("bias", True)))
     if op == "batch_norm":

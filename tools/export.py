@@ -12,8 +12,9 @@ arithmetic):
   (ResNet's ``relu``) gets ``path``, ``path_1``, ``path_2``, ...;
 * a function/method call (``x + y``, ``torch.cat``, ``F.relu``, ``x.mean((2, 3))``) is
   left unnamed (index-named) unless a later layer reads it out of order; then it gets its
-  fx node name (``add_3``, ``cat``); an explicit name never equals an unnamed layer's
-  index;
+  fx node name (``add_3``, ``cat``), or its op for ``slice``/``channel_shuffle`` (made of
+  several nodes: ``x.chunk`` + ``[i]``, ``view``/``transpose``/``view``); an explicit name
+  never equals an unnamed layer's index;
 * ``from`` is written only where a layer does not read the previous layer; ``add``/``mul``
   whose one operand is the previous layer use the one-name form ``from = ["other"]``.
 
@@ -48,6 +49,14 @@ PyTorch                                        TOML op
 ``a + b``, ``+=``, ``torch.add`` (tensors)     ``add``
 ``a * b``, ``torch.mul`` (tensors)             ``mul`` (broadcasting ``[C,1,1]*[C,H,W]``)
 ``torch.cat(xs, 1)``                           ``concat``
+``x.chunk(n, 1)``, ``x.split(s, 1)``,          ``slice`` per piece read (``start``,
+``torch.tensor_split(x, s, 1)`` + ``[i]``,     ``end``; the whole range: no layer);
+``x.narrow(1, a, n)``, ``x[:, a:b]`` (step 1)  other axes are rejected
+``nn.ChannelShuffle``, ``F.channel_shuffle``,  ``channel_shuffle`` (``groups``), one
+torchvision's ``x.view(b, g, c // g, h, w)``   layer for the whole chain (sizes may
+-> ``transpose(1, 2)`` (or ``permute``) ->     come from ``x.size()``)
+``.contiguous()`` -> ``.view(b, c, h, w)``
+(or reshape, flatten(1, 2); 1-D too)
 =============================================  ============================================
 
 By default :func:`export` verifies the result: it rebuilds the model from the written
@@ -77,6 +86,7 @@ import argparse
 import copy
 import importlib
 import importlib.util
+import itertools
 import json
 import math
 import operator
@@ -117,7 +127,7 @@ SUPPORTED_LAYERS = (
     "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveMaxPool1d",
     "AdaptiveMaxPool2d", "Flatten", "Linear", "BatchNorm1d", "BatchNorm2d", "ReLU", "ReLU6",
     "Tanh", "Sigmoid", "LeakyReLU", "SiLU", "Hardswish", "Hardsigmoid", "GELU", "Softmax",
-    "Upsample", "Identity", "Dropout", "Dropout1d", "Dropout2d",
+    "Upsample", "Identity", "Dropout", "Dropout1d", "Dropout2d", "ChannelShuffle",
     "StochasticDepth", "GlobalAvgPool2d", "GlobalMaxPool2d",
 )
 _SUPPORTED_TEXT = (", ".join(f"nn.{n}" for n in SUPPORTED_LAYERS[:-3])
@@ -251,6 +261,13 @@ def _need(cond: bool, reason: str) -> None:
         raise _Unsupported(reason)
 
 
+def _need_channel_axis(dim: Any, rank: int) -> None:
+    """``dim`` must be the channel/feature axis of a (batched) rank-``rank`` tensor: 1 or
+    ``1 - rank``."""
+    _need(isinstance(dim, int) and dim % rank == 1,
+          f"dim={dim}: only the channel/feature axis (dim=1) is supported")
+
+
 # Function signatures (positional order) of the functional forms we map.
 _SIG: dict[Any, tuple[tuple[str, Any], ...]] = {}
 _REQ = object()
@@ -290,6 +307,11 @@ _sig([torch.mul], ("input", _REQ), ("other", _REQ))
 _sig([operator.add, operator.iadd, operator.mul, operator.imul],
      ("input", _REQ), ("other", _REQ))
 _sig([torch.mean], ("input", _REQ), ("dim", None), ("keepdim", False), ("dtype", None))
+_sig([torch.chunk], ("input", _REQ), ("chunks", _REQ), ("dim", 0))
+_sig([torch.split], ("tensor", _REQ), ("split_size_or_sections", _REQ), ("dim", 0))
+_sig([torch.tensor_split], ("input", _REQ), ("indices_or_sections", _REQ), ("dim", 0))
+_sig([torch.narrow], ("input", _REQ), ("dim", _REQ), ("start", _REQ), ("length", _REQ))
+_sig([torch.channel_shuffle, torch.native_channel_shuffle], ("input", _REQ), ("groups", _REQ))
 _sig([torch.amax], ("input", _REQ), ("dim", ()), ("keepdim", False))
 
 _METHOD_SIG: dict[str, tuple[tuple[str, Any], ...]] = {
@@ -305,7 +327,15 @@ _METHOD_SIG: dict[str, tuple[tuple[str, Any], ...]] = {
     "add_": (("input", _REQ), ("other", _REQ), ("alpha", 1)),
     "mul": (("input", _REQ), ("other", _REQ)),
     "mul_": (("input", _REQ), ("other", _REQ)),
+    "chunk": (("input", _REQ), ("chunks", _REQ), ("dim", 0)),
+    "split": (("input", _REQ), ("split_size", _REQ), ("dim", 0)),
+    "tensor_split": (("input", _REQ), ("indices_or_sections", _REQ), ("dim", 0)),
+    "narrow": (("input", _REQ), ("dim", _REQ), ("start", _REQ), ("length", _REQ)),
 }
+
+#: Calls splitting a tensor into a tuple of pieces (each read by ``getitem``).
+_SPLIT_FUNCS = (torch.chunk, torch.split, torch.tensor_split)
+_SPLIT_METHODS = ("chunk", "split", "tensor_split")
 
 try:  # torchvision is optional
     from torchvision.ops import StochasticDepth as _StochasticDepth
@@ -406,11 +436,122 @@ def _is_shape_value(v: Any) -> bool:
     return isinstance(v, (tuple, list)) and all(_is_shape_value(x) for x in v)
 
 
+def _data_users(n: fx.Node, values: dict[fx.Node, Any]) -> list[fx.Node]:
+    """The nodes reading ``n``'s data: every user but shape reads (``x.size(0)``)."""
+    return [u for u in n.users if not _is_shape_value(values.get(u))]
+
+
 class _Alias:
     """Internal: a node that is its operand (torch.cat of one tensor)."""
 
     def __init__(self, ref: Any):
         self.ref = ref
+
+
+class _Split:
+    """Internal: a node splitting ``source`` into the channel ranges ``bounds``
+    (``x.chunk(2, 1)``, ``torch.split``, ``torch.tensor_split``); each piece read
+    (``getitem``) is a ``slice`` layer."""
+
+    def __init__(self, source: fx.Node, bounds: list[tuple[int, int]]):
+        self.source = source
+        self.bounds = bounds
+
+
+@dataclass
+class _Shuffle:
+    """Internal: a matched view/transpose channel shuffle (:func:`_channel_shuffles`)."""
+
+    source: fx.Node          # the shuffled tensor
+    groups: int
+    nodes: list[fx.Node]     # the chain; the last one computes the shuffled tensor
+
+
+#: Row-major reshapes: their result depends only on the shape they produce.
+_RESHAPE_FUNCS = (torch.reshape, torch.flatten, torch.unflatten)
+_RESHAPE_METHODS = ("view", "reshape", "flatten", "unflatten")
+#: Axis permutations, by kind: ``transpose(input, dim0, dim1)`` or ``permute(dims)``.
+_PERMUTE_FUNCS = {torch.transpose: "transpose", torch.swapaxes: "transpose",
+                  torch.swapdims: "transpose", torch.permute: "permute"}
+_PERMUTE_METHODS = {"transpose": "transpose", "swapaxes": "transpose",
+                    "swapdims": "transpose", "permute": "permute"}
+
+
+def _is_reshape(n: fx.Node) -> bool:
+    return ((n.op == "call_function" and n.target in _RESHAPE_FUNCS)
+            or (n.op == "call_method" and n.target in _RESHAPE_METHODS))
+
+
+def _permutation(n: fx.Node, rank: int) -> list[int] | None:
+    """The axis order of a transpose/swapaxes/permute node of a rank-``rank`` input (None
+    for any other node)."""
+    kind = (_PERMUTE_FUNCS.get(n.target) if n.op == "call_function"
+            else _PERMUTE_METHODS.get(n.target) if n.op == "call_method" else None)
+    try:
+        if kind == "transpose":
+            a = _bind((("input", _REQ), ("dim0", _REQ), ("dim1", _REQ)), n.args, n.kwargs)
+            order = list(range(rank))
+            i, j = a["dim0"] % rank, a["dim1"] % rank
+            order[i], order[j] = order[j], order[i]
+            return order
+        if kind == "permute":
+            dims = n.args[1:] if len(n.args) > 1 else (n.kwargs.get("dims"),)
+            if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+                dims = dims[0]
+            return [d % rank for d in dims]
+    except (_Unsupported, TypeError):
+        pass
+    return None
+
+
+def _sole_reader(n: fx.Node, values: dict[fx.Node, Any], accept) -> fx.Node | None:
+    """The only node reading ``n``'s data, if it takes ``n`` as its input and ``accept``
+    says yes; else None."""
+    users = _data_users(n, values)
+    if len(users) == 1 and users[0].args and users[0].args[0] is n and accept(users[0]):
+        return users[0]
+    return None
+
+
+def _channel_shuffles(graph: fx.Graph, values: dict[fx.Node, Any]) -> dict[fx.Node, _Shuffle]:
+    """The channel shuffles spelled as torchvision's ShuffleNetV2 does, each node of a
+    match -> the match.
+
+    A shuffle of ``x`` (``[b, c, h, w]``, or ``[b, c, l]`` for signals) is a reshape to
+    ``[b, g, c // g, h, w]`` (``x.view``, ``reshape``, ``unflatten``; sizes computed from
+    ``x.size()`` are plain values here), a swap of axes 1 and 2 (``transpose(1, 2)``,
+    ``swapaxes``, ``permute(0, 2, 1, 3, 4)``), optionally ``.contiguous()``, and a reshape
+    back to the shape of ``x`` (``view``, ``reshape``, ``flatten(1, 2)``): the layer
+    ``channel_shuffle`` with ``groups = g``. Each intermediate tensor must have no other
+    reader; any other view/transpose sequence is left to the node-by-node conversion,
+    which rejects it.
+    """
+    found: dict[fx.Node, _Shuffle] = {}
+    for first in graph.nodes:
+        if not _is_reshape(first) or not _is_tensor(values.get(first)):
+            continue
+        x = first.args[0]
+        if not isinstance(x, fx.Node) or not _is_tensor(values.get(x)):
+            continue
+        xs, ys = tuple(values[x].shape), tuple(values[first].shape)
+        if not (len(xs) in (3, 4) and len(ys) == len(xs) + 1 and ys[0] == xs[0]
+                and ys[1] * ys[2] == xs[1] and ys[3:] == xs[2:]):
+            continue
+        swap = _sole_reader(first, values, lambda u: _permutation(u, len(ys)) == [0, 2, 1]
+                            + list(range(3, len(ys))))
+        if swap is None:
+            continue
+        chain = [first, swap]
+        contig = _sole_reader(swap, values, lambda u: u.op == "call_method"
+                              and u.target == "contiguous")
+        if contig is not None:
+            chain.append(contig)
+        last = _sole_reader(chain[-1], values, lambda u: _is_reshape(u)
+                            and _is_tensor(values.get(u)) and tuple(values[u].shape) == xs)
+        if last is not None:
+            chain.append(last)
+            found.update(dict.fromkeys(chain, _Shuffle(x, ys[1], chain)))
+    return found
 
 
 def _target_text(n: fx.Node) -> str:
@@ -615,9 +756,11 @@ def _module_layer(path: str, m: nn.Module, in_shape: tuple[int, ...],
         slope = _finite("negative_slope", m.negative_slope)
         return "leaky_relu", ({} if slope == 0.01 else {"slope": slope})
     if isinstance(m, nn.Softmax):
-        _need(m.dim is not None and (m.dim == 1 or m.dim == -(rank)),
-              f"dim={m.dim}: only the channel/feature axis (dim=1) is supported")
+        _need_channel_axis(m.dim, rank + 1)
         return "softmax", {}
+    if isinstance(m, nn.ChannelShuffle):
+        need_rank(2, 3)
+        return "channel_shuffle", {"groups": int(m.groups)}
     if isinstance(m, (nn.Dropout, nn.Dropout1d, nn.Dropout2d)):
         p = _finite("p", m.p)
         _need(0 <= p < 1, f"p must be in [0, 1), got {p}")
@@ -630,6 +773,45 @@ def _module_layer(path: str, m: nn.Module, in_shape: tuple[int, ...],
 
 def _is_tensor(v: Any) -> bool:
     return isinstance(v, torch.Tensor)
+
+
+def _is_split(n: fx.Node) -> bool:
+    return ((n.op == "call_function" and n.target in _SPLIT_FUNCS)
+            or (n.op == "call_method" and n.target in _SPLIT_METHODS))
+
+
+def _index_text(items: tuple) -> str:
+    """A subscript as written: ``x[:, 2:-1]``."""
+    def one(i: Any) -> str:
+        if i is Ellipsis:
+            return "..."
+        if isinstance(i, slice):
+            bounds = [i.start, i.stop] + ([i.step] if i.step is not None else [])
+            return ":".join("" if b is None else str(b) for b in bounds)
+        return repr(i)
+
+    return f"x[{', '.join(one(i) for i in items)}]"
+
+
+def _subscript_range(index: Any, shape: Sequence[int]) -> tuple[int, int]:
+    """The channel range ``(start, end)`` that ``x[index]`` takes of a tensor of (batched)
+    ``shape``: ``x[:, a:b]``, with ``...``, trailing ``:`` and negative or omitted bounds,
+    step 1. Raises _Unsupported for anything else (other axes, steps, integers)."""
+    items = index if isinstance(index, tuple) else (index,)
+    text = _index_text(items)
+    _need(all(isinstance(i, slice) or i is Ellipsis for i in items),
+          f"{text}: only slices along the channel axis (x[:, a:b]) are supported")
+    if any(i is Ellipsis for i in items):
+        k = next(j for j, i in enumerate(items) if i is Ellipsis)
+        items = items[:k] + (slice(None),) * (len(shape) - len(items) + 1) + items[k + 1:]
+    items += (slice(None),) * (len(shape) - len(items))
+    ranges = [s.indices(size) for s, size in zip(items, shape)]
+    _need(all(step == 1 for _, _, step in ranges), f"{text}: only step 1 is supported")
+    cut = [d for d, ((a, b, _), size) in enumerate(zip(ranges, shape)) if (a, b) != (0, size)]
+    _need(set(cut) <= {1}, f"{text} slices dim {', '.join(map(str, cut))}: only the "
+                           "channel/feature axis (dim=1) is supported")
+    start, end, _ = ranges[1]
+    return start, max(start, end)
 
 
 def describe(model: nn.Module, input_shape: Sequence[int]
@@ -688,7 +870,7 @@ def _convert_graph(model: nn.Module, input_shape: Sequence[int]):
 
     def global_ok(n: fx.Node) -> bool:
         # Shape reads (x.size(0) for a view) do not count as users.
-        users = [u for u in n.users if _is_tensor(values.get(u)) or u.op == "output"]
+        users = _data_users(n, values)
         return bool(users) and all(is_flatten_node(u) or u.op == "output" for u in users)
 
     env: dict[fx.Node, Any] = {}
@@ -700,6 +882,13 @@ def _convert_graph(model: nn.Module, input_shape: Sequence[int]):
     def cnn_shape(ref: Any) -> tuple[int, ...]:
         return input_shape if ref == "input" else ref.shape
 
+    def reported(node: Any) -> bool:
+        return isinstance(node, fx.Node) and any(e["node"] == node.name for e in errors)
+
+    def stand_in() -> Any:  # for a node that cannot be converted: keep going (shape only)
+        return "input" if not layers else layers[-1]
+
+    shuffles = _channel_shuffles(gm.graph, values)
     for n in gm.graph.nodes:
         if n.op == "placeholder":
             env[n] = "input"
@@ -707,8 +896,8 @@ def _convert_graph(model: nn.Module, input_shape: Sequence[int]):
         if n.op == "output":
             out = n.args[0]
             if not isinstance(out, fx.Node) or not _is_tensor(values.get(out)):
-                if isinstance(out, fx.Node) and any(e["node"] == out.name for e in errors):
-                    continue  # already reported
+                if reported(out):
+                    continue
                 errors.append({"node": n.name, "op": "output", "target": "output",
                                "module": None, "type": type(out).__name__,
                                "reason": "the model must return a single tensor"})
@@ -720,7 +909,15 @@ def _convert_graph(model: nn.Module, input_shape: Sequence[int]):
         mod = modules.get(n.target) if n.op == "call_module" else None
         entry = {"node": n.name, "op": n.op, "target": _target_text(n), "module": mpath,
                  "type": type(mod).__name__ if mod is not None else None, "reason": None}
-        if not _is_tensor(v):
+        shuffle = shuffles.get(n)
+        if shuffle is not None and n is not shuffle.nodes[-1]:
+            env[n] = None                       # inside a channel shuffle: no layer
+            continue
+        if n.op == "call_function" and n.target is operator.getitem and reported(n.args[0]) \
+                and not _is_tensor(values.get(n.args[0])):
+            env[n] = stand_in()                 # a piece of an unsupported tuple
+            continue
+        if not _is_tensor(v) and not _is_split(n):
             # Shape arithmetic (x.size(0), x.shape[0] // 2, ...) makes no layer; the tensor
             # nodes that use it are judged on their own (a view is only a flatten, ...).
             if _is_shape_value(v):
@@ -741,18 +938,21 @@ def _convert_graph(model: nn.Module, input_shape: Sequence[int]):
         tin = [a for a in n.all_input_nodes if _is_tensor(values.get(a))]
         try:
             layer = _convert_node(n, mod, mpath, tin, values, env, global_ok, is_flatten_node,
-                                  cnn_shape, module_calls)
+                                  cnn_shape, module_calls, shuffles)
         except _Unsupported as e:
             if e.args and e.args[0] is not None:
                 entry["reason"] = e.args[0]
             errors.append(entry)
-            env[n] = "input" if not layers else layers[-1]  # keep going (shape only)
+            env[n] = stand_in()
             continue
         if layer is None:                       # a no-op: alias of its input
             env[n] = env[tin[0]]
             continue
         if isinstance(layer, _Alias):           # alias to a given ref
             env[n] = layer.ref
+            continue
+        if isinstance(layer, _Split):           # a tuple of pieces, read by getitem nodes
+            env[n] = layer
             continue
         layers.append(layer)
         env[n] = layer
@@ -768,12 +968,13 @@ def _convert_graph(model: nn.Module, input_shape: Sequence[int]):
 
 
 def _convert_node(n, mod, mpath, tin, values, env, global_ok, is_flatten_node, cnn_shape,
-                  module_calls) -> Any:
-    """One tensor-valued node -> a _Layer, None (no-op alias) or raise _Unsupported."""
+                  module_calls, shuffles) -> Any:
+    """One tensor-valued (or splitting) node -> a _Layer, None (no-op alias), an _Alias, a
+    _Split or raise _Unsupported."""
     def tsh(a: fx.Node) -> tuple[int, ...]:
         return tuple(values[a].shape[1:])
 
-    out_t = tuple(values[n].shape[1:])
+    out_t = tuple(values[n].shape[1:]) if _is_tensor(values[n]) else ()
 
     def single_input() -> Any:
         _need(len(tin) == 1, f"reads {len(tin)} tensors, expected 1")
@@ -781,6 +982,22 @@ def _convert_node(n, mod, mpath, tin, values, env, global_ok, is_flatten_node, c
 
     def make(op: str, args: dict[str, Any], inputs: list[Any], shape=None) -> _Layer:
         return _Layer(op, args, inputs, n, tuple(out_t if shape is None else shape))
+
+    def channel_range(x: fx.Node, start: int, end: int) -> Any:
+        """Channels (features) start..end of x: a slice, no layer for all of them."""
+        _need(values[x].dim() in (2, 3, 4), f"on an input of shape {list(tsh(x))}")
+        _need(start < end, f"the channel range {start}:{end} is empty")
+        if (start, end) == (0, values[x].shape[1]):
+            return _Alias(env[x])
+        return make("slice", {"start": start, "end": end}, [env[x]])
+
+    def value(arg: Any) -> Any:
+        """An argument with the values of the (shape arithmetic) nodes it holds."""
+        return fx.node.map_arg(arg, lambda a: values[a])
+
+    shuffle = shuffles.get(n)
+    if shuffle is not None:                     # the last node of a view/transpose shuffle
+        return make("channel_shuffle", {"groups": shuffle.groups}, [env[shuffle.source]])
 
     if n.op == "call_module":
         _need(not n.kwargs and len(n.args) == 1,
@@ -819,6 +1036,15 @@ def _convert_node(n, mod, mpath, tin, values, env, global_ok, is_flatten_node, c
         raise _Unsupported(f"reads the parameter/buffer {n.target!r} directly in forward(): "
                            "only modules' own weights can be exported")
 
+    if n.op == "call_function" and n.target is operator.getitem:
+        src, index = n.args
+        pieces = env.get(src)
+        if isinstance(pieces, _Split):          # x.chunk(2, 1)[i], torch.split(..)[i], ...
+            _need(isinstance(index, int), f"reads the pieces {index!r} at once")
+            return channel_range(pieces.source, *pieces.bounds[index])
+        _need(_is_tensor(values.get(src)), f"indexes a {type(values.get(src)).__name__}")
+        return channel_range(src, *_subscript_range(value(index), values[src].shape))
+
     if n.op == "call_method":
         name = n.target
         params = _METHOD_SIG.get(name)
@@ -839,9 +1065,9 @@ def _convert_node(n, mod, mpath, tin, values, env, global_ok, is_flatten_node, c
     else:
         raise _Unsupported(f"node kind {n.op}")
 
-    def inp() -> Any:
-        x = a.get("input")
-        _need(isinstance(x, fx.Node) and _is_tensor(values.get(x)), "input is not a tensor")
+    def inp(key: str = "input") -> Any:
+        x = a.get(key)
+        _need(isinstance(x, fx.Node) and _is_tensor(values.get(x)), f"{key} is not a tensor")
         return x
 
     rank = len(out_t)
@@ -859,10 +1085,7 @@ def _convert_node(n, mod, mpath, tin, values, env, global_ok, is_flatten_node, c
         return make("gelu", {}, [env[inp()]])
     if fn in (F.softmax, torch.softmax) or fn == ("method", "softmax"):
         x = inp()
-        d = a["dim"]
-        r = len(values[x].shape)
-        _need(d is not None and d % r == 1,
-              f"dim={d}: only the channel/feature axis (dim=1) is supported")
+        _need_channel_axis(a["dim"], values[x].dim())
         _need(a.get("dtype") is None, "dtype= is not supported")
         return make("softmax", {}, [env[x]])
     if fn in (F.dropout, F.dropout1d, F.dropout2d, F.alpha_dropout) or fn is _stochastic_depth:
@@ -922,6 +1145,24 @@ def _convert_node(n, mod, mpath, tin, values, env, global_ok, is_flatten_node, c
         _need(not a["recompute_scale_factor"], "recompute_scale_factor=True is not supported")
         return make("upsample", _upsample_args(a["size"], a["scale_factor"], a["mode"],
                                                a["align_corners"], tsh(x)), [env[x]])
+    # Channel ranges and shuffles.
+    if _is_split(n):
+        x = inp("tensor" if fn is torch.split else "input")
+        _need_channel_axis(a["dim"], values[x].dim())
+        sizes = [int(t.shape[1]) for t in values[n]]
+        _need(sum(sizes) == values[x].shape[1],
+              f"pieces of {sizes} channels out of {values[x].shape[1]} (overlapping indices)")
+        ends = list(itertools.accumulate(sizes))
+        return _Split(x, list(zip([0] + ends[:-1], ends)))
+    if fn is torch.narrow or fn == ("method", "narrow"):
+        x = inp()
+        _need_channel_axis(a["dim"], values[x].dim())
+        start = int(value(a["start"])) % values[x].shape[1]
+        return channel_range(x, start, start + out_t[0])
+    if fn in (torch.channel_shuffle, torch.native_channel_shuffle):
+        x = inp()
+        _need(values[x].dim() in (3, 4), f"on an input of shape {list(tsh(x))}")
+        return make("channel_shuffle", {"groups": int(value(a["groups"]))}, [env[x]])
     # Merges.
     if fn in (operator.add, operator.iadd, torch.add, operator.mul, operator.imul, torch.mul) \
             or fn in (("method", "add"), ("method", "add_"), ("method", "mul"),
@@ -947,8 +1188,7 @@ def _convert_node(n, mod, mpath, tin, values, env, global_ok, is_flatten_node, c
         _need(isinstance(xs, (list, tuple)) and xs and all(
             isinstance(t, fx.Node) and _is_tensor(values.get(t)) for t in xs),
             "tensors must be a list of tensors")
-        d = int(a["dim"]) % values[n].dim()
-        _need(d == 1, f"dim={a['dim']}: only the channel/feature axis (dim=1) is supported")
+        _need_channel_axis(a["dim"], values[n].dim())
         for t in xs:
             _need(len(cnn_shape(env[t])) == rank, "an operand is a global pool's [C] output")
         if len(xs) == 1:                        # DenseNet's first layer: a copy
@@ -1043,9 +1283,17 @@ def _one_name_form(l: _Layer, prev: Any) -> Any:
     return None
 
 
+#: Ops whose function layers are named after the op, not after their fx node: they are
+#: made of several nodes (``x.chunk`` + ``[i]``; ``view``/``transpose``/``view``) whose
+#: names (``getitem_5``, ``view_1``) would say nothing.
+_NAMED_BY_OP = ("slice", "channel_shuffle")
+
+
 def _node_name(l: _Layer) -> str:
     if l.module is not None:
         return l.module
+    if l.op in _NAMED_BY_OP:
+        return l.op
     return l.node.name
 
 
@@ -1138,6 +1386,12 @@ def run_description(description: dict[str, Any], tensors: dict[str, torch.Tensor
             y = F.leaky_relu(t, layer.get("slope", 0.01))
         elif op == "softmax":
             y = torch.softmax(t, dim=1)
+        elif op == "slice":
+            y = t[:, layer["start"]:layer["end"]]
+        elif op == "channel_shuffle":
+            g = layer["groups"]
+            y = t.reshape(t.shape[0], g, t.shape[1] // g, *t.shape[2:]).transpose(1, 2) \
+                .reshape(t.shape)
         elif op in ("dropout", "identity"):
             y = t
         elif op == "upsample":
@@ -1170,7 +1424,7 @@ _KEY_ORDER = {
     "adaptive_avg_pool": ("out",), "adaptive_max_pool": ("out",),
     "upsample": ("scale", "size", "mode", "align_corners"),
     "linear": ("out", "bias"), "batch_norm": ("eps",), "leaky_relu": ("slope",),
-    "dropout": ("p",),
+    "dropout": ("p",), "slice": ("start", "end"), "channel_shuffle": ("groups",),
 }
 
 

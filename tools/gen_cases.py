@@ -449,6 +449,74 @@ case("graph_fusion_flatten_input_reused", "fusion hazard: a flatten whose [C, H,
          L("concat", frm=["fc", "g", "f"]),
          L("linear", "head", out=3)])
 
+# --- slices and channel shuffles (ShuffleNet) ------------------------------------------------
+
+case("graph_shufflenet_units", "ShuffleNet v2: a stride-1 unit (half the channels pass by "
+     "slice, the other half through 1x1, depthwise 3x3, 1x1; concat; channel_shuffle(2)) and "
+     "a stride-2 unit (both branches read the whole input), then a head", [3, 12, 12], [
+         L("conv", "stem", out=8, kernel=3, padding=1, bias=False),
+         L("batch_norm", "stem_bn"), L("relu", "stem_act"),
+         L("slice", "u1.x1", start=0, end=4),
+         L("slice", "u1.x2", frm="stem_act", start=4, end=8),
+         L("conv", "u1.b.0", out=4, kernel=1, bias=False), L("batch_norm", "u1.b.1"),
+         L("relu", "u1.b.2"),
+         L("conv", "u1.b.3", out=4, kernel=3, padding=1, groups=4, bias=False),
+         L("batch_norm", "u1.b.4"),
+         L("conv", "u1.b.5", out=4, kernel=1, bias=False), L("batch_norm", "u1.b.6"),
+         L("relu", "u1.b.7"),
+         L("concat", "u1.cat", frm=["u1.x1", "u1.b.7"]),
+         L("channel_shuffle", "u1.shuffle", groups=2),
+         L("conv", "u2.a.0", out=8, kernel=3, stride=2, padding=1, groups=8, bias=False),
+         L("batch_norm", "u2.a.1"),
+         L("conv", "u2.a.2", out=8, kernel=1, bias=False), L("batch_norm", "u2.a.3"),
+         L("relu", "u2.a.4"),
+         L("conv", "u2.b.0", frm="u1.shuffle", out=8, kernel=1, bias=False),
+         L("batch_norm", "u2.b.1"), L("relu", "u2.b.2"),
+         L("conv", "u2.b.3", out=8, kernel=3, stride=2, padding=1, groups=8, bias=False),
+         L("batch_norm", "u2.b.4"),
+         L("conv", "u2.b.5", out=8, kernel=1, bias=False), L("batch_norm", "u2.b.6"),
+         L("relu", "u2.b.7"),
+         L("concat", "u2.cat", frm=["u2.a.4", "u2.b.7"]),
+         L("channel_shuffle", "u2.shuffle", groups=2),
+         L("slice", "u3.x2", start=8, end=16),
+         L("conv", "u3.b", out=8, kernel=1), L("relu", "u3.act"),
+         L("slice", "u3.x1", frm="u2.shuffle", start=0, end=8),
+         L("concat", "u3.cat", frm=["u3.x1", "u3.act"]),
+         L("channel_shuffle", "u3.shuffle", groups=4),
+         L("global_avg_pool", "gap"), L("linear", "fc", out=5)])
+case("graph_slice_views", "slices as views: of the input (its sigmoid must not run in "
+     "place over the caller's input), of a tensor read again later (its relu must not run "
+     "in place), of a dead tensor (in place inside it), a slice read as a fused residual, "
+     "and a slice of a slice", [6, 5, 5], [
+         L("slice", "in_part", start=1, end=4),
+         L("sigmoid", "in_act"),
+         L("conv", "c", frm="input", out=8, kernel=3, padding=1),
+         L("slice", "c_hi", start=4, end=8),
+         L("relu", "c_hi_act"),
+         L("slice", "c_lo", frm="c", start=0, end=3),
+         L("conv", "d", frm="c_hi_act", out=8, kernel=1),
+         L("slice", "d_mid", start=2, end=6),
+         L("slice", "d_mid_lo", start=1, end=3),
+         L("tanh", "d_act"),
+         L("conv", "e", out=3, kernel=3, padding=1),
+         L("add", "e_res", frm=["e", "c_lo"]),
+         L("conv", "f", frm="c", out=3, kernel=1),
+         L("add", "f_res", frm=["f", "e_res"]),
+         L("add", "sum", frm=["f_res", "in_act"])])
+case("graph_slice_output", "the output is a slice of a flattened vector (its features 7..30): "
+     "copied out", [2, 4, 4], [
+         L("conv", "c", out=3, kernel=3, padding=1), L("relu", "act"),
+         L("flatten", "flat"),
+         L("slice", "out", start=7, end=30)])
+case("shuffle_1d", "1-D: channel_shuffle(3) of a [12, L] signal, a slice of it, and a "
+     "shuffle with one group (a copy)", [4, 20], [
+         L("conv", "c", out=12, kernel=3, padding=1), L("relu", "act"),
+         L("channel_shuffle", "s", groups=3),
+         L("slice", "part", start=2, end=9),
+         L("conv", "d", out=6, kernel=3),
+         L("channel_shuffle", "one", groups=1),
+         L("channel_shuffle", "six", groups=6)])
+
 # --- §8 1-D ---------------------------------------------------------------------------------
 
 case("seq1d_conv_dilation_same", "1-D convs with padding same at dilation 1, 2, 4 (odd "
@@ -656,6 +724,15 @@ invalid("conv_on_vector_input", "c", "conv on a vector input [16]", [16], [
     L("conv", "c", out=4, kernel=3)])
 invalid("layer_named_input", "input", "a layer named `input` (reserved)", [3, 8, 8], [
     L("conv", "input", out=4, kernel=3)])
+invalid("slice_beyond_channels", "s", "slice end = 9 of a [6, 4, 4] tensor", [3, 4, 4], [
+    L("conv", "c", out=6, kernel=1), L("slice", "s", start=2, end=9)])
+invalid("slice_empty", "s", "slice start = 3, end = 3 (nothing kept)", [3, 4, 4], [
+    L("slice", "s", start=3, end=3)])
+invalid("channel_shuffle_groups_not_dividing", "sh", "channel_shuffle groups = 4 of 6 "
+        "channels", [3, 4, 4], [L("conv", "c", out=6, kernel=1),
+                                L("channel_shuffle", "sh", groups=4)])
+invalid("channel_shuffle_on_vector", "sh", "channel_shuffle of the vector [6]", [6], [
+    L("channel_shuffle", "sh", groups=2)])
 
 
 # ---------------------------------------------------------------------------------------

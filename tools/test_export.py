@@ -716,7 +716,13 @@ GRAPH_NETWORKS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...], tuple[
 
 def _check_graph_export(name: str) -> Any:
     builder, input_shape, out_shape = GRAPH_NETWORKS[name]
-    model = builder()
+    return _check_graph_model(builder(), input_shape, out_shape, name)
+
+
+def _check_graph_model(model: nn.Module, input_shape, out_shape, name: str) -> Any:
+    """Export ``model`` to files and check them: the TOML re-parses to the description, the
+    weights are the state_dict's, and the description rebuilt by cnn_tools.build_model and
+    run by run_description computes what the model computes (float64)."""
     with tempfile.TemporaryDirectory() as d:
         res, toml_path, w_path = _export_to(Path(d), model, input_shape, name)
         with open(toml_path, "rb") as f:
@@ -928,6 +934,266 @@ def test_graph_vector_input():
     res = export(model, (5,), None, None)
     assert [l["op"] for l in res.description["layers"]] == [
         "linear", "batch_norm", "gelu", "linear", "softmax"]
+
+
+# ---------------------------------------------------------------------------------------
+# Tests: channel ranges (slice) and channel shuffles (channel_shuffle)
+# ---------------------------------------------------------------------------------------
+
+
+class ChannelOps(nn.Module):
+    """``fn(head(x))``: the head (a conv or a linear) makes the tested op read a layer."""
+
+    def __init__(self, head: nn.Module, fn: Callable[[torch.Tensor], torch.Tensor]):
+        super().__init__()
+        self.head = head
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(self.head(x))
+
+
+def _tv_channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """torchvision's ShuffleNetV2 ``channel_shuffle``, verbatim."""
+    batchsize, num_channels, height, width = x.size()
+    channels_per_group = num_channels // groups
+    x = x.view(batchsize, groups, channels_per_group, height, width)
+    x = torch.transpose(x, 1, 2).contiguous()
+    x = x.view(batchsize, num_channels, height, width)
+    return x
+
+
+def _tv_channel_shuffle_1d(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """The same for signals ``[b, c, l]``."""
+    batchsize, num_channels, length = x.size()
+    x = x.view(batchsize, groups, num_channels // groups, length)
+    return x.transpose(1, 2).contiguous().view(batchsize, -1, length)
+
+
+def _check_channel_cases(cases) -> None:
+    """Each case ``(label, head, fn, input shape, layers after the head)`` exports (verified
+    in float64) to exactly those layers, which build_model and run_description compute."""
+    for label, head, fn, input_shape, want in cases:
+        torch.manual_seed(17)
+        model = ChannelOps(head, fn).eval()
+        with torch.no_grad():
+            out_shape = tuple(model(torch.zeros((1,) + input_shape)).shape[1:])
+        try:
+            res = _check_graph_model(model, input_shape, out_shape, "channel_ops")
+        except Exception as e:
+            raise AssertionError(f"{label}: {type(e).__name__}: {e}") from e
+        assert res.description["layers"][1:] == want, (label, res.description["layers"])
+
+
+def test_slice_spellings():
+    conv = lambda cout: nn.Conv2d(3, cout, 1)  # noqa: E731
+    cases = [
+        ("x.chunk(3, 1) of 7 channels (3, 3, 1), pieces out of order", conv(7),
+         lambda x: (lambda p: torch.cat([p[2], p[0]], 1))(x.chunk(3, 1)), (3, 5, 4),
+         [{"name": "slice", "op": "slice", "start": 6, "end": 7},
+          {"name": "slice_1", "op": "slice", "from": "head", "start": 0, "end": 3},
+          {"op": "concat", "from": ["slice", "slice_1"]}]),
+        ("torch.chunk(x, 4, dim=-3) of 6 channels: 3 chunks of 2", conv(6),
+         lambda x: torch.chunk(x, 4, dim=-3)[-1], (3, 5, 4),
+         [{"op": "slice", "start": 4, "end": 6}]),
+        ("x.split(3, dim=1)[-1] of 7 channels", conv(7),
+         lambda x: x.split(3, dim=1)[-1], (3, 5, 4), [{"op": "slice", "start": 6, "end": 7}]),
+        ("torch.split(x, [2, 4, 1], 1)[1]", conv(7),
+         lambda x: torch.split(x, [2, 4, 1], 1)[1], (3, 5, 4),
+         [{"op": "slice", "start": 2, "end": 6}]),
+        ("torch.tensor_split(x, [2, 5], dim=1)[1]", conv(7),
+         lambda x: torch.tensor_split(x, [2, 5], dim=1)[1], (3, 5, 4),
+         [{"op": "slice", "start": 2, "end": 5}]),
+        ("x.tensor_split(3, 1)[0] of 7 channels (3, 2, 2)", conv(7),
+         lambda x: x.tensor_split(3, 1)[0], (3, 5, 4), [{"op": "slice", "start": 0, "end": 3}]),
+        ("x.narrow(1, 2, 3)", conv(7), lambda x: x.narrow(1, 2, 3), (3, 5, 4),
+         [{"op": "slice", "start": 2, "end": 5}]),
+        ("torch.narrow(x, -3, -4, 2)", conv(7), lambda x: torch.narrow(x, -3, -4, 2),
+         (3, 5, 4), [{"op": "slice", "start": 3, "end": 5}]),
+        ("x[:, 2:-1]", conv(7), lambda x: x[:, 2:-1], (3, 5, 4),
+         [{"op": "slice", "start": 2, "end": 6}]),
+        ("x[:, :x.size(1) // 2, ...]", conv(7), lambda x: x[:, :x.size(1) // 2, ...],
+         (3, 5, 4), [{"op": "slice", "start": 0, "end": 3}]),
+        ("x[..., -3:, :, :]", conv(7), lambda x: x[..., -3:, :, :], (3, 5, 4),
+         [{"op": "slice", "start": 4, "end": 7}]),
+        ("the whole range (x[:, :], x.chunk(1, 1)[0]): no layer", conv(7),
+         lambda x: torch.relu(x.chunk(1, 1)[0][:, :]), (3, 5, 4), [{"op": "relu"}]),
+        ("a signal: x.split([1, 5], dim=1)[1]", nn.Conv1d(4, 6, 3),
+         lambda x: x.split([1, 5], dim=1)[1], (4, 9), [{"op": "slice", "start": 1, "end": 6}]),
+        ("a vector: x[:, 3:8]", nn.Linear(12, 10), lambda x: x[:, 3:8], (12,),
+         [{"op": "slice", "start": 3, "end": 8}]),
+        ("a vector: x.chunk(2, -1)[1]", nn.Linear(12, 10), lambda x: x.chunk(2, -1)[1], (12,),
+         [{"op": "slice", "start": 5, "end": 10}]),
+    ]
+    _check_channel_cases(cases)
+
+
+def test_channel_shuffle_spellings():
+    conv = lambda cout: nn.Conv2d(3, cout, 1)  # noqa: E731
+    cases = [
+        ("nn.ChannelShuffle(4)", conv(8), nn.ChannelShuffle(4), (3, 5, 4),
+         [{"name": "fn", "op": "channel_shuffle", "groups": 4}]),
+        ("F.channel_shuffle(x, 2)", conv(8), lambda x: F.channel_shuffle(x, 2), (3, 5, 4),
+         [{"op": "channel_shuffle", "groups": 2}]),
+        ("torch.channel_shuffle(x, 3)", conv(6), lambda x: torch.channel_shuffle(x, 3),
+         (3, 5, 4), [{"op": "channel_shuffle", "groups": 3}]),
+        ("torchvision's view/transpose/contiguous/view from x.size()", conv(12),
+         lambda x: _tv_channel_shuffle(x, 3), (3, 5, 4),
+         [{"op": "channel_shuffle", "groups": 3}]),
+        ("view(b, 4, -1, h, w).permute(0, 2, 1, 3, 4).reshape(b, -1, h, w)", conv(8),
+         lambda x: x.view(x.shape[0], 4, -1, 5, 4).permute(0, 2, 1, 3, 4)
+         .reshape(x.shape[0], -1, 5, 4), (3, 5, 4), [{"op": "channel_shuffle", "groups": 4}]),
+        ("unflatten(1, (2, 4)).swapaxes(1, 2), torch.flatten(.., 1, 2)", conv(8),
+         lambda x: torch.flatten(x.unflatten(1, (2, 4)).swapaxes(1, 2), 1, 2), (3, 5, 4),
+         [{"op": "channel_shuffle", "groups": 2}]),
+        ("two shuffles in a row, the first read again", conv(8),
+         lambda x: _tv_channel_shuffle(_tv_channel_shuffle(x, 2), 4) + x, (3, 5, 4),
+         [{"op": "channel_shuffle", "groups": 2}, {"op": "channel_shuffle", "groups": 4},
+          {"op": "add", "from": ["head"]}]),
+        ("a signal: torchvision's shuffle on [b, c, l]", nn.Conv1d(2, 6, 1),
+         lambda x: _tv_channel_shuffle_1d(x, 2), (2, 7),
+         [{"op": "channel_shuffle", "groups": 2}]),
+        ("a signal: nn.ChannelShuffle(3)", nn.Conv1d(2, 6, 1), nn.ChannelShuffle(3), (2, 7),
+         [{"name": "fn", "op": "channel_shuffle", "groups": 3}]),
+    ]
+    _check_channel_cases(cases)
+
+
+def test_torchvision_shufflenet_v2_exports():
+    """ShuffleNetV2 x0.5 at 64x64: each block's x.chunk(2, dim=1) gives two slices and its
+    view/transpose shuffle one channel_shuffle; the export verifies in float64."""
+    try:
+        from torchvision.models import shufflenet_v2_x0_5
+    except ImportError:
+        print("    (skipped: no torchvision)")
+        return
+    torch.manual_seed(1601)
+    model = shufflenet_v2_x0_5(weights=None)
+    _randomize_bn(model, 1602)
+    res = _check_graph_model(model.eval(), (3, 64, 64), (1000,), "shufflenet_v2_x0_5")
+    layers = res.description["layers"]
+    ops = [l["op"] for l in layers]
+    assert ops.count("channel_shuffle") == 4 + 8 + 4, ops          # one per block
+    assert ops.count("slice") == 2 * (3 + 7 + 3), ops               # stride-1 blocks
+    assert "view" not in res.toml and "transpose" not in res.toml
+    # Stage 2, block 1: the halves of block 0's shuffle, the right one through branch2,
+    # concatenated behind the left one, shuffled.
+    names = cnn_tools.layer_names(layers)
+    i = names.index("stage2.1.branch2.0")
+    assert layers[i - 3:i] == [
+        {"name": "channel_shuffle", "op": "channel_shuffle", "groups": 2},
+        {"name": "slice", "op": "slice", "start": 0, "end": 24},
+        {"op": "slice", "from": "channel_shuffle", "start": 24, "end": 48}], layers[i - 3:i]
+    j = names.index("stage2.1.branch2.7")
+    assert layers[j + 1:j + 3] == [
+        {"op": "concat", "from": ["slice", "stage2.1.branch2.7"]},
+        {"name": "channel_shuffle_1", "op": "channel_shuffle", "groups": 2}], layers[j + 1:j + 3]
+
+
+def test_reject_slices_along_other_axes_at_once():
+    class Bad(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 1)
+
+        def forward(self, x):
+            x = self.conv(x)
+            a = x.chunk(2, 2)[0]                 # rows
+            b = x[:, :, :, 1:3]                  # columns
+            c = torch.narrow(x, -1, 0, 2)        # columns
+            d = x[:, ::2]                        # every other channel
+            return torch.cat([t.mean((2, 3)) for t in (a, b, c, d)], 1)
+
+    e = _expect(UnsupportedLayerError, _export_only(Bad(), (3, 6, 6)), "'chunk'", "dim=2",
+                "'getitem_1'", "x[:, :, :, 1:3] slices dim 3", "'narrow'", "dim=-1",
+                "'getitem_2'", "x[:, ::2]: only step 1")
+    # The chunk's piece (getitem) is not reported again.
+    assert [n["node"] for n in e.nodes] == ["chunk", "getitem_1", "narrow", "getitem_2"], \
+        e.nodes
+
+    class BatchSlice(nn.Module):
+        def forward(self, x):
+            return x[1:]
+
+    _expect(UnsupportedLayerError, _export_only(BatchSlice(), (3, 6, 6)), "'getitem'",
+            "x[1:] slices dim 0")
+
+
+def test_reject_view_transpose_that_is_not_a_channel_shuffle():
+    def read_twice(x):
+        v = x.view(x.size(0), 2, 4, 5, 4)
+        return v.transpose(1, 2).reshape(x.size(0), 8, 5, 4) + v.reshape(x.size(0), 8, 5, 4)
+
+    cases = [
+        ("other axes swapped", lambda x: x.view(x.size(0), 2, 4, 5, 4).transpose(1, 3)
+         .reshape(x.size(0), 8, 5, 4), ("'view'", "'transpose'", "'reshape'")),
+        ("not back to the input's shape", lambda x: x.view(x.size(0), 2, 4, 5, 4)
+         .transpose(1, 2).reshape(x.size(0), 4, 10, 4), ("'view'", "'transpose'")),
+        ("a spatial axis split", lambda x: x.view(x.size(0), 8, 5, 2, 2).transpose(1, 2)
+         .reshape(x.size(0), 8, 5, 4), ("'view'", "'transpose'")),
+        ("the 5-D tensor read twice", read_twice, ("'view'", "'transpose'", "'reshape_1'")),
+    ]
+    for label, fn, words in cases:
+        torch.manual_seed(0)
+        model = ChannelOps(nn.Conv2d(3, 8, 1), fn)
+        try:
+            _expect(UnsupportedLayerError, _export_only(model, (3, 5, 4)), *words)
+        except AssertionError as e:
+            raise AssertionError(f"{label}: {e}") from e
+
+
+def test_channel_op_descriptions_validated():
+    cases = [
+        ([8, 4, 4], {"op": "slice", "start": 0, "end": 9},
+         "end 9 larger than the 8 channels of the input [8, 4, 4]"),
+        ([8], {"op": "slice", "start": 2, "end": 9}, "end 9 larger than the 8 features"),
+        ([8, 4, 4], {"op": "slice", "start": 3, "end": 3}, "start 3 must be smaller than end 3"),
+        ([8, 4, 4], {"op": "slice", "start": 5, "end": 2}, "start 5 must be smaller than end 2"),
+        ([8, 4, 4], {"op": "slice", "start": -1, "end": 3}, "start: must be >= 0, got -1"),
+        ([8, 4, 4], {"op": "slice", "start": 0}, "missing required argument `end`"),
+        ([8, 4, 4], {"op": "slice", "start": 0, "end": 2, "dim": 1}, "unknown argument"),
+        ([8, 4], {"op": "slice", "start": 0.0, "end": 2}, "start: expected an int"),
+        ([8, 4, 4], {"op": "channel_shuffle", "groups": 3},
+         "groups 3 must divide the input channels 8"),
+        ([8, 6], {"op": "channel_shuffle", "groups": 0}, "groups: must be >= 1"),
+        ([8], {"op": "channel_shuffle", "groups": 2},
+         "channel_shuffle needs a [C, H, W] or [C, L] input, got the vector [8]"),
+        ([8, 4, 4], {"op": "channel_shuffle"}, "missing required argument `groups`"),
+    ]
+    for inp, layer, words in cases:
+        desc = {"input": inp, "layers": [layer]}
+        _expect(cnn_tools.DescriptionError, lambda: cnn_tools.build_model(desc), "layer '0'",
+                words)
+
+
+def test_channel_ops_build_model_and_run_description():
+    """A description with slices and shuffles (2-D, 1-D, vector) built in torch and run by
+    run_description computes PyTorch's own channel_shuffle and slicing."""
+    desc = {"input": [12, 3, 2], "layers": [
+        {"name": "shuffle", "op": "channel_shuffle", "groups": 3},
+        {"name": "b1", "op": "slice", "start": 0, "end": 5},
+        {"op": "slice", "from": "shuffle", "start": 5, "end": 12},
+        {"op": "concat", "from": ["b1"]},
+        {"op": "flatten"},
+        {"op": "slice", "start": 10, "end": 40},
+    ]}
+    model = cnn_tools.build_model(desc).double().eval()
+    assert [l.output_shape for l in model.layers] == [
+        (12, 3, 2), (5, 3, 2), (7, 3, 2), (12, 3, 2), (72,), (30,)]
+    x = torch.randn(2, 12, 3, 2, generator=torch.Generator().manual_seed(3),
+                    dtype=torch.float64)
+    s = F.channel_shuffle(x, 3)
+    want = torch.cat([s[:, 5:12], s[:, 0:5]], 1).flatten(1)[:, 10:40]
+    with torch.no_grad():
+        assert torch.equal(model(x), want)
+    assert torch.equal(run_description(desc, {}, x), want)
+    signal = {"input": [6, 5], "layers": [{"op": "channel_shuffle", "groups": 2},
+                                          {"op": "slice", "start": 1, "end": 4}]}
+    x = torch.randn(2, 6, 5, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    want = torch.channel_shuffle(x, 2)[:, 1:4]
+    with torch.no_grad():
+        assert torch.equal(cnn_tools.build_model(signal).double()(x), want)
+    assert torch.equal(run_description(signal, {}, x), want)
 
 
 # ---------------------------------------------------------------------------------------

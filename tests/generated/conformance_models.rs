@@ -2109,6 +2109,60 @@ pub mod case_graph_se_block {
     }
 }
 
+/// `tests/cases/graph_shufflenet_units/model.toml`
+pub mod case_graph_shufflenet_units {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/graph_shufflenet_units";
+    cnn_model! {
+        #[file = "tests/cases/graph_shufflenet_units/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [3, 12, 12],
+            stem: conv(out = 8, kernel = 3, padding = 1, bias = false),
+            stem_bn: batch_norm,
+            stem_act: relu,
+            u1.x1: slice(start = 0, end = 4),
+            u1.x2: slice(start = 4, end = 8, from = stem_act),
+            u1.b.0: conv(out = 4, kernel = 1, bias = false),
+            u1.b.1: batch_norm,
+            u1.b.2: relu,
+            u1.b.3: conv(out = 4, kernel = 3, padding = 1, groups = 4, bias = false),
+            u1.b.4: batch_norm,
+            u1.b.5: conv(out = 4, kernel = 1, bias = false),
+            u1.b.6: batch_norm,
+            u1.b.7: relu,
+            u1.cat: concat(u1.x1, u1.b.7),
+            u1.shuffle: channel_shuffle(groups = 2),
+            u2.a.0: conv(out = 8, kernel = 3, stride = 2, padding = 1, groups = 8, bias = false),
+            u2.a.1: batch_norm,
+            u2.a.2: conv(out = 8, kernel = 1, bias = false),
+            u2.a.3: batch_norm,
+            u2.a.4: relu,
+            u2.b.0: conv(out = 8, kernel = 1, bias = false, from = u1.shuffle),
+            u2.b.1: batch_norm,
+            u2.b.2: relu,
+            u2.b.3: conv(out = 8, kernel = 3, stride = 2, padding = 1, groups = 8, bias = false),
+            u2.b.4: batch_norm,
+            u2.b.5: conv(out = 8, kernel = 1, bias = false),
+            u2.b.6: batch_norm,
+            u2.b.7: relu,
+            u2.cat: concat(u2.a.4, u2.b.7),
+            u2.shuffle: channel_shuffle(groups = 2),
+            u3.x2: slice(start = 8, end = 16),
+            u3.b: conv(out = 8, kernel = 1),
+            u3.act: relu,
+            u3.x1: slice(start = 0, end = 8, from = u2.shuffle),
+            u3.cat: concat(u3.x1, u3.act),
+            u3.shuffle: channel_shuffle(groups = 4),
+            gap: global_avg_pool,
+            fc: linear(out = 5),
+        }
+    }
+}
+
 /// `tests/cases/graph_single_name_merges/model.toml`
 pub mod case_graph_single_name_merges {
     use cnn::cnn_model;
@@ -2127,6 +2181,57 @@ pub mod case_graph_single_name_merges {
             sigmoid,
             mul(x),
             concat(y),
+        }
+    }
+}
+
+/// `tests/cases/graph_slice_output/model.toml`
+pub mod case_graph_slice_output {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/graph_slice_output";
+    cnn_model! {
+        #[file = "tests/cases/graph_slice_output/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [2, 4, 4],
+            c: conv(out = 3, kernel = 3, padding = 1),
+            act: relu,
+            flat: flatten,
+            out: slice(start = 7, end = 30),
+        }
+    }
+}
+
+/// `tests/cases/graph_slice_views/model.toml`
+pub mod case_graph_slice_views {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/graph_slice_views";
+    cnn_model! {
+        #[file = "tests/cases/graph_slice_views/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [6, 5, 5],
+            in_part: slice(start = 1, end = 4),
+            in_act: sigmoid,
+            c: conv(out = 8, kernel = 3, padding = 1, from = input),
+            c_hi: slice(start = 4, end = 8),
+            c_hi_act: relu,
+            c_lo: slice(start = 0, end = 3, from = c),
+            d: conv(out = 8, kernel = 1, from = c_hi_act),
+            d_mid: slice(start = 2, end = 6),
+            d_mid_lo: slice(start = 1, end = 3),
+            d_act: tanh,
+            e: conv(out = 3, kernel = 3, padding = 1),
+            e_res: add(e, c_lo),
+            f: conv(out = 3, kernel = 1, from = c),
+            f_res: add(f, e_res),
+            sum: add(f_res, in_act),
         }
     }
 }
@@ -2896,6 +3001,29 @@ pub mod case_seq1d_upsample {
     }
 }
 
+/// `tests/cases/shuffle_1d/model.toml`
+pub mod case_shuffle_1d {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/shuffle_1d";
+    cnn_model! {
+        #[file = "tests/cases/shuffle_1d/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [4, 20],
+            c: conv(out = 12, kernel = 3, padding = 1),
+            act: relu,
+            s: channel_shuffle(groups = 3),
+            part: slice(start = 2, end = 9),
+            d: conv(out = 6, kernel = 3),
+            one: channel_shuffle(groups = 1),
+            six: channel_shuffle(groups = 6),
+        }
+    }
+}
+
 /// `tests/cases/vec_activations/model.toml`
 pub mod case_vec_activations {
     use cnn::cnn_model;
@@ -3040,7 +3168,10 @@ macro_rules! for_each_case {
         $m!(case_graph_read_by_three);
         $m!(case_graph_resnet_basic_blocks);
         $m!(case_graph_se_block);
+        $m!(case_graph_shufflenet_units);
         $m!(case_graph_single_name_merges);
+        $m!(case_graph_slice_output);
+        $m!(case_graph_slice_views);
         $m!(case_graph_three_way_concat);
         $m!(case_op_adaptive_avg_pool_nondivisible);
         $m!(case_op_adaptive_avg_pool_upscale);
@@ -3077,6 +3208,7 @@ macro_rules! for_each_case {
         $m!(case_seq1d_pools);
         $m!(case_seq1d_tcn_residual);
         $m!(case_seq1d_upsample);
+        $m!(case_shuffle_1d);
         $m!(case_vec_activations);
         $m!(case_vec_mlp_residual);
     };
