@@ -4,7 +4,8 @@
 //! squeeze-and-excitation), regnet_x_400mf (groups of 16), squeezenet1_1, efficientnet_b0,
 //! efficientnet_v2_s (fused MBConv blocks: 3x3 expansions), alexnet (an 11x11 stride-4
 //! stem; its adaptive average pool makes 6x6 out of the 1x1 map a 64x64 input leaves,
-//! before a 9216 -> 4096 linear layer) and googlenet at 64x64,
+//! before a 9216 -> 4096 linear layer), shufflenet_v2_x0_5 (channel slices, concats and
+//! channel shuffles) and googlenet at 64x64,
 //! inception_v3 at 80x80 (its smallest input is 75x75; 1x7, 7x1, 1x3 and 3x1 kernels,
 //! padded average pools) (`tests/torchvision/`, made by `tools/gen_torchvision_cases.py`).
 //!
@@ -142,6 +143,7 @@ torchvision!(
     efficientnet_v2_s: "tests/torchvision/efficientnet_v2_s/model.toml",
     regnet_x_400mf: "tests/torchvision/regnet_x_400mf/model.toml",
     alexnet: "tests/torchvision/alexnet/model.toml",
+    shufflenet_v2_x0_5: "tests/torchvision/shufflenet_v2_x0_5/model.toml",
 );
 
 /// Inception v3 with `#[winograd = false]`: every convolution direct (no `winograd3x3`

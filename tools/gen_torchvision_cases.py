@@ -79,6 +79,7 @@ MODELS = {
     "efficientnet_v2_s": ({}, 64, 4100),
     "regnet_x_400mf": ({}, 64, 6100),
     "alexnet": ({}, 64, 8000),
+    "shufflenet_v2_x0_5": ({}, 64, 9000),
 }
 
 
