@@ -129,6 +129,13 @@ cnn_model! {
 }
 
 cnn_model! {
+    /// torchvision's `shufflenet_v2_x1_0()`: 3x224x224 -> 1000 (channel slices, depthwise
+    /// branches, concatenations and channel shuffles).
+    #[file = "models/shufflenet_v2_x1_0_224.toml"]
+    struct ShuffleNetV2_224;
+}
+
+cnn_model! {
     /// The U-Net of `examples/unet_shapes.rs`: 3x64x64 -> 4x64x64 (transposed convolution,
     /// bilinear upsampling, concatenations, channel softmax).
     #[file = "models/unet_shapes.toml"]
@@ -162,7 +169,7 @@ usage: cargo bench --bench models -- [MODEL ...] [--json PATH] [--time SECONDS] 
                   resnet18_224, mobilenet_v2_224, unet_shapes,
                   efficientnet_b0_224, mobilenet_v3_large_224,
                   mobilenet_v3_small_224, densenet121_224, resnet50_224,
-                  squeezenet1_1_224); default all
+                  squeezenet1_1_224, shufflenet_v2_x1_0_224); default all
   --json PATH     also write the results as JSON (relative to the workspace root)
   --time SECONDS  measuring time per model, after the warm-up (default 2)
   --batch N       time `forward_batch_into` on N images per call instead of `forward`
@@ -283,7 +290,7 @@ impl Options {
 }
 
 /// The benchmark models, in table order.
-const MODELS: [&str; 13] = [
+const MODELS: [&str; 14] = [
     "lenet5",
     "cifar_vgg",
     "mobilenet_96",
@@ -297,6 +304,7 @@ const MODELS: [&str; 13] = [
     "densenet121_224",
     "resnet50_224",
     "squeezenet1_1_224",
+    "shufflenet_v2_x1_0_224",
 ];
 
 /// Nested-array inputs and outputs, built from and flattened to CHW order.
@@ -776,6 +784,7 @@ fn main() -> ExitCode {
         ("densenet121_224", load::<DenseNet121_224>),
         ("resnet50_224", load::<ResNet50_224>),
         ("squeezenet1_1_224", load::<SqueezeNet11_224>),
+        ("shufflenet_v2_x1_0_224", load::<ShuffleNetV2_224>),
     ];
     for (name, f) in benches {
         if !opts.wants(name) {

@@ -85,7 +85,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "target" / "bench"
 MODELS = ("lenet5", "cifar_vgg", "mobilenet_96", "fcn_seg", "resnet18_224", "mobilenet_v2_224",
-          "unet_shapes", "efficientnet_b0_224", "mobilenet_v3_large_224", "mobilenet_v3_small_224", "densenet121_224", "resnet50_224", "squeezenet1_1_224")
+          "unet_shapes", "efficientnet_b0_224", "mobilenet_v3_large_224", "mobilenet_v3_small_224", "densenet121_224", "resnet50_224", "squeezenet1_1_224",
+          "shufflenet_v2_x1_0_224")
 ATOL = RTOL = 1e-4
 
 

@@ -45,12 +45,14 @@ from cnn_tools import build_model, build_sequential  # noqa: E402
 #: The benchmark models, in table order; each is ``models/<name>.toml``. (New models go at
 #: the end: a model's weight seed depends on its index here.)
 MODELS = ("lenet5", "cifar_vgg", "mobilenet_96", "fcn_seg", "resnet18_224", "mobilenet_v2_224",
-          "unet_shapes", "efficientnet_b0_224", "mobilenet_v3_large_224", "mobilenet_v3_small_224", "densenet121_224", "resnet50_224", "squeezenet1_1_224")
+          "unet_shapes", "efficientnet_b0_224", "mobilenet_v3_large_224", "mobilenet_v3_small_224", "densenet121_224", "resnet50_224", "squeezenet1_1_224",
+          "shufflenet_v2_x1_0_224")
 
 #: The graph models: name -> the ``torchvision.models`` constructor they were exported from
 #: (``export_onnx.py`` exports that module, with these weights, to ONNX).
 TORCHVISION = {"resnet18_224": "resnet18", "mobilenet_v2_224": "mobilenet_v2",
-               "efficientnet_b0_224": "efficientnet_b0", "mobilenet_v3_large_224": "mobilenet_v3_large", "mobilenet_v3_small_224": "mobilenet_v3_small", "densenet121_224": "densenet121", "resnet50_224": "resnet50", "squeezenet1_1_224": "squeezenet1_1"}
+               "efficientnet_b0_224": "efficientnet_b0", "mobilenet_v3_large_224": "mobilenet_v3_large", "mobilenet_v3_small_224": "mobilenet_v3_small", "densenet121_224": "densenet121", "resnet50_224": "resnet50", "squeezenet1_1_224": "squeezenet1_1",
+               "shufflenet_v2_x1_0_224": "shufflenet_v2_x1_0"}
 
 #: The other graph models: exported as the module ``cnn_tools.build_model`` builds from the
 #: description (U-Net: transposed convolution, bilinear upsampling, concatenations).
