@@ -503,6 +503,21 @@ case("graph_slice_views", "slices as views: of the input (its sigmoid must not r
          L("conv", "f", frm="c", out=3, kernel=1),
          L("add", "f_res", frm=["f", "e_res"]),
          L("add", "sum", frm=["f_res", "in_act"])])
+case("graph_slice_aliases", "operands that are the same memory: an add of a tensor and "
+     "a whole-range slice of it (neither may be overwritten in place while the other is "
+     "read), a 3-operand add whose last operand is a slice of the first, a shuffle of a "
+     "shuffle", [4, 6, 6], [
+         L("channel_shuffle", "s0", groups=2),
+         L("channel_shuffle", "s1", groups=2),
+         L("slice", "half", start=0, end=2),
+         L("softmax", "sm"),
+         L("slice", "whole", start=0, end=2),
+         L("add", "twice", frm=["whole", "sm"]),
+         L("conv", "c", out=4, kernel=3, padding=1),
+         L("slice", "c_lo", start=0, end=2),
+         L("conv", "d", frm="c", out=2, kernel=1),
+         L("add", "three", frm=["c_lo", "d", "c_lo"]),
+         L("add", "out", frm=["three", "twice"])])
 case("graph_slice_output", "the output is a slice of a flattened vector (its features 7..30): "
      "copied out", [2, 4, 4], [
          L("conv", "c", out=3, kernel=3, padding=1), L("relu", "act"),

@@ -2185,6 +2185,33 @@ pub mod case_graph_single_name_merges {
     }
 }
 
+/// `tests/cases/graph_slice_aliases/model.toml`
+pub mod case_graph_slice_aliases {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/graph_slice_aliases";
+    cnn_model! {
+        #[file = "tests/cases/graph_slice_aliases/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [4, 6, 6],
+            s0: channel_shuffle(groups = 2),
+            s1: channel_shuffle(groups = 2),
+            half: slice(start = 0, end = 2),
+            sm: softmax,
+            whole: slice(start = 0, end = 2),
+            twice: add(whole, sm),
+            c: conv(out = 4, kernel = 3, padding = 1),
+            c_lo: slice(start = 0, end = 2),
+            d: conv(out = 2, kernel = 1, from = c),
+            three: add(c_lo, d, c_lo),
+            out: add(three, twice),
+        }
+    }
+}
+
 /// `tests/cases/graph_slice_output/model.toml`
 pub mod case_graph_slice_output {
     use cnn::cnn_model;
@@ -3170,6 +3197,7 @@ macro_rules! for_each_case {
         $m!(case_graph_se_block);
         $m!(case_graph_shufflenet_units);
         $m!(case_graph_single_name_merges);
+        $m!(case_graph_slice_aliases);
         $m!(case_graph_slice_output);
         $m!(case_graph_slice_views);
         $m!(case_graph_three_way_concat);

@@ -79,19 +79,19 @@ impl<'a> Planner<'a> {
 
     /// Whether another value still to be read lives in memory that `v`'s overlaps.
     pub(super) fn holds_live(&self, v: usize) -> bool {
+        (1..self.values.len()).any(|w| w != v && self.reads_left[w] > 0 && self.overlap(v, w))
+    }
+
+    /// Whether the memory of values `a` and `b` overlaps (a slice and its source, or
+    /// two slices of one tensor, are different values in the same memory).
+    pub(super) fn overlap(&self, a: usize, b: usize) -> bool {
         let span = |x: usize| {
             let (root, off) = self.root(self.values[x].group);
             let start = off + self.values[x].offset;
             (root, start, start + self.values[x].shape.len())
         };
-        let (root, start, end) = span(v);
-        (1..self.values.len()).any(|w| {
-            if w == v || self.reads_left[w] == 0 {
-                return false;
-            }
-            let (r, s, e) = span(w);
-            r == root && s < end && start < e
-        })
+        let ((ra, sa, ea), (rb, sb, eb)) = (span(a), span(b));
+        ra == rb && sa < eb && sb < ea
     }
 
     /// Links each concat layer to the later concat that extends it, if any: the one
@@ -472,16 +472,18 @@ impl<'a> Planner<'a> {
             } else {
                 step_shape
             };
-            // Later operands of this layer still to be read count as reads.
-            let later = |v: usize| srcs[k + 2..].iter().filter(|s| **s == v).count();
-            // An operand may be overwritten when it has the result's shape, is not the
-            // other operand, and nothing reads it later (nor a later operand of this
+            // Later operands of this layer still to be read count as reads (in memory:
+            // a slice of an operand is that operand's memory).
+            let later =
+                |p: &Self, v: usize| srcs[k + 2..].iter().filter(|s| p.overlap(**s, v)).count();
+            // An operand may be overwritten when it has the result's shape, is not (in
+            // memory) the other operand, and nothing reads it later (nor a later operand of this
             // layer); after the first step only the running result is.
             let can_overwrite = |p: &Self, v: usize, v_shape: Shape, other: usize| {
                 v_shape == step_shape
-                    && v != other
+                    && !p.overlap(v, other)
                     && p.dies_here(v)
-                    && later(v) == 0
+                    && later(p, v) == 0
                     && (first || v == acc)
             };
             let (a, b, a_shape, b_shape, dst, in_place) = if can_overwrite(self, acc, acc_shape, b)

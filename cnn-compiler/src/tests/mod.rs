@@ -433,6 +433,8 @@ fn arb_layer() -> impl Strategy<Value = String> {
         "leaky_relu",
         "softmax",
         "dropout",
+        "slice",
+        "channel_shuffle",
         "conv2d",
     ]);
     let keys = prop::sample::select(vec![
@@ -448,6 +450,8 @@ fn arb_layer() -> impl Strategy<Value = String> {
         "eps",
         "slope",
         "p",
+        "start",
+        "end",
         "strides",
     ]);
     (
@@ -627,7 +631,7 @@ fn graph_layer(i: usize, pick: u32, r1: u32, r2: u32) -> String {
     } else {
         format!("l{}", i - 1)
     };
-    let body = match pick % 16 {
+    let body = match pick % 18 {
         0 | 1 => "op = \"conv\"\nout = 4\nkernel = 3\npadding = \"same\"".to_string(),
         2 => "op = \"relu\"".to_string(),
         3 => "op = \"batch_norm\"".to_string(),
@@ -645,6 +649,15 @@ fn graph_layer(i: usize, pick: u32, r1: u32, r2: u32) -> String {
         12 => "op = \"softmax\"".to_string(),
         13 => "op = \"max_pool\"\nkernel = 2".to_string(),
         14 => "op = \"upsample\"\nscale = 2".to_string(),
+        // A view of the previous or an earlier layer's channels (a concat of two gives
+        // back four channels), or a shuffle.
+        16 => format!(
+            "op = \"slice\"\nfrom = \"{}\"\nstart = {}\nend = {}",
+            earlier(r1),
+            r2 % 2 * 2,
+            r2 % 2 * 2 + 2
+        ),
+        17 => "op = \"channel_shuffle\"\ngroups = 2".to_string(),
         _ => "op = \"dropout\"".to_string(),
     };
     format!("[[layers]]\nname = \"l{i}\"\n{body}\n")
@@ -653,7 +666,8 @@ fn graph_layer(i: usize, pick: u32, r1: u32, r2: u32) -> String {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(800))]
 
-    /// Random graphs (references, merges, the §7 ops, inputs of rank 1 to 3) never panic
+    /// Random graphs (references, merges, the §7 ops, slices and shuffles, inputs of rank 1
+    /// to 3) never panic
     /// the front end; every accepted one gets a plan whose regions stay inside their
     /// buffers, never write over what the same step reads (but in place), and whose code
     /// parses.
