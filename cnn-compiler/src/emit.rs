@@ -732,11 +732,14 @@ fn channel_shuffle(step: &Step, groups: usize) -> TokenStream {
     let rt = rt();
     let (c, plane) = step.output.channels_and_plane();
     let (c, plane, g) = (lit(c), lit(plane), lit(groups));
-    bind(
-        step,
-        false,
-        quote!(#rt::kernels::shuffle::channel_shuffle::<#c, #plane, #g>(r0, w);),
-    )
+    let call = if step.srcs.len() == 1 {
+        quote!(#rt::kernels::shuffle::channel_shuffle::<#c, #plane, #g>(r0, w);)
+    } else {
+        // The operands of a concatenation never stored.
+        let parts = (0..step.srcs.len()).map(|k| format_ident!("r{}", k));
+        quote!(#rt::kernels::shuffle::concat_channel_shuffle::<#c, #plane, #g>(&[#(#parts),*], w);)
+    };
+    bind(step, false, call)
 }
 
 fn copy(step: &Step) -> TokenStream {

@@ -87,6 +87,9 @@ pub fn describe(step: &Step, model: &Model) -> String {
             }
         }
         Kernel::Copy => "copy".to_string(),
+        Kernel::ChannelShuffle { .. } if step.layers.len() > 1 => {
+            "concat+channel_shuffle".to_string()
+        }
         Kernel::ChannelShuffle { .. } => "channel_shuffle".to_string(),
     };
     let bn = matches!(

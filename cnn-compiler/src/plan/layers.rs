@@ -219,7 +219,32 @@ impl<'a> Planner<'a> {
             self.open.remove(v);
         }
         let out = match layer.op {
+            Op::Merge(Merge::Concat) if self.shuffled_next(i) => {
+                // Never stored: the shuffle reads the operands (nothing is planned in
+                // between that could write over them).
+                let v = self.new_value(shape.output);
+                self.values[v].def = None;
+                self.shuffled_concats.insert(v, srcs.clone());
+                v
+            }
             Op::Merge(Merge::Concat) => self.plan_concat(i, &srcs),
+            Op::ChannelShuffle { groups } if self.shuffled_concats.contains_key(&v0) => {
+                let operands = self.shuffled_concats[&v0].clone();
+                let concat = i - 1;
+                let dst = self.new_value(shape.output);
+                self.push(Pending {
+                    kernel: Kernel::ChannelShuffle {
+                        groups: groups as usize,
+                    },
+                    act: None,
+                    layers: vec![concat, i],
+                    srcs: operands,
+                    inputs: self.shapes[concat].inputs.clone(),
+                    dst,
+                    scratch: None,
+                });
+                dst
+            }
             Op::Merge(m) => self.plan_binary(i, m, &srcs),
             Op::BatchNorm { .. } | Op::Act(_) | Op::Softmax => {
                 let kernel = match layer.op {
@@ -404,6 +429,18 @@ impl<'a> Planner<'a> {
             }
         };
         self.value_of[i] = out;
+    }
+
+    /// Whether concat layer `i` is read by the `channel_shuffle` right after it alone, and
+    /// no concat chain holds it (then the shuffle reads its operands, and it is never
+    /// stored).
+    fn shuffled_next(&self, i: usize) -> bool {
+        let next = self.model.layers.get(i + 1);
+        next.is_some_and(|l| {
+            matches!(l.op, Op::ChannelShuffle { .. }) && l.inputs == [Src::Layer(i)]
+        }) && self.readers.get(&Src::Layer(i)).map(Vec::as_slice) == Some(&[i + 1])
+            && self.extended_by[i].is_none()
+            && !self.extended_by.contains(&Some(i))
     }
 
     /// Slice layer `i` of value `v0` from channel `start`: a view of the channel range in

@@ -17,6 +17,8 @@
 //!   tensor they overwrite is read by nothing later (and is not the caller's input).
 //! * `concat` has its operands written straight into their channel range of its output
 //!   when each is produced by a kernel and read by the concat alone; others are copied.
+//!   A concat read only by the `channel_shuffle` right after it (ShuffleNet's units) is
+//!   not stored: the shuffle reads its operands where they are.
 //!   A concat whose operands begin with all of an earlier one's (DenseNet's blocks)
 //!   takes that one's memory as its prefix, and an operand read later only by such
 //!   extensions is written once, into the chain's buffer; nothing runs in place over
@@ -332,6 +334,9 @@ struct Planner<'a> {
     /// Values that are a channel range of another's memory, written by no step of
     /// their own (`slice`).
     views: std::collections::HashSet<usize>,
+    /// Concatenations never stored, by their (unwritten) value: the operands of each,
+    /// which the channel shuffle right after reads where they are.
+    shuffled_concats: HashMap<usize, Vec<usize>>,
 }
 
 /// A (height, width) pair of the IR (kernel, stride, dilation) as the runtime's sizes.
@@ -364,6 +369,7 @@ pub fn plan(model: &Model, shapes: &[LayerShape], opts: Options) -> Plan {
         readers: HashMap::new(),
         concat_of_value: HashMap::new(),
         views: std::collections::HashSet::new(),
+        shuffled_concats: HashMap::new(),
     };
     // Value 0: the caller's input.
     let g = p.new_group(input_shape.len(), Buf::Input);

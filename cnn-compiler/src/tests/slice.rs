@@ -86,25 +86,51 @@ groups = 2
         }
     );
     assert_eq!(branch.inputs[0], crate::ir::Shape::Chw(4, 8, 8));
-    // `a` is copied into the concat (a view is never written by a producer of its own).
-    let copy = c
-        .plan
-        .steps
-        .iter()
-        .find(|s| s.kernel == Kernel::Copy)
-        .expect("a's copy");
-    assert_eq!(copy.srcs[0], stem);
-    assert_eq!(copy.output.len(), 4 * 64);
+    // The concat is never stored: the shuffle reads `a` (in `stem`) and `branch`.
     let shuffle = step_of(&c, "shuffle");
     assert_eq!(shuffle.kernel, Kernel::ChannelShuffle { groups: 2 });
+    assert_eq!(shuffle.srcs, [stem, branch.dst]);
     assert_eq!(shuffle.dst.buf, Buf::Output);
-    assert_eq!(c.plan.steps.len(), 4, "{:#?}", c.plan.steps);
+    assert_eq!(c.plan.steps.len(), 3, "{:#?}", c.plan.steps);
     let summary = crate::summary::render("M", &c.model, &c.shapes, &c.plan, 0);
     assert!(
         summary.contains("(no copy: a view of its input)"),
         "{summary}"
     );
-    assert!(summary.contains("channel_shuffle"), "{summary}");
+    assert!(summary.contains("concat+channel_shuffle"), "{summary}");
+    assert!(summary.contains("(fused into `cat`)"), "{summary}");
+    let code = crate::codegen::steps(&c.model, &c.shapes, &c.plan).0.steps[2].to_string();
+    assert!(code.contains("concat_channel_shuffle"), "{code}");
+}
+
+/// A concat read by something besides its shuffle is stored as usual.
+#[test]
+fn a_concat_read_elsewhere_is_stored() {
+    let c = compile(
+        r#"
+input = [4, 4, 4]
+[[layers]]
+name = "a"
+op = "conv"
+out = 4
+kernel = 1
+[[layers]]
+name = "cat"
+op = "concat"
+from = ["a", "input"]
+[[layers]]
+name = "shuffle"
+op = "channel_shuffle"
+groups = 4
+[[layers]]
+name = "sum"
+op = "add"
+from = ["shuffle", "cat"]
+"#,
+    );
+    let shuffle = step_of(&c, "shuffle");
+    assert_eq!(shuffle.srcs.len(), 1);
+    assert_eq!(shuffle.layers.len(), 1);
 }
 
 /// A slice of the caller's input is read there, never written over: the activation

@@ -13,16 +13,26 @@ pub(crate) fn source_channel(o: usize, channels: usize, groups: usize) -> usize 
 }
 
 /// Channel shuffle of `c` planes of `plane` values in `groups` groups (`groups` divides
-/// `c`), output planes `first..` of `output` (the whole output when `first == 0`).
+/// `c`), the input the concatenation of `parts` (whole planes, `c` in all), output planes
+/// `first..` of `output` (the whole output when `first == 0`).
 fn shuffle_planes(
     (c, plane, groups): (usize, usize, usize),
-    input: &[f32],
+    parts: &[&[f32]],
     first: usize,
     output: &mut [f32],
 ) {
     for (k, out) in output.chunks_exact_mut(plane).enumerate() {
-        let src = source_channel(first + k, c, groups);
-        out.copy_from_slice(&input[src * plane..(src + 1) * plane]);
+        // The part holding input channel `src`, and the channel's offset in it.
+        let mut at = source_channel(first + k, c, groups) * plane;
+        let mut part = parts.iter();
+        let src = loop {
+            let x = part.next().expect("the parts hold every channel");
+            if at < x.len() {
+                break &x[at..at + plane];
+            }
+            at -= x.len();
+        };
+        out.copy_from_slice(src);
     }
 }
 
@@ -46,20 +56,49 @@ pub fn channel_shuffle<const C: usize, const P: usize, const G: usize>(
 
 /// [`channel_shuffle`] with run-time dimensions.
 fn shuffle_dyn((c, p, g): (usize, usize, usize), input: &[f32], output: &mut [f32]) {
-    let input = &input[..c * p];
+    concat_shuffle_dyn((c, p, g), &[&input[..c * p]], output);
+}
+
+/// Channel shuffle of the concatenation of `parts` (along channels: `C` planes of `P`
+/// values in all, in order), read where the parts are: PyTorch's
+/// `nn.ChannelShuffle(G)(torch.cat(parts, 1))` without the concatenated copy
+/// (ShuffleNet's units end so). With the `parallel` feature, from 32K floats, in runs of
+/// whole planes over the pool's threads.
+///
+/// `output` holds at least `C * P` values.
+///
+/// # Panics
+///
+/// If the parts do not hold `C * P` values in all, in whole planes, or `output` is too
+/// short.
+pub fn concat_channel_shuffle<const C: usize, const P: usize, const G: usize>(
+    parts: &[&[f32]],
+    output: &mut [f32],
+) {
+    const { assert!(C > 0 && P > 0 && G > 0 && C.is_multiple_of(G)) }
+    concat_shuffle_dyn((C, P, G), parts, output);
+}
+
+/// [`concat_channel_shuffle`] with run-time dimensions.
+fn concat_shuffle_dyn((c, p, g): (usize, usize, usize), parts: &[&[f32]], output: &mut [f32]) {
+    assert!(
+        parts.iter().all(|x| x.len().is_multiple_of(p))
+            && parts.iter().map(|x| x.len()).sum::<usize>() == c * p,
+        "cnn: channel shuffle of parts that are not {c} planes of {p} values"
+    );
     let output = &mut output[..c * p];
     #[cfg(feature = "parallel")]
     {
-        let parts = crate::pool::num_threads();
-        if parts > 1 && c > 1 && c * p >= super::PLANES_PAR_FLOATS {
-            let per = c.div_ceil(parts);
+        let threads = crate::pool::num_threads();
+        if threads > 1 && c > 1 && c * p >= super::PLANES_PAR_FLOATS {
+            let per = c.div_ceil(threads);
             crate::pool::run_chunks_mut(output, per * p, &|i, out| {
-                shuffle_planes((c, p, g), input, i * per, out);
+                shuffle_planes((c, p, g), parts, i * per, out);
             });
             return;
         }
     }
-    shuffle_planes((c, p, g), input, 0, output);
+    shuffle_planes((c, p, g), parts, 0, output);
 }
 
 #[cfg(test)]
@@ -114,6 +153,41 @@ mod tests {
         assert_eq!(x, y);
         channel_shuffle::<6, 10, 3>(&x, &mut y);
         assert_eq!(y, reference(&x, 6, 10, 3));
+    }
+
+    /// The shuffle of a concatenation read from its parts (of unequal sizes, a part of
+    /// one plane, up to four parts) is the shuffle of the concatenated copy.
+    #[test]
+    fn parts_match_the_concatenated_copy() {
+        let mut rng = Rng::new(9);
+        for &(sizes, p, g) in &[
+            (&[4usize, 4][..], 9, 2),
+            (&[58, 58][..], 784, 2),
+            (&[3, 1, 2][..], 5, 3),
+            (&[1, 5, 2, 4][..], 7, 4),
+            (&[96, 32][..], 400, 8),
+        ] {
+            let c: usize = sizes.iter().sum();
+            let parts: Vec<Vec<f32>> = sizes.iter().map(|n| rng.vec(n * p, -2.0, 2.0)).collect();
+            let cat: Vec<f32> = parts.concat();
+            let refs: Vec<&[f32]> = parts.iter().map(|x| &x[..]).collect();
+            let mut y = vec![f32::NAN; c * p + 1];
+            concat_shuffle_dyn((c, p, g), &refs, &mut y);
+            assert_eq!(
+                y[..c * p],
+                reference(&cat, c, p, g)[..],
+                "{sizes:?} p={p} g={g}"
+            );
+            assert!(y[c * p].is_nan(), "wrote past the output");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "not 6 planes of 4 values")]
+    fn parts_of_the_wrong_size_panic() {
+        let (a, b) = (vec![0.0; 8], vec![0.0; 12]);
+        let mut y = vec![0.0; 24];
+        concat_shuffle_dyn((6, 4, 2), &[&a, &b[..11]], &mut y);
     }
 
     #[test]
