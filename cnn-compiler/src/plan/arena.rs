@@ -31,7 +31,7 @@ pub(super) fn finish(mut p: Planner<'_>, model: &Model, shapes: &[LayerShape]) -
     let (final_root, at) = p.root(p.values[final_value].group);
     let whole =
         at + p.values[final_value].offset == 0 && p.groups[final_root].len == out_shape.len();
-    if final_value == 0 || p.groups[final_root].buf == Buf::Input || !whole {
+    if p.groups[final_root].buf == Buf::Input || !whole {
         // The model is views of its input only, or its output is a slice of a larger
         // tensor (or written in place over one): copy it out.
         let dst = p.new_value(out_shape);

@@ -228,18 +228,25 @@ impl<'a> Planner<'a> {
                 v
             }
             Op::Merge(Merge::Concat) => self.plan_concat(i, &srcs),
-            Op::ChannelShuffle { groups } if self.shuffled_concats.contains_key(&v0) => {
-                let operands = self.shuffled_concats[&v0].clone();
-                let concat = i - 1;
+            Op::ChannelShuffle { groups } => {
+                // Of a concatenation never stored: its operands, where they are.
+                let (layers, srcs, inputs) = match self.shuffled_concats.get(&v0) {
+                    Some(operands) => (
+                        vec![i - 1, i],
+                        operands.clone(),
+                        self.shapes[i - 1].inputs.clone(),
+                    ),
+                    None => (vec![i], vec![v0], vec![shape.input]),
+                };
                 let dst = self.new_value(shape.output);
                 self.push(Pending {
                     kernel: Kernel::ChannelShuffle {
                         groups: groups as usize,
                     },
                     act: None,
-                    layers: vec![concat, i],
-                    srcs: operands,
-                    inputs: self.shapes[concat].inputs.clone(),
+                    layers,
+                    srcs,
+                    inputs,
                     dst,
                     scratch: None,
                 });
@@ -332,9 +339,6 @@ impl<'a> Planner<'a> {
                     Op::Upsample(_) => Kernel::Upsample { layer: i },
                     Op::GlobalAvgPool => Kernel::GlobalAvg,
                     Op::GlobalMaxPool => Kernel::GlobalMax,
-                    Op::ChannelShuffle { groups } => Kernel::ChannelShuffle {
-                        groups: groups as usize,
-                    },
                     _ => unreachable!("every other op is handled above"),
                 };
                 let dst = self.new_value(shape.output);
