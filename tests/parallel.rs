@@ -301,6 +301,63 @@ fn team_with_squeeze_and_excitation_equals_one_thread() {
 }
 
 cnn_model! {
+    /// ShuffleNet units in a team (odd map sizes): slices of the shuffled tensor read
+    /// where they are (a 1x1 layer on one, a depthwise layer straight on another, whose
+    /// rows across the middle the exchange after the shuffle brings), concatenations
+    /// read only by the channel shuffle after them (each member shuffles its rows), a
+    /// stride-2 unit whose two branches read the whole shuffled tensor, a shuffle of
+    /// three groups.
+    #[winograd = false]
+    pub struct TeamShuffle {
+        input: [3, 29, 26],
+        stem: conv(12, kernel = 3, stride = 2, padding = 1),
+        s: relu,
+        maxpool: max_pool(3, stride = 1, padding = 1),
+        a1: slice(start = 0, end = 6),
+        a2: slice(start = 6, end = 12, from = maxpool),
+        conv(6, kernel = 1),
+        relu,
+        conv(6, kernel = 3, padding = 1, groups = 6),
+        conv(6, kernel = 1),
+        ab: relu,
+        concat(a1, ab),
+        u1: channel_shuffle(2),
+        b1: slice(start = 0, end = 6),
+        b2: slice(start = 6, end = 12, from = u1),
+        conv(6, kernel = 3, padding = 1, groups = 6),
+        conv(6, kernel = 1),
+        bb: relu,
+        concat(b1, bb),
+        u2: channel_shuffle(3),
+        conv(12, kernel = 3, stride = 2, padding = 1, groups = 12),
+        l: conv(12, kernel = 1),
+        conv(12, kernel = 1, from = u2),
+        relu,
+        conv(12, kernel = 3, stride = 2, padding = 1, groups = 12),
+        conv(12, kernel = 1),
+        r: relu,
+        concat(l, r),
+        channel_shuffle(2),
+        c5: conv(32, kernel = 1),
+        relu,
+        global_avg_pool,
+        fc: linear(5),
+    }
+}
+
+#[test]
+fn team_with_channel_shuffles_equals_one_thread() {
+    let _turn = threads_lock();
+    let summary = TeamShuffle::summary();
+    assert!(
+        summary.contains("two threads:  `stem` to `c5` (")
+            && summary.matches("channel_shuffle").count() >= 3,
+        "{summary}"
+    );
+    assert_team_equals_one_thread::<TeamShuffle>(15, 1500, 10);
+}
+
+cnn_model! {
     /// Pools in a team, each member pooling its rows: ResNet's stem pool (3x3, stride 2,
     /// padding 1), a ceil-mode pool whose last window hangs over the map's odd edge, a
     /// dilated max pool, an average pool dividing by the input cells alone, and a 2x2

@@ -165,7 +165,7 @@ pub fn step_and_member(
         Kernel::Activation | Kernel::Softmax => both(elementwise(step)),
         Kernel::Binary { op, in_place } => both(binary(step, op, in_place)),
         Kernel::Copy => both(copy(step)),
-        Kernel::ChannelShuffle { groups } => both(channel_shuffle(step, groups)),
+        Kernel::ChannelShuffle { groups } => channel_shuffle(step, groups),
     }
 }
 
@@ -728,18 +728,39 @@ fn binary(step: &Step, op: Merge, in_place: bool) -> TokenStream {
     }
 }
 
-fn channel_shuffle(step: &Step, groups: usize) -> TokenStream {
+fn channel_shuffle(step: &Step, groups: usize) -> (TokenStream, TokenStream) {
     let rt = rt();
     let (c, plane) = step.output.channels_and_plane();
+    let [_, h, wd] = chw(step.output);
     let (c, plane, g) = (lit(c), lit(plane), lit(groups));
-    let call = if step.srcs.len() == 1 {
-        quote!(#rt::kernels::shuffle::channel_shuffle::<#c, #plane, #g>(r0, w);)
-    } else {
-        // The operands of a concatenation never stored.
-        let parts = (0..step.srcs.len()).map(|k| format_ident!("r{}", k));
-        quote!(#rt::kernels::shuffle::concat_channel_shuffle::<#c, #plane, #g>(&[#(#parts),*], w);)
+    // The call, or with `band` a team member's on its rows (`[C, H, W]` only).
+    let call = |band: bool| {
+        let (name, dims) = if band {
+            (
+                row_form(step, "channel_shuffle", true),
+                quote!(#c, #h, #wd, #g),
+            )
+        } else {
+            (
+                row_form(step, "channel_shuffle", false),
+                quote!(#c, #plane, #g),
+            )
+        };
+        let ((f, rows), parts) = if step.srcs.len() == 1 {
+            (name, quote!(r0))
+        } else {
+            // The operands of a concatenation never stored.
+            let parts = (0..step.srcs.len()).map(|k| format_ident!("r{}", k));
+            let (f, rows) = name;
+            ((format_ident!("concat_{f}"), rows), quote!(&[#(#parts),*]))
+        };
+        bind(
+            step,
+            false,
+            quote!(#rt::kernels::shuffle::#f::<#dims>(#parts, w #rows);),
+        )
     };
-    bind(step, false, call)
+    (call(false), call(true))
 }
 
 fn copy(step: &Step) -> TokenStream {

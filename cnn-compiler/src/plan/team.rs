@@ -9,13 +9,15 @@
 //! fused residual, each member computing the tile rows that cover its rows, both the
 //! one across the middle; with its fused max pool only when the two halves of tile rows
 //! meet at the team's boundary), or a max or average pool (any window, padding,
-//! dilation, ceil mode),
+//! dilation, ceil mode), or a channel shuffle (of a tensor, or of a concatenation never
+//! stored: ShuffleNet's units; whole planes move, so each member shuffles its rows),
 //! writing a `[C, H, W]` tensor of at least two rows; as a reduction when it is
 //! an average pool to `[C, 1, 1]` of such a tensor; whole when it is a convolution
 //! writing `[C, 1, 1]` from tensors both members hold whole (a squeeze-and-excitation
 //! block's). It reads only the model's input and tensors earlier steps of the chain
-//! wrote (a graph: a residual block's input read again by its last layer's fused add),
-//! and writes the arena, or the model's output (which ends the chain: the team then
+//! wrote (a graph: a residual block's input read again by its last layer's fused add;
+//! a slice: a channel range of such a tensor, where it is, which a member holds by rows
+//! as it holds the tensor), and writes the arena, or the model's output (which ends the chain: the team then
 //! computes the whole model). The chain ends with a step by rows, and every tensor of
 //! the chain but the last is read by steps of the chain alone. Each member owns rows
 //! `0..H/2` or `H/2..H` of every `[C, H, W]` tensor, which each step computes through its
@@ -172,6 +174,16 @@ fn team_step(
                 [pool.kernel, pool.stride, pool.padding, pool.dilation].map(|pair| pair.0 as usize);
             return (h >= 2).then_some((Part::Rows, Some([k, s, d, p, h / 2, h / 2])));
         }
+        Kernel::ChannelShuffle { .. } => {
+            // Whole planes moved: a member's rows of the output are the same rows of the
+            // input planes (its own, of every source), no window across the boundary.
+            let Shape::Chw(_, h, w) = step.output else {
+                return None;
+            };
+            let rows = |s: &Shape| matches!(*s, Shape::Chw(_, sh, sw) if (sh, sw) == (h, w));
+            let ok = h >= 2 && step.inputs.iter().all(rows);
+            return ok.then_some((Part::Rows, Some([1, 1, 1, 0, h / 2, h / 2])));
+        }
         Kernel::AdaptivePool { layer } => {
             let avg = matches!(
                 model.layers[layer].op,
@@ -265,10 +277,11 @@ fn chain(plan: &Plan, model: &Model, shapes: &[LayerShape], limit: usize) -> Vec
             let source = match src.buf {
                 // (Each member has all of the input, in any shape.)
                 Buf::Input => (None, false),
-                // The tensor in that region now: the last chain step that wrote it (the
-                // plan keeps a region from being written while it is read).
-                Buf::Arena => match (0..i).rev().find(|&k| plan.steps[k].dst == *src) {
-                    Some(k) if plan.steps[k].output == shape => {
+                // The tensor in that region now: the last chain step that wrote into it
+                // (the plan keeps a region from being written while it is read), all of
+                // it (a tensor, or a channel range of one: a slice's view).
+                Buf::Arena => match (0..i).rev().find(|&k| overlaps(&plan.steps[k], src, shape)) {
+                    Some(k) if holds(&plan.steps[k], src, shape) => {
                         (Some(k), links[k].part == Part::Rows)
                     }
                     _ => break 'steps,
@@ -308,6 +321,29 @@ fn chain(plan: &Plan, model: &Model, shapes: &[LayerShape], limit: usize) -> Vec
     links
 }
 
+/// Whether `step` wrote into the arena region of a tensor of `shape` at `src`.
+fn overlaps(step: &super::Step, src: &super::Region, shape: Shape) -> bool {
+    let (at, len) = (step.dst.offset, step.output.len());
+    step.dst.buf == Buf::Arena && at < src.offset + shape.len() && src.offset < at + len
+}
+
+/// Whether `step`'s output holds all of the tensor of `shape` at `src` as whole planes
+/// of its own size (the tensor itself, or a channel range of it), so that a member's
+/// rows of the one are its rows of the other.
+fn holds(step: &super::Step, src: &super::Region, shape: Shape) -> bool {
+    let (Shape::Chw(c, h, w), Shape::Chw(sc, sh, sw)) = (step.output, shape) else {
+        return step.dst == *src && step.output == shape;
+    };
+    let plane = h * w;
+    let Some(skip) = src.offset.checked_sub(step.dst.offset) else {
+        return false;
+    };
+    step.dst.buf == src.buf
+        && (sh, sw) == (h, w)
+        && skip.is_multiple_of(plane)
+        && skip / plane + sc <= c
+}
+
 /// Bytes of weights `step` reads: its layers' parameters, a Winograd layer's transformed
 /// for its tiles (`(t + 2)^2` values for each 3x3 kernel's 9).
 fn weight_bytes(step: &super::Step, shapes: &[LayerShape]) -> usize {
@@ -327,8 +363,8 @@ pub fn team(plan: &Plan, model: &Model, shapes: &[LayerShape]) -> Option<Team> {
     if model.is_1d() {
         return None;
     }
-    // Readers of each layer's output (views are not looked through: a tensor read
-    // through a view ends the chain there).
+    // Readers of each layer's output, looking through the layers no step runs (views:
+    // a slice, a flatten): their readers read the same memory.
     let mut readers = vec![Vec::new(); model.layers.len()];
     for (i, l) in model.layers.iter().enumerate() {
         for s in &l.inputs {
@@ -336,6 +372,28 @@ pub fn team(plan: &Plan, model: &Model, shapes: &[LayerShape]) -> Option<Team> {
                 readers[j].push(i);
             }
         }
+    }
+    let stepped: Vec<bool> = {
+        let mut v = vec![false; model.layers.len()];
+        for &l in plan.steps.iter().flat_map(|s| &s.layers) {
+            v[l] = true;
+        }
+        v
+    };
+    // (Layers come in order: a view's readers are later layers, expanded first.)
+    for j in (0..model.layers.len()).rev() {
+        let expanded: Vec<usize> = readers[j]
+            .iter()
+            .flat_map(|&r| {
+                // (A view nothing reads is the model's output: kept, never inside.)
+                if stepped[r] || readers[r].is_empty() {
+                    vec![r]
+                } else {
+                    readers[r].clone()
+                }
+            })
+            .collect();
+        readers[j] = expanded;
     }
     // Every tensor of the chain but its last is read by chain steps alone (the steps
     // after the team see the worker's rows of the last one only): cut the chain after

@@ -154,3 +154,44 @@ fn mobilenet_v3_large_team_runs_squeeze_and_excitation() {
         .count();
     assert_eq!(scaled, 5);
 }
+
+/// ShuffleNetV2: the team runs from the stem to the last 1x1 layer, through every
+/// unit's channel shuffle (each member shuffles its rows of every plane) and the
+/// slices of the shuffled tensor (views: read by rows like the tensor they are part
+/// of). No shuffle or slice reader needs rows of the other half: the exchanges come
+/// before the depthwise layers alone.
+#[test]
+fn shufflenet_v2_team_runs_the_shuffles_and_slices() {
+    use crate::plan::Kernel;
+    let c = model("shufflenet_v2_x1_0_224.toml");
+    let team = c.plan.team.as_ref().expect("a team");
+    let name = |s: usize| c.model.layers[c.plan.steps[s].layers[0]].name.clone();
+    assert_eq!(
+        (name(0).as_str(), name(team.steps - 1).as_str()),
+        ("conv1.0", "conv5.0")
+    );
+    assert_eq!(team.merge.chw, (1024, 7, 7));
+    let shuffles = (0..team.steps)
+        .filter(|&s| matches!(c.plan.steps[s].kernel, Kernel::ChannelShuffle { .. }))
+        .count();
+    assert_eq!(shuffles, 16);
+    for e in &team.exchanges {
+        let reader = &c.plan.steps[e.after + 1];
+        let windowed = match reader.kernel {
+            Kernel::Conv { depthwise, .. } => depthwise,
+            Kernel::ExpandDepthwise { .. } | Kernel::Pool { .. } => true,
+            _ => false,
+        };
+        // (A stride-2 unit's branch1 depthwise layer reads the shuffle two steps on.)
+        let later = matches!(c.plan.steps[e.after].kernel, Kernel::ChannelShuffle { .. });
+        assert!(windowed || later, "{e:?}");
+    }
+    let (calls, _) = crate::codegen::steps(&c.model, &c.shapes, &c.plan);
+    let code: Vec<String> = calls.members.iter().map(|t| t.to_string()).collect();
+    let count = |f: &str| code.iter().filter(|c| c.contains(f)).count();
+    assert_eq!(count("concat_channel_shuffle_rows ::"), 16, "{code:#?}");
+    for (call, step) in code.iter().zip(&c.plan.steps) {
+        let h = step.output.as_chw().1;
+        assert!(call.contains(&format!("m . rows ({h})")), "{call}");
+    }
+}

@@ -22,18 +22,24 @@ fn shuffle_planes(
     output: &mut [f32],
 ) {
     for (k, out) in output.chunks_exact_mut(plane).enumerate() {
-        // The part holding input channel `src`, and the channel's offset in it.
-        let mut at = source_channel(first + k, c, groups) * plane;
-        let mut part = parts.iter();
-        let src = loop {
-            let x = part.next().expect("the parts hold every channel");
-            if at < x.len() {
-                break &x[at..at + plane];
-            }
-            at -= x.len();
-        };
-        out.copy_from_slice(src);
+        out.copy_from_slice(source_plane(parts, first + k, (c, plane, groups)));
     }
+}
+
+/// The input plane output channel `o` reads, in the part that holds it.
+fn source_plane<'a>(
+    parts: &[&'a [f32]],
+    o: usize,
+    (c, plane, groups): (usize, usize, usize),
+) -> &'a [f32] {
+    let mut at = source_channel(o, c, groups) * plane;
+    for x in parts {
+        if at < x.len() {
+            return &x[at..at + plane];
+        }
+        at -= x.len();
+    }
+    unreachable!("the parts hold every channel")
 }
 
 /// Channel shuffle, PyTorch `nn.ChannelShuffle(G)` on a `[C, H, W]` tensor of `P = H * W`
@@ -99,6 +105,66 @@ fn concat_shuffle_dyn((c, p, g): (usize, usize, usize), parts: &[&[f32]], output
         }
     }
     shuffle_planes((c, p, g), parts, 0, output);
+}
+
+/// A team member's part of [`channel_shuffle`] on a `[C, H, W]` tensor (`plan::team`):
+/// rows `rows.0..rows.1` of every output plane, from the same rows of its input plane
+/// (a shuffle moves whole planes, so a member needs only its own rows). The other rows
+/// of `output` are left as they are.
+///
+/// # Panics
+///
+/// If a slice is too short.
+pub fn channel_shuffle_rows<const C: usize, const H: usize, const W: usize, const G: usize>(
+    input: &[f32],
+    output: &mut [f32],
+    rows: (usize, usize),
+) {
+    const { assert!(C > 0 && H > 0 && W > 0 && G > 0 && C.is_multiple_of(G)) }
+    shuffle_rows_dyn((C, H, W, G), &[&input[..C * H * W]], output, rows);
+}
+
+/// A team member's part of [`concat_channel_shuffle`] on `[C, H, W]` parts: rows
+/// `rows.0..rows.1` of every output plane (see [`channel_shuffle_rows`]).
+///
+/// # Panics
+///
+/// If the parts do not hold `C * H * W` values in all, in whole planes, or `output` is
+/// too short.
+pub fn concat_channel_shuffle_rows<
+    const C: usize,
+    const H: usize,
+    const W: usize,
+    const G: usize,
+>(
+    parts: &[&[f32]],
+    output: &mut [f32],
+    rows: (usize, usize),
+) {
+    const { assert!(C > 0 && H > 0 && W > 0 && G > 0 && C.is_multiple_of(G)) }
+    shuffle_rows_dyn((C, H, W, G), parts, output, rows);
+}
+
+/// Rows `rows.0..rows.1` of every plane of the shuffle of the concatenation of `parts`.
+fn shuffle_rows_dyn(
+    (c, h, w, g): (usize, usize, usize, usize),
+    parts: &[&[f32]],
+    output: &mut [f32],
+    rows: (usize, usize),
+) {
+    let p = h * w;
+    assert!(
+        parts.iter().all(|x| x.len().is_multiple_of(p))
+            && parts.iter().map(|x| x.len()).sum::<usize>() == c * p,
+        "cnn: channel shuffle of parts that are not {c} planes of {p} values"
+    );
+    let (a, b) = (rows.0.min(h) * w, rows.1.min(h) * w);
+    if a >= b {
+        return;
+    }
+    for (o, out) in output[..c * p].chunks_exact_mut(p).enumerate() {
+        out[a..b].copy_from_slice(&source_plane(parts, o, (c, p, g))[a..b]);
+    }
 }
 
 #[cfg(test)]
@@ -180,6 +246,53 @@ mod tests {
             );
             assert!(y[c * p].is_nan(), "wrote past the output");
         }
+    }
+
+    /// Two members' rows (any split, an empty one included) make the whole shuffle, and
+    /// a member writes nothing outside its rows.
+    #[test]
+    fn rows_make_the_whole_shuffle() {
+        let mut rng = Rng::new(10);
+        for &(sizes, h, w, g) in &[
+            (&[4usize, 4][..], 3, 3, 2),
+            (&[58, 58][..], 7, 7, 2),
+            (&[3, 1, 2][..], 5, 2, 3),
+            (&[6][..], 4, 5, 2),
+        ] {
+            let c: usize = sizes.iter().sum();
+            let p = h * w;
+            let parts: Vec<Vec<f32>> = sizes.iter().map(|n| rng.vec(n * p, -2.0, 2.0)).collect();
+            let want = reference(&parts.concat(), c, p, g);
+            let refs: Vec<&[f32]> = parts.iter().map(|x| &x[..]).collect();
+            for mid in 0..=h {
+                let mut y = vec![f32::NAN; c * p + 1];
+                concat_shuffle_rows_both(&refs, (c, h, w, g), mid, &mut y);
+                assert_eq!(y[..c * p], want[..], "{sizes:?} h={h} mid={mid}");
+                assert!(y[c * p].is_nan(), "wrote past the output");
+                // Member 0 alone: rows after `mid` untouched.
+                let mut y = vec![f32::NAN; c * p];
+                shuffle_rows_dyn((c, h, w, g), &refs, &mut y, (0, mid));
+                for (k, v) in y.iter().enumerate() {
+                    assert_eq!(v.is_nan(), k % p >= mid * w, "{sizes:?} mid={mid} at {k}");
+                }
+            }
+        }
+        let x: Vec<f32> = (0..24).map(|v| v as f32).collect();
+        let (mut a, mut b) = (vec![0.0; 24], vec![0.0; 24]);
+        channel_shuffle::<6, 4, 3>(&x, &mut a);
+        channel_shuffle_rows::<6, 2, 2, 3>(&x, &mut b, (0, 1));
+        channel_shuffle_rows::<6, 2, 2, 3>(&x, &mut b, (1, 2));
+        assert_eq!(a, b);
+    }
+
+    fn concat_shuffle_rows_both(
+        parts: &[&[f32]],
+        (c, h, w, g): (usize, usize, usize, usize),
+        mid: usize,
+        y: &mut [f32],
+    ) {
+        shuffle_rows_dyn((c, h, w, g), parts, y, (0, mid));
+        shuffle_rows_dyn((c, h, w, g), parts, y, (mid, h));
     }
 
     #[test]
