@@ -93,7 +93,7 @@ cnn_model! {
 fn team_chain_equals_one_thread() {
     let _turn = threads_lock();
     assert!(
-        TeamChain::summary().contains("two threads:  `c1` to `c9` (9 steps"),
+        TeamChain::summary().contains("two threads:  `c1` to `13` (10 steps"),
         "{}",
         TeamChain::summary()
     );
@@ -196,7 +196,7 @@ fn team_on_a_graph_equals_one_thread() {
     let _turn = threads_lock();
     let summary = TeamGraph::summary();
     assert!(
-        summary.contains("two threads:  `c1` to `c5` (")
+        summary.contains("two threads:  `c1` to `25` (")
             && summary.contains("> depthwise_conv2d")
             && summary.contains("+add"),
         "{summary}"
@@ -350,7 +350,7 @@ fn team_with_channel_shuffles_equals_one_thread() {
     let _turn = threads_lock();
     let summary = TeamShuffle::summary();
     assert!(
-        summary.contains("two threads:  `stem` to `c5` (")
+        summary.contains("two threads:  `stem` to `30` (")
             && summary.matches("channel_shuffle").count() >= 3,
         "{summary}"
     );
@@ -452,20 +452,20 @@ fn team_with_pools_equals_one_thread() {
     let _turn = threads_lock();
     let summary = TeamPools::summary();
     assert!(
-        summary.contains("two threads:  `c1` to `p5` (10 steps"),
+        summary.contains("two threads:  `c1` to `14` (11 steps"),
         "{summary}"
     );
     assert_team_equals_one_thread::<TeamPools>(10, 1000, 10);
     assert!(LeNet5::summary().contains("two threads:  `conv1` to `pool2` (4 steps"));
     let summary = TeamDownsample::summary();
     assert!(
-        summary.contains("two threads:  `c1` to `c6` (9 steps"),
+        summary.contains("two threads:  `c1` to `19` (10 steps"),
         "{summary}"
     );
     assert_team_equals_one_thread::<TeamDownsample>(13, 1300, 10);
     let summary = TeamWinograd::summary();
     assert!(
-        summary.contains("two threads:  `c1` to `c6` (6 steps")
+        summary.contains("two threads:  `c1` to `14` (7 steps")
             && summary.matches("winograd3x3").count() >= 5
             && summary.contains("+add"),
         "{summary}"
@@ -507,7 +507,11 @@ cnn_model! {
 #[test]
 fn team_winograd_equals_one_thread() {
     let _turn = threads_lock();
-    assert!(CifarVgg::summary().contains("two threads:  `conv1` to `conv6`"));
+    assert!(
+        CifarVgg::summary().contains("two threads:  `conv1` to `21` (7 steps"),
+        "{}",
+        CifarVgg::summary()
+    );
     assert!(
         FcnSeg::summary().contains("two threads:  `enc1` to `head` (4 steps, 100% of the MACs)"),
         "{}",

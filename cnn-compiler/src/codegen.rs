@@ -179,7 +179,6 @@ fn forward_steps(plan: &Plan, calls: &Calls) -> TokenStream {
             #reduce
         }
     });
-    let merge = rows(&team.merge);
     // The buffer of the last step's tensor, and the output each member gets: the
     // model's (member 1 its own copy) when the team writes it, else none.
     let (merge_buf, team_output) = if team.merge_buf == Buf::Output {
@@ -187,13 +186,18 @@ fn forward_steps(plan: &Plan, calls: &Calls) -> TokenStream {
     } else {
         (quote!(arena), quote!(&mut []))
     };
+    // (A team ending with a reduction leaves its means with both members: no merge.)
+    let merge = team.merge.as_ref().map(|r| {
+        let r = rows(r);
+        quote!(m.merge(#merge_buf, #r);)
+    });
     quote! {
         // Two threads: the first steps as two half images (`team`), else on this one.
         let team = #rt::team::run(#halo, arena, #team_output, &|m: &#rt::team::Member, arena: &mut [f32], output: &mut [f32]| {
             let arena = &mut arena[..#arena_len];
             let _ = &output;
             #(#members)*
-            m.merge(#merge_buf, #merge);
+            #merge
         });
         if !team {
             #(#first #rt::profile::step();)*

@@ -160,7 +160,7 @@ pub fn step_and_member(
         Kernel::Pool { layer } => pool(step, model, shapes, layer),
         Kernel::AdaptivePool { layer } => adaptive_pool(step, model, shapes, layer),
         Kernel::Upsample { layer } => both(upsample(step, model, shapes, layer)),
-        Kernel::GlobalAvg | Kernel::GlobalMax => both(global_pool(step)),
+        Kernel::GlobalAvg | Kernel::GlobalMax => global_pool(step),
         Kernel::Affine { layer } => both(affine(step, model, shapes, w, layer)),
         Kernel::Activation | Kernel::Softmax => both(elementwise(step)),
         Kernel::Binary { op, in_place } => both(binary(step, op, in_place)),
@@ -618,8 +618,24 @@ fn upsample(step: &Step, model: &Model, shapes: &[LayerShape], layer: usize) -> 
     bind(step, false, call)
 }
 
-fn global_pool(step: &Step) -> TokenStream {
+fn global_pool(step: &Step) -> (TokenStream, TokenStream) {
     let rt = rt();
+    if let (Kernel::GlobalAvg, Shape::Chw(..)) = (step.kernel, step.inputs[0]) {
+        // The 1x1 adaptive pool's kernel: each plane summed in two halves of rows, as a
+        // team's members sum theirs (`plan::team`'s reduction, `Member::reduce_mean`).
+        let [c, h, wd] = chw(step.inputs[0]);
+        let call = bind(
+            step,
+            false,
+            quote!(#rt::kernels::adaptive::adaptive_avg_pool2d::<#c, #h, #wd, 1, 1>(r0, w);),
+        );
+        let member = bind(
+            step,
+            false,
+            quote!(#rt::kernels::adaptive::adaptive_avg_pool2d_part::<#c, #h, #wd>(r0, w, m.rows(#h));),
+        );
+        return (call, member);
+    }
     let f = if step.kernel == Kernel::GlobalAvg {
         quote!(global_avg_pool)
     } else {
@@ -627,11 +643,12 @@ fn global_pool(step: &Step) -> TokenStream {
     };
     let (c, plane) = step.inputs[0].channels_and_plane();
     let (c, plane) = (lit(c), lit(plane));
-    bind(
+    let call = bind(
         step,
         false,
         quote!(#rt::kernels::pool::#f::<#c, #plane>(r0, w);),
-    )
+    );
+    (call.clone(), call)
 }
 
 /// The copy that puts an in-place kernel's input into its destination, if elsewhere.

@@ -12,14 +12,15 @@
 //! dilation, ceil mode), or a channel shuffle (of a tensor, or of a concatenation never
 //! stored: ShuffleNet's units; whole planes move, so each member shuffles its rows),
 //! writing a `[C, H, W]` tensor of at least two rows; as a reduction when it is
-//! an average pool to `[C, 1, 1]` of such a tensor; whole when it is a convolution
+//! an average pool to `[C, 1, 1]` (or a global one to `[C]`) of such a tensor; whole when it is a convolution
 //! writing `[C, 1, 1]` from tensors both members hold whole (a squeeze-and-excitation
 //! block's). It reads only the model's input and tensors earlier steps of the chain
 //! wrote (a graph: a residual block's input read again by its last layer's fused add;
 //! a slice: a channel range of such a tensor, where it is, which a member holds by rows
 //! as it holds the tensor), and writes the arena, or the model's output (which ends the chain: the team then
-//! computes the whole model). The chain ends with a step by rows, and every tensor of
-//! the chain but the last is read by steps of the chain alone. Each member owns rows
+//! computes the whole model). The chain ends with a step by rows (whose tensor member 1
+//! hands its rows of to member 0) or a reduction (whose means both members hold), and
+//! every tensor of the chain but the last is read by steps of the chain alone. Each member owns rows
 //! `0..H/2` or `H/2..H` of every `[C, H, W]` tensor, which each step computes through its
 //! kernel's `_rows` form (`conv2d_rows`, `conv2d_residual_rows`, `conv2d_scaled_rows`,
 //! `depthwise_conv2d_rows`, `expand_depthwise_rows`, `winograd_conv3x3_rows`,
@@ -125,8 +126,9 @@ pub struct Team {
     pub reduces: Vec<Reduce>,
     /// The row exchanges, in step order.
     pub exchanges: Vec<Exchange>,
-    /// The last step's tensor, whose bottom half goes to member 0 at the end.
-    pub merge: Rows,
+    /// The last step's tensor, whose bottom half goes to member 0 at the end; `None` when
+    /// that step is a reduction (both members hold its means).
+    pub merge: Option<Rows>,
     /// Where that tensor is: the arena, or the model's output.
     pub merge_buf: Buf,
     /// Floats of each half of a member's exchange buffer (the runtime uses two in turn).
@@ -183,6 +185,14 @@ fn team_step(
             let rows = |s: &Shape| matches!(*s, Shape::Chw(_, sh, sw) if (sh, sw) == (h, w));
             let ok = h >= 2 && step.inputs.iter().all(rows);
             return ok.then_some((Part::Rows, Some([1, 1, 1, 0, h / 2, h / 2])));
+        }
+        // A global average pool reads a `[C, H, W]` tensor by rows as a 1x1 adaptive one
+        // does (its one-thread kernel sums each plane's two halves the same way).
+        Kernel::GlobalAvg => {
+            let Shape::Chw(_, h, _) = step.inputs[0] else {
+                return None;
+            };
+            return (h >= 2).then_some((Part::Reduce, None));
         }
         Kernel::AdaptivePool { layer } => {
             let avg = matches!(
@@ -261,7 +271,7 @@ struct Link {
 /// whose sources are the model's input or tensors earlier steps of the chain wrote, as
 /// its part needs them (by rows: its residual by rows, a scale whole; whole: all whole;
 /// a reduction: by rows), writing the arena or, ending the chain, the model's output;
-/// ending with a step by rows.
+/// ending with a step by rows or a reduction.
 fn chain(plan: &Plan, model: &Model, shapes: &[LayerShape], limit: usize) -> Vec<Link> {
     let mut links: Vec<Link> = Vec::new();
     'steps: for (i, step) in plan.steps.iter().enumerate().take(limit) {
@@ -315,7 +325,7 @@ fn chain(plan: &Plan, model: &Model, shapes: &[LayerShape], limit: usize) -> Vec
             break;
         }
     }
-    while links.last().is_some_and(|l| l.part != Part::Rows) {
+    while links.last().is_some_and(|l| l.part == Part::Whole) {
         links.pop();
     }
     links
@@ -464,9 +474,11 @@ pub fn team(plan: &Plan, model: &Model, shapes: &[LayerShape]) -> Option<Team> {
             });
         }
     }
-    let merge = rows(steps - 1);
-    let (c, h, w) = merge.chw;
-    let merged = c * (h - h / 2) * w;
+    let merge = (geo[steps - 1].part == Part::Rows).then(|| rows(steps - 1));
+    let merged = merge.map_or(0, |m| {
+        let (c, h, w) = m.chw;
+        c * (h - h / 2) * w
+    });
     if merged > MERGE_FREE && macs(0..steps) < MIN_MACS_PER_MERGED * merged {
         return None;
     }
@@ -486,7 +498,7 @@ pub fn team(plan: &Plan, model: &Model, shapes: &[LayerShape]) -> Option<Team> {
         .iter()
         .map(|e| e.tensor.chw.0 * e.tensor.chw.2 * e.above.max(e.below))
         .chain(reduces.iter().map(|r| r.c))
-        .chain([c * (h - h / 2) * w])
+        .chain([merged])
         .max()
         .unwrap_or(0);
     Some(Team {

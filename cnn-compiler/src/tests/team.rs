@@ -20,10 +20,10 @@ fn fcn_seg_team_ends_with_the_output() {
     assert_eq!(team.merge_buf, Buf::Output);
     assert_eq!(
         team.merge,
-        Rows {
+        Some(Rows {
             offset: 0,
             chw: (4, 64, 64)
-        }
+        })
     );
     let rows: Vec<_> = team
         .exchanges
@@ -50,13 +50,16 @@ fn fcn_seg_team_ends_with_the_output() {
 }
 
 /// cifar_vgg: Winograd layers with their fused pools in the team; a member's rows of a
-/// pooled step are rows of the pooled tensor.
+/// pooled step are rows of the pooled tensor. The team ends with the global average
+/// pool, each member summing its rows (no merge: both hold the means).
 #[test]
 fn cifar_vgg_team_calls_the_row_forms() {
     let c = model("cifar_vgg.toml");
     let team = c.plan.team.as_ref().expect("a team");
-    assert_eq!(team.steps, 6);
+    assert_eq!(team.steps, 7);
     assert_eq!(team.merge_buf, Buf::Arena);
+    assert_eq!(team.merge, None);
+    assert_eq!(team.parts.last(), Some(&crate::plan::Part::Reduce));
     let (calls, _) = crate::codegen::steps(&c.model, &c.shapes, &c.plan);
     let code: Vec<String> = calls.members.iter().map(|t| t.to_string()).collect();
     let pooled = code
@@ -64,7 +67,12 @@ fn cifar_vgg_team_calls_the_row_forms() {
         .filter(|c| c.contains("winograd_conv3x3_maxpool2_rows"))
         .count();
     assert!(pooled >= 2, "{code:#?}");
-    for (call, step) in code.iter().zip(&c.plan.steps) {
+    assert!(
+        code[6].contains("adaptive_avg_pool2d_part ::"),
+        "{}",
+        code[6]
+    );
+    for (call, step) in code.iter().zip(&c.plan.steps).take(6) {
         let h = step.output.as_chw().1;
         assert!(call.contains(&format!("m . rows ({h})")), "{call}");
     }
@@ -82,11 +90,12 @@ fn mobilenet_v2_team_runs_the_graph() {
     let team = c.plan.team.as_ref().expect("a team");
     let name = |s: usize| c.model.layers[c.plan.steps[s].layers[0]].name.clone();
     assert_eq!(
-        (name(0).as_str(), name(team.steps - 1).as_str()),
+        (name(0).as_str(), name(team.steps - 2).as_str()),
         ("features.0.0", "features.18.0")
     );
+    assert_eq!(c.plan.steps[team.steps - 1].kernel, Kernel::GlobalAvg);
     assert_eq!(team.merge_buf, Buf::Arena);
-    assert_eq!(team.merge.chw, (1280, 7, 7));
+    assert_eq!(team.merge, None);
     let windowed = |s: usize| match c.plan.steps[s].kernel {
         Kernel::Conv { depthwise, .. } => depthwise,
         Kernel::ExpandDepthwise { .. } => true,
@@ -107,7 +116,8 @@ fn mobilenet_v2_team_runs_the_graph() {
     let count = |f: &str| code.iter().filter(|c| c.contains(f)).count();
     assert_eq!(count("conv2d_residual_rows ::"), 10, "{code:#?}");
     assert_eq!(count("expand_depthwise_rows ::"), 1, "{code:#?}");
-    for (call, step) in code.iter().zip(&c.plan.steps) {
+    assert_eq!(count("adaptive_avg_pool2d_part ::"), 1, "{code:#?}");
+    for (call, step) in code.iter().zip(&c.plan.steps).take(team.steps - 1) {
         let h = step.output.as_chw().1;
         assert!(call.contains(&format!("m . rows ({h})")), "{call}");
     }
@@ -155,22 +165,22 @@ fn mobilenet_v3_large_team_runs_squeeze_and_excitation() {
     assert_eq!(scaled, 5);
 }
 
-/// ShuffleNetV2: the team runs from the stem to the last 1x1 layer, through every
+/// ShuffleNetV2: the team runs from the stem to the global average pool, through every
 /// unit's channel shuffle (each member shuffles its rows of every plane) and the
 /// slices of the shuffled tensor (views: read by rows like the tensor they are part
-/// of). No shuffle or slice reader needs rows of the other half: the exchanges come
-/// before the depthwise layers alone.
+/// of), and ends with the pool's sums exchanged: no merge. No shuffle or slice reader
+/// needs rows of the other half: the exchanges come before the windowed layers alone.
 #[test]
 fn shufflenet_v2_team_runs_the_shuffles_and_slices() {
     use crate::plan::Kernel;
     let c = model("shufflenet_v2_x1_0_224.toml");
     let team = c.plan.team.as_ref().expect("a team");
     let name = |s: usize| c.model.layers[c.plan.steps[s].layers[0]].name.clone();
-    assert_eq!(
-        (name(0).as_str(), name(team.steps - 1).as_str()),
-        ("conv1.0", "conv5.0")
-    );
-    assert_eq!(team.merge.chw, (1024, 7, 7));
+    assert_eq!(name(0), "conv1.0");
+    assert_eq!(c.plan.steps[team.steps - 1].kernel, Kernel::GlobalAvg);
+    assert_eq!(team.merge, None);
+    assert_eq!(team.reduces.len(), 1);
+    assert_eq!((team.reduces[0].c, team.reduces[0].hw), (1024, 49));
     let shuffles = (0..team.steps)
         .filter(|&s| matches!(c.plan.steps[s].kernel, Kernel::ChannelShuffle { .. }))
         .count();
@@ -190,7 +200,8 @@ fn shufflenet_v2_team_runs_the_shuffles_and_slices() {
     let code: Vec<String> = calls.members.iter().map(|t| t.to_string()).collect();
     let count = |f: &str| code.iter().filter(|c| c.contains(f)).count();
     assert_eq!(count("concat_channel_shuffle_rows ::"), 16, "{code:#?}");
-    for (call, step) in code.iter().zip(&c.plan.steps) {
+    assert_eq!(count("adaptive_avg_pool2d_part ::"), 1, "{code:#?}");
+    for (call, step) in code.iter().zip(&c.plan.steps).take(team.steps - 1) {
         let h = step.output.as_chw().1;
         assert!(call.contains(&format!("m . rows ({h})")), "{call}");
     }
