@@ -152,7 +152,9 @@ fn team_step(
     shapes: &[LayerShape],
 ) -> Option<(Part, Option<[usize; 6]>)> {
     let step = &plan.steps[i];
-    if step.dst.buf == Buf::Input {
+    // (A reduction's sums are exchanged in the arena: never the model's output.)
+    let reduces = matches!(step.kernel, Kernel::GlobalAvg | Kernel::AdaptivePool { .. });
+    if step.dst.buf == Buf::Input || (reduces && step.dst.buf != Buf::Arena) {
         return None;
     }
     let (layer, winograd, pool, residual, scale) = match step.kernel {

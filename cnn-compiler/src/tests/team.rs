@@ -206,3 +206,17 @@ fn shufflenet_v2_team_runs_the_shuffles_and_slices() {
         assert!(call.contains(&format!("m . rows ({h})")), "{call}");
     }
 }
+
+/// A global average pool that is the model's output is no reduction of the team (the
+/// sums are exchanged in the arena): the chain ends before it, with the last tensor
+/// handed over (the two-thread conformance run of this case failed without this rule).
+#[test]
+fn a_pool_writing_the_output_ends_no_team() {
+    let path = repo().join("tests/exported/global_pool_last/model.toml");
+    let c = compile_toml(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let team = c.plan.team.as_ref().expect("a team: the two convolutions");
+    assert_eq!(team.steps, 2);
+    assert_eq!(c.plan.steps[team.steps - 1].dst.buf, Buf::Arena);
+    assert!(team.merge.is_some(), "{team:?}");
+    assert!(team.reduces.is_empty(), "{team:?}");
+}
