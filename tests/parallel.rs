@@ -358,6 +358,60 @@ fn team_with_channel_shuffles_equals_one_thread() {
 }
 
 cnn_model! {
+    /// Concatenations written in place in a team: DenseNet's blocks (each layer's
+    /// standalone batch norm on the growing concatenation, by rows, its 3x3 layer
+    /// writing its channels of the block's buffer; the transition's 2x2 average pool)
+    /// and SqueezeNet's fire modules (two branches writing their channel ranges, read
+    /// by a 3x3 layer across the middle: an exchange after each branch).
+    #[winograd = false]
+    pub struct TeamConcat {
+        input: [3, 27, 22],
+        c0: conv(8, kernel = 3, padding = 1),
+        x0: relu,
+        batch_norm,
+        relu,
+        conv(12, kernel = 1),
+        relu,
+        y1: conv(4, kernel = 3, padding = 1),
+        k1: concat(x0, y1),
+        batch_norm,
+        relu,
+        conv(12, kernel = 1),
+        relu,
+        y2: conv(4, kernel = 3, padding = 1),
+        k2: concat(x0, y1, y2),
+        batch_norm,
+        relu,
+        conv(8, kernel = 1),
+        t: avg_pool(2),
+        conv(4, kernel = 1),
+        sq: relu,
+        e1: conv(8, kernel = 1),
+        a1: relu,
+        e3: conv(8, kernel = 3, padding = 1, from = sq),
+        a3: relu,
+        fire: concat(a1, a3),
+        conv(8, kernel = 3, padding = 1),
+        relu,
+        global_avg_pool,
+        fc: linear(5),
+    }
+}
+
+#[test]
+fn team_with_concatenations_in_place_equals_one_thread() {
+    let _turn = threads_lock();
+    let summary = TeamConcat::summary();
+    assert!(
+        summary.contains("two threads:  `c0` to `27` (")
+            && summary.contains("channel_affine")
+            && summary.matches("operands written in place").count() == 3,
+        "{summary}"
+    );
+    assert_team_equals_one_thread::<TeamConcat>(16, 1600, 10);
+}
+
+cnn_model! {
     /// Pools in a team, each member pooling its rows: ResNet's stem pool (3x3, stride 2,
     /// padding 1), a ceil-mode pool whose last window hangs over the map's odd edge, a
     /// dilated max pool, an average pool dividing by the input cells alone, and a 2x2
@@ -416,12 +470,12 @@ cnn_model! {
 }
 
 cnn_model! {
-    /// Winograd layers in a team whose tile rows straddle the middle (7 tile rows of 4
-    /// on 28 rows, 4 of 4 on 14: the middle tile row computed by both members from the
-    /// rows the exchange before brings), with fused residual adds (ResNet's basic
-    /// blocks), and a stride-2 layer between.
+    /// Winograd layers in a team, with fused residual adds (ResNet's basic blocks): 14
+    /// tile rows of 4 on 56 rows, then, after a stride-2 layer, 7 of 4 on 28 rows, whose
+    /// middle tile row both members compute from the rows the exchange before brings.
+    /// (On 14 rows, 4 tile rows of 4, a member would compute 3: those end the chain.)
     pub struct TeamWinograd {
-        input: [16, 28, 26],
+        input: [16, 56, 26],
         c1: conv(32, kernel = 3, padding = 1),
         a1: relu,
         c2: conv(32, kernel = 3, padding = 1),

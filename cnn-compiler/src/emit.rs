@@ -161,7 +161,7 @@ pub fn step_and_member(
         Kernel::AdaptivePool { layer } => adaptive_pool(step, model, shapes, layer),
         Kernel::Upsample { layer } => both(upsample(step, model, shapes, layer)),
         Kernel::GlobalAvg | Kernel::GlobalMax => global_pool(step),
-        Kernel::Affine { layer } => both(affine(step, model, shapes, w, layer)),
+        Kernel::Affine { layer } => affine(step, model, shapes, w, layer),
         Kernel::Activation | Kernel::Softmax => both(elementwise(step)),
         Kernel::Binary { op, in_place } => both(binary(step, op, in_place)),
         Kernel::Copy => both(copy(step)),
@@ -668,7 +668,7 @@ fn affine(
     shapes: &[LayerShape],
     w: &mut Weights,
     layer: usize,
-) -> TokenStream {
+) -> (TokenStream, TokenStream) {
     let rt = rt();
     let field = field_name(&model.layers[layer].name);
     let bn = w.batch_norm(model, shapes, layer);
@@ -676,22 +676,32 @@ fn affine(
     w.fields
         .push((field.clone(), Build::Affine { channels, bn }));
     let (c, plane) = step.output.channels_and_plane();
+    let [_, h, wd] = chw(step.output);
     let (c, plane) = (lit(c), lit(plane));
     let act = act_tokens(step.act);
-    // In place, or from the input straight into a fresh tensor (one pass, no copy).
-    if step.srcs[0] == step.dst {
+    // In place, or from the input straight into a fresh tensor (one pass, no copy); with
+    // `band` a team member's on its rows (`[C, H, W]` only).
+    let in_place = step.srcs[0] == step.dst;
+    let call = |band: bool| {
+        let name = if in_place {
+            "channel_affine"
+        } else {
+            "channel_affine_into"
+        };
+        let (f, rows) = row_form(step, name, band);
+        let dims = if band {
+            quote!(#c, #h, #wd)
+        } else {
+            quote!(#c, #plane)
+        };
+        let args = if in_place { quote!(w) } else { quote!(r0, w) };
         bind(
             step,
-            true,
-            quote!(#rt::kernels::norm::channel_affine::<#c, #plane>(w, &self.#field, #act);),
+            in_place,
+            quote!(#rt::kernels::norm::#f::<#dims>(#args, &self.#field, #act #rows);),
         )
-    } else {
-        bind(
-            step,
-            false,
-            quote!(#rt::kernels::norm::channel_affine_into::<#c, #plane>(r0, w, &self.#field, #act);),
-        )
-    }
+    };
+    (call(false), call(true))
 }
 
 fn elementwise(step: &Step) -> TokenStream {

@@ -220,3 +220,44 @@ fn a_pool_writing_the_output_ends_no_team() {
     assert!(team.merge.is_some(), "{team:?}");
     assert!(team.reduces.is_empty(), "{team:?}");
 }
+
+/// DenseNet-121: its first two blocks and transitions run as a team. Each layer's batch
+/// norm on the block's concatenation runs by rows (`channel_affine_into_rows`), the
+/// concatenation written in place by the block input's step and each layer's 3x3
+/// layer: a reader of it has all those steps as producers, and the exchange before a
+/// 3x3 reader follows each of them. The chain ends before block 3's first 3x3 layer
+/// (14x14, Winograd F(4x4): 4 tile rows, one member would compute 3).
+#[test]
+fn densenet_team_reads_concatenations_written_in_place() {
+    use crate::plan::Kernel;
+    let c = model("densenet121_224.toml");
+    let team = c.plan.team.as_ref().expect("a team");
+    let name = |s: usize| c.model.layers[c.plan.steps[s].layers[0]].name.clone();
+    assert_eq!(name(team.steps - 1), "features.transition2.pool");
+    assert_eq!(
+        name(team.steps),
+        "features.denseblock3.denselayer1.norm1",
+        "the chain ends where block 3 starts"
+    );
+    let next3x3 = (team.steps..c.plan.steps.len())
+        .find(|&s| {
+            matches!(
+                c.plan.steps[s].kernel,
+                Kernel::Conv {
+                    winograd: Some(_),
+                    ..
+                }
+            )
+        })
+        .unwrap();
+    assert_eq!(c.plan.steps[next3x3].output.as_chw(), (32, 14, 14));
+    let (calls, _) = crate::codegen::steps(&c.model, &c.shapes, &c.plan);
+    let code: Vec<String> = calls.members.iter().map(|t| t.to_string()).collect();
+    let affines = code
+        .iter()
+        .filter(|c| c.contains("channel_affine_into_rows ::"))
+        .count();
+    // Every dense layer's norm1 in blocks 1 and 2 (6 + 12) and the transitions' norms.
+    assert!(affines >= 18, "{affines}");
+    assert!(team.merge.is_some());
+}

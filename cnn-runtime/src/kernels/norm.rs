@@ -268,6 +268,58 @@ pub fn channel_affine<const C: usize, const HW: usize>(buf: &mut [f32], affine: 
     channel_affine_dyn(C, HW, buf, affine, act);
 }
 
+/// A team member's part of [`channel_affine`] on a `[C, H, W]` tensor (`plan::team`):
+/// rows `rows.0..rows.1` of every plane, the same values as the whole map's there; the
+/// other rows are left as they are.
+///
+/// # Panics
+///
+/// If `buf` is shorter than `C*H*W` or `affine` has fewer than `C` channels.
+pub fn channel_affine_rows<const C: usize, const H: usize, const W: usize>(
+    buf: &mut [f32],
+    affine: &Affine,
+    act: Act,
+    rows: (usize, usize),
+) {
+    const { assert!(C > 0 && H > 0 && W > 0) }
+    let (a, b) = (rows.0.min(H) * W, rows.1.min(H) * W);
+    let (scale, shift) = (&affine.scale[..C], &affine.shift[..C]);
+    for ((plane, &s), &t) in buf[..C * H * W]
+        .chunks_exact_mut(H * W)
+        .zip(scale)
+        .zip(shift)
+    {
+        affine_act(&mut plane[a.min(b)..b], s, t, act);
+    }
+}
+
+/// A team member's part of [`channel_affine_into`] on a `[C, H, W]` tensor: rows
+/// `rows.0..rows.1` of every plane of `dst` (see [`channel_affine_rows`]).
+///
+/// # Panics
+///
+/// If `src` or `dst` is shorter than `C*H*W` or `affine` has fewer than `C` channels.
+pub fn channel_affine_into_rows<const C: usize, const H: usize, const W: usize>(
+    src: &[f32],
+    dst: &mut [f32],
+    affine: &Affine,
+    act: Act,
+    rows: (usize, usize),
+) {
+    const { assert!(C > 0 && H > 0 && W > 0) }
+    let (a, b) = (rows.0.min(H) * W, rows.1.min(H) * W);
+    let (a, p) = (a.min(b), H * W);
+    let (scale, shift) = (&affine.scale[..C], &affine.shift[..C]);
+    for (((y, x), &s), &t) in dst[..C * p]
+        .chunks_exact_mut(p)
+        .zip(src[..C * p].chunks_exact(p))
+        .zip(scale)
+        .zip(shift)
+    {
+        affine_act_into(&x[a..b], &mut y[a..b], s, t, act);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,6 +337,38 @@ mod tests {
         Act::HARD_SIGMOID,
         Act::GELU,
     ];
+
+    /// Two members' rows (any split, an empty part included) give the whole map's
+    /// values bit for bit, in place and out of place, and a member writes only its rows.
+    #[test]
+    fn rows_make_the_whole_map() {
+        let mut rng = Rng::new(48);
+        let (c, h, w) = (5, 7, 3);
+        let p = h * w;
+        let affine = Affine {
+            scale: rng.vec(c, -2.0, 2.0).into(),
+            shift: rng.vec(c, -1.0, 1.0).into(),
+        };
+        let x = rng.vec(c * p, -3.0, 3.0);
+        for act in ACTS {
+            let mut want = x.clone();
+            channel_affine::<5, 21>(&mut want, &affine, act);
+            for mid in 0..=h {
+                let mut y = x.clone();
+                channel_affine_rows::<5, 7, 3>(&mut y, &affine, act, (0, mid));
+                channel_affine_rows::<5, 7, 3>(&mut y, &affine, act, (mid, h));
+                assert_eq!(y, want, "{act:?} mid={mid}");
+                let mut y = vec![f32::NAN; c * p + 1];
+                channel_affine_into_rows::<5, 7, 3>(&x, &mut y, &affine, act, (mid, h));
+                for (k, v) in y[..c * p].iter().enumerate() {
+                    assert_eq!(v.is_nan(), k % p < mid * w, "{act:?} mid={mid} at {k}");
+                }
+                channel_affine_into_rows::<5, 7, 3>(&x, &mut y, &affine, act, (0, mid));
+                assert_eq!(y[..c * p], want[..], "{act:?} mid={mid}");
+                assert!(y[c * p].is_nan(), "wrote past the tensor");
+            }
+        }
+    }
 
     /// The out-of-place map gives the in-place one's values, bit for bit, and writes
     /// nothing past the tensor (split over the pool's threads where `parallel` is on:
