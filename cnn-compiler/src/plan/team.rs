@@ -11,18 +11,18 @@
 //! meet at the team's boundary), or a max or average pool (any window, padding,
 //! dilation, ceil mode), a standalone batch norm (DenseNet's), or a channel shuffle (of
 //! a tensor, or of a concatenation never stored: ShuffleNet's units; whole planes move,
-//! so each member shuffles its rows),
-//! writing a `[C, H, W]` tensor of at least two rows; as a reduction when it is
-//! an average pool to `[C, 1, 1]` (or a global one to `[C]`) of such a tensor; whole when it is a convolution
-//! writing `[C, 1, 1]` from tensors both members hold whole (a squeeze-and-excitation
-//! block's). It reads only the model's input and tensors earlier steps of the chain
-//! wrote (a graph: a residual block's input read again by its last layer's fused add;
-//! a slice: a channel range of such a tensor, where it is, which a member holds by rows
-//! as it holds the tensor; a concatenation its operands' steps wrote in place, each its
-//! channels), and writes the arena, or the model's output (which ends the chain: the team then
-//! computes the whole model). The chain ends with a step by rows (whose tensor member 1
-//! hands its rows of to member 0) or a reduction (whose means both members hold), and
-//! every tensor of the chain but the last is read by steps of the chain alone. Each member owns rows
+//! so each member shuffles its rows), writing a `[C, H, W]` tensor of at least two rows;
+//! as a reduction when it is an average pool to `[C, 1, 1]` (or a global one to `[C]`)
+//! of such a tensor; whole when it is a convolution writing `[C, 1, 1]` from tensors
+//! both members hold whole (a squeeze-and-excitation block's). It reads only the
+//! model's input and tensors earlier steps of the chain wrote (a graph: a residual
+//! block's input read again by its last layer's fused add; a slice: a channel range of
+//! such a tensor, where it is, which a member holds by rows as it holds the tensor; a
+//! concatenation its operands' steps wrote in place, each its channels), and writes the
+//! arena, or the model's output (which ends the chain: the team then computes the whole
+//! model). The chain ends with a step by rows (whose tensor member 1 hands its rows of
+//! to member 0) or a reduction (whose means both members hold), and every tensor of the
+//! chain but the last is read by steps of the chain alone. Each member owns rows
 //! `0..H/2` or `H/2..H` of every `[C, H, W]` tensor, which each step computes through its
 //! kernel's `_rows` form (`conv2d_rows`, `conv2d_residual_rows`, `conv2d_scaled_rows`,
 //! `depthwise_conv2d_rows`, `expand_depthwise_rows`, `winograd_conv3x3_rows`,
