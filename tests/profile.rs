@@ -92,8 +92,8 @@ fn a_forward_pass_records_one_time_per_step() {
 }
 
 cnn_model! {
-    /// Three convolutions that two threads run as a team (`summary()`'s `two threads:`
-    /// line), then a head on the split plan.
+    /// Three convolutions and the global pool that two threads run as a team
+    /// (`summary()`'s `two threads:` line), then the classifier on the split plan.
     pub struct TeamSteps {
         input: [3, 64, 64],
         c1: conv(32, kernel = 3, padding = 1),
@@ -115,7 +115,7 @@ cnn_model! {
 fn a_team_records_its_steps_on_the_calling_thread() {
     use support::{random_input, random_weights};
     assert!(
-        TeamSteps::summary().contains("two threads:  `c1` to `c3`"),
+        TeamSteps::summary().contains("two threads:  `c1` to `6` (4 steps"),
         "{}",
         TeamSteps::summary()
     );
@@ -143,7 +143,7 @@ fn a_team_records_its_steps_on_the_calling_thread() {
                 "step {i}: caller {:?} > step {t:?}",
                 w.caller
             );
-            if i < 3 {
+            if i < 4 {
                 assert_eq!(*w, cnn::profile::StepWork::default(), "team step {i}");
             }
         }
