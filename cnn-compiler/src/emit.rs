@@ -760,26 +760,20 @@ fn channel_shuffle(step: &Step, groups: usize) -> (TokenStream, TokenStream) {
     let (c, plane) = step.output.channels_and_plane();
     let [_, h, wd] = chw(step.output);
     let (c, plane, g) = (lit(c), lit(plane), lit(groups));
+    // Of a tensor, or of the operands of a concatenation never stored.
+    let (name, parts) = if step.srcs.len() == 1 {
+        ("channel_shuffle", quote!(r0))
+    } else {
+        let parts = (0..step.srcs.len()).map(|k| format_ident!("r{}", k));
+        ("concat_channel_shuffle", quote!(&[#(#parts),*]))
+    };
     // The call, or with `band` a team member's on its rows (`[C, H, W]` only).
     let call = |band: bool| {
-        let (name, dims) = if band {
-            (
-                row_form(step, "channel_shuffle", true),
-                quote!(#c, #h, #wd, #g),
-            )
+        let (f, rows) = row_form(step, name, band);
+        let dims = if band {
+            quote!(#c, #h, #wd, #g)
         } else {
-            (
-                row_form(step, "channel_shuffle", false),
-                quote!(#c, #plane, #g),
-            )
-        };
-        let ((f, rows), parts) = if step.srcs.len() == 1 {
-            (name, quote!(r0))
-        } else {
-            // The operands of a concatenation never stored.
-            let parts = (0..step.srcs.len()).map(|k| format_ident!("r{}", k));
-            let (f, rows) = name;
-            ((format_ident!("concat_{f}"), rows), quote!(&[#(#parts),*]))
+            quote!(#c, #plane, #g)
         };
         bind(
             step,

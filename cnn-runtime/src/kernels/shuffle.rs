@@ -87,11 +87,7 @@ pub fn concat_channel_shuffle<const C: usize, const P: usize, const G: usize>(
 
 /// [`concat_channel_shuffle`] with run-time dimensions.
 fn concat_shuffle_dyn((c, p, g): (usize, usize, usize), parts: &[&[f32]], output: &mut [f32]) {
-    assert!(
-        parts.iter().all(|x| x.len().is_multiple_of(p))
-            && parts.iter().map(|x| x.len()).sum::<usize>() == c * p,
-        "cnn: channel shuffle of parts that are not {c} planes of {p} values"
-    );
+    check_parts(parts, c, p);
     let output = &mut output[..c * p];
     #[cfg(feature = "parallel")]
     {
@@ -145,6 +141,15 @@ pub fn concat_channel_shuffle_rows<
     shuffle_rows_dyn((C, H, W, G), parts, output, rows);
 }
 
+/// Panics unless `parts` hold `c` planes of `p` values in all, in whole planes.
+fn check_parts(parts: &[&[f32]], c: usize, p: usize) {
+    assert!(
+        parts.iter().all(|x| x.len().is_multiple_of(p))
+            && parts.iter().map(|x| x.len()).sum::<usize>() == c * p,
+        "cnn: channel shuffle of parts that are not {c} planes of {p} values"
+    );
+}
+
 /// Rows `rows.0..rows.1` of every plane of the shuffle of the concatenation of `parts`.
 fn shuffle_rows_dyn(
     (c, h, w, g): (usize, usize, usize, usize),
@@ -153,11 +158,7 @@ fn shuffle_rows_dyn(
     rows: (usize, usize),
 ) {
     let p = h * w;
-    assert!(
-        parts.iter().all(|x| x.len().is_multiple_of(p))
-            && parts.iter().map(|x| x.len()).sum::<usize>() == c * p,
-        "cnn: channel shuffle of parts that are not {c} planes of {p} values"
-    );
+    check_parts(parts, c, p);
     let (a, b) = (rows.0.min(h) * w, rows.1.min(h) * w);
     if a >= b {
         return;
