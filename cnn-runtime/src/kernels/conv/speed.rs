@@ -168,6 +168,28 @@ fn speed() {
             }
         }
         crate::kernels::engine::NO_PACK.store(false, Ordering::Relaxed);
+        // A team member's part (`conv2d_rows`): the top and the bottom half of the
+        // output rows, each alone (best of 5; ideally half the whole layer's time).
+        let mut halves = [f64::INFINITY; 2];
+        for _ in 0..5 {
+            for (i, rows) in [(0, oh / 2), (oh / 2, oh)].into_iter().enumerate() {
+                let t = time(|| {
+                    run::conv2d_rows_with(
+                        level,
+                        d,
+                        black_box(&x),
+                        &params,
+                        y,
+                        act,
+                        None,
+                        scratch,
+                        rows,
+                    );
+                    black_box(&*y);
+                });
+                halves[i] = halves[i].min(t);
+            }
+        }
         // The automatic plan and both tile kinds forced, paired round by round.
         let run = |force: Option<Plan>, y: &mut [f32]| {
             conv2d_with(
@@ -200,7 +222,7 @@ fn speed() {
             .map(|(b, t)| format!("{}K {t:.1}", b >> 10))
             .collect();
         eprintln!(
-            "{name:>14}: {} | auto {:.1} pixels {:.1} ({:.2}) channels {:.1} ({:.2}) | unpacked {:.1} packed {:.1}",
+            "{name:>14}: {} | auto {:.1} pixels {:.1} ({:.2}) channels {:.1} ({:.2}) | unpacked {:.1} packed {:.1} | halves {:.1} {:.1}",
             cols.join("  "),
             plans[0],
             plans[1],
@@ -208,7 +230,9 @@ fn speed() {
             plans[2],
             ratios[2],
             packs[0],
-            packs[1]
+            packs[1],
+            halves[0],
+            halves[1]
         );
     }
 }

@@ -111,8 +111,30 @@ fn speed() {
                 )
             }));
         }
+        // A team member's part (`depthwise_conv2d_rows`): the top and the bottom half of
+        // the output rows, each alone, the automatic plan (ideally half of `auto`).
+        let halves: Vec<f64> = [(0, oh / 2), (oh / 2, oh)]
+            .into_iter()
+            .map(|rows| {
+                time(|| {
+                    simd::run(
+                        level,
+                        DwEntry {
+                            d,
+                            input: black_box(&x),
+                            params: &params,
+                            output: black_box(&mut *y),
+                            act,
+                            cap: engine::SCRATCH,
+                            force: None,
+                            rows: Some(rows),
+                        },
+                    )
+                })
+            })
+            .collect();
         let macs = (c * oh * oh * k * k) as f64;
-        eprintln!("{c:>4}x{h:>3}x{h:<3} s{s} | auto {:>8.1} µs ({:>5.1} GF/s) | rows {:>8.1} | channels {:>8.1} | flat {:>8.1} | shift {:>8.1}", t[0], 2.0 * macs / t[0] / 1e3, t[1], t[2], t[3], t[4]);
+        eprintln!("{c:>4}x{h:>3}x{h:<3} s{s} | auto {:>8.1} µs ({:>5.1} GF/s) | rows {:>8.1} | channels {:>8.1} | flat {:>8.1} | shift {:>8.1} | halves {:>6.1} {:>6.1}", t[0], 2.0 * macs / t[0] / 1e3, t[1], t[2], t[3], t[4], halves[0], halves[1]);
     }
 }
 
