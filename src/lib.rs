@@ -38,7 +38,7 @@
 //! # Features
 //!
 //! * `std` (default): [`Model::load`] from a file, `std::error::Error`, run-time CPU
-//!   feature detection, per-thread scratch for arenas above 64 KiB. Implies `alloc`.
+//!   feature detection, per-thread scratch for arenas above 4 KiB. Implies `alloc`.
 //! * `alloc`: [`Model::from_safetensors`] and the `Vec`/`Box` APIs.
 //! * `ndarray` (default): the ndarray batch API.
 //! * `parallel`: one image's large layers and batches split over the cores

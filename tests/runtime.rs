@@ -162,9 +162,10 @@ fn big_models_use_a_reused_per_thread_buffer() {
 fn nested_forward_allocates_nothing() {
     let model = LeNet5::from_safetensors(&random_weights::<LeNet5>(3)).unwrap();
     let x = [[[0.5f32; 32]; 32]; 1];
-    // With `parallel` on two threads LeNet-5 runs as a team, whose exchange buffer this
-    // thread allocates on its first team call (as `summary()` says); none after that.
-    #[cfg(feature = "parallel")]
+    // LeNet-5's arena (23.5 KB, above `STACK_LIMIT`) is this thread's scratch buffer,
+    // allocated on the thread's first call, and with `parallel` on two threads it runs
+    // as a team, whose exchange buffer the first team call allocates (as `summary()`
+    // says); none after that.
     std::hint::black_box(model.forward(&x));
     let n = allocations_during(|| {
         std::hint::black_box(model.forward(&x));
@@ -541,7 +542,7 @@ fn constants_and_summary() {
         "fc3",
         "weights:      268,544 bytes packed (WEIGHT_BYTES",
         "activations:  23,552 bytes (ARENA_BYTES: one arena of 5,888 floats",
-        "keeps it on the stack",
+        "keeps it in a per-thread buffer (with std",
     ] {
         assert!(s.contains(needle), "summary lacks {needle}:\n{s}");
     }

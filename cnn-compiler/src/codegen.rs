@@ -26,7 +26,7 @@ pub struct Item<'a> {
 
 /// Total arena bytes kept on the stack; must equal `cnn_runtime::scratch::STACK_LIMIT`
 /// (a unit test checks).
-pub const STACK_ARENA_LIMIT: usize = 64 << 10;
+pub const STACK_ARENA_LIMIT: usize = 4 << 10;
 
 pub(crate) fn rt() -> TokenStream {
     quote!(::cnn::__private::rt)

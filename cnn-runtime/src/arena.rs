@@ -9,7 +9,7 @@
 //! The arena itself is an [`Arena`]: the model's `Arena` type is `Arena<N>` with `N`
 //! computed by the macro. [`crate::Model::forward_in`] runs on one the caller owns (in a
 //! `static` [`ArenaCell`], a task's state, a `Box`); `forward` puts one on the stack (or,
-//! with `std`, borrows this thread's scratch when it exceeds [`STACK_LIMIT`], 64 KiB).
+//! with `std`, borrows this thread's scratch when it exceeds [`STACK_LIMIT`], 4 KiB).
 
 /// The activation memory of one forward pass: `N` floats on a 64-byte boundary.
 ///
@@ -201,10 +201,12 @@ fn on_scratch<const N: usize, R>(f: impl FnOnce(&mut [f32]) -> R) -> R {
 
 /// Bytes of activation memory `forward` keeps on the stack; larger arenas use this
 /// thread's scratch buffer (with `std`), so deep networks at high resolution cannot
-/// overflow a thread's stack, and no call pays for zeroing a large stack arena (a
-/// stack arena is zeroed on every call: 0.9 MB took ~30 µs of MobileNet-96's 550 and
-/// evicted its weights from L2; the scratch buffer is zeroed once, when allocated).
-pub const STACK_LIMIT: usize = 64 << 10;
+/// overflow a thread's stack, and no call pays for zeroing a stack arena (a stack arena
+/// is zeroed on every call: 0.9 MB took ~30 µs of MobileNet-96's 550 and evicted its
+/// weights from L2; LeNet-5's 23.5 KB about 0.2 µs of its 11, 2.6%; the scratch buffer
+/// is zeroed once, when allocated, and a call finds it for a few nanoseconds). Without
+/// `std` every arena is on the stack.
+pub const STACK_LIMIT: usize = 4 << 10;
 
 /// The regions `reads` (offset, length) of `buf` as shared slices and the region `write`
 /// as a mutable slice.

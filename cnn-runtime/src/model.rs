@@ -16,7 +16,7 @@ use alloc::{boxed::Box, vec, vec::Vec};
 /// `forward`, `forward_in`, `forward_flat_into` and `forward_batch_into` never allocate
 /// on the heap: the activations live in one arena whose size the macro computed (see
 /// `summary()` and [`Model::ARENA_BYTES`]): the caller's ([`Model::forward_in`]) or one on
-/// the stack (`forward`; with `std`, arenas above 64 KiB use a per-thread scratch buffer,
+/// the stack (`forward`; with `std`, arenas above 4 KiB use a per-thread scratch buffer,
 /// allocated on a thread's first call).
 ///
 /// Without the `alloc` feature (`default-features = false`) the trait has no loading and

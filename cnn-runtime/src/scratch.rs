@@ -1,9 +1,9 @@
 //! Per-thread activation memory for models too large for stack arenas.
 //!
 //! A generated model keeps its activations in two arenas whose sizes the macro computed.
-//! Up to [`STACK_LIMIT`] bytes (64 KiB) they are arrays on the stack; above that (a
-//! 224x224 network would overflow a thread's stack, and zeroing a large stack arena on
-//! every call costs real time) `forward` borrows this thread's scratch buffer instead:
+//! Up to [`STACK_LIMIT`] bytes (4 KiB) they are arrays on the stack; above that (a
+//! 224x224 network would overflow a thread's stack, and zeroing a stack arena on every
+//! call costs more than finding this buffer) `forward` borrows this thread's scratch buffer instead:
 //! allocated on the first call on a thread, grown if a bigger model needs more, and
 //! reused by every later call, so `forward` still performs no allocation per inference.
 //! Its slice starts a 64-byte cache line, as an [`crate::Arena`] does. The kernels have a
