@@ -265,12 +265,12 @@ fn team_step(
             // Both compute the tile row across the middle: not where that leaves a member
             // more than two thirds of the tile rows (DenseNet-121's 128 -> 32 layers on
             // 14x14 maps, F(4x4): 3 of 4, 68 -> 122 µs at two threads; on 7x7, all).
-            let (mine0, mine1) = (start.div_ceil(t), tiles - start / t);
-            if 3 * mine0.max(mine1) > 2 * tiles {
+            let (mine0, first1) = (start.div_ceil(t), start / t);
+            if 3 * mine0.max(tiles - first1) > 2 * tiles {
                 return None;
             }
-            let end0 = (start.div_ceil(t) * t).min(h);
-            return Some((Part::Rows, Some([kh, sh, dh, pt, end0, start / t * t])));
+            let end0 = (mine0 * t).min(h);
+            return Some((Part::Rows, Some([kh, sh, dh, pt, end0, first1 * t])));
         }
     } else if pool.is_some() {
         return None;

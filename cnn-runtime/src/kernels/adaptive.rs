@@ -136,12 +136,11 @@ pub fn adaptive_avg_pool2d_part<const C: usize, const H: usize, const W: usize>(
     rows: (usize, usize),
 ) {
     const { assert!(C > 0 && H > 0 && W > 0) }
-    let (r0, r1) = (rows.0.min(H), rows.1.min(H));
     crate::kernels::pool::gap_part_dyn(
         crate::cpu::level(),
         C,
         H * W,
-        (r0 * W, r1 * W),
+        super::row_span(rows, H, W),
         input,
         output,
     );

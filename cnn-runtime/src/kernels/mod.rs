@@ -85,6 +85,14 @@ pub fn copy_floats(src: &[f32], dst: &mut [f32]) {
 #[cfg(feature = "parallel")]
 pub(crate) const PLANES_PAR_FLOATS: usize = 32 * 1024;
 
+/// A team member's rows `rows.0..rows.1` of a plane of `h` rows of `w` values, as the
+/// range of values it covers: both ends clamped to the plane, empty (`a == b`) when the
+/// rows are (what every kernel's `_rows` form computes on).
+pub(crate) fn row_span(rows: (usize, usize), h: usize, w: usize) -> (usize, usize) {
+    let b = rows.1.min(h) * w;
+    ((rows.0.min(h) * w).min(b), b)
+}
+
 /// With the `parallel` feature, more than one thread and at least
 /// [`PLANES_PAR_FLOATS`] output floats, splits the `planes` output planes of `plane`
 /// floats each into one range of planes per thread and calls `f(first, out)` for each

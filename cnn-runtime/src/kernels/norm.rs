@@ -282,14 +282,14 @@ pub fn channel_affine_rows<const C: usize, const H: usize, const W: usize>(
     rows: (usize, usize),
 ) {
     const { assert!(C > 0 && H > 0 && W > 0) }
-    let (a, b) = (rows.0.min(H) * W, rows.1.min(H) * W);
+    let (a, b) = super::row_span(rows, H, W);
     let (scale, shift) = (&affine.scale[..C], &affine.shift[..C]);
     for ((plane, &s), &t) in buf[..C * H * W]
         .chunks_exact_mut(H * W)
         .zip(scale)
         .zip(shift)
     {
-        affine_act(&mut plane[a.min(b)..b], s, t, act);
+        affine_act(&mut plane[a..b], s, t, act);
     }
 }
 
@@ -307,8 +307,7 @@ pub fn channel_affine_into_rows<const C: usize, const H: usize, const W: usize>(
     rows: (usize, usize),
 ) {
     const { assert!(C > 0 && H > 0 && W > 0) }
-    let (a, b) = (rows.0.min(H) * W, rows.1.min(H) * W);
-    let (a, p) = (a.min(b), H * W);
+    let ((a, b), p) = (super::row_span(rows, H, W), H * W);
     let (scale, shift) = (&affine.scale[..C], &affine.shift[..C]);
     for (((y, x), &s), &t) in dst[..C * p]
         .chunks_exact_mut(p)

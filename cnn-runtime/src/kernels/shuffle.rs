@@ -159,8 +159,8 @@ fn shuffle_rows_dyn(
 ) {
     let p = h * w;
     check_parts(parts, c, p);
-    let (a, b) = (rows.0.min(h) * w, rows.1.min(h) * w);
-    if a >= b {
+    let (a, b) = super::row_span(rows, h, w);
+    if a == b {
         return;
     }
     for (o, out) in output[..c * p].chunks_exact_mut(p).enumerate() {
