@@ -83,19 +83,30 @@ pub(crate) trait Simd: Copy + Send + Sync + Tuned {
     ///
     /// `p..p + n` must be readable.
     unsafe fn load_n(self, p: *const f32, n: usize) -> Self::V;
-    /// Loads `LANES` floats from `p` with lane `i` zeroed (`+0.0`) when bit `i` of `keep`
-    /// is clear; `keep_v` is the same mask as a vector (all-ones bits in the lanes kept,
-    /// zero elsewhere): `load & keep_v` by default, a masked load where the level has mask
-    /// registers (no ALU instruction: AVX-512).
-    ///
-    /// # Safety
-    ///
-    /// `p..p + LANES` must be readable.
+    /// `a * b + c` in the lanes whose bit of `keep` is set, `c` in the others; `keep_v`
+    /// is the same mask as a vector (all-ones bits in the lanes kept, zero elsewhere):
+    /// `a * (b & keep_v) + c` by default (a lane left out adds `a * +0.0`), a masked
+    /// multiply-add where the level has mask registers (AVX-512: no extra instruction,
+    /// and a lane left out is never computed, so it may hold anything, NaN included).
     #[inline(always)]
-    unsafe fn load_keep(self, p: *const f32, keep: u32, keep_v: Self::V) -> Self::V {
+    fn mul_add_keep(
+        self,
+        a: Self::V,
+        b: Self::V,
+        c: Self::V,
+        keep: u32,
+        keep_v: Self::V,
+    ) -> Self::V {
         let _ = keep;
-        // SAFETY: the caller's contract.
-        self.and(unsafe { self.load(p) }, keep_v)
+        self.mul_add(a, self.and(b, keep_v), c)
+    }
+    /// `a * b` in the lanes whose bit of `keep` is set, zero in the others (`keep_v` as
+    /// in [`mul_add_keep`](Simd::mul_add_keep)): `a * (b & keep_v)` by default, a
+    /// zero-masked multiplication where the level has mask registers.
+    #[inline(always)]
+    fn mul_keep(self, a: Self::V, b: Self::V, keep: u32, keep_v: Self::V) -> Self::V {
+        let _ = keep;
+        self.mul(a, self.and(b, keep_v))
     }
     /// Stores `LANES` floats at `p`.
     ///

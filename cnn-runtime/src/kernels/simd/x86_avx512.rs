@@ -92,12 +92,6 @@ impl Simd for Avx512 {
         unsafe { _mm512_maskz_loadu_ps(mask(n), p) }
     }
     #[inline(always)]
-    unsafe fn load_keep(self, p: *const f32, keep: u32, _keep_v: __m512) -> __m512 {
-        // SAFETY: AVX-512F is available (token); the caller guarantees `p..p + 16` is
-        // readable (the masked-off lanes are not even accessed).
-        unsafe { _mm512_maskz_loadu_ps(keep as __mmask16, p) }
-    }
-    #[inline(always)]
     unsafe fn store(self, p: *mut f32, v: __m512) {
         // SAFETY: AVX-512F is available (token); the caller guarantees `p..p + 16` is
         // writable.
@@ -113,6 +107,16 @@ impl Simd for Avx512 {
     fn mul_add(self, a: __m512, b: __m512, c: __m512) -> __m512 {
         // SAFETY: AVX-512F is available (token).
         unsafe { _mm512_fmadd_ps(a, b, c) }
+    }
+    #[inline(always)]
+    fn mul_add_keep(self, a: __m512, b: __m512, c: __m512, keep: u32, _keep_v: __m512) -> __m512 {
+        // SAFETY: AVX-512F is available (token).
+        unsafe { _mm512_mask3_fmadd_ps(a, b, c, keep as __mmask16) }
+    }
+    #[inline(always)]
+    fn mul_keep(self, a: __m512, b: __m512, keep: u32, _keep_v: __m512) -> __m512 {
+        // SAFETY: AVX-512F is available (token).
+        unsafe { _mm512_maskz_mul_ps(keep as __mmask16, a, b) }
     }
     #[inline(always)]
     fn neg_mul_add(self, a: __m512, b: __m512, c: __m512) -> __m512 {
