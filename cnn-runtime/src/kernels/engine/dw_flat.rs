@@ -7,8 +7,8 @@
 //! is the vector at `q + (ky - 1) * W + kx - 1` of the input plane, the lanes whose
 //! column is off the map (the first column for `kx = 0`, the last for `kx = 2`) left out
 //! of the multiply-add by a lane mask ([`Simd::mul_add_keep`]: on AVX-512 a masked FMA,
-//! no extra instruction; a masked load there cost a blend on the multiply-add ports,
-//! MobileNet-96's 128x24x24 layer 27.5 -> 24.4 µs); rows above and below the map read the
+//! no extra instruction; six masked loads per vector instead cost the 128x24x24 layer
+//! 27.5 µs against 24.4 on the Intel Xeon); rows above and below the map read the
 //! zeros around the plane's copy in the band buffer. No padded row copy, no transpose:
 //! nine loads and nine multiply-adds per vector, and vectors full even on 12x12 or 7x7
 //! maps, where per-channel rows would leave most lanes empty.
