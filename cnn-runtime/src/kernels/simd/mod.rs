@@ -421,6 +421,30 @@ pub(crate) mod tests {
                 unsafe { s.store(full.as_mut_ptr(), v) };
                 assert!(full[n..].iter().all(|&z| z == 0.0), "load_n({n}) lanes");
             }
+            // Masked multiply(-add)s on every mask shape: the kept lanes `a * b (+ c)`, the
+            // others `c` (zero). Finite inputs: the default's `b & keep_v` turns a NaN left
+            // out into `+0.0` too, but `a` NaN would still leak there.
+            let (a, b, c) = (s.splat(1.5), s.splat(2.0), s.splat(-0.25));
+            for keep in [0u32, 1, 0b1010_0110, (1 << l) - 1, (1 << l) - 2] {
+                let bits: Vec<f32> = (0..l)
+                    .map(|i| f32::from_bits(if keep >> i & 1 == 1 { !0 } else { 0 }))
+                    .collect();
+                // SAFETY: `bits` has l floats.
+                let keep_v = unsafe { s.load(bits.as_ptr()) };
+                let mut got = vec![0.0f32; l];
+                // SAFETY: `got` has l floats.
+                unsafe { s.store(got.as_mut_ptr(), s.mul_add_keep(a, b, c, keep, keep_v)) };
+                for (i, &g) in got.iter().enumerate() {
+                    let want = if keep >> i & 1 == 1 { 2.75 } else { -0.25 };
+                    assert_eq!(g, want, "mul_add_keep {keep:#b} lane {i}");
+                }
+                // SAFETY: `got` has l floats.
+                unsafe { s.store(got.as_mut_ptr(), s.mul_keep(a, b, keep, keep_v)) };
+                for (i, &g) in got.iter().enumerate() {
+                    let want = if keep >> i & 1 == 1 { 3.0 } else { 0.0 };
+                    assert_eq!(g, want, "mul_keep {keep:#b} lane {i}");
+                }
+            }
             // Deinterleave.
             let xs: Vec<f32> = (0..2 * l).map(|i| i as f32).collect();
             // SAFETY: `xs` has 2 * l floats, `e` and `o` l each.
