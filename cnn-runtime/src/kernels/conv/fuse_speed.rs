@@ -40,7 +40,7 @@ fn fuse_speed() {
     ] {
         let w = h;
         let oh = (h + 2 - 3) / s + 1;
-        let x = rng.vec(c * h * w, -1.0, 1.0);
+        let x = r::Lined::new(&rng.vec(c * h * w, -1.0, 1.0));
         let we = rng.vec(e * c, -0.3, 0.3);
         let be = rng.vec(e, -0.1, 0.1);
         let pe = ConvParams::from_torch(e, c, 1, 1, &we, Some(&be), None);

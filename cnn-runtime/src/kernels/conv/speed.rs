@@ -8,7 +8,7 @@
 use super::*;
 use crate::kernels::engine::Plan;
 use crate::kernels::engine::BLOCK_OVERRIDE;
-use crate::kernels::reference::{best_time_us as time, dims2d, paired_times, Axis, Rng};
+use crate::kernels::reference::{best_time_us as time, dims2d, paired_times, Axis, Lined, Rng};
 use core::sync::atomic::Ordering;
 use std::hint::black_box;
 
@@ -47,9 +47,9 @@ fn square(c: usize, h: usize, k: usize, s: usize, o: usize, p: usize, g: usize) 
 fn random_layer(
     rng: &mut Rng,
     (c, h, k, s, o, p): (usize, usize, usize, usize, usize, usize),
-) -> (Dims2d, Vec<f32>, ConvParams) {
+) -> (Dims2d, Lined, ConvParams) {
     let d = square(c, h, k, s, o, p, 1);
-    let x = rng.vec(c * h * h, -1.0, 1.0);
+    let x = Lined::new(&rng.vec(c * h * h, -1.0, 1.0));
     let w = rng.vec(o * c * k * k, -0.3, 0.3);
     let b = rng.vec(o, -0.1, 0.1);
     (d, x, ConvParams::from_torch(o, c, k, k, &w, Some(&b), None))
@@ -120,7 +120,7 @@ fn speed() {
         }
         let d = square(c, h, k, s, o, p, g);
         let oh = d.oh;
-        let x = rng.vec(c * h * h, -1.0, 1.0);
+        let x = Lined::new(&rng.vec(c * h * h, -1.0, 1.0));
         let w = rng.vec(o * (c / g) * k * k, -0.3, 0.3);
         let b = rng.vec(o, -0.1, 0.1);
         let params = ConvParams::from_torch(o, c / g, k, k, &w, Some(&b), None);
@@ -256,7 +256,7 @@ fn speed_cold() {
     for (c, h, k, s, o, p, _) in shapes {
         let d = square(c, h, k, s, o, p, 1);
         let oh = d.oh;
-        let x = rng.vec(c * h * h, -1.0, 1.0);
+        let x = Lined::new(&rng.vec(c * h * h, -1.0, 1.0));
         let copies = (96 << 20) / (o * c * k * k * 4) + 1;
         let params: Vec<ConvParams> = (0..copies)
             .map(|_| {

@@ -6,7 +6,7 @@
 //! 5x5 shapes).
 
 use super::*;
-use crate::kernels::reference::{best_time_us as time, dims2d, Axis, Rng};
+use crate::kernels::reference::{best_time_us as time, dims2d, Axis, Lined, Rng};
 use std::hint::black_box;
 
 /// `DW_SHAPES="c,h,s;..."`, if set: the shapes to time instead of a test's list
@@ -78,7 +78,7 @@ fn speed() {
         let ax = Axis::conv(h, k, s, k / 2, 1).expect("a kernel that fits the padded input");
         let d = dims2d(c, c, c, ax, ax);
         let oh = d.oh;
-        let x = rng.vec(c * h * h, -1.0, 1.0);
+        let x = Lined::new(&rng.vec(c * h * h, -1.0, 1.0));
         let w = rng.vec(c * k * k, -0.3, 0.3);
         let b = rng.vec(c, -0.1, 0.1);
         let params = DepthwiseParams::from_torch(c, 1, k, k, &w, Some(&b), None);
