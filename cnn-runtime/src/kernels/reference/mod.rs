@@ -24,7 +24,7 @@ impl Lined {
     pub fn new(v: &[f32]) -> Lined {
         let mut buf = vec![0.0f32; v.len() + 16];
         let off = buf.as_ptr().align_offset(64);
-        assert!(off < 16, "a float vector a line can start in");
+        assert!(off < 16, "no 64-byte boundary among the first 16 floats");
         buf[off..off + v.len()].copy_from_slice(v);
         Lined {
             buf,
@@ -396,6 +396,18 @@ pub fn assert_close(got: &[f32], want: &[f64], ctx: &dyn Debug) {
             "index {i}: got {g}, want {w} (diff {:e}), {ctx:?}",
             (g - w).abs()
         );
+    }
+}
+
+#[test]
+fn lined_starts_on_a_line_with_the_values() {
+    let mut rng = Rng::new(3);
+    // Large enough for the allocator to map pages (its 16-byte header before them).
+    for n in [1, 17, 300_000] {
+        let v = rng.vec(n, -1.0, 1.0);
+        let x = Lined::new(&v);
+        assert_eq!(x.as_ptr().align_offset(64), 0, "{n} floats");
+        assert_eq!(&*x, &v[..]);
     }
 }
 
