@@ -124,15 +124,12 @@ fn speed() {
         let w = rng.vec(o * (c / g) * k * k, -0.3, 0.3);
         let b = rng.vec(o, -0.1, 0.1);
         let params = ConvParams::from_torch(o, c / g, k, k, &w, Some(&b), None);
-        let mut ybuf = vec![0.0f32; o * oh * oh + 16];
-        let off = ybuf.as_ptr().align_offset(64);
-        let y = &mut ybuf[off..off + o * oh * oh];
+        let mut ybuf = Lined::zeros(o * oh * oh);
+        let y: &mut [f32] = &mut ybuf;
         // The working memory a model plans for the layer (packing beyond the band
         // buffer), on a line.
-        let len = square_scratch(&d);
-        let mut sbuf = vec![0.0f32; len + 16];
-        let soff = sbuf.as_ptr().align_offset(64);
-        let scratch = &mut sbuf[soff..soff + len];
+        let mut sbuf = Lined::zeros(square_scratch(&d));
+        let scratch: &mut [f32] = &mut sbuf;
         let blocks: &[usize] = if std::env::var("CONV_SWEEP").is_ok() {
             &[4, 32 << 10, 64 << 10, 128 << 10, 256 << 10, 1 << 40]
         } else {

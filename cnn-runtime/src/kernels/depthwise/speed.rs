@@ -83,9 +83,8 @@ fn speed() {
         let b = rng.vec(c, -0.1, 0.1);
         let params = DepthwiseParams::from_torch(c, 1, k, k, &w, Some(&b), None);
         // Line-aligned like a model's arena (a split's parts must not share lines).
-        let mut ybuf = vec![0.0f32; c * oh * oh + 16];
-        let off = ybuf.as_ptr().align_offset(64);
-        let y = &mut ybuf[off..off + c * oh * oh];
+        let mut ybuf = Lined::zeros(c * oh * oh);
+        let y: &mut [f32] = &mut ybuf;
         let mut t = Vec::new();
         for force in [
             None,

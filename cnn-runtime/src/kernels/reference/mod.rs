@@ -20,17 +20,19 @@ pub struct Lined {
 }
 
 impl Lined {
-    /// A copy of `v` starting on a line.
-    pub fn new(v: &[f32]) -> Lined {
-        let mut buf = vec![0.0f32; v.len() + 16];
+    /// `n` zeros starting on a line (an output or working buffer).
+    pub fn zeros(n: usize) -> Lined {
+        let buf = vec![0.0f32; n + 16];
         let off = buf.as_ptr().align_offset(64);
         assert!(off < 16, "no 64-byte boundary among the first 16 floats");
-        buf[off..off + v.len()].copy_from_slice(v);
-        Lined {
-            buf,
-            off,
-            len: v.len(),
-        }
+        Lined { buf, off, len: n }
+    }
+
+    /// A copy of `v` starting on a line.
+    pub fn new(v: &[f32]) -> Lined {
+        let mut x = Lined::zeros(v.len());
+        x.copy_from_slice(v);
+        x
     }
 }
 
@@ -38,6 +40,12 @@ impl core::ops::Deref for Lined {
     type Target = [f32];
     fn deref(&self) -> &[f32] {
         &self.buf[self.off..self.off + self.len]
+    }
+}
+
+impl core::ops::DerefMut for Lined {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.buf[self.off..self.off + self.len]
     }
 }
 
@@ -408,6 +416,9 @@ fn lined_starts_on_a_line_with_the_values() {
         let x = Lined::new(&v);
         assert_eq!(x.as_ptr().align_offset(64), 0, "{n} floats");
         assert_eq!(&*x, &v[..]);
+        let z = Lined::zeros(n);
+        assert_eq!(z.as_ptr().align_offset(64), 0, "{n} zeros");
+        assert!(z.len() == n && z.iter().all(|&f| f == 0.0));
     }
 }
 
