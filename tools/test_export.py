@@ -1386,6 +1386,33 @@ def write_fixtures(out_dir: Path) -> None:
     print(f"wrote {len(NETWORKS) + len(GRAPH_NETWORKS)} cases to {out_dir}")
 
 
+def test_fuzz_models_draws_valid_deterministic_models():
+    """tools/fuzz_models.py: every draw is a description the spec and PyTorch accept (its
+    shapes checked against torch on an input), the same draw for the same seed, and the
+    draws together reach the ops the fuzzer is meant to exercise."""
+    import random
+
+    import fuzz_models
+
+    ops: set[str] = set()
+    ranks: set[int] = set()
+    for seed in range(40):
+        inp, layers = fuzz_models.random_model(random.Random(seed), 0.5)
+        again = fuzz_models.random_model(random.Random(seed), 0.5)
+        assert (inp, layers) == again, f"seed {seed}: not deterministic"
+        desc = {"input": inp, "layers": layers}
+        model = cnn_tools.build_model(desc, f"<fuzz seed {seed}>")
+        with torch.no_grad():
+            y = model.eval()(torch.randn((2, *inp)))
+        assert tuple(y.shape[1:]) == tuple(model.layers[-1].output_shape), seed
+        ops |= {l["op"] for l in layers}
+        ranks.add(len(inp))
+    want = {"conv", "linear", "batch_norm", "add", "mul", "concat", "max_pool", "avg_pool",
+            "global_avg_pool", "upsample", "conv_transpose", "adaptive_avg_pool"}
+    assert want <= ops, f"never drawn: {sorted(want - ops)}"
+    assert ranks == {1, 2, 3}, ranks
+
+
 def _run_tests(pattern: str | None) -> int:
     tests = [(n, f) for n, f in globals().items() if n.startswith("test_") and callable(f)]
     if pattern:
