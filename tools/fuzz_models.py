@@ -179,6 +179,47 @@ def image_block(b: Builder) -> None:
                       "transpose", "shuffle", "act", "bn", "adaptive", "inverted", "dense",
                       "bottleneck"],
                 [30, 12, 10, 10, 7, 4, 4, 4, 4, 5, 3, 3, 10, 4, 6])
+    if rng.random() < 0.12:
+        kind = pick(rng, ["unet", "inception", "spatial_gate"])
+    if kind == "unet":
+        # Down a level and back up, the skip concatenated (U-Net): sizes must meet.
+        m = channels(rng)
+        block = [{"op": "conv", "out": m, "kernel": 3, "padding": 1}, {"op": "relu"}]
+        skip = b.name_of(len(block) - 1)
+        block += [{"op": pick(rng, ["max_pool", "avg_pool"]), "kernel": 2},
+                  {"op": "conv", "out": 2 * m, "kernel": 3, "padding": 1}, {"op": "relu"}]
+        if rng.random() < 0.5:
+            block.append({"op": "upsample", "scale": 2,
+                          "mode": pick(rng, ["nearest", "bilinear" if rank == 3 else "linear"])})
+        else:
+            block.append({"op": "conv_transpose", "out": m, "kernel": 2, "stride": 2})
+        block.append({"op": "concat", "from": [b.name_of(len(block) - 1), skip]})
+        b.try_add(block)
+        return
+    if kind == "inception":
+        # Three or four branches of the same input, concatenated (or summed).
+        block = []
+        ends = []
+        merge = pick(rng, ["concat", "concat", "add"])
+        o = channels(rng)
+        for k in rng.sample([1, 3, 5, 7], rng.randrange(2, 5)):
+            block.append({"op": "conv", "from": x, "out": o if merge == "add" else channels(rng),
+                          "kernel": k, "padding": k // 2})
+            ends.append(b.name_of(len(block) - 1))
+        if rng.random() < 0.5 and merge == "concat":
+            block += [{"op": "max_pool", "from": x, "kernel": 3, "stride": 1, "padding": 1}]
+            ends.append(b.name_of(len(block) - 1))
+        block.append({"op": merge, "from": ends})
+        b.try_add(block)
+        return
+    if kind == "spatial_gate":
+        # One map gating every channel (broadcast over the channel axis).
+        k = pick(rng, [3, 7])
+        block = [{"op": "conv", "out": 1, "kernel": k, "padding": k // 2},
+                 {"op": pick(rng, ["sigmoid", "hardsigmoid", "tanh"])}]
+        block.append({"op": pick(rng, ["mul", "add"]), "from": [x, b.name_of(1)]})
+        b.try_add(block)
+        return
     if kind == "inverted":
         # MobileNetV2/V3, EfficientNet: expand, depthwise (stride 1 or 2), optional
         # squeeze-and-excitation, project, residual when the shape allows.
@@ -318,6 +359,8 @@ def image_block(b: Builder) -> None:
             l["padding"] = 1
         if s == 2 and rng.random() < 0.3:
             l["output_padding"] = 1
+        if rng.random() < 0.15:
+            l["dilation"] = 2
         if rng.random() < 0.1 and c % 2 == 0:
             l["groups"] = 2
             l["out"] = max(2, l["out"] // 2 * 2)
@@ -355,6 +398,17 @@ def head(b: Builder) -> None:
                 b.try_add([{"op": "softmax"}])
             return
     for _ in range(pick(rng, [0, 1, 1, 2, 3])):
+        if rng.random() < 0.25:
+            # A vector graph: a residual MLP or two branches concatenated.
+            x, n = b.cur, b.shape[0]
+            if rng.random() < 0.5:
+                b.try_add([{"op": "linear", "out": n}, act(rng), {"op": "linear", "out": n},
+                           {"op": pick(rng, ["add", "mul"]), "from": [b.name_of(2), x]}])
+            else:
+                b.try_add([{"op": "linear", "out": pick(rng, [3, 20])}, act(rng),
+                           {"op": "linear", "from": x, "out": pick(rng, [1, 7])},
+                           {"op": "concat", "from": [b.name_of(1), b.name_of(2), x]}])
+            continue
         block = [{"op": "linear", "out": pick(rng, [1, 5, 10, 16, 33, 64, 100, 130])}]
         if rng.random() < 0.3:
             block[0]["bias"] = False

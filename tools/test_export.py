@@ -1413,6 +1413,30 @@ def test_fuzz_models_draws_valid_deterministic_models():
     assert ranks == {1, 2, 3}, ranks
 
 
+def test_fuzz_descriptions_reads_the_summary_and_the_spec():
+    """tools/fuzz_descriptions.py: the summary table's rows (as `check_toml` renders them)
+    parse into name, shape, parameters and MACs; the spec's verdict names the layer."""
+    import fuzz_descriptions as fd
+
+    table = """Model `Model`: input [3, 16, 16] -> output [8, 7, 7]
+---------------------------------------------------------------
+layer  op        output shape  params    MACs  runs as
+---------------------------------------------------------------
+c      conv      [8, 14, 14]      224  42,336  conv2d+relu
+1      relu      [8, 14, 14]        0       0  (fused into `c`)
+p      max_pool  [8, 7, 7]          0       0  max_pool2d
+---------------------------------------------------------------
+total params: 224 (896 bytes as f32)"""
+    assert fd.parse_summary(table) == [("c", [8, 14, 14], 224, 42336), ("1", [8, 14, 14], 0, 0),
+                                       ("p", [8, 7, 7], 0, 0)]
+    layers = [{"name": "c", "op": "conv", "out": 8, "kernel": 3}, {"op": "relu"},
+              {"name": "p", "op": "max_pool", "kernel": 2}]
+    ok, rows = fd.spec_verdict([3, 16, 16], layers)
+    assert ok and rows == fd.parse_summary(table), rows
+    layers[0]["kernel"] = 17
+    assert fd.spec_verdict([3, 16, 16], layers) == (False, "c")
+
+
 def _run_tests(pattern: str | None) -> int:
     tests = [(n, f) for n, f in globals().items() if n.startswith("test_") and callable(f)]
     if pattern:
