@@ -124,9 +124,9 @@ pub(crate) use self::dw_rows3::{depthwise_rows3, depthwise_rows3_into, phase3_fi
 pub(crate) use self::panels::conv_panels;
 #[allow(unused_imports)]
 use self::panels::*;
-pub(crate) use self::pool::pool;
 #[cfg(test)]
 pub(crate) use self::pool::separable_fits;
+pub(crate) use self::pool::{pool, window_count, PoolOp};
 #[allow(unused_imports)]
 use self::prefetch::*;
 use self::rules::*;

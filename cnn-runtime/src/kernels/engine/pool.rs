@@ -1,21 +1,59 @@
-//! Pooling windows of any size, stride, padding and dilation over the engine's padded,
-//! phase-split bands ([`copy_band`], padded with -inf for max, 0 for sums): every tap of
-//! the window is then a contiguous run of one phase row, so each output row is whole
-//! vectors of NaN-propagating maxima or of sums, with no per-element bounds or branches.
-//! Max pools whose windows step one or two columns at a time (ResNet's, DenseNet's and
-//! SqueezeNet's 3x3 stride-2 ones) run separably instead ([`max_rows`]): the window's
-//! rows combined into one padded row, then each output's columns from that row.
+//! Pooling windows of any size, stride, padding and dilation, maxima or averages.
+//! Windows undilated across run separably ([`sep_rows`]): each output row's window rows
+//! combined column by column into one padded row, then each output's columns from that
+//! row (one, two or any number of columns a step). Dilated ones run over the engine's
+//! padded, phase-split bands ([`copy_band`], padded with -inf for max, 0 for sums):
+//! every tap of the window is then a contiguous run of one phase row, so each output row
+//! is whole vectors of NaN-propagating maxima or of sums, with no per-element bounds or
+//! branches. Averages are divided in vectors as PyTorch divides them
+//! ([`window_count`]).
 
 #[allow(unused_imports)]
 use super::*;
 
-/// Max pooling (`max`), or the window sums of an average pooling (else; the caller
-/// divides), of `d` per channel (`d.o` and `d.g` ignored): `output[c][y][x]` combines
-/// `input[c][y*SH + ky*DH - PH][x*SW + kx*DW - PW]` over the taps in order (`ky` outer,
-/// `kx` inner), taps outside the input reading -inf (max) or 0 (sums). NaN propagates
-/// through the maxima. `false` (nothing written) when the band of one output row does
-/// not fit the engine's band buffer. Only output rows `rows.0..rows.1` of every plane
-/// are computed and written (a part of a split over threads; `(0, d.oh)`: all).
+/// What a pooling computes of each window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PoolOp {
+    /// The maximum, NaN if the window holds one (PyTorch's max pool).
+    Max,
+    /// The mean: the sum divided by the window's cells inside the padded input
+    /// (`include_pad`, PyTorch's `count_include_pad=True`) or inside the input.
+    Avg {
+        /// Whether padding cells count in the divisor.
+        include_pad: bool,
+    },
+}
+
+/// Number of cells of the window starting at `start` (in padded coordinates, so the
+/// input is `[p, p + n)` and the padded input `[0, n + 2p)`) of `k` cells that count in
+/// an average's divisor: those inside the padded input, or only the real ones.
+#[inline(always)]
+pub(crate) fn window_count(start: usize, k: usize, n: usize, p: usize, include_pad: bool) -> usize {
+    let end = start + k;
+    if include_pad {
+        end.min(n + 2 * p) - start
+    } else {
+        end.min(n + p).saturating_sub(start.max(p))
+    }
+}
+
+/// Floats the divisors of an average's output columns take at the end of the band
+/// buffer (none for a max).
+#[inline(always)]
+fn divisor_floats(d: &Dims2d, op: PoolOp) -> usize {
+    match op {
+        PoolOp::Max => 0,
+        PoolOp::Avg { .. } => d.ow.next_multiple_of(16),
+    }
+}
+
+/// The pooling `op` of `d` per channel (`d.o` and `d.g` ignored): `output[c][y][x]`
+/// combines `input[c][y*SH + ky*DH - PH][x*SW + kx*DW - PW]` over the taps, taps outside
+/// the input reading -inf (max) or 0 (sums); an average divides as PyTorch does. NaN
+/// propagates through the maxima (and the sums). `false` (nothing written) when the band
+/// of one output row does not fit the engine's band buffer. Only output rows
+/// `rows.0..rows.1` of every plane are computed and written (a part of a split over
+/// threads; `(0, d.oh)`: all).
 ///
 /// # Safety
 ///
@@ -28,7 +66,7 @@ pub(crate) unsafe fn pool<S: Simd>(
     input: &[f32],
     output: *mut f32,
     rows: (usize, usize),
-    max: bool,
+    op: PoolOp,
 ) -> bool {
     let l = S::LANES;
     let (hw, ohw) = (d.h * d.w, d.oh * d.ow);
@@ -36,18 +74,26 @@ pub(crate) unsafe fn pool<S: Simd>(
     if d.oh == 0 || d.ow == 0 || d.kh == 0 || d.kw == 0 {
         return false;
     }
-    if d.kh * d.kw > MAX_TAPS {
+    if d.kh * d.kw > MAX_TAPS || divisor_floats(&d, op) > SCRATCH / 2 {
         return false;
     }
-    if max && separable_fits(&d, l) {
+    if separable_fits(&d, l) {
         // SAFETY: the caller's contract, passed on.
-        unsafe { max_rows(s, d, input, output, rows) };
+        unsafe {
+            if op == PoolOp::Max {
+                sep_rows::<S, true>(s, d, input, output, rows, op)
+            } else {
+                sep_rows::<S, false>(s, d, input, output, rows, op)
+            }
+        };
         return true;
     }
+    let max = op == PoolOp::Max;
     let wp = d.cols_in();
     let wq = wp.div_ceil(d.sw);
     let rowpitch = d.sw * wq;
-    let Some(band_rows) = band_rows_in(&d, rowpitch, SCRATCH) else {
+    let divs = divisor_floats(&d, op);
+    let Some(band_rows) = band_rows_in(&d, rowpitch, SCRATCH - divs) else {
         return false;
     };
     // Each tap's offset in the band from its output row's first pixel: kernel row `ky`
@@ -64,6 +110,9 @@ pub(crate) unsafe fn pool<S: Simd>(
     let init = s.splat(pad);
     let mut scratch = MaybeUninit::<Scratch>::uninit();
     let scratch = scratch.as_mut_ptr().cast::<f32>();
+    // SAFETY: the last `divs` floats of the buffer, after every band
+    // (`band_rows_in(.., SCRATCH - divs)`).
+    let cols = unsafe { column_divisors(&d, op, scratch.add(SCRATCH - divs)) };
     for (c, plane) in input.chunks_exact(hw).enumerate() {
         // SAFETY: plane `c < d.c` of the output, inside its `d.c * ohw` floats.
         let out = unsafe { output.add(c * ohw) };
@@ -102,6 +151,8 @@ pub(crate) unsafe fn pool<S: Simd>(
                             s.add(acc, v)
                         };
                     }
+                    // SAFETY: divisors `x0..x0 + n` of the `ow` written.
+                    let acc = unsafe { divide(s, acc, &d, op, oy, cols, x0, n) };
                     // SAFETY: outputs x0 .. x0 + n of `row` (n <= OW - x0).
                     unsafe {
                         let y = row.as_mut_ptr().add(x0);
@@ -119,26 +170,142 @@ pub(crate) unsafe fn pool<S: Simd>(
     true
 }
 
-/// Whether the max pool `d` runs separably ([`max_rows`]) on a level of `lanes` lanes:
-/// windows stepping one column (any width) or two (at least two wide), undilated
-/// across, padded by at most a vector, on rows whose padded copy fits the band buffer.
+/// The divisors of an average's output columns (the cells of column `x`'s window that
+/// count, as f32) written at `buf` (`divisor_floats` floats); null for a max.
+///
+/// # Safety
+///
+/// For an average, `buf` must be valid for writes of `d.ow` floats.
+#[inline(always)]
+unsafe fn column_divisors(d: &Dims2d, op: PoolOp, buf: *mut f32) -> *const f32 {
+    match op {
+        PoolOp::Max => core::ptr::null(),
+        PoolOp::Avg { include_pad } => {
+            for x in 0..d.ow {
+                let n = window_count(x * d.sw, d.kw, d.w, d.pw, include_pad);
+                // SAFETY: `x < d.ow` (the caller's contract).
+                unsafe { buf.add(x).write(n as f32) };
+            }
+            buf
+        }
+    }
+}
+
+/// `acc` (the sums of outputs `x0..x0 + n` of row `oy`) divided by their windows' cell
+/// counts as PyTorch divides (`sum / (rows * cols)`, the count an exact integer); `acc`
+/// itself for a max.
+///
+/// # Safety
+///
+/// For an average, `cols` holds the `d.ow` column divisors (`column_divisors`) and
+/// `x0 + n <= d.ow`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn divide<S: Simd>(
+    s: S,
+    acc: S::V,
+    d: &Dims2d,
+    op: PoolOp,
+    oy: usize,
+    cols: *const f32,
+    x0: usize,
+    n: usize,
+) -> S::V {
+    match op {
+        PoolOp::Max => acc,
+        PoolOp::Avg { include_pad } => {
+            let rows = window_count(oy * d.sh, d.kh, d.h, d.ph, include_pad) as f32;
+            // SAFETY: divisors `x0..x0 + n` (the caller's contract). Lanes past `n`
+            // (zero) divide into lanes that are never stored.
+            let c = unsafe {
+                if n == S::LANES {
+                    s.load(cols.add(x0))
+                } else {
+                    s.load_n(cols.add(x0), n)
+                }
+            };
+            s.div(acc, s.mul(s.splat(rows), c))
+        }
+    }
+}
+
+/// `a` combined with `b`: the NaN-propagating maximum (`MAX`), or the sum.
+#[inline(always)]
+fn comb<S: Simd, const MAX: bool>(s: S, a: S::V, b: S::V) -> S::V {
+    if MAX {
+        s.max_nan(a, b)
+    } else {
+        s.add(a, b)
+    }
+}
+
+/// `n <= LANES` floats at `p`: a whole vector, or the first `n` lanes.
+///
+/// # Safety
+///
+/// `p..p + n` readable.
+#[inline(always)]
+unsafe fn load_upto<S: Simd>(s: S, p: *const f32, n: usize) -> S::V {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if n == S::LANES {
+            s.load(p)
+        } else {
+            s.load_n(p, n)
+        }
+    }
+}
+
+/// Output vector `x0..x0 + n` of row `oy` of the plane at `out`: divided (an average,
+/// [`divide`]) and stored.
+///
+/// # Safety
+///
+/// As [`divide`], and `out + oy * d.ow + x0 ..` + `n` writable.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn put<S: Simd>(
+    s: S,
+    acc: S::V,
+    d: &Dims2d,
+    op: PoolOp,
+    cols: *const f32,
+    out: *mut f32,
+    (oy, x0, n): (usize, usize, usize),
+) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let acc = divide(s, acc, d, op, oy, cols, x0, n);
+        let y = out.add(oy * d.ow + x0);
+        if n == S::LANES {
+            s.store(y, acc);
+        } else {
+            s.store_n(y, acc, n);
+        }
+    }
+}
+
+/// Whether the pool `d` runs separably ([`sep_rows`]) on a level of `lanes` lanes:
+/// windows undilated across, padded by at most a vector, on rows whose padded copy (two
+/// of them, and an average's column divisors) fits the band buffer.
 #[inline(always)]
 pub(crate) fn separable_fits(d: &Dims2d, lanes: usize) -> bool {
     // The end of the last output vector's last load, from the buffer's start.
     let reach = |extent: usize| lanes - d.pw + d.sw * (d.ow - 1) + extent;
     d.dw == 1
         && d.ow > 0
-        && (d.sw == 1 || (d.sw == 2 && d.kw >= 2))
+        && d.kw > 0
+        && d.sw > 0
         && d.pw <= lanes
-        && row_floats(d, lanes) <= SCRATCH
-        && reach(if d.sw == 1 {
-            d.kw - 1 + lanes
-        } else {
+        && 2 * row_floats(d, lanes) + d.ow.next_multiple_of(16) <= SCRATCH
+        && reach(if d.sw == 2 && d.kw >= 2 {
             (d.kw - 1) / 2 * 2 + 2 * lanes
+        } else {
+            d.kw - 1 + lanes
         }) <= row_floats(d, lanes)
 }
 
-/// Floats of [`max_rows`]' padded row: `lanes` of -inf before the `W` columns, and
+/// Floats of [`sep_rows`]' padded row: `lanes` of padding before the `W` columns, and
 /// after them room for every vector an output row's last vector reads (to padded
 /// column `SW * x0 + (KW - 1) / 2 * 2 + 2 * lanes - 1` at most, `x0 <= OW - 1`, `SW *
 /// (OW - 1) <= W + 2 * PW - 1`).
@@ -147,55 +314,74 @@ fn row_floats(d: &Dims2d, lanes: usize) -> usize {
     d.w + d.pw + d.kw + 4 * lanes
 }
 
-/// Max pooling of `d` (see [`pool`]; `separable_fits(d, S::LANES)`) on output rows
+/// The pooling `op` of `d` (see [`pool`]; `separable_fits(d, S::LANES)`) on output rows
 /// `rows.0..rows.1` of every plane, separably, a band of output rows at a time: first,
-/// for each row of the band, the NaN-propagating maximum of the window's input rows
-/// inside the map, column by column, into a row of the band buffer with -inf on both
-/// sides (the padding, and ceil-mode windows reaching past it); then each output vector
-/// the maximum of its window's columns of its buffer row: shifted loads (stride 1), or
-/// the even and odd lanes of pairs of loads at offsets `0, 2, ..` (stride 2). A
-/// maximum is the same whatever the order: the values of [`pool`]'s banded path, NaN
-/// wherever a window holds one, from fewer loads and no band copy. A column vector's
-/// rows are combined in registers and the band's rows all stored before any is read
-/// back: a row read straight after being stored (masked, at its end) stalled on store
-/// forwarding, which made SqueezeNet's 256x27x27 pool slower than the banded path.
-/// `pool::tests::speed` (Intel Xeon, one core, µs, banded / separable): 64x112x112 3x3
-/// stride 2 280 / 203, SqueezeNet's ceil-mode 64x111x111 250 / 198, 128x55x55 123 /
-/// 102, 256x27x27 79 / 68. The pool is bound by its instructions, not by memory (an
-/// 8-channel 111x111 map in L2 takes an eighth of the 64-channel one's time): each
-/// maximum starts from its first operand instead of -inf (`max_nan` is three
-/// operations), the stride-2 columns take one permute each (the even or odd lanes of a
-/// pair of loads) where pairwise maxima took two and a maximum per pair, and the common
-/// window heights and widths (2, 3) get loops of their own, unrolled: the same shapes
-/// 1.2x faster (258-264 -> 210-217, 120 -> 98, 65 -> 52-55; the L2 map 27 -> 20.5-22;
-/// AVX2 1.2-1.3x), SqueezeNet's three pools 1.15-1.21x inside the model at one thread,
-/// 1.12-1.25x at two.
+/// for each row of the band, the window's input rows inside the map combined column by
+/// column (NaN-propagating maxima, or sums) into a row of the band buffer padded on both
+/// sides (-inf for a max, 0 for a sum: the padding, and ceil-mode windows reaching past
+/// it); then each output vector combines its window's columns of its buffer row:
+/// shifted loads (stride 1), the even and odd lanes of pairs of loads at offsets `0, 2,
+/// ..` (stride 2), or, for other strides, the windows of every column (shifted loads
+/// into a second row) of which each output takes every `SW`-th; an average is then
+/// divided ([`divide`]). A maximum is the same whatever the order: the values of
+/// [`pool`]'s banded path, NaN wherever a window holds one, from fewer loads and no band
+/// copy; a sum adds the window's rows first, then its columns (PyTorch adds row by row:
+/// the same within rounding). A column vector's rows are combined in registers and the
+/// band's rows all stored before any is read back: a row read straight after being
+/// stored (masked, at its end) stalled on store forwarding, which made SqueezeNet's
+/// 256x27x27 pool slower than the banded path. `pool::tests::speed` (Intel Xeon, one
+/// core, µs, banded / separable): 64x112x112 3x3 stride 2 280 / 203, SqueezeNet's
+/// ceil-mode 64x111x111 250 / 198, 128x55x55 123 / 102, 256x27x27 79 / 68. The pool is
+/// bound by its instructions, not by memory (an 8-channel 111x111 map in L2 takes an
+/// eighth of the 64-channel one's time): each maximum starts from its first operand
+/// instead of -inf (`max_nan` is three operations), the stride-2 columns take one
+/// permute each (the even or odd lanes of a pair of loads) where pairwise maxima took
+/// two and a maximum per pair, and the common window heights and widths (2, 3) get loops
+/// of their own, unrolled: the same shapes 1.2x faster (258-264 -> 210-217, 120 -> 98, 65
+/// -> 52-55; the L2 map 27 -> 20.5-22; AVX2 1.2-1.3x), SqueezeNet's three pools
+/// 1.15-1.21x inside the model at one thread, 1.12-1.25x at two. Averages and strides
+/// of three or more took the banded path before, whose band copy splits strided rows
+/// into phases one float at a time, and averages divided one float at a time after it
+/// (`pool::tests::window_speed`, µs, before / after: average 3x3 stride 3 on
+/// 160x40x40 240 / see docs/PERFORMANCE.md).
 ///
 /// # Safety
 ///
 /// As [`pool`].
 #[inline(always)]
-unsafe fn max_rows<S: Simd>(
+unsafe fn sep_rows<S: Simd, const MAX: bool>(
     s: S,
     d: Dims2d,
     input: &[f32],
     output: *mut f32,
     rows: (usize, usize),
+    op: PoolOp,
 ) {
     let l = S::LANES;
     let (hw, ohw) = (d.h * d.w, d.oh * d.ow);
-    let ninf = s.splat(f32::NEG_INFINITY);
+    let pad_value = if MAX { f32::NEG_INFINITY } else { 0.0 };
+    let pad = s.splat(pad_value);
     let mut scratch = MaybeUninit::<Scratch>::uninit();
     let buf = scratch.as_mut_ptr().cast::<f32>();
     let pitch = row_floats(&d, l);
-    // Rows of a band: as many as the buffer holds, no more than the call's.
-    let band = (SCRATCH / pitch).min(rows.1.saturating_sub(rows.0)).max(1);
+    let divs = divisor_floats(&d, op);
+    // The buffer: a band of rows, then the stride-1 windows of one row (other strides),
+    // then an average's column divisors (`separable_fits`: all fit).
+    let band = ((SCRATCH - divs - pitch) / pitch)
+        .min(rows.1.saturating_sub(rows.0))
+        .max(1);
+    // SAFETY: `band * pitch + pitch + divs <= SCRATCH` by the choice of `band` (at least
+    // one row: `2 * pitch + divs <= SCRATCH`).
+    let (hrow, cols) = unsafe {
+        let hrow = buf.add(band * pitch);
+        (hrow, column_divisors(&d, op, hrow.add(pitch)))
+    };
     // Each buffer row's padding on both sides, written once: the rows are written in
     // columns `l..l + W` only.
     for r in 0..band {
         for i in (0..l).chain(l + d.w..pitch) {
             // SAFETY: `r * pitch + i < band * pitch <= SCRATCH` (`separable_fits`).
-            unsafe { buf.add(r * pitch + i).write(f32::NEG_INFINITY) };
+            unsafe { buf.add(r * pitch + i).write(pad_value) };
         }
     }
     for (c, plane) in input[..d.c * hw].chunks_exact(hw).enumerate() {
@@ -206,19 +392,22 @@ unsafe fn max_rows<S: Simd>(
             for oy in y0..y1 {
                 // SAFETY: column 0 of buffer row `oy - y0 < band`.
                 let row = unsafe { buf.add((oy - y0) * pitch + l) };
-                // The window's rows inside the map, combined column by column in
-                // registers (a masked store read back straight away does not forward).
-                let mut srcs = [core::ptr::null::<f32>(); MAX_TAPS];
-                let mut nr = 0;
+                // The window's rows inside the map (consecutive taps: rows `first`,
+                // `first + DH`, ..; `nr` of them), combined column by column in registers
+                // (a masked store read back straight away does not forward). (An array
+                // of row pointers, `MAX_TAPS` long, cost a kilobyte of zeroing a row.)
+                let (mut first, mut nr) = (0, 0);
                 for ky in 0..d.kh {
                     let iy = (oy * d.sh + ky * d.dh).wrapping_sub(d.ph);
                     if iy < d.h {
-                        srcs[nr] = plane[iy * d.w..].as_ptr();
+                        if nr == 0 {
+                            first = iy;
+                        }
                         nr += 1;
                     }
                 }
-                let srcs = &srcs[..nr];
-                // The rows' maxima over columns `x..x + n` into the buffer row, for `nr`
+                let (src0, step) = (plane[first * d.w..].as_ptr(), d.dh * d.w);
+                // The rows combined over columns `x..x + n` into the buffer row, for `nr`
                 // rows (a macro, instantiated with the common counts so that the loop
                 // over the rows unrolls).
                 macro_rules! combine {
@@ -227,23 +416,23 @@ unsafe fn max_rows<S: Simd>(
                         let mut x = 0;
                         while x < d.w {
                             let n = l.min(d.w - x);
-                            // SAFETY: columns `x..x + n` of an input row inside the plane.
-                            let load = |src: *const f32| unsafe {
-                                if n == l {
-                                    s.load(src.add(x))
-                                } else {
-                                    s.load_n(src.add(x), n)
-                                }
-                            };
                             // The first row as it is (`max_nan(-inf, v)` is `v`, NaN or
-                            // not).
-                            let mut acc = if nr == 0 { ninf } else { load(srcs[0]) };
-                            for &src in &srcs[1.min(nr)..nr] {
-                                acc = s.max_nan(acc, load(src));
+                            // not; `0 + v` is `v`).
+                            // SAFETY: columns `x..x + n` of input rows `first + i DH < H`
+                            // (`i < nr`) of the plane.
+                            let mut acc = if nr == 0 {
+                                pad
+                            } else {
+                                unsafe { load_upto(s, src0.add(x), n) }
+                            };
+                            for i in 1..nr {
+                                // SAFETY: as above.
+                                let v = unsafe { load_upto(s, src0.add(i * step + x), n) };
+                                acc = comb::<S, MAX>(s, acc, v);
                             }
                             // SAFETY: columns `x..x + n` of the buffer row (`l + W <=
                             // pitch`). A window without a row inside the map (not a
-                            // PyTorch window) leaves -inf.
+                            // PyTorch window) leaves the padding value.
                             unsafe {
                                 if n == l {
                                     s.store(row.add(x), acc);
@@ -275,41 +464,37 @@ unsafe fn max_rows<S: Simd>(
                         while x0 < d.ow {
                             let n = l.min(d.ow - x0);
                             // SAFETY: every load lies within the buffer row's `pitch`
-                            // floats (`separable_fits`, `row_floats`); output row `oy <
-                            // rows.1 <= OH`, columns `x0..x0 + n`, this call's alone (the
-                            // caller's contract).
-                            unsafe {
+                            // floats (`separable_fits`, `row_floats`).
+                            let acc = unsafe {
                                 let p = base.add(sw * x0);
                                 let mut acc;
                                 if sw == 1 {
                                     acc = s.load(p);
                                     for kx in 1..kw {
-                                        acc = s.max_nan(acc, s.load(p.add(kx)));
+                                        acc = comb::<S, MAX>(s, acc, s.load(p.add(kx)));
                                     }
                                 } else {
                                     // Column `2x + kx` of output `x`'s window: lane `x` of
                                     // the even (`kx` even) or odd lanes of the two vectors
                                     // at `kx - kx % 2`, one permute each (`KW >= 2`).
                                     let (e, o) = s.deinterleave(s.load(p), s.load(p.add(l)));
-                                    acc = s.max_nan(e, o);
+                                    acc = comb::<S, MAX>(s, e, o);
                                     let mut kx = 2;
                                     while kx < kw {
                                         let (e, o) = s
                                             .deinterleave(s.load(p.add(kx)), s.load(p.add(kx + l)));
-                                        acc = s.max_nan(acc, e);
+                                        acc = comb::<S, MAX>(s, acc, e);
                                         if kx + 1 < kw {
-                                            acc = s.max_nan(acc, o);
+                                            acc = comb::<S, MAX>(s, acc, o);
                                         }
                                         kx += 2;
                                     }
                                 }
-                                let y = out.add(oy * d.ow + x0);
-                                if n == l {
-                                    s.store(y, acc);
-                                } else {
-                                    s.store_n(y, acc, n);
-                                }
-                            }
+                                acc
+                            };
+                            // SAFETY: divisors and outputs `x0..x0 + n <= OW`; output row
+                            // `oy < rows.1 <= OH`, this call's alone (the caller's contract).
+                            unsafe { put(s, acc, &d, op, cols, out, (oy, x0, n)) };
                             x0 += n;
                         }
                     }};
@@ -318,7 +503,44 @@ unsafe fn max_rows<S: Simd>(
                     (2, 3) => columns!(2, 3),
                     (2, 2) => columns!(2, 2),
                     (1, 3) => columns!(1, 3),
-                    (sw, kw) => columns!(sw, kw),
+                    (1, kw) => columns!(1, kw),
+                    (2, kw) if kw >= 2 => columns!(2, kw),
+                    (sw, kw) => {
+                        // Any other step: the windows of every padded column `x <= SW *
+                        // (OW - 1)` (shifted loads) into `hrow`, then every `SW`-th of
+                        // them, gathered into a vector through a small array.
+                        let last = d.sw * (d.ow - 1);
+                        let mut x = 0;
+                        while x <= last {
+                            // SAFETY: columns `x..x + l + kw - 1` of the buffer row
+                            // (`separable_fits`), and `x..x + l` of `hrow` (`pitch` floats:
+                            // `last + l <= pitch`).
+                            unsafe {
+                                let p = base.add(x);
+                                let mut acc = s.load(p);
+                                for kx in 1..kw {
+                                    acc = comb::<S, MAX>(s, acc, s.load(p.add(kx)));
+                                }
+                                s.store(hrow.add(x), acc);
+                            }
+                            x += l;
+                        }
+                        let mut lanes = [0.0f32; 16];
+                        let mut x0 = 0;
+                        while x0 < d.ow {
+                            let n = l.min(d.ow - x0);
+                            for (i, v) in lanes.iter_mut().enumerate().take(n) {
+                                // SAFETY: `sw * (x0 + i) <= last`, written above.
+                                *v = unsafe { hrow.add(sw * (x0 + i)).read() };
+                            }
+                            // SAFETY: `n <= l <= 16` floats of `lanes`.
+                            let acc = unsafe { s.load_n(lanes.as_ptr(), n) };
+                            // SAFETY: divisors and outputs `x0..x0 + n <= OW`; output row
+                            // `oy < rows.1 <= OH`, this call's alone (the caller's contract).
+                            unsafe { put(s, acc, &d, op, cols, out, (oy, x0, n)) };
+                            x0 += n;
+                        }
+                    }
                 }
             }
         }

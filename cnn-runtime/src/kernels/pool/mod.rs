@@ -10,7 +10,7 @@
 //! the kernel taps, each tap over the range of output columns that it sees inside the
 //! input, so padding is never read.
 
-use super::engine;
+use super::engine::{self, window_count, PoolOp};
 use super::geometry::{combine_taps, tap_range, Dims2d};
 use super::simd::{self, Simd, WithSimd};
 use crate::cpu::{self, Level};
@@ -333,7 +333,7 @@ fn max_pool_band(
     if is_2x2(&d) || is_1x2(&d) {
         return pool2x2(level, d, true, input, output, band);
     }
-    if !pool_banded(level, d, true, input, output, band) {
+    if !pool_banded(level, d, PoolOp::Max, input, output, band) {
         max_pool_generic(d, input, output, band.unwrap_or((0, d.oh)));
     }
 }
@@ -348,7 +348,7 @@ fn max_pool_band(
 fn pool_banded(
     level: Level,
     d: Dims2d,
-    max: bool,
+    op: PoolOp,
     input: &[f32],
     output: &mut [f32],
     band: Option<(usize, usize)>,
@@ -370,7 +370,7 @@ fn pool_banded(
                 let at = |k| band_start(d.oh, unit, threads, k);
                 let run = PoolBands {
                     d,
-                    max,
+                    op,
                     input,
                     out: out.get(),
                     rows: (at(i), at(i + 1)),
@@ -389,7 +389,7 @@ fn pool_banded(
                 level,
                 PoolBands {
                     d,
-                    max,
+                    op,
                     input,
                     out,
                     rows,
@@ -401,7 +401,7 @@ fn pool_banded(
     }
     let run = PoolBands {
         d,
-        max,
+        op,
         input,
         out: output.as_mut_ptr(),
         rows: band.unwrap_or((0, d.oh)),
@@ -445,7 +445,7 @@ fn by_channels(
 /// for [`simd::run`]; `false` when the engine declines.
 struct PoolBands<'a> {
     d: Dims2d,
-    max: bool,
+    op: PoolOp,
     input: &'a [f32],
     /// The output's `d.c * d.oh * d.ow` floats, of which this part writes `rows` of each
     /// plane.
@@ -460,7 +460,7 @@ impl WithSimd for PoolBands<'_> {
         // SAFETY: `out` holds the whole output (`pool_banded` took it from a slice of
         // `d.c * d.oh * d.ow` floats that outlives the call), and the parts of a split
         // have disjoint row ranges `rows.1 <= d.oh`.
-        unsafe { engine::pool(s, self.d, self.input, self.out, self.rows, self.max) }
+        unsafe { engine::pool(s, self.d, self.input, self.out, self.rows, self.op) }
     }
 }
 
@@ -477,19 +477,6 @@ fn max_pool_generic(d: Dims2d, input: &[f32], output: &mut [f32], rows: (usize, 
             out_row.fill(f32::NEG_INFINITY);
             pool_row(&d, out_row, in_plane, oy, max_nan);
         }
-    }
-}
-
-/// Number of cells of the window starting at `start` (in padded coordinates, so the
-/// input is `[p, p + n)` and the padded input `[0, n + 2p)`) of `k` cells that count in
-/// an average's divisor: those inside the padded input, or only the real ones.
-#[inline(always)]
-fn window_count(start: usize, k: usize, n: usize, p: usize, include_pad: bool) -> usize {
-    let end = start + k;
-    if include_pad {
-        end.min(n + 2 * p) - start
-    } else {
-        end.min(n + p).saturating_sub(start.max(p))
     }
 }
 
@@ -514,20 +501,8 @@ fn avg_pool_band(
         return pool2x2(level, d, false, input, output, band);
     }
     let rows = band.unwrap_or((0, d.oh));
-    if !pool_banded(level, d, false, input, output, band) {
-        return avg_pool_generic(d, include_pad, input, output, rows);
-    }
-    // The window sums, divided as PyTorch does.
-    let ohw = d.oh * d.ow;
-    for plane in output[..d.c * ohw].chunks_exact_mut(ohw) {
-        let band = plane[rows.0 * d.ow..rows.1 * d.ow].chunks_exact_mut(d.ow);
-        for (oy, out_row) in (rows.0..).zip(band) {
-            let rows = window_count(oy * d.sh, d.kh, d.h, d.ph, include_pad);
-            for (ox, y) in out_row.iter_mut().enumerate() {
-                let cols = window_count(ox * d.sw, d.kw, d.w, d.pw, include_pad);
-                *y /= (rows * cols) as f32;
-            }
-        }
+    if !pool_banded(level, d, PoolOp::Avg { include_pad }, input, output, band) {
+        avg_pool_generic(d, include_pad, input, output, rows);
     }
 }
 

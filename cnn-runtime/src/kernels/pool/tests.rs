@@ -225,11 +225,12 @@ fn banded_windows_propagate_nan_and_span_bands() {
     }
 }
 
-/// The separable max pools (`engine::separable_fits`): the windows of ResNet's,
-/// DenseNet's and SqueezeNet's pools take it; stride 1 and 2 across, every width from
-/// 2 to 4, padding, ceil mode, rows around the vector lengths, against the reference;
-/// a NaN in the first or the last column of a row (beside the -inf padding of the
-/// combined row) reaches exactly the outputs whose windows hold it.
+/// The separable pools (`engine::separable_fits`), max and average: the windows of
+/// ResNet's, DenseNet's and SqueezeNet's pools take it; strides 1 to 4 across (1 and 2
+/// by shifted loads and lane pairs, more through every column's window), every width
+/// from 1 to 4, padding, ceil mode, rows around the vector lengths, against the
+/// reference; a NaN in the first or the last column of a row (beside the -inf padding of
+/// the combined row) reaches exactly the outputs whose windows hold it.
 #[test]
 fn separable_max_pools() {
     let fits = |a: Axis, b: Axis, lanes: usize| engine::separable_fits(&dims(1, a, b), lanes);
@@ -255,20 +256,20 @@ fn separable_max_pools() {
             pool(28, 3, 1, 1, false),
             lanes
         ));
-        // Dilated across, or three columns a step: the banded path.
-        let dilated = Axis::pool(28, 3, 1, 1, 2, false).unwrap();
-        assert!(!fits(pool(28, 3, 1, 1, false), dilated, lanes));
-        assert!(!fits(
+        assert!(fits(
             pool(28, 3, 3, 1, false),
             pool(28, 3, 3, 1, false),
             lanes
         ));
+        // Dilated across: the banded path.
+        let dilated = Axis::pool(28, 3, 1, 1, 2, false).unwrap();
+        assert!(!fits(pool(28, 3, 1, 1, false), dilated, lanes));
     }
     let mut rng = Rng::new(56);
     let mut n = 0;
     for w in [1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 33, 56, 111] {
-        for k in 2..=4 {
-            for s in [1, 2] {
+        for k in 1..=4 {
+            for s in [1, 2, 3, 4] {
                 for p in 0..=k / 2 {
                     for ceil in [false, true] {
                         let Some(b) = Axis::pool(w, k, s, p, 1, ceil) else {
@@ -283,7 +284,7 @@ fn separable_max_pools() {
             }
         }
     }
-    assert!(n > 150, "{n}");
+    assert!(n > 400, "{n}");
     // Rows too wide for one band of all output rows in the buffer (1068 floats a row:
     // 15 rows a band with `std`, 3 without), stride 2 and 1.
     for s in [2, 1] {
@@ -518,13 +519,15 @@ fn global_pools_against_reference() {
                     &("global avg", level, c, hw),
                 );
             }
-            global::global_max_dyn(c, hw, &xin, &mut y);
-            assert_eq!(y[c], 7.0);
-            r::assert_close(
-                &y[..c],
-                &r::global_max_pool(c, hw, &x),
-                &("global max", c, hw),
-            );
+            for level in simd::test_levels() {
+                global::global_max_dyn(level, c, hw, &xin, &mut y);
+                assert_eq!(y[c], 7.0);
+                r::assert_close(
+                    &y[..c],
+                    &r::global_max_pool(c, hw, &x),
+                    &("global max", level, c, hw),
+                );
+            }
         }
     }
     let x = [1.0, 2.0, 3.0, 4.0, -1.0, -2.0, -3.0, -4.0];
@@ -555,6 +558,49 @@ fn speed() {
         let mut y = vec![0.0; c * a.out * a.out];
         let t = r::best_time_us(|| max_pool_dyn(cpu::level(), d, std::hint::black_box(&x), &mut y));
         eprintln!("max pool {c}x{n}x{n} 3x3 s2 p{p} ceil {ceil}: {t:.1} us");
+    }
+}
+
+/// Timing of pools of other windows, average and max side by side, and of the global
+/// max pool: `POOL_SHAPES="c,h,w,k,s,p;..."` (default: windows of 3 with strides 2 and
+/// 3, the shapes where `tools/bench/fuzz_speed.py` found them slow; `cargo test -p
+/// cnn-runtime --release pool::tests::window_speed -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn window_speed() {
+    let shapes: Vec<[usize; 6]> = std::env::var("POOL_SHAPES").map_or_else(
+        |_| {
+            vec![
+                [160, 40, 40, 3, 3, 0],
+                [96, 64, 64, 3, 2, 0],
+                [160, 32, 32, 3, 3, 1],
+            ]
+        },
+        |v| {
+            v.split(';')
+                .map(|t| {
+                    let f: Vec<usize> = t.split(',').map(|x| x.trim().parse().unwrap()).collect();
+                    [f[0], f[1], f[2], f[3], f[4], f[5]]
+                })
+                .collect()
+        },
+    );
+    for [c, h, w, k, st, p] in shapes {
+        let (ah, aw) = (
+            Axis::pool(h, k, st, p, 1, false).unwrap(),
+            Axis::pool(w, k, st, p, 1, false).unwrap(),
+        );
+        let d = dims(c, ah, aw);
+        let x = Rng::new(3).vec(c * h * w, -1.0, 1.0);
+        let mut y = vec![0.0; c * ah.out * aw.out];
+        let level = cpu::level();
+        let ta = r::best_time_us(|| avg_pool_dyn(level, d, true, std::hint::black_box(&x), &mut y));
+        let tm = r::best_time_us(|| max_pool_dyn(level, d, std::hint::black_box(&x), &mut y));
+        let mut g = vec![0.0; c];
+        let tg = r::best_time_us(|| {
+            global::global_max_dyn(level, c, h * w, std::hint::black_box(&x), &mut g)
+        });
+        eprintln!("{c}x{h}x{w} window {k} stride {st} padding {p}: avg {ta:.1} us, max {tm:.1} us; global max {tg:.1} us");
     }
 }
 
