@@ -342,8 +342,9 @@ fn row_floats(d: &Dims2d, lanes: usize) -> usize {
 /// 1.15-1.21x inside the model at one thread, 1.12-1.25x at two. Averages and strides
 /// of three or more took the banded path before, whose band copy splits strided rows
 /// into phases one float at a time, and averages divided one float at a time after it
-/// (`pool::tests::window_speed`, µs, before / after: average 3x3 stride 3 on
-/// 160x40x40 240 / see docs/PERFORMANCE.md).
+/// (`pool::tests::window_speed`, one core, µs before / after): average 3x3 stride 3 on
+/// 160x40x40 240 / 71-75, stride 2 on 96x64x64 316 / 79-81, stride 3 padding 1 on
+/// 160x32x32 185 / 51-52; max 3x3 stride 3 168 / 66-67 and 131 / 42-43.
 ///
 /// # Safety
 ///
