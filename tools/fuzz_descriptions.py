@@ -25,10 +25,8 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import random
 import re
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -149,24 +147,11 @@ def main(argv: list[str] | None = None) -> int:
             continue
         (cases / name).write_text(text)
         spec[name] = spec_verdict(inp, layers)
-    crate = args.out / "checker"
-    (crate / "src").mkdir(parents=True, exist_ok=True)
-    (crate / "Cargo.toml").write_text(f"""[package]
-name = "fuzz_descriptions_check"
-version = "0.0.0"
-edition = "2021"
-publish = false
-
-[dependencies]
-cnn-compiler = {{ path = {json.dumps(str(ROOT / "cnn-compiler"))} }}
-serde_json = "1"
-
-[workspace]
-""")
-    (crate / "src" / "main.rs").write_text(CHECKER)
-    env = {**os.environ, "CARGO_TARGET_DIR": str(ROOT / "target" / "fuzz_models" / "build")}
-    r = subprocess.run(["cargo", "run", "--release", "--quiet", "--", str(cases)], cwd=crate,
-                       env=env, capture_output=True, text=True)
+    crate = fuzz_models.generated_crate(
+        args.out / "checker", "fuzz_descriptions_check",
+        f"cnn-compiler = {{ path = {json.dumps(str(ROOT / 'cnn-compiler'))} }}\n"
+        'serde_json = "1"', CHECKER)
+    r = fuzz_models.build(crate, [str(cases)])
     if r.returncode != 0:
         print(r.stderr[-3000:], file=sys.stderr)
         return 2

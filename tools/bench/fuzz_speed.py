@@ -192,23 +192,6 @@ def main(argv: list[str] | None = None) -> int:
         names.append(name)
     print(f"{len(names)} models", file=sys.stderr)
 
-    crate = args.out / "crate"
-    (crate / "src").mkdir(parents=True, exist_ok=True)
-    (crate / "Cargo.toml").write_text(f"""[package]
-name = "fuzz_speed_run"
-version = "0.0.0"
-edition = "2021"
-publish = false
-
-[dependencies]
-cnn = {{ path = {json.dumps(str(ROOT))}, features = ["parallel"] }}
-serde_json = "1"
-
-[workspace]
-
-[profile.release]
-debug = 1
-""")
     mods = "\n".join(
         f"pub mod {n} {{\n    cnn::cnn_model! {{\n        #[file = "
         f"{json.dumps(str(cases / n / 'model.toml'))}]\n        pub struct M;\n    }}\n}}\n"
@@ -216,17 +199,17 @@ debug = 1
     loads = "\n".join(
         f'        ("{n}", load::<{n}::M>({json.dumps(str(cases / n))}), kernels::<{n}::M>()),'
         for n in names)
-    (crate / "src" / "main.rs").write_text(RUNNER.replace("// MODS", mods)
-                                           .replace("        // LOADS", loads))
-    env = {**os.environ, "CARGO_TARGET_DIR": str(ROOT / "target" / "fuzz_models" / "build")}
-    r = subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=crate, env=env,
-                       capture_output=True, text=True)
+    main_rs = RUNNER.replace("// MODS", mods).replace("        // LOADS", loads)
+    crate = fuzz_models.generated_crate(args.out / "crate", "fuzz_speed_run",
+                                        fuzz_models.CNN_DEP + '\nserde_json = "1"', main_rs,
+                                        release_debug=1)
+    r = fuzz_models.build(crate)
     if r.returncode != 0:
         print(r.stderr[-3000:], file=sys.stderr)
         return 2
     if args.threads == 1:
         os.sched_setaffinity(0, {args.cpu})
-    exe = ROOT / "target" / "fuzz_models" / "build" / "release" / "fuzz_speed_run"
+    exe = fuzz_models.BUILD / "release" / "fuzz_speed_run"
     proc = subprocess.Popen([str(exe)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             text=True, env={**os.environ, "CNN_NUM_THREADS": str(args.threads)})
     steps = {}
