@@ -119,8 +119,8 @@ pub(crate) unsafe fn pool<S: Simd>(
         for y0 in (rows.0..rows.1).step_by(band_rows) {
             let y1 = (y0 + band_rows).min(rows.1);
             let prow0 = y0 * d.sh;
-            // SAFETY: `rows_in(y1 - y0) * rowpitch <= SCRATCH` by the choice of
-            // `band_rows`, so the copy stays in `scratch`.
+            // SAFETY: `rows_in(y1 - y0) * rowpitch <= SCRATCH - divs` by the choice of
+            // `band_rows`, so the copy stays in `scratch`, before the divisors.
             unsafe { copy_band(s, &d, plane, 1, prow0, d.rows_in(y1 - y0), wq, scratch, pad) };
             for oy in y0..y1 {
                 // SAFETY: output row `oy < rows.1 <= OH` of this plane, this call's

@@ -311,6 +311,32 @@ fn separable_max_pools() {
     }
 }
 
+/// Pools the separable path cannot take run the banded one, averages divided there too:
+/// a padding wider than a vector, and 1-D rows too long for the separable buffers that
+/// still fit a band (stride 3: three phase rows), every level, against the reference.
+#[test]
+fn banded_pools_and_averages() {
+    let mut rng = Rng::new(58);
+    let one = Axis::pool(1, 1, 1, 0, 1, false).unwrap();
+    // A window 35 wide (35 taps: the banded path takes up to `MAX_TAPS`), padded by 17.
+    for (w, s) in [(40, 1), (40, 2), (23, 3)] {
+        let a = Axis::pool(9, 3, 2, 1, 1, false).unwrap();
+        let b = Axis::pool(w, 35, s, 17, 1, false).unwrap();
+        let d = dims(2, a, b);
+        assert!(
+            !engine::separable_fits(&d, 16) && 3 * 35 <= engine::MAX_TAPS,
+            "{d:?}"
+        );
+        check(&mut rng, 2, a, b);
+    }
+    for (w, ceil) in [(10_000, false), (10_001, true)] {
+        let b = Axis::pool(w, 3, 3, 1, 1, ceil).unwrap();
+        let d = dims(1, one, b);
+        assert!(!engine::separable_fits(&d, 4), "{d:?}");
+        check(&mut rng, 1, one, b);
+    }
+}
+
 /// The separable path with a NaN at each column of a row in turn, for windows 2 to 4
 /// wide of stride 1 and 2 (each column reaches the even or the odd lanes of a pair of
 /// loads, or a shifted load): NaN exactly at the outputs whose windows hold it, the
