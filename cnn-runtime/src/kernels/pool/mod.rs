@@ -3,12 +3,14 @@
 //!
 //! The common 2x2 stride-2 window (LeNet, VGG) has a vectorised path on the level
 //! [`cpu::level`] selects. Every other window runs on the engine's pooling
-//! (`engine::pool`): max pools stepping one or two columns separably (the window's
-//! rows combined, then its columns: ResNet's, DenseNet's and SqueezeNet's 3x3 stride-2
-//! pools), the rest on padded, phase-split bands. Where the engine declines (a row too
-//! wide for its buffer), row-stationary loops: each output row is combined in place over
-//! the kernel taps, each tap over the range of output columns that it sees inside the
-//! input, so padding is never read.
+//! (`engine::pool`): windows undilated across separably, max or average, any stride (the
+//! window's rows combined, then its columns: ResNet's, DenseNet's and SqueezeNet's 3x3
+//! stride-2 pools among them; averages divided in vectors), dilated ones on padded,
+//! phase-split bands. Where the engine declines (a row too wide for its buffer, more
+//! than `MAX_TAPS` taps), row-stationary loops: each output row is combined in place
+//! over the kernel taps, each tap over the range of output columns that it sees inside
+//! the input, so padding is never read. The global max pool runs in vectors of running
+//! maxima, the global average pool in vectors of channels.
 
 use super::engine::{self, window_count, PoolOp};
 use super::geometry::{combine_taps, tap_range, Dims2d};
