@@ -484,17 +484,43 @@ def build(crate: Path, run_args: list[str] | None = None) -> subprocess.Complete
 CNN_DEP = f"cnn = {{ path = {json.dumps(str(ROOT))}, features = [\"parallel\"] }}"
 
 
+def model_mods(cases: Path, names: list[str]) -> str:
+    """A generated crate's modules: `pub mod NAME { cnn_model! { #[file] pub struct M } }`
+    for each case `names` under `cases`."""
+    return "\n".join(
+        f"pub mod {n} {{\n    cnn::cnn_model! {{\n        #[file = "
+        f"{json.dumps(str(cases / n / 'model.toml'))}]\n        pub struct M;\n    }}\n}}\n"
+        for n in names)
+
+
+#: Rust: a little-endian f32 file (`write_bins`' `input.bin`, `output.bin`) as a `Vec`.
+RUST_FLOATS = r"""fn floats(path: &Path) -> Vec<f32> {
+    std::fs::read(path)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}"""
+
+
+def write_bins(case_dir: Path) -> dict:
+    """The case's `data.safetensors` also as raw little-endian f32 `input.bin` and
+    `output.bin` (the generated crates read them without a safetensors dependency);
+    returns the arrays."""
+    from safetensors.numpy import load_file
+    data = load_file(str(case_dir / "data.safetensors"))
+    data["input"].astype("<f4").tofile(case_dir / "input.bin")
+    data["output"].astype("<f4").tofile(case_dir / "output.bin")
+    return data
+
+
 def write_crate(out: Path, cases: Path, names: list[str]) -> Path:
     """The runner crate in `out/crate` (one for every round) for the cases `names` under
     `cases`."""
-    mods = []
-    calls = []
-    for n in names:
-        path = json.dumps(str(cases / n / "model.toml"))
-        mods.append(f"pub mod {n} {{\n    cnn::cnn_model! {{\n        #[file = {path}]\n"
-                    f"        pub struct M;\n    }}\n}}\n")
-        calls.append(f'            failed += check::<{n}::M>("{n}", {json.dumps(str(cases / n))});')
-    main_rs = (RUNNER.replace("// MODS", "\n".join(mods))
+    calls = [f'            failed += check::<{n}::M>("{n}", {json.dumps(str(cases / n))});'
+             for n in names]
+    main_rs = (RUNNER.replace("// MODS", model_mods(cases, names))
+               .replace("// FLOATS", RUST_FLOATS)
                .replace("            // CALLS", "\n".join(calls)))
     return generated_crate(out / "crate", "fuzz_models_run", CNN_DEP, main_rs)
 
@@ -506,13 +532,7 @@ use std::path::Path;
 
 // MODS
 
-fn floats(path: &Path) -> Vec<f32> {
-    std::fs::read(path)
-        .unwrap()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
-}
+// FLOATS
 
 /// Worst `|got - want| / (1e-4 + 1e-4 |want|)`, or the first element beyond 1.
 fn worst(got: &[f32], want: &[f32]) -> Result<f32, String> {
@@ -646,10 +666,7 @@ def generate_round(rng: random.Random, count: int, out: Path, tag: str, big: flo
             # PyTorch's own float32 is near the tolerance: not a fair test.
             shutil.rmtree(cases / name, ignore_errors=True)
             continue
-        from safetensors.numpy import load_file
-        data = load_file(str(cases / name / "data.safetensors"))
-        data["input"].astype("<f4").tofile(cases / name / "input.bin")
-        data["output"].astype("<f4").tofile(cases / name / "output.bin")
+        write_bins(cases / name)
         names.append(name)
     return names
 

@@ -54,13 +54,7 @@ use std::path::Path;
 
 // MODS
 
-fn floats(path: &Path) -> Vec<f32> {
-    std::fs::read(path)
-        .unwrap()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
-}
+// FLOATS
 
 struct Loaded {
     run: Box<dyn FnMut() -> f64>,
@@ -183,23 +177,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipped a draw: {type(e).__name__}: {str(e)[:100]}", file=sys.stderr)
             shutil.rmtree(cases / name, ignore_errors=True)
             continue
-        from safetensors.numpy import load_file
-        data = load_file(str(cases / name / "data.safetensors"))
-        data["input"].astype("<f4").tofile(cases / name / "input.bin")
-        data["output"].astype("<f4").tofile(cases / name / "output.bin")
+        data = fuzz_models.write_bins(cases / name)
         meta[name] = {"macs": macs, "input": inp, "x": data["input"][:1].copy(),
                       "y": data["output"][:1].copy()}
         names.append(name)
     print(f"{len(names)} models", file=sys.stderr)
 
-    mods = "\n".join(
-        f"pub mod {n} {{\n    cnn::cnn_model! {{\n        #[file = "
-        f"{json.dumps(str(cases / n / 'model.toml'))}]\n        pub struct M;\n    }}\n}}\n"
-        for n in names)
     loads = "\n".join(
         f'        ("{n}", load::<{n}::M>({json.dumps(str(cases / n))}), kernels::<{n}::M>()),'
         for n in names)
-    main_rs = RUNNER.replace("// MODS", mods).replace("        // LOADS", loads)
+    main_rs = (RUNNER.replace("// MODS", fuzz_models.model_mods(cases, names))
+               .replace("// FLOATS", fuzz_models.RUST_FLOATS)
+               .replace("        // LOADS", loads))
     crate = fuzz_models.generated_crate(args.out / "crate", "fuzz_speed_run",
                                         fuzz_models.CNN_DEP + '\nserde_json = "1"', main_rs,
                                         release_debug=1)
