@@ -127,6 +127,7 @@ pub(crate) unsafe fn pool<S: Simd>(
                 // alone (the caller's contract).
                 let row = unsafe { core::slice::from_raw_parts_mut(out.add(oy * d.ow), d.ow) };
                 let base = (oy * d.sh - prow0) * rowpitch;
+                let rdiv = row_divisor(s, &d, op, oy);
                 let mut x0 = 0;
                 while x0 < d.ow {
                     let n = l.min(d.ow - x0);
@@ -152,7 +153,7 @@ pub(crate) unsafe fn pool<S: Simd>(
                         };
                     }
                     // SAFETY: divisors `x0..x0 + n` of the `ow` written.
-                    let acc = unsafe { divide(s, acc, &d, op, oy, cols, x0, n) };
+                    let acc = unsafe { divide(s, acc, op, rdiv, cols, (x0, n)) };
                     // SAFETY: outputs x0 .. x0 + n of `row` (n <= OW - x0).
                     unsafe {
                         let y = row.as_mut_ptr().add(x0);
@@ -191,30 +192,38 @@ unsafe fn column_divisors(d: &Dims2d, op: PoolOp, buf: *mut f32) -> *const f32 {
     }
 }
 
-/// `acc` (the sums of outputs `x0..x0 + n` of row `oy`) divided by their windows' cell
-/// counts as PyTorch divides (`sum / (rows * cols)`, the count an exact integer); `acc`
-/// itself for a max.
+/// The row divisor of output row `oy` of an average (the rows of its windows that
+/// count, in every lane), once per row; unused (zero) for a max.
+#[inline(always)]
+fn row_divisor<S: Simd>(s: S, d: &Dims2d, op: PoolOp, oy: usize) -> S::V {
+    match op {
+        PoolOp::Max => s.zero(),
+        PoolOp::Avg { include_pad } => {
+            s.splat(window_count(oy * d.sh, d.kh, d.h, d.ph, include_pad) as f32)
+        }
+    }
+}
+
+/// `acc` (the sums of outputs `x0..x0 + n` of a row whose [`row_divisor`] is `rows`)
+/// divided by their windows' cell counts as PyTorch divides (`sum / (rows * cols)`, the
+/// count an exact integer); `acc` itself for a max.
 ///
 /// # Safety
 ///
 /// For an average, `cols` holds the `d.ow` column divisors (`column_divisors`) and
 /// `x0 + n <= d.ow`.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 unsafe fn divide<S: Simd>(
     s: S,
     acc: S::V,
-    d: &Dims2d,
     op: PoolOp,
-    oy: usize,
+    rows: S::V,
     cols: *const f32,
-    x0: usize,
-    n: usize,
+    (x0, n): (usize, usize),
 ) -> S::V {
     match op {
         PoolOp::Max => acc,
-        PoolOp::Avg { include_pad } => {
-            let rows = window_count(oy * d.sh, d.kh, d.h, d.ph, include_pad) as f32;
+        PoolOp::Avg { .. } => {
             // SAFETY: divisors `x0..x0 + n` (the caller's contract). Lanes past `n`
             // (zero) divide into lanes that are never stored.
             let c = unsafe {
@@ -224,7 +233,7 @@ unsafe fn divide<S: Simd>(
                     s.load_n(cols.add(x0), n)
                 }
             };
-            s.div(acc, s.mul(s.splat(rows), c))
+            s.div(acc, s.mul(rows, c))
         }
     }
 }
@@ -256,26 +265,24 @@ unsafe fn load_upto<S: Simd>(s: S, p: *const f32, n: usize) -> S::V {
     }
 }
 
-/// Output vector `x0..x0 + n` of row `oy` of the plane at `out`: divided (an average,
-/// [`divide`]) and stored.
+/// Output vector `x0..x0 + n` of row `oy` of the plane at `out` (whose
+/// [`row_divisor`] is `rdiv`): divided (an average, [`divide`]) and stored.
 ///
 /// # Safety
 ///
 /// As [`divide`], and `out + oy * d.ow + x0 ..` + `n` writable.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 unsafe fn put<S: Simd>(
     s: S,
     acc: S::V,
     d: &Dims2d,
-    op: PoolOp,
-    cols: *const f32,
+    (op, rdiv, cols): (PoolOp, S::V, *const f32),
     out: *mut f32,
     (oy, x0, n): (usize, usize, usize),
 ) {
     // SAFETY: the caller's contract.
     unsafe {
-        let acc = divide(s, acc, d, op, oy, cols, x0, n);
+        let acc = divide(s, acc, op, rdiv, cols, (x0, n));
         let y = out.add(oy * d.ow + x0);
         if n == S::LANES {
             s.store(y, acc);
@@ -456,6 +463,7 @@ unsafe fn sep_rows<S: Simd, const MAX: bool>(
                 // buffer row, at `row - PW + SW * x + kx`.
                 // SAFETY: `PW <= l`: inside buffer row `oy - y0`.
                 let base = unsafe { buf.add((oy - y0) * pitch + l - d.pw) };
+                let rdiv = row_divisor(s, &d, op, oy);
                 // Each output vector from its window's `kw` columns (a macro,
                 // instantiated with the common widths so that the loops unroll).
                 macro_rules! columns {
@@ -495,7 +503,7 @@ unsafe fn sep_rows<S: Simd, const MAX: bool>(
                             };
                             // SAFETY: divisors and outputs `x0..x0 + n <= OW`; output row
                             // `oy < rows.1 <= OH`, this call's alone (the caller's contract).
-                            unsafe { put(s, acc, &d, op, cols, out, (oy, x0, n)) };
+                            unsafe { put(s, acc, &d, (op, rdiv, cols), out, (oy, x0, n)) };
                             x0 += n;
                         }
                     }};
@@ -538,7 +546,7 @@ unsafe fn sep_rows<S: Simd, const MAX: bool>(
                             let acc = unsafe { s.load_n(lanes.as_ptr(), n) };
                             // SAFETY: divisors and outputs `x0..x0 + n <= OW`; output row
                             // `oy < rows.1 <= OH`, this call's alone (the caller's contract).
-                            unsafe { put(s, acc, &d, op, cols, out, (oy, x0, n)) };
+                            unsafe { put(s, acc, &d, (op, rdiv, cols), out, (oy, x0, n)) };
                             x0 += n;
                         }
                     }
