@@ -386,11 +386,11 @@ fn conv_transpose(
         let mut calls = Vec::new();
         for ry in 0..sh {
             for rx in 0..sw {
-                let taps = |k, s, p, r| {
-                    cnn_runtime::kernels::conv_transpose::phase_taps(k, s, p, r)
+                let taps = |k, s, p, d, r| {
+                    cnn_runtime::kernels::conv_transpose::phase_taps(k, s, p, d, r)
                         .expect("the plan checked the phases")
                 };
-                let ((th, pth), (tw, ptw)) = (taps(kh, sh, ph, ry), taps(kw, sw, pw, rx));
+                let (ty, tx) = (taps(kh, sh, ph, dh, ry), taps(kw, sw, pw, dw, rx));
                 let pfield = format_ident!("{}_phase{}_{}", field, ry, rx);
                 w.fields.push((
                     pfield.clone(),
@@ -404,6 +404,8 @@ fn conv_transpose(
                             sw,
                             ph,
                             pw,
+                            dh,
+                            dw,
                             ry,
                             rx,
                         },
@@ -412,10 +414,12 @@ fn conv_transpose(
                     ),
                 ));
                 let at = lit((ry * sw + rx) * block);
-                let [cil, h, wd, ol, mh, mw, th, tw, pth, ptw, block] =
-                    [ci, h, wd, o, mh, mw, th, tw, pth, ptw, block].map(lit);
+                let (th, tw, pth, ptw) = (ty.taps, tx.taps, ty.pad, tx.pad);
+                let (pdh, pdw) = (ty.dilation, tx.dilation);
+                let [cil, h, wd, ol, mh, mw, th, tw, pth, ptw, pdh, pdw, block] =
+                    [ci, h, wd, o, mh, mw, th, tw, pth, ptw, pdh, pdw, block].map(lit);
                 calls.push(quote! {
-                    #rt::kernels::conv::conv2d::<#cil, #h, #wd, #ol, #mh, #mw, #th, #tw, 1, 1, #pth, #ptw, 1, 1, 1>(r0, &self.#pfield, &mut scratch[#at..][..#block], #act);
+                    #rt::kernels::conv::conv2d::<#cil, #h, #wd, #ol, #mh, #mw, #th, #tw, 1, 1, #pth, #ptw, #pdh, #pdw, 1>(r0, &self.#pfield, &mut scratch[#at..][..#block], #act);
                 });
             }
         }

@@ -58,7 +58,7 @@ pub(crate) enum Kind {
         ph: usize,
         pw: usize,
     },
-    /// `phase_params(ci, out, kh, kw, sh, sw, ph, pw, ry, rx, ..)`: a `ConvParams` (the
+    /// `phase_params(ci, out, kh, kw, sh, sw, ph, pw, dh, dw, ry, rx, ..)`: a `ConvParams` (the
     /// convolution of phase `(ry, rx)` of a transposed convolution: `out` channels of its
     /// own taps).
     Phase {
@@ -70,6 +70,8 @@ pub(crate) enum Kind {
         sw: usize,
         ph: usize,
         pw: usize,
+        dh: usize,
+        dw: usize,
         ry: usize,
         rx: usize,
     },
@@ -138,11 +140,13 @@ impl Kind {
                 sw,
                 ph,
                 pw,
+                dh,
+                dw,
                 ry,
                 rx,
             } => (
                 quote!(#rt::kernels::conv_transpose::phase_params),
-                vec![ci, out, kh, kw, sh, sw, ph, pw, ry, rx],
+                vec![ci, out, kh, kw, sh, sw, ph, pw, dh, dw, ry, rx],
             ),
             Kind::ConvTranspose {
                 ci,
@@ -190,12 +194,15 @@ impl Kind {
                 sw,
                 ph,
                 pw,
+                dh,
+                dw,
                 ry,
                 rx,
             } => {
-                let taps =
-                    |k, s, p, r| k::conv_transpose::phase_taps(k, s, p, r).map_or(0, |t| t.0);
-                ROW * panels(out) * (taps(kh, sh, ph, ry) * taps(kw, sw, pw, rx) * ci + 1)
+                let taps = |k, s, p, d, r| {
+                    k::conv_transpose::phase_taps(k, s, p, d, r).map_or(0, |t| t.taps)
+                };
+                ROW * panels(out) * (taps(kh, sh, ph, dh, ry) * taps(kw, sw, pw, dw, rx) * ci + 1)
             }
             Kind::ConvTranspose {
                 ci,
@@ -245,10 +252,12 @@ impl Kind {
                 sw,
                 ph,
                 pw,
+                dh,
+                dw,
                 ry,
                 rx,
             } => Box::new(k::conv_transpose::phase_params(
-                ci, out, kh, kw, sh, sw, ph, pw, ry, rx, weight, bias, bn,
+                ci, out, kh, kw, sh, sw, ph, pw, dh, dw, ry, rx, weight, bias, bn,
             )),
             Kind::ConvTranspose {
                 ci,
@@ -587,7 +596,27 @@ mod tests {
                         sw: 2,
                         ph: 1,
                         pw: 1,
+                        dh: 1,
+                        dw: 1,
                         ry: 1,
+                        rx: 0,
+                    },
+                    Some(1),
+                ),
+                // Dilated: k s2 p1 d3 (phase 0: every other tap from 1) by k s1 d2.
+                layer(
+                    Kind::Phase {
+                        ci: cg,
+                        out,
+                        kh: 2 * kh + 1,
+                        kw: 2 * kw + 1,
+                        sh: 2,
+                        sw: 1,
+                        ph: 1,
+                        pw: 0,
+                        dh: 3,
+                        dw: 2,
+                        ry: 0,
                         rx: 0,
                     },
                     Some(1),

@@ -315,9 +315,9 @@ impl<'a> Planner<'a> {
                         else {
                             unreachable!("kernel_op keeps the op")
                         };
-                        // One group and dilation 1: the convolution engine, over every
-                        // phase at once where the strides divide the kernel, else one
-                        // convolution per phase, then a copy into place.
+                        // One group: the convolution engine, over every phase at once
+                        // where the strides divide the kernel (dilation 1), else one
+                        // convolution per phase (dilated too), then a copy into place.
                         let path = if ct.groups != 1 {
                             CtPath::Kernel
                         } else if phase_geometry(&ct, shape).is_some() {
@@ -670,7 +670,7 @@ pub(crate) fn phase_geometry(
 
 /// The rows and columns of each phase's own convolution of a transposed convolution (its
 /// `kernel_op`, 2-D), when every phase has one
-/// (`cnn_runtime::kernels::conv_transpose::phase_split_axis`: dilation 1, a tap and a
+/// (`cnn_runtime::kernels::conv_transpose::phase_split_axis`: a tap and a
 /// padding that is not negative for every phase); groups are the caller's test.
 pub(crate) fn split_geometry(
     ct: &crate::ir::ConvTranspose,

@@ -72,14 +72,14 @@ pub struct Region {
 /// How a transposed convolution runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CtPath {
-    /// The phase kernel, `conv_transpose2d`: groups, dilation, and the geometries the
-    /// others do not take.
+    /// The phase kernel, `conv_transpose2d`: groups, and the geometries the others do
+    /// not take.
     Kernel,
     /// One stride-1 convolution over every phase (one group, dilation 1, strides
     /// dividing the kernel) into scratch memory, then `phase_to_space`.
     Phases,
-    /// One convolution per phase (one group, dilation 1, every phase with taps: `k3 s2
-    /// p1`) into scratch memory, then `phases_to_space`.
+    /// One convolution per phase (one group, every phase with taps: `k3 s2 p1`, dilated
+    /// ones) into scratch memory, then `phases_to_space`.
     Split,
 }
 

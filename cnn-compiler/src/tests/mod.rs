@@ -737,9 +737,10 @@ proptest! {
 
 /// Transposed convolutions take the convolution engine where they can: strides dividing
 /// the kernel, one convolution over every phase (`[gemm]`); otherwise, with a tap for
-/// every phase, one convolution per phase (`[gemm xN]`); groups, dilation, a phase
-/// without taps, the phase kernel. The scratch holds every phase's planes, and the code
-/// calls one `conv2d` per phase and `phases_to_space`.
+/// every phase, one convolution per phase (`[gemm xN]`, dilated ones too, each phase's
+/// convolution at its dilation); groups, a phase without taps (also by a dilation
+/// sharing a factor with the stride), the phase kernel. The scratch holds every phase's
+/// planes, and the code calls one `conv2d` per phase and `phases_to_space`.
 #[test]
 fn conv_transposes_pick_their_path() {
     use crate::plan::{CtPath, Kernel};
@@ -755,6 +756,8 @@ fn conv_transposes_pick_their_path() {
         d: conv_transpose(4, kernel = 3, stride = 2, groups = 2),
         e: conv_transpose(3, kernel = 3, dilation = 2),
         f: conv_transpose(2, kernel = 1, stride = 2),
+        g: conv_transpose(2, kernel = 3, stride = 2, padding = 1, dilation = 2),
+        h: conv_transpose(2, kernel = 3, stride = 2, dilation = 3),
     }))
     .unwrap();
     let paths: Vec<_> = c
@@ -771,8 +774,10 @@ fn conv_transposes_pick_their_path() {
         (CtPath::Split, "conv_transpose2d[gemm x4]+bn+relu"),
         (CtPath::Split, "conv_transpose2d[gemm x6]"),
         (CtPath::Kernel, "conv_transpose2d"),
+        (CtPath::Split, "conv_transpose2d[gemm x1]"),
         (CtPath::Kernel, "conv_transpose2d"),
         (CtPath::Kernel, "conv_transpose2d"),
+        (CtPath::Split, "conv_transpose2d[gemm x4]"),
     ];
     let got: Vec<_> = paths.iter().map(|(p, d)| (*p, d.as_str())).collect();
     assert_eq!(got, want);
@@ -787,6 +792,13 @@ fn conv_transposes_pick_their_path() {
     let code = steps.0.steps[1].to_string();
     assert_eq!(code.matches("conv2d ::").count(), 4, "{code}");
     assert!(code.contains("phases_to_space"), "{code}");
+    // Step e: one phase, the flipped 3x3 kernel at dilation 2, padded by 4 (the
+    // const arguments end with stride, padding, dilation, groups).
+    let code = steps.0.steps[4].to_string().replace(' ', "");
+    assert!(code.contains("3,3,1,1,4,4,2,2,1>"), "{code}");
+    // Step h (k3 s2 d3): phase (0, 0) taps {0, 2} at dilation 3, padded by 3.
+    let code = steps.0.steps[7].to_string().replace(' ', "");
+    assert!(code.contains("2,2,1,1,3,3,3,3,1>"), "{code}");
 }
 
 /// The macro's own attributes: a path string for `#[file]` and `#[weights]`, each at most
