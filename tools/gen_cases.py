@@ -200,6 +200,18 @@ case("op_conv_transpose_split", "conv_transpose layers whose strides do not divi
            bias=False),
          L("conv_transpose", "t3", out=3, kernel=[3, 5], stride=[2, 3], padding=[0, 1]),
          L("sigmoid")])
+case("op_conv_transpose_dilated_split", "dilated conv_transpose layers: k3 s2 d2 p1 (even "
+     "phases get no tap: the phase kernel); then, as one convolution per phase at the phase's "
+     "dilation, k4 s1 d2 (the flipped kernel) with output_padding 1, batch_norm + relu; "
+     "k3 s2 d3 p1 output_padding 2 (phases of 1 and 2 taps, inputs 3 apart); "
+     "k(3, 2) s(3, 1) d(2, 3) p(0, 1) (one tap per row phase)", [6, 2, 3], [
+         L("conv_transpose", "t0", out=8, kernel=3, stride=2, dilation=2, padding=1),
+         L("conv_transpose", "t1", out=16, kernel=4, dilation=2, output_padding=1),
+         L("batch_norm", "bn"), L("relu"),
+         L("conv_transpose", "t2", out=20, kernel=3, stride=2, dilation=3, padding=1,
+           output_padding=2),
+         L("conv_transpose", "t3", out=3, kernel=[3, 2], stride=[3, 1], dilation=[2, 3],
+           padding=[0, 1], bias=False)])
 
 # --- §6 graph shapes ------------------------------------------------------------------------
 

@@ -2389,6 +2389,28 @@ pub mod case_op_concat_channels {
     }
 }
 
+/// `tests/cases/op_conv_transpose_dilated_split/model.toml`
+pub mod case_op_conv_transpose_dilated_split {
+    use cnn::cnn_model;
+    /// Directory of the case.
+    pub const DIR: &str = "tests/cases/op_conv_transpose_dilated_split";
+    cnn_model! {
+        #[file = "tests/cases/op_conv_transpose_dilated_split/model.toml"]
+        pub struct FromToml;
+    }
+    cnn_model! {
+        pub struct Inline {
+            input: [6, 2, 3],
+            t0: conv_transpose(out = 8, kernel = 3, stride = 2, dilation = 2, padding = 1),
+            t1: conv_transpose(out = 16, kernel = 4, dilation = 2, output_padding = 1),
+            bn: batch_norm,
+            relu,
+            t2: conv_transpose(out = 20, kernel = 3, stride = 2, dilation = 3, padding = 1, output_padding = 2),
+            t3: conv_transpose(out = 3, kernel = (3, 2), stride = (3, 1), dilation = (2, 3), padding = (0, 1), bias = false),
+        }
+    }
+}
+
 /// `tests/cases/op_conv_transpose_dilation_groups/model.toml`
 pub mod case_op_conv_transpose_dilation_groups {
     use cnn::cnn_model;
@@ -3206,6 +3228,7 @@ macro_rules! for_each_case {
         $m!(case_op_adaptive_max_pool);
         $m!(case_op_add_residual);
         $m!(case_op_concat_channels);
+        $m!(case_op_conv_transpose_dilated_split);
         $m!(case_op_conv_transpose_dilation_groups);
         $m!(case_op_conv_transpose_kernel_lt_stride);
         $m!(case_op_conv_transpose_outpad_dilation);
