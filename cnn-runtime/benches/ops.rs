@@ -299,7 +299,25 @@ fn conv_transpose_split<const C: usize, const H: usize, const O: usize, const OH
     let mut op = conv_transpose::<C, H, H, O, OH, OH, 3, 3, 2, 2, 1, 1, 1, 1, 1>(name);
     let weight = &op.tensors[1].2;
     let bias = &op.tensors[2].2;
-    let p = |ry, rx| phase_params(C, O, 3, 3, 2, 2, 1, 1, 1, 1, ry, rx, weight, Some(bias), None);
+    let p = |ry, rx| {
+        phase_params(
+            C,
+            O,
+            3,
+            3,
+            2,
+            2,
+            1,
+            1,
+            1,
+            1,
+            ry,
+            rx,
+            weight,
+            Some(bias),
+            None,
+        )
+    };
     let ps = [p(0, 0), p(0, 1), p(1, 0), p(1, 1)];
     let scratch = std::cell::RefCell::new(vec![0.0f32; 4 * O * H * H]);
     op.desc.push_str(" [4 phase convs + placement]");

@@ -76,7 +76,9 @@ pub fn phase_taps(k: usize, s: usize, p: usize, d: usize, r: usize) -> Option<Ph
     // `e = (r + p - first*d) / s`, possibly negative (exact: `first` solves it).
     let e = (r + p) as i128 - (first * d) as i128;
     let e = e.div_euclid(s as i128);
-    let pad = ((taps - 1) as i128 * dilation as i128 - e).try_into().ok()?;
+    let pad = ((taps - 1) as i128 * dilation as i128 - e)
+        .try_into()
+        .ok()?;
     Some(PhaseTaps {
         taps,
         pad,
@@ -242,19 +244,31 @@ mod tests {
         assert_eq!(phase_split_axis(4, 8, 3, 2, 1, 2), None);
         // k4 s1 d2 (p0): one phase, the flipped kernel at dilation 2 padded by 6.
         let t = phase_taps(4, 1, 0, 2, 0).unwrap();
-        assert_eq!((t.taps, t.pad, t.dilation, t.first, t.step), (4, 6, 2, 0, 1));
+        assert_eq!(
+            (t.taps, t.pad, t.dilation, t.first, t.step),
+            (4, 6, 2, 0, 1)
+        );
         // k3 s2 p0 d3: phase 0 taps {0, 2} from t, t - 3; phase 1 tap 1 from t - 1.
         let t = phase_taps(3, 2, 0, 3, 0).unwrap();
-        assert_eq!((t.taps, t.pad, t.dilation, t.first, t.step), (2, 3, 3, 0, 2));
+        assert_eq!(
+            (t.taps, t.pad, t.dilation, t.first, t.step),
+            (2, 3, 3, 0, 2)
+        );
         let t = phase_taps(3, 2, 0, 3, 1).unwrap();
-        assert_eq!((t.taps, t.pad, t.dilation, t.first, t.step), (1, 1, 3, 1, 2));
+        assert_eq!(
+            (t.taps, t.pad, t.dilation, t.first, t.step),
+            (1, 1, 3, 1, 2)
+        );
         // k3 s2 p1 d3: phase 0 tap 1 from t - 1, phase 1 taps {0, 2} from t + 1, t - 2.
         assert_eq!(tp(3, 2, 1, 3, 0), Some((1, 1)));
         let t = phase_taps(3, 2, 1, 3, 1).unwrap();
         assert_eq!((t.taps, t.pad, t.first), (2, 2, 0));
         // s2 d2 (g = 2) on odd r + p: every kernel index reaches the phase, dilation 1.
         let t = phase_taps(3, 2, 1, 2, 1).unwrap();
-        assert_eq!((t.taps, t.pad, t.dilation, t.first, t.step), (3, 1, 1, 0, 1));
+        assert_eq!(
+            (t.taps, t.pad, t.dilation, t.first, t.step),
+            (3, 1, 1, 0, 1)
+        );
         // A padding past the reach at a dilation: k2 s1 d3 p4 (reach 3).
         assert_eq!(tp(2, 1, 4, 3, 0), None);
         assert_eq!(tp(2, 1, 3, 3, 0), Some((2, 0)));
@@ -290,8 +304,7 @@ mod tests {
                     let ty = phase_taps(ah.2, ah.3, ah.4, ah.5, ry).unwrap();
                     let tx = phase_taps(aw.2, aw.3, aw.4, aw.5, rx).unwrap();
                     let p = phase_params(
-                        c, o, ah.2, aw.2, ah.3, aw.3, ah.4, aw.4, ah.5, aw.5, ry, rx, &w, b,
-                        None,
+                        c, o, ah.2, aw.2, ah.3, aw.3, ah.4, aw.4, ah.5, aw.5, ry, rx, &w, b, None,
                     );
                     let d = Dims2d {
                         c,
@@ -410,8 +423,22 @@ mod tests {
         }
         // Layer-sized ones (whole panels): 24 -> 32, k4 s1 d2 on 8x8 (14x14 out); k3 s2
         // d3 p1 (the absolute tolerance caps the reduction length).
-        check(&mut rng, (24, 32), (8, 14, 4, 1, 0, 2), (8, 14, 4, 1, 0, 2), Act::RELU, true);
-        check(&mut rng, (40, 24), (9, 22, 3, 2, 1, 3), (10, 24, 3, 2, 1, 3), Act::RELU, true);
+        check(
+            &mut rng,
+            (24, 32),
+            (8, 14, 4, 1, 0, 2),
+            (8, 14, 4, 1, 0, 2),
+            Act::RELU,
+            true,
+        );
+        check(
+            &mut rng,
+            (40, 24),
+            (9, 22, 3, 2, 1, 3),
+            (10, 24, 3, 2, 1, 3),
+            Act::RELU,
+            true,
+        );
     }
 
     /// Decoder-sized layers: k3 s2 p1 with and without output padding, channels enough
@@ -459,7 +486,23 @@ mod tests {
         let mut mid = vec![0.0; 4 * O * 30];
         let mut blocks = mid.chunks_exact_mut(O * 30);
         let mut phase = |ry, rx| {
-            let p = phase_params(C, O, 3, 3, 2, 2, 1, 1, 1, 1, ry, rx, &w, Some(&b), Some(&bn));
+            let p = phase_params(
+                C,
+                O,
+                3,
+                3,
+                2,
+                2,
+                1,
+                1,
+                1,
+                1,
+                ry,
+                rx,
+                &w,
+                Some(&b),
+                Some(&bn),
+            );
             (p, blocks.next().unwrap())
         };
         let (p, m) = phase(0, 0);
