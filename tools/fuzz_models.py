@@ -352,14 +352,17 @@ def image_block(b: Builder) -> None:
         b.try_add([l])
     elif kind == "transpose":
         k = pick(rng, [2, 3, 4])
-        s = pick(rng, [1, 2, 2])
+        s = pick(rng, [1, 2, 2, 3])
         l = {"op": "conv_transpose", "out": channels(rng), "kernel": k, "stride": s}
         if rng.random() < 0.4:
-            l["padding"] = 1
-        if s == 2 and rng.random() < 0.3:
-            l["output_padding"] = 1
-        if rng.random() < 0.15:
-            l["dilation"] = 2
+            l["padding"] = pick(rng, [1, 1, 2])
+        # Dilated: per-phase convolutions at a dilation, or (a factor shared with the
+        # stride) the phase kernel.
+        d = pick(rng, [2, 3]) if rng.random() < 0.2 else 1
+        if d > 1:
+            l["dilation"] = d
+        if max(s, d) > 1 and rng.random() < 0.3:
+            l["output_padding"] = rng.randrange(1, max(s, d))
         if rng.random() < 0.1 and c % 2 == 0:
             l["groups"] = 2
             l["out"] = max(2, l["out"] // 2 * 2)

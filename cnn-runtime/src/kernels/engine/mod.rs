@@ -651,9 +651,9 @@ unsafe fn copy_band<S: Simd>(
                     fill_floats(s, row.add(left + n), wq - left - n, pad);
                     continue;
                 }
-                // Scalar elements of phase q, columns j0..j1: a loop of its own (a
-                // closure per element was not inlined: a call and a bounds check each,
-                // 30% of a stride-3 convolution's time).
+                // Scalar elements of phase q, columns j0..j1 (stride 2's edges): a loop
+                // of its own (a closure per element was not inlined: a call and a bounds
+                // check each).
                 let put = |q: usize, j0: usize, j1: usize| {
                     let out = row.add(q * wq);
                     let mut ix = (j0 * d.sw + q).wrapping_sub(d.pw);
@@ -666,7 +666,6 @@ unsafe fn copy_band<S: Simd>(
                         ix = ix.wrapping_add(d.sw);
                     }
                 };
-                let mut j0 = 0;
                 if d.sw == 2 {
                     // Columns j whose two inputs 2j - PW, 2j + 1 - PW are both inside,
                     // `l` (or fewer, masked) at a time: [jlo, jhi).
@@ -690,10 +689,24 @@ unsafe fn copy_band<S: Simd>(
                         s.store_n(row.add(wq + j), odd, n);
                         j += n;
                     }
-                    j0 = jhi;
+                    for q in 0..d.sw {
+                        put(q, jhi, wq);
+                    }
+                    continue;
                 }
+                // Larger strides: each phase's columns whose input lies in the row
+                // (`j * SW + q - PW` in `0..W`: `[jlo, jhi)`) by a constant-stride copy
+                // without a test per element, the padding around them.
                 for q in 0..d.sw {
-                    put(q, j0, wq);
+                    let jlo = d.pw.saturating_sub(q).div_ceil(d.sw).min(wq);
+                    let jhi = (d.w + d.pw).saturating_sub(q).div_ceil(d.sw).clamp(jlo, wq);
+                    let out = row.add(q * wq);
+                    fill_floats(s, out, jlo, pad);
+                    if jlo < jhi {
+                        let dst = core::slice::from_raw_parts_mut(out.add(jlo), jhi - jlo);
+                        strided_load(s, dst, &src[jlo * d.sw + q - d.pw..], d.sw);
+                    }
+                    fill_floats(s, out.add(jhi), wq - jhi, pad);
                 }
             }
         }
