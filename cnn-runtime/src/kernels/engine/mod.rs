@@ -628,6 +628,15 @@ unsafe fn copy_band<S: Simd>(
     let l = S::LANES;
     let rowpitch = d.sw * wq;
     let hw = d.h * d.w;
+    // For strides 3 to 8: the columns `[jlo, jhi)` of each phase `q` whose input column
+    // `j * SW + q - PW` lies in `0..W` (the same in every row).
+    let mut spans = [(0usize, 0usize); 8];
+    if d.sw > 2 {
+        for (q, span) in spans.iter_mut().enumerate().take(d.sw) {
+            let jlo = d.pw.saturating_sub(q).div_ceil(d.sw).min(wq);
+            *span = (jlo, (d.w + d.pw).saturating_sub(q).div_ceil(d.sw).clamp(jlo, wq));
+        }
+    }
     for c in 0..nch {
         let plane = &input[c * hw..(c + 1) * hw];
         for r in 0..nrows {
@@ -695,16 +704,21 @@ unsafe fn copy_band<S: Simd>(
                     continue;
                 }
                 // Larger strides: each phase's columns whose input lies in the row
-                // (`j * SW + q - PW` in `0..W`: `[jlo, jhi)`) by a constant-stride copy
-                // without a test per element, the padding around them.
-                for q in 0..d.sw {
-                    let jlo = d.pw.saturating_sub(q).div_ceil(d.sw).min(wq);
-                    let jhi = (d.w + d.pw).saturating_sub(q).div_ceil(d.sw).clamp(jlo, wq);
+                // (`spans`) by a copy without a test per element, the padding around
+                // them; more phases than `spans` holds element by element.
+                if d.sw > spans.len() {
+                    for q in 0..d.sw {
+                        put(q, 0, wq);
+                    }
+                    continue;
+                }
+                for (q, &(jlo, jhi)) in spans[..d.sw].iter().enumerate() {
                     let out = row.add(q * wq);
                     fill_floats(s, out, jlo, pad);
-                    if jlo < jhi {
-                        let dst = core::slice::from_raw_parts_mut(out.add(jlo), jhi - jlo);
-                        strided_load(s, dst, &src[jlo * d.sw + q - d.pw..], d.sw);
+                    // Input columns `jlo * SW + q - PW ..` by `SW`, all inside the row.
+                    let from = src.as_ptr().add(jlo * d.sw + q - d.pw);
+                    for j in 0..jhi - jlo {
+                        out.add(jlo + j).write(*from.add(j * d.sw));
                     }
                     fill_floats(s, out.add(jhi), wq - jhi, pad);
                 }
