@@ -634,7 +634,10 @@ unsafe fn copy_band<S: Simd>(
     if d.sw > 2 {
         for (q, span) in spans.iter_mut().enumerate().take(d.sw) {
             let jlo = d.pw.saturating_sub(q).div_ceil(d.sw).min(wq);
-            *span = (jlo, (d.w + d.pw).saturating_sub(q).div_ceil(d.sw).clamp(jlo, wq));
+            *span = (
+                jlo,
+                (d.w + d.pw).saturating_sub(q).div_ceil(d.sw).clamp(jlo, wq),
+            );
         }
     }
     for c in 0..nch {
