@@ -414,8 +414,8 @@ mod tests {
         }
         assert!(axes.len() > 400 && refused > 50, "{} {refused}", axes.len());
         let mut rng = Rng::new(225);
-        for i in 0..axes.len() {
-            let (a, b) = (axes[i], axes[rng.below(axes.len())]);
+        for &a in &axes {
+            let b = axes[rng.below(axes.len())];
             let ch = [(1, 1), (3, 2), (4, 5), (17, 3)][rng.below(4)];
             let act = [Act::IDENTITY, Act::RELU, Act::TANH][rng.below(3)];
             let bias = rng.below(4) != 0;
@@ -423,22 +423,12 @@ mod tests {
         }
         // Layer-sized ones (whole panels): 24 -> 32, k4 s1 d2 on 8x8 (14x14 out); k3 s2
         // d3 p1 (the absolute tolerance caps the reduction length).
-        check(
-            &mut rng,
-            (24, 32),
-            (8, 14, 4, 1, 0, 2),
-            (8, 14, 4, 1, 0, 2),
-            Act::RELU,
-            true,
-        );
-        check(
-            &mut rng,
-            (40, 24),
-            (9, 22, 3, 2, 1, 3),
-            (10, 24, 3, 2, 1, 3),
-            Act::RELU,
-            true,
-        );
+        for (ch, ah, aw) in [
+            ((24, 32), (8, 14, 4, 1, 0, 2), (8, 14, 4, 1, 0, 2)),
+            ((40, 24), (9, 22, 3, 2, 1, 3), (10, 24, 3, 2, 1, 3)),
+        ] {
+            check(&mut rng, ch, ah, aw, Act::RELU, true);
+        }
     }
 
     /// Decoder-sized layers: k3 s2 p1 with and without output padding, channels enough
